@@ -1,0 +1,121 @@
+//! Rust mirrors of the structs in `bpf/include/abi.h`.
+//!
+//! Every struct has compile-time size and offset asserts that match the
+//! `_Static_assert`s on the C side; change both together and bump
+//! [`ABI_VERSION`] so pinned maps of the old layout are never reused.
+#![no_std]
+
+use core::mem::{offset_of, size_of};
+
+/// Layout version; pins live under `/sys/fs/bpf/seta/<node>/v<ABI_VERSION>/`.
+pub const ABI_VERSION: u32 = 1;
+
+pub const ENDPOINT_KEY_IPV4: u8 = 1;
+pub const ENDPOINT_F_HOST: u32 = 1;
+/// Static bits in front of the address in an ipcache LPM key.
+pub const IPCACHE_STATIC_PREFIX: u32 = 32;
+
+pub const METRIC_INGRESS: u8 = 1;
+pub const METRIC_EGRESS: u8 = 2;
+pub const METRIC_SERVICE: u8 = 3;
+
+pub const FILE_BPF_LXC: u8 = 1;
+pub const FILE_BPF_HOST: u8 = 2;
+
+/// Key of `seta_lxc`. `ip4` is in network byte order (as the raw bytes of the address).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct EndpointKey {
+    pub ip4: [u8; 4],
+    pub family: u8,
+    pub pad: u8,
+    pub cluster_id: u16,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndpointInfo {
+    pub ifindex: u32,
+    pub unused: u16,
+    pub lxc_id: u16,
+    pub flags: u32,
+    pub mac: [u8; 6],
+    pub node_mac: [u8; 6],
+    pub sec_id: u32,
+    pub parent_ifindex: u32,
+    pub pad: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IpcacheKey {
+    pub prefixlen: u32,
+    pub cluster_id: u16,
+    pub pad: u8,
+    pub family: u8,
+    pub ip4: [u8; 4],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RemoteEndpointInfo {
+    pub sec_identity: u32,
+    pub tunnel_endpoint: [u8; 4],
+    pub node_id: u16,
+    pub flags: u8,
+    pub pad: u8,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MetricsKey {
+    pub reason: u8,
+    pub dir: u8,
+    pub line: u16,
+    pub file: u8,
+    pub reserved: [u8; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MetricsValue {
+    pub count: u64,
+    pub bytes: u64,
+}
+
+const _: () = {
+    assert!(size_of::<EndpointKey>() == 8);
+    assert!(offset_of!(EndpointKey, family) == 4);
+    assert!(size_of::<EndpointInfo>() == 40);
+    assert!(offset_of!(EndpointInfo, mac) == 12);
+    assert!(offset_of!(EndpointInfo, node_mac) == 18);
+    assert!(offset_of!(EndpointInfo, sec_id) == 24);
+    assert!(size_of::<IpcacheKey>() == 12);
+    assert!(offset_of!(IpcacheKey, ip4) == 8);
+    assert!(size_of::<RemoteEndpointInfo>() == 12);
+    assert!(size_of::<MetricsKey>() == 8);
+    assert!(size_of::<MetricsValue>() == 16);
+};
+
+impl EndpointKey {
+    pub fn v4(ip: [u8; 4]) -> Self {
+        Self { ip4: ip, family: ENDPOINT_KEY_IPV4, ..Default::default() }
+    }
+}
+
+impl IpcacheKey {
+    /// Key for `ip/prefix_len`; host bits of `ip` are cleared.
+    pub fn v4(ip: [u8; 4], prefix_len: u8) -> Self {
+        let mask = if prefix_len == 0 { 0 } else { u32::MAX << (32 - prefix_len as u32) };
+        let masked = (u32::from_be_bytes(ip) & mask).to_be_bytes();
+        Self {
+            prefixlen: IPCACHE_STATIC_PREFIX + prefix_len as u32,
+            family: ENDPOINT_KEY_IPV4,
+            ip4: masked,
+            ..Default::default()
+        }
+    }
+    pub fn ip_prefix_len(&self) -> u8 {
+        self.prefixlen.saturating_sub(IPCACHE_STATIC_PREFIX) as u8
+    }
+}

@@ -1,0 +1,74 @@
+//! JSON bodies of the agent's REST API (`/v1/...` on the unix socket).
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct AgentConfig {
+    pub node: String,
+    pub pod_cidr: Ipv4Net,
+    pub router_ip: Ipv4Addr,
+    pub state_dir: String,
+    pub socket: String,
+    pub bpffs: String,
+    pub pin_dir: String,
+    pub cni_conf_dir: String,
+    pub abi_version: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct IpamAddress {
+    pub ip: Ipv4Addr,
+    pub gateway: Ipv4Addr,
+    pub cidr: Ipv4Net,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IpamResponse {
+    pub ipv4: IpamAddress,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct IpamStatus {
+    pub cidr: Ipv4Net,
+    pub allocated: usize,
+    pub capacity: usize,
+    pub allocations: std::collections::BTreeMap<Ipv4Addr, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Status {
+    pub node: String,
+    pub version: String,
+    pub healthy: bool,
+    pub uptime_seconds: u64,
+    pub datapath: String,
+    pub attach_mode: String,
+    pub endpoints: usize,
+    pub endpoint_states: std::collections::BTreeMap<String, usize>,
+    pub ipam: IpamStatus,
+    pub restored_endpoints: usize,
+    pub cni_config: String,
+}
+
+/// A program attached to a device (TCX links are invisible to bpftool 7.1).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct Attachment {
+    pub device: String,
+    pub ifindex: u32,
+    pub direction: String,
+    pub program: String,
+    pub prog_id: u32,
+    pub link_id: u32,
+    pub pinned: Option<String>,
+}

@@ -1,0 +1,155 @@
+//! Endpoint model: states, ids and the change request the CNI plugin sends.
+use crate::labels::LabelSet;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// Endpoint states, with Cilium's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndpointState {
+    WaitingForIdentity,
+    NotReady,
+    WaitingToRegenerate,
+    Regenerating,
+    Restoring,
+    Ready,
+    Disconnecting,
+    Disconnected,
+    Invalid,
+}
+
+impl fmt::Display for EndpointState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        f.write_str(&s)
+    }
+}
+
+/// Ways to name an endpoint in the API: `123`, `cilium-local:123`,
+/// `container-id:<id>`, `pod-name:<ns>/<pod>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointRef {
+    Id(u16),
+    ContainerId(String),
+    PodName { namespace: String, pod: String },
+}
+
+impl EndpointRef {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Some(rest) = s.strip_prefix("container-id:") {
+            if rest.is_empty() {
+                return Err("container-id: needs a container id".into());
+            }
+            return Ok(Self::ContainerId(rest.into()));
+        }
+        if let Some(rest) = s.strip_prefix("pod-name:") {
+            let (ns, pod) = rest.split_once('/').ok_or_else(|| format!("{s:?}: expected pod-name:<namespace>/<pod>"))?;
+            return Ok(Self::PodName { namespace: ns.into(), pod: pod.into() });
+        }
+        let n = s.strip_prefix("cilium-local:").unwrap_or(s);
+        n.parse::<u16>()
+            .ok()
+            .filter(|id| *id > 0)
+            .map(Self::Id)
+            .ok_or_else(|| format!("{s:?} is not an endpoint id (1..65535), container-id:<id> or pod-name:<ns>/<pod>"))
+    }
+
+    pub fn matches(&self, ep: &Endpoint) -> bool {
+        match self {
+            Self::Id(id) => ep.id == *id,
+            Self::ContainerId(c) => &ep.container_id == c,
+            Self::PodName { namespace, pod } => &ep.namespace == namespace && &ep.pod_name == pod,
+        }
+    }
+}
+
+/// What the CNI plugin asks the agent to create (Cilium's EndpointChangeRequest).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct EndpointChangeRequest {
+    pub container_id: String,
+    pub container_interface_name: String,
+    #[serde(default)]
+    pub pod_name: String,
+    #[serde(default)]
+    pub namespace: String,
+    pub ipv4: Ipv4Addr,
+    /// MAC of the container-side interface
+    pub mac: String,
+    /// MAC of the host-side veth
+    pub host_mac: String,
+    pub interface_name: String,
+    pub interface_index: u32,
+    #[serde(default)]
+    pub netns_path: String,
+    /// `[source:]key=value` strings; the source defaults to `k8s`
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct Endpoint {
+    pub id: u16,
+    pub container_id: String,
+    pub container_interface_name: String,
+    pub pod_name: String,
+    pub namespace: String,
+    pub ipv4: Ipv4Addr,
+    pub mac: String,
+    pub host_mac: String,
+    pub interface_name: String,
+    pub interface_index: u32,
+    pub netns_path: String,
+    pub labels: LabelSet,
+    pub identity: u32,
+    pub state: EndpointState,
+}
+
+/// Parse `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return Err(format!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"));
+    }
+    let mut mac = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        mac[i] = u8::from_str_radix(p, 16).map_err(|_| format!("{s:?} is not a MAC address"))?;
+    }
+    Ok(mac)
+}
+
+pub fn format_mac(mac: &[u8]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// Lowest free endpoint id (1..=65535).
+pub fn next_endpoint_id<'a>(used: impl Iterator<Item = &'a u16>) -> Option<u16> {
+    let used: std::collections::BTreeSet<u16> = used.copied().collect();
+    (1..=u16::MAX).find(|i| !used.contains(i))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refs() {
+        assert_eq!(EndpointRef::parse("12").unwrap(), EndpointRef::Id(12));
+        assert_eq!(EndpointRef::parse("cilium-local:7").unwrap(), EndpointRef::Id(7));
+        assert_eq!(EndpointRef::parse("container-id:abc").unwrap(), EndpointRef::ContainerId("abc".into()));
+        assert!(EndpointRef::parse("pod-name:x").is_err());
+        assert!(EndpointRef::parse("0").is_err());
+        assert!(EndpointRef::parse("abc").is_err());
+    }
+
+    #[test]
+    fn macs_and_states() {
+        let m = parse_mac("0a:1B:02:03:04:ff").unwrap();
+        assert_eq!(format_mac(&m), "0a:1b:02:03:04:ff");
+        assert!(parse_mac("zz").is_err());
+        assert_eq!(EndpointState::WaitingForIdentity.to_string(), "waiting-for-identity");
+        assert_eq!(next_endpoint_id([1u16, 2, 4].iter()), Some(3));
+    }
+}
