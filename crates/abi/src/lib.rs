@@ -3,7 +3,7 @@
 //! Every struct has compile-time size and offset asserts that match the
 //! `_Static_assert`s on the C side; change both together and bump
 //! [`ABI_VERSION`] so pinned maps of the old layout are never reused.
-#![no_std]
+#![cfg_attr(not(feature = "aya"), no_std)]
 
 use core::mem::{offset_of, size_of};
 
@@ -118,4 +118,36 @@ impl IpcacheKey {
     pub fn ip_prefix_len(&self) -> u8 {
         self.prefixlen.saturating_sub(IPCACHE_STATIC_PREFIX) as u8
     }
+}
+
+/// The part of [`IpcacheKey`] after `prefixlen`, as aya's `lpm_trie::Key` wants it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IpcacheLpmData {
+    pub cluster_id: u16,
+    pub pad: u8,
+    pub family: u8,
+    pub ip4: [u8; 4],
+}
+const _: () = assert!(size_of::<IpcacheLpmData>() + 4 == size_of::<IpcacheKey>());
+
+impl IpcacheKey {
+    pub fn lpm_data(&self) -> IpcacheLpmData {
+        IpcacheLpmData { cluster_id: self.cluster_id, pad: self.pad, family: self.family, ip4: self.ip4 }
+    }
+    pub fn from_lpm(prefixlen: u32, d: IpcacheLpmData) -> Self {
+        Self { prefixlen, cluster_id: d.cluster_id, pad: d.pad, family: d.family, ip4: d.ip4 }
+    }
+}
+
+#[cfg(feature = "aya")]
+mod pod {
+    // SAFETY: all of these are #[repr(C)] plain data without padding holes
+    // that the kernel would read (sizes asserted above).
+    unsafe impl aya::Pod for super::EndpointKey {}
+    unsafe impl aya::Pod for super::EndpointInfo {}
+    unsafe impl aya::Pod for super::IpcacheLpmData {}
+    unsafe impl aya::Pod for super::RemoteEndpointInfo {}
+    unsafe impl aya::Pod for super::MetricsKey {}
+    unsafe impl aya::Pod for super::MetricsValue {}
 }

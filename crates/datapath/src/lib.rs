@@ -1,1 +1,15 @@
+//! The one adapter layer between seta and the kernel: the embedded eBPF
+//! objects, loading them with per-endpoint constants, TCX attachment with
+//! pinned links, typed access to the pinned maps, and netlink.
+pub mod loader;
+pub mod maps;
+pub mod netlink;
+pub mod sysfs;
 
+pub use loader::{Datapath, DatapathError, EndpointProgConfig};
+
+/// eBPF objects compiled from `bpf/` by build.rs.
+pub mod objects {
+    pub static BPF_LXC: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bpf_lxc.o"));
+    pub static BPF_HOST: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bpf_host.o"));
+}

@@ -1,0 +1,197 @@
+//! Netlink (rtnetlink) in any network namespace.
+//!
+//! setns is never called from async code: `Netlink::in_netns` opens the
+//! netlink socket on a dedicated OS thread that enters the namespace, and the
+//! socket (bound to that namespace for life) is then used from anywhere.
+use futures::TryStreamExt;
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::route::RouteScope;
+use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+#[error("netlink {op}: {msg}")]
+pub struct NetlinkError {
+    pub op: String,
+    pub msg: String,
+    pub errno: Option<i32>,
+}
+
+impl NetlinkError {
+    fn from_rt(op: impl Into<String>, e: rtnetlink::Error) -> Self {
+        let errno = match &e {
+            rtnetlink::Error::NetlinkError(m) => Some(-m.raw_code()),
+            _ => None,
+        };
+        Self { op: op.into(), msg: e.to_string(), errno }
+    }
+    pub fn is_not_found(&self) -> bool {
+        matches!(self.errno, Some(libc::ENODEV) | Some(libc::ENOENT))
+    }
+}
+
+type Result<T> = std::result::Result<T, NetlinkError>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub name: String,
+    pub mac: [u8; 6],
+    pub up: bool,
+}
+
+fn link_info(m: &LinkMessage) -> LinkInfo {
+    let mut info = LinkInfo { index: m.header.index, name: String::new(), mac: [0; 6], up: m.header.flags.contains(LinkFlags::Up) };
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => info.name = n.clone(),
+            LinkAttribute::Address(a) if a.len() == 6 => info.mac.copy_from_slice(a),
+            _ => {}
+        }
+    }
+    info
+}
+
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// Netlink in the caller's current network namespace.
+    pub fn current() -> Result<Self> {
+        let (conn, handle, _) = rtnetlink::new_connection()
+            .map_err(|e| NetlinkError { op: "socket".into(), msg: e.to_string(), errno: e.raw_os_error() })?;
+        tokio::spawn(conn);
+        Ok(Self { handle })
+    }
+
+    /// Netlink inside the network namespace at `path` (e.g. /run/netns/x).
+    pub async fn in_netns(path: &Path) -> Result<Self> {
+        let rt = tokio::runtime::Handle::current();
+        let p = path.to_path_buf();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let res = (|| -> std::result::Result<Handle, String> {
+                let f = std::fs::File::open(&p).map_err(|e| format!("open netns {}: {e}", p.display()))?;
+                nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| format!("setns {}: {e}", p.display()))?;
+                let _g = rt.enter();
+                let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| format!("netlink socket: {e}"))?;
+                rt.spawn(conn);
+                Ok(handle)
+            })();
+            let _ = tx.send(res);
+        });
+        let handle = rx
+            .await
+            .map_err(|_| NetlinkError { op: "netns thread".into(), msg: "thread died".into(), errno: None })?
+            .map_err(|msg| NetlinkError { op: format!("enter {}", path.display()), msg, errno: None })?;
+        Ok(Self { handle })
+    }
+
+    pub async fn link(&self, name: &str) -> Result<Option<LinkInfo>> {
+        let mut s = self.handle.link().get().match_name(name.to_string()).execute();
+        match s.try_next().await {
+            Ok(Some(m)) => Ok(Some(link_info(&m))),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                let e = NetlinkError::from_rt(format!("get link {name}"), e);
+                if e.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    pub async fn links(&self) -> Result<Vec<LinkInfo>> {
+        let msgs: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| NetlinkError::from_rt("list links", e))?;
+        Ok(msgs.iter().map(link_info).collect())
+    }
+
+    pub async fn create_veth(&self, name: &str, peer: &str) -> Result<()> {
+        self.handle
+            .link()
+            .add(LinkVeth::new(name, peer).build())
+            .execute()
+            .await
+            .map_err(|e| NetlinkError::from_rt(format!("create veth {name}/{peer}"), e))
+    }
+
+    async fn set(&self, op: String, msg: LinkMessage) -> Result<()> {
+        self.handle.link().set(msg).execute().await.map_err(|e| NetlinkError::from_rt(op, e))
+    }
+
+    pub async fn set_up(&self, index: u32) -> Result<()> {
+        self.set(format!("set link {index} up"), LinkUnspec::new_with_index(index).up().build()).await
+    }
+
+    pub async fn set_arp(&self, index: u32, on: bool) -> Result<()> {
+        self.set(format!("set link {index} arp {on}"), LinkUnspec::new_with_index(index).arp(on).build()).await
+    }
+
+    pub async fn set_mtu(&self, index: u32, mtu: u32) -> Result<()> {
+        self.set(format!("set link {index} mtu {mtu}"), LinkUnspec::new_with_index(index).mtu(mtu).build()).await
+    }
+
+    pub async fn rename(&self, index: u32, name: &str) -> Result<()> {
+        self.set(format!("rename link {index} to {name}"), LinkUnspec::new_with_index(index).name(name).build()).await
+    }
+
+    /// Move a link into the network namespace behind `ns`.
+    pub async fn set_netns(&self, index: u32, ns: BorrowedFd<'_>) -> Result<()> {
+        self.set(format!("move link {index} to netns"), LinkUnspec::new_with_index(index).setns_by_fd(ns.as_raw_fd()).build())
+            .await
+    }
+
+    pub async fn del_link(&self, index: u32) -> Result<()> {
+        self.handle.link().del(index).execute().await.map_err(|e| NetlinkError::from_rt(format!("delete link {index}"), e))
+    }
+
+    pub async fn add_addr(&self, index: u32, ip: Ipv4Addr, prefix: u8) -> Result<()> {
+        self.handle
+            .address()
+            .add(index, IpAddr::V4(ip), prefix)
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| NetlinkError::from_rt(format!("add address {ip}/{prefix} to link {index}"), e))
+    }
+
+    /// `ip route replace dst/prefix [via gw] dev oif [scope link] [src src]`
+    pub async fn replace_route(
+        &self,
+        dst: Ipv4Addr,
+        prefix: u8,
+        gw: Option<Ipv4Addr>,
+        oif: u32,
+        src: Option<Ipv4Addr>,
+    ) -> Result<()> {
+        let mut b = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dst, prefix).output_interface(oif);
+        match gw {
+            Some(gw) => b = b.gateway(gw),
+            None => b = b.scope(RouteScope::Link),
+        }
+        if let Some(src) = src {
+            b = b.pref_source(src);
+        }
+        self.handle
+            .route()
+            .add(b.build())
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| NetlinkError::from_rt(format!("add route {dst}/{prefix} dev {oif}"), e))
+    }
+}
