@@ -1,1 +1,78 @@
-fn main() {}
+//! seta-agent: the per-node daemon.
+mod agent;
+mod api;
+mod config;
+mod state;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use config::{Config, RunArgs};
+
+#[derive(Parser)]
+#[command(name = "seta-agent", version, about = "seta per-node agent: endpoints, IPAM and the eBPF datapath")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the agent (the default)
+    Run(RunArgs),
+    /// Remove everything this node's agent created: pins (programs detach), devices, state, socket, CNI config
+    Cleanup(RunArgs),
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SETA_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new()?;
+    match cli.cmd {
+        Some(Cmd::Cleanup(a)) => rt.block_on(async {
+            // cleanup does not need a pod CIDR
+            let mut a = a;
+            a.pod_cidr.get_or_insert("10.0.0.0/24".parse().unwrap());
+            let cfg = Config::resolve(a)?;
+            for line in agent::cleanup(&cfg).await? {
+                println!("{line}");
+            }
+            Ok(())
+        }),
+        Some(Cmd::Run(a)) => rt.block_on(run(Config::resolve(a)?)),
+        None => rt.block_on(run(Config::resolve(cli.run)?)),
+    }
+}
+
+async fn run(cfg: Config) -> Result<()> {
+    tracing::info!(node = %cfg.node, pod_cidr = %cfg.pod_cidr, pins = %cfg.pin_dir.display(), "starting seta-agent");
+    let agent = agent::Agent::start(cfg.clone()).await?;
+
+    if let Some(dir) = cfg.socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(&cfg.socket);
+    let listener = tokio::net::UnixListener::bind(&cfg.socket).with_context(|| format!("bind {}", cfg.socket.display()))?;
+
+    // Ready: only now may runtimes use seta (the CNI config appears).
+    std::fs::create_dir_all(&cfg.cni_conf_dir).with_context(|| format!("create {}", cfg.cni_conf_dir.display()))?;
+    state::write_atomic(&cfg.cni_conf_path(), &serde_json::to_vec_pretty(&cfg.conflist())?)?;
+    tracing::info!(socket = %cfg.socket.display(), cni = %cfg.cni_conf_path().display(), "agent ready");
+
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+    };
+    axum::serve(listener, api::router(agent)).with_graceful_shutdown(shutdown).await?;
+    // Graceful stop: the datapath (pinned maps and links) stays in place.
+    let _ = std::fs::remove_file(&cfg.socket);
+    tracing::info!("agent stopped; datapath left in place");
+    Ok(())
+}

@@ -69,6 +69,5 @@ pub struct Attachment {
     pub direction: String,
     pub program: String,
     pub prog_id: u32,
-    pub link_id: u32,
     pub pinned: Option<String>,
 }

@@ -67,8 +67,9 @@ impl Datapath {
         &self.pin_dir
     }
 
+    /// bpffs refuses '.' in names, so links are pinned as `<ifname>_<ingress|egress>`.
     pub fn link_pin(&self, ifname: &str, dir: &str) -> PathBuf {
-        self.pin_dir.join("links").join(format!("{ifname}.{dir}"))
+        self.pin_dir.join("links").join(format!("{ifname}_{dir}"))
     }
 
     fn loader(&self) -> EbpfLoader<'static> {
@@ -145,7 +146,7 @@ impl Datapath {
         let mut out: Vec<String> = std::fs::read_dir(self.pin_dir.join("links"))
             .map(|rd| {
                 rd.flatten()
-                    .filter_map(|e| e.file_name().to_str().and_then(|n| n.rsplit_once('.').map(|(d, _)| d.to_string())))
+                    .filter_map(|e| e.file_name().to_str().and_then(|n| n.rsplit_once('_').map(|(d, _)| d.to_string())))
                     .collect()
             })
             .unwrap_or_default();
@@ -185,7 +186,7 @@ impl Datapath {
         };
         let link = program.take_link(link_id).map_err(perr)?;
         let fd: FdLink = link.try_into().map_err(|e| lerr(format!("not an fd link: {e}")))?;
-        fd.pin(&pin).map_err(|e| lerr(format!("pin: {e}")))?;
+        fd.pin(&pin).map_err(|e| lerr(format!("pin: {e:?}")))?;
         Ok(())
     }
 
