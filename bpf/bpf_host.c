@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* Node-side programs.
- *   seta_from_host: tc egress of seta_host. The node routes the pod CIDR to
+ *   from_host: tc egress of seta_host. The node routes the pod CIDR to
  *   seta_host; this program delivers each packet to its endpoint's veth. */
 #define THIS_FILE FILE_BPF_HOST
 #include "lib/common.h"
 
 SEC("classifier")
-int seta_from_host(struct __sk_buff *ctx)
+int from_host(struct __sk_buff *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* Endpoint programs, loaded once per endpoint with per-endpoint constants
  * set at load time (no compiler at run time).
- *   seta_from_container: tc ingress of the host-side veth (packets leaving the pod)
- *   seta_to_container:   tc egress of the host-side veth (packets entering the pod
+ *   from_container: tc ingress of the host-side veth (packets leaving the pod)
+ *   to_container:   tc egress of the host-side veth (packets entering the pod
  *                        through the host stack); counts ingress deliveries. */
 #define THIS_FILE FILE_BPF_LXC
 #include "lib/common.h"
@@ -43,7 +43,7 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 }
 
 SEC("classifier")
-int seta_from_container(struct __sk_buff *ctx)
+int from_container(struct __sk_buff *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -70,7 +70,7 @@ int seta_from_container(struct __sk_buff *ctx)
 }
 
 SEC("classifier")
-int seta_to_container(struct __sk_buff *ctx)
+int to_container(struct __sk_buff *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;

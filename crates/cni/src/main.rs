@@ -1,1 +1,314 @@
-fn main() {}
+//! seta-cni: the CNI plugin (spec 0.3.1, 0.4.0, 1.0.0, 1.1.0).
+//!
+//! ADD allocates an address from the agent, creates the veth pair (host side
+//! `lxc<12 hex>`), moves the peer into the pod netns as CNI_IFNAME with a /32,
+//! a route to the router and a default route, and registers the endpoint; the
+//! agent answers only once the endpoint's programs and map entries are live.
+//! Every step is undone if a later one fails.
+use seta_client::{Client, ClientError};
+use seta_core::api::{IpamResponse, Status};
+use seta_core::cni::{self, code, AddOutcome, CniError, Command, Env, NetConf};
+use seta_core::endpoint::{format_mac, Endpoint, EndpointChangeRequest};
+use seta_core::names::{lxc_name, tmp_peer_name};
+use seta_datapath::netlink::Netlink;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::path::Path;
+
+fn main() {
+    let mut stdin = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut stdin);
+    let version = serde_json::from_slice::<Value>(&stdin)
+        .ok()
+        .and_then(|v| v["cniVersion"].as_str().map(String::from))
+        .filter(|v| cni::SUPPORTED_VERSIONS.contains(&v.as_str()))
+        .unwrap_or_else(|| "1.1.0".to_string());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let cmd_name = std::env::var("CNI_COMMAND").unwrap_or_default();
+    let result = rt.block_on(run(&cmd_name, &stdin));
+    let mut out = std::io::stdout();
+    match result {
+        Ok(Some(v)) => {
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&v).unwrap());
+        }
+        Ok(None) => {}
+        Err(e) => {
+            log_line(&stdin, &format!("{cmd_name} failed: code {} {}", e.code, e.msg));
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&e.to_json(&version)).unwrap());
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Append to the conf's log-file, if it has one.
+fn log_line(stdin: &[u8], msg: &str) {
+    let Some(path) = serde_json::from_slice::<Value>(stdin).ok().and_then(|v| v["log-file"].as_str().map(String::from)) else { return };
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "seta-cni[{}]: {msg}", std::process::id());
+    }
+}
+
+async fn run(cmd_name: &str, stdin: &[u8]) -> Result<Option<Value>, CniError> {
+    let cmd = Command::parse(cmd_name)?;
+    if cmd == Command::Version {
+        let v = serde_json::from_slice::<Value>(stdin).ok().and_then(|v| v["cniVersion"].as_str().map(String::from));
+        return Ok(Some(cni::version_result(v.as_deref())));
+    }
+    let conf = cni::parse_netconf(stdin)?;
+    let env = cni::parse_env(cmd, |k| std::env::var(k).ok())?;
+    let client = Client::new(&conf.agent_socket);
+    match cmd {
+        Command::Add => add(&conf, &env, &client).await.map(Some),
+        Command::Del => del(&conf, &env, &client).await.map(|_| None),
+        Command::Check => check(&conf, &env, &client).await.map(|_| None),
+        Command::Status => status(&conf, &client).await.map(|_| None),
+        Command::Gc => gc(&conf, &client).await.map(|_| None),
+        Command::Version => unreachable!(),
+    }
+}
+
+fn agent_err(what: &str, e: ClientError) -> CniError {
+    if e.is_unreachable() {
+        CniError::new(code::TRY_AGAIN_LATER, format!("{what}: {e}"))
+    } else {
+        CniError::new(code::IO_FAILURE, format!("{what}: {e}"))
+    }
+}
+
+fn nl_err(e: impl std::fmt::Display) -> CniError {
+    CniError::new(code::IO_FAILURE, e.to_string())
+}
+
+enum Undo {
+    ReleaseIp(String),
+    DeleteLink(String),
+    DeleteEndpoint(String),
+}
+
+async fn undo(client: &Client, steps: Vec<Undo>) {
+    let Ok(nl) = Netlink::current() else { return };
+    for s in steps.into_iter().rev() {
+        match s {
+            Undo::ReleaseIp(owner) => {
+                let _ = client.delete::<Value>(&format!("/v1/ipam?owner={owner}")).await;
+            }
+            Undo::DeleteLink(name) => {
+                if let Ok(Some(l)) = nl.link(&name).await {
+                    let _ = nl.del_link(l.index).await;
+                }
+            }
+            Undo::DeleteEndpoint(cid) => {
+                let _ = client.delete::<Value>(&format!("/v1/endpoint/container-id:{cid}")).await;
+            }
+        }
+    }
+}
+
+/// Test hook: SETA_CNI_INJECT_FAILURE=<step> fails ADD right after that step.
+fn injected(step: &str) -> Result<(), CniError> {
+    if std::env::var("SETA_CNI_INJECT_FAILURE").as_deref() == Ok(step) {
+        return Err(CniError::new(code::IO_FAILURE, format!("injected failure after {step}")));
+    }
+    Ok(())
+}
+
+async fn add(conf: &NetConf, env: &Env, client: &Client) -> Result<Value, CniError> {
+    if conf.prev_result.is_some() {
+        return Err(CniError::new(
+            code::INVALID_NETCONF,
+            "seta-cni must be the first plugin of the chain (it got a prevResult)",
+        ));
+    }
+    let netns = std::fs::File::open(&env.netns).map_err(|e| {
+        CniError::new(code::UNKNOWN_CONTAINER, format!("CNI_NETNS {}: cannot open the network namespace: {e}", env.netns))
+    })?;
+    let mut done = Vec::new();
+    let r = add_steps(conf, env, client, &netns, &mut done).await;
+    if r.is_err() {
+        undo(client, done).await;
+    }
+    r
+}
+
+async fn add_steps(conf: &NetConf, env: &Env, client: &Client, netns: &std::fs::File, done: &mut Vec<Undo>) -> Result<Value, CniError> {
+    let cid = &env.container_id;
+    let nl = Netlink::current().map_err(nl_err)?;
+    let host_if = lxc_name(cid, &env.ifname);
+    let tmp_if = tmp_peer_name(cid, &env.ifname);
+
+    // 1. address
+    let ipam: IpamResponse = client
+        .post(&format!("/v1/ipam?owner={cid}"), &json!({}))
+        .await
+        .map_err(|e| agent_err("allocating an address from the seta agent", e))?;
+    done.push(Undo::ReleaseIp(cid.clone()));
+    let (ip, gw) = (ipam.ipv4.ip, ipam.ipv4.gateway);
+
+    // 2. veth pair (a stale pair of an earlier ADD of this container is replaced)
+    for stale in [&host_if, &tmp_if] {
+        if let Some(l) = nl.link(stale).await.map_err(nl_err)? {
+            nl.del_link(l.index).await.map_err(nl_err)?;
+        }
+    }
+    nl.create_veth(&host_if, &tmp_if).await.map_err(nl_err)?;
+    done.push(Undo::DeleteLink(host_if.clone()));
+    let host = nl.link(&host_if).await.map_err(nl_err)?.ok_or_else(|| nl_err(format!("{host_if} vanished")))?;
+    let tmp = nl.link(&tmp_if).await.map_err(nl_err)?.ok_or_else(|| nl_err(format!("{tmp_if} vanished")))?;
+    seta_datapath::sysfs::set_ipv4_sysctl(&format!("conf/{host_if}/rp_filter"), "0").map_err(nl_err)?;
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{host_if}/disable_ipv6"), "1");
+    nl.set_up(host.index).await.map_err(nl_err)?;
+    injected("veth")?;
+
+    // 3. container side
+    nl.set_netns(tmp.index, netns.as_fd()).await.map_err(nl_err)?;
+    let pod = Netlink::in_netns(Path::new(&env.netns)).await.map_err(nl_err)?;
+    if pod.link(&env.ifname).await.map_err(nl_err)?.is_some() {
+        return Err(CniError::new(code::INVALID_ENV, format!("CNI_IFNAME {} already exists in {}", env.ifname, env.netns)));
+    }
+    let peer = pod.link(&tmp_if).await.map_err(nl_err)?.ok_or_else(|| nl_err(format!("{tmp_if} not found in {}", env.netns)))?;
+    pod.rename(peer.index, &env.ifname).await.map_err(nl_err)?;
+    if let Some(lo) = pod.link("lo").await.map_err(nl_err)? {
+        pod.set_up(lo.index).await.map_err(nl_err)?;
+    }
+    pod.set_up(peer.index).await.map_err(nl_err)?;
+    pod.add_addr(peer.index, ip, 32).await.map_err(nl_err)?;
+    pod.replace_route(gw, 32, None, peer.index, Some(ip)).await.map_err(nl_err)?;
+    pod.replace_route(std::net::Ipv4Addr::UNSPECIFIED, 0, Some(gw), peer.index, None).await.map_err(nl_err)?;
+    injected("netns")?;
+
+    // 4. endpoint: returns once programs and maps are live
+    let req = EndpointChangeRequest {
+        container_id: cid.clone(),
+        container_interface_name: env.ifname.clone(),
+        pod_name: env.args.get("K8S_POD_NAME").cloned().unwrap_or_default(),
+        namespace: env.args.get("K8S_POD_NAMESPACE").cloned().unwrap_or_default(),
+        ipv4: ip,
+        mac: format_mac(&peer.mac),
+        host_mac: format_mac(&host.mac),
+        interface_name: host_if.clone(),
+        interface_index: host.index,
+        netns_path: env.netns.clone(),
+        labels: cni::labels_from_args(&env.args),
+    };
+    let _ep: Endpoint = client
+        .put(&format!("/v1/endpoint/container-id:{cid}"), &req)
+        .await
+        .map_err(|e| agent_err("registering the endpoint with the seta agent", e))?;
+    done.push(Undo::DeleteEndpoint(cid.clone()));
+    injected("endpoint")?;
+
+    Ok(cni::add_result(
+        &conf.cni_version,
+        &AddOutcome {
+            host_ifname: host_if,
+            host_mac: format_mac(&host.mac),
+            ifname: env.ifname.clone(),
+            mac: format_mac(&peer.mac),
+            sandbox: env.netns.clone(),
+            ip,
+            gateway: gw,
+        },
+    ))
+}
+
+async fn del(conf: &NetConf, env: &Env, client: &Client) -> Result<(), CniError> {
+    let cid = &env.container_id;
+    let host_if = lxc_name(cid, &env.ifname);
+    match client.delete::<Value>(&format!("/v1/endpoint/container-id:{cid}")).await {
+        Ok(_) => {}
+        Err(e) if e.status() == Some(404) => {}
+        Err(e) if e.is_unreachable() => {
+            // The agent finishes this DEL when it starts again.
+            let dir = conf.delete_queue_dir.clone().unwrap_or_else(|| {
+                Path::new(&conf.agent_socket).parent().unwrap_or(Path::new("/run/seta")).join("deleteQueue").display().to_string()
+            });
+            std::fs::create_dir_all(&dir).map_err(|e| CniError::new(code::IO_FAILURE, format!("create delete queue {dir}: {e}")))?;
+            let body = json!({"container-id": cid, "ifname": env.ifname, "host-ifname": host_if});
+            let path = Path::new(&dir).join(format!("{cid}-{}.json", env.ifname));
+            std::fs::write(&path, body.to_string())
+                .map_err(|e| CniError::new(code::IO_FAILURE, format!("queue DEL in {}: {e}", path.display())))?;
+        }
+        Err(e) => return Err(agent_err("deleting the endpoint", e)),
+    }
+    match client.delete::<Value>(&format!("/v1/ipam?owner={cid}")).await {
+        Ok(_) => {}
+        Err(e) if e.is_unreachable() => {}
+        Err(e) => return Err(agent_err("releasing the address", e)),
+    }
+    let nl = Netlink::current().map_err(nl_err)?;
+    if let Some(l) = nl.link(&host_if).await.map_err(nl_err)? {
+        nl.del_link(l.index).await.map_err(nl_err)?;
+    }
+    Ok(())
+}
+
+async fn check(conf: &NetConf, env: &Env, client: &Client) -> Result<(), CniError> {
+    if !cni::version_at_least(&conf.cni_version, "0.4.0") {
+        return Err(CniError::new(code::INCOMPATIBLE_VERSION, format!("CHECK needs cniVersion 0.4.0 or later, config has {}", conf.cni_version)));
+    }
+    let fail = |m: String| CniError::new(code::IO_FAILURE, m);
+    let cid = &env.container_id;
+    let ep: Endpoint = client
+        .get(&format!("/v1/endpoint/container-id:{cid}"))
+        .await
+        .map_err(|e| agent_err(&format!("endpoint of container {cid}"), e))?;
+    if ep.state != seta_core::endpoint::EndpointState::Ready {
+        return Err(fail(format!("endpoint {} is {}, not ready", ep.id, ep.state)));
+    }
+    let nl = Netlink::current().map_err(nl_err)?;
+    match nl.link(&ep.interface_name).await.map_err(nl_err)? {
+        Some(l) if l.index == ep.interface_index && l.up => {}
+        _ => return Err(fail(format!("host interface {} is missing or down", ep.interface_name))),
+    }
+    let pod = Netlink::in_netns(Path::new(&env.netns)).await.map_err(nl_err)?;
+    match pod.link(&env.ifname).await.map_err(nl_err)? {
+        Some(l) if l.up && format_mac(&l.mac) == ep.mac => {}
+        _ => return Err(fail(format!("{} in {} is missing, down or has another MAC", env.ifname, env.netns))),
+    }
+    if let Some(prev) = &conf.prev_result {
+        let want = format!("{}/32", ep.ipv4);
+        let ok = prev["ips"].as_array().is_some_and(|ips| ips.iter().any(|i| i["address"] == want.as_str()));
+        if !ok {
+            return Err(fail(format!("prevResult does not hold the endpoint address {want}")));
+        }
+    }
+    Ok(())
+}
+
+async fn status(conf: &NetConf, client: &Client) -> Result<(), CniError> {
+    if !cni::version_at_least(&conf.cni_version, "1.1.0") {
+        return Err(CniError::new(code::INCOMPATIBLE_VERSION, format!("STATUS needs cniVersion 1.1.0, config has {}", conf.cni_version)));
+    }
+    client
+        .get::<Value>("/v1/healthz")
+        .await
+        .map(|_| ())
+        .map_err(|e| CniError::new(code::PLUGIN_NOT_AVAILABLE, format!("seta agent is not available: {e}")))
+}
+
+async fn gc(conf: &NetConf, client: &Client) -> Result<(), CniError> {
+    if !cni::version_at_least(&conf.cni_version, "1.1.0") {
+        return Err(CniError::new(code::INCOMPATIBLE_VERSION, format!("GC needs cniVersion 1.1.0, config has {}", conf.cni_version)));
+    }
+    let valid = conf.valid_attachments.clone().unwrap_or_default();
+    let keep = |cid: &str, ifname: &str| valid.iter().any(|a| a.container_id == cid && a.ifname == ifname);
+    let eps: Vec<Endpoint> = client.get("/v1/endpoint").await.map_err(|e| agent_err("listing endpoints", e))?;
+    let nl = Netlink::current().map_err(nl_err)?;
+    for ep in eps.iter().filter(|e| !keep(&e.container_id, &e.container_interface_name)) {
+        client
+            .delete::<Value>(&format!("/v1/endpoint/{}", ep.id))
+            .await
+            .map_err(|e| agent_err(&format!("deleting stale endpoint {}", ep.id), e))?;
+        if let Some(l) = nl.link(&ep.interface_name).await.map_err(nl_err)? {
+            nl.del_link(l.index).await.map_err(nl_err)?;
+        }
+    }
+    // addresses whose owner is no valid attachment (an ADD that died half-way)
+    let st: Status = client.get("/v1/status").await.map_err(|e| agent_err("agent status", e))?;
+    let owners: std::collections::BTreeSet<String> = st.ipam.allocations.values().cloned().collect();
+    for owner in owners.iter().filter(|o| !valid.iter().any(|a| &a.container_id == *o)) {
+        client.delete::<Value>(&format!("/v1/ipam?owner={owner}")).await.map_err(|e| agent_err("releasing stale addresses", e))?;
+    }
+    Ok(())
+}

@@ -38,9 +38,9 @@ pub struct EndpointProgConfig {
     pub node_mac: [u8; 6],
 }
 
-pub const PROG_FROM_CONTAINER: &str = "seta_from_container";
-pub const PROG_TO_CONTAINER: &str = "seta_to_container";
-pub const PROG_FROM_HOST: &str = "seta_from_host";
+pub const PROG_FROM_CONTAINER: &str = "from_container";
+pub const PROG_TO_CONTAINER: &str = "to_container";
+pub const PROG_FROM_HOST: &str = "from_host";
 
 /// A node's datapath, rooted at its versioned pin directory.
 #[derive(Debug, Clone)]
@@ -108,7 +108,7 @@ impl Datapath {
         Ok(ebpf)
     }
 
-    /// Attach `seta_from_host` to the egress of `dev`. An existing pinned link is
+    /// Attach `from_host` to the egress of `dev`. An existing pinned link is
     /// updated in place (atomic program swap), so a restart never detaches it.
     pub fn attach_host(&self, dev: &str) -> Result<()> {
         let mut ebpf = self.load_host_object()?;

@@ -139,7 +139,7 @@ fn privileged_bpf_from_container_local_delivery_rewrites_and_redirects() {
     }
     let mut f = Fixture::new("fc");
     let pkt = udp_packet(A_HOST_MAC, A_POD_MAC, POD_A, POD_B, 64);
-    let (verdict, out) = run(&mut f.lxc_a, "seta_from_container", &pkt);
+    let (verdict, out) = run(&mut f.lxc_a, "from_container", &pkt);
     assert_eq!(verdict, TC_ACT_REDIRECT, "pod->pod on the same node is redirected to the peer");
     assert_eq!(&out[0..6], &B_POD_MAC, "destination MAC is the destination pod's");
     assert_eq!(&out[6..12], &B_HOST_MAC, "source MAC is the destination lxc's");
@@ -157,7 +157,7 @@ fn privileged_bpf_from_container_to_node_and_world_goes_to_stack() {
     let mut f = Fixture::new("stack");
     for dst in [ROUTER, Ipv4Addr::new(192, 0, 2, 1)] {
         let pkt = udp_packet(A_HOST_MAC, A_POD_MAC, POD_A, dst, 64);
-        let (verdict, out) = run(&mut f.lxc_a, "seta_from_container", &pkt);
+        let (verdict, out) = run(&mut f.lxc_a, "from_container", &pkt);
         assert_eq!(verdict, TC_ACT_OK, "{dst} is handed to the stack");
         assert_eq!(out, pkt, "packet to {dst} unchanged");
     }
@@ -170,18 +170,18 @@ fn privileged_bpf_from_container_drops_with_cilium_reasons() {
         return;
     }
     let mut f = Fixture::new("drop");
-    let (v, _) = run(&mut f.lxc_a, "seta_from_container", &udp_packet(A_HOST_MAC, A_POD_MAC, POD_A, POD_B, 1));
+    let (v, _) = run(&mut f.lxc_a, "from_container", &udp_packet(A_HOST_MAC, A_POD_MAC, POD_A, POD_B, 1));
     assert_eq!(v, TC_ACT_SHOT);
     assert_eq!(f.metric(196, seta_abi::METRIC_EGRESS), 1, "TTL exceeded (196)");
     let mut v6 = udp_packet(A_HOST_MAC, A_POD_MAC, POD_A, POD_B, 64);
     v6[12..14].copy_from_slice(&[0x86, 0xdd]);
     v6.resize(14 + 40 + 8, 0); // the kernel wants a full IPv6 header for the test run
-    let (v, _) = run(&mut f.lxc_a, "seta_from_container", &v6);
+    let (v, _) = run(&mut f.lxc_a, "from_container", &v6);
     assert_eq!(v, TC_ACT_SHOT);
     assert_eq!(f.metric(139, seta_abi::METRIC_EGRESS), 1, "unsupported L3 protocol (139)");
     let mut bad = udp_packet(A_HOST_MAC, A_POD_MAC, POD_A, POD_B, 64);
     bad[14] = 0x44; // IHL 4 is not a valid IPv4 header
-    let (v, _) = run(&mut f.lxc_a, "seta_from_container", &bad);
+    let (v, _) = run(&mut f.lxc_a, "from_container", &bad);
     assert_eq!(v, TC_ACT_SHOT);
     assert_eq!(f.metric(134, seta_abi::METRIC_EGRESS), 1, "invalid packet (134)");
 }
@@ -192,7 +192,7 @@ fn privileged_bpf_arp_responder_answers_with_lxc_mac() {
         return;
     }
     let mut f = Fixture::new("arp");
-    let (v, out) = run(&mut f.lxc_a, "seta_from_container", &arp_request(A_POD_MAC, POD_A, ROUTER));
+    let (v, out) = run(&mut f.lxc_a, "from_container", &arp_request(A_POD_MAC, POD_A, ROUTER));
     assert_eq!(v, TC_ACT_REDIRECT, "reply is sent back out of the lxc");
     assert_eq!(&out[0..6], &A_POD_MAC, "reply goes to the asking pod");
     assert_eq!(&out[6..12], &A_HOST_MAC);
@@ -202,7 +202,7 @@ fn privileged_bpf_arp_responder_answers_with_lxc_mac() {
     assert_eq!(&out[32..38], &A_POD_MAC);
     assert_eq!(&out[38..42], &POD_A.octets());
     // gratuitous ARP / DAD for its own address is not answered
-    let (v, _) = run(&mut f.lxc_a, "seta_from_container", &arp_request(A_POD_MAC, POD_A, POD_A));
+    let (v, _) = run(&mut f.lxc_a, "from_container", &arp_request(A_POD_MAC, POD_A, POD_A));
     assert_eq!(v, TC_ACT_SHOT);
     assert_eq!(f.metric(150, seta_abi::METRIC_EGRESS), 1);
 }
@@ -214,20 +214,20 @@ fn privileged_bpf_delivery_from_host_and_to_container() {
     }
     let mut f = Fixture::new("host");
     let pkt = udp_packet([0x02, 0xcc, 0, 0, 0, 1], [0x02, 0xcc, 0, 0, 0, 2], ROUTER, POD_B, 63);
-    let (v, out) = run(&mut f.host, "seta_from_host", &pkt);
+    let (v, out) = run(&mut f.host, "from_host", &pkt);
     assert_eq!(v, TC_ACT_REDIRECT, "node->pod is redirected to the endpoint's lxc");
     assert_eq!(&out[0..6], &B_POD_MAC);
     assert_eq!(&out[6..12], &B_HOST_MAC);
     assert_eq!(&out[12..], &pkt[12..], "L3 untouched (the stack already routed it)");
     let other = udp_packet([0; 6], [0; 6], ROUTER, Ipv4Addr::new(10, 99, 0, 1), 64);
-    let (v, out) = run(&mut f.host, "seta_from_host", &other);
+    let (v, out) = run(&mut f.host, "from_host", &other);
     assert_eq!((v, out), (TC_ACT_OK, other), "not an endpoint: left to the stack");
     assert_eq!(f.metric(0, seta_abi::METRIC_INGRESS), 1);
 
     // to-container accepts only the endpoint's own address
-    let (v, _) = run(&mut f.lxc_a, "seta_to_container", &udp_packet(A_POD_MAC, A_HOST_MAC, ROUTER, POD_A, 64));
+    let (v, _) = run(&mut f.lxc_a, "to_container", &udp_packet(A_POD_MAC, A_HOST_MAC, ROUTER, POD_A, 64));
     assert_eq!(v, TC_ACT_OK);
-    let (v, _) = run(&mut f.lxc_a, "seta_to_container", &udp_packet(A_POD_MAC, A_HOST_MAC, ROUTER, POD_B, 64));
+    let (v, _) = run(&mut f.lxc_a, "to_container", &udp_packet(A_POD_MAC, A_HOST_MAC, ROUTER, POD_B, 64));
     assert_eq!(v, TC_ACT_SHOT);
     assert_eq!(f.metric(150, seta_abi::METRIC_INGRESS), 1);
 }
