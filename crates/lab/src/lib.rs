@@ -1,1 +1,443 @@
+//! A virtual cluster in network namespaces, for `seta lab` and the end-to-end tests.
+//!
+//! Every object carries the lab name as a prefix: node namespaces and node
+//! names `<lab>-n<i>`, pod namespaces `<lab>-<pod>`, pins
+//! `/sys/fs/bpf/seta/<lab>-n<i>`, run dirs `/run/seta/<lab>-n<i>`, state
+//! `/var/lib/seta/<lab>-n<i>`. `down` finds everything by that prefix, so it
+//! also cleans up after a crash without a state file. Nothing links to the
+//! root namespace: traffic stays between namespaces the lab created.
+use anyhow::{anyhow, bail, Context, Result};
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use seta_client::Client;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
+pub const LABS_DIR: &str = "/run/seta/labs";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeState {
+    pub name: String,
+    pub netns: String,
+    pub pod_cidr: Ipv4Net,
+    pub agent_pid: Option<u32>,
+    pub socket: PathBuf,
+    pub cni_conf_dir: PathBuf,
+    pub log: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PodState {
+    pub name: String,
+    pub node: String,
+    pub netns: String,
+    pub container_id: String,
+    pub ifname: String,
+    pub ip: Ipv4Addr,
+    pub namespace: String,
+    pub labels: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lab {
+    pub name: String,
+    pub cluster_cidr: Ipv4Net,
+    pub bin_dir: PathBuf,
+    pub nodes: Vec<NodeState>,
+    pub pods: Vec<PodState>,
+}
+
+/// Lab names become prefixes of netns, node and device-free paths: keep them short and plain.
+pub fn validate_lab_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 20 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') || name.starts_with('-') {
+        bail!("lab name {name:?} must be 1..20 letters, digits or '-'");
+    }
+    Ok(())
+}
+
+fn netns_path(ns: &str) -> PathBuf {
+    Path::new("/run/netns").join(ns)
+}
+
+fn run_ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip").args(args).output().context("running ip (install iproute2)")?;
+    if !out.status.success() {
+        bail!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// Make `cmd` run inside the network namespace at `ns` (setns in the forked
+/// child, before exec; the mount namespace stays the host's, so bpffs pins
+/// remain visible).
+pub fn in_netns(cmd: &mut Command, ns: &Path) -> Result<()> {
+    let f = std::fs::File::open(ns).with_context(|| format!("open netns {}", ns.display()))?;
+    let fd = f.as_raw_fd();
+    // SAFETY: only async-signal-safe syscalls (setns) run between fork and exec;
+    // `f` is moved into the closure so the descriptor stays open until exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let _keep = &f;
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+/// All lab names that have leftovers on this machine (state file, netns, pins, run dirs).
+pub fn list_labs() -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(LABS_DIR)
+        .map(|rd| rd.flatten().filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(String::from)).collect())
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+impl Lab {
+    fn state_path(name: &str) -> PathBuf {
+        Path::new(LABS_DIR).join(format!("{name}.json"))
+    }
+
+    pub fn load(name: &str) -> Result<Self> {
+        let p = Self::state_path(name);
+        let b = std::fs::read(&p).with_context(|| format!("lab {name:?} is not up (no {})", p.display()))?;
+        serde_json::from_slice(&b).with_context(|| format!("parse {}", p.display()))
+    }
+
+    /// The only lab that is up, when `name` is None.
+    pub fn load_default(name: Option<&str>) -> Result<Self> {
+        if let Some(n) = name {
+            return Self::load(n);
+        }
+        match list_labs().as_slice() {
+            [] => bail!("no lab is up; start one with `seta lab up`"),
+            [one] => Self::load(one),
+            many => bail!("several labs are up ({}); choose one with --lab NAME", many.join(", ")),
+        }
+    }
+
+    pub fn save(&self) -> Result<()> {
+        std::fs::create_dir_all(LABS_DIR)?;
+        let p = Self::state_path(&self.name);
+        let tmp = p.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(&tmp, &p)?;
+        Ok(())
+    }
+
+    pub fn node(&self, name: &str) -> Result<&NodeState> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name || n.name.strip_prefix(&format!("{}-", self.name)) == Some(name))
+            .ok_or_else(|| anyhow!("no node {name:?} in lab {} (nodes: {})", self.name, self.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")))
+    }
+
+    pub fn pod(&self, name: &str) -> Result<&PodState> {
+        self.pods.iter().find(|p| p.name == name).ok_or_else(|| anyhow!("no pod {name:?} in lab {}", self.name))
+    }
+
+    /// Build the lab: N node namespaces with an agent each, then M pods per node.
+    pub async fn up(name: &str, nodes: usize, pods_per_node: usize, cluster_cidr: Ipv4Net, bin_dir: &Path, progress: &dyn Fn(&str)) -> Result<Self> {
+        validate_lab_name(name)?;
+        if nodes == 0 || nodes > 64 {
+            bail!("--nodes must be 1..64");
+        }
+        if cluster_cidr.prefix_len() > 16 {
+            bail!("cluster CIDR {cluster_cidr} is too small: use /16 or larger (one /24 per node)");
+        }
+        if Self::state_path(name).exists() {
+            bail!("lab {name:?} is already up; run `seta lab down --lab {name}` first");
+        }
+        for b in ["seta-agent", "seta-cni"] {
+            if !bin_dir.join(b).exists() {
+                bail!("{} not found; build with `make build`", bin_dir.join(b).display());
+            }
+        }
+        let mut lab = Lab { name: name.into(), cluster_cidr, bin_dir: bin_dir.to_path_buf(), nodes: vec![], pods: vec![] };
+        let r = async {
+            let base = u32::from(cluster_cidr.network());
+            for i in 1..=nodes {
+                let node = format!("{name}-n{i}");
+                let pod_cidr = Ipv4Net::new(Ipv4Addr::from(base + ((i as u32) << 8)), 24)?;
+                progress(&format!("node {node}: namespace, agent (pod CIDR {pod_cidr})"));
+                run_ip(&["netns", "add", &node])?;
+                run_ip(&["-n", &node, "link", "set", "lo", "up"])?;
+                let run = seta_core::names::run_dir(&node);
+                lab.nodes.push(NodeState {
+                    name: node.clone(),
+                    netns: node.clone(),
+                    pod_cidr,
+                    agent_pid: None,
+                    socket: run.join("agent.sock"),
+                    cni_conf_dir: run.join("cni/net.d"),
+                    log: run.join("agent.log"),
+                });
+                lab.save()?;
+                lab.start_agent(&node).await?;
+            }
+            for i in 1..=nodes * pods_per_node {
+                let node = lab.nodes[(i - 1) % nodes].name.clone();
+                let pod = format!("pod{i}");
+                progress(&format!("pod {pod} on {node}"));
+                lab.pod_add(&pod, &node, "default", &[]).await?;
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = r {
+            let _ = Self::down(name);
+            return Err(e);
+        }
+        Ok(lab)
+    }
+
+    /// Start (or restart) the agent of `node` inside its namespace and wait until it is healthy.
+    pub async fn start_agent(&mut self, node: &str) -> Result<()> {
+        let n = self.node(node)?.clone();
+        std::fs::create_dir_all(n.log.parent().unwrap())?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&n.log)?;
+        let mut cmd = Command::new(self.bin_dir.join("seta-agent"));
+        cmd.args(["--node", &n.name, "--pod-cidr", &n.pod_cidr.to_string()])
+            .arg("--cni-conf-dir")
+            .arg(&n.cni_conf_dir)
+            .arg("--socket")
+            .arg(&n.socket)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0);
+        in_netns(&mut cmd, &netns_path(&n.netns))?;
+        let child = cmd.spawn().context("spawn seta-agent")?;
+        let pid = child.id();
+        // The agent outlives this process (`seta lab up` returns); reap it if we are still around.
+        std::thread::spawn(move || {
+            let mut c = child;
+            let _ = c.wait();
+        });
+        let client = Client::new(&n.socket).with_timeout(Duration::from_secs(2));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if client.get::<serde_json::Value>("/v1/healthz").await.is_ok() && n.cni_conf_dir.join("05-seta.conflist").exists() {
+                break;
+            }
+            if Instant::now() > deadline || !Path::new(&format!("/proc/{pid}")).exists() {
+                let tail = std::fs::read_to_string(&n.log).unwrap_or_default();
+                let tail: Vec<&str> = tail.lines().rev().take(15).collect();
+                bail!("agent of {} did not become ready; last log lines:\n{}", n.name, tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.nodes.iter_mut().find(|x| x.name == n.name).unwrap().agent_pid = Some(pid);
+        self.save()
+    }
+
+    /// Send `signal` to a node's agent (SIGKILL in restart tests, SIGTERM for a graceful stop).
+    pub fn signal_agent(&mut self, node: &str, signal: nix::sys::signal::Signal) -> Result<()> {
+        let n = self.node(node)?.clone();
+        let pid = n.agent_pid.ok_or_else(|| anyhow!("agent of {} is not running", n.name))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while agent_alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.nodes.iter_mut().find(|x| x.name == n.name).unwrap().agent_pid = None;
+        self.save()
+    }
+
+    /// The CNI network config a runtime would build from the node's conflist for plugin `idx`.
+    pub fn cni_conf(&self, node: &str, idx: usize) -> Result<serde_json::Value> {
+        let n = self.node(node)?;
+        let p = n.cni_conf_dir.join("05-seta.conflist");
+        let list: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).with_context(|| format!("read {}", p.display()))?)?;
+        let mut conf = list["plugins"][idx].clone();
+        conf["cniVersion"] = list["cniVersion"].clone();
+        conf["name"] = list["name"].clone();
+        Ok(conf)
+    }
+
+    /// Invoke seta-cni inside the node's namespace exactly as a runtime does:
+    /// CNI_* environment plus the network config on stdin.
+    pub fn invoke_cni(&self, node: &str, env: &[(&str, String)], stdin: &serde_json::Value) -> Result<(bool, serde_json::Value)> {
+        let n = self.node(node)?;
+        let mut cmd = Command::new(self.bin_dir.join("seta-cni"));
+        cmd.env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("CNI_PATH", format!("{}:/usr/lib/cni", self.bin_dir.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        in_netns(&mut cmd, &netns_path(&n.netns))?;
+        let mut child = cmd.spawn().context("spawn seta-cni")?;
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(stdin.to_string().as_bytes())?;
+        let out = child.wait_with_output()?;
+        let v = if out.stdout.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&out.stdout).with_context(|| format!("seta-cni printed non-JSON: {}", String::from_utf8_lossy(&out.stdout)))? };
+        Ok((out.status.success(), v))
+    }
+
+    pub async fn pod_add(&mut self, pod: &str, node: &str, namespace: &str, labels: &[String]) -> Result<PodState> {
+        if pod.is_empty() || pod.len() > 30 || !pod.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            bail!("pod name {pod:?} must be 1..30 letters, digits or '-'");
+        }
+        if self.pods.iter().any(|p| p.name == pod) {
+            bail!("pod {pod} already exists in lab {}", self.name);
+        }
+        let node = self.node(node)?.name.clone();
+        let netns = format!("{}-{pod}", self.name);
+        run_ip(&["netns", "add", &netns])?;
+        let container_id = format!("{}-{pod}", self.name);
+        let mut args = format!("IgnoreUnknown=1;K8S_POD_NAME={pod};K8S_POD_NAMESPACE={namespace};K8S_POD_INFRA_CONTAINER_ID={container_id}");
+        if !labels.is_empty() {
+            args.push_str(&format!(";SETA_LABELS={}", labels.join(",")));
+        }
+        let env = [
+            ("CNI_COMMAND", "ADD".to_string()),
+            ("CNI_CONTAINERID", container_id.clone()),
+            ("CNI_NETNS", netns_path(&netns).display().to_string()),
+            ("CNI_IFNAME", "eth0".to_string()),
+            ("CNI_ARGS", args),
+        ];
+        let conf = self.cni_conf(&node, 0)?;
+        let (ok, result) = self.invoke_cni(&node, &env, &conf)?;
+        if !ok {
+            let _ = run_ip(&["netns", "del", &netns]);
+            bail!("CNI ADD of {pod} failed: {result}");
+        }
+        let ip: Ipv4Addr = result["ips"][0]["address"]
+            .as_str()
+            .and_then(|a| a.split('/').next())
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| anyhow!("CNI result without an IPv4 address: {result}"))?;
+        let p = PodState { name: pod.into(), node, netns, container_id, ifname: "eth0".into(), ip, namespace: namespace.into(), labels: labels.to_vec() };
+        self.pods.push(p.clone());
+        self.save()?;
+        Ok(p)
+    }
+
+    pub async fn pod_del(&mut self, pod: &str) -> Result<()> {
+        let p = self.pod(pod)?.clone();
+        let env = [
+            ("CNI_COMMAND", "DEL".to_string()),
+            ("CNI_CONTAINERID", p.container_id.clone()),
+            ("CNI_NETNS", netns_path(&p.netns).display().to_string()),
+            ("CNI_IFNAME", p.ifname.clone()),
+            ("CNI_ARGS", format!("IgnoreUnknown=1;K8S_POD_NAME={pod};K8S_POD_NAMESPACE={}", p.namespace)),
+        ];
+        let conf = self.cni_conf(&p.node, 0)?;
+        let (ok, result) = self.invoke_cni(&p.node, &env, &conf)?;
+        if !ok {
+            bail!("CNI DEL of {pod} failed: {result}");
+        }
+        run_ip(&["netns", "del", &p.netns])?;
+        self.pods.retain(|x| x.name != pod);
+        self.save()
+    }
+
+    /// A command that runs `argv` inside a pod (or node) namespace.
+    pub fn exec_command(&self, netns: &str, argv: &[String]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", netns]).args(argv);
+        c
+    }
+
+    pub fn pod_exec(&self, pod: &str, argv: &[String]) -> Result<Command> {
+        Ok(self.exec_command(&self.pod(pod)?.netns, argv))
+    }
+
+    pub fn node_exec(&self, node: &str, argv: &[String]) -> Result<Command> {
+        Ok(self.exec_command(&self.node(node)?.netns, argv))
+    }
+
+    /// Remove everything of lab `name`: agents, namespaces, pins, run and state dirs.
+    /// Works from the prefix alone, so it also cleans up after a crash.
+    pub fn down(name: &str) -> Result<Vec<String>> {
+        validate_lab_name(name)?;
+        let prefix = format!("{name}-");
+        let mut done = Vec::new();
+        // agents: by pid in /proc whose cmdline names a node of this lab
+        for pid in agent_pids(&prefix) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            done.push(format!("killed agent pid {pid}"));
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !agent_pids(&prefix).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // namespaces (pods first, then nodes; deleting a pod netns removes its veth)
+        let mut ns: Vec<String> = std::fs::read_dir("/run/netns")
+            .map(|rd| rd.flatten().filter_map(|e| e.file_name().to_str().map(String::from)).filter(|n| n.starts_with(&prefix)).collect())
+            .unwrap_or_default();
+        ns.sort_by_key(|n| is_node_name(name, n));
+        for n in ns {
+            if run_ip(&["netns", "del", &n]).is_ok() {
+                done.push(format!("deleted netns {n}"));
+            }
+        }
+        for root in ["/sys/fs/bpf/seta", "/run/seta", "/var/lib/seta"] {
+            for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+                let fname = e.file_name().to_string_lossy().to_string();
+                if fname.starts_with(&prefix) && is_node_name(name, &fname) {
+                    if std::fs::remove_dir_all(e.path()).is_ok() {
+                        done.push(format!("removed {}", e.path().display()));
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_dir("/sys/fs/bpf/seta"); // only if empty
+        let _ = std::fs::remove_file(Self::state_path(name));
+        let _ = std::fs::remove_dir(LABS_DIR);
+        let _ = std::fs::remove_dir("/run/seta");
+        let _ = std::fs::remove_dir("/var/lib/seta");
+        Ok(done)
+    }
+
+    /// Pods of a node.
+    pub fn pods_on(&self, node: &str) -> Vec<&PodState> {
+        self.pods.iter().filter(|p| p.node == node).collect()
+    }
+
+    pub fn pods_by_node(&self) -> BTreeMap<String, Vec<&PodState>> {
+        let mut m = BTreeMap::new();
+        for p in &self.pods {
+            m.entry(p.node.clone()).or_insert_with(Vec::new).push(p);
+        }
+        m
+    }
+}
+
+fn is_node_name(lab: &str, n: &str) -> bool {
+    n.strip_prefix(&format!("{lab}-n")).is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn agent_alive(pid: u32) -> bool {
+    // a zombie counts as gone
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit(')').next().and_then(|r| r.split_whitespace().next()).is_some_and(|st| st != "Z"))
+        .unwrap_or(false)
+}
+
+fn agent_pids(node_prefix: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let argv: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        let is_agent = argv.first().is_some_and(|a| a.ends_with(b"seta-agent"));
+        let ours = argv.windows(2).any(|w| w[0] == b"--node" && w[1].starts_with(node_prefix.as_bytes()));
+        if is_agent && ours && agent_alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
