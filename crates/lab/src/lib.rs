@@ -441,3 +441,46 @@ fn agent_pids(node_prefix: &str) -> Vec<u32> {
     }
     out
 }
+
+/// For privileged tests: true when running as root. Without root the test is
+/// skipped with a message, except under CI=true where that is a failure.
+pub fn privileged(test: &str) -> bool {
+    if nix::unistd::Uid::effective().is_root() {
+        return true;
+    }
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{test}: privileged test cannot run without root under CI=true");
+    eprintln!("SKIP {test}: needs root");
+    false
+}
+
+/// Run `f` on a dedicated OS thread inside the network namespace `ns`
+/// (a name under /run/netns). Sockets it creates stay in that namespace.
+pub fn spawn_in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+    let path = netns_path(ns);
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
+}
+
+/// A lab for one test: unique name, torn down on drop (also when the test panics).
+pub struct TestLab {
+    pub lab: Lab,
+}
+
+impl TestLab {
+    pub async fn up(tag: &str, nodes: usize, pods_per_node: usize, bin_dir: &Path) -> Result<Self> {
+        let name = format!("t{}{}", std::process::id() % 100000, tag);
+        let _ = Lab::down(&name);
+        let cidr: Ipv4Net = "10.201.0.0/16".parse().unwrap();
+        let lab = Lab::up(&name, nodes, pods_per_node, cidr, bin_dir, &|_| {}).await?;
+        Ok(Self { lab })
+    }
+}
+
+impl Drop for TestLab {
+    fn drop(&mut self) {
+        let _ = Lab::down(&self.lab.name);
+    }
+}

@@ -1,0 +1,258 @@
+//! End-to-end tests in a lab with real traffic through the eBPF datapath.
+use seta_lab::{privileged, spawn_in_netns, Lab, TestLab};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn bin_dir() -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_BIN_EXE_seta")).parent().unwrap().to_path_buf();
+    for b in ["seta-agent", "seta-cni"] {
+        assert!(d.join(b).exists(), "{} missing: run `cargo build --workspace` (make test does)", d.join(b).display());
+    }
+    d
+}
+
+fn seta(lab: &Lab, node: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_seta")).args(["--node", node, "-o", "json"]).args(args).output().unwrap();
+    assert!(out.status.success(), "seta {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let _ = lab;
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn metric(lab: &Lab, node: &str, reason: &str, dir: &str) -> u64 {
+    seta(lab, node, &["bpf", "metrics", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["reason"] == reason && m["direction"] == dir)
+        .map(|m| m["packets"].as_u64().unwrap())
+        .unwrap_or(0)
+}
+
+fn ping(lab: &Lab, pod: &str, dst: Ipv4Addr, count: u32, interval: &str) -> (u32, u32) {
+    let out = lab
+        .pod_exec(pod, &["ping", "-n", "-q", "-c", &count.to_string(), "-i", interval, "-W", "1", &dst.to_string()].map(String::from))
+        .unwrap()
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.contains("packets transmitted")).unwrap_or_else(|| panic!("no ping summary: {text}"));
+    let nums: Vec<u32> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
+    (nums[0], nums[1])
+}
+
+fn ip_forwarded(ns: &str) -> u64 {
+    spawn_in_netns(ns, || {
+        let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap();
+        let mut lines = snmp.lines().filter(|l| l.starts_with("Ip:"));
+        let (h, v) = (lines.next().unwrap(), lines.next().unwrap());
+        let i = h.split_whitespace().position(|x| x == "ForwDatagrams").unwrap();
+        v.split_whitespace().nth(i).unwrap().parse().unwrap()
+    })
+    .join()
+    .unwrap()
+}
+
+/// TCP echo of `n` bytes from netns `client` to a server in netns `server` at `addr`.
+fn tcp_roundtrip(server_ns: &str, client_ns: &str, addr: SocketAddr, n: usize) -> usize {
+    let listener = spawn_in_netns(server_ns, move || TcpListener::bind(addr).unwrap()).join().unwrap();
+    let srv = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 65536];
+        let mut total = 0;
+        loop {
+            let k = s.read(&mut buf).unwrap();
+            if k == 0 {
+                break;
+            }
+            s.write_all(&buf[..k]).unwrap();
+            total += k;
+        }
+        total
+    });
+    let got = spawn_in_netns(client_ns, move || {
+        let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+        let mut c2 = c.try_clone().unwrap();
+        let w = std::thread::spawn(move || {
+            c2.write_all(&data).unwrap();
+            c2.shutdown(std::net::Shutdown::Write).unwrap();
+        });
+        let mut back = Vec::new();
+        c.read_to_end(&mut back).unwrap();
+        w.join().unwrap();
+        assert!(back.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8), "echoed bytes differ");
+        back.len()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(srv.join().unwrap(), n);
+    got
+}
+
+fn udp_roundtrip(server_ns: &str, client_ns: &str, addr: SocketAddr) -> Vec<u8> {
+    let sock = spawn_in_netns(server_ns, move || UdpSocket::bind(addr).unwrap()).join().unwrap();
+    let srv = std::thread::spawn(move || {
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 1500];
+        let (k, from) = sock.recv_from(&mut buf).unwrap();
+        sock.send_to(&buf[..k], from).unwrap();
+    });
+    let got = spawn_in_netns(client_ns, move || {
+        let c = UdpSocket::bind("0.0.0.0:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.send_to(b"seta-udp-probe", addr).unwrap();
+        let mut buf = [0u8; 1500];
+        let (k, from) = c.recv_from(&mut buf).unwrap();
+        assert_eq!(from, addr, "reply comes from the server address");
+        buf[..k].to_vec()
+    })
+    .join()
+    .unwrap();
+    srv.join().unwrap();
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_e2e_pod_to_pod_and_node_traffic() {
+    if !privileged("privileged_e2e_pod_to_pod_and_node_traffic") {
+        return;
+    }
+    let t = TestLab::up("traf", 1, 3, &bin_dir()).await.unwrap();
+    let lab = &t.lab;
+    let node = &lab.nodes[0];
+    let (p1, p2) = (lab.pod("pod1").unwrap().clone(), lab.pod("pod2").unwrap().clone());
+    let router = seta_core::ipam::Pool::new(node.pod_cidr).unwrap().router();
+    let fwd_before = ip_forwarded(&node.netns);
+    let egress_before = metric(lab, &node.name, "Forwarded", "EGRESS");
+
+    // ICMP pod->pod, pod->node, node->pod
+    assert_eq!(ping(lab, "pod1", p2.ip, 3, "0.2"), (3, 3));
+    assert_eq!(ping(lab, "pod2", router, 3, "0.2"), (3, 3));
+    let out = lab.node_exec(&node.name, &["ping", "-c", "2", "-W", "1", &p1.ip.to_string()].map(String::from)).unwrap().output().unwrap();
+    assert!(out.status.success(), "node -> pod ping: {}", String::from_utf8_lossy(&out.stdout));
+
+    // TCP and UDP pod<->pod
+    assert_eq!(tcp_roundtrip(&p2.netns, &p1.netns, SocketAddr::new(p2.ip.into(), 8080), 1 << 20), 1 << 20);
+    assert_eq!(udp_roundtrip(&p2.netns, &p1.netns, SocketAddr::new(p2.ip.into(), 5353)), b"seta-udp-probe");
+    // pod -> node (server in the node's namespace on the router IP) and node -> pod
+    assert_eq!(tcp_roundtrip(&node.netns, &p1.netns, SocketAddr::new(router.into(), 9090), 65536), 65536);
+    assert_eq!(udp_roundtrip(&node.netns, &p2.netns, SocketAddr::new(router.into(), 5354)), b"seta-udp-probe");
+    assert_eq!(tcp_roundtrip(&p1.netns, &node.netns, SocketAddr::new(p1.ip.into(), 7070), 65536), 65536);
+    assert_eq!(udp_roundtrip(&p1.netns, &node.netns, SocketAddr::new(p1.ip.into(), 5355)), b"seta-udp-probe");
+
+    // Same-node pod<->pod never crossed the host stack: nothing was IP-forwarded in the node.
+    assert_eq!(ip_forwarded(&node.netns), fwd_before, "pod-to-pod must bypass the node's IP stack (bpf_redirect_peer)");
+    assert!(metric(lab, &node.name, "Forwarded", "EGRESS") > egress_before + 100, "datapath counted the forwarded packets");
+
+    // A drop carries Cilium's reason: IPv6 is not enabled, so it is dropped as "Unsupported L3 protocol" (139).
+    let before = metric(lab, &node.name, "Unsupported L3 protocol", "EGRESS");
+    let _ = lab.pod_exec("pod1", &["ping", "-6", "-c", "1", "-W", "1", "-I", "eth0", "ff02::1"].map(String::from)).unwrap().output();
+    assert!(metric(lab, &node.name, "Unsupported L3 protocol", "EGRESS") > before, "IPv6 is dropped with reason 139");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_e2e_agent_sigkill_keeps_traffic_and_restores() {
+    if !privileged("privileged_e2e_agent_sigkill_keeps_traffic_and_restores") {
+        return;
+    }
+    let mut t = TestLab::up("kill", 1, 2, &bin_dir()).await.unwrap();
+    let node = t.lab.nodes[0].name.clone();
+    let (p1, p2) = (t.lab.pod("pod1").unwrap().clone(), t.lab.pod("pod2").unwrap().clone());
+    let progs_before = seta(&t.lab, &node, &["bpf", "prog", "list"]);
+
+    // continuous ping and a TCP stream across the kill and the restart
+    let ping_cmd = t.lab.pod_exec("pod1", &["ping", "-n", "-q", "-c", "300", "-i", "0.01", &p2.ip.to_string()].map(String::from)).unwrap();
+    let pinger = std::thread::spawn(move || {
+        let mut c = ping_cmd;
+        c.output().unwrap()
+    });
+    let addr = SocketAddr::new(p2.ip.into(), 8081);
+    let listener = spawn_in_netns(&p2.netns, move || TcpListener::bind(addr).unwrap()).join().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 65536];
+        let mut total = 0u64;
+        while let Ok(k) = s.read(&mut buf) {
+            if k == 0 {
+                break;
+            }
+            total += k as u64;
+        }
+        total
+    });
+    let streamer = spawn_in_netns(&p1.netns, move || {
+        let mut c = TcpStream::connect(addr).unwrap();
+        let chunk = vec![7u8; 16384];
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while start.elapsed() < Duration::from_secs(4) {
+            c.write_all(&chunk).unwrap();
+            sent += chunk.len() as u64;
+        }
+        sent
+    });
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    t.lab.signal_agent(&node, nix::sys::signal::Signal::SIGKILL).unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await; // traffic continues with no agent at all
+    t.lab.start_agent(&node).await.unwrap();
+
+    let sent = streamer.join().unwrap();
+    assert_eq!(server.join().unwrap(), sent, "every byte of the TCP stream arrived");
+    let out = pinger.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("300 packets transmitted, 300 received"), "no ping lost across SIGKILL + restart: {text}");
+
+    // restored, without reloading the endpoints' programs
+    let st = seta(&t.lab, &node, &["status"]);
+    assert_eq!(st["restored-endpoints"], 2);
+    let eps = seta(&t.lab, &node, &["endpoint", "list"]);
+    assert_eq!(eps.as_array().unwrap().len(), 2);
+    assert!(eps.as_array().unwrap().iter().all(|e| e["state"] == "ready"));
+    let progs_after = seta(&t.lab, &node, &["bpf", "prog", "list"]);
+    let lxc_ids = |v: &serde_json::Value| -> Vec<u64> {
+        v.as_array().unwrap().iter().filter(|a| a["device"].as_str().unwrap().starts_with("lxc")).map(|a| a["prog-id"].as_u64().unwrap()).collect()
+    };
+    assert_eq!(lxc_ids(&progs_before), lxc_ids(&progs_after), "endpoint programs were kept, not reloaded");
+    assert_eq!(lxc_ids(&progs_after).len(), 4);
+    assert_eq!(ping(&t.lab, "pod2", p1.ip, 2, "0.2"), (2, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_e2e_pod_delete_leaves_nothing_behind() {
+    if !privileged("privileged_e2e_pod_delete_leaves_nothing_behind") {
+        return;
+    }
+    let mut t = TestLab::up("del", 1, 2, &bin_dir()).await.unwrap();
+    let node = t.lab.nodes[0].clone();
+    let p1 = t.lab.pod("pod1").unwrap().clone();
+    let lxc = seta_core::names::lxc_name(&p1.container_id, "eth0");
+    let has_link = |name: String| {
+        // sysfs is the host's in this mount namespace; ask the kernel by name instead
+        spawn_in_netns(&node.netns, move || nix::net::if_::if_nametoindex(name.as_str()).is_ok()).join().unwrap()
+    };
+    assert!(has_link(lxc.clone()));
+    t.lab.pod_del("pod1").await.unwrap();
+
+    assert!(!has_link(lxc.clone()), "host-side veth {lxc} removed");
+    let st = seta(&t.lab, &node.name, &["status"]);
+    let allocs = st["ipam"]["allocations"].as_object().unwrap();
+    assert!(!allocs.contains_key(&p1.ip.to_string()), "IP {} released: {allocs:?}", p1.ip);
+    assert_eq!(st["endpoints"], 1);
+    let eps = seta(&t.lab, &node.name, &["bpf", "endpoint", "list"]);
+    assert!(eps.as_array().unwrap().iter().all(|e| e["ip"] != p1.ip.to_string()), "endpoint map entry removed");
+    let ipc = seta(&t.lab, &node.name, &["bpf", "ipcache", "list"]);
+    assert!(ipc.as_array().unwrap().iter().all(|e| e["prefix"] != format!("{}/32", p1.ip)), "ipcache entry removed");
+    let progs = seta(&t.lab, &node.name, &["bpf", "prog", "list"]);
+    assert!(progs.as_array().unwrap().iter().all(|a| a["device"] != lxc.as_str()), "no program left for {lxc}");
+    let pin = std::path::Path::new("/sys/fs/bpf/seta").join(&node.name).join("v1/links").join(format!("{lxc}_ingress"));
+    assert!(!pin.exists(), "link pin removed");
+    // the remaining pod still works
+    let p2 = t.lab.pod("pod2").unwrap().clone();
+    let router = seta_core::ipam::Pool::new(node.pod_cidr).unwrap().router();
+    assert_eq!(ping(&t.lab, &p2.name, router, 1, "0.2"), (1, 1));
+}
