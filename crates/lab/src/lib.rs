@@ -266,8 +266,13 @@ impl Lab {
     /// Invoke seta-cni inside the node's namespace exactly as a runtime does:
     /// CNI_* environment plus the network config on stdin.
     pub fn invoke_cni(&self, node: &str, env: &[(&str, String)], stdin: &serde_json::Value) -> Result<(bool, serde_json::Value)> {
+        self.invoke_plugin(node, &self.bin_dir.join("seta-cni"), env, stdin)
+    }
+
+    /// Invoke any CNI plugin binary in the node's namespace (e.g. a chained portmap).
+    pub fn invoke_plugin(&self, node: &str, plugin: &Path, env: &[(&str, String)], stdin: &serde_json::Value) -> Result<(bool, serde_json::Value)> {
         let n = self.node(node)?;
-        let mut cmd = Command::new(self.bin_dir.join("seta-cni"));
+        let mut cmd = Command::new(plugin);
         cmd.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("CNI_PATH", format!("{}:/usr/lib/cni", self.bin_dir.display()))
@@ -282,7 +287,12 @@ impl Lab {
         use std::io::Write;
         child.stdin.take().unwrap().write_all(stdin.to_string().as_bytes())?;
         let out = child.wait_with_output()?;
-        let v = if out.stdout.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&out.stdout).with_context(|| format!("seta-cni printed non-JSON: {}", String::from_utf8_lossy(&out.stdout)))? };
+        let v = if out.stdout.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&out.stdout)
+                .with_context(|| format!("{} printed non-JSON: {}", plugin.display(), String::from_utf8_lossy(&out.stdout)))?
+        };
         Ok((out.status.success(), v))
     }
 
