@@ -2,7 +2,6 @@
 /* Node-side programs.
  *   from_host: tc egress of seta_host. The node routes the pod CIDR to
  *   seta_host; this program delivers each packet to its endpoint's veth. */
-#define THIS_FILE FILE_BPF_HOST
 #include "lib/common.h"
 
 SEC("classifier")
@@ -27,7 +26,7 @@ int from_host(struct __sk_buff *ctx)
 	/* The stack already routed (and decremented TTL); only set L2. */
 	__builtin_memcpy(eth->h_dest, ep->mac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, ep->node_mac, ETH_ALEN);
-	update_metrics(ctx->len, METRIC_INGRESS, REASON_FORWARDED, THIS_FILE, 0);
+	update_metrics(ctx->len, METRIC_INGRESS, REASON_FORWARDED);
 	return bpf_redirect(ep->ifindex, 0);
 }
 

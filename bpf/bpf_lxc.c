@@ -4,7 +4,6 @@
  *   from_container: tc ingress of the host-side veth (packets leaving the pod)
  *   to_container:   tc egress of the host-side veth (packets entering the pod
  *                        through the host stack); counts ingress deliveries. */
-#define THIS_FILE FILE_BPF_LXC
 #include "lib/common.h"
 #include "lib/arp.h"
 
@@ -33,12 +32,12 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 		ret = l3_local_delivery(ctx, ep);
 		if (ret < 0)
 			return send_drop(ctx, -ret, METRIC_EGRESS);
-		update_metrics(ctx->len, METRIC_EGRESS, REASON_FORWARDED, THIS_FILE, 0);
-		update_metrics(ctx->len, METRIC_INGRESS, REASON_FORWARDED, THIS_FILE, 0);
+		update_metrics(ctx->len, METRIC_EGRESS, REASON_FORWARDED);
+		update_metrics(ctx->len, METRIC_INGRESS, REASON_FORWARDED);
 		return bpf_redirect_peer(ep->ifindex, 0);
 	}
 	/* Everything else (the node, other destinations) goes up the stack. */
-	update_metrics(ctx->len, METRIC_EGRESS, REASON_FORWARDED, THIS_FILE, 0);
+	update_metrics(ctx->len, METRIC_EGRESS, REASON_FORWARDED);
 	return TC_ACT_OK;
 }
 
@@ -61,7 +60,7 @@ int from_container(struct __sk_buff *ctx)
 
 		if (ret < 0)
 			return send_drop(ctx, -ret, METRIC_EGRESS);
-		update_metrics(ctx->len, METRIC_EGRESS, REASON_FORWARDED, THIS_FILE, 0);
+		update_metrics(ctx->len, METRIC_EGRESS, REASON_FORWARDED);
 		return bpf_redirect(EP_IFINDEX, 0);
 	}
 	default:
@@ -86,7 +85,7 @@ int to_container(struct __sk_buff *ctx)
 		if (ip->daddr != EP_IPV4)
 			return send_drop(ctx, DROP_UNKNOWN_TARGET, METRIC_INGRESS);
 	}
-	update_metrics(ctx->len, METRIC_INGRESS, REASON_FORWARDED, THIS_FILE, 0);
+	update_metrics(ctx->len, METRIC_INGRESS, REASON_FORWARDED);
 	return TC_ACT_OK;
 }
 

@@ -60,30 +60,24 @@ struct remote_endpoint_info {
 };
 _Static_assert(sizeof(struct remote_endpoint_info) == 12, "remote_endpoint_info size");
 
-/* seta_metrics: per-CPU counters per (reason, direction). reason 0 = forwarded,
- * otherwise the positive drop code. dir: 1 ingress, 2 egress, 3 service. */
+/* seta_metrics: per-CPU array of counters, one slot per (reason, direction).
+ * reason 0 = forwarded, otherwise the positive drop code. dir: 1 ingress,
+ * 2 egress, 3 service. */
 #define METRIC_INGRESS 1
 #define METRIC_EGRESS 2
 #define METRIC_SERVICE 3
+#define METRICS_SLOTS 1024
 
-struct metrics_key {
-	__u8 reason;
-	__u8 dir;
-	__u16 line;
-	__u8 file;
-	__u8 reserved[3];
-};
-_Static_assert(sizeof(struct metrics_key) == 8, "metrics_key size");
+static inline __u32 metrics_index(__u8 reason, __u8 dir)
+{
+	return ((__u32)reason << 2) | (dir & 3);
+}
 
 struct metrics_value {
 	__u64 count;
 	__u64 bytes;
 };
 _Static_assert(sizeof(struct metrics_value) == 16, "metrics_value size");
-
-/* Source files for metrics_key.file */
-#define FILE_BPF_LXC 1
-#define FILE_BPF_HOST 2
 
 /* Reserved identities (Cilium numbering) */
 #define HOST_ID 1

@@ -36,32 +36,30 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } seta_ipcache SEC(".maps");
 
+/* Counters per (reason, direction), one slot each: index = reason << 2 | dir.
+ * A per-CPU array lookup is inlined by the verifier, so counting costs a few ns. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__type(key, struct metrics_key);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
 	__type(value, struct metrics_value);
-	__uint(max_entries, 1024);
+	__uint(max_entries, METRICS_SLOTS);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } seta_metrics SEC(".maps");
 
-static __always_inline void update_metrics(__u32 bytes, __u8 dir, __u8 reason,
-					   __u8 file, __u16 line)
+static __always_inline void update_metrics(__u32 bytes, __u8 dir, __u8 reason)
 {
-	struct metrics_key key = {.reason = reason, .dir = dir, .line = line, .file = file};
-	struct metrics_value *v = bpf_map_lookup_elem(&seta_metrics, &key);
+	__u32 idx = metrics_index(reason, dir);
+	struct metrics_value *v = bpf_map_lookup_elem(&seta_metrics, &idx);
 
 	if (v) {
 		v->count += 1;
 		v->bytes += bytes;
-	} else {
-		struct metrics_value nv = {.count = 1, .bytes = bytes};
-		bpf_map_update_elem(&seta_metrics, &key, &nv, BPF_NOEXIST);
 	}
 }
 
 /* Count a drop and return TC_ACT_SHOT. */
 #define send_drop(ctx, reason, dir) \
-	({ update_metrics((ctx)->len, dir, reason, THIS_FILE, __LINE__); TC_ACT_SHOT; })
+	({ update_metrics((ctx)->len, dir, reason); TC_ACT_SHOT; })
 
 static __always_inline struct endpoint_info *lookup_ip4_endpoint(__be32 ip)
 {

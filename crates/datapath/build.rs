@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const OBJECTS: &[&str] = &["bpf_lxc", "bpf_host"];
+const OBJECTS: &[&str] = &["bpf_lxc", "bpf_host", "tests/empty"];
 
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../bpf");
@@ -13,7 +13,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=SETA_CLANG");
     for obj in OBJECTS {
         let src = root.join(format!("{obj}.c"));
-        let dst = out.join(format!("{obj}.o"));
+        let dst = out.join(format!("{}.o", obj.replace('/', "_")));
         let status = Command::new(&clang)
             .args(["-O2", "-g", "-mcpu=v3", "-target", "bpf", "-Wall", "-Werror"])
             .arg("-I/usr/include/x86_64-linux-gnu")

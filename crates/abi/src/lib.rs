@@ -19,8 +19,6 @@ pub const METRIC_INGRESS: u8 = 1;
 pub const METRIC_EGRESS: u8 = 2;
 pub const METRIC_SERVICE: u8 = 3;
 
-pub const FILE_BPF_LXC: u8 = 1;
-pub const FILE_BPF_HOST: u8 = 2;
 
 /// Key of `seta_lxc`. `ip4` is in network byte order (as the raw bytes of the address).
 #[repr(C)]
@@ -66,14 +64,17 @@ pub struct RemoteEndpointInfo {
     pub pad: u8,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MetricsKey {
-    pub reason: u8,
-    pub dir: u8,
-    pub line: u16,
-    pub file: u8,
-    pub reserved: [u8; 3],
+/// Slots of the `seta_metrics` per-CPU array.
+pub const METRICS_SLOTS: u32 = 1024;
+
+/// Index of the (reason, direction) counter in `seta_metrics`.
+pub const fn metrics_index(reason: u8, dir: u8) -> u32 {
+    ((reason as u32) << 2) | (dir as u32 & 3)
+}
+
+/// Inverse of [`metrics_index`]: (reason, direction).
+pub const fn metrics_slot(idx: u32) -> (u8, u8) {
+    ((idx >> 2) as u8, (idx & 3) as u8)
 }
 
 #[repr(C)]
@@ -93,7 +94,6 @@ const _: () = {
     assert!(size_of::<IpcacheKey>() == 12);
     assert!(offset_of!(IpcacheKey, ip4) == 8);
     assert!(size_of::<RemoteEndpointInfo>() == 12);
-    assert!(size_of::<MetricsKey>() == 8);
     assert!(size_of::<MetricsValue>() == 16);
 };
 
@@ -148,6 +148,5 @@ mod pod {
     unsafe impl aya::Pod for super::EndpointInfo {}
     unsafe impl aya::Pod for super::IpcacheLpmData {}
     unsafe impl aya::Pod for super::RemoteEndpointInfo {}
-    unsafe impl aya::Pod for super::MetricsKey {}
     unsafe impl aya::Pod for super::MetricsValue {}
 }

@@ -5,6 +5,7 @@ pub mod loader;
 pub mod maps;
 pub mod netlink;
 pub mod sysfs;
+pub mod testpkt;
 
 pub use loader::{Datapath, DatapathError, EndpointProgConfig};
 
@@ -12,4 +13,6 @@ pub use loader::{Datapath, DatapathError, EndpointProgConfig};
 pub mod objects {
     pub static BPF_LXC: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bpf_lxc.o"));
     pub static BPF_HOST: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bpf_host.o"));
+    /// An empty tc program: the baseline of the per-packet benchmark.
+    pub static TEST_EMPTY: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tests_empty.o"));
 }

@@ -1,7 +1,7 @@
 //! Typed access to the pinned maps (used by the agent and, read-only, by the CLI).
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{HashMap, Map, MapData, PerCpuHashMap};
-use seta_abi::{EndpointInfo, EndpointKey, IpcacheKey, IpcacheLpmData, MetricsKey, MetricsValue, RemoteEndpointInfo};
+use aya::maps::{HashMap, Map, MapData, PerCpuArray};
+use seta_abi::{EndpointInfo, EndpointKey, IpcacheKey, IpcacheLpmData, MetricsValue, RemoteEndpointInfo};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -95,25 +95,30 @@ impl IpcacheMap {
 }
 
 pub struct MetricsMap {
-    map: PerCpuHashMap<MapData, MetricsKey, MetricsValue>,
+    map: PerCpuArray<MapData, MetricsValue>,
 }
 
 impl MetricsMap {
     pub fn open(pin_dir: &Path) -> Result<Self, DatapathError> {
         let (md, path) = open(pin_dir, MAP_METRICS)?;
-        let map = PerCpuHashMap::try_from(Map::PerCpuHashMap(md)).map_err(|e| merr(MAP_METRICS, &path, "type", e))?;
+        let map = PerCpuArray::try_from(Map::PerCpuArray(md)).map_err(|e| merr(MAP_METRICS, &path, "type", e))?;
         Ok(Self { map })
     }
-    /// Counters summed over CPUs, merged over source lines, keyed by (reason, direction).
+    /// Non-zero counters summed over CPUs: (reason, direction, totals).
     pub fn totals(&self) -> Vec<(u8, u8, MetricsValue)> {
-        let mut acc: std::collections::BTreeMap<(u8, u8), MetricsValue> = Default::default();
-        for (k, per_cpu) in self.map.iter().flatten() {
-            let e = acc.entry((k.reason, k.dir)).or_default();
+        let mut out = Vec::new();
+        for idx in 0..seta_abi::METRICS_SLOTS {
+            let Ok(per_cpu) = self.map.get(&idx, 0) else { continue };
+            let mut t = MetricsValue::default();
             for v in per_cpu.iter() {
-                e.count += v.count;
-                e.bytes += v.bytes;
+                t.count += v.count;
+                t.bytes += v.bytes;
+            }
+            if t.count > 0 {
+                let (r, d) = seta_abi::metrics_slot(idx);
+                out.push((r, d, t));
             }
         }
-        acc.into_iter().map(|((r, d), v)| (r, d, v)).collect()
+        out
     }
 }

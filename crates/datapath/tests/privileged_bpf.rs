@@ -5,6 +5,7 @@ use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use aya::Ebpf;
 use seta_abi::{EndpointInfo, RemoteEndpointInfo, ENDPOINT_F_HOST};
 use seta_datapath::maps::{EndpointMap, IpcacheMap, MetricsMap};
+use seta_datapath::testpkt::{arp_request, csum, udp_packet};
 use seta_datapath::{Datapath, EndpointProgConfig};
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -88,48 +89,6 @@ fn run(ebpf: &mut Ebpf, prog: &str, pkt: &[u8]) -> (u32, Vec<u8>) {
     let n = r.data_size_out as usize;
     out.truncate(n);
     (r.return_value, out)
-}
-
-fn csum(data: &[u8]) -> u16 {
-    let mut s: u32 = 0;
-    for c in data.chunks(2) {
-        s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
-fn udp_packet(dmac: [u8; 6], smac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, ttl: u8) -> Vec<u8> {
-    let mut p = Vec::new();
-    p.extend_from_slice(&dmac);
-    p.extend_from_slice(&smac);
-    p.extend_from_slice(&[0x08, 0x00]);
-    let payload = b"hello seta";
-    let total = 20 + 8 + payload.len();
-    let mut ip = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, ttl, 17, 0, 0];
-    ip.extend_from_slice(&src.octets());
-    ip.extend_from_slice(&dst.octets());
-    let c = csum(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    p.extend_from_slice(&ip);
-    let ulen = 8 + payload.len();
-    p.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, (ulen >> 8) as u8, ulen as u8, 0, 0]);
-    p.extend_from_slice(payload);
-    p
-}
-
-fn arp_request(smac: [u8; 6], sip: Ipv4Addr, tip: Ipv4Addr) -> Vec<u8> {
-    let mut p = vec![0xff; 6];
-    p.extend_from_slice(&smac);
-    p.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
-    p.extend_from_slice(&smac);
-    p.extend_from_slice(&sip.octets());
-    p.extend_from_slice(&[0; 6]);
-    p.extend_from_slice(&tip.octets());
-    p.resize(60, 0);
-    p
 }
 
 #[test]

@@ -1,0 +1,449 @@
+//! `make bench`: every seta figure next to its baseline, measured in the same
+//! run, interleaved (A B A B …), with client and server pinned to different
+//! CPUs, reported as medians with spread and as a ratio.
+//!
+//! 1. pod<->pod TCP request/response (sockperf) and stream (iperf3):
+//!    seta (same node, bpf_redirect_peer) vs a routed veth path without BPF.
+//! 2. CNI ADD latency, 1 pod and 50 in parallel: seta-cni vs the reference
+//!    bridge + host-local plugins.
+//! 3. from-container cost per packet (BPF_PROG_TEST_RUN) vs an empty program.
+use anyhow::{bail, Context, Result};
+use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
+use clap::Parser;
+use seta_lab::{in_netns, Lab};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Args {
+    /// Interleaved rounds per comparison
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Seconds per throughput / latency sample
+    #[arg(long, default_value_t = 3)]
+    seconds: u32,
+    /// Only these sections (net, cni, bpf)
+    #[arg(long, value_delimiter = ',', default_value = "net,cni,bpf")]
+    only: Vec<String>,
+    /// Also write the table as markdown here
+    #[arg(long, default_value = "target/bench-results.md")]
+    markdown: PathBuf,
+}
+
+const PREFIX: &str = "sbench";
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if !nix::unistd::Uid::effective().is_root() {
+        bail!("make bench needs root (namespaces, BPF)");
+    }
+    let bin_dir = std::env::current_exe()?.parent().unwrap().to_path_buf();
+    let rt = tokio::runtime::Runtime::new()?;
+    let _guard = Cleanup;
+    cleanup();
+    let mut rows: Vec<Row> = Vec::new();
+    if args.only.iter().any(|s| s == "bpf") {
+        rows.extend(bench_bpf(&args)?);
+    }
+    if args.only.iter().any(|s| s == "net") {
+        rows.extend(rt.block_on(bench_net(&args, &bin_dir))?);
+    }
+    if args.only.iter().any(|s| s == "cni") {
+        rows.extend(rt.block_on(bench_cni(&args, &bin_dir))?);
+    }
+    let table = render(&rows);
+    println!("\n{table}");
+    let _ = std::fs::create_dir_all(args.markdown.parent().unwrap_or(Path::new(".")));
+    std::fs::write(&args.markdown, &table)?;
+    eprintln!("(also written to {})", args.markdown.display());
+    Ok(())
+}
+
+// ---------------------------------------------------------------- statistics
+
+#[derive(Clone, Copy, Debug)]
+struct Summary {
+    median: f64,
+    iqr: f64,
+    cv: f64,
+}
+
+fn summarize(v: &[f64]) -> Summary {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let q = |p: f64| {
+        let idx = p * (s.len() - 1) as f64;
+        let (lo, hi) = (idx.floor() as usize, idx.ceil() as usize);
+        s[lo] + (s[hi] - s[lo]) * (idx - lo as f64)
+    };
+    let mean = s.iter().sum::<f64>() / s.len() as f64;
+    let var = s.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / s.len() as f64;
+    Summary { median: q(0.5), iqr: q(0.75) - q(0.25), cv: if mean > 0.0 { var.sqrt() / mean } else { 0.0 } }
+}
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let idx = ((p / 100.0) * (s.len() as f64 - 1.0)).round() as usize;
+    s[idx.min(s.len() - 1)]
+}
+
+struct Row {
+    name: String,
+    unit: &'static str,
+    seta: Summary,
+    base_name: &'static str,
+    base: Summary,
+    higher_is_better: bool,
+    goal: String,
+}
+
+impl Row {
+    /// seta relative to the baseline, oriented so that > 1 means seta is better.
+    fn ratio(&self) -> f64 {
+        if self.higher_is_better {
+            self.seta.median / self.base.median
+        } else {
+            self.base.median / self.seta.median
+        }
+    }
+}
+
+fn fmt(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn render(rows: &[Row]) -> String {
+    let mut out = String::from("| benchmark | seta (median ± IQR) | baseline | baseline (median ± IQR) | ratio (>1 = seta better) | goal |\n|---|---|---|---|---|---|\n");
+    for r in rows {
+        let flag = |s: &Summary| if s.cv > 0.10 { " ⚠ CV>10%" } else { "" };
+        out.push_str(&format!(
+            "| {} | {} ± {} {}{} | {} | {} ± {} {}{} | {:.2}× | {} |\n",
+            r.name,
+            fmt(r.seta.median),
+            fmt(r.seta.iqr),
+            r.unit,
+            flag(&r.seta),
+            r.base_name,
+            fmt(r.base.median),
+            fmt(r.base.iqr),
+            r.unit,
+            flag(&r.base),
+            r.ratio(),
+            r.goal
+        ));
+    }
+    out
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn sh(args: &[&str]) -> Result<String> {
+    let out = Command::new(args[0]).args(&args[1..]).output().with_context(|| format!("run {}", args[0]))?;
+    if !out.status.success() {
+        bail!("{}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn in_ns(ns: &str, cpu: u32, argv: &[&str]) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns, "taskset", "-c", &cpu.to_string()]).args(argv);
+    c
+}
+
+fn spawn_server(ns: &str, argv: &[&str]) -> Result<Child> {
+    let c = in_ns(ns, 1, argv).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(c)
+}
+
+struct Cleanup;
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        cleanup();
+    }
+}
+
+fn cleanup() {
+    let _ = Command::new("pkill").args(["-f", "sockperf sr --tcp -i 10.2"]).status();
+    let _ = Lab::down(PREFIX);
+    let _ = std::fs::remove_dir_all(format!("/run/{PREFIX}-ipam"));
+}
+
+/// Baseline: client and server namespaces joined through a forwarding middle
+/// namespace by two veth pairs (Cilium's legacy host routing, no BPF).
+fn routed_veth() -> Result<(String, String, Ipv4Addr, String)> {
+    let (c, r, s) = (format!("{PREFIX}-rc"), format!("{PREFIX}-rr"), format!("{PREFIX}-rs"));
+    for ns in [&c, &r, &s] {
+        sh(&["ip", "netns", "add", ns])?;
+        sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+    }
+    sh(&["ip", "-n", &c, "link", "add", "eth0", "type", "veth", "peer", "name", "rc0", "netns", &r])?;
+    sh(&["ip", "-n", &s, "link", "add", "eth0", "type", "veth", "peer", "name", "rs0", "netns", &r])?;
+    for (ns, dev, addr) in [(&c, "eth0", "10.252.1.2/24"), (&r, "rc0", "10.252.1.1/24"), (&r, "rs0", "10.252.2.1/24"), (&s, "eth0", "10.252.2.2/24")] {
+        sh(&["ip", "-n", ns, "addr", "add", addr, "dev", dev])?;
+        sh(&["ip", "-n", ns, "link", "set", dev, "up"])?;
+    }
+    sh(&["ip", "-n", &c, "route", "add", "default", "via", "10.252.1.1"])?;
+    sh(&["ip", "-n", &s, "route", "add", "default", "via", "10.252.2.1"])?;
+    sh(&["ip", "netns", "exec", &r, "sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+    Ok((c, s, "10.252.2.2".parse()?, r))
+}
+
+fn sockperf_rr(client: &str, server: &str, ip: Ipv4Addr, port: u16, secs: u32) -> Result<(f64, f64)> {
+    let mut srv = spawn_server(server, &["sockperf", "sr", "--tcp", "-i", &ip.to_string(), "-p", &port.to_string()])?;
+    let out = in_ns(client, 0, &["sockperf", "pp", "--tcp", "-i", &ip.to_string(), "-p", &port.to_string(), "-t", &secs.to_string(), "-m", "16", "--full-rtt"]).output()?;
+    let _ = srv.kill();
+    let _ = srv.wait();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let p50 = text
+        .lines()
+        .find(|l| l.contains("percentile 50.000"))
+        .and_then(|l| l.split('=').nth(1))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .with_context(|| format!("sockperf output without p50: {text}"))?;
+    // transactions/s over the valid (post warm-up) duration
+    let valid = text.lines().find(|l| l.contains("[Valid Duration]")).context("no valid duration")?;
+    let num = |key: &str| -> Option<f64> {
+        valid.split(key).nth(1)?.split(|c: char| c == ';' || c == ' ').next()?.trim_end_matches("sec").parse().ok()
+    };
+    let runtime = num("RunTime=").context("runtime")?;
+    let recv = num("ReceivedMessages=").context("received")?;
+    Ok((p50, recv / runtime))
+}
+
+fn iperf_stream(client: &str, server: &str, ip: Ipv4Addr, port: u16, secs: u32) -> Result<f64> {
+    let mut srv = spawn_server(server, &["iperf3", "-s", "-1", "-p", &port.to_string()])?;
+    let out = in_ns(client, 0, &["iperf3", "-c", &ip.to_string(), "-p", &port.to_string(), "-t", &secs.to_string(), "-J"]).output()?;
+    let _ = srv.kill();
+    let _ = srv.wait();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("iperf3 JSON")?;
+    v["end"]["sum_received"]["bits_per_second"].as_f64().map(|b| b / 1e9).with_context(|| format!("iperf3: {v}"))
+}
+
+fn ip_forwarded(ns: &str) -> Result<u64> {
+    let out = sh(&["ip", "netns", "exec", ns, "nstat", "-az", "IpForwDatagrams"])?;
+    Ok(out.lines().find(|l| l.starts_with("IpForwDatagrams")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+// ---------------------------------------------------------------- 1. network
+
+async fn bench_net(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
+    eprintln!("==> pod<->pod: seta lab (1 node, 2 pods) vs routed veth");
+    let lab = Lab::up(PREFIX, 1, 2, "10.203.0.0/16".parse()?, bin_dir, &|_| {}).await?;
+    let (p1, p2) = (lab.pod("pod1")?.clone(), lab.pod("pod2")?.clone());
+    let (rc, rs, rip, rr) = routed_veth()?;
+    let node_ns = lab.nodes[0].netns.clone();
+    let fwd0 = ip_forwarded(&node_ns)?;
+
+    // warm-up
+    sockperf_rr(&p1.netns, &p2.netns, p2.ip, 11111, 1)?;
+    sockperf_rr(&rc, &rs, rip, 11111, 1)?;
+    let (mut s_rtt, mut s_rate, mut b_rtt, mut b_rate, mut s_bw, mut b_bw) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for round in 1..=args.rounds {
+        eprintln!("    round {round}/{}", args.rounds);
+        let (a, b) = sockperf_rr(&p1.netns, &p2.netns, p2.ip, 11111, args.seconds)?;
+        s_rtt.push(a);
+        s_rate.push(b);
+        let (a, b) = sockperf_rr(&rc, &rs, rip, 11111, args.seconds)?;
+        b_rtt.push(a);
+        b_rate.push(b);
+        s_bw.push(iperf_stream(&p1.netns, &p2.netns, p2.ip, 5201, args.seconds)?);
+        b_bw.push(iperf_stream(&rc, &rs, rip, 5201, args.seconds)?);
+    }
+    let fwd = ip_forwarded(&node_ns)? - fwd0;
+    let base_fwd = ip_forwarded(&rr)?;
+    eprintln!("    path check: seta node IpForwDatagrams +{fwd} (bypassed the stack), baseline router +{base_fwd}");
+    Ok(vec![
+        Row { name: "TCP RR rate, pod↔pod same node (sockperf, 16 B)".into(), unit: "trans/s", seta: summarize(&s_rate), base_name: "routed veth", base: summarize(&b_rate), higher_is_better: true, goal: "≥ 1.05×".into() },
+        Row { name: "TCP RR p50 RTT, pod↔pod same node".into(), unit: "µs", seta: summarize(&s_rtt), base_name: "routed veth", base: summarize(&b_rtt), higher_is_better: false, goal: "".into() },
+        Row { name: "TCP stream, pod↔pod same node (iperf3)".into(), unit: "Gbit/s", seta: summarize(&s_bw), base_name: "routed veth", base: summarize(&b_bw), higher_is_better: true, goal: "≥ 1.15×".into() },
+    ])
+}
+
+// ---------------------------------------------------------------- 2. CNI ADD
+
+fn timed_add(lab: &Lab, node: &str, cid: &str, ns: &str) -> Result<f64> {
+    let env = [
+        ("CNI_COMMAND", "ADD".to_string()),
+        ("CNI_CONTAINERID", cid.to_string()),
+        ("CNI_NETNS", format!("/run/netns/{ns}")),
+        ("CNI_IFNAME", "eth0".to_string()),
+        ("CNI_ARGS", format!("IgnoreUnknown=1;K8S_POD_NAME={cid};K8S_POD_NAMESPACE=default")),
+    ];
+    let conf = lab.cni_conf(node, 0)?;
+    let t = Instant::now();
+    let (ok, out) = lab.invoke_cni(node, &env, &conf)?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    if !ok {
+        bail!("seta ADD {cid}: {out}");
+    }
+    Ok(ms)
+}
+
+fn seta_del(lab: &Lab, node: &str, cid: &str, ns: &str) -> Result<()> {
+    let env = [
+        ("CNI_COMMAND", "DEL".to_string()),
+        ("CNI_CONTAINERID", cid.to_string()),
+        ("CNI_NETNS", format!("/run/netns/{ns}")),
+        ("CNI_IFNAME", "eth0".to_string()),
+    ];
+    let (ok, out) = lab.invoke_cni(node, &env, &lab.cni_conf(node, 0)?)?;
+    if !ok {
+        bail!("seta DEL {cid}: {out}");
+    }
+    Ok(())
+}
+
+fn bridge_conf() -> serde_json::Value {
+    serde_json::json!({
+        "cniVersion": "1.0.0", "name": "benchbr", "type": "bridge", "bridge": "sbbr0", "isGateway": true,
+        "ipam": {"type": "host-local", "subnet": "10.254.0.0/16", "dataDir": format!("/run/{PREFIX}-ipam")}
+    })
+}
+
+fn bridge_cmd(node_ns: &str, cmd: &str, cid: &str, ns: &str) -> Result<f64> {
+    let mut c = Command::new("/usr/lib/cni/bridge");
+    c.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("CNI_COMMAND", cmd)
+        .env("CNI_CONTAINERID", cid)
+        .env("CNI_NETNS", format!("/run/netns/{ns}"))
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    in_netns(&mut c, &Path::new("/run/netns").join(node_ns))?;
+    let t = Instant::now();
+    let mut child = c.spawn()?;
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(bridge_conf().to_string().as_bytes())?;
+    let out = child.wait_with_output()?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    if !out.status.success() {
+        bail!("bridge {cmd} {cid}: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    Ok(ms)
+}
+
+async fn bench_cni(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
+    eprintln!("==> CNI ADD latency: seta-cni vs bridge + host-local");
+    if !Path::new("/usr/lib/cni/bridge").exists() {
+        bail!("/usr/lib/cni/bridge missing (apt install containernetworking-plugins)");
+    }
+    let _ = Lab::down(PREFIX);
+    let lab = Lab::up(PREFIX, 1, 0, "10.203.0.0/16".parse()?, bin_dir, &|_| {}).await?;
+    let node = lab.nodes[0].name.clone();
+    let br_node = format!("{PREFIX}-brnode");
+    sh(&["ip", "netns", "add", &br_node])?;
+    const PAR: usize = 50;
+    for i in 0..PAR {
+        sh(&["ip", "netns", "add", &format!("{PREFIX}-c{i}")])?;
+    }
+    let ns = |i: usize| format!("{PREFIX}-c{i}");
+    let (mut s1, mut b1, mut sp, mut bp) = (vec![], vec![], vec![], vec![]);
+    let rounds = args.rounds.max(3);
+    for round in 1..=rounds {
+        eprintln!("    round {round}/{rounds}");
+        // one pod at a time
+        for i in 0..10 {
+            s1.push(timed_add(&lab, &node, &format!("one{i}"), &ns(i))?);
+            seta_del(&lab, &node, &format!("one{i}"), &ns(i))?;
+            b1.push(bridge_cmd(&br_node, "ADD", &format!("one{i}"), &ns(i))?);
+            bridge_cmd(&br_node, "DEL", &format!("one{i}"), &ns(i))?;
+        }
+        // 50 at once
+        let handles: Vec<_> = (0..PAR)
+            .map(|i| {
+                let (lab, node, n) = (lab.clone(), node.clone(), ns(i));
+                std::thread::spawn(move || timed_add(&lab, &node, &format!("par{i}"), &n))
+            })
+            .collect();
+        for h in handles {
+            sp.push(h.join().unwrap()?);
+        }
+        for i in 0..PAR {
+            seta_del(&lab, &node, &format!("par{i}"), &ns(i))?;
+        }
+        let handles: Vec<_> = (0..PAR)
+            .map(|i| {
+                let (bn, n) = (br_node.clone(), ns(i));
+                std::thread::spawn(move || bridge_cmd(&bn, "ADD", &format!("par{i}"), &n))
+            })
+            .collect();
+        for h in handles {
+            bp.push(h.join().unwrap()?);
+        }
+        for i in 0..PAR {
+            bridge_cmd(&br_node, "DEL", &format!("par{i}"), &ns(i))?;
+        }
+    }
+    let pct = |v: &[f64], p: f64| Summary { median: percentile(v, p), iqr: 0.0, cv: 0.0 };
+    let row = |name: String, s: Summary, b: Summary, goal: &str| Row { name, unit: "ms", seta: s, base_name: "bridge+host-local", base: b, higher_is_better: false, goal: goal.into() };
+    Ok(vec![
+        row(format!("CNI ADD, 1 pod, p50 (n={})", s1.len()), pct(&s1, 50.0), pct(&b1, 50.0), ""),
+        row(format!("CNI ADD, 1 pod, p99 (n={})", s1.len()), pct(&s1, 99.0), pct(&b1, 99.0), ""),
+        row(format!("CNI ADD, {PAR} in parallel, p50 (n={})", sp.len()), pct(&sp, 50.0), pct(&bp, 50.0), ""),
+        row(format!("CNI ADD, {PAR} in parallel, p99 (n={})", sp.len()), pct(&sp, 99.0), pct(&bp, 99.0), "≤ 200 ms and ≥ 1.00×"),
+    ])
+}
+
+// ---------------------------------------------------------------- 3. BPF per packet
+
+fn bench_bpf(args: &Args) -> Result<Vec<Row>> {
+    use seta_abi::{EndpointInfo, ENDPOINT_F_HOST};
+    use seta_datapath::maps::EndpointMap;
+    use seta_datapath::testpkt::udp_packet;
+    use seta_datapath::{Datapath, EndpointProgConfig};
+    eprintln!("==> from-container per-packet cost (BPF_PROG_TEST_RUN) vs an empty tc program");
+    seta_datapath::sysfs::ensure_bpffs(Path::new("/sys/fs/bpf"))?;
+    let node = format!("{PREFIX}-n0");
+    let dp = Datapath::new(seta_core::names::pin_dir(Path::new("/sys/fs/bpf"), &node, seta_abi::ABI_VERSION))?;
+    let r = (|| -> Result<Vec<Row>> {
+        let _host = dp.load_host_object()?;
+        let (a, b, router) = (Ipv4Addr::new(10, 9, 0, 2), Ipv4Addr::new(10, 9, 0, 3), Ipv4Addr::new(10, 9, 0, 1));
+        let mut eps = EndpointMap::open(dp.pin_dir())?;
+        eps.upsert(b, &EndpointInfo { ifindex: 99, lxc_id: 2, mac: [2, 0, 0, 0, 0, 2], node_mac: [2, 0, 0, 0, 1, 2], sec_id: 256, ..Default::default() })?;
+        eps.upsert(router, &EndpointInfo { flags: ENDPOINT_F_HOST, ..Default::default() })?;
+        let mut lxc = dp.load_lxc_object(&EndpointProgConfig { ep_id: 1, ifname: "x".into(), ifindex: 98, ipv4: a, sec_id: 256, node_mac: [2, 0, 0, 0, 1, 1] })?;
+        let mut empty = aya::Ebpf::load(seta_datapath::objects::TEST_EMPTY)?;
+        {
+            let p: &mut SchedClassifier = empty.program_mut("empty").unwrap().try_into()?;
+            p.load()?;
+        }
+        let local = udp_packet([2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 0, 1], a, b, 64);
+        let stack = udp_packet([2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 0, 1], a, router, 64);
+        const REPEAT: u32 = 2_000_000;
+        let run = |ebpf: &mut aya::Ebpf, prog: &str, pkt: &[u8]| -> Result<f64> {
+            let p: &mut SchedClassifier = ebpf.program_mut(prog).unwrap().try_into()?;
+            let mut opts = TestRunOptions::new();
+            opts.data_in = Some(pkt);
+            opts.repeat = REPEAT;
+            Ok(p.test_run(opts)?.duration.as_nanos() as f64)
+        };
+        let (mut l, mut s, mut e) = (vec![], vec![], vec![]);
+        run(&mut lxc, "from_container", &local)?; // warm-up
+        for _ in 0..args.rounds.max(5) {
+            l.push(run(&mut lxc, "from_container", &local)?);
+            s.push(run(&mut lxc, "from_container", &stack)?);
+            e.push(run(&mut empty, "empty", &local)?);
+        }
+        let es = summarize(&e);
+        Ok(vec![
+            Row { name: "from-container, pod→pod local delivery (64 B UDP)".into(), unit: "ns/pkt", seta: summarize(&l), base_name: "empty tc program", base: es, higher_is_better: false, goal: "≤ 120 ns absolute".into() },
+            Row { name: "from-container, pod→node/stack".into(), unit: "ns/pkt", seta: summarize(&s), base_name: "empty tc program", base: es, higher_is_better: false, goal: "".into() },
+        ])
+    })();
+    let _ = dp.remove_all();
+    r
+}
