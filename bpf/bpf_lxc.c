@@ -1,16 +1,17 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-/* Endpoint programs, loaded once per endpoint with per-endpoint constants
- * set at load time (no compiler at run time).
- *   from_container: tc ingress of the host-side veth (packets leaving the pod)
- *   to_container:   tc egress of the host-side veth (packets entering the pod
- *                        through the host stack); counts ingress deliveries. */
+/* Endpoint program, loaded once per endpoint with per-endpoint constants set at
+ * load time (no compiler at run time).
+ *   from_container: tcx ingress of the host-side veth (packets leaving the pod).
+ * Delivery into the pod is done by the sender: from_container of another pod
+ * (bpf_redirect_peer) or from_host on seta_host (bpf_redirect). One TCX link
+ * per endpoint: each attach costs an RCU grace period under the RTNL lock. */
 #include "lib/common.h"
 #include "lib/arp.h"
 
 /* Per-endpoint configuration, rewritten by the loader (.rodata). */
 volatile const __u32 EP_ID = 0;
 volatile const __u32 EP_IFINDEX = 0;   /* host-side lxc ifindex */
-volatile const __be32 EP_IPV4 = 0;
+volatile const __be32 EP_IPV4 = 0;   /* the endpoint's own address */
 volatile const __u32 EP_SECID = 0;
 volatile const __u64 EP_NODE_MAC = 0;  /* lxc MAC, low 6 bytes in wire order */
 
@@ -24,6 +25,9 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 
 	if ((void *)(ip + 1) > data_end || ip->ihl < 5 || ip->version != 4)
 		return send_drop(ctx, DROP_INVALID, METRIC_EGRESS);
+	/* A pod may only send with its own address. */
+	if (ip->saddr != EP_IPV4)
+		return send_drop(ctx, DROP_INVALID_SOURCE_IP, METRIC_EGRESS);
 
 	ep = lookup_ip4_endpoint(ip->daddr);
 	if (ep && !(ep->flags & ENDPOINT_F_HOST)) {
@@ -66,27 +70,6 @@ int from_container(struct __sk_buff *ctx)
 	default:
 		return send_drop(ctx, DROP_UNSUPPORTED_L3, METRIC_EGRESS);
 	}
-}
-
-SEC("classifier")
-int to_container(struct __sk_buff *ctx)
-{
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-
-	if ((void *)(eth + 1) > data_end)
-		return send_drop(ctx, DROP_INVALID, METRIC_INGRESS);
-	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
-		struct iphdr *ip = data + ETH_HLEN;
-
-		if ((void *)(ip + 1) > data_end)
-			return send_drop(ctx, DROP_INVALID, METRIC_INGRESS);
-		if (ip->daddr != EP_IPV4)
-			return send_drop(ctx, DROP_UNKNOWN_TARGET, METRIC_INGRESS);
-	}
-	update_metrics(ctx->len, METRIC_INGRESS, REASON_FORWARDED);
-	return TC_ACT_OK;
 }
 
 char __license[] SEC("license") = "Dual BSD/GPL";

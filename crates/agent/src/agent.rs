@@ -382,7 +382,9 @@ impl Agent {
         // Phase 2 (unlocked): load and attach the endpoint's programs.
         let cfg = prog_config(&ep).map_err(bad)?;
         let dp = self.dp.clone();
+        let t_attach = Instant::now();
         let attached = tokio::task::spawn_blocking(move || dp.attach_endpoint(&cfg)).await;
+        let attach_ms = t_attach.elapsed().as_secs_f64() * 1e3;
 
         // Phase 3 (locked): maps, state, or roll back.
         let mut inner = self.inner.lock().await;
@@ -409,7 +411,7 @@ impl Agent {
         }
         inner.endpoints.insert(ep.id, ep.clone());
         self.save_pool_and_ids(&inner)?;
-        tracing::info!(id = ep.id, ip = %ep.ipv4, identity = ep.identity, dev = %ep.interface_name, "endpoint ready");
+        tracing::info!(id = ep.id, ip = %ep.ipv4, identity = ep.identity, dev = %ep.interface_name, attach_ms, "endpoint ready");
         Ok(ep)
     }
 

@@ -9,7 +9,7 @@ use seta_client::{Client, ClientError};
 use seta_core::api::{IpamResponse, Status};
 use seta_core::cni::{self, code, AddOutcome, CniError, Command, Env, NetConf};
 use seta_core::endpoint::{format_mac, Endpoint, EndpointChangeRequest};
-use seta_core::names::{lxc_name, tmp_peer_name};
+use seta_core::names::lxc_name;
 use seta_datapath::netlink::Netlink;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -135,7 +135,6 @@ async fn add_steps(conf: &NetConf, env: &Env, client: &Client, netns: &std::fs::
     let cid = &env.container_id;
     let nl = Netlink::current().map_err(nl_err)?;
     let host_if = lxc_name(cid, &env.ifname);
-    let tmp_if = tmp_peer_name(cid, &env.ifname);
 
     // 1. address
     let ipam: IpamResponse = client
@@ -145,29 +144,29 @@ async fn add_steps(conf: &NetConf, env: &Env, client: &Client, netns: &std::fs::
     done.push(Undo::ReleaseIp(cid.clone()));
     let (ip, gw) = (ipam.ipv4.ip, ipam.ipv4.gateway);
 
-    // 2. veth pair (a stale pair of an earlier ADD of this container is replaced)
-    for stale in [&host_if, &tmp_if] {
-        if let Some(l) = nl.link(stale).await.map_err(nl_err)? {
-            nl.del_link(l.index).await.map_err(nl_err)?;
-        }
+    // 2. veth pair, the peer created directly in the pod netns as CNI_IFNAME
+    //    (a stale host side of an earlier ADD of this container is replaced)
+    if let Some(l) = nl.link(&host_if).await.map_err(nl_err)? {
+        nl.del_link(l.index).await.map_err(nl_err)?;
     }
-    nl.create_veth(&host_if, &tmp_if).await.map_err(nl_err)?;
+    let pod = Netlink::in_netns(Path::new(&env.netns)).await.map_err(nl_err)?;
+    if pod.link(&env.ifname).await.map_err(nl_err)?.is_some() {
+        return Err(CniError::new(code::INVALID_ENV, format!("CNI_IFNAME {} already exists in {}", env.ifname, env.netns)));
+    }
+    nl.create_veth_into(&host_if, &env.ifname, netns.as_fd()).await.map_err(nl_err)?;
     done.push(Undo::DeleteLink(host_if.clone()));
     let host = nl.link(&host_if).await.map_err(nl_err)?.ok_or_else(|| nl_err(format!("{host_if} vanished")))?;
-    let tmp = nl.link(&tmp_if).await.map_err(nl_err)?.ok_or_else(|| nl_err(format!("{tmp_if} vanished")))?;
     seta_datapath::sysfs::set_ipv4_sysctl(&format!("conf/{host_if}/rp_filter"), "0").map_err(nl_err)?;
     let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{host_if}/disable_ipv6"), "1");
     nl.set_up(host.index).await.map_err(nl_err)?;
     injected("veth")?;
 
-    // 3. container side
-    nl.set_netns(tmp.index, netns.as_fd()).await.map_err(nl_err)?;
-    let pod = Netlink::in_netns(Path::new(&env.netns)).await.map_err(nl_err)?;
-    if pod.link(&env.ifname).await.map_err(nl_err)?.is_some() {
-        return Err(CniError::new(code::INVALID_ENV, format!("CNI_IFNAME {} already exists in {}", env.ifname, env.netns)));
-    }
-    let peer = pod.link(&tmp_if).await.map_err(nl_err)?.ok_or_else(|| nl_err(format!("{tmp_if} not found in {}", env.netns)))?;
-    pod.rename(peer.index, &env.ifname).await.map_err(nl_err)?;
+    // 3. container side: address, route to the router, default route
+    let peer = pod
+        .link(&env.ifname)
+        .await
+        .map_err(nl_err)?
+        .ok_or_else(|| nl_err(format!("{} not found in {}", env.ifname, env.netns)))?;
     if let Some(lo) = pod.link("lo").await.map_err(nl_err)? {
         pod.set_up(lo.index).await.map_err(nl_err)?;
     }

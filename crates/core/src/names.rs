@@ -9,12 +9,6 @@ pub fn lxc_name(container_id: &str, ifname: &str) -> String {
     format!("lxc{}", &hex::encode(digest)[..12])
 }
 
-/// Temporary name of the container-side veth before it moves into the pod netns.
-pub fn tmp_peer_name(container_id: &str, ifname: &str) -> String {
-    let digest = Sha256::digest(format!("{container_id}:{ifname}").as_bytes());
-    format!("tmp{}", &hex::encode(digest)[..12])
-}
-
 pub const HOST_DEV: &str = "seta_host";
 pub const NET_DEV: &str = "seta_net";
 

@@ -6,6 +6,8 @@ use aya::programs::{LinkOrder, SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
@@ -39,13 +41,39 @@ pub struct EndpointProgConfig {
 }
 
 pub const PROG_FROM_CONTAINER: &str = "from_container";
-pub const PROG_TO_CONTAINER: &str = "to_container";
 pub const PROG_FROM_HOST: &str = "from_host";
 
 /// A node's datapath, rooted at its versioned pin directory.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Datapath {
     pin_dir: PathBuf,
+    /// `EbpfLoader::new()` parses the kernel's vmlinux BTF (~20 ms); endpoint
+    /// loads reuse these loaders instead (one per CPU, so loads run in parallel).
+    lxc_loaders: Arc<Vec<Mutex<EbpfLoader<'static>>>>,
+    next_loader: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Datapath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Datapath").field("pin_dir", &self.pin_dir).finish()
+    }
+}
+
+static ZERO_U32: u32 = 0;
+static ZERO_U64: u64 = 0;
+const LXC_GLOBALS_U32: [&str; 4] = ["EP_ID", "EP_IFINDEX", "EP_IPV4", "EP_SECID"];
+
+/// Points a reused loader's globals back at 'static zeros when dropped, so it
+/// never holds a reference to a finished call's values (also on panic).
+struct ResetGlobals<'l>(&'l mut EbpfLoader<'static>);
+
+impl Drop for ResetGlobals<'_> {
+    fn drop(&mut self) {
+        for g in LXC_GLOBALS_U32 {
+            self.0.override_global(g, &ZERO_U32, true);
+        }
+        self.0.override_global("EP_NODE_MAC", &ZERO_U64, true);
+    }
 }
 
 fn dir_name(d: TcAttachType) -> &'static str {
@@ -60,7 +88,15 @@ impl Datapath {
         let pin_dir = pin_dir.into();
         std::fs::create_dir_all(pin_dir.join("links"))
             .map_err(|source| DatapathError::Io { what: format!("create {}", pin_dir.display()), source })?;
-        Ok(Self { pin_dir })
+        let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
+        let lxc_loaders = (0..n)
+            .map(|_| {
+                let mut l = EbpfLoader::new();
+                l.btf(None).default_map_pin_directory(&pin_dir);
+                Mutex::new(l)
+            })
+            .collect();
+        Ok(Self { pin_dir, lxc_loaders: Arc::new(lxc_loaders), next_loader: Default::default() })
     }
 
     pub fn pin_dir(&self) -> &Path {
@@ -74,7 +110,7 @@ impl Datapath {
 
     fn loader(&self) -> EbpfLoader<'static> {
         let mut l = EbpfLoader::new();
-        l.default_map_pin_directory(&self.pin_dir);
+        l.btf(None).default_map_pin_directory(&self.pin_dir);
         l
     }
 
@@ -94,17 +130,24 @@ impl Datapath {
         let ipv4 = u32::from_ne_bytes(cfg.ipv4.octets());
         let m = cfg.node_mac;
         let mac = u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0]);
-        let mut ebpf = self
-            .loader()
-            .override_global("EP_ID", &ep_id, true)
-            .override_global("EP_IFINDEX", &cfg.ifindex, true)
-            .override_global("EP_IPV4", &ipv4, true)
-            .override_global("EP_SECID", &cfg.sec_id, true)
-            .override_global("EP_NODE_MAC", &mac, true)
-            .load(objects::BPF_LXC)
-            .map_err(|source| DatapathError::Load { object: "bpf_lxc.o", source })?;
+        let values = [ep_id, cfg.ifindex, ipv4, cfg.sec_id];
+        let i = self.next_loader.fetch_add(1, Ordering::Relaxed) % self.lxc_loaders.len();
+        let mut guard = self.lxc_loaders[i].lock().unwrap_or_else(|p| p.into_inner());
+        let loader = ResetGlobals(&mut guard);
+        for (name, v) in LXC_GLOBALS_U32.iter().zip(values.iter()) {
+            // SAFETY: the loader reads the value only inside `load` below;
+            // `ResetGlobals` re-points it at a static before `values` goes away.
+            let v: &'static u32 = unsafe { &*(v as *const u32) };
+            loader.0.override_global(name, v, true);
+        }
+        // SAFETY: as above.
+        let mac: &'static u64 = unsafe { &*(&mac as *const u64) };
+        loader.0.override_global("EP_NODE_MAC", mac, true);
+        let loaded = loader.0.load(objects::BPF_LXC);
+        drop(loader);
+        drop(guard);
+        let mut ebpf = loaded.map_err(|source| DatapathError::Load { object: "bpf_lxc.o", source })?;
         load_prog(&mut ebpf, PROG_FROM_CONTAINER, "bpf_lxc.o")?;
-        load_prog(&mut ebpf, PROG_TO_CONTAINER, "bpf_lxc.o")?;
         Ok(ebpf)
     }
 
@@ -115,16 +158,19 @@ impl Datapath {
         self.attach_pinned(&mut ebpf, PROG_FROM_HOST, dev, TcAttachType::Egress, true)
     }
 
-    /// Attach an endpoint's programs to its host-side veth and pin the links.
+    /// Attach an endpoint's program to its host-side veth and pin the link.
     pub fn attach_endpoint(&self, cfg: &EndpointProgConfig) -> Result<()> {
+        let t = std::time::Instant::now();
         let mut ebpf = self.load_lxc_object(cfg)?;
+        tracing::debug!(load_ms = t.elapsed().as_secs_f64() * 1e3, "loaded bpf_lxc");
         self.attach_pinned(&mut ebpf, PROG_FROM_CONTAINER, &cfg.ifname, TcAttachType::Ingress, false)?;
-        self.attach_pinned(&mut ebpf, PROG_TO_CONTAINER, &cfg.ifname, TcAttachType::Egress, false)
+        tracing::debug!(ms = t.elapsed().as_secs_f64() * 1e3, "attached ingress");
+        Ok(())
     }
 
-    /// Are both links of an endpoint pinned?
+    /// Is the endpoint's link pinned?
     pub fn endpoint_attached(&self, ifname: &str) -> bool {
-        self.link_pin(ifname, "ingress").exists() && self.link_pin(ifname, "egress").exists()
+        self.link_pin(ifname, "ingress").exists()
     }
 
     /// Detach an endpoint's programs (remove the link pins; the kernel drops

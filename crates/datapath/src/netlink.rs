@@ -4,7 +4,7 @@
 //! netlink socket on a dedicated OS thread that enters the namespace, and the
 //! socket (bound to that namespace for life) is then used from anywhere.
 use futures::TryStreamExt;
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage};
 use netlink_packet_route::route::RouteScope;
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use std::net::{IpAddr, Ipv4Addr};
@@ -127,6 +127,28 @@ impl Netlink {
             .execute()
             .await
             .map_err(|e| NetlinkError::from_rt(format!("create veth {name}/{peer}"), e))
+    }
+
+    /// Create a veth pair whose peer is born inside the network namespace
+    /// behind `peer_ns` (no later move: moving a device between namespaces
+    /// waits for an RCU grace period under the RTNL lock).
+    pub async fn create_veth_into(&self, name: &str, peer: &str, peer_ns: BorrowedFd<'_>) -> Result<()> {
+        let mut msg = LinkVeth::new(name, peer).build();
+        for a in msg.attributes.iter_mut() {
+            if let LinkAttribute::LinkInfo(infos) = a {
+                for i in infos.iter_mut() {
+                    if let NlLinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))) = i {
+                        p.attributes.push(LinkAttribute::NetNsFd(peer_ns.as_raw_fd()));
+                    }
+                }
+            }
+        }
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| NetlinkError::from_rt(format!("create veth {name} with peer {peer} in the pod netns"), e))
     }
 
     async fn set(&self, op: String, msg: LinkMessage) -> Result<()> {
