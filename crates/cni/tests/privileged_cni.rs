@@ -321,3 +321,60 @@ async fn privileged_cni_chains_in_front_of_portmap() {
     assert!(c.cni(&Ctx::env("DEL", "cid-web", &ns), &conf).0);
     assert_eq!(c.allocations(), 0);
 }
+
+/// A real runtime drives the plugin: Podman 4.3 with its CNI backend (VERSION,
+/// ADD with `IgnoreUnknown=1;K8S_POD_NAME=…` CNI_ARGS, DEL on --rm), run inside
+/// the lab node's network namespace so nothing touches the root namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_cni_driven_by_podman() {
+    if !privileged("privileged_cni_driven_by_podman") {
+        return;
+    }
+    for tool in ["podman", "runc", "busybox"] {
+        let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().unwrap().status.success();
+        assert!(found, "{tool} is required (make test installs podman, runc, busybox-static)");
+    }
+    let c = Ctx::new("pdm").await;
+    let node_ns = c.lab().nodes[0].netns.clone();
+    let router = seta_core::ipam::Pool::new(c.lab().nodes[0].pod_cidr).unwrap().router();
+    let work = std::env::temp_dir().join(format!("{}-podman", c.lab().name));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(work.join("root/bin")).unwrap();
+    std::fs::copy(Command::new("sh").args(["-c", "command -v busybox"]).output().map(|o| String::from_utf8(o.stdout).unwrap().trim().to_string()).unwrap(), work.join("root/bin/busybox")).unwrap();
+    for app in ["sh", "ip", "ping"] {
+        std::os::unix::fs::symlink("busybox", work.join("root/bin").join(app)).unwrap();
+    }
+    let image = format!("localhost/{}-busybox:latest", c.lab().name);
+    let tar = Command::new("tar").arg("-C").arg(work.join("root")).args(["-cf"]).arg(work.join("root.tar")).arg(".").status().unwrap();
+    assert!(tar.success());
+    let imported = Command::new("podman").args(["import"]).arg(work.join("root.tar")).arg(&image).output().unwrap();
+    assert!(imported.status.success(), "podman import: {}", String::from_utf8_lossy(&imported.stderr));
+    let conf = work.join("containers.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = [\"{}\", \"/usr/lib/cni\"]\nnetwork_config_dir = \"{}\"\n[engine]\ncgroup_manager = \"cgroupfs\"\n",
+            bin_dir().display(),
+            c.lab().nodes[0].cni_conf_dir.display()
+        ),
+    )
+    .unwrap();
+    // nsenter --net keeps the host's mount namespace (cgroups), unlike `ip netns exec`.
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{node_ns}"))
+        .args(["podman", "--runtime", "runc", "run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--network", "seta", &image])
+        .args(["sh", "-c", &format!("ip -4 addr show eth0 && ping -c 2 -W 2 {router}")])
+        .env("CONTAINERS_CONF", &conf)
+        .output()
+        .unwrap();
+    let _ = Command::new("podman").args(["rmi", "-f", &image]).output();
+    let _ = std::fs::remove_dir_all(&work);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "podman run: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("inet 10.201.1."), "the container got a pod address from seta: {text}");
+    assert!(text.contains("2 packets received"), "the container reached the node through seta: {text}");
+    // --rm made podman call DEL: nothing is left behind
+    assert!(c.agent("endpoint list").as_array().unwrap().is_empty());
+    assert_eq!(c.allocations(), 0);
+    assert!(c.lxc_devices().is_empty(), "{:?}", c.lxc_devices());
+}
