@@ -19,7 +19,6 @@ pub const METRIC_INGRESS: u8 = 1;
 pub const METRIC_EGRESS: u8 = 2;
 pub const METRIC_SERVICE: u8 = 3;
 
-
 /// Key of `seta_lxc`. `ip4` is in network byte order (as the raw bytes of the address).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -99,7 +98,11 @@ const _: () = {
 
 impl EndpointKey {
     pub fn v4(ip: [u8; 4]) -> Self {
-        Self { ip4: ip, family: ENDPOINT_KEY_IPV4, ..Default::default() }
+        Self {
+            ip4: ip,
+            family: ENDPOINT_KEY_IPV4,
+            ..Default::default()
+        }
     }
 }
 
@@ -133,10 +136,21 @@ const _: () = assert!(size_of::<IpcacheLpmData>() + 4 == size_of::<IpcacheKey>()
 
 impl IpcacheKey {
     pub fn lpm_data(&self) -> IpcacheLpmData {
-        IpcacheLpmData { cluster_id: self.cluster_id, pad: self.pad, family: self.family, ip4: self.ip4 }
+        IpcacheLpmData {
+            cluster_id: self.cluster_id,
+            pad: self.pad,
+            family: self.family,
+            ip4: self.ip4,
+        }
     }
     pub fn from_lpm(prefixlen: u32, d: IpcacheLpmData) -> Self {
-        Self { prefixlen, cluster_id: d.cluster_id, pad: d.pad, family: d.family, ip4: d.ip4 }
+        Self {
+            prefixlen,
+            cluster_id: d.cluster_id,
+            pad: d.pad,
+            family: d.family,
+            ip4: d.ip4,
+        }
     }
 }
 

@@ -106,8 +106,21 @@ impl Agent {
         }
         let mut eps = EndpointMap::open(dp.pin_dir())?;
         let mut ipc = IpcacheMap::open(dp.pin_dir())?;
-        eps.upsert(router, &EndpointInfo { flags: ENDPOINT_F_HOST, ..Default::default() })?;
-        ipc.upsert(router, 32, &RemoteEndpointInfo { sec_identity: ID_HOST, ..Default::default() })?;
+        eps.upsert(
+            router,
+            &EndpointInfo {
+                flags: ENDPOINT_F_HOST,
+                ..Default::default()
+            },
+        )?;
+        ipc.upsert(
+            router,
+            32,
+            &RemoteEndpointInfo {
+                sec_identity: ID_HOST,
+                ..Default::default()
+            },
+        )?;
 
         let identities: IdentityAllocator = store.load("identities.json")?;
         // Pool allocations without an endpoint are kept: a CNI ADD may be between
@@ -118,7 +131,14 @@ impl Agent {
             dp,
             nl,
             store,
-            inner: Mutex::new(Inner { pool, identities, endpoints: BTreeMap::new(), reserved_ids: Default::default(), eps, ipc }),
+            inner: Mutex::new(Inner {
+                pool,
+                identities,
+                endpoints: BTreeMap::new(),
+                reserved_ids: Default::default(),
+                eps,
+                ipc,
+            }),
             started: Instant::now(),
             restored: Default::default(),
         });
@@ -149,7 +169,14 @@ impl Agent {
                     }
                     let info = host_entry(&ep).map_err(anyhow::Error::msg)?;
                     inner.eps.upsert(ep.ipv4, &info)?;
-                    inner.ipc.upsert(ep.ipv4, 32, &RemoteEndpointInfo { sec_identity: ep.identity, ..Default::default() })?;
+                    inner.ipc.upsert(
+                        ep.ipv4,
+                        32,
+                        &RemoteEndpointInfo {
+                            sec_identity: ep.identity,
+                            ..Default::default()
+                        },
+                    )?;
                     let _ = inner.pool.allocate_ip(ep.ipv4, &ep.container_id);
                     ep.state = EndpointState::Ready;
                     self.store.save_endpoint(&ep)?;
@@ -180,8 +207,12 @@ impl Agent {
                 inner.ipc.remove(ip, 32)?;
             }
         }
-        let devs: std::collections::BTreeSet<String> =
-            inner.endpoints.values().map(|e| e.interface_name.clone()).chain([HOST_DEV.to_string()]).collect();
+        let devs: std::collections::BTreeSet<String> = inner
+            .endpoints
+            .values()
+            .map(|e| e.interface_name.clone())
+            .chain([HOST_DEV.to_string()])
+            .collect();
         for d in self.dp.pinned_link_devices() {
             if !devs.contains(&d) {
                 self.dp.detach_endpoint(&d)?;
@@ -198,7 +229,9 @@ impl Agent {
         let Ok(rd) = std::fs::read_dir(&dir) else { return };
         for e in rd.flatten() {
             let p = e.path();
-            let parsed = std::fs::read(&p).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+            let parsed = std::fs::read(&p)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
             if let Some(cid) = parsed.as_ref().and_then(|v| v["container-id"].as_str()) {
                 let _ = self.delete_endpoint(&EndpointRef::ContainerId(cid.into())).await;
                 let _ = self.ipam_release_owner(cid).await;
@@ -260,18 +293,28 @@ impl Agent {
 
     pub async fn ipam_allocate(&self, owner: &str) -> Result<IpamResponse, ApiError> {
         if owner.is_empty() {
-            return Err(ApiError::BadRequest("query parameter owner is required (container id or namespace/pod)".into()));
+            return Err(ApiError::BadRequest(
+                "query parameter owner is required (container id or namespace/pod)".into(),
+            ));
         }
         let mut inner = self.inner.lock().await;
         let ip = inner.pool.allocate(owner).map_err(|e| ApiError::Conflict(e.to_string()))?;
         self.save_pool_and_ids(&inner)?;
-        Ok(IpamResponse { ipv4: IpamAddress { ip, gateway: inner.pool.router(), cidr: inner.pool.cidr } })
+        Ok(IpamResponse {
+            ipv4: IpamAddress {
+                ip,
+                gateway: inner.pool.router(),
+                cidr: inner.pool.cidr,
+            },
+        })
     }
 
     pub async fn ipam_release(&self, ip: Ipv4Addr) -> Result<(), ApiError> {
         let mut inner = self.inner.lock().await;
         if inner.endpoints.values().any(|e| e.ipv4 == ip) {
-            return Err(ApiError::Conflict(format!("{ip} is used by an endpoint; delete the endpoint instead")));
+            return Err(ApiError::Conflict(format!(
+                "{ip} is used by an endpoint; delete the endpoint instead"
+            )));
         }
         inner.pool.release(ip).map_err(|e| ApiError::NotFound(e.to_string()))?;
         self.save_pool_and_ids(&inner)?;
@@ -301,7 +344,12 @@ impl Agent {
 
     pub async fn get(&self, r: &EndpointRef) -> Result<Endpoint, ApiError> {
         let inner = self.inner.lock().await;
-        inner.endpoints.values().find(|e| r.matches(e)).cloned().ok_or_else(|| ApiError::NotFound(format!("endpoint {r:?} not found")))
+        inner
+            .endpoints
+            .values()
+            .find(|e| r.matches(e))
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(format!("endpoint {r:?} not found")))
     }
 
     /// Create (or idempotently confirm) an endpoint; returns once its programs
@@ -348,12 +396,18 @@ impl Agent {
                 )));
             }
             if !inner.pool.cidr.contains(&req.ipv4) {
-                return Err(bad(format!("ipv4: {} is not in this node's pod CIDR {}", req.ipv4, inner.pool.cidr)));
+                return Err(bad(format!(
+                    "ipv4: {} is not in this node's pod CIDR {}",
+                    req.ipv4, inner.pool.cidr
+                )));
             }
             match inner.pool.owner_of(req.ipv4) {
                 None => return Err(bad(format!("ipv4: {} was not allocated through IPAM", req.ipv4))),
                 Some(_) if inner.endpoints.values().any(|e| e.ipv4 == req.ipv4) => {
-                    return Err(ApiError::Conflict(format!("ipv4: {} is already used by another endpoint", req.ipv4)))
+                    return Err(ApiError::Conflict(format!(
+                        "ipv4: {} is already used by another endpoint",
+                        req.ipv4
+                    )))
                 }
                 _ => {}
             }
@@ -393,7 +447,14 @@ impl Agent {
             Ok(Ok(())) => (|| -> Result<(), ApiError> {
                 let info = host_entry(&ep).map_err(bad)?;
                 inner.eps.upsert(ep.ipv4, &info)?;
-                inner.ipc.upsert(ep.ipv4, 32, &RemoteEndpointInfo { sec_identity: ep.identity, ..Default::default() })?;
+                inner.ipc.upsert(
+                    ep.ipv4,
+                    32,
+                    &RemoteEndpointInfo {
+                        sec_identity: ep.identity,
+                        ..Default::default()
+                    },
+                )?;
                 ep.state = EndpointState::Ready;
                 self.store.save_endpoint(&ep)?;
                 Ok(())
@@ -426,7 +487,9 @@ impl Agent {
             .ok_or_else(|| ApiError::NotFound(format!("endpoint {r:?} not found")))?;
         let mut ep = inner.endpoints.remove(&id).expect("present");
         ep.state = EndpointState::Disconnecting;
-        self.dp.detach_endpoint(&ep.interface_name).map_err(|e| ApiError::Internal(e.to_string()))?;
+        self.dp
+            .detach_endpoint(&ep.interface_name)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
         inner.eps.remove(ep.ipv4)?;
         inner.ipc.remove(ep.ipv4, 32)?;
         inner.identities.release(&ep.labels);
@@ -445,7 +508,9 @@ impl Agent {
         let out = tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
             for l in links {
-                let Ok(progs) = seta_datapath::loader::query_tcx(&l.name) else { continue };
+                let Ok(progs) = seta_datapath::loader::query_tcx(&l.name) else {
+                    continue;
+                };
                 for (dir, name, id) in progs {
                     let pin = dp.link_pin(&l.name, &dir);
                     out.push(Attachment {
@@ -482,7 +547,8 @@ async fn setup_host_devices(nl: &Netlink, cfg: &Config, router: Ipv4Addr) -> Res
     nl.set_up(host.index).await?;
     nl.set_up(net.index).await?;
     nl.add_addr(host.index, router, 32).await?;
-    nl.replace_route(cfg.pod_cidr.network(), cfg.pod_cidr.prefix_len(), None, host.index, Some(router)).await?;
+    nl.replace_route(cfg.pod_cidr.network(), cfg.pod_cidr.prefix_len(), None, host.index, Some(router))
+        .await?;
     use seta_datapath::sysfs::set_ipv4_sysctl;
     set_ipv4_sysctl("ip_forward", "1")?;
     for dev in ["all", "default", HOST_DEV, NET_DEV] {
@@ -498,15 +564,21 @@ pub async fn cleanup(cfg: &Config) -> Result<Vec<String>> {
     done.push(format!("removed pins {}", cfg.pin_dir.display()));
     if let Ok(nl) = Netlink::current() {
         for l in nl.links().await.unwrap_or_default() {
-            if l.name == HOST_DEV || l.name.starts_with("lxc") {
-                if nl.del_link(l.index).await.is_ok() {
-                    done.push(format!("deleted device {}", l.name));
-                }
+            if (l.name == HOST_DEV || l.name.starts_with("lxc")) && nl.del_link(l.index).await.is_ok() {
+                done.push(format!("deleted device {}", l.name));
             }
         }
     }
-    for (what, p) in [("state dir", cfg.state_dir.clone()), ("socket", cfg.socket.clone()), ("CNI config", cfg.cni_conf_path())] {
-        let r = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+    for (what, p) in [
+        ("state dir", cfg.state_dir.clone()),
+        ("socket", cfg.socket.clone()),
+        ("CNI config", cfg.cni_conf_path()),
+    ] {
+        let r = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
         if r.is_ok() {
             done.push(format!("removed {what} {}", p.display()));
         }

@@ -41,19 +41,28 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .with_state(agent)
 }
 
-async fn ipam_allocate(State(a): A, Query(q): Query<HashMap<String, String>>) -> Result<(StatusCode, Json<seta_core::api::IpamResponse>), ApiError> {
+async fn ipam_allocate(
+    State(a): A,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<(StatusCode, Json<seta_core::api::IpamResponse>), ApiError> {
     let owner = q.get("owner").cloned().unwrap_or_default();
     Ok((StatusCode::CREATED, Json(a.ipam_allocate(&owner).await?)))
 }
 
 async fn ipam_release_owner(State(a): A, Query(q): Query<HashMap<String, String>>) -> R<serde_json::Value> {
-    let owner = q.get("owner").cloned().filter(|o| !o.is_empty()).ok_or_else(|| ApiError::BadRequest("query parameter owner is required".into()))?;
+    let owner = q
+        .get("owner")
+        .cloned()
+        .filter(|o| !o.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("query parameter owner is required".into()))?;
     let n = a.ipam_release_owner(&owner).await?;
     Ok(Json(serde_json::json!({"released": n})))
 }
 
 async fn ipam_release(State(a): A, Path(ip): Path<String>) -> R<serde_json::Value> {
-    let ip = ip.parse().map_err(|_| ApiError::BadRequest(format!("{ip:?} is not an IPv4 address")))?;
+    let ip = ip
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("{ip:?} is not an IPv4 address")))?;
     a.ipam_release(ip).await?;
     Ok(Json(serde_json::json!({"released": ip})))
 }

@@ -67,7 +67,9 @@ impl Config {
             }
             None => FileConfig::default(),
         };
-        let Some(node) = a.node.or(file.node) else { bail!("node name is required: --node NAME, SETA_NODE or \"node\" in the config file") };
+        let Some(node) = a.node.or(file.node) else {
+            bail!("node name is required: --node NAME, SETA_NODE or \"node\" in the config file")
+        };
         seta_core::names::validate_node_name(&node).map_err(anyhow::Error::msg)?;
         let Some(pod_cidr) = a.pod_cidr.or(file.pod_cidr) else {
             bail!("pod CIDR is required: --pod-cidr A.B.C.D/N, SETA_POD_CIDR or \"pod-cidr\" in the config file")
@@ -93,7 +95,10 @@ impl Config {
     }
 
     pub fn delete_queue_dir(&self) -> PathBuf {
-        self.socket.parent().unwrap_or(std::path::Path::new("/run/seta")).join("deleteQueue")
+        self.socket
+            .parent()
+            .unwrap_or(std::path::Path::new("/run/seta"))
+            .join("deleteQueue")
     }
 
     pub fn cni_conf_path(&self) -> PathBuf {

@@ -53,14 +53,19 @@ impl Store {
     /// Endpoints saved by a previous run; unreadable files are reported and skipped.
     pub fn load_endpoints(&self) -> Vec<Endpoint> {
         let mut out = Vec::new();
-        let Ok(rd) = std::fs::read_dir(self.dir.join("endpoints")) else { return out };
+        let Ok(rd) = std::fs::read_dir(self.dir.join("endpoints")) else {
+            return out;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.extension().and_then(|x| x.to_str()) != Some("json") {
                 let _ = std::fs::remove_file(&p); // leftover temp file of an interrupted write
                 continue;
             }
-            match std::fs::read(&p).map_err(anyhow::Error::from).and_then(|b| Ok(serde_json::from_slice::<Endpoint>(&b)?)) {
+            match std::fs::read(&p)
+                .map_err(anyhow::Error::from)
+                .and_then(|b| Ok(serde_json::from_slice::<Endpoint>(&b)?))
+            {
                 Ok(ep) => out.push(ep),
                 Err(err) => tracing::warn!("skipping unreadable endpoint state {}: {err}", p.display()),
             }

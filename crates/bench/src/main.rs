@@ -80,7 +80,11 @@ fn summarize(v: &[f64]) -> Summary {
     };
     let mean = s.iter().sum::<f64>() / s.len() as f64;
     let var = s.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / s.len() as f64;
-    Summary { median: q(0.5), iqr: q(0.75) - q(0.25), cv: if mean > 0.0 { var.sqrt() / mean } else { 0.0 } }
+    Summary {
+        median: q(0.5),
+        iqr: q(0.75) - q(0.25),
+        cv: if mean > 0.0 { var.sqrt() / mean } else { 0.0 },
+    }
 }
 
 fn percentile(v: &[f64], p: f64) -> f64 {
@@ -147,7 +151,10 @@ fn render(rows: &[Row]) -> String {
 // ---------------------------------------------------------------- helpers
 
 fn sh(args: &[&str]) -> Result<String> {
-    let out = Command::new(args[0]).args(&args[1..]).output().with_context(|| format!("run {}", args[0]))?;
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .with_context(|| format!("run {}", args[0]))?;
     if !out.status.success() {
         bail!("{}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
@@ -187,9 +194,18 @@ fn routed_veth() -> Result<(String, String, Ipv4Addr, String)> {
         sh(&["ip", "netns", "add", ns])?;
         sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
     }
-    sh(&["ip", "-n", &c, "link", "add", "eth0", "type", "veth", "peer", "name", "rc0", "netns", &r])?;
-    sh(&["ip", "-n", &s, "link", "add", "eth0", "type", "veth", "peer", "name", "rs0", "netns", &r])?;
-    for (ns, dev, addr) in [(&c, "eth0", "10.252.1.2/24"), (&r, "rc0", "10.252.1.1/24"), (&r, "rs0", "10.252.2.1/24"), (&s, "eth0", "10.252.2.2/24")] {
+    sh(&[
+        "ip", "-n", &c, "link", "add", "eth0", "type", "veth", "peer", "name", "rc0", "netns", &r,
+    ])?;
+    sh(&[
+        "ip", "-n", &s, "link", "add", "eth0", "type", "veth", "peer", "name", "rs0", "netns", &r,
+    ])?;
+    for (ns, dev, addr) in [
+        (&c, "eth0", "10.252.1.2/24"),
+        (&r, "rc0", "10.252.1.1/24"),
+        (&r, "rs0", "10.252.2.1/24"),
+        (&s, "eth0", "10.252.2.2/24"),
+    ] {
         sh(&["ip", "-n", ns, "addr", "add", addr, "dev", dev])?;
         sh(&["ip", "-n", ns, "link", "set", dev, "up"])?;
     }
@@ -201,7 +217,25 @@ fn routed_veth() -> Result<(String, String, Ipv4Addr, String)> {
 
 fn sockperf_rr(client: &str, server: &str, ip: Ipv4Addr, port: u16, secs: u32) -> Result<(f64, f64)> {
     let mut srv = spawn_server(server, &["sockperf", "sr", "--tcp", "-i", &ip.to_string(), "-p", &port.to_string()])?;
-    let out = in_ns(client, 0, &["sockperf", "pp", "--tcp", "-i", &ip.to_string(), "-p", &port.to_string(), "-t", &secs.to_string(), "-m", "16", "--full-rtt"]).output()?;
+    let out = in_ns(
+        client,
+        0,
+        &[
+            "sockperf",
+            "pp",
+            "--tcp",
+            "-i",
+            &ip.to_string(),
+            "-p",
+            &port.to_string(),
+            "-t",
+            &secs.to_string(),
+            "-m",
+            "16",
+            "--full-rtt",
+        ],
+    )
+    .output()?;
     let _ = srv.kill();
     let _ = srv.wait();
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
@@ -214,7 +248,14 @@ fn sockperf_rr(client: &str, server: &str, ip: Ipv4Addr, port: u16, secs: u32) -
     // transactions/s over the valid (post warm-up) duration
     let valid = text.lines().find(|l| l.contains("[Valid Duration]")).context("no valid duration")?;
     let num = |key: &str| -> Option<f64> {
-        valid.split(key).nth(1)?.split(|c: char| c == ';' || c == ' ').next()?.trim_end_matches("sec").parse().ok()
+        valid
+            .split(key)
+            .nth(1)?
+            .split([';', ' '])
+            .next()?
+            .trim_end_matches("sec")
+            .parse()
+            .ok()
     };
     let runtime = num("RunTime=").context("runtime")?;
     let recv = num("ReceivedMessages=").context("received")?;
@@ -223,16 +264,38 @@ fn sockperf_rr(client: &str, server: &str, ip: Ipv4Addr, port: u16, secs: u32) -
 
 fn iperf_stream(client: &str, server: &str, ip: Ipv4Addr, port: u16, secs: u32) -> Result<f64> {
     let mut srv = spawn_server(server, &["iperf3", "-s", "-1", "-p", &port.to_string()])?;
-    let out = in_ns(client, 0, &["iperf3", "-c", &ip.to_string(), "-p", &port.to_string(), "-t", &secs.to_string(), "-J"]).output()?;
+    let out = in_ns(
+        client,
+        0,
+        &[
+            "iperf3",
+            "-c",
+            &ip.to_string(),
+            "-p",
+            &port.to_string(),
+            "-t",
+            &secs.to_string(),
+            "-J",
+        ],
+    )
+    .output()?;
     let _ = srv.kill();
     let _ = srv.wait();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("iperf3 JSON")?;
-    v["end"]["sum_received"]["bits_per_second"].as_f64().map(|b| b / 1e9).with_context(|| format!("iperf3: {v}"))
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .map(|b| b / 1e9)
+        .with_context(|| format!("iperf3: {v}"))
 }
 
 fn ip_forwarded(ns: &str) -> Result<u64> {
     let out = sh(&["ip", "netns", "exec", ns, "nstat", "-az", "IpForwDatagrams"])?;
-    Ok(out.lines().find(|l| l.starts_with("IpForwDatagrams")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0))
+    Ok(out
+        .lines()
+        .find(|l| l.starts_with("IpForwDatagrams"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
 }
 
 // ---------------------------------------------------------------- 1. network
@@ -264,9 +327,33 @@ async fn bench_net(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
     let base_fwd = ip_forwarded(&rr)?;
     eprintln!("    path check: seta node IpForwDatagrams +{fwd} (bypassed the stack), baseline router +{base_fwd}");
     Ok(vec![
-        Row { name: "TCP RR rate, pod↔pod same node (sockperf, 16 B)".into(), unit: "trans/s", seta: summarize(&s_rate), base_name: "routed veth", base: summarize(&b_rate), higher_is_better: true, goal: "≥ 1.05×".into() },
-        Row { name: "TCP RR p50 RTT, pod↔pod same node".into(), unit: "µs", seta: summarize(&s_rtt), base_name: "routed veth", base: summarize(&b_rtt), higher_is_better: false, goal: "".into() },
-        Row { name: "TCP stream, pod↔pod same node (iperf3)".into(), unit: "Gbit/s", seta: summarize(&s_bw), base_name: "routed veth", base: summarize(&b_bw), higher_is_better: true, goal: "≥ 1.15×".into() },
+        Row {
+            name: "TCP RR rate, pod↔pod same node (sockperf, 16 B)".into(),
+            unit: "trans/s",
+            seta: summarize(&s_rate),
+            base_name: "routed veth",
+            base: summarize(&b_rate),
+            higher_is_better: true,
+            goal: "≥ 1.05×".into(),
+        },
+        Row {
+            name: "TCP RR p50 RTT, pod↔pod same node".into(),
+            unit: "µs",
+            seta: summarize(&s_rtt),
+            base_name: "routed veth",
+            base: summarize(&b_rtt),
+            higher_is_better: false,
+            goal: "".into(),
+        },
+        Row {
+            name: "TCP stream, pod↔pod same node (iperf3)".into(),
+            unit: "Gbit/s",
+            seta: summarize(&s_bw),
+            base_name: "routed veth",
+            base: summarize(&b_bw),
+            higher_is_better: true,
+            goal: "≥ 1.15×".into(),
+        },
     ])
 }
 
@@ -388,13 +475,35 @@ async fn bench_cni(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
             bridge_cmd(&br_node, "DEL", &format!("par{i}"), &ns(i))?;
         }
     }
-    let pct = |v: &[f64], p: f64| Summary { median: percentile(v, p), iqr: 0.0, cv: 0.0 };
-    let row = |name: String, s: Summary, b: Summary, goal: &str| Row { name, unit: "ms", seta: s, base_name: "bridge+host-local", base: b, higher_is_better: false, goal: goal.into() };
+    let pct = |v: &[f64], p: f64| Summary {
+        median: percentile(v, p),
+        iqr: 0.0,
+        cv: 0.0,
+    };
+    let row = |name: String, s: Summary, b: Summary, goal: &str| Row {
+        name,
+        unit: "ms",
+        seta: s,
+        base_name: "bridge+host-local",
+        base: b,
+        higher_is_better: false,
+        goal: goal.into(),
+    };
     Ok(vec![
         row(format!("CNI ADD, 1 pod, p50 (n={})", s1.len()), pct(&s1, 50.0), pct(&b1, 50.0), ""),
         row(format!("CNI ADD, 1 pod, p99 (n={})", s1.len()), pct(&s1, 99.0), pct(&b1, 99.0), ""),
-        row(format!("CNI ADD, {PAR} in parallel, p50 (n={})", sp.len()), pct(&sp, 50.0), pct(&bp, 50.0), ""),
-        row(format!("CNI ADD, {PAR} in parallel, p99 (n={})", sp.len()), pct(&sp, 99.0), pct(&bp, 99.0), "≤ 200 ms and ≥ 1.00×"),
+        row(
+            format!("CNI ADD, {PAR} in parallel, p50 (n={})", sp.len()),
+            pct(&sp, 50.0),
+            pct(&bp, 50.0),
+            "",
+        ),
+        row(
+            format!("CNI ADD, {PAR} in parallel, p99 (n={})", sp.len()),
+            pct(&sp, 99.0),
+            pct(&bp, 99.0),
+            "≤ 200 ms and ≥ 1.00×",
+        ),
     ])
 }
 
@@ -413,9 +522,32 @@ fn bench_bpf(args: &Args) -> Result<Vec<Row>> {
         let _host = dp.load_host_object()?;
         let (a, b, router) = (Ipv4Addr::new(10, 9, 0, 2), Ipv4Addr::new(10, 9, 0, 3), Ipv4Addr::new(10, 9, 0, 1));
         let mut eps = EndpointMap::open(dp.pin_dir())?;
-        eps.upsert(b, &EndpointInfo { ifindex: 99, lxc_id: 2, mac: [2, 0, 0, 0, 0, 2], node_mac: [2, 0, 0, 0, 1, 2], sec_id: 256, ..Default::default() })?;
-        eps.upsert(router, &EndpointInfo { flags: ENDPOINT_F_HOST, ..Default::default() })?;
-        let mut lxc = dp.load_lxc_object(&EndpointProgConfig { ep_id: 1, ifname: "x".into(), ifindex: 98, ipv4: a, sec_id: 256, node_mac: [2, 0, 0, 0, 1, 1] })?;
+        eps.upsert(
+            b,
+            &EndpointInfo {
+                ifindex: 99,
+                lxc_id: 2,
+                mac: [2, 0, 0, 0, 0, 2],
+                node_mac: [2, 0, 0, 0, 1, 2],
+                sec_id: 256,
+                ..Default::default()
+            },
+        )?;
+        eps.upsert(
+            router,
+            &EndpointInfo {
+                flags: ENDPOINT_F_HOST,
+                ..Default::default()
+            },
+        )?;
+        let mut lxc = dp.load_lxc_object(&EndpointProgConfig {
+            ep_id: 1,
+            ifname: "x".into(),
+            ifindex: 98,
+            ipv4: a,
+            sec_id: 256,
+            node_mac: [2, 0, 0, 0, 1, 1],
+        })?;
         let mut empty = aya::Ebpf::load(seta_datapath::objects::TEST_EMPTY)?;
         {
             let p: &mut SchedClassifier = empty.program_mut("empty").unwrap().try_into()?;
@@ -440,8 +572,24 @@ fn bench_bpf(args: &Args) -> Result<Vec<Row>> {
         }
         let es = summarize(&e);
         Ok(vec![
-            Row { name: "from-container, pod→pod local delivery (64 B UDP)".into(), unit: "ns/pkt", seta: summarize(&l), base_name: "empty tc program", base: es, higher_is_better: false, goal: "≤ 120 ns absolute".into() },
-            Row { name: "from-container, pod→node/stack".into(), unit: "ns/pkt", seta: summarize(&s), base_name: "empty tc program", base: es, higher_is_better: false, goal: "".into() },
+            Row {
+                name: "from-container, pod→pod local delivery (64 B UDP)".into(),
+                unit: "ns/pkt",
+                seta: summarize(&l),
+                base_name: "empty tc program",
+                base: es,
+                higher_is_better: false,
+                goal: "≤ 120 ns absolute".into(),
+            },
+            Row {
+                name: "from-container, pod→node/stack".into(),
+                unit: "ns/pkt",
+                seta: summarize(&s),
+                base_name: "empty tc program",
+                base: es,
+                higher_is_better: false,
+                goal: "".into(),
+            },
         ])
     })();
     let _ = dp.remove_all();

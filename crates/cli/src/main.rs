@@ -13,7 +13,11 @@ use seta_lab::Lab;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "seta", version, about = "seta: eBPF networking for Kubernetes-style clusters (debug CLI and lab)")]
+#[command(
+    name = "seta",
+    version,
+    about = "seta: eBPF networking for Kubernetes-style clusters (debug CLI and lab)"
+)]
 struct Cli {
     /// Node whose agent to talk to (socket /run/seta/NAME/agent.sock); defaults to the only one present
     #[arg(long, global = true, env = "SETA_NODE")]
@@ -209,11 +213,29 @@ async fn run(cli: Cli) -> Result<i32> {
             let states: Vec<String> = s.endpoint_states.iter().map(|(k, v)| format!("{k}: {v}")).collect();
             kv(&[
                 ("Node", s.node.clone()),
-                ("seta", format!("{} {} (uptime {}s)", if s.healthy { "Ok" } else { "Degraded" }, s.version, s.uptime_seconds)),
+                (
+                    "seta",
+                    format!(
+                        "{} {} (uptime {}s)",
+                        if s.healthy { "Ok" } else { "Degraded" },
+                        s.version,
+                        s.uptime_seconds
+                    ),
+                ),
                 ("Datapath", s.datapath.clone()),
                 ("Attach Mode", s.attach_mode.to_uppercase()),
-                ("IPAM", format!("IPv4: {}/{} allocated from {}", s.ipam.allocated, s.ipam.capacity, s.ipam.cidr)),
-                ("Endpoints", format!("{} ({})", s.endpoints, if states.is_empty() { "none".into() } else { states.join(", ") })),
+                (
+                    "IPAM",
+                    format!("IPv4: {}/{} allocated from {}", s.ipam.allocated, s.ipam.capacity, s.ipam.cidr),
+                ),
+                (
+                    "Endpoints",
+                    format!(
+                        "{} ({})",
+                        s.endpoints,
+                        if states.is_empty() { "none".into() } else { states.join(", ") }
+                    ),
+                ),
                 ("Restored", format!("{} endpoints at start", s.restored_endpoints)),
                 ("CNI Config file", s.cni_config.clone()),
                 ("API socket", c.path().display().to_string()),
@@ -228,12 +250,31 @@ async fn run(cli: Cli) -> Result<i32> {
             for e in &eps {
                 let labels: Vec<String> = e.labels.iter().map(|l| l.to_string()).collect();
                 let first = labels.first().cloned().unwrap_or_else(|| "reserved:init".into());
-                rows.push(vec![e.id.to_string(), "Disabled".into(), "Disabled".into(), e.identity.to_string(), first, e.ipv4.to_string(), e.state.to_string()]);
+                rows.push(vec![
+                    e.id.to_string(),
+                    "Disabled".into(),
+                    "Disabled".into(),
+                    e.identity.to_string(),
+                    first,
+                    e.ipv4.to_string(),
+                    e.state.to_string(),
+                ]);
                 for l in labels.iter().skip(1) {
                     rows.push(vec!["".into(), "".into(), "".into(), "".into(), l.clone(), "".into(), "".into()]);
                 }
             }
-            table(&["ENDPOINT", "POLICY (ingress)", "POLICY (egress)", "IDENTITY", "LABELS (source:key[=value])", "IPv4", "STATUS"], rows);
+            table(
+                &[
+                    "ENDPOINT",
+                    "POLICY (ingress)",
+                    "POLICY (egress)",
+                    "IDENTITY",
+                    "LABELS (source:key[=value])",
+                    "IPv4",
+                    "STATUS",
+                ],
+                rows,
+            );
         }
         Cmd::Endpoint(EndpointCmd::Get { id }) => {
             let e: Endpoint = client(cli.node.as_deref())?.get(&format!("/v1/endpoint/{id}")).await?;
@@ -249,7 +290,10 @@ async fn run(cli: Cli) -> Result<i32> {
                 ("Container", format!("{} ({})", e.container_id, e.container_interface_name)),
                 ("IPv4", e.ipv4.to_string()),
                 ("MAC", e.mac.clone()),
-                ("Host interface", format!("{} (ifindex {}, {})", e.interface_name, e.interface_index, e.host_mac)),
+                (
+                    "Host interface",
+                    format!("{} (ifindex {}, {})", e.interface_name, e.interface_index, e.host_mac),
+                ),
                 ("Netns", e.netns_path.clone()),
             ]);
         }
@@ -271,7 +315,13 @@ async fn run(cli: Cli) -> Result<i32> {
                     } else {
                         format!(
                             "id={} sec_id={} flags={:#06x} ifindex={} mac={} nodemac={} parent_ifindex={}",
-                            i.lxc_id, i.sec_id, i.flags, i.ifindex, format_mac(&i.mac), format_mac(&i.node_mac), i.parent_ifindex
+                            i.lxc_id,
+                            i.sec_id,
+                            i.flags,
+                            i.ifindex,
+                            format_mac(&i.mac),
+                            format_mac(&i.node_mac),
+                            i.parent_ifindex
                         )
                     };
                     vec![format!("{ip}:0"), info]
@@ -294,7 +344,11 @@ async fn run(cli: Cli) -> Result<i32> {
                 .map(|(ip, p, i)| {
                     vec![
                         format!("{ip}/{p}"),
-                        format!("identity={} encryptkey=0 tunnelendpoint={} flags=<none>", i.sec_identity, std::net::Ipv4Addr::from(i.tunnel_endpoint)),
+                        format!(
+                            "identity={} encryptkey=0 tunnelendpoint={} flags=<none>",
+                            i.sec_identity,
+                            std::net::Ipv4Addr::from(i.tunnel_endpoint)
+                        ),
                     ]
                 })
                 .collect();
@@ -310,7 +364,10 @@ async fn run(cli: Cli) -> Result<i32> {
                     .collect();
                 return print_json(&v);
             }
-            let rows = list.iter().map(|(r, d, v)| vec![reason_name(*r), direction_name(*d).into(), v.count.to_string(), v.bytes.to_string()]).collect();
+            let rows = list
+                .iter()
+                .map(|(r, d, v)| vec![reason_name(*r), direction_name(*d).into(), v.count.to_string(), v.bytes.to_string()])
+                .collect();
             table(&["REASON", "DIRECTION", "PACKETS", "BYTES"], rows);
         }
         Cmd::Bpf(BpfCmd::Prog(ListOnly::List)) => {
@@ -320,7 +377,17 @@ async fn run(cli: Cli) -> Result<i32> {
             }
             let rows = list
                 .iter()
-                .map(|a| vec![a.device.clone(), a.ifindex.to_string(), a.direction.clone(), "tcx".into(), a.program.clone(), a.prog_id.to_string(), a.pinned.clone().unwrap_or_else(|| "-".into())])
+                .map(|a| {
+                    vec![
+                        a.device.clone(),
+                        a.ifindex.to_string(),
+                        a.direction.clone(),
+                        "tcx".into(),
+                        a.program.clone(),
+                        a.prog_id.to_string(),
+                        a.pinned.clone().unwrap_or_else(|| "-".into()),
+                    ]
+                })
                 .collect();
             table(&["DEVICE", "IFINDEX", "DIRECTION", "MODE", "PROGRAM", "PROG ID", "LINK PIN"], rows);
         }
@@ -331,16 +398,38 @@ async fn run(cli: Cli) -> Result<i32> {
 
 async fn lab(cmd: &LabCmd, json: bool) -> Result<i32> {
     match cmd {
-        LabCmd::Up { nodes, pods, lab, cluster_cidr } => {
+        LabCmd::Up {
+            nodes,
+            pods,
+            lab,
+            cluster_cidr,
+        } => {
             let t = std::time::Instant::now();
             let l = Lab::up(lab, *nodes, *pods, *cluster_cidr, &bin_dir()?, &|m| eprintln!("==> {m}")).await?;
-            eprintln!("==> lab {} is up: {} node(s), {} pod(s) in {:.1}s", l.name, l.nodes.len(), l.pods.len(), t.elapsed().as_secs_f64());
+            eprintln!(
+                "==> lab {} is up: {} node(s), {} pod(s) in {:.1}s",
+                l.name,
+                l.nodes.len(),
+                l.pods.len(),
+                t.elapsed().as_secs_f64()
+            );
             print_lab(&l, json)?;
         }
         LabCmd::Status { lab } => print_lab(&Lab::load_default(lab.as_deref())?, json)?,
-        LabCmd::Pod(PodCmd::Add { name, node, labels, namespace, lab }) => {
+        LabCmd::Pod(PodCmd::Add {
+            name,
+            node,
+            labels,
+            namespace,
+            lab,
+        }) => {
             let mut l = Lab::load_default(lab.as_deref())?;
-            let labels: Vec<String> = labels.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+            let labels: Vec<String> = labels
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
             for (i, lb) in labels.iter().enumerate() {
                 seta_core::labels::Label::parse(lb, "k8s").map_err(|e| anyhow::anyhow!("--labels[{i}]: {e}"))?;
             }
@@ -395,13 +484,37 @@ fn print_lab(l: &Lab, json: bool) -> Result<()> {
             n.name.clone(),
             "node".into(),
             "-".into(),
-            seta_core::ipam::Pool::new(n.pod_cidr).map(|p| p.router().to_string()).unwrap_or_default(),
+            seta_core::ipam::Pool::new(n.pod_cidr)
+                .map(|p| p.router().to_string())
+                .unwrap_or_default(),
             n.netns.clone(),
-            format!("agent {}", if alive { format!("pid {}", n.agent_pid.unwrap()) } else { "down".into() }),
+            format!(
+                "agent {}",
+                if alive {
+                    format!("pid {}", n.agent_pid.unwrap())
+                } else {
+                    "down".into()
+                }
+            ),
         ]);
     }
     for p in &l.pods {
-        rows.push(vec![p.name.clone(), "pod".into(), p.node.clone(), p.ip.to_string(), p.netns.clone(), format!("ns {}{}", p.namespace, if p.labels.is_empty() { String::new() } else { format!(" labels {}", p.labels.join(",")) })]);
+        rows.push(vec![
+            p.name.clone(),
+            "pod".into(),
+            p.node.clone(),
+            p.ip.to_string(),
+            p.netns.clone(),
+            format!(
+                "ns {}{}",
+                p.namespace,
+                if p.labels.is_empty() {
+                    String::new()
+                } else {
+                    format!(" labels {}", p.labels.join(","))
+                }
+            ),
+        ]);
     }
     table(&["NAME", "KIND", "NODE", "IPv4", "NETNS", "DETAILS"], rows);
     Ok(())

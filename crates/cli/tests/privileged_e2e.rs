@@ -9,14 +9,26 @@ use std::time::{Duration, Instant};
 fn bin_dir() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_BIN_EXE_seta")).parent().unwrap().to_path_buf();
     for b in ["seta-agent", "seta-cni"] {
-        assert!(d.join(b).exists(), "{} missing: run `cargo build --workspace` (make test does)", d.join(b).display());
+        assert!(
+            d.join(b).exists(),
+            "{} missing: run `cargo build --workspace` (make test does)",
+            d.join(b).display()
+        );
     }
     d
 }
 
 fn seta(lab: &Lab, node: &str, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_seta")).args(["--node", node, "-o", "json"]).args(args).output().unwrap();
-    assert!(out.status.success(), "seta {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_seta"))
+        .args(["--node", node, "-o", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "seta {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = lab;
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -33,12 +45,30 @@ fn metric(lab: &Lab, node: &str, reason: &str, dir: &str) -> u64 {
 
 fn ping(lab: &Lab, pod: &str, dst: Ipv4Addr, count: u32, interval: &str) -> (u32, u32) {
     let out = lab
-        .pod_exec(pod, &["ping", "-n", "-q", "-c", &count.to_string(), "-i", interval, "-W", "1", &dst.to_string()].map(String::from))
+        .pod_exec(
+            pod,
+            &[
+                "ping",
+                "-n",
+                "-q",
+                "-c",
+                &count.to_string(),
+                "-i",
+                interval,
+                "-W",
+                "1",
+                &dst.to_string(),
+            ]
+            .map(String::from),
+        )
         .unwrap()
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.contains("packets transmitted")).unwrap_or_else(|| panic!("no ping summary: {text}"));
+    let line = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_else(|| panic!("no ping summary: {text}"));
     let nums: Vec<u32> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
     (nums[0], nums[1])
 }
@@ -132,26 +162,64 @@ async fn privileged_e2e_pod_to_pod_and_node_traffic() {
     // ICMP pod->pod, pod->node, node->pod
     assert_eq!(ping(lab, "pod1", p2.ip, 3, "0.2"), (3, 3));
     assert_eq!(ping(lab, "pod2", router, 3, "0.2"), (3, 3));
-    let out = lab.node_exec(&node.name, &["ping", "-c", "2", "-W", "1", &p1.ip.to_string()].map(String::from)).unwrap().output().unwrap();
+    let out = lab
+        .node_exec(&node.name, &["ping", "-c", "2", "-W", "1", &p1.ip.to_string()].map(String::from))
+        .unwrap()
+        .output()
+        .unwrap();
     assert!(out.status.success(), "node -> pod ping: {}", String::from_utf8_lossy(&out.stdout));
 
     // TCP and UDP pod<->pod
-    assert_eq!(tcp_roundtrip(&p2.netns, &p1.netns, SocketAddr::new(p2.ip.into(), 8080), 1 << 20), 1 << 20);
-    assert_eq!(udp_roundtrip(&p2.netns, &p1.netns, SocketAddr::new(p2.ip.into(), 5353)), b"seta-udp-probe");
+    assert_eq!(
+        tcp_roundtrip(&p2.netns, &p1.netns, SocketAddr::new(p2.ip.into(), 8080), 1 << 20),
+        1 << 20
+    );
+    assert_eq!(
+        udp_roundtrip(&p2.netns, &p1.netns, SocketAddr::new(p2.ip.into(), 5353)),
+        b"seta-udp-probe"
+    );
     // pod -> node (server in the node's namespace on the router IP) and node -> pod
-    assert_eq!(tcp_roundtrip(&node.netns, &p1.netns, SocketAddr::new(router.into(), 9090), 65536), 65536);
-    assert_eq!(udp_roundtrip(&node.netns, &p2.netns, SocketAddr::new(router.into(), 5354)), b"seta-udp-probe");
-    assert_eq!(tcp_roundtrip(&p1.netns, &node.netns, SocketAddr::new(p1.ip.into(), 7070), 65536), 65536);
-    assert_eq!(udp_roundtrip(&p1.netns, &node.netns, SocketAddr::new(p1.ip.into(), 5355)), b"seta-udp-probe");
+    assert_eq!(
+        tcp_roundtrip(&node.netns, &p1.netns, SocketAddr::new(router.into(), 9090), 65536),
+        65536
+    );
+    assert_eq!(
+        udp_roundtrip(&node.netns, &p2.netns, SocketAddr::new(router.into(), 5354)),
+        b"seta-udp-probe"
+    );
+    assert_eq!(
+        tcp_roundtrip(&p1.netns, &node.netns, SocketAddr::new(p1.ip.into(), 7070), 65536),
+        65536
+    );
+    assert_eq!(
+        udp_roundtrip(&p1.netns, &node.netns, SocketAddr::new(p1.ip.into(), 5355)),
+        b"seta-udp-probe"
+    );
 
     // Same-node pod<->pod never crossed the host stack: nothing was IP-forwarded in the node.
-    assert_eq!(ip_forwarded(&node.netns), fwd_before, "pod-to-pod must bypass the node's IP stack (bpf_redirect_peer)");
-    assert!(metric(lab, &node.name, "Forwarded", "EGRESS") > egress_before + 100, "datapath counted the forwarded packets");
+    assert_eq!(
+        ip_forwarded(&node.netns),
+        fwd_before,
+        "pod-to-pod must bypass the node's IP stack (bpf_redirect_peer)"
+    );
+    assert!(
+        metric(lab, &node.name, "Forwarded", "EGRESS") > egress_before + 100,
+        "datapath counted the forwarded packets"
+    );
 
     // A drop carries Cilium's reason: IPv6 is not enabled, so it is dropped as "Unsupported L3 protocol" (139).
     let before = metric(lab, &node.name, "Unsupported L3 protocol", "EGRESS");
-    let _ = lab.pod_exec("pod1", &["ping", "-6", "-c", "1", "-W", "1", "-I", "eth0", "ff02::1"].map(String::from)).unwrap().output();
-    assert!(metric(lab, &node.name, "Unsupported L3 protocol", "EGRESS") > before, "IPv6 is dropped with reason 139");
+    let _ = lab
+        .pod_exec(
+            "pod1",
+            &["ping", "-6", "-c", "1", "-W", "1", "-I", "eth0", "ff02::1"].map(String::from),
+        )
+        .unwrap()
+        .output();
+    assert!(
+        metric(lab, &node.name, "Unsupported L3 protocol", "EGRESS") > before,
+        "IPv6 is dropped with reason 139"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,7 +233,13 @@ async fn privileged_e2e_agent_sigkill_keeps_traffic_and_restores() {
     let progs_before = seta(&t.lab, &node, &["bpf", "prog", "list"]);
 
     // continuous ping and a TCP stream across the kill and the restart
-    let ping_cmd = t.lab.pod_exec("pod1", &["ping", "-n", "-q", "-c", "300", "-i", "0.01", &p2.ip.to_string()].map(String::from)).unwrap();
+    let ping_cmd = t
+        .lab
+        .pod_exec(
+            "pod1",
+            &["ping", "-n", "-q", "-c", "300", "-i", "0.01", &p2.ip.to_string()].map(String::from),
+        )
+        .unwrap();
     let pinger = std::thread::spawn(move || {
         let mut c = ping_cmd;
         c.output().unwrap()
@@ -205,7 +279,10 @@ async fn privileged_e2e_agent_sigkill_keeps_traffic_and_restores() {
     assert_eq!(server.join().unwrap(), sent, "every byte of the TCP stream arrived");
     let out = pinger.join().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("300 packets transmitted, 300 received"), "no ping lost across SIGKILL + restart: {text}");
+    assert!(
+        text.contains("300 packets transmitted, 300 received"),
+        "no ping lost across SIGKILL + restart: {text}"
+    );
 
     // restored, without reloading the endpoints' programs
     let st = seta(&t.lab, &node, &["status"]);
@@ -215,9 +292,18 @@ async fn privileged_e2e_agent_sigkill_keeps_traffic_and_restores() {
     assert!(eps.as_array().unwrap().iter().all(|e| e["state"] == "ready"));
     let progs_after = seta(&t.lab, &node, &["bpf", "prog", "list"]);
     let lxc_ids = |v: &serde_json::Value| -> Vec<u64> {
-        v.as_array().unwrap().iter().filter(|a| a["device"].as_str().unwrap().starts_with("lxc")).map(|a| a["prog-id"].as_u64().unwrap()).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["device"].as_str().unwrap().starts_with("lxc"))
+            .map(|a| a["prog-id"].as_u64().unwrap())
+            .collect()
     };
-    assert_eq!(lxc_ids(&progs_before), lxc_ids(&progs_after), "endpoint programs were kept, not reloaded");
+    assert_eq!(
+        lxc_ids(&progs_before),
+        lxc_ids(&progs_after),
+        "endpoint programs were kept, not reloaded"
+    );
     assert_eq!(lxc_ids(&progs_after).len(), 2, "one from-container program per endpoint");
     assert_eq!(ping(&t.lab, "pod2", p1.ip, 2, "0.2"), (2, 2));
 }
@@ -233,7 +319,9 @@ async fn privileged_e2e_pod_delete_leaves_nothing_behind() {
     let lxc = seta_core::names::lxc_name(&p1.container_id, "eth0");
     let has_link = |name: String| {
         // sysfs is the host's in this mount namespace; ask the kernel by name instead
-        spawn_in_netns(&node.netns, move || nix::net::if_::if_nametoindex(name.as_str()).is_ok()).join().unwrap()
+        spawn_in_netns(&node.netns, move || nix::net::if_::if_nametoindex(name.as_str()).is_ok())
+            .join()
+            .unwrap()
     };
     assert!(has_link(lxc.clone()));
     t.lab.pod_del("pod1").await.unwrap();
@@ -244,12 +332,24 @@ async fn privileged_e2e_pod_delete_leaves_nothing_behind() {
     assert!(!allocs.contains_key(&p1.ip.to_string()), "IP {} released: {allocs:?}", p1.ip);
     assert_eq!(st["endpoints"], 1);
     let eps = seta(&t.lab, &node.name, &["bpf", "endpoint", "list"]);
-    assert!(eps.as_array().unwrap().iter().all(|e| e["ip"] != p1.ip.to_string()), "endpoint map entry removed");
+    assert!(
+        eps.as_array().unwrap().iter().all(|e| e["ip"] != p1.ip.to_string()),
+        "endpoint map entry removed"
+    );
     let ipc = seta(&t.lab, &node.name, &["bpf", "ipcache", "list"]);
-    assert!(ipc.as_array().unwrap().iter().all(|e| e["prefix"] != format!("{}/32", p1.ip)), "ipcache entry removed");
+    assert!(
+        ipc.as_array().unwrap().iter().all(|e| e["prefix"] != format!("{}/32", p1.ip)),
+        "ipcache entry removed"
+    );
     let progs = seta(&t.lab, &node.name, &["bpf", "prog", "list"]);
-    assert!(progs.as_array().unwrap().iter().all(|a| a["device"] != lxc.as_str()), "no program left for {lxc}");
-    let pin = std::path::Path::new("/sys/fs/bpf/seta").join(&node.name).join("v1/links").join(format!("{lxc}_ingress"));
+    assert!(
+        progs.as_array().unwrap().iter().all(|a| a["device"] != lxc.as_str()),
+        "no program left for {lxc}"
+    );
+    let pin = std::path::Path::new("/sys/fs/bpf/seta")
+        .join(&node.name)
+        .join("v1/links")
+        .join(format!("{lxc}_ingress"));
     assert!(!pin.exists(), "link pin removed");
     // the remaining pod still works
     let p2 = t.lab.pod("pod2").unwrap().clone();

@@ -43,7 +43,10 @@ pub struct Client {
 
 impl Client {
     pub fn new(path: impl AsRef<Path>) -> Self {
-        Self { path: path.as_ref().to_path_buf(), timeout: Duration::from_secs(60) }
+        Self {
+            path: path.as_ref().to_path_buf(),
+            timeout: Duration::from_secs(60),
+        }
     }
     pub fn with_timeout(mut self, t: Duration) -> Self {
         self.timeout = t;
@@ -55,10 +58,14 @@ impl Client {
 
     async fn raw(&self, method: Method, uri: &str, body: Option<Vec<u8>>) -> Result<(StatusCode, Bytes), ClientError> {
         let fut = async {
-            let stream = UnixStream::connect(&self.path)
-                .await
-                .map_err(|source| ClientError::Unreachable { path: self.path.clone(), source })?;
-            let http = |e: hyper::Error| ClientError::Http { path: self.path.clone(), msg: e.to_string() };
+            let stream = UnixStream::connect(&self.path).await.map_err(|source| ClientError::Unreachable {
+                path: self.path.clone(),
+                source,
+            })?;
+            let http = |e: hyper::Error| ClientError::Http {
+                path: self.path.clone(),
+                msg: e.to_string(),
+            };
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(http)?;
             tokio::spawn(async move {
                 let _ = conn.await;
@@ -75,9 +82,10 @@ impl Client {
             let bytes = resp.into_body().collect().await.map_err(http)?.to_bytes();
             Ok((status, bytes))
         };
-        tokio::time::timeout(self.timeout, fut)
-            .await
-            .map_err(|_| ClientError::Timeout { path: self.path.clone(), secs: self.timeout.as_secs() })?
+        tokio::time::timeout(self.timeout, fut).await.map_err(|_| ClientError::Timeout {
+            path: self.path.clone(),
+            secs: self.timeout.as_secs(),
+        })?
     }
 
     pub async fn request<T: DeserializeOwned>(&self, method: Method, uri: &str, body: Option<&impl Serialize>) -> Result<T, ClientError> {
@@ -87,7 +95,10 @@ impl Client {
             let message = serde_json::from_slice::<seta_core::api::ApiError>(&bytes)
                 .map(|e| e.error)
                 .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-            return Err(ClientError::Api { status: status.as_u16(), message });
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                message,
+            });
         }
         let bytes = if bytes.is_empty() { Bytes::from_static(b"null") } else { bytes };
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
@@ -121,7 +132,11 @@ pub fn resolve_socket(node: Option<&str>) -> Result<PathBuf, String> {
         1 => Ok(found.remove(0)),
         _ => Err(format!(
             "several agents are running ({}); choose one with --node NAME",
-            found.iter().filter_map(|p| p.parent()?.file_name()?.to_str().map(String::from)).collect::<Vec<_>>().join(", ")
+            found
+                .iter()
+                .filter_map(|p| p.parent()?.file_name()?.to_str().map(String::from))
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     }
 }

@@ -5,13 +5,13 @@
 //! a route to the router and a default route, and registers the endpoint; the
 //! agent answers only once the endpoint's programs and map entries are live.
 //! Every step is undone if a later one fails.
+use serde_json::{json, Value};
 use seta_client::{Client, ClientError};
 use seta_core::api::{IpamResponse, Status};
 use seta_core::cni::{self, code, AddOutcome, CniError, Command, Env, NetConf};
 use seta_core::endpoint::{format_mac, Endpoint, EndpointChangeRequest};
 use seta_core::names::lxc_name;
 use seta_datapath::netlink::Netlink;
-use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -24,7 +24,10 @@ fn main() {
         .and_then(|v| v["cniVersion"].as_str().map(String::from))
         .filter(|v| cni::SUPPORTED_VERSIONS.contains(&v.as_str()))
         .unwrap_or_else(|| "1.1.0".to_string());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let cmd_name = std::env::var("CNI_COMMAND").unwrap_or_default();
     let result = rt.block_on(run(&cmd_name, &stdin));
     let mut out = std::io::stdout();
@@ -43,7 +46,12 @@ fn main() {
 
 /// Append to the conf's log-file, if it has one.
 fn log_line(stdin: &[u8], msg: &str) {
-    let Some(path) = serde_json::from_slice::<Value>(stdin).ok().and_then(|v| v["log-file"].as_str().map(String::from)) else { return };
+    let Some(path) = serde_json::from_slice::<Value>(stdin)
+        .ok()
+        .and_then(|v| v["log-file"].as_str().map(String::from))
+    else {
+        return;
+    };
     if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
         let _ = writeln!(f, "seta-cni[{}]: {msg}", std::process::id());
     }
@@ -52,7 +60,9 @@ fn log_line(stdin: &[u8], msg: &str) {
 async fn run(cmd_name: &str, stdin: &[u8]) -> Result<Option<Value>, CniError> {
     let cmd = Command::parse(cmd_name)?;
     if cmd == Command::Version {
-        let v = serde_json::from_slice::<Value>(stdin).ok().and_then(|v| v["cniVersion"].as_str().map(String::from));
+        let v = serde_json::from_slice::<Value>(stdin)
+            .ok()
+            .and_then(|v| v["cniVersion"].as_str().map(String::from));
         return Ok(Some(cni::version_result(v.as_deref())));
     }
     let conf = cni::parse_netconf(stdin)?;
@@ -121,7 +131,10 @@ async fn add(conf: &NetConf, env: &Env, client: &Client) -> Result<Value, CniErr
         ));
     }
     let netns = std::fs::File::open(&env.netns).map_err(|e| {
-        CniError::new(code::UNKNOWN_CONTAINER, format!("CNI_NETNS {}: cannot open the network namespace: {e}", env.netns))
+        CniError::new(
+            code::UNKNOWN_CONTAINER,
+            format!("CNI_NETNS {}: cannot open the network namespace: {e}", env.netns),
+        )
     })?;
     let mut done = Vec::new();
     let r = add_steps(conf, env, client, &netns, &mut done).await;
@@ -151,11 +164,18 @@ async fn add_steps(conf: &NetConf, env: &Env, client: &Client, netns: &std::fs::
     }
     let pod = Netlink::in_netns(Path::new(&env.netns)).await.map_err(nl_err)?;
     if pod.link(&env.ifname).await.map_err(nl_err)?.is_some() {
-        return Err(CniError::new(code::INVALID_ENV, format!("CNI_IFNAME {} already exists in {}", env.ifname, env.netns)));
+        return Err(CniError::new(
+            code::INVALID_ENV,
+            format!("CNI_IFNAME {} already exists in {}", env.ifname, env.netns),
+        ));
     }
     nl.create_veth_into(&host_if, &env.ifname, netns.as_fd()).await.map_err(nl_err)?;
     done.push(Undo::DeleteLink(host_if.clone()));
-    let host = nl.link(&host_if).await.map_err(nl_err)?.ok_or_else(|| nl_err(format!("{host_if} vanished")))?;
+    let host = nl
+        .link(&host_if)
+        .await
+        .map_err(nl_err)?
+        .ok_or_else(|| nl_err(format!("{host_if} vanished")))?;
     seta_datapath::sysfs::set_ipv4_sysctl(&format!("conf/{host_if}/rp_filter"), "0").map_err(nl_err)?;
     let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{host_if}/disable_ipv6"), "1");
     nl.set_up(host.index).await.map_err(nl_err)?;
@@ -173,7 +193,9 @@ async fn add_steps(conf: &NetConf, env: &Env, client: &Client, netns: &std::fs::
     pod.set_up(peer.index).await.map_err(nl_err)?;
     pod.add_addr(peer.index, ip, 32).await.map_err(nl_err)?;
     pod.replace_route(gw, 32, None, peer.index, Some(ip)).await.map_err(nl_err)?;
-    pod.replace_route(std::net::Ipv4Addr::UNSPECIFIED, 0, Some(gw), peer.index, None).await.map_err(nl_err)?;
+    pod.replace_route(std::net::Ipv4Addr::UNSPECIFIED, 0, Some(gw), peer.index, None)
+        .await
+        .map_err(nl_err)?;
     injected("netns")?;
 
     // 4. endpoint: returns once programs and maps are live
@@ -220,7 +242,12 @@ async fn del(conf: &NetConf, env: &Env, client: &Client) -> Result<(), CniError>
         Err(e) if e.is_unreachable() => {
             // The agent finishes this DEL when it starts again.
             let dir = conf.delete_queue_dir.clone().unwrap_or_else(|| {
-                Path::new(&conf.agent_socket).parent().unwrap_or(Path::new("/run/seta")).join("deleteQueue").display().to_string()
+                Path::new(&conf.agent_socket)
+                    .parent()
+                    .unwrap_or(Path::new("/run/seta"))
+                    .join("deleteQueue")
+                    .display()
+                    .to_string()
             });
             std::fs::create_dir_all(&dir).map_err(|e| CniError::new(code::IO_FAILURE, format!("create delete queue {dir}: {e}")))?;
             let body = json!({"container-id": cid, "ifname": env.ifname, "host-ifname": host_if});
@@ -244,7 +271,10 @@ async fn del(conf: &NetConf, env: &Env, client: &Client) -> Result<(), CniError>
 
 async fn check(conf: &NetConf, env: &Env, client: &Client) -> Result<(), CniError> {
     if !cni::version_at_least(&conf.cni_version, "0.4.0") {
-        return Err(CniError::new(code::INCOMPATIBLE_VERSION, format!("CHECK needs cniVersion 0.4.0 or later, config has {}", conf.cni_version)));
+        return Err(CniError::new(
+            code::INCOMPATIBLE_VERSION,
+            format!("CHECK needs cniVersion 0.4.0 or later, config has {}", conf.cni_version),
+        ));
     }
     let fail = |m: String| CniError::new(code::IO_FAILURE, m);
     let cid = &env.container_id;
@@ -267,7 +297,9 @@ async fn check(conf: &NetConf, env: &Env, client: &Client) -> Result<(), CniErro
     }
     if let Some(prev) = &conf.prev_result {
         let want = format!("{}/32", ep.ipv4);
-        let ok = prev["ips"].as_array().is_some_and(|ips| ips.iter().any(|i| i["address"] == want.as_str()));
+        let ok = prev["ips"]
+            .as_array()
+            .is_some_and(|ips| ips.iter().any(|i| i["address"] == want.as_str()));
         if !ok {
             return Err(fail(format!("prevResult does not hold the endpoint address {want}")));
         }
@@ -277,7 +309,10 @@ async fn check(conf: &NetConf, env: &Env, client: &Client) -> Result<(), CniErro
 
 async fn status(conf: &NetConf, client: &Client) -> Result<(), CniError> {
     if !cni::version_at_least(&conf.cni_version, "1.1.0") {
-        return Err(CniError::new(code::INCOMPATIBLE_VERSION, format!("STATUS needs cniVersion 1.1.0, config has {}", conf.cni_version)));
+        return Err(CniError::new(
+            code::INCOMPATIBLE_VERSION,
+            format!("STATUS needs cniVersion 1.1.0, config has {}", conf.cni_version),
+        ));
     }
     client
         .get::<Value>("/v1/healthz")
@@ -288,7 +323,10 @@ async fn status(conf: &NetConf, client: &Client) -> Result<(), CniError> {
 
 async fn gc(conf: &NetConf, client: &Client) -> Result<(), CniError> {
     if !cni::version_at_least(&conf.cni_version, "1.1.0") {
-        return Err(CniError::new(code::INCOMPATIBLE_VERSION, format!("GC needs cniVersion 1.1.0, config has {}", conf.cni_version)));
+        return Err(CniError::new(
+            code::INCOMPATIBLE_VERSION,
+            format!("GC needs cniVersion 1.1.0, config has {}", conf.cni_version),
+        ));
     }
     let valid = conf.valid_attachments.clone().unwrap_or_default();
     let keep = |cid: &str, ifname: &str| valid.iter().any(|a| a.container_id == cid && a.ifname == ifname);
@@ -307,7 +345,10 @@ async fn gc(conf: &NetConf, client: &Client) -> Result<(), CniError> {
     let st: Status = client.get("/v1/status").await.map_err(|e| agent_err("agent status", e))?;
     let owners: std::collections::BTreeSet<String> = st.ipam.allocations.values().cloned().collect();
     for owner in owners.iter().filter(|o| !valid.iter().any(|a| &a.container_id == *o)) {
-        client.delete::<Value>(&format!("/v1/ipam?owner={owner}")).await.map_err(|e| agent_err("releasing stale addresses", e))?;
+        client
+            .delete::<Value>(&format!("/v1/ipam?owner={owner}"))
+            .await
+            .map_err(|e| agent_err("releasing stale addresses", e))?;
     }
     Ok(())
 }

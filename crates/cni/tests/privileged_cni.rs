@@ -11,7 +11,11 @@ use std::time::Duration;
 
 fn bin_dir() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_BIN_EXE_seta-cni")).parent().unwrap().to_path_buf();
-    assert!(d.join("seta-agent").exists(), "seta-agent missing in {}: run `cargo build --workspace`", d.display());
+    assert!(
+        d.join("seta-agent").exists(),
+        "seta-agent missing in {}: run `cargo build --workspace`",
+        d.display()
+    );
     d
 }
 
@@ -21,7 +25,9 @@ struct Ctx {
 
 impl Ctx {
     async fn new(tag: &str) -> Self {
-        Self { t: TestLab::up(tag, 1, 0, &bin_dir()).await.unwrap() }
+        Self {
+            t: TestLab::up(tag, 1, 0, &bin_dir()).await.unwrap(),
+        }
     }
     fn lab(&self) -> &Lab {
         &self.t.lab
@@ -53,7 +59,11 @@ impl Ctx {
         self.lab().invoke_cni(&self.node(), env, conf).unwrap()
     }
     fn agent(&self, path: &str) -> Value {
-        let out = Command::new(bin_dir().join("seta")).args(["--node", &self.node(), "-o", "json"]).args(path.split(' ')).output().unwrap();
+        let out = Command::new(bin_dir().join("seta"))
+            .args(["--node", &self.node(), "-o", "json"])
+            .args(path.split(' '))
+            .output()
+            .unwrap();
         assert!(out.status.success(), "seta {path}: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
     }
@@ -72,7 +82,12 @@ impl Ctx {
     }
     fn pod_pings_router(&self, ns: &str) -> bool {
         let router = seta_core::ipam::Pool::new(self.lab().nodes[0].pod_cidr).unwrap().router();
-        Command::new("ip").args(["netns", "exec", ns, "ping", "-c", "1", "-W", "1", &router.to_string()]).output().unwrap().status.success()
+        Command::new("ip")
+            .args(["netns", "exec", ns, "ping", "-c", "1", "-W", "1", &router.to_string()])
+            .output()
+            .unwrap()
+            .status
+            .success()
     }
 }
 
@@ -102,7 +117,11 @@ async fn privileged_cni_every_command_and_version() {
         let (ok, res) = c.cni(&Ctx::env("ADD", &cid, &ns), &conf);
         assert!(ok, "ADD {v}: {res}");
         assert_eq!(res["cniVersion"], *v, "result is in the version the runtime asked for");
-        assert_eq!(res["ips"][0].get("version").is_some(), *v < "1.0.0", "ips[].version only before 1.0.0: {res}");
+        assert_eq!(
+            res["ips"][0].get("version").is_some(),
+            *v < "1.0.0",
+            "ips[].version only before 1.0.0: {res}"
+        );
         assert_eq!(res["interfaces"][1]["sandbox"], format!("/run/netns/{ns}"));
         assert!(res["interfaces"][0]["name"].as_str().unwrap().starts_with("lxc"));
         assert!(c.pod_pings_router(&ns), "ADD {v} wired a working pod");
@@ -125,7 +144,11 @@ async fn privileged_cni_every_command_and_version() {
         if *v == "1.1.0" {
             assert!(status.0, "STATUS: {}", status.1);
             assert!(gc.0, "GC: {}", gc.1);
-            assert_eq!(c.agent("endpoint list").as_array().unwrap().len(), 1, "GC kept the valid attachment");
+            assert_eq!(
+                c.agent("endpoint list").as_array().unwrap().len(),
+                1,
+                "GC kept the valid attachment"
+            );
         } else {
             assert_code(status, 1, "STATUS needs cniVersion 1.1.0");
             assert_code(gc, 1, "GC needs cniVersion 1.1.0");
@@ -189,7 +212,9 @@ async fn privileged_cni_bad_input_gets_spec_error_codes_and_changes_nothing() {
     assert_code(c.cni(&good, &json!("not an object")), 6, "JSON object");
     // non-JSON stdin: invoke directly
     let mut cmd = Command::new(bin_dir().join("seta-cni"));
-    cmd.envs(good.iter().map(|(k, v)| (*k, v.clone()))).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    cmd.envs(good.iter().map(|(k, v)| (*k, v.clone())))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     child.stdin.take().unwrap().write_all(b"{not json").unwrap();
     let out = child.wait_with_output().unwrap();
@@ -221,18 +246,34 @@ async fn privileged_cni_add_rolls_back_after_injected_failures() {
         env.push(("SETA_CNI_INJECT_FAILURE", step.into()));
         assert_code(c.cni(&env, &conf), 5, &format!("injected failure after {step}"));
         assert_eq!(c.allocations(), 0, "address released after failure at {step}");
-        assert!(c.lxc_devices().is_empty(), "veth removed after failure at {step}: {:?}", c.lxc_devices());
-        assert!(c.agent("endpoint list").as_array().unwrap().is_empty(), "no endpoint after failure at {step}");
+        assert!(
+            c.lxc_devices().is_empty(),
+            "veth removed after failure at {step}: {:?}",
+            c.lxc_devices()
+        );
+        assert!(
+            c.agent("endpoint list").as_array().unwrap().is_empty(),
+            "no endpoint after failure at {step}"
+        );
         let pins: Vec<String> = std::fs::read_dir(Path::new("/sys/fs/bpf/seta").join(c.node()).join("v1/links"))
             .unwrap()
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into())
             .collect();
-        assert_eq!(pins, vec!["seta_host_egress".to_string()], "no endpoint link pins after failure at {step}");
-        let eth0 = spawn_in_netns(&ns, || nix::net::if_::if_nametoindex("eth0").is_ok()).join().unwrap();
+        assert_eq!(
+            pins,
+            vec!["seta_host_egress".to_string()],
+            "no endpoint link pins after failure at {step}"
+        );
+        let eth0 = spawn_in_netns(&ns, || nix::net::if_::if_nametoindex("eth0").is_ok())
+            .join()
+            .unwrap();
         assert!(!eth0, "no eth0 left in the pod after failure at {step}");
     }
-    assert!(c.cni(&Ctx::env("ADD", "cid-rollback", &ns), &conf).0, "a clean ADD works afterwards");
+    assert!(
+        c.cni(&Ctx::env("ADD", "cid-rollback", &ns), &conf).0,
+        "a clean ADD works afterwards"
+    );
     assert!(c.pod_pings_router(&ns));
 }
 
@@ -268,7 +309,10 @@ async fn privileged_cni_del_is_idempotent_survives_missing_netns_and_agent_down(
     let queue = Path::new(conf["delete-queue-dir"].as_str().unwrap()).to_path_buf();
     assert_eq!(std::fs::read_dir(&queue).unwrap().count(), 1, "DEL queued in {}", queue.display());
     c.t.lab.start_agent(&node).await.unwrap();
-    assert!(c.agent("endpoint list").as_array().unwrap().is_empty(), "queued DEL finished on start");
+    assert!(
+        c.agent("endpoint list").as_array().unwrap().is_empty(),
+        "queued DEL finished on start"
+    );
     assert_eq!(c.allocations(), 0, "queued DEL released the address");
     assert_eq!(std::fs::read_dir(&queue).map(|r| r.count()).unwrap_or(0), 0, "queue drained");
     let eps = c.agent("bpf endpoint list");
@@ -281,7 +325,10 @@ async fn privileged_cni_chains_in_front_of_portmap() {
         return;
     }
     let portmap = Path::new("/usr/lib/cni/portmap");
-    assert!(portmap.exists(), "Debian's containernetworking-plugins must be installed (make test installs it)");
+    assert!(
+        portmap.exists(),
+        "Debian's containernetworking-plugins must be installed (make test installs it)"
+    );
     let c = Ctx::new("pm").await;
     let ns = c.netns("web");
     let conf = c.conf("1.0.0");
@@ -293,13 +340,25 @@ async fn privileged_cni_chains_in_front_of_portmap() {
         "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]},
         "prevResult": res,
     });
-    let (ok, out) = c.lab().invoke_plugin(&c.node(), portmap, &Ctx::env("ADD", "cid-web", &ns), &pm_conf).unwrap();
+    let (ok, out) = c
+        .lab()
+        .invoke_plugin(&c.node(), portmap, &Ctx::env("ADD", "cid-web", &ns), &pm_conf)
+        .unwrap();
     assert!(ok, "portmap ADD: {out}");
     assert_eq!(out["ips"], res["ips"], "portmap passed seta's result through");
 
     // node:8080 -> pod:80 through the DNAT portmap installed and seta's datapath
-    let pod_ip: std::net::Ipv4Addr = res["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().parse().unwrap();
-    let listener = spawn_in_netns(&ns, move || TcpListener::bind(SocketAddr::new(pod_ip.into(), 80)).unwrap()).join().unwrap();
+    let pod_ip: std::net::Ipv4Addr = res["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let listener = spawn_in_netns(&ns, move || TcpListener::bind(SocketAddr::new(pod_ip.into(), 80)).unwrap())
+        .join()
+        .unwrap();
     let srv = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
         s.write_all(b"served by the pod").unwrap();
@@ -316,7 +375,10 @@ async fn privileged_cni_chains_in_front_of_portmap() {
     srv.join().unwrap();
     assert_eq!(got, "served by the pod");
 
-    let (ok, out) = c.lab().invoke_plugin(&c.node(), portmap, &Ctx::env("DEL", "cid-web", &ns), &pm_conf).unwrap();
+    let (ok, out) = c
+        .lab()
+        .invoke_plugin(&c.node(), portmap, &Ctx::env("DEL", "cid-web", &ns), &pm_conf)
+        .unwrap();
     assert!(ok, "portmap DEL: {out}");
     assert!(c.cni(&Ctx::env("DEL", "cid-web", &ns), &conf).0);
     assert_eq!(c.allocations(), 0);
@@ -331,7 +393,12 @@ async fn privileged_cni_driven_by_podman() {
         return;
     }
     for tool in ["podman", "runc", "busybox"] {
-        let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().unwrap().status.success();
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .unwrap()
+            .status
+            .success();
         assert!(found, "{tool} is required (make test installs podman, runc, busybox-static)");
     }
     let c = Ctx::new("pdm").await;
@@ -340,15 +407,39 @@ async fn privileged_cni_driven_by_podman() {
     let work = std::env::temp_dir().join(format!("{}-podman", c.lab().name));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(work.join("root/bin")).unwrap();
-    std::fs::copy(Command::new("sh").args(["-c", "command -v busybox"]).output().map(|o| String::from_utf8(o.stdout).unwrap().trim().to_string()).unwrap(), work.join("root/bin/busybox")).unwrap();
+    std::fs::copy(
+        Command::new("sh")
+            .args(["-c", "command -v busybox"])
+            .output()
+            .map(|o| String::from_utf8(o.stdout).unwrap().trim().to_string())
+            .unwrap(),
+        work.join("root/bin/busybox"),
+    )
+    .unwrap();
     for app in ["sh", "ip", "ping"] {
         std::os::unix::fs::symlink("busybox", work.join("root/bin").join(app)).unwrap();
     }
     let image = format!("localhost/{}-busybox:latest", c.lab().name);
-    let tar = Command::new("tar").arg("-C").arg(work.join("root")).args(["-cf"]).arg(work.join("root.tar")).arg(".").status().unwrap();
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(work.join("root"))
+        .args(["-cf"])
+        .arg(work.join("root.tar"))
+        .arg(".")
+        .status()
+        .unwrap();
     assert!(tar.success());
-    let imported = Command::new("podman").args(["import"]).arg(work.join("root.tar")).arg(&image).output().unwrap();
-    assert!(imported.status.success(), "podman import: {}", String::from_utf8_lossy(&imported.stderr));
+    let imported = Command::new("podman")
+        .args(["import"])
+        .arg(work.join("root.tar"))
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(
+        imported.status.success(),
+        "podman import: {}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
     let conf = work.join("containers.conf");
     std::fs::write(
         &conf,
@@ -362,7 +453,20 @@ async fn privileged_cni_driven_by_podman() {
     // nsenter --net keeps the host's mount namespace (cgroups), unlike `ip netns exec`.
     let out = Command::new("nsenter")
         .arg(format!("--net=/run/netns/{node_ns}"))
-        .args(["podman", "--runtime", "runc", "run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--network", "seta", &image])
+        .args([
+            "podman",
+            "--runtime",
+            "runc",
+            "run",
+            "--rm",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            "--network",
+            "seta",
+            &image,
+        ])
         .args(["sh", "-c", &format!("ip -4 addr show eth0 && ping -c 2 -W 2 {router}")])
         .env("CONTAINERS_CONF", &conf)
         .output()
@@ -372,7 +476,10 @@ async fn privileged_cni_driven_by_podman() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "podman run: {text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("inet 10.201.1."), "the container got a pod address from seta: {text}");
-    assert!(text.contains("2 packets received"), "the container reached the node through seta: {text}");
+    assert!(
+        text.contains("2 packets received"),
+        "the container reached the node through seta: {text}"
+    );
     // --rm made podman call DEL: nothing is left behind
     assert!(c.agent("endpoint list").as_array().unwrap().is_empty());
     assert_eq!(c.allocations(), 0);

@@ -32,7 +32,11 @@ pub struct CniError {
 
 impl CniError {
     pub fn new(code: u32, msg: impl Into<String>) -> Self {
-        Self { code, msg: msg.into(), details: String::new() }
+        Self {
+            code,
+            msg: msg.into(),
+            details: String::new(),
+        }
     }
     pub fn with_details(mut self, d: impl Into<String>) -> Self {
         self.details = d.into();
@@ -92,10 +96,16 @@ pub fn parse_env(cmd: Command, get: impl Fn(&str) -> Option<String>) -> Result<E
     let need = |name: &str| -> Result<String, CniError> {
         match get(name) {
             Some(v) if !v.is_empty() => Ok(v),
-            _ => Err(CniError::new(code::INVALID_ENV, format!("{name} is required for this command but not set"))),
+            _ => Err(CniError::new(
+                code::INVALID_ENV,
+                format!("{name} is required for this command but not set"),
+            )),
         }
     };
-    let mut env = Env { path: get("CNI_PATH").unwrap_or_default(), ..Default::default() };
+    let mut env = Env {
+        path: get("CNI_PATH").unwrap_or_default(),
+        ..Default::default()
+    };
     match cmd {
         Command::Add | Command::Check => {
             env.container_id = need("CNI_CONTAINERID")?;
@@ -112,15 +122,19 @@ pub fn parse_env(cmd: Command, get: impl Fn(&str) -> Option<String>) -> Result<E
     if !env.ifname.is_empty() && !valid_ifname(&env.ifname) {
         return Err(CniError::new(
             code::INVALID_ENV,
-            format!("CNI_IFNAME={:?} is not a valid interface name (1..15 chars, no '/', ':' or whitespace)", env.ifname),
+            format!(
+                "CNI_IFNAME={:?} is not a valid interface name (1..15 chars, no '/', ':' or whitespace)",
+                env.ifname
+            ),
         ));
     }
-    if !env.container_id.is_empty()
-        && !env.container_id.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-    {
+    if !env.container_id.is_empty() && !env.container_id.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
         return Err(CniError::new(
             code::INVALID_ENV,
-            format!("CNI_CONTAINERID={:?} may only contain letters, digits, '_', '.' and '-'", env.container_id),
+            format!(
+                "CNI_CONTAINERID={:?} may only contain letters, digits, '_', '.' and '-'",
+                env.container_id
+            ),
         ));
     }
     env.args = parse_args(&get("CNI_ARGS").unwrap_or_default())?;
@@ -145,17 +159,23 @@ pub const KNOWN_ARGS: &[&str] = &[
 pub fn parse_args(s: &str) -> Result<BTreeMap<String, String>, CniError> {
     let mut out = BTreeMap::new();
     for part in s.split(';').filter(|p| !p.is_empty()) {
-        let (k, v) = part.split_once('=').ok_or_else(|| {
-            CniError::new(code::INVALID_ENV, format!("CNI_ARGS: {part:?} is not KEY=VALUE"))
-        })?;
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| CniError::new(code::INVALID_ENV, format!("CNI_ARGS: {part:?} is not KEY=VALUE")))?;
         out.insert(k.to_string(), v.to_string());
     }
-    let ignore = matches!(out.get("IgnoreUnknown").map(|s| s.to_ascii_lowercase()).as_deref(), Some("1" | "true"));
+    let ignore = matches!(
+        out.get("IgnoreUnknown").map(|s| s.to_ascii_lowercase()).as_deref(),
+        Some("1" | "true")
+    );
     if !ignore {
         if let Some(k) = out.keys().find(|k| !KNOWN_ARGS.contains(&k.as_str())) {
             return Err(CniError::new(
                 code::INVALID_ENV,
-                format!("CNI_ARGS: unknown key {k:?} (known: {}; set IgnoreUnknown=1 to ignore)", KNOWN_ARGS.join(", ")),
+                format!(
+                    "CNI_ARGS: unknown key {k:?} (known: {}; set IgnoreUnknown=1 to ignore)",
+                    KNOWN_ARGS.join(", ")
+                ),
             ));
         }
     }
@@ -199,36 +219,68 @@ pub struct Attachment {
 const IGNORED_KEYS: &[&str] = &["args", "capabilities", "dns", "ipam", "ipMasq", "mtu", "disableCheck", "disableGC"];
 
 pub fn parse_netconf(stdin: &[u8]) -> Result<NetConf, CniError> {
-    let raw: Value = serde_json::from_slice(stdin)
-        .map_err(|e| CniError::new(code::DECODE_FAILURE, format!("network configuration on stdin is not valid JSON: {e}")))?;
+    let raw: Value = serde_json::from_slice(stdin).map_err(|e| {
+        CniError::new(
+            code::DECODE_FAILURE,
+            format!("network configuration on stdin is not valid JSON: {e}"),
+        )
+    })?;
     if !raw.is_object() {
         return Err(CniError::new(code::DECODE_FAILURE, "network configuration must be a JSON object"));
     }
-    for (field, what) in [("cniVersion", "the spec version"), ("name", "the network name"), ("type", "the plugin type")] {
+    for (field, what) in [
+        ("cniVersion", "the spec version"),
+        ("name", "the network name"),
+        ("type", "the plugin type"),
+    ] {
         match raw.get(field) {
             Some(Value::String(s)) if !s.is_empty() => {}
             Some(other) => {
-                return Err(CniError::new(code::INVALID_NETCONF, format!("network config field {field:?} must be a non-empty string ({what}), got {other}")))
+                return Err(CniError::new(
+                    code::INVALID_NETCONF,
+                    format!("network config field {field:?} must be a non-empty string ({what}), got {other}"),
+                ))
             }
-            None => return Err(CniError::new(code::INVALID_NETCONF, format!("network config field {field:?} ({what}) is missing"))),
+            None => {
+                return Err(CniError::new(
+                    code::INVALID_NETCONF,
+                    format!("network config field {field:?} ({what}) is missing"),
+                ))
+            }
         }
     }
     let version = raw["cniVersion"].as_str().unwrap_or_default();
     if !SUPPORTED_VERSIONS.contains(&version) {
         return Err(CniError::new(
             code::INCOMPATIBLE_VERSION,
-            format!("cniVersion {version:?} is not supported; supported: {}", SUPPORTED_VERSIONS.join(", ")),
+            format!(
+                "cniVersion {version:?} is not supported; supported: {}",
+                SUPPORTED_VERSIONS.join(", ")
+            ),
         ));
     }
     match raw.get("agent-socket") {
         Some(Value::String(s)) if s.starts_with('/') => {}
-        Some(v) => return Err(CniError::new(code::INVALID_NETCONF, format!("network config field \"agent-socket\" must be an absolute path, got {v}"))),
-        None => return Err(CniError::new(code::INVALID_NETCONF, "network config field \"agent-socket\" (the agent's API socket) is missing")),
+        Some(v) => {
+            return Err(CniError::new(
+                code::INVALID_NETCONF,
+                format!("network config field \"agent-socket\" must be an absolute path, got {v}"),
+            ))
+        }
+        None => {
+            return Err(CniError::new(
+                code::INVALID_NETCONF,
+                "network config field \"agent-socket\" (the agent's API socket) is missing",
+            ))
+        }
     }
-    let conf: NetConf = serde_json::from_value(raw)
-        .map_err(|e| CniError::new(code::INVALID_NETCONF, format!("network configuration: {e}")))?;
+    let conf: NetConf =
+        serde_json::from_value(raw).map_err(|e| CniError::new(code::INVALID_NETCONF, format!("network configuration: {e}")))?;
     if let Some(k) = conf.extra.keys().find(|k| !IGNORED_KEYS.contains(&k.as_str())) {
-        return Err(CniError::new(code::UNSUPPORTED_FIELD, format!("network config field {k:?} is not supported by seta-cni")));
+        return Err(CniError::new(
+            code::UNSUPPORTED_FIELD,
+            format!("network config field {k:?} is not supported by seta-cni"),
+        ));
     }
     Ok(conf)
 }
@@ -300,13 +352,23 @@ mod tests {
         assert!(e.msg.contains("CNI_IFNAME"));
         let ok = parse_env(
             Command::Add,
-            env_of(&[("CNI_CONTAINERID", "c1"), ("CNI_NETNS", "/n"), ("CNI_IFNAME", "eth0"), ("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAME=x;FOO=bar")]),
+            env_of(&[
+                ("CNI_CONTAINERID", "c1"),
+                ("CNI_NETNS", "/n"),
+                ("CNI_IFNAME", "eth0"),
+                ("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAME=x;FOO=bar"),
+            ]),
         )
         .unwrap();
         assert_eq!(ok.args["K8S_POD_NAME"], "x");
         // DEL without netns is fine
         assert!(parse_env(Command::Del, env_of(&[("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "eth0")])).is_ok());
-        assert_eq!(parse_env(Command::Del, env_of(&[("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "a/b")])).unwrap_err().code, code::INVALID_ENV);
+        assert_eq!(
+            parse_env(Command::Del, env_of(&[("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "a/b")]))
+                .unwrap_err()
+                .code,
+            code::INVALID_ENV
+        );
         assert_eq!(parse_args("FOO=1").unwrap_err().code, code::INVALID_ENV);
         assert_eq!(parse_args("novalue").unwrap_err().code, code::INVALID_ENV);
         assert_eq!(Command::parse("FOO").unwrap_err().code, code::INVALID_ENV);
@@ -353,6 +415,9 @@ mod tests {
     #[test]
     fn labels() {
         let a = parse_args("K8S_POD_NAMESPACE=prod;SETA_LABELS=app=web,tier=fe").unwrap();
-        assert_eq!(labels_from_args(&a), vec!["k8s:io.kubernetes.pod.namespace=prod", "app=web", "tier=fe"]);
+        assert_eq!(
+            labels_from_args(&a),
+            vec!["k8s:io.kubernetes.pod.namespace=prod", "app=web", "tier=fe"]
+        );
     }
 }

@@ -21,7 +21,10 @@ pub enum EndpointState {
 
 impl fmt::Display for EndpointState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        let s = serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
         f.write_str(&s)
     }
 }
@@ -44,8 +47,13 @@ impl EndpointRef {
             return Ok(Self::ContainerId(rest.into()));
         }
         if let Some(rest) = s.strip_prefix("pod-name:") {
-            let (ns, pod) = rest.split_once('/').ok_or_else(|| format!("{s:?}: expected pod-name:<namespace>/<pod>"))?;
-            return Ok(Self::PodName { namespace: ns.into(), pod: pod.into() });
+            let (ns, pod) = rest
+                .split_once('/')
+                .ok_or_else(|| format!("{s:?}: expected pod-name:<namespace>/<pod>"))?;
+            return Ok(Self::PodName {
+                namespace: ns.into(),
+                pod: pod.into(),
+            });
         }
         let n = s.strip_prefix("cilium-local:").unwrap_or(s);
         n.parse::<u16>()
@@ -138,7 +146,10 @@ mod tests {
     fn refs() {
         assert_eq!(EndpointRef::parse("12").unwrap(), EndpointRef::Id(12));
         assert_eq!(EndpointRef::parse("cilium-local:7").unwrap(), EndpointRef::Id(7));
-        assert_eq!(EndpointRef::parse("container-id:abc").unwrap(), EndpointRef::ContainerId("abc".into()));
+        assert_eq!(
+            EndpointRef::parse("container-id:abc").unwrap(),
+            EndpointRef::ContainerId("abc".into())
+        );
         assert!(EndpointRef::parse("pod-name:x").is_err());
         assert!(EndpointRef::parse("0").is_err());
         assert!(EndpointRef::parse("abc").is_err());

@@ -62,8 +62,17 @@ impl IdentityAllocator {
             return Ok(a.id);
         }
         let used: std::collections::BTreeSet<u32> = self.by_key.values().map(|a| a.id).collect();
-        let id = (MIN_ALLOCATED..=MAX_ALLOCATED).find(|i| !used.contains(i)).ok_or(IdentityError::Exhausted)?;
-        self.by_key.insert(key, Allocated { id, labels: labels.clone(), refcount: 1 });
+        let id = (MIN_ALLOCATED..=MAX_ALLOCATED)
+            .find(|i| !used.contains(i))
+            .ok_or(IdentityError::Exhausted)?;
+        self.by_key.insert(
+            key,
+            Allocated {
+                id,
+                labels: labels.clone(),
+                refcount: 1,
+            },
+        );
         Ok(id)
     }
 

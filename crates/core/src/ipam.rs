@@ -33,7 +33,10 @@ impl Pool {
         if cidr.prefix_len() > 30 {
             return Err(IpamError::TooSmall(cidr));
         }
-        Ok(Self { cidr, allocated: BTreeMap::new() })
+        Ok(Self {
+            cidr,
+            allocated: BTreeMap::new(),
+        })
     }
 
     /// The router IP (held by `seta_host`): the first host address.
@@ -109,19 +112,34 @@ mod tests {
         assert_eq!(p.allocate("a").unwrap(), Ipv4Addr::new(10, 0, 0, 2));
         assert_eq!(p.allocate("b"), Err(IpamError::Exhausted(p.cidr)));
         assert_eq!(p.release(Ipv4Addr::new(10, 0, 0, 2)).unwrap(), "a");
-        assert_eq!(p.release(Ipv4Addr::new(10, 0, 0, 2)), Err(IpamError::NotAllocated(Ipv4Addr::new(10, 0, 0, 2))));
+        assert_eq!(
+            p.release(Ipv4Addr::new(10, 0, 0, 2)),
+            Err(IpamError::NotAllocated(Ipv4Addr::new(10, 0, 0, 2)))
+        );
         assert_eq!(p.allocate("c").unwrap(), Ipv4Addr::new(10, 0, 0, 2));
     }
 
     #[test]
     fn specific_allocation_rules() {
         let mut p = pool("10.0.0.0/24");
-        assert!(matches!(p.allocate_ip("10.0.1.5".parse().unwrap(), "x"), Err(IpamError::OutOfRange { .. })));
-        assert!(matches!(p.allocate_ip("10.0.0.1".parse().unwrap(), "x"), Err(IpamError::Reserved(_))));
-        assert!(matches!(p.allocate_ip("10.0.0.255".parse().unwrap(), "x"), Err(IpamError::Reserved(_))));
+        assert!(matches!(
+            p.allocate_ip("10.0.1.5".parse().unwrap(), "x"),
+            Err(IpamError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            p.allocate_ip("10.0.0.1".parse().unwrap(), "x"),
+            Err(IpamError::Reserved(_))
+        ));
+        assert!(matches!(
+            p.allocate_ip("10.0.0.255".parse().unwrap(), "x"),
+            Err(IpamError::Reserved(_))
+        ));
         p.allocate_ip("10.0.0.9".parse().unwrap(), "x").unwrap();
         p.allocate_ip("10.0.0.9".parse().unwrap(), "x").unwrap(); // idempotent for same owner
-        assert!(matches!(p.allocate_ip("10.0.0.9".parse().unwrap(), "y"), Err(IpamError::InUse { .. })));
+        assert!(matches!(
+            p.allocate_ip("10.0.0.9".parse().unwrap(), "y"),
+            Err(IpamError::InUse { .. })
+        ));
         assert!(Pool::new("10.0.0.0/31".parse().unwrap()).is_err());
     }
 

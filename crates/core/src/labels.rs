@@ -12,7 +12,11 @@ pub struct Label {
 
 impl Label {
     pub fn new(source: &str, key: &str, value: &str) -> Self {
-        Self { source: source.into(), key: key.into(), value: value.into() }
+        Self {
+            source: source.into(),
+            key: key.into(),
+            value: value.into(),
+        }
     }
 
     /// Parse `[source:]key[=value]`; the source defaults to `default_source`.
@@ -57,7 +61,10 @@ pub fn labels_key(set: &LabelSet) -> String {
 
 /// Parse a comma-separated `k=v,k2=v2` list (as given on command lines).
 pub fn parse_list(s: &str, default_source: &str) -> Result<LabelSet, String> {
-    s.split(',').filter(|p| !p.trim().is_empty()).map(|p| Label::parse(p, default_source)).collect()
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| Label::parse(p, default_source))
+        .collect()
 }
 
 #[cfg(test)]
@@ -72,8 +79,10 @@ mod tests {
             Label::parse("app.kubernetes.io/name=x", "k8s").unwrap(),
             Label::new("k8s", "app.kubernetes.io/name", "x")
         );
-        assert_eq!(Label::parse("k8s:io.kubernetes.pod.namespace=default", "x").unwrap().to_string(),
-            "k8s:io.kubernetes.pod.namespace=default");
+        assert_eq!(
+            Label::parse("k8s:io.kubernetes.pod.namespace=default", "x").unwrap().to_string(),
+            "k8s:io.kubernetes.pod.namespace=default"
+        );
         assert!(Label::parse("=v", "k8s").is_err());
         assert_eq!(parse_list("a=1, b=2", "k8s").unwrap().len(), 2);
     }

@@ -35,12 +35,8 @@ pub fn validate_node_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 63 {
         return Err(format!("node name {name:?} must be 1..63 characters"));
     }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        || name.starts_with('.')
-    {
-        return Err(format!(
-            "node name {name:?} may only contain letters, digits, '-', '_' and '.'"
-        ));
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') || name.starts_with('.') {
+        return Err(format!("node name {name:?} may only contain letters, digits, '-', '_' and '.'"));
     }
     Ok(())
 }

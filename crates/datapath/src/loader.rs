@@ -14,7 +14,10 @@ pub enum DatapathError {
     #[error("loading eBPF object {object}: {source}")]
     Load { object: &'static str, source: aya::EbpfError },
     #[error("program {program}: {source}")]
-    Program { program: String, source: aya::programs::ProgramError },
+    Program {
+        program: String,
+        source: aya::programs::ProgramError,
+    },
     #[error("program {program} not found in {object}")]
     MissingProgram { program: String, object: &'static str },
     #[error("link pin {path}: {msg}")]
@@ -86,8 +89,10 @@ fn dir_name(d: TcAttachType) -> &'static str {
 impl Datapath {
     pub fn new(pin_dir: impl Into<PathBuf>) -> Result<Self> {
         let pin_dir = pin_dir.into();
-        std::fs::create_dir_all(pin_dir.join("links"))
-            .map_err(|source| DatapathError::Io { what: format!("create {}", pin_dir.display()), source })?;
+        std::fs::create_dir_all(pin_dir.join("links")).map_err(|source| DatapathError::Io {
+            what: format!("create {}", pin_dir.display()),
+            source,
+        })?;
         let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
         let lxc_loaders = (0..n)
             .map(|_| {
@@ -96,7 +101,11 @@ impl Datapath {
                 Mutex::new(l)
             })
             .collect();
-        Ok(Self { pin_dir, lxc_loaders: Arc::new(lxc_loaders), next_loader: Default::default() })
+        Ok(Self {
+            pin_dir,
+            lxc_loaders: Arc::new(lxc_loaders),
+            next_loader: Default::default(),
+        })
     }
 
     pub fn pin_dir(&self) -> &Path {
@@ -116,10 +125,10 @@ impl Datapath {
 
     /// Load bpf_host (creates and pins every shared map on first use).
     pub fn load_host_object(&self) -> Result<Ebpf> {
-        let mut ebpf = self
-            .loader()
-            .load(objects::BPF_HOST)
-            .map_err(|source| DatapathError::Load { object: "bpf_host.o", source })?;
+        let mut ebpf = self.loader().load(objects::BPF_HOST).map_err(|source| DatapathError::Load {
+            object: "bpf_host.o",
+            source,
+        })?;
         load_prog(&mut ebpf, PROG_FROM_HOST, "bpf_host.o")?;
         Ok(ebpf)
     }
@@ -146,7 +155,10 @@ impl Datapath {
         let loaded = loader.0.load(objects::BPF_LXC);
         drop(loader);
         drop(guard);
-        let mut ebpf = loaded.map_err(|source| DatapathError::Load { object: "bpf_lxc.o", source })?;
+        let mut ebpf = loaded.map_err(|source| DatapathError::Load {
+            object: "bpf_lxc.o",
+            source,
+        })?;
         load_prog(&mut ebpf, PROG_FROM_CONTAINER, "bpf_lxc.o")?;
         Ok(ebpf)
     }
@@ -181,7 +193,12 @@ impl Datapath {
             match std::fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(DatapathError::Io { what: format!("unpin {}", p.display()), source }),
+                Err(source) => {
+                    return Err(DatapathError::Io {
+                        what: format!("unpin {}", p.display()),
+                        source,
+                    })
+                }
             }
         }
         Ok(())
@@ -205,10 +222,19 @@ impl Datapath {
         let pin = self.link_pin(ifname, dir_name(dir));
         let program: &mut SchedClassifier = ebpf
             .program_mut(prog)
-            .ok_or_else(|| DatapathError::MissingProgram { program: prog.into(), object: "?" })?
+            .ok_or_else(|| DatapathError::MissingProgram {
+                program: prog.into(),
+                object: "?",
+            })?
             .try_into()
-            .map_err(|source| DatapathError::Program { program: prog.into(), source })?;
-        let perr = |source| DatapathError::Program { program: format!("{prog} on {ifname} {}", dir_name(dir)), source };
+            .map_err(|source| DatapathError::Program {
+                program: prog.into(),
+                source,
+            })?;
+        let perr = |source| DatapathError::Program {
+            program: format!("{prog} on {ifname} {}", dir_name(dir)),
+            source,
+        };
         let lerr = |msg: String| DatapathError::Link { path: pin.clone(), msg };
 
         let mut link_id = None;
@@ -241,7 +267,12 @@ impl Datapath {
         match std::fs::remove_dir_all(&self.pin_dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(DatapathError::Io { what: format!("remove {}", self.pin_dir.display()), source }),
+            Err(source) => {
+                return Err(DatapathError::Io {
+                    what: format!("remove {}", self.pin_dir.display()),
+                    source,
+                })
+            }
         }
         // drop the empty per-node parent (…/seta/<node>) too
         // and the shared …/seta once no node is left in it
@@ -258,18 +289,29 @@ impl Datapath {
 fn load_prog(ebpf: &mut Ebpf, name: &str, object: &'static str) -> Result<()> {
     let p: &mut SchedClassifier = ebpf
         .program_mut(name)
-        .ok_or_else(|| DatapathError::MissingProgram { program: name.into(), object })?
+        .ok_or_else(|| DatapathError::MissingProgram {
+            program: name.into(),
+            object,
+        })?
         .try_into()
-        .map_err(|source| DatapathError::Program { program: name.into(), source })?;
-    p.load().map_err(|source| DatapathError::Program { program: name.into(), source })
+        .map_err(|source| DatapathError::Program {
+            program: name.into(),
+            source,
+        })?;
+    p.load().map_err(|source| DatapathError::Program {
+        program: name.into(),
+        source,
+    })
 }
 
 /// Programs attached with TCX to `dev` (bpftool 7.1 cannot show these).
 pub fn query_tcx(dev: &str) -> Result<Vec<(String, String, u32)>> {
     let mut out = Vec::new();
     for dir in [TcAttachType::Ingress, TcAttachType::Egress] {
-        let (_, progs) = SchedClassifier::query_tcx(dev, dir)
-            .map_err(|source| DatapathError::Program { program: format!("query tcx {dev}"), source })?;
+        let (_, progs) = SchedClassifier::query_tcx(dev, dir).map_err(|source| DatapathError::Program {
+            program: format!("query tcx {dev}"),
+            source,
+        })?;
         for p in progs {
             out.push((dir_name(dir).to_string(), p.name_as_str().unwrap_or("?").to_string(), p.id()));
         }

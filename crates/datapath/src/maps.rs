@@ -13,13 +13,20 @@ pub const MAP_METRICS: &str = "seta_metrics";
 
 fn open(pin_dir: &Path, name: &str) -> Result<(MapData, PathBuf), DatapathError> {
     let path = pin_dir.join(name);
-    let md = MapData::from_pin(&path)
-        .map_err(|e| DatapathError::Map { map: name.into(), path: path.clone(), msg: format!("open: {e}") })?;
+    let md = MapData::from_pin(&path).map_err(|e| DatapathError::Map {
+        map: name.into(),
+        path: path.clone(),
+        msg: format!("open: {e}"),
+    })?;
     Ok((md, path))
 }
 
 fn merr(map: &str, path: &Path, op: &str, e: impl std::fmt::Display) -> DatapathError {
-    DatapathError::Map { map: map.into(), path: path.to_path_buf(), msg: format!("{op}: {e}") }
+    DatapathError::Map {
+        map: map.into(),
+        path: path.to_path_buf(),
+        msg: format!("{op}: {e}"),
+    }
 }
 
 pub struct EndpointMap {
@@ -34,7 +41,9 @@ impl EndpointMap {
         Ok(Self { map, path })
     }
     pub fn upsert(&mut self, ip: Ipv4Addr, info: &EndpointInfo) -> Result<(), DatapathError> {
-        self.map.insert(EndpointKey::v4(ip.octets()), info, 0).map_err(|e| merr(MAP_LXC, &self.path, "update", e))
+        self.map
+            .insert(EndpointKey::v4(ip.octets()), info, 0)
+            .map_err(|e| merr(MAP_LXC, &self.path, "update", e))
     }
     pub fn remove(&mut self, ip: Ipv4Addr) -> Result<bool, DatapathError> {
         match self.map.remove(&EndpointKey::v4(ip.octets())) {
@@ -67,7 +76,9 @@ impl IpcacheMap {
     }
     pub fn upsert(&mut self, ip: Ipv4Addr, prefix: u8, info: &RemoteEndpointInfo) -> Result<(), DatapathError> {
         let k = IpcacheKey::v4(ip.octets(), prefix);
-        self.map.insert(&Key::new(k.prefixlen, k.lpm_data()), info, 0).map_err(|e| merr(MAP_IPCACHE, &self.path, "update", e))
+        self.map
+            .insert(&Key::new(k.prefixlen, k.lpm_data()), info, 0)
+            .map_err(|e| merr(MAP_IPCACHE, &self.path, "update", e))
     }
     pub fn remove(&mut self, ip: Ipv4Addr, prefix: u8) -> Result<bool, DatapathError> {
         let k = IpcacheKey::v4(ip.octets(), prefix);

@@ -25,7 +25,11 @@ impl NetlinkError {
             rtnetlink::Error::NetlinkError(m) => Some(-m.raw_code()),
             _ => None,
         };
-        Self { op: op.into(), msg: e.to_string(), errno }
+        Self {
+            op: op.into(),
+            msg: e.to_string(),
+            errno,
+        }
     }
     pub fn is_not_found(&self) -> bool {
         matches!(self.errno, Some(libc::ENODEV) | Some(libc::ENOENT))
@@ -43,7 +47,12 @@ pub struct LinkInfo {
 }
 
 fn link_info(m: &LinkMessage) -> LinkInfo {
-    let mut info = LinkInfo { index: m.header.index, name: String::new(), mac: [0; 6], up: m.header.flags.contains(LinkFlags::Up) };
+    let mut info = LinkInfo {
+        index: m.header.index,
+        name: String::new(),
+        mac: [0; 6],
+        up: m.header.flags.contains(LinkFlags::Up),
+    };
     for a in &m.attributes {
         match a {
             LinkAttribute::IfName(n) => info.name = n.clone(),
@@ -62,8 +71,11 @@ pub struct Netlink {
 impl Netlink {
     /// Netlink in the caller's current network namespace.
     pub fn current() -> Result<Self> {
-        let (conn, handle, _) = rtnetlink::new_connection()
-            .map_err(|e| NetlinkError { op: "socket".into(), msg: e.to_string(), errno: e.raw_os_error() })?;
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| NetlinkError {
+            op: "socket".into(),
+            msg: e.to_string(),
+            errno: e.raw_os_error(),
+        })?;
         tokio::spawn(conn);
         Ok(Self { handle })
     }
@@ -76,8 +88,7 @@ impl Netlink {
         std::thread::spawn(move || {
             let res = (|| -> std::result::Result<Handle, String> {
                 let f = std::fs::File::open(&p).map_err(|e| format!("open netns {}: {e}", p.display()))?;
-                nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| format!("setns {}: {e}", p.display()))?;
+                nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns {}: {e}", p.display()))?;
                 let _g = rt.enter();
                 let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| format!("netlink socket: {e}"))?;
                 rt.spawn(conn);
@@ -87,8 +98,16 @@ impl Netlink {
         });
         let handle = rx
             .await
-            .map_err(|_| NetlinkError { op: "netns thread".into(), msg: "thread died".into(), errno: None })?
-            .map_err(|msg| NetlinkError { op: format!("enter {}", path.display()), msg, errno: None })?;
+            .map_err(|_| NetlinkError {
+                op: "netns thread".into(),
+                msg: "thread died".into(),
+                errno: None,
+            })?
+            .map_err(|msg| NetlinkError {
+                op: format!("enter {}", path.display()),
+                msg,
+                errno: None,
+            })?;
         Ok(Self { handle })
     }
 
@@ -152,33 +171,59 @@ impl Netlink {
     }
 
     async fn set(&self, op: String, msg: LinkMessage) -> Result<()> {
-        self.handle.link().set(msg).execute().await.map_err(|e| NetlinkError::from_rt(op, e))
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|e| NetlinkError::from_rt(op, e))
     }
 
     pub async fn set_up(&self, index: u32) -> Result<()> {
-        self.set(format!("set link {index} up"), LinkUnspec::new_with_index(index).up().build()).await
+        self.set(format!("set link {index} up"), LinkUnspec::new_with_index(index).up().build())
+            .await
     }
 
     pub async fn set_arp(&self, index: u32, on: bool) -> Result<()> {
-        self.set(format!("set link {index} arp {on}"), LinkUnspec::new_with_index(index).arp(on).build()).await
+        self.set(
+            format!("set link {index} arp {on}"),
+            LinkUnspec::new_with_index(index).arp(on).build(),
+        )
+        .await
     }
 
     pub async fn set_mtu(&self, index: u32, mtu: u32) -> Result<()> {
-        self.set(format!("set link {index} mtu {mtu}"), LinkUnspec::new_with_index(index).mtu(mtu).build()).await
+        self.set(
+            format!("set link {index} mtu {mtu}"),
+            LinkUnspec::new_with_index(index).mtu(mtu).build(),
+        )
+        .await
     }
 
     pub async fn rename(&self, index: u32, name: &str) -> Result<()> {
-        self.set(format!("rename link {index} to {name}"), LinkUnspec::new_with_index(index).name(name).build()).await
+        self.set(
+            format!("rename link {index} to {name}"),
+            LinkUnspec::new_with_index(index).name(name).build(),
+        )
+        .await
     }
 
     /// Move a link into the network namespace behind `ns`.
     pub async fn set_netns(&self, index: u32, ns: BorrowedFd<'_>) -> Result<()> {
-        self.set(format!("move link {index} to netns"), LinkUnspec::new_with_index(index).setns_by_fd(ns.as_raw_fd()).build())
-            .await
+        self.set(
+            format!("move link {index} to netns"),
+            LinkUnspec::new_with_index(index).setns_by_fd(ns.as_raw_fd()).build(),
+        )
+        .await
     }
 
     pub async fn del_link(&self, index: u32) -> Result<()> {
-        self.handle.link().del(index).execute().await.map_err(|e| NetlinkError::from_rt(format!("delete link {index}"), e))
+        self.handle
+            .link()
+            .del(index)
+            .execute()
+            .await
+            .map_err(|e| NetlinkError::from_rt(format!("delete link {index}"), e))
     }
 
     pub async fn add_addr(&self, index: u32, ip: Ipv4Addr, prefix: u8) -> Result<()> {
@@ -192,15 +237,10 @@ impl Netlink {
     }
 
     /// `ip route replace dst/prefix [via gw] dev oif [scope link] [src src]`
-    pub async fn replace_route(
-        &self,
-        dst: Ipv4Addr,
-        prefix: u8,
-        gw: Option<Ipv4Addr>,
-        oif: u32,
-        src: Option<Ipv4Addr>,
-    ) -> Result<()> {
-        let mut b = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dst, prefix).output_interface(oif);
+    pub async fn replace_route(&self, dst: Ipv4Addr, prefix: u8, gw: Option<Ipv4Addr>, oif: u32, src: Option<Ipv4Addr>) -> Result<()> {
+        let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(dst, prefix)
+            .output_interface(oif);
         match gw {
             Some(gw) => b = b.gateway(gw),
             None => b = b.scope(RouteScope::Link),

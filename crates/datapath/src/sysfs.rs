@@ -3,7 +3,9 @@ use std::path::Path;
 
 /// Is a bpf filesystem mounted exactly at `path`?
 pub fn bpffs_mounted(path: &Path) -> bool {
-    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else { return false };
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
+        return false;
+    };
     let want = path.to_string_lossy();
     mounts.lines().any(|l| {
         let mut f = l.split_whitespace();
@@ -18,8 +20,7 @@ pub fn ensure_bpffs(path: &Path) -> std::io::Result<bool> {
         return Ok(false);
     }
     std::fs::create_dir_all(path)?;
-    nix::mount::mount(Some("bpffs"), path, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
-        .map_err(std::io::Error::from)?;
+    nix::mount::mount(Some("bpffs"), path, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>).map_err(std::io::Error::from)?;
     Ok(true)
 }
 

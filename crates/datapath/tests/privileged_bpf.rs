@@ -26,7 +26,10 @@ fn privileged() -> bool {
     if nix::unistd::Uid::effective().is_root() {
         return true;
     }
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "privileged test cannot run without root under CI=true");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "privileged test cannot run without root under CI=true"
+    );
     eprintln!("SKIP: needs root");
     false
 }
@@ -50,11 +53,36 @@ impl Fixture {
         let dp = Datapath::new(seta_core::names::pin_dir(Path::new("/sys/fs/bpf"), &node, seta_abi::ABI_VERSION)).unwrap();
         let host = dp.load_host_object().unwrap();
         let mut eps = EndpointMap::open(dp.pin_dir()).unwrap();
-        eps.upsert(POD_B, &EndpointInfo { ifindex: 4242, lxc_id: 9, mac: B_POD_MAC, node_mac: B_HOST_MAC, sec_id: 300, ..Default::default() })
-            .unwrap();
-        eps.upsert(ROUTER, &EndpointInfo { flags: ENDPOINT_F_HOST, ..Default::default() }).unwrap();
+        eps.upsert(
+            POD_B,
+            &EndpointInfo {
+                ifindex: 4242,
+                lxc_id: 9,
+                mac: B_POD_MAC,
+                node_mac: B_HOST_MAC,
+                sec_id: 300,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        eps.upsert(
+            ROUTER,
+            &EndpointInfo {
+                flags: ENDPOINT_F_HOST,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let mut ipc = IpcacheMap::open(dp.pin_dir()).unwrap();
-        ipc.upsert(POD_B, 32, &RemoteEndpointInfo { sec_identity: 300, ..Default::default() }).unwrap();
+        ipc.upsert(
+            POD_B,
+            32,
+            &RemoteEndpointInfo {
+                sec_identity: 300,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let lxc_a = dp
             .load_lxc_object(&EndpointProgConfig {
                 ep_id: 7,
@@ -144,7 +172,11 @@ fn privileged_bpf_from_container_drops_with_cilium_reasons() {
     assert_eq!(v, TC_ACT_SHOT);
     assert_eq!(f.metric(134, seta_abi::METRIC_EGRESS), 1, "invalid packet (134)");
     // a spoofed source address is dropped as INVALID_SOURCE_IP (132)
-    let (v, _) = run(&mut f.lxc_a, "from_container", &udp_packet(A_HOST_MAC, A_POD_MAC, Ipv4Addr::new(10, 77, 0, 99), POD_B, 64));
+    let (v, _) = run(
+        &mut f.lxc_a,
+        "from_container",
+        &udp_packet(A_HOST_MAC, A_POD_MAC, Ipv4Addr::new(10, 77, 0, 99), POD_B, 64),
+    );
     assert_eq!(v, TC_ACT_SHOT);
     assert_eq!(f.metric(132, seta_abi::METRIC_EGRESS), 1, "invalid source ip (132)");
 }
@@ -186,5 +218,4 @@ fn privileged_bpf_delivery_from_host() {
     let (v, out) = run(&mut f.host, "from_host", &other);
     assert_eq!((v, out), (TC_ACT_OK, other), "not an endpoint: left to the stack");
     assert_eq!(f.metric(0, seta_abi::METRIC_INGRESS), 1);
-
 }

@@ -95,7 +95,11 @@ pub fn in_netns(cmd: &mut Command, ns: &Path) -> Result<()> {
 /// All lab names that have leftovers on this machine (state file, netns, pins, run dirs).
 pub fn list_labs() -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir(LABS_DIR)
-        .map(|rd| rd.flatten().filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(String::from)).collect())
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     out.sort();
     out
@@ -137,15 +141,31 @@ impl Lab {
         self.nodes
             .iter()
             .find(|n| n.name == name || n.name.strip_prefix(&format!("{}-", self.name)) == Some(name))
-            .ok_or_else(|| anyhow!("no node {name:?} in lab {} (nodes: {})", self.name, self.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")))
+            .ok_or_else(|| {
+                anyhow!(
+                    "no node {name:?} in lab {} (nodes: {})",
+                    self.name,
+                    self.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            })
     }
 
     pub fn pod(&self, name: &str) -> Result<&PodState> {
-        self.pods.iter().find(|p| p.name == name).ok_or_else(|| anyhow!("no pod {name:?} in lab {}", self.name))
+        self.pods
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| anyhow!("no pod {name:?} in lab {}", self.name))
     }
 
     /// Build the lab: N node namespaces with an agent each, then M pods per node.
-    pub async fn up(name: &str, nodes: usize, pods_per_node: usize, cluster_cidr: Ipv4Net, bin_dir: &Path, progress: &dyn Fn(&str)) -> Result<Self> {
+    pub async fn up(
+        name: &str,
+        nodes: usize,
+        pods_per_node: usize,
+        cluster_cidr: Ipv4Net,
+        bin_dir: &Path,
+        progress: &dyn Fn(&str),
+    ) -> Result<Self> {
         validate_lab_name(name)?;
         if nodes == 0 || nodes > 64 {
             bail!("--nodes must be 1..64");
@@ -161,7 +181,13 @@ impl Lab {
                 bail!("{} not found; build with `make build`", bin_dir.join(b).display());
             }
         }
-        let mut lab = Lab { name: name.into(), cluster_cidr, bin_dir: bin_dir.to_path_buf(), nodes: vec![], pods: vec![] };
+        let mut lab = Lab {
+            name: name.into(),
+            cluster_cidr,
+            bin_dir: bin_dir.to_path_buf(),
+            nodes: vec![],
+            pods: vec![],
+        };
         let r = async {
             let base = u32::from(cluster_cidr.network());
             for i in 1..=nodes {
@@ -231,7 +257,11 @@ impl Lab {
             if Instant::now() > deadline || !Path::new(&format!("/proc/{pid}")).exists() {
                 let tail = std::fs::read_to_string(&n.log).unwrap_or_default();
                 let tail: Vec<&str> = tail.lines().rev().take(15).collect();
-                bail!("agent of {} did not become ready; last log lines:\n{}", n.name, tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+                bail!(
+                    "agent of {} did not become ready; last log lines:\n{}",
+                    n.name,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -270,7 +300,13 @@ impl Lab {
     }
 
     /// Invoke any CNI plugin binary in the node's namespace (e.g. a chained portmap).
-    pub fn invoke_plugin(&self, node: &str, plugin: &Path, env: &[(&str, String)], stdin: &serde_json::Value) -> Result<(bool, serde_json::Value)> {
+    pub fn invoke_plugin(
+        &self,
+        node: &str,
+        plugin: &Path,
+        env: &[(&str, String)],
+        stdin: &serde_json::Value,
+    ) -> Result<(bool, serde_json::Value)> {
         let n = self.node(node)?;
         let mut cmd = Command::new(plugin);
         cmd.env_clear()
@@ -307,7 +343,8 @@ impl Lab {
         let netns = format!("{}-{pod}", self.name);
         run_ip(&["netns", "add", &netns])?;
         let container_id = format!("{}-{pod}", self.name);
-        let mut args = format!("IgnoreUnknown=1;K8S_POD_NAME={pod};K8S_POD_NAMESPACE={namespace};K8S_POD_INFRA_CONTAINER_ID={container_id}");
+        let mut args =
+            format!("IgnoreUnknown=1;K8S_POD_NAME={pod};K8S_POD_NAMESPACE={namespace};K8S_POD_INFRA_CONTAINER_ID={container_id}");
         if !labels.is_empty() {
             args.push_str(&format!(";SETA_LABELS={}", labels.join(",")));
         }
@@ -329,7 +366,16 @@ impl Lab {
             .and_then(|a| a.split('/').next())
             .and_then(|a| a.parse().ok())
             .ok_or_else(|| anyhow!("CNI result without an IPv4 address: {result}"))?;
-        let p = PodState { name: pod.into(), node, netns, container_id, ifname: "eth0".into(), ip, namespace: namespace.into(), labels: labels.to_vec() };
+        let p = PodState {
+            name: pod.into(),
+            node,
+            netns,
+            container_id,
+            ifname: "eth0".into(),
+            ip,
+            namespace: namespace.into(),
+            labels: labels.to_vec(),
+        };
         self.pods.push(p.clone());
         self.save()?;
         Ok(p)
@@ -342,7 +388,10 @@ impl Lab {
             ("CNI_CONTAINERID", p.container_id.clone()),
             ("CNI_NETNS", netns_path(&p.netns).display().to_string()),
             ("CNI_IFNAME", p.ifname.clone()),
-            ("CNI_ARGS", format!("IgnoreUnknown=1;K8S_POD_NAME={pod};K8S_POD_NAMESPACE={}", p.namespace)),
+            (
+                "CNI_ARGS",
+                format!("IgnoreUnknown=1;K8S_POD_NAME={pod};K8S_POD_NAMESPACE={}", p.namespace),
+            ),
         ];
         let conf = self.cni_conf(&p.node, 0)?;
         let (ok, result) = self.invoke_cni(&p.node, &env, &conf)?;
@@ -386,7 +435,12 @@ impl Lab {
         }
         // namespaces (pods first, then nodes; deleting a pod netns removes its veth)
         let mut ns: Vec<String> = std::fs::read_dir("/run/netns")
-            .map(|rd| rd.flatten().filter_map(|e| e.file_name().to_str().map(String::from)).filter(|n| n.starts_with(&prefix)).collect())
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().to_str().map(String::from))
+                    .filter(|n| n.starts_with(&prefix))
+                    .collect()
+            })
             .unwrap_or_default();
         ns.sort_by_key(|n| is_node_name(name, n));
         for n in ns {
@@ -397,10 +451,8 @@ impl Lab {
         for root in ["/sys/fs/bpf/seta", "/run/seta", "/var/lib/seta"] {
             for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
                 let fname = e.file_name().to_string_lossy().to_string();
-                if fname.starts_with(&prefix) && is_node_name(name, &fname) {
-                    if std::fs::remove_dir_all(e.path()).is_ok() {
-                        done.push(format!("removed {}", e.path().display()));
-                    }
+                if fname.starts_with(&prefix) && is_node_name(name, &fname) && std::fs::remove_dir_all(e.path()).is_ok() {
+                    done.push(format!("removed {}", e.path().display()));
                 }
             }
         }
@@ -427,24 +479,36 @@ impl Lab {
 }
 
 fn is_node_name(lab: &str, n: &str) -> bool {
-    n.strip_prefix(&format!("{lab}-n")).is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit()))
+    n.strip_prefix(&format!("{lab}-n"))
+        .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit()))
 }
 
 fn agent_alive(pid: u32) -> bool {
     // a zombie counts as gone
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit(')').next().and_then(|r| r.split_whitespace().next()).is_some_and(|st| st != "Z"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                .is_some_and(|st| st != "Z")
+        })
         .unwrap_or(false)
 }
 
 fn agent_pids(node_prefix: &str) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
         let argv: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
         let is_agent = argv.first().is_some_and(|a| a.ends_with(b"seta-agent"));
-        let ours = argv.windows(2).any(|w| w[0] == b"--node" && w[1].starts_with(node_prefix.as_bytes()));
+        let ours = argv
+            .windows(2)
+            .any(|w| w[0] == b"--node" && w[1].starts_with(node_prefix.as_bytes()));
         if is_agent && ours && agent_alive(pid) {
             out.push(pid);
         }
@@ -458,7 +522,10 @@ pub fn privileged(test: &str) -> bool {
     if nix::unistd::Uid::effective().is_root() {
         return true;
     }
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{test}: privileged test cannot run without root under CI=true");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test}: privileged test cannot run without root under CI=true"
+    );
     eprintln!("SKIP {test}: needs root");
     false
 }
