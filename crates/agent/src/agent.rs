@@ -236,9 +236,7 @@ impl Agent {
                 let _ = self.delete_endpoint(&EndpointRef::ContainerId(cid.into())).await;
                 let _ = self.ipam_release_owner(cid).await;
                 if let Some(ifname) = parsed.as_ref().and_then(|v| v["host-ifname"].as_str()) {
-                    if let Ok(Some(l)) = self.nl.link(ifname).await {
-                        let _ = self.nl.del_link(l.index).await;
-                    }
+                    let _ = self.nl.del_link_by_name(ifname).await;
                 }
                 tracing::info!(container = cid, "processed queued CNI DEL");
             }

@@ -104,9 +104,7 @@ async fn undo(client: &Client, steps: Vec<Undo>) {
                 let _ = client.delete::<Value>(&format!("/v1/ipam?owner={owner}")).await;
             }
             Undo::DeleteLink(name) => {
-                if let Ok(Some(l)) = nl.link(&name).await {
-                    let _ = nl.del_link(l.index).await;
-                }
+                let _ = nl.del_link_by_name(&name).await;
             }
             Undo::DeleteEndpoint(cid) => {
                 let _ = client.delete::<Value>(&format!("/v1/endpoint/container-id:{cid}")).await;
@@ -159,9 +157,7 @@ async fn add_steps(conf: &NetConf, env: &Env, client: &Client, netns: &std::fs::
 
     // 2. veth pair, the peer created directly in the pod netns as CNI_IFNAME
     //    (a stale host side of an earlier ADD of this container is replaced)
-    if let Some(l) = nl.link(&host_if).await.map_err(nl_err)? {
-        nl.del_link(l.index).await.map_err(nl_err)?;
-    }
+    nl.del_link_by_name(&host_if).await.map_err(nl_err)?;
     let pod = Netlink::in_netns(Path::new(&env.netns)).await.map_err(nl_err)?;
     if pod.link(&env.ifname).await.map_err(nl_err)?.is_some() {
         return Err(CniError::new(
@@ -263,9 +259,7 @@ async fn del(conf: &NetConf, env: &Env, client: &Client) -> Result<(), CniError>
         Err(e) => return Err(agent_err("releasing the address", e)),
     }
     let nl = Netlink::current().map_err(nl_err)?;
-    if let Some(l) = nl.link(&host_if).await.map_err(nl_err)? {
-        nl.del_link(l.index).await.map_err(nl_err)?;
-    }
+    nl.del_link_by_name(&host_if).await.map_err(nl_err)?;
     Ok(())
 }
 
@@ -337,9 +331,7 @@ async fn gc(conf: &NetConf, client: &Client) -> Result<(), CniError> {
             .delete::<Value>(&format!("/v1/endpoint/{}", ep.id))
             .await
             .map_err(|e| agent_err(&format!("deleting stale endpoint {}", ep.id), e))?;
-        if let Some(l) = nl.link(&ep.interface_name).await.map_err(nl_err)? {
-            nl.del_link(l.index).await.map_err(nl_err)?;
-        }
+        nl.del_link_by_name(&ep.interface_name).await.map_err(nl_err)?;
     }
     // addresses whose owner is no valid attachment (an ADD that died half-way)
     let st: Status = client.get("/v1/status").await.map_err(|e| agent_err("agent status", e))?;

@@ -226,6 +226,17 @@ impl Netlink {
             .map_err(|e| NetlinkError::from_rt(format!("delete link {index}"), e))
     }
 
+    /// Delete the link called `name` if it exists. Returns whether it was deleted.
+    /// A link that vanishes meanwhile (e.g. its peer's netns is being torn down) counts as gone.
+    pub async fn del_link_by_name(&self, name: &str) -> Result<bool> {
+        let Some(l) = self.link(name).await? else { return Ok(false) };
+        match self.del_link(l.index).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn add_addr(&self, index: u32, ip: Ipv4Addr, prefix: u8) -> Result<()> {
         self.handle
             .address()
