@@ -7,5 +7,8 @@ pub mod drop;
 pub mod endpoint;
 pub mod identity;
 pub mod ipam;
+pub mod labelfilter;
 pub mod labels;
 pub mod names;
+pub mod policy;
+pub mod selector;
