@@ -7,6 +7,17 @@
  * per endpoint: each attach costs an RCU grace period under the RTNL lock. */
 #include "lib/common.h"
 #include "lib/arp.h"
+#include "lib/policy.h"
+
+/* This endpoint's own policy map; the loader pins it as seta_pol_NNNNN and the
+ * agent registers it in seta_policy before the program is attached. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(key_size, sizeof(struct policy_key));
+	__uint(value_size, sizeof(struct policy_entry));
+	__uint(max_entries, POLICY_MAP_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} seta_pol_ep SEC(".maps");
 
 /* Per-endpoint configuration, rewritten by the loader (.rodata). */
 volatile const __u32 EP_ID = 0;
@@ -21,6 +32,8 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 	void *data_end = (void *)(long)ctx->data_end;
 	struct iphdr *ip = data + ETH_HLEN;
 	struct endpoint_info *ep;
+	struct flow f = {};
+	__u32 remote, cookie = 0, len = ctx->len;
 	int ret;
 
 	if ((void *)(ip + 1) > data_end || ip->ihl < 5 || ip->version != 4)
@@ -28,20 +41,44 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 	/* A pod may only send with its own address. */
 	if (ip->saddr != EP_IPV4)
 		return send_drop(ctx, DROP_INVALID_SOURCE_IP, METRIC_EGRESS);
+	ret = parse_l4(ctx, ip, &f);
+	if (ret < 0)
+		return send_drop(ctx, -ret, METRIC_EGRESS);
 
-	ep = lookup_ip4_endpoint(ip->daddr);
-	if (ep && !(ep->flags & ENDPOINT_F_HOST)) {
+	ep = lookup_ip4_endpoint(f.key.daddr);
+	if (ep && (ep->flags & ENDPOINT_F_HOST))
+		ep = NULL;
+	remote = ep ? ep->sec_id : ipcache_identity(f.key.daddr);
+
+	if (ct_lookup(&f, len) == CT_NEW) {
+		/* egress policy of this endpoint */
+		ret = policy_check(&seta_pol_ep, remote, 1, &f, &cookie);
+		emit_event(EVENT_POLICY_VERDICT, 0, EP_ID, EP_IFINDEX, EP_SECID, remote, ret, cookie, &f, METRIC_EGRESS);
+		if (ret < 0)
+			return send_drop(ctx, -ret, METRIC_EGRESS);
+		/* ingress policy of a local destination */
+		if (ep) {
+			ret = ingress_policy(ep, EP_SECID, &f, ep->ifindex);
+			if (ret < 0)
+				return send_drop(ctx, -ret, METRIC_INGRESS);
+		}
+		ret = ct_create(&f, EP_SECID, len);
+		if (ret < 0)
+			return send_drop(ctx, -ret, METRIC_EGRESS);
+	}
+
+	if (ep) {
 		/* Same-node endpoint: route it ourselves and hand the packet
 		 * straight to the peer device inside the destination netns. */
 		ret = l3_local_delivery(ctx, ep);
 		if (ret < 0)
 			return send_drop(ctx, -ret, METRIC_EGRESS);
-		update_metrics(ctx->len, METRIC_EGRESS, REASON_FORWARDED);
-		update_metrics(ctx->len, METRIC_INGRESS, REASON_FORWARDED);
+		update_metrics(len, METRIC_EGRESS, REASON_FORWARDED);
+		update_metrics(len, METRIC_INGRESS, REASON_FORWARDED);
 		return bpf_redirect_peer(ep->ifindex, 0);
 	}
 	/* Everything else (the node, other destinations) goes up the stack. */
-	update_metrics(ctx->len, METRIC_EGRESS, REASON_FORWARDED);
+	update_metrics(len, METRIC_EGRESS, REASON_FORWARDED);
 	return TC_ACT_OK;
 }
 

@@ -82,3 +82,83 @@ _Static_assert(sizeof(struct metrics_value) == 16, "metrics_value size");
 /* Reserved identities (Cilium numbering) */
 #define HOST_ID 1
 #define WORLD_ID 2
+
+/* Per-endpoint policy map (LPM trie), one per endpoint, pinned seta_pol_NNNNN
+ * and registered in seta_policy (hash of maps, endpoint id -> policy map).
+ * prefixlen = 40 static bits (sec_label + egress byte) + 8 if the protocol is
+ * set + the number of port bits. sec_label 0 = any identity. */
+#define POLICY_MAP_SIZE 16384
+#define POLICY_STATIC_PREFIX 40
+#define POLICY_FULL_PREFIX 64
+struct policy_key {
+	__u32 prefixlen;
+	__u32 sec_label;
+	__u8 egress;
+	__u8 protocol;
+	__be16 dport;
+};
+_Static_assert(sizeof(struct policy_key) == 12, "policy_key size");
+_Static_assert(__builtin_offsetof(struct policy_key, dport) == 10, "policy_key.dport");
+
+struct policy_entry {
+	__u8 deny;
+	__u8 l4_prefix;   /* protocol + port bits, for display */
+	__u16 pad;
+	__u32 cookie;     /* 1-based rule index in the agent's repository, 0 = built-in */
+};
+_Static_assert(sizeof(struct policy_entry) == 8, "policy_entry size");
+
+/* seta_ct4: connection tracking, keyed by the tuple of the first packet. */
+struct ct_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;     /* ICMP echo: the echo id in both ports */
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct ct_key) == 16, "ct_key size");
+
+struct ct_entry {
+	__u64 expires;    /* bpf_ktime_get_ns() seconds (CLOCK_MONOTONIC) */
+	__u64 packets;
+	__u64 bytes;
+	__u32 src_sec_id;
+	__u8 tx_closing;  /* FIN/RST seen from the initiator */
+	__u8 rx_closing;  /* FIN/RST seen from the responder */
+	__u8 seen_reply;
+	__u8 pad;
+};
+_Static_assert(sizeof(struct ct_entry) == 32, "ct_entry size");
+_Static_assert(__builtin_offsetof(struct ct_entry, src_sec_id) == 24, "ct_entry.src_sec_id");
+
+/* CT timeouts (seconds), Cilium's defaults */
+#define CT_LIFETIME_TCP 21600
+#define CT_LIFETIME_NONTCP 60
+#define CT_SYN_TIMEOUT 60
+#define CT_CLOSE_TIMEOUT 10
+
+/* seta_events ring buffer records */
+#define EVENT_DROP 1
+#define EVENT_POLICY_VERDICT 5
+struct seta_event {
+	__u8 type;        /* EVENT_* */
+	__u8 subtype;     /* drop reason for EVENT_DROP */
+	__u16 source;     /* endpoint id the event is about */
+	__u32 ifindex;
+	__u32 src_label;
+	__u32 dst_label;
+	__s32 verdict;    /* 0 allowed, -133 / -181 dropped */
+	__u32 cookie;
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 dir;         /* METRIC_INGRESS / METRIC_EGRESS */
+	__u8 flags;
+	__u8 pad;
+	__u64 ts;         /* bpf_ktime_get_ns() */
+};
+_Static_assert(sizeof(struct seta_event) == 48, "seta_event size");
+_Static_assert(__builtin_offsetof(struct seta_event, ts) == 40, "seta_event.ts");

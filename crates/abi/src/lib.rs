@@ -154,8 +154,107 @@ impl IpcacheKey {
     }
 }
 
+pub const POLICY_MAP_SIZE: u32 = 16384;
+pub const POLICY_STATIC_PREFIX: u32 = 40;
+pub const POLICY_FULL_PREFIX: u32 = 64;
+
+/// `policy_key` after its `prefixlen` (aya's `lpm_trie::Key` carries that).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PolicyLpmData {
+    pub sec_label: u32,
+    pub egress: u8,
+    pub protocol: u8,
+    /// network byte order
+    pub dport: [u8; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyEntry {
+    pub deny: u8,
+    pub l4_prefix: u8,
+    pub pad: u16,
+    pub cookie: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CtKey {
+    pub saddr: [u8; 4],
+    pub daddr: [u8; 4],
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+    pub proto: u8,
+    pub pad: [u8; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtEntry {
+    pub expires: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub src_sec_id: u32,
+    pub tx_closing: u8,
+    pub rx_closing: u8,
+    pub seen_reply: u8,
+    pub pad: u8,
+}
+
+pub const EVENT_DROP: u8 = 1;
+pub const EVENT_POLICY_VERDICT: u8 = 5;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetaEvent {
+    pub event_type: u8,
+    pub subtype: u8,
+    pub source: u16,
+    pub ifindex: u32,
+    pub src_label: u32,
+    pub dst_label: u32,
+    pub verdict: i32,
+    pub cookie: u32,
+    pub saddr: [u8; 4],
+    pub daddr: [u8; 4],
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+    pub proto: u8,
+    pub dir: u8,
+    pub flags: u8,
+    pub pad: u8,
+    pub ts: u64,
+}
+
+const _: () = {
+    assert!(size_of::<PolicyLpmData>() + 4 == 12);
+    assert!(offset_of!(PolicyLpmData, dport) == 6);
+    assert!(size_of::<PolicyEntry>() == 8);
+    assert!(size_of::<CtKey>() == 16);
+    assert!(size_of::<CtEntry>() == 32);
+    assert!(offset_of!(CtEntry, src_sec_id) == 24);
+    assert!(size_of::<SetaEvent>() == 48);
+    assert!(offset_of!(SetaEvent, ts) == 40);
+};
+
+impl SetaEvent {
+    /// Decode a ring-buffer record.
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() < size_of::<Self>() {
+            return None;
+        }
+        // SAFETY: SetaEvent is plain data of this size; read_unaligned copes with alignment.
+        Some(unsafe { core::ptr::read_unaligned(b.as_ptr() as *const Self) })
+    }
+}
+
 #[cfg(feature = "aya")]
 mod pod {
+    unsafe impl aya::Pod for super::PolicyLpmData {}
+    unsafe impl aya::Pod for super::PolicyEntry {}
+    unsafe impl aya::Pod for super::CtKey {}
+    unsafe impl aya::Pod for super::CtEntry {}
     // SAFETY: all of these are #[repr(C)] plain data without padding holes
     // that the kernel would read (sizes asserted above).
     unsafe impl aya::Pod for super::EndpointKey {}

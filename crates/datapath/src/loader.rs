@@ -152,6 +152,8 @@ impl Datapath {
         // SAFETY: as above.
         let mac: &'static u64 = unsafe { &*(&mac as *const u64) };
         loader.0.override_global("EP_NODE_MAC", mac, true);
+        // the endpoint's own policy map, pinned per endpoint (reused if it exists)
+        loader.0.map_pin_path("seta_pol_ep", self.policy_pin(cfg.ep_id));
         let loaded = loader.0.load(objects::BPF_LXC);
         drop(loader);
         drop(guard);
@@ -170,11 +172,21 @@ impl Datapath {
         self.attach_pinned(&mut ebpf, PROG_FROM_HOST, dev, TcAttachType::Egress, true)
     }
 
-    /// Attach an endpoint's program to its host-side veth and pin the link.
-    pub fn attach_endpoint(&self, cfg: &EndpointProgConfig) -> Result<()> {
+    /// Pin path of an endpoint's policy map (`seta_pol_NNNNN`).
+    pub fn policy_pin(&self, ep_id: u16) -> PathBuf {
+        self.pin_dir.join(format!("seta_pol_{ep_id:05}"))
+    }
+
+    /// Load an endpoint's program, give its policy map the desired entries and
+    /// register it in `seta_policy`, then attach the program and pin the link:
+    /// the endpoint enforces its policy from its first packet.
+    pub fn attach_endpoint(&self, cfg: &EndpointProgConfig, policy: &crate::maps::PolicyEntries) -> Result<()> {
         let t = std::time::Instant::now();
         let mut ebpf = self.load_lxc_object(cfg)?;
         tracing::debug!(load_ms = t.elapsed().as_secs_f64() * 1e3, "loaded bpf_lxc");
+        let mut pm = crate::maps::PolicyMap::open_pinned(&self.policy_pin(cfg.ep_id))?;
+        pm.sync(policy)?;
+        crate::maps::PolicyOuter::open(&self.pin_dir)?.register(cfg.ep_id, &pm)?;
         self.attach_pinned(&mut ebpf, PROG_FROM_CONTAINER, &cfg.ifname, TcAttachType::Ingress, false)?;
         tracing::debug!(ms = t.elapsed().as_secs_f64() * 1e3, "attached ingress");
         Ok(())
@@ -183,6 +195,21 @@ impl Datapath {
     /// Is the endpoint's link pinned?
     pub fn endpoint_attached(&self, ifname: &str) -> bool {
         self.link_pin(ifname, "ingress").exists()
+    }
+
+    /// Forget an endpoint's policy map (outer-map entry and pin).
+    pub fn remove_endpoint_policy(&self, ep_id: u16) -> Result<()> {
+        if let Ok(mut outer) = crate::maps::PolicyOuter::open(&self.pin_dir) {
+            outer.unregister(ep_id)?;
+        }
+        let p = self.policy_pin(ep_id);
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(DatapathError::Io {
+                what: format!("unpin {}", p.display()),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Detach an endpoint's programs (remove the link pins; the kernel drops

@@ -1,7 +1,11 @@
 //! Typed access to the pinned maps (used by the agent and, read-only, by the CLI).
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{HashMap, Map, MapData, PerCpuArray};
-use seta_abi::{EndpointInfo, EndpointKey, IpcacheKey, IpcacheLpmData, MetricsValue, RemoteEndpointInfo};
+use aya::maps::{HashMap, HashOfMaps, Map, MapData, PerCpuArray, RingBuf};
+use seta_abi::{
+    CtEntry, CtKey, EndpointInfo, EndpointKey, IpcacheKey, IpcacheLpmData, MetricsValue, PolicyEntry, PolicyLpmData, RemoteEndpointInfo,
+    SetaEvent,
+};
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -10,6 +14,9 @@ use crate::DatapathError;
 pub const MAP_LXC: &str = "seta_lxc";
 pub const MAP_IPCACHE: &str = "seta_ipcache";
 pub const MAP_METRICS: &str = "seta_metrics";
+pub const MAP_POLICY: &str = "seta_policy";
+pub const MAP_CT: &str = "seta_ct4";
+pub const MAP_EVENTS: &str = "seta_events";
 
 fn open(pin_dir: &Path, name: &str) -> Result<(MapData, PathBuf), DatapathError> {
     let path = pin_dir.join(name);
@@ -128,6 +135,191 @@ impl MetricsMap {
             if t.count > 0 {
                 let (r, d) = seta_abi::metrics_slot(idx);
                 out.push((r, d, t));
+            }
+        }
+        out
+    }
+}
+
+/// Desired policy map contents: (prefixlen, key data) -> entry.
+pub type PolicyEntries = BTreeMap<(u32, PolicyLpmData), PolicyEntry>;
+
+/// Convert resolved entries (seta-core) into map keys and values.
+pub fn policy_entries(state: &seta_core::policy::resolve::MapState) -> PolicyEntries {
+    state
+        .iter()
+        .map(|(k, e)| {
+            let key = PolicyLpmData {
+                sec_label: k.identity,
+                egress: k.egress as u8,
+                protocol: k.proto,
+                dport: k.port.to_be_bytes(),
+            };
+            let l4 = k.l4_prefix();
+            (
+                (seta_abi::POLICY_STATIC_PREFIX + l4 as u32, key),
+                PolicyEntry {
+                    deny: e.deny as u8,
+                    l4_prefix: l4,
+                    pad: 0,
+                    cookie: e.cookie,
+                },
+            )
+        })
+        .collect()
+}
+
+/// One endpoint's policy map (`seta_pol_NNNNN`).
+pub struct PolicyMap {
+    map: LpmTrie<MapData, PolicyLpmData, PolicyEntry>,
+    path: PathBuf,
+}
+
+/// Outcome of a policy map sync.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SyncStats {
+    pub added: usize,
+    pub updated: usize,
+    pub removed: usize,
+}
+
+impl PolicyMap {
+    pub fn open_pinned(path: &Path) -> Result<Self, DatapathError> {
+        let md = MapData::from_pin(path).map_err(|e| merr("seta_pol", path, "open", e))?;
+        let map = LpmTrie::try_from(Map::LpmTrie(md)).map_err(|e| merr("seta_pol", path, "type", e))?;
+        Ok(Self {
+            map,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn list(&self) -> PolicyEntries {
+        self.map.iter().flatten().map(|(k, v)| ((k.prefix_len(), k.data()), v)).collect()
+    }
+
+    /// Make the map hold exactly `want`: add and update first, remove last, so
+    /// an allowed connection never sees a gap. A full map is an error (and the
+    /// entries that fit stay, which never allows more than the old state did
+    /// plus the new allows that fit).
+    pub fn sync(&mut self, want: &PolicyEntries) -> Result<SyncStats, DatapathError> {
+        let have = self.list();
+        let mut st = SyncStats::default();
+        for ((plen, k), v) in want {
+            match have.get(&(*plen, *k)) {
+                Some(old) if old == v => continue,
+                Some(_) => st.updated += 1,
+                None => st.added += 1,
+            }
+            self.map.insert(&Key::new(*plen, *k), v, 0).map_err(|e| {
+                let full = matches!(&e, aya::maps::MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::ENOSPC) || s.io_error.raw_os_error() == Some(libc::E2BIG));
+                if full {
+                    merr("seta_pol", &self.path, "update", format!("policy map is full ({} entries wanted, {} max): {e}", want.len(), seta_abi::POLICY_MAP_SIZE))
+                } else {
+                    merr("seta_pol", &self.path, "update", e)
+                }
+            })?;
+        }
+        for (plen, k) in have.keys() {
+            if !want.contains_key(&(*plen, *k)) {
+                let _ = self.map.remove(&Key::new(*plen, *k));
+                st.removed += 1;
+            }
+        }
+        Ok(st)
+    }
+}
+
+/// `seta_policy`: endpoint id -> its policy map.
+pub struct PolicyOuter {
+    map: HashOfMaps<MapData, u32, LpmTrie<MapData, PolicyLpmData, PolicyEntry>>,
+    path: PathBuf,
+}
+
+impl PolicyOuter {
+    pub fn open(pin_dir: &Path) -> Result<Self, DatapathError> {
+        let (md, path) = open(pin_dir, MAP_POLICY)?;
+        let map = HashOfMaps::try_from(Map::HashOfMaps(md)).map_err(|e| merr(MAP_POLICY, &path, "type", e))?;
+        Ok(Self { map, path })
+    }
+    pub fn register(&mut self, ep_id: u16, pm: &PolicyMap) -> Result<(), DatapathError> {
+        self.map
+            .insert(ep_id as u32, &pm.map, 0)
+            .map_err(|e| merr(MAP_POLICY, &self.path, "update", e))
+    }
+    pub fn unregister(&mut self, ep_id: u16) -> Result<(), DatapathError> {
+        match self.map.remove(&(ep_id as u32)) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(aya::maps::MapError::SyscallError(e)) if e.io_error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(merr(MAP_POLICY, &self.path, "delete", e)),
+        }
+    }
+    pub fn ids(&self) -> Vec<u32> {
+        self.map.keys().flatten().collect()
+    }
+}
+
+/// Seconds of CLOCK_MONOTONIC, the clock bpf_ktime_get_ns() uses.
+pub fn monotonic_secs() -> u64 {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock_gettime");
+    ts.tv_sec() as u64
+}
+
+pub struct CtMap {
+    map: HashMap<MapData, CtKey, CtEntry>,
+    path: PathBuf,
+}
+
+impl CtMap {
+    pub fn open(pin_dir: &Path) -> Result<Self, DatapathError> {
+        let (md, path) = open(pin_dir, MAP_CT)?;
+        let map = HashMap::try_from(Map::LruHashMap(md)).map_err(|e| merr(MAP_CT, &path, "type", e))?;
+        Ok(Self { map, path })
+    }
+    pub fn list(&self) -> Vec<(CtKey, CtEntry)> {
+        let mut v: Vec<_> = self.map.iter().flatten().collect();
+        v.sort_by_key(|(k, _)| *k);
+        v
+    }
+    /// Delete entries; `expired_only` keeps the live ones (garbage collection).
+    pub fn flush(&mut self, expired_only: bool) -> Result<usize, DatapathError> {
+        let now = monotonic_secs();
+        let keys: Vec<CtKey> = self
+            .map
+            .iter()
+            .flatten()
+            .filter(|(_, e)| !expired_only || e.expires < now)
+            .map(|(k, _)| k)
+            .collect();
+        let mut n = 0;
+        for k in keys {
+            match self.map.remove(&k) {
+                Ok(()) => n += 1,
+                Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(aya::maps::MapError::SyscallError(e)) if e.io_error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(merr(MAP_CT, &self.path, "delete", e)),
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Reader of the `seta_events` ring buffer (one consumer per node: the agent).
+pub struct EventReader {
+    ring: RingBuf<MapData>,
+}
+
+impl EventReader {
+    pub fn open(pin_dir: &Path) -> Result<Self, DatapathError> {
+        let (md, path) = open(pin_dir, MAP_EVENTS)?;
+        let ring = RingBuf::try_from(Map::RingBuf(md)).map_err(|e| merr(MAP_EVENTS, &path, "type", e))?;
+        Ok(Self { ring })
+    }
+    /// Everything available right now.
+    pub fn drain(&mut self) -> Vec<SetaEvent> {
+        let mut out = Vec::new();
+        while let Some(item) = self.ring.next() {
+            if let Some(ev) = SetaEvent::from_bytes(&item) {
+                out.push(ev);
             }
         }
         out

@@ -45,3 +45,41 @@ pub fn arp_request(smac: [u8; 6], sip: Ipv4Addr, tip: Ipv4Addr) -> Vec<u8> {
     p.resize(60, 0);
     p
 }
+
+/// Ethernet + IPv4 + a 20-byte TCP header with `flags` (FIN=1 SYN=2 RST=4 ACK=16).
+pub fn tcp_packet(smac: [u8; 6], dmac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    l4_packet(smac, dmac, src, dst, 6, &{
+        let mut t = vec![0u8; 20];
+        t[0..2].copy_from_slice(&sport.to_be_bytes());
+        t[2..4].copy_from_slice(&dport.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = flags;
+        t[14..16].copy_from_slice(&64240u16.to_be_bytes());
+        t
+    })
+}
+
+/// Ethernet + IPv4 + ICMP echo request/reply (type 8 / 0) with `id`.
+pub fn icmp_echo(smac: [u8; 6], dmac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, icmp_type: u8, id: u16) -> Vec<u8> {
+    let mut h = vec![icmp_type, 0, 0, 0, (id >> 8) as u8, id as u8, 0, 1];
+    h.extend_from_slice(b"pingpong");
+    let c = csum(&h);
+    h[2..4].copy_from_slice(&c.to_be_bytes());
+    l4_packet(smac, dmac, src, dst, 1, &h)
+}
+
+fn l4_packet(smac: [u8; 6], dmac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&dmac);
+    p.extend_from_slice(&smac);
+    p.extend_from_slice(&[0x08, 0x00]);
+    let total = 20 + l4.len();
+    let mut ip = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, proto, 0, 0];
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    let c = csum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&ip);
+    p.extend_from_slice(l4);
+    p
+}

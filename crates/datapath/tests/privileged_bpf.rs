@@ -4,8 +4,9 @@
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use aya::Ebpf;
 use seta_abi::{EndpointInfo, RemoteEndpointInfo, ENDPOINT_F_HOST};
-use seta_datapath::maps::{EndpointMap, IpcacheMap, MetricsMap};
-use seta_datapath::testpkt::{arp_request, csum, udp_packet};
+use seta_core::policy::resolve;
+use seta_datapath::maps::{policy_entries, CtMap, EndpointMap, EventReader, IpcacheMap, MetricsMap, PolicyEntries, PolicyMap, PolicyOuter};
+use seta_datapath::testpkt::{arp_request, csum, icmp_echo, tcp_packet, udp_packet};
 use seta_datapath::{Datapath, EndpointProgConfig};
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -37,7 +38,41 @@ fn privileged() -> bool {
 struct Fixture {
     dp: Datapath,
     lxc_a: Ebpf,
+    lxc_b: Ebpf,
     host: Ebpf,
+}
+
+const ID_A: u32 = 256;
+const ID_B: u32 = 300;
+
+/// Default-allow entries (no policy selects the endpoint).
+fn allow_all() -> PolicyEntries {
+    policy_entries(&resolve::compute(&resolve::EndpointPolicy::default(), []))
+}
+
+/// Resolve `yaml` for an endpoint with `labels` over `universe`.
+fn resolved(yaml: &str, labels: &str, universe: &[resolve::IdentityInfo]) -> resolve::MapState {
+    let rules: Vec<_> = seta_core::policy::parse::parse_file(yaml)
+        .unwrap()
+        .into_iter()
+        .flat_map(|d| d.rules)
+        .collect();
+    let p = resolve::endpoint_policy(
+        &rules,
+        &seta_core::labels::parse_list(labels, "k8s").unwrap(),
+        Default::default(),
+        Default::default(),
+        true,
+    );
+    resolve::compute(&p, universe)
+}
+
+fn ident(id: u32, labels: &str) -> resolve::IdentityInfo {
+    resolve::IdentityInfo {
+        id,
+        labels: seta_core::labels::parse_list(labels, "k8s").unwrap(),
+        kind: resolve::IdKind::Endpoint,
+    }
 }
 
 impl Drop for Fixture {
@@ -83,17 +118,61 @@ impl Fixture {
             },
         )
         .unwrap();
+        ipc.upsert(
+            POD_A,
+            32,
+            &RemoteEndpointInfo {
+                sec_identity: ID_A,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let lxc_a = dp
             .load_lxc_object(&EndpointProgConfig {
                 ep_id: 7,
                 ifname: "lxcA".into(),
                 ifindex: 4141,
                 ipv4: POD_A,
-                sec_id: 256,
+                sec_id: ID_A,
                 node_mac: A_HOST_MAC,
             })
             .unwrap();
-        Self { dp, lxc_a, host }
+        let lxc_b = dp
+            .load_lxc_object(&EndpointProgConfig {
+                ep_id: 9,
+                ifname: "lxcB".into(),
+                ifindex: 4242,
+                ipv4: POD_B,
+                sec_id: ID_B,
+                node_mac: B_HOST_MAC,
+            })
+            .unwrap();
+        eps.upsert(
+            POD_A,
+            &EndpointInfo {
+                ifindex: 4141,
+                lxc_id: 7,
+                mac: A_POD_MAC,
+                node_mac: A_HOST_MAC,
+                sec_id: ID_A,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let f = Self { dp, lxc_a, lxc_b, host };
+        f.set_policy(7, &allow_all());
+        f.set_policy(9, &allow_all());
+        f
+    }
+
+    fn set_policy(&self, ep_id: u16, entries: &PolicyEntries) {
+        let mut pm = PolicyMap::open_pinned(&self.dp.policy_pin(ep_id)).unwrap();
+        pm.sync(entries).unwrap();
+        PolicyOuter::open(self.dp.pin_dir()).unwrap().register(ep_id, &pm).unwrap();
+    }
+
+    fn events(&self) -> Vec<seta_abi::SetaEvent> {
+        EventReader::open(self.dp.pin_dir()).unwrap().drain()
     }
 
     fn metric(&self, reason: u8, dir: u8) -> u64 {
@@ -218,4 +297,246 @@ fn privileged_bpf_delivery_from_host() {
     let (v, out) = run(&mut f.host, "from_host", &other);
     assert_eq!((v, out), (TC_ACT_OK, other), "not an endpoint: left to the stack");
     assert_eq!(f.metric(0, seta_abi::METRIC_INGRESS), 1);
+}
+
+const WEB_POLICY: &str = r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: b, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: b}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: a}}]
+    toPorts: [{ports: [{port: "80", protocol: TCP}, {port: "8000", endPort: 8099, protocol: TCP}]}]
+  - fromEntities: [all]
+    toPorts: [{ports: [{port: "22", protocol: TCP}]}]
+  ingressDeny:
+  - fromEndpoints: [{matchLabels: {app: a}}]
+    toPorts: [{ports: [{port: "22", protocol: TCP}]}]
+"#;
+
+fn universe() -> Vec<resolve::IdentityInfo> {
+    vec![
+        ident(ID_A, "app=a,io.kubernetes.pod.namespace=default"),
+        ident(ID_B, "app=b,io.kubernetes.pod.namespace=default"),
+    ]
+}
+
+#[test]
+fn privileged_bpf_policy_allow_deny_ranges_with_reasons_and_events() {
+    if !privileged() {
+        return;
+    }
+    let mut f = Fixture::new("pol");
+    f.set_policy(
+        9,
+        &policy_entries(&resolved(WEB_POLICY, "app=b,io.kubernetes.pod.namespace=default", &universe())),
+    );
+    let _ = f.events();
+    let syn = |dport, sport| tcp_packet(A_POD_MAC, A_HOST_MAC, POD_A, POD_B, sport, dport, 0x02);
+    assert_eq!(
+        run(&mut f.lxc_a, "from_container", &syn(80, 40000)).0,
+        TC_ACT_REDIRECT,
+        "allowed port"
+    );
+    for (i, p) in [8000u16, 8042, 8099].iter().enumerate() {
+        assert_eq!(
+            run(&mut f.lxc_a, "from_container", &syn(*p, 40001 + i as u16)).0,
+            TC_ACT_REDIRECT,
+            "range port {p}"
+        );
+    }
+    assert_eq!(run(&mut f.lxc_a, "from_container", &syn(8100, 40010)).0, TC_ACT_SHOT);
+    assert_eq!(run(&mut f.lxc_a, "from_container", &syn(81, 40011)).0, TC_ACT_SHOT);
+    assert_eq!(
+        f.metric(133, seta_abi::METRIC_INGRESS),
+        2,
+        "Policy denied (133) at the destination's ingress"
+    );
+    assert_eq!(
+        run(&mut f.lxc_a, "from_container", &syn(22, 40012)).0,
+        TC_ACT_SHOT,
+        "deny beats the allow-all on 22"
+    );
+    assert_eq!(f.metric(181, seta_abi::METRIC_INGRESS), 1, "Policy denied by denylist (181)");
+    // events: one verdict per new connection and direction
+    let ev = f.events();
+    let ingress: Vec<_> = ev
+        .iter()
+        .filter(|e| e.event_type == seta_abi::EVENT_POLICY_VERDICT && e.dir == seta_abi::METRIC_INGRESS)
+        .collect();
+    assert_eq!(ingress.len(), 7, "{ev:?}");
+    let denied: Vec<i32> = ingress.iter().map(|e| e.verdict).filter(|v| *v != 0).collect();
+    assert_eq!(denied, vec![-133, -133, -181]);
+    let last = ingress.last().unwrap();
+    assert_eq!(
+        (
+            last.source,
+            last.src_label,
+            last.dst_label,
+            u16::from_be_bytes(last.dport),
+            last.proto
+        ),
+        (9, ID_A, ID_B, 22, 6)
+    );
+    assert!(last.cookie > 0, "the deciding rule is named");
+}
+
+#[test]
+fn privileged_bpf_conntrack_lets_replies_through_and_tracks_closing() {
+    if !privileged() {
+        return;
+    }
+    let mut f = Fixture::new("ct");
+    // B may not open anything (egress default-deny), A may only reach B:80
+    let b_egress = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: e, namespace: default}\nspec:\n  endpointSelector: {matchLabels: {app: b}}\n  egress: [{}]\n";
+    f.set_policy(
+        9,
+        &policy_entries(&resolved(b_egress, "app=b,io.kubernetes.pod.namespace=default", &universe())),
+    );
+    let a_egress = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: e, namespace: default}\nspec:\n  endpointSelector: {matchLabels: {app: a}}\n  egress: [{toEndpoints: [{matchLabels: {app: b}}], toPorts: [{ports: [{port: '80', protocol: TCP}]}]}]\n";
+    f.set_policy(
+        7,
+        &policy_entries(&resolved(a_egress, "app=a,io.kubernetes.pod.namespace=default", &universe())),
+    );
+
+    let a2b = |flags| tcp_packet(A_POD_MAC, A_HOST_MAC, POD_A, POD_B, 41000, 80, flags);
+    let b2a = |flags| tcp_packet(B_POD_MAC, B_HOST_MAC, POD_B, POD_A, 80, 41000, flags);
+    assert_eq!(
+        run(&mut f.lxc_a, "from_container", &a2b(0x02)).0,
+        TC_ACT_REDIRECT,
+        "SYN allowed by A's egress"
+    );
+    assert_eq!(
+        run(&mut f.lxc_b, "from_container", &b2a(0x12)).0,
+        TC_ACT_REDIRECT,
+        "SYN-ACK is a reply: B's egress deny does not apply"
+    );
+    assert_eq!(run(&mut f.lxc_a, "from_container", &a2b(0x10)).0, TC_ACT_REDIRECT, "established");
+    // B opening its own connection is denied
+    let b_new = tcp_packet(B_POD_MAC, B_HOST_MAC, POD_B, POD_A, 42000, 80, 0x02);
+    assert_eq!(run(&mut f.lxc_b, "from_container", &b_new).0, TC_ACT_SHOT);
+    assert_eq!(f.metric(133, seta_abi::METRIC_EGRESS), 1);
+    // A to another port is denied by A's egress
+    let a_other = tcp_packet(A_POD_MAC, A_HOST_MAC, POD_A, POD_B, 41001, 81, 0x02);
+    assert_eq!(run(&mut f.lxc_a, "from_container", &a_other).0, TC_ACT_SHOT);
+
+    let entry = |f: &Fixture| {
+        CtMap::open(f.dp.pin_dir())
+            .unwrap()
+            .list()
+            .into_iter()
+            .find(|(k, _)| k.saddr == POD_A.octets() && u16::from_be_bytes(k.dport) == 80)
+            .unwrap()
+            .1
+    };
+    let e = entry(&f);
+    assert_eq!((e.src_sec_id, e.seen_reply, e.tx_closing, e.rx_closing), (ID_A, 1, 0, 0));
+    let now = seta_datapath::maps::monotonic_secs();
+    assert!(e.expires > now + 21000, "established TCP lives 6 h");
+    assert_eq!(run(&mut f.lxc_a, "from_container", &a2b(0x11)).0, TC_ACT_REDIRECT, "FIN from A");
+    assert_eq!(run(&mut f.lxc_b, "from_container", &b2a(0x11)).0, TC_ACT_REDIRECT, "FIN from B");
+    let e = entry(&f);
+    assert_eq!((e.tx_closing, e.rx_closing), (1, 1));
+    assert!(e.expires <= now + 11, "closing connections expire after 10 s");
+    // ICMP echo: request allowed out of A? A's egress only allows TCP/80 -> denied
+    assert_eq!(
+        run(
+            &mut f.lxc_a,
+            "from_container",
+            &icmp_echo(A_POD_MAC, A_HOST_MAC, POD_A, POD_B, 8, 7)
+        )
+        .0,
+        TC_ACT_SHOT
+    );
+    assert_eq!(
+        CtMap::open(f.dp.pin_dir()).unwrap().flush(false).unwrap(),
+        1,
+        "flush removes the entry"
+    );
+}
+
+/// For many (remote identity, protocol, port) the kernel decides what the
+/// resolver's lookup (the one `policy trace` uses) predicts.
+#[test]
+fn privileged_bpf_datapath_agrees_with_resolver_lookup() {
+    if !privileged() {
+        return;
+    }
+    let mut f = Fixture::new("agree");
+    let mut uni = universe();
+    let mut ipc = IpcacheMap::open(f.dp.pin_dir()).unwrap();
+    let apps = ["a", "c", "d", "web"];
+    for (i, app) in apps.iter().enumerate() {
+        let id = 400 + i as u32;
+        uni.push(ident(id, &format!("app={app},io.kubernetes.pod.namespace=default")));
+        ipc.upsert(
+            Ipv4Addr::new(10, 88, 0, i as u8 + 1),
+            32,
+            &RemoteEndpointInfo {
+                sec_identity: id,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    }
+    let y = r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: g, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: b}}
+  ingress:
+  - fromEndpoints: [{matchExpressions: [{key: app, operator: In, values: [a, c]}]}]
+    toPorts: [{ports: [{port: "1000", endPort: 1999, protocol: TCP}, {port: "53", protocol: UDP}]}]
+  - fromEndpoints: [{matchLabels: {app: d}}]
+  - toPorts: [{ports: [{port: "443", protocol: TCP}]}]
+  ingressDeny:
+  - fromEndpoints: [{matchLabels: {app: c}}]
+    toPorts: [{ports: [{port: "1500", endPort: 1600, protocol: TCP}]}]
+  - fromEndpoints: [{matchLabels: {app: d}}]
+    toPorts: [{ports: [{port: "53", protocol: UDP}]}]
+"#;
+    let state = resolved(y, "app=b,io.kubernetes.pod.namespace=default", &uni);
+    f.set_policy(9, &policy_entries(&state));
+    let mut sport = 20000u16;
+    let mut checked = 0;
+    for (i, _) in apps.iter().enumerate() {
+        let src = Ipv4Addr::new(10, 88, 0, i as u8 + 1);
+        let id = 400 + i as u32;
+        for (proto, port) in [
+            (6u8, 80u16),
+            (6, 443),
+            (6, 999),
+            (6, 1000),
+            (6, 1499),
+            (6, 1500),
+            (6, 1600),
+            (6, 1601),
+            (6, 1999),
+            (6, 2000),
+            (17, 53),
+            (17, 54),
+        ] {
+            sport += 1;
+            let pkt = if proto == 6 {
+                tcp_packet([2; 6], [3; 6], src, POD_B, sport, port, 0x02)
+            } else {
+                let mut p = udp_packet([3; 6], [2; 6], src, POD_B, 64);
+                p[34..36].copy_from_slice(&sport.to_be_bytes());
+                p[36..38].copy_from_slice(&port.to_be_bytes());
+                p
+            };
+            let (verdict, _) = run(&mut f.host, "from_host", &pkt);
+            let want = resolve::lookup(&state, id, false, proto, port);
+            assert_eq!(
+                verdict == TC_ACT_REDIRECT,
+                want.allowed(),
+                "identity {id} proto {proto} port {port}: kernel {verdict}, resolver {want:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 48);
+    assert!(f.metric(181, seta_abi::METRIC_INGRESS) >= 3 && f.metric(133, seta_abi::METRIC_INGRESS) >= 10);
 }

@@ -1,0 +1,297 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Policy maps, connection tracking and events. */
+#pragma once
+#include <linux/in.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+
+/* linux/icmp.h pulls in libc headers; the little we need: */
+#define ICMP_ECHOREPLY 0
+#define ICMP_DEST_UNREACH 3
+#define ICMP_ECHO 8
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
+struct icmphdr {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	union {
+		struct {
+			__be16 id;
+			__be16 sequence;
+		} echo;
+		__be32 gateway;
+	} un;
+};
+
+#define DROP_CT_MAP_INSERTION_FAILED 155
+#define DROP_POLICY_DENY 181
+#define DROP_EP_NOT_READY 203
+
+/* Sizes rather than BTF types: in bpf_host.o the key/value structs would only
+ * be BTF forward declarations, which the loader cannot size. */
+struct policy_map {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(key_size, sizeof(struct policy_key));
+	__uint(value_size, sizeof(struct policy_entry));
+	__uint(max_entries, POLICY_MAP_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct policy_map);
+} seta_policy SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ct_key);
+	__type(value, struct ct_entry);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} seta_ct4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} seta_events SEC(".maps");
+
+enum ct_status { CT_NEW = 0, CT_ESTABLISHED = 1, CT_REPLY = 2, CT_RELATED = 3 };
+
+/* What the datapath knows about a packet's L3/L4. */
+struct flow {
+	struct ct_key key;     /* as seen in this packet's direction */
+	__be16 policy_port;    /* dport, or the ICMP type */
+	__u8 tcp_flags;        /* TCP: FIN=1 SYN=2 RST=4 ACK=16 */
+	__u8 icmp_error;       /* ICMP dest-unreach / time-exceeded / param-problem */
+	struct ct_key inner;   /* for ICMP errors: the quoted packet's tuple */
+};
+
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+
+static __always_inline int parse_l4(struct __sk_buff *ctx, const struct iphdr *ip, struct flow *f)
+{
+	__u32 off = ETH_HLEN + ip->ihl * 4;
+
+	f->key.saddr = ip->saddr;
+	f->key.daddr = ip->daddr;
+	f->key.proto = ip->protocol;
+	/* non-first fragments carry no L4 header: ports stay 0 */
+	if (ip->frag_off & bpf_htons(0x1fff))
+		return 0;
+	switch (ip->protocol) {
+	case IPPROTO_TCP: {
+		struct tcphdr th;
+
+		if (bpf_skb_load_bytes(ctx, off, &th, sizeof(th)) < 0)
+			return -DROP_INVALID;
+		f->key.sport = th.source;
+		f->key.dport = th.dest;
+		f->tcp_flags = ((__u8 *)&th)[13];
+		break;
+	}
+	case IPPROTO_UDP:
+	case IPPROTO_SCTP: {
+		__be16 ports[2];
+
+		if (bpf_skb_load_bytes(ctx, off, ports, sizeof(ports)) < 0)
+			return -DROP_INVALID;
+		f->key.sport = ports[0];
+		f->key.dport = ports[1];
+		break;
+	}
+	case IPPROTO_ICMP: {
+		struct icmphdr ih;
+
+		if (bpf_skb_load_bytes(ctx, off, &ih, sizeof(ih)) < 0)
+			return -DROP_INVALID;
+		f->policy_port = bpf_htons(ih.type);
+		if (ih.type == ICMP_ECHO || ih.type == ICMP_ECHOREPLY) {
+			f->key.sport = ih.un.echo.id;
+			f->key.dport = ih.un.echo.id;
+		} else if (ih.type == ICMP_DEST_UNREACH || ih.type == ICMP_TIME_EXCEEDED || ih.type == ICMP_PARAMETERPROB) {
+			struct iphdr in;
+			__be16 ports[2] = {};
+
+			if (bpf_skb_load_bytes(ctx, off + sizeof(ih), &in, sizeof(in)) < 0)
+				return 0;
+			f->icmp_error = 1;
+			f->inner.saddr = in.saddr;
+			f->inner.daddr = in.daddr;
+			f->inner.proto = in.protocol;
+			if (bpf_skb_load_bytes(ctx, off + sizeof(ih) + in.ihl * 4, ports, sizeof(ports)) == 0) {
+				f->inner.sport = ports[0];
+				f->inner.dport = ports[1];
+			}
+		}
+		return 0;
+	}
+	default:
+		break;
+	}
+	f->policy_port = f->key.dport;
+	return 0;
+}
+
+static __always_inline void ct_reverse(const struct ct_key *k, struct ct_key *r)
+{
+	r->saddr = k->daddr;
+	r->daddr = k->saddr;
+	r->sport = k->dport;
+	r->dport = k->sport;
+	r->proto = k->proto;
+}
+
+static __always_inline __u64 now_sec(void)
+{
+	return bpf_ktime_get_ns() / 1000000000ULL;
+}
+
+static __always_inline void ct_refresh(struct ct_entry *e, const struct flow *f, int reply, __u32 len)
+{
+	__u64 lifetime = CT_LIFETIME_NONTCP;
+
+	e->packets++;
+	e->bytes += len;
+	if (reply)
+		e->seen_reply = 1;
+	if (f->key.proto == IPPROTO_TCP) {
+		if (f->tcp_flags & TCP_RST) {
+			e->tx_closing = 1;
+			e->rx_closing = 1;
+		} else if (f->tcp_flags & TCP_FIN) {
+			if (reply)
+				e->rx_closing = 1;
+			else
+				e->tx_closing = 1;
+		}
+		if (e->tx_closing && e->rx_closing)
+			lifetime = CT_CLOSE_TIMEOUT;
+		else if (!e->seen_reply)
+			lifetime = CT_SYN_TIMEOUT;
+		else
+			lifetime = CT_LIFETIME_TCP;
+	}
+	e->expires = now_sec() + lifetime;
+}
+
+/* Established / reply / related / new, refreshing the entry it found. */
+static __always_inline enum ct_status ct_lookup(const struct flow *f, __u32 len)
+{
+	struct ct_key rev = {};
+	struct ct_entry *e;
+
+	e = bpf_map_lookup_elem(&seta_ct4, &f->key);
+	if (e) {
+		ct_refresh(e, f, 0, len);
+		return CT_ESTABLISHED;
+	}
+	ct_reverse(&f->key, &rev);
+	e = bpf_map_lookup_elem(&seta_ct4, &rev);
+	if (e) {
+		ct_refresh(e, f, 1, len);
+		return CT_REPLY;
+	}
+	if (f->icmp_error) {
+		if (bpf_map_lookup_elem(&seta_ct4, &f->inner))
+			return CT_RELATED;
+		ct_reverse(&f->inner, &rev);
+		if (bpf_map_lookup_elem(&seta_ct4, &rev))
+			return CT_RELATED;
+	}
+	return CT_NEW;
+}
+
+static __always_inline int ct_create(const struct flow *f, __u32 src_sec_id, __u32 len)
+{
+	struct ct_entry e = {.src_sec_id = src_sec_id};
+
+	ct_refresh(&e, f, 0, len);
+	if (bpf_map_update_elem(&seta_ct4, &f->key, &e, BPF_ANY) < 0)
+		return -DROP_CT_MAP_INSERTION_FAILED;
+	return 0;
+}
+
+/* LPM lookups for the remote identity and for "any identity"; a deny in
+ * either wins, then an allow in either; nothing is DROP_POLICY. */
+static __always_inline int policy_check(void *pmap, __u32 remote, __u8 egress, const struct flow *f, __u32 *cookie)
+{
+	struct policy_key k = {
+		.prefixlen = POLICY_FULL_PREFIX,
+		.sec_label = remote,
+		.egress = egress,
+		.protocol = f->key.proto,
+		.dport = f->policy_port,
+	};
+	struct policy_entry *l3, *l4;
+
+	l3 = bpf_map_lookup_elem(pmap, &k);
+	k.sec_label = 0;
+	l4 = bpf_map_lookup_elem(pmap, &k);
+	if (l3 && l3->deny) {
+		*cookie = l3->cookie;
+		return -DROP_POLICY_DENY;
+	}
+	if (l4 && l4->deny) {
+		*cookie = l4->cookie;
+		return -DROP_POLICY_DENY;
+	}
+	if (l3) {
+		*cookie = l3->cookie;
+		return 0;
+	}
+	if (l4) {
+		*cookie = l4->cookie;
+		return 0;
+	}
+	*cookie = 0;
+	return -DROP_POLICY;
+}
+
+static __always_inline void emit_event(__u8 type, __u8 subtype, __u16 source, __u32 ifindex, __u32 src_label,
+				       __u32 dst_label, int verdict, __u32 cookie, const struct flow *f, __u8 dir)
+{
+	struct seta_event ev = {
+		.type = type,
+		.subtype = subtype,
+		.source = source,
+		.ifindex = ifindex,
+		.src_label = src_label,
+		.dst_label = dst_label,
+		.verdict = verdict,
+		.cookie = cookie,
+		.dir = dir,
+		.ts = bpf_ktime_get_ns(),
+	};
+
+	if (f) {
+		ev.saddr = f->key.saddr;
+		ev.daddr = f->key.daddr;
+		ev.sport = f->key.sport;
+		ev.dport = f->key.dport;
+		ev.proto = f->key.proto;
+	}
+	bpf_ringbuf_output(&seta_events, &ev, sizeof(ev), 0);
+}
+
+/* Ingress policy of a local endpoint, from any sender program. Emits the
+ * policy-verdict event; returns 0 or -reason. */
+static __always_inline int ingress_policy(const struct endpoint_info *ep, __u32 src_id, const struct flow *f, __u32 ifindex)
+{
+	__u32 ep_id = ep->lxc_id, cookie = 0;
+	void *pmap = bpf_map_lookup_elem(&seta_policy, &ep_id);
+	int ret;
+
+	if (!pmap)
+		return -DROP_EP_NOT_READY;
+	ret = policy_check(pmap, src_id, 0, f, &cookie);
+	emit_event(EVENT_POLICY_VERDICT, 0, ep->lxc_id, ifindex, src_id, ep->sec_id, ret, cookie, f, METRIC_INGRESS);
+	return ret;
+}
