@@ -6,11 +6,14 @@ use anyhow::{Context, Result};
 use seta_abi::{EndpointInfo, RemoteEndpointInfo, ENDPOINT_F_HOST};
 use seta_core::api::{AgentConfig, Attachment, IpamAddress, IpamResponse, IpamStatus, Status};
 use seta_core::endpoint::{next_endpoint_id, parse_mac, Endpoint, EndpointChangeRequest, EndpointRef, EndpointState};
-use seta_core::identity::{IdentityAllocator, ID_HOST};
+use seta_core::identity::{reserved_name, IdentityAllocator, ID_HOST};
 use seta_core::ipam::Pool;
+use seta_core::labelfilter::LabelFilter;
 use seta_core::labels::{Label, LabelSet};
 use seta_core::names::{HOST_DEV, NET_DEV};
-use seta_datapath::maps::{EndpointMap, IpcacheMap};
+use seta_core::policy::resolve::{self, IdKind, IdentityInfo};
+use seta_core::policy::{parse, trace, PolicyDoc, Rule};
+use seta_datapath::maps::{policy_entries, EndpointMap, IpcacheMap, PolicyEntries, PolicyMap};
 use seta_datapath::netlink::Netlink;
 use seta_datapath::{Datapath, EndpointProgConfig};
 use std::collections::BTreeMap;
@@ -37,6 +40,22 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
+/// Policies, namespaces and CIDR identities: persisted as policy.json.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct PolicyState {
+    revision: u64,
+    docs: Vec<PolicyDoc>,
+    namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    cidr_ids: BTreeMap<ipnet::Ipv4Net, u32>,
+}
+
+impl PolicyState {
+    /// All rules, in a stable order (cookies index into this list).
+    fn rules(&self) -> Vec<Rule> {
+        self.docs.iter().flat_map(|d| d.rules.iter().cloned()).collect()
+    }
+}
+
 struct Inner {
     pool: Pool,
     identities: IdentityAllocator,
@@ -45,6 +64,7 @@ struct Inner {
     reserved_ids: std::collections::BTreeSet<u16>,
     eps: EndpointMap,
     ipc: IpcacheMap,
+    policy: PolicyState,
 }
 
 pub struct Agent {
@@ -55,6 +75,9 @@ pub struct Agent {
     inner: Mutex<Inner>,
     started: Instant,
     restored: std::sync::atomic::AtomicUsize,
+    filter: LabelFilter,
+    pub events: crate::events::EventLog,
+    policy_map_full: std::sync::atomic::AtomicU64,
 }
 
 fn host_entry(ep: &Endpoint) -> Result<EndpointInfo, String> {
@@ -67,6 +90,90 @@ fn host_entry(ep: &Endpoint) -> Result<EndpointInfo, String> {
         ..Default::default()
     })
 }
+
+const RESERVED: &[u32] = &[1, 2, 3, 4, 5, 6, 7, 8];
+
+impl Inner {
+    /// Every identity policies can refer to: reserved, endpoints', CIDR.
+    fn universe(&self) -> Vec<IdentityInfo> {
+        let mut u: Vec<IdentityInfo> = RESERVED
+            .iter()
+            .map(|id| IdentityInfo {
+                id: *id,
+                labels: [Label::new("reserved", reserved_name(*id).unwrap_or("?"), "")]
+                    .into_iter()
+                    .collect(),
+                kind: IdKind::Reserved,
+            })
+            .collect();
+        u.extend(self.identities.list().map(|a| IdentityInfo {
+            id: a.id,
+            labels: a.labels.clone(),
+            kind: IdKind::Endpoint,
+        }));
+        u.extend(self.policy.cidr_ids.iter().map(|(net, id)| {
+            IdentityInfo {
+                id: *id,
+                labels: [Label::new("cidr", &net.to_string(), ""), Label::new("reserved", "world", "")]
+                    .into_iter()
+                    .collect(),
+                kind: IdKind::Cidr(*net),
+            }
+        }));
+        u
+    }
+
+    fn peer_ports(&self) -> BTreeMap<String, std::collections::BTreeSet<(u8, u16)>> {
+        let mut m: BTreeMap<String, std::collections::BTreeSet<(u8, u16)>> = BTreeMap::new();
+        for e in self.endpoints.values() {
+            for (n, p) in &e.named_ports {
+                m.entry(n.clone()).or_default().insert(*p);
+            }
+        }
+        m
+    }
+
+    fn endpoint_policy(&self, rules: &[Rule], ep: &Endpoint, allow_host: bool) -> resolve::EndpointPolicy {
+        resolve::endpoint_policy(rules, &ep.labels, ep.named_ports.clone(), self.peer_ports(), allow_host)
+    }
+
+    /// Allocate or free local CIDR identities so every prefix in a policy has one.
+    fn sync_cidr_identities(&mut self) -> Vec<(ipnet::Ipv4Net, Option<u32>)> {
+        let mut want = std::collections::BTreeSet::new();
+        for r in self.policy.docs.iter().flat_map(|d| &d.rules) {
+            for pr in r.ingress.iter().chain(&r.ingress_deny).chain(&r.egress).chain(&r.egress_deny) {
+                if let seta_core::policy::Peers::Some(peers) = &pr.peers {
+                    for p in peers {
+                        if let seta_core::policy::Peer::Cidr { cidr, except } | seta_core::policy::Peer::IpBlock { cidr, except } = p {
+                            if cidr.prefix_len() > 0 {
+                                want.insert(*cidr);
+                            }
+                            want.extend(except.iter().copied());
+                        }
+                    }
+                }
+            }
+        }
+        let mut changes = Vec::new();
+        let stale: Vec<_> = self.policy.cidr_ids.keys().filter(|k| !want.contains(*k)).copied().collect();
+        for k in stale {
+            self.policy.cidr_ids.remove(&k);
+            changes.push((k, None));
+        }
+        for net in want {
+            if !self.policy.cidr_ids.contains_key(&net) {
+                let used: std::collections::BTreeSet<u32> = self.policy.cidr_ids.values().copied().collect();
+                let id = (SCOPE_LOCAL + 1..).find(|i| !used.contains(i)).unwrap();
+                self.policy.cidr_ids.insert(net, id);
+                changes.push((net, Some(id)));
+            }
+        }
+        changes
+    }
+}
+
+/// Local (node-scoped) identities for CIDRs: 1<<24 and up, like Cilium.
+const SCOPE_LOCAL: u32 = 1 << 24;
 
 fn prog_config(ep: &Endpoint) -> Result<EndpointProgConfig, String> {
     Ok(EndpointProgConfig {
@@ -82,7 +189,7 @@ fn prog_config(ep: &Endpoint) -> Result<EndpointProgConfig, String> {
 impl Agent {
     /// Bring the node up: bpffs, host devices, maps and node programs, then
     /// restore what a previous run left (state dir + pins).
-    pub async fn start(cfg: Config) -> Result<Arc<Self>> {
+    pub async fn start(cfg: Config, filter: LabelFilter) -> Result<Arc<Self>> {
         seta_datapath::sysfs::ensure_bpffs(&cfg.bpffs).with_context(|| format!("mounting bpffs at {}", cfg.bpffs.display()))?;
         let store = Store::open(&cfg.state_dir)?;
         let dp = Datapath::new(&cfg.pin_dir)?;
@@ -123,6 +230,7 @@ impl Agent {
         )?;
 
         let identities: IdentityAllocator = store.load("identities.json")?;
+        let policy: PolicyState = store.load("policy.json")?;
         // Pool allocations without an endpoint are kept: a CNI ADD may be between
         // its IPAM call and its endpoint call. They are released by CNI DEL/GC.
         pool.cidr = cfg.pod_cidr;
@@ -138,12 +246,23 @@ impl Agent {
                 reserved_ids: Default::default(),
                 eps,
                 ipc,
+                policy,
             }),
             started: Instant::now(),
             restored: Default::default(),
+            filter,
+            events: crate::events::EventLog::new(4096),
+            policy_map_full: Default::default(),
         });
         agent.restore().await?;
         agent.process_delete_queue().await;
+        {
+            let mut inner = agent.inner.lock().await;
+            inner.sync_cidr_identities();
+            agent.sync_cidr_ipcache(&mut inner)?;
+            agent.regenerate_all(&mut inner);
+            agent.save_pool_and_ids(&inner)?;
+        }
         Ok(agent)
     }
 
@@ -161,11 +280,12 @@ impl Agent {
             match link {
                 Some(l) if l.index == ep.interface_index => {
                     ep.identity = inner.identities.acquire(&ep.labels).map_err(|e| anyhow::anyhow!("{e}"))?;
-                    if !self.dp.endpoint_attached(&ep.interface_name) {
+                    if !self.dp.endpoint_attached(&ep.interface_name) || !self.dp.policy_pin(ep.id).exists() {
                         ep.state = EndpointState::Regenerating;
                         let cfg = prog_config(&ep).map_err(anyhow::Error::msg)?;
                         let dp = self.dp.clone();
-                        tokio::task::spawn_blocking(move || dp.attach_endpoint(&cfg)).await??;
+                        // the policy map starts empty (deny) and is filled by the regeneration below
+                        tokio::task::spawn_blocking(move || dp.attach_endpoint(&cfg, &PolicyEntries::new(), false)).await??;
                     }
                     let info = host_entry(&ep).map_err(anyhow::Error::msg)?;
                     inner.eps.upsert(ep.ipv4, &info)?;
@@ -187,6 +307,7 @@ impl Agent {
                 _ => {
                     tracing::info!(id = ep.id, ifname = %ep.interface_name, "endpoint's interface is gone; removing it");
                     self.dp.detach_endpoint(&ep.interface_name)?;
+                    self.dp.remove_endpoint_policy(ep.id)?;
                     inner.eps.remove(ep.ipv4)?;
                     inner.ipc.remove(ep.ipv4, 32)?;
                     let _ = inner.pool.release(ep.ipv4);
@@ -218,6 +339,14 @@ impl Agent {
                 self.dp.detach_endpoint(&d)?;
             }
         }
+        let ids: std::collections::BTreeSet<u16> = inner.endpoints.keys().copied().collect();
+        if let Ok(outer) = seta_datapath::maps::PolicyOuter::open(self.dp.pin_dir()) {
+            for id in outer.ids() {
+                if id <= u16::MAX as u32 && !ids.contains(&(id as u16)) {
+                    self.dp.remove_endpoint_policy(id as u16)?;
+                }
+            }
+        }
         self.save_pool_and_ids(&inner)?;
         self.restored.store(restored, std::sync::atomic::Ordering::Relaxed);
         Ok(())
@@ -246,7 +375,96 @@ impl Agent {
 
     fn save_pool_and_ids(&self, inner: &Inner) -> Result<()> {
         self.store.save("ipam.json", &inner.pool)?;
-        self.store.save("identities.json", &inner.identities)
+        self.store.save("identities.json", &inner.identities)?;
+        self.store.save("policy.json", &inner.policy)
+    }
+
+    /// The identity labels of a pod: its labels, its namespace and the
+    /// namespace's labels, through the identity-relevant label filter.
+    fn identity_labels(&self, inner: &mut Inner, pod_labels: &[String], namespace: &str) -> Result<LabelSet, ApiError> {
+        let mut set = LabelSet::new();
+        for (i, l) in pod_labels.iter().enumerate() {
+            set.insert(Label::parse(l, "k8s").map_err(|e| ApiError::BadRequest(format!("labels[{i}]: {e}")))?);
+        }
+        if !namespace.is_empty() {
+            let ns_labels = inner
+                .policy
+                .namespaces
+                .entry(namespace.to_string())
+                .or_insert_with(|| BTreeMap::from([("kubernetes.io/metadata.name".to_string(), namespace.to_string())]))
+                .clone();
+            set.insert(Label::new("k8s", "io.kubernetes.pod.namespace", namespace));
+            for (k, v) in ns_labels {
+                set.insert(Label::new("k8s", &format!("io.cilium.k8s.namespace.labels.{k}"), &v));
+            }
+        }
+        Ok(self.filter.filter(&set))
+    }
+
+    /// CIDR identities in the ipcache (prefix -> identity); stale ones removed.
+    fn sync_cidr_ipcache(&self, inner: &mut Inner) -> Result<()> {
+        let want: BTreeMap<(Ipv4Addr, u8), u32> = inner
+            .policy
+            .cidr_ids
+            .iter()
+            .map(|(n, id)| ((n.network(), n.prefix_len()), *id))
+            .collect();
+        for (ip, plen, v) in inner.ipc.list() {
+            if v.sec_identity >= SCOPE_LOCAL && v.sec_identity < 2 * SCOPE_LOCAL && !want.contains_key(&(ip, plen)) {
+                inner.ipc.remove(ip, plen)?;
+            }
+        }
+        for ((ip, plen), id) in want {
+            inner.ipc.upsert(
+                ip,
+                plen,
+                &RemoteEndpointInfo {
+                    sec_identity: id,
+                    ..Default::default()
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Compute every endpoint's policy and make its map hold exactly that
+    /// (diff: only changed entries are written). Failures are recorded on the
+    /// endpoint (not-ready + message) and counted, never silently allowed.
+    fn regenerate_all(&self, inner: &mut Inner) {
+        let rules = inner.policy.rules();
+        let universe = inner.universe();
+        let revision = inner.policy.revision;
+        let ids: Vec<u16> = inner.endpoints.keys().copied().collect();
+        for id in ids {
+            let ep = inner.endpoints[&id].clone();
+            let p = inner.endpoint_policy(&rules, &ep, self.cfg.allow_host_ingress);
+            let state = resolve::compute(&p, &universe);
+            let entries = policy_entries(&state);
+            let res = PolicyMap::open_pinned(&self.dp.policy_pin(id)).and_then(|mut m| m.sync(&entries));
+            let e = inner.endpoints.get_mut(&id).unwrap();
+            e.ingress_enforced = p.ingress_enforced;
+            e.egress_enforced = p.egress_enforced;
+            match res {
+                Ok(stats) => {
+                    e.policy_revision = revision;
+                    e.policy_entries = entries.len();
+                    e.state = EndpointState::Ready;
+                    e.status_message.clear();
+                    if stats != Default::default() {
+                        tracing::debug!(id, ?stats, revision, "policy map synced");
+                    }
+                }
+                Err(err) => {
+                    if err.to_string().contains("full") {
+                        self.policy_map_full.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    tracing::error!(id, %err, "policy regeneration failed; endpoint is not ready");
+                    e.state = EndpointState::NotReady;
+                    e.status_message = format!("policy regeneration failed: {err}");
+                }
+            }
+            let _ = self.store.save_endpoint(e);
+        }
     }
 
     pub fn config(&self) -> AgentConfig {
@@ -286,6 +504,9 @@ impl Agent {
             },
             restored_endpoints: self.restored.load(std::sync::atomic::Ordering::Relaxed),
             cni_config: self.cfg.cni_conf_path().display().to_string(),
+            policy_revision: inner.policy.revision,
+            policies: inner.policy.docs.len(),
+            policy_map_full_errors: self.policy_map_full_count(),
         }
     }
 
@@ -359,12 +580,15 @@ impl Agent {
         }
         let mac = parse_mac(&req.mac).map_err(|e| bad(format!("mac: {e}")))?;
         let host_mac = parse_mac(&req.host_mac).map_err(|e| bad(format!("host-mac: {e}")))?;
-        let labels: LabelSet = req
-            .labels
+        let named_ports: BTreeMap<String, (u8, u16)> = req
+            .named_ports
             .iter()
             .enumerate()
-            .map(|(i, l)| Label::parse(l, "k8s").map_err(|e| bad(format!("labels[{i}]: {e}"))))
+            .map(|(i, p)| seta_core::endpoint::parse_named_port(p).map_err(|e| bad(format!("named-ports[{i}]: {e}"))))
             .collect::<Result<_, _>>()?;
+        for (i, l) in req.labels.iter().enumerate() {
+            Label::parse(l, "k8s").map_err(|e| bad(format!("labels[{i}]: {e}")))?;
+        }
         let link = self
             .nl
             .link(&req.interface_name)
@@ -382,7 +606,7 @@ impl Agent {
         }
 
         // Phase 1 (locked): validate against current state, reserve id + identity.
-        let mut ep = {
+        let ep = {
             let mut inner = self.inner.lock().await;
             if let Some(existing) = inner.endpoints.values().find(|e| e.container_id == req.container_id) {
                 if existing.ipv4 == req.ipv4 && existing.interface_index == req.interface_index && existing.state == EndpointState::Ready {
@@ -411,9 +635,10 @@ impl Agent {
             }
             let used: Vec<u16> = inner.endpoints.keys().copied().chain(inner.reserved_ids.iter().copied()).collect();
             let id = next_endpoint_id(used.iter()).ok_or_else(|| ApiError::Conflict("no free endpoint id".into()))?;
+            let labels = self.identity_labels(&mut inner, &req.labels, &req.namespace)?;
             let identity = inner.identities.acquire(&labels).map_err(|e| ApiError::Conflict(e.to_string()))?;
             inner.reserved_ids.insert(id);
-            Endpoint {
+            let ep = Endpoint {
                 id,
                 container_id: req.container_id.clone(),
                 container_interface_name: req.container_interface_name.clone(),
@@ -425,17 +650,41 @@ impl Agent {
                 interface_name: req.interface_name.clone(),
                 interface_index: req.interface_index,
                 netns_path: req.netns_path.clone(),
+                pod_labels: req.labels.clone(),
                 labels: labels.clone(),
                 identity,
                 state: EndpointState::Regenerating,
-            }
+                named_ports,
+                ingress_enforced: false,
+                egress_enforced: false,
+                policy_revision: 0,
+                policy_entries: 0,
+                status_message: String::new(),
+            };
+            // its policy, computed before the program exists: enforced from the first packet
+            let rules = inner.policy.rules();
+            let mut universe = inner.universe();
+            universe.retain(|u| u.id != identity);
+            universe.push(IdentityInfo {
+                id: identity,
+                labels: labels.clone(),
+                kind: IdKind::Endpoint,
+            });
+            let p = inner.endpoint_policy(&rules, &ep, self.cfg.allow_host_ingress);
+            let entries = policy_entries(&resolve::compute(&p, &universe));
+            (ep, entries, p.ingress_enforced, p.egress_enforced, inner.policy.revision)
         };
+        let (mut ep, entries, ing, egr, revision) = ep;
+        ep.ingress_enforced = ing;
+        ep.egress_enforced = egr;
+        ep.policy_revision = revision;
+        ep.policy_entries = entries.len();
 
-        // Phase 2 (unlocked): load and attach the endpoint's programs.
+        // Phase 2 (unlocked): load the program, fill its policy map, attach.
         let cfg = prog_config(&ep).map_err(bad)?;
         let dp = self.dp.clone();
         let t_attach = Instant::now();
-        let attached = tokio::task::spawn_blocking(move || dp.attach_endpoint(&cfg)).await;
+        let attached = tokio::task::spawn_blocking(move || dp.attach_endpoint(&cfg, &entries, false)).await;
         let attach_ms = t_attach.elapsed().as_secs_f64() * 1e3;
 
         // Phase 3 (locked): maps, state, or roll back.
@@ -462,16 +711,23 @@ impl Agent {
         };
         if let Err(e) = result {
             let _ = self.dp.detach_endpoint(&ep.interface_name);
+            let _ = self.dp.remove_endpoint_policy(ep.id);
             let _ = inner.eps.remove(ep.ipv4);
             let _ = inner.ipc.remove(ep.ipv4, 32);
             inner.identities.release(&ep.labels);
             let _ = self.store.remove_endpoint(ep.id);
             return Err(e);
         }
+        let new_identity = !inner.endpoints.values().any(|e| e.identity == ep.identity);
+        let new_ports = !ep.named_ports.is_empty();
         inner.endpoints.insert(ep.id, ep.clone());
+        if new_identity || new_ports {
+            // other endpoints' policies may select the new identity / use its ports
+            self.regenerate_all(&mut inner);
+        }
         self.save_pool_and_ids(&inner)?;
         tracing::info!(id = ep.id, ip = %ep.ipv4, identity = ep.identity, dev = %ep.interface_name, attach_ms, "endpoint ready");
-        Ok(ep)
+        Ok(inner.endpoints[&ep.id].clone())
     }
 
     /// Remove an endpoint: programs, map entries, identity reference, IP.
@@ -583,4 +839,393 @@ pub async fn cleanup(cfg: &Config) -> Result<Vec<String>> {
     }
     let _ = std::fs::remove_dir_all(cfg.delete_queue_dir());
     Ok(done)
+}
+
+pub use seta_core::api::{IdentityEntry, PolicyListing, TraceRequest, TraceSpec};
+
+impl Agent {
+    /// Background work: drain datapath events, garbage-collect conntrack.
+    pub fn spawn_background(self: Arc<Self>) {
+        let pin = self.dp.pin_dir().to_path_buf();
+        let log = self.events.clone();
+        std::thread::Builder::new()
+            .name("events".into())
+            .spawn(move || {
+                let Ok(mut reader) = seta_datapath::maps::EventReader::open(&pin) else {
+                    return;
+                };
+                loop {
+                    for ev in reader.drain() {
+                        log.push(&ev);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            })
+            .expect("events thread");
+        let pin = self.dp.pin_dir().to_path_buf();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                let pin = pin.clone();
+                let r = tokio::task::spawn_blocking(move || seta_datapath::maps::CtMap::open(&pin)?.flush(true)).await;
+                match r {
+                    Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "conntrack GC"),
+                    Ok(Err(e)) => tracing::warn!(%e, "conntrack GC failed"),
+                    _ => {}
+                }
+            }
+        });
+    }
+
+    pub fn policy_map_full_count(&self) -> u64 {
+        self.policy_map_full.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub async fn revision(&self) -> u64 {
+        self.inner.lock().await.policy.revision
+    }
+
+    /// Parse and validate without changing anything.
+    pub fn policy_validate(&self, text: &str) -> Result<Vec<PolicyDoc>, ApiError> {
+        parse::parse_file(text).map_err(|e| ApiError::BadRequest(e.to_string()))
+    }
+
+    /// Create or replace each document by (kind, namespace, name), all or
+    /// nothing; bump the revision; push the new state into every endpoint.
+    pub async fn policy_import(&self, text: &str) -> Result<(u64, Vec<String>), ApiError> {
+        let docs = self.policy_validate(text)?;
+        if docs.is_empty() {
+            return Err(ApiError::BadRequest("no policy documents in the input".into()));
+        }
+        let mut inner = self.inner.lock().await;
+        let names: Vec<String> = docs.iter().map(|d| d.origin.to_string()).collect();
+        for d in docs {
+            match inner.policy.docs.iter_mut().find(|x| x.origin == d.origin) {
+                Some(x) => *x = d,
+                None => inner.policy.docs.push(d),
+            }
+        }
+        inner.policy.docs.sort_by(|a, b| a.origin.cmp(&b.origin));
+        self.policy_changed(&mut inner)?;
+        Ok((inner.policy.revision, names))
+    }
+
+    fn policy_changed(&self, inner: &mut Inner) -> Result<(), ApiError> {
+        inner.policy.revision += 1;
+        inner.sync_cidr_identities();
+        self.sync_cidr_ipcache(inner)?;
+        self.save_pool_and_ids(inner)?;
+        self.regenerate_all(inner);
+        tracing::info!(
+            revision = inner.policy.revision,
+            policies = inner.policy.docs.len(),
+            "policy changed"
+        );
+        Ok(())
+    }
+
+    pub async fn policy_list(&self) -> PolicyListing {
+        let inner = self.inner.lock().await;
+        PolicyListing {
+            revision: inner.policy.revision,
+            policies: inner.policy.docs.clone(),
+        }
+    }
+
+    /// Delete by name (any kind; CNP/KNP need the namespace) or everything.
+    pub async fn policy_delete(
+        &self,
+        name: Option<&str>,
+        namespace: Option<&str>,
+        kind: Option<&str>,
+        all: bool,
+    ) -> Result<(u64, Vec<String>), ApiError> {
+        let mut inner = self.inner.lock().await;
+        let before: Vec<String> = inner.policy.docs.iter().map(|d| d.origin.to_string()).collect();
+        if all {
+            inner.policy.docs.clear();
+        } else {
+            let name = name.ok_or_else(|| ApiError::BadRequest("give a policy name or --all".into()))?;
+            let hit = |d: &PolicyDoc| {
+                d.origin.name == name
+                    && kind.is_none_or(|k| {
+                        d.origin.kind.short() == k.to_ascii_lowercase() || format!("{:?}", d.origin.kind).eq_ignore_ascii_case(k)
+                    })
+                    && match (&d.origin.namespace, namespace) {
+                        (None, _) => true,
+                        (Some(ns), Some(want)) => ns == want,
+                        (Some(ns), None) => ns == "default",
+                    }
+            };
+            if !inner.policy.docs.iter().any(hit) {
+                return Err(ApiError::NotFound(format!(
+                    "no policy named {name:?} in namespace {}",
+                    namespace.unwrap_or("default")
+                )));
+            }
+            inner.policy.docs.retain(|d| !hit(d));
+        }
+        let after: std::collections::BTreeSet<String> = inner.policy.docs.iter().map(|d| d.origin.to_string()).collect();
+        let removed: Vec<String> = before.into_iter().filter(|d| !after.contains(d)).collect();
+        if !removed.is_empty() {
+            self.policy_changed(&mut inner)?;
+        }
+        Ok((inner.policy.revision, removed))
+    }
+
+    /// Wait until every endpoint enforces at least `rev` (None: the current revision).
+    pub async fn policy_wait(&self, rev: Option<u64>, timeout: std::time::Duration) -> Result<u64, ApiError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            {
+                let inner = self.inner.lock().await;
+                let want = rev.unwrap_or(inner.policy.revision);
+                if want > inner.policy.revision {
+                    return Err(ApiError::BadRequest(format!(
+                        "revision {want} does not exist yet (current {})",
+                        inner.policy.revision
+                    )));
+                }
+                let lagging: Vec<String> = inner
+                    .endpoints
+                    .values()
+                    .filter(|e| e.policy_revision < want)
+                    .map(|e| format!("{} ({}: {})", e.id, e.state, e.status_message))
+                    .collect();
+                if lagging.is_empty() {
+                    return Ok(want);
+                }
+                if Instant::now() > deadline {
+                    return Err(ApiError::Conflict(format!(
+                        "endpoints not at revision {want} yet: {}",
+                        lagging.join(", ")
+                    )));
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn identities(&self) -> Vec<IdentityEntry> {
+        let inner = self.inner.lock().await;
+        let mut out: Vec<IdentityEntry> = inner
+            .universe()
+            .into_iter()
+            .map(|i| IdentityEntry {
+                id: i.id,
+                labels: i.labels.iter().map(|l| l.to_string()).collect(),
+                refcount: inner.identities.get(i.id).map(|a| a.refcount),
+            })
+            .collect();
+        out.sort_by_key(|e| e.id);
+        out
+    }
+
+    /// Replace an endpoint's pod labels; a new identity follows, and every
+    /// policy map that depends on it.
+    pub async fn set_labels(&self, r: &EndpointRef, labels: Vec<String>) -> Result<Endpoint, ApiError> {
+        let mut inner = self.inner.lock().await;
+        let id = inner
+            .endpoints
+            .values()
+            .find(|e| r.matches(e))
+            .map(|e| e.id)
+            .ok_or_else(|| ApiError::NotFound(format!("endpoint {r:?} not found")))?;
+        let ns = inner.endpoints[&id].namespace.clone();
+        let new_labels = self.identity_labels(&mut inner, &labels, &ns)?;
+        inner.endpoints.get_mut(&id).unwrap().pod_labels = labels;
+        self.relabel(&mut inner, id, new_labels).await?;
+        self.regenerate_all(&mut inner);
+        self.save_pool_and_ids(&inner)?;
+        Ok(inner.endpoints[&id].clone())
+    }
+
+    async fn relabel(&self, inner: &mut Inner, id: u16, new_labels: LabelSet) -> Result<(), ApiError> {
+        let old = inner.endpoints[&id].clone();
+        if old.labels == new_labels {
+            return Ok(());
+        }
+        let identity = inner
+            .identities
+            .acquire(&new_labels)
+            .map_err(|e| ApiError::Conflict(e.to_string()))?;
+        let mut ep = old.clone();
+        ep.labels = new_labels;
+        ep.identity = identity;
+        if identity != old.identity {
+            // the identity is a load-time constant: swap the program inside its link
+            let rules = inner.policy.rules();
+            let mut universe = inner.universe();
+            universe.retain(|u| u.id != identity);
+            universe.push(IdentityInfo {
+                id: identity,
+                labels: ep.labels.clone(),
+                kind: IdKind::Endpoint,
+            });
+            let p = inner.endpoint_policy(&rules, &ep, self.cfg.allow_host_ingress);
+            let entries = policy_entries(&resolve::compute(&p, &universe));
+            let cfg = prog_config(&ep).map_err(ApiError::BadRequest)?;
+            let dp = self.dp.clone();
+            tokio::task::spawn_blocking(move || dp.attach_endpoint(&cfg, &entries, true))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))??;
+            inner.eps.upsert(ep.ipv4, &host_entry(&ep).map_err(ApiError::BadRequest)?)?;
+            inner.ipc.upsert(
+                ep.ipv4,
+                32,
+                &RemoteEndpointInfo {
+                    sec_identity: identity,
+                    ..Default::default()
+                },
+            )?;
+        }
+        inner.identities.release(&old.labels);
+        tracing::info!(id, old = old.identity, new = identity, "endpoint relabelled");
+        inner.endpoints.insert(id, ep);
+        Ok(())
+    }
+
+    pub async fn namespaces(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        self.inner.lock().await.policy.namespaces.clone()
+    }
+
+    /// Create or replace a namespace's labels; its endpoints follow.
+    pub async fn set_namespace(&self, ns: &str, mut labels: BTreeMap<String, String>) -> Result<(), ApiError> {
+        if !ns.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') || ns.is_empty() || ns.len() > 63 {
+            return Err(ApiError::BadRequest(format!("{ns:?} is not a valid namespace name")));
+        }
+        for k in labels.keys() {
+            Label::parse(&format!("{k}=x"), "k8s").map_err(|e| ApiError::BadRequest(format!("labels: {e}")))?;
+        }
+        labels.insert("kubernetes.io/metadata.name".into(), ns.into());
+        let mut inner = self.inner.lock().await;
+        inner.policy.namespaces.insert(ns.to_string(), labels);
+        let ids: Vec<u16> = inner.endpoints.values().filter(|e| e.namespace == ns).map(|e| e.id).collect();
+        for id in ids {
+            let pod_labels = inner.endpoints[&id].pod_labels.clone();
+            let l = self.identity_labels(&mut inner, &pod_labels, ns)?;
+            self.relabel(&mut inner, id, l).await?;
+        }
+        self.regenerate_all(&mut inner);
+        self.save_pool_and_ids(&inner)?;
+        Ok(())
+    }
+
+    fn trace_side(&self, inner: &mut Inner, rules: &[Rule], s: &TraceSpec, what: &str) -> Result<trace::Side, ApiError> {
+        let n = [s.endpoint.is_some(), s.labels.is_some(), s.ip.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count();
+        if n != 1 {
+            return Err(ApiError::BadRequest(format!("{what}: give exactly one of endpoint, labels or ip")));
+        }
+        let ep_side = |inner: &Inner, ep: &Endpoint| trace::Side {
+            description: format!("endpoint {} ({}/{} {})", ep.id, ep.namespace, ep.pod_name, ep.ipv4),
+            identity: IdentityInfo {
+                id: ep.identity,
+                labels: ep.labels.clone(),
+                kind: IdKind::Endpoint,
+            },
+            policy: Some(inner.endpoint_policy(rules, ep, self.cfg.allow_host_ingress)),
+        };
+        if let Some(e) = &s.endpoint {
+            let r = EndpointRef::parse(e).map_err(|m| ApiError::BadRequest(format!("{what}.endpoint: {m}")))?;
+            let ep = inner
+                .endpoints
+                .values()
+                .find(|x| r.matches(x))
+                .cloned()
+                .ok_or_else(|| ApiError::NotFound(format!("{what}: endpoint {e} not found")))?;
+            return Ok(ep_side(inner, &ep));
+        }
+        if let Some(labels) = &s.labels {
+            let ns = s.namespace.clone().unwrap_or_else(|| "default".into());
+            let l = self.identity_labels(inner, labels, &ns)?;
+            let id = inner
+                .identities
+                .list()
+                .find(|a| a.labels == l)
+                .map(|a| a.id)
+                .unwrap_or(u32::MAX >> 8);
+            let fake = Endpoint {
+                id: 0,
+                container_id: String::new(),
+                container_interface_name: String::new(),
+                pod_name: String::new(),
+                namespace: ns.clone(),
+                ipv4: Ipv4Addr::UNSPECIFIED,
+                mac: String::new(),
+                host_mac: String::new(),
+                interface_name: String::new(),
+                interface_index: 0,
+                netns_path: String::new(),
+                pod_labels: labels.clone(),
+                labels: l.clone(),
+                identity: id,
+                state: EndpointState::Ready,
+                named_ports: BTreeMap::new(),
+                ingress_enforced: false,
+                egress_enforced: false,
+                policy_revision: 0,
+                policy_entries: 0,
+                status_message: String::new(),
+            };
+            let mut side = ep_side(inner, &fake);
+            side.description = format!("pod with labels [{}] in {ns} (identity {id})", labels.join(", "));
+            return Ok(side);
+        }
+        let ip = s.ip.unwrap();
+        if let Some(ep) = inner.endpoints.values().find(|e| e.ipv4 == ip).cloned() {
+            return Ok(ep_side(inner, &ep));
+        }
+        if ip == inner.pool.router() {
+            return Ok(trace::Side {
+                description: format!("host {ip}"),
+                identity: inner.universe().into_iter().find(|u| u.id == ID_HOST).unwrap(),
+                policy: None,
+            });
+        }
+        // longest CIDR identity, else world
+        let cidr = inner
+            .policy
+            .cidr_ids
+            .iter()
+            .filter(|(n, _)| n.contains(&ip))
+            .max_by_key(|(n, _)| n.prefix_len())
+            .map(|(n, id)| (*n, *id));
+        let identity = match cidr {
+            Some((n, id)) => IdentityInfo {
+                id,
+                labels: [Label::new("cidr", &n.to_string(), "")].into_iter().collect(),
+                kind: IdKind::Cidr(n),
+            },
+            None => inner
+                .universe()
+                .into_iter()
+                .find(|u| u.id == seta_core::identity::ID_WORLD)
+                .unwrap(),
+        };
+        Ok(trace::Side {
+            description: format!("{ip} (identity {})", identity.id),
+            identity,
+            policy: None,
+        })
+    }
+
+    pub async fn trace(&self, req: &TraceRequest) -> Result<trace::TraceResult, ApiError> {
+        let proto = match req.protocol.to_ascii_uppercase().as_str() {
+            "TCP" => 6,
+            "UDP" => 17,
+            "SCTP" => 132,
+            "ICMP" => 1,
+            "ANY" | "" => 0,
+            p => return Err(ApiError::BadRequest(format!("protocol: {p:?} is not TCP, UDP, SCTP, ICMP or ANY"))),
+        };
+        let mut inner = self.inner.lock().await;
+        let rules = inner.policy.rules();
+        let src = self.trace_side(&mut inner, &rules, &req.from, "from")?;
+        let dst = self.trace_side(&mut inner, &rules, &req.to, "to")?;
+        Ok(trace::trace(&rules, &src, &dst, proto, req.port))
+    }
 }

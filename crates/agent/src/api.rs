@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
+use seta_core::api::{IdentityEntry, LabelsBody, NamespaceBody, PolicyChange, PolicyText, TraceRequest};
 use seta_core::endpoint::{EndpointChangeRequest, EndpointRef};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,6 +39,21 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/endpoint", get(|State(a): A| async move { Json(a.list().await) }))
         .route("/v1/endpoint/{id}", get(endpoint_get).put(endpoint_put).delete(endpoint_delete))
         .route("/v1/attachments", get(|State(a): A| async move { a.attachments().await.map(Json) }))
+        .route("/v1/endpoint/{id}/labels", axum::routing::patch(endpoint_labels))
+        .route("/v1/identity", get(|State(a): A| async move { Json(a.identities().await) }))
+        .route("/v1/identity/{id}", get(identity_get))
+        .route(
+            "/v1/policy",
+            get(|State(a): A| async move { Json(a.policy_list().await) })
+                .put(policy_import)
+                .delete(policy_delete),
+        )
+        .route("/v1/policy/validate", axum::routing::post(policy_validate))
+        .route("/v1/policy/wait", get(policy_wait))
+        .route("/v1/policy/trace", axum::routing::post(policy_trace))
+        .route("/v1/namespace", get(|State(a): A| async move { Json(a.namespaces().await) }))
+        .route("/v1/namespace/{ns}", axum::routing::put(namespace_put))
+        .route("/v1/events", get(events))
         .with_state(agent)
 }
 
@@ -91,4 +107,85 @@ async fn endpoint_put(
 
 async fn endpoint_delete(State(a): A, Path(id): Path<String>) -> R<seta_core::endpoint::Endpoint> {
     Ok(Json(a.delete_endpoint(&ep_ref(&id)?).await?))
+}
+
+fn json_body<T>(b: Result<Json<T>, axum::extract::rejection::JsonRejection>, what: &str) -> Result<T, ApiError> {
+    b.map(|Json(t)| t)
+        .map_err(|e| ApiError::BadRequest(format!("{what}: {}", e.body_text())))
+}
+
+type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+async fn endpoint_labels(State(a): A, Path(id): Path<String>, body: Body<LabelsBody>) -> R<seta_core::endpoint::Endpoint> {
+    let b = json_body(body, "labels body")?;
+    Ok(Json(a.set_labels(&ep_ref(&id)?, b.labels).await?))
+}
+
+async fn identity_get(State(a): A, Path(id): Path<String>) -> R<IdentityEntry> {
+    let n: u32 = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("{id:?} is not a numeric identity")))?;
+    a.identities()
+        .await
+        .into_iter()
+        .find(|i| i.id == n)
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("identity {n} not found")))
+}
+
+async fn policy_import(State(a): A, body: Body<PolicyText>) -> R<PolicyChange> {
+    let b = json_body(body, "policy body")?;
+    let (revision, policies) = a.policy_import(&b.yaml).await?;
+    Ok(Json(PolicyChange { revision, policies }))
+}
+
+async fn policy_validate(State(a): A, body: Body<PolicyText>) -> R<PolicyChange> {
+    let b = json_body(body, "policy body")?;
+    let docs = a.policy_validate(&b.yaml)?;
+    Ok(Json(PolicyChange {
+        revision: a.revision().await,
+        policies: docs.iter().map(|d| d.origin.to_string()).collect(),
+    }))
+}
+
+async fn policy_delete(State(a): A, Query(q): Query<HashMap<String, String>>) -> R<PolicyChange> {
+    let all = q.get("all").is_some_and(|v| v == "true");
+    let (revision, policies) = a
+        .policy_delete(
+            q.get("name").map(String::as_str),
+            q.get("namespace").map(String::as_str),
+            q.get("kind").map(String::as_str),
+            all,
+        )
+        .await?;
+    Ok(Json(PolicyChange { revision, policies }))
+}
+
+async fn policy_wait(State(a): A, Query(q): Query<HashMap<String, String>>) -> R<serde_json::Value> {
+    let rev = match q.get("revision") {
+        Some(r) => Some(
+            r.parse::<u64>()
+                .map_err(|_| ApiError::BadRequest(format!("revision {r:?} is not a number")))?,
+        ),
+        None => None,
+    };
+    let secs: u64 = q.get("timeout").and_then(|t| t.parse().ok()).unwrap_or(30);
+    let r = a.policy_wait(rev, std::time::Duration::from_secs(secs)).await?;
+    Ok(Json(serde_json::json!({"revision": r})))
+}
+
+async fn policy_trace(State(a): A, body: Body<TraceRequest>) -> R<seta_core::policy::trace::TraceResult> {
+    let b = json_body(body, "trace request")?;
+    Ok(Json(a.trace(&b).await?))
+}
+
+async fn namespace_put(State(a): A, Path(ns): Path<String>, body: Body<NamespaceBody>) -> R<serde_json::Value> {
+    let b = json_body(body, "namespace body")?;
+    a.set_namespace(&ns, b.labels).await?;
+    Ok(Json(serde_json::json!({"namespace": ns})))
+}
+
+async fn events(State(a): A, Query(q): Query<HashMap<String, String>>) -> R<Vec<crate::events::EventRecord>> {
+    let since = q.get("since").and_then(|s| s.parse().ok()).unwrap_or(0);
+    Ok(Json(a.events.since(since)))
 }

@@ -28,6 +28,12 @@ pub struct RunArgs {
     /// Extra CNI plugins chained after seta-cni in the conflist (e.g. portmap)
     #[arg(long, env = "SETA_CNI_CHAIN", value_delimiter = ',')]
     pub cni_chain: Vec<String>,
+    /// Always allow ingress from the node itself (Cilium's allow-localhost=always)
+    #[arg(long, env = "SETA_ALLOW_HOST_INGRESS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub allow_host_ingress: bool,
+    /// Identity-relevant label prefixes: `prefix` includes (and makes the filter an allowlist), `!prefix` excludes
+    #[arg(long = "label-prefix", env = "SETA_LABEL_PREFIXES", value_delimiter = ',')]
+    pub label_prefixes: Vec<String>,
     /// JSON file with any of the keys: node, pod-cidr, state-dir, socket, bpffs, cni-conf-dir, cni-chain
     #[arg(long, env = "SETA_CONFIG")]
     pub config: Option<PathBuf>,
@@ -56,6 +62,8 @@ pub struct Config {
     pub pin_dir: PathBuf,
     pub cni_conf_dir: PathBuf,
     pub cni_chain: Vec<String>,
+    pub allow_host_ingress: bool,
+    pub label_prefixes: Vec<String>,
 }
 
 impl Config {
@@ -91,6 +99,8 @@ impl Config {
             bpffs,
             node,
             cni_chain,
+            allow_host_ingress: a.allow_host_ingress,
+            label_prefixes: a.label_prefixes,
         })
     }
 

@@ -2,6 +2,7 @@
 mod agent;
 mod api;
 mod config;
+mod events;
 mod state;
 
 use anyhow::{Context, Result};
@@ -50,7 +51,9 @@ fn main() -> Result<()> {
 
 async fn run(cfg: Config) -> Result<()> {
     tracing::info!(node = %cfg.node, pod_cidr = %cfg.pod_cidr, pins = %cfg.pin_dir.display(), "starting seta-agent");
-    let agent = agent::Agent::start(cfg.clone()).await?;
+    let filter = seta_core::labelfilter::LabelFilter::from_prefixes(&cfg.label_prefixes).map_err(anyhow::Error::msg)?;
+    let agent = agent::Agent::start(cfg.clone(), filter).await?;
+    agent.clone().spawn_background();
 
     if let Some(dir) = cfg.socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;

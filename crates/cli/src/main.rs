@@ -48,9 +48,81 @@ enum Cmd {
     /// Read the pinned BPF maps and attached programs directly (works while the agent is down)
     #[command(subcommand)]
     Bpf(BpfCmd),
+    /// Security identities
+    #[command(subcommand)]
+    Identity(IdentityCmd),
+    /// Network policies (Kubernetes NetworkPolicy, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy)
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Policy-verdict and drop events from the datapath
+    Events {
+        /// only events after this sequence number
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+    },
     /// A virtual cluster in network namespaces
     #[command(subcommand)]
     Lab(LabCmd),
+}
+
+#[derive(Subcommand)]
+enum IdentityCmd {
+    List,
+    Get { id: u32 },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Create or replace every policy in FILE (YAML, several documents allowed), all or nothing
+    Import { file: PathBuf },
+    /// Check FILE without changing anything
+    Validate { file: PathBuf },
+    /// Show the imported policies and the revision
+    Get {
+        /// only this policy
+        name: Option<String>,
+    },
+    /// Delete a policy by name, or all of them
+    Delete {
+        name: Option<String>,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// knp, cnp or ccnp, when a name exists in several kinds
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Wait until every endpoint enforces REVISION (default: the current one)
+    Wait {
+        revision: Option<u64>,
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// Would a connection be allowed? Computed by the resolver that programs the maps.
+    Trace {
+        /// source endpoint: id, container-id:ID or pod-name:NS/POD
+        #[arg(long)]
+        src_endpoint: Option<String>,
+        /// source labels k=v,... (a hypothetical pod)
+        #[arg(long)]
+        src_labels: Option<String>,
+        #[arg(long, default_value = "default")]
+        src_namespace: String,
+        #[arg(long)]
+        src_ip: Option<std::net::Ipv4Addr>,
+        #[arg(long)]
+        dst_endpoint: Option<String>,
+        #[arg(long)]
+        dst_labels: Option<String>,
+        #[arg(long, default_value = "default")]
+        dst_namespace: String,
+        #[arg(long)]
+        dst_ip: Option<std::net::Ipv4Addr>,
+        /// PORT/PROTO, e.g. 80/TCP, 53/UDP, 8/ICMP (type), or ANY
+        #[arg(long, default_value = "ANY")]
+        dport: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -59,6 +131,12 @@ enum EndpointCmd {
     List,
     /// Show one endpoint (id, container-id:ID or pod-name:NS/POD)
     Get { id: String },
+    /// Show an endpoint's labels, or replace them with --set k=v,...
+    Labels {
+        id: String,
+        #[arg(long)]
+        set: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -75,6 +153,23 @@ enum BpfCmd {
     /// Programs attached per device, including TCX links (which bpftool 7.1 cannot show)
     #[command(subcommand)]
     Prog(ListOnly),
+    /// An endpoint's policy map (seta_pol_NNNNN)
+    #[command(subcommand)]
+    Policy(BpfPolicyCmd),
+    /// Connection tracking (seta_ct4)
+    #[command(subcommand)]
+    Ct(CtCmd),
+}
+
+#[derive(Subcommand)]
+enum BpfPolicyCmd {
+    Get { endpoint: u16 },
+}
+
+#[derive(Subcommand)]
+enum CtCmd {
+    List,
+    Flush,
 }
 
 #[derive(Subcommand)]
@@ -114,6 +209,9 @@ enum LabCmd {
     /// Commands on nodes
     #[command(subcommand)]
     Node(NodeCmd),
+    /// Namespaces and their labels (namespaceSelector matches these)
+    #[command(subcommand)]
+    Namespace(NsCmd),
     /// Remove everything of a lab, also after a crash
     Down {
         #[arg(long)]
@@ -134,11 +232,42 @@ enum PodCmd {
         labels: String,
         #[arg(long, default_value = "default")]
         namespace: String,
+        /// named container ports: name=port/PROTO,...
+        #[arg(long, default_value = "")]
+        ports: String,
+        #[arg(long)]
+        lab: Option<String>,
+    },
+    /// Replace a pod's labels
+    Label {
+        name: String,
+        #[arg(long)]
+        labels: String,
         #[arg(long)]
         lab: Option<String>,
     },
     Del {
         name: String,
+        #[arg(long)]
+        lab: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum NsCmd {
+    /// Create a namespace (it always carries kubernetes.io/metadata.name=NS)
+    Add {
+        ns: String,
+        #[arg(long, default_value = "")]
+        labels: String,
+        #[arg(long)]
+        lab: Option<String>,
+    },
+    /// Replace a namespace's labels; its pods follow
+    Label {
+        ns: String,
+        #[arg(long)]
+        labels: String,
         #[arg(long)]
         lab: Option<String>,
     },
@@ -237,6 +366,19 @@ async fn run(cli: Cli) -> Result<i32> {
                     ),
                 ),
                 ("Restored", format!("{} endpoints at start", s.restored_endpoints)),
+                (
+                    "Policy",
+                    format!(
+                        "{} policies, revision {}{}",
+                        s.policies,
+                        s.policy_revision,
+                        if s.policy_map_full_errors > 0 {
+                            format!(", {} regenerations failed: policy map full", s.policy_map_full_errors)
+                        } else {
+                            String::new()
+                        }
+                    ),
+                ),
                 ("CNI Config file", s.cni_config.clone()),
                 ("API socket", c.path().display().to_string()),
             ]);
@@ -392,6 +534,185 @@ async fn run(cli: Cli) -> Result<i32> {
             table(&["DEVICE", "IFINDEX", "DIRECTION", "MODE", "PROGRAM", "PROG ID", "LINK PIN"], rows);
         }
         Cmd::Lab(cmd) => return lab(cmd, json).await,
+        Cmd::Endpoint(EndpointCmd::Labels { id, set }) => {
+            let c = client(cli.node.as_deref())?;
+            let e: Endpoint = match set {
+                Some(l) => {
+                    let body = seta_core::api::LabelsBody { labels: split_labels(l)? };
+                    c.request(seta_client::Method::PATCH, &format!("/v1/endpoint/{id}/labels"), Some(&body))
+                        .await?
+                }
+                None => c.get(&format!("/v1/endpoint/{id}")).await?,
+            };
+            if json {
+                return print_json(
+                    &serde_json::json!({"id": e.id, "pod-labels": e.pod_labels, "identity-labels": e.labels.iter().map(|l| l.to_string()).collect::<Vec<_>>(), "identity": e.identity}),
+                );
+            }
+            kv(&[
+                ("Endpoint", e.id.to_string()),
+                ("Identity", e.identity.to_string()),
+                ("Pod labels", e.pod_labels.join(" ")),
+                (
+                    "Identity labels",
+                    e.labels.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(" "),
+                ),
+            ]);
+        }
+        Cmd::Identity(IdentityCmd::List) => {
+            let ids: Vec<seta_core::api::IdentityEntry> = client(cli.node.as_deref())?.get("/v1/identity").await?;
+            if json {
+                return print_json(&ids);
+            }
+            let mut rows = vec![];
+            for i in &ids {
+                let mut first = true;
+                for l in i.labels.iter().chain(i.labels.is_empty().then_some(&String::new())) {
+                    rows.push(vec![
+                        if first { i.id.to_string() } else { String::new() },
+                        l.clone(),
+                        if first {
+                            i.refcount.map(|r| r.to_string()).unwrap_or_default()
+                        } else {
+                            String::new()
+                        },
+                    ]);
+                    first = false;
+                }
+            }
+            table(&["ID", "LABELS", "REFCOUNT"], rows);
+        }
+        Cmd::Identity(IdentityCmd::Get { id }) => {
+            let i: seta_core::api::IdentityEntry = client(cli.node.as_deref())?.get(&format!("/v1/identity/{id}")).await?;
+            if json {
+                return print_json(&i);
+            }
+            kv(&[
+                ("ID", i.id.to_string()),
+                ("Labels", i.labels.join(" ")),
+                ("Refcount", i.refcount.map(|r| r.to_string()).unwrap_or_else(|| "-".into())),
+            ]);
+        }
+        Cmd::Policy(cmd) => return policy(cmd, &cli, json).await,
+        Cmd::Events { since } => {
+            let evs: Vec<serde_json::Value> = client(cli.node.as_deref())?.get(&format!("/v1/events?since={since}")).await?;
+            if json {
+                return print_json(&evs);
+            }
+            for e in evs {
+                println!(
+                    "#{} {} {} {} endpoint {} identity {}->{}: {} -> {} {}{}",
+                    e["seq"],
+                    e["type"].as_str().unwrap_or(""),
+                    e["direction"].as_str().unwrap_or(""),
+                    e["verdict"].as_str().unwrap_or(""),
+                    e["endpoint"],
+                    e["src-identity"],
+                    e["dst-identity"],
+                    e["src"].as_str().unwrap_or(""),
+                    e["dst"].as_str().unwrap_or(""),
+                    e["protocol"].as_str().unwrap_or(""),
+                    e["drop-reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default()
+                );
+            }
+        }
+        Cmd::Bpf(BpfCmd::Policy(BpfPolicyCmd::Get { endpoint })) => {
+            let dir = pin_dir(&cli)?;
+            let path = dir.join(format!("seta_pol_{endpoint:05}"));
+            let m = seta_datapath::maps::PolicyMap::open_pinned(&path)?;
+            let labels: std::collections::BTreeMap<u32, String> = match client(cli.node.as_deref()) {
+                Ok(c) => c
+                    .get::<Vec<seta_core::api::IdentityEntry>>("/v1/identity")
+                    .await
+                    .map(|v| v.into_iter().map(|i| (i.id, i.labels.join(","))).collect())
+                    .unwrap_or_default(),
+                Err(_) => Default::default(),
+            };
+            let rows: Vec<serde_json::Value> = m
+                .list()
+                .iter()
+                .map(|((plen, k), v)| {
+                    let key = seta_core::policy::resolve::Key {
+                        identity: k.sec_label,
+                        egress: k.egress != 0,
+                        proto: k.protocol,
+                        port: u16::from_be_bytes(k.dport),
+                        port_bits: (*plen as u8).saturating_sub(48),
+                    };
+                    serde_json::json!({
+                        "policy": if v.deny != 0 { "Deny" } else { "Allow" },
+                        "direction": if key.egress { "Egress" } else { "Ingress" },
+                        "identity": k.sec_label,
+                        "labels": if k.sec_label == 0 { "ANY".to_string() } else { labels.get(&k.sec_label).cloned().unwrap_or_default() },
+                        "port": key.port_text(),
+                        "prefix": plen,
+                        "cookie": v.cookie,
+                    })
+                })
+                .collect();
+            if json {
+                return print_json(&rows);
+            }
+            let s = |v: &serde_json::Value| v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
+            table(
+                &["POLICY", "DIRECTION", "IDENTITY", "LABELS", "PORT/PROTO", "PREFIX", "RULE"],
+                rows.iter()
+                    .map(|r| {
+                        vec![
+                            s(&r["policy"]),
+                            s(&r["direction"]),
+                            s(&r["identity"]),
+                            s(&r["labels"]),
+                            s(&r["port"]),
+                            s(&r["prefix"]),
+                            s(&r["cookie"]),
+                        ]
+                    })
+                    .collect(),
+            );
+        }
+        Cmd::Bpf(BpfCmd::Ct(CtCmd::List)) => {
+            let m = seta_datapath::maps::CtMap::open(&pin_dir(&cli)?)?;
+            let now = seta_datapath::maps::monotonic_secs();
+            let rows: Vec<serde_json::Value> = m
+                .list()
+                .iter()
+                .map(|(k, e)| {
+                    serde_json::json!({
+                        "proto": seta_core::policy::proto_name(k.proto),
+                        "src": format!("{}:{}", std::net::Ipv4Addr::from(k.saddr), u16::from_be_bytes(k.sport)),
+                        "dst": format!("{}:{}", std::net::Ipv4Addr::from(k.daddr), u16::from_be_bytes(k.dport)),
+                        "expires_in": e.expires as i64 - now as i64,
+                        "packets": e.packets, "bytes": e.bytes, "src_identity": e.src_sec_id,
+                        "tx_closing": e.tx_closing != 0, "rx_closing": e.rx_closing != 0, "seen_reply": e.seen_reply != 0,
+                    })
+                })
+                .collect();
+            if json {
+                return print_json(&rows);
+            }
+            for r in rows {
+                println!(
+                    "{} {} -> {} expires={}s Packets={} Bytes={} SourceSecurityID={}{}{}",
+                    r["proto"].as_str().unwrap(),
+                    r["src"].as_str().unwrap(),
+                    r["dst"].as_str().unwrap(),
+                    r["expires_in"],
+                    r["packets"],
+                    r["bytes"],
+                    r["src_identity"],
+                    if r["tx_closing"] == true { " TxClosing" } else { "" },
+                    if r["rx_closing"] == true { " RxClosing" } else { "" }
+                );
+            }
+        }
+        Cmd::Bpf(BpfCmd::Ct(CtCmd::Flush)) => {
+            let n = seta_datapath::maps::CtMap::open(&pin_dir(&cli)?)?.flush(false)?;
+            if json {
+                return print_json(&serde_json::json!({"flushed": n}));
+            }
+            println!("Flushed {n} entries from seta_ct4");
+        }
     }
     Ok(0)
 }
@@ -421,23 +742,30 @@ async fn lab(cmd: &LabCmd, json: bool) -> Result<i32> {
             node,
             labels,
             namespace,
+            ports,
             lab,
         }) => {
             let mut l = Lab::load_default(lab.as_deref())?;
-            let labels: Vec<String> = labels
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect();
-            for (i, lb) in labels.iter().enumerate() {
-                seta_core::labels::Label::parse(lb, "k8s").map_err(|e| anyhow::anyhow!("--labels[{i}]: {e}"))?;
+            let labels = split_labels(labels)?;
+            let ports = split_list(ports);
+            for (i, p) in ports.iter().enumerate() {
+                seta_core::endpoint::parse_named_port(p).map_err(|e| anyhow::anyhow!("--ports[{i}]: {e}"))?;
             }
-            let p = l.pod_add(name, node, namespace, &labels).await?;
+            let p = l.pod_add(name, node, namespace, &labels, &ports).await?;
             if json {
                 return print_json(&p);
             }
             println!("pod {} on {}: {} (netns {})", p.name, p.node, p.ip, p.netns);
+        }
+        LabCmd::Pod(PodCmd::Label { name, labels, lab }) => {
+            let mut l = Lab::load_default(lab.as_deref())?;
+            l.pod_label(name, &split_labels(labels)?).await?;
+            println!("pod {name} labels replaced");
+        }
+        LabCmd::Namespace(NsCmd::Add { ns, labels, lab } | NsCmd::Label { ns, labels, lab }) => {
+            let l = Lab::load_default(lab.as_deref())?;
+            l.namespace_set(ns, &split_list(labels)).await?;
+            println!("namespace {ns} labels set");
         }
         LabCmd::Pod(PodCmd::Del { name, lab }) => {
             Lab::load_default(lab.as_deref())?.pod_del(name).await?;
@@ -518,4 +846,173 @@ fn print_lab(l: &Lab, json: bool) -> Result<()> {
     }
     table(&["NAME", "KIND", "NODE", "IPv4", "NETNS", "DETAILS"], rows);
     Ok(())
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+fn split_labels(s: &str) -> Result<Vec<String>> {
+    let labels = split_list(s);
+    for (i, lb) in labels.iter().enumerate() {
+        seta_core::labels::Label::parse(lb, "k8s").map_err(|e| anyhow::anyhow!("--labels[{i}]: {e}"))?;
+    }
+    Ok(labels)
+}
+
+fn trace_spec(
+    ep: &Option<String>,
+    labels: &Option<String>,
+    ns: &str,
+    ip: &Option<std::net::Ipv4Addr>,
+) -> Result<seta_core::api::TraceSpec> {
+    Ok(seta_core::api::TraceSpec {
+        endpoint: ep.clone(),
+        labels: labels.as_deref().map(split_labels).transpose()?,
+        namespace: Some(ns.to_string()),
+        ip: *ip,
+    })
+}
+
+async fn policy(cmd: &PolicyCmd, cli: &Cli, json: bool) -> Result<i32> {
+    use seta_core::api::{PolicyChange, PolicyListing, PolicyText};
+    let c = client(cli.node.as_deref())?;
+    let read = |f: &PathBuf| std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()));
+    match cmd {
+        PolicyCmd::Import { file } => {
+            let r: PolicyChange = c.put("/v1/policy", &PolicyText { yaml: read(file)? }).await?;
+            if json {
+                return print_json(&r);
+            }
+            for p in &r.policies {
+                println!("imported {p}");
+            }
+            println!("Revision: {}", r.revision);
+        }
+        PolicyCmd::Validate { file } => {
+            let r: PolicyChange = c.post("/v1/policy/validate", &PolicyText { yaml: read(file)? }).await?;
+            if json {
+                return print_json(&r);
+            }
+            println!(
+                "{} valid: {} document(s): {}",
+                file.display(),
+                r.policies.len(),
+                r.policies.join(", ")
+            );
+        }
+        PolicyCmd::Get { name } => {
+            let mut r: PolicyListing = c.get("/v1/policy").await?;
+            if let Some(n) = name {
+                r.policies.retain(|p| &p.origin.name == n);
+                if r.policies.is_empty() {
+                    bail!("no policy named {n:?}");
+                }
+            }
+            if json {
+                return print_json(&r);
+            }
+            for p in &r.policies {
+                println!("# {}", p.origin);
+                println!("{}", serde_yaml::to_string(&p.source)?.trim_end());
+                println!("---");
+            }
+            println!("Revision: {}", r.revision);
+        }
+        PolicyCmd::Delete {
+            name,
+            namespace,
+            kind,
+            all,
+        } => {
+            if name.is_none() && !all {
+                bail!("give a policy NAME or --all");
+            }
+            let mut q = vec![];
+            if *all {
+                q.push("all=true".to_string());
+            }
+            if let Some(n) = name {
+                q.push(format!("name={n}"));
+            }
+            if let Some(n) = namespace {
+                q.push(format!("namespace={n}"));
+            }
+            if let Some(k) = kind {
+                q.push(format!("kind={k}"));
+            }
+            let r: PolicyChange = c.delete(&format!("/v1/policy?{}", q.join("&"))).await?;
+            if json {
+                return print_json(&r);
+            }
+            for p in &r.policies {
+                println!("deleted {p}");
+            }
+            println!("Revision: {}", r.revision);
+        }
+        PolicyCmd::Wait { revision, timeout } => {
+            eprintln!(
+                "waiting for every endpoint to enforce revision {} ...",
+                revision.map(|r| r.to_string()).unwrap_or_else(|| "current".into())
+            );
+            let q = match revision {
+                Some(r) => format!("/v1/policy/wait?revision={r}&timeout={timeout}"),
+                None => format!("/v1/policy/wait?timeout={timeout}"),
+            };
+            let r: serde_json::Value = c.with_timeout(std::time::Duration::from_secs(timeout + 5)).get(&q).await?;
+            if json {
+                return print_json(&r);
+            }
+            println!("Revision {} is enforced by every endpoint", r["revision"]);
+        }
+        PolicyCmd::Trace {
+            src_endpoint,
+            src_labels,
+            src_namespace,
+            src_ip,
+            dst_endpoint,
+            dst_labels,
+            dst_namespace,
+            dst_ip,
+            dport,
+        } => {
+            let (port, proto) = match dport.to_ascii_uppercase().as_str() {
+                "ANY" => (0, "ANY".to_string()),
+                d => {
+                    let (p, pr) = d.split_once('/').unwrap_or((d, "TCP"));
+                    (
+                        p.parse::<u16>().with_context(|| format!("--dport {dport}: {p:?} is not a port"))?,
+                        pr.to_string(),
+                    )
+                }
+            };
+            let req = seta_core::api::TraceRequest {
+                from: trace_spec(src_endpoint, src_labels, src_namespace, src_ip)?,
+                to: trace_spec(dst_endpoint, dst_labels, dst_namespace, dst_ip)?,
+                protocol: proto,
+                port,
+            };
+            let r: seta_core::policy::trace::TraceResult = c.post("/v1/policy/trace", &req).await?;
+            if json {
+                return print_json(&r);
+            }
+            println!("Tracing From: {} (identity {})", r.source, r.source_identity);
+            println!("        To:   {} (identity {})", r.destination, r.destination_identity);
+            println!("        Port: {}/{}", r.port, r.protocol);
+            for v in &r.verdicts {
+                println!(
+                    "{}: {} ({}{})",
+                    v.direction,
+                    if v.allowed { "allowed" } else { "denied" },
+                    v.decided_by,
+                    v.drop_code
+                        .map(|c| format!("; drop reason {c} {}", seta_core::drop::reason_name(c)))
+                        .unwrap_or_default()
+                );
+            }
+            println!("Final verdict: {}", if r.allowed { "ALLOWED" } else { "DENIED" });
+            return Ok(if r.allowed { 0 } else { 2 });
+        }
+    }
+    Ok(0)
 }

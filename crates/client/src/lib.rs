@@ -1,7 +1,8 @@
 //! Client for the agent's REST API (HTTP/1.1 + JSON on a unix socket).
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper::{Method, Request, StatusCode};
+pub use hyper::Method;
+use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use serde::Serialize;

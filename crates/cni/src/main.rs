@@ -207,6 +207,7 @@ async fn add_steps(conf: &NetConf, env: &Env, client: &Client, netns: &std::fs::
         interface_index: host.index,
         netns_path: env.netns.clone(),
         labels: cni::labels_from_args(&env.args),
+        named_ports: cni::ports_from_args(&env.args),
     };
     let _ep: Endpoint = client
         .put(&format!("/v1/endpoint/container-id:{cid}"), &req)

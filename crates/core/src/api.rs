@@ -58,6 +58,13 @@ pub struct Status {
     pub ipam: IpamStatus,
     pub restored_endpoints: usize,
     pub cni_config: String,
+    #[serde(default)]
+    pub policy_revision: u64,
+    #[serde(default)]
+    pub policies: usize,
+    /// regenerations that failed because a policy map was full
+    #[serde(default)]
+    pub policy_map_full_errors: u64,
 }
 
 /// A program attached to a device (TCX links are invisible to bpftool 7.1).
@@ -70,4 +77,59 @@ pub struct Attachment {
     pub program: String,
     pub prog_id: u32,
     pub pinned: Option<String>,
+}
+
+/// What `seta policy get` shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyListing {
+    pub revision: u64,
+    pub policies: Vec<crate::policy::PolicyDoc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdentityEntry {
+    pub id: u32,
+    pub labels: Vec<String>,
+    pub refcount: Option<u32>,
+}
+
+/// One side of `seta policy trace`: exactly one of the fields.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TraceSpec {
+    pub endpoint: Option<String>,
+    pub labels: Option<Vec<String>>,
+    pub namespace: Option<String>,
+    pub ip: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TraceRequest {
+    pub from: TraceSpec,
+    pub to: TraceSpec,
+    pub protocol: String,
+    pub port: u16,
+}
+
+/// Body of `PUT /v1/policy` and `POST /v1/policy/validate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyText {
+    pub yaml: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyChange {
+    pub revision: u64,
+    pub policies: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabelsBody {
+    pub labels: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NamespaceBody {
+    pub labels: std::collections::BTreeMap<String, String>,
 }

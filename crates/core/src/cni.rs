@@ -153,6 +153,7 @@ pub const KNOWN_ARGS: &[&str] = &[
     "K8S_POD_INFRA_CONTAINER_ID",
     "K8S_POD_UID",
     "SETA_LABELS",
+    "SETA_PORTS",
 ];
 
 /// `CNI_ARGS` is `K=V;K2=V2`. Unknown keys are an error unless `IgnoreUnknown=1|true`.
@@ -323,6 +324,13 @@ pub fn add_result(version: &str, o: &AddOutcome) -> Value {
         "routes": [{"dst": "0.0.0.0/0", "gw": o.gateway.to_string()}],
         "dns": {},
     })
+}
+
+/// Named ports from CNI_ARGS `SETA_PORTS=http=8080/TCP,dns=53/UDP`.
+pub fn ports_from_args(args: &BTreeMap<String, String>) -> Vec<String> {
+    args.get("SETA_PORTS")
+        .map(|p| p.split(',').filter(|s| !s.is_empty()).map(String::from).collect())
+        .unwrap_or_default()
 }
 
 /// Labels for the endpoint from CNI_ARGS: namespace and `SETA_LABELS=k=v,k2=v2`.

@@ -1,6 +1,7 @@
 //! Endpoint model: states, ids and the change request the CNI plugin sends.
 use crate::labels::LabelSet;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 
@@ -94,6 +95,9 @@ pub struct EndpointChangeRequest {
     /// `[source:]key=value` strings; the source defaults to `k8s`
     #[serde(default)]
     pub labels: Vec<String>,
+    /// named container ports, `name=port/PROTO` (e.g. `http=8080/TCP`)
+    #[serde(default)]
+    pub named_ports: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -110,9 +114,51 @@ pub struct Endpoint {
     pub interface_name: String,
     pub interface_index: u32,
     pub netns_path: String,
+    /// labels given to the pod (CNI args, `seta endpoint labels`)
+    #[serde(default)]
+    pub pod_labels: Vec<String>,
+    /// security-relevant labels (pod + namespace labels, filtered): the identity's labels
     pub labels: LabelSet,
     pub identity: u32,
     pub state: EndpointState,
+    #[serde(default)]
+    pub named_ports: BTreeMap<String, (u8, u16)>,
+    #[serde(default)]
+    pub ingress_enforced: bool,
+    #[serde(default)]
+    pub egress_enforced: bool,
+    /// policy revision the datapath enforces for this endpoint
+    #[serde(default)]
+    pub policy_revision: u64,
+    #[serde(default)]
+    pub policy_entries: usize,
+    /// why the endpoint is not ready, if it is not
+    #[serde(default)]
+    pub status_message: String,
+}
+
+/// Parse `name=port/PROTO` (PROTO: TCP, UDP or SCTP; default TCP).
+pub fn parse_named_port(s: &str) -> Result<(String, (u8, u16)), String> {
+    let (name, rest) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected name=port[/TCP|UDP|SCTP]"))?;
+    let ok = !name.is_empty() && name.len() <= 15 && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !ok {
+        return Err(format!("{name:?} is not a port name (lowercase letters, digits, '-', at most 15)"));
+    }
+    let (port, proto) = rest.split_once('/').unwrap_or((rest, "TCP"));
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("{port:?} is not a port (1..65535)"))?;
+    let proto = match proto.to_ascii_uppercase().as_str() {
+        "TCP" => 6,
+        "UDP" => 17,
+        "SCTP" => 132,
+        other => return Err(format!("{other:?} is not TCP, UDP or SCTP")),
+    };
+    Ok((name.to_string(), (proto, port)))
 }
 
 /// Parse `aa:bb:cc:dd:ee:ff`.
@@ -162,5 +208,9 @@ mod tests {
         assert!(parse_mac("zz").is_err());
         assert_eq!(EndpointState::WaitingForIdentity.to_string(), "waiting-for-identity");
         assert_eq!(next_endpoint_id([1u16, 2, 4].iter()), Some(3));
+        assert_eq!(parse_named_port("http=8080/TCP").unwrap(), ("http".into(), (6, 8080)));
+        assert_eq!(parse_named_port("dns=53/udp").unwrap(), ("dns".into(), (17, 53)));
+        assert!(parse_named_port("HTTP=80").is_err());
+        assert!(parse_named_port("x=0").is_err());
     }
 }

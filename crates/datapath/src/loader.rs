@@ -180,14 +180,17 @@ impl Datapath {
     /// Load an endpoint's program, give its policy map the desired entries and
     /// register it in `seta_policy`, then attach the program and pin the link:
     /// the endpoint enforces its policy from its first packet.
-    pub fn attach_endpoint(&self, cfg: &EndpointProgConfig, policy: &crate::maps::PolicyEntries) -> Result<()> {
+    ///
+    /// `replace` swaps the program inside an existing pinned link atomically
+    /// (a relabelled endpoint gets its new identity constant without a gap).
+    pub fn attach_endpoint(&self, cfg: &EndpointProgConfig, policy: &crate::maps::PolicyEntries, replace: bool) -> Result<()> {
         let t = std::time::Instant::now();
         let mut ebpf = self.load_lxc_object(cfg)?;
         tracing::debug!(load_ms = t.elapsed().as_secs_f64() * 1e3, "loaded bpf_lxc");
         let mut pm = crate::maps::PolicyMap::open_pinned(&self.policy_pin(cfg.ep_id))?;
         pm.sync(policy)?;
         crate::maps::PolicyOuter::open(&self.pin_dir)?.register(cfg.ep_id, &pm)?;
-        self.attach_pinned(&mut ebpf, PROG_FROM_CONTAINER, &cfg.ifname, TcAttachType::Ingress, false)?;
+        self.attach_pinned(&mut ebpf, PROG_FROM_CONTAINER, &cfg.ifname, TcAttachType::Ingress, replace)?;
         tracing::debug!(ms = t.elapsed().as_secs_f64() * 1e3, "attached ingress");
         Ok(())
     }

@@ -41,6 +41,8 @@ pub struct PodState {
     pub ip: Ipv4Addr,
     pub namespace: String,
     pub labels: Vec<String>,
+    #[serde(default)]
+    pub ports: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -213,7 +215,7 @@ impl Lab {
                 let node = lab.nodes[(i - 1) % nodes].name.clone();
                 let pod = format!("pod{i}");
                 progress(&format!("pod {pod} on {node}"));
-                lab.pod_add(&pod, &node, "default", &[]).await?;
+                lab.pod_add(&pod, &node, "default", &[], &[]).await?;
             }
             anyhow::Ok(())
         }
@@ -332,7 +334,7 @@ impl Lab {
         Ok((out.status.success(), v))
     }
 
-    pub async fn pod_add(&mut self, pod: &str, node: &str, namespace: &str, labels: &[String]) -> Result<PodState> {
+    pub async fn pod_add(&mut self, pod: &str, node: &str, namespace: &str, labels: &[String], ports: &[String]) -> Result<PodState> {
         if pod.is_empty() || pod.len() > 30 || !pod.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
             bail!("pod name {pod:?} must be 1..30 letters, digits or '-'");
         }
@@ -347,6 +349,9 @@ impl Lab {
             format!("IgnoreUnknown=1;K8S_POD_NAME={pod};K8S_POD_NAMESPACE={namespace};K8S_POD_INFRA_CONTAINER_ID={container_id}");
         if !labels.is_empty() {
             args.push_str(&format!(";SETA_LABELS={}", labels.join(",")));
+        }
+        if !ports.is_empty() {
+            args.push_str(&format!(";SETA_PORTS={}", ports.join(",")));
         }
         let env = [
             ("CNI_COMMAND", "ADD".to_string()),
@@ -375,6 +380,7 @@ impl Lab {
             ip,
             namespace: namespace.into(),
             labels: labels.to_vec(),
+            ports: ports.to_vec(),
         };
         self.pods.push(p.clone());
         self.save()?;
@@ -401,6 +407,42 @@ impl Lab {
         run_ip(&["netns", "del", &p.netns])?;
         self.pods.retain(|x| x.name != pod);
         self.save()
+    }
+
+    fn client(&self, node: &str) -> Result<Client> {
+        Ok(Client::new(&self.node(node)?.socket))
+    }
+
+    /// Replace a pod's labels (its endpoint moves to a new identity).
+    pub async fn pod_label(&mut self, pod: &str, labels: &[String]) -> Result<()> {
+        let p = self.pod(pod)?.clone();
+        let body = seta_core::api::LabelsBody { labels: labels.to_vec() };
+        let _: serde_json::Value = self
+            .client(&p.node)?
+            .request(
+                hyper_method_patch(),
+                &format!("/v1/endpoint/container-id:{}/labels", p.container_id),
+                Some(&body),
+            )
+            .await?;
+        self.pods.iter_mut().find(|x| x.name == pod).unwrap().labels = labels.to_vec();
+        self.save()
+    }
+
+    /// Create or relabel a namespace on every node (it always carries
+    /// kubernetes.io/metadata.name=NS).
+    pub async fn namespace_set(&self, ns: &str, labels: &[String]) -> Result<()> {
+        let mut m = BTreeMap::new();
+        for l in labels {
+            let (k, v) = l.split_once('=').ok_or_else(|| anyhow!("namespace label {l:?} is not key=value"))?;
+            m.insert(k.to_string(), v.to_string());
+        }
+        for n in &self.nodes {
+            let _: serde_json::Value = Client::new(&n.socket)
+                .put(&format!("/v1/namespace/{ns}"), &seta_core::api::NamespaceBody { labels: m.clone() })
+                .await?;
+        }
+        Ok(())
     }
 
     /// A command that runs `argv` inside a pod (or node) namespace.
@@ -560,4 +602,8 @@ impl Drop for TestLab {
     fn drop(&mut self) {
         let _ = Lab::down(&self.lab.name);
     }
+}
+
+fn hyper_method_patch() -> seta_client::Method {
+    seta_client::Method::PATCH
 }

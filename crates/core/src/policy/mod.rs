@@ -3,6 +3,7 @@
 //! into per-endpoint policy map entries.
 pub mod parse;
 pub mod resolve;
+pub mod trace;
 
 use crate::selector::Selector;
 use ipnet::Ipv4Net;

@@ -1,0 +1,83 @@
+//! The agent drains the datapath's `seta_events` ring buffer into a bounded
+//! in-memory log (policy verdicts and drops). The flow observer builds on it.
+use serde::Serialize;
+use seta_abi::SetaEvent;
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct EventRecord {
+    pub seq: u64,
+    /// nanoseconds of CLOCK_MONOTONIC
+    pub ts: u64,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub verdict: &'static str,
+    pub drop_reason: Option<String>,
+    pub drop_code: Option<u8>,
+    pub direction: &'static str,
+    pub endpoint: u16,
+    pub src_identity: u32,
+    pub dst_identity: u32,
+    pub src: String,
+    pub dst: String,
+    pub protocol: &'static str,
+    pub rule_cookie: u32,
+}
+
+#[derive(Clone)]
+pub struct EventLog {
+    inner: Arc<Mutex<(u64, VecDeque<EventRecord>)>>,
+    cap: usize,
+}
+
+impl EventLog {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new((0, VecDeque::with_capacity(cap)))),
+            cap,
+        }
+    }
+
+    pub fn push(&self, ev: &SetaEvent) {
+        let mut g = self.inner.lock().unwrap();
+        g.0 += 1;
+        let seq = g.0;
+        let code = (ev.verdict < 0)
+            .then(|| (-ev.verdict) as u8)
+            .or((ev.event_type == seta_abi::EVENT_DROP).then_some(ev.subtype));
+        let proto = seta_core::policy::proto_name(ev.proto);
+        let ep = |a: [u8; 4], p: [u8; 2]| format!("{}:{}", Ipv4Addr::from(a), u16::from_be_bytes(p));
+        let rec = EventRecord {
+            seq,
+            ts: ev.ts,
+            kind: if ev.event_type == seta_abi::EVENT_POLICY_VERDICT {
+                "policy-verdict"
+            } else {
+                "drop"
+            },
+            verdict: if code.is_some() { "denied" } else { "allowed" },
+            drop_reason: code.map(seta_core::drop::reason_name),
+            drop_code: code,
+            direction: seta_core::drop::direction_name(ev.dir),
+            endpoint: ev.source,
+            src_identity: ev.src_label,
+            dst_identity: ev.dst_label,
+            src: ep(ev.saddr, ev.sport),
+            dst: ep(ev.daddr, ev.dport),
+            protocol: proto,
+            rule_cookie: ev.cookie,
+        };
+        if g.1.len() == self.cap {
+            g.1.pop_front();
+        }
+        g.1.push_back(rec);
+    }
+
+    /// Events with seq > `since`.
+    pub fn since(&self, since: u64) -> Vec<EventRecord> {
+        self.inner.lock().unwrap().1.iter().filter(|e| e.seq > since).cloned().collect()
+    }
+}
