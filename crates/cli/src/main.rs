@@ -392,10 +392,11 @@ async fn run(cli: Cli) -> Result<i32> {
             for e in &eps {
                 let labels: Vec<String> = e.labels.iter().map(|l| l.to_string()).collect();
                 let first = labels.first().cloned().unwrap_or_else(|| "reserved:init".into());
+                let enf = |b: bool| if b { "Enabled" } else { "Disabled" }.to_string();
                 rows.push(vec![
                     e.id.to_string(),
-                    "Disabled".into(),
-                    "Disabled".into(),
+                    enf(e.ingress_enforced),
+                    enf(e.egress_enforced),
                     e.identity.to_string(),
                     first,
                     e.ipv4.to_string(),

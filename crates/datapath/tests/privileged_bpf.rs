@@ -35,7 +35,17 @@ fn privileged() -> bool {
     false
 }
 
+/// Removes a test's pins when dropped, also if the test panics half-way.
+struct PinGuard(Datapath);
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        let _ = self.0.remove_all();
+    }
+}
+
 struct Fixture {
+    _guard: PinGuard,
     dp: Datapath,
     lxc_a: Ebpf,
     lxc_b: Ebpf,
@@ -75,17 +85,12 @@ fn ident(id: u32, labels: &str) -> resolve::IdentityInfo {
     }
 }
 
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = self.dp.remove_all();
-    }
-}
-
 impl Fixture {
     fn new(tag: &str) -> Self {
         seta_datapath::sysfs::ensure_bpffs(Path::new("/sys/fs/bpf")).unwrap();
         let node = format!("t{}-{tag}", std::process::id());
         let dp = Datapath::new(seta_core::names::pin_dir(Path::new("/sys/fs/bpf"), &node, seta_abi::ABI_VERSION)).unwrap();
+        let guard = PinGuard(dp.clone());
         let host = dp.load_host_object().unwrap();
         let mut eps = EndpointMap::open(dp.pin_dir()).unwrap();
         eps.upsert(
@@ -159,7 +164,13 @@ impl Fixture {
             },
         )
         .unwrap();
-        let f = Self { dp, lxc_a, lxc_b, host };
+        let f = Self {
+            _guard: guard,
+            dp,
+            lxc_a,
+            lxc_b,
+            host,
+        };
         f.set_policy(7, &allow_all());
         f.set_policy(9, &allow_all());
         f
