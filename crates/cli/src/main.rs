@@ -420,7 +420,7 @@ async fn run(cli: Cli) -> Result<i32> {
             );
         }
         Cmd::Endpoint(EndpointCmd::Get { id }) => {
-            let e: Endpoint = client(cli.node.as_deref())?.get(&format!("/v1/endpoint/{id}")).await?;
+            let e: Endpoint = client(cli.node.as_deref())?.get(&format!("/v1/endpoint/{}", ep_path(id))).await?;
             if json {
                 return print_json(&e);
             }
@@ -540,10 +540,14 @@ async fn run(cli: Cli) -> Result<i32> {
             let e: Endpoint = match set {
                 Some(l) => {
                     let body = seta_core::api::LabelsBody { labels: split_labels(l)? };
-                    c.request(seta_client::Method::PATCH, &format!("/v1/endpoint/{id}/labels"), Some(&body))
-                        .await?
+                    c.request(
+                        seta_client::Method::PATCH,
+                        &format!("/v1/endpoint/{}/labels", ep_path(id)),
+                        Some(&body),
+                    )
+                    .await?
                 }
-                None => c.get(&format!("/v1/endpoint/{id}")).await?,
+                None => c.get(&format!("/v1/endpoint/{}", ep_path(id))).await?,
             };
             if json {
                 return print_json(
@@ -1016,4 +1020,9 @@ async fn policy(cmd: &PolicyCmd, cli: &Cli, json: bool) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// An endpoint id as one URL path segment (`pod-name:ns/pod` has a slash).
+fn ep_path(id: &str) -> String {
+    id.replace('%', "%25").replace('/', "%2F")
 }

@@ -52,7 +52,20 @@ pub struct Lab {
     pub bin_dir: PathBuf,
     pub nodes: Vec<NodeState>,
     pub pods: Vec<PodState>,
+    /// a host outside the cluster, routed through the first node
+    #[serde(default)]
+    pub external: Option<External>,
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct External {
+    pub netns: String,
+    pub ip: Ipv4Addr,
+    pub gateway: Ipv4Addr,
+}
+
+/// The external host's network (TEST-NET-1, never routed on a real network).
+pub const EXTERNAL_NET: &str = "192.0.2.0/24";
 
 /// Lab names become prefixes of netns, node and device-free paths: keep them short and plain.
 pub fn validate_lab_name(name: &str) -> Result<()> {
@@ -189,6 +202,7 @@ impl Lab {
             bin_dir: bin_dir.to_path_buf(),
             nodes: vec![],
             pods: vec![],
+            external: None,
         };
         let r = async {
             let base = u32::from(cluster_cidr.network());
@@ -211,6 +225,8 @@ impl Lab {
                 lab.save()?;
                 lab.start_agent(&node).await?;
             }
+            progress("external host (192.0.2.10, routed through the first node)");
+            lab.add_external()?;
             for i in 1..=nodes * pods_per_node {
                 let node = lab.nodes[(i - 1) % nodes].name.clone();
                 let pod = format!("pod{i}");
@@ -225,6 +241,29 @@ impl Lab {
             return Err(e);
         }
         Ok(lab)
+    }
+
+    /// A namespace outside the cluster: veth to the first node, 192.0.2.10/24,
+    /// default route through the node (which forwards for it).
+    fn add_external(&mut self) -> Result<()> {
+        let ext = format!("{}-ext", self.name);
+        let node = self.nodes[0].netns.clone();
+        run_ip(&["netns", "add", &ext])?;
+        run_ip(&["-n", &ext, "link", "set", "lo", "up"])?;
+        run_ip(&[
+            "-n", &ext, "link", "add", "eth0", "type", "veth", "peer", "name", "extgw", "netns", &node,
+        ])?;
+        run_ip(&["-n", &ext, "addr", "add", "192.0.2.10/24", "dev", "eth0"])?;
+        run_ip(&["-n", &ext, "link", "set", "eth0", "up"])?;
+        run_ip(&["-n", &node, "addr", "add", "192.0.2.1/24", "dev", "extgw"])?;
+        run_ip(&["-n", &node, "link", "set", "extgw", "up"])?;
+        run_ip(&["-n", &ext, "route", "add", "default", "via", "192.0.2.1"])?;
+        self.external = Some(External {
+            netns: ext,
+            ip: "192.0.2.10".parse()?,
+            gateway: "192.0.2.1".parse()?,
+        });
+        self.save()
     }
 
     /// Start (or restart) the agent of `node` inside its namespace and wait until it is healthy.
@@ -456,6 +495,14 @@ impl Lab {
         Ok(self.exec_command(&self.pod(pod)?.netns, argv))
     }
 
+    pub fn external_exec(&self, argv: &[String]) -> Result<Command> {
+        let e = self
+            .external
+            .as_ref()
+            .ok_or_else(|| anyhow!("lab {} has no external host", self.name))?;
+        Ok(self.exec_command(&e.netns, argv))
+    }
+
     pub fn node_exec(&self, node: &str, argv: &[String]) -> Result<Command> {
         Ok(self.exec_command(&self.node(node)?.netns, argv))
     }
@@ -517,6 +564,111 @@ impl Lab {
             m.entry(p.node.clone()).or_insert_with(Vec::new).push(p);
         }
         m
+    }
+}
+
+/// Traffic helpers for tests and the lab: real sockets opened inside namespaces.
+pub mod traffic {
+    use super::spawn_in_netns;
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// A TCP and UDP responder on `addr` inside a namespace ("ok" to every
+    /// connection / datagram) until dropped.
+    pub struct Responder {
+        stop: Arc<AtomicBool>,
+        threads: Vec<std::thread::JoinHandle<()>>,
+    }
+
+    impl Responder {
+        pub fn start(ns: &str, addr: SocketAddr) -> Self {
+            let (tcp, udp) = spawn_in_netns(ns, move || {
+                let t = TcpListener::bind(addr).expect("bind tcp");
+                t.set_nonblocking(true).unwrap();
+                let u = UdpSocket::bind(addr).expect("bind udp");
+                u.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                (t, u)
+            })
+            .join()
+            .unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let s1 = stop.clone();
+            let t1 = std::thread::spawn(move || {
+                while !s1.load(Ordering::Relaxed) {
+                    match tcp.accept() {
+                        Ok((mut c, _)) => {
+                            let _ = c.write_all(b"ok");
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            });
+            let s2 = stop.clone();
+            let t2 = std::thread::spawn(move || {
+                let mut buf = [0u8; 1500];
+                while !s2.load(Ordering::Relaxed) {
+                    if let Ok((_, from)) = udp.recv_from(&mut buf) {
+                        let _ = udp.send_to(b"ok", from);
+                    }
+                }
+            });
+            Self {
+                stop,
+                threads: vec![t1, t2],
+            }
+        }
+    }
+
+    impl Drop for Responder {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            for t in self.threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+    }
+
+    /// Does a TCP connection from namespace `ns` to `addr` get the responder's "ok"?
+    pub fn tcp_ok(ns: &str, addr: SocketAddr) -> bool {
+        spawn_in_netns(ns, move || {
+            let Ok(mut c) = TcpStream::connect_timeout(&addr, Duration::from_millis(800)) else {
+                return false;
+            };
+            c.set_read_timeout(Some(Duration::from_millis(800))).unwrap();
+            let mut b = [0u8; 2];
+            c.read_exact(&mut b).is_ok() && &b == b"ok"
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// Does a UDP datagram from `ns` to `addr` get an "ok" back?
+    pub fn udp_ok(ns: &str, addr: SocketAddr) -> bool {
+        spawn_in_netns(ns, move || {
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+            for _ in 0..2 {
+                let _ = s.send_to(b"hi", addr);
+                let mut b = [0u8; 16];
+                if let Ok((n, _)) = s.recv_from(&mut b) {
+                    return &b[..n] == b"ok";
+                }
+            }
+            false
+        })
+        .join()
+        .unwrap()
+    }
+
+    pub fn ping_ok(ns: &str, ip: std::net::Ipv4Addr) -> bool {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", ns, "ping", "-c", "1", "-W", "1", &ip.to_string()])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
     }
 }
 
