@@ -272,8 +272,9 @@ impl Agent {
     async fn restore(&self) -> Result<()> {
         let saved = self.store.load_endpoints();
         let mut inner = self.inner.lock().await;
-        // identities are re-counted from the endpoints that survive
-        inner.identities = IdentityAllocator::default();
+        // identities keep their numbers; references are re-counted from the
+        // endpoints that survive (their programs carry the number as a constant)
+        inner.identities.reset_refcounts();
         let mut restored = 0;
         for mut ep in saved {
             let link = self.nl.link(&ep.interface_name).await?;
@@ -347,6 +348,7 @@ impl Agent {
                 }
             }
         }
+        inner.identities.drop_unreferenced();
         self.save_pool_and_ids(&inner)?;
         self.restored.store(restored, std::sync::atomic::Ordering::Relaxed);
         Ok(())

@@ -383,3 +383,43 @@ async fn privileged_policy_import_is_all_or_nothing_with_clear_errors() {
     assert_eq!(st["revision"], 0, "nothing was imported");
     assert!(st["policies"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_policy_full_map_is_loud_and_never_allows() {
+    if !privileged("privileged_policy_full_map_is_loud_and_never_allows") {
+        return;
+    }
+    let p = P::new("pfull").await;
+    let _w = Responder::start(&p.ns("web"), p.web_addr(8080));
+    assert!(tcp_ok(&p.ns("client"), p.web_addr(8080)), "default allow before");
+    // 200 CIDR identities x 90 ports = 18000 entries > 16384
+    let cidrs: Vec<String> = (1..=200).map(|i| format!("198.51.100.{i}/32")).collect();
+    let ports: Vec<String> = (1..=90).map(|i| format!("{{port: \"{}\", protocol: TCP}}", 10000 + i)).collect();
+    let yaml = format!(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: huge, namespace: default}}\nspec:\n  endpointSelector: {{matchLabels: {{app: client}}}}\n  egress:\n  - toCIDR: [{}]\n    toPorts: [{{ports: [{}]}}]\n",
+        cidrs.join(", "),
+        ports.join(", ")
+    );
+    let f = std::env::temp_dir().join(format!("{}-huge.yaml", p.lab().name));
+    std::fs::write(&f, yaml).unwrap();
+    p.seta(&["policy", "import", f.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&f);
+    let wait = Command::new(env!("CARGO_BIN_EXE_seta"))
+        .args(["--node", &p.node(), "policy", "wait", "--timeout", "2"])
+        .output()
+        .unwrap();
+    assert!(!wait.status.success(), "wait reports the endpoint that cannot enforce the policy");
+    assert!(
+        String::from_utf8_lossy(&wait.stderr).contains("policy map is full"),
+        "{}",
+        String::from_utf8_lossy(&wait.stderr)
+    );
+    let ep = p.seta(&["endpoint", "get", "pod-name:default/client"]);
+    assert_eq!(ep["state"], "not-ready");
+    assert!(ep["status-message"].as_str().unwrap().contains("full"));
+    assert!(p.seta(&["status"])["policy-map-full-errors"].as_u64().unwrap() >= 1, "counted");
+    assert!(
+        !tcp_ok(&p.ns("client"), p.web_addr(8080)),
+        "the old default-allow is gone: a full map never allows more"
+    );
+}

@@ -87,6 +87,19 @@ impl IdentityAllocator {
         }
     }
 
+    /// Start a recount (agent restart): every identity keeps its number, its
+    /// references are re-taken by the endpoints that still exist, and
+    /// [`Self::drop_unreferenced`] then frees the rest.
+    pub fn reset_refcounts(&mut self) {
+        for a in self.by_key.values_mut() {
+            a.refcount = 0;
+        }
+    }
+
+    pub fn drop_unreferenced(&mut self) {
+        self.by_key.retain(|_, a| a.refcount > 0);
+    }
+
     pub fn list(&self) -> impl Iterator<Item = &Allocated> {
         self.by_key.values()
     }
@@ -116,6 +129,15 @@ mod tests {
         a.release(&l1);
         assert!(a.get(i1).is_none());
         assert_eq!(a.acquire(&LabelSet::new()).unwrap(), ID_INIT);
+        // a restart recount keeps numbers stable even when lower ids are free
+        let l3 = parse_list("app=c", "k8s").unwrap();
+        let i3 = a.acquire(&l3).unwrap();
+        a.release(&l2);
+        a.reset_refcounts();
+        assert_eq!(a.acquire(&l3).unwrap(), i3, "same number after a recount");
+        a.drop_unreferenced();
+        assert!(a.get(i2).is_none());
+        assert_eq!(a.acquire(&l2).unwrap(), i2, "freed numbers are reused");
         // survives a serialisation round trip (agent restart)
         let json = serde_json::to_string(&a).unwrap();
         let mut b: IdentityAllocator = serde_json::from_str(&json).unwrap();

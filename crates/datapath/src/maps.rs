@@ -204,28 +204,44 @@ impl PolicyMap {
     pub fn sync(&mut self, want: &PolicyEntries) -> Result<SyncStats, DatapathError> {
         let have = self.list();
         let mut st = SyncStats::default();
+        let mut failed = None;
         for ((plen, k), v) in want {
             match have.get(&(*plen, *k)) {
                 Some(old) if old == v => continue,
                 Some(_) => st.updated += 1,
                 None => st.added += 1,
             }
-            self.map.insert(&Key::new(*plen, *k), v, 0).map_err(|e| {
-                let full = matches!(&e, aya::maps::MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::ENOSPC) || s.io_error.raw_os_error() == Some(libc::E2BIG));
-                if full {
-                    merr("seta_pol", &self.path, "update", format!("policy map is full ({} entries wanted, {} max): {e}", want.len(), seta_abi::POLICY_MAP_SIZE))
+            if let Err(e) = self.map.insert(&Key::new(*plen, *k), v, 0) {
+                let full = matches!(&e, aya::maps::MapError::SyscallError(s) if matches!(s.io_error.raw_os_error(), Some(libc::ENOSPC) | Some(libc::E2BIG) | Some(libc::ENOMEM)));
+                failed = Some(if full {
+                    merr(
+                        "seta_pol",
+                        &self.path,
+                        "update",
+                        format!(
+                            "policy map is full ({} entries wanted, {} max): {e}",
+                            want.len(),
+                            seta_abi::POLICY_MAP_SIZE
+                        ),
+                    )
                 } else {
                     merr("seta_pol", &self.path, "update", e)
-                }
-            })?;
+                });
+                break;
+            }
         }
+        // Entries that are not wanted go, also after a failure: what stays is a
+        // subset of the desired state, never an old, wider allow.
         for (plen, k) in have.keys() {
             if !want.contains_key(&(*plen, *k)) {
                 let _ = self.map.remove(&Key::new(*plen, *k));
                 st.removed += 1;
             }
         }
-        Ok(st)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(st),
+        }
     }
 }
 
