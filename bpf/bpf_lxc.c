@@ -52,7 +52,7 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 
 	if (ct_lookup(&f, len) == CT_NEW) {
 		/* egress policy of this endpoint */
-		ret = policy_check(&seta_pol_ep, remote, 1, &f, &cookie);
+		ret = policy_check_peer(&seta_pol_ep, remote, f.key.daddr, 1, &f, &cookie);
 		emit_event(EVENT_POLICY_VERDICT, 0, EP_ID, EP_IFINDEX, EP_SECID, remote, ret, cookie, &f, METRIC_EGRESS);
 		if (ret < 0)
 			return send_drop(ctx, -ret, METRIC_EGRESS);

@@ -162,3 +162,11 @@ struct seta_event {
 };
 _Static_assert(sizeof(struct seta_event) == 48, "seta_event size");
 _Static_assert(__builtin_offsetof(struct seta_event, ts) == 40, "seta_event.ts");
+
+/* seta_config: ARRAY of u32 runtime flags. */
+#define CONFIG_FLAGS 0
+#define CONFIG_F_IPBLOCK 1   /* seta_ipblock holds entries: consult it */
+#define CONFIG_SLOTS 4
+
+/* Synthetic identities for pod IPs selected by Kubernetes ipBlock (per IP). */
+#define IDENTITY_SCOPE_IPBLOCK (3U << 24)

@@ -60,6 +60,23 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } seta_events SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, CONFIG_SLOTS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} seta_config SEC(".maps");
+
+/* pod IP -> its per-IP identity, for Kubernetes ipBlock rules over pod IPs */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __be32);
+	__type(value, __u32);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} seta_ipblock SEC(".maps");
+
 enum ct_status { CT_NEW = 0, CT_ESTABLISHED = 1, CT_REPLY = 2, CT_RELATED = 3 };
 
 /* What the datapath knows about a packet's L3/L4. */
@@ -255,6 +272,26 @@ static __always_inline int policy_check(void *pmap, __u32 remote, __u8 egress, c
 	return -DROP_POLICY;
 }
 
+/* policy_check, then — only while a Kubernetes ipBlock selects pod IPs — a
+ * second chance for the peer's per-IP identity when nothing matched. */
+static __always_inline int policy_check_peer(void *pmap, __u32 remote, __be32 peer_ip, __u8 egress, const struct flow *f, __u32 *cookie)
+{
+	int ret = policy_check(pmap, remote, egress, f, cookie);
+	__u32 idx = CONFIG_FLAGS, *flags, *ipid, c2 = 0;
+
+	if (ret != -DROP_POLICY)
+		return ret;
+	flags = bpf_map_lookup_elem(&seta_config, &idx);
+	if (!flags || !(*flags & CONFIG_F_IPBLOCK))
+		return ret;
+	ipid = bpf_map_lookup_elem(&seta_ipblock, &peer_ip);
+	if (ipid && policy_check(pmap, *ipid, egress, f, &c2) == 0) {
+		*cookie = c2;
+		return 0;
+	}
+	return ret;
+}
+
 static __always_inline void emit_event(__u8 type, __u8 subtype, __u16 source, __u32 ifindex, __u32 src_label,
 				       __u32 dst_label, int verdict, __u32 cookie, const struct flow *f, __u8 dir)
 {
@@ -291,7 +328,7 @@ static __always_inline int ingress_policy(const struct endpoint_info *ep, __u32 
 
 	if (!pmap)
 		return -DROP_EP_NOT_READY;
-	ret = policy_check(pmap, src_id, 0, f, &cookie);
+	ret = policy_check_peer(pmap, src_id, f->key.saddr, 0, f, &cookie);
 	emit_event(EVENT_POLICY_VERDICT, 0, ep->lxc_id, ifindex, src_id, ep->sec_id, ret, cookie, f, METRIC_INGRESS);
 	return ret;
 }

@@ -202,6 +202,10 @@ pub struct CtEntry {
     pub pad: u8,
 }
 
+pub const CONFIG_FLAGS: u32 = 0;
+pub const CONFIG_F_IPBLOCK: u32 = 1;
+pub const IDENTITY_SCOPE_IPBLOCK: u32 = 3 << 24;
+
 pub const EVENT_DROP: u8 = 1;
 pub const EVENT_POLICY_VERDICT: u8 = 5;
 

@@ -65,6 +65,8 @@ struct Inner {
     eps: EndpointMap,
     ipc: IpcacheMap,
     policy: PolicyState,
+    /// per-IP identities of pod IPs under a Kubernetes ipBlock
+    ipblock_ids: BTreeMap<Ipv4Addr, u32>,
 }
 
 pub struct Agent {
@@ -111,6 +113,11 @@ impl Inner {
             labels: a.labels.clone(),
             kind: IdKind::Endpoint,
         }));
+        u.extend(self.ipblock_ids.iter().map(|(ip, id)| IdentityInfo {
+            id: *id,
+            labels: [Label::new("ipblock", &ip.to_string(), "")].into_iter().collect(),
+            kind: IdKind::PodIp(*ip),
+        }));
         u.extend(self.policy.cidr_ids.iter().map(|(net, id)| {
             IdentityInfo {
                 id: *id,
@@ -135,6 +142,45 @@ impl Inner {
 
     fn endpoint_policy(&self, rules: &[Rule], ep: &Endpoint, allow_host: bool) -> resolve::EndpointPolicy {
         resolve::endpoint_policy(rules, &ep.labels, ep.named_ports.clone(), self.peer_ports(), allow_host)
+    }
+
+    /// Prefixes of Kubernetes ipBlock peers (they also select pod IPs).
+    fn ipblock_prefixes(&self) -> Vec<ipnet::Ipv4Net> {
+        let mut out = Vec::new();
+        for r in self.policy.docs.iter().flat_map(|d| &d.rules) {
+            for pr in r.ingress.iter().chain(&r.egress) {
+                if let seta_core::policy::Peers::Some(peers) = &pr.peers {
+                    for p in peers {
+                        if let seta_core::policy::Peer::IpBlock { cidr, .. } = p {
+                            out.push(*cidr);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Give every pod IP under an ipBlock a per-IP identity (stable while the
+    /// pod lives); returns whether the set changed.
+    fn sync_ipblock_ids(&mut self) -> bool {
+        let prefixes = self.ipblock_prefixes();
+        let want: std::collections::BTreeSet<Ipv4Addr> = self
+            .endpoints
+            .values()
+            .map(|e| e.ipv4)
+            .filter(|ip| prefixes.iter().any(|p| p.contains(ip)))
+            .collect();
+        let before = self.ipblock_ids.clone();
+        self.ipblock_ids.retain(|ip, _| want.contains(ip));
+        for ip in want {
+            if !self.ipblock_ids.contains_key(&ip) {
+                let used: std::collections::BTreeSet<u32> = self.ipblock_ids.values().copied().collect();
+                let id = (seta_abi::IDENTITY_SCOPE_IPBLOCK + 1..).find(|i| !used.contains(i)).unwrap();
+                self.ipblock_ids.insert(ip, id);
+            }
+        }
+        before != self.ipblock_ids
     }
 
     /// Allocate or free local CIDR identities so every prefix in a policy has one.
@@ -247,6 +293,7 @@ impl Agent {
                 eps,
                 ipc,
                 policy,
+                ipblock_ids: BTreeMap::new(),
             }),
             started: Instant::now(),
             restored: Default::default(),
@@ -260,6 +307,7 @@ impl Agent {
             let mut inner = agent.inner.lock().await;
             inner.sync_cidr_identities();
             agent.sync_cidr_ipcache(&mut inner)?;
+            agent.sync_ipblock(&mut inner)?;
             agent.regenerate_all(&mut inner);
             agent.save_pool_and_ids(&inner)?;
         }
@@ -401,6 +449,13 @@ impl Agent {
             }
         }
         Ok(self.filter.filter(&set))
+    }
+
+    /// Recompute per-IP identities and write them (and the datapath flag).
+    fn sync_ipblock(&self, inner: &mut Inner) -> Result<bool> {
+        let changed = inner.sync_ipblock_ids();
+        seta_datapath::maps::IpblockMaps::open(self.dp.pin_dir())?.sync(&inner.ipblock_ids)?;
+        Ok(changed)
     }
 
     /// CIDR identities in the ipcache (prefix -> identity); stale ones removed.
@@ -723,7 +778,8 @@ impl Agent {
         let new_identity = !inner.endpoints.values().any(|e| e.identity == ep.identity);
         let new_ports = !ep.named_ports.is_empty();
         inner.endpoints.insert(ep.id, ep.clone());
-        if new_identity || new_ports {
+        let ipblock_changed = self.sync_ipblock(&mut inner)?;
+        if new_identity || new_ports || ipblock_changed {
             // other endpoints' policies may select the new identity / use its ports
             self.regenerate_all(&mut inner);
         }
@@ -748,8 +804,14 @@ impl Agent {
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         inner.eps.remove(ep.ipv4)?;
         inner.ipc.remove(ep.ipv4, 32)?;
+        self.dp.remove_endpoint_policy(ep.id)?;
         inner.identities.release(&ep.labels);
         let _ = inner.pool.release(ep.ipv4);
+        // others' policies lose entries for a freed identity / ports / pod IP
+        let ipblock_changed = self.sync_ipblock(&mut inner)?;
+        if inner.identities.get(ep.identity).is_none() || !ep.named_ports.is_empty() || ipblock_changed {
+            self.regenerate_all(&mut inner);
+        }
         self.store.remove_endpoint(ep.id)?;
         self.save_pool_and_ids(&inner)?;
         ep.state = EndpointState::Disconnected;
@@ -917,6 +979,7 @@ impl Agent {
         inner.policy.revision += 1;
         inner.sync_cidr_identities();
         self.sync_cidr_ipcache(inner)?;
+        self.sync_ipblock(inner)?;
         self.save_pool_and_ids(inner)?;
         self.regenerate_all(inner);
         tracing::info!(
@@ -1129,6 +1192,11 @@ impl Agent {
                 labels: ep.labels.clone(),
                 kind: IdKind::Endpoint,
             },
+            ip_identity: inner.ipblock_ids.get(&ep.ipv4).map(|id| IdentityInfo {
+                id: *id,
+                labels: LabelSet::new(),
+                kind: IdKind::PodIp(ep.ipv4),
+            }),
             policy: Some(inner.endpoint_policy(rules, ep, self.cfg.allow_host_ingress)),
         };
         if let Some(e) = &s.endpoint {
@@ -1185,6 +1253,7 @@ impl Agent {
             return Ok(trace::Side {
                 description: format!("host {ip}"),
                 identity: inner.universe().into_iter().find(|u| u.id == ID_HOST).unwrap(),
+                ip_identity: None,
                 policy: None,
             });
         }
@@ -1211,6 +1280,7 @@ impl Agent {
         Ok(trace::Side {
             description: format!("{ip} (identity {})", identity.id),
             identity,
+            ip_identity: None,
             policy: None,
         })
     }

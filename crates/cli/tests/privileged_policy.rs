@@ -155,7 +155,7 @@ spec:
             "policy",
             "trace",
             "--src-endpoint",
-            &format!("pod-name:default/other"),
+            "pod-name:default/other",
             "--dst-endpoint",
             "pod-name:default/web",
             "--dport",
@@ -421,5 +421,64 @@ async fn privileged_policy_full_map_is_loud_and_never_allows() {
     assert!(
         !tcp_ok(&p.ns("client"), p.web_addr(8080)),
         "the old default-allow is gone: a full map never allows more"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_policy_knp_ip_block_selects_pod_ips_per_ip() {
+    if !privileged("privileged_policy_knp_ip_block_selects_pod_ips_per_ip") {
+        return;
+    }
+    let mut p = P::new("pipb").await;
+    let node = p.node();
+    // a second client pod with the same labels (same identity) as `client`
+    p.t.lab
+        .pod_add("client2", &node, "default", &["app=client".into()], &[])
+        .await
+        .unwrap();
+    let _w = Responder::start(&p.ns("web"), p.web_addr(8080));
+    let (c1, c2) = (p.ip("client"), p.ip("client2"));
+    let cidr = format!("{}/24", Ipv4Addr::from(u32::from(c1) & 0xffff_ff00));
+    p.apply(&format!(
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: ipblock, namespace: default}}
+spec:
+  podSelector: {{matchLabels: {{app: web}}}}
+  ingress:
+  - from: [{{ipBlock: {{cidr: {cidr}, except: [{c2}/32]}}}}]
+"#
+    ));
+    assert!(tcp_ok(&p.ns("client"), p.web_addr(8080)), "client's IP is in the block");
+    assert!(
+        !tcp_ok(&p.ns("client2"), p.web_addr(8080)),
+        "same identity, but its IP is excepted: per IP, not per identity"
+    );
+    assert!(tcp_ok(&p.ns("other"), p.web_addr(8080)), "other's IP is in the block too");
+    let out = Command::new(env!("CARGO_BIN_EXE_seta"))
+        .args([
+            "--node",
+            &node,
+            "policy",
+            "trace",
+            "--src-endpoint",
+            "pod-name:default/client2",
+            "--dst-endpoint",
+            "pod-name:default/web",
+            "--dport",
+            "8080/TCP",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "trace agrees: {}", String::from_utf8_lossy(&out.stdout));
+    // and a CNP fromCIDR over the same range selects no pod
+    p.seta(&["policy", "delete", "--all"]);
+    p.apply(&format!(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: cidr, namespace: default}}\nspec:\n  endpointSelector: {{matchLabels: {{app: web}}}}\n  ingress: [{{fromCIDR: [{cidr}]}}]\n"
+    ));
+    assert!(
+        !tcp_ok(&p.ns("client"), p.web_addr(8080)),
+        "CNP CIDR rules only select peers outside the cluster"
     );
 }

@@ -1,6 +1,6 @@
 //! Typed access to the pinned maps (used by the agent and, read-only, by the CLI).
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{HashMap, HashOfMaps, Map, MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, HashMap, HashOfMaps, Map, MapData, PerCpuArray, RingBuf};
 use seta_abi::{
     CtEntry, CtKey, EndpointInfo, EndpointKey, IpcacheKey, IpcacheLpmData, MetricsValue, PolicyEntry, PolicyLpmData, RemoteEndpointInfo,
     SetaEvent,
@@ -17,6 +17,8 @@ pub const MAP_METRICS: &str = "seta_metrics";
 pub const MAP_POLICY: &str = "seta_policy";
 pub const MAP_CT: &str = "seta_ct4";
 pub const MAP_EVENTS: &str = "seta_events";
+pub const MAP_CONFIG: &str = "seta_config";
+pub const MAP_IPBLOCK: &str = "seta_ipblock";
 
 fn open(pin_dir: &Path, name: &str) -> Result<(MapData, PathBuf), DatapathError> {
     let path = pin_dir.join(name);
@@ -339,5 +341,42 @@ impl EventReader {
             }
         }
         out
+    }
+}
+
+/// Per-IP identities of pod IPs selected by Kubernetes ipBlock rules, and the
+/// flag that makes the datapath consult them.
+pub struct IpblockMaps {
+    ips: HashMap<MapData, [u8; 4], u32>,
+    config: Array<MapData, u32>,
+    path: PathBuf,
+}
+
+impl IpblockMaps {
+    pub fn open(pin_dir: &Path) -> Result<Self, DatapathError> {
+        let (md, path) = open(pin_dir, MAP_IPBLOCK)?;
+        let ips = HashMap::try_from(Map::HashMap(md)).map_err(|e| merr(MAP_IPBLOCK, &path, "type", e))?;
+        let (md, cpath) = open(pin_dir, MAP_CONFIG)?;
+        let config = Array::try_from(Map::Array(md)).map_err(|e| merr(MAP_CONFIG, &cpath, "type", e))?;
+        Ok(Self { ips, config, path })
+    }
+
+    /// Make the map hold exactly `want` and set the flag iff it is non-empty.
+    pub fn sync(&mut self, want: &BTreeMap<Ipv4Addr, u32>) -> Result<(), DatapathError> {
+        for (ip, id) in want {
+            self.ips
+                .insert(ip.octets(), id, 0)
+                .map_err(|e| merr(MAP_IPBLOCK, &self.path, "update", e))?;
+        }
+        let have: Vec<[u8; 4]> = self.ips.keys().flatten().collect();
+        for k in have {
+            if !want.contains_key(&Ipv4Addr::from(k)) {
+                let _ = self.ips.remove(&k);
+            }
+        }
+        let flags = if want.is_empty() { 0 } else { seta_abi::CONFIG_F_IPBLOCK };
+        self.config
+            .set(seta_abi::CONFIG_FLAGS, flags, 0)
+            .map_err(|e| merr(MAP_CONFIG, &self.path, "update", e))
     }
 }

@@ -17,6 +17,8 @@ pub enum IdKind {
     Endpoint,
     /// a local CIDR identity for this prefix
     Cidr(Ipv4Net),
+    /// the per-IP identity of a pod IP that a Kubernetes ipBlock covers
+    PodIp(std::net::Ipv4Addr),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,7 +169,12 @@ fn peer_selects(peer: &Peer, id: &IdentityInfo) -> bool {
         Peer::Endpoints(sel) => match id.kind {
             IdKind::Endpoint => sel.matches(&id.labels),
             IdKind::Reserved => sel.reqs.iter().any(|r| r.key.starts_with("reserved:")) && sel.matches(&id.labels),
-            IdKind::Cidr(_) => false,
+            IdKind::Cidr(_) | IdKind::PodIp(_) => false,
+        },
+        // only Kubernetes ipBlock selects pod IPs, and exactly per IP
+        _ if matches!(id.kind, IdKind::PodIp(_)) => match (peer, &id.kind) {
+            (Peer::IpBlock { cidr, except }, IdKind::PodIp(ip)) => cidr.contains(ip) && !except.iter().any(|e| e.contains(ip)),
+            _ => false,
         },
         Peer::Entity(e) => match e {
             Entity::All => true,
@@ -432,6 +439,19 @@ pub fn lookup(m: &MapState, remote: u32, egress: bool, proto: u8, port: u16) -> 
     }
 }
 
+/// The datapath's full decision for a peer: its identity first, then — only
+/// when nothing matched — the per-IP identity of a pod IP under an ipBlock.
+pub fn lookup_peer(m: &MapState, remote: u32, ip_identity: Option<u32>, egress: bool, proto: u8, port: u16) -> Decision {
+    let d = lookup(m, remote, egress, proto, port);
+    if d != Decision::NoMatch {
+        return d;
+    }
+    match ip_identity.map(|ip| lookup(m, ip, egress, proto, port)) {
+        Some(a @ Decision::Allow { .. }) => a,
+        _ => d,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::parse::parse_file;
@@ -692,6 +712,55 @@ spec:
         assert!(!lookup(&m, 0x0100_0002, true, PROTO_TCP, 80).allowed(), "except");
         assert!(!lookup(&m, 2, true, PROTO_TCP, 80).allowed());
         assert!(!lookup(&m, 259, true, PROTO_TCP, 80).allowed(), "CNP CIDR never selects pods");
+    }
+
+    #[test]
+    fn knp_ip_block_matches_pod_ips_per_ip_with_except() {
+        let y = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: ipb, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{ipBlock: {cidr: 10.200.1.0/24, except: [10.200.1.128/25]}}]
+"#;
+        let mut uni = universe();
+        let pod_ip = |id: u32, ip: &str| IdentityInfo {
+            id,
+            labels: LabelSet::new(),
+            kind: IdKind::PodIp(ip.parse().unwrap()),
+        };
+        uni.push(pod_ip(0x0300_0001, "10.200.1.5"));
+        uni.push(pod_ip(0x0300_0002, "10.200.1.200"));
+        let rules: Vec<Rule> = parse_file(y).unwrap().into_iter().flat_map(|d| d.rules).collect();
+        let p = endpoint_policy(
+            &rules,
+            &parse_list(WEB, "k8s").unwrap(),
+            NamedPorts::new(),
+            Default::default(),
+            true,
+        );
+        let m = compute(&p, &uni);
+        // client (257) at 10.200.1.5 is allowed by IP, not by its identity
+        assert_eq!(lookup(&m, 257, false, PROTO_TCP, 80), Decision::NoMatch);
+        assert!(lookup_peer(&m, 257, Some(0x0300_0001), false, PROTO_TCP, 80).allowed());
+        assert!(!lookup_peer(&m, 257, Some(0x0300_0002), false, PROTO_TCP, 80).allowed(), "except");
+        assert!(
+            !lookup_peer(&m, 257, None, false, PROTO_TCP, 80).allowed(),
+            "another pod with the same identity, outside the block"
+        );
+        // CNP CIDR rules never select pod IPs
+        let c = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: c, namespace: default}\nspec:\n  endpointSelector: {}\n  ingress: [{fromCIDR: [10.200.1.0/24]}]\n";
+        let rules: Vec<Rule> = parse_file(c).unwrap().into_iter().flat_map(|d| d.rules).collect();
+        let p = endpoint_policy(
+            &rules,
+            &parse_list(WEB, "k8s").unwrap(),
+            NamedPorts::new(),
+            Default::default(),
+            true,
+        );
+        assert!(!lookup_peer(&compute(&p, &uni), 257, Some(0x0300_0001), false, PROTO_TCP, 80).allowed());
     }
 
     #[test]

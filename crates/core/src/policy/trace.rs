@@ -1,6 +1,6 @@
 //! `seta policy trace`: would a connection be allowed, and which rule decides?
 //! It uses the same resolution and lookup that program the datapath's maps.
-use super::resolve::{entries_for_identity, lookup, wildcard_entries, Decision, EndpointPolicy, IdentityInfo};
+use super::resolve::{entries_for_identity, lookup_peer, wildcard_entries, Decision, EndpointPolicy, IdentityInfo};
 use super::Rule;
 use serde::{Deserialize, Serialize};
 
@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 pub struct Side {
     pub description: String,
     pub identity: IdentityInfo,
+    /// the per-IP identity when the side is a pod IP under a Kubernetes ipBlock
+    pub ip_identity: Option<IdentityInfo>,
     /// the endpoint's policy when the side is a local endpoint (or labels that
     /// describe one); None for the host, the world, CIDRs
     pub policy: Option<EndpointPolicy>,
@@ -50,18 +52,21 @@ fn explain(d: Decision, enforced: bool, rules: &[Rule], remote: u32) -> String {
     }
 }
 
-fn verdict(
-    p: &EndpointPolicy,
-    remote: &IdentityInfo,
-    egress: bool,
-    proto: u8,
-    port: u16,
-    rules: &[Rule],
-    what: String,
-) -> DirectionVerdict {
+fn verdict(p: &EndpointPolicy, remote: &Side, egress: bool, proto: u8, port: u16, rules: &[Rule], what: String) -> DirectionVerdict {
     let mut state = wildcard_entries(p);
-    state.extend(entries_for_identity(p, remote));
-    let d = lookup(&state, remote.id, egress, proto, port);
+    state.extend(entries_for_identity(p, &remote.identity));
+    if let Some(ipid) = &remote.ip_identity {
+        state.extend(entries_for_identity(p, ipid));
+    }
+    let d = lookup_peer(
+        &state,
+        remote.identity.id,
+        remote.ip_identity.as_ref().map(|i| i.id),
+        egress,
+        proto,
+        port,
+    );
+    let remote = &remote.identity;
     let enforced = if egress { p.egress_enforced } else { p.ingress_enforced };
     DirectionVerdict {
         direction: what,
@@ -75,20 +80,12 @@ fn verdict(
 pub fn trace(rules: &[Rule], src: &Side, dst: &Side, proto: u8, port: u16) -> TraceResult {
     let mut verdicts = Vec::new();
     if let Some(p) = &src.policy {
-        verdicts.push(verdict(
-            p,
-            &dst.identity,
-            true,
-            proto,
-            port,
-            rules,
-            format!("egress of {}", src.description),
-        ));
+        verdicts.push(verdict(p, dst, true, proto, port, rules, format!("egress of {}", src.description)));
     }
     if let Some(p) = &dst.policy {
         verdicts.push(verdict(
             p,
-            &src.identity,
+            src,
             false,
             proto,
             port,
