@@ -67,6 +67,8 @@ struct Inner {
     policy: PolicyState,
     /// per-IP identities of pod IPs under a Kubernetes ipBlock
     ipblock_ids: BTreeMap<Ipv4Addr, u32>,
+    /// each endpoint's resolved policy and map state, for incremental updates
+    resolved: BTreeMap<u16, (resolve::EndpointPolicy, resolve::MapState)>,
 }
 
 pub struct Agent {
@@ -294,6 +296,7 @@ impl Agent {
                 ipc,
                 policy,
                 ipblock_ids: BTreeMap::new(),
+                resolved: BTreeMap::new(),
             }),
             started: Instant::now(),
             restored: Default::default(),
@@ -451,6 +454,47 @@ impl Agent {
         Ok(self.filter.filter(&set))
     }
 
+    /// Identity churn, incrementally: only the entries of `added` / `removed`
+    /// identities change in each endpoint's map (the resolver guarantees this
+    /// equals a full recompute). Endpoints without a cached state get a full one.
+    fn identities_changed(&self, inner: &mut Inner, added: &[IdentityInfo], removed: &[u32], skip: Option<u16>) {
+        let ids: Vec<u16> = inner.endpoints.keys().copied().filter(|i| Some(*i) != skip).collect();
+        let mut full = false;
+        for id in ids {
+            let Some((p, state)) = inner.resolved.get_mut(&id) else {
+                full = true;
+                continue;
+            };
+            let mut drop_keys = Vec::new();
+            for rid in removed {
+                drop_keys
+                    .extend(policy_entries(&state.iter().filter(|(k, _)| k.identity == *rid).map(|(k, e)| (*k, *e)).collect()).into_keys());
+                resolve::remove_identity(state, *rid);
+            }
+            let mut upsert = resolve::MapState::new();
+            for a in added {
+                let before: Vec<resolve::Key> = state.keys().filter(|k| k.identity == a.id).copied().collect();
+                resolve::add_identity(state, p, a);
+                upsert.extend(state.iter().filter(|(k, _)| k.identity == a.id).map(|(k, e)| (*k, *e)));
+                let now: std::collections::BTreeSet<resolve::Key> = upsert.keys().copied().collect();
+                let gone: resolve::MapState = before
+                    .into_iter()
+                    .filter(|k| !now.contains(k))
+                    .map(|k| (k, resolve::Entry { deny: false, cookie: 0 }))
+                    .collect();
+                drop_keys.extend(policy_entries(&gone).into_keys());
+            }
+            let res = PolicyMap::open_pinned(&self.dp.policy_pin(id)).and_then(|mut m| m.apply(&policy_entries(&upsert), &drop_keys));
+            if let Err(err) = res {
+                tracing::warn!(id, %err, "incremental policy update failed; full regeneration");
+                full = true;
+            }
+        }
+        if full {
+            self.regenerate_all(inner);
+        }
+    }
+
     /// Recompute per-IP identities and write them (and the datapath flag).
     fn sync_ipblock(&self, inner: &mut Inner) -> Result<bool> {
         let changed = inner.sync_ipblock_ids();
@@ -498,6 +542,12 @@ impl Agent {
             let state = resolve::compute(&p, &universe);
             let entries = policy_entries(&state);
             let res = PolicyMap::open_pinned(&self.dp.policy_pin(id)).and_then(|mut m| m.sync(&entries));
+            let ok = res.is_ok();
+            if ok {
+                inner.resolved.insert(id, (p.clone(), state));
+            } else {
+                inner.resolved.remove(&id);
+            }
             let e = inner.endpoints.get_mut(&id).unwrap();
             e.ingress_enforced = p.ingress_enforced;
             e.egress_enforced = p.egress_enforced;
@@ -779,9 +829,19 @@ impl Agent {
         let new_ports = !ep.named_ports.is_empty();
         inner.endpoints.insert(ep.id, ep.clone());
         let ipblock_changed = self.sync_ipblock(&mut inner)?;
-        if new_identity || new_ports || ipblock_changed {
-            // other endpoints' policies may select the new identity / use its ports
+        if new_ports || ipblock_changed {
+            // named ports and per-IP identities change other rules' keys: full
             self.regenerate_all(&mut inner);
+        } else {
+            let me = inner.universe().into_iter().find(|u| u.id == ep.identity);
+            let added: Vec<IdentityInfo> = if new_identity { me.into_iter().collect() } else { vec![] };
+            // the new endpoint's own state is cached; peers learn its identity
+            let p = inner.endpoint_policy(&inner.policy.rules(), &ep, self.cfg.allow_host_ingress);
+            let state = resolve::compute(&p, &inner.universe());
+            inner.resolved.insert(ep.id, (p, state));
+            if !added.is_empty() {
+                self.identities_changed(&mut inner, &added, &[], Some(ep.id));
+            }
         }
         self.save_pool_and_ids(&inner)?;
         tracing::info!(id = ep.id, ip = %ep.ipv4, identity = ep.identity, dev = %ep.interface_name, attach_ms, "endpoint ready");
@@ -808,9 +868,12 @@ impl Agent {
         inner.identities.release(&ep.labels);
         let _ = inner.pool.release(ep.ipv4);
         // others' policies lose entries for a freed identity / ports / pod IP
+        inner.resolved.remove(&ep.id);
         let ipblock_changed = self.sync_ipblock(&mut inner)?;
-        if inner.identities.get(ep.identity).is_none() || !ep.named_ports.is_empty() || ipblock_changed {
+        if !ep.named_ports.is_empty() || ipblock_changed {
             self.regenerate_all(&mut inner);
+        } else if inner.identities.get(ep.identity).is_none() {
+            self.identities_changed(&mut inner, &[], &[ep.identity], None);
         }
         self.store.remove_endpoint(ep.id)?;
         self.save_pool_and_ids(&inner)?;
@@ -988,6 +1051,30 @@ impl Agent {
             "policy changed"
         );
         Ok(())
+    }
+
+    /// Recompute every endpoint's policy from scratch and compare it with the
+    /// kernel's map: the incremental updates must have produced the same.
+    pub async fn policy_verify(&self) -> Result<Vec<String>, ApiError> {
+        let inner = self.inner.lock().await;
+        let rules = inner.policy.rules();
+        let universe = inner.universe();
+        let mut problems = Vec::new();
+        for ep in inner.endpoints.values() {
+            let p = inner.endpoint_policy(&rules, ep, self.cfg.allow_host_ingress);
+            let want = policy_entries(&resolve::compute(&p, &universe));
+            let have = PolicyMap::open_pinned(&self.dp.policy_pin(ep.id))?.list();
+            if want != have {
+                let missing = want.keys().filter(|k| !have.contains_key(*k)).count();
+                let extra = have.keys().filter(|k| !want.contains_key(*k)).count();
+                let differ = want.iter().filter(|(k, v)| have.get(*k).is_some_and(|h| h != *v)).count();
+                problems.push(format!(
+                    "endpoint {}: {missing} missing, {extra} extra, {differ} different entries",
+                    ep.id
+                ));
+            }
+        }
+        Ok(problems)
     }
 
     pub async fn policy_list(&self) -> PolicyListing {

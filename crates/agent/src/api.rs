@@ -51,6 +51,14 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/policy/validate", axum::routing::post(policy_validate))
         .route("/v1/policy/wait", get(policy_wait))
         .route("/v1/policy/trace", axum::routing::post(policy_trace))
+        .route(
+            "/v1/policy/verify",
+            get(|State(a): A| async move {
+                a.policy_verify()
+                    .await
+                    .map(|p| Json(serde_json::json!({"consistent": p.is_empty(), "problems": p})))
+            }),
+        )
         .route("/v1/namespace", get(|State(a): A| async move { Json(a.namespaces().await) }))
         .route("/v1/namespace/{ns}", axum::routing::put(namespace_put))
         .route("/v1/events", get(events))

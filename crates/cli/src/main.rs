@@ -99,6 +99,8 @@ enum PolicyCmd {
         #[arg(long, default_value_t = 30)]
         timeout: u64,
     },
+    /// Recompute every endpoint's policy from scratch and compare it with the kernel's maps
+    Verify,
     /// Would a connection be allowed? Computed by the resolver that programs the maps.
     Trace {
         /// source endpoint: id, container-id:ID or pod-name:NS/POD
@@ -954,6 +956,19 @@ async fn policy(cmd: &PolicyCmd, cli: &Cli, json: bool) -> Result<i32> {
                 println!("deleted {p}");
             }
             println!("Revision: {}", r.revision);
+        }
+        PolicyCmd::Verify => {
+            let r: serde_json::Value = c.get("/v1/policy/verify").await?;
+            if json {
+                print_json(&r)?;
+            } else if r["consistent"] == true {
+                println!("every endpoint's policy map equals a full recompute");
+            } else {
+                for p in r["problems"].as_array().into_iter().flatten() {
+                    println!("{}", p.as_str().unwrap_or_default());
+                }
+            }
+            return Ok(if r["consistent"] == true { 0 } else { 1 });
         }
         PolicyCmd::Wait { revision, timeout } => {
             eprintln!(

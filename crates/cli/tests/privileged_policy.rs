@@ -243,6 +243,21 @@ spec:
   - fromEndpoints: [{matchLabels: {app: client}}]
 "#,
     );
+    // identity churn under active policies goes through the incremental path;
+    // the kernel's maps must equal a full recompute
+    let node = p.node();
+    let mut lab = p.t.lab.clone();
+    lab.pod_add("late1", &node, "default", &["app=late".into()], &[]).await.unwrap();
+    lab.pod_add("late2", &node, "default", &["app=client,tier=x".into()], &[])
+        .await
+        .unwrap();
+    lab.pod_del("late1").await.unwrap();
+    assert_eq!(
+        p.seta(&["policy", "verify"])["consistent"],
+        true,
+        "{}",
+        p.seta(&["policy", "verify"])
+    );
     let dl = p.drops(DENYLIST, "INGRESS");
     assert!(!tcp_ok(&p.ns("client"), p.web_addr(8080)), "the deny wins over allow-all");
     assert!(tcp_ok(&p.ns("other"), p.web_addr(8080)));

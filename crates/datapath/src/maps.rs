@@ -247,6 +247,21 @@ impl PolicyMap {
     }
 }
 
+impl PolicyMap {
+    /// Incremental change: write `upsert`, delete `remove` (no full listing).
+    pub fn apply(&mut self, upsert: &PolicyEntries, remove: &[(u32, PolicyLpmData)]) -> Result<(), DatapathError> {
+        for ((plen, k), v) in upsert {
+            self.map
+                .insert(&Key::new(*plen, *k), v, 0)
+                .map_err(|e| merr("seta_pol", &self.path, "update", e))?;
+        }
+        for (plen, k) in remove {
+            let _ = self.map.remove(&Key::new(*plen, *k));
+        }
+        Ok(())
+    }
+}
+
 /// `seta_policy`: endpoint id -> its policy map.
 pub struct PolicyOuter {
     map: HashOfMaps<MapData, u32, LpmTrie<MapData, PolicyLpmData, PolicyEntry>>,
