@@ -48,9 +48,10 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 	ep = lookup_ip4_endpoint(f.key.daddr);
 	if (ep && (ep->flags & ENDPOINT_F_HOST))
 		ep = NULL;
-	remote = ep ? ep->sec_id : ipcache_identity(f.key.daddr);
 
 	if (ct_lookup(&f, len) == CT_NEW) {
+		/* the remote identity only matters for new connections */
+		remote = ep ? ep->sec_id : ipcache_identity(f.key.daddr);
 		/* egress policy of this endpoint */
 		ret = policy_check_peer(&seta_pol_ep, remote, f.key.daddr, 1, &f, &cookie);
 		emit_event(EVENT_POLICY_VERDICT, 0, EP_ID, EP_IFINDEX, EP_SECID, remote, ret, cookie, &f, METRIC_EGRESS);

@@ -120,7 +120,7 @@ struct ct_key {
 _Static_assert(sizeof(struct ct_key) == 16, "ct_key size");
 
 struct ct_entry {
-	__u64 expires;    /* bpf_ktime_get_ns() seconds (CLOCK_MONOTONIC) */
+	__u64 expires;    /* nanoseconds of CLOCK_MONOTONIC (bpf_ktime_get_coarse_ns) */
 	__u64 packets;
 	__u64 bytes;
 	__u32 src_sec_id;

@@ -96,6 +96,8 @@ struct flow {
 static __always_inline int parse_l4(struct __sk_buff *ctx, const struct iphdr *ip, struct flow *f)
 {
 	__u32 off = ETH_HLEN + ip->ihl * 4;
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
 
 	f->key.saddr = ip->saddr;
 	f->key.daddr = ip->daddr;
@@ -103,6 +105,25 @@ static __always_inline int parse_l4(struct __sk_buff *ctx, const struct iphdr *i
 	/* non-first fragments carry no L4 header: ports stay 0 */
 	if (ip->frag_off & bpf_htons(0x1fff))
 		return 0;
+	/* fast path: no IP options, header in the linear data */
+	if (ip->ihl == 5 && (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP)) {
+		__u8 *l4 = data + ETH_HLEN + sizeof(struct iphdr);
+
+		if ((void *)(l4 + 14) <= data_end) {
+			f->key.sport = *(__be16 *)l4;
+			f->key.dport = *(__be16 *)(l4 + 2);
+			if (ip->protocol == IPPROTO_TCP)
+				f->tcp_flags = l4[13];
+			f->policy_port = f->key.dport;
+			return 0;
+		}
+		if (ip->protocol == IPPROTO_UDP && (void *)(l4 + 4) <= data_end) {
+			f->key.sport = *(__be16 *)l4;
+			f->key.dport = *(__be16 *)(l4 + 2);
+			f->policy_port = f->key.dport;
+			return 0;
+		}
+	}
 	switch (ip->protocol) {
 	case IPPROTO_TCP: {
 		struct tcphdr th;
@@ -166,10 +187,7 @@ static __always_inline void ct_reverse(const struct ct_key *k, struct ct_key *r)
 	r->proto = k->proto;
 }
 
-static __always_inline __u64 now_sec(void)
-{
-	return bpf_ktime_get_ns() / 1000000000ULL;
-}
+#define NSEC_PER_SEC 1000000000ULL
 
 static __always_inline void ct_refresh(struct ct_entry *e, const struct flow *f, int reply, __u32 len)
 {
@@ -196,7 +214,8 @@ static __always_inline void ct_refresh(struct ct_entry *e, const struct flow *f,
 		else
 			lifetime = CT_LIFETIME_TCP;
 	}
-	e->expires = now_sec() + lifetime;
+	/* the coarse clock is cheap and second-level precision is plenty */
+	e->expires = bpf_ktime_get_coarse_ns() + lifetime * NSEC_PER_SEC;
 }
 
 /* Established / reply / related / new, refreshing the entry it found. */

@@ -192,6 +192,7 @@ pub struct CtKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CtEntry {
+    /// nanoseconds of CLOCK_MONOTONIC
     pub expires: u64,
     pub packets: u64,
     pub bytes: u64,

@@ -395,7 +395,7 @@ impl Agent {
         if let Ok(outer) = seta_datapath::maps::PolicyOuter::open(self.dp.pin_dir()) {
             for id in outer.ids() {
                 if id <= u16::MAX as u32 && !ids.contains(&(id as u16)) {
-                    self.dp.remove_endpoint_policy(id as u16)?;
+                    self.dp.recycle_policy_map(id as u16)?; // a spare, emptied
                 }
             }
         }
@@ -864,7 +864,8 @@ impl Agent {
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         inner.eps.remove(ep.ipv4)?;
         inner.ipc.remove(ep.ipv4, 32)?;
-        self.dp.remove_endpoint_policy(ep.id)?;
+        // keep the emptied map registered: the next endpoint with this id finds it ready
+        self.dp.recycle_policy_map(ep.id)?;
         inner.identities.release(&ep.labels);
         let _ = inner.pool.release(ep.ipv4);
         // others' policies lose entries for a freed identity / ports / pod IP
@@ -970,7 +971,29 @@ pub async fn cleanup(cfg: &Config) -> Result<Vec<String>> {
 
 pub use seta_core::api::{IdentityEntry, PolicyListing, TraceRequest, TraceSpec};
 
+/// Spare policy maps kept registered for the next free endpoint ids.
+const SPARE_POLICY_MAPS: usize = 8;
+
 impl Agent {
+    /// Pre-register policy maps for the next free endpoint ids (each
+    /// registration waits for an RCU grace period; do it off the ADD path).
+    pub async fn refill_spare_policy_maps(&self) {
+        let want: Vec<u16> = {
+            let inner = self.inner.lock().await;
+            let used: std::collections::BTreeSet<u16> = inner.endpoints.keys().chain(inner.reserved_ids.iter()).copied().collect();
+            (1..=u16::MAX).filter(|i| !used.contains(i)).take(SPARE_POLICY_MAPS).collect()
+        };
+        let dp = self.dp.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for id in want {
+                if let Err(e) = dp.ensure_policy_map(id) {
+                    tracing::warn!(id, %e, "could not prepare a spare policy map");
+                }
+            }
+        })
+        .await;
+    }
+
     /// Background work: drain datapath events, garbage-collect conntrack.
     pub fn spawn_background(self: Arc<Self>) {
         let pin = self.dp.pin_dir().to_path_buf();
@@ -989,6 +1012,10 @@ impl Agent {
                 }
             })
             .expect("events thread");
+        let me = self.clone();
+        tokio::spawn(async move {
+            me.refill_spare_policy_maps().await;
+        });
         let pin = self.dp.pin_dir().to_path_buf();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));

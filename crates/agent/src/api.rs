@@ -110,7 +110,10 @@ async fn endpoint_put(
             )))
         }
     }
-    Ok((StatusCode::CREATED, Json(a.create_endpoint(req).await?)))
+    let ep = a.create_endpoint(req).await?;
+    // prepare the next spare policy map off this request's path
+    tokio::spawn(async move { a.refill_spare_policy_maps().await });
+    Ok((StatusCode::CREATED, Json(ep)))
 }
 
 async fn endpoint_delete(State(a): A, Path(id): Path<String>) -> R<seta_core::endpoint::Endpoint> {

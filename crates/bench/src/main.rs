@@ -554,6 +554,23 @@ fn bench_bpf(args: &Args) -> Result<Vec<Row>> {
             sec_id: 256,
             node_mac: [2, 0, 0, 0, 1, 1],
         })?;
+        // default-allow policy maps for both endpoints: the first repeat creates
+        // the conntrack entry, the rest measure the established fast path
+        let _lxc_b = dp.load_lxc_object(&EndpointProgConfig {
+            ep_id: 2,
+            ifname: "y".into(),
+            ifindex: 99,
+            ipv4: b,
+            sec_id: 256,
+            node_mac: [2, 0, 0, 0, 1, 2],
+        })?;
+        let allow_all = seta_datapath::maps::policy_entries(&seta_core::policy::resolve::compute(&Default::default(), []));
+        let mut outer = seta_datapath::maps::PolicyOuter::open(dp.pin_dir())?;
+        for ep in [1u16, 2] {
+            let mut pm = seta_datapath::maps::PolicyMap::open_pinned(&dp.policy_pin(ep))?;
+            pm.sync(&allow_all)?;
+            outer.register(ep, &pm)?;
+        }
         let mut empty = aya::Ebpf::load(seta_datapath::objects::TEST_EMPTY)?;
         {
             let p: &mut SchedClassifier = empty.program_mut("empty").unwrap().try_into()?;

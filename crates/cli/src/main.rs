@@ -680,7 +680,7 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Bpf(BpfCmd::Ct(CtCmd::List)) => {
             let m = seta_datapath::maps::CtMap::open(&pin_dir(&cli)?)?;
-            let now = seta_datapath::maps::monotonic_secs();
+            let now = seta_datapath::maps::monotonic_ns();
             let rows: Vec<serde_json::Value> = m
                 .list()
                 .iter()
@@ -689,7 +689,7 @@ async fn run(cli: Cli) -> Result<i32> {
                         "proto": seta_core::policy::proto_name(k.proto),
                         "src": format!("{}:{}", std::net::Ipv4Addr::from(k.saddr), u16::from_be_bytes(k.sport)),
                         "dst": format!("{}:{}", std::net::Ipv4Addr::from(k.daddr), u16::from_be_bytes(k.dport)),
-                        "expires_in": e.expires as i64 - now as i64,
+                        "expires_in": (e.expires as i64 - now as i64) / 1_000_000_000,
                         "packets": e.packets, "bytes": e.bytes, "src_identity": e.src_sec_id,
                         "tx_closing": e.tx_closing != 0, "rx_closing": e.rx_closing != 0, "seen_reply": e.seen_reply != 0,
                     })

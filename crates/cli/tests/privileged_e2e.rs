@@ -351,16 +351,11 @@ async fn privileged_e2e_pod_delete_leaves_nothing_behind() {
         .join("v1/links")
         .join(format!("{lxc}_ingress"));
     assert!(!pin.exists(), "link pin removed");
-    let pol_pins: Vec<String> = std::fs::read_dir(pin.parent().unwrap().parent().unwrap())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .filter(|n| n.starts_with("seta_pol_"))
-        .collect();
+    // the deleted endpoint's policy map is kept only as an empty (deny-all) spare
     assert_eq!(
-        pol_pins,
-        vec!["seta_pol_00002".to_string()],
-        "only the remaining endpoint's policy map is pinned"
+        seta(&t.lab, &node.name, &["bpf", "policy", "get", "1"]),
+        serde_json::json!([]),
+        "policy map emptied"
     );
     // the remaining pod still works
     let p2 = t.lab.pod("pod2").unwrap().clone();

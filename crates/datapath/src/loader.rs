@@ -189,7 +189,11 @@ impl Datapath {
         tracing::debug!(load_ms = t.elapsed().as_secs_f64() * 1e3, "loaded bpf_lxc");
         let mut pm = crate::maps::PolicyMap::open_pinned(&self.policy_pin(cfg.ep_id))?;
         pm.sync(policy)?;
-        crate::maps::PolicyOuter::open(&self.pin_dir)?.register(cfg.ep_id, &pm)?;
+        let mut outer = crate::maps::PolicyOuter::open(&self.pin_dir)?;
+        if !outer.ids().contains(&(cfg.ep_id as u32)) {
+            // no spare was ready: register now (one RCU grace period)
+            outer.register(cfg.ep_id, &pm)?;
+        }
         self.attach_pinned(&mut ebpf, PROG_FROM_CONTAINER, &cfg.ifname, TcAttachType::Ingress, replace)?;
         tracing::debug!(ms = t.elapsed().as_secs_f64() * 1e3, "attached ingress");
         Ok(())
@@ -198,6 +202,39 @@ impl Datapath {
     /// Is the endpoint's link pinned?
     pub fn endpoint_attached(&self, ifname: &str) -> bool {
         self.link_pin(ifname, "ingress").exists()
+    }
+
+    /// Make sure endpoint id `ep_id` has an (empty, deny-all) policy map that is
+    /// already registered in `seta_policy`. Registering waits for an RCU grace
+    /// period in the kernel, so the agent does this ahead of time for the next
+    /// free ids and endpoint creation finds the map ready. Only the maps are
+    /// created (no program is verified). Returns whether it had to register.
+    pub fn ensure_policy_map(&self, ep_id: u16) -> Result<bool> {
+        let pin = self.policy_pin(ep_id);
+        let mut outer = crate::maps::PolicyOuter::open(&self.pin_dir)?;
+        if pin.exists() && outer.ids().contains(&(ep_id as u32)) {
+            return Ok(false);
+        }
+        if !pin.exists() {
+            let mut l = self.loader();
+            l.map_pin_path("seta_pol_ep", pin.clone());
+            let _maps_only = l.load(objects::BPF_LXC).map_err(|source| DatapathError::Load {
+                object: "bpf_lxc.o",
+                source,
+            })?;
+        }
+        let pm = crate::maps::PolicyMap::open_pinned(&pin)?;
+        outer.register(ep_id, &pm)?;
+        Ok(true)
+    }
+
+    /// Empty an endpoint's policy map (deny-all) and keep it registered as a
+    /// spare for the next endpoint that gets this id.
+    pub fn recycle_policy_map(&self, ep_id: u16) -> Result<()> {
+        match crate::maps::PolicyMap::open_pinned(&self.policy_pin(ep_id)) {
+            Ok(mut pm) => pm.sync(&Default::default()).map(|_| ()),
+            Err(_) => Ok(()),
+        }
     }
 
     /// Forget an endpoint's policy map (outer-map entry and pin).

@@ -291,10 +291,10 @@ impl PolicyOuter {
     }
 }
 
-/// Seconds of CLOCK_MONOTONIC, the clock bpf_ktime_get_ns() uses.
-pub fn monotonic_secs() -> u64 {
+/// Nanoseconds of CLOCK_MONOTONIC, the clock of conntrack lifetimes.
+pub fn monotonic_ns() -> u64 {
     let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock_gettime");
-    ts.tv_sec() as u64
+    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
 }
 
 pub struct CtMap {
@@ -315,7 +315,7 @@ impl CtMap {
     }
     /// Delete entries; `expired_only` keeps the live ones (garbage collection).
     pub fn flush(&mut self, expired_only: bool) -> Result<usize, DatapathError> {
-        let now = monotonic_secs();
+        let now = monotonic_ns();
         let keys: Vec<CtKey> = self
             .map
             .iter()
