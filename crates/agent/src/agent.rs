@@ -972,7 +972,7 @@ pub async fn cleanup(cfg: &Config) -> Result<Vec<String>> {
 pub use seta_core::api::{IdentityEntry, PolicyListing, TraceRequest, TraceSpec};
 
 /// Spare policy maps kept registered for the next free endpoint ids.
-const SPARE_POLICY_MAPS: usize = 8;
+const SPARE_POLICY_MAPS: usize = 64;
 
 impl Agent {
     /// Pre-register policy maps for the next free endpoint ids (each

@@ -54,6 +54,17 @@ pub struct Datapath {
     /// loads reuse these loaders instead (one per CPU, so loads run in parallel).
     lxc_loaders: Arc<Vec<Mutex<EbpfLoader<'static>>>>,
     next_loader: Arc<AtomicUsize>,
+    /// endpoint ids whose policy map pin is being created or loaded right now
+    busy: Arc<Mutex<std::collections::BTreeSet<u16>>>,
+}
+
+/// Holds an endpoint id's policy map pin for one user (released on drop).
+struct Claim<'a>(&'a Mutex<std::collections::BTreeSet<u16>>, u16);
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.1);
+    }
 }
 
 impl std::fmt::Debug for Datapath {
@@ -105,6 +116,7 @@ impl Datapath {
             pin_dir,
             lxc_loaders: Arc::new(lxc_loaders),
             next_loader: Default::default(),
+            busy: Default::default(),
         })
     }
 
@@ -185,6 +197,7 @@ impl Datapath {
     /// (a relabelled endpoint gets its new identity constant without a gap).
     pub fn attach_endpoint(&self, cfg: &EndpointProgConfig, policy: &crate::maps::PolicyEntries, replace: bool) -> Result<()> {
         let t = std::time::Instant::now();
+        let _claim = self.claim(cfg.ep_id);
         let mut ebpf = self.load_lxc_object(cfg)?;
         tracing::debug!(load_ms = t.elapsed().as_secs_f64() * 1e3, "loaded bpf_lxc");
         let mut pm = crate::maps::PolicyMap::open_pinned(&self.policy_pin(cfg.ep_id))?;
@@ -210,6 +223,7 @@ impl Datapath {
     /// free ids and endpoint creation finds the map ready. Only the maps are
     /// created (no program is verified). Returns whether it had to register.
     pub fn ensure_policy_map(&self, ep_id: u16) -> Result<bool> {
+        let Some(_claim) = self.try_claim(ep_id) else { return Ok(false) }; // being loaded: not a spare
         let pin = self.policy_pin(ep_id);
         let mut outer = crate::maps::PolicyOuter::open(&self.pin_dir)?;
         if pin.exists() && outer.ids().contains(&(ep_id as u32)) {
@@ -226,6 +240,20 @@ impl Datapath {
         let pm = crate::maps::PolicyMap::open_pinned(&pin)?;
         outer.register(ep_id, &pm)?;
         Ok(true)
+    }
+
+    fn try_claim(&self, ep_id: u16) -> Option<Claim<'_>> {
+        let mut b = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        b.insert(ep_id).then(|| Claim(&self.busy, ep_id))
+    }
+
+    fn claim(&self, ep_id: u16) -> Claim<'_> {
+        loop {
+            if let Some(c) = self.try_claim(ep_id) {
+                return c;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     /// Empty an endpoint's policy map (deny-all) and keep it registered as a
