@@ -38,6 +38,37 @@ $SETA lab node exec $NODE --lab $LAB -- iperf3 -s -1 -D -p 5202 >/dev/null
 sleep 0.3
 $SETA lab exec pod3 --lab $LAB -- iperf3 -c "$ROUTER" -p 5202 -t 1 -f g | grep -E 'sender|receiver'
 
+step "policy: label the pods, then only app=pod1 may reach app=pod2 on TCP 5201"
+for p in pod1 pod2 pod3; do $SETA lab pod label $p --labels app=$p --lab $LAB; done
+POLICY=$(mktemp --suffix=.yaml)
+cat > "$POLICY" <<'YAML'
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: pod2-from-pod1
+  namespace: default
+spec:
+  endpointSelector:
+    matchLabels: {app: pod2}
+  ingress:
+  - fromEndpoints:
+    - matchLabels: {app: pod1}
+    toPorts:
+    - ports: [{port: "5201", protocol: TCP}]
+YAML
+$SETA --node $NODE policy import "$POLICY"
+rm -f "$POLICY"
+$SETA --node $NODE policy wait
+$SETA lab exec pod2 --lab $LAB -- iperf3 -s -D -p 5201 >/dev/null
+sleep 0.3
+tcp() { $SETA lab exec "$1" --lab $LAB -- timeout 2 bash -c "exec 3<>/dev/tcp/$P2/5201" 2>/dev/null && echo "$1 -> pod2:5201 connected" || echo "$1 -> pod2:5201 refused by policy"; }
+tcp pod1
+tcp pod3
+$SETA --node $NODE policy trace --src-endpoint pod-name:default/pod3 --dst-endpoint pod-name:default/pod2 --dport 5201/TCP || true
+echo "-- policy-verdict events:"
+$SETA --node $NODE events | grep 5201 | tail -4
+$SETA --node $NODE endpoint list
+
 step "seta bpf prog list (TCX links per device)"
 $SETA --node $NODE bpf prog list
 step "seta bpf ipcache list"
