@@ -13,7 +13,7 @@ use seta_core::labels::{Label, LabelSet};
 use seta_core::names::{HOST_DEV, NET_DEV};
 use seta_core::policy::resolve::{self, IdKind, IdentityInfo};
 use seta_core::policy::{parse, trace, PolicyDoc, Rule};
-use seta_datapath::maps::{policy_entries, EndpointMap, IpcacheMap, PolicyEntries, PolicyMap};
+use seta_datapath::maps::{policy_entries, EndpointMap, IpcacheMap, PolicyMap};
 use seta_datapath::netlink::Netlink;
 use seta_datapath::{Datapath, EndpointProgConfig};
 use std::collections::BTreeMap;
@@ -223,6 +223,21 @@ impl Inner {
 /// Local (node-scoped) identities for CIDRs: 1<<24 and up, like Cilium.
 const SCOPE_LOCAL: u32 = 1 << 24;
 
+/// Make an endpoint visible to the datapath: its endpoint-map entry (local
+/// delivery) and its ipcache entry (its identity for everyone's policy).
+fn publish(inner: &mut Inner, ep: &Endpoint) -> Result<(), ApiError> {
+    inner.eps.upsert(ep.ipv4, &host_entry(ep).map_err(ApiError::BadRequest)?)?;
+    inner.ipc.upsert(
+        ep.ipv4,
+        32,
+        &RemoteEndpointInfo {
+            sec_identity: ep.identity,
+            ..Default::default()
+        },
+    )?;
+    Ok(())
+}
+
 fn prog_config(ep: &Endpoint) -> Result<EndpointProgConfig, String> {
     Ok(EndpointProgConfig {
         ep_id: ep.id,
@@ -336,19 +351,10 @@ impl Agent {
                         ep.state = EndpointState::Regenerating;
                         let cfg = prog_config(&ep).map_err(anyhow::Error::msg)?;
                         let dp = self.dp.clone();
-                        // the policy map starts empty (deny) and is filled by the regeneration below
-                        tokio::task::spawn_blocking(move || dp.attach_endpoint(&cfg, &PolicyEntries::new(), false)).await??;
+                        // an existing policy map is kept as is; the regeneration below brings it up to date
+                        tokio::task::spawn_blocking(move || dp.attach_endpoint(&cfg, None, false)).await??;
                     }
-                    let info = host_entry(&ep).map_err(anyhow::Error::msg)?;
-                    inner.eps.upsert(ep.ipv4, &info)?;
-                    inner.ipc.upsert(
-                        ep.ipv4,
-                        32,
-                        &RemoteEndpointInfo {
-                            sec_identity: ep.identity,
-                            ..Default::default()
-                        },
-                    )?;
+                    publish(&mut inner, &ep).map_err(|e| anyhow::anyhow!("{e}"))?;
                     let _ = inner.pool.allocate_ip(ep.ipv4, &ep.container_id);
                     ep.state = EndpointState::Ready;
                     self.store.save_endpoint(&ep)?;
@@ -791,7 +797,7 @@ impl Agent {
         let cfg = prog_config(&ep).map_err(bad)?;
         let dp = self.dp.clone();
         let t_attach = Instant::now();
-        let attached = tokio::task::spawn_blocking(move || dp.attach_endpoint(&cfg, &entries, false)).await;
+        let attached = tokio::task::spawn_blocking(move || dp.attach_endpoint(&cfg, Some(&entries), false)).await;
         let attach_ms = t_attach.elapsed().as_secs_f64() * 1e3;
 
         // Phase 3 (locked): maps, state, or roll back.
@@ -799,16 +805,7 @@ impl Agent {
         inner.reserved_ids.remove(&ep.id);
         let result = match attached {
             Ok(Ok(())) => (|| -> Result<(), ApiError> {
-                let info = host_entry(&ep).map_err(bad)?;
-                inner.eps.upsert(ep.ipv4, &info)?;
-                inner.ipc.upsert(
-                    ep.ipv4,
-                    32,
-                    &RemoteEndpointInfo {
-                        sec_identity: ep.identity,
-                        ..Default::default()
-                    },
-                )?;
+                publish(&mut inner, &ep)?;
                 ep.state = EndpointState::Ready;
                 self.store.save_endpoint(&ep)?;
                 Ok(())
@@ -1246,18 +1243,10 @@ impl Agent {
             let entries = policy_entries(&resolve::compute(&p, &universe));
             let cfg = prog_config(&ep).map_err(ApiError::BadRequest)?;
             let dp = self.dp.clone();
-            tokio::task::spawn_blocking(move || dp.attach_endpoint(&cfg, &entries, true))
+            tokio::task::spawn_blocking(move || dp.attach_endpoint(&cfg, Some(&entries), true))
                 .await
                 .map_err(|e| ApiError::Internal(e.to_string()))??;
-            inner.eps.upsert(ep.ipv4, &host_entry(&ep).map_err(ApiError::BadRequest)?)?;
-            inner.ipc.upsert(
-                ep.ipv4,
-                32,
-                &RemoteEndpointInfo {
-                    sec_identity: identity,
-                    ..Default::default()
-                },
-            )?;
+            publish(inner, &ep)?;
         }
         inner.identities.release(&old.labels);
         tracing::info!(id, old = old.identity, new = identity, "endpoint relabelled");

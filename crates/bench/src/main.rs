@@ -519,7 +519,7 @@ fn bench_bpf(args: &Args) -> Result<Vec<Row>> {
     use seta_abi::{EndpointInfo, ENDPOINT_F_HOST};
     use seta_datapath::maps::EndpointMap;
     use seta_datapath::testpkt::udp_packet;
-    use seta_datapath::{Datapath, EndpointProgConfig};
+    use seta_datapath::Datapath;
     eprintln!("==> from-container per-packet cost (BPF_PROG_TEST_RUN) vs an empty tc program");
     seta_datapath::sysfs::ensure_bpffs(Path::new("/sys/fs/bpf"))?;
     let node = format!("{PREFIX}-n0");
@@ -546,24 +546,9 @@ fn bench_bpf(args: &Args) -> Result<Vec<Row>> {
                 ..Default::default()
             },
         )?;
-        let mut lxc = dp.load_lxc_object(&EndpointProgConfig {
-            ep_id: 1,
-            ifname: "x".into(),
-            ifindex: 98,
-            ipv4: a,
-            sec_id: 256,
-            node_mac: [2, 0, 0, 0, 1, 1],
-        })?;
+        let (mut lxc, _lxc_b) = load_pair(&dp, a, b, 256)?;
         // default-allow policy maps for both endpoints: the first repeat creates
         // the conntrack entry, the rest measure the established fast path
-        let _lxc_b = dp.load_lxc_object(&EndpointProgConfig {
-            ep_id: 2,
-            ifname: "y".into(),
-            ifindex: 99,
-            ipv4: b,
-            sec_id: 256,
-            node_mac: [2, 0, 0, 0, 1, 2],
-        })?;
         let allow_all = seta_datapath::maps::policy_entries(&seta_core::policy::resolve::compute(&Default::default(), []));
         let mut outer = seta_datapath::maps::PolicyOuter::open(dp.pin_dir())?;
         for ep in [1u16, 2] {
@@ -837,7 +822,7 @@ fn bench_policy_lpm(args: &Args) -> Result<Vec<Row>> {
     use seta_core::policy::resolve::Key;
     use seta_datapath::maps::{EndpointMap, IpcacheMap, PolicyEntries, PolicyMap, PolicyOuter};
     use seta_datapath::testpkt::tcp_packet;
-    use seta_datapath::{Datapath, EndpointProgConfig};
+    use seta_datapath::Datapath;
     let node = format!("{PREFIX}-n9");
     let dp = Datapath::new(seta_core::names::pin_dir(Path::new("/sys/fs/bpf"), &node, seta_abi::ABI_VERSION))?;
     let r = (|| -> Result<Vec<Row>> {
@@ -866,22 +851,7 @@ fn bench_policy_lpm(args: &Args) -> Result<Vec<Row>> {
                 },
             )?;
         }
-        let mut lxc_a = dp.load_lxc_object(&EndpointProgConfig {
-            ep_id: 1,
-            ifname: "x".into(),
-            ifindex: 98,
-            ipv4: a,
-            sec_id: 256,
-            node_mac: [2, 0, 0, 0, 1, 1],
-        })?;
-        let _lxc_b = dp.load_lxc_object(&EndpointProgConfig {
-            ep_id: 2,
-            ifname: "y".into(),
-            ifindex: 99,
-            ipv4: b,
-            sec_id: 300,
-            node_mac: [2, 0, 0, 0, 1, 2],
-        })?;
+        let (mut lxc_a, _lxc_b) = load_pair(&dp, a, b, 300)?;
         let allow_all = seta_datapath::maps::policy_entries(&seta_core::policy::resolve::compute(&Default::default(), []));
         let mut pa = PolicyMap::open_pinned(&dp.policy_pin(1))?;
         pa.sync(&allow_all)?;
@@ -936,4 +906,26 @@ fn bench_policy_lpm(args: &Args) -> Result<Vec<Row>> {
     })();
     let _ = dp.remove_all();
     r
+}
+
+/// Two endpoints' programs (ids 1 and 2, at `a` and `b`) in a bench pin dir.
+fn load_pair(dp: &seta_datapath::Datapath, a: Ipv4Addr, b: Ipv4Addr, sec_b: u32) -> Result<(aya::Ebpf, aya::Ebpf)> {
+    use seta_datapath::EndpointProgConfig;
+    let lxc_a = dp.load_lxc_object(&EndpointProgConfig {
+        ep_id: 1,
+        ifname: "x".into(),
+        ifindex: 98,
+        ipv4: a,
+        sec_id: 256,
+        node_mac: [2, 0, 0, 0, 1, 1],
+    })?;
+    let lxc_b = dp.load_lxc_object(&EndpointProgConfig {
+        ep_id: 2,
+        ifname: "y".into(),
+        ifindex: 99,
+        ipv4: b,
+        sec_id: sec_b,
+        node_mac: [2, 0, 0, 0, 1, 2],
+    })?;
+    Ok((lxc_a, lxc_b))
 }

@@ -195,13 +195,16 @@ impl Datapath {
     ///
     /// `replace` swaps the program inside an existing pinned link atomically
     /// (a relabelled endpoint gets its new identity constant without a gap).
-    pub fn attach_endpoint(&self, cfg: &EndpointProgConfig, policy: &crate::maps::PolicyEntries, replace: bool) -> Result<()> {
+    /// `policy: None` keeps whatever the (pinned) policy map holds.
+    pub fn attach_endpoint(&self, cfg: &EndpointProgConfig, policy: Option<&crate::maps::PolicyEntries>, replace: bool) -> Result<()> {
         let t = std::time::Instant::now();
         let _claim = self.claim(cfg.ep_id);
         let mut ebpf = self.load_lxc_object(cfg)?;
         tracing::debug!(load_ms = t.elapsed().as_secs_f64() * 1e3, "loaded bpf_lxc");
         let mut pm = crate::maps::PolicyMap::open_pinned(&self.policy_pin(cfg.ep_id))?;
-        pm.sync(policy)?;
+        if let Some(policy) = policy {
+            pm.sync(policy)?;
+        }
         let mut outer = crate::maps::PolicyOuter::open(&self.pin_dir)?;
         if !outer.ids().contains(&(cfg.ep_id as u32)) {
             // no spare was ready: register now (one RCU grace period)

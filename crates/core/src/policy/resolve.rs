@@ -268,6 +268,13 @@ fn insert(out: &mut MapState, k: Key, e: Entry) {
     }
 }
 
+/// The keys of one rule for `identity` (0 = any), with its verdict.
+fn insert_rule(m: &mut MapState, p: &EndpointPolicy, identity: u32, egress: bool, deny: bool, cookie: u32, ports: &[L4]) {
+    for k in keys_for(p, identity, egress, ports) {
+        insert(m, k, Entry { deny, cookie });
+    }
+}
+
 /// Deny beats allow: an allow whose key lies inside a deny of the same identity
 /// and direction becomes that deny (otherwise the LPM would prefer the longer allow).
 fn deny_over_allow(m: &mut MapState) {
@@ -301,16 +308,7 @@ pub fn wildcard_entries(p: &EndpointPolicy) -> MapState {
     }
     for (cookie, egress, deny, r) in &p.rules {
         if is_wildcard(&r.peers) {
-            for k in keys_for(p, 0, *egress, &r.ports) {
-                insert(
-                    &mut m,
-                    k,
-                    Entry {
-                        deny: *deny,
-                        cookie: *cookie,
-                    },
-                );
-            }
+            insert_rule(&mut m, p, 0, *egress, *deny, *cookie, &r.ports);
         }
     }
     deny_over_allow(&mut m);
@@ -341,16 +339,7 @@ pub fn entries_for_identity(p: &EndpointPolicy, id: &IdentityInfo) -> MapState {
         if is_wildcard(&r.peers) || !peers.iter().any(|peer| peer_selects(peer, id)) {
             continue;
         }
-        for k in keys_for(p, id.id, *egress, &r.ports) {
-            insert(
-                &mut m,
-                k,
-                Entry {
-                    deny: *deny,
-                    cookie: *cookie,
-                },
-            );
-        }
+        insert_rule(&mut m, p, id.id, *egress, *deny, *cookie, &r.ports);
     }
     deny_over_allow(&mut m);
     m
