@@ -1,0 +1,87 @@
+//! The etcd backend (etcd v3 API through etcd-client).
+use crate::{KvError, KvStore, LeaseId, Result};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
+
+#[derive(Clone)]
+pub struct EtcdStore {
+    client: Client,
+}
+
+fn err(op: &str, e: etcd_client::Error) -> KvError {
+    KvError::Etcd {
+        op: op.to_string(),
+        msg: e.to_string(),
+    }
+}
+
+impl EtcdStore {
+    /// Connect to `endpoints` (e.g. ["http://127.0.0.1:2379"]).
+    pub async fn connect(endpoints: &[String]) -> Result<Self> {
+        let client = Client::connect(endpoints, None)
+            .await
+            .map_err(|e| err(&format!("connect {}", endpoints.join(",")), e))?;
+        Ok(Self { client })
+    }
+
+    fn put_opts(lease: LeaseId) -> Option<PutOptions> {
+        (lease != 0).then(|| PutOptions::new().with_lease(lease))
+    }
+}
+
+impl KvStore for EtcdStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let mut kv = self.client.kv_client();
+        let r = kv.get(key, None).await.map_err(|e| err(&format!("get {key}"), e))?;
+        Ok(r.kvs().first().map(|k| k.value().to_vec()))
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut kv = self.client.kv_client();
+        let r = kv
+            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| err(&format!("list {prefix}"), e))?;
+        Ok(r.kvs()
+            .iter()
+            .map(|k| (String::from_utf8_lossy(k.key()).into_owned(), k.value().to_vec()))
+            .collect())
+    }
+    async fn put(&self, key: &str, value: &[u8], lease: LeaseId) -> Result<()> {
+        let mut kv = self.client.kv_client();
+        kv.put(key, value, Self::put_opts(lease))
+            .await
+            .map_err(|e| err(&format!("put {key}"), e))?;
+        Ok(())
+    }
+    async fn create_all(&self, kvs: &[(String, Vec<u8>)], lease: LeaseId) -> Result<bool> {
+        let mut kv = self.client.kv_client();
+        let when: Vec<Compare> = kvs
+            .iter()
+            .map(|(k, _)| Compare::create_revision(k.as_str(), CompareOp::Equal, 0))
+            .collect();
+        let then: Vec<TxnOp> = kvs
+            .iter()
+            .map(|(k, v)| TxnOp::put(k.as_str(), v.clone(), Self::put_opts(lease)))
+            .collect();
+        let r = kv
+            .txn(Txn::new().when(when).and_then(then))
+            .await
+            .map_err(|e| err("txn create", e))?;
+        Ok(r.succeeded())
+    }
+    async fn delete(&self, key: &str) -> Result<()> {
+        let mut kv = self.client.kv_client();
+        kv.delete(key, None).await.map_err(|e| err(&format!("delete {key}"), e))?;
+        Ok(())
+    }
+    async fn grant_lease(&self, ttl: i64) -> Result<LeaseId> {
+        let mut l = self.client.lease_client();
+        Ok(l.grant(ttl, None).await.map_err(|e| err("lease grant", e))?.id())
+    }
+    async fn keep_alive(&self, lease: LeaseId) -> Result<()> {
+        let mut l = self.client.lease_client();
+        let (mut keeper, mut stream) = l.keep_alive(lease).await.map_err(|e| err("lease keep-alive", e))?;
+        keeper.keep_alive().await.map_err(|e| err("lease keep-alive", e))?;
+        let _ = stream.message().await.map_err(|e| err("lease keep-alive", e))?;
+        Ok(())
+    }
+}

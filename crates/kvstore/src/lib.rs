@@ -1,0 +1,38 @@
+//! Cluster state shared between nodes, behind one interface with two
+//! backends: an embedded store (single node, persisted in the state dir) and
+//! etcd (leases, transactions, prefix reads). Cluster-wide identity allocation
+//! is built on it (`identity`).
+pub mod etcd;
+pub mod identity;
+pub mod memory;
+pub mod testing;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    #[error("etcd {op}: {msg}")]
+    Etcd { op: String, msg: String },
+    #[error("kvstore file {path}: {msg}")]
+    File { path: String, msg: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T> = std::result::Result<T, KvError>;
+
+/// A lease id (0 = no lease).
+pub type LeaseId = i64;
+
+/// What the cluster state needs from a key-value store.
+pub trait KvStore: Send + Sync + 'static {
+    fn get(&self, key: &str) -> impl std::future::Future<Output = Result<Option<Vec<u8>>>> + Send;
+    /// Every key under `prefix`, sorted.
+    fn list(&self, prefix: &str) -> impl std::future::Future<Output = Result<Vec<(String, Vec<u8>)>>> + Send;
+    fn put(&self, key: &str, value: &[u8], lease: LeaseId) -> impl std::future::Future<Output = Result<()>> + Send;
+    /// Create every key, all or none, only if none of them exists yet
+    /// (returns false when one already existed).
+    fn create_all(&self, kvs: &[(String, Vec<u8>)], lease: LeaseId) -> impl std::future::Future<Output = Result<bool>> + Send;
+    fn delete(&self, key: &str) -> impl std::future::Future<Output = Result<()>> + Send;
+    /// A lease that expires `ttl` seconds after its last keep-alive.
+    fn grant_lease(&self, ttl: i64) -> impl std::future::Future<Output = Result<LeaseId>> + Send;
+    fn keep_alive(&self, lease: LeaseId) -> impl std::future::Future<Output = Result<()>> + Send;
+}

@@ -1,0 +1,72 @@
+//! A real etcd for tests and benchmarks: started on loopback with free ports
+//! and a temporary data dir, killed and removed on drop (also on panic).
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct EtcdServer {
+    child: Child,
+    dir: PathBuf,
+    pub endpoint: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl EtcdServer {
+    /// None when no etcd binary is installed (tests decide whether that is fatal).
+    pub fn start(tag: &str) -> Option<Self> {
+        let bin = ["/usr/bin/etcd", "/usr/local/bin/etcd"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())?;
+        let (cp, pp) = (free_port(), free_port());
+        let dir = std::env::temp_dir().join(format!("seta-etcd-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let endpoint = format!("http://127.0.0.1:{cp}");
+        let peer = format!("http://127.0.0.1:{pp}");
+        let child = Command::new(bin)
+            .args(["--name", "seta-test", "--data-dir"])
+            .arg(&dir)
+            .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("seta-test={peer}"), "--log-level", "error"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let me = Self { child, dir, endpoint };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(me.endpoint.trim_start_matches("http://")).is_err() {
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(me)
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// For tests that need etcd: Some(server), or None after printing SKIP; under CI=true a missing etcd is a failure.
+pub fn etcd_or_skip(test: &str) -> Option<EtcdServer> {
+    match EtcdServer::start(test) {
+        Some(s) => Some(s),
+        None => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{test}: etcd could not be started under CI=true (install etcd-server)"
+            );
+            eprintln!("SKIP {test}: no etcd");
+            None
+        }
+    }
+}
