@@ -863,6 +863,11 @@ impl Agent {
         inner.ipc.remove(ep.ipv4, 32)?;
         // keep the emptied map registered: the next endpoint with this id finds it ready
         self.dp.recycle_policy_map(ep.id)?;
+        match seta_datapath::maps::CtMap::open(self.dp.pin_dir()).and_then(|mut ct| ct.flush_ip(ep.ipv4)) {
+            Ok(n) if n > 0 => tracing::debug!(ip = %ep.ipv4, flushed = n, "conntrack entries of the deleted endpoint"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(ip = %ep.ipv4, %e, "could not flush conntrack entries of the deleted endpoint"),
+        }
         inner.identities.release(&ep.labels);
         let _ = inner.pool.release(ep.ipv4);
         // others' policies lose entries for a freed identity / ports / pod IP

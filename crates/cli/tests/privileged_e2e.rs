@@ -324,6 +324,17 @@ async fn privileged_e2e_pod_delete_leaves_nothing_behind() {
             .unwrap()
     };
     assert!(has_link(lxc.clone()));
+    // pod1 talks first, so it has conntrack entries
+    let router = seta_core::ipam::Pool::new(node.pod_cidr).unwrap().router();
+    assert_eq!(ping(&t.lab, "pod1", router, 1, "0.2"), (1, 1));
+    let ct = seta(&t.lab, &node.name, &["bpf", "ct", "list"]);
+    assert!(
+        ct.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["src"].as_str().unwrap().starts_with(&format!("{}:", p1.ip))),
+        "pod1 has CT entries: {ct}"
+    );
     t.lab.pod_del("pod1").await.unwrap();
 
     assert!(!has_link(lxc.clone()), "host-side veth {lxc} removed");
@@ -351,6 +362,12 @@ async fn privileged_e2e_pod_delete_leaves_nothing_behind() {
         .join("v1/links")
         .join(format!("{lxc}_ingress"));
     assert!(!pin.exists(), "link pin removed");
+    let ct = seta(&t.lab, &node.name, &["bpf", "ct", "list"]);
+    let mine = |a: &serde_json::Value| a.as_str().unwrap().starts_with(&format!("{}:", p1.ip));
+    assert!(
+        ct.as_array().unwrap().iter().all(|e| !mine(&e["src"]) && !mine(&e["dst"])),
+        "no conntrack entry of the deleted pod's address: {ct}"
+    );
     // the deleted endpoint's policy map is kept only as an empty (deny-all) spare
     assert_eq!(
         seta(&t.lab, &node.name, &["bpf", "policy", "get", "1"]),
@@ -359,6 +376,5 @@ async fn privileged_e2e_pod_delete_leaves_nothing_behind() {
     );
     // the remaining pod still works
     let p2 = t.lab.pod("pod2").unwrap().clone();
-    let router = seta_core::ipam::Pool::new(node.pod_cidr).unwrap().router();
     assert_eq!(ping(&t.lab, &p2.name, router, 1, "0.2"), (1, 1));
 }

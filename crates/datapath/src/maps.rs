@@ -316,13 +316,18 @@ impl CtMap {
     /// Delete entries; `expired_only` keeps the live ones (garbage collection).
     pub fn flush(&mut self, expired_only: bool) -> Result<usize, DatapathError> {
         let now = monotonic_ns();
-        let keys: Vec<CtKey> = self
-            .map
-            .iter()
-            .flatten()
-            .filter(|(_, e)| !expired_only || e.expires < now)
-            .map(|(k, _)| k)
-            .collect();
+        self.flush_where(|_, e| !expired_only || e.expires < now)
+    }
+
+    /// Delete every entry of connections to or from `ip` (a deleted endpoint:
+    /// a pod that gets its address later must not inherit its connections).
+    pub fn flush_ip(&mut self, ip: Ipv4Addr) -> Result<usize, DatapathError> {
+        let o = ip.octets();
+        self.flush_where(|k, _| k.saddr == o || k.daddr == o)
+    }
+
+    fn flush_where(&mut self, pred: impl Fn(&CtKey, &CtEntry) -> bool) -> Result<usize, DatapathError> {
+        let keys: Vec<CtKey> = self.map.iter().flatten().filter(|(k, e)| pred(k, e)).map(|(k, _)| k).collect();
         let mut n = 0;
         for k in keys {
             match self.map.remove(&k) {
