@@ -82,6 +82,7 @@ pub struct Agent {
     filter: LabelFilter,
     pub events: crate::events::EventLog,
     policy_map_full: std::sync::atomic::AtomicU64,
+    kv: Kv,
 }
 
 fn host_entry(ep: &Endpoint) -> Result<EndpointInfo, String> {
@@ -220,6 +221,72 @@ impl Inner {
     }
 }
 
+/// Where identity numbers come from: the cluster's kvstore.
+pub enum Kv {
+    Memory(seta_kvstore::identity::ClusterIdentities<seta_kvstore::memory::MemoryStore>),
+    Etcd(seta_kvstore::identity::ClusterIdentities<seta_kvstore::etcd::EtcdStore>),
+}
+
+impl Kv {
+    pub async fn open(cfg: &Config) -> Result<Self> {
+        match cfg.kvstore.as_str() {
+            "memory" => {
+                let store = seta_kvstore::memory::MemoryStore::persistent(cfg.state_dir.join("kvstore.json"))?;
+                Ok(Kv::Memory(seta_kvstore::identity::ClusterIdentities::new(
+                    Arc::new(store),
+                    &cfg.kvstore_prefix,
+                    &cfg.node,
+                    0,
+                )))
+            }
+            "etcd" => {
+                anyhow::ensure!(
+                    !cfg.kvstore_endpoints.is_empty(),
+                    "--kvstore etcd needs --kvstore-endpoints URL[,URL...]"
+                );
+                let store = seta_kvstore::etcd::EtcdStore::connect(&cfg.kvstore_endpoints).await?;
+                Ok(Kv::Etcd(seta_kvstore::identity::ClusterIdentities::new(
+                    Arc::new(store),
+                    &cfg.kvstore_prefix,
+                    &cfg.node,
+                    0,
+                )))
+            }
+            other => anyhow::bail!("--kvstore {other:?}: expected memory or etcd"),
+        }
+    }
+    async fn allocate(&self, labels: &LabelSet) -> seta_kvstore::Result<u32> {
+        match self {
+            Kv::Memory(c) => c.allocate(labels).await,
+            Kv::Etcd(c) => c.allocate(labels).await,
+        }
+    }
+    /// Keys under `prefix` (a key itself when `exact`), values as text.
+    pub async fn list(&self, prefix: &str, exact: bool) -> seta_kvstore::Result<Vec<(String, String)>> {
+        use seta_kvstore::KvStore;
+        let text = |v: Vec<(String, Vec<u8>)>| v.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect();
+        let one = |k: &str, v: Option<Vec<u8>>| v.map(|v| vec![(k.to_string(), v)]).unwrap_or_default();
+        Ok(match (self, exact) {
+            (Kv::Memory(c), false) => text(c.store().list(prefix).await?),
+            (Kv::Etcd(c), false) => text(c.store().list(prefix).await?),
+            (Kv::Memory(c), true) => text(one(prefix, c.store().get(prefix).await?)),
+            (Kv::Etcd(c), true) => text(one(prefix, c.store().get(prefix).await?)),
+        })
+    }
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Kv::Memory(_) => "embedded (state dir)",
+            Kv::Etcd(_) => "etcd",
+        }
+    }
+    async fn release(&self, id: u32) -> seta_kvstore::Result<()> {
+        match self {
+            Kv::Memory(c) => c.release(id).await,
+            Kv::Etcd(c) => c.release(id).await,
+        }
+    }
+}
+
 /// Local (node-scoped) identities for CIDRs: 1<<24 and up, like Cilium.
 const SCOPE_LOCAL: u32 = 1 << 24;
 
@@ -294,6 +361,7 @@ impl Agent {
 
         let identities: IdentityAllocator = store.load("identities.json")?;
         let policy: PolicyState = store.load("policy.json")?;
+        let kv = Kv::open(&cfg).await?;
         // Pool allocations without an endpoint are kept: a CNI ADD may be between
         // its IPAM call and its endpoint call. They are released by CNI DEL/GC.
         pool.cidr = cfg.pod_cidr;
@@ -318,6 +386,7 @@ impl Agent {
             filter,
             events: crate::events::EventLog::new(4096),
             policy_map_full: Default::default(),
+            kv,
         });
         agent.restore().await?;
         agent.process_delete_queue().await;
@@ -346,7 +415,10 @@ impl Agent {
             let link = self.nl.link(&ep.interface_name).await?;
             match link {
                 Some(l) if l.index == ep.interface_index => {
-                    ep.identity = inner.identities.acquire(&ep.labels).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    ep.identity = self
+                        .acquire_identity(&mut inner, &ep.labels)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
                     if !self.dp.endpoint_attached(&ep.interface_name) || !self.dp.policy_pin(ep.id).exists() {
                         ep.state = EndpointState::Regenerating;
                         let cfg = prog_config(&ep).map_err(anyhow::Error::msg)?;
@@ -436,6 +508,31 @@ impl Agent {
         self.store.save("ipam.json", &inner.pool)?;
         self.store.save("identities.json", &inner.identities)?;
         self.store.save("policy.json", &inner.policy)
+    }
+
+    /// A reference on the identity of `labels`; a label set new to this node
+    /// gets its number from the cluster's kvstore.
+    async fn acquire_identity(&self, inner: &mut Inner, labels: &LabelSet) -> Result<u32, ApiError> {
+        if labels.is_empty() || inner.identities.contains(labels) {
+            return inner.identities.acquire(labels).map_err(|e| ApiError::Conflict(e.to_string()));
+        }
+        let id = self
+            .kv
+            .allocate(labels)
+            .await
+            .map_err(|e| ApiError::Internal(format!("identity allocation in the kvstore: {e}")))?;
+        Ok(inner.identities.acquire_as(labels, id))
+    }
+
+    /// Drop a reference; the node's reference in the kvstore goes with the last one.
+    async fn release_identity(&self, inner: &mut Inner, labels: &LabelSet) {
+        let id = inner.identities.list().find(|a| a.labels == *labels).map(|a| a.id);
+        inner.identities.release(labels);
+        if let Some(id) = id.filter(|id| inner.identities.get(*id).is_none()) {
+            if let Err(e) = self.kv.release(id).await {
+                tracing::warn!(id, %e, "could not drop the identity reference in the kvstore");
+            }
+        }
     }
 
     /// The identity labels of a pod: its labels, its namespace and the
@@ -620,6 +717,9 @@ impl Agent {
             policy_revision: inner.policy.revision,
             policies: inner.policy.docs.len(),
             policy_map_full_errors: self.policy_map_full_count(),
+            kvstore: format!("{} {}", self.kv.describe(), self.cfg.kvstore_endpoints.join(","))
+                .trim()
+                .to_string(),
         }
     }
 
@@ -749,7 +849,7 @@ impl Agent {
             let used: Vec<u16> = inner.endpoints.keys().copied().chain(inner.reserved_ids.iter().copied()).collect();
             let id = next_endpoint_id(used.iter()).ok_or_else(|| ApiError::Conflict("no free endpoint id".into()))?;
             let labels = self.identity_labels(&mut inner, &req.labels, &req.namespace)?;
-            let identity = inner.identities.acquire(&labels).map_err(|e| ApiError::Conflict(e.to_string()))?;
+            let identity = self.acquire_identity(&mut inner, &labels).await?;
             inner.reserved_ids.insert(id);
             let ep = Endpoint {
                 id,
@@ -818,7 +918,7 @@ impl Agent {
             let _ = self.dp.remove_endpoint_policy(ep.id);
             let _ = inner.eps.remove(ep.ipv4);
             let _ = inner.ipc.remove(ep.ipv4, 32);
-            inner.identities.release(&ep.labels);
+            self.release_identity(&mut inner, &ep.labels).await;
             let _ = self.store.remove_endpoint(ep.id);
             return Err(e);
         }
@@ -868,7 +968,7 @@ impl Agent {
             Ok(_) => {}
             Err(e) => tracing::warn!(ip = %ep.ipv4, %e, "could not flush conntrack entries of the deleted endpoint"),
         }
-        inner.identities.release(&ep.labels);
+        self.release_identity(&mut inner, &ep.labels).await;
         let _ = inner.pool.release(ep.ipv4);
         // others' policies lose entries for a freed identity / ports / pod IP
         inner.resolved.remove(&ep.id);
@@ -1032,6 +1132,13 @@ impl Agent {
                 }
             }
         });
+    }
+
+    pub async fn kvstore_list(&self, prefix: &str, exact: bool) -> Result<Vec<(String, String)>, ApiError> {
+        self.kv
+            .list(prefix, exact)
+            .await
+            .map_err(|e| ApiError::Internal(format!("kvstore: {e}")))
     }
 
     pub fn policy_map_full_count(&self) -> u64 {
@@ -1227,10 +1334,7 @@ impl Agent {
         if old.labels == new_labels {
             return Ok(());
         }
-        let identity = inner
-            .identities
-            .acquire(&new_labels)
-            .map_err(|e| ApiError::Conflict(e.to_string()))?;
+        let identity = self.acquire_identity(inner, &new_labels).await?;
         let mut ep = old.clone();
         ep.labels = new_labels;
         ep.identity = identity;
@@ -1253,7 +1357,7 @@ impl Agent {
                 .map_err(|e| ApiError::Internal(e.to_string()))??;
             publish(inner, &ep)?;
         }
-        inner.identities.release(&old.labels);
+        self.release_identity(inner, &old.labels).await;
         tracing::info!(id, old = old.identity, new = identity, "endpoint relabelled");
         inner.endpoints.insert(id, ep);
         Ok(())

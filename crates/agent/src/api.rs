@@ -62,6 +62,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/namespace", get(|State(a): A| async move { Json(a.namespaces().await) }))
         .route("/v1/namespace/{ns}", axum::routing::put(namespace_put))
         .route("/v1/events", get(events))
+        .route("/v1/kvstore", get(kvstore))
         .with_state(agent)
 }
 
@@ -199,4 +200,16 @@ async fn namespace_put(State(a): A, Path(ns): Path<String>, body: Body<Namespace
 async fn events(State(a): A, Query(q): Query<HashMap<String, String>>) -> R<Vec<crate::events::EventRecord>> {
     let since = q.get("since").and_then(|s| s.parse().ok()).unwrap_or(0);
     Ok(Json(a.events.since(since)))
+}
+
+async fn kvstore(State(a): A, Query(q): Query<HashMap<String, String>>) -> R<Vec<serde_json::Value>> {
+    let (what, exact) = match (q.get("key"), q.get("prefix")) {
+        (Some(k), _) => (k.clone(), true),
+        (None, Some(p)) => (p.clone(), false),
+        (None, None) => return Err(ApiError::BadRequest("give ?prefix=P or ?key=K".into())),
+    };
+    let kvs = a.kvstore_list(&what, exact).await?;
+    Ok(Json(
+        kvs.into_iter().map(|(k, v)| serde_json::json!({"key": k, "value": v})).collect(),
+    ))
 }

@@ -34,6 +34,15 @@ pub struct RunArgs {
     /// Identity-relevant label prefixes: `prefix` includes (and makes the filter an allowlist), `!prefix` excludes
     #[arg(long = "label-prefix", env = "SETA_LABEL_PREFIXES", value_delimiter = ',')]
     pub label_prefixes: Vec<String>,
+    /// Where identities are allocated: `memory` (embedded, persisted in the state dir) or `etcd`
+    #[arg(long, env = "SETA_KVSTORE", default_value = "memory")]
+    pub kvstore: String,
+    /// etcd endpoints (with --kvstore etcd), e.g. http://10.0.0.1:2379
+    #[arg(long, env = "SETA_KVSTORE_ENDPOINTS", value_delimiter = ',')]
+    pub kvstore_endpoints: Vec<String>,
+    /// Key prefix of the cluster state
+    #[arg(long, env = "SETA_KVSTORE_PREFIX", default_value = "/seta")]
+    pub kvstore_prefix: String,
     /// JSON file with any of the keys: node, pod-cidr, state-dir, socket, bpffs, cni-conf-dir, cni-chain
     #[arg(long, env = "SETA_CONFIG")]
     pub config: Option<PathBuf>,
@@ -64,6 +73,9 @@ pub struct Config {
     pub cni_chain: Vec<String>,
     pub allow_host_ingress: bool,
     pub label_prefixes: Vec<String>,
+    pub kvstore: String,
+    pub kvstore_endpoints: Vec<String>,
+    pub kvstore_prefix: String,
 }
 
 impl Config {
@@ -101,6 +113,9 @@ impl Config {
             cni_chain,
             allow_host_ingress: a.allow_host_ingress,
             label_prefixes: a.label_prefixes,
+            kvstore: a.kvstore,
+            kvstore_endpoints: a.kvstore_endpoints,
+            kvstore_prefix: a.kvstore_prefix,
         })
     }
 

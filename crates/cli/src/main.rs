@@ -54,6 +54,9 @@ enum Cmd {
     /// Network policies (Kubernetes NetworkPolicy, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy)
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// The cluster state in the agent's kvstore (debugging)
+    #[command(subcommand)]
+    Kvstore(KvCmd),
     /// Policy-verdict and drop events from the datapath
     Events {
         /// only events after this sequence number
@@ -63,6 +66,14 @@ enum Cmd {
     /// A virtual cluster in network namespaces
     #[command(subcommand)]
     Lab(LabCmd),
+}
+
+#[derive(Subcommand)]
+enum KvCmd {
+    /// Keys under PREFIX, e.g. /seta/identities/v1/
+    List { prefix: String },
+    /// One key
+    Get { key: String },
 }
 
 #[derive(Subcommand)]
@@ -381,6 +392,7 @@ async fn run(cli: Cli) -> Result<i32> {
                         }
                     ),
                 ),
+                ("KVStore", s.kvstore.clone()),
                 ("CNI Config file", s.cni_config.clone()),
                 ("API socket", c.path().display().to_string()),
             ]);
@@ -601,6 +613,22 @@ async fn run(cli: Cli) -> Result<i32> {
             ]);
         }
         Cmd::Policy(cmd) => return policy(cmd, &cli, json).await,
+        Cmd::Kvstore(k) => {
+            let q = match k {
+                KvCmd::List { prefix } => format!("/v1/kvstore?prefix={}", prefix.replace('%', "%25").replace('&', "%26")),
+                KvCmd::Get { key } => format!("/v1/kvstore?key={}", key.replace('%', "%25").replace('&', "%26")),
+            };
+            let kvs: Vec<serde_json::Value> = client(cli.node.as_deref())?.get(&q).await?;
+            if json {
+                return print_json(&kvs);
+            }
+            if kvs.is_empty() {
+                eprintln!("(no keys)");
+            }
+            for kv in kvs {
+                println!("{} => {}", kv["key"].as_str().unwrap_or(""), kv["value"].as_str().unwrap_or(""));
+            }
+        }
         Cmd::Events { since } => {
             let evs: Vec<serde_json::Value> = client(cli.node.as_deref())?.get(&format!("/v1/events?since={since}")).await?;
             if json {

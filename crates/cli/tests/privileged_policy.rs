@@ -107,6 +107,19 @@ async fn privileged_policy_ingress_allow_from_label_named_port_label_change_and_
     let mut p = P::new("pin").await;
     let _r = Responder::start(&p.ns("web"), p.web_addr(8080));
     let _u = Responder::start(&p.ns("web"), p.web_addr(5353));
+    // every endpoint identity was allocated through the kvstore (embedded backend)
+    let kv = p.seta(&["kvstore", "list", "/seta/identities/v1/id/"]);
+    let in_kv: std::collections::BTreeSet<String> = kv
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap().rsplit('/').next().unwrap().to_string())
+        .collect();
+    for pod in ["web", "client", "other"] {
+        let id = p.seta(&["endpoint", "get", &format!("pod-name:default/{pod}")])["identity"].to_string();
+        assert!(in_kv.contains(&id), "identity {id} of {pod} is in the kvstore: {kv}");
+    }
+    assert!(p.seta(&["status"])["kvstore"].as_str().unwrap().starts_with("embedded"));
     // default allow
     assert!(tcp_ok(&p.ns("other"), p.web_addr(8080)));
     assert!(udp_ok(&p.ns("other"), p.web_addr(5353)));

@@ -65,6 +65,8 @@ pub struct Status {
     /// regenerations that failed because a policy map was full
     #[serde(default)]
     pub policy_map_full_errors: u64,
+    #[serde(default)]
+    pub kvstore: String,
 }
 
 /// A program attached to a device (TCX links are invisible to bpftool 7.1).

@@ -76,6 +76,23 @@ impl IdentityAllocator {
         Ok(id)
     }
 
+    /// Take a reference on `labels` with an id chosen elsewhere (the cluster's
+    /// kvstore); an existing local entry keeps its id.
+    pub fn acquire_as(&mut self, labels: &LabelSet, id: u32) -> u32 {
+        let key = labels_key(labels);
+        let a = self.by_key.entry(key).or_insert_with(|| Allocated {
+            id,
+            labels: labels.clone(),
+            refcount: 0,
+        });
+        a.refcount += 1;
+        a.id
+    }
+
+    pub fn contains(&self, labels: &LabelSet) -> bool {
+        self.by_key.contains_key(&labels_key(labels))
+    }
+
     /// Drop a reference; the identity is freed when the last one goes.
     pub fn release(&mut self, labels: &LabelSet) {
         let key = labels_key(labels);

@@ -34,6 +34,11 @@ impl<S: KvStore> ClusterIdentities<S> {
         }
     }
 
+    /// The store underneath (for debugging listings).
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
     fn id_key(&self, id: u32) -> String {
         format!("{}/id/{id}", self.base)
     }
