@@ -202,6 +202,9 @@ enum LabCmd {
         lab: String,
         #[arg(long, default_value = "10.200.0.0/16")]
         cluster_cidr: ipnet::Ipv4Net,
+        /// where agents allocate identities: memory (each node its own) or etcd (a real etcd in the underlay, shared)
+        #[arg(long, default_value = "memory")]
+        kvstore: String,
     },
     /// Nodes and pods of a lab
     Status {
@@ -759,9 +762,15 @@ async fn lab(cmd: &LabCmd, json: bool) -> Result<i32> {
             pods,
             lab,
             cluster_cidr,
+            kvstore,
         } => {
+            let opts = match kvstore.as_str() {
+                "memory" => seta_lab::LabOptions::default(),
+                "etcd" => seta_lab::LabOptions { etcd: true },
+                other => bail!("--kvstore {other:?}: expected memory or etcd"),
+            };
             let t = std::time::Instant::now();
-            let l = Lab::up(lab, *nodes, *pods, *cluster_cidr, &bin_dir()?, &|m| eprintln!("==> {m}")).await?;
+            let l = Lab::up_with(lab, *nodes, *pods, *cluster_cidr, &bin_dir()?, &opts, &|m| eprintln!("==> {m}")).await?;
             eprintln!(
                 "==> lab {} is up: {} node(s), {} pod(s) in {:.1}s",
                 l.name,

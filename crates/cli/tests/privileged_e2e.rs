@@ -378,3 +378,56 @@ async fn privileged_e2e_pod_delete_leaves_nothing_behind() {
     let p2 = t.lab.pod("pod2").unwrap().clone();
     assert_eq!(ping(&t.lab, &p2.name, router, 1, "0.2"), (1, 1));
 }
+
+/// Several agents allocate identities from one real etcd (in the lab's
+/// underlay): the same labels get the same number on every node, and an agent
+/// restart keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_e2e_identities_are_cluster_wide_through_etcd() {
+    if !privileged("privileged_e2e_identities_are_cluster_wide_through_etcd") {
+        return;
+    }
+    let found = Command::new("sh")
+        .args(["-c", "command -v etcd"])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    assert!(
+        found || std::env::var("CI").as_deref() != Ok("true"),
+        "etcd is required (make test installs etcd-server)"
+    );
+    if !found {
+        eprintln!("SKIP: no etcd");
+        return;
+    }
+    let mut t = TestLab::up_with("etcd", 2, 0, &bin_dir(), &seta_lab::LabOptions { etcd: true })
+        .await
+        .unwrap();
+    let (n1, n2) = (t.lab.nodes[0].name.clone(), t.lab.nodes[1].name.clone());
+    t.lab.pod_add("a1", &n1, "default", &["app=a".into()], &[]).await.unwrap();
+    t.lab.pod_add("a2", &n2, "default", &["app=a".into()], &[]).await.unwrap();
+    t.lab.pod_add("b2", &n2, "default", &["app=b".into()], &[]).await.unwrap();
+    let id = |lab: &Lab, node: &str, pod: &str| {
+        seta(lab, node, &["endpoint", "get", &format!("pod-name:default/{pod}")])["identity"]
+            .as_u64()
+            .unwrap()
+    };
+    let (a1, a2, b2) = (id(&t.lab, &n1, "a1"), id(&t.lab, &n2, "a2"), id(&t.lab, &n2, "b2"));
+    assert_eq!(a1, a2, "same labels, same identity on both nodes");
+    assert_ne!(a1, b2);
+    assert!(seta(&t.lab, &n1, &["status"])["kvstore"].as_str().unwrap().starts_with("etcd"));
+    let refs = seta(&t.lab, &n1, &["kvstore", "list", "/seta/identities/v1/ref/"]);
+    let keys: Vec<&str> = refs.as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap()).collect();
+    assert!(
+        keys.contains(&format!("/seta/identities/v1/ref/{a1}/{n1}").as_str())
+            && keys.contains(&format!("/seta/identities/v1/ref/{a1}/{n2}").as_str()),
+        "{keys:?}"
+    );
+    // a new pod with the same labels on node 1 after an agent restart: same number
+    t.lab.signal_agent(&n1, nix::sys::signal::Signal::SIGKILL).unwrap();
+    t.lab.start_agent(&n1).await.unwrap();
+    t.lab.pod_add("b1", &n1, "default", &["app=b".into()], &[]).await.unwrap();
+    assert_eq!(id(&t.lab, &n1, "b1"), b2, "node 1 learns b's number from etcd");
+    assert_eq!(id(&t.lab, &n1, "a1"), a1, "restored endpoint keeps its identity");
+}

@@ -55,6 +55,37 @@ pub struct Lab {
     /// a host outside the cluster, routed through the first node
     #[serde(default)]
     pub external: Option<External>,
+    /// the network joining the nodes (namespace <lab>-ul, bridge br0, 172.30.0.0/24)
+    #[serde(default)]
+    pub underlay: Option<Underlay>,
+    /// extra flags every agent of this lab gets (e.g. the kvstore)
+    #[serde(default)]
+    pub agent_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Underlay {
+    pub netns: String,
+    /// etcd's client URL inside the underlay, when the lab runs one
+    pub etcd: Option<String>,
+    pub etcd_pid: Option<u32>,
+}
+
+/// Options of `Lab::up_with`.
+#[derive(Debug, Clone, Default)]
+pub struct LabOptions {
+    /// run a real etcd in the underlay and point every agent's kvstore at it
+    pub etcd: bool,
+}
+
+const UNDERLAY_GW: &str = "172.30.0.254";
+
+fn node_ip(i: usize) -> String {
+    format!("172.30.0.{i}")
+}
+
+fn etcd_dir(lab: &str) -> PathBuf {
+    Path::new(LABS_DIR).join(format!("{lab}-etcd"))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -181,6 +212,18 @@ impl Lab {
         bin_dir: &Path,
         progress: &dyn Fn(&str),
     ) -> Result<Self> {
+        Self::up_with(name, nodes, pods_per_node, cluster_cidr, bin_dir, &LabOptions::default(), progress).await
+    }
+
+    pub async fn up_with(
+        name: &str,
+        nodes: usize,
+        pods_per_node: usize,
+        cluster_cidr: Ipv4Net,
+        bin_dir: &Path,
+        opts: &LabOptions,
+        progress: &dyn Fn(&str),
+    ) -> Result<Self> {
         validate_lab_name(name)?;
         if nodes == 0 || nodes > 64 {
             bail!("--nodes must be 1..64");
@@ -203,9 +246,15 @@ impl Lab {
             nodes: vec![],
             pods: vec![],
             external: None,
+            underlay: None,
+            agent_args: vec![],
         };
         let r = async {
             let base = u32::from(cluster_cidr.network());
+            if nodes > 1 || opts.etcd {
+                progress("underlay 172.30.0.0/24 joining the nodes");
+                lab.add_underlay(opts.etcd)?;
+            }
             for i in 1..=nodes {
                 let node = format!("{name}-n{i}");
                 let pod_cidr = Ipv4Net::new(Ipv4Addr::from(base + ((i as u32) << 8)), 24)?;
@@ -222,6 +271,25 @@ impl Lab {
                     cni_conf_dir: run.join("cni/net.d"),
                     log: run.join("agent.log"),
                 });
+                if let Some(ul) = lab.underlay.clone() {
+                    run_ip(&[
+                        "-n",
+                        &node,
+                        "link",
+                        "add",
+                        "ul0",
+                        "type",
+                        "veth",
+                        "peer",
+                        "name",
+                        &format!("n{i}"),
+                        "netns",
+                        &ul.netns,
+                    ])?;
+                    run_ip(&["-n", &ul.netns, "link", "set", &format!("n{i}"), "master", "br0", "up"])?;
+                    run_ip(&["-n", &node, "addr", "add", &format!("{}/24", node_ip(i)), "dev", "ul0"])?;
+                    run_ip(&["-n", &node, "link", "set", "ul0", "up"])?;
+                }
                 lab.save()?;
                 lab.start_agent(&node).await?;
             }
@@ -241,6 +309,64 @@ impl Lab {
             return Err(e);
         }
         Ok(lab)
+    }
+
+    /// The underlay namespace with a bridge, and optionally etcd on the bridge IP.
+    fn add_underlay(&mut self, etcd: bool) -> Result<()> {
+        let ul = format!("{}-ul", self.name);
+        run_ip(&["netns", "add", &ul])?;
+        run_ip(&["-n", &ul, "link", "set", "lo", "up"])?;
+        run_ip(&["-n", &ul, "link", "add", "br0", "type", "bridge"])?;
+        run_ip(&["-n", &ul, "addr", "add", &format!("{UNDERLAY_GW}/24"), "dev", "br0"])?;
+        run_ip(&["-n", &ul, "link", "set", "br0", "up"])?;
+        let mut underlay = Underlay {
+            netns: ul.clone(),
+            etcd: None,
+            etcd_pid: None,
+        };
+        if etcd {
+            let dir = etcd_dir(&self.name);
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)?;
+            let client = format!("http://{UNDERLAY_GW}:2379");
+            let peer = format!("http://{UNDERLAY_GW}:2380");
+            let log = std::fs::File::create(dir.with_extension("log"))?;
+            let mut cmd = Command::new("etcd");
+            cmd.args(["--name", "lab", "--data-dir"])
+                .arg(dir.join("data"))
+                .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+                .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+                .args(["--initial-cluster", &format!("lab={peer}")])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .process_group(0);
+            in_netns(&mut cmd, &netns_path(&ul))?;
+            let child = cmd.spawn().context("spawn etcd (install etcd-server)")?;
+            underlay.etcd_pid = Some(child.id());
+            std::thread::spawn(move || {
+                let mut c = child;
+                let _ = c.wait();
+            });
+            // wait until it answers inside the underlay
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let up = spawn_in_netns(&ul, || std::net::TcpStream::connect((UNDERLAY_GW, 2379)).is_ok())
+                    .join()
+                    .unwrap_or(false);
+                if up {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("etcd in the underlay did not start; see {}", dir.with_extension("log").display());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            underlay.etcd = Some(client.clone());
+            self.agent_args = vec!["--kvstore".into(), "etcd".into(), "--kvstore-endpoints".into(), client];
+        }
+        self.underlay = Some(underlay);
+        self.save()
     }
 
     /// A namespace outside the cluster: veth to the first node, 192.0.2.10/24,
@@ -277,6 +403,7 @@ impl Lab {
             .arg(&n.cni_conf_dir)
             .arg("--socket")
             .arg(&n.socket)
+            .args(&self.agent_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -522,6 +649,20 @@ impl Lab {
         while !agent_pids(&prefix).is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
+        // the lab's etcd: found by its data dir
+        let edir = etcd_dir(name);
+        for pid in etcd_pids(&edir) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            done.push(format!("killed etcd pid {pid}"));
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !etcd_pids(&edir).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if std::fs::remove_dir_all(&edir).is_ok() {
+            done.push(format!("removed {}", edir.display()));
+        }
+        let _ = std::fs::remove_file(edir.with_extension("log"));
         // namespaces (pods first, then nodes; deleting a pod netns removes its veth)
         let mut ns: Vec<String> = std::fs::read_dir("/run/netns")
             .map(|rd| {
@@ -689,6 +830,25 @@ fn agent_alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+fn etcd_pids(data_dir: &Path) -> Vec<u32> {
+    let want = data_dir.join("data");
+    let want = want.as_os_str().as_encoded_bytes();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let argv: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        if argv.first().is_some_and(|a| a.ends_with(b"etcd")) && argv.contains(&want) && agent_alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
 fn agent_pids(node_prefix: &str) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -742,10 +902,14 @@ pub struct TestLab {
 
 impl TestLab {
     pub async fn up(tag: &str, nodes: usize, pods_per_node: usize, bin_dir: &Path) -> Result<Self> {
+        Self::up_with(tag, nodes, pods_per_node, bin_dir, &LabOptions::default()).await
+    }
+
+    pub async fn up_with(tag: &str, nodes: usize, pods_per_node: usize, bin_dir: &Path, opts: &LabOptions) -> Result<Self> {
         let name = format!("t{}{}", std::process::id() % 100000, tag);
         let _ = Lab::down(&name);
         let cidr: Ipv4Net = "10.201.0.0/16".parse().unwrap();
-        let lab = Lab::up(&name, nodes, pods_per_node, cidr, bin_dir, &|_| {}).await?;
+        let lab = Lab::up_with(&name, nodes, pods_per_node, cidr, bin_dir, opts, &|_| {}).await?;
         Ok(Self { lab })
     }
 }
