@@ -224,7 +224,10 @@ impl Inner {
 /// Where identity numbers come from: the cluster's kvstore.
 pub enum Kv {
     Memory(seta_kvstore::identity::ClusterIdentities<seta_kvstore::memory::MemoryStore>),
-    Etcd(seta_kvstore::identity::ClusterIdentities<seta_kvstore::etcd::EtcdStore>),
+    Etcd(
+        seta_kvstore::identity::ClusterIdentities<seta_kvstore::etcd::EtcdStore>,
+        seta_kvstore::LeaseId,
+    ),
 }
 
 impl Kv {
@@ -240,17 +243,18 @@ impl Kv {
                 )))
             }
             "etcd" => {
+                use seta_kvstore::KvStore;
                 anyhow::ensure!(
                     !cfg.kvstore_endpoints.is_empty(),
                     "--kvstore etcd needs --kvstore-endpoints URL[,URL...]"
                 );
                 let store = seta_kvstore::etcd::EtcdStore::connect(&cfg.kvstore_endpoints).await?;
-                Ok(Kv::Etcd(seta_kvstore::identity::ClusterIdentities::new(
-                    Arc::new(store),
-                    &cfg.kvstore_prefix,
-                    &cfg.node,
-                    0,
-                )))
+                // this node's references and its registry entry live under its lease
+                let lease = store.grant_lease(cfg.kvstore_lease_ttl).await?;
+                Ok(Kv::Etcd(
+                    seta_kvstore::identity::ClusterIdentities::new(Arc::new(store), &cfg.kvstore_prefix, &cfg.node, lease),
+                    lease,
+                ))
             }
             other => anyhow::bail!("--kvstore {other:?}: expected memory or etcd"),
         }
@@ -258,7 +262,7 @@ impl Kv {
     async fn allocate(&self, labels: &LabelSet) -> seta_kvstore::Result<u32> {
         match self {
             Kv::Memory(c) => c.allocate(labels).await,
-            Kv::Etcd(c) => c.allocate(labels).await,
+            Kv::Etcd(c, _) => c.allocate(labels).await,
         }
     }
     /// Keys under `prefix` (a key itself when `exact`), values as text.
@@ -268,21 +272,41 @@ impl Kv {
         let one = |k: &str, v: Option<Vec<u8>>| v.map(|v| vec![(k.to_string(), v)]).unwrap_or_default();
         Ok(match (self, exact) {
             (Kv::Memory(c), false) => text(c.store().list(prefix).await?),
-            (Kv::Etcd(c), false) => text(c.store().list(prefix).await?),
+            (Kv::Etcd(c, _), false) => text(c.store().list(prefix).await?),
             (Kv::Memory(c), true) => text(one(prefix, c.store().get(prefix).await?)),
-            (Kv::Etcd(c), true) => text(one(prefix, c.store().get(prefix).await?)),
+            (Kv::Etcd(c, _), true) => text(one(prefix, c.store().get(prefix).await?)),
         })
+    }
+    async fn register_node(&self, prefix: &str, info: &seta_kvstore::nodes::NodeInfo) -> seta_kvstore::Result<()> {
+        match self {
+            Kv::Memory(c) => seta_kvstore::nodes::register(c.store().as_ref(), prefix, info, 0).await,
+            Kv::Etcd(c, lease) => seta_kvstore::nodes::register(c.store().as_ref(), prefix, info, *lease).await,
+        }
+    }
+    pub async fn nodes(&self, prefix: &str) -> seta_kvstore::Result<Vec<seta_kvstore::nodes::NodeInfo>> {
+        match self {
+            Kv::Memory(c) => seta_kvstore::nodes::list(c.store().as_ref(), prefix).await,
+            Kv::Etcd(c, _) => seta_kvstore::nodes::list(c.store().as_ref(), prefix).await,
+        }
+    }
+    /// Renew the lease; false when that failed.
+    async fn keep_alive(&self) -> bool {
+        use seta_kvstore::KvStore;
+        match self {
+            Kv::Memory(_) => true,
+            Kv::Etcd(c, lease) => c.store().keep_alive(*lease).await.is_ok(),
+        }
     }
     pub fn describe(&self) -> &'static str {
         match self {
             Kv::Memory(_) => "embedded (state dir)",
-            Kv::Etcd(_) => "etcd",
+            Kv::Etcd(..) => "etcd",
         }
     }
     async fn release(&self, id: u32) -> seta_kvstore::Result<()> {
         match self {
             Kv::Memory(c) => c.release(id).await,
-            Kv::Etcd(c) => c.release(id).await,
+            Kv::Etcd(c, _) => c.release(id).await,
         }
     }
 }
@@ -1118,6 +1142,7 @@ impl Agent {
         tokio::spawn(async move {
             me.refill_spare_policy_maps().await;
         });
+        tokio::spawn(self.clone().announce_loop());
         let pin = self.dp.pin_dir().to_path_buf();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
@@ -1132,6 +1157,74 @@ impl Agent {
                 }
             }
         });
+    }
+
+    /// This node as the registry shows it: underlay addresses, pod CIDR, boot id.
+    pub async fn node_info(&self) -> seta_kvstore::nodes::NodeInfo {
+        let links = self.nl.links().await.unwrap_or_default();
+        let skip: std::collections::BTreeSet<u32> = links
+            .iter()
+            .filter(|l| l.name == "lo" || l.name.starts_with("lxc") || l.name.starts_with("seta_"))
+            .map(|l| l.index)
+            .collect();
+        let mut ips: Vec<Ipv4Addr> = self
+            .nl
+            .ipv4_addrs()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(i, _)| !skip.contains(i))
+            .map(|(_, ip)| ip)
+            .collect();
+        ips.sort();
+        seta_kvstore::nodes::NodeInfo {
+            name: self.cfg.node.clone(),
+            ips,
+            pod_cidr: self.cfg.pod_cidr.to_string(),
+            boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        }
+    }
+
+    pub async fn nodes(&self) -> Result<Vec<seta_kvstore::nodes::NodeInfo>, ApiError> {
+        self.kv
+            .nodes(&self.cfg.kvstore_prefix)
+            .await
+            .map_err(|e| ApiError::Internal(format!("kvstore: {e}")))
+    }
+
+    /// Announce this node under its lease, then keep the lease alive (its
+    /// entries expire TTL seconds after the agent dies).
+    async fn announce_loop(self: Arc<Self>) {
+        let info = self.node_info().await;
+        if let Err(e) = self.kv.register_node(&self.cfg.kvstore_prefix, &info).await {
+            tracing::error!(%e, "could not register the node in the kvstore");
+        }
+        // references of a previous run died with its lease: take them again under ours
+        let held: Vec<(u32, LabelSet)> = self
+            .inner
+            .lock()
+            .await
+            .identities
+            .list()
+            .map(|a| (a.id, a.labels.clone()))
+            .collect();
+        for (id, labels) in held {
+            match self.kv.allocate(&labels).await {
+                Ok(got) if got == id => {}
+                Ok(got) => tracing::error!(local = id, kvstore = got, "identity number differs from the kvstore's"),
+                Err(e) => tracing::warn!(id, %e, "could not refresh the identity reference"),
+            }
+        }
+        let period = std::time::Duration::from_secs((self.cfg.kvstore_lease_ttl / 3).max(1) as u64);
+        loop {
+            tokio::time::sleep(period).await;
+            if !self.kv.keep_alive().await {
+                tracing::warn!("kvstore lease keep-alive failed");
+            }
+        }
     }
 
     pub async fn kvstore_list(&self, prefix: &str, exact: bool) -> Result<Vec<(String, String)>, ApiError> {

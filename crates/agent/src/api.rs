@@ -63,6 +63,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/namespace/{ns}", axum::routing::put(namespace_put))
         .route("/v1/events", get(events))
         .route("/v1/kvstore", get(kvstore))
+        .route("/v1/nodes", get(|State(a): A| async move { a.nodes().await.map(Json) }))
         .with_state(agent)
 }
 

@@ -40,6 +40,9 @@ pub struct RunArgs {
     /// etcd endpoints (with --kvstore etcd), e.g. http://10.0.0.1:2379
     #[arg(long, env = "SETA_KVSTORE_ENDPOINTS", value_delimiter = ',')]
     pub kvstore_endpoints: Vec<String>,
+    /// Lease of this node's entries in the kvstore: they expire this long after the agent stops renewing them
+    #[arg(long, env = "SETA_KVSTORE_LEASE_TTL", default_value_t = 15)]
+    pub kvstore_lease_ttl: i64,
     /// Key prefix of the cluster state
     #[arg(long, env = "SETA_KVSTORE_PREFIX", default_value = "/seta")]
     pub kvstore_prefix: String,
@@ -76,6 +79,7 @@ pub struct Config {
     pub kvstore: String,
     pub kvstore_endpoints: Vec<String>,
     pub kvstore_prefix: String,
+    pub kvstore_lease_ttl: i64,
 }
 
 impl Config {
@@ -116,6 +120,7 @@ impl Config {
             kvstore: a.kvstore,
             kvstore_endpoints: a.kvstore_endpoints,
             kvstore_prefix: a.kvstore_prefix,
+            kvstore_lease_ttl: a.kvstore_lease_ttl,
         })
     }
 

@@ -54,6 +54,9 @@ enum Cmd {
     /// Network policies (Kubernetes NetworkPolicy, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy)
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Nodes registered in the kvstore
+    #[command(subcommand)]
+    Node(ListOnly),
     /// The cluster state in the agent's kvstore (debugging)
     #[command(subcommand)]
     Kvstore(KvCmd),
@@ -616,6 +619,21 @@ async fn run(cli: Cli) -> Result<i32> {
             ]);
         }
         Cmd::Policy(cmd) => return policy(cmd, &cli, json).await,
+        Cmd::Node(ListOnly::List) => {
+            let nodes: Vec<serde_json::Value> = client(cli.node.as_deref())?.get("/v1/nodes").await?;
+            if json {
+                return print_json(&nodes);
+            }
+            let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+            let rows = nodes
+                .iter()
+                .map(|n| {
+                    let ips: Vec<String> = n["ips"].as_array().into_iter().flatten().map(s).collect();
+                    vec![s(&n["name"]), ips.join(","), s(&n["pod-cidr"]), s(&n["boot-id"]), "kvstore".into()]
+                })
+                .collect();
+            table(&["Name", "IPv4 Address", "Endpoint CIDR", "Boot ID", "Source"], rows);
+        }
         Cmd::Kvstore(k) => {
             let q = match k {
                 KvCmd::List { prefix } => format!("/v1/kvstore?prefix={}", prefix.replace('%', "%25").replace('&', "%26")),

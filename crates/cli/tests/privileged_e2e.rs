@@ -424,6 +424,25 @@ async fn privileged_e2e_identities_are_cluster_wide_through_etcd() {
             && keys.contains(&format!("/seta/identities/v1/ref/{a1}/{n2}").as_str()),
         "{keys:?}"
     );
+    // both nodes are registered, with their underlay addresses and pod CIDRs
+    let nodes = seta(&t.lab, &n1, &["node", "list"]);
+    let names: Vec<&str> = nodes.as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec![n1.as_str(), n2.as_str()]);
+    assert!(nodes[1]["ips"].as_array().unwrap().iter().any(|ip| ip == "172.30.0.2"), "{nodes}");
+    assert_eq!(nodes[1]["pod-cidr"], t.lab.nodes[1].pod_cidr.to_string());
+    // a dead node's entry expires with its lease (3 s in the lab); a restart announces it again
+    t.lab.signal_agent(&n2, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while seta(&t.lab, &n1, &["node", "list"]).as_array().unwrap().len() != 1 {
+        assert!(std::time::Instant::now() < deadline, "node 2 never expired");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    t.lab.start_agent(&n2).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while seta(&t.lab, &n1, &["node", "list"]).as_array().unwrap().len() != 2 {
+        assert!(std::time::Instant::now() < deadline, "node 2 was not announced again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // a new pod with the same labels on node 1 after an agent restart: same number
     t.lab.signal_agent(&n1, nix::sys::signal::Signal::SIGKILL).unwrap();
     t.lab.start_agent(&n1).await.unwrap();

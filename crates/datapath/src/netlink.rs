@@ -139,6 +139,28 @@ impl Netlink {
         Ok(msgs.iter().map(link_info).collect())
     }
 
+    /// IPv4 addresses by interface index.
+    pub async fn ipv4_addrs(&self) -> Result<Vec<(u32, Ipv4Addr)>> {
+        use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+        let msgs: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| NetlinkError::from_rt("list addresses", e))?;
+        Ok(msgs
+            .iter()
+            .flat_map(|m| {
+                m.attributes.iter().filter_map(move |a| match a {
+                    AddressAttribute::Address(IpAddr::V4(ip)) => Some((m.header.index, *ip)),
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
     pub async fn create_veth(&self, name: &str, peer: &str) -> Result<()> {
         self.handle
             .link()

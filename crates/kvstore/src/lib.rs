@@ -5,6 +5,7 @@
 pub mod etcd;
 pub mod identity;
 pub mod memory;
+pub mod nodes;
 pub mod testing;
 
 #[derive(Debug, thiserror::Error)]

@@ -363,7 +363,15 @@ impl Lab {
                 std::thread::sleep(Duration::from_millis(100));
             }
             underlay.etcd = Some(client.clone());
-            self.agent_args = vec!["--kvstore".into(), "etcd".into(), "--kvstore-endpoints".into(), client];
+            // a short lease: a dead node's entries expire within seconds in the lab
+            self.agent_args = vec![
+                "--kvstore".into(),
+                "etcd".into(),
+                "--kvstore-endpoints".into(),
+                client,
+                "--kvstore-lease-ttl".into(),
+                "3".into(),
+            ];
         }
         self.underlay = Some(underlay);
         self.save()
