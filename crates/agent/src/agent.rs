@@ -716,6 +716,12 @@ impl Agent {
     }
 
     pub async fn status(&self) -> Status {
+        let (kvstore_status, nodes_registered) =
+            match tokio::time::timeout(std::time::Duration::from_secs(2), self.kv.nodes(&self.cfg.kvstore_prefix)).await {
+                Ok(Ok(n)) => ("ok".to_string(), n.into_iter().map(|n| n.name).collect()),
+                Ok(Err(e)) => (format!("error: {e}"), vec![]),
+                Err(_) => ("error: no answer within 2 s".to_string(), vec![]),
+            };
         let inner = self.inner.lock().await;
         let mut states = BTreeMap::new();
         for e in inner.endpoints.values() {
@@ -744,6 +750,8 @@ impl Agent {
             kvstore: format!("{} {}", self.kv.describe(), self.cfg.kvstore_endpoints.join(","))
                 .trim()
                 .to_string(),
+            kvstore_status,
+            nodes_registered,
         }
     }
 

@@ -398,7 +398,22 @@ async fn run(cli: Cli) -> Result<i32> {
                         }
                     ),
                 ),
-                ("KVStore", s.kvstore.clone()),
+                (
+                    "KVStore",
+                    format!(
+                        "{} ({})",
+                        s.kvstore,
+                        if s.kvstore_status.is_empty() {
+                            "?"
+                        } else {
+                            s.kvstore_status.as_str()
+                        }
+                    ),
+                ),
+                (
+                    "Cluster",
+                    format!("{} node(s) announced: {}", s.nodes_registered.len(), s.nodes_registered.join(", ")),
+                ),
                 ("CNI Config file", s.cni_config.clone()),
                 ("API socket", c.path().display().to_string()),
             ]);

@@ -416,7 +416,10 @@ async fn privileged_e2e_identities_are_cluster_wide_through_etcd() {
     let (a1, a2, b2) = (id(&t.lab, &n1, "a1"), id(&t.lab, &n2, "a2"), id(&t.lab, &n2, "b2"));
     assert_eq!(a1, a2, "same labels, same identity on both nodes");
     assert_ne!(a1, b2);
-    assert!(seta(&t.lab, &n1, &["status"])["kvstore"].as_str().unwrap().starts_with("etcd"));
+    let st = seta(&t.lab, &n1, &["status"]);
+    assert!(st["kvstore"].as_str().unwrap().starts_with("etcd"));
+    assert_eq!(st["kvstore-status"], "ok");
+    assert_eq!(st["nodes-registered"], serde_json::json!([n1, n2]));
     let refs = seta(&t.lab, &n1, &["kvstore", "list", "/seta/identities/v1/ref/"]);
     let keys: Vec<&str> = refs.as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap()).collect();
     assert!(

@@ -67,6 +67,12 @@ pub struct Status {
     pub policy_map_full_errors: u64,
     #[serde(default)]
     pub kvstore: String,
+    /// "ok" or the error talking to the kvstore
+    #[serde(default)]
+    pub kvstore_status: String,
+    /// nodes currently announced in the kvstore's registry
+    #[serde(default)]
+    pub nodes_registered: Vec<String>,
 }
 
 /// A program attached to a device (TCX links are invisible to bpftool 7.1).
