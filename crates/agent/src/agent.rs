@@ -99,6 +99,15 @@ fn host_entry(ep: &Endpoint) -> Result<EndpointInfo, String> {
 const RESERVED: &[u32] = &[1, 2, 3, 4, 5, 6, 7, 8];
 
 impl Inner {
+    /// The id of the endpoint `r` names, or 404.
+    fn find(&self, r: &EndpointRef) -> Result<u16, ApiError> {
+        self.endpoints
+            .values()
+            .find(|e| r.matches(e))
+            .map(|e| e.id)
+            .ok_or_else(|| ApiError::NotFound(format!("endpoint {r:?} not found")))
+    }
+
     /// Every identity policies can refer to: reserved, endpoints', CIDR.
     fn universe(&self) -> Vec<IdentityInfo> {
         let mut u: Vec<IdentityInfo> = RESERVED
@@ -808,12 +817,7 @@ impl Agent {
 
     pub async fn get(&self, r: &EndpointRef) -> Result<Endpoint, ApiError> {
         let inner = self.inner.lock().await;
-        inner
-            .endpoints
-            .values()
-            .find(|e| r.matches(e))
-            .cloned()
-            .ok_or_else(|| ApiError::NotFound(format!("endpoint {r:?} not found")))
+        Ok(inner.endpoints[&inner.find(r)?].clone())
     }
 
     /// Create (or idempotently confirm) an endpoint; returns once its programs
@@ -980,12 +984,7 @@ impl Agent {
     /// Remove an endpoint: programs, map entries, identity reference, IP.
     pub async fn delete_endpoint(&self, r: &EndpointRef) -> Result<Endpoint, ApiError> {
         let mut inner = self.inner.lock().await;
-        let id = inner
-            .endpoints
-            .values()
-            .find(|e| r.matches(e))
-            .map(|e| e.id)
-            .ok_or_else(|| ApiError::NotFound(format!("endpoint {r:?} not found")))?;
+        let id = inner.find(r)?;
         let mut ep = inner.endpoints.remove(&id).expect("present");
         ep.state = EndpointState::Disconnecting;
         self.dp
@@ -1415,12 +1414,7 @@ impl Agent {
     /// policy map that depends on it.
     pub async fn set_labels(&self, r: &EndpointRef, labels: Vec<String>) -> Result<Endpoint, ApiError> {
         let mut inner = self.inner.lock().await;
-        let id = inner
-            .endpoints
-            .values()
-            .find(|e| r.matches(e))
-            .map(|e| e.id)
-            .ok_or_else(|| ApiError::NotFound(format!("endpoint {r:?} not found")))?;
+        let id = inner.find(r)?;
         let ns = inner.endpoints[&id].namespace.clone();
         let new_labels = self.identity_labels(&mut inner, &labels, &ns)?;
         inner.endpoints.get_mut(&id).unwrap().pod_labels = labels;
@@ -1514,12 +1508,7 @@ impl Agent {
         };
         if let Some(e) = &s.endpoint {
             let r = EndpointRef::parse(e).map_err(|m| ApiError::BadRequest(format!("{what}.endpoint: {m}")))?;
-            let ep = inner
-                .endpoints
-                .values()
-                .find(|x| r.matches(x))
-                .cloned()
-                .ok_or_else(|| ApiError::NotFound(format!("{what}: endpoint {e} not found")))?;
+            let ep = inner.endpoints[&inner.find(&r).map_err(|e| ApiError::NotFound(format!("{what}: {e}")))?].clone();
             return Ok(ep_side(inner, &ep));
         }
         if let Some(labels) = &s.labels {

@@ -838,9 +838,8 @@ fn agent_alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-fn etcd_pids(data_dir: &Path) -> Vec<u32> {
-    let want = data_dir.join("data");
-    let want = want.as_os_str().as_encoded_bytes();
+/// Live processes whose argv satisfies `pred`.
+fn pids_where(pred: impl Fn(&[&[u8]]) -> bool) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
@@ -850,32 +849,28 @@ fn etcd_pids(data_dir: &Path) -> Vec<u32> {
             continue;
         };
         let argv: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        if argv.first().is_some_and(|a| a.ends_with(b"etcd")) && argv.contains(&want) && agent_alive(pid) {
+        if pred(&argv) && agent_alive(pid) {
             out.push(pid);
         }
     }
     out
 }
 
+/// The lab's etcd, by its data dir.
+fn etcd_pids(data_dir: &Path) -> Vec<u32> {
+    let want = data_dir.join("data");
+    let want = want.as_os_str().as_encoded_bytes();
+    pids_where(|argv| argv.first().is_some_and(|a| a.ends_with(b"etcd")) && argv.contains(&want))
+}
+
+/// Agents of nodes whose name starts with `node_prefix`.
 fn agent_pids(node_prefix: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let argv: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        let is_agent = argv.first().is_some_and(|a| a.ends_with(b"seta-agent"));
-        let ours = argv
-            .windows(2)
-            .any(|w| w[0] == b"--node" && w[1].starts_with(node_prefix.as_bytes()));
-        if is_agent && ours && agent_alive(pid) {
-            out.push(pid);
-        }
-    }
-    out
+    pids_where(|argv| {
+        argv.first().is_some_and(|a| a.ends_with(b"seta-agent"))
+            && argv
+                .windows(2)
+                .any(|w| w[0] == b"--node" && w[1].starts_with(node_prefix.as_bytes()))
+    })
 }
 
 /// For privileged tests: true when running as root. Without root the test is
