@@ -1,6 +1,6 @@
 //! The etcd backend (etcd v3 API through etcd-client).
-use crate::{KvError, KvStore, LeaseId, Result};
-use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
+use crate::{KvError, KvStore, LeaseId, Result, WatchEvent, WatchRx};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
 
 #[derive(Clone)]
 pub struct EtcdStore {
@@ -17,7 +17,14 @@ fn err(op: &str, e: etcd_client::Error) -> KvError {
 impl EtcdStore {
     /// Connect to `endpoints` (e.g. ["http://127.0.0.1:2379"]).
     pub async fn connect(endpoints: &[String]) -> Result<Self> {
-        let client = Client::connect(endpoints, None)
+        // HTTP/2 keep-alives notice a dead etcd within seconds (watches break
+        // instead of hanging); requests time out instead of waiting forever
+        let opts = ConnectOptions::new()
+            .with_connect_timeout(std::time::Duration::from_secs(2))
+            .with_timeout(std::time::Duration::from_secs(5))
+            .with_keep_alive(std::time::Duration::from_secs(1), std::time::Duration::from_secs(2))
+            .with_keep_alive_while_idle(true);
+        let client = Client::connect(endpoints, Some(opts))
             .await
             .map_err(|e| err(&format!("connect {}", endpoints.join(",")), e))?;
         Ok(Self { client })
@@ -81,7 +88,71 @@ impl KvStore for EtcdStore {
         let mut l = self.client.lease_client();
         let (mut keeper, mut stream) = l.keep_alive(lease).await.map_err(|e| err("lease keep-alive", e))?;
         keeper.keep_alive().await.map_err(|e| err("lease keep-alive", e))?;
-        let _ = stream.message().await.map_err(|e| err("lease keep-alive", e))?;
-        Ok(())
+        match stream.message().await.map_err(|e| err("lease keep-alive", e))? {
+            Some(r) if r.ttl() > 0 => Ok(()),
+            _ => Err(KvError::LeaseExpired(lease)),
+        }
+    }
+    async fn list_and_watch(&self, prefix: &str) -> Result<(Vec<(String, Vec<u8>)>, WatchRx)> {
+        let mut kv = self.client.kv_client();
+        let r = kv
+            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| err(&format!("list {prefix}"), e))?;
+        let rev = r.header().map(|h| h.revision()).unwrap_or(0);
+        let snap = r
+            .kvs()
+            .iter()
+            .map(|k| (String::from_utf8_lossy(k.key()).into_owned(), k.value().to_vec()))
+            .collect();
+        let mut w = self.client.watch_client();
+        let stream = w
+            .watch(
+                prefix,
+                Some(WatchOptions::new().with_prefix().with_start_revision(rev + 1).with_progress_notify()),
+            )
+            .await
+            .map_err(|e| err(&format!("watch {prefix}"), e))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let what = format!("watch {prefix}");
+        tokio::spawn(async move {
+            let (_sender, mut stream) = stream.split(); // the sender keeps the watch open
+            loop {
+                let msg = tokio::select! {
+                    m = stream.message() => m,
+                    _ = tx.closed() => return,
+                };
+                let events = match msg {
+                    Ok(Some(r)) if r.canceled() => Err(KvError::Etcd {
+                        op: what.clone(),
+                        msg: format!("canceled: {} (compacted at {})", r.cancel_reason(), r.compact_revision()),
+                    }),
+                    Ok(Some(r)) => Ok(r
+                        .events()
+                        .iter()
+                        .filter_map(|e| {
+                            let kv = e.kv()?;
+                            Some(WatchEvent {
+                                key: String::from_utf8_lossy(kv.key()).into_owned(),
+                                value: (e.event_type() == EventType::Put).then(|| kv.value().to_vec()),
+                            })
+                        })
+                        .collect::<Vec<_>>()),
+                    Ok(None) => Err(KvError::Etcd {
+                        op: what.clone(),
+                        msg: "stream closed".into(),
+                    }),
+                    Err(e) => Err(err(&what, e)),
+                };
+                let stop = events.is_err();
+                if matches!(&events, Ok(v) if v.is_empty()) {
+                    continue;
+                }
+                if tx.send(events).await.is_err() || stop {
+                    return;
+                }
+            }
+        });
+        Ok((snap, rx))
     }
 }

@@ -5,7 +5,9 @@
 pub mod etcd;
 pub mod identity;
 pub mod memory;
+pub mod ipcache;
 pub mod nodes;
+pub mod reflector;
 pub mod testing;
 
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +16,8 @@ pub enum KvError {
     Etcd { op: String, msg: String },
     #[error("kvstore file {path}: {msg}")]
     File { path: String, msg: String },
+    #[error("lease {0:x} expired")]
+    LeaseExpired(LeaseId),
     #[error("{0}")]
     Other(String),
 }
@@ -36,4 +40,17 @@ pub trait KvStore: Send + Sync + 'static {
     /// A lease that expires `ttl` seconds after its last keep-alive.
     fn grant_lease(&self, ttl: i64) -> impl std::future::Future<Output = Result<LeaseId>> + Send;
     fn keep_alive(&self, lease: LeaseId) -> impl std::future::Future<Output = Result<()>> + Send;
+    /// Everything under `prefix` now, and every change after that snapshot
+    /// (no gap, no duplicate). The receiver ends or yields an error when the
+    /// watch breaks; callers list again (see [`reflector`]).
+    fn list_and_watch(&self, prefix: &str) -> impl std::future::Future<Output = Result<(Vec<(String, Vec<u8>)>, WatchRx)>> + Send;
 }
+
+/// One change under a watched prefix: a put (value) or a delete (None).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchEvent {
+    pub key: String,
+    pub value: Option<Vec<u8>>,
+}
+
+pub type WatchRx = tokio::sync::mpsc::Receiver<Result<Vec<WatchEvent>>>;

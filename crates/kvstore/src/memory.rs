@@ -1,14 +1,25 @@
 //! The embedded backend: one process, state persisted as JSON in the state dir.
 //! Leases are accepted and never expire (a single node outlives its keys).
-use crate::{KvError, KvStore, LeaseId, Result};
+use crate::{KvError, KvStore, LeaseId, Result, WatchEvent, WatchRx};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-#[derive(Default)]
 pub struct MemoryStore {
     data: Mutex<BTreeMap<String, Vec<u8>>>,
     file: Option<PathBuf>,
+    /// watchers: prefix and sender (dropped when the receiver is gone)
+    watchers: Mutex<Vec<(String, tokio::sync::mpsc::Sender<Result<Vec<WatchEvent>>>)>>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            data: Mutex::new(BTreeMap::new()),
+            file: None,
+            watchers: Mutex::new(Vec::new()),
+        }
+    }
 }
 
 impl MemoryStore {
@@ -34,7 +45,21 @@ impl MemoryStore {
         Ok(Self {
             data: Mutex::new(data),
             file: Some(file),
+            watchers: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Tell watchers (called with the data lock held, so order is kept).
+    fn notify(&self, events: Vec<WatchEvent>) {
+        let mut w = self.watchers.lock().unwrap();
+        w.retain(|(prefix, tx)| {
+            let mine: Vec<WatchEvent> = events.iter().filter(|e| e.key.starts_with(prefix.as_str())).cloned().collect();
+            if mine.is_empty() {
+                return !tx.is_closed();
+            }
+            // a watcher that cannot keep up is cut off; it lists again
+            tx.try_send(Ok(mine)).is_ok()
+        });
     }
 
     fn save(&self, data: &BTreeMap<String, Vec<u8>>) -> Result<()> {
@@ -63,6 +88,10 @@ impl KvStore for MemoryStore {
     async fn put(&self, key: &str, value: &[u8], _lease: LeaseId) -> Result<()> {
         let mut d = self.data.lock().unwrap();
         d.insert(key.to_string(), value.to_vec());
+        self.notify(vec![WatchEvent {
+            key: key.to_string(),
+            value: Some(value.to_vec()),
+        }]);
         self.save(&d)
     }
     async fn create_all(&self, kvs: &[(String, Vec<u8>)], _lease: LeaseId) -> Result<bool> {
@@ -73,12 +102,25 @@ impl KvStore for MemoryStore {
         for (k, v) in kvs {
             d.insert(k.clone(), v.clone());
         }
+        self.notify(
+            kvs.iter()
+                .map(|(k, v)| WatchEvent {
+                    key: k.clone(),
+                    value: Some(v.clone()),
+                })
+                .collect(),
+        );
         self.save(&d)?;
         Ok(true)
     }
     async fn delete(&self, key: &str) -> Result<()> {
         let mut d = self.data.lock().unwrap();
-        d.remove(key);
+        if d.remove(key).is_some() {
+            self.notify(vec![WatchEvent {
+                key: key.to_string(),
+                value: None,
+            }]);
+        }
         self.save(&d)
     }
     async fn grant_lease(&self, _ttl: i64) -> Result<LeaseId> {
@@ -86,5 +128,16 @@ impl KvStore for MemoryStore {
     }
     async fn keep_alive(&self, _lease: LeaseId) -> Result<()> {
         Ok(())
+    }
+    async fn list_and_watch(&self, prefix: &str) -> Result<(Vec<(String, Vec<u8>)>, WatchRx)> {
+        let d = self.data.lock().unwrap();
+        let snap = d
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let (tx, rx) = tokio::sync::mpsc::channel(4096);
+        self.watchers.lock().unwrap().push((prefix.to_string(), tx));
+        Ok((snap, rx))
     }
 }

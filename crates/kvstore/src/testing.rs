@@ -6,8 +6,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct EtcdServer {
-    child: Child,
+    child: Option<Child>,
     dir: PathBuf,
+    bin: &'static str,
+    peer: String,
     pub endpoint: String,
 }
 
@@ -24,34 +26,54 @@ impl EtcdServer {
         let (cp, pp) = (free_port(), free_port());
         let dir = std::env::temp_dir().join(format!("seta-etcd-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let endpoint = format!("http://127.0.0.1:{cp}");
-        let peer = format!("http://127.0.0.1:{pp}");
-        let child = Command::new(bin)
+        let mut me = Self {
+            child: None,
+            dir,
+            bin,
+            peer: format!("http://127.0.0.1:{pp}"),
+            endpoint: format!("http://127.0.0.1:{cp}"),
+        };
+        me.resume().then_some(me)
+    }
+
+    /// Kill the server (its data stays): clients see etcd go away.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start it again on the same ports and data; true once it accepts connections.
+    pub fn resume(&mut self) -> bool {
+        self.stop();
+        let Ok(child) = Command::new(self.bin)
             .args(["--name", "seta-test", "--data-dir"])
-            .arg(&dir)
-            .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("seta-test={peer}"), "--log-level", "error"])
+            .arg(&self.dir)
+            .args(["--listen-client-urls", &self.endpoint, "--advertise-client-urls", &self.endpoint])
+            .args(["--listen-peer-urls", &self.peer, "--initial-advertise-peer-urls", &self.peer])
+            .args(["--initial-cluster", &format!("seta-test={}", self.peer), "--log-level", "error"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .ok()?;
-        let me = Self { child, dir, endpoint };
+        else {
+            return false;
+        };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(me.endpoint.trim_start_matches("http://")).is_err() {
+        while std::net::TcpStream::connect(self.endpoint.trim_start_matches("http://")).is_err() {
             if Instant::now() > deadline {
-                return None;
+                return false;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(me)
+        true
     }
 }
 
 impl Drop for EtcdServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
