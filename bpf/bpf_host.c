@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* Node-side programs.
- *   from_host: tcx egress of seta_host. The node routes the pod CIDR to
- *   seta_host; this program applies the destination's ingress policy to new
- *   connections and delivers each packet to its endpoint's veth. */
+ *   from_host: tcx egress of seta_host. The node routes the pod CIDR (and, in
+ *   tunnel mode, other nodes' pod CIDRs) to seta_host; this program applies a
+ *   local destination's ingress policy to new connections and delivers each
+ *   packet to its endpoint's veth, or encapsulates it towards another node.
+ *   from_overlay: tcx ingress of seta_vxlan. The source identity is the VNI;
+ *   local endpoints get their ingress policy, the node gets the rest. */
 #include "lib/common.h"
 #include "lib/policy.h"
+#include "lib/tunnel.h"
 
 SEC("classifier")
 int from_host(struct __sk_buff *ctx)
@@ -26,12 +30,26 @@ int from_host(struct __sk_buff *ctx)
 		return send_drop(ctx, DROP_INVALID, METRIC_INGRESS);
 
 	ep = lookup_ip4_endpoint(ip->daddr);
-	if (!ep || (ep->flags & ENDPOINT_F_HOST))
+	if (!ep) {
+		/* tunnel mode: the node talking to another node's pod */
+		struct remote_endpoint_info *info = ipcache_lookup(ip->daddr);
+
+		if (info && info->tunnel_endpoint) {
+			ret = encap_and_redirect(ctx, info->tunnel_endpoint, REMOTE_NODE_ID);
+			if (ret < 0)
+				return send_drop(ctx, -ret, METRIC_EGRESS);
+			update_metrics(ctx->len, METRIC_EGRESS, REASON_FORWARDED);
+			return ret;
+		}
+		return TC_ACT_OK;
+	}
+	if (ep->flags & ENDPOINT_F_HOST)
 		return TC_ACT_OK;
 	ret = parse_l4(ctx, ip, &f);
 	if (ret < 0)
 		return send_drop(ctx, -ret, METRIC_INGRESS);
-	/* The node's own addresses are in the ipcache as host (1). */
+	/* The node's own addresses are in the ipcache as host (1); in native
+	 * routing mode, other nodes' pods are there with their identities. */
 	src_id = ipcache_identity(f.key.saddr);
 	if (ct_lookup(&f, ctx->len) == CT_NEW) {
 		ret = ingress_policy(ep, src_id, &f, ep->ifindex);
@@ -51,6 +69,55 @@ int from_host(struct __sk_buff *ctx)
 	__builtin_memcpy(eth->h_source, ep->node_mac, ETH_ALEN);
 	update_metrics(ctx->len, METRIC_INGRESS, REASON_FORWARDED);
 	return bpf_redirect(ep->ifindex, 0);
+}
+
+SEC("classifier")
+int from_overlay(struct __sk_buff *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = data + ETH_HLEN;
+	struct bpf_tunnel_key key = {};
+	struct endpoint_info *ep;
+	struct flow f = {};
+	__u32 src_id;
+	int ret;
+
+	if ((void *)(eth + 1) > data_end)
+		return send_drop(ctx, DROP_INVALID, METRIC_INGRESS);
+	if (eth->h_proto != bpf_htons(ETH_P_IP))
+		return send_drop(ctx, DROP_UNSUPPORTED_L3, METRIC_INGRESS);
+	if ((void *)(ip + 1) > data_end)
+		return send_drop(ctx, DROP_INVALID, METRIC_INGRESS);
+	if (bpf_skb_get_tunnel_key(ctx, &key, sizeof(key), 0) < 0)
+		return send_drop(ctx, DROP_NO_TUNNEL_KEY, METRIC_INGRESS);
+	src_id = key.tunnel_id;
+	/* The inner frame was addressed to the sender's device: it is ours now. */
+	bpf_skb_change_type(ctx, 0 /* PACKET_HOST */);
+
+	ep = lookup_ip4_endpoint(ip->daddr);
+	if (!ep || (ep->flags & ENDPOINT_F_HOST)) {
+		/* for the node itself (its router IP or underlay addresses) */
+		update_metrics(ctx->len, METRIC_INGRESS, REASON_FORWARDED);
+		return TC_ACT_OK;
+	}
+	ret = parse_l4(ctx, ip, &f);
+	if (ret < 0)
+		return send_drop(ctx, -ret, METRIC_INGRESS);
+	if (ct_lookup(&f, ctx->len) == CT_NEW) {
+		ret = ingress_policy(ep, src_id, &f, ep->ifindex);
+		if (ret < 0)
+			return send_drop(ctx, -ret, METRIC_INGRESS);
+		ret = ct_create(&f, src_id, ctx->len);
+		if (ret < 0)
+			return send_drop(ctx, -ret, METRIC_INGRESS);
+	}
+	ret = l3_local_delivery(ctx, ep);
+	if (ret < 0)
+		return send_drop(ctx, -ret, METRIC_INGRESS);
+	update_metrics(ctx->len, METRIC_INGRESS, REASON_FORWARDED);
+	return bpf_redirect_peer(ep->ifindex, 0);
 }
 
 char __license[] SEC("license") = "Dual BSD/GPL";

@@ -8,6 +8,7 @@
 #include "lib/common.h"
 #include "lib/arp.h"
 #include "lib/policy.h"
+#include "lib/tunnel.h"
 
 /* This endpoint's own policy map; the loader pins it as seta_pol_NNNNN and the
  * agent registers it in seta_policy before the program is attached. */
@@ -32,6 +33,7 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 	void *data_end = (void *)(long)ctx->data_end;
 	struct iphdr *ip = data + ETH_HLEN;
 	struct endpoint_info *ep;
+	struct remote_endpoint_info *info = NULL;
 	struct flow f = {};
 	__u32 remote, cookie = 0, len = ctx->len;
 	int ret;
@@ -48,10 +50,12 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 	ep = lookup_ip4_endpoint(f.key.daddr);
 	if (ep && (ep->flags & ENDPOINT_F_HOST))
 		ep = NULL;
+	if (!ep)
+		info = ipcache_lookup(f.key.daddr);
 
 	if (ct_lookup(&f, len) == CT_NEW) {
 		/* the remote identity only matters for new connections */
-		remote = ep ? ep->sec_id : ipcache_identity(f.key.daddr);
+		remote = ep ? ep->sec_id : (info ? info->sec_identity : WORLD_ID);
 		/* egress policy of this endpoint */
 		ret = policy_check_peer(&seta_pol_ep, remote, f.key.daddr, 1, &f, &cookie);
 		emit_event(EVENT_POLICY_VERDICT, 0, EP_ID, EP_IFINDEX, EP_SECID, remote, ret, cookie, &f, METRIC_EGRESS);
@@ -77,6 +81,15 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 		update_metrics(len, METRIC_EGRESS, REASON_FORWARDED);
 		update_metrics(len, METRIC_INGRESS, REASON_FORWARDED);
 		return bpf_redirect_peer(ep->ifindex, 0);
+	}
+	/* Another node's pod or address in tunnel mode: encapsulate, with our
+	 * identity in the VNI. */
+	if (info && info->tunnel_endpoint) {
+		ret = encap_and_redirect(ctx, info->tunnel_endpoint, EP_SECID);
+		if (ret < 0)
+			return send_drop(ctx, -ret, METRIC_EGRESS);
+		update_metrics(len, METRIC_EGRESS, REASON_FORWARDED);
+		return ret;
 	}
 	/* Everything else (the node, other destinations) goes up the stack. */
 	update_metrics(len, METRIC_EGRESS, REASON_FORWARDED);

@@ -82,6 +82,7 @@ _Static_assert(sizeof(struct metrics_value) == 16, "metrics_value size");
 /* Reserved identities (Cilium numbering) */
 #define HOST_ID 1
 #define WORLD_ID 2
+#define REMOTE_NODE_ID 6   /* what the node's own traffic carries in the VNI */
 
 /* Per-endpoint policy map (LPM trie), one per endpoint, pinned seta_pol_NNNNN
  * and registered in seta_policy (hash of maps, endpoint id -> policy map).
@@ -166,6 +167,7 @@ _Static_assert(__builtin_offsetof(struct seta_event, ts) == 40, "seta_event.ts")
 /* seta_config: ARRAY of u32 runtime flags. */
 #define CONFIG_FLAGS 0
 #define CONFIG_F_IPBLOCK 1   /* seta_ipblock holds entries: consult it */
+#define CONFIG_VXLAN_IFINDEX 1 /* seta_vxlan (tunnel mode), 0 = no tunnel device */
 #define CONFIG_SLOTS 4
 
 /* Synthetic identities for pod IPs selected by Kubernetes ipBlock (per IP). */

@@ -14,7 +14,9 @@
 #define DROP_INVALID 134
 #define DROP_UNSUPPORTED_L3 139
 #define DROP_WRITE_ERROR 141
+#define DROP_NO_TUNNEL_KEY 147
 #define DROP_UNKNOWN_TARGET 150
+#define DROP_NO_TUNNEL_ENDPOINT 160
 #define DROP_TTL_EXCEEDED 196
 
 #define REASON_FORWARDED 0
@@ -68,14 +70,20 @@ static __always_inline struct endpoint_info *lookup_ip4_endpoint(__be32 ip)
 	return bpf_map_lookup_elem(&seta_lxc, &key);
 }
 
-static __always_inline __u32 ipcache_identity(__be32 ip)
+static __always_inline struct remote_endpoint_info *ipcache_lookup(__be32 ip)
 {
 	struct ipcache_key key = {
 		.prefixlen = IPCACHE_STATIC_PREFIX + 32,
 		.family = ENDPOINT_KEY_IPV4,
 		.ip4 = ip,
 	};
-	struct remote_endpoint_info *info = bpf_map_lookup_elem(&seta_ipcache, &key);
+
+	return bpf_map_lookup_elem(&seta_ipcache, &key);
+}
+
+static __always_inline __u32 ipcache_identity(__be32 ip)
+{
+	struct remote_endpoint_info *info = ipcache_lookup(ip);
 
 	return info ? info->sec_identity : WORLD_ID;
 }

@@ -205,6 +205,10 @@ pub struct CtEntry {
 
 pub const CONFIG_FLAGS: u32 = 0;
 pub const CONFIG_F_IPBLOCK: u32 = 1;
+/// seta_config slot: ifindex of seta_vxlan (tunnel mode), 0 = no tunnel
+pub const CONFIG_VXLAN_IFINDEX: u32 = 1;
+/// reserved identity carried in the VNI by a node's own traffic
+pub const REMOTE_NODE_ID: u32 = 6;
 pub const IDENTITY_SCOPE_IPBLOCK: u32 = 3 << 24;
 
 pub const EVENT_DROP: u8 = 1;

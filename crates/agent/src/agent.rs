@@ -22,6 +22,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::Mutex;
 
+mod cluster;
+pub use cluster::VXLAN_DEV;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -69,6 +72,8 @@ struct Inner {
     ipblock_ids: BTreeMap<Ipv4Addr, u32>,
     /// each endpoint's resolved policy and map state, for incremental updates
     resolved: BTreeMap<u16, (resolve::EndpointPolicy, resolve::MapState)>,
+    /// other nodes, their pods and the cluster's identities (from the kvstore)
+    cluster: cluster::ClusterState,
 }
 
 pub struct Agent {
@@ -83,6 +88,11 @@ pub struct Agent {
     pub events: crate::events::EventLog,
     policy_map_full: std::sync::atomic::AtomicU64,
     kv: Kv,
+    kv_health: cluster::KvHealth,
+    last_keepalive: std::sync::Mutex<Instant>,
+    /// this node's address for other nodes
+    node_ip: Option<Ipv4Addr>,
+    underlay_mtu: u32,
 }
 
 fn host_entry(ep: &Endpoint) -> Result<EndpointInfo, String> {
@@ -125,6 +135,18 @@ impl Inner {
             labels: a.labels.clone(),
             kind: IdKind::Endpoint,
         }));
+        // identities of the rest of the cluster (not held here)
+        u.extend(
+            self.cluster
+                .remote_ids
+                .iter()
+                .filter(|(id, _)| self.identities.get(**id).is_none())
+                .map(|(id, labels)| IdentityInfo {
+                    id: *id,
+                    labels: labels.clone(),
+                    kind: IdKind::Endpoint,
+                }),
+        );
         u.extend(self.ipblock_ids.iter().map(|(ip, id)| IdentityInfo {
             id: *id,
             labels: [Label::new("ipblock", &ip.to_string(), "")].into_iter().collect(),
@@ -230,95 +252,7 @@ impl Inner {
     }
 }
 
-/// Where identity numbers come from: the cluster's kvstore.
-pub enum Kv {
-    Memory(seta_kvstore::identity::ClusterIdentities<seta_kvstore::memory::MemoryStore>),
-    Etcd(
-        seta_kvstore::identity::ClusterIdentities<seta_kvstore::etcd::EtcdStore>,
-        seta_kvstore::LeaseId,
-    ),
-}
-
-impl Kv {
-    pub async fn open(cfg: &Config) -> Result<Self> {
-        match cfg.kvstore.as_str() {
-            "memory" => {
-                let store = seta_kvstore::memory::MemoryStore::persistent(cfg.state_dir.join("kvstore.json"))?;
-                Ok(Kv::Memory(seta_kvstore::identity::ClusterIdentities::new(
-                    Arc::new(store),
-                    &cfg.kvstore_prefix,
-                    &cfg.node,
-                    0,
-                )))
-            }
-            "etcd" => {
-                use seta_kvstore::KvStore;
-                anyhow::ensure!(
-                    !cfg.kvstore_endpoints.is_empty(),
-                    "--kvstore etcd needs --kvstore-endpoints URL[,URL...]"
-                );
-                let store = seta_kvstore::etcd::EtcdStore::connect(&cfg.kvstore_endpoints).await?;
-                // this node's references and its registry entry live under its lease
-                let lease = store.grant_lease(cfg.kvstore_lease_ttl).await?;
-                Ok(Kv::Etcd(
-                    seta_kvstore::identity::ClusterIdentities::new(Arc::new(store), &cfg.kvstore_prefix, &cfg.node, lease),
-                    lease,
-                ))
-            }
-            other => anyhow::bail!("--kvstore {other:?}: expected memory or etcd"),
-        }
-    }
-    async fn allocate(&self, labels: &LabelSet) -> seta_kvstore::Result<u32> {
-        match self {
-            Kv::Memory(c) => c.allocate(labels).await,
-            Kv::Etcd(c, _) => c.allocate(labels).await,
-        }
-    }
-    /// Keys under `prefix` (a key itself when `exact`), values as text.
-    pub async fn list(&self, prefix: &str, exact: bool) -> seta_kvstore::Result<Vec<(String, String)>> {
-        use seta_kvstore::KvStore;
-        let text = |v: Vec<(String, Vec<u8>)>| v.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect();
-        let one = |k: &str, v: Option<Vec<u8>>| v.map(|v| vec![(k.to_string(), v)]).unwrap_or_default();
-        Ok(match (self, exact) {
-            (Kv::Memory(c), false) => text(c.store().list(prefix).await?),
-            (Kv::Etcd(c, _), false) => text(c.store().list(prefix).await?),
-            (Kv::Memory(c), true) => text(one(prefix, c.store().get(prefix).await?)),
-            (Kv::Etcd(c, _), true) => text(one(prefix, c.store().get(prefix).await?)),
-        })
-    }
-    async fn register_node(&self, prefix: &str, info: &seta_kvstore::nodes::NodeInfo) -> seta_kvstore::Result<()> {
-        match self {
-            Kv::Memory(c) => seta_kvstore::nodes::register(c.store().as_ref(), prefix, info, 0).await,
-            Kv::Etcd(c, lease) => seta_kvstore::nodes::register(c.store().as_ref(), prefix, info, *lease).await,
-        }
-    }
-    pub async fn nodes(&self, prefix: &str) -> seta_kvstore::Result<Vec<seta_kvstore::nodes::NodeInfo>> {
-        match self {
-            Kv::Memory(c) => seta_kvstore::nodes::list(c.store().as_ref(), prefix).await,
-            Kv::Etcd(c, _) => seta_kvstore::nodes::list(c.store().as_ref(), prefix).await,
-        }
-    }
-    /// Renew the lease; false when that failed.
-    async fn keep_alive(&self) -> bool {
-        use seta_kvstore::KvStore;
-        match self {
-            Kv::Memory(_) => true,
-            Kv::Etcd(c, lease) => c.store().keep_alive(*lease).await.is_ok(),
-        }
-    }
-    pub fn describe(&self) -> &'static str {
-        match self {
-            Kv::Memory(_) => "embedded (state dir)",
-            Kv::Etcd(..) => "etcd",
-        }
-    }
-    async fn release(&self, id: u32) -> seta_kvstore::Result<()> {
-        match self {
-            Kv::Memory(c) => c.release(id).await,
-            Kv::Etcd(c, _) => c.release(id).await,
-        }
-    }
-}
+pub use crate::kv::Kv;
 
 /// Local (node-scoped) identities for CIDRs: 1<<24 and up, like Cilium.
 const SCOPE_LOCAL: u32 = 1 << 24;
@@ -370,6 +304,7 @@ impl Agent {
         }
         let router = pool.router();
         setup_host_devices(&nl, &cfg, router).await?;
+        let (node_ip, underlay_mtu) = underlay(&nl, &cfg).await?;
         {
             let dp = dp.clone();
             tokio::task::spawn_blocking(move || dp.attach_host(HOST_DEV)).await??;
@@ -413,6 +348,7 @@ impl Agent {
                 policy,
                 ipblock_ids: BTreeMap::new(),
                 resolved: BTreeMap::new(),
+                cluster: Default::default(),
             }),
             started: Instant::now(),
             restored: Default::default(),
@@ -420,7 +356,12 @@ impl Agent {
             events: crate::events::EventLog::new(4096),
             policy_map_full: Default::default(),
             kv,
+            kv_health: Default::default(),
+            last_keepalive: std::sync::Mutex::new(Instant::now()),
+            node_ip,
+            underlay_mtu,
         });
+        agent.setup_routing_mode().await?;
         agent.restore().await?;
         agent.process_delete_queue().await;
         {
@@ -430,6 +371,7 @@ impl Agent {
             agent.sync_ipblock(&mut inner)?;
             agent.regenerate_all(&mut inner);
             agent.save_pool_and_ids(&inner)?;
+            Self::adopt_installed(&mut inner);
         }
         Ok(agent)
     }
@@ -495,7 +437,7 @@ impl Agent {
             .endpoints
             .values()
             .map(|e| e.interface_name.clone())
-            .chain([HOST_DEV.to_string()])
+            .chain([HOST_DEV.to_string(), VXLAN_DEV.to_string()])
             .collect();
         for d in self.dp.pinned_link_devices() {
             if !devs.contains(&d) {
@@ -725,13 +667,20 @@ impl Agent {
     }
 
     pub async fn status(&self) -> Status {
-        let (kvstore_status, nodes_registered) =
-            match tokio::time::timeout(std::time::Duration::from_secs(2), self.kv.nodes(&self.cfg.kvstore_prefix)).await {
-                Ok(Ok(n)) => ("ok".to_string(), n.into_iter().map(|n| n.name).collect()),
-                Ok(Err(e)) => (format!("error: {e}"), vec![]),
-                Err(_) => ("error: no answer within 2 s".to_string(), vec![]),
-            };
         let inner = self.inner.lock().await;
+        let mut nodes_registered: Vec<String> = inner.cluster.nodes.keys().cloned().chain([self.cfg.node.clone()]).collect();
+        nodes_registered.sort();
+        let kvstore_status = if self.kv_health.connected() {
+            match self.kv_health.resyncs() {
+                0 => "ok".to_string(),
+                n => format!("ok ({n} resyncs after watch breaks)"),
+            }
+        } else {
+            format!(
+                "degraded: {} (datapath keeps forwarding with the last known state; retrying)",
+                self.kv_health.last_error().unwrap_or_else(|| "connecting".into())
+            )
+        };
         let mut states = BTreeMap::new();
         for e in inner.endpoints.values() {
             *states.entry(e.state.to_string()).or_insert(0) += 1;
@@ -761,6 +710,10 @@ impl Agent {
                 .to_string(),
             kvstore_status,
             nodes_registered,
+            routing_mode: self.cfg.routing_mode.to_string(),
+            node_ip: self.node_ip,
+            pod_mtu: self.pod_mtu(),
+            cluster_health: inner.cluster.health.values().cloned().collect(),
         }
     }
 
@@ -779,6 +732,7 @@ impl Agent {
                 gateway: inner.pool.router(),
                 cidr: inner.pool.cidr,
             },
+            mtu: self.pod_mtu(),
         })
     }
 
@@ -958,7 +912,8 @@ impl Agent {
             let _ = self.store.remove_endpoint(ep.id);
             return Err(e);
         }
-        let new_identity = !inner.endpoints.values().any(|e| e.identity == ep.identity);
+        self.publish_endpoint(&mut inner, &ep).await;
+        let new_identity = !inner.endpoints.values().any(|e| e.identity == ep.identity) && !inner.cluster.remote_ids.contains_key(&ep.identity);
         let new_ports = !ep.named_ports.is_empty();
         inner.endpoints.insert(ep.id, ep.clone());
         let ipblock_changed = self.sync_ipblock(&mut inner)?;
@@ -992,6 +947,7 @@ impl Agent {
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         inner.eps.remove(ep.ipv4)?;
         inner.ipc.remove(ep.ipv4, 32)?;
+        self.withdraw_endpoint(&mut inner, ep.ipv4).await;
         // keep the emptied map registered: the next endpoint with this id finds it ready
         self.dp.recycle_policy_map(ep.id)?;
         match seta_datapath::maps::CtMap::open(self.dp.pin_dir()).and_then(|mut ct| ct.flush_ip(ep.ipv4)) {
@@ -1006,7 +962,7 @@ impl Agent {
         let ipblock_changed = self.sync_ipblock(&mut inner)?;
         if !ep.named_ports.is_empty() || ipblock_changed {
             self.regenerate_all(&mut inner);
-        } else if inner.identities.get(ep.identity).is_none() {
+        } else if inner.identities.get(ep.identity).is_none() && !inner.cluster.remote_ids.contains_key(&ep.identity) {
             self.identities_changed(&mut inner, &[], &[ep.identity], None);
         }
         self.store.remove_endpoint(ep.id)?;
@@ -1052,6 +1008,31 @@ impl From<seta_datapath::DatapathError> for ApiError {
     }
 }
 
+/// This node's address for other nodes and the underlay MTU: from the
+/// configuration, else the first address outside the pod network and its
+/// device's MTU.
+async fn underlay(nl: &Netlink, cfg: &Config) -> Result<(Option<Ipv4Addr>, u32)> {
+    let links = nl.links().await?;
+    let ours = |name: &str| name == "lo" || name.starts_with("lxc") || name.starts_with("seta_");
+    let addrs = nl.ipv4_addrs().await?;
+    let found = addrs
+        .iter()
+        .filter(|(i, ip)| {
+            links.iter().any(|l| l.index == *i && !ours(&l.name)) && !cfg.pod_cidr.contains(ip) && cfg.node_ip.is_none_or(|n| n == *ip)
+        })
+        .min_by_key(|(_, ip)| *ip)
+        .copied();
+    if let (Some(want), None) = (cfg.node_ip, found) {
+        anyhow::bail!("--node-ip {want}: no interface of this node has that address");
+    }
+    let mtu = match (cfg.mtu, found) {
+        (Some(m), _) => m,
+        (None, Some((idx, _))) => nl.mtu(idx).await?.unwrap_or(1500),
+        (None, None) => 1500,
+    };
+    Ok((found.map(|(_, ip)| ip), mtu))
+}
+
 async fn setup_host_devices(nl: &Netlink, cfg: &Config, router: Ipv4Addr) -> Result<()> {
     if nl.link(HOST_DEV).await?.is_none() {
         nl.create_veth(HOST_DEV, NET_DEV).await?;
@@ -1078,8 +1059,13 @@ pub async fn cleanup(cfg: &Config) -> Result<Vec<String>> {
     Datapath::new(&cfg.pin_dir)?.remove_all()?;
     done.push(format!("removed pins {}", cfg.pin_dir.display()));
     if let Ok(nl) = Netlink::current() {
+        for (net, plen) in nl.routes_with_protocol(cluster::ROUTE_PROTO).await.unwrap_or_default() {
+            if nl.del_route(net, plen).await.is_ok() {
+                done.push(format!("deleted route {net}/{plen}"));
+            }
+        }
         for l in nl.links().await.unwrap_or_default() {
-            if (l.name == HOST_DEV || l.name.starts_with("lxc")) && nl.del_link(l.index).await.is_ok() {
+            if (l.name == HOST_DEV || l.name == VXLAN_DEV || l.name.starts_with("lxc")) && nl.del_link(l.index).await.is_ok() {
                 done.push(format!("deleted device {}", l.name));
             }
         }
@@ -1150,6 +1136,7 @@ impl Agent {
             me.refill_spare_policy_maps().await;
         });
         tokio::spawn(self.clone().announce_loop());
+        self.spawn_cluster_sync();
         let pin = self.dp.pin_dir().to_path_buf();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
@@ -1192,6 +1179,8 @@ impl Agent {
                 .unwrap_or_default()
                 .trim()
                 .to_string(),
+            internal_ip: self.node_ip,
+            routing_mode: self.cfg.routing_mode.to_string(),
         }
     }
 
@@ -1200,38 +1189,6 @@ impl Agent {
             .nodes(&self.cfg.kvstore_prefix)
             .await
             .map_err(|e| ApiError::Internal(format!("kvstore: {e}")))
-    }
-
-    /// Announce this node under its lease, then keep the lease alive (its
-    /// entries expire TTL seconds after the agent dies).
-    async fn announce_loop(self: Arc<Self>) {
-        let info = self.node_info().await;
-        if let Err(e) = self.kv.register_node(&self.cfg.kvstore_prefix, &info).await {
-            tracing::error!(%e, "could not register the node in the kvstore");
-        }
-        // references of a previous run died with its lease: take them again under ours
-        let held: Vec<(u32, LabelSet)> = self
-            .inner
-            .lock()
-            .await
-            .identities
-            .list()
-            .map(|a| (a.id, a.labels.clone()))
-            .collect();
-        for (id, labels) in held {
-            match self.kv.allocate(&labels).await {
-                Ok(got) if got == id => {}
-                Ok(got) => tracing::error!(local = id, kvstore = got, "identity number differs from the kvstore's"),
-                Err(e) => tracing::warn!(id, %e, "could not refresh the identity reference"),
-            }
-        }
-        let period = std::time::Duration::from_secs((self.cfg.kvstore_lease_ttl / 3).max(1) as u64);
-        loop {
-            tokio::time::sleep(period).await;
-            if !self.kv.keep_alive().await {
-                tracing::warn!("kvstore lease keep-alive failed");
-            }
-        }
     }
 
     pub async fn kvstore_list(&self, prefix: &str, exact: bool) -> Result<Vec<(String, String)>, ApiError> {
@@ -1451,6 +1408,7 @@ impl Agent {
                 .await
                 .map_err(|e| ApiError::Internal(e.to_string()))??;
             publish(inner, &ep)?;
+            self.publish_endpoint(inner, &ep).await;
         }
         self.release_identity(inner, &old.labels).await;
         tracing::info!(id, old = old.identity, new = identity, "endpoint relabelled");

@@ -46,6 +46,15 @@ pub struct RunArgs {
     /// Key prefix of the cluster state
     #[arg(long, env = "SETA_KVSTORE_PREFIX", default_value = "/seta")]
     pub kvstore_prefix: String,
+    /// How pods reach other nodes' pods: `tunnel` (VXLAN, UDP 8472, identity in the VNI) or `native` (routes to each node's pod CIDR)
+    #[arg(long, env = "SETA_ROUTING_MODE", default_value = "tunnel")]
+    pub routing_mode: String,
+    /// This node's address for other nodes (tunnel endpoint, next hop) [default: the first non-pod IPv4 address]
+    #[arg(long, env = "SETA_NODE_IP")]
+    pub node_ip: Option<std::net::Ipv4Addr>,
+    /// MTU of the underlay; pods get it minus 50 in tunnel mode [default: the node IP's device MTU, else 1500]
+    #[arg(long, env = "SETA_MTU")]
+    pub mtu: Option<u32>,
     /// JSON file with any of the keys: node, pod-cidr, state-dir, socket, bpffs, cni-conf-dir, cni-chain
     #[arg(long, env = "SETA_CONFIG")]
     pub config: Option<PathBuf>,
@@ -80,6 +89,24 @@ pub struct Config {
     pub kvstore_endpoints: Vec<String>,
     pub kvstore_prefix: String,
     pub kvstore_lease_ttl: i64,
+    pub routing_mode: RoutingMode,
+    pub node_ip: Option<std::net::Ipv4Addr>,
+    pub mtu: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoutingMode {
+    Tunnel,
+    Native,
+}
+
+impl std::fmt::Display for RoutingMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RoutingMode::Tunnel => "tunnel",
+            RoutingMode::Native => "native",
+        })
+    }
 }
 
 impl Config {
@@ -101,7 +128,17 @@ impl Config {
         if pod_cidr.prefix_len() > 30 {
             bail!("pod CIDR {pod_cidr} is too small: use /30 or larger");
         }
-        let bpffs = a.bpffs.or(file.bpffs).unwrap_or_else(|| "/sys/fs/bpf".into());
+        let routing_mode = match a.routing_mode.as_str() {
+            "tunnel" => RoutingMode::Tunnel,
+            "native" => RoutingMode::Native,
+            other => bail!("--routing-mode {other:?}: expected tunnel or native"),
+        };
+        if let Some(m) = a.mtu {
+            if !(1280..=65535).contains(&m) {
+                bail!("--mtu {m}: expected 1280..=65535");
+            }
+        }
+                let bpffs = a.bpffs.or(file.bpffs).unwrap_or_else(|| "/sys/fs/bpf".into());
         let mut cni_chain = a.cni_chain;
         if cni_chain.is_empty() {
             cni_chain = file.cni_chain;
@@ -121,6 +158,9 @@ impl Config {
             kvstore_endpoints: a.kvstore_endpoints,
             kvstore_prefix: a.kvstore_prefix,
             kvstore_lease_ttl: a.kvstore_lease_ttl,
+            routing_mode,
+            node_ip: a.node_ip,
+            mtu: a.mtu,
         })
     }
 

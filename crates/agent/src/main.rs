@@ -3,6 +3,7 @@ mod agent;
 mod api;
 mod config;
 mod events;
+mod kv;
 mod state;
 
 use anyhow::{Context, Result};

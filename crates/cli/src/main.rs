@@ -205,9 +205,15 @@ enum LabCmd {
         lab: String,
         #[arg(long, default_value = "10.200.0.0/16")]
         cluster_cidr: ipnet::Ipv4Net,
-        /// where agents allocate identities: memory (each node its own) or etcd (a real etcd in the underlay, shared)
-        #[arg(long, default_value = "memory")]
-        kvstore: String,
+        /// the cluster's shared state: memory (each node its own) or etcd (a real etcd in the underlay, shared) [default: etcd with 2+ nodes]
+        #[arg(long)]
+        kvstore: Option<String>,
+        /// how pods reach other nodes' pods: tunnel (VXLAN) or native (routes)
+        #[arg(long, default_value = "tunnel")]
+        routing: String,
+        /// run two seta-operator replicas (leader election) in the underlay [default: with etcd]
+        #[arg(long)]
+        operator: Option<bool>,
     },
     /// Nodes and pods of a lab
     Status {
@@ -414,6 +420,20 @@ async fn run(cli: Cli) -> Result<i32> {
                     "Cluster",
                     format!("{} node(s) announced: {}", s.nodes_registered.len(), s.nodes_registered.join(", ")),
                 ),
+                (
+                    "Routing",
+                    format!(
+                        "{} (node IP {}, pod MTU {})",
+                        match s.routing_mode.as_str() {
+                            "tunnel" => "Tunnel [vxlan, UDP 8472]",
+                            "native" => "Native",
+                            other => other,
+                        },
+                        s.node_ip.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
+                        s.pod_mtu
+                    ),
+                ),
+                ("Cluster health", cluster_health(&s.cluster_health)),
                 ("CNI Config file", s.cni_config.clone()),
                 ("API socket", c.path().display().to_string()),
             ]);
@@ -788,6 +808,24 @@ async fn run(cli: Cli) -> Result<i32> {
     Ok(0)
 }
 
+/// `2/2 reachable` plus the nodes that are not, and why.
+fn cluster_health(h: &[seta_core::api::NodeHealth]) -> String {
+    if h.is_empty() {
+        return "no other nodes".into();
+    }
+    let ok = h.iter().filter(|n| n.node_reachable && n.datapath_reachable).count();
+    let mut out = format!("{ok}/{} other node(s) reachable", h.len());
+    for n in h.iter().filter(|n| !(n.node_reachable && n.datapath_reachable)) {
+        let why = match (n.node_reachable, n.datapath_reachable) {
+            (false, false) => "unreachable",
+            (true, false) => "node answers, datapath (tunnel/routes) does not",
+            _ => "datapath answers, node IP does not",
+        };
+        out.push_str(&format!("; {}: {why}", n.name));
+    }
+    out
+}
+
 async fn lab(cmd: &LabCmd, json: bool) -> Result<i32> {
     match cmd {
         LabCmd::Up {
@@ -796,11 +834,22 @@ async fn lab(cmd: &LabCmd, json: bool) -> Result<i32> {
             lab,
             cluster_cidr,
             kvstore,
+            routing,
+            operator,
         } => {
-            let opts = match kvstore.as_str() {
-                "memory" => seta_lab::LabOptions::default(),
-                "etcd" => seta_lab::LabOptions { etcd: true },
+            let kv = kvstore.clone().unwrap_or_else(|| if *nodes > 1 { "etcd".into() } else { "memory".into() });
+            let etcd = match kv.as_str() {
+                "memory" => false,
+                "etcd" => true,
                 other => bail!("--kvstore {other:?}: expected memory or etcd"),
+            };
+            if operator == &Some(true) && !etcd {
+                bail!("--operator needs --kvstore etcd");
+            }
+            let opts = seta_lab::LabOptions {
+                etcd,
+                routing: Some(routing.clone()),
+                operator: operator.unwrap_or(etcd),
             };
             let t = std::time::Instant::now();
             let l = Lab::up_with(lab, *nodes, *pods, *cluster_cidr, &bin_dir()?, &opts, &|m| eprintln!("==> {m}")).await?;

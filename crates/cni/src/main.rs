@@ -174,6 +174,10 @@ async fn add_steps(conf: &NetConf, env: &Env, client: &Client, netns: &std::fs::
         .ok_or_else(|| nl_err(format!("{host_if} vanished")))?;
     seta_datapath::sysfs::set_ipv4_sysctl(&format!("conf/{host_if}/rp_filter"), "0").map_err(nl_err)?;
     let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{host_if}/disable_ipv6"), "1");
+    // tunnel mode: the pod's MTU leaves room for the encapsulation
+    if ipam.mtu != 0 && ipam.mtu != 1500 {
+        nl.set_mtu(host.index, ipam.mtu).await.map_err(nl_err)?;
+    }
     nl.set_up(host.index).await.map_err(nl_err)?;
     injected("veth")?;
 
@@ -185,6 +189,9 @@ async fn add_steps(conf: &NetConf, env: &Env, client: &Client, netns: &std::fs::
         .ok_or_else(|| nl_err(format!("{} not found in {}", env.ifname, env.netns)))?;
     if let Some(lo) = pod.link("lo").await.map_err(nl_err)? {
         pod.set_up(lo.index).await.map_err(nl_err)?;
+    }
+    if ipam.mtu != 0 && ipam.mtu != 1500 {
+        pod.set_mtu(peer.index, ipam.mtu).await.map_err(nl_err)?;
     }
     pod.set_up(peer.index).await.map_err(nl_err)?;
     pod.add_addr(peer.index, ip, 32).await.map_err(nl_err)?;

@@ -33,6 +33,9 @@ pub struct IpamAddress {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IpamResponse {
     pub ipv4: IpamAddress,
+    /// MTU for the pod's interface (0 = leave the default)
+    #[serde(default)]
+    pub mtu: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,6 +76,28 @@ pub struct Status {
     /// nodes currently announced in the kvstore's registry
     #[serde(default)]
     pub nodes_registered: Vec<String>,
+    #[serde(default)]
+    pub routing_mode: String,
+    #[serde(default)]
+    pub node_ip: Option<std::net::Ipv4Addr>,
+    #[serde(default)]
+    pub pod_mtu: u32,
+    /// the other nodes as this node's health probes see them
+    #[serde(default)]
+    pub cluster_health: Vec<NodeHealth>,
+}
+
+/// One probe round against another node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub struct NodeHealth {
+    pub name: String,
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// its health port answers on the underlay
+    pub node_reachable: bool,
+    /// its router IP answers through seta's datapath (tunnel or routes)
+    pub datapath_reachable: bool,
+    pub probe_ms: f64,
 }
 
 /// A program attached to a device (TCX links are invisible to bpftool 7.1).

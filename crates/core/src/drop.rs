@@ -21,6 +21,7 @@ const REASONS: &[(u8, &str)] = &[
     (142, "Unknown L4 protocol"),
     (143, "Unknown ICMPv4 code"),
     (144, "Unknown ICMPv4 type"),
+    (147, "Error retrieving tunnel key"),
     (150, "Unknown L3 target address"),
     (151, "Stale or unroutable IP"),
     (155, "CT: Map insertion failed"),

@@ -45,6 +45,7 @@ pub struct EndpointProgConfig {
 
 pub const PROG_FROM_CONTAINER: &str = "from_container";
 pub const PROG_FROM_HOST: &str = "from_host";
+pub const PROG_FROM_OVERLAY: &str = "from_overlay";
 
 /// A node's datapath, rooted at its versioned pin directory.
 #[derive(Clone)]
@@ -182,6 +183,14 @@ impl Datapath {
     pub fn attach_host(&self, dev: &str) -> Result<()> {
         let mut ebpf = self.load_host_object()?;
         self.attach_pinned(&mut ebpf, PROG_FROM_HOST, dev, TcAttachType::Egress, true)
+    }
+
+    /// Attach `from_overlay` to the ingress of the tunnel device `dev` (pinned
+    /// link, swapped in place like the host program).
+    pub fn attach_overlay(&self, dev: &str) -> Result<()> {
+        let mut ebpf = self.load_host_object()?;
+        load_prog(&mut ebpf, PROG_FROM_OVERLAY, "bpf_host.o")?;
+        self.attach_pinned(&mut ebpf, PROG_FROM_OVERLAY, dev, TcAttachType::Ingress, true)
     }
 
     /// Pin path of an endpoint's policy map (`seta_pol_NNNNN`).

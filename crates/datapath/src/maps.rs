@@ -400,3 +400,17 @@ impl IpblockMaps {
             .map_err(|e| merr(MAP_CONFIG, &self.path, "update", e))
     }
 }
+
+/// Set one `seta_config` slot (e.g. [`seta_abi::CONFIG_VXLAN_IFINDEX`]).
+pub fn set_config(pin_dir: &Path, slot: u32, value: u32) -> Result<(), DatapathError> {
+    let (md, path) = open(pin_dir, MAP_CONFIG)?;
+    let mut config: Array<MapData, u32> = Array::try_from(Map::Array(md)).map_err(|e| merr(MAP_CONFIG, &path, "type", e))?;
+    config.set(slot, value, 0).map_err(|e| merr(MAP_CONFIG, &path, "update", e))
+}
+
+/// Read one `seta_config` slot.
+pub fn get_config(pin_dir: &Path, slot: u32) -> Result<u32, DatapathError> {
+    let (md, path) = open(pin_dir, MAP_CONFIG)?;
+    let config: Array<MapData, u32> = Array::try_from(Map::Array(md)).map_err(|e| merr(MAP_CONFIG, &path, "type", e))?;
+    config.get(&slot, 0).map_err(|e| merr(MAP_CONFIG, &path, "lookup", e))
+}

@@ -5,8 +5,8 @@
 //! socket (bound to that namespace for life) is then used from anywhere.
 use futures::TryStreamExt;
 use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage};
-use netlink_packet_route::route::RouteScope;
-use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMetric, RouteProtocol, RouteScope};
+use rtnetlink::{Handle, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder};
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::Path;
@@ -271,22 +271,114 @@ impl Netlink {
 
     /// `ip route replace dst/prefix [via gw] dev oif [scope link] [src src]`
     pub async fn replace_route(&self, dst: Ipv4Addr, prefix: u8, gw: Option<Ipv4Addr>, oif: u32, src: Option<Ipv4Addr>) -> Result<()> {
-        let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(dst, prefix)
-            .output_interface(oif);
-        match gw {
+        self.replace_route_with(&Route {
+            dst,
+            prefix,
+            gw,
+            oif: Some(oif),
+            src,
+            mtu: None,
+            protocol: None,
+        })
+        .await
+    }
+
+    /// `ip route replace` with every option of [`Route`].
+    pub async fn replace_route_with(&self, r: &Route) -> Result<()> {
+        let mut b = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(r.dst, r.prefix);
+        if let Some(oif) = r.oif {
+            b = b.output_interface(oif);
+        }
+        match r.gw {
             Some(gw) => b = b.gateway(gw),
             None => b = b.scope(RouteScope::Link),
         }
-        if let Some(src) = src {
+        if let Some(src) = r.src {
             b = b.pref_source(src);
+        }
+        if let Some(p) = r.protocol {
+            b = b.protocol(RouteProtocol::from(p));
+        }
+        let mut msg = b.build();
+        if let Some(mtu) = r.mtu {
+            msg.attributes.push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
         }
         self.handle
             .route()
-            .add(b.build())
+            .add(msg)
             .replace()
             .execute()
             .await
-            .map_err(|e| NetlinkError::from_rt(format!("add route {dst}/{prefix} dev {oif}"), e))
+            .map_err(|e| NetlinkError::from_rt(format!("add route {}/{} via {:?} dev {:?}", r.dst, r.prefix, r.gw, r.oif), e))
     }
+
+    /// Delete the main-table route to dst/prefix (absent = Ok).
+    pub async fn del_route(&self, dst: Ipv4Addr, prefix: u8) -> Result<()> {
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dst, prefix).build();
+        match self.handle.route().del(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = NetlinkError::from_rt(format!("delete route {dst}/{prefix}"), e);
+                if matches!(e.errno, Some(libc::ESRCH) | Some(libc::ENOENT)) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Destinations (network, prefix) of IPv4 main-table routes installed with `protocol`.
+    pub async fn routes_with_protocol(&self, protocol: u8) -> Result<Vec<(Ipv4Addr, u8)>> {
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let mut out = Vec::new();
+        let mut st = self.handle.route().get(msg).execute();
+        while let Some(m) = st.try_next().await.map_err(|e| NetlinkError::from_rt("list routes", e))? {
+            if u8::from(m.header.protocol) != protocol {
+                continue;
+            }
+            for a in &m.attributes {
+                if let RouteAttribute::Destination(RouteAddress::Inet(ip)) = a {
+                    out.push((*ip, m.header.destination_prefix_length));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A flow-based (collect-metadata) VXLAN device on UDP `port`: the
+    /// datapath sets the remote and the VNI of every packet.
+    pub async fn create_vxlan(&self, name: &str, port: u16) -> Result<()> {
+        self.handle
+            .link()
+            .add(LinkVxlan::new(name, 0).port(port).collect_metadata(true).learning(false).build())
+            .execute()
+            .await
+            .map_err(|e| NetlinkError::from_rt(format!("create vxlan {name} (external, port {port})"), e))
+    }
+
+    /// MTU of a link.
+    pub async fn mtu(&self, index: u32) -> Result<Option<u32>> {
+        let mut s = self.handle.link().get().match_index(index).execute();
+        let m = s.try_next().await.map_err(|e| NetlinkError::from_rt(format!("get link {index}"), e))?;
+        Ok(m.and_then(|m| {
+            m.attributes.iter().find_map(|a| match a {
+                LinkAttribute::Mtu(v) => Some(*v),
+                _ => None,
+            })
+        }))
+    }
+}
+
+/// A route for [`Netlink::replace_route_with`].
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub dst: Ipv4Addr,
+    pub prefix: u8,
+    pub gw: Option<Ipv4Addr>,
+    pub oif: Option<u32>,
+    pub src: Option<Ipv4Addr>,
+    pub mtu: Option<u32>,
+    /// marks routes as ours (so stale ones can be found again)
+    pub protocol: Option<u8>,
 }

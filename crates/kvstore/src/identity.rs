@@ -19,7 +19,8 @@ pub struct ClusterIdentities<S: KvStore> {
     store: Arc<S>,
     base: String,
     node: String,
-    lease: LeaseId,
+    /// this node's lease (replaced when it expired while etcd was away)
+    lease: std::sync::atomic::AtomicI64,
 }
 
 const ATTEMPTS: usize = 64;
@@ -30,8 +31,16 @@ impl<S: KvStore> ClusterIdentities<S> {
             store,
             base: format!("{}/identities/v1", prefix.trim_end_matches('/')),
             node: node.to_string(),
-            lease,
+            lease: std::sync::atomic::AtomicI64::new(lease),
         }
+    }
+
+    pub fn lease(&self) -> LeaseId {
+        self.lease.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn set_lease(&self, lease: LeaseId) {
+        self.lease.store(lease, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The store underneath (for debugging listings).
@@ -66,7 +75,7 @@ impl<S: KvStore> ClusterIdentities<S> {
         for _ in 0..ATTEMPTS {
             if let Some(v) = self.store.get(&self.labels_key(&key)).await? {
                 let id = Self::parse_id(&v)?;
-                self.store.put(&self.ref_key(id), b"1", self.lease).await?;
+                self.store.put(&self.ref_key(id), b"1", self.lease()).await?;
                 return Ok(id);
             }
             let used: BTreeSet<u32> = self
@@ -96,7 +105,7 @@ impl<S: KvStore> ClusterIdentities<S> {
                 )
                 .await?;
             if created {
-                self.store.put(&self.ref_key(id), b"1", self.lease).await?;
+                self.store.put(&self.ref_key(id), b"1", self.lease()).await?;
                 return Ok(id);
             }
             // someone took this id or allocated these labels meanwhile: look again

@@ -12,6 +12,19 @@ pub struct NodeInfo {
     pub pod_cidr: String,
     /// changes when the node reboots (its datapath state is gone)
     pub boot_id: String,
+    /// the address other nodes use: tunnel endpoint, next hop, health checks
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_ip: Option<std::net::Ipv4Addr>,
+    /// `tunnel` or `native`
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub routing_mode: String,
+}
+
+impl NodeInfo {
+    /// The address to reach this node at: its internal IP, else its first IP.
+    pub fn primary_ip(&self) -> Option<std::net::Ipv4Addr> {
+        self.internal_ip.or_else(|| self.ips.first().copied())
+    }
 }
 
 fn key(prefix: &str, name: &str) -> String {
@@ -46,6 +59,8 @@ mod tests {
             ips: vec!["172.30.0.1".parse().unwrap()],
             pod_cidr: "10.0.1.0/24".into(),
             boot_id: "b".into(),
+            internal_ip: None,
+            routing_mode: String::new(),
         };
         register(&s, "/seta", &n, 0).await.unwrap();
         register(

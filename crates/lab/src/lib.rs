@@ -76,9 +76,15 @@ pub struct Underlay {
 pub struct LabOptions {
     /// run a real etcd in the underlay and point every agent's kvstore at it
     pub etcd: bool,
+    /// `tunnel` or `native` (the agent's --routing-mode); None = the agent's default
+    pub routing: Option<String>,
+    /// run two seta-operator replicas in the underlay (needs etcd)
+    pub operator: bool,
 }
 
 const UNDERLAY_GW: &str = "172.30.0.254";
+/// the external host's address on the underlay
+const EXTERNAL_UL: &str = "172.30.0.200";
 
 fn node_ip(i: usize) -> String {
     format!("172.30.0.{i}")
@@ -196,6 +202,11 @@ impl Lab {
             })
     }
 
+    /// 1-based position of a node (its underlay address is 172.30.0.<i>).
+    pub fn node_index(&self, name: &str) -> usize {
+        self.nodes.iter().position(|n| n.name == name).map(|p| p + 1).unwrap_or(0)
+    }
+
     pub fn pod(&self, name: &str) -> Result<&PodState> {
         self.pods
             .iter()
@@ -255,6 +266,12 @@ impl Lab {
                 progress("underlay 172.30.0.0/24 joining the nodes");
                 lab.add_underlay(opts.etcd)?;
             }
+            if let Some(r) = &opts.routing {
+                if r != "tunnel" && r != "native" {
+                    bail!("--routing {r:?}: expected tunnel or native");
+                }
+                lab.agent_args.extend(["--routing-mode".to_string(), r.clone()]);
+            }
             for i in 1..=nodes {
                 let node = format!("{name}-n{i}");
                 let pod_cidr = Ipv4Net::new(Ipv4Addr::from(base + ((i as u32) << 8)), 24)?;
@@ -293,8 +310,13 @@ impl Lab {
                 lab.save()?;
                 lab.start_agent(&node).await?;
             }
-            progress("external host (192.0.2.10, routed through the first node)");
-            lab.add_external()?;
+            if lab.underlay.is_some() {
+                progress("external host (192.0.2.10 on the underlay, 172.30.0.200)");
+                lab.add_external_on_underlay()?;
+            } else {
+                progress("external host (192.0.2.10, routed through the first node)");
+                lab.add_external()?;
+            }
             for i in 1..=nodes * pods_per_node {
                 let node = lab.nodes[(i - 1) % nodes].name.clone();
                 let pod = format!("pod{i}");
@@ -400,6 +422,31 @@ impl Lab {
         self.save()
     }
 
+    /// The external host on the underlay: 172.30.0.200 on the bridge and
+    /// 192.0.2.10 behind it (TEST-NET-1); every node routes 192.0.2.0/24 to
+    /// it, and it routes each node's pod CIDR back through that node.
+    fn add_external_on_underlay(&mut self) -> Result<()> {
+        let ext = format!("{}-ext", self.name);
+        let ul = self.underlay.clone().context("no underlay")?;
+        run_ip(&["netns", "add", &ext])?;
+        run_ip(&["-n", &ext, "link", "set", "lo", "up"])?;
+        run_ip(&["-n", &ext, "link", "add", "eth0", "type", "veth", "peer", "name", "ext", "netns", &ul.netns])?;
+        run_ip(&["-n", &ul.netns, "link", "set", "ext", "master", "br0", "up"])?;
+        run_ip(&["-n", &ext, "addr", "add", &format!("{EXTERNAL_UL}/24"), "dev", "eth0"])?;
+        run_ip(&["-n", &ext, "addr", "add", "192.0.2.10/24", "dev", "eth0"])?;
+        run_ip(&["-n", &ext, "link", "set", "eth0", "up"])?;
+        for (i, n) in self.nodes.iter().enumerate() {
+            run_ip(&["-n", &ext, "route", "add", &n.pod_cidr.to_string(), "via", &node_ip(i + 1)])?;
+            run_ip(&["-n", &n.netns, "route", "add", "192.0.2.0/24", "via", EXTERNAL_UL])?;
+        }
+        self.external = Some(External {
+            netns: ext,
+            ip: "192.0.2.10".parse()?,
+            gateway: EXTERNAL_UL.parse()?,
+        });
+        self.save()
+    }
+
     /// Start (or restart) the agent of `node` inside its namespace and wait until it is healthy.
     pub async fn start_agent(&mut self, node: &str) -> Result<()> {
         let n = self.node(node)?.clone();
@@ -407,6 +454,7 @@ impl Lab {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&n.log)?;
         let mut cmd = Command::new(self.bin_dir.join("seta-agent"));
         cmd.args(["--node", &n.name, "--pod-cidr", &n.pod_cidr.to_string()])
+            .args(self.underlay.as_ref().map(|_| ["--node-ip".to_string(), node_ip(self.node_index(&n.name))]).into_iter().flatten())
             .arg("--cni-conf-dir")
             .arg(&n.cni_conf_dir)
             .arg("--socket")

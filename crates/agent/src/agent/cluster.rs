@@ -1,0 +1,489 @@
+//! The node in its cluster: what other nodes publish in the kvstore (their
+//! registry entries, their pods' IPs and identities, the identities
+//! themselves) is watched and converged into this node's ipcache, policy maps
+//! and routes; this node's own entries are published under its lease and
+//! re-published after the kvstore comes back or the lease was lost.
+use super::*;
+use crate::config::RoutingMode;
+use seta_kvstore::ipcache::IpEntry;
+use seta_kvstore::nodes::NodeInfo;
+use seta_kvstore::reflector::{Change, Health, Mirror, Update};
+
+pub const VXLAN_DEV: &str = "seta_vxlan";
+pub const VXLAN_PORT: u16 = 8472;
+/// outer Ethernet + IPv4 + UDP + VXLAN headers
+pub const TUNNEL_OVERHEAD: u32 = 50;
+/// Routes seta installs carry this protocol number, so stale ones are found again.
+pub const ROUTE_PROTO: u8 = 0xc5;
+/// Health listener on every node (Cilium's cilium-health port).
+pub const HEALTH_PORT: u16 = 4240;
+
+/// What this node knows about the rest of the cluster.
+#[derive(Default)]
+pub struct ClusterState {
+    ids: Mirror,
+    ips: Mirror,
+    nodes_m: Mirror,
+    /// identities allocated anywhere in the cluster (id -> labels)
+    pub remote_ids: BTreeMap<u32, LabelSet>,
+    /// other nodes, by name
+    pub nodes: BTreeMap<String, NodeInfo>,
+    /// ipcache /32 entries installed from the kvstore (other nodes' pods and addresses)
+    installed: BTreeMap<Ipv4Addr, RemoteEndpointInfo>,
+    /// remote pod CIDR routes installed
+    routes: BTreeMap<(Ipv4Addr, u8), Ipv4Addr>,
+    /// this node's entries must be written again (kvstore was away, lease renewed)
+    pub republish: bool,
+    /// probe results: node name -> (underlay reachable, datapath reachable, when)
+    pub health: BTreeMap<String, seta_core::api::NodeHealth>,
+}
+
+/// Watch health of the three prefixes.
+#[derive(Default)]
+pub struct KvHealth {
+    pub ids: Arc<Health>,
+    pub ips: Arc<Health>,
+    pub nodes: Arc<Health>,
+}
+
+impl KvHealth {
+    pub fn connected(&self) -> bool {
+        self.ids.connected() && self.ips.connected() && self.nodes.connected()
+    }
+    pub fn resyncs(&self) -> u64 {
+        self.ids.resyncs() + self.ips.resyncs() + self.nodes.resyncs()
+    }
+    pub fn last_error(&self) -> Option<String> {
+        self.ids.last_error().or(self.ips.last_error()).or(self.nodes.last_error())
+    }
+}
+
+fn parse_labels(v: &[u8]) -> Option<LabelSet> {
+    let s = std::str::from_utf8(v).ok()?;
+    s.split(';')
+        .filter(|p| !p.is_empty())
+        .map(|p| Label::parse(p, "k8s").ok())
+        .collect()
+}
+
+fn id_of_key(k: &str) -> Option<u32> {
+    k.rsplit('/').next()?.parse().ok()
+}
+
+impl Agent {
+    fn prefix(&self) -> &str {
+        self.cfg.kvstore_prefix.trim_end_matches('/')
+    }
+
+    /// Bring up (tunnel) or remove (native) the tunnel device and tell the datapath.
+    pub(super) async fn setup_routing_mode(&self) -> Result<()> {
+        let pin = self.dp.pin_dir().to_path_buf();
+        match self.cfg.routing_mode {
+            RoutingMode::Tunnel => {
+                if self.nl.link(VXLAN_DEV).await?.is_none() {
+                    self.nl.create_vxlan(VXLAN_DEV, VXLAN_PORT).await?;
+                }
+                let dev = self.nl.link(VXLAN_DEV).await?.context("seta_vxlan missing after creation")?;
+                self.nl.set_mtu(dev.index, self.underlay_mtu).await?;
+                self.nl.set_up(dev.index).await?;
+                seta_datapath::sysfs::set_ipv4_sysctl(&format!("conf/{VXLAN_DEV}/rp_filter"), "0")?;
+                let dp = self.dp.clone();
+                tokio::task::spawn_blocking(move || dp.attach_overlay(VXLAN_DEV)).await??;
+                seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_VXLAN_IFINDEX, dev.index)?;
+            }
+            RoutingMode::Native => {
+                seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_VXLAN_IFINDEX, 0)?;
+                self.dp.detach_endpoint(VXLAN_DEV)?;
+                self.nl.del_link_by_name(VXLAN_DEV).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The MTU pods get: the underlay's, minus the encapsulation in tunnel mode.
+    pub fn pod_mtu(&self) -> u32 {
+        match self.cfg.routing_mode {
+            RoutingMode::Tunnel => self.underlay_mtu - TUNNEL_OVERHEAD,
+            RoutingMode::Native => self.underlay_mtu,
+        }
+    }
+
+    /// This node's IP entry for an endpoint.
+    fn ip_entry(&self, ep: &Endpoint) -> IpEntry {
+        IpEntry {
+            ip: ep.ipv4,
+            identity: ep.identity,
+            node: self.cfg.node.clone(),
+            host_ip: self.node_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        }
+    }
+
+    /// Publish an endpoint's IP for the other nodes; if the kvstore does not
+    /// answer quickly, the announce loop publishes it later (the local
+    /// datapath never waits for the kvstore).
+    pub(super) async fn publish_endpoint(&self, inner: &mut Inner, ep: &Endpoint) {
+        if !self.kv_health.connected() && !matches!(self.kv, Kv::Memory(..)) {
+            inner.cluster.republish = true;
+            return;
+        }
+        let e = self.ip_entry(ep);
+        let r = tokio::time::timeout(std::time::Duration::from_millis(500), self.kv.publish_ip(self.prefix(), &e)).await;
+        if !matches!(r, Ok(Ok(()))) {
+            tracing::warn!(ip = %ep.ipv4, "could not publish the endpoint's IP in the kvstore; will retry");
+            inner.cluster.republish = true;
+        }
+    }
+
+    pub(super) async fn withdraw_endpoint(&self, inner: &mut Inner, ip: Ipv4Addr) {
+        if !self.kv_health.connected() && !matches!(self.kv, Kv::Memory(..)) {
+            inner.cluster.republish = true;
+            return;
+        }
+        let r = tokio::time::timeout(std::time::Duration::from_millis(500), self.kv.withdraw_ip(self.prefix(), ip)).await;
+        if !matches!(r, Ok(Ok(()))) {
+            inner.cluster.republish = true;
+        }
+    }
+
+    /// Write everything this node owns in the kvstore again: its registry
+    /// entry, its endpoints' IPs (and delete IPs it no longer has), its
+    /// identity references. Ok(()) only when all of it was written.
+    pub(super) async fn republish_all(&self) -> seta_kvstore::Result<()> {
+        let info = self.node_info().await;
+        self.kv.register_node(self.prefix(), &info).await?;
+        let (entries, held): (Vec<IpEntry>, Vec<(u32, LabelSet)>) = {
+            let inner = self.inner.lock().await;
+            (
+                inner.endpoints.values().map(|e| self.ip_entry(e)).collect(),
+                inner.identities.list().map(|a| (a.id, a.labels.clone())).collect(),
+            )
+        };
+        let mine: std::collections::BTreeSet<Ipv4Addr> = entries.iter().map(|e| e.ip).collect();
+        for e in &entries {
+            self.kv.publish_ip(self.prefix(), e).await?;
+        }
+        for (k, v) in self.kv.list(&seta_kvstore::ipcache::base(self.prefix()), false).await? {
+            if let Some(e) = seta_kvstore::ipcache::parse(v.as_bytes()) {
+                if e.node == self.cfg.node && !mine.contains(&e.ip) {
+                    tracing::info!(key = %k, "withdrawing a stale IP entry of this node");
+                    self.kv.withdraw_ip(self.prefix(), e.ip).await?;
+                }
+            }
+        }
+        for (id, labels) in held {
+            let got = self.kv.allocate(&labels).await?;
+            if got != id {
+                tracing::error!(local = id, kvstore = got, "identity number differs from the kvstore's");
+            }
+        }
+        Ok(())
+    }
+
+    /// Announce this node and keep its lease alive; re-announce everything
+    /// when the kvstore comes back after an outage or the lease was lost.
+    pub(super) async fn announce_loop(self: Arc<Self>) {
+        let period = std::time::Duration::from_secs((self.cfg.kvstore_lease_ttl / 3).max(1) as u64);
+        let mut pending = true;
+        loop {
+            if !pending {
+                pending = self.inner.lock().await.cluster.republish;
+            }
+            if pending {
+                self.inner.lock().await.cluster.republish = false;
+                match self.republish_all().await {
+                    Ok(()) => {
+                        pending = false;
+                        tracing::info!("node announced in the kvstore");
+                    }
+                    Err(e) => tracing::warn!(%e, "announcing the node failed; retrying"),
+                }
+            }
+            tokio::time::sleep(if pending { std::time::Duration::from_millis(500) } else { period.min(std::time::Duration::from_secs(1)) }).await;
+            if pending {
+                continue;
+            }
+            // keep-alive every period; the 1 s wake-ups only look for republish requests
+            if self.last_keepalive.lock().unwrap().elapsed() < period {
+                continue;
+            }
+            match self.kv.keep_alive().await {
+                Ok(renewed) => {
+                    *self.last_keepalive.lock().unwrap() = Instant::now();
+                    pending = renewed;
+                }
+                Err(e) => {
+                    tracing::warn!(%e, "kvstore lease keep-alive failed");
+                    pending = true;
+                }
+            }
+        }
+    }
+
+    /// Watch identities, IP entries and nodes; converge maps and routes.
+    pub(super) fn spawn_cluster_sync(self: &Arc<Self>) {
+        let p = self.prefix().to_string();
+        let mut ids = self.kv.reflect(format!("{p}/identities/v1/id/"), self.kv_health.ids.clone());
+        let mut ips = self.kv.reflect(seta_kvstore::ipcache::base(&p), self.kv_health.ips.clone());
+        let mut nodes = self.kv.reflect(format!("{p}/nodes/v1/"), self.kv_health.nodes.clone());
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let (which, u) = tokio::select! {
+                    Some(u) = ids.recv() => (0, u),
+                    Some(u) = ips.recv() => (1, u),
+                    Some(u) = nodes.recv() => (2, u),
+                    else => return,
+                };
+                let mut batch = vec![(which, u)];
+                // take whatever else is queued: one convergence per burst
+                while let Ok(u) = ids.try_recv() {
+                    batch.push((0, u));
+                }
+                while let Ok(u) = ips.try_recv() {
+                    batch.push((1, u));
+                }
+                while let Ok(u) = nodes.try_recv() {
+                    batch.push((2, u));
+                }
+                me.apply_cluster_updates(batch).await;
+            }
+        });
+        let me = self.clone();
+        tokio::spawn(async move { me.health_loop().await });
+    }
+
+    async fn apply_cluster_updates(&self, batch: Vec<(u8, Update)>) {
+        let t = Instant::now();
+        let mut inner = self.inner.lock().await;
+        let (mut id_changes, mut topo_changed): (Vec<Change>, bool) = (Vec::new(), false);
+        for (which, u) in batch {
+            match which {
+                0 => id_changes.extend(inner.cluster.ids.apply(u)),
+                1 => topo_changed |= !inner.cluster.ips.apply(u).is_empty(),
+                _ => {
+                    if !inner.cluster.nodes_m.apply(u).is_empty() {
+                        topo_changed = true;
+                        let me = self.cfg.node.clone();
+                        inner.cluster.nodes = inner
+                            .cluster
+                            .nodes_m
+                            .data
+                            .values()
+                            .filter_map(|v| serde_json::from_slice::<NodeInfo>(v).ok())
+                            .filter(|n| n.name != me)
+                            .map(|n| (n.name.clone(), n))
+                            .collect();
+                    }
+                }
+            }
+        }
+        if !id_changes.is_empty() {
+            self.remote_identities_changed(&mut inner, id_changes);
+        }
+        if topo_changed {
+            self.converge_remote(&mut inner).await;
+        }
+        tracing::debug!(ms = t.elapsed().as_secs_f64() * 1e3, "cluster state applied");
+    }
+
+    /// Identities created or deleted anywhere in the cluster enter or leave
+    /// every local policy (incrementally).
+    fn remote_identities_changed(&self, inner: &mut Inner, changes: Vec<Change>) {
+        let mut added = Vec::new();
+        let mut removed = Vec::new();
+        for (k, _old, new) in changes {
+            let Some(id) = id_of_key(&k) else { continue };
+            let local = inner.identities.get(id).is_some();
+            match new.as_deref().and_then(parse_labels) {
+                Some(labels) => {
+                    let prev = inner.cluster.remote_ids.insert(id, labels.clone());
+                    if !local && prev.as_ref() != Some(&labels) {
+                        if prev.is_some() {
+                            removed.push(id);
+                        }
+                        added.push(IdentityInfo {
+                            id,
+                            labels,
+                            kind: IdKind::Endpoint,
+                        });
+                    }
+                }
+                None => {
+                    if inner.cluster.remote_ids.remove(&id).is_some() && !local {
+                        removed.push(id);
+                    }
+                }
+            }
+        }
+        if !added.is_empty() || !removed.is_empty() {
+            tracing::debug!(added = added.len(), removed = removed.len(), "cluster identities changed");
+            self.identities_changed(inner, &added, &removed, None);
+        }
+    }
+
+    /// Make the ipcache and routes match the other nodes and their pods.
+    pub(super) async fn converge_remote(&self, inner: &mut Inner) {
+        let tunnel = self.cfg.routing_mode == RoutingMode::Tunnel;
+        let own_cidr = inner.pool.cidr;
+        let mut want: BTreeMap<Ipv4Addr, RemoteEndpointInfo> = BTreeMap::new();
+        let mut routes: BTreeMap<(Ipv4Addr, u8), Ipv4Addr> = BTreeMap::new();
+        let tun = |ip: Ipv4Addr| if tunnel { ip.octets() } else { [0; 4] };
+        for n in inner.cluster.nodes.values() {
+            let Some(primary) = n.primary_ip() else { continue };
+            let Ok(cidr) = n.pod_cidr.parse::<ipnet::Ipv4Net>() else { continue };
+            if cidr.contains(&own_cidr.network()) || own_cidr.contains(&cidr.network()) {
+                tracing::error!(node = %n.name, %cidr, "node's pod CIDR overlaps ours; ignoring it");
+                continue;
+            }
+            routes.insert((cidr.network(), cidr.prefix_len()), primary);
+            let node_entry = RemoteEndpointInfo {
+                sec_identity: seta_abi::REMOTE_NODE_ID,
+                tunnel_endpoint: tun(primary),
+                ..Default::default()
+            };
+            for ip in n.ips.iter().chain([&Ipv4Addr::from(u32::from(cidr.network()) + 1)]) {
+                want.insert(*ip, node_entry);
+            }
+        }
+        for v in inner.cluster.ips.data.values() {
+            let Some(e) = seta_kvstore::ipcache::parse(v) else { continue };
+            if e.node == self.cfg.node || own_cidr.contains(&e.ip) {
+                continue;
+            }
+            want.insert(
+                e.ip,
+                RemoteEndpointInfo {
+                    sec_identity: e.identity,
+                    tunnel_endpoint: tun(e.host_ip),
+                    ..Default::default()
+                },
+            );
+        }
+        let (mut up, mut down) = (0, 0);
+        let installed = std::mem::take(&mut inner.cluster.installed);
+        for (ip, v) in &want {
+            if installed.get(ip) != Some(v) {
+                match inner.ipc.upsert(*ip, 32, v) {
+                    Ok(()) => up += 1,
+                    Err(e) => tracing::error!(%ip, %e, "ipcache update failed"),
+                }
+            }
+        }
+        for ip in installed.keys().filter(|ip| !want.contains_key(ip)) {
+            if inner.ipc.remove(*ip, 32).is_ok() {
+                down += 1;
+            }
+        }
+        inner.cluster.installed = want;
+        // routes to other nodes' pod CIDRs
+        let old_routes = std::mem::take(&mut inner.cluster.routes);
+        let host = self.nl.link(HOST_DEV).await.ok().flatten();
+        for ((net, plen), via) in &routes {
+            if old_routes.get(&(*net, *plen)) == Some(via) {
+                continue;
+            }
+            let r = match (tunnel, &host) {
+                // tunnel: through seta_host, where from_host encapsulates
+                (true, Some(h)) => seta_datapath::netlink::Route {
+                    dst: *net,
+                    prefix: *plen,
+                    gw: None,
+                    oif: Some(h.index),
+                    src: Some(own_cidr_router(own_cidr)),
+                    mtu: Some(self.pod_mtu()),
+                    protocol: Some(ROUTE_PROTO),
+                },
+                // native: via the node's address on the underlay
+                _ => seta_datapath::netlink::Route {
+                    dst: *net,
+                    prefix: *plen,
+                    gw: Some(*via),
+                    oif: None,
+                    src: None,
+                    mtu: None,
+                    protocol: Some(ROUTE_PROTO),
+                },
+            };
+            if let Err(e) = self.nl.replace_route_with(&r).await {
+                tracing::error!(%e, "route to a node's pod CIDR");
+            }
+        }
+        // stale: ours (by protocol) but no longer wanted
+        if let Ok(have) = self.nl.routes_with_protocol(ROUTE_PROTO).await {
+            for (net, plen) in have {
+                if !routes.contains_key(&(net, plen)) {
+                    let _ = self.nl.del_route(net, plen).await;
+                }
+            }
+        }
+        inner.cluster.routes = routes;
+        if up + down > 0 {
+            tracing::info!(up, down, nodes = inner.cluster.nodes.len(), "remote ipcache converged");
+        }
+    }
+
+    /// Remote /32 entries a previous run left in the pinned ipcache: adopted
+    /// as installed, so the first sync removes the ones that are gone.
+    pub(super) fn adopt_installed(inner: &mut Inner) {
+        let own = inner.pool.cidr;
+        let adopted: BTreeMap<Ipv4Addr, RemoteEndpointInfo> = inner
+            .ipc
+            .list()
+            .into_iter()
+            .filter(|(ip, plen, v)| *plen == 32 && !own.contains(ip) && v.sec_identity < SCOPE_LOCAL)
+            .map(|(ip, _, v)| (ip, v))
+            .collect();
+        inner.cluster.installed = adopted;
+    }
+
+    /// Probe every other node: its underlay address (TCP to the health port)
+    /// and, through the datapath, its router IP (tunnel or routes).
+    async fn health_loop(self: Arc<Self>) {
+        // the listener other nodes probe
+        match tokio::net::TcpListener::bind(("0.0.0.0", HEALTH_PORT)).await {
+            Ok(l) => {
+                tokio::spawn(async move {
+                    while let Ok((mut s, _)) = l.accept().await {
+                        use tokio::io::AsyncWriteExt;
+                        let _ = s.write_all(b"ok\n").await;
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(%e, port = HEALTH_PORT, "health listener not started"),
+        }
+        loop {
+            let nodes: Vec<NodeInfo> = self.inner.lock().await.cluster.nodes.values().cloned().collect();
+            let mut results = BTreeMap::new();
+            for n in nodes {
+                let probe = |ip: Option<Ipv4Addr>| async move {
+                    let Some(ip) = ip else { return false };
+                    matches!(
+                        tokio::time::timeout(std::time::Duration::from_millis(800), tokio::net::TcpStream::connect((ip, HEALTH_PORT))).await,
+                        Ok(Ok(_))
+                    )
+                };
+                let router = n.pod_cidr.parse::<ipnet::Ipv4Net>().ok().map(own_cidr_router);
+                let t = Instant::now();
+                let node_ok = probe(n.primary_ip()).await;
+                let dp_ok = probe(router).await;
+                results.insert(
+                    n.name.clone(),
+                    seta_core::api::NodeHealth {
+                        name: n.name.clone(),
+                        ip: n.primary_ip(),
+                        node_reachable: node_ok,
+                        datapath_reachable: dp_ok,
+                        probe_ms: t.elapsed().as_secs_f64() * 1e3,
+                    },
+                );
+            }
+            self.inner.lock().await.cluster.health = results;
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
+    }
+}
+
+/// The router IP of a pod CIDR (its first address).
+pub fn own_cidr_router(cidr: ipnet::Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(cidr.network()) + 1)
+}

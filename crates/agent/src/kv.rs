@@ -1,0 +1,119 @@
+//! The agent's handle on the cluster's kvstore: either backend behind one
+//! type, with this node's lease (re-granted if it expired while etcd was away).
+use crate::config::Config;
+use anyhow::Result;
+use seta_core::labels::LabelSet;
+use seta_kvstore::etcd::EtcdStore;
+use seta_kvstore::identity::ClusterIdentities;
+use seta_kvstore::ipcache::IpEntry;
+use seta_kvstore::memory::MemoryStore;
+use seta_kvstore::nodes::NodeInfo;
+use seta_kvstore::reflector::{Health, Update};
+use seta_kvstore::{KvError, KvStore};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+pub enum Kv {
+    Memory(ClusterIdentities<MemoryStore>),
+    Etcd(ClusterIdentities<EtcdStore>, i64),
+}
+
+/// Run `$e` with `$c` bound to the ClusterIdentities of either backend.
+macro_rules! each {
+    ($kv:expr, $c:ident => $e:expr) => {
+        match $kv {
+            Kv::Memory($c) => $e,
+            Kv::Etcd($c, _) => $e,
+        }
+    };
+}
+
+impl Kv {
+    pub async fn open(cfg: &Config) -> Result<Self> {
+        match cfg.kvstore.as_str() {
+            "memory" => {
+                let store = MemoryStore::persistent(cfg.state_dir.join("kvstore.json"))?;
+                Ok(Kv::Memory(ClusterIdentities::new(Arc::new(store), &cfg.kvstore_prefix, &cfg.node, 0)))
+            }
+            "etcd" => {
+                anyhow::ensure!(
+                    !cfg.kvstore_endpoints.is_empty(),
+                    "--kvstore etcd needs --kvstore-endpoints URL[,URL...]"
+                );
+                let store = EtcdStore::connect(&cfg.kvstore_endpoints).await?;
+                // this node's references, registry entry and IPs live under its lease
+                let lease = store.grant_lease(cfg.kvstore_lease_ttl).await?;
+                Ok(Kv::Etcd(
+                    ClusterIdentities::new(Arc::new(store), &cfg.kvstore_prefix, &cfg.node, lease),
+                    cfg.kvstore_lease_ttl,
+                ))
+            }
+            other => anyhow::bail!("--kvstore {other:?}: expected memory or etcd"),
+        }
+    }
+
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Kv::Memory(..) => "embedded (state dir)",
+            Kv::Etcd(..) => "etcd",
+        }
+    }
+
+    pub async fn allocate(&self, labels: &LabelSet) -> seta_kvstore::Result<u32> {
+        each!(self, c => c.allocate(labels).await)
+    }
+
+    pub async fn release(&self, id: u32) -> seta_kvstore::Result<()> {
+        each!(self, c => c.release(id).await)
+    }
+
+    /// Keys under `prefix` (a key itself when `exact`), values as text.
+    pub async fn list(&self, prefix: &str, exact: bool) -> seta_kvstore::Result<Vec<(String, String)>> {
+        let raw = if exact {
+            each!(self, c => c.store().get(prefix).await)?.map(|v| vec![(prefix.to_string(), v)]).unwrap_or_default()
+        } else {
+            each!(self, c => c.store().list(prefix).await)?
+        };
+        Ok(raw.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect())
+    }
+
+    pub async fn register_node(&self, prefix: &str, info: &NodeInfo) -> seta_kvstore::Result<()> {
+        each!(self, c => seta_kvstore::nodes::register(c.store().as_ref(), prefix, info, c.lease()).await)
+    }
+
+    pub async fn nodes(&self, prefix: &str) -> seta_kvstore::Result<Vec<NodeInfo>> {
+        each!(self, c => seta_kvstore::nodes::list(c.store().as_ref(), prefix).await)
+    }
+
+    pub async fn publish_ip(&self, prefix: &str, e: &IpEntry) -> seta_kvstore::Result<()> {
+        each!(self, c => seta_kvstore::ipcache::publish(c.store().as_ref(), prefix, e, c.lease()).await)
+    }
+
+    pub async fn withdraw_ip(&self, prefix: &str, ip: Ipv4Addr) -> seta_kvstore::Result<()> {
+        each!(self, c => seta_kvstore::ipcache::withdraw(c.store().as_ref(), prefix, ip).await)
+    }
+
+    /// Renew the lease. When etcd no longer knows it (it expired while we were
+    /// cut off), a new one is granted and `Ok(true)` says everything this node
+    /// put under the old one must be written again.
+    pub async fn keep_alive(&self) -> seta_kvstore::Result<bool> {
+        match self {
+            Kv::Memory(..) => Ok(false),
+            Kv::Etcd(c, ttl) => match c.store().keep_alive(c.lease()).await {
+                Ok(()) => Ok(false),
+                Err(KvError::LeaseExpired(old)) => {
+                    let lease = c.store().grant_lease(*ttl).await?;
+                    tracing::warn!(old = format!("{old:x}"), new = format!("{lease:x}"), "lease had expired; re-announcing under a new one");
+                    c.set_lease(lease);
+                    Ok(true)
+                }
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// Reflect `prefix` (list + watch, re-list after breaks).
+    pub fn reflect(&self, prefix: String, health: Arc<Health>) -> tokio::sync::mpsc::Receiver<Update> {
+        each!(self, c => seta_kvstore::reflector::spawn(c.store().clone(), prefix, health))
+    }
+}
