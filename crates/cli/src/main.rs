@@ -163,6 +163,9 @@ enum BpfCmd {
     /// The IP -> identity cache (seta_ipcache)
     #[command(subcommand)]
     Ipcache(ListOnly),
+    /// Tunnel endpoints: ipcache entries that are encapsulated to another node (tunnel mode)
+    #[command(subcommand)]
+    Tunnel(ListOnly),
     /// Datapath forward/drop counters (seta_metrics)
     #[command(subcommand)]
     Metrics(ListOnly),
@@ -551,6 +554,27 @@ async fn run(cli: Cli) -> Result<i32> {
                 })
                 .collect();
             table(&["IP PREFIX/ADDRESS", "IDENTITY"], rows);
+        }
+        Cmd::Bpf(BpfCmd::Tunnel(ListOnly::List)) => {
+            let pin = pin_dir(&cli)?;
+            let m = IpcacheMap::open(&pin)?;
+            let dev = seta_datapath::maps::get_config(&pin, seta_abi::CONFIG_VXLAN_IFINDEX).unwrap_or(0);
+            let list: Vec<_> = m.list().into_iter().filter(|(_, _, i)| i.tunnel_endpoint != [0; 4]).collect();
+            if json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|(ip, p, i)| serde_json::json!({"prefix": format!("{ip}/{p}"), "tunnel-endpoint": std::net::Ipv4Addr::from(i.tunnel_endpoint), "identity": i.sec_identity}))
+                    .collect();
+                return print_json(&v);
+            }
+            if dev == 0 {
+                eprintln!("(no tunnel device: this node routes natively)");
+            }
+            let rows = list
+                .iter()
+                .map(|(ip, p, i)| vec![format!("{ip}/{p}"), std::net::Ipv4Addr::from(i.tunnel_endpoint).to_string(), i.sec_identity.to_string()])
+                .collect();
+            table(&["PREFIX", "TUNNEL ENDPOINT", "IDENTITY"], rows);
         }
         Cmd::Bpf(BpfCmd::Metrics(ListOnly::List)) => {
             let m = MetricsMap::open(&pin_dir(&cli)?)?;

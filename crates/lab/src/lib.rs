@@ -347,43 +347,11 @@ impl Lab {
             etcd_pid: None,
         };
         if etcd {
-            let dir = etcd_dir(&self.name);
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir)?;
             let client = format!("http://{UNDERLAY_GW}:2379");
-            let peer = format!("http://{UNDERLAY_GW}:2380");
-            let log = std::fs::File::create(dir.with_extension("log"))?;
-            let mut cmd = Command::new("etcd");
-            cmd.args(["--name", "lab", "--data-dir"])
-                .arg(dir.join("data"))
-                .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-                .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-                .args(["--initial-cluster", &format!("lab={peer}")])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .process_group(0);
-            in_netns(&mut cmd, &netns_path(&ul))?;
-            let child = cmd.spawn().context("spawn etcd (install etcd-server)")?;
-            underlay.etcd_pid = Some(child.id());
-            std::thread::spawn(move || {
-                let mut c = child;
-                let _ = c.wait();
-            });
-            // wait until it answers inside the underlay
-            let deadline = Instant::now() + Duration::from_secs(15);
-            loop {
-                let up = spawn_in_netns(&ul, || std::net::TcpStream::connect((UNDERLAY_GW, 2379)).is_ok())
-                    .join()
-                    .unwrap_or(false);
-                if up {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    bail!("etcd in the underlay did not start; see {}", dir.with_extension("log").display());
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            self.underlay = Some(underlay.clone());
+            let _ = std::fs::remove_dir_all(etcd_dir(&self.name));
+            self.etcd_start()?;
+            underlay = self.underlay.clone().unwrap();
             underlay.etcd = Some(client.clone());
             // a short lease: a dead node's entries expire within seconds in the lab
             self.agent_args = vec![
@@ -396,6 +364,65 @@ impl Lab {
             ];
         }
         self.underlay = Some(underlay);
+        self.save()
+    }
+
+    /// Start the lab's etcd in the underlay (again, after `etcd_stop`: same data) and wait until it answers.
+    pub fn etcd_start(&mut self) -> Result<()> {
+        let ul = self.underlay.clone().context("lab has no underlay")?;
+        let dir = etcd_dir(&self.name);
+        std::fs::create_dir_all(&dir)?;
+        let client = format!("http://{UNDERLAY_GW}:2379");
+        let peer = format!("http://{UNDERLAY_GW}:2380");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.with_extension("log"))?;
+        let mut cmd = Command::new("etcd");
+        cmd.args(["--name", "lab", "--data-dir"])
+            .arg(dir.join("data"))
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("lab={peer}")])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0);
+        in_netns(&mut cmd, &netns_path(&ul.netns))?;
+        let child = cmd.spawn().context("spawn etcd (install etcd-server)")?;
+        let pid = child.id();
+        std::thread::spawn(move || {
+            let mut c = child;
+            let _ = c.wait();
+        });
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let up = spawn_in_netns(&ul.netns, || std::net::TcpStream::connect((UNDERLAY_GW, 2379)).is_ok())
+                .join()
+                .unwrap_or(false);
+            if up {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("etcd in the underlay did not start; see {}", dir.with_extension("log").display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Some(u) = self.underlay.as_mut() {
+            u.etcd_pid = Some(pid);
+            u.etcd = Some(client);
+        }
+        self.save()
+    }
+
+    /// Kill the lab's etcd (its data stays): the cluster loses its kvstore.
+    pub fn etcd_stop(&mut self) -> Result<()> {
+        let pid = self.underlay.as_ref().and_then(|u| u.etcd_pid).context("lab runs no etcd")?;
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while etcd_pids(&etcd_dir(&self.name)).contains(&pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Some(u) = self.underlay.as_mut() {
+            u.etcd_pid = None;
+        }
         self.save()
     }
 

@@ -1,0 +1,271 @@
+//! Three-node clusters sharing a real etcd: cross-node traffic in tunnel and
+//! native routing, policy by the identity of a pod on another node (carried
+//! in the VNI in tunnel mode), etcd going away during traffic, a node removed.
+use seta_lab::traffic::{ping_ok, tcp_ok, udp_ok, Responder};
+use seta_lab::{privileged, Lab, LabOptions, TestLab};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn bin_dir() -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_BIN_EXE_seta")).parent().unwrap().to_path_buf();
+    assert!(
+        d.join("seta-agent").exists() && d.join("seta-cni").exists(),
+        "run `cargo build --workspace` first"
+    );
+    d
+}
+
+fn seta(node: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_seta"))
+        .args(["--node", node, "-o", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "seta {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out after {secs} s waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn metric(node: &str, reason: &str, dir: &str) -> u64 {
+    seta(node, &["bpf", "metrics", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["reason"] == reason && m["direction"] == dir)
+        .map(|m| m["packets"].as_u64().unwrap())
+        .unwrap_or(0)
+}
+
+fn ipcache_has(node: &str, ip: Ipv4Addr) -> bool {
+    seta(node, &["bpf", "ipcache", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["prefix"] == format!("{ip}/32"))
+}
+
+/// Import a policy on every node (each agent enforces its own pods) and wait.
+fn apply_everywhere(lab: &Lab, yaml: &str) {
+    let f = std::env::temp_dir().join(format!("{}-policy.yaml", lab.name));
+    std::fs::write(&f, yaml).unwrap();
+    for n in &lab.nodes {
+        let r = seta(&n.name, &["policy", "import", f.to_str().unwrap()]);
+        seta(&n.name, &["policy", "wait", &r["revision"].to_string()]);
+    }
+    let _ = std::fs::remove_file(&f);
+}
+
+/// web (app=web) on node 2, client (app=client) on node 1, other (app=other) on node 3.
+async fn cluster(tag: &str, routing: &str) -> TestLab {
+    let opts = LabOptions {
+        etcd: true,
+        routing: Some(routing.into()),
+        operator: false,
+    };
+    let mut t = TestLab::up_with(tag, 3, 0, &bin_dir(), &opts).await.unwrap();
+    let n: Vec<String> = t.lab.nodes.iter().map(|n| n.name.clone()).collect();
+    t.lab.pod_add("web", &n[1], "default", &["app=web".into()], &[]).await.unwrap();
+    t.lab.pod_add("client", &n[0], "default", &["app=client".into()], &[]).await.unwrap();
+    t.lab.pod_add("other", &n[2], "default", &["app=other".into()], &[]).await.unwrap();
+    // every node learns every pod (ipcache) before traffic starts
+    for node in &n {
+        for p in ["web", "client", "other"] {
+            let ip = t.lab.pod(p).unwrap().ip;
+            if !t.lab.pod(p).unwrap().node.eq(node) {
+                wait_for(&format!("{node} learns {p} ({ip})"), 10, || ipcache_has(node, ip));
+            }
+        }
+    }
+    t
+}
+
+const WEB_POLICY: &str = r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: web-from-client, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts: [{ports: [{port: "8080", protocol: TCP}, {port: "8080", protocol: UDP}]}]
+"#;
+
+/// Traffic and policy checks shared by both routing modes.
+fn cross_node_traffic_and_policy(lab: &Lab) {
+    let ns = |p: &str| lab.pod(p).unwrap().netns.clone();
+    let ip = |p: &str| lab.pod(p).unwrap().ip;
+    let (n1, n2) = (lab.nodes[0].name.clone(), lab.nodes[1].name.clone());
+    let web = SocketAddr::new(ip("web").into(), 8080);
+    let _r = Responder::start(&ns("web"), web);
+    // pod <-> pod across nodes: ICMP, TCP, UDP, both directions
+    assert!(ping_ok(&ns("client"), ip("web")), "client (n1) -> web (n2) ping");
+    assert!(ping_ok(&ns("web"), ip("client")), "web (n2) -> client (n1) ping");
+    assert!(ping_ok(&ns("other"), ip("client")), "other (n3) -> client (n1) ping");
+    assert!(tcp_ok(&ns("client"), web), "client -> web TCP");
+    assert!(udp_ok(&ns("client"), web), "client -> web UDP");
+    assert!(tcp_ok(&ns("other"), web), "other -> web TCP before any policy");
+    // a pod reaches other nodes' addresses and the external host on the underlay
+    assert!(ping_ok(&ns("client"), "172.30.0.2".parse().unwrap()), "pod -> node 2's IP");
+    assert!(ping_ok(&ns("client"), "172.30.0.3".parse().unwrap()), "pod -> node 3's IP");
+    assert!(ping_ok(&ns("client"), "192.0.2.10".parse().unwrap()), "pod -> external host");
+    // the node itself reaches another node's pod
+    assert!(tcp_ok(&lab.nodes[0].netns, web), "node 1 -> web on node 2");
+
+    // policy by the labels of pods on other nodes
+    apply_everywhere(lab, WEB_POLICY);
+    let denied_before = metric(&n2, "Policy denied", "INGRESS");
+    assert!(tcp_ok(&ns("client"), web), "client (n1) -> web allowed by label");
+    assert!(udp_ok(&ns("client"), web), "client (n1) -> web UDP allowed");
+    assert!(!tcp_ok(&ns("other"), web), "other (n3) -> web denied");
+    assert!(!udp_ok(&ns("other"), web), "other (n3) -> web UDP denied");
+    assert!(!ping_ok(&ns("client"), ip("web")), "ICMP not in the rule");
+    assert!(
+        metric(&n2, "Policy denied", "INGRESS") >= denied_before + 3,
+        "web's node counted the drops as Policy denied (133) at ingress"
+    );
+    // the verdict on web's node names the source identity of the remote pod
+    let other_id = seta(&lab.nodes[2].name, &["endpoint", "get", "pod-name:default/other"])["identity"].clone();
+    let client_id = seta(&n1, &["endpoint", "get", "pod-name:default/client"])["identity"].clone();
+    let ev = seta(&n2, &["events"]);
+    let evs = ev.as_array().unwrap();
+    assert!(
+        evs.iter().any(|e| e["verdict"] == "denied" && e["src-identity"] == other_id && e["dst"] == format!("{web}")),
+        "denied verdict from other's identity {other_id}: {ev}"
+    );
+    assert!(
+        evs.iter().any(|e| e["verdict"] == "allowed" && e["src-identity"] == client_id && e["dst"] == format!("{web}")),
+        "allowed verdict from client's identity {client_id}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_multinode_tunnel_traffic_policy_etcd_outage_node_removal() {
+    if !privileged("privileged_multinode_tunnel_traffic_policy_etcd_outage_node_removal") {
+        return;
+    }
+    let mut t = cluster("mnt", "tunnel").await;
+    let n: Vec<String> = t.lab.nodes.iter().map(|n| n.name.clone()).collect();
+    let web_ip = t.lab.pod("web").unwrap().ip;
+    // tunnel mode: the pod MTU leaves room for VXLAN; remote pods have tunnel endpoints
+    let st = seta(&n[0], &["status"]);
+    assert_eq!(st["routing-mode"], "tunnel");
+    assert_eq!(st["pod-mtu"], 1450);
+    let tun = seta(&n[0], &["bpf", "tunnel", "list"]);
+    assert!(
+        tun.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["prefix"] == format!("{web_ip}/32") && e["tunnel-endpoint"] == "172.30.0.2"),
+        "web is reached through node 2: {tun}"
+    );
+    let vx_before = vxlan_tx(&t.lab, &n[0]);
+    cross_node_traffic_and_policy(&t.lab);
+    assert!(vxlan_tx(&t.lab, &n[0]) > vx_before + 10, "node 1's traffic left through seta_vxlan");
+    wait_for("cluster health: 2/2 reachable", 10, || {
+        let h = seta(&n[0], &["status"])["cluster-health"].clone();
+        h.as_array().unwrap().len() == 2 && h.as_array().unwrap().iter().all(|x| x["node-reachable"] == true && x["datapath-reachable"] == true)
+    });
+
+    // etcd goes away during traffic: forwarding goes on, status says degraded
+    let client_ns = t.lab.pod("client").unwrap().netns.clone();
+    // ICMP is denied by the web policy: allow it for this part
+    apply_everywhere(
+        &t.lab,
+        r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: web-icmp, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+"#,
+    );
+    let pinger = {
+        let ns = client_ns.clone();
+        let cmd = t.lab.exec_command(&ns, &["ping".into(), "-n".into(), "-q".into(), "-c".into(), "60".into(), "-i".into(), "0.1".into(), "-W".into(), "1".into(), web_ip.to_string()]);
+        std::thread::spawn(move || {
+            let mut cmd = cmd;
+            cmd.output().unwrap()
+        })
+    };
+    t.lab.etcd_stop().unwrap();
+    wait_for("node 1 reports the kvstore degraded", 15, || {
+        seta(&n[0], &["status"])["kvstore-status"].as_str().unwrap().starts_with("degraded")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    t.lab.etcd_start().unwrap();
+    let out = pinger.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(" 0% packet loss"), "no loss while etcd was away: {text}");
+    wait_for("node 1's kvstore ok again", 20, || {
+        seta(&n[0], &["status"])["kvstore-status"].as_str().unwrap().starts_with("ok")
+    });
+    // after the resync, a pod created on node 3 (new identity) is learned everywhere
+    t.lab.pod_add("late", &n[2], "default", &["app=late".into()], &[]).await.unwrap();
+    let late_ip = t.lab.pod("late").unwrap().ip;
+    wait_for("node 1 learns the late pod", 10, || ipcache_has(&n[0], late_ip));
+    assert!(ping_ok(&client_ns, late_ip), "client -> late pod on node 3");
+
+    // a node removed: its agent dies; its pods and addresses leave the others' ipcache
+    let late_id = seta(&n[2], &["endpoint", "get", "pod-name:default/late"]).get("identity").cloned();
+    t.lab.signal_agent(&n[2], nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_for("node 3's entries expire on node 1", 20, || {
+        !ipcache_has(&n[0], late_ip) && !ipcache_has(&n[0], "172.30.0.3".parse().unwrap())
+    });
+    let nodes = seta(&n[0], &["node", "list"]);
+    assert_eq!(nodes.as_array().unwrap().len(), 2, "{nodes}");
+    assert!(ping_ok(&client_ns, web_ip), "the rest of the cluster keeps working");
+    // the node comes back: announced again, same identities, its pods reachable
+    t.lab.start_agent(&n[2]).await.unwrap();
+    wait_for("node 3's pods are learned again", 20, || ipcache_has(&n[0], late_ip));
+    assert_eq!(seta(&n[2], &["endpoint", "get", "pod-name:default/late"]).get("identity").cloned(), late_id);
+    assert!(ping_ok(&client_ns, late_ip));
+}
+
+fn vxlan_tx(lab: &Lab, node: &str) -> u64 {
+    let out = lab
+        .node_exec(node, &["cat".into(), "/sys/class/net/seta_vxlan/statistics/tx_packets".into()])
+        .unwrap()
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_multinode_native_routing_traffic_and_policy() {
+    if !privileged("privileged_multinode_native_routing_traffic_and_policy") {
+        return;
+    }
+    let t = cluster("mnn", "native").await;
+    let n1 = t.lab.nodes[0].name.clone();
+    let st = seta(&n1, &["status"]);
+    assert_eq!(st["routing-mode"], "native");
+    assert_eq!(st["pod-mtu"], 1500);
+    assert!(seta(&n1, &["bpf", "tunnel", "list"]).as_array().unwrap().is_empty(), "no tunnel endpoints");
+    // routes to the other nodes' pod CIDRs via their underlay addresses
+    let out = t.lab.node_exec(&n1, &["ip".into(), "route".into()]).unwrap().output().unwrap();
+    let routes = String::from_utf8_lossy(&out.stdout);
+    for (i, node) in t.lab.nodes.iter().enumerate().skip(1) {
+        assert!(
+            routes.contains(&format!("{} via 172.30.0.{}", node.pod_cidr, i + 1)),
+            "route to {}: {routes}",
+            node.pod_cidr
+        );
+    }
+    cross_node_traffic_and_policy(&t.lab);
+}
