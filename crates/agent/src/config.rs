@@ -92,6 +92,8 @@ pub struct Config {
     pub routing_mode: RoutingMode,
     pub node_ip: Option<std::net::Ipv4Addr>,
     pub mtu: Option<u32>,
+    /// no pod CIDR configured: take it from the operator (cluster-pool IPAM)
+    pub pod_cidr_from_operator: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,9 +124,12 @@ impl Config {
             bail!("node name is required: --node NAME, SETA_NODE or \"node\" in the config file")
         };
         seta_core::names::validate_node_name(&node).map_err(anyhow::Error::msg)?;
-        let Some(pod_cidr) = a.pod_cidr.or(file.pod_cidr) else {
-            bail!("pod CIDR is required: --pod-cidr A.B.C.D/N, SETA_POD_CIDR or \"pod-cidr\" in the config file")
-        };
+        let configured = a.pod_cidr.or(file.pod_cidr);
+        if configured.is_none() && a.kvstore != "etcd" {
+            bail!("pod CIDR is required: --pod-cidr A.B.C.D/N, SETA_POD_CIDR or \"pod-cidr\" in the config file (or --kvstore etcd with seta-operator's cluster-pool IPAM)")
+        }
+        // placeholder until the operator's allocation is known (see pod_cidr_from_operator)
+        let pod_cidr = configured.unwrap_or_else(|| "0.0.0.0/30".parse().unwrap());
         if pod_cidr.prefix_len() > 30 {
             bail!("pod CIDR {pod_cidr} is too small: use /30 or larger");
         }
@@ -159,6 +164,7 @@ impl Config {
             kvstore_prefix: a.kvstore_prefix,
             kvstore_lease_ttl: a.kvstore_lease_ttl,
             routing_mode,
+            pod_cidr_from_operator: configured.is_none(),
             node_ip: a.node_ip,
             mtu: a.mtu,
         })

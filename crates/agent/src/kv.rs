@@ -117,3 +117,41 @@ impl Kv {
         each!(self, c => seta_kvstore::reflector::spawn(c.store().clone(), prefix, health))
     }
 }
+
+/// This node's pod CIDR from cluster-pool IPAM: the one a previous run used
+/// (state dir), else the operator's allocation, requested under a lease and
+/// awaited (the allocation itself is persistent, so it survives restarts).
+pub async fn pod_cidr_from_operator(cfg: &Config) -> Result<ipnet::Ipv4Net> {
+    if let Ok(b) = std::fs::read(cfg.state_dir.join("ipam.json")) {
+        if let Ok(pool) = serde_json::from_slice::<seta_core::ipam::Pool>(&b) {
+            tracing::info!(cidr = %pool.cidr, "pod CIDR from the previous run");
+            return Ok(pool.cidr);
+        }
+    }
+    let store = EtcdStore::connect(&cfg.kvstore_endpoints).await?;
+    let key = format!("{}{}", seta_kvstore::ipam::allocations(&cfg.kvstore_prefix), cfg.node);
+    let lease = store.grant_lease(cfg.kvstore_lease_ttl.max(10)).await?;
+    let req = format!("{}{}", seta_kvstore::ipam::requests(&cfg.kvstore_prefix), cfg.node);
+    store.put(&req, b"ipv4", lease).await?;
+    tracing::info!(node = %cfg.node, "waiting for the operator to allocate a pod CIDR");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(v) = store.get(&key).await? {
+            let text = String::from_utf8_lossy(&v).into_owned();
+            let cidr: ipnet::Ipv4Net = text
+                .trim()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{key} = {text:?} is not a CIDR: {e}"))?;
+            let _ = store.delete(&req).await;
+            tracing::info!(%cidr, "pod CIDR allocated by the operator");
+            return Ok(cidr);
+        }
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "no pod CIDR after 60 s: no --pod-cidr was given and no seta-operator with --cluster-pool-cidr answered the request {req}"
+            );
+        }
+        let _ = store.keep_alive(lease).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

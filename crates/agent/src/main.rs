@@ -50,7 +50,10 @@ fn main() -> Result<()> {
     }
 }
 
-async fn run(cfg: Config) -> Result<()> {
+async fn run(mut cfg: Config) -> Result<()> {
+    if cfg.pod_cidr_from_operator {
+        cfg.pod_cidr = kv::pod_cidr_from_operator(&cfg).await?;
+    }
     tracing::info!(node = %cfg.node, pod_cidr = %cfg.pod_cidr, pins = %cfg.pin_dir.display(), "starting seta-agent");
     let filter = seta_core::labelfilter::LabelFilter::from_prefixes(&cfg.label_prefixes).map_err(anyhow::Error::msg)?;
     let agent = agent::Agent::start(cfg.clone(), filter).await?;

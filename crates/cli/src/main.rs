@@ -976,6 +976,42 @@ fn print_lab(l: &Lab, json: bool) -> Result<()> {
             ),
         ]);
     }
+    if let Some(u) = &l.underlay {
+        let etcd = u.etcd_pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+        rows.push(vec![
+            format!("{}-ul", l.name),
+            "underlay".into(),
+            "-".into(),
+            "172.30.0.254".into(),
+            u.netns.clone(),
+            match (&u.etcd, etcd) {
+                (Some(url), true) => format!("etcd {url} pid {}", u.etcd_pid.unwrap()),
+                (Some(url), false) => format!("etcd {url} down"),
+                _ => "bridge br0".into(),
+            },
+        ]);
+    }
+    for o in &l.operators {
+        let alive = o.pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+        rows.push(vec![
+            o.id.clone(),
+            "operator".into(),
+            "-".into(),
+            "-".into(),
+            l.underlay.as_ref().map(|u| u.netns.clone()).unwrap_or_default(),
+            if alive { format!("pid {}", o.pid.unwrap()) } else { "down".into() },
+        ]);
+    }
+    if let Some(e) = &l.external {
+        rows.push(vec![
+            format!("{}-ext", l.name),
+            "external".into(),
+            "-".into(),
+            e.ip.to_string(),
+            e.netns.clone(),
+            format!("via {}", e.gateway),
+        ]);
+    }
     for p in &l.pods {
         rows.push(vec![
             p.name.clone(),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 fn bin_dir() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_BIN_EXE_seta")).parent().unwrap().to_path_buf();
     assert!(
-        d.join("seta-agent").exists() && d.join("seta-cni").exists(),
+        d.join("seta-agent").exists() && d.join("seta-cni").exists() && d.join("seta-operator").exists(),
         "run `cargo build --workspace` first"
     );
     d
@@ -268,4 +268,71 @@ async fn privileged_multinode_native_routing_traffic_and_policy() {
         );
     }
     cross_node_traffic_and_policy(&t.lab);
+}
+
+fn kv_get(node: &str, key: &str) -> Option<String> {
+    seta(node, &["kvstore", "get", key])
+        .as_array()
+        .and_then(|a| a.first().map(|e| e["value"].as_str().unwrap_or_default().to_string()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_multinode_operator_ipam_gc_and_failover() {
+    if !privileged("privileged_multinode_operator_ipam_gc_and_failover") {
+        return;
+    }
+    let opts = LabOptions {
+        etcd: true,
+        routing: Some("tunnel".into()),
+        operator: true,
+    };
+    let mut t = TestLab::up_with("mop", 2, 0, &bin_dir(), &opts).await.unwrap();
+    let (n1, n2) = (t.lab.nodes[0].name.clone(), t.lab.nodes[1].name.clone());
+    // cluster-pool IPAM: each agent got a distinct /24 of the cluster CIDR from the operator
+    let c1 = seta(&n1, &["status"])["ipam"]["cidr"].as_str().unwrap().to_string();
+    let c2 = seta(&n2, &["status"])["ipam"]["cidr"].as_str().unwrap().to_string();
+    assert_ne!(c1, c2);
+    for c in [&c1, &c2] {
+        let net: ipnet::Ipv4Net = c.parse().unwrap();
+        assert!(t.lab.cluster_cidr.contains(&net.network()) && net.prefix_len() == 24, "{c}");
+    }
+    assert_eq!(kv_get(&n1, &format!("/seta/ipam/v1/nodes/{n1}")).as_deref(), Some(c1.as_str()));
+
+    // leader election: one leader; kill it and the other replica takes over
+    let leader = |n: &str| -> Option<String> {
+        kv_get(n, "/seta/operator/v1/leader").and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok()).and_then(|v| v["id"].as_str().map(String::from))
+    };
+    wait_for("a leader", 10, || leader(&n1).is_some());
+    let first = leader(&n1).unwrap();
+    let other = t.lab.operators.iter().map(|o| o.id.clone()).find(|i| *i != first).unwrap();
+    t.lab.kill_operator(&first).unwrap();
+    wait_for("the other replica leads", 15, || leader(&n1).as_deref() == Some(other.as_str()));
+
+    // the new leader garbage-collects an identity nobody references any more
+    t.lab.pod_add("tmp", &n1, "default", &["app=tmp-only".into()], &[]).await.unwrap();
+    let id = seta(&n1, &["endpoint", "get", "pod-name:default/tmp"])["identity"].as_u64().unwrap();
+    let id_key = format!("/seta/identities/v1/id/{id}");
+    assert!(kv_get(&n1, &id_key).is_some());
+    t.lab.pod_del("tmp").await.unwrap();
+    wait_for("identity garbage-collected", 20, || kv_get(&n1, &id_key).is_none());
+
+    // the pod CIDR is stable: node 2 wiped and restarted gets the same one back
+    t.lab.signal_agent(&n2, nix::sys::signal::Signal::SIGKILL).unwrap();
+    // nsenter --net only: `ip netns exec` would remount /sys and hide bpffs
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", t.lab.nodes[1].netns))
+        .arg(bin_dir().join("seta-agent"))
+        .args(["cleanup", "--node", &n2])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    t.lab.start_agent(&n2).await.unwrap();
+    assert_eq!(seta(&n2, &["status"])["ipam"]["cidr"].as_str().unwrap(), c2, "same pod CIDR after a wipe");
+
+    // and the cluster works across nodes with operator-assigned CIDRs
+    t.lab.pod_add("a", &n1, "default", &["app=a".into()], &[]).await.unwrap();
+    t.lab.pod_add("b", &n2, "default", &["app=b".into()], &[]).await.unwrap();
+    let b_ip = t.lab.pod("b").unwrap().ip;
+    wait_for("node 1 learns b", 10, || ipcache_has(&n1, b_ip));
+    assert!(ping_ok(&t.lab.pod("a").unwrap().netns, b_ip));
 }

@@ -89,6 +89,23 @@ impl Pool {
     }
 }
 
+/// Cluster-pool IPAM (the operator's side): the first /`mask` subnet of
+/// `cluster` that overlaps none of `used`.
+pub fn next_free_subnet(cluster: Ipv4Net, mask: u8, used: &[Ipv4Net]) -> Result<Ipv4Net, String> {
+    if mask < cluster.prefix_len() || mask > 30 {
+        return Err(format!(
+            "mask size /{mask} does not fit the cluster CIDR {cluster} (expected /{}../30)",
+            cluster.prefix_len()
+        ));
+    }
+    let overlaps = |a: &Ipv4Net, b: &Ipv4Net| a.contains(&b.network()) || b.contains(&a.network());
+    cluster
+        .subnets(mask)
+        .map_err(|e| e.to_string())?
+        .find(|s| !used.iter().any(|u| overlaps(s, u)))
+        .ok_or_else(|| format!("cluster CIDR {cluster} has no free /{mask} left"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +169,17 @@ mod tests {
             assert!(!p.is_reserved(ip));
         }
         assert_eq!(seen.len(), p.capacity());
+    }
+
+    #[test]
+    fn cluster_pool_hands_out_the_first_free_subnet() {
+        let c: Ipv4Net = "10.200.0.0/16".parse().unwrap();
+        let n = |s: &str| s.parse::<Ipv4Net>().unwrap();
+        assert_eq!(next_free_subnet(c, 24, &[]).unwrap(), n("10.200.0.0/24"));
+        assert_eq!(next_free_subnet(c, 24, &[n("10.200.0.0/24"), n("10.200.2.0/24")]).unwrap(), n("10.200.1.0/24"));
+        // a statically configured larger block is skipped entirely
+        assert_eq!(next_free_subnet(c, 24, &[n("10.200.0.0/23")]).unwrap(), n("10.200.2.0/24"));
+        assert!(next_free_subnet(n("10.0.0.0/30"), 30, &[n("10.0.0.0/30")]).unwrap_err().contains("no free"));
+        assert!(next_free_subnet(c, 8, &[]).unwrap_err().contains("does not fit"));
     }
 }

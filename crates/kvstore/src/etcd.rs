@@ -30,6 +30,25 @@ impl EtcdStore {
         Ok(Self { client })
     }
 
+    /// Campaign for leadership of `name` (etcd's election API) with `value`
+    /// under `lease`; returns once this campaigner is the leader. A lost lease
+    /// ends the leadership.
+    pub async fn campaign(&self, name: &str, value: &str, lease: LeaseId) -> Result<()> {
+        let mut e = self.client.election_client();
+        e.campaign(name, value, lease).await.map_err(|e| err(&format!("campaign {name}"), e))?;
+        Ok(())
+    }
+
+    /// The current leader's value of election `name`, if any.
+    pub async fn leader(&self, name: &str) -> Result<Option<String>> {
+        let mut e = self.client.election_client();
+        match e.leader(name).await {
+            Ok(r) => Ok(r.kv().map(|kv| String::from_utf8_lossy(kv.value()).into_owned())),
+            Err(etcd_client::Error::GRpcStatus(s)) if s.message().contains("no leader") => Ok(None),
+            Err(e) => Err(err(&format!("leader {name}"), e)),
+        }
+    }
+
     fn put_opts(lease: LeaseId) -> Option<PutOptions> {
         (lease != 0).then(|| PutOptions::new().with_lease(lease))
     }

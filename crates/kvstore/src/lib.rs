@@ -5,6 +5,7 @@
 pub mod etcd;
 pub mod identity;
 pub mod memory;
+pub mod ipam;
 pub mod ipcache;
 pub mod nodes;
 pub mod reflector;

@@ -61,6 +61,16 @@ pub struct Lab {
     /// extra flags every agent of this lab gets (e.g. the kvstore)
     #[serde(default)]
     pub agent_args: Vec<String>,
+    /// operator replicas (cluster-pool IPAM: agents get no --pod-cidr)
+    #[serde(default)]
+    pub operators: Vec<OperatorState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OperatorState {
+    pub id: String,
+    pub pid: Option<u32>,
+    pub log: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -259,12 +269,30 @@ impl Lab {
             external: None,
             underlay: None,
             agent_args: vec![],
+            operators: vec![],
         };
         let r = async {
             let base = u32::from(cluster_cidr.network());
             if nodes > 1 || opts.etcd {
                 progress("underlay 172.30.0.0/24 joining the nodes");
                 lab.add_underlay(opts.etcd)?;
+            }
+            if opts.operator {
+                if !opts.etcd {
+                    bail!("the operator needs the lab's etcd (--kvstore etcd)");
+                }
+                progress("seta-operator x2 (leader election, cluster-pool IPAM)");
+                for i in 1..=2 {
+                    lab.operators.push(OperatorState {
+                        id: format!("{name}-op{i}"),
+                        pid: None,
+                        log: seta_core::names::run_dir(&format!("{name}-op{i}")).with_extension("log"),
+                    });
+                }
+                for i in 0..2 {
+                    let id = lab.operators[i].id.clone();
+                    lab.start_operator(&id)?;
+                }
             }
             if let Some(r) = &opts.routing {
                 if r != "tunnel" && r != "native" {
@@ -480,7 +508,8 @@ impl Lab {
         std::fs::create_dir_all(n.log.parent().unwrap())?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&n.log)?;
         let mut cmd = Command::new(self.bin_dir.join("seta-agent"));
-        cmd.args(["--node", &n.name, "--pod-cidr", &n.pod_cidr.to_string()])
+        cmd.args(["--node", &n.name])
+            .args((self.operators.is_empty()).then(|| ["--pod-cidr".to_string(), n.pod_cidr.to_string()]).into_iter().flatten())
             .args(self.underlay.as_ref().map(|_| ["--node-ip".to_string(), node_ip(self.node_index(&n.name))]).into_iter().flatten())
             .arg("--cni-conf-dir")
             .arg(&n.cni_conf_dir)
@@ -516,7 +545,49 @@ impl Lab {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        self.nodes.iter_mut().find(|x| x.name == n.name).unwrap().agent_pid = Some(pid);
+        // with cluster-pool IPAM the operator chose the pod CIDR
+        let st: serde_json::Value = client.get("/v1/status").await.map_err(|e| anyhow!("{e}"))?;
+        let cidr: Option<Ipv4Net> = st["ipam"]["cidr"].as_str().and_then(|c| c.parse().ok());
+        let me = self.nodes.iter_mut().find(|x| x.name == n.name).unwrap();
+        me.agent_pid = Some(pid);
+        if let Some(c) = cidr {
+            me.pod_cidr = c;
+        }
+        self.save()
+    }
+
+    /// Start (or restart) operator replica `id` in the underlay.
+    pub fn start_operator(&mut self, id: &str) -> Result<()> {
+        let ul = self.underlay.clone().context("no underlay")?;
+        let etcd = ul.etcd.clone().context("no etcd")?;
+        let op = self.operators.iter().find(|o| o.id == id).cloned().with_context(|| format!("no operator {id}"))?;
+        std::fs::create_dir_all(op.log.parent().unwrap())?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&op.log)?;
+        let mut cmd = Command::new(self.bin_dir.join("seta-operator"));
+        cmd.args(["--id", id, "--kvstore-endpoints", &etcd, "--lease-ttl", "2"])
+            .args(["--cluster-pool-cidr", &self.cluster_cidr.to_string(), "--cluster-pool-mask-size", "24"])
+            .args(["--gc-interval", "1", "--identity-gc-grace", "3", "--node-gc-grace", "30"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0);
+        in_netns(&mut cmd, &netns_path(&ul.netns))?;
+        let child = cmd.spawn().context("spawn seta-operator (make build)")?;
+        let pid = child.id();
+        std::thread::spawn(move || {
+            let mut c = child;
+            let _ = c.wait();
+        });
+        self.operators.iter_mut().find(|o| o.id == id).unwrap().pid = Some(pid);
+        self.save()
+    }
+
+    /// Kill operator replica `id` (SIGKILL: no resignation, its lease must expire).
+    pub fn kill_operator(&mut self, id: &str) -> Result<()> {
+        let o = self.operators.iter_mut().find(|o| o.id == id).with_context(|| format!("no operator {id}"))?;
+        if let Some(pid) = o.pid.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+        }
         self.save()
     }
 
@@ -732,6 +803,13 @@ impl Lab {
         while !agent_pids(&prefix).is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
+        for pid in operator_pids(&prefix) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            done.push(format!("killed operator pid {pid}"));
+        }
+        for i in 1..=2 {
+            let _ = std::fs::remove_file(seta_core::names::run_dir(&format!("{name}-op{i}")).with_extension("log"));
+        }
         // the lab's etcd: found by its data dir
         let edir = etcd_dir(name);
         for pid in etcd_pids(&edir) {
@@ -939,6 +1017,14 @@ fn etcd_pids(data_dir: &Path) -> Vec<u32> {
 }
 
 /// Agents of nodes whose name starts with `node_prefix`.
+/// Operator replicas whose --id starts with `prefix`.
+fn operator_pids(prefix: &str) -> Vec<u32> {
+    pids_where(|argv| {
+        argv.first().is_some_and(|a| a.ends_with(b"seta-operator"))
+            && argv.windows(2).any(|w| w[0] == b"--id" && w[1].starts_with(prefix.as_bytes()))
+    })
+}
+
 fn agent_pids(node_prefix: &str) -> Vec<u32> {
     pids_where(|argv| {
         argv.first().is_some_and(|a| a.ends_with(b"seta-agent"))
