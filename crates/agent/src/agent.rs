@@ -913,7 +913,8 @@ impl Agent {
             return Err(e);
         }
         self.publish_endpoint(&mut inner, &ep).await;
-        let new_identity = !inner.endpoints.values().any(|e| e.identity == ep.identity) && !inner.cluster.remote_ids.contains_key(&ep.identity);
+        // (also when the kvstore watch already reported it: adding is idempotent)
+        let new_identity = !inner.endpoints.values().any(|e| e.identity == ep.identity);
         let new_ports = !ep.named_ports.is_empty();
         inner.endpoints.insert(ep.id, ep.clone());
         let ipblock_changed = self.sync_ipblock(&mut inner)?;

@@ -260,10 +260,9 @@ async fn privileged_cni_add_rolls_back_after_injected_failures() {
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into())
             .collect();
-        assert_eq!(
-            pins,
-            vec!["seta_host_egress".to_string()],
-            "no endpoint link pins after failure at {step}"
+        assert!(
+            pins.contains(&"seta_host_egress".to_string()) && !pins.iter().any(|p| p.starts_with("lxc")),
+            "no endpoint link pins after failure at {step}: {pins:?}"
         );
         let eth0 = spawn_in_netns(&ns, || nix::net::if_::if_nametoindex("eth0").is_ok())
             .join()
