@@ -143,7 +143,7 @@ impl Config {
                 bail!("--mtu {m}: expected 1280..=65535");
             }
         }
-                let bpffs = a.bpffs.or(file.bpffs).unwrap_or_else(|| "/sys/fs/bpf".into());
+        let bpffs = a.bpffs.or(file.bpffs).unwrap_or_else(|| "/sys/fs/bpf".into());
         let mut cni_chain = a.cni_chain;
         if cni_chain.is_empty() {
             cni_chain = file.cni_chain;

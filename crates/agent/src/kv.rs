@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 pub enum Kv {
     Memory(ClusterIdentities<MemoryStore>),
-    Etcd(ClusterIdentities<EtcdStore>, i64),
+    /// identities, lease TTL, set when the lease was re-granted outside the announce loop
+    Etcd(ClusterIdentities<EtcdStore>, i64, std::sync::atomic::AtomicBool),
 }
 
 /// Run `$e` with `$c` bound to the ClusterIdentities of either backend.
@@ -23,7 +24,7 @@ macro_rules! each {
     ($kv:expr, $c:ident => $e:expr) => {
         match $kv {
             Kv::Memory($c) => $e,
-            Kv::Etcd($c, _) => $e,
+            Kv::Etcd($c, _, _) => $e,
         }
     };
 }
@@ -33,7 +34,12 @@ impl Kv {
         match cfg.kvstore.as_str() {
             "memory" => {
                 let store = MemoryStore::persistent(cfg.state_dir.join("kvstore.json"))?;
-                Ok(Kv::Memory(ClusterIdentities::new(Arc::new(store), &cfg.kvstore_prefix, &cfg.node, 0)))
+                Ok(Kv::Memory(ClusterIdentities::new(
+                    Arc::new(store),
+                    &cfg.kvstore_prefix,
+                    &cfg.node,
+                    0,
+                )))
             }
             "etcd" => {
                 anyhow::ensure!(
@@ -46,6 +52,7 @@ impl Kv {
                 Ok(Kv::Etcd(
                     ClusterIdentities::new(Arc::new(store), &cfg.kvstore_prefix, &cfg.node, lease),
                     cfg.kvstore_lease_ttl,
+                    Default::default(),
                 ))
             }
             other => anyhow::bail!("--kvstore {other:?}: expected memory or etcd"),
@@ -59,8 +66,26 @@ impl Kv {
         }
     }
 
+    /// Allocate (or reference) the identity of `labels`; a transport error
+    /// (the connection is re-established underneath) is retried twice.
     pub async fn allocate(&self, labels: &LabelSet) -> seta_kvstore::Result<u32> {
-        each!(self, c => c.allocate(labels).await)
+        let mut attempt = 0;
+        loop {
+            match each!(self, c => c.allocate(labels).await) {
+                Err(KvError::Etcd { op, msg }) if attempt < 2 => {
+                    tracing::debug!(%op, %msg, "identity allocation failed; retrying");
+                    attempt += 1;
+                    if msg.contains("lease not found") {
+                        // our lease expired (etcd was slow or away): take a new one now
+                        if let (Ok(true), Kv::Etcd(_, _, renewed)) = (self.keep_alive().await, self) {
+                            renewed.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                r => return r,
+            }
+        }
     }
 
     pub async fn release(&self, id: u32) -> seta_kvstore::Result<()> {
@@ -70,11 +95,16 @@ impl Kv {
     /// Keys under `prefix` (a key itself when `exact`), values as text.
     pub async fn list(&self, prefix: &str, exact: bool) -> seta_kvstore::Result<Vec<(String, String)>> {
         let raw = if exact {
-            each!(self, c => c.store().get(prefix).await)?.map(|v| vec![(prefix.to_string(), v)]).unwrap_or_default()
+            each!(self, c => c.store().get(prefix).await)?
+                .map(|v| vec![(prefix.to_string(), v)])
+                .unwrap_or_default()
         } else {
             each!(self, c => c.store().list(prefix).await)?
         };
-        Ok(raw.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect())
+        Ok(raw
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+            .collect())
     }
 
     pub async fn register_node(&self, prefix: &str, info: &NodeInfo) -> seta_kvstore::Result<()> {
@@ -99,16 +129,28 @@ impl Kv {
     pub async fn keep_alive(&self) -> seta_kvstore::Result<bool> {
         match self {
             Kv::Memory(..) => Ok(false),
-            Kv::Etcd(c, ttl) => match c.store().keep_alive(c.lease()).await {
+            Kv::Etcd(c, ttl, _) => match c.store().keep_alive(c.lease()).await {
                 Ok(()) => Ok(false),
                 Err(KvError::LeaseExpired(old)) => {
                     let lease = c.store().grant_lease(*ttl).await?;
-                    tracing::warn!(old = format!("{old:x}"), new = format!("{lease:x}"), "lease had expired; re-announcing under a new one");
+                    tracing::warn!(
+                        old = format!("{old:x}"),
+                        new = format!("{lease:x}"),
+                        "lease had expired; re-announcing under a new one"
+                    );
                     c.set_lease(lease);
                     Ok(true)
                 }
                 Err(e) => Err(e),
             },
+        }
+    }
+
+    /// Whether the lease was re-granted outside `keep_alive`'s caller (and clear it).
+    pub fn take_renewed(&self) -> bool {
+        match self {
+            Kv::Etcd(_, _, r) => r.swap(false, std::sync::atomic::Ordering::Relaxed),
+            _ => false,
         }
     }
 

@@ -572,7 +572,13 @@ async fn run(cli: Cli) -> Result<i32> {
             }
             let rows = list
                 .iter()
-                .map(|(ip, p, i)| vec![format!("{ip}/{p}"), std::net::Ipv4Addr::from(i.tunnel_endpoint).to_string(), i.sec_identity.to_string()])
+                .map(|(ip, p, i)| {
+                    vec![
+                        format!("{ip}/{p}"),
+                        std::net::Ipv4Addr::from(i.tunnel_endpoint).to_string(),
+                        i.sec_identity.to_string(),
+                    ]
+                })
                 .collect();
             table(&["PREFIX", "TUNNEL ENDPOINT", "IDENTITY"], rows);
         }
@@ -861,7 +867,9 @@ async fn lab(cmd: &LabCmd, json: bool) -> Result<i32> {
             routing,
             operator,
         } => {
-            let kv = kvstore.clone().unwrap_or_else(|| if *nodes > 1 { "etcd".into() } else { "memory".into() });
+            let kv = kvstore
+                .clone()
+                .unwrap_or_else(|| if *nodes > 1 { "etcd".into() } else { "memory".into() });
             let etcd = match kv.as_str() {
                 "memory" => false,
                 "etcd" => true,

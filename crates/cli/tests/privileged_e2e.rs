@@ -401,9 +401,18 @@ async fn privileged_e2e_identities_are_cluster_wide_through_etcd() {
         eprintln!("SKIP: no etcd");
         return;
     }
-    let mut t = TestLab::up_with("etcd", 2, 0, &bin_dir(), &seta_lab::LabOptions { etcd: true, ..Default::default() })
-        .await
-        .unwrap();
+    let mut t = TestLab::up_with(
+        "etcd",
+        2,
+        0,
+        &bin_dir(),
+        &seta_lab::LabOptions {
+            etcd: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let (n1, n2) = (t.lab.nodes[0].name.clone(), t.lab.nodes[1].name.clone());
     t.lab.pod_add("a1", &n1, "default", &["app=a".into()], &[]).await.unwrap();
     t.lab.pod_add("a2", &n2, "default", &["app=a".into()], &[]).await.unwrap();

@@ -79,7 +79,10 @@ async fn cluster(tag: &str, routing: &str) -> TestLab {
     let mut t = TestLab::up_with(tag, 3, 0, &bin_dir(), &opts).await.unwrap();
     let n: Vec<String> = t.lab.nodes.iter().map(|n| n.name.clone()).collect();
     t.lab.pod_add("web", &n[1], "default", &["app=web".into()], &[]).await.unwrap();
-    t.lab.pod_add("client", &n[0], "default", &["app=client".into()], &[]).await.unwrap();
+    t.lab
+        .pod_add("client", &n[0], "default", &["app=client".into()], &[])
+        .await
+        .unwrap();
     t.lab.pod_add("other", &n[2], "default", &["app=other".into()], &[]).await.unwrap();
     // every node learns every pod (ipcache) before traffic starts
     for node in &n {
@@ -143,11 +146,13 @@ fn cross_node_traffic_and_policy(lab: &Lab) {
     let ev = seta(&n2, &["events"]);
     let evs = ev.as_array().unwrap();
     assert!(
-        evs.iter().any(|e| e["verdict"] == "denied" && e["src-identity"] == other_id && e["dst"] == format!("{web}")),
+        evs.iter()
+            .any(|e| e["verdict"] == "denied" && e["src-identity"] == other_id && e["dst"] == format!("{web}")),
         "denied verdict from other's identity {other_id}: {ev}"
     );
     assert!(
-        evs.iter().any(|e| e["verdict"] == "allowed" && e["src-identity"] == client_id && e["dst"] == format!("{web}")),
+        evs.iter()
+            .any(|e| e["verdict"] == "allowed" && e["src-identity"] == client_id && e["dst"] == format!("{web}")),
         "allowed verdict from client's identity {client_id}"
     );
 }
@@ -177,7 +182,11 @@ async fn privileged_multinode_tunnel_traffic_policy_etcd_outage_node_removal() {
     assert!(vxlan_tx(&t.lab, &n[0]) > vx_before + 10, "node 1's traffic left through seta_vxlan");
     wait_for("cluster health: 2/2 reachable", 10, || {
         let h = seta(&n[0], &["status"])["cluster-health"].clone();
-        h.as_array().unwrap().len() == 2 && h.as_array().unwrap().iter().all(|x| x["node-reachable"] == true && x["datapath-reachable"] == true)
+        h.as_array().unwrap().len() == 2
+            && h.as_array()
+                .unwrap()
+                .iter()
+                .all(|x| x["node-reachable"] == true && x["datapath-reachable"] == true)
     });
 
     // etcd goes away during traffic: forwarding goes on, status says degraded
@@ -197,7 +206,21 @@ spec:
     );
     let pinger = {
         let ns = client_ns.clone();
-        let cmd = t.lab.exec_command(&ns, &["ping".into(), "-n".into(), "-q".into(), "-c".into(), "60".into(), "-i".into(), "0.1".into(), "-W".into(), "1".into(), web_ip.to_string()]);
+        let cmd = t.lab.exec_command(
+            &ns,
+            &[
+                "ping".into(),
+                "-n".into(),
+                "-q".into(),
+                "-c".into(),
+                "60".into(),
+                "-i".into(),
+                "0.1".into(),
+                "-W".into(),
+                "1".into(),
+                web_ip.to_string(),
+            ],
+        );
         std::thread::spawn(move || {
             let mut cmd = cmd;
             cmd.output().unwrap()
@@ -233,7 +256,10 @@ spec:
     // the node comes back: announced again, same identities, its pods reachable
     t.lab.start_agent(&n[2]).await.unwrap();
     wait_for("node 3's pods are learned again", 20, || ipcache_has(&n[0], late_ip));
-    assert_eq!(seta(&n[2], &["endpoint", "get", "pod-name:default/late"]).get("identity").cloned(), late_id);
+    assert_eq!(
+        seta(&n[2], &["endpoint", "get", "pod-name:default/late"]).get("identity").cloned(),
+        late_id
+    );
     assert!(ping_ok(&client_ns, late_ip));
 }
 
@@ -256,7 +282,10 @@ async fn privileged_multinode_native_routing_traffic_and_policy() {
     let st = seta(&n1, &["status"]);
     assert_eq!(st["routing-mode"], "native");
     assert_eq!(st["pod-mtu"], 1500);
-    assert!(seta(&n1, &["bpf", "tunnel", "list"]).as_array().unwrap().is_empty(), "no tunnel endpoints");
+    assert!(
+        seta(&n1, &["bpf", "tunnel", "list"]).as_array().unwrap().is_empty(),
+        "no tunnel endpoints"
+    );
     // routes to the other nodes' pod CIDRs via their underlay addresses
     let out = t.lab.node_exec(&n1, &["ip".into(), "route".into()]).unwrap().output().unwrap();
     let routes = String::from_utf8_lossy(&out.stdout);
@@ -300,7 +329,9 @@ async fn privileged_multinode_operator_ipam_gc_and_failover() {
 
     // leader election: one leader; kill it and the other replica takes over
     let leader = |n: &str| -> Option<String> {
-        kv_get(n, "/seta/operator/v1/leader").and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok()).and_then(|v| v["id"].as_str().map(String::from))
+        kv_get(n, "/seta/operator/v1/leader")
+            .and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok())
+            .and_then(|v| v["id"].as_str().map(String::from))
     };
     wait_for("a leader", 10, || leader(&n1).is_some());
     let first = leader(&n1).unwrap();
@@ -310,7 +341,9 @@ async fn privileged_multinode_operator_ipam_gc_and_failover() {
 
     // the new leader garbage-collects an identity nobody references any more
     t.lab.pod_add("tmp", &n1, "default", &["app=tmp-only".into()], &[]).await.unwrap();
-    let id = seta(&n1, &["endpoint", "get", "pod-name:default/tmp"])["identity"].as_u64().unwrap();
+    let id = seta(&n1, &["endpoint", "get", "pod-name:default/tmp"])["identity"]
+        .as_u64()
+        .unwrap();
     let id_key = format!("/seta/identities/v1/id/{id}");
     assert!(kv_get(&n1, &id_key).is_some());
     t.lab.pod_del("tmp").await.unwrap();
@@ -327,7 +360,11 @@ async fn privileged_multinode_operator_ipam_gc_and_failover() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     t.lab.start_agent(&n2).await.unwrap();
-    assert_eq!(seta(&n2, &["status"])["ipam"]["cidr"].as_str().unwrap(), c2, "same pod CIDR after a wipe");
+    assert_eq!(
+        seta(&n2, &["status"])["ipam"]["cidr"].as_str().unwrap(),
+        c2,
+        "same pod CIDR after a wipe"
+    );
 
     // and the cluster works across nodes with operator-assigned CIDRs
     t.lab.pod_add("a", &n1, "default", &["app=a".into()], &[]).await.unwrap();

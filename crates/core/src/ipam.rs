@@ -176,10 +176,15 @@ mod tests {
         let c: Ipv4Net = "10.200.0.0/16".parse().unwrap();
         let n = |s: &str| s.parse::<Ipv4Net>().unwrap();
         assert_eq!(next_free_subnet(c, 24, &[]).unwrap(), n("10.200.0.0/24"));
-        assert_eq!(next_free_subnet(c, 24, &[n("10.200.0.0/24"), n("10.200.2.0/24")]).unwrap(), n("10.200.1.0/24"));
+        assert_eq!(
+            next_free_subnet(c, 24, &[n("10.200.0.0/24"), n("10.200.2.0/24")]).unwrap(),
+            n("10.200.1.0/24")
+        );
         // a statically configured larger block is skipped entirely
         assert_eq!(next_free_subnet(c, 24, &[n("10.200.0.0/23")]).unwrap(), n("10.200.2.0/24"));
-        assert!(next_free_subnet(n("10.0.0.0/30"), 30, &[n("10.0.0.0/30")]).unwrap_err().contains("no free"));
+        assert!(next_free_subnet(n("10.0.0.0/30"), 30, &[n("10.0.0.0/30")])
+            .unwrap_err()
+            .contains("no free"));
         assert!(next_free_subnet(c, 8, &[]).unwrap_err().contains("does not fit"));
     }
 }

@@ -360,7 +360,10 @@ impl Netlink {
     /// MTU of a link.
     pub async fn mtu(&self, index: u32) -> Result<Option<u32>> {
         let mut s = self.handle.link().get().match_index(index).execute();
-        let m = s.try_next().await.map_err(|e| NetlinkError::from_rt(format!("get link {index}"), e))?;
+        let m = s
+            .try_next()
+            .await
+            .map_err(|e| NetlinkError::from_rt(format!("get link {index}"), e))?;
         Ok(m.and_then(|m| {
             m.attributes.iter().find_map(|a| match a {
                 LinkAttribute::Mtu(v) => Some(*v),

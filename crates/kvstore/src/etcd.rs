@@ -1,10 +1,22 @@
 //! The etcd backend (etcd v3 API through etcd-client).
 use crate::{KvError, KvStore, LeaseId, Result, WatchEvent, WatchRx};
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
+use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct EtcdStore {
     client: Client,
+    /// the open keep-alive stream (lease, sender, responses)
+    keeper: Arc<tokio::sync::Mutex<Option<(LeaseId, etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream)>>>,
+}
+
+/// A keep-alive error; "lease not found" means the lease expired.
+fn lease_err(lease: LeaseId, e: etcd_client::Error) -> KvError {
+    if e.to_string().contains("lease not found") {
+        KvError::LeaseExpired(lease)
+    } else {
+        err("lease keep-alive", e)
+    }
 }
 
 fn err(op: &str, e: etcd_client::Error) -> KvError {
@@ -22,12 +34,15 @@ impl EtcdStore {
         let opts = ConnectOptions::new()
             .with_connect_timeout(std::time::Duration::from_secs(2))
             .with_timeout(std::time::Duration::from_secs(5))
-            .with_keep_alive(std::time::Duration::from_secs(1), std::time::Duration::from_secs(2))
+            .with_keep_alive(std::time::Duration::from_secs(2), std::time::Duration::from_secs(5))
             .with_keep_alive_while_idle(true);
         let client = Client::connect(endpoints, Some(opts))
             .await
             .map_err(|e| err(&format!("connect {}", endpoints.join(",")), e))?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            keeper: Default::default(),
+        })
     }
 
     /// Campaign for leadership of `name` (etcd's election API) with `value`
@@ -35,7 +50,9 @@ impl EtcdStore {
     /// ends the leadership.
     pub async fn campaign(&self, name: &str, value: &str, lease: LeaseId) -> Result<()> {
         let mut e = self.client.election_client();
-        e.campaign(name, value, lease).await.map_err(|e| err(&format!("campaign {name}"), e))?;
+        e.campaign(name, value, lease)
+            .await
+            .map_err(|e| err(&format!("campaign {name}"), e))?;
         Ok(())
     }
 
@@ -49,6 +66,27 @@ impl EtcdStore {
         }
     }
 
+    /// A read, retried on transport errors (reads are idempotent): a
+    /// connection that died quietly is replaced instead of failing the caller.
+    async fn read(&self, key: &str, opts: Option<GetOptions>) -> std::result::Result<etcd_client::GetResponse, etcd_client::Error> {
+        let mut attempt = 0;
+        loop {
+            let mut kv = self.client.kv_client();
+            let r = tokio::time::timeout(std::time::Duration::from_secs(2), kv.get(key, opts.clone())).await;
+            match r {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) if attempt >= 2 || !matches!(e, etcd_client::Error::GRpcStatus(_) | etcd_client::Error::TransportError(_)) => {
+                    return Err(e)
+                }
+                Err(_) if attempt >= 2 => return Err(etcd_client::Error::Internal("no answer within 2 s (3 attempts)".into())),
+                other => {
+                    tracing::debug!(key, attempt, ?other, "etcd read failed; retrying");
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
     fn put_opts(lease: LeaseId) -> Option<PutOptions> {
         (lease != 0).then(|| PutOptions::new().with_lease(lease))
     }
@@ -56,14 +94,12 @@ impl EtcdStore {
 
 impl KvStore for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let mut kv = self.client.kv_client();
-        let r = kv.get(key, None).await.map_err(|e| err(&format!("get {key}"), e))?;
+        let r = self.read(key, None).await.map_err(|e| err(&format!("get {key}"), e))?;
         Ok(r.kvs().first().map(|k| k.value().to_vec()))
     }
     async fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        let mut kv = self.client.kv_client();
-        let r = kv
-            .get(prefix, Some(GetOptions::new().with_prefix()))
+        let r = self
+            .read(prefix, Some(GetOptions::new().with_prefix()))
             .await
             .map_err(|e| err(&format!("list {prefix}"), e))?;
         Ok(r.kvs()
@@ -104,13 +140,30 @@ impl KvStore for EtcdStore {
         Ok(l.grant(ttl, None).await.map_err(|e| err("lease grant", e))?.id())
     }
     async fn keep_alive(&self, lease: LeaseId) -> Result<()> {
-        let mut l = self.client.lease_client();
-        let (mut keeper, mut stream) = l.keep_alive(lease).await.map_err(|e| err("lease keep-alive", e))?;
-        keeper.keep_alive().await.map_err(|e| err("lease keep-alive", e))?;
-        match stream.message().await.map_err(|e| err("lease keep-alive", e))? {
-            Some(r) if r.ttl() > 0 => Ok(()),
-            _ => Err(KvError::LeaseExpired(lease)),
+        // one long-lived keep-alive stream per lease, opened again after errors
+        let mut slot = self.keeper.lock().await;
+        if slot.as_ref().is_none_or(|(id, _, _)| *id != lease) {
+            let mut l = self.client.lease_client();
+            let (keeper, stream) = l.keep_alive(lease).await.map_err(|e| lease_err(lease, e))?;
+            *slot = Some((lease, keeper, stream));
         }
+        let (_, keeper, stream) = slot.as_mut().unwrap();
+        let r = async {
+            keeper.keep_alive().await.map_err(|e| lease_err(lease, e))?;
+            match stream.message().await.map_err(|e| lease_err(lease, e))? {
+                Some(r) if r.ttl() > 0 => Ok(()),
+                Some(_) => Err(KvError::LeaseExpired(lease)),
+                None => Err(KvError::Etcd {
+                    op: "lease keep-alive".into(),
+                    msg: "stream closed".into(),
+                }),
+            }
+        }
+        .await;
+        if r.is_err() {
+            *slot = None;
+        }
+        r
     }
     async fn list_and_watch(&self, prefix: &str) -> Result<(Vec<(String, Vec<u8>)>, WatchRx)> {
         let mut kv = self.client.kv_client();
@@ -128,7 +181,12 @@ impl KvStore for EtcdStore {
         let stream = w
             .watch(
                 prefix,
-                Some(WatchOptions::new().with_prefix().with_start_revision(rev + 1).with_progress_notify()),
+                Some(
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(rev + 1)
+                        .with_progress_notify(),
+                ),
             )
             .await
             .map_err(|e| err(&format!("watch {prefix}"), e))?;

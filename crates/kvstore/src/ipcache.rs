@@ -25,7 +25,9 @@ pub fn key(prefix: &str, ip: Ipv4Addr) -> String {
 }
 
 pub async fn publish<S: KvStore>(store: &S, prefix: &str, e: &IpEntry, lease: LeaseId) -> Result<()> {
-    store.put(&key(prefix, e.ip), &serde_json::to_vec(e).expect("serialisable"), lease).await
+    store
+        .put(&key(prefix, e.ip), &serde_json::to_vec(e).expect("serialisable"), lease)
+        .await
 }
 
 pub async fn withdraw<S: KvStore>(store: &S, prefix: &str, ip: Ipv4Addr) -> Result<()> {

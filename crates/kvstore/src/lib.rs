@@ -4,9 +4,9 @@
 //! is built on it (`identity`).
 pub mod etcd;
 pub mod identity;
-pub mod memory;
 pub mod ipam;
 pub mod ipcache;
+pub mod memory;
 pub mod nodes;
 pub mod reflector;
 pub mod testing;

@@ -34,7 +34,11 @@ async fn watch_lease_expiry_and_resync_after_etcd_restart() {
     let c = m.apply(next(&mut rx).await);
     assert_eq!(c[0].0, "/w/ip/leased");
     let c = m.apply(next(&mut rx).await);
-    assert_eq!(c, vec![("/w/ip/leased".to_string(), Some(b"x".to_vec()), None)], "expired with its lease");
+    assert_eq!(
+        c,
+        vec![("/w/ip/leased".to_string(), Some(b"x".to_vec()), None)],
+        "expired with its lease"
+    );
 
     // etcd goes away: the reflector notices; a change made by another client
     // after etcd returns is seen through a fresh snapshot or the new watch
@@ -56,5 +60,8 @@ async fn watch_lease_expiry_and_resync_after_etcd_restart() {
     }
     assert!(health.connected());
     assert!(health.resyncs() >= 1);
-    assert_eq!(m.data.keys().cloned().collect::<Vec<_>>(), vec!["/w/ip/a".to_string(), "/w/ip/b".to_string()]);
+    assert_eq!(
+        m.data.keys().cloned().collect::<Vec<_>>(),
+        vec!["/w/ip/a".to_string(), "/w/ip/b".to_string()]
+    );
 }

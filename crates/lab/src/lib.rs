@@ -381,14 +381,14 @@ impl Lab {
             self.etcd_start()?;
             underlay = self.underlay.clone().unwrap();
             underlay.etcd = Some(client.clone());
-            // a short lease: a dead node's entries expire within seconds in the lab
+            // a short lease: a dead node's entries expire within seconds in the lab (5 s)
             self.agent_args = vec![
                 "--kvstore".into(),
                 "etcd".into(),
                 "--kvstore-endpoints".into(),
                 client,
                 "--kvstore-lease-ttl".into(),
-                "3".into(),
+                "5".into(),
             ];
         }
         self.underlay = Some(underlay);
@@ -402,7 +402,10 @@ impl Lab {
         std::fs::create_dir_all(&dir)?;
         let client = format!("http://{UNDERLAY_GW}:2379");
         let peer = format!("http://{UNDERLAY_GW}:2380");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.with_extension("log"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.with_extension("log"))?;
         let mut cmd = Command::new("etcd");
         cmd.args(["--name", "lab", "--data-dir"])
             .arg(dir.join("data"))
@@ -485,7 +488,9 @@ impl Lab {
         let ul = self.underlay.clone().context("no underlay")?;
         run_ip(&["netns", "add", &ext])?;
         run_ip(&["-n", &ext, "link", "set", "lo", "up"])?;
-        run_ip(&["-n", &ext, "link", "add", "eth0", "type", "veth", "peer", "name", "ext", "netns", &ul.netns])?;
+        run_ip(&[
+            "-n", &ext, "link", "add", "eth0", "type", "veth", "peer", "name", "ext", "netns", &ul.netns,
+        ])?;
         run_ip(&["-n", &ul.netns, "link", "set", "ext", "master", "br0", "up"])?;
         run_ip(&["-n", &ext, "addr", "add", &format!("{EXTERNAL_UL}/24"), "dev", "eth0"])?;
         run_ip(&["-n", &ext, "addr", "add", "192.0.2.10/24", "dev", "eth0"])?;
@@ -509,8 +514,19 @@ impl Lab {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&n.log)?;
         let mut cmd = Command::new(self.bin_dir.join("seta-agent"));
         cmd.args(["--node", &n.name])
-            .args((self.operators.is_empty()).then(|| ["--pod-cidr".to_string(), n.pod_cidr.to_string()]).into_iter().flatten())
-            .args(self.underlay.as_ref().map(|_| ["--node-ip".to_string(), node_ip(self.node_index(&n.name))]).into_iter().flatten())
+            .args(
+                (self.operators.is_empty())
+                    .then(|| ["--pod-cidr".to_string(), n.pod_cidr.to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
+            .args(
+                self.underlay
+                    .as_ref()
+                    .map(|_| ["--node-ip".to_string(), node_ip(self.node_index(&n.name))])
+                    .into_iter()
+                    .flatten(),
+            )
             .arg("--cni-conf-dir")
             .arg(&n.cni_conf_dir)
             .arg("--socket")
@@ -560,12 +576,22 @@ impl Lab {
     pub fn start_operator(&mut self, id: &str) -> Result<()> {
         let ul = self.underlay.clone().context("no underlay")?;
         let etcd = ul.etcd.clone().context("no etcd")?;
-        let op = self.operators.iter().find(|o| o.id == id).cloned().with_context(|| format!("no operator {id}"))?;
+        let op = self
+            .operators
+            .iter()
+            .find(|o| o.id == id)
+            .cloned()
+            .with_context(|| format!("no operator {id}"))?;
         std::fs::create_dir_all(op.log.parent().unwrap())?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&op.log)?;
         let mut cmd = Command::new(self.bin_dir.join("seta-operator"));
-        cmd.args(["--id", id, "--kvstore-endpoints", &etcd, "--lease-ttl", "2"])
-            .args(["--cluster-pool-cidr", &self.cluster_cidr.to_string(), "--cluster-pool-mask-size", "24"])
+        cmd.args(["--id", id, "--kvstore-endpoints", &etcd, "--lease-ttl", "3"])
+            .args([
+                "--cluster-pool-cidr",
+                &self.cluster_cidr.to_string(),
+                "--cluster-pool-mask-size",
+                "24",
+            ])
             .args(["--gc-interval", "1", "--identity-gc-grace", "3", "--node-gc-grace", "30"])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -584,7 +610,11 @@ impl Lab {
 
     /// Kill operator replica `id` (SIGKILL: no resignation, its lease must expire).
     pub fn kill_operator(&mut self, id: &str) -> Result<()> {
-        let o = self.operators.iter_mut().find(|o| o.id == id).with_context(|| format!("no operator {id}"))?;
+        let o = self
+            .operators
+            .iter_mut()
+            .find(|o| o.id == id)
+            .with_context(|| format!("no operator {id}"))?;
         if let Some(pid) = o.pid.take() {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
         }

@@ -19,7 +19,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "seta-operator", version, about = "seta operator: cluster-pool IPAM and garbage collection, leader-elected through etcd")]
+#[command(
+    name = "seta-operator",
+    version,
+    about = "seta operator: cluster-pool IPAM and garbage collection, leader-elected through etcd"
+)]
 struct Args {
     /// Name of this replica (shown as the leader)
     #[arg(long, env = "SETA_OPERATOR_ID")]
@@ -105,7 +109,10 @@ async fn run(args: Args, id: String) -> Result<()> {
                 _ = lost.notified() => { keeper.abort(); anyhow::bail!("lease lost while campaigning") },
             }
             tracing::info!(%id, "elected leader");
-            let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+            let since = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
             store
                 .put(
                     &format!("{}/operator/v1/leader", args.kvstore_prefix),
@@ -194,7 +201,10 @@ async fn allocate_pod_cidrs(store: &EtcdStore, p: &str, cluster: ipnet::Ipv4Net,
         let created = store
             .create_all(
                 &[
-                    (format!("{}{node}", seta_kvstore::ipam::allocations(p)), cidr.to_string().into_bytes()),
+                    (
+                        format!("{}{node}", seta_kvstore::ipam::allocations(p)),
+                        cidr.to_string().into_bytes(),
+                    ),
                     (claim, node.clone().into_bytes()),
                 ],
                 0,
@@ -273,7 +283,9 @@ impl Gc {
             let since = *self.absent.entry(node.clone()).or_insert(now);
             if now.duration_since(since) >= Duration::from_secs(args.node_gc_grace) {
                 if let Ok(c) = String::from_utf8_lossy(&v).trim().parse::<ipnet::Ipv4Net>() {
-                    store.delete(&format!("{p}/ipam/v1/cidrs/{}-{}", c.network(), c.prefix_len())).await?;
+                    store
+                        .delete(&format!("{p}/ipam/v1/cidrs/{}-{}", c.network(), c.prefix_len()))
+                        .await?;
                 }
                 store.delete(&k).await?;
                 self.absent.remove(&node);

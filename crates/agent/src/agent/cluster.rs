@@ -184,38 +184,46 @@ impl Agent {
     pub(super) async fn announce_loop(self: Arc<Self>) {
         let period = std::time::Duration::from_secs((self.cfg.kvstore_lease_ttl / 3).max(1) as u64);
         let mut pending = true;
+        let mut next_try = Instant::now();
         loop {
-            if !pending {
-                pending = self.inner.lock().await.cluster.republish;
+            // the lease first, always: a failing re-announce must never starve it
+            if self.last_keepalive.lock().unwrap().elapsed() >= period {
+                let r = tokio::time::timeout(period, self.kv.keep_alive())
+                    .await
+                    .unwrap_or_else(|_| Err(seta_kvstore::KvError::Other("keep-alive: no answer".into())));
+                match r {
+                    Ok(renewed) => {
+                        *self.last_keepalive.lock().unwrap() = Instant::now();
+                        pending |= renewed;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%e, "kvstore lease keep-alive failed");
+                        pending = true;
+                    }
+                }
             }
-            if pending {
-                self.inner.lock().await.cluster.republish = false;
-                match self.republish_all().await {
-                    Ok(()) => {
+            pending |= self.kv.take_renewed();
+            {
+                let mut inner = self.inner.lock().await;
+                pending |= std::mem::take(&mut inner.cluster.republish);
+            }
+            if pending && Instant::now() >= next_try {
+                match tokio::time::timeout(period * 2, self.republish_all()).await {
+                    Ok(Ok(())) => {
                         pending = false;
                         tracing::info!("node announced in the kvstore");
                     }
-                    Err(e) => tracing::warn!(%e, "announcing the node failed; retrying"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(%e, "announcing the node failed; retrying");
+                        next_try = Instant::now() + std::time::Duration::from_millis(500);
+                    }
+                    Err(_) => {
+                        tracing::warn!("announcing the node timed out; retrying");
+                        next_try = Instant::now() + std::time::Duration::from_millis(500);
+                    }
                 }
             }
-            tokio::time::sleep(if pending { std::time::Duration::from_millis(500) } else { period.min(std::time::Duration::from_secs(1)) }).await;
-            if pending {
-                continue;
-            }
-            // keep-alive every period; the 1 s wake-ups only look for republish requests
-            if self.last_keepalive.lock().unwrap().elapsed() < period {
-                continue;
-            }
-            match self.kv.keep_alive().await {
-                Ok(renewed) => {
-                    *self.last_keepalive.lock().unwrap() = Instant::now();
-                    pending = renewed;
-                }
-                Err(e) => {
-                    tracing::warn!(%e, "kvstore lease keep-alive failed");
-                    pending = true;
-                }
-            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         }
     }
 
@@ -458,7 +466,11 @@ impl Agent {
                 let probe = |ip: Option<Ipv4Addr>| async move {
                     let Some(ip) = ip else { return false };
                     matches!(
-                        tokio::time::timeout(std::time::Duration::from_millis(800), tokio::net::TcpStream::connect((ip, HEALTH_PORT))).await,
+                        tokio::time::timeout(
+                            std::time::Duration::from_millis(800),
+                            tokio::net::TcpStream::connect((ip, HEALTH_PORT))
+                        )
+                        .await,
                         Ok(Ok(_))
                     )
                 };
