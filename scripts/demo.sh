@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The main job on one machine: a 1-node lab with 3 pods, traffic through the
-# eBPF datapath, the datapath counters, then teardown.
+# The main job on one machine: a 2-node cluster (real etcd, two operator
+# replicas, VXLAN tunnel), pods on both nodes, cross-node traffic through the
+# eBPF datapath, a policy that allows one client and denies another across
+# nodes, the datapath's view (tunnel endpoints, counters), then teardown.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SETA=target/release/seta
@@ -10,36 +12,35 @@ cleanup() { step "teardown"; $SETA lab down --lab $LAB; }
 trap cleanup EXIT
 $SETA lab down --lab $LAB >/dev/null 2>&1 || true
 
-step "seta lab up --nodes 1 --pods 3"
-$SETA lab up --lab $LAB --nodes 1 --pods 3
-NODE=$LAB-n1
+step "seta lab up --nodes 2 --pods 2 --routing tunnel (etcd + operator in the underlay)"
+$SETA lab up --lab $LAB --nodes 2 --pods 2 --routing tunnel
+N1=$LAB-n1; N2=$LAB-n2
 ip_of() { $SETA lab status --lab $LAB -o json | jq -r ".pods[] | select(.name==\"$1\") | .ip"; }
-P1=$(ip_of pod1); P2=$(ip_of pod2); P3=$(ip_of pod3)
-ROUTER=$($SETA --node $NODE status -o json | jq -r '.ipam.cidr' | sed 's#0/24#1#')
+P1=$(ip_of pod1); P2=$(ip_of pod2); P3=$(ip_of pod3); P4=$(ip_of pod4)
+echo "pod1 $P1 and pod3 $P3 on $N1; pod2 $P2 and pod4 $P4 on $N2"
+# wait until node 1 has learned node 2's pods from the kvstore
+for _ in $(seq 50); do $SETA --node $N1 bpf tunnel list -o json | jq -e ".[] | select(.prefix==\"$P2/32\")" >/dev/null && break; sleep 0.1; done
 
-step "seta status"
-$SETA --node $NODE status
-step "seta endpoint list"
-$SETA --node $NODE endpoint list
+step "seta status ($N1): kvstore, routing, cluster health"
+sleep 2  # one health-probe round
+$SETA --node $N1 status
+step "seta node list"
+$SETA --node $N1 node list
+step "seta bpf tunnel list ($N1): where other nodes' pods are"
+$SETA --node $N1 bpf tunnel list
 
-step "ping: pod1 -> pod2 ($P2), pod1 -> pod3 ($P3), pod2 -> node ($ROUTER), node -> pod3"
+step "ping across nodes: pod1 -> pod2 ($P2), pod1 -> node 2 (172.30.0.2), pod1 -> external host (192.0.2.10)"
 $SETA lab exec pod1 --lab $LAB -- ping -c 3 -i 0.2 "$P2" | tail -2
-$SETA lab exec pod1 --lab $LAB -- ping -c 3 -i 0.2 "$P3" | tail -2
-$SETA lab exec pod2 --lab $LAB -- ping -c 3 -i 0.2 "$ROUTER" | tail -2
-$SETA lab node exec $NODE --lab $LAB -- ping -c 3 -i 0.2 "$P3" | tail -2
+$SETA lab exec pod1 --lab $LAB -- ping -c 3 -i 0.2 172.30.0.2 | tail -2
+$SETA lab exec pod1 --lab $LAB -- ping -c 3 -i 0.2 192.0.2.10 | tail -2
 
-step "TCP: iperf3 pod1 -> pod2 (same node, bpf_redirect_peer)"
+step "TCP: iperf3 pod1 ($N1) -> pod2 ($N2) through seta_vxlan"
 $SETA lab exec pod2 --lab $LAB -- iperf3 -s -1 -D -p 5201 >/dev/null
 sleep 0.3
 $SETA lab exec pod1 --lab $LAB -- iperf3 -c "$P2" -p 5201 -t 2 -f g | grep -E 'sender|receiver'
 
-step "TCP: iperf3 pod3 -> node"
-$SETA lab node exec $NODE --lab $LAB -- iperf3 -s -1 -D -p 5202 >/dev/null
-sleep 0.3
-$SETA lab exec pod3 --lab $LAB -- iperf3 -c "$ROUTER" -p 5202 -t 1 -f g | grep -E 'sender|receiver'
-
-step "policy: label the pods, then only app=pod1 may reach app=pod2 on TCP 5201"
-for p in pod1 pod2 pod3; do $SETA lab pod label $p --labels app=$p --lab $LAB; done
+step "policy: only app=pod1 ($N1) may reach app=pod2 ($N2) on TCP 5201; pod3 ($N1) and pod4 ($N2) may not"
+for p in pod1 pod2 pod3 pod4; do $SETA lab pod label $p --labels app=$p --lab $LAB; done
 POLICY=$(mktemp --suffix=.yaml)
 cat > "$POLICY" <<'YAML'
 apiVersion: cilium.io/v2
@@ -56,22 +57,17 @@ spec:
     toPorts:
     - ports: [{port: "5201", protocol: TCP}]
 YAML
-$SETA --node $NODE policy import "$POLICY"
+for n in $N1 $N2; do $SETA --node $n policy import "$POLICY" >/dev/null; $SETA --node $n policy wait >/dev/null; done
 rm -f "$POLICY"
-$SETA --node $NODE policy wait
 $SETA lab exec pod2 --lab $LAB -- iperf3 -s -D -p 5201 >/dev/null
-sleep 0.3
+sleep 0.5
 tcp() { $SETA lab exec "$1" --lab $LAB -- timeout 2 bash -c "exec 3<>/dev/tcp/$P2/5201" 2>/dev/null && echo "$1 -> pod2:5201 connected" || echo "$1 -> pod2:5201 refused by policy"; }
 tcp pod1
 tcp pod3
-$SETA --node $NODE policy trace --src-endpoint pod-name:default/pod3 --dst-endpoint pod-name:default/pod2 --dport 5201/TCP || true
-echo "-- policy-verdict events:"
-$SETA --node $NODE events | grep 5201 | tail -4
-$SETA --node $NODE endpoint list
+tcp pod4
+echo "-- ingress verdicts on $N2 (pod1's and pod3's identities arrived in the VNI from $N1):"
+$SETA --node $N2 events | grep 5201 | grep INGRESS | sort -u -k5,8 | tail -6
+$SETA --node $N2 identity list
 
-step "seta bpf prog list (TCX links per device)"
-$SETA --node $NODE bpf prog list
-step "seta bpf ipcache list"
-$SETA --node $NODE bpf ipcache list
-step "seta bpf metrics list (datapath counters)"
-$SETA --node $NODE bpf metrics list
+step "seta bpf metrics list ($N2: datapath counters)"
+$SETA --node $N2 bpf metrics list
