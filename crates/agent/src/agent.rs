@@ -1182,6 +1182,7 @@ impl Agent {
                 .to_string(),
             internal_ip: self.node_ip,
             routing_mode: self.cfg.routing_mode.to_string(),
+            health_address: self.node_ip.map(|ip| format!("{ip}:{}", cluster::HEALTH_PORT)),
         }
     }
 

@@ -1032,7 +1032,9 @@ fn two_node_baseline(vxlan: bool) -> Result<(String, String, Ipv4Addr)> {
     sh(&["ip", "-n", &u, "link", "add", "br0", "type", "bridge"])?;
     sh(&["ip", "-n", &u, "link", "set", "br0", "up"])?;
     for (node, port, ul) in [(&a, "pa", "172.31.0.1/24"), (&b, "pb", "172.31.0.2/24")] {
-        sh(&["ip", "-n", node, "link", "add", "ul0", "type", "veth", "peer", "name", port, "netns", &u])?;
+        sh(&[
+            "ip", "-n", node, "link", "add", "ul0", "type", "veth", "peer", "name", port, "netns", &u,
+        ])?;
         sh(&["ip", "-n", &u, "link", "set", port, "master", "br0", "up"])?;
         sh(&["ip", "-n", node, "addr", "add", ul, "dev", "ul0"])?;
         sh(&["ip", "-n", node, "link", "set", "ul0", "up"])?;
@@ -1042,7 +1044,9 @@ fn two_node_baseline(vxlan: bool) -> Result<(String, String, Ipv4Addr)> {
         (&c, &a, "c0", "10.254.1.2/24", "10.254.1.1/24"),
         (&sv, &b, "s0", "10.254.2.2/24", "10.254.2.1/24"),
     ] {
-        sh(&["ip", "-n", pod, "link", "add", "eth0", "type", "veth", "peer", "name", peer, "netns", node])?;
+        sh(&[
+            "ip", "-n", pod, "link", "add", "eth0", "type", "veth", "peer", "name", peer, "netns", node,
+        ])?;
         sh(&["ip", "-n", pod, "addr", "add", pod_ip, "dev", "eth0"])?;
         sh(&["ip", "-n", node, "addr", "add", gw, "dev", peer])?;
         if vxlan {
@@ -1115,7 +1119,11 @@ async fn bench_xnode(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
             s_bw.push(iperf_stream(&p1.netns, &p2.netns, p2.ip, 5201, args.seconds)?);
             b_bw.push(iperf_stream(&bc, &bs, bip, 5201, args.seconds)?);
         }
-        let base = if mode == "tunnel" { "plain VXLAN, no BPF" } else { "routed veth, no BPF" };
+        let base = if mode == "tunnel" {
+            "plain VXLAN, no BPF"
+        } else {
+            "routed veth, no BPF"
+        };
         rows.push(Row {
             name: format!("TCP RR rate, pod↔pod cross-node, {mode}"),
             unit: "trans/s",
@@ -1175,7 +1183,12 @@ async fn propagation(args: &Args, lab: &mut Lab) -> Result<Vec<Row>> {
     let pol = seta_datapath::maps::PolicyMap::open_pinned(&pin.join(format!("seta_pol_{ep_id:05}")))?;
     let ipc = seta_datapath::maps::IpcacheMap::open(&pin)?;
     let pc_ip = lab.pod("pc")?.ip;
-    let ident_of = |ipc: &seta_datapath::maps::IpcacheMap| ipc.list().into_iter().find(|(ip, p, _)| *ip == pc_ip && *p == 32).map(|(_, _, v)| v.sec_identity);
+    let ident_of = |ipc: &seta_datapath::maps::IpcacheMap| {
+        ipc.list()
+            .into_iter()
+            .find(|(ip, p, _)| *ip == pc_ip && *p == 32)
+            .map(|(_, _, v)| v.sec_identity)
+    };
     let samples = (args.rounds * 10).max(20);
     let (mut to_ipcache, mut to_policy) = (vec![], vec![]);
     for i in 0..samples {

@@ -18,6 +18,9 @@ pub struct NodeInfo {
     /// `tunnel` or `native`
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub routing_mode: String,
+    /// where other nodes probe this node's health (TCP), e.g. 172.30.0.1:4240
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_address: Option<String>,
 }
 
 impl NodeInfo {
@@ -61,6 +64,7 @@ mod tests {
             boot_id: "b".into(),
             internal_ip: None,
             routing_mode: String::new(),
+            health_address: None,
         };
         register(&s, "/seta", &n, 0).await.unwrap();
         register(
