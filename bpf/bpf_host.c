@@ -120,4 +120,47 @@ int from_overlay(struct __sk_buff *ctx)
 	return bpf_redirect_peer(ep->ifindex, 0);
 }
 
+/* tcx ingress of the node's own network device(s): packets routed to a local
+ * pod from other nodes (native routing) or the outside world are delivered
+ * here, without the node's forwarding path: the source identity comes from
+ * the ipcache, then the pod's ingress policy, then bpf_redirect_peer.
+ * Everything else (the node's own traffic, VXLAN) goes on to the stack. */
+SEC("classifier")
+int from_netdev(struct __sk_buff *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = data + ETH_HLEN;
+	struct endpoint_info *ep;
+	struct flow f = {};
+	__u32 src_id;
+	int ret;
+
+	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return TC_ACT_OK;
+	if ((void *)(ip + 1) > data_end)
+		return TC_ACT_OK;
+	ep = lookup_ip4_endpoint(ip->daddr);
+	if (!ep || (ep->flags & ENDPOINT_F_HOST))
+		return TC_ACT_OK;
+	ret = parse_l4(ctx, ip, &f);
+	if (ret < 0)
+		return send_drop(ctx, -ret, METRIC_INGRESS);
+	src_id = ipcache_identity(f.key.saddr);
+	if (ct_lookup(&f, ctx->len) == CT_NEW) {
+		ret = ingress_policy(ep, src_id, &f, ep->ifindex);
+		if (ret < 0)
+			return send_drop(ctx, -ret, METRIC_INGRESS);
+		ret = ct_create(&f, src_id, ctx->len);
+		if (ret < 0)
+			return send_drop(ctx, -ret, METRIC_INGRESS);
+	}
+	ret = l3_local_delivery(ctx, ep);
+	if (ret < 0)
+		return send_drop(ctx, -ret, METRIC_INGRESS);
+	update_metrics(ctx->len, METRIC_INGRESS, REASON_FORWARDED);
+	return bpf_redirect_peer(ep->ifindex, 0);
+}
+
 char __license[] SEC("license") = "Dual BSD/GPL";

@@ -9,6 +9,7 @@
 #include "lib/arp.h"
 #include "lib/policy.h"
 #include "lib/tunnel.h"
+#include "lib/fib.h"
 
 /* This endpoint's own policy map; the loader pins it as seta_pol_NNNNN and the
  * agent registers it in seta_policy before the program is attached. */
@@ -91,9 +92,14 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 		update_metrics(len, METRIC_EGRESS, REASON_FORWARDED);
 		return ret;
 	}
-	/* Everything else (the node, other destinations) goes up the stack. */
+	/* Beyond this node (native routing, other nodes, the world): route it
+	 * here and hand it to the egress device; the node itself and whatever
+	 * the FIB does not forward go up the stack. */
+	ret = fib_redirect_v4(ctx);
+	if (ret < 0)
+		return send_drop(ctx, -ret, METRIC_EGRESS);
 	update_metrics(len, METRIC_EGRESS, REASON_FORWARDED);
-	return TC_ACT_OK;
+	return ret;
 }
 
 SEC("classifier")

@@ -93,6 +93,8 @@ pub struct Agent {
     /// this node's address for other nodes
     node_ip: Option<Ipv4Addr>,
     underlay_mtu: u32,
+    /// the device holding the node IP: from_netdev delivers to pods from it
+    node_dev: Option<String>,
 }
 
 fn host_entry(ep: &Endpoint) -> Result<EndpointInfo, String> {
@@ -304,7 +306,7 @@ impl Agent {
         }
         let router = pool.router();
         setup_host_devices(&nl, &cfg, router).await?;
-        let (node_ip, underlay_mtu) = underlay(&nl, &cfg).await?;
+        let (node_ip, underlay_mtu, node_dev) = underlay(&nl, &cfg).await?;
         {
             let dp = dp.clone();
             tokio::task::spawn_blocking(move || dp.attach_host(HOST_DEV)).await??;
@@ -360,6 +362,7 @@ impl Agent {
             last_keepalive: std::sync::Mutex::new(Instant::now()),
             node_ip,
             underlay_mtu,
+            node_dev,
         });
         agent.setup_routing_mode().await?;
         agent.restore().await?;
@@ -438,6 +441,7 @@ impl Agent {
             .values()
             .map(|e| e.interface_name.clone())
             .chain([HOST_DEV.to_string(), VXLAN_DEV.to_string()])
+            .chain(self.node_dev.clone())
             .collect();
         for d in self.dp.pinned_link_devices() {
             if !devs.contains(&d) {
@@ -1012,7 +1016,7 @@ impl From<seta_datapath::DatapathError> for ApiError {
 /// This node's address for other nodes and the underlay MTU: from the
 /// configuration, else the first address outside the pod network and its
 /// device's MTU.
-async fn underlay(nl: &Netlink, cfg: &Config) -> Result<(Option<Ipv4Addr>, u32)> {
+async fn underlay(nl: &Netlink, cfg: &Config) -> Result<(Option<Ipv4Addr>, u32, Option<String>)> {
     let links = nl.links().await?;
     let ours = |name: &str| name == "lo" || name.starts_with("lxc") || name.starts_with("seta_");
     let addrs = nl.ipv4_addrs().await?;
@@ -1031,7 +1035,8 @@ async fn underlay(nl: &Netlink, cfg: &Config) -> Result<(Option<Ipv4Addr>, u32)>
         (None, Some((idx, _))) => nl.mtu(idx).await?.unwrap_or(1500),
         (None, None) => 1500,
     };
-    Ok((found.map(|(_, ip)| ip), mtu))
+    let dev = found.and_then(|(idx, _)| links.iter().find(|l| l.index == idx).map(|l| l.name.clone()));
+    Ok((found.map(|(_, ip)| ip), mtu, dev))
 }
 
 async fn setup_host_devices(nl: &Netlink, cfg: &Config, router: Ipv4Addr) -> Result<()> {

@@ -296,7 +296,49 @@ async fn privileged_multinode_native_routing_traffic_and_policy() {
             node.pod_cidr
         );
     }
+    // BPF host routing: pod -> remote pod leaves through a FIB redirect and is
+    // delivered by from_netdev, so neither node's IP stack forwards it
+    let (client, web) = (t.lab.pod("client").unwrap().clone(), t.lab.pod("web").unwrap().clone());
+    let fwd = |lab: &Lab| -> u64 { lab.nodes.iter().take(2).map(|n| ip_forwarded(lab, &n.name)).sum() };
+    let before = fwd(&t.lab);
+    let out = t
+        .lab
+        .pod_exec(
+            &client.name,
+            &[
+                "ping".into(),
+                "-c".into(),
+                "20".into(),
+                "-i".into(),
+                "0.05".into(),
+                "-q".into(),
+                web.ip.to_string(),
+            ],
+        )
+        .unwrap()
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(" 0% packet loss"));
+    assert!(
+        fwd(&t.lab) - before < 5,
+        "the nodes' forwarding path was bypassed (IpForwDatagrams +{})",
+        fwd(&t.lab) - before
+    );
     cross_node_traffic_and_policy(&t.lab);
+}
+
+/// IpForwDatagrams of a node's namespace (/proc/net/snmp).
+fn ip_forwarded(lab: &Lab, node: &str) -> u64 {
+    let out = lab
+        .node_exec(node, &["cat".into(), "/proc/net/snmp".into()])
+        .unwrap()
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines().filter(|l| l.starts_with("Ip:"));
+    let (h, v) = (lines.next().unwrap(), lines.next().unwrap());
+    let i = h.split_whitespace().position(|k| k == "ForwDatagrams").unwrap();
+    v.split_whitespace().nth(i).unwrap().parse().unwrap()
 }
 
 fn kv_get(node: &str, key: &str) -> Option<String> {

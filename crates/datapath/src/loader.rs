@@ -46,6 +46,7 @@ pub struct EndpointProgConfig {
 pub const PROG_FROM_CONTAINER: &str = "from_container";
 pub const PROG_FROM_HOST: &str = "from_host";
 pub const PROG_FROM_OVERLAY: &str = "from_overlay";
+pub const PROG_FROM_NETDEV: &str = "from_netdev";
 
 /// A node's datapath, rooted at its versioned pin directory.
 #[derive(Clone)]
@@ -191,6 +192,13 @@ impl Datapath {
         let mut ebpf = self.load_host_object()?;
         load_prog(&mut ebpf, PROG_FROM_OVERLAY, "bpf_host.o")?;
         self.attach_pinned(&mut ebpf, PROG_FROM_OVERLAY, dev, TcAttachType::Ingress, true)
+    }
+
+    /// Attach `from_netdev` to the ingress of the node's network device `dev`.
+    pub fn attach_netdev(&self, dev: &str) -> Result<()> {
+        let mut ebpf = self.load_host_object()?;
+        load_prog(&mut ebpf, PROG_FROM_NETDEV, "bpf_host.o")?;
+        self.attach_pinned(&mut ebpf, PROG_FROM_NETDEV, dev, TcAttachType::Ingress, true)
     }
 
     /// Pin path of an endpoint's policy map (`seta_pol_NNNNN`).

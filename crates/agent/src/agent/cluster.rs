@@ -97,6 +97,11 @@ impl Agent {
                 self.nl.del_link_by_name(VXLAN_DEV).await?;
             }
         }
+        // the node's own device: traffic for local pods skips the forwarding path
+        if let Some(dev) = self.node_dev.clone() {
+            let dp = self.dp.clone();
+            tokio::task::spawn_blocking(move || dp.attach_netdev(&dev)).await??;
+        }
         Ok(())
     }
 
