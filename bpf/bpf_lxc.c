@@ -92,6 +92,11 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 		update_metrics(len, METRIC_EGRESS, REASON_FORWARDED);
 		return ret;
 	}
+	/* The node itself: its stack. */
+	if (info && info->sec_identity == HOST_ID) {
+		update_metrics(len, METRIC_EGRESS, REASON_FORWARDED);
+		return TC_ACT_OK;
+	}
 	/* Beyond this node (native routing, other nodes, the world): route it
 	 * here and hand it to the egress device; the node itself and whatever
 	 * the FIB does not forward go up the stack. */

@@ -736,7 +736,8 @@ impl Agent {
                 gateway: inner.pool.router(),
                 cidr: inner.pool.cidr,
             },
-            mtu: self.pod_mtu(),
+            mtu: self.underlay_mtu,
+            route_mtu: self.pod_mtu(),
         })
     }
 

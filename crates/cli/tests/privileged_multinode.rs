@@ -169,6 +169,19 @@ async fn privileged_multinode_tunnel_traffic_policy_etcd_outage_node_removal() {
     let st = seta(&n[0], &["status"]);
     assert_eq!(st["routing-mode"], "tunnel");
     assert_eq!(st["pod-mtu"], 1450);
+    // in the pod: the default route leaves room for VXLAN, the node's own pod CIDR does not
+    let out = t.lab.pod_exec("client", &["ip".into(), "route".into()]).unwrap().output().unwrap();
+    let routes = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        routes.lines().any(|l| l.starts_with("default") && l.contains("mtu 1450")),
+        "{routes}"
+    );
+    assert!(
+        routes
+            .lines()
+            .any(|l| l.starts_with(&t.lab.nodes[0].pod_cidr.to_string()) && !l.contains("mtu")),
+        "{routes}"
+    );
     let tun = seta(&n[0], &["bpf", "tunnel", "list"]);
     assert!(
         tun.as_array()

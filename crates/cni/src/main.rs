@@ -165,7 +165,10 @@ async fn add_steps(conf: &NetConf, env: &Env, client: &Client, netns: &std::fs::
             format!("CNI_IFNAME {} already exists in {}", env.ifname, env.netns),
         ));
     }
-    nl.create_veth_into(&host_if, &env.ifname, netns.as_fd()).await.map_err(nl_err)?;
+    let mtu = (ipam.mtu != 0 && ipam.mtu != 1500).then_some(ipam.mtu);
+    nl.create_veth_into(&host_if, &env.ifname, netns.as_fd(), mtu)
+        .await
+        .map_err(nl_err)?;
     done.push(Undo::DeleteLink(host_if.clone()));
     let host = nl
         .link(&host_if)
@@ -174,10 +177,6 @@ async fn add_steps(conf: &NetConf, env: &Env, client: &Client, netns: &std::fs::
         .ok_or_else(|| nl_err(format!("{host_if} vanished")))?;
     seta_datapath::sysfs::set_ipv4_sysctl(&format!("conf/{host_if}/rp_filter"), "0").map_err(nl_err)?;
     let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{host_if}/disable_ipv6"), "1");
-    // tunnel mode: the pod's MTU leaves room for the encapsulation
-    if ipam.mtu != 0 && ipam.mtu != 1500 {
-        nl.set_mtu(host.index, ipam.mtu).await.map_err(nl_err)?;
-    }
     nl.set_up(host.index).await.map_err(nl_err)?;
     injected("veth")?;
 
@@ -190,15 +189,30 @@ async fn add_steps(conf: &NetConf, env: &Env, client: &Client, netns: &std::fs::
     if let Some(lo) = pod.link("lo").await.map_err(nl_err)? {
         pod.set_up(lo.index).await.map_err(nl_err)?;
     }
-    if ipam.mtu != 0 && ipam.mtu != 1500 {
-        pod.set_mtu(peer.index, ipam.mtu).await.map_err(nl_err)?;
-    }
     pod.set_up(peer.index).await.map_err(nl_err)?;
     pod.add_addr(peer.index, ip, 32).await.map_err(nl_err)?;
     pod.replace_route(gw, 32, None, peer.index, Some(ip)).await.map_err(nl_err)?;
-    pod.replace_route(std::net::Ipv4Addr::UNSPECIFIED, 0, Some(gw), peer.index, None)
+    // tunnel mode: routes beyond the node leave room for the encapsulation,
+    // while the node's own pod CIDR (same-node pods) keeps the full MTU
+    let route_mtu = (ipam.route_mtu != 0 && ipam.route_mtu != ipam.mtu).then_some(ipam.route_mtu);
+    let route = |dst: std::net::Ipv4Addr, prefix: u8, mtu: Option<u32>| seta_datapath::netlink::Route {
+        dst,
+        prefix,
+        gw: Some(gw),
+        oif: Some(peer.index),
+        src: None,
+        mtu,
+        protocol: None,
+    };
+    pod.replace_route_with(&route(std::net::Ipv4Addr::UNSPECIFIED, 0, route_mtu))
         .await
         .map_err(nl_err)?;
+    if route_mtu.is_some() {
+        let cidr = ipam.ipv4.cidr;
+        pod.replace_route_with(&route(cidr.network(), cidr.prefix_len(), None))
+            .await
+            .map_err(nl_err)?;
+    }
     injected("netns")?;
 
     // 4. endpoint: returns once programs and maps are live

@@ -36,6 +36,11 @@ pub struct IpamResponse {
     /// MTU for the pod's interface (0 = leave the default)
     #[serde(default)]
     pub mtu: u32,
+    /// MTU of the pod's default route (tunnel mode: the interface MTU minus
+    /// the encapsulation); the node's own pod CIDR keeps the interface MTU.
+    /// 0 = same as `mtu`.
+    #[serde(default)]
+    pub route_mtu: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

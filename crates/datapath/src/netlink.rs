@@ -173,16 +173,23 @@ impl Netlink {
     /// Create a veth pair whose peer is born inside the network namespace
     /// behind `peer_ns` (no later move: moving a device between namespaces
     /// waits for an RCU grace period under the RTNL lock).
-    pub async fn create_veth_into(&self, name: &str, peer: &str, peer_ns: BorrowedFd<'_>) -> Result<()> {
+    /// `mtu` (both ends) is set in the same request.
+    pub async fn create_veth_into(&self, name: &str, peer: &str, peer_ns: BorrowedFd<'_>, mtu: Option<u32>) -> Result<()> {
         let mut msg = LinkVeth::new(name, peer).build();
         for a in msg.attributes.iter_mut() {
             if let LinkAttribute::LinkInfo(infos) = a {
                 for i in infos.iter_mut() {
                     if let NlLinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))) = i {
                         p.attributes.push(LinkAttribute::NetNsFd(peer_ns.as_raw_fd()));
+                        if let Some(m) = mtu {
+                            p.attributes.push(LinkAttribute::Mtu(m));
+                        }
                     }
                 }
             }
+        }
+        if let Some(m) = mtu {
+            msg.attributes.push(LinkAttribute::Mtu(m));
         }
         self.handle
             .link()

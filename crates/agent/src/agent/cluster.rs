@@ -127,7 +127,10 @@ impl Agent {
     /// answer quickly, the announce loop publishes it later (the local
     /// datapath never waits for the kvstore).
     pub(super) async fn publish_endpoint(&self, inner: &mut Inner, ep: &Endpoint) {
-        if !self.kv_health.connected() && !matches!(self.kv, Kv::Memory(..)) {
+        if matches!(self.kv, Kv::Memory(..)) {
+            return; // a single node: nobody to tell
+        }
+        if !self.kv_health.connected() {
             inner.cluster.republish = true;
             return;
         }
@@ -140,7 +143,10 @@ impl Agent {
     }
 
     pub(super) async fn withdraw_endpoint(&self, inner: &mut Inner, ip: Ipv4Addr) {
-        if !self.kv_health.connected() && !matches!(self.kv, Kv::Memory(..)) {
+        if matches!(self.kv, Kv::Memory(..)) {
+            return;
+        }
+        if !self.kv_health.connected() {
             inner.cluster.republish = true;
             return;
         }
@@ -164,6 +170,7 @@ impl Agent {
             )
         };
         let mine: std::collections::BTreeSet<Ipv4Addr> = entries.iter().map(|e| e.ip).collect();
+        let entries = if matches!(self.kv, Kv::Memory(..)) { vec![] } else { entries };
         for e in &entries {
             self.kv.publish_ip(self.prefix(), e).await?;
         }
