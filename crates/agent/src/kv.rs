@@ -146,6 +146,15 @@ impl Kv {
         }
     }
 
+    /// Replace the etcd connection (after a request got no answer).
+    pub async fn reconnect(&self) {
+        if let Kv::Etcd(c, _, _) = self {
+            if let Err(e) = c.store().reconnect().await {
+                tracing::warn!(%e, "reconnecting to etcd failed");
+            }
+        }
+    }
+
     /// Whether the lease was re-granted outside `keep_alive`'s caller (and clear it).
     pub fn take_renewed(&self) -> bool {
         match self {

@@ -370,13 +370,17 @@ async fn privileged_multinode_operator_ipam_gc_and_failover() {
         routing: Some("tunnel".into()),
         operator: true,
     };
-    let mut t = TestLab::up_with("mop", 2, 0, &bin_dir(), &opts).await.unwrap();
+    let mut t = TestLab::up_with("mop", 3, 0, &bin_dir(), &opts).await.unwrap();
     let (n1, n2) = (t.lab.nodes[0].name.clone(), t.lab.nodes[1].name.clone());
     // cluster-pool IPAM: each agent got a distinct /24 of the cluster CIDR from the operator
     let c1 = seta(&n1, &["status"])["ipam"]["cidr"].as_str().unwrap().to_string();
     let c2 = seta(&n2, &["status"])["ipam"]["cidr"].as_str().unwrap().to_string();
-    assert_ne!(c1, c2);
-    for c in [&c1, &c2] {
+    let c3 = seta(&t.lab.nodes[2].name, &["status"])["ipam"]["cidr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(c1 != c2 && c2 != c3 && c1 != c3, "{c1} {c2} {c3}");
+    for c in [&c1, &c2, &c3] {
         let net: ipnet::Ipv4Net = c.parse().unwrap();
         assert!(t.lab.cluster_cidr.contains(&net.network()) && net.prefix_len() == 24, "{c}");
     }

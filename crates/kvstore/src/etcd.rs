@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct EtcdStore {
-    client: Client,
+    client: Arc<std::sync::RwLock<Client>>,
+    endpoints: Vec<String>,
+    /// when the connection was last replaced (reconnects are rate-limited)
+    dialed: Arc<std::sync::Mutex<std::time::Instant>>,
     /// the open keep-alive stream (lease, sender, responses)
     keeper: Arc<tokio::sync::Mutex<Option<(LeaseId, etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream)>>>,
 }
@@ -29,6 +32,16 @@ fn err(op: &str, e: etcd_client::Error) -> KvError {
 impl EtcdStore {
     /// Connect to `endpoints` (e.g. ["http://127.0.0.1:2379"]).
     pub async fn connect(endpoints: &[String]) -> Result<Self> {
+        let client = Self::dial(endpoints).await?;
+        Ok(Self {
+            client: Arc::new(std::sync::RwLock::new(client)),
+            endpoints: endpoints.to_vec(),
+            dialed: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
+            keeper: Default::default(),
+        })
+    }
+
+    async fn dial(endpoints: &[String]) -> Result<Client> {
         // HTTP/2 keep-alives notice a dead etcd within seconds (watches break
         // instead of hanging); requests time out instead of waiting forever
         let opts = ConnectOptions::new()
@@ -36,20 +49,38 @@ impl EtcdStore {
             .with_timeout(std::time::Duration::from_secs(5))
             .with_keep_alive(std::time::Duration::from_secs(2), std::time::Duration::from_secs(5))
             .with_keep_alive_while_idle(true);
-        let client = Client::connect(endpoints, Some(opts))
+        Client::connect(endpoints, Some(opts))
             .await
-            .map_err(|e| err(&format!("connect {}", endpoints.join(",")), e))?;
-        Ok(Self {
-            client,
-            keeper: Default::default(),
-        })
+            .map_err(|e| err(&format!("connect {}", endpoints.join(",")), e))
+    }
+
+    fn client(&self) -> Client {
+        self.client.read().unwrap().clone()
+    }
+
+    /// Replace the connection: a request that got no answer may sit on a
+    /// stalled HTTP/2 connection, and waiting for its keep-alive to give up
+    /// takes seconds. Watches on the old one end and are re-established.
+    pub async fn reconnect(&self) -> Result<()> {
+        {
+            let mut d = self.dialed.lock().unwrap();
+            if d.elapsed() < std::time::Duration::from_secs(2) {
+                return Ok(());
+            }
+            *d = std::time::Instant::now();
+        }
+        let c = Self::dial(&self.endpoints).await?;
+        *self.client.write().unwrap() = c;
+        *self.keeper.lock().await = None;
+        tracing::info!(endpoints = %self.endpoints.join(","), "reconnected to etcd");
+        Ok(())
     }
 
     /// Campaign for leadership of `name` (etcd's election API) with `value`
     /// under `lease`; returns once this campaigner is the leader. A lost lease
     /// ends the leadership.
     pub async fn campaign(&self, name: &str, value: &str, lease: LeaseId) -> Result<()> {
-        let mut e = self.client.election_client();
+        let mut e = self.client().election_client();
         e.campaign(name, value, lease)
             .await
             .map_err(|e| err(&format!("campaign {name}"), e))?;
@@ -58,7 +89,7 @@ impl EtcdStore {
 
     /// The current leader's value of election `name`, if any.
     pub async fn leader(&self, name: &str) -> Result<Option<String>> {
-        let mut e = self.client.election_client();
+        let mut e = self.client().election_client();
         match e.leader(name).await {
             Ok(r) => Ok(r.kv().map(|kv| String::from_utf8_lossy(kv.value()).into_owned())),
             Err(etcd_client::Error::GRpcStatus(s)) if s.message().contains("no leader") => Ok(None),
@@ -71,7 +102,7 @@ impl EtcdStore {
     async fn read(&self, key: &str, opts: Option<GetOptions>) -> std::result::Result<etcd_client::GetResponse, etcd_client::Error> {
         let mut attempt = 0;
         loop {
-            let mut kv = self.client.kv_client();
+            let mut kv = self.client().kv_client();
             let r = tokio::time::timeout(std::time::Duration::from_secs(2), kv.get(key, opts.clone())).await;
             match r {
                 Ok(Ok(v)) => return Ok(v),
@@ -79,6 +110,11 @@ impl EtcdStore {
                     return Err(e)
                 }
                 Err(_) if attempt >= 2 => return Err(etcd_client::Error::Internal("no answer within 2 s (3 attempts)".into())),
+                Err(_) => {
+                    tracing::warn!(key, attempt, "etcd read got no answer within 2 s; reconnecting");
+                    let _ = self.reconnect().await;
+                    attempt += 1;
+                }
                 other => {
                     tracing::debug!(key, attempt, ?other, "etcd read failed; retrying");
                     attempt += 1;
@@ -108,14 +144,14 @@ impl KvStore for EtcdStore {
             .collect())
     }
     async fn put(&self, key: &str, value: &[u8], lease: LeaseId) -> Result<()> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.client().kv_client();
         kv.put(key, value, Self::put_opts(lease))
             .await
             .map_err(|e| err(&format!("put {key}"), e))?;
         Ok(())
     }
     async fn create_all(&self, kvs: &[(String, Vec<u8>)], lease: LeaseId) -> Result<bool> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.client().kv_client();
         let when: Vec<Compare> = kvs
             .iter()
             .map(|(k, _)| Compare::create_revision(k.as_str(), CompareOp::Equal, 0))
@@ -131,19 +167,19 @@ impl KvStore for EtcdStore {
         Ok(r.succeeded())
     }
     async fn delete(&self, key: &str) -> Result<()> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.client().kv_client();
         kv.delete(key, None).await.map_err(|e| err(&format!("delete {key}"), e))?;
         Ok(())
     }
     async fn grant_lease(&self, ttl: i64) -> Result<LeaseId> {
-        let mut l = self.client.lease_client();
+        let mut l = self.client().lease_client();
         Ok(l.grant(ttl, None).await.map_err(|e| err("lease grant", e))?.id())
     }
     async fn keep_alive(&self, lease: LeaseId) -> Result<()> {
         // one long-lived keep-alive stream per lease, opened again after errors
         let mut slot = self.keeper.lock().await;
         if slot.as_ref().is_none_or(|(id, _, _)| *id != lease) {
-            let mut l = self.client.lease_client();
+            let mut l = self.client().lease_client();
             let (keeper, stream) = l.keep_alive(lease).await.map_err(|e| lease_err(lease, e))?;
             *slot = Some((lease, keeper, stream));
         }
@@ -166,7 +202,7 @@ impl KvStore for EtcdStore {
         r
     }
     async fn list_and_watch(&self, prefix: &str) -> Result<(Vec<(String, Vec<u8>)>, WatchRx)> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.client().kv_client();
         let r = kv
             .get(prefix, Some(GetOptions::new().with_prefix()))
             .await
@@ -177,7 +213,7 @@ impl KvStore for EtcdStore {
             .iter()
             .map(|k| (String::from_utf8_lossy(k.key()).into_owned(), k.value().to_vec()))
             .collect();
-        let mut w = self.client.watch_client();
+        let mut w = self.client().watch_client();
         let stream = w
             .watch(
                 prefix,

@@ -1110,6 +1110,19 @@ impl TestLab {
 
 impl Drop for TestLab {
     fn drop(&mut self) {
+        // a failing test keeps its agents' and etcd's logs for the post-mortem
+        if std::thread::panicking() {
+            let dir = std::env::temp_dir().join(format!("seta-test-logs/{}", self.lab.name));
+            let _ = std::fs::create_dir_all(&dir);
+            for n in &self.lab.nodes {
+                let _ = std::fs::copy(&n.log, dir.join(format!("{}.log", n.name)));
+            }
+            for o in &self.lab.operators {
+                let _ = std::fs::copy(&o.log, dir.join(format!("{}.log", o.id)));
+            }
+            let _ = std::fs::copy(etcd_dir(&self.lab.name).with_extension("log"), dir.join("etcd.log"));
+            eprintln!("logs of lab {} kept in {}", self.lab.name, dir.display());
+        }
         let _ = Lab::down(&self.lab.name);
     }
 }

@@ -209,7 +209,8 @@ impl Agent {
                         pending |= renewed;
                     }
                     Err(e) => {
-                        tracing::warn!(%e, "kvstore lease keep-alive failed");
+                        tracing::warn!(%e, "kvstore lease keep-alive failed; reconnecting");
+                        self.kv.reconnect().await;
                         pending = true;
                     }
                 }
