@@ -10,6 +10,32 @@
 #include "lib/policy.h"
 #include "lib/tunnel.h"
 
+/* A packet that entered this node (from the tunnel or the node's device) for
+ * a local pod: conntrack, the pod's ingress policy against `src_id` for new
+ * connections, the routed hop's L2/TTL rewrite, then into the pod's netns. */
+static __always_inline int to_local_endpoint(struct __sk_buff *ctx, struct iphdr *ip, const struct endpoint_info *ep, __u32 src_id)
+{
+	struct flow f = {};
+	int ret;
+
+	ret = parse_l4(ctx, ip, &f);
+	if (ret < 0)
+		return send_drop(ctx, -ret, METRIC_INGRESS);
+	if (ct_lookup(&f, ctx->len) == CT_NEW) {
+		ret = ingress_policy(ep, src_id, &f, ep->ifindex);
+		if (ret < 0)
+			return send_drop(ctx, -ret, METRIC_INGRESS);
+		ret = ct_create(&f, src_id, ctx->len);
+		if (ret < 0)
+			return send_drop(ctx, -ret, METRIC_INGRESS);
+	}
+	ret = l3_local_delivery(ctx, ep);
+	if (ret < 0)
+		return send_drop(ctx, -ret, METRIC_INGRESS);
+	update_metrics(ctx->len, METRIC_INGRESS, REASON_FORWARDED);
+	return bpf_redirect_peer(ep->ifindex, 0);
+}
+
 SEC("classifier")
 int from_host(struct __sk_buff *ctx)
 {
@@ -80,9 +106,7 @@ int from_overlay(struct __sk_buff *ctx)
 	struct iphdr *ip = data + ETH_HLEN;
 	struct bpf_tunnel_key key = {};
 	struct endpoint_info *ep;
-	struct flow f = {};
 	__u32 src_id;
-	int ret;
 
 	if ((void *)(eth + 1) > data_end)
 		return send_drop(ctx, DROP_INVALID, METRIC_INGRESS);
@@ -102,22 +126,7 @@ int from_overlay(struct __sk_buff *ctx)
 		update_metrics(ctx->len, METRIC_INGRESS, REASON_FORWARDED);
 		return TC_ACT_OK;
 	}
-	ret = parse_l4(ctx, ip, &f);
-	if (ret < 0)
-		return send_drop(ctx, -ret, METRIC_INGRESS);
-	if (ct_lookup(&f, ctx->len) == CT_NEW) {
-		ret = ingress_policy(ep, src_id, &f, ep->ifindex);
-		if (ret < 0)
-			return send_drop(ctx, -ret, METRIC_INGRESS);
-		ret = ct_create(&f, src_id, ctx->len);
-		if (ret < 0)
-			return send_drop(ctx, -ret, METRIC_INGRESS);
-	}
-	ret = l3_local_delivery(ctx, ep);
-	if (ret < 0)
-		return send_drop(ctx, -ret, METRIC_INGRESS);
-	update_metrics(ctx->len, METRIC_INGRESS, REASON_FORWARDED);
-	return bpf_redirect_peer(ep->ifindex, 0);
+	return to_local_endpoint(ctx, ip, ep, src_id);
 }
 
 /* tcx ingress of the node's own network device(s): packets routed to a local
@@ -133,9 +142,6 @@ int from_netdev(struct __sk_buff *ctx)
 	struct ethhdr *eth = data;
 	struct iphdr *ip = data + ETH_HLEN;
 	struct endpoint_info *ep;
-	struct flow f = {};
-	__u32 src_id;
-	int ret;
 
 	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return TC_ACT_OK;
@@ -144,23 +150,7 @@ int from_netdev(struct __sk_buff *ctx)
 	ep = lookup_ip4_endpoint(ip->daddr);
 	if (!ep || (ep->flags & ENDPOINT_F_HOST))
 		return TC_ACT_OK;
-	ret = parse_l4(ctx, ip, &f);
-	if (ret < 0)
-		return send_drop(ctx, -ret, METRIC_INGRESS);
-	src_id = ipcache_identity(f.key.saddr);
-	if (ct_lookup(&f, ctx->len) == CT_NEW) {
-		ret = ingress_policy(ep, src_id, &f, ep->ifindex);
-		if (ret < 0)
-			return send_drop(ctx, -ret, METRIC_INGRESS);
-		ret = ct_create(&f, src_id, ctx->len);
-		if (ret < 0)
-			return send_drop(ctx, -ret, METRIC_INGRESS);
-	}
-	ret = l3_local_delivery(ctx, ep);
-	if (ret < 0)
-		return send_drop(ctx, -ret, METRIC_INGRESS);
-	update_metrics(ctx->len, METRIC_INGRESS, REASON_FORWARDED);
-	return bpf_redirect_peer(ep->ifindex, 0);
+	return to_local_endpoint(ctx, ip, ep, ipcache_identity(ip->saddr));
 }
 
 char __license[] SEC("license") = "Dual BSD/GPL";

@@ -316,6 +316,54 @@ fn ip_forwarded(ns: &str) -> Result<u64> {
         .unwrap_or(0))
 }
 
+/// Interleaved request/response (sockperf) and stream (iperf3) rounds between
+/// a seta pod pair and a baseline pair: rate, p50 RTT and throughput rows.
+fn rr_and_stream_rows(
+    args: &Args,
+    seta: (&str, &str, Ipv4Addr),
+    base: (&str, &str, Ipv4Addr),
+    what: &str,
+    base_name: &'static str,
+    goals: [&str; 3],
+) -> Result<Vec<Row>> {
+    // warm-up
+    sockperf_rr(seta.0, seta.1, seta.2, 11111, 1)?;
+    sockperf_rr(base.0, base.1, base.2, 11111, 1)?;
+    let (mut s_rtt, mut s_rate, mut b_rtt, mut b_rate, mut s_bw, mut b_bw) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for round in 1..=args.rounds {
+        eprintln!("    round {round}/{}", args.rounds);
+        let (a, b) = sockperf_rr(seta.0, seta.1, seta.2, 11111, args.seconds)?;
+        s_rtt.push(a);
+        s_rate.push(b);
+        let (a, b) = sockperf_rr(base.0, base.1, base.2, 11111, args.seconds)?;
+        b_rtt.push(a);
+        b_rate.push(b);
+        s_bw.push(iperf_stream(seta.0, seta.1, seta.2, 5201, args.seconds)?);
+        b_bw.push(iperf_stream(base.0, base.1, base.2, 5201, args.seconds)?);
+    }
+    let row = |name: String, unit, s: &[f64], b: &[f64], higher_is_better, goal: &str| Row {
+        name,
+        unit,
+        seta: summarize(s),
+        base_name,
+        base: summarize(b),
+        higher_is_better,
+        goal: goal.into(),
+    };
+    Ok(vec![
+        row(
+            format!("TCP RR rate, {what} (sockperf, 16 B)"),
+            "trans/s",
+            &s_rate,
+            &b_rate,
+            true,
+            goals[0],
+        ),
+        row(format!("TCP RR p50 RTT, {what}"), "µs", &s_rtt, &b_rtt, false, goals[1]),
+        row(format!("TCP stream, {what} (iperf3)"), "Gbit/s", &s_bw, &b_bw, true, goals[2]),
+    ])
+}
+
 // ---------------------------------------------------------------- 1. network
 
 async fn bench_net(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
@@ -326,53 +374,18 @@ async fn bench_net(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
     let node_ns = lab.nodes[0].netns.clone();
     let fwd0 = ip_forwarded(&node_ns)?;
 
-    // warm-up
-    sockperf_rr(&p1.netns, &p2.netns, p2.ip, 11111, 1)?;
-    sockperf_rr(&rc, &rs, rip, 11111, 1)?;
-    let (mut s_rtt, mut s_rate, mut b_rtt, mut b_rate, mut s_bw, mut b_bw) = (vec![], vec![], vec![], vec![], vec![], vec![]);
-    for round in 1..=args.rounds {
-        eprintln!("    round {round}/{}", args.rounds);
-        let (a, b) = sockperf_rr(&p1.netns, &p2.netns, p2.ip, 11111, args.seconds)?;
-        s_rtt.push(a);
-        s_rate.push(b);
-        let (a, b) = sockperf_rr(&rc, &rs, rip, 11111, args.seconds)?;
-        b_rtt.push(a);
-        b_rate.push(b);
-        s_bw.push(iperf_stream(&p1.netns, &p2.netns, p2.ip, 5201, args.seconds)?);
-        b_bw.push(iperf_stream(&rc, &rs, rip, 5201, args.seconds)?);
-    }
+    let rows = rr_and_stream_rows(
+        args,
+        (&p1.netns, &p2.netns, p2.ip),
+        (&rc, &rs, rip),
+        "pod↔pod same node",
+        "routed veth",
+        ["≥ 1.05×", "", "≥ 1.15×"],
+    )?;
     let fwd = ip_forwarded(&node_ns)? - fwd0;
     let base_fwd = ip_forwarded(&rr)?;
     eprintln!("    path check: seta node IpForwDatagrams +{fwd} (bypassed the stack), baseline router +{base_fwd}");
-    Ok(vec![
-        Row {
-            name: "TCP RR rate, pod↔pod same node (sockperf, 16 B)".into(),
-            unit: "trans/s",
-            seta: summarize(&s_rate),
-            base_name: "routed veth",
-            base: summarize(&b_rate),
-            higher_is_better: true,
-            goal: "≥ 1.05×".into(),
-        },
-        Row {
-            name: "TCP RR p50 RTT, pod↔pod same node".into(),
-            unit: "µs",
-            seta: summarize(&s_rtt),
-            base_name: "routed veth",
-            base: summarize(&b_rtt),
-            higher_is_better: false,
-            goal: "".into(),
-        },
-        Row {
-            name: "TCP stream, pod↔pod same node (iperf3)".into(),
-            unit: "Gbit/s",
-            seta: summarize(&s_bw),
-            base_name: "routed veth",
-            base: summarize(&b_bw),
-            higher_is_better: true,
-            goal: "≥ 1.15×".into(),
-        },
-    ])
+    Ok(rows)
 }
 
 // ---------------------------------------------------------------- 2. CNI ADD
@@ -1105,52 +1118,19 @@ async fn bench_xnode(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
             }
         }
         let (bc, bs, bip) = two_node_baseline(mode == "tunnel")?;
-        sockperf_rr(&p1.netns, &p2.netns, p2.ip, 11111, 1)?;
-        sockperf_rr(&bc, &bs, bip, 11111, 1)?;
-        let (mut s_rtt, mut s_rate, mut b_rtt, mut b_rate, mut s_bw, mut b_bw) = (vec![], vec![], vec![], vec![], vec![], vec![]);
-        for round in 1..=args.rounds {
-            eprintln!("    round {round}/{}", args.rounds);
-            let (a, b) = sockperf_rr(&p1.netns, &p2.netns, p2.ip, 11111, args.seconds)?;
-            s_rtt.push(a);
-            s_rate.push(b);
-            let (a, b) = sockperf_rr(&bc, &bs, bip, 11111, args.seconds)?;
-            b_rtt.push(a);
-            b_rate.push(b);
-            s_bw.push(iperf_stream(&p1.netns, &p2.netns, p2.ip, 5201, args.seconds)?);
-            b_bw.push(iperf_stream(&bc, &bs, bip, 5201, args.seconds)?);
-        }
         let base = if mode == "tunnel" {
             "plain VXLAN, no BPF"
         } else {
             "routed veth, no BPF"
         };
-        rows.push(Row {
-            name: format!("TCP RR rate, pod↔pod cross-node, {mode}"),
-            unit: "trans/s",
-            seta: summarize(&s_rate),
-            base_name: base,
-            base: summarize(&b_rate),
-            higher_is_better: true,
-            goal: "".into(),
-        });
-        rows.push(Row {
-            name: format!("TCP RR p50 RTT, pod↔pod cross-node, {mode}"),
-            unit: "µs",
-            seta: summarize(&s_rtt),
-            base_name: base,
-            base: summarize(&b_rtt),
-            higher_is_better: false,
-            goal: "".into(),
-        });
-        rows.push(Row {
-            name: format!("TCP stream, pod↔pod cross-node, {mode}"),
-            unit: "Gbit/s",
-            seta: summarize(&s_bw),
-            base_name: base,
-            base: summarize(&b_bw),
-            higher_is_better: true,
-            goal: "".into(),
-        });
+        rows.extend(rr_and_stream_rows(
+            args,
+            (&p1.netns, &p2.netns, p2.ip),
+            (&bc, &bs, bip),
+            &format!("pod↔pod cross-node, {mode}"),
+            base,
+            ["", "", ""],
+        )?);
         for ns in ["xc", "xa", "xu", "xb", "xs"] {
             let _ = sh(&["ip", "netns", "del", &format!("{PREFIX}-{ns}")]);
         }
@@ -1214,8 +1194,8 @@ async fn propagation(args: &Args, lab: &mut Lab) -> Result<Vec<Row>> {
     }
     // baseline: the kvstore alone, on a loopback etcd
     let etcd = seta_kvstore::testing::EtcdServer::start("bench-prop").context("etcd-server")?;
-    let w = std::sync::Arc::new(seta_kvstore::etcd::EtcdStore::connect(&[etcd.endpoint.clone()]).await?);
-    let p = seta_kvstore::etcd::EtcdStore::connect(&[etcd.endpoint.clone()]).await?;
+    let w = std::sync::Arc::new(seta_kvstore::etcd::EtcdStore::connect(std::slice::from_ref(&etcd.endpoint)).await?);
+    let p = seta_kvstore::etcd::EtcdStore::connect(std::slice::from_ref(&etcd.endpoint)).await?;
     let (_, mut rx) = w.list_and_watch("/bench/").await?;
     let mut raw = vec![];
     for i in 0..samples {

@@ -201,7 +201,7 @@ impl KvStore for EtcdStore {
         }
         r
     }
-    async fn list_and_watch(&self, prefix: &str) -> Result<(Vec<(String, Vec<u8>)>, WatchRx)> {
+    async fn list_and_watch(&self, prefix: &str) -> Result<(crate::Snapshot, WatchRx)> {
         let mut kv = self.client().kv_client();
         let r = kv
             .get(prefix, Some(GetOptions::new().with_prefix()))

@@ -44,7 +44,7 @@ pub trait KvStore: Send + Sync + 'static {
     /// Everything under `prefix` now, and every change after that snapshot
     /// (no gap, no duplicate). The receiver ends or yields an error when the
     /// watch breaks; callers list again (see [`reflector`]).
-    fn list_and_watch(&self, prefix: &str) -> impl std::future::Future<Output = Result<(Vec<(String, Vec<u8>)>, WatchRx)>> + Send;
+    fn list_and_watch(&self, prefix: &str) -> impl std::future::Future<Output = Result<(Snapshot, WatchRx)>> + Send;
 }
 
 /// One change under a watched prefix: a put (value) or a delete (None).
@@ -55,3 +55,6 @@ pub struct WatchEvent {
 }
 
 pub type WatchRx = tokio::sync::mpsc::Receiver<Result<Vec<WatchEvent>>>;
+pub type WatchTx = tokio::sync::mpsc::Sender<Result<Vec<WatchEvent>>>;
+/// A snapshot of a prefix: (key, value) pairs, sorted by key.
+pub type Snapshot = Vec<(String, Vec<u8>)>;

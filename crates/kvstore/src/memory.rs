@@ -1,6 +1,6 @@
 //! The embedded backend: one process, state persisted as JSON in the state dir.
 //! Leases are accepted and never expire (a single node outlives its keys).
-use crate::{KvError, KvStore, LeaseId, Result, WatchEvent, WatchRx};
+use crate::{KvError, KvStore, LeaseId, Result, Snapshot, WatchEvent, WatchRx, WatchTx};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -9,7 +9,7 @@ pub struct MemoryStore {
     data: Mutex<BTreeMap<String, Vec<u8>>>,
     file: Option<PathBuf>,
     /// watchers: prefix and sender (dropped when the receiver is gone)
-    watchers: Mutex<Vec<(String, tokio::sync::mpsc::Sender<Result<Vec<WatchEvent>>>)>>,
+    watchers: Mutex<Vec<(String, WatchTx)>>,
 }
 
 impl Default for MemoryStore {
@@ -129,7 +129,7 @@ impl KvStore for MemoryStore {
     async fn keep_alive(&self, _lease: LeaseId) -> Result<()> {
         Ok(())
     }
-    async fn list_and_watch(&self, prefix: &str) -> Result<(Vec<(String, Vec<u8>)>, WatchRx)> {
+    async fn list_and_watch(&self, prefix: &str) -> Result<(Snapshot, WatchRx)> {
         let d = self.data.lock().unwrap();
         let snap = d
             .range(prefix.to_string()..)
