@@ -57,7 +57,10 @@ spec:
     toPorts:
     - ports: [{port: "5201", protocol: TCP}]
 YAML
-for n in $N1 $N2; do $SETA --node $n policy import "$POLICY" >/dev/null; $SETA --node $n policy wait >/dev/null; done
+# imported on node 1 only: policies are cluster-wide (kept in etcd, watched by every agent)
+$SETA --node $N1 policy import "$POLICY"
+for _ in $(seq 50); do $SETA --node $N2 policy get 2>/dev/null | grep -q pod2-from-pod1 && break; sleep 0.1; done
+$SETA --node $N2 policy wait
 rm -f "$POLICY"
 $SETA lab exec pod2 --lab $LAB -- iperf3 -s -D -p 5201 >/dev/null
 sleep 0.5

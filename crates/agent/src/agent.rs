@@ -35,6 +35,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     Internal(String),
+    /// a dependency (the kvstore) is unavailable; nothing was changed
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<anyhow::Error> for ApiError {
@@ -1228,6 +1231,8 @@ impl Agent {
         }
         let mut inner = self.inner.lock().await;
         let names: Vec<String> = docs.iter().map(|d| d.origin.to_string()).collect();
+        // a cluster's policies live in the kvstore: written there first, all or nothing
+        self.store_policies(&mut inner, &docs, &[]).await?;
         for d in docs {
             match inner.policy.docs.iter_mut().find(|x| x.origin == d.origin) {
                 Some(x) => *x = d,
@@ -1297,6 +1302,8 @@ impl Agent {
         let mut inner = self.inner.lock().await;
         let before: Vec<String> = inner.policy.docs.iter().map(|d| d.origin.to_string()).collect();
         if all {
+            let gone = inner.policy.docs.clone();
+            self.store_policies(&mut inner, &[], &gone).await?;
             inner.policy.docs.clear();
         } else {
             let name = name.ok_or_else(|| ApiError::BadRequest("give a policy name or --all".into()))?;
@@ -1317,7 +1324,13 @@ impl Agent {
                     namespace.unwrap_or("default")
                 )));
             }
-            inner.policy.docs.retain(|d| !hit(d));
+            let (gone, kept): (Vec<PolicyDoc>, Vec<PolicyDoc>) = inner.policy.docs.drain(..).partition(|d| hit(d));
+            if let Err(e) = self.store_policies(&mut inner, &[], &gone).await {
+                inner.policy.docs = kept.into_iter().chain(gone).collect();
+                inner.policy.docs.sort_by(|a, b| a.origin.cmp(&b.origin));
+                return Err(e);
+            }
+            inner.policy.docs = kept;
         }
         let after: std::collections::BTreeSet<String> = inner.policy.docs.iter().map(|d| d.origin.to_string()).collect();
         let removed: Vec<String> = before.into_iter().filter(|d| !after.contains(d)).collect();

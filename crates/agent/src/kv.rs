@@ -146,6 +146,16 @@ impl Kv {
         }
     }
 
+    /// Whether other nodes share this store (etcd).
+    pub fn shared(&self) -> bool {
+        matches!(self, Kv::Etcd(..))
+    }
+
+    /// Put and delete keys in one transaction.
+    pub async fn apply(&self, puts: &[(String, Vec<u8>)], deletes: &[String]) -> seta_kvstore::Result<()> {
+        each!(self, c => c.store().apply(puts, deletes).await)
+    }
+
     /// Replace the etcd connection (after a request got no answer).
     pub async fn reconnect(&self) {
         if let Kv::Etcd(c, _, _) = self {

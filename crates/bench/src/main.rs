@@ -1148,7 +1148,7 @@ async fn bench_xnode(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
 /// endpoint whose policy selects it. Baseline: a bare etcd put -> watch event.
 async fn propagation(args: &Args, lab: &mut Lab) -> Result<Vec<Row>> {
     use seta_kvstore::KvStore;
-    eprintln!("==> propagation: identity change on node 1 -> maps on node 2 (vs a bare etcd put -> watch)");
+    eprintln!("==> propagation: identity and policy changes on node 1 -> maps on node 2 (vs a bare etcd put -> watch)");
     let (n1, n2) = (lab.nodes[0].name.clone(), lab.nodes[1].name.clone());
     lab.pod_add("pw", &n2, "default", &["app=web".into()], &[]).await?;
     lab.pod_add("pc", &n1, "default", &["app=client".into()], &[]).await?;
@@ -1192,6 +1192,28 @@ async fn propagation(args: &Args, lab: &mut Lab) -> Result<Vec<Row>> {
         to_ipcache.push(a.unwrap());
         to_policy.push(b.unwrap());
     }
+    // policy: imported on node 1, enforced by node 2 (cluster-wide policies)
+    let c1 = seta_client::Client::new(&lab.nodes[0].socket).with_timeout(Duration::from_secs(30));
+    let mut to_policy_import = vec![];
+    for i in 0..samples {
+        let y = format!(
+            "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: prop{i}, namespace: default}}\nspec:\n  endpointSelector: {{matchLabels: {{app: web}}}}\n  ingress:\n  - fromEndpoints: [{{matchLabels: {{seq: s{i}}}}}]\n    toPorts: [{{ports: [{{port: \"{}\", protocol: TCP}}]}}]\n",
+            1000 + i
+        );
+        let before = pol.list();
+        let t = Instant::now();
+        let _: seta_core::api::PolicyChange = c1.put("/v1/policy", &seta_core::api::PolicyText { yaml: y }).await?;
+        loop {
+            if pol.list().len() != before.len() {
+                to_policy_import.push(t.elapsed().as_secs_f64() * 1e3);
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(10) {
+                bail!("policy {i} imported on node 1 never reached node 2's map");
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
     // baseline: the kvstore alone, on a loopback etcd
     let etcd = seta_kvstore::testing::EtcdServer::start("bench-prop").context("etcd-server")?;
     let w = std::sync::Arc::new(seta_kvstore::etcd::EtcdStore::connect(std::slice::from_ref(&etcd.endpoint)).await?);
@@ -1222,6 +1244,24 @@ async fn propagation(args: &Args, lab: &mut Lab) -> Result<Vec<Row>> {
             base: p_summary(&raw, 50.0),
             higher_is_better: false,
             goal: "".into(),
+        },
+        Row {
+            name: "policy import on node 1 → node 2 policy map, p50".into(),
+            unit: "ms",
+            seta: p_summary(&to_policy_import, 50.0),
+            base_name: "etcd put → watch",
+            base: p_summary(&raw, 50.0),
+            higher_is_better: false,
+            goal: "".into(),
+        },
+        Row {
+            name: "policy import on node 1 → node 2 policy map, p99".into(),
+            unit: "ms",
+            seta: p_summary(&to_policy_import, 99.0),
+            base_name: "etcd put → watch",
+            base: p_summary(&raw, 99.0),
+            higher_is_better: false,
+            goal: "p99 ≤ 50 ms".into(),
         },
         Row {
             name: "identity change → node 2 policy map, p99".into(),

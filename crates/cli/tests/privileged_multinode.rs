@@ -58,15 +58,26 @@ fn ipcache_has(node: &str, ip: Ipv4Addr) -> bool {
         .any(|e| e["prefix"] == format!("{ip}/32"))
 }
 
-/// Import a policy on every node (each agent enforces its own pods) and wait.
-fn apply_everywhere(lab: &Lab, yaml: &str) {
+/// Import a policy on node 1 only: it reaches every node through the
+/// kvstore; wait until each node has it and enforces it.
+fn apply_cluster(lab: &Lab, yaml: &str) {
     let f = std::env::temp_dir().join(format!("{}-policy.yaml", lab.name));
     std::fs::write(&f, yaml).unwrap();
-    for n in &lab.nodes {
-        let r = seta(&n.name, &["policy", "import", f.to_str().unwrap()]);
-        seta(&n.name, &["policy", "wait", &r["revision"].to_string()]);
-    }
+    let r = seta(&lab.nodes[0].name, &["policy", "import", f.to_str().unwrap()]);
     let _ = std::fs::remove_file(&f);
+    let names: Vec<String> = r["policies"]
+        .as_array()
+        .map(|a| a.iter().map(|x| x.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default();
+    assert!(!names.is_empty(), "import named its documents: {r}");
+    for n in &lab.nodes {
+        wait_for(&format!("{} has the policy", n.name), 10, || {
+            let l = seta(&n.name, &["policy", "get"]);
+            let text = l.to_string();
+            names.iter().all(|want| text.contains(want.rsplit(['/', ' ']).next().unwrap()))
+        });
+        seta(&n.name, &["policy", "wait"]);
+    }
 }
 
 /// web (app=web) on node 2, client (app=client) on node 1, other (app=other) on node 3.
@@ -129,7 +140,7 @@ fn cross_node_traffic_and_policy(lab: &Lab) {
     assert!(tcp_ok(&lab.nodes[0].netns, web), "node 1 -> web on node 2");
 
     // policy by the labels of pods on other nodes
-    apply_everywhere(lab, WEB_POLICY);
+    apply_cluster(lab, WEB_POLICY);
     let denied_before = metric(&n2, "Policy denied", "INGRESS");
     assert!(tcp_ok(&ns("client"), web), "client (n1) -> web allowed by label");
     assert!(udp_ok(&ns("client"), web), "client (n1) -> web UDP allowed");
@@ -205,7 +216,7 @@ async fn privileged_multinode_tunnel_traffic_policy_etcd_outage_node_removal() {
     // etcd goes away during traffic: forwarding goes on, status says degraded
     let client_ns = t.lab.pod("client").unwrap().netns.clone();
     // ICMP is denied by the web policy: allow it for this part
-    apply_everywhere(
+    apply_cluster(
         &t.lab,
         r#"
 apiVersion: cilium.io/v2
@@ -243,7 +254,19 @@ spec:
     wait_for("node 1 reports the kvstore degraded", 15, || {
         seta(&n[0], &["status"])["kvstore-status"].as_str().unwrap().starts_with("degraded")
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // a policy change needs the kvstore: refused, and nothing changes
+    let f = std::env::temp_dir().join(format!("{}-outage.yaml", t.lab.name));
+    std::fs::write(&f, WEB_POLICY.replace("web-from-client", "during-outage")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_seta"))
+        .args(["--node", &n[0], "policy", "import", f.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&f);
+    assert!(!out.status.success(), "import without the kvstore must fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kvstore") && err.contains("nothing was changed"), "{err}");
+    assert!(!seta(&n[0], &["policy", "get"]).to_string().contains("during-outage"));
+    std::thread::sleep(Duration::from_secs(1));
     t.lab.etcd_start().unwrap();
     let out = pinger.join().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -338,6 +361,19 @@ async fn privileged_multinode_native_routing_traffic_and_policy() {
         fwd(&t.lab) - before
     );
     cross_node_traffic_and_policy(&t.lab);
+    // a policy deleted on another node is gone everywhere: other -> web allowed again
+    seta(&t.lab.nodes[1].name, &["policy", "delete", "web-from-client"]);
+    wait_for("node 1 dropped the policy", 10, || {
+        !seta(&t.lab.nodes[0].name, &["policy", "get"])
+            .to_string()
+            .contains("web-from-client")
+    });
+    let web_addr = SocketAddr::new(web.ip.into(), 8080);
+    let _r = Responder::start(&web.netns, web_addr);
+    assert!(
+        tcp_ok(&t.lab.pod("other").unwrap().netns, web_addr),
+        "other -> web allowed after the delete"
+    );
 }
 
 /// IpForwDatagrams of a node's namespace (/proc/net/snmp).

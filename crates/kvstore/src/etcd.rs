@@ -171,6 +171,16 @@ impl KvStore for EtcdStore {
         kv.delete(key, None).await.map_err(|e| err(&format!("delete {key}"), e))?;
         Ok(())
     }
+    async fn apply(&self, puts: &[(String, Vec<u8>)], deletes: &[String]) -> Result<()> {
+        let mut kv = self.client().kv_client();
+        let ops: Vec<TxnOp> = puts
+            .iter()
+            .map(|(k, v)| TxnOp::put(k.as_str(), v.clone(), None))
+            .chain(deletes.iter().map(|k| TxnOp::delete(k.as_str(), None)))
+            .collect();
+        kv.txn(Txn::new().and_then(ops)).await.map_err(|e| err("txn apply", e))?;
+        Ok(())
+    }
     async fn grant_lease(&self, ttl: i64) -> Result<LeaseId> {
         let mut l = self.client().lease_client();
         Ok(l.grant(ttl, None).await.map_err(|e| err("lease grant", e))?.id())

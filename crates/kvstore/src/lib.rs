@@ -38,6 +38,8 @@ pub trait KvStore: Send + Sync + 'static {
     /// (returns false when one already existed).
     fn create_all(&self, kvs: &[(String, Vec<u8>)], lease: LeaseId) -> impl std::future::Future<Output = Result<bool>> + Send;
     fn delete(&self, key: &str) -> impl std::future::Future<Output = Result<()>> + Send;
+    /// Put and delete several keys in one transaction (all or nothing).
+    fn apply(&self, puts: &[(String, Vec<u8>)], deletes: &[String]) -> impl std::future::Future<Output = Result<()>> + Send;
     /// A lease that expires `ttl` seconds after its last keep-alive.
     fn grant_lease(&self, ttl: i64) -> impl std::future::Future<Output = Result<LeaseId>> + Send;
     fn keep_alive(&self, lease: LeaseId) -> impl std::future::Future<Output = Result<()>> + Send;

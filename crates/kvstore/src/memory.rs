@@ -123,6 +123,27 @@ impl KvStore for MemoryStore {
         }
         self.save(&d)
     }
+    async fn apply(&self, puts: &[(String, Vec<u8>)], deletes: &[String]) -> Result<()> {
+        let mut d = self.data.lock().unwrap();
+        let mut events = Vec::new();
+        for (k, v) in puts {
+            d.insert(k.clone(), v.clone());
+            events.push(WatchEvent {
+                key: k.clone(),
+                value: Some(v.clone()),
+            });
+        }
+        for k in deletes {
+            if d.remove(k).is_some() {
+                events.push(WatchEvent {
+                    key: k.clone(),
+                    value: None,
+                });
+            }
+        }
+        self.notify(events);
+        self.save(&d)
+    }
     async fn grant_lease(&self, _ttl: i64) -> Result<LeaseId> {
         Ok(0)
     }

@@ -36,6 +36,24 @@ pub struct ClusterState {
     pub republish: bool,
     /// probe results: node name -> (underlay reachable, datapath reachable, when)
     pub health: BTreeMap<String, seta_core::api::NodeHealth>,
+    /// the cluster's policies (etcd mode)
+    policies_m: Mirror,
+    /// the first policy snapshot was applied
+    policies_synced: bool,
+    /// this node's policy writes not yet seen through the watch (key ->
+    /// value or deletion, when): the watch may still deliver older states
+    policy_writes: BTreeMap<String, (Option<Vec<u8>>, Instant)>,
+}
+
+/// `<prefix>/policies/v1/<kind>/<namespace or _>/<name>`
+pub fn policy_key(prefix: &str, d: &PolicyDoc) -> String {
+    format!(
+        "{}/policies/v1/{}/{}/{}",
+        prefix.trim_end_matches('/'),
+        d.origin.kind.short(),
+        d.origin.namespace.as_deref().unwrap_or("_"),
+        d.origin.name
+    )
 }
 
 /// Watch health of the three prefixes.
@@ -44,17 +62,22 @@ pub struct KvHealth {
     pub ids: Arc<Health>,
     pub ips: Arc<Health>,
     pub nodes: Arc<Health>,
+    pub policies: Arc<Health>,
 }
 
 impl KvHealth {
     pub fn connected(&self) -> bool {
-        self.ids.connected() && self.ips.connected() && self.nodes.connected()
+        self.ids.connected() && self.ips.connected() && self.nodes.connected() && self.policies.connected()
     }
     pub fn resyncs(&self) -> u64 {
-        self.ids.resyncs() + self.ips.resyncs() + self.nodes.resyncs()
+        self.ids.resyncs() + self.ips.resyncs() + self.nodes.resyncs() + self.policies.resyncs()
     }
     pub fn last_error(&self) -> Option<String> {
-        self.ids.last_error().or(self.ips.last_error()).or(self.nodes.last_error())
+        self.ids
+            .last_error()
+            .or(self.ips.last_error())
+            .or(self.nodes.last_error())
+            .or(self.policies.last_error())
     }
 }
 
@@ -246,6 +269,8 @@ impl Agent {
         let mut ids = self.kv.reflect(format!("{p}/identities/v1/id/"), self.kv_health.ids.clone());
         let mut ips = self.kv.reflect(seta_kvstore::ipcache::base(&p), self.kv_health.ips.clone());
         let mut nodes = self.kv.reflect(format!("{p}/nodes/v1/"), self.kv_health.nodes.clone());
+        // policies are cluster-wide only when the store is shared (the embedded one holds none)
+        let mut policies = self.kv.reflect(format!("{p}/policies/v1/"), self.kv_health.policies.clone());
         let me = self.clone();
         tokio::spawn(async move {
             loop {
@@ -253,6 +278,7 @@ impl Agent {
                     Some(u) = ids.recv() => (0, u),
                     Some(u) = ips.recv() => (1, u),
                     Some(u) = nodes.recv() => (2, u),
+                    Some(u) = policies.recv() => (3, u),
                     else => return,
                 };
                 let mut batch = vec![(which, u)];
@@ -266,6 +292,9 @@ impl Agent {
                 while let Ok(u) = nodes.try_recv() {
                     batch.push((2, u));
                 }
+                while let Ok(u) = policies.try_recv() {
+                    batch.push((3, u));
+                }
                 me.apply_cluster_updates(batch).await;
             }
         });
@@ -276,11 +305,12 @@ impl Agent {
     async fn apply_cluster_updates(&self, batch: Vec<(u8, Update)>) {
         let t = Instant::now();
         let mut inner = self.inner.lock().await;
-        let (mut id_changes, mut topo_changed): (Vec<Change>, bool) = (Vec::new(), false);
+        let (mut id_changes, mut topo_changed, mut pol_changed): (Vec<Change>, bool, bool) = (Vec::new(), false, false);
         for (which, u) in batch {
             match which {
                 0 => id_changes.extend(inner.cluster.ids.apply(u)),
                 1 => topo_changed |= !inner.cluster.ips.apply(u).is_empty(),
+                3 => pol_changed |= !inner.cluster.policies_m.apply(u).is_empty() || !inner.cluster.policies_synced,
                 _ => {
                     if !inner.cluster.nodes_m.apply(u).is_empty() {
                         topo_changed = true;
@@ -304,7 +334,90 @@ impl Agent {
         if topo_changed {
             self.converge_remote(&mut inner).await;
         }
+        if pol_changed && self.kv.shared() {
+            self.cluster_policies_changed(&mut inner).await;
+        }
         tracing::debug!(ms = t.elapsed().as_secs_f64() * 1e3, "cluster state applied");
+    }
+
+    /// Write policy documents to (and delete them from) the cluster's kvstore
+    /// in one transaction; a single node (embedded store) keeps them locally.
+    pub(super) async fn store_policies(&self, inner: &mut Inner, put: &[PolicyDoc], delete: &[PolicyDoc]) -> Result<(), ApiError> {
+        if !self.kv.shared() || (put.is_empty() && delete.is_empty()) {
+            return Ok(());
+        }
+        let puts: Vec<(String, Vec<u8>)> = put
+            .iter()
+            .map(|d| (policy_key(self.prefix(), d), serde_json::to_vec(d).expect("serialisable")))
+            .collect();
+        let deletes: Vec<String> = delete.iter().map(|d| policy_key(self.prefix(), d)).collect();
+        match tokio::time::timeout(std::time::Duration::from_secs(3), self.kv.apply(&puts, &deletes)).await {
+            Ok(Ok(())) => {
+                let now = Instant::now();
+                for (k, v) in puts {
+                    inner.cluster.policy_writes.insert(k, (Some(v), now));
+                }
+                for k in deletes {
+                    inner.cluster.policy_writes.insert(k, (None, now));
+                }
+                Ok(())
+            }
+            Ok(Err(e)) => Err(ApiError::Unavailable(format!("kvstore: {e}; nothing was changed"))),
+            Err(_) => Err(ApiError::Unavailable("kvstore: no answer within 3 s; nothing was changed".into())),
+        }
+    }
+
+    /// The kvstore's policies changed (another node imported or deleted one,
+    /// or a resync): make the local repository equal to them.
+    async fn cluster_policies_changed(&self, inner: &mut Inner) {
+        // our own recent writes count even before the watch shows them
+        let data = {
+            let c = &mut inner.cluster;
+            let mirror = &c.policies_m.data;
+            c.policy_writes
+                .retain(|k, (v, at)| mirror.get(k) != v.as_ref() && at.elapsed() < std::time::Duration::from_secs(10));
+            let mut data = mirror.clone();
+            for (k, (v, _)) in &c.policy_writes {
+                match v {
+                    Some(v) => data.insert(k.clone(), v.clone()),
+                    None => data.remove(k),
+                };
+            }
+            data
+        };
+        let mut want: Vec<PolicyDoc> = Vec::new();
+        for (k, v) in &data {
+            match serde_json::from_slice::<PolicyDoc>(v) {
+                Ok(d) => want.push(d),
+                Err(e) => tracing::error!(key = %k, %e, "unreadable policy in the kvstore; ignored"),
+            }
+        }
+        want.sort_by(|a, b| a.origin.cmp(&b.origin));
+        if !inner.cluster.policies_synced {
+            inner.cluster.policies_synced = true;
+            // first contact with a cluster that has no policies yet: this
+            // node's (from before it joined) become the cluster's
+            if want.is_empty() && !inner.policy.docs.is_empty() {
+                let docs = inner.policy.docs.clone();
+                match self.store_policies(inner, &docs, &[]).await {
+                    Ok(()) => tracing::info!(policies = docs.len(), "published this node's policies to the cluster"),
+                    Err(e) => {
+                        inner.cluster.policies_synced = false;
+                        tracing::warn!(%e, "could not publish this node's policies");
+                    }
+                }
+                return;
+            }
+        }
+        let as_json = |d: &[PolicyDoc]| d.iter().map(|x| serde_json::to_value(x).ok()).collect::<Vec<_>>();
+        if as_json(&want) == as_json(&inner.policy.docs) {
+            return;
+        }
+        tracing::info!(policies = want.len(), "cluster policies changed");
+        inner.policy.docs = want;
+        if let Err(e) = self.policy_changed(inner) {
+            tracing::error!(%e, "applying the cluster's policies");
+        }
     }
 
     /// Identities created or deleted anywhere in the cluster enter or leave
