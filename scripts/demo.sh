@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 SETA=target/release/seta
 LAB=demo
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-cleanup() { step "teardown"; $SETA lab down --lab $LAB; }
+cleanup() { step "teardown"; [ -n "${KEEP:-}" ] || $SETA lab down --lab $LAB; }
 trap cleanup EXIT
 $SETA lab down --lab $LAB >/dev/null 2>&1 || true
 
@@ -65,11 +65,13 @@ rm -f "$POLICY"
 $SETA lab exec pod2 --lab $LAB -- iperf3 -s -D -p 5201 >/dev/null
 sleep 0.5
 tcp() { $SETA lab exec "$1" --lab $LAB -- timeout 2 bash -c "exec 3<>/dev/tcp/$P2/5201" 2>/dev/null && echo "$1 -> pod2:5201 connected" || echo "$1 -> pod2:5201 refused by policy"; }
+SEQ=$($SETA --node $N2 -o json events | jq 'map(.seq) | max // 0')
 tcp pod1
 tcp pod3
 tcp pod4
+sleep 0.2
 echo "-- ingress verdicts on $N2 (pod1's and pod3's identities arrived in the VNI from $N1):"
-$SETA --node $N2 events | grep 5201 | grep INGRESS | sort -u -k5,8 | tail -6
+$SETA --node $N2 events --since "$SEQ" | grep INGRESS
 $SETA --node $N2 identity list
 
 step "seta bpf metrics list ($N2: datapath counters)"
