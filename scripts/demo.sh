@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 SETA=target/release/seta
 LAB=demo
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-cleanup() { step "teardown"; [ -n "${KEEP:-}" ] || $SETA lab down --lab $LAB; }
+cleanup() { step "teardown"; [ -n "${KEEP:-}" ] || $SETA lab down --lab $LAB; }  # also stops the pods' iperf3 servers
 trap cleanup EXIT
 $SETA lab down --lab $LAB >/dev/null 2>&1 || true
 

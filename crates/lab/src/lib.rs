@@ -865,6 +865,18 @@ impl Lab {
             .unwrap_or_default();
         ns.sort_by_key(|n| is_node_name(name, n));
         for n in ns {
+            // whatever still runs inside (e.g. a server started with `seta lab exec`)
+            // would outlive the namespace: stop it first
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", &n]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok())
+                {
+                    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).is_ok() {
+                        done.push(format!("killed pid {pid} in {n}"));
+                    }
+                }
+            }
             if run_ip(&["netns", "del", &n]).is_ok() {
                 done.push(format!("deleted netns {n}"));
             }
