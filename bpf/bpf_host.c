@@ -5,15 +5,15 @@
  *   local destination's ingress policy to new connections and delivers each
  *   packet to its endpoint's veth, or encapsulates it towards another node.
  *   from_overlay: tcx ingress of seta_vxlan. The source identity is the VNI;
- *   local endpoints get their ingress policy, the node gets the rest. */
+ *   local endpoints get their ingress policy, the node gets the rest.
+ *   from_netdev: tcx ingress of the node's device; delivers to local pods. */
 #include "lib/common.h"
 #include "lib/policy.h"
 #include "lib/tunnel.h"
 
-/* A packet that entered this node (from the tunnel or the node's device) for
- * a local pod: conntrack, the pod's ingress policy against `src_id` for new
- * connections, the routed hop's L2/TTL rewrite, then into the pod's netns. */
-static __always_inline int to_local_endpoint(struct __sk_buff *ctx, struct iphdr *ip, const struct endpoint_info *ep, __u32 src_id)
+/* Conntrack, and for a new connection the local pod's ingress policy against
+ * `src_id`: 0 when the packet may pass, else TC_ACT_SHOT (counted). */
+static __always_inline int ingress_admit(struct __sk_buff *ctx, struct iphdr *ip, const struct endpoint_info *ep, __u32 src_id)
 {
 	struct flow f = {};
 	int ret;
@@ -29,6 +29,18 @@ static __always_inline int to_local_endpoint(struct __sk_buff *ctx, struct iphdr
 		if (ret < 0)
 			return send_drop(ctx, -ret, METRIC_INGRESS);
 	}
+	return 0;
+}
+
+/* A packet that entered this node (from the tunnel or the node's device) for
+ * a local pod: admission, the routed hop's L2/TTL rewrite, then into the
+ * pod's netns. */
+static __always_inline int to_local_endpoint(struct __sk_buff *ctx, struct iphdr *ip, const struct endpoint_info *ep, __u32 src_id)
+{
+	int ret = ingress_admit(ctx, ip, ep, src_id);
+
+	if (ret)
+		return ret;
 	ret = l3_local_delivery(ctx, ep);
 	if (ret < 0)
 		return send_drop(ctx, -ret, METRIC_INGRESS);
@@ -44,8 +56,6 @@ int from_host(struct __sk_buff *ctx)
 	struct ethhdr *eth = data;
 	struct iphdr *ip = data + ETH_HLEN;
 	struct endpoint_info *ep;
-	struct flow f = {};
-	__u32 src_id;
 	int ret;
 
 	if ((void *)(eth + 1) > data_end)
@@ -71,20 +81,10 @@ int from_host(struct __sk_buff *ctx)
 	}
 	if (ep->flags & ENDPOINT_F_HOST)
 		return TC_ACT_OK;
-	ret = parse_l4(ctx, ip, &f);
-	if (ret < 0)
-		return send_drop(ctx, -ret, METRIC_INGRESS);
-	/* The node's own addresses are in the ipcache as host (1); in native
-	 * routing mode, other nodes' pods are there with their identities. */
-	src_id = ipcache_identity(f.key.saddr);
-	if (ct_lookup(&f, ctx->len) == CT_NEW) {
-		ret = ingress_policy(ep, src_id, &f, ep->ifindex);
-		if (ret < 0)
-			return send_drop(ctx, -ret, METRIC_INGRESS);
-		ret = ct_create(&f, src_id, ctx->len);
-		if (ret < 0)
-			return send_drop(ctx, -ret, METRIC_INGRESS);
-	}
+	/* The node's own addresses are in the ipcache as host (1). */
+	ret = ingress_admit(ctx, ip, ep, ipcache_identity(ip->saddr));
+	if (ret)
+		return ret;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	eth = data;

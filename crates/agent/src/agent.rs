@@ -663,7 +663,7 @@ impl Agent {
         AgentConfig {
             node: self.cfg.node.clone(),
             pod_cidr: self.cfg.pod_cidr,
-            router_ip: Ipv4Addr::from(u32::from(self.cfg.pod_cidr.network()) + 1),
+            router_ip: seta_core::ipam::router_ip(self.cfg.pod_cidr),
             state_dir: self.cfg.state_dir.display().to_string(),
             socket: self.cfg.socket.display().to_string(),
             bpffs: self.cfg.bpffs.display().to_string(),
@@ -920,7 +920,7 @@ impl Agent {
             let _ = self.store.remove_endpoint(ep.id);
             return Err(e);
         }
-        self.publish_endpoint(&mut inner, &ep).await;
+        self.share_endpoint_ip(&mut inner, ep.ipv4, Some(&ep)).await;
         // (also when the kvstore watch already reported it: adding is idempotent)
         let new_identity = !inner.endpoints.values().any(|e| e.identity == ep.identity);
         let new_ports = !ep.named_ports.is_empty();
@@ -956,7 +956,7 @@ impl Agent {
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         inner.eps.remove(ep.ipv4)?;
         inner.ipc.remove(ep.ipv4, 32)?;
-        self.withdraw_endpoint(&mut inner, ep.ipv4).await;
+        self.share_endpoint_ip(&mut inner, ep.ipv4, None).await;
         // keep the emptied map registered: the next endpoint with this id finds it ready
         self.dp.recycle_policy_map(ep.id)?;
         match seta_datapath::maps::CtMap::open(self.dp.pin_dir()).and_then(|mut ct| ct.flush_ip(ep.ipv4)) {
@@ -1429,7 +1429,7 @@ impl Agent {
                 .await
                 .map_err(|e| ApiError::Internal(e.to_string()))??;
             publish(inner, &ep)?;
-            self.publish_endpoint(inner, &ep).await;
+            self.share_endpoint_ip(inner, ep.ipv4, Some(&ep)).await;
         }
         self.release_identity(inner, &old.labels).await;
         tracing::info!(id, old = old.identity, new = identity, "endpoint relabelled");

@@ -1,46 +1,18 @@
 //! End-to-end tests in a lab with real traffic through the eBPF datapath.
+mod common;
+use common::bin_dir;
 use seta_lab::{privileged, spawn_in_netns, Lab, TestLab};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn bin_dir() -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_BIN_EXE_seta")).parent().unwrap().to_path_buf();
-    for b in ["seta-agent", "seta-cni"] {
-        assert!(
-            d.join(b).exists(),
-            "{} missing: run `cargo build --workspace` (make test does)",
-            d.join(b).display()
-        );
-    }
-    d
+fn seta(_lab: &Lab, node: &str, args: &[&str]) -> serde_json::Value {
+    common::seta(node, args)
 }
 
-fn seta(lab: &Lab, node: &str, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_seta"))
-        .args(["--node", node, "-o", "json"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "seta {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _ = lab;
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn metric(lab: &Lab, node: &str, reason: &str, dir: &str) -> u64 {
-    seta(lab, node, &["bpf", "metrics", "list"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["reason"] == reason && m["direction"] == dir)
-        .map(|m| m["packets"].as_u64().unwrap())
-        .unwrap_or(0)
+fn metric(_lab: &Lab, node: &str, reason: &str, dir: &str) -> u64 {
+    common::metric(node, reason, dir)
 }
 
 fn ping(lab: &Lab, pod: &str, dst: Ipv4Addr, count: u32, interval: &str) -> (u32, u32) {

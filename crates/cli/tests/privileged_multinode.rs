@@ -1,54 +1,13 @@
 //! Three-node clusters sharing a real etcd: cross-node traffic in tunnel and
 //! native routing, policy by the identity of a pod on another node (carried
 //! in the VNI in tunnel mode), etcd going away during traffic, a node removed.
+mod common;
+use common::{bin_dir, metric, seta, wait_for};
 use seta_lab::traffic::{ping_ok, tcp_ok, udp_ok, Responder};
 use seta_lab::{privileged, Lab, LabOptions, TestLab};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
-
-fn bin_dir() -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_BIN_EXE_seta")).parent().unwrap().to_path_buf();
-    assert!(
-        d.join("seta-agent").exists() && d.join("seta-cni").exists() && d.join("seta-operator").exists(),
-        "run `cargo build --workspace` first"
-    );
-    d
-}
-
-fn seta(node: &str, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_seta"))
-        .args(["--node", node, "-o", "json"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "seta {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out after {secs} s waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn metric(node: &str, reason: &str, dir: &str) -> u64 {
-    seta(node, &["bpf", "metrics", "list"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["reason"] == reason && m["direction"] == dir)
-        .map(|m| m["packets"].as_u64().unwrap())
-        .unwrap_or(0)
-}
+use std::time::Duration;
 
 fn ipcache_has(node: &str, ip: Ipv4Addr) -> bool {
     seta(node, &["bpf", "ipcache", "list"])

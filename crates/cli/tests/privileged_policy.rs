@@ -1,19 +1,11 @@
 //! End-to-end policy scenarios in a lab: real TCP, UDP and ICMP through the
 //! kernel, and the drop reason the datapath counted.
+mod common;
+use common::bin_dir;
 use seta_lab::traffic::{ping_ok, tcp_ok, udp_ok, Responder};
 use seta_lab::{privileged, Lab, TestLab};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::process::Command;
-
-fn bin_dir() -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_BIN_EXE_seta")).parent().unwrap().to_path_buf();
-    assert!(
-        d.join("seta-agent").exists() && d.join("seta-cni").exists(),
-        "run `cargo build --workspace` first"
-    );
-    d
-}
 
 struct P {
     t: TestLab,
@@ -54,18 +46,7 @@ impl P {
         self.lab().pod(pod).unwrap().ip
     }
     fn seta(&self, args: &[&str]) -> serde_json::Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_seta"))
-            .args(["--node", &self.node(), "-o", "json"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "seta {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        common::seta(&self.node(), args)
     }
     /// Import a policy and wait until every endpoint enforces it.
     fn apply(&self, yaml: &str) {
@@ -76,13 +57,7 @@ impl P {
         self.seta(&["policy", "wait", &r["revision"].to_string()]);
     }
     fn drops(&self, reason: &str, dir: &str) -> u64 {
-        self.seta(&["bpf", "metrics", "list"])
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["reason"] == reason && m["direction"] == dir)
-            .map(|m| m["packets"].as_u64().unwrap())
-            .unwrap_or(0)
+        common::metric(&self.node(), reason, dir)
     }
     fn web_addr(&self, port: u16) -> SocketAddr {
         SocketAddr::new(self.ip("web").into(), port)

@@ -41,7 +41,7 @@ impl Pool {
 
     /// The router IP (held by `seta_host`): the first host address.
     pub fn router(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.cidr.network()) + 1)
+        router_ip(self.cidr)
     }
 
     pub fn capacity(&self) -> usize {
@@ -87,6 +87,11 @@ impl Pool {
     pub fn owner_of(&self, ip: Ipv4Addr) -> Option<&str> {
         self.allocated.get(&ip).map(String::as_str)
     }
+}
+
+/// The router IP of a pod CIDR: its first address (on seta_host).
+pub fn router_ip(cidr: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(cidr.network()) + 1)
 }
 
 /// Cluster-pool IPAM (the operator's side): the first /`mask` subnet of

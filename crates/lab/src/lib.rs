@@ -402,27 +402,13 @@ impl Lab {
         std::fs::create_dir_all(&dir)?;
         let client = format!("http://{UNDERLAY_GW}:2379");
         let peer = format!("http://{UNDERLAY_GW}:2380");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.with_extension("log"))?;
         let mut cmd = Command::new("etcd");
         cmd.args(["--name", "lab", "--data-dir"])
             .arg(dir.join("data"))
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("lab={peer}")])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0);
-        in_netns(&mut cmd, &netns_path(&ul.netns))?;
-        let child = cmd.spawn().context("spawn etcd (install etcd-server)")?;
-        let pid = child.id();
-        std::thread::spawn(move || {
-            let mut c = child;
-            let _ = c.wait();
-        });
+            .args(["--initial-cluster", &format!("lab={peer}")]);
+        let pid = spawn_daemon(cmd, &ul.netns, &dir.with_extension("log")).context("spawn etcd (install etcd-server)")?;
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let up = spawn_in_netns(&ul.netns, || std::net::TcpStream::connect((UNDERLAY_GW, 2379)).is_ok())
@@ -510,8 +496,6 @@ impl Lab {
     /// Start (or restart) the agent of `node` inside its namespace and wait until it is healthy.
     pub async fn start_agent(&mut self, node: &str) -> Result<()> {
         let n = self.node(node)?.clone();
-        std::fs::create_dir_all(n.log.parent().unwrap())?;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&n.log)?;
         let mut cmd = Command::new(self.bin_dir.join("seta-agent"));
         cmd.args(["--node", &n.name])
             .args(
@@ -531,19 +515,8 @@ impl Lab {
             .arg(&n.cni_conf_dir)
             .arg("--socket")
             .arg(&n.socket)
-            .args(&self.agent_args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0);
-        in_netns(&mut cmd, &netns_path(&n.netns))?;
-        let child = cmd.spawn().context("spawn seta-agent")?;
-        let pid = child.id();
-        // The agent outlives this process (`seta lab up` returns); reap it if we are still around.
-        std::thread::spawn(move || {
-            let mut c = child;
-            let _ = c.wait();
-        });
+            .args(&self.agent_args);
+        let pid = spawn_daemon(cmd, &n.netns, &n.log).context("spawn seta-agent")?;
         let client = Client::new(&n.socket).with_timeout(Duration::from_secs(2));
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -582,8 +555,6 @@ impl Lab {
             .find(|o| o.id == id)
             .cloned()
             .with_context(|| format!("no operator {id}"))?;
-        std::fs::create_dir_all(op.log.parent().unwrap())?;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&op.log)?;
         let mut cmd = Command::new(self.bin_dir.join("seta-operator"));
         cmd.args(["--id", id, "--kvstore-endpoints", &etcd, "--lease-ttl", "3"])
             .args([
@@ -592,18 +563,8 @@ impl Lab {
                 "--cluster-pool-mask-size",
                 "24",
             ])
-            .args(["--gc-interval", "1", "--identity-gc-grace", "3", "--node-gc-grace", "30"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0);
-        in_netns(&mut cmd, &netns_path(&ul.netns))?;
-        let child = cmd.spawn().context("spawn seta-operator (make build)")?;
-        let pid = child.id();
-        std::thread::spawn(move || {
-            let mut c = child;
-            let _ = c.wait();
-        });
+            .args(["--gc-interval", "1", "--identity-gc-grace", "3", "--node-gc-grace", "30"]);
+        let pid = spawn_daemon(cmd, &ul.netns, &op.log).context("spawn seta-operator (make build)")?;
         self.operators.iter_mut().find(|o| o.id == id).unwrap().pid = Some(pid);
         self.save()
     }
@@ -1059,6 +1020,25 @@ fn etcd_pids(data_dir: &Path) -> Vec<u32> {
 }
 
 /// Agents of nodes whose name starts with `node_prefix`.
+/// Start `cmd` inside network namespace `netns` as a daemon of the lab: its
+/// own process group, output appended to `log`. It outlives this process
+/// (`seta lab up` returns); a thread reaps it if we are still around.
+fn spawn_daemon(mut cmd: Command, netns: &str, log: &Path) -> Result<u32> {
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    cmd.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out).process_group(0);
+    in_netns(&mut cmd, &netns_path(netns))?;
+    let child = cmd.spawn()?;
+    let pid = child.id();
+    std::thread::spawn(move || {
+        let mut c = child;
+        let _ = c.wait();
+    });
+    Ok(pid)
+}
+
 /// Operator replicas whose --id starts with `prefix`.
 fn operator_pids(prefix: &str) -> Vec<u32> {
     pids_where(|argv| {

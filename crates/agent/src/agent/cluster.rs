@@ -5,6 +5,7 @@
 //! re-published after the kvstore comes back or the lease was lost.
 use super::*;
 use crate::config::RoutingMode;
+use seta_core::ipam::router_ip;
 use seta_kvstore::ipcache::IpEntry;
 use seta_kvstore::nodes::NodeInfo;
 use seta_kvstore::reflector::{Change, Health, Mirror, Update};
@@ -146,35 +147,25 @@ impl Agent {
         }
     }
 
-    /// Publish an endpoint's IP for the other nodes; if the kvstore does not
-    /// answer quickly, the announce loop publishes it later (the local
-    /// datapath never waits for the kvstore).
-    pub(super) async fn publish_endpoint(&self, inner: &mut Inner, ep: &Endpoint) {
-        if matches!(self.kv, Kv::Memory(..)) {
+    /// Publish an endpoint's IP for the other nodes (Some) or withdraw it
+    /// (None). If the kvstore is away or slow, the announce loop writes
+    /// everything again later: the local datapath never waits for it.
+    pub(super) async fn share_endpoint_ip(&self, inner: &mut Inner, ip: Ipv4Addr, ep: Option<&Endpoint>) {
+        if !self.kv.shared() {
             return; // a single node: nobody to tell
         }
         if !self.kv_health.connected() {
             inner.cluster.republish = true;
             return;
         }
-        let e = self.ip_entry(ep);
-        let r = tokio::time::timeout(std::time::Duration::from_millis(500), self.kv.publish_ip(self.prefix(), &e)).await;
-        if !matches!(r, Ok(Ok(()))) {
-            tracing::warn!(ip = %ep.ipv4, "could not publish the endpoint's IP in the kvstore; will retry");
-            inner.cluster.republish = true;
-        }
-    }
-
-    pub(super) async fn withdraw_endpoint(&self, inner: &mut Inner, ip: Ipv4Addr) {
-        if matches!(self.kv, Kv::Memory(..)) {
-            return;
-        }
-        if !self.kv_health.connected() {
-            inner.cluster.republish = true;
-            return;
-        }
-        let r = tokio::time::timeout(std::time::Duration::from_millis(500), self.kv.withdraw_ip(self.prefix(), ip)).await;
-        if !matches!(r, Ok(Ok(()))) {
+        let write = async {
+            match ep {
+                Some(ep) => self.kv.publish_ip(self.prefix(), &self.ip_entry(ep)).await,
+                None => self.kv.withdraw_ip(self.prefix(), ip).await,
+            }
+        };
+        if !matches!(tokio::time::timeout(std::time::Duration::from_millis(500), write).await, Ok(Ok(()))) {
+            tracing::warn!(%ip, "could not update the endpoint's IP entry in the kvstore; will retry");
             inner.cluster.republish = true;
         }
     }
@@ -193,7 +184,7 @@ impl Agent {
             )
         };
         let mine: std::collections::BTreeSet<Ipv4Addr> = entries.iter().map(|e| e.ip).collect();
-        let entries = if matches!(self.kv, Kv::Memory(..)) { vec![] } else { entries };
+        let entries = if self.kv.shared() { entries } else { vec![] };
         for e in &entries {
             self.kv.publish_ip(self.prefix(), e).await?;
         }
@@ -475,7 +466,7 @@ impl Agent {
                 tunnel_endpoint: tun(primary),
                 ..Default::default()
             };
-            for ip in n.ips.iter().chain([&Ipv4Addr::from(u32::from(cidr.network()) + 1)]) {
+            for ip in n.ips.iter().chain([&router_ip(cidr)]) {
                 want.insert(*ip, node_entry);
             }
         }
@@ -523,7 +514,7 @@ impl Agent {
                     prefix: *plen,
                     gw: None,
                     oif: Some(h.index),
-                    src: Some(own_cidr_router(own_cidr)),
+                    src: Some(router_ip(own_cidr)),
                     mtu: Some(self.pod_mtu()),
                     protocol: Some(ROUTE_PROTO),
                 },
@@ -600,7 +591,7 @@ impl Agent {
                         Ok(Ok(_))
                     )
                 };
-                let router = n.pod_cidr.parse::<ipnet::Ipv4Net>().ok().map(own_cidr_router);
+                let router = n.pod_cidr.parse::<ipnet::Ipv4Net>().ok().map(router_ip);
                 let t = Instant::now();
                 let node_ok = probe(n.primary_ip()).await;
                 let dp_ok = probe(router).await;
@@ -619,9 +610,4 @@ impl Agent {
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         }
     }
-}
-
-/// The router IP of a pod CIDR (its first address).
-pub fn own_cidr_router(cidr: ipnet::Ipv4Net) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(cidr.network()) + 1)
 }
