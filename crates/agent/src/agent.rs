@@ -23,6 +23,7 @@ use std::time::Instant;
 use tokio::sync::Mutex;
 
 mod cluster;
+mod ipcache;
 pub use cluster::VXLAN_DEV;
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +71,8 @@ struct Inner {
     reserved_ids: std::collections::BTreeSet<u16>,
     eps: EndpointMap,
     ipc: IpcacheMap,
+    /// the merged desired ipcache (every source) and what is installed
+    ipc_state: ipcache::IpcacheState,
     policy: PolicyState,
     /// per-IP identities of pod IPs under a Kubernetes ipBlock
     ipblock_ids: BTreeMap<Ipv4Addr, u32>,
@@ -204,12 +207,19 @@ impl Inner {
     /// pod lives); returns whether the set changed.
     fn sync_ipblock_ids(&mut self) -> bool {
         let prefixes = self.ipblock_prefixes();
-        let want: std::collections::BTreeSet<Ipv4Addr> = self
-            .endpoints
-            .values()
-            .map(|e| e.ipv4)
-            .filter(|ip| prefixes.iter().any(|p| p.contains(ip)))
-            .collect();
+        // every pod IP of the cluster (local endpoints and other nodes' pods),
+        // never node addresses or reserved identities
+        let want: std::collections::BTreeSet<Ipv4Addr> = if prefixes.is_empty() {
+            Default::default()
+        } else {
+            self.ipc_state
+                .merged
+                .pod_ips()
+                .filter(|(_, _, id)| *id >= seta_core::identity::MIN_ALLOCATED && *id < SCOPE_LOCAL)
+                .map(|(ip, _, _)| ip)
+                .filter(|ip| prefixes.iter().any(|p| p.contains(ip)))
+                .collect()
+        };
         let before = self.ipblock_ids.clone();
         self.ipblock_ids.retain(|ip, _| want.contains(ip));
         for ip in want {
@@ -266,14 +276,10 @@ const SCOPE_LOCAL: u32 = 1 << 24;
 /// delivery) and its ipcache entry (its identity for everyone's policy).
 fn publish(inner: &mut Inner, ep: &Endpoint) -> Result<(), ApiError> {
     inner.eps.upsert(ep.ipv4, &host_entry(ep).map_err(ApiError::BadRequest)?)?;
-    inner.ipc.upsert(
-        ep.ipv4,
-        32,
-        &RemoteEndpointInfo {
-            sec_identity: ep.identity,
-            ..Default::default()
-        },
-    )?;
+    inner.ipcache_local(ep.ipv4, Some(ep.identity));
+    if let Some(err) = inner.ipc_state.failed.get(&ipcache::host32(ep.ipv4)) {
+        return Err(ApiError::Internal(format!("ipcache entry for {}: {err}", ep.ipv4)));
+    }
     Ok(())
 }
 
@@ -315,7 +321,7 @@ impl Agent {
             tokio::task::spawn_blocking(move || dp.attach_host(HOST_DEV)).await??;
         }
         let mut eps = EndpointMap::open(dp.pin_dir())?;
-        let mut ipc = IpcacheMap::open(dp.pin_dir())?;
+        let ipc = IpcacheMap::open(dp.pin_dir())?;
         eps.upsert(
             router,
             &EndpointInfo {
@@ -323,14 +329,25 @@ impl Agent {
                 ..Default::default()
             },
         )?;
-        ipc.upsert(
-            router,
-            32,
-            &RemoteEndpointInfo {
-                sec_identity: ID_HOST,
-                ..Default::default()
+        // start from what is pinned: nothing is rewritten until every source
+        // has said what it wants (the full reconcile at the end of start)
+        let mut ipc_state = ipcache::IpcacheState::adopt(&ipc);
+        ipc_state.merged.upsert(
+            seta_core::ipcache::Source::Local,
+            ipcache::host32(router),
+            seta_core::ipcache::Entry {
+                identity: ID_HOST,
+                tunnel_endpoint: None,
             },
-        )?;
+        );
+        // other nodes' entries a previous run left stay until the first
+        // cluster sync says otherwise (no gap for cross-node traffic)
+        for (net, e) in &ipc_state.installed {
+            if net.prefix_len() == 32 && !cfg.pod_cidr.contains(&net.addr()) && e.identity < SCOPE_LOCAL {
+                let (net, e) = (*net, *e);
+                ipc_state.merged.upsert(seta_core::ipcache::Source::Cluster, net, e);
+            }
+        }
 
         let identities: IdentityAllocator = store.load("identities.json")?;
         let policy: PolicyState = store.load("policy.json")?;
@@ -350,6 +367,7 @@ impl Agent {
                 reserved_ids: Default::default(),
                 eps,
                 ipc,
+                ipc_state,
                 policy,
                 ipblock_ids: BTreeMap::new(),
                 resolved: BTreeMap::new(),
@@ -375,9 +393,9 @@ impl Agent {
             inner.sync_cidr_identities();
             agent.sync_cidr_ipcache(&mut inner)?;
             agent.sync_ipblock(&mut inner)?;
+            inner.reconcile_ipcache(true);
             agent.regenerate_all(&mut inner);
             agent.save_pool_and_ids(&inner)?;
-            Self::adopt_installed(&mut inner);
         }
         Ok(agent)
     }
@@ -420,7 +438,7 @@ impl Agent {
                     self.dp.detach_endpoint(&ep.interface_name)?;
                     self.dp.remove_endpoint_policy(ep.id)?;
                     inner.eps.remove(ep.ipv4)?;
-                    inner.ipc.remove(ep.ipv4, 32)?;
+                    inner.ipcache_local(ep.ipv4, None);
                     let _ = inner.pool.release(ep.ipv4);
                     self.store.remove_endpoint(ep.id)?;
                 }
@@ -434,11 +452,7 @@ impl Agent {
                 inner.eps.remove(ip)?;
             }
         }
-        for (ip, plen, _) in inner.ipc.list() {
-            if plen == 32 && inner.pool.cidr.contains(&ip) && !known.contains(&ip) {
-                inner.ipc.remove(ip, 32)?;
-            }
-        }
+        // (stray ipcache entries go in the full reconcile at the end of start)
         let devs: std::collections::BTreeSet<String> = inner
             .endpoints
             .values()
@@ -588,28 +602,25 @@ impl Agent {
     }
 
     /// CIDR identities in the ipcache (prefix -> identity); stale ones removed.
+    /// They are the lowest-precedence source: a prefix that is also a pod's
+    /// or node's address keeps that identity.
     fn sync_cidr_ipcache(&self, inner: &mut Inner) -> Result<()> {
-        let want: BTreeMap<(Ipv4Addr, u8), u32> = inner
+        let want: BTreeMap<ipnet::Ipv4Net, seta_core::ipcache::Entry> = inner
             .policy
             .cidr_ids
             .iter()
-            .map(|(n, id)| ((n.network(), n.prefix_len()), *id))
+            .map(|(n, id)| {
+                (
+                    n.trunc(),
+                    seta_core::ipcache::Entry {
+                        identity: *id,
+                        tunnel_endpoint: None,
+                    },
+                )
+            })
             .collect();
-        for (ip, plen, v) in inner.ipc.list() {
-            if v.sec_identity >= SCOPE_LOCAL && v.sec_identity < 2 * SCOPE_LOCAL && !want.contains_key(&(ip, plen)) {
-                inner.ipc.remove(ip, plen)?;
-            }
-        }
-        for ((ip, plen), id) in want {
-            inner.ipc.upsert(
-                ip,
-                plen,
-                &RemoteEndpointInfo {
-                    sec_identity: id,
-                    ..Default::default()
-                },
-            )?;
-        }
+        inner.ipc_state.merged.replace_source(seta_core::ipcache::Source::Cidr, &want);
+        inner.reconcile_ipcache(false);
         Ok(())
     }
 
@@ -915,7 +926,7 @@ impl Agent {
             let _ = self.dp.detach_endpoint(&ep.interface_name);
             let _ = self.dp.remove_endpoint_policy(ep.id);
             let _ = inner.eps.remove(ep.ipv4);
-            let _ = inner.ipc.remove(ep.ipv4, 32);
+            inner.ipcache_local(ep.ipv4, None);
             self.release_identity(&mut inner, &ep.labels).await;
             let _ = self.store.remove_endpoint(ep.id);
             return Err(e);
@@ -955,7 +966,7 @@ impl Agent {
             .detach_endpoint(&ep.interface_name)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         inner.eps.remove(ep.ipv4)?;
-        inner.ipc.remove(ep.ipv4, 32)?;
+        inner.ipcache_local(ep.ipv4, None);
         self.share_endpoint_ip(&mut inner, ep.ipv4, None).await;
         // keep the emptied map registered: the next endpoint with this id finds it ready
         self.dp.recycle_policy_map(ep.id)?;
@@ -1490,22 +1501,44 @@ impl Agent {
             let ep = inner.endpoints[&inner.find(&r).map_err(|e| ApiError::NotFound(format!("{what}: {e}")))?].clone();
             return Ok(ep_side(inner, &ep));
         }
-        if let Some(labels) = &s.labels {
-            let ns = s.namespace.clone().unwrap_or_else(|| "default".into());
-            let l = self.identity_labels(inner, labels, &ns)?;
-            let id = inner
-                .identities
-                .list()
-                .find(|a| a.labels == l)
-                .map(|a| a.id)
-                .unwrap_or(u32::MAX >> 8);
+        // a pod on another node: its identity and labels from the cluster, its
+        // policy computed from the same rules
+        let remote_pod = s.ip.and_then(|ip| {
+            let (src, e) = inner.ipc_state.merged.winner(ipcache::host32(ip))?;
+            let labels = inner.cluster.remote_ids.get(&e.identity)?.clone();
+            (src == seta_core::ipcache::Source::Cluster).then_some((ip, e.identity, labels))
+        });
+        if s.labels.is_some() || remote_pod.is_some() {
+            let (ns, l, id, ip, pod_labels) = match (&s.labels, remote_pod) {
+                (Some(labels), _) => {
+                    let ns = s.namespace.clone().unwrap_or_else(|| "default".into());
+                    let l = self.identity_labels(inner, labels, &ns)?;
+                    let id = inner
+                        .identities
+                        .list()
+                        .find(|a| a.labels == l)
+                        .map(|a| a.id)
+                        .unwrap_or(u32::MAX >> 8);
+                    (ns, l, id, Ipv4Addr::UNSPECIFIED, labels.clone())
+                }
+                (None, Some((ip, id, l))) => {
+                    let ns = l
+                        .iter()
+                        .find(|x| x.key == "io.kubernetes.pod.namespace")
+                        .map(|x| x.value.clone())
+                        .unwrap_or_default();
+                    (ns, l, id, ip, vec![])
+                }
+                _ => unreachable!(),
+            };
+            let labels = &pod_labels;
             let fake = Endpoint {
                 id: 0,
                 container_id: String::new(),
                 container_interface_name: String::new(),
                 pod_name: String::new(),
                 namespace: ns.clone(),
-                ipv4: Ipv4Addr::UNSPECIFIED,
+                ipv4: ip,
                 mac: String::new(),
                 host_mac: String::new(),
                 interface_name: String::new(),
@@ -1523,7 +1556,11 @@ impl Agent {
                 status_message: String::new(),
             };
             let mut side = ep_side(inner, &fake);
-            side.description = format!("pod with labels [{}] in {ns} (identity {id})", labels.join(", "));
+            side.description = if ip.is_unspecified() {
+                format!("pod with labels [{}] in {ns} (identity {id})", labels.join(", "))
+            } else {
+                format!("pod {ip} on another node (identity {id})")
+            };
             return Ok(side);
         }
         let ip = s.ip.unwrap();

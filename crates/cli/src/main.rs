@@ -1200,8 +1200,10 @@ async fn policy(cmd: &PolicyCmd, cli: &Cli, json: bool) -> Result<i32> {
                 port,
             };
             let r: seta_core::policy::trace::TraceResult = c.post("/v1/policy/trace", &req).await?;
+            // the exit status is the verdict in every output format
             if json {
-                return print_json(&r);
+                print_json(&r)?;
+                return Ok(if r.allowed { 0 } else { 2 });
             }
             println!("Tracing From: {} (identity {})", r.source, r.source_identity);
             println!("        To:   {} (identity {})", r.destination, r.destination_identity);

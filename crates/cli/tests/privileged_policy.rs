@@ -3,41 +3,82 @@
 mod common;
 use common::bin_dir;
 use seta_lab::traffic::{ping_ok, tcp_ok, udp_ok, Responder};
-use seta_lab::{privileged, Lab, TestLab};
+use seta_lab::{privileged, Lab, LabOptions, TestLab};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 
+/// Where a scenario runs: one node, or two nodes sharing a real etcd with the
+/// pods of every namespace spread over both, in either routing mode.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Topo {
+    One,
+    Tunnel,
+    Native,
+}
+
 struct P {
     t: TestLab,
+    topo: Topo,
 }
 
 impl P {
-    /// A lab with one node and pods web (app=web, port http=8080), client, other.
-    async fn new(tag: &str) -> Self {
-        let mut t = TestLab::up(tag, 1, 0, &bin_dir()).await.unwrap();
-        let node = t.lab.nodes[0].name.clone();
-        t.lab
-            .pod_add(
-                "web",
-                &node,
-                "default",
-                &["app=web".into()],
-                &["http=8080/TCP".into(), "dns=5353/UDP".into()],
-            )
-            .await
-            .unwrap();
-        t.lab
-            .pod_add("client", &node, "default", &["app=client".into()], &[])
-            .await
-            .unwrap();
-        t.lab.pod_add("other", &node, "default", &["app=other".into()], &[]).await.unwrap();
-        Self { t }
+    /// Pods web (app=web, port http=8080) on the first node, client (app=client)
+    /// on the second (the first with one node), other (app=other) on the first.
+    async fn new(tag: &str, topo: Topo) -> Self {
+        let t = match topo {
+            Topo::One => TestLab::up(tag, 1, 0, &bin_dir()).await.unwrap(),
+            Topo::Tunnel | Topo::Native => {
+                let opts = LabOptions {
+                    etcd: true,
+                    routing: Some(if topo == Topo::Tunnel { "tunnel" } else { "native" }.into()),
+                    operator: false,
+                };
+                TestLab::up_with(tag, 2, 0, &bin_dir(), &opts).await.unwrap()
+            }
+        };
+        let mut p = Self { t, topo };
+        p.pod_add("web", 0, "default", &["app=web"], &["http=8080/TCP", "dns=5353/UDP"])
+            .await;
+        p.pod_add("client", 1, "default", &["app=client"], &[]).await;
+        p.pod_add("other", 0, "default", &["app=other"], &[]).await;
+        p
+    }
+    /// Add a pod on node `idx` (modulo the number of nodes); every other node
+    /// learns it before this returns.
+    async fn pod_add(&mut self, name: &str, idx: usize, ns: &str, labels: &[&str], ports: &[&str]) {
+        let node = self.lab().nodes[idx % self.lab().nodes.len()].name.clone();
+        let labels: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
+        let ports: Vec<String> = ports.iter().map(|s| s.to_string()).collect();
+        self.t.lab.pod_add(name, &node, ns, &labels, &ports).await.unwrap();
+        let ip = self.ip(name);
+        for n in self.nodes() {
+            if n != node {
+                common::wait_for(&format!("{n} learns {name} ({ip})"), 10, || {
+                    common::seta(&n, &["bpf", "ipcache", "list"])
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|e| e["prefix"] == format!("{ip}/32"))
+                });
+            }
+        }
     }
     fn lab(&self) -> &Lab {
         &self.t.lab
     }
+    fn nodes(&self) -> Vec<String> {
+        self.lab().nodes.iter().map(|n| n.name.clone()).collect()
+    }
+    /// The node cluster-wide commands go to.
     fn node(&self) -> String {
         self.lab().nodes[0].name.clone()
+    }
+    /// The node a pod runs on.
+    fn node_of(&self, pod: &str) -> String {
+        self.lab().pod(pod).unwrap().node.clone()
+    }
+    fn node_netns(&self, node: &str) -> String {
+        self.lab().nodes.iter().find(|n| n.name == node).unwrap().netns.clone()
     }
     fn ns(&self, pod: &str) -> String {
         self.lab().pod(pod).unwrap().netns.clone()
@@ -48,20 +89,126 @@ impl P {
     fn seta(&self, args: &[&str]) -> serde_json::Value {
         common::seta(&self.node(), args)
     }
-    /// Import a policy and wait until every endpoint enforces it.
+    /// A node-local read on the node that hosts `pod`.
+    fn seta_at(&self, pod: &str, args: &[&str]) -> serde_json::Value {
+        common::seta(&self.node_of(pod), args)
+    }
+    /// After a policy change on the first node: every node holds the same
+    /// policies and enforces them.
+    fn sync(&self) {
+        let names = |n: &str| {
+            let mut v: Vec<String> = common::seta(n, &["policy", "get"])["policies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        let want = names(&self.node());
+        // every node maps every pod's IP to the identity its own node gave it
+        let pods: Vec<(String, Ipv4Addr)> = self.lab().pods.iter().map(|x| (x.name.clone(), x.ip)).collect();
+        let ids: Vec<(String, serde_json::Value)> = pods
+            .iter()
+            .map(|(name, ip)| {
+                let ns = self.lab().pod(name).unwrap().namespace.clone();
+                let ep = self.seta_at(name, &["endpoint", "get", &format!("pod-name:{ns}/{name}")]);
+                (format!("{ip}/32"), ep["identity"].clone())
+            })
+            .collect();
+        for n in self.nodes() {
+            common::wait_for(&format!("{n} has the cluster's policies"), 10, || names(&n) == want);
+            common::wait_for(&format!("{n} knows every pod's identity"), 10, || {
+                let ipc = common::seta(&n, &["bpf", "ipcache", "list"]);
+                let ipc = ipc.as_array().unwrap();
+                ids.iter()
+                    .all(|(prefix, id)| ipc.iter().any(|e| &e["prefix"] == prefix && &e["identity"] == id))
+            });
+            common::seta(&n, &["policy", "wait"]);
+        }
+    }
+    /// Import a policy and wait until every endpoint on every node enforces it.
     fn apply(&self, yaml: &str) {
         let f = std::env::temp_dir().join(format!("{}-{}.yaml", self.lab().name, rand_suffix()));
         std::fs::write(&f, yaml).unwrap();
         let r = self.seta(&["policy", "import", f.to_str().unwrap()]);
         let _ = std::fs::remove_file(&f);
         self.seta(&["policy", "wait", &r["revision"].to_string()]);
+        self.sync();
     }
+    /// `seta policy delete ARGS` on the first node, enforced everywhere.
+    fn delete(&self, args: &[&str]) {
+        let mut a = vec!["policy", "delete"];
+        a.extend_from_slice(args);
+        self.seta(&a);
+        self.sync();
+    }
+    /// Drops counted for (reason, direction), summed over the nodes.
     fn drops(&self, reason: &str, dir: &str) -> u64 {
-        common::metric(&self.node(), reason, dir)
+        self.nodes().iter().map(|n| common::metric(n, reason, dir)).sum()
+    }
+    /// Every node's verdict events.
+    fn events(&self) -> Vec<serde_json::Value> {
+        self.nodes()
+            .iter()
+            .flat_map(|n| common::seta(n, &["events"]).as_array().unwrap().clone())
+            .collect()
     }
     fn web_addr(&self, port: u16) -> SocketAddr {
         SocketAddr::new(self.ip("web").into(), port)
     }
+    /// `seta policy trace` between two pods (by IP, which resolves pods on
+    /// any node) for dport/TCP on the destination's node; the exit status.
+    fn trace(&self, src: &str, dst: &str, port: u16) -> (Option<i32>, serde_json::Value) {
+        let out = Command::new(env!("CARGO_BIN_EXE_seta"))
+            .args(["--node", &self.node_of(dst), "-o", "json", "policy", "trace"])
+            .args(["--src-ip", &self.ip(src).to_string(), "--dst-ip", &self.ip(dst).to_string()])
+            .args(["--dport", &format!("{port}/TCP")])
+            .output()
+            .unwrap();
+        (out.status.code(), serde_json::from_slice(&out.stdout).unwrap_or_default())
+    }
+    /// Every node's ipcache, as (prefix, identity, tunnel endpoint) rows.
+    fn ipcaches(&self) -> Vec<Vec<String>> {
+        self.nodes()
+            .iter()
+            .map(|n| {
+                common::seta(n, &["bpf", "ipcache", "list"])
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect()
+            })
+            .collect()
+    }
+    /// Every node's policy maps equal a full recompute.
+    fn verify(&self) {
+        for n in self.nodes() {
+            let v = common::seta(&n, &["policy", "verify"]);
+            assert_eq!(v["consistent"], true, "{n}: {v}");
+        }
+    }
+}
+
+/// Run a scenario in each topology as its own test.
+macro_rules! scenario {
+    ($name:ident, $tag:literal, [$($test:ident => $topo:ident),+]) => {
+        mod $name {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    if !privileged(concat!(stringify!($name), "::", stringify!($test))) {
+                        return;
+                    }
+                    let tag = concat!($tag, stringify!($test)).chars().take(8).collect::<String>();
+                    super::$name(P::new(&tag, Topo::$topo).await).await;
+                }
+            )+
+        }
+    };
 }
 
 fn rand_suffix() -> u64 {
@@ -74,12 +221,7 @@ fn rand_suffix() -> u64 {
 const POLICY_DENIED: &str = "Policy denied";
 const DENYLIST: &str = "Policy denied by denylist";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn privileged_policy_ingress_allow_from_label_named_port_label_change_and_delete() {
-    if !privileged("privileged_policy_ingress_allow_from_label_named_port_label_change_and_delete") {
-        return;
-    }
-    let mut p = P::new("pin").await;
+async fn privileged_policy_ingress_allow_from_label_named_port_label_change_and_delete(mut p: P) {
     let _r = Responder::start(&p.ns("web"), p.web_addr(8080));
     let _u = Responder::start(&p.ns("web"), p.web_addr(5353));
     // every endpoint identity was allocated through the kvstore (embedded backend)
@@ -91,10 +233,11 @@ async fn privileged_policy_ingress_allow_from_label_named_port_label_change_and_
         .map(|e| e["key"].as_str().unwrap().rsplit('/').next().unwrap().to_string())
         .collect();
     for pod in ["web", "client", "other"] {
-        let id = p.seta(&["endpoint", "get", &format!("pod-name:default/{pod}")])["identity"].to_string();
+        let id = p.seta_at(pod, &["endpoint", "get", &format!("pod-name:default/{pod}")])["identity"].to_string();
         assert!(in_kv.contains(&id), "identity {id} of {pod} is in the kvstore: {kv}");
     }
-    assert!(p.seta(&["status"])["kvstore"].as_str().unwrap().starts_with("embedded"));
+    let kind = if p.topo == Topo::One { "embedded" } else { "etcd" };
+    assert!(p.seta(&["status"])["kvstore"].as_str().unwrap().starts_with(kind));
     // default allow
     assert!(tcp_ok(&p.ns("other"), p.web_addr(8080)));
     assert!(udp_ok(&p.ns("other"), p.web_addr(5353)));
@@ -126,58 +269,34 @@ spec:
         "drops counted as Policy denied (133) at ingress"
     );
     // the node (host) is always allowed ingress
-    let node_ns = p.lab().nodes[0].netns.clone();
+    let node_ns = p.node_netns(&p.node_of("web"));
     assert!(tcp_ok(&node_ns, p.web_addr(8080)), "host -> web allowed");
     // verdict events name the connection and the verdict
-    let ev = p.seta(&["events"]);
+    let ev = p.events();
     assert!(ev
-        .as_array()
-        .unwrap()
         .iter()
         .any(|e| e["verdict"] == "denied" && e["drop-code"] == 133 && e["dst"] == format!("{}:8080", p.ip("web"))));
-    // trace agrees
-    let out = Command::new(env!("CARGO_BIN_EXE_seta"))
-        .args([
-            "--node",
-            &p.node(),
-            "policy",
-            "trace",
-            "--src-endpoint",
-            "pod-name:default/other",
-            "--dst-endpoint",
-            "pod-name:default/web",
-            "--dport",
-            "8080/TCP",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "trace says DENIED: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    // trace agrees, for the local and the remote client
+    let (code, out) = p.trace("other", "web", 8080);
+    assert_eq!(code, Some(2), "trace says DENIED: {out}");
+    let (code, out) = p.trace("client", "web", 8080);
+    assert_eq!(code, Some(0), "trace says ALLOWED: {out}");
 
     // a label change flips connectivity
     p.t.lab.pod_label("other", &["app=client".into()]).await.unwrap();
-    p.seta(&["policy", "wait"]);
+    p.sync();
     assert!(tcp_ok(&p.ns("other"), p.web_addr(8080)), "other relabelled app=client is allowed");
     p.t.lab.pod_label("other", &["app=other".into()]).await.unwrap();
+    p.sync();
     assert!(!tcp_ok(&p.ns("other"), p.web_addr(8080)), "and denied again");
 
     // deleting the policy restores connectivity
-    let r = p.seta(&["policy", "delete", "web-from-client"]);
-    p.seta(&["policy", "wait", &r["revision"].to_string()]);
+    p.delete(&["web-from-client"]);
     assert!(tcp_ok(&p.ns("other"), p.web_addr(8080)));
     assert!(ping_ok(&p.ns("other"), p.ip("web")));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn privileged_policy_deny_all_egress_one_port_and_deny_beats_allow() {
-    if !privileged("privileged_policy_deny_all_egress_one_port_and_deny_beats_allow") {
-        return;
-    }
-    let p = P::new("pdn").await;
+async fn privileged_policy_deny_all_egress_one_port_and_deny_beats_allow(mut p: P) {
     let _a = Responder::start(&p.ns("web"), p.web_addr(8080));
     let _b = Responder::start(&p.ns("web"), p.web_addr(9090));
     // deny-all ingress (KNP)
@@ -193,7 +312,7 @@ spec:
     );
     assert!(!tcp_ok(&p.ns("client"), p.web_addr(8080)));
     assert!(!ping_ok(&p.ns("client"), p.ip("web")));
-    p.seta(&["policy", "delete", "deny-all"]);
+    p.delete(&["deny-all"]);
 
     // egress to one port only (client)
     p.apply(
@@ -215,7 +334,7 @@ spec:
     assert!(!ping_ok(&p.ns("client"), p.ip("web")));
     assert!(p.drops(POLICY_DENIED, "EGRESS") > eg);
     assert!(tcp_ok(&p.ns("other"), p.web_addr(9090)), "other endpoints unaffected");
-    p.seta(&["policy", "delete", "client-egress"]);
+    p.delete(&["client-egress"]);
 
     // deny beats allow
     p.apply(
@@ -233,37 +352,19 @@ spec:
     );
     // identity churn under active policies goes through the incremental path;
     // the kernel's maps must equal a full recompute
-    let node = p.node();
-    let mut lab = p.t.lab.clone();
-    lab.pod_add("late1", &node, "default", &["app=late".into()], &[]).await.unwrap();
-    lab.pod_add("late2", &node, "default", &["app=client,tier=x".into()], &[])
-        .await
-        .unwrap();
-    lab.pod_del("late1").await.unwrap();
-    assert_eq!(
-        p.seta(&["policy", "verify"])["consistent"],
-        true,
-        "{}",
-        p.seta(&["policy", "verify"])
-    );
+    p.pod_add("late1", 1, "default", &["app=late"], &[]).await;
+    p.pod_add("late2", 0, "default", &["app=client", "tier=x"], &[]).await;
+    p.t.lab.pod_del("late1").await.unwrap();
+    p.verify();
     let dl = p.drops(DENYLIST, "INGRESS");
     assert!(!tcp_ok(&p.ns("client"), p.web_addr(8080)), "the deny wins over allow-all");
     assert!(tcp_ok(&p.ns("other"), p.web_addr(8080)));
     assert!(p.drops(DENYLIST, "INGRESS") > dl, "counted as Policy denied by denylist (181)");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn privileged_policy_namespace_selector_follows_namespace_labels() {
-    if !privileged("privileged_policy_namespace_selector_follows_namespace_labels") {
-        return;
-    }
-    let mut p = P::new("pns").await;
-    let node = p.node();
+async fn privileged_policy_namespace_selector_follows_namespace_labels(mut p: P) {
     p.t.lab.namespace_set("prod", &["team=b".into()]).await.unwrap();
-    p.t.lab
-        .pod_add("prodpod", &node, "prod", &["app=client".into()], &[])
-        .await
-        .unwrap();
+    p.pod_add("prodpod", 1, "prod", &["app=client"], &[]).await;
     let _r = Responder::start(&p.ns("web"), p.web_addr(8080));
     p.apply(
         r#"
@@ -279,16 +380,16 @@ spec:
     assert!(!tcp_ok(&p.ns("prodpod"), p.web_addr(8080)), "namespace prod is team=b");
     assert!(!tcp_ok(&p.ns("client"), p.web_addr(8080)), "namespace default is not team=a");
     p.t.lab.namespace_set("prod", &["team=a".into()]).await.unwrap();
-    p.seta(&["policy", "wait"]);
+    p.sync();
     assert!(tcp_ok(&p.ns("prodpod"), p.web_addr(8080)), "relabelling the namespace flips it");
-    let ep = p.seta(&["endpoint", "get", "pod-name:prod/prodpod"]);
+    let ep = p.seta_at("prodpod", &["endpoint", "get", "pod-name:prod/prodpod"]);
     assert!(ep["labels"]
         .as_array()
         .unwrap()
         .iter()
         .any(|l| l["key"] == "io.cilium.k8s.namespace.labels.team" && l["value"] == "a"));
     // a CNP's fromEndpoints stays in its namespace unless it names one
-    p.seta(&["policy", "delete", "--all"]);
+    p.delete(&["--all"]);
     p.apply(
         r#"
 apiVersion: cilium.io/v2
@@ -304,19 +405,35 @@ spec:
         !tcp_ok(&p.ns("prodpod"), p.web_addr(8080)),
         "app=client in prod is another namespace"
     );
+    // ... and a selector on namespace labels reaches across namespaces
+    p.delete(&["--all"]);
+    p.apply(
+        r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: team-a-clients, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client, io.cilium.k8s.namespace.labels.team: a}}]
+  - fromEndpoints: [{matchLabels: {"k8s:io.kubernetes.pod.namespace": default, app: client}}]
+"#,
+    );
+    assert!(
+        tcp_ok(&p.ns("prodpod"), p.web_addr(8080)),
+        "namespace-label selector spans namespaces"
+    );
+    assert!(tcp_ok(&p.ns("client"), p.web_addr(8080)), "explicit namespace selector");
+    assert!(!tcp_ok(&p.ns("other"), p.web_addr(8080)));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn privileged_policy_cidr_to_external_host_and_restart_keeps_enforcement() {
-    if !privileged("privileged_policy_cidr_to_external_host_and_restart_keeps_enforcement") {
-        return;
-    }
-    let mut p = P::new("pcd").await;
+async fn privileged_policy_cidr_to_external_host_and_restart_keeps_enforcement(mut p: P) {
     let ext = p.lab().external.clone().unwrap();
     let ext_addr = SocketAddr::new(ext.ip.into(), 8443);
     let _e = Responder::start(&ext.netns, ext_addr);
     let _w = Responder::start(&p.ns("web"), p.web_addr(8080));
     assert!(tcp_ok(&p.ns("client"), ext_addr), "pods reach the external host through the node");
+    let before = p.ipcaches();
     p.apply(
         r#"
 apiVersion: cilium.io/v2
@@ -331,40 +448,43 @@ spec:
     );
     assert!(tcp_ok(&p.ns("client"), ext_addr), "allowed by CIDR");
     assert!(!tcp_ok(&p.ns("client"), p.web_addr(8080)), "a CIDR rule never selects pods");
-    let ipc = p.seta(&["bpf", "ipcache", "list"]);
-    assert!(
-        ipc.as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["prefix"] == "192.0.2.0/24" && e["identity"].as_u64().unwrap() > (1 << 24)),
-        "CIDR identity in the ipcache: {ipc}"
-    );
+    assert!(tcp_ok(&p.ns("other"), ext_addr), "unselected pods are unaffected");
+    for n in p.nodes() {
+        let ipc = common::seta(&n, &["bpf", "ipcache", "list"]);
+        assert!(
+            ipc.as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["prefix"] == "192.0.2.0/24" && e["identity"].as_u64().unwrap() > (1 << 24)),
+            "{n}: CIDR identity in the ipcache: {ipc}"
+        );
+    }
 
-    // SIGKILL the agent: enforcement continues; restart keeps it
-    let node = p.node();
+    // SIGKILL the client's agent: enforcement continues; restart keeps it
+    let node = p.node_of("client");
     p.t.lab.signal_agent(&node, nix::sys::signal::Signal::SIGKILL).unwrap();
     assert!(tcp_ok(&p.ns("client"), ext_addr), "allowed while the agent is down");
     assert!(!tcp_ok(&p.ns("client"), p.web_addr(8080)), "denied while the agent is down");
     p.t.lab.start_agent(&node).await.unwrap();
-    p.seta(&["policy", "wait"]);
+    p.sync();
     assert_eq!(
-        p.seta(&["policy", "get"])["policies"].as_array().unwrap().len(),
+        p.seta_at("client", &["policy", "get"])["policies"].as_array().unwrap().len(),
         1,
         "policies persisted"
     );
     assert!(tcp_ok(&p.ns("client"), ext_addr));
     assert!(!tcp_ok(&p.ns("client"), p.web_addr(8080)), "still denied after the restart");
-    let eps = p.seta(&["endpoint", "list"]);
+    let eps = p.seta_at("client", &["endpoint", "list"]);
     let client = eps.as_array().unwrap().iter().find(|e| e["pod-name"] == "client").unwrap();
     assert_eq!(client["egress-enforced"], true);
+    // deleting the policy leaves every node's ipcache as it was
+    p.delete(&["--all"]);
+    common::wait_for("the CIDR entries are withdrawn", 10, || p.ipcaches() == before);
+    p.verify();
+    assert!(tcp_ok(&p.ns("client"), p.web_addr(8080)));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn privileged_policy_import_is_all_or_nothing_with_clear_errors() {
-    if !privileged("privileged_policy_import_is_all_or_nothing_with_clear_errors") {
-        return;
-    }
-    let p = P::new("pval").await;
+async fn privileged_policy_import_is_all_or_nothing_with_clear_errors(p: P) {
     let f = std::env::temp_dir().join(format!("{}-bad.yaml", p.lab().name));
     std::fs::write(
         &f,
@@ -382,17 +502,14 @@ async fn privileged_policy_import_is_all_or_nothing_with_clear_errors() {
         err.contains("document 2") && err.contains("spec.egress[0].toFQDNs") && err.contains("not supported yet"),
         "{err}"
     );
-    let st = p.seta(&["policy", "get"]);
-    assert_eq!(st["revision"], 0, "nothing was imported");
-    assert!(st["policies"].as_array().unwrap().is_empty());
+    for n in p.nodes() {
+        let st = common::seta(&n, &["policy", "get"]);
+        assert_eq!(st["revision"], 0, "{n}: nothing was imported");
+        assert!(st["policies"].as_array().unwrap().is_empty());
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn privileged_policy_full_map_is_loud_and_never_allows() {
-    if !privileged("privileged_policy_full_map_is_loud_and_never_allows") {
-        return;
-    }
-    let p = P::new("pfull").await;
+async fn privileged_policy_full_map_is_loud_and_never_allows(p: P) {
     let _w = Responder::start(&p.ns("web"), p.web_addr(8080));
     assert!(tcp_ok(&p.ns("client"), p.web_addr(8080)), "default allow before");
     // 200 CIDR identities x 90 ports = 18000 entries > 16384
@@ -407,41 +524,41 @@ async fn privileged_policy_full_map_is_loud_and_never_allows() {
     std::fs::write(&f, yaml).unwrap();
     p.seta(&["policy", "import", f.to_str().unwrap()]);
     let _ = std::fs::remove_file(&f);
-    let wait = Command::new(env!("CARGO_BIN_EXE_seta"))
-        .args(["--node", &p.node(), "policy", "wait", "--timeout", "2"])
-        .output()
-        .unwrap();
+    let cnode = p.node_of("client");
+    let mut wait = None;
+    // the client's node may still be fetching the policy from the kvstore
+    common::wait_for("the client's node reports the full map", 15, || {
+        let out = Command::new(env!("CARGO_BIN_EXE_seta"))
+            .args(["--node", &cnode, "policy", "wait", "--timeout", "2"])
+            .output()
+            .unwrap();
+        let full = !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("policy map is full");
+        wait = Some(out);
+        full
+    });
+    let wait = wait.unwrap();
     assert!(!wait.status.success(), "wait reports the endpoint that cannot enforce the policy");
-    assert!(
-        String::from_utf8_lossy(&wait.stderr).contains("policy map is full"),
-        "{}",
-        String::from_utf8_lossy(&wait.stderr)
-    );
-    let ep = p.seta(&["endpoint", "get", "pod-name:default/client"]);
+    let ep = p.seta_at("client", &["endpoint", "get", "pod-name:default/client"]);
     assert_eq!(ep["state"], "not-ready");
     assert!(ep["status-message"].as_str().unwrap().contains("full"));
-    assert!(p.seta(&["status"])["policy-map-full-errors"].as_u64().unwrap() >= 1, "counted");
+    assert!(
+        p.seta_at("client", &["status"])["policy-map-full-errors"].as_u64().unwrap() >= 1,
+        "counted"
+    );
     assert!(
         !tcp_ok(&p.ns("client"), p.web_addr(8080)),
         "the old default-allow is gone: a full map never allows more"
     );
+    assert!(tcp_ok(&p.ns("other"), p.web_addr(8080)), "unselected endpoints keep working");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn privileged_policy_knp_ip_block_selects_pod_ips_per_ip() {
-    if !privileged("privileged_policy_knp_ip_block_selects_pod_ips_per_ip") {
-        return;
-    }
-    let mut p = P::new("pipb").await;
-    let node = p.node();
-    // a second client pod with the same labels (same identity) as `client`
-    p.t.lab
-        .pod_add("client2", &node, "default", &["app=client".into()], &[])
-        .await
-        .unwrap();
+async fn privileged_policy_knp_ip_block_selects_pod_ips_per_ip(mut p: P) {
+    // a second client pod with the same labels (same identity) as `client`,
+    // on another node than `client` when there are two
+    p.pod_add("client2", 0, "default", &["app=client"], &[]).await;
     let _w = Responder::start(&p.ns("web"), p.web_addr(8080));
-    let (c1, c2) = (p.ip("client"), p.ip("client2"));
-    let cidr = format!("{}/24", Ipv4Addr::from(u32::from(c1) & 0xffff_ff00));
+    let before = p.ipcaches();
+    let c2 = p.ip("client2");
     p.apply(&format!(
         r#"
 apiVersion: networking.k8s.io/v1
@@ -450,7 +567,7 @@ metadata: {{name: ipblock, namespace: default}}
 spec:
   podSelector: {{matchLabels: {{app: web}}}}
   ingress:
-  - from: [{{ipBlock: {{cidr: {cidr}, except: [{c2}/32]}}}}]
+  - from: [{{ipBlock: {{cidr: 10.0.0.0/8, except: [{c2}/32]}}}}]
 "#
     ));
     assert!(tcp_ok(&p.ns("client"), p.web_addr(8080)), "client's IP is in the block");
@@ -459,41 +576,86 @@ spec:
         "same identity, but its IP is excepted: per IP, not per identity"
     );
     assert!(tcp_ok(&p.ns("other"), p.web_addr(8080)), "other's IP is in the block too");
-    let out = Command::new(env!("CARGO_BIN_EXE_seta"))
-        .args([
-            "--node",
-            &node,
-            "policy",
-            "trace",
-            "--src-endpoint",
-            "pod-name:default/client2",
-            "--dst-endpoint",
-            "pod-name:default/web",
-            "--dport",
-            "8080/TCP",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "trace agrees: {}", String::from_utf8_lossy(&out.stdout));
+    let (code, out) = p.trace("client2", "web", 8080);
+    assert_eq!(code, Some(2), "trace agrees: {out}");
+    let (code, out) = p.trace("client", "web", 8080);
+    assert_eq!(code, Some(0), "trace agrees: {out}");
+    // the except entry must not replace the pod's own ipcache entry (its
+    // identity and, across nodes, its tunnel endpoint)
+    for (n, ipc) in p.nodes().iter().zip(p.ipcaches()) {
+        let row = ipc.iter().find(|e| e.contains(&format!("\"{c2}/32\""))).unwrap();
+        let was = before[p.nodes().iter().position(|x| x == n).unwrap()]
+            .iter()
+            .find(|e| e.contains(&format!("\"{c2}/32\"")))
+            .unwrap();
+        assert_eq!(row, was, "{n}: client2's ipcache entry is untouched");
+    }
     // and a CNP fromCIDR over the same range selects no pod
-    p.seta(&["policy", "delete", "--all"]);
-    p.apply(&format!(
-        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: cidr, namespace: default}}\nspec:\n  endpointSelector: {{matchLabels: {{app: web}}}}\n  ingress: [{{fromCIDR: [{cidr}]}}]\n"
-    ));
+    p.delete(&["--all"]);
+    p.apply(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: cidr, namespace: default}\nspec:\n  endpointSelector: {matchLabels: {app: web}}\n  ingress: [{fromCIDR: [10.0.0.0/8]}]\n",
+    );
     assert!(
         !tcp_ok(&p.ns("client"), p.web_addr(8080)),
         "CNP CIDR rules only select peers outside the cluster"
     );
+    p.delete(&["--all"]);
+    common::wait_for("every ipcache is as before", 10, || p.ipcaches() == before);
+    p.verify();
+    assert!(tcp_ok(&p.ns("client2"), p.web_addr(8080)));
+}
+
+/// CIDR rules across nodes: ipBlock with and without except, toCIDR/toCIDRSet
+/// (including 0.0.0.0/0 with an except), fromCIDR; deleting restores every
+/// node's ipcache exactly.
+async fn privileged_policy_cidr_rules_leave_pods_and_ipcache_intact(mut p: P) {
+    p.pod_add("client2", 0, "default", &["app=client"], &[]).await;
+    let ext = p.lab().external.clone().unwrap();
+    let ext_addr = SocketAddr::new(ext.ip.into(), 8443);
+    let _e = Responder::start(&ext.netns, ext_addr);
+    let _w = Responder::start(&p.ns("web"), p.web_addr(8080));
+    let before = p.ipcaches();
+    let (c1, c2) = (p.ip("client"), p.ip("client2"));
+    // ipBlock naming exactly one pod, without except
+    p.apply(&format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: one-ip, namespace: default}}\nspec:\n  podSelector: {{matchLabels: {{app: web}}}}\n  ingress:\n  - from: [{{ipBlock: {{cidr: {c1}/32}}}}]\n"
+    ));
+    assert!(tcp_ok(&p.ns("client"), p.web_addr(8080)), "the named pod IP is allowed");
+    assert!(!tcp_ok(&p.ns("client2"), p.web_addr(8080)), "its twin is not");
+    assert!(!tcp_ok(&p.ns("other"), p.web_addr(8080)));
+    p.delete(&["one-ip"]);
+    common::wait_for("the /32 left no trace in any ipcache", 10, || p.ipcaches() == before);
+    // egress: everything but the client2 /32 (0.0.0.0/0 except)
+    p.apply(&format!(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: world-but, namespace: default}}\nspec:\n  endpointSelector: {{matchLabels: {{app: other}}}}\n  egress:\n  - toCIDRSet: [{{cidr: 0.0.0.0/0, except: [{c2}/32, 192.0.2.10/32]}}]\n  - toEndpoints: [{{matchLabels: {{app: web}}}}]\n"
+    ));
+    assert!(tcp_ok(&p.ns("other"), p.web_addr(8080)), "toEndpoints allows web");
+    assert!(!tcp_ok(&p.ns("other"), ext_addr), "the external host is excepted");
+    assert!(tcp_ok(&p.ns("client"), ext_addr), "unselected pods are unaffected");
+    // client2 still reachable from unselected pods, over its own node
+    let _c2 = Responder::start(&p.ns("client2"), SocketAddr::new(c2.into(), 8080));
+    assert!(
+        tcp_ok(&p.ns("client"), SocketAddr::new(c2.into(), 8080)),
+        "client2 keeps its routing"
+    );
+    p.delete(&["world-but"]);
+    common::wait_for("every ipcache is as before", 10, || p.ipcaches() == before);
+    // a toCIDR to the external host only
+    p.apply(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: to-ext, namespace: default}\nspec:\n  endpointSelector: {matchLabels: {app: client}}\n  egress: [{toCIDR: [192.0.2.10/32]}]\n",
+    );
+    assert!(tcp_ok(&p.ns("client"), ext_addr));
+    assert!(tcp_ok(&p.ns("client2"), ext_addr), "client2 has the same identity");
+    assert!(!tcp_ok(&p.ns("client"), p.web_addr(8080)), "pods are not in a CIDR rule");
+    assert!(tcp_ok(&p.ns("other"), p.web_addr(8080)));
+    p.delete(&["--all"]);
+    common::wait_for("every ipcache is as before", 10, || p.ipcaches() == before);
+    p.verify();
 }
 
 /// For generated policies, `seta policy trace` predicts exactly what real TCP
 /// connections between every pair of pods experience.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn privileged_policy_trace_agrees_with_real_packets() {
-    if !privileged("privileged_policy_trace_agrees_with_real_packets") {
-        return;
-    }
-    let p = P::new("ptr").await;
+async fn privileged_policy_trace_agrees_with_real_packets(p: P) {
     let pods = ["web", "client", "other"];
     let ports = [8080u16, 9090];
     let _servers: Vec<Responder> = pods
@@ -525,32 +687,25 @@ async fn privileged_policy_trace_agrees_with_real_packets() {
         } else {
             String::new()
         };
-        p.seta(&["policy", "delete", "--all"]);
+        p.delete(&["--all"]);
         p.apply(&format!(
             "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: gen{round}, namespace: default}}\nspec:\n  endpointSelector: {{matchLabels: {{app: {subject}}}}}\n  {dir}:\n  - {sel}: [{{matchLabels: {{app: {peer}}}}}]\n    toPorts: [{{ports: [{{port: \"{port}\", protocol: TCP}}]}}]{deny}\n"
         ));
-        let _ = Command::new(env!("CARGO_BIN_EXE_seta"))
-            .args(["--node", &p.node(), "bpf", "ct", "flush"])
-            .output();
+        for n in p.nodes() {
+            let _ = Command::new(env!("CARGO_BIN_EXE_seta"))
+                .args(["--node", &n, "bpf", "ct", "flush"])
+                .output();
+        }
         for src in pods {
             for dst in pods {
                 if src == dst {
                     continue;
                 }
                 for port in ports {
-                    let out = Command::new(env!("CARGO_BIN_EXE_seta"))
-                        .args(["--node", &p.node(), "-o", "json", "policy", "trace"])
-                        .args([
-                            "--src-endpoint",
-                            &format!("pod-name:default/{src}"),
-                            "--dst-endpoint",
-                            &format!("pod-name:default/{dst}"),
-                            "--dport",
-                            &format!("{port}/TCP"),
-                        ])
-                        .output()
-                        .unwrap();
-                    let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                    // the verdict is the destination's ingress and the
+                    // source's egress; trace on the destination's node
+                    // resolves both from its view of the cluster
+                    let (_, t) = p.trace(src, dst, port);
                     let real = tcp_ok(&p.ns(src), SocketAddr::new(p.ip(dst).into(), port));
                     assert_eq!(
                         t["allowed"] == true,
@@ -564,3 +719,13 @@ async fn privileged_policy_trace_agrees_with_real_packets() {
     }
     assert_eq!(checked, 36);
 }
+
+scenario!(privileged_policy_ingress_allow_from_label_named_port_label_change_and_delete, "ia", [one => One, tunnel => Tunnel]);
+scenario!(privileged_policy_deny_all_egress_one_port_and_deny_beats_allow, "da", [one => One, tunnel => Tunnel]);
+scenario!(privileged_policy_namespace_selector_follows_namespace_labels, "ns", [one => One, tunnel => Tunnel]);
+scenario!(privileged_policy_cidr_to_external_host_and_restart_keeps_enforcement, "ce", [one => One, tunnel => Tunnel, native => Native]);
+scenario!(privileged_policy_import_is_all_or_nothing_with_clear_errors, "im", [one => One, tunnel => Tunnel]);
+scenario!(privileged_policy_full_map_is_loud_and_never_allows, "fm", [one => One, tunnel => Tunnel]);
+scenario!(privileged_policy_knp_ip_block_selects_pod_ips_per_ip, "ib", [one => One, tunnel => Tunnel, native => Native]);
+scenario!(privileged_policy_cidr_rules_leave_pods_and_ipcache_intact, "cr", [one => One, tunnel => Tunnel, native => Native]);
+scenario!(privileged_policy_trace_agrees_with_real_packets, "tr", [one => One, tunnel => Tunnel]);

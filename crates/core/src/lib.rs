@@ -7,6 +7,7 @@ pub mod drop;
 pub mod endpoint;
 pub mod identity;
 pub mod ipam;
+pub mod ipcache;
 pub mod labelfilter;
 pub mod labels;
 pub mod names;

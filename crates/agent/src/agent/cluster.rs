@@ -3,9 +3,11 @@
 //! themselves) is watched and converged into this node's ipcache, policy maps
 //! and routes; this node's own entries are published under its lease and
 //! re-published after the kvstore comes back or the lease was lost.
+use super::ipcache as ipc_rec;
 use super::*;
 use crate::config::RoutingMode;
 use seta_core::ipam::router_ip;
+use seta_core::ipcache::{self, Source};
 use seta_kvstore::ipcache::IpEntry;
 use seta_kvstore::nodes::NodeInfo;
 use seta_kvstore::reflector::{Change, Health, Mirror, Update};
@@ -29,8 +31,6 @@ pub struct ClusterState {
     pub remote_ids: BTreeMap<u32, LabelSet>,
     /// other nodes, by name
     pub nodes: BTreeMap<String, NodeInfo>,
-    /// ipcache /32 entries installed from the kvstore (other nodes' pods and addresses)
-    installed: BTreeMap<Ipv4Addr, RemoteEndpointInfo>,
     /// remote pod CIDR routes installed
     routes: BTreeMap<(Ipv4Addr, u8), Ipv4Addr>,
     /// this node's entries must be written again (kvstore was away, lease renewed)
@@ -484,22 +484,21 @@ impl Agent {
                 },
             );
         }
-        let (mut up, mut down) = (0, 0);
-        let installed = std::mem::take(&mut inner.cluster.installed);
-        for (ip, v) in &want {
-            if installed.get(ip) != Some(v) {
-                match inner.ipc.upsert(*ip, 32, v) {
-                    Ok(()) => up += 1,
-                    Err(e) => tracing::error!(%ip, %e, "ipcache update failed"),
-                }
-            }
+        // the cluster's part of the merged ipcache; entries other sources
+        // own with a higher precedence (local endpoints) stay theirs
+        let before = inner.ipc_state.merged.source(Source::Cluster);
+        let want: BTreeMap<ipnet::Ipv4Net, ipcache::Entry> =
+            want.iter().map(|(ip, v)| (ipc_rec::host32(*ip), ipc_rec::from_kernel(v))).collect();
+        let up = want.iter().filter(|(k, v)| before.get(k) != Some(v)).count();
+        let down = before.keys().filter(|k| !want.contains_key(k)).count();
+        inner.ipc_state.merged.replace_source(Source::Cluster, &want);
+        inner.reconcile_ipcache(false);
+        // pod IPs under a Kubernetes ipBlock get per-IP identities, remote ones too
+        match self.sync_ipblock(inner) {
+            Ok(true) => self.regenerate_all(inner),
+            Ok(false) => {}
+            Err(e) => tracing::error!(%e, "per-IP identities of ipBlock peers"),
         }
-        for ip in installed.keys().filter(|ip| !want.contains_key(ip)) {
-            if inner.ipc.remove(*ip, 32).is_ok() {
-                down += 1;
-            }
-        }
-        inner.cluster.installed = want;
         // routes to other nodes' pod CIDRs
         let old_routes = std::mem::take(&mut inner.cluster.routes);
         let host = self.nl.link(HOST_DEV).await.ok().flatten();
@@ -545,20 +544,6 @@ impl Agent {
         if up + down > 0 {
             tracing::info!(up, down, nodes = inner.cluster.nodes.len(), "remote ipcache converged");
         }
-    }
-
-    /// Remote /32 entries a previous run left in the pinned ipcache: adopted
-    /// as installed, so the first sync removes the ones that are gone.
-    pub(super) fn adopt_installed(inner: &mut Inner) {
-        let own = inner.pool.cidr;
-        let adopted: BTreeMap<Ipv4Addr, RemoteEndpointInfo> = inner
-            .ipc
-            .list()
-            .into_iter()
-            .filter(|(ip, plen, v)| *plen == 32 && !own.contains(ip) && v.sec_identity < SCOPE_LOCAL)
-            .map(|(ip, _, v)| (ip, v))
-            .collect();
-        inner.cluster.installed = adopted;
     }
 
     /// Probe every other node: its underlay address (TCP to the health port)

@@ -534,13 +534,70 @@ fn ns_scoped(sel: Selector, ns: &Option<String>) -> Selector {
     }
 }
 
+/// A requirement key without its source, if the source is `k8s:` or any.
+fn k8s_key(key: &str) -> Option<&str> {
+    match key.split_once(':') {
+        Some(("k8s" | "any", k)) => Some(k),
+        Some((src, _)) if !src.is_empty() && !src.contains(['.', '/']) => None,
+        _ => Some(key),
+    }
+}
+
+/// The subject of a namespaced policy always lives in the policy's
+/// namespace: a namespace the selector names itself is replaced (as Cilium
+/// does, which warns about it).
+fn subject_scoped(sel: Selector, ns: &Option<String>) -> Selector {
+    match ns {
+        Some(ns) => {
+            let mut sel = sel;
+            sel.reqs.retain(|r| k8s_key(&r.key) != Some(NS_LABEL));
+            sel.with(Selector::eq(&format!("k8s:{NS_LABEL}"), ns))
+        }
+        None => sel,
+    }
+}
+
+/// A CNP/CCNP peer selector (fromEndpoints/toEndpoints), scoped as Cilium's
+/// getEndpointSelector does: selectors on reserved labels and selectors that
+/// name a namespace are left alone; a CNP peer that selects on namespace
+/// labels (`io.cilium.k8s.namespace.labels.*`) spans namespaces, any other
+/// stays in the policy's namespace; a CCNP peer matches only pods (it must
+/// carry a namespace label) unless the subject selects initializing pods.
+fn peer_scoped(sel: Selector, ns: &Option<String>, subject_init: bool) -> Selector {
+    if sel.reqs.iter().any(|r| r.key.starts_with("reserved:")) {
+        return sel;
+    }
+    if sel.reqs.iter().any(|r| k8s_key(&r.key) == Some(NS_LABEL)) {
+        return sel;
+    }
+    match ns {
+        None if subject_init => sel,
+        None => sel.with(Requirement {
+            key: format!("k8s:{NS_LABEL}"),
+            op: Op::Exists,
+            values: vec![],
+        }),
+        Some(_)
+            if sel
+                .reqs
+                .iter()
+                .any(|r| k8s_key(&r.key).is_some_and(|k| k.starts_with(NS_LABELS_PREFIX))) =>
+        {
+            sel
+        }
+        Some(ns) => sel.with(Selector::eq(&format!("k8s:{NS_LABEL}"), ns)),
+    }
+}
+
 fn cnp_rule(c: &Ctx, origin: &Origin, index: usize, path: &str, r: CnpRule) -> Result<Rule, PolicyError> {
     unsupported(c, path, "nodeSelector", r.node_selector.is_some(), "host policy (nodeSelector)")?;
     let _ = (&r.description, &r.labels, &r.log);
     let es = r
         .endpoint_selector
         .ok_or_else(|| c.err(format!("{path}.endpointSelector"), "is required"))?;
-    let subject = ns_scoped(selector(c, &format!("{path}.endpointSelector"), &es, "")?, &origin.namespace);
+    let raw = selector(c, &format!("{path}.endpointSelector"), &es, "")?;
+    let subject_init = raw.reqs.iter().any(|r| r.key == "reserved:init");
+    let subject = subject_scoped(raw, &origin.namespace);
     let dd = r.enable_default_deny.unwrap_or(DefaultDeny {
         ingress: None,
         egress: None,
@@ -566,7 +623,15 @@ fn cnp_rule(c: &Ctx, origin: &Origin, index: usize, path: &str, r: CnpRule) -> R
         let Some(list) = sec else { continue };
         let mut out = Vec::new();
         for (i, pr) in list.into_iter().enumerate() {
-            out.push(cnp_peer_rule(c, origin, &format!("{path}.{name}[{i}]"), pr, egress, deny)?);
+            out.push(cnp_peer_rule(
+                c,
+                origin,
+                &format!("{path}.{name}[{i}]"),
+                pr,
+                egress,
+                deny,
+                subject_init,
+            )?);
         }
         match (egress, deny) {
             (false, false) => rule.ingress = out,
@@ -583,7 +648,15 @@ fn cnp_rule(c: &Ctx, origin: &Origin, index: usize, path: &str, r: CnpRule) -> R
     Ok(rule)
 }
 
-fn cnp_peer_rule(c: &Ctx, origin: &Origin, path: &str, r: CnpPeerRule, egress: bool, deny: bool) -> Result<PeerRule, PolicyError> {
+fn cnp_peer_rule(
+    c: &Ctx,
+    origin: &Origin,
+    path: &str,
+    r: CnpPeerRule,
+    egress: bool,
+    deny: bool,
+    subject_init: bool,
+) -> Result<PeerRule, PolicyError> {
     let d = if egress {
         for (f, present) in [
             ("fromEndpoints", r.from_endpoints.is_some()),
@@ -653,11 +726,7 @@ fn cnp_peer_rule(c: &Ctx, origin: &Origin, path: &str, r: CnpPeerRule, egress: b
         any_l3 = true;
         for (i, ls) in list.iter().enumerate() {
             let sel = selector(c, &format!("{path}.{ep_name}[{i}]"), ls, "")?;
-            let sel = if origin.kind == Kind::CiliumClusterwideNetworkPolicy {
-                sel
-            } else {
-                ns_scoped(sel, &origin.namespace)
-            };
+            let sel = peer_scoped(sel, &origin.namespace, subject_init);
             peers.push(Peer::Endpoints(sel));
         }
     }
@@ -906,6 +975,65 @@ mod tests {
         assert!(err(&dup).msg.contains("twice"));
         let ccnp = "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {name: c, namespace: x}\nspec: {endpointSelector: {}}\n";
         assert_eq!(err(ccnp).path, "metadata.namespace");
+    }
+
+    /// Which of the given pods (label lists) the first ingress peer selector
+    /// of the document's first rule selects.
+    fn peer_selects(doc: &str, pods: &[&str]) -> Vec<bool> {
+        let docs = parse_file(doc).unwrap();
+        let Peers::Some(peers) = &docs[0].rules[0].ingress[0].peers else {
+            panic!("peers")
+        };
+        let Peer::Endpoints(sel) = &peers[0] else { panic!("endpoints") };
+        pods.iter()
+            .map(|p| sel.matches(&crate::labels::parse_list(p, "k8s").unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn cnp_peer_namespace_scoping_follows_cilium() {
+        let pods = [
+            "app=c,io.kubernetes.pod.namespace=default",
+            "app=c,io.kubernetes.pod.namespace=prod,io.cilium.k8s.namespace.labels.team=a",
+            "app=c,io.kubernetes.pod.namespace=dev,io.cilium.k8s.namespace.labels.team=b",
+            "reserved:host",
+        ];
+        let cnp = |sel: &str| format!("{CNP}spec:\n  endpointSelector: {{}}\n  ingress: [{{fromEndpoints: [{sel}]}}]\n");
+        // plain: the policy's namespace
+        assert_eq!(peer_selects(&cnp("{matchLabels: {app: c}}"), &pods), [true, false, false, false]);
+        // namespace labels, with and without the k8s: source: any namespace
+        // whose labels match (bug: used to stay in `default`)
+        for key in ["io.cilium.k8s.namespace.labels.team", "\"k8s:io.cilium.k8s.namespace.labels.team\""] {
+            assert_eq!(
+                peer_selects(&cnp(&format!("{{matchLabels: {{app: c, {key}: a}}}}")), &pods),
+                [false, true, false, false],
+                "{key}"
+            );
+        }
+        let expr = "{matchExpressions: [{key: io.cilium.k8s.namespace.labels.team, operator: Exists}]}";
+        assert_eq!(peer_selects(&cnp(expr), &pods), [false, true, true, false]);
+        // an explicit namespace, with and without the source
+        for key in ["io.kubernetes.pod.namespace", "\"k8s:io.kubernetes.pod.namespace\""] {
+            assert_eq!(
+                peer_selects(&cnp(&format!("{{matchLabels: {{{key}: dev}}}}")), &pods),
+                [false, false, true, false],
+                "{key}"
+            );
+        }
+        // reserved labels are never scoped
+        assert_eq!(
+            peer_selects(&cnp("{matchLabels: {\"reserved:host\": \"\"}}"), &pods),
+            [false, false, false, true]
+        );
+        // CCNP: any namespace, but only pods
+        let ccnp = "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {name: c}\nspec:\n  endpointSelector: {}\n  ingress: [{fromEndpoints: [{}]}]\n";
+        assert_eq!(peer_selects(ccnp, &pods), [true, true, true, false]);
+        // the subject always stays in the policy's namespace, even if it names another
+        let y = format!("{CNP}spec:\n  endpointSelector: {{matchLabels: {{io.kubernetes.pod.namespace: prod}}}}\n");
+        let docs = parse_file(&y).unwrap();
+        let subj = &docs[0].rules[0].subject;
+        assert!(subj.matches(&crate::labels::parse_list(pods[0], "k8s").unwrap()));
+        assert!(!subj.matches(&crate::labels::parse_list(pods[1], "k8s").unwrap()));
     }
 
     #[test]
