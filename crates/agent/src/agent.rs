@@ -69,6 +69,8 @@ struct Inner {
     endpoints: BTreeMap<u16, Endpoint>,
     /// ids handed out to creations still loading their programs
     reserved_ids: std::collections::BTreeSet<u16>,
+    /// container ids with a create in flight (a second one is a conflict)
+    creating: std::collections::BTreeSet<String>,
     eps: EndpointMap,
     ipc: IpcacheMap,
     /// the merged desired ipcache (every source) and what is installed
@@ -365,6 +367,7 @@ impl Agent {
                 identities,
                 endpoints: BTreeMap::new(),
                 reserved_ids: Default::default(),
+                creating: Default::default(),
                 eps,
                 ipc,
                 ipc_state,
@@ -839,6 +842,12 @@ impl Agent {
                     req.container_id, existing.id, existing.ipv4
                 )));
             }
+            if inner.creating.contains(&req.container_id) {
+                return Err(ApiError::Conflict(format!(
+                    "container {} is being attached by another request",
+                    req.container_id
+                )));
+            }
             if !inner.pool.cidr.contains(&req.ipv4) {
                 return Err(bad(format!(
                     "ipv4: {} is not in this node's pod CIDR {}",
@@ -860,6 +869,7 @@ impl Agent {
             let labels = self.identity_labels(&mut inner, &req.labels, &req.namespace)?;
             let identity = self.acquire_identity(&mut inner, &labels).await?;
             inner.reserved_ids.insert(id);
+            inner.creating.insert(req.container_id.clone());
             let ep = Endpoint {
                 id,
                 container_id: req.container_id.clone(),
@@ -903,16 +913,28 @@ impl Agent {
         ep.policy_entries = entries.len();
 
         // Phase 2 (unlocked): load the program, fill its policy map, attach.
-        let cfg = prog_config(&ep).map_err(bad)?;
-        let dp = self.dp.clone();
         let t_attach = Instant::now();
-        let attached = tokio::task::spawn_blocking(move || dp.attach_endpoint(&cfg, Some(&entries), false)).await;
+        let attached = match prog_config(&ep) {
+            Ok(cfg) => {
+                let dp = self.dp.clone();
+                Some(tokio::task::spawn_blocking(move || dp.attach_endpoint(&cfg, Some(&entries), false)).await)
+            }
+            Err(e) => {
+                // nothing was created in the kernel: give back what phase 1 took
+                let mut inner = self.inner.lock().await;
+                inner.reserved_ids.remove(&ep.id);
+                inner.creating.remove(&ep.container_id);
+                self.release_identity(&mut inner, &ep.labels).await;
+                return Err(bad(e));
+            }
+        };
         let attach_ms = t_attach.elapsed().as_secs_f64() * 1e3;
 
-        // Phase 3 (locked): maps, state, or roll back.
+        // Phase 3 (locked): maps, state, or roll back what this request did.
         let mut inner = self.inner.lock().await;
         inner.reserved_ids.remove(&ep.id);
-        let result = match attached {
+        inner.creating.remove(&ep.container_id);
+        let result = match attached.expect("set above") {
             Ok(Ok(())) => (|| -> Result<(), ApiError> {
                 publish(&mut inner, &ep)?;
                 ep.state = EndpointState::Ready;

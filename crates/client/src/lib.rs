@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::net::UnixStream;
 
+pub mod api;
+pub use api::PolicySelector;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot reach the seta agent at {path}: {source} (is seta-agent running for this node?)")]

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use seta_client::{Client, ClientError};
 use seta_core::api::{IpamResponse, Status};
 use seta_core::cni::{self, code, AddOutcome, CniError, Command, Env, NetConf};
-use seta_core::endpoint::{format_mac, Endpoint, EndpointChangeRequest};
+use seta_core::endpoint::{format_mac, Endpoint, EndpointChangeRequest, EndpointRef};
 use seta_core::names::lxc_name;
 use seta_datapath::netlink::Netlink;
 use std::io::{Read, Write};
@@ -90,8 +90,10 @@ fn nl_err(e: impl std::fmt::Display) -> CniError {
     CniError::new(code::IO_FAILURE, e.to_string())
 }
 
+/// What this ADD invocation created, undone in reverse order if a later
+/// step fails: only these, never state an earlier ADD left.
 enum Undo {
-    ReleaseIp(String),
+    ReleaseIp(std::net::Ipv4Addr),
     DeleteLink(String),
     DeleteEndpoint(String),
 }
@@ -100,14 +102,14 @@ async fn undo(client: &Client, steps: Vec<Undo>) {
     let Ok(nl) = Netlink::current() else { return };
     for s in steps.into_iter().rev() {
         match s {
-            Undo::ReleaseIp(owner) => {
-                let _ = client.delete::<Value>(&format!("/v1/ipam?owner={owner}")).await;
+            Undo::ReleaseIp(ip) => {
+                let _ = client.ipam_release(ip).await;
             }
             Undo::DeleteLink(name) => {
                 let _ = nl.del_link_by_name(&name).await;
             }
             Undo::DeleteEndpoint(cid) => {
-                let _ = client.delete::<Value>(&format!("/v1/endpoint/container-id:{cid}")).await;
+                let _ = client.endpoint_delete(&EndpointRef::ContainerId(cid)).await;
             }
         }
     }
@@ -147,24 +149,44 @@ async fn add_steps(conf: &NetConf, env: &Env, client: &Client, netns: &std::fs::
     let nl = Netlink::current().map_err(nl_err)?;
     let host_if = lxc_name(cid, &env.ifname);
 
-    // 1. address
-    let ipam: IpamResponse = client
-        .post(&format!("/v1/ipam?owner={cid}"), &json!({}))
-        .await
-        .map_err(|e| agent_err("allocating an address from the seta agent", e))?;
-    done.push(Undo::ReleaseIp(cid.clone()));
-    let (ip, gw) = (ipam.ipv4.ip, ipam.ipv4.gateway);
-
-    // 2. veth pair, the peer created directly in the pod netns as CNI_IFNAME
-    //    (a stale host side of an earlier ADD of this container is replaced)
-    nl.del_link_by_name(&host_if).await.map_err(nl_err)?;
+    // 0. a second ADD for an attachment that exists fails before it changes
+    //    anything: the first attachment stays as it is
     let pod = Netlink::in_netns(Path::new(&env.netns)).await.map_err(nl_err)?;
     if pod.link(&env.ifname).await.map_err(nl_err)?.is_some() {
         return Err(CniError::new(
             code::INVALID_ENV,
-            format!("CNI_IFNAME {} already exists in {}", env.ifname, env.netns),
+            format!(
+                "CNI_IFNAME {} already exists in {} (container {cid} is attached already? DEL it first)",
+                env.ifname, env.netns
+            ),
         ));
     }
+    if let Some(ep) = client
+        .endpoint_opt(&EndpointRef::ContainerId(cid.clone()))
+        .await
+        .map_err(|e| agent_err("looking up the container's endpoint", e))?
+    {
+        return Err(CniError::new(
+            code::INVALID_ENV,
+            format!(
+                "container {cid} is attached already: endpoint {} ({} {} in {}); DEL it first",
+                ep.id, ep.container_interface_name, ep.ipv4, ep.netns_path
+            ),
+        ));
+    }
+    // no endpoint owns a host side of this name: an ADD that died before
+    // registering one left it, so it is stale
+    nl.del_link_by_name(&host_if).await.map_err(nl_err)?;
+
+    // 1. address
+    let ipam: IpamResponse = client
+        .ipam_allocate(cid)
+        .await
+        .map_err(|e| agent_err("allocating an address from the seta agent", e))?;
+    done.push(Undo::ReleaseIp(ipam.ipv4.ip));
+    let (ip, gw) = (ipam.ipv4.ip, ipam.ipv4.gateway);
+
+    // 2. veth pair, the peer created directly in the pod netns as CNI_IFNAME
     let mtu = (ipam.mtu != 0 && ipam.mtu != 1500).then_some(ipam.mtu);
     nl.create_veth_into(&host_if, &env.ifname, netns.as_fd(), mtu)
         .await
@@ -231,7 +253,7 @@ async fn add_steps(conf: &NetConf, env: &Env, client: &Client, netns: &std::fs::
         named_ports: cni::ports_from_args(&env.args),
     };
     let _ep: Endpoint = client
-        .put(&format!("/v1/endpoint/container-id:{cid}"), &req)
+        .endpoint_put(&req)
         .await
         .map_err(|e| agent_err("registering the endpoint with the seta agent", e))?;
     done.push(Undo::DeleteEndpoint(cid.clone()));
@@ -254,7 +276,7 @@ async fn add_steps(conf: &NetConf, env: &Env, client: &Client, netns: &std::fs::
 async fn del(conf: &NetConf, env: &Env, client: &Client) -> Result<(), CniError> {
     let cid = &env.container_id;
     let host_if = lxc_name(cid, &env.ifname);
-    match client.delete::<Value>(&format!("/v1/endpoint/container-id:{cid}")).await {
+    match client.endpoint_delete(&EndpointRef::ContainerId(cid.clone())).await {
         Ok(_) => {}
         Err(e) if e.status() == Some(404) => {}
         Err(e) if e.is_unreachable() => {
@@ -275,7 +297,7 @@ async fn del(conf: &NetConf, env: &Env, client: &Client) -> Result<(), CniError>
         }
         Err(e) => return Err(agent_err("deleting the endpoint", e)),
     }
-    match client.delete::<Value>(&format!("/v1/ipam?owner={cid}")).await {
+    match client.ipam_release_owner(cid).await {
         Ok(_) => {}
         Err(e) if e.is_unreachable() => {}
         Err(e) => return Err(agent_err("releasing the address", e)),
@@ -295,7 +317,7 @@ async fn check(conf: &NetConf, env: &Env, client: &Client) -> Result<(), CniErro
     let fail = |m: String| CniError::new(code::IO_FAILURE, m);
     let cid = &env.container_id;
     let ep: Endpoint = client
-        .get(&format!("/v1/endpoint/container-id:{cid}"))
+        .endpoint(&EndpointRef::ContainerId(cid.clone()))
         .await
         .map_err(|e| agent_err(&format!("endpoint of container {cid}"), e))?;
     if ep.state != seta_core::endpoint::EndpointState::Ready {
@@ -331,7 +353,7 @@ async fn status(conf: &NetConf, client: &Client) -> Result<(), CniError> {
         ));
     }
     client
-        .get::<Value>("/v1/healthz")
+        .healthz()
         .await
         .map(|_| ())
         .map_err(|e| CniError::new(code::PLUGIN_NOT_AVAILABLE, format!("seta agent is not available: {e}")))
@@ -346,21 +368,21 @@ async fn gc(conf: &NetConf, client: &Client) -> Result<(), CniError> {
     }
     let valid = conf.valid_attachments.clone().unwrap_or_default();
     let keep = |cid: &str, ifname: &str| valid.iter().any(|a| a.container_id == cid && a.ifname == ifname);
-    let eps: Vec<Endpoint> = client.get("/v1/endpoint").await.map_err(|e| agent_err("listing endpoints", e))?;
+    let eps: Vec<Endpoint> = client.endpoints().await.map_err(|e| agent_err("listing endpoints", e))?;
     let nl = Netlink::current().map_err(nl_err)?;
     for ep in eps.iter().filter(|e| !keep(&e.container_id, &e.container_interface_name)) {
         client
-            .delete::<Value>(&format!("/v1/endpoint/{}", ep.id))
+            .endpoint_delete(&EndpointRef::Id(ep.id))
             .await
             .map_err(|e| agent_err(&format!("deleting stale endpoint {}", ep.id), e))?;
         nl.del_link_by_name(&ep.interface_name).await.map_err(nl_err)?;
     }
     // addresses whose owner is no valid attachment (an ADD that died half-way)
-    let st: Status = client.get("/v1/status").await.map_err(|e| agent_err("agent status", e))?;
+    let st: Status = client.status().await.map_err(|e| agent_err("agent status", e))?;
     let owners: std::collections::BTreeSet<String> = st.ipam.allocations.values().cloned().collect();
     for owner in owners.iter().filter(|o| !valid.iter().any(|a| &a.container_id == *o)) {
         client
-            .delete::<Value>(&format!("/v1/ipam?owner={owner}"))
+            .ipam_release_owner(owner)
             .await
             .map_err(|e| agent_err("releasing stale addresses", e))?;
     }

@@ -80,6 +80,14 @@ impl Ctx {
             .filter(|n| n.starts_with("lxc") || n.starts_with("tmp"))
             .collect()
     }
+    fn pod_has_link(&self, ns: &str, ifname: &str) -> bool {
+        Command::new("ip")
+            .args(["-n", ns, "link", "show", ifname])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
     fn pod_pings_router(&self, ns: &str) -> bool {
         let router = seta_core::ipam::Pool::new(self.lab().nodes[0].pod_cidr).unwrap().router();
         Command::new("ip")
@@ -127,6 +135,20 @@ async fn privileged_cni_every_command_and_version() {
         assert!(c.pod_pings_router(&ns), "ADD {v} wired a working pod");
         let ep = c.agent(&format!("endpoint get container-id:{cid}"));
         assert_eq!(ep["state"], "ready");
+
+        // a second ADD of the same attachment fails and leaves the first
+        // exactly as it was (interface, address, endpoint, programs)
+        let (devs, allocs, progs) = (c.lxc_devices(), c.allocations(), c.agent("bpf prog list"));
+        assert_code(c.cni(&Ctx::env("ADD", &cid, &ns), &conf), 4, "already exists");
+        // ... also from another netns: the container is attached already
+        let ns2 = c.netns(&format!("v{i}b"));
+        assert_code(c.cni(&Ctx::env("ADD", &cid, &ns2), &conf), 4, "attached already");
+        assert!(!c.pod_has_link(&ns2, "eth0"), "the refused ADD created nothing in its netns");
+        assert_eq!(c.agent(&format!("endpoint get container-id:{cid}")), ep, "{v}: endpoint untouched");
+        assert_eq!(c.lxc_devices(), devs, "{v}: host interfaces untouched");
+        assert_eq!(c.allocations(), allocs, "{v}: no address taken or released");
+        assert_eq!(c.agent("bpf prog list"), progs, "{v}: programs untouched");
+        assert!(c.pod_pings_router(&ns), "{v}: the first attachment still works");
 
         let mut with_prev = conf.clone();
         with_prev["prevResult"] = res.clone();

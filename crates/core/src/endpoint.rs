@@ -73,6 +73,17 @@ impl EndpointRef {
     }
 }
 
+impl std::fmt::Display for EndpointRef {
+    /// The form `parse` accepts.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Id(id) => write!(f, "{id}"),
+            Self::ContainerId(c) => write!(f, "container-id:{c}"),
+            Self::PodName { namespace, pod } => write!(f, "pod-name:{namespace}/{pod}"),
+        }
+    }
+}
+
 /// What the CNI plugin asks the agent to create (Cilium's EndpointChangeRequest).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
