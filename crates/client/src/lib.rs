@@ -122,15 +122,26 @@ impl Client {
     }
 }
 
+/// Every agent socket on this machine, as (node name, socket path), sorted.
+pub fn agent_sockets() -> Vec<(String, PathBuf)> {
+    let mut found: Vec<(String, PathBuf)> = std::fs::read_dir("/run/seta")
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path().join("agent.sock")))
+                .filter(|(_, p)| p.exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+}
+
 /// Socket of `node`, or of the only agent under /run/seta when `node` is None.
 pub fn resolve_socket(node: Option<&str>) -> Result<PathBuf, String> {
     if let Some(n) = node {
         return Ok(seta_core::names::socket_path(n));
     }
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/run/seta")
-        .map(|rd| rd.flatten().map(|e| e.path().join("agent.sock")).filter(|p| p.exists()).collect())
-        .unwrap_or_default();
-    found.sort();
+    let mut found: Vec<PathBuf> = agent_sockets().into_iter().map(|(_, p)| p).collect();
     match found.len() {
         0 => Err("no seta agent socket found under /run/seta/*/agent.sock; start seta-agent or pass --node NAME".into()),
         1 => Ok(found.remove(0)),

@@ -1,0 +1,262 @@
+//! `seta bpf`: the pinned maps and attached programs, read directly.
+use crate::*;
+
+#[derive(Subcommand)]
+pub enum BpfCmd {
+    /// The local endpoint map (seta_lxc)
+    #[command(subcommand)]
+    Endpoint(ListOnly),
+    /// The IP -> identity cache (seta_ipcache)
+    #[command(subcommand)]
+    Ipcache(ListOnly),
+    /// Tunnel endpoints: ipcache entries that are encapsulated to another node (tunnel mode)
+    #[command(subcommand)]
+    Tunnel(ListOnly),
+    /// Datapath forward/drop counters (seta_metrics)
+    #[command(subcommand)]
+    Metrics(ListOnly),
+    /// Programs attached per device, including TCX links (which bpftool 7.1 cannot show)
+    #[command(subcommand)]
+    Prog(ListOnly),
+    /// An endpoint's policy map (seta_pol_NNNNN)
+    #[command(subcommand)]
+    Policy(BpfPolicyCmd),
+    /// Connection tracking (seta_ct4)
+    #[command(subcommand)]
+    Ct(CtCmd),
+}
+
+#[derive(Subcommand)]
+pub enum BpfPolicyCmd {
+    Get { endpoint: u16 },
+}
+
+#[derive(Subcommand)]
+pub enum CtCmd {
+    List,
+    Flush,
+}
+
+pub async fn run(cmd: &BpfCmd, cli: &Cli, json: bool) -> Result<i32> {
+    match cmd {
+        BpfCmd::Endpoint(ListOnly::List) => {
+            let m = EndpointMap::open(&pin_dir(cli)?)?;
+            let list = m.list();
+            if json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|(ip, i)| serde_json::json!({"ip": ip, "id": i.lxc_id, "sec_id": i.sec_id, "flags": i.flags, "ifindex": i.ifindex, "mac": format_mac(&i.mac), "nodemac": format_mac(&i.node_mac), "host": i.flags & seta_abi::ENDPOINT_F_HOST != 0}))
+                    .collect();
+                return print_json(&v);
+            }
+            let rows = list
+                .iter()
+                .map(|(ip, i)| {
+                    let info = if i.flags & seta_abi::ENDPOINT_F_HOST != 0 {
+                        "(localhost)".to_string()
+                    } else {
+                        format!(
+                            "id={} sec_id={} flags={:#06x} ifindex={} mac={} nodemac={} parent_ifindex={}",
+                            i.lxc_id,
+                            i.sec_id,
+                            i.flags,
+                            i.ifindex,
+                            format_mac(&i.mac),
+                            format_mac(&i.node_mac),
+                            i.parent_ifindex
+                        )
+                    };
+                    vec![format!("{ip}:0"), info]
+                })
+                .collect();
+            table(&["IP ADDRESS", "LOCAL ENDPOINT INFO"], rows);
+        }
+        BpfCmd::Ipcache(ListOnly::List) => {
+            let m = IpcacheMap::open(&pin_dir(cli)?)?;
+            let list = m.list();
+            if json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|(ip, p, i)| serde_json::json!({"prefix": format!("{ip}/{p}"), "identity": i.sec_identity, "tunnelendpoint": std::net::Ipv4Addr::from(i.tunnel_endpoint), "node_id": i.node_id, "flags": i.flags}))
+                    .collect();
+                return print_json(&v);
+            }
+            let rows = list
+                .iter()
+                .map(|(ip, p, i)| {
+                    vec![
+                        format!("{ip}/{p}"),
+                        format!(
+                            "identity={} encryptkey=0 tunnelendpoint={} flags=<none>",
+                            i.sec_identity,
+                            std::net::Ipv4Addr::from(i.tunnel_endpoint)
+                        ),
+                    ]
+                })
+                .collect();
+            table(&["IP PREFIX/ADDRESS", "IDENTITY"], rows);
+        }
+        BpfCmd::Tunnel(ListOnly::List) => {
+            let pin = pin_dir(cli)?;
+            let m = IpcacheMap::open(&pin)?;
+            let dev = seta_datapath::maps::get_config(&pin, seta_abi::CONFIG_VXLAN_IFINDEX).unwrap_or(0);
+            let list: Vec<_> = m.list().into_iter().filter(|(_, _, i)| i.tunnel_endpoint != [0; 4]).collect();
+            if json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|(ip, p, i)| serde_json::json!({"prefix": format!("{ip}/{p}"), "tunnel-endpoint": std::net::Ipv4Addr::from(i.tunnel_endpoint), "identity": i.sec_identity}))
+                    .collect();
+                return print_json(&v);
+            }
+            if dev == 0 {
+                eprintln!("(no tunnel device: this node routes natively)");
+            }
+            let rows = list
+                .iter()
+                .map(|(ip, p, i)| {
+                    vec![
+                        format!("{ip}/{p}"),
+                        std::net::Ipv4Addr::from(i.tunnel_endpoint).to_string(),
+                        i.sec_identity.to_string(),
+                    ]
+                })
+                .collect();
+            table(&["PREFIX", "TUNNEL ENDPOINT", "IDENTITY"], rows);
+        }
+        BpfCmd::Metrics(ListOnly::List) => {
+            let m = MetricsMap::open(&pin_dir(cli)?)?;
+            let list = m.totals();
+            if json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|(r, d, v)| serde_json::json!({"reason_code": r, "reason": reason_name(*r), "direction": direction_name(*d), "packets": v.count, "bytes": v.bytes}))
+                    .collect();
+                return print_json(&v);
+            }
+            let rows = list
+                .iter()
+                .map(|(r, d, v)| vec![reason_name(*r), direction_name(*d).into(), v.count.to_string(), v.bytes.to_string()])
+                .collect();
+            table(&["REASON", "DIRECTION", "PACKETS", "BYTES"], rows);
+        }
+        BpfCmd::Prog(ListOnly::List) => {
+            let list: Vec<Attachment> = client(cli.node.as_deref())?.attachments().await?;
+            if json {
+                return print_json(&list);
+            }
+            let rows = list
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.device.clone(),
+                        a.ifindex.to_string(),
+                        a.direction.clone(),
+                        "tcx".into(),
+                        a.program.clone(),
+                        a.prog_id.to_string(),
+                        a.pinned.clone().unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            table(&["DEVICE", "IFINDEX", "DIRECTION", "MODE", "PROGRAM", "PROG ID", "LINK PIN"], rows);
+        }
+        BpfCmd::Policy(BpfPolicyCmd::Get { endpoint }) => {
+            let dir = pin_dir(cli)?;
+            let path = dir.join(format!("seta_pol_{endpoint:05}"));
+            let m = seta_datapath::maps::PolicyMap::open_pinned(&path)?;
+            let labels: std::collections::BTreeMap<u32, String> = match client(cli.node.as_deref()) {
+                Ok(c) => c
+                    .identities()
+                    .await
+                    .map(|v| v.into_iter().map(|i| (i.id, i.labels.join(","))).collect())
+                    .unwrap_or_default(),
+                Err(_) => Default::default(),
+            };
+            let rows: Vec<serde_json::Value> = m
+                .list()
+                .iter()
+                .map(|((plen, k), v)| {
+                    let key = seta_core::policy::resolve::Key {
+                        identity: k.sec_label,
+                        egress: k.egress != 0,
+                        proto: k.protocol,
+                        port: u16::from_be_bytes(k.dport),
+                        port_bits: (*plen as u8).saturating_sub(48),
+                    };
+                    serde_json::json!({
+                        "policy": if v.deny != 0 { "Deny" } else { "Allow" },
+                        "direction": if key.egress { "Egress" } else { "Ingress" },
+                        "identity": k.sec_label,
+                        "labels": if k.sec_label == 0 { "ANY".to_string() } else { labels.get(&k.sec_label).cloned().unwrap_or_default() },
+                        "port": key.port_text(),
+                        "prefix": plen,
+                        "cookie": v.cookie,
+                    })
+                })
+                .collect();
+            if json {
+                return print_json(&rows);
+            }
+            let s = |v: &serde_json::Value| v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
+            table(
+                &["POLICY", "DIRECTION", "IDENTITY", "LABELS", "PORT/PROTO", "PREFIX", "RULE"],
+                rows.iter()
+                    .map(|r| {
+                        vec![
+                            s(&r["policy"]),
+                            s(&r["direction"]),
+                            s(&r["identity"]),
+                            s(&r["labels"]),
+                            s(&r["port"]),
+                            s(&r["prefix"]),
+                            s(&r["cookie"]),
+                        ]
+                    })
+                    .collect(),
+            );
+        }
+        BpfCmd::Ct(CtCmd::List) => {
+            let m = seta_datapath::maps::CtMap::open(&pin_dir(cli)?)?;
+            let now = seta_datapath::maps::monotonic_ns();
+            let rows: Vec<serde_json::Value> = m
+                .list()
+                .iter()
+                .map(|(k, e)| {
+                    serde_json::json!({
+                        "proto": seta_core::policy::proto_name(k.proto),
+                        "src": format!("{}:{}", std::net::Ipv4Addr::from(k.saddr), u16::from_be_bytes(k.sport)),
+                        "dst": format!("{}:{}", std::net::Ipv4Addr::from(k.daddr), u16::from_be_bytes(k.dport)),
+                        "expires_in": (e.expires as i64 - now as i64) / 1_000_000_000,
+                        "packets": e.packets, "bytes": e.bytes, "src_identity": e.src_sec_id,
+                        "tx_closing": e.tx_closing != 0, "rx_closing": e.rx_closing != 0, "seen_reply": e.seen_reply != 0,
+                    })
+                })
+                .collect();
+            if json {
+                return print_json(&rows);
+            }
+            for r in rows {
+                println!(
+                    "{} {} -> {} expires={}s Packets={} Bytes={} SourceSecurityID={}{}{}",
+                    r["proto"].as_str().unwrap(),
+                    r["src"].as_str().unwrap(),
+                    r["dst"].as_str().unwrap(),
+                    r["expires_in"],
+                    r["packets"],
+                    r["bytes"],
+                    r["src_identity"],
+                    if r["tx_closing"] == true { " TxClosing" } else { "" },
+                    if r["rx_closing"] == true { " RxClosing" } else { "" }
+                );
+            }
+        }
+        BpfCmd::Ct(CtCmd::Flush) => {
+            let n = seta_datapath::maps::CtMap::open(&pin_dir(cli)?)?.flush(false)?;
+            if json {
+                return print_json(&serde_json::json!({"flushed": n}));
+            }
+            println!("Flushed {n} entries from seta_ct4");
+        }
+    }
+    Ok(0)
+}

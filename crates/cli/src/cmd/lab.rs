@@ -1,0 +1,305 @@
+//! `seta lab`: a virtual cluster in network namespaces.
+use crate::*;
+
+#[derive(Subcommand)]
+pub enum LabCmd {
+    /// Build a lab: nodes with an agent each, pods wired by seta-cni
+    Up {
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        #[arg(long, default_value_t = 0)]
+        pods: usize,
+        #[arg(long, default_value = "lab")]
+        lab: String,
+        #[arg(long, default_value = "10.200.0.0/16")]
+        cluster_cidr: ipnet::Ipv4Net,
+        /// the cluster's shared state: memory (each node its own) or etcd (a real etcd in the underlay, shared) [default: etcd with 2+ nodes]
+        #[arg(long)]
+        kvstore: Option<String>,
+        /// how pods reach other nodes' pods: tunnel (VXLAN) or native (routes)
+        #[arg(long, default_value = "tunnel")]
+        routing: String,
+        /// run two seta-operator replicas (leader election) in the underlay [default: with etcd]
+        #[arg(long)]
+        operator: Option<bool>,
+    },
+    /// Nodes and pods of a lab
+    Status {
+        #[arg(long)]
+        lab: Option<String>,
+    },
+    /// Add or remove single pods
+    #[command(subcommand)]
+    Pod(PodCmd),
+    /// Run a command inside a pod: seta lab exec POD -- CMD...
+    Exec {
+        pod: String,
+        #[arg(long)]
+        lab: Option<String>,
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Commands on nodes
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Namespaces and their labels (namespaceSelector matches these)
+    #[command(subcommand)]
+    Namespace(NsCmd),
+    /// Remove everything of a lab, also after a crash
+    Down {
+        #[arg(long)]
+        lab: Option<String>,
+        /// every lab on this machine
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PodCmd {
+    Add {
+        name: String,
+        #[arg(long)]
+        node: String,
+        #[arg(long, default_value = "")]
+        labels: String,
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// named container ports: name=port/PROTO,...
+        #[arg(long, default_value = "")]
+        ports: String,
+        #[arg(long)]
+        lab: Option<String>,
+    },
+    /// Replace a pod's labels
+    Label {
+        name: String,
+        #[arg(long)]
+        labels: String,
+        #[arg(long)]
+        lab: Option<String>,
+    },
+    Del {
+        name: String,
+        #[arg(long)]
+        lab: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum NsCmd {
+    /// Create a namespace (it always carries kubernetes.io/metadata.name=NS)
+    Add {
+        ns: String,
+        #[arg(long, default_value = "")]
+        labels: String,
+        #[arg(long)]
+        lab: Option<String>,
+    },
+    /// Replace a namespace's labels; its pods follow
+    Label {
+        ns: String,
+        #[arg(long)]
+        labels: String,
+        #[arg(long)]
+        lab: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum NodeCmd {
+    /// Run a command in a node's namespace (as the host): seta lab node exec NODE -- CMD...
+    Exec {
+        node: String,
+        #[arg(long)]
+        lab: Option<String>,
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+}
+
+pub async fn run(cmd: &LabCmd, json: bool) -> Result<i32> {
+    match cmd {
+        LabCmd::Up {
+            nodes,
+            pods,
+            lab,
+            cluster_cidr,
+            kvstore,
+            routing,
+            operator,
+        } => {
+            let kv = kvstore
+                .clone()
+                .unwrap_or_else(|| if *nodes > 1 { "etcd".into() } else { "memory".into() });
+            let etcd = match kv.as_str() {
+                "memory" => false,
+                "etcd" => true,
+                other => bail!("--kvstore {other:?}: expected memory or etcd"),
+            };
+            if operator == &Some(true) && !etcd {
+                bail!("--operator needs --kvstore etcd");
+            }
+            let opts = seta_lab::LabOptions {
+                etcd,
+                routing: Some(routing.clone()),
+                operator: operator.unwrap_or(etcd),
+            };
+            let t = std::time::Instant::now();
+            let l = Lab::up_with(lab, *nodes, *pods, *cluster_cidr, &bin_dir()?, &opts, &|m| eprintln!("==> {m}")).await?;
+            eprintln!(
+                "==> lab {} is up: {} node(s), {} pod(s) in {:.1}s",
+                l.name,
+                l.nodes.len(),
+                l.pods.len(),
+                t.elapsed().as_secs_f64()
+            );
+            print_lab(&l, json)?;
+        }
+        LabCmd::Status { lab } => print_lab(&Lab::load_default(lab.as_deref())?, json)?,
+        LabCmd::Pod(PodCmd::Add {
+            name,
+            node,
+            labels,
+            namespace,
+            ports,
+            lab,
+        }) => {
+            let mut l = Lab::load_default(lab.as_deref())?;
+            let labels = split_labels(labels)?;
+            let ports = split_list(ports);
+            for (i, p) in ports.iter().enumerate() {
+                seta_core::endpoint::parse_named_port(p).map_err(|e| anyhow::anyhow!("--ports[{i}]: {e}"))?;
+            }
+            let p = l.pod_add(name, node, namespace, &labels, &ports).await?;
+            if json {
+                return print_json(&p);
+            }
+            println!("pod {} on {}: {} (netns {})", p.name, p.node, p.ip, p.netns);
+        }
+        LabCmd::Pod(PodCmd::Label { name, labels, lab }) => {
+            let mut l = Lab::load_default(lab.as_deref())?;
+            l.pod_label(name, &split_labels(labels)?).await?;
+            println!("pod {name} labels replaced");
+        }
+        LabCmd::Namespace(NsCmd::Add { ns, labels, lab } | NsCmd::Label { ns, labels, lab }) => {
+            let l = Lab::load_default(lab.as_deref())?;
+            l.namespace_set(ns, &split_list(labels)).await?;
+            println!("namespace {ns} labels set");
+        }
+        LabCmd::Pod(PodCmd::Del { name, lab }) => {
+            Lab::load_default(lab.as_deref())?.pod_del(name).await?;
+            println!("pod {name} deleted");
+        }
+        LabCmd::Exec { pod, lab, cmd } => {
+            let st = Lab::load_default(lab.as_deref())?.pod_exec(pod, cmd)?.status()?;
+            return Ok(st.code().unwrap_or(1));
+        }
+        LabCmd::Node(NodeCmd::Exec { node, lab, cmd }) => {
+            let st = Lab::load_default(lab.as_deref())?.node_exec(node, cmd)?.status()?;
+            return Ok(st.code().unwrap_or(1));
+        }
+        LabCmd::Down { lab, all } => {
+            let names = if *all {
+                seta_lab::list_labs()
+            } else {
+                vec![match lab {
+                    Some(l) => l.clone(),
+                    None => Lab::load_default(None).map(|l| l.name).unwrap_or_else(|_| "lab".into()),
+                }]
+            };
+            for n in names {
+                let done = Lab::down(&n)?;
+                for d in &done {
+                    eprintln!("  {d}");
+                }
+                eprintln!("==> lab {n} is down ({} objects removed)", done.len());
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn print_lab(l: &Lab, json: bool) -> Result<()> {
+    if json {
+        print_json(l)?;
+        return Ok(());
+    }
+    let mut rows = vec![];
+    for n in &l.nodes {
+        let alive = n.agent_pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+        rows.push(vec![
+            n.name.clone(),
+            "node".into(),
+            "-".into(),
+            seta_core::ipam::Pool::new(n.pod_cidr)
+                .map(|p| p.router().to_string())
+                .unwrap_or_default(),
+            n.netns.clone(),
+            format!(
+                "agent {}",
+                if alive {
+                    format!("pid {}", n.agent_pid.unwrap())
+                } else {
+                    "down".into()
+                }
+            ),
+        ]);
+    }
+    if let Some(u) = &l.underlay {
+        let etcd = u.etcd_pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+        rows.push(vec![
+            format!("{}-ul", l.name),
+            "underlay".into(),
+            "-".into(),
+            "172.30.0.254".into(),
+            u.netns.clone(),
+            match (&u.etcd, etcd) {
+                (Some(url), true) => format!("etcd {url} pid {}", u.etcd_pid.unwrap()),
+                (Some(url), false) => format!("etcd {url} down"),
+                _ => "bridge br0".into(),
+            },
+        ]);
+    }
+    for o in &l.operators {
+        let alive = o.pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+        rows.push(vec![
+            o.id.clone(),
+            "operator".into(),
+            "-".into(),
+            "-".into(),
+            l.underlay.as_ref().map(|u| u.netns.clone()).unwrap_or_default(),
+            if alive { format!("pid {}", o.pid.unwrap()) } else { "down".into() },
+        ]);
+    }
+    if let Some(e) = &l.external {
+        rows.push(vec![
+            format!("{}-ext", l.name),
+            "external".into(),
+            "-".into(),
+            e.ip.to_string(),
+            e.netns.clone(),
+            format!("via {}", e.gateway),
+        ]);
+    }
+    for p in &l.pods {
+        rows.push(vec![
+            p.name.clone(),
+            "pod".into(),
+            p.node.clone(),
+            p.ip.to_string(),
+            p.netns.clone(),
+            format!(
+                "ns {}{}",
+                p.namespace,
+                if p.labels.is_empty() {
+                    String::new()
+                } else {
+                    format!(" labels {}", p.labels.join(","))
+                }
+            ),
+        ]);
+    }
+    table(&["NAME", "KIND", "NODE", "IPv4", "NETNS", "DETAILS"], rows);
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! One module per command family.
+pub mod bpf;
+pub mod endpoint;
+pub mod events;
+pub mod identity;
+pub mod kvstore;
+pub mod lab;
+pub mod policy;
+pub mod status;

@@ -1,0 +1,119 @@
+//! `seta status` and `seta node list`.
+use crate::*;
+
+pub async fn run(cli: &Cli, json: bool) -> Result<i32> {
+    let c = client(cli.node.as_deref())?;
+    let s: Status = c.status().await?;
+    if json {
+        return print_json(&s);
+    }
+    let states: Vec<String> = s.endpoint_states.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    kv(&[
+        ("Node", s.node.clone()),
+        (
+            "seta",
+            format!(
+                "{} {} (uptime {}s)",
+                if s.healthy { "Ok" } else { "Degraded" },
+                s.version,
+                s.uptime_seconds
+            ),
+        ),
+        ("Datapath", s.datapath.clone()),
+        ("Attach Mode", s.attach_mode.to_uppercase()),
+        (
+            "IPAM",
+            format!("IPv4: {}/{} allocated from {}", s.ipam.allocated, s.ipam.capacity, s.ipam.cidr),
+        ),
+        (
+            "Endpoints",
+            format!(
+                "{} ({})",
+                s.endpoints,
+                if states.is_empty() { "none".into() } else { states.join(", ") }
+            ),
+        ),
+        ("Restored", format!("{} endpoints at start", s.restored_endpoints)),
+        (
+            "Policy",
+            format!(
+                "{} policies, revision {}{}",
+                s.policies,
+                s.policy_revision,
+                if s.policy_map_full_errors > 0 {
+                    format!(", {} regenerations failed: policy map full", s.policy_map_full_errors)
+                } else {
+                    String::new()
+                }
+            ),
+        ),
+        (
+            "KVStore",
+            format!(
+                "{} ({})",
+                s.kvstore,
+                if s.kvstore_status.is_empty() {
+                    "?"
+                } else {
+                    s.kvstore_status.as_str()
+                }
+            ),
+        ),
+        (
+            "Cluster",
+            format!("{} node(s) announced: {}", s.nodes_registered.len(), s.nodes_registered.join(", ")),
+        ),
+        (
+            "Routing",
+            format!(
+                "{} (node IP {}, pod MTU {})",
+                match s.routing_mode.as_str() {
+                    "tunnel" => "Tunnel [vxlan, UDP 8472]",
+                    "native" => "Native",
+                    other => other,
+                },
+                s.node_ip.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
+                s.pod_mtu
+            ),
+        ),
+        ("Cluster health", cluster_health(&s.cluster_health)),
+        ("CNI Config file", s.cni_config.clone()),
+        ("API socket", c.path().display().to_string()),
+    ]);
+    Ok(0)
+}
+
+pub async fn nodes(cli: &Cli, json: bool) -> Result<i32> {
+    let nodes: Vec<serde_json::Value> = client(cli.node.as_deref())?.nodes().await?;
+    if json {
+        return print_json(&nodes);
+    }
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    let rows = nodes
+        .iter()
+        .map(|n| {
+            let ips: Vec<String> = n["ips"].as_array().into_iter().flatten().map(s).collect();
+            vec![s(&n["name"]), ips.join(","), s(&n["pod-cidr"]), s(&n["boot-id"]), "kvstore".into()]
+        })
+        .collect();
+    table(&["Name", "IPv4 Address", "Endpoint CIDR", "Boot ID", "Source"], rows);
+    Ok(0)
+}
+
+/// `2/2 reachable` plus the nodes that are not, and why.
+fn cluster_health(h: &[seta_core::api::NodeHealth]) -> String {
+    if h.is_empty() {
+        return "no other nodes".into();
+    }
+    let ok = h.iter().filter(|n| n.node_reachable && n.datapath_reachable).count();
+    let mut out = format!("{ok}/{} other node(s) reachable", h.len());
+    for n in h.iter().filter(|n| !(n.node_reachable && n.datapath_reachable)) {
+        let why = match (n.node_reachable, n.datapath_reachable) {
+            (false, false) => "unreachable",
+            (true, false) => "node answers, datapath (tunnel/routes) does not",
+            _ => "datapath answers, node IP does not",
+        };
+        out.push_str(&format!("; {}: {why}", n.name));
+    }
+    out
+}
