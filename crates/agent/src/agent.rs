@@ -421,7 +421,13 @@ impl Agent {
                         .acquire_identity(&mut inner, &ep.labels)
                         .await
                         .map_err(|e| anyhow::anyhow!("{e}"))?;
-                    if !self.dp.endpoint_attached(&ep.interface_name) || !self.dp.policy_pin(ep.id).exists() {
+                    let attached = self
+                        .nl
+                        .tc_bpf_filters(l.index, true)
+                        .await?
+                        .iter()
+                        .any(|f| f.priority == seta_datapath::loader::ENDPOINT_FILTER_PRIORITY && f.handle == seta_datapath::loader::ENDPOINT_FILTER_HANDLE);
+                    if !attached || !self.dp.policy_pin(ep.id).exists() {
                         ep.state = EndpointState::Regenerating;
                         let cfg = prog_config(&ep).map_err(anyhow::Error::msg)?;
                         let dp = self.dp.clone();
@@ -465,7 +471,7 @@ impl Agent {
             .collect();
         for d in self.dp.pinned_link_devices() {
             if !devs.contains(&d) {
-                self.dp.detach_endpoint(&d)?;
+                self.dp.detach_links(&d)?;
             }
         }
         let ids: std::collections::BTreeSet<u16> = inner.endpoints.keys().copied().collect();
@@ -712,7 +718,7 @@ impl Agent {
             healthy: true,
             uptime_seconds: self.started.elapsed().as_secs(),
             datapath: format!("eBPF, pins {}", self.cfg.pin_dir.display()),
-            attach_mode: "tcx".into(),
+            attach_mode: "tc (endpoints), tcx (host devices)".into(),
             endpoints: inner.endpoints.len(),
             endpoint_states: states,
             ipam: IpamStatus {
@@ -1014,9 +1020,26 @@ impl Agent {
         Ok(ep)
     }
 
-    /// TCX programs per device in this node's namespace.
+    /// Programs per device in this node's namespace: TCX links and cls_bpf
+    /// filters.
     pub async fn attachments(&self) -> Result<Vec<Attachment>, ApiError> {
         let links = self.nl.links().await.map_err(|e| ApiError::Internal(e.to_string()))?;
+        let mut filters = Vec::new();
+        for l in &links {
+            for (ingress, dir) in [(true, "ingress"), (false, "egress")] {
+                for f in self.nl.tc_bpf_filters(l.index, ingress).await.unwrap_or_default() {
+                    filters.push(Attachment {
+                        device: l.name.clone(),
+                        ifindex: l.index,
+                        direction: dir.into(),
+                        mode: "tc".into(),
+                        program: f.name,
+                        prog_id: f.prog_id,
+                        pinned: None,
+                    });
+                }
+            }
+        }
         let dp = self.dp.clone();
         let out = tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
@@ -1030,6 +1053,7 @@ impl Agent {
                         device: l.name.clone(),
                         ifindex: l.index,
                         direction: dir,
+                        mode: "tcx".into(),
                         program: name,
                         prog_id: id,
                         pinned: pin.exists().then(|| pin.display().to_string()),
@@ -1040,6 +1064,9 @@ impl Agent {
         })
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let mut out = out;
+        out.extend(filters);
+        out.sort_by(|a, b| (a.ifindex, &a.direction).cmp(&(b.ifindex, &b.direction)));
         Ok(out)
     }
 }

@@ -277,6 +277,13 @@ async fn privileged_e2e_agent_sigkill_keeps_traffic_and_restores() {
         "endpoint programs were kept, not reloaded"
     );
     assert_eq!(lxc_ids(&progs_after).len(), 2, "one from-container program per endpoint");
+    // per-endpoint programs are cls_bpf filters (no RCU grace period per
+    // attach), which live in the kernel on their own: no pin, no agent needed
+    for a in progs_after.as_array().unwrap() {
+        let lxc = a["device"].as_str().unwrap().starts_with("lxc");
+        assert_eq!(a["mode"], if lxc { "tc" } else { "tcx" }, "{a}");
+        assert_eq!(a["pinned"].is_null(), lxc, "{a}");
+    }
     assert_eq!(ping(&t.lab, "pod2", p1.ip, 2, "0.2"), (2, 2));
 }
 
@@ -399,7 +406,8 @@ async fn privileged_e2e_identities_are_cluster_wide_through_etcd() {
     assert_ne!(a1, b2);
     let st = seta(&t.lab, &n1, &["status"]);
     assert!(st["kvstore"].as_str().unwrap().starts_with("etcd"));
-    assert_eq!(st["kvstore-status"], "ok");
+    // connected (a loaded machine may have made the watches re-list once)
+    assert!(st["kvstore-status"].as_str().unwrap().starts_with("ok"), "{st}");
     assert_eq!(st["nodes-registered"], serde_json::json!([n1, n2]));
     let refs = seta(&t.lab, &n1, &["kvstore", "list", "/seta/identities/v1/ref/"]);
     let keys: Vec<&str> = refs.as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap()).collect();

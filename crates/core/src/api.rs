@@ -112,6 +112,9 @@ pub struct Attachment {
     pub device: String,
     pub ifindex: u32,
     pub direction: String,
+    /// `tcx` (a BPF link) or `tc` (a cls_bpf filter on clsact)
+    #[serde(default)]
+    pub mode: String,
     pub program: String,
     pub prog_id: u32,
     pub pinned: Option<String>,

@@ -127,6 +127,56 @@ impl Netlink {
         }
     }
 
+    /// The cls_bpf filters of a device's clsact hook (`tc filter show dev X
+    /// ingress|egress`); empty when the device has no clsact qdisc.
+    pub async fn tc_bpf_filters(&self, ifindex: u32, ingress: bool) -> Result<Vec<TcBpfFilter>> {
+        use netlink_packet_route::tc::{TcAttribute, TcFilterBpfOption, TcMessage, TcOption};
+        let mut h = self.handle.traffic_filter(ifindex as i32);
+        let req = if ingress { h.get().ingress() } else { h.get().egress() };
+        let msgs: std::result::Result<Vec<TcMessage>, _> = req.execute().try_collect().await;
+        let msgs = match msgs {
+            Ok(m) => m,
+            Err(e) => {
+                let e = NetlinkError::from_rt(format!("list tc filters of ifindex {ifindex}"), e);
+                // no clsact qdisc (EINVAL) or no such device: nothing attached
+                if e.is_not_found() || e.errno == Some(libc::EINVAL) {
+                    return Ok(vec![]);
+                }
+                return Err(e);
+            }
+        };
+        let mut out = Vec::new();
+        for m in msgs {
+            let mut f = TcBpfFilter {
+                priority: (m.header.info >> 16) as u16,
+                handle: u32::from(m.header.handle.major) << 16 | u32::from(m.header.handle.minor),
+                name: String::new(),
+                prog_id: 0,
+            };
+            let mut bpf = false;
+            for a in &m.attributes {
+                match a {
+                    TcAttribute::Kind(k) => bpf = k == "bpf",
+                    TcAttribute::Options(opts) => {
+                        for o in opts {
+                            match o {
+                                TcOption::Bpf(TcFilterBpfOption::ProgName(n)) => f.name = n.clone(),
+                                TcOption::Bpf(TcFilterBpfOption::ProgId(id)) => f.prog_id = *id,
+                                _ => {}
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            // the dump also lists the filter chain head (handle 0) without options
+            if bpf && f.handle != 0 {
+                out.push(f);
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn links(&self) -> Result<Vec<LinkInfo>> {
         let msgs: Vec<LinkMessage> = self
             .handle
@@ -391,4 +441,14 @@ pub struct Route {
     pub mtu: Option<u32>,
     /// marks routes as ours (so stale ones can be found again)
     pub protocol: Option<u8>,
+}
+
+/// A cls_bpf filter on a clsact hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcBpfFilter {
+    pub priority: u16,
+    pub handle: u32,
+    /// the program's name as the filter reports it (e.g. `bpf_lxc.o:[from_container]` or the program name)
+    pub name: String,
+    pub prog_id: u32,
 }

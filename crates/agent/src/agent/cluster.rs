@@ -117,7 +117,7 @@ impl Agent {
             }
             RoutingMode::Native => {
                 seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_VXLAN_IFINDEX, 0)?;
-                self.dp.detach_endpoint(VXLAN_DEV)?;
+                self.dp.detach_links(VXLAN_DEV)?;
                 self.nl.del_link_by_name(VXLAN_DEV).await?;
             }
         }

@@ -151,7 +151,7 @@ pub async fn run(cmd: &BpfCmd, cli: &Cli, json: bool) -> Result<i32> {
                         a.device.clone(),
                         a.ifindex.to_string(),
                         a.direction.clone(),
-                        "tcx".into(),
+                        a.mode.clone(),
                         a.program.clone(),
                         a.prog_id.to_string(),
                         a.pinned.clone().unwrap_or_else(|| "-".into()),
