@@ -421,12 +421,10 @@ impl Agent {
                         .acquire_identity(&mut inner, &ep.labels)
                         .await
                         .map_err(|e| anyhow::anyhow!("{e}"))?;
-                    let attached = self
-                        .nl
-                        .tc_bpf_filters(l.index, true)
-                        .await?
-                        .iter()
-                        .any(|f| f.priority == seta_datapath::loader::ENDPOINT_FILTER_PRIORITY && f.handle == seta_datapath::loader::ENDPOINT_FILTER_HANDLE);
+                    let attached = self.nl.tc_bpf_filters(l.index, true).await?.iter().any(|f| {
+                        f.priority == seta_datapath::loader::ENDPOINT_FILTER_PRIORITY
+                            && f.handle == seta_datapath::loader::ENDPOINT_FILTER_HANDLE
+                    });
                     if !attached || !self.dp.policy_pin(ep.id).exists() {
                         ep.state = EndpointState::Regenerating;
                         let cfg = prog_config(&ep).map_err(anyhow::Error::msg)?;
@@ -667,7 +665,7 @@ impl Agent {
                     }
                 }
                 Err(err) => {
-                    if err.to_string().contains("full") {
+                    if err.is_map_full() {
                         self.policy_map_full.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     tracing::error!(id, %err, "policy regeneration failed; endpoint is not ready");

@@ -72,15 +72,18 @@ impl Kv {
         let mut attempt = 0;
         loop {
             match each!(self, c => c.allocate(labels).await) {
-                Err(KvError::Etcd { op, msg }) if attempt < 2 => {
-                    tracing::debug!(%op, %msg, "identity allocation failed; retrying");
+                Err(KvError::LeaseExpired(lease)) if attempt < 2 => {
+                    // our lease expired (etcd was slow or away): take a new one now
+                    tracing::debug!(lease, "identity allocation found its lease expired; renewing");
                     attempt += 1;
-                    if msg.contains("lease not found") {
-                        // our lease expired (etcd was slow or away): take a new one now
-                        if let (Ok(true), Kv::Etcd(_, _, renewed)) = (self.keep_alive().await, self) {
-                            renewed.store(true, std::sync::atomic::Ordering::Relaxed);
-                        }
+                    if let (Ok(true), Kv::Etcd(_, _, renewed)) = (self.keep_alive().await, self) {
+                        renewed.store(true, std::sync::atomic::Ordering::Relaxed);
                     }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e @ KvError::Etcd { .. }) if attempt < 2 => {
+                    tracing::debug!(%e, "identity allocation failed; retrying");
+                    attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
                 r => return r,

@@ -24,11 +24,26 @@ pub enum DatapathError {
     Link { path: PathBuf, msg: String },
     #[error("map {map} (pinned at {path}): {msg}")]
     Map { map: String, path: PathBuf, msg: String },
+    /// The map has no room for the entries wanted.
+    #[error("policy map is full ({wanted} entries wanted, {max} max; {path}): {source}")]
+    MapFull {
+        path: PathBuf,
+        wanted: usize,
+        max: u32,
+        source: aya::maps::MapError,
+    },
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
 }
 
 type Result<T> = std::result::Result<T, DatapathError>;
+
+impl DatapathError {
+    /// A map had no room (a regeneration can succeed once entries go away).
+    pub fn is_map_full(&self) -> bool {
+        matches!(self, Self::MapFull { .. })
+    }
+}
 
 /// Per-endpoint load-time constants of bpf_lxc (written to .rodata).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -457,20 +472,21 @@ fn attach_tc_filter(ebpf: &mut Ebpf, prog: &str, ifname: &str) -> Result<()> {
             classid: None,
         })
     };
-    let id = match program.attach_with_options(ifname, TcAttachType::Ingress, opts()) {
-        Ok(id) => id,
-        Err(e) if errno(&e) == Some(libc::EEXIST) => {
-            // replace the program inside the existing filter (same priority
-            // and handle): packets see the old or the new program, never none
-            let existing = SchedClassifierLink::attached(ifname, TcAttachType::Ingress, ENDPOINT_FILTER_PRIORITY, handle, None)
-                .map_err(|source| DatapathError::Io {
-                    what: format!("interface {ifname}"),
-                    source,
-                })?;
-            program.attach_to_link(existing).map_err(perr)?
-        }
-        Err(e) => return Err(perr(e)),
-    };
+    let id =
+        match program.attach_with_options(ifname, TcAttachType::Ingress, opts()) {
+            Ok(id) => id,
+            Err(e) if errno(&e) == Some(libc::EEXIST) => {
+                // replace the program inside the existing filter (same priority
+                // and handle): packets see the old or the new program, never none
+                let existing = SchedClassifierLink::attached(ifname, TcAttachType::Ingress, ENDPOINT_FILTER_PRIORITY, handle, None)
+                    .map_err(|source| DatapathError::Io {
+                        what: format!("interface {ifname}"),
+                        source,
+                    })?;
+                program.attach_to_link(existing).map_err(perr)?
+            }
+            Err(e) => return Err(perr(e)),
+        };
     // the filter must outlive this process: dropping the link would delete it
     let link = program.take_link(id).map_err(perr)?;
     std::mem::forget(link);

@@ -216,16 +216,12 @@ impl PolicyMap {
             if let Err(e) = self.map.insert(&Key::new(*plen, *k), v, 0) {
                 let full = matches!(&e, aya::maps::MapError::SyscallError(s) if matches!(s.io_error.raw_os_error(), Some(libc::ENOSPC) | Some(libc::E2BIG) | Some(libc::ENOMEM)));
                 failed = Some(if full {
-                    merr(
-                        "seta_pol",
-                        &self.path,
-                        "update",
-                        format!(
-                            "policy map is full ({} entries wanted, {} max): {e}",
-                            want.len(),
-                            seta_abi::POLICY_MAP_SIZE
-                        ),
-                    )
+                    DatapathError::MapFull {
+                        path: self.path.clone(),
+                        wanted: want.len(),
+                        max: seta_abi::POLICY_MAP_SIZE,
+                        source: e,
+                    }
                 } else {
                     merr("seta_pol", &self.path, "update", e)
                 });

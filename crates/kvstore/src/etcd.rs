@@ -13,19 +13,27 @@ pub struct EtcdStore {
     keeper: Arc<tokio::sync::Mutex<Option<(LeaseId, etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream)>>>,
 }
 
-/// A keep-alive error; "lease not found" means the lease expired.
-fn lease_err(lease: LeaseId, e: etcd_client::Error) -> KvError {
-    if e.to_string().contains("lease not found") {
-        KvError::LeaseExpired(lease)
-    } else {
-        err("lease keep-alive", e)
+/// An error of a request that carries `lease`: etcd answers NotFound only
+/// for a lease it does not know (any more), i.e. one that expired.
+fn lease_err(op: &str, lease: LeaseId, e: etcd_client::Error) -> KvError {
+    match &e {
+        etcd_client::Error::GRpcStatus(s) if lease != 0 && s.code() == tonic::Code::NotFound => KvError::LeaseExpired(lease),
+        _ => err(op, e),
     }
 }
 
 fn err(op: &str, e: etcd_client::Error) -> KvError {
     KvError::Etcd {
         op: op.to_string(),
-        msg: e.to_string(),
+        source: Box::new(e),
+    }
+}
+
+/// An error of our own making (no client error underneath).
+fn err_msg(op: &str, msg: String) -> KvError {
+    KvError::Etcd {
+        op: op.to_string(),
+        source: msg.into(),
     }
 }
 
@@ -83,18 +91,25 @@ impl EtcdStore {
         let mut e = self.client().election_client();
         e.campaign(name, value, lease)
             .await
-            .map_err(|e| err(&format!("campaign {name}"), e))?;
+            .map_err(|e| lease_err(&format!("campaign {name}"), lease, e))?;
         Ok(())
     }
 
-    /// The current leader's value of election `name`, if any.
+    /// The current leader's value of election `name`, if any: the
+    /// campaigner key under `name/` with the lowest create revision (what
+    /// etcd's election API answers, read directly, so "no leader" is simply
+    /// no key rather than an error to recognise).
     pub async fn leader(&self, name: &str) -> Result<Option<String>> {
-        let mut e = self.client().election_client();
-        match e.leader(name).await {
-            Ok(r) => Ok(r.kv().map(|kv| String::from_utf8_lossy(kv.value()).into_owned())),
-            Err(etcd_client::Error::GRpcStatus(s)) if s.message().contains("no leader") => Ok(None),
-            Err(e) => Err(err(&format!("leader {name}"), e)),
-        }
+        use etcd_client::{SortOrder, SortTarget};
+        let opts = GetOptions::new()
+            .with_prefix()
+            .with_sort(SortTarget::Create, SortOrder::Ascend)
+            .with_limit(1);
+        let r = self
+            .read(&format!("{name}/"), Some(opts))
+            .await
+            .map_err(|e| err(&format!("leader {name}"), e))?;
+        Ok(r.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()))
     }
 
     /// A read, retried on transport errors (reads are idempotent): a
@@ -147,7 +162,7 @@ impl KvStore for EtcdStore {
         let mut kv = self.client().kv_client();
         kv.put(key, value, Self::put_opts(lease))
             .await
-            .map_err(|e| err(&format!("put {key}"), e))?;
+            .map_err(|e| lease_err(&format!("put {key}"), lease, e))?;
         Ok(())
     }
     async fn create_all(&self, kvs: &[(String, Vec<u8>)], lease: LeaseId) -> Result<bool> {
@@ -163,7 +178,7 @@ impl KvStore for EtcdStore {
         let r = kv
             .txn(Txn::new().when(when).and_then(then))
             .await
-            .map_err(|e| err("txn create", e))?;
+            .map_err(|e| lease_err("txn create", lease, e))?;
         Ok(r.succeeded())
     }
     async fn delete(&self, key: &str) -> Result<()> {
@@ -190,19 +205,28 @@ impl KvStore for EtcdStore {
         let mut slot = self.keeper.lock().await;
         if slot.as_ref().is_none_or(|(id, _, _)| *id != lease) {
             let mut l = self.client().lease_client();
-            let (keeper, stream) = l.keep_alive(lease).await.map_err(|e| lease_err(lease, e))?;
+            let (keeper, stream) = match l.keep_alive(lease).await {
+                Ok(ks) => ks,
+                // the client reports a lease the server answered with TTL <= 0
+                // as a keep-alive error; ask the server whether it still exists
+                Err(e @ etcd_client::Error::LeaseKeepAliveError(_)) => {
+                    return match l.time_to_live(lease, None).await {
+                        Ok(t) if t.ttl() <= 0 => Err(KvError::LeaseExpired(lease)),
+                        Err(t) => Err(lease_err("lease time-to-live", lease, t)),
+                        Ok(_) => Err(err("lease keep-alive", e)),
+                    };
+                }
+                Err(e) => return Err(lease_err("lease keep-alive", lease, e)),
+            };
             *slot = Some((lease, keeper, stream));
         }
         let (_, keeper, stream) = slot.as_mut().unwrap();
         let r = async {
-            keeper.keep_alive().await.map_err(|e| lease_err(lease, e))?;
-            match stream.message().await.map_err(|e| lease_err(lease, e))? {
+            keeper.keep_alive().await.map_err(|e| lease_err("lease keep-alive", lease, e))?;
+            match stream.message().await.map_err(|e| lease_err("lease keep-alive", lease, e))? {
                 Some(r) if r.ttl() > 0 => Ok(()),
                 Some(_) => Err(KvError::LeaseExpired(lease)),
-                None => Err(KvError::Etcd {
-                    op: "lease keep-alive".into(),
-                    msg: "stream closed".into(),
-                }),
+                None => Err(err_msg("lease keep-alive", "stream closed".into())),
             }
         }
         .await;
@@ -246,10 +270,10 @@ impl KvStore for EtcdStore {
                     _ = tx.closed() => return,
                 };
                 let events = match msg {
-                    Ok(Some(r)) if r.canceled() => Err(KvError::Etcd {
-                        op: what.clone(),
-                        msg: format!("canceled: {} (compacted at {})", r.cancel_reason(), r.compact_revision()),
-                    }),
+                    Ok(Some(r)) if r.canceled() => Err(err_msg(
+                        &what,
+                        format!("canceled: {} (compacted at {})", r.cancel_reason(), r.compact_revision()),
+                    )),
                     Ok(Some(r)) => Ok(r
                         .events()
                         .iter()
@@ -261,10 +285,7 @@ impl KvStore for EtcdStore {
                             })
                         })
                         .collect::<Vec<_>>()),
-                    Ok(None) => Err(KvError::Etcd {
-                        op: what.clone(),
-                        msg: "stream closed".into(),
-                    }),
+                    Ok(None) => Err(err_msg(&what, "stream closed".into())),
                     Err(e) => Err(err(&what, e)),
                 };
                 let stop = events.is_err();

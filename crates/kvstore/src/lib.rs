@@ -13,8 +13,13 @@ pub mod testing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KvError {
-    #[error("etcd {op}: {msg}")]
-    Etcd { op: String, msg: String },
+    /// An etcd request failed; `source` is the client's error.
+    #[error("etcd {op}: {source}")]
+    Etcd {
+        op: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("kvstore file {path}: {msg}")]
     File { path: String, msg: String },
     #[error("lease {0:x} expired")]

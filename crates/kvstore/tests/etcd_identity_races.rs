@@ -49,3 +49,30 @@ async fn concurrent_agents_never_duplicate_or_split_identities() {
     let listed = ClusterIdentities::new(store, "/seta-test", "check", 0).list().await.unwrap();
     assert_eq!(listed.len(), 40);
 }
+
+/// An expired lease is a typed error (`KvError::LeaseExpired`) for writes
+/// under it and for its keep-alive, not a message to recognise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_lease_is_a_typed_error() {
+    let Some(etcd) = etcd_or_skip("lease-expired") else { return };
+    let store = EtcdStore::connect(&[etcd.endpoint.clone()]).await.unwrap();
+    let lease = store.grant_lease(1).await.unwrap();
+    store.put("/seta-test/lease/a", b"1", lease).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    match store.put("/seta-test/lease/b", b"1", lease).await {
+        Err(seta_kvstore::KvError::LeaseExpired(l)) => assert_eq!(l, lease),
+        other => panic!("put under an expired lease: {other:?}"),
+    }
+    match store.create_all(&[("/seta-test/lease/c".into(), b"1".to_vec())], lease).await {
+        Err(seta_kvstore::KvError::LeaseExpired(l)) => assert_eq!(l, lease),
+        other => panic!("txn under an expired lease: {other:?}"),
+    }
+    match store.keep_alive(lease).await {
+        Err(seta_kvstore::KvError::LeaseExpired(l)) => assert_eq!(l, lease),
+        other => panic!("keep-alive of an expired lease: {other:?}"),
+    }
+    assert_eq!(store.get("/seta-test/lease/a").await.unwrap(), None, "its key went with it");
+    // other failures keep their source error
+    let e = store.put("/seta-test/lease/d", b"1", 0x7777).await.unwrap_err();
+    assert!(matches!(e, seta_kvstore::KvError::LeaseExpired(0x7777)), "{e:?}");
+}
