@@ -95,6 +95,9 @@ pub struct Agent {
     filter: LabelFilter,
     pub events: crate::events::EventLog,
     policy_map_full: std::sync::atomic::AtomicU64,
+    /// regenerations retried after a failure
+    regen_retries: std::sync::atomic::AtomicU64,
+    pub supervisor: Arc<crate::supervisor::Supervisor>,
     kv: Kv,
     kv_health: cluster::KvHealth,
     last_keepalive: std::sync::Mutex<Instant>,
@@ -381,6 +384,8 @@ impl Agent {
             filter,
             events: crate::events::EventLog::new(4096),
             policy_map_full: Default::default(),
+            regen_retries: Default::default(),
+            supervisor: crate::supervisor::Supervisor::new(),
             kv,
             kv_health: Default::default(),
             last_keepalive: std::sync::Mutex::new(Instant::now()),
@@ -635,11 +640,19 @@ impl Agent {
     /// (diff: only changed entries are written). Failures are recorded on the
     /// endpoint (not-ready + message) and counted, never silently allowed.
     fn regenerate_all(&self, inner: &mut Inner) {
+        let ids: Vec<u16> = inner.endpoints.keys().copied().collect();
+        self.regenerate(inner, &ids);
+    }
+
+    /// `regenerate_all` for some endpoints.
+    fn regenerate(&self, inner: &mut Inner, ids: &[u16]) {
         let rules = inner.policy.rules();
         let universe = inner.universe();
         let revision = inner.policy.revision;
-        let ids: Vec<u16> = inner.endpoints.keys().copied().collect();
-        for id in ids {
+        for &id in ids {
+            if !inner.endpoints.contains_key(&id) {
+                continue;
+            }
             let ep = inner.endpoints[&id].clone();
             let p = inner.endpoint_policy(&rules, &ep, self.cfg.allow_host_ingress);
             let state = resolve::compute(&p, &universe);
@@ -739,6 +752,17 @@ impl Agent {
             node_ip: self.node_ip,
             pod_mtu: self.pod_mtu(),
             cluster_health: inner.cluster.health.values().cloned().collect(),
+            tasks: self.supervisor.status(),
+            reconcile: seta_core::api::ReconcileStatus {
+                ipcache_failed: inner.ipc_state.failed.iter().map(|(n, e)| (n.to_string(), e.clone())).collect(),
+                endpoints_failed: inner
+                    .endpoints
+                    .values()
+                    .filter(|e| e.state == EndpointState::NotReady)
+                    .map(|e| (e.id, e.status_message.clone()))
+                    .collect(),
+                retries: self.regen_retries.load(std::sync::atomic::Ordering::Relaxed),
+            },
         }
     }
 
@@ -1181,44 +1205,79 @@ impl Agent {
         .await;
     }
 
-    /// Background work: drain datapath events, garbage-collect conntrack.
+    /// Background work, each loop supervised: drain datapath events,
+    /// garbage-collect conntrack, keep the node announced, follow the
+    /// cluster, retry failed reconciliations.
     pub fn spawn_background(self: Arc<Self>) {
-        let pin = self.dp.pin_dir().to_path_buf();
-        let log = self.events.clone();
-        std::thread::Builder::new()
-            .name("events".into())
-            .spawn(move || {
-                let Ok(mut reader) = seta_datapath::maps::EventReader::open(&pin) else {
-                    return;
-                };
-                loop {
-                    for ev in reader.drain() {
-                        log.push(&ev);
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-            })
-            .expect("events thread");
+        let sup = self.supervisor.clone();
+        let (pin, log) = (self.dp.pin_dir().to_path_buf(), self.events.clone());
+        sup.spawn("events-reader", move || events_reader(pin.clone(), log.clone()));
         let me = self.clone();
         tokio::spawn(async move {
             me.refill_spare_policy_maps().await;
         });
-        tokio::spawn(self.clone().announce_loop());
+        let me = self.clone();
+        sup.spawn("kvstore-announce", move || {
+            let me = me.clone();
+            async move {
+                me.announce_loop().await;
+                Ok(())
+            }
+        });
         self.spawn_cluster_sync();
         let pin = self.dp.pin_dir().to_path_buf();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
-            loop {
-                tick.tick().await;
-                let pin = pin.clone();
-                let r = tokio::task::spawn_blocking(move || seta_datapath::maps::CtMap::open(&pin)?.flush(true)).await;
-                match r {
-                    Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "conntrack GC"),
-                    Ok(Err(e)) => tracing::warn!(%e, "conntrack GC failed"),
-                    _ => {}
+        sup.spawn("conntrack-gc", move || {
+            let pin = pin.clone();
+            async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+                loop {
+                    tick.tick().await;
+                    let pin = pin.clone();
+                    let n = tokio::task::spawn_blocking(move || seta_datapath::maps::CtMap::open(&pin)?.flush(true)).await??;
+                    if n > 0 {
+                        tracing::debug!(removed = n, "conntrack GC");
+                    }
                 }
             }
         });
+        let me = self.clone();
+        sup.spawn("reconcile-retry", move || me.clone().retry_loop());
+    }
+
+    /// Retry what did not converge: endpoints whose regeneration failed (a
+    /// full policy map recovers once entries go away) and failed ipcache
+    /// writes; backoff doubles while retries keep failing.
+    async fn retry_loop(self: Arc<Self>) -> anyhow::Result<()> {
+        const MIN: std::time::Duration = std::time::Duration::from_millis(500);
+        const MAX: std::time::Duration = std::time::Duration::from_secs(30);
+        let mut wait = MIN;
+        loop {
+            tokio::time::sleep(wait).await;
+            let mut inner = self.inner.lock().await;
+            let failed: Vec<u16> = inner
+                .endpoints
+                .values()
+                .filter(|e| e.state == EndpointState::NotReady)
+                .map(|e| e.id)
+                .collect();
+            let ipc_failed = !inner.ipc_state.failed.is_empty();
+            if failed.is_empty() && !ipc_failed {
+                wait = MIN;
+                continue;
+            }
+            if !failed.is_empty() {
+                self.regen_retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.regenerate(&mut inner, &failed);
+            }
+            let ipc_left = if ipc_failed { inner.reconcile_ipcache(true) } else { 0 };
+            let still = inner.endpoints.values().any(|e| e.state == EndpointState::NotReady);
+            if still || ipc_left > 0 {
+                wait = (wait * 2).min(MAX);
+            } else {
+                tracing::info!(endpoints = failed.len(), "failed reconciliations converged");
+                wait = MIN;
+            }
+        }
     }
 
     /// This node as the registry shows it: underlay addresses, pod CIDR, boot id.
@@ -1664,5 +1723,22 @@ impl Agent {
         let src = self.trace_side(&mut inner, &rules, &req.from, "from")?;
         let dst = self.trace_side(&mut inner, &rules, &req.to, "to")?;
         Ok(trace::trace(&rules, &src, &dst, proto, req.port))
+    }
+}
+
+/// Drain the `seta_events` ring buffer into the event log, woken by the
+/// kernel (epoll on the ring buffer) when records arrive.
+async fn events_reader(pin: std::path::PathBuf, log: crate::events::EventLog) -> anyhow::Result<()> {
+    let reader = seta_datapath::maps::EventReader::open(&pin)?;
+    // SAFETY: the reader owns the ring buffer's fd; it stays open and the same
+    // for as long as the AsyncFd (which owns the reader) exists.
+    let mut fd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(reader, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("register the events ring buffer with epoll: {e}"))?;
+    loop {
+        let mut guard = fd.readable_mut().await?;
+        for ev in guard.get_inner_mut().drain() {
+            log.push(&ev);
+        }
+        guard.clear_ready();
     }
 }

@@ -5,6 +5,7 @@ mod config;
 mod events;
 mod kv;
 mod state;
+mod supervisor;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -77,7 +78,9 @@ async fn run(mut cfg: Config) -> Result<()> {
             _ = tokio::signal::ctrl_c() => {},
         }
     };
+    let sup = agent.supervisor.clone();
     axum::serve(listener, api::router(agent)).with_graceful_shutdown(shutdown).await?;
+    sup.shutdown();
     // Graceful stop: the datapath (pinned maps and links) stays in place.
     let _ = std::fs::remove_file(&cfg.socket);
     tracing::info!("agent stopped; datapath left in place");

@@ -259,6 +259,21 @@ async fn privileged_e2e_agent_sigkill_keeps_traffic_and_restores() {
     // restored, without reloading the endpoints' programs
     let st = seta(&t.lab, &node, &["status"]);
     assert_eq!(st["restored-endpoints"], 2);
+    // every background loop is supervised and running
+    let tasks = st["tasks"].as_array().unwrap();
+    for name in [
+        "events-reader",
+        "conntrack-gc",
+        "kvstore-announce",
+        "cluster-sync",
+        "reconcile-retry",
+    ] {
+        assert!(
+            tasks.iter().any(|t| t["name"] == name && t["state"] == "running"),
+            "{name} runs: {tasks:?}"
+        );
+    }
+    assert!(st["reconcile"]["endpoints-failed"].as_array().unwrap().is_empty());
     let eps = seta(&t.lab, &node, &["endpoint", "list"]);
     assert_eq!(eps.as_array().unwrap().len(), 2);
     assert!(eps.as_array().unwrap().iter().all(|e| e["state"] == "ready"));

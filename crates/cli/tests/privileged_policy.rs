@@ -541,15 +541,36 @@ async fn privileged_policy_full_map_is_loud_and_never_allows(p: P) {
     let ep = p.seta_at("client", &["endpoint", "get", "pod-name:default/client"]);
     assert_eq!(ep["state"], "not-ready");
     assert!(ep["status-message"].as_str().unwrap().contains("full"));
+    let st = p.seta_at("client", &["status"]);
+    assert!(st["policy-map-full-errors"].as_u64().unwrap() >= 1, "counted");
+    let failed = st["reconcile"]["endpoints-failed"].as_array().unwrap();
     assert!(
-        p.seta_at("client", &["status"])["policy-map-full-errors"].as_u64().unwrap() >= 1,
-        "counted"
+        failed.iter().any(|f| f[0] == ep["id"] && f[1].as_str().unwrap().contains("full")),
+        "status lists the pending regeneration: {st}"
     );
     assert!(
         !tcp_ok(&p.ns("client"), p.web_addr(8080)),
         "the old default-allow is gone: a full map never allows more"
     );
     assert!(tcp_ok(&p.ns("other"), p.web_addr(8080)), "unselected endpoints keep working");
+    // the retry loop keeps trying (and keeps failing while the cause is there)
+    let cnode = p.node_of("client");
+    common::wait_for("the failed regeneration is retried", 10, || {
+        common::seta(&cnode, &["status"])["reconcile"]["retries"].as_u64().unwrap() >= 1
+    });
+    assert_eq!(
+        p.seta_at("client", &["endpoint", "get", "pod-name:default/client"])["state"],
+        "not-ready"
+    );
+    // once the cause is gone the endpoint recovers and status converges
+    p.delete(&["huge"]);
+    common::wait_for("the endpoint recovers", 10, || {
+        p.seta_at("client", &["endpoint", "get", "pod-name:default/client"])["state"] == "ready"
+    });
+    let st = p.seta_at("client", &["status"]);
+    assert!(st["reconcile"]["endpoints-failed"].as_array().unwrap().is_empty(), "{st}");
+    assert!(tcp_ok(&p.ns("client"), p.web_addr(8080)), "default allow again");
+    p.verify();
 }
 
 async fn privileged_policy_knp_ip_block_selects_pod_ips_per_ip(mut p: P) {

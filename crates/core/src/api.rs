@@ -90,6 +90,35 @@ pub struct Status {
     /// the other nodes as this node's health probes see them
     #[serde(default)]
     pub cluster_health: Vec<NodeHealth>,
+    /// supervised background tasks
+    #[serde(default)]
+    pub tasks: Vec<TaskStatus>,
+    /// desired state the kernel does not hold yet (retried with backoff)
+    #[serde(default)]
+    pub reconcile: ReconcileStatus,
+}
+
+/// A supervised background task (watch, GC, events reader, health, retries).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub struct TaskStatus {
+    pub name: String,
+    /// running, backoff (restarting after a failure) or stopped
+    pub state: String,
+    pub restarts: u64,
+    pub last_error: Option<String>,
+}
+
+/// Reconciliations that failed and are pending a retry.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub struct ReconcileStatus {
+    /// ipcache prefixes whose write failed, with the error
+    pub ipcache_failed: Vec<(String, String)>,
+    /// endpoints whose policy regeneration failed (id, message)
+    pub endpoints_failed: Vec<(u16, String)>,
+    /// regeneration retries done since the agent started
+    pub retries: u64,
 }
 
 /// One probe round against another node.

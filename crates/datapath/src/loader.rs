@@ -30,7 +30,7 @@ pub enum DatapathError {
         path: PathBuf,
         wanted: usize,
         max: u32,
-        source: aya::maps::MapError,
+        source: Box<aya::maps::MapError>,
     },
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },

@@ -220,7 +220,7 @@ impl PolicyMap {
                         path: self.path.clone(),
                         wanted: want.len(),
                         max: seta_abi::POLICY_MAP_SIZE,
-                        source: e,
+                        source: Box::new(e),
                     }
                 } else {
                     merr("seta_pol", &self.path, "update", e)
@@ -338,8 +338,15 @@ impl CtMap {
 }
 
 /// Reader of the `seta_events` ring buffer (one consumer per node: the agent).
+/// Its fd becomes readable when records arrive (epoll).
 pub struct EventReader {
     ring: RingBuf<MapData>,
+}
+
+impl std::os::fd::AsRawFd for EventReader {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.ring.as_raw_fd()
+    }
 }
 
 impl EventReader {

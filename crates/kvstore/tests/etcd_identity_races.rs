@@ -55,7 +55,7 @@ async fn concurrent_agents_never_duplicate_or_split_identities() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_lease_is_a_typed_error() {
     let Some(etcd) = etcd_or_skip("lease-expired") else { return };
-    let store = EtcdStore::connect(&[etcd.endpoint.clone()]).await.unwrap();
+    let store = EtcdStore::connect(std::slice::from_ref(&etcd.endpoint)).await.unwrap();
     let lease = store.grant_lease(1).await.unwrap();
     store.put("/seta-test/lease/a", b"1", lease).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;

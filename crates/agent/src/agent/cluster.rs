@@ -254,43 +254,64 @@ impl Agent {
         }
     }
 
-    /// Watch identities, IP entries and nodes; converge maps and routes.
+    /// Watch identities, IP entries and nodes; converge maps and routes
+    /// (supervised: a failed run lists everything again).
     pub(super) fn spawn_cluster_sync(self: &Arc<Self>) {
+        let me = self.clone();
+        self.supervisor.spawn("cluster-sync", move || me.clone().cluster_sync());
+        let me = self.clone();
+        self.supervisor.spawn("health-listener", move || me.clone().health_listener());
+        let me = self.clone();
+        self.supervisor.spawn("health-probe", move || {
+            let me = me.clone();
+            async move {
+                me.health_loop().await;
+                Ok(())
+            }
+        });
+    }
+
+    async fn cluster_sync(self: Arc<Self>) -> anyhow::Result<()> {
         let p = self.prefix().to_string();
         let mut ids = self.kv.reflect(format!("{p}/identities/v1/id/"), self.kv_health.ids.clone());
         let mut ips = self.kv.reflect(seta_kvstore::ipcache::base(&p), self.kv_health.ips.clone());
         let mut nodes = self.kv.reflect(format!("{p}/nodes/v1/"), self.kv_health.nodes.clone());
         // policies are cluster-wide only when the store is shared (the embedded one holds none)
         let mut policies = self.kv.reflect(format!("{p}/policies/v1/"), self.kv_health.policies.clone());
-        let me = self.clone();
-        tokio::spawn(async move {
-            loop {
-                let (which, u) = tokio::select! {
-                    Some(u) = ids.recv() => (0, u),
-                    Some(u) = ips.recv() => (1, u),
-                    Some(u) = nodes.recv() => (2, u),
-                    Some(u) = policies.recv() => (3, u),
-                    else => return,
-                };
-                let mut batch = vec![(which, u)];
-                // take whatever else is queued: one convergence per burst
-                while let Ok(u) = ids.try_recv() {
-                    batch.push((0, u));
-                }
-                while let Ok(u) = ips.try_recv() {
-                    batch.push((1, u));
-                }
-                while let Ok(u) = nodes.try_recv() {
-                    batch.push((2, u));
-                }
-                while let Ok(u) = policies.try_recv() {
-                    batch.push((3, u));
-                }
-                me.apply_cluster_updates(batch).await;
+        loop {
+            let (which, u) = tokio::select! {
+                Some(u) = ids.recv() => (0, u),
+                Some(u) = ips.recv() => (1, u),
+                Some(u) = nodes.recv() => (2, u),
+                Some(u) = policies.recv() => (3, u),
+                else => anyhow::bail!("every kvstore reflector ended"),
+            };
+            let mut batch = vec![(which, u)];
+            // take whatever else is queued: one convergence per burst
+            while let Ok(u) = ids.try_recv() {
+                batch.push((0, u));
             }
-        });
-        let me = self.clone();
-        tokio::spawn(async move { me.health_loop().await });
+            while let Ok(u) = ips.try_recv() {
+                batch.push((1, u));
+            }
+            while let Ok(u) = nodes.try_recv() {
+                batch.push((2, u));
+            }
+            while let Ok(u) = policies.try_recv() {
+                batch.push((3, u));
+            }
+            self.apply_cluster_updates(batch).await;
+        }
+    }
+
+    /// Answer other nodes' health probes.
+    async fn health_listener(self: Arc<Self>) -> anyhow::Result<()> {
+        let l = tokio::net::TcpListener::bind(("0.0.0.0", HEALTH_PORT)).await?;
+        loop {
+            let (mut s, _) = l.accept().await?;
+            use tokio::io::AsyncWriteExt;
+            let _ = s.write_all(b"ok\n").await;
+        }
     }
 
     async fn apply_cluster_updates(&self, batch: Vec<(u8, Update)>) {
@@ -548,19 +569,7 @@ impl Agent {
 
     /// Probe every other node: its underlay address (TCP to the health port)
     /// and, through the datapath, its router IP (tunnel or routes).
-    async fn health_loop(self: Arc<Self>) {
-        // the listener other nodes probe
-        match tokio::net::TcpListener::bind(("0.0.0.0", HEALTH_PORT)).await {
-            Ok(l) => {
-                tokio::spawn(async move {
-                    while let Ok((mut s, _)) = l.accept().await {
-                        use tokio::io::AsyncWriteExt;
-                        let _ = s.write_all(b"ok\n").await;
-                    }
-                });
-            }
-            Err(e) => tracing::warn!(%e, port = HEALTH_PORT, "health listener not started"),
-        }
+    async fn health_loop(&self) {
         loop {
             let nodes: Vec<NodeInfo> = self.inner.lock().await.cluster.nodes.values().cloned().collect();
             let mut results = BTreeMap::new();

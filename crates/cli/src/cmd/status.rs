@@ -77,6 +77,8 @@ pub async fn run(cli: &Cli, json: bool) -> Result<i32> {
             ),
         ),
         ("Cluster health", cluster_health(&s.cluster_health)),
+        ("Controllers", controllers(&s.tasks)),
+        ("Reconcile", reconcile(&s.reconcile)),
         ("CNI Config file", s.cni_config.clone()),
         ("API socket", c.path().display().to_string()),
     ]);
@@ -116,4 +118,35 @@ fn cluster_health(h: &[seta_core::api::NodeHealth]) -> String {
         out.push_str(&format!("; {}: {why}", n.name));
     }
     out
+}
+
+/// `7/7 healthy` plus the tasks that are restarting, and why.
+fn controllers(t: &[seta_core::api::TaskStatus]) -> String {
+    let ok = t.iter().filter(|x| x.state == "running").count();
+    let mut out = format!("{ok}/{} healthy", t.len());
+    for x in t.iter().filter(|x| x.state != "running") {
+        out.push_str(&format!(
+            "; {} {} after {} restart(s): {}",
+            x.name,
+            x.state,
+            x.restarts,
+            x.last_error.as_deref().unwrap_or("?")
+        ));
+    }
+    out
+}
+
+/// `converged`, or what is pending a retry.
+fn reconcile(r: &seta_core::api::ReconcileStatus) -> String {
+    if r.endpoints_failed.is_empty() && r.ipcache_failed.is_empty() {
+        return "converged".into();
+    }
+    let mut parts = Vec::new();
+    for (id, msg) in &r.endpoints_failed {
+        parts.push(format!("endpoint {id}: {msg}"));
+    }
+    for (prefix, msg) in &r.ipcache_failed {
+        parts.push(format!("ipcache {prefix}: {msg}"));
+    }
+    format!("{} pending, retried {} time(s): {}", parts.len(), r.retries, parts.join("; "))
 }
