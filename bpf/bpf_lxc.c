@@ -1,18 +1,21 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-/* Endpoint program, loaded once per endpoint with per-endpoint constants set at
- * load time (no compiler at run time).
- *   from_container: tcx ingress of the host-side veth (packets leaving the pod).
- * Delivery into the pod is done by the sender: from_container of another pod
- * (bpf_redirect_peer) or from_host on seta_host (bpf_redirect). One TCX link
- * per endpoint: each attach costs an RCU grace period under the RTNL lock. */
+/* Endpoint program: one program for every endpoint, verified once and pinned.
+ *   from_container: cls_bpf (clsact ingress) of the host-side veth (packets
+ *   leaving the pod). An attach is a filter pointing at the loaded program:
+ *   no verification and no RCU grace period per endpoint.
+ * The endpoint is the seta_lxc entry of the packet's source address, which
+ * must sit on the device the packet came from (a pod may only send with its
+ * own address). Delivery into the pod is done by the sender: from_container
+ * of another pod (bpf_redirect_peer) or from_host on seta_host. */
 #include "lib/common.h"
 #include "lib/arp.h"
 #include "lib/policy.h"
 #include "lib/tunnel.h"
 #include "lib/fib.h"
 
-/* This endpoint's own policy map; the loader pins it as seta_pol_NNNNN and the
- * agent registers it in seta_policy before the program is attached. */
+/* Template of an endpoint's policy map: the loader creates one per endpoint
+ * (pinned seta_pol_NNNNN) from this definition and registers it in
+ * seta_policy, where from_container finds it by endpoint id. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(key_size, sizeof(struct policy_key));
@@ -21,29 +24,37 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } seta_pol_ep SEC(".maps");
 
-/* Per-endpoint configuration, rewritten by the loader (.rodata). */
-volatile const __u32 EP_ID = 0;
-volatile const __u32 EP_IFINDEX = 0;   /* host-side lxc ifindex */
-volatile const __be32 EP_IPV4 = 0;   /* the endpoint's own address */
-volatile const __u32 EP_SECID = 0;
-volatile const __u64 EP_NODE_MAC = 0;  /* lxc MAC, low 6 bytes in wire order */
+/* The endpoint that owns `ip` on the device the packet came in on. */
+static __always_inline const struct endpoint_info *self_endpoint(const struct __sk_buff *ctx, __be32 ip)
+{
+	const struct endpoint_info *me = lookup_ip4_endpoint(ip);
+
+	if (!me || (me->flags & ENDPOINT_F_HOST) || me->ifindex != ctx->ifindex)
+		return NULL;
+	return me;
+}
 
 static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct iphdr *ip = data + ETH_HLEN;
+	const struct endpoint_info *me;
 	struct endpoint_info *ep;
 	struct remote_endpoint_info *info = NULL;
 	struct flow f = {};
-	__u32 remote, cookie = 0, len = ctx->len;
+	__u32 remote, cookie = 0, len = ctx->len, ep_id, sec_id, ifindex = ctx->ifindex;
+	void *pmap;
 	int ret;
 
 	if ((void *)(ip + 1) > data_end || ip->ihl < 5 || ip->version != 4)
 		return send_drop(ctx, DROP_INVALID, METRIC_EGRESS);
 	/* A pod may only send with its own address. */
-	if (ip->saddr != EP_IPV4)
+	me = self_endpoint(ctx, ip->saddr);
+	if (!me)
 		return send_drop(ctx, DROP_INVALID_SOURCE_IP, METRIC_EGRESS);
+	ep_id = me->lxc_id;
+	sec_id = me->sec_id;
 	ret = parse_l4(ctx, ip, &f);
 	if (ret < 0)
 		return send_drop(ctx, -ret, METRIC_EGRESS);
@@ -57,18 +68,21 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 	if (ct_lookup(&f, len) == CT_NEW) {
 		/* the remote identity only matters for new connections */
 		remote = ep ? ep->sec_id : (info ? info->sec_identity : WORLD_ID);
-		/* egress policy of this endpoint */
-		ret = policy_check_peer(&seta_pol_ep, remote, f.key.daddr, 1, &f, &cookie);
-		emit_event(EVENT_POLICY_VERDICT, 0, EP_ID, EP_IFINDEX, EP_SECID, remote, ret, cookie, &f, METRIC_EGRESS);
+		/* egress policy of this endpoint (no map yet: not ready) */
+		pmap = bpf_map_lookup_elem(&seta_policy, &ep_id);
+		if (!pmap)
+			return send_drop(ctx, DROP_EP_NOT_READY, METRIC_EGRESS);
+		ret = policy_check_peer(pmap, remote, f.key.daddr, 1, &f, &cookie);
+		emit_event(EVENT_POLICY_VERDICT, 0, ep_id, ifindex, sec_id, remote, ret, cookie, &f, METRIC_EGRESS);
 		if (ret < 0)
 			return send_drop(ctx, -ret, METRIC_EGRESS);
 		/* ingress policy of a local destination */
 		if (ep) {
-			ret = ingress_policy(ep, EP_SECID, &f, ep->ifindex);
+			ret = ingress_policy(ep, sec_id, &f, ep->ifindex);
 			if (ret < 0)
 				return send_drop(ctx, -ret, METRIC_INGRESS);
 		}
-		ret = ct_create(&f, EP_SECID, len);
+		ret = ct_create(&f, sec_id, len);
 		if (ret < 0)
 			return send_drop(ctx, -ret, METRIC_EGRESS);
 	}
@@ -86,7 +100,7 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 	/* Another node's pod or address in tunnel mode: encapsulate, with our
 	 * identity in the VNI. */
 	if (info && info->tunnel_endpoint) {
-		ret = encap_and_redirect(ctx, info->tunnel_endpoint, EP_SECID);
+		ret = encap_and_redirect(ctx, info->tunnel_endpoint, sec_id);
 		if (ret < 0)
 			return send_drop(ctx, -ret, METRIC_EGRESS);
 		update_metrics(len, METRIC_EGRESS, REASON_FORWARDED);
@@ -121,13 +135,23 @@ int from_container(struct __sk_buff *ctx)
 	case bpf_htons(ETH_P_IP):
 		return handle_ipv4_from_lxc(ctx);
 	case bpf_htons(ETH_P_ARP): {
-		__u64 mac = EP_NODE_MAC;
-		int ret = arp_respond(ctx, (const __u8 *)&mac);
+		/* answered with the host-side veth's MAC, for the sender's own address only */
+		struct arp_eth *body = (void *)(eth + 1) + sizeof(struct arphdr);
+		const struct endpoint_info *me;
+		__u8 mac[ETH_ALEN];
+		int ret;
 
+		if ((void *)(body + 1) > data_end)
+			return send_drop(ctx, DROP_INVALID, METRIC_EGRESS);
+		me = self_endpoint(ctx, body->sip);
+		if (!me)
+			return send_drop(ctx, DROP_INVALID_SOURCE_IP, METRIC_EGRESS);
+		__builtin_memcpy(mac, me->node_mac, ETH_ALEN);
+		ret = arp_respond(ctx, mac);
 		if (ret < 0)
 			return send_drop(ctx, -ret, METRIC_EGRESS);
 		update_metrics(ctx->len, METRIC_EGRESS, REASON_FORWARDED);
-		return bpf_redirect(EP_IFINDEX, 0);
+		return bpf_redirect(ctx->ifindex, 0);
 	}
 	default:
 		return send_drop(ctx, DROP_UNSUPPORTED_L3, METRIC_EGRESS);

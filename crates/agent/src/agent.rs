@@ -289,13 +289,10 @@ fn publish(inner: &mut Inner, ep: &Endpoint) -> Result<(), ApiError> {
 }
 
 fn prog_config(ep: &Endpoint) -> Result<EndpointProgConfig, String> {
+    parse_mac(&ep.host_mac)?;
     Ok(EndpointProgConfig {
         ep_id: ep.id,
         ifname: ep.interface_name.clone(),
-        ifindex: ep.interface_index,
-        ipv4: ep.ipv4,
-        sec_id: ep.identity,
-        node_mac: parse_mac(&ep.host_mac)?,
     })
 }
 
@@ -426,9 +423,13 @@ impl Agent {
                         .acquire_identity(&mut inner, &ep.labels)
                         .await
                         .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    // attached with this build's program (an older one is replaced in place)
+                    let dp = self.dp.clone();
+                    let want = tokio::task::spawn_blocking(move || dp.lxc_prog_id()).await??;
                     let attached = self.nl.tc_bpf_filters(l.index, true).await?.iter().any(|f| {
                         f.priority == seta_datapath::loader::ENDPOINT_FILTER_PRIORITY
                             && f.handle == seta_datapath::loader::ENDPOINT_FILTER_HANDLE
+                            && f.prog_id == want
                     });
                     if !attached || !self.dp.policy_pin(ep.id).exists() {
                         ep.state = EndpointState::Regenerating;
@@ -1529,7 +1530,7 @@ impl Agent {
         ep.labels = new_labels;
         ep.identity = identity;
         if identity != old.identity {
-            // the identity is a load-time constant: swap the program inside its link
+            // the new identity's policy first, then the endpoint entry the program reads
             let rules = inner.policy.rules();
             let mut universe = inner.universe();
             universe.retain(|u| u.id != identity);

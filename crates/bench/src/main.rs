@@ -553,6 +553,18 @@ fn bench_bpf(args: &Args) -> Result<Vec<Row>> {
         let _host = dp.load_host_object()?;
         let (a, b, router) = (Ipv4Addr::new(10, 9, 0, 2), Ipv4Addr::new(10, 9, 0, 3), Ipv4Addr::new(10, 9, 0, 1));
         let mut eps = EndpointMap::open(dp.pin_dir())?;
+        // the sending endpoint: a test run's packet comes in on loopback (ifindex 1)
+        eps.upsert(
+            a,
+            &EndpointInfo {
+                ifindex: 1,
+                lxc_id: 1,
+                mac: [2, 0, 0, 0, 0, 1],
+                node_mac: [2, 0, 0, 0, 1, 1],
+                sec_id: 256,
+                ..Default::default()
+            },
+        )?;
         eps.upsert(
             b,
             &EndpointInfo {
@@ -577,6 +589,7 @@ fn bench_bpf(args: &Args) -> Result<Vec<Row>> {
         let allow_all = seta_datapath::maps::policy_entries(&seta_core::policy::resolve::compute(&Default::default(), []));
         let mut outer = seta_datapath::maps::PolicyOuter::open(dp.pin_dir())?;
         for ep in [1u16, 2] {
+            dp.ensure_policy_map(ep)?;
             let mut pm = seta_datapath::maps::PolicyMap::open_pinned(&dp.policy_pin(ep))?;
             pm.sync(&allow_all)?;
             outer.register(ep, &pm)?;
@@ -854,6 +867,18 @@ fn bench_policy_lpm(args: &Args) -> Result<Vec<Row>> {
         let _host = dp.load_host_object()?;
         let (a, b) = (Ipv4Addr::new(10, 9, 0, 2), Ipv4Addr::new(10, 9, 0, 3));
         let mut eps = EndpointMap::open(dp.pin_dir())?;
+        // the sending endpoint: a test run's packet comes in on loopback (ifindex 1)
+        eps.upsert(
+            a,
+            &EndpointInfo {
+                ifindex: 1,
+                lxc_id: 1,
+                mac: [2, 0, 0, 0, 0, 1],
+                node_mac: [2, 0, 0, 0, 1, 1],
+                sec_id: 256,
+                ..Default::default()
+            },
+        )?;
         eps.upsert(
             b,
             &EndpointInfo {
@@ -878,6 +903,8 @@ fn bench_policy_lpm(args: &Args) -> Result<Vec<Row>> {
         }
         let (mut lxc_a, _lxc_b) = load_pair(&dp, a, b, 300)?;
         let allow_all = seta_datapath::maps::policy_entries(&seta_core::policy::resolve::compute(&Default::default(), []));
+        dp.ensure_policy_map(1)?;
+        dp.ensure_policy_map(2)?;
         let mut pa = PolicyMap::open_pinned(&dp.policy_pin(1))?;
         pa.sync(&allow_all)?;
         let mut outer = PolicyOuter::open(dp.pin_dir())?;
@@ -933,26 +960,10 @@ fn bench_policy_lpm(args: &Args) -> Result<Vec<Row>> {
     r
 }
 
-/// Two endpoints' programs (ids 1 and 2, at `a` and `b`) in a bench pin dir.
-fn load_pair(dp: &seta_datapath::Datapath, a: Ipv4Addr, b: Ipv4Addr, sec_b: u32) -> Result<(aya::Ebpf, aya::Ebpf)> {
-    use seta_datapath::EndpointProgConfig;
-    let lxc_a = dp.load_lxc_object(&EndpointProgConfig {
-        ep_id: 1,
-        ifname: "x".into(),
-        ifindex: 98,
-        ipv4: a,
-        sec_id: 256,
-        node_mac: [2, 0, 0, 0, 1, 1],
-    })?;
-    let lxc_b = dp.load_lxc_object(&EndpointProgConfig {
-        ep_id: 2,
-        ifname: "y".into(),
-        ifindex: 99,
-        ipv4: b,
-        sec_id: sec_b,
-        node_mac: [2, 0, 0, 0, 1, 2],
-    })?;
-    Ok((lxc_a, lxc_b))
+/// The endpoint program twice (as endpoints 1 and 2, at `a` and `b`, whose
+/// seta_lxc entries the caller writes) in a bench pin dir.
+fn load_pair(dp: &seta_datapath::Datapath, _a: Ipv4Addr, _b: Ipv4Addr, _sec_b: u32) -> Result<(aya::Ebpf, aya::Ebpf)> {
+    Ok((dp.load_lxc_object()?, dp.load_lxc_object()?))
 }
 
 // ---------------------------------------------------------------- 6. identity allocation

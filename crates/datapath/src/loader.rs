@@ -4,9 +4,8 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
 use aya::programs::{LinkOrder, SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,17 +44,13 @@ impl DatapathError {
     }
 }
 
-/// Per-endpoint load-time constants of bpf_lxc (written to .rodata).
+/// What attaching an endpoint needs: its id (policy map) and host-side veth.
+/// Everything else the program reads from the endpoint's `seta_lxc` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointProgConfig {
     pub ep_id: u16,
     /// host-side veth (lxc*)
     pub ifname: String,
-    pub ifindex: u32,
-    pub ipv4: Ipv4Addr,
-    pub sec_id: u32,
-    /// MAC of the host-side veth
-    pub node_mac: [u8; 6],
 }
 
 pub const PROG_FROM_CONTAINER: &str = "from_container";
@@ -67,10 +62,8 @@ pub const PROG_FROM_NETDEV: &str = "from_netdev";
 #[derive(Clone)]
 pub struct Datapath {
     pin_dir: PathBuf,
-    /// `EbpfLoader::new()` parses the kernel's vmlinux BTF (~20 ms); endpoint
-    /// loads reuse these loaders instead (one per CPU, so loads run in parallel).
-    lxc_loaders: Arc<Vec<Mutex<EbpfLoader<'static>>>>,
-    next_loader: Arc<AtomicUsize>,
+    /// the shared endpoint program (pinned; loaded and verified once)
+    lxc_prog: Arc<Mutex<Option<SchedClassifier>>>,
     /// endpoint ids whose policy map pin is being created or loaded right now
     busy: Arc<Mutex<std::collections::BTreeSet<u16>>>,
 }
@@ -90,21 +83,13 @@ impl std::fmt::Debug for Datapath {
     }
 }
 
-static ZERO_U32: u32 = 0;
-static ZERO_U64: u64 = 0;
-const LXC_GLOBALS_U32: [&str; 4] = ["EP_ID", "EP_IFINDEX", "EP_IPV4", "EP_SECID"];
-
-/// Points a reused loader's globals back at 'static zeros when dropped, so it
-/// never holds a reference to a finished call's values (also on panic).
-struct ResetGlobals<'l>(&'l mut EbpfLoader<'static>);
-
-impl Drop for ResetGlobals<'_> {
-    fn drop(&mut self) {
-        for g in LXC_GLOBALS_U32 {
-            self.0.override_global(g, &ZERO_U32, true);
-        }
-        self.0.override_global("EP_NODE_MAC", &ZERO_U64, true);
-    }
+/// A content hash of the embedded endpoint object: its program pin is
+/// reused across agent restarts only while the object is the same.
+fn lxc_object_hash() -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    objects::BPF_LXC.hash(&mut h);
+    h.finish()
 }
 
 fn dir_name(d: TcAttachType) -> &'static str {
@@ -121,18 +106,9 @@ impl Datapath {
             what: format!("create {}", pin_dir.display()),
             source,
         })?;
-        let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
-        let lxc_loaders = (0..n)
-            .map(|_| {
-                let mut l = EbpfLoader::new();
-                l.btf(None).default_map_pin_directory(&pin_dir);
-                Mutex::new(l)
-            })
-            .collect();
         Ok(Self {
             pin_dir,
-            lxc_loaders: Arc::new(lxc_loaders),
-            next_loader: Default::default(),
+            lxc_prog: Default::default(),
             busy: Default::default(),
         })
     }
@@ -162,36 +138,73 @@ impl Datapath {
         Ok(ebpf)
     }
 
-    /// Load bpf_lxc for one endpoint with its constants; nothing is attached yet.
-    pub fn load_lxc_object(&self, cfg: &EndpointProgConfig) -> Result<Ebpf> {
-        let ep_id = cfg.ep_id as u32;
-        let ipv4 = u32::from_ne_bytes(cfg.ipv4.octets());
-        let m = cfg.node_mac;
-        let mac = u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0]);
-        let values = [ep_id, cfg.ifindex, ipv4, cfg.sec_id];
-        let i = self.next_loader.fetch_add(1, Ordering::Relaxed) % self.lxc_loaders.len();
-        let mut guard = self.lxc_loaders[i].lock().unwrap_or_else(|p| p.into_inner());
-        let loader = ResetGlobals(&mut guard);
-        for (name, v) in LXC_GLOBALS_U32.iter().zip(values.iter()) {
-            // SAFETY: the loader reads the value only inside `load` below;
-            // `ResetGlobals` re-points it at a static before `values` goes away.
-            let v: &'static u32 = unsafe { &*(v as *const u32) };
-            loader.0.override_global(name, v, true);
-        }
-        // SAFETY: as above.
-        let mac: &'static u64 = unsafe { &*(&mac as *const u64) };
-        loader.0.override_global("EP_NODE_MAC", mac, true);
-        // the endpoint's own policy map, pinned per endpoint (reused if it exists)
-        loader.0.map_pin_path("seta_pol_ep", self.policy_pin(cfg.ep_id));
-        let loaded = loader.0.load(objects::BPF_LXC);
-        drop(loader);
-        drop(guard);
-        let mut ebpf = loaded.map_err(|source| DatapathError::Load {
+    /// Load bpf_lxc with `from_container` verified, not attached and not
+    /// pinned (the template policy map is pinned as `seta_pol_template`).
+    pub fn load_lxc_object(&self) -> Result<Ebpf> {
+        let mut l = self.loader();
+        l.map_pin_path("seta_pol_ep", self.pin_dir.join("seta_pol_template"));
+        let mut ebpf = l.load(objects::BPF_LXC).map_err(|source| DatapathError::Load {
             object: "bpf_lxc.o",
             source,
         })?;
         load_prog(&mut ebpf, PROG_FROM_CONTAINER, "bpf_lxc.o")?;
         Ok(ebpf)
+    }
+
+    /// Pin of the shared endpoint program for this build's object.
+    pub fn lxc_prog_pin(&self) -> PathBuf {
+        self.pin_dir
+            .join("progs")
+            .join(format!("from_container_{:016x}", lxc_object_hash()))
+    }
+
+    /// Run `f` on the shared endpoint program: the pinned one of this object
+    /// when there (a restart keeps it), else loaded, verified and pinned now.
+    fn with_lxc_prog<T>(&self, f: impl FnOnce(&mut SchedClassifier) -> Result<T>) -> Result<T> {
+        let mut g = self.lxc_prog.lock().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            let pin = self.lxc_prog_pin();
+            let io = |what: String| move |source| DatapathError::Io { what, source };
+            if !pin.exists() {
+                let dir = pin.parent().expect("progs dir");
+                std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
+                let mut ebpf = self.load_lxc_object()?;
+                let p: &mut SchedClassifier =
+                    ebpf.program_mut(PROG_FROM_CONTAINER)
+                        .expect("loaded above")
+                        .try_into()
+                        .map_err(|source| DatapathError::Program {
+                            program: PROG_FROM_CONTAINER.into(),
+                            source,
+                        })?;
+                p.pin(&pin).map_err(|e| DatapathError::Link {
+                    path: pin.clone(),
+                    msg: format!("pin program: {e}"),
+                })?;
+                // programs of older objects stay alive in the filters that use them
+                for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                    if e.path() != pin && e.file_name().to_string_lossy().starts_with("from_container_") {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+            let p = SchedClassifier::from_pin(&pin).map_err(|source| DatapathError::Program {
+                program: format!("{PROG_FROM_CONTAINER} pinned at {}", pin.display()),
+                source,
+            })?;
+            *g = Some(p);
+        }
+        f(g.as_mut().expect("set above"))
+    }
+
+    /// Kernel id of the shared endpoint program.
+    pub fn lxc_prog_id(&self) -> Result<u32> {
+        self.with_lxc_prog(|p| {
+            p.info().map(|i| i.id()).map_err(|source| DatapathError::Program {
+                program: PROG_FROM_CONTAINER.into(),
+                source,
+            })
+        })
     }
 
     /// Attach `from_host` to the egress of `dev`. An existing pinned link is
@@ -231,8 +244,10 @@ impl Datapath {
     pub fn attach_endpoint(&self, cfg: &EndpointProgConfig, policy: Option<&crate::maps::PolicyEntries>, replace: bool) -> Result<()> {
         let t = std::time::Instant::now();
         let _claim = self.claim(cfg.ep_id);
-        let mut ebpf = self.load_lxc_object(cfg)?;
-        tracing::debug!(load_ms = t.elapsed().as_secs_f64() * 1e3, "loaded bpf_lxc");
+        if !self.policy_pin(cfg.ep_id).exists() {
+            // no spare was prepared for this id: create its map now
+            self.create_policy_map(cfg.ep_id)?;
+        }
         let mut pm = crate::maps::PolicyMap::open_pinned(&self.policy_pin(cfg.ep_id))?;
         if let Some(policy) = policy {
             pm.sync(policy)?;
@@ -243,7 +258,7 @@ impl Datapath {
             outer.register(cfg.ep_id, &pm)?;
         }
         let _ = replace; // a filter in place is always replaced atomically
-        attach_tc_filter(&mut ebpf, PROG_FROM_CONTAINER, &cfg.ifname)?;
+        self.with_lxc_prog(|p| attach_tc_filter(p, PROG_FROM_CONTAINER, &cfg.ifname))?;
         // an endpoint attached by an older seta (pinned TCX link) hands over
         // only now that the filter is in place: no gap
         let old = self.link_pin(&cfg.ifname, "ingress");
@@ -251,6 +266,18 @@ impl Datapath {
             let _ = std::fs::remove_file(&old);
         }
         tracing::debug!(ms = t.elapsed().as_secs_f64() * 1e3, "attached ingress");
+        Ok(())
+    }
+
+    /// Create (and pin) endpoint `ep_id`'s policy map from the template in
+    /// bpf_lxc.o; no program is loaded.
+    fn create_policy_map(&self, ep_id: u16) -> Result<()> {
+        let mut l = self.loader();
+        l.map_pin_path("seta_pol_ep", self.policy_pin(ep_id));
+        let _maps_only = l.load(objects::BPF_LXC).map_err(|source| DatapathError::Load {
+            object: "bpf_lxc.o",
+            source,
+        })?;
         Ok(())
     }
 
@@ -267,12 +294,7 @@ impl Datapath {
             return Ok(false);
         }
         if !pin.exists() {
-            let mut l = self.loader();
-            l.map_pin_path("seta_pol_ep", pin.clone());
-            let _maps_only = l.load(objects::BPF_LXC).map_err(|source| DatapathError::Load {
-                object: "bpf_lxc.o",
-                source,
-            })?;
+            self.create_policy_map(ep_id)?;
         }
         let pm = crate::maps::PolicyMap::open_pinned(&pin)?;
         outer.register(ep_id, &pm)?;
@@ -436,19 +458,8 @@ pub const ENDPOINT_FILTER_HANDLE: u32 = 1;
 /// RCU grace period under RTNL). An existing filter is replaced in place,
 /// atomically; the filter lives in the kernel, independent of this process,
 /// so it survives the agent.
-fn attach_tc_filter(ebpf: &mut Ebpf, prog: &str, ifname: &str) -> Result<()> {
+fn attach_tc_filter(program: &mut SchedClassifier, prog: &str, ifname: &str) -> Result<()> {
     use aya::programs::tc::{qdisc_add_clsact, NlOptions, TcError, TcHandle};
-    let program: &mut SchedClassifier = ebpf
-        .program_mut(prog)
-        .ok_or_else(|| DatapathError::MissingProgram {
-            program: prog.into(),
-            object: "?",
-        })?
-        .try_into()
-        .map_err(|source| DatapathError::Program {
-            program: prog.into(),
-            source,
-        })?;
     let perr = |source| DatapathError::Program {
         program: format!("{prog} on {ifname} ingress"),
         source,
