@@ -97,6 +97,9 @@ pub struct Agent {
     policy_map_full: std::sync::atomic::AtomicU64,
     /// regenerations retried after a failure
     regen_retries: std::sync::atomic::AtomicU64,
+    /// a spare policy map refill runs / was asked for while one ran
+    refilling: std::sync::atomic::AtomicBool,
+    refill_again: std::sync::atomic::AtomicBool,
     pub supervisor: Arc<crate::supervisor::Supervisor>,
     kv: Kv,
     kv_health: cluster::KvHealth,
@@ -319,8 +322,12 @@ impl Agent {
         setup_host_devices(&nl, &cfg, router).await?;
         let (node_ip, underlay_mtu, node_dev) = underlay(&nl, &cfg).await?;
         {
-            let dp = dp.clone();
-            tokio::task::spawn_blocking(move || dp.attach_host(HOST_DEV)).await??;
+            let dp1 = dp.clone();
+            tokio::task::spawn_blocking(move || dp1.attach_host(HOST_DEV)).await??;
+            // the shared endpoint program, verified now rather than on the first pod
+            let dp2 = dp.clone();
+            let prog = tokio::task::spawn_blocking(move || dp2.lxc_prog_id()).await??;
+            tracing::info!(prog, "endpoint program ready");
         }
         let mut eps = EndpointMap::open(dp.pin_dir())?;
         let ipc = IpcacheMap::open(dp.pin_dir())?;
@@ -382,6 +389,8 @@ impl Agent {
             events: crate::events::EventLog::new(4096),
             policy_map_full: Default::default(),
             regen_retries: Default::default(),
+            refilling: Default::default(),
+            refill_again: Default::default(),
             supervisor: crate::supervisor::Supervisor::new(),
             kv,
             kv_health: Default::default(),
@@ -398,6 +407,8 @@ impl Agent {
             inner.sync_cidr_identities();
             agent.sync_cidr_ipcache(&mut inner)?;
             agent.sync_ipblock(&mut inner)?;
+            // a restart is the same reconcile: the kernel map, whatever it holds
+            agent.sync_ipblock_map(&inner)?;
             inner.reconcile_ipcache(true);
             agent.regenerate_all(&mut inner);
             agent.save_pool_and_ids(&inner)?;
@@ -610,8 +621,16 @@ impl Agent {
     /// Recompute per-IP identities and write them (and the datapath flag).
     fn sync_ipblock(&self, inner: &mut Inner) -> Result<bool> {
         let changed = inner.sync_ipblock_ids();
-        seta_datapath::maps::IpblockMaps::open(self.dp.pin_dir())?.sync(&inner.ipblock_ids)?;
+        if changed {
+            self.sync_ipblock_map(inner)?;
+        }
         Ok(changed)
+    }
+
+    /// Make the kernel's ipBlock map hold exactly the per-IP identities.
+    fn sync_ipblock_map(&self, inner: &Inner) -> Result<()> {
+        seta_datapath::maps::IpblockMaps::open(self.dp.pin_dir())?.sync(&inner.ipblock_ids)?;
+        Ok(())
     }
 
     /// CIDR identities in the ipcache (prefix -> identity); stale ones removed.
@@ -828,6 +847,7 @@ impl Agent {
     /// Create (or idempotently confirm) an endpoint; returns once its programs
     /// and map entries are live.
     pub async fn create_endpoint(&self, req: EndpointChangeRequest) -> Result<Endpoint, ApiError> {
+        let t0 = Instant::now();
         let bad = |m: String| ApiError::BadRequest(m);
         if req.container_id.is_empty() {
             return Err(bad("container-id: must not be empty".into()));
@@ -860,8 +880,11 @@ impl Agent {
         }
 
         // Phase 1 (locked): validate against current state, reserve id + identity.
+        let t_lock1 = Instant::now();
         let ep = {
             let mut inner = self.inner.lock().await;
+            let lock1_ms = t_lock1.elapsed().as_secs_f64() * 1e3;
+            tracing::debug!(lock1_ms, "create: phase 1 lock");
             if let Some(existing) = inner.endpoints.values().find(|e| e.container_id == req.container_id) {
                 if existing.ipv4 == req.ipv4 && existing.interface_index == req.interface_index && existing.state == EndpointState::Ready {
                     return Ok(existing.clone());
@@ -960,7 +983,9 @@ impl Agent {
         let attach_ms = t_attach.elapsed().as_secs_f64() * 1e3;
 
         // Phase 3 (locked): maps, state, or roll back what this request did.
+        let t_lock3 = Instant::now();
         let mut inner = self.inner.lock().await;
+        let lock3_ms = t_lock3.elapsed().as_secs_f64() * 1e3;
         inner.reserved_ids.remove(&ep.id);
         inner.creating.remove(&ep.container_id);
         let result = match attached.expect("set above") {
@@ -1003,7 +1028,8 @@ impl Agent {
             }
         }
         self.save_pool_and_ids(&inner)?;
-        tracing::info!(id = ep.id, ip = %ep.ipv4, identity = ep.identity, dev = %ep.interface_name, attach_ms, "endpoint ready");
+        let total_ms = t0.elapsed().as_secs_f64() * 1e3;
+        tracing::info!(id = ep.id, ip = %ep.ipv4, identity = ep.identity, dev = %ep.interface_name, attach_ms, lock3_ms, total_ms, "endpoint ready");
         Ok(inner.endpoints[&ep.id].clone())
     }
 
@@ -1190,6 +1216,23 @@ impl Agent {
     /// Pre-register policy maps for the next free endpoint ids (each
     /// registration waits for an RCU grace period; do it off the ADD path).
     pub async fn refill_spare_policy_maps(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        // single flight: a burst of creations asks once more, not once each
+        if self.refilling.swap(true, SeqCst) {
+            self.refill_again.store(true, SeqCst);
+            return;
+        }
+        loop {
+            self.refill_again.store(false, SeqCst);
+            self.refill_once().await;
+            if !self.refill_again.load(SeqCst) {
+                break;
+            }
+        }
+        self.refilling.store(false, SeqCst);
+    }
+
+    async fn refill_once(&self) {
         let want: Vec<u16> = {
             let inner = self.inner.lock().await;
             let used: std::collections::BTreeSet<u16> = inner.endpoints.keys().chain(inner.reserved_ids.iter()).copied().collect();

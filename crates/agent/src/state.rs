@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+    /// content hash of what each file last received
+    last: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
 }
 
 /// Write via a temp file and rename, so a crash never leaves half a file.
@@ -19,7 +21,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 impl Store {
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir.join("endpoints")).with_context(|| format!("create {}", dir.display()))?;
-        Ok(Self { dir: dir.to_path_buf() })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            last: Default::default(),
+        })
     }
 
     pub fn load<T: DeserializeOwned + Default>(&self, name: &str) -> Result<T> {
@@ -31,8 +36,25 @@ impl Store {
         }
     }
 
+    /// Persist `v` as `name`; a file whose content would not change is not
+    /// written again (endpoint churn leaves identities and policies alone).
     pub fn save<T: Serialize>(&self, name: &str, v: &T) -> Result<()> {
-        write_atomic(&self.dir.join(name), &serde_json::to_vec_pretty(v)?)
+        self.save_at(name, &self.dir.join(name), v)
+    }
+
+    fn save_at<T: Serialize>(&self, key: &str, path: &Path, v: &T) -> Result<()> {
+        use std::hash::{Hash, Hasher};
+        let bytes = serde_json::to_vec_pretty(v)?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        bytes.hash(&mut h);
+        let sum = h.finish();
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.get(key) == Some(&sum) {
+            return Ok(());
+        }
+        write_atomic(path, &bytes)?;
+        last.insert(key.to_string(), sum);
+        Ok(())
     }
 
     fn ep_path(&self, id: u16) -> PathBuf {
@@ -40,10 +62,14 @@ impl Store {
     }
 
     pub fn save_endpoint(&self, ep: &Endpoint) -> Result<()> {
-        write_atomic(&self.ep_path(ep.id), &serde_json::to_vec_pretty(ep)?)
+        self.save_at(&format!("endpoints/{}", ep.id), &self.ep_path(ep.id), ep)
     }
 
     pub fn remove_endpoint(&self, id: u16) -> Result<()> {
+        self.last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&format!("endpoints/{id}"));
         match std::fs::remove_file(self.ep_path(id)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),

@@ -161,22 +161,26 @@ async fn add_steps(conf: &NetConf, env: &Env, client: &Client, netns: &std::fs::
             ),
         ));
     }
-    if let Some(ep) = client
-        .endpoint_opt(&EndpointRef::ContainerId(cid.clone()))
-        .await
-        .map_err(|e| agent_err("looking up the container's endpoint", e))?
-    {
-        return Err(CniError::new(
-            code::INVALID_ENV,
-            format!(
-                "container {cid} is attached already: endpoint {} ({} {} in {}); DEL it first",
-                ep.id, ep.container_interface_name, ep.ipv4, ep.netns_path
-            ),
-        ));
+    // a host side of this name belongs to an attachment of this container
+    // (then this ADD fails) or was left by an ADD that died before
+    // registering its endpoint (then it is stale and goes); only then is the
+    // agent asked, so a new pod's ADD does not wait for it here
+    if nl.link(&host_if).await.map_err(nl_err)?.is_some() {
+        if let Some(ep) = client
+            .endpoint_opt(&EndpointRef::ContainerId(cid.clone()))
+            .await
+            .map_err(|e| agent_err("looking up the container's endpoint", e))?
+        {
+            return Err(CniError::new(
+                code::INVALID_ENV,
+                format!(
+                    "container {cid} is attached already: endpoint {} ({} {} in {}); DEL it first",
+                    ep.id, ep.container_interface_name, ep.ipv4, ep.netns_path
+                ),
+            ));
+        }
+        nl.del_link_by_name(&host_if).await.map_err(nl_err)?;
     }
-    // no endpoint owns a host side of this name: an ADD that died before
-    // registering one left it, so it is stale
-    nl.del_link_by_name(&host_if).await.map_err(nl_err)?;
 
     // 1. address
     let ipam: IpamResponse = client

@@ -40,6 +40,9 @@ pub enum IdentityError {
 pub struct Allocated {
     pub id: u32,
     pub labels: LabelSet,
+    /// references of this node's endpoints: counted again from the endpoints
+    /// at every start, so not persisted
+    #[serde(skip)]
     pub refcount: u32,
 }
 

@@ -64,6 +64,9 @@ pub struct Datapath {
     pin_dir: PathBuf,
     /// the shared endpoint program (pinned; loaded and verified once)
     lxc_prog: Arc<Mutex<Option<SchedClassifier>>>,
+    /// `EbpfLoader::new()` reads and parses the kernel's BTF (~20 ms of CPU):
+    /// policy maps are created through this one loader instead of a new one each
+    map_loader: Arc<Mutex<EbpfLoader<'static>>>,
     /// endpoint ids whose policy map pin is being created or loaded right now
     busy: Arc<Mutex<std::collections::BTreeSet<u16>>>,
 }
@@ -106,9 +109,12 @@ impl Datapath {
             what: format!("create {}", pin_dir.display()),
             source,
         })?;
+        let mut ml = EbpfLoader::new();
+        ml.btf(None).default_map_pin_directory(&pin_dir);
         Ok(Self {
             pin_dir,
             lxc_prog: Default::default(),
+            map_loader: Arc::new(Mutex::new(ml)),
             busy: Default::default(),
         })
     }
@@ -253,7 +259,7 @@ impl Datapath {
             pm.sync(policy)?;
         }
         let mut outer = crate::maps::PolicyOuter::open(&self.pin_dir)?;
-        if !outer.ids().contains(&(cfg.ep_id as u32)) {
+        if !outer.contains(cfg.ep_id) {
             // no spare was ready: register now (one RCU grace period)
             outer.register(cfg.ep_id, &pm)?;
         }
@@ -272,7 +278,7 @@ impl Datapath {
     /// Create (and pin) endpoint `ep_id`'s policy map from the template in
     /// bpf_lxc.o; no program is loaded.
     fn create_policy_map(&self, ep_id: u16) -> Result<()> {
-        let mut l = self.loader();
+        let mut l = self.map_loader.lock().unwrap_or_else(|p| p.into_inner());
         l.map_pin_path("seta_pol_ep", self.policy_pin(ep_id));
         let _maps_only = l.load(objects::BPF_LXC).map_err(|source| DatapathError::Load {
             object: "bpf_lxc.o",
@@ -290,7 +296,7 @@ impl Datapath {
         let Some(_claim) = self.try_claim(ep_id) else { return Ok(false) }; // being loaded: not a spare
         let pin = self.policy_pin(ep_id);
         let mut outer = crate::maps::PolicyOuter::open(&self.pin_dir)?;
-        if pin.exists() && outer.ids().contains(&(ep_id as u32)) {
+        if pin.exists() && outer.contains(ep_id) {
             return Ok(false);
         }
         if !pin.exists() {

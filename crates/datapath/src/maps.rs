@@ -285,6 +285,10 @@ impl PolicyOuter {
     pub fn ids(&self) -> Vec<u32> {
         self.map.keys().flatten().collect()
     }
+    /// Is endpoint `ep_id`'s map registered? (one lookup, not a key walk)
+    pub fn contains(&self, ep_id: u16) -> bool {
+        self.map.get(&(ep_id as u32), 0).is_ok()
+    }
 }
 
 /// Nanoseconds of CLOCK_MONOTONIC, the clock of conntrack lifetimes.

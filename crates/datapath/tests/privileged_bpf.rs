@@ -184,11 +184,11 @@ impl Fixture {
             }
         }
     }
-    fn from_a(&mut self) -> &mut Ebpf {
+    fn sending_a(&mut self) -> &mut Ebpf {
         self.set_sender(true);
         &mut self.lxc_a
     }
-    fn from_b(&mut self) -> &mut Ebpf {
+    fn sending_b(&mut self) -> &mut Ebpf {
         self.set_sender(false);
         &mut self.lxc_b
     }
@@ -233,7 +233,7 @@ fn privileged_bpf_from_container_local_delivery_rewrites_and_redirects() {
     }
     let mut f = Fixture::new("fc");
     let pkt = udp_packet(A_HOST_MAC, A_POD_MAC, POD_A, POD_B, 64);
-    let (verdict, out) = run(f.from_a(), "from_container", &pkt);
+    let (verdict, out) = run(f.sending_a(), "from_container", &pkt);
     assert_eq!(verdict, TC_ACT_REDIRECT, "pod->pod on the same node is redirected to the peer");
     assert_eq!(&out[0..6], &B_POD_MAC, "destination MAC is the destination pod's");
     assert_eq!(&out[6..12], &B_HOST_MAC, "source MAC is the destination lxc's");
@@ -251,7 +251,7 @@ fn privileged_bpf_from_container_to_node_and_world_goes_to_stack() {
     let mut f = Fixture::new("stack");
     for dst in [ROUTER, Ipv4Addr::new(192, 0, 2, 1)] {
         let pkt = udp_packet(A_HOST_MAC, A_POD_MAC, POD_A, dst, 64);
-        let (verdict, out) = run(f.from_a(), "from_container", &pkt);
+        let (verdict, out) = run(f.sending_a(), "from_container", &pkt);
         assert_eq!(verdict, TC_ACT_OK, "{dst} is handed to the stack");
         assert_eq!(out, pkt, "packet to {dst} unchanged");
     }
@@ -264,23 +264,23 @@ fn privileged_bpf_from_container_drops_with_cilium_reasons() {
         return;
     }
     let mut f = Fixture::new("drop");
-    let (v, _) = run(f.from_a(), "from_container", &udp_packet(A_HOST_MAC, A_POD_MAC, POD_A, POD_B, 1));
+    let (v, _) = run(f.sending_a(), "from_container", &udp_packet(A_HOST_MAC, A_POD_MAC, POD_A, POD_B, 1));
     assert_eq!(v, TC_ACT_SHOT);
     assert_eq!(f.metric(196, seta_abi::METRIC_EGRESS), 1, "TTL exceeded (196)");
     let mut v6 = udp_packet(A_HOST_MAC, A_POD_MAC, POD_A, POD_B, 64);
     v6[12..14].copy_from_slice(&[0x86, 0xdd]);
     v6.resize(14 + 40 + 8, 0); // the kernel wants a full IPv6 header for the test run
-    let (v, _) = run(f.from_a(), "from_container", &v6);
+    let (v, _) = run(f.sending_a(), "from_container", &v6);
     assert_eq!(v, TC_ACT_SHOT);
     assert_eq!(f.metric(139, seta_abi::METRIC_EGRESS), 1, "unsupported L3 protocol (139)");
     let mut bad = udp_packet(A_HOST_MAC, A_POD_MAC, POD_A, POD_B, 64);
     bad[14] = 0x44; // IHL 4 is not a valid IPv4 header
-    let (v, _) = run(f.from_a(), "from_container", &bad);
+    let (v, _) = run(f.sending_a(), "from_container", &bad);
     assert_eq!(v, TC_ACT_SHOT);
     assert_eq!(f.metric(134, seta_abi::METRIC_EGRESS), 1, "invalid packet (134)");
     // a spoofed source address is dropped as INVALID_SOURCE_IP (132)
     let (v, _) = run(
-        f.from_a(),
+        f.sending_a(),
         "from_container",
         &udp_packet(A_HOST_MAC, A_POD_MAC, Ipv4Addr::new(10, 77, 0, 99), POD_B, 64),
     );
@@ -294,7 +294,7 @@ fn privileged_bpf_arp_responder_answers_with_lxc_mac() {
         return;
     }
     let mut f = Fixture::new("arp");
-    let (v, out) = run(f.from_a(), "from_container", &arp_request(A_POD_MAC, POD_A, ROUTER));
+    let (v, out) = run(f.sending_a(), "from_container", &arp_request(A_POD_MAC, POD_A, ROUTER));
     assert_eq!(v, TC_ACT_REDIRECT, "reply is sent back out of the lxc");
     assert_eq!(&out[0..6], &A_POD_MAC, "reply goes to the asking pod");
     assert_eq!(&out[6..12], &A_HOST_MAC);
@@ -304,7 +304,7 @@ fn privileged_bpf_arp_responder_answers_with_lxc_mac() {
     assert_eq!(&out[32..38], &A_POD_MAC);
     assert_eq!(&out[38..42], &POD_A.octets());
     // gratuitous ARP / DAD for its own address is not answered
-    let (v, _) = run(f.from_a(), "from_container", &arp_request(A_POD_MAC, POD_A, POD_A));
+    let (v, _) = run(f.sending_a(), "from_container", &arp_request(A_POD_MAC, POD_A, POD_A));
     assert_eq!(v, TC_ACT_SHOT);
     assert_eq!(f.metric(150, seta_abi::METRIC_EGRESS), 1);
 }
@@ -363,26 +363,26 @@ fn privileged_bpf_policy_allow_deny_ranges_with_reasons_and_events() {
     let _ = f.events();
     let syn = |dport, sport| tcp_packet(A_POD_MAC, A_HOST_MAC, POD_A, POD_B, sport, dport, 0x02);
     assert_eq!(
-        run(f.from_a(), "from_container", &syn(80, 40000)).0,
+        run(f.sending_a(), "from_container", &syn(80, 40000)).0,
         TC_ACT_REDIRECT,
         "allowed port"
     );
     for (i, p) in [8000u16, 8042, 8099].iter().enumerate() {
         assert_eq!(
-            run(f.from_a(), "from_container", &syn(*p, 40001 + i as u16)).0,
+            run(f.sending_a(), "from_container", &syn(*p, 40001 + i as u16)).0,
             TC_ACT_REDIRECT,
             "range port {p}"
         );
     }
-    assert_eq!(run(f.from_a(), "from_container", &syn(8100, 40010)).0, TC_ACT_SHOT);
-    assert_eq!(run(f.from_a(), "from_container", &syn(81, 40011)).0, TC_ACT_SHOT);
+    assert_eq!(run(f.sending_a(), "from_container", &syn(8100, 40010)).0, TC_ACT_SHOT);
+    assert_eq!(run(f.sending_a(), "from_container", &syn(81, 40011)).0, TC_ACT_SHOT);
     assert_eq!(
         f.metric(133, seta_abi::METRIC_INGRESS),
         2,
         "Policy denied (133) at the destination's ingress"
     );
     assert_eq!(
-        run(f.from_a(), "from_container", &syn(22, 40012)).0,
+        run(f.sending_a(), "from_container", &syn(22, 40012)).0,
         TC_ACT_SHOT,
         "deny beats the allow-all on 22"
     );
@@ -431,23 +431,23 @@ fn privileged_bpf_conntrack_lets_replies_through_and_tracks_closing() {
     let a2b = |flags| tcp_packet(A_POD_MAC, A_HOST_MAC, POD_A, POD_B, 41000, 80, flags);
     let b2a = |flags| tcp_packet(B_POD_MAC, B_HOST_MAC, POD_B, POD_A, 80, 41000, flags);
     assert_eq!(
-        run(f.from_a(), "from_container", &a2b(0x02)).0,
+        run(f.sending_a(), "from_container", &a2b(0x02)).0,
         TC_ACT_REDIRECT,
         "SYN allowed by A's egress"
     );
     assert_eq!(
-        run(f.from_b(), "from_container", &b2a(0x12)).0,
+        run(f.sending_b(), "from_container", &b2a(0x12)).0,
         TC_ACT_REDIRECT,
         "SYN-ACK is a reply: B's egress deny does not apply"
     );
-    assert_eq!(run(f.from_a(), "from_container", &a2b(0x10)).0, TC_ACT_REDIRECT, "established");
+    assert_eq!(run(f.sending_a(), "from_container", &a2b(0x10)).0, TC_ACT_REDIRECT, "established");
     // B opening its own connection is denied
     let b_new = tcp_packet(B_POD_MAC, B_HOST_MAC, POD_B, POD_A, 42000, 80, 0x02);
-    assert_eq!(run(f.from_b(), "from_container", &b_new).0, TC_ACT_SHOT);
+    assert_eq!(run(f.sending_b(), "from_container", &b_new).0, TC_ACT_SHOT);
     assert_eq!(f.metric(133, seta_abi::METRIC_EGRESS), 1);
     // A to another port is denied by A's egress
     let a_other = tcp_packet(A_POD_MAC, A_HOST_MAC, POD_A, POD_B, 41001, 81, 0x02);
-    assert_eq!(run(f.from_a(), "from_container", &a_other).0, TC_ACT_SHOT);
+    assert_eq!(run(f.sending_a(), "from_container", &a_other).0, TC_ACT_SHOT);
 
     let entry = |f: &Fixture| {
         CtMap::open(f.dp.pin_dir())
@@ -463,14 +463,14 @@ fn privileged_bpf_conntrack_lets_replies_through_and_tracks_closing() {
     let now = seta_datapath::maps::monotonic_ns() / 1_000_000_000;
     let expires = |e: &seta_abi::CtEntry| e.expires / 1_000_000_000;
     assert!(expires(&e) > now + 21000, "established TCP lives 6 h");
-    assert_eq!(run(f.from_a(), "from_container", &a2b(0x11)).0, TC_ACT_REDIRECT, "FIN from A");
-    assert_eq!(run(f.from_b(), "from_container", &b2a(0x11)).0, TC_ACT_REDIRECT, "FIN from B");
+    assert_eq!(run(f.sending_a(), "from_container", &a2b(0x11)).0, TC_ACT_REDIRECT, "FIN from A");
+    assert_eq!(run(f.sending_b(), "from_container", &b2a(0x11)).0, TC_ACT_REDIRECT, "FIN from B");
     let e = entry(&f);
     assert_eq!((e.tx_closing, e.rx_closing), (1, 1));
     assert!(expires(&e) <= now + 11, "closing connections expire after 10 s");
     // ICMP echo: request allowed out of A? A's egress only allows TCP/80 -> denied
     assert_eq!(
-        run(f.from_a(), "from_container", &icmp_echo(A_POD_MAC, A_HOST_MAC, POD_A, POD_B, 8, 7)).0,
+        run(f.sending_a(), "from_container", &icmp_echo(A_POD_MAC, A_HOST_MAC, POD_A, POD_B, 8, 7)).0,
         TC_ACT_SHOT
     );
     assert_eq!(
