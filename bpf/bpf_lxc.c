@@ -18,8 +18,8 @@
  * seta_policy, where from_container finds it by endpoint id. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(key_size, sizeof(struct policy_key));
-	__uint(value_size, sizeof(struct policy_entry));
+	__type(key, struct policy_key);
+	__type(value, struct policy_entry);
 	__uint(max_entries, POLICY_MAP_SIZE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } seta_pol_ep SEC(".maps");

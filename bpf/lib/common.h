@@ -7,19 +7,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "../include/abi.h"
+#include "../include/drop.h"
 
-/* Drop reasons (Cilium codes; datapath returns them negated) */
-#define DROP_INVALID_SOURCE_IP 132
-#define DROP_POLICY 133
-#define DROP_INVALID 134
-#define DROP_UNSUPPORTED_L3 139
-#define DROP_WRITE_ERROR 141
-#define DROP_NO_TUNNEL_KEY 147
-#define DROP_UNKNOWN_TARGET 150
-#define DROP_NO_TUNNEL_ENDPOINT 160
-#define DROP_TTL_EXCEEDED 196
-
-#define REASON_FORWARDED 0
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -24,9 +24,6 @@ struct icmphdr {
 	} un;
 };
 
-#define DROP_CT_MAP_INSERTION_FAILED 155
-#define DROP_POLICY_DENY 181
-#define DROP_EP_NOT_READY 203
 
 /* Sizes rather than BTF types: in bpf_host.o the key/value structs would only
  * be BTF forward declarations, which the loader cannot size. */

@@ -59,6 +59,37 @@ pub fn direction_name(dir: u8) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `bpf/include/drop.h` is the one list of codes the datapath emits:
+    /// every one has its Cilium name here.
+    #[test]
+    fn every_datapath_code_has_a_name() {
+        let header = include_str!("../../../bpf/include/drop.h");
+        let mut codes = Vec::new();
+        for l in header.lines() {
+            let mut w = l.split_whitespace();
+            if let (Some("#define"), Some(name), Some(v)) = (w.next(), w.next(), w.next()) {
+                if name.starts_with("DROP_") || name.starts_with("REASON_") {
+                    codes.push((name.to_string(), v.parse::<u8>().expect("numeric code")));
+                }
+            }
+        }
+        assert!(codes.len() >= 12, "parsed {codes:?}");
+        for (name, code) in &codes {
+            assert!(
+                REASONS.iter().any(|(c, _)| c == code),
+                "{name} = {code} in drop.h has no name in seta-core's reason table"
+            );
+        }
+        // spot checks that the names are Cilium's for the code, not just present
+        let by = |n: &str| codes.iter().find(|(x, _)| x == n).unwrap().1;
+        assert_eq!(reason_name(by("DROP_POLICY")), "Policy denied");
+        assert_eq!(reason_name(by("DROP_POLICY_DENY")), "Policy denied by denylist");
+        assert_eq!(reason_name(by("DROP_INVALID_SOURCE_IP")), "Invalid source ip");
+        assert_eq!(reason_name(by("DROP_TTL_EXCEEDED")), "TTL exceeded");
+        assert_eq!(reason_name(by("DROP_EP_NOT_READY")), "Endpoint policy program not available");
+    }
+
     #[test]
     fn names() {
         assert_eq!(reason_name(133), "Policy denied");

@@ -15,4 +15,6 @@ pub mod objects {
     pub static BPF_HOST: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bpf_host.o"));
     /// An empty tc program: the baseline of the per-packet benchmark.
     pub static TEST_EMPTY: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tests_empty.o"));
+    /// BTF of every struct in `bpf/include/abi.h` (never loaded; for the ABI test).
+    pub static TEST_ABI: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tests_abi.o"));
 }

@@ -470,7 +470,12 @@ fn privileged_bpf_conntrack_lets_replies_through_and_tracks_closing() {
     assert!(expires(&e) <= now + 11, "closing connections expire after 10 s");
     // ICMP echo: request allowed out of A? A's egress only allows TCP/80 -> denied
     assert_eq!(
-        run(f.sending_a(), "from_container", &icmp_echo(A_POD_MAC, A_HOST_MAC, POD_A, POD_B, 8, 7)).0,
+        run(
+            f.sending_a(),
+            "from_container",
+            &icmp_echo(A_POD_MAC, A_HOST_MAC, POD_A, POD_B, 8, 7)
+        )
+        .0,
         TC_ACT_SHOT
     );
     assert_eq!(

@@ -1,0 +1,280 @@
+//! One ABI truth: the BTF the compiler emitted for the embedded objects is
+//! compared with `seta-abi`. Every shared struct's size and member offsets,
+//! and every map's name and key/value sizes, must agree (no root needed).
+use seta_abi::*;
+use std::collections::BTreeMap;
+use std::mem::{offset_of, size_of};
+
+/// A struct as BTF describes it: size and member byte offsets by name.
+#[derive(Debug)]
+struct BtfStruct {
+    size: u32,
+    members: BTreeMap<String, u32>,
+}
+
+/// The named structs of a raw .BTF section (the format is small: a header,
+/// a type section of `btf_type` records with kind-specific trailers, and a
+/// string section).
+fn btf_structs(btf: &[u8]) -> BTreeMap<String, BtfStruct> {
+    let u32_at = |o: usize| u32::from_le_bytes(btf[o..o + 4].try_into().unwrap());
+    assert_eq!(u16::from_le_bytes([btf[0], btf[1]]), 0xeb9f, "BTF magic");
+    let hdr_len = u32_at(4) as usize;
+    let (type_off, type_len) = (u32_at(8) as usize, u32_at(12) as usize);
+    let str_off = u32_at(16) as usize;
+    let types = hdr_len + type_off;
+    let strs = hdr_len + str_off;
+    let name = |off: u32| -> String {
+        let s = &btf[strs + off as usize..];
+        String::from_utf8_lossy(&s[..s.iter().position(|b| *b == 0).unwrap()]).into_owned()
+    };
+    let mut out = BTreeMap::new();
+    let mut o = types;
+    while o < types + type_len {
+        let (name_off, info, size) = (u32_at(o), u32_at(o + 4), u32_at(o + 8));
+        let kind = (info >> 24) & 0x1f;
+        let vlen = (info & 0xffff) as usize;
+        let kflag = info >> 31 == 1;
+        o += 12;
+        match kind {
+            4 | 5 => {
+                // struct / union: name_off, type, offset (bits; with kflag the low 24)
+                let mut members = BTreeMap::new();
+                for i in 0..vlen {
+                    let m = o + i * 12;
+                    let bits = u32_at(m + 8);
+                    let bits = if kflag { bits & 0xff_ffff } else { bits };
+                    members.insert(name(u32_at(m)), bits / 8);
+                }
+                if kind == 4 && name_off != 0 {
+                    out.insert(name(name_off), BtfStruct { size, members });
+                }
+                o += vlen * 12;
+            }
+            1 | 14 | 17 => o += 4,     // int, var, decl_tag
+            3 => o += 12,              // array
+            6 | 13 => o += vlen * 8,   // enum, func_proto
+            15 | 19 => o += vlen * 12, // datasec, enum64
+            2 | 7..=12 | 16 | 18 => {} // ptr, fwd, typedef, qualifiers, func, float, type_tag
+            k => panic!("unknown BTF kind {k}"),
+        }
+    }
+    out
+}
+
+fn section<'a>(elf: &'a [u8], name: &str) -> &'a [u8] {
+    use object::{Object, ObjectSection};
+    let f = object::File::parse(elf).unwrap();
+    f.section_by_name(name).unwrap_or_else(|| panic!("no {name}")).data().unwrap()
+}
+
+fn objects() -> Vec<(&'static str, &'static [u8])> {
+    vec![
+        ("bpf_lxc.o", seta_datapath::objects::BPF_LXC),
+        ("bpf_host.o", seta_datapath::objects::BPF_HOST),
+    ]
+}
+
+/// (C struct, its size in Rust, C member -> byte offset in Rust)
+fn expected() -> Vec<(&'static str, usize, Vec<(&'static str, usize)>)> {
+    // Rust keeps LPM keys' prefixlen outside the data (aya's Key wraps it)
+    let lpm = |o: usize| o + 4;
+    vec![
+        (
+            "endpoint_key",
+            size_of::<EndpointKey>(),
+            vec![
+                ("ip4", offset_of!(EndpointKey, ip4)),
+                ("family", offset_of!(EndpointKey, family)),
+                ("pad", offset_of!(EndpointKey, pad)),
+                ("cluster_id", offset_of!(EndpointKey, cluster_id)),
+            ],
+        ),
+        (
+            "endpoint_info",
+            size_of::<EndpointInfo>(),
+            vec![
+                ("ifindex", offset_of!(EndpointInfo, ifindex)),
+                ("unused", offset_of!(EndpointInfo, unused)),
+                ("lxc_id", offset_of!(EndpointInfo, lxc_id)),
+                ("flags", offset_of!(EndpointInfo, flags)),
+                ("mac", offset_of!(EndpointInfo, mac)),
+                ("node_mac", offset_of!(EndpointInfo, node_mac)),
+                ("sec_id", offset_of!(EndpointInfo, sec_id)),
+                ("parent_ifindex", offset_of!(EndpointInfo, parent_ifindex)),
+                ("pad", offset_of!(EndpointInfo, pad)),
+            ],
+        ),
+        (
+            "ipcache_key",
+            size_of::<IpcacheKey>(),
+            vec![
+                ("prefixlen", offset_of!(IpcacheKey, prefixlen)),
+                ("cluster_id", offset_of!(IpcacheKey, cluster_id)),
+                ("pad", offset_of!(IpcacheKey, pad)),
+                ("family", offset_of!(IpcacheKey, family)),
+                ("ip4", offset_of!(IpcacheKey, ip4)),
+            ],
+        ),
+        (
+            "remote_endpoint_info",
+            size_of::<RemoteEndpointInfo>(),
+            vec![
+                ("sec_identity", offset_of!(RemoteEndpointInfo, sec_identity)),
+                ("tunnel_endpoint", offset_of!(RemoteEndpointInfo, tunnel_endpoint)),
+                ("node_id", offset_of!(RemoteEndpointInfo, node_id)),
+                ("flags", offset_of!(RemoteEndpointInfo, flags)),
+                ("pad", offset_of!(RemoteEndpointInfo, pad)),
+            ],
+        ),
+        (
+            "metrics_value",
+            size_of::<MetricsValue>(),
+            vec![
+                ("count", offset_of!(MetricsValue, count)),
+                ("bytes", offset_of!(MetricsValue, bytes)),
+            ],
+        ),
+        (
+            "policy_key",
+            lpm(size_of::<PolicyLpmData>()),
+            vec![
+                ("prefixlen", 0),
+                ("sec_label", lpm(offset_of!(PolicyLpmData, sec_label))),
+                ("egress", lpm(offset_of!(PolicyLpmData, egress))),
+                ("protocol", lpm(offset_of!(PolicyLpmData, protocol))),
+                ("dport", lpm(offset_of!(PolicyLpmData, dport))),
+            ],
+        ),
+        (
+            "policy_entry",
+            size_of::<PolicyEntry>(),
+            vec![
+                ("deny", offset_of!(PolicyEntry, deny)),
+                ("l4_prefix", offset_of!(PolicyEntry, l4_prefix)),
+                ("pad", offset_of!(PolicyEntry, pad)),
+                ("cookie", offset_of!(PolicyEntry, cookie)),
+            ],
+        ),
+        (
+            "ct_key",
+            size_of::<CtKey>(),
+            vec![
+                ("saddr", offset_of!(CtKey, saddr)),
+                ("daddr", offset_of!(CtKey, daddr)),
+                ("sport", offset_of!(CtKey, sport)),
+                ("dport", offset_of!(CtKey, dport)),
+                ("proto", offset_of!(CtKey, proto)),
+                ("pad", offset_of!(CtKey, pad)),
+            ],
+        ),
+        (
+            "ct_entry",
+            size_of::<CtEntry>(),
+            vec![
+                ("expires", offset_of!(CtEntry, expires)),
+                ("packets", offset_of!(CtEntry, packets)),
+                ("bytes", offset_of!(CtEntry, bytes)),
+                ("src_sec_id", offset_of!(CtEntry, src_sec_id)),
+                ("tx_closing", offset_of!(CtEntry, tx_closing)),
+                ("rx_closing", offset_of!(CtEntry, rx_closing)),
+                ("seen_reply", offset_of!(CtEntry, seen_reply)),
+                ("pad", offset_of!(CtEntry, pad)),
+            ],
+        ),
+        (
+            "seta_event",
+            size_of::<SetaEvent>(),
+            vec![
+                ("type", offset_of!(SetaEvent, event_type)),
+                ("subtype", offset_of!(SetaEvent, subtype)),
+                ("source", offset_of!(SetaEvent, source)),
+                ("ifindex", offset_of!(SetaEvent, ifindex)),
+                ("src_label", offset_of!(SetaEvent, src_label)),
+                ("dst_label", offset_of!(SetaEvent, dst_label)),
+                ("verdict", offset_of!(SetaEvent, verdict)),
+                ("cookie", offset_of!(SetaEvent, cookie)),
+                ("saddr", offset_of!(SetaEvent, saddr)),
+                ("daddr", offset_of!(SetaEvent, daddr)),
+                ("sport", offset_of!(SetaEvent, sport)),
+                ("dport", offset_of!(SetaEvent, dport)),
+                ("proto", offset_of!(SetaEvent, proto)),
+                ("dir", offset_of!(SetaEvent, dir)),
+                ("flags", offset_of!(SetaEvent, flags)),
+                ("pad", offset_of!(SetaEvent, pad)),
+                ("ts", offset_of!(SetaEvent, ts)),
+            ],
+        ),
+    ]
+}
+
+#[test]
+fn every_shared_struct_matches_its_btf() {
+    let mut found: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    let mut all = objects();
+    all.push(("tests/abi.o", seta_datapath::objects::TEST_ABI));
+    for (obj, bytes) in all {
+        let structs = btf_structs(section(bytes, ".BTF"));
+        for (name, size, members) in expected() {
+            let Some(s) = structs.get(name) else { continue };
+            found.entry(name.into()).or_default().push(obj);
+            assert_eq!(
+                s.size as usize, size,
+                "{obj}: sizeof(struct {name}) is {} in C, {size} in seta-abi",
+                s.size
+            );
+            let want: BTreeMap<String, u32> = members.iter().map(|(m, o)| (m.to_string(), *o as u32)).collect();
+            assert_eq!(s.members, want, "{obj}: struct {name} members (name -> byte offset), C vs seta-abi");
+        }
+    }
+    for (name, _, _) in expected() {
+        assert!(found.contains_key(name), "struct {name} is in no object's BTF");
+    }
+    // the programs' own BTF checks the structs their maps use, too
+    for name in [
+        "endpoint_key",
+        "endpoint_info",
+        "ipcache_key",
+        "remote_endpoint_info",
+        "ct_key",
+        "ct_entry",
+        "policy_key",
+    ] {
+        assert!(found[name].len() >= 2, "struct {name} only in {:?}", found[name]);
+    }
+}
+
+#[test]
+fn every_map_has_the_name_and_sizes_the_agent_uses() {
+    use seta_datapath::maps::*;
+    let want: BTreeMap<&str, (u32, u32)> = [
+        (MAP_LXC, (size_of::<EndpointKey>(), size_of::<EndpointInfo>())),
+        (MAP_IPCACHE, (size_of::<IpcacheKey>(), size_of::<RemoteEndpointInfo>())),
+        (MAP_METRICS, (4, size_of::<MetricsValue>())),
+        (MAP_POLICY, (4, 4)),
+        (MAP_CT, (size_of::<CtKey>(), size_of::<CtEntry>())),
+        (MAP_EVENTS, (0, 0)),
+        (MAP_CONFIG, (4, 4)),
+        (MAP_IPBLOCK, (4, 4)),
+        ("seta_pol_ep", (4 + size_of::<PolicyLpmData>(), size_of::<PolicyEntry>())),
+    ]
+    .into_iter()
+    .map(|(n, (k, v))| (n, (k as u32, v as u32)))
+    .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for (obj, bytes) in objects() {
+        let o = aya_obj::Object::parse(bytes).unwrap();
+        for (name, m) in &o.maps {
+            if name.starts_with('.') {
+                continue; // .rodata / .bss
+            }
+            let Some((k, v)) = want.get(name.as_str()) else {
+                panic!("{obj}: map {name} is unknown to seta-datapath (add it to the ABI)")
+            };
+            assert_eq!((m.key_size(), m.value_size()), (*k, *v), "{obj}: map {name} key/value sizes");
+            seen.insert(name.clone());
+        }
+    }
+    for n in want.keys() {
+        assert!(seen.contains(*n), "map {n} is in no object");
+    }
+}
