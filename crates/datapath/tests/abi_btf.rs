@@ -75,7 +75,9 @@ fn objects() -> Vec<(&'static str, &'static [u8])> {
 }
 
 /// (C struct, its size in Rust, C member -> byte offset in Rust)
-fn expected() -> Vec<(&'static str, usize, Vec<(&'static str, usize)>)> {
+type Layout = (&'static str, usize, Vec<(&'static str, usize)>);
+
+fn expected() -> Vec<Layout> {
     // Rust keeps LPM keys' prefixlen outside the data (aya's Key wraps it)
     let lpm = |o: usize| o + 4;
     vec![
