@@ -190,7 +190,7 @@ pub async fn run(cmd: &PolicyCmd, cli: &Cli, json: bool) -> Result<i32> {
             }
             for p in &r.policies {
                 println!("# {}", p.origin);
-                println!("{}", serde_yaml::to_string(&p.source)?.trim_end());
+                println!("{}", serde_norway::to_string(&p.source)?.trim_end());
                 println!("---");
             }
             println!("Revision: {}", r.revision);

@@ -214,7 +214,7 @@ impl Ctx {
 /// Parse every document of a YAML (or JSON) file.
 pub fn parse_file(text: &str) -> Result<Vec<PolicyDoc>, PolicyError> {
     let mut out = Vec::new();
-    for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (i, de) in serde_norway::Deserializer::from_str(text).enumerate() {
         let doc = i + 1;
         let v: Value = Value::deserialize(de).map_err(|e| PolicyError {
             doc,
