@@ -768,7 +768,7 @@ impl Agent {
                 .to_string(),
             kvstore_status,
             nodes_registered,
-            routing_mode: self.cfg.routing_mode.to_string(),
+            routing_mode: self.cfg.routing_mode,
             node_ip: self.node_ip,
             pod_mtu: self.pod_mtu(),
             cluster_health: inner.cluster.health.values().cloned().collect(),

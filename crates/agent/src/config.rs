@@ -2,7 +2,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use ipnet::Ipv4Net;
-use serde::Deserialize;
+pub use seta_core::mode::{KvstoreKind, RoutingMode};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Args, Default)]
@@ -35,8 +35,8 @@ pub struct RunArgs {
     #[arg(long = "label-prefix", env = "SETA_LABEL_PREFIXES", value_delimiter = ',')]
     pub label_prefixes: Vec<String>,
     /// Where identities are allocated: `memory` (embedded, persisted in the state dir) or `etcd`
-    #[arg(long, env = "SETA_KVSTORE", default_value = "memory")]
-    pub kvstore: String,
+    #[arg(long, env = "SETA_KVSTORE", value_enum, default_value_t = KvstoreKind::Memory)]
+    pub kvstore: KvstoreKind,
     /// etcd endpoints (with --kvstore etcd), e.g. http://10.0.0.1:2379
     #[arg(long, env = "SETA_KVSTORE_ENDPOINTS", value_delimiter = ',')]
     pub kvstore_endpoints: Vec<String>,
@@ -47,30 +47,93 @@ pub struct RunArgs {
     #[arg(long, env = "SETA_KVSTORE_PREFIX", default_value = "/seta")]
     pub kvstore_prefix: String,
     /// How pods reach other nodes' pods: `tunnel` (VXLAN, UDP 8472, identity in the VNI) or `native` (routes to each node's pod CIDR)
-    #[arg(long, env = "SETA_ROUTING_MODE", default_value = "tunnel")]
-    pub routing_mode: String,
+    #[arg(long, env = "SETA_ROUTING_MODE", value_enum, default_value_t = RoutingMode::Tunnel)]
+    pub routing_mode: RoutingMode,
     /// This node's address for other nodes (tunnel endpoint, next hop) [default: the first non-pod IPv4 address]
     #[arg(long, env = "SETA_NODE_IP")]
     pub node_ip: Option<std::net::Ipv4Addr>,
     /// MTU of the underlay; pods get it minus 50 in tunnel mode [default: the node IP's device MTU, else 1500]
     #[arg(long, env = "SETA_MTU")]
     pub mtu: Option<u32>,
-    /// JSON file with any of the keys: node, pod-cidr, state-dir, socket, bpffs, cni-conf-dir, cni-chain
+    /// JSON object whose keys are any of these flags' long names (e.g. "pod-cidr",
+    /// "kvstore-endpoints": [..]); flags and SETA_* variables take precedence over it
     #[arg(long, env = "SETA_CONFIG")]
     pub config: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-struct FileConfig {
-    node: Option<String>,
-    pod_cidr: Option<Ipv4Net>,
-    state_dir: Option<PathBuf>,
-    socket: Option<PathBuf>,
-    bpffs: Option<PathBuf>,
-    cni_conf_dir: Option<PathBuf>,
-    #[serde(default)]
-    cni_chain: Vec<String>,
+/// Command-line arguments for the keys of a `--config` file: every flag of
+/// `cmd` (its long name is the key) is accepted, nothing else; a key whose
+/// SETA_* variable is set is left to the variable. The file form is thereby
+/// derived from the same clap definitions as the flags and the environment.
+pub fn file_args(path: &std::path::Path, text: &str, cmd: &clap::Command, env: impl Fn(&str) -> Option<String>) -> Result<Vec<String>> {
+    let v: serde_json::Value = serde_json::from_str(text).with_context(|| format!("config file {}", path.display()))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| anyhow::anyhow!("config file {}: expected a JSON object of flag names", path.display()))?;
+    let flags: Vec<&clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.get_long().is_some_and(|l| l != "config"))
+        .collect();
+    let mut out = Vec::new();
+    for (key, val) in obj {
+        let Some(arg) = flags.iter().find(|a| a.get_long() == Some(key.as_str())) else {
+            let mut names: Vec<&str> = flags.iter().filter_map(|a| a.get_long()).collect();
+            names.sort();
+            bail!(
+                "config file {}: unknown key {key:?} (the keys are the flag names: {})",
+                path.display(),
+                names.join(", ")
+            );
+        };
+        if arg.get_env().and_then(|e| e.to_str()).is_some_and(|e| env(e).is_some()) {
+            continue;
+        }
+        let scalar = |x: &serde_json::Value| -> Result<String> {
+            match x {
+                serde_json::Value::String(s) => Ok(s.clone()),
+                serde_json::Value::Number(n) => Ok(n.to_string()),
+                serde_json::Value::Bool(b) => Ok(b.to_string()),
+                other => bail!(
+                    "config file {}: key {key:?}: {other} is not a string, number or boolean",
+                    path.display()
+                ),
+            }
+        };
+        let value = match val {
+            serde_json::Value::Array(items) => items.iter().map(scalar).collect::<Result<Vec<_>>>()?.join(","),
+            serde_json::Value::Null => continue,
+            x => scalar(x)?,
+        };
+        out.push(format!("--{key}={value}"));
+    }
+    Ok(out)
+}
+
+/// argv with the `--config` file's keys inserted before the user's own
+/// arguments (which override them, as SETA_* variables do).
+pub fn argv_with_config(argv: Vec<String>, cmd: &clap::Command) -> Result<Vec<String>> {
+    let mut path = std::env::var("SETA_CONFIG").ok();
+    let mut it = argv.iter().skip(1);
+    while let Some(a) = it.next() {
+        if a == "--config" {
+            path = it.next().cloned();
+        } else if let Some(p) = a.strip_prefix("--config=") {
+            path = Some(p.to_string());
+        }
+    }
+    let Some(path) = path else { return Ok(argv) };
+    let path = PathBuf::from(path);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading config file {}", path.display()))?;
+    let extra = file_args(&path, &text, cmd, |k| std::env::var(k).ok())?;
+    // after the subcommand, if one is given
+    let at = match argv.get(1).map(String::as_str) {
+        Some(s) if cmd.get_subcommands().any(|c| c.get_name() == s) => 2,
+        _ => 1,
+    };
+    let mut out = argv[..at].to_vec();
+    out.extend(extra);
+    out.extend_from_slice(&argv[at..]);
+    Ok(out)
 }
 
 #[derive(Debug, Clone)]
@@ -85,7 +148,7 @@ pub struct Config {
     pub cni_chain: Vec<String>,
     pub allow_host_ingress: bool,
     pub label_prefixes: Vec<String>,
-    pub kvstore: String,
+    pub kvstore: KvstoreKind,
     pub kvstore_endpoints: Vec<String>,
     pub kvstore_prefix: String,
     pub kvstore_lease_ttl: i64,
@@ -96,36 +159,14 @@ pub struct Config {
     pub pod_cidr_from_operator: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RoutingMode {
-    Tunnel,
-    Native,
-}
-
-impl std::fmt::Display for RoutingMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            RoutingMode::Tunnel => "tunnel",
-            RoutingMode::Native => "native",
-        })
-    }
-}
-
 impl Config {
     pub fn resolve(a: RunArgs) -> Result<Self> {
-        let file = match &a.config {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("reading config file {}", p.display()))?;
-                serde_json::from_str::<FileConfig>(&text).with_context(|| format!("config file {}", p.display()))?
-            }
-            None => FileConfig::default(),
-        };
-        let Some(node) = a.node.or(file.node) else {
+        let Some(node) = a.node else {
             bail!("node name is required: --node NAME, SETA_NODE or \"node\" in the config file")
         };
         seta_core::names::validate_node_name(&node).map_err(anyhow::Error::msg)?;
-        let configured = a.pod_cidr.or(file.pod_cidr);
-        if configured.is_none() && a.kvstore != "etcd" {
+        let configured = a.pod_cidr;
+        if configured.is_none() && a.kvstore != KvstoreKind::Etcd {
             bail!("pod CIDR is required: --pod-cidr A.B.C.D/N, SETA_POD_CIDR or \"pod-cidr\" in the config file (or --kvstore etcd with seta-operator's cluster-pool IPAM)")
         }
         // placeholder until the operator's allocation is known (see pod_cidr_from_operator)
@@ -133,26 +174,19 @@ impl Config {
         if pod_cidr.prefix_len() > 30 {
             bail!("pod CIDR {pod_cidr} is too small: use /30 or larger");
         }
-        let routing_mode = match a.routing_mode.as_str() {
-            "tunnel" => RoutingMode::Tunnel,
-            "native" => RoutingMode::Native,
-            other => bail!("--routing-mode {other:?}: expected tunnel or native"),
-        };
+        let routing_mode = a.routing_mode;
         if let Some(m) = a.mtu {
             if !(1280..=65535).contains(&m) {
                 bail!("--mtu {m}: expected 1280..=65535");
             }
         }
-        let bpffs = a.bpffs.or(file.bpffs).unwrap_or_else(|| "/sys/fs/bpf".into());
-        let mut cni_chain = a.cni_chain;
-        if cni_chain.is_empty() {
-            cni_chain = file.cni_chain;
-        }
+        let bpffs = a.bpffs.unwrap_or_else(|| "/sys/fs/bpf".into());
+        let cni_chain = a.cni_chain;
         Ok(Self {
             pin_dir: seta_core::names::pin_dir(&bpffs, &node, seta_abi::ABI_VERSION),
-            state_dir: a.state_dir.or(file.state_dir).unwrap_or_else(|| seta_core::names::state_dir(&node)),
-            socket: a.socket.or(file.socket).unwrap_or_else(|| seta_core::names::socket_path(&node)),
-            cni_conf_dir: a.cni_conf_dir.or(file.cni_conf_dir).unwrap_or_else(|| "/etc/cni/net.d".into()),
+            state_dir: a.state_dir.unwrap_or_else(|| seta_core::names::state_dir(&node)),
+            socket: a.socket.unwrap_or_else(|| seta_core::names::socket_path(&node)),
+            cni_conf_dir: a.cni_conf_dir.unwrap_or_else(|| "/etc/cni/net.d".into()),
             pod_cidr: pod_cidr.trunc(),
             bpffs,
             node,
@@ -196,5 +230,67 @@ impl Config {
             plugins.push(v);
         }
         serde_json::json!({"cniVersion": "1.0.0", "name": "seta", "plugins": plugins})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, FromArgMatches, Parser};
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn parse(file: &str, env: &[(&str, &str)], flags: &[&str]) -> Result<Config> {
+        let cmd = T::command().args_override_self(true);
+        let mut argv = vec!["seta-agent".to_string()];
+        argv.extend(file_args(std::path::Path::new("/x.json"), file, &cmd, |k| {
+            env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        })?);
+        argv.extend(flags.iter().map(|s| s.to_string()));
+        let m = cmd.try_get_matches_from(argv)?;
+        Config::resolve(T::from_arg_matches(&m)?.run)
+    }
+
+    #[test]
+    fn every_flag_can_come_from_the_file_and_flags_win() {
+        let file = r#"{"node": "n1", "pod-cidr": "10.9.0.0/24", "kvstore": "etcd",
+            "kvstore-endpoints": ["http://a:2379", "http://b:2379"], "kvstore-lease-ttl": 9,
+            "routing-mode": "native", "mtu": 9000, "allow-host-ingress": false,
+            "label-prefix": ["app", "!pod-template-hash"], "cni-chain": ["portmap"],
+            "node-ip": "172.30.0.1", "kvstore-prefix": "/x", "bpffs": "/sys/fs/bpf"}"#;
+        let c = parse(file, &[], &[]).unwrap();
+        assert_eq!(c.node, "n1");
+        assert_eq!(c.kvstore_endpoints, ["http://a:2379", "http://b:2379"]);
+        assert_eq!((c.kvstore_lease_ttl, c.mtu, c.allow_host_ingress), (9, Some(9000), false));
+        assert_eq!(c.routing_mode, RoutingMode::Native);
+        assert_eq!(c.label_prefixes, ["app", "!pod-template-hash"]);
+        assert_eq!(c.kvstore_prefix, "/x");
+        // a flag overrides the file; a set variable keeps the file out
+        let c = parse(file, &[], &["--mtu", "1500", "--routing-mode", "tunnel"]).unwrap();
+        assert_eq!((c.mtu, c.routing_mode), (Some(1500), RoutingMode::Tunnel));
+        let c = parse(file, &[("SETA_MTU", "1400")], &[]).unwrap();
+        assert_eq!(
+            c.mtu, None,
+            "the file's mtu is skipped: clap reads SETA_MTU itself (not set in this process)"
+        );
+    }
+
+    #[test]
+    fn bad_files_name_the_key() {
+        let e = parse(r#"{"node": "n1", "pod-cdr": "10.0.0.0/24"}"#, &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown key \"pod-cdr\"") && e.contains("pod-cidr"), "{e}");
+        let e = parse(r#"{"node": {"a": 1}}"#, &[], &[]).unwrap_err().to_string();
+        assert!(e.contains("\"node\""), "{e}");
+        let e = parse(r#"{"node": "n1", "pod-cidr": "10.0.0.0/99"}"#, &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pod-cidr") || e.contains("10.0.0.0/99"), "{e}");
+        assert!(parse("[1]", &[], &[]).unwrap_err().to_string().contains("JSON object"));
     }
 }

@@ -1,6 +1,6 @@
 //! The agent's handle on the cluster's kvstore: either backend behind one
 //! type, with this node's lease (re-granted if it expired while etcd was away).
-use crate::config::Config;
+use crate::config::{Config, KvstoreKind};
 use anyhow::Result;
 use seta_core::labels::LabelSet;
 use seta_kvstore::etcd::EtcdStore;
@@ -31,8 +31,8 @@ macro_rules! each {
 
 impl Kv {
     pub async fn open(cfg: &Config) -> Result<Self> {
-        match cfg.kvstore.as_str() {
-            "memory" => {
+        match cfg.kvstore {
+            KvstoreKind::Memory => {
                 let store = MemoryStore::persistent(cfg.state_dir.join("kvstore.json"))?;
                 Ok(Kv::Memory(ClusterIdentities::new(
                     Arc::new(store),
@@ -41,7 +41,7 @@ impl Kv {
                     0,
                 )))
             }
-            "etcd" => {
+            KvstoreKind::Etcd => {
                 anyhow::ensure!(
                     !cfg.kvstore_endpoints.is_empty(),
                     "--kvstore etcd needs --kvstore-endpoints URL[,URL...]"
@@ -55,7 +55,6 @@ impl Kv {
                     Default::default(),
                 ))
             }
-            other => anyhow::bail!("--kvstore {other:?}: expected memory or etcd"),
         }
     }
 

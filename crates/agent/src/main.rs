@@ -33,7 +33,16 @@ fn main() -> Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SETA_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    // the --config file's keys are this command's own flags (see config::file_args)
+    let cmd = <Cli as clap::CommandFactory>::command().args_override_self(true);
+    let argv = config::argv_with_config(std::env::args().collect(), &cmd)?;
+    let cli = match cmd
+        .try_get_matches_from(&argv)
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m))
+    {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let rt = tokio::runtime::Runtime::new()?;
     match cli.cmd {
         Some(Cmd::Cleanup(a)) => rt.block_on(async {

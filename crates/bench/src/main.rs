@@ -1122,7 +1122,7 @@ async fn bench_xnode(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
         let _ = Lab::down(PREFIX);
         let opts = seta_lab::LabOptions {
             etcd: true,
-            routing: Some(mode.into()),
+            routing: Some(mode.parse().map_err(anyhow::Error::msg)?),
             operator: false,
         };
         let mut lab = Lab::up_with(PREFIX, 2, 1, "10.203.0.0/16".parse()?, bin_dir, &opts, &|_| {}).await?;

@@ -38,7 +38,7 @@ async fn privileged_cli_cluster_wide_policy_commands_without_node() {
     }
     let opts = LabOptions {
         etcd: true,
-        routing: Some("tunnel".into()),
+        routing: Some(seta_core::mode::RoutingMode::Tunnel),
         operator: false,
     };
     let mut t = TestLab::up_with("cli", 2, 0, &bin_dir(), &opts).await.unwrap();

@@ -43,7 +43,7 @@ fn apply_cluster(lab: &Lab, yaml: &str) {
 async fn cluster(tag: &str, routing: &str) -> TestLab {
     let opts = LabOptions {
         etcd: true,
-        routing: Some(routing.into()),
+        routing: Some(routing.parse().unwrap()),
         operator: false,
     };
     let mut t = TestLab::up_with(tag, 3, 0, &bin_dir(), &opts).await.unwrap();
@@ -362,7 +362,7 @@ async fn privileged_multinode_operator_ipam_gc_and_failover() {
     }
     let opts = LabOptions {
         etcd: true,
-        routing: Some("tunnel".into()),
+        routing: Some(seta_core::mode::RoutingMode::Tunnel),
         operator: true,
     };
     let mut t = TestLab::up_with("mop", 3, 0, &bin_dir(), &opts).await.unwrap();

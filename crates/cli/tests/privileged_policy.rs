@@ -30,7 +30,11 @@ impl P {
             Topo::Tunnel | Topo::Native => {
                 let opts = LabOptions {
                     etcd: true,
-                    routing: Some(if topo == Topo::Tunnel { "tunnel" } else { "native" }.into()),
+                    routing: Some(if topo == Topo::Tunnel {
+                        seta_core::mode::RoutingMode::Tunnel
+                    } else {
+                        seta_core::mode::RoutingMode::Native
+                    }),
                     operator: false,
                 };
                 TestLab::up_with(tag, 2, 0, &bin_dir(), &opts).await.unwrap()

@@ -82,7 +82,7 @@ pub struct Status {
     #[serde(default)]
     pub nodes_registered: Vec<String>,
     #[serde(default)]
-    pub routing_mode: String,
+    pub routing_mode: crate::mode::RoutingMode,
     #[serde(default)]
     pub node_ip: Option<std::net::Ipv4Addr>,
     #[serde(default)]

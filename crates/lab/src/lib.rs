@@ -86,8 +86,8 @@ pub struct Underlay {
 pub struct LabOptions {
     /// run a real etcd in the underlay and point every agent's kvstore at it
     pub etcd: bool,
-    /// `tunnel` or `native` (the agent's --routing-mode); None = the agent's default
-    pub routing: Option<String>,
+    /// the agent's --routing-mode; None = the agent's default
+    pub routing: Option<seta_core::mode::RoutingMode>,
     /// run two seta-operator replicas in the underlay (needs etcd)
     pub operator: bool,
 }
@@ -294,11 +294,8 @@ impl Lab {
                     lab.start_operator(&id)?;
                 }
             }
-            if let Some(r) = &opts.routing {
-                if r != "tunnel" && r != "native" {
-                    bail!("--routing {r:?}: expected tunnel or native");
-                }
-                lab.agent_args.extend(["--routing-mode".to_string(), r.clone()]);
+            if let Some(r) = opts.routing {
+                lab.agent_args.extend(["--routing-mode".to_string(), r.to_string()]);
             }
             for i in 1..=nodes {
                 let node = format!("{name}-n{i}");

@@ -14,11 +14,11 @@ pub enum LabCmd {
         #[arg(long, default_value = "10.200.0.0/16")]
         cluster_cidr: ipnet::Ipv4Net,
         /// the cluster's shared state: memory (each node its own) or etcd (a real etcd in the underlay, shared) [default: etcd with 2+ nodes]
-        #[arg(long)]
-        kvstore: Option<String>,
+        #[arg(long, value_enum)]
+        kvstore: Option<seta_core::mode::KvstoreKind>,
         /// how pods reach other nodes' pods: tunnel (VXLAN) or native (routes)
-        #[arg(long, default_value = "tunnel")]
-        routing: String,
+        #[arg(long, value_enum, default_value_t = seta_core::mode::RoutingMode::Tunnel)]
+        routing: seta_core::mode::RoutingMode,
         /// run two seta-operator replicas (leader election) in the underlay [default: with etcd]
         #[arg(long)]
         operator: Option<bool>,
@@ -129,20 +129,15 @@ pub async fn run(cmd: &LabCmd, json: bool) -> Result<i32> {
             routing,
             operator,
         } => {
-            let kv = kvstore
-                .clone()
-                .unwrap_or_else(|| if *nodes > 1 { "etcd".into() } else { "memory".into() });
-            let etcd = match kv.as_str() {
-                "memory" => false,
-                "etcd" => true,
-                other => bail!("--kvstore {other:?}: expected memory or etcd"),
-            };
+            use seta_core::mode::KvstoreKind;
+            let kv = kvstore.unwrap_or(if *nodes > 1 { KvstoreKind::Etcd } else { KvstoreKind::Memory });
+            let etcd = kv == KvstoreKind::Etcd;
             if operator == &Some(true) && !etcd {
                 bail!("--operator needs --kvstore etcd");
             }
             let opts = seta_lab::LabOptions {
                 etcd,
-                routing: Some(routing.clone()),
+                routing: Some(*routing),
                 operator: operator.unwrap_or(etcd),
             };
             let t = std::time::Instant::now();

@@ -67,10 +67,9 @@ pub async fn run(cli: &Cli, json: bool) -> Result<i32> {
             "Routing",
             format!(
                 "{} (node IP {}, pod MTU {})",
-                match s.routing_mode.as_str() {
-                    "tunnel" => "Tunnel [vxlan, UDP 8472]",
-                    "native" => "Native",
-                    other => other,
+                match s.routing_mode {
+                    seta_core::mode::RoutingMode::Tunnel => "Tunnel [vxlan, UDP 8472]",
+                    seta_core::mode::RoutingMode::Native => "Native",
                 },
                 s.node_ip.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
                 s.pod_mtu

@@ -1,0 +1,95 @@
+//! Cluster-wide choices shared by the agent, the lab and the CLI: one enum
+//! each (clap `ValueEnum` with the `clap` feature), never strings.
+use serde::{Deserialize, Serialize};
+
+/// How pods reach other nodes' pods.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum RoutingMode {
+    /// VXLAN (UDP 8472), the source identity in the VNI
+    #[default]
+    Tunnel,
+    /// routes to each node's pod CIDR over the underlay
+    Native,
+}
+
+/// Where the cluster state (identities, IPs, nodes, policies) lives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum KvstoreKind {
+    /// embedded, persisted in the state dir (one node)
+    #[default]
+    Memory,
+    /// a real etcd shared by the nodes
+    Etcd,
+}
+
+impl RoutingMode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Tunnel => "tunnel",
+            Self::Native => "native",
+        }
+    }
+}
+
+impl KvstoreKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Etcd => "etcd",
+        }
+    }
+}
+
+impl std::fmt::Display for RoutingMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for KvstoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RoutingMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tunnel" => Ok(Self::Tunnel),
+            "native" => Ok(Self::Native),
+            o => Err(format!("routing mode {o:?}: expected tunnel or native")),
+        }
+    }
+}
+
+impl std::str::FromStr for KvstoreKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "memory" => Ok(Self::Memory),
+            "etcd" => Ok(Self::Etcd),
+            o => Err(format!("kvstore {o:?}: expected memory or etcd")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn text_forms_round_trip() {
+        for m in [RoutingMode::Tunnel, RoutingMode::Native] {
+            assert_eq!(m.to_string().parse::<RoutingMode>().unwrap(), m);
+            assert_eq!(serde_json::to_string(&m).unwrap(), format!("\"{m}\""));
+        }
+        for k in [KvstoreKind::Memory, KvstoreKind::Etcd] {
+            assert_eq!(k.to_string().parse::<KvstoreKind>().unwrap(), k);
+        }
+        assert!("vxlan".parse::<RoutingMode>().unwrap_err().contains("tunnel or native"));
+    }
+}
