@@ -24,8 +24,8 @@ struct Args {
     /// Seconds per throughput / latency sample
     #[arg(long, default_value_t = 3)]
     seconds: u32,
-    /// Only these sections (bpf, net, cni, polcomp, policy, kvstore, xnode)
-    #[arg(long, value_delimiter = ',', default_value = "bpf,net,cni,polcomp,policy,kvstore,xnode")]
+    /// Only these sections (bpf, net, cni, mem, polcomp, policy, kvstore, xnode)
+    #[arg(long, value_delimiter = ',', default_value = "bpf,net,cni,mem,polcomp,policy,kvstore,xnode")]
     only: Vec<String>,
     /// Also write the table as markdown here
     #[arg(long, default_value = "target/bench-results.md")]
@@ -52,6 +52,9 @@ fn main() -> Result<()> {
     }
     if args.only.iter().any(|s| s == "cni") {
         rows.extend(rt.block_on(bench_cni(&args, &bin_dir))?);
+    }
+    if args.only.iter().any(|s| s == "mem") {
+        rows.extend(rt.block_on(bench_agent_memory(&bin_dir))?);
     }
     if args.only.iter().any(|s| s == "polcomp") {
         rows.extend(bench_policy_compute(&args)?);
@@ -541,6 +544,87 @@ async fn bench_cni(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
             "≤ 200 ms and ≥ 2.00×",
         ),
     ])
+}
+
+/// The agent's resident memory (MB) from /proc: ("VmRSS:" now, "VmHWM:" peak).
+fn agent_mem_mb(pid: u32, field: &str) -> Result<f64> {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = st
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("{field} in /proc/{pid}/status"))?;
+    Ok(kb / 1024.0)
+}
+
+/// Agent memory while 100 endpoints are created 10 at a time (peak RSS) and
+/// once they exist (steady), next to the idle agent of the same run.
+async fn bench_agent_memory(bin_dir: &Path) -> Result<Vec<Row>> {
+    eprintln!("==> agent memory: 100 endpoints created 10 at a time");
+    let name = format!("{PREFIX}m");
+    let _ = Lab::down(&name);
+    let lab = Lab::up(&name, 1, 0, "10.204.0.0/16".parse()?, bin_dir, &|_| {}).await?;
+    let node = lab.nodes[0].name.clone();
+    let pid = lab.nodes[0].agent_pid.context("agent pid")?;
+    let r = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let idle = agent_mem_mb(pid, "VmRSS:")?;
+        // reset the peak: from here on VmHWM is the creations' peak
+        std::fs::write(format!("/proc/{pid}/clear_refs"), "5")?;
+        const N: usize = 100;
+        for i in 0..N {
+            sh(&["ip", "netns", "add", &format!("{PREFIX}-m{i}")])?;
+        }
+        let mut peak: f64 = 0.0;
+        for batch in 0..N / 10 {
+            let handles: Vec<_> = (batch * 10..batch * 10 + 10)
+                .map(|i| {
+                    let (lab, node) = (lab.clone(), node.clone());
+                    std::thread::spawn(move || timed_add(&lab, &node, &format!("mem{i}"), &format!("{PREFIX}-m{i}")))
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap()?;
+            }
+            peak = peak.max(agent_mem_mb(pid, "VmHWM:")?);
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let steady = agent_mem_mb(pid, "VmRSS:")?;
+        peak = peak.max(agent_mem_mb(pid, "VmHWM:")?);
+        for i in 0..N {
+            let _ = seta_del(&lab, &node, &format!("mem{i}"), &format!("{PREFIX}-m{i}"));
+            let _ = sh(&["ip", "netns", "del", &format!("{PREFIX}-m{i}")]);
+        }
+        let one = |v: f64| Summary {
+            median: v,
+            iqr: 0.0,
+            cv: 0.0,
+        };
+        anyhow::Ok(vec![
+            Row {
+                name: "agent RSS, peak while 100 endpoints are created 10 at a time".into(),
+                unit: "MB",
+                seta: one(peak),
+                base_name: "idle agent",
+                base: one(idle),
+                higher_is_better: false,
+                goal: "≤ 100 MB".into(),
+            },
+            Row {
+                name: "agent RSS, steady with 100 endpoints".into(),
+                unit: "MB",
+                seta: one(steady),
+                base_name: "idle agent",
+                base: one(idle),
+                higher_is_better: false,
+                goal: "".into(),
+            },
+        ])
+    }
+    .await;
+    let _ = Lab::down(&name);
+    r
 }
 
 // ---------------------------------------------------------------- 3. BPF per packet
