@@ -196,8 +196,9 @@ impl Drop for Cleanup {
 }
 
 fn cleanup() {
-    let _ = Command::new("pkill").args(["-f", "sockperf sr --tcp -i 10.2"]).status();
-    for ns in ["xc", "xa", "xu", "xb", "xs"] {
+    // (servers are ended by pid where they were started; namespaces of a
+    // killed run are removed here)
+    for ns in ["xc", "xa", "xu", "xb", "xs", "rc", "rr", "rs", "dc", "ds"] {
         let _ = Command::new("ip")
             .args(["netns", "del", &format!("{PREFIX}-{ns}")])
             .stderr(Stdio::null())
@@ -205,6 +206,24 @@ fn cleanup() {
     }
     let _ = Lab::down(PREFIX);
     let _ = std::fs::remove_dir_all(format!("/run/{PREFIX}-ipam"));
+}
+
+/// The floor: client and server namespaces joined by one veth pair (no
+/// routing hop at all).
+fn direct_veth() -> Result<(String, String, Ipv4Addr)> {
+    let (c, s) = (format!("{PREFIX}-dc"), format!("{PREFIX}-ds"));
+    for ns in [&c, &s] {
+        sh(&["ip", "netns", "add", ns])?;
+        sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+    }
+    sh(&[
+        "ip", "-n", &c, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &s,
+    ])?;
+    for (ns, addr) in [(&c, "10.252.3.1/24"), (&s, "10.252.3.2/24")] {
+        sh(&["ip", "-n", ns, "addr", "add", addr, "dev", "eth0"])?;
+        sh(&["ip", "-n", ns, "link", "set", "eth0", "up"])?;
+    }
+    Ok((c, s, "10.252.3.2".parse()?))
 }
 
 /// Baseline: client and server namespaces joined through a forwarding middle
@@ -388,6 +407,27 @@ async fn bench_net(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
     let fwd = ip_forwarded(&node_ns)? - fwd0;
     let base_fwd = ip_forwarded(&rr)?;
     eprintln!("    path check: seta node IpForwDatagrams +{fwd} (bypassed the stack), baseline router +{base_fwd}");
+    // the floor: one veth pair, no hop; where the rest of the difference goes
+    let (dc, ds, dip) = direct_veth()?;
+    let (mut s_bw, mut d_bw) = (vec![], vec![]);
+    for round in 1..=args.rounds {
+        eprintln!("    floor round {round}/{}", args.rounds);
+        s_bw.push(iperf_stream(&p1.netns, &p2.netns, p2.ip, 5202, args.seconds)?);
+        d_bw.push(iperf_stream(&dc, &ds, dip, 5202, args.seconds)?);
+    }
+    let mut rows = rows;
+    rows.push(Row {
+        name: "TCP stream, pod↔pod same node vs the floor (iperf3)".into(),
+        unit: "Gbit/s",
+        seta: summarize(&s_bw),
+        base_name: "direct veth pair",
+        base: summarize(&d_bw),
+        higher_is_better: true,
+        goal: "".into(),
+    });
+    for ns in [&dc, &ds] {
+        let _ = sh(&["ip", "netns", "del", ns]);
+    }
     Ok(rows)
 }
 
