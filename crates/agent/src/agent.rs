@@ -82,6 +82,8 @@ struct Inner {
     resolved: BTreeMap<u16, (resolve::EndpointPolicy, resolve::MapState)>,
     /// other nodes, their pods and the cluster's identities (from the kvstore)
     cluster: cluster::ClusterState,
+    /// identity numbers whose kvstore reference is to be dropped
+    kv_releases: Vec<u32>,
 }
 
 pub struct Agent {
@@ -101,6 +103,12 @@ pub struct Agent {
     refilling: std::sync::atomic::AtomicBool,
     refill_again: std::sync::atomic::AtomicBool,
     pub supervisor: Arc<crate::supervisor::Supervisor>,
+    /// serializes this node's identity reference writes in the kvstore
+    /// (allocations and releases), which run without the inner lock
+    ids_io: Mutex<()>,
+    /// identities whose last local reference went: their kvstore reference
+    /// is dropped by the identity-release task, off the inner lock
+    releases_due: tokio::sync::Notify,
     kv: Kv,
     kv_health: cluster::KvHealth,
     last_keepalive: std::sync::Mutex<Instant>,
@@ -375,6 +383,7 @@ impl Agent {
                 endpoints: BTreeMap::new(),
                 reserved_ids: Default::default(),
                 creating: Default::default(),
+                kv_releases: Default::default(),
                 eps,
                 ipc,
                 ipc_state,
@@ -392,6 +401,8 @@ impl Agent {
             refilling: Default::default(),
             refill_again: Default::default(),
             supervisor: crate::supervisor::Supervisor::new(),
+            ids_io: Mutex::new(()),
+            releases_due: tokio::sync::Notify::new(),
             kv,
             kv_health: Default::default(),
             last_keepalive: std::sync::Mutex::new(Instant::now()),
@@ -544,14 +555,55 @@ impl Agent {
         Ok(inner.identities.acquire_as(labels, id))
     }
 
-    /// Drop a reference; the node's reference in the kvstore goes with the last one.
+    /// Drop a reference; the node's reference in the kvstore goes with the
+    /// last one, written by the identity-release task (no I/O under the lock).
     async fn release_identity(&self, inner: &mut Inner, labels: &LabelSet) {
         let id = inner.identities.list().find(|a| a.labels == *labels).map(|a| a.id);
         inner.identities.release(labels);
         if let Some(id) = id.filter(|id| inner.identities.get(*id).is_none()) {
+            inner.kv_releases.push(id);
+            self.releases_due.notify_one();
+        }
+    }
+
+    /// Drop the kvstore references of identities no local endpoint holds any
+    /// more (one that got a reference again meanwhile keeps it).
+    async fn flush_identity_releases(&self) {
+        let _io = self.ids_io.lock().await;
+        let due: Vec<u32> = {
+            let mut inner = self.inner.lock().await;
+            let due = std::mem::take(&mut inner.kv_releases);
+            due.into_iter().filter(|id| inner.identities.get(*id).is_none()).collect()
+        };
+        for id in due {
             if let Err(e) = self.kv.release(id).await {
                 tracing::warn!(id, %e, "could not drop the identity reference in the kvstore");
             }
+        }
+    }
+
+    /// Before the inner lock: the number of a label set this node does not
+    /// hold yet comes from the kvstore now, so a slow or absent etcd stalls
+    /// only this request. The returned guard keeps releases of this node's
+    /// references out until the caller has taken its local reference.
+    async fn reserve_identity(&self, labels: &LabelSet) -> Result<(Option<u32>, tokio::sync::MutexGuard<'_, ()>), ApiError> {
+        let io = self.ids_io.lock().await;
+        if labels.is_empty() || self.inner.lock().await.identities.contains(labels) {
+            return Ok((None, io));
+        }
+        let id = self
+            .kv
+            .allocate(labels)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("identity allocation in the kvstore: {e}")))?;
+        Ok((Some(id), io))
+    }
+
+    /// The local reference for a reservation from `reserve_identity`.
+    async fn take_reserved(&self, inner: &mut Inner, labels: &LabelSet, reserved: Option<u32>) -> Result<u32, ApiError> {
+        match reserved {
+            Some(id) if !inner.identities.contains(labels) => Ok(inner.identities.acquire_as(labels, id)),
+            _ => self.acquire_identity(inner, labels).await,
         }
     }
 
@@ -879,15 +931,21 @@ impl Agent {
             return Err(bad(format!("host-mac: {} is not the MAC of {}", req.host_mac, req.interface_name)));
         }
 
+        // Phase 0: the identity's number (kvstore I/O only for a new label set)
+        let labels = {
+            let mut inner = self.inner.lock().await;
+            self.identity_labels(&mut inner, &req.labels, &req.namespace)?
+        };
+        let (reserved, ids_guard) = self.reserve_identity(&labels).await?;
         // Phase 1 (locked): validate against current state, reserve id + identity.
         let t_lock1 = Instant::now();
-        let ep = {
+        let phase1 = async {
             let mut inner = self.inner.lock().await;
             let lock1_ms = t_lock1.elapsed().as_secs_f64() * 1e3;
             tracing::debug!(lock1_ms, "create: phase 1 lock");
             if let Some(existing) = inner.endpoints.values().find(|e| e.container_id == req.container_id) {
                 if existing.ipv4 == req.ipv4 && existing.interface_index == req.interface_index && existing.state == EndpointState::Ready {
-                    return Ok(existing.clone());
+                    return Ok(Err(existing.clone()));
                 }
                 return Err(ApiError::Conflict(format!(
                     "container {} already has endpoint {} ({}); delete it first",
@@ -918,8 +976,7 @@ impl Agent {
             }
             let used: Vec<u16> = inner.endpoints.keys().copied().chain(inner.reserved_ids.iter().copied()).collect();
             let id = next_endpoint_id(used.iter()).ok_or_else(|| ApiError::Conflict("no free endpoint id".into()))?;
-            let labels = self.identity_labels(&mut inner, &req.labels, &req.namespace)?;
-            let identity = self.acquire_identity(&mut inner, &labels).await?;
+            let identity = self.take_reserved(&mut inner, &labels, reserved).await?;
             inner.reserved_ids.insert(id);
             inner.creating.insert(req.container_id.clone());
             let ep = Endpoint {
@@ -956,9 +1013,23 @@ impl Agent {
             });
             let p = inner.endpoint_policy(&rules, &ep, self.cfg.allow_host_ingress);
             let entries = policy_entries(&resolve::compute(&p, &universe));
-            (ep, entries, p.ingress_enforced, p.egress_enforced, inner.policy.revision)
+            Ok(Ok((ep, entries, p.ingress_enforced, p.egress_enforced, inner.policy.revision)))
         };
-        let (mut ep, entries, ing, egr, revision) = ep;
+        let phase1: Result<_, ApiError> = phase1.await;
+        if let (Err(_), Some(id)) = (&phase1, reserved) {
+            // refused after the kvstore gave this node a reference: give it back
+            let mut inner = self.inner.lock().await;
+            if inner.identities.get(id).is_none() {
+                inner.kv_releases.push(id);
+                self.releases_due.notify_one();
+            }
+        }
+        drop(ids_guard);
+        // (Err: the same attachment again, already ready: idempotent)
+        let (mut ep, entries, ing, egr, revision) = match phase1? {
+            Ok(p) => p,
+            Err(existing) => return Ok(existing),
+        };
         ep.ingress_enforced = ing;
         ep.egress_enforced = egr;
         ep.policy_revision = revision;
@@ -1286,6 +1357,16 @@ impl Agent {
         });
         let me = self.clone();
         sup.spawn("reconcile-retry", move || me.clone().retry_loop());
+        let me = self.clone();
+        sup.spawn("identity-release", move || {
+            let me = me.clone();
+            async move {
+                loop {
+                    me.releases_due.notified().await;
+                    me.flush_identity_releases().await;
+                }
+            }
+        });
     }
 
     /// Retry what did not converge: endpoints whose regeneration failed (a

@@ -225,6 +225,35 @@ spec:
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("kvstore") && err.contains("nothing was changed"), "{err}");
     assert!(!seta(&n[0], &["policy", "get"]).to_string().contains("during-outage"));
+    // a pod whose labels need a new identity waits for the kvstore...
+    let client_node = t.lab.pod("client").unwrap().node.clone();
+    let mut blocked = Command::new(env!("CARGO_BIN_EXE_seta"))
+        .args(["lab", "pod", "add", "newid", "--lab", &t.lab.name, "--node", &client_node])
+        .args(["--labels", "app=brand-new"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // ...and stalls nothing that does not need it: status, endpoint listing
+    // and a pod whose labels map to a known identity answer meanwhile
+    let agent = seta_client::Client::new(seta_core::names::socket_path(&client_node)).with_timeout(Duration::from_secs(3));
+    let st = agent.status().await.expect("status answers while an allocation waits for etcd");
+    assert!(st.kvstore_status.starts_with("degraded"), "{st:?}");
+    assert!(agent.endpoints().await.expect("endpoint list answers").iter().any(|e| e.pod_name == "client"));
+    t.lab.pod_add("known", &client_node, "default", &["app=client".into()], &[]).await.unwrap();
+    assert_eq!(
+        seta(&client_node, &["endpoint", "get", "pod-name:default/known"])["identity"],
+        seta(&client_node, &["endpoint", "get", "pod-name:default/client"])["identity"],
+        "a known label set needs no kvstore"
+    );
+    assert!(ping_ok(&t.lab.pod("known").unwrap().netns.clone(), web_ip), "and the new pod works");
+    let out = blocked.wait_with_output().unwrap();
+    assert!(!out.status.success(), "a new identity cannot be allocated without the kvstore");
+    let msg = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(msg.contains("kvstore") && msg.contains("\"code\":11"), "retry later (11), naming the kvstore: {msg}");
+    let eps = seta(&client_node, &["endpoint", "list"]);
+    assert!(!eps.to_string().contains("newid"), "the refused ADD left no endpoint: {eps}");
     std::thread::sleep(Duration::from_secs(1));
     t.lab.etcd_start().unwrap();
     let out = pinger.join().unwrap();

@@ -79,7 +79,8 @@ async fn run(cmd_name: &str, stdin: &[u8]) -> Result<Option<Value>, CniError> {
 }
 
 fn agent_err(what: &str, e: ClientError) -> CniError {
-    if e.is_unreachable() {
+    // the agent is down, or a dependency of it (the kvstore) is: retry later
+    if e.is_unreachable() || e.status() == Some(503) {
         CniError::new(code::TRY_AGAIN_LATER, format!("{what}: {e}"))
     } else {
         CniError::new(code::IO_FAILURE, format!("{what}: {e}"))
