@@ -227,7 +227,7 @@ spec:
     assert!(!seta(&n[0], &["policy", "get"]).to_string().contains("during-outage"));
     // a pod whose labels need a new identity waits for the kvstore...
     let client_node = t.lab.pod("client").unwrap().node.clone();
-    let mut blocked = Command::new(env!("CARGO_BIN_EXE_seta"))
+    let blocked = Command::new(env!("CARGO_BIN_EXE_seta"))
         .args(["lab", "pod", "add", "newid", "--lab", &t.lab.name, "--node", &client_node])
         .args(["--labels", "app=brand-new"])
         .stdout(std::process::Stdio::piped())
@@ -240,18 +240,30 @@ spec:
     let agent = seta_client::Client::new(seta_core::names::socket_path(&client_node)).with_timeout(Duration::from_secs(3));
     let st = agent.status().await.expect("status answers while an allocation waits for etcd");
     assert!(st.kvstore_status.starts_with("degraded"), "{st:?}");
-    assert!(agent.endpoints().await.expect("endpoint list answers").iter().any(|e| e.pod_name == "client"));
-    t.lab.pod_add("known", &client_node, "default", &["app=client".into()], &[]).await.unwrap();
+    assert!(agent
+        .endpoints()
+        .await
+        .expect("endpoint list answers")
+        .iter()
+        .any(|e| e.pod_name == "client"));
+    t.lab
+        .pod_add("known", &client_node, "default", &["app=client".into()], &[])
+        .await
+        .unwrap();
     assert_eq!(
         seta(&client_node, &["endpoint", "get", "pod-name:default/known"])["identity"],
         seta(&client_node, &["endpoint", "get", "pod-name:default/client"])["identity"],
         "a known label set needs no kvstore"
     );
-    assert!(ping_ok(&t.lab.pod("known").unwrap().netns.clone(), web_ip), "and the new pod works");
+    let (known_ns, client_ip) = (t.lab.pod("known").unwrap().netns.clone(), t.lab.pod("client").unwrap().ip);
+    assert!(ping_ok(&known_ns, client_ip), "and the new pod works on its node");
     let out = blocked.wait_with_output().unwrap();
     assert!(!out.status.success(), "a new identity cannot be allocated without the kvstore");
     let msg = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(msg.contains("kvstore") && msg.contains("\"code\":11"), "retry later (11), naming the kvstore: {msg}");
+    assert!(
+        msg.contains("kvstore") && msg.contains("\"code\":11"),
+        "retry later (11), naming the kvstore: {msg}"
+    );
     let eps = seta(&client_node, &["endpoint", "list"]);
     assert!(!eps.to_string().contains("newid"), "the refused ADD left no endpoint: {eps}");
     std::thread::sleep(Duration::from_secs(1));
@@ -262,6 +274,12 @@ spec:
     wait_for("node 1's kvstore ok again", 20, || {
         seta(&n[0], &["status"])["kvstore-status"].as_str().unwrap().starts_with("ok")
     });
+    // the pod created during the outage is announced once etcd is back
+    let known_ip = t.lab.pod("known").unwrap().ip;
+    wait_for("web's node learns the pod created during the outage", 20, || {
+        ipcache_has(&n[1], known_ip)
+    });
+    assert!(ping_ok(&known_ns, web_ip), "it reaches the other node's pod");
     // after the resync, a pod created on node 3 (new identity) is learned everywhere
     t.lab.pod_add("late", &n[2], "default", &["app=late".into()], &[]).await.unwrap();
     let late_ip = t.lab.pod("late").unwrap().ip;
