@@ -1,0 +1,223 @@
+//! Namespaces, servers and the baselines shared by the suites.
+use crate::*;
+
+pub(crate) fn sh(args: &[&str]) -> Result<String> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .with_context(|| format!("run {}", args[0]))?;
+    if !out.status.success() {
+        bail!("{}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub(crate) fn in_ns(ns: &str, cpu: u32, argv: &[&str]) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns, "taskset", "-c", &cpu.to_string()]).args(argv);
+    c
+}
+
+pub(crate) fn spawn_server(ns: &str, argv: &[&str]) -> Result<Child> {
+    let c = in_ns(ns, 1, argv).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(c)
+}
+
+pub(crate) struct Cleanup;
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        cleanup();
+    }
+}
+
+pub(crate) fn cleanup() {
+    // (servers are ended by pid where they were started; namespaces of a
+    // killed run are removed here)
+    for ns in ["xc", "xa", "xu", "xb", "xs", "rc", "rr", "rs", "dc", "ds"] {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &format!("{PREFIX}-{ns}")])
+            .stderr(Stdio::null())
+            .status();
+    }
+    let _ = Lab::down(PREFIX);
+    let _ = std::fs::remove_dir_all(format!("/run/{PREFIX}-ipam"));
+}
+
+/// The floor: client and server namespaces joined by one veth pair (no
+/// routing hop at all).
+pub(crate) fn direct_veth() -> Result<(String, String, Ipv4Addr)> {
+    let (c, s) = (format!("{PREFIX}-dc"), format!("{PREFIX}-ds"));
+    for ns in [&c, &s] {
+        sh(&["ip", "netns", "add", ns])?;
+        sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+    }
+    sh(&[
+        "ip", "-n", &c, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &s,
+    ])?;
+    for (ns, addr) in [(&c, "10.252.3.1/24"), (&s, "10.252.3.2/24")] {
+        sh(&["ip", "-n", ns, "addr", "add", addr, "dev", "eth0"])?;
+        sh(&["ip", "-n", ns, "link", "set", "eth0", "up"])?;
+    }
+    Ok((c, s, "10.252.3.2".parse()?))
+}
+
+/// Baseline: client and server namespaces joined through a forwarding middle
+/// namespace by two veth pairs (Cilium's legacy host routing, no BPF).
+pub(crate) fn routed_veth() -> Result<(String, String, Ipv4Addr, String)> {
+    let (c, r, s) = (format!("{PREFIX}-rc"), format!("{PREFIX}-rr"), format!("{PREFIX}-rs"));
+    for ns in [&c, &r, &s] {
+        sh(&["ip", "netns", "add", ns])?;
+        sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+    }
+    sh(&[
+        "ip", "-n", &c, "link", "add", "eth0", "type", "veth", "peer", "name", "rc0", "netns", &r,
+    ])?;
+    sh(&[
+        "ip", "-n", &s, "link", "add", "eth0", "type", "veth", "peer", "name", "rs0", "netns", &r,
+    ])?;
+    for (ns, dev, addr) in [
+        (&c, "eth0", "10.252.1.2/24"),
+        (&r, "rc0", "10.252.1.1/24"),
+        (&r, "rs0", "10.252.2.1/24"),
+        (&s, "eth0", "10.252.2.2/24"),
+    ] {
+        sh(&["ip", "-n", ns, "addr", "add", addr, "dev", dev])?;
+        sh(&["ip", "-n", ns, "link", "set", dev, "up"])?;
+    }
+    sh(&["ip", "-n", &c, "route", "add", "default", "via", "10.252.1.1"])?;
+    sh(&["ip", "-n", &s, "route", "add", "default", "via", "10.252.2.1"])?;
+    sh(&["ip", "netns", "exec", &r, "sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+    Ok((c, s, "10.252.2.2".parse()?, r))
+}
+
+pub(crate) fn sockperf_rr(client: &str, server: &str, ip: Ipv4Addr, port: u16, secs: u32) -> Result<(f64, f64)> {
+    let mut srv = spawn_server(server, &["sockperf", "sr", "--tcp", "-i", &ip.to_string(), "-p", &port.to_string()])?;
+    let out = in_ns(
+        client,
+        0,
+        &[
+            "sockperf",
+            "pp",
+            "--tcp",
+            "-i",
+            &ip.to_string(),
+            "-p",
+            &port.to_string(),
+            "-t",
+            &secs.to_string(),
+            "-m",
+            "16",
+            "--full-rtt",
+        ],
+    )
+    .output()?;
+    let _ = srv.kill();
+    let _ = srv.wait();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let p50 = text
+        .lines()
+        .find(|l| l.contains("percentile 50.000"))
+        .and_then(|l| l.split('=').nth(1))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .with_context(|| format!("sockperf output without p50: {text}"))?;
+    // transactions/s over the valid (post warm-up) duration
+    let valid = text.lines().find(|l| l.contains("[Valid Duration]")).context("no valid duration")?;
+    let num = |key: &str| -> Option<f64> {
+        valid
+            .split(key)
+            .nth(1)?
+            .split([';', ' '])
+            .next()?
+            .trim_end_matches("sec")
+            .parse()
+            .ok()
+    };
+    let runtime = num("RunTime=").context("runtime")?;
+    let recv = num("ReceivedMessages=").context("received")?;
+    Ok((p50, recv / runtime))
+}
+
+pub(crate) fn iperf_stream(client: &str, server: &str, ip: Ipv4Addr, port: u16, secs: u32) -> Result<f64> {
+    let mut srv = spawn_server(server, &["iperf3", "-s", "-1", "-p", &port.to_string()])?;
+    let out = in_ns(
+        client,
+        0,
+        &[
+            "iperf3",
+            "-c",
+            &ip.to_string(),
+            "-p",
+            &port.to_string(),
+            "-t",
+            &secs.to_string(),
+            "-J",
+        ],
+    )
+    .output()?;
+    let _ = srv.kill();
+    let _ = srv.wait();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("iperf3 JSON")?;
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .map(|b| b / 1e9)
+        .with_context(|| format!("iperf3: {v}"))
+}
+
+pub(crate) fn ip_forwarded(ns: &str) -> Result<u64> {
+    let out = sh(&["ip", "netns", "exec", ns, "nstat", "-az", "IpForwDatagrams"])?;
+    Ok(out
+        .lines()
+        .find(|l| l.starts_with("IpForwDatagrams"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
+/// Interleaved request/response (sockperf) and stream (iperf3) rounds between
+/// a seta pod pair and a baseline pair: rate, p50 RTT and throughput rows.
+pub(crate) fn rr_and_stream_rows(
+    args: &Args,
+    seta: (&str, &str, Ipv4Addr),
+    base: (&str, &str, Ipv4Addr),
+    what: &str,
+    base_name: &'static str,
+    goals: [&str; 3],
+) -> Result<Vec<Row>> {
+    // warm-up
+    sockperf_rr(seta.0, seta.1, seta.2, 11111, 1)?;
+    sockperf_rr(base.0, base.1, base.2, 11111, 1)?;
+    let (mut s_rtt, mut s_rate, mut b_rtt, mut b_rate, mut s_bw, mut b_bw) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for round in 1..=args.rounds {
+        eprintln!("    round {round}/{}", args.rounds);
+        let (a, b) = sockperf_rr(seta.0, seta.1, seta.2, 11111, args.seconds)?;
+        s_rtt.push(a);
+        s_rate.push(b);
+        let (a, b) = sockperf_rr(base.0, base.1, base.2, 11111, args.seconds)?;
+        b_rtt.push(a);
+        b_rate.push(b);
+        s_bw.push(iperf_stream(seta.0, seta.1, seta.2, 5201, args.seconds)?);
+        b_bw.push(iperf_stream(base.0, base.1, base.2, 5201, args.seconds)?);
+    }
+    let row = |name: String, unit, s: &[f64], b: &[f64], higher_is_better, goal: &str| Row {
+        name,
+        unit,
+        seta: summarize(s),
+        base_name,
+        base: summarize(b),
+        higher_is_better,
+        goal: goal.into(),
+    };
+    Ok(vec![
+        row(
+            format!("TCP RR rate, {what} (sockperf, 16 B)"),
+            "trans/s",
+            &s_rate,
+            &b_rate,
+            true,
+            goals[0],
+        ),
+        row(format!("TCP RR p50 RTT, {what}"), "µs", &s_rtt, &b_rtt, false, goals[1]),
+        row(format!("TCP stream, {what} (iperf3)"), "Gbit/s", &s_bw, &b_bw, true, goals[2]),
+    ])
+}
