@@ -40,21 +40,32 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 	void *data_end = (void *)(long)ctx->data_end;
 	struct iphdr *ip = data + ETH_HLEN;
 	const struct endpoint_info *me;
+	const struct lxc_self *fast;
 	struct endpoint_info *ep;
 	struct remote_endpoint_info *info = NULL;
 	struct flow f = {};
-	__u32 remote, cookie = 0, len = ctx->len, ep_id, sec_id, ifindex = ctx->ifindex;
+	__u32 remote, cookie = 0, len = ctx->len, ep_id, sec_id, ifindex = ctx->ifindex, slot;
 	void *pmap;
 	int ret;
 
 	if ((void *)(ip + 1) > data_end || ip->ihl < 5 || ip->version != 4)
 		return send_drop(ctx, DROP_INVALID, METRIC_EGRESS);
-	/* A pod may only send with its own address. */
-	me = self_endpoint(ctx, ip->saddr);
-	if (!me)
-		return send_drop(ctx, DROP_INVALID_SOURCE_IP, METRIC_EGRESS);
-	ep_id = me->lxc_id;
-	sec_id = me->sec_id;
+	/* A pod may only send with its own address: the endpoint of this device
+	 * (its seta_lxc_self slot, else its seta_lxc entry) must own saddr. */
+	slot = ifindex & (LXC_SELF_SLOTS - 1);
+	fast = bpf_map_lookup_elem(&seta_lxc_self, &slot);
+	if (fast && fast->ifindex == ifindex && ifindex) {
+		if (fast->ipv4 != ip->saddr)
+			return send_drop(ctx, DROP_INVALID_SOURCE_IP, METRIC_EGRESS);
+		ep_id = fast->lxc_id;
+		sec_id = fast->sec_id;
+	} else {
+		me = self_endpoint(ctx, ip->saddr);
+		if (!me)
+			return send_drop(ctx, DROP_INVALID_SOURCE_IP, METRIC_EGRESS);
+		ep_id = me->lxc_id;
+		sec_id = me->sec_id;
+	}
 	ret = parse_l4(ctx, ip, &f);
 	if (ret < 0)
 		return send_drop(ctx, -ret, METRIC_EGRESS);

@@ -38,6 +38,22 @@ _Static_assert(__builtin_offsetof(struct endpoint_info, mac) == 12, "endpoint_in
 _Static_assert(__builtin_offsetof(struct endpoint_info, node_mac) == 18, "endpoint_info.node_mac");
 _Static_assert(__builtin_offsetof(struct endpoint_info, sec_id) == 24, "endpoint_info.sec_id");
 
+/* seta_lxc_self: ARRAY indexed by a host-side veth's ifindex (mod
+ * LXC_SELF_SLOTS): the endpoint behind that device, which from_container
+ * reads for every packet (an array lookup, inlined by the verifier). A slot
+ * counts only while .ifindex equals the device's; otherwise the program
+ * falls back to seta_lxc, which stays the source of truth. */
+#define LXC_SELF_SLOTS 65536
+struct lxc_self {
+	__u32 ifindex;        /* 0 = empty */
+	__be32 ipv4;          /* the endpoint's own address */
+	__u32 sec_id;
+	__u16 lxc_id;
+	__u8 node_mac[6];     /* host-side MAC (lxc*) */
+};
+_Static_assert(sizeof(struct lxc_self) == 20, "lxc_self size");
+_Static_assert(__builtin_offsetof(struct lxc_self, lxc_id) == 12, "lxc_self.lxc_id");
+
 /* seta_ipcache: LPM trie, prefix -> identity and tunnel endpoint.
  * prefixlen = 32 static bits (cluster_id, pad, family) + IP prefix length. */
 #define IPCACHE_STATIC_PREFIX 32

@@ -19,6 +19,14 @@ struct {
 } seta_lxc SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lxc_self);
+	__uint(max_entries, LXC_SELF_SLOTS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} seta_lxc_self SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__type(key, struct ipcache_key);
 	__type(value, struct remote_endpoint_info);

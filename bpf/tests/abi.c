@@ -17,5 +17,6 @@ struct policy_entry abi_policy_entry;
 struct ct_key abi_ct_key;
 struct ct_entry abi_ct_entry;
 struct seta_event abi_seta_event;
+struct lxc_self abi_lxc_self;
 
 char __license[] SEC("license") = "Dual BSD/GPL";

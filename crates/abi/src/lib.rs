@@ -43,6 +43,24 @@ pub struct EndpointInfo {
     pub pad: [u32; 2],
 }
 
+pub const LXC_SELF_SLOTS: u32 = 65536;
+
+/// `seta_lxc_self` slot: the endpoint behind a host-side veth (see abi.h).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LxcSelf {
+    pub ifindex: u32,
+    pub ipv4: [u8; 4],
+    pub sec_id: u32,
+    pub lxc_id: u16,
+    pub node_mac: [u8; 6],
+}
+
+const _: () = {
+    assert!(size_of::<LxcSelf>() == 20);
+    assert!(offset_of!(LxcSelf, lxc_id) == 12);
+};
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IpcacheKey {
@@ -268,6 +286,7 @@ mod pod {
     // that the kernel would read (sizes asserted above).
     unsafe impl aya::Pod for super::EndpointKey {}
     unsafe impl aya::Pod for super::EndpointInfo {}
+    unsafe impl aya::Pod for super::LxcSelf {}
     unsafe impl aya::Pod for super::IpcacheLpmData {}
     unsafe impl aya::Pod for super::RemoteEndpointInfo {}
     unsafe impl aya::Pod for super::MetricsValue {}

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::DatapathError;
 
 pub const MAP_LXC: &str = "seta_lxc";
+pub const MAP_LXC_SELF: &str = "seta_lxc_self";
 pub const MAP_IPCACHE: &str = "seta_ipcache";
 pub const MAP_METRICS: &str = "seta_metrics";
 pub const MAP_POLICY: &str = "seta_policy";
@@ -38,23 +39,67 @@ fn merr(map: &str, path: &Path, op: &str, e: impl std::fmt::Display) -> Datapath
     }
 }
 
+/// `seta_lxc` (IP -> endpoint, the source of truth) together with its
+/// per-device accelerator `seta_lxc_self`, kept in step on every write.
 pub struct EndpointMap {
     map: HashMap<MapData, EndpointKey, EndpointInfo>,
+    slots: Array<MapData, seta_abi::LxcSelf>,
     path: PathBuf,
+}
+
+fn slot_of(ifindex: u32) -> u32 {
+    ifindex & (seta_abi::LXC_SELF_SLOTS - 1)
 }
 
 impl EndpointMap {
     pub fn open(pin_dir: &Path) -> Result<Self, DatapathError> {
         let (md, path) = open(pin_dir, MAP_LXC)?;
         let map = HashMap::try_from(Map::HashMap(md)).map_err(|e| merr(MAP_LXC, &path, "type", e))?;
-        Ok(Self { map, path })
+        let (sd, spath) = open(pin_dir, MAP_LXC_SELF)?;
+        let slots = Array::try_from(Map::Array(sd)).map_err(|e| merr(MAP_LXC_SELF, &spath, "type", e))?;
+        Ok(Self { map, slots, path })
     }
     pub fn upsert(&mut self, ip: Ipv4Addr, info: &EndpointInfo) -> Result<(), DatapathError> {
+        let old = self.get(ip);
         self.map
             .insert(EndpointKey::v4(ip.octets()), info, 0)
-            .map_err(|e| merr(MAP_LXC, &self.path, "update", e))
+            .map_err(|e| merr(MAP_LXC, &self.path, "update", e))?;
+        if let Some(old) = old.filter(|o| o.ifindex != info.ifindex) {
+            self.clear_slot(old.ifindex, ip)?;
+        }
+        if info.flags & seta_abi::ENDPOINT_F_HOST == 0 && info.ifindex != 0 {
+            let s = seta_abi::LxcSelf {
+                ifindex: info.ifindex,
+                ipv4: ip.octets(),
+                sec_id: info.sec_id,
+                lxc_id: info.lxc_id,
+                node_mac: info.node_mac,
+            };
+            self.slots
+                .set(slot_of(info.ifindex), s, 0)
+                .map_err(|e| merr(MAP_LXC_SELF, &self.path, "update", e))?;
+        }
+        Ok(())
+    }
+    /// Empty `ifindex`'s slot if it still describes `ip` there.
+    fn clear_slot(&mut self, ifindex: u32, ip: Ipv4Addr) -> Result<(), DatapathError> {
+        let slot = slot_of(ifindex);
+        match self.slots.get(&slot, 0) {
+            Ok(s) if s.ifindex == ifindex && s.ipv4 == ip.octets() => self
+                .slots
+                .set(slot, seta_abi::LxcSelf::default(), 0)
+                .map_err(|e| merr(MAP_LXC_SELF, &self.path, "update", e)),
+            _ => Ok(()),
+        }
+    }
+    /// The accelerator slot of a device (for tests and `seta bpf`).
+    pub fn slot(&self, ifindex: u32) -> Option<seta_abi::LxcSelf> {
+        self.slots.get(&slot_of(ifindex), 0).ok().filter(|s| s.ifindex == ifindex)
     }
     pub fn remove(&mut self, ip: Ipv4Addr) -> Result<bool, DatapathError> {
+        if let Some(old) = self.get(ip) {
+            self.clear_slot(old.ifindex, ip)?;
+        }
         match self.map.remove(&EndpointKey::v4(ip.octets())) {
             Ok(()) => Ok(true),
             Err(aya::maps::MapError::KeyNotFound) => Ok(false),

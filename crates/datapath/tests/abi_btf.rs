@@ -107,6 +107,17 @@ fn expected() -> Vec<Layout> {
             ],
         ),
         (
+            "lxc_self",
+            size_of::<LxcSelf>(),
+            vec![
+                ("ifindex", offset_of!(LxcSelf, ifindex)),
+                ("ipv4", offset_of!(LxcSelf, ipv4)),
+                ("sec_id", offset_of!(LxcSelf, sec_id)),
+                ("lxc_id", offset_of!(LxcSelf, lxc_id)),
+                ("node_mac", offset_of!(LxcSelf, node_mac)),
+            ],
+        ),
+        (
             "ipcache_key",
             size_of::<IpcacheKey>(),
             vec![
@@ -250,6 +261,7 @@ fn every_map_has_the_name_and_sizes_the_agent_uses() {
     use seta_datapath::maps::*;
     let want: BTreeMap<&str, (u32, u32)> = [
         (MAP_LXC, (size_of::<EndpointKey>(), size_of::<EndpointInfo>())),
+        (MAP_LXC_SELF, (4, size_of::<LxcSelf>())),
         (MAP_IPCACHE, (size_of::<IpcacheKey>(), size_of::<RemoteEndpointInfo>())),
         (MAP_METRICS, (4, size_of::<MetricsValue>())),
         (MAP_POLICY, (4, 4)),

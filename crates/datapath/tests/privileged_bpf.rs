@@ -184,6 +184,10 @@ impl Fixture {
             }
         }
     }
+    /// Run A's program without touching the endpoint entries.
+    fn raw_run(&mut self, pkt: &[u8]) -> (u32, Vec<u8>) {
+        run(&mut self.lxc_a, "from_container", pkt)
+    }
     fn sending_a(&mut self) -> &mut Ebpf {
         self.set_sender(true);
         &mut self.lxc_a
@@ -286,6 +290,44 @@ fn privileged_bpf_from_container_drops_with_cilium_reasons() {
     );
     assert_eq!(v, TC_ACT_SHOT);
     assert_eq!(f.metric(132, seta_abi::METRIC_EGRESS), 1, "invalid source ip (132)");
+}
+
+/// The per-device slot (`seta_lxc_self`) follows `seta_lxc` on every write:
+/// it decides on the fast path, a foreign or stale slot falls back to the
+/// hash, and a removed endpoint can send nothing.
+#[test]
+fn privileged_bpf_self_slot_follows_the_endpoint_map() {
+    if !privileged() {
+        return;
+    }
+    let mut f = Fixture::new("slot");
+    let pkt = udp_packet(A_HOST_MAC, A_POD_MAC, POD_A, POD_B, 64);
+    assert_eq!(run(f.sending_a(), "from_container", &pkt).0, TC_ACT_REDIRECT);
+    let mut eps = EndpointMap::open(f.dp.pin_dir()).unwrap();
+    let slot = eps.slot(1).expect("A's device has a slot");
+    assert_eq!((slot.ipv4, slot.lxc_id, slot.sec_id), (POD_A.octets(), 7, ID_A));
+    // the slot's own address only: B's address from A's device is dropped
+    let spoof = udp_packet(A_HOST_MAC, A_POD_MAC, POD_B, POD_A, 64);
+    assert_eq!(
+        run(f.sending_a(), "from_container", &spoof).0,
+        TC_ACT_SHOT,
+        "B's address from A's device"
+    );
+    // relabel: the slot carries the new identity at once
+    let mut a = eps.get(POD_A).unwrap();
+    a.sec_id = 4242;
+    eps.upsert(POD_A, &a).unwrap();
+    assert_eq!(eps.slot(1).unwrap().sec_id, 4242);
+    // removed: no slot, no entry, nothing gets out
+    eps.remove(POD_A).unwrap();
+    assert!(eps.slot(1).is_none(), "the slot went with the entry");
+    let before = f.metric(132, seta_abi::METRIC_EGRESS);
+    assert_eq!(f.raw_run(&pkt).0, TC_ACT_SHOT);
+    assert_eq!(
+        f.metric(132, seta_abi::METRIC_EGRESS),
+        before + 1,
+        "a removed endpoint's packets are invalid source"
+    );
 }
 
 #[test]
