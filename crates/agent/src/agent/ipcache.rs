@@ -50,35 +50,58 @@ impl IpcacheState {
     }
 }
 
-impl Inner {
-    /// Write the changed prefixes (or, with `full`, everything that differs)
-    /// to the kernel map. Returns the number of failed writes.
-    pub(super) fn reconcile_ipcache(&mut self, full: bool) -> usize {
-        let st = &mut self.ipc_state;
-        let mut changes = st.merged.take_changes(&st.installed);
-        if full || !st.failed.is_empty() {
-            changes = st.merged.diff(&st.installed);
+/// Where the ipcache reconciler writes: the pinned map, or a fake in tests.
+pub trait IpcacheSink {
+    fn put(&mut self, net: Ipv4Net, e: &Entry) -> Result<(), String>;
+    fn del(&mut self, net: Ipv4Net) -> Result<(), String>;
+}
+
+impl IpcacheSink for IpcacheMap {
+    fn put(&mut self, net: Ipv4Net, e: &Entry) -> Result<(), String> {
+        self.upsert(net.addr(), net.prefix_len(), &to_kernel(e)).map_err(|e| e.to_string())
+    }
+    fn del(&mut self, net: Ipv4Net) -> Result<(), String> {
+        self.remove(net.addr(), net.prefix_len()).map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+impl IpcacheState {
+    /// Write the changed prefixes (or, with `full` or while writes are
+    /// pending, everything that differs) to `sink`; failed writes stay
+    /// pending with their error. Returns the number pending.
+    pub fn reconcile(&mut self, sink: &mut impl IpcacheSink, full: bool) -> usize {
+        let mut changes = self.merged.take_changes(&self.installed);
+        if full || !self.failed.is_empty() {
+            changes = self.merged.diff(&self.installed);
         }
         for (net, want) in changes {
             let res = match &want {
-                Some(e) => self.ipc.upsert(net.addr(), net.prefix_len(), &to_kernel(e)),
-                None => self.ipc.remove(net.addr(), net.prefix_len()).map(|_| ()),
+                Some(e) => sink.put(net, e),
+                None => sink.del(net),
             };
             match res {
                 Ok(()) => {
-                    st.failed.remove(&net);
+                    self.failed.remove(&net);
                     match want {
-                        Some(e) => st.installed.insert(net, e),
-                        None => st.installed.remove(&net),
+                        Some(e) => self.installed.insert(net, e),
+                        None => self.installed.remove(&net),
                     };
                 }
                 Err(e) => {
                     tracing::error!(prefix = %net, %e, "ipcache update failed; will retry");
-                    st.failed.insert(net, e.to_string());
+                    self.failed.insert(net, e);
                 }
             }
         }
-        st.failed.len()
+        self.failed.len()
+    }
+}
+
+impl Inner {
+    /// Write the changed prefixes (or, with `full`, everything that differs)
+    /// to the kernel map. Returns the number of failed writes.
+    pub(super) fn reconcile_ipcache(&mut self, full: bool) -> usize {
+        self.ipc_state.reconcile(&mut self.ipc, full)
     }
 
     /// A local endpoint's (or the router's) identity.
@@ -95,5 +118,81 @@ impl Inner {
             None => self.ipc_state.merged.remove(Source::Local, host32(ip)),
         }
         self.reconcile_ipcache(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake map: what it holds, and prefixes whose writes fail.
+    #[derive(Default)]
+    struct Fake {
+        held: BTreeMap<Ipv4Net, Entry>,
+        broken: std::collections::BTreeSet<Ipv4Net>,
+        writes: usize,
+    }
+
+    impl IpcacheSink for Fake {
+        fn put(&mut self, net: Ipv4Net, e: &Entry) -> Result<(), String> {
+            self.writes += 1;
+            if self.broken.contains(&net) {
+                return Err(format!("injected failure for {net}"));
+            }
+            self.held.insert(net, e.clone());
+            Ok(())
+        }
+        fn del(&mut self, net: Ipv4Net) -> Result<(), String> {
+            self.writes += 1;
+            self.held.remove(&net);
+            Ok(())
+        }
+    }
+
+    fn e(id: u32, tun: Option<[u8; 4]>) -> Entry {
+        Entry {
+            identity: id,
+            tunnel_endpoint: tun.map(Ipv4Addr::from),
+        }
+    }
+
+    #[test]
+    fn sources_keep_their_entries_failed_writes_retry_and_a_restart_converges() {
+        let pod: Ipv4Net = "10.200.2.5/32".parse().unwrap();
+        let other: Ipv4Net = "10.200.2.6/32".parse().unwrap();
+        let world: Ipv4Net = "10.0.0.0/8".parse().unwrap();
+        let mut st = IpcacheState::default();
+        let mut map = Fake::default();
+        // a remote pod, then a CIDR policy covering it: the pod keeps its entry
+        st.merged.upsert(Source::Cluster, pod, e(300, Some([172, 30, 0, 2])));
+        st.merged.upsert(Source::Cluster, other, e(301, Some([172, 30, 0, 2])));
+        assert_eq!(st.reconcile(&mut map, false), 0);
+        let before = map.held.clone();
+        st.merged.replace_source(
+            Source::Cidr,
+            &[(pod, e(16777217, None)), (world, e(16777218, None))].into_iter().collect(),
+        );
+        map.broken.insert(world);
+        assert_eq!(st.reconcile(&mut map, false), 1, "the world /8 write failed and is pending");
+        assert_eq!(map.held[&pod], before[&pod], "a CIDR never replaces a pod's entry");
+        assert!(st.failed.contains_key(&world));
+        // the cause goes away: the next reconcile writes it
+        map.broken.clear();
+        assert_eq!(st.reconcile(&mut map, false), 0);
+        assert_eq!(map.held[&world].identity, 16777218);
+        // the policy goes: back to exactly what was there
+        st.merged.replace_source(Source::Cidr, &Default::default());
+        st.reconcile(&mut map, false);
+        assert_eq!(map.held, before);
+        // a restart adopts what the kernel holds and converges in one full pass
+        let mut restarted = IpcacheState {
+            installed: map.held.clone(),
+            ..Default::default()
+        };
+        restarted.merged.upsert(Source::Cluster, pod, e(300, Some([172, 30, 0, 2])));
+        let writes = map.writes;
+        assert_eq!(restarted.reconcile(&mut map, true), 0);
+        assert!(!map.held.contains_key(&other), "what no source wants any more goes");
+        assert_eq!(map.writes, writes + 1, "only the difference is written");
     }
 }
