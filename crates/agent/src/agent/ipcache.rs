@@ -139,7 +139,7 @@ mod tests {
             if self.broken.contains(&net) {
                 return Err(format!("injected failure for {net}"));
             }
-            self.held.insert(net, e.clone());
+            self.held.insert(net, *e);
             Ok(())
         }
         fn del(&mut self, net: Ipv4Net) -> Result<(), String> {
