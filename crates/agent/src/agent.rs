@@ -103,6 +103,8 @@ pub struct Agent {
     refilling: std::sync::atomic::AtomicBool,
     refill_again: std::sync::atomic::AtomicBool,
     pub supervisor: Arc<crate::supervisor::Supervisor>,
+    /// orders policy changes (their kvstore writes run without the inner lock)
+    policy_io: Mutex<()>,
     /// serializes this node's identity reference writes in the kvstore
     /// (allocations and releases), which run without the inner lock
     ids_io: Mutex<()>,
@@ -402,6 +404,7 @@ impl Agent {
             refill_again: Default::default(),
             supervisor: crate::supervisor::Supervisor::new(),
             ids_io: Mutex::new(()),
+            policy_io: Mutex::new(()),
             releases_due: tokio::sync::Notify::new(),
             kv,
             kv_health: Default::default(),
@@ -1471,10 +1474,14 @@ impl Agent {
         if docs.is_empty() {
             return Err(ApiError::BadRequest("no policy documents in the input".into()));
         }
-        let mut inner = self.inner.lock().await;
         let names: Vec<String> = docs.iter().map(|d| d.origin.to_string()).collect();
-        // a cluster's policies live in the kvstore: written there first, all or nothing
-        self.store_policies(&mut inner, &docs, &[]).await?;
+        // a cluster's policies live in the kvstore: written there first, all
+        // or nothing, without the agent's lock (policy changes are ordered
+        // by their own)
+        let _order = self.policy_io.lock().await;
+        let written = self.write_policies(&docs, &[]).await?;
+        let mut inner = self.inner.lock().await;
+        cluster::record_policy_writes(&mut inner, written);
         for d in docs {
             match inner.policy.docs.iter_mut().find(|x| x.origin == d.origin) {
                 Some(x) => *x = d,
@@ -1541,39 +1548,40 @@ impl Agent {
         kind: Option<&str>,
         all: bool,
     ) -> Result<(u64, Vec<String>), ApiError> {
+        let _order = self.policy_io.lock().await;
+        let gone: Vec<PolicyDoc> = {
+            let inner = self.inner.lock().await;
+            if all {
+                inner.policy.docs.clone()
+            } else {
+                let name = name.ok_or_else(|| ApiError::BadRequest("give a policy name or --all".into()))?;
+                let hit = |d: &PolicyDoc| {
+                    d.origin.name == name
+                        && kind.is_none_or(|k| {
+                            d.origin.kind.short() == k.to_ascii_lowercase() || format!("{:?}", d.origin.kind).eq_ignore_ascii_case(k)
+                        })
+                        && match (&d.origin.namespace, namespace) {
+                            (None, _) => true,
+                            (Some(ns), Some(want)) => ns == want,
+                            (Some(ns), None) => ns == "default",
+                        }
+                };
+                let gone: Vec<PolicyDoc> = inner.policy.docs.iter().filter(|d| hit(d)).cloned().collect();
+                if gone.is_empty() {
+                    return Err(ApiError::NotFound(format!(
+                        "no policy named {name:?} in namespace {}",
+                        namespace.unwrap_or("default")
+                    )));
+                }
+                gone
+            }
+        };
+        // the kvstore first, without the agent's lock; nothing changes if it fails
+        let written = self.write_policies(&[], &gone).await?;
         let mut inner = self.inner.lock().await;
+        cluster::record_policy_writes(&mut inner, written);
         let before: Vec<String> = inner.policy.docs.iter().map(|d| d.origin.to_string()).collect();
-        if all {
-            let gone = inner.policy.docs.clone();
-            self.store_policies(&mut inner, &[], &gone).await?;
-            inner.policy.docs.clear();
-        } else {
-            let name = name.ok_or_else(|| ApiError::BadRequest("give a policy name or --all".into()))?;
-            let hit = |d: &PolicyDoc| {
-                d.origin.name == name
-                    && kind.is_none_or(|k| {
-                        d.origin.kind.short() == k.to_ascii_lowercase() || format!("{:?}", d.origin.kind).eq_ignore_ascii_case(k)
-                    })
-                    && match (&d.origin.namespace, namespace) {
-                        (None, _) => true,
-                        (Some(ns), Some(want)) => ns == want,
-                        (Some(ns), None) => ns == "default",
-                    }
-            };
-            if !inner.policy.docs.iter().any(hit) {
-                return Err(ApiError::NotFound(format!(
-                    "no policy named {name:?} in namespace {}",
-                    namespace.unwrap_or("default")
-                )));
-            }
-            let (gone, kept): (Vec<PolicyDoc>, Vec<PolicyDoc>) = inner.policy.docs.drain(..).partition(|d| hit(d));
-            if let Err(e) = self.store_policies(&mut inner, &[], &gone).await {
-                inner.policy.docs = kept.into_iter().chain(gone).collect();
-                inner.policy.docs.sort_by(|a, b| a.origin.cmp(&b.origin));
-                return Err(e);
-            }
-            inner.policy.docs = kept;
-        }
+        inner.policy.docs.retain(|d| !gone.iter().any(|g| g.origin == d.origin));
         let after: std::collections::BTreeSet<String> = inner.policy.docs.iter().map(|d| d.origin.to_string()).collect();
         let removed: Vec<String> = before.into_iter().filter(|d| !after.contains(d)).collect();
         if !removed.is_empty() {

@@ -46,6 +46,31 @@ pub struct ClusterState {
     policy_writes: BTreeMap<String, (Option<Vec<u8>>, Instant)>,
 }
 
+/// Policy keys this node wrote (values) and deleted.
+#[derive(Default)]
+pub(super) struct PolicyWrites {
+    puts: Vec<(String, Vec<u8>)>,
+    deletes: Vec<String>,
+}
+
+/// This node's writes count before the watch shows them. A write the watch
+/// already delivered (the write ran without the lock, so the watch may have
+/// been faster) is not pending: recording it would mask later changes.
+pub(super) fn record_policy_writes(inner: &mut Inner, w: PolicyWrites) {
+    let now = Instant::now();
+    let c = &mut inner.cluster;
+    for (k, v) in w.puts {
+        if c.policies_m.data.get(&k) != Some(&v) {
+            c.policy_writes.insert(k, (Some(v), now));
+        }
+    }
+    for k in w.deletes {
+        if c.policies_m.data.contains_key(&k) {
+            c.policy_writes.insert(k, (None, now));
+        }
+    }
+}
+
 /// `<prefix>/policies/v1/<kind>/<namespace or _>/<name>`
 pub fn policy_key(prefix: &str, d: &PolicyDoc) -> String {
     format!(
@@ -355,8 +380,17 @@ impl Agent {
     /// Write policy documents to (and delete them from) the cluster's kvstore
     /// in one transaction; a single node (embedded store) keeps them locally.
     pub(super) async fn store_policies(&self, inner: &mut Inner, put: &[PolicyDoc], delete: &[PolicyDoc]) -> Result<(), ApiError> {
+        let w = self.write_policies(put, delete).await?;
+        record_policy_writes(inner, w);
+        Ok(())
+    }
+
+    /// Write policy documents to (and delete them from) the shared kvstore,
+    /// all or nothing, without the agent's lock; what was written, for
+    /// `record_policy_writes`.
+    pub(super) async fn write_policies(&self, put: &[PolicyDoc], delete: &[PolicyDoc]) -> Result<PolicyWrites, ApiError> {
         if !self.kv.shared() || (put.is_empty() && delete.is_empty()) {
-            return Ok(());
+            return Ok(Default::default());
         }
         let puts: Vec<(String, Vec<u8>)> = put
             .iter()
@@ -364,16 +398,7 @@ impl Agent {
             .collect();
         let deletes: Vec<String> = delete.iter().map(|d| policy_key(self.prefix(), d)).collect();
         match tokio::time::timeout(std::time::Duration::from_secs(3), self.kv.apply(&puts, &deletes)).await {
-            Ok(Ok(())) => {
-                let now = Instant::now();
-                for (k, v) in puts {
-                    inner.cluster.policy_writes.insert(k, (Some(v), now));
-                }
-                for k in deletes {
-                    inner.cluster.policy_writes.insert(k, (None, now));
-                }
-                Ok(())
-            }
+            Ok(Ok(())) => Ok(PolicyWrites { puts, deletes }),
             Ok(Err(e)) => Err(ApiError::Unavailable(format!("kvstore: {e}; nothing was changed"))),
             Err(_) => Err(ApiError::Unavailable("kvstore: no answer within 3 s; nothing was changed".into())),
         }
