@@ -1,0 +1,306 @@
+//! Building and removing a lab: namespaces, underlay, external host.
+use crate::*;
+
+impl Lab {
+    /// Build the lab: N node namespaces with an agent each, then M pods per node.
+    pub async fn up(
+        name: &str,
+        nodes: usize,
+        pods_per_node: usize,
+        cluster_cidr: Ipv4Net,
+        bin_dir: &Path,
+        progress: &dyn Fn(&str),
+    ) -> Result<Self> {
+        Self::up_with(name, nodes, pods_per_node, cluster_cidr, bin_dir, &LabOptions::default(), progress).await
+    }
+
+    pub async fn up_with(
+        name: &str,
+        nodes: usize,
+        pods_per_node: usize,
+        cluster_cidr: Ipv4Net,
+        bin_dir: &Path,
+        opts: &LabOptions,
+        progress: &dyn Fn(&str),
+    ) -> Result<Self> {
+        validate_lab_name(name)?;
+        if nodes == 0 || nodes > 64 {
+            bail!("--nodes must be 1..64");
+        }
+        if cluster_cidr.prefix_len() > 16 {
+            bail!("cluster CIDR {cluster_cidr} is too small: use /16 or larger (one /24 per node)");
+        }
+        if Self::state_path(name).exists() {
+            bail!("lab {name:?} is already up; run `seta lab down --lab {name}` first");
+        }
+        for b in ["seta-agent", "seta-cni"] {
+            if !bin_dir.join(b).exists() {
+                bail!("{} not found; build with `make build`", bin_dir.join(b).display());
+            }
+        }
+        let mut lab = Lab {
+            name: name.into(),
+            cluster_cidr,
+            bin_dir: bin_dir.to_path_buf(),
+            nodes: vec![],
+            pods: vec![],
+            external: None,
+            underlay: None,
+            agent_args: vec![],
+            operators: vec![],
+        };
+        let r = async {
+            let base = u32::from(cluster_cidr.network());
+            if nodes > 1 || opts.etcd {
+                progress("underlay 172.30.0.0/24 joining the nodes");
+                lab.add_underlay(opts.etcd)?;
+            }
+            if opts.operator {
+                if !opts.etcd {
+                    bail!("the operator needs the lab's etcd (--kvstore etcd)");
+                }
+                progress("seta-operator x2 (leader election, cluster-pool IPAM)");
+                for i in 1..=2 {
+                    lab.operators.push(OperatorState {
+                        id: format!("{name}-op{i}"),
+                        pid: None,
+                        log: seta_core::names::run_dir(&format!("{name}-op{i}")).with_extension("log"),
+                    });
+                }
+                for i in 0..2 {
+                    let id = lab.operators[i].id.clone();
+                    lab.start_operator(&id)?;
+                }
+            }
+            if let Some(r) = opts.routing {
+                lab.agent_args.extend(["--routing-mode".to_string(), r.to_string()]);
+            }
+            for i in 1..=nodes {
+                let node = format!("{name}-n{i}");
+                let pod_cidr = Ipv4Net::new(Ipv4Addr::from(base + ((i as u32) << 8)), 24)?;
+                progress(&format!("node {node}: namespace, agent (pod CIDR {pod_cidr})"));
+                run_ip(&["netns", "add", &node])?;
+                run_ip(&["-n", &node, "link", "set", "lo", "up"])?;
+                let run = seta_core::names::run_dir(&node);
+                lab.nodes.push(NodeState {
+                    name: node.clone(),
+                    netns: node.clone(),
+                    pod_cidr,
+                    agent_pid: None,
+                    socket: run.join("agent.sock"),
+                    cni_conf_dir: run.join("cni/net.d"),
+                    log: run.join("agent.log"),
+                });
+                if let Some(ul) = lab.underlay.clone() {
+                    run_ip(&[
+                        "-n",
+                        &node,
+                        "link",
+                        "add",
+                        "ul0",
+                        "type",
+                        "veth",
+                        "peer",
+                        "name",
+                        &format!("n{i}"),
+                        "netns",
+                        &ul.netns,
+                    ])?;
+                    run_ip(&["-n", &ul.netns, "link", "set", &format!("n{i}"), "master", "br0", "up"])?;
+                    run_ip(&["-n", &node, "addr", "add", &format!("{}/24", node_ip(i)), "dev", "ul0"])?;
+                    run_ip(&["-n", &node, "link", "set", "ul0", "up"])?;
+                }
+                lab.save()?;
+                lab.start_agent(&node).await?;
+            }
+            if lab.underlay.is_some() {
+                progress("external host (192.0.2.10 on the underlay, 172.30.0.200)");
+                lab.add_external_on_underlay()?;
+            } else {
+                progress("external host (192.0.2.10, routed through the first node)");
+                lab.add_external()?;
+            }
+            for i in 1..=nodes * pods_per_node {
+                let node = lab.nodes[(i - 1) % nodes].name.clone();
+                let pod = format!("pod{i}");
+                progress(&format!("pod {pod} on {node}"));
+                lab.pod_add(&pod, &node, "default", &[], &[]).await?;
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = r {
+            let _ = Self::down(name);
+            return Err(e);
+        }
+        Ok(lab)
+    }
+
+    /// The underlay namespace with a bridge, and optionally etcd on the bridge IP.
+    fn add_underlay(&mut self, etcd: bool) -> Result<()> {
+        let ul = format!("{}-ul", self.name);
+        run_ip(&["netns", "add", &ul])?;
+        run_ip(&["-n", &ul, "link", "set", "lo", "up"])?;
+        run_ip(&["-n", &ul, "link", "add", "br0", "type", "bridge"])?;
+        run_ip(&["-n", &ul, "addr", "add", &format!("{UNDERLAY_GW}/24"), "dev", "br0"])?;
+        run_ip(&["-n", &ul, "link", "set", "br0", "up"])?;
+        let mut underlay = Underlay {
+            netns: ul.clone(),
+            etcd: None,
+            etcd_pid: None,
+        };
+        if etcd {
+            let client = format!("http://{UNDERLAY_GW}:2379");
+            self.underlay = Some(underlay.clone());
+            let _ = std::fs::remove_dir_all(etcd_dir(&self.name));
+            self.etcd_start()?;
+            underlay = self.underlay.clone().unwrap();
+            underlay.etcd = Some(client.clone());
+            // a short lease: a dead node's entries expire within seconds in the lab (5 s)
+            self.agent_args = vec![
+                "--kvstore".into(),
+                "etcd".into(),
+                "--kvstore-endpoints".into(),
+                client,
+                "--kvstore-lease-ttl".into(),
+                "5".into(),
+            ];
+        }
+        self.underlay = Some(underlay);
+        self.save()
+    }
+
+    /// A namespace outside the cluster: veth to the first node, 192.0.2.10/24,
+    /// default route through the node (which forwards for it).
+    fn add_external(&mut self) -> Result<()> {
+        let ext = format!("{}-ext", self.name);
+        let node = self.nodes[0].netns.clone();
+        run_ip(&["netns", "add", &ext])?;
+        run_ip(&["-n", &ext, "link", "set", "lo", "up"])?;
+        run_ip(&[
+            "-n", &ext, "link", "add", "eth0", "type", "veth", "peer", "name", "extgw", "netns", &node,
+        ])?;
+        run_ip(&["-n", &ext, "addr", "add", "192.0.2.10/24", "dev", "eth0"])?;
+        run_ip(&["-n", &ext, "link", "set", "eth0", "up"])?;
+        run_ip(&["-n", &node, "addr", "add", "192.0.2.1/24", "dev", "extgw"])?;
+        run_ip(&["-n", &node, "link", "set", "extgw", "up"])?;
+        run_ip(&["-n", &ext, "route", "add", "default", "via", "192.0.2.1"])?;
+        self.external = Some(External {
+            netns: ext,
+            ip: "192.0.2.10".parse()?,
+            gateway: "192.0.2.1".parse()?,
+        });
+        self.save()
+    }
+
+    /// The external host on the underlay: 172.30.0.200 on the bridge and
+    /// 192.0.2.10 behind it (TEST-NET-1); every node routes 192.0.2.0/24 to
+    /// it, and it routes each node's pod CIDR back through that node.
+    fn add_external_on_underlay(&mut self) -> Result<()> {
+        let ext = format!("{}-ext", self.name);
+        let ul = self.underlay.clone().context("no underlay")?;
+        run_ip(&["netns", "add", &ext])?;
+        run_ip(&["-n", &ext, "link", "set", "lo", "up"])?;
+        run_ip(&[
+            "-n", &ext, "link", "add", "eth0", "type", "veth", "peer", "name", "ext", "netns", &ul.netns,
+        ])?;
+        run_ip(&["-n", &ul.netns, "link", "set", "ext", "master", "br0", "up"])?;
+        run_ip(&["-n", &ext, "addr", "add", &format!("{EXTERNAL_UL}/24"), "dev", "eth0"])?;
+        run_ip(&["-n", &ext, "addr", "add", "192.0.2.10/24", "dev", "eth0"])?;
+        run_ip(&["-n", &ext, "link", "set", "eth0", "up"])?;
+        for (i, n) in self.nodes.iter().enumerate() {
+            run_ip(&["-n", &ext, "route", "add", &n.pod_cidr.to_string(), "via", &node_ip(i + 1)])?;
+            run_ip(&["-n", &n.netns, "route", "add", "192.0.2.0/24", "via", EXTERNAL_UL])?;
+        }
+        self.external = Some(External {
+            netns: ext,
+            ip: "192.0.2.10".parse()?,
+            gateway: EXTERNAL_UL.parse()?,
+        });
+        self.save()
+    }
+
+    /// Remove everything of lab `name`: agents, namespaces, pins, run and state dirs.
+    /// Works from the prefix alone, so it also cleans up after a crash.
+    pub fn down(name: &str) -> Result<Vec<String>> {
+        validate_lab_name(name)?;
+        let prefix = format!("{name}-");
+        let mut done = Vec::new();
+        // agents: by pid in /proc whose cmdline names a node of this lab
+        for pid in agent_pids(&prefix) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            done.push(format!("killed agent pid {pid}"));
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !agent_pids(&prefix).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for pid in operator_pids(&prefix) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            done.push(format!("killed operator pid {pid}"));
+        }
+        for i in 1..=2 {
+            let _ = std::fs::remove_file(seta_core::names::run_dir(&format!("{name}-op{i}")).with_extension("log"));
+        }
+        // the lab's etcd: found by its data dir
+        let edir = etcd_dir(name);
+        for pid in etcd_pids(&edir) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            done.push(format!("killed etcd pid {pid}"));
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !etcd_pids(&edir).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if std::fs::remove_dir_all(&edir).is_ok() {
+            done.push(format!("removed {}", edir.display()));
+        }
+        let _ = std::fs::remove_file(edir.with_extension("log"));
+        // namespaces (pods first, then nodes; deleting a pod netns removes its veth)
+        let mut ns: Vec<String> = std::fs::read_dir("/run/netns")
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().to_str().map(String::from))
+                    .filter(|n| n.starts_with(&prefix))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ns.sort_by_key(|n| is_node_name(name, n));
+        for n in ns {
+            // whatever still runs inside (e.g. a server started with `seta lab exec`)
+            // would outlive the namespace: stop it first
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", &n]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok())
+                {
+                    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).is_ok() {
+                        done.push(format!("killed pid {pid} in {n}"));
+                    }
+                }
+            }
+            if run_ip(&["netns", "del", &n]).is_ok() {
+                done.push(format!("deleted netns {n}"));
+            }
+        }
+        for root in ["/sys/fs/bpf/seta", "/run/seta", "/var/lib/seta"] {
+            for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+                let fname = e.file_name().to_string_lossy().to_string();
+                if fname.starts_with(&prefix) && is_node_name(name, &fname) && std::fs::remove_dir_all(e.path()).is_ok() {
+                    done.push(format!("removed {}", e.path().display()));
+                }
+            }
+        }
+        let _ = std::fs::remove_dir("/sys/fs/bpf/seta"); // only if empty
+        let _ = std::fs::remove_file(Self::state_path(name));
+        let _ = std::fs::remove_dir(LABS_DIR);
+        let _ = std::fs::remove_dir("/run/seta");
+        let _ = std::fs::remove_dir("/var/lib/seta");
+        Ok(done)
+    }
+}
+
+pub(crate) fn is_node_name(lab: &str, n: &str) -> bool {
+    n.strip_prefix(&format!("{lab}-n"))
+        .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit()))
+}
