@@ -13,30 +13,8 @@ pub(crate) fn bench_bpf(args: &Args) -> Result<Vec<Row>> {
     let r = (|| -> Result<Vec<Row>> {
         let _host = dp.load_host_object()?;
         let (a, b, router) = (Ipv4Addr::new(10, 9, 0, 2), Ipv4Addr::new(10, 9, 0, 3), Ipv4Addr::new(10, 9, 0, 1));
+        let mut lxc = sender_and_peer(&dp, a, b, 256)?;
         let mut eps = EndpointMap::open(dp.pin_dir())?;
-        // the sending endpoint: a test run's packet comes in on loopback (ifindex 1)
-        eps.upsert(
-            a,
-            &EndpointInfo {
-                ifindex: 1,
-                lxc_id: 1,
-                mac: [2, 0, 0, 0, 0, 1],
-                node_mac: [2, 0, 0, 0, 1, 1],
-                sec_id: 256,
-                ..Default::default()
-            },
-        )?;
-        eps.upsert(
-            b,
-            &EndpointInfo {
-                ifindex: 99,
-                lxc_id: 2,
-                mac: [2, 0, 0, 0, 0, 2],
-                node_mac: [2, 0, 0, 0, 1, 2],
-                sec_id: 256,
-                ..Default::default()
-            },
-        )?;
         eps.upsert(
             router,
             &EndpointInfo {
@@ -44,7 +22,6 @@ pub(crate) fn bench_bpf(args: &Args) -> Result<Vec<Row>> {
                 ..Default::default()
             },
         )?;
-        let (mut lxc, _lxc_b) = load_pair(&dp, a, b, 256)?;
         // default-allow policy maps for both endpoints: the first repeat creates
         // the conntrack entry, the rest measure the established fast path
         let allow_all = seta_datapath::maps::policy_entries(&seta_core::policy::resolve::compute(&Default::default(), []));

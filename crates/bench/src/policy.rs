@@ -132,9 +132,9 @@ pub(crate) async fn bench_policy_path(args: &Args, bin_dir: &Path) -> Result<Vec
 /// BPF_PROG_TEST_RUN of a new connection's ingress decision at a destination
 /// whose policy map holds N entries (denied, so every repeat decides again).
 pub(crate) fn bench_policy_lpm(args: &Args) -> Result<Vec<Row>> {
-    use seta_abi::{EndpointInfo, RemoteEndpointInfo};
+    use seta_abi::RemoteEndpointInfo;
     use seta_core::policy::resolve::Key;
-    use seta_datapath::maps::{EndpointMap, IpcacheMap, PolicyEntries, PolicyMap, PolicyOuter};
+    use seta_datapath::maps::{IpcacheMap, PolicyEntries, PolicyMap, PolicyOuter};
     use seta_datapath::testpkt::tcp_packet;
     use seta_datapath::Datapath;
     let node = format!("{PREFIX}-n9");
@@ -142,30 +142,7 @@ pub(crate) fn bench_policy_lpm(args: &Args) -> Result<Vec<Row>> {
     let r = (|| -> Result<Vec<Row>> {
         let _host = dp.load_host_object()?;
         let (a, b) = (Ipv4Addr::new(10, 9, 0, 2), Ipv4Addr::new(10, 9, 0, 3));
-        let mut eps = EndpointMap::open(dp.pin_dir())?;
-        // the sending endpoint: a test run's packet comes in on loopback (ifindex 1)
-        eps.upsert(
-            a,
-            &EndpointInfo {
-                ifindex: 1,
-                lxc_id: 1,
-                mac: [2, 0, 0, 0, 0, 1],
-                node_mac: [2, 0, 0, 0, 1, 1],
-                sec_id: 256,
-                ..Default::default()
-            },
-        )?;
-        eps.upsert(
-            b,
-            &EndpointInfo {
-                ifindex: 99,
-                lxc_id: 2,
-                mac: [2, 0, 0, 0, 0, 2],
-                node_mac: [2, 0, 0, 0, 1, 2],
-                sec_id: 300,
-                ..Default::default()
-            },
-        )?;
+        let mut lxc_a = sender_and_peer(&dp, a, b, 300)?;
         let mut ipc = IpcacheMap::open(dp.pin_dir())?;
         for i in 1..=10_000u32 {
             ipc.upsert(
@@ -177,7 +154,6 @@ pub(crate) fn bench_policy_lpm(args: &Args) -> Result<Vec<Row>> {
                 },
             )?;
         }
-        let (mut lxc_a, _lxc_b) = load_pair(&dp, a, b, 300)?;
         let allow_all = seta_datapath::maps::policy_entries(&seta_core::policy::resolve::compute(&Default::default(), []));
         dp.ensure_policy_map(1)?;
         dp.ensure_policy_map(2)?;
@@ -236,8 +212,26 @@ pub(crate) fn bench_policy_lpm(args: &Args) -> Result<Vec<Row>> {
     r
 }
 
-/// The endpoint program twice (as endpoints 1 and 2, at `a` and `b`, whose
-/// seta_lxc entries the caller writes) in a bench pin dir.
-pub(crate) fn load_pair(dp: &seta_datapath::Datapath, _a: Ipv4Addr, _b: Ipv4Addr, _sec_b: u32) -> Result<(aya::Ebpf, aya::Ebpf)> {
-    Ok((dp.load_lxc_object()?, dp.load_lxc_object()?))
+/// Endpoints 1 (at `a`, the sender: a test run's packet comes in on
+/// loopback, ifindex 1) and 2 (at `b`, identity `sec_b`) in a bench pin dir,
+/// and the endpoint program to run their packets through.
+pub(crate) fn sender_and_peer(dp: &seta_datapath::Datapath, a: Ipv4Addr, b: Ipv4Addr, sec_b: u32) -> Result<aya::Ebpf> {
+    use seta_abi::EndpointInfo;
+    let lxc = dp.load_lxc_object()?;
+    let mut eps = seta_datapath::maps::EndpointMap::open(dp.pin_dir())?;
+    for (ip, ifindex, id, sec) in [(a, 1, 1u16, 256), (b, 99, 2, sec_b)] {
+        let n = id as u8;
+        eps.upsert(
+            ip,
+            &EndpointInfo {
+                ifindex,
+                lxc_id: id,
+                mac: [2, 0, 0, 0, 0, n],
+                node_mac: [2, 0, 0, 0, 1, n],
+                sec_id: sec,
+                ..Default::default()
+            },
+        )?;
+    }
+    Ok(lxc)
 }
