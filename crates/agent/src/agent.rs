@@ -437,9 +437,12 @@ impl Agent {
         let saved = self.store.load_endpoints();
         let mut inner = self.inner.lock().await;
         // identities keep their numbers; references are re-counted from the
-        // endpoints that survive (their programs carry the number as a constant)
+        // endpoints that survive
         inner.identities.reset_refcounts();
         let mut restored = 0;
+        // a live endpoint keeps its filter if it runs this build's program
+        let dp = self.dp.clone();
+        let want = tokio::task::spawn_blocking(move || dp.lxc_prog_id()).await??;
         for mut ep in saved {
             let link = self.nl.link(&ep.interface_name).await?;
             match link {
@@ -449,8 +452,6 @@ impl Agent {
                         .await
                         .map_err(|e| anyhow::anyhow!("{e}"))?;
                     // attached with this build's program (an older one is replaced in place)
-                    let dp = self.dp.clone();
-                    let want = tokio::task::spawn_blocking(move || dp.lxc_prog_id()).await??;
                     let attached = self.nl.tc_bpf_filters(l.index, true).await?.iter().any(|f| {
                         f.priority == seta_datapath::loader::ENDPOINT_FILTER_PRIORITY
                             && f.handle == seta_datapath::loader::ENDPOINT_FILTER_HANDLE
@@ -461,7 +462,7 @@ impl Agent {
                         let cfg = prog_config(&ep).map_err(anyhow::Error::msg)?;
                         let dp = self.dp.clone();
                         // an existing policy map is kept as is; the regeneration below brings it up to date
-                        tokio::task::spawn_blocking(move || dp.attach_endpoint(&cfg, None, false)).await??;
+                        tokio::task::spawn_blocking(move || dp.attach_endpoint(&cfg, None)).await??;
                     }
                     publish(&mut inner, &ep).map_err(|e| anyhow::anyhow!("{e}"))?;
                     let _ = inner.pool.allocate_ip(ep.ipv4, &ep.container_id);
@@ -1043,7 +1044,7 @@ impl Agent {
         let attached = match prog_config(&ep) {
             Ok(cfg) => {
                 let dp = self.dp.clone();
-                Some(tokio::task::spawn_blocking(move || dp.attach_endpoint(&cfg, Some(&entries), false)).await)
+                Some(tokio::task::spawn_blocking(move || dp.attach_endpoint(&cfg, Some(&entries))).await)
             }
             Err(e) => {
                 // nothing was created in the kernel: give back what phase 1 took
@@ -1675,7 +1676,7 @@ impl Agent {
             let entries = policy_entries(&resolve::compute(&p, &universe));
             let cfg = prog_config(&ep).map_err(ApiError::BadRequest)?;
             let dp = self.dp.clone();
-            tokio::task::spawn_blocking(move || dp.attach_endpoint(&cfg, Some(&entries), true))
+            tokio::task::spawn_blocking(move || dp.attach_endpoint(&cfg, Some(&entries)))
                 .await
                 .map_err(|e| ApiError::Internal(e.to_string()))??;
             publish(inner, &ep)?;

@@ -607,13 +607,9 @@ spec:
     assert_eq!(code, Some(0), "trace agrees: {out}");
     // the except entry must not replace the pod's own ipcache entry (its
     // identity and, across nodes, its tunnel endpoint)
-    for (n, ipc) in p.nodes().iter().zip(p.ipcaches()) {
-        let row = ipc.iter().find(|e| e.contains(&format!("\"{c2}/32\""))).unwrap();
-        let was = before[p.nodes().iter().position(|x| x == n).unwrap()]
-            .iter()
-            .find(|e| e.contains(&format!("\"{c2}/32\"")))
-            .unwrap();
-        assert_eq!(row, was, "{n}: client2's ipcache entry is untouched");
+    let c2_row = |ipc: &[String]| ipc.iter().find(|e| e.contains(&format!("\"{c2}/32\""))).cloned().unwrap();
+    for ((n, now), was) in p.nodes().iter().zip(p.ipcaches()).zip(&before) {
+        assert_eq!(c2_row(&now), c2_row(was), "{n}: client2's ipcache entry is untouched");
     }
     // and a CNP fromCIDR over the same range selects no pod
     p.delete(&["--all"]);

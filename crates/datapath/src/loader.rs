@@ -240,14 +240,12 @@ impl Datapath {
         self.pin_dir.join(format!("seta_pol_{ep_id:05}"))
     }
 
-    /// Load an endpoint's program, give its policy map the desired entries and
-    /// register it in `seta_policy`, then attach the program and pin the link:
-    /// the endpoint enforces its policy from its first packet.
-    ///
-    /// `replace` swaps the program inside an existing pinned link atomically
-    /// (a relabelled endpoint gets its new identity constant without a gap).
-    /// `policy: None` keeps whatever the (pinned) policy map holds.
-    pub fn attach_endpoint(&self, cfg: &EndpointProgConfig, policy: Option<&crate::maps::PolicyEntries>, replace: bool) -> Result<()> {
+    /// Give an endpoint's policy map the desired entries and register it in
+    /// `seta_policy`, then attach the shared program as the device's filter
+    /// (an existing filter is replaced in place, atomically): the endpoint
+    /// enforces its policy from its first packet. `policy: None` keeps
+    /// whatever the (pinned) policy map holds.
+    pub fn attach_endpoint(&self, cfg: &EndpointProgConfig, policy: Option<&crate::maps::PolicyEntries>) -> Result<()> {
         let t = std::time::Instant::now();
         let _claim = self.claim(cfg.ep_id);
         if !self.policy_pin(cfg.ep_id).exists() {
@@ -263,7 +261,6 @@ impl Datapath {
             // no spare was ready: register now (one RCU grace period)
             outer.register(cfg.ep_id, &pm)?;
         }
-        let _ = replace; // a filter in place is always replaced atomically
         self.with_lxc_prog(|p| attach_tc_filter(p, PROG_FROM_CONTAINER, &cfg.ifname))?;
         // an endpoint attached by an older seta (pinned TCX link) hands over
         // only now that the filter is in place: no gap
