@@ -13,7 +13,8 @@ use seta_core::labels::{Label, LabelSet};
 use seta_core::names::{HOST_DEV, NET_DEV};
 use seta_core::policy::resolve::{self, IdKind, IdentityInfo};
 use seta_core::policy::{parse, trace, PolicyDoc, Rule};
-use seta_datapath::maps::{policy_entries, EndpointMap, IpcacheMap, PolicyMap};
+use crate::kernel::Kernel;
+use seta_datapath::maps::policy_entries;
 use seta_datapath::netlink::Netlink;
 use seta_datapath::{Datapath, EndpointProgConfig};
 use std::collections::BTreeMap;
@@ -23,7 +24,9 @@ use std::time::Instant;
 use tokio::sync::Mutex;
 
 mod cluster;
-mod ipcache;
+pub(crate) mod ipcache;
+#[cfg(test)]
+mod tests;
 pub use cluster::VXLAN_DEV;
 
 #[derive(Debug, thiserror::Error)]
@@ -71,8 +74,8 @@ struct Inner {
     reserved_ids: std::collections::BTreeSet<u16>,
     /// container ids with a create in flight (a second one is a conflict)
     creating: std::collections::BTreeSet<String>,
-    eps: EndpointMap,
-    ipc: IpcacheMap,
+    /// the one adapter to the kernel (also held by the agent)
+    kernel: Arc<dyn Kernel>,
     /// the merged desired ipcache (every source) and what is installed
     ipc_state: ipcache::IpcacheState,
     policy: PolicyState,
@@ -88,8 +91,10 @@ struct Inner {
 
 pub struct Agent {
     pub cfg: Config,
-    dp: Datapath,
-    nl: Netlink,
+    /// every kernel side effect goes through this (a fake in unit tests)
+    kernel: Arc<dyn Kernel>,
+    /// the node's versioned pin directory (the events reader opens its ring buffer there)
+    pin_dir: std::path::PathBuf,
     store: Store,
     inner: Mutex<Inner>,
     started: Instant,
@@ -105,6 +110,9 @@ pub struct Agent {
     pub supervisor: Arc<crate::supervisor::Supervisor>,
     /// orders policy changes (their kvstore writes run without the inner lock)
     policy_io: Mutex<()>,
+    /// the routes to other nodes' pod CIDRs that are installed (node CIDR ->
+    /// via); the route reconciler holds it while it writes, not the inner lock
+    routes_io: Mutex<BTreeMap<(Ipv4Addr, u8), Ipv4Addr>>,
     /// serializes this node's identity reference writes in the kvstore
     /// (allocations and releases), which run without the inner lock
     ids_io: Mutex<()>,
@@ -293,7 +301,7 @@ const SCOPE_LOCAL: u32 = 1 << 24;
 /// Make an endpoint visible to the datapath: its endpoint-map entry (local
 /// delivery) and its ipcache entry (its identity for everyone's policy).
 fn publish(inner: &mut Inner, ep: &Endpoint) -> Result<(), ApiError> {
-    inner.eps.upsert(ep.ipv4, &host_entry(ep).map_err(ApiError::BadRequest)?)?;
+    inner.kernel.endpoint_upsert(ep.ipv4, &host_entry(ep).map_err(ApiError::BadRequest)?)?;
     inner.ipcache_local(ep.ipv4, Some(ep.identity));
     if let Some(err) = inner.ipc_state.failed.get(&ipcache::host32(ep.ipv4)) {
         return Err(ApiError::Internal(format!("ipcache entry for {}: {err}", ep.ipv4)));
@@ -318,7 +326,7 @@ impl Agent {
         let dp = Datapath::new(&cfg.pin_dir)?;
         let nl = Netlink::current()?;
 
-        let mut pool: Pool = store.load::<Option<Pool>>("ipam.json")?.unwrap_or(Pool::new(cfg.pod_cidr)?);
+        let pool: Pool = store.load::<Option<Pool>>("ipam.json")?.unwrap_or(Pool::new(cfg.pod_cidr)?);
         if pool.cidr != cfg.pod_cidr {
             anyhow::bail!(
                 "pod CIDR changed from {} (in {}/ipam.json) to {}; run `seta-agent cleanup --node {}` first",
@@ -328,9 +336,8 @@ impl Agent {
                 cfg.node
             );
         }
-        let router = pool.router();
-        setup_host_devices(&nl, &cfg, router).await?;
-        let (node_ip, underlay_mtu, node_dev) = underlay(&nl, &cfg).await?;
+        setup_host_devices(&nl, &cfg, pool.router()).await?;
+        let node = underlay(&nl, &cfg).await?;
         {
             let dp1 = dp.clone();
             tokio::task::spawn_blocking(move || dp1.attach_host(HOST_DEV)).await??;
@@ -339,9 +346,28 @@ impl Agent {
             let prog = tokio::task::spawn_blocking(move || dp2.lxc_prog_id()).await??;
             tracing::info!(prog, "endpoint program ready");
         }
-        let mut eps = EndpointMap::open(dp.pin_dir())?;
-        let ipc = IpcacheMap::open(dp.pin_dir())?;
-        eps.upsert(
+        cluster::setup_routing_mode(&dp, &nl, &cfg, &node).await?;
+        let kv = Kv::open(&cfg).await?;
+        let pin_dir = dp.pin_dir().to_path_buf();
+        let kernel: Arc<dyn Kernel> = Arc::new(crate::kernel::Real::new(dp, nl)?);
+        Self::assemble(cfg, filter, kernel, kv, store, pool, node, pin_dir).await
+    }
+
+    /// The subsystems on top of a brought-up node (or of fakes, in unit
+    /// tests): state from the store, then the same reconcile a restart does.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn assemble(
+        cfg: Config,
+        filter: LabelFilter,
+        kernel: Arc<dyn Kernel>,
+        kv: Kv,
+        store: Store,
+        mut pool: Pool,
+        node: NodeFacts,
+        pin_dir: std::path::PathBuf,
+    ) -> Result<Arc<Self>> {
+        let router = pool.router();
+        kernel.endpoint_upsert(
             router,
             &EndpointInfo {
                 flags: ENDPOINT_F_HOST,
@@ -350,7 +376,7 @@ impl Agent {
         )?;
         // start from what is pinned: nothing is rewritten until every source
         // has said what it wants (the full reconcile at the end of start)
-        let mut ipc_state = ipcache::IpcacheState::adopt(&ipc);
+        let mut ipc_state = ipcache::IpcacheState::adopt(kernel.as_ref());
         ipc_state.merged.upsert(
             seta_core::ipcache::Source::Local,
             ipcache::host32(router),
@@ -370,14 +396,13 @@ impl Agent {
 
         let identities: IdentityAllocator = store.load("identities.json")?;
         let policy: PolicyState = store.load("policy.json")?;
-        let kv = Kv::open(&cfg).await?;
         // Pool allocations without an endpoint are kept: a CNI ADD may be between
         // its IPAM call and its endpoint call. They are released by CNI DEL/GC.
         pool.cidr = cfg.pod_cidr;
         let agent = Arc::new(Self {
             cfg,
-            dp,
-            nl,
+            kernel: kernel.clone(),
+            pin_dir,
             store,
             inner: Mutex::new(Inner {
                 pool,
@@ -386,8 +411,7 @@ impl Agent {
                 reserved_ids: Default::default(),
                 creating: Default::default(),
                 kv_releases: Default::default(),
-                eps,
-                ipc,
+                kernel,
                 ipc_state,
                 policy,
                 ipblock_ids: BTreeMap::new(),
@@ -405,15 +429,15 @@ impl Agent {
             supervisor: crate::supervisor::Supervisor::new(),
             ids_io: Mutex::new(()),
             policy_io: Mutex::new(()),
+            routes_io: Mutex::new(BTreeMap::new()),
             releases_due: tokio::sync::Notify::new(),
             kv,
             kv_health: Default::default(),
             last_keepalive: std::sync::Mutex::new(Instant::now()),
-            node_ip,
-            underlay_mtu,
-            node_dev,
+            node_ip: node.ip,
+            underlay_mtu: node.mtu,
+            node_dev: node.dev,
         });
-        agent.setup_routing_mode().await?;
         agent.restore().await?;
         agent.process_delete_queue().await;
         {
@@ -441,10 +465,9 @@ impl Agent {
         inner.identities.reset_refcounts();
         let mut restored = 0;
         // a live endpoint keeps its filter if it runs this build's program
-        let dp = self.dp.clone();
-        let want = tokio::task::spawn_blocking(move || dp.lxc_prog_id()).await??;
+        let want = self.kernel.endpoint_program().await?;
         for mut ep in saved {
-            let link = self.nl.link(&ep.interface_name).await?;
+            let link = self.kernel.link(&ep.interface_name).await?;
             match link {
                 Some(l) if l.index == ep.interface_index => {
                     ep.identity = self
@@ -452,17 +475,12 @@ impl Agent {
                         .await
                         .map_err(|e| anyhow::anyhow!("{e}"))?;
                     // attached with this build's program (an older one is replaced in place)
-                    let attached = self.nl.tc_bpf_filters(l.index, true).await?.iter().any(|f| {
-                        f.priority == seta_datapath::loader::ENDPOINT_FILTER_PRIORITY
-                            && f.handle == seta_datapath::loader::ENDPOINT_FILTER_HANDLE
-                            && f.prog_id == want
-                    });
-                    if !attached || !self.dp.policy_pin(ep.id).exists() {
+                    let attached = self.kernel.endpoint_filter(l.index).await? == Some(want);
+                    if !attached || !self.kernel.policy_map_exists(ep.id) {
                         ep.state = EndpointState::Regenerating;
                         let cfg = prog_config(&ep).map_err(anyhow::Error::msg)?;
-                        let dp = self.dp.clone();
                         // an existing policy map is kept as is; the regeneration below brings it up to date
-                        tokio::task::spawn_blocking(move || dp.attach_endpoint(&cfg, None)).await??;
+                        self.kernel.attach_endpoint(cfg, None).await?;
                     }
                     publish(&mut inner, &ep).map_err(|e| anyhow::anyhow!("{e}"))?;
                     let _ = inner.pool.allocate_ip(ep.ipv4, &ep.container_id);
@@ -474,9 +492,9 @@ impl Agent {
                 }
                 _ => {
                     tracing::info!(id = ep.id, ifname = %ep.interface_name, "endpoint's interface is gone; removing it");
-                    self.dp.detach_endpoint(&ep.interface_name)?;
-                    self.dp.remove_endpoint_policy(ep.id)?;
-                    inner.eps.remove(ep.ipv4)?;
+                    self.kernel.detach_endpoint(&ep.interface_name)?;
+                    self.kernel.remove_endpoint_policy(ep.id)?;
+                    self.kernel.endpoint_remove(ep.ipv4)?;
                     inner.ipcache_local(ep.ipv4, None);
                     let _ = inner.pool.release(ep.ipv4);
                     self.store.remove_endpoint(ep.id)?;
@@ -486,9 +504,9 @@ impl Agent {
         // stray kernel state that no endpoint owns
         let router = inner.pool.router();
         let known: std::collections::BTreeSet<Ipv4Addr> = inner.endpoints.values().map(|e| e.ipv4).chain([router]).collect();
-        for (ip, _) in inner.eps.list() {
+        for (ip, _) in self.kernel.endpoint_list() {
             if !known.contains(&ip) {
-                inner.eps.remove(ip)?;
+                self.kernel.endpoint_remove(ip)?;
             }
         }
         // (stray ipcache entries go in the full reconcile at the end of start)
@@ -499,17 +517,15 @@ impl Agent {
             .chain([HOST_DEV.to_string(), VXLAN_DEV.to_string()])
             .chain(self.node_dev.clone())
             .collect();
-        for d in self.dp.pinned_link_devices() {
+        for d in self.kernel.pinned_link_devices() {
             if !devs.contains(&d) {
-                self.dp.detach_links(&d)?;
+                self.kernel.detach_links(&d)?;
             }
         }
         let ids: std::collections::BTreeSet<u16> = inner.endpoints.keys().copied().collect();
-        if let Ok(outer) = seta_datapath::maps::PolicyOuter::open(self.dp.pin_dir()) {
-            for id in outer.ids() {
-                if id <= u16::MAX as u32 && !ids.contains(&(id as u16)) {
-                    self.dp.recycle_policy_map(id as u16)?; // a spare, emptied
-                }
+        for id in self.kernel.policy_map_ids() {
+            if id <= u16::MAX as u32 && !ids.contains(&(id as u16)) {
+                self.kernel.recycle_policy_map(id as u16)?; // a spare, emptied
             }
         }
         inner.identities.drop_unreferenced();
@@ -531,7 +547,7 @@ impl Agent {
                 let _ = self.delete_endpoint(&EndpointRef::ContainerId(cid.into())).await;
                 let _ = self.ipam_release_owner(cid).await;
                 if let Some(ifname) = parsed.as_ref().and_then(|v| v["host-ifname"].as_str()) {
-                    let _ = self.nl.del_link_by_name(ifname).await;
+                    let _ = self.kernel.delete_link(ifname).await;
                 }
                 tracing::info!(container = cid, "processed queued CNI DEL");
             }
@@ -663,7 +679,7 @@ impl Agent {
                     .collect();
                 drop_keys.extend(policy_entries(&gone).into_keys());
             }
-            let res = PolicyMap::open_pinned(&self.dp.policy_pin(id)).and_then(|mut m| m.apply(&policy_entries(&upsert), &drop_keys));
+            let res = self.kernel.policy_apply(id, &policy_entries(&upsert), &drop_keys);
             if let Err(err) = res {
                 tracing::warn!(id, %err, "incremental policy update failed; full regeneration");
                 full = true;
@@ -685,7 +701,7 @@ impl Agent {
 
     /// Make the kernel's ipBlock map hold exactly the per-IP identities.
     fn sync_ipblock_map(&self, inner: &Inner) -> Result<()> {
-        seta_datapath::maps::IpblockMaps::open(self.dp.pin_dir())?.sync(&inner.ipblock_ids)?;
+        self.kernel.ipblock_sync(&inner.ipblock_ids)?;
         Ok(())
     }
 
@@ -733,7 +749,7 @@ impl Agent {
             let p = inner.endpoint_policy(&rules, &ep, self.cfg.allow_host_ingress);
             let state = resolve::compute(&p, &universe);
             let entries = policy_entries(&state);
-            let res = PolicyMap::open_pinned(&self.dp.policy_pin(id)).and_then(|mut m| m.sync(&entries));
+            let res = self.kernel.policy_sync(id, &entries);
             let ok = res.is_ok();
             if ok {
                 inner.resolved.insert(id, (p.clone(), state));
@@ -920,7 +936,7 @@ impl Agent {
             Label::parse(l, "k8s").map_err(|e| bad(format!("labels[{i}]: {e}")))?;
         }
         let link = self
-            .nl
+            .kernel
             .link(&req.interface_name)
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
@@ -1042,10 +1058,7 @@ impl Agent {
         // Phase 2 (unlocked): load the program, fill its policy map, attach.
         let t_attach = Instant::now();
         let attached = match prog_config(&ep) {
-            Ok(cfg) => {
-                let dp = self.dp.clone();
-                Some(tokio::task::spawn_blocking(move || dp.attach_endpoint(&cfg, Some(&entries))).await)
-            }
+            Ok(cfg) => Some(self.kernel.attach_endpoint(cfg, Some(entries)).await),
             Err(e) => {
                 // nothing was created in the kernel: give back what phase 1 took
                 let mut inner = self.inner.lock().await;
@@ -1064,19 +1077,18 @@ impl Agent {
         inner.reserved_ids.remove(&ep.id);
         inner.creating.remove(&ep.container_id);
         let result = match attached.expect("set above") {
-            Ok(Ok(())) => (|| -> Result<(), ApiError> {
+            Ok(()) => (|| -> Result<(), ApiError> {
                 publish(&mut inner, &ep)?;
                 ep.state = EndpointState::Ready;
                 self.store.save_endpoint(&ep)?;
                 Ok(())
             })(),
-            Ok(Err(e)) => Err(ApiError::Internal(format!("attaching programs to {}: {e}", ep.interface_name))),
-            Err(e) => Err(ApiError::Internal(format!("attach task: {e}"))),
+            Err(e) => Err(ApiError::Internal(format!("attaching programs to {}: {e}", ep.interface_name))),
         };
         if let Err(e) = result {
-            let _ = self.dp.detach_endpoint(&ep.interface_name);
-            let _ = self.dp.remove_endpoint_policy(ep.id);
-            let _ = inner.eps.remove(ep.ipv4);
+            let _ = self.kernel.detach_endpoint(&ep.interface_name);
+            let _ = self.kernel.remove_endpoint_policy(ep.id);
+            let _ = self.kernel.endpoint_remove(ep.ipv4);
             inner.ipcache_local(ep.ipv4, None);
             self.release_identity(&mut inner, &ep.labels).await;
             let _ = self.store.remove_endpoint(ep.id);
@@ -1114,15 +1126,15 @@ impl Agent {
         let id = inner.find(r)?;
         let mut ep = inner.endpoints.remove(&id).expect("present");
         ep.state = EndpointState::Disconnecting;
-        self.dp
+        self.kernel
             .detach_endpoint(&ep.interface_name)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        inner.eps.remove(ep.ipv4)?;
+        self.kernel.endpoint_remove(ep.ipv4)?;
         inner.ipcache_local(ep.ipv4, None);
         self.share_endpoint_ip(&mut inner, ep.ipv4, None).await;
         // keep the emptied map registered: the next endpoint with this id finds it ready
-        self.dp.recycle_policy_map(ep.id)?;
-        match seta_datapath::maps::CtMap::open(self.dp.pin_dir()).and_then(|mut ct| ct.flush_ip(ep.ipv4)) {
+        self.kernel.recycle_policy_map(ep.id)?;
+        match self.kernel.ct_flush_ip(ep.ipv4) {
             Ok(n) if n > 0 => tracing::debug!(ip = %ep.ipv4, flushed = n, "conntrack entries of the deleted endpoint"),
             Ok(_) => {}
             Err(e) => tracing::warn!(ip = %ep.ipv4, %e, "could not flush conntrack entries of the deleted endpoint"),
@@ -1147,51 +1159,7 @@ impl Agent {
     /// Programs per device in this node's namespace: TCX links and cls_bpf
     /// filters.
     pub async fn attachments(&self) -> Result<Vec<Attachment>, ApiError> {
-        let links = self.nl.links().await.map_err(|e| ApiError::Internal(e.to_string()))?;
-        let mut filters = Vec::new();
-        for l in &links {
-            for (ingress, dir) in [(true, "ingress"), (false, "egress")] {
-                for f in self.nl.tc_bpf_filters(l.index, ingress).await.unwrap_or_default() {
-                    filters.push(Attachment {
-                        device: l.name.clone(),
-                        ifindex: l.index,
-                        direction: dir.into(),
-                        mode: "tc".into(),
-                        program: f.name,
-                        prog_id: f.prog_id,
-                        pinned: None,
-                    });
-                }
-            }
-        }
-        let dp = self.dp.clone();
-        let out = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            for l in links {
-                let Ok(progs) = seta_datapath::loader::query_tcx(&l.name) else {
-                    continue;
-                };
-                for (dir, name, id) in progs {
-                    let pin = dp.link_pin(&l.name, &dir);
-                    out.push(Attachment {
-                        device: l.name.clone(),
-                        ifindex: l.index,
-                        direction: dir,
-                        mode: "tcx".into(),
-                        program: name,
-                        prog_id: id,
-                        pinned: pin.exists().then(|| pin.display().to_string()),
-                    });
-                }
-            }
-            out
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let mut out = out;
-        out.extend(filters);
-        out.sort_by(|a, b| (a.ifindex, &a.direction).cmp(&(b.ifindex, &b.direction)));
-        Ok(out)
+        self.kernel.attachments().await.map_err(|e| ApiError::Internal(format!("{e:#}")))
     }
 }
 
@@ -1201,10 +1169,30 @@ impl From<seta_datapath::DatapathError> for ApiError {
     }
 }
 
+/// Outcome of a retry pass.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// nothing had failed
+    Idle,
+    /// everything that had failed converged (this many endpoints)
+    Converged(usize),
+    /// something is still failing
+    Pending,
+}
+
+/// What node bring-up learnt about the underlay.
+pub(crate) struct NodeFacts {
+    /// this node's address for other nodes
+    pub ip: Option<Ipv4Addr>,
+    pub mtu: u32,
+    /// the device holding the node IP
+    pub dev: Option<String>,
+}
+
 /// This node's address for other nodes and the underlay MTU: from the
 /// configuration, else the first address outside the pod network and its
 /// device's MTU.
-async fn underlay(nl: &Netlink, cfg: &Config) -> Result<(Option<Ipv4Addr>, u32, Option<String>)> {
+async fn underlay(nl: &Netlink, cfg: &Config) -> Result<NodeFacts> {
     let links = nl.links().await?;
     let ours = |name: &str| name == "lo" || name.starts_with("lxc") || name.starts_with("seta_");
     let addrs = nl.ipv4_addrs().await?;
@@ -1224,7 +1212,11 @@ async fn underlay(nl: &Netlink, cfg: &Config) -> Result<(Option<Ipv4Addr>, u32, 
         (None, None) => 1500,
     };
     let dev = found.and_then(|(idx, _)| links.iter().find(|l| l.index == idx).map(|l| l.name.clone()));
-    Ok((found.map(|(_, ip)| ip), mtu, dev))
+    Ok(NodeFacts {
+        ip: found.map(|(_, ip)| ip),
+        mtu,
+        dev,
+    })
 }
 
 async fn setup_host_devices(nl: &Netlink, cfg: &Config, router: Ipv4Addr) -> Result<()> {
@@ -1313,15 +1305,7 @@ impl Agent {
             let used: std::collections::BTreeSet<u16> = inner.endpoints.keys().chain(inner.reserved_ids.iter()).copied().collect();
             (1..=u16::MAX).filter(|i| !used.contains(i)).take(SPARE_POLICY_MAPS).collect()
         };
-        let dp = self.dp.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            for id in want {
-                if let Err(e) = dp.ensure_policy_map(id) {
-                    tracing::warn!(id, %e, "could not prepare a spare policy map");
-                }
-            }
-        })
-        .await;
+        self.kernel.prepare_policy_maps(want).await;
     }
 
     /// Background work, each loop supervised: drain datapath events,
@@ -1329,7 +1313,7 @@ impl Agent {
     /// cluster, retry failed reconciliations.
     pub fn spawn_background(self: Arc<Self>) {
         let sup = self.supervisor.clone();
-        let (pin, log) = (self.dp.pin_dir().to_path_buf(), self.events.clone());
+        let (pin, log) = (self.pin_dir.clone(), self.events.clone());
         sup.spawn("events-reader", move || events_reader(pin.clone(), log.clone()));
         let me = self.clone();
         tokio::spawn(async move {
@@ -1344,15 +1328,15 @@ impl Agent {
             }
         });
         self.spawn_cluster_sync();
-        let pin = self.dp.pin_dir().to_path_buf();
+        let k = self.kernel.clone();
         sup.spawn("conntrack-gc", move || {
-            let pin = pin.clone();
+            let k = k.clone();
             async move {
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
                 loop {
                     tick.tick().await;
-                    let pin = pin.clone();
-                    let n = tokio::task::spawn_blocking(move || seta_datapath::maps::CtMap::open(&pin)?.flush(true)).await??;
+                    let k = k.clone();
+                    let n = tokio::task::spawn_blocking(move || k.ct_gc()).await??;
                     if n > 0 {
                         tracing::debug!(removed = n, "conntrack GC");
                     }
@@ -1382,43 +1366,54 @@ impl Agent {
         let mut wait = MIN;
         loop {
             tokio::time::sleep(wait).await;
-            let mut inner = self.inner.lock().await;
-            let failed: Vec<u16> = inner
-                .endpoints
-                .values()
-                .filter(|e| e.state == EndpointState::NotReady)
-                .map(|e| e.id)
-                .collect();
-            let ipc_failed = !inner.ipc_state.failed.is_empty();
-            if failed.is_empty() && !ipc_failed {
-                wait = MIN;
-                continue;
-            }
-            if !failed.is_empty() {
-                self.regen_retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.regenerate(&mut inner, &failed);
-            }
-            let ipc_left = if ipc_failed { inner.reconcile_ipcache(true) } else { 0 };
-            let still = inner.endpoints.values().any(|e| e.state == EndpointState::NotReady);
-            if still || ipc_left > 0 {
-                wait = (wait * 2).min(MAX);
-            } else {
-                tracing::info!(endpoints = failed.len(), "failed reconciliations converged");
-                wait = MIN;
-            }
+            wait = match self.retry_once().await {
+                Retry::Idle => MIN,
+                Retry::Converged(n) => {
+                    tracing::info!(endpoints = n, "failed reconciliations converged");
+                    MIN
+                }
+                Retry::Pending => (wait * 2).min(MAX),
+            };
+        }
+    }
+
+    /// One pass of the retry loop: regenerate not-ready endpoints and rewrite
+    /// failed ipcache entries.
+    pub(crate) async fn retry_once(&self) -> Retry {
+        let mut inner = self.inner.lock().await;
+        let failed: Vec<u16> = inner
+            .endpoints
+            .values()
+            .filter(|e| e.state == EndpointState::NotReady)
+            .map(|e| e.id)
+            .collect();
+        let ipc_failed = !inner.ipc_state.failed.is_empty();
+        if failed.is_empty() && !ipc_failed {
+            return Retry::Idle;
+        }
+        if !failed.is_empty() {
+            self.regen_retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.regenerate(&mut inner, &failed);
+        }
+        let ipc_left = if ipc_failed { inner.reconcile_ipcache(true) } else { 0 };
+        let still = inner.endpoints.values().any(|e| e.state == EndpointState::NotReady);
+        if still || ipc_left > 0 {
+            Retry::Pending
+        } else {
+            Retry::Converged(failed.len())
         }
     }
 
     /// This node as the registry shows it: underlay addresses, pod CIDR, boot id.
     pub async fn node_info(&self) -> seta_kvstore::nodes::NodeInfo {
-        let links = self.nl.links().await.unwrap_or_default();
+        let links = self.kernel.links().await.unwrap_or_default();
         let skip: std::collections::BTreeSet<u32> = links
             .iter()
             .filter(|l| l.name == "lo" || l.name.starts_with("lxc") || l.name.starts_with("seta_"))
             .map(|l| l.index)
             .collect();
         let mut ips: Vec<Ipv4Addr> = self
-            .nl
+            .kernel
             .ipv4_addrs()
             .await
             .unwrap_or_default()
@@ -1519,7 +1514,7 @@ impl Agent {
         for ep in inner.endpoints.values() {
             let p = inner.endpoint_policy(&rules, ep, self.cfg.allow_host_ingress);
             let want = policy_entries(&resolve::compute(&p, &universe));
-            let have = PolicyMap::open_pinned(&self.dp.policy_pin(ep.id))?.list();
+            let have = self.kernel.policy_list(ep.id)?;
             if want != have {
                 let missing = want.keys().filter(|k| !have.contains_key(*k)).count();
                 let extra = have.keys().filter(|k| !want.contains_key(*k)).count();
@@ -1675,10 +1670,7 @@ impl Agent {
             let p = inner.endpoint_policy(&rules, &ep, self.cfg.allow_host_ingress);
             let entries = policy_entries(&resolve::compute(&p, &universe));
             let cfg = prog_config(&ep).map_err(ApiError::BadRequest)?;
-            let dp = self.dp.clone();
-            tokio::task::spawn_blocking(move || dp.attach_endpoint(&cfg, Some(&entries)))
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))??;
+            self.kernel.attach_endpoint(cfg, Some(entries)).await?;
             publish(inner, &ep)?;
             self.share_endpoint_ip(inner, ep.ipv4, Some(&ep)).await;
         }

@@ -14,7 +14,9 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 pub enum Kv {
-    Memory(ClusterIdentities<MemoryStore>),
+    /// the embedded store; `true` when several agents share it (unit tests
+    /// of cluster events), else node-local
+    Memory(ClusterIdentities<MemoryStore>, bool),
     /// identities, lease TTL, set when the lease was re-granted outside the announce loop
     Etcd(ClusterIdentities<EtcdStore>, i64, std::sync::atomic::AtomicBool),
 }
@@ -23,7 +25,7 @@ pub enum Kv {
 macro_rules! each {
     ($kv:expr, $c:ident => $e:expr) => {
         match $kv {
-            Kv::Memory($c) => $e,
+            Kv::Memory($c, _) => $e,
             Kv::Etcd($c, _, _) => $e,
         }
     };
@@ -34,12 +36,10 @@ impl Kv {
         match cfg.kvstore {
             KvstoreKind::Memory => {
                 let store = MemoryStore::persistent(cfg.state_dir.join("kvstore.json"))?;
-                Ok(Kv::Memory(ClusterIdentities::new(
-                    Arc::new(store),
-                    &cfg.kvstore_prefix,
-                    &cfg.node,
-                    0,
-                )))
+                Ok(Kv::Memory(
+                    ClusterIdentities::new(Arc::new(store), &cfg.kvstore_prefix, &cfg.node, 0),
+                    false,
+                ))
             }
             KvstoreKind::Etcd => {
                 anyhow::ensure!(
@@ -148,9 +148,15 @@ impl Kv {
         }
     }
 
+    /// An in-memory store several agents of one process share (unit tests).
+    #[cfg(test)]
+    pub fn shared_memory(store: Arc<MemoryStore>, prefix: &str, node: &str) -> Self {
+        Kv::Memory(ClusterIdentities::new(store, prefix, node, 0), true)
+    }
+
     /// Whether other nodes share this store (etcd).
     pub fn shared(&self) -> bool {
-        matches!(self, Kv::Etcd(..))
+        matches!(self, Kv::Etcd(..) | Kv::Memory(_, true))
     }
 
     /// Put and delete keys in one transaction.

@@ -3,6 +3,7 @@ mod agent;
 mod api;
 mod config;
 mod events;
+mod kernel;
 mod kv;
 mod state;
 mod supervisor;

@@ -31,7 +31,7 @@ pub struct ClusterState {
     pub remote_ids: BTreeMap<u32, LabelSet>,
     /// other nodes, by name
     pub nodes: BTreeMap<String, NodeInfo>,
-    /// remote pod CIDR routes installed
+    /// desired routes to other nodes' pod CIDRs (node CIDR -> via)
     routes: BTreeMap<(Ipv4Addr, u8), Ipv4Addr>,
     /// this node's entries must be written again (kvstore was away, lease renewed)
     pub republish: bool,
@@ -119,39 +119,40 @@ fn id_of_key(k: &str) -> Option<u32> {
     k.rsplit('/').next()?.parse().ok()
 }
 
+/// Node bring-up: the tunnel device (tunnel mode) or its removal (native),
+/// the datapath's view of it, and the node device's program.
+pub(super) async fn setup_routing_mode(dp: &Datapath, nl: &Netlink, cfg: &Config, node: &NodeFacts) -> Result<()> {
+    let pin = dp.pin_dir().to_path_buf();
+    match cfg.routing_mode {
+        RoutingMode::Tunnel => {
+            if nl.link(VXLAN_DEV).await?.is_none() {
+                nl.create_vxlan(VXLAN_DEV, VXLAN_PORT).await?;
+            }
+            let dev = nl.link(VXLAN_DEV).await?.context("seta_vxlan missing after creation")?;
+            nl.set_mtu(dev.index, node.mtu).await?;
+            nl.set_up(dev.index).await?;
+            seta_datapath::sysfs::set_ipv4_sysctl(&format!("conf/{VXLAN_DEV}/rp_filter"), "0")?;
+            let dp = dp.clone();
+            tokio::task::spawn_blocking(move || dp.attach_overlay(VXLAN_DEV)).await??;
+            seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_VXLAN_IFINDEX, dev.index)?;
+        }
+        RoutingMode::Native => {
+            seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_VXLAN_IFINDEX, 0)?;
+            dp.detach_links(VXLAN_DEV)?;
+            nl.del_link_by_name(VXLAN_DEV).await?;
+        }
+    }
+    // the node's own device: traffic for local pods skips the forwarding path
+    if let Some(dev) = node.dev.clone() {
+        let dp = dp.clone();
+        tokio::task::spawn_blocking(move || dp.attach_netdev(&dev)).await??;
+    }
+    Ok(())
+}
+
 impl Agent {
     fn prefix(&self) -> &str {
         self.cfg.kvstore_prefix.trim_end_matches('/')
-    }
-
-    /// Bring up (tunnel) or remove (native) the tunnel device and tell the datapath.
-    pub(super) async fn setup_routing_mode(&self) -> Result<()> {
-        let pin = self.dp.pin_dir().to_path_buf();
-        match self.cfg.routing_mode {
-            RoutingMode::Tunnel => {
-                if self.nl.link(VXLAN_DEV).await?.is_none() {
-                    self.nl.create_vxlan(VXLAN_DEV, VXLAN_PORT).await?;
-                }
-                let dev = self.nl.link(VXLAN_DEV).await?.context("seta_vxlan missing after creation")?;
-                self.nl.set_mtu(dev.index, self.underlay_mtu).await?;
-                self.nl.set_up(dev.index).await?;
-                seta_datapath::sysfs::set_ipv4_sysctl(&format!("conf/{VXLAN_DEV}/rp_filter"), "0")?;
-                let dp = self.dp.clone();
-                tokio::task::spawn_blocking(move || dp.attach_overlay(VXLAN_DEV)).await??;
-                seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_VXLAN_IFINDEX, dev.index)?;
-            }
-            RoutingMode::Native => {
-                seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_VXLAN_IFINDEX, 0)?;
-                self.dp.detach_links(VXLAN_DEV)?;
-                self.nl.del_link_by_name(VXLAN_DEV).await?;
-            }
-        }
-        // the node's own device: traffic for local pods skips the forwarding path
-        if let Some(dev) = self.node_dev.clone() {
-            let dp = self.dp.clone();
-            tokio::task::spawn_blocking(move || dp.attach_netdev(&dev)).await??;
-        }
-        Ok(())
     }
 
     /// The MTU pods get: the underlay's, minus the encapsulation in tunnel mode.
@@ -296,7 +297,7 @@ impl Agent {
         });
     }
 
-    async fn cluster_sync(self: Arc<Self>) -> anyhow::Result<()> {
+    pub(super) async fn cluster_sync(self: Arc<Self>) -> anyhow::Result<()> {
         let p = self.prefix().to_string();
         let mut ids = self.kv.reflect(format!("{p}/identities/v1/id/"), self.kv_health.ids.clone());
         let mut ips = self.kv.reflect(seta_kvstore::ipcache::base(&p), self.kv_health.ips.clone());
@@ -369,10 +370,14 @@ impl Agent {
             self.remote_identities_changed(&mut inner, id_changes);
         }
         if topo_changed {
-            self.converge_remote(&mut inner).await;
+            self.converge_remote(&mut inner);
         }
         if pol_changed && self.kv.shared() {
             self.cluster_policies_changed(&mut inner).await;
+        }
+        drop(inner);
+        if topo_changed {
+            self.reconcile_routes().await;
         }
         tracing::debug!(ms = t.elapsed().as_secs_f64() * 1e3, "cluster state applied");
     }
@@ -493,7 +498,7 @@ impl Agent {
     }
 
     /// Make the ipcache and routes match the other nodes and their pods.
-    pub(super) async fn converge_remote(&self, inner: &mut Inner) {
+    pub(super) fn converge_remote(&self, inner: &mut Inner) {
         let tunnel = self.cfg.routing_mode == RoutingMode::Tunnel;
         let own_cidr = inner.pool.cidr;
         let mut want: BTreeMap<Ipv4Addr, RemoteEndpointInfo> = BTreeMap::new();
@@ -545,11 +550,25 @@ impl Agent {
             Ok(false) => {}
             Err(e) => tracing::error!(%e, "per-IP identities of ipBlock peers"),
         }
-        // routes to other nodes' pod CIDRs
-        let old_routes = std::mem::take(&mut inner.cluster.routes);
-        let host = self.nl.link(HOST_DEV).await.ok().flatten();
+        // routes to other nodes' pod CIDRs: written by reconcile_routes, off the lock
+        inner.cluster.routes = routes;
+        if up + down > 0 {
+            tracing::info!(up, down, nodes = inner.cluster.nodes.len(), "remote ipcache converged");
+        }
+    }
+
+    /// Make the kernel's routes to other nodes' pod CIDRs (ours by protocol)
+    /// equal the desired ones; netlink runs without the inner lock.
+    pub(super) async fn reconcile_routes(&self) {
+        let mut installed = self.routes_io.lock().await;
+        let (routes, own_cidr) = {
+            let inner = self.inner.lock().await;
+            (inner.cluster.routes.clone(), inner.pool.cidr)
+        };
+        let tunnel = self.cfg.routing_mode == RoutingMode::Tunnel;
+        let host = self.kernel.link(HOST_DEV).await.ok().flatten();
         for ((net, plen), via) in &routes {
-            if old_routes.get(&(*net, *plen)) == Some(via) {
+            if installed.get(&(*net, *plen)) == Some(via) {
                 continue;
             }
             let r = match (tunnel, &host) {
@@ -574,22 +593,22 @@ impl Agent {
                     protocol: Some(ROUTE_PROTO),
                 },
             };
-            if let Err(e) = self.nl.replace_route_with(&r).await {
-                tracing::error!(%e, "route to a node's pod CIDR");
+            match self.kernel.replace_route(&r).await {
+                Ok(()) => {
+                    installed.insert((*net, *plen), *via);
+                }
+                Err(e) => tracing::error!(%e, "route to a node's pod CIDR"),
             }
         }
         // stale: ours (by protocol) but no longer wanted
-        if let Ok(have) = self.nl.routes_with_protocol(ROUTE_PROTO).await {
+        if let Ok(have) = self.kernel.routes_with_protocol(ROUTE_PROTO).await {
             for (net, plen) in have {
-                if !routes.contains_key(&(net, plen)) {
-                    let _ = self.nl.del_route(net, plen).await;
+                if !routes.contains_key(&(net, plen)) && self.kernel.delete_route(net, plen).await.is_ok() {
+                    installed.remove(&(net, plen));
                 }
             }
         }
-        inner.cluster.routes = routes;
-        if up + down > 0 {
-            tracing::info!(up, down, nodes = inner.cluster.nodes.len(), "remote ipcache converged");
-        }
+        installed.retain(|k, _| routes.contains_key(k));
     }
 
     /// Probe every other node: its underlay address (TCP to the health port)

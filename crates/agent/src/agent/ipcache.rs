@@ -6,21 +6,7 @@ use super::*;
 use ipnet::Ipv4Net;
 use seta_core::ipcache::{Entry, Ipcache, Source};
 
-/// Kernel value of a merged entry.
-pub(super) fn to_kernel(e: &Entry) -> RemoteEndpointInfo {
-    RemoteEndpointInfo {
-        sec_identity: e.identity,
-        tunnel_endpoint: e.tunnel_endpoint.map(|t| t.octets()).unwrap_or([0; 4]),
-        ..Default::default()
-    }
-}
-
-pub(super) fn from_kernel(v: &RemoteEndpointInfo) -> Entry {
-    Entry {
-        identity: v.sec_identity,
-        tunnel_endpoint: (v.tunnel_endpoint != [0; 4]).then(|| Ipv4Addr::from(v.tunnel_endpoint)),
-    }
-}
+pub(super) use crate::kernel::from_kernel;
 
 pub(super) fn host32(ip: Ipv4Addr) -> Ipv4Net {
     Ipv4Net::new(ip, 32).expect("/32")
@@ -36,15 +22,10 @@ pub struct IpcacheState {
 }
 
 impl IpcacheState {
-    /// Start from what the pinned map holds (a restart is the same reconcile).
-    pub fn adopt(map: &IpcacheMap) -> Self {
-        let installed = map
-            .list()
-            .into_iter()
-            .filter_map(|(ip, plen, v)| Ipv4Net::new(ip, plen).ok().map(|n| (n, from_kernel(&v))))
-            .collect();
+    /// Start from what the kernel holds (a restart is the same reconcile).
+    pub fn adopt(k: &dyn crate::kernel::Kernel) -> Self {
         Self {
-            installed,
+            installed: k.ipcache_list(),
             ..Default::default()
         }
     }
@@ -54,15 +35,6 @@ impl IpcacheState {
 pub trait IpcacheSink {
     fn put(&mut self, net: Ipv4Net, e: &Entry) -> Result<(), String>;
     fn del(&mut self, net: Ipv4Net) -> Result<(), String>;
-}
-
-impl IpcacheSink for IpcacheMap {
-    fn put(&mut self, net: Ipv4Net, e: &Entry) -> Result<(), String> {
-        self.upsert(net.addr(), net.prefix_len(), &to_kernel(e)).map_err(|e| e.to_string())
-    }
-    fn del(&mut self, net: Ipv4Net) -> Result<(), String> {
-        self.remove(net.addr(), net.prefix_len()).map(|_| ()).map_err(|e| e.to_string())
-    }
 }
 
 impl IpcacheState {
@@ -101,7 +73,7 @@ impl Inner {
     /// Write the changed prefixes (or, with `full`, everything that differs)
     /// to the kernel map. Returns the number of failed writes.
     pub(super) fn reconcile_ipcache(&mut self, full: bool) -> usize {
-        self.ipc_state.reconcile(&mut self.ipc, full)
+        self.ipc_state.reconcile(&mut &*self.kernel, full)
     }
 
     /// A local endpoint's (or the router's) identity.
