@@ -6,7 +6,7 @@ APT_PKGS := clang-19 llvm-19 libbpf-dev iproute2 iputils-ping iperf3 sockperf nf
             containernetworking-plugins jq procps podman runc busybox-static etcd-server protobuf-compiler
 REL := target/release
 
-.PHONY: all deps build test demo bench fmt clippy lab-down clean
+.PHONY: all deps nextest build test demo bench fmt clippy lab-down clean-machine clean
 
 all: build
 
@@ -19,14 +19,25 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# The test runner (per-test time limits, test groups: .config/nextest.toml).
+nextest:
+	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
+
 build: deps
 	$(CARGO) build --release --workspace
 
-# Unit tests, BPF packet tests (root), CNI and end-to-end lab tests (root).
-# Under CI=true a privileged test that cannot run fails instead of skipping.
-test: deps
+# Unit tests, BPF packet tests (root), CNI and end-to-end lab tests (root),
+# under cargo nextest: every test has a time limit and is killed and named
+# when it runs past it (.config/nextest.toml). Under CI=true a privileged test
+# that cannot run fails instead of skipping. What earlier or killed test runs
+# left (labs t<digits>..., BPF test pins, test etcds) is removed before and
+# after the run.
+test: deps nextest
 	$(CARGO) build --workspace
-	$(CARGO) test --workspace -- --test-threads=2
+	@target/debug/seta lab down --tests 2>&1 | grep -v '^==> nothing left behind' || true
+	@rc=0; $(CARGO) nextest run --workspace $(NEXTEST_ARGS) || rc=$$?; \
+	  target/debug/seta lab down --tests 2>&1 | grep -v '^==> nothing left behind'; \
+	  exit $$rc
 
 demo: build
 	./scripts/demo.sh
@@ -42,8 +53,14 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets
 
 # Remove every lab on this machine (also after a crash).
-lab-down:
-	-$(REL)/seta lab down --all || target/debug/seta lab down --all
+lab-down: clean-machine
+
+# Remove everything labs, tests and the bench left on this machine, found by
+# prefix with or without state files: namespaces and the processes in them,
+# agents, operators, etcds, pins, /run/seta and /var/lib/seta entries.
+clean-machine: deps
+	@$(CARGO) build -q -p seta-cli
+	target/debug/seta lab down --all
 
 clean: lab-down
 	$(CARGO) clean

@@ -1,5 +1,6 @@
 //! 2. CNI ADD latency (1 and 50 in parallel) vs bridge+host-local, and the agent's memory.
 use crate::*;
+use seta_lab::wait::RunWithin;
 
 pub(crate) fn timed_add(lab: &Lab, node: &str, cid: &str, ns: &str) -> Result<f64> {
     let env = [
@@ -48,16 +49,11 @@ pub(crate) fn bridge_cmd(node_ns: &str, cmd: &str, cid: &str, ns: &str) -> Resul
         .env("CNI_CONTAINERID", cid)
         .env("CNI_NETNS", format!("/run/netns/{ns}"))
         .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", "/usr/lib/cni")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env("CNI_PATH", "/usr/lib/cni");
     in_netns(&mut c, &Path::new("/run/netns").join(node_ns))?;
+    let input = bridge_conf().to_string();
     let t = Instant::now();
-    let mut child = c.spawn()?;
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(bridge_conf().to_string().as_bytes())?;
-    let out = child.wait_with_output()?;
+    let out = c.output_with_input_within(input.as_bytes(), Duration::from_secs(60))?;
     let ms = t.elapsed().as_secs_f64() * 1e3;
     if !out.status.success() {
         bail!("bridge {cmd} {cid}: {}", String::from_utf8_lossy(&out.stdout));

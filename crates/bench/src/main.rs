@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-#[derive(Parser)]
+#[derive(Parser, Clone)]
 struct Args {
     /// Interleaved rounds per comparison
     #[arg(long, default_value_t = 5)]
@@ -53,41 +53,73 @@ use stats::*;
 use util::*;
 use xnode::*;
 
+type SectionFn = fn(&Args, &Path, &tokio::runtime::Runtime) -> Result<Vec<Row>>;
+
+/// The sections in order: name (for --only), seconds of budget per
+/// round-second, and how to run it.
+const SECTIONS: [(&str, u64, SectionFn); 8] = [
+    ("bpf", 4, |a, _, _| bench_bpf(a)),
+    ("net", 30, |a, b, rt| rt.block_on(bench_net(a, b))),
+    ("cni", 10, |a, b, rt| rt.block_on(bench_cni(a, b))),
+    ("mem", 10, |_, b, rt| rt.block_on(bench_agent_memory(b))),
+    ("polcomp", 10, |a, _, _| bench_policy_compute(a)),
+    ("policy", 30, |a, b, rt| rt.block_on(bench_policy_path(a, b))),
+    ("kvstore", 10, |a, _, rt| rt.block_on(bench_identity_alloc(a))),
+    ("xnode", 40, |a, b, rt| rt.block_on(bench_xnode(a, b))),
+];
+
+/// Run one section on its own thread with a time limit: its rows, or why it
+/// failed or timed out (a timed-out section's thread is abandoned).
+fn run_section(name: &str, limit: Duration, args: &Args, bin_dir: &Path, run: SectionFn) -> Result<Vec<Row>, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (args, bin_dir) = (args.clone(), bin_dir.to_path_buf());
+    std::thread::Builder::new()
+        .name(format!("bench-{name}"))
+        .spawn(move || {
+            let r = tokio::runtime::Runtime::new()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| {
+                    let r = run(&args, &bin_dir, &rt);
+                    rt.shutdown_timeout(Duration::from_secs(1));
+                    r
+                });
+            let _ = tx.send(r.map_err(|e| format!("failed: {e:#}")));
+        })
+        .map_err(|e| format!("failed: cannot start a thread: {e}"))?;
+    match rx.recv_timeout(limit) {
+        Ok(r) => r,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(format!("timed out after {} s", limit.as_secs())),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err("failed: the section panicked".into()),
+    }
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     if !nix::unistd::Uid::effective().is_root() {
         bail!("make bench needs root (namespaces, BPF)");
     }
     let bin_dir = std::env::current_exe()?.parent().unwrap().to_path_buf();
-    let rt = tokio::runtime::Runtime::new()?;
     let _guard = Cleanup;
     cleanup();
     let mut rows: Vec<Row> = Vec::new();
-    if args.only.iter().any(|s| s == "bpf") {
-        rows.extend(bench_bpf(&args)?);
+    let mut failed: Vec<(String, String)> = Vec::new();
+    for (name, per_sample, run) in SECTIONS {
+        if !args.only.iter().any(|s| s == name) {
+            continue;
+        }
+        // a bound on the whole section: setup plus its samples, generously
+        let limit = Duration::from_secs(180 + per_sample * (args.rounds as u64) * (args.seconds as u64));
+        match run_section(name, limit, &args, &bin_dir, run) {
+            Ok(r) => rows.extend(r),
+            Err(why) => {
+                eprintln!("==> section {name}: {why}; going on with the next section");
+                failed.push((name.to_string(), why));
+                // take down what it left, so a stuck section's thread fails fast
+                cleanup();
+            }
+        }
     }
-    if args.only.iter().any(|s| s == "net") {
-        rows.extend(rt.block_on(bench_net(&args, &bin_dir))?);
-    }
-    if args.only.iter().any(|s| s == "cni") {
-        rows.extend(rt.block_on(bench_cni(&args, &bin_dir))?);
-    }
-    if args.only.iter().any(|s| s == "mem") {
-        rows.extend(rt.block_on(bench_agent_memory(&bin_dir))?);
-    }
-    if args.only.iter().any(|s| s == "polcomp") {
-        rows.extend(bench_policy_compute(&args)?);
-    }
-    if args.only.iter().any(|s| s == "policy") {
-        rows.extend(rt.block_on(bench_policy_path(&args, &bin_dir))?);
-    }
-    if args.only.iter().any(|s| s == "kvstore") {
-        rows.extend(rt.block_on(bench_identity_alloc(&args))?);
-    }
-    if args.only.iter().any(|s| s == "xnode") {
-        rows.extend(rt.block_on(bench_xnode(&args, &bin_dir))?);
-    }
-    let table = render(&rows);
+    let table = render(&rows, &failed);
     println!("\n{table}");
     let _ = std::fs::create_dir_all(args.markdown.parent().unwrap_or(Path::new(".")));
     std::fs::write(&args.markdown, &table)?;

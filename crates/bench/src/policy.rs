@@ -1,5 +1,6 @@
 //! 5. policy on the packet path: seta vs iptables-nft, LPM lookups.
 use crate::*;
+use seta_lab::wait::RunWithin;
 
 pub(crate) fn ip_of(i: u32, base: [u8; 2]) -> Ipv4Addr {
     Ipv4Addr::new(base[0], base[1], (i >> 8) as u8, i as u8)
@@ -71,8 +72,8 @@ pub(crate) async fn bench_policy_path(args: &Args, bin_dir: &Path) -> Result<Vec
         std::fs::write(&rules, iptables_rules(n, client_ip, rip))?;
         let st = Command::new("ip")
             .args(["netns", "exec", &rr, "iptables-restore"])
-            .stdin(std::fs::File::open(&rules)?)
-            .status()?;
+            .output_with_input_within(&std::fs::read(&rules)?, Duration::from_secs(120))?
+            .status;
         let _ = std::fs::remove_file(&rules);
         if !st.success() {
             bail!("iptables-restore of {n} rules failed");

@@ -62,7 +62,7 @@ pub(crate) fn fmt(v: f64) -> String {
     }
 }
 
-pub(crate) fn render(rows: &[Row]) -> String {
+pub(crate) fn render(rows: &[Row], failed: &[(String, String)]) -> String {
     let mut out = String::from("| benchmark | seta (median ± IQR) | baseline | baseline (median ± IQR) | ratio (>1 = seta better) | goal |\n|---|---|---|---|---|---|\n");
     for r in rows {
         let flag = |s: &Summary| if s.cv > 0.10 { " ⚠ CV>10%" } else { "" };
@@ -81,6 +81,10 @@ pub(crate) fn render(rows: &[Row]) -> String {
             r.ratio(),
             r.goal
         ));
+    }
+    for (section, why) in failed {
+        let why = why.replace('|', "/").replace('\n', " ");
+        out.push_str(&format!("| section `{section}` | **{}** | - | - | - | - |\n", why.chars().take(300).collect::<String>()));
     }
     out
 }

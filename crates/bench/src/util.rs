@@ -1,11 +1,9 @@
 //! Namespaces, servers and the baselines shared by the suites.
 use crate::*;
+use seta_lab::wait::RunWithin;
 
 pub(crate) fn sh(args: &[&str]) -> Result<String> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .with_context(|| format!("run {}", args[0]))?;
+    let out = Command::new(args[0]).args(&args[1..]).output_within(Duration::from_secs(60))?;
     if !out.status.success() {
         bail!("{}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
@@ -33,12 +31,13 @@ impl Drop for Cleanup {
 
 pub(crate) fn cleanup() {
     // (servers are ended by pid where they were started; namespaces of a
-    // killed run are removed here)
-    for ns in ["xc", "xa", "xu", "xb", "xs", "rc", "rr", "rs", "dc", "ds"] {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &format!("{PREFIX}-{ns}")])
-            .stderr(Stdio::null())
-            .status();
+    // killed run, and whatever still runs in them, are removed here)
+    let mut done = Vec::new();
+    for ns in std::fs::read_dir("/run/netns").into_iter().flatten().flatten() {
+        let ns = ns.file_name().to_string_lossy().into_owned();
+        if ns.starts_with(&format!("{PREFIX}-")) {
+            seta_lab::leftovers::remove_netns(&ns, &mut done);
+        }
     }
     let _ = Lab::down(PREFIX);
     let _ = std::fs::remove_dir_all(format!("/run/{PREFIX}-ipam"));
@@ -111,7 +110,7 @@ pub(crate) fn sockperf_rr(client: &str, server: &str, ip: Ipv4Addr, port: u16, s
             "--full-rtt",
         ],
     )
-    .output()?;
+    .output_within(Duration::from_secs(secs as u64 + 30))?;
     let _ = srv.kill();
     let _ = srv.wait();
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
@@ -139,7 +138,7 @@ pub(crate) fn sockperf_rr(client: &str, server: &str, ip: Ipv4Addr, port: u16, s
 }
 
 pub(crate) fn iperf_stream(client: &str, server: &str, ip: Ipv4Addr, port: u16, secs: u32) -> Result<f64> {
-    let mut srv = spawn_server(server, &["iperf3", "-s", "-1", "-p", &port.to_string()])?;
+    let mut srv = spawn_server(server, &["iperf3", "-s", "-1", "--rcv-timeout", "5000", "-p", &port.to_string()])?;
     let out = in_ns(
         client,
         0,
@@ -152,9 +151,12 @@ pub(crate) fn iperf_stream(client: &str, server: &str, ip: Ipv4Addr, port: u16, 
             "-t",
             &secs.to_string(),
             "-J",
+            // a stalled stream (an MTU or GSO mistake) must not hang the bench
+            "--connect-timeout",
+            "5000",
         ],
     )
-    .output()?;
+    .output_within(Duration::from_secs(secs as u64 + 30))?;
     let _ = srv.kill();
     let _ = srv.wait();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("iperf3 JSON")?;

@@ -4,6 +4,7 @@
 //! waits for every agent, node-local reads keep asking for `--node`, and
 //! agents that do not share a kvstore make it ask again.
 mod common;
+use seta_lab::wait::RunWithin;
 use common::bin_dir;
 use seta_lab::traffic::{tcp_ok, Responder};
 use seta_lab::{privileged, LabOptions, TestLab};
@@ -14,7 +15,7 @@ fn seta_bare(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_seta"))
         .env_remove("SETA_NODE")
         .args(args)
-        .output()
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
         .unwrap()
 }
 

@@ -1,5 +1,6 @@
 //! End-to-end tests in a lab with real traffic through the eBPF datapath.
 mod common;
+use seta_lab::wait::RunWithin;
 use common::bin_dir;
 use seta_lab::{privileged, spawn_in_netns, Lab, TestLab};
 use std::io::{Read, Write};
@@ -34,7 +35,7 @@ fn ping(lab: &Lab, pod: &str, dst: Ipv4Addr, count: u32, interval: &str) -> (u32
             .map(String::from),
         )
         .unwrap()
-        .output()
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
@@ -137,7 +138,7 @@ async fn privileged_e2e_pod_to_pod_and_node_traffic() {
     let out = lab
         .node_exec(&node.name, &["ping", "-c", "2", "-W", "1", &p1.ip.to_string()].map(String::from))
         .unwrap()
-        .output()
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
         .unwrap();
     assert!(out.status.success(), "node -> pod ping: {}", String::from_utf8_lossy(&out.stdout));
 
@@ -187,7 +188,7 @@ async fn privileged_e2e_pod_to_pod_and_node_traffic() {
             &["ping", "-6", "-c", "1", "-W", "1", "-I", "eth0", "ff02::1"].map(String::from),
         )
         .unwrap()
-        .output();
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT);
     assert!(
         metric(lab, &node.name, "Unsupported L3 protocol", "EGRESS") > before,
         "IPv6 is dropped with reason 139"
@@ -214,7 +215,7 @@ async fn privileged_e2e_agent_sigkill_keeps_traffic_and_restores() {
         .unwrap();
     let pinger = std::thread::spawn(move || {
         let mut c = ping_cmd;
-        c.output().unwrap()
+        c.output_within(seta_lab::wait::PROGRAM_TIMEOUT).unwrap()
     });
     let addr = SocketAddr::new(p2.ip.into(), 8081);
     let listener = spawn_in_netns(&p2.netns, move || TcpListener::bind(addr).unwrap()).join().unwrap();
@@ -383,7 +384,7 @@ async fn privileged_e2e_identities_are_cluster_wide_through_etcd() {
     }
     let found = Command::new("sh")
         .args(["-c", "command -v etcd"])
-        .output()
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
         .unwrap()
         .status
         .success();

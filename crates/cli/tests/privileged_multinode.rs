@@ -2,6 +2,7 @@
 //! native routing, policy by the identity of a pod on another node (carried
 //! in the VNI in tunnel mode), etcd going away during traffic, a node removed.
 mod common;
+use seta_lab::wait::RunWithin;
 use common::{bin_dir, metric, seta, wait_for};
 use seta_lab::traffic::{ping_ok, tcp_ok, udp_ok, Responder};
 use seta_lab::{privileged, Lab, LabOptions, TestLab};
@@ -140,7 +141,7 @@ async fn privileged_multinode_tunnel_traffic_policy_etcd_outage_node_removal() {
     assert_eq!(st["routing-mode"], "tunnel");
     assert_eq!(st["pod-mtu"], 1450);
     // in the pod: the default route leaves room for VXLAN, the node's own pod CIDR does not
-    let out = t.lab.pod_exec("client", &["ip".into(), "route".into()]).unwrap().output().unwrap();
+    let out = t.lab.pod_exec("client", &["ip".into(), "route".into()]).unwrap().output_within(seta_lab::wait::PROGRAM_TIMEOUT).unwrap();
     let routes = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         routes.lines().any(|l| l.starts_with("default") && l.contains("mtu 1450")),
@@ -206,7 +207,7 @@ spec:
         );
         std::thread::spawn(move || {
             let mut cmd = cmd;
-            cmd.output().unwrap()
+            cmd.output_within(seta_lab::wait::PROGRAM_TIMEOUT).unwrap()
         })
     };
     t.lab.etcd_stop().unwrap();
@@ -218,7 +219,7 @@ spec:
     std::fs::write(&f, WEB_POLICY.replace("web-from-client", "during-outage")).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_seta"))
         .args(["--node", &n[0], "policy", "import", f.to_str().unwrap()])
-        .output()
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
         .unwrap();
     let _ = std::fs::remove_file(&f);
     assert!(!out.status.success(), "import without the kvstore must fail");
@@ -309,7 +310,7 @@ fn vxlan_tx(lab: &Lab, node: &str) -> u64 {
     let out = lab
         .node_exec(node, &["cat".into(), "/sys/class/net/seta_vxlan/statistics/tx_packets".into()])
         .unwrap()
-        .output()
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
 }
@@ -329,7 +330,7 @@ async fn privileged_multinode_native_routing_traffic_and_policy() {
         "no tunnel endpoints"
     );
     // routes to the other nodes' pod CIDRs via their underlay addresses
-    let out = t.lab.node_exec(&n1, &["ip".into(), "route".into()]).unwrap().output().unwrap();
+    let out = t.lab.node_exec(&n1, &["ip".into(), "route".into()]).unwrap().output_within(seta_lab::wait::PROGRAM_TIMEOUT).unwrap();
     let routes = String::from_utf8_lossy(&out.stdout);
     for (i, node) in t.lab.nodes.iter().enumerate().skip(1) {
         assert!(
@@ -358,7 +359,7 @@ async fn privileged_multinode_native_routing_traffic_and_policy() {
             ],
         )
         .unwrap()
-        .output()
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(" 0% packet loss"));
     assert!(
@@ -387,7 +388,7 @@ fn ip_forwarded(lab: &Lab, node: &str) -> u64 {
     let out = lab
         .node_exec(node, &["cat".into(), "/proc/net/snmp".into()])
         .unwrap()
-        .output()
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines().filter(|l| l.starts_with("Ip:"));
@@ -457,7 +458,7 @@ async fn privileged_multinode_operator_ipam_gc_and_failover() {
         .arg(format!("--net=/run/netns/{}", t.lab.nodes[1].netns))
         .arg(bin_dir().join("seta-agent"))
         .args(["cleanup", "--node", &n2])
-        .output()
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     t.lab.start_agent(&n2).await.unwrap();

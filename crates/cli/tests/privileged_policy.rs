@@ -1,6 +1,7 @@
 //! End-to-end policy scenarios in a lab: real TCP, UDP and ICMP through the
 //! kernel, and the drop reason the datapath counted.
 mod common;
+use seta_lab::wait::RunWithin;
 use common::bin_dir;
 use seta_lab::traffic::{ping_ok, tcp_ok, udp_ok, Responder};
 use seta_lab::{privileged, Lab, LabOptions, TestLab};
@@ -169,7 +170,7 @@ impl P {
             .args(["--node", &self.node_of(dst), "-o", "json", "policy", "trace"])
             .args(["--src-ip", &self.ip(src).to_string(), "--dst-ip", &self.ip(dst).to_string()])
             .args(["--dport", &format!("{port}/TCP")])
-            .output()
+            .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
             .unwrap();
         (out.status.code(), serde_json::from_slice(&out.stdout).unwrap_or_default())
     }
@@ -497,7 +498,7 @@ async fn privileged_policy_import_is_all_or_nothing_with_clear_errors(p: P) {
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_seta"))
         .args(["--node", &p.node(), "policy", "import", f.to_str().unwrap()])
-        .output()
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
         .unwrap();
     let _ = std::fs::remove_file(&f);
     assert!(!out.status.success());
@@ -534,7 +535,7 @@ async fn privileged_policy_full_map_is_loud_and_never_allows(p: P) {
     common::wait_for("the client's node reports the full map", 15, || {
         let out = Command::new(env!("CARGO_BIN_EXE_seta"))
             .args(["--node", &cnode, "policy", "wait", "--timeout", "2"])
-            .output()
+            .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
             .unwrap();
         let full = !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("policy map is full");
         wait = Some(out);
@@ -715,7 +716,7 @@ async fn privileged_policy_trace_agrees_with_real_packets(p: P) {
         for n in p.nodes() {
             let _ = Command::new(env!("CARGO_BIN_EXE_seta"))
                 .args(["--node", &n, "bpf", "ct", "flush"])
-                .output();
+                .output_within(seta_lab::wait::PROGRAM_TIMEOUT);
         }
         for src in pods {
             for dst in pods {

@@ -1,6 +1,7 @@
 //! CNI contract tests against a real agent in a lab node: every command ×
 //! version, error codes for bad input, DEL edge cases, ADD rollback, and
 //! chaining with Debian's reference portmap plugin.
+use seta_lab::wait::RunWithin;
 use serde_json::{json, Value};
 use seta_lab::{privileged, spawn_in_netns, Lab, TestLab};
 use std::io::{Read, Write};
@@ -37,7 +38,7 @@ impl Ctx {
     }
     fn netns(&self, name: &str) -> String {
         let ns = format!("{}-{name}", self.lab().name);
-        let out = Command::new("ip").args(["netns", "add", &ns]).output().unwrap();
+        let out = Command::new("ip").args(["netns", "add", &ns]).output_within(seta_lab::wait::PROGRAM_TIMEOUT).unwrap();
         assert!(out.status.success(), "ip netns add {ns}");
         ns
     }
@@ -62,7 +63,7 @@ impl Ctx {
         let out = Command::new(bin_dir().join("seta"))
             .args(["--node", &self.node(), "-o", "json"])
             .args(path.split(' '))
-            .output()
+            .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
             .unwrap();
         assert!(out.status.success(), "seta {path}: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
@@ -72,7 +73,7 @@ impl Ctx {
     }
     fn lxc_devices(&self) -> Vec<String> {
         let ns = self.lab().nodes[0].netns.clone();
-        let out = Command::new("ip").args(["-n", &ns, "-o", "link", "show"]).output().unwrap();
+        let out = Command::new("ip").args(["-n", &ns, "-o", "link", "show"]).output_within(seta_lab::wait::PROGRAM_TIMEOUT).unwrap();
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| l.split(": ").nth(1))
@@ -83,7 +84,7 @@ impl Ctx {
     fn pod_has_link(&self, ns: &str, ifname: &str) -> bool {
         Command::new("ip")
             .args(["-n", ns, "link", "show", ifname])
-            .output()
+            .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
             .unwrap()
             .status
             .success()
@@ -92,7 +93,7 @@ impl Ctx {
         let router = seta_core::ipam::Pool::new(self.lab().nodes[0].pod_cidr).unwrap().router();
         Command::new("ip")
             .args(["netns", "exec", ns, "ping", "-c", "1", "-W", "1", &router.to_string()])
-            .output()
+            .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
             .unwrap()
             .status
             .success()
@@ -235,11 +236,8 @@ async fn privileged_cni_bad_input_gets_spec_error_codes_and_changes_nothing() {
     // non-JSON stdin: invoke directly
     let mut cmd = Command::new(bin_dir().join("seta-cni"));
     cmd.envs(good.iter().map(|(k, v)| (*k, v.clone())))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(b"{not json").unwrap();
-    let out = child.wait_with_output().unwrap();
+        ;
+    let out = cmd.output_with_input_within(b"{not json", seta_lab::wait::PROGRAM_TIMEOUT).unwrap();
     assert!(!out.status.success());
     assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["code"], 6);
     // agent unreachable -> try again later (11)
@@ -309,7 +307,7 @@ async fn privileged_cni_del_is_idempotent_survives_missing_netns_and_agent_down(
     // netns already gone
     let ns = c.netns("gone");
     assert!(c.cni(&Ctx::env("ADD", "cid-gone", &ns), &conf).0);
-    Command::new("ip").args(["netns", "del", &ns]).status().unwrap();
+    Command::new("ip").args(["netns", "del", &ns]).status_within(seta_lab::wait::PROGRAM_TIMEOUT).unwrap();
     let (ok, out) = c.cni(&Ctx::env("DEL", "cid-gone", &ns), &conf);
     assert!(ok, "DEL with the netns gone: {out}");
     assert_eq!(c.allocations(), 0);
@@ -416,7 +414,7 @@ async fn privileged_cni_driven_by_podman() {
     for tool in ["podman", "runc", "busybox"] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
-            .output()
+            .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
             .unwrap()
             .status
             .success();
@@ -431,7 +429,7 @@ async fn privileged_cni_driven_by_podman() {
     std::fs::copy(
         Command::new("sh")
             .args(["-c", "command -v busybox"])
-            .output()
+            .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
             .map(|o| String::from_utf8(o.stdout).unwrap().trim().to_string())
             .unwrap(),
         work.join("root/bin/busybox"),
@@ -447,14 +445,14 @@ async fn privileged_cni_driven_by_podman() {
         .args(["-cf"])
         .arg(work.join("root.tar"))
         .arg(".")
-        .status()
+        .status_within(seta_lab::wait::PROGRAM_TIMEOUT)
         .unwrap();
     assert!(tar.success());
     let imported = Command::new("podman")
         .args(["import"])
         .arg(work.join("root.tar"))
         .arg(&image)
-        .output()
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
         .unwrap();
     assert!(
         imported.status.success(),
@@ -490,9 +488,9 @@ async fn privileged_cni_driven_by_podman() {
         ])
         .args(["sh", "-c", &format!("ip -4 addr show eth0 && ping -c 2 -W 2 {router}")])
         .env("CONTAINERS_CONF", &conf)
-        .output()
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
         .unwrap();
-    let _ = Command::new("podman").args(["rmi", "-f", &image]).output();
+    let _ = Command::new("podman").args(["rmi", "-f", &image]).output_within(seta_lab::wait::PROGRAM_TIMEOUT);
     let _ = std::fs::remove_dir_all(&work);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "podman run: {text}\n{}", String::from_utf8_lossy(&out.stderr));

@@ -16,19 +16,18 @@ impl Lab {
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("lab={peer}")]);
         let pid = spawn_daemon(cmd, &ul.netns, &dir.with_extension("log")).context("spawn etcd (install etcd-server)")?;
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let up = spawn_in_netns(&ul.netns, || std::net::TcpStream::connect((UNDERLAY_GW, 2379)).is_ok())
+        let log = dir.with_extension("log");
+        let d = wait::Deadline::new(format!("the lab's etcd to accept connections on {client}"), Duration::from_secs(15)).hint(format!("etcd log: {}", log.display()));
+        wait::poll(&d, Duration::from_millis(100), || {
+            if !agent_alive(pid) {
+                return Ok(Err(format!("etcd (pid {pid}) exited")));
+            }
+            let r = spawn_in_netns(&ul.netns, || std::net::TcpStream::connect((UNDERLAY_GW, 2379)).map(|_| ()).map_err(|e| e.to_string()))
                 .join()
-                .unwrap_or(false);
-            if up {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("etcd in the underlay did not start; see {}", dir.with_extension("log").display());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+                .unwrap_or_else(|_| Err("probe thread panicked".into()));
+            r.map(Ok)
+        })?
+        .map_err(|e| anyhow!("{e}; see {}", log.display()))?;
         if let Some(u) = self.underlay.as_mut() {
             u.etcd_pid = Some(pid);
             u.etcd = Some(client);
@@ -40,10 +39,14 @@ impl Lab {
     pub fn etcd_stop(&mut self) -> Result<()> {
         let pid = self.underlay.as_ref().and_then(|u| u.etcd_pid).context("lab runs no etcd")?;
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while etcd_pids(&etcd_dir(&self.name)).contains(&pid) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let d = wait::Deadline::new(format!("etcd pid {pid} to exit after SIGKILL"), Duration::from_secs(5));
+        wait::poll(&d, Duration::from_millis(20), || {
+            if etcd_pids(&etcd_dir(&self.name)).contains(&pid) {
+                Err("still running".to_string())
+            } else {
+                Ok(())
+            }
+        })?;
         if let Some(u) = self.underlay.as_mut() {
             u.etcd_pid = None;
         }
@@ -75,21 +78,32 @@ impl Lab {
             .args(&self.agent_args);
         let pid = spawn_daemon(cmd, &n.netns, &n.log).context("spawn seta-agent")?;
         let client = Client::new(&n.socket).with_timeout(Duration::from_secs(2));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if client.healthz().await.is_ok() && n.cni_conf_dir.join("05-seta.conflist").exists() {
-                break;
+        let conflist = n.cni_conf_dir.join("05-seta.conflist");
+        let d = wait::Deadline::new(
+            format!("the agent of {} to answer on {} and write {}", n.name, n.socket.display(), conflist.display()),
+            Duration::from_secs(20),
+        );
+        let ready = wait::poll_async(&d, Duration::from_millis(50), || async {
+            if !agent_alive(pid) {
+                return Ok(Err(format!("the agent (pid {pid}) exited")));
             }
-            if Instant::now() > deadline || !Path::new(&format!("/proc/{pid}")).exists() {
-                let tail = std::fs::read_to_string(&n.log).unwrap_or_default();
-                let tail: Vec<&str> = tail.lines().rev().take(15).collect();
-                bail!(
-                    "agent of {} did not become ready; last log lines:\n{}",
-                    n.name,
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
+            match client.healthz().await {
+                Err(e) => Err(format!("socket: {e}")),
+                Ok(_) if !conflist.exists() => Err("healthy, CNI config not written yet".to_string()),
+                Ok(_) => Ok(Ok(())),
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        })
+        .await
+        .unwrap_or_else(|t| Err(t.to_string()));
+        if let Err(why) = ready {
+            let tail = std::fs::read_to_string(&n.log).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(15).collect();
+            bail!(
+                "agent of {} did not become ready: {why}; its log is {}, last lines:\n{}",
+                n.name,
+                n.log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
         }
         // with cluster-pool IPAM the operator chose the pod CIDR
         let st = client.status().await.map_err(|e| anyhow!("{e}"))?;
@@ -144,10 +158,8 @@ impl Lab {
         let n = self.node(node)?.clone();
         let pid = n.agent_pid.ok_or_else(|| anyhow!("agent of {} is not running", n.name))?;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while agent_alive(pid) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let d = wait::Deadline::new(format!("the agent of {} (pid {pid}) to exit after {signal}", n.name), Duration::from_secs(10)).hint(format!("agent log: {}", n.log.display()));
+        wait::poll(&d, Duration::from_millis(20), || if agent_alive(pid) { Err("still running".to_string()) } else { Ok(()) })?;
         self.nodes.iter_mut().find(|x| x.name == n.name).unwrap().agent_pid = None;
         self.save()
     }

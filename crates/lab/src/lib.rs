@@ -7,9 +7,11 @@
 //! also cleans up after a crash without a state file. Nothing links to the
 //! root namespace: traffic stays between namespaces the lab created.
 mod daemons;
+pub mod leftovers;
 mod pods;
 mod topology;
 pub mod traffic;
+pub mod wait;
 
 use anyhow::{anyhow, bail, Context, Result};
 pub(crate) use daemons::*;

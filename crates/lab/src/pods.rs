@@ -1,5 +1,9 @@
 //! Pods wired by invoking seta-cni as a runtime does, namespaces, exec.
 use crate::*;
+use crate::wait::RunWithin;
+
+/// A CNI plugin that runs longer than this is killed (a runtime gives up too).
+const CNI_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Lab {
     /// The CNI network config a runtime would build from the node's conflist for plugin `idx`.
@@ -31,18 +35,15 @@ impl Lab {
         let mut cmd = Command::new(plugin);
         cmd.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("CNI_PATH", format!("{}:/usr/lib/cni", self.bin_dir.display()))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .env("CNI_PATH", format!("{}:/usr/lib/cni", self.bin_dir.display()));
         for (k, v) in env {
             cmd.env(k, v);
         }
         in_netns(&mut cmd, &netns_path(&n.netns))?;
-        let mut child = cmd.spawn().context("spawn seta-cni")?;
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(stdin.to_string().as_bytes())?;
-        let out = child.wait_with_output()?;
+        let out = cmd.output_with_input_within(stdin.to_string().as_bytes(), CNI_TIMEOUT)?;
+        if !out.stderr.is_empty() {
+            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        }
         let v = if out.stdout.is_empty() {
             serde_json::Value::Null
         } else {

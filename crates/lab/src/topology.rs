@@ -239,8 +239,11 @@ impl Lab {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
             done.push(format!("killed operator pid {pid}"));
         }
-        for i in 1..=2 {
-            let _ = std::fs::remove_file(seta_core::names::run_dir(&format!("{name}-op{i}")).with_extension("log"));
+        for f in std::fs::read_dir("/run/seta").into_iter().flatten().flatten() {
+            let fname = f.file_name().to_string_lossy().to_string();
+            if fname.starts_with(&prefix) && fname.ends_with(".log") && leftovers::lab_of(&fname) == Some(name) {
+                let _ = std::fs::remove_file(f.path());
+            }
         }
         // the lab's etcd: found by its data dir
         let edir = etcd_dir(name);
@@ -269,19 +272,7 @@ impl Lab {
         for n in ns {
             // whatever still runs inside (e.g. a server started with `seta lab exec`)
             // would outlive the namespace: stop it first
-            if let Ok(out) = Command::new("ip").args(["netns", "pids", &n]).output() {
-                for pid in String::from_utf8_lossy(&out.stdout)
-                    .split_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok())
-                {
-                    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).is_ok() {
-                        done.push(format!("killed pid {pid} in {n}"));
-                    }
-                }
-            }
-            if run_ip(&["netns", "del", &n]).is_ok() {
-                done.push(format!("deleted netns {n}"));
-            }
+            leftovers::remove_netns(&n, &mut done);
         }
         for root in ["/sys/fs/bpf/seta", "/run/seta", "/var/lib/seta"] {
             for e in std::fs::read_dir(root).into_iter().flatten().flatten() {

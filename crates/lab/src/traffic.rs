@@ -1,5 +1,6 @@
 //! Traffic helpers for tests and the lab: real sockets opened inside namespaces.
 use super::spawn_in_netns;
+use crate::wait::RunWithin;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -96,7 +97,7 @@ pub fn udp_ok(ns: &str, addr: SocketAddr) -> bool {
 pub fn ping_ok(ns: &str, ip: std::net::Ipv4Addr) -> bool {
     std::process::Command::new("ip")
         .args(["netns", "exec", ns, "ping", "-c", "1", "-W", "1", &ip.to_string()])
-        .output()
+        .output_within(std::time::Duration::from_secs(10))
         .map(|o| o.status.success())
         .unwrap_or(false)
 }

@@ -1,5 +1,7 @@
 //! `seta lab`: a virtual cluster in network namespaces.
 use crate::*;
+use seta_lab::leftovers::Scope;
+use seta_lab::wait::{RunError, RunWithin};
 
 #[derive(Subcommand)]
 pub enum LabCmd {
@@ -36,6 +38,9 @@ pub enum LabCmd {
         pod: String,
         #[arg(long)]
         lab: Option<String>,
+        /// kill the command after this many seconds (exit code 124, as timeout(1)); 0 = no limit
+        #[arg(long, default_value_t = 0)]
+        timeout: u64,
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
@@ -49,9 +54,15 @@ pub enum LabCmd {
     Down {
         #[arg(long)]
         lab: Option<String>,
-        /// every lab on this machine
-        #[arg(long)]
+        /// everything labs, tests and the bench left on this machine, found by
+        /// prefix (namespaces and the processes in them, agents, operators,
+        /// etcds, pins, /run/seta and /var/lib/seta entries), with or without
+        /// a state file
+        #[arg(long, conflicts_with = "lab")]
         all: bool,
+        /// only what test runs left (labs t<digits>…, BPF test pins, test etcds)
+        #[arg(long, conflicts_with_all = ["lab", "all"])]
+        tests: bool,
     },
 }
 
@@ -113,6 +124,9 @@ pub enum NodeCmd {
         node: String,
         #[arg(long)]
         lab: Option<String>,
+        /// kill the command after this many seconds (exit code 124, as timeout(1)); 0 = no limit
+        #[arg(long, default_value_t = 0)]
+        timeout: u64,
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
@@ -186,33 +200,50 @@ pub async fn run(cmd: &LabCmd, json: bool) -> Result<i32> {
             Lab::load_default(lab.as_deref())?.pod_del(name).await?;
             println!("pod {name} deleted");
         }
-        LabCmd::Exec { pod, lab, cmd } => {
-            let st = Lab::load_default(lab.as_deref())?.pod_exec(pod, cmd)?.status()?;
-            return Ok(st.code().unwrap_or(1));
+        LabCmd::Exec { pod, lab, timeout, cmd } => {
+            return exec_within(Lab::load_default(lab.as_deref())?.pod_exec(pod, cmd)?, *timeout);
         }
-        LabCmd::Node(NodeCmd::Exec { node, lab, cmd }) => {
-            let st = Lab::load_default(lab.as_deref())?.node_exec(node, cmd)?.status()?;
-            return Ok(st.code().unwrap_or(1));
+        LabCmd::Node(NodeCmd::Exec { node, lab, timeout, cmd }) => {
+            return exec_within(Lab::load_default(lab.as_deref())?.node_exec(node, cmd)?, *timeout);
         }
-        LabCmd::Down { lab, all } => {
-            let names = if *all {
-                seta_lab::list_labs()
+        LabCmd::Down { lab, all, tests } => {
+            let removed = if *all || *tests {
+                let scope = if *all { Scope::All } else { Scope::Tests };
+                seta_lab::leftovers::remove(scope)?
             } else {
-                vec![match lab {
+                let n = match lab {
                     Some(l) => l.clone(),
                     None => Lab::load_default(None).map(|l| l.name).unwrap_or_else(|_| "lab".into()),
-                }]
+                };
+                vec![(n.clone(), Lab::down(&n)?)]
             };
-            for n in names {
-                let done = Lab::down(&n)?;
-                for d in &done {
+            for (n, done) in &removed {
+                for d in done {
                     eprintln!("  {d}");
                 }
-                eprintln!("==> lab {n} is down ({} objects removed)", done.len());
+                eprintln!("==> {n}: {} objects removed", done.len());
+            }
+            if removed.is_empty() {
+                eprintln!("==> nothing left behind");
             }
         }
     }
     Ok(0)
+}
+
+/// Run a lab command in the foreground; with a limit, kill it there (124).
+fn exec_within(mut cmd: std::process::Command, timeout: u64) -> Result<i32> {
+    if timeout == 0 {
+        return Ok(cmd.status()?.code().unwrap_or(1));
+    }
+    match cmd.status_within(std::time::Duration::from_secs(timeout)) {
+        Ok(st) => Ok(st.code().unwrap_or(1)),
+        Err(e @ RunError::Killed { .. }) => {
+            eprintln!("seta lab: {e}");
+            Ok(124)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn print_lab(l: &Lab, json: bool) -> Result<()> {

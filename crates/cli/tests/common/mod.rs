@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end test crates: the built binaries and the
 //! `seta` CLI as a JSON source.
 #![allow(dead_code)]
+use seta_lab::wait::RunWithin;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ pub fn seta(node: &str, args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_seta"))
         .args(["--node", node, "-o", "json"])
         .args(args)
-        .output()
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
         .unwrap();
     assert!(
         out.status.success(),
