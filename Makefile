@@ -6,7 +6,7 @@ APT_PKGS := clang-19 llvm-19 libbpf-dev iproute2 iputils-ping iperf3 sockperf nf
             containernetworking-plugins jq procps podman runc busybox-static etcd-server protobuf-compiler
 REL := target/release
 
-.PHONY: all deps nextest build test demo bench fmt clippy lab-down clean-machine clean
+.PHONY: all deps nextest build test fuzz demo bench fmt clippy lab-down clean-machine clean
 
 all: build
 
@@ -38,6 +38,14 @@ test: deps nextest
 	@rc=0; $(CARGO) nextest run --workspace $(NEXTEST_ARGS) || rc=$$?; \
 	  target/debug/seta lab down --tests 2>&1 | grep -v '^==> nothing left behind'; \
 	  exit $$rc
+
+# Mutation fuzzing of policy input (parser: no panic, time and memory per
+# input bounded by its size; import: all or nothing) for FUZZ_SECS seconds.
+# make test runs the same for 20 s.
+FUZZ_SECS ?= 300
+fuzz: deps
+	SETA_FUZZ_SECS=$(FUZZ_SECS) $(CARGO) test --release -p seta-core --test fuzz_policy -- --nocapture
+	SETA_FUZZ_SECS=$(FUZZ_SECS) $(CARGO) test --release -p seta-agent fuzz_policy_import -- --nocapture
 
 demo: build
 	./scripts/demo.sh

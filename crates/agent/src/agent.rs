@@ -42,6 +42,9 @@ pub enum ApiError {
     /// a dependency (the kvstore) is unavailable; nothing was changed
     #[error("{0}")]
     Unavailable(String),
+    /// the request is over a stated size limit
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl From<anyhow::Error> for ApiError {
@@ -1458,15 +1461,30 @@ impl Agent {
         self.inner.lock().await.policy.revision
     }
 
-    /// Parse and validate without changing anything.
-    pub fn policy_validate(&self, text: &str) -> Result<Vec<PolicyDoc>, ApiError> {
-        parse::parse_file(text).map_err(|e| ApiError::BadRequest(e.to_string()))
+    /// Parse and validate without changing anything. Parsing runs on a
+    /// blocking thread (never on the runtime threads that serve status and
+    /// endpoint calls, never under a lock) and stops when the request is
+    /// dropped (its client went away).
+    pub async fn policy_validate(&self, text: &str) -> Result<Vec<PolicyDoc>, ApiError> {
+        struct CancelOnDrop(Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for CancelOnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let _guard = CancelOnDrop(cancel.clone());
+        let text = text.to_string();
+        tokio::task::spawn_blocking(move || parse::parse_file_cancellable(&text, Some(&cancel)))
+            .await
+            .map_err(|e| ApiError::Internal(format!("policy parser: {e}")))?
+            .map_err(|e| ApiError::BadRequest(e.to_string()))
     }
 
     /// Create or replace each document by (kind, namespace, name), all or
     /// nothing; bump the revision; push the new state into every endpoint.
     pub async fn policy_import(&self, text: &str) -> Result<(u64, Vec<String>), ApiError> {
-        let docs = self.policy_validate(text)?;
+        let docs = self.policy_validate(text).await?;
         if docs.is_empty() {
             return Err(ApiError::BadRequest("no policy documents in the input".into()));
         }
@@ -1689,8 +1707,10 @@ impl Agent {
         if !ns.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') || ns.is_empty() || ns.len() > 63 {
             return Err(ApiError::BadRequest(format!("{ns:?} is not a valid namespace name")));
         }
-        for k in labels.keys() {
-            Label::parse(&format!("{k}=x"), "k8s").map_err(|e| ApiError::BadRequest(format!("labels: {e}")))?;
+        for (k, v) in &labels {
+            seta_core::labels::validate_key(k)
+                .and_then(|_| seta_core::labels::validate_value(v))
+                .map_err(|e| ApiError::BadRequest(format!("labels.{}: {e}", seta_core::labels::quote(k))))?;
         }
         labels.insert("kubernetes.io/metadata.name".into(), ns.into());
         let mut inner = self.inner.lock().await;

@@ -18,6 +18,7 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         };
         (code, Json(seta_core::api::ApiError { error: self.to_string() })).into_response()
     }
@@ -47,9 +48,13 @@ pub fn router(agent: Arc<Agent>) -> Router {
             "/v1/policy",
             get(|State(a): A| async move { Json(a.policy_list().await) })
                 .put(policy_import)
-                .delete(policy_delete),
+                .delete(policy_delete)
+                .layer(axum::extract::DefaultBodyLimit::max(seta_core::api::MAX_POLICY_BODY)),
         )
-        .route("/v1/policy/validate", axum::routing::post(policy_validate))
+        .route(
+            "/v1/policy/validate",
+            axum::routing::post(policy_validate).layer(axum::extract::DefaultBodyLimit::max(seta_core::api::MAX_POLICY_BODY)),
+        )
         .route("/v1/policy/wait", get(policy_wait))
         .route("/v1/policy/trace", axum::routing::post(policy_trace))
         .route(
@@ -124,8 +129,16 @@ async fn endpoint_delete(State(a): A, Path(id): Path<String>) -> R<seta_core::en
 }
 
 fn json_body<T>(b: Result<Json<T>, axum::extract::rejection::JsonRejection>, what: &str) -> Result<T, ApiError> {
-    b.map(|Json(t)| t)
-        .map_err(|e| ApiError::BadRequest(format!("{what}: {}", e.body_text())))
+    b.map(|Json(t)| t).map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!(
+                "{what}: the request is larger than the agent's limit of {} MiB for it; split the input into several files",
+                if what == "policy body" { seta_core::api::MAX_POLICY_BODY >> 20 } else { 2 }
+            ))
+        } else {
+            ApiError::BadRequest(format!("{what}: {}", seta_core::policy::parse::clip(&e.body_text())))
+        }
+    })
 }
 
 type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
@@ -155,7 +168,7 @@ async fn policy_import(State(a): A, body: Body<PolicyText>) -> R<PolicyChange> {
 
 async fn policy_validate(State(a): A, body: Body<PolicyText>) -> R<PolicyChange> {
     let b = json_body(body, "policy body")?;
-    let docs = a.policy_validate(&b.yaml)?;
+    let docs = a.policy_validate(&b.yaml).await?;
     Ok(Json(PolicyChange {
         revision: a.revision().await,
         policies: docs.iter().map(|d| d.origin.to_string()).collect(),

@@ -60,7 +60,7 @@ async fn cluster(tag: &str, routing: &str) -> TestLab {
         for p in ["web", "client", "other"] {
             let ip = t.lab.pod(p).unwrap().ip;
             if !t.lab.pod(p).unwrap().node.eq(node) {
-                wait_for(&format!("{node} learns {p} ({ip})"), 10, || ipcache_has(node, ip));
+                wait_for(&format!("{node} learns {p} ({ip})"), 30, || ipcache_has(node, ip));
             }
         }
     }

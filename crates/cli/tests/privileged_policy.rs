@@ -58,7 +58,7 @@ impl P {
         let ip = self.ip(name);
         for n in self.nodes() {
             if n != node {
-                common::wait_for(&format!("{n} learns {name} ({ip})"), 10, || {
+                common::wait_for(&format!("{n} learns {name} ({ip})"), 30, || {
                     common::seta(&n, &["bpf", "ipcache", "list"])
                         .as_array()
                         .unwrap()
@@ -490,27 +490,44 @@ spec:
 }
 
 async fn privileged_policy_import_is_all_or_nothing_with_clear_errors(p: P) {
-    let f = std::env::temp_dir().join(format!("{}-bad.yaml", p.lab().name));
-    std::fs::write(
-        &f,
-        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: good, namespace: default}\nspec: {endpointSelector: {}, ingress: [{}]}\n---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: bad, namespace: default}\nspec:\n  endpointSelector: {}\n  egress:\n  - toFQDNs: [{matchName: example.com}]\n",
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_seta"))
-        .args(["--node", &p.node(), "policy", "import", f.to_str().unwrap()])
-        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
-        .unwrap();
-    let _ = std::fs::remove_file(&f);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("document 2") && err.contains("spec.egress[0].toFQDNs") && err.contains("not supported yet"),
-        "{err}"
-    );
-    for n in p.nodes() {
-        let st = common::seta(&n, &["policy", "get"]);
-        assert_eq!(st["revision"], 0, "{n}: nothing was imported");
-        assert!(st["policies"].as_array().unwrap().is_empty());
+    let good = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: good, namespace: default}\nspec: {endpointSelector: {}, ingress: [{}]}\n---\n";
+    let knp = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: bad, namespace: default}\n";
+    // each: the file, then what the error must name (import and validate agree)
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            format!("{good}apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: bad, namespace: default}}\nspec:\n  endpointSelector: {{}}\n  egress:\n  - toFQDNs: [{{matchName: example.com}}]\n"),
+            vec!["document 2", "spec.egress[0].toFQDNs", "not supported yet"],
+        ),
+        // port 0 once meant "every port": now refused as the API server does
+        (
+            format!("{good}{knp}spec:\n  podSelector: {{}}\n  ingress:\n  - ports: [{{port: 0}}]\n"),
+            vec!["document 2", "spec.ingress[0].ports[0].port", "not a port number"],
+        ),
+        (
+            format!("{good}{knp}spec:\n  podSelector: {{}}\n  ingress: []\nspec:\n  podSelector: {{}}\n"),
+            vec!["document 2", "spec: duplicate key"],
+        ),
+        (format!("{good}{knp}spec:\n  podSelector: {{matchLabels: {{app: \"a b\"}}}}\n"), vec!["document 2", "matchLabels", "value \"a b\""]),
+        ("# nothing here\n".to_string(), vec!["nothing to import"]),
+    ];
+    for (text, words) in cases {
+        let f = std::env::temp_dir().join(format!("{}-bad.yaml", p.lab().name));
+        std::fs::write(&f, &text).unwrap();
+        for verb in ["import", "validate"] {
+            let out = Command::new(env!("CARGO_BIN_EXE_seta"))
+                .args(["--node", &p.node(), "policy", verb, f.to_str().unwrap()])
+                .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{verb} must fail for\n{text}");
+            assert!(words.iter().all(|w| err.contains(w)), "{verb}: {err} should name {words:?}");
+        }
+        let _ = std::fs::remove_file(&f);
+        for n in p.nodes() {
+            let st = common::seta(&n, &["policy", "get"]);
+            assert_eq!(st["revision"], 0, "{n}: nothing was imported");
+            assert!(st["policies"].as_array().unwrap().is_empty());
+        }
     }
 }
 

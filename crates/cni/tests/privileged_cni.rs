@@ -219,6 +219,10 @@ async fn privileged_cni_bad_input_gets_spec_error_codes_and_changes_nothing() {
     assert_code(c.cni(&without("CNI_NETNS"), &conf), 4, "CNI_NETNS");
     assert_code(c.cni(&with("CNI_IFNAME", "eth/0"), &conf), 4, "CNI_IFNAME");
     assert_code(c.cni(&with("CNI_ARGS", "FOO=bar"), &conf), 4, "FOO");
+    // labels Kubernetes would reject
+    assert_code(c.cni(&with("CNI_ARGS", "SETA_LABELS=app=web,tier=-x"), &conf), 4, "SETA_LABELS[1]");
+    assert_code(c.cni(&with("CNI_ARGS", "SETA_LABELS=bad key=x"), &conf), 4, "SETA_LABELS[0]");
+    assert_code(c.cni(&with("CNI_ARGS", "K8S_POD_NAMESPACE=Not_A_Namespace"), &conf), 4, "K8S_POD_NAMESPACE");
     assert_code(c.cni(&with("CNI_NETNS", "/run/netns/does-not-exist"), &conf), 3, "does-not-exist");
     let mut v = conf.clone();
     v["cniVersion"] = json!("0.2.0");

@@ -182,6 +182,11 @@ pub struct TraceRequest {
     pub port: u16,
 }
 
+/// The largest policy request the agent takes (the JSON body with the YAML
+/// inside): room for well over 10,000 policies. Larger input gets a clear
+/// error naming this limit; split the file.
+pub const MAX_POLICY_BODY: usize = 16 << 20;
+
 /// Body of `PUT /v1/policy` and `POST /v1/policy/validate`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PolicyText {

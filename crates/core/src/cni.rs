@@ -180,6 +180,21 @@ pub fn parse_args(s: &str) -> Result<BTreeMap<String, String>, CniError> {
             ));
         }
     }
+    // labels and the namespace as Kubernetes would accept them, checked before anything changes
+    if let Some(ns) = out.get("K8S_POD_NAMESPACE") {
+        if !crate::labels::is_dns_subdomain(ns) || ns.contains('.') || ns.len() > 63 {
+            return Err(CniError::new(
+                code::INVALID_ENV,
+                format!("CNI_ARGS: K8S_POD_NAMESPACE {} is not a valid namespace name", crate::labels::quote(ns)),
+            ));
+        }
+    }
+    if let Some(l) = out.get("SETA_LABELS") {
+        for (i, part) in l.split(',').filter(|p| !p.is_empty()).enumerate() {
+            crate::labels::Label::parse(part, "k8s")
+                .map_err(|e| CniError::new(code::INVALID_ENV, format!("CNI_ARGS: SETA_LABELS[{i}]: {e}")))?;
+        }
+    }
     Ok(out)
 }
 

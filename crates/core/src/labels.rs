@@ -32,11 +32,11 @@ impl Label {
             _ => (default_source, s),
         };
         let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
-        if key.is_empty() {
-            return Err(format!("label {s:?} has an empty key"));
-        }
-        if key.len() > 317 || value.len() > 63 {
-            return Err(format!("label {s:?} is too long (key ≤ 317, value ≤ 63 characters)"));
+        if source != "reserved" && source != "cidr" {
+            validate_key(key).map_err(|e| format!("label {}: {e}", quote(s)))?;
+            validate_value(value).map_err(|e| format!("label {}: {e}", quote(s)))?;
+        } else if key.is_empty() {
+            return Err(format!("label {} has an empty key", quote(s)));
         }
         Ok(Self::new(source, key, value))
     }
@@ -50,6 +50,82 @@ impl fmt::Display for Label {
             write!(f, "{}:{}={}", self.source, self.key, self.value)
         }
     }
+}
+
+/// `{:?}` of a value the user gave, cut to 64 characters: an error never
+/// repeats a huge value whole.
+pub fn quote(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        return format!("{s:?}");
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}… ({} bytes)", &s[..end], s.len())
+}
+
+fn name_part_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// A DNS-1123 subdomain: lowercase letters, digits, '-' and '.', at most 253,
+/// starting and ending with a letter or digit, no empty label.
+pub fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253
+        && !s.is_empty()
+        && s.split('.').all(|l| {
+            let b = l.as_bytes();
+            !b.is_empty()
+                && b.len() <= 63
+                && b[0].is_ascii_alphanumeric()
+                && b[b.len() - 1].is_ascii_alphanumeric()
+                && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        })
+}
+
+/// A label key as Kubernetes accepts it (a qualified name): an optional
+/// DNS-subdomain prefix and `/`, then a name of 1..63 characters
+/// `[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?`.
+pub fn validate_key(key: &str) -> Result<(), String> {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        if !is_dns_subdomain(p) {
+            return Err(format!(
+                "key {}: the prefix {} must be a DNS subdomain (lowercase letters, digits, '-' and '.', at most 253)",
+                quote(key),
+                quote(p)
+            ));
+        }
+    }
+    if !name_part_ok(name) {
+        return Err(format!(
+            "key {}: the name part must be 1..63 characters, letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+            quote(key)
+        ));
+    }
+    Ok(())
+}
+
+/// A label value as Kubernetes accepts it: empty, or at most 63 characters
+/// `[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?`.
+pub fn validate_value(v: &str) -> Result<(), String> {
+    if v.is_empty() || name_part_ok(v) {
+        return Ok(());
+    }
+    Err(format!(
+        "value {}: must be empty or at most 63 characters, letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+        quote(v)
+    ))
 }
 
 /// A sorted set of labels; its string form is the identity key.
@@ -70,6 +146,29 @@ pub fn parse_list(s: &str, default_source: &str) -> Result<LabelSet, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_and_values_follow_kubernetes() {
+        for ok in ["app", "app.kubernetes.io/name", "a_b.c-d", "x/y", "A9", "io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name"] {
+            assert!(validate_key(ok).is_ok(), "{ok}");
+        }
+        let long63 = "a".repeat(63);
+        assert!(validate_key(&long63).is_ok());
+        for bad in ["", "-app", "app-", "a b", "a/", "/a", "Upper.Case/x", "a..b/c", "ä", "a/b/c", &"a".repeat(64), &format!("{}/x", "a".repeat(254))] {
+            assert!(validate_key(bad).is_err(), "{bad:?}");
+        }
+        for ok in ["", "web", "v1.2_3-x", &long63] {
+            assert!(validate_value(ok).is_ok(), "{ok}");
+        }
+        for bad in ["-web", "web-", "a b", "a/b", &"a".repeat(64)] {
+            assert!(validate_value(bad).is_err(), "{bad:?}");
+        }
+        assert!(Label::parse("app=-bad", "k8s").unwrap_err().contains("value \"-bad\""));
+        assert!(Label::parse("bad key=x", "k8s").is_err());
+        assert!(parse_list("app=web,tier=a b", "k8s").is_err());
+        let e = Label::parse(&format!("app={}", "v".repeat(100_000)), "k8s").unwrap_err();
+        assert!(e.len() < 400, "a huge value is not repeated whole: {} bytes", e.len());
+    }
 
     #[test]
     fn parse_forms() {

@@ -148,7 +148,20 @@ async fn wait_cluster(agents: &[(String, Client)], revision: Option<u64>, timeou
 }
 
 pub async fn run(cmd: &PolicyCmd, cli: &Cli, json: bool) -> Result<i32> {
-    let read = |f: &PathBuf| std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()));
+    let read = |f: &PathBuf| -> Result<String> {
+        let limit = seta_core::api::MAX_POLICY_BODY;
+        if let Ok(m) = std::fs::metadata(f) {
+            if m.len() as usize > limit {
+                bail!(
+                    "{} is {:.1} MiB; the agent takes policy input up to {} MiB per request: split it into several files",
+                    f.display(),
+                    m.len() as f64 / (1u64 << 20) as f64,
+                    limit >> 20
+                );
+            }
+        }
+        std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))
+    };
     match cmd {
         PolicyCmd::Import { file } => {
             let yaml = read(file)?;

@@ -2,6 +2,10 @@
 //! NetworkPolicy languages, normalised into [`Rule`]s, and their resolution
 //! into per-endpoint policy map entries.
 pub mod parse;
+pub mod fuzz;
+pub mod strict;
+#[cfg(test)]
+mod validation_tests;
 pub mod resolve;
 pub mod trace;
 

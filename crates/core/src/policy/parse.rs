@@ -127,8 +127,8 @@ struct CnpPortRule {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CnpPort {
-    port: Option<IntOrString>,
-    end_port: Option<i64>,
+    port: Option<Value>,
+    end_port: Option<Value>,
     protocol: Option<String>,
 }
 
@@ -189,8 +189,8 @@ struct IpBlock {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct KnpPort {
     protocol: Option<String>,
-    port: Option<IntOrString>,
-    end_port: Option<i64>,
+    port: Option<Value>,
+    end_port: Option<Value>,
 }
 
 // ------------------------------------------------------------------ parsing
@@ -198,6 +198,8 @@ struct KnpPort {
 struct Ctx {
     doc: usize,
     what: String,
+    /// a Cilium policy: selector keys may carry a source (`k8s:`, `any:`, `reserved:`)
+    cilium: bool,
 }
 
 impl Ctx {
@@ -205,29 +207,88 @@ impl Ctx {
         PolicyError {
             doc: self.doc,
             what: self.what.clone(),
-            path: path.into(),
-            msg: msg.into(),
+            path: clip(&path.into()),
+            msg: clip(&msg.into()),
         }
     }
 }
 
-/// Parse every document of a YAML (or JSON) file.
+pub use crate::labels::quote;
+
+/// An error text cut to a readable length: a 1 MB value never makes a 1 MB error.
+pub fn clip(s: &str) -> String {
+    const MAX: usize = 400;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &s[..end], s.len())
+}
+
+/// Top-level fields of a policy object; anything else is an error, as with
+/// the API server's strict decoding.
+const TOP_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "specs", "status"];
+/// Fields of `metadata` (Kubernetes ObjectMeta).
+const META_FIELDS: &[&str] = &[
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+];
+
+/// Parse every document of a YAML (or JSON) file. A file without any
+/// document is an error: there is nothing to import.
 pub fn parse_file(text: &str) -> Result<Vec<PolicyDoc>, PolicyError> {
-    let mut out = Vec::new();
-    for (i, de) in serde_norway::Deserializer::from_str(text).enumerate() {
-        let doc = i + 1;
-        let v: Value = Value::deserialize(de).map_err(|e| PolicyError {
-            doc,
+    parse_file_cancellable(text, None)
+}
+
+/// [`parse_file`] that stops when `cancel` is set (the client went away).
+pub fn parse_file_cancellable(text: &str, cancel: Option<&std::sync::atomic::AtomicBool>) -> Result<Vec<PolicyDoc>, PolicyError> {
+    let values = super::strict::documents(text, cancel).map_err(|e| PolicyError {
+        doc: e.doc,
+        what: String::new(),
+        path: clip(&e.path),
+        msg: clip(&e.msg),
+    })?;
+    if values.is_empty() {
+        return Err(PolicyError {
+            doc: 1,
             what: String::new(),
             path: "(document)".into(),
-            msg: format!("not valid YAML: {e}"),
-        })?;
-        if v.is_null() {
-            continue; // an empty document (e.g. a trailing ---)
-        }
+            msg: "the input holds no policy document: nothing to import".into(),
+        });
+    }
+    let mut out = Vec::new();
+    for (i, v) in values.into_iter().enumerate() {
+        let doc = i + 1;
         // a `kind: List` wraps several documents
         if v.get("kind").and_then(Value::as_str) == Some("List") {
-            let items = v.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+            let items = match v.get("items") {
+                Some(Value::Array(a)) => a.clone(),
+                None | Some(Value::Null) => vec![],
+                Some(_) => {
+                    return Err(PolicyError {
+                        doc,
+                        what: String::new(),
+                        path: "items".into(),
+                        msg: "must be a list of policies".into(),
+                    })
+                }
+            };
             for (j, item) in items.into_iter().enumerate() {
                 out.push(parse_doc(doc, &item).map_err(|mut e| {
                     e.path = format!("items[{j}].{}", e.path);
@@ -253,7 +314,11 @@ pub fn parse_file(text: &str) -> Result<Vec<PolicyDoc>, PolicyError> {
 }
 
 fn parse_doc(doc: usize, v: &Value) -> Result<PolicyDoc, PolicyError> {
-    let mut c = Ctx { doc, what: String::new() };
+    let mut c = Ctx {
+        doc,
+        what: String::new(),
+        cilium: false,
+    };
     if !v.is_object() {
         return Err(c.err("(document)", "must be a mapping with apiVersion, kind, metadata and spec"));
     }
@@ -273,26 +338,68 @@ fn parse_doc(doc: usize, v: &Value) -> Result<PolicyDoc, PolicyError> {
             ))
         }
     };
-    let name = v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+    c.cilium = kind != Kind::NetworkPolicy;
+    for k in v.as_object().into_iter().flat_map(|o| o.keys()) {
+        if !TOP_FIELDS.contains(&k.as_str()) || (kind == Kind::NetworkPolicy && k == "specs") {
+            return Err(c.err(quote(k), "unknown field (check the spelling; seta does not ignore unknown fields)"));
+        }
+    }
+    let meta = match v.get("metadata") {
+        Some(Value::Object(m)) => m,
+        Some(other) => return Err(c.err("metadata", format!("must be a mapping, not {}", type_name(other)))),
+        None => return Err(c.err("metadata", "is required (metadata.name names the policy)")),
+    };
+    for k in meta.keys() {
+        if !META_FIELDS.contains(&k.as_str()) {
+            return Err(c.err(format!("metadata.{}", quote(k)), "unknown field (check the spelling; seta does not ignore unknown fields)"));
+        }
+    }
+    let name = match meta.get("name") {
+        Some(Value::String(s)) => s.clone(),
+        None | Some(Value::Null) => return Err(c.err("metadata.name", "is required")),
+        Some(other) => return Err(c.err("metadata.name", format!("must be a string, not {}", type_name(other)))),
+    };
     if !valid_dns_name(&name, 253) {
         return Err(c.err(
             "metadata.name",
-            format!("{name:?} is not a valid name (lowercase letters, digits, '-' and '.', at most 253)"),
+            format!("{} is not a valid name (lowercase letters, digits, '-' and '.', at most 253)", quote(&name)),
         ));
     }
+    for field in ["labels", "annotations"] {
+        match meta.get(field) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(m)) => {
+                for (k, val) in m {
+                    let p = format!("metadata.{field}.{}", quote(k));
+                    crate::labels::validate_key(k).map_err(|e| c.err(&p, e))?;
+                    match val {
+                        Value::String(s) if field == "labels" => crate::labels::validate_value(s).map_err(|e| c.err(&p, e))?,
+                        Value::String(_) => {}
+                        other => return Err(c.err(p, format!("must be a string, not {}", type_name(other)))),
+                    }
+                }
+            }
+            Some(other) => return Err(c.err(format!("metadata.{field}"), format!("must be a mapping, not {}", type_name(other)))),
+        }
+    }
+    let ns_field = match meta.get("namespace") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => return Err(c.err("metadata.namespace", format!("must be a string, not {}", type_name(other)))),
+    };
     let namespace = match kind {
         Kind::CiliumClusterwideNetworkPolicy => {
-            if v.pointer("/metadata/namespace").is_some() {
+            if ns_field.is_some() {
                 return Err(c.err("metadata.namespace", "a CiliumClusterwideNetworkPolicy is not namespaced"));
             }
             None
         }
         _ => {
-            let ns = v.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
-            if !valid_dns_name(ns, 63) || ns.contains('.') {
-                return Err(c.err("metadata.namespace", format!("{ns:?} is not a valid namespace name")));
+            let ns = ns_field.unwrap_or_else(|| "default".to_string());
+            if !valid_dns_name(&ns, 63) || ns.contains('.') {
+                return Err(c.err("metadata.namespace", format!("{} is not a valid namespace name", quote(&ns))));
             }
-            Some(ns.to_string())
+            Some(ns)
         }
     };
     let origin = Origin {
@@ -336,6 +443,18 @@ fn parse_doc(doc: usize, v: &Value) -> Result<PolicyDoc, PolicyError> {
     })
 }
 
+/// "a string", "a number", … for errors about a value of the wrong type.
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
 fn valid_dns_name(s: &str, max: usize) -> bool {
     !s.is_empty()
         && s.len() <= max
@@ -366,7 +485,9 @@ fn typed<T: for<'de> Deserialize<'de>>(c: &Ctx, base: &str, v: &Value) -> Result
 fn selector(c: &Ctx, path: &str, ls: &LabelSelector, key_prefix: &str) -> Result<Selector, PolicyError> {
     let mut sel = Selector::all();
     for (k, v) in &ls.match_labels {
-        check_key(c, &format!("{path}.matchLabels"), k)?;
+        let p = format!("{path}.matchLabels.{}", quote(k));
+        check_key(c, &p, k)?;
+        crate::labels::validate_value(v).map_err(|e| c.err(&p, e))?;
         sel = sel.with(Selector::eq(&format!("{key_prefix}{k}"), v));
     }
     for (i, e) in ls.match_expressions.iter().enumerate() {
@@ -377,7 +498,7 @@ fn selector(c: &Ctx, path: &str, ls: &LabelSelector, key_prefix: &str) -> Result
             "NotIn" => Op::NotIn,
             "Exists" => Op::Exists,
             "DoesNotExist" => Op::DoesNotExist,
-            o => return Err(c.err(format!("{p}.operator"), format!("{o:?} is not In, NotIn, Exists or DoesNotExist"))),
+            o => return Err(c.err(format!("{p}.operator"), format!("{} is not In, NotIn, Exists or DoesNotExist", quote(o)))),
         };
         match op {
             Op::In | Op::NotIn if e.values.is_empty() => {
@@ -388,6 +509,9 @@ fn selector(c: &Ctx, path: &str, ls: &LabelSelector, key_prefix: &str) -> Result
             }
             _ => {}
         }
+        for (j, v) in e.values.iter().enumerate() {
+            crate::labels::validate_value(v).map_err(|m| c.err(format!("{p}.values[{j}]"), m))?;
+        }
         sel = sel.with(Requirement {
             key: format!("{key_prefix}{}", e.key),
             op,
@@ -397,26 +521,55 @@ fn selector(c: &Ctx, path: &str, ls: &LabelSelector, key_prefix: &str) -> Result
     Ok(sel)
 }
 
+/// A selector key: a Kubernetes label key; in Cilium policies it may carry a
+/// source (`k8s:app`, `any:app`, `reserved:host`).
 fn check_key(c: &Ctx, path: &str, k: &str) -> Result<(), PolicyError> {
-    if k.is_empty() || k.len() > 317 || k.contains(char::is_whitespace) {
-        return Err(c.err(path, format!("{k:?} is not a valid label key")));
-    }
-    Ok(())
+    let key = match k.split_once(':') {
+        Some((src, rest)) if c.cilium && !src.is_empty() && src.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) => {
+            if src == "reserved" && !rest.is_empty() {
+                return Ok(());
+            }
+            rest
+        }
+        _ => k,
+    };
+    crate::labels::validate_key(key).map_err(|e| c.err(path, e))
 }
 
 fn cidr(c: &Ctx, path: &str, s: &str) -> Result<Ipv4Net, PolicyError> {
-    let net: Ipv4Net = s
+    if s.contains(':') {
+        return Err(c.err(path, format!("{}: IPv6 is not supported yet", quote(s))));
+    }
+    let (addr, plen) = match s.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None if c.cilium => (s, None),
+        None => return Err(c.err(path, format!("{} is not a CIDR (a.b.c.d/n)", quote(s)))),
+    };
+    // each number in plain decimal: "010" is octal to some parsers and decimal to others
+    let decimal = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) && (t == "0" || !t.starts_with('0'));
+    let octets: Vec<&str> = addr.split('.').collect();
+    if octets.len() != 4 || !octets.iter().all(|o| decimal(o)) || plen.is_some_and(|p| !decimal(p)) {
+        let why = if octets.iter().chain(plen.as_ref()).any(|t| t.len() > 1 && t.starts_with('0') && t.bytes().all(|b| b.is_ascii_digit())) {
+            " (leading zeros are not allowed)"
+        } else {
+            ""
+        };
+        return Err(c.err(path, format!("{} is not an IPv4 CIDR (a.b.c.d/n){why}", quote(s))));
+    }
+    let ip: std::net::Ipv4Addr = addr
         .parse()
-        .or_else(|_| s.parse::<std::net::Ipv4Addr>().map(|ip| Ipv4Net::new(ip, 32).unwrap()))
-        .map_err(|_| {
-            if s.contains(':') {
-                c.err(path, format!("{s:?}: IPv6 is not supported yet"))
-            } else {
-                c.err(path, format!("{s:?} is not an IPv4 CIDR (a.b.c.d/n)"))
-            }
-        })?;
+        .map_err(|_| c.err(path, format!("{} is not an IPv4 address", quote(s))))?;
+    let plen: u8 = match plen {
+        Some(p) => p
+            .parse()
+            .ok()
+            .filter(|p| *p <= 32)
+            .ok_or_else(|| c.err(path, format!("{}: the prefix length must be 0..32", quote(s))))?,
+        None => 32,
+    };
+    let net = Ipv4Net::new(ip, plen).expect("prefix length checked");
     if net.trunc() != net {
-        return Err(c.err(path, format!("{s:?} has host bits set; did you mean {}?", net.trunc())));
+        return Err(c.err(path, format!("{} has host bits set; did you mean {}?", quote(s), net.trunc())));
     }
     Ok(net)
 }
@@ -427,8 +580,8 @@ fn cidr_with_except(c: &Ctx, path: &str, base: &str, except: &[String]) -> Resul
     for (i, e) in except.iter().enumerate() {
         let p = format!("{path}.except[{i}]");
         let en = cidr(c, &p, e)?;
-        if !net.contains(&en) {
-            return Err(c.err(p, format!("{en} is not inside {net}")));
+        if !net.contains(&en) || en.prefix_len() <= net.prefix_len() {
+            return Err(c.err(p, format!("{en} is not strictly inside {net}")));
         }
         ex.push(en);
     }
@@ -450,45 +603,103 @@ fn protocol(c: &Ctx, path: &str, p: Option<&str>, default: u8, knp: bool) -> Res
     })
 }
 
-fn port(c: &Ctx, path: &str, p: Option<&IntOrString>, end: Option<i64>) -> Result<Port, PolicyError> {
-    let num = |n: i64, p: &str| -> Result<u16, PolicyError> {
-        u16::try_from(n)
-            .ok()
-            .filter(|v| *v > 0)
-            .ok_or_else(|| c.err(p, format!("{n} is not a port (1..65535)")))
-    };
-    let start = match p {
-        None => None,
-        Some(IntOrString::Int(0)) => None,
-        Some(IntOrString::Int(n)) => Some(num(*n, &format!("{path}.port"))?),
-        Some(IntOrString::Str(s)) if s.is_empty() || s == "0" => None,
-        Some(IntOrString::Str(s)) => match s.parse::<i64>() {
-            Ok(n) => Some(num(n, &format!("{path}.port"))?),
-            Err(_) => {
-                let ok = s.len() <= 15
-                    && s.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
-                    && s.chars().any(|ch| ch.is_ascii_lowercase());
-                if !ok {
-                    return Err(c.err(
-                        format!("{path}.port"),
-                        format!("{s:?} is neither a port number nor a port name (lowercase, ≤15 chars)"),
-                    ));
-                }
-                if end.is_some() {
-                    return Err(c.err(format!("{path}.endPort"), "endPort cannot be used with a named port"));
-                }
-                return Ok(Port::Named(s.clone()));
+/// A port number 1..65535 from a JSON number.
+fn port_number(c: &Ctx, path: &str, v: &Value) -> Result<u16, PolicyError> {
+    v.as_u64()
+        .and_then(|n| u16::try_from(n).ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| c.err(path, format!("{v} is not a port number (1..65535)")))
+}
+
+/// A Kubernetes port name (IANA_SVC_NAME): 1..15 lowercase letters, digits
+/// and '-', at least one letter, no '-' at either end and no "--".
+fn is_iana_svc_name(s: &str) -> bool {
+    (1..=15).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().any(|b| b.is_ascii_lowercase())
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && !s.contains("--")
+}
+
+/// A Cilium port name (the CRD's pattern): letters, digits and single '-'
+/// between them, at least one letter.
+fn is_cilium_port_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && s.bytes().any(|b| b.is_ascii_alphabetic())
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && !s.contains("--")
+}
+
+/// A port and its optional end.
+/// - NetworkPolicy (as the API server's validation): `port` is a number
+///   1..65535 or a port name (IANA_SVC_NAME); absent or null = every port;
+///   `endPort` 1..65535 needs a numeric `port` and is not below it.
+/// - Cilium policies (as the CRD's schema): `port` is a string, decimal
+///   0..65535 ("0" = every port, as Cilium) or a port name; `endPort` a
+///   number 0..65535 (0 = none).
+fn port(c: &Ctx, path: &str, p: Option<&Value>, end: Option<&Value>) -> Result<Port, PolicyError> {
+    let ppath = format!("{path}.port");
+    let epath = format!("{path}.endPort");
+    let start: Option<u16> = match p {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !c.cilium => {
+            if !is_iana_svc_name(s) {
+                let why = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'+' || b == b'-') {
+                    "; a port number is written without quotes"
+                } else {
+                    ""
+                };
+                return Err(c.err(
+                    ppath,
+                    format!("{} is not a port name (1..15 lowercase letters, digits and '-', with a letter, no '-' at either end or twice in a row){why}", quote(s)),
+                ));
             }
-        },
+            if end.is_some_and(|e| !e.is_null()) {
+                return Err(c.err(epath, "endPort cannot be used with a named port"));
+            }
+            return Ok(Port::Named(s.clone()));
+        }
+        Some(v @ Value::Number(_)) if !c.cilium => Some(port_number(c, &ppath, v)?),
+        Some(Value::String(s)) => {
+            if !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit()) {
+                match s.parse::<u32>() {
+                    Ok(0) => None,
+                    Ok(n) if n <= 65535 => Some(n as u16),
+                    _ => return Err(c.err(ppath, format!("{} is not a port (0..65535; \"0\" means every port)", quote(s)))),
+                }
+            } else if is_cilium_port_name(s) {
+                if end.is_some_and(|e| e.as_u64() != Some(0) && !e.is_null()) {
+                    return Err(c.err(epath, "endPort cannot be used with a named port"));
+                }
+                return Ok(Port::Named(s.to_ascii_lowercase()));
+            } else {
+                return Err(c.err(
+                    ppath,
+                    format!("{} is neither a port number (0..65535) nor a port name (letters, digits and single '-', with a letter)", quote(s)),
+                ));
+            }
+        }
+        Some(Value::Number(n)) => {
+            return Err(c.err(ppath, format!("must be a string in a Cilium policy (port: \"{n}\")")));
+        }
+        Some(other) => return Err(c.err(ppath, format!("must be a port number or name, not {}", type_name(other)))),
+    };
+    let end: Option<u16> = match end {
+        None | Some(Value::Null) => None,
+        Some(v) if c.cilium && v.as_u64() == Some(0) => None,
+        Some(v @ Value::Number(_)) => Some(port_number(c, &epath, v)?),
+        Some(other) => return Err(c.err(epath, format!("must be a port number, not {}", type_name(other)))),
     };
     match (start, end) {
         (None, None) => Ok(Port::Any),
-        (None, Some(_)) => Err(c.err(format!("{path}.endPort"), "endPort needs a port")),
+        (None, Some(_)) => Err(c.err(epath, "endPort needs a port")),
         (Some(s), None) => Ok(Port::Range(s, s)),
         (Some(s), Some(e)) => {
-            let e = num(e, &format!("{path}.endPort"))?;
             if e < s {
-                return Err(c.err(format!("{path}.endPort"), format!("{e} is below port {s}")));
+                return Err(c.err(epath, format!("{e} is below port {s}")));
             }
             Ok(Port::Range(s, e))
         }
@@ -789,7 +1000,7 @@ fn cnp_peer_rule(
             for (j, pp) in pl.iter().enumerate() {
                 let q = format!("{p}.ports[{j}]");
                 let proto = protocol(c, &format!("{q}.protocol"), pp.protocol.as_deref(), PROTO_ANY, false)?;
-                let port = port(c, &q, pp.port.as_ref(), pp.end_port)?;
+                let port = port(c, &q, pp.port.as_ref(), pp.end_port.as_ref())?;
                 if proto == PROTO_ICMP && port != Port::Any {
                     return Err(c.err(format!("{q}.port"), "use icmps to select ICMP types"));
                 }
@@ -849,7 +1060,10 @@ fn knp_rule(c: &Ctx, origin: &Origin, k: KnpSpec) -> Result<Rule, PolicyError> {
         Some(t) => {
             for (i, x) in t.iter().enumerate() {
                 if x != "Ingress" && x != "Egress" {
-                    return Err(c.err(format!("spec.policyTypes[{i}]"), format!("{x:?} is not Ingress or Egress")));
+                    return Err(c.err(format!("spec.policyTypes[{i}]"), format!("{} is not Ingress or Egress", quote(x))));
+                }
+                if t[..i].contains(x) {
+                    return Err(c.err(format!("spec.policyTypes[{i}]"), format!("{x} is listed twice")));
                 }
             }
             t.clone()
@@ -926,7 +1140,7 @@ fn knp_rule(c: &Ctx, origin: &Origin, k: KnpSpec) -> Result<Rule, PolicyError> {
             let proto = protocol(c, &format!("{q}.protocol"), p.protocol.as_deref(), PROTO_TCP, true)?;
             out.push(L4 {
                 proto,
-                port: port(c, &q, p.port.as_ref(), p.end_port)?,
+                port: port(c, &q, p.port.as_ref(), p.end_port.as_ref())?,
             });
         }
         Ok(out)
