@@ -133,7 +133,11 @@ fn json_body<T>(b: Result<Json<T>, axum::extract::rejection::JsonRejection>, wha
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge(format!(
                 "{what}: the request is larger than the agent's limit of {} MiB for it; split the input into several files",
-                if what == "policy body" { seta_core::api::MAX_POLICY_BODY >> 20 } else { 2 }
+                if what == "policy body" {
+                    seta_core::api::MAX_POLICY_BODY >> 20
+                } else {
+                    2
+                }
             ))
         } else {
             ApiError::BadRequest(format!("{what}: {}", seta_core::policy::parse::clip(&e.body_text())))

@@ -147,7 +147,9 @@ impl Kernel for Real {
             .tc_bpf_filters(ifindex, true)
             .await?
             .iter()
-            .find(|f| f.priority == seta_datapath::loader::ENDPOINT_FILTER_PRIORITY && f.handle == seta_datapath::loader::ENDPOINT_FILTER_HANDLE)
+            .find(|f| {
+                f.priority == seta_datapath::loader::ENDPOINT_FILTER_PRIORITY && f.handle == seta_datapath::loader::ENDPOINT_FILTER_HANDLE
+            })
             .map(|f| f.prog_id))
     }
     async fn attach_endpoint(&self, cfg: EndpointProgConfig, policy: Option<PolicyEntries>) -> Result<(), DatapathError> {

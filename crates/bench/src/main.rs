@@ -76,13 +76,11 @@ fn run_section(name: &str, limit: Duration, args: &Args, bin_dir: &Path, run: Se
     std::thread::Builder::new()
         .name(format!("bench-{name}"))
         .spawn(move || {
-            let r = tokio::runtime::Runtime::new()
-                .map_err(anyhow::Error::from)
-                .and_then(|rt| {
-                    let r = run(&args, &bin_dir, &rt);
-                    rt.shutdown_timeout(Duration::from_secs(1));
-                    r
-                });
+            let r = tokio::runtime::Runtime::new().map_err(anyhow::Error::from).and_then(|rt| {
+                let r = run(&args, &bin_dir, &rt);
+                rt.shutdown_timeout(Duration::from_secs(1));
+                r
+            });
             let _ = tx.send(r.map_err(|e| format!("failed: {e:#}")));
         })
         .map_err(|e| format!("failed: cannot start a thread: {e}"))?;

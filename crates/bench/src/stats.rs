@@ -84,7 +84,10 @@ pub(crate) fn render(rows: &[Row], failed: &[(String, String)]) -> String {
     }
     for (section, why) in failed {
         let why = why.replace('|', "/").replace('\n', " ");
-        out.push_str(&format!("| section `{section}` | **{}** | - | - | - | - |\n", why.chars().take(300).collect::<String>()));
+        out.push_str(&format!(
+            "| section `{section}` | **{}** | - | - | - | - |\n",
+            why.chars().take(300).collect::<String>()
+        ));
     }
     out
 }

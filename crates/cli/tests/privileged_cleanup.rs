@@ -14,8 +14,12 @@ fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
     let me = std::process::id();
     let mut out = vec![];
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
         let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .map(|s| s.rsplit(')').next().and_then(|r| r.split_whitespace().next()) == Some("Z"))
@@ -47,7 +51,11 @@ fn leftovers(lab: &str) -> Vec<String> {
         v.extend(entries(dir, &prefix));
     }
     v.extend(entries("/run/seta/labs", lab));
-    v.extend(processes_mentioning(&prefix).into_iter().map(|(pid, cmd)| format!("pid {pid}: {cmd}")));
+    v.extend(
+        processes_mentioning(&prefix)
+            .into_iter()
+            .map(|(pid, cmd)| format!("pid {pid}: {cmd}")),
+    );
     v
 }
 

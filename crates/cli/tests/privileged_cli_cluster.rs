@@ -4,9 +4,9 @@
 //! waits for every agent, node-local reads keep asking for `--node`, and
 //! agents that do not share a kvstore make it ask again.
 mod common;
-use seta_lab::wait::RunWithin;
 use common::bin_dir;
 use seta_lab::traffic::{tcp_ok, Responder};
+use seta_lab::wait::RunWithin;
 use seta_lab::{privileged, LabOptions, TestLab};
 use std::net::SocketAddr;
 use std::process::{Command, Output};

@@ -1,7 +1,7 @@
 //! End-to-end tests in a lab with real traffic through the eBPF datapath.
 mod common;
-use seta_lab::wait::RunWithin;
 use common::bin_dir;
+use seta_lab::wait::RunWithin;
 use seta_lab::{privileged, spawn_in_netns, Lab, TestLab};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};

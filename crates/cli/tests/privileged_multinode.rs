@@ -2,9 +2,9 @@
 //! native routing, policy by the identity of a pod on another node (carried
 //! in the VNI in tunnel mode), etcd going away during traffic, a node removed.
 mod common;
-use seta_lab::wait::RunWithin;
 use common::{bin_dir, metric, seta, wait_for};
 use seta_lab::traffic::{ping_ok, tcp_ok, udp_ok, Responder};
+use seta_lab::wait::RunWithin;
 use seta_lab::{privileged, Lab, LabOptions, TestLab};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
@@ -141,7 +141,12 @@ async fn privileged_multinode_tunnel_traffic_policy_etcd_outage_node_removal() {
     assert_eq!(st["routing-mode"], "tunnel");
     assert_eq!(st["pod-mtu"], 1450);
     // in the pod: the default route leaves room for VXLAN, the node's own pod CIDR does not
-    let out = t.lab.pod_exec("client", &["ip".into(), "route".into()]).unwrap().output_within(seta_lab::wait::PROGRAM_TIMEOUT).unwrap();
+    let out = t
+        .lab
+        .pod_exec("client", &["ip".into(), "route".into()])
+        .unwrap()
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
+        .unwrap();
     let routes = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         routes.lines().any(|l| l.starts_with("default") && l.contains("mtu 1450")),
@@ -330,7 +335,12 @@ async fn privileged_multinode_native_routing_traffic_and_policy() {
         "no tunnel endpoints"
     );
     // routes to the other nodes' pod CIDRs via their underlay addresses
-    let out = t.lab.node_exec(&n1, &["ip".into(), "route".into()]).unwrap().output_within(seta_lab::wait::PROGRAM_TIMEOUT).unwrap();
+    let out = t
+        .lab
+        .node_exec(&n1, &["ip".into(), "route".into()])
+        .unwrap()
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
+        .unwrap();
     let routes = String::from_utf8_lossy(&out.stdout);
     for (i, node) in t.lab.nodes.iter().enumerate().skip(1) {
         assert!(
@@ -472,6 +482,9 @@ async fn privileged_multinode_operator_ipam_gc_and_failover() {
     t.lab.pod_add("a", &n1, "default", &["app=a".into()], &[]).await.unwrap();
     t.lab.pod_add("b", &n2, "default", &["app=b".into()], &[]).await.unwrap();
     let b_ip = t.lab.pod("b").unwrap().ip;
-    wait_for("node 1 learns b", 10, || ipcache_has(&n1, b_ip));
-    assert!(ping_ok(&t.lab.pod("a").unwrap().netns, b_ip));
+    let a_ip = t.lab.pod("a").unwrap().ip;
+    wait_for("node 1 learns b", 30, || ipcache_has(&n1, b_ip));
+    wait_for("node 2 (restarted after a wipe) learns a", 30, || ipcache_has(&n2, a_ip));
+    let a_ns = t.lab.pod("a").unwrap().netns.clone();
+    wait_for("a pings b across nodes", 20, || ping_ok(&a_ns, b_ip));
 }

@@ -1,9 +1,9 @@
 //! End-to-end policy scenarios in a lab: real TCP, UDP and ICMP through the
 //! kernel, and the drop reason the datapath counted.
 mod common;
-use seta_lab::wait::RunWithin;
 use common::bin_dir;
 use seta_lab::traffic::{ping_ok, tcp_ok, udp_ok, Responder};
+use seta_lab::wait::RunWithin;
 use seta_lab::{privileged, Lab, LabOptions, TestLab};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;

@@ -1,8 +1,8 @@
 //! CNI contract tests against a real agent in a lab node: every command ×
 //! version, error codes for bad input, DEL edge cases, ADD rollback, and
 //! chaining with Debian's reference portmap plugin.
-use seta_lab::wait::RunWithin;
 use serde_json::{json, Value};
+use seta_lab::wait::RunWithin;
 use seta_lab::{privileged, spawn_in_netns, Lab, TestLab};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -38,7 +38,10 @@ impl Ctx {
     }
     fn netns(&self, name: &str) -> String {
         let ns = format!("{}-{name}", self.lab().name);
-        let out = Command::new("ip").args(["netns", "add", &ns]).output_within(seta_lab::wait::PROGRAM_TIMEOUT).unwrap();
+        let out = Command::new("ip")
+            .args(["netns", "add", &ns])
+            .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
+            .unwrap();
         assert!(out.status.success(), "ip netns add {ns}");
         ns
     }
@@ -73,7 +76,10 @@ impl Ctx {
     }
     fn lxc_devices(&self) -> Vec<String> {
         let ns = self.lab().nodes[0].netns.clone();
-        let out = Command::new("ip").args(["-n", &ns, "-o", "link", "show"]).output_within(seta_lab::wait::PROGRAM_TIMEOUT).unwrap();
+        let out = Command::new("ip")
+            .args(["-n", &ns, "-o", "link", "show"])
+            .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
+            .unwrap();
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| l.split(": ").nth(1))
@@ -222,7 +228,11 @@ async fn privileged_cni_bad_input_gets_spec_error_codes_and_changes_nothing() {
     // labels Kubernetes would reject
     assert_code(c.cni(&with("CNI_ARGS", "SETA_LABELS=app=web,tier=-x"), &conf), 4, "SETA_LABELS[1]");
     assert_code(c.cni(&with("CNI_ARGS", "SETA_LABELS=bad key=x"), &conf), 4, "SETA_LABELS[0]");
-    assert_code(c.cni(&with("CNI_ARGS", "K8S_POD_NAMESPACE=Not_A_Namespace"), &conf), 4, "K8S_POD_NAMESPACE");
+    assert_code(
+        c.cni(&with("CNI_ARGS", "K8S_POD_NAMESPACE=Not_A_Namespace"), &conf),
+        4,
+        "K8S_POD_NAMESPACE",
+    );
     assert_code(c.cni(&with("CNI_NETNS", "/run/netns/does-not-exist"), &conf), 3, "does-not-exist");
     let mut v = conf.clone();
     v["cniVersion"] = json!("0.2.0");
@@ -239,8 +249,7 @@ async fn privileged_cni_bad_input_gets_spec_error_codes_and_changes_nothing() {
     assert_code(c.cni(&good, &json!("not an object")), 6, "JSON object");
     // non-JSON stdin: invoke directly
     let mut cmd = Command::new(bin_dir().join("seta-cni"));
-    cmd.envs(good.iter().map(|(k, v)| (*k, v.clone())))
-        ;
+    cmd.envs(good.iter().map(|(k, v)| (*k, v.clone())));
     let out = cmd.output_with_input_within(b"{not json", seta_lab::wait::PROGRAM_TIMEOUT).unwrap();
     assert!(!out.status.success());
     assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["code"], 6);
@@ -311,7 +320,10 @@ async fn privileged_cni_del_is_idempotent_survives_missing_netns_and_agent_down(
     // netns already gone
     let ns = c.netns("gone");
     assert!(c.cni(&Ctx::env("ADD", "cid-gone", &ns), &conf).0);
-    Command::new("ip").args(["netns", "del", &ns]).status_within(seta_lab::wait::PROGRAM_TIMEOUT).unwrap();
+    Command::new("ip")
+        .args(["netns", "del", &ns])
+        .status_within(seta_lab::wait::PROGRAM_TIMEOUT)
+        .unwrap();
     let (ok, out) = c.cni(&Ctx::env("DEL", "cid-gone", &ns), &conf);
     assert!(ok, "DEL with the netns gone: {out}");
     assert_eq!(c.allocations(), 0);
@@ -494,7 +506,9 @@ async fn privileged_cni_driven_by_podman() {
         .env("CONTAINERS_CONF", &conf)
         .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
         .unwrap();
-    let _ = Command::new("podman").args(["rmi", "-f", &image]).output_within(seta_lab::wait::PROGRAM_TIMEOUT);
+    let _ = Command::new("podman")
+        .args(["rmi", "-f", &image])
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT);
     let _ = std::fs::remove_dir_all(&work);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "podman run: {text}\n{}", String::from_utf8_lossy(&out.stderr));

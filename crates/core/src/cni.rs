@@ -185,7 +185,10 @@ pub fn parse_args(s: &str) -> Result<BTreeMap<String, String>, CniError> {
         if !crate::labels::is_dns_subdomain(ns) || ns.contains('.') || ns.len() > 63 {
             return Err(CniError::new(
                 code::INVALID_ENV,
-                format!("CNI_ARGS: K8S_POD_NAMESPACE {} is not a valid namespace name", crate::labels::quote(ns)),
+                format!(
+                    "CNI_ARGS: K8S_POD_NAMESPACE {} is not a valid namespace name",
+                    crate::labels::quote(ns)
+                ),
             ));
         }
     }

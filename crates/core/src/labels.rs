@@ -149,12 +149,32 @@ mod tests {
 
     #[test]
     fn keys_and_values_follow_kubernetes() {
-        for ok in ["app", "app.kubernetes.io/name", "a_b.c-d", "x/y", "A9", "io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name"] {
+        for ok in [
+            "app",
+            "app.kubernetes.io/name",
+            "a_b.c-d",
+            "x/y",
+            "A9",
+            "io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name",
+        ] {
             assert!(validate_key(ok).is_ok(), "{ok}");
         }
         let long63 = "a".repeat(63);
         assert!(validate_key(&long63).is_ok());
-        for bad in ["", "-app", "app-", "a b", "a/", "/a", "Upper.Case/x", "a..b/c", "ä", "a/b/c", &"a".repeat(64), &format!("{}/x", "a".repeat(254))] {
+        for bad in [
+            "",
+            "-app",
+            "app-",
+            "a b",
+            "a/",
+            "/a",
+            "Upper.Case/x",
+            "a..b/c",
+            "ä",
+            "a/b/c",
+            &"a".repeat(64),
+            &format!("{}/x", "a".repeat(254)),
+        ] {
             assert!(validate_key(bad).is_err(), "{bad:?}");
         }
         for ok in ["", "web", "v1.2_3-x", &long63] {

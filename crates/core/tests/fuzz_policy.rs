@@ -69,10 +69,25 @@ fn fuzz_policy_parser_never_panics_and_stays_within_bounds() {
             )
         };
         let r = r.unwrap_or_else(|_| panic!("the parser panicked on {}", replay()));
-        assert!(took <= time_bound(input.len()), "{took:?} > {:?} for {}", time_bound(input.len()), replay());
-        assert!(peak <= memory_bound(input.len()), "peak {peak} B > {} B for {}", memory_bound(input.len()), replay());
+        assert!(
+            took <= time_bound(input.len()),
+            "{took:?} > {:?} for {}",
+            time_bound(input.len()),
+            replay()
+        );
+        assert!(
+            peak <= memory_bound(input.len()),
+            "peak {peak} B > {} B for {}",
+            memory_bound(input.len()),
+            replay()
+        );
         if let Err(e) = &r {
-            assert!(e.to_string().len() < 2000, "an error of {} bytes for {}", e.to_string().len(), replay());
+            assert!(
+                e.to_string().len() < 2000,
+                "an error of {} bytes for {}",
+                e.to_string().len(),
+                replay()
+            );
         }
         worst_time = worst_time.max(took.as_secs_f64() / time_bound(input.len()).as_secs_f64());
         worst_mem = worst_mem.max(peak as f64 / memory_bound(input.len()) as f64);

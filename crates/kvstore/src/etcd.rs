@@ -11,6 +11,10 @@ pub struct EtcdStore {
     dialed: Arc<std::sync::Mutex<std::time::Instant>>,
     /// the open keep-alive stream (lease, sender, responses)
     keeper: Arc<tokio::sync::Mutex<Option<(LeaseId, etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream)>>>,
+    /// bumped when the connection is replaced: watches on the old one end
+    /// at once (their stream may sit on a dead connection that HTTP/2
+    /// keep-alives take many seconds to give up) and are listed again
+    redials: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// An error of a request that carries `lease`: etcd answers NotFound only
@@ -46,6 +50,7 @@ impl EtcdStore {
             endpoints: endpoints.to_vec(),
             dialed: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
             keeper: Default::default(),
+            redials: Arc::new(tokio::sync::watch::channel(0).0),
         })
     }
 
@@ -80,6 +85,7 @@ impl EtcdStore {
         let c = Self::dial(&self.endpoints).await?;
         *self.client.write().unwrap() = c;
         *self.keeper.lock().await = None;
+        self.redials.send_modify(|n| *n += 1);
         tracing::info!(endpoints = %self.endpoints.join(","), "reconnected to etcd");
         Ok(())
     }
@@ -262,12 +268,17 @@ impl KvStore for EtcdStore {
             .map_err(|e| err(&format!("watch {prefix}"), e))?;
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
         let what = format!("watch {prefix}");
+        let mut redialed = self.redials.subscribe();
         tokio::spawn(async move {
             let (_sender, mut stream) = stream.split(); // the sender keeps the watch open
             loop {
                 let msg = tokio::select! {
                     m = stream.message() => m,
                     _ = tx.closed() => return,
+                    _ = redialed.changed() => {
+                        let _ = tx.send(Err(err_msg(&what, "the etcd connection was replaced; listing again".into()))).await;
+                        return;
+                    }
                 };
                 let events = match msg {
                     Ok(Some(r)) if r.canceled() => Err(err_msg(

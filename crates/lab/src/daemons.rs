@@ -17,14 +17,19 @@ impl Lab {
             .args(["--initial-cluster", &format!("lab={peer}")]);
         let pid = spawn_daemon(cmd, &ul.netns, &dir.with_extension("log")).context("spawn etcd (install etcd-server)")?;
         let log = dir.with_extension("log");
-        let d = wait::Deadline::new(format!("the lab's etcd to accept connections on {client}"), Duration::from_secs(15)).hint(format!("etcd log: {}", log.display()));
+        let d = wait::Deadline::new(format!("the lab's etcd to accept connections on {client}"), Duration::from_secs(15))
+            .hint(format!("etcd log: {}", log.display()));
         wait::poll(&d, Duration::from_millis(100), || {
             if !agent_alive(pid) {
                 return Ok(Err(format!("etcd (pid {pid}) exited")));
             }
-            let r = spawn_in_netns(&ul.netns, || std::net::TcpStream::connect((UNDERLAY_GW, 2379)).map(|_| ()).map_err(|e| e.to_string()))
-                .join()
-                .unwrap_or_else(|_| Err("probe thread panicked".into()));
+            let r = spawn_in_netns(&ul.netns, || {
+                std::net::TcpStream::connect((UNDERLAY_GW, 2379))
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .join()
+            .unwrap_or_else(|_| Err("probe thread panicked".into()));
             r.map(Ok)
         })?
         .map_err(|e| anyhow!("{e}; see {}", log.display()))?;
@@ -80,7 +85,12 @@ impl Lab {
         let client = Client::new(&n.socket).with_timeout(Duration::from_secs(2));
         let conflist = n.cni_conf_dir.join("05-seta.conflist");
         let d = wait::Deadline::new(
-            format!("the agent of {} to answer on {} and write {}", n.name, n.socket.display(), conflist.display()),
+            format!(
+                "the agent of {} to answer on {} and write {}",
+                n.name,
+                n.socket.display(),
+                conflist.display()
+            ),
             Duration::from_secs(20),
         );
         let ready = wait::poll_async(&d, Duration::from_millis(50), || async {
@@ -158,8 +168,18 @@ impl Lab {
         let n = self.node(node)?.clone();
         let pid = n.agent_pid.ok_or_else(|| anyhow!("agent of {} is not running", n.name))?;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)?;
-        let d = wait::Deadline::new(format!("the agent of {} (pid {pid}) to exit after {signal}", n.name), Duration::from_secs(10)).hint(format!("agent log: {}", n.log.display()));
-        wait::poll(&d, Duration::from_millis(20), || if agent_alive(pid) { Err("still running".to_string()) } else { Ok(()) })?;
+        let d = wait::Deadline::new(
+            format!("the agent of {} (pid {pid}) to exit after {signal}", n.name),
+            Duration::from_secs(10),
+        )
+        .hint(format!("agent log: {}", n.log.display()));
+        wait::poll(&d, Duration::from_millis(20), || {
+            if agent_alive(pid) {
+                Err("still running".to_string())
+            } else {
+                Ok(())
+            }
+        })?;
         self.nodes.iter_mut().find(|x| x.name == n.name).unwrap().agent_pid = None;
         self.save()
     }

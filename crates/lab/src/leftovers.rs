@@ -46,7 +46,8 @@ pub fn lab_of(name: &str) -> Option<&str> {
 
 /// BPF packet tests pin as `t<digits>-<tag>` (no agent, no lab).
 fn is_test_pin(name: &str) -> bool {
-    name.split_once('-').is_some_and(|(head, _)| is_test_lab(head) && head[1..].chars().all(|c| c.is_ascii_digit()))
+    name.split_once('-')
+        .is_some_and(|(head, _)| is_test_lab(head) && head[1..].chars().all(|c| c.is_ascii_digit()))
 }
 
 fn dir_names(dir: &str) -> Vec<String> {
@@ -122,7 +123,10 @@ pub fn find_labs(scope: Scope) -> BTreeSet<String> {
 /// Kill every process inside network namespace `ns` (by pid), then delete it.
 pub fn remove_netns(ns: &str, done: &mut Vec<String>) {
     if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+        for pid in String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
             if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).is_ok() {
                 done.push(format!("killed pid {pid} in {ns}"));
             }
@@ -168,7 +172,9 @@ fn remove_root_devices(done: &mut Vec<String>) {
     }
     for name in dir_names("/sys/class/net") {
         let ours = matches!(name.as_str(), "seta_host" | "seta_net" | "seta_vxlan")
-            || name.strip_prefix("lxc").is_some_and(|h| h.len() == 12 && h.chars().all(|c| c.is_ascii_hexdigit()));
+            || name
+                .strip_prefix("lxc")
+                .is_some_and(|h| h.len() == 12 && h.chars().all(|c| c.is_ascii_hexdigit()));
         if ours && run_ip(&["link", "del", &name]).is_ok() {
             done.push(format!("deleted root-namespace device {name}"));
         }

@@ -1,6 +1,6 @@
 //! Pods wired by invoking seta-cni as a runtime does, namespaces, exec.
-use crate::*;
 use crate::wait::RunWithin;
+use crate::*;
 
 /// A CNI plugin that runs longer than this is killed (a runtime gives up too).
 const CNI_TIMEOUT: Duration = Duration::from_secs(60);

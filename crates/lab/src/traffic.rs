@@ -94,10 +94,16 @@ pub fn udp_ok(ns: &str, addr: SocketAddr) -> bool {
     .unwrap()
 }
 
+/// Does a ping from namespace `ns` reach `ip`? A lost first echo (a
+/// neighbour still resolving on a loaded machine) gets one more try, so a
+/// "no" means two echoes went unanswered.
 pub fn ping_ok(ns: &str, ip: std::net::Ipv4Addr) -> bool {
-    std::process::Command::new("ip")
-        .args(["netns", "exec", ns, "ping", "-c", "1", "-W", "1", &ip.to_string()])
-        .output_within(std::time::Duration::from_secs(10))
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    let once = || {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", ns, "ping", "-c", "1", "-W", "1", &ip.to_string()])
+            .output_within(std::time::Duration::from_secs(10))
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    once() || once()
 }

@@ -196,7 +196,8 @@ fn reader(r: Option<impl Read + Send + 'static>) -> std::sync::mpsc::Receiver<Ve
 /// one that left the process group) may keep the pipe open, so this waits a
 /// bounded moment after the program ended.
 fn collect(rx: &std::sync::mpsc::Receiver<Vec<u8>>, killed: bool) -> Vec<u8> {
-    rx.recv_timeout(Duration::from_secs(if killed { 2 } else { 10 })).unwrap_or_default()
+    rx.recv_timeout(Duration::from_secs(if killed { 2 } else { 10 }))
+        .unwrap_or_default()
 }
 
 /// Time limits for external programs.
@@ -284,7 +285,8 @@ mod tests {
 
     #[test]
     fn an_expired_deadline_names_what_it_waited_for_and_the_last_state() {
-        let d = Deadline::new("the agent socket /run/seta/x/agent.sock", Duration::from_millis(50)).hint("agent log: /run/seta/x/agent.log");
+        let d =
+            Deadline::new("the agent socket /run/seta/x/agent.sock", Duration::from_millis(50)).hint("agent log: /run/seta/x/agent.log");
         let mut polls = 0;
         let err = poll(&d, Duration::from_millis(10), || -> Result<(), String> {
             polls += 1;
@@ -336,7 +338,10 @@ mod tests {
             .unwrap_err();
         assert!(t.elapsed() < Duration::from_secs(10), "killed at its limit, not after sleep");
         let text = err.to_string();
-        assert!(text.starts_with("`sh -c echo started; sleep 30 & sleep 30` did not finish within 0 s"), "{text}");
+        assert!(
+            text.starts_with("`sh -c echo started; sleep 30 & sleep 30` did not finish within 0 s"),
+            "{text}"
+        );
         assert!(text.ends_with("its output so far: started"), "{text}");
     }
 

@@ -107,7 +107,7 @@ impl KvHealth {
     }
 }
 
-fn parse_labels(v: &[u8]) -> Option<LabelSet> {
+pub(super) fn parse_labels(v: &[u8]) -> Option<LabelSet> {
     let s = std::str::from_utf8(v).ok()?;
     s.split(';')
         .filter(|p| !p.is_empty())
@@ -115,7 +115,7 @@ fn parse_labels(v: &[u8]) -> Option<LabelSet> {
         .collect()
 }
 
-fn id_of_key(k: &str) -> Option<u32> {
+pub(super) fn id_of_key(k: &str) -> Option<u32> {
     k.rsplit('/').next()?.parse().ok()
 }
 
@@ -330,16 +330,6 @@ impl Agent {
         }
     }
 
-    /// Answer other nodes' health probes.
-    async fn health_listener(self: Arc<Self>) -> anyhow::Result<()> {
-        let l = tokio::net::TcpListener::bind(("0.0.0.0", HEALTH_PORT)).await?;
-        loop {
-            let (mut s, _) = l.accept().await?;
-            use tokio::io::AsyncWriteExt;
-            let _ = s.write_all(b"ok\n").await;
-        }
-    }
-
     async fn apply_cluster_updates(&self, batch: Vec<(u8, Update)>) {
         let t = Instant::now();
         let mut inner = self.inner.lock().await;
@@ -462,41 +452,6 @@ impl Agent {
         }
     }
 
-    /// Identities created or deleted anywhere in the cluster enter or leave
-    /// every local policy (incrementally).
-    fn remote_identities_changed(&self, inner: &mut Inner, changes: Vec<Change>) {
-        let mut added = Vec::new();
-        let mut removed = Vec::new();
-        for (k, _old, new) in changes {
-            let Some(id) = id_of_key(&k) else { continue };
-            let local = inner.identities.get(id).is_some();
-            match new.as_deref().and_then(parse_labels) {
-                Some(labels) => {
-                    let prev = inner.cluster.remote_ids.insert(id, labels.clone());
-                    if !local && prev.as_ref() != Some(&labels) {
-                        if prev.is_some() {
-                            removed.push(id);
-                        }
-                        added.push(IdentityInfo {
-                            id,
-                            labels,
-                            kind: IdKind::Endpoint,
-                        });
-                    }
-                }
-                None => {
-                    if inner.cluster.remote_ids.remove(&id).is_some() && !local {
-                        removed.push(id);
-                    }
-                }
-            }
-        }
-        if !added.is_empty() || !removed.is_empty() {
-            tracing::debug!(added = added.len(), removed = removed.len(), "cluster identities changed");
-            self.identities_changed(inner, &added, &removed, None);
-        }
-    }
-
     /// Make the ipcache and routes match the other nodes and their pods.
     pub(super) fn converge_remote(&self, inner: &mut Inner) {
         let tunnel = self.cfg.routing_mode == RoutingMode::Tunnel;
@@ -609,43 +564,5 @@ impl Agent {
             }
         }
         installed.retain(|k, _| routes.contains_key(k));
-    }
-
-    /// Probe every other node: its underlay address (TCP to the health port)
-    /// and, through the datapath, its router IP (tunnel or routes).
-    async fn health_loop(&self) {
-        loop {
-            let nodes: Vec<NodeInfo> = self.inner.lock().await.cluster.nodes.values().cloned().collect();
-            let mut results = BTreeMap::new();
-            for n in nodes {
-                let probe = |ip: Option<Ipv4Addr>| async move {
-                    let Some(ip) = ip else { return false };
-                    matches!(
-                        tokio::time::timeout(
-                            std::time::Duration::from_millis(800),
-                            tokio::net::TcpStream::connect((ip, HEALTH_PORT))
-                        )
-                        .await,
-                        Ok(Ok(_))
-                    )
-                };
-                let router = n.pod_cidr.parse::<ipnet::Ipv4Net>().ok().map(router_ip);
-                let t = Instant::now();
-                let node_ok = probe(n.primary_ip()).await;
-                let dp_ok = probe(router).await;
-                results.insert(
-                    n.name.clone(),
-                    seta_core::api::NodeHealth {
-                        name: n.name.clone(),
-                        ip: n.primary_ip(),
-                        node_reachable: node_ok,
-                        datapath_reachable: dp_ok,
-                        probe_ms: t.elapsed().as_secs_f64() * 1e3,
-                    },
-                );
-            }
-            self.inner.lock().await.cluster.health = results;
-            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        }
     }
 }

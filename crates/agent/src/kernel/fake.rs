@@ -181,7 +181,10 @@ impl Kernel for Fake {
     fn policy_sync(&self, ep: u16, want: &PolicyEntries) -> Result<SyncStats, DatapathError> {
         let mut st = self.state();
         let cap = st.policy_capacity;
-        let m = st.policy.get_mut(&ep).ok_or_else(|| missing(format!("no policy map for endpoint {ep}")))?;
+        let m = st
+            .policy
+            .get_mut(&ep)
+            .ok_or_else(|| missing(format!("no policy map for endpoint {ep}")))?;
         let stats = SyncStats {
             added: want.keys().filter(|k| !m.contains_key(*k)).count(),
             updated: want.iter().filter(|(k, v)| m.get(*k).is_some_and(|h| h != *v)).count(),
@@ -198,7 +201,10 @@ impl Kernel for Fake {
     fn policy_apply(&self, ep: u16, upsert: &PolicyEntries, remove: &[(u32, PolicyLpmData)]) -> Result<(), DatapathError> {
         let mut st = self.state();
         let cap = st.policy_capacity;
-        let m = st.policy.get_mut(&ep).ok_or_else(|| missing(format!("no policy map for endpoint {ep}")))?;
+        let m = st
+            .policy
+            .get_mut(&ep)
+            .ok_or_else(|| missing(format!("no policy map for endpoint {ep}")))?;
         for k in remove {
             m.remove(k);
         }

@@ -19,10 +19,62 @@ pub fn corpus() -> Vec<(&'static str, &'static str)> {
 
 /// Tokens worth inserting: values Kubernetes rejects, YAML structure, aliases.
 const TOKENS: &[&str] = &[
-    "0", "\"0\"", "\"\"", ".nan", ".inf", "-.inf", "-1", "65536", "99999999999999999999", "\"+80\"", "1e3", "0x50", "080",
-    "null", "~", "true", "[]", "{}", "[", "]", "{", "}", ",", ":", ": ", "- ", "\n- ", "\n  ", "\t", "&a ", "*a", "&b [*a, *a]",
-    "!!binary aGk=", "!tag ", "? ", "'", "\"", "#", "---\n", "...\n", "\\", "\u{0}", "\u{feff}", "é", "a b", "-http", "http-",
-    "ht--tp", "010.0.0.0/8", "10.0.0.0/33", "::1/128", "k8s:", "reserved:", "io.kubernetes.pod.namespace", "<<: ", "%YAML 1.2\n",
+    "0",
+    "\"0\"",
+    "\"\"",
+    ".nan",
+    ".inf",
+    "-.inf",
+    "-1",
+    "65536",
+    "99999999999999999999",
+    "\"+80\"",
+    "1e3",
+    "0x50",
+    "080",
+    "null",
+    "~",
+    "true",
+    "[]",
+    "{}",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ":",
+    ": ",
+    "- ",
+    "\n- ",
+    "\n  ",
+    "\t",
+    "&a ",
+    "*a",
+    "&b [*a, *a]",
+    "!!binary aGk=",
+    "!tag ",
+    "? ",
+    "'",
+    "\"",
+    "#",
+    "---\n",
+    "...\n",
+    "\\",
+    "\u{0}",
+    "\u{feff}",
+    "é",
+    "a b",
+    "-http",
+    "http-",
+    "ht--tp",
+    "010.0.0.0/8",
+    "10.0.0.0/33",
+    "::1/128",
+    "k8s:",
+    "reserved:",
+    "io.kubernetes.pod.namespace",
+    "<<: ",
+    "%YAML 1.2\n",
 ];
 
 /// xorshift64*: small, fast, and the same on every machine.
@@ -33,7 +85,7 @@ impl Rng {
     pub fn new(seed: u64) -> Self {
         Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -45,7 +97,7 @@ impl Rng {
         if n == 0 {
             0
         } else {
-            (self.next() % n as u64) as usize
+            (self.next_u64() % n as u64) as usize
         }
     }
 }

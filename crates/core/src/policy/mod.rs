@@ -1,13 +1,13 @@
 //! Network policy: the Kubernetes NetworkPolicy and Cilium (Clusterwide)
 //! NetworkPolicy languages, normalised into [`Rule`]s, and their resolution
 //! into per-endpoint policy map entries.
-pub mod parse;
 pub mod fuzz;
+pub mod parse;
+pub mod resolve;
 pub mod strict;
+pub mod trace;
 #[cfg(test)]
 mod validation_tests;
-pub mod resolve;
-pub mod trace;
 
 use crate::selector::Selector;
 use ipnet::Ipv4Net;

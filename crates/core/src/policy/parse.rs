@@ -351,7 +351,10 @@ fn parse_doc(doc: usize, v: &Value) -> Result<PolicyDoc, PolicyError> {
     };
     for k in meta.keys() {
         if !META_FIELDS.contains(&k.as_str()) {
-            return Err(c.err(format!("metadata.{}", quote(k)), "unknown field (check the spelling; seta does not ignore unknown fields)"));
+            return Err(c.err(
+                format!("metadata.{}", quote(k)),
+                "unknown field (check the spelling; seta does not ignore unknown fields)",
+            ));
         }
     }
     let name = match meta.get("name") {
@@ -362,7 +365,10 @@ fn parse_doc(doc: usize, v: &Value) -> Result<PolicyDoc, PolicyError> {
     if !valid_dns_name(&name, 253) {
         return Err(c.err(
             "metadata.name",
-            format!("{} is not a valid name (lowercase letters, digits, '-' and '.', at most 253)", quote(&name)),
+            format!(
+                "{} is not a valid name (lowercase letters, digits, '-' and '.', at most 253)",
+                quote(&name)
+            ),
         ));
     }
     for field in ["labels", "annotations"] {
@@ -498,7 +504,12 @@ fn selector(c: &Ctx, path: &str, ls: &LabelSelector, key_prefix: &str) -> Result
             "NotIn" => Op::NotIn,
             "Exists" => Op::Exists,
             "DoesNotExist" => Op::DoesNotExist,
-            o => return Err(c.err(format!("{p}.operator"), format!("{} is not In, NotIn, Exists or DoesNotExist", quote(o)))),
+            o => {
+                return Err(c.err(
+                    format!("{p}.operator"),
+                    format!("{} is not In, NotIn, Exists or DoesNotExist", quote(o)),
+                ))
+            }
         };
         match op {
             Op::In | Op::NotIn if e.values.is_empty() => {
@@ -549,7 +560,11 @@ fn cidr(c: &Ctx, path: &str, s: &str) -> Result<Ipv4Net, PolicyError> {
     let decimal = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) && (t == "0" || !t.starts_with('0'));
     let octets: Vec<&str> = addr.split('.').collect();
     if octets.len() != 4 || !octets.iter().all(|o| decimal(o)) || plen.is_some_and(|p| !decimal(p)) {
-        let why = if octets.iter().chain(plen.as_ref()).any(|t| t.len() > 1 && t.starts_with('0') && t.bytes().all(|b| b.is_ascii_digit())) {
+        let why = if octets
+            .iter()
+            .chain(plen.as_ref())
+            .any(|t| t.len() > 1 && t.starts_with('0') && t.bytes().all(|b| b.is_ascii_digit()))
+        {
             " (leading zeros are not allowed)"
         } else {
             ""
@@ -678,7 +693,10 @@ fn port(c: &Ctx, path: &str, p: Option<&Value>, end: Option<&Value>) -> Result<P
             } else {
                 return Err(c.err(
                     ppath,
-                    format!("{} is neither a port number (0..65535) nor a port name (letters, digits and single '-', with a letter)", quote(s)),
+                    format!(
+                        "{} is neither a port number (0..65535) nor a port name (letters, digits and single '-', with a letter)",
+                        quote(s)
+                    ),
                 ));
             }
         }

@@ -486,7 +486,11 @@ mod tests {
     }
 
     fn state_for(yaml: &str, labels: &str) -> MapState {
-        let docs = if yaml.trim().is_empty() { vec![] } else { parse_file(yaml).unwrap() };
+        let docs = if yaml.trim().is_empty() {
+            vec![]
+        } else {
+            parse_file(yaml).unwrap()
+        };
         let rules: Vec<Rule> = docs.into_iter().flat_map(|d| d.rules).collect();
         let p = endpoint_policy(
             &rules,

@@ -52,7 +52,12 @@ pub fn documents(text: &str, cancel: Option<&AtomicBool>) -> Result<Vec<Value>, 
     let mut out = Vec::new();
     for (i, de) in serde_norway::Deserializer::from_str(text).enumerate() {
         let doc = i + 1;
-        let r = Node { st: &st, path: String::new(), depth: 0 }.deserialize(de);
+        let r = Node {
+            st: &st,
+            path: String::new(),
+            depth: 0,
+        }
+        .deserialize(de);
         match r {
             Ok(v) => {
                 if !v.is_null() {
@@ -60,11 +65,12 @@ pub fn documents(text: &str, cancel: Option<&AtomicBool>) -> Result<Vec<Value>, 
                 }
             }
             Err(e) => {
-                let (path, msg) = st
-                    .error
-                    .borrow_mut()
-                    .take()
-                    .unwrap_or_else(|| ("(document)".into(), format!("not valid YAML: {}", super::parse::clip(&e.to_string()))));
+                let (path, msg) = st.error.borrow_mut().take().unwrap_or_else(|| {
+                    (
+                        "(document)".into(),
+                        format!("not valid YAML: {}", super::parse::clip(&e.to_string())),
+                    )
+                });
                 return Err(DecodeError { doc, path, msg });
             }
         }
@@ -162,7 +168,11 @@ struct State<'a> {
 
 impl State<'_> {
     fn fail<E: de::Error>(&self, path: &str, msg: String) -> E {
-        let path = if path.is_empty() { "(document)".to_string() } else { path.to_string() };
+        let path = if path.is_empty() {
+            "(document)".to_string()
+        } else {
+            path.to_string()
+        };
         let text = format!("{path}: {msg}");
         self.error.borrow_mut().get_or_insert((path, msg));
         E::custom(text)
@@ -185,7 +195,7 @@ impl State<'_> {
         }
         let n = self.nodes.get() + 1;
         self.nodes.set(n);
-        if n % 4096 == 0 && self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+        if n.is_multiple_of(4096) && self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
             return Err(self.fail(path, "cancelled: the request's client went away".into()));
         }
         Ok(())
@@ -232,7 +242,10 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
         self.st.spend(&self.path, 0)?;
         match serde_json::Number::from_f64(v) {
             Some(n) => Ok(Value::Number(n)),
-            None => Err(self.st.fail(&self.path, format!("{v} is not a number the API accepts (.nan and .inf are not values)"))),
+            None => Err(self.st.fail(
+                &self.path,
+                format!("{v} is not a number the API accepts (.nan and .inf are not values)"),
+            )),
         }
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
@@ -257,7 +270,9 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
         Err(self.st.fail(&self.path, "binary values are not allowed".into()))
     }
     fn visit_enum<A: de::EnumAccess<'de>>(self, _: A) -> Result<Value, A::Error> {
-        Err(self.st.fail(&self.path, "YAML tags (!tag value) are not allowed in policies".into()))
+        Err(self
+            .st
+            .fail(&self.path, "YAML tags (!tag value) are not allowed in policies".into()))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
@@ -280,13 +295,23 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
         self.st.spend(&self.path, 0)?;
         let mut out = Map::new();
         loop {
-            let key = map.next_key_seed(Key { st: self.st, path: &self.path })?;
+            let key = map.next_key_seed(Key {
+                st: self.st,
+                path: &self.path,
+            })?;
             let Some(key) = key else { return Ok(Value::Object(out)) };
-            let path = if self.path.is_empty() { key.clone() } else { format!("{}.{key}", self.path) };
+            let path = if self.path.is_empty() {
+                key.clone()
+            } else {
+                format!("{}.{key}", self.path)
+            };
             if out.contains_key(&key) {
                 return Err(self.st.fail(
                     &path,
-                    format!("duplicate key {}: a mapping may hold each key once (the API server rejects it)", super::parse::quote(&key)),
+                    format!(
+                        "duplicate key {}: a mapping may hold each key once (the API server rejects it)",
+                        super::parse::quote(&key)
+                    ),
                 ));
             }
             let v = map.next_value_seed(Node {
@@ -425,7 +450,10 @@ mod tests {
         let v = documents("---\na: 1\n---\n---\n[1, 2.5, true, null, \"s\"]\n", None).unwrap();
         assert_eq!(v.len(), 2, "the empty document is skipped");
         assert_eq!(v[1], serde_json::json!([1, 2.5, true, null, "s"]));
-        assert_eq!(documents("80: x\ntrue: y\n", None).unwrap()[0], serde_json::json!({"80": "x", "true": "y"}));
+        assert_eq!(
+            documents("80: x\ntrue: y\n", None).unwrap()[0],
+            serde_json::json!({"80": "x", "true": "y"})
+        );
         assert!(documents("", None).unwrap().is_empty());
     }
 

@@ -42,7 +42,10 @@ fn table(cases: &[(String, Option<(&str, &str)>)]) {
         match (want, &got) {
             (None, Ok(())) => {}
             (Some((path, why)), Err(e)) => {
-                assert!(e.starts_with(&format!("{path}: ")), "wrong field for\n{yaml}\ngot: {e}\nwant path {path}");
+                assert!(
+                    e.starts_with(&format!("{path}: ")),
+                    "wrong field for\n{yaml}\ngot: {e}\nwant path {path}"
+                );
                 assert!(e.contains(why), "wrong reason for\n{yaml}\ngot: {e}\nwant {why:?}");
             }
             _ => panic!("for\n{yaml}\nwant {want:?}, got {got:?}"),
@@ -91,7 +94,10 @@ fn knp_ports_are_1_to_65535_or_a_port_name() {
         (knp_port("{endPort: 80}"), Some((&bad_end, "needs a port"))),
         (knp_port("{port: http, endPort: 90}"), Some((&bad_end, "named port"))),
         (knp_port("{port: 80, endPort: \"90\"}"), Some((&bad_end, "must be a port number"))),
-        (knp_port("{port: 80, protocol: ICMP}"), Some((&format!("{p}.protocol"), "not TCP, UDP or SCTP"))),
+        (
+            knp_port("{port: 80, protocol: ICMP}"),
+            Some((&format!("{p}.protocol"), "not TCP, UDP or SCTP")),
+        ),
     ]);
 }
 
@@ -127,18 +133,37 @@ fn cnp_ports_follow_the_crd_pattern() {
 
 #[test]
 fn metadata_is_typed_and_closed() {
-    let doc = |meta: &str| format!("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {meta}\nspec: {{podSelector: {{}}}}\n");
+    let doc =
+        |meta: &str| format!("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {meta}\nspec: {{podSelector: {{}}}}\n");
     table(&[
         (doc("{name: p, namespace: team-a}"), None),
-        (doc("{name: p, labels: {app: x}, annotations: {note: \"any text at all\"}, uid: abc, resourceVersion: \"7\"}"), None),
-        (doc("{name: p, namespace: 123}"), Some(("metadata.namespace", "must be a string, not a number"))),
-        (doc("{name: p, namespace: [a]}"), Some(("metadata.namespace", "must be a string, not a list"))),
-        (doc("{name: p, namespace: Bad_NS}"), Some(("metadata.namespace", "not a valid namespace name"))),
+        (
+            doc("{name: p, labels: {app: x}, annotations: {note: \"any text at all\"}, uid: abc, resourceVersion: \"7\"}"),
+            None,
+        ),
+        (
+            doc("{name: p, namespace: 123}"),
+            Some(("metadata.namespace", "must be a string, not a number")),
+        ),
+        (
+            doc("{name: p, namespace: [a]}"),
+            Some(("metadata.namespace", "must be a string, not a list")),
+        ),
+        (
+            doc("{name: p, namespace: Bad_NS}"),
+            Some(("metadata.namespace", "not a valid namespace name")),
+        ),
         (doc("{name: 5}"), Some(("metadata.name", "must be a string"))),
         (doc("{namespace: x}"), Some(("metadata.name", "is required"))),
         (doc("{name: p, nmespace: x}"), Some(("metadata.\"nmespace\"", "unknown field"))),
-        (doc("{name: p, labels: {\"bad key\": x}}"), Some(("metadata.labels.\"bad key\"", "the name part"))),
-        (doc("{name: p, labels: {app: -x}}"), Some(("metadata.labels.\"app\"", "value \"-x\""))),
+        (
+            doc("{name: p, labels: {\"bad key\": x}}"),
+            Some(("metadata.labels.\"bad key\"", "the name part")),
+        ),
+        (
+            doc("{name: p, labels: {app: -x}}"),
+            Some(("metadata.labels.\"app\"", "value \"-x\"")),
+        ),
         (doc("[p]"), Some(("metadata", "must be a mapping"))),
         (
             format!("{KNP}spec: {{podSelector: {{}}}}\nstatus: {{}}\nextra: 1\n"),
@@ -175,21 +200,57 @@ fn label_keys_and_values_follow_kubernetes() {
     let long = "a".repeat(64);
     table(&[
         (knp_labels("{matchLabels: {app.kubernetes.io/name: web, tier: \"\"}}"), None),
-        (knp_labels("{matchExpressions: [{key: app, operator: In, values: [a, b-c, d.e_f]}]}"), None),
-        (knp_labels("{matchLabels: {\"-app\": web}}"), Some(("spec.podSelector.matchLabels.\"-app\"", "the name part"))),
-        (knp_labels("{matchLabels: {\"a b\": web}}"), Some(("spec.podSelector.matchLabels.\"a b\"", "the name part"))),
-        (knp_labels(&format!("{{matchLabels: {{{long}: web}}}}")), Some((&format!("{sel}.matchLabels.\"{long}\""), "1..63"))),
-        (knp_labels("{matchLabels: {Example.COM/app: web}}"), Some(("spec.podSelector.matchLabels.\"Example.COM/app\"", "DNS subdomain"))),
-        (knp_labels("{matchLabels: {\"k8s:app\": web}}"), Some(("spec.podSelector.matchLabels.\"k8s:app\"", "the name part"))),
-        (knp_labels("{matchLabels: {app: \"web site\"}}"), Some(("spec.podSelector.matchLabels.\"app\"", "value \"web site\""))),
-        (knp_labels(&format!("{{matchLabels: {{app: {long}}}}}")), Some(("spec.podSelector.matchLabels.\"app\"", "at most 63"))),
-        (knp_labels("{matchExpressions: [{key: app, operator: In, values: [ok, \"not ok\"]}]}"), Some(("spec.podSelector.matchExpressions[0].values[1]", "value \"not ok\""))),
-        (knp_labels("{matchExpressions: [{key: \"bad/key/x\", operator: Exists}]}"), Some(("spec.podSelector.matchExpressions[0].key", "DNS subdomain"))),
+        (
+            knp_labels("{matchExpressions: [{key: app, operator: In, values: [a, b-c, d.e_f]}]}"),
+            None,
+        ),
+        (
+            knp_labels("{matchLabels: {\"-app\": web}}"),
+            Some(("spec.podSelector.matchLabels.\"-app\"", "the name part")),
+        ),
+        (
+            knp_labels("{matchLabels: {\"a b\": web}}"),
+            Some(("spec.podSelector.matchLabels.\"a b\"", "the name part")),
+        ),
+        (
+            knp_labels(&format!("{{matchLabels: {{{long}: web}}}}")),
+            Some((&format!("{sel}.matchLabels.\"{long}\""), "1..63")),
+        ),
+        (
+            knp_labels("{matchLabels: {Example.COM/app: web}}"),
+            Some(("spec.podSelector.matchLabels.\"Example.COM/app\"", "DNS subdomain")),
+        ),
+        (
+            knp_labels("{matchLabels: {\"k8s:app\": web}}"),
+            Some(("spec.podSelector.matchLabels.\"k8s:app\"", "the name part")),
+        ),
+        (
+            knp_labels("{matchLabels: {app: \"web site\"}}"),
+            Some(("spec.podSelector.matchLabels.\"app\"", "value \"web site\"")),
+        ),
+        (
+            knp_labels(&format!("{{matchLabels: {{app: {long}}}}}")),
+            Some(("spec.podSelector.matchLabels.\"app\"", "at most 63")),
+        ),
+        (
+            knp_labels("{matchExpressions: [{key: app, operator: In, values: [ok, \"not ok\"]}]}"),
+            Some(("spec.podSelector.matchExpressions[0].values[1]", "value \"not ok\"")),
+        ),
+        (
+            knp_labels("{matchExpressions: [{key: \"bad/key/x\", operator: Exists}]}"),
+            Some(("spec.podSelector.matchExpressions[0].key", "DNS subdomain")),
+        ),
         // Cilium selectors may name a label source
         (cnp_selector("{matchLabels: {\"k8s:app\": web, \"any:tier\": db}}"), None),
         (cnp_selector("{matchLabels: {\"reserved:host\": \"\"}}"), None),
-        (cnp_selector("{matchLabels: {\"k8s:io.kubernetes.pod.namespace\": kube-system}}"), None),
-        (cnp_selector("{matchLabels: {\"k8s:-app\": web}}"), Some(("spec.ingress[0].fromEndpoints[0].matchLabels.\"k8s:-app\"", "the name part"))),
+        (
+            cnp_selector("{matchLabels: {\"k8s:io.kubernetes.pod.namespace\": kube-system}}"),
+            None,
+        ),
+        (
+            cnp_selector("{matchLabels: {\"k8s:-app\": web}}"),
+            Some(("spec.ingress[0].fromEndpoints[0].matchLabels.\"k8s:-app\"", "the name part")),
+        ),
     ]);
 }
 
@@ -200,21 +261,42 @@ fn cidrs_policy_types_and_empty_input() {
         (knp_ipblock("{cidr: 10.0.0.0/8, except: [10.1.0.0/16]}"), None),
         (knp_ipblock("{cidr: 010.0.0.0/8}"), Some((&format!("{from}.cidr"), "leading zeros"))),
         (knp_ipblock("{cidr: 10.0.0.0/08}"), Some((&format!("{from}.cidr"), "leading zeros"))),
-        (knp_ipblock("{cidr: 10.0.0.0/8, except: [10.01.0.0/16]}"), Some((&format!("{from}.except[0]"), "leading zeros"))),
-        (knp_ipblock("{cidr: 10.0.0.0/8, except: [10.0.0.0/8]}"), Some((&format!("{from}.except[0]"), "not strictly inside"))),
-        (knp_ipblock("{cidr: 10.0.0.0/8, except: [11.0.0.0/16]}"), Some((&format!("{from}.except[0]"), "not strictly inside"))),
+        (
+            knp_ipblock("{cidr: 10.0.0.0/8, except: [10.01.0.0/16]}"),
+            Some((&format!("{from}.except[0]"), "leading zeros")),
+        ),
+        (
+            knp_ipblock("{cidr: 10.0.0.0/8, except: [10.0.0.0/8]}"),
+            Some((&format!("{from}.except[0]"), "not strictly inside")),
+        ),
+        (
+            knp_ipblock("{cidr: 10.0.0.0/8, except: [11.0.0.0/16]}"),
+            Some((&format!("{from}.except[0]"), "not strictly inside")),
+        ),
         (knp_ipblock("{cidr: 10.0.0.0/33}"), Some((&format!("{from}.cidr"), "0..32"))),
         (knp_ipblock("{cidr: 10.0.0.1}"), Some((&format!("{from}.cidr"), "not a CIDR"))),
-        (knp_ipblock("{cidr: 10.0.0.0/8, extra: 1}"), Some((&format!("{from}.extra"), "unknown field"))),
+        (
+            knp_ipblock("{cidr: 10.0.0.0/8, extra: 1}"),
+            Some((&format!("{from}.extra"), "unknown field")),
+        ),
         (format!("{KNP}spec:\n  podSelector: {{}}\n  policyTypes: [Ingress, Egress]\n"), None),
         (
             format!("{KNP}spec:\n  podSelector: {{}}\n  policyTypes: [Ingress, Ingress]\n"),
             Some(("spec.policyTypes[1]", "listed twice")),
         ),
-        (format!("{CNP}spec:\n  endpointSelector: {{}}\n  egress: [{{toCIDR: [10.0.0.1]}}]\n"), None),
-        (format!("{CNP}spec:\n  endpointSelector: {{}}\n  egress: [{{toCIDR: [\"1.2.3.04/32\"]}}]\n"), Some(("spec.egress[0].toCIDR[0]", "leading zeros"))),
+        (
+            format!("{CNP}spec:\n  endpointSelector: {{}}\n  egress: [{{toCIDR: [10.0.0.1]}}]\n"),
+            None,
+        ),
+        (
+            format!("{CNP}spec:\n  endpointSelector: {{}}\n  egress: [{{toCIDR: [\"1.2.3.04/32\"]}}]\n"),
+            Some(("spec.egress[0].toCIDR[0]", "leading zeros")),
+        ),
         (String::new(), Some(("(document)", "nothing to import"))),
-        ("---\n# only a comment\n---\n".to_string(), Some(("(document)", "nothing to import"))),
+        (
+            "---\n# only a comment\n---\n".to_string(),
+            Some(("(document)", "nothing to import")),
+        ),
     ]);
 }
 

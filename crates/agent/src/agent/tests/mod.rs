@@ -10,6 +10,8 @@ use seta_kvstore::KvStore;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod lifecycle;
+
 /// A directory under the system temp dir, removed on drop.
 struct Tmp(PathBuf);
 
@@ -58,7 +60,10 @@ async fn agent(dir: &Path, node: &str, cidr: &str, k: &Arc<Fake>, kv: Option<Kv>
         None => Kv::open(&cfg).await.unwrap(),
     };
     let store = Store::open(&cfg.state_dir).unwrap();
-    let pool: Pool = store.load::<Option<Pool>>("ipam.json").unwrap().unwrap_or(Pool::new(cfg.pod_cidr).unwrap());
+    let pool: Pool = store
+        .load::<Option<Pool>>("ipam.json")
+        .unwrap()
+        .unwrap_or(Pool::new(cfg.pod_cidr).unwrap());
     let facts = NodeFacts {
         ip: node_ip,
         mtu: 1500,
@@ -116,7 +121,10 @@ async fn endpoint_create_and_delete_go_through_the_adapter() {
     let k = Fake::new();
     let a = agent(&d.0, "n1", "10.210.1.0/24", &k, None, None).await;
     let router: Ipv4Addr = "10.210.1.1".parse().unwrap();
-    assert!(k.state().endpoints[&router].flags & ENDPOINT_F_HOST != 0, "the router entry is the host");
+    assert!(
+        k.state().endpoints[&router].flags & ENDPOINT_F_HOST != 0,
+        "the router entry is the host"
+    );
 
     let ep = pod(&a, &k, "web", &["app=web"]).await.unwrap();
     assert_eq!(ep.state, EndpointState::Ready);
@@ -125,7 +133,11 @@ async fn endpoint_create_and_delete_go_through_the_adapter() {
         assert_eq!(st.filters[&ep.interface_index], PROG, "the endpoint program is on its veth");
         assert_eq!(st.endpoints[&ep.ipv4].lxc_id, ep.id);
         assert_eq!(st.endpoints[&ep.ipv4].sec_id, ep.identity);
-        assert_eq!(st.ipcache[&h32(ep.ipv4)].identity, ep.identity, "its identity for everyone's policy");
+        assert_eq!(
+            st.ipcache[&h32(ep.ipv4)].identity,
+            ep.identity,
+            "its identity for everyone's policy"
+        );
         assert!(st.policy.contains_key(&ep.id));
     }
     // the same attachment again is idempotent; another container with the IP is not
@@ -138,11 +150,17 @@ async fn endpoint_create_and_delete_go_through_the_adapter() {
     assert!(!st.filters.contains_key(&ep.interface_index), "program detached");
     assert!(!st.endpoints.contains_key(&ep.ipv4), "endpoint map entry gone");
     assert!(!st.ipcache.contains_key(&h32(ep.ipv4)), "ipcache entry gone");
-    assert!(st.policy[&ep.id].is_empty(), "the policy map is kept registered, emptied, for the next endpoint");
+    assert!(
+        st.policy[&ep.id].is_empty(),
+        "the policy map is kept registered, emptied, for the next endpoint"
+    );
     drop(st);
     assert!(a.list().await.is_empty());
     assert_eq!(a.status().await.ipam.allocated, 0, "the IP went back to the pool");
-    assert!(a.identities().await.iter().all(|i| i.id < 256), "no identity but the reserved ones is left");
+    assert!(
+        a.identities().await.iter().all(|i| i.id < 256),
+        "no identity but the reserved ones is left"
+    );
 }
 
 #[tokio::test]
@@ -160,7 +178,11 @@ async fn a_failed_attach_takes_back_only_what_it_took() {
     let err = pod(&a, &k, "bad", &["app=bad"]).await.unwrap_err();
     assert!(matches!(err, ApiError::Internal(_)), "{err}");
     assert!(err.to_string().contains("lxcbad"), "the error names the device: {err}");
-    assert_eq!(before, snapshot(&k), "the first endpoint's kernel state is untouched, nothing of the second stays");
+    assert_eq!(
+        before,
+        snapshot(&k),
+        "the first endpoint's kernel state is untouched, nothing of the second stays"
+    );
     assert_eq!(a.list().await, vec![web.clone()]);
     let ids: Vec<u32> = a.identities().await.iter().map(|i| i.id).filter(|i| *i >= 256).collect();
     assert_eq!(ids, vec![web.identity], "the failed pod's identity reference was released");
@@ -209,7 +231,9 @@ async fn a_restart_is_the_same_reconcile() {
     k.state().filters.remove(&client.interface_index);
     let stray: Ipv4Addr = "10.210.1.200".parse().unwrap();
     k.state().endpoints.insert(stray, Default::default());
-    k.state().policy.insert(999, [((32, Default::default()), Default::default())].into_iter().collect());
+    k.state()
+        .policy
+        .insert(999, [((32, Default::default()), Default::default())].into_iter().collect());
     let writes_before = k.state().log.len();
 
     let a = agent(&d.0, "n1", "10.210.1.0/24", &k, None, None).await;
@@ -257,7 +281,11 @@ async fn identity_churn_reaches_every_policy_incrementally() {
     assert!(!p.contains(&c1.identity), "c1's old identity left web's map");
     a.delete_endpoint(&EndpointRef::Id(c2.id)).await.unwrap();
     assert!(!peers(&k, web.id).contains(&c2.identity), "a freed identity leaves every map");
-    assert_eq!(a.policy_verify().await.unwrap(), Vec::<String>::new(), "incremental == full recompute");
+    assert_eq!(
+        a.policy_verify().await.unwrap(),
+        Vec::<String>::new(),
+        "incremental == full recompute"
+    );
     // the policy goes: web is open again
     a.policy_delete(None, None, None, true).await.unwrap();
     let w = a.get(&EndpointRef::Id(web.id)).await.unwrap();
@@ -319,7 +347,11 @@ spec:
     a.policy_import(&policy).await.unwrap();
     {
         let st = k.state();
-        assert_eq!(st.ipcache[&h32(web.ipv4)], before[&h32(web.ipv4)], "the pod keeps its label identity");
+        assert_eq!(
+            st.ipcache[&h32(web.ipv4)],
+            before[&h32(web.ipv4)],
+            "the pod keeps its label identity"
+        );
         assert_eq!(st.ipcache[&h32(client.ipv4)], before[&h32(client.ipv4)]);
         let wide = st.ipcache[&"10.210.0.0/16".parse().unwrap()].identity;
         assert!(wide >= SCOPE_LOCAL, "a CIDR gets a node-local identity ({wide})");
@@ -357,8 +389,24 @@ async fn cluster_events_reach_ipcache_routes_and_policy() {
     let ip1: Ipv4Addr = "172.31.0.1".parse().unwrap();
     let ip2: Ipv4Addr = "172.31.0.2".parse().unwrap();
     let (d1, d2) = (d.0.join("n1"), d.0.join("n2"));
-    let a1 = agent(&d1, "n1", "10.210.1.0/24", &k1, Some(Kv::shared_memory(store.clone(), "/seta", "n1")), Some(ip1)).await;
-    let a2 = agent(&d2, "n2", "10.210.2.0/24", &k2, Some(Kv::shared_memory(store.clone(), "/seta", "n2")), Some(ip2)).await;
+    let a1 = agent(
+        &d1,
+        "n1",
+        "10.210.1.0/24",
+        &k1,
+        Some(Kv::shared_memory(store.clone(), "/seta", "n1")),
+        Some(ip1),
+    )
+    .await;
+    let a2 = agent(
+        &d2,
+        "n2",
+        "10.210.2.0/24",
+        &k2,
+        Some(Kv::shared_memory(store.clone(), "/seta", "n2")),
+        Some(ip2),
+    )
+    .await;
     for a in [&a1, &a2] {
         a.republish_all().await.unwrap();
         tokio::spawn(a.clone().cluster_sync());
@@ -367,7 +415,10 @@ async fn cluster_events_reach_ipcache_routes_and_policy() {
     let web = pod(&a1, &k1, "web", &["app=web"]).await.unwrap();
     a2.policy_import(WEB_FROM_CLIENT).await.unwrap();
     let rev = a2.revision().await;
-    eventually("n1 has the policy", || a1.inner.try_lock().map(|i| i.policy.revision >= 1).unwrap_or(false)).await;
+    eventually("n1 has the policy", || {
+        a1.inner.try_lock().map(|i| i.policy.revision >= 1).unwrap_or(false)
+    })
+    .await;
     assert!(rev >= 1);
 
     // a pod on n2: n1 learns its IP, identity and tunnel endpoint
@@ -376,9 +427,15 @@ async fn cluster_events_reach_ipcache_routes_and_policy() {
         identity: client.identity,
         tunnel_endpoint: Some(ip2),
     };
-    eventually("n1's ipcache has the remote pod", || k1.state().ipcache.get(&h32(client.ipv4)) == Some(&want)).await;
+    eventually("n1's ipcache has the remote pod", || {
+        k1.state().ipcache.get(&h32(client.ipv4)) == Some(&want)
+    })
+    .await;
     eventually("web's policy allows the remote client", || {
-        k1.state().policy.get(&web.id).is_some_and(|m| m.keys().any(|(_, d)| d.sec_label == client.identity))
+        k1.state()
+            .policy
+            .get(&web.id)
+            .is_some_and(|m| m.keys().any(|(_, d)| d.sec_label == client.identity))
     })
     .await;
     // and a route to n2's pod CIDR through seta_host
@@ -401,10 +458,20 @@ async fn cluster_events_reach_ipcache_routes_and_policy() {
     // n2 dropped its reference; the identity itself stays until the
     // operator's GC removes it (as Cilium's), which is done here by hand
     let base = "/seta/identities/v1";
-    assert!(store.list(&format!("{base}/ref/{}/", client.identity)).await.unwrap().is_empty(), "n2's reference is gone");
-    let key = store.get(&format!("{base}/id/{}", client.identity)).await.unwrap().expect("the identity outlives its last reference until GC");
+    assert!(
+        store.list(&format!("{base}/ref/{}/", client.identity)).await.unwrap().is_empty(),
+        "n2's reference is gone"
+    );
+    let key = store
+        .get(&format!("{base}/id/{}", client.identity))
+        .await
+        .unwrap()
+        .expect("the identity outlives its last reference until GC");
     store.delete(&format!("{base}/id/{}", client.identity)).await.unwrap();
-    store.delete(&format!("{base}/labels/{}", String::from_utf8_lossy(&key))).await.unwrap();
+    store
+        .delete(&format!("{base}/labels/{}", String::from_utf8_lossy(&key)))
+        .await
+        .unwrap();
     eventually("the freed identity leaves web's map", || {
         !k1.state().policy[&web.id].keys().any(|(_, d)| d.sec_label == client.identity)
     })
@@ -459,7 +526,10 @@ async fn costly_policy_requests_never_delay_status() {
         assert_eq!(docs.len(), 1, "legal, if costly, input is accepted");
     }
     assert!(samples >= 3, "status was asked {samples} times while the requests ran ({busy:?})");
-    assert!(worst < Duration::from_millis(100), "status took {worst:?} with two costly requests in flight");
+    assert!(
+        worst < Duration::from_millis(100),
+        "status took {worst:?} with two costly requests in flight"
+    );
     // and a request whose client is gone stops: the parse is cancelled by the dropped future
     let text = costly_policy(4, false);
     let a2 = a.clone();
@@ -493,15 +563,26 @@ async fn fuzz_policy_import_is_all_or_nothing() {
         n += 1;
         match a.policy_import(&input).await {
             Err(_) => {
-                assert_eq!(serde_json::to_value(a.policy_list().await).unwrap(), before, "a failed import changed the policies:\n{input}");
-                assert_eq!(k.state().policy.get(&web.id).cloned(), map_before, "a failed import changed web's map:\n{input}");
+                assert_eq!(
+                    serde_json::to_value(a.policy_list().await).unwrap(),
+                    before,
+                    "a failed import changed the policies:\n{input}"
+                );
+                assert_eq!(
+                    k.state().policy.get(&web.id).cloned(),
+                    map_before,
+                    "a failed import changed web's map:\n{input}"
+                );
             }
             Ok((rev, names)) => {
                 ok += 1;
                 assert_eq!(rev, before["revision"].as_u64().unwrap() + 1);
                 let now = a.policy_list().await;
                 for name in &names {
-                    assert!(now.policies.iter().any(|d| &d.origin.to_string() == name), "{name} imported:\n{input}");
+                    assert!(
+                        now.policies.iter().any(|d| &d.origin.to_string() == name),
+                        "{name} imported:\n{input}"
+                    );
                 }
                 if now.policies.len() > 40 {
                     a.policy_delete(None, None, None, true).await.unwrap();
@@ -510,5 +591,8 @@ async fn fuzz_policy_import_is_all_or_nothing() {
         }
     }
     assert!(n > 20 && ok > 0, "{n} inputs, {ok} imported");
-    assert!(a.policy_verify().await.unwrap().is_empty(), "the maps equal a full recompute after {n} imports");
+    assert!(
+        a.policy_verify().await.unwrap().is_empty(),
+        "the maps equal a full recompute after {n} imports"
+    );
 }

@@ -1,0 +1,119 @@
+//! The agent's supervised background work: spare policy maps, the retry
+//! loop for unconverged objects, the events reader.
+use super::*;
+
+impl Agent {
+    /// Pre-register policy maps for the next free endpoint ids (each
+    /// registration waits for an RCU grace period; do it off the ADD path).
+    pub async fn refill_spare_policy_maps(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        // single flight: a burst of creations asks once more, not once each
+        if self.refilling.swap(true, SeqCst) {
+            self.refill_again.store(true, SeqCst);
+            return;
+        }
+        loop {
+            self.refill_again.store(false, SeqCst);
+            self.refill_once().await;
+            if !self.refill_again.load(SeqCst) {
+                break;
+            }
+        }
+        self.refilling.store(false, SeqCst);
+    }
+
+    pub(super) async fn refill_once(&self) {
+        let want: Vec<u16> = {
+            let inner = self.inner.lock().await;
+            let used: std::collections::BTreeSet<u16> = inner.endpoints.keys().chain(inner.reserved_ids.iter()).copied().collect();
+            (1..=u16::MAX).filter(|i| !used.contains(i)).take(SPARE_POLICY_MAPS).collect()
+        };
+        self.kernel.prepare_policy_maps(want).await;
+    }
+
+    /// Background work, each loop supervised: drain datapath events,
+    /// garbage-collect conntrack, keep the node announced, follow the
+    /// cluster, retry failed reconciliations.
+    pub fn spawn_background(self: Arc<Self>) {
+        let sup = self.supervisor.clone();
+        let (pin, log) = (self.pin_dir.clone(), self.events.clone());
+        sup.spawn("events-reader", move || events_reader(pin.clone(), log.clone()));
+        let me = self.clone();
+        tokio::spawn(async move {
+            me.refill_spare_policy_maps().await;
+        });
+        let me = self.clone();
+        sup.spawn("kvstore-announce", move || {
+            let me = me.clone();
+            async move {
+                me.announce_loop().await;
+                Ok(())
+            }
+        });
+        self.spawn_cluster_sync();
+        let k = self.kernel.clone();
+        sup.spawn("conntrack-gc", move || {
+            let k = k.clone();
+            async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+                loop {
+                    tick.tick().await;
+                    let k = k.clone();
+                    let n = tokio::task::spawn_blocking(move || k.ct_gc()).await??;
+                    if n > 0 {
+                        tracing::debug!(removed = n, "conntrack GC");
+                    }
+                }
+            }
+        });
+        let me = self.clone();
+        sup.spawn("reconcile-retry", move || me.clone().retry_loop());
+        let me = self.clone();
+        sup.spawn("identity-release", move || {
+            let me = me.clone();
+            async move {
+                loop {
+                    me.releases_due.notified().await;
+                    me.flush_identity_releases().await;
+                }
+            }
+        });
+    }
+
+    /// Retry what did not converge: endpoints whose regeneration failed (a
+    /// full policy map recovers once entries go away) and failed ipcache
+    /// writes; backoff doubles while retries keep failing.
+    pub(super) async fn retry_loop(self: Arc<Self>) -> anyhow::Result<()> {
+        const MIN: std::time::Duration = std::time::Duration::from_millis(500);
+        const MAX: std::time::Duration = std::time::Duration::from_secs(30);
+        let mut wait = MIN;
+        loop {
+            tokio::time::sleep(wait).await;
+            wait = match self.retry_once().await {
+                Retry::Idle => MIN,
+                Retry::Converged(n) => {
+                    tracing::info!(endpoints = n, "failed reconciliations converged");
+                    MIN
+                }
+                Retry::Pending => (wait * 2).min(MAX),
+            };
+        }
+    }
+}
+
+/// Drain the `seta_events` ring buffer into the event log, woken by the
+/// kernel (epoll on the ring buffer) when records arrive.
+pub(super) async fn events_reader(pin: std::path::PathBuf, log: crate::events::EventLog) -> anyhow::Result<()> {
+    let reader = seta_datapath::maps::EventReader::open(&pin)?;
+    // SAFETY: the reader owns the ring buffer's fd; it stays open and the same
+    // for as long as the AsyncFd (which owns the reader) exists.
+    let mut fd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(reader, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("register the events ring buffer with epoll: {e}"))?;
+    loop {
+        let mut guard = fd.readable_mut().await?;
+        for ev in guard.get_inner_mut().drain() {
+            log.push(&ev);
+        }
+        guard.clear_ready();
+    }
+}

@@ -1,0 +1,108 @@
+//! Security identities: allocation through the kvstore (reserved before any
+//! lock), local references, releases.
+use super::*;
+
+impl Agent {
+    /// A reference on the identity of `labels`; a label set new to this node
+    /// gets its number from the cluster's kvstore.
+    pub(super) async fn acquire_identity(&self, inner: &mut Inner, labels: &LabelSet) -> Result<u32, ApiError> {
+        if labels.is_empty() || inner.identities.contains(labels) {
+            return inner.identities.acquire(labels).map_err(|e| ApiError::Conflict(e.to_string()));
+        }
+        let id = self
+            .kv
+            .allocate(labels)
+            .await
+            .map_err(|e| ApiError::Internal(format!("identity allocation in the kvstore: {e}")))?;
+        Ok(inner.identities.acquire_as(labels, id))
+    }
+
+    /// Drop a reference; the node's reference in the kvstore goes with the
+    /// last one, written by the identity-release task (no I/O under the lock).
+    pub(super) async fn release_identity(&self, inner: &mut Inner, labels: &LabelSet) {
+        let id = inner.identities.list().find(|a| a.labels == *labels).map(|a| a.id);
+        inner.identities.release(labels);
+        if let Some(id) = id.filter(|id| inner.identities.get(*id).is_none()) {
+            inner.kv_releases.push(id);
+            self.releases_due.notify_one();
+        }
+    }
+
+    /// Drop the kvstore references of identities no local endpoint holds any
+    /// more (one that got a reference again meanwhile keeps it).
+    pub(super) async fn flush_identity_releases(&self) {
+        let _io = self.ids_io.lock().await;
+        let due: Vec<u32> = {
+            let mut inner = self.inner.lock().await;
+            let due = std::mem::take(&mut inner.kv_releases);
+            due.into_iter().filter(|id| inner.identities.get(*id).is_none()).collect()
+        };
+        for id in due {
+            if let Err(e) = self.kv.release(id).await {
+                tracing::warn!(id, %e, "could not drop the identity reference in the kvstore");
+            }
+        }
+    }
+
+    /// Before the inner lock: the number of a label set this node does not
+    /// hold yet comes from the kvstore now, so a slow or absent etcd stalls
+    /// only this request. The returned guard keeps releases of this node's
+    /// references out until the caller has taken its local reference.
+    pub(super) async fn reserve_identity(&self, labels: &LabelSet) -> Result<(Option<u32>, tokio::sync::MutexGuard<'_, ()>), ApiError> {
+        let io = self.ids_io.lock().await;
+        if labels.is_empty() || self.inner.lock().await.identities.contains(labels) {
+            return Ok((None, io));
+        }
+        let id = self
+            .kv
+            .allocate(labels)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("identity allocation in the kvstore: {e}")))?;
+        Ok((Some(id), io))
+    }
+
+    /// The local reference for a reservation from `reserve_identity`.
+    pub(super) async fn take_reserved(&self, inner: &mut Inner, labels: &LabelSet, reserved: Option<u32>) -> Result<u32, ApiError> {
+        match reserved {
+            Some(id) if !inner.identities.contains(labels) => Ok(inner.identities.acquire_as(labels, id)),
+            _ => self.acquire_identity(inner, labels).await,
+        }
+    }
+
+    /// The identity labels of a pod: its labels, its namespace and the
+    /// namespace's labels, through the identity-relevant label filter.
+    pub(super) fn identity_labels(&self, inner: &mut Inner, pod_labels: &[String], namespace: &str) -> Result<LabelSet, ApiError> {
+        let mut set = LabelSet::new();
+        for (i, l) in pod_labels.iter().enumerate() {
+            set.insert(Label::parse(l, "k8s").map_err(|e| ApiError::BadRequest(format!("labels[{i}]: {e}")))?);
+        }
+        if !namespace.is_empty() {
+            let ns_labels = inner
+                .policy
+                .namespaces
+                .entry(namespace.to_string())
+                .or_insert_with(|| BTreeMap::from([("kubernetes.io/metadata.name".to_string(), namespace.to_string())]))
+                .clone();
+            set.insert(Label::new("k8s", "io.kubernetes.pod.namespace", namespace));
+            for (k, v) in ns_labels {
+                set.insert(Label::new("k8s", &format!("io.cilium.k8s.namespace.labels.{k}"), &v));
+            }
+        }
+        Ok(self.filter.filter(&set))
+    }
+
+    pub async fn identities(&self) -> Vec<IdentityEntry> {
+        let inner = self.inner.lock().await;
+        let mut out: Vec<IdentityEntry> = inner
+            .universe()
+            .into_iter()
+            .map(|i| IdentityEntry {
+                id: i.id,
+                labels: i.labels.iter().map(|l| l.to_string()).collect(),
+                refcount: inner.identities.get(i.id).map(|a| a.refcount),
+            })
+            .collect();
+        out.sort_by_key(|e| e.id);
+        out
+    }
+}

@@ -1,0 +1,53 @@
+//! Node bring-up: the underlay device and address, the host devices
+//! (`seta_host`/`seta_net`), before any subsystem exists.
+use super::*;
+
+/// This node's address for other nodes and the underlay MTU: from the
+/// configuration, else the first address outside the pod network and its
+/// device's MTU.
+pub(super) async fn underlay(nl: &Netlink, cfg: &Config) -> Result<NodeFacts> {
+    let links = nl.links().await?;
+    let ours = |name: &str| name == "lo" || name.starts_with("lxc") || name.starts_with("seta_");
+    let addrs = nl.ipv4_addrs().await?;
+    let found = addrs
+        .iter()
+        .filter(|(i, ip)| {
+            links.iter().any(|l| l.index == *i && !ours(&l.name)) && !cfg.pod_cidr.contains(ip) && cfg.node_ip.is_none_or(|n| n == *ip)
+        })
+        .min_by_key(|(_, ip)| *ip)
+        .copied();
+    if let (Some(want), None) = (cfg.node_ip, found) {
+        anyhow::bail!("--node-ip {want}: no interface of this node has that address");
+    }
+    let mtu = match (cfg.mtu, found) {
+        (Some(m), _) => m,
+        (None, Some((idx, _))) => nl.mtu(idx).await?.unwrap_or(1500),
+        (None, None) => 1500,
+    };
+    let dev = found.and_then(|(idx, _)| links.iter().find(|l| l.index == idx).map(|l| l.name.clone()));
+    Ok(NodeFacts {
+        ip: found.map(|(_, ip)| ip),
+        mtu,
+        dev,
+    })
+}
+
+pub(super) async fn setup_host_devices(nl: &Netlink, cfg: &Config, router: Ipv4Addr) -> Result<()> {
+    if nl.link(HOST_DEV).await?.is_none() {
+        nl.create_veth(HOST_DEV, NET_DEV).await?;
+    }
+    let host = nl.link(HOST_DEV).await?.context("seta_host missing after creation")?;
+    let net = nl.link(NET_DEV).await?.context("seta_net missing after creation")?;
+    nl.set_arp(host.index, false).await?;
+    nl.set_up(host.index).await?;
+    nl.set_up(net.index).await?;
+    nl.add_addr(host.index, router, 32).await?;
+    nl.replace_route(cfg.pod_cidr.network(), cfg.pod_cidr.prefix_len(), None, host.index, Some(router))
+        .await?;
+    use seta_datapath::sysfs::set_ipv4_sysctl;
+    set_ipv4_sysctl("ip_forward", "1")?;
+    for dev in ["all", "default", HOST_DEV, NET_DEV] {
+        set_ipv4_sysctl(&format!("conf/{dev}/rp_filter"), "0")?;
+    }
+    Ok(())
+}

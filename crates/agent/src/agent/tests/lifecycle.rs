@@ -1,0 +1,232 @@
+//! Endpoint, identity, namespace and policy lifecycles through the agent's
+//! API methods on the fake kernel: idempotence, conflicts, refusals that
+//! change nothing, relabels, revisions and `policy wait`.
+use super::*;
+
+#[tokio::test]
+async fn create_is_idempotent_and_conflicts_change_nothing() {
+    let d = Tmp::new("idem");
+    let k = Fake::new();
+    let a = agent(&d.0, "n1", "10.211.1.0/24", &k, None, None).await;
+    let ep = pod(&a, &k, "web", &["app=web"]).await.unwrap();
+    // the same request again: the same endpoint, nothing new in the kernel
+    let log_before = k.state().log.len();
+    let link = k.state().links[&ep.interface_name].clone();
+    let again = a
+        .create_endpoint(EndpointChangeRequest {
+            container_id: "web".into(),
+            container_interface_name: "eth0".into(),
+            pod_name: "web".into(),
+            namespace: "default".into(),
+            ipv4: ep.ipv4,
+            mac: "02:aa:00:00:00:01".into(),
+            host_mac: format_mac(&link.mac),
+            interface_name: link.name.clone(),
+            interface_index: link.index,
+            netns_path: String::new(),
+            labels: vec!["app=web".into()],
+            named_ports: vec![],
+        })
+        .await
+        .unwrap();
+    assert_eq!(again, ep);
+    assert_eq!(k.state().log.len(), log_before, "an idempotent create touches nothing");
+    // the same container with another address is a conflict
+    let ip2 = a.ipam_allocate("other").await.unwrap().ipv4.ip;
+    let e = a
+        .create_endpoint(EndpointChangeRequest {
+            container_id: "web".into(),
+            container_interface_name: "eth0".into(),
+            pod_name: "web".into(),
+            namespace: "default".into(),
+            ipv4: ip2,
+            mac: "02:aa:00:00:00:01".into(),
+            host_mac: format_mac(&link.mac),
+            interface_name: link.name.clone(),
+            interface_index: link.index,
+            netns_path: String::new(),
+            labels: vec![],
+            named_ports: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ApiError::Conflict(_)), "{e}");
+    assert_eq!(a.list().await, vec![ep]);
+    assert_eq!(k.state().log.len(), log_before, "a refused create touches nothing");
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_before_anything_is_taken() {
+    let d = Tmp::new("badreq");
+    let k = Fake::new();
+    let a = agent(&d.0, "n1", "10.212.1.0/24", &k, None, None).await;
+    let ids_before = a.identities().await.len();
+    // a label Kubernetes rejects
+    let e = pod(&a, &k, "bad1", &["app=web site"]).await.unwrap_err();
+    assert!(e.to_string().starts_with("labels[0]: label \"app=web site\""), "{e}");
+    // an address IPAM never gave out
+    let link = k.add_link("lxcbad2");
+    let e = a
+        .create_endpoint(EndpointChangeRequest {
+            container_id: "bad2".into(),
+            container_interface_name: "eth0".into(),
+            pod_name: "bad2".into(),
+            namespace: "default".into(),
+            ipv4: "10.212.1.77".parse().unwrap(),
+            mac: "02:aa:00:00:00:01".into(),
+            host_mac: format_mac(&link.mac),
+            interface_name: link.name.clone(),
+            interface_index: link.index,
+            netns_path: String::new(),
+            labels: vec!["app=fresh".into()],
+            named_ports: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("was not allocated through IPAM"), "{e}");
+    // an interface index that is not the named interface's
+    let ip = a.ipam_allocate("bad3").await.unwrap().ipv4.ip;
+    let e = a
+        .create_endpoint(EndpointChangeRequest {
+            container_id: "bad3".into(),
+            container_interface_name: "eth0".into(),
+            pod_name: "bad3".into(),
+            namespace: "default".into(),
+            ipv4: ip,
+            mac: "02:aa:00:00:00:01".into(),
+            host_mac: format_mac(&link.mac),
+            interface_name: link.name.clone(),
+            interface_index: link.index + 1000,
+            netns_path: String::new(),
+            labels: vec![],
+            named_ports: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert!(e.to_string().starts_with("interface-index:"), "{e}");
+    assert!(a.list().await.is_empty());
+    assert!(k.state().filters.is_empty(), "no program attached");
+    assert_eq!(
+        a.identities().await.len(),
+        ids_before,
+        "no identity allocated for a refused endpoint"
+    );
+}
+
+#[tokio::test]
+async fn delete_is_idempotent_and_frees_the_address() {
+    let d = Tmp::new("del");
+    let k = Fake::new();
+    let a = agent(&d.0, "n1", "10.213.1.0/24", &k, None, None).await;
+    let ep = pod(&a, &k, "web", &["app=web"]).await.unwrap();
+    a.delete_endpoint(&EndpointRef::Id(ep.id)).await.unwrap();
+    let e = a.delete_endpoint(&EndpointRef::Id(ep.id)).await.unwrap_err();
+    assert!(matches!(e, ApiError::NotFound(_)), "a second delete finds nothing: {e}");
+    assert_eq!(a.status().await.ipam.allocated, 0, "the delete gave the address back");
+    assert!(matches!(a.ipam_release(ep.ipv4).await, Err(ApiError::NotFound(_))));
+    // the address and the id are free for the next pod
+    let again = pod(&a, &k, "web2", &["app=web"]).await.unwrap();
+    assert_eq!(again.ipv4, ep.ipv4);
+}
+
+#[tokio::test]
+async fn relabel_moves_to_a_new_identity_and_back_to_a_known_one() {
+    let d = Tmp::new("relabel");
+    let k = Fake::new();
+    let a = agent(&d.0, "n1", "10.214.1.0/24", &k, None, None).await;
+    a.policy_import(WEB_FROM_CLIENT).await.unwrap();
+    let web = pod(&a, &k, "web", &["app=web"]).await.unwrap();
+    let client = pod(&a, &k, "client", &["app=client"]).await.unwrap();
+    let other = pod(&a, &k, "other", &["app=other"]).await.unwrap();
+    assert!(peers(&k, web.id).contains(&client.identity));
+    assert!(!peers(&k, web.id).contains(&other.identity));
+    // other becomes a client: a known identity, no new number
+    let moved = a.set_labels(&EndpointRef::Id(other.id), vec!["app=client".into()]).await.unwrap();
+    assert_eq!(moved.identity, client.identity);
+    assert_eq!(
+        k.state().endpoints[&other.ipv4].sec_id,
+        client.identity,
+        "the program reads the new identity"
+    );
+    // client gets labels nobody had: a new identity, and web's map drops it
+    let fresh = a
+        .set_labels(&EndpointRef::Id(client.id), vec!["app=brand-new".into()])
+        .await
+        .unwrap();
+    assert!(fresh.identity != client.identity && fresh.identity >= 256);
+    assert!(!peers(&k, web.id).contains(&fresh.identity));
+    assert!(
+        peers(&k, web.id).contains(&client.identity),
+        "other still holds the client identity"
+    );
+    // a label Kubernetes rejects changes nothing
+    let e = a.set_labels(&EndpointRef::Id(client.id), vec!["app=-x".into()]).await.unwrap_err();
+    assert!(matches!(e, ApiError::BadRequest(_)), "{e}");
+    assert_eq!(a.get(&EndpointRef::Id(client.id)).await.unwrap().identity, fresh.identity);
+    assert!(a.policy_verify().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn namespace_labels_move_their_pods_and_bad_ones_are_refused() {
+    let d = Tmp::new("ns");
+    let k = Fake::new();
+    let a = agent(&d.0, "n1", "10.215.1.0/24", &k, None, None).await;
+    let web = pod(&a, &k, "web", &["app=web"]).await.unwrap();
+    a.set_namespace("default", [("team".to_string(), "a".to_string())].into())
+        .await
+        .unwrap();
+    let moved = a.get(&EndpointRef::Id(web.id)).await.unwrap();
+    assert_ne!(moved.identity, web.identity, "a namespace label is part of the identity");
+    assert!(moved
+        .labels
+        .iter()
+        .any(|l| l.key == "io.cilium.k8s.namespace.labels.team" && l.value == "a"));
+    for (k2, v) in [("bad key", "x"), ("team", "-x"), ("a/b/c", "x")] {
+        let e = a
+            .set_namespace("default", [(k2.to_string(), v.to_string())].into())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ApiError::BadRequest(_)), "{k2}={v}: {e}");
+    }
+    assert!(a.set_namespace("Bad_NS", BTreeMap::new()).await.is_err());
+    assert_eq!(
+        a.get(&EndpointRef::Id(web.id)).await.unwrap().identity,
+        moved.identity,
+        "refusals changed nothing"
+    );
+}
+
+#[tokio::test]
+async fn policy_revisions_wait_and_delete() {
+    let d = Tmp::new("rev");
+    let k = Fake::new();
+    let a = agent(&d.0, "n1", "10.216.1.0/24", &k, None, None).await;
+    let web = pod(&a, &k, "web", &["app=web"]).await.unwrap();
+    assert_eq!(a.revision().await, 0);
+    let (rev, names) = a.policy_import(WEB_FROM_CLIENT).await.unwrap();
+    assert_eq!((rev, names), (1, vec!["CiliumNetworkPolicy default/web-from-client".to_string()]));
+    assert_eq!(a.policy_wait(Some(1), Duration::from_secs(5)).await.unwrap(), 1);
+    assert_eq!(a.get(&EndpointRef::Id(web.id)).await.unwrap().policy_revision, 1);
+    assert!(a.get(&EndpointRef::Id(web.id)).await.unwrap().ingress_enforced);
+    // validating changes nothing, importing the same again is a new revision
+    a.policy_validate(WEB_FROM_CLIENT).await.unwrap();
+    assert_eq!(a.revision().await, 1);
+    assert_eq!(a.policy_import(WEB_FROM_CLIENT).await.unwrap().0, 2);
+    assert_eq!(a.policy_list().await.policies.len(), 1, "replaced by (kind, namespace, name)");
+    // a revision from the future times out with an error, not a hang
+    assert!(a.policy_wait(Some(9), Duration::from_millis(200)).await.is_err());
+    // deleting an unknown policy is an error and no new revision
+    assert!(a.policy_delete(Some("nope"), Some("default"), None, false).await.is_err());
+    assert_eq!(a.revision().await, 2);
+    let (rev, gone) = a
+        .policy_delete(Some("web-from-client"), Some("default"), None, false)
+        .await
+        .unwrap();
+    assert_eq!((rev, gone.len()), (3, 1));
+    assert_eq!(a.policy_wait(None, Duration::from_secs(5)).await.unwrap(), 3);
+    assert!(
+        !a.get(&EndpointRef::Id(web.id)).await.unwrap().ingress_enforced,
+        "back to default allow"
+    );
+    assert!(a.policy_verify().await.unwrap().is_empty());
+}
