@@ -12,44 +12,12 @@ async fn create_is_idempotent_and_conflicts_change_nothing() {
     // the same request again: the same endpoint, nothing new in the kernel
     let log_before = k.state().log.len();
     let link = k.state().links[&ep.interface_name].clone();
-    let again = a
-        .create_endpoint(EndpointChangeRequest {
-            container_id: "web".into(),
-            container_interface_name: "eth0".into(),
-            pod_name: "web".into(),
-            namespace: "default".into(),
-            ipv4: ep.ipv4,
-            mac: "02:aa:00:00:00:01".into(),
-            host_mac: format_mac(&link.mac),
-            interface_name: link.name.clone(),
-            interface_index: link.index,
-            netns_path: String::new(),
-            labels: vec!["app=web".into()],
-            named_ports: vec![],
-        })
-        .await
-        .unwrap();
+    let again = a.create_endpoint(request("web", ep.ipv4, &link, &["app=web"])).await.unwrap();
     assert_eq!(again, ep);
     assert_eq!(k.state().log.len(), log_before, "an idempotent create touches nothing");
     // the same container with another address is a conflict
     let ip2 = a.ipam_allocate("other").await.unwrap().ipv4.ip;
-    let e = a
-        .create_endpoint(EndpointChangeRequest {
-            container_id: "web".into(),
-            container_interface_name: "eth0".into(),
-            pod_name: "web".into(),
-            namespace: "default".into(),
-            ipv4: ip2,
-            mac: "02:aa:00:00:00:01".into(),
-            host_mac: format_mac(&link.mac),
-            interface_name: link.name.clone(),
-            interface_index: link.index,
-            netns_path: String::new(),
-            labels: vec![],
-            named_ports: vec![],
-        })
-        .await
-        .unwrap_err();
+    let e = a.create_endpoint(request("web", ip2, &link, &[])).await.unwrap_err();
     assert!(matches!(e, ApiError::Conflict(_)), "{e}");
     assert_eq!(a.list().await, vec![ep]);
     assert_eq!(k.state().log.len(), log_before, "a refused create touches nothing");
@@ -67,20 +35,7 @@ async fn bad_requests_are_refused_before_anything_is_taken() {
     // an address IPAM never gave out
     let link = k.add_link("lxcbad2");
     let e = a
-        .create_endpoint(EndpointChangeRequest {
-            container_id: "bad2".into(),
-            container_interface_name: "eth0".into(),
-            pod_name: "bad2".into(),
-            namespace: "default".into(),
-            ipv4: "10.212.1.77".parse().unwrap(),
-            mac: "02:aa:00:00:00:01".into(),
-            host_mac: format_mac(&link.mac),
-            interface_name: link.name.clone(),
-            interface_index: link.index,
-            netns_path: String::new(),
-            labels: vec!["app=fresh".into()],
-            named_ports: vec![],
-        })
+        .create_endpoint(request("bad2", "10.212.1.77".parse().unwrap(), &link, &["app=fresh"]))
         .await
         .unwrap_err();
     assert!(e.to_string().contains("was not allocated through IPAM"), "{e}");
@@ -88,18 +43,8 @@ async fn bad_requests_are_refused_before_anything_is_taken() {
     let ip = a.ipam_allocate("bad3").await.unwrap().ipv4.ip;
     let e = a
         .create_endpoint(EndpointChangeRequest {
-            container_id: "bad3".into(),
-            container_interface_name: "eth0".into(),
-            pod_name: "bad3".into(),
-            namespace: "default".into(),
-            ipv4: ip,
-            mac: "02:aa:00:00:00:01".into(),
-            host_mac: format_mac(&link.mac),
-            interface_name: link.name.clone(),
             interface_index: link.index + 1000,
-            netns_path: String::new(),
-            labels: vec![],
-            named_ports: vec![],
+            ..request("bad3", ip, &link, &[])
         })
         .await
         .unwrap_err();

@@ -75,11 +75,9 @@ async fn agent(dir: &Path, node: &str, cidr: &str, k: &Arc<Fake>, kv: Option<Kv>
         .unwrap()
 }
 
-/// What the CNI plugin does for a pod: an address from IPAM, a veth, the endpoint.
-async fn pod(a: &Agent, k: &Fake, name: &str, labels: &[&str]) -> Result<Endpoint, ApiError> {
-    let ip = a.ipam_allocate(name).await?.ipv4.ip;
-    let link = k.add_link(&format!("lxc{name}"));
-    a.create_endpoint(EndpointChangeRequest {
+/// The create request the CNI plugin sends for container `name` on `link`.
+fn request(name: &str, ip: Ipv4Addr, link: &seta_datapath::netlink::LinkInfo, labels: &[&str]) -> EndpointChangeRequest {
+    EndpointChangeRequest {
         container_id: name.into(),
         container_interface_name: "eth0".into(),
         pod_name: name.into(),
@@ -92,8 +90,14 @@ async fn pod(a: &Agent, k: &Fake, name: &str, labels: &[&str]) -> Result<Endpoin
         netns_path: String::new(),
         labels: labels.iter().map(|s| s.to_string()).collect(),
         named_ports: vec![],
-    })
-    .await
+    }
+}
+
+/// What the CNI plugin does for a pod: an address from IPAM, a veth, the endpoint.
+async fn pod(a: &Agent, k: &Fake, name: &str, labels: &[&str]) -> Result<Endpoint, ApiError> {
+    let ip = a.ipam_allocate(name).await?.ipv4.ip;
+    let link = k.add_link(&format!("lxc{name}"));
+    a.create_endpoint(request(name, ip, &link, labels)).await
 }
 
 fn h32(ip: Ipv4Addr) -> ipnet::Ipv4Net {
