@@ -101,6 +101,8 @@ pub struct LabOptions {
 }
 
 const UNDERLAY_GW: &str = "172.30.0.254";
+/// the underlay bridge's own MAC (locally administered), fixed: see add_underlay
+const UNDERLAY_MAC: &str = "02:5e:7a:00:00:fe";
 /// the external host's address on the underlay
 const EXTERNAL_UL: &str = "172.30.0.200";
 

@@ -141,7 +141,11 @@ impl Lab {
         let ul = format!("{}-ul", self.name);
         run_ip(&["netns", "add", &ul])?;
         run_ip(&["-n", &ul, "link", "set", "lo", "up"])?;
-        run_ip(&["-n", &ul, "link", "add", "br0", "type", "bridge"])?;
+        // A fixed MAC: a bridge without one takes its lowest port's MAC and
+        // changes it as ports join. Nodes that resolved the old MAC then send
+        // frames the bridge takes in as "other host" and IP drops them,
+        // until their neighbour entry expires (seconds of a silent etcd).
+        run_ip(&["-n", &ul, "link", "add", "br0", "address", UNDERLAY_MAC, "type", "bridge"])?;
         run_ip(&["-n", &ul, "addr", "add", &format!("{UNDERLAY_GW}/24"), "dev", "br0"])?;
         run_ip(&["-n", &ul, "link", "set", "br0", "up"])?;
         let mut underlay = Underlay {
