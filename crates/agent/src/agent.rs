@@ -28,6 +28,7 @@ mod cluster;
 mod cluster_ids;
 mod health;
 mod node;
+mod outbox;
 mod policy_trace;
 use node::{setup_host_devices, underlay};
 mod endpoints;
@@ -117,6 +118,8 @@ pub struct Agent {
     /// is dropped by the identity-release task, off the inner lock
     releases_due: tokio::sync::Notify,
     kv: Kv,
+    /// this node's endpoint IPs queued for the kvstore (the IP publisher drains it)
+    ip_outbox: outbox::IpOutbox,
     kv_health: cluster::KvHealth,
     last_keepalive: std::sync::Mutex<Instant>,
     /// this node's address for other nodes
@@ -291,6 +294,7 @@ impl Agent {
             routes_io: Mutex::new(BTreeMap::new()),
             releases_due: tokio::sync::Notify::new(),
             kv,
+            ip_outbox: Default::default(),
             kv_health: Default::default(),
             last_keepalive: std::sync::Mutex::new(Instant::now()),
             node_ip: node.ip,

@@ -44,6 +44,22 @@ impl EtcdServer {
         }
     }
 
+    /// Freeze the server (SIGSTOP): connections stay open and nothing
+    /// answers, as when etcd is cut off by the network. `thaw` resumes it.
+    pub fn freeze(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    pub fn thaw(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        if let Some(c) = &self.child {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
+        }
+    }
+
     /// Start it again on the same ports and data; true once it accepts connections.
     pub fn resume(&mut self) -> bool {
         self.stop();

@@ -50,6 +50,8 @@ impl Agent {
                 Ok(())
             }
         });
+        let me = self.clone();
+        sup.spawn("ip-publisher", move || me.clone().ip_publisher());
         self.spawn_cluster_sync();
         let k = self.kernel.clone();
         sup.spawn("conntrack-gc", move || {

@@ -33,8 +33,6 @@ pub struct ClusterState {
     pub nodes: BTreeMap<String, NodeInfo>,
     /// desired routes to other nodes' pod CIDRs (node CIDR -> via)
     routes: BTreeMap<(Ipv4Addr, u8), Ipv4Addr>,
-    /// this node's entries must be written again (kvstore was away, lease renewed)
-    pub republish: bool,
     /// probe results: node name -> (underlay reachable, datapath reachable, when)
     pub health: BTreeMap<String, seta_core::api::NodeHealth>,
     /// the cluster's policies (etcd mode)
@@ -174,25 +172,38 @@ impl Agent {
     }
 
     /// Publish an endpoint's IP for the other nodes (Some) or withdraw it
-    /// (None). If the kvstore is away or slow, the announce loop writes
-    /// everything again later: the local datapath never waits for it.
-    pub(super) async fn share_endpoint_ip(&self, inner: &mut Inner, ip: Ipv4Addr, ep: Option<&Endpoint>) {
+    /// (None): queued for the IP publisher, never written under a lock. If
+    /// the kvstore is away or slow, the announce loop writes everything
+    /// again later: the local datapath never waits for it.
+    pub(super) fn share_endpoint_ip(&self, ip: Ipv4Addr, ep: Option<&Endpoint>) {
         if !self.kv.shared() {
             return; // a single node: nobody to tell
         }
-        if !self.kv_health.connected() {
-            inner.cluster.republish = true;
-            return;
-        }
-        let write = async {
-            match ep {
-                Some(ep) => self.kv.publish_ip(self.prefix(), &self.ip_entry(ep)).await,
-                None => self.kv.withdraw_ip(self.prefix(), ip).await,
+        self.ip_outbox.push(ip, ep.map(|ep| self.ip_entry(ep)));
+    }
+
+    /// The IP publisher: drains the outbox, latest change per IP first come
+    /// first written; what cannot be written now is left to the announce
+    /// loop's full republish.
+    pub(super) async fn ip_publisher(self: Arc<Self>) -> anyhow::Result<()> {
+        loop {
+            let batch = self.ip_outbox.wait_take().await;
+            for (ip, entry) in batch {
+                if !self.kv_health.connected() {
+                    self.ip_outbox.republish_due();
+                    continue;
+                }
+                let write = async {
+                    match &entry {
+                        Some(e) => self.kv.publish_ip(self.prefix(), e).await,
+                        None => self.kv.withdraw_ip(self.prefix(), ip).await,
+                    }
+                };
+                if !matches!(tokio::time::timeout(std::time::Duration::from_secs(2), write).await, Ok(Ok(()))) {
+                    tracing::warn!(%ip, "could not update the endpoint's IP entry in the kvstore; will retry");
+                    self.ip_outbox.republish_due();
+                }
             }
-        };
-        if !matches!(tokio::time::timeout(std::time::Duration::from_millis(500), write).await, Ok(Ok(()))) {
-            tracing::warn!(%ip, "could not update the endpoint's IP entry in the kvstore; will retry");
-            inner.cluster.republish = true;
         }
     }
 
@@ -256,10 +267,7 @@ impl Agent {
                 }
             }
             pending |= self.kv.take_renewed();
-            {
-                let mut inner = self.inner.lock().await;
-                pending |= std::mem::take(&mut inner.cluster.republish);
-            }
+            pending |= self.ip_outbox.take_republish();
             if pending && Instant::now() >= next_try {
                 match tokio::time::timeout(period * 2, self.republish_all()).await {
                     Ok(Ok(())) => {

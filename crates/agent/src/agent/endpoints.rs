@@ -336,7 +336,7 @@ impl Agent {
             let _ = self.store.remove_endpoint(ep.id);
             return Err(e);
         }
-        self.share_endpoint_ip(&mut inner, ep.ipv4, Some(&ep)).await;
+        self.share_endpoint_ip(ep.ipv4, Some(&ep));
         // (also when the kvstore watch already reported it: adding is idempotent)
         let new_identity = !inner.endpoints.values().any(|e| e.identity == ep.identity);
         let new_ports = !ep.named_ports.is_empty();
@@ -373,7 +373,7 @@ impl Agent {
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         self.kernel.endpoint_remove(ep.ipv4)?;
         inner.ipcache_local(ep.ipv4, None);
-        self.share_endpoint_ip(&mut inner, ep.ipv4, None).await;
+        self.share_endpoint_ip(ep.ipv4, None);
         // keep the emptied map registered: the next endpoint with this id finds it ready
         self.kernel.recycle_policy_map(ep.id)?;
         match self.kernel.ct_flush_ip(ep.ipv4) {
@@ -407,23 +407,31 @@ impl Agent {
     /// Replace an endpoint's pod labels; a new identity follows, and every
     /// policy map that depends on it.
     pub async fn set_labels(&self, r: &EndpointRef, labels: Vec<String>) -> Result<Endpoint, ApiError> {
+        // the new label set's number first, without the lock
+        let new_labels = {
+            let mut inner = self.inner.lock().await;
+            let id = inner.find(r)?;
+            let ns = inner.endpoints[&id].namespace.clone();
+            self.identity_labels(&mut inner, &labels, &ns)?
+        };
+        let (reserved, _ids) = self.reserve_identity(&new_labels).await?;
         let mut inner = self.inner.lock().await;
         let id = inner.find(r)?;
-        let ns = inner.endpoints[&id].namespace.clone();
-        let new_labels = self.identity_labels(&mut inner, &labels, &ns)?;
         inner.endpoints.get_mut(&id).unwrap().pod_labels = labels;
-        self.relabel(&mut inner, id, new_labels).await?;
+        self.relabel(&mut inner, id, new_labels, reserved).await?;
         self.regenerate_all(&mut inner);
         self.save_pool_and_ids(&inner)?;
         Ok(inner.endpoints[&id].clone())
     }
 
-    pub(super) async fn relabel(&self, inner: &mut Inner, id: u16, new_labels: LabelSet) -> Result<(), ApiError> {
+    /// Give endpoint `id` the identity of `new_labels`, numbered beforehand
+    /// by `reserve_identity` (`reserved`).
+    pub(super) async fn relabel(&self, inner: &mut Inner, id: u16, new_labels: LabelSet, reserved: Option<u32>) -> Result<(), ApiError> {
         let old = inner.endpoints[&id].clone();
         if old.labels == new_labels {
             return Ok(());
         }
-        let identity = self.acquire_identity(inner, &new_labels).await?;
+        let identity = self.take_reserved(inner, &new_labels, reserved).await?;
         let mut ep = old.clone();
         ep.labels = new_labels;
         ep.identity = identity;
@@ -442,7 +450,7 @@ impl Agent {
             let cfg = prog_config(&ep).map_err(ApiError::BadRequest)?;
             self.kernel.attach_endpoint(cfg, Some(entries)).await?;
             publish(inner, &ep)?;
-            self.share_endpoint_ip(inner, ep.ipv4, Some(&ep)).await;
+            self.share_endpoint_ip(ep.ipv4, Some(&ep));
         }
         self.release_identity(inner, &old.labels).await;
         tracing::info!(id, old = old.identity, new = identity, "endpoint relabelled");

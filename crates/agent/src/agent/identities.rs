@@ -2,6 +2,9 @@
 //! lock), local references, releases.
 use super::*;
 
+/// How long a request waits for the kvstore to number a new label set.
+pub(super) const ALLOCATE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Agent {
     /// A reference on the identity of `labels`; a label set new to this node
     /// gets its number from the cluster's kvstore.
@@ -46,19 +49,42 @@ impl Agent {
 
     /// Before the inner lock: the number of a label set this node does not
     /// hold yet comes from the kvstore now, so a slow or absent etcd stalls
-    /// only this request. The returned guard keeps releases of this node's
-    /// references out until the caller has taken its local reference.
+    /// only this request, and at most for [`ALLOCATE_DEADLINE`]. The
+    /// returned guard keeps releases of this node's references out until
+    /// the caller has taken its local reference.
     pub(super) async fn reserve_identity(&self, labels: &LabelSet) -> Result<(Option<u32>, tokio::sync::MutexGuard<'_, ()>), ApiError> {
+        let (mut ids, io) = self.reserve_identities(std::slice::from_ref(labels)).await?;
+        Ok((ids.pop().flatten(), io))
+    }
+
+    /// [`reserve_identity`] for several label sets under one deadline.
+    pub(super) async fn reserve_identities(
+        &self,
+        sets: &[LabelSet],
+    ) -> Result<(Vec<Option<u32>>, tokio::sync::MutexGuard<'_, ()>), ApiError> {
         let io = self.ids_io.lock().await;
-        if labels.is_empty() || self.inner.lock().await.identities.contains(labels) {
-            return Ok((None, io));
+        let unknown: Vec<bool> = {
+            let inner = self.inner.lock().await;
+            sets.iter().map(|l| !l.is_empty() && !inner.identities.contains(l)).collect()
+        };
+        let allocate = async {
+            let mut out = Vec::with_capacity(sets.len());
+            for (labels, unknown) in sets.iter().zip(unknown) {
+                out.push(match unknown {
+                    true => Some(self.kv.allocate(labels).await?),
+                    false => None,
+                });
+            }
+            Ok::<_, seta_kvstore::KvError>(out)
+        };
+        match tokio::time::timeout(ALLOCATE_DEADLINE, allocate).await {
+            Ok(Ok(ids)) => Ok((ids, io)),
+            Ok(Err(e)) => Err(ApiError::Unavailable(format!("identity allocation in the kvstore: {e}"))),
+            Err(_) => Err(ApiError::Unavailable(format!(
+                "identity allocation in the kvstore: no answer within {} s",
+                ALLOCATE_DEADLINE.as_secs()
+            ))),
         }
-        let id = self
-            .kv
-            .allocate(labels)
-            .await
-            .map_err(|e| ApiError::Unavailable(format!("identity allocation in the kvstore: {e}")))?;
-        Ok((Some(id), io))
     }
 
     /// The local reference for a reservation from `reserve_identity`.

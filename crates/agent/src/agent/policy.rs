@@ -494,16 +494,41 @@ impl Agent {
                 .map_err(|e| ApiError::BadRequest(format!("labels.{}: {e}", seta_core::labels::quote(k))))?;
         }
         labels.insert("kubernetes.io/metadata.name".into(), ns.into());
+        // the endpoints' new label sets are numbered first, without the lock
+        let sets = {
+            let mut inner = self.inner.lock().await;
+            let old = inner.policy.namespaces.insert(ns.to_string(), labels.clone());
+            let sets = self.namespace_label_sets(&mut inner, ns);
+            match old {
+                Some(old) => inner.policy.namespaces.insert(ns.to_string(), old),
+                None => inner.policy.namespaces.remove(ns),
+            };
+            sets?
+        };
+        let wanted: Vec<LabelSet> = sets.iter().map(|(_, l)| l.clone()).collect();
+        let (reserved, _ids) = self.reserve_identities(&wanted).await?;
         let mut inner = self.inner.lock().await;
         inner.policy.namespaces.insert(ns.to_string(), labels);
-        let ids: Vec<u16> = inner.endpoints.values().filter(|e| e.namespace == ns).map(|e| e.id).collect();
-        for id in ids {
-            let pod_labels = inner.endpoints[&id].pod_labels.clone();
-            let l = self.identity_labels(&mut inner, &pod_labels, ns)?;
-            self.relabel(&mut inner, id, l).await?;
+        // endpoints created meanwhile are relabelled too (their identities
+        // are numbered under the lock)
+        for (id, l) in self.namespace_label_sets(&mut inner, ns)? {
+            let r = sets.iter().position(|(i, s)| *i == id && *s == l).and_then(|i| reserved[i]);
+            self.relabel(&mut inner, id, l, r).await?;
         }
         self.regenerate_all(&mut inner);
         self.save_pool_and_ids(&inner)?;
         Ok(())
+    }
+
+    /// Every endpoint of namespace `ns` with the identity labels it has
+    /// under the namespace's current labels.
+    fn namespace_label_sets(&self, inner: &mut Inner, ns: &str) -> Result<Vec<(u16, LabelSet)>, ApiError> {
+        let ids: Vec<u16> = inner.endpoints.values().filter(|e| e.namespace == ns).map(|e| e.id).collect();
+        ids.into_iter()
+            .map(|id| {
+                let pod_labels = inner.endpoints[&id].pod_labels.clone();
+                Ok((id, self.identity_labels(inner, &pod_labels, ns)?))
+            })
+            .collect()
     }
 }

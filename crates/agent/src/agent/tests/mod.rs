@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod lifecycle;
+mod outage;
 
 /// A directory under the system temp dir, removed on drop.
 struct Tmp(PathBuf);
@@ -414,6 +415,7 @@ async fn cluster_events_reach_ipcache_routes_and_policy() {
     for a in [&a1, &a2] {
         a.republish_all().await.unwrap();
         tokio::spawn(a.clone().cluster_sync());
+        tokio::spawn(a.clone().ip_publisher());
     }
     // a policy imported on one node is enforced on both
     let web = pod(&a1, &k1, "web", &["app=web"]).await.unwrap();
