@@ -7,14 +7,13 @@ use anyhow::{Context, Result};
 use seta_abi::{EndpointInfo, RemoteEndpointInfo, ENDPOINT_F_HOST};
 use seta_core::api::{AgentConfig, Attachment, IpamAddress, IpamResponse, IpamStatus, Status};
 use seta_core::endpoint::{next_endpoint_id, parse_mac, Endpoint, EndpointChangeRequest, EndpointRef, EndpointState};
-use seta_core::identity::{reserved_name, IdentityAllocator, ID_HOST};
+use seta_core::identity::{IdentityAllocator, ID_HOST};
 use seta_core::ipam::Pool;
 use seta_core::labelfilter::LabelFilter;
 use seta_core::labels::{Label, LabelSet};
 use seta_core::names::{HOST_DEV, NET_DEV};
 use seta_core::policy::resolve::{self, IdKind, IdentityInfo};
 use seta_core::policy::{parse, trace, PolicyDoc, Rule};
-use seta_datapath::maps::policy_entries;
 use seta_datapath::netlink::Netlink;
 use seta_datapath::{Datapath, EndpointProgConfig};
 use std::collections::BTreeMap;
@@ -33,9 +32,8 @@ mod policy_trace;
 use node::{setup_host_devices, underlay};
 mod endpoints;
 mod identities;
-mod policy;
-use policy::PolicyState;
 pub(crate) mod ipcache;
+mod policy;
 #[cfg(test)]
 mod tests;
 pub use cluster::VXLAN_DEV;
@@ -76,11 +74,8 @@ struct Inner {
     kernel: Arc<dyn Kernel>,
     /// the merged desired ipcache (every source) and what is installed
     ipc_state: ipcache::IpcacheState,
-    policy: PolicyState,
-    /// per-IP identities of pod IPs under a Kubernetes ipBlock
-    ipblock_ids: BTreeMap<Ipv4Addr, u32>,
-    /// each endpoint's resolved policy and map state, for incremental updates
-    resolved: BTreeMap<u16, (resolve::EndpointPolicy, resolve::MapState)>,
+    /// the policy subsystem: repository, resolution, per-endpoint cache
+    policy: Policy,
     /// other nodes, their pods and the cluster's identities (from the kvstore)
     cluster: cluster::ClusterState,
     /// identity numbers whose kvstore reference is to be dropped
@@ -140,8 +135,6 @@ fn host_entry(ep: &Endpoint) -> Result<EndpointInfo, String> {
     })
 }
 
-const RESERVED: &[u32] = &[1, 2, 3, 4, 5, 6, 7, 8];
-
 impl Inner {
     /// The id of the endpoint `r` names, or 404.
     fn find(&self, r: &EndpointRef) -> Result<u16, ApiError> {
@@ -155,8 +148,7 @@ impl Inner {
 
 pub use crate::kv::Kv;
 
-/// Local (node-scoped) identities for CIDRs: 1<<24 and up, like Cilium.
-const SCOPE_LOCAL: u32 = 1 << 24;
+use crate::policy::{Policy, SCOPE_LOCAL};
 
 /// Make an endpoint visible to the datapath: its endpoint-map entry (local
 /// delivery) and its ipcache entry (its identity for everyone's policy).
@@ -257,7 +249,7 @@ impl Agent {
         }
 
         let identities: IdentityAllocator = store.load("identities.json")?;
-        let policy: PolicyState = store.load("policy.json")?;
+        let policy = Policy::new(store.load("policy.json")?, cfg.allow_host_ingress);
         // Pool allocations without an endpoint are kept: a CNI ADD may be between
         // its IPAM call and its endpoint call. They are released by CNI DEL/GC.
         pool.cidr = cfg.pod_cidr;
@@ -276,8 +268,6 @@ impl Agent {
                 kernel,
                 ipc_state,
                 policy,
-                ipblock_ids: BTreeMap::new(),
-                resolved: BTreeMap::new(),
                 cluster: Default::default(),
             }),
             started: Instant::now(),
@@ -305,7 +295,7 @@ impl Agent {
         agent.process_delete_queue().await;
         {
             let mut inner = agent.inner.lock().await;
-            inner.sync_cidr_identities();
+            inner.policy.sync_cidr_identities();
             agent.sync_cidr_ipcache(&mut inner)?;
             agent.sync_ipblock(&mut inner)?;
             // a restart is the same reconcile: the kernel map, whatever it holds
@@ -320,7 +310,7 @@ impl Agent {
     fn save_pool_and_ids(&self, inner: &Inner) -> Result<()> {
         self.store.save("ipam.json", &inner.pool)?;
         self.store.save("identities.json", &inner.identities)?;
-        self.store.save("policy.json", &inner.policy)
+        self.store.save("policy.json", inner.policy.repository())
     }
 
     pub fn config(&self) -> AgentConfig {
@@ -373,8 +363,8 @@ impl Agent {
             },
             restored_endpoints: self.restored.load(std::sync::atomic::Ordering::Relaxed),
             cni_config: self.cfg.cni_conf_path().display().to_string(),
-            policy_revision: inner.policy.revision,
-            policies: inner.policy.docs.len(),
+            policy_revision: inner.policy.revision(),
+            policies: inner.policy.docs().len(),
             policy_map_full_errors: self.policy_map_full_count(),
             kvstore: format!("{} {}", self.kv.describe(), self.cfg.kvstore_endpoints.join(","))
                 .trim()

@@ -5,6 +5,7 @@ mod config;
 mod events;
 mod kernel;
 mod kv;
+mod policy;
 mod state;
 mod supervisor;
 

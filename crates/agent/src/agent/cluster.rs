@@ -437,8 +437,8 @@ impl Agent {
             inner.cluster.policies_synced = true;
             // first contact with a cluster that has no policies yet: this
             // node's (from before it joined) become the cluster's
-            if want.is_empty() && !inner.policy.docs.is_empty() {
-                let docs = inner.policy.docs.clone();
+            if want.is_empty() && !inner.policy.docs().is_empty() {
+                let docs = inner.policy.docs().to_vec();
                 match self.store_policies(inner, &docs, &[]).await {
                     Ok(()) => tracing::info!(policies = docs.len(), "published this node's policies to the cluster"),
                     Err(e) => {
@@ -449,12 +449,11 @@ impl Agent {
                 return;
             }
         }
-        let as_json = |d: &[PolicyDoc]| d.iter().map(|x| serde_json::to_value(x).ok()).collect::<Vec<_>>();
-        if as_json(&want) == as_json(&inner.policy.docs) {
+        let n = want.len();
+        if !inner.policy.replace(want) {
             return;
         }
-        tracing::info!(policies = want.len(), "cluster policies changed");
-        inner.policy.docs = want;
+        tracing::info!(policies = n, "cluster policies changed");
         if let Err(e) = self.policy_changed(inner) {
             tracing::error!(%e, "applying the cluster's policies");
         }

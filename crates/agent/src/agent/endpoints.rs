@@ -226,9 +226,9 @@ impl Agent {
                 labels: labels.clone(),
                 kind: IdKind::Endpoint,
             });
-            let p = inner.endpoint_policy(&rules, &ep, self.cfg.allow_host_ingress);
-            let entries = policy_entries(&resolve::compute(&p, &universe));
-            Ok(Ok((ep, entries, p.ingress_enforced, p.egress_enforced, inner.policy.revision)))
+            let r = inner.resolve(&rules, &ep, &universe);
+            let (ingress, egress) = (r.policy.ingress_enforced, r.policy.egress_enforced);
+            Ok(Ok((ep, r.entries(), ingress, egress, inner.policy.revision())))
         };
         let phase1: Result<_, ApiError> = phase1.await;
         if let (Err(_), Some(id)) = (&phase1, reserved) {
@@ -349,9 +349,8 @@ impl Agent {
             let me = inner.universe().into_iter().find(|u| u.id == ep.identity);
             let added: Vec<IdentityInfo> = if new_identity { me.into_iter().collect() } else { vec![] };
             // the new endpoint's own state is cached; peers learn its identity
-            let p = inner.endpoint_policy(&inner.policy.rules(), &ep, self.cfg.allow_host_ingress);
-            let state = resolve::compute(&p, &inner.universe());
-            inner.resolved.insert(ep.id, (p, state));
+            let r = inner.resolve(&inner.policy.rules(), &ep, &inner.universe());
+            inner.policy.cache(ep.id, r);
             if !added.is_empty() {
                 self.identities_changed(&mut inner, &added, &[], Some(ep.id));
             }
@@ -384,7 +383,7 @@ impl Agent {
         self.release_identity(&mut inner, &ep.labels).await;
         let _ = inner.pool.release(ep.ipv4);
         // others' policies lose entries for a freed identity / ports / pod IP
-        inner.resolved.remove(&ep.id);
+        inner.policy.forget(ep.id);
         let ipblock_changed = self.sync_ipblock(&mut inner)?;
         if !ep.named_ports.is_empty() || ipblock_changed {
             self.regenerate_all(&mut inner);
@@ -445,8 +444,7 @@ impl Agent {
                 labels: ep.labels.clone(),
                 kind: IdKind::Endpoint,
             });
-            let p = inner.endpoint_policy(&rules, &ep, self.cfg.allow_host_ingress);
-            let entries = policy_entries(&resolve::compute(&p, &universe));
+            let entries = inner.resolve(&rules, &ep, &universe).entries();
             let cfg = prog_config(&ep).map_err(ApiError::BadRequest)?;
             self.kernel.attach_endpoint(cfg, Some(entries)).await?;
             publish(inner, &ep)?;

@@ -103,12 +103,7 @@ impl Agent {
             set.insert(Label::parse(l, "k8s").map_err(|e| ApiError::BadRequest(format!("labels[{i}]: {e}")))?);
         }
         if !namespace.is_empty() {
-            let ns_labels = inner
-                .policy
-                .namespaces
-                .entry(namespace.to_string())
-                .or_insert_with(|| BTreeMap::from([("kubernetes.io/metadata.name".to_string(), namespace.to_string())]))
-                .clone();
+            let ns_labels = inner.policy.namespace_labels(namespace);
             set.insert(Label::new("k8s", "io.kubernetes.pod.namespace", namespace));
             for (k, v) in ns_labels {
                 set.insert(Label::new("k8s", &format!("io.cilium.k8s.namespace.labels.{k}"), &v));

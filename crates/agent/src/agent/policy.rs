@@ -1,69 +1,21 @@
-//! The policy subsystem's half of the agent: the repository (documents,
-//! namespaces, CIDR identities, revision), per-endpoint resolution and its
-//! incremental updates, policy import/delete/wait/verify/trace.
+//! The agent's side of the policy subsystem (`crate::policy`): what the
+//! repository and resolver need from endpoints and identities, writing
+//! resolutions and deltas to the kernel, policy import/delete/wait/verify.
 use super::*;
-
-/// Policies, namespaces and CIDR identities: persisted as policy.json.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-pub(super) struct PolicyState {
-    pub(super) revision: u64,
-    pub(super) docs: Vec<PolicyDoc>,
-    pub(super) namespaces: BTreeMap<String, BTreeMap<String, String>>,
-    pub(super) cidr_ids: BTreeMap<ipnet::Ipv4Net, u32>,
-}
-
-impl PolicyState {
-    /// All rules, in a stable order (cookies index into this list).
-    pub(super) fn rules(&self) -> Vec<Rule> {
-        self.docs.iter().flat_map(|d| d.rules.iter().cloned()).collect()
-    }
-}
+use crate::policy::{Resolution, Subject};
 
 impl Inner {
-    /// Every identity policies can refer to: reserved, endpoints', CIDR.
+    /// Every identity policies can refer to: reserved, endpoints' (this
+    /// node's and the cluster's), per-IP, CIDR.
     pub(super) fn universe(&self) -> Vec<IdentityInfo> {
-        let mut u: Vec<IdentityInfo> = RESERVED
+        let local = self.identities.list().map(|a| (a.id, a.labels.clone()));
+        let remote = self
+            .cluster
+            .remote_ids
             .iter()
-            .map(|id| IdentityInfo {
-                id: *id,
-                labels: [Label::new("reserved", reserved_name(*id).unwrap_or("?"), "")]
-                    .into_iter()
-                    .collect(),
-                kind: IdKind::Reserved,
-            })
-            .collect();
-        u.extend(self.identities.list().map(|a| IdentityInfo {
-            id: a.id,
-            labels: a.labels.clone(),
-            kind: IdKind::Endpoint,
-        }));
-        // identities of the rest of the cluster (not held here)
-        u.extend(
-            self.cluster
-                .remote_ids
-                .iter()
-                .filter(|(id, _)| self.identities.get(**id).is_none())
-                .map(|(id, labels)| IdentityInfo {
-                    id: *id,
-                    labels: labels.clone(),
-                    kind: IdKind::Endpoint,
-                }),
-        );
-        u.extend(self.ipblock_ids.iter().map(|(ip, id)| IdentityInfo {
-            id: *id,
-            labels: [Label::new("ipblock", &ip.to_string(), "")].into_iter().collect(),
-            kind: IdKind::PodIp(*ip),
-        }));
-        u.extend(self.policy.cidr_ids.iter().map(|(net, id)| {
-            IdentityInfo {
-                id: *id,
-                labels: [Label::new("cidr", &net.to_string(), ""), Label::new("reserved", "world", "")]
-                    .into_iter()
-                    .collect(),
-                kind: IdKind::Cidr(*net),
-            }
-        }));
-        u
+            .filter(|(id, _)| self.identities.get(**id).is_none())
+            .map(|(id, l)| (*id, l.clone()));
+        self.policy.universe(local.chain(remote).collect::<Vec<_>>())
     }
 
     pub(super) fn peer_ports(&self) -> BTreeMap<String, std::collections::BTreeSet<(u8, u16)>> {
@@ -76,125 +28,53 @@ impl Inner {
         m
     }
 
-    pub(super) fn endpoint_policy(&self, rules: &[Rule], ep: &Endpoint, allow_host: bool) -> resolve::EndpointPolicy {
-        resolve::endpoint_policy(rules, &ep.labels, ep.named_ports.clone(), self.peer_ports(), allow_host)
+    /// Resolve endpoint `ep` from scratch.
+    pub(super) fn resolve(&self, rules: &[Rule], ep: &Endpoint, universe: &[IdentityInfo]) -> Resolution {
+        self.policy.resolve(rules, &subject(ep), self.peer_ports(), universe)
     }
 
-    /// Prefixes of Kubernetes ipBlock peers (they also select pod IPs).
-    pub(super) fn ipblock_prefixes(&self) -> Vec<ipnet::Ipv4Net> {
-        let mut out = Vec::new();
-        for r in self.policy.docs.iter().flat_map(|d| &d.rules) {
-            for pr in r.ingress.iter().chain(&r.egress) {
-                if let seta_core::policy::Peers::Some(peers) = &pr.peers {
-                    for p in peers {
-                        if let seta_core::policy::Peer::IpBlock { cidr, .. } = p {
-                            out.push(*cidr);
-                        }
-                    }
-                }
-            }
-        }
-        out
+    pub(super) fn endpoint_policy(&self, rules: &[Rule], ep: &Endpoint) -> resolve::EndpointPolicy {
+        self.policy.endpoint_policy(rules, &subject(ep), self.peer_ports())
     }
 
-    /// Give every pod IP under an ipBlock a per-IP identity (stable while the
-    /// pod lives); returns whether the set changed.
+    /// Per-IP identities for every pod IP of the cluster under an ipBlock.
     pub(super) fn sync_ipblock_ids(&mut self) -> bool {
-        let prefixes = self.ipblock_prefixes();
-        // every pod IP of the cluster (local endpoints and other nodes' pods),
-        // never node addresses or reserved identities
-        let want: std::collections::BTreeSet<Ipv4Addr> = if prefixes.is_empty() {
-            Default::default()
-        } else {
-            self.ipc_state
-                .merged
-                .pod_ips()
-                .filter(|(_, _, id)| *id >= seta_core::identity::MIN_ALLOCATED && *id < SCOPE_LOCAL)
-                .map(|(ip, _, _)| ip)
-                .filter(|ip| prefixes.iter().any(|p| p.contains(ip)))
-                .collect()
-        };
-        let before = self.ipblock_ids.clone();
-        self.ipblock_ids.retain(|ip, _| want.contains(ip));
-        for ip in want {
-            if !self.ipblock_ids.contains_key(&ip) {
-                let used: std::collections::BTreeSet<u32> = self.ipblock_ids.values().copied().collect();
-                let id = (seta_abi::IDENTITY_SCOPE_IPBLOCK + 1..).find(|i| !used.contains(i)).unwrap();
-                self.ipblock_ids.insert(ip, id);
-            }
-        }
-        before != self.ipblock_ids
+        let pod_ips: Vec<Ipv4Addr> = self
+            .ipc_state
+            .merged
+            .pod_ips()
+            .filter(|(_, _, id)| *id >= seta_core::identity::MIN_ALLOCATED && *id < SCOPE_LOCAL)
+            .map(|(ip, _, _)| ip)
+            .collect();
+        self.policy.sync_ipblock_ids(pod_ips)
     }
+}
 
-    /// Allocate or free local CIDR identities so every prefix in a policy has one.
-    pub(super) fn sync_cidr_identities(&mut self) -> Vec<(ipnet::Ipv4Net, Option<u32>)> {
-        let mut want = std::collections::BTreeSet::new();
-        for r in self.policy.docs.iter().flat_map(|d| &d.rules) {
-            for pr in r.ingress.iter().chain(&r.ingress_deny).chain(&r.egress).chain(&r.egress_deny) {
-                if let seta_core::policy::Peers::Some(peers) = &pr.peers {
-                    for p in peers {
-                        if let seta_core::policy::Peer::Cidr { cidr, except } | seta_core::policy::Peer::IpBlock { cidr, except } = p {
-                            if cidr.prefix_len() > 0 {
-                                want.insert(*cidr);
-                            }
-                            want.extend(except.iter().copied());
-                        }
-                    }
-                }
-            }
-        }
-        let mut changes = Vec::new();
-        let stale: Vec<_> = self.policy.cidr_ids.keys().filter(|k| !want.contains(*k)).copied().collect();
-        for k in stale {
-            self.policy.cidr_ids.remove(&k);
-            changes.push((k, None));
-        }
-        for net in want {
-            if !self.policy.cidr_ids.contains_key(&net) {
-                let used: std::collections::BTreeSet<u32> = self.policy.cidr_ids.values().copied().collect();
-                let id = (SCOPE_LOCAL + 1..).find(|i| !used.contains(i)).unwrap();
-                self.policy.cidr_ids.insert(net, id);
-                changes.push((net, Some(id)));
-            }
-        }
-        changes
+pub(super) fn subject(ep: &Endpoint) -> Subject<'_> {
+    Subject {
+        labels: &ep.labels,
+        named_ports: &ep.named_ports,
     }
 }
 
 impl Agent {
     /// Identity churn, incrementally: only the entries of `added` / `removed`
-    /// identities change in each endpoint's map (the resolver guarantees this
-    /// equals a full recompute). Endpoints without a cached state get a full one.
+    /// identities change in each endpoint's map. Endpoints without a cached
+    /// state, or whose write fails, get a full regeneration.
     pub(super) fn identities_changed(&self, inner: &mut Inner, added: &[IdentityInfo], removed: &[u32], skip: Option<u16>) {
         let ids: Vec<u16> = inner.endpoints.keys().copied().filter(|i| Some(*i) != skip).collect();
         let mut full = false;
         for id in ids {
-            let Some((p, state)) = inner.resolved.get_mut(&id) else {
+            let Some(delta) = inner.policy.identity_delta(id, added, removed) else {
                 full = true;
                 continue;
             };
-            let mut drop_keys = Vec::new();
-            for rid in removed {
-                drop_keys
-                    .extend(policy_entries(&state.iter().filter(|(k, _)| k.identity == *rid).map(|(k, e)| (*k, *e)).collect()).into_keys());
-                resolve::remove_identity(state, *rid);
+            if delta.is_empty() {
+                continue;
             }
-            let mut upsert = resolve::MapState::new();
-            for a in added {
-                let before: Vec<resolve::Key> = state.keys().filter(|k| k.identity == a.id).copied().collect();
-                resolve::add_identity(state, p, a);
-                upsert.extend(state.iter().filter(|(k, _)| k.identity == a.id).map(|(k, e)| (*k, *e)));
-                let now: std::collections::BTreeSet<resolve::Key> = upsert.keys().copied().collect();
-                let gone: resolve::MapState = before
-                    .into_iter()
-                    .filter(|k| !now.contains(k))
-                    .map(|k| (k, resolve::Entry { deny: false, cookie: 0 }))
-                    .collect();
-                drop_keys.extend(policy_entries(&gone).into_keys());
-            }
-            let res = self.kernel.policy_apply(id, &policy_entries(&upsert), &drop_keys);
-            if let Err(err) = res {
+            if let Err(err) = self.kernel.policy_apply(id, &delta.upsert, &delta.drop) {
                 tracing::warn!(id, %err, "incremental policy update failed; full regeneration");
+                inner.policy.forget(id);
                 full = true;
             }
         }
@@ -214,7 +94,7 @@ impl Agent {
 
     /// Make the kernel's ipBlock map hold exactly the per-IP identities.
     pub(super) fn sync_ipblock_map(&self, inner: &Inner) -> Result<()> {
-        self.kernel.ipblock_sync(&inner.ipblock_ids)?;
+        self.kernel.ipblock_sync(inner.policy.ipblock_ids())?;
         Ok(())
     }
 
@@ -224,7 +104,7 @@ impl Agent {
     pub(super) fn sync_cidr_ipcache(&self, inner: &mut Inner) -> Result<()> {
         let want: BTreeMap<ipnet::Ipv4Net, seta_core::ipcache::Entry> = inner
             .policy
-            .cidr_ids
+            .cidr_ids()
             .iter()
             .map(|(n, id)| {
                 (
@@ -253,25 +133,20 @@ impl Agent {
     pub(super) fn regenerate(&self, inner: &mut Inner, ids: &[u16]) {
         let rules = inner.policy.rules();
         let universe = inner.universe();
-        let revision = inner.policy.revision;
+        let revision = inner.policy.revision();
         for &id in ids {
-            if !inner.endpoints.contains_key(&id) {
-                continue;
-            }
-            let ep = inner.endpoints[&id].clone();
-            let p = inner.endpoint_policy(&rules, &ep, self.cfg.allow_host_ingress);
-            let state = resolve::compute(&p, &universe);
-            let entries = policy_entries(&state);
+            let Some(ep) = inner.endpoints.get(&id) else { continue };
+            let r = inner.resolve(&rules, ep, &universe);
+            let entries = r.entries();
+            let (ingress, egress) = (r.policy.ingress_enforced, r.policy.egress_enforced);
             let res = self.kernel.policy_sync(id, &entries);
-            let ok = res.is_ok();
-            if ok {
-                inner.resolved.insert(id, (p.clone(), state));
-            } else {
-                inner.resolved.remove(&id);
+            match &res {
+                Ok(_) => inner.policy.cache(id, r),
+                Err(_) => inner.policy.forget(id),
             }
             let e = inner.endpoints.get_mut(&id).unwrap();
-            e.ingress_enforced = p.ingress_enforced;
-            e.egress_enforced = p.egress_enforced;
+            e.ingress_enforced = ingress;
+            e.egress_enforced = egress;
             match res {
                 Ok(stats) => {
                     e.policy_revision = revision;
@@ -300,7 +175,7 @@ impl Agent {
     }
 
     pub async fn revision(&self) -> u64 {
-        self.inner.lock().await.policy.revision
+        self.inner.lock().await.policy.revision()
     }
 
     /// Parse and validate without changing anything. Parsing runs on a
@@ -338,27 +213,20 @@ impl Agent {
         let written = self.write_policies(&docs, &[]).await?;
         let mut inner = self.inner.lock().await;
         cluster::record_policy_writes(&mut inner, written);
-        for d in docs {
-            match inner.policy.docs.iter_mut().find(|x| x.origin == d.origin) {
-                Some(x) => *x = d,
-                None => inner.policy.docs.push(d),
-            }
-        }
-        inner.policy.docs.sort_by(|a, b| a.origin.cmp(&b.origin));
+        inner.policy.upsert(docs);
         self.policy_changed(&mut inner)?;
-        Ok((inner.policy.revision, names))
+        Ok((inner.policy.revision(), names))
     }
 
     pub(super) fn policy_changed(&self, inner: &mut Inner) -> Result<(), ApiError> {
-        inner.policy.revision += 1;
-        inner.sync_cidr_identities();
+        inner.policy.bump();
         self.sync_cidr_ipcache(inner)?;
         self.sync_ipblock(inner)?;
         self.save_pool_and_ids(inner)?;
         self.regenerate_all(inner);
         tracing::info!(
-            revision = inner.policy.revision,
-            policies = inner.policy.docs.len(),
+            revision = inner.policy.revision(),
+            policies = inner.policy.docs().len(),
             "policy changed"
         );
         Ok(())
@@ -372,8 +240,7 @@ impl Agent {
         let universe = inner.universe();
         let mut problems = Vec::new();
         for ep in inner.endpoints.values() {
-            let p = inner.endpoint_policy(&rules, ep, self.cfg.allow_host_ingress);
-            let want = policy_entries(&resolve::compute(&p, &universe));
+            let want = inner.resolve(&rules, ep, &universe).entries();
             let have = self.kernel.policy_list(ep.id)?;
             if want != have {
                 let missing = want.keys().filter(|k| !have.contains_key(*k)).count();
@@ -391,8 +258,8 @@ impl Agent {
     pub async fn policy_list(&self) -> PolicyListing {
         let inner = self.inner.lock().await;
         PolicyListing {
-            revision: inner.policy.revision,
-            policies: inner.policy.docs.clone(),
+            revision: inner.policy.revision(),
+            policies: inner.policy.docs().to_vec(),
         }
     }
 
@@ -408,7 +275,7 @@ impl Agent {
         let gone: Vec<PolicyDoc> = {
             let inner = self.inner.lock().await;
             if all {
-                inner.policy.docs.clone()
+                inner.policy.docs().to_vec()
             } else {
                 let name = name.ok_or_else(|| ApiError::BadRequest("give a policy name or --all".into()))?;
                 let hit = |d: &PolicyDoc| {
@@ -422,7 +289,7 @@ impl Agent {
                             (Some(ns), None) => ns == "default",
                         }
                 };
-                let gone: Vec<PolicyDoc> = inner.policy.docs.iter().filter(|d| hit(d)).cloned().collect();
+                let gone: Vec<PolicyDoc> = inner.policy.docs().iter().filter(|d| hit(d)).cloned().collect();
                 if gone.is_empty() {
                     return Err(ApiError::NotFound(format!(
                         "no policy named {name:?} in namespace {}",
@@ -436,14 +303,11 @@ impl Agent {
         let written = self.write_policies(&[], &gone).await?;
         let mut inner = self.inner.lock().await;
         cluster::record_policy_writes(&mut inner, written);
-        let before: Vec<String> = inner.policy.docs.iter().map(|d| d.origin.to_string()).collect();
-        inner.policy.docs.retain(|d| !gone.iter().any(|g| g.origin == d.origin));
-        let after: std::collections::BTreeSet<String> = inner.policy.docs.iter().map(|d| d.origin.to_string()).collect();
-        let removed: Vec<String> = before.into_iter().filter(|d| !after.contains(d)).collect();
+        let removed = inner.policy.remove(&gone);
         if !removed.is_empty() {
             self.policy_changed(&mut inner)?;
         }
-        Ok((inner.policy.revision, removed))
+        Ok((inner.policy.revision(), removed))
     }
 
     /// Wait until every endpoint enforces at least `rev` (None: the current revision).
@@ -452,11 +316,11 @@ impl Agent {
         loop {
             {
                 let inner = self.inner.lock().await;
-                let want = rev.unwrap_or(inner.policy.revision);
-                if want > inner.policy.revision {
+                let current = inner.policy.revision();
+                let want = rev.unwrap_or(current);
+                if want > current {
                     return Err(ApiError::BadRequest(format!(
-                        "revision {want} does not exist yet (current {})",
-                        inner.policy.revision
+                        "revision {want} does not exist yet (current {current})"
                     )));
                 }
                 let lagging: Vec<String> = inner
@@ -480,7 +344,7 @@ impl Agent {
     }
 
     pub async fn namespaces(&self) -> BTreeMap<String, BTreeMap<String, String>> {
-        self.inner.lock().await.policy.namespaces.clone()
+        self.inner.lock().await.policy.namespaces().clone()
     }
 
     /// Create or replace a namespace's labels; its endpoints follow.
@@ -497,18 +361,15 @@ impl Agent {
         // the endpoints' new label sets are numbered first, without the lock
         let sets = {
             let mut inner = self.inner.lock().await;
-            let old = inner.policy.namespaces.insert(ns.to_string(), labels.clone());
+            let old = inner.policy.set_namespace(ns, Some(labels.clone()));
             let sets = self.namespace_label_sets(&mut inner, ns);
-            match old {
-                Some(old) => inner.policy.namespaces.insert(ns.to_string(), old),
-                None => inner.policy.namespaces.remove(ns),
-            };
+            inner.policy.set_namespace(ns, old);
             sets?
         };
         let wanted: Vec<LabelSet> = sets.iter().map(|(_, l)| l.clone()).collect();
         let (reserved, _ids) = self.reserve_identities(&wanted).await?;
         let mut inner = self.inner.lock().await;
-        inner.policy.namespaces.insert(ns.to_string(), labels);
+        inner.policy.set_namespace(ns, Some(labels));
         // endpoints created meanwhile are relabelled too (their identities
         // are numbered under the lock)
         for (id, l) in self.namespace_label_sets(&mut inner, ns)? {

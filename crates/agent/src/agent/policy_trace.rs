@@ -18,12 +18,12 @@ impl Agent {
                 labels: ep.labels.clone(),
                 kind: IdKind::Endpoint,
             },
-            ip_identity: inner.ipblock_ids.get(&ep.ipv4).map(|id| IdentityInfo {
+            ip_identity: inner.policy.ipblock_ids().get(&ep.ipv4).map(|id| IdentityInfo {
                 id: *id,
                 labels: LabelSet::new(),
                 kind: IdKind::PodIp(ep.ipv4),
             }),
-            policy: Some(inner.endpoint_policy(rules, ep, self.cfg.allow_host_ingress)),
+            policy: Some(inner.endpoint_policy(rules, ep)),
         };
         if let Some(e) = &s.endpoint {
             let r = EndpointRef::parse(e).map_err(|m| ApiError::BadRequest(format!("{what}.endpoint: {m}")))?;
@@ -85,7 +85,7 @@ impl Agent {
         // longest CIDR identity, else world
         let cidr = inner
             .policy
-            .cidr_ids
+            .cidr_ids()
             .iter()
             .filter(|(n, _)| n.contains(&ip))
             .max_by_key(|(n, _)| n.prefix_len())

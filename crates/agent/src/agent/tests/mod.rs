@@ -422,7 +422,7 @@ async fn cluster_events_reach_ipcache_routes_and_policy() {
     a2.policy_import(WEB_FROM_CLIENT).await.unwrap();
     let rev = a2.revision().await;
     eventually("n1 has the policy", || {
-        a1.inner.try_lock().map(|i| i.policy.revision >= 1).unwrap_or(false)
+        a1.inner.try_lock().map(|i| i.policy.revision() >= 1).unwrap_or(false)
     })
     .await;
     assert!(rev >= 1);
