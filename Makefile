@@ -6,7 +6,7 @@ APT_PKGS := clang-19 llvm-19 libbpf-dev iproute2 iputils-ping iperf3 sockperf nf
             containernetworking-plugins jq procps podman runc busybox-static etcd-server protobuf-compiler
 REL := target/release
 
-.PHONY: all deps nextest build test fuzz demo bench fmt clippy lab-down clean-machine clean
+.PHONY: all deps nextest build test unit-nobody fuzz demo bench fmt clippy lab-down clean-machine clean
 
 all: build
 
@@ -38,6 +38,18 @@ test: deps nextest
 	@rc=0; $(CARGO) nextest run --workspace $(NEXTEST_ARGS) || rc=$$?; \
 	  target/debug/seta lab down --tests 2>&1 | grep -v '^==> nothing left behind'; \
 	  exit $$rc
+	@$(MAKE) --no-print-directory unit-nobody
+
+# The agent's control plane needs no root: its unit tests (fake kernel,
+# embedded store, a loopback etcd) also pass as user nobody, from a copy of
+# the test binary outside the source tree.
+unit-nobody:
+	@bin=$$($(CARGO) test -p seta-agent --no-run --message-format=json 2>/tmp/seta-unit-nobody.build | python3 -c 'import sys,json; [print(m["executable"]) for m in map(json.loads, sys.stdin) if m.get("reason") == "compiler-artifact" and m.get("profile", {}).get("test") and m.get("executable") and m["target"]["name"] == "seta-agent"]' | tail -1); \
+	  test -n "$$bin" || { tail -20 /tmp/seta-unit-nobody.build; echo "unit-nobody: no agent test binary"; exit 1; }; \
+	  d=$$(mktemp -d /tmp/seta-unit-nobody.XXXXXX); chmod 755 $$d; cp "$$bin" $$d/agent-tests; \
+	  rc=0; (cd $$d && timeout 300 runuser -u nobody -- env HOME=/tmp TMPDIR=/tmp ./agent-tests -q >$$d/out 2>&1) || rc=$$?; \
+	  grep -E '^test result|FAILED|panicked' $$d/out | head -20; \
+	  rm -rf $$d; echo "agent unit tests as user nobody: $$( [ $$rc = 0 ] && echo passed || echo FAILED)"; exit $$rc
 
 # Mutation fuzzing of policy input (parser: no panic, time and memory per
 # input bounded by its size; import: all or nothing) for FUZZ_SECS seconds.

@@ -370,10 +370,14 @@ impl Agent {
         if topo_changed {
             self.converge_remote(&mut inner);
         }
-        if pol_changed && self.kv.shared() {
-            self.cluster_policies_changed(&mut inner).await;
-        }
+        let publish = match pol_changed && self.kv.shared() {
+            true => self.cluster_policies_changed(&mut inner),
+            false => None,
+        };
         drop(inner);
+        if let Some(docs) = publish {
+            self.publish_node_policies(docs).await;
+        }
         if topo_changed {
             self.reconcile_routes().await;
         }
@@ -382,12 +386,6 @@ impl Agent {
 
     /// Write policy documents to (and delete them from) the cluster's kvstore
     /// in one transaction; a single node (embedded store) keeps them locally.
-    pub(super) async fn store_policies(&self, inner: &mut Inner, put: &[PolicyDoc], delete: &[PolicyDoc]) -> Result<(), ApiError> {
-        let w = self.write_policies(put, delete).await?;
-        record_policy_writes(inner, w);
-        Ok(())
-    }
-
     /// Write policy documents to (and delete them from) the shared kvstore,
     /// all or nothing, without the agent's lock; what was written, for
     /// `record_policy_writes`.
@@ -408,8 +406,10 @@ impl Agent {
     }
 
     /// The kvstore's policies changed (another node imported or deleted one,
-    /// or a resync): make the local repository equal to them.
-    async fn cluster_policies_changed(&self, inner: &mut Inner) {
+    /// or a resync): make the local repository equal to them. On first
+    /// contact with a cluster that has none, this node's policies are to be
+    /// published instead: returned, for writing after the lock is released.
+    fn cluster_policies_changed(&self, inner: &mut Inner) -> Option<Vec<PolicyDoc>> {
         // our own recent writes count even before the watch shows them
         let data = {
             let c = &mut inner.cluster;
@@ -438,24 +438,35 @@ impl Agent {
             // first contact with a cluster that has no policies yet: this
             // node's (from before it joined) become the cluster's
             if want.is_empty() && !inner.policy.docs().is_empty() {
-                let docs = inner.policy.docs().to_vec();
-                match self.store_policies(inner, &docs, &[]).await {
-                    Ok(()) => tracing::info!(policies = docs.len(), "published this node's policies to the cluster"),
-                    Err(e) => {
-                        inner.cluster.policies_synced = false;
-                        tracing::warn!(%e, "could not publish this node's policies");
-                    }
-                }
-                return;
+                return Some(inner.policy.docs().to_vec());
             }
         }
         let n = want.len();
         if !inner.policy.replace(want) {
-            return;
+            return None;
         }
         tracing::info!(policies = n, "cluster policies changed");
         if let Err(e) = self.policy_changed(inner) {
             tracing::error!(%e, "applying the cluster's policies");
+        }
+        None
+    }
+
+    /// This node's policies (from before it joined) become the cluster's:
+    /// written without the agent's lock, ordered with imports and deletes.
+    async fn publish_node_policies(&self, docs: Vec<PolicyDoc>) {
+        let _order = self.policy_io.lock().await;
+        let written = self.write_policies(&docs, &[]).await;
+        let mut inner = self.inner.lock().await;
+        match written {
+            Ok(w) => {
+                record_policy_writes(&mut inner, w);
+                tracing::info!(policies = docs.len(), "published this node's policies to the cluster");
+            }
+            Err(e) => {
+                inner.cluster.policies_synced = false;
+                tracing::warn!(%e, "could not publish this node's policies");
+            }
         }
     }
 

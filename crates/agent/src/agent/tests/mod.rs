@@ -12,6 +12,7 @@ use std::time::Duration;
 
 mod lifecycle;
 mod outage;
+mod requests;
 
 /// A directory under the system temp dir, removed on drop.
 struct Tmp(PathBuf);
