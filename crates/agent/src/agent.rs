@@ -1,13 +1,14 @@
 //! The endpoint manager: desired state (IPAM, identities, endpoints) kept in
 //! memory and on disk, and converged into the kernel through seta-datapath.
 use crate::config::Config;
+use crate::identities::Identities;
 use crate::kernel::Kernel;
 use crate::state::Store;
 use anyhow::{Context, Result};
 use seta_abi::{EndpointInfo, RemoteEndpointInfo, ENDPOINT_F_HOST};
 use seta_core::api::{AgentConfig, Attachment, IpamAddress, IpamResponse, IpamStatus, Status};
 use seta_core::endpoint::{next_endpoint_id, parse_mac, Endpoint, EndpointChangeRequest, EndpointRef, EndpointState};
-use seta_core::identity::{IdentityAllocator, ID_HOST};
+use seta_core::identity::ID_HOST;
 use seta_core::ipam::Pool;
 use seta_core::labelfilter::LabelFilter;
 use seta_core::labels::{Label, LabelSet};
@@ -64,7 +65,8 @@ impl From<anyhow::Error> for ApiError {
 
 struct Inner {
     pool: Pool,
-    identities: IdentityAllocator,
+    /// the identities subsystem: this node's references, the cluster's identities, releases due
+    identities: Identities,
     endpoints: BTreeMap<u16, Endpoint>,
     /// ids handed out to creations still loading their programs
     reserved_ids: std::collections::BTreeSet<u16>,
@@ -78,8 +80,6 @@ struct Inner {
     policy: Policy,
     /// other nodes, their pods and the cluster's identities (from the kvstore)
     cluster: cluster::ClusterState,
-    /// identity numbers whose kvstore reference is to be dropped
-    kv_releases: Vec<u32>,
 }
 
 pub struct Agent {
@@ -248,7 +248,7 @@ impl Agent {
             }
         }
 
-        let identities: IdentityAllocator = store.load("identities.json")?;
+        let identities = Identities::new(store.load("identities.json")?);
         let policy = Policy::new(store.load("policy.json")?, cfg.allow_host_ingress);
         // Pool allocations without an endpoint are kept: a CNI ADD may be between
         // its IPAM call and its endpoint call. They are released by CNI DEL/GC.
@@ -264,7 +264,6 @@ impl Agent {
                 endpoints: BTreeMap::new(),
                 reserved_ids: Default::default(),
                 creating: Default::default(),
-                kv_releases: Default::default(),
                 kernel,
                 ipc_state,
                 policy,
@@ -309,7 +308,7 @@ impl Agent {
 
     fn save_pool_and_ids(&self, inner: &Inner) -> Result<()> {
         self.store.save("ipam.json", &inner.pool)?;
-        self.store.save("identities.json", &inner.identities)?;
+        self.store.save("identities.json", inner.identities.local())?;
         self.store.save("policy.json", inner.policy.repository())
     }
 

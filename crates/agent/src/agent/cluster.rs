@@ -27,8 +27,6 @@ pub struct ClusterState {
     ids: Mirror,
     ips: Mirror,
     nodes_m: Mirror,
-    /// identities allocated anywhere in the cluster (id -> labels)
-    pub remote_ids: BTreeMap<u32, LabelSet>,
     /// other nodes, by name
     pub nodes: BTreeMap<String, NodeInfo>,
     /// desired routes to other nodes' pod CIDRs (node CIDR -> via)
@@ -217,7 +215,7 @@ impl Agent {
             let inner = self.inner.lock().await;
             (
                 inner.endpoints.values().map(|e| self.ip_entry(e)).collect(),
-                inner.identities.list().map(|a| (a.id, a.labels.clone())).collect(),
+                inner.identities.held().map(|a| (a.id, a.labels.clone())).collect(),
             )
         };
         let mine: std::collections::BTreeSet<Ipv4Addr> = entries.iter().map(|e| e.ip).collect();

@@ -8,35 +8,17 @@ impl Agent {
     /// Identities created or deleted anywhere in the cluster enter or leave
     /// every local policy (incrementally).
     pub(super) fn remote_identities_changed(&self, inner: &mut Inner, changes: Vec<Change>) {
-        let mut added = Vec::new();
-        let mut removed = Vec::new();
-        for (k, _old, new) in changes {
-            let Some(id) = id_of_key(&k) else { continue };
-            let local = inner.identities.get(id).is_some();
-            match new.as_deref().and_then(parse_labels) {
-                Some(labels) => {
-                    let prev = inner.cluster.remote_ids.insert(id, labels.clone());
-                    if !local && prev.as_ref() != Some(&labels) {
-                        if prev.is_some() {
-                            removed.push(id);
-                        }
-                        added.push(IdentityInfo {
-                            id,
-                            labels,
-                            kind: IdKind::Endpoint,
-                        });
-                    }
-                }
-                None => {
-                    if inner.cluster.remote_ids.remove(&id).is_some() && !local {
-                        removed.push(id);
-                    }
-                }
-            }
-        }
-        if !added.is_empty() || !removed.is_empty() {
-            tracing::debug!(added = added.len(), removed = removed.len(), "cluster identities changed");
-            self.identities_changed(inner, &added, &removed, None);
+        let changes = changes
+            .into_iter()
+            .filter_map(|(k, _old, new)| Some((id_of_key(&k)?, new.as_deref().and_then(parse_labels))));
+        let churn = inner.identities.cluster_changed(changes.collect::<Vec<_>>());
+        if !churn.is_empty() {
+            tracing::debug!(
+                added = churn.added.len(),
+                removed = churn.removed.len(),
+                "cluster identities changed"
+            );
+            self.identities_changed(inner, &churn.added, &churn.removed, None);
         }
     }
 }

@@ -11,7 +11,7 @@ impl Agent {
         let mut inner = self.inner.lock().await;
         // identities keep their numbers; references are re-counted from the
         // endpoints that survive
-        inner.identities.reset_refcounts();
+        inner.identities.start_recount();
         let mut restored = 0;
         // a live endpoint keeps its filter if it runs this build's program
         let want = self.kernel.endpoint_program().await?;
@@ -77,7 +77,7 @@ impl Agent {
                 self.kernel.recycle_policy_map(id as u16)?; // a spare, emptied
             }
         }
-        inner.identities.drop_unreferenced();
+        inner.identities.finish_recount();
         self.save_pool_and_ids(&inner)?;
         self.restored.store(restored, std::sync::atomic::Ordering::Relaxed);
         Ok(())
@@ -234,8 +234,7 @@ impl Agent {
         if let (Err(_), Some(id)) = (&phase1, reserved) {
             // refused after the kvstore gave this node a reference: give it back
             let mut inner = self.inner.lock().await;
-            if inner.identities.get(id).is_none() {
-                inner.kv_releases.push(id);
+            if inner.identities.release_unused(id) {
                 self.releases_due.notify_one();
             }
         }
@@ -387,7 +386,7 @@ impl Agent {
         let ipblock_changed = self.sync_ipblock(&mut inner)?;
         if !ep.named_ports.is_empty() || ipblock_changed {
             self.regenerate_all(&mut inner);
-        } else if inner.identities.get(ep.identity).is_none() && !inner.cluster.remote_ids.contains_key(&ep.identity) {
+        } else if !inner.identities.in_use(ep.identity) {
             self.identities_changed(&mut inner, &[], &[ep.identity], None);
         }
         self.store.remove_endpoint(ep.id)?;

@@ -9,24 +9,21 @@ impl Agent {
     /// A reference on the identity of `labels`; a label set new to this node
     /// gets its number from the cluster's kvstore.
     pub(super) async fn acquire_identity(&self, inner: &mut Inner, labels: &LabelSet) -> Result<u32, ApiError> {
-        if labels.is_empty() || inner.identities.contains(labels) {
-            return inner.identities.acquire(labels).map_err(|e| ApiError::Conflict(e.to_string()));
+        if inner.identities.holds(labels) {
+            return inner.identities.acquire_held(labels).map_err(|e| ApiError::Conflict(e.to_string()));
         }
         let id = self
             .kv
             .allocate(labels)
             .await
             .map_err(|e| ApiError::Internal(format!("identity allocation in the kvstore: {e}")))?;
-        Ok(inner.identities.acquire_as(labels, id))
+        Ok(inner.identities.acquire_numbered(labels, id))
     }
 
     /// Drop a reference; the node's reference in the kvstore goes with the
     /// last one, written by the identity-release task (no I/O under the lock).
     pub(super) async fn release_identity(&self, inner: &mut Inner, labels: &LabelSet) {
-        let id = inner.identities.list().find(|a| a.labels == *labels).map(|a| a.id);
-        inner.identities.release(labels);
-        if let Some(id) = id.filter(|id| inner.identities.get(*id).is_none()) {
-            inner.kv_releases.push(id);
+        if inner.identities.release(labels).is_some() {
             self.releases_due.notify_one();
         }
     }
@@ -35,11 +32,7 @@ impl Agent {
     /// more (one that got a reference again meanwhile keeps it).
     pub(super) async fn flush_identity_releases(&self) {
         let _io = self.ids_io.lock().await;
-        let due: Vec<u32> = {
-            let mut inner = self.inner.lock().await;
-            let due = std::mem::take(&mut inner.kv_releases);
-            due.into_iter().filter(|id| inner.identities.get(*id).is_none()).collect()
-        };
+        let due = self.inner.lock().await.identities.take_releases();
         for id in due {
             if let Err(e) = self.kv.release(id).await {
                 tracing::warn!(id, %e, "could not drop the identity reference in the kvstore");
@@ -65,7 +58,7 @@ impl Agent {
         let io = self.ids_io.lock().await;
         let unknown: Vec<bool> = {
             let inner = self.inner.lock().await;
-            sets.iter().map(|l| !l.is_empty() && !inner.identities.contains(l)).collect()
+            sets.iter().map(|l| !inner.identities.holds(l)).collect()
         };
         let allocate = async {
             let mut out = Vec::with_capacity(sets.len());
@@ -90,7 +83,7 @@ impl Agent {
     /// The local reference for a reservation from `reserve_identity`.
     pub(super) async fn take_reserved(&self, inner: &mut Inner, labels: &LabelSet, reserved: Option<u32>) -> Result<u32, ApiError> {
         match reserved {
-            Some(id) if !inner.identities.contains(labels) => Ok(inner.identities.acquire_as(labels, id)),
+            Some(id) if !inner.identities.holds(labels) => Ok(inner.identities.acquire_numbered(labels, id)),
             _ => self.acquire_identity(inner, labels).await,
         }
     }

@@ -8,14 +8,7 @@ impl Inner {
     /// Every identity policies can refer to: reserved, endpoints' (this
     /// node's and the cluster's), per-IP, CIDR.
     pub(super) fn universe(&self) -> Vec<IdentityInfo> {
-        let local = self.identities.list().map(|a| (a.id, a.labels.clone()));
-        let remote = self
-            .cluster
-            .remote_ids
-            .iter()
-            .filter(|(id, _)| self.identities.get(**id).is_none())
-            .map(|(id, l)| (*id, l.clone()));
-        self.policy.universe(local.chain(remote).collect::<Vec<_>>())
+        self.policy.universe(self.identities.selectable())
     }
 
     pub(super) fn peer_ports(&self) -> BTreeMap<String, std::collections::BTreeSet<(u8, u16)>> {

@@ -34,7 +34,7 @@ impl Agent {
         // policy computed from the same rules
         let remote_pod = s.ip.and_then(|ip| {
             let (src, e) = inner.ipc_state.merged.winner(ipcache::host32(ip))?;
-            let labels = inner.cluster.remote_ids.get(&e.identity)?.clone();
+            let labels = inner.identities.cluster_labels(e.identity)?.clone();
             (src == seta_core::ipcache::Source::Cluster).then_some((ip, e.identity, labels))
         });
         if s.labels.is_some() || remote_pod.is_some() {
@@ -44,7 +44,7 @@ impl Agent {
                     let l = self.identity_labels(inner, labels, &ns)?;
                     let id = inner
                         .identities
-                        .list()
+                        .held()
                         .find(|a| a.labels == l)
                         .map(|a| a.id)
                         .unwrap_or(u32::MAX >> 8);
