@@ -249,6 +249,26 @@ impl Netlink {
             .map_err(|e| NetlinkError::from_rt(format!("create veth {name} with peer {peer} in the pod netns"), e))
     }
 
+    /// Create a bridge with a fixed MAC (a bridge without one takes its
+    /// lowest port's and changes it as ports join).
+    pub async fn create_bridge(&self, name: &str, mac: [u8; 6]) -> Result<()> {
+        self.handle
+            .link()
+            .add(rtnetlink::LinkBridge::new(name).address(mac.to_vec()).build())
+            .execute()
+            .await
+            .map_err(|e| NetlinkError::from_rt(format!("create bridge {name}"), e))
+    }
+
+    /// Make link `index` a port of `master` (a bridge).
+    pub async fn set_master(&self, index: u32, master: u32) -> Result<()> {
+        self.set(
+            format!("set link {index} master {master}"),
+            LinkUnspec::new_with_index(index).controller(master).build(),
+        )
+        .await
+    }
+
     async fn set(&self, op: String, msg: LinkMessage) -> Result<()> {
         self.handle
             .link()

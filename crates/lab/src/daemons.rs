@@ -72,7 +72,7 @@ impl Lab {
             .args(
                 self.underlay
                     .as_ref()
-                    .map(|_| ["--node-ip".to_string(), node_ip(self.node_index(&n.name))])
+                    .map(|_| ["--node-ip".to_string(), node_ip(self.node_index(&n.name)).to_string()])
                     .into_iter()
                     .flatten(),
             )

@@ -100,14 +100,17 @@ pub struct LabOptions {
     pub operator: bool,
 }
 
-const UNDERLAY_GW: &str = "172.30.0.254";
+const UNDERLAY_GW: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 254);
 /// the underlay bridge's own MAC (locally administered), fixed: see add_underlay
-const UNDERLAY_MAC: &str = "02:5e:7a:00:00:fe";
+const UNDERLAY_MAC: [u8; 6] = [0x02, 0x5e, 0x7a, 0, 0, 0xfe];
 /// the external host's address on the underlay
-const EXTERNAL_UL: &str = "172.30.0.200";
+const EXTERNAL_UL: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 200);
+/// the external host's own address, and the gateway of a one-node lab's
+const EXTERNAL_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+const EXTERNAL_GW: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 
-fn node_ip(i: usize) -> String {
-    format!("172.30.0.{i}")
+fn node_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(172, 30, 0, i as u8)
 }
 
 fn etcd_dir(lab: &str) -> PathBuf {
@@ -134,6 +137,66 @@ pub fn validate_lab_name(name: &str) -> Result<()> {
 
 fn netns_path(ns: &str) -> PathBuf {
     Path::new("/run/netns").join(ns)
+}
+
+/// Netlink inside lab namespace `ns` (a socket opened there on its own
+/// thread), for the lab's links, addresses and routes.
+struct Ns {
+    name: String,
+    nl: seta_datapath::netlink::Netlink,
+}
+
+impl Ns {
+    async fn open(name: &str) -> Result<Self> {
+        let nl = seta_datapath::netlink::Netlink::in_netns(&netns_path(name))
+            .await
+            .with_context(|| format!("netlink in netns {name}"))?;
+        Ok(Self { name: name.into(), nl })
+    }
+
+    /// A new namespace (a bind mount: `ip netns add`), loopback up.
+    async fn create(name: &str) -> Result<Self> {
+        run_ip(&["netns", "add", name])?;
+        let ns = Self::open(name).await?;
+        ns.up("lo").await?;
+        Ok(ns)
+    }
+
+    async fn index(&self, dev: &str) -> Result<u32> {
+        Ok(self
+            .nl
+            .link(dev)
+            .await?
+            .with_context(|| format!("no device {dev} in netns {}", self.name))?
+            .index)
+    }
+
+    async fn up(&self, dev: &str) -> Result<()> {
+        Ok(self.nl.set_up(self.index(dev).await?).await?)
+    }
+
+    async fn addr(&self, dev: &str, ip: Ipv4Addr, prefix: u8) -> Result<()> {
+        Ok(self.nl.add_addr(self.index(dev).await?, ip, prefix).await?)
+    }
+
+    /// `dst` via `gw` out of `dev`.
+    async fn route(&self, dst: Ipv4Net, gw: Ipv4Addr, dev: &str) -> Result<()> {
+        let oif = self.index(dev).await?;
+        Ok(self.nl.replace_route(dst.network(), dst.prefix_len(), Some(gw), oif, None).await?)
+    }
+
+    /// A veth pair: `dev` here, `peer` born in namespace `other`.
+    async fn veth_to(&self, dev: &str, other: &Ns, peer: &str) -> Result<()> {
+        let f = std::fs::File::open(netns_path(&other.name)).with_context(|| format!("open netns {}", other.name))?;
+        Ok(self.nl.create_veth_into(dev, peer, std::os::fd::AsFd::as_fd(&f), None).await?)
+    }
+
+    /// Make `dev` a port of bridge `br` and bring it up.
+    async fn port(&self, dev: &str, br: &str) -> Result<()> {
+        let (i, b) = (self.index(dev).await?, self.index(br).await?);
+        self.nl.set_master(i, b).await?;
+        Ok(self.nl.set_up(i).await?)
+    }
 }
 
 fn run_ip(args: &[&str]) -> Result<()> {

@@ -53,7 +53,7 @@ impl Lab {
             let base = u32::from(cluster_cidr.network());
             if nodes > 1 || opts.etcd {
                 progress("underlay 172.30.0.0/24 joining the nodes");
-                lab.add_underlay(opts.etcd)?;
+                lab.add_underlay(opts.etcd).await?;
             }
             if opts.operator {
                 if !opts.etcd {
@@ -79,8 +79,7 @@ impl Lab {
                 let node = format!("{name}-n{i}");
                 let pod_cidr = Ipv4Net::new(Ipv4Addr::from(base + ((i as u32) << 8)), 24)?;
                 progress(&format!("node {node}: namespace, agent (pod CIDR {pod_cidr})"));
-                run_ip(&["netns", "add", &node])?;
-                run_ip(&["-n", &node, "link", "set", "lo", "up"])?;
+                let ns = Ns::create(&node).await?;
                 let run = seta_core::names::run_dir(&node);
                 lab.nodes.push(NodeState {
                     name: node.clone(),
@@ -92,33 +91,22 @@ impl Lab {
                     log: run.join("agent.log"),
                 });
                 if let Some(ul) = lab.underlay.clone() {
-                    run_ip(&[
-                        "-n",
-                        &node,
-                        "link",
-                        "add",
-                        "ul0",
-                        "type",
-                        "veth",
-                        "peer",
-                        "name",
-                        &format!("n{i}"),
-                        "netns",
-                        &ul.netns,
-                    ])?;
-                    run_ip(&["-n", &ul.netns, "link", "set", &format!("n{i}"), "master", "br0", "up"])?;
-                    run_ip(&["-n", &node, "addr", "add", &format!("{}/24", node_ip(i)), "dev", "ul0"])?;
-                    run_ip(&["-n", &node, "link", "set", "ul0", "up"])?;
+                    let ul = Ns::open(&ul.netns).await?;
+                    let port = format!("n{i}");
+                    ns.veth_to("ul0", &ul, &port).await?;
+                    ul.port(&port, "br0").await?;
+                    ns.addr("ul0", node_ip(i), 24).await?;
+                    ns.up("ul0").await?;
                 }
                 lab.save()?;
                 lab.start_agent(&node).await?;
             }
             if lab.underlay.is_some() {
                 progress("external host (192.0.2.10 on the underlay, 172.30.0.200)");
-                lab.add_external_on_underlay()?;
+                lab.add_external_on_underlay().await?;
             } else {
                 progress("external host (192.0.2.10, routed through the first node)");
-                lab.add_external()?;
+                lab.add_external().await?;
             }
             for i in 1..=nodes * pods_per_node {
                 let node = lab.nodes[(i - 1) % nodes].name.clone();
@@ -137,17 +125,16 @@ impl Lab {
     }
 
     /// The underlay namespace with a bridge, and optionally etcd on the bridge IP.
-    fn add_underlay(&mut self, etcd: bool) -> Result<()> {
+    async fn add_underlay(&mut self, etcd: bool) -> Result<()> {
         let ul = format!("{}-ul", self.name);
-        run_ip(&["netns", "add", &ul])?;
-        run_ip(&["-n", &ul, "link", "set", "lo", "up"])?;
+        let ns = Ns::create(&ul).await?;
         // A fixed MAC: a bridge without one takes its lowest port's MAC and
         // changes it as ports join. Nodes that resolved the old MAC then send
         // frames the bridge takes in as "other host" and IP drops them,
         // until their neighbour entry expires (seconds of a silent etcd).
-        run_ip(&["-n", &ul, "link", "add", "br0", "address", UNDERLAY_MAC, "type", "bridge"])?;
-        run_ip(&["-n", &ul, "addr", "add", &format!("{UNDERLAY_GW}/24"), "dev", "br0"])?;
-        run_ip(&["-n", &ul, "link", "set", "br0", "up"])?;
+        ns.nl.create_bridge("br0", UNDERLAY_MAC).await?;
+        ns.addr("br0", UNDERLAY_GW, 24).await?;
+        ns.up("br0").await?;
         let mut underlay = Underlay {
             netns: ul.clone(),
             etcd: None,
@@ -176,23 +163,20 @@ impl Lab {
 
     /// A namespace outside the cluster: veth to the first node, 192.0.2.10/24,
     /// default route through the node (which forwards for it).
-    fn add_external(&mut self) -> Result<()> {
-        let ext = format!("{}-ext", self.name);
-        let node = self.nodes[0].netns.clone();
-        run_ip(&["netns", "add", &ext])?;
-        run_ip(&["-n", &ext, "link", "set", "lo", "up"])?;
-        run_ip(&[
-            "-n", &ext, "link", "add", "eth0", "type", "veth", "peer", "name", "extgw", "netns", &node,
-        ])?;
-        run_ip(&["-n", &ext, "addr", "add", "192.0.2.10/24", "dev", "eth0"])?;
-        run_ip(&["-n", &ext, "link", "set", "eth0", "up"])?;
-        run_ip(&["-n", &node, "addr", "add", "192.0.2.1/24", "dev", "extgw"])?;
-        run_ip(&["-n", &node, "link", "set", "extgw", "up"])?;
-        run_ip(&["-n", &ext, "route", "add", "default", "via", "192.0.2.1"])?;
+    async fn add_external(&mut self) -> Result<()> {
+        let name = format!("{}-ext", self.name);
+        let node = Ns::open(&self.nodes[0].netns).await?;
+        let ext = Ns::create(&name).await?;
+        ext.veth_to("eth0", &node, "extgw").await?;
+        ext.addr("eth0", EXTERNAL_IP, 24).await?;
+        ext.up("eth0").await?;
+        node.addr("extgw", EXTERNAL_GW, 24).await?;
+        node.up("extgw").await?;
+        ext.route("0.0.0.0/0".parse()?, EXTERNAL_GW, "eth0").await?;
         self.external = Some(External {
-            netns: ext,
-            ip: "192.0.2.10".parse()?,
-            gateway: "192.0.2.1".parse()?,
+            netns: name,
+            ip: EXTERNAL_IP,
+            gateway: EXTERNAL_GW,
         });
         self.save()
     }
@@ -200,26 +184,23 @@ impl Lab {
     /// The external host on the underlay: 172.30.0.200 on the bridge and
     /// 192.0.2.10 behind it (TEST-NET-1); every node routes 192.0.2.0/24 to
     /// it, and it routes each node's pod CIDR back through that node.
-    fn add_external_on_underlay(&mut self) -> Result<()> {
-        let ext = format!("{}-ext", self.name);
-        let ul = self.underlay.clone().context("no underlay")?;
-        run_ip(&["netns", "add", &ext])?;
-        run_ip(&["-n", &ext, "link", "set", "lo", "up"])?;
-        run_ip(&[
-            "-n", &ext, "link", "add", "eth0", "type", "veth", "peer", "name", "ext", "netns", &ul.netns,
-        ])?;
-        run_ip(&["-n", &ul.netns, "link", "set", "ext", "master", "br0", "up"])?;
-        run_ip(&["-n", &ext, "addr", "add", &format!("{EXTERNAL_UL}/24"), "dev", "eth0"])?;
-        run_ip(&["-n", &ext, "addr", "add", "192.0.2.10/24", "dev", "eth0"])?;
-        run_ip(&["-n", &ext, "link", "set", "eth0", "up"])?;
+    async fn add_external_on_underlay(&mut self) -> Result<()> {
+        let name = format!("{}-ext", self.name);
+        let ul = Ns::open(&self.underlay.clone().context("no underlay")?.netns).await?;
+        let ext = Ns::create(&name).await?;
+        ext.veth_to("eth0", &ul, "ext").await?;
+        ul.port("ext", "br0").await?;
+        ext.addr("eth0", EXTERNAL_UL, 24).await?;
+        ext.addr("eth0", EXTERNAL_IP, 24).await?;
+        ext.up("eth0").await?;
         for (i, n) in self.nodes.iter().enumerate() {
-            run_ip(&["-n", &ext, "route", "add", &n.pod_cidr.to_string(), "via", &node_ip(i + 1)])?;
-            run_ip(&["-n", &n.netns, "route", "add", "192.0.2.0/24", "via", EXTERNAL_UL])?;
+            ext.route(n.pod_cidr, node_ip(i + 1), "eth0").await?;
+            Ns::open(&n.netns).await?.route(EXTERNAL_NET.parse()?, EXTERNAL_UL, "ul0").await?;
         }
         self.external = Some(External {
-            netns: ext,
-            ip: "192.0.2.10".parse()?,
-            gateway: EXTERNAL_UL.parse()?,
+            netns: name,
+            ip: EXTERNAL_IP,
+            gateway: EXTERNAL_UL,
         });
         self.save()
     }
