@@ -75,6 +75,12 @@ fn name_part_ok(s: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
+/// A DNS-1123 label (names of namespaces, services, ports): 1..63 lowercase
+/// letters, digits and '-', starting and ending with a letter or digit.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.contains('.') && is_dns_subdomain(s) && s.len() <= 63
+}
+
 /// A DNS-1123 subdomain: lowercase letters, digits, '-' and '.', at most 253,
 /// starting and ending with a letter or digit, no empty label.
 pub fn is_dns_subdomain(s: &str) -> bool {

@@ -14,3 +14,4 @@ pub mod mode;
 pub mod names;
 pub mod policy;
 pub mod selector;
+pub mod service;

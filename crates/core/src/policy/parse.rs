@@ -628,7 +628,7 @@ fn port_number(c: &Ctx, path: &str, v: &Value) -> Result<u16, PolicyError> {
 
 /// A Kubernetes port name (IANA_SVC_NAME): 1..15 lowercase letters, digits
 /// and '-', at least one letter, no '-' at either end and no "--".
-fn is_iana_svc_name(s: &str) -> bool {
+pub(crate) fn is_iana_svc_name(s: &str) -> bool {
     (1..=15).contains(&s.len())
         && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && s.bytes().any(|b| b.is_ascii_lowercase())

@@ -1,0 +1,348 @@
+//! Services (kube-proxy replacement), the pure part: Kubernetes `v1`
+//! `Service` and `discovery.k8s.io/v1` `EndpointSlice` objects decoded as
+//! strictly as the API server does ([`parse`]), translated into the
+//! frontends a node load-balances ([`translate`]) with backend states after
+//! Cilium's, the choice of a backend ([`Frontend::candidates`]) and the
+//! Maglev table ([`maglev`]). No I/O.
+pub mod maglev;
+pub mod parse;
+#[cfg(test)]
+mod tests;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+pub use parse::{parse_file, ServiceError};
+
+/// The NodePort range (Kubernetes' default, as Cilium's).
+pub const NODE_PORT_MIN: u16 = 30000;
+pub const NODE_PORT_MAX: u16 = 32767;
+/// Default ClientIP affinity timeout (3 h), as Kubernetes and Cilium.
+pub const AFFINITY_TIMEOUT_DEFAULT: u32 = 10800;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Proto {
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+            Proto::Sctp => 132,
+        }
+    }
+}
+
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "TCP",
+            Proto::Udp => "UDP",
+            Proto::Sctp => "SCTP",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceType {
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+    ExternalName,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum TrafficPolicy {
+    #[default]
+    Cluster,
+    Local,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TargetPort {
+    Number(u16),
+    Name(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicePort {
+    pub name: String,
+    pub protocol: Proto,
+    pub port: u16,
+    pub target: TargetPort,
+    pub node_port: Option<u16>,
+}
+
+/// A `v1` Service, reduced to what load-balancing needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub namespace: String,
+    pub name: String,
+    pub kind: ServiceType,
+    /// empty for a headless service (`clusterIP: None`)
+    pub cluster_ips: Vec<Ipv4Addr>,
+    pub external_ips: Vec<Ipv4Addr>,
+    /// `status.loadBalancer.ingress[].ip`
+    pub lb_ips: Vec<Ipv4Addr>,
+    pub ports: Vec<ServicePort>,
+    /// `sessionAffinity: ClientIP`: the timeout in seconds
+    pub affinity: Option<u32>,
+    pub external_policy: TrafficPolicy,
+    pub internal_policy: TrafficPolicy,
+    pub source_ranges: Vec<Ipv4Net>,
+    pub health_check_node_port: Option<u16>,
+    /// `service.kubernetes.io/service-proxy-name`: set = another proxy's
+    pub proxy_name: Option<String>,
+    pub selector: BTreeMap<String, String>,
+}
+
+impl Service {
+    pub fn headless(&self) -> bool {
+        self.cluster_ips.is_empty()
+    }
+
+    /// Whether this node's proxy load-balances it at all.
+    pub fn handled(&self) -> bool {
+        !self.headless() && self.kind != ServiceType::ExternalName && self.proxy_name.is_none()
+    }
+}
+
+/// A backend's state, as Cilium's (`pkg/loadbalancer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendState {
+    Active,
+    /// terminating and still serving: used only when no backend is active
+    Terminating,
+    /// never chosen; kept so established connections continue
+    TerminatingNotServing,
+    Quarantined,
+    Maintenance,
+}
+
+impl BackendState {
+    /// The state an EndpointSlice endpoint's conditions give; None: not
+    /// ready and not terminating (not a backend at all).
+    pub fn from_conditions(ready: Option<bool>, serving: Option<bool>, terminating: Option<bool>) -> Option<Self> {
+        let terminating = terminating.unwrap_or(false);
+        // "ready" unset means ready (the API's rule); serving defaults to ready
+        let ready = ready.unwrap_or(!terminating);
+        let serving = serving.unwrap_or(ready);
+        match (terminating, ready, serving) {
+            (false, true, _) => Some(Self::Active),
+            (false, false, _) => None,
+            (true, _, true) => Some(Self::Terminating),
+            (true, _, false) => Some(Self::TerminatingNotServing),
+        }
+    }
+}
+
+impl std::fmt::Display for BackendState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Active => "active",
+            Self::Terminating => "terminating",
+            Self::TerminatingNotServing => "terminating-not-serving",
+            Self::Quarantined => "quarantined",
+            Self::Maintenance => "maintenance",
+        })
+    }
+}
+
+/// One endpoint of an EndpointSlice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SliceEndpoint {
+    pub addresses: Vec<Ipv4Addr>,
+    pub ready: Option<bool>,
+    pub serving: Option<bool>,
+    pub terminating: Option<bool>,
+    pub node: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlicePort {
+    pub name: String,
+    pub protocol: Proto,
+    pub port: u16,
+}
+
+/// A `discovery.k8s.io/v1` EndpointSlice (IPv4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointSlice {
+    pub namespace: String,
+    pub name: String,
+    /// `kubernetes.io/service-name`
+    pub service: String,
+    pub ports: Vec<SlicePort>,
+    pub endpoints: Vec<SliceEndpoint>,
+}
+
+/// An object of a service file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Object {
+    Service(Service),
+    EndpointSlice(EndpointSlice),
+}
+
+impl Object {
+    /// (kind, namespace, name): what create-or-replace is keyed by.
+    pub fn key(&self) -> (&'static str, &str, &str) {
+        match self {
+            Object::Service(s) => ("Service", &s.namespace, &s.name),
+            Object::EndpointSlice(e) => ("EndpointSlice", &e.namespace, &e.name),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backend {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    pub state: BackendState,
+    /// the node the backend runs on (for traffic policy Local)
+    pub node: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum FrontendKind {
+    ClusterIP,
+    NodePort,
+    ExternalIP,
+    LoadBalancer,
+}
+
+impl FrontendKind {
+    /// Reached from outside the cluster (north-south).
+    pub fn external(self) -> bool {
+        self != FrontendKind::ClusterIP
+    }
+}
+
+/// An address and port this node load-balances, with its backends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Frontend {
+    /// the node's address for NodePort frontends
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    pub proto: Proto,
+    pub kind: FrontendKind,
+    /// "namespace/name"
+    pub service: String,
+    pub port_name: String,
+    pub backends: Vec<Backend>,
+    /// traffic policy Local applies: only this node's backends
+    pub local_only: bool,
+    pub affinity: Option<u32>,
+    /// `loadBalancerSourceRanges` (external frontends of LoadBalancer services)
+    pub source_ranges: Vec<Ipv4Net>,
+}
+
+impl Frontend {
+    /// The backends new connections may go to, in order: the active ones
+    /// (this node's only, under traffic policy Local); when none is
+    /// active, the terminating ones that still serve. Empty: no backend
+    /// (the client gets a refusal).
+    pub fn candidates(&self, node: &str) -> Vec<&Backend> {
+        let usable = |b: &&Backend| !self.local_only || b.node.as_deref() == Some(node);
+        let active: Vec<&Backend> = self
+            .backends
+            .iter()
+            .filter(usable)
+            .filter(|b| b.state == BackendState::Active)
+            .collect();
+        if !active.is_empty() {
+            return active;
+        }
+        self.backends
+            .iter()
+            .filter(usable)
+            .filter(|b| b.state == BackendState::Terminating)
+            .collect()
+    }
+}
+
+/// The frontends of `svc` on node `node` (whose NodePort addresses are
+/// `node_addrs`), with backends from the service's `slices`.
+pub fn translate(svc: &Service, slices: &[&EndpointSlice], node_addrs: &[Ipv4Addr]) -> Vec<Frontend> {
+    if !svc.handled() {
+        return vec![];
+    }
+    let mut out = Vec::new();
+    for p in &svc.ports {
+        let backends = backends_of(p, slices);
+        let mut push = |addr: Ipv4Addr, port: u16, kind: FrontendKind| {
+            let local_only = match kind.external() {
+                true => svc.external_policy == TrafficPolicy::Local,
+                false => svc.internal_policy == TrafficPolicy::Local,
+            };
+            let source_ranges = match kind {
+                FrontendKind::LoadBalancer => svc.source_ranges.clone(),
+                _ => vec![],
+            };
+            out.push(Frontend {
+                addr,
+                port,
+                proto: p.protocol,
+                kind,
+                service: format!("{}/{}", svc.namespace, svc.name),
+                port_name: p.name.clone(),
+                backends: backends.clone(),
+                local_only,
+                affinity: svc.affinity,
+                source_ranges,
+            });
+        };
+        for ip in &svc.cluster_ips {
+            push(*ip, p.port, FrontendKind::ClusterIP);
+        }
+        if let (Some(np), ServiceType::NodePort | ServiceType::LoadBalancer) = (p.node_port, svc.kind) {
+            for a in node_addrs {
+                push(*a, np, FrontendKind::NodePort);
+            }
+        }
+        for ip in &svc.external_ips {
+            push(*ip, p.port, FrontendKind::ExternalIP);
+        }
+        if svc.kind == ServiceType::LoadBalancer {
+            for ip in &svc.lb_ips {
+                push(*ip, p.port, FrontendKind::LoadBalancer);
+            }
+        }
+    }
+    out
+}
+
+/// The backends of one service port: every slice port with the service
+/// port's name and protocol (EndpointSlices carry the resolved target port,
+/// named ports included), every address of every endpoint that is a backend.
+fn backends_of(p: &ServicePort, slices: &[&EndpointSlice]) -> Vec<Backend> {
+    let mut out: Vec<Backend> = Vec::new();
+    for s in slices {
+        for sp in s.ports.iter().filter(|sp| sp.name == p.name && sp.protocol == p.protocol) {
+            for e in &s.endpoints {
+                let Some(state) = BackendState::from_conditions(e.ready, e.serving, e.terminating) else {
+                    continue;
+                };
+                for ip in &e.addresses {
+                    if !out.iter().any(|b| b.ip == *ip && b.port == sp.port) {
+                        out.push(Backend {
+                            ip: *ip,
+                            port: sp.port,
+                            state,
+                            node: e.node.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out.sort_by_key(|b| (b.ip, b.port));
+    out
+}

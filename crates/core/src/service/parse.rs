@@ -1,0 +1,680 @@
+//! Service and EndpointSlice YAML/JSON → [`Object`]s, decoded as strictly as
+//! the API server does (the policy decoder: duplicate keys, depth and alias
+//! bounds; unknown fields refused), with errors naming the document, the
+//! object, the field path, the value and the reason. Objects as `kubectl get
+//! -o yaml` prints them (status, managedFields, uid ...) are accepted.
+use super::*;
+use crate::policy::parse::clip;
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("document {doc}{what}: {path}: {msg}")]
+pub struct ServiceError {
+    pub doc: usize,
+    /// " (Kind ns/name)" when known
+    pub what: String,
+    pub path: String,
+    pub msg: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)] // fields the API server returns and load-balancing does not use
+struct Meta {
+    name: Option<String>,
+    namespace: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    // accepted as the API server returns them; not used
+    #[serde(default)]
+    uid: Value,
+    #[serde(default)]
+    resource_version: Value,
+    #[serde(default)]
+    generation: Value,
+    #[serde(default)]
+    creation_timestamp: Value,
+    #[serde(default)]
+    deletion_timestamp: Value,
+    #[serde(default)]
+    deletion_grace_period_seconds: Value,
+    #[serde(default)]
+    owner_references: Value,
+    #[serde(default)]
+    finalizers: Value,
+    #[serde(default)]
+    managed_fields: Value,
+    #[serde(default)]
+    generate_name: Value,
+    #[serde(default)]
+    self_link: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)] // fields the API server returns and load-balancing does not use
+struct WirePort {
+    #[serde(default)]
+    name: String,
+    protocol: Option<String>,
+    #[serde(default)]
+    app_protocol: Value,
+    port: i64,
+    target_port: Option<Value>,
+    node_port: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Affinity {
+    #[serde(rename = "clientIP")]
+    client_ip: Option<ClientIp>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ClientIp {
+    timeout_seconds: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)] // fields the API server returns and load-balancing does not use
+struct Spec {
+    #[serde(default)]
+    ports: Vec<WirePort>,
+    #[serde(default)]
+    selector: BTreeMap<String, String>,
+    #[serde(rename = "clusterIP")]
+    cluster_ip: Option<String>,
+    #[serde(rename = "clusterIPs", default)]
+    cluster_ips: Vec<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(rename = "externalIPs", default)]
+    external_ips: Vec<String>,
+    session_affinity: Option<String>,
+    session_affinity_config: Option<Affinity>,
+    #[serde(rename = "loadBalancerIP")]
+    load_balancer_ip: Option<String>,
+    #[serde(default)]
+    load_balancer_source_ranges: Vec<String>,
+    external_name: Option<String>,
+    external_traffic_policy: Option<String>,
+    internal_traffic_policy: Option<String>,
+    health_check_node_port: Option<i64>,
+    // accepted, not used by the load-balancer
+    #[serde(default)]
+    publish_not_ready_addresses: Value,
+    #[serde(default)]
+    ip_families: Value,
+    #[serde(default)]
+    ip_family_policy: Value,
+    #[serde(default)]
+    allocate_load_balancer_node_ports: Value,
+    #[serde(default)]
+    load_balancer_class: Value,
+    #[serde(default)]
+    traffic_distribution: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)] // fields the API server returns and load-balancing does not use
+struct Ingress {
+    ip: Option<String>,
+    #[serde(default)]
+    hostname: Value,
+    #[serde(default)]
+    ip_mode: Value,
+    #[serde(default)]
+    ports: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LbStatus {
+    #[serde(default)]
+    ingress: Vec<Ingress>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)] // fields the API server returns and load-balancing does not use
+struct Status {
+    load_balancer: Option<LbStatus>,
+    #[serde(default)]
+    conditions: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WireService {
+    #[allow(dead_code)]
+    api_version: String,
+    #[allow(dead_code)]
+    kind: String,
+    metadata: Meta,
+    spec: Spec,
+    status: Option<Status>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Conditions {
+    ready: Option<bool>,
+    serving: Option<bool>,
+    terminating: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)] // fields the API server returns and load-balancing does not use
+struct WireEndpoint {
+    addresses: Vec<String>,
+    conditions: Option<Conditions>,
+    node_name: Option<String>,
+    #[serde(default)]
+    hostname: Value,
+    #[serde(default)]
+    zone: Value,
+    #[serde(default)]
+    target_ref: Value,
+    #[serde(default)]
+    hints: Value,
+    #[serde(default)]
+    deprecated_topology: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)] // fields the API server returns and load-balancing does not use
+struct WireSlicePort {
+    #[serde(default)]
+    name: String,
+    protocol: Option<String>,
+    port: Option<i64>,
+    #[serde(default)]
+    app_protocol: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WireSlice {
+    #[allow(dead_code)]
+    api_version: String,
+    #[allow(dead_code)]
+    kind: String,
+    metadata: Meta,
+    address_type: String,
+    #[serde(default)]
+    endpoints: Vec<WireEndpoint>,
+    #[serde(default)]
+    ports: Vec<WireSlicePort>,
+}
+
+/// Parse every Service and EndpointSlice of `text` (several documents, or a
+/// `kind: List`). All or nothing: the first error rejects the input.
+pub fn parse_file(text: &str) -> Result<Vec<Object>, ServiceError> {
+    let values = crate::policy::strict::documents(text, None).map_err(|e| ServiceError {
+        doc: e.doc,
+        what: String::new(),
+        path: clip(&e.path),
+        msg: clip(&e.msg),
+    })?;
+    let mut out = Vec::new();
+    for (i, v) in values.into_iter().enumerate() {
+        let doc = i + 1;
+        if v.get("kind").and_then(Value::as_str) == Some("List") {
+            let Some(Value::Array(items)) = v.get("items") else {
+                return Err(err(doc, "", "items", "must be a list of objects"));
+            };
+            for (j, item) in items.iter().enumerate() {
+                out.push(parse_object(doc, item).map_err(|mut e| {
+                    e.path = format!("items[{j}].{}", e.path);
+                    e
+                })?);
+            }
+            continue;
+        }
+        out.push(parse_object(doc, &v)?);
+    }
+    if out.is_empty() {
+        return Err(err(
+            1,
+            "",
+            "(document)",
+            "the input holds no Service or EndpointSlice: nothing to import",
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for o in &out {
+        if !seen.insert(o.key()) {
+            let (k, ns, n) = o.key();
+            return Err(err(0, "", "(input)", &format!("{k} {ns}/{n} appears twice")));
+        }
+    }
+    Ok(out)
+}
+
+/// An IPv4 address in plain dotted decimal (no leading zeros).
+fn strict_ipv4(s: &str) -> Option<Ipv4Addr> {
+    s.parse().ok()
+}
+
+/// An IPv4 CIDR (host bits are cleared, as kube-proxy does).
+fn strict_cidr(s: &str) -> Option<Ipv4Net> {
+    s.parse::<Ipv4Net>().ok().map(|n| n.trunc())
+}
+
+fn err(doc: usize, what: &str, path: &str, msg: &str) -> ServiceError {
+    ServiceError {
+        doc,
+        what: what.into(),
+        path: clip(path),
+        msg: clip(msg),
+    }
+}
+
+fn parse_object(doc: usize, v: &Value) -> Result<Object, ServiceError> {
+    let api = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let kind = v.get("kind").and_then(Value::as_str).unwrap_or("");
+    match (api, kind) {
+        ("v1", "Service") => parse_service(doc, v).map(Object::Service),
+        ("discovery.k8s.io/v1", "EndpointSlice") => parse_slice(doc, v).map(Object::EndpointSlice),
+        _ => Err(err(
+            doc,
+            "",
+            "kind",
+            &format!("{api:?}/{kind:?} is not a v1 Service or a discovery.k8s.io/v1 EndpointSlice"),
+        )),
+    }
+}
+
+/// Decode with serde; an error names the field path where it happened.
+fn decode<T: serde::de::DeserializeOwned>(doc: usize, v: &Value) -> Result<T, ServiceError> {
+    let what = match (
+        v.pointer("/metadata/namespace").and_then(Value::as_str),
+        v.pointer("/metadata/name").and_then(Value::as_str),
+    ) {
+        (ns, Some(n)) => format!(
+            " ({} {}/{n})",
+            v.get("kind").and_then(Value::as_str).unwrap_or("?"),
+            ns.unwrap_or("default")
+        ),
+        _ => String::new(),
+    };
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = match e.path().to_string() {
+            p if p == "." => "(object)".to_string(),
+            p => p,
+        };
+        let msg = e.inner().to_string();
+        let msg = match msg.starts_with("unknown field") {
+            true => format!("{msg} (check the spelling; seta does not ignore unknown fields)"),
+            false => msg,
+        };
+        err(doc, &what, &path, &msg)
+    })
+}
+
+fn names(doc: usize, kind: &str, m: &Meta) -> Result<(String, String, String), ServiceError> {
+    let name = m.name.clone().unwrap_or_default();
+    let ns = m.namespace.clone().unwrap_or_else(|| "default".into());
+    let what = format!(" ({kind} {ns}/{name})");
+    if !crate::labels::is_dns_label(&name) {
+        return Err(err(
+            doc,
+            &what,
+            "metadata.name",
+            &format!("{name:?}: must be a DNS label (lowercase letters, digits, '-')"),
+        ));
+    }
+    if !crate::labels::is_dns_label(&ns) {
+        return Err(err(doc, &what, "metadata.namespace", &format!("{ns:?}: must be a DNS label")));
+    }
+    Ok((ns, name, what))
+}
+
+fn ip(doc: usize, what: &str, path: &str, s: &str) -> Result<Ipv4Addr, ServiceError> {
+    strict_ipv4(s).ok_or_else(|| err(doc, what, path, &format!("{s:?}: not an IPv4 address")))
+}
+
+fn port(doc: usize, what: &str, path: &str, p: i64) -> Result<u16, ServiceError> {
+    u16::try_from(p)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| err(doc, what, path, &format!("{p}: must be between 1 and 65535")))
+}
+
+fn proto(doc: usize, what: &str, path: &str, p: Option<&str>) -> Result<Proto, ServiceError> {
+    match p.unwrap_or("TCP") {
+        "TCP" => Ok(Proto::Tcp),
+        "UDP" => Ok(Proto::Udp),
+        "SCTP" => Ok(Proto::Sctp),
+        other => Err(err(doc, what, path, &format!("{other:?}: must be TCP, UDP or SCTP"))),
+    }
+}
+
+fn policy(doc: usize, what: &str, path: &str, p: Option<&str>) -> Result<TrafficPolicy, ServiceError> {
+    match p {
+        None | Some("Cluster") => Ok(TrafficPolicy::Cluster),
+        Some("Local") => Ok(TrafficPolicy::Local),
+        Some(other) => Err(err(doc, what, path, &format!("{other:?}: must be Cluster or Local"))),
+    }
+}
+
+fn parse_service(doc: usize, v: &Value) -> Result<Service, ServiceError> {
+    let w: WireService = decode(doc, v)?;
+    let (namespace, name, what) = names(doc, "Service", &w.metadata)?;
+    let what = what.as_str();
+    let s = &w.spec;
+    let kind = match s.kind.as_deref().unwrap_or("ClusterIP") {
+        "ClusterIP" => ServiceType::ClusterIP,
+        "NodePort" => ServiceType::NodePort,
+        "LoadBalancer" => ServiceType::LoadBalancer,
+        "ExternalName" => ServiceType::ExternalName,
+        other => {
+            return Err(err(
+                doc,
+                what,
+                "spec.type",
+                &format!("{other:?}: must be ClusterIP, NodePort, LoadBalancer or ExternalName"),
+            ))
+        }
+    };
+    // clusterIP and clusterIPs: the same first address; "None" = headless
+    let mut cluster_ips = Vec::new();
+    let listed: Vec<&String> = s.cluster_ips.iter().collect();
+    match s.cluster_ip.as_deref() {
+        Some("None") => {
+            if listed.iter().any(|c| c.as_str() != "None") {
+                return Err(err(doc, what, "spec.clusterIPs", "must be [None] for a headless service"));
+            }
+        }
+        Some(c) if !c.is_empty() => {
+            cluster_ips.push(ip(doc, what, "spec.clusterIP", c)?);
+            if let Some(first) = listed.first() {
+                if first.as_str() != c {
+                    return Err(err(
+                        doc,
+                        what,
+                        "spec.clusterIPs[0]",
+                        &format!("{first:?}: must equal spec.clusterIP {c:?}"),
+                    ));
+                }
+            }
+        }
+        _ if kind == ServiceType::ExternalName => {}
+        _ => match listed.first() {
+            Some(c) if c.as_str() == "None" => {}
+            Some(c) => cluster_ips.push(ip(doc, what, "spec.clusterIPs[0]", c)?),
+            None => {
+                return Err(err(
+                    doc,
+                    what,
+                    "spec.clusterIP",
+                    "required: seta does not allocate cluster IPs (give the address, or None for a headless service)",
+                ))
+            }
+        },
+    }
+    for (i, c) in listed.iter().enumerate().skip(1) {
+        // a second family (IPv6) is not load-balanced here; a second IPv4 is invalid
+        if strict_ipv4(c).is_some() {
+            return Err(err(
+                doc,
+                what,
+                &format!("spec.clusterIPs[{i}]"),
+                "a second IPv4 cluster IP is not allowed (one per family)",
+            ));
+        }
+    }
+    if kind == ServiceType::ExternalName && s.external_name.as_deref().unwrap_or("").is_empty() {
+        return Err(err(doc, what, "spec.externalName", "required for type ExternalName"));
+    }
+    let mut ports = Vec::new();
+    if s.ports.is_empty() && !cluster_ips.is_empty() && kind != ServiceType::ExternalName {
+        return Err(err(
+            doc,
+            what,
+            "spec.ports",
+            "required: a service with a cluster IP needs at least one port",
+        ));
+    }
+    for (i, p) in s.ports.iter().enumerate() {
+        let path = |f: &str| format!("spec.ports[{i}].{f}");
+        if s.ports.len() > 1 && p.name.is_empty() {
+            return Err(err(doc, what, &path("name"), "required when a service has several ports"));
+        }
+        if !p.name.is_empty() && !crate::labels::is_dns_label(&p.name) {
+            return Err(err(doc, what, &path("name"), &format!("{:?}: must be a DNS label", p.name)));
+        }
+        let number = port(doc, what, &path("port"), p.port)?;
+        let protocol = proto(doc, what, &path("protocol"), p.protocol.as_deref())?;
+        let target = match &p.target_port {
+            None => TargetPort::Number(number),
+            Some(Value::Number(n)) => TargetPort::Number(port(doc, what, &path("targetPort"), n.as_i64().unwrap_or(0))?),
+            Some(Value::String(t)) if t.chars().all(|c| c.is_ascii_digit()) && !t.is_empty() => {
+                return Err(err(doc, what, &path("targetPort"), &format!("{t:?}: a number must not be quoted")));
+            }
+            Some(Value::String(t)) if crate::policy::parse::is_iana_svc_name(t) => TargetPort::Name(t.clone()),
+            Some(other) => {
+                return Err(err(
+                    doc,
+                    what,
+                    &path("targetPort"),
+                    &format!("{other}: must be a port number or an IANA service name"),
+                ))
+            }
+        };
+        let node_port = match (p.node_port, kind) {
+            (None | Some(0), _) => None,
+            (Some(np), ServiceType::NodePort | ServiceType::LoadBalancer) => {
+                let np = port(doc, what, &path("nodePort"), np)?;
+                if !(NODE_PORT_MIN..=NODE_PORT_MAX).contains(&np) {
+                    return Err(err(
+                        doc,
+                        what,
+                        &path("nodePort"),
+                        &format!("{np}: must be in {NODE_PORT_MIN}-{NODE_PORT_MAX}"),
+                    ));
+                }
+                Some(np)
+            }
+            (Some(np), _) => {
+                return Err(err(
+                    doc,
+                    what,
+                    &path("nodePort"),
+                    &format!("{np}: only NodePort and LoadBalancer services have one"),
+                ))
+            }
+        };
+        if matches!(kind, ServiceType::NodePort | ServiceType::LoadBalancer) && node_port.is_none() {
+            return Err(err(doc, what, &path("nodePort"), "required: seta does not allocate node ports"));
+        }
+        if ports.iter().any(|q: &ServicePort| q.port == number && q.protocol == protocol) {
+            return Err(err(doc, what, &path("port"), &format!("{number}/{protocol} appears twice")));
+        }
+        ports.push(ServicePort {
+            name: p.name.clone(),
+            protocol,
+            port: number,
+            target,
+            node_port,
+        });
+    }
+    let external_ips = s
+        .external_ips
+        .iter()
+        .enumerate()
+        .map(|(i, e)| ip(doc, what, &format!("spec.externalIPs[{i}]"), e))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut lb_ips = Vec::new();
+    if let Some(lb) = w.status.as_ref().and_then(|s| s.load_balancer.as_ref()) {
+        for (i, ing) in lb.ingress.iter().enumerate() {
+            if let Some(a) = &ing.ip {
+                lb_ips.push(ip(doc, what, &format!("status.loadBalancer.ingress[{i}].ip"), a)?);
+            }
+        }
+    }
+    if let Some(a) = &s.load_balancer_ip {
+        if !a.is_empty() {
+            ip(doc, what, "spec.loadBalancerIP", a)?;
+        }
+    }
+    let affinity = match s.session_affinity.as_deref() {
+        None | Some("None") => None,
+        Some("ClientIP") => {
+            let t = s
+                .session_affinity_config
+                .as_ref()
+                .and_then(|c| c.client_ip.as_ref())
+                .and_then(|c| c.timeout_seconds)
+                .unwrap_or(AFFINITY_TIMEOUT_DEFAULT as i64);
+            if !(1..=86400).contains(&t) {
+                return Err(err(
+                    doc,
+                    what,
+                    "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                    &format!("{t}: must be 1..86400"),
+                ));
+            }
+            Some(t as u32)
+        }
+        Some(other) => {
+            return Err(err(
+                doc,
+                what,
+                "spec.sessionAffinity",
+                &format!("{other:?}: must be None or ClientIP"),
+            ))
+        }
+    };
+    let external_policy = policy(doc, what, "spec.externalTrafficPolicy", s.external_traffic_policy.as_deref())?;
+    let internal_policy = policy(doc, what, "spec.internalTrafficPolicy", s.internal_traffic_policy.as_deref())?;
+    let source_ranges = s
+        .load_balancer_source_ranges
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            strict_cidr(r.trim()).ok_or_else(|| {
+                err(
+                    doc,
+                    what,
+                    &format!("spec.loadBalancerSourceRanges[{i}]"),
+                    &format!("{r:?}: not an IPv4 CIDR"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let health_check_node_port = match s.health_check_node_port {
+        None | Some(0) => None,
+        Some(h) if kind == ServiceType::LoadBalancer && external_policy == TrafficPolicy::Local => {
+            Some(port(doc, what, "spec.healthCheckNodePort", h)?)
+        }
+        Some(h) => {
+            return Err(err(
+                doc,
+                what,
+                "spec.healthCheckNodePort",
+                &format!("{h}: only for LoadBalancer services with externalTrafficPolicy Local"),
+            ))
+        }
+    };
+    for (k, v) in &s.selector {
+        crate::labels::validate_key(k)
+            .and_then(|_| crate::labels::validate_value(v))
+            .map_err(|e| err(doc, what, &format!("spec.selector.{}", crate::labels::quote(k)), &e))?;
+    }
+    let proxy_name = w.metadata.labels.get("service.kubernetes.io/service-proxy-name").cloned();
+    let _ = &w.metadata.annotations;
+    Ok(Service {
+        namespace,
+        name,
+        kind,
+        cluster_ips,
+        external_ips,
+        lb_ips,
+        ports,
+        affinity,
+        external_policy,
+        internal_policy,
+        source_ranges,
+        health_check_node_port,
+        proxy_name,
+        selector: s.selector.clone(),
+    })
+}
+
+fn parse_slice(doc: usize, v: &Value) -> Result<EndpointSlice, ServiceError> {
+    let w: WireSlice = decode(doc, v)?;
+    let (namespace, name, what) = names(doc, "EndpointSlice", &w.metadata)?;
+    let what = what.as_str();
+    let service = w.metadata.labels.get("kubernetes.io/service-name").cloned().ok_or_else(|| {
+        err(
+            doc,
+            what,
+            "metadata.labels",
+            "kubernetes.io/service-name is required (which service the slice belongs to)",
+        )
+    })?;
+    if w.address_type != "IPv4" {
+        return Err(err(
+            doc,
+            what,
+            "addressType",
+            &format!("{:?}: only IPv4 slices are supported", w.address_type),
+        ));
+    }
+    let mut ports = Vec::new();
+    for (i, p) in w.ports.iter().enumerate() {
+        let path = |f: &str| format!("ports[{i}].{f}");
+        let number = port(
+            doc,
+            what,
+            &path("port"),
+            p.port.ok_or_else(|| err(doc, what, &path("port"), "required"))?,
+        )?;
+        ports.push(SlicePort {
+            name: p.name.clone(),
+            protocol: proto(doc, what, &path("protocol"), p.protocol.as_deref())?,
+            port: number,
+        });
+    }
+    let mut endpoints = Vec::new();
+    for (i, e) in w.endpoints.iter().enumerate() {
+        if e.addresses.is_empty() {
+            return Err(err(
+                doc,
+                what,
+                &format!("endpoints[{i}].addresses"),
+                "at least one address is required",
+            ));
+        }
+        let addresses = e
+            .addresses
+            .iter()
+            .enumerate()
+            .map(|(j, a)| ip(doc, what, &format!("endpoints[{i}].addresses[{j}]"), a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let c = e.conditions.as_ref();
+        endpoints.push(SliceEndpoint {
+            addresses,
+            ready: c.and_then(|c| c.ready),
+            serving: c.and_then(|c| c.serving),
+            terminating: c.and_then(|c| c.terminating),
+            node: e.node_name.clone(),
+        });
+    }
+    Ok(EndpointSlice {
+        namespace,
+        name,
+        service,
+        ports,
+        endpoints,
+    })
+}

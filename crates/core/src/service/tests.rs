@@ -1,0 +1,343 @@
+//! Service parsing, translation, backend choice and Maglev.
+use super::maglev::{murmur3_x64_128, table};
+use super::*;
+
+const WEB: &str = r#"
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: shop
+  uid: 6f1c3f0e-0000-0000-0000-000000000001
+  resourceVersion: "4242"
+  creationTimestamp: "2026-12-01T10:00:00Z"
+  managedFields: [{manager: kubectl, operation: Update}]
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.10
+  clusterIPs: [10.96.0.10]
+  ipFamilies: [IPv4]
+  ipFamilyPolicy: SingleStack
+  selector: {app: web}
+  externalIPs: [192.0.2.50]
+  externalTrafficPolicy: Local
+  sessionAffinity: ClientIP
+  sessionAffinityConfig: {clientIP: {timeoutSeconds: 600}}
+  ports:
+  - {name: http, port: 80, targetPort: web-http, protocol: TCP, nodePort: 30080}
+  - {name: dns, port: 53, targetPort: 5353, protocol: UDP, nodePort: 30053}
+status:
+  loadBalancer: {}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-abc12
+  namespace: shop
+  labels: {kubernetes.io/service-name: web}
+addressType: IPv4
+ports:
+- {name: http, port: 8080, protocol: TCP}
+- {name: dns, port: 5353, protocol: UDP}
+endpoints:
+- addresses: [10.200.1.5]
+  conditions: {ready: true, serving: true, terminating: false}
+  nodeName: n1
+  targetRef: {kind: Pod, name: web-1, namespace: shop}
+- addresses: [10.200.2.5]
+  conditions: {ready: true}
+  nodeName: n2
+- addresses: [10.200.2.6]
+  conditions: {ready: false, serving: true, terminating: true}
+  nodeName: n2
+- addresses: [10.200.1.7]
+  conditions: {ready: false, serving: false, terminating: true}
+  nodeName: n1
+- addresses: [10.200.1.8]
+  conditions: {ready: false}
+  nodeName: n1
+"#;
+
+fn parsed() -> (Service, EndpointSlice) {
+    let objs = parse_file(WEB).unwrap();
+    let (Object::Service(s), Object::EndpointSlice(e)) = (&objs[0], &objs[1]) else {
+        panic!("{objs:?}")
+    };
+    (s.clone(), e.clone())
+}
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn kubectl_output_parses_into_the_fields_that_matter() {
+    let (s, e) = parsed();
+    assert_eq!(
+        (s.namespace.as_str(), s.name.as_str(), s.kind),
+        ("shop", "web", ServiceType::NodePort)
+    );
+    assert_eq!(s.cluster_ips, [ip("10.96.0.10")]);
+    assert_eq!(s.external_ips, [ip("192.0.2.50")]);
+    assert_eq!(s.affinity, Some(600));
+    assert_eq!(
+        (s.external_policy, s.internal_policy),
+        (TrafficPolicy::Local, TrafficPolicy::Cluster)
+    );
+    assert_eq!(s.ports[0].target, TargetPort::Name("web-http".into()));
+    assert_eq!((s.ports[1].protocol, s.ports[1].node_port), (Proto::Udp, Some(30053)));
+    assert_eq!(e.service, "web");
+    assert_eq!(e.endpoints.len(), 5);
+}
+
+#[test]
+fn endpoint_conditions_give_cilium_backend_states() {
+    use BackendState::*;
+    assert_eq!(
+        BackendState::from_conditions(None, None, None),
+        Some(Active),
+        "unset ready means ready"
+    );
+    assert_eq!(BackendState::from_conditions(Some(true), Some(true), Some(false)), Some(Active));
+    assert_eq!(
+        BackendState::from_conditions(Some(false), None, None),
+        None,
+        "not ready: no backend"
+    );
+    assert_eq!(
+        BackendState::from_conditions(Some(false), Some(true), Some(true)),
+        Some(Terminating)
+    );
+    assert_eq!(
+        BackendState::from_conditions(Some(false), Some(false), Some(true)),
+        Some(TerminatingNotServing)
+    );
+    assert_eq!(Terminating.to_string(), "terminating");
+}
+
+#[test]
+fn translation_gives_every_frontend_with_its_backends() {
+    let (s, e) = parsed();
+    let node_addrs = [ip("172.30.0.1")];
+    let f = translate(&s, &[&e], &node_addrs);
+    let kinds: Vec<(FrontendKind, Ipv4Addr, u16, Proto)> = f.iter().map(|f| (f.kind, f.addr, f.port, f.proto)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (FrontendKind::ClusterIP, ip("10.96.0.10"), 80, Proto::Tcp),
+            (FrontendKind::NodePort, ip("172.30.0.1"), 30080, Proto::Tcp),
+            (FrontendKind::ExternalIP, ip("192.0.2.50"), 80, Proto::Tcp),
+            (FrontendKind::ClusterIP, ip("10.96.0.10"), 53, Proto::Udp),
+            (FrontendKind::NodePort, ip("172.30.0.1"), 30053, Proto::Udp),
+            (FrontendKind::ExternalIP, ip("192.0.2.50"), 53, Proto::Udp),
+        ]
+    );
+    // the named target port is the slice's resolved number; not-ready endpoints are no backends
+    let http = &f[0];
+    let b: Vec<(Ipv4Addr, u16, BackendState)> = http.backends.iter().map(|b| (b.ip, b.port, b.state)).collect();
+    assert_eq!(
+        b,
+        [
+            (ip("10.200.1.5"), 8080, BackendState::Active),
+            (ip("10.200.1.7"), 8080, BackendState::TerminatingNotServing),
+            (ip("10.200.2.5"), 8080, BackendState::Active),
+            (ip("10.200.2.6"), 8080, BackendState::Terminating),
+        ]
+    );
+    assert_eq!(http.affinity, Some(600));
+    // externalTrafficPolicy Local: only north-south frontends are node-local
+    assert!(!f[0].local_only && f[1].local_only && f[2].local_only);
+}
+
+#[test]
+fn new_connections_prefer_active_backends_then_serving_terminating_ones() {
+    let (s, mut e) = parsed();
+    let f = &translate(&s, &[&e], &[ip("172.30.0.1")]);
+    let cip = |f: &[Frontend]| f[0].clone();
+    let np = |f: &[Frontend]| f[1].clone();
+    let ips = |v: Vec<&Backend>| v.iter().map(|b| b.ip).collect::<Vec<_>>();
+    assert_eq!(
+        ips(cip(f).candidates("n1")),
+        [ip("10.200.1.5"), ip("10.200.2.5")],
+        "east-west: all active"
+    );
+    assert_eq!(ips(np(f).candidates("n1")), [ip("10.200.1.5")], "eTP Local: this node's only");
+    assert!(np(f).candidates("n3").is_empty(), "a node without local backends refuses");
+    // the active ones go: the serving terminating one is the fallback, never the non-serving one
+    e.endpoints.retain(|x| x.terminating == Some(true));
+    let f = translate(&s, &[&e], &[ip("172.30.0.1")]);
+    assert_eq!(ips(cip(&f).candidates("n1")), [ip("10.200.2.6")]);
+    e.endpoints.clear();
+    let f = translate(&s, &[&e], &[]);
+    assert!(f[0].candidates("n1").is_empty());
+}
+
+#[test]
+fn headless_external_name_and_other_proxies_services_are_not_load_balanced() {
+    let (mut s, e) = parsed();
+    s.proxy_name = Some("other-proxy".into());
+    assert!(translate(&s, &[&e], &[]).is_empty());
+    let headless = "apiVersion: v1\nkind: Service\nmetadata: {name: db}\nspec:\n  clusterIP: None\n  ports: [{port: 5432}]\n";
+    let Object::Service(h) = &parse_file(headless).unwrap()[0] else {
+        panic!()
+    };
+    assert!(h.headless() && translate(h, &[&e], &[]).is_empty());
+    assert_eq!(h.namespace, "default");
+    let ext = "apiVersion: v1\nkind: Service\nmetadata: {name: ext}\nspec: {type: ExternalName, externalName: example.com}\n";
+    let Object::Service(x) = &parse_file(ext).unwrap()[0] else {
+        panic!()
+    };
+    assert!(!x.handled());
+}
+
+/// Each bad input is refused with the document, the field path and the value.
+#[test]
+fn bad_services_are_refused_naming_the_field_and_value() {
+    let base = "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: n}\nspec:\n";
+    let cases: &[(&str, &str, &str)] = &[
+        ("  clusterIP: 10.96.0.1\n  ports: [{port: 0}]\n", "spec.ports[0].port", "0"),
+        ("  clusterIP: 10.96.0.1\n  ports: [{port: 65536}]\n", "spec.ports[0].port", "65536"),
+        (
+            "  clusterIP: 10.96.0.1\n  ports: [{port: 80, protocol: ICMP}]\n",
+            "spec.ports[0].protocol",
+            "ICMP",
+        ),
+        (
+            "  clusterIP: 10.96.0.1\n  ports: [{port: 80, targetPort: \"8080\"}]\n",
+            "spec.ports[0].targetPort",
+            "8080",
+        ),
+        (
+            "  clusterIP: 10.96.0.1\n  ports: [{port: 80, targetPort: Bad_Name}]\n",
+            "spec.ports[0].targetPort",
+            "Bad_Name",
+        ),
+        (
+            "  type: NodePort\n  clusterIP: 10.96.0.1\n  ports: [{port: 80, nodePort: 80}]\n",
+            "spec.ports[0].nodePort",
+            "80",
+        ),
+        (
+            "  clusterIP: 10.96.0.1\n  ports: [{port: 80, nodePort: 30080}]\n",
+            "spec.ports[0].nodePort",
+            "30080",
+        ),
+        ("  clusterIP: 10.096.0.1\n  ports: [{port: 80}]\n", "spec.clusterIP", "10.096.0.1"),
+        ("  ports: [{port: 80}]\n", "spec.clusterIP", "required"),
+        (
+            "  clusterIP: 10.96.0.1\n  ports: [{port: 80}, {port: 81}]\n",
+            "spec.ports[0].name",
+            "required",
+        ),
+        (
+            "  clusterIP: 10.96.0.1\n  ports: [{name: a, port: 80}, {name: b, port: 80}]\n",
+            "spec.ports[1].port",
+            "80",
+        ),
+        (
+            "  clusterIP: 10.96.0.1\n  type: Magic\n  ports: [{port: 80}]\n",
+            "spec.type",
+            "Magic",
+        ),
+        (
+            "  clusterIP: 10.96.0.1\n  externalTrafficPolicy: Global\n  ports: [{port: 80}]\n",
+            "spec.externalTrafficPolicy",
+            "Global",
+        ),
+        (
+            "  clusterIP: 10.96.0.1\n  externalIPs: [1.2.3]\n  ports: [{port: 80}]\n",
+            "spec.externalIPs[0]",
+            "1.2.3",
+        ),
+        (
+            "  clusterIP: 10.96.0.1\n  sessionAffinity: Cookie\n  ports: [{port: 80}]\n",
+            "spec.sessionAffinity",
+            "Cookie",
+        ),
+        (
+            "  clusterIP: 10.96.0.1\n  selector: {\"a b\": x}\n  ports: [{port: 80}]\n",
+            "spec.selector",
+            "a b",
+        ),
+        ("  clusterIP: 10.96.0.1\n  portz: []\n  ports: [{port: 80}]\n", "spec", "portz"),
+    ];
+    for (spec, path, value) in cases {
+        let e = parse_file(&format!("{base}{spec}")).unwrap_err();
+        assert_eq!(e.doc, 1, "{e}");
+        assert!(e.path.contains(path), "{spec}: path {path:?} in {e}");
+        assert!(e.to_string().contains(value), "{spec}: value {value:?} in {e}");
+        assert!(e.to_string().contains("Service n/s"), "names the object: {e}");
+    }
+    // duplicate keys, as the API server's strict decoding
+    let dup = format!("{base}  clusterIP: 10.96.0.1\n  clusterIP: 10.96.0.2\n  ports: [{{port: 80}}]\n");
+    assert!(parse_file(&dup).unwrap_err().to_string().contains("clusterIP"));
+    // the same object twice in one input
+    let one = format!("{base}  clusterIP: 10.96.0.1\n  ports: [{{port: 80}}]\n");
+    assert!(parse_file(&format!("{one}---\n{one}")).unwrap_err().to_string().contains("twice"));
+    assert!(parse_file("").is_err(), "nothing to import");
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n";
+    assert!(parse_file(pod).unwrap_err().to_string().contains("Pod"));
+}
+
+#[test]
+fn bad_endpoint_slices_are_refused() {
+    let base = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: e, namespace: n, labels: {kubernetes.io/service-name: s}}\n";
+    let cases: &[(&str, &str)] = &[
+        ("addressType: IPv6\n", "addressType"),
+        ("addressType: IPv4\nendpoints: [{addresses: []}]\n", "endpoints[0].addresses"),
+        (
+            "addressType: IPv4\nendpoints: [{addresses: [10.0.0.256]}]\n",
+            "endpoints[0].addresses[0]",
+        ),
+        ("addressType: IPv4\nports: [{port: 70000}]\n", "ports[0].port"),
+    ];
+    for (body, path) in cases {
+        let e = parse_file(&format!("{base}{body}")).unwrap_err();
+        assert!(e.path.contains(path), "{body}: {e}");
+    }
+    let orphan = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: e}\naddressType: IPv4\n";
+    assert!(parse_file(orphan).unwrap_err().to_string().contains("kubernetes.io/service-name"));
+}
+
+#[test]
+fn murmur3_matches_the_reference_implementation() {
+    // values from the reference (Python mmh3.hash_bytes, little-endian halves)
+    assert_eq!(murmur3_x64_128(b"", 0), (0, 0));
+    assert_eq!(murmur3_x64_128(b"hello", 0), (0xcbd8a7b341bd9b02, 0x5b1e906a48ae1d19));
+    assert_eq!(murmur3_x64_128(b"10.0.1.5:8080", 42), (0xa26c1a08a635b55e, 0x3149417a47c5b642));
+    assert_eq!(
+        murmur3_x64_128(b"a much longer backend name over 16 bytes", 7),
+        (0x19bf26a86e32a250, 0xce0a30b63b60465d)
+    );
+}
+
+#[test]
+fn maglev_is_deterministic_balanced_and_disrupts_little() {
+    let names: Vec<String> = (1..=10).map(|i| format!("10.0.0.{i}:80")).collect();
+    let m = 1021;
+    let (sorted, t) = table(&names, m, 1).unwrap();
+    assert_eq!(t.len(), m as usize);
+    assert!(t.iter().all(|i| (*i as usize) < sorted.len()), "every slot filled");
+    // the same backends in another order: the same table (every node agrees)
+    let mut rev = names.clone();
+    rev.reverse();
+    assert_eq!(table(&rev, m, 1).unwrap().1, t);
+    // balanced: each backend within a slot of M/N
+    let mut count = vec![0usize; sorted.len()];
+    t.iter().for_each(|i| count[*i as usize] += 1);
+    assert!(count.iter().all(|c| c.abs_diff(m as usize / 10) <= 1), "{count:?}");
+    // one backend removed: only its slots (and few others) change
+    let fewer: Vec<String> = names.iter().filter(|n| *n != "10.0.0.4:80").cloned().collect();
+    let (s2, t2) = table(&fewer, m, 1).unwrap();
+    let moved = t
+        .iter()
+        .zip(&t2)
+        .filter(|(a, b)| sorted[**a as usize] != "10.0.0.4:80" && sorted[**a as usize] != s2[**b as usize])
+        .count();
+    assert!(moved * 100 <= m as usize * 15, "{moved} of {m} slots of remaining backends moved");
+    // another seed: another table; a size that is not prime is refused
+    assert_ne!(table(&names, m, 2).unwrap().1, t);
+    assert!(matches!(table(&names, 1000, 1), Err(maglev::MaglevError::NotPrime(1000))));
+    assert!(table(&[], m, 1).unwrap().1.is_empty());
+    assert!(maglev::is_prime(maglev::DEFAULT_M));
+}
