@@ -10,18 +10,29 @@
 #include "lib/common.h"
 #include "lib/policy.h"
 #include "lib/tunnel.h"
+#include "lib/lb.h"
 
 /* Conntrack, and for a new connection the local pod's ingress policy against
  * `src_id`: 0 when the packet may pass, else TC_ACT_SHOT (counted). */
 static __always_inline int ingress_admit(struct __sk_buff *ctx, struct iphdr *ip, const struct endpoint_info *ep, __u32 src_id)
 {
+	__u32 l4_off = ETH_HLEN + ((__u32)ip->ihl << 2);
+	enum ct_status st;
 	struct flow f = {};
 	int ret;
 
 	ret = parse_l4(ctx, ip, &f);
 	if (ret < 0)
 		return send_drop(ctx, -ret, METRIC_INGRESS);
-	if (ct_lookup(&f, ctx->len) == CT_NEW) {
+	st = ct_lookup(&f, ctx->len);
+	if (st == CT_REPLY) {
+		/* a backend on another node answering a client of this node
+		 * through a service: the frontend is the source again */
+		ret = lb4_xlate_rev(ctx, l4_off, &f);
+		if (ret < 0)
+			return send_drop(ctx, -ret, METRIC_INGRESS);
+	}
+	if (st == CT_NEW) {
 		ret = ingress_policy(ep, src_id, &f, ep->ifindex);
 		if (ret < 0)
 			return send_drop(ctx, -ret, METRIC_INGRESS);

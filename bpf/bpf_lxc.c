@@ -12,6 +12,7 @@
 #include "lib/policy.h"
 #include "lib/tunnel.h"
 #include "lib/fib.h"
+#include "lib/lb.h"
 
 /* Template of an endpoint's policy map: the loader creates one per endpoint
  * (pinned seta_pol_NNNNN) from this definition and registers it in
@@ -44,7 +45,8 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 	struct endpoint_info *ep;
 	struct remote_endpoint_info *info = NULL;
 	struct flow f = {};
-	__u32 remote, cookie = 0, len = ctx->len, ep_id, sec_id, ifindex = ctx->ifindex, slot;
+	__u32 remote, cookie = 0, len = ctx->len, ep_id, sec_id, ifindex = ctx->ifindex, slot, l4_off;
+	enum ct_status st;
 	void *pmap;
 	int ret;
 
@@ -66,7 +68,13 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 		ep_id = me->lxc_id;
 		sec_id = me->sec_id;
 	}
+	l4_off = ETH_HLEN + ((__u32)ip->ihl << 2);
 	ret = parse_l4(ctx, ip, &f);
+	if (ret < 0)
+		return send_drop(ctx, -ret, METRIC_EGRESS);
+	/* a service frontend: to one of its backends (policy, routing and
+	 * conntrack below see the backend) */
+	ret = lb4_xlate_fwd(ctx, l4_off, &f);
 	if (ret < 0)
 		return send_drop(ctx, -ret, METRIC_EGRESS);
 
@@ -76,7 +84,14 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 	if (!ep)
 		info = ipcache_lookup(f.key.daddr);
 
-	if (ct_lookup(&f, len) == CT_NEW) {
+	st = ct_lookup(&f, len);
+	if (st == CT_REPLY) {
+		/* a backend answering a client of this node through a service */
+		ret = lb4_xlate_rev(ctx, l4_off, &f);
+		if (ret < 0)
+			return send_drop(ctx, -ret, METRIC_EGRESS);
+	}
+	if (st == CT_NEW) {
 		/* the remote identity only matters for new connections */
 		remote = ep ? ep->sec_id : (info ? info->sec_identity : WORLD_ID);
 		/* egress policy of this endpoint (no map yet: not ready) */

@@ -149,6 +149,69 @@ struct ct_entry {
 _Static_assert(sizeof(struct ct_entry) == 32, "ct_entry size");
 _Static_assert(__builtin_offsetof(struct ct_entry, src_sec_id) == 24, "ct_entry.src_sec_id");
 
+/* Services (Cilium's lb4 layouts). seta_lb4_svc: frontend -> slot 0 (the
+ * "master": count of backend slots, rev-NAT index, flags) and slots
+ * 1..count (backend ids). */
+struct lb4_key {
+	__be32 address;       /* frontend (VIP) */
+	__be16 dport;
+	__u16 backend_slot;   /* 0 = master */
+	__u8 proto;
+	__u8 scope;           /* 0 = external, 1 = internal (traffic policy Local) */
+	__u8 pad[2];
+};
+_Static_assert(sizeof(struct lb4_key) == 12, "lb4_key size");
+
+struct lb4_service {
+	__u32 backend_id;     /* slots; the master holds the affinity timeout */
+	__u16 count;          /* master: number of backend slots */
+	__u16 rev_nat_index;
+	__u8 flags;           /* LB_F_* */
+	__u8 flags2;
+	__u16 qcount;
+};
+_Static_assert(sizeof(struct lb4_service) == 12, "lb4_service size");
+
+#define LB_F_EXTERNAL_IP 1
+#define LB_F_NODEPORT 2
+#define LB_F_EXT_LOCAL_SCOPE 4
+#define LB_F_LOADBALANCER 32
+
+/* seta_lb4_be: backend id -> address */
+struct lb4_backend {
+	__be32 address;
+	__be16 port;
+	__u8 proto;
+	__u8 flags;           /* state: 0 active, 1 terminating, 2 quarantined, 3 maintenance */
+	__u16 cluster_id;
+	__u8 zone;
+	__u8 pad;
+};
+_Static_assert(sizeof(struct lb4_backend) == 12, "lb4_backend size");
+
+/* seta_lb4_rnat: rev-NAT index -> the frontend replies come from */
+struct lb4_reverse_nat {
+	__be32 address;
+	__be16 port;
+	__u16 pad;
+};
+_Static_assert(sizeof(struct lb4_reverse_nat) == 8, "lb4_reverse_nat size");
+
+/* seta_lb4_conn (LRU): a translated connection, keyed by a ct_key whose
+ * pad[0] says which way: LB_CONN_FWD (the client's tuple to the frontend ->
+ * its backend) or LB_CONN_REV (the translated tuple -> the frontend). */
+struct lb4_conn {
+	__be32 address;
+	__be16 port;
+	__u16 rev_nat_index;
+	__u32 backend_id;
+};
+_Static_assert(sizeof(struct lb4_conn) == 12, "lb4_conn size");
+
+#define LB_CONN_FWD 1
+#define LB_CONN_REV 2
+#define LB_MAP_SIZE 65536
+
 /* CT timeouts (seconds), Cilium's defaults */
 #define CT_LIFETIME_TCP 21600
 #define CT_LIFETIME_NONTCP 60

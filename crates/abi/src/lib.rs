@@ -221,6 +221,73 @@ pub struct CtEntry {
     pub pad: u8,
 }
 
+/// `seta_lb4_svc` key: a frontend's slot (0 = the service's master entry).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Lb4Key {
+    pub address: [u8; 4],
+    pub dport: [u8; 2],
+    pub backend_slot: u16,
+    pub proto: u8,
+    pub scope: u8,
+    pub pad: [u8; 2],
+}
+
+/// `seta_lb4_svc` value: the master entry (count, rev-NAT index, flags) or
+/// a slot (backend id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lb4Service {
+    pub backend_id: u32,
+    pub count: u16,
+    pub rev_nat_index: u16,
+    pub flags: u8,
+    pub flags2: u8,
+    pub qcount: u16,
+}
+
+pub const LB_F_EXTERNAL_IP: u8 = 1;
+pub const LB_F_NODEPORT: u8 = 2;
+pub const LB_F_EXT_LOCAL_SCOPE: u8 = 4;
+pub const LB_F_LOADBALANCER: u8 = 32;
+
+/// `seta_lb4_be` value (key: backend id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lb4Backend {
+    pub address: [u8; 4],
+    pub port: [u8; 2],
+    pub proto: u8,
+    /// state: 0 active, 1 terminating, 2 quarantined, 3 maintenance
+    pub flags: u8,
+    pub cluster_id: u16,
+    pub zone: u8,
+    pub pad: u8,
+}
+
+/// `seta_lb4_rnat` value (key: rev-NAT index, u16).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lb4ReverseNat {
+    pub address: [u8; 4],
+    pub port: [u8; 2],
+    pub pad: u16,
+}
+
+/// `seta_lb4_conn` value (key: a CtKey with pad[0] = LB_CONN_FWD | LB_CONN_REV).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lb4Conn {
+    pub address: [u8; 4],
+    pub port: [u8; 2],
+    pub rev_nat_index: u16,
+    pub backend_id: u32,
+}
+
+pub const LB_CONN_FWD: u8 = 1;
+pub const LB_CONN_REV: u8 = 2;
+pub const LB_MAP_SIZE: u32 = 65536;
+
 pub const CONFIG_FLAGS: u32 = 0;
 pub const CONFIG_F_IPBLOCK: u32 = 1;
 /// seta_config slot: ifindex of seta_vxlan (tunnel mode), 0 = no tunnel
@@ -262,6 +329,11 @@ const _: () = {
     assert!(size_of::<CtEntry>() == 32);
     assert!(offset_of!(CtEntry, src_sec_id) == 24);
     assert!(size_of::<SetaEvent>() == 48);
+    assert!(size_of::<Lb4Key>() == 12);
+    assert!(size_of::<Lb4Service>() == 12);
+    assert!(size_of::<Lb4Backend>() == 12);
+    assert!(size_of::<Lb4ReverseNat>() == 8);
+    assert!(size_of::<Lb4Conn>() == 12);
     assert!(offset_of!(SetaEvent, ts) == 40);
 };
 
@@ -290,4 +362,9 @@ mod pod {
     unsafe impl aya::Pod for super::IpcacheLpmData {}
     unsafe impl aya::Pod for super::RemoteEndpointInfo {}
     unsafe impl aya::Pod for super::MetricsValue {}
+    unsafe impl aya::Pod for super::Lb4Key {}
+    unsafe impl aya::Pod for super::Lb4Service {}
+    unsafe impl aya::Pod for super::Lb4Backend {}
+    unsafe impl aya::Pod for super::Lb4ReverseNat {}
+    unsafe impl aya::Pod for super::Lb4Conn {}
 }

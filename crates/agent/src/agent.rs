@@ -30,6 +30,7 @@ mod health;
 mod node;
 mod outbox;
 mod policy_trace;
+mod services;
 use node::{setup_host_devices, underlay};
 mod endpoints;
 mod identities;
@@ -112,6 +113,10 @@ pub struct Agent {
     /// identities whose last local reference went: their kvstore reference
     /// is dropped by the identity-release task, off the inner lock
     releases_due: tokio::sync::Notify,
+    /// the services subsystem: its own lock, never the endpoint lock
+    services: std::sync::Mutex<crate::services::Repository>,
+    /// orders service changes and their writes to the state dir
+    services_io: Mutex<()>,
     kv: Kv,
     /// this node's endpoint IPs queued for the kvstore (the IP publisher drains it)
     ip_outbox: outbox::IpOutbox,
@@ -250,6 +255,7 @@ impl Agent {
 
         let identities = Identities::new(store.load("identities.json")?);
         let policy = Policy::new(store.load("policy.json")?, cfg.allow_host_ingress);
+        let services: crate::services::Repository = store.load("services.json")?;
         // Pool allocations without an endpoint are kept: a CNI ADD may be between
         // its IPAM call and its endpoint call. They are released by CNI DEL/GC.
         pool.cidr = cfg.pod_cidr;
@@ -284,6 +290,8 @@ impl Agent {
             releases_due: tokio::sync::Notify::new(),
             kv,
             ip_outbox: Default::default(),
+            services: std::sync::Mutex::new(services),
+            services_io: Mutex::new(()),
             kv_health: Default::default(),
             last_keepalive: std::sync::Mutex::new(Instant::now()),
             node_ip: node.ip,
@@ -292,6 +300,10 @@ impl Agent {
         });
         agent.restore().await?;
         agent.process_delete_queue().await;
+        // the service maps follow the persisted services (a restart is the same reconcile)
+        if let Err(e) = agent.sync_services().await {
+            tracing::error!(%e, "service maps");
+        }
         {
             let mut inner = agent.inner.lock().await;
             inner.policy.sync_cidr_identities();

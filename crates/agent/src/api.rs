@@ -67,6 +67,14 @@ pub fn router(agent: Arc<Agent>) -> Router {
         )
         .route("/v1/namespace", get(|State(a): A| async move { Json(a.namespaces().await) }))
         .route("/v1/namespace/{ns}", axum::routing::put(namespace_put))
+        .route(
+            "/v1/service",
+            get(|State(a): A| async move { Json(a.service_list()) })
+                .put(service_import)
+                .delete(service_delete)
+                .layer(axum::extract::DefaultBodyLimit::max(seta_core::api::MAX_POLICY_BODY)),
+        )
+        .route("/v1/service/{ns}/{name}", get(service_get))
         .route("/v1/events", get(events))
         .route("/v1/kvstore", get(kvstore))
         .route("/v1/nodes", get(|State(a): A| async move { a.nodes().await.map(Json) }))
@@ -208,6 +216,22 @@ async fn policy_wait(State(a): A, Query(q): Query<HashMap<String, String>>) -> R
 async fn policy_trace(State(a): A, body: Body<TraceRequest>) -> R<seta_core::policy::trace::TraceResult> {
     let b = json_body(body, "trace request")?;
     Ok(Json(a.trace(&b).await?))
+}
+
+async fn service_import(State(a): A, body: Body<seta_core::api::ServiceText>) -> R<seta_core::api::ServiceChange> {
+    let b = json_body(body, "service body")?;
+    a.service_import(&b.yaml).await.map(Json)
+}
+
+async fn service_delete(State(a): A, Query(q): Query<HashMap<String, String>>) -> R<seta_core::api::ServiceChange> {
+    let all = q.get("all").is_some_and(|v| v == "true");
+    a.service_delete(q.get("name").map(String::as_str), q.get("namespace").map(String::as_str), all)
+        .await
+        .map(Json)
+}
+
+async fn service_get(State(a): A, Path((ns, name)): Path<(String, String)>) -> R<serde_json::Value> {
+    a.service_get(&name, &ns).map(Json)
 }
 
 async fn namespace_put(State(a): A, Path(ns): Path<String>, body: Body<NamespaceBody>) -> R<serde_json::Value> {

@@ -73,6 +73,8 @@ pub trait Kernel: Send + Sync + 'static {
     fn ipcache_del(&self, net: Ipv4Net) -> Result<(), String>;
     fn ipcache_list(&self) -> BTreeMap<Ipv4Net, Entry>;
     fn ipblock_sync(&self, want: &BTreeMap<Ipv4Addr, u32>) -> Result<(), DatapathError>;
+    /// Make the service maps hold exactly `want` (a blocking map walk).
+    fn lb_sync(&self, want: &seta_datapath::maps::LbState) -> Result<(), DatapathError>;
     /// Drop conntrack entries of `ip`; how many went.
     fn ct_flush_ip(&self, ip: Ipv4Addr) -> Result<usize, DatapathError>;
     /// Drop expired conntrack entries; how many went.
@@ -285,6 +287,9 @@ impl Kernel for Real {
     }
     fn ipblock_sync(&self, want: &BTreeMap<Ipv4Addr, u32>) -> Result<(), DatapathError> {
         IpblockMaps::open(self.dp.pin_dir())?.sync(want)
+    }
+    fn lb_sync(&self, want: &seta_datapath::maps::LbState) -> Result<(), DatapathError> {
+        seta_datapath::maps::LbMaps::open(self.dp.pin_dir())?.sync(want)
     }
     fn ct_flush_ip(&self, ip: Ipv4Addr) -> Result<usize, DatapathError> {
         CtMap::open(self.dp.pin_dir())?.flush_ip(ip)

@@ -7,6 +7,7 @@ mod identities;
 mod kernel;
 mod kv;
 mod policy;
+mod services;
 mod state;
 mod supervisor;
 

@@ -61,6 +61,9 @@ enum Cmd {
     /// Network policies (Kubernetes NetworkPolicy, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy)
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Services (Kubernetes Service and EndpointSlice): import, list, get, delete
+    #[command(subcommand)]
+    Service(cmd::service::ServiceCmd),
     /// Nodes registered in the kvstore
     #[command(subcommand)]
     Node(ListOnly),
@@ -136,6 +139,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Cmd::Bpf(c) => cmd::bpf::run(c, &cli, json).await,
         Cmd::Identity(c) => cmd::identity::run(c, &cli, json).await,
         Cmd::Policy(c) => cmd::policy::run(c, &cli, json).await,
+        Cmd::Service(c) => cmd::service::run(c, &cli, json).await,
         Cmd::Node(ListOnly::List) => cmd::status::nodes(&cli, json).await,
         Cmd::Kvstore(c) => cmd::kvstore::run(c, &cli, json).await,
         Cmd::Events { since } => cmd::events::run(*since, &cli, json).await,

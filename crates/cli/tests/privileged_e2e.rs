@@ -458,3 +458,42 @@ async fn privileged_e2e_identities_are_cluster_wide_through_etcd() {
     assert_eq!(id(&t.lab, &n1, "b1"), b2, "node 1 learns b's number from etcd");
     assert_eq!(id(&t.lab, &n1, "a1"), a1, "restored endpoint keeps its identity");
 }
+
+/// `seta service` against a real agent: import as kubectl prints objects,
+/// list with Cilium's columns (-o json here), refusals that name the field
+/// and change nothing, delete. (The datapath side of services comes next.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_e2e_service_cli_import_list_delete() {
+    if !privileged("privileged_e2e_service_cli_import_list_delete") {
+        return;
+    }
+    let t = TestLab::up("svc", 1, 0, &bin_dir()).await.unwrap();
+    let node = t.lab.nodes[0].name.clone();
+    let dir = std::env::temp_dir().join(format!("seta-svc-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("web.yaml");
+    let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default, uid: x, resourceVersion: \"1\"}\nspec:\n  clusterIP: 10.96.0.10\n  clusterIPs: [10.96.0.10]\n  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]\nstatus: {loadBalancer: {}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-x1, namespace: default, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nports: [{name: http, port: 8080, protocol: TCP}]\nendpoints:\n- {addresses: [10.200.0.9], conditions: {ready: true}}\n";
+    std::fs::write(&file, yaml).unwrap();
+    let r = seta(&t.lab, &node, &["service", "import", file.to_str().unwrap()]);
+    assert_eq!(r["objects"].as_array().unwrap().len(), 2, "{r}");
+    let l = seta(&t.lab, &node, &["service", "list"]);
+    assert_eq!(l[0]["frontend"], "10.96.0.10:80/TCP", "{l}");
+    assert_eq!(l[0]["type"], "ClusterIP");
+    assert_eq!(l[0]["backends"][0]["address"], "10.200.0.9:8080/TCP");
+    assert_eq!(l[0]["backends"][0]["state"], "active");
+    // a bad port: refused with the field path, nothing changes
+    std::fs::write(&file, yaml.replace("port: 80,", "port: 0,")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_seta"))
+        .args(["--node", &node, "service", "import", file.to_str().unwrap()])
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("spec.ports[0].port") && err.contains("Service default/web"), "{err}");
+    assert_eq!(seta(&t.lab, &node, &["service", "list"]), l, "unchanged");
+    let r = seta(&t.lab, &node, &["service", "delete", "web"]);
+    assert_eq!(r["objects"].as_array().unwrap().len(), 2, "{r}");
+    assert_eq!(seta(&t.lab, &node, &["service", "list"]), serde_json::json!([]));
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(t);
+}

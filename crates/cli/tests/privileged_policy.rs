@@ -692,6 +692,61 @@ async fn privileged_policy_cidr_rules_leave_pods_and_ipcache_intact(mut p: P) {
     p.verify();
 }
 
+/// Services on every node (services are node-local for now): import FILE.
+fn services_import(p: &P, yaml: &str) {
+    let f = std::env::temp_dir().join(format!("{}-svc-{}.yaml", p.lab().name, rand_suffix()));
+    std::fs::write(&f, yaml).unwrap();
+    for n in p.nodes() {
+        common::seta(&n, &["service", "import", f.to_str().unwrap()]);
+    }
+    let _ = std::fs::remove_file(&f);
+}
+
+/// A ClusterIP in front of web: pods reach it on one node and across nodes
+/// (the backend is web, on another node than client when there are two);
+/// policy applies to the backend after translation (its identity and its
+/// port); a service without backends drops with reason 158; a deleted
+/// service is gone from the datapath.
+async fn privileged_policy_service_cluster_ip_reaches_its_backend_with_policy(p: P) {
+    let _w = Responder::start(&p.ns("web"), p.web_addr(8080));
+    let web = p.ip("web");
+    services_import(
+        &p,
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\nspec:\n  clusterIP: 10.96.0.10\n  ports: [{{name: http, port: 80, targetPort: http}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: web-a, namespace: default, labels: {{kubernetes.io/service-name: web}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: empty, namespace: default}}\nspec:\n  clusterIP: 10.96.0.11\n  ports: [{{port: 80}}]\n"
+        ),
+    );
+    let vip: SocketAddr = "10.96.0.10:80".parse().unwrap();
+    assert!(tcp_ok(&p.ns("client"), vip), "client reaches web through the ClusterIP");
+    assert!(tcp_ok(&p.ns("other"), vip), "and so does other (web's node)");
+    // the datapath holds the frontend, its slot and the backend
+    let l = p.seta_at("client", &["service", "list"]);
+    let e = l
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["frontend"] == "10.96.0.10:80/TCP")
+        .expect("listed");
+    assert_eq!(e["backends"][0]["address"], format!("{web}:8080/TCP"), "{l}");
+    // policy sees the backend: web admits only other, on port 8080
+    p.apply(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: web-from-other, namespace: default}\nspec:\n  endpointSelector: {matchLabels: {app: web}}\n  ingress:\n  - fromEndpoints: [{matchLabels: {app: other}}]\n    toPorts: [{ports: [{port: \"8080\", protocol: TCP}]}]\n",
+    );
+    assert!(!tcp_ok(&p.ns("client"), vip), "client is not allowed into web");
+    assert!(tcp_ok(&p.ns("other"), vip), "other is, on the backend's port");
+    p.delete(&["--all"]);
+    // no backend: dropped with Cilium's reason
+    let before = p.drops("Service backend not found", "EGRESS");
+    assert!(!tcp_ok(&p.ns("client"), "10.96.0.11:80".parse().unwrap()));
+    assert!(p.drops("Service backend not found", "EGRESS") > before);
+    // deleted: the address means nothing any more
+    for n in p.nodes() {
+        common::seta(&n, &["service", "delete", "web"]);
+    }
+    assert!(!tcp_ok(&p.ns("client"), vip), "the deleted service's address leads nowhere");
+    p.verify();
+}
+
 /// For generated policies, `seta policy trace` predicts exactly what real TCP
 /// connections between every pair of pods experience.
 async fn privileged_policy_trace_agrees_with_real_packets(p: P) {
@@ -768,3 +823,4 @@ scenario!(privileged_policy_full_map_is_loud_and_never_allows, "fm", [one => One
 scenario!(privileged_policy_knp_ip_block_selects_pod_ips_per_ip, "ib", [one => One, tunnel => Tunnel, native => Native]);
 scenario!(privileged_policy_cidr_rules_leave_pods_and_ipcache_intact, "cr", [one => One, tunnel => Tunnel, native => Native]);
 scenario!(privileged_policy_trace_agrees_with_real_packets, "tr", [one => One, tunnel => Tunnel]);
+scenario!(privileged_policy_service_cluster_ip_reaches_its_backend_with_policy, "sv", [one => One, tunnel => Tunnel, native => Native]);

@@ -92,6 +92,25 @@ impl Client {
     pub async fn policy_import(&self, yaml: String) -> Result<PolicyChange, ClientError> {
         self.put("/v1/policy", &PolicyText { yaml }).await
     }
+    pub async fn service_import(&self, yaml: String) -> Result<seta_core::api::ServiceChange, ClientError> {
+        self.put("/v1/service", &seta_core::api::ServiceText { yaml }).await
+    }
+    pub async fn service_list(&self) -> Result<Vec<seta_core::api::ServiceEntry>, ClientError> {
+        self.get("/v1/service").await
+    }
+    pub async fn service_get(&self, namespace: &str, name: &str) -> Result<Value, ClientError> {
+        self.get(&format!("/v1/service/{}/{}", enc(namespace), enc(name))).await
+    }
+    /// Delete a service (with its EndpointSlices), or everything (`name` None).
+    pub async fn service_delete(&self, name: Option<&str>, namespace: &str) -> Result<seta_core::api::ServiceChange, ClientError> {
+        match name {
+            Some(n) => {
+                self.delete(&format!("/v1/service?name={}&namespace={}", enc(n), enc(namespace)))
+                    .await
+            }
+            None => self.delete("/v1/service?all=true").await,
+        }
+    }
     pub async fn policy_validate(&self, yaml: String) -> Result<PolicyChange, ClientError> {
         self.post("/v1/policy/validate", &PolicyText { yaml }).await
     }

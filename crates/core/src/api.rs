@@ -208,3 +208,41 @@ pub struct LabelsBody {
 pub struct NamespaceBody {
     pub labels: std::collections::BTreeMap<String, String>,
 }
+
+/// A services file (Service and EndpointSlice YAML) for `seta service import`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceText {
+    pub yaml: String,
+}
+
+/// What a service import or delete changed: the objects ("Kind ns/name").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceChange {
+    pub revision: u64,
+    pub objects: Vec<String>,
+}
+
+/// One frontend of `seta service list` (Cilium's columns: Frontend, Service
+/// Type, Backend).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ServiceEntry {
+    /// "namespace/name"
+    pub service: String,
+    /// "ip:port/PROTO"
+    pub frontend: String,
+    /// ClusterIP, NodePort, ExternalIPs, LoadBalancer
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// traffic policy Local applies to this frontend
+    pub local: bool,
+    pub backends: Vec<ServiceBackend>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceBackend {
+    /// "ip:port/PROTO"
+    pub address: String,
+    pub state: crate::service::BackendState,
+    pub node: Option<String>,
+}

@@ -24,6 +24,8 @@ const REASONS: &[(u8, &str)] = &[
     (147, "Error retrieving tunnel key"),
     (150, "Unknown L3 target address"),
     (151, "Stale or unroutable IP"),
+    (153, "Error while correcting L3 checksum"),
+    (154, "Error while correcting L4 checksum"),
     (155, "CT: Map insertion failed"),
     (158, "Service backend not found"),
     (160, "No tunnel/encapsulation endpoint (datapath BUG!)"),

@@ -20,6 +20,10 @@ pub const MAP_CT: &str = "seta_ct4";
 pub const MAP_EVENTS: &str = "seta_events";
 pub const MAP_CONFIG: &str = "seta_config";
 pub const MAP_IPBLOCK: &str = "seta_ipblock";
+pub const MAP_LB4_SVC: &str = "seta_lb4_svc";
+pub const MAP_LB4_BE: &str = "seta_lb4_be";
+pub const MAP_LB4_RNAT: &str = "seta_lb4_rnat";
+pub const MAP_LB4_CONN: &str = "seta_lb4_conn";
 
 fn open(pin_dir: &Path, name: &str) -> Result<(MapData, PathBuf), DatapathError> {
     let path = pin_dir.join(name);
@@ -450,6 +454,80 @@ impl IpblockMaps {
         self.config
             .set(seta_abi::CONFIG_FLAGS, flags, 0)
             .map_err(|e| merr(MAP_CONFIG, &self.path, "update", e))
+    }
+}
+
+/// What the service maps must hold (computed by the agent's services
+/// subsystem; written as a difference).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LbState {
+    pub services: BTreeMap<seta_abi::Lb4Key, seta_abi::Lb4Service>,
+    pub backends: BTreeMap<u32, seta_abi::Lb4Backend>,
+    pub revnat: BTreeMap<u16, seta_abi::Lb4ReverseNat>,
+}
+
+/// The service maps: `seta_lb4_svc`, `seta_lb4_be`, `seta_lb4_rnat`.
+pub struct LbMaps {
+    svc: HashMap<MapData, seta_abi::Lb4Key, seta_abi::Lb4Service>,
+    be: HashMap<MapData, u32, seta_abi::Lb4Backend>,
+    rnat: HashMap<MapData, u16, seta_abi::Lb4ReverseNat>,
+    path: PathBuf,
+}
+
+impl LbMaps {
+    pub fn open(pin_dir: &Path) -> Result<Self, DatapathError> {
+        let (md, path) = open(pin_dir, MAP_LB4_SVC)?;
+        let svc = HashMap::try_from(Map::HashMap(md)).map_err(|e| merr(MAP_LB4_SVC, &path, "type", e))?;
+        let (md, p) = open(pin_dir, MAP_LB4_BE)?;
+        let be = HashMap::try_from(Map::HashMap(md)).map_err(|e| merr(MAP_LB4_BE, &p, "type", e))?;
+        let (md, p) = open(pin_dir, MAP_LB4_RNAT)?;
+        let rnat = HashMap::try_from(Map::HashMap(md)).map_err(|e| merr(MAP_LB4_RNAT, &p, "type", e))?;
+        Ok(Self { svc, be, rnat, path })
+    }
+
+    /// Everything the maps hold now.
+    pub fn list(&self) -> LbState {
+        LbState {
+            services: self.svc.iter().flatten().collect(),
+            backends: self.be.iter().flatten().collect(),
+            revnat: self.rnat.iter().flatten().collect(),
+        }
+    }
+
+    /// Make the maps hold exactly `want`: backends and rev-NAT entries
+    /// first, then the slots, then the masters (a frontend never points at
+    /// something missing); removals in the opposite order.
+    pub fn sync(&mut self, want: &LbState) -> Result<(), DatapathError> {
+        let have = self.list();
+        let e = |m: &str, e| merr(m, &self.path, "update", e);
+        for (k, v) in &want.backends {
+            if have.backends.get(k) != Some(v) {
+                self.be.insert(k, v, 0).map_err(|x| e(MAP_LB4_BE, x))?;
+            }
+        }
+        for (k, v) in &want.revnat {
+            if have.revnat.get(k) != Some(v) {
+                self.rnat.insert(k, v, 0).map_err(|x| e(MAP_LB4_RNAT, x))?;
+            }
+        }
+        let (masters, slots): (Vec<_>, Vec<_>) = want.services.iter().partition(|(k, _)| k.backend_slot == 0);
+        for (k, v) in slots.into_iter().chain(masters) {
+            if have.services.get(k) != Some(v) {
+                self.svc.insert(k, v, 0).map_err(|x| e(MAP_LB4_SVC, x))?;
+            }
+        }
+        let mut stale: Vec<&seta_abi::Lb4Key> = have.services.keys().filter(|k| !want.services.contains_key(*k)).collect();
+        stale.sort_by_key(|k| k.backend_slot != 0); // masters first
+        for k in stale {
+            let _ = self.svc.remove(k);
+        }
+        for k in have.backends.keys().filter(|k| !want.backends.contains_key(*k)) {
+            let _ = self.be.remove(k);
+        }
+        for k in have.revnat.keys().filter(|k| !want.revnat.contains_key(*k)) {
+            let _ = self.rnat.remove(k);
+        }
+        Ok(())
     }
 }
 

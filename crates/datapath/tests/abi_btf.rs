@@ -195,6 +195,62 @@ fn expected() -> Vec<Layout> {
             ],
         ),
         (
+            "lb4_key",
+            size_of::<Lb4Key>(),
+            vec![
+                ("address", offset_of!(Lb4Key, address)),
+                ("dport", offset_of!(Lb4Key, dport)),
+                ("backend_slot", offset_of!(Lb4Key, backend_slot)),
+                ("proto", offset_of!(Lb4Key, proto)),
+                ("scope", offset_of!(Lb4Key, scope)),
+                ("pad", offset_of!(Lb4Key, pad)),
+            ],
+        ),
+        (
+            "lb4_service",
+            size_of::<Lb4Service>(),
+            vec![
+                ("backend_id", offset_of!(Lb4Service, backend_id)),
+                ("count", offset_of!(Lb4Service, count)),
+                ("rev_nat_index", offset_of!(Lb4Service, rev_nat_index)),
+                ("flags", offset_of!(Lb4Service, flags)),
+                ("flags2", offset_of!(Lb4Service, flags2)),
+                ("qcount", offset_of!(Lb4Service, qcount)),
+            ],
+        ),
+        (
+            "lb4_backend",
+            size_of::<Lb4Backend>(),
+            vec![
+                ("address", offset_of!(Lb4Backend, address)),
+                ("port", offset_of!(Lb4Backend, port)),
+                ("proto", offset_of!(Lb4Backend, proto)),
+                ("flags", offset_of!(Lb4Backend, flags)),
+                ("cluster_id", offset_of!(Lb4Backend, cluster_id)),
+                ("zone", offset_of!(Lb4Backend, zone)),
+                ("pad", offset_of!(Lb4Backend, pad)),
+            ],
+        ),
+        (
+            "lb4_reverse_nat",
+            size_of::<Lb4ReverseNat>(),
+            vec![
+                ("address", offset_of!(Lb4ReverseNat, address)),
+                ("port", offset_of!(Lb4ReverseNat, port)),
+                ("pad", offset_of!(Lb4ReverseNat, pad)),
+            ],
+        ),
+        (
+            "lb4_conn",
+            size_of::<Lb4Conn>(),
+            vec![
+                ("address", offset_of!(Lb4Conn, address)),
+                ("port", offset_of!(Lb4Conn, port)),
+                ("rev_nat_index", offset_of!(Lb4Conn, rev_nat_index)),
+                ("backend_id", offset_of!(Lb4Conn, backend_id)),
+            ],
+        ),
+        (
             "seta_event",
             size_of::<SetaEvent>(),
             vec![
@@ -251,6 +307,8 @@ fn every_shared_struct_matches_its_btf() {
         "ct_key",
         "ct_entry",
         "policy_key",
+        "lb4_key",
+        "lb4_conn",
     ] {
         assert!(found[name].len() >= 2, "struct {name} only in {:?}", found[name]);
     }
@@ -270,6 +328,10 @@ fn every_map_has_the_name_and_sizes_the_agent_uses() {
         (MAP_CONFIG, (4, 4)),
         (MAP_IPBLOCK, (4, 4)),
         ("seta_pol_ep", (4 + size_of::<PolicyLpmData>(), size_of::<PolicyEntry>())),
+        (MAP_LB4_SVC, (size_of::<Lb4Key>(), size_of::<Lb4Service>())),
+        (MAP_LB4_BE, (4, size_of::<Lb4Backend>())),
+        (MAP_LB4_RNAT, (2, size_of::<Lb4ReverseNat>())),
+        (MAP_LB4_CONN, (size_of::<CtKey>(), size_of::<Lb4Conn>())),
     ]
     .into_iter()
     .map(|(n, (k, v))| (n, (k as u32, v as u32)))

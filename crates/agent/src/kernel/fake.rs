@@ -18,6 +18,8 @@ pub struct State {
     pub endpoints: BTreeMap<Ipv4Addr, EndpointInfo>,
     pub ipcache: BTreeMap<Ipv4Net, Entry>,
     pub ipblock: BTreeMap<Ipv4Addr, u32>,
+    /// the service maps
+    pub lb: seta_datapath::maps::LbState,
     pub routes: BTreeMap<(Ipv4Addr, u8), Route>,
     pub pinned_devices: BTreeSet<String>,
     /// conntrack entries per IP (flushed on endpoint delete)
@@ -272,6 +274,11 @@ impl Kernel for Fake {
     }
     fn ipblock_sync(&self, want: &BTreeMap<Ipv4Addr, u32>) -> Result<(), DatapathError> {
         self.state().ipblock = want.clone();
+        Ok(())
+    }
+    fn lb_sync(&self, want: &seta_datapath::maps::LbState) -> Result<(), DatapathError> {
+        self.state().lb = want.clone();
+        self.state().log.push("lb sync".into());
         Ok(())
     }
     fn ct_flush_ip(&self, ip: Ipv4Addr) -> Result<usize, DatapathError> {

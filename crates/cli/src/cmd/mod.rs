@@ -6,4 +6,5 @@ pub mod identity;
 pub mod kvstore;
 pub mod lab;
 pub mod policy;
+pub mod service;
 pub mod status;

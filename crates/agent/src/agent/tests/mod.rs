@@ -14,6 +14,7 @@ mod lifecycle;
 mod outage;
 mod policy_input;
 mod requests;
+mod services;
 
 /// A directory under the system temp dir, removed on drop.
 struct Tmp(PathBuf);

@@ -10,7 +10,10 @@ const PROMPT: Duration = Duration::from_secs(1);
 async fn prompt<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     let t = Instant::now();
     match tokio::time::timeout(PROMPT, f).await {
-        Ok(v) => v,
+        Ok(v) => {
+            eprintln!("{what}: answered in {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+            v
+        }
         Err(_) => panic!("{what} waited for the absent etcd: no answer after {:?}", t.elapsed()),
     }
 }

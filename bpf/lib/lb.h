@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Services, per packet: a pod's packet to a service frontend goes to one of
+ * its backends (DNAT), the same one for the whole connection; the replies
+ * get the frontend back as their source (reverse NAT) where they are
+ * delivered to the client. Maps and layouts after Cilium's lb4 maps. */
+#pragma once
+#include "common.h"
+#include "policy.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct lb4_key);
+	__type(value, struct lb4_service);
+	__uint(max_entries, LB_MAP_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} seta_lb4_svc SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct lb4_backend);
+	__uint(max_entries, LB_MAP_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} seta_lb4_be SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u16);
+	__type(value, struct lb4_reverse_nat);
+	__uint(max_entries, LB_MAP_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} seta_lb4_rnat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ct_key);
+	__type(value, struct lb4_conn);
+	__uint(max_entries, LB_MAP_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} seta_lb4_conn SEC(".maps");
+
+/* Rewrite the destination (dst) or source address and port, fixing the IP
+ * and TCP/UDP checksums. */
+static __always_inline int lb4_rewrite(struct __sk_buff *ctx, __u32 l4_off, __u8 proto, int dst,
+				       __be32 old_addr, __be32 new_addr, __be16 old_port, __be16 new_port)
+{
+	__u32 addr_off = ETH_HLEN + (dst ? __builtin_offsetof(struct iphdr, daddr) : __builtin_offsetof(struct iphdr, saddr));
+	__u32 port_off = l4_off + (dst ? 2 : 0); /* TCP and UDP: source port, then destination port */
+	__u32 csum_off = l4_off + (proto == IPPROTO_TCP ? 16 : 6);
+	__u64 mangled = proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+
+	if (bpf_l4_csum_replace(ctx, csum_off, old_addr, new_addr, mangled | BPF_F_PSEUDO_HDR | 4) < 0)
+		return -DROP_CSUM_L4;
+	if (old_port != new_port && bpf_l4_csum_replace(ctx, csum_off, old_port, new_port, mangled | 2) < 0)
+		return -DROP_CSUM_L4;
+	if (bpf_l3_csum_replace(ctx, ETH_HLEN + __builtin_offsetof(struct iphdr, check), old_addr, new_addr, 4) < 0)
+		return -DROP_CSUM_L3;
+	if (bpf_skb_store_bytes(ctx, addr_off, &new_addr, 4, 0) < 0)
+		return -DROP_WRITE_ERROR;
+	if (bpf_skb_store_bytes(ctx, port_off, &new_port, 2, 0) < 0)
+		return -DROP_WRITE_ERROR;
+	return 0;
+}
+
+/* The backend of slot `slot` of a service, if it still exists. */
+static __always_inline struct lb4_backend *lb4_slot_backend(struct lb4_key *k, __u16 slot, __u32 *id)
+{
+	struct lb4_service *s;
+
+	k->backend_slot = slot;
+	s = bpf_map_lookup_elem(&seta_lb4_svc, k);
+	if (!s)
+		return NULL;
+	*id = s->backend_id;
+	return bpf_map_lookup_elem(&seta_lb4_be, id);
+}
+
+/* A pod's packet to a service frontend: the connection's backend (kept
+ * while it exists, else chosen at random among the slots), then DNAT.
+ * 0: not a service; 1: translated (f follows); < 0: a drop reason. */
+static __always_inline int lb4_xlate_fwd(struct __sk_buff *ctx, __u32 l4_off, struct flow *f)
+{
+	struct lb4_key k = {.address = f->key.daddr, .dport = f->key.dport, .proto = f->key.proto};
+	struct lb4_conn conn = {}, *c;
+	struct lb4_service *svc;
+	struct lb4_backend *be = NULL;
+	struct ct_key ck;
+	__be32 vip = f->key.daddr;
+	__be16 vport = f->key.dport;
+	__u32 id = 0;
+	int ret;
+
+	if (f->key.proto != IPPROTO_TCP && f->key.proto != IPPROTO_UDP)
+		return 0;
+	svc = bpf_map_lookup_elem(&seta_lb4_svc, &k);
+	if (!svc)
+		return 0;
+	conn.rev_nat_index = svc->rev_nat_index;
+	ck = f->key;
+	ck.pad[0] = LB_CONN_FWD;
+	c = bpf_map_lookup_elem(&seta_lb4_conn, &ck);
+	if (c) {
+		id = c->backend_id;
+		be = bpf_map_lookup_elem(&seta_lb4_be, &id);
+		/* a replaced backend with the same id is another backend */
+		if (be && (be->address != c->address || be->port != c->port))
+			be = NULL;
+	}
+	if (!be) {
+		if (svc->count == 0)
+			return -DROP_NO_SERVICE;
+		be = lb4_slot_backend(&k, (bpf_get_prandom_u32() % svc->count) + 1, &id);
+		if (!be)
+			return -DROP_NO_SERVICE;
+	}
+	conn.address = be->address;
+	conn.port = be->port;
+	conn.backend_id = id;
+	if (!c || c->backend_id != id)
+		bpf_map_update_elem(&seta_lb4_conn, &ck, &conn, BPF_ANY);
+	ret = lb4_rewrite(ctx, l4_off, f->key.proto, 1, vip, conn.address, vport, conn.port);
+	if (ret < 0)
+		return ret;
+	f->key.daddr = conn.address;
+	f->key.dport = conn.port;
+	f->policy_port = conn.port; /* policy applies to the backend, as Cilium's */
+	/* the replies' way back to the frontend */
+	ck = f->key;
+	ck.pad[0] = LB_CONN_REV;
+	conn.address = vip;
+	conn.port = vport;
+	if (bpf_map_update_elem(&seta_lb4_conn, &ck, &conn, BPF_ANY) < 0)
+		return -DROP_CT_MAP_INSERTION_FAILED;
+	return 1;
+}
+
+/* A reply of a translated connection (CT_REPLY): the frontend becomes its
+ * source again. 0: not translated; 1: done (f follows); < 0: drop reason. */
+static __always_inline int lb4_xlate_rev(struct __sk_buff *ctx, __u32 l4_off, struct flow *f)
+{
+	struct ct_key ck = {};
+	struct lb4_conn *c;
+	__be32 addr;
+	__be16 port;
+	int ret;
+
+	if (f->key.proto != IPPROTO_TCP && f->key.proto != IPPROTO_UDP)
+		return 0;
+	ct_reverse(&f->key, &ck);
+	ck.pad[0] = LB_CONN_REV;
+	c = bpf_map_lookup_elem(&seta_lb4_conn, &ck);
+	if (!c)
+		return 0;
+	addr = c->address;
+	port = c->port;
+	ret = lb4_rewrite(ctx, l4_off, f->key.proto, 0, f->key.saddr, addr, f->key.sport, port);
+	if (ret < 0)
+		return ret;
+	f->key.saddr = addr;
+	f->key.sport = port;
+	return 1;
+}

@@ -1,0 +1,108 @@
+//! The services subsystem through the agent: import, list, get, delete,
+//! persistence, refusals; never blocked by the endpoint lock.
+use super::*;
+
+const SVC: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.10
+  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+- {addresses: [10.210.1.5], conditions: {ready: true}, nodeName: n1}
+- {addresses: [10.210.1.6], conditions: {ready: false, serving: true, terminating: true}, nodeName: n1}
+"#;
+
+#[tokio::test]
+async fn services_are_imported_listed_kept_over_a_restart_and_deleted() {
+    let d = Tmp::new("services");
+    let k = Fake::new();
+    let node_ip: Ipv4Addr = "172.31.0.1".parse().unwrap();
+    {
+        let a = agent(&d.0, "n1", "10.210.1.0/24", &k, None, Some(node_ip)).await;
+        let r = a.service_import(SVC).await.unwrap();
+        assert_eq!(r.objects, ["Service default/web", "EndpointSlice default/web-1"]);
+        let l = a.service_list();
+        let fronts: Vec<(&str, &str)> = l.iter().map(|e| (e.frontend.as_str(), e.kind.as_str())).collect();
+        assert_eq!(fronts, [("10.96.0.10:80/TCP", "ClusterIP"), ("172.31.0.1:30080/TCP", "NodePort")]);
+        let states: Vec<String> = l[0].backends.iter().map(|b| format!("{} {}", b.address, b.state)).collect();
+        assert_eq!(states, ["10.210.1.5:8080/TCP active", "10.210.1.6:8080/TCP terminating"]);
+        let g = a.service_get("web", "default").unwrap();
+        assert_eq!(g["frontends"].as_array().unwrap().len(), 2);
+    }
+    // a restart finds them in the state dir
+    let a = agent(&d.0, "n1", "10.210.1.0/24", &k, None, Some(node_ip)).await;
+    assert_eq!(a.service_list().len(), 2);
+    // bad input names the field and changes nothing
+    let err = a.service_import(&SVC.replace("nodePort: 30080", "nodePort: 80")).await.unwrap_err();
+    assert!(matches!(err, ApiError::BadRequest(_)), "{err}");
+    assert!(err.to_string().contains("spec.ports[0].nodePort"), "{err}");
+    assert_eq!(a.service_list()[1].frontend, "172.31.0.1:30080/TCP", "unchanged");
+    // the endpoint lock held elsewhere never blocks service requests
+    let held = a.inner.lock().await;
+    assert_eq!(a.service_list().len(), 2);
+    drop(held);
+    let err = a.service_delete(Some("nope"), None, false).await.unwrap_err();
+    assert!(matches!(err, ApiError::NotFound(_)), "{err}");
+    let r = a.service_delete(Some("web"), None, false).await.unwrap();
+    assert_eq!(r.objects.len(), 2, "the service takes its slices");
+    assert!(a.service_list().is_empty());
+    assert!(a.service_get("web", "default").is_err());
+}
+
+#[tokio::test]
+async fn the_service_maps_follow_imports_with_stable_numbers() {
+    let d = Tmp::new("lbmaps");
+    let k = Fake::new();
+    let a = agent(&d.0, "n1", "10.210.1.0/24", &k, None, Some("172.31.0.1".parse().unwrap())).await;
+    a.service_import(SVC).await.unwrap();
+    let lb = k.state().lb.clone();
+    let vip = seta_abi::Lb4Key {
+        address: [10, 96, 0, 10],
+        dport: 80u16.to_be_bytes(),
+        proto: 6,
+        ..Default::default()
+    };
+    let master = lb.services[&vip];
+    assert_eq!(
+        master.count, 1,
+        "one slot: the active backend (the terminating one is only a fallback)"
+    );
+    let slot = lb.services[&seta_abi::Lb4Key { backend_slot: 1, ..vip }];
+    let be = lb.backends[&slot.backend_id];
+    assert_eq!((be.address, u16::from_be_bytes(be.port), be.flags), ([10, 210, 1, 5], 8080, 0));
+    assert_eq!(lb.backends.len(), 2, "the terminating backend stays known for its connections");
+    assert_eq!(lb.revnat[&master.rev_nat_index].address, [10, 96, 0, 10]);
+    let np = seta_abi::Lb4Key {
+        address: [172, 31, 0, 1],
+        dport: 30080u16.to_be_bytes(),
+        proto: 6,
+        ..Default::default()
+    };
+    assert_eq!(lb.services[&np].flags & seta_abi::LB_F_NODEPORT, seta_abi::LB_F_NODEPORT);
+    // the active backend goes: the serving terminating one takes the slot,
+    // and every number that still exists stays
+    let only_terminating = SVC.replace("- {addresses: [10.210.1.5], conditions: {ready: true}, nodeName: n1}\n", "");
+    a.service_import(&only_terminating).await.unwrap();
+    let lb2 = k.state().lb.clone();
+    let slot2 = lb2.services[&seta_abi::Lb4Key { backend_slot: 1, ..vip }];
+    assert_eq!(lb2.backends[&slot2.backend_id].address, [10, 210, 1, 6]);
+    assert_eq!(lb2.backends[&slot2.backend_id].flags, 1, "terminating");
+    assert_eq!(
+        lb2.services[&vip].rev_nat_index, master.rev_nat_index,
+        "the frontend keeps its rev-NAT index"
+    );
+    let old_terminating = lb.backends.iter().find(|(_, b)| b.address == [10, 210, 1, 6]).unwrap().0;
+    assert_eq!(slot2.backend_id, *old_terminating, "the backend keeps its id");
+    // deleted: nothing left in the maps
+    a.service_delete(Some("web"), None, false).await.unwrap();
+    assert_eq!(k.state().lb, Default::default());
+}

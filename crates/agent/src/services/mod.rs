@@ -1,0 +1,242 @@
+//! The services subsystem: the repository of Services and EndpointSlices
+//! (create-or-replace by kind, namespace and name; persisted) and the
+//! frontends this node load-balances, computed by `seta_core::service`.
+//! Pure and behind its own lock: nothing here touches the kernel, the
+//! kvstore or another subsystem's state.
+use seta_core::api::{ServiceBackend, ServiceEntry};
+use seta_core::service::{translate, EndpointSlice, Frontend, FrontendKind, Object, Service};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+#[cfg(test)]
+mod tests;
+
+/// What is persisted (services.json).
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Repository {
+    revision: u64,
+    /// "ns/name" -> service
+    services: BTreeMap<String, Service>,
+    /// "ns/name" -> slice
+    slices: BTreeMap<String, EndpointSlice>,
+    /// stable numbers in the datapath: backend ("ip:port/PROTO") -> id,
+    /// frontend ("ip:port/PROTO") -> rev-NAT index
+    #[serde(default)]
+    backend_ids: BTreeMap<String, u32>,
+    #[serde(default)]
+    revnat_ids: BTreeMap<String, u16>,
+}
+
+/// The lowest number from 1 not in use.
+fn lowest_free<T: Copy + Ord + From<u8> + std::ops::Add<Output = T>>(used: impl Iterator<Item = T>) -> T {
+    let used: std::collections::BTreeSet<T> = used.collect();
+    let mut n = T::from(1);
+    while used.contains(&n) {
+        n = n + T::from(1);
+    }
+    n
+}
+
+/// Which objects a delete names.
+pub enum Selection<'a> {
+    /// a service (and the EndpointSlices that belong to it)
+    Service {
+        namespace: &'a str,
+        name: &'a str,
+    },
+    All,
+}
+
+impl Repository {
+    /// Create or replace every object (already validated as a whole);
+    /// returns "Kind ns/name" of each and the new revision.
+    pub fn import(&mut self, objects: Vec<Object>) -> (u64, Vec<String>) {
+        let mut names = Vec::new();
+        for o in objects {
+            match o {
+                Object::Service(s) => {
+                    names.push(format!("Service {}/{}", s.namespace, s.name));
+                    self.services.insert(format!("{}/{}", s.namespace, s.name), s);
+                }
+                Object::EndpointSlice(e) => {
+                    names.push(format!("EndpointSlice {}/{}", e.namespace, e.name));
+                    self.slices.insert(format!("{}/{}", e.namespace, e.name), e);
+                }
+            }
+        }
+        self.revision += 1;
+        (self.revision, names)
+    }
+
+    /// Remove what `sel` names; "Kind ns/name" of each removed object (empty:
+    /// nothing matched, nothing changed).
+    pub fn delete(&mut self, sel: Selection<'_>) -> (u64, Vec<String>) {
+        let mut gone = Vec::new();
+        match sel {
+            Selection::All => {
+                gone.extend(self.services.keys().map(|k| format!("Service {k}")));
+                gone.extend(self.slices.keys().map(|k| format!("EndpointSlice {k}")));
+                self.services.clear();
+                self.slices.clear();
+            }
+            Selection::Service { namespace, name } => {
+                let key = format!("{namespace}/{name}");
+                if self.services.remove(&key).is_some() {
+                    gone.push(format!("Service {key}"));
+                    // its slices go with it (Kubernetes garbage-collects them)
+                    self.slices.retain(|k, e| {
+                        let owned = e.namespace == namespace && e.service == name;
+                        if owned {
+                            gone.push(format!("EndpointSlice {k}"));
+                        }
+                        !owned
+                    });
+                }
+            }
+        }
+        if !gone.is_empty() {
+            self.revision += 1;
+        }
+        (self.revision, gone)
+    }
+
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
+        self.services.get(&format!("{namespace}/{name}"))
+    }
+
+    /// The slices of a service.
+    pub fn slices_of(&self, s: &Service) -> Vec<&EndpointSlice> {
+        self.slices
+            .values()
+            .filter(|e| e.namespace == s.namespace && e.service == s.name)
+            .collect()
+    }
+
+    /// Every frontend this node load-balances (NodePort on `node_addrs`).
+    pub fn frontends(&self, node_addrs: &[Ipv4Addr]) -> Vec<Frontend> {
+        self.services
+            .values()
+            .flat_map(|s| translate(s, &self.slices_of(s), node_addrs))
+            .collect()
+    }
+}
+
+impl Repository {
+    /// What the service maps must hold on node `node`: every frontend's
+    /// master entry and slots (the backends new connections may use), every
+    /// backend (also those kept only for established connections) and the
+    /// rev-NAT entries. Numbers stay stable while their objects exist.
+    pub fn lb_state(&mut self, node: &str, node_addrs: &[Ipv4Addr]) -> seta_datapath::maps::LbState {
+        use seta_abi::{Lb4Backend, Lb4Key, Lb4ReverseNat, Lb4Service};
+        let frontends = self.frontends(node_addrs);
+        let name = |ip: Ipv4Addr, port: u16, p: seta_core::service::Proto| format!("{ip}:{port}/{p}");
+        let mut want = seta_datapath::maps::LbState::default();
+        let (mut bids, mut rids) = (BTreeMap::new(), BTreeMap::new());
+        for f in &frontends {
+            let rkey = name(f.addr, f.port, f.proto);
+            let rid = match self.revnat_ids.get(&rkey).or(rids.get(&rkey)) {
+                Some(id) => *id,
+                None => lowest_free(self.revnat_ids.values().chain(rids.values()).copied()),
+            };
+            rids.insert(rkey, rid);
+            let mut id_of = |ip: Ipv4Addr, port: u16| {
+                let k = name(ip, port, f.proto);
+                let id = match self.backend_ids.get(&k).or(bids.get(&k)) {
+                    Some(id) => *id,
+                    None => lowest_free(self.backend_ids.values().chain(bids.values()).copied()),
+                };
+                bids.insert(k, id);
+                id
+            };
+            for b in &f.backends {
+                let id = id_of(b.ip, b.port);
+                want.backends.insert(
+                    id,
+                    Lb4Backend {
+                        address: b.ip.octets(),
+                        port: b.port.to_be_bytes(),
+                        proto: f.proto.number(),
+                        flags: match b.state {
+                            seta_core::service::BackendState::Active => 0,
+                            seta_core::service::BackendState::Quarantined => 2,
+                            seta_core::service::BackendState::Maintenance => 3,
+                            _ => 1,
+                        },
+                        ..Default::default()
+                    },
+                );
+            }
+            let key = |slot: u16| Lb4Key {
+                address: f.addr.octets(),
+                dport: f.port.to_be_bytes(),
+                backend_slot: slot,
+                proto: f.proto.number(),
+                ..Default::default()
+            };
+            let slots = f.candidates(node);
+            for (i, b) in slots.iter().enumerate() {
+                let backend_id = id_of(b.ip, b.port);
+                want.services.insert(
+                    key(i as u16 + 1),
+                    Lb4Service {
+                        backend_id,
+                        rev_nat_index: rid,
+                        ..Default::default()
+                    },
+                );
+            }
+            let flags = match f.kind {
+                FrontendKind::ClusterIP => 0,
+                FrontendKind::NodePort => seta_abi::LB_F_NODEPORT,
+                FrontendKind::ExternalIP => seta_abi::LB_F_EXTERNAL_IP,
+                FrontendKind::LoadBalancer => seta_abi::LB_F_LOADBALANCER,
+            } | if f.local_only { seta_abi::LB_F_EXT_LOCAL_SCOPE } else { 0 };
+            want.services.insert(
+                key(0),
+                Lb4Service {
+                    count: slots.len() as u16,
+                    rev_nat_index: rid,
+                    flags,
+                    ..Default::default()
+                },
+            );
+            want.revnat.insert(
+                rid,
+                Lb4ReverseNat {
+                    address: f.addr.octets(),
+                    port: f.port.to_be_bytes(),
+                    pad: 0,
+                },
+            );
+        }
+        // numbers of what is gone are free again
+        self.backend_ids = bids;
+        self.revnat_ids = rids;
+        want
+    }
+}
+
+/// A frontend as `seta service list` shows it.
+pub fn entry(f: &Frontend) -> ServiceEntry {
+    ServiceEntry {
+        service: f.service.clone(),
+        frontend: format!("{}:{}/{}", f.addr, f.port, f.proto),
+        kind: match f.kind {
+            FrontendKind::ClusterIP => "ClusterIP",
+            FrontendKind::NodePort => "NodePort",
+            FrontendKind::ExternalIP => "ExternalIPs",
+            FrontendKind::LoadBalancer => "LoadBalancer",
+        }
+        .into(),
+        local: f.local_only,
+        backends: f
+            .backends
+            .iter()
+            .map(|b| ServiceBackend {
+                address: format!("{}:{}/{}", b.ip, b.port, f.proto),
+                state: b.state,
+                node: b.node.clone(),
+            })
+            .collect(),
+    }
+}

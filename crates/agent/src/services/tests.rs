@@ -1,0 +1,73 @@
+//! The services repository alone.
+use super::*;
+use seta_core::service::parse_file;
+
+const SVC: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  clusterIP: 10.96.0.10
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: shop, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+- {addresses: [10.200.1.5], conditions: {ready: true}, nodeName: n1}
+"#;
+
+#[test]
+fn import_replaces_by_name_and_lists_frontends_with_backends() {
+    let mut r = Repository::default();
+    let (rev, names) = r.import(parse_file(SVC).unwrap());
+    assert_eq!(rev, 1);
+    assert_eq!(names, ["Service shop/web", "EndpointSlice shop/web-1"]);
+    let f = r.frontends(&[]);
+    assert_eq!(f.len(), 1);
+    let e = entry(&f[0]);
+    assert_eq!(
+        (e.frontend.as_str(), e.kind.as_str(), e.service.as_str()),
+        ("10.96.0.10:80/TCP", "ClusterIP", "shop/web")
+    );
+    assert_eq!(e.backends[0].address, "10.200.1.5:8080/TCP");
+    // the same slice again with another backend replaces it
+    let (rev, _) = r.import(parse_file(&SVC.replace("10.200.1.5", "10.200.1.6")).unwrap());
+    assert_eq!(rev, 2);
+    let b: Vec<String> = entry(&r.frontends(&[])[0]).backends.into_iter().map(|b| b.address).collect();
+    assert_eq!(b, ["10.200.1.6:8080/TCP"]);
+}
+
+#[test]
+fn deleting_a_service_takes_its_slices_and_a_miss_changes_nothing() {
+    let mut r = Repository::default();
+    r.import(parse_file(SVC).unwrap());
+    let (rev, gone) = r.delete(Selection::Service {
+        namespace: "shop",
+        name: "nope",
+    });
+    assert!(gone.is_empty());
+    assert_eq!(rev, 1, "no change, no new revision");
+    let (rev, gone) = r.delete(Selection::Service {
+        namespace: "shop",
+        name: "web",
+    });
+    assert_eq!(gone, ["Service shop/web", "EndpointSlice shop/web-1"]);
+    assert_eq!(rev, 2);
+    assert!(r.frontends(&[]).is_empty());
+    r.import(parse_file(SVC).unwrap());
+    let (_, gone) = r.delete(Selection::All);
+    assert_eq!(gone.len(), 2);
+}
+
+#[test]
+fn the_repository_survives_a_restart() {
+    let mut r = Repository::default();
+    r.import(parse_file(SVC).unwrap());
+    let json = serde_json::to_string(&r).unwrap();
+    let back: Repository = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, r);
+    assert_eq!(back.frontends(&[]), r.frontends(&[]));
+}
