@@ -117,6 +117,9 @@ pub struct Agent {
     services: std::sync::Mutex<crate::services::Repository>,
     /// orders service changes and their writes to the state dir
     services_io: Mutex<()>,
+    /// the cluster's services in the kvstore (shared stores)
+    svc_view: std::sync::Mutex<crate::services::ClusterView>,
+    svc_health: Arc<seta_kvstore::reflector::Health>,
     kv: Kv,
     /// this node's endpoint IPs queued for the kvstore (the IP publisher drains it)
     ip_outbox: outbox::IpOutbox,
@@ -292,6 +295,8 @@ impl Agent {
             ip_outbox: Default::default(),
             services: std::sync::Mutex::new(services),
             services_io: Mutex::new(()),
+            svc_view: Default::default(),
+            svc_health: Default::default(),
             kv_health: Default::default(),
             last_keepalive: std::sync::Mutex::new(Instant::now()),
             node_ip: node.ip,

@@ -692,14 +692,34 @@ async fn privileged_policy_cidr_rules_leave_pods_and_ipcache_intact(mut p: P) {
     p.verify();
 }
 
-/// Services on every node (services are node-local for now): import FILE.
+/// Import services on the first node; they are cluster-wide (through the
+/// kvstore): every node lists the same frontends before this returns.
 fn services_import(p: &P, yaml: &str) {
     let f = std::env::temp_dir().join(format!("{}-svc-{}.yaml", p.lab().name, rand_suffix()));
     std::fs::write(&f, yaml).unwrap();
-    for n in p.nodes() {
-        common::seta(&n, &["service", "import", f.to_str().unwrap()]);
-    }
+    common::seta(&p.node(), &["service", "import", f.to_str().unwrap()]);
     let _ = std::fs::remove_file(&f);
+    services_synced(p);
+}
+
+/// Every node lists what the first node lists (frontends; NodePort
+/// addresses differ per node, so ClusterIPs are compared).
+fn services_synced(p: &P) {
+    let cluster_ips = |n: &str| {
+        let mut v: Vec<String> = common::seta(n, &["service", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "ClusterIP")
+            .map(|e| e.to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let want = cluster_ips(&p.node());
+    for n in p.nodes() {
+        common::wait_for(&format!("{n} has the cluster's services"), 10, || cluster_ips(&n) == want);
+    }
 }
 
 /// A ClusterIP in front of web: pods reach it on one node and across nodes
@@ -739,10 +759,9 @@ async fn privileged_policy_service_cluster_ip_reaches_its_backend_with_policy(p:
     let before = p.drops("Service backend not found", "EGRESS");
     assert!(!tcp_ok(&p.ns("client"), "10.96.0.11:80".parse().unwrap()));
     assert!(p.drops("Service backend not found", "EGRESS") > before);
-    // deleted: the address means nothing any more
-    for n in p.nodes() {
-        common::seta(&n, &["service", "delete", "web"]);
-    }
+    // deleted (on one node, for the cluster): the address means nothing any more
+    common::seta(&p.node(), &["service", "delete", "web"]);
+    services_synced(&p);
     assert!(!tcp_ok(&p.ns("client"), vip), "the deleted service's address leads nowhere");
     p.verify();
 }

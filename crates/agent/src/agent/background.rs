@@ -52,6 +52,10 @@ impl Agent {
         });
         let me = self.clone();
         sup.spawn("ip-publisher", move || me.clone().ip_publisher());
+        if self.kv.shared() {
+            let me = self.clone();
+            sup.spawn("services-sync", move || me.clone().services_sync());
+        }
         self.spawn_cluster_sync();
         let k = self.kernel.clone();
         sup.spawn("conntrack-gc", move || {

@@ -3,7 +3,7 @@
 //! repository has its own lock (never the endpoint lock); parsing runs on
 //! a blocking thread; the file is written after the lock is released.
 use super::*;
-use crate::services::{entry, Repository, Selection};
+use crate::services::{entry, kv_key, kv_key_of_name, Repository, Selection};
 use seta_core::api::{ServiceChange, ServiceEntry};
 
 impl Agent {
@@ -44,6 +44,12 @@ impl Agent {
             .map_err(|e| ApiError::Internal(format!("service parser: {e}")))?
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let _order = self.services_io.lock().await;
+        // shared by the cluster: the kvstore first, all or nothing
+        let puts: Vec<(String, Vec<u8>)> = objects
+            .iter()
+            .map(|o| (kv_key(self.prefix_of_services(), o), serde_json::to_vec(o).expect("serialisable")))
+            .collect();
+        self.write_services(&puts, &[]).await?;
         let (change, snapshot) = {
             let mut repo = self.services.lock().unwrap();
             let (revision, objects) = repo.import(objects);
@@ -66,6 +72,13 @@ impl Agent {
             (None, false) => return Err(ApiError::BadRequest("give a service name or --all".into())),
         };
         let _order = self.services_io.lock().await;
+        // what goes, from a copy, so the kvstore can be written first
+        let gone = self.services.lock().unwrap().clone().delete(match &sel {
+            Selection::All => Selection::All,
+            Selection::Service { namespace, name } => Selection::Service { namespace, name },
+        });
+        let deletes: Vec<String> = gone.1.iter().filter_map(|n| kv_key_of_name(self.prefix_of_services(), n)).collect();
+        self.write_services(&[], &deletes).await?;
         let (change, snapshot) = {
             let mut repo = self.services.lock().unwrap();
             let (revision, objects) = repo.delete(sel);
@@ -81,6 +94,78 @@ impl Agent {
         self.save_services(snapshot)?;
         self.sync_services().await?;
         Ok(change)
+    }
+
+    fn prefix_of_services(&self) -> &str {
+        self.cfg.kvstore_prefix.trim_end_matches('/')
+    }
+
+    /// Write service objects to (and delete them from) the shared kvstore,
+    /// all or nothing; recorded as this node's until the watch shows them.
+    async fn write_services(&self, puts: &[(String, Vec<u8>)], deletes: &[String]) -> Result<(), ApiError> {
+        if !self.kv.shared() || (puts.is_empty() && deletes.is_empty()) {
+            return Ok(());
+        }
+        match tokio::time::timeout(std::time::Duration::from_secs(3), self.kv.apply(puts, deletes)).await {
+            Ok(Ok(())) => {
+                self.svc_view.lock().unwrap().record(puts, deletes);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(ApiError::Unavailable(format!("kvstore: {e}; nothing was changed"))),
+            Err(_) => Err(ApiError::Unavailable("kvstore: no answer within 3 s; nothing was changed".into())),
+        }
+    }
+
+    /// Follow the cluster's services in the kvstore (shared stores only):
+    /// the repository becomes the cluster's set and the maps follow. On
+    /// first contact with a cluster without services, this node's own
+    /// become the cluster's.
+    pub(super) async fn services_sync(self: Arc<Self>) -> anyhow::Result<()> {
+        let prefix = format!("{}/services/v1/", self.prefix_of_services());
+        let mut rx = self.kv.reflect(prefix, self.svc_health.clone());
+        while let Some(u) = rx.recv().await {
+            let mut batch = vec![u];
+            while let Ok(u) = rx.try_recv() {
+                batch.push(u);
+            }
+            let _order = self.services_io.lock().await;
+            let (first, objs, bad) = {
+                let mut v = self.svc_view.lock().unwrap();
+                for u in batch {
+                    v.apply(u);
+                }
+                let first = !v.synced && v.is_empty();
+                v.synced = true;
+                let (objs, bad) = v.objects();
+                (first, objs, bad)
+            };
+            for k in bad {
+                tracing::error!(key = %k, "unreadable service object in the kvstore; ignored");
+            }
+            let mine = self.services.lock().unwrap().objects();
+            if first && !mine.is_empty() {
+                let puts: Vec<(String, Vec<u8>)> = mine
+                    .iter()
+                    .map(|o| (kv_key(self.prefix_of_services(), o), serde_json::to_vec(o).expect("serialisable")))
+                    .collect();
+                match self.write_services(&puts, &[]).await {
+                    Ok(()) => tracing::info!(objects = puts.len(), "published this node's services to the cluster"),
+                    Err(e) => {
+                        self.svc_view.lock().unwrap().synced = false;
+                        tracing::warn!(%e, "could not publish this node's services");
+                    }
+                }
+                continue;
+            }
+            let changed = self.services.lock().unwrap().replace_all(objs);
+            if changed {
+                tracing::info!("cluster services changed");
+                if let Err(e) = self.sync_services().await {
+                    tracing::error!(%e, "service maps");
+                }
+            }
+        }
+        anyhow::bail!("the services reflector ended")
     }
 
     /// Every frontend this node load-balances, with its backends.

@@ -216,6 +216,104 @@ impl Repository {
     }
 }
 
+impl Repository {
+    /// Every object, services then slices.
+    pub fn objects(&self) -> Vec<Object> {
+        let s = self.services.values().cloned().map(Object::Service);
+        s.chain(self.slices.values().cloned().map(Object::EndpointSlice)).collect()
+    }
+
+    /// Make the objects exactly `objs` (the cluster's set); false when they
+    /// already were.
+    pub fn replace_all(&mut self, objs: Vec<Object>) -> bool {
+        let (mut services, mut slices) = (BTreeMap::new(), BTreeMap::new());
+        for o in objs {
+            match o {
+                Object::Service(s) => {
+                    services.insert(format!("{}/{}", s.namespace, s.name), s);
+                }
+                Object::EndpointSlice(e) => {
+                    slices.insert(format!("{}/{}", e.namespace, e.name), e);
+                }
+            }
+        }
+        if services == self.services && slices == self.slices {
+            return false;
+        }
+        self.services = services;
+        self.slices = slices;
+        self.revision += 1;
+        true
+    }
+}
+
+/// `<prefix>/services/v1/<Kind>/<namespace>/<name>`
+pub fn kv_key(prefix: &str, o: &Object) -> String {
+    let (kind, ns, name) = o.key();
+    format!("{}/services/v1/{kind}/{ns}/{name}", prefix.trim_end_matches('/'))
+}
+
+/// The key of an object named "Kind ns/name" (as imports and deletes report).
+pub fn kv_key_of_name(prefix: &str, name: &str) -> Option<String> {
+    let (kind, rest) = name.split_once(' ')?;
+    Some(format!("{}/services/v1/{kind}/{rest}", prefix.trim_end_matches('/')))
+}
+
+/// The cluster's services as the kvstore watch shows them, with this node's
+/// own writes counted before the watch delivers them (it may still deliver
+/// older states first).
+#[derive(Default)]
+pub struct ClusterView {
+    mirror: seta_kvstore::reflector::Mirror,
+    pending: BTreeMap<String, (Option<Vec<u8>>, std::time::Instant)>,
+    /// the first snapshot was seen
+    pub synced: bool,
+}
+
+impl ClusterView {
+    /// This node wrote `puts` and deleted `deletes`.
+    pub fn record(&mut self, puts: &[(String, Vec<u8>)], deletes: &[String]) {
+        let now = std::time::Instant::now();
+        for (k, v) in puts {
+            self.pending.insert(k.clone(), (Some(v.clone()), now));
+        }
+        for k in deletes {
+            self.pending.insert(k.clone(), (None, now));
+        }
+    }
+
+    pub fn apply(&mut self, u: seta_kvstore::reflector::Update) {
+        self.mirror.apply(u);
+        let m = &self.mirror.data;
+        self.pending
+            .retain(|k, (v, at)| m.get(k) != v.as_ref() && at.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.mirror.data.is_empty() && self.pending.is_empty()
+    }
+
+    /// The objects the cluster holds (unreadable ones are skipped, named).
+    pub fn objects(&self) -> (Vec<Object>, Vec<String>) {
+        let mut data = self.mirror.data.clone();
+        for (k, (v, _)) in &self.pending {
+            match v {
+                Some(v) => data.insert(k.clone(), v.clone()),
+                None => data.remove(k),
+            };
+        }
+        let mut objs = Vec::new();
+        let mut bad = Vec::new();
+        for (k, v) in data {
+            match serde_json::from_slice::<Object>(&v) {
+                Ok(o) => objs.push(o),
+                Err(_) => bad.push(k),
+            }
+        }
+        (objs, bad)
+    }
+}
+
 /// A frontend as `seta service list` shows it.
 pub fn entry(f: &Frontend) -> ServiceEntry {
     ServiceEntry {

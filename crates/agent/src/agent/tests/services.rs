@@ -106,3 +106,50 @@ async fn the_service_maps_follow_imports_with_stable_numbers() {
     a.service_delete(Some("web"), None, false).await.unwrap();
     assert_eq!(k.state().lb, Default::default());
 }
+
+#[tokio::test]
+async fn services_are_cluster_wide_through_a_shared_kvstore() {
+    let d = Tmp::new("svc-cluster");
+    let store = Arc::new(MemoryStore::new());
+    let (k1, k2) = (Fake::new(), Fake::new());
+    // node 1 had a service before it joined: it becomes the cluster's
+    {
+        let a = agent(&d.0.join("n1"), "n1", "10.210.1.0/24", &k1, None, None).await;
+        a.service_import(SVC).await.unwrap();
+    }
+    let shared = |n: &str| Some(Kv::shared_memory(store.clone(), "/seta", n));
+    let a1 = agent(
+        &d.0.join("n1"),
+        "n1",
+        "10.210.1.0/24",
+        &k1,
+        shared("n1"),
+        Some("172.31.0.1".parse().unwrap()),
+    )
+    .await;
+    let a2 = agent(
+        &d.0.join("n2"),
+        "n2",
+        "10.210.2.0/24",
+        &k2,
+        shared("n2"),
+        Some("172.31.0.2".parse().unwrap()),
+    )
+    .await;
+    for a in [&a1, &a2] {
+        tokio::spawn(a.clone().services_sync());
+    }
+    let cluster_ips = |a: &Agent| a.service_list().into_iter().filter(|e| e.kind == "ClusterIP").count();
+    eventually("node 2 learns node 1's service", || cluster_ips(&a2) == 1).await;
+    eventually("node 2's maps follow", || !k2.state().lb.services.is_empty()).await;
+    assert_eq!(
+        a2.service_list().iter().find(|e| e.kind == "NodePort").unwrap().frontend,
+        "172.31.0.2:30080/TCP",
+        "NodePort on each node's own address"
+    );
+    // a delete on node 2 is the cluster's
+    a2.service_delete(Some("web"), None, false).await.unwrap();
+    eventually("node 1 forgets it", || cluster_ips(&a1) == 0).await;
+    eventually("node 1's maps follow", || k1.state().lb.services.is_empty()).await;
+    assert!(store.list("/seta/services/v1/").await.unwrap().is_empty());
+}
