@@ -247,6 +247,7 @@ _Static_assert(__builtin_offsetof(struct seta_event, ts) == 40, "seta_event.ts")
 #define CONFIG_FLAGS 0
 #define CONFIG_F_IPBLOCK 1   /* seta_ipblock holds entries: consult it */
 #define CONFIG_VXLAN_IFINDEX 1 /* seta_vxlan (tunnel mode), 0 = no tunnel device */
+#define CONFIG_LB_NO_BACKEND_DROP 2 /* 1: a service without backends drops; 0: rejects (ICMP) */
 #define CONFIG_SLOTS 4
 
 /* Synthetic identities for pod IPs selected by Kubernetes ipBlock (per IP). */

@@ -7,6 +7,8 @@
 #include "common.h"
 #include "policy.h"
 
+#define ICMP_PORT_UNREACH 3
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct lb4_key);
@@ -162,4 +164,69 @@ static __always_inline int lb4_xlate_rev(struct __sk_buff *ctx, __u32 l4_off, st
 	f->key.saddr = addr;
 	f->key.sport = port;
 	return 1;
+}
+
+/* The one's-complement sum folded to 16 bits and inverted. */
+static __always_inline __sum16 lb4_csum_fold(__s64 csum)
+{
+	__u32 s = (__u32)csum;
+
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__sum16)~s;
+}
+
+/* A frontend without backends, with reject configured (the default): an
+ * ICMP port unreachable from the frontend back into the pod, quoting the
+ * packet's IP header and 8 bytes (TCP connect fails at once with
+ * ECONNREFUSED, UDP gets the error). Reason 158 is counted either way. */
+static __always_inline int lb4_reject(struct __sk_buff *ctx)
+{
+	struct {
+		struct icmphdr icmp;
+		__u8 quote[28];
+	} ic = {};
+	struct iphdr nip = {};
+	struct ethhdr eth, neth;
+	__u32 slot = CONFIG_LB_NO_BACKEND_DROP;
+	__u32 *drop = bpf_map_lookup_elem(&seta_config, &slot);
+	__u32 total = ETH_HLEN + sizeof(nip) + sizeof(ic);
+	struct iphdr ip;
+	__s64 sum;
+
+	update_metrics(ctx->len, METRIC_EGRESS, DROP_NO_SERVICE);
+	if (drop && *drop)
+		return TC_ACT_SHOT;
+	if (bpf_skb_load_bytes(ctx, 0, &eth, sizeof(eth)) < 0 || bpf_skb_load_bytes(ctx, ETH_HLEN, &ip, sizeof(ip)) < 0)
+		return TC_ACT_SHOT;
+	/* the quoted header is the original one: no options (else: drop) */
+	if (ip.ihl != 5 || bpf_skb_load_bytes(ctx, ETH_HLEN, ic.quote, sizeof(ic.quote)) < 0)
+		return TC_ACT_SHOT;
+	__builtin_memcpy(neth.h_dest, eth.h_source, ETH_ALEN);
+	__builtin_memcpy(neth.h_source, eth.h_dest, ETH_ALEN);
+	neth.h_proto = bpf_htons(ETH_P_IP);
+	nip.version = 4;
+	nip.ihl = 5;
+	nip.tot_len = bpf_htons(sizeof(nip) + sizeof(ic));
+	nip.ttl = 64;
+	nip.protocol = IPPROTO_ICMP;
+	nip.saddr = ip.daddr;
+	nip.daddr = ip.saddr;
+	sum = bpf_csum_diff(NULL, 0, (__be32 *)&nip, sizeof(nip), 0);
+	if (sum < 0)
+		return TC_ACT_SHOT;
+	nip.check = lb4_csum_fold(sum);
+	ic.icmp.type = ICMP_DEST_UNREACH;
+	ic.icmp.code = ICMP_PORT_UNREACH;
+	sum = bpf_csum_diff(NULL, 0, (__be32 *)&ic, sizeof(ic), 0);
+	if (sum < 0)
+		return TC_ACT_SHOT;
+	ic.icmp.checksum = lb4_csum_fold(sum);
+	if (bpf_skb_change_tail(ctx, total, 0) < 0)
+		return TC_ACT_SHOT;
+	if (bpf_skb_store_bytes(ctx, 0, &neth, sizeof(neth), 0) < 0 ||
+	    bpf_skb_store_bytes(ctx, ETH_HLEN, &nip, sizeof(nip), 0) < 0 ||
+	    bpf_skb_store_bytes(ctx, ETH_HLEN + sizeof(nip), &ic, sizeof(ic), 0) < 0)
+		return TC_ACT_SHOT;
+	return bpf_redirect(ctx->ifindex, 0);
 }

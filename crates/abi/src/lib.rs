@@ -292,6 +292,8 @@ pub const CONFIG_FLAGS: u32 = 0;
 pub const CONFIG_F_IPBLOCK: u32 = 1;
 /// seta_config slot: ifindex of seta_vxlan (tunnel mode), 0 = no tunnel
 pub const CONFIG_VXLAN_IFINDEX: u32 = 1;
+/// seta_config slot: 1 = a service without backends drops, 0 = rejects (ICMP port unreachable)
+pub const CONFIG_LB_NO_BACKEND_DROP: u32 = 2;
 /// reserved identity carried in the VNI by a node's own traffic
 pub const REMOTE_NODE_ID: u32 = 6;
 pub const IDENTITY_SCOPE_IPBLOCK: u32 = 3 << 24;

@@ -75,6 +75,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
                 .layer(axum::extract::DefaultBodyLimit::max(seta_core::api::MAX_POLICY_BODY)),
         )
         .route("/v1/service/{ns}/{name}", get(service_get))
+        .route("/v1/service-backend", axum::routing::patch(service_backend))
         .route("/v1/events", get(events))
         .route("/v1/kvstore", get(kvstore))
         .route("/v1/nodes", get(|State(a): A| async move { a.nodes().await.map(Json) }))
@@ -228,6 +229,11 @@ async fn service_delete(State(a): A, Query(q): Query<HashMap<String, String>>) -
     a.service_delete(q.get("name").map(String::as_str), q.get("namespace").map(String::as_str), all)
         .await
         .map(Json)
+}
+
+async fn service_backend(State(a): A, body: Body<seta_core::api::BackendStateBody>) -> R<serde_json::Value> {
+    let b = json_body(body, "backend state body")?;
+    a.service_backend_state(&b.backend, &b.state).await.map(Json)
 }
 
 async fn service_get(State(a): A, Path((ns, name)): Path<(String, String)>) -> R<serde_json::Value> {

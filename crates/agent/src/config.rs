@@ -2,7 +2,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use ipnet::Ipv4Net;
-pub use seta_core::mode::{KvstoreKind, RoutingMode};
+pub use seta_core::mode::{KvstoreKind, NoBackendResponse, RoutingMode};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Args, Default)]
@@ -49,6 +49,9 @@ pub struct RunArgs {
     /// How pods reach other nodes' pods: `tunnel` (VXLAN, UDP 8472, identity in the VNI) or `native` (routes to each node's pod CIDR)
     #[arg(long, env = "SETA_ROUTING_MODE", value_enum, default_value_t = RoutingMode::Tunnel)]
     pub routing_mode: RoutingMode,
+    /// What a pod gets for a service without backends: `reject` (ICMP port unreachable) or `drop`; reason 158 is counted either way
+    #[arg(long, env = "SETA_SERVICE_NO_BACKEND_RESPONSE", value_enum, default_value_t = NoBackendResponse::Reject)]
+    pub service_no_backend_response: NoBackendResponse,
     /// This node's address for other nodes (tunnel endpoint, next hop) [default: the first non-pod IPv4 address]
     #[arg(long, env = "SETA_NODE_IP")]
     pub node_ip: Option<std::net::Ipv4Addr>,
@@ -153,6 +156,7 @@ pub struct Config {
     pub kvstore_prefix: String,
     pub kvstore_lease_ttl: i64,
     pub routing_mode: RoutingMode,
+    pub service_no_backend_response: NoBackendResponse,
     pub node_ip: Option<std::net::Ipv4Addr>,
     pub mtu: Option<u32>,
     /// no pod CIDR configured: take it from the operator (cluster-pool IPAM)
@@ -198,6 +202,7 @@ impl Config {
             kvstore_prefix: a.kvstore_prefix,
             kvstore_lease_ttl: a.kvstore_lease_ttl,
             routing_mode,
+            service_no_backend_response: a.service_no_backend_response,
             pod_cidr_from_operator: configured.is_none(),
             node_ip: a.node_ip,
             mtu: a.mtu,
@@ -272,6 +277,9 @@ mod tests {
         // a flag overrides the file; a set variable keeps the file out
         let c = parse(file, &[], &["--mtu", "1500", "--routing-mode", "tunnel"]).unwrap();
         assert_eq!((c.mtu, c.routing_mode), (Some(1500), RoutingMode::Tunnel));
+        assert_eq!(c.service_no_backend_response, NoBackendResponse::Reject, "Cilium's default");
+        let c = parse(file, &[], &["--service-no-backend-response", "drop"]).unwrap();
+        assert_eq!(c.service_no_backend_response, NoBackendResponse::Drop);
         let c = parse(file, &[("SETA_MTU", "1400")], &[]).unwrap();
         assert_eq!(
             c.mtu, None,

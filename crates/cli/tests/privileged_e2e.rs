@@ -491,6 +491,23 @@ async fn privileged_e2e_service_cli_import_list_delete() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("spec.ports[0].port") && err.contains("Service default/web"), "{err}");
     assert_eq!(seta(&t.lab, &node, &["service", "list"]), l, "unchanged");
+    // a backend quarantined by hand: listed so, and the datapath's slot is gone
+    let r = seta(
+        &t.lab,
+        &node,
+        &["service", "update", "--backend", "10.200.0.9:8080", "--state", "quarantined"],
+    );
+    assert_eq!(r["frontends"], 1, "{r}");
+    let l2 = seta(&t.lab, &node, &["service", "list"]);
+    assert_eq!(l2[0]["backends"][0]["state"], "quarantined", "{l2}");
+    let lb = seta(&t.lab, &node, &["bpf", "lb", "list"]);
+    assert_eq!(lb.as_array().unwrap().len(), 1, "only the master entry, no slot: {lb}");
+    seta(
+        &t.lab,
+        &node,
+        &["service", "update", "--backend", "10.200.0.9:8080", "--state", "active"],
+    );
+    assert_eq!(seta(&t.lab, &node, &["bpf", "lb", "list"]).as_array().unwrap().len(), 2);
     let r = seta(&t.lab, &node, &["service", "delete", "web"]);
     assert_eq!(r["objects"].as_array().unwrap().len(), 2, "{r}");
     assert_eq!(seta(&t.lab, &node, &["service", "list"]), serde_json::json!([]));

@@ -755,9 +755,22 @@ async fn privileged_policy_service_cluster_ip_reaches_its_backend_with_policy(p:
     assert!(!tcp_ok(&p.ns("client"), vip), "client is not allowed into web");
     assert!(tcp_ok(&p.ns("other"), vip), "other is, on the backend's port");
     p.delete(&["--all"]);
-    // no backend: dropped with Cilium's reason
+    // no backend: refused at once (ICMP port unreachable, the default
+    // reject), and counted with Cilium's reason
     let before = p.drops("Service backend not found", "EGRESS");
-    assert!(!tcp_ok(&p.ns("client"), "10.96.0.11:80".parse().unwrap()));
+    let empty: SocketAddr = "10.96.0.11:80".parse().unwrap();
+    let refused = seta_lab::spawn_in_netns(&p.ns("client"), move || {
+        std::net::TcpStream::connect_timeout(&empty, std::time::Duration::from_secs(3))
+            .map(|_| ())
+            .map_err(|e| e.kind())
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        refused,
+        Err(std::io::ErrorKind::ConnectionRefused),
+        "a connect to a service without backends is refused"
+    );
     assert!(p.drops("Service backend not found", "EGRESS") > before);
     // deleted (on one node, for the cluster): the address means nothing any more
     common::seta(&p.node(), &["service", "delete", "web"]);

@@ -95,6 +95,13 @@ impl Client {
     pub async fn service_import(&self, yaml: String) -> Result<seta_core::api::ServiceChange, ClientError> {
         self.put("/v1/service", &seta_core::api::ServiceText { yaml }).await
     }
+    pub async fn service_backend_state(&self, backend: &str, state: &str) -> Result<Value, ClientError> {
+        let body = seta_core::api::BackendStateBody {
+            backend: backend.into(),
+            state: state.into(),
+        };
+        self.request(Method::PATCH, "/v1/service-backend", Some(&body)).await
+    }
     pub async fn service_list(&self) -> Result<Vec<seta_core::api::ServiceEntry>, ClientError> {
         self.get("/v1/service").await
     }

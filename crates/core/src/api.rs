@@ -246,3 +246,11 @@ pub struct ServiceBackend {
     pub state: crate::service::BackendState,
     pub node: Option<String>,
 }
+
+/// `seta service update --backend IP:PORT --state STATE`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendStateBody {
+    pub backend: String,
+    pub state: String,
+}

@@ -2,6 +2,19 @@
 //! each (clap `ValueEnum` with the `clap` feature), never strings.
 use serde::{Deserialize, Serialize};
 
+/// What a pod gets for a service without backends (Cilium's
+/// `--service-no-backend-response`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum NoBackendResponse {
+    /// an ICMP port unreachable: a TCP connect fails at once
+    #[default]
+    Reject,
+    /// the packet is dropped (the client times out)
+    Drop,
+}
+
 /// How pods reach other nodes' pods.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]

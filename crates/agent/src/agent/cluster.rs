@@ -138,6 +138,8 @@ pub(super) async fn setup_routing_mode(dp: &Datapath, nl: &Netlink, cfg: &Config
             nl.del_link_by_name(VXLAN_DEV).await?;
         }
     }
+    let drop = (cfg.service_no_backend_response == crate::config::NoBackendResponse::Drop) as u32;
+    seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_LB_NO_BACKEND_DROP, drop)?;
     // the node's own device: traffic for local pods skips the forwarding path
     if let Some(dev) = node.dev.clone() {
         let dp = dp.clone();

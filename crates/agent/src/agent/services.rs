@@ -168,6 +168,29 @@ impl Agent {
         anyhow::bail!("the services reflector ended")
     }
 
+    /// Set a backend's state by hand on this node (quarantined,
+    /// maintenance, active); the maps follow.
+    pub async fn service_backend_state(&self, backend: &str, state: &str) -> Result<serde_json::Value, ApiError> {
+        let addr: std::net::SocketAddrV4 = backend
+            .parse()
+            .map_err(|_| ApiError::BadRequest(format!("backend: {backend:?} is not IP:PORT")))?;
+        let st: seta_core::service::BackendState = serde_json::from_value(serde_json::json!(state))
+            .map_err(|_| ApiError::BadRequest(format!("state: {state:?} is not active, quarantined or maintenance")))?;
+        let addrs = self.node_port_addrs();
+        let _order = self.services_io.lock().await;
+        let uses = self
+            .services
+            .lock()
+            .unwrap()
+            .set_backend_state(addr, st, &addrs)
+            .map_err(|e| ApiError::BadRequest(format!("state: {e}")))?;
+        if uses == 0 {
+            return Err(ApiError::NotFound(format!("no service has the backend {addr}")));
+        }
+        self.sync_services().await?;
+        Ok(serde_json::json!({"backend": addr.to_string(), "state": st, "frontends": uses}))
+    }
+
     /// Every frontend this node load-balances, with its backends.
     pub fn service_list(&self) -> Vec<ServiceEntry> {
         let addrs = self.node_port_addrs();

@@ -25,6 +25,10 @@ pub struct Repository {
     backend_ids: BTreeMap<String, u32>,
     #[serde(default)]
     revnat_ids: BTreeMap<String, u16>,
+    /// backend states set by hand on this node ("ip:port" -> quarantined |
+    /// maintenance), over what the EndpointSlices say
+    #[serde(default)]
+    overrides: BTreeMap<String, seta_core::service::BackendState>,
 }
 
 /// The lowest number from 1 not in use.
@@ -112,12 +116,59 @@ impl Repository {
             .collect()
     }
 
-    /// Every frontend this node load-balances (NodePort on `node_addrs`).
+    /// Every frontend this node load-balances (NodePort on `node_addrs`),
+    /// with the backend states set by hand applied.
     pub fn frontends(&self, node_addrs: &[Ipv4Addr]) -> Vec<Frontend> {
-        self.services
+        let mut out: Vec<Frontend> = self
+            .services
             .values()
             .flat_map(|s| translate(s, &self.slices_of(s), node_addrs))
-            .collect()
+            .collect();
+        for f in &mut out {
+            for b in &mut f.backends {
+                if let Some(st) = self.overrides.get(&format!("{}:{}", b.ip, b.port)) {
+                    b.state = *st;
+                }
+            }
+        }
+        out
+    }
+
+    /// Set a backend's state by hand (Cilium's `service update --states`):
+    /// quarantined or maintenance take it out of new connections' choices,
+    /// active gives it back to the EndpointSlices. Returns how many
+    /// frontends use the backend (0: unknown backend, nothing changed).
+    pub fn set_backend_state(
+        &mut self,
+        backend: std::net::SocketAddrV4,
+        state: seta_core::service::BackendState,
+        node_addrs: &[Ipv4Addr],
+    ) -> Result<usize, String> {
+        use seta_core::service::BackendState::*;
+        let uses = self
+            .frontends(node_addrs)
+            .iter()
+            .filter(|f| f.backends.iter().any(|b| b.ip == *backend.ip() && b.port == backend.port()))
+            .count();
+        if uses == 0 {
+            return Ok(0);
+        }
+        let key = backend.to_string();
+        match state {
+            Active => {
+                self.overrides.remove(&key);
+            }
+            Quarantined | Maintenance => {
+                self.overrides.insert(key, state);
+            }
+            other => {
+                return Err(format!(
+                    "{other}: set by EndpointSlice conditions, not by hand (use active, quarantined or maintenance)"
+                ))
+            }
+        }
+        self.revision += 1;
+        Ok(uses)
     }
 }
 

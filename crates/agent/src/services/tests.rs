@@ -71,3 +71,29 @@ fn the_repository_survives_a_restart() {
     assert_eq!(back, r);
     assert_eq!(back.frontends(&[]), r.frontends(&[]));
 }
+
+#[test]
+fn backends_set_by_hand_leave_and_rejoin_the_choice() {
+    use seta_core::service::BackendState;
+    let mut r = Repository::default();
+    r.import(parse_file(SVC).unwrap());
+    let be: std::net::SocketAddrV4 = "10.200.1.5:8080".parse().unwrap();
+    assert_eq!(r.set_backend_state(be, BackendState::Quarantined, &[]), Ok(1));
+    let f = &r.frontends(&[])[0];
+    assert_eq!(f.backends[0].state, BackendState::Quarantined);
+    assert!(f.candidates("n1").is_empty(), "a quarantined backend gets no new connections");
+    // kept over a re-import of the slices
+    r.import(parse_file(SVC).unwrap());
+    assert_eq!(r.frontends(&[])[0].backends[0].state, BackendState::Quarantined);
+    assert_eq!(r.set_backend_state(be, BackendState::Active, &[]), Ok(1));
+    assert_eq!(r.frontends(&[])[0].candidates("n1").len(), 1);
+    assert_eq!(
+        r.set_backend_state("10.9.9.9:1".parse().unwrap(), BackendState::Maintenance, &[]),
+        Ok(0),
+        "unknown backend"
+    );
+    assert!(
+        r.set_backend_state(be, BackendState::Terminating, &[]).is_err(),
+        "slices set that one"
+    );
+}

@@ -24,6 +24,145 @@ pub enum BpfCmd {
     /// Connection tracking (seta_ct4)
     #[command(subcommand)]
     Ct(CtCmd),
+    /// Service load-balancing maps (seta_lb4_svc, seta_lb4_be, seta_lb4_rnat)
+    #[command(subcommand)]
+    Lb(LbCmd),
+}
+
+#[derive(Subcommand)]
+pub enum LbCmd {
+    /// Frontends and their backend slots (SERVICE ADDRESS, BACKEND ADDRESS (REVNAT_ID) (SLOT)); or one table
+    List {
+        /// the rev-NAT table (ID, FRONTEND)
+        #[arg(long, conflicts_with_all = ["backends", "frontends"])]
+        revnat: bool,
+        /// the backend table (ID, BACKEND ADDRESS, STATE)
+        #[arg(long, conflicts_with = "frontends")]
+        backends: bool,
+        /// frontend slots as stored (SERVICE ADDRESS, BACKEND ID)
+        #[arg(long)]
+        frontends: bool,
+    },
+}
+
+fn lb_addr(a: [u8; 4], p: [u8; 2]) -> String {
+    format!("{}:{}", std::net::Ipv4Addr::from(a), u16::from_be_bytes(p))
+}
+
+fn lb_proto(p: u8) -> &'static str {
+    match p {
+        6 => "TCP",
+        17 => "UDP",
+        132 => "SCTP",
+        0 => "ANY",
+        _ => "?",
+    }
+}
+
+fn lb_state(flags: u8) -> &'static str {
+    match flags {
+        0 => "active",
+        1 => "terminating",
+        2 => "quarantined",
+        3 => "maintenance",
+        _ => "?",
+    }
+}
+
+fn lb_list(pin: &std::path::Path, revnat: bool, backends: bool, frontends: bool, json: bool) -> Result<i32> {
+    let st = seta_datapath::maps::LbMaps::open(pin)?.list();
+    if revnat {
+        let rows: Vec<Vec<String>> = st
+            .revnat
+            .iter()
+            .map(|(id, r)| vec![id.to_string(), lb_addr(r.address, r.port)])
+            .collect();
+        if json {
+            return print_json(
+                &rows
+                    .iter()
+                    .map(|r| serde_json::json!({"id": r[0].parse::<u16>().unwrap_or(0), "frontend": r[1]}))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        table(&["ID", "FRONTEND"], rows);
+        return Ok(0);
+    }
+    if backends {
+        let rows: Vec<Vec<String>> = st
+            .backends
+            .iter()
+            .map(|(id, b)| {
+                vec![
+                    id.to_string(),
+                    format!("{}/{}", lb_addr(b.address, b.port), lb_proto(b.proto)),
+                    lb_state(b.flags).into(),
+                ]
+            })
+            .collect();
+        if json {
+            return print_json(
+                &rows
+                    .iter()
+                    .map(|r| serde_json::json!({"id": r[0].parse::<u32>().unwrap_or(0), "backend": r[1], "state": r[2]}))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        table(&["ID", "BACKEND ADDRESS", "STATE"], rows);
+        return Ok(0);
+    }
+    // every entry: the master as "0.0.0.0:0 (revnat) (0) [flags]", slots as their backend
+    let mut rows = Vec::new();
+    let mut out = Vec::new();
+    for (k, v) in &st.services {
+        let svc = format!("{}/{}", lb_addr(k.address, k.dport), lb_proto(k.proto));
+        let (be, detail) = if k.backend_slot == 0 {
+            let mut f = vec![];
+            if v.flags & seta_abi::LB_F_NODEPORT != 0 {
+                f.push("NodePort");
+            } else if v.flags & seta_abi::LB_F_EXTERNAL_IP != 0 {
+                f.push("ExternalIPs");
+            } else if v.flags & seta_abi::LB_F_LOADBALANCER != 0 {
+                f.push("LoadBalancer");
+            } else {
+                f.push("ClusterIP");
+            }
+            if v.flags & seta_abi::LB_F_EXT_LOCAL_SCOPE != 0 {
+                f.push("Local");
+            }
+            (
+                format!("0.0.0.0:0 ({}) (0) [{}]", v.rev_nat_index, f.join(", ")),
+                serde_json::json!({"count": v.count, "flags": v.flags}),
+            )
+        } else if frontends {
+            (v.backend_id.to_string(), serde_json::json!({"backend_id": v.backend_id}))
+        } else {
+            match st.backends.get(&v.backend_id) {
+                Some(b) => (
+                    format!("{} ({}) ({})", lb_addr(b.address, b.port), v.rev_nat_index, k.backend_slot),
+                    serde_json::json!({"backend_id": v.backend_id, "backend": lb_addr(b.address, b.port)}),
+                ),
+                None => (
+                    format!("backend {} not found", v.backend_id),
+                    serde_json::json!({"backend_id": v.backend_id}),
+                ),
+            }
+        };
+        out.push(
+            serde_json::json!({"service": svc, "slot": k.backend_slot, "rev_nat_index": v.rev_nat_index, "entry": be, "detail": detail}),
+        );
+        rows.push(vec![svc, be]);
+    }
+    if json {
+        return print_json(&out);
+    }
+    let second = if frontends {
+        "BACKEND ID"
+    } else {
+        "BACKEND ADDRESS (REVNAT_ID) (SLOT)"
+    };
+    table(&["SERVICE ADDRESS", second], rows);
+    Ok(0)
 }
 
 #[derive(Subcommand)]
@@ -250,6 +389,11 @@ pub async fn run(cmd: &BpfCmd, cli: &Cli, json: bool) -> Result<i32> {
                 );
             }
         }
+        BpfCmd::Lb(LbCmd::List {
+            revnat,
+            backends,
+            frontends,
+        }) => return lb_list(&pin_dir(cli)?, *revnat, *backends, *frontends, json),
         BpfCmd::Ct(CtCmd::Flush) => {
             let n = seta_datapath::maps::CtMap::open(&pin_dir(cli)?)?.flush(false)?;
             if json {

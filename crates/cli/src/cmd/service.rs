@@ -14,6 +14,15 @@ pub enum ServiceCmd {
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
     },
+    /// Set a backend's state by hand on this node: quarantined or
+    /// maintenance (no new connections), active (back to what the
+    /// EndpointSlices say)
+    Update {
+        #[arg(long)]
+        backend: String,
+        #[arg(long)]
+        state: String,
+    },
     /// Delete a service (and its EndpointSlices), or all of them
     Delete {
         name: Option<String>,
@@ -70,6 +79,18 @@ pub async fn run(cmd: &ServiceCmd, cli: &Cli, json: bool) -> Result<i32> {
                 return print_json(&v);
             }
             println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        ServiceCmd::Update { backend, state } => {
+            let r = c.service_backend_state(backend, state).await?;
+            if json {
+                return print_json(&r);
+            }
+            println!(
+                "backend {} is {} in {} frontend(s)",
+                r["backend"].as_str().unwrap_or(backend),
+                state,
+                r["frontends"]
+            );
         }
         ServiceCmd::Delete { name, namespace, all } => {
             if name.is_none() && !all {

@@ -153,3 +153,46 @@ async fn services_are_cluster_wide_through_a_shared_kvstore() {
     eventually("node 1's maps follow", || k1.state().lb.services.is_empty()).await;
     assert!(store.list("/seta/services/v1/").await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_backend_quarantined_by_hand_leaves_the_slots_and_comes_back() {
+    let d = Tmp::new("quarantine");
+    let k = Fake::new();
+    let a = agent(&d.0, "n1", "10.210.1.0/24", &k, None, None).await;
+    a.service_import(SVC).await.unwrap();
+    let vip = seta_abi::Lb4Key {
+        address: [10, 96, 0, 10],
+        dport: 80u16.to_be_bytes(),
+        proto: 6,
+        ..Default::default()
+    };
+    let slot_backend = |k: &Fake| {
+        let st = k.state();
+        let s = st.lb.services[&seta_abi::Lb4Key { backend_slot: 1, ..vip }];
+        st.lb.backends[&s.backend_id].address
+    };
+    assert_eq!(slot_backend(&k), [10, 210, 1, 5]);
+    let r = a.service_backend_state("10.210.1.5:8080", "quarantined").await.unwrap();
+    assert_eq!(r["frontends"], 2, "ClusterIP and NodePort");
+    // the only active one is out: the serving terminating one is the fallback
+    assert_eq!(slot_backend(&k), [10, 210, 1, 6]);
+    let l = a.service_list();
+    assert!(l[0]
+        .backends
+        .iter()
+        .any(|b| b.state == seta_core::service::BackendState::Quarantined));
+    a.service_backend_state("10.210.1.5:8080", "active").await.unwrap();
+    assert_eq!(slot_backend(&k), [10, 210, 1, 5]);
+    for (b, s, want) in [
+        ("10.210.1.5", "active", "IP:PORT"),
+        ("10.210.1.5:8080", "gone", "state"),
+        ("10.210.1.5:8080", "terminating", "by hand"),
+    ] {
+        let e = a.service_backend_state(b, s).await.unwrap_err();
+        assert!(matches!(e, ApiError::BadRequest(_)) && e.to_string().contains(want), "{e}");
+    }
+    assert!(matches!(
+        a.service_backend_state("10.9.9.9:80", "maintenance").await.unwrap_err(),
+        ApiError::NotFound(_)
+    ));
+}
