@@ -208,6 +208,27 @@ struct lb4_conn {
 };
 _Static_assert(sizeof(struct lb4_conn) == 12, "lb4_conn size");
 
+/* seta_lb4_affinity (LRU): sessionAffinity ClientIP, per client and
+ * frontend (rev-NAT index), as Cilium's lb4_affinity map */
+struct lb4_affinity_key {
+	__u64 client_id;      /* the client's IPv4 address (per-packet LB) */
+	__u16 rev_nat_id;
+	__u8 netns_cookie;    /* 0: client_id is an address */
+	__u8 pad1;
+	__u32 pad2;
+};
+_Static_assert(sizeof(struct lb4_affinity_key) == 16, "lb4_affinity_key size");
+
+struct lb_affinity_val {
+	__u64 last_used;      /* bpf_ktime_get_coarse_ns */
+	__u32 backend_id;
+	__u32 pad;
+};
+_Static_assert(sizeof(struct lb_affinity_val) == 16, "lb_affinity_val size");
+
+#define LB_F_AFFINITY 16
+#define LB_ALG_RANDOM 1
+
 #define LB_CONN_FWD 1
 #define LB_CONN_REV 2
 #define LB_MAP_SIZE 65536

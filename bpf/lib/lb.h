@@ -44,6 +44,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } seta_lb4_conn SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb4_affinity_key);
+	__type(value, struct lb_affinity_val);
+	__uint(max_entries, LB_MAP_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} seta_lb4_affinity SEC(".maps");
+
 /* Rewrite the destination (dst) or source address and port, fixing the IP
  * and TCP/UDP checksums. */
 static __always_inline int lb4_rewrite(struct __sk_buff *ctx, __u32 l4_off, __u8 proto, int dst,
@@ -112,11 +120,32 @@ static __always_inline int lb4_xlate_fwd(struct __sk_buff *ctx, __u32 l4_off, st
 			be = NULL;
 	}
 	if (!be) {
+		struct lb4_affinity_key ak = {.client_id = f->key.saddr, .rev_nat_id = svc->rev_nat_index};
+		struct lb_affinity_val av = {}, *a = NULL;
+		__u64 now = bpf_ktime_get_coarse_ns();
+
 		if (svc->count == 0)
 			return -DROP_NO_SERVICE;
-		be = lb4_slot_backend(&k, (bpf_get_prandom_u32() % svc->count) + 1, &id);
+		/* sessionAffinity ClientIP: this client's backend while it is
+		 * still in the slots' backends, refreshed by every connection */
+		if (svc->flags & LB_F_AFFINITY) {
+			a = bpf_map_lookup_elem(&seta_lb4_affinity, &ak);
+			if (a && now - a->last_used <= (__u64)(svc->backend_id & 0xffffff) * NSEC_PER_SEC) {
+				id = a->backend_id;
+				be = bpf_map_lookup_elem(&seta_lb4_be, &id);
+				if (be && be->flags != 0) /* no longer active */
+					be = NULL;
+			}
+		}
+		if (!be)
+			be = lb4_slot_backend(&k, (bpf_get_prandom_u32() % svc->count) + 1, &id);
 		if (!be)
 			return -DROP_NO_SERVICE;
+		if (svc->flags & LB_F_AFFINITY) {
+			av.last_used = now;
+			av.backend_id = id;
+			bpf_map_update_elem(&seta_lb4_affinity, &ak, &av, BPF_ANY);
+		}
 	}
 	conn.address = be->address;
 	conn.port = be->port;

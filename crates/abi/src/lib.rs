@@ -284,6 +284,30 @@ pub struct Lb4Conn {
     pub backend_id: u32,
 }
 
+/// `seta_lb4_affinity` key (sessionAffinity ClientIP).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Lb4AffinityKey {
+    /// the client's IPv4 address in the first 4 bytes (network order)
+    pub client_id: u64,
+    pub rev_nat_id: u16,
+    pub netns_cookie: u8,
+    pub pad1: u8,
+    pub pad2: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LbAffinityVal {
+    pub last_used: u64,
+    pub backend_id: u32,
+    pub pad: u32,
+}
+
+pub const LB_F_AFFINITY: u8 = 16;
+/// master entry `backend_id`: upper 8 bits the algorithm, lower 24 the affinity timeout
+pub const LB_ALG_RANDOM: u32 = 1;
+
 pub const LB_CONN_FWD: u8 = 1;
 pub const LB_CONN_REV: u8 = 2;
 pub const LB_MAP_SIZE: u32 = 65536;
@@ -336,6 +360,8 @@ const _: () = {
     assert!(size_of::<Lb4Backend>() == 12);
     assert!(size_of::<Lb4ReverseNat>() == 8);
     assert!(size_of::<Lb4Conn>() == 12);
+    assert!(size_of::<Lb4AffinityKey>() == 16);
+    assert!(size_of::<LbAffinityVal>() == 16);
     assert!(offset_of!(SetaEvent, ts) == 40);
 };
 
@@ -369,4 +395,6 @@ mod pod {
     unsafe impl aya::Pod for super::Lb4Backend {}
     unsafe impl aya::Pod for super::Lb4ReverseNat {}
     unsafe impl aya::Pod for super::Lb4Conn {}
+    unsafe impl aya::Pod for super::Lb4AffinityKey {}
+    unsafe impl aya::Pod for super::LbAffinityVal {}
 }

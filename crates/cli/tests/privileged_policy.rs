@@ -779,6 +779,64 @@ async fn privileged_policy_service_cluster_ip_reaches_its_backend_with_policy(p:
     p.verify();
 }
 
+/// A TCP server in `ns` on `addr` answering every connection with `tag`.
+fn tag_server(ns: &str, addr: SocketAddr, tag: &'static str) {
+    let l = seta_lab::spawn_in_netns(ns, move || std::net::TcpListener::bind(addr).unwrap())
+        .join()
+        .unwrap();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let _ = std::io::Write::write_all(&mut c, tag.as_bytes());
+        }
+    });
+}
+
+/// The tags of `n` connections from `ns` to `addr`.
+fn tags(ns: &str, addr: SocketAddr, n: usize) -> std::collections::BTreeMap<String, usize> {
+    seta_lab::spawn_in_netns(ns, move || {
+        let mut seen = std::collections::BTreeMap::new();
+        for _ in 0..n {
+            let mut c = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).unwrap();
+            c.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut c, &mut s);
+            *seen.entry(s).or_insert(0) += 1;
+        }
+        seen
+    })
+    .join()
+    .unwrap()
+}
+
+/// Two backends: without affinity connections spread over both (random
+/// slots); with sessionAffinity ClientIP every connection of a client goes
+/// to the same one.
+async fn privileged_policy_service_session_affinity_keeps_a_client_on_one_backend(p: P) {
+    let (web, other) = (p.ip("web"), p.ip("other"));
+    tag_server(&p.ns("web"), SocketAddr::new(web.into(), 8080), "web");
+    tag_server(&p.ns("other"), SocketAddr::new(other.into(), 8080), "other");
+    let slice = |svc: &str| {
+        format!("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {svc}-a, namespace: default, labels: {{kubernetes.io/service-name: {svc}}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n- {{addresses: [{other}], conditions: {{ready: true}}}}\n")
+    };
+    services_import(
+        &p,
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: spread, namespace: default}}\nspec:\n  clusterIP: 10.96.0.21\n  ports: [{{name: http, port: 80}}]\n---\n{}---\napiVersion: v1\nkind: Service\nmetadata: {{name: sticky, namespace: default}}\nspec:\n  clusterIP: 10.96.0.20\n  sessionAffinity: ClientIP\n  sessionAffinityConfig: {{clientIP: {{timeoutSeconds: 600}}}}\n  ports: [{{name: http, port: 80}}]\n---\n{}",
+            slice("spread"),
+            slice("sticky")
+        ),
+    );
+    let spread = tags(&p.ns("client"), "10.96.0.21:80".parse().unwrap(), 24);
+    assert_eq!(
+        spread.keys().cloned().collect::<Vec<_>>(),
+        ["other", "web"],
+        "both backends serve: {spread:?}"
+    );
+    let sticky = tags(&p.ns("client"), "10.96.0.20:80".parse().unwrap(), 24);
+    assert_eq!(sticky.len(), 1, "one backend for this client: {sticky:?}");
+    assert_eq!(sticky.values().sum::<usize>(), 24);
+}
+
 /// For generated policies, `seta policy trace` predicts exactly what real TCP
 /// connections between every pair of pods experience.
 async fn privileged_policy_trace_agrees_with_real_packets(p: P) {
@@ -856,3 +914,4 @@ scenario!(privileged_policy_knp_ip_block_selects_pod_ips_per_ip, "ib", [one => O
 scenario!(privileged_policy_cidr_rules_leave_pods_and_ipcache_intact, "cr", [one => One, tunnel => Tunnel, native => Native]);
 scenario!(privileged_policy_trace_agrees_with_real_packets, "tr", [one => One, tunnel => Tunnel]);
 scenario!(privileged_policy_service_cluster_ip_reaches_its_backend_with_policy, "sv", [one => One, tunnel => Tunnel, native => Native]);
+scenario!(privileged_policy_service_session_affinity_keeps_a_client_on_one_backend, "sa", [one => One, tunnel => Tunnel]);

@@ -24,6 +24,7 @@ pub const MAP_LB4_SVC: &str = "seta_lb4_svc";
 pub const MAP_LB4_BE: &str = "seta_lb4_be";
 pub const MAP_LB4_RNAT: &str = "seta_lb4_rnat";
 pub const MAP_LB4_CONN: &str = "seta_lb4_conn";
+pub const MAP_LB4_AFFINITY: &str = "seta_lb4_affinity";
 
 fn open(pin_dir: &Path, name: &str) -> Result<(MapData, PathBuf), DatapathError> {
     let path = pin_dir.join(name);

@@ -251,6 +251,26 @@ fn expected() -> Vec<Layout> {
             ],
         ),
         (
+            "lb4_affinity_key",
+            size_of::<Lb4AffinityKey>(),
+            vec![
+                ("client_id", offset_of!(Lb4AffinityKey, client_id)),
+                ("rev_nat_id", offset_of!(Lb4AffinityKey, rev_nat_id)),
+                ("netns_cookie", offset_of!(Lb4AffinityKey, netns_cookie)),
+                ("pad1", offset_of!(Lb4AffinityKey, pad1)),
+                ("pad2", offset_of!(Lb4AffinityKey, pad2)),
+            ],
+        ),
+        (
+            "lb_affinity_val",
+            size_of::<LbAffinityVal>(),
+            vec![
+                ("last_used", offset_of!(LbAffinityVal, last_used)),
+                ("backend_id", offset_of!(LbAffinityVal, backend_id)),
+                ("pad", offset_of!(LbAffinityVal, pad)),
+            ],
+        ),
+        (
             "seta_event",
             size_of::<SetaEvent>(),
             vec![
@@ -332,6 +352,7 @@ fn every_map_has_the_name_and_sizes_the_agent_uses() {
         (MAP_LB4_BE, (4, size_of::<Lb4Backend>())),
         (MAP_LB4_RNAT, (2, size_of::<Lb4ReverseNat>())),
         (MAP_LB4_CONN, (size_of::<CtKey>(), size_of::<Lb4Conn>())),
+        (MAP_LB4_AFFINITY, (size_of::<Lb4AffinityKey>(), size_of::<LbAffinityVal>())),
     ]
     .into_iter()
     .map(|(n, (k, v))| (n, (k as u32, v as u32)))

@@ -241,10 +241,13 @@ impl Repository {
                 FrontendKind::NodePort => seta_abi::LB_F_NODEPORT,
                 FrontendKind::ExternalIP => seta_abi::LB_F_EXTERNAL_IP,
                 FrontendKind::LoadBalancer => seta_abi::LB_F_LOADBALANCER,
-            } | if f.local_only { seta_abi::LB_F_EXT_LOCAL_SCOPE } else { 0 };
+            } | if f.local_only { seta_abi::LB_F_EXT_LOCAL_SCOPE } else { 0 }
+                | if f.affinity.is_some() { seta_abi::LB_F_AFFINITY } else { 0 };
             want.services.insert(
                 key(0),
                 Lb4Service {
+                    // the master's id field: algorithm (upper 8 bits) and affinity timeout (s)
+                    backend_id: f.affinity.map_or(0, |t| (seta_abi::LB_ALG_RANDOM << 24) | (t & 0xff_ffff)),
                     count: slots.len() as u16,
                     rev_nat_index: rid,
                     flags,

@@ -196,3 +196,27 @@ async fn a_backend_quarantined_by_hand_leaves_the_slots_and_comes_back() {
         ApiError::NotFound(_)
     ));
 }
+
+#[tokio::test]
+async fn session_affinity_marks_the_frontend_with_its_timeout() {
+    let d = Tmp::new("affinity");
+    let k = Fake::new();
+    let a = agent(&d.0, "n1", "10.210.1.0/24", &k, None, None).await;
+    let sticky = SVC.replace(
+        "  clusterIP: 10.96.0.10\n",
+        "  clusterIP: 10.96.0.10\n  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 600}}\n",
+    );
+    a.service_import(&sticky).await.unwrap();
+    let vip = seta_abi::Lb4Key {
+        address: [10, 96, 0, 10],
+        dport: 80u16.to_be_bytes(),
+        proto: 6,
+        ..Default::default()
+    };
+    let m = k.state().lb.services[&vip];
+    assert_eq!(m.flags & seta_abi::LB_F_AFFINITY, seta_abi::LB_F_AFFINITY);
+    assert_eq!((m.backend_id >> 24, m.backend_id & 0xff_ffff), (seta_abi::LB_ALG_RANDOM, 600));
+    a.service_import(SVC).await.unwrap();
+    let m = k.state().lb.services[&vip];
+    assert_eq!((m.flags & seta_abi::LB_F_AFFINITY, m.backend_id), (0, 0), "affinity off again");
+}
