@@ -182,7 +182,7 @@ pub fn parse_args(s: &str) -> Result<BTreeMap<String, String>, CniError> {
     }
     // labels and the namespace as Kubernetes would accept them, checked before anything changes
     if let Some(ns) = out.get("K8S_POD_NAMESPACE") {
-        if !crate::labels::is_dns_subdomain(ns) || ns.contains('.') || ns.len() > 63 {
+        if !crate::labels::is_dns_label(ns) {
             return Err(CniError::new(
                 code::INVALID_ENV,
                 format!(

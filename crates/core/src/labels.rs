@@ -75,7 +75,8 @@ fn name_part_ok(s: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
-/// A DNS-1123 label (names of namespaces, services, ports): 1..63 lowercase
+/// A DNS-1123 label (names of namespaces, services, ports; the one rule for
+/// namespace names in policies, CNI_ARGS and the agent's API): 1..63 lowercase
 /// letters, digits and '-', starting and ending with a letter or digit.
 pub fn is_dns_label(s: &str) -> bool {
     !s.contains('.') && is_dns_subdomain(s) && s.len() <= 63
@@ -210,5 +211,18 @@ mod tests {
         );
         assert!(Label::parse("=v", "k8s").is_err());
         assert_eq!(parse_list("a=1, b=2", "k8s").unwrap().len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod dns_label_tests {
+    #[test]
+    fn namespace_names_are_dns_labels() {
+        for ok in ["default", "kube-system", "a", "team-1", &"a".repeat(63)] {
+            assert!(super::is_dns_label(ok), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "A", "a.b", "a_b", &"a".repeat(64)] {
+            assert!(!super::is_dns_label(bad), "{bad}");
+        }
     }
 }

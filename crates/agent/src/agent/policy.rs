@@ -342,7 +342,7 @@ impl Agent {
 
     /// Create or replace a namespace's labels; its endpoints follow.
     pub async fn set_namespace(&self, ns: &str, mut labels: BTreeMap<String, String>) -> Result<(), ApiError> {
-        if !ns.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') || ns.is_empty() || ns.len() > 63 {
+        if !seta_core::labels::is_dns_label(ns) {
             return Err(ApiError::BadRequest(format!("{ns:?} is not a valid namespace name")));
         }
         for (k, v) in &labels {

@@ -75,7 +75,7 @@ fn trace_spec(
 /// talks to: the one `--node` names; else every agent on this machine when
 /// they share a kvstore (policies are cluster-wide then), else the only one.
 /// Agents that do not answer are skipped with a warning.
-async fn cluster_agents(node: Option<&str>) -> Result<Vec<(String, Client)>> {
+pub(crate) async fn cluster_agents(node: Option<&str>) -> Result<Vec<(String, Client)>> {
     if let Some(n) = node {
         return Ok(vec![(n.to_string(), client(Some(n))?)]);
     }

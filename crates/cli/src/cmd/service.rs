@@ -34,9 +34,12 @@ pub enum ServiceCmd {
 }
 
 pub async fn run(cmd: &ServiceCmd, cli: &Cli, json: bool) -> Result<i32> {
-    let c = client(cli.node.as_deref())?;
+    // import and delete are cluster-wide (agents sharing etcd): any agent
+    // will do without --node; reads and `update` are this node's
+    let cluster = || crate::cmd::policy::cluster_agents(cli.node.as_deref());
     match cmd {
         ServiceCmd::Import { file } => {
+            let (_, c) = cluster().await?.swap_remove(0);
             let limit = seta_core::api::MAX_POLICY_BODY;
             if std::fs::metadata(file).is_ok_and(|m| m.len() as usize > limit) {
                 bail!("{} is over {} MiB; split it into several files", file.display(), limit >> 20);
@@ -52,6 +55,7 @@ pub async fn run(cmd: &ServiceCmd, cli: &Cli, json: bool) -> Result<i32> {
             println!("Revision: {}", r.revision);
         }
         ServiceCmd::List => {
+            let c = client(cli.node.as_deref())?;
             let l = c.service_list().await?;
             if json {
                 return print_json(&l);
@@ -74,6 +78,7 @@ pub async fn run(cmd: &ServiceCmd, cli: &Cli, json: bool) -> Result<i32> {
             table(&["Frontend", "Service Type", "Backend"], rows);
         }
         ServiceCmd::Get { name, namespace } => {
+            let c = client(cli.node.as_deref())?;
             let v = c.service_get(namespace, name).await?;
             if json {
                 return print_json(&v);
@@ -81,6 +86,7 @@ pub async fn run(cmd: &ServiceCmd, cli: &Cli, json: bool) -> Result<i32> {
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         ServiceCmd::Update { backend, state } => {
+            let c = client(cli.node.as_deref())?;
             let r = c.service_backend_state(backend, state).await?;
             if json {
                 return print_json(&r);
@@ -96,6 +102,7 @@ pub async fn run(cmd: &ServiceCmd, cli: &Cli, json: bool) -> Result<i32> {
             if name.is_none() && !all {
                 bail!("give a service name or --all");
             }
+            let (_, c) = cluster().await?.swap_remove(0);
             let r = c.service_delete(if *all { None } else { name.as_deref() }, namespace).await?;
             if json {
                 return print_json(&r);

@@ -362,7 +362,7 @@ fn parse_doc(doc: usize, v: &Value) -> Result<PolicyDoc, PolicyError> {
         None | Some(Value::Null) => return Err(c.err("metadata.name", "is required")),
         Some(other) => return Err(c.err("metadata.name", format!("must be a string, not {}", type_name(other)))),
     };
-    if !valid_dns_name(&name, 253) {
+    if !crate::labels::is_dns_subdomain(&name) {
         return Err(c.err(
             "metadata.name",
             format!(
@@ -402,7 +402,7 @@ fn parse_doc(doc: usize, v: &Value) -> Result<PolicyDoc, PolicyError> {
         }
         _ => {
             let ns = ns_field.unwrap_or_else(|| "default".to_string());
-            if !valid_dns_name(&ns, 63) || ns.contains('.') {
+            if !crate::labels::is_dns_label(&ns) {
                 return Err(c.err("metadata.namespace", format!("{} is not a valid namespace name", quote(&ns))));
             }
             Some(ns)
@@ -459,15 +459,6 @@ fn type_name(v: &Value) -> &'static str {
         Value::Array(_) => "a list",
         Value::Object(_) => "a mapping",
     }
-}
-
-fn valid_dns_name(s: &str, max: usize) -> bool {
-    !s.is_empty()
-        && s.len() <= max
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
 fn typed<T: for<'de> Deserialize<'de>>(c: &Ctx, base: &str, v: &Value) -> Result<T, PolicyError> {
