@@ -149,8 +149,22 @@ pub(super) async fn setup_routing_mode(dp: &Datapath, nl: &Netlink, cfg: &Config
 }
 
 impl Agent {
-    fn prefix(&self) -> &str {
+    pub(super) fn prefix(&self) -> &str {
         self.cfg.kvstore_prefix.trim_end_matches('/')
+    }
+
+    /// Put and delete keys of the shared kvstore in one transaction, all or
+    /// nothing, within 3 s; false (nothing written) when the store is not
+    /// shared or there is nothing to write.
+    pub(super) async fn write_shared(&self, puts: &[(String, Vec<u8>)], deletes: &[String]) -> Result<bool, ApiError> {
+        if !self.kv.shared() || (puts.is_empty() && deletes.is_empty()) {
+            return Ok(false);
+        }
+        match tokio::time::timeout(std::time::Duration::from_secs(3), self.kv.apply(puts, deletes)).await {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(e)) => Err(ApiError::Unavailable(format!("kvstore: {e}; nothing was changed"))),
+            Err(_) => Err(ApiError::Unavailable("kvstore: no answer within 3 s; nothing was changed".into())),
+        }
     }
 
     /// The MTU pods get: the underlay's, minus the encapsulation in tunnel mode.
@@ -390,18 +404,14 @@ impl Agent {
     /// all or nothing, without the agent's lock; what was written, for
     /// `record_policy_writes`.
     pub(super) async fn write_policies(&self, put: &[PolicyDoc], delete: &[PolicyDoc]) -> Result<PolicyWrites, ApiError> {
-        if !self.kv.shared() || (put.is_empty() && delete.is_empty()) {
-            return Ok(Default::default());
-        }
         let puts: Vec<(String, Vec<u8>)> = put
             .iter()
             .map(|d| (policy_key(self.prefix(), d), serde_json::to_vec(d).expect("serialisable")))
             .collect();
         let deletes: Vec<String> = delete.iter().map(|d| policy_key(self.prefix(), d)).collect();
-        match tokio::time::timeout(std::time::Duration::from_secs(3), self.kv.apply(&puts, &deletes)).await {
-            Ok(Ok(())) => Ok(PolicyWrites { puts, deletes }),
-            Ok(Err(e)) => Err(ApiError::Unavailable(format!("kvstore: {e}; nothing was changed"))),
-            Err(_) => Err(ApiError::Unavailable("kvstore: no answer within 3 s; nothing was changed".into())),
+        match self.write_shared(&puts, &deletes).await? {
+            true => Ok(PolicyWrites { puts, deletes }),
+            false => Ok(Default::default()),
         }
     }
 

@@ -45,11 +45,7 @@ impl Agent {
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let _order = self.services_io.lock().await;
         // shared by the cluster: the kvstore first, all or nothing
-        let puts: Vec<(String, Vec<u8>)> = objects
-            .iter()
-            .map(|o| (kv_key(self.prefix_of_services(), o), serde_json::to_vec(o).expect("serialisable")))
-            .collect();
-        self.write_services(&puts, &[]).await?;
+        self.write_services(&self.kv_puts(&objects), &[]).await?;
         let (change, snapshot) = {
             let mut repo = self.services.lock().unwrap();
             let (revision, objects) = repo.import(objects);
@@ -77,7 +73,7 @@ impl Agent {
             Selection::All => Selection::All,
             Selection::Service { namespace, name } => Selection::Service { namespace, name },
         });
-        let deletes: Vec<String> = gone.1.iter().filter_map(|n| kv_key_of_name(self.prefix_of_services(), n)).collect();
+        let deletes: Vec<String> = gone.1.iter().filter_map(|n| kv_key_of_name(self.prefix(), n)).collect();
         self.write_services(&[], &deletes).await?;
         let (change, snapshot) = {
             let mut repo = self.services.lock().unwrap();
@@ -96,24 +92,20 @@ impl Agent {
         Ok(change)
     }
 
-    fn prefix_of_services(&self) -> &str {
-        self.cfg.kvstore_prefix.trim_end_matches('/')
+    /// The kvstore entries of `objs`.
+    fn kv_puts(&self, objs: &[seta_core::service::Object]) -> Vec<(String, Vec<u8>)> {
+        objs.iter()
+            .map(|o| (kv_key(self.prefix(), o), serde_json::to_vec(o).expect("serialisable")))
+            .collect()
     }
 
     /// Write service objects to (and delete them from) the shared kvstore,
     /// all or nothing; recorded as this node's until the watch shows them.
     async fn write_services(&self, puts: &[(String, Vec<u8>)], deletes: &[String]) -> Result<(), ApiError> {
-        if !self.kv.shared() || (puts.is_empty() && deletes.is_empty()) {
-            return Ok(());
+        if self.write_shared(puts, deletes).await? {
+            self.svc_view.lock().unwrap().record(puts, deletes);
         }
-        match tokio::time::timeout(std::time::Duration::from_secs(3), self.kv.apply(puts, deletes)).await {
-            Ok(Ok(())) => {
-                self.svc_view.lock().unwrap().record(puts, deletes);
-                Ok(())
-            }
-            Ok(Err(e)) => Err(ApiError::Unavailable(format!("kvstore: {e}; nothing was changed"))),
-            Err(_) => Err(ApiError::Unavailable("kvstore: no answer within 3 s; nothing was changed".into())),
-        }
+        Ok(())
     }
 
     /// Follow the cluster's services in the kvstore (shared stores only):
@@ -121,7 +113,7 @@ impl Agent {
     /// first contact with a cluster without services, this node's own
     /// become the cluster's.
     pub(super) async fn services_sync(self: Arc<Self>) -> anyhow::Result<()> {
-        let prefix = format!("{}/services/v1/", self.prefix_of_services());
+        let prefix = format!("{}/services/v1/", self.prefix());
         let mut rx = self.kv.reflect(prefix, self.svc_health.clone());
         while let Some(u) = rx.recv().await {
             let mut batch = vec![u];
@@ -144,10 +136,7 @@ impl Agent {
             }
             let mine = self.services.lock().unwrap().objects();
             if first && !mine.is_empty() {
-                let puts: Vec<(String, Vec<u8>)> = mine
-                    .iter()
-                    .map(|o| (kv_key(self.prefix_of_services(), o), serde_json::to_vec(o).expect("serialisable")))
-                    .collect();
+                let puts = self.kv_puts(&mine);
                 match self.write_services(&puts, &[]).await {
                     Ok(()) => tracing::info!(objects = puts.len(), "published this node's services to the cluster"),
                     Err(e) => {
