@@ -9,37 +9,44 @@ use seta_kvstore::ipcache::IpEntry;
 use seta_kvstore::memory::MemoryStore;
 use seta_kvstore::nodes::NodeInfo;
 use seta_kvstore::reflector::{Health, Update};
+use seta_kvstore::dynamic::AnyStore;
 use seta_kvstore::{KvError, KvStore};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-pub enum Kv {
-    /// the embedded store; `true` when several agents share it (unit tests
-    /// of cluster events), else node-local
-    Memory(ClusterIdentities<MemoryStore>, bool),
-    /// identities, lease TTL, set when the lease was re-granted outside the announce loop
-    Etcd(ClusterIdentities<EtcdStore>, i64, std::sync::atomic::AtomicBool),
-}
-
-/// Run `$e` with `$c` bound to the ClusterIdentities of either backend.
-macro_rules! each {
-    ($kv:expr, $c:ident => $e:expr) => {
-        match $kv {
-            Kv::Memory($c, _) => $e,
-            Kv::Etcd($c, _, _) => $e,
-        }
-    };
+/// The kvstore as the agent's dependency: any [`KvStore`] backend (etcd in
+/// production, the embedded store on one node and as the fake in unit tests),
+/// with this node's lease.
+pub struct Kv {
+    ids: ClusterIdentities<AnyStore>,
+    kind: &'static str,
+    /// the lease TTL when the backend's leases expire (etcd), else None
+    lease_ttl: Option<i64>,
+    /// whether other nodes share this store
+    shared: bool,
+    /// set when the lease was re-granted outside the announce loop
+    renewed: AtomicBool,
 }
 
 impl Kv {
+    /// The kvstore of `store`, where this node's keys live under `lease`
+    /// (renewed with `lease_ttl` when it expires).
+    pub fn new(store: Arc<dyn seta_kvstore::dynamic::DynKvStore>, kind: &'static str, prefix: &str, node: &str, lease: i64, lease_ttl: Option<i64>, shared: bool) -> Self {
+        Kv {
+            ids: ClusterIdentities::new(Arc::new(AnyStore::new(store)), prefix, node, lease),
+            kind,
+            lease_ttl,
+            shared,
+            renewed: AtomicBool::new(false),
+        }
+    }
+
     pub async fn open(cfg: &Config) -> Result<Self> {
         match cfg.kvstore {
             KvstoreKind::Memory => {
                 let store = MemoryStore::persistent(cfg.state_dir.join("kvstore.json"))?;
-                Ok(Kv::Memory(
-                    ClusterIdentities::new(Arc::new(store), &cfg.kvstore_prefix, &cfg.node, 0),
-                    false,
-                ))
+                Ok(Kv::new(Arc::new(store), "embedded (state dir)", &cfg.kvstore_prefix, &cfg.node, 0, None, false))
             }
             KvstoreKind::Etcd => {
                 anyhow::ensure!(
@@ -49,20 +56,18 @@ impl Kv {
                 let store = EtcdStore::connect(&cfg.kvstore_endpoints).await?;
                 // this node's references, registry entry and IPs live under its lease
                 let lease = store.grant_lease(cfg.kvstore_lease_ttl).await?;
-                Ok(Kv::Etcd(
-                    ClusterIdentities::new(Arc::new(store), &cfg.kvstore_prefix, &cfg.node, lease),
-                    cfg.kvstore_lease_ttl,
-                    Default::default(),
-                ))
+                let ttl = Some(cfg.kvstore_lease_ttl);
+                Ok(Kv::new(Arc::new(store), "etcd", &cfg.kvstore_prefix, &cfg.node, lease, ttl, true))
             }
         }
     }
 
     pub fn describe(&self) -> &'static str {
-        match self {
-            Kv::Memory(..) => "embedded (state dir)",
-            Kv::Etcd(..) => "etcd",
-        }
+        self.kind
+    }
+
+    fn store(&self) -> &AnyStore {
+        self.ids.store()
     }
 
     /// Allocate (or reference) the identity of `labels`; a transport error
@@ -70,13 +75,13 @@ impl Kv {
     pub async fn allocate(&self, labels: &LabelSet) -> seta_kvstore::Result<u32> {
         let mut attempt = 0;
         loop {
-            match each!(self, c => c.allocate(labels).await) {
+            match self.ids.allocate(labels).await {
                 Err(KvError::LeaseExpired(lease)) if attempt < 2 => {
                     // our lease expired (etcd was slow or away): take a new one now
                     tracing::debug!(lease, "identity allocation found its lease expired; renewing");
                     attempt += 1;
-                    if let (Ok(true), Kv::Etcd(_, _, renewed)) = (self.keep_alive().await, self) {
-                        renewed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    if let Ok(true) = self.keep_alive().await {
+                        self.renewed.store(true, Ordering::Relaxed);
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
@@ -91,17 +96,19 @@ impl Kv {
     }
 
     pub async fn release(&self, id: u32) -> seta_kvstore::Result<()> {
-        each!(self, c => c.release(id).await)
+        self.ids.release(id).await
     }
 
     /// Keys under `prefix` (a key itself when `exact`), values as text.
     pub async fn list(&self, prefix: &str, exact: bool) -> seta_kvstore::Result<Vec<(String, String)>> {
         let raw = if exact {
-            each!(self, c => c.store().get(prefix).await)?
+            self.store()
+                .get(prefix)
+                .await?
                 .map(|v| vec![(prefix.to_string(), v)])
                 .unwrap_or_default()
         } else {
-            each!(self, c => c.store().list(prefix).await)?
+            self.store().list(prefix).await?
         };
         Ok(raw
             .into_iter()
@@ -110,80 +117,73 @@ impl Kv {
     }
 
     pub async fn register_node(&self, prefix: &str, info: &NodeInfo) -> seta_kvstore::Result<()> {
-        each!(self, c => seta_kvstore::nodes::register(c.store().as_ref(), prefix, info, c.lease()).await)
+        seta_kvstore::nodes::register(self.store(), prefix, info, self.ids.lease()).await
     }
 
     pub async fn nodes(&self, prefix: &str) -> seta_kvstore::Result<Vec<NodeInfo>> {
-        each!(self, c => seta_kvstore::nodes::list(c.store().as_ref(), prefix).await)
+        seta_kvstore::nodes::list(self.store(), prefix).await
     }
 
     pub async fn publish_ip(&self, prefix: &str, e: &IpEntry) -> seta_kvstore::Result<()> {
-        each!(self, c => seta_kvstore::ipcache::publish(c.store().as_ref(), prefix, e, c.lease()).await)
+        seta_kvstore::ipcache::publish(self.store(), prefix, e, self.ids.lease()).await
     }
 
     pub async fn withdraw_ip(&self, prefix: &str, ip: Ipv4Addr) -> seta_kvstore::Result<()> {
-        each!(self, c => seta_kvstore::ipcache::withdraw(c.store().as_ref(), prefix, ip).await)
+        seta_kvstore::ipcache::withdraw(self.store(), prefix, ip).await
     }
 
-    /// Renew the lease. When etcd no longer knows it (it expired while we were
-    /// cut off), a new one is granted and `Ok(true)` says everything this node
-    /// put under the old one must be written again.
+    /// Renew the lease. When the store no longer knows it (it expired while we
+    /// were cut off), a new one is granted and `Ok(true)` says everything this
+    /// node put under the old one must be written again.
     pub async fn keep_alive(&self) -> seta_kvstore::Result<bool> {
-        match self {
-            Kv::Memory(..) => Ok(false),
-            Kv::Etcd(c, ttl, _) => match c.store().keep_alive(c.lease()).await {
-                Ok(()) => Ok(false),
-                Err(KvError::LeaseExpired(old)) => {
-                    let lease = c.store().grant_lease(*ttl).await?;
-                    tracing::warn!(
-                        old = format!("{old:x}"),
-                        new = format!("{lease:x}"),
-                        "lease had expired; re-announcing under a new one"
-                    );
-                    c.set_lease(lease);
-                    Ok(true)
-                }
-                Err(e) => Err(e),
-            },
+        let Some(ttl) = self.lease_ttl else { return Ok(false) };
+        match self.store().keep_alive(self.ids.lease()).await {
+            Ok(()) => Ok(false),
+            Err(KvError::LeaseExpired(old)) => {
+                let lease = self.store().grant_lease(ttl).await?;
+                tracing::warn!(
+                    old = format!("{old:x}"),
+                    new = format!("{lease:x}"),
+                    "lease had expired; re-announcing under a new one"
+                );
+                self.ids.set_lease(lease);
+                Ok(true)
+            }
+            Err(e) => Err(e),
         }
     }
 
     /// An in-memory store several agents of one process share (unit tests).
     #[cfg(test)]
     pub fn shared_memory(store: Arc<MemoryStore>, prefix: &str, node: &str) -> Self {
-        Kv::Memory(ClusterIdentities::new(store, prefix, node, 0), true)
+        Kv::new(store, "embedded (shared)", prefix, node, 0, None, true)
     }
 
     /// Whether other nodes share this store (etcd).
     pub fn shared(&self) -> bool {
-        matches!(self, Kv::Etcd(..) | Kv::Memory(_, true))
+        self.shared
     }
 
     /// Put and delete keys in one transaction.
     pub async fn apply(&self, puts: &[(String, Vec<u8>)], deletes: &[String]) -> seta_kvstore::Result<()> {
-        each!(self, c => c.store().apply(puts, deletes).await)
+        self.store().apply(puts, deletes).await
     }
 
-    /// Replace the etcd connection (after a request got no answer).
+    /// Replace the connection (after a request got no answer).
     pub async fn reconnect(&self) {
-        if let Kv::Etcd(c, _, _) = self {
-            if let Err(e) = c.store().reconnect().await {
-                tracing::warn!(%e, "reconnecting to etcd failed");
-            }
+        if let Err(e) = self.store().reconnect().await {
+            tracing::warn!(%e, "reconnecting to the kvstore failed");
         }
     }
 
     /// Whether the lease was re-granted outside `keep_alive`'s caller (and clear it).
     pub fn take_renewed(&self) -> bool {
-        match self {
-            Kv::Etcd(_, _, r) => r.swap(false, std::sync::atomic::Ordering::Relaxed),
-            _ => false,
-        }
+        self.renewed.swap(false, Ordering::Relaxed)
     }
 
     /// Reflect `prefix` (list + watch, re-list after breaks).
     pub fn reflect(&self, prefix: String, health: Arc<Health>) -> tokio::sync::mpsc::Receiver<Update> {
-        each!(self, c => seta_kvstore::reflector::spawn(c.store().clone(), prefix, health))
+        seta_kvstore::reflector::spawn(self.ids.store().clone(), prefix, health)
     }
 }
 

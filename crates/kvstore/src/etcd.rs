@@ -150,6 +150,9 @@ impl EtcdStore {
 }
 
 impl KvStore for EtcdStore {
+    async fn reconnect(&self) -> Result<()> {
+        EtcdStore::reconnect(self).await
+    }
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let r = self.read(key, None).await.map_err(|e| err(&format!("get {key}"), e))?;
         Ok(r.kvs().first().map(|k| k.value().to_vec()))

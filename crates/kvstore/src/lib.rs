@@ -2,6 +2,7 @@
 //! backends: an embedded store (single node, persisted in the state dir) and
 //! etcd (leases, transactions, prefix reads). Cluster-wide identity allocation
 //! is built on it (`identity`).
+pub mod dynamic;
 pub mod etcd;
 pub mod identity;
 pub mod ipam;
@@ -52,6 +53,11 @@ pub trait KvStore: Send + Sync + 'static {
     /// (no gap, no duplicate). The receiver ends or yields an error when the
     /// watch breaks; callers list again (see [`reflector`]).
     fn list_and_watch(&self, prefix: &str) -> impl std::future::Future<Output = Result<(Snapshot, WatchRx)>> + Send;
+    /// Replace the connection after a request got no answer (a no-op where
+    /// there is none).
+    fn reconnect(&self) -> impl std::future::Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// One change under a watched prefix: a put (value) or a delete (None).
