@@ -74,7 +74,7 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 		return send_drop(ctx, -ret, METRIC_EGRESS);
 	/* a service frontend: to one of its backends (policy, routing and
 	 * conntrack below see the backend) */
-	ret = lb4_xlate_fwd(ctx, l4_off, &f);
+	ret = lb4_xlate_fwd(ctx, l4_off, &f, 0);
 	if (ret == -DROP_NO_SERVICE)
 		return lb4_reject(ctx);
 	if (ret < 0)

@@ -269,7 +269,25 @@ _Static_assert(__builtin_offsetof(struct seta_event, ts) == 40, "seta_event.ts")
 #define CONFIG_F_IPBLOCK 1   /* seta_ipblock holds entries: consult it */
 #define CONFIG_VXLAN_IFINDEX 1 /* seta_vxlan (tunnel mode), 0 = no tunnel device */
 #define CONFIG_LB_NO_BACKEND_DROP 2 /* 1: a service without backends drops; 0: rejects (ICMP) */
+#define CONFIG_NODE_IP 3     /* the node's address (network order): SNAT of north-south service traffic */
 #define CONFIG_SLOTS 4
+
+/* seta_snat_v4_external (LRU hash): both directions of a SNATed connection
+ * under a ct_key. pad[0] = NAT_DIR_OUT: the connection as it leaves (client ->
+ * backend) -> the node's address and port it is given; NAT_DIR_IN: the
+ * reply's tuple (backend -> node:port) -> the client's address and port. */
+struct nat4_entry {
+	__u64 created;    /* bpf_ktime_get_coarse_ns() */
+	__be32 to_addr;
+	__be16 to_port;
+	__u16 pad;
+};
+_Static_assert(sizeof(struct nat4_entry) == 16, "nat4_entry size");
+#define NAT_DIR_OUT 1
+#define NAT_DIR_IN 2
+#define NAT_PORT_MIN 32768 /* Cilium's NODEPORT_PORT_MIN_NAT .. 65535 */
+#define NAT_COLLISION_RETRIES 32
+#define NAT_MAP_SIZE 524288
 
 /* Synthetic identities for pod IPs selected by Kubernetes ipBlock (per IP). */
 #define IDENTITY_SCOPE_IPBLOCK (3U << 24)

@@ -88,10 +88,12 @@ static __always_inline struct lb4_backend *lb4_slot_backend(struct lb4_key *k, _
 	return bpf_map_lookup_elem(&seta_lb4_be, id);
 }
 
-/* A pod's packet to a service frontend: the connection's backend (kept
- * while it exists, else chosen at random among the slots), then DNAT.
+/* A packet to a service frontend: the connection's backend (kept while it
+ * exists, else chosen at random among the slots), then DNAT. `need`: the
+ * frontend kinds that count here (LB_F_*; 0 = any, as for pods; from outside
+ * only NodePort, ExternalIP and LoadBalancer frontends do).
  * 0: not a service; 1: translated (f follows); < 0: a drop reason. */
-static __always_inline int lb4_xlate_fwd(struct __sk_buff *ctx, __u32 l4_off, struct flow *f)
+static __always_inline int lb4_xlate_fwd(struct __sk_buff *ctx, __u32 l4_off, struct flow *f, __u8 need)
 {
 	struct lb4_key k = {.address = f->key.daddr, .dport = f->key.dport, .proto = f->key.proto};
 	struct lb4_conn conn = {}, *c;
@@ -106,7 +108,7 @@ static __always_inline int lb4_xlate_fwd(struct __sk_buff *ctx, __u32 l4_off, st
 	if (f->key.proto != IPPROTO_TCP && f->key.proto != IPPROTO_UDP)
 		return 0;
 	svc = bpf_map_lookup_elem(&seta_lb4_svc, &k);
-	if (!svc)
+	if (!svc || (need && !(svc->flags & need)))
 		return 0;
 	conn.rev_nat_index = svc->rev_nat_index;
 	ck = f->key;

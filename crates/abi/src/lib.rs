@@ -284,6 +284,21 @@ pub struct Lb4Conn {
     pub backend_id: u32,
 }
 
+/// `seta_snat_v4_external` value (key: a CtKey with pad[0] = NAT_DIR_OUT |
+/// NAT_DIR_IN): the address and port a SNATed connection is given (OUT), or
+/// the client's a reply goes back to (IN).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Nat4Entry {
+    pub created: u64,
+    pub to_addr: [u8; 4],
+    pub to_port: [u8; 2],
+    pub pad: u16,
+}
+
+pub const NAT_DIR_OUT: u8 = 1;
+pub const NAT_DIR_IN: u8 = 2;
+
 /// `seta_lb4_affinity` key (sessionAffinity ClientIP).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -318,6 +333,8 @@ pub const CONFIG_F_IPBLOCK: u32 = 1;
 pub const CONFIG_VXLAN_IFINDEX: u32 = 1;
 /// seta_config slot: 1 = a service without backends drops, 0 = rejects (ICMP port unreachable)
 pub const CONFIG_LB_NO_BACKEND_DROP: u32 = 2;
+/// seta_config slot: the node's address in network order (SNAT of north-south service traffic)
+pub const CONFIG_NODE_IP: u32 = 3;
 /// reserved identity carried in the VNI by a node's own traffic
 pub const REMOTE_NODE_ID: u32 = 6;
 pub const IDENTITY_SCOPE_IPBLOCK: u32 = 3 << 24;
@@ -360,6 +377,7 @@ const _: () = {
     assert!(size_of::<Lb4Backend>() == 12);
     assert!(size_of::<Lb4ReverseNat>() == 8);
     assert!(size_of::<Lb4Conn>() == 12);
+    assert!(size_of::<Nat4Entry>() == 16);
     assert!(size_of::<Lb4AffinityKey>() == 16);
     assert!(size_of::<LbAffinityVal>() == 16);
     assert!(offset_of!(SetaEvent, ts) == 40);
@@ -395,6 +413,7 @@ mod pod {
     unsafe impl aya::Pod for super::Lb4Backend {}
     unsafe impl aya::Pod for super::Lb4ReverseNat {}
     unsafe impl aya::Pod for super::Lb4Conn {}
+    unsafe impl aya::Pod for super::Nat4Entry {}
     unsafe impl aya::Pod for super::Lb4AffinityKey {}
     unsafe impl aya::Pod for super::LbAffinityVal {}
 }

@@ -837,6 +837,92 @@ async fn privileged_policy_service_session_affinity_keeps_a_client_on_one_backen
     assert_eq!(sticky.values().sum::<usize>(), 24);
 }
 
+/// A TCP server in `ns` on `addr` answering every connection with the
+/// address it came from (what the backend sees of its client).
+fn peer_server(ns: &str, addr: SocketAddr) {
+    let l = seta_lab::spawn_in_netns(ns, move || std::net::TcpListener::bind(addr).unwrap())
+        .join()
+        .unwrap();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let peer = c.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+            let _ = std::io::Write::write_all(&mut c, peer.as_bytes());
+        }
+    });
+}
+
+/// What a connection from `ns` to `addr` reads until the server closes, or
+/// the error kind.
+fn read_from(ns: &str, addr: SocketAddr) -> Result<String, std::io::ErrorKind> {
+    seta_lab::spawn_in_netns(ns, move || {
+        let mut c = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3)).map_err(|e| e.kind())?;
+        c.set_read_timeout(Some(std::time::Duration::from_secs(3))).unwrap();
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut c, &mut s).map_err(|e| e.kind())?;
+        Ok(s)
+    })
+    .join()
+    .unwrap()
+}
+
+/// NodePort from outside the cluster (the lab's external host on the
+/// underlay), Cilium's SNAT mode: a backend on the node that was asked sees
+/// the client's own address; a backend on another node sees the asked
+/// node's address (SNAT) and the reply still comes from the NodePort. A pod
+/// of another node reaches the NodePort too; a NodePort without backends
+/// refuses.
+async fn privileged_policy_service_node_port_from_outside(p: P) {
+    let web = p.ip("web");
+    peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
+    services_import(
+        &p,
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: np, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.30\n  ports: [{{name: http, port: 80, nodePort: 30080}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: np-a, namespace: default, labels: {{kubernetes.io/service-name: np}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: none, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.31\n  ports: [{{name: http, port: 80, nodePort: 30081}}]\n"
+        ),
+    );
+    let ext = p.lab().external.clone().unwrap();
+    let node_ip = |i: usize| -> Ipv4Addr { format!("172.30.0.{}", i + 1).parse().unwrap() };
+    let ext_src = "172.30.0.200";
+    // web runs on the first node: the client's address is kept
+    assert_eq!(
+        read_from(&ext.netns, SocketAddr::new(node_ip(0).into(), 30080)),
+        Ok(ext_src.to_string()),
+        "NodePort of web's node from outside"
+    );
+    // the second node forwards to web, from its own address
+    assert_eq!(
+        read_from(&ext.netns, SocketAddr::new(node_ip(1).into(), 30080)),
+        Ok(node_ip(1).to_string()),
+        "NodePort of the other node from outside: SNAT to that node"
+    );
+    // the NAT engine holds both directions of that connection
+    let nat = common::seta(&p.nodes()[1], &["bpf", "nat", "list"]);
+    let rows = nat.as_array().unwrap();
+    let starts = |v: &serde_json::Value, p: &str| v.as_str().unwrap_or("").starts_with(p);
+    assert!(
+        rows.iter().any(|r| r["direction"] == "OUT"
+            && starts(&r["src"], "172.30.0.200:")
+            && r["dst"] == format!("{web}:8080")
+            && starts(&r["to"], "172.30.0.2:")),
+        "{nat}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["direction"] == "IN" && r["src"] == format!("{web}:8080") && starts(&r["to"], "172.30.0.200:")),
+        "{nat}"
+    );
+    // a pod of the second node, to the first node's NodePort and its own
+    let client = p.ip("client").to_string();
+    assert_eq!(read_from(&p.ns("client"), SocketAddr::new(node_ip(0).into(), 30080)), Ok(client.clone()));
+    assert_eq!(read_from(&p.ns("client"), SocketAddr::new(node_ip(1).into(), 30080)), Ok(client));
+    // no backend: refused at once
+    assert_eq!(
+        read_from(&ext.netns, SocketAddr::new(node_ip(0).into(), 30081)),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
+    p.verify();
+}
+
 /// For generated policies, `seta policy trace` predicts exactly what real TCP
 /// connections between every pair of pods experience.
 async fn privileged_policy_trace_agrees_with_real_packets(p: P) {
@@ -915,3 +1001,4 @@ scenario!(privileged_policy_cidr_rules_leave_pods_and_ipcache_intact, "cr", [one
 scenario!(privileged_policy_trace_agrees_with_real_packets, "tr", [one => One, tunnel => Tunnel]);
 scenario!(privileged_policy_service_cluster_ip_reaches_its_backend_with_policy, "sv", [one => One, tunnel => Tunnel, native => Native]);
 scenario!(privileged_policy_service_session_affinity_keeps_a_client_on_one_backend, "sa", [one => One, tunnel => Tunnel]);
+scenario!(privileged_policy_service_node_port_from_outside, "np", [tunnel => Tunnel, native => Native]);

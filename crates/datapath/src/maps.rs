@@ -25,6 +25,7 @@ pub const MAP_LB4_BE: &str = "seta_lb4_be";
 pub const MAP_LB4_RNAT: &str = "seta_lb4_rnat";
 pub const MAP_LB4_CONN: &str = "seta_lb4_conn";
 pub const MAP_LB4_AFFINITY: &str = "seta_lb4_affinity";
+pub const MAP_SNAT4: &str = "seta_snat_v4_external";
 
 fn open(pin_dir: &Path, name: &str) -> Result<(MapData, PathBuf), DatapathError> {
     let path = pin_dir.join(name);
@@ -345,6 +346,24 @@ impl PolicyOuter {
 pub fn monotonic_ns() -> u64 {
     let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock_gettime");
     ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+}
+
+/// The NAT engine's table (both directions of each SNATed connection).
+pub struct NatMap {
+    map: HashMap<MapData, CtKey, seta_abi::Nat4Entry>,
+}
+
+impl NatMap {
+    pub fn open(pin_dir: &Path) -> Result<Self, DatapathError> {
+        let (md, path) = open(pin_dir, MAP_SNAT4)?;
+        let map = HashMap::try_from(Map::LruHashMap(md)).map_err(|e| merr(MAP_SNAT4, &path, "type", e))?;
+        Ok(Self { map })
+    }
+    pub fn list(&self) -> Vec<(CtKey, seta_abi::Nat4Entry)> {
+        let mut v: Vec<_> = self.map.iter().flatten().collect();
+        v.sort_by_key(|(k, _)| *k);
+        v
+    }
 }
 
 pub struct CtMap {

@@ -251,6 +251,16 @@ fn expected() -> Vec<Layout> {
             ],
         ),
         (
+            "nat4_entry",
+            size_of::<Nat4Entry>(),
+            vec![
+                ("created", offset_of!(Nat4Entry, created)),
+                ("to_addr", offset_of!(Nat4Entry, to_addr)),
+                ("to_port", offset_of!(Nat4Entry, to_port)),
+                ("pad", offset_of!(Nat4Entry, pad)),
+            ],
+        ),
+        (
             "lb4_affinity_key",
             size_of::<Lb4AffinityKey>(),
             vec![
@@ -353,6 +363,7 @@ fn every_map_has_the_name_and_sizes_the_agent_uses() {
         (MAP_LB4_RNAT, (2, size_of::<Lb4ReverseNat>())),
         (MAP_LB4_CONN, (size_of::<CtKey>(), size_of::<Lb4Conn>())),
         (MAP_LB4_AFFINITY, (size_of::<Lb4AffinityKey>(), size_of::<LbAffinityVal>())),
+        (MAP_SNAT4, (size_of::<CtKey>(), size_of::<Nat4Entry>())),
     ]
     .into_iter()
     .map(|(n, (k, v))| (n, (k as u32, v as u32)))

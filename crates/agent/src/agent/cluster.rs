@@ -140,6 +140,9 @@ pub(super) async fn setup_routing_mode(dp: &Datapath, nl: &Netlink, cfg: &Config
     }
     let drop = (cfg.service_no_backend_response == crate::config::NoBackendResponse::Drop) as u32;
     seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_LB_NO_BACKEND_DROP, drop)?;
+    // north-south service traffic to another node's backend leaves from this address
+    let nip = node.ip.map(|ip| u32::from_ne_bytes(ip.octets())).unwrap_or(0);
+    seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_NODE_IP, nip)?;
     // the node's own device: traffic for local pods skips the forwarding path
     if let Some(dev) = node.dev.clone() {
         let dp = dp.clone();

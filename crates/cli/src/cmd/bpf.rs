@@ -27,6 +27,9 @@ pub enum BpfCmd {
     /// Service load-balancing maps (seta_lb4_svc, seta_lb4_be, seta_lb4_rnat)
     #[command(subcommand)]
     Lb(LbCmd),
+    /// The NAT engine's table (seta_snat_v4_external): both directions of each SNATed connection
+    #[command(subcommand)]
+    Nat(ListOnly),
 }
 
 #[derive(Subcommand)]
@@ -174,6 +177,44 @@ pub enum BpfPolicyCmd {
 pub enum CtCmd {
     List,
     Flush,
+}
+
+/// `seta bpf nat list`, as Cilium's `bpf nat list`: one line per direction,
+/// `TCP OUT client -> backend XLATE_SRC node:port Created=Ns ago`.
+fn nat_list(pin: &std::path::Path, json: bool) -> Result<i32> {
+    let now = seta_datapath::maps::monotonic_ns();
+    let rows: Vec<serde_json::Value> = seta_datapath::maps::NatMap::open(pin)?
+        .list()
+        .iter()
+        .map(|(k, e)| {
+            let out = k.pad[0] == seta_abi::NAT_DIR_OUT;
+            serde_json::json!({
+                "proto": seta_core::policy::proto_name(k.proto),
+                "direction": if out { "OUT" } else { "IN" },
+                "src": format!("{}:{}", std::net::Ipv4Addr::from(k.saddr), u16::from_be_bytes(k.sport)),
+                "dst": format!("{}:{}", std::net::Ipv4Addr::from(k.daddr), u16::from_be_bytes(k.dport)),
+                "xlate": if out { "XLATE_SRC" } else { "XLATE_DST" },
+                "to": lb_addr(e.to_addr, e.to_port),
+                "created_ago": now.saturating_sub(e.created) / 1_000_000_000,
+            })
+        })
+        .collect();
+    if json {
+        return print_json(&rows);
+    }
+    for r in rows {
+        println!(
+            "{} {} {} -> {} {} {} Created={}sec ago",
+            r["proto"].as_str().unwrap().to_uppercase(),
+            r["direction"].as_str().unwrap(),
+            r["src"].as_str().unwrap(),
+            r["dst"].as_str().unwrap(),
+            r["xlate"].as_str().unwrap(),
+            r["to"].as_str().unwrap(),
+            r["created_ago"]
+        );
+    }
+    Ok(0)
 }
 
 pub async fn run(cmd: &BpfCmd, cli: &Cli, json: bool) -> Result<i32> {
@@ -389,6 +430,7 @@ pub async fn run(cmd: &BpfCmd, cli: &Cli, json: bool) -> Result<i32> {
                 );
             }
         }
+        BpfCmd::Nat(ListOnly::List) => return nat_list(&pin_dir(cli)?, json),
         BpfCmd::Lb(LbCmd::List {
             revnat,
             backends,

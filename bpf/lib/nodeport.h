@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Services from outside the cluster (NodePort, ExternalIP, LoadBalancer),
+ * in from_netdev, as Cilium's SNAT mode: the frontend is translated to a
+ * backend; a backend on this node gets the packet with the client's address
+ * (its reply is translated back in from_container), a backend on another
+ * node gets it from this node's address and a port of the NAT engine, so its
+ * reply comes back here, where both translations are undone. */
+#pragma once
+#include "common.h"
+#include "policy.h"
+#include "tunnel.h"
+#include "fib.h"
+#include "lb.h"
+
+#define LB_F_NORTH_SOUTH (LB_F_NODEPORT | LB_F_EXTERNAL_IP | LB_F_LOADBALANCER)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ct_key);
+	__type(value, struct nat4_entry);
+	__uint(max_entries, NAT_MAP_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} seta_snat_v4_external SEC(".maps");
+
+static __always_inline __be32 node_ip4(void)
+{
+	__u32 slot = CONFIG_NODE_IP;
+	__u32 *ip = bpf_map_lookup_elem(&seta_config, &slot);
+
+	return ip ? *ip : 0;
+}
+
+/* Source NAT of a translated connection (client -> backend) to the node's
+ * address: the connection's port if it has one, else the client's port when
+ * free, else a random one of 32768..65535, 32 tries (Cilium's retries).
+ * 0 or a negative drop reason. */
+static __always_inline int snat4_fwd(struct __sk_buff *ctx, __u32 l4_off, struct flow *f)
+{
+	struct nat4_entry out = {}, in = {}, *e;
+	struct ct_key ok = f->key, ik = {};
+	__be32 nip = node_ip4();
+	__u16 port;
+	int i;
+
+	if (!nip)
+		return -DROP_NAT_NO_MAPPING;
+	ok.pad[0] = NAT_DIR_OUT;
+	e = bpf_map_lookup_elem(&seta_snat_v4_external, &ok);
+	if (e) {
+		out = *e;
+	} else {
+		ik.saddr = f->key.daddr;
+		ik.daddr = nip;
+		ik.sport = f->key.dport;
+		ik.proto = f->key.proto;
+		ik.pad[0] = NAT_DIR_IN;
+		in.created = bpf_ktime_get_coarse_ns();
+		in.to_addr = f->key.saddr;
+		in.to_port = f->key.sport;
+		port = bpf_ntohs(f->key.sport);
+		for (i = 0; i <= NAT_COLLISION_RETRIES; i++) {
+			if (i > 0 || port < NAT_PORT_MIN)
+				port = NAT_PORT_MIN + (bpf_get_prandom_u32() % (65536 - NAT_PORT_MIN));
+			ik.dport = bpf_htons(port);
+			if (bpf_map_update_elem(&seta_snat_v4_external, &ik, &in, BPF_NOEXIST) == 0)
+				break;
+		}
+		if (i > NAT_COLLISION_RETRIES)
+			return -DROP_NAT_NO_MAPPING;
+		out.created = in.created;
+		out.to_addr = nip;
+		out.to_port = ik.dport;
+		if (bpf_map_update_elem(&seta_snat_v4_external, &ok, &out, BPF_ANY) < 0) {
+			bpf_map_delete_elem(&seta_snat_v4_external, &ik);
+			return -DROP_NAT_NO_MAPPING;
+		}
+	}
+	return lb4_rewrite(ctx, l4_off, f->key.proto, 0, f->key.saddr, out.to_addr, f->key.sport, out.to_port);
+}
+
+/* Hand a packet to another node: encapsulated in tunnel mode (from the
+ * node: remote-node identity), else routed by the FIB. */
+static __always_inline int nodeport_forward(struct __sk_buff *ctx, __be32 daddr)
+{
+	struct remote_endpoint_info *info = ipcache_lookup(daddr);
+
+	if (info && info->tunnel_endpoint)
+		return encap_and_redirect(ctx, info->tunnel_endpoint, REMOTE_NODE_ID);
+	return fib_redirect_v4(ctx);
+}
+
+/* A reply of a connection SNATed here (backend -> node:port): back to the
+ * client, from the frontend, routed by the FIB. -1: not ours (the caller
+ * goes on); else a TC verdict. */
+static __always_inline int nodeport_rev(struct __sk_buff *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct iphdr *ip = data + ETH_HLEN;
+	struct nat4_entry *e;
+	struct flow f = {};
+	struct ct_key k;
+	__u32 l4_off;
+	__be32 to_addr;
+	__be16 to_port;
+	int ret;
+
+	if ((void *)(ip + 1) > data_end || ip->ihl < 5)
+		return -1;
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
+		return -1;
+	l4_off = ETH_HLEN + ((__u32)ip->ihl << 2);
+	if (parse_l4(ctx, ip, &f) < 0)
+		return -1;
+	k = f.key;
+	k.pad[0] = NAT_DIR_IN;
+	e = bpf_map_lookup_elem(&seta_snat_v4_external, &k);
+	if (!e)
+		return -1;
+	to_addr = e->to_addr;
+	to_port = e->to_port;
+	ret = lb4_rewrite(ctx, l4_off, f.key.proto, 1, f.key.daddr, to_addr, f.key.dport, to_port);
+	if (ret < 0)
+		return send_drop(ctx, -ret, METRIC_INGRESS);
+	f.key.daddr = to_addr;
+	f.key.dport = to_port;
+	/* backend -> client: the frontend is the source again */
+	ret = lb4_xlate_rev(ctx, l4_off, &f);
+	if (ret < 0)
+		return send_drop(ctx, -ret, METRIC_INGRESS);
+	ret = fib_redirect_v4(ctx);
+	if (ret < 0)
+		return send_drop(ctx, -ret, METRIC_EGRESS);
+	update_metrics(ctx->len, METRIC_EGRESS, REASON_FORWARDED);
+	return ret;
+}
