@@ -176,6 +176,17 @@ _Static_assert(sizeof(struct lb4_service) == 12, "lb4_service size");
 #define LB_F_NODEPORT 2
 #define LB_F_EXT_LOCAL_SCOPE 4
 #define LB_F_LOADBALANCER 32
+#define LB_F_SOURCE_RANGE 128 /* loadBalancerSourceRanges: only those clients, from outside */
+
+/* seta_lb4_source_range (LPM): a frontend's allowed client ranges, as
+ * Cilium's lb4_src_range_key; prefixlen = 32 (id + pad) + the range's. */
+struct lb4_src_range_key {
+	__u32 prefixlen;
+	__u16 rev_nat_id;
+	__u16 pad;
+	__be32 addr;
+};
+_Static_assert(sizeof(struct lb4_src_range_key) == 12, "lb4_src_range_key size");
 
 /* seta_lb4_be: backend id -> address */
 struct lb4_backend {

@@ -52,6 +52,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } seta_lb4_affinity SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct lb4_src_range_key);
+	__type(value, __u8);
+	__uint(max_entries, LB_MAP_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} seta_lb4_source_range SEC(".maps");
+
 /* Rewrite the destination (dst) or source address and port, fixing the IP
  * and TCP/UDP checksums. */
 static __always_inline int lb4_rewrite(struct __sk_buff *ctx, __u32 l4_off, __u8 proto, int dst,
@@ -110,6 +119,13 @@ static __always_inline int lb4_xlate_fwd(struct __sk_buff *ctx, __u32 l4_off, st
 	svc = bpf_map_lookup_elem(&seta_lb4_svc, &k);
 	if (!svc || (need && !(svc->flags & need)))
 		return 0;
+	/* loadBalancerSourceRanges hold for clients from outside only */
+	if (need && (svc->flags & LB_F_SOURCE_RANGE)) {
+		struct lb4_src_range_key sk = {.prefixlen = 64, .rev_nat_id = svc->rev_nat_index, .addr = f->key.saddr};
+
+		if (!bpf_map_lookup_elem(&seta_lb4_source_range, &sk))
+			return -DROP_NOT_IN_SRC_RANGE;
+	}
 	conn.rev_nat_index = svc->rev_nat_index;
 	ck = f->key;
 	ck.pad[0] = LB_CONN_FWD;

@@ -250,6 +250,17 @@ pub const LB_F_EXTERNAL_IP: u8 = 1;
 pub const LB_F_NODEPORT: u8 = 2;
 pub const LB_F_EXT_LOCAL_SCOPE: u8 = 4;
 pub const LB_F_LOADBALANCER: u8 = 32;
+pub const LB_F_SOURCE_RANGE: u8 = 128;
+
+/// `lb4_src_range_key` after its `prefixlen` (aya's `lpm_trie::Key` carries
+/// that: 32 + the range's length).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Lb4SrcRangeData {
+    pub rev_nat_id: u16,
+    pub pad: u16,
+    pub addr: [u8; 4],
+}
 
 /// `seta_lb4_be` value (key: backend id).
 #[repr(C)]
@@ -414,6 +425,7 @@ mod pod {
     unsafe impl aya::Pod for super::Lb4ReverseNat {}
     unsafe impl aya::Pod for super::Lb4Conn {}
     unsafe impl aya::Pod for super::Nat4Entry {}
+    unsafe impl aya::Pod for super::Lb4SrcRangeData {}
     unsafe impl aya::Pod for super::Lb4AffinityKey {}
     unsafe impl aya::Pod for super::LbAffinityVal {}
 }

@@ -923,6 +923,47 @@ async fn privileged_policy_service_node_port_from_outside(p: P) {
     p.verify();
 }
 
+/// ExternalIPs and LoadBalancer IPs from outside, routed to the node without
+/// the backend (SNAT), and loadBalancerSourceRanges: a client outside the
+/// ranges is dropped (reason 177) at the LoadBalancer IP but not at the
+/// service's NodePort, and pods in the cluster are not subject to them.
+async fn privileged_policy_service_external_ip_and_source_ranges(p: P) {
+    let web = p.ip("web");
+    peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
+    let slice = |svc: &str| {
+        format!("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {svc}-a, namespace: default, labels: {{kubernetes.io/service-name: {svc}}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n")
+    };
+    let lb = |name: &str, cip: &str, np: u16, ip: &str, range: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  type: LoadBalancer\n  clusterIP: {cip}\n  loadBalancerSourceRanges: [{range}]\n  ports: [{{name: http, port: 80, nodePort: {np}}}]\nstatus:\n  loadBalancer: {{ingress: [{{ip: {ip}}}]}}\n---\n{}", slice(name))
+    };
+    services_import(
+        &p,
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: eip, namespace: default}}\nspec:\n  clusterIP: 10.96.0.40\n  externalIPs: [198.51.100.60]\n  ports: [{{name: http, port: 80}}]\n---\n{}---\n{}---\n{}",
+            slice("eip"),
+            lb("open", "10.96.0.41", 30090, "198.51.100.50", "172.30.0.200/32"),
+            lb("closed", "10.96.0.42", 30091, "198.51.100.51", "10.0.0.0/8"),
+        ),
+    );
+    // a router sends the service addresses to the second node; web is on the first
+    p.lab().external_route("198.51.100.0/24".parse().unwrap(), 1).await.unwrap();
+    let ext = p.lab().external.clone().unwrap();
+    let second = "172.30.0.2".to_string();
+    let at = |a: &str| -> SocketAddr { a.parse().unwrap() };
+    assert_eq!(read_from(&ext.netns, at("198.51.100.60:80")), Ok(second.clone()), "ExternalIP");
+    assert_eq!(read_from(&ext.netns, at("198.51.100.50:80")), Ok(second.clone()), "LB IP, client in range");
+    let before = p.drops("Not in source range", "INGRESS");
+    assert!(read_from(&ext.netns, at("198.51.100.51:80")).is_err(), "LB IP, client outside the ranges");
+    assert!(p.drops("Not in source range", "INGRESS") > before, "dropped with reason 177");
+    // the ranges cover the LoadBalancer IP only, and only traffic from outside
+    assert_eq!(read_from(&ext.netns, at("172.30.0.2:30091")), Ok(second), "the service's NodePort");
+    assert_eq!(read_from(&p.ns("client"), at("198.51.100.51:80")), Ok(p.ip("client").to_string()), "a pod");
+    // the datapath holds the range under the frontend's rev-NAT index
+    let ranges = common::seta(&p.nodes()[1], &["bpf", "lb", "list", "--source-ranges"]);
+    let nets: Vec<&str> = ranges.as_array().unwrap().iter().map(|r| r["range"].as_str().unwrap()).collect();
+    assert_eq!(nets, ["10.0.0.0/8", "172.30.0.200/32"], "{ranges}");
+}
+
 /// For generated policies, `seta policy trace` predicts exactly what real TCP
 /// connections between every pair of pods experience.
 async fn privileged_policy_trace_agrees_with_real_packets(p: P) {
@@ -1002,3 +1043,4 @@ scenario!(privileged_policy_trace_agrees_with_real_packets, "tr", [one => One, t
 scenario!(privileged_policy_service_cluster_ip_reaches_its_backend_with_policy, "sv", [one => One, tunnel => Tunnel, native => Native]);
 scenario!(privileged_policy_service_session_affinity_keeps_a_client_on_one_backend, "sa", [one => One, tunnel => Tunnel]);
 scenario!(privileged_policy_service_node_port_from_outside, "np", [tunnel => Tunnel, native => Native]);
+scenario!(privileged_policy_service_external_ip_and_source_ranges, "ex", [tunnel => Tunnel, native => Native]);

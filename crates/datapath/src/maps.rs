@@ -26,6 +26,7 @@ pub const MAP_LB4_RNAT: &str = "seta_lb4_rnat";
 pub const MAP_LB4_CONN: &str = "seta_lb4_conn";
 pub const MAP_LB4_AFFINITY: &str = "seta_lb4_affinity";
 pub const MAP_SNAT4: &str = "seta_snat_v4_external";
+pub const MAP_LB4_SRC_RANGE: &str = "seta_lb4_source_range";
 
 fn open(pin_dir: &Path, name: &str) -> Result<(MapData, PathBuf), DatapathError> {
     let path = pin_dir.join(name);
@@ -484,6 +485,8 @@ pub struct LbState {
     pub services: BTreeMap<seta_abi::Lb4Key, seta_abi::Lb4Service>,
     pub backends: BTreeMap<u32, seta_abi::Lb4Backend>,
     pub revnat: BTreeMap<u16, seta_abi::Lb4ReverseNat>,
+    /// loadBalancerSourceRanges: (rev-NAT index, range)
+    pub source_ranges: std::collections::BTreeSet<(u16, ipnet::Ipv4Net)>,
 }
 
 /// The service maps: `seta_lb4_svc`, `seta_lb4_be`, `seta_lb4_rnat`.
@@ -491,7 +494,17 @@ pub struct LbMaps {
     svc: HashMap<MapData, seta_abi::Lb4Key, seta_abi::Lb4Service>,
     be: HashMap<MapData, u32, seta_abi::Lb4Backend>,
     rnat: HashMap<MapData, u16, seta_abi::Lb4ReverseNat>,
+    src: LpmTrie<MapData, seta_abi::Lb4SrcRangeData, u8>,
     path: PathBuf,
+}
+
+fn src_range_key(id: u16, net: &ipnet::Ipv4Net) -> Key<seta_abi::Lb4SrcRangeData> {
+    let d = seta_abi::Lb4SrcRangeData {
+        rev_nat_id: id,
+        pad: 0,
+        addr: net.network().octets(),
+    };
+    Key::new(32 + net.prefix_len() as u32, d)
 }
 
 impl LbMaps {
@@ -502,7 +515,9 @@ impl LbMaps {
         let be = HashMap::try_from(Map::HashMap(md)).map_err(|e| merr(MAP_LB4_BE, &p, "type", e))?;
         let (md, p) = open(pin_dir, MAP_LB4_RNAT)?;
         let rnat = HashMap::try_from(Map::HashMap(md)).map_err(|e| merr(MAP_LB4_RNAT, &p, "type", e))?;
-        Ok(Self { svc, be, rnat, path })
+        let (md, p) = open(pin_dir, MAP_LB4_SRC_RANGE)?;
+        let src = LpmTrie::try_from(Map::LpmTrie(md)).map_err(|e| merr(MAP_LB4_SRC_RANGE, &p, "type", e))?;
+        Ok(Self { svc, be, rnat, src, path })
     }
 
     /// Everything the maps hold now.
@@ -511,6 +526,16 @@ impl LbMaps {
             services: self.svc.iter().flatten().collect(),
             backends: self.be.iter().flatten().collect(),
             revnat: self.rnat.iter().flatten().collect(),
+            source_ranges: self
+                .src
+                .keys()
+                .flatten()
+                .filter_map(|k| {
+                    let d = k.data();
+                    let net = ipnet::Ipv4Net::new(d.addr.into(), k.prefix_len().checked_sub(32)? as u8).ok()?;
+                    Some((d.rev_nat_id, net))
+                })
+                .collect(),
         }
     }
 
@@ -530,6 +555,12 @@ impl LbMaps {
                 self.rnat.insert(k, v, 0).map_err(|x| e(MAP_LB4_RNAT, x))?;
             }
         }
+        // ranges before the masters that check them; stale ones after
+        for (id, net) in want.source_ranges.difference(&have.source_ranges) {
+            self.src
+                .insert(&src_range_key(*id, net), 1, 0)
+                .map_err(|x| e(MAP_LB4_SRC_RANGE, x))?;
+        }
         let (masters, slots): (Vec<_>, Vec<_>) = want.services.iter().partition(|(k, _)| k.backend_slot == 0);
         for (k, v) in slots.into_iter().chain(masters) {
             if have.services.get(k) != Some(v) {
@@ -546,6 +577,9 @@ impl LbMaps {
         }
         for k in have.revnat.keys().filter(|k| !want.revnat.contains_key(*k)) {
             let _ = self.rnat.remove(k);
+        }
+        for (id, net) in have.source_ranges.difference(&want.source_ranges) {
+            let _ = self.src.remove(&src_range_key(*id, net));
         }
         Ok(())
     }

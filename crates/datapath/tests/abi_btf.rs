@@ -251,6 +251,16 @@ fn expected() -> Vec<Layout> {
             ],
         ),
         (
+            "lb4_src_range_key",
+            lpm(size_of::<Lb4SrcRangeData>()),
+            vec![
+                ("prefixlen", 0),
+                ("rev_nat_id", lpm(offset_of!(Lb4SrcRangeData, rev_nat_id))),
+                ("pad", lpm(offset_of!(Lb4SrcRangeData, pad))),
+                ("addr", lpm(offset_of!(Lb4SrcRangeData, addr))),
+            ],
+        ),
+        (
             "nat4_entry",
             size_of::<Nat4Entry>(),
             vec![
@@ -364,6 +374,7 @@ fn every_map_has_the_name_and_sizes_the_agent_uses() {
         (MAP_LB4_CONN, (size_of::<CtKey>(), size_of::<Lb4Conn>())),
         (MAP_LB4_AFFINITY, (size_of::<Lb4AffinityKey>(), size_of::<LbAffinityVal>())),
         (MAP_SNAT4, (size_of::<CtKey>(), size_of::<Nat4Entry>())),
+        (MAP_LB4_SRC_RANGE, (4 + size_of::<Lb4SrcRangeData>(), 1)),
     ]
     .into_iter()
     .map(|(n, (k, v))| (n, (k as u32, v as u32)))

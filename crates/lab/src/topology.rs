@@ -205,6 +205,16 @@ impl Lab {
         self.save()
     }
 
+    /// Let the external host reach `net` (service addresses: ExternalIPs,
+    /// LoadBalancer IPs) through node `idx`, as a router announcing them
+    /// to that node would (labs with an underlay).
+    pub async fn external_route(&self, net: ipnet::Ipv4Net, idx: usize) -> Result<()> {
+        let ext = self.external.as_ref().context("no external host")?;
+        anyhow::ensure!(self.underlay.is_some(), "external_route needs a lab with an underlay");
+        anyhow::ensure!(idx < self.nodes.len(), "no node {idx}");
+        Ns::open(&ext.netns).await?.route(net, node_ip(idx + 1), "eth0").await
+    }
+
     /// Remove everything of lab `name`: agents, namespaces, pins, run and state dirs.
     /// Works from the prefix alone, so it also cleans up after a crash.
     pub fn down(name: &str) -> Result<Vec<String>> {

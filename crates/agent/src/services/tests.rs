@@ -97,3 +97,43 @@ fn backends_set_by_hand_leave_and_rejoin_the_choice() {
         "slices set that one"
     );
 }
+
+#[test]
+fn source_ranges_mark_the_load_balancer_frontend_only() {
+    let mut r = Repository::default();
+    r.import(
+        parse_file(
+            r#"
+apiVersion: v1
+kind: Service
+metadata: {name: lb, namespace: shop}
+spec:
+  type: LoadBalancer
+  clusterIP: 10.96.0.42
+  loadBalancerSourceRanges: [10.0.0.0/8, 192.0.2.7/32]
+  ports: [{name: http, port: 80, nodePort: 30091}]
+status:
+  loadBalancer: {ingress: [{ip: 198.51.100.51}]}
+"#,
+        )
+        .unwrap(),
+    );
+    let st = r.lb_state("n1", &["172.30.0.1".parse().unwrap()]);
+    let master = |a: [u8; 4]| {
+        st.services
+            .iter()
+            .find(|(k, _)| k.address == a && k.backend_slot == 0)
+            .map(|(_, v)| *v)
+            .unwrap()
+    };
+    let lb = master([198, 51, 100, 51]);
+    assert_ne!(lb.flags & seta_abi::LB_F_SOURCE_RANGE, 0, "the LoadBalancer IP checks the ranges");
+    assert_eq!(master([172, 30, 0, 1]).flags & seta_abi::LB_F_SOURCE_RANGE, 0, "the NodePort does not");
+    assert_eq!(master([10, 96, 0, 42]).flags & seta_abi::LB_F_SOURCE_RANGE, 0, "the ClusterIP does not");
+    let want: std::collections::BTreeSet<(u16, ipnet::Ipv4Net)> = [
+        (lb.rev_nat_index, "10.0.0.0/8".parse().unwrap()),
+        (lb.rev_nat_index, "192.0.2.7/32".parse().unwrap()),
+    ]
+    .into();
+    assert_eq!(st.source_ranges, want);
+}

@@ -43,8 +43,11 @@ pub enum LbCmd {
         #[arg(long, conflicts_with = "frontends")]
         backends: bool,
         /// frontend slots as stored (SERVICE ADDRESS, BACKEND ID)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "source_ranges")]
         frontends: bool,
+        /// loadBalancerSourceRanges (SOURCE RANGE (REVNAT_ID))
+        #[arg(long, conflicts_with_all = ["revnat", "backends"])]
+        source_ranges: bool,
     },
 }
 
@@ -72,8 +75,21 @@ fn lb_state(flags: u8) -> &'static str {
     }
 }
 
-fn lb_list(pin: &std::path::Path, revnat: bool, backends: bool, frontends: bool, json: bool) -> Result<i32> {
+fn lb_list(pin: &std::path::Path, revnat: bool, backends: bool, frontends: bool, ranges: bool, json: bool) -> Result<i32> {
     let st = seta_datapath::maps::LbMaps::open(pin)?.list();
+    if ranges {
+        if json {
+            return print_json(
+                &st.source_ranges
+                    .iter()
+                    .map(|(id, n)| serde_json::json!({"rev_nat_index": id, "range": n.to_string()}))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        let rows = st.source_ranges.iter().map(|(id, n)| vec![format!("{n} ({id})")]).collect();
+        table(&["SOURCE RANGE (REVNAT_ID)"], rows);
+        return Ok(0);
+    }
     if revnat {
         let rows: Vec<Vec<String>> = st
             .revnat
@@ -132,6 +148,12 @@ fn lb_list(pin: &std::path::Path, revnat: bool, backends: bool, frontends: bool,
             }
             if v.flags & seta_abi::LB_F_EXT_LOCAL_SCOPE != 0 {
                 f.push("Local");
+            }
+            if v.flags & seta_abi::LB_F_AFFINITY != 0 {
+                f.push("sessionAffinity");
+            }
+            if v.flags & seta_abi::LB_F_SOURCE_RANGE != 0 {
+                f.push("check source-range");
             }
             (
                 format!("0.0.0.0:0 ({}) (0) [{}]", v.rev_nat_index, f.join(", ")),
@@ -435,7 +457,8 @@ pub async fn run(cmd: &BpfCmd, cli: &Cli, json: bool) -> Result<i32> {
             revnat,
             backends,
             frontends,
-        }) => return lb_list(&pin_dir(cli)?, *revnat, *backends, *frontends, json),
+            source_ranges,
+        }) => return lb_list(&pin_dir(cli)?, *revnat, *backends, *frontends, *source_ranges, json),
         BpfCmd::Ct(CtCmd::Flush) => {
             let n = seta_datapath::maps::CtMap::open(&pin_dir(cli)?)?.flush(false)?;
             if json {
