@@ -117,6 +117,8 @@ pub struct Agent {
     services: std::sync::Mutex<crate::services::Repository>,
     /// orders service changes and their writes to the state dir
     services_io: Mutex<()>,
+    /// the health-check NodePort listeners (their answers come from services)
+    health_server: crate::healthcheck::HealthServer,
     /// the cluster's services in the kvstore (shared stores)
     svc_view: std::sync::Mutex<crate::services::ClusterView>,
     svc_health: Arc<seta_kvstore::reflector::Health>,
@@ -295,6 +297,7 @@ impl Agent {
             ip_outbox: Default::default(),
             services: std::sync::Mutex::new(services),
             services_io: Mutex::new(()),
+            health_server: Default::default(),
             svc_view: Default::default(),
             svc_health: Default::default(),
             kv_health: Default::default(),

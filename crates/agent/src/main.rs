@@ -3,6 +3,7 @@ mod agent;
 mod api;
 mod config;
 mod events;
+mod healthcheck;
 mod identities;
 mod kernel;
 mod kv;

@@ -851,6 +851,20 @@ fn peer_server(ns: &str, addr: SocketAddr) {
     });
 }
 
+/// An HTTP GET of `/` at `addr` from `ns`: the whole response.
+fn http_get(ns: &str, addr: SocketAddr) -> String {
+    seta_lab::spawn_in_netns(ns, move || {
+        let mut c = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3)).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(3))).unwrap();
+        std::io::Write::write_all(&mut c, b"GET / HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n").unwrap();
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut c, &mut s);
+        s
+    })
+    .join()
+    .unwrap()
+}
+
 /// What a connection from `ns` to `addr` reads until the server closes, or
 /// the error kind.
 fn read_from(ns: &str, addr: SocketAddr) -> Result<String, std::io::ErrorKind> {
@@ -927,6 +941,9 @@ async fn privileged_policy_service_node_port_from_outside(p: P) {
 /// the backend (SNAT), and loadBalancerSourceRanges: a client outside the
 /// ranges is dropped (reason 177) at the LoadBalancer IP but not at the
 /// service's NodePort, and pods in the cluster are not subject to them.
+/// externalTrafficPolicy Local: only the backend's node serves it (client
+/// address kept), and its healthCheckNodePort answers 200 there, 503 on the
+/// other node.
 async fn privileged_policy_service_external_ip_and_source_ranges(p: P) {
     let web = p.ip("web");
     peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
@@ -945,6 +962,11 @@ async fn privileged_policy_service_external_ip_and_source_ranges(p: P) {
             lb("closed", "10.96.0.42", 30091, "198.51.100.51", "10.0.0.0/8"),
         ),
     );
+    let web_node = p.node_of("web");
+    services_import(
+        &p,
+        &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: local, namespace: default}}\nspec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.43\n  externalTrafficPolicy: Local\n  healthCheckNodePort: 32000\n  ports: [{{name: http, port: 80, nodePort: 30092}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: local-a, namespace: default, labels: {{kubernetes.io/service-name: local}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}, nodeName: {web_node}}}\n"),
+    );
     // a router sends the service addresses to the second node; web is on the first
     p.lab().external_route("198.51.100.0/24".parse().unwrap(), 1).await.unwrap();
     let ext = p.lab().external.clone().unwrap();
@@ -958,6 +980,13 @@ async fn privileged_policy_service_external_ip_and_source_ranges(p: P) {
     // the ranges cover the LoadBalancer IP only, and only traffic from outside
     assert_eq!(read_from(&ext.netns, at("172.30.0.2:30091")), Ok(second), "the service's NodePort");
     assert_eq!(read_from(&p.ns("client"), at("198.51.100.51:80")), Ok(p.ip("client").to_string()), "a pod");
+    // externalTrafficPolicy Local: the backend's node only, client address kept
+    assert_eq!(read_from(&ext.netns, at("172.30.0.1:30092")), Ok("172.30.0.200".to_string()), "eTP Local, backend's node");
+    assert!(read_from(&ext.netns, at("172.30.0.2:30092")).is_err(), "eTP Local, the other node");
+    let health = |node: &str| http_get(&ext.netns, at(&format!("{node}:32000")));
+    let (h1, h2) = (health("172.30.0.1"), health("172.30.0.2"));
+    assert!(h1.starts_with("HTTP/1.1 200") && h1.ends_with(r#""localEndpoints":1,"service":{"name":"local","namespace":"default"}}"#), "{h1}");
+    assert!(h2.starts_with("HTTP/1.1 503") && h2.contains(r#""localEndpoints":0"#), "{h2}");
     // the datapath holds the range under the frontend's rev-NAT index
     let ranges = common::seta(&p.nodes()[1], &["bpf", "lb", "list", "--source-ranges"]);
     let nets: Vec<&str> = ranges.as_array().unwrap().iter().map(|r| r["range"].as_str().unwrap()).collect();

@@ -22,12 +22,15 @@ impl Agent {
     /// under the services lock, written on a blocking thread without it.
     pub(super) async fn sync_services(&self) -> Result<(), ApiError> {
         let addrs = self.node_port_addrs();
-        let (want, snapshot) = {
+        let (want, checks, snapshot) = {
             let mut repo = self.services.lock().unwrap();
             let want = repo.lb_state(&self.cfg.node, &addrs);
-            (want, repo.clone())
+            (want, repo.health_checks(&self.cfg.node), repo.clone())
         };
         self.save_services(snapshot)?;
+        for e in self.health_server.reconcile(checks).await {
+            tracing::error!("{e}");
+        }
         let k = self.kernel.clone();
         tokio::task::spawn_blocking(move || k.lb_sync(&want))
             .await

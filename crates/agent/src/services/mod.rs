@@ -8,8 +8,11 @@ use seta_core::service::{translate, EndpointSlice, Frontend, FrontendKind, Objec
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+mod health;
 #[cfg(test)]
 mod tests;
+
+pub use health::HealthCheck;
 
 /// What is persisted (services.json).
 #[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

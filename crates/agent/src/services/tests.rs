@@ -137,3 +137,53 @@ status:
     .into();
     assert_eq!(st.source_ranges, want);
 }
+
+#[test]
+fn health_checks_count_this_nodes_active_backends() {
+    let mut r = Repository::default();
+    r.import(
+        parse_file(
+            r#"
+apiVersion: v1
+kind: Service
+metadata: {name: lb, namespace: shop}
+spec:
+  type: LoadBalancer
+  clusterIP: 10.96.0.43
+  externalTrafficPolicy: Local
+  healthCheckNodePort: 32000
+  ports: [{name: http, port: 80, nodePort: 30092}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: lb-1, namespace: shop, labels: {kubernetes.io/service-name: lb}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+- {addresses: [10.200.1.5], conditions: {ready: true}, nodeName: n1}
+- {addresses: [10.200.1.6], conditions: {ready: false}, nodeName: n1}
+- {addresses: [10.200.1.7], conditions: {ready: false, serving: true, terminating: true}, nodeName: n1}
+- {addresses: [10.200.2.5], conditions: {ready: true}, nodeName: n2}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  clusterIP: 10.96.0.10
+  ports: [{name: http, port: 80}]
+"#,
+        )
+        .unwrap(),
+    );
+    let n1 = r.health_checks("n1");
+    assert_eq!(n1.keys().copied().collect::<Vec<_>>(), [32000], "only the eTP=Local LoadBalancer");
+    assert_eq!(n1[&32000].local_endpoints, 1, "ready ones only");
+    assert_eq!(n1[&32000].response().0, 200);
+    assert_eq!(r.health_checks("n2")[&32000].local_endpoints, 1);
+    let n3 = &r.health_checks("n3")[&32000];
+    assert_eq!((n3.local_endpoints, n3.response().0), (0, 503));
+    // a backend taken out by hand does not count
+    r.set_backend_state("10.200.1.5:8080".parse().unwrap(), seta_core::service::BackendState::Quarantined, &[])
+        .unwrap();
+    assert_eq!(r.health_checks("n1")[&32000].local_endpoints, 0);
+}
