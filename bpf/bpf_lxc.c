@@ -48,6 +48,8 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 	__u32 remote, cookie = 0, len = ctx->len, ep_id, sec_id, ifindex = ctx->ifindex, slot, l4_off;
 	enum ct_status st;
 	void *pmap;
+	__be32 ip_saddr;
+	int hairpin = 0;
 	int ret;
 
 	if ((void *)(ip + 1) > data_end || ip->ihl < 5 || ip->version != 4)
@@ -69,6 +71,7 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 		sec_id = me->sec_id;
 	}
 	l4_off = ETH_HLEN + ((__u32)ip->ihl << 2);
+	ip_saddr = ip->saddr;
 	ret = parse_l4(ctx, ip, &f);
 	if (ret < 0)
 		return send_drop(ctx, -ret, METRIC_EGRESS);
@@ -79,6 +82,19 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 		return lb4_reject(ctx);
 	if (ret < 0)
 		return send_drop(ctx, -ret, METRIC_EGRESS);
+	/* hairpin: the pod is its own backend; it sees the connection come
+	 * from the loopback address (else it would drop a packet from itself) */
+	if (ret == 1 && f.key.daddr == f.key.saddr) {
+		ret = lb4_rewrite(ctx, l4_off, f.key.proto, 0, f.key.saddr, LB_LOOPBACK_ADDR, f.key.sport, f.key.sport);
+		if (ret < 0)
+			return send_drop(ctx, -ret, METRIC_EGRESS);
+		f.key.saddr = LB_LOOPBACK_ADDR;
+		hairpin = 1;
+		/* the replies' way back, keyed by what the pod will answer */
+		ret = lb4_hairpin_rev(&f, ip_saddr);
+		if (ret < 0)
+			return send_drop(ctx, -ret, METRIC_EGRESS);
+	}
 
 	ep = lookup_ip4_endpoint(f.key.daddr);
 	if (ep && (ep->flags & ENDPOINT_F_HOST))
@@ -92,6 +108,17 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 		ret = lb4_xlate_rev(ctx, l4_off, &f);
 		if (ret < 0)
 			return send_drop(ctx, -ret, METRIC_EGRESS);
+		/* a hairpin reply: back to the pod itself */
+		if (ret == 1 && f.key.daddr == LB_LOOPBACK_ADDR) {
+			__be32 self = ip_saddr;
+
+			ret = lb4_rewrite(ctx, l4_off, f.key.proto, 1, LB_LOOPBACK_ADDR, self, f.key.dport, f.key.dport);
+			if (ret < 0)
+				return send_drop(ctx, -ret, METRIC_EGRESS);
+			f.key.daddr = self;
+			ep = lookup_ip4_endpoint(self);
+			info = NULL;
+		}
 	}
 	if (st == CT_NEW) {
 		/* the remote identity only matters for new connections */
@@ -104,8 +131,9 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 		emit_event(EVENT_POLICY_VERDICT, 0, ep_id, ifindex, sec_id, remote, ret, cookie, &f, METRIC_EGRESS);
 		if (ret < 0)
 			return send_drop(ctx, -ret, METRIC_EGRESS);
-		/* ingress policy of a local destination */
-		if (ep) {
+		/* ingress policy of a local destination (not for a pod reaching
+		 * itself through a service, as Cilium's loopback) */
+		if (ep && !hairpin) {
 			ret = ingress_policy(ep, sec_id, &f, ep->ifindex);
 			if (ret < 0)
 				return send_drop(ctx, -ret, METRIC_INGRESS);

@@ -240,6 +240,10 @@ _Static_assert(sizeof(struct lb_affinity_val) == 16, "lb_affinity_val size");
 #define LB_F_AFFINITY 16
 #define LB_ALG_RANDOM 1
 
+/* hairpin: a pod reaching itself through a service comes from this
+ * address (Cilium's ipv4-service-loopback-address), 169.254.42.1 */
+#define LB_LOOPBACK_ADDR bpf_htonl(0xa9fe2a01)
+
 #define LB_CONN_FWD 1
 #define LB_CONN_REV 2
 #define LB_MAP_SIZE 65536

@@ -186,6 +186,26 @@ static __always_inline int lb4_xlate_fwd(struct __sk_buff *ctx, __u32 l4_off, st
 	return 1;
 }
 
+/* After the hairpin SNAT (f's source is the loopback address now): the
+ * replies' way back to the frontend, keyed by the SNATed tuple, copied from
+ * the one lb4_xlate_fwd wrote for the pod's own address `client`. */
+static __always_inline int lb4_hairpin_rev(const struct flow *f, __be32 client)
+{
+	struct ct_key ck = f->key;
+	struct lb4_conn v, *c;
+
+	ck.saddr = client;
+	ck.pad[0] = LB_CONN_REV;
+	c = bpf_map_lookup_elem(&seta_lb4_conn, &ck);
+	if (!c)
+		return -DROP_NO_SERVICE;
+	v = *c;
+	ck.saddr = f->key.saddr;
+	if (bpf_map_update_elem(&seta_lb4_conn, &ck, &v, BPF_ANY) < 0)
+		return -DROP_CT_MAP_INSERTION_FAILED;
+	return 0;
+}
+
 /* A reply of a translated connection (CT_REPLY): the frontend becomes its
  * source again. 0: not translated; 1: done (f follows); < 0: drop reason. */
 static __always_inline int lb4_xlate_rev(struct __sk_buff *ctx, __u32 l4_off, struct flow *f)

@@ -754,6 +754,15 @@ async fn privileged_policy_service_cluster_ip_reaches_its_backend_with_policy(p:
     );
     assert!(!tcp_ok(&p.ns("client"), vip), "client is not allowed into web");
     assert!(tcp_ok(&p.ns("other"), vip), "other is, on the backend's port");
+    // hairpin: web reaches itself through its service, from the loopback
+    // address (Cilium's 169.254.42.1), whatever its ingress policy says
+    assert!(tcp_ok(&p.ns("web"), vip), "web reaches itself through its ClusterIP");
+    peer_server(&p.ns("web"), SocketAddr::new(web.into(), 9091));
+    services_import(
+        &p,
+        &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: hp, namespace: default}}\nspec:\n  clusterIP: 10.96.0.12\n  ports: [{{name: p, port: 80}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: hp-a, namespace: default, labels: {{kubernetes.io/service-name: hp}}}}\naddressType: IPv4\nports: [{{name: p, port: 9091}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n"),
+    );
+    assert_eq!(read_from(&p.ns("web"), "10.96.0.12:80".parse().unwrap()), Ok("169.254.42.1".to_string()));
     p.delete(&["--all"]);
     // no backend: refused at once (ICMP port unreachable, the default
     // reject), and counted with Cilium's reason
