@@ -176,6 +176,7 @@ _Static_assert(sizeof(struct lb4_service) == 12, "lb4_service size");
 #define LB_F_NODEPORT 2
 #define LB_F_EXT_LOCAL_SCOPE 4
 #define LB_F_LOADBALANCER 32
+#define LB_F_HOSTPORT 8
 #define LB_F_SOURCE_RANGE 128 /* loadBalancerSourceRanges: only those clients, from outside */
 
 /* seta_lb4_source_range (LPM): a frontend's allowed client ranges, as

@@ -12,7 +12,7 @@
 #include "fib.h"
 #include "lb.h"
 
-#define LB_F_NORTH_SOUTH (LB_F_NODEPORT | LB_F_EXTERNAL_IP | LB_F_LOADBALANCER)
+#define LB_F_NORTH_SOUTH (LB_F_NODEPORT | LB_F_EXTERNAL_IP | LB_F_LOADBALANCER | LB_F_HOSTPORT)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

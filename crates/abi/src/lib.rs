@@ -251,6 +251,7 @@ pub const LB_F_NODEPORT: u8 = 2;
 pub const LB_F_EXT_LOCAL_SCOPE: u8 = 4;
 pub const LB_F_LOADBALANCER: u8 = 32;
 pub const LB_F_SOURCE_RANGE: u8 = 128;
+pub const LB_F_HOSTPORT: u8 = 8;
 
 /// `lb4_src_range_key` after its `prefixlen` (aya's `lpm_trie::Key` carries
 /// that: 32 + the range's length).

@@ -227,6 +227,10 @@ impl Config {
             "agent-socket": self.socket,
             "delete-queue-dir": self.delete_queue_dir(),
         })];
+        // hostPorts in eBPF, unless the portmap plugin is chained for them
+        if !self.cni_chain.iter().any(|p| p == "portmap") {
+            plugins[0]["capabilities"] = serde_json::json!({"portMappings": true});
+        }
         for p in &self.cni_chain {
             let mut v = serde_json::json!({"type": p});
             if p == "portmap" {

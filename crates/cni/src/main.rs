@@ -131,6 +131,8 @@ async fn add(conf: &NetConf, env: &Env, client: &Client) -> Result<Value, CniErr
             "seta-cni must be the first plugin of the chain (it got a prevResult)",
         ));
     }
+    // hostPorts are checked before anything is created
+    let host_ports = cni::port_mappings(conf)?;
     let netns = std::fs::File::open(&env.netns).map_err(|e| {
         CniError::new(
             code::UNKNOWN_CONTAINER,
@@ -138,14 +140,21 @@ async fn add(conf: &NetConf, env: &Env, client: &Client) -> Result<Value, CniErr
         )
     })?;
     let mut done = Vec::new();
-    let r = add_steps(conf, env, client, &netns, &mut done).await;
+    let r = add_steps(conf, env, client, &netns, host_ports, &mut done).await;
     if r.is_err() {
         undo(client, done).await;
     }
     r
 }
 
-async fn add_steps(conf: &NetConf, env: &Env, client: &Client, netns: &std::fs::File, done: &mut Vec<Undo>) -> Result<Value, CniError> {
+async fn add_steps(
+    conf: &NetConf,
+    env: &Env,
+    client: &Client,
+    netns: &std::fs::File,
+    host_ports: Vec<seta_core::service::HostPort>,
+    done: &mut Vec<Undo>,
+) -> Result<Value, CniError> {
     let cid = &env.container_id;
     let nl = Netlink::current().map_err(nl_err)?;
     let host_if = lxc_name(cid, &env.ifname);
@@ -256,6 +265,7 @@ async fn add_steps(conf: &NetConf, env: &Env, client: &Client, netns: &std::fs::
         netns_path: env.netns.clone(),
         labels: cni::labels_from_args(&env.args),
         named_ports: cni::ports_from_args(&env.args),
+        host_ports,
     };
     let _ep: Endpoint = client
         .endpoint_put(&req)

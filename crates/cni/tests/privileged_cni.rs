@@ -422,11 +422,42 @@ async fn privileged_cni_chains_in_front_of_portmap() {
 /// A real runtime drives the plugin: Podman 4.3 with its CNI backend (VERSION,
 /// ADD with `IgnoreUnknown=1;K8S_POD_NAME=…` CNI_ARGS, DEL on --rm), run inside
 /// the lab node's network namespace so nothing touches the root namespace.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn privileged_cni_driven_by_podman() {
-    if !privileged("privileged_cni_driven_by_podman") {
-        return;
+/// What a podman test needs: podman, runc and busybox present, a busybox
+/// image imported, and a containers.conf that uses the node's CNI config.
+struct Podman {
+    node_ns: String,
+    router: std::net::Ipv4Addr,
+    work: PathBuf,
+    image: String,
+    conf: PathBuf,
+}
+
+impl Podman {
+    /// `podman run --rm` on the node with seta's network, `args` before the
+    /// image (e.g. `-p`), `script` by sh in the container. nsenter --net
+    /// keeps the host's mount namespace (cgroups), unlike `ip netns exec`.
+    fn run(&self, args: &[&str], script: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{}", self.node_ns))
+            .args(["podman", "--runtime", "runc", "run", "--rm"])
+            .args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"])
+            .args(["--network", "seta"])
+            .args(args)
+            .args([self.image.as_str(), "sh", "-c", script])
+            .env("CONTAINERS_CONF", &self.conf);
+        c
     }
+
+    /// The image and the work dir.
+    fn remove(&self) {
+        let _ = Command::new("podman")
+            .args(["rmi", "-f", &self.image])
+            .output_within(seta_lab::wait::PROGRAM_TIMEOUT);
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
+
+fn podman_setup(c: &Ctx) -> Podman {
     for tool in ["podman", "runc", "busybox"] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
@@ -436,7 +467,6 @@ async fn privileged_cni_driven_by_podman() {
             .success();
         assert!(found, "{tool} is required (make test installs podman, runc, busybox-static)");
     }
-    let c = Ctx::new("pdm").await;
     let node_ns = c.lab().nodes[0].netns.clone();
     let router = seta_core::ipam::Pool::new(c.lab().nodes[0].pod_cidr).unwrap().router();
     let work = std::env::temp_dir().join(format!("{}-podman", c.lab().name));
@@ -451,7 +481,7 @@ async fn privileged_cni_driven_by_podman() {
         work.join("root/bin/busybox"),
     )
     .unwrap();
-    for app in ["sh", "ip", "ping"] {
+    for app in ["sh", "ip", "ping", "nc"] {
         std::os::unix::fs::symlink("busybox", work.join("root/bin").join(app)).unwrap();
     }
     let image = format!("localhost/{}-busybox:latest", c.lab().name);
@@ -485,31 +515,27 @@ async fn privileged_cni_driven_by_podman() {
         ),
     )
     .unwrap();
-    // nsenter --net keeps the host's mount namespace (cgroups), unlike `ip netns exec`.
-    let out = Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{node_ns}"))
-        .args([
-            "podman",
-            "--runtime",
-            "runc",
-            "run",
-            "--rm",
-            "--ulimit",
-            "nofile=1024:1024",
-            "--ulimit",
-            "nproc=1024:1024",
-            "--network",
-            "seta",
-            &image,
-        ])
-        .args(["sh", "-c", &format!("ip -4 addr show eth0 && ping -c 2 -W 2 {router}")])
-        .env("CONTAINERS_CONF", &conf)
+    Podman {
+        node_ns,
+        router,
+        work,
+        image,
+        conf,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_cni_driven_by_podman() {
+    if !privileged("privileged_cni_driven_by_podman") {
+        return;
+    }
+    let c = Ctx::new("pdm").await;
+    let p = podman_setup(&c);
+    let out = p
+        .run(&[], &format!("ip -4 addr show eth0 && ping -c 2 -W 2 {}", p.router))
         .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
         .unwrap();
-    let _ = Command::new("podman")
-        .args(["rmi", "-f", &image])
-        .output_within(seta_lab::wait::PROGRAM_TIMEOUT);
-    let _ = std::fs::remove_dir_all(&work);
+    p.remove();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "podman run: {text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("inet 10.201.1."), "the container got a pod address from seta: {text}");
@@ -521,4 +547,56 @@ async fn privileged_cni_driven_by_podman() {
     assert!(c.agent("endpoint list").as_array().unwrap().is_empty());
     assert_eq!(c.allocations(), 0);
     assert!(c.lxc_devices().is_empty(), "{:?}", c.lxc_devices());
+}
+
+/// `podman run -p 18080:8080` on seta's network: the runtime hands the
+/// mapping to seta-cni (portMappings capability) and the datapath serves it
+/// (no iptables, no portmap): a pod connecting to the node's address on
+/// 18080 reaches the container's 8080; the mapping goes with the container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_cni_podman_host_port_in_ebpf() {
+    if !privileged("privileged_cni_podman_host_port_in_ebpf") {
+        return;
+    }
+    let mut c = Ctx::new("php").await;
+    let node = c.node();
+    c.t.lab.pod_add("client", &node, "default", &[], &[]).await.unwrap();
+    let client_ns = c.lab().pod("client").unwrap().netns.clone();
+    let p = podman_setup(&c);
+    let addr = SocketAddr::new(p.router.into(), 18080);
+    // the container answers one connection on 8080, then exits (--rm: DEL)
+    let mut child = p.run(&["-p", "18080:8080"], "echo hostport | nc -l -p 8080");
+    let run = std::thread::spawn(move || child.output_within(seta_lab::wait::PROGRAM_TIMEOUT).unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let mut got = String::new();
+    while std::time::Instant::now() < deadline && !run.is_finished() {
+        got = spawn_in_netns(&client_ns, move || {
+            let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+                return String::new();
+            };
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut buf = [0u8; 64];
+            let n = s.read(&mut buf).unwrap_or(0);
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        })
+        .join()
+        .unwrap();
+        if !got.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = run.join().unwrap();
+    p.remove();
+    assert_eq!(
+        got.trim(),
+        "hostport",
+        "the pod reached the container through hostPort 18080; podman: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // the container is gone (--rm made podman call DEL): so is its hostPort
+    let left: Vec<Value> = c.agent("service list").as_array().unwrap().clone();
+    assert!(left.iter().all(|e| e["kind"] != "HostPort"), "{left:?}");
+    assert_eq!(c.agent("endpoint list").as_array().unwrap().len(), 1, "only the client pod");
 }

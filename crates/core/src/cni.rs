@@ -363,6 +363,63 @@ pub fn labels_from_args(args: &BTreeMap<String, String>) -> Vec<String> {
     out
 }
 
+/// The runtime's `runtimeConfig.portMappings` (the `portMappings`
+/// capability): hostPorts seta serves in eBPF. IPv6 host addresses are
+/// skipped (seta is IPv4); anything else that is not a valid mapping is an
+/// error naming the field, before anything is created.
+pub fn port_mappings(conf: &NetConf) -> Result<Vec<crate::service::HostPort>, CniError> {
+    use crate::service::{HostPort, Proto, NODE_PORT_RANGE};
+    let Some(list) = conf.runtime_config.as_ref().and_then(|r| r.get("portMappings")) else {
+        return Ok(vec![]);
+    };
+    let bad = |m: String| CniError::new(code::INVALID_NETCONF, m);
+    let list = list
+        .as_array()
+        .ok_or_else(|| bad(format!("runtimeConfig.portMappings: {list}: must be a list")))?;
+    let mut out: Vec<HostPort> = Vec::new();
+    for (i, m) in list.iter().enumerate() {
+        let field = |f: &str| format!("runtimeConfig.portMappings[{i}].{f}");
+        let port = |f: &str| -> Result<u16, CniError> {
+            match m.get(f).and_then(Value::as_u64) {
+                Some(p) if (1..=65535).contains(&p) => Ok(p as u16),
+                _ => Err(bad(format!("{}: {}: must be a port 1..65535", field(f), m.get(f).unwrap_or(&Value::Null)))),
+            }
+        };
+        let (host_port, container_port) = (port("hostPort")?, port("containerPort")?);
+        let protocol = match m.get("protocol").and_then(Value::as_str).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("") | Some("tcp") => Proto::Tcp,
+            Some("udp") => Proto::Udp,
+            Some("sctp") => Proto::Sctp,
+            Some(p) => return Err(bad(format!("{}: {p:?}: must be tcp, udp or sctp", field("protocol")))),
+        };
+        let host_ip = match m.get("hostIP").and_then(Value::as_str).unwrap_or("") {
+            "" | "0.0.0.0" => None,
+            a => match a.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(v4)) => Some(v4),
+                Ok(std::net::IpAddr::V6(_)) => continue,
+                Err(_) => return Err(bad(format!("{}: {a:?}: not an IP address", field("hostIP")))),
+            },
+        };
+        if NODE_PORT_RANGE.contains(&host_port) {
+            return Err(bad(format!(
+                "{}: {host_port}: inside the NodePort range 30000-32767",
+                field("hostPort")
+            )));
+        }
+        let hp = HostPort {
+            host_port,
+            container_port,
+            protocol,
+            host_ip,
+        };
+        if out.iter().any(|o| o.host_port == host_port && o.protocol == protocol && o.host_ip == host_ip) {
+            return Err(bad(format!("{}: {host_port}/{protocol} is mapped twice", field("hostPort"))));
+        }
+        out.push(hp);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,5 +502,59 @@ mod tests {
             labels_from_args(&a),
             vec!["k8s:io.kubernetes.pod.namespace=prod", "app=web", "tier=fe"]
         );
+    }
+}
+
+#[cfg(test)]
+mod port_mapping_tests {
+    use super::*;
+    use crate::service::{HostPort, Proto};
+
+    fn conf(pm: Value) -> NetConf {
+        parse_netconf(
+            json!({"cniVersion": "1.0.0", "name": "seta", "type": "seta-cni", "agent-socket": "/x", "runtimeConfig": {"portMappings": pm}})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn port_mappings_as_runtimes_send_them() {
+        let got = port_mappings(&conf(json!([
+            {"hostPort": 18080, "containerPort": 8080, "protocol": "tcp", "hostIP": ""},
+            {"hostPort": 5353, "containerPort": 53, "protocol": "UDP"},
+            {"hostPort": 9000, "containerPort": 9000, "protocol": "tcp", "hostIP": "::"},
+            {"hostPort": 9001, "containerPort": 9001, "hostIP": "192.0.2.7"}
+        ])))
+        .unwrap();
+        assert_eq!(
+            got,
+            [
+                HostPort { host_port: 18080, container_port: 8080, protocol: Proto::Tcp, host_ip: None },
+                HostPort { host_port: 5353, container_port: 53, protocol: Proto::Udp, host_ip: None },
+                HostPort { host_port: 9001, container_port: 9001, protocol: Proto::Tcp, host_ip: Some("192.0.2.7".parse().unwrap()) },
+            ]
+        );
+        assert!(port_mappings(&parse_netconf(br#"{"cniVersion":"1.0.0","name":"n","type":"seta-cni","agent-socket":"/x"}"#).unwrap())
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn bad_port_mappings_name_the_field() {
+        for (pm, want) in [
+            (json!([{"hostPort": 0, "containerPort": 80}]), "runtimeConfig.portMappings[0].hostPort: 0: must be a port"),
+            (json!([{"hostPort": 80, "containerPort": 70000}]), "portMappings[0].containerPort: 70000"),
+            (json!([{"hostPort": 80, "containerPort": 80, "protocol": "icmp"}]), "portMappings[0].protocol: \"icmp\""),
+            (json!([{"hostPort": 30080, "containerPort": 80}]), "30080: inside the NodePort range"),
+            (json!([{"hostPort": 80, "containerPort": 80, "hostIP": "nope"}]), "portMappings[0].hostIP"),
+            (json!([{"hostPort": 80, "containerPort": 80}, {"hostPort": 80, "containerPort": 81}]), "portMappings[1].hostPort: 80/TCP is mapped twice"),
+            (json!({"hostPort": 80}), "runtimeConfig.portMappings: "),
+        ] {
+            let e = port_mappings(&conf(pm)).unwrap_err();
+            assert_eq!(e.code, code::INVALID_NETCONF);
+            assert!(e.msg.contains(want), "{} does not contain {want}", e.msg);
+        }
     }
 }

@@ -109,6 +109,9 @@ pub struct EndpointChangeRequest {
     /// named container ports, `name=port/PROTO` (e.g. `http=8080/TCP`)
     #[serde(default)]
     pub named_ports: Vec<String>,
+    /// hostPorts (the runtime's CNI `portMappings`)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_ports: Vec<crate::service::HostPort>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -146,6 +149,9 @@ pub struct Endpoint {
     /// why the endpoint is not ready, if it is not
     #[serde(default)]
     pub status_message: String,
+    /// hostPorts served by the datapath (CNI `portMappings`)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_ports: Vec<crate::service::HostPort>,
 }
 
 /// Parse `name=port/PROTO` (PROTO: TCP, UDP or SCTP; default TCP).

@@ -78,6 +78,7 @@ impl Agent {
             }
         }
         inner.identities.finish_recount();
+        self.reconcile_host_ports(&inner.endpoints.values().cloned().collect::<Vec<_>>());
         self.save_pool_and_ids(&inner)?;
         self.restored.store(restored, std::sync::atomic::Ordering::Relaxed);
         Ok(())
@@ -263,7 +264,11 @@ impl Agent {
             }
         };
         let attach_ms = t_attach.elapsed().as_secs_f64() * 1e3;
-        self.commit_endpoint(ep, attached, t0, attach_ms).await
+        let ep = self.commit_endpoint(ep, attached, t0, attach_ms).await?;
+        if !ep.host_ports.is_empty() {
+            self.host_ports_changed().await;
+        }
+        Ok(ep)
     }
 
     /// The request's own fields and its interface, checked before anything
@@ -319,6 +324,7 @@ impl Agent {
         inner.creating.remove(&ep.container_id);
         let result = match attached {
             Ok(()) => (|| -> Result<(), ApiError> {
+                self.claim_host_ports(&ep)?;
                 publish(&mut inner, &ep)?;
                 ep.state = EndpointState::Ready;
                 self.store.save_endpoint(&ep)?;
@@ -327,6 +333,7 @@ impl Agent {
             Err(e) => Err(ApiError::Internal(format!("attaching programs to {}: {e}", ep.interface_name))),
         };
         if let Err(e) = result {
+            self.release_host_ports(&ep.container_id);
             let _ = self.kernel.detach_endpoint(&ep.interface_name);
             let _ = self.kernel.remove_endpoint_policy(ep.id);
             let _ = self.kernel.endpoint_remove(ep.ipv4);
@@ -393,6 +400,10 @@ impl Agent {
         self.save_pool_and_ids(&inner)?;
         ep.state = EndpointState::Disconnected;
         tracing::info!(id = ep.id, ip = %ep.ipv4, "endpoint deleted");
+        drop(inner);
+        if self.release_host_ports(&ep.container_id) {
+            self.host_ports_changed().await;
+        }
         Ok(ep)
     }
 
@@ -488,5 +499,6 @@ fn new_endpoint(
         policy_revision: 0,
         policy_entries: 0,
         status_message: String::new(),
+        host_ports: req.host_ports.clone(),
     }
 }

@@ -152,5 +152,6 @@ pub(super) fn stand_in_endpoint(ns: &str, ip: Ipv4Addr, pod_labels: Vec<String>,
         policy_revision: 0,
         policy_entries: 0,
         status_message: String::new(),
+        host_ports: vec![],
     }
 }

@@ -13,6 +13,41 @@ impl Agent {
         vec![self.node_ip.unwrap_or(seta_core::ipam::router_ip(self.cfg.pod_cidr))]
     }
 
+    /// Claim an endpoint's hostPorts in the services subsystem (refused
+    /// when another pod holds one); the maps follow in `host_ports_changed`.
+    pub(super) fn claim_host_ports(&self, ep: &Endpoint) -> Result<(), ApiError> {
+        self.services
+            .lock()
+            .unwrap()
+            .claim_host_ports(&ep.container_id, ep.ipv4, &ep.host_ports)
+            .map_err(|e| ApiError::Conflict(format!("host-ports: {e}")))
+    }
+
+    /// Give back a container's hostPorts; whether it had any.
+    pub(super) fn release_host_ports(&self, cid: &str) -> bool {
+        self.services.lock().unwrap().release_host_ports(cid)
+    }
+
+    /// After a restore: exactly the live endpoints' hostPorts.
+    pub(super) fn reconcile_host_ports(&self, live: &[Endpoint]) {
+        let mut repo = self.services.lock().unwrap();
+        let cids = live.iter().map(|e| e.container_id.clone()).collect();
+        repo.retain_host_ports(&cids);
+        for ep in live.iter().filter(|e| !e.host_ports.is_empty()) {
+            if let Err(e) = repo.claim_host_ports(&ep.container_id, ep.ipv4, &ep.host_ports) {
+                tracing::error!(endpoint = ep.id, "restoring hostPorts: {e}");
+            }
+        }
+    }
+
+    /// The maps follow a change of hostPorts (in the services order).
+    pub(super) async fn host_ports_changed(&self) {
+        let _order = self.services_io.lock().await;
+        if let Err(e) = self.sync_services().await {
+            tracing::error!(%e, "service maps after a hostPort change");
+        }
+    }
+
     fn save_services(&self, snapshot: Repository) -> Result<(), ApiError> {
         self.store.save("services.json", &snapshot)?;
         Ok(())

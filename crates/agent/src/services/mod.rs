@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 mod health;
+mod hostports;
 #[cfg(test)]
 mod tests;
 
@@ -32,6 +33,9 @@ pub struct Repository {
     /// maintenance), over what the EndpointSlices say
     #[serde(default)]
     overrides: BTreeMap<String, seta_core::service::BackendState>,
+    /// this node's hostPorts: container id -> (pod address, mappings)
+    #[serde(default)]
+    host_ports: BTreeMap<String, (Ipv4Addr, Vec<seta_core::service::HostPort>)>,
 }
 
 /// The lowest number from 1 not in use.
@@ -126,6 +130,7 @@ impl Repository {
             .services
             .values()
             .flat_map(|s| translate(s, &self.slices_of(s), node_addrs))
+            .chain(self.host_port_frontends(node_addrs))
             .collect();
         for f in &mut out {
             for b in &mut f.backends {
@@ -244,6 +249,7 @@ impl Repository {
                 FrontendKind::NodePort => seta_abi::LB_F_NODEPORT,
                 FrontendKind::ExternalIP => seta_abi::LB_F_EXTERNAL_IP,
                 FrontendKind::LoadBalancer => seta_abi::LB_F_LOADBALANCER,
+                FrontendKind::HostPort => seta_abi::LB_F_HOSTPORT,
             } | if f.local_only { seta_abi::LB_F_EXT_LOCAL_SCOPE } else { 0 }
                 | if f.affinity.is_some() { seta_abi::LB_F_AFFINITY } else { 0 }
                 | if f.source_ranges.is_empty() { 0 } else { seta_abi::LB_F_SOURCE_RANGE };
@@ -383,6 +389,7 @@ pub fn entry(f: &Frontend) -> ServiceEntry {
             FrontendKind::NodePort => "NodePort",
             FrontendKind::ExternalIP => "ExternalIPs",
             FrontendKind::LoadBalancer => "LoadBalancer",
+            FrontendKind::HostPort => "HostPort",
         }
         .into(),
         local: f.local_only,

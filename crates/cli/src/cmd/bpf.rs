@@ -143,6 +143,8 @@ fn lb_list(pin: &std::path::Path, revnat: bool, backends: bool, frontends: bool,
                 f.push("ExternalIPs");
             } else if v.flags & seta_abi::LB_F_LOADBALANCER != 0 {
                 f.push("LoadBalancer");
+            } else if v.flags & seta_abi::LB_F_HOSTPORT != 0 {
+                f.push("HostPort");
             } else {
                 f.push("ClusterIP");
             }

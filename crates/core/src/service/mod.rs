@@ -114,6 +114,22 @@ impl Service {
     }
 }
 
+/// A container's hostPort (CNI `portMappings`): the node's `host_port`
+/// (on `host_ip`, else on every NodePort address) to the pod's
+/// `container_port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostPort {
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: Proto,
+    #[serde(default, rename = "hostIP", skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<Ipv4Addr>,
+}
+
+/// The NodePort range; a hostPort may not be inside it (Cilium's rule).
+pub const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
+
 /// A backend's state, as Cilium's (`pkg/loadbalancer`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -216,6 +232,7 @@ pub enum FrontendKind {
     NodePort,
     ExternalIP,
     LoadBalancer,
+    HostPort,
 }
 
 impl FrontendKind {

@@ -94,6 +94,7 @@ fn request(name: &str, ip: Ipv4Addr, link: &seta_datapath::netlink::LinkInfo, la
         netns_path: String::new(),
         labels: labels.iter().map(|s| s.to_string()).collect(),
         named_ports: vec![],
+        host_ports: vec![],
     }
 }
 
@@ -213,6 +214,7 @@ async fn a_failed_attach_takes_back_only_what_it_took() {
             netns_path: String::new(),
             labels: vec![],
             named_ports: vec![],
+            host_ports: vec![],
         })
         .await
         .unwrap_err();

@@ -220,3 +220,68 @@ async fn session_affinity_marks_the_frontend_with_its_timeout() {
     let m = k.state().lb.services[&vip];
     assert_eq!((m.flags & seta_abi::LB_F_AFFINITY, m.backend_id), (0, 0), "affinity off again");
 }
+
+/// hostPorts (CNI portMappings): a frontend on the node's address per
+/// mapping while the pod exists; a second pod asking for a held port is
+/// refused and leaves nothing behind; a restart keeps them; delete ends them.
+#[tokio::test]
+async fn host_ports_follow_their_pod_and_never_clash() {
+    use seta_core::service::{HostPort, Proto};
+    let d = Tmp::new("hostports");
+    let k = Fake::new();
+    let node_ip: Ipv4Addr = "172.31.0.1".parse().unwrap();
+    let hp = |host_port, container_port| HostPort {
+        host_port,
+        container_port,
+        protocol: Proto::Tcp,
+        host_ip: None,
+    };
+    let hostport_masters = |k: &Fake| -> Vec<(Ipv4Addr, u16)> {
+        k.state()
+            .lb
+            .services
+            .iter()
+            .filter(|(key, v)| key.backend_slot == 0 && v.flags & seta_abi::LB_F_HOSTPORT != 0)
+            .map(|(key, _)| (Ipv4Addr::from(key.address), u16::from_be_bytes(key.dport)))
+            .collect()
+    };
+    let web = {
+        let a = agent(&d.0, "n1", "10.210.1.0/24", &k, None, Some(node_ip)).await;
+        let ip = a.ipam_allocate("web").await.unwrap().ipv4.ip;
+        let link = k.add_link("lxcweb");
+        let web = a
+            .create_endpoint(EndpointChangeRequest {
+                host_ports: vec![hp(8080, 80)],
+                ..request("web", ip, &link, &["app=web"])
+            })
+            .await
+            .unwrap();
+        assert_eq!(hostport_masters(&k), [(node_ip, 8080)]);
+        let l = a.service_list();
+        let e = l.iter().find(|e| e.kind == "HostPort").expect("listed");
+        assert_eq!(e.frontend, "172.31.0.1:8080/TCP");
+        assert_eq!(e.backends[0].address, format!("{}:80/TCP", web.ipv4));
+        // another pod asking for the same port: refused, nothing left behind
+        let ip2 = a.ipam_allocate("other").await.unwrap().ipv4.ip;
+        let link2 = k.add_link("lxcother");
+        let err = a
+            .create_endpoint(EndpointChangeRequest {
+                host_ports: vec![hp(8080, 9090)],
+                ..request("other", ip2, &link2, &[])
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ApiError::Conflict(_)), "{err}");
+        assert!(err.to_string().contains("hostPort 8080/TCP on every node address is held by container web"), "{err}");
+        assert_eq!(a.list().await.len(), 1);
+        assert!(!k.state().filters.contains_key(&link2.index), "its program is gone again");
+        assert_eq!(hostport_masters(&k), [(node_ip, 8080)]);
+        web
+    };
+    // a restart keeps the live pod's hostPorts
+    let a = agent(&d.0, "n1", "10.210.1.0/24", &k, None, Some(node_ip)).await;
+    assert_eq!(hostport_masters(&k), [(node_ip, 8080)]);
+    a.delete_endpoint(&EndpointRef::ContainerId(web.container_id.clone())).await.unwrap();
+    assert!(hostport_masters(&k).is_empty(), "gone with its pod");
+    assert!(a.service_list().iter().all(|e| e.kind != "HostPort"));
+}
