@@ -28,6 +28,7 @@ mod cluster;
 mod cluster_ids;
 mod health;
 mod node;
+mod observe;
 mod outbox;
 mod policy_trace;
 mod services;
@@ -117,6 +118,8 @@ pub struct Agent {
     services: std::sync::Mutex<crate::services::Repository>,
     /// orders service changes and their writes to the state dir
     services_io: Mutex<()>,
+    /// what is measured as the agent works (rendered with a snapshot per scrape)
+    pub metrics: crate::metrics::Metrics,
     /// the health-check NodePort listeners (their answers come from services)
     health_server: crate::healthcheck::HealthServer,
     /// the cluster's services in the kvstore (shared stores)
@@ -298,6 +301,7 @@ impl Agent {
             services: std::sync::Mutex::new(services),
             services_io: Mutex::new(()),
             health_server: Default::default(),
+            metrics: Default::default(),
             svc_view: Default::default(),
             svc_health: Default::default(),
             kv_health: Default::default(),

@@ -79,6 +79,39 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/events", get(events))
         .route("/v1/kvstore", get(kvstore))
         .route("/v1/nodes", get(|State(a): A| async move { a.nodes().await.map(Json) }))
+        .route_layer(axum::middleware::from_fn_with_state(agent.clone(), timing))
+        .with_state(agent)
+}
+
+/// Every request's duration by method, route and status (a metric).
+async fn timing(State(a): A, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = req.method().to_string();
+    let path = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let t = std::time::Instant::now();
+    let resp = next.run(req).await;
+    a.observe_api(&method, &path, resp.status().as_u16(), t.elapsed().as_secs_f64());
+    resp
+}
+
+/// The Prometheus endpoint: `GET /metrics` (OpenMetrics text).
+pub fn metrics_router(agent: Arc<Agent>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(a): A| async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    a.metrics_text().await,
+                )
+            }),
+        )
         .with_state(agent)
 }
 

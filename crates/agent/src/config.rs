@@ -58,6 +58,9 @@ pub struct RunArgs {
     /// MTU of the underlay; pods get it minus 50 in tunnel mode [default: the node IP's device MTU, else 1500]
     #[arg(long, env = "SETA_MTU")]
     pub mtu: Option<u32>,
+    /// Prometheus metrics at http://ADDR/metrics (Cilium's port 9962); "" turns them off
+    #[arg(long, env = "SETA_PROMETHEUS_SERVE_ADDR", default_value = ":9962")]
+    pub prometheus_serve_addr: Option<String>,
     /// JSON object whose keys are any of these flags' long names (e.g. "pod-cidr",
     /// "kvstore-endpoints": [..]); flags and SETA_* variables take precedence over it
     #[arg(long, env = "SETA_CONFIG")]
@@ -161,6 +164,19 @@ pub struct Config {
     pub mtu: Option<u32>,
     /// no pod CIDR configured: take it from the operator (cluster-pool IPAM)
     pub pod_cidr_from_operator: bool,
+    /// where /metrics is served (None: not at all)
+    pub prometheus_serve_addr: Option<std::net::SocketAddr>,
+}
+
+/// `:PORT` (every address), `IP:PORT`, or "" (off).
+fn listen_addr(flag: &str, v: &str) -> Result<Option<std::net::SocketAddr>> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let full = if v.starts_with(':') { format!("0.0.0.0{v}") } else { v.to_string() };
+    full.parse()
+        .map(Some)
+        .map_err(|_| anyhow::anyhow!("{flag} {v:?}: expected :PORT, IP:PORT or \"\" (off)"))
 }
 
 impl Config {
@@ -206,6 +222,7 @@ impl Config {
             pod_cidr_from_operator: configured.is_none(),
             node_ip: a.node_ip,
             mtu: a.mtu,
+            prometheus_serve_addr: listen_addr("--prometheus-serve-addr", a.prometheus_serve_addr.as_deref().unwrap_or(""))?,
         })
     }
 

@@ -79,6 +79,8 @@ pub trait Kernel: Send + Sync + 'static {
     fn ct_flush_ip(&self, ip: Ipv4Addr) -> Result<usize, DatapathError>;
     /// Drop expired conntrack entries; how many went.
     fn ct_gc(&self) -> Result<usize, DatapathError>;
+    /// The datapath's counters summed over CPUs: (reason, direction, packets, bytes).
+    fn datapath_metrics(&self) -> Vec<(u8, u8, u64, u64)>;
 
     // --- routes to other nodes' pod CIDRs (tagged with a protocol number) ---
     async fn replace_route(&self, r: &Route) -> Result<()>;
@@ -296,6 +298,11 @@ impl Kernel for Real {
     }
     fn ct_gc(&self) -> Result<usize, DatapathError> {
         CtMap::open(self.dp.pin_dir())?.flush(true)
+    }
+    fn datapath_metrics(&self) -> Vec<(u8, u8, u64, u64)> {
+        seta_datapath::maps::MetricsMap::open(self.dp.pin_dir())
+            .map(|m| m.totals().into_iter().map(|(r, d, v)| (r, d, v.count, v.bytes)).collect())
+            .unwrap_or_default()
     }
 
     async fn replace_route(&self, r: &Route) -> Result<()> {

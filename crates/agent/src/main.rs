@@ -7,6 +7,7 @@ mod healthcheck;
 mod identities;
 mod kernel;
 mod kv;
+mod metrics;
 mod policy;
 mod services;
 mod state;
@@ -92,6 +93,18 @@ async fn run(mut cfg: Config) -> Result<()> {
             _ = tokio::signal::ctrl_c() => {},
         }
     };
+    if let Some(addr) = cfg.prometheus_serve_addr {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--prometheus-serve-addr {addr}"))?;
+        let app = api::metrics_router(agent.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, app).await {
+                tracing::error!(%e, "metrics server ended");
+            }
+        });
+        tracing::info!(%addr, "metrics at /metrics");
+    }
     let sup = agent.supervisor.clone();
     axum::serve(listener, api::router(agent)).with_graceful_shutdown(shutdown).await?;
     sup.shutdown();

@@ -1002,6 +1002,32 @@ async fn privileged_policy_service_external_ip_and_source_ranges(p: P) {
     assert_eq!(nets, ["10.0.0.0/8", "172.30.0.200/32"], "{ranges}");
 }
 
+/// A real Prometheus (in the underlay) scraping every agent's `/metrics`
+/// sees a policy drop in `seta_drop_count_total` with Cilium's labels, on
+/// the node that dropped it, and the agents' endpoint gauges.
+async fn privileged_policy_metrics_scraped_by_prometheus(p: P) {
+    let _w = Responder::start(&p.ns("web"), p.web_addr(8080));
+    p.apply(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: web-from-other, namespace: default}\nspec:\n  endpointSelector: {matchLabels: {app: web}}\n  ingress:\n  - fromEndpoints: [{matchLabels: {app: other}}]\n",
+    );
+    p.lab().prometheus_start().unwrap();
+    assert!(!tcp_ok(&p.ns("client"), p.web_addr(8080)), "client is not allowed into web");
+    let web_node = p.lab().nodes.iter().position(|n| n.name == p.node_of("web")).unwrap();
+    let instance = format!("172.30.0.{}:9962", web_node + 1);
+    let q = "seta_drop_count_total{reason=\"Policy denied\",direction=\"INGRESS\"}";
+    let mut seen = vec![];
+    common::wait_for("Prometheus to see the policy drop", 30, || {
+        seen = p.lab().prometheus_query(q).unwrap_or_default();
+        seen.iter()
+            .any(|r| r["metric"]["instance"] == instance.as_str() && r["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) > 0.0)
+    });
+    let r = seen.iter().find(|r| r["metric"]["instance"] == instance.as_str()).unwrap();
+    assert_eq!(r["metric"]["job"], "seta-agent", "{r}");
+    // every agent is up and reports its endpoints
+    let eps = p.lab().prometheus_query("sum(seta_endpoint)").unwrap();
+    assert_eq!(eps[0]["value"][1], "3", "web, client and other: {eps:?}");
+}
+
 /// For generated policies, `seta policy trace` predicts exactly what real TCP
 /// connections between every pair of pods experience.
 async fn privileged_policy_trace_agrees_with_real_packets(p: P) {
@@ -1082,3 +1108,4 @@ scenario!(privileged_policy_service_cluster_ip_reaches_its_backend_with_policy, 
 scenario!(privileged_policy_service_session_affinity_keeps_a_client_on_one_backend, "sa", [one => One, tunnel => Tunnel]);
 scenario!(privileged_policy_service_node_port_from_outside, "np", [tunnel => Tunnel, native => Native]);
 scenario!(privileged_policy_service_external_ip_and_source_ranges, "ex", [tunnel => Tunnel, native => Native]);
+scenario!(privileged_policy_metrics_scraped_by_prometheus, "pm", [tunnel => Tunnel]);

@@ -9,6 +9,7 @@
 mod daemons;
 pub mod leftovers;
 mod pods;
+mod prometheus;
 mod topology;
 pub mod traffic;
 pub mod wait;

@@ -240,6 +240,20 @@ impl Lab {
                 let _ = std::fs::remove_file(f.path());
             }
         }
+        // the lab's Prometheus (tests): found by its data dir
+        let pdir = crate::prometheus::prometheus_dir(name);
+        for pid in crate::prometheus::prometheus_pids(&pdir) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            done.push(format!("killed prometheus pid {pid}"));
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !crate::prometheus::prometheus_pids(&pdir).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if std::fs::remove_dir_all(&pdir).is_ok() {
+            done.push(format!("removed {}", pdir.display()));
+        }
+        let _ = std::fs::remove_file(pdir.with_extension("log"));
         // the lab's etcd: found by its data dir
         let edir = etcd_dir(name);
         for pid in etcd_pids(&edir) {

@@ -167,6 +167,12 @@ impl Agent {
     /// and map entries are live.
     pub async fn create_endpoint(&self, req: EndpointChangeRequest) -> Result<Endpoint, ApiError> {
         let t0 = Instant::now();
+        let r = self.create_endpoint_timed(req, t0).await;
+        self.observe_create(r.is_ok(), t0.elapsed().as_secs_f64());
+        r
+    }
+
+    async fn create_endpoint_timed(&self, req: EndpointChangeRequest, t0: Instant) -> Result<Endpoint, ApiError> {
         let bad = |m: String| ApiError::BadRequest(m);
         let (mac, host_mac, named_ports) = self.check_request(&req).await?;
         // Phase 0: the identity's number (kvstore I/O only for a new label set)

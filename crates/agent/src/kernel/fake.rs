@@ -20,6 +20,8 @@ pub struct State {
     pub ipblock: BTreeMap<Ipv4Addr, u32>,
     /// the service maps
     pub lb: seta_datapath::maps::LbState,
+    /// datapath counters the fake reports: (reason, direction, packets, bytes)
+    pub metrics: Vec<(u8, u8, u64, u64)>,
     pub routes: BTreeMap<(Ipv4Addr, u8), Route>,
     pub pinned_devices: BTreeSet<String>,
     /// conntrack entries per IP (flushed on endpoint delete)
@@ -286,6 +288,9 @@ impl Kernel for Fake {
     }
     fn ct_gc(&self) -> Result<usize, DatapathError> {
         Ok(0)
+    }
+    fn datapath_metrics(&self) -> Vec<(u8, u8, u64, u64)> {
+        self.state().metrics.clone()
     }
 
     async fn replace_route(&self, r: &Route) -> Result<()> {

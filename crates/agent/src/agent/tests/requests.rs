@@ -415,3 +415,29 @@ async fn a_node_joining_a_cluster_without_policies_publishes_its_own() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(a.policy_list().await.policies.len(), 1);
 }
+
+/// A scrape reflects the subsystems: endpoints by state, identities, the
+/// datapath's counters, endpoint creations and API-free timings.
+#[tokio::test]
+async fn metrics_scrape_reflects_endpoints_datapath_and_creations() {
+    let d = Tmp::new("metrics");
+    let k = Fake::new();
+    let a = agent(&d.0, "n1", "10.210.1.0/24", &k, None, None).await;
+    pod(&a, &k, "web", &["app=web"]).await.unwrap();
+    let bad = prepared(&a, &k, "bad", &[]).await;
+    k.state().fail_attach.insert(bad.interface_name.clone());
+    assert!(a.create_endpoint(bad).await.is_err());
+    k.state().metrics = vec![(133, seta_abi::METRIC_INGRESS, 5, 300), (0, seta_abi::METRIC_EGRESS, 9, 900)];
+    let text = a.metrics_text().await;
+    for line in [
+        "seta_endpoint 1",
+        "seta_endpoint_state{endpoint_state=\"ready\"} 1",
+        "seta_drop_count_total{reason=\"Policy denied\",direction=\"INGRESS\"} 5",
+        "seta_forward_count_total{direction=\"EGRESS\"} 9",
+        "seta_endpoint_create_duration_seconds_count{outcome=\"success\"} 1",
+        "seta_endpoint_create_duration_seconds_count{outcome=\"failure\"} 1",
+        "seta_identity{type=\"cluster_local\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+}
