@@ -4,7 +4,7 @@ CARGO ?= cargo
 # System packages: compiler for the C datapath, the tools tests and the demo use.
 APT_PKGS := clang-19 llvm-19 libbpf-dev iproute2 iputils-ping iperf3 sockperf nftables iptables \
             containernetworking-plugins jq procps podman runc busybox-static etcd-server protobuf-compiler \
-            prometheus
+            prometheus python3-grpcio python3-protobuf
 REL := target/release
 
 .PHONY: all deps nextest build test unit-nobody fuzz demo bench fmt clippy lab-down clean-machine clean

@@ -330,6 +330,7 @@ static __always_inline void emit_event(__u8 type, __u8 subtype, __u16 source, __
 		ev.sport = f->key.sport;
 		ev.dport = f->key.dport;
 		ev.proto = f->key.proto;
+		ev.flags = f->tcp_flags;
 	}
 	bpf_ringbuf_output(&seta_events, &ev, sizeof(ev), 0);
 }

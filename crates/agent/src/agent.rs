@@ -120,6 +120,10 @@ pub struct Agent {
     services_io: Mutex<()>,
     /// what is measured as the agent works (rendered with a snapshot per scrape)
     pub metrics: crate::metrics::Metrics,
+    /// the Hubble observer: datapath events as flows
+    pub observer: Arc<crate::observer::Observer>,
+    /// the observer's decoding context and when it was taken
+    flow_ctx: std::sync::Mutex<Option<(Instant, Arc<seta_hubble::decode::Context>)>>,
     /// the health-check NodePort listeners (their answers come from services)
     health_server: crate::healthcheck::HealthServer,
     /// the cluster's services in the kvstore (shared stores)
@@ -267,6 +271,8 @@ impl Agent {
         // Pool allocations without an endpoint are kept: a CNI ADD may be between
         // its IPAM call and its endpoint call. They are released by CNI DEL/GC.
         pool.cidr = cfg.pod_cidr;
+        let observer = crate::observer::Observer::new(&cfg.node, cfg.hubble_event_buffer_capacity).map_err(anyhow::Error::msg)?;
+        let observer = Arc::new(observer);
         let agent = Arc::new(Self {
             cfg,
             kernel: kernel.clone(),
@@ -302,6 +308,8 @@ impl Agent {
             services_io: Mutex::new(()),
             health_server: Default::default(),
             metrics: Default::default(),
+            observer,
+            flow_ctx: Default::default(),
             svc_view: Default::default(),
             svc_health: Default::default(),
             kv_health: Default::default(),
@@ -459,6 +467,7 @@ pub async fn cleanup(cfg: &Config) -> Result<Vec<String>> {
     for (what, p) in [
         ("state dir", cfg.state_dir.clone()),
         ("socket", cfg.socket.clone()),
+        ("hubble socket", cfg.hubble_socket()),
         ("CNI config", cfg.cni_conf_path()),
     ] {
         let r = if p.is_dir() {

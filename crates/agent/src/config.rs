@@ -61,6 +61,12 @@ pub struct RunArgs {
     /// Prometheus metrics at http://ADDR/metrics (Cilium's port 9962); "" turns them off
     #[arg(long, env = "SETA_PROMETHEUS_SERVE_ADDR", default_value = ":9962")]
     pub prometheus_serve_addr: Option<String>,
+    /// Hubble's observer API over TCP (it is always on the unix socket hubble.sock beside --socket); "" turns TCP off
+    #[arg(long, env = "SETA_HUBBLE_LISTEN_ADDRESS", default_value = ":4244")]
+    pub hubble_listen_address: Option<String>,
+    /// Flows the observer keeps (2^n-1)
+    #[arg(long, env = "SETA_HUBBLE_EVENT_BUFFER_CAPACITY", default_value_t = 4095)]
+    pub hubble_event_buffer_capacity: usize,
     /// JSON object whose keys are any of these flags' long names (e.g. "pod-cidr",
     /// "kvstore-endpoints": [..]); flags and SETA_* variables take precedence over it
     #[arg(long, env = "SETA_CONFIG")]
@@ -166,6 +172,9 @@ pub struct Config {
     pub pod_cidr_from_operator: bool,
     /// where /metrics is served (None: not at all)
     pub prometheus_serve_addr: Option<std::net::SocketAddr>,
+    /// Hubble's observer over TCP (None: only the unix socket)
+    pub hubble_listen_address: Option<std::net::SocketAddr>,
+    pub hubble_event_buffer_capacity: usize,
 }
 
 /// `:PORT` (every address), `IP:PORT`, or "" (off).
@@ -223,7 +232,17 @@ impl Config {
             node_ip: a.node_ip,
             mtu: a.mtu,
             prometheus_serve_addr: listen_addr("--prometheus-serve-addr", a.prometheus_serve_addr.as_deref().unwrap_or(""))?,
+            hubble_listen_address: listen_addr("--hubble-listen-address", a.hubble_listen_address.as_deref().unwrap_or(""))?,
+            hubble_event_buffer_capacity: match a.hubble_event_buffer_capacity {
+                0 => 4095, // not given (a RunArgs default)
+                n => n,
+            },
         })
+    }
+
+    /// Hubble's observer socket, beside the agent's.
+    pub fn hubble_socket(&self) -> PathBuf {
+        self.socket.with_file_name("hubble.sock")
     }
 
     pub fn delete_queue_dir(&self) -> PathBuf {

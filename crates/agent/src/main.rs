@@ -8,6 +8,7 @@ mod identities;
 mod kernel;
 mod kv;
 mod metrics;
+mod observer;
 mod policy;
 mod services;
 mod state;
@@ -66,6 +67,35 @@ fn main() -> Result<()> {
     }
 }
 
+/// Hubble's observer API: always on the unix socket beside the agent's,
+/// and on TCP at --hubble-listen-address.
+async fn serve_hubble(cfg: &Config, obs: std::sync::Arc<observer::Observer>) -> Result<()> {
+    let path = cfg.hubble_socket();
+    let _ = std::fs::remove_file(&path);
+    let unix = tokio::net::UnixListener::bind(&path).with_context(|| format!("bind {}", path.display()))?;
+    let svc = observer::grpc::server(obs.clone(), format!("unix://{}", path.display()));
+    let incoming = futures::stream::unfold(unix, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) });
+    tokio::spawn(async move {
+        if let Err(e) = tonic::transport::Server::builder().add_service(svc).serve_with_incoming(incoming).await {
+            tracing::error!(%e, "hubble observer (unix socket) ended");
+        }
+    });
+    if let Some(addr) = cfg.hubble_listen_address {
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--hubble-listen-address {addr}"))?;
+        let svc = observer::grpc::server(obs, addr.to_string());
+        let incoming = futures::stream::unfold(tcp, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) });
+        tokio::spawn(async move {
+            if let Err(e) = tonic::transport::Server::builder().add_service(svc).serve_with_incoming(incoming).await {
+                tracing::error!(%e, "hubble observer (tcp) ended");
+            }
+        });
+    }
+    tracing::info!(socket = %path.display(), tcp = ?cfg.hubble_listen_address, "hubble observer serving");
+    Ok(())
+}
+
 async fn run(mut cfg: Config) -> Result<()> {
     if cfg.pod_cidr_from_operator {
         cfg.pod_cidr = kv::pod_cidr_from_operator(&cfg).await?;
@@ -105,6 +135,7 @@ async fn run(mut cfg: Config) -> Result<()> {
         });
         tracing::info!(%addr, "metrics at /metrics");
     }
+    serve_hubble(&cfg, agent.observer.clone()).await?;
     let sup = agent.supervisor.clone();
     axum::serve(listener, api::router(agent)).with_graceful_shutdown(shutdown).await?;
     sup.shutdown();

@@ -76,6 +76,8 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         since: u64,
     },
+    /// Flows from the node's Hubble observer (as `hubble observe`)
+    Observe(cmd::observe::ObserveArgs),
     /// A virtual cluster in network namespaces
     #[command(subcommand)]
     Lab(LabCmd),
@@ -143,6 +145,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Cmd::Node(ListOnly::List) => cmd::status::nodes(&cli, json).await,
         Cmd::Kvstore(c) => cmd::kvstore::run(c, &cli, json).await,
         Cmd::Events { since } => cmd::events::run(*since, &cli, json).await,
+        Cmd::Observe(a) => cmd::observe::run(a, &cli, json).await,
         Cmd::Lab(c) => cmd::lab::run(c, json).await,
     }
 }

@@ -1028,6 +1028,101 @@ async fn privileged_policy_metrics_scraped_by_prometheus(p: P) {
     assert_eq!(eps[0]["value"][1], "3", "web, client and other: {eps:?}");
 }
 
+/// `seta observe` for the node that dropped a connection.
+fn observe(p: &P, node: &str, args: &[&str]) -> String {
+    let out = Command::new(bin_dir().join("seta"))
+        .args(["--node", node, "observe"])
+        .args(args)
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
+        .unwrap();
+    assert!(out.status.success(), "seta observe {args:?} ({}): {}", p.lab().name, String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The Python grpcio client (`hubble_client.py`) against a node's observer
+/// socket, with message classes protoc generates from seta's .proto files.
+fn python_client(gen: &std::path::Path, node: &str, args: &[&str]) -> serde_json::Value {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hubble_client.py");
+    let sock = format!("/run/seta/{node}/hubble.sock");
+    let out = Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(gen)
+        .arg(&sock)
+        .args(args)
+        .output_within(std::time::Duration::from_secs(40))
+        .unwrap();
+    assert!(out.status.success(), "hubble_client.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A policy drop as a Hubble flow: `seta observe` (compact and json) on the
+/// node that dropped it, and an independent Python gRPC client (generated
+/// from the .proto) reading GetFlows with a filter, following a new drop,
+/// ServerStatus and GetNodes.
+async fn privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client(p: P) {
+    let _w = Responder::start(&p.ns("web"), p.web_addr(8080));
+    p.apply(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: web-from-other, namespace: default}\nspec:\n  endpointSelector: {matchLabels: {app: web}}\n  ingress:\n  - fromEndpoints: [{matchLabels: {app: other}}]\n",
+    );
+    assert!(!tcp_ok(&p.ns("client"), p.web_addr(8080)), "client is not allowed into web");
+    let node = p.node_of("web");
+    let client_ip = p.ip("client").to_string();
+    let mut compact = String::new();
+    common::wait_for("the drop as a flow", 10, || {
+        compact = observe(&p, &node, &["--verdict", "DROPPED", "--to-pod", "default/web", "--last", "50"]);
+        compact.lines().any(|l| l.contains("-> default/web:8080") && l.contains("DROPPED"))
+    });
+    let line = compact.lines().find(|l| l.contains("-> default/web:8080")).unwrap();
+    assert!(line.contains(&format!("{client_ip}:")) || line.contains("default/client:"), "{line}");
+    assert!(line.ends_with("DROPPED (TCP Flags: SYN)"), "{line}");
+    let json = observe(&p, &node, &["-o", "json", "--verdict", "DROPPED", "--to-pod", "default/web"]);
+    let first: serde_json::Value = serde_json::from_str(json.lines().next().expect("a json line")).unwrap();
+    assert_eq!(first["flow"]["verdict"], "DROPPED", "{first}");
+    assert_eq!(first["flow"]["destination"]["pod_name"], "web", "{first}");
+    assert_eq!(first["flow"]["IP"]["source"], client_ip.as_str(), "{first}");
+    assert_eq!(first["flow"]["traffic_direction"], "INGRESS", "{first}");
+    assert_eq!(first["node_name"], node.as_str());
+    // an allowed flow is not a drop; filters see the difference
+    assert!(tcp_ok(&p.ns("other"), p.web_addr(8080)));
+    let none = observe(&p, &node, &["--verdict", "DROPPED", "--from-pod", "default/other"]);
+    assert!(!none.lines().any(|l| l.contains("DROPPED") && l.contains("other")), "{none}");
+    // an independent gRPC client, from the .proto alone
+    let gen = std::env::temp_dir().join(format!("{}-pyproto", p.lab().name));
+    std::fs::create_dir_all(&gen).unwrap();
+    let proto = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../hubble/proto");
+    let protoc = Command::new("protoc")
+        .arg("-I")
+        .arg(&proto)
+        .arg(format!("--python_out={}", gen.display()))
+        .args(["flow/flow.proto", "relay/relay.proto", "observer/observer.proto"])
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
+        .unwrap();
+    assert!(protoc.status.success(), "protoc: {}", String::from_utf8_lossy(&protoc.stderr));
+    let flows = python_client(&gen, &node, &["flows", "10"]);
+    let f = flows.as_array().unwrap().iter().find(|f| f["destination_pod"] == "default/web").expect("the drop");
+    assert_eq!(f["verdict"], "DROPPED");
+    assert_eq!(f["source_ip"], client_ip.as_str());
+    assert_eq!(f["destination_port"], 8080);
+    assert_eq!(f["syn"], true);
+    let status = python_client(&gen, &node, &["status"]);
+    assert_eq!(status["max_flows"], 4095);
+    assert!(status["num_flows"].as_u64().unwrap() >= 1, "{status}");
+    let nodes = python_client(&gen, &node, &["nodes"]);
+    assert_eq!(nodes[0]["name"], node.as_str());
+    // follow: the client waits, a new drop arrives
+    let (g, n) = (gen.clone(), node.clone());
+    let follower = std::thread::spawn(move || python_client(&g, &n, &["follow"]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !follower.is_finished() && std::time::Instant::now() < deadline {
+        let _ = tcp_ok(&p.ns("client"), p.web_addr(8080));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let live = follower.join().unwrap();
+    assert_eq!(live["verdict"], "DROPPED", "{live}");
+    assert_eq!(live["destination_pod"], "default/web", "{live}");
+    let _ = std::fs::remove_dir_all(&gen);
+}
+
 /// For generated policies, `seta policy trace` predicts exactly what real TCP
 /// connections between every pair of pods experience.
 async fn privileged_policy_trace_agrees_with_real_packets(p: P) {
@@ -1109,3 +1204,4 @@ scenario!(privileged_policy_service_session_affinity_keeps_a_client_on_one_backe
 scenario!(privileged_policy_service_node_port_from_outside, "np", [tunnel => Tunnel, native => Native]);
 scenario!(privileged_policy_service_external_ip_and_source_ranges, "ex", [tunnel => Tunnel, native => Native]);
 scenario!(privileged_policy_metrics_scraped_by_prometheus, "pm", [tunnel => Tunnel]);
+scenario!(privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client, "hb", [one => One, tunnel => Tunnel]);

@@ -36,8 +36,8 @@ impl Agent {
     /// cluster, retry failed reconciliations.
     pub fn spawn_background(self: Arc<Self>) {
         let sup = self.supervisor.clone();
-        let (pin, log) = (self.pin_dir.clone(), self.events.clone());
-        sup.spawn("events-reader", move || events_reader(pin.clone(), log.clone()));
+        let me = self.clone();
+        sup.spawn("events-reader", move || events_reader(me.clone()));
         let me = self.clone();
         tokio::spawn(async move {
             me.refill_spare_policy_maps().await;
@@ -109,17 +109,22 @@ impl Agent {
 
 /// Drain the `seta_events` ring buffer into the event log, woken by the
 /// kernel (epoll on the ring buffer) when records arrive.
-pub(super) async fn events_reader(pin: std::path::PathBuf, log: crate::events::EventLog) -> anyhow::Result<()> {
-    let reader = seta_datapath::maps::EventReader::open(&pin)?;
+pub(super) async fn events_reader(me: Arc<Agent>) -> anyhow::Result<()> {
+    let reader = seta_datapath::maps::EventReader::open(&me.pin_dir)?;
     // SAFETY: the reader owns the ring buffer's fd; it stays open and the same
     // for as long as the AsyncFd (which owns the reader) exists.
     let mut fd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(reader, tokio::io::Interest::READABLE) }
         .map_err(|e| anyhow::anyhow!("register the events ring buffer with epoll: {e}"))?;
     loop {
         let mut guard = fd.readable_mut().await?;
-        for ev in guard.get_inner_mut().drain() {
-            log.push(&ev);
-        }
+        let batch: Vec<seta_abi::SetaEvent> = guard.get_inner_mut().drain();
         guard.clear_ready();
+        drop(guard);
+        for ev in &batch {
+            me.events.push(ev);
+        }
+        // the Hubble observer: the same events as flows
+        let ctx = me.flow_context().await;
+        me.observer.ingest(&batch, &ctx);
     }
 }

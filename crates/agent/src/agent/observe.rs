@@ -57,4 +57,42 @@ impl Agent {
         let outcome = if ok { "success" } else { "failure" }.to_string();
         self.metrics.endpoint_create.get_or_create(&OutcomeLabels { outcome }).observe(secs);
     }
+
+    /// What the observer decodes events with: this node's endpoints and the
+    /// identities' labels (taken at most once a second).
+    pub async fn flow_context(&self) -> Arc<seta_hubble::decode::Context> {
+        if let Some((at, ctx)) = self.flow_ctx.lock().unwrap().as_ref() {
+            if at.elapsed() < std::time::Duration::from_secs(1) {
+                return ctx.clone();
+            }
+        }
+        let mut ctx = seta_hubble::decode::Context {
+            node: self.cfg.node.clone(),
+            ..Default::default()
+        };
+        {
+            let inner = self.inner.lock().await;
+            for ep in inner.endpoints.values() {
+                ctx.endpoints.insert(
+                    ep.ipv4,
+                    seta_hubble::decode::EndpointView {
+                        id: ep.id as u32,
+                        namespace: ep.namespace.clone(),
+                        pod_name: ep.pod_name.clone(),
+                        labels: ep.labels.iter().map(|l| l.to_string()).collect(),
+                    },
+                );
+            }
+            for i in inner.universe() {
+                ctx.identities.insert(i.id, i.labels.iter().map(|l| l.to_string()).collect());
+            }
+        }
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        ctx.wall_offset_ns = wall - seta_datapath::maps::monotonic_ns() as i128;
+        let ctx = Arc::new(ctx);
+        *self.flow_ctx.lock().unwrap() = Some((Instant::now(), ctx.clone()));
+        ctx
+    }
 }

@@ -1,0 +1,149 @@
+//! Hubble's `observer.Observer` gRPC service over the observer's ring:
+//! GetFlows (the last or first `number`, a `since`/`until` window,
+//! whitelist/blacklist filters, `follow`), ServerStatus and GetNodes.
+use super::Observer;
+use futures::{Stream, StreamExt};
+use seta_hubble::filter::selected;
+use seta_hubble::flow::{Flow, LostEvent, LostEventSource};
+use seta_hubble::observer::get_flows_response::ResponseTypes;
+use seta_hubble::observer::observer_server::{Observer as ObserverApi, ObserverServer};
+use seta_hubble::observer::*;
+use std::pin::Pin;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+pub struct Service {
+    obs: Arc<Observer>,
+    /// the address peers reach this observer at (GetNodes)
+    address: String,
+}
+
+impl Service {
+    pub fn new(obs: Arc<Observer>, address: String) -> Self {
+        Service { obs, address }
+    }
+}
+
+pub fn server(obs: Arc<Observer>, address: String) -> ObserverServer<Service> {
+    ObserverServer::new(Service::new(obs, address))
+}
+
+type FlowStream = Pin<Box<dyn Stream<Item = Result<GetFlowsResponse, Status>> + Send>>;
+
+fn ns_of(t: &prost_types::Timestamp) -> i128 {
+    t.seconds as i128 * 1_000_000_000 + t.nanos as i128
+}
+
+fn in_window(f: &Flow, since: Option<i128>, until: Option<i128>) -> bool {
+    let t = f.time.as_ref().map_or(0, ns_of);
+    since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u)
+}
+
+fn response(node: &str, f: Flow) -> GetFlowsResponse {
+    GetFlowsResponse {
+        time: f.time,
+        node_name: node.to_string(),
+        response_types: Some(ResponseTypes::Flow(f)),
+    }
+}
+
+#[tonic::async_trait]
+impl ObserverApi for Service {
+    type GetFlowsStream = FlowStream;
+
+    async fn get_flows(&self, req: Request<GetFlowsRequest>) -> Result<Response<FlowStream>, Status> {
+        let r = req.into_inner();
+        if r.first && r.follow {
+            return Err(Status::invalid_argument("first cannot be combined with follow"));
+        }
+        let (since, until) = (r.since.as_ref().map(ns_of), r.until.as_ref().map(ns_of));
+        let live = r.follow.then(|| self.obs.subscribe());
+        let held = self.obs.held();
+        let last_seq = held.flows.last().map_or(0, |(s, _)| *s);
+        let mut picked: Vec<Flow> = held
+            .flows
+            .into_iter()
+            .map(|(_, f)| f)
+            .filter(|f| in_window(f, since, until) && selected(&r.whitelist, &r.blacklist, f))
+            .collect();
+        let n = r.number as usize;
+        if n > 0 && picked.len() > n {
+            if r.first {
+                picked.truncate(n);
+            } else {
+                picked = picked.split_off(picked.len() - n);
+            }
+        } else if n == 0 && r.follow && since.is_none() {
+            picked.clear(); // follow alone: only what happens from now on
+        }
+        let node = self.obs.node().to_string();
+        let past = futures::stream::iter(picked.into_iter().map({
+            let node = node.clone();
+            move |f| Ok(response(&node, f))
+        }));
+        let Some(rx) = live else {
+            return Ok(Response::new(Box::pin(past)));
+        };
+        let (wl, bl) = (r.whitelist, r.blacklist);
+        let follow = futures::stream::unfold(rx, move |mut rx| {
+            let (wl, bl, node) = (wl.clone(), bl.clone(), node.clone());
+            async move {
+                loop {
+                    match rx.recv().await {
+                        Ok((seq, f)) if seq > last_seq && until.is_none_or(|_| in_window(&f, since, until)) => {
+                            if selected(&wl, &bl, &f) {
+                                return Some((Ok(response(&node, f)), rx));
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            let lost = GetFlowsResponse {
+                                node_name: node.clone(),
+                                time: None,
+                                response_types: Some(ResponseTypes::LostEvents(LostEvent {
+                                    source: LostEventSource::ObserverEventsQueue as i32,
+                                    num_events_lost: n,
+                                    cpu: None,
+                                })),
+                            };
+                            return Some((Ok(lost), rx));
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(past.chain(follow))))
+    }
+
+    async fn get_nodes(&self, _req: Request<GetNodesRequest>) -> Result<Response<GetNodesResponse>, Status> {
+        let held = self.obs.held();
+        Ok(Response::new(GetNodesResponse {
+            nodes: vec![Node {
+                name: self.obs.node().to_string(),
+                version: format!("seta {}", env!("CARGO_PKG_VERSION")),
+                address: self.address.clone(),
+                state: seta_hubble::relay::NodeState::NodeConnected as i32,
+                tls: Some(Tls::default()),
+                uptime_ns: self.obs.uptime_ns(),
+                num_flows: held.flows.len() as u64,
+                max_flows: held.capacity as u64,
+                seen_flows: held.seen,
+            }],
+        }))
+    }
+
+    async fn server_status(&self, _req: Request<ServerStatusRequest>) -> Result<Response<ServerStatusResponse>, Status> {
+        let held = self.obs.held();
+        Ok(Response::new(ServerStatusResponse {
+            num_flows: held.flows.len() as u64,
+            max_flows: held.capacity as u64,
+            seen_flows: held.seen,
+            uptime_ns: self.obs.uptime_ns(),
+            num_connected_nodes: Some(1),
+            num_unavailable_nodes: Some(0),
+            unavailable_nodes: vec![],
+            version: format!("seta {}", env!("CARGO_PKG_VERSION")),
+        }))
+    }
+}

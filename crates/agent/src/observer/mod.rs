@@ -1,0 +1,85 @@
+//! The Hubble observer: datapath events become flows (decoded by
+//! `seta_hubble::decode` with what the agent knows of both sides) in a ring
+//! buffer (2^n − 1 flows, 4095 by default), served over Hubble's gRPC API
+//! (`grpc`). A subsystem of its own: it owns its ring and its followers; the
+//! agent hands it events and a decoding context.
+pub mod grpc;
+#[cfg(test)]
+mod tests;
+
+use seta_hubble::decode::{self, Context};
+use seta_hubble::flow::Flow;
+use seta_hubble::ring::Ring;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// How many flows a slow follower may lag before it is told it lost some.
+const FOLLOW_QUEUE: usize = 4096;
+
+pub struct Observer {
+    node: String,
+    ring: Mutex<Ring>,
+    live: tokio::sync::broadcast::Sender<(u64, Flow)>,
+    started: Instant,
+    /// events that were not flows (unknown record types)
+    undecodable: AtomicU64,
+}
+
+/// The ring's state for a reader.
+pub struct Held {
+    pub flows: Vec<(u64, Flow)>,
+    pub seen: u64,
+    pub capacity: usize,
+}
+
+impl Observer {
+    pub fn new(node: &str, capacity: usize) -> Result<Self, String> {
+        Ok(Observer {
+            node: node.to_string(),
+            ring: Mutex::new(Ring::new(capacity)?),
+            live: tokio::sync::broadcast::channel(FOLLOW_QUEUE).0,
+            started: Instant::now(),
+            undecodable: AtomicU64::new(0),
+        })
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Decode `events` and keep their flows; followers get them at once.
+    pub fn ingest(&self, events: &[seta_abi::SetaEvent], ctx: &Context) {
+        let mut ring = self.ring.lock().unwrap();
+        for ev in events {
+            match decode::flow_of(ev, ctx) {
+                Some(f) => {
+                    let seq = ring.push(f.clone());
+                    let _ = self.live.send((seq, f));
+                }
+                None => {
+                    self.undecodable.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Live flows from now on (subscribe before reading the ring: a flow
+    /// in both is told apart by its sequence number).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<(u64, Flow)> {
+        self.live.subscribe()
+    }
+
+    pub fn held(&self) -> Held {
+        let ring = self.ring.lock().unwrap();
+        Held {
+            flows: ring.iter().cloned().collect(),
+            seen: ring.seen(),
+            capacity: ring.capacity(),
+        }
+    }
+
+    pub fn uptime_ns(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
+    }
+}

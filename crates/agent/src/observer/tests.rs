@@ -1,0 +1,101 @@
+//! The observer and its gRPC service without a network: events in, flows
+//! out with Hubble's selectors and filters.
+use super::grpc::Service;
+use super::Observer;
+use futures::StreamExt;
+use seta_hubble::decode::Context;
+use seta_hubble::flow::{FlowFilter, Verdict};
+use seta_hubble::observer::get_flows_response::ResponseTypes;
+use seta_hubble::observer::observer_server::Observer as _;
+use seta_hubble::observer::*;
+use std::sync::Arc;
+use tonic::Request;
+
+fn event(i: u8, verdict: i32) -> seta_abi::SetaEvent {
+    seta_abi::SetaEvent {
+        event_type: seta_abi::EVENT_POLICY_VERDICT,
+        src_label: 300,
+        dst_label: 301,
+        verdict,
+        saddr: [10, 0, 0, i],
+        daddr: [10, 0, 1, 1],
+        sport: 40000u16.to_be_bytes(),
+        dport: 80u16.to_be_bytes(),
+        proto: 6,
+        dir: seta_abi::METRIC_INGRESS,
+        ts: i as u64 * 1_000_000,
+        ..Default::default()
+    }
+}
+
+async fn flows(svc: &Service, req: GetFlowsRequest) -> Vec<(String, i32)> {
+    let mut s = svc.get_flows(Request::new(req)).await.unwrap().into_inner();
+    let mut out = vec![];
+    while let Some(r) = s.next().await {
+        if let Some(ResponseTypes::Flow(f)) = r.unwrap().response_types {
+            out.push((f.ip.unwrap().source, f.verdict));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn get_flows_last_first_filters_and_follow() {
+    let obs = Arc::new(Observer::new("n1", 7).unwrap());
+    let ctx = Context {
+        node: "n1".into(),
+        ..Default::default()
+    };
+    let evs: Vec<_> = (1..=9).map(|i| event(i, if i % 3 == 0 { -133 } else { 0 })).collect();
+    obs.ingest(&evs, &ctx);
+    let svc = Service::new(obs.clone(), "test".into());
+    // the ring holds the last 7 of 9
+    let all = flows(&svc, GetFlowsRequest::default()).await;
+    assert_eq!(all.len(), 7);
+    assert_eq!(all[0].0, "10.0.0.3");
+    let last2 = flows(&svc, GetFlowsRequest { number: 2, ..Default::default() }).await;
+    assert_eq!(last2.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), ["10.0.0.8", "10.0.0.9"]);
+    let first2 = flows(&svc, GetFlowsRequest { number: 2, first: true, ..Default::default() }).await;
+    assert_eq!(first2.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), ["10.0.0.3", "10.0.0.4"]);
+    let dropped = flows(
+        &svc,
+        GetFlowsRequest {
+            whitelist: vec![FlowFilter {
+                verdict: vec![Verdict::Dropped as i32],
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(dropped.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), ["10.0.0.3", "10.0.0.6", "10.0.0.9"]);
+    // follow: what comes next, filtered
+    let mut live = svc
+        .get_flows(Request::new(GetFlowsRequest {
+            follow: true,
+            blacklist: vec![FlowFilter {
+                verdict: vec![Verdict::Forwarded as i32],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    obs.ingest(&[event(20, 0), event(21, -133)], &ctx);
+    let next = tokio::time::timeout(std::time::Duration::from_secs(5), live.next()).await.unwrap().unwrap().unwrap();
+    match next.response_types {
+        Some(ResponseTypes::Flow(f)) => assert_eq!(f.ip.unwrap().source, "10.0.0.21"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(next.node_name, "n1");
+    let st = svc.server_status(Request::new(ServerStatusRequest {})).await.unwrap().into_inner();
+    assert_eq!((st.num_flows, st.max_flows, st.seen_flows), (7, 7, 11));
+    let nodes = svc.get_nodes(Request::new(GetNodesRequest {})).await.unwrap().into_inner().nodes;
+    assert_eq!(nodes[0].name, "n1");
+    // first with follow is refused
+    assert!(svc
+        .get_flows(Request::new(GetFlowsRequest { first: true, follow: true, ..Default::default() }))
+        .await
+        .is_err());
+}

@@ -1,0 +1,246 @@
+//! `seta observe`: flows from a node's Hubble observer, with `hubble
+//! observe`'s selectors, filters and output (compact by default, `-o json`
+//! as protojson lines); `seta observe status` and `seta observe nodes`.
+use crate::*;
+use seta_hubble::flow::{EventTypeFilter, FlowFilter, Verdict};
+use seta_hubble::observer::{get_flows_response::ResponseTypes, GetFlowsRequest, GetNodesRequest, ServerStatusRequest};
+
+#[derive(clap::Args)]
+pub struct ObserveArgs {
+    #[command(subcommand)]
+    pub what: Option<ObserveWhat>,
+    /// The observer: unix:///run/seta/NODE/hubble.sock (the default for --node) or HOST:PORT
+    #[arg(long)]
+    pub server: Option<String>,
+    /// The last N flows (20 unless following)
+    #[arg(long)]
+    pub last: Option<u64>,
+    /// The first N flows held
+    #[arg(long, conflicts_with_all = ["last", "follow"])]
+    pub first: Option<u64>,
+    /// Every flow held
+    #[arg(long, conflicts_with_all = ["last", "first"])]
+    pub all: bool,
+    /// Go on with live flows
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Flows since this long ago (e.g. 5m, 30s) or an RFC 3339 time
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Flows until this long ago or this RFC 3339 time
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Pod (NS/NAME-PREFIX or NAME-PREFIX) on either side
+    #[arg(long)]
+    pub pod: Vec<String>,
+    #[arg(long)]
+    pub from_pod: Vec<String>,
+    #[arg(long)]
+    pub to_pod: Vec<String>,
+    /// Namespace on either side
+    #[arg(short = 'n', long)]
+    pub namespace: Vec<String>,
+    /// Label selector on either side
+    #[arg(short = 'l', long)]
+    pub label: Vec<String>,
+    #[arg(long)]
+    pub from_label: Vec<String>,
+    #[arg(long)]
+    pub to_label: Vec<String>,
+    /// Address or CIDR on either side
+    #[arg(long)]
+    pub ip: Vec<String>,
+    #[arg(long)]
+    pub from_ip: Vec<String>,
+    #[arg(long)]
+    pub to_ip: Vec<String>,
+    /// Security identity on either side
+    #[arg(long)]
+    pub identity: Vec<u32>,
+    #[arg(long)]
+    pub from_identity: Vec<u32>,
+    #[arg(long)]
+    pub to_identity: Vec<u32>,
+    /// FORWARDED or DROPPED
+    #[arg(long)]
+    pub verdict: Vec<String>,
+    /// drop, policy-verdict or trace
+    #[arg(short = 't', long = "type")]
+    pub kind: Vec<String>,
+    /// tcp, udp, icmp, sctp
+    #[arg(long)]
+    pub protocol: Vec<String>,
+    /// Port on either side
+    #[arg(long)]
+    pub port: Vec<u16>,
+    #[arg(long)]
+    pub from_port: Vec<u16>,
+    #[arg(long)]
+    pub to_port: Vec<u16>,
+    /// Node name pattern (`*` globs)
+    #[arg(long)]
+    pub node_name: Vec<String>,
+    /// Print the node name in compact lines
+    #[arg(long)]
+    pub print_node_name: bool,
+}
+
+#[derive(Subcommand)]
+pub enum ObserveWhat {
+    /// The observer's status (flows held, seen, uptime)
+    Status,
+    /// The nodes the observer knows
+    Nodes,
+}
+
+/// `5m`, `30s`, `2h` ago, or an RFC 3339 time (UTC `Z`).
+fn time_arg(s: &str) -> Result<prost_types::Timestamp> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let unit = s.chars().last().context("empty time")?;
+    if let (Some(mult), Ok(n)) = (
+        match unit {
+            's' => Some(1),
+            'm' => Some(60),
+            'h' => Some(3600),
+            _ => None,
+        },
+        s[..s.len() - 1].parse::<u64>(),
+    ) {
+        let t = now.as_secs().saturating_sub(n * mult);
+        return Ok(prost_types::Timestamp { seconds: t as i64, nanos: 0 });
+    }
+    bail!("{s:?}: expected a duration such as 30s, 5m, 2h")
+}
+
+/// The filters: `--x` on either side means two whitelist filters (source
+/// or destination), each side's flags AND within one.
+fn whitelist(a: &ObserveArgs) -> Result<Vec<FlowFilter>> {
+    let mut base = FlowFilter::default();
+    for v in &a.verdict {
+        let verdict = Verdict::from_str_name(&v.to_ascii_uppercase()).with_context(|| format!("--verdict {v}: FORWARDED or DROPPED"))?;
+        base.verdict.push(verdict as i32);
+    }
+    for t in &a.kind {
+        let code = match t.as_str() {
+            "drop" => 1,
+            "trace" => 4,
+            "policy-verdict" => 5,
+            other => bail!("--type {other}: drop, trace or policy-verdict"),
+        };
+        base.event_type.push(EventTypeFilter { r#type: code, ..Default::default() });
+    }
+    base.protocol = a.protocol.clone();
+    base.node_name = a.node_name.clone();
+    base.source_pod = a.from_pod.clone();
+    base.destination_pod = a.to_pod.clone();
+    base.source_label = a.from_label.clone();
+    base.destination_label = a.to_label.clone();
+    base.source_ip = a.from_ip.clone();
+    base.destination_ip = a.to_ip.clone();
+    base.source_identity = a.from_identity.clone();
+    base.destination_identity = a.to_identity.clone();
+    base.source_port = a.from_port.iter().map(u16::to_string).collect();
+    base.destination_port = a.to_port.iter().map(u16::to_string).collect();
+    let pods: Vec<String> = a.pod.iter().cloned().chain(a.namespace.iter().map(|n| format!("{n}/"))).collect();
+    let either = !(pods.is_empty() && a.label.is_empty() && a.ip.is_empty() && a.identity.is_empty() && a.port.is_empty());
+    if !either {
+        return Ok(vec![base]);
+    }
+    let mut src = base.clone();
+    src.source_pod.extend(pods.clone());
+    src.source_label.extend(a.label.clone());
+    src.source_ip.extend(a.ip.clone());
+    src.source_identity.extend(a.identity.clone());
+    src.source_port.extend(a.port.iter().map(u16::to_string));
+    let mut dst = base;
+    dst.destination_pod.extend(pods);
+    dst.destination_label.extend(a.label.clone());
+    dst.destination_ip.extend(a.ip.clone());
+    dst.destination_identity.extend(a.identity.clone());
+    dst.destination_port.extend(a.port.iter().map(u16::to_string));
+    Ok(vec![src, dst])
+}
+
+pub async fn run(a: &ObserveArgs, cli: &Cli, json: bool) -> Result<i32> {
+    let target = match &a.server {
+        Some(s) => s.clone(),
+        None => {
+            let sock = seta_client::resolve_socket(cli.node.as_deref()).map_err(anyhow::Error::msg)?;
+            format!("unix://{}", sock.with_file_name("hubble.sock").display())
+        }
+    };
+    let mut c = seta_hubble::connect(&target).await.map_err(anyhow::Error::msg)?;
+    match a.what {
+        Some(ObserveWhat::Status) => {
+            let s = c.server_status(ServerStatusRequest {}).await?.into_inner();
+            if json {
+                return print_json(&serde_json::json!({
+                    "num_flows": s.num_flows, "max_flows": s.max_flows, "seen_flows": s.seen_flows,
+                    "uptime_ns": s.uptime_ns, "version": s.version,
+                    "num_connected_nodes": s.num_connected_nodes, "num_unavailable_nodes": s.num_unavailable_nodes,
+                }));
+            }
+            println!("Healthcheck (via {target}): Ok");
+            println!("Current/Max Flows: {}/{}", s.num_flows, s.max_flows);
+            println!("Flows/s: {:.2}", s.seen_flows as f64 / (s.uptime_ns.max(1) as f64 / 1e9));
+            if let Some(n) = s.num_connected_nodes {
+                println!("Connected Nodes: {n}/{}", n + s.num_unavailable_nodes.unwrap_or(0));
+            }
+            return Ok(0);
+        }
+        Some(ObserveWhat::Nodes) => {
+            let nodes = c.get_nodes(GetNodesRequest {}).await?.into_inner().nodes;
+            if json {
+                let v: Vec<serde_json::Value> = nodes
+                    .iter()
+                    .map(|n| serde_json::json!({"name": n.name, "status": "Connected", "address": n.address, "num_flows": n.num_flows, "max_flows": n.max_flows, "seen_flows": n.seen_flows, "uptime_ns": n.uptime_ns}))
+                    .collect();
+                return print_json(&v);
+            }
+            let rows = nodes
+                .iter()
+                .map(|n| {
+                    vec![
+                        n.name.clone(),
+                        "Connected".into(),
+                        format!("{}s", n.uptime_ns / 1_000_000_000),
+                        format!("{}/{} ({:.2}%)", n.num_flows, n.max_flows, 100.0 * n.num_flows as f64 / n.max_flows.max(1) as f64),
+                        n.version.clone(),
+                    ]
+                })
+                .collect();
+            table(&["NAME", "STATUS", "AGE", "CURRENT/MAX-FLOWS", "VERSION"], rows);
+            return Ok(0);
+        }
+        None => {}
+    }
+    let number = match (a.first, a.last, a.all, a.follow, &a.since) {
+        (Some(n), ..) => n,
+        (_, Some(n), ..) => n,
+        (_, _, true, ..) | (_, _, _, _, Some(_)) => 0,
+        (_, _, _, true, _) => 0,
+        _ => 20,
+    };
+    let req = GetFlowsRequest {
+        number,
+        first: a.first.is_some(),
+        follow: a.follow,
+        whitelist: whitelist(a)?,
+        blacklist: vec![],
+        since: a.since.as_deref().map(time_arg).transpose()?,
+        until: a.until.as_deref().map(time_arg).transpose()?,
+    };
+    let mut stream = c.get_flows(req).await?.into_inner();
+    while let Some(r) = stream.message().await? {
+        if json {
+            println!("{}", seta_hubble::json::response(&r));
+            continue;
+        }
+        match &r.response_types {
+            Some(ResponseTypes::Flow(f)) => println!("{}", seta_hubble::compact::line(f, a.print_node_name)),
+            Some(ResponseTypes::LostEvents(l)) => println!("EVENTS LOST: OBSERVER_EVENTS_QUEUE CPU(0) {}", l.num_events_lost),
+            _ => {}
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,220 @@
+//! Hubble's compact line (`hubble observe -o compact`):
+//! `<time> [<node>]: <src> <srcID> <arrow> <dst> <dstID> <type> <verdict> (<summary>)`.
+use crate::flow::{layer4::Protocol, Flow, Verdict};
+
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/// Go's StampMilli (`Jan _2 15:04:05.000`) of a Unix time, in UTC.
+pub fn stamp_milli(secs: i64, nanos: i32) -> String {
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    // civil date from days since 1970-01-01 (Howard Hinnant's algorithm)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    format!(
+        "{} {:>2} {:02}:{:02}:{:02}.{:03}",
+        MONTHS[(month - 1) as usize],
+        day,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        nanos / 1_000_000
+    )
+}
+
+/// The name Hubble prints for a reserved identity.
+pub fn reserved_name(id: u32) -> Option<&'static str> {
+    Some(match id {
+        1 => "host",
+        2 => "world",
+        3 => "unmanaged",
+        4 => "health",
+        5 => "init",
+        6 => "remote-node",
+        7 => "kube-apiserver",
+        8 => "ingress",
+        _ => return None,
+    })
+}
+
+fn ports(f: &Flow) -> (Option<u32>, Option<u32>) {
+    match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+        Some(Protocol::Tcp(t)) => (Some(t.source_port), Some(t.destination_port)),
+        Some(Protocol::Udp(u)) => (Some(u.source_port), Some(u.destination_port)),
+        Some(Protocol::Sctp(s)) => (Some(s.source_port), Some(s.destination_port)),
+        _ => (None, None),
+    }
+}
+
+/// `ns/pod:port`, else `ip:port`, and `(ID:n)` or the reserved name.
+fn side(f: &Flow, source: bool) -> (String, String) {
+    let ep = if source { f.source.as_ref() } else { f.destination.as_ref() };
+    let ip = f.ip.as_ref().map(|i| if source { i.source.clone() } else { i.destination.clone() }).unwrap_or_default();
+    let (sp, dp) = ports(f);
+    let port = if source { sp } else { dp };
+    let host = match ep {
+        Some(e) if !e.pod_name.is_empty() => format!("{}/{}", e.namespace, e.pod_name),
+        _ => ip,
+    };
+    let addr = match port {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    };
+    let id = ep.map_or(0, |e| e.identity);
+    let ident = match reserved_name(id) {
+        Some(n) => format!("({n})"),
+        None => format!("(ID:{id})"),
+    };
+    (addr, ident)
+}
+
+/// What happened, as Hubble names it.
+fn kind(f: &Flow) -> String {
+    let t = f.event_type.as_ref().map_or(0, |e| e.r#type);
+    match t {
+        // monitor message types: 1 drop, 4 trace, 5 policy verdict
+        1 => drop_text(f),
+        5 => {
+            let m = match f.policy_match_type {
+                1 => "L3-Only",
+                2 => "L3-L4",
+                3 => "L4-Only",
+                4 => "all",
+                _ => "none",
+            };
+            let dir = match f.traffic_direction {
+                1 => "INGRESS",
+                2 => "EGRESS",
+                _ => "UNKNOWN",
+            };
+            format!("policy-verdict:{m} {dir}")
+        }
+        _ => crate::flow::TraceObservationPoint::try_from(f.trace_observation_point)
+            .map(|p| p.as_str_name().to_ascii_lowercase().replace('_', "-"))
+            .unwrap_or_else(|_| "trace".into()),
+    }
+}
+
+/// A drop's reason text, as Cilium prints it.
+fn drop_text(f: &Flow) -> String {
+    let code = if f.drop_reason_desc != 0 { f.drop_reason_desc } else { f.drop_reason as i32 };
+    seta_core::drop::reason_name(code.clamp(0, 255) as u8)
+}
+
+/// The summary in parentheses.
+pub fn summary(f: &Flow) -> String {
+    match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+        Some(Protocol::Tcp(t)) => {
+            let fl = t.flags.unwrap_or_default();
+            let names: Vec<&str> = [
+                (fl.syn, "SYN"),
+                (fl.ack, "ACK"),
+                (fl.fin, "FIN"),
+                (fl.rst, "RST"),
+                (fl.psh, "PSH"),
+                (fl.urg, "URG"),
+                (fl.ece, "ECE"),
+                (fl.cwr, "CWR"),
+                (fl.ns, "NS"),
+            ]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| *n)
+            .collect();
+            format!("TCP Flags: {}", names.join(", "))
+        }
+        Some(Protocol::Udp(_)) => "UDP".into(),
+        Some(Protocol::IcmPv4(i)) => match i.r#type {
+            8 => "ICMPv4 EchoRequest".into(),
+            0 => "ICMPv4 EchoReply".into(),
+            3 => "ICMPv4 DestinationUnreachable".into(),
+            t => format!("ICMPv4 type {t}"),
+        },
+        Some(Protocol::Sctp(_)) => "SCTP".into(),
+        _ => String::new(),
+    }
+}
+
+/// One flow as Hubble's compact line (node name shown when `node`).
+pub fn line(f: &Flow, node: bool) -> String {
+    let time = f.time.as_ref().map_or_else(String::new, |t| stamp_milli(t.seconds, t.nanos));
+    let (mut src, mut dst) = (side(f, true), side(f, false));
+    let arrow = match f.is_reply {
+        Some(true) => {
+            std::mem::swap(&mut src, &mut dst);
+            "<-"
+        }
+        Some(false) => "->",
+        None => "<>",
+    };
+    let verdict = Verdict::try_from(f.verdict).map_or("UNKNOWN", |v| v.as_str_name());
+    let node = if node && !f.node_name.is_empty() { format!(" [{}]", f.node_name) } else { String::new() };
+    format!(
+        "{time}{node}: {} {} {arrow} {} {} {} {verdict} ({})",
+        src.0,
+        src.1,
+        dst.0,
+        dst.1,
+        kind(f),
+        summary(f)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::*;
+
+    #[test]
+    fn a_drop_prints_as_hubble_prints_it() {
+        let f = Flow {
+            time: Some(prost_types::Timestamp {
+                seconds: 1_764_669_845, // 2025-12-02 10:04:05 UTC
+                nanos: 123_000_000,
+            }),
+            verdict: Verdict::Dropped as i32,
+            drop_reason: 133,
+            drop_reason_desc: DropReason::PolicyDenied as i32,
+            ip: Some(Ip {
+                source: "10.0.0.1".into(),
+                destination: "10.0.0.2".into(),
+                ip_version: IpVersion::IPv4 as i32,
+                encrypted: false,
+            }),
+            l4: Some(Layer4 {
+                protocol: Some(layer4::Protocol::Tcp(Tcp {
+                    source_port: 43210,
+                    destination_port: 80,
+                    flags: Some(TcpFlags { syn: true, ..Default::default() }),
+                })),
+            }),
+            source: Some(Endpoint {
+                identity: 270,
+                namespace: "x".into(),
+                pod_name: "a".into(),
+                ..Default::default()
+            }),
+            destination: Some(Endpoint {
+                identity: 2,
+                ..Default::default()
+            }),
+            event_type: Some(CiliumEventType { r#type: 1, sub_type: 133 }),
+            is_reply: Some(false),
+            node_name: "n1".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            line(&f, false),
+            "Dec  2 10:04:05.123: x/a:43210 (ID:270) -> 10.0.0.2:80 (world) Policy denied DROPPED (TCP Flags: SYN)"
+        );
+        assert!(line(&f, true).starts_with("Dec  2 10:04:05.123 [n1]: "));
+        assert_eq!(stamp_milli(0, 0), "Jan  1 00:00:00.000");
+        assert_eq!(stamp_milli(951_827_696, 5_000_000), "Feb 29 12:34:56.005", "a leap day");
+    }
+}

@@ -1,0 +1,191 @@
+//! Datapath events into Hubble flows: a `seta_event` record (drop or
+//! policy verdict) with what the agent knows of both sides (its endpoints
+//! by address, the identities' labels). Pure: the agent passes the context.
+use crate::flow::{self, layer4::Protocol, Flow};
+use seta_abi::SetaEvent;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+/// Cilium's monitor message types (the flow's `event_type.type`).
+pub const MSG_DROP: i32 = 1;
+pub const MSG_TRACE: i32 = 4;
+pub const MSG_POLICY_VERDICT: i32 = 5;
+
+/// A local endpoint as a flow shows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EndpointView {
+    pub id: u32,
+    pub namespace: String,
+    pub pod_name: String,
+    pub labels: Vec<String>,
+}
+
+/// What the agent knows when it decodes: this node's endpoints and the
+/// cluster's identities (labels as `source:key=value`).
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    pub node: String,
+    pub endpoints: HashMap<Ipv4Addr, EndpointView>,
+    pub identities: HashMap<u32, Vec<String>>,
+    /// wall clock minus CLOCK_MONOTONIC, in ns (event times are monotonic)
+    pub wall_offset_ns: i128,
+}
+
+fn side(ctx: &Context, addr: Ipv4Addr, identity: u32) -> flow::Endpoint {
+    let mut e = flow::Endpoint {
+        identity,
+        labels: ctx.identities.get(&identity).cloned().unwrap_or_default(),
+        ..Default::default()
+    };
+    if let Some(v) = ctx.endpoints.get(&addr) {
+        e.id = v.id;
+        e.namespace = v.namespace.clone();
+        e.pod_name = v.pod_name.clone();
+        if !v.labels.is_empty() {
+            e.labels = v.labels.clone();
+        }
+    } else if let Some(ns) = e.labels.iter().find_map(|l| l.strip_prefix("k8s:io.kubernetes.pod.namespace=")) {
+        e.namespace = ns.to_string();
+    }
+    e
+}
+
+fn tcp_flags(f: u8) -> flow::TcpFlags {
+    flow::TcpFlags {
+        fin: f & 0x01 != 0,
+        syn: f & 0x02 != 0,
+        rst: f & 0x04 != 0,
+        psh: f & 0x08 != 0,
+        ack: f & 0x10 != 0,
+        urg: f & 0x20 != 0,
+        ece: f & 0x40 != 0,
+        cwr: f & 0x80 != 0,
+        ns: false,
+    }
+}
+
+/// The flow of one datapath event, or None for a record that is not one.
+pub fn flow_of(ev: &SetaEvent, ctx: &Context) -> Option<Flow> {
+    let (msg, dropped, code) = match ev.event_type {
+        seta_abi::EVENT_DROP => (MSG_DROP, true, ev.subtype),
+        seta_abi::EVENT_POLICY_VERDICT => (MSG_POLICY_VERDICT, ev.verdict < 0, (-ev.verdict).clamp(0, 255) as u8),
+        _ => return None,
+    };
+    let (src, dst) = (Ipv4Addr::from(ev.saddr), Ipv4Addr::from(ev.daddr));
+    let (sport, dport) = (u16::from_be_bytes(ev.sport) as u32, u16::from_be_bytes(ev.dport) as u32);
+    let l4 = match ev.proto {
+        6 => Some(Protocol::Tcp(flow::Tcp {
+            source_port: sport,
+            destination_port: dport,
+            flags: Some(tcp_flags(ev.flags)),
+        })),
+        17 => Some(Protocol::Udp(flow::Udp {
+            source_port: sport,
+            destination_port: dport,
+        })),
+        132 => Some(Protocol::Sctp(flow::Sctp {
+            source_port: sport,
+            destination_port: dport,
+        })),
+        // ICMP echo carries its id in both ports; the type is not recorded
+        1 => Some(Protocol::IcmPv4(flow::IcmPv4 { r#type: 8, code: 0 })),
+        _ => None,
+    };
+    let wall = ev.ts as i128 + ctx.wall_offset_ns;
+    let direction = match ev.dir {
+        seta_abi::METRIC_INGRESS => flow::TrafficDirection::Ingress,
+        seta_abi::METRIC_EGRESS => flow::TrafficDirection::Egress,
+        _ => flow::TrafficDirection::Unknown,
+    };
+    Some(Flow {
+        time: Some(prost_types::Timestamp {
+            seconds: wall.div_euclid(1_000_000_000) as i64,
+            nanos: wall.rem_euclid(1_000_000_000) as i32,
+        }),
+        verdict: if dropped { flow::Verdict::Dropped } else { flow::Verdict::Forwarded } as i32,
+        drop_reason: if dropped { code as u32 } else { 0 },
+        drop_reason_desc: if dropped { code as i32 } else { 0 },
+        ip: Some(flow::Ip {
+            source: src.to_string(),
+            destination: dst.to_string(),
+            ip_version: flow::IpVersion::IPv4 as i32,
+            encrypted: false,
+        }),
+        l4: l4.map(|p| flow::Layer4 { protocol: Some(p) }),
+        source: Some(side(ctx, src, ev.src_label)),
+        destination: Some(side(ctx, dst, ev.dst_label)),
+        r#type: flow::FlowType::L3L4 as i32,
+        node_name: ctx.node.clone(),
+        event_type: Some(flow::CiliumEventType {
+            r#type: msg,
+            sub_type: if msg == MSG_DROP { code as i32 } else { 0 },
+        }),
+        traffic_direction: direction as i32,
+        // verdicts and drops are taken for a connection's first packet
+        is_reply: Some(false),
+        interface: Some(flow::NetworkInterface {
+            index: ev.ifindex,
+            name: String::new(),
+        }),
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_denial_becomes_a_dropped_flow_with_both_sides() {
+        let ctx = Context {
+            node: "n1".into(),
+            endpoints: [(
+                Ipv4Addr::new(10, 200, 1, 7),
+                EndpointView {
+                    id: 12,
+                    namespace: "shop".into(),
+                    pod_name: "web".into(),
+                    labels: vec!["k8s:app=web".into()],
+                },
+            )]
+            .into(),
+            identities: [(300, vec!["k8s:app=client".into(), "k8s:io.kubernetes.pod.namespace=shop".into()])].into(),
+            wall_offset_ns: 1_000_000_000_000,
+        };
+        let ev = SetaEvent {
+            event_type: seta_abi::EVENT_POLICY_VERDICT,
+            source: 12,
+            ifindex: 9,
+            src_label: 300,
+            dst_label: 301,
+            verdict: -133,
+            saddr: [10, 200, 2, 5],
+            daddr: [10, 200, 1, 7],
+            sport: 40000u16.to_be_bytes(),
+            dport: 80u16.to_be_bytes(),
+            proto: 6,
+            dir: seta_abi::METRIC_INGRESS,
+            flags: 0x02,
+            ts: 5_000_000,
+            ..Default::default()
+        };
+        let f = flow_of(&ev, &ctx).unwrap();
+        assert_eq!(f.verdict, flow::Verdict::Dropped as i32);
+        assert_eq!(f.drop_reason_desc, flow::DropReason::PolicyDenied as i32);
+        assert_eq!(f.time.unwrap().seconds, 1000);
+        let (s, d) = (f.source.clone().unwrap(), f.destination.clone().unwrap());
+        assert_eq!((s.identity, s.namespace.as_str(), s.pod_name.as_str()), (300, "shop", ""));
+        assert_eq!((d.id, d.pod_name.as_str(), d.labels[0].as_str()), (12, "web", "k8s:app=web"));
+        assert_eq!(f.traffic_direction, flow::TrafficDirection::Ingress as i32);
+        assert_eq!(f.event_type.unwrap().r#type, MSG_POLICY_VERDICT);
+        let line = crate::compact::line(&f, false);
+        assert!(
+            line.ends_with(": 10.200.2.5:40000 (ID:300) -> shop/web:80 (ID:301) policy-verdict:none INGRESS DROPPED (TCP Flags: SYN)"),
+            "{line}"
+        );
+        // an allowed verdict forwards; other records are no flows
+        let ok = flow_of(&SetaEvent { verdict: 0, ..ev }, &ctx).unwrap();
+        assert_eq!(ok.verdict, flow::Verdict::Forwarded as i32);
+        assert!(flow_of(&SetaEvent { event_type: 99, ..ev }, &ctx).is_none());
+    }
+}
