@@ -13,6 +13,7 @@
 #include "lib/tunnel.h"
 #include "lib/fib.h"
 #include "lib/lb.h"
+#include "lib/nodeport.h"
 
 /* Template of an endpoint's policy map: the loader creates one per endpoint
  * (pinned seta_pol_NNNNN) from this definition and registers it in
@@ -170,6 +171,9 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 	/* Beyond this node (native routing, other nodes, the world): route it
 	 * here and hand it to the egress device; the node itself and whatever
 	 * the FIB does not forward go up the stack. */
+	ret = masquerade4(ctx, l4_off, &f, info ? info->sec_identity : WORLD_ID);
+	if (ret < 0)
+		return send_drop(ctx, -ret, METRIC_EGRESS);
 	ret = fib_redirect_v4(ctx);
 	if (ret < 0)
 		return send_drop(ctx, -ret, METRIC_EGRESS);

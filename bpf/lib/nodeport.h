@@ -11,6 +11,7 @@
 #include "tunnel.h"
 #include "fib.h"
 #include "lb.h"
+#include "deliver.h"
 
 #define LB_F_NORTH_SOUTH (LB_F_NODEPORT | LB_F_EXTERNAL_IP | LB_F_LOADBALANCER | LB_F_HOSTPORT)
 
@@ -21,6 +22,15 @@ struct {
 	__uint(max_entries, NAT_MAP_SIZE);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } seta_snat_v4_external SEC(".maps");
+
+/* seta_config's datapath options (CONFIG_DATAPATH_OPTS bits) */
+static __always_inline __u32 datapath_opts(void)
+{
+	__u32 slot = CONFIG_DATAPATH_OPTS;
+	__u32 *v = bpf_map_lookup_elem(&seta_config, &slot);
+
+	return v ? *v : 0;
+}
 
 static __always_inline __be32 node_ip4(void)
 {
@@ -78,6 +88,21 @@ static __always_inline int snat4_fwd(struct __sk_buff *ctx, __u32 l4_off, struct
 	return lb4_rewrite(ctx, l4_off, f->key.proto, 0, f->key.saddr, out.to_addr, f->key.sport, out.to_port);
 }
 
+/* BPF masquerade: a pod's TCP/UDP connection to the world (no cluster
+ * identity: world or a CIDR identity) leaves from the node's address, a
+ * port of the NAT engine; the reply comes back through nodeport_rev.
+ * 0 (translated or not to be) or a negative drop reason. */
+static __always_inline int masquerade4(struct __sk_buff *ctx, __u32 l4_off, struct flow *f, __u32 dst_id)
+{
+	if (!(datapath_opts() & OPT_MASQUERADE) || !node_ip4())
+		return 0;
+	if (f->key.proto != IPPROTO_TCP && f->key.proto != IPPROTO_UDP)
+		return 0;
+	if (dst_id != WORLD_ID && (dst_id >> 24) != 1 /* CIDR identities */)
+		return 0;
+	return snat4_fwd(ctx, l4_off, f);
+}
+
 /* Hand a packet to another node: encapsulated in tunnel mode (from the
  * node: remote-node identity), else routed by the FIB. */
 static __always_inline int nodeport_forward(struct __sk_buff *ctx, __be32 daddr)
@@ -128,6 +153,19 @@ static __always_inline int nodeport_rev(struct __sk_buff *ctx)
 	ret = lb4_xlate_rev(ctx, l4_off, &f);
 	if (ret < 0)
 		return send_drop(ctx, -ret, METRIC_INGRESS);
+	/* a masqueraded pod's reply: into the pod */
+	{
+		struct endpoint_info *ep = lookup_ip4_endpoint(to_addr);
+
+		if (ep && !(ep->flags & ENDPOINT_F_HOST)) {
+			data = (void *)(long)ctx->data;
+			data_end = (void *)(long)ctx->data_end;
+			ip = data + ETH_HLEN;
+			if ((void *)(ip + 1) > data_end)
+				return send_drop(ctx, DROP_INVALID, METRIC_INGRESS);
+			return to_local_endpoint(ctx, ip, ep, ipcache_identity(f.key.saddr));
+		}
+	}
 	ret = fib_redirect_v4(ctx);
 	if (ret < 0)
 		return send_drop(ctx, -ret, METRIC_EGRESS);

@@ -343,8 +343,12 @@ pub const CONFIG_FLAGS: u32 = 0;
 pub const CONFIG_F_IPBLOCK: u32 = 1;
 /// seta_config slot: ifindex of seta_vxlan (tunnel mode), 0 = no tunnel
 pub const CONFIG_VXLAN_IFINDEX: u32 = 1;
-/// seta_config slot: 1 = a service without backends drops, 0 = rejects (ICMP port unreachable)
-pub const CONFIG_LB_NO_BACKEND_DROP: u32 = 2;
+/// seta_config slot: datapath option bits (OPT_*)
+pub const CONFIG_DATAPATH_OPTS: u32 = 2;
+/// a service without backends drops (else: rejects with ICMP port unreachable)
+pub const OPT_LB_NO_BACKEND_DROP: u32 = 1;
+/// BPF masquerade: pods' traffic to the world leaves from the node's address
+pub const OPT_MASQUERADE: u32 = 2;
 /// seta_config slot: the node's address in network order (SNAT of north-south service traffic)
 pub const CONFIG_NODE_IP: u32 = 3;
 /// reserved identity carried in the VNI by a node's own traffic

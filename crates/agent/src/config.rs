@@ -64,6 +64,9 @@ pub struct RunArgs {
     /// Hubble's observer API over TCP (it is always on the unix socket hubble.sock beside --socket); "" turns TCP off
     #[arg(long, env = "SETA_HUBBLE_LISTEN_ADDRESS", default_value = ":4244")]
     pub hubble_listen_address: Option<String>,
+    /// BPF masquerade: pods' TCP/UDP traffic to the world (outside the cluster's pods and nodes) leaves from the node's address
+    #[arg(long, env = "SETA_ENABLE_BPF_MASQUERADE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_bpf_masquerade: bool,
     /// Flows the observer keeps (2^n-1)
     #[arg(long, env = "SETA_HUBBLE_EVENT_BUFFER_CAPACITY", default_value_t = 4095)]
     pub hubble_event_buffer_capacity: usize,
@@ -175,6 +178,7 @@ pub struct Config {
     /// Hubble's observer over TCP (None: only the unix socket)
     pub hubble_listen_address: Option<std::net::SocketAddr>,
     pub hubble_event_buffer_capacity: usize,
+    pub enable_bpf_masquerade: bool,
 }
 
 /// `:PORT` (every address), `IP:PORT`, or "" (off).
@@ -233,6 +237,7 @@ impl Config {
             mtu: a.mtu,
             prometheus_serve_addr: listen_addr("--prometheus-serve-addr", a.prometheus_serve_addr.as_deref().unwrap_or(""))?,
             hubble_listen_address: listen_addr("--hubble-listen-address", a.hubble_listen_address.as_deref().unwrap_or(""))?,
+            enable_bpf_masquerade: a.enable_bpf_masquerade,
             hubble_event_buffer_capacity: match a.hubble_event_buffer_capacity {
                 0 => 4095, // not given (a RunArgs default)
                 n => n,

@@ -26,6 +26,10 @@ impl P {
     /// Pods web (app=web, port http=8080) on the first node, client (app=client)
     /// on the second (the first with one node), other (app=other) on the first.
     async fn new(tag: &str, topo: Topo) -> Self {
+        Self::with(tag, topo, false).await
+    }
+    /// As `new`; `masquerade`: the agents run with BPF masquerade.
+    async fn with(tag: &str, topo: Topo, masquerade: bool) -> Self {
         let t = match topo {
             Topo::One => TestLab::up(tag, 1, 0, &bin_dir()).await.unwrap(),
             Topo::Tunnel | Topo::Native => {
@@ -37,6 +41,7 @@ impl P {
                         seta_core::mode::RoutingMode::Native
                     }),
                     operator: false,
+                    masquerade,
                 };
                 TestLab::up_with(tag, 2, 0, &bin_dir(), &opts).await.unwrap()
             }
@@ -1121,6 +1126,54 @@ async fn privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client(p: P
     assert_eq!(live["verdict"], "DROPPED", "{live}");
     assert_eq!(live["destination_pod"], "default/web", "{live}");
     let _ = std::fs::remove_dir_all(&gen);
+}
+
+/// BPF masquerade: a pod's connection to the world (the external host)
+/// leaves from its node's address and its replies come back to the pod;
+/// traffic between pods keeps the pods' addresses; a CIDR policy still
+/// applies (to the pod, before the translation).
+async fn privileged_policy_bpf_masquerade_to_the_world(p: P) {
+    let ext = p.lab().external.clone().unwrap();
+    let ext_addr = SocketAddr::new(ext.ip.into(), 8443);
+    peer_server(&ext.netns, ext_addr);
+    let client_node = p.lab().nodes.iter().position(|n| n.name == p.node_of("client")).unwrap();
+    let node_addr = format!("172.30.0.{}", client_node + 1);
+    assert_eq!(read_from(&p.ns("client"), ext_addr), Ok(node_addr.clone()), "the world sees the node");
+    let nat = common::seta(&p.node_of("client"), &["bpf", "nat", "list"]);
+    assert!(
+        nat.as_array().unwrap().iter().any(|r| r["direction"] == "OUT"
+            && r["src"].as_str().unwrap().starts_with(&format!("{}:", p.ip("client")))
+            && r["dst"] == ext_addr.to_string()
+            && r["to"].as_str().unwrap().starts_with(&format!("{node_addr}:"))),
+        "{nat}"
+    );
+    // between pods (and nodes) nothing is translated
+    let web = p.ip("web");
+    peer_server(&p.ns("web"), SocketAddr::new(web.into(), 9092));
+    assert_eq!(read_from(&p.ns("client"), SocketAddr::new(web.into(), 9092)), Ok(p.ip("client").to_string()));
+    // a CIDR rule on the pod still decides: deny the external host
+    p.apply(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: no-ext, namespace: default}\nspec:\n  endpointSelector: {matchLabels: {app: client}}\n  egressDeny:\n  - toCIDR: [192.0.2.0/24]\n",
+    );
+    assert!(read_from(&p.ns("client"), ext_addr).is_err(), "denied before masquerade");
+}
+
+mod privileged_policy_bpf_masquerade_to_the_world {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_bpf_masquerade_to_the_world::tunnel") {
+            return;
+        }
+        super::privileged_policy_bpf_masquerade_to_the_world(P::with("mqtunnel", Topo::Tunnel, true).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn native() {
+        if !privileged("privileged_policy_bpf_masquerade_to_the_world::native") {
+            return;
+        }
+        super::privileged_policy_bpf_masquerade_to_the_world(P::with("mqnative", Topo::Native, true).await).await;
+    }
 }
 
 /// For generated policies, `seta policy trace` predicts exactly what real TCP

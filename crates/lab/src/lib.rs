@@ -99,6 +99,8 @@ pub struct LabOptions {
     pub routing: Option<seta_core::mode::RoutingMode>,
     /// run two seta-operator replicas in the underlay (needs etcd)
     pub operator: bool,
+    /// agents masquerade pods' traffic to the world (--enable-bpf-masquerade)
+    pub masquerade: bool,
 }
 
 const UNDERLAY_GW: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 254);

@@ -75,6 +75,9 @@ impl Lab {
             if let Some(r) = opts.routing {
                 lab.agent_args.extend(["--routing-mode".to_string(), r.to_string()]);
             }
+            if opts.masquerade {
+                lab.agent_args.push("--enable-bpf-masquerade".to_string());
+            }
             for i in 1..=nodes {
                 let node = format!("{name}-n{i}");
                 let pod_cidr = Ipv4Net::new(Ipv4Addr::from(base + ((i as u32) << 8)), 24)?;

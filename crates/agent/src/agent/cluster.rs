@@ -139,7 +139,8 @@ pub(super) async fn setup_routing_mode(dp: &Datapath, nl: &Netlink, cfg: &Config
         }
     }
     let drop = (cfg.service_no_backend_response == crate::config::NoBackendResponse::Drop) as u32;
-    seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_LB_NO_BACKEND_DROP, drop)?;
+    let masq = if cfg.enable_bpf_masquerade { seta_abi::OPT_MASQUERADE } else { 0 };
+    seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_DATAPATH_OPTS, drop * seta_abi::OPT_LB_NO_BACKEND_DROP | masq)?;
     // north-south service traffic to another node's backend leaves from this address
     let nip = node.ip.map(|ip| u32::from_ne_bytes(ip.octets())).unwrap_or(0);
     seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_NODE_IP, nip)?;

@@ -24,6 +24,9 @@ pub enum LabCmd {
         /// run two seta-operator replicas (leader election) in the underlay [default: with etcd]
         #[arg(long)]
         operator: Option<bool>,
+        /// agents masquerade pods' traffic to the world (BPF masquerade)
+        #[arg(long)]
+        masquerade: bool,
     },
     /// Nodes and pods of a lab
     Status {
@@ -142,6 +145,7 @@ pub async fn run(cmd: &LabCmd, json: bool) -> Result<i32> {
             kvstore,
             routing,
             operator,
+            masquerade,
         } => {
             use seta_core::mode::KvstoreKind;
             let kv = kvstore.unwrap_or(if *nodes > 1 { KvstoreKind::Etcd } else { KvstoreKind::Memory });
@@ -153,6 +157,7 @@ pub async fn run(cmd: &LabCmd, json: bool) -> Result<i32> {
                 etcd,
                 routing: Some(*routing),
                 operator: operator.unwrap_or(etcd),
+                masquerade: *masquerade,
             };
             let t = std::time::Instant::now();
             let l = Lab::up_with(lab, *nodes, *pods, *cluster_cidr, &bin_dir()?, &opts, &|m| eprintln!("==> {m}")).await?;
