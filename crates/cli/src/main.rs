@@ -78,6 +78,8 @@ enum Cmd {
     },
     /// Flows from the node's Hubble observer (as `hubble observe`)
     Observe(cmd::observe::ObserveArgs),
+    /// Datapath events live, as `cilium-dbg monitor` prints them
+    Monitor(cmd::monitor::MonitorArgs),
     /// A virtual cluster in network namespaces
     #[command(subcommand)]
     Lab(LabCmd),
@@ -146,6 +148,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Cmd::Kvstore(c) => cmd::kvstore::run(c, &cli, json).await,
         Cmd::Events { since } => cmd::events::run(*since, &cli, json).await,
         Cmd::Observe(a) => cmd::observe::run(a, &cli, json).await,
+        Cmd::Monitor(a) => cmd::monitor::run(a, &cli).await,
         Cmd::Lab(c) => cmd::lab::run(c, json).await,
     }
 }

@@ -1028,9 +1028,12 @@ async fn privileged_policy_metrics_scraped_by_prometheus(p: P) {
     });
     let r = seen.iter().find(|r| r["metric"]["instance"] == instance.as_str()).unwrap();
     assert_eq!(r["metric"]["job"], "seta-agent", "{r}");
-    // every agent is up and reports its endpoints
-    let eps = p.lab().prometheus_query("sum(seta_endpoint)").unwrap();
-    assert_eq!(eps[0]["value"][1], "3", "web, client and other: {eps:?}");
+    // every agent is scraped and reports its endpoints (web, client, other)
+    let mut eps = vec![];
+    common::wait_for("Prometheus to have every node's endpoints", 15, || {
+        eps = p.lab().prometheus_query("sum(seta_endpoint)").unwrap_or_default();
+        eps.first().is_some_and(|e| e["value"][1] == "3")
+    });
 }
 
 /// `seta observe` for the node that dropped a connection.
@@ -1126,6 +1129,39 @@ async fn privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client(p: P
     assert_eq!(live["verdict"], "DROPPED", "{live}");
     assert_eq!(live["destination_pod"], "default/web", "{live}");
     let _ = std::fs::remove_dir_all(&gen);
+    // seta monitor: the same denial as cilium-dbg monitor prints it, live
+    let mut mon = Command::new(bin_dir().join("seta"))
+        .args(["--node", &node, "monitor", "--type", "policy-verdict"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = mon.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = None;
+    while seen.is_none() && std::time::Instant::now() < deadline {
+        let _ = tcp_ok(&p.ns("client"), p.web_addr(8080));
+        while let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(300)) {
+            if l.contains("action deny") {
+                seen = Some(l);
+                break;
+            }
+        }
+    }
+    let _ = mon.kill();
+    let _ = mon.wait();
+    let l = seen.expect("seta monitor printed the denial");
+    assert!(l.starts_with("Policy verdict log: flow 0x0 local EP ID "), "{l}");
+    assert!(l.contains(", proto 6, ingress, action deny, auth: disabled, match none, "), "{l}");
+    assert!(l.contains(&format!("-> {}:8080 tcp SYN", p.ip("web"))), "{l}");
 }
 
 /// BPF masquerade: a pod's connection to the world (the external host)

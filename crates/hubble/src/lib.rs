@@ -16,6 +16,7 @@ pub mod compact;
 pub mod decode;
 pub mod filter;
 pub mod json;
+pub mod monitor;
 pub mod ring;
 
 /// A client of an observer at `target`: `unix:///path/hubble.sock` or

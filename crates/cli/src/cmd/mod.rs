@@ -5,6 +5,7 @@ pub mod events;
 pub mod identity;
 pub mod kvstore;
 pub mod lab;
+pub mod monitor;
 pub mod observe;
 pub mod policy;
 pub mod service;

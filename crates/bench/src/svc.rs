@@ -1,0 +1,88 @@
+//! 8. services: a ClusterIP in front of a pod on another node vs that pod's
+//! own address (the cost of the per-packet service translation), and a
+//! NodePort from outside the cluster to a backend on another node (SNAT by
+//! the NAT engine) vs the outside host straight to the pod (routed through
+//! the backend's node, no translation).
+use crate::*;
+
+fn import(lab: &Lab, yaml: &str) -> Result<()> {
+    let f = std::env::temp_dir().join(format!("{PREFIX}-svc.yaml"));
+    std::fs::write(&f, yaml)?;
+    let out = Command::new(seta_bin()?)
+        .args(["--node", &lab.nodes[0].name, "service", "import"])
+        .arg(&f)
+        .output()?;
+    let _ = std::fs::remove_file(&f);
+    anyhow::ensure!(out.status.success(), "seta service import: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+fn seta_bin() -> Result<PathBuf> {
+    Ok(std::env::current_exe()?.parent().context("bin dir")?.join("seta"))
+}
+
+/// RR rate and p50 through `via` (seta) and straight to the pod (base).
+fn rr_rows(args: &Args, client: &str, server: &str, pod: Ipv4Addr, via: (Ipv4Addr, u16), what: &str, base_name: &'static str) -> Result<Vec<Row>> {
+    let pod = (pod, 11111);
+    sockperf_rr_to(client, server, pod, via, 1)?;
+    sockperf_rr_to(client, server, pod, pod, 1)?;
+    let (mut s_rtt, mut s_rate, mut b_rtt, mut b_rate) = (vec![], vec![], vec![], vec![]);
+    for round in 1..=args.rounds {
+        eprintln!("    round {round}/{}", args.rounds);
+        let (a, b) = sockperf_rr_to(client, server, pod, via, args.seconds)?;
+        s_rtt.push(a);
+        s_rate.push(b);
+        let (a, b) = sockperf_rr_to(client, server, pod, pod, args.seconds)?;
+        b_rtt.push(a);
+        b_rate.push(b);
+    }
+    let row = |name: String, unit, s: &[f64], b: &[f64], higher_is_better| Row {
+        name,
+        unit,
+        seta: summarize(s),
+        base_name,
+        base: summarize(b),
+        higher_is_better,
+        goal: "≥ 0.95×".into(),
+    };
+    Ok(vec![
+        row(format!("TCP RR rate, {what} (sockperf, 16 B)"), "trans/s", &s_rate, &b_rate, true),
+        row(format!("TCP RR p50, {what}"), "µs", &s_rtt, &b_rtt, false),
+    ])
+}
+
+pub(crate) async fn bench_services(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
+    eprintln!("==> services: ClusterIP and NodePort (2 nodes, tunnel) vs the backend's own address");
+    let _ = Lab::down(PREFIX);
+    let opts = seta_lab::LabOptions {
+        etcd: true,
+        routing: Some(seta_core::mode::RoutingMode::Tunnel),
+        operator: false,
+        masquerade: false,
+    };
+    let lab = Lab::up_with(PREFIX, 2, 1, "10.203.0.0/16".parse()?, bin_dir, &opts, &|_| {}).await?;
+    let (p1, p2) = (lab.pod("pod1")?.clone(), lab.pod("pod2")?.clone());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !seta_lab::traffic::ping_ok(&p1.netns, p2.ip) {
+        if Instant::now() > deadline {
+            bail!("pod1 cannot reach pod2 across nodes");
+        }
+    }
+    import(
+        &lab,
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: bench, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.50\n  ports: [{{name: rr, port: 11111, nodePort: 31111}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: bench-a, namespace: default, labels: {{kubernetes.io/service-name: bench}}}}\naddressType: IPv4\nports: [{{name: rr, port: 11111}}]\nendpoints:\n- {{addresses: [{}], conditions: {{ready: true}}}}\n",
+            p2.ip
+        ),
+    )?;
+    // the service reached every node's maps
+    std::thread::sleep(Duration::from_secs(1));
+    let mut rows = rr_rows(args, &p1.netns, &p2.netns, p2.ip, ("10.96.0.50".parse()?, 11111), "ClusterIP → pod on another node", "the pod's own address")?;
+    let ext = lab.external.clone().context("no external host")?;
+    // pod2 is on node 2; the NodePort of node 1 forwards to it (SNAT)
+    let node1: Ipv4Addr = "172.30.0.1".parse()?;
+    let np = rr_rows(args, &ext.netns, &p2.netns, p2.ip, (node1, 31111), "NodePort from outside → other node (SNAT)", "outside → the pod, routed")?;
+    rows.extend(np);
+    let _ = Lab::down(PREFIX);
+    Ok(rows)
+}

@@ -1,0 +1,81 @@
+//! `seta monitor`: the node's datapath events live, as `cilium-dbg monitor`
+//! prints them (drop and policy-verdict lines), from its observer.
+use crate::*;
+use seta_hubble::flow::{EventTypeFilter, FlowFilter};
+use seta_hubble::observer::{get_flows_response::ResponseTypes, GetFlowsRequest};
+
+#[derive(clap::Args)]
+pub struct MonitorArgs {
+    /// Event types: drop, policy-verdict (repeatable; all by default)
+    #[arg(short = 't', long = "type")]
+    pub kinds: Vec<String>,
+    /// Only events from this endpoint id
+    #[arg(long)]
+    pub from: Option<u32>,
+    /// Only events to this endpoint id
+    #[arg(long)]
+    pub to: Option<u32>,
+    /// Only events from or to this endpoint id
+    #[arg(long)]
+    pub related_to: Option<u32>,
+    /// Numeric identities (no reserved names)
+    #[arg(short = 'n', long)]
+    pub numeric: bool,
+    /// One JSON object per event
+    #[arg(short = 'j', long)]
+    pub json: bool,
+    /// The observer: unix:///run/seta/NODE/hubble.sock (default for --node) or HOST:PORT
+    #[arg(long)]
+    pub server: Option<String>,
+}
+
+pub async fn run(a: &MonitorArgs, cli: &Cli) -> Result<i32> {
+    let target = match &a.server {
+        Some(s) => s.clone(),
+        None => {
+            let sock = seta_client::resolve_socket(cli.node.as_deref()).map_err(anyhow::Error::msg)?;
+            format!("unix://{}", sock.with_file_name("hubble.sock").display())
+        }
+    };
+    let mut event_type = vec![];
+    for k in &a.kinds {
+        let t = match k.as_str() {
+            "drop" => seta_hubble::decode::MSG_DROP,
+            "policy-verdict" => seta_hubble::decode::MSG_POLICY_VERDICT,
+            "trace" => seta_hubble::decode::MSG_TRACE,
+            other => bail!("--type {other}: drop, policy-verdict or trace"),
+        };
+        event_type.push(EventTypeFilter { r#type: t, ..Default::default() });
+    }
+    let mut c = seta_hubble::connect(&target).await.map_err(anyhow::Error::msg)?;
+    let req = GetFlowsRequest {
+        follow: true,
+        whitelist: vec![FlowFilter { event_type, ..Default::default() }],
+        ..Default::default()
+    };
+    let mut stream = c.get_flows(req).await?.into_inner();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    eprintln!("Listening for events on {cpus} CPUs with 64x4096 of shared memory");
+    eprintln!("Press Ctrl-C to quit");
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    while let Some(r) = stream.message().await? {
+        match &r.response_types {
+            Some(ResponseTypes::Flow(f)) => {
+                let (src, dst) = (f.source.as_ref().map_or(0, |e| e.id), f.destination.as_ref().map_or(0, |e| e.id));
+                if a.from.is_some_and(|id| id != src) || a.to.is_some_and(|id| id != dst) || a.related_to.is_some_and(|id| id != src && id != dst) {
+                    continue;
+                }
+                if a.json {
+                    writeln!(out, "{}", seta_hubble::json::flow(f))?;
+                } else if let Some(l) = seta_hubble::monitor::line(f, a.numeric) {
+                    writeln!(out, "{l}")?;
+                }
+            }
+            Some(ResponseTypes::LostEvents(l)) => writeln!(out, "CPU 00: Lost {} events", l.num_events_lost)?,
+            _ => {}
+        }
+        out.flush()?;
+    }
+    Ok(0)
+}
