@@ -67,6 +67,9 @@ pub struct RunArgs {
     /// BPF masquerade: pods' TCP/UDP traffic to the world (outside the cluster's pods and nodes) leaves from the node's address
     #[arg(long, env = "SETA_ENABLE_BPF_MASQUERADE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub enable_bpf_masquerade: bool,
+    /// Hubble's flow metrics (hubble_*) at http://ADDR/metrics; "" turns them off
+    #[arg(long, env = "SETA_HUBBLE_METRICS_SERVER", default_value = ":9965")]
+    pub hubble_metrics_server: Option<String>,
     /// Flows the observer keeps (2^n-1)
     #[arg(long, env = "SETA_HUBBLE_EVENT_BUFFER_CAPACITY", default_value_t = 4095)]
     pub hubble_event_buffer_capacity: usize,
@@ -179,6 +182,8 @@ pub struct Config {
     pub hubble_listen_address: Option<std::net::SocketAddr>,
     pub hubble_event_buffer_capacity: usize,
     pub enable_bpf_masquerade: bool,
+    /// where hubble_* metrics are served (None: not at all)
+    pub hubble_metrics_server: Option<std::net::SocketAddr>,
 }
 
 /// `:PORT` (every address), `IP:PORT`, or "" (off).
@@ -238,6 +243,7 @@ impl Config {
             prometheus_serve_addr: listen_addr("--prometheus-serve-addr", a.prometheus_serve_addr.as_deref().unwrap_or(""))?,
             hubble_listen_address: listen_addr("--hubble-listen-address", a.hubble_listen_address.as_deref().unwrap_or(""))?,
             enable_bpf_masquerade: a.enable_bpf_masquerade,
+            hubble_metrics_server: listen_addr("--hubble-metrics-server", a.hubble_metrics_server.as_deref().unwrap_or(""))?,
             hubble_event_buffer_capacity: match a.hubble_event_buffer_capacity {
                 0 => 4095, // not given (a RunArgs default)
                 n => n,

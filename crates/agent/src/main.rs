@@ -70,6 +70,7 @@ fn main() -> Result<()> {
 /// Hubble's observer API: always on the unix socket beside the agent's,
 /// and on TCP at --hubble-listen-address.
 async fn serve_hubble(cfg: &Config, obs: std::sync::Arc<observer::Observer>) -> Result<()> {
+    let obs_metrics = obs.clone();
     let path = cfg.hubble_socket();
     let _ = std::fs::remove_file(&path);
     let unix = tokio::net::UnixListener::bind(&path).with_context(|| format!("bind {}", path.display()))?;
@@ -89,6 +90,29 @@ async fn serve_hubble(cfg: &Config, obs: std::sync::Arc<observer::Observer>) -> 
         tokio::spawn(async move {
             if let Err(e) = tonic::transport::Server::builder().add_service(svc).serve_with_incoming(incoming).await {
                 tracing::error!(%e, "hubble observer (tcp) ended");
+            }
+        });
+    }
+    if let Some(addr) = cfg.hubble_metrics_server {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--hubble-metrics-server {addr}"))?;
+        let obs = obs_metrics;
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let obs = obs.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                        obs.metrics.render(),
+                    )
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, app).await {
+                tracing::error!(%e, "hubble metrics server ended");
             }
         });
     }

@@ -1028,6 +1028,15 @@ async fn privileged_policy_metrics_scraped_by_prometheus(p: P) {
     });
     let r = seen.iter().find(|r| r["metric"]["instance"] == instance.as_str()).unwrap();
     assert_eq!(r["metric"]["job"], "seta-agent", "{r}");
+    // and Hubble's flow metrics on :9965
+    let hubble = format!("172.30.0.{}:9965", web_node + 1);
+    common::wait_for("Prometheus to see the drop in hubble_drop_total", 30, || {
+        p.lab()
+            .prometheus_query("hubble_drop_total{reason=\"POLICY_DENIED\",protocol=\"TCP\"}")
+            .unwrap_or_default()
+            .iter()
+            .any(|r| r["metric"]["instance"] == hubble.as_str() && r["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) > 0.0)
+    });
     // every agent is scraped and reports its endpoints (web, client, other)
     let mut eps = vec![];
     common::wait_for("Prometheus to have every node's endpoints", 15, || {

@@ -34,12 +34,14 @@ impl Lab {
         let dir = prometheus_dir(&self.name);
         std::fs::create_dir_all(dir.join("data"))?;
         let targets: Vec<String> = (1..=self.nodes.len()).map(|i| format!("\"{}:9962\"", node_ip(i))).collect();
+        let hubble: Vec<String> = (1..=self.nodes.len()).map(|i| format!("\"{}:9965\"", node_ip(i))).collect();
         let conf = dir.join("prometheus.yml");
         std::fs::write(
             &conf,
             format!(
-                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n- job_name: seta-agent\n  static_configs:\n  - targets: [{}]\n",
-                targets.join(", ")
+                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n- job_name: seta-agent\n  static_configs:\n  - targets: [{}]\n- job_name: hubble\n  static_configs:\n  - targets: [{}]\n",
+                targets.join(", "),
+                hubble.join(", ")
             ),
         )?;
         let mut cmd = Command::new("prometheus");

@@ -85,8 +85,9 @@ impl ObserverApi for Service {
             return Ok(Response::new(Box::pin(past)));
         };
         let (wl, bl) = (r.whitelist, r.blacklist);
+        let obs = self.obs.clone();
         let follow = futures::stream::unfold(rx, move |mut rx| {
-            let (wl, bl, node) = (wl.clone(), bl.clone(), node.clone());
+            let (wl, bl, node, obs) = (wl.clone(), bl.clone(), node.clone(), obs.clone());
             async move {
                 loop {
                     match rx.recv().await {
@@ -97,6 +98,7 @@ impl ObserverApi for Service {
                         }
                         Ok(_) => {}
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            obs.metrics.lost("observer_events_queue", n);
                             let lost = GetFlowsResponse {
                                 node_name: node.clone(),
                                 time: None,

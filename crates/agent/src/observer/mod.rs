@@ -4,6 +4,7 @@
 //! (`grpc`). A subsystem of its own: it owns its ring and its followers; the
 //! agent hands it events and a decoding context.
 pub mod grpc;
+pub mod metrics;
 #[cfg(test)]
 mod tests;
 
@@ -24,6 +25,8 @@ pub struct Observer {
     started: Instant,
     /// events that were not flows (unknown record types)
     undecodable: AtomicU64,
+    /// Hubble's flow metrics
+    pub metrics: metrics::FlowMetrics,
 }
 
 /// The ring's state for a reader.
@@ -41,6 +44,7 @@ impl Observer {
             live: tokio::sync::broadcast::channel(FOLLOW_QUEUE).0,
             started: Instant::now(),
             undecodable: AtomicU64::new(0),
+            metrics: Default::default(),
         })
     }
 
@@ -54,6 +58,7 @@ impl Observer {
         for ev in events {
             match decode::flow_of(ev, ctx) {
                 Some(f) => {
+                    self.metrics.observe(&f);
                     let seq = ring.push(f.clone());
                     let _ = self.live.send((seq, f));
                 }

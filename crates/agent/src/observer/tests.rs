@@ -99,3 +99,25 @@ async fn get_flows_last_first_filters_and_follow() {
         .await
         .is_err());
 }
+
+#[test]
+fn hubble_metrics_count_flows_drops_flags_and_ports() {
+    let obs = Observer::new("n1", 7).unwrap();
+    let evs: Vec<_> = (1..=9).map(|i| event(i, if i % 3 == 0 { -133 } else { 0 })).collect();
+    let mut evs = evs;
+    for e in &mut evs {
+        e.flags = 0x02; // SYN
+    }
+    obs.ingest(&evs, &Context::default());
+    let text = obs.metrics.render();
+    for line in [
+        "hubble_flows_processed_total{protocol=\"TCP\",subtype=\"\",type=\"PolicyVerdict\",verdict=\"DROPPED\"} 3",
+        "hubble_flows_processed_total{protocol=\"TCP\",subtype=\"\",type=\"PolicyVerdict\",verdict=\"FORWARDED\"} 6",
+        "hubble_drop_total{protocol=\"TCP\",reason=\"POLICY_DENIED\"} 3",
+        "hubble_tcp_flags_total{family=\"IPv4\",flag=\"SYN\"} 9",
+        "hubble_port_distribution_total{port=\"80\",protocol=\"TCP\"} 9",
+        "hubble_policy_verdicts_total{action=\"dropped\",direction=\"ingress\",match=\"none\"} 3",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+}
