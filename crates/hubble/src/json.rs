@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 pub fn rfc3339(t: &prost_types::Timestamp) -> String {
     let days = t.seconds.div_euclid(86400);
     let rem = t.seconds.rem_euclid(86400);
-    let (y, m, d) = civil(days);
+    let (y, m, d) = crate::compact::civil(days);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
         rem / 3600,
@@ -17,18 +17,6 @@ pub fn rfc3339(t: &prost_types::Timestamp) -> String {
         rem % 60,
         t.nanos
     )
-}
-
-fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + (m <= 2) as i64, m, d)
 }
 
 fn endpoint(e: &Endpoint) -> Value {
