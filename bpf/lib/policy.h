@@ -57,6 +57,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } seta_events SEC(".maps");
 
+/* Events the ring buffer had no room for, per CPU: nothing is lost silently
+ * (the agent reports them as lost events). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} seta_events_lost SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
@@ -332,7 +342,13 @@ static __always_inline void emit_event(__u8 type, __u8 subtype, __u16 source, __
 		ev.proto = f->key.proto;
 		ev.flags = f->tcp_flags;
 	}
-	bpf_ringbuf_output(&seta_events, &ev, sizeof(ev), 0);
+	if (bpf_ringbuf_output(&seta_events, &ev, sizeof(ev), 0) < 0) {
+		__u32 k = 0;
+		__u64 *lost = bpf_map_lookup_elem(&seta_events_lost, &k);
+
+		if (lost)
+			*lost += 1;
+	}
 }
 
 /* Ingress policy of a local endpoint, from any sender program. Emits the

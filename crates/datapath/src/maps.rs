@@ -26,6 +26,7 @@ pub const MAP_LB4_RNAT: &str = "seta_lb4_rnat";
 pub const MAP_LB4_CONN: &str = "seta_lb4_conn";
 pub const MAP_LB4_AFFINITY: &str = "seta_lb4_affinity";
 pub const MAP_SNAT4: &str = "seta_snat_v4_external";
+pub const MAP_EVENTS_LOST: &str = "seta_events_lost";
 pub const MAP_LB4_SRC_RANGE: &str = "seta_lb4_source_range";
 
 fn open(pin_dir: &Path, name: &str) -> Result<(MapData, PathBuf), DatapathError> {
@@ -415,6 +416,7 @@ impl CtMap {
 /// Its fd becomes readable when records arrive (epoll).
 pub struct EventReader {
     ring: RingBuf<MapData>,
+    lost: aya::maps::PerCpuArray<MapData, u64>,
 }
 
 impl std::os::fd::AsRawFd for EventReader {
@@ -427,7 +429,14 @@ impl EventReader {
     pub fn open(pin_dir: &Path) -> Result<Self, DatapathError> {
         let (md, path) = open(pin_dir, MAP_EVENTS)?;
         let ring = RingBuf::try_from(Map::RingBuf(md)).map_err(|e| merr(MAP_EVENTS, &path, "type", e))?;
-        Ok(Self { ring })
+        let (md, path) = open(pin_dir, MAP_EVENTS_LOST)?;
+        let lost = aya::maps::PerCpuArray::try_from(Map::PerCpuArray(md)).map_err(|e| merr(MAP_EVENTS_LOST, &path, "type", e))?;
+        Ok(Self { ring, lost })
+    }
+    /// Events the datapath could not put in the ring buffer, per CPU, since
+    /// its maps were created.
+    pub fn lost_per_cpu(&self) -> Vec<u64> {
+        self.lost.get(&0, 0).map(|v| v.iter().copied().collect()).unwrap_or_default()
     }
     /// Everything available right now.
     pub fn drain(&mut self) -> Vec<SetaEvent> {

@@ -374,6 +374,7 @@ fn every_map_has_the_name_and_sizes_the_agent_uses() {
         (MAP_LB4_CONN, (size_of::<CtKey>(), size_of::<Lb4Conn>())),
         (MAP_LB4_AFFINITY, (size_of::<Lb4AffinityKey>(), size_of::<LbAffinityVal>())),
         (MAP_SNAT4, (size_of::<CtKey>(), size_of::<Nat4Entry>())),
+        (MAP_EVENTS_LOST, (4, 8)),
         (MAP_LB4_SRC_RANGE, (4 + size_of::<Lb4SrcRangeData>(), 1)),
     ]
     .into_iter()

@@ -611,3 +611,39 @@ spec:
     assert_eq!(checked, 48);
     assert!(f.metric(181, seta_abi::METRIC_INGRESS) >= 3 && f.metric(133, seta_abi::METRIC_INGRESS) >= 10);
 }
+
+/// An event storm larger than the ring buffer: every event the datapath
+/// emitted was either delivered or counted as lost (per CPU), none vanish.
+#[test]
+fn privileged_bpf_events_are_delivered_or_counted_lost() {
+    if !privileged() {
+        return;
+    }
+    let mut f = Fixture::new("lost");
+    f.set_policy(
+        9,
+        &policy_entries(&resolved(WEB_POLICY, "app=b,io.kubernetes.pod.namespace=default", &universe())),
+    );
+    let _ = f.events();
+    let lost = |f: &Fixture| -> u64 { EventReader::open(f.dp.pin_dir()).unwrap().lost_per_cpu().iter().sum() };
+    let lost0 = lost(&f);
+    // a denied SYN: every run is a new connection with its events
+    let syn = tcp_packet(A_POD_MAC, A_HOST_MAC, POD_A, POD_B, 40099, 81, 0x02);
+    assert_eq!(run(f.sending_a(), "from_container", &syn).0, TC_ACT_SHOT);
+    let per_packet = f.events().len() as u64;
+    assert!(per_packet >= 1);
+    let n: u32 = 20_000;
+    {
+        let p: &mut SchedClassifier = f.sending_a().program_mut("from_container").unwrap().try_into().unwrap();
+        let mut out = vec![0u8; syn.len() + 256];
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(&syn);
+        opts.data_out = Some(&mut out);
+        opts.repeat = n;
+        assert_eq!(p.test_run(opts).unwrap().return_value, TC_ACT_SHOT);
+    }
+    let delivered = f.events().len() as u64;
+    let counted = lost(&f) - lost0;
+    assert!(counted > 0, "the storm overflowed the ring buffer ({delivered} delivered)");
+    assert_eq!(delivered + counted, n as u64 * per_packet, "delivered {delivered} + lost {counted}");
+}

@@ -111,6 +111,7 @@ impl Agent {
 /// kernel (epoll on the ring buffer) when records arrive.
 pub(super) async fn events_reader(me: Arc<Agent>) -> anyhow::Result<()> {
     let reader = seta_datapath::maps::EventReader::open(&me.pin_dir)?;
+    let mut lost_seen: u64 = reader.lost_per_cpu().iter().sum();
     // SAFETY: the reader owns the ring buffer's fd; it stays open and the same
     // for as long as the AsyncFd (which owns the reader) exists.
     let mut fd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(reader, tokio::io::Interest::READABLE) }
@@ -123,8 +124,14 @@ pub(super) async fn events_reader(me: Arc<Agent>) -> anyhow::Result<()> {
         for ev in &batch {
             me.events.push(ev);
         }
-        // the Hubble observer: the same events as flows
+        // the Hubble observer: the same events as flows, and what was lost
         let ctx = me.flow_context().await;
         me.observer.ingest(&batch, &ctx);
+        let lost: u64 = fd.get_ref().lost_per_cpu().iter().sum();
+        if lost > lost_seen {
+            tracing::warn!(lost = lost - lost_seen, "datapath events lost (ring buffer full)");
+            me.observer.lost(lost - lost_seen);
+            lost_seen = lost;
+        }
     }
 }

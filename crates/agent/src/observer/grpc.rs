@@ -1,7 +1,7 @@
 //! Hubble's `observer.Observer` gRPC service over the observer's ring:
 //! GetFlows (the last or first `number`, a `since`/`until` window,
 //! whitelist/blacklist filters, `follow`), ServerStatus and GetNodes.
-use super::Observer;
+use super::{Live, Observer};
 use futures::{Stream, StreamExt};
 use seta_hubble::filter::selected;
 use seta_hubble::flow::{Flow, LostEvent, LostEventSource};
@@ -91,10 +91,22 @@ impl ObserverApi for Service {
             async move {
                 loop {
                     match rx.recv().await {
-                        Ok((seq, f)) if seq > last_seq && until.is_none_or(|_| in_window(&f, since, until)) => {
+                        Ok(Live::Flow(seq, f)) if seq > last_seq && until.is_none_or(|_| in_window(&f, since, until)) => {
                             if selected(&wl, &bl, &f) {
                                 return Some((Ok(response(&node, f)), rx));
                             }
+                        }
+                        Ok(Live::Lost(n)) => {
+                            let lost = GetFlowsResponse {
+                                node_name: node.clone(),
+                                time: None,
+                                response_types: Some(ResponseTypes::LostEvents(LostEvent {
+                                    source: LostEventSource::PerfEventRingBuffer as i32,
+                                    num_events_lost: n,
+                                    cpu: None,
+                                })),
+                            };
+                            return Some((Ok(lost), rx));
                         }
                         Ok(_) => {}
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {

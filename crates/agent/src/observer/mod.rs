@@ -18,10 +18,18 @@ use std::time::Instant;
 /// How many flows a slow follower may lag before it is told it lost some.
 const FOLLOW_QUEUE: usize = 4096;
 
+/// What followers get: a flow with its sequence number, or a count of
+/// events the datapath could not deliver.
+#[derive(Debug, Clone)]
+pub enum Live {
+    Flow(u64, Flow),
+    Lost(u64),
+}
+
 pub struct Observer {
     node: String,
     ring: Mutex<Ring>,
-    live: tokio::sync::broadcast::Sender<(u64, Flow)>,
+    live: tokio::sync::broadcast::Sender<Live>,
     started: Instant,
     /// events that were not flows (unknown record types)
     undecodable: AtomicU64,
@@ -60,7 +68,7 @@ impl Observer {
                 Some(f) => {
                     self.metrics.observe(&f);
                     let seq = ring.push(f.clone());
-                    let _ = self.live.send((seq, f));
+                    let _ = self.live.send(Live::Flow(seq, f));
                 }
                 None => {
                     self.undecodable.fetch_add(1, Ordering::Relaxed);
@@ -69,9 +77,19 @@ impl Observer {
         }
     }
 
+    /// `n` events the datapath's ring buffer had no room for: counted and
+    /// told to every follower.
+    pub fn lost(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.metrics.lost("perf_event_ring_buffer", n);
+        let _ = self.live.send(Live::Lost(n));
+    }
+
     /// Live flows from now on (subscribe before reading the ring: a flow
     /// in both is told apart by its sequence number).
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<(u64, Flow)> {
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Live> {
         self.live.subscribe()
     }
 

@@ -121,3 +121,24 @@ fn hubble_metrics_count_flows_drops_flags_and_ports() {
         assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
     }
 }
+
+#[tokio::test]
+async fn lost_events_reach_followers_and_metrics() {
+    let obs = Arc::new(Observer::new("n1", 7).unwrap());
+    let svc = Service::new(obs.clone(), "test".into());
+    let mut live = svc
+        .get_flows(Request::new(GetFlowsRequest { follow: true, ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner();
+    obs.lost(5);
+    let r = tokio::time::timeout(std::time::Duration::from_secs(5), live.next()).await.unwrap().unwrap().unwrap();
+    match r.response_types {
+        Some(ResponseTypes::LostEvents(l)) => {
+            assert_eq!(l.num_events_lost, 5);
+            assert_eq!(l.source, seta_hubble::flow::LostEventSource::PerfEventRingBuffer as i32);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(obs.metrics.render().lines().any(|l| l == "hubble_lost_events_total{source=\"perf_event_ring_buffer\"} 5"));
+}

@@ -238,7 +238,10 @@ pub async fn run(a: &ObserveArgs, cli: &Cli, json: bool) -> Result<i32> {
         }
         match &r.response_types {
             Some(ResponseTypes::Flow(f)) => println!("{}", seta_hubble::compact::line(f, a.print_node_name)),
-            Some(ResponseTypes::LostEvents(l)) => println!("EVENTS LOST: OBSERVER_EVENTS_QUEUE CPU(0) {}", l.num_events_lost),
+            Some(ResponseTypes::LostEvents(l)) => {
+                let source = seta_hubble::flow::LostEventSource::try_from(l.source).map_or("UNKNOWN_LOST_EVENT_SOURCE", |s| s.as_str_name());
+                println!("EVENTS LOST: {source} CPU(0) {}", l.num_events_lost)
+            }
             _ => {}
         }
     }
