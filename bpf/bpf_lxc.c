@@ -147,6 +147,7 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 	if (ep) {
 		/* Same-node endpoint: route it ourselves and hand the packet
 		 * straight to the peer device inside the destination netns. */
+		trace_to_lxc(ep, sec_id, &f, st);
 		ret = l3_local_delivery(ctx, ep);
 		if (ret < 0)
 			return send_drop(ctx, -ret, METRIC_EGRESS);

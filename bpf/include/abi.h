@@ -257,7 +257,9 @@ _Static_assert(sizeof(struct lb_affinity_val) == 16, "lb_affinity_val size");
 
 /* seta_events ring buffer records */
 #define EVENT_DROP 1
+#define EVENT_TRACE 4          /* subtype: TRACE_TO_LXC; cookie: the CT state (0 new, 2 reply) */
 #define EVENT_POLICY_VERDICT 5
+#define TRACE_TO_LXC 0
 struct seta_event {
 	__u8 type;        /* EVENT_* */
 	__u8 subtype;     /* drop reason for EVENT_DROP */

@@ -35,6 +35,7 @@ static __always_inline int ingress_admit(struct __sk_buff *ctx, struct iphdr *ip
 		if (ret < 0)
 			return send_drop(ctx, -ret, METRIC_INGRESS);
 	}
+	trace_to_lxc(ep, src_id, &f, st);
 	return 0;
 }
 

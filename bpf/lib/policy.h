@@ -351,6 +351,17 @@ static __always_inline void emit_event(__u8 type, __u8 subtype, __u16 source, __
 	}
 }
 
+/* A packet delivered to a local endpoint (observation point to-endpoint),
+ * aggregated as Cilium's medium level: reported for a connection's first
+ * packet and for packets with SYN, FIN or RST (so the handshake's reply and
+ * the close), not for the rest of an established connection. */
+static __always_inline void trace_to_lxc(const struct endpoint_info *ep, __u32 src_id, const struct flow *f, int st)
+{
+	if (st != CT_NEW && !(f->tcp_flags & 0x07))
+		return;
+	emit_event(EVENT_TRACE, TRACE_TO_LXC, ep->lxc_id, ep->ifindex, src_id, ep->sec_id, 0, (__u32)st, f, METRIC_INGRESS);
+}
+
 /* Ingress policy of a local endpoint, from any sender program. Emits the
  * policy-verdict event; returns 0 or -reason. */
 static __always_inline int ingress_policy(const struct endpoint_info *ep, __u32 src_id, const struct flow *f, __u32 ifindex)

@@ -356,6 +356,9 @@ pub const REMOTE_NODE_ID: u32 = 6;
 pub const IDENTITY_SCOPE_IPBLOCK: u32 = 3 << 24;
 
 pub const EVENT_DROP: u8 = 1;
+/// a packet delivered to a local endpoint (subtype TRACE_TO_LXC; cookie = the CT state)
+pub const EVENT_TRACE: u8 = 4;
+pub const TRACE_TO_LXC: u8 = 0;
 pub const EVENT_POLICY_VERDICT: u8 = 5;
 
 #[repr(C)]

@@ -42,6 +42,9 @@ impl EventLog {
     }
 
     pub fn push(&self, ev: &SetaEvent) {
+        if ev.event_type == seta_abi::EVENT_TRACE {
+            return; // traces are flows for the observer, not verdicts
+        }
         let mut g = self.inner.lock().unwrap();
         g.0 += 1;
         let seq = g.0;

@@ -1103,6 +1103,13 @@ async fn privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client(p: P
     assert!(tcp_ok(&p.ns("other"), p.web_addr(8080)));
     let none = observe(&p, &node, &["--verdict", "DROPPED", "--from-pod", "default/other"]);
     assert!(!none.lines().any(|l| l.contains("DROPPED") && l.contains("other")), "{none}");
+    // and it is traced where it is delivered (to-endpoint), the SYN and the handshake's reply
+    let other_ip = p.ip("other").to_string();
+    let mut traced = String::new();
+    common::wait_for("the allowed connection traced to web", 10, || {
+        traced = observe(&p, &node, &["--type", "trace", "--to-pod", "default/web", "--last", "50"]);
+        traced.lines().any(|l| l.contains("to-endpoint FORWARDED (TCP Flags: SYN)") && (l.contains("default/other:") || l.contains(&format!("{other_ip}:"))))
+    });
     // an independent gRPC client, from the .proto alone
     let gen = std::env::temp_dir().join(format!("{}-pyproto", p.lab().name));
     std::fs::create_dir_all(&gen).unwrap();

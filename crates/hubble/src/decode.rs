@@ -69,8 +69,11 @@ pub fn flow_of(ev: &SetaEvent, ctx: &Context) -> Option<Flow> {
     let (msg, dropped, code) = match ev.event_type {
         seta_abi::EVENT_DROP => (MSG_DROP, true, ev.subtype),
         seta_abi::EVENT_POLICY_VERDICT => (MSG_POLICY_VERDICT, ev.verdict < 0, (-ev.verdict).clamp(0, 255) as u8),
+        seta_abi::EVENT_TRACE => (MSG_TRACE, false, 0),
         _ => return None,
     };
+    // a trace's CT state: 0 new, 2 reply (verdicts and drops: first packets)
+    let reply = msg == MSG_TRACE && ev.cookie == 2;
     let (src, dst) = (Ipv4Addr::from(ev.saddr), Ipv4Addr::from(ev.daddr));
     let (sport, dport) = (u16::from_be_bytes(ev.sport) as u32, u16::from_be_bytes(ev.dport) as u32);
     let l4 = match ev.proto {
@@ -121,8 +124,12 @@ pub fn flow_of(ev: &SetaEvent, ctx: &Context) -> Option<Flow> {
             sub_type: if msg == MSG_DROP { code as i32 } else { 0 },
         }),
         traffic_direction: direction as i32,
-        // verdicts and drops are taken for a connection's first packet
-        is_reply: Some(false),
+        trace_observation_point: if msg == MSG_TRACE {
+            flow::TraceObservationPoint::ToEndpoint as i32
+        } else {
+            0
+        },
+        is_reply: Some(reply),
         interface: Some(flow::NetworkInterface {
             index: ev.ifindex,
             name: String::new(),
@@ -187,5 +194,11 @@ mod tests {
         let ok = flow_of(&SetaEvent { verdict: 0, ..ev }, &ctx).unwrap();
         assert_eq!(ok.verdict, flow::Verdict::Forwarded as i32);
         assert!(flow_of(&SetaEvent { event_type: 99, ..ev }, &ctx).is_none());
+        // a trace: forwarded to the endpoint; a reply's arrow points back
+        let t = flow_of(&SetaEvent { event_type: seta_abi::EVENT_TRACE, verdict: 0, cookie: 2, flags: 0x12, ..ev }, &ctx).unwrap();
+        assert_eq!(t.verdict, flow::Verdict::Forwarded as i32);
+        assert_eq!(t.trace_observation_point, flow::TraceObservationPoint::ToEndpoint as i32);
+        let line = crate::compact::line(&t, false);
+        assert!(line.ends_with(": shop/web:80 (ID:301) <- 10.200.2.5:40000 (ID:300) to-endpoint FORWARDED (TCP Flags: SYN, ACK)"), "{line}");
     }
 }

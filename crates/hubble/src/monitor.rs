@@ -64,6 +64,19 @@ pub fn line(f: &Flow, numeric: bool) -> Option<String> {
                 if ingress { "ingress" } else { "egress" }
             ))
         }
+        crate::decode::MSG_TRACE => {
+            let state = match f.is_reply {
+                Some(true) => "reply",
+                _ => "new",
+            };
+            Some(format!(
+                "-> endpoint {} flow 0x0 , identity {}->{} state {state} ifindex {ifindex} orig-ip {}: {tuple}",
+                dst.id,
+                identity(src.identity, numeric),
+                identity(dst.identity, numeric),
+                ip.source
+            ))
+        }
         _ => None,
     }
 }
@@ -106,5 +119,12 @@ mod tests {
             "Policy verdict log: flow 0x0 local EP ID 12, remote ID 5678, proto 6, ingress, action deny, auth: disabled, match none, 10.0.0.1:40000 -> 10.0.0.2:80 tcp SYN"
         );
         assert!(super::line(&f, true).unwrap().contains("remote ID 5678"));
+        f.event_type = Some(CiliumEventType { r#type: 4, sub_type: 0 });
+        f.verdict = Verdict::Forwarded as i32;
+        f.is_reply = Some(false);
+        assert_eq!(
+            super::line(&f, true).unwrap(),
+            "-> endpoint 12 flow 0x0 , identity 5678->2 state new ifindex 5 orig-ip 10.0.0.1: 10.0.0.1:40000 -> 10.0.0.2:80 tcp SYN"
+        );
     }
 }
