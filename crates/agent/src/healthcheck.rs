@@ -82,7 +82,10 @@ async fn answer(answers: Answers, port: u16) -> axum::response::Response {
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         [
             (header::CONTENT_TYPE, "application/json".to_string()),
-            (header::HeaderName::from_static("x-load-balancing-endpoint-weight"), weight.to_string()),
+            (
+                header::HeaderName::from_static("x-load-balancing-endpoint-weight"),
+                weight.to_string(),
+            ),
         ],
         body,
     )
@@ -103,7 +106,11 @@ mod tests {
     }
 
     fn free_port() -> u16 {
-        std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
+        std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
     }
 
     #[tokio::test]
@@ -119,7 +126,10 @@ mod tests {
         let r = get(port).await.unwrap();
         assert!(r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"), "{r}");
         assert!(r.to_ascii_lowercase().contains("x-load-balancing-endpoint-weight: 2"), "{r}");
-        assert!(r.ends_with(r#"{"localEndpoints":2,"service":{"name":"web","namespace":"shop"}}"#), "{r}");
+        assert!(
+            r.ends_with(r#"{"localEndpoints":2,"service":{"name":"web","namespace":"shop"}}"#),
+            "{r}"
+        );
         // the same listener answers the new count at once
         assert!(s.reconcile([(port, hc(0))].into()).await.is_empty());
         let r = get(port).await.unwrap();

@@ -3,16 +3,16 @@
 use crate::config::{Config, KvstoreKind};
 use anyhow::Result;
 use seta_core::labels::LabelSet;
+use seta_kvstore::dynamic::AnyStore;
 use seta_kvstore::etcd::EtcdStore;
 use seta_kvstore::identity::ClusterIdentities;
 use seta_kvstore::ipcache::IpEntry;
 use seta_kvstore::memory::MemoryStore;
 use seta_kvstore::nodes::NodeInfo;
 use seta_kvstore::reflector::{Health, Update};
-use seta_kvstore::dynamic::AnyStore;
 use seta_kvstore::{KvError, KvStore};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// The kvstore as the agent's dependency: any [`KvStore`] backend (etcd in
@@ -32,7 +32,15 @@ pub struct Kv {
 impl Kv {
     /// The kvstore of `store`, where this node's keys live under `lease`
     /// (renewed with `lease_ttl` when it expires).
-    pub fn new(store: Arc<dyn seta_kvstore::dynamic::DynKvStore>, kind: &'static str, prefix: &str, node: &str, lease: i64, lease_ttl: Option<i64>, shared: bool) -> Self {
+    pub fn new(
+        store: Arc<dyn seta_kvstore::dynamic::DynKvStore>,
+        kind: &'static str,
+        prefix: &str,
+        node: &str,
+        lease: i64,
+        lease_ttl: Option<i64>,
+        shared: bool,
+    ) -> Self {
         Kv {
             ids: ClusterIdentities::new(Arc::new(AnyStore::new(store)), prefix, node, lease),
             kind,
@@ -46,7 +54,15 @@ impl Kv {
         match cfg.kvstore {
             KvstoreKind::Memory => {
                 let store = MemoryStore::persistent(cfg.state_dir.join("kvstore.json"))?;
-                Ok(Kv::new(Arc::new(store), "embedded (state dir)", &cfg.kvstore_prefix, &cfg.node, 0, None, false))
+                Ok(Kv::new(
+                    Arc::new(store),
+                    "embedded (state dir)",
+                    &cfg.kvstore_prefix,
+                    &cfg.node,
+                    0,
+                    None,
+                    false,
+                ))
             }
             KvstoreKind::Etcd => {
                 anyhow::ensure!(

@@ -77,7 +77,11 @@ async fn serve_hubble(cfg: &Config, obs: std::sync::Arc<observer::Observer>) -> 
     let svc = observer::grpc::server(obs.clone(), format!("unix://{}", path.display()));
     let incoming = futures::stream::unfold(unix, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) });
     tokio::spawn(async move {
-        if let Err(e) = tonic::transport::Server::builder().add_service(svc).serve_with_incoming(incoming).await {
+        if let Err(e) = tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(incoming)
+            .await
+        {
             tracing::error!(%e, "hubble observer (unix socket) ended");
         }
     });
@@ -88,7 +92,11 @@ async fn serve_hubble(cfg: &Config, obs: std::sync::Arc<observer::Observer>) -> 
         let svc = observer::grpc::server(obs, addr.to_string());
         let incoming = futures::stream::unfold(tcp, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) });
         tokio::spawn(async move {
-            if let Err(e) = tonic::transport::Server::builder().add_service(svc).serve_with_incoming(incoming).await {
+            if let Err(e) = tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(incoming)
+                .await
+            {
                 tracing::error!(%e, "hubble observer (tcp) ended");
             }
         });
@@ -104,7 +112,10 @@ async fn serve_hubble(cfg: &Config, obs: std::sync::Arc<observer::Observer>) -> 
                 let obs = obs.clone();
                 async move {
                     (
-                        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
                         obs.metrics.render(),
                     )
                 }

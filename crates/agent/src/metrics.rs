@@ -99,7 +99,9 @@ impl Metrics {
                 _ => "SERVICE",
             };
             if *reason == 0 {
-                let l = DirLabels { direction: dir.to_string() };
+                let l = DirLabels {
+                    direction: dir.to_string(),
+                };
                 fwd.get_or_create(&l).inc_by(*packets);
                 fwd_bytes.get_or_create(&l).inc_by(*bytes);
             } else {
@@ -119,7 +121,13 @@ impl Metrics {
         let g = Gauge::<i64, AtomicI64>::default();
         g.set(n);
         reg.register("endpoint", "Endpoints managed by this agent", g);
-        gauge_family(&mut reg, "endpoint_state", "Endpoints by state", "endpoint_state", &s.endpoint_states);
+        gauge_family(
+            &mut reg,
+            "endpoint_state",
+            "Endpoints by state",
+            "endpoint_state",
+            &s.endpoint_states,
+        );
         let single = |reg: &mut Registry, name: &str, help: &str, v: i64| {
             let g = Gauge::<i64, AtomicI64>::default();
             g.set(v);
@@ -127,13 +135,24 @@ impl Metrics {
         };
         single(&mut reg, "policy", "Policy rules loaded", s.policies);
         single(&mut reg, "policy_max_revision", "Highest policy revision", s.policy_revision);
-        gauge_family(&mut reg, "identity", "Security identities known to this agent, by type", "type", &s.identities);
+        gauge_family(
+            &mut reg,
+            "identity",
+            "Security identities known to this agent, by type",
+            "type",
+            &s.identities,
+        );
         let pressure = Family::<Vec<(String, String)>, Gauge<f64, AtomicU64>>::default();
         for (m, v) in &s.map_pressure {
             pressure.get_or_create(&vec![("map_name".to_string(), m.clone())]).set(*v);
         }
         reg.register("bpf_map_pressure", "Fill ratio of BPF maps (policy maps above 0.1)", pressure);
-        single(&mut reg, "controllers_failing", "Background tasks whose last run failed", s.controllers_failing);
+        single(
+            &mut reg,
+            "controllers_failing",
+            "Background tasks whose last run failed",
+            s.controllers_failing,
+        );
         single(&mut reg, "services", "Service frontends this node load-balances", s.services);
         let full = Counter::<u64>::default();
         full.inc_by(s.policy_map_full);
@@ -144,7 +163,11 @@ impl Metrics {
             "Endpoint creation (the CNI ADD's endpoint step): duration",
             self.endpoint_create.clone(),
         );
-        reg.register("kvstore_operations_duration_seconds", "kvstore operations: duration", self.kvstore.clone());
+        reg.register(
+            "kvstore_operations_duration_seconds",
+            "kvstore operations: duration",
+            self.kvstore.clone(),
+        );
         let mut out = String::new();
         encode(&mut out, &reg).expect("encoding into a String");
         out
@@ -166,10 +189,7 @@ mod tests {
             })
             .observe(0.002);
         let s = Snapshot {
-            datapath: vec![
-                (0, seta_abi::METRIC_EGRESS, 10, 1000),
-                (133, seta_abi::METRIC_INGRESS, 3, 180),
-            ],
+            datapath: vec![(0, seta_abi::METRIC_EGRESS, 10, 1000), (133, seta_abi::METRIC_INGRESS, 3, 180)],
             endpoint_states: [("ready".to_string(), 2)].into(),
             policies: 4,
             policy_revision: 7,

@@ -13,7 +13,11 @@ fn import(lab: &Lab, yaml: &str) -> Result<()> {
         .arg(&f)
         .output()?;
     let _ = std::fs::remove_file(&f);
-    anyhow::ensure!(out.status.success(), "seta service import: {}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "seta service import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }
 
@@ -22,7 +26,15 @@ fn seta_bin() -> Result<PathBuf> {
 }
 
 /// RR rate and p50 through `via` (seta) and straight to the pod (base).
-fn rr_rows(args: &Args, client: &str, server: &str, pod: Ipv4Addr, via: (Ipv4Addr, u16), what: &str, base_name: &'static str) -> Result<Vec<Row>> {
+fn rr_rows(
+    args: &Args,
+    client: &str,
+    server: &str,
+    pod: Ipv4Addr,
+    via: (Ipv4Addr, u16),
+    what: &str,
+    base_name: &'static str,
+) -> Result<Vec<Row>> {
     let pod = (pod, 11111);
     sockperf_rr_to(client, server, pod, via, 1)?;
     sockperf_rr_to(client, server, pod, pod, 1)?;
@@ -77,11 +89,27 @@ pub(crate) async fn bench_services(args: &Args, bin_dir: &Path) -> Result<Vec<Ro
     )?;
     // the service reached every node's maps
     std::thread::sleep(Duration::from_secs(1));
-    let mut rows = rr_rows(args, &p1.netns, &p2.netns, p2.ip, ("10.96.0.50".parse()?, 11111), "ClusterIP → pod on another node", "the pod's own address")?;
+    let mut rows = rr_rows(
+        args,
+        &p1.netns,
+        &p2.netns,
+        p2.ip,
+        ("10.96.0.50".parse()?, 11111),
+        "ClusterIP → pod on another node",
+        "the pod's own address",
+    )?;
     let ext = lab.external.clone().context("no external host")?;
     // pod2 is on node 2; the NodePort of node 1 forwards to it (SNAT)
     let node1: Ipv4Addr = "172.30.0.1".parse()?;
-    let np = rr_rows(args, &ext.netns, &p2.netns, p2.ip, (node1, 31111), "NodePort from outside → other node (SNAT)", "outside → the pod, routed")?;
+    let np = rr_rows(
+        args,
+        &ext.netns,
+        &p2.netns,
+        p2.ip,
+        (node1, 31111),
+        "NodePort from outside → other node (SNAT)",
+        "outside → the pod, routed",
+    )?;
     rows.extend(np);
     let _ = Lab::down(PREFIX);
     Ok(rows)

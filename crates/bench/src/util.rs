@@ -98,7 +98,10 @@ pub(crate) fn sockperf_rr(client: &str, server: &str, ip: Ipv4Addr, port: u16, s
 /// address in front of it).
 pub(crate) fn sockperf_rr_to(client: &str, server: &str, bind: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), secs: u32) -> Result<(f64, f64)> {
     let (ip, port) = dst;
-    let mut srv = spawn_server(server, &["sockperf", "sr", "--tcp", "-i", &bind.0.to_string(), "-p", &bind.1.to_string()])?;
+    let mut srv = spawn_server(
+        server,
+        &["sockperf", "sr", "--tcp", "-i", &bind.0.to_string(), "-p", &bind.1.to_string()],
+    )?;
     let out = in_ns(
         client,
         0,

@@ -767,7 +767,10 @@ async fn privileged_policy_service_cluster_ip_reaches_its_backend_with_policy(p:
         &p,
         &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: hp, namespace: default}}\nspec:\n  clusterIP: 10.96.0.12\n  ports: [{{name: p, port: 80}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: hp-a, namespace: default, labels: {{kubernetes.io/service-name: hp}}}}\naddressType: IPv4\nports: [{{name: p, port: 9091}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n"),
     );
-    assert_eq!(read_from(&p.ns("web"), "10.96.0.12:80".parse().unwrap()), Ok("169.254.42.1".to_string()));
+    assert_eq!(
+        read_from(&p.ns("web"), "10.96.0.12:80".parse().unwrap()),
+        Ok("169.254.42.1".to_string())
+    );
     p.delete(&["--all"]);
     // no backend: refused at once (ICMP port unreachable, the default
     // reject), and counted with Cilium's reason
@@ -941,7 +944,10 @@ async fn privileged_policy_service_node_port_from_outside(p: P) {
     );
     // a pod of the second node, to the first node's NodePort and its own
     let client = p.ip("client").to_string();
-    assert_eq!(read_from(&p.ns("client"), SocketAddr::new(node_ip(0).into(), 30080)), Ok(client.clone()));
+    assert_eq!(
+        read_from(&p.ns("client"), SocketAddr::new(node_ip(0).into(), 30080)),
+        Ok(client.clone())
+    );
     assert_eq!(read_from(&p.ns("client"), SocketAddr::new(node_ip(1).into(), 30080)), Ok(client));
     // no backend: refused at once
     assert_eq!(
@@ -987,19 +993,37 @@ async fn privileged_policy_service_external_ip_and_source_ranges(p: P) {
     let second = "172.30.0.2".to_string();
     let at = |a: &str| -> SocketAddr { a.parse().unwrap() };
     assert_eq!(read_from(&ext.netns, at("198.51.100.60:80")), Ok(second.clone()), "ExternalIP");
-    assert_eq!(read_from(&ext.netns, at("198.51.100.50:80")), Ok(second.clone()), "LB IP, client in range");
+    assert_eq!(
+        read_from(&ext.netns, at("198.51.100.50:80")),
+        Ok(second.clone()),
+        "LB IP, client in range"
+    );
     let before = p.drops("Not in source range", "INGRESS");
-    assert!(read_from(&ext.netns, at("198.51.100.51:80")).is_err(), "LB IP, client outside the ranges");
+    assert!(
+        read_from(&ext.netns, at("198.51.100.51:80")).is_err(),
+        "LB IP, client outside the ranges"
+    );
     assert!(p.drops("Not in source range", "INGRESS") > before, "dropped with reason 177");
     // the ranges cover the LoadBalancer IP only, and only traffic from outside
     assert_eq!(read_from(&ext.netns, at("172.30.0.2:30091")), Ok(second), "the service's NodePort");
-    assert_eq!(read_from(&p.ns("client"), at("198.51.100.51:80")), Ok(p.ip("client").to_string()), "a pod");
+    assert_eq!(
+        read_from(&p.ns("client"), at("198.51.100.51:80")),
+        Ok(p.ip("client").to_string()),
+        "a pod"
+    );
     // externalTrafficPolicy Local: the backend's node only, client address kept
-    assert_eq!(read_from(&ext.netns, at("172.30.0.1:30092")), Ok("172.30.0.200".to_string()), "eTP Local, backend's node");
+    assert_eq!(
+        read_from(&ext.netns, at("172.30.0.1:30092")),
+        Ok("172.30.0.200".to_string()),
+        "eTP Local, backend's node"
+    );
     assert!(read_from(&ext.netns, at("172.30.0.2:30092")).is_err(), "eTP Local, the other node");
     let health = |node: &str| http_get(&ext.netns, at(&format!("{node}:32000")));
     let (h1, h2) = (health("172.30.0.1"), health("172.30.0.2"));
-    assert!(h1.starts_with("HTTP/1.1 200") && h1.ends_with(r#""localEndpoints":1,"service":{"name":"local","namespace":"default"}}"#), "{h1}");
+    assert!(
+        h1.starts_with("HTTP/1.1 200") && h1.ends_with(r#""localEndpoints":1,"service":{"name":"local","namespace":"default"}}"#),
+        "{h1}"
+    );
     assert!(h2.starts_with("HTTP/1.1 503") && h2.contains(r#""localEndpoints":0"#), "{h2}");
     // the datapath holds the range under the frontend's rev-NAT index
     let ranges = common::seta(&p.nodes()[1], &["bpf", "lb", "list", "--source-ranges"]);
@@ -1023,8 +1047,9 @@ async fn privileged_policy_metrics_scraped_by_prometheus(p: P) {
     let mut seen = vec![];
     common::wait_for("Prometheus to see the policy drop", 30, || {
         seen = p.lab().prometheus_query(q).unwrap_or_default();
-        seen.iter()
-            .any(|r| r["metric"]["instance"] == instance.as_str() && r["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) > 0.0)
+        seen.iter().any(|r| {
+            r["metric"]["instance"] == instance.as_str() && r["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) > 0.0
+        })
     });
     let r = seen.iter().find(|r| r["metric"]["instance"] == instance.as_str()).unwrap();
     assert_eq!(r["metric"]["job"], "seta-agent", "{r}");
@@ -1035,7 +1060,10 @@ async fn privileged_policy_metrics_scraped_by_prometheus(p: P) {
             .prometheus_query("hubble_drop_total{reason=\"POLICY_DENIED\",protocol=\"TCP\"}")
             .unwrap_or_default()
             .iter()
-            .any(|r| r["metric"]["instance"] == hubble.as_str() && r["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) > 0.0)
+            .any(|r| {
+                r["metric"]["instance"] == hubble.as_str()
+                    && r["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) > 0.0
+            })
     });
     // every agent is scraped and reports its endpoints (web, client, other)
     let mut eps = vec![];
@@ -1052,7 +1080,12 @@ fn observe(p: &P, node: &str, args: &[&str]) -> String {
         .args(args)
         .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
         .unwrap();
-    assert!(out.status.success(), "seta observe {args:?} ({}): {}", p.lab().name, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "seta observe {args:?} ({}): {}",
+        p.lab().name,
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -1068,7 +1101,11 @@ fn python_client(gen: &std::path::Path, node: &str, args: &[&str]) -> serde_json
         .args(args)
         .output_within(std::time::Duration::from_secs(40))
         .unwrap();
-    assert!(out.status.success(), "hubble_client.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "hubble_client.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -1090,7 +1127,10 @@ async fn privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client(p: P
         compact.lines().any(|l| l.contains("-> default/web:8080") && l.contains("DROPPED"))
     });
     let line = compact.lines().find(|l| l.contains("-> default/web:8080")).unwrap();
-    assert!(line.contains(&format!("{client_ip}:")) || line.contains("default/client:"), "{line}");
+    assert!(
+        line.contains(&format!("{client_ip}:")) || line.contains("default/client:"),
+        "{line}"
+    );
     assert!(line.ends_with("DROPPED (TCP Flags: SYN)"), "{line}");
     let json = observe(&p, &node, &["-o", "json", "--verdict", "DROPPED", "--to-pod", "default/web"]);
     let first: serde_json::Value = serde_json::from_str(json.lines().next().expect("a json line")).unwrap();
@@ -1108,7 +1148,9 @@ async fn privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client(p: P
     let mut traced = String::new();
     common::wait_for("the allowed connection traced to web", 10, || {
         traced = observe(&p, &node, &["--type", "trace", "--to-pod", "default/web", "--last", "50"]);
-        traced.lines().any(|l| l.contains("to-endpoint FORWARDED (TCP Flags: SYN)") && (l.contains("default/other:") || l.contains(&format!("{other_ip}:"))))
+        traced.lines().any(|l| {
+            l.contains("to-endpoint FORWARDED (TCP Flags: SYN)") && (l.contains("default/other:") || l.contains(&format!("{other_ip}:")))
+        })
     });
     // an independent gRPC client, from the .proto alone
     let gen = std::env::temp_dir().join(format!("{}-pyproto", p.lab().name));
@@ -1123,7 +1165,12 @@ async fn privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client(p: P
         .unwrap();
     assert!(protoc.status.success(), "protoc: {}", String::from_utf8_lossy(&protoc.stderr));
     let flows = python_client(&gen, &node, &["flows", "10"]);
-    let f = flows.as_array().unwrap().iter().find(|f| f["destination_pod"] == "default/web").expect("the drop");
+    let f = flows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["destination_pod"] == "default/web")
+        .expect("the drop");
     assert_eq!(f["verdict"], "DROPPED");
     assert_eq!(f["source_ip"], client_ip.as_str());
     assert_eq!(f["destination_port"], 8080);
@@ -1190,7 +1237,11 @@ async fn privileged_policy_bpf_masquerade_to_the_world(p: P) {
     peer_server(&ext.netns, ext_addr);
     let client_node = p.lab().nodes.iter().position(|n| n.name == p.node_of("client")).unwrap();
     let node_addr = format!("172.30.0.{}", client_node + 1);
-    assert_eq!(read_from(&p.ns("client"), ext_addr), Ok(node_addr.clone()), "the world sees the node");
+    assert_eq!(
+        read_from(&p.ns("client"), ext_addr),
+        Ok(node_addr.clone()),
+        "the world sees the node"
+    );
     let nat = common::seta(&p.node_of("client"), &["bpf", "nat", "list"]);
     assert!(
         nat.as_array().unwrap().iter().any(|r| r["direction"] == "OUT"
@@ -1202,7 +1253,10 @@ async fn privileged_policy_bpf_masquerade_to_the_world(p: P) {
     // between pods (and nodes) nothing is translated
     let web = p.ip("web");
     peer_server(&p.ns("web"), SocketAddr::new(web.into(), 9092));
-    assert_eq!(read_from(&p.ns("client"), SocketAddr::new(web.into(), 9092)), Ok(p.ip("client").to_string()));
+    assert_eq!(
+        read_from(&p.ns("client"), SocketAddr::new(web.into(), 9092)),
+        Ok(p.ip("client").to_string())
+    );
     // a CIDR rule on the pod still decides: deny the external host
     p.apply(
         "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: no-ext, namespace: default}\nspec:\n  endpointSelector: {matchLabels: {app: client}}\n  egressDeny:\n  - toCIDR: [192.0.2.0/24]\n",

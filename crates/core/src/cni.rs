@@ -382,7 +382,11 @@ pub fn port_mappings(conf: &NetConf) -> Result<Vec<crate::service::HostPort>, Cn
         let port = |f: &str| -> Result<u16, CniError> {
             match m.get(f).and_then(Value::as_u64) {
                 Some(p) if (1..=65535).contains(&p) => Ok(p as u16),
-                _ => Err(bad(format!("{}: {}: must be a port 1..65535", field(f), m.get(f).unwrap_or(&Value::Null)))),
+                _ => Err(bad(format!(
+                    "{}: {}: must be a port 1..65535",
+                    field(f),
+                    m.get(f).unwrap_or(&Value::Null)
+                ))),
             }
         };
         let (host_port, container_port) = (port("hostPort")?, port("containerPort")?);
@@ -412,7 +416,10 @@ pub fn port_mappings(conf: &NetConf) -> Result<Vec<crate::service::HostPort>, Cn
             protocol,
             host_ip,
         };
-        if out.iter().any(|o| o.host_port == host_port && o.protocol == protocol && o.host_ip == host_ip) {
+        if out
+            .iter()
+            .any(|o| o.host_port == host_port && o.protocol == protocol && o.host_ip == host_ip)
+        {
             return Err(bad(format!("{}: {host_port}/{protocol} is mapped twice", field("hostPort"))));
         }
         out.push(hp);
@@ -531,25 +538,60 @@ mod port_mapping_tests {
         assert_eq!(
             got,
             [
-                HostPort { host_port: 18080, container_port: 8080, protocol: Proto::Tcp, host_ip: None },
-                HostPort { host_port: 5353, container_port: 53, protocol: Proto::Udp, host_ip: None },
-                HostPort { host_port: 9001, container_port: 9001, protocol: Proto::Tcp, host_ip: Some("192.0.2.7".parse().unwrap()) },
+                HostPort {
+                    host_port: 18080,
+                    container_port: 8080,
+                    protocol: Proto::Tcp,
+                    host_ip: None
+                },
+                HostPort {
+                    host_port: 5353,
+                    container_port: 53,
+                    protocol: Proto::Udp,
+                    host_ip: None
+                },
+                HostPort {
+                    host_port: 9001,
+                    container_port: 9001,
+                    protocol: Proto::Tcp,
+                    host_ip: Some("192.0.2.7".parse().unwrap())
+                },
             ]
         );
-        assert!(port_mappings(&parse_netconf(br#"{"cniVersion":"1.0.0","name":"n","type":"seta-cni","agent-socket":"/x"}"#).unwrap())
-            .unwrap()
-            .is_empty());
+        assert!(
+            port_mappings(&parse_netconf(br#"{"cniVersion":"1.0.0","name":"n","type":"seta-cni","agent-socket":"/x"}"#).unwrap())
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
     fn bad_port_mappings_name_the_field() {
         for (pm, want) in [
-            (json!([{"hostPort": 0, "containerPort": 80}]), "runtimeConfig.portMappings[0].hostPort: 0: must be a port"),
-            (json!([{"hostPort": 80, "containerPort": 70000}]), "portMappings[0].containerPort: 70000"),
-            (json!([{"hostPort": 80, "containerPort": 80, "protocol": "icmp"}]), "portMappings[0].protocol: \"icmp\""),
-            (json!([{"hostPort": 30080, "containerPort": 80}]), "30080: inside the NodePort range"),
-            (json!([{"hostPort": 80, "containerPort": 80, "hostIP": "nope"}]), "portMappings[0].hostIP"),
-            (json!([{"hostPort": 80, "containerPort": 80}, {"hostPort": 80, "containerPort": 81}]), "portMappings[1].hostPort: 80/TCP is mapped twice"),
+            (
+                json!([{"hostPort": 0, "containerPort": 80}]),
+                "runtimeConfig.portMappings[0].hostPort: 0: must be a port",
+            ),
+            (
+                json!([{"hostPort": 80, "containerPort": 70000}]),
+                "portMappings[0].containerPort: 70000",
+            ),
+            (
+                json!([{"hostPort": 80, "containerPort": 80, "protocol": "icmp"}]),
+                "portMappings[0].protocol: \"icmp\"",
+            ),
+            (
+                json!([{"hostPort": 30080, "containerPort": 80}]),
+                "30080: inside the NodePort range",
+            ),
+            (
+                json!([{"hostPort": 80, "containerPort": 80, "hostIP": "nope"}]),
+                "portMappings[0].hostIP",
+            ),
+            (
+                json!([{"hostPort": 80, "containerPort": 80}, {"hostPort": 80, "containerPort": 81}]),
+                "portMappings[1].hostPort: 80/TCP is mapped twice",
+            ),
             (json!({"hostPort": 80}), "runtimeConfig.portMappings: "),
         ] {
             let e = port_mappings(&conf(pm)).unwrap_err();

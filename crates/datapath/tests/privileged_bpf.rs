@@ -661,14 +661,16 @@ fn privileged_bpf_to_endpoint_traces_are_aggregated() {
         &policy_entries(&resolved(WEB_POLICY, "app=b,io.kubernetes.pod.namespace=default", &universe())),
     );
     let _ = f.events();
-    let traces = |f: &Fixture| -> Vec<seta_abi::SetaEvent> {
-        f.events().into_iter().filter(|e| e.event_type == seta_abi::EVENT_TRACE).collect()
-    };
+    let traces =
+        |f: &Fixture| -> Vec<seta_abi::SetaEvent> { f.events().into_iter().filter(|e| e.event_type == seta_abi::EVENT_TRACE).collect() };
     let pkt = |flags| tcp_packet(A_POD_MAC, A_HOST_MAC, POD_A, POD_B, 40500, 80, flags);
     assert_eq!(run(f.sending_a(), "from_container", &pkt(0x02)).0, TC_ACT_REDIRECT);
     let t = traces(&f);
     assert_eq!(t.len(), 1, "the SYN is traced: {t:?}");
-    assert_eq!((t[0].subtype, t[0].source, t[0].dst_label, t[0].cookie), (seta_abi::TRACE_TO_LXC, 9, ID_B, 0));
+    assert_eq!(
+        (t[0].subtype, t[0].source, t[0].dst_label, t[0].cookie),
+        (seta_abi::TRACE_TO_LXC, 9, ID_B, 0)
+    );
     // the established connection's data: not traced; its FIN: traced
     for _ in 0..5 {
         assert_eq!(run(f.sending_a(), "from_container", &pkt(0x10)).0, TC_ACT_REDIRECT);

@@ -60,7 +60,10 @@ fn ports(f: &Flow) -> (Option<u32>, Option<u32>) {
 /// `ns/pod:port`, else `ip:port`, and `(ID:n)` or the reserved name.
 fn side(f: &Flow, source: bool) -> (String, String) {
     let ep = if source { f.source.as_ref() } else { f.destination.as_ref() };
-    let ip = f.ip.as_ref().map(|i| if source { i.source.clone() } else { i.destination.clone() }).unwrap_or_default();
+    let ip =
+        f.ip.as_ref()
+            .map(|i| if source { i.source.clone() } else { i.destination.clone() })
+            .unwrap_or_default();
     let (sp, dp) = ports(f);
     let port = if source { sp } else { dp };
     let host = match ep {
@@ -108,7 +111,11 @@ fn kind(f: &Flow) -> String {
 
 /// A drop's reason text, as Cilium prints it.
 fn drop_text(f: &Flow) -> String {
-    let code = if f.drop_reason_desc != 0 { f.drop_reason_desc } else { f.drop_reason as i32 };
+    let code = if f.drop_reason_desc != 0 {
+        f.drop_reason_desc
+    } else {
+        f.drop_reason as i32
+    };
     seta_core::drop::reason_name(code.clamp(0, 255) as u8)
 }
 
@@ -159,7 +166,11 @@ pub fn line(f: &Flow, node: bool) -> String {
         None => "<>",
     };
     let verdict = Verdict::try_from(f.verdict).map_or("UNKNOWN", |v| v.as_str_name());
-    let node = if node && !f.node_name.is_empty() { format!(" [{}]", f.node_name) } else { String::new() };
+    let node = if node && !f.node_name.is_empty() {
+        format!(" [{}]", f.node_name)
+    } else {
+        String::new()
+    };
     format!(
         "{time}{node}: {} {} {arrow} {} {} {} {verdict} ({})",
         src.0,
@@ -196,7 +207,10 @@ mod tests {
                 protocol: Some(layer4::Protocol::Tcp(Tcp {
                     source_port: 43210,
                     destination_port: 80,
-                    flags: Some(TcpFlags { syn: true, ..Default::default() }),
+                    flags: Some(TcpFlags {
+                        syn: true,
+                        ..Default::default()
+                    }),
                 })),
             }),
             source: Some(Endpoint {

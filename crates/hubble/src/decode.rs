@@ -105,7 +105,11 @@ pub fn flow_of(ev: &SetaEvent, ctx: &Context) -> Option<Flow> {
             seconds: wall.div_euclid(1_000_000_000) as i64,
             nanos: wall.rem_euclid(1_000_000_000) as i32,
         }),
-        verdict: if dropped { flow::Verdict::Dropped } else { flow::Verdict::Forwarded } as i32,
+        verdict: if dropped {
+            flow::Verdict::Dropped
+        } else {
+            flow::Verdict::Forwarded
+        } as i32,
         drop_reason: if dropped { code as u32 } else { 0 },
         drop_reason_desc: if dropped { code as i32 } else { 0 },
         ip: Some(flow::Ip {
@@ -195,10 +199,23 @@ mod tests {
         assert_eq!(ok.verdict, flow::Verdict::Forwarded as i32);
         assert!(flow_of(&SetaEvent { event_type: 99, ..ev }, &ctx).is_none());
         // a trace: forwarded to the endpoint; a reply's arrow points back
-        let t = flow_of(&SetaEvent { event_type: seta_abi::EVENT_TRACE, verdict: 0, cookie: 2, flags: 0x12, ..ev }, &ctx).unwrap();
+        let t = flow_of(
+            &SetaEvent {
+                event_type: seta_abi::EVENT_TRACE,
+                verdict: 0,
+                cookie: 2,
+                flags: 0x12,
+                ..ev
+            },
+            &ctx,
+        )
+        .unwrap();
         assert_eq!(t.verdict, flow::Verdict::Forwarded as i32);
         assert_eq!(t.trace_observation_point, flow::TraceObservationPoint::ToEndpoint as i32);
         let line = crate::compact::line(&t, false);
-        assert!(line.ends_with(": shop/web:80 (ID:301) <- 10.200.2.5:40000 (ID:300) to-endpoint FORWARDED (TCP Flags: SYN, ACK)"), "{line}");
+        assert!(
+            line.ends_with(": shop/web:80 (ID:301) <- 10.200.2.5:40000 (ID:300) to-endpoint FORWARDED (TCP Flags: SYN, ACK)"),
+            "{line}"
+        );
     }
 }

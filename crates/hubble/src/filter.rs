@@ -38,7 +38,9 @@ pub fn matches(f: &FlowFilter, flow: &Flow) -> bool {
         && any(&f.source_ip, |p| ip.is_some_and(|i| ip_matches(p, &i.source)))
         && any(&f.destination_ip, |p| ip.is_some_and(|i| ip_matches(p, &i.destination)))
         && any(&f.source_pod, |p| src.is_some_and(|e| pod_matches(p, &e.namespace, &e.pod_name)))
-        && any(&f.destination_pod, |p| dst.is_some_and(|e| pod_matches(p, &e.namespace, &e.pod_name)))
+        && any(&f.destination_pod, |p| {
+            dst.is_some_and(|e| pod_matches(p, &e.namespace, &e.pod_name))
+        })
         && any(&f.source_label, |s| src.is_some_and(|e| selector_matches(s, &e.labels)))
         && any(&f.destination_label, |s| dst.is_some_and(|e| selector_matches(s, &e.labels)))
         && any(&f.source_identity, |i| src.is_some_and(|e| e.identity == *i))
@@ -50,7 +52,9 @@ pub fn matches(f: &FlowFilter, flow: &Flow) -> bool {
                 .as_ref()
                 .is_some_and(|e| e.r#type == t.r#type && (!t.match_sub_type || e.sub_type == t.sub_type))
         })
-        && any(&f.protocol, |p| protocol_name(flow).is_some_and(|n| n.eq_ignore_ascii_case(p.trim())))
+        && any(&f.protocol, |p| {
+            protocol_name(flow).is_some_and(|n| n.eq_ignore_ascii_case(p.trim()))
+        })
         && any(&f.source_port, |p| sport.is_some_and(|s| p.trim() == s.to_string()))
         && any(&f.destination_port, |p| dport.is_some_and(|d| p.trim() == d.to_string()))
         && any(&f.reply, |r| flow.is_reply == Some(*r))
@@ -130,14 +134,21 @@ fn split_requirements(s: &str) -> Vec<&str> {
 }
 
 fn set_values(set: &str) -> Vec<&str> {
-    set.trim().trim_start_matches('(').trim_end_matches(')').split(',').map(str::trim).collect()
+    set.trim()
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .split(',')
+        .map(str::trim)
+        .collect()
 }
 
 /// `*` matches any run of characters.
 fn glob(pattern: &str, s: &str) -> bool {
     match pattern.split_once('*') {
         None => pattern == s,
-        Some((head, tail)) => s.len() >= head.len() && s.starts_with(head) && (0..=s.len() - head.len()).any(|i| glob(tail, &s[head.len() + i..])),
+        Some((head, tail)) => {
+            s.len() >= head.len() && s.starts_with(head) && (0..=s.len() - head.len()).any(|i| glob(tail, &s[head.len() + i..]))
+        }
     }
 }
 
@@ -170,8 +181,12 @@ fn tcp_flags(flow: &Flow) -> Option<TcpFlags> {
 
 /// Every flag set in `want` is set in `have`.
 fn flags_subset(want: &TcpFlags, have: &TcpFlags) -> bool {
-    let w = [want.fin, want.syn, want.rst, want.psh, want.ack, want.urg, want.ece, want.cwr, want.ns];
-    let h = [have.fin, have.syn, have.rst, have.psh, have.ack, have.urg, have.ece, have.cwr, have.ns];
+    let w = [
+        want.fin, want.syn, want.rst, want.psh, want.ack, want.urg, want.ece, want.cwr, want.ns,
+    ];
+    let h = [
+        have.fin, have.syn, have.rst, have.psh, have.ack, have.urg, have.ece, have.cwr, have.ns,
+    ];
     w.iter().zip(h).all(|(w, h)| !w || h)
 }
 
@@ -193,7 +208,11 @@ mod tests {
                 protocol: Some(layer4::Protocol::Tcp(Tcp {
                     source_port: 40000,
                     destination_port: dport,
-                    flags: Some(TcpFlags { syn, ack: !syn, ..Default::default() }),
+                    flags: Some(TcpFlags {
+                        syn,
+                        ack: !syn,
+                        ..Default::default()
+                    }),
                 })),
             }),
             source: Some(Endpoint {
@@ -223,33 +242,120 @@ mod tests {
         let f = flow("client-7", Verdict::Dropped, 80, true);
         let ok = |ff: FlowFilter| matches(&ff, &f);
         assert!(ok(FlowFilter::default()), "an empty filter matches everything");
-        assert!(ok(FlowFilter { source_ip: vec!["10.200.1.0/24".into()], ..Default::default() }));
-        assert!(!ok(FlowFilter { source_ip: vec!["10.200.2.0/24".into()], ..Default::default() }));
-        assert!(ok(FlowFilter { destination_ip: vec!["1.1.1.1".into(), "10.200.2.7".into()], ..Default::default() }));
-        assert!(ok(FlowFilter { source_pod: vec!["shop/client".into()], ..Default::default() }));
-        assert!(ok(FlowFilter { source_pod: vec!["client".into()], ..Default::default() }));
-        assert!(ok(FlowFilter { destination_pod: vec!["shop/".into()], ..Default::default() }));
-        assert!(!ok(FlowFilter { source_pod: vec!["other/client".into()], ..Default::default() }));
-        assert!(ok(FlowFilter { source_label: vec!["app=client".into()], ..Default::default() }));
-        assert!(ok(FlowFilter { source_label: vec!["k8s:app in (client, x),!missing".into()], ..Default::default() }));
-        assert!(!ok(FlowFilter { destination_label: vec!["app!=web".into()], ..Default::default() }));
-        assert!(ok(FlowFilter { verdict: vec![Verdict::Dropped as i32], ..Default::default() }));
-        assert!(!ok(FlowFilter { verdict: vec![Verdict::Forwarded as i32], ..Default::default() }));
-        assert!(ok(FlowFilter { protocol: vec!["TCP".into()], destination_port: vec!["80".into()], ..Default::default() }));
-        assert!(!ok(FlowFilter { protocol: vec!["udp".into()], ..Default::default() }));
-        assert!(ok(FlowFilter { tcp_flags: vec![TcpFlags { syn: true, ..Default::default() }], ..Default::default() }));
-        assert!(!ok(FlowFilter { tcp_flags: vec![TcpFlags { fin: true, ..Default::default() }], ..Default::default() }));
-        assert!(ok(FlowFilter { source_identity: vec![300], destination_identity: vec![301], ..Default::default() }));
-        assert!(ok(FlowFilter { node_name: vec!["lab-*".into()], ..Default::default() }));
-        assert!(!ok(FlowFilter { node_name: vec!["*-n2".into()], ..Default::default() }));
-        assert!(ok(FlowFilter { reply: vec![false], ..Default::default() }));
-        assert!(ok(FlowFilter { traffic_direction: vec![TrafficDirection::Ingress as i32], ..Default::default() }));
         assert!(ok(FlowFilter {
-            event_type: vec![EventTypeFilter { r#type: 1, match_sub_type: true, sub_type: 133 }],
+            source_ip: vec!["10.200.1.0/24".into()],
             ..Default::default()
         }));
-        assert!(!ok(FlowFilter { event_type: vec![EventTypeFilter { r#type: 5, ..Default::default() }], ..Default::default() }));
-        assert!(!ok(FlowFilter { http_method: vec!["GET".into()], ..Default::default() }), "no L7 in L3/L4 flows");
+        assert!(!ok(FlowFilter {
+            source_ip: vec!["10.200.2.0/24".into()],
+            ..Default::default()
+        }));
+        assert!(ok(FlowFilter {
+            destination_ip: vec!["1.1.1.1".into(), "10.200.2.7".into()],
+            ..Default::default()
+        }));
+        assert!(ok(FlowFilter {
+            source_pod: vec!["shop/client".into()],
+            ..Default::default()
+        }));
+        assert!(ok(FlowFilter {
+            source_pod: vec!["client".into()],
+            ..Default::default()
+        }));
+        assert!(ok(FlowFilter {
+            destination_pod: vec!["shop/".into()],
+            ..Default::default()
+        }));
+        assert!(!ok(FlowFilter {
+            source_pod: vec!["other/client".into()],
+            ..Default::default()
+        }));
+        assert!(ok(FlowFilter {
+            source_label: vec!["app=client".into()],
+            ..Default::default()
+        }));
+        assert!(ok(FlowFilter {
+            source_label: vec!["k8s:app in (client, x),!missing".into()],
+            ..Default::default()
+        }));
+        assert!(!ok(FlowFilter {
+            destination_label: vec!["app!=web".into()],
+            ..Default::default()
+        }));
+        assert!(ok(FlowFilter {
+            verdict: vec![Verdict::Dropped as i32],
+            ..Default::default()
+        }));
+        assert!(!ok(FlowFilter {
+            verdict: vec![Verdict::Forwarded as i32],
+            ..Default::default()
+        }));
+        assert!(ok(FlowFilter {
+            protocol: vec!["TCP".into()],
+            destination_port: vec!["80".into()],
+            ..Default::default()
+        }));
+        assert!(!ok(FlowFilter {
+            protocol: vec!["udp".into()],
+            ..Default::default()
+        }));
+        assert!(ok(FlowFilter {
+            tcp_flags: vec![TcpFlags {
+                syn: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }));
+        assert!(!ok(FlowFilter {
+            tcp_flags: vec![TcpFlags {
+                fin: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }));
+        assert!(ok(FlowFilter {
+            source_identity: vec![300],
+            destination_identity: vec![301],
+            ..Default::default()
+        }));
+        assert!(ok(FlowFilter {
+            node_name: vec!["lab-*".into()],
+            ..Default::default()
+        }));
+        assert!(!ok(FlowFilter {
+            node_name: vec!["*-n2".into()],
+            ..Default::default()
+        }));
+        assert!(ok(FlowFilter {
+            reply: vec![false],
+            ..Default::default()
+        }));
+        assert!(ok(FlowFilter {
+            traffic_direction: vec![TrafficDirection::Ingress as i32],
+            ..Default::default()
+        }));
+        assert!(ok(FlowFilter {
+            event_type: vec![EventTypeFilter {
+                r#type: 1,
+                match_sub_type: true,
+                sub_type: 133
+            }],
+            ..Default::default()
+        }));
+        assert!(!ok(FlowFilter {
+            event_type: vec![EventTypeFilter {
+                r#type: 5,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }));
+        assert!(
+            !ok(FlowFilter {
+                http_method: vec!["GET".into()],
+                ..Default::default()
+            }),
+            "no L7 in L3/L4 flows"
+        );
         // AND across fields
         assert!(!ok(FlowFilter {
             verdict: vec![Verdict::Dropped as i32],
@@ -274,10 +380,25 @@ mod tests {
             .collect();
         let filters = |seed: usize| -> FlowFilter {
             match seed % 4 {
-                0 => FlowFilter { verdict: vec![Verdict::Dropped as i32], ..Default::default() },
-                1 => FlowFilter { source_pod: vec!["shop/client".into()], ..Default::default() },
-                2 => FlowFilter { destination_port: vec!["80".into(), "443".into()], ..Default::default() },
-                _ => FlowFilter { tcp_flags: vec![TcpFlags { syn: true, ..Default::default() }], ..Default::default() },
+                0 => FlowFilter {
+                    verdict: vec![Verdict::Dropped as i32],
+                    ..Default::default()
+                },
+                1 => FlowFilter {
+                    source_pod: vec!["shop/client".into()],
+                    ..Default::default()
+                },
+                2 => FlowFilter {
+                    destination_port: vec!["80".into(), "443".into()],
+                    ..Default::default()
+                },
+                _ => FlowFilter {
+                    tcp_flags: vec![TcpFlags {
+                        syn: true,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
             }
         };
         let reference = |seed: usize, f: &Flow| -> bool {
@@ -296,7 +417,11 @@ mod tests {
             for b in 0..4 {
                 for (i, f) in flows.iter().enumerate() {
                     let want = reference(w, f) && !reference(b, f);
-                    assert_eq!(selected(&[filters(w)], &[filters(b)], f), want, "whitelist {w} blacklist {b} flow {i}");
+                    assert_eq!(
+                        selected(&[filters(w)], &[filters(b)], f),
+                        want,
+                        "whitelist {w} blacklist {b} flow {i}"
+                    );
                 }
             }
         }

@@ -43,21 +43,36 @@ pub fn flow(f: &Flow) -> Value {
     if let Some(t) = &f.time {
         m.insert("time".into(), json!(rfc3339(t)));
     }
-    m.insert("verdict".into(), json!(Verdict::try_from(f.verdict).map_or("VERDICT_UNKNOWN", |v| v.as_str_name())));
+    m.insert(
+        "verdict".into(),
+        json!(Verdict::try_from(f.verdict).map_or("VERDICT_UNKNOWN", |v| v.as_str_name())),
+    );
     if f.drop_reason != 0 {
         m.insert("drop_reason".into(), json!(f.drop_reason));
         let desc = DropReason::try_from(f.drop_reason_desc).map_or("DROP_REASON_UNKNOWN", |d| d.as_str_name());
         m.insert("drop_reason_desc".into(), json!(desc));
     }
     if let Some(ip) = &f.ip {
-        m.insert("IP".into(), json!({"source": ip.source, "destination": ip.destination, "ipVersion": "IPv4"}));
+        m.insert(
+            "IP".into(),
+            json!({"source": ip.source, "destination": ip.destination, "ipVersion": "IPv4"}),
+        );
     }
     if let Some(p) = f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
         let l4 = match p {
             Protocol::Tcp(t) => {
                 let fl = t.flags.unwrap_or_default();
                 let mut flags = Map::new();
-                for (on, n) in [(fl.fin, "FIN"), (fl.syn, "SYN"), (fl.rst, "RST"), (fl.psh, "PSH"), (fl.ack, "ACK"), (fl.urg, "URG"), (fl.ece, "ECE"), (fl.cwr, "CWR")] {
+                for (on, n) in [
+                    (fl.fin, "FIN"),
+                    (fl.syn, "SYN"),
+                    (fl.rst, "RST"),
+                    (fl.psh, "PSH"),
+                    (fl.ack, "ACK"),
+                    (fl.urg, "URG"),
+                    (fl.ece, "ECE"),
+                    (fl.cwr, "CWR"),
+                ] {
                     if on {
                         flags.insert(n.into(), json!(true));
                     }
@@ -102,7 +117,10 @@ pub fn response(r: &GetFlowsResponse) -> Value {
             m.insert("flow".into(), flow(f));
         }
         Some(ResponseTypes::LostEvents(l)) => {
-            m.insert("lost_events".into(), json!({"source": l.source, "num_events_lost": l.num_events_lost}));
+            m.insert(
+                "lost_events".into(),
+                json!({"source": l.source, "num_events_lost": l.num_events_lost}),
+            );
         }
         Some(ResponseTypes::NodeStatus(n)) => {
             m.insert("node_status".into(), json!({"node_names": n.node_names, "message": n.message}));
@@ -120,7 +138,10 @@ pub fn response(r: &GetFlowsResponse) -> Value {
 mod tests {
     #[test]
     fn timestamps_are_rfc3339_in_utc() {
-        let t = prost_types::Timestamp { seconds: 1_764_669_845, nanos: 123_000_000 };
+        let t = prost_types::Timestamp {
+            seconds: 1_764_669_845,
+            nanos: 123_000_000,
+        };
         assert_eq!(super::rfc3339(&t), "2025-12-02T10:04:05.123000000Z");
     }
 }

@@ -6,12 +6,23 @@ fn proto_and_flags(f: &Flow) -> (u8, String, Option<u32>, Option<u32>) {
     match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
         Some(Protocol::Tcp(t)) => {
             let fl = t.flags.unwrap_or_default();
-            let names: Vec<&str> = [(fl.syn, "SYN"), (fl.ack, "ACK"), (fl.fin, "FIN"), (fl.rst, "RST"), (fl.psh, "PSH"), (fl.urg, "URG")]
-                .iter()
-                .filter(|(on, _)| *on)
-                .map(|(_, n)| *n)
-                .collect();
-            let tail = if names.is_empty() { "tcp".to_string() } else { format!("tcp {}", names.join(", ")) };
+            let names: Vec<&str> = [
+                (fl.syn, "SYN"),
+                (fl.ack, "ACK"),
+                (fl.fin, "FIN"),
+                (fl.rst, "RST"),
+                (fl.psh, "PSH"),
+                (fl.urg, "URG"),
+            ]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| *n)
+            .collect();
+            let tail = if names.is_empty() {
+                "tcp".to_string()
+            } else {
+                format!("tcp {}", names.join(", "))
+            };
             (6, tail, Some(t.source_port), Some(t.destination_port))
         }
         Some(Protocol::Udp(u)) => (17, "udp".into(), Some(u.source_port), Some(u.destination_port)),
@@ -57,7 +68,11 @@ pub fn line(f: &Flow, numeric: bool) -> Option<String> {
         }
         crate::decode::MSG_POLICY_VERDICT => {
             let (local, remote) = if ingress { (dst.id, src.identity) } else { (src.id, dst.identity) };
-            let action = if f.verdict == crate::flow::Verdict::Dropped as i32 { "deny" } else { "allow" };
+            let action = if f.verdict == crate::flow::Verdict::Dropped as i32 {
+                "deny"
+            } else {
+                "allow"
+            };
             Some(format!(
                 "Policy verdict log: flow 0x0 local EP ID {local}, remote ID {}, proto {num}, {}, action {action}, auth: disabled, match none, {tuple}",
                 identity(remote, numeric),
@@ -99,14 +114,27 @@ mod tests {
                 protocol: Some(layer4::Protocol::Tcp(Tcp {
                     source_port: 40000,
                     destination_port: 80,
-                    flags: Some(TcpFlags { syn: true, ..Default::default() }),
+                    flags: Some(TcpFlags {
+                        syn: true,
+                        ..Default::default()
+                    }),
                 })),
             }),
-            source: Some(Endpoint { identity: 5678, ..Default::default() }),
-            destination: Some(Endpoint { id: 12, identity: 2, ..Default::default() }),
+            source: Some(Endpoint {
+                identity: 5678,
+                ..Default::default()
+            }),
+            destination: Some(Endpoint {
+                id: 12,
+                identity: 2,
+                ..Default::default()
+            }),
             traffic_direction: TrafficDirection::Ingress as i32,
             event_type: Some(CiliumEventType { r#type: 1, sub_type: 133 }),
-            interface: Some(NetworkInterface { index: 5, name: String::new() }),
+            interface: Some(NetworkInterface {
+                index: 5,
+                name: String::new(),
+            }),
             ..Default::default()
         };
         assert_eq!(

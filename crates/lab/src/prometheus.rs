@@ -85,7 +85,10 @@ impl Lab {
         .join()
         .map_err(|_| anyhow!("prometheus probe thread panicked"))??;
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        anyhow::ensure!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+        anyhow::ensure!(
+            head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+            "GET {path}: {head}"
+        );
         Ok(body.to_string())
     }
 }

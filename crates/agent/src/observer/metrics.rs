@@ -69,8 +69,14 @@ impl FlowMetrics {
         }
         if kind == "PolicyVerdict" {
             let dir = if f.traffic_direction == 1 { "ingress" } else { "egress" };
-            let action = if f.verdict == Verdict::Dropped as i32 { "dropped" } else { "forwarded" };
-            self.verdicts.get_or_create(&l(&[("action", action), ("direction", dir), ("match", "none")])).inc();
+            let action = if f.verdict == Verdict::Dropped as i32 {
+                "dropped"
+            } else {
+                "forwarded"
+            };
+            self.verdicts
+                .get_or_create(&l(&[("action", action), ("direction", dir), ("match", "none")]))
+                .inc();
         }
     }
 
@@ -82,7 +88,11 @@ impl FlowMetrics {
     /// One scrape, as OpenMetrics text.
     pub fn render(&self) -> String {
         let mut reg = Registry::with_prefix("hubble");
-        reg.register("flows_processed", "Flows processed, by protocol, type and verdict", self.processed.clone());
+        reg.register(
+            "flows_processed",
+            "Flows processed, by protocol, type and verdict",
+            self.processed.clone(),
+        );
         reg.register("drop", "Dropped flows, by protocol and reason", self.drops.clone());
         reg.register("tcp_flags", "TCP flags seen", self.tcp_flags.clone());
         reg.register("port_distribution", "Destination ports of flows", self.ports.clone());

@@ -53,9 +53,24 @@ async fn get_flows_last_first_filters_and_follow() {
     let all = flows(&svc, GetFlowsRequest::default()).await;
     assert_eq!(all.len(), 7);
     assert_eq!(all[0].0, "10.0.0.3");
-    let last2 = flows(&svc, GetFlowsRequest { number: 2, ..Default::default() }).await;
+    let last2 = flows(
+        &svc,
+        GetFlowsRequest {
+            number: 2,
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(last2.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), ["10.0.0.8", "10.0.0.9"]);
-    let first2 = flows(&svc, GetFlowsRequest { number: 2, first: true, ..Default::default() }).await;
+    let first2 = flows(
+        &svc,
+        GetFlowsRequest {
+            number: 2,
+            first: true,
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(first2.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), ["10.0.0.3", "10.0.0.4"]);
     let dropped = flows(
         &svc,
@@ -68,7 +83,10 @@ async fn get_flows_last_first_filters_and_follow() {
         },
     )
     .await;
-    assert_eq!(dropped.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), ["10.0.0.3", "10.0.0.6", "10.0.0.9"]);
+    assert_eq!(
+        dropped.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(),
+        ["10.0.0.3", "10.0.0.6", "10.0.0.9"]
+    );
     // follow: what comes next, filtered
     let mut live = svc
         .get_flows(Request::new(GetFlowsRequest {
@@ -83,7 +101,11 @@ async fn get_flows_last_first_filters_and_follow() {
         .unwrap()
         .into_inner();
     obs.ingest(&[event(20, 0), event(21, -133)], &ctx);
-    let next = tokio::time::timeout(std::time::Duration::from_secs(5), live.next()).await.unwrap().unwrap().unwrap();
+    let next = tokio::time::timeout(std::time::Duration::from_secs(5), live.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     match next.response_types {
         Some(ResponseTypes::Flow(f)) => assert_eq!(f.ip.unwrap().source, "10.0.0.21"),
         other => panic!("{other:?}"),
@@ -95,7 +117,11 @@ async fn get_flows_last_first_filters_and_follow() {
     assert_eq!(nodes[0].name, "n1");
     // first with follow is refused
     assert!(svc
-        .get_flows(Request::new(GetFlowsRequest { first: true, follow: true, ..Default::default() }))
+        .get_flows(Request::new(GetFlowsRequest {
+            first: true,
+            follow: true,
+            ..Default::default()
+        }))
         .await
         .is_err());
 }
@@ -127,12 +153,19 @@ async fn lost_events_reach_followers_and_metrics() {
     let obs = Arc::new(Observer::new("n1", 7).unwrap());
     let svc = Service::new(obs.clone(), "test".into());
     let mut live = svc
-        .get_flows(Request::new(GetFlowsRequest { follow: true, ..Default::default() }))
+        .get_flows(Request::new(GetFlowsRequest {
+            follow: true,
+            ..Default::default()
+        }))
         .await
         .unwrap()
         .into_inner();
     obs.lost(5);
-    let r = tokio::time::timeout(std::time::Duration::from_secs(5), live.next()).await.unwrap().unwrap().unwrap();
+    let r = tokio::time::timeout(std::time::Duration::from_secs(5), live.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     match r.response_types {
         Some(ResponseTypes::LostEvents(l)) => {
             assert_eq!(l.num_events_lost, 5);
@@ -140,5 +173,9 @@ async fn lost_events_reach_followers_and_metrics() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(obs.metrics.render().lines().any(|l| l == "hubble_lost_events_total{source=\"perf_event_ring_buffer\"} 5"));
+    assert!(obs
+        .metrics
+        .render()
+        .lines()
+        .any(|l| l == "hubble_lost_events_total{source=\"perf_event_ring_buffer\"} 5"));
 }

@@ -252,7 +252,11 @@ impl Repository {
                 FrontendKind::HostPort => seta_abi::LB_F_HOSTPORT,
             } | if f.local_only { seta_abi::LB_F_EXT_LOCAL_SCOPE } else { 0 }
                 | if f.affinity.is_some() { seta_abi::LB_F_AFFINITY } else { 0 }
-                | if f.source_ranges.is_empty() { 0 } else { seta_abi::LB_F_SOURCE_RANGE };
+                | if f.source_ranges.is_empty() {
+                    0
+                } else {
+                    seta_abi::LB_F_SOURCE_RANGE
+                };
             want.source_ranges.extend(f.source_ranges.iter().map(|n| (rid, n.trunc())));
             want.services.insert(
                 key(0),

@@ -128,8 +128,16 @@ status:
     };
     let lb = master([198, 51, 100, 51]);
     assert_ne!(lb.flags & seta_abi::LB_F_SOURCE_RANGE, 0, "the LoadBalancer IP checks the ranges");
-    assert_eq!(master([172, 30, 0, 1]).flags & seta_abi::LB_F_SOURCE_RANGE, 0, "the NodePort does not");
-    assert_eq!(master([10, 96, 0, 42]).flags & seta_abi::LB_F_SOURCE_RANGE, 0, "the ClusterIP does not");
+    assert_eq!(
+        master([172, 30, 0, 1]).flags & seta_abi::LB_F_SOURCE_RANGE,
+        0,
+        "the NodePort does not"
+    );
+    assert_eq!(
+        master([10, 96, 0, 42]).flags & seta_abi::LB_F_SOURCE_RANGE,
+        0,
+        "the ClusterIP does not"
+    );
     let want: std::collections::BTreeSet<(u16, ipnet::Ipv4Net)> = [
         (lb.rev_nat_index, "10.0.0.0/8".parse().unwrap()),
         (lb.rev_nat_index, "192.0.2.7/32".parse().unwrap()),
@@ -183,7 +191,11 @@ spec:
     let n3 = &r.health_checks("n3")[&32000];
     assert_eq!((n3.local_endpoints, n3.response().0), (0, 503));
     // a backend taken out by hand does not count
-    r.set_backend_state("10.200.1.5:8080".parse().unwrap(), seta_core::service::BackendState::Quarantined, &[])
-        .unwrap();
+    r.set_backend_state(
+        "10.200.1.5:8080".parse().unwrap(),
+        seta_core::service::BackendState::Quarantined,
+        &[],
+    )
+    .unwrap();
     assert_eq!(r.health_checks("n1")[&32000].local_endpoints, 0);
 }

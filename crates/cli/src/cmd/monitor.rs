@@ -45,12 +45,18 @@ pub async fn run(a: &MonitorArgs, cli: &Cli) -> Result<i32> {
             "trace" => seta_hubble::decode::MSG_TRACE,
             other => bail!("--type {other}: drop, policy-verdict or trace"),
         };
-        event_type.push(EventTypeFilter { r#type: t, ..Default::default() });
+        event_type.push(EventTypeFilter {
+            r#type: t,
+            ..Default::default()
+        });
     }
     let mut c = seta_hubble::connect(&target).await.map_err(anyhow::Error::msg)?;
     let req = GetFlowsRequest {
         follow: true,
-        whitelist: vec![FlowFilter { event_type, ..Default::default() }],
+        whitelist: vec![FlowFilter {
+            event_type,
+            ..Default::default()
+        }],
         ..Default::default()
     };
     let mut stream = c.get_flows(req).await?.into_inner();
@@ -63,7 +69,10 @@ pub async fn run(a: &MonitorArgs, cli: &Cli) -> Result<i32> {
         match &r.response_types {
             Some(ResponseTypes::Flow(f)) => {
                 let (src, dst) = (f.source.as_ref().map_or(0, |e| e.id), f.destination.as_ref().map_or(0, |e| e.id));
-                if a.from.is_some_and(|id| id != src) || a.to.is_some_and(|id| id != dst) || a.related_to.is_some_and(|id| id != src && id != dst) {
+                if a.from.is_some_and(|id| id != src)
+                    || a.to.is_some_and(|id| id != dst)
+                    || a.related_to.is_some_and(|id| id != src && id != dst)
+                {
                     continue;
                 }
                 if a.json {

@@ -107,7 +107,10 @@ fn time_arg(s: &str) -> Result<prost_types::Timestamp> {
         s[..s.len() - 1].parse::<u64>(),
     ) {
         let t = now.as_secs().saturating_sub(n * mult);
-        return Ok(prost_types::Timestamp { seconds: t as i64, nanos: 0 });
+        return Ok(prost_types::Timestamp {
+            seconds: t as i64,
+            nanos: 0,
+        });
     }
     bail!("{s:?}: expected a duration such as 30s, 5m, 2h")
 }
@@ -127,7 +130,10 @@ fn whitelist(a: &ObserveArgs) -> Result<Vec<FlowFilter>> {
             "policy-verdict" => 5,
             other => bail!("--type {other}: drop, trace or policy-verdict"),
         };
-        base.event_type.push(EventTypeFilter { r#type: code, ..Default::default() });
+        base.event_type.push(EventTypeFilter {
+            r#type: code,
+            ..Default::default()
+        });
     }
     base.protocol = a.protocol.clone();
     base.node_name = a.node_name.clone();
@@ -204,7 +210,12 @@ pub async fn run(a: &ObserveArgs, cli: &Cli, json: bool) -> Result<i32> {
                         n.name.clone(),
                         "Connected".into(),
                         format!("{}s", n.uptime_ns / 1_000_000_000),
-                        format!("{}/{} ({:.2}%)", n.num_flows, n.max_flows, 100.0 * n.num_flows as f64 / n.max_flows.max(1) as f64),
+                        format!(
+                            "{}/{} ({:.2}%)",
+                            n.num_flows,
+                            n.max_flows,
+                            100.0 * n.num_flows as f64 / n.max_flows.max(1) as f64
+                        ),
                         n.version.clone(),
                     ]
                 })
@@ -239,7 +250,8 @@ pub async fn run(a: &ObserveArgs, cli: &Cli, json: bool) -> Result<i32> {
         match &r.response_types {
             Some(ResponseTypes::Flow(f)) => println!("{}", seta_hubble::compact::line(f, a.print_node_name)),
             Some(ResponseTypes::LostEvents(l)) => {
-                let source = seta_hubble::flow::LostEventSource::try_from(l.source).map_or("UNKNOWN_LOST_EVENT_SOURCE", |s| s.as_str_name());
+                let source =
+                    seta_hubble::flow::LostEventSource::try_from(l.source).map_or("UNKNOWN_LOST_EVENT_SOURCE", |s| s.as_str_name());
                 println!("EVENTS LOST: {source} CPU(0) {}", l.num_events_lost)
             }
             _ => {}

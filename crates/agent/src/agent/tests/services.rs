@@ -272,7 +272,11 @@ async fn host_ports_follow_their_pod_and_never_clash() {
             .await
             .unwrap_err();
         assert!(matches!(err, ApiError::Conflict(_)), "{err}");
-        assert!(err.to_string().contains("hostPort 8080/TCP on every node address is held by container web"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("hostPort 8080/TCP on every node address is held by container web"),
+            "{err}"
+        );
         assert_eq!(a.list().await.len(), 1);
         assert!(!k.state().filters.contains_key(&link2.index), "its program is gone again");
         assert_eq!(hostport_masters(&k), [(node_ip, 8080)]);
@@ -281,7 +285,9 @@ async fn host_ports_follow_their_pod_and_never_clash() {
     // a restart keeps the live pod's hostPorts
     let a = agent(&d.0, "n1", "10.210.1.0/24", &k, None, Some(node_ip)).await;
     assert_eq!(hostport_masters(&k), [(node_ip, 8080)]);
-    a.delete_endpoint(&EndpointRef::ContainerId(web.container_id.clone())).await.unwrap();
+    a.delete_endpoint(&EndpointRef::ContainerId(web.container_id.clone()))
+        .await
+        .unwrap();
     assert!(hostport_masters(&k).is_empty(), "gone with its pod");
     assert!(a.service_list().iter().all(|e| e.kind != "HostPort"));
 }
