@@ -14,53 +14,6 @@
 #include "lib/lb.h"
 #include "lib/nodeport.h"
 
-/* A packet for a NodePort, ExternalIP or LoadBalancer frontend of this node
- * (from outside, or a pod of another node), from a sender of identity
- * `src_id`: to a backend here (the client's address kept), or SNATed to
- * another node's. -1: no such frontend (the caller goes on); else a verdict. */
-static __always_inline int nodeport_lb4(struct __sk_buff *ctx, __u32 src_id)
-{
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	struct iphdr *ip = data + ETH_HLEN;
-	struct endpoint_info *ep;
-	struct flow f = {};
-	__u32 l4_off;
-	int ret;
-
-	if ((void *)(ip + 1) > data_end || ip->ihl < 5)
-		return -1;
-	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
-		return -1;
-	l4_off = ETH_HLEN + ((__u32)ip->ihl << 2);
-	if (parse_l4(ctx, ip, &f) < 0)
-		return -1;
-	ret = lb4_xlate_fwd(ctx, l4_off, &f, LB_F_NORTH_SOUTH);
-	if (ret == 0)
-		return -1;
-	if (ret == -DROP_NO_SERVICE)
-		return lb4_reject(ctx);
-	if (ret < 0)
-		return send_drop(ctx, -ret, METRIC_INGRESS);
-	ep = lookup_ip4_endpoint(f.key.daddr);
-	if (ep && !(ep->flags & ENDPOINT_F_HOST)) {
-		data = (void *)(long)ctx->data;
-		data_end = (void *)(long)ctx->data_end;
-		ip = data + ETH_HLEN;
-		if ((void *)(ip + 1) > data_end)
-			return send_drop(ctx, DROP_INVALID, METRIC_INGRESS);
-		return to_local_endpoint(ctx, ip, ep, src_id);
-	}
-	ret = snat4_fwd(ctx, l4_off, &f);
-	if (ret < 0)
-		return send_drop(ctx, -ret, METRIC_EGRESS);
-	ret = nodeport_forward(ctx, f.key.daddr);
-	if (ret < 0)
-		return send_drop(ctx, -ret, METRIC_EGRESS);
-	update_metrics(ctx->len, METRIC_EGRESS, REASON_FORWARDED);
-	return ret;
-}
-
 SEC("classifier")
 int from_host(struct __sk_buff *ctx)
 {
@@ -138,11 +91,8 @@ int from_overlay(struct __sk_buff *ctx)
 		/* a reply through this node's SNAT, a NodePort of this node from
 		 * another node's pod, else for the node itself (its router IP
 		 * or underlay addresses) */
-		int ret = nodeport_rev(ctx);
+		int ret = nodeport_ingress(ctx, src_id);
 
-		if (ret >= 0)
-			return ret;
-		ret = nodeport_lb4(ctx, src_id);
 		if (ret >= 0)
 			return ret;
 		update_metrics(ctx->len, METRIC_INGRESS, REASON_FORWARDED);
@@ -173,15 +123,9 @@ int from_netdev(struct __sk_buff *ctx)
 	if (!ep || (ep->flags & ENDPOINT_F_HOST)) {
 		/* a reply through this node's SNAT, or a service frontend
 		 * reached from outside */
-		__u32 src_id = ipcache_identity(ip->saddr);
-		int ret = nodeport_rev(ctx);
+		int ret = nodeport_ingress(ctx, ipcache_identity(ip->saddr));
 
-		if (ret >= 0)
-			return ret;
-		ret = nodeport_lb4(ctx, src_id);
-		if (ret >= 0)
-			return ret;
-		return TC_ACT_OK;
+		return ret >= 0 ? ret : TC_ACT_OK;
 	}
 	return to_local_endpoint(ctx, ip, ep, ipcache_identity(ip->saddr));
 }

@@ -287,7 +287,6 @@ _Static_assert(__builtin_offsetof(struct seta_event, ts) == 40, "seta_event.ts")
 #define CONFIG_F_IPBLOCK 1   /* seta_ipblock holds entries: consult it */
 #define CONFIG_VXLAN_IFINDEX 1 /* seta_vxlan (tunnel mode), 0 = no tunnel device */
 #define CONFIG_DATAPATH_OPTS 2 /* OPT_* bits */
-#define CONFIG_LB_NO_BACKEND_DROP CONFIG_DATAPATH_OPTS
 #define OPT_LB_NO_BACKEND_DROP 1 /* a service without backends drops (else: ICMP reject) */
 #define OPT_MASQUERADE 2         /* pods' traffic to the world leaves from the node's address */
 #define CONFIG_NODE_IP 3     /* the node's address (network order): SNAT of north-south service traffic */

@@ -61,6 +61,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } seta_lb4_source_range SEC(".maps");
 
+/* seta_config's datapath options (CONFIG_DATAPATH_OPTS bits) */
+static __always_inline __u32 datapath_opts(void)
+{
+	__u32 slot = CONFIG_DATAPATH_OPTS;
+	__u32 *v = bpf_map_lookup_elem(&seta_config, &slot);
+
+	return v ? *v : 0;
+}
+
 /* Rewrite the destination (dst) or source address and port, fixing the IP
  * and TCP/UDP checksums. */
 static __always_inline int lb4_rewrite(struct __sk_buff *ctx, __u32 l4_off, __u8 proto, int dst,
@@ -255,14 +264,12 @@ static __always_inline int lb4_reject(struct __sk_buff *ctx)
 	} ic = {};
 	struct iphdr nip = {};
 	struct ethhdr eth, neth;
-	__u32 slot = CONFIG_LB_NO_BACKEND_DROP;
-	__u32 *drop = bpf_map_lookup_elem(&seta_config, &slot);
 	__u32 total = ETH_HLEN + sizeof(nip) + sizeof(ic);
 	struct iphdr ip;
 	__s64 sum;
 
 	update_metrics(ctx->len, METRIC_EGRESS, DROP_NO_SERVICE);
-	if (drop && (*drop & OPT_LB_NO_BACKEND_DROP))
+	if (datapath_opts() & OPT_LB_NO_BACKEND_DROP)
 		return TC_ACT_SHOT;
 	if (bpf_skb_load_bytes(ctx, 0, &eth, sizeof(eth)) < 0 || bpf_skb_load_bytes(ctx, ETH_HLEN, &ip, sizeof(ip)) < 0)
 		return TC_ACT_SHOT;

@@ -23,15 +23,6 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } seta_snat_v4_external SEC(".maps");
 
-/* seta_config's datapath options (CONFIG_DATAPATH_OPTS bits) */
-static __always_inline __u32 datapath_opts(void)
-{
-	__u32 slot = CONFIG_DATAPATH_OPTS;
-	__u32 *v = bpf_map_lookup_elem(&seta_config, &slot);
-
-	return v ? *v : 0;
-}
-
 static __always_inline __be32 node_ip4(void)
 {
 	__u32 slot = CONFIG_NODE_IP;
@@ -90,15 +81,15 @@ static __always_inline int snat4_fwd(struct __sk_buff *ctx, __u32 l4_off, struct
 
 /* BPF masquerade: a pod's TCP/UDP connection to the world (no cluster
  * identity: world or a CIDR identity) leaves from the node's address, a
- * port of the NAT engine; the reply comes back through nodeport_rev.
+ * port of the NAT engine; the reply comes back through nodeport_ingress.
  * 0 (translated or not to be) or a negative drop reason. */
 static __always_inline int masquerade4(struct __sk_buff *ctx, __u32 l4_off, struct flow *f, __u32 dst_id)
 {
-	if (!(datapath_opts() & OPT_MASQUERADE) || !node_ip4())
-		return 0;
 	if (f->key.proto != IPPROTO_TCP && f->key.proto != IPPROTO_UDP)
 		return 0;
 	if (dst_id != WORLD_ID && (dst_id >> 24) != 1 /* CIDR identities */)
+		return 0;
+	if (!(datapath_opts() & OPT_MASQUERADE) || !node_ip4())
 		return 0;
 	return snat4_fwd(ctx, l4_off, f);
 }
@@ -114,20 +105,99 @@ static __always_inline int nodeport_forward(struct __sk_buff *ctx, __be32 daddr)
 	return fib_redirect_v4(ctx);
 }
 
-/* A reply of a connection SNATed here (backend -> node:port): back to the
- * client, from the frontend, routed by the FIB. -1: not ours (the caller
+/* A reply of a connection SNATed here (backend -> node:port), parsed in
+ * `f`: back to the client, from the frontend (a masqueraded pod's reply:
+ * into the pod). -1: not ours (the caller goes on); else a TC verdict. */
+static __always_inline int nodeport_rev(struct __sk_buff *ctx, __u32 l4_off, struct flow *f)
+{
+	void *data, *data_end;
+	struct iphdr *ip;
+	struct endpoint_info *ep;
+	struct nat4_entry *e;
+	struct ct_key k = f->key;
+	__be32 to_addr;
+	__be16 to_port;
+	int ret;
+
+	k.pad[0] = NAT_DIR_IN;
+	e = bpf_map_lookup_elem(&seta_snat_v4_external, &k);
+	if (!e)
+		return -1;
+	to_addr = e->to_addr;
+	to_port = e->to_port;
+	ret = lb4_rewrite(ctx, l4_off, f->key.proto, 1, f->key.daddr, to_addr, f->key.dport, to_port);
+	if (ret < 0)
+		return send_drop(ctx, -ret, METRIC_INGRESS);
+	f->key.daddr = to_addr;
+	f->key.dport = to_port;
+	/* backend -> client: the frontend is the source again */
+	ret = lb4_xlate_rev(ctx, l4_off, f);
+	if (ret < 0)
+		return send_drop(ctx, -ret, METRIC_INGRESS);
+	ep = lookup_ip4_endpoint(to_addr);
+	if (ep && !(ep->flags & ENDPOINT_F_HOST)) {
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		ip = data + ETH_HLEN;
+		if ((void *)(ip + 1) > data_end)
+			return send_drop(ctx, DROP_INVALID, METRIC_INGRESS);
+		return to_local_endpoint(ctx, ip, ep, ipcache_identity(f->key.saddr));
+	}
+	ret = fib_redirect_v4(ctx);
+	if (ret < 0)
+		return send_drop(ctx, -ret, METRIC_EGRESS);
+	update_metrics(ctx->len, METRIC_EGRESS, REASON_FORWARDED);
+	return ret;
+}
+
+/* A packet for a NodePort, ExternalIP, LoadBalancer or hostPort frontend of
+ * this node (from outside, or a pod of another node), parsed in `f`, from a
+ * sender of identity `src_id`: to a backend here (the client's address
+ * kept), or SNATed to another node's. -1: no such frontend; else a verdict. */
+static __always_inline int nodeport_lb4(struct __sk_buff *ctx, __u32 l4_off, struct flow *f, __u32 src_id)
+{
+	void *data, *data_end;
+	struct iphdr *ip;
+	struct endpoint_info *ep;
+	int ret;
+
+	ret = lb4_xlate_fwd(ctx, l4_off, f, LB_F_NORTH_SOUTH);
+	if (ret == 0)
+		return -1;
+	if (ret == -DROP_NO_SERVICE)
+		return lb4_reject(ctx);
+	if (ret < 0)
+		return send_drop(ctx, -ret, METRIC_INGRESS);
+	ep = lookup_ip4_endpoint(f->key.daddr);
+	if (ep && !(ep->flags & ENDPOINT_F_HOST)) {
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		ip = data + ETH_HLEN;
+		if ((void *)(ip + 1) > data_end)
+			return send_drop(ctx, DROP_INVALID, METRIC_INGRESS);
+		return to_local_endpoint(ctx, ip, ep, src_id);
+	}
+	ret = snat4_fwd(ctx, l4_off, f);
+	if (ret < 0)
+		return send_drop(ctx, -ret, METRIC_EGRESS);
+	ret = nodeport_forward(ctx, f->key.daddr);
+	if (ret < 0)
+		return send_drop(ctx, -ret, METRIC_EGRESS);
+	update_metrics(ctx->len, METRIC_EGRESS, REASON_FORWARDED);
+	return ret;
+}
+
+/* A TCP/UDP packet for one of this node's own addresses (from the node's
+ * device or the tunnel): parsed once, then a reply of this node's NAT
+ * engine, else a north-south service frontend. -1: neither (the caller
  * goes on); else a TC verdict. */
-static __always_inline int nodeport_rev(struct __sk_buff *ctx)
+static __always_inline int nodeport_ingress(struct __sk_buff *ctx, __u32 src_id)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct iphdr *ip = data + ETH_HLEN;
-	struct nat4_entry *e;
 	struct flow f = {};
-	struct ct_key k;
 	__u32 l4_off;
-	__be32 to_addr;
-	__be16 to_port;
 	int ret;
 
 	if ((void *)(ip + 1) > data_end || ip->ihl < 5)
@@ -137,38 +207,8 @@ static __always_inline int nodeport_rev(struct __sk_buff *ctx)
 	l4_off = ETH_HLEN + ((__u32)ip->ihl << 2);
 	if (parse_l4(ctx, ip, &f) < 0)
 		return -1;
-	k = f.key;
-	k.pad[0] = NAT_DIR_IN;
-	e = bpf_map_lookup_elem(&seta_snat_v4_external, &k);
-	if (!e)
-		return -1;
-	to_addr = e->to_addr;
-	to_port = e->to_port;
-	ret = lb4_rewrite(ctx, l4_off, f.key.proto, 1, f.key.daddr, to_addr, f.key.dport, to_port);
-	if (ret < 0)
-		return send_drop(ctx, -ret, METRIC_INGRESS);
-	f.key.daddr = to_addr;
-	f.key.dport = to_port;
-	/* backend -> client: the frontend is the source again */
-	ret = lb4_xlate_rev(ctx, l4_off, &f);
-	if (ret < 0)
-		return send_drop(ctx, -ret, METRIC_INGRESS);
-	/* a masqueraded pod's reply: into the pod */
-	{
-		struct endpoint_info *ep = lookup_ip4_endpoint(to_addr);
-
-		if (ep && !(ep->flags & ENDPOINT_F_HOST)) {
-			data = (void *)(long)ctx->data;
-			data_end = (void *)(long)ctx->data_end;
-			ip = data + ETH_HLEN;
-			if ((void *)(ip + 1) > data_end)
-				return send_drop(ctx, DROP_INVALID, METRIC_INGRESS);
-			return to_local_endpoint(ctx, ip, ep, ipcache_identity(f.key.saddr));
-		}
-	}
-	ret = fib_redirect_v4(ctx);
-	if (ret < 0)
-		return send_drop(ctx, -ret, METRIC_EGRESS);
-	update_metrics(ctx->len, METRIC_EGRESS, REASON_FORWARDED);
-	return ret;
+	ret = nodeport_rev(ctx, l4_off, &f);
+	if (ret >= 0)
+		return ret;
+	return nodeport_lb4(ctx, l4_off, &f, src_id);
 }

@@ -97,22 +97,27 @@ async fn timing(State(a): A, req: axum::extract::Request, next: axum::middleware
     resp
 }
 
+const OPENMETRICS: [(axum::http::header::HeaderName, &str); 1] = [(
+    axum::http::header::CONTENT_TYPE,
+    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+)];
+
 /// The Prometheus endpoint: `GET /metrics` (OpenMetrics text).
 pub fn metrics_router(agent: Arc<Agent>) -> Router {
     Router::new()
-        .route(
-            "/metrics",
-            get(|State(a): A| async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    a.metrics_text().await,
-                )
-            }),
-        )
+        .route("/metrics", get(|State(a): A| async move { (OPENMETRICS, a.metrics_text().await) }))
         .with_state(agent)
+}
+
+/// Hubble's flow metrics: `GET /metrics` (OpenMetrics text).
+pub fn hubble_metrics_router(obs: Arc<crate::observer::Observer>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let text = obs.metrics.render();
+            async move { (OPENMETRICS, text) }
+        }),
+    )
 }
 
 async fn ipam_allocate(

@@ -67,65 +67,64 @@ fn main() -> Result<()> {
     }
 }
 
-/// Hubble's observer API: always on the unix socket beside the agent's,
-/// and on TCP at --hubble-listen-address.
-async fn serve_hubble(cfg: &Config, obs: std::sync::Arc<observer::Observer>) -> Result<()> {
-    let obs_metrics = obs.clone();
-    let path = cfg.hubble_socket();
-    let _ = std::fs::remove_file(&path);
-    let unix = tokio::net::UnixListener::bind(&path).with_context(|| format!("bind {}", path.display()))?;
-    let svc = observer::grpc::server(obs.clone(), format!("unix://{}", path.display()));
-    let incoming = futures::stream::unfold(unix, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) });
+/// Serve `app` (HTTP) on `addr`, given by `flag`, in the background.
+async fn serve_http(addr: std::net::SocketAddr, flag: &str, app: axum::Router) -> Result<()> {
+    let l = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{flag} {addr}"))?;
+    tracing::info!(%addr, "{flag}: serving");
+    let flag = flag.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(l, app).await {
+            tracing::error!(%e, "{flag} server ended");
+        }
+    });
+    Ok(())
+}
+
+/// Serve Hubble's observer API over `incoming` connections in the background.
+fn spawn_observer<I, IO>(svc: observer::grpc::Server, incoming: I, what: &'static str)
+where
+    I: futures::Stream<Item = std::io::Result<IO>> + Send + 'static,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + tonic::transport::server::Connected + Unpin + Send + 'static,
+{
     tokio::spawn(async move {
         if let Err(e) = tonic::transport::Server::builder()
             .add_service(svc)
             .serve_with_incoming(incoming)
             .await
         {
-            tracing::error!(%e, "hubble observer (unix socket) ended");
+            tracing::error!(%e, "hubble observer ({what}) ended");
         }
     });
+}
+
+/// Hubble's observer API: always on the unix socket beside the agent's,
+/// and on TCP at --hubble-listen-address; its metrics at
+/// --hubble-metrics-server.
+async fn serve_hubble(cfg: &Config, obs: std::sync::Arc<observer::Observer>) -> Result<()> {
+    let path = cfg.hubble_socket();
+    let _ = std::fs::remove_file(&path);
+    let unix = tokio::net::UnixListener::bind(&path).with_context(|| format!("bind {}", path.display()))?;
+    let svc = observer::grpc::server(obs.clone(), format!("unix://{}", path.display()));
+    spawn_observer(
+        svc,
+        futures::stream::unfold(unix, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) }),
+        "unix socket",
+    );
     if let Some(addr) = cfg.hubble_listen_address {
         let tcp = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("--hubble-listen-address {addr}"))?;
-        let svc = observer::grpc::server(obs, addr.to_string());
-        let incoming = futures::stream::unfold(tcp, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) });
-        tokio::spawn(async move {
-            if let Err(e) = tonic::transport::Server::builder()
-                .add_service(svc)
-                .serve_with_incoming(incoming)
-                .await
-            {
-                tracing::error!(%e, "hubble observer (tcp) ended");
-            }
-        });
+        let svc = observer::grpc::server(obs.clone(), addr.to_string());
+        spawn_observer(
+            svc,
+            futures::stream::unfold(tcp, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) }),
+            "tcp",
+        );
     }
     if let Some(addr) = cfg.hubble_metrics_server {
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("--hubble-metrics-server {addr}"))?;
-        let obs = obs_metrics;
-        let app = axum::Router::new().route(
-            "/metrics",
-            axum::routing::get(move || {
-                let obs = obs.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        obs.metrics.render(),
-                    )
-                }
-            }),
-        );
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(l, app).await {
-                tracing::error!(%e, "hubble metrics server ended");
-            }
-        });
+        serve_http(addr, "--hubble-metrics-server", api::hubble_metrics_router(obs)).await?;
     }
     tracing::info!(socket = %path.display(), tcp = ?cfg.hubble_listen_address, "hubble observer serving");
     Ok(())
@@ -159,16 +158,7 @@ async fn run(mut cfg: Config) -> Result<()> {
         }
     };
     if let Some(addr) = cfg.prometheus_serve_addr {
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("--prometheus-serve-addr {addr}"))?;
-        let app = api::metrics_router(agent.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(l, app).await {
-                tracing::error!(%e, "metrics server ended");
-            }
-        });
-        tracing::info!(%addr, "metrics at /metrics");
+        serve_http(addr, "--prometheus-serve-addr", api::metrics_router(agent.clone())).await?;
     }
     serve_hubble(&cfg, agent.observer.clone()).await?;
     let sup = agent.supervisor.clone();

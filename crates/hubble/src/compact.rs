@@ -48,15 +48,6 @@ pub fn reserved_name(id: u32) -> Option<&'static str> {
     })
 }
 
-fn ports(f: &Flow) -> (Option<u32>, Option<u32>) {
-    match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
-        Some(Protocol::Tcp(t)) => (Some(t.source_port), Some(t.destination_port)),
-        Some(Protocol::Udp(u)) => (Some(u.source_port), Some(u.destination_port)),
-        Some(Protocol::Sctp(s)) => (Some(s.source_port), Some(s.destination_port)),
-        _ => (None, None),
-    }
-}
-
 /// `ns/pod:port`, else `ip:port`, and `(ID:n)` or the reserved name.
 fn side(f: &Flow, source: bool) -> (String, String) {
     let ep = if source { f.source.as_ref() } else { f.destination.as_ref() };
@@ -64,7 +55,7 @@ fn side(f: &Flow, source: bool) -> (String, String) {
         f.ip.as_ref()
             .map(|i| if source { i.source.clone() } else { i.destination.clone() })
             .unwrap_or_default();
-    let (sp, dp) = ports(f);
+    let (sp, dp) = crate::l4_ports(f);
     let port = if source { sp } else { dp };
     let host = match ep {
         Some(e) if !e.pod_name.is_empty() => format!("{}/{}", e.namespace, e.pod_name),
@@ -123,23 +114,7 @@ fn drop_text(f: &Flow) -> String {
 pub fn summary(f: &Flow) -> String {
     match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
         Some(Protocol::Tcp(t)) => {
-            let fl = t.flags.unwrap_or_default();
-            let names: Vec<&str> = [
-                (fl.syn, "SYN"),
-                (fl.ack, "ACK"),
-                (fl.fin, "FIN"),
-                (fl.rst, "RST"),
-                (fl.psh, "PSH"),
-                (fl.urg, "URG"),
-                (fl.ece, "ECE"),
-                (fl.cwr, "CWR"),
-                (fl.ns, "NS"),
-            ]
-            .iter()
-            .filter(|(on, _)| *on)
-            .map(|(_, n)| *n)
-            .collect();
-            format!("TCP Flags: {}", names.join(", "))
+            format!("TCP Flags: {}", crate::tcp_flag_names(&t.flags.unwrap_or_default()).join(", "))
         }
         Some(Protocol::Udp(_)) => "UDP".into(),
         Some(Protocol::IcmPv4(i)) => match i.r#type {

@@ -21,7 +21,7 @@ fn any<T>(values: &[T], f: impl Fn(&T) -> bool) -> bool {
 pub fn matches(f: &FlowFilter, flow: &Flow) -> bool {
     let ip = flow.ip.as_ref();
     let (src, dst) = (flow.source.as_ref(), flow.destination.as_ref());
-    let (sport, dport) = ports(flow);
+    let (sport, dport) = crate::l4_ports(flow);
     let unsupported = !f.uuid.is_empty()
         || !f.source_fqdn.is_empty()
         || !f.destination_fqdn.is_empty()
@@ -149,15 +149,6 @@ fn glob(pattern: &str, s: &str) -> bool {
         Some((head, tail)) => {
             s.len() >= head.len() && s.starts_with(head) && (0..=s.len() - head.len()).any(|i| glob(tail, &s[head.len() + i..]))
         }
-    }
-}
-
-fn ports(flow: &Flow) -> (Option<u32>, Option<u32>) {
-    match flow.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
-        Some(Protocol::Tcp(t)) => (Some(t.source_port), Some(t.destination_port)),
-        Some(Protocol::Udp(u)) => (Some(u.source_port), Some(u.destination_port)),
-        Some(Protocol::Sctp(s)) => (Some(s.source_port), Some(s.destination_port)),
-        _ => (None, None),
     }
 }
 

@@ -61,21 +61,9 @@ pub fn flow(f: &Flow) -> Value {
     if let Some(p) = f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
         let l4 = match p {
             Protocol::Tcp(t) => {
-                let fl = t.flags.unwrap_or_default();
                 let mut flags = Map::new();
-                for (on, n) in [
-                    (fl.fin, "FIN"),
-                    (fl.syn, "SYN"),
-                    (fl.rst, "RST"),
-                    (fl.psh, "PSH"),
-                    (fl.ack, "ACK"),
-                    (fl.urg, "URG"),
-                    (fl.ece, "ECE"),
-                    (fl.cwr, "CWR"),
-                ] {
-                    if on {
-                        flags.insert(n.into(), json!(true));
-                    }
+                for n in crate::tcp_flag_names(&t.flags.unwrap_or_default()) {
+                    flags.insert(n.into(), json!(true));
                 }
                 json!({"TCP": {"source_port": t.source_port, "destination_port": t.destination_port, "flags": flags}})
             }

@@ -13,6 +13,36 @@ pub mod observer {
 }
 
 pub mod compact;
+
+/// A flow's L4 source and destination ports (TCP, UDP, SCTP), if any.
+pub fn l4_ports(f: &flow::Flow) -> (Option<u32>, Option<u32>) {
+    use flow::layer4::Protocol;
+    match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+        Some(Protocol::Tcp(t)) => (Some(t.source_port), Some(t.destination_port)),
+        Some(Protocol::Udp(u)) => (Some(u.source_port), Some(u.destination_port)),
+        Some(Protocol::Sctp(s)) => (Some(s.source_port), Some(s.destination_port)),
+        _ => (None, None),
+    }
+}
+
+/// The TCP flags that are set, in the order Hubble prints them.
+pub fn tcp_flag_names(fl: &flow::TcpFlags) -> Vec<&'static str> {
+    [
+        (fl.syn, "SYN"),
+        (fl.ack, "ACK"),
+        (fl.fin, "FIN"),
+        (fl.rst, "RST"),
+        (fl.psh, "PSH"),
+        (fl.urg, "URG"),
+        (fl.ece, "ECE"),
+        (fl.cwr, "CWR"),
+        (fl.ns, "NS"),
+    ]
+    .into_iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, n)| n)
+    .collect()
+}
 pub mod decode;
 pub mod filter;
 pub mod json;

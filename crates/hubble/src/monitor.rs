@@ -5,19 +5,7 @@ use crate::flow::{layer4::Protocol, Flow};
 fn proto_and_flags(f: &Flow) -> (u8, String, Option<u32>, Option<u32>) {
     match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
         Some(Protocol::Tcp(t)) => {
-            let fl = t.flags.unwrap_or_default();
-            let names: Vec<&str> = [
-                (fl.syn, "SYN"),
-                (fl.ack, "ACK"),
-                (fl.fin, "FIN"),
-                (fl.rst, "RST"),
-                (fl.psh, "PSH"),
-                (fl.urg, "URG"),
-            ]
-            .iter()
-            .filter(|(on, _)| *on)
-            .map(|(_, n)| *n)
-            .collect();
+            let names = crate::tcp_flag_names(&t.flags.unwrap_or_default());
             let tail = if names.is_empty() {
                 "tcp".to_string()
             } else {

@@ -125,8 +125,10 @@ pub(super) async fn events_reader(me: Arc<Agent>) -> anyhow::Result<()> {
             me.events.push(ev);
         }
         // the Hubble observer: the same events as flows, and what was lost
-        let ctx = me.flow_context().await;
-        me.observer.ingest(&batch, &ctx);
+        if !batch.is_empty() {
+            let ctx = me.flow_context().await;
+            me.observer.ingest(&batch, &ctx);
+        }
         let lost: u64 = fd.get_ref().lost_per_cpu().iter().sum();
         if lost > lost_seen {
             tracing::warn!(lost = lost - lost_seen, "datapath events lost (ring buffer full)");

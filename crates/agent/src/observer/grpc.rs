@@ -24,7 +24,9 @@ impl Service {
     }
 }
 
-pub fn server(obs: Arc<Observer>, address: String) -> ObserverServer<Service> {
+pub type Server = ObserverServer<Service>;
+
+pub fn server(obs: Arc<Observer>, address: String) -> Server {
     ObserverServer::new(Service::new(obs, address))
 }
 
@@ -44,6 +46,19 @@ fn response(node: &str, f: Flow) -> GetFlowsResponse {
         time: f.time,
         node_name: node.to_string(),
         response_types: Some(ResponseTypes::Flow(f)),
+    }
+}
+
+/// `n` events lost at `source`, as a response.
+fn lost(node: &str, source: LostEventSource, n: u64) -> GetFlowsResponse {
+    GetFlowsResponse {
+        node_name: node.to_string(),
+        time: None,
+        response_types: Some(ResponseTypes::LostEvents(LostEvent {
+            source: source as i32,
+            num_events_lost: n,
+            cpu: None,
+        })),
     }
 }
 
@@ -97,30 +112,12 @@ impl ObserverApi for Service {
                             }
                         }
                         Ok(Live::Lost(n)) => {
-                            let lost = GetFlowsResponse {
-                                node_name: node.clone(),
-                                time: None,
-                                response_types: Some(ResponseTypes::LostEvents(LostEvent {
-                                    source: LostEventSource::PerfEventRingBuffer as i32,
-                                    num_events_lost: n,
-                                    cpu: None,
-                                })),
-                            };
-                            return Some((Ok(lost), rx));
+                            return Some((Ok(lost(&node, LostEventSource::PerfEventRingBuffer, n)), rx));
                         }
                         Ok(_) => {}
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                             obs.metrics.lost("observer_events_queue", n);
-                            let lost = GetFlowsResponse {
-                                node_name: node.clone(),
-                                time: None,
-                                response_types: Some(ResponseTypes::LostEvents(LostEvent {
-                                    source: LostEventSource::ObserverEventsQueue as i32,
-                                    num_events_lost: n,
-                                    cpu: None,
-                                })),
-                            };
-                            return Some((Ok(lost), rx));
+                            return Some((Ok(lost(&node, LostEventSource::ObserverEventsQueue, n)), rx));
                         }
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                     }

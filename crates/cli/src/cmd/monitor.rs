@@ -30,13 +30,7 @@ pub struct MonitorArgs {
 }
 
 pub async fn run(a: &MonitorArgs, cli: &Cli) -> Result<i32> {
-    let target = match &a.server {
-        Some(s) => s.clone(),
-        None => {
-            let sock = seta_client::resolve_socket(cli.node.as_deref()).map_err(anyhow::Error::msg)?;
-            format!("unix://{}", sock.with_file_name("hubble.sock").display())
-        }
-    };
+    let target = super::observe::observer_target(a.server.as_deref(), cli)?;
     let mut event_type = vec![];
     for k in &a.kinds {
         let t = match k.as_str() {

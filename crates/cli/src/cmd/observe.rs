@@ -167,14 +167,17 @@ fn whitelist(a: &ObserveArgs) -> Result<Vec<FlowFilter>> {
     Ok(vec![src, dst])
 }
 
+/// `--server`, else the node's observer socket beside its agent's.
+pub fn observer_target(server: Option<&str>, cli: &Cli) -> Result<String> {
+    if let Some(s) = server {
+        return Ok(s.to_string());
+    }
+    let sock = seta_client::resolve_socket(cli.node.as_deref()).map_err(anyhow::Error::msg)?;
+    Ok(format!("unix://{}", sock.with_file_name("hubble.sock").display()))
+}
+
 pub async fn run(a: &ObserveArgs, cli: &Cli, json: bool) -> Result<i32> {
-    let target = match &a.server {
-        Some(s) => s.clone(),
-        None => {
-            let sock = seta_client::resolve_socket(cli.node.as_deref()).map_err(anyhow::Error::msg)?;
-            format!("unix://{}", sock.with_file_name("hubble.sock").display())
-        }
-    };
+    let target = observer_target(a.server.as_deref(), cli)?;
     let mut c = seta_hubble::connect(&target).await.map_err(anyhow::Error::msg)?;
     match a.what {
         Some(ObserveWhat::Status) => {
