@@ -11,7 +11,6 @@ mod tests;
 use seta_hubble::decode::{self, Context};
 use seta_hubble::flow::Flow;
 use seta_hubble::ring::Ring;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -31,8 +30,6 @@ pub struct Observer {
     ring: Mutex<Ring>,
     live: tokio::sync::broadcast::Sender<Live>,
     started: Instant,
-    /// events that were not flows (unknown record types)
-    undecodable: AtomicU64,
     /// Hubble's flow metrics
     pub metrics: metrics::FlowMetrics,
 }
@@ -51,7 +48,6 @@ impl Observer {
             ring: Mutex::new(Ring::new(capacity)?),
             live: tokio::sync::broadcast::channel(FOLLOW_QUEUE).0,
             started: Instant::now(),
-            undecodable: AtomicU64::new(0),
             metrics: Default::default(),
         })
     }
@@ -63,17 +59,11 @@ impl Observer {
     /// Decode `events` and keep their flows; followers get them at once.
     pub fn ingest(&self, events: &[seta_abi::SetaEvent], ctx: &Context) {
         let mut ring = self.ring.lock().unwrap();
-        for ev in events {
-            match decode::flow_of(ev, ctx) {
-                Some(f) => {
-                    self.metrics.observe(&f);
-                    let seq = ring.push(f.clone());
-                    let _ = self.live.send(Live::Flow(seq, f));
-                }
-                None => {
-                    self.undecodable.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+        // (records that are no flows are not kept)
+        for f in events.iter().filter_map(|ev| decode::flow_of(ev, ctx)) {
+            self.metrics.observe(&f);
+            let seq = ring.push(f.clone());
+            let _ = self.live.send(Live::Flow(seq, f));
         }
     }
 
