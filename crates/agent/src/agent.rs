@@ -1,13 +1,16 @@
 //! The endpoint manager: desired state (IPAM, identities, endpoints) kept in
 //! memory and on disk, and converged into the kernel through seta-datapath.
+use crate::cluster::ClusterState;
 use crate::config::Config;
+use crate::endpoints::{Endpoints, Refusal};
 use crate::identities::Identities;
+use crate::ipcache::IpcacheSubsystem;
 use crate::kernel::Kernel;
 use crate::state::Store;
 use anyhow::{Context, Result};
-use seta_abi::{EndpointInfo, RemoteEndpointInfo, ENDPOINT_F_HOST};
+use seta_abi::{EndpointInfo, ENDPOINT_F_HOST};
 use seta_core::api::{AgentConfig, Attachment, IpamAddress, IpamResponse, IpamStatus, Status};
-use seta_core::endpoint::{next_endpoint_id, parse_mac, Endpoint, EndpointChangeRequest, EndpointRef, EndpointState};
+use seta_core::endpoint::{parse_mac, Endpoint, EndpointChangeRequest, EndpointRef, EndpointState};
 use seta_core::identity::ID_HOST;
 use seta_core::ipam::Pool;
 use seta_core::labelfilter::LabelFilter;
@@ -35,7 +38,6 @@ mod services;
 use node::{setup_host_devices, underlay};
 mod endpoints;
 mod identities;
-pub(crate) mod ipcache;
 mod policy;
 #[cfg(test)]
 mod tests;
@@ -65,23 +67,20 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
-struct Inner {
-    pool: Pool,
-    /// the identities subsystem: this node's references, the cluster's identities, releases due
-    identities: Identities,
-    endpoints: BTreeMap<u16, Endpoint>,
-    /// ids handed out to creations still loading their programs
-    reserved_ids: std::collections::BTreeSet<u16>,
-    /// container ids with a create in flight (a second one is a conflict)
-    creating: std::collections::BTreeSet<String>,
-    /// the one adapter to the kernel (also held by the agent)
-    kernel: Arc<dyn Kernel>,
-    /// the merged desired ipcache (every source) and what is installed
-    ipc_state: ipcache::IpcacheState,
-    /// the policy subsystem: repository, resolution, per-endpoint cache
-    policy: Policy,
-    /// other nodes, their pods and the cluster's identities (from the kvstore)
-    cluster: cluster::ClusterState,
+/// A subsystem's state behind its own lock. It is held only to compute or
+/// to write a map entry, never across an await, and never together with
+/// another subsystem's: the endpoint lock (async) is the only one held
+/// while others are taken.
+pub(crate) struct Owned<T>(std::sync::Mutex<T>);
+
+impl<T> Owned<T> {
+    pub(crate) fn new(t: T) -> Self {
+        Self(std::sync::Mutex::new(t))
+    }
+
+    pub(crate) fn get(&self) -> std::sync::MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 pub struct Agent {
@@ -91,7 +90,17 @@ pub struct Agent {
     /// the node's versioned pin directory (the events reader opens its ring buffer there)
     pin_dir: std::path::PathBuf,
     store: Store,
-    inner: Mutex<Inner>,
+    /// the endpoints subsystem (IPAM pool, endpoints, creations in flight);
+    /// its lock orders endpoint lifecycle and policy regeneration
+    endpoints: Mutex<Endpoints>,
+    /// the identities subsystem: this node's references, the cluster's identities, releases due
+    identities: Owned<Identities>,
+    /// the policy subsystem: repository, resolution, per-endpoint cache
+    policy: Owned<Policy>,
+    /// the merged desired ipcache (every source) and what is installed
+    ipcache: Owned<IpcacheSubsystem>,
+    /// other nodes, their pods and the cluster's policies (from the kvstore)
+    cluster: Owned<ClusterState>,
     started: Instant,
     restored: std::sync::atomic::AtomicUsize,
     filter: LabelFilter,
@@ -132,7 +141,7 @@ pub struct Agent {
     kv: Kv,
     /// this node's endpoint IPs queued for the kvstore (the IP publisher drains it)
     ip_outbox: outbox::IpOutbox,
-    kv_health: cluster::KvHealth,
+    kv_health: crate::cluster::KvHealth,
     last_keepalive: std::sync::Mutex<Instant>,
     /// this node's address for other nodes
     node_ip: Option<Ipv4Addr>,
@@ -152,14 +161,13 @@ fn host_entry(ep: &Endpoint) -> Result<EndpointInfo, String> {
     })
 }
 
-impl Inner {
-    /// The id of the endpoint `r` names, or 404.
-    fn find(&self, r: &EndpointRef) -> Result<u16, ApiError> {
-        self.endpoints
-            .values()
-            .find(|e| r.matches(e))
-            .map(|e| e.id)
-            .ok_or_else(|| ApiError::NotFound(format!("endpoint {r:?} not found")))
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::BadRequest(m) => Self::BadRequest(m),
+            Refusal::NotFound(m) => Self::NotFound(m),
+            Refusal::Conflict(m) => Self::Conflict(m),
+        }
     }
 }
 
@@ -167,17 +175,18 @@ pub use crate::kv::Kv;
 
 use crate::policy::{Policy, SCOPE_LOCAL};
 
-/// Make an endpoint visible to the datapath: its endpoint-map entry (local
-/// delivery) and its ipcache entry (its identity for everyone's policy).
-fn publish(inner: &mut Inner, ep: &Endpoint) -> Result<(), ApiError> {
-    inner
-        .kernel
-        .endpoint_upsert(ep.ipv4, &host_entry(ep).map_err(ApiError::BadRequest)?)?;
-    inner.ipcache_local(ep.ipv4, Some(ep.identity));
-    if let Some(err) = inner.ipc_state.failed.get(&ipcache::host32(ep.ipv4)) {
-        return Err(ApiError::Internal(format!("ipcache entry for {}: {err}", ep.ipv4)));
+impl Agent {
+    /// Make an endpoint visible to the datapath: its endpoint-map entry
+    /// (local delivery) and its ipcache entry (its identity for everyone's
+    /// policy).
+    fn publish(&self, ep: &Endpoint) -> Result<(), ApiError> {
+        self.kernel
+            .endpoint_upsert(ep.ipv4, &host_entry(ep).map_err(ApiError::BadRequest)?)?;
+        self.ipcache
+            .get()
+            .set_local(ep.ipv4, Some(ep.identity))
+            .map_err(|err| ApiError::Internal(format!("ipcache entry for {}: {err}", ep.ipv4)))
     }
-    Ok(())
 }
 
 fn prog_config(ep: &Endpoint) -> Result<EndpointProgConfig, String> {
@@ -247,22 +256,17 @@ impl Agent {
         )?;
         // start from what is pinned: nothing is rewritten until every source
         // has said what it wants (the full reconcile at the end of start)
-        let mut ipc_state = ipcache::IpcacheState::adopt(kernel.as_ref());
-        ipc_state.merged.upsert(
-            seta_core::ipcache::Source::Local,
-            ipcache::host32(router),
-            seta_core::ipcache::Entry {
-                identity: ID_HOST,
-                tunnel_endpoint: None,
-            },
-        );
+        let mut ipcache = IpcacheSubsystem::adopt(kernel.clone(), router, ID_HOST);
         // other nodes' entries a previous run left stay until the first
         // cluster sync says otherwise (no gap for cross-node traffic)
-        for (net, e) in &ipc_state.installed {
-            if net.prefix_len() == 32 && !cfg.pod_cidr.contains(&net.addr()) && e.identity < SCOPE_LOCAL {
-                let (net, e) = (*net, *e);
-                ipc_state.merged.upsert(seta_core::ipcache::Source::Cluster, net, e);
-            }
+        let kept: Vec<_> = ipcache
+            .installed()
+            .iter()
+            .filter(|(net, e)| net.prefix_len() == 32 && !cfg.pod_cidr.contains(&net.addr()) && e.identity < SCOPE_LOCAL)
+            .map(|(net, e)| (*net, *e))
+            .collect();
+        for (net, e) in kept {
+            ipcache.keep(seta_core::ipcache::Source::Cluster, net, e);
         }
 
         let identities = Identities::new(store.load("identities.json")?);
@@ -278,17 +282,11 @@ impl Agent {
             kernel: kernel.clone(),
             pin_dir,
             store,
-            inner: Mutex::new(Inner {
-                pool,
-                identities,
-                endpoints: BTreeMap::new(),
-                reserved_ids: Default::default(),
-                creating: Default::default(),
-                kernel,
-                ipc_state,
-                policy,
-                cluster: Default::default(),
-            }),
+            endpoints: Mutex::new(Endpoints::new(pool)),
+            identities: Owned::new(identities),
+            policy: Owned::new(policy),
+            ipcache: Owned::new(ipcache),
+            cluster: Owned::new(ClusterState::default()),
             started: Instant::now(),
             restored: Default::default(),
             filter,
@@ -325,23 +323,25 @@ impl Agent {
             tracing::error!(%e, "service maps");
         }
         {
-            let mut inner = agent.inner.lock().await;
-            inner.policy.sync_cidr_identities();
-            agent.sync_cidr_ipcache(&mut inner)?;
-            agent.sync_ipblock(&mut inner)?;
+            let mut eps = agent.endpoints.lock().await;
+            agent.policy.get().sync_cidr_identities();
+            agent.sync_cidr_ipcache();
+            agent.sync_ipblock()?;
             // a restart is the same reconcile: the kernel map, whatever it holds
-            agent.sync_ipblock_map(&inner)?;
-            inner.reconcile_ipcache(true);
-            agent.regenerate_all(&mut inner);
-            agent.save_pool_and_ids(&inner)?;
+            agent.sync_ipblock_map()?;
+            agent.ipcache.get().reconcile(true);
+            agent.regenerate_all(&mut eps);
+            agent.save_pool_and_ids(&eps)?;
         }
         Ok(agent)
     }
 
-    fn save_pool_and_ids(&self, inner: &Inner) -> Result<()> {
-        self.store.save("ipam.json", &inner.pool)?;
-        self.store.save("identities.json", inner.identities.local())?;
-        self.store.save("policy.json", inner.policy.repository())
+    /// The pool, this node's identities and the policy repository, to the
+    /// state dir (under the endpoint lock, which orders these writes).
+    fn save_pool_and_ids(&self, eps: &Endpoints) -> Result<()> {
+        self.store.save("ipam.json", eps.pool())?;
+        self.store.save("identities.json", self.identities.get().local())?;
+        self.store.save("policy.json", self.policy.get().repository())
     }
 
     pub fn config(&self) -> AgentConfig {
@@ -359,8 +359,23 @@ impl Agent {
     }
 
     pub async fn status(&self) -> Status {
-        let inner = self.inner.lock().await;
-        let mut nodes_registered: Vec<String> = inner.cluster.nodes.keys().cloned().chain([self.cfg.node.clone()]).collect();
+        let (mut nodes_registered, cluster_health): (Vec<String>, Vec<_>) = {
+            let c = self.cluster.get();
+            let names = c.nodes().keys().cloned().chain([self.cfg.node.clone()]).collect();
+            (names, c.health().values().cloned().collect())
+        };
+        let (policy_revision, policies) = {
+            let p = self.policy.get();
+            (p.revision(), p.docs().len())
+        };
+        let ipcache_failed = self
+            .ipcache
+            .get()
+            .failed()
+            .iter()
+            .map(|(n, e)| (n.to_string(), e.clone()))
+            .collect();
+        let eps = self.endpoints.lock().await;
         nodes_registered.sort();
         let kvstore_status = if self.kv_health.connected() {
             match self.kv_health.resyncs() {
@@ -373,10 +388,6 @@ impl Agent {
                 self.kv_health.last_error().unwrap_or_else(|| "connecting".into())
             )
         };
-        let mut states = BTreeMap::new();
-        for e in inner.endpoints.values() {
-            *states.entry(e.state.to_string()).or_insert(0) += 1;
-        }
         Status {
             node: self.cfg.node.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -384,18 +395,18 @@ impl Agent {
             uptime_seconds: self.started.elapsed().as_secs(),
             datapath: format!("eBPF, pins {}", self.cfg.pin_dir.display()),
             attach_mode: "tc (endpoints), tcx (host devices)".into(),
-            endpoints: inner.endpoints.len(),
-            endpoint_states: states,
+            endpoints: eps.len(),
+            endpoint_states: eps.state_counts(),
             ipam: IpamStatus {
-                cidr: inner.pool.cidr,
-                allocated: inner.pool.allocated.len(),
-                capacity: inner.pool.capacity(),
-                allocations: inner.pool.allocated.clone(),
+                cidr: eps.cidr(),
+                allocated: eps.pool().allocated.len(),
+                capacity: eps.pool().capacity(),
+                allocations: eps.pool().allocated.clone(),
             },
             restored_endpoints: self.restored.load(std::sync::atomic::Ordering::Relaxed),
             cni_config: self.cfg.cni_conf_path().display().to_string(),
-            policy_revision: inner.policy.revision(),
-            policies: inner.policy.docs().len(),
+            policy_revision,
+            policies,
             policy_map_full_errors: self.policy_map_full_count(),
             kvstore: format!("{} {}", self.kv.describe(), self.cfg.kvstore_endpoints.join(","))
                 .trim()
@@ -405,12 +416,11 @@ impl Agent {
             routing_mode: self.cfg.routing_mode,
             node_ip: self.node_ip,
             pod_mtu: self.pod_mtu(),
-            cluster_health: inner.cluster.health.values().cloned().collect(),
+            cluster_health,
             tasks: self.supervisor.status(),
             reconcile: seta_core::api::ReconcileStatus {
-                ipcache_failed: inner.ipc_state.failed.iter().map(|(n, e)| (n.to_string(), e.clone())).collect(),
-                endpoints_failed: inner
-                    .endpoints
+                ipcache_failed,
+                endpoints_failed: eps
                     .values()
                     .filter(|e| e.state == EndpointState::NotReady)
                     .map(|e| (e.id, e.status_message.clone()))
@@ -492,23 +502,18 @@ impl Agent {
     /// One pass of the retry loop: regenerate not-ready endpoints and rewrite
     /// failed ipcache entries.
     pub(crate) async fn retry_once(&self) -> Retry {
-        let mut inner = self.inner.lock().await;
-        let failed: Vec<u16> = inner
-            .endpoints
-            .values()
-            .filter(|e| e.state == EndpointState::NotReady)
-            .map(|e| e.id)
-            .collect();
-        let ipc_failed = !inner.ipc_state.failed.is_empty();
+        let mut eps = self.endpoints.lock().await;
+        let failed = eps.not_ready();
+        let ipc_failed = !self.ipcache.get().failed().is_empty();
         if failed.is_empty() && !ipc_failed {
             return Retry::Idle;
         }
         if !failed.is_empty() {
             self.regen_retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.regenerate(&mut inner, &failed);
+            self.regenerate(&mut eps, &failed);
         }
-        let ipc_left = if ipc_failed { inner.reconcile_ipcache(true) } else { 0 };
-        let still = inner.endpoints.values().any(|e| e.state == EndpointState::NotReady);
+        let ipc_left = if ipc_failed { self.ipcache.get().reconcile(true) } else { 0 };
+        let still = !eps.not_ready().is_empty();
         if still || ipc_left > 0 {
             Retry::Pending
         } else {

@@ -317,7 +317,7 @@ impl Kernel for Real {
 }
 
 /// The ipcache reconciler writes through the kernel adapter.
-impl crate::agent::ipcache::IpcacheSink for &dyn Kernel {
+impl crate::ipcache::IpcacheSink for &dyn Kernel {
     fn put(&mut self, net: Ipv4Net, e: &Entry) -> Result<(), String> {
         self.ipcache_put(net, e)
     }

@@ -1,10 +1,13 @@
 //! seta-agent: the per-node daemon.
 mod agent;
 mod api;
+mod cluster;
 mod config;
+mod endpoints;
 mod events;
 mod healthcheck;
 mod identities;
+mod ipcache;
 mod kernel;
 mod kv;
 mod metrics;

@@ -24,8 +24,7 @@ impl Agent {
 
     pub(super) async fn refill_once(&self) {
         let want: Vec<u16> = {
-            let inner = self.inner.lock().await;
-            let used: std::collections::BTreeSet<u16> = inner.endpoints.keys().chain(inner.reserved_ids.iter()).copied().collect();
+            let used = self.endpoints.lock().await.used_ids();
             (1..=u16::MAX).filter(|i| !used.contains(i)).take(SPARE_POLICY_MAPS).collect()
         };
         self.kernel.prepare_policy_maps(want).await;

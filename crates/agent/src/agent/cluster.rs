@@ -1,16 +1,16 @@
-//! The node in its cluster: what other nodes publish in the kvstore (their
-//! registry entries, their pods' IPs and identities, the identities
-//! themselves) is watched and converged into this node's ipcache, policy maps
-//! and routes; this node's own entries are published under its lease and
-//! re-published after the kvstore comes back or the lease was lost.
-use super::ipcache as ipc_rec;
+//! The agent's side of the cluster subsystem (`crate::cluster`): the
+//! kvstore watches feed it, and what it computes is applied outside its
+//! lock: the ipcache's cluster source, policy maps, routes (netlink, with no
+//! lock but the route reconciler's), the cluster's policies. This node's
+//! own entries are published under its lease and re-published after the
+//! kvstore comes back or the lease was lost.
 use super::*;
+use crate::cluster::{policy_key, PolicyWrites, Watch};
 use crate::config::RoutingMode;
 use seta_core::ipam::router_ip;
-use seta_core::ipcache::{self, Source};
+use seta_core::ipcache::Source;
 use seta_kvstore::ipcache::IpEntry;
-use seta_kvstore::nodes::NodeInfo;
-use seta_kvstore::reflector::{Change, Health, Mirror, Update};
+use seta_kvstore::reflector::Update;
 
 pub const VXLAN_DEV: &str = "seta_vxlan";
 pub const VXLAN_PORT: u16 = 8472;
@@ -20,100 +20,6 @@ pub const TUNNEL_OVERHEAD: u32 = 50;
 pub const ROUTE_PROTO: u8 = 0xc5;
 /// Health listener on every node (Cilium's cilium-health port).
 pub const HEALTH_PORT: u16 = 4240;
-
-/// What this node knows about the rest of the cluster.
-#[derive(Default)]
-pub struct ClusterState {
-    ids: Mirror,
-    ips: Mirror,
-    nodes_m: Mirror,
-    /// other nodes, by name
-    pub nodes: BTreeMap<String, NodeInfo>,
-    /// desired routes to other nodes' pod CIDRs (node CIDR -> via)
-    routes: BTreeMap<(Ipv4Addr, u8), Ipv4Addr>,
-    /// probe results: node name -> (underlay reachable, datapath reachable, when)
-    pub health: BTreeMap<String, seta_core::api::NodeHealth>,
-    /// the cluster's policies (etcd mode)
-    policies_m: Mirror,
-    /// the first policy snapshot was applied
-    policies_synced: bool,
-    /// this node's policy writes not yet seen through the watch (key ->
-    /// value or deletion, when): the watch may still deliver older states
-    policy_writes: BTreeMap<String, (Option<Vec<u8>>, Instant)>,
-}
-
-/// Policy keys this node wrote (values) and deleted.
-#[derive(Default)]
-pub(super) struct PolicyWrites {
-    puts: Vec<(String, Vec<u8>)>,
-    deletes: Vec<String>,
-}
-
-/// This node's writes count before the watch shows them. A write the watch
-/// already delivered (the write ran without the lock, so the watch may have
-/// been faster) is not pending: recording it would mask later changes.
-pub(super) fn record_policy_writes(inner: &mut Inner, w: PolicyWrites) {
-    let now = Instant::now();
-    let c = &mut inner.cluster;
-    for (k, v) in w.puts {
-        if c.policies_m.data.get(&k) != Some(&v) {
-            c.policy_writes.insert(k, (Some(v), now));
-        }
-    }
-    for k in w.deletes {
-        if c.policies_m.data.contains_key(&k) {
-            c.policy_writes.insert(k, (None, now));
-        }
-    }
-}
-
-/// `<prefix>/policies/v1/<kind>/<namespace or _>/<name>`
-pub fn policy_key(prefix: &str, d: &PolicyDoc) -> String {
-    format!(
-        "{}/policies/v1/{}/{}/{}",
-        prefix.trim_end_matches('/'),
-        d.origin.kind.short(),
-        d.origin.namespace.as_deref().unwrap_or("_"),
-        d.origin.name
-    )
-}
-
-/// Watch health of the three prefixes.
-#[derive(Default)]
-pub struct KvHealth {
-    pub ids: Arc<Health>,
-    pub ips: Arc<Health>,
-    pub nodes: Arc<Health>,
-    pub policies: Arc<Health>,
-}
-
-impl KvHealth {
-    pub fn connected(&self) -> bool {
-        self.ids.connected() && self.ips.connected() && self.nodes.connected() && self.policies.connected()
-    }
-    pub fn resyncs(&self) -> u64 {
-        self.ids.resyncs() + self.ips.resyncs() + self.nodes.resyncs() + self.policies.resyncs()
-    }
-    pub fn last_error(&self) -> Option<String> {
-        self.ids
-            .last_error()
-            .or(self.ips.last_error())
-            .or(self.nodes.last_error())
-            .or(self.policies.last_error())
-    }
-}
-
-pub(super) fn parse_labels(v: &[u8]) -> Option<LabelSet> {
-    let s = std::str::from_utf8(v).ok()?;
-    s.split(';')
-        .filter(|p| !p.is_empty())
-        .map(|p| Label::parse(p, "k8s").ok())
-        .collect()
-}
-
-pub(super) fn id_of_key(k: &str) -> Option<u32> {
-    k.rsplit('/').next()?.parse().ok()
-}
 
 /// Node bring-up: the tunnel device (tunnel mode) or its removal (native),
 /// the datapath's view of it, and the node device's program.
@@ -140,7 +46,11 @@ pub(super) async fn setup_routing_mode(dp: &Datapath, nl: &Netlink, cfg: &Config
     }
     let drop = (cfg.service_no_backend_response == crate::config::NoBackendResponse::Drop) as u32;
     let masq = if cfg.enable_bpf_masquerade { seta_abi::OPT_MASQUERADE } else { 0 };
-    seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_DATAPATH_OPTS, drop * seta_abi::OPT_LB_NO_BACKEND_DROP | masq)?;
+    seta_datapath::maps::set_config(
+        &pin,
+        seta_abi::CONFIG_DATAPATH_OPTS,
+        (drop * seta_abi::OPT_LB_NO_BACKEND_DROP) | masq,
+    )?;
     // north-south service traffic to another node's backend leaves from this address
     let nip = node.ip.map(|ip| u32::from_ne_bytes(ip.octets())).unwrap_or(0);
     seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_NODE_IP, nip)?;
@@ -231,13 +141,8 @@ impl Agent {
     pub(super) async fn republish_all(&self) -> seta_kvstore::Result<()> {
         let info = self.node_info().await;
         self.kv.register_node(self.prefix(), &info).await?;
-        let (entries, held): (Vec<IpEntry>, Vec<(u32, LabelSet)>) = {
-            let inner = self.inner.lock().await;
-            (
-                inner.endpoints.values().map(|e| self.ip_entry(e)).collect(),
-                inner.identities.held().map(|a| (a.id, a.labels.clone())).collect(),
-            )
-        };
+        let entries: Vec<IpEntry> = self.endpoints.lock().await.values().map(|e| self.ip_entry(e)).collect();
+        let held: Vec<(u32, LabelSet)> = self.identities.get().held().map(|a| (a.id, a.labels.clone())).collect();
         let mine: std::collections::BTreeSet<Ipv4Addr> = entries.iter().map(|e| e.ip).collect();
         let entries = if self.kv.shared() { entries } else { vec![] };
         for e in &entries {
@@ -332,71 +237,49 @@ impl Agent {
         let mut policies = self.kv.reflect(format!("{p}/policies/v1/"), self.kv_health.policies.clone());
         loop {
             let (which, u) = tokio::select! {
-                Some(u) = ids.recv() => (0, u),
-                Some(u) = ips.recv() => (1, u),
-                Some(u) = nodes.recv() => (2, u),
-                Some(u) = policies.recv() => (3, u),
+                Some(u) = ids.recv() => (Watch::Identities, u),
+                Some(u) = ips.recv() => (Watch::Ips, u),
+                Some(u) = nodes.recv() => (Watch::Nodes, u),
+                Some(u) = policies.recv() => (Watch::Policies, u),
                 else => anyhow::bail!("every kvstore reflector ended"),
             };
             let mut batch = vec![(which, u)];
             // take whatever else is queued: one convergence per burst
             while let Ok(u) = ids.try_recv() {
-                batch.push((0, u));
+                batch.push((Watch::Identities, u));
             }
             while let Ok(u) = ips.try_recv() {
-                batch.push((1, u));
+                batch.push((Watch::Ips, u));
             }
             while let Ok(u) = nodes.try_recv() {
-                batch.push((2, u));
+                batch.push((Watch::Nodes, u));
             }
             while let Ok(u) = policies.try_recv() {
-                batch.push((3, u));
+                batch.push((Watch::Policies, u));
             }
             self.apply_cluster_updates(batch).await;
         }
     }
 
-    async fn apply_cluster_updates(&self, batch: Vec<(u8, Update)>) {
+    async fn apply_cluster_updates(&self, batch: Vec<(Watch, Update)>) {
         let t = Instant::now();
-        let mut inner = self.inner.lock().await;
-        let (mut id_changes, mut topo_changed, mut pol_changed): (Vec<Change>, bool, bool) = (Vec::new(), false, false);
-        for (which, u) in batch {
-            match which {
-                0 => id_changes.extend(inner.cluster.ids.apply(u)),
-                1 => topo_changed |= !inner.cluster.ips.apply(u).is_empty(),
-                3 => pol_changed |= !inner.cluster.policies_m.apply(u).is_empty() || !inner.cluster.policies_synced,
-                _ => {
-                    if !inner.cluster.nodes_m.apply(u).is_empty() {
-                        topo_changed = true;
-                        let me = self.cfg.node.clone();
-                        inner.cluster.nodes = inner
-                            .cluster
-                            .nodes_m
-                            .data
-                            .values()
-                            .filter_map(|v| serde_json::from_slice::<NodeInfo>(v).ok())
-                            .filter(|n| n.name != me)
-                            .map(|n| (n.name.clone(), n))
-                            .collect();
-                    }
-                }
-            }
+        let applied = self.cluster.get().apply(batch, &self.cfg.node);
+        let mut eps = self.endpoints.lock().await;
+        if !applied.identities.is_empty() {
+            self.remote_identities_changed(&mut eps, applied.identities);
         }
-        if !id_changes.is_empty() {
-            self.remote_identities_changed(&mut inner, id_changes);
+        if applied.topology {
+            self.converge_remote(&mut eps);
         }
-        if topo_changed {
-            self.converge_remote(&mut inner);
-        }
-        let publish = match pol_changed && self.kv.shared() {
-            true => self.cluster_policies_changed(&mut inner),
+        let publish = match applied.policies && self.kv.shared() {
+            true => self.cluster_policies_changed(&mut eps),
             false => None,
         };
-        drop(inner);
+        drop(eps);
         if let Some(docs) = publish {
             self.publish_node_policies(docs).await;
         }
-        if topo_changed {
+        if applied.topology {
             self.reconcile_routes().await;
         }
         tracing::debug!(ms = t.elapsed().as_secs_f64() * 1e3, "cluster state applied");
@@ -423,44 +306,26 @@ impl Agent {
     /// or a resync): make the local repository equal to them. On first
     /// contact with a cluster that has none, this node's policies are to be
     /// published instead: returned, for writing after the lock is released.
-    fn cluster_policies_changed(&self, inner: &mut Inner) -> Option<Vec<PolicyDoc>> {
+    fn cluster_policies_changed(&self, eps: &mut Endpoints) -> Option<Vec<PolicyDoc>> {
         // our own recent writes count even before the watch shows them
-        let data = {
-            let c = &mut inner.cluster;
-            let mirror = &c.policies_m.data;
-            c.policy_writes
-                .retain(|k, (v, at)| mirror.get(k) != v.as_ref() && at.elapsed() < std::time::Duration::from_secs(10));
-            let mut data = mirror.clone();
-            for (k, (v, _)) in &c.policy_writes {
-                match v {
-                    Some(v) => data.insert(k.clone(), v.clone()),
-                    None => data.remove(k),
-                };
-            }
-            data
+        let (want, first) = {
+            let mut c = self.cluster.get();
+            (c.policies(), c.first_policy_sync())
         };
-        let mut want: Vec<PolicyDoc> = Vec::new();
-        for (k, v) in &data {
-            match serde_json::from_slice::<PolicyDoc>(v) {
-                Ok(d) => want.push(d),
-                Err(e) => tracing::error!(key = %k, %e, "unreadable policy in the kvstore; ignored"),
-            }
-        }
-        want.sort_by(|a, b| a.origin.cmp(&b.origin));
-        if !inner.cluster.policies_synced {
-            inner.cluster.policies_synced = true;
+        if first && want.is_empty() {
             // first contact with a cluster that has no policies yet: this
             // node's (from before it joined) become the cluster's
-            if want.is_empty() && !inner.policy.docs().is_empty() {
-                return Some(inner.policy.docs().to_vec());
+            let mine = self.policy.get().docs().to_vec();
+            if !mine.is_empty() {
+                return Some(mine);
             }
         }
         let n = want.len();
-        if !inner.policy.replace(want) {
+        if !self.policy.get().replace(want) {
             return None;
         }
         tracing::info!(policies = n, "cluster policies changed");
-        if let Err(e) = self.policy_changed(inner) {
+        if let Err(e) = self.policy_changed(eps) {
             tracing::error!(%e, "applying the cluster's policies");
         }
         None
@@ -471,87 +336,48 @@ impl Agent {
     async fn publish_node_policies(&self, docs: Vec<PolicyDoc>) {
         let _order = self.policy_io.lock().await;
         let written = self.write_policies(&docs, &[]).await;
-        let mut inner = self.inner.lock().await;
+        let mut c = self.cluster.get();
         match written {
             Ok(w) => {
-                record_policy_writes(&mut inner, w);
+                c.record_policy_writes(w);
                 tracing::info!(policies = docs.len(), "published this node's policies to the cluster");
             }
             Err(e) => {
-                inner.cluster.policies_synced = false;
+                c.policies_unsynced();
                 tracing::warn!(%e, "could not publish this node's policies");
             }
         }
     }
 
-    /// Make the ipcache and routes match the other nodes and their pods.
-    pub(super) fn converge_remote(&self, inner: &mut Inner) {
+    /// Make the ipcache (and the desired routes) match the other nodes and
+    /// their pods; per-IP identities and policy maps follow.
+    pub(super) fn converge_remote(&self, eps: &mut Endpoints) {
         let tunnel = self.cfg.routing_mode == RoutingMode::Tunnel;
-        let own_cidr = inner.pool.cidr;
-        let mut want: BTreeMap<Ipv4Addr, RemoteEndpointInfo> = BTreeMap::new();
-        let mut routes: BTreeMap<(Ipv4Addr, u8), Ipv4Addr> = BTreeMap::new();
-        let tun = |ip: Ipv4Addr| if tunnel { ip.octets() } else { [0; 4] };
-        for n in inner.cluster.nodes.values() {
-            let Some(primary) = n.primary_ip() else { continue };
-            let Ok(cidr) = n.pod_cidr.parse::<ipnet::Ipv4Net>() else { continue };
-            if cidr.contains(&own_cidr.network()) || own_cidr.contains(&cidr.network()) {
-                tracing::error!(node = %n.name, %cidr, "node's pod CIDR overlaps ours; ignoring it");
-                continue;
-            }
-            routes.insert((cidr.network(), cidr.prefix_len()), primary);
-            let node_entry = RemoteEndpointInfo {
-                sec_identity: seta_abi::REMOTE_NODE_ID,
-                tunnel_endpoint: tun(primary),
-                ..Default::default()
-            };
-            for ip in n.ips.iter().chain([&router_ip(cidr)]) {
-                want.insert(*ip, node_entry);
-            }
-        }
-        for v in inner.cluster.ips.data.values() {
-            let Some(e) = seta_kvstore::ipcache::parse(v) else { continue };
-            if e.node == self.cfg.node || own_cidr.contains(&e.ip) {
-                continue;
-            }
-            want.insert(
-                e.ip,
-                RemoteEndpointInfo {
-                    sec_identity: e.identity,
-                    tunnel_endpoint: tun(e.host_ip),
-                    ..Default::default()
-                },
-            );
-        }
+        let (want, nodes) = {
+            let mut c = self.cluster.get();
+            (c.remote(&self.cfg.node, eps.cidr(), tunnel), c.nodes().len())
+        };
         // the cluster's part of the merged ipcache; entries other sources
         // own with a higher precedence (local endpoints) stay theirs
-        let before = inner.ipc_state.merged.source(Source::Cluster);
-        let want: BTreeMap<ipnet::Ipv4Net, ipcache::Entry> =
-            want.iter().map(|(ip, v)| (ipc_rec::host32(*ip), ipc_rec::from_kernel(v))).collect();
-        let up = want.iter().filter(|(k, v)| before.get(k) != Some(v)).count();
-        let down = before.keys().filter(|k| !want.contains_key(k)).count();
-        inner.ipc_state.merged.replace_source(Source::Cluster, &want);
-        inner.reconcile_ipcache(false);
+        let (up, down) = self.ipcache.get().replace_source(Source::Cluster, &want);
         // pod IPs under a Kubernetes ipBlock get per-IP identities, remote ones too
-        match self.sync_ipblock(inner) {
-            Ok(true) => self.regenerate_all(inner),
+        match self.sync_ipblock() {
+            Ok(true) => self.regenerate_all(eps),
             Ok(false) => {}
             Err(e) => tracing::error!(%e, "per-IP identities of ipBlock peers"),
         }
         // routes to other nodes' pod CIDRs: written by reconcile_routes, off the lock
-        inner.cluster.routes = routes;
         if up + down > 0 {
-            tracing::info!(up, down, nodes = inner.cluster.nodes.len(), "remote ipcache converged");
+            tracing::info!(up, down, nodes, "remote ipcache converged");
         }
     }
 
     /// Make the kernel's routes to other nodes' pod CIDRs (ours by protocol)
-    /// equal the desired ones; netlink runs without the inner lock.
+    /// equal the desired ones; netlink runs without any subsystem lock.
     pub(super) async fn reconcile_routes(&self) {
         let mut installed = self.routes_io.lock().await;
-        let (routes, own_cidr) = {
-            let inner = self.inner.lock().await;
-            (inner.cluster.routes.clone(), inner.pool.cidr)
-        };
+        let routes = self.cluster.get().routes().clone();
+        let own_cidr = self.cfg.pod_cidr;
         let tunnel = self.cfg.routing_mode == RoutingMode::Tunnel;
         let host = self.kernel.link(HOST_DEV).await.ok().flatten();
         for ((net, plen), via) in &routes {

@@ -8,10 +8,10 @@ impl Agent {
     /// and map entries are removed.
     pub(super) async fn restore(&self) -> Result<()> {
         let saved = self.store.load_endpoints();
-        let mut inner = self.inner.lock().await;
+        let mut eps = self.endpoints.lock().await;
         // identities keep their numbers; references are re-counted from the
         // endpoints that survive
-        inner.identities.start_recount();
+        self.identities.get().start_recount();
         let mut restored = 0;
         // a live endpoint keeps its filter if it runs this build's program
         let want = self.kernel.endpoint_program().await?;
@@ -19,10 +19,7 @@ impl Agent {
             let link = self.kernel.link(&ep.interface_name).await?;
             match link {
                 Some(l) if l.index == ep.interface_index => {
-                    ep.identity = self
-                        .acquire_identity(&mut inner, &ep.labels)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    ep.identity = self.acquire_identity(&ep.labels).await.map_err(|e| anyhow::anyhow!("{e}"))?;
                     // attached with this build's program (an older one is replaced in place)
                     let attached = self.kernel.endpoint_filter(l.index).await? == Some(want);
                     if !attached || !self.kernel.policy_map_exists(ep.id) {
@@ -31,12 +28,12 @@ impl Agent {
                         // an existing policy map is kept as is; the regeneration below brings it up to date
                         self.kernel.attach_endpoint(cfg, None).await?;
                     }
-                    publish(&mut inner, &ep).map_err(|e| anyhow::anyhow!("{e}"))?;
-                    let _ = inner.pool.allocate_ip(ep.ipv4, &ep.container_id);
+                    self.publish(&ep).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    eps.adopt_ip(ep.ipv4, &ep.container_id);
                     ep.state = EndpointState::Ready;
                     self.store.save_endpoint(&ep)?;
                     tracing::info!(id = ep.id, ip = %ep.ipv4, "restored endpoint");
-                    inner.endpoints.insert(ep.id, ep);
+                    eps.insert(ep);
                     restored += 1;
                 }
                 _ => {
@@ -44,23 +41,21 @@ impl Agent {
                     self.kernel.detach_endpoint(&ep.interface_name)?;
                     self.kernel.remove_endpoint_policy(ep.id)?;
                     self.kernel.endpoint_remove(ep.ipv4)?;
-                    inner.ipcache_local(ep.ipv4, None);
-                    let _ = inner.pool.release(ep.ipv4);
+                    let _ = self.ipcache.get().set_local(ep.ipv4, None);
+                    eps.free_ip(ep.ipv4);
                     self.store.remove_endpoint(ep.id)?;
                 }
             }
         }
         // stray kernel state that no endpoint owns
-        let router = inner.pool.router();
-        let known: std::collections::BTreeSet<Ipv4Addr> = inner.endpoints.values().map(|e| e.ipv4).chain([router]).collect();
+        let known: std::collections::BTreeSet<Ipv4Addr> = eps.values().map(|e| e.ipv4).chain([eps.router()]).collect();
         for (ip, _) in self.kernel.endpoint_list() {
             if !known.contains(&ip) {
                 self.kernel.endpoint_remove(ip)?;
             }
         }
         // (stray ipcache entries go in the full reconcile at the end of start)
-        let devs: std::collections::BTreeSet<String> = inner
-            .endpoints
+        let devs: std::collections::BTreeSet<String> = eps
             .values()
             .map(|e| e.interface_name.clone())
             .chain([HOST_DEV.to_string(), VXLAN_DEV.to_string()])
@@ -71,15 +66,15 @@ impl Agent {
                 self.kernel.detach_links(&d)?;
             }
         }
-        let ids: std::collections::BTreeSet<u16> = inner.endpoints.keys().copied().collect();
+        let ids: std::collections::BTreeSet<u16> = eps.ids().into_iter().collect();
         for id in self.kernel.policy_map_ids() {
             if id <= u16::MAX as u32 && !ids.contains(&(id as u16)) {
                 self.kernel.recycle_policy_map(id as u16)?; // a spare, emptied
             }
         }
-        inner.identities.finish_recount();
-        self.reconcile_host_ports(&inner.endpoints.values().cloned().collect::<Vec<_>>());
-        self.save_pool_and_ids(&inner)?;
+        self.identities.get().finish_recount();
+        self.reconcile_host_ports(&eps.values().cloned().collect::<Vec<_>>());
+        self.save_pool_and_ids(&eps)?;
         self.restored.store(restored, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
@@ -106,19 +101,14 @@ impl Agent {
     }
 
     pub async fn ipam_allocate(&self, owner: &str) -> Result<IpamResponse, ApiError> {
-        if owner.is_empty() {
-            return Err(ApiError::BadRequest(
-                "query parameter owner is required (container id or namespace/pod)".into(),
-            ));
-        }
-        let mut inner = self.inner.lock().await;
-        let ip = inner.pool.allocate(owner).map_err(|e| ApiError::Conflict(e.to_string()))?;
-        self.save_pool_and_ids(&inner)?;
+        let mut eps = self.endpoints.lock().await;
+        let ip = eps.allocate(owner)?;
+        self.save_pool_and_ids(&eps)?;
         Ok(IpamResponse {
             ipv4: IpamAddress {
                 ip,
-                gateway: inner.pool.router(),
-                cidr: inner.pool.cidr,
+                gateway: eps.router(),
+                cidr: eps.cidr(),
             },
             mtu: self.underlay_mtu,
             route_mtu: self.pod_mtu(),
@@ -126,41 +116,27 @@ impl Agent {
     }
 
     pub async fn ipam_release(&self, ip: Ipv4Addr) -> Result<(), ApiError> {
-        let mut inner = self.inner.lock().await;
-        if inner.endpoints.values().any(|e| e.ipv4 == ip) {
-            return Err(ApiError::Conflict(format!(
-                "{ip} is used by an endpoint; delete the endpoint instead"
-            )));
-        }
-        inner.pool.release(ip).map_err(|e| ApiError::NotFound(e.to_string()))?;
-        self.save_pool_and_ids(&inner)?;
+        let mut eps = self.endpoints.lock().await;
+        eps.release(ip)?;
+        self.save_pool_and_ids(&eps)?;
         Ok(())
     }
 
     /// Release every address of `owner` that no endpoint uses. Returns how many.
     pub async fn ipam_release_owner(&self, owner: &str) -> Result<usize, ApiError> {
-        let mut inner = self.inner.lock().await;
-        let ips: Vec<Ipv4Addr> = inner
-            .pool
-            .allocated
-            .iter()
-            .filter(|(ip, o)| o.as_str() == owner && !inner.endpoints.values().any(|e| e.ipv4 == **ip))
-            .map(|(ip, _)| *ip)
-            .collect();
-        for ip in &ips {
-            let _ = inner.pool.release(*ip);
-        }
-        self.save_pool_and_ids(&inner)?;
-        Ok(ips.len())
+        let mut eps = self.endpoints.lock().await;
+        let n = eps.release_owner(owner);
+        self.save_pool_and_ids(&eps)?;
+        Ok(n)
     }
 
     pub async fn list(&self) -> Vec<Endpoint> {
-        self.inner.lock().await.endpoints.values().cloned().collect()
+        self.endpoints.lock().await.values().cloned().collect()
     }
 
     pub async fn get(&self, r: &EndpointRef) -> Result<Endpoint, ApiError> {
-        let inner = self.inner.lock().await;
-        Ok(inner.endpoints[&inner.find(r)?].clone())
+        let eps = self.endpoints.lock().await;
+        Ok(eps.get(eps.find(r)?).expect("found").clone())
     }
 
     /// Create (or idempotently confirm) an endpoint; returns once its programs
@@ -176,72 +152,35 @@ impl Agent {
         let bad = |m: String| ApiError::BadRequest(m);
         let (mac, host_mac, named_ports) = self.check_request(&req).await?;
         // Phase 0: the identity's number (kvstore I/O only for a new label set)
-        let labels = {
-            let mut inner = self.inner.lock().await;
-            self.identity_labels(&mut inner, &req.labels, &req.namespace)?
-        };
+        let labels = self.identity_labels(&req.labels, &req.namespace)?;
         let (reserved, ids_guard) = self.reserve_identity(&labels).await?;
         // Phase 1 (locked): validate against current state, reserve id + identity.
         let t_lock1 = Instant::now();
         let phase1 = async {
-            let mut inner = self.inner.lock().await;
+            let mut eps = self.endpoints.lock().await;
             let lock1_ms = t_lock1.elapsed().as_secs_f64() * 1e3;
             tracing::debug!(lock1_ms, "create: phase 1 lock");
-            if let Some(existing) = inner.endpoints.values().find(|e| e.container_id == req.container_id) {
-                if existing.ipv4 == req.ipv4 && existing.interface_index == req.interface_index && existing.state == EndpointState::Ready {
-                    return Ok(Err(existing.clone()));
+            let id = match eps.admit(&req)? {
+                crate::endpoints::Admission::Existing(ep) => return Ok(Err(*ep)),
+                crate::endpoints::Admission::New(id) => id,
+            };
+            let identity = match self.take_reserved(&labels, reserved).await {
+                Ok(identity) => identity,
+                Err(e) => {
+                    eps.finish(id, &req.container_id);
+                    return Err(e);
                 }
-                return Err(ApiError::Conflict(format!(
-                    "container {} already has endpoint {} ({}); delete it first",
-                    req.container_id, existing.id, existing.ipv4
-                )));
-            }
-            if inner.creating.contains(&req.container_id) {
-                return Err(ApiError::Conflict(format!(
-                    "container {} is being attached by another request",
-                    req.container_id
-                )));
-            }
-            if !inner.pool.cidr.contains(&req.ipv4) {
-                return Err(bad(format!(
-                    "ipv4: {} is not in this node's pod CIDR {}",
-                    req.ipv4, inner.pool.cidr
-                )));
-            }
-            match inner.pool.owner_of(req.ipv4) {
-                None => return Err(bad(format!("ipv4: {} was not allocated through IPAM", req.ipv4))),
-                Some(_) if inner.endpoints.values().any(|e| e.ipv4 == req.ipv4) => {
-                    return Err(ApiError::Conflict(format!(
-                        "ipv4: {} is already used by another endpoint",
-                        req.ipv4
-                    )))
-                }
-                _ => {}
-            }
-            let used: Vec<u16> = inner.endpoints.keys().copied().chain(inner.reserved_ids.iter().copied()).collect();
-            let id = next_endpoint_id(used.iter()).ok_or_else(|| ApiError::Conflict("no free endpoint id".into()))?;
-            let identity = self.take_reserved(&mut inner, &labels, reserved).await?;
-            inner.reserved_ids.insert(id);
-            inner.creating.insert(req.container_id.clone());
-            let ep = new_endpoint(&req, id, &mac, &host_mac, named_ports, labels.clone(), identity);
+            };
+            let ep = crate::endpoints::new_endpoint(&req, id, &mac, &host_mac, named_ports, labels.clone(), identity);
             // its policy, computed before the program exists: enforced from the first packet
-            let rules = inner.policy.rules();
-            let mut universe = inner.universe();
-            universe.retain(|u| u.id != identity);
-            universe.push(IdentityInfo {
-                id: identity,
-                labels: labels.clone(),
-                kind: IdKind::Endpoint,
-            });
-            let r = inner.resolve(&rules, &ep, &universe);
+            let (r, revision) = self.resolve_with(&eps, &ep);
             let (ingress, egress) = (r.policy.ingress_enforced, r.policy.egress_enforced);
-            Ok(Ok((ep, r.entries(), ingress, egress, inner.policy.revision())))
+            Ok(Ok((ep, r.entries(), ingress, egress, revision)))
         };
         let phase1: Result<_, ApiError> = phase1.await;
         if let (Err(_), Some(id)) = (&phase1, reserved) {
             // refused after the kvstore gave this node a reference: give it back
-            let mut inner = self.inner.lock().await;
-            if inner.identities.release_unused(id) {
+            if self.identities.get().release_unused(id) {
                 self.releases_due.notify_one();
             }
         }
@@ -262,10 +201,8 @@ impl Agent {
             Ok(cfg) => self.kernel.attach_endpoint(cfg, Some(entries)).await,
             Err(e) => {
                 // nothing was created in the kernel: give back what phase 1 took
-                let mut inner = self.inner.lock().await;
-                inner.reserved_ids.remove(&ep.id);
-                inner.creating.remove(&ep.container_id);
-                self.release_identity(&mut inner, &ep.labels).await;
+                self.endpoints.lock().await.finish(ep.id, &ep.container_id);
+                self.release_identity(&ep.labels);
                 return Err(bad(e));
             }
         };
@@ -324,14 +261,13 @@ impl Agent {
     ) -> Result<Endpoint, ApiError> {
         // Phase 3 (locked): maps, state, or roll back what this request did.
         let t_lock3 = Instant::now();
-        let mut inner = self.inner.lock().await;
+        let mut eps = self.endpoints.lock().await;
         let lock3_ms = t_lock3.elapsed().as_secs_f64() * 1e3;
-        inner.reserved_ids.remove(&ep.id);
-        inner.creating.remove(&ep.container_id);
+        eps.finish(ep.id, &ep.container_id);
         let result = match attached {
             Ok(()) => (|| -> Result<(), ApiError> {
                 self.claim_host_ports(&ep)?;
-                publish(&mut inner, &ep)?;
+                self.publish(&ep)?;
                 ep.state = EndpointState::Ready;
                 self.store.save_endpoint(&ep)?;
                 Ok(())
@@ -343,47 +279,48 @@ impl Agent {
             let _ = self.kernel.detach_endpoint(&ep.interface_name);
             let _ = self.kernel.remove_endpoint_policy(ep.id);
             let _ = self.kernel.endpoint_remove(ep.ipv4);
-            inner.ipcache_local(ep.ipv4, None);
-            self.release_identity(&mut inner, &ep.labels).await;
+            let _ = self.ipcache.get().set_local(ep.ipv4, None);
+            self.release_identity(&ep.labels);
             let _ = self.store.remove_endpoint(ep.id);
             return Err(e);
         }
         self.share_endpoint_ip(ep.ipv4, Some(&ep));
         // (also when the kvstore watch already reported it: adding is idempotent)
-        let new_identity = !inner.endpoints.values().any(|e| e.identity == ep.identity);
+        let new_identity = !eps.uses_identity(ep.identity);
         let new_ports = !ep.named_ports.is_empty();
-        inner.endpoints.insert(ep.id, ep.clone());
-        let ipblock_changed = self.sync_ipblock(&mut inner)?;
+        eps.insert(ep.clone());
+        let ipblock_changed = self.sync_ipblock()?;
         if new_ports || ipblock_changed {
             // named ports and per-IP identities change other rules' keys: full
-            self.regenerate_all(&mut inner);
+            self.regenerate_all(&mut eps);
         } else {
-            let me = inner.universe().into_iter().find(|u| u.id == ep.identity);
+            let universe = self.universe();
+            let me = universe.iter().find(|u| u.id == ep.identity).cloned();
             let added: Vec<IdentityInfo> = if new_identity { me.into_iter().collect() } else { vec![] };
             // the new endpoint's own state is cached; peers learn its identity
-            let r = inner.resolve(&inner.policy.rules(), &ep, &inner.universe());
-            inner.policy.cache(ep.id, r);
+            let r = self.resolve(&eps, &ep, &universe);
+            self.policy.get().cache(ep.id, r);
             if !added.is_empty() {
-                self.identities_changed(&mut inner, &added, &[], Some(ep.id));
+                self.identities_changed(&mut eps, &added, &[], Some(ep.id));
             }
         }
-        self.save_pool_and_ids(&inner)?;
+        self.save_pool_and_ids(&eps)?;
         let total_ms = t0.elapsed().as_secs_f64() * 1e3;
         tracing::info!(id = ep.id, ip = %ep.ipv4, identity = ep.identity, dev = %ep.interface_name, attach_ms, lock3_ms, total_ms, "endpoint ready");
-        Ok(inner.endpoints[&ep.id].clone())
+        Ok(eps.get(ep.id).expect("inserted").clone())
     }
 
     /// Remove an endpoint: programs, map entries, identity reference, IP.
     pub async fn delete_endpoint(&self, r: &EndpointRef) -> Result<Endpoint, ApiError> {
-        let mut inner = self.inner.lock().await;
-        let id = inner.find(r)?;
-        let mut ep = inner.endpoints.remove(&id).expect("present");
+        let mut eps = self.endpoints.lock().await;
+        let id = eps.find(r)?;
+        let mut ep = eps.remove(id).expect("present");
         ep.state = EndpointState::Disconnecting;
         self.kernel
             .detach_endpoint(&ep.interface_name)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         self.kernel.endpoint_remove(ep.ipv4)?;
-        inner.ipcache_local(ep.ipv4, None);
+        let _ = self.ipcache.get().set_local(ep.ipv4, None);
         self.share_endpoint_ip(ep.ipv4, None);
         // keep the emptied map registered: the next endpoint with this id finds it ready
         self.kernel.recycle_policy_map(ep.id)?;
@@ -392,21 +329,22 @@ impl Agent {
             Ok(_) => {}
             Err(e) => tracing::warn!(ip = %ep.ipv4, %e, "could not flush conntrack entries of the deleted endpoint"),
         }
-        self.release_identity(&mut inner, &ep.labels).await;
-        let _ = inner.pool.release(ep.ipv4);
+        self.release_identity(&ep.labels);
+        eps.free_ip(ep.ipv4);
         // others' policies lose entries for a freed identity / ports / pod IP
-        inner.policy.forget(ep.id);
-        let ipblock_changed = self.sync_ipblock(&mut inner)?;
+        self.policy.get().forget(ep.id);
+        let ipblock_changed = self.sync_ipblock()?;
+        let in_use = self.identities.get().in_use(ep.identity);
         if !ep.named_ports.is_empty() || ipblock_changed {
-            self.regenerate_all(&mut inner);
-        } else if !inner.identities.in_use(ep.identity) {
-            self.identities_changed(&mut inner, &[], &[ep.identity], None);
+            self.regenerate_all(&mut eps);
+        } else if !in_use {
+            self.identities_changed(&mut eps, &[], &[ep.identity], None);
         }
         self.store.remove_endpoint(ep.id)?;
-        self.save_pool_and_ids(&inner)?;
+        self.save_pool_and_ids(&eps)?;
         ep.state = EndpointState::Disconnected;
         tracing::info!(id = ep.id, ip = %ep.ipv4, "endpoint deleted");
-        drop(inner);
+        drop(eps);
         if self.release_host_ports(&ep.container_id) {
             self.host_ports_changed().await;
         }
@@ -423,88 +361,43 @@ impl Agent {
     /// policy map that depends on it.
     pub async fn set_labels(&self, r: &EndpointRef, labels: Vec<String>) -> Result<Endpoint, ApiError> {
         // the new label set's number first, without the lock
-        let new_labels = {
-            let mut inner = self.inner.lock().await;
-            let id = inner.find(r)?;
-            let ns = inner.endpoints[&id].namespace.clone();
-            self.identity_labels(&mut inner, &labels, &ns)?
+        let ns = {
+            let eps = self.endpoints.lock().await;
+            eps.get(eps.find(r)?).expect("found").namespace.clone()
         };
+        let new_labels = self.identity_labels(&labels, &ns)?;
         let (reserved, _ids) = self.reserve_identity(&new_labels).await?;
-        let mut inner = self.inner.lock().await;
-        let id = inner.find(r)?;
-        inner.endpoints.get_mut(&id).unwrap().pod_labels = labels;
-        self.relabel(&mut inner, id, new_labels, reserved).await?;
-        self.regenerate_all(&mut inner);
-        self.save_pool_and_ids(&inner)?;
-        Ok(inner.endpoints[&id].clone())
+        let mut eps = self.endpoints.lock().await;
+        let id = eps.find(r)?;
+        eps.get_mut(id).expect("found").pod_labels = labels;
+        self.relabel(&mut eps, id, new_labels, reserved).await?;
+        self.regenerate_all(&mut eps);
+        self.save_pool_and_ids(&eps)?;
+        Ok(eps.get(id).expect("found").clone())
     }
 
     /// Give endpoint `id` the identity of `new_labels`, numbered beforehand
     /// by `reserve_identity` (`reserved`).
-    pub(super) async fn relabel(&self, inner: &mut Inner, id: u16, new_labels: LabelSet, reserved: Option<u32>) -> Result<(), ApiError> {
-        let old = inner.endpoints[&id].clone();
+    pub(super) async fn relabel(&self, eps: &mut Endpoints, id: u16, new_labels: LabelSet, reserved: Option<u32>) -> Result<(), ApiError> {
+        let old = eps.get(id).expect("an endpoint").clone();
         if old.labels == new_labels {
             return Ok(());
         }
-        let identity = self.take_reserved(inner, &new_labels, reserved).await?;
+        let identity = self.take_reserved(&new_labels, reserved).await?;
         let mut ep = old.clone();
         ep.labels = new_labels;
         ep.identity = identity;
         if identity != old.identity {
             // the new identity's policy first, then the endpoint entry the program reads
-            let rules = inner.policy.rules();
-            let mut universe = inner.universe();
-            universe.retain(|u| u.id != identity);
-            universe.push(IdentityInfo {
-                id: identity,
-                labels: ep.labels.clone(),
-                kind: IdKind::Endpoint,
-            });
-            let entries = inner.resolve(&rules, &ep, &universe).entries();
+            let entries = self.resolve_with(eps, &ep).0.entries();
             let cfg = prog_config(&ep).map_err(ApiError::BadRequest)?;
             self.kernel.attach_endpoint(cfg, Some(entries)).await?;
-            publish(inner, &ep)?;
+            self.publish(&ep)?;
             self.share_endpoint_ip(ep.ipv4, Some(&ep));
         }
-        self.release_identity(inner, &old.labels).await;
+        self.release_identity(&old.labels);
         tracing::info!(id, old = old.identity, new = identity, "endpoint relabelled");
-        inner.endpoints.insert(id, ep);
+        eps.insert(ep);
         Ok(())
-    }
-}
-
-/// The endpoint a create request describes, before its program is attached.
-fn new_endpoint(
-    req: &EndpointChangeRequest,
-    id: u16,
-    mac: &[u8; 6],
-    host_mac: &[u8; 6],
-    named_ports: BTreeMap<String, (u8, u16)>,
-    labels: LabelSet,
-    identity: u32,
-) -> Endpoint {
-    Endpoint {
-        id,
-        container_id: req.container_id.clone(),
-        container_interface_name: req.container_interface_name.clone(),
-        pod_name: req.pod_name.clone(),
-        namespace: req.namespace.clone(),
-        ipv4: req.ipv4,
-        mac: seta_core::endpoint::format_mac(mac),
-        host_mac: seta_core::endpoint::format_mac(host_mac),
-        interface_name: req.interface_name.clone(),
-        interface_index: req.interface_index,
-        netns_path: req.netns_path.clone(),
-        pod_labels: req.labels.clone(),
-        labels,
-        identity,
-        state: EndpointState::Regenerating,
-        named_ports,
-        ingress_enforced: false,
-        egress_enforced: false,
-        policy_revision: 0,
-        policy_entries: 0,
-        status_message: String::new(),
-        host_ports: req.host_ports.clone(),
     }
 }

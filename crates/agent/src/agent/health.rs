@@ -20,7 +20,7 @@ impl Agent {
     /// and, through the datapath, its router IP (tunnel or routes).
     pub(super) async fn health_loop(&self) {
         loop {
-            let nodes: Vec<NodeInfo> = self.inner.lock().await.cluster.nodes.values().cloned().collect();
+            let nodes: Vec<NodeInfo> = self.cluster.get().nodes().values().cloned().collect();
             let mut results = BTreeMap::new();
             for n in nodes {
                 let probe = |ip: Option<Ipv4Addr>| async move {
@@ -49,7 +49,7 @@ impl Agent {
                     },
                 );
             }
-            self.inner.lock().await.cluster.health = results;
+            self.cluster.get().set_health(results);
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         }
     }

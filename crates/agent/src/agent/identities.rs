@@ -8,22 +8,25 @@ pub(super) const ALLOCATE_DEADLINE: std::time::Duration = std::time::Duration::f
 impl Agent {
     /// A reference on the identity of `labels`; a label set new to this node
     /// gets its number from the cluster's kvstore.
-    pub(super) async fn acquire_identity(&self, inner: &mut Inner, labels: &LabelSet) -> Result<u32, ApiError> {
-        if inner.identities.holds(labels) {
-            return inner.identities.acquire_held(labels).map_err(|e| ApiError::Conflict(e.to_string()));
+    pub(super) async fn acquire_identity(&self, labels: &LabelSet) -> Result<u32, ApiError> {
+        {
+            let mut ids = self.identities.get();
+            if ids.holds(labels) {
+                return ids.acquire_held(labels).map_err(|e| ApiError::Conflict(e.to_string()));
+            }
         }
         let id = self
             .kv
             .allocate(labels)
             .await
             .map_err(|e| ApiError::Internal(format!("identity allocation in the kvstore: {e}")))?;
-        Ok(inner.identities.acquire_numbered(labels, id))
+        Ok(self.identities.get().acquire_numbered(labels, id))
     }
 
     /// Drop a reference; the node's reference in the kvstore goes with the
     /// last one, written by the identity-release task (no I/O under the lock).
-    pub(super) async fn release_identity(&self, inner: &mut Inner, labels: &LabelSet) {
-        if inner.identities.release(labels).is_some() {
+    pub(super) fn release_identity(&self, labels: &LabelSet) {
+        if self.identities.get().release(labels).is_some() {
             self.releases_due.notify_one();
         }
     }
@@ -32,7 +35,7 @@ impl Agent {
     /// more (one that got a reference again meanwhile keeps it).
     pub(super) async fn flush_identity_releases(&self) {
         let _io = self.ids_io.lock().await;
-        let due = self.inner.lock().await.identities.take_releases();
+        let due = self.identities.get().take_releases();
         for id in due {
             if let Err(e) = self.kv.release(id).await {
                 tracing::warn!(id, %e, "could not drop the identity reference in the kvstore");
@@ -57,8 +60,8 @@ impl Agent {
     ) -> Result<(Vec<Option<u32>>, tokio::sync::MutexGuard<'_, ()>), ApiError> {
         let io = self.ids_io.lock().await;
         let unknown: Vec<bool> = {
-            let inner = self.inner.lock().await;
-            sets.iter().map(|l| !inner.identities.holds(l)).collect()
+            let ids = self.identities.get();
+            sets.iter().map(|l| !ids.holds(l)).collect()
         };
         let allocate = async {
             let mut out = Vec::with_capacity(sets.len());
@@ -81,22 +84,25 @@ impl Agent {
     }
 
     /// The local reference for a reservation from `reserve_identity`.
-    pub(super) async fn take_reserved(&self, inner: &mut Inner, labels: &LabelSet, reserved: Option<u32>) -> Result<u32, ApiError> {
-        match reserved {
-            Some(id) if !inner.identities.holds(labels) => Ok(inner.identities.acquire_numbered(labels, id)),
-            _ => self.acquire_identity(inner, labels).await,
+    pub(super) async fn take_reserved(&self, labels: &LabelSet, reserved: Option<u32>) -> Result<u32, ApiError> {
+        if let Some(id) = reserved {
+            let mut ids = self.identities.get();
+            if !ids.holds(labels) {
+                return Ok(ids.acquire_numbered(labels, id));
+            }
         }
+        self.acquire_identity(labels).await
     }
 
     /// The identity labels of a pod: its labels, its namespace and the
     /// namespace's labels, through the identity-relevant label filter.
-    pub(super) fn identity_labels(&self, inner: &mut Inner, pod_labels: &[String], namespace: &str) -> Result<LabelSet, ApiError> {
+    pub(super) fn identity_labels(&self, pod_labels: &[String], namespace: &str) -> Result<LabelSet, ApiError> {
         let mut set = LabelSet::new();
         for (i, l) in pod_labels.iter().enumerate() {
             set.insert(Label::parse(l, "k8s").map_err(|e| ApiError::BadRequest(format!("labels[{i}]: {e}")))?);
         }
         if !namespace.is_empty() {
-            let ns_labels = inner.policy.namespace_labels(namespace);
+            let ns_labels = self.policy.get().namespace_labels(namespace);
             set.insert(Label::new("k8s", "io.kubernetes.pod.namespace", namespace));
             for (k, v) in ns_labels {
                 set.insert(Label::new("k8s", &format!("io.cilium.k8s.namespace.labels.{k}"), &v));
@@ -106,14 +112,14 @@ impl Agent {
     }
 
     pub async fn identities(&self) -> Vec<IdentityEntry> {
-        let inner = self.inner.lock().await;
-        let mut out: Vec<IdentityEntry> = inner
-            .universe()
+        let universe = self.universe();
+        let ids = self.identities.get();
+        let mut out: Vec<IdentityEntry> = universe
             .into_iter()
             .map(|i| IdentityEntry {
                 id: i.id,
                 labels: i.labels.iter().map(|l| l.to_string()).collect(),
-                refcount: inner.identities.get(i.id).map(|a| a.refcount),
+                refcount: ids.get(i.id).map(|a| a.refcount),
             })
             .collect();
         out.sort_by_key(|e| e.id);

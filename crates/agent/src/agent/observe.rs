@@ -9,17 +9,20 @@ impl Agent {
     pub async fn metrics_snapshot(&self) -> Snapshot {
         let mut s = Snapshot::default();
         {
-            let inner = self.inner.lock().await;
-            for ep in inner.endpoints.values() {
+            let eps = self.endpoints.lock().await;
+            for ep in eps.values() {
                 *s.endpoint_states.entry(ep.state.to_string()).or_default() += 1;
                 let fill = ep.policy_entries as f64 / seta_abi::POLICY_MAP_SIZE as f64;
                 if fill > 0.1 {
                     s.map_pressure.insert(format!("seta_pol_{:05}", ep.id), fill);
                 }
             }
-            s.policies = inner.policy.rules().len() as i64;
-            s.policy_revision = inner.policy.revision() as i64;
-            for i in inner.universe() {
+            {
+                let p = self.policy.get();
+                s.policies = p.rules().len() as i64;
+                s.policy_revision = p.revision() as i64;
+            }
+            for i in self.universe() {
                 let kind = match i.kind {
                     IdKind::Reserved => "reserved",
                     IdKind::Endpoint => "cluster_local",
@@ -71,8 +74,8 @@ impl Agent {
             ..Default::default()
         };
         {
-            let inner = self.inner.lock().await;
-            for ep in inner.endpoints.values() {
+            let eps = self.endpoints.lock().await;
+            for ep in eps.values() {
                 ctx.endpoints.insert(
                     ep.ipv4,
                     seta_hubble::decode::EndpointView {
@@ -83,7 +86,7 @@ impl Agent {
                     },
                 );
             }
-            for i in inner.universe() {
+            for i in self.universe() {
                 ctx.identities.insert(i.id, i.labels.iter().map(|l| l.to_string()).collect());
             }
         }

@@ -4,42 +4,52 @@
 use super::*;
 use crate::policy::{Resolution, Subject};
 
-impl Inner {
+impl Agent {
     /// Every identity policies can refer to: reserved, endpoints' (this
     /// node's and the cluster's), per-IP, CIDR.
     pub(super) fn universe(&self) -> Vec<IdentityInfo> {
-        self.policy.universe(self.identities.selectable())
+        let selectable = self.identities.get().selectable();
+        self.policy.get().universe(selectable)
     }
 
-    pub(super) fn peer_ports(&self) -> BTreeMap<String, std::collections::BTreeSet<(u8, u16)>> {
-        let mut m: BTreeMap<String, std::collections::BTreeSet<(u8, u16)>> = BTreeMap::new();
-        for e in self.endpoints.values() {
-            for (n, p) in &e.named_ports {
-                m.entry(n.clone()).or_default().insert(*p);
-            }
-        }
-        m
+    /// Resolve endpoint `ep` from scratch under `rules`.
+    pub(super) fn resolve_rules(&self, rules: &[Rule], eps: &Endpoints, ep: &Endpoint, universe: &[IdentityInfo]) -> Resolution {
+        let peer_ports = eps.peer_ports();
+        self.policy.get().resolve(rules, &subject(ep), peer_ports, universe)
     }
 
     /// Resolve endpoint `ep` from scratch.
-    pub(super) fn resolve(&self, rules: &[Rule], ep: &Endpoint, universe: &[IdentityInfo]) -> Resolution {
-        self.policy.resolve(rules, &subject(ep), self.peer_ports(), universe)
+    pub(super) fn resolve(&self, eps: &Endpoints, ep: &Endpoint, universe: &[IdentityInfo]) -> Resolution {
+        let rules = self.policy.get().rules();
+        self.resolve_rules(&rules, eps, ep, universe)
     }
 
-    pub(super) fn endpoint_policy(&self, rules: &[Rule], ep: &Endpoint) -> resolve::EndpointPolicy {
-        self.policy.endpoint_policy(rules, &subject(ep), self.peer_ports())
+    /// Resolve an endpoint whose identity may be new to the universe (a
+    /// creation, a relabel); with the revision it was resolved at.
+    pub(super) fn resolve_with(&self, eps: &Endpoints, ep: &Endpoint) -> (Resolution, u64) {
+        let (rules, revision) = {
+            let p = self.policy.get();
+            (p.rules(), p.revision())
+        };
+        let mut universe = self.universe();
+        universe.retain(|u| u.id != ep.identity);
+        universe.push(IdentityInfo {
+            id: ep.identity,
+            labels: ep.labels.clone(),
+            kind: IdKind::Endpoint,
+        });
+        (self.resolve_rules(&rules, eps, ep, &universe), revision)
+    }
+
+    pub(super) fn endpoint_policy(&self, rules: &[Rule], eps: &Endpoints, ep: &Endpoint) -> resolve::EndpointPolicy {
+        let peer_ports = eps.peer_ports();
+        self.policy.get().endpoint_policy(rules, &subject(ep), peer_ports)
     }
 
     /// Per-IP identities for every pod IP of the cluster under an ipBlock.
-    pub(super) fn sync_ipblock_ids(&mut self) -> bool {
-        let pod_ips: Vec<Ipv4Addr> = self
-            .ipc_state
-            .merged
-            .pod_ips()
-            .filter(|(_, _, id)| *id >= seta_core::identity::MIN_ALLOCATED && *id < SCOPE_LOCAL)
-            .map(|(ip, _, _)| ip)
-            .collect();
-        self.policy.sync_ipblock_ids(pod_ips)
+    fn sync_ipblock_ids(&self) -> bool {
+        let pod_ips = self.ipcache.get().pod_ips(SCOPE_LOCAL);
+        self.policy.get().sync_ipblock_ids(pod_ips)
     }
 }
 
@@ -54,11 +64,12 @@ impl Agent {
     /// Identity churn, incrementally: only the entries of `added` / `removed`
     /// identities change in each endpoint's map. Endpoints without a cached
     /// state, or whose write fails, get a full regeneration.
-    pub(super) fn identities_changed(&self, inner: &mut Inner, added: &[IdentityInfo], removed: &[u32], skip: Option<u16>) {
-        let ids: Vec<u16> = inner.endpoints.keys().copied().filter(|i| Some(*i) != skip).collect();
+    pub(super) fn identities_changed(&self, eps: &mut Endpoints, added: &[IdentityInfo], removed: &[u32], skip: Option<u16>) {
+        let ids: Vec<u16> = eps.ids().into_iter().filter(|i| Some(*i) != skip).collect();
         let mut full = false;
         for id in ids {
-            let Some(delta) = inner.policy.identity_delta(id, added, removed) else {
+            let delta = self.policy.get().identity_delta(id, added, removed);
+            let Some(delta) = delta else {
                 full = true;
                 continue;
             };
@@ -67,36 +78,38 @@ impl Agent {
             }
             if let Err(err) = self.kernel.policy_apply(id, &delta.upsert, &delta.drop) {
                 tracing::warn!(id, %err, "incremental policy update failed; full regeneration");
-                inner.policy.forget(id);
+                self.policy.get().forget(id);
                 full = true;
             }
         }
         if full {
-            self.regenerate_all(inner);
+            self.regenerate_all(eps);
         }
     }
 
     /// Recompute per-IP identities and write them (and the datapath flag).
-    pub(super) fn sync_ipblock(&self, inner: &mut Inner) -> Result<bool> {
-        let changed = inner.sync_ipblock_ids();
+    pub(super) fn sync_ipblock(&self) -> Result<bool> {
+        let changed = self.sync_ipblock_ids();
         if changed {
-            self.sync_ipblock_map(inner)?;
+            self.sync_ipblock_map()?;
         }
         Ok(changed)
     }
 
     /// Make the kernel's ipBlock map hold exactly the per-IP identities.
-    pub(super) fn sync_ipblock_map(&self, inner: &Inner) -> Result<()> {
-        self.kernel.ipblock_sync(inner.policy.ipblock_ids())?;
+    pub(super) fn sync_ipblock_map(&self) -> Result<()> {
+        let ids = self.policy.get().ipblock_ids().clone();
+        self.kernel.ipblock_sync(&ids)?;
         Ok(())
     }
 
     /// CIDR identities in the ipcache (prefix -> identity); stale ones removed.
     /// They are the lowest-precedence source: a prefix that is also a pod's
     /// or node's address keeps that identity.
-    pub(super) fn sync_cidr_ipcache(&self, inner: &mut Inner) -> Result<()> {
-        let want: BTreeMap<ipnet::Ipv4Net, seta_core::ipcache::Entry> = inner
+    pub(super) fn sync_cidr_ipcache(&self) {
+        let want: BTreeMap<ipnet::Ipv4Net, seta_core::ipcache::Entry> = self
             .policy
+            .get()
             .cidr_ids()
             .iter()
             .map(|(n, id)| {
@@ -109,35 +122,35 @@ impl Agent {
                 )
             })
             .collect();
-        inner.ipc_state.merged.replace_source(seta_core::ipcache::Source::Cidr, &want);
-        inner.reconcile_ipcache(false);
-        Ok(())
+        self.ipcache.get().replace_source(seta_core::ipcache::Source::Cidr, &want);
     }
 
     /// Compute every endpoint's policy and make its map hold exactly that
     /// (diff: only changed entries are written). Failures are recorded on the
     /// endpoint (not-ready + message) and counted, never silently allowed.
-    pub(super) fn regenerate_all(&self, inner: &mut Inner) {
-        let ids: Vec<u16> = inner.endpoints.keys().copied().collect();
-        self.regenerate(inner, &ids);
+    pub(super) fn regenerate_all(&self, eps: &mut Endpoints) {
+        let ids = eps.ids();
+        self.regenerate(eps, &ids);
     }
 
     /// `regenerate_all` for some endpoints.
-    pub(super) fn regenerate(&self, inner: &mut Inner, ids: &[u16]) {
-        let rules = inner.policy.rules();
-        let universe = inner.universe();
-        let revision = inner.policy.revision();
+    pub(super) fn regenerate(&self, eps: &mut Endpoints, ids: &[u16]) {
+        let (rules, revision) = {
+            let p = self.policy.get();
+            (p.rules(), p.revision())
+        };
+        let universe = self.universe();
         for &id in ids {
-            let Some(ep) = inner.endpoints.get(&id) else { continue };
-            let r = inner.resolve(&rules, ep, &universe);
+            let Some(ep) = eps.get(id) else { continue };
+            let r = self.resolve_rules(&rules, eps, ep, &universe);
             let entries = r.entries();
             let (ingress, egress) = (r.policy.ingress_enforced, r.policy.egress_enforced);
             let res = self.kernel.policy_sync(id, &entries);
             match &res {
-                Ok(_) => inner.policy.cache(id, r),
-                Err(_) => inner.policy.forget(id),
+                Ok(_) => self.policy.get().cache(id, r),
+                Err(_) => self.policy.get().forget(id),
             }
-            let e = inner.endpoints.get_mut(&id).unwrap();
+            let e = eps.get_mut(id).expect("present");
             e.ingress_enforced = ingress;
             e.egress_enforced = egress;
             match res {
@@ -168,7 +181,7 @@ impl Agent {
     }
 
     pub async fn revision(&self) -> u64 {
-        self.inner.lock().await.policy.revision()
+        self.policy.get().revision()
     }
 
     /// Parse and validate without changing anything. Parsing runs on a
@@ -204,36 +217,36 @@ impl Agent {
         // by their own)
         let _order = self.policy_io.lock().await;
         let written = self.write_policies(&docs, &[]).await?;
-        let mut inner = self.inner.lock().await;
-        cluster::record_policy_writes(&mut inner, written);
-        inner.policy.upsert(docs);
-        self.policy_changed(&mut inner)?;
-        Ok((inner.policy.revision(), names))
+        let mut eps = self.endpoints.lock().await;
+        self.cluster.get().record_policy_writes(written);
+        self.policy.get().upsert(docs);
+        let revision = self.policy_changed(&mut eps)?;
+        Ok((revision, names))
     }
 
-    pub(super) fn policy_changed(&self, inner: &mut Inner) -> Result<(), ApiError> {
-        inner.policy.bump();
-        self.sync_cidr_ipcache(inner)?;
-        self.sync_ipblock(inner)?;
-        self.save_pool_and_ids(inner)?;
-        self.regenerate_all(inner);
-        tracing::info!(
-            revision = inner.policy.revision(),
-            policies = inner.policy.docs().len(),
-            "policy changed"
-        );
-        Ok(())
+    /// The policy set changed: bump the revision and bring the ipcache,
+    /// per-IP identities, the state dir and every endpoint up to it.
+    /// Returns the new revision.
+    pub(super) fn policy_changed(&self, eps: &mut Endpoints) -> Result<u64, ApiError> {
+        let revision = self.policy.get().bump();
+        self.sync_cidr_ipcache();
+        self.sync_ipblock()?;
+        self.save_pool_and_ids(eps)?;
+        self.regenerate_all(eps);
+        let policies = self.policy.get().docs().len();
+        tracing::info!(revision, policies, "policy changed");
+        Ok(revision)
     }
 
     /// Recompute every endpoint's policy from scratch and compare it with the
     /// kernel's map: the incremental updates must have produced the same.
     pub async fn policy_verify(&self) -> Result<Vec<String>, ApiError> {
-        let inner = self.inner.lock().await;
-        let rules = inner.policy.rules();
-        let universe = inner.universe();
+        let eps = self.endpoints.lock().await;
+        let rules = self.policy.get().rules();
+        let universe = self.universe();
         let mut problems = Vec::new();
-        for ep in inner.endpoints.values() {
-            let want = inner.resolve(&rules, ep, &universe).entries();
+        for ep in eps.values() {
+            let want = self.resolve_rules(&rules, &eps, ep, &universe).entries();
             let have = self.kernel.policy_list(ep.id)?;
             if want != have {
                 let missing = want.keys().filter(|k| !have.contains_key(*k)).count();
@@ -249,10 +262,10 @@ impl Agent {
     }
 
     pub async fn policy_list(&self) -> PolicyListing {
-        let inner = self.inner.lock().await;
+        let p = self.policy.get();
         PolicyListing {
-            revision: inner.policy.revision(),
-            policies: inner.policy.docs().to_vec(),
+            revision: p.revision(),
+            policies: p.docs().to_vec(),
         }
     }
 
@@ -266,9 +279,9 @@ impl Agent {
     ) -> Result<(u64, Vec<String>), ApiError> {
         let _order = self.policy_io.lock().await;
         let gone: Vec<PolicyDoc> = {
-            let inner = self.inner.lock().await;
+            let p = self.policy.get();
             if all {
-                inner.policy.docs().to_vec()
+                p.docs().to_vec()
             } else {
                 let name = name.ok_or_else(|| ApiError::BadRequest("give a policy name or --all".into()))?;
                 let hit = |d: &PolicyDoc| {
@@ -282,7 +295,7 @@ impl Agent {
                             (Some(ns), None) => ns == "default",
                         }
                 };
-                let gone: Vec<PolicyDoc> = inner.policy.docs().iter().filter(|d| hit(d)).cloned().collect();
+                let gone: Vec<PolicyDoc> = p.docs().iter().filter(|d| hit(d)).cloned().collect();
                 if gone.is_empty() {
                     return Err(ApiError::NotFound(format!(
                         "no policy named {name:?} in namespace {}",
@@ -294,13 +307,13 @@ impl Agent {
         };
         // the kvstore first, without the agent's lock; nothing changes if it fails
         let written = self.write_policies(&[], &gone).await?;
-        let mut inner = self.inner.lock().await;
-        cluster::record_policy_writes(&mut inner, written);
-        let removed = inner.policy.remove(&gone);
+        let mut eps = self.endpoints.lock().await;
+        self.cluster.get().record_policy_writes(written);
+        let removed = self.policy.get().remove(&gone);
         if !removed.is_empty() {
-            self.policy_changed(&mut inner)?;
+            self.policy_changed(&mut eps)?;
         }
-        Ok((inner.policy.revision(), removed))
+        Ok((self.policy.get().revision(), removed))
     }
 
     /// Wait until every endpoint enforces at least `rev` (None: the current revision).
@@ -308,16 +321,15 @@ impl Agent {
         let deadline = Instant::now() + timeout;
         loop {
             {
-                let inner = self.inner.lock().await;
-                let current = inner.policy.revision();
+                let eps = self.endpoints.lock().await;
+                let current = self.policy.get().revision();
                 let want = rev.unwrap_or(current);
                 if want > current {
                     return Err(ApiError::BadRequest(format!(
                         "revision {want} does not exist yet (current {current})"
                     )));
                 }
-                let lagging: Vec<String> = inner
-                    .endpoints
+                let lagging: Vec<String> = eps
                     .values()
                     .filter(|e| e.policy_revision < want)
                     .map(|e| format!("{} ({}: {})", e.id, e.state, e.status_message))
@@ -337,7 +349,7 @@ impl Agent {
     }
 
     pub async fn namespaces(&self) -> BTreeMap<String, BTreeMap<String, String>> {
-        self.inner.lock().await.policy.namespaces().clone()
+        self.policy.get().namespaces().clone()
     }
 
     /// Create or replace a namespace's labels; its endpoints follow.
@@ -353,36 +365,33 @@ impl Agent {
         labels.insert("kubernetes.io/metadata.name".into(), ns.into());
         // the endpoints' new label sets are numbered first, without the lock
         let sets = {
-            let mut inner = self.inner.lock().await;
-            let old = inner.policy.set_namespace(ns, Some(labels.clone()));
-            let sets = self.namespace_label_sets(&mut inner, ns);
-            inner.policy.set_namespace(ns, old);
+            let eps = self.endpoints.lock().await;
+            let old = self.policy.get().set_namespace(ns, Some(labels.clone()));
+            let sets = self.namespace_label_sets(&eps, ns);
+            self.policy.get().set_namespace(ns, old);
             sets?
         };
         let wanted: Vec<LabelSet> = sets.iter().map(|(_, l)| l.clone()).collect();
         let (reserved, _ids) = self.reserve_identities(&wanted).await?;
-        let mut inner = self.inner.lock().await;
-        inner.policy.set_namespace(ns, Some(labels));
+        let mut eps = self.endpoints.lock().await;
+        self.policy.get().set_namespace(ns, Some(labels));
         // endpoints created meanwhile are relabelled too (their identities
         // are numbered under the lock)
-        for (id, l) in self.namespace_label_sets(&mut inner, ns)? {
+        for (id, l) in self.namespace_label_sets(&eps, ns)? {
             let r = sets.iter().position(|(i, s)| *i == id && *s == l).and_then(|i| reserved[i]);
-            self.relabel(&mut inner, id, l, r).await?;
+            self.relabel(&mut eps, id, l, r).await?;
         }
-        self.regenerate_all(&mut inner);
-        self.save_pool_and_ids(&inner)?;
+        self.regenerate_all(&mut eps);
+        self.save_pool_and_ids(&eps)?;
         Ok(())
     }
 
     /// Every endpoint of namespace `ns` with the identity labels it has
     /// under the namespace's current labels.
-    fn namespace_label_sets(&self, inner: &mut Inner, ns: &str) -> Result<Vec<(u16, LabelSet)>, ApiError> {
-        let ids: Vec<u16> = inner.endpoints.values().filter(|e| e.namespace == ns).map(|e| e.id).collect();
-        ids.into_iter()
-            .map(|id| {
-                let pod_labels = inner.endpoints[&id].pod_labels.clone();
-                Ok((id, self.identity_labels(inner, &pod_labels, ns)?))
-            })
+    fn namespace_label_sets(&self, eps: &Endpoints, ns: &str) -> Result<Vec<(u16, LabelSet)>, ApiError> {
+        eps.values()
+            .filter(|e| e.namespace == ns)
+            .map(|e| Ok((e.id, self.identity_labels(&e.pod_labels, ns)?)))
             .collect()
     }
 }

@@ -3,7 +3,7 @@
 use super::*;
 
 impl Agent {
-    pub(super) fn trace_side(&self, inner: &mut Inner, rules: &[Rule], s: &TraceSpec, what: &str) -> Result<trace::Side, ApiError> {
+    pub(super) fn trace_side(&self, eps: &Endpoints, rules: &[Rule], s: &TraceSpec, what: &str) -> Result<trace::Side, ApiError> {
         let n = [s.endpoint.is_some(), s.labels.is_some(), s.ip.is_some()]
             .iter()
             .filter(|x| **x)
@@ -11,39 +11,43 @@ impl Agent {
         if n != 1 {
             return Err(ApiError::BadRequest(format!("{what}: give exactly one of endpoint, labels or ip")));
         }
-        let ep_side = |inner: &Inner, ep: &Endpoint| trace::Side {
+        let ipblock_ids = self.policy.get().ipblock_ids().clone();
+        let ep_side = |ep: &Endpoint| trace::Side {
             description: format!("endpoint {} ({}/{} {})", ep.id, ep.namespace, ep.pod_name, ep.ipv4),
             identity: IdentityInfo {
                 id: ep.identity,
                 labels: ep.labels.clone(),
                 kind: IdKind::Endpoint,
             },
-            ip_identity: inner.policy.ipblock_ids().get(&ep.ipv4).map(|id| IdentityInfo {
+            ip_identity: ipblock_ids.get(&ep.ipv4).map(|id| IdentityInfo {
                 id: *id,
                 labels: LabelSet::new(),
                 kind: IdKind::PodIp(ep.ipv4),
             }),
-            policy: Some(inner.endpoint_policy(rules, ep)),
+            policy: Some(self.endpoint_policy(rules, eps, ep)),
         };
         if let Some(e) = &s.endpoint {
             let r = EndpointRef::parse(e).map_err(|m| ApiError::BadRequest(format!("{what}.endpoint: {m}")))?;
-            let ep = inner.endpoints[&inner.find(&r).map_err(|e| ApiError::NotFound(format!("{what}: {e}")))?].clone();
-            return Ok(ep_side(inner, &ep));
+            let id = eps
+                .find(&r)
+                .map_err(|e| ApiError::NotFound(format!("{what}: {}", ApiError::from(e))))?;
+            return Ok(ep_side(eps.get(id).expect("found")));
         }
         // a pod on another node: its identity and labels from the cluster, its
         // policy computed from the same rules
         let remote_pod = s.ip.and_then(|ip| {
-            let (src, e) = inner.ipc_state.merged.winner(ipcache::host32(ip))?;
-            let labels = inner.identities.cluster_labels(e.identity)?.clone();
+            let (src, e) = self.ipcache.get().winner(ip)?;
+            let labels = self.identities.get().cluster_labels(e.identity)?.clone();
             (src == seta_core::ipcache::Source::Cluster).then_some((ip, e.identity, labels))
         });
         if s.labels.is_some() || remote_pod.is_some() {
             let (ns, l, id, ip, pod_labels) = match (&s.labels, remote_pod) {
                 (Some(labels), _) => {
                     let ns = s.namespace.clone().unwrap_or_else(|| "default".into());
-                    let l = self.identity_labels(inner, labels, &ns)?;
-                    let id = inner
+                    let l = self.identity_labels(labels, &ns)?;
+                    let id = self
                         .identities
+                        .get()
                         .held()
                         .find(|a| a.labels == l)
                         .map(|a| a.id)
@@ -62,7 +66,7 @@ impl Agent {
             };
             let labels = &pod_labels;
             let fake = stand_in_endpoint(&ns, ip, labels.clone(), l.clone(), id);
-            let mut side = ep_side(inner, &fake);
+            let mut side = ep_side(&fake);
             side.description = if ip.is_unspecified() {
                 format!("pod with labels [{}] in {ns} (identity {id})", labels.join(", "))
             } else {
@@ -71,20 +75,21 @@ impl Agent {
             return Ok(side);
         }
         let ip = s.ip.unwrap();
-        if let Some(ep) = inner.endpoints.values().find(|e| e.ipv4 == ip).cloned() {
-            return Ok(ep_side(inner, &ep));
+        if let Some(ep) = eps.by_ip(ip) {
+            return Ok(ep_side(ep));
         }
-        if ip == inner.pool.router() {
+        if ip == eps.router() {
             return Ok(trace::Side {
                 description: format!("host {ip}"),
-                identity: inner.universe().into_iter().find(|u| u.id == ID_HOST).unwrap(),
+                identity: self.universe().into_iter().find(|u| u.id == ID_HOST).unwrap(),
                 ip_identity: None,
                 policy: None,
             });
         }
         // longest CIDR identity, else world
-        let cidr = inner
+        let cidr = self
             .policy
+            .get()
             .cidr_ids()
             .iter()
             .filter(|(n, _)| n.contains(&ip))
@@ -96,11 +101,7 @@ impl Agent {
                 labels: [Label::new("cidr", &n.to_string(), "")].into_iter().collect(),
                 kind: IdKind::Cidr(n),
             },
-            None => inner
-                .universe()
-                .into_iter()
-                .find(|u| u.id == seta_core::identity::ID_WORLD)
-                .unwrap(),
+            None => self.universe().into_iter().find(|u| u.id == seta_core::identity::ID_WORLD).unwrap(),
         };
         Ok(trace::Side {
             description: format!("{ip} (identity {})", identity.id),
@@ -119,10 +120,10 @@ impl Agent {
             "ANY" | "" => 0,
             p => return Err(ApiError::BadRequest(format!("protocol: {p:?} is not TCP, UDP, SCTP, ICMP or ANY"))),
         };
-        let mut inner = self.inner.lock().await;
-        let rules = inner.policy.rules();
-        let src = self.trace_side(&mut inner, &rules, &req.from, "from")?;
-        let dst = self.trace_side(&mut inner, &rules, &req.to, "to")?;
+        let eps = self.endpoints.lock().await;
+        let rules = self.policy.get().rules();
+        let src = self.trace_side(&eps, &rules, &req.from, "from")?;
+        let dst = self.trace_side(&eps, &rules, &req.to, "to")?;
         Ok(trace::trace(&rules, &src, &dst, proto, req.port))
     }
 }

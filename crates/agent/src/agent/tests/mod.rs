@@ -426,10 +426,7 @@ async fn cluster_events_reach_ipcache_routes_and_policy() {
     let web = pod(&a1, &k1, "web", &["app=web"]).await.unwrap();
     a2.policy_import(WEB_FROM_CLIENT).await.unwrap();
     let rev = a2.revision().await;
-    eventually("n1 has the policy", || {
-        a1.inner.try_lock().map(|i| i.policy.revision() >= 1).unwrap_or(false)
-    })
-    .await;
+    eventually("n1 has the policy", || a1.policy.get().revision() >= 1).await;
     assert!(rev >= 1);
 
     // a pod on n2: n1 learns its IP, identity and tunnel endpoint

@@ -47,7 +47,7 @@ async fn services_are_imported_listed_kept_over_a_restart_and_deleted() {
     assert!(err.to_string().contains("spec.ports[0].nodePort"), "{err}");
     assert_eq!(a.service_list()[1].frontend, "172.31.0.1:30080/TCP", "unchanged");
     // the endpoint lock held elsewhere never blocks service requests
-    let held = a.inner.lock().await;
+    let held = a.endpoints.lock().await;
     assert_eq!(a.service_list().len(), 2);
     drop(held);
     let err = a.service_delete(Some("nope"), None, false).await.unwrap_err();

@@ -2,13 +2,16 @@
 //! CIDRs) changes only its part of the merged desired state
 //! (`seta_core::ipcache`); this converges the pinned `seta_ipcache` map to it.
 //! Failed writes stay pending and are retried by the periodic reconcile.
-use super::*;
+//! The subsystem owns its state and lock; the agent tells it what each
+//! source wants.
+use crate::kernel::Kernel;
 use ipnet::Ipv4Net;
 use seta_core::ipcache::{Entry, Ipcache, Source};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
 
-pub(super) use crate::kernel::from_kernel;
-
-pub(super) fn host32(ip: Ipv4Addr) -> Ipv4Net {
+pub fn host32(ip: Ipv4Addr) -> Ipv4Net {
     Ipv4Net::new(ip, 32).expect("/32")
 }
 
@@ -69,17 +72,49 @@ impl IpcacheState {
     }
 }
 
-impl Inner {
-    /// Write the changed prefixes (or, with `full`, everything that differs)
-    /// to the kernel map. Returns the number of failed writes.
-    pub(super) fn reconcile_ipcache(&mut self, full: bool) -> usize {
-        self.ipc_state.reconcile(&mut &*self.kernel, full)
+/// The ipcache subsystem: the merged desired state and the kernel map it
+/// converges (every write is a map syscall of a few microseconds).
+pub struct IpcacheSubsystem {
+    state: IpcacheState,
+    kernel: Arc<dyn Kernel>,
+}
+
+impl IpcacheSubsystem {
+    /// Start from what the kernel holds; the router is the host.
+    pub fn adopt(kernel: Arc<dyn Kernel>, router: Ipv4Addr, host_id: u32) -> Self {
+        let mut state = IpcacheState::adopt(kernel.as_ref());
+        state.merged.upsert(
+            Source::Local,
+            host32(router),
+            Entry {
+                identity: host_id,
+                tunnel_endpoint: None,
+            },
+        );
+        Self { state, kernel }
     }
 
-    /// A local endpoint's (or the router's) identity.
-    pub(super) fn ipcache_local(&mut self, ip: Ipv4Addr, identity: Option<u32>) {
+    /// Entries the kernel held at start.
+    pub fn installed(&self) -> &BTreeMap<Ipv4Net, Entry> {
+        &self.state.installed
+    }
+
+    /// Keep an entry of `source` without writing it yet.
+    pub fn keep(&mut self, source: Source, net: Ipv4Net, e: Entry) {
+        self.state.merged.upsert(source, net, e);
+    }
+
+    /// Write the changed prefixes (or, with `full`, everything that differs)
+    /// to the kernel map. Returns the number of failed writes.
+    pub fn reconcile(&mut self, full: bool) -> usize {
+        self.state.reconcile(&mut &*self.kernel, full)
+    }
+
+    /// A local endpoint's (or the router's) identity, written now; the
+    /// error of its write, if it failed.
+    pub fn set_local(&mut self, ip: Ipv4Addr, identity: Option<u32>) -> Result<(), String> {
         match identity {
-            Some(id) => self.ipc_state.merged.upsert(
+            Some(id) => self.state.merged.upsert(
                 Source::Local,
                 host32(ip),
                 Entry {
@@ -87,9 +122,43 @@ impl Inner {
                     tunnel_endpoint: None,
                 },
             ),
-            None => self.ipc_state.merged.remove(Source::Local, host32(ip)),
+            None => self.state.merged.remove(Source::Local, host32(ip)),
         }
-        self.reconcile_ipcache(false);
+        self.reconcile(false);
+        match self.state.failed.get(&host32(ip)) {
+            Some(err) => Err(err.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Make `source`'s part equal `want` and write the difference. Returns
+    /// how many prefixes came and went.
+    pub fn replace_source(&mut self, source: Source, want: &BTreeMap<Ipv4Net, Entry>) -> (usize, usize) {
+        let before = self.state.merged.source(source);
+        let up = want.iter().filter(|(k, v)| before.get(k) != Some(v)).count();
+        let down = before.keys().filter(|k| !want.contains_key(k)).count();
+        self.state.merged.replace_source(source, want);
+        self.reconcile(false);
+        (up, down)
+    }
+
+    pub fn failed(&self) -> &BTreeMap<Ipv4Net, String> {
+        &self.state.failed
+    }
+
+    pub fn winner(&self, ip: Ipv4Addr) -> Option<(Source, Entry)> {
+        self.state.merged.winner(host32(ip))
+    }
+
+    /// Pod IPs of the cluster (local and remote) with an allocated identity
+    /// below `below`.
+    pub fn pod_ips(&self, below: u32) -> Vec<Ipv4Addr> {
+        self.state
+            .merged
+            .pod_ips()
+            .filter(|(_, _, id)| *id >= seta_core::identity::MIN_ALLOCATED && *id < below)
+            .map(|(ip, _, _)| ip)
+            .collect()
     }
 }
 
