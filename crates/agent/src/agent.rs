@@ -67,6 +67,17 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
+/// Run `f`, which writes maps or files, off the async runtime: on the
+/// multi-threaded runtime the worker hands its other tasks to another
+/// thread first (`block_in_place`), so API requests and watches go on while
+/// a regeneration writes; elsewhere (single-threaded unit tests) it just runs.
+pub(crate) fn off_runtime<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// A subsystem's state behind its own lock. It is held only to compute or
 /// to write a map entry, never across an await, and never together with
 /// another subsystem's: the endpoint lock (async) is the only one held
@@ -180,12 +191,14 @@ impl Agent {
     /// (local delivery) and its ipcache entry (its identity for everyone's
     /// policy).
     fn publish(&self, ep: &Endpoint) -> Result<(), ApiError> {
-        self.kernel
-            .endpoint_upsert(ep.ipv4, &host_entry(ep).map_err(ApiError::BadRequest)?)?;
-        self.ipcache
-            .get()
-            .set_local(ep.ipv4, Some(ep.identity))
-            .map_err(|err| ApiError::Internal(format!("ipcache entry for {}: {err}", ep.ipv4)))
+        off_runtime(|| {
+            self.kernel
+                .endpoint_upsert(ep.ipv4, &host_entry(ep).map_err(ApiError::BadRequest)?)?;
+            self.ipcache
+                .get()
+                .set_local(ep.ipv4, Some(ep.identity))
+                .map_err(|err| ApiError::Internal(format!("ipcache entry for {}: {err}", ep.ipv4)))
+        })
     }
 }
 
@@ -339,9 +352,11 @@ impl Agent {
     /// The pool, this node's identities and the policy repository, to the
     /// state dir (under the endpoint lock, which orders these writes).
     fn save_pool_and_ids(&self, eps: &Endpoints) -> Result<()> {
-        self.store.save("ipam.json", eps.pool())?;
-        self.store.save("identities.json", self.identities.get().local())?;
-        self.store.save("policy.json", self.policy.get().repository())
+        off_runtime(|| {
+            self.store.save("ipam.json", eps.pool())?;
+            self.store.save("identities.json", self.identities.get().local())?;
+            self.store.save("policy.json", self.policy.get().repository())
+        })
     }
 
     pub fn config(&self) -> AgentConfig {

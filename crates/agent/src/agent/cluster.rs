@@ -352,24 +352,26 @@ impl Agent {
     /// Make the ipcache (and the desired routes) match the other nodes and
     /// their pods; per-IP identities and policy maps follow.
     pub(super) fn converge_remote(&self, eps: &mut Endpoints) {
-        let tunnel = self.cfg.routing_mode == RoutingMode::Tunnel;
-        let (want, nodes) = {
-            let mut c = self.cluster.get();
-            (c.remote(&self.cfg.node, eps.cidr(), tunnel), c.nodes().len())
-        };
-        // the cluster's part of the merged ipcache; entries other sources
-        // own with a higher precedence (local endpoints) stay theirs
-        let (up, down) = self.ipcache.get().replace_source(Source::Cluster, &want);
-        // pod IPs under a Kubernetes ipBlock get per-IP identities, remote ones too
-        match self.sync_ipblock() {
-            Ok(true) => self.regenerate_all(eps),
-            Ok(false) => {}
-            Err(e) => tracing::error!(%e, "per-IP identities of ipBlock peers"),
-        }
-        // routes to other nodes' pod CIDRs: written by reconcile_routes, off the lock
-        if up + down > 0 {
-            tracing::info!(up, down, nodes, "remote ipcache converged");
-        }
+        off_runtime(|| {
+            let tunnel = self.cfg.routing_mode == RoutingMode::Tunnel;
+            let (want, nodes) = {
+                let mut c = self.cluster.get();
+                (c.remote(&self.cfg.node, eps.cidr(), tunnel), c.nodes().len())
+            };
+            // the cluster's part of the merged ipcache; entries other sources
+            // own with a higher precedence (local endpoints) stay theirs
+            let (up, down) = self.ipcache.get().replace_source(Source::Cluster, &want);
+            // pod IPs under a Kubernetes ipBlock get per-IP identities, remote ones too
+            match self.sync_ipblock() {
+                Ok(true) => self.regenerate_all(eps),
+                Ok(false) => {}
+                Err(e) => tracing::error!(%e, "per-IP identities of ipBlock peers"),
+            }
+            // routes to other nodes' pod CIDRs: written by reconcile_routes, off the lock
+            if up + down > 0 {
+                tracing::info!(up, down, nodes, "remote ipcache converged");
+            }
+        })
     }
 
     /// Make the kernel's routes to other nodes' pod CIDRs (ours by protocol)

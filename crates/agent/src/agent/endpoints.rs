@@ -316,19 +316,7 @@ impl Agent {
         let id = eps.find(r)?;
         let mut ep = eps.remove(id).expect("present");
         ep.state = EndpointState::Disconnecting;
-        self.kernel
-            .detach_endpoint(&ep.interface_name)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        self.kernel.endpoint_remove(ep.ipv4)?;
-        let _ = self.ipcache.get().set_local(ep.ipv4, None);
-        self.share_endpoint_ip(ep.ipv4, None);
-        // keep the emptied map registered: the next endpoint with this id finds it ready
-        self.kernel.recycle_policy_map(ep.id)?;
-        match self.kernel.ct_flush_ip(ep.ipv4) {
-            Ok(n) if n > 0 => tracing::debug!(ip = %ep.ipv4, flushed = n, "conntrack entries of the deleted endpoint"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(ip = %ep.ipv4, %e, "could not flush conntrack entries of the deleted endpoint"),
-        }
+        self.unplug(&ep)?;
         self.release_identity(&ep.labels);
         eps.free_ip(ep.ipv4);
         // others' policies lose entries for a freed identity / ports / pod IP
@@ -349,6 +337,28 @@ impl Agent {
             self.host_ports_changed().await;
         }
         Ok(ep)
+    }
+
+    /// A deleted endpoint leaves the datapath: its filter, its map entries
+    /// (the emptied policy map stays registered for the next endpoint with
+    /// this id), its conntrack entries; the cluster is told. Off the runtime.
+    fn unplug(&self, ep: &Endpoint) -> Result<(), ApiError> {
+        off_runtime(|| {
+            self.kernel
+                .detach_endpoint(&ep.interface_name)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            self.kernel.endpoint_remove(ep.ipv4)?;
+            let _ = self.ipcache.get().set_local(ep.ipv4, None);
+            self.share_endpoint_ip(ep.ipv4, None);
+            // keep the emptied map registered: the next endpoint with this id finds it ready
+            self.kernel.recycle_policy_map(ep.id)?;
+            match self.kernel.ct_flush_ip(ep.ipv4) {
+                Ok(n) if n > 0 => tracing::debug!(ip = %ep.ipv4, flushed = n, "conntrack entries of the deleted endpoint"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(ip = %ep.ipv4, %e, "could not flush conntrack entries of the deleted endpoint"),
+            }
+            Ok(())
+        })
     }
 
     /// Programs per device in this node's namespace: TCX links and cls_bpf

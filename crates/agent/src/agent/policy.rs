@@ -65,35 +65,39 @@ impl Agent {
     /// identities change in each endpoint's map. Endpoints without a cached
     /// state, or whose write fails, get a full regeneration.
     pub(super) fn identities_changed(&self, eps: &mut Endpoints, added: &[IdentityInfo], removed: &[u32], skip: Option<u16>) {
-        let ids: Vec<u16> = eps.ids().into_iter().filter(|i| Some(*i) != skip).collect();
-        let mut full = false;
-        for id in ids {
-            let delta = self.policy.get().identity_delta(id, added, removed);
-            let Some(delta) = delta else {
-                full = true;
-                continue;
-            };
-            if delta.is_empty() {
-                continue;
+        off_runtime(|| {
+            let ids: Vec<u16> = eps.ids().into_iter().filter(|i| Some(*i) != skip).collect();
+            let mut full = false;
+            for id in ids {
+                let delta = self.policy.get().identity_delta(id, added, removed);
+                let Some(delta) = delta else {
+                    full = true;
+                    continue;
+                };
+                if delta.is_empty() {
+                    continue;
+                }
+                if let Err(err) = self.kernel.policy_apply(id, &delta.upsert, &delta.drop) {
+                    tracing::warn!(id, %err, "incremental policy update failed; full regeneration");
+                    self.policy.get().forget(id);
+                    full = true;
+                }
             }
-            if let Err(err) = self.kernel.policy_apply(id, &delta.upsert, &delta.drop) {
-                tracing::warn!(id, %err, "incremental policy update failed; full regeneration");
-                self.policy.get().forget(id);
-                full = true;
+            if full {
+                self.regenerate_all(eps);
             }
-        }
-        if full {
-            self.regenerate_all(eps);
-        }
+        })
     }
 
     /// Recompute per-IP identities and write them (and the datapath flag).
     pub(super) fn sync_ipblock(&self) -> Result<bool> {
-        let changed = self.sync_ipblock_ids();
-        if changed {
-            self.sync_ipblock_map()?;
-        }
-        Ok(changed)
+        off_runtime(|| {
+            let changed = self.sync_ipblock_ids();
+            if changed {
+                self.sync_ipblock_map()?;
+            }
+            Ok(changed)
+        })
     }
 
     /// Make the kernel's ipBlock map hold exactly the per-IP identities.
@@ -107,22 +111,24 @@ impl Agent {
     /// They are the lowest-precedence source: a prefix that is also a pod's
     /// or node's address keeps that identity.
     pub(super) fn sync_cidr_ipcache(&self) {
-        let want: BTreeMap<ipnet::Ipv4Net, seta_core::ipcache::Entry> = self
-            .policy
-            .get()
-            .cidr_ids()
-            .iter()
-            .map(|(n, id)| {
-                (
-                    n.trunc(),
-                    seta_core::ipcache::Entry {
-                        identity: *id,
-                        tunnel_endpoint: None,
-                    },
-                )
-            })
-            .collect();
-        self.ipcache.get().replace_source(seta_core::ipcache::Source::Cidr, &want);
+        off_runtime(|| {
+            let want: BTreeMap<ipnet::Ipv4Net, seta_core::ipcache::Entry> = self
+                .policy
+                .get()
+                .cidr_ids()
+                .iter()
+                .map(|(n, id)| {
+                    (
+                        n.trunc(),
+                        seta_core::ipcache::Entry {
+                            identity: *id,
+                            tunnel_endpoint: None,
+                        },
+                    )
+                })
+                .collect();
+            self.ipcache.get().replace_source(seta_core::ipcache::Source::Cidr, &want);
+        })
     }
 
     /// Compute every endpoint's policy and make its map hold exactly that
@@ -135,45 +141,47 @@ impl Agent {
 
     /// `regenerate_all` for some endpoints.
     pub(super) fn regenerate(&self, eps: &mut Endpoints, ids: &[u16]) {
-        let (rules, revision) = {
-            let p = self.policy.get();
-            (p.rules(), p.revision())
-        };
-        let universe = self.universe();
-        for &id in ids {
-            let Some(ep) = eps.get(id) else { continue };
-            let r = self.resolve_rules(&rules, eps, ep, &universe);
-            let entries = r.entries();
-            let (ingress, egress) = (r.policy.ingress_enforced, r.policy.egress_enforced);
-            let res = self.kernel.policy_sync(id, &entries);
-            match &res {
-                Ok(_) => self.policy.get().cache(id, r),
-                Err(_) => self.policy.get().forget(id),
-            }
-            let e = eps.get_mut(id).expect("present");
-            e.ingress_enforced = ingress;
-            e.egress_enforced = egress;
-            match res {
-                Ok(stats) => {
-                    e.policy_revision = revision;
-                    e.policy_entries = entries.len();
-                    e.state = EndpointState::Ready;
-                    e.status_message.clear();
-                    if stats != Default::default() {
-                        tracing::debug!(id, ?stats, revision, "policy map synced");
+        off_runtime(|| {
+            let (rules, revision) = {
+                let p = self.policy.get();
+                (p.rules(), p.revision())
+            };
+            let universe = self.universe();
+            for &id in ids {
+                let Some(ep) = eps.get(id) else { continue };
+                let r = self.resolve_rules(&rules, eps, ep, &universe);
+                let entries = r.entries();
+                let (ingress, egress) = (r.policy.ingress_enforced, r.policy.egress_enforced);
+                let res = self.kernel.policy_sync(id, &entries);
+                match &res {
+                    Ok(_) => self.policy.get().cache(id, r),
+                    Err(_) => self.policy.get().forget(id),
+                }
+                let e = eps.get_mut(id).expect("present");
+                e.ingress_enforced = ingress;
+                e.egress_enforced = egress;
+                match res {
+                    Ok(stats) => {
+                        e.policy_revision = revision;
+                        e.policy_entries = entries.len();
+                        e.state = EndpointState::Ready;
+                        e.status_message.clear();
+                        if stats != Default::default() {
+                            tracing::debug!(id, ?stats, revision, "policy map synced");
+                        }
+                    }
+                    Err(err) => {
+                        if err.is_map_full() {
+                            self.policy_map_full.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        tracing::error!(id, %err, "policy regeneration failed; endpoint is not ready");
+                        e.state = EndpointState::NotReady;
+                        e.status_message = format!("policy regeneration failed: {err}");
                     }
                 }
-                Err(err) => {
-                    if err.is_map_full() {
-                        self.policy_map_full.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    tracing::error!(id, %err, "policy regeneration failed; endpoint is not ready");
-                    e.state = EndpointState::NotReady;
-                    e.status_message = format!("policy regeneration failed: {err}");
-                }
+                let _ = self.store.save_endpoint(e);
             }
-            let _ = self.store.save_endpoint(e);
-        }
+        })
     }
 
     pub fn policy_map_full_count(&self) -> u64 {

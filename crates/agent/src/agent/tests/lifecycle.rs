@@ -175,3 +175,56 @@ async fn policy_revisions_wait_and_delete() {
     );
     assert!(a.policy_verify().await.unwrap().is_empty());
 }
+
+/// On the agent's multi-threaded runtime, map and file writes leave the
+/// runtime (`off_runtime`): parallel creates, a policy change regenerating
+/// every endpoint while readers ask, and deletes all converge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_threaded_runtime_parallel_changes_converge_with_writes_off_the_runtime() {
+    let d = Tmp::new("threaded");
+    let k = Fake::new();
+    let a = agent(&d.0, "n1", "10.211.9.0/24", &k, None, None).await;
+    let creates: Vec<_> = (0..8)
+        .map(|i| {
+            let (a, k) = (a.clone(), k.clone());
+            let app = if i % 2 == 0 { "app=web" } else { "app=client" };
+            tokio::spawn(async move { pod(&a, &k, &format!("p{i}"), &[app]).await })
+        })
+        .collect();
+    for c in creates {
+        assert_eq!(c.await.unwrap().unwrap().state, EndpointState::Ready);
+    }
+    let import = {
+        let a = a.clone();
+        tokio::spawn(async move { a.policy_import(WEB_FROM_CLIENT).await })
+    };
+    let readers = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                assert_eq!(a.status().await.endpoints, 8);
+                assert!(!a.identities().await.is_empty());
+            }
+        })
+    };
+    let (rev, _) = import.await.unwrap().unwrap();
+    readers.await.unwrap();
+    assert_eq!(a.policy_wait(Some(rev), Duration::from_secs(5)).await.unwrap(), rev);
+    assert!(a.policy_verify().await.unwrap().is_empty(), "every map equals a full recompute");
+    let web = a.list().await.into_iter().find(|e| e.pod_name == "p0").unwrap();
+    assert!(web.ingress_enforced);
+    let deletes: Vec<_> = a
+        .list()
+        .await
+        .into_iter()
+        .map(|e| {
+            let a = a.clone();
+            tokio::spawn(async move { a.delete_endpoint(&EndpointRef::Id(e.id)).await })
+        })
+        .collect();
+    for d in deletes {
+        d.await.unwrap().unwrap();
+    }
+    assert_eq!(k.state().endpoints.len(), 1, "only the router's entry is left");
+    assert_eq!(a.status().await.ipam.allocated, 0);
+}
