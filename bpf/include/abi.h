@@ -240,6 +240,22 @@ _Static_assert(sizeof(struct lb_affinity_val) == 16, "lb_affinity_val size");
 
 #define LB_F_AFFINITY 16
 #define LB_ALG_RANDOM 1
+#define LB_ALG_MAGLEV 2
+
+/* seta_lb4_maglev: a service's Maglev lookup table (M backend ids, M from
+ * CONFIG_LB_MAGLEV_M) in chunks of LB_MAGLEV_CHUNK slots, keyed by the
+ * service's rev-NAT index and the chunk's number (slot / LB_MAGLEV_CHUNK). */
+#define LB_MAGLEV_CHUNK 1024
+#define LB_MAGLEV_MAP_SIZE 16384
+struct lb4_maglev_key {
+	__u16 rev_nat_id;
+	__u16 chunk;
+};
+_Static_assert(sizeof(struct lb4_maglev_key) == 4, "lb4_maglev_key size");
+
+struct lb4_maglev_chunk {
+	__u32 backend_ids[LB_MAGLEV_CHUNK];
+};
 
 /* hairpin: a pod reaching itself through a service comes from this
  * address (Cilium's ipv4-service-loopback-address), 169.254.42.1 */
@@ -290,7 +306,9 @@ _Static_assert(__builtin_offsetof(struct seta_event, ts) == 40, "seta_event.ts")
 #define OPT_LB_NO_BACKEND_DROP 1 /* a service without backends drops (else: ICMP reject) */
 #define OPT_MASQUERADE 2         /* pods' traffic to the world leaves from the node's address */
 #define CONFIG_NODE_IP 3     /* the node's address (network order): SNAT of north-south service traffic */
-#define CONFIG_SLOTS 4
+#define CONFIG_LB_MAGLEV_M 4 /* Maglev table size M (prime); 0 = no Maglev */
+#define CONFIG_LB_HASH_SEED 5 /* seed of the datapath's flow hash (Maglev slot) */
+#define CONFIG_SLOTS 6
 
 /* seta_snat_v4_external (LRU hash): both directions of a SNATed connection
  * under a ct_key. pad[0] = NAT_DIR_OUT: the connection as it leaves (client ->

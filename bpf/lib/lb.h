@@ -61,13 +61,74 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } seta_lb4_source_range SEC(".maps");
 
-/* seta_config's datapath options (CONFIG_DATAPATH_OPTS bits) */
-static __always_inline __u32 datapath_opts(void)
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct lb4_maglev_key);
+	__type(value, struct lb4_maglev_chunk);
+	__uint(max_entries, LB_MAGLEV_MAP_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} seta_lb4_maglev SEC(".maps");
+
+/* One seta_config slot (0 when unset). */
+static __always_inline __u32 config_u32(__u32 slot)
 {
-	__u32 slot = CONFIG_DATAPATH_OPTS;
 	__u32 *v = bpf_map_lookup_elem(&seta_config, &slot);
 
 	return v ? *v : 0;
+}
+
+/* seta_config's datapath options (CONFIG_DATAPATH_OPTS bits) */
+static __always_inline __u32 datapath_opts(void)
+{
+	return config_u32(CONFIG_DATAPATH_OPTS);
+}
+
+/* Bob Jenkins' lookup3 final mix over three words (the kernel's jhash_3words). */
+static __always_inline __u32 rol32(__u32 w, __u32 s)
+{
+	return (w << s) | (w >> (32 - s));
+}
+
+static __always_inline __u32 jhash_3words(__u32 a, __u32 b, __u32 c, __u32 initval)
+{
+	initval += 0xdeadbeef + (3 << 2);
+	a += initval;
+	b += initval;
+	c += initval;
+	c ^= b; c -= rol32(b, 14);
+	a ^= c; a -= rol32(c, 11);
+	b ^= a; b -= rol32(a, 25);
+	c ^= b; c -= rol32(b, 16);
+	a ^= c; a -= rol32(c, 4);
+	b ^= a; b -= rol32(a, 14);
+	c ^= b; c -= rol32(b, 24);
+	return c;
+}
+
+/* Maglev (a service whose master entry says LB_ALG_MAGLEV): the flow's hash
+ * picks one of the table's M slots, so every node sends the same flow to
+ * the same backend. With session affinity only the client's address is
+ * hashed, as Cilium does. */
+static __always_inline struct lb4_backend *lb4_maglev_backend(const struct lb4_service *svc, const struct ct_key *t, __u32 *id)
+{
+	struct lb4_maglev_key mk = {.rev_nat_id = svc->rev_nat_index};
+	__u32 m = config_u32(CONFIG_LB_MAGLEV_M), seed = config_u32(CONFIG_LB_HASH_SEED), h, slot;
+	struct lb4_maglev_chunk *c;
+
+	if (!m)
+		return NULL;
+	if (svc->flags & LB_F_AFFINITY)
+		h = jhash_3words(t->saddr, 0, 0, seed);
+	else
+		h = jhash_3words(t->saddr, t->daddr, ((__u32)t->sport << 16) | t->dport, seed ^ t->proto);
+	slot = h % m;
+	mk.chunk = slot / LB_MAGLEV_CHUNK;
+	c = bpf_map_lookup_elem(&seta_lb4_maglev, &mk);
+	if (!c)
+		return NULL;
+	*id = c->backend_ids[slot & (LB_MAGLEV_CHUNK - 1)];
+	return bpf_map_lookup_elem(&seta_lb4_be, id);
 }
 
 /* Rewrite the destination (dst) or source address and port, fixing the IP
@@ -164,6 +225,8 @@ static __always_inline int lb4_xlate_fwd(struct __sk_buff *ctx, __u32 l4_off, st
 					be = NULL;
 			}
 		}
+		if (!be && (svc->backend_id >> 24) == LB_ALG_MAGLEV)
+			be = lb4_maglev_backend(svc, &f->key, &id);
 		if (!be)
 			be = lb4_slot_backend(&k, (bpf_get_prandom_u32() % svc->count) + 1, &id);
 		if (!be)

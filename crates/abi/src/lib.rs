@@ -8,7 +8,7 @@
 use core::mem::{offset_of, size_of};
 
 /// Layout version; pins live under `/sys/fs/bpf/seta/<node>/v<ABI_VERSION>/`.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 pub const ENDPOINT_KEY_IPV4: u8 = 1;
 pub const ENDPOINT_F_HOST: u32 = 1;
@@ -334,6 +334,34 @@ pub struct LbAffinityVal {
 pub const LB_F_AFFINITY: u8 = 16;
 /// master entry `backend_id`: upper 8 bits the algorithm, lower 24 the affinity timeout
 pub const LB_ALG_RANDOM: u32 = 1;
+pub const LB_ALG_MAGLEV: u32 = 2;
+
+/// Slots per `seta_lb4_maglev` value.
+pub const LB_MAGLEV_CHUNK: usize = 1024;
+pub const LB_MAGLEV_MAP_SIZE: u32 = 16384;
+
+/// `seta_lb4_maglev` key: a service (rev-NAT index) and a chunk of its table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Lb4MaglevKey {
+    pub rev_nat_id: u16,
+    pub chunk: u16,
+}
+
+/// `seta_lb4_maglev` value: backend ids of LB_MAGLEV_CHUNK consecutive slots.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lb4MaglevChunk {
+    pub backend_ids: [u32; LB_MAGLEV_CHUNK],
+}
+
+impl Default for Lb4MaglevChunk {
+    fn default() -> Self {
+        Self {
+            backend_ids: [0; LB_MAGLEV_CHUNK],
+        }
+    }
+}
 
 pub const LB_CONN_FWD: u8 = 1;
 pub const LB_CONN_REV: u8 = 2;
@@ -351,6 +379,10 @@ pub const OPT_LB_NO_BACKEND_DROP: u32 = 1;
 pub const OPT_MASQUERADE: u32 = 2;
 /// seta_config slot: the node's address in network order (SNAT of north-south service traffic)
 pub const CONFIG_NODE_IP: u32 = 3;
+/// seta_config slot: the Maglev table size M (prime); 0 = no Maglev
+pub const CONFIG_LB_MAGLEV_M: u32 = 4;
+/// seta_config slot: the seed of the datapath's flow hash (Maglev slot)
+pub const CONFIG_LB_HASH_SEED: u32 = 5;
 /// reserved identity carried in the VNI by a node's own traffic
 pub const REMOTE_NODE_ID: u32 = 6;
 pub const IDENTITY_SCOPE_IPBLOCK: u32 = 3 << 24;
@@ -436,4 +468,6 @@ mod pod {
     unsafe impl aya::Pod for super::Lb4SrcRangeData {}
     unsafe impl aya::Pod for super::Lb4AffinityKey {}
     unsafe impl aya::Pod for super::LbAffinityVal {}
+    unsafe impl aya::Pod for super::Lb4MaglevKey {}
+    unsafe impl aya::Pod for super::Lb4MaglevChunk {}
 }

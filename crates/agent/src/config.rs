@@ -2,7 +2,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use ipnet::Ipv4Net;
-pub use seta_core::mode::{KvstoreKind, NoBackendResponse, RoutingMode};
+pub use seta_core::mode::{KvstoreKind, LbAlgorithm, NoBackendResponse, RoutingMode};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Args, Default)]
@@ -52,6 +52,15 @@ pub struct RunArgs {
     /// What a pod gets for a service without backends: `reject` (ICMP port unreachable) or `drop`; reason 158 is counted either way
     #[arg(long, env = "SETA_SERVICE_NO_BACKEND_RESPONSE", value_enum, default_value_t = NoBackendResponse::Reject)]
     pub service_no_backend_response: NoBackendResponse,
+    /// Backend selection for new connections: `random`, or `maglev` (consistent hashing of the flow for NodePort, ExternalIP and LoadBalancer frontends: every node picks the same backend)
+    #[arg(long, env = "SETA_BPF_LB_ALGORITHM", value_enum, default_value_t = LbAlgorithm::Random)]
+    pub bpf_lb_algorithm: LbAlgorithm,
+    /// Maglev table size M per service (a prime of Cilium's list: 251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071)
+    #[arg(long, env = "SETA_BPF_LB_MAGLEV_TABLE_SIZE", default_value_t = seta_core::service::maglev::DEFAULT_M)]
+    pub bpf_lb_maglev_table_size: u32,
+    /// Maglev seed, base64 of 12 bytes; the same on every node
+    #[arg(long, env = "SETA_BPF_LB_MAGLEV_HASH_SEED", default_value = DEFAULT_MAGLEV_SEED)]
+    pub bpf_lb_maglev_hash_seed: String,
     /// This node's address for other nodes (tunnel endpoint, next hop) [default: the first non-pod IPv4 address]
     #[arg(long, env = "SETA_NODE_IP")]
     pub node_ip: Option<std::net::Ipv4Addr>,
@@ -172,6 +181,8 @@ pub struct Config {
     pub kvstore_lease_ttl: i64,
     pub routing_mode: RoutingMode,
     pub service_no_backend_response: NoBackendResponse,
+    /// Maglev for north-south frontends (None: random)
+    pub maglev: Option<Maglev>,
     pub node_ip: Option<std::net::Ipv4Addr>,
     pub mtu: Option<u32>,
     /// no pod CIDR configured: take it from the operator (cluster-pool IPAM)
@@ -184,6 +195,41 @@ pub struct Config {
     pub enable_bpf_masquerade: bool,
     /// where hubble_* metrics are served (None: not at all)
     pub hubble_metrics_server: Option<std::net::SocketAddr>,
+}
+
+/// Cilium's default `bpf-lb-maglev-hash-seed`.
+pub const DEFAULT_MAGLEV_SEED: &str = "JLfvgnHc2kaSUFaI";
+
+/// Table sizes Cilium allows (primes).
+pub const MAGLEV_SIZES: [u32; 10] = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071];
+
+/// Maglev as configured: the table size and the two seeds taken from the
+/// configured 12 bytes (the tables' murmur3 seed, the datapath's flow hash seed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Maglev {
+    pub m: u32,
+    pub table_seed: u32,
+    pub hash_seed: u32,
+}
+
+impl Maglev {
+    pub fn resolve(m: u32, seed: &str) -> Result<Self> {
+        use base64::Engine;
+        if !MAGLEV_SIZES.contains(&m) {
+            bail!("--bpf-lb-maglev-table-size {m}: expected one of {MAGLEV_SIZES:?}");
+        }
+        let b = base64::engine::general_purpose::STANDARD
+            .decode(seed)
+            .ok()
+            .filter(|b| b.len() == 12)
+            .ok_or_else(|| anyhow::anyhow!("--bpf-lb-maglev-hash-seed {seed:?}: expected base64 of 12 bytes"))?;
+        let word = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        Ok(Self {
+            m,
+            table_seed: word(0),
+            hash_seed: word(4) ^ word(8),
+        })
+    }
 }
 
 /// `:PORT` (every address), `IP:PORT`, or "" (off).
@@ -237,6 +283,19 @@ impl Config {
             kvstore_lease_ttl: a.kvstore_lease_ttl,
             routing_mode,
             service_no_backend_response: a.service_no_backend_response,
+            maglev: match a.bpf_lb_algorithm {
+                LbAlgorithm::Random => None,
+                LbAlgorithm::Maglev => Some(Maglev::resolve(
+                    match a.bpf_lb_maglev_table_size {
+                        0 => seta_core::service::maglev::DEFAULT_M, // not given (a RunArgs default)
+                        m => m,
+                    },
+                    match a.bpf_lb_maglev_hash_seed.as_str() {
+                        "" => DEFAULT_MAGLEV_SEED,
+                        s => s,
+                    },
+                )?),
+            },
             pod_cidr_from_operator: configured.is_none(),
             node_ip: a.node_ip,
             mtu: a.mtu,
@@ -336,6 +395,24 @@ mod tests {
             c.mtu, None,
             "the file's mtu is skipped: clap reads SETA_MTU itself (not set in this process)"
         );
+    }
+
+    #[test]
+    fn maglev_takes_cilium_sizes_and_a_12_byte_seed() {
+        let base = ["--node", "n1", "--pod-cidr", "10.9.0.0/24"];
+        let c = parse("{}", &[], &base).unwrap();
+        assert_eq!(c.maglev, None, "random by default");
+        let with = |extra: &[&str]| parse("{}", &[], &[&base[..], extra].concat());
+        let c = with(&["--bpf-lb-algorithm", "maglev"]).unwrap();
+        let m = c.maglev.unwrap();
+        assert_eq!(m.m, 16381, "Cilium's default M");
+        assert_eq!(m, Maglev::resolve(16381, DEFAULT_MAGLEV_SEED).unwrap());
+        let c = with(&["--bpf-lb-algorithm", "maglev", "--bpf-lb-maglev-table-size", "251"]).unwrap();
+        assert_eq!(c.maglev.unwrap().m, 251);
+        let e = with(&["--bpf-lb-algorithm", "maglev", "--bpf-lb-maglev-table-size", "1000"]).unwrap_err();
+        assert!(e.to_string().contains("--bpf-lb-maglev-table-size 1000: expected one of"), "{e}");
+        let e = with(&["--bpf-lb-algorithm", "maglev", "--bpf-lb-maglev-hash-seed", "c2hvcnQ="]).unwrap_err();
+        assert!(e.to_string().contains("expected base64 of 12 bytes"), "{e}");
     }
 
     #[test]

@@ -352,9 +352,8 @@ async fn privileged_e2e_pod_delete_leaves_nothing_behind() {
         progs.as_array().unwrap().iter().all(|a| a["device"] != lxc.as_str()),
         "no program left for {lxc}"
     );
-    let pin = std::path::Path::new("/sys/fs/bpf/seta")
-        .join(&node.name)
-        .join("v1/links")
+    let pin = seta_core::names::pin_dir(std::path::Path::new("/sys/fs/bpf"), &node.name, seta_abi::ABI_VERSION)
+        .join("links")
         .join(format!("{lxc}_ingress"));
     assert!(!pin.exists(), "link pin removed");
     let ct = seta(&t.lab, &node.name, &["bpf", "ct", "list"]);

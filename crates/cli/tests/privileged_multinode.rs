@@ -47,6 +47,7 @@ async fn cluster(tag: &str, routing: &str) -> TestLab {
         routing: Some(routing.parse().unwrap()),
         operator: false,
         masquerade: false,
+        maglev: false,
     };
     let mut t = TestLab::up_with(tag, 3, 0, &bin_dir(), &opts).await.unwrap();
     let n: Vec<String> = t.lab.nodes.iter().map(|n| n.name.clone()).collect();
@@ -424,6 +425,7 @@ async fn privileged_multinode_operator_ipam_gc_and_failover() {
         routing: Some(seta_core::mode::RoutingMode::Tunnel),
         operator: true,
         masquerade: false,
+        maglev: false,
     };
     let mut t = TestLab::up_with("mop", 3, 0, &bin_dir(), &opts).await.unwrap();
     let (n1, n2) = (t.lab.nodes[0].name.clone(), t.lab.nodes[1].name.clone());

@@ -30,6 +30,10 @@ impl P {
     }
     /// As `new`; `masquerade`: the agents run with BPF masquerade.
     async fn with(tag: &str, topo: Topo, masquerade: bool) -> Self {
+        Self::with_opts(tag, topo, masquerade, false).await
+    }
+    /// As `with`; `maglev`: the agents choose north-south backends by Maglev.
+    async fn with_opts(tag: &str, topo: Topo, masquerade: bool, maglev: bool) -> Self {
         let t = match topo {
             Topo::One => TestLab::up(tag, 1, 0, &bin_dir()).await.unwrap(),
             Topo::Tunnel | Topo::Native => {
@@ -42,6 +46,7 @@ impl P {
                     }),
                     operator: false,
                     masquerade,
+                    maglev,
                 };
                 TestLab::up_with(tag, 2, 0, &bin_dir(), &opts).await.unwrap()
             }
@@ -1364,3 +1369,85 @@ scenario!(privileged_policy_service_node_port_from_outside, "np", [tunnel => Tun
 scenario!(privileged_policy_service_external_ip_and_source_ranges, "ex", [tunnel => Tunnel, native => Native]);
 scenario!(privileged_policy_metrics_scraped_by_prometheus, "pm", [tunnel => Tunnel]);
 scenario!(privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client, "hb", [one => One, tunnel => Tunnel]);
+
+/// What a connection from `ns` and local port `port` to `addr` reads (the
+/// same 5-tuple every time it is called with the same arguments).
+fn read_from_port(ns: &str, port: u16, addr: SocketAddr) -> String {
+    seta_lab::spawn_in_netns(ns, move || {
+        use nix::sys::socket::{bind, connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
+        use std::os::fd::AsRawFd;
+        let SocketAddr::V4(a) = addr else { unreachable!() };
+        let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::empty(), None).unwrap();
+        setsockopt(&fd, sockopt::ReuseAddr, &true).unwrap();
+        // a bounded connect (Linux honours the send timeout for it)
+        setsockopt(&fd, sockopt::SendTimeout, &nix::sys::time::TimeVal::new(3, 0)).unwrap();
+        bind(fd.as_raw_fd(), &SockaddrIn::new(0, 0, 0, 0, port)).unwrap();
+        connect(fd.as_raw_fd(), &SockaddrIn::from(a)).unwrap_or_else(|e| panic!("connect {addr} from port {port}: {e}"));
+        let mut c = std::net::TcpStream::from(fd);
+        c.set_read_timeout(Some(std::time::Duration::from_secs(3))).unwrap();
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut c, &mut s);
+        s
+    })
+    .join()
+    .unwrap()
+}
+
+/// Maglev (`--bpf-lb-algorithm maglev`): a flow from outside to an
+/// ExternalIP reaches the same backend whichever node the router sends it
+/// to, flows spread over the backends, and every node holds one table of M
+/// slots for the frontend (`seta bpf lb maglev list`).
+async fn privileged_policy_service_maglev_same_backend_on_every_node(p: P) {
+    for pod in ["web", "other", "client"] {
+        let tag: &'static str = match pod {
+            "web" => "web",
+            "other" => "other",
+            _ => "client",
+        };
+        tag_server(&p.ns(pod), SocketAddr::new(p.ip(pod).into(), 8080), tag);
+    }
+    let (web, other, client) = (p.ip("web"), p.ip("other"), p.ip("client"));
+    services_import(
+        &p,
+        &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: mag, namespace: default}}\nspec:\n  clusterIP: 10.96.0.45\n  externalIPs: [198.51.100.70]\n  ports: [{{name: http, port: 80}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: mag-a, namespace: default, labels: {{kubernetes.io/service-name: mag}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}, {other}, {client}], conditions: {{ready: true}}}}\n"),
+    );
+    let ext = p.lab().external.clone().unwrap();
+    let vip: SocketAddr = "198.51.100.70:80".parse().unwrap();
+    let mut rounds = vec![];
+    for node in 0..2 {
+        p.lab().external_route("198.51.100.0/24".parse().unwrap(), node).await.unwrap();
+        rounds.push((0..16).map(|i| read_from_port(&ext.netns, 41000 + i, vip)).collect::<Vec<String>>());
+    }
+    assert_eq!(rounds[0], rounds[1], "each flow has one backend, whichever node it enters");
+    let seen: std::collections::BTreeSet<&String> = rounds[0].iter().collect();
+    assert!(seen.len() >= 2, "flows spread over the backends: {:?}", rounds[0]);
+    assert!(seen.iter().all(|t| ["web", "other", "client"].contains(&t.as_str())), "{seen:?}");
+    for n in p.nodes() {
+        let t = common::seta(&n, &["bpf", "lb", "maglev", "list"]);
+        let t = t.as_array().unwrap();
+        assert_eq!(t.len(), 1, "one table, the ExternalIP's (the ClusterIP is random): {n}");
+        assert_eq!(t[0]["m"], 16381);
+        let slots: Vec<u64> = t[0]["slots"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).collect();
+        assert_eq!(slots.len(), 3, "{n}: {slots:?}");
+        assert_eq!(slots.iter().sum::<u64>(), 16381);
+        assert!(slots.iter().all(|s| (5400..=5520).contains(s)), "{n}: even shares {slots:?}");
+    }
+}
+
+mod privileged_policy_service_maglev_same_backend_on_every_node {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_service_maglev_same_backend_on_every_node::tunnel") {
+            return;
+        }
+        super::privileged_policy_service_maglev_same_backend_on_every_node(P::with_opts("mgtunnel", Topo::Tunnel, false, true).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn native() {
+        if !privileged("privileged_policy_service_maglev_same_backend_on_every_node::native") {
+            return;
+        }
+        super::privileged_policy_service_maglev_same_backend_on_every_node(P::with_opts("mgnative", Topo::Native, false, true).await).await;
+    }
+}

@@ -288,11 +288,12 @@ async fn privileged_cni_add_rolls_back_after_injected_failures() {
             c.agent("endpoint list").as_array().unwrap().is_empty(),
             "no endpoint after failure at {step}"
         );
-        let pins: Vec<String> = std::fs::read_dir(Path::new("/sys/fs/bpf/seta").join(c.node()).join("v1/links"))
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into())
-            .collect();
+        let pins: Vec<String> =
+            std::fs::read_dir(seta_core::names::pin_dir(Path::new("/sys/fs/bpf"), &c.node(), seta_abi::ABI_VERSION).join("links"))
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into())
+                .collect();
         assert!(
             pins.contains(&"seta_host_egress".to_string()) && !pins.iter().any(|p| p.starts_with("lxc")),
             "no endpoint link pins after failure at {step}: {pins:?}"

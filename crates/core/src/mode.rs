@@ -15,6 +15,19 @@ pub enum NoBackendResponse {
     Drop,
 }
 
+/// How a new connection's backend is chosen (`--bpf-lb-algorithm`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum LbAlgorithm {
+    /// a random slot
+    #[default]
+    Random,
+    /// Maglev consistent hashing of the flow (north-south frontends:
+    /// NodePort, ExternalIP, LoadBalancer): every node picks the same backend
+    Maglev,
+}
+
 /// How pods reach other nodes' pods.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]

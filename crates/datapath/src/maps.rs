@@ -28,6 +28,7 @@ pub const MAP_LB4_AFFINITY: &str = "seta_lb4_affinity";
 pub const MAP_SNAT4: &str = "seta_snat_v4_external";
 pub const MAP_EVENTS_LOST: &str = "seta_events_lost";
 pub const MAP_LB4_SRC_RANGE: &str = "seta_lb4_source_range";
+pub const MAP_LB4_MAGLEV: &str = "seta_lb4_maglev";
 
 fn open(pin_dir: &Path, name: &str) -> Result<(MapData, PathBuf), DatapathError> {
     let path = pin_dir.join(name);
@@ -496,6 +497,8 @@ pub struct LbState {
     pub revnat: BTreeMap<u16, seta_abi::Lb4ReverseNat>,
     /// loadBalancerSourceRanges: (rev-NAT index, range)
     pub source_ranges: std::collections::BTreeSet<(u16, ipnet::Ipv4Net)>,
+    /// Maglev tables in chunks: (rev-NAT index, chunk) -> backend ids
+    pub maglev: BTreeMap<seta_abi::Lb4MaglevKey, seta_abi::Lb4MaglevChunk>,
 }
 
 /// The service maps: `seta_lb4_svc`, `seta_lb4_be`, `seta_lb4_rnat`.
@@ -504,6 +507,7 @@ pub struct LbMaps {
     be: HashMap<MapData, u32, seta_abi::Lb4Backend>,
     rnat: HashMap<MapData, u16, seta_abi::Lb4ReverseNat>,
     src: LpmTrie<MapData, seta_abi::Lb4SrcRangeData, u8>,
+    maglev: HashMap<MapData, seta_abi::Lb4MaglevKey, seta_abi::Lb4MaglevChunk>,
     path: PathBuf,
 }
 
@@ -526,7 +530,16 @@ impl LbMaps {
         let rnat = HashMap::try_from(Map::HashMap(md)).map_err(|e| merr(MAP_LB4_RNAT, &p, "type", e))?;
         let (md, p) = open(pin_dir, MAP_LB4_SRC_RANGE)?;
         let src = LpmTrie::try_from(Map::LpmTrie(md)).map_err(|e| merr(MAP_LB4_SRC_RANGE, &p, "type", e))?;
-        Ok(Self { svc, be, rnat, src, path })
+        let (md, p) = open(pin_dir, MAP_LB4_MAGLEV)?;
+        let maglev = HashMap::try_from(Map::HashMap(md)).map_err(|e| merr(MAP_LB4_MAGLEV, &p, "type", e))?;
+        Ok(Self {
+            svc,
+            be,
+            rnat,
+            src,
+            maglev,
+            path,
+        })
     }
 
     /// Everything the maps hold now.
@@ -545,6 +558,7 @@ impl LbMaps {
                     Some((d.rev_nat_id, net))
                 })
                 .collect(),
+            maglev: self.maglev.iter().flatten().collect(),
         }
     }
 
@@ -570,6 +584,12 @@ impl LbMaps {
                 .insert(&src_range_key(*id, net), 1, 0)
                 .map_err(|x| e(MAP_LB4_SRC_RANGE, x))?;
         }
+        // Maglev tables before the masters that use them
+        for (k, v) in &want.maglev {
+            if have.maglev.get(k) != Some(v) {
+                self.maglev.insert(k, v, 0).map_err(|x| e(MAP_LB4_MAGLEV, x))?;
+            }
+        }
         let (masters, slots): (Vec<_>, Vec<_>) = want.services.iter().partition(|(k, _)| k.backend_slot == 0);
         for (k, v) in slots.into_iter().chain(masters) {
             if have.services.get(k) != Some(v) {
@@ -589,6 +609,9 @@ impl LbMaps {
         }
         for (id, net) in have.source_ranges.difference(&want.source_ranges) {
             let _ = self.src.remove(&src_range_key(*id, net));
+        }
+        for k in have.maglev.keys().filter(|k| !want.maglev.contains_key(*k)) {
+            let _ = self.maglev.remove(k);
         }
         Ok(())
     }

@@ -376,6 +376,7 @@ fn every_map_has_the_name_and_sizes_the_agent_uses() {
         (MAP_SNAT4, (size_of::<CtKey>(), size_of::<Nat4Entry>())),
         (MAP_EVENTS_LOST, (4, 8)),
         (MAP_LB4_SRC_RANGE, (4 + size_of::<Lb4SrcRangeData>(), 1)),
+        (MAP_LB4_MAGLEV, (size_of::<Lb4MaglevKey>(), size_of::<Lb4MaglevChunk>())),
     ]
     .into_iter()
     .map(|(n, (k, v))| (n, (k as u32, v as u32)))

@@ -101,6 +101,8 @@ pub struct LabOptions {
     pub operator: bool,
     /// agents masquerade pods' traffic to the world (--enable-bpf-masquerade)
     pub masquerade: bool,
+    /// agents choose backends of north-south frontends by Maglev (--bpf-lb-algorithm maglev)
+    pub maglev: bool,
 }
 
 const UNDERLAY_GW: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 254);

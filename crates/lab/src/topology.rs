@@ -78,6 +78,9 @@ impl Lab {
             if opts.masquerade {
                 lab.agent_args.push("--enable-bpf-masquerade".to_string());
             }
+            if opts.maglev {
+                lab.agent_args.extend(["--bpf-lb-algorithm".to_string(), "maglev".to_string()]);
+            }
             for i in 1..=nodes {
                 let node = format!("{name}-n{i}");
                 let pod_cidr = Ipv4Net::new(Ipv4Addr::from(base + ((i as u32) << 8)), 24)?;

@@ -51,6 +51,10 @@ pub(super) async fn setup_routing_mode(dp: &Datapath, nl: &Netlink, cfg: &Config
         seta_abi::CONFIG_DATAPATH_OPTS,
         (drop * seta_abi::OPT_LB_NO_BACKEND_DROP) | masq,
     )?;
+    // Maglev: the table size and the flow hash's seed (tables come with the services)
+    let (m, seed) = cfg.maglev.map_or((0, 0), |m| (m.m, m.hash_seed));
+    seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_LB_MAGLEV_M, m)?;
+    seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_LB_HASH_SEED, seed)?;
     // north-south service traffic to another node's backend leaves from this address
     let nip = node.ip.map(|ip| u32::from_ne_bytes(ip.octets())).unwrap_or(0);
     seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_NODE_IP, nip)?;

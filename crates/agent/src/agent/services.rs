@@ -59,7 +59,7 @@ impl Agent {
         let addrs = self.node_port_addrs();
         let (want, checks, snapshot) = {
             let mut repo = self.services.lock().unwrap();
-            let want = repo.lb_state(&self.cfg.node, &addrs);
+            let want = repo.lb_state(&self.cfg.node, &addrs, self.cfg.maglev.map(|m| (m.m, m.table_seed)));
             (want, repo.health_checks(&self.cfg.node), repo.clone())
         };
         self.save_services(snapshot)?;

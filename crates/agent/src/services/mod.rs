@@ -184,8 +184,10 @@ impl Repository {
     /// What the service maps must hold on node `node`: every frontend's
     /// master entry and slots (the backends new connections may use), every
     /// backend (also those kept only for established connections) and the
-    /// rev-NAT entries. Numbers stay stable while their objects exist.
-    pub fn lb_state(&mut self, node: &str, node_addrs: &[Ipv4Addr]) -> seta_datapath::maps::LbState {
+    /// rev-NAT entries. Numbers stay stable while their objects exist. With
+    /// `maglev` (M, table seed), north-south frontends (NodePort, ExternalIP,
+    /// LoadBalancer) also get their Maglev table.
+    pub fn lb_state(&mut self, node: &str, node_addrs: &[Ipv4Addr], maglev: Option<(u32, u32)>) -> seta_datapath::maps::LbState {
         use seta_abi::{Lb4Backend, Lb4Key, Lb4ReverseNat, Lb4Service};
         let frontends = self.frontends(node_addrs);
         let name = |ip: Ipv4Addr, port: u16, p: seta_core::service::Proto| format!("{ip}:{port}/{p}");
@@ -244,6 +246,24 @@ impl Repository {
                     },
                 );
             }
+            let north_south = matches!(
+                f.kind,
+                FrontendKind::NodePort | FrontendKind::ExternalIP | FrontendKind::LoadBalancer
+            );
+            let mut algorithm = seta_abi::LB_ALG_RANDOM;
+            if let (Some((m, seed)), true, false) = (maglev, north_south, slots.is_empty()) {
+                let names: Vec<(String, u32)> = slots
+                    .iter()
+                    .map(|b| (format!("{}:{}", b.ip, b.port), id_of(b.ip, b.port)))
+                    .collect();
+                match maglev_chunks(rid, &names, m, seed) {
+                    Ok(chunks) => {
+                        want.maglev.extend(chunks);
+                        algorithm = seta_abi::LB_ALG_MAGLEV;
+                    }
+                    Err(e) => tracing::error!(frontend = %name(f.addr, f.port, f.proto), %e, "no Maglev table; random selection"),
+                }
+            }
             let flags = match f.kind {
                 FrontendKind::ClusterIP => 0,
                 FrontendKind::NodePort => seta_abi::LB_F_NODEPORT,
@@ -262,7 +282,10 @@ impl Repository {
                 key(0),
                 Lb4Service {
                     // the master's id field: algorithm (upper 8 bits) and affinity timeout (s)
-                    backend_id: f.affinity.map_or(0, |t| (seta_abi::LB_ALG_RANDOM << 24) | (t & 0xff_ffff)),
+                    backend_id: match (f.affinity, algorithm) {
+                        (None, seta_abi::LB_ALG_RANDOM) => 0,
+                        (t, alg) => (alg << 24) | (t.unwrap_or(0) & 0xff_ffff),
+                    },
                     count: slots.len() as u16,
                     rev_nat_index: rid,
                     flags,
@@ -283,6 +306,35 @@ impl Repository {
         self.revnat_ids = rids;
         want
     }
+}
+
+/// A frontend's Maglev table over its backends (stable name, backend id), in
+/// `seta_lb4_maglev` chunks under its rev-NAT index.
+fn maglev_chunks(
+    rid: u16,
+    backends: &[(String, u32)],
+    m: u32,
+    seed: u32,
+) -> Result<Vec<(seta_abi::Lb4MaglevKey, seta_abi::Lb4MaglevChunk)>, seta_core::service::maglev::MaglevError> {
+    let names: Vec<String> = backends.iter().map(|(n, _)| n.clone()).collect();
+    let (sorted, table) = seta_core::service::maglev::table(&names, m, seed)?;
+    let id_of: BTreeMap<&str, u32> = backends.iter().map(|(n, id)| (n.as_str(), *id)).collect();
+    let ids: Vec<u32> = sorted.iter().map(|n| id_of[n.as_str()]).collect();
+    Ok(table
+        .chunks(seta_abi::LB_MAGLEV_CHUNK)
+        .enumerate()
+        .map(|(i, slots)| {
+            let mut chunk = seta_abi::Lb4MaglevChunk::default();
+            for (j, s) in slots.iter().enumerate() {
+                chunk.backend_ids[j] = ids[*s as usize];
+            }
+            let key = seta_abi::Lb4MaglevKey {
+                rev_nat_id: rid,
+                chunk: i as u16,
+            };
+            (key, chunk)
+        })
+        .collect())
 }
 
 impl Repository {

@@ -118,7 +118,7 @@ status:
         )
         .unwrap(),
     );
-    let st = r.lb_state("n1", &["172.30.0.1".parse().unwrap()]);
+    let st = r.lb_state("n1", &["172.30.0.1".parse().unwrap()], None);
     let master = |a: [u8; 4]| {
         st.services
             .iter()
@@ -198,4 +198,82 @@ spec:
     )
     .unwrap();
     assert_eq!(r.health_checks("n1")[&32000].local_endpoints, 0);
+}
+
+const MAGLEV_SVC: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: ext, namespace: shop}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.44
+  externalIPs: [198.51.100.70]
+  ports: [{name: http, port: 80, nodePort: 30093}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: ext-1, namespace: shop, labels: {kubernetes.io/service-name: ext}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+- {addresses: [10.200.1.5, 10.200.1.6, 10.200.2.7], conditions: {ready: true}}
+"#;
+
+/// The table a frontend's Maglev chunks hold, as backend addresses.
+fn maglev_table(st: &seta_datapath::maps::LbState, addr: [u8; 4], m: u32) -> Vec<String> {
+    let master = st
+        .services
+        .iter()
+        .find(|(k, _)| k.address == addr && k.backend_slot == 0)
+        .unwrap()
+        .1;
+    let mut t: Vec<u32> = st
+        .maglev
+        .iter()
+        .filter(|(k, _)| k.rev_nat_id == master.rev_nat_index)
+        .flat_map(|(_, c)| c.backend_ids)
+        .collect();
+    t.truncate(m as usize);
+    t.iter()
+        .map(|id| {
+            let b = st.backends[id];
+            format!("{}:{}", std::net::Ipv4Addr::from(b.address), u16::from_be_bytes(b.port))
+        })
+        .collect()
+}
+
+#[test]
+fn maglev_tables_for_north_south_frontends_agree_across_nodes() {
+    let (m, seed) = (251, 7);
+    let mut n1 = Repository::default();
+    n1.import(parse_file(MAGLEV_SVC).unwrap());
+    let st1 = n1.lb_state("n1", &["172.30.0.1".parse().unwrap()], Some((m, seed)));
+    let master =
+        |st: &seta_datapath::maps::LbState, a: [u8; 4]| *st.services.iter().find(|(k, _)| k.address == a && k.backend_slot == 0).unwrap().1;
+    assert_eq!(
+        master(&st1, [198, 51, 100, 70]).backend_id >> 24,
+        seta_abi::LB_ALG_MAGLEV,
+        "ExternalIP"
+    );
+    assert_eq!(master(&st1, [172, 30, 0, 1]).backend_id >> 24, seta_abi::LB_ALG_MAGLEV, "NodePort");
+    assert_eq!(master(&st1, [10, 96, 0, 44]).backend_id, 0, "a ClusterIP stays random");
+    // one table per north-south frontend, M slots in ceil(M / chunk) chunks
+    assert_eq!(st1.maglev.len(), 2);
+    let t1 = maglev_table(&st1, [198, 51, 100, 70], m);
+    assert_eq!(t1.len(), m as usize);
+    for b in ["10.200.1.5:8080", "10.200.1.6:8080", "10.200.2.7:8080"] {
+        let n = t1.iter().filter(|x| *x == b).count();
+        assert!((80..=88).contains(&n), "{b} has {n} of {m} slots");
+    }
+    // another node, whose numbering differs (another service first), has
+    // the same table by backend
+    let mut n2 = Repository::default();
+    n2.import(parse_file(&SVC.replace("10.200.1.5", "10.200.1.9")).unwrap());
+    n2.lb_state("n2", &[], Some((m, seed)));
+    n2.import(parse_file(MAGLEV_SVC).unwrap());
+    let st2 = n2.lb_state("n2", &["172.30.0.2".parse().unwrap()], Some((m, seed)));
+    assert_ne!(st1.backends.keys().collect::<Vec<_>>(), st2.backends.keys().collect::<Vec<_>>());
+    assert_eq!(maglev_table(&st2, [198, 51, 100, 70], m), t1);
+    // without Maglev nothing is built
+    assert!(n1.lb_state("n1", &[], None).maglev.is_empty());
 }

@@ -49,6 +49,62 @@ pub enum LbCmd {
         #[arg(long, conflicts_with_all = ["revnat", "backends"])]
         source_ranges: bool,
     },
+    /// Maglev lookup tables (--bpf-lb-algorithm maglev)
+    #[command(subcommand)]
+    Maglev(MaglevCmd),
+}
+
+#[derive(Subcommand)]
+pub enum MaglevCmd {
+    /// Each service's table: SVC ID (rev-NAT), its M slots, and how many slots each backend has; -o json adds the table
+    List,
+}
+
+/// The Maglev tables in the maps: rev-NAT index -> the M backend ids.
+fn maglev_tables(pin: &std::path::Path) -> Result<(u32, std::collections::BTreeMap<u16, Vec<u32>>)> {
+    let m = seta_datapath::maps::get_config(pin, seta_abi::CONFIG_LB_MAGLEV_M)?;
+    let st = seta_datapath::maps::LbMaps::open(pin)?.list();
+    let mut out: std::collections::BTreeMap<u16, Vec<u32>> = Default::default();
+    for (k, c) in &st.maglev {
+        let t = out.entry(k.rev_nat_id).or_default();
+        let start = k.chunk as usize * seta_abi::LB_MAGLEV_CHUNK;
+        if t.len() < start + seta_abi::LB_MAGLEV_CHUNK {
+            t.resize(start + seta_abi::LB_MAGLEV_CHUNK, 0);
+        }
+        t[start..start + seta_abi::LB_MAGLEV_CHUNK].copy_from_slice(&c.backend_ids);
+    }
+    for t in out.values_mut() {
+        t.truncate(m as usize);
+    }
+    Ok((m, out))
+}
+
+fn maglev_list(pin: &std::path::Path, json: bool) -> Result<i32> {
+    let (m, tables) = maglev_tables(pin)?;
+    let share = |t: &[u32]| {
+        let mut c: std::collections::BTreeMap<u32, usize> = Default::default();
+        for id in t {
+            *c.entry(*id).or_default() += 1;
+        }
+        c
+    };
+    if json {
+        return print_json(
+            &tables
+                .iter()
+                .map(|(id, t)| serde_json::json!({"rev_nat_index": id, "m": m, "slots": share(t), "table": t}))
+                .collect::<Vec<_>>(),
+        );
+    }
+    let rows = tables
+        .iter()
+        .map(|(id, t)| {
+            let s: Vec<String> = share(t).iter().map(|(b, n)| format!("{b}({n})")).collect();
+            vec![id.to_string(), t.len().to_string(), s.join(" ")]
+        })
+        .collect();
+    table(&["SVC ID", "M", "BACKEND ID (SLOTS)"], rows);
+    Ok(0)
 }
 
 fn lb_addr(a: [u8; 4], p: [u8; 2]) -> String {
@@ -461,6 +517,7 @@ pub async fn run(cmd: &BpfCmd, cli: &Cli, json: bool) -> Result<i32> {
             frontends,
             source_ranges,
         }) => return lb_list(&pin_dir(cli)?, *revnat, *backends, *frontends, *source_ranges, json),
+        BpfCmd::Lb(LbCmd::Maglev(MaglevCmd::List)) => return maglev_list(&pin_dir(cli)?, json),
         BpfCmd::Ct(CtCmd::Flush) => {
             let n = seta_datapath::maps::CtMap::open(&pin_dir(cli)?)?.flush(false)?;
             if json {

@@ -27,6 +27,9 @@ pub enum LabCmd {
         /// agents masquerade pods' traffic to the world (BPF masquerade)
         #[arg(long)]
         masquerade: bool,
+        /// agents choose backends of NodePort, ExternalIP and LoadBalancer frontends by Maglev
+        #[arg(long)]
+        maglev: bool,
     },
     /// Nodes and pods of a lab
     Status {
@@ -146,6 +149,7 @@ pub async fn run(cmd: &LabCmd, json: bool) -> Result<i32> {
             routing,
             operator,
             masquerade,
+            maglev,
         } => {
             use seta_core::mode::KvstoreKind;
             let kv = kvstore.unwrap_or(if *nodes > 1 { KvstoreKind::Etcd } else { KvstoreKind::Memory });
@@ -158,6 +162,7 @@ pub async fn run(cmd: &LabCmd, json: bool) -> Result<i32> {
                 routing: Some(*routing),
                 operator: operator.unwrap_or(etcd),
                 masquerade: *masquerade,
+                maglev: *maglev,
             };
             let t = std::time::Instant::now();
             let l = Lab::up_with(lab, *nodes, *pods, *cluster_cidr, &bin_dir()?, &opts, &|m| eprintln!("==> {m}")).await?;
