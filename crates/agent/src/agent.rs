@@ -38,6 +38,7 @@ mod services;
 use node::{setup_host_devices, underlay};
 mod endpoints;
 mod identities;
+mod k8s;
 mod policy;
 #[cfg(test)]
 mod tests;
@@ -112,6 +113,8 @@ pub struct Agent {
     ipcache: Owned<IpcacheSubsystem>,
     /// other nodes, their pods and the cluster's policies (from the kvstore)
     cluster: Owned<ClusterState>,
+    /// the Kubernetes API, when intent comes from it
+    k8s: Option<Arc<crate::k8s::K8s>>,
     started: Instant,
     restored: std::sync::atomic::AtomicUsize,
     filter: LabelFilter,
@@ -243,6 +246,14 @@ impl Agent {
         let kv = Kv::open(&cfg).await?;
         let pin_dir = dp.pin_dir().to_path_buf();
         let kernel: Arc<dyn Kernel> = Arc::new(crate::kernel::Real::new(dp, nl)?);
+        let k8s = match &cfg.k8s {
+            Some(src) => {
+                let client = crate::k8s::connect(src).await?;
+                Some(Arc::new(crate::k8s::K8s::new(client, src.clone(), &k8s::watches())))
+            }
+            None => None,
+        };
+        let node = NodeFacts { k8s, ..node };
         Self::assemble(cfg, filter, kernel, kv, store, pool, node, pin_dir).await
     }
 
@@ -300,6 +311,7 @@ impl Agent {
             policy: Owned::new(policy),
             ipcache: Owned::new(ipcache),
             cluster: Owned::new(ClusterState::default()),
+            k8s: node.k8s,
             started: Instant::now(),
             restored: Default::default(),
             filter,
@@ -427,6 +439,7 @@ impl Agent {
                 .trim()
                 .to_string(),
             kvstore_status,
+            kubernetes: self.k8s.as_ref().map_or_else(|| "disabled".to_string(), |k| k.status()),
             nodes_registered,
             routing_mode: self.cfg.routing_mode,
             node_ip: self.node_ip,
@@ -470,6 +483,8 @@ pub(crate) struct NodeFacts {
     pub mtu: u32,
     /// the device holding the node IP
     pub dev: Option<String>,
+    /// the Kubernetes API client, when configured
+    pub k8s: Option<Arc<crate::k8s::K8s>>,
 }
 
 /// `seta-agent cleanup`: remove everything of this node (pins, devices, state, socket, CNI conf).

@@ -82,6 +82,9 @@ pub struct RunArgs {
     /// Flows the observer keeps (2^n-1)
     #[arg(long, env = "SETA_HUBBLE_EVENT_BUFFER_CAPACITY", default_value_t = 4095)]
     pub hubble_event_buffer_capacity: usize,
+    /// Take intent from the Kubernetes API through this kubeconfig: NetworkPolicy, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy and Namespace objects [default: the pod's service account when KUBERNETES_SERVICE_HOST is set, else no Kubernetes]
+    #[arg(long, env = "SETA_K8S_KUBECONFIG")]
+    pub k8s_kubeconfig: Option<PathBuf>,
     /// JSON object whose keys are any of these flags' long names (e.g. "pod-cidr",
     /// "kvstore-endpoints": [..]); flags and SETA_* variables take precedence over it
     #[arg(long, env = "SETA_CONFIG")]
@@ -195,6 +198,8 @@ pub struct Config {
     pub enable_bpf_masquerade: bool,
     /// where hubble_* metrics are served (None: not at all)
     pub hubble_metrics_server: Option<std::net::SocketAddr>,
+    /// the Kubernetes API, when intent comes from it
+    pub k8s: Option<crate::k8s::Source>,
 }
 
 /// Cilium's default `bpf-lb-maglev-hash-seed`.
@@ -303,6 +308,11 @@ impl Config {
             hubble_listen_address: listen_addr("--hubble-listen-address", a.hubble_listen_address.as_deref().unwrap_or(""))?,
             enable_bpf_masquerade: a.enable_bpf_masquerade,
             hubble_metrics_server: listen_addr("--hubble-metrics-server", a.hubble_metrics_server.as_deref().unwrap_or(""))?,
+            k8s: match a.k8s_kubeconfig {
+                Some(p) => Some(crate::k8s::Source::Kubeconfig(p)),
+                None if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => Some(crate::k8s::Source::InCluster),
+                None => None,
+            },
             hubble_event_buffer_capacity: match a.hubble_event_buffer_capacity {
                 0 => 4095, // not given (a RunArgs default)
                 n => n,

@@ -8,6 +8,7 @@ mod events;
 mod healthcheck;
 mod identities;
 mod ipcache;
+mod k8s;
 mod kernel;
 mod kv;
 mod metrics;

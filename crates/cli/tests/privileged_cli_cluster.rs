@@ -43,6 +43,7 @@ async fn privileged_cli_cluster_wide_policy_commands_without_node() {
         operator: false,
         masquerade: false,
         maglev: false,
+        k8s: false,
     };
     let mut t = TestLab::up_with("cli", 2, 0, &bin_dir(), &opts).await.unwrap();
     let (n0, n1) = (t.lab.nodes[0].name.clone(), t.lab.nodes[1].name.clone());

@@ -48,6 +48,7 @@ async fn cluster(tag: &str, routing: &str) -> TestLab {
         operator: false,
         masquerade: false,
         maglev: false,
+        k8s: false,
     };
     let mut t = TestLab::up_with(tag, 3, 0, &bin_dir(), &opts).await.unwrap();
     let n: Vec<String> = t.lab.nodes.iter().map(|n| n.name.clone()).collect();
@@ -426,6 +427,7 @@ async fn privileged_multinode_operator_ipam_gc_and_failover() {
         operator: true,
         masquerade: false,
         maglev: false,
+        k8s: false,
     };
     let mut t = TestLab::up_with("mop", 3, 0, &bin_dir(), &opts).await.unwrap();
     let (n1, n2) = (t.lab.nodes[0].name.clone(), t.lab.nodes[1].name.clone());

@@ -30,11 +30,17 @@ impl P {
     }
     /// As `new`; `masquerade`: the agents run with BPF masquerade.
     async fn with(tag: &str, topo: Topo, masquerade: bool) -> Self {
-        Self::with_opts(tag, topo, masquerade, false).await
+        Self::with_opts(tag, topo, masquerade, false, false).await
     }
-    /// As `with`; `maglev`: the agents choose north-south backends by Maglev.
-    async fn with_opts(tag: &str, topo: Topo, masquerade: bool, maglev: bool) -> Self {
+    /// As `with`; `maglev`: the agents choose north-south backends by
+    /// Maglev; `k8s`: they take policies and namespaces from the lab's
+    /// Kubernetes API.
+    async fn with_opts(tag: &str, topo: Topo, masquerade: bool, maglev: bool, k8s: bool) -> Self {
         let t = match topo {
+            Topo::One if k8s => {
+                let opts = LabOptions { k8s, ..Default::default() };
+                TestLab::up_with(tag, 1, 0, &bin_dir(), &opts).await.unwrap()
+            }
             Topo::One => TestLab::up(tag, 1, 0, &bin_dir()).await.unwrap(),
             Topo::Tunnel | Topo::Native => {
                 let opts = LabOptions {
@@ -47,6 +53,7 @@ impl P {
                     operator: false,
                     masquerade,
                     maglev,
+                    k8s,
                 };
                 TestLab::up_with(tag, 2, 0, &bin_dir(), &opts).await.unwrap()
             }
@@ -1441,13 +1448,163 @@ mod privileged_policy_service_maglev_same_backend_on_every_node {
         if !privileged("privileged_policy_service_maglev_same_backend_on_every_node::tunnel") {
             return;
         }
-        super::privileged_policy_service_maglev_same_backend_on_every_node(P::with_opts("mgtunnel", Topo::Tunnel, false, true).await).await;
+        super::privileged_policy_service_maglev_same_backend_on_every_node(
+            P::with_opts("mgtunnel", Topo::Tunnel, false, true, false).await,
+        )
+        .await;
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn native() {
         if !privileged("privileged_policy_service_maglev_same_backend_on_every_node::native") {
             return;
         }
-        super::privileged_policy_service_maglev_same_backend_on_every_node(P::with_opts("mgnative", Topo::Native, false, true).await).await;
+        super::privileged_policy_service_maglev_same_backend_on_every_node(
+            P::with_opts("mgnative", Topo::Native, false, true, false).await,
+        )
+        .await;
+    }
+}
+
+/// Wait (at most 20 s) until a TCP connection from `ns` to `addr` is
+/// `want` (allowed or denied): a policy from the API reaches every node.
+fn until_tcp(ns: &str, addr: SocketAddr, want: bool, what: &str) {
+    let t = std::time::Instant::now();
+    while tcp_ok(ns, addr) != want {
+        assert!(t.elapsed() < std::time::Duration::from_secs(20), "timed out waiting for: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Under Kubernetes (`seta lab up --k8s`), driven only by kubectl: a
+/// NetworkPolicy applied is enforced on every node; a CNP with a bad port
+/// is refused with the field in its `status.nodes` (every node) and a
+/// Warning Event, and changes nothing; a namespace label set with kubectl
+/// flips a namespaceSelector; a deleted policy stops applying; `seta policy
+/// import` is refused.
+async fn privileged_policy_k8s_policies_from_kubectl(mut p: P) {
+    let kubectl = |p: &P, args: &[&str], stdin: Option<&str>| {
+        let (ok, out, err) = p.lab().kubectl(args, stdin).unwrap();
+        assert!(ok, "kubectl {args:?}: {err}");
+        out
+    };
+    assert_eq!(
+        kubectl(
+            &p,
+            &["apply", "-f", "-"],
+            Some("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")
+        ),
+        "namespace/shop created"
+    );
+    p.pod_add("shopper", 0, "shop", &["app=shopper"], &[]).await;
+    let _w = Responder::start(&p.ns("web"), p.web_addr(8080));
+    let web = p.web_addr(8080);
+    assert!(tcp_ok(&p.ns("other"), web), "no policy yet");
+    let np = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: web-ingress, namespace: default}\nspec:\n  podSelector: {matchLabels: {app: web}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {app: client}}}, {namespaceSelector: {matchLabels: {team: a}}}]\n";
+    assert_eq!(
+        kubectl(&p, &["apply", "-f", "-"], Some(np)),
+        "networkpolicy.networking.k8s.io/web-ingress created"
+    );
+    until_tcp(&p.ns("other"), web, false, "other is denied into web");
+    assert!(tcp_ok(&p.ns("client"), web), "client (another node in tunnel mode) is allowed");
+    assert!(!tcp_ok(&p.ns("shopper"), web), "shop has no team=a label yet");
+
+    // a bad CNP: refused on every node, with the field; nothing changes
+    let bad = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: bad, namespace: default}\nspec:\n  endpointSelector: {matchLabels: {app: web}}\n  ingress:\n  - toPorts: [{ports: [{port: \"99999\", protocol: TCP}]}]\n";
+    assert_eq!(
+        kubectl(&p, &["apply", "-f", "-"], Some(bad)),
+        "ciliumnetworkpolicy.cilium.io/bad created"
+    );
+    let t = std::time::Instant::now();
+    loop {
+        let st = kubectl(&p, &["get", "cnp", "bad", "-o", "jsonpath={.status.nodes}"], None);
+        let st: serde_json::Value = serde_json::from_str(if st.is_empty() { "{}" } else { &st }).unwrap();
+        if p.nodes().iter().all(|n| st[n]["ok"] == false) {
+            for n in p.nodes() {
+                let e = st[&n]["error"].as_str().unwrap();
+                assert!(
+                    e.contains("spec.ingress[0].toPorts[0].ports[0].port") && e.contains("99999"),
+                    "{n}: {e}"
+                );
+            }
+            break;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "every node's refusal in the status: {st}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let reasons = kubectl(
+        &p,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=bad",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ],
+        None,
+    );
+    assert!(
+        reasons.split(' ').all(|r| r == "PolicyRejected") && reasons.split(' ').count() == p.nodes().len(),
+        "{reasons}"
+    );
+    assert!(
+        !tcp_ok(&p.ns("other"), web) && tcp_ok(&p.ns("client"), web),
+        "the refused CNP changed nothing"
+    );
+    let st = p.seta(&["status"]);
+    assert!(
+        st["kubernetes"]
+            .as_str()
+            .unwrap()
+            .contains("refused: CiliumNetworkPolicy default/bad"),
+        "{st}"
+    );
+
+    // a namespace label flips the namespaceSelector
+    assert_eq!(
+        kubectl(&p, &["label", "namespace", "shop", "team=a"], None),
+        "namespace/shop labeled"
+    );
+    until_tcp(&p.ns("shopper"), web, true, "shop's pods are allowed once it has team=a");
+
+    // local imports are refused under Kubernetes
+    let f = std::env::temp_dir().join(format!("{}-k8s.yaml", p.lab().name));
+    std::fs::write(&f, np).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_seta"))
+        .args(["--node", &p.node(), "policy", "import", f.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&f);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("kubectl"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // deleted: web is open again
+    assert!(kubectl(&p, &["delete", "netpol", "web-ingress"], None).starts_with("networkpolicy.networking.k8s.io \"web-ingress\" deleted"));
+    until_tcp(&p.ns("other"), web, true, "no policy selects web any more");
+    assert!(p.seta(&["status"])["kubernetes"].as_str().unwrap().starts_with("ok (4 watches"));
+}
+
+mod privileged_policy_k8s_policies_from_kubectl {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one() {
+        if !privileged("privileged_policy_k8s_policies_from_kubectl::one") {
+            return;
+        }
+        super::privileged_policy_k8s_policies_from_kubectl(P::with_opts("k8sone", Topo::One, false, false, true).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_k8s_policies_from_kubectl::tunnel") {
+            return;
+        }
+        super::privileged_policy_k8s_policies_from_kubectl(P::with_opts("k8stunnel", Topo::Tunnel, false, false, true).await).await;
     }
 }

@@ -78,6 +78,9 @@ pub struct Status {
     /// "ok" or the error talking to the kvstore
     #[serde(default)]
     pub kvstore_status: String,
+    /// "disabled", "ok (N watches)" or "degraded: ..." (the Kubernetes API)
+    #[serde(default)]
+    pub kubernetes: String,
     /// nodes currently announced in the kvstore's registry
     #[serde(default)]
     pub nodes_registered: Vec<String>,

@@ -69,6 +69,11 @@ impl ApiServer {
         self.store().get(res, ns, name).cloned()
     }
 
+    /// Objects of `res` in `ns` (None: every namespace).
+    pub fn list(&self, res: usize, ns: Option<&str>) -> Vec<Value> {
+        self.store().list(res, ns).into_iter().cloned().collect()
+    }
+
     pub fn router(self: &Arc<Self>) -> axum::Router {
         axum::Router::new().fallback(handle).with_state(self.clone())
     }
@@ -449,6 +454,13 @@ async fn handle(
 }
 
 fn parse_body(body: &[u8], r: &Resource) -> Result<Value, ApiError> {
+    if body.starts_with(b"k8s\0") {
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            "this API server speaks JSON only, not protobuf (use kubectl apply)",
+        ));
+    }
     let v: Value =
         serde_json::from_slice(body).map_err(|e| ApiError::new(400, "BadRequest", format!("the body is not a JSON object: {e}")))?;
     if !v.is_object() {

@@ -7,6 +7,7 @@
 //! also cleans up after a crash without a state file. Nothing links to the
 //! root namespace: traffic stays between namespaces the lab created.
 mod daemons;
+mod k8s;
 pub mod leftovers;
 mod pods;
 mod prometheus;
@@ -73,6 +74,9 @@ pub struct Lab {
     /// operator replicas (cluster-pool IPAM: agents get no --pod-cidr)
     #[serde(default)]
     pub operators: Vec<OperatorState>,
+    /// the kubeconfig of the lab's Kubernetes API (`--k8s`), which agents take their intent from
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -103,6 +107,9 @@ pub struct LabOptions {
     pub masquerade: bool,
     /// agents choose backends of north-south frontends by Maglev (--bpf-lb-algorithm maglev)
     pub maglev: bool,
+    /// run a Kubernetes API (the test fixture) in the underlay; agents take
+    /// policies and namespaces from it (--k8s-kubeconfig)
+    pub k8s: bool,
 }
 
 const UNDERLAY_GW: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 254);

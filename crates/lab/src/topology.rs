@@ -48,12 +48,19 @@ impl Lab {
             underlay: None,
             agent_args: vec![],
             operators: vec![],
+            kubeconfig: None,
         };
         let r = async {
             let base = u32::from(cluster_cidr.network());
-            if nodes > 1 || opts.etcd {
+            if nodes > 1 || opts.etcd || opts.k8s {
                 progress("underlay 172.30.0.0/24 joining the nodes");
                 lab.add_underlay(opts.etcd).await?;
+            }
+            if opts.k8s {
+                progress("Kubernetes API (the seta-k8s-api fixture) on the underlay");
+                lab.k8s_start()?;
+                let kc = lab.kubeconfig.clone().expect("started");
+                lab.agent_args.extend(["--k8s-kubeconfig".to_string(), kc.display().to_string()]);
             }
             if opts.operator {
                 if !opts.etcd {
@@ -260,6 +267,7 @@ impl Lab {
             done.push(format!("removed {}", pdir.display()));
         }
         let _ = std::fs::remove_file(pdir.with_extension("log"));
+        crate::k8s::k8s_down(name, &mut done);
         // the lab's etcd: found by its data dir
         let edir = etcd_dir(name);
         for pid in etcd_pids(&edir) {

@@ -56,6 +56,7 @@ impl Agent {
             sup.spawn("services-sync", move || me.clone().services_sync());
         }
         self.spawn_cluster_sync();
+        self.spawn_k8s();
         let k = self.kernel.clone();
         sup.spawn("conntrack-gc", move || {
             let k = k.clone();

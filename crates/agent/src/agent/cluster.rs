@@ -275,7 +275,8 @@ impl Agent {
         if applied.topology {
             self.converge_remote(&mut eps);
         }
-        let publish = match applied.policies && self.kv.shared() {
+        // (under Kubernetes every agent watches the policies in the API)
+        let publish = match applied.policies && self.kv.shared() && self.k8s.is_none() {
             true => self.cluster_policies_changed(&mut eps),
             false => None,
         };

@@ -29,6 +29,7 @@ pub(super) async fn underlay(nl: &Netlink, cfg: &Config) -> Result<NodeFacts> {
         ip: found.map(|(_, ip)| ip),
         mtu,
         dev,
+        k8s: None,
     })
 }
 

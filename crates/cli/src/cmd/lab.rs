@@ -30,11 +30,22 @@ pub enum LabCmd {
         /// agents choose backends of NodePort, ExternalIP and LoadBalancer frontends by Maglev
         #[arg(long)]
         maglev: bool,
+        /// run a Kubernetes API (the seta-k8s-api test fixture) in the underlay: agents take policies and namespaces from it; `seta lab status -o json` shows its kubeconfig
+        #[arg(long)]
+        k8s: bool,
     },
     /// Nodes and pods of a lab
     Status {
         #[arg(long)]
         lab: Option<String>,
+    },
+    /// kubectl against the lab's Kubernetes API (`seta lab up --k8s`), e.g. `seta lab kubectl -- get netpol -A`
+    Kubectl {
+        #[arg(long)]
+        lab: Option<String>,
+        /// kubectl's arguments
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// Add or remove single pods
     #[command(subcommand)]
@@ -150,6 +161,7 @@ pub async fn run(cmd: &LabCmd, json: bool) -> Result<i32> {
             operator,
             masquerade,
             maglev,
+            k8s,
         } => {
             use seta_core::mode::KvstoreKind;
             let kv = kvstore.unwrap_or(if *nodes > 1 { KvstoreKind::Etcd } else { KvstoreKind::Memory });
@@ -163,6 +175,7 @@ pub async fn run(cmd: &LabCmd, json: bool) -> Result<i32> {
                 operator: operator.unwrap_or(etcd),
                 masquerade: *masquerade,
                 maglev: *maglev,
+                k8s: *k8s,
             };
             let t = std::time::Instant::now();
             let l = Lab::up_with(lab, *nodes, *pods, *cluster_cidr, &bin_dir()?, &opts, &|m| eprintln!("==> {m}")).await?;
@@ -176,6 +189,22 @@ pub async fn run(cmd: &LabCmd, json: bool) -> Result<i32> {
             print_lab(&l, json)?;
         }
         LabCmd::Status { lab } => print_lab(&Lab::load_default(lab.as_deref())?, json)?,
+        LabCmd::Kubectl { lab, args } => {
+            let l = Lab::load_default(lab.as_deref())?;
+            let stdin = match args.iter().any(|a| a == "-") {
+                true => Some(std::io::read_to_string(std::io::stdin())?),
+                false => None,
+            };
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (ok, out, err) = l.kubectl(&args, stdin.as_deref())?;
+            if !out.is_empty() {
+                println!("{out}");
+            }
+            if !err.is_empty() {
+                eprintln!("{err}");
+            }
+            return Ok(if ok { 0 } else { 1 });
+        }
         LabCmd::Pod(PodCmd::Add {
             name,
             node,
@@ -295,6 +324,16 @@ fn print_lab(l: &Lab, json: bool) -> Result<()> {
                 (Some(url), false) => format!("etcd {url} down"),
                 _ => "bridge br0".into(),
             },
+        ]);
+    }
+    if let Some(kc) = &l.kubeconfig {
+        rows.push(vec![
+            format!("{}-k8s", l.name),
+            "kubernetes".into(),
+            "-".into(),
+            "172.30.0.254:6443".into(),
+            l.underlay.as_ref().map(|u| u.netns.clone()).unwrap_or_default(),
+            format!("kubeconfig {}", kc.display()),
         ]);
     }
     for o in &l.operators {

@@ -10,6 +10,7 @@ use seta_kvstore::KvStore;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod k8s;
 mod lifecycle;
 mod outage;
 mod policy_input;
@@ -58,6 +59,19 @@ use crate::config::RoutingMode;
 
 /// An agent on the fake kernel; `kv` None: its own node-local store.
 async fn agent(dir: &Path, node: &str, cidr: &str, k: &Arc<Fake>, kv: Option<Kv>, node_ip: Option<Ipv4Addr>) -> Arc<Agent> {
+    agent_k8s(dir, node, cidr, k, kv, node_ip, None).await
+}
+
+/// `agent` with the Kubernetes subsystem.
+async fn agent_k8s(
+    dir: &Path,
+    node: &str,
+    cidr: &str,
+    k: &Arc<Fake>,
+    kv: Option<Kv>,
+    node_ip: Option<Ipv4Addr>,
+    k8s: Option<Arc<crate::k8s::K8s>>,
+) -> Arc<Agent> {
     let cfg = config(dir, node, cidr, RoutingMode::Tunnel);
     let kv = match kv {
         Some(kv) => kv,
@@ -72,6 +86,7 @@ async fn agent(dir: &Path, node: &str, cidr: &str, k: &Arc<Fake>, kv: Option<Kv>
         ip: node_ip,
         mtu: 1500,
         dev: None,
+        k8s,
     };
     let kernel: Arc<dyn Kernel> = k.clone();
     Agent::assemble(cfg, LabelFilter::default(), kernel, kv, store, pool, facts, dir.join("pins"))

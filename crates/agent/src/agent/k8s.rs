@@ -1,0 +1,222 @@
+//! The agent's side of the Kubernetes subsystem (`crate::k8s`): watches of
+//! NetworkPolicy, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy and
+//! Namespace objects (list, then watch from the listed resourceVersion;
+//! bookmarks, a relist after 410 Gone and backoff on errors come from
+//! kube-runtime's watcher), applied as the policy set and namespaces'
+//! labels. A refused object is reported in the agent log, as an Event,
+//! and for Cilium's kinds in the object's `status.nodes.<node>`.
+use super::*;
+use crate::k8s::translate::{self, Outcome, PolicyKind};
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
+
+const NAMESPACES: &str = "namespaces";
+
+/// The names of the watches, for the subsystem's health.
+pub(crate) fn watches() -> Vec<&'static str> {
+    PolicyKind::ALL.iter().map(|k| k.gvr().2).chain([NAMESPACES]).collect()
+}
+
+fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+fn rfc3339_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    seta_hubble::json::rfc3339(&prost_types::Timestamp {
+        seconds: secs as i64,
+        nanos: 0,
+    })
+}
+
+type Events = futures::stream::BoxStream<'static, watcher::Result<watcher::Event<DynamicObject>>>;
+
+/// A watch of every object of `ar` (list, then watch; relist and backoff
+/// as kube-runtime's watcher does).
+fn watch_all(k: &crate::k8s::K8s, ar: &ApiResource) -> Events {
+    let api: Api<DynamicObject> = Api::all_with(k.client.clone(), ar);
+    watcher(api, watcher::Config::default()).default_backoff().boxed()
+}
+
+/// The next event as JSON, noting the watch's health; None: the stream ended.
+async fn next_event(k: &crate::k8s::K8s, s: &mut Events, name: &'static str) -> Option<watcher::Event<serde_json::Value>> {
+    loop {
+        match s.next().await? {
+            Err(e) => {
+                tracing::warn!(watch = name, %e, "Kubernetes watch failed; retrying with backoff");
+                k.watch_state(name, Err(e.to_string()));
+            }
+            Ok(ev) => {
+                if matches!(ev, watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_)) {
+                    k.watch_state(name, Ok(()));
+                }
+                let json = |o: DynamicObject| serde_json::to_value(o).unwrap_or_default();
+                return Some(match ev {
+                    watcher::Event::Apply(o) => watcher::Event::Apply(json(o)),
+                    watcher::Event::Delete(o) => watcher::Event::Delete(json(o)),
+                    watcher::Event::InitApply(o) => watcher::Event::InitApply(json(o)),
+                    watcher::Event::Init => watcher::Event::Init,
+                    watcher::Event::InitDone => watcher::Event::InitDone,
+                });
+            }
+        }
+    }
+}
+
+impl Agent {
+    /// Watch one policy kind; every change that alters the accepted set
+    /// replaces the policy repository.
+    pub(super) async fn k8s_policy_watch(self: Arc<Self>, kind: PolicyKind) -> anyhow::Result<()> {
+        let k = self.k8s.clone().expect("Kubernetes is configured");
+        let (g, v, plural) = kind.gvr();
+        let ar = resource(g, v, kind.kind(), plural);
+        let mut listed: Vec<serde_json::Value> = Vec::new();
+        let mut s = watch_all(&k, &ar);
+        while let Some(ev) = next_event(&k, &mut s, plural).await {
+            let (outcomes, changed) = match ev {
+                watcher::Event::Init => {
+                    listed.clear();
+                    continue;
+                }
+                watcher::Event::InitApply(o) => {
+                    listed.push(o);
+                    continue;
+                }
+                watcher::Event::InitDone => k.policies().replace(kind, &std::mem::take(&mut listed)),
+                watcher::Event::Apply(o) => {
+                    let out = k.policies().apply(kind, &o);
+                    let changed = matches!(out, Outcome::Accepted { changed: true, .. });
+                    (vec![(translate::key(kind, &o), out)], changed)
+                }
+                watcher::Event::Delete(o) => (vec![], k.policies().delete(kind, &o)),
+            };
+            for (key, out) in outcomes {
+                self.k8s_report(&ar, key, out).await;
+            }
+            if changed {
+                self.k8s_policies_changed().await;
+            }
+        }
+        anyhow::bail!("the {plural} watch ended")
+    }
+
+    /// The accepted Kubernetes policies become the repository.
+    async fn k8s_policies_changed(&self) {
+        let Some(k) = &self.k8s else { return };
+        let docs = k.policies().docs();
+        let n = docs.len();
+        let mut eps = self.endpoints.lock().await;
+        if !self.policy.get().replace(docs) {
+            return;
+        }
+        match self.policy_changed(&mut eps) {
+            Ok(revision) => tracing::info!(policies = n, revision, "Kubernetes policies applied"),
+            Err(e) => tracing::error!(%e, "applying the Kubernetes policies"),
+        }
+    }
+
+    /// Tell about a refused object (once per error) or a fixed one: the
+    /// log, an Event, and Cilium's per-node status.
+    async fn k8s_report(&self, ar: &ApiResource, (kind, ns, name): translate::ObjectKey, out: Outcome) {
+        let Some(k) = &self.k8s else { return };
+        let node = &self.cfg.node;
+        let status = match &out {
+            Outcome::Rejected { msg, new: true } => {
+                tracing::error!(kind = kind.kind(), namespace = %ns, name = %name, error = %msg, "policy object refused; the version accepted before (if any) stays");
+                self.k8s_event(kind, &ns, &name, msg).await;
+                serde_json::json!({"ok": false, "enforcing": false, "error": msg, "lastUpdated": rfc3339_now()})
+            }
+            Outcome::Accepted { cleared: true, .. } => {
+                serde_json::json!({"ok": true, "enforcing": true, "error": null, "lastUpdated": rfc3339_now()})
+            }
+            _ => return,
+        };
+        if !kind.has_node_status() {
+            return;
+        }
+        let api: Api<DynamicObject> = match ns.as_str() {
+            "" => Api::all_with(k.client.clone(), ar),
+            ns => Api::namespaced_with(k.client.clone(), ns, ar),
+        };
+        let patch = serde_json::json!({"status": {"nodes": {node.as_str(): status}}});
+        if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            tracing::warn!(kind = kind.kind(), %name, %e, "could not write the policy's status");
+        }
+    }
+
+    /// A Warning Event about a refused object, as `kubectl get events` shows it.
+    async fn k8s_event(&self, kind: PolicyKind, ns: &str, name: &str, msg: &str) {
+        let Some(k) = &self.k8s else { return };
+        let (g, v, _) = kind.gvr();
+        let event_ns = if ns.is_empty() { "default" } else { ns };
+        let now = rfc3339_now();
+        let ev = serde_json::json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": format!("{name}."), "namespace": event_ns},
+            "involvedObject": {"apiVersion": format!("{g}/{v}"), "kind": kind.kind(), "name": name, "namespace": ns},
+            "reason": "PolicyRejected", "message": msg, "type": "Warning",
+            "source": {"component": "seta-agent", "host": self.cfg.node},
+            "reportingComponent": "seta-agent", "reportingInstance": self.cfg.node,
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        });
+        let api: Api<DynamicObject> = Api::namespaced_with(k.client.clone(), event_ns, &resource("", "v1", "Event", "events"));
+        let r = match serde_json::from_value::<DynamicObject>(ev) {
+            Ok(o) => api.create(&PostParams::default(), &o).await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = r {
+            tracing::warn!(%name, %e, "could not record the Event");
+        }
+    }
+
+    /// Namespaces' labels: an endpoint's identity includes its namespace's.
+    pub(super) async fn k8s_namespace_watch(self: Arc<Self>) -> anyhow::Result<()> {
+        let k = self.k8s.clone().expect("Kubernetes is configured");
+        let ar = resource("", "v1", "Namespace", NAMESPACES);
+        let mut s = watch_all(&k, &ar);
+        while let Some(ev) = next_event(&k, &mut s, NAMESPACES).await {
+            let o = match ev {
+                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => o,
+                _ => continue, // a deleted namespace's endpoints are gone with it
+            };
+            let Some((ns, mut labels)) = translate::namespace_labels(&o) else {
+                continue;
+            };
+            labels.insert("kubernetes.io/metadata.name".into(), ns.clone());
+            if self.policy.get().namespaces().get(&ns) == Some(&labels) {
+                continue;
+            }
+            if let Err(e) = self.set_namespace(&ns, labels).await {
+                tracing::error!(namespace = %ns, %e, "namespace labels from Kubernetes");
+            }
+        }
+        anyhow::bail!("the namespaces watch ended")
+    }
+
+    /// Start the watches (supervised: a failed run starts over with a list).
+    pub(super) fn spawn_k8s(self: &Arc<Self>) {
+        if self.k8s.is_none() {
+            return;
+        }
+        for kind in PolicyKind::ALL {
+            let me = self.clone();
+            self.supervisor.spawn(kind.gvr().2, move || me.clone().k8s_policy_watch(kind));
+        }
+        let me = self.clone();
+        self.supervisor.spawn("k8s-namespaces", move || me.clone().k8s_namespace_watch());
+    }
+
+    /// Policies come from the API under Kubernetes: local imports and
+    /// deletes are refused.
+    pub(super) fn refuse_under_k8s(&self, what: &str) -> Result<(), ApiError> {
+        match &self.k8s {
+            Some(_) => Err(ApiError::BadRequest(format!(
+                "policies come from the Kubernetes API here (--k8s-kubeconfig): {what} them with kubectl"
+            ))),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The lab's Kubernetes API: the fixture API server (`seta-k8s-api`, a test
+//! fixture) in the underlay, a kubeconfig for it, and kubectl run where it
+//! can reach it. Started and ended by pid like etcd.
+use crate::wait::RunWithin;
+use crate::*;
+
+/// The API's port on the underlay gateway (plain HTTP).
+const K8S_PORT: u16 = 6443;
+
+pub(crate) fn k8s_dir(lab: &str) -> PathBuf {
+    Path::new(LABS_DIR).join(format!("{lab}-k8s"))
+}
+
+/// The lab's API server, by its kubeconfig path.
+pub(crate) fn k8s_pids(dir: &Path) -> Vec<u32> {
+    let want = dir.join("kubeconfig").display().to_string();
+    pids_where(|argv| argv.first().is_some_and(|a| a.ends_with(b"seta-k8s-api")) && argv.contains(&want.as_bytes()))
+}
+
+/// Stop the lab's API server and remove its files (part of `Lab::down`).
+pub(crate) fn k8s_down(name: &str, done: &mut Vec<String>) {
+    let dir = k8s_dir(name);
+    for pid in k8s_pids(&dir) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+        done.push(format!("killed the Kubernetes API pid {pid}"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !k8s_pids(&dir).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if std::fs::remove_dir_all(&dir).is_ok() {
+        done.push(format!("removed {}", dir.display()));
+    }
+    let _ = std::fs::remove_file(dir.with_extension("log"));
+}
+
+impl Lab {
+    /// Start the API server in the underlay; returns once it answers.
+    pub fn k8s_start(&mut self) -> Result<()> {
+        let ul = self.underlay.clone().context("the Kubernetes API needs a lab with an underlay")?;
+        let dir = k8s_dir(&self.name);
+        std::fs::create_dir_all(&dir)?;
+        let kubeconfig = dir.join("kubeconfig");
+        let mut cmd = Command::new(self.bin_dir.join("seta-k8s-api"));
+        cmd.args(["--listen", &format!("{UNDERLAY_GW}:{K8S_PORT}")])
+            .arg("--kubeconfig")
+            .arg(&kubeconfig);
+        let log = dir.with_extension("log");
+        let pid = spawn_daemon(cmd, &ul.netns, &log).context("spawn seta-k8s-api (make build)")?;
+        let d = wait::Deadline::new(
+            format!("the lab's Kubernetes API on {UNDERLAY_GW}:{K8S_PORT}"),
+            Duration::from_secs(15),
+        )
+        .hint(format!("log: {}", log.display()));
+        wait::poll(&d, Duration::from_millis(50), || {
+            if !agent_alive(pid) {
+                return Ok(Err(format!("seta-k8s-api (pid {pid}) exited")));
+            }
+            let r = spawn_in_netns(&ul.netns, || {
+                std::net::TcpStream::connect((UNDERLAY_GW, K8S_PORT))
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .join()
+            .unwrap_or_else(|_| Err("probe thread panicked".into()));
+            match r {
+                Ok(()) if kubeconfig.exists() => Ok(Ok(())),
+                Ok(()) => Err("no kubeconfig yet".into()),
+                Err(e) => Err(e),
+            }
+        })?
+        .map_err(|e| anyhow!("{e}; see {}", log.display()))?;
+        self.kubeconfig = Some(kubeconfig);
+        self.save()
+    }
+
+    /// `kubectl ARGS` against the lab's API (run in the underlay, with the
+    /// lab's kubeconfig; `stdin` piped in): (success, stdout, stderr).
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Result<(bool, String, String)> {
+        let kc = self
+            .kubeconfig
+            .clone()
+            .context("this lab runs no Kubernetes API (seta lab up --k8s)")?;
+        let ul = self.underlay.clone().context("lab has no underlay")?;
+        let mut argv = vec!["kubectl".to_string()];
+        argv.extend(args.iter().map(|s| s.to_string()));
+        let mut c = self.exec_command(&ul.netns, &argv);
+        c.env("KUBECONFIG", kc).env("HOME", k8s_dir(&self.name));
+        let out = c
+            .output_with_input_within(stdin.unwrap_or("").as_bytes(), Duration::from_secs(60))
+            .map_err(|e| anyhow!("{e}"))?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
+    }
+}
