@@ -1585,10 +1585,53 @@ async fn privileged_policy_k8s_policies_from_kubectl(mut p: P) {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // the lab is the kubelet: Pods carry their phase and IP; every endpoint has its CiliumEndpoint
+    assert_eq!(
+        kubectl(&p, &["get", "pod", "web", "-o", "jsonpath={.status.phase} {.status.podIP}"], None),
+        format!("Running {}", p.ip("web"))
+    );
+    let cep_identity = |p: &P, pod: &str, ns: &str| {
+        let (ok, out, _) = p
+            .lab()
+            .kubectl(&["get", "cep", pod, "-n", ns, "-o", "jsonpath={.status.identity.id}"], None)
+            .unwrap();
+        ok.then(|| out.parse::<u64>().unwrap())
+    };
+    for (pod, ns) in [("web", "default"), ("client", "default"), ("shopper", "shop")] {
+        let ep = p.seta_at(pod, &["endpoint", "get", &format!("pod-name:{ns}/{pod}")]);
+        assert_eq!(cep_identity(&p, pod, ns), ep["identity"].as_u64(), "{pod}'s CiliumEndpoint");
+    }
+    // a Pod's label change re-identifies its endpoint (and the CEP follows)
+    let before = p.seta_at("other", &["endpoint", "get", "pod-name:default/other"])["identity"].as_u64();
+    assert_eq!(
+        kubectl(&p, &["label", "pod", "other", "app=client", "--overwrite"], None),
+        "pod/other labeled"
+    );
+    until_tcp(&p.ns("other"), web, true, "other, now app=client, is allowed into web");
+    let after = p.seta_at("other", &["endpoint", "get", "pod-name:default/other"])["identity"].as_u64();
+    assert_ne!(before, after);
+    let t = std::time::Instant::now();
+    while cep_identity(&p, "other", "default") != after {
+        assert!(t.elapsed() < std::time::Duration::from_secs(20), "other's CEP follows its identity");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        kubectl(&p, &["label", "pod", "other", "app=other", "--overwrite"], None),
+        "pod/other labeled"
+    );
+    until_tcp(&p.ns("other"), web, false, "other is denied again");
+    // a deleted pod takes its CEP
+    p.t.lab.pod_del("shopper").await.unwrap();
+    let t = std::time::Instant::now();
+    while cep_identity(&p, "shopper", "shop").is_some() {
+        assert!(t.elapsed() < std::time::Duration::from_secs(20), "shopper's CEP is deleted");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
     // deleted: web is open again
     assert!(kubectl(&p, &["delete", "netpol", "web-ingress"], None).starts_with("networkpolicy.networking.k8s.io \"web-ingress\" deleted"));
     until_tcp(&p.ns("other"), web, true, "no policy selects web any more");
-    assert!(p.seta(&["status"])["kubernetes"].as_str().unwrap().starts_with("ok (4 watches"));
+    assert!(p.seta(&["status"])["kubernetes"].as_str().unwrap().starts_with("ok (5 watches"));
 }
 
 mod privileged_policy_k8s_policies_from_kubectl {

@@ -117,6 +117,7 @@ pub const RESOURCES: &[Resource] = &[
         &["ccnp"],
         true,
     ),
+    // (Cilium writes a CiliumEndpoint whole: no status subresource)
     r(
         "cilium.io",
         "v2",
@@ -125,7 +126,7 @@ pub const RESOURCES: &[Resource] = &[
         "ciliumendpoint",
         true,
         &["cep", "ciliumep"],
-        true,
+        false,
     ),
     r(
         "cilium.io",

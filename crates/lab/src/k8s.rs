@@ -74,6 +74,50 @@ impl Lab {
         self.save()
     }
 
+    /// `kubectl` that must succeed: its stdout.
+    pub fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
+        let (ok, out, err) = self.kubectl(args, stdin)?;
+        if !ok {
+            bail!("kubectl {}: {err}", args.join(" "));
+        }
+        Ok(out)
+    }
+
+    /// A namespace in the API, created when missing (its labels untouched).
+    pub(crate) fn k8s_namespace_ensure(&self, ns: &str) -> Result<()> {
+        let (ok, _, _) = self.kubectl(&["get", "namespace", ns, "-o", "name"], None)?;
+        if !ok {
+            let obj = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            self.kubectl_ok(&["apply", "-f", "-"], Some(&obj.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// A Pod object bound to `node` with `labels` (`k=v`) and named
+    /// container ports (`name=port/PROTO`), created or updated.
+    pub(crate) fn k8s_pod_apply(&self, pod: &str, node: &str, ns: &str, labels: &[String], ports: &[String]) -> Result<()> {
+        let mut l = serde_json::Map::new();
+        for x in labels {
+            let (k, v) = x.split_once('=').ok_or_else(|| anyhow!("pod label {x:?} is not key=value"))?;
+            let k = k.strip_prefix("k8s:").unwrap_or(k);
+            l.insert(k.to_string(), v.into());
+        }
+        let mut cports = vec![];
+        for p in ports {
+            let (name, pp) = p.split_once('=').ok_or_else(|| anyhow!("port {p:?} is not name=port/PROTO"))?;
+            let (port, proto) = pp.split_once('/').unwrap_or((pp, "TCP"));
+            let port: u16 = port.parse().map_err(|_| anyhow!("port {p:?}: not a number"))?;
+            cports.push(serde_json::json!({"name": name, "containerPort": port, "protocol": proto.to_ascii_uppercase()}));
+        }
+        let obj = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": pod, "namespace": ns, "labels": l},
+            "spec": {"nodeName": node, "containers": [{"name": "main", "image": "seta-lab/none", "ports": cports}]},
+        });
+        self.kubectl_ok(&["apply", "-f", "-"], Some(&obj.to_string()))?;
+        Ok(())
+    }
+
     /// `kubectl ARGS` against the lab's API (run in the underlay, with the
     /// lab's kubeconfig; `stdin` piped in): (success, stdout, stderr).
     pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Result<(bool, String, String)> {

@@ -61,6 +61,12 @@ impl Lab {
             bail!("pod {pod} already exists in lab {}", self.name);
         }
         let node = self.node(node)?.name.clone();
+        // under Kubernetes the lab is the kubelet: the Pod object first (the
+        // agent takes the endpoint's labels from it)
+        if self.kubeconfig.is_some() {
+            self.k8s_namespace_ensure(namespace)?;
+            self.k8s_pod_apply(pod, &node, namespace, labels, ports)?;
+        }
         let netns = format!("{}-{pod}", self.name);
         run_ip(&["netns", "add", &netns])?;
         let container_id = format!("{}-{pod}", self.name);
@@ -83,6 +89,9 @@ impl Lab {
         let (ok, result) = self.invoke_cni(&node, &env, &conf)?;
         if !ok {
             let _ = run_ip(&["netns", "del", &netns]);
+            if self.kubeconfig.is_some() {
+                let _ = self.kubectl(&["delete", "pod", pod, "-n", namespace, "--wait=false"], None);
+            }
             bail!("CNI ADD of {pod} failed: {result}");
         }
         let ip: Ipv4Addr = result["ips"][0]["address"]
@@ -101,6 +110,23 @@ impl Lab {
             labels: labels.to_vec(),
             ports: ports.to_vec(),
         };
+        if self.kubeconfig.is_some() {
+            let st = serde_json::json!({"status": {"phase": "Running", "podIP": ip.to_string(), "podIPs": [{"ip": ip.to_string()}]}});
+            self.kubectl_ok(
+                &[
+                    "patch",
+                    "pod",
+                    pod,
+                    "-n",
+                    namespace,
+                    "--subresource=status",
+                    "--type=merge",
+                    "-p",
+                    &st.to_string(),
+                ],
+                None,
+            )?;
+        }
         self.pods.push(p.clone());
         self.save()?;
         Ok(p)
@@ -124,6 +150,9 @@ impl Lab {
             bail!("CNI DEL of {pod} failed: {result}");
         }
         run_ip(&["netns", "del", &p.netns])?;
+        if self.kubeconfig.is_some() {
+            self.kubectl_ok(&["delete", "pod", pod, "-n", &p.namespace, "--wait=false"], None)?;
+        }
         self.pods.retain(|x| x.name != pod);
         self.save()
     }
@@ -135,6 +164,12 @@ impl Lab {
     /// Replace a pod's labels (its endpoint moves to a new identity).
     pub async fn pod_label(&mut self, pod: &str, labels: &[String]) -> Result<()> {
         let p = self.pod(pod)?.clone();
+        if self.kubeconfig.is_some() {
+            // through the API: the agent follows the Pod
+            self.k8s_pod_apply(pod, &p.node, &p.namespace, labels, &p.ports)?;
+            self.pods.iter_mut().find(|x| x.name == pod).unwrap().labels = labels.to_vec();
+            return self.save();
+        }
         self.client(&p.node)?
             .endpoint_labels(
                 &seta_core::endpoint::EndpointRef::ContainerId(p.container_id.clone()),
@@ -152,6 +187,11 @@ impl Lab {
         for l in labels {
             let (k, v) = l.split_once('=').ok_or_else(|| anyhow!("namespace label {l:?} is not key=value"))?;
             m.insert(k.to_string(), v.to_string());
+        }
+        if self.kubeconfig.is_some() {
+            let obj = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": m}});
+            self.kubectl_ok(&["apply", "-f", "-"], Some(&obj.to_string()))?;
+            return Ok(());
         }
         for n in &self.nodes {
             Client::new(&n.socket).namespace_put(ns, m.clone()).await?;

@@ -150,6 +150,8 @@ impl Agent {
 
     async fn create_endpoint_timed(&self, req: EndpointChangeRequest, t0: Instant) -> Result<Endpoint, ApiError> {
         let bad = |m: String| ApiError::BadRequest(m);
+        // under Kubernetes: the Pod's labels and named ports
+        let req = self.with_pod(req).await?;
         let (mac, host_mac, named_ports) = self.check_request(&req).await?;
         // Phase 0: the identity's number (kvstore I/O only for a new label set)
         let labels = self.identity_labels(&req.labels, &req.namespace)?;
@@ -307,7 +309,9 @@ impl Agent {
         self.save_pool_and_ids(&eps)?;
         let total_ms = t0.elapsed().as_secs_f64() * 1e3;
         tracing::info!(id = ep.id, ip = %ep.ipv4, identity = ep.identity, dev = %ep.interface_name, attach_ms, lock3_ms, total_ms, "endpoint ready");
-        Ok(eps.get(ep.id).expect("inserted").clone())
+        let ep = eps.get(ep.id).expect("inserted").clone();
+        self.k8s_cep(&ep, false);
+        Ok(ep)
     }
 
     /// Remove an endpoint: programs, map entries, identity reference, IP.
@@ -331,6 +335,7 @@ impl Agent {
         self.store.remove_endpoint(ep.id)?;
         self.save_pool_and_ids(&eps)?;
         ep.state = EndpointState::Disconnected;
+        self.k8s_cep(&ep, true);
         tracing::info!(id = ep.id, ip = %ep.ipv4, "endpoint deleted");
         drop(eps);
         if self.release_host_ports(&ep.container_id) {
@@ -407,6 +412,7 @@ impl Agent {
         }
         self.release_identity(&old.labels);
         tracing::info!(id, old = old.identity, new = identity, "endpoint relabelled");
+        self.k8s_cep(&ep, false);
         eps.insert(ep);
         Ok(())
     }

@@ -12,10 +12,11 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchP
 use kube::runtime::{watcher, WatchStreamExt};
 
 const NAMESPACES: &str = "namespaces";
+const PODS: &str = "pods";
 
 /// The names of the watches, for the subsystem's health.
 pub(crate) fn watches() -> Vec<&'static str> {
-    PolicyKind::ALL.iter().map(|k| k.gvr().2).chain([NAMESPACES]).collect()
+    PolicyKind::ALL.iter().map(|k| k.gvr().2).chain([NAMESPACES, PODS]).collect()
 }
 
 fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
@@ -37,8 +38,12 @@ type Events = futures::stream::BoxStream<'static, watcher::Result<watcher::Event
 /// A watch of every object of `ar` (list, then watch; relist and backoff
 /// as kube-runtime's watcher does).
 fn watch_all(k: &crate::k8s::K8s, ar: &ApiResource) -> Events {
+    watch_where(k, ar, watcher::Config::default())
+}
+
+fn watch_where(k: &crate::k8s::K8s, ar: &ApiResource, cfg: watcher::Config) -> Events {
     let api: Api<DynamicObject> = Api::all_with(k.client.clone(), ar);
-    watcher(api, watcher::Config::default()).default_backoff().boxed()
+    watcher(api, cfg).default_backoff().boxed()
 }
 
 /// The next event as JSON, noting the watch's health; None: the stream ended.
@@ -196,6 +201,132 @@ impl Agent {
         anyhow::bail!("the namespaces watch ended")
     }
 
+    /// This node's Pods (`spec.nodeName`): their labels are their endpoints'
+    /// labels; a label change re-identifies the endpoint.
+    pub(super) async fn k8s_pod_watch(self: Arc<Self>) -> anyhow::Result<()> {
+        let k = self.k8s.clone().expect("Kubernetes is configured");
+        let ar = resource("", "v1", "Pod", PODS);
+        let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", self.cfg.node));
+        let mut s = watch_where(&k, &ar, cfg);
+        let mut listed = BTreeMap::new();
+        while let Some(ev) = next_event(&k, &mut s, PODS).await {
+            let changed = match ev {
+                watcher::Event::Init => {
+                    listed.clear();
+                    continue;
+                }
+                watcher::Event::InitApply(o) => {
+                    listed.extend(translate::pod_info(&o));
+                    continue;
+                }
+                watcher::Event::InitDone => {
+                    let pods = std::mem::take(&mut listed);
+                    k.pods_listed(pods.clone());
+                    pods.into_iter().collect::<Vec<_>>()
+                }
+                watcher::Event::Apply(o) => match translate::pod_info(&o) {
+                    Some((key, info)) => match k.pod_seen(key.clone(), Some(info.clone())) {
+                        Some(before) if before.labels == info.labels => vec![],
+                        _ => vec![(key, info)],
+                    },
+                    None => vec![],
+                },
+                watcher::Event::Delete(o) => {
+                    if let Some((key, _)) = translate::pod_info(&o) {
+                        k.pod_seen(key, None);
+                    }
+                    vec![]
+                }
+            };
+            for ((ns, pod), info) in changed {
+                self.k8s_pod_labels(&ns, &pod, info.labels).await;
+            }
+        }
+        anyhow::bail!("the pods watch ended")
+    }
+
+    /// A Pod's labels changed: its endpoint (if any) follows.
+    async fn k8s_pod_labels(&self, ns: &str, pod: &str, labels: Vec<String>) {
+        let r = EndpointRef::PodName {
+            namespace: ns.to_string(),
+            pod: pod.to_string(),
+        };
+        match self.get(&r).await {
+            Ok(ep) if ep.pod_labels != labels => {
+                if let Err(e) = self.set_labels(&r, labels).await {
+                    tracing::error!(namespace = %ns, %pod, %e, "relabelling the endpoint after its Pod's labels changed");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Under Kubernetes a CNI ADD for a Pod takes the Pod's labels and
+    /// named ports, waiting a bounded time for the Pod to arrive.
+    pub(super) async fn with_pod(&self, mut req: EndpointChangeRequest) -> Result<EndpointChangeRequest, ApiError> {
+        let Some(k) = &self.k8s else { return Ok(req) };
+        if req.pod_name.is_empty() || req.namespace.is_empty() {
+            return Ok(req);
+        }
+        let key = (req.namespace.clone(), req.pod_name.clone());
+        let pod = k.wait_pod(&key, k.pod_wait).await.ok_or_else(|| {
+            ApiError::Unavailable(format!(
+                "pod {}/{}: not in the Kubernetes API on this node (spec.nodeName={}) after {} s; nothing was changed",
+                key.0,
+                key.1,
+                self.cfg.node,
+                k.pod_wait.as_secs_f64()
+            ))
+        })?;
+        req.labels = pod.labels;
+        if req.named_ports.is_empty() {
+            req.named_ports = pod.named_ports;
+        }
+        Ok(req)
+    }
+
+    /// An endpoint of a Pod changed (Some) or went (None): its
+    /// CiliumEndpoint follows, written by the CEP writer off every lock.
+    pub(super) fn k8s_cep(&self, ep: &Endpoint, gone: bool) {
+        let Some(k) = &self.k8s else { return };
+        if ep.pod_name.is_empty() || ep.namespace.is_empty() {
+            return;
+        }
+        let key = (ep.namespace.clone(), ep.pod_name.clone());
+        let cep = match gone {
+            true => None,
+            false => {
+                let uid = k.pod(&key).map(|p| p.uid).unwrap_or_default();
+                Some(translate::cilium_endpoint(ep, &uid, self.node_ip))
+            }
+        };
+        k.cep_push(key, cep);
+    }
+
+    /// Write queued CiliumEndpoints (create or replace; delete); what fails
+    /// is retried a second later unless something newer came meanwhile.
+    pub(super) async fn k8s_cep_writer(self: Arc<Self>) -> anyhow::Result<()> {
+        let k = self.k8s.clone().expect("Kubernetes is configured");
+        let ar = resource("cilium.io", "v2", "CiliumEndpoint", "ciliumendpoints");
+        loop {
+            for ((ns, name), cep) in k.ceps_take().await {
+                let api: Api<DynamicObject> = Api::namespaced_with(k.client.clone(), &ns, &ar);
+                let r = match &cep {
+                    None => match api.delete(&name, &Default::default()).await {
+                        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+                        r => r.map(|_| ()),
+                    },
+                    Some(obj) => write_cep(&api, &name, obj).await,
+                };
+                if let Err(e) = r {
+                    tracing::warn!(namespace = %ns, %name, %e, "CiliumEndpoint not written; retrying");
+                    k.ceps_retry((ns, name), cep);
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
     /// Start the watches (supervised: a failed run starts over with a list).
     pub(super) fn spawn_k8s(self: &Arc<Self>) {
         if self.k8s.is_none() {
@@ -207,6 +338,10 @@ impl Agent {
         }
         let me = self.clone();
         self.supervisor.spawn("k8s-namespaces", move || me.clone().k8s_namespace_watch());
+        let me = self.clone();
+        self.supervisor.spawn("k8s-pods", move || me.clone().k8s_pod_watch());
+        let me = self.clone();
+        self.supervisor.spawn("k8s-ciliumendpoints", move || me.clone().k8s_cep_writer());
     }
 
     /// Policies come from the API under Kubernetes: local imports and
@@ -218,5 +353,18 @@ impl Agent {
             ))),
             None => Ok(()),
         }
+    }
+}
+
+/// Create the CiliumEndpoint, or replace the one there (its resourceVersion
+/// taken first).
+async fn write_cep(api: &Api<DynamicObject>, name: &str, obj: &serde_json::Value) -> kube::Result<()> {
+    let mut o: DynamicObject = serde_json::from_value(obj.clone()).map_err(kube::Error::SerdeError)?;
+    match api.get_opt(name).await? {
+        Some(have) => {
+            o.metadata.resource_version = have.metadata.resource_version;
+            api.replace(name, &PostParams::default(), &o).await.map(|_| ())
+        }
+        None => api.create(&PostParams::default(), &o).await.map(|_| ()),
     }
 }

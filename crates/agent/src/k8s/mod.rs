@@ -10,7 +10,10 @@ pub mod translate;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
-use translate::PolicySource;
+use translate::{PodInfo, PolicySource};
+
+/// (namespace, name)
+pub type PodKey = (String, String);
 
 /// Where the API is: a kubeconfig, or the pod's service account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +29,14 @@ pub struct K8s {
     /// per watch: Ok once it has listed, or its last error
     health: Mutex<BTreeMap<&'static str, Result<(), String>>>,
     pub source: Source,
+    /// this node's Pods (from the watch)
+    pods: Mutex<BTreeMap<PodKey, PodInfo>>,
+    pods_changed: tokio::sync::Notify,
+    /// CiliumEndpoints to write (Some) or delete (None), latest per pod
+    ceps: Mutex<BTreeMap<PodKey, Option<serde_json::Value>>>,
+    ceps_due: tokio::sync::Notify,
+    /// how long a CNI ADD waits for its Pod to arrive through the watch
+    pub pod_wait: std::time::Duration,
 }
 
 /// A client for `source` (no request is made yet).
@@ -49,7 +60,72 @@ impl K8s {
             policies: Mutex::new(PolicySource::default()),
             health: Mutex::new(watches.iter().map(|w| (*w, Err("not listed yet".to_string()))).collect()),
             source,
+            pods: Mutex::new(BTreeMap::new()),
+            pods_changed: tokio::sync::Notify::new(),
+            ceps: Mutex::new(BTreeMap::new()),
+            ceps_due: tokio::sync::Notify::new(),
+            pod_wait: std::time::Duration::from_secs(10),
         }
+    }
+
+    /// A Pod of this node was listed or changed (None: deleted). Returns
+    /// what it was before.
+    pub fn pod_seen(&self, key: PodKey, info: Option<PodInfo>) -> Option<PodInfo> {
+        let before = {
+            let mut p = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+            match info {
+                Some(i) => p.insert(key, i),
+                None => p.remove(&key),
+            }
+        };
+        self.pods_changed.notify_waiters();
+        before
+    }
+
+    /// Replace the cache with a full listing.
+    pub fn pods_listed(&self, pods: BTreeMap<PodKey, PodInfo>) {
+        *self.pods.lock().unwrap_or_else(|e| e.into_inner()) = pods;
+        self.pods_changed.notify_waiters();
+    }
+
+    pub fn pod(&self, key: &PodKey) -> Option<PodInfo> {
+        self.pods.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+    }
+
+    /// The Pod, waiting at most `limit` for the watch to bring it.
+    pub async fn wait_pod(&self, key: &PodKey, limit: std::time::Duration) -> Option<PodInfo> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let changed = self.pods_changed.notified();
+            if let Some(p) = self.pod(key) {
+                return Some(p);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return self.pod(key);
+            }
+        }
+    }
+
+    /// Queue a CiliumEndpoint write (Some) or delete (None) for the writer.
+    pub fn cep_push(&self, key: PodKey, cep: Option<serde_json::Value>) {
+        self.ceps.lock().unwrap_or_else(|e| e.into_inner()).insert(key, cep);
+        self.ceps_due.notify_one();
+    }
+
+    /// Everything queued, once there is something.
+    pub async fn ceps_take(&self) -> BTreeMap<PodKey, Option<serde_json::Value>> {
+        loop {
+            let batch = std::mem::take(&mut *self.ceps.lock().unwrap_or_else(|e| e.into_inner()));
+            if !batch.is_empty() {
+                return batch;
+            }
+            self.ceps_due.notified().await;
+        }
+    }
+
+    /// Put back what could not be written (unless something newer came).
+    pub fn ceps_retry(&self, key: PodKey, cep: Option<serde_json::Value>) {
+        self.ceps.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_insert(cep);
     }
 
     pub fn policies(&self) -> std::sync::MutexGuard<'_, PolicySource> {

@@ -119,3 +119,14 @@ fn a_relist_drops_what_was_deleted_meanwhile() {
     let (name, labels) = namespace_labels(&json!({"metadata": {"name": "shop", "labels": {"team": "a"}}})).unwrap();
     assert_eq!((name.as_str(), labels["team"].as_str()), ("shop", "a"));
 }
+
+#[test]
+fn pods_give_labels_and_named_ports() {
+    let pod = json!({"metadata": {"name": "web", "namespace": "shop", "uid": "u9", "labels": {"app": "web", "tier": "fe"}},
+                     "spec": {"nodeName": "n1", "containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 8080}, {"containerPort": 9}, {"name": "dns", "containerPort": 53, "protocol": "UDP"}]}]}});
+    let ((ns, name), info) = pod_info(&pod).unwrap();
+    assert_eq!((ns.as_str(), name.as_str(), info.uid.as_str()), ("shop", "web", "u9"));
+    assert_eq!(info.labels, ["app=web", "tier=fe"]);
+    assert_eq!(info.named_ports, ["http=8080/TCP", "dns=53/UDP"]);
+    assert!(pod_info(&json!({"metadata": {"name": "x"}})).is_none(), "a Pod has a namespace");
+}

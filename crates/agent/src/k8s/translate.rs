@@ -179,3 +179,71 @@ pub fn namespace_labels(obj: &Value) -> Option<(String, BTreeMap<String, String>
         .unwrap_or_default();
     Some((name, labels))
 }
+
+/// What the agent takes from a Pod of its node.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PodInfo {
+    pub uid: String,
+    /// `key=value`, sorted
+    pub labels: Vec<String>,
+    /// named container ports, `name=port/PROTO`
+    pub named_ports: Vec<String>,
+}
+
+/// A Pod object's (namespace, name) and what the agent takes from it.
+pub fn pod_info(obj: &Value) -> Option<((String, String), PodInfo)> {
+    let m = &obj["metadata"];
+    let key = (m["namespace"].as_str()?.to_string(), m["name"].as_str()?.to_string());
+    let labels = m["labels"]
+        .as_object()
+        .map(|l| l.iter().filter_map(|(k, v)| Some(format!("{k}={}", v.as_str()?))).collect())
+        .unwrap_or_default();
+    let mut named_ports = Vec::new();
+    for c in obj["spec"]["containers"].as_array().into_iter().flatten() {
+        for p in c["ports"].as_array().into_iter().flatten() {
+            if let (Some(name), Some(port)) = (p["name"].as_str(), p["containerPort"].as_u64()) {
+                named_ports.push(format!("{name}={port}/{}", p["protocol"].as_str().unwrap_or("TCP")));
+            }
+        }
+    }
+    Some((
+        key,
+        PodInfo {
+            uid: m["uid"].as_str().unwrap_or("").to_string(),
+            labels,
+            named_ports,
+        },
+    ))
+}
+
+/// The CiliumEndpoint of an endpoint (Cilium's layout: everything under
+/// `status`), owned by its Pod.
+pub fn cilium_endpoint(ep: &seta_core::endpoint::Endpoint, pod_uid: &str, node_ip: Option<std::net::Ipv4Addr>) -> Value {
+    let named: Vec<Value> = ep
+        .named_ports
+        .iter()
+        .map(|(n, (proto, port))| {
+            let p = match proto {
+                17 => "UDP",
+                132 => "SCTP",
+                _ => "TCP",
+            };
+            serde_json::json!({"name": n, "port": port, "protocol": p})
+        })
+        .collect();
+    serde_json::json!({
+        "apiVersion": "cilium.io/v2", "kind": "CiliumEndpoint",
+        "metadata": {
+            "name": ep.pod_name, "namespace": ep.namespace,
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": ep.pod_name, "uid": pod_uid, "blockOwnerDeletion": true}],
+        },
+        "status": {
+            "id": ep.id,
+            "identity": {"id": ep.identity, "labels": ep.labels.iter().map(|l| l.to_string()).collect::<Vec<_>>()},
+            "networking": {"addressing": [{"ipv4": ep.ipv4.to_string()}], "node": node_ip.map(|i| i.to_string()).unwrap_or_default()},
+            "state": if ep.state == seta_core::endpoint::EndpointState::Ready { "ready" } else { "not-ready" },
+            "named-ports": named,
+            "encryption": {},
+        },
+    })
+}

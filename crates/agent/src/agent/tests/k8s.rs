@@ -40,12 +40,49 @@ async fn policies_and_namespace_labels_come_from_the_kubernetes_api() {
     let api = api(&d.0).await;
     let src = crate::k8s::Source::Kubeconfig(api.kubeconfig.clone());
     let client = crate::k8s::connect(&src).await.unwrap();
-    let k8s = Arc::new(crate::k8s::K8s::new(client, src, &super::super::k8s::watches()));
+    let mut k8s = crate::k8s::K8s::new(client, src, &super::super::k8s::watches());
+    k8s.pod_wait = Duration::from_millis(500);
     let k = Fake::new();
-    let a = agent_k8s(&d.0, "n1", "10.215.1.0/24", &k, None, None, Some(k8s)).await;
+    let a = agent_k8s(&d.0, "n1", "10.215.1.0/24", &k, None, None, Some(Arc::new(k8s))).await;
     a.spawn_k8s();
-    let web = pod(&a, &k, "web", &["app=web"]).await.unwrap();
-    let client = pod(&a, &k, "client", &["app=client"]).await.unwrap();
+    // a CNI ADD for a Pod the API does not have is refused and takes nothing
+    let err = pod(&a, &k, "ghost", &[]).await.unwrap_err();
+    assert!(
+        matches!(err, ApiError::Unavailable(_)) && err.to_string().contains("pod default/ghost: not in the Kubernetes API"),
+        "{err}"
+    );
+    assert!(a.list().await.is_empty());
+    // Pods of this node give their endpoints' labels (the CNI's are not used)
+    let pods = find("", "v1", "pods").unwrap();
+    let pod_obj = |name: &str, app: &str, node: &str| {
+        object(
+            &RESOURCES[pods],
+            Some("default"),
+            name,
+            json!({"metadata": {"labels": {"app": app}}, "spec": {"nodeName": node, "containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}]}}),
+        )
+    };
+    for (n, app) in [("web", "web"), ("client", "client")] {
+        api.server
+            .write(pods, "default", None, Write::Create(pod_obj(n, app, "n1")))
+            .unwrap();
+    }
+    api.server
+        .write(pods, "default", None, Write::Create(pod_obj("elsewhere", "web", "n2")))
+        .unwrap();
+    let web = pod(&a, &k, "web", &["app=wrong"]).await.unwrap();
+    let client = pod(&a, &k, "client", &[]).await.unwrap();
+    assert!(web.labels.iter().any(|l| l.to_string() == "k8s:app=web"), "{:?}", web.labels);
+    assert_eq!(web.named_ports["http"], (6, 8080), "named ports from the Pod's containers");
+    // their CiliumEndpoints
+    let ceps = find("cilium.io", "v2", "ciliumendpoints").unwrap();
+    let cep = |api: &Api, name: &str| api.server.get(ceps, "default", name);
+    eventually("web's CiliumEndpoint", || cep(&api, "web").is_some()).await;
+    let c = cep(&api, "web").unwrap();
+    assert_eq!(c["status"]["id"], web.id);
+    assert_eq!(c["status"]["identity"]["id"], web.identity);
+    assert_eq!(c["status"]["networking"]["addressing"][0]["ipv4"], web.ipv4.to_string());
+    assert_eq!(c["metadata"]["ownerReferences"][0]["kind"], "Pod");
     let cnps = find("cilium.io", "v2", "ciliumnetworkpolicies").unwrap();
 
     // a CiliumNetworkPolicy created in the API is enforced
@@ -133,6 +170,38 @@ async fn policies_and_namespace_labels_come_from_the_kubernetes_api() {
     }
     assert!(relabelled, "web's identity carries its namespace's new label");
 
+    // a Pod's label change re-identifies its endpoint, and its CEP follows
+    let before = a.get(&EndpointRef::Id(client.id)).await.unwrap().identity;
+    api.server
+        .write(
+            pods,
+            "default",
+            Some("client"),
+            Write::MergePatch {
+                patch: json!({"metadata": {"labels": {"app": "client2"}}}),
+                status_only: false,
+            },
+        )
+        .unwrap();
+    let mut moved = None;
+    for _ in 0..500 {
+        let ep = a.get(&EndpointRef::Id(client.id)).await.unwrap();
+        if ep.identity != before {
+            moved = Some(ep);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let moved = moved.expect("client re-identified");
+    assert!(moved.labels.iter().any(|l| l.to_string() == "k8s:app=client2"));
+    eventually("client's CEP has the new identity", || {
+        cep(&api, "client").is_some_and(|c| c["status"]["identity"]["id"] == moved.identity)
+    })
+    .await;
+    // the endpoint's delete takes its CEP
+    a.delete_endpoint(&EndpointRef::Id(client.id)).await.unwrap();
+    eventually("client's CEP is gone", || cep(&api, "client").is_none()).await;
+
     // deleted: nothing enforces ingress on web any more
     api.server.write(cnps, "default", Some("web-from-client"), Write::Delete).unwrap();
     let mut open = false;
@@ -145,7 +214,7 @@ async fn policies_and_namespace_labels_come_from_the_kubernetes_api() {
     }
     assert!(open, "the deleted policy no longer applies");
     assert!(
-        a.status().await.kubernetes.starts_with("ok (4 watches, kubeconfig "),
+        a.status().await.kubernetes.starts_with("ok (5 watches, kubeconfig "),
         "{}",
         a.status().await.kubernetes
     );
