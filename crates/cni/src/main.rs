@@ -16,7 +16,37 @@ use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
 
+/// `seta-cni install DIR`: copy this binary into DIR (a node's
+/// /opt/cni/bin, from the agent DaemonSet's init container) atomically:
+/// written beside it, then renamed, so a runtime never runs half a file.
+fn install(dir: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let me = std::env::current_exe()?;
+    let dst = dir.join("seta-cni");
+    let tmp = dir.join(".seta-cni.new");
+    std::fs::copy(&me, &tmp)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(&tmp, &dst)?;
+    Ok(dst)
+}
+
 fn main() {
+    // runtimes call a CNI plugin without arguments; an installer passes some
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("install") {
+        let Some(dir) = args.get(2) else {
+            eprintln!("usage: seta-cni install DIR   (copies seta-cni into DIR, e.g. /host/opt/cni/bin)");
+            std::process::exit(2);
+        };
+        match install(std::path::Path::new(dir)) {
+            Ok(p) => println!("installed {}", p.display()),
+            Err(e) => {
+                eprintln!("installing seta-cni into {dir}: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     let mut stdin = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut stdin);
     let version = serde_json::from_slice::<Value>(&stdin)

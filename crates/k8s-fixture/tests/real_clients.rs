@@ -329,3 +329,47 @@ for ev in w.stream(v1.list_namespaced_pod, "default", timeout_seconds=20):
         ["ADDED a web", "ADDED b db", "MODIFIED a web2"]
     );
 }
+
+/// `deploy/` (CRDs, RBAC, the agent DaemonSet, the operator Deployment, the
+/// ConfigMap) passes `kubectl apply --dry-run=client` with every kubectl,
+/// and applies for real.
+#[test]
+fn the_deploy_manifests_apply() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    let deploy = deploy.to_str().unwrap();
+    for k in kubectls() {
+        let f = Fixture::start("deploy");
+        let (ok, out, err) = kubectl(&k, &f, &["apply", "--dry-run=client", "-f", deploy], None);
+        assert!(ok, "{} dry run: {err}", k.display());
+        for want in [
+            "customresourcedefinition.apiextensions.k8s.io/ciliumnetworkpolicies.cilium.io created (dry run)",
+            "customresourcedefinition.apiextensions.k8s.io/ciliumendpoints.cilium.io created (dry run)",
+            "daemonset.apps/seta-agent created (dry run)",
+            "deployment.apps/seta-operator created (dry run)",
+            "clusterrole.rbac.authorization.k8s.io/seta-agent created (dry run)",
+            "configmap/seta-config created (dry run)",
+        ] {
+            assert!(out.lines().any(|l| l == want), "{}: no {want:?} in\n{out}", k.display());
+        }
+        assert_eq!(f.server.resource_version(), 4, "a dry run changes nothing");
+        let (ok, _, err) = kubectl(&k, &f, &["apply", "-f", deploy], None);
+        assert!(ok, "{err}");
+        let (_, crds, _) = kubectl(&k, &f, &["get", "crd", "-o", "name"], None);
+        assert_eq!(crds.lines().count(), 5, "{crds}");
+        let (_, replicas, _) = kubectl(
+            &k,
+            &f,
+            &[
+                "get",
+                "deploy",
+                "seta-operator",
+                "-n",
+                "kube-system",
+                "-o",
+                "jsonpath={.spec.replicas}",
+            ],
+            None,
+        );
+        assert_eq!(replicas, "2");
+    }
+}

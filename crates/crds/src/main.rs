@@ -1,0 +1,4 @@
+//! Print `deploy/crds.yaml`.
+fn main() {
+    print!("{}", seta_crds::yaml());
+}
