@@ -366,6 +366,8 @@ impl Default for Lb4MaglevChunk {
 pub const LB_CONN_FWD: u8 = 1;
 pub const LB_CONN_REV: u8 = 2;
 pub const LB_MAP_SIZE: u32 = 65536;
+/// the BPF NAT table's default size (Cilium's bpf-nat-global-max)
+pub const NAT_MAP_SIZE: u32 = 524288;
 
 pub const CONFIG_FLAGS: u32 = 0;
 pub const CONFIG_F_IPBLOCK: u32 = 1;

@@ -219,7 +219,9 @@ impl Agent {
     pub async fn start(cfg: Config, filter: LabelFilter) -> Result<Arc<Self>> {
         seta_datapath::sysfs::ensure_bpffs(&cfg.bpffs).with_context(|| format!("mounting bpffs at {}", cfg.bpffs.display()))?;
         let store = Store::open(&cfg.state_dir)?;
-        let dp = Datapath::new(&cfg.pin_dir)?;
+        let dp = Datapath::with_sizes(&cfg.pin_dir, cfg.map_sizes)?;
+        // a pinned map of another size than the flags ask is an error that says what to do
+        dp.check_pinned_sizes()?;
         let nl = Netlink::current()?;
 
         let pool: Pool = store.load::<Option<Pool>>("ipam.json")?.unwrap_or(Pool::new(cfg.pod_cidr)?);

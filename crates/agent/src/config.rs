@@ -55,6 +55,12 @@ pub struct RunArgs {
     /// Backend selection for new connections: `random`, or `maglev` (consistent hashing of the flow for NodePort, ExternalIP and LoadBalancer frontends: every node picks the same backend)
     #[arg(long, env = "SETA_BPF_LB_ALGORITHM", value_enum, default_value_t = LbAlgorithm::Random)]
     pub bpf_lb_algorithm: LbAlgorithm,
+    /// Entries of each service map: services, backends, rev-NAT, LB connections, affinity, source ranges (Cilium's default 65536)
+    #[arg(long, env = "SETA_BPF_LB_MAP_MAX", default_value_t = seta_abi::LB_MAP_SIZE)]
+    pub bpf_lb_map_max: u32,
+    /// Entries of the BPF NAT table (Cilium's default 524288)
+    #[arg(long, env = "SETA_BPF_NAT_GLOBAL_MAX", default_value_t = seta_abi::NAT_MAP_SIZE)]
+    pub bpf_nat_global_max: u32,
     /// Maglev table size M per service (a prime of Cilium's list: 251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071)
     #[arg(long, env = "SETA_BPF_LB_MAGLEV_TABLE_SIZE", default_value_t = seta_core::service::maglev::DEFAULT_M)]
     pub bpf_lb_maglev_table_size: u32,
@@ -79,6 +85,15 @@ pub struct RunArgs {
     /// Hubble's flow metrics (hubble_*) at http://ADDR/metrics; "" turns them off
     #[arg(long, env = "SETA_HUBBLE_METRICS_SERVER", default_value = ":9965")]
     pub hubble_metrics_server: Option<String>,
+    /// Write every flow as a JSON line (`hubble observe -o json`) to this file, rotated by size; "" turns it off
+    #[arg(long, env = "SETA_HUBBLE_EXPORT_FILE_PATH", default_value = "")]
+    pub hubble_export_file_path: String,
+    /// Rotate the export file when it would grow past this many MB
+    #[arg(long, env = "SETA_HUBBLE_EXPORT_FILE_MAX_SIZE_MB", default_value_t = 10)]
+    pub hubble_export_file_max_size_mb: u64,
+    /// Rotated export files kept (PATH.1 the newest)
+    #[arg(long, env = "SETA_HUBBLE_EXPORT_FILE_MAX_BACKUPS", default_value_t = 5)]
+    pub hubble_export_file_max_backups: usize,
     /// Flows the observer keeps (2^n-1)
     #[arg(long, env = "SETA_HUBBLE_EVENT_BUFFER_CAPACITY", default_value_t = 4095)]
     pub hubble_event_buffer_capacity: usize,
@@ -186,6 +201,10 @@ pub struct Config {
     pub service_no_backend_response: NoBackendResponse,
     /// Maglev for north-south frontends (None: random)
     pub maglev: Option<Maglev>,
+    /// sizes of the shared maps that come from flags
+    pub map_sizes: seta_datapath::MapSizes,
+    /// the flow export file (None: off)
+    pub hubble_export: Option<crate::observer::export::ExportConfig>,
     pub node_ip: Option<std::net::Ipv4Addr>,
     pub mtu: Option<u32>,
     /// no pod CIDR configured: take it from the operator (cluster-pool IPAM)
@@ -234,6 +253,16 @@ impl Maglev {
             table_seed: word(0),
             hash_seed: word(4) ^ word(8),
         })
+    }
+}
+
+/// A map size flag: 0 (not given, a RunArgs default) is the default; a
+/// size must be 16..=16777216.
+fn map_size(flag: &str, v: u32, default: u32) -> Result<u32> {
+    match v {
+        0 => Ok(default),
+        16..=16_777_216 => Ok(v),
+        _ => bail!("{flag} {v}: expected 16..=16777216 entries"),
     }
 }
 
@@ -302,6 +331,21 @@ impl Config {
                 )?),
             },
             pod_cidr_from_operator: configured.is_none(),
+            hubble_export: match a.hubble_export_file_path.as_str() {
+                "" => None,
+                p => Some(crate::observer::export::ExportConfig {
+                    path: p.into(),
+                    max_bytes: match a.hubble_export_file_max_size_mb {
+                        0 => 10, // not given (a RunArgs default)
+                        n => n,
+                    } << 20,
+                    max_backups: a.hubble_export_file_max_backups,
+                }),
+            },
+            map_sizes: seta_datapath::MapSizes {
+                lb: map_size("--bpf-lb-map-max", a.bpf_lb_map_max, seta_abi::LB_MAP_SIZE)?,
+                nat: map_size("--bpf-nat-global-max", a.bpf_nat_global_max, seta_abi::NAT_MAP_SIZE)?,
+            },
             node_ip: a.node_ip,
             mtu: a.mtu,
             prometheus_serve_addr: listen_addr("--prometheus-serve-addr", a.prometheus_serve_addr.as_deref().unwrap_or(""))?,
@@ -405,6 +449,22 @@ mod tests {
             c.mtu, None,
             "the file's mtu is skipped: clap reads SETA_MTU itself (not set in this process)"
         );
+    }
+
+    #[test]
+    fn map_sizes_come_from_flags_within_bounds() {
+        let base = ["--node", "n1", "--pod-cidr", "10.9.0.0/24"];
+        let c = parse("{}", &[], &base).unwrap();
+        assert_eq!((c.map_sizes.lb, c.map_sizes.nat), (65536, 524288), "Cilium's defaults");
+        let c = parse(
+            "{}",
+            &[],
+            &[&base[..], &["--bpf-lb-map-max", "1024", "--bpf-nat-global-max", "4096"]].concat(),
+        )
+        .unwrap();
+        assert_eq!((c.map_sizes.lb, c.map_sizes.nat), (1024, 4096));
+        let e = parse("{}", &[], &[&base[..], &["--bpf-lb-map-max", "8"]].concat()).unwrap_err();
+        assert!(e.to_string().contains("--bpf-lb-map-max 8: expected 16..=16777216"), "{e}");
     }
 
     #[test]

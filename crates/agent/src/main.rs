@@ -127,6 +127,12 @@ async fn serve_hubble(cfg: &Config, obs: std::sync::Arc<observer::Observer>) -> 
             "tcp",
         );
     }
+    if let Some(exp) = cfg.hubble_export.clone() {
+        let path = exp.path.clone();
+        let exporter = observer::export::Exporter::open(exp).with_context(|| format!("--hubble-export-file-path {}", path.display()))?;
+        observer::export::spawn(obs.clone(), exporter);
+        tracing::info!(path = %path.display(), "hubble flows exported");
+    }
     if let Some(addr) = cfg.hubble_metrics_server {
         serve_http(addr, "--hubble-metrics-server", api::hubble_metrics_router(obs)).await?;
     }

@@ -1151,6 +1151,23 @@ async fn privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client(p: P
     assert_eq!(first["flow"]["IP"]["source"], client_ip.as_str(), "{first}");
     assert_eq!(first["flow"]["traffic_direction"], "INGRESS", "{first}");
     assert_eq!(first["node_name"], node.as_str());
+    // the same flow in the node's export file (--hubble-export-file-path), one JSON line each
+    let export = p
+        .lab()
+        .nodes
+        .iter()
+        .find(|n| n.name == node)
+        .unwrap()
+        .socket
+        .with_file_name("hubble-events.log");
+    common::wait_for("the drop in the export file", 10, || {
+        std::fs::read_to_string(&export).unwrap_or_default().lines().any(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["flow"]["verdict"] == "DROPPED"
+                && v["flow"]["destination"]["pod_name"] == "web"
+                && v["flow"]["IP"]["source"] == client_ip.as_str()
+        })
+    });
     // an allowed flow is not a drop; filters see the difference
     assert!(tcp_ok(&p.ns("other"), p.web_addr(8080)));
     let none = observe(&p, &node, &["--verdict", "DROPPED", "--from-pod", "default/other"]);

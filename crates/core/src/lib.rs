@@ -15,3 +15,4 @@ pub mod names;
 pub mod policy;
 pub mod selector;
 pub mod service;
+pub mod time;

@@ -7,7 +7,7 @@ pub mod netlink;
 pub mod sysfs;
 pub mod testpkt;
 
-pub use loader::{Datapath, DatapathError, EndpointProgConfig};
+pub use loader::{Datapath, DatapathError, EndpointProgConfig, MapSizes};
 
 /// eBPF objects compiled from `bpf/` by build.rs.
 pub mod objects {

@@ -58,10 +58,49 @@ pub const PROG_FROM_HOST: &str = "from_host";
 pub const PROG_FROM_OVERLAY: &str = "from_overlay";
 pub const PROG_FROM_NETDEV: &str = "from_netdev";
 
+/// Sizes of shared maps that come from flags (Cilium's `bpf-lb-map-max`,
+/// `bpf-nat-global-max`); the others keep the objects' sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapSizes {
+    /// services, backends, rev-NAT, the LB connection table, affinity, source ranges
+    pub lb: u32,
+    /// the BPF NAT table (both directions of each connection)
+    pub nat: u32,
+}
+
+impl Default for MapSizes {
+    fn default() -> Self {
+        Self {
+            lb: seta_abi::LB_MAP_SIZE,
+            nat: seta_abi::NAT_MAP_SIZE,
+        }
+    }
+}
+
+impl MapSizes {
+    /// (map, max entries, the flag that sets it)
+    pub fn maps(&self) -> Vec<(&'static str, u32, &'static str)> {
+        use crate::maps::*;
+        let lb = [
+            MAP_LB4_SVC,
+            MAP_LB4_BE,
+            MAP_LB4_RNAT,
+            MAP_LB4_CONN,
+            MAP_LB4_AFFINITY,
+            MAP_LB4_SRC_RANGE,
+        ];
+        lb.into_iter()
+            .map(|m| (m, self.lb, "--bpf-lb-map-max"))
+            .chain([(MAP_SNAT4, self.nat, "--bpf-nat-global-max")])
+            .collect()
+    }
+}
+
 /// A node's datapath, rooted at its versioned pin directory.
 #[derive(Clone)]
 pub struct Datapath {
     pin_dir: PathBuf,
+    sizes: MapSizes,
     /// the shared endpoint program (pinned; loaded and verified once)
     lxc_prog: Arc<Mutex<Option<SchedClassifier>>>,
     /// `EbpfLoader::new()` reads and parses the kernel's BTF (~20 ms of CPU):
@@ -104,6 +143,11 @@ fn dir_name(d: TcAttachType) -> &'static str {
 
 impl Datapath {
     pub fn new(pin_dir: impl Into<PathBuf>) -> Result<Self> {
+        Self::with_sizes(pin_dir, MapSizes::default())
+    }
+
+    /// A datapath whose shared maps get `sizes` when they are created.
+    pub fn with_sizes(pin_dir: impl Into<PathBuf>, sizes: MapSizes) -> Result<Self> {
         let pin_dir = pin_dir.into();
         std::fs::create_dir_all(pin_dir.join("links")).map_err(|source| DatapathError::Io {
             what: format!("create {}", pin_dir.display()),
@@ -113,6 +157,7 @@ impl Datapath {
         ml.btf(None).default_map_pin_directory(&pin_dir);
         Ok(Self {
             pin_dir,
+            sizes,
             lxc_prog: Default::default(),
             map_loader: Arc::new(Mutex::new(ml)),
             busy: Default::default(),
@@ -131,7 +176,39 @@ impl Datapath {
     fn loader(&self) -> EbpfLoader<'static> {
         let mut l = EbpfLoader::new();
         l.btf(None).default_map_pin_directory(&self.pin_dir);
+        for (map, n, _) in self.sizes.maps() {
+            l.map_max_entries(map, n);
+        }
         l
+    }
+
+    /// Pinned maps keep the size they were created with (aya reuses a pin
+    /// as it is): one whose size differs from the flags' is an error that
+    /// says how to change it, never a silent mismatch.
+    pub fn check_pinned_sizes(&self) -> Result<()> {
+        for (map, want, flag) in self.sizes.maps() {
+            let path = self.pin_dir.join(map);
+            if !path.exists() {
+                continue;
+            }
+            let have = aya::maps::MapInfo::from_pin(&path)
+                .map_err(|e| DatapathError::Map {
+                    map: map.into(),
+                    path: path.clone(),
+                    msg: e.to_string(),
+                })?
+                .max_entries();
+            if have != want {
+                return Err(DatapathError::Map {
+                    map: map.into(),
+                    path,
+                    msg: format!(
+                        "pinned with {have} entries but {flag} asks for {want}; keep {flag} {have}, or stop the agent and run `seta-agent cleanup` (its pods lose connectivity until they are re-created) to rebuild the datapath with the new size"
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Load bpf_host (creates and pins every shared map on first use).

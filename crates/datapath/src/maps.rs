@@ -501,6 +501,32 @@ pub struct LbState {
     pub maglev: BTreeMap<seta_abi::Lb4MaglevKey, seta_abi::Lb4MaglevChunk>,
 }
 
+impl LbState {
+    /// Whether this state fits maps of `max` entries (`--bpf-lb-map-max`);
+    /// else which map overflows and by how much. Checked before anything is
+    /// written, so a change that does not fit changes nothing.
+    pub fn fits(&self, max: u32) -> Result<(), String> {
+        for (map, n) in [
+            (MAP_LB4_SVC, self.services.len()),
+            (MAP_LB4_BE, self.backends.len()),
+            (MAP_LB4_RNAT, self.revnat.len()),
+            (MAP_LB4_SRC_RANGE, self.source_ranges.len()),
+        ] {
+            if n > max as usize {
+                return Err(format!("{map} would need {n} entries, but --bpf-lb-map-max is {max}"));
+            }
+        }
+        if self.maglev.len() > seta_abi::LB_MAGLEV_MAP_SIZE as usize {
+            return Err(format!(
+                "{MAP_LB4_MAGLEV} would need {} chunks, but it holds {}",
+                self.maglev.len(),
+                seta_abi::LB_MAGLEV_MAP_SIZE
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The service maps: `seta_lb4_svc`, `seta_lb4_be`, `seta_lb4_rnat`.
 pub struct LbMaps {
     svc: HashMap<MapData, seta_abi::Lb4Key, seta_abi::Lb4Service>,

@@ -679,3 +679,40 @@ fn privileged_bpf_to_endpoint_traces_are_aggregated() {
     assert_eq!(run(f.sending_a(), "from_container", &pkt(0x11)).0, TC_ACT_REDIRECT);
     assert_eq!(traces(&f).len(), 1, "the FIN is traced");
 }
+
+/// Map sizes from flags: the shared maps are created with them; a pinned
+/// map of another size is an error naming the map and the flag (never a
+/// silent mismatch).
+#[test]
+fn privileged_bpf_map_sizes_from_flags_and_a_pinned_mismatch_is_loud() {
+    if !privileged() {
+        return;
+    }
+    seta_datapath::sysfs::ensure_bpffs(Path::new("/sys/fs/bpf")).unwrap();
+    let pin = seta_core::names::pin_dir(
+        Path::new("/sys/fs/bpf"),
+        &format!("t{}-sizes", std::process::id()),
+        seta_abi::ABI_VERSION,
+    );
+    let sizes = seta_datapath::MapSizes { lb: 1024, nat: 4096 };
+    let dp = Datapath::with_sizes(&pin, sizes).unwrap();
+    let _guard = PinGuard(dp.clone());
+    dp.check_pinned_sizes().expect("nothing pinned yet");
+    let _host = dp.load_host_object().unwrap();
+    let max = |m: &str| aya::maps::MapInfo::from_pin(pin.join(m)).unwrap().max_entries();
+    assert_eq!(max("seta_lb4_svc"), 1024);
+    assert_eq!(max("seta_lb4_be"), 1024);
+    assert_eq!(max("seta_snat_v4_external"), 4096);
+    assert_eq!(
+        max("seta_lb4_maglev"),
+        seta_abi::LB_MAGLEV_MAP_SIZE,
+        "a map without a flag keeps the object's size"
+    );
+    dp.check_pinned_sizes().expect("the same flags again");
+    let other = Datapath::with_sizes(&pin, seta_datapath::MapSizes { lb: 2048, nat: 4096 }).unwrap();
+    let e = other.check_pinned_sizes().unwrap_err().to_string();
+    assert!(
+        e.contains("seta_lb4_svc") && e.contains("pinned with 1024 entries but --bpf-lb-map-max asks for 2048"),
+        "{e}"
+    );
+}

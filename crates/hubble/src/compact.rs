@@ -4,19 +4,7 @@ use crate::flow::{layer4::Protocol, Flow, Verdict};
 
 const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
-/// The civil date (year, month, day) of a day count since 1970-01-01
-/// (Howard Hinnant's algorithm).
-pub(crate) fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + (m <= 2) as i64, m, d)
-}
+pub(crate) use seta_core::time::civil;
 
 /// Go's StampMilli (`Jan _2 15:04:05.000`) of a Unix time, in UTC.
 pub fn stamp_milli(secs: i64, nanos: i32) -> String {

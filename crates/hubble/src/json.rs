@@ -7,16 +7,7 @@ use serde_json::{json, Map, Value};
 
 /// RFC 3339 with nanoseconds, as protojson prints a Timestamp.
 pub fn rfc3339(t: &prost_types::Timestamp) -> String {
-    let days = t.seconds.div_euclid(86400);
-    let rem = t.seconds.rem_euclid(86400);
-    let (y, m, d) = crate::compact::civil(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        t.nanos
-    )
+    seta_core::time::rfc3339_nanos(t.seconds, t.nanos)
 }
 
 fn endpoint(e: &Endpoint) -> Value {

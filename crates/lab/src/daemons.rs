@@ -80,6 +80,9 @@ impl Lab {
             .arg(&n.cni_conf_dir)
             .arg("--socket")
             .arg(&n.socket)
+            // every lab agent exports its flows beside its socket
+            .arg("--hubble-export-file-path")
+            .arg(n.socket.with_file_name("hubble-events.log"))
             .args(&self.agent_args);
         let pid = spawn_daemon(cmd, &n.netns, &n.log).context("spawn seta-agent")?;
         let client = Client::new(&n.socket).with_timeout(Duration::from_secs(2));

@@ -17,23 +17,6 @@ pub(crate) fn k8s_pids(dir: &Path) -> Vec<u32> {
     pids_where(|argv| argv.first().is_some_and(|a| a.ends_with(b"seta-k8s-api")) && argv.contains(&want.as_bytes()))
 }
 
-/// Stop the lab's API server and remove its files (part of `Lab::down`).
-pub(crate) fn k8s_down(name: &str, done: &mut Vec<String>) {
-    let dir = k8s_dir(name);
-    for pid in k8s_pids(&dir) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
-        done.push(format!("killed the Kubernetes API pid {pid}"));
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !k8s_pids(&dir).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if std::fs::remove_dir_all(&dir).is_ok() {
-        done.push(format!("removed {}", dir.display()));
-    }
-    let _ = std::fs::remove_file(dir.with_extension("log"));
-}
-
 impl Lab {
     /// Start the API server in the underlay; returns once it answers.
     pub fn k8s_start(&mut self) -> Result<()> {

@@ -253,35 +253,11 @@ impl Lab {
                 let _ = std::fs::remove_file(f.path());
             }
         }
-        // the lab's Prometheus (tests): found by its data dir
+        // the lab's daemons in the underlay, each found by its directory
         let pdir = crate::prometheus::prometheus_dir(name);
-        for pid in crate::prometheus::prometheus_pids(&pdir) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
-            done.push(format!("killed prometheus pid {pid}"));
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !crate::prometheus::prometheus_pids(&pdir).is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if std::fs::remove_dir_all(&pdir).is_ok() {
-            done.push(format!("removed {}", pdir.display()));
-        }
-        let _ = std::fs::remove_file(pdir.with_extension("log"));
-        crate::k8s::k8s_down(name, &mut done);
-        // the lab's etcd: found by its data dir
-        let edir = etcd_dir(name);
-        for pid in etcd_pids(&edir) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
-            done.push(format!("killed etcd pid {pid}"));
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !etcd_pids(&edir).is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if std::fs::remove_dir_all(&edir).is_ok() {
-            done.push(format!("removed {}", edir.display()));
-        }
-        let _ = std::fs::remove_file(edir.with_extension("log"));
+        stop_daemons("prometheus", &pdir, crate::prometheus::prometheus_pids, &mut done);
+        stop_daemons("the Kubernetes API", &crate::k8s::k8s_dir(name), crate::k8s::k8s_pids, &mut done);
+        stop_daemons("etcd", &etcd_dir(name), etcd_pids, &mut done);
         // namespaces (pods first, then nodes; deleting a pod netns removes its veth)
         let mut ns: Vec<String> = std::fs::read_dir("/run/netns")
             .map(|rd| {
@@ -317,4 +293,21 @@ impl Lab {
 pub(crate) fn is_node_name(lab: &str, n: &str) -> bool {
     n.strip_prefix(&format!("{lab}-n"))
         .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// Kill the daemons `pids` finds for `dir` (SIGKILL, then wait up to 5 s),
+/// and remove `dir` and its log.
+fn stop_daemons(what: &str, dir: &Path, pids: fn(&Path) -> Vec<u32>, done: &mut Vec<String>) {
+    for pid in pids(dir) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+        done.push(format!("killed {what} pid {pid}"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !pids(dir).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if std::fs::remove_dir_all(dir).is_ok() {
+        done.push(format!("removed {}", dir.display()));
+    }
+    let _ = std::fs::remove_file(dir.with_extension("log"));
 }

@@ -24,13 +24,7 @@ fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource
 }
 
 fn rfc3339_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    seta_hubble::json::rfc3339(&prost_types::Timestamp {
-        seconds: secs as i64,
-        nanos: 0,
-    })
+    seta_core::time::rfc3339(seta_core::time::unix_now())
 }
 
 type Events = futures::stream::BoxStream<'static, watcher::Result<watcher::Event<DynamicObject>>>;

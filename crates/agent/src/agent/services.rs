@@ -66,6 +66,9 @@ impl Agent {
         for e in self.health_server.reconcile(checks).await {
             tracing::error!("{e}");
         }
+        // what does not fit is refused whole: the maps keep what they hold
+        want.fits(self.cfg.map_sizes.lb)
+            .map_err(|e| ApiError::TooLarge(format!("service maps: {e}; the maps were not changed")))?;
         let k = self.kernel.clone();
         tokio::task::spawn_blocking(move || k.lb_sync(&want))
             .await
@@ -82,6 +85,16 @@ impl Agent {
             .map_err(|e| ApiError::Internal(format!("service parser: {e}")))?
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let _order = self.services_io.lock().await;
+        // the result must fit the maps (checked on a copy, before anything is written)
+        {
+            let mut trial = self.services.lock().unwrap().clone();
+            trial.import(objects.clone());
+            let maglev = self.cfg.maglev.map(|m| (m.m, m.table_seed));
+            trial
+                .lb_state(&self.cfg.node, &self.node_port_addrs(), maglev)
+                .fits(self.cfg.map_sizes.lb)
+                .map_err(|e| ApiError::TooLarge(format!("{e}; nothing was changed")))?;
+        }
         // shared by the cluster: the kvstore first, all or nothing
         self.write_services(&self.kv_puts(&objects), &[]).await?;
         let (change, snapshot) = {

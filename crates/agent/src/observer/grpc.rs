@@ -41,7 +41,7 @@ fn in_window(f: &Flow, since: Option<i128>, until: Option<i128>) -> bool {
     since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u)
 }
 
-fn response(node: &str, f: Flow) -> GetFlowsResponse {
+pub(crate) fn response(node: &str, f: Flow) -> GetFlowsResponse {
     GetFlowsResponse {
         time: f.time,
         node_name: node.to_string(),
@@ -50,7 +50,7 @@ fn response(node: &str, f: Flow) -> GetFlowsResponse {
 }
 
 /// `n` events lost at `source`, as a response.
-fn lost(node: &str, source: LostEventSource, n: u64) -> GetFlowsResponse {
+pub(crate) fn lost(node: &str, source: LostEventSource, n: u64) -> GetFlowsResponse {
     GetFlowsResponse {
         node_name: node.to_string(),
         time: None,

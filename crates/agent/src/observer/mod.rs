@@ -3,6 +3,7 @@
 //! buffer (2^n − 1 flows, 4095 by default), served over Hubble's gRPC API
 //! (`grpc`). A subsystem of its own: it owns its ring and its followers; the
 //! agent hands it events and a decoding context.
+pub mod export;
 pub mod grpc;
 pub mod metrics;
 #[cfg(test)]

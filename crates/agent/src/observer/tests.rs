@@ -179,3 +179,60 @@ async fn lost_events_reach_followers_and_metrics() {
         .lines()
         .any(|l| l == "hubble_lost_events_total{source=\"perf_event_ring_buffer\"} 5"));
 }
+
+/// The export file gets every flow and lost-events notice as a JSON line
+/// in `hubble observe -o json`'s format, rotated by size with a bounded
+/// number of backups.
+#[test]
+fn flows_are_exported_as_json_lines_and_rotated() {
+    let dir = std::env::temp_dir().join(format!("seta-unit-{}-export", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("hubble").join("events.log");
+    let obs = Arc::new(Observer::new("n1", 63).unwrap());
+    let cfg = super::export::ExportConfig {
+        path: path.clone(),
+        max_bytes: 2000,
+        max_backups: 2,
+    };
+    let t = super::export::spawn(obs.clone(), super::export::Exporter::open(cfg).unwrap());
+    let ctx = Context {
+        node: "n1".into(),
+        ..Default::default()
+    };
+    let evs: Vec<_> = (1..=30).map(|i| event(i, if i % 2 == 0 { -133 } else { 0 })).collect();
+    obs.ingest(&evs, &ctx);
+    obs.lost(3);
+    // the exporter follows on its own thread: wait until everything is written
+    let lines = |p: &std::path::Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let backup = |i: usize| dir.join("hubble").join(format!("events.log.{i}"));
+    let t0 = std::time::Instant::now();
+    while !lines(&path).iter().any(|l| l.get("lost_events").is_some()) {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(5),
+            "the lost-events notice is exported"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let now = lines(&path);
+    let lost = now.last().unwrap();
+    assert_eq!(lost["lost_events"]["num_events_lost"], 3);
+    assert_eq!(lost["node_name"], "n1");
+    assert!(backup(1).exists() && backup(2).exists(), "rotated into two backups");
+    assert!(!backup(3).exists(), "no more than --hubble-export-file-max-backups");
+    for p in [path.clone(), backup(1), backup(2)] {
+        assert!(std::fs::metadata(&p).unwrap().len() <= 2000, "{}", p.display());
+    }
+    let f = &now.iter().find(|l| l.get("flow").is_some()).unwrap()["flow"];
+    assert_eq!(f["node_name"], "n1");
+    assert!(f["IP"]["source"].as_str().unwrap().starts_with("10.0.0."), "{f}");
+    assert!(f["verdict"] == "FORWARDED" || f["verdict"] == "DROPPED", "{f}");
+    drop(obs);
+    let _ = t; // the thread ends with the process (the observer lives as long)
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -72,7 +72,18 @@ async fn agent_k8s(
     node_ip: Option<Ipv4Addr>,
     k8s: Option<Arc<crate::k8s::K8s>>,
 ) -> Arc<Agent> {
-    let cfg = config(dir, node, cidr, RoutingMode::Tunnel);
+    agent_cfg(dir, config(dir, node, cidr, RoutingMode::Tunnel), k, kv, node_ip, k8s).await
+}
+
+/// `agent` with a configuration of the test's own.
+async fn agent_cfg(
+    dir: &Path,
+    cfg: Config,
+    k: &Arc<Fake>,
+    kv: Option<Kv>,
+    node_ip: Option<Ipv4Addr>,
+    k8s: Option<Arc<crate::k8s::K8s>>,
+) -> Arc<Agent> {
     let kv = match kv {
         Some(kv) => kv,
         None => Kv::open(&cfg).await.unwrap(),

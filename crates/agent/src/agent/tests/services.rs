@@ -291,3 +291,29 @@ async fn host_ports_follow_their_pod_and_never_clash() {
     assert!(hostport_masters(&k).is_empty(), "gone with its pod");
     assert!(a.service_list().iter().all(|e| e.kind != "HostPort"));
 }
+
+/// Services that would overflow the maps (`--bpf-lb-map-max`) are refused
+/// whole, naming the map and the flag: nothing is stored or written.
+#[tokio::test]
+async fn services_over_the_map_size_are_refused_and_change_nothing() {
+    let d = Tmp::new("svcfull");
+    let k = Fake::new();
+    let mut cfg = config(&d.0, "n1", "10.210.7.0/24", RoutingMode::Tunnel);
+    cfg.map_sizes.lb = 16;
+    let a = agent_cfg(&d.0, cfg, &k, None, Some("172.31.0.1".parse().unwrap()), None).await;
+    a.service_import(SVC).await.unwrap();
+    let before = (a.service_list(), k.state().lb.clone());
+    let addrs: Vec<String> = (10..40).map(|i| format!("10.210.7.{i}")).collect();
+    let big = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: big, namespace: default}}\nspec:\n  clusterIP: 10.96.0.99\n  ports: [{{name: http, port: 80}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: big-1, labels: {{kubernetes.io/service-name: big}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{}], conditions: {{ready: true}}}}\n",
+        addrs.join(", ")
+    );
+    let err = a.service_import(&big).await.unwrap_err();
+    assert!(matches!(err, ApiError::TooLarge(_)), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("seta_lb4_svc would need") && msg.contains("--bpf-lb-map-max is 16") && msg.contains("nothing was changed"),
+        "{msg}"
+    );
+    assert_eq!((a.service_list(), k.state().lb.clone()), before, "nothing stored, nothing written");
+}

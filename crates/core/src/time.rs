@@ -1,0 +1,56 @@
+//! Calendar arithmetic without I/O: Unix seconds as civil dates and RFC 3339.
+
+/// The civil date (year, month, day) of a day count since 1970-01-01
+/// (Howard Hinnant's algorithm).
+pub fn civil(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + (m <= 2) as i64, m, d)
+}
+
+/// RFC 3339 in UTC with nanoseconds (`2026-12-05T09:06:20.000000000Z`).
+pub fn rfc3339_nanos(secs: i64, nanos: i32) -> String {
+    let (y, m, d) = civil(secs.div_euclid(86400));
+    let rem = secs.rem_euclid(86400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// RFC 3339 in UTC to the second (`2026-12-05T09:06:20Z`), as Kubernetes
+/// writes timestamps.
+pub fn rfc3339(secs: i64) -> String {
+    let (y, m, d) = civil(secs.div_euclid(86400));
+    let rem = secs.rem_euclid(86400);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Now, in Unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_around_leap_years_and_the_epoch() {
+        assert_eq!(civil(0), (1970, 1, 1));
+        assert_eq!(civil(-1), (1969, 12, 31));
+        assert_eq!(civil(11016), (2000, 2, 29));
+        assert_eq!(rfc3339(1_796_461_580), "2026-12-05T09:06:20Z");
+        assert_eq!(rfc3339_nanos(0, 5), "1970-01-01T00:00:00.000000005Z");
+    }
+}
