@@ -87,7 +87,19 @@ async fn serve_http(addr: std::net::SocketAddr, flag: &str, app: axum::Router) -
 }
 
 /// Serve Hubble's observer API over `incoming` connections in the background.
-fn spawn_observer<I, IO>(svc: observer::grpc::Server, incoming: I, what: &'static str)
+/// gRPC health (grpc.health.v1) for Hubble's observer, as Hubble serves it.
+type Health = tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>;
+
+async fn observer_health() -> Health {
+    let reporter = tonic_health::server::HealthReporter::new();
+    reporter
+        .set_service_status("hubble.server.Observer", tonic_health::ServingStatus::Serving)
+        .await;
+    // the service shares the reporter's table of statuses
+    Health::new(tonic_health::server::HealthService::from_health_reporter(reporter))
+}
+
+fn spawn_observer<I, IO>(svc: observer::grpc::Server, health: Health, incoming: I, what: &'static str)
 where
     I: futures::Stream<Item = std::io::Result<IO>> + Send + 'static,
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + tonic::transport::server::Connected + Unpin + Send + 'static,
@@ -95,6 +107,7 @@ where
     tokio::spawn(async move {
         if let Err(e) = tonic::transport::Server::builder()
             .add_service(svc)
+            .add_service(health)
             .serve_with_incoming(incoming)
             .await
         {
@@ -111,8 +124,10 @@ async fn serve_hubble(cfg: &Config, obs: std::sync::Arc<observer::Observer>) -> 
     let _ = std::fs::remove_file(&path);
     let unix = tokio::net::UnixListener::bind(&path).with_context(|| format!("bind {}", path.display()))?;
     let svc = observer::grpc::server(obs.clone(), format!("unix://{}", path.display()));
+    let health = observer_health().await;
     spawn_observer(
         svc,
+        health.clone(),
         futures::stream::unfold(unix, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) }),
         "unix socket",
     );
@@ -123,6 +138,7 @@ async fn serve_hubble(cfg: &Config, obs: std::sync::Arc<observer::Observer>) -> 
         let svc = observer::grpc::server(obs.clone(), addr.to_string());
         spawn_observer(
             svc,
+            health,
             futures::stream::unfold(tcp, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) }),
             "tcp",
         );

@@ -2,7 +2,7 @@
 """An independent Hubble client: Python grpcio with message classes that
 protoc generates from seta's .proto files (no seta code). Usage:
 
-    hubble_client.py GENERATED_DIR SOCKET status|nodes|flows N|follow
+    hubble_client.py GENERATED_DIR SOCKET status|nodes|flows N|follow|health SERVICE
 
 Prints one JSON document."""
 import json
@@ -58,6 +58,16 @@ def main():
             whitelist=[flow_pb2.FlowFilter(verdict=[flow_pb2.DROPPED], destination_port=["8080"])])
         out = [flow_view(x) for x in call(ch, "GetFlows", r, observer_pb2.GetFlowsResponse, True)(r, timeout=10)
                if x.HasField("flow")]
+    elif what == "health":
+        from health.v1 import health_pb2  # noqa: E402
+        check = ch.unary_unary("/grpc.health.v1.Health/Check",
+                               request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+                               response_deserializer=health_pb2.HealthCheckResponse.FromString)
+        try:
+            r = check(health_pb2.HealthCheckRequest(service=rest[0]), timeout=10)
+            out = {"status": health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)}
+        except grpc.RpcError as e:
+            out = {"code": e.code().name}
     elif what == "follow":
         r = observer_pb2.GetFlowsRequest(
             follow=True, whitelist=[flow_pb2.FlowFilter(verdict=[flow_pb2.DROPPED], destination_port=["8080"])])

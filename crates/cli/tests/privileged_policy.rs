@@ -1189,10 +1189,21 @@ async fn privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client(p: P
         .arg("-I")
         .arg(&proto)
         .arg(format!("--python_out={}", gen.display()))
-        .args(["flow/flow.proto", "relay/relay.proto", "observer/observer.proto"])
+        .args([
+            "flow/flow.proto",
+            "relay/relay.proto",
+            "observer/observer.proto",
+            "health/v1/health.proto",
+        ])
         .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
         .unwrap();
     assert!(protoc.status.success(), "protoc: {}", String::from_utf8_lossy(&protoc.stderr));
+    // gRPC health for Hubble's observer, as Hubble's clients probe it
+    assert_eq!(
+        python_client(&gen, &node, &["health", "hubble.server.Observer"])["status"],
+        "SERVING"
+    );
+    assert_eq!(python_client(&gen, &node, &["health", "no.such.Service"])["code"], "NOT_FOUND");
     let flows = python_client(&gen, &node, &["flows", "10"]);
     let f = flows
         .as_array()
