@@ -264,19 +264,7 @@ impl Repository {
                     Err(e) => tracing::error!(frontend = %name(f.addr, f.port, f.proto), %e, "no Maglev table; random selection"),
                 }
             }
-            let flags = match f.kind {
-                FrontendKind::ClusterIP => 0,
-                FrontendKind::NodePort => seta_abi::LB_F_NODEPORT,
-                FrontendKind::ExternalIP => seta_abi::LB_F_EXTERNAL_IP,
-                FrontendKind::LoadBalancer => seta_abi::LB_F_LOADBALANCER,
-                FrontendKind::HostPort => seta_abi::LB_F_HOSTPORT,
-            } | if f.local_only { seta_abi::LB_F_EXT_LOCAL_SCOPE } else { 0 }
-                | if f.affinity.is_some() { seta_abi::LB_F_AFFINITY } else { 0 }
-                | if f.source_ranges.is_empty() {
-                    0
-                } else {
-                    seta_abi::LB_F_SOURCE_RANGE
-                };
+            let flags = master_flags(f);
             want.source_ranges.extend(f.source_ranges.iter().map(|n| (rid, n.trunc())));
             want.services.insert(
                 key(0),
@@ -306,6 +294,21 @@ impl Repository {
         self.revnat_ids = rids;
         want
     }
+}
+
+/// The master entry's flags of a frontend (Cilium's LB_F_* bits).
+fn master_flags(f: &Frontend) -> u8 {
+    let kind = match f.kind {
+        FrontendKind::ClusterIP => 0,
+        FrontendKind::NodePort => seta_abi::LB_F_NODEPORT,
+        FrontendKind::ExternalIP => seta_abi::LB_F_EXTERNAL_IP,
+        FrontendKind::LoadBalancer => seta_abi::LB_F_LOADBALANCER,
+        FrontendKind::HostPort => seta_abi::LB_F_HOSTPORT,
+    };
+    let bit = |on: bool, b: u8| if on { b } else { 0 };
+    kind | bit(f.local_only, seta_abi::LB_F_EXT_LOCAL_SCOPE)
+        | bit(f.affinity.is_some(), seta_abi::LB_F_AFFINITY)
+        | bit(!f.source_ranges.is_empty(), seta_abi::LB_F_SOURCE_RANGE)
 }
 
 /// A frontend's Maglev table over its backends (stable name, backend id), in

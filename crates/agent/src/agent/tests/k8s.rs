@@ -34,9 +34,9 @@ fn cnp(port: &str) -> serde_json::Value {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn policies_and_namespace_labels_come_from_the_kubernetes_api() {
-    let d = Tmp::new("k8s");
+/// An agent of node n1 on the fake kernel, reading the fixture API through
+/// kube-rs, with Pods web (app=web) and client (app=client) wired.
+async fn setup(d: &Tmp) -> (Api, Arc<Fake>, Arc<Agent>, Endpoint, Endpoint) {
     let api = api(&d.0).await;
     let src = crate::k8s::Source::Kubeconfig(api.kubeconfig.clone());
     let client = crate::k8s::connect(&src).await.unwrap();
@@ -74,6 +74,15 @@ async fn policies_and_namespace_labels_come_from_the_kubernetes_api() {
     let client = pod(&a, &k, "client", &[]).await.unwrap();
     assert!(web.labels.iter().any(|l| l.to_string() == "k8s:app=web"), "{:?}", web.labels);
     assert_eq!(web.named_ports["http"], (6, 8080), "named ports from the Pod's containers");
+    (api, k, a, web, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_give_labels_and_ciliumendpoints_and_namespaces_relabel() {
+    let d = Tmp::new("k8spods");
+    let (api, k, a, web, client) = setup(&d).await;
+    let _ = &k;
+    let pods = find("", "v1", "pods").unwrap();
     // their CiliumEndpoints
     let ceps = find("cilium.io", "v2", "ciliumendpoints").unwrap();
     let cep = |api: &Api, name: &str| api.server.get(ceps, "default", name);
@@ -83,65 +92,6 @@ async fn policies_and_namespace_labels_come_from_the_kubernetes_api() {
     assert_eq!(c["status"]["identity"]["id"], web.identity);
     assert_eq!(c["status"]["networking"]["addressing"][0]["ipv4"], web.ipv4.to_string());
     assert_eq!(c["metadata"]["ownerReferences"][0]["kind"], "Pod");
-    let cnps = find("cilium.io", "v2", "ciliumnetworkpolicies").unwrap();
-
-    // a CiliumNetworkPolicy created in the API is enforced
-    api.server.write(cnps, "default", None, Write::Create(cnp("8080"))).unwrap();
-    eventually("the CNP reaches web's map", || peers(&k, web.id).contains(&client.identity)).await;
-    let err = a.policy_import(WEB_FROM_CLIENT).await.unwrap_err();
-    assert!(
-        err.to_string().contains("use kubectl") || err.to_string().contains("with kubectl"),
-        "{err}"
-    );
-
-    // a bad version: refused with the field, its status and an Event; the accepted one stays
-    api.server
-        .write(
-            cnps,
-            "default",
-            Some("web-from-client"),
-            Write::MergePatch {
-                patch: json!({"spec": {"ingress": [{"fromEndpoints": [{"matchLabels": {"app": "client"}}], "toPorts": [{"ports": [{"port": "99999", "protocol": "TCP"}]}]}]}}),
-                status_only: false,
-            },
-        )
-        .unwrap();
-    let status = |api: &Api| api.server.get(cnps, "default", "web-from-client").unwrap()["status"]["nodes"]["n1"].clone();
-    eventually("the refusal in the CNP's status", || status(&api)["ok"] == false).await;
-    let msg = status(&api)["error"].as_str().unwrap().to_string();
-    assert!(
-        msg.contains("spec.ingress[0].toPorts[0].ports[0].port") && msg.contains("99999"),
-        "{msg}"
-    );
-    let events = api.server.list(find("", "v1", "events").unwrap(), Some("default"));
-    assert!(
-        events
-            .iter()
-            .any(|e| e["reason"] == "PolicyRejected" && e["involvedObject"]["name"] == "web-from-client" && e["message"] == msg.as_str()),
-        "{events:?}"
-    );
-    assert!(
-        peers(&k, web.id).contains(&client.identity),
-        "the accepted version is still enforced"
-    );
-    assert!(a
-        .status()
-        .await
-        .kubernetes
-        .contains("refused: CiliumNetworkPolicy default/web-from-client"));
-    // fixed: the status says so
-    api.server
-        .write(
-            cnps,
-            "default",
-            Some("web-from-client"),
-            Write::Update {
-                object: cnp("9090"),
-                status_only: false,
-            },
-        )
-        .unwrap();
-    eventually("the CNP's status is ok again", || status(&api)["ok"] == true).await;
 
     // a namespace's labels from the API reach the endpoints' identities
     api.server
@@ -201,6 +151,76 @@ async fn policies_and_namespace_labels_come_from_the_kubernetes_api() {
     // the endpoint's delete takes its CEP
     a.delete_endpoint(&EndpointRef::Id(client.id)).await.unwrap();
     eventually("client's CEP is gone", || cep(&api, "client").is_none()).await;
+
+    assert!(
+        a.status().await.kubernetes.starts_with("ok (5 watches, kubeconfig "),
+        "{}",
+        a.status().await.kubernetes
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_from_the_api_are_enforced_refused_with_status_and_deleted() {
+    let d = Tmp::new("k8spol");
+    let (api, k, a, web, client) = setup(&d).await;
+    let cnps = find("cilium.io", "v2", "ciliumnetworkpolicies").unwrap();
+    // a CiliumNetworkPolicy created in the API is enforced
+    api.server.write(cnps, "default", None, Write::Create(cnp("8080"))).unwrap();
+    eventually("the CNP reaches web's map", || peers(&k, web.id).contains(&client.identity)).await;
+    let err = a.policy_import(WEB_FROM_CLIENT).await.unwrap_err();
+    assert!(
+        err.to_string().contains("use kubectl") || err.to_string().contains("with kubectl"),
+        "{err}"
+    );
+
+    // a bad version: refused with the field, its status and an Event; the accepted one stays
+    api.server
+        .write(
+            cnps,
+            "default",
+            Some("web-from-client"),
+            Write::MergePatch {
+                patch: json!({"spec": {"ingress": [{"fromEndpoints": [{"matchLabels": {"app": "client"}}], "toPorts": [{"ports": [{"port": "99999", "protocol": "TCP"}]}]}]}}),
+                status_only: false,
+            },
+        )
+        .unwrap();
+    let status = |api: &Api| api.server.get(cnps, "default", "web-from-client").unwrap()["status"]["nodes"]["n1"].clone();
+    eventually("the refusal in the CNP's status", || status(&api)["ok"] == false).await;
+    let msg = status(&api)["error"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("spec.ingress[0].toPorts[0].ports[0].port") && msg.contains("99999"),
+        "{msg}"
+    );
+    let events = api.server.list(find("", "v1", "events").unwrap(), Some("default"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["reason"] == "PolicyRejected" && e["involvedObject"]["name"] == "web-from-client" && e["message"] == msg.as_str()),
+        "{events:?}"
+    );
+    assert!(
+        peers(&k, web.id).contains(&client.identity),
+        "the accepted version is still enforced"
+    );
+    assert!(a
+        .status()
+        .await
+        .kubernetes
+        .contains("refused: CiliumNetworkPolicy default/web-from-client"));
+    // fixed: the status says so
+    api.server
+        .write(
+            cnps,
+            "default",
+            Some("web-from-client"),
+            Write::Update {
+                object: cnp("9090"),
+                status_only: false,
+            },
+        )
+        .unwrap();
+    eventually("the CNP's status is ok again", || status(&api)["ok"] == true).await;
 
     // deleted: nothing enforces ingress on web any more
     api.server.write(cnps, "default", Some("web-from-client"), Write::Delete).unwrap();
