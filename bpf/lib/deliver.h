@@ -55,3 +55,16 @@ static __always_inline int to_local_endpoint(struct __sk_buff *ctx, struct iphdr
 	return bpf_redirect_peer(ep->ifindex, 0);
 }
 
+/* to_local_endpoint after the packet was rewritten (LB, NAT): its IP
+ * header is found again first. */
+static __always_inline int to_local_endpoint_rewritten(struct __sk_buff *ctx, const struct endpoint_info *ep, __u32 src_id)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct iphdr *ip = data + ETH_HLEN;
+
+	if ((void *)(ip + 1) > data_end)
+		return send_drop(ctx, DROP_INVALID, METRIC_INGRESS);
+	return to_local_endpoint(ctx, ip, ep, src_id);
+}
+

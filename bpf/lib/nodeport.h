@@ -110,8 +110,6 @@ static __always_inline int nodeport_forward(struct __sk_buff *ctx, __be32 daddr)
  * into the pod). -1: not ours (the caller goes on); else a TC verdict. */
 static __always_inline int nodeport_rev(struct __sk_buff *ctx, __u32 l4_off, struct flow *f)
 {
-	void *data, *data_end;
-	struct iphdr *ip;
 	struct endpoint_info *ep;
 	struct nat4_entry *e;
 	struct ct_key k = f->key;
@@ -135,14 +133,8 @@ static __always_inline int nodeport_rev(struct __sk_buff *ctx, __u32 l4_off, str
 	if (ret < 0)
 		return send_drop(ctx, -ret, METRIC_INGRESS);
 	ep = lookup_ip4_endpoint(to_addr);
-	if (ep && !(ep->flags & ENDPOINT_F_HOST)) {
-		data = (void *)(long)ctx->data;
-		data_end = (void *)(long)ctx->data_end;
-		ip = data + ETH_HLEN;
-		if ((void *)(ip + 1) > data_end)
-			return send_drop(ctx, DROP_INVALID, METRIC_INGRESS);
-		return to_local_endpoint(ctx, ip, ep, ipcache_identity(f->key.saddr));
-	}
+	if (ep && !(ep->flags & ENDPOINT_F_HOST))
+		return to_local_endpoint_rewritten(ctx, ep, ipcache_identity(f->key.saddr));
 	ret = fib_redirect_v4(ctx);
 	if (ret < 0)
 		return send_drop(ctx, -ret, METRIC_EGRESS);
@@ -156,8 +148,6 @@ static __always_inline int nodeport_rev(struct __sk_buff *ctx, __u32 l4_off, str
  * kept), or SNATed to another node's. -1: no such frontend; else a verdict. */
 static __always_inline int nodeport_lb4(struct __sk_buff *ctx, __u32 l4_off, struct flow *f, __u32 src_id)
 {
-	void *data, *data_end;
-	struct iphdr *ip;
 	struct endpoint_info *ep;
 	int ret;
 
@@ -169,14 +159,8 @@ static __always_inline int nodeport_lb4(struct __sk_buff *ctx, __u32 l4_off, str
 	if (ret < 0)
 		return send_drop(ctx, -ret, METRIC_INGRESS);
 	ep = lookup_ip4_endpoint(f->key.daddr);
-	if (ep && !(ep->flags & ENDPOINT_F_HOST)) {
-		data = (void *)(long)ctx->data;
-		data_end = (void *)(long)ctx->data_end;
-		ip = data + ETH_HLEN;
-		if ((void *)(ip + 1) > data_end)
-			return send_drop(ctx, DROP_INVALID, METRIC_INGRESS);
-		return to_local_endpoint(ctx, ip, ep, src_id);
-	}
+	if (ep && !(ep->flags & ENDPOINT_F_HOST))
+		return to_local_endpoint_rewritten(ctx, ep, src_id);
 	ret = snat4_fwd(ctx, l4_off, f);
 	if (ret < 0)
 		return send_drop(ctx, -ret, METRIC_EGRESS);
