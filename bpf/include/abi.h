@@ -257,6 +257,30 @@ struct lb4_maglev_chunk {
 	__u32 backend_ids[LB_MAGLEV_CHUNK];
 };
 
+/* seta_lb4_reverse_sk (LRU): socket-LB's way back (Cilium's
+ * ipv4_revnat_tuple/entry): a socket (cookie) that connect4/sendmsg4 sent to
+ * backend address:port -> the frontend recvmsg4/getpeername4 show instead. */
+struct sock_revnat_key {
+	__u64 cookie;         /* bpf_get_socket_cookie */
+	__be32 address;       /* backend */
+	__be16 port;
+	__u16 pad;
+};
+_Static_assert(sizeof(struct sock_revnat_key) == 16, "sock_revnat_key size");
+
+struct sock_revnat_entry {
+	__be32 address;       /* frontend */
+	__be16 port;
+	__u16 rev_nat_index;
+};
+_Static_assert(sizeof(struct sock_revnat_entry) == 8, "sock_revnat_entry size");
+
+/* seta_sock_netns: network namespace cookie -> what it is. Socket-LB
+ * translates only the sockets of this node's namespace and of its pods. */
+#define SOCK_NETNS_HOST 1
+#define SOCK_NETNS_POD 2
+#define SOCK_NETNS_MAP_SIZE 65536
+
 /* hairpin: a pod reaching itself through a service comes from this
  * address (Cilium's ipv4-service-loopback-address), 169.254.42.1 */
 #define LB_LOOPBACK_ADDR bpf_htonl(0xa9fe2a01)

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const OBJECTS: &[&str] = &["bpf_lxc", "bpf_host", "tests/empty", "tests/abi"];
+const OBJECTS: &[&str] = &["bpf_lxc", "bpf_host", "bpf_sock", "tests/empty", "tests/abi"];
 
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../bpf");

@@ -311,6 +311,31 @@ pub struct Nat4Entry {
 pub const NAT_DIR_OUT: u8 = 1;
 pub const NAT_DIR_IN: u8 = 2;
 
+/// `seta_lb4_reverse_sk` key: a socket (cookie) that socket-LB sent to a
+/// backend address and port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SockRevnatKey {
+    pub cookie: u64,
+    pub address: [u8; 4],
+    pub port: [u8; 2],
+    pub pad: u16,
+}
+
+/// `seta_lb4_reverse_sk` value: the frontend recvmsg/getpeername show.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockRevnatEntry {
+    pub address: [u8; 4],
+    pub port: [u8; 2],
+    pub rev_nat_index: u16,
+}
+
+/// `seta_sock_netns` values: the node's own network namespace, or a pod's.
+pub const SOCK_NETNS_HOST: u8 = 1;
+pub const SOCK_NETNS_POD: u8 = 2;
+pub const SOCK_NETNS_MAP_SIZE: u32 = 65536;
+
 /// `seta_lb4_affinity` key (sessionAffinity ClientIP).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -434,6 +459,8 @@ const _: () = {
     assert!(size_of::<Lb4AffinityKey>() == 16);
     assert!(size_of::<LbAffinityVal>() == 16);
     assert!(offset_of!(SetaEvent, ts) == 40);
+    assert!(size_of::<SockRevnatKey>() == 16);
+    assert!(size_of::<SockRevnatEntry>() == 8);
 };
 
 impl SetaEvent {
@@ -472,4 +499,6 @@ mod pod {
     unsafe impl aya::Pod for super::LbAffinityVal {}
     unsafe impl aya::Pod for super::Lb4MaglevKey {}
     unsafe impl aya::Pod for super::Lb4MaglevChunk {}
+    unsafe impl aya::Pod for super::SockRevnatKey {}
+    unsafe impl aya::Pod for super::SockRevnatEntry {}
 }

@@ -116,6 +116,8 @@ pub struct Agent {
     services: std::sync::Mutex<crate::services::Repository>,
     /// orders service changes and their writes to the state dir
     services_io: Mutex<()>,
+    /// socket-LB's namespaces (the node's and its pods'), when it is on
+    sock_ns: Owned<crate::services::SockNamespaces>,
     /// what is measured as the agent works (rendered with a snapshot per scrape)
     pub metrics: crate::metrics::Metrics,
     /// the Hubble observer: datapath events as flows
@@ -218,6 +220,14 @@ impl Agent {
             let dp2 = dp.clone();
             let prog = tokio::task::spawn_blocking(move || dp2.lxc_prog_id()).await??;
             tracing::info!(prog, "endpoint program ready");
+            // socket-LB at the node's cgroup, or its links gone when it is off
+            let dp3 = dp.clone();
+            let cgroup = cfg.sock_lb.clone();
+            tokio::task::spawn_blocking(move || match cgroup {
+                Some(dir) => dp3.attach_cgroup(&dir),
+                None => dp3.detach_cgroup(),
+            })
+            .await??;
         }
         cluster::setup_routing_mode(&dp, &nl, &cfg, &node).await?;
         let kv = Kv::open(&cfg).await?;
@@ -306,6 +316,7 @@ impl Agent {
             ip_outbox: Default::default(),
             services: std::sync::Mutex::new(services),
             services_io: Mutex::new(()),
+            sock_ns: Owned::new(Default::default()),
             health_server: Default::default(),
             metrics: Default::default(),
             observer,
@@ -432,6 +443,7 @@ impl Agent {
                     .collect(),
                 retries: self.regen_retries.load(std::sync::atomic::Ordering::Relaxed),
             },
+            kube_proxy_replacement: self.kpr_status(),
         }
     }
 }

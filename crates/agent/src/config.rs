@@ -67,6 +67,12 @@ pub struct RunArgs {
     /// Maglev seed, base64 of 12 bytes; the same on every node
     #[arg(long, env = "SETA_BPF_LB_MAGLEV_HASH_SEED", default_value = DEFAULT_MAGLEV_SEED)]
     pub bpf_lb_maglev_hash_seed: String,
+    /// Socket-LB: translate services at connect/sendmsg time in cgroup hooks (Cilium's bpf-lb-sock); per-packet LB stays for what sockets do not cover
+    #[arg(long, env = "SETA_BPF_LB_SOCK", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub bpf_lb_sock: bool,
+    /// The cgroup v2 directory socket-LB attaches at: this node's processes and pods run below it [default: the cgroup2 mount]
+    #[arg(long, env = "SETA_CGROUP_ROOT")]
+    pub cgroup_root: Option<PathBuf>,
     /// This node's address for other nodes (tunnel endpoint, next hop) [default: the first non-pod IPv4 address]
     #[arg(long, env = "SETA_NODE_IP")]
     pub node_ip: Option<std::net::Ipv4Addr>,
@@ -219,6 +225,28 @@ pub struct Config {
     pub hubble_metrics_server: Option<std::net::SocketAddr>,
     /// the Kubernetes API, when intent comes from it
     pub k8s: Option<crate::k8s::Source>,
+    /// socket-LB: the cgroup its programs attach at (None: off)
+    pub sock_lb: Option<PathBuf>,
+}
+
+/// The cgroup socket-LB attaches at: `--cgroup-root`, else the cgroup2
+/// mount; it must be a cgroup v2 directory.
+fn sock_lb_cgroup(root: Option<PathBuf>) -> Result<PathBuf> {
+    let dir = match root {
+        Some(d) => d,
+        None => std::fs::read_to_string("/proc/self/mounts")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() > 2 && f[2] == "cgroup2").then(|| PathBuf::from(f[1]))
+            })
+            .ok_or_else(|| anyhow::anyhow!("--bpf-lb-sock: no cgroup2 mount in /proc/self/mounts; mount one or give --cgroup-root"))?,
+    };
+    if !dir.join("cgroup.procs").exists() || !dir.join("cgroup.controllers").exists() {
+        bail!("--cgroup-root {}: not a cgroup v2 directory", dir.display());
+    }
+    Ok(dir)
 }
 
 /// Cilium's default `bpf-lb-maglev-hash-seed`.
@@ -356,6 +384,10 @@ impl Config {
                 Some(p) => Some(crate::k8s::Source::Kubeconfig(p)),
                 None if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => Some(crate::k8s::Source::InCluster),
                 None => None,
+            },
+            sock_lb: match a.bpf_lb_sock {
+                true => Some(sock_lb_cgroup(a.cgroup_root)?),
+                false => None,
             },
             hubble_event_buffer_capacity: match a.hubble_event_buffer_capacity {
                 0 => 4095, // not given (a RunArgs default)

@@ -79,6 +79,15 @@ pub trait Kernel: Send + Sync + 'static {
     fn ct_flush_ip(&self, ip: Ipv4Addr) -> Result<usize, DatapathError>;
     /// Drop expired conntrack entries; how many went.
     fn ct_gc(&self) -> Result<usize, DatapathError>;
+
+    // --- socket-LB ---
+    /// The cookie of the network namespace at `path` (None: the agent's own).
+    fn netns_cookie(&self, path: Option<&str>) -> Result<u64, DatapathError>;
+    /// Socket-LB translates the sockets of these namespaces (cookie ->
+    /// SOCK_NETNS_HOST | SOCK_NETNS_POD); `None` removes one.
+    fn sock_netns_set(&self, cookie: u64, kind: Option<u8>) -> Result<(), DatapathError>;
+    /// The namespaces socket-LB translates now.
+    fn sock_netns_list(&self) -> Vec<(u64, u8)>;
     /// The datapath's counters summed over CPUs: (reason, direction, packets, bytes).
     fn datapath_metrics(&self) -> Vec<(u8, u8, u64, u64)>;
 
@@ -298,6 +307,24 @@ impl Kernel for Real {
     }
     fn ct_gc(&self) -> Result<usize, DatapathError> {
         CtMap::open(self.dp.pin_dir())?.flush(true)
+    }
+    fn netns_cookie(&self, path: Option<&str>) -> Result<u64, DatapathError> {
+        seta_datapath::maps::netns_cookie(path.map(std::path::Path::new)).map_err(|source| DatapathError::Io {
+            what: format!("network namespace cookie of {}", path.unwrap_or("the agent's namespace")),
+            source,
+        })
+    }
+    fn sock_netns_set(&self, cookie: u64, kind: Option<u8>) -> Result<(), DatapathError> {
+        let mut m = seta_datapath::maps::SockMaps::open(self.dp.pin_dir())?;
+        match kind {
+            Some(k) => m.netns_put(cookie, k),
+            None => m.netns_remove(cookie),
+        }
+    }
+    fn sock_netns_list(&self) -> Vec<(u64, u8)> {
+        seta_datapath::maps::SockMaps::open(self.dp.pin_dir())
+            .map(|m| m.netns_list())
+            .unwrap_or_default()
     }
     fn datapath_metrics(&self) -> Vec<(u8, u8, u64, u64)> {
         seta_datapath::maps::MetricsMap::open(self.dp.pin_dir())

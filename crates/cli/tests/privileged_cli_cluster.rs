@@ -41,9 +41,7 @@ async fn privileged_cli_cluster_wide_policy_commands_without_node() {
         etcd: true,
         routing: Some(seta_core::mode::RoutingMode::Tunnel),
         operator: false,
-        masquerade: false,
-        maglev: false,
-        k8s: false,
+        ..Default::default()
     };
     let mut t = TestLab::up_with("cli", 2, 0, &bin_dir(), &opts).await.unwrap();
     let (n0, n1) = (t.lab.nodes[0].name.clone(), t.lab.nodes[1].name.clone());

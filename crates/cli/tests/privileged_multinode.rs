@@ -46,9 +46,7 @@ async fn cluster(tag: &str, routing: &str) -> TestLab {
         etcd: true,
         routing: Some(routing.parse().unwrap()),
         operator: false,
-        masquerade: false,
-        maglev: false,
-        k8s: false,
+        ..Default::default()
     };
     let mut t = TestLab::up_with(tag, 3, 0, &bin_dir(), &opts).await.unwrap();
     let n: Vec<String> = t.lab.nodes.iter().map(|n| n.name.clone()).collect();
@@ -425,9 +423,7 @@ async fn privileged_multinode_operator_ipam_gc_and_failover() {
         etcd: true,
         routing: Some(seta_core::mode::RoutingMode::Tunnel),
         operator: true,
-        masquerade: false,
-        maglev: false,
-        k8s: false,
+        ..Default::default()
     };
     let mut t = TestLab::up_with("mop", 3, 0, &bin_dir(), &opts).await.unwrap();
     let (n1, n2) = (t.lab.nodes[0].name.clone(), t.lab.nodes[1].name.clone());

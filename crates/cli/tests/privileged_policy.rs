@@ -1,6 +1,8 @@
 //! End-to-end policy scenarios in a lab: real TCP, UDP and ICMP through the
 //! kernel, and the drop reason the datapath counted.
 mod common;
+#[path = "privileged_policy/socket_lb.rs"]
+mod socket_lb;
 use common::bin_dir;
 use seta_lab::traffic::{ping_ok, tcp_ok, udp_ok, Responder};
 use seta_lab::wait::RunWithin;
@@ -22,6 +24,20 @@ struct P {
     topo: Topo,
 }
 
+fn maglev() -> LabOptions {
+    LabOptions {
+        maglev: true,
+        ..Default::default()
+    }
+}
+
+fn k8s() -> LabOptions {
+    LabOptions {
+        k8s: true,
+        ..Default::default()
+    }
+}
+
 impl P {
     /// Pods web (app=web, port http=8080) on the first node, client (app=client)
     /// on the second (the first with one node), other (app=other) on the first.
@@ -30,18 +46,21 @@ impl P {
     }
     /// As `new`; `masquerade`: the agents run with BPF masquerade.
     async fn with(tag: &str, topo: Topo, masquerade: bool) -> Self {
-        Self::with_opts(tag, topo, masquerade, false, false).await
+        Self::with_opts(
+            tag,
+            topo,
+            LabOptions {
+                masquerade,
+                ..Default::default()
+            },
+        )
+        .await
     }
-    /// As `with`; `maglev`: the agents choose north-south backends by
-    /// Maglev; `k8s`: they take policies and namespaces from the lab's
-    /// Kubernetes API.
-    async fn with_opts(tag: &str, topo: Topo, masquerade: bool, maglev: bool, k8s: bool) -> Self {
+    /// As `new`, with the agents' options of `o` (masquerade, maglev,
+    /// k8s, socket_lb); etcd and routing follow `topo`.
+    async fn with_opts(tag: &str, topo: Topo, o: LabOptions) -> Self {
         let t = match topo {
-            Topo::One if k8s => {
-                let opts = LabOptions { k8s, ..Default::default() };
-                TestLab::up_with(tag, 1, 0, &bin_dir(), &opts).await.unwrap()
-            }
-            Topo::One => TestLab::up(tag, 1, 0, &bin_dir()).await.unwrap(),
+            Topo::One => TestLab::up_with(tag, 1, 0, &bin_dir(), &o).await.unwrap(),
             Topo::Tunnel | Topo::Native => {
                 let opts = LabOptions {
                     etcd: true,
@@ -50,10 +69,7 @@ impl P {
                     } else {
                         seta_core::mode::RoutingMode::Native
                     }),
-                    operator: false,
-                    masquerade,
-                    maglev,
-                    k8s,
+                    ..o
                 };
                 TestLab::up_with(tag, 2, 0, &bin_dir(), &opts).await.unwrap()
             }
@@ -1476,20 +1492,14 @@ mod privileged_policy_service_maglev_same_backend_on_every_node {
         if !privileged("privileged_policy_service_maglev_same_backend_on_every_node::tunnel") {
             return;
         }
-        super::privileged_policy_service_maglev_same_backend_on_every_node(
-            P::with_opts("mgtunnel", Topo::Tunnel, false, true, false).await,
-        )
-        .await;
+        super::privileged_policy_service_maglev_same_backend_on_every_node(P::with_opts("mgtunnel", Topo::Tunnel, maglev()).await).await;
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn native() {
         if !privileged("privileged_policy_service_maglev_same_backend_on_every_node::native") {
             return;
         }
-        super::privileged_policy_service_maglev_same_backend_on_every_node(
-            P::with_opts("mgnative", Topo::Native, false, true, false).await,
-        )
-        .await;
+        super::privileged_policy_service_maglev_same_backend_on_every_node(P::with_opts("mgnative", Topo::Native, maglev()).await).await;
     }
 }
 
@@ -1669,13 +1679,13 @@ mod privileged_policy_k8s_policies_from_kubectl {
         if !privileged("privileged_policy_k8s_policies_from_kubectl::one") {
             return;
         }
-        super::privileged_policy_k8s_policies_from_kubectl(P::with_opts("k8sone", Topo::One, false, false, true).await).await;
+        super::privileged_policy_k8s_policies_from_kubectl(P::with_opts("k8sone", Topo::One, k8s()).await).await;
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn tunnel() {
         if !privileged("privileged_policy_k8s_policies_from_kubectl::tunnel") {
             return;
         }
-        super::privileged_policy_k8s_policies_from_kubectl(P::with_opts("k8stunnel", Topo::Tunnel, false, false, true).await).await;
+        super::privileged_policy_k8s_policies_from_kubectl(P::with_opts("k8stunnel", Topo::Tunnel, k8s()).await).await;
     }
 }

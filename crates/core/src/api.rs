@@ -99,6 +99,25 @@ pub struct Status {
     /// desired state the kernel does not hold yet (retried with backoff)
     #[serde(default)]
     pub reconcile: ReconcileStatus,
+    /// the kube-proxy replacement (services in eBPF)
+    #[serde(default)]
+    pub kube_proxy_replacement: KprStatus,
+}
+
+/// `cilium-dbg status --verbose`'s KubeProxyReplacement block.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub struct KprStatus {
+    /// "Enabled" (with the cgroup it attaches at) or "Disabled"
+    pub socket_lb: String,
+    /// NodePort forwarding mode: "SNAT"
+    pub mode: String,
+    /// "Random" or "Maglev (Table Size: M)"
+    pub backend_selection: String,
+    /// what a frontend without backends answers: "reject" or "drop"
+    pub no_backend_response: String,
+    pub services: usize,
+    pub frontends: usize,
 }
 
 /// A supervised background task (watch, GC, events reader, health, retries).

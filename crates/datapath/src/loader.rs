@@ -57,6 +57,8 @@ pub const PROG_FROM_CONTAINER: &str = "from_container";
 pub const PROG_FROM_HOST: &str = "from_host";
 pub const PROG_FROM_OVERLAY: &str = "from_overlay";
 pub const PROG_FROM_NETDEV: &str = "from_netdev";
+/// Socket-LB's programs (bpf_sock.o), one per cgroup hook.
+pub const SOCK_PROGS: [&str; 4] = ["sock4_connect", "sock4_sendmsg", "sock4_recvmsg", "sock4_getpeername"];
 
 /// Sizes of shared maps that come from flags (Cilium's `bpf-lb-map-max`,
 /// `bpf-nat-global-max`); the others keep the objects' sizes.
@@ -88,6 +90,7 @@ impl MapSizes {
             MAP_LB4_CONN,
             MAP_LB4_AFFINITY,
             MAP_LB4_SRC_RANGE,
+            MAP_LB4_REVERSE_SK,
         ];
         lb.into_iter()
             .map(|m| (m, self.lb, "--bpf-lb-map-max"))
@@ -501,6 +504,81 @@ impl Datapath {
         let fd: FdLink = link.try_into().map_err(|e| lerr(format!("not an fd link: {e}")))?;
         fd.pin(&pin).map_err(|e| lerr(format!("pin: {e:?}")))?;
         Ok(())
+    }
+
+    /// Pins of the socket-LB links (one per hook), apart from the devices' links.
+    pub fn cgroup_link_pin(&self, prog: &str) -> PathBuf {
+        self.pin_dir.join("cgroup").join(prog)
+    }
+
+    /// Socket-LB: load bpf_sock and attach its programs at the cgroup
+    /// `cgroup` (the node's; never the machine's root), each through a
+    /// pinned link that outlives the agent. A restart attaches the new
+    /// program next to the old one and then drops the old link, so no
+    /// connect goes untranslated in between.
+    pub fn attach_cgroup(&self, cgroup: &Path) -> Result<()> {
+        use aya::programs::{CgroupAttachMode, CgroupSockAddr};
+        let dir = std::fs::File::open(cgroup).map_err(|source| DatapathError::Io {
+            what: format!("open cgroup {}", cgroup.display()),
+            source,
+        })?;
+        std::fs::create_dir_all(self.pin_dir.join("cgroup")).map_err(|source| DatapathError::Io {
+            what: format!("create {}", self.pin_dir.join("cgroup").display()),
+            source,
+        })?;
+        let mut ebpf = self.loader().load(objects::BPF_SOCK).map_err(|source| DatapathError::Load {
+            object: "bpf_sock.o",
+            source,
+        })?;
+        for name in SOCK_PROGS {
+            let perr = |source| DatapathError::Program {
+                program: format!("{name} at {}", cgroup.display()),
+                source,
+            };
+            let p: &mut CgroupSockAddr = ebpf
+                .program_mut(name)
+                .ok_or_else(|| DatapathError::MissingProgram {
+                    program: name.to_string(),
+                    object: "bpf_sock.o",
+                })?
+                .try_into()
+                .map_err(perr)?;
+            p.load().map_err(perr)?;
+            // through a bpf_link (flags 0: links always allow several programs)
+            let id = p.attach(&dir, CgroupAttachMode::Single).map_err(perr)?;
+            let link = p.take_link(id).map_err(perr)?;
+            let pin = self.cgroup_link_pin(name);
+            let lerr = |msg: String| DatapathError::Link { path: pin.clone(), msg };
+            let fd: FdLink = link.try_into().map_err(|e| lerr(format!("not an fd link: {e}")))?;
+            let tmp = self.cgroup_link_pin(&format!("{name}_new"));
+            let _ = std::fs::remove_file(&tmp);
+            fd.pin(&tmp).map_err(|e| lerr(format!("pin: {e:?}")))?;
+            // the old link (if any) goes with its pin: it has no other holder
+            std::fs::rename(&tmp, &pin).map_err(|e| lerr(format!("rename: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Socket-LB off: drop its links (the programs detach).
+    pub fn detach_cgroup(&self) -> Result<()> {
+        for name in SOCK_PROGS {
+            match std::fs::remove_file(self.cgroup_link_pin(name)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(DatapathError::Io {
+                        what: format!("remove {}", self.cgroup_link_pin(name).display()),
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Is socket-LB attached (its links pinned)?
+    pub fn cgroup_attached(&self) -> bool {
+        SOCK_PROGS.iter().all(|p| self.cgroup_link_pin(p).exists())
     }
 
     /// Remove every pin of this node (maps and links): the datapath goes away.

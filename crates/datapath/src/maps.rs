@@ -29,6 +29,8 @@ pub const MAP_SNAT4: &str = "seta_snat_v4_external";
 pub const MAP_EVENTS_LOST: &str = "seta_events_lost";
 pub const MAP_LB4_SRC_RANGE: &str = "seta_lb4_source_range";
 pub const MAP_LB4_MAGLEV: &str = "seta_lb4_maglev";
+pub const MAP_LB4_REVERSE_SK: &str = "seta_lb4_reverse_sk";
+pub const MAP_SOCK_NETNS: &str = "seta_sock_netns";
 
 fn open(pin_dir: &Path, name: &str) -> Result<(MapData, PathBuf), DatapathError> {
     let path = pin_dir.join(name);
@@ -655,4 +657,82 @@ pub fn get_config(pin_dir: &Path, slot: u32) -> Result<u32, DatapathError> {
     let (md, path) = open(pin_dir, MAP_CONFIG)?;
     let config: Array<MapData, u32> = Array::try_from(Map::Array(md)).map_err(|e| merr(MAP_CONFIG, &path, "type", e))?;
     config.get(&slot, 0).map_err(|e| merr(MAP_CONFIG, &path, "lookup", e))
+}
+
+/// Socket-LB's maps: the namespaces whose sockets it translates, and its
+/// reverse translations (socket cookie + backend -> frontend).
+pub struct SockMaps {
+    netns: HashMap<MapData, u64, u8>,
+    rev: HashMap<MapData, seta_abi::SockRevnatKey, seta_abi::SockRevnatEntry>,
+    path: PathBuf,
+}
+
+impl SockMaps {
+    /// Fails while socket-LB was never loaded on this node (no pins yet).
+    pub fn open(pin_dir: &Path) -> Result<Self, DatapathError> {
+        let (md, path) = open(pin_dir, MAP_SOCK_NETNS)?;
+        let netns = HashMap::try_from(Map::HashMap(md)).map_err(|e| merr(MAP_SOCK_NETNS, &path, "type", e))?;
+        let (md, rpath) = open(pin_dir, MAP_LB4_REVERSE_SK)?;
+        let rev = HashMap::try_from(Map::LruHashMap(md)).map_err(|e| merr(MAP_LB4_REVERSE_SK, &rpath, "type", e))?;
+        Ok(Self { netns, rev, path })
+    }
+
+    /// Translate the sockets of the namespace `cookie` (SOCK_NETNS_HOST or _POD).
+    pub fn netns_put(&mut self, cookie: u64, kind: u8) -> Result<(), DatapathError> {
+        self.netns
+            .insert(cookie, kind, 0)
+            .map_err(|e| merr(MAP_SOCK_NETNS, &self.path, "update", e))
+    }
+
+    pub fn netns_remove(&mut self, cookie: u64) -> Result<(), DatapathError> {
+        match self.netns.remove(&cookie) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(aya::maps::MapError::SyscallError(e)) if e.io_error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(merr(MAP_SOCK_NETNS, &self.path, "delete", e)),
+        }
+    }
+
+    pub fn netns_list(&self) -> Vec<(u64, u8)> {
+        let mut v: Vec<_> = self.netns.iter().flatten().collect();
+        v.sort();
+        v
+    }
+
+    pub fn reverse_list(&self) -> Vec<(seta_abi::SockRevnatKey, seta_abi::SockRevnatEntry)> {
+        let mut v: Vec<_> = self.rev.iter().flatten().collect();
+        v.sort_by_key(|(k, _)| *k);
+        v
+    }
+}
+
+/// The cookie of the network namespace at `path` (None: the caller's),
+/// read from a socket opened inside it on a thread of its own.
+pub fn netns_cookie(path: Option<&Path>) -> std::io::Result<u64> {
+    let path = path.map(Path::to_path_buf);
+    std::thread::spawn(move || -> std::io::Result<u64> {
+        use std::os::fd::AsRawFd;
+        if let Some(p) = &path {
+            let f = std::fs::File::open(p)?;
+            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+        }
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").or_else(|_| std::net::UdpSocket::bind("0.0.0.0:0"))?;
+        let mut cookie: u64 = 0;
+        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+        // SAFETY: a valid socket and a u64 buffer of the length given
+        let r = unsafe {
+            libc::getsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_NETNS_COOKIE,
+                &mut cookie as *mut u64 as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(cookie)
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("netns cookie thread panicked"))?
 }

@@ -118,6 +118,25 @@ fn expected() -> Vec<Layout> {
             ],
         ),
         (
+            "sock_revnat_key",
+            size_of::<SockRevnatKey>(),
+            vec![
+                ("cookie", offset_of!(SockRevnatKey, cookie)),
+                ("address", offset_of!(SockRevnatKey, address)),
+                ("port", offset_of!(SockRevnatKey, port)),
+                ("pad", offset_of!(SockRevnatKey, pad)),
+            ],
+        ),
+        (
+            "sock_revnat_entry",
+            size_of::<SockRevnatEntry>(),
+            vec![
+                ("address", offset_of!(SockRevnatEntry, address)),
+                ("port", offset_of!(SockRevnatEntry, port)),
+                ("rev_nat_index", offset_of!(SockRevnatEntry, rev_nat_index)),
+            ],
+        ),
+        (
             "ipcache_key",
             size_of::<IpcacheKey>(),
             vec![

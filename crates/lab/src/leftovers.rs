@@ -88,7 +88,8 @@ pub fn find_labs(scope: Scope) -> BTreeSet<String> {
     for n in list_labs() {
         add(&n);
     }
-    for dir in ["/run/netns", "/run/seta", "/var/lib/seta", "/sys/fs/bpf/seta", LABS_DIR] {
+    let cg = crate::cgroups::cgroup_root().map(|p| p.display().to_string()).unwrap_or_default();
+    for dir in ["/run/netns", "/run/seta", "/var/lib/seta", "/sys/fs/bpf/seta", LABS_DIR, &cg] {
         for n in dir_names(dir) {
             if let Some(l) = lab_of(&n) {
                 add(l);

@@ -6,6 +6,7 @@
 //! `/var/lib/seta/<lab>-n<i>`. `down` finds everything by that prefix, so it
 //! also cleans up after a crash without a state file. Nothing links to the
 //! root namespace: traffic stays between namespaces the lab created.
+pub mod cgroups;
 mod daemons;
 mod k8s;
 pub mod leftovers;
@@ -77,6 +78,10 @@ pub struct Lab {
     /// the kubeconfig of the lab's Kubernetes API (`--k8s`), which agents take their intent from
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubeconfig: Option<PathBuf>,
+    /// agents run socket-LB at their node's cgroup, where the lab runs the
+    /// node's and its pods' processes (`--socket-lb`)
+    #[serde(default)]
+    pub socket_lb: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -110,6 +115,8 @@ pub struct LabOptions {
     /// run a Kubernetes API (the test fixture) in the underlay; agents take
     /// policies and namespaces from it (--k8s-kubeconfig)
     pub k8s: bool,
+    /// socket-LB (--bpf-lb-sock) at a cgroup per node
+    pub socket_lb: bool,
 }
 
 const UNDERLAY_GW: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 254);

@@ -199,10 +199,27 @@ impl Lab {
         Ok(())
     }
 
-    /// A command that runs `argv` inside a pod (or node) namespace.
+    /// A command that runs `argv` inside a pod (or node) namespace. With
+    /// socket-LB, a node's or pod's process runs in the node's cgroup.
     pub fn exec_command(&self, netns: &str, argv: &[String]) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", netns]).args(argv);
+        if self.socket_lb {
+            let node = self
+                .nodes
+                .iter()
+                .find(|n| n.netns == netns)
+                .map(|n| n.name.clone())
+                .or_else(|| self.pods.iter().find(|p| p.netns == netns).map(|p| p.node.clone()));
+            if let Some(node) = node {
+                let joined = crate::cgroups::node_cgroup(&node).and_then(|d| crate::cgroups::spawn_in(&mut c, &d));
+                if let Err(e) = joined {
+                    // the command fails rather than run outside the node's cgroup
+                    c = Command::new("false");
+                    eprintln!("seta lab: {netns}: {e:#}");
+                }
+            }
+        }
         c
     }
 

@@ -49,6 +49,7 @@ impl Lab {
             agent_args: vec![],
             operators: vec![],
             kubeconfig: None,
+            socket_lb: opts.socket_lb,
         };
         let r = async {
             let base = u32::from(cluster_cidr.network());
@@ -112,6 +113,9 @@ impl Lab {
                     ns.up("ul0").await?;
                 }
                 lab.save()?;
+                if lab.socket_lb {
+                    crate::cgroups::create_node_cgroup(&node)?;
+                }
                 lab.start_agent(&node).await?;
             }
             if lab.underlay.is_some() {
@@ -272,6 +276,16 @@ impl Lab {
             // whatever still runs inside (e.g. a server started with `seta lab exec`)
             // would outlive the namespace: stop it first
             leftovers::remove_netns(&n, &mut done);
+        }
+        // the nodes' cgroups (socket-LB), with what the lab ran in them
+        if let Some(root) = crate::cgroups::cgroup_root() {
+            for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+                let fname = e.file_name().to_string_lossy().to_string();
+                if fname.starts_with(&prefix) && is_node_name(name, &fname) {
+                    crate::cgroups::remove_node_cgroup(&e.path(), &mut done);
+                }
+            }
+            let _ = std::fs::remove_dir(&root); // only if empty
         }
         for root in ["/sys/fs/bpf/seta", "/run/seta", "/var/lib/seta"] {
             for e in std::fs::read_dir(root).into_iter().flatten().flatten() {

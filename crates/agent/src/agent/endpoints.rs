@@ -74,6 +74,7 @@ impl Agent {
         }
         self.identities.get().finish_recount();
         self.reconcile_host_ports(&eps.values().cloned().collect::<Vec<_>>());
+        self.sock_lb_reconcile(&eps.values().cloned().collect::<Vec<_>>())?;
         self.save_pool_and_ids(&eps)?;
         self.restored.store(restored, std::sync::atomic::Ordering::Relaxed);
         Ok(())
@@ -269,6 +270,7 @@ impl Agent {
         let result = match attached {
             Ok(()) => (|| -> Result<(), ApiError> {
                 self.claim_host_ports(&ep)?;
+                self.sock_lb_admit(&ep)?;
                 self.publish(&ep)?;
                 ep.state = EndpointState::Ready;
                 self.store.save_endpoint(&ep)?;
@@ -278,6 +280,7 @@ impl Agent {
         };
         if let Err(e) = result {
             self.release_host_ports(&ep.container_id);
+            self.sock_lb_forget(ep.id);
             let _ = self.kernel.detach_endpoint(&ep.interface_name);
             let _ = self.kernel.remove_endpoint_policy(ep.id);
             let _ = self.kernel.endpoint_remove(ep.ipv4);
@@ -357,6 +360,7 @@ impl Agent {
             self.share_endpoint_ip(ep.ipv4, None);
             // keep the emptied map registered: the next endpoint with this id finds it ready
             self.kernel.recycle_policy_map(ep.id)?;
+            self.sock_lb_forget(ep.id);
             match self.kernel.ct_flush_ip(ep.ipv4) {
                 Ok(n) if n > 0 => tracing::debug!(ip = %ep.ipv4, flushed = n, "conntrack entries of the deleted endpoint"),
                 Ok(_) => {}

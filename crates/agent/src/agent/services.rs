@@ -250,4 +250,75 @@ impl Agent {
             .collect();
         Ok(serde_json::json!({"service": s, "frontends": frontends}))
     }
+
+    /// Socket-LB serves a new endpoint's sockets: its namespace joins the
+    /// node's in `seta_sock_netns` (nothing when socket-LB is off).
+    pub(super) fn sock_lb_admit(&self, ep: &Endpoint) -> Result<(), ApiError> {
+        if self.cfg.sock_lb.is_none() {
+            return Ok(());
+        }
+        let cookie = self
+            .kernel
+            .netns_cookie(Some(&ep.netns_path))
+            .map_err(|e| ApiError::BadRequest(format!("netns-path: {e}")))?;
+        off_runtime(|| self.kernel.sock_netns_set(cookie, Some(seta_abi::SOCK_NETNS_POD)))?;
+        self.sock_ns.get().pods.insert(ep.id, cookie);
+        Ok(())
+    }
+
+    /// A removed endpoint's namespace leaves socket-LB.
+    pub(super) fn sock_lb_forget(&self, id: u16) {
+        let gone = self.sock_ns.get().forget(id);
+        if let Some(c) = gone {
+            if let Err(e) = self.kernel.sock_netns_set(c, None) {
+                tracing::warn!(%e, cookie = c, "socket-LB namespace");
+            }
+        }
+    }
+
+    /// At start: socket-LB's namespaces are the node's and its live
+    /// endpoints' (stale ones go; all go when socket-LB is off).
+    pub(super) fn sock_lb_reconcile(&self, eps: &[Endpoint]) -> Result<()> {
+        let want = if self.cfg.sock_lb.is_some() {
+            let host = self.kernel.netns_cookie(None)?;
+            let mut pods = BTreeMap::new();
+            for ep in eps {
+                match self.kernel.netns_cookie(Some(&ep.netns_path)) {
+                    Ok(c) => {
+                        pods.insert(ep.id, c);
+                    }
+                    Err(e) => tracing::warn!(id = ep.id, %e, "socket-LB: the endpoint's namespace"),
+                }
+            }
+            let mut s = self.sock_ns.get();
+            *s = crate::services::SockNamespaces { host: Some(host), pods };
+            s.want()
+        } else {
+            BTreeMap::new()
+        };
+        let have = self.kernel.sock_netns_list();
+        for (c, k) in crate::services::SockNamespaces::diff(&have, &want) {
+            off_runtime(|| self.kernel.sock_netns_set(c, k))?;
+        }
+        Ok(())
+    }
+
+    /// The kube-proxy replacement block of `seta status`.
+    pub(super) fn kpr_status(&self) -> seta_core::api::KprStatus {
+        let (services, frontends) = self.services.lock().unwrap_or_else(|e| e.into_inner()).counts();
+        seta_core::api::KprStatus {
+            socket_lb: match &self.cfg.sock_lb {
+                Some(dir) => format!("Enabled (cgroup {})", dir.display()),
+                None => "Disabled".into(),
+            },
+            mode: "SNAT".into(),
+            backend_selection: match &self.cfg.maglev {
+                Some(m) => format!("Maglev (Table Size: {})", m.m),
+                None => "Random".into(),
+            },
+            no_backend_response: format!("{:?}", self.cfg.service_no_backend_response).to_lowercase(),
+            services,
+            frontends,
+        }
+    }
 }

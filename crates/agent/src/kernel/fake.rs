@@ -26,6 +26,8 @@ pub struct State {
     pub pinned_devices: BTreeSet<String>,
     /// conntrack entries per IP (flushed on endpoint delete)
     pub ct: BTreeMap<Ipv4Addr, usize>,
+    /// socket-LB's namespaces (cookie -> kind)
+    pub sock_netns: BTreeMap<u64, u8>,
     // --- injected failures ---
     /// attaching to these devices fails
     pub fail_attach: BTreeSet<String>,
@@ -288,6 +290,25 @@ impl Kernel for Fake {
     }
     fn ct_gc(&self) -> Result<usize, DatapathError> {
         Ok(0)
+    }
+    /// a cookie derived from the path (the agent's own namespace: 1)
+    fn netns_cookie(&self, path: Option<&str>) -> Result<u64, DatapathError> {
+        use std::hash::{Hash, Hasher};
+        let Some(p) = path else { return Ok(1) };
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        p.hash(&mut h);
+        Ok(h.finish() | 2)
+    }
+    fn sock_netns_set(&self, cookie: u64, kind: Option<u8>) -> Result<(), DatapathError> {
+        let mut st = self.state();
+        match kind {
+            Some(k) => st.sock_netns.insert(cookie, k),
+            None => st.sock_netns.remove(&cookie),
+        };
+        Ok(())
+    }
+    fn sock_netns_list(&self) -> Vec<(u64, u8)> {
+        self.state().sock_netns.iter().map(|(c, k)| (*c, *k)).collect()
     }
     fn datapath_metrics(&self) -> Vec<(u8, u8, u64, u64)> {
         self.state().metrics.clone()

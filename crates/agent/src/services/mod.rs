@@ -10,10 +10,12 @@ use std::net::Ipv4Addr;
 
 mod health;
 mod hostports;
+mod socklb;
 #[cfg(test)]
 mod tests;
 
 pub use health::HealthCheck;
+pub use socklb::SockNamespaces;
 
 /// What is persisted (services.json).
 #[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -109,6 +111,11 @@ impl Repository {
             self.revision += 1;
         }
         (self.revision, gone)
+    }
+
+    /// (services, frontends numbered in the datapath)
+    pub fn counts(&self) -> (usize, usize) {
+        (self.services.len(), self.revnat_ids.len())
     }
 
     pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {

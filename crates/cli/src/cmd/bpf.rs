@@ -30,6 +30,9 @@ pub enum BpfCmd {
     /// The NAT engine's table (seta_snat_v4_external): both directions of each SNATed connection
     #[command(subcommand)]
     Nat(ListOnly),
+    /// Socket-LB (--bpf-lb-sock): the namespaces it serves (seta_sock_netns) and its reverse translations (seta_lb4_reverse_sk)
+    #[command(subcommand)]
+    Sock(ListOnly),
 }
 
 #[derive(Subcommand)]
@@ -297,6 +300,53 @@ fn nat_list(pin: &std::path::Path, json: bool) -> Result<i32> {
     Ok(0)
 }
 
+/// `seta bpf sock list`: socket-LB's namespaces and reverse translations
+/// (`SOCKET COOKIE  BACKEND ADDRESS  FRONTEND (REVNAT_ID)`).
+fn sock_list(pin: &std::path::Path, json: bool) -> Result<i32> {
+    let m = seta_datapath::maps::SockMaps::open(pin).context("socket-LB maps (is the agent running with --bpf-lb-sock?)")?;
+    let netns: Vec<serde_json::Value> = m
+        .netns_list()
+        .iter()
+        .map(|(c, k)| serde_json::json!({"netns-cookie": c, "kind": if *k == seta_abi::SOCK_NETNS_HOST { "host" } else { "pod" }}))
+        .collect();
+    let rev: Vec<serde_json::Value> = m
+        .reverse_list()
+        .iter()
+        .map(|(k, v)| {
+            serde_json::json!({
+                "socket-cookie": k.cookie,
+                "backend": lb_addr(k.address, k.port),
+                "frontend": lb_addr(v.address, v.port),
+                "rev-nat-id": v.rev_nat_index,
+            })
+        })
+        .collect();
+    if json {
+        return print_json(&serde_json::json!({"namespaces": netns, "reverse": rev}));
+    }
+    table(
+        &["NETNS COOKIE", "KIND"],
+        netns
+            .iter()
+            .map(|n| vec![n["netns-cookie"].to_string(), n["kind"].as_str().unwrap_or("").into()])
+            .collect(),
+    );
+    println!();
+    table(
+        &["SOCKET COOKIE", "BACKEND ADDRESS", "FRONTEND (REVNAT_ID)"],
+        rev.iter()
+            .map(|r| {
+                vec![
+                    r["socket-cookie"].to_string(),
+                    r["backend"].as_str().unwrap_or("").into(),
+                    format!("{} ({})", r["frontend"].as_str().unwrap_or(""), r["rev-nat-id"]),
+                ]
+            })
+            .collect(),
+    );
+    Ok(0)
+}
+
 pub async fn run(cmd: &BpfCmd, cli: &Cli, json: bool) -> Result<i32> {
     match cmd {
         BpfCmd::Endpoint(ListOnly::List) => {
@@ -511,6 +561,7 @@ pub async fn run(cmd: &BpfCmd, cli: &Cli, json: bool) -> Result<i32> {
             }
         }
         BpfCmd::Nat(ListOnly::List) => return nat_list(&pin_dir(cli)?, json),
+        BpfCmd::Sock(ListOnly::List) => return sock_list(&pin_dir(cli)?, json),
         BpfCmd::Lb(LbCmd::List {
             revnat,
             backends,

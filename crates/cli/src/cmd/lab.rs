@@ -33,6 +33,9 @@ pub enum LabCmd {
         /// run a Kubernetes API (the seta-k8s-api test fixture) in the underlay: agents take policies and namespaces from it; `seta lab status -o json` shows its kubeconfig
         #[arg(long)]
         k8s: bool,
+        /// agents translate services at connect time (socket-LB) at a cgroup per node, where `seta lab exec` runs the node's and pods' processes
+        #[arg(long)]
+        socket_lb: bool,
     },
     /// Nodes and pods of a lab
     Status {
@@ -162,6 +165,7 @@ pub async fn run(cmd: &LabCmd, json: bool) -> Result<i32> {
             masquerade,
             maglev,
             k8s,
+            socket_lb,
         } => {
             use seta_core::mode::KvstoreKind;
             let kv = kvstore.unwrap_or(if *nodes > 1 { KvstoreKind::Etcd } else { KvstoreKind::Memory });
@@ -176,6 +180,7 @@ pub async fn run(cmd: &LabCmd, json: bool) -> Result<i32> {
                 masquerade: *masquerade,
                 maglev: *maglev,
                 k8s: *k8s,
+                socket_lb: *socket_lb,
             };
             let t = std::time::Instant::now();
             let l = Lab::up_with(lab, *nodes, *pods, *cluster_cidr, &bin_dir()?, &opts, &|m| eprintln!("==> {m}")).await?;

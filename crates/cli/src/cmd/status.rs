@@ -75,6 +75,7 @@ pub async fn run(cli: &Cli, json: bool) -> Result<i32> {
                 s.pod_mtu
             ),
         ),
+        ("KubeProxyReplacement", kpr(&s.kube_proxy_replacement)),
         ("Cluster health", cluster_health(&s.cluster_health)),
         ("Controllers", controllers(&s.tasks)),
         ("Reconcile", reconcile(&s.reconcile)),
@@ -99,6 +100,14 @@ pub async fn nodes(cli: &Cli, json: bool) -> Result<i32> {
         .collect();
     table(&["Name", "IPv4 Address", "Endpoint CIDR", "Boot ID", "Source"], rows);
     Ok(0)
+}
+
+/// Cilium's KubeProxyReplacement block on one line.
+fn kpr(k: &seta_core::api::KprStatus) -> String {
+    format!(
+        "True [Socket LB: {}, Mode: {}, Backend Selection: {}, Session Affinity: Enabled, Graceful Termination: Enabled, No Backend Response: {}, Services: ClusterIP, NodePort (Range: 30000-32767), LoadBalancer, externalIPs, HostPort: Enabled; {} services, {} frontends]",
+        k.socket_lb, k.mode, k.backend_selection, k.no_backend_response, k.services, k.frontends
+    )
 }
 
 /// `2/2 reachable` plus the nodes that are not, and why.

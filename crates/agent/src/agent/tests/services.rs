@@ -317,3 +317,54 @@ async fn services_over_the_map_size_are_refused_and_change_nothing() {
     );
     assert_eq!((a.service_list(), k.state().lb.clone()), before, "nothing stored, nothing written");
 }
+
+/// Socket-LB on: the node's namespace and each pod's are in the map while
+/// they exist; a restart keeps the live ones and drops stale ones; with
+/// socket-LB off again every namespace goes.
+#[tokio::test]
+async fn socket_lb_serves_the_node_and_its_pods_namespaces() {
+    let d = Tmp::new("socklb");
+    let k = Fake::new();
+    let cfg = |on: bool| {
+        let mut c = config(&d.0, "n1", "10.210.1.0/24", RoutingMode::Tunnel);
+        c.sock_lb = on.then(|| d.0.join("cgroup"));
+        c
+    };
+    let netns = |k: &Fake| k.state().sock_netns.clone();
+    let a = agent_cfg(&d.0, cfg(true), &k, None, None, None).await;
+    assert_eq!(netns(&k), BTreeMap::from([(1, seta_abi::SOCK_NETNS_HOST)]), "the node's own");
+    let mk = |name: &str| {
+        let link = k.add_link(&format!("lxc{name}"));
+        (name.to_string(), link)
+    };
+    let mut eps = vec![];
+    for (name, link) in [mk("a"), mk("b")] {
+        let ip = a.ipam_allocate(&name).await.unwrap().ipv4.ip;
+        let ep = a
+            .create_endpoint(EndpointChangeRequest {
+                netns_path: format!("/run/netns/{name}"),
+                ..request(&name, ip, &link, &[])
+            })
+            .await
+            .unwrap();
+        eps.push(ep);
+    }
+    let cookie = |p: &str| k.netns_cookie(Some(p)).unwrap();
+    assert_eq!(netns(&k).len(), 3);
+    assert_eq!(netns(&k).get(&cookie("/run/netns/a")), Some(&seta_abi::SOCK_NETNS_POD));
+    a.delete_endpoint(&EndpointRef::Id(eps[0].id)).await.unwrap();
+    assert!(!netns(&k).contains_key(&cookie("/run/netns/a")), "a deleted pod's namespace goes");
+    // a stale entry (a namespace no endpoint has) goes at restart; b stays
+    k.state().sock_netns.insert(99, seta_abi::SOCK_NETNS_POD);
+    drop(a);
+    let a = agent_cfg(&d.0, cfg(true), &k, None, None, None).await;
+    assert_eq!(
+        netns(&k),
+        BTreeMap::from([(1, seta_abi::SOCK_NETNS_HOST), (cookie("/run/netns/b"), seta_abi::SOCK_NETNS_POD)])
+    );
+    assert!(a.status().await.kube_proxy_replacement.socket_lb.starts_with("Enabled"));
+    drop(a);
+    let a = agent_cfg(&d.0, cfg(false), &k, None, None, None).await;
+    assert!(netns(&k).is_empty(), "socket-LB off: nothing served");
+    assert_eq!(a.status().await.kube_proxy_replacement.socket_lb, "Disabled");
+}

@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Socket-LB (Cilium's bpf_sock.c): cgroup v2 hooks that translate a
+ * service frontend into one of its backends once, when a socket connects
+ * (TCP, connected UDP) or sends (unconnected UDP), so its packets carry the
+ * backend's address from the start and need no per-packet DNAT. recvmsg4
+ * and getpeername4 show the frontend again. Only sockets of the node's own
+ * network namespace and of its pods (seta_sock_netns) are translated; the
+ * programs attach at the node's cgroup (--cgroup-root), never above it. */
+#include <linux/in.h>
+#define AF_INET 2
+#include "lib/common.h"
+#include "lib/policy.h"
+#include "lib/lb.h"
+
+#define SYS_PROCEED 1
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct sock_revnat_key);
+	__type(value, struct sock_revnat_entry);
+	__uint(max_entries, LB_MAP_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} seta_lb4_reverse_sk SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, __u8);
+	__uint(max_entries, SOCK_NETNS_MAP_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} seta_sock_netns SEC(".maps");
+
+static __always_inline int is_loopback4(__be32 a)
+{
+	return (bpf_ntohl(a) >> 24) == 127;
+}
+
+/* The frontend's backend for this socket: the affinity one (keyed by the
+ * namespace, as Cilium's socket-LB does) or a random slot. */
+static __always_inline struct lb4_backend *sock4_select(struct lb4_key *k, const struct lb4_service *svc, __u64 netns, __u32 *id)
+{
+	struct lb4_affinity_key ak = {.client_id = netns, .rev_nat_id = svc->rev_nat_index, .netns_cookie = 1};
+	struct lb_affinity_val av = {}, *a;
+	struct lb4_backend *be = NULL;
+	__u64 now = bpf_ktime_get_coarse_ns();
+
+	if (svc->flags & LB_F_AFFINITY) {
+		a = bpf_map_lookup_elem(&seta_lb4_affinity, &ak);
+		if (a && now - a->last_used <= (__u64)(svc->backend_id & 0xffffff) * NSEC_PER_SEC) {
+			*id = a->backend_id;
+			be = bpf_map_lookup_elem(&seta_lb4_be, id);
+			if (be && be->flags != 0) /* no longer active */
+				be = NULL;
+		}
+	}
+	if (!be)
+		be = lb4_slot_backend(k, (bpf_get_prandom_u32() % svc->count) + 1, id);
+	if (be && (svc->flags & LB_F_AFFINITY)) {
+		av.last_used = now;
+		av.backend_id = *id;
+		bpf_map_update_elem(&seta_lb4_affinity, &ak, &av, BPF_ANY);
+	}
+	return be;
+}
+
+/* connect4 / sendmsg4: a frontend becomes a backend. A frontend without
+ * backends is left alone: the per-packet path answers it (reject or drop)
+ * and counts it, as without socket-LB. */
+static __always_inline void sock4_xlate_fwd(struct bpf_sock_addr *ctx, int udp_only)
+{
+	struct lb4_key k = {};
+	struct sock_revnat_key rk = {};
+	struct sock_revnat_entry rv = {};
+	struct lb4_service *svc;
+	struct lb4_backend *be;
+	__u8 proto = ctx->protocol, *kind;
+	__u64 netns;
+	__u32 id = 0;
+
+	if (ctx->user_family != AF_INET)
+		return;
+	if (proto != IPPROTO_UDP && (udp_only || proto != IPPROTO_TCP))
+		return;
+	k.address = ctx->user_ip4;
+	k.dport = (__be16)ctx->user_port;
+	k.proto = proto;
+	svc = bpf_map_lookup_elem(&seta_lb4_svc, &k);
+	if (!svc || svc->count == 0)
+		return;
+	netns = bpf_get_netns_cookie(ctx);
+	kind = bpf_map_lookup_elem(&seta_sock_netns, &netns);
+	if (!kind)
+		return;
+	/* 127.0.0.1 frontends (hostPort, NodePort) are the node's own: a pod's
+	 * loopback is its own */
+	if (is_loopback4(k.address) && *kind != SOCK_NETNS_HOST)
+		return;
+	be = sock4_select(&k, svc, netns, &id);
+	if (!be)
+		return;
+	rk.cookie = bpf_get_socket_cookie(ctx);
+	rk.address = be->address;
+	rk.port = be->port;
+	rv.address = k.address;
+	rv.port = k.dport;
+	rv.rev_nat_index = svc->rev_nat_index;
+	if (bpf_map_update_elem(&seta_lb4_reverse_sk, &rk, &rv, BPF_ANY) < 0) {
+		update_metrics(0, METRIC_SERVICE, DROP_CT_MAP_INSERTION_FAILED);
+		return;
+	}
+	ctx->user_ip4 = be->address;
+	ctx->user_port = (__u32)be->port;
+}
+
+/* recvmsg4 / getpeername4: a backend this socket was sent to shows as the
+ * frontend, while that frontend still exists. */
+static __always_inline void sock4_xlate_rev(struct bpf_sock_addr *ctx)
+{
+	struct sock_revnat_key rk = {};
+	struct sock_revnat_entry *rv;
+	struct lb4_key k = {};
+	struct lb4_service *svc;
+
+	if (ctx->user_family != AF_INET)
+		return;
+	rk.cookie = bpf_get_socket_cookie(ctx);
+	rk.address = ctx->user_ip4;
+	rk.port = (__be16)ctx->user_port;
+	rv = bpf_map_lookup_elem(&seta_lb4_reverse_sk, &rk);
+	if (!rv)
+		return;
+	k.address = rv->address;
+	k.dport = rv->port;
+	k.proto = ctx->protocol;
+	svc = bpf_map_lookup_elem(&seta_lb4_svc, &k);
+	if (!svc || svc->rev_nat_index != rv->rev_nat_index) {
+		bpf_map_delete_elem(&seta_lb4_reverse_sk, &rk);
+		return;
+	}
+	ctx->user_ip4 = rv->address;
+	ctx->user_port = (__u32)rv->port;
+}
+
+SEC("cgroup/connect4")
+int sock4_connect(struct bpf_sock_addr *ctx)
+{
+	sock4_xlate_fwd(ctx, 0);
+	return SYS_PROCEED;
+}
+
+SEC("cgroup/sendmsg4")
+int sock4_sendmsg(struct bpf_sock_addr *ctx)
+{
+	sock4_xlate_fwd(ctx, 1);
+	return SYS_PROCEED;
+}
+
+SEC("cgroup/recvmsg4")
+int sock4_recvmsg(struct bpf_sock_addr *ctx)
+{
+	sock4_xlate_rev(ctx);
+	return SYS_PROCEED;
+}
+
+SEC("cgroup/getpeername4")
+int sock4_getpeername(struct bpf_sock_addr *ctx)
+{
+	sock4_xlate_rev(ctx);
+	return SYS_PROCEED;
+}
+
+char _license[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,154 @@
+//! Socket-LB (`--bpf-lb-sock`): the lab runs each node's pod processes in
+//! the node's cgroup, where the agent's connect4/sendmsg4/recvmsg4/
+//! getpeername4 programs translate a ClusterIP once per socket.
+use super::*;
+
+/// A python3 client run by the lab in a pod (so in its node's cgroup):
+/// TCP connect + getpeername + what the server says, an unconnected UDP
+/// datagram and where its reply comes from, a connected UDP socket's peer.
+const CLIENT: &str = r#"
+import socket, sys
+vip = sys.argv[1]
+s = socket.create_connection((vip, 80), timeout=3)
+print("tcp", "%s:%d" % s.getpeername(), s.recv(100).decode())
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(3)
+u.sendto(b"hi", (vip, 53)); d, a = u.recvfrom(100)
+print("udp", "%s:%d" % a, d.decode())
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(3)
+c.connect((vip, 53)); c.send(b"x")
+print("cudp", "%s:%d" % c.getpeername(), c.recv(100).decode())
+"#;
+
+/// The pod serves itself through its own service: who does it see?
+const SELF: &str = r#"
+import socket, sys
+l = socket.socket(); l.bind(("0.0.0.0", 9093)); l.listen(1)
+c = socket.create_connection((sys.argv[1], 93), timeout=3)
+a, peer = l.accept()
+print(peer[0])
+"#;
+
+fn py(p: &P, pod: &str, script: &str, args: &[&str]) -> (bool, String) {
+    let mut argv = vec!["python3".to_string(), "-c".to_string(), script.to_string()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    let out = p
+        .lab()
+        .pod_exec(pod, &argv)
+        .unwrap()
+        .output_within(std::time::Duration::from_secs(20))
+        .unwrap();
+    (
+        out.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+fn sock_list(p: &P, pod: &str) -> serde_json::Value {
+    p.seta_at(pod, &["bpf", "sock", "list"])
+}
+
+async fn privileged_policy_service_socket_lb(mut p: P) {
+    let web = p.ip("web");
+    let _w = Responder::start(&p.ns("web"), p.web_addr(8080));
+    let _u = Responder::start(&p.ns("web"), p.web_addr(5353));
+    services_import(
+        &p,
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: sl, namespace: default}}\nspec:\n  clusterIP: 10.96.0.50\n  ports: [{{name: http, port: 80, targetPort: 8080}}, {{name: dns, port: 53, targetPort: 5353, protocol: UDP}}, {{name: self, port: 93, targetPort: 9093}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: sl-a, namespace: default, labels: {{kubernetes.io/service-name: sl}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}, {{name: dns, port: 5353, protocol: UDP}}, {{name: self, port: 9093}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n"
+        ),
+    );
+    let status = p.seta_at("client", &["status"]);
+    assert!(
+        status["kube-proxy-replacement"]["socket-lb"]
+            .as_str()
+            .unwrap()
+            .starts_with("Enabled (cgroup "),
+        "{status}"
+    );
+    // the node's namespace and each of its pods' are served, nothing else
+    let l = sock_list(&p, "client");
+    let kinds: Vec<&str> = l["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap())
+        .collect();
+    let pods_here = p.lab().pods_on(&p.node_of("client")).len();
+    assert_eq!(kinds.iter().filter(|k| **k == "host").count(), 1, "{l}");
+    assert_eq!(kinds.iter().filter(|k| **k == "pod").count(), pods_here, "{l}");
+
+    // TCP, UDP and connected UDP: the sockets see the frontend, the
+    // translation happened at the socket (a reverse entry per socket)
+    let (ok, out) = py(&p, "client", CLIENT, &["10.96.0.50"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("tcp 10.96.0.50:80 ok"), "getpeername shows the ClusterIP: {out}");
+    assert!(out.contains("udp 10.96.0.50:53 ok"), "the reply comes from the ClusterIP: {out}");
+    assert!(out.contains("cudp 10.96.0.50:53 ok"), "{out}");
+    let rev = sock_list(&p, "client")["reverse"].clone();
+    let to = |backend: String, frontend: &str| {
+        rev.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["backend"] == backend && r["frontend"] == frontend)
+            .count()
+    };
+    assert!(to(format!("{web}:8080"), "10.96.0.50:80") >= 1, "{rev}");
+    assert!(to(format!("{web}:5353"), "10.96.0.50:53") >= 2, "{rev}");
+    // a process outside the node's cgroup (this test's own thread) goes
+    // through per-packet LB: it works, and socket-LB never sees it
+    let before = rev.as_array().unwrap().len();
+    assert!(tcp_ok(&p.ns("client"), "10.96.0.50:80".parse().unwrap()));
+    assert_eq!(sock_list(&p, "client")["reverse"].as_array().unwrap().len(), before);
+
+    // a pod reaching itself through its service: a local connection at the
+    // socket, so it sees its own address (no hairpin SNAT)
+    let (ok, out) = py(&p, "web", SELF, &["10.96.0.50"]);
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), web.to_string());
+
+    // a namespace that is neither the node's nor a pod's, in the node's
+    // cgroup (the external host's): socket-LB leaves its socket alone
+    let ext = p.lab().external.clone().unwrap();
+    let mut cmd = std::process::Command::new("ip");
+    cmd.args([
+        "netns",
+        "exec",
+        &ext.netns,
+        "python3",
+        "-c",
+        "import socket; socket.socket().connect(('10.96.0.50', 80))",
+    ]);
+    seta_lab::cgroups::spawn_in(&mut cmd, &seta_lab::cgroups::node_cgroup(&p.node_of("client")).unwrap()).unwrap();
+    let n = sock_list(&p, "client")["reverse"].as_array().unwrap().len();
+    let _ = cmd.output_within(std::time::Duration::from_secs(20)).unwrap();
+    assert_eq!(sock_list(&p, "client")["reverse"].as_array().unwrap().len(), n, "not translated");
+
+    // a deleted pod's namespace leaves the map
+    p.t.lab.pod_del("other").await.unwrap();
+    let kinds = sock_list(&p, "web")["namespaces"].as_array().unwrap().len();
+    assert_eq!(kinds, 1 + p.lab().pods_on(&p.node_of("web")).len());
+}
+
+mod privileged_policy_service_socket_lb {
+    use super::*;
+    fn opts() -> LabOptions {
+        LabOptions {
+            socket_lb: true,
+            ..Default::default()
+        }
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one() {
+        if !privileged("privileged_policy_service_socket_lb::one") {
+            return;
+        }
+        super::privileged_policy_service_socket_lb(P::with_opts("slone", Topo::One, opts()).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_service_socket_lb::tunnel") {
+            return;
+        }
+        super::privileged_policy_service_socket_lb(P::with_opts("sltunnel", Topo::Tunnel, opts()).await).await;
+    }
+}
