@@ -73,8 +73,12 @@ pub trait Kernel: Send + Sync + 'static {
     fn ipcache_del(&self, net: Ipv4Net) -> Result<(), String>;
     fn ipcache_list(&self) -> BTreeMap<Ipv4Net, Entry>;
     fn ipblock_sync(&self, want: &BTreeMap<Ipv4Addr, u32>) -> Result<(), DatapathError>;
-    /// Make the service maps hold exactly `want` (a blocking map walk).
-    fn lb_sync(&self, want: &seta_datapath::maps::LbState) -> Result<(), DatapathError>;
+    /// Make the service maps hold exactly `want` (a blocking map walk); the
+    /// translations to backends that went are forgotten. Returns those backends.
+    fn lb_sync(&self, want: &seta_datapath::maps::LbState) -> Result<Vec<seta_abi::Lb4Backend>, DatapathError>;
+    /// Close the sockets of `proto` whose peer is `addr:port` in the
+    /// network namespace at `netns` (None: the agent's); how many.
+    fn sock_destroy(&self, netns: Option<&str>, proto: u8, addr: Ipv4Addr, port: u16) -> Result<usize, DatapathError>;
     /// Drop conntrack entries of `ip`; how many went.
     fn ct_flush_ip(&self, ip: Ipv4Addr) -> Result<usize, DatapathError>;
     /// Drop expired conntrack entries; how many went.
@@ -299,8 +303,18 @@ impl Kernel for Real {
     fn ipblock_sync(&self, want: &BTreeMap<Ipv4Addr, u32>) -> Result<(), DatapathError> {
         IpblockMaps::open(self.dp.pin_dir())?.sync(want)
     }
-    fn lb_sync(&self, want: &seta_datapath::maps::LbState) -> Result<(), DatapathError> {
-        seta_datapath::maps::LbMaps::open(self.dp.pin_dir())?.sync(want)
+    fn lb_sync(&self, want: &seta_datapath::maps::LbState) -> Result<Vec<seta_abi::Lb4Backend>, DatapathError> {
+        let gone = seta_datapath::maps::LbMaps::open(self.dp.pin_dir())?.sync(want)?;
+        seta_datapath::maps::purge_backends(self.dp.pin_dir(), &gone)?;
+        Ok(gone)
+    }
+    fn sock_destroy(&self, netns: Option<&str>, proto: u8, addr: Ipv4Addr, port: u16) -> Result<usize, DatapathError> {
+        seta_datapath::sockdiag::destroy_sockets_to(netns.map(std::path::Path::new), proto, addr, port).map_err(|source| {
+            DatapathError::Io {
+                what: format!("closing sockets to {addr}:{port} in {}", netns.unwrap_or("the agent's namespace")),
+                source,
+            }
+        })
     }
     fn ct_flush_ip(&self, ip: Ipv4Addr) -> Result<usize, DatapathError> {
         CtMap::open(self.dp.pin_dir())?.flush_ip(ip)

@@ -4,6 +4,7 @@
 pub mod loader;
 pub mod maps;
 pub mod netlink;
+pub mod sockdiag;
 pub mod sysfs;
 pub mod testpkt;
 

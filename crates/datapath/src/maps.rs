@@ -592,9 +592,19 @@ impl LbMaps {
 
     /// Make the maps hold exactly `want`: backends and rev-NAT entries
     /// first, then the slots, then the masters (a frontend never points at
-    /// something missing); removals in the opposite order.
-    pub fn sync(&mut self, want: &LbState) -> Result<(), DatapathError> {
+    /// something missing); removals in the opposite order. Returns the
+    /// backends (address, port, protocol) that are gone.
+    pub fn sync(&mut self, want: &LbState) -> Result<Vec<seta_abi::Lb4Backend>, DatapathError> {
         let have = self.list();
+        let kept: std::collections::BTreeSet<([u8; 4], [u8; 2], u8)> =
+            want.backends.values().map(|b| (b.address, b.port, b.proto)).collect();
+        let mut gone: Vec<seta_abi::Lb4Backend> = have
+            .backends
+            .values()
+            .filter(|b| !kept.contains(&(b.address, b.port, b.proto)))
+            .copied()
+            .collect();
+        gone.dedup_by_key(|b| (b.address, b.port, b.proto));
         let e = |m: &str, e| merr(m, &self.path, "update", e);
         for (k, v) in &want.backends {
             if have.backends.get(k) != Some(v) {
@@ -641,8 +651,48 @@ impl LbMaps {
         for k in have.maglev.keys().filter(|k| !want.maglev.contains_key(*k)) {
             let _ = self.maglev.remove(k);
         }
-        Ok(())
+        Ok(gone)
     }
+}
+
+/// Forget the translations to backends that are gone: the per-packet LB's
+/// connections (both ways) and socket-LB's reverse entries, so nothing
+/// keeps pointing at them. How many entries went.
+pub fn purge_backends(pin_dir: &Path, gone: &[seta_abi::Lb4Backend]) -> Result<usize, DatapathError> {
+    if gone.is_empty() {
+        return Ok(0);
+    }
+    let is_gone = |a: [u8; 4], p: [u8; 2], proto: u8| gone.iter().any(|b| b.address == a && b.port == p && b.proto == proto);
+    let (md, path) = open(pin_dir, MAP_LB4_CONN)?;
+    let mut conn: HashMap<MapData, CtKey, seta_abi::Lb4Conn> =
+        HashMap::try_from(Map::LruHashMap(md)).map_err(|e| merr(MAP_LB4_CONN, &path, "type", e))?;
+    let keys: Vec<CtKey> = conn
+        .iter()
+        .flatten()
+        .filter(|(k, v)| match k.pad[0] {
+            seta_abi::LB_CONN_FWD => is_gone(v.address, v.port, k.proto),
+            _ => is_gone(k.daddr, k.dport, k.proto),
+        })
+        .map(|(k, _)| k)
+        .collect();
+    let mut n = 0;
+    for k in keys {
+        n += conn.remove(&k).is_ok() as usize;
+    }
+    // socket-LB's reverse entries (when it ever ran on this node)
+    if let Ok(m) = SockMaps::open(pin_dir) {
+        let mut rev = m.rev;
+        let keys: Vec<seta_abi::SockRevnatKey> = rev
+            .iter()
+            .flatten()
+            .filter(|(k, _)| gone.iter().any(|b| b.address == k.address && b.port == k.port))
+            .map(|(k, _)| k)
+            .collect();
+        for k in keys {
+            n += rev.remove(&k).is_ok() as usize;
+        }
+    }
+    Ok(n)
 }
 
 /// Set one `seta_config` slot (e.g. [`seta_abi::CONFIG_VXLAN_IFINDEX`]).

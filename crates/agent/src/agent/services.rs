@@ -70,10 +70,53 @@ impl Agent {
         want.fits(self.cfg.map_sizes.lb)
             .map_err(|e| ApiError::TooLarge(format!("service maps: {e}; the maps were not changed")))?;
         let k = self.kernel.clone();
-        tokio::task::spawn_blocking(move || k.lb_sync(&want))
+        let gone = tokio::task::spawn_blocking(move || k.lb_sync(&want))
             .await
             .map_err(|e| ApiError::Internal(format!("service maps: {e}")))?
-            .map_err(|e| ApiError::Internal(format!("service maps: {e}")))
+            .map_err(|e| ApiError::Internal(format!("service maps: {e}")))?;
+        self.terminate_backend_sockets(gone).await;
+        Ok(())
+    }
+
+    /// Socket-LB: connected UDP sockets whose peer is a backend that went
+    /// are closed in the node's and its pods' namespaces (Cilium's socket
+    /// termination), so their owners connect again, to a backend that
+    /// exists, instead of sending into nothing. Failures are logged.
+    async fn terminate_backend_sockets(&self, gone: Vec<seta_abi::Lb4Backend>) {
+        let gone: Vec<_> = gone.into_iter().filter(|b| b.proto == 17 /* UDP */).collect();
+        if self.cfg.sock_lb.is_none() || gone.is_empty() {
+            return;
+        }
+        let mut namespaces: Vec<Option<String>> = vec![None];
+        namespaces.extend(
+            self.endpoints
+                .lock()
+                .await
+                .values()
+                .filter(|e| !e.netns_path.is_empty())
+                .map(|e| Some(e.netns_path.clone())),
+        );
+        namespaces.dedup();
+        let k = self.kernel.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let mut closed = 0;
+            for b in &gone {
+                let (addr, port) = (Ipv4Addr::from(b.address), u16::from_be_bytes(b.port));
+                for ns in &namespaces {
+                    match k.sock_destroy(ns.as_deref(), b.proto, addr, port) {
+                        Ok(n) => closed += n,
+                        Err(e) => tracing::warn!(%e, "socket termination"),
+                    }
+                }
+            }
+            closed
+        })
+        .await;
+        if let Ok(n) = r {
+            if n > 0 {
+                tracing::info!(closed = n, "sockets of removed backends closed");
+            }
+        }
     }
 
     /// Create or replace every Service and EndpointSlice of `text`, all or

@@ -280,10 +280,25 @@ impl Kernel for Fake {
         self.state().ipblock = want.clone();
         Ok(())
     }
-    fn lb_sync(&self, want: &seta_datapath::maps::LbState) -> Result<(), DatapathError> {
-        self.state().lb = want.clone();
-        self.state().log.push("lb sync".into());
-        Ok(())
+    fn lb_sync(&self, want: &seta_datapath::maps::LbState) -> Result<Vec<seta_abi::Lb4Backend>, DatapathError> {
+        let mut st = self.state();
+        let kept: BTreeSet<_> = want.backends.values().map(|b| (b.address, b.port, b.proto)).collect();
+        let gone = st
+            .lb
+            .backends
+            .values()
+            .filter(|b| !kept.contains(&(b.address, b.port, b.proto)))
+            .copied()
+            .collect();
+        st.lb = want.clone();
+        st.log.push("lb sync".into());
+        Ok(gone)
+    }
+    fn sock_destroy(&self, netns: Option<&str>, proto: u8, addr: Ipv4Addr, port: u16) -> Result<usize, DatapathError> {
+        let mut st = self.state();
+        st.log
+            .push(format!("sock destroy {} {proto} {addr}:{port}", netns.unwrap_or("host")));
+        Ok(0)
     }
     fn ct_flush_ip(&self, ip: Ipv4Addr) -> Result<usize, DatapathError> {
         Ok(self.state().ct.remove(&ip).unwrap_or(0))

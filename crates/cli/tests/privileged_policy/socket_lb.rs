@@ -28,6 +28,96 @@ a, peer = l.accept()
 print(peer[0])
 "#;
 
+/// A connected UDP client that waits, between two requests, until the
+/// file argv[2] exists (it writes argv[2].ready when it waits).
+const UDP_WAITS: &str = r#"
+import socket, sys, os, time
+vip, flag = sys.argv[1], sys.argv[2]
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(3)
+c.connect((vip, 53)); c.send(b"x"); print("first", c.recv(100).decode(), flush=True)
+open(flag + ".ready", "w").close()
+while not os.path.exists(flag): time.sleep(0.05)
+try:
+    c.send(b"y"); print("again", c.recv(100).decode())
+except OSError as e:
+    print("closed", e.errno)
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(3)
+    c.connect((vip, 53)); c.send(b"z"); print("reconnected", c.recv(100).decode())
+"#;
+
+const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: sl, namespace: default}\nspec:\n  clusterIP: 10.96.0.50\n  ports: [{name: http, port: 80, targetPort: 8080}, {name: dns, port: 53, targetPort: 5353, protocol: UDP}, {name: self, port: 93, targetPort: 9093}]\n";
+
+fn slice(backend: std::net::Ipv4Addr) -> String {
+    format!("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: sl-a, namespace: default, labels: {{kubernetes.io/service-name: sl}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}, {{name: dns, port: 5353, protocol: UDP}}, {{name: self, port: 9093}}]\nendpoints:\n- {{addresses: [{backend}], conditions: {{ready: true}}}}\n")
+}
+
+/// The only backend is replaced while a client holds a connected UDP
+/// socket to it (through socket-LB): the socket is closed, not left
+/// sending to the old backend, and a new one reaches the new backend.
+fn udp_client_survives_backend_replacement(p: &P) {
+    let flag = std::env::temp_dir().join(format!("{}-udpflag", p.lab().name));
+    let ready = flag.with_extension("ready");
+    let _ = std::fs::remove_file(&flag);
+    let _ = std::fs::remove_file(&ready);
+    let argv: Vec<String> = ["python3", "-c", UDP_WAITS, "10.96.0.50", flag.to_str().unwrap()]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut child = p
+        .lab()
+        .pod_exec("client", &argv)
+        .unwrap()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let d = seta_lab::wait::Deadline::new("the UDP client's first answer", std::time::Duration::from_secs(20));
+    while !ready.exists() {
+        assert!(!d.expired(), "the UDP client never got its first answer");
+        assert!(child.try_wait().unwrap().is_none(), "the UDP client exited early");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    services_import(p, &format!("{SERVICE}---\n{}", slice(p.ip("other"))));
+    std::fs::write(&flag, "").unwrap();
+    let d = seta_lab::wait::Deadline::new("the UDP client to finish", std::time::Duration::from_secs(20));
+    while child.try_wait().unwrap().is_none() {
+        if d.expired() {
+            let _ = child.kill();
+            panic!("the UDP client did not finish");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::remove_file(&flag);
+    let _ = std::fs::remove_file(&ready);
+    assert!(text.contains("first ok"), "{text}");
+    // a closed UDP socket is disconnected: the next send fails (EDESTADDRREQ;
+    // a receive would see ECONNABORTED), it never reaches the old backend
+    assert!(
+        text.contains("closed 89") || text.contains("closed 103"),
+        "the socket to the removed backend is closed: {text}"
+    );
+    assert!(!text.contains("again"), "{text}");
+    assert!(text.contains("reconnected ok"), "{text}");
+    let rev = sock_list(p, "client")["reverse"].clone();
+    let web_left = rev
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["backend"] == format!("{}:5353", p.ip("web")));
+    assert!(!web_left, "no reverse entry points at the removed backend: {rev}");
+    assert!(
+        rev.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["backend"] == format!("{}:5353", p.ip("other"))),
+        "{rev}"
+    );
+    // back to web for the rest
+    services_import(p, &format!("{SERVICE}---\n{}", slice(p.ip("web"))));
+}
+
 fn py(p: &P, pod: &str, script: &str, args: &[&str]) -> (bool, String) {
     let mut argv = vec!["python3".to_string(), "-c".to_string(), script.to_string()];
     argv.extend(args.iter().map(|a| a.to_string()));
@@ -51,12 +141,8 @@ async fn privileged_policy_service_socket_lb(mut p: P) {
     let web = p.ip("web");
     let _w = Responder::start(&p.ns("web"), p.web_addr(8080));
     let _u = Responder::start(&p.ns("web"), p.web_addr(5353));
-    services_import(
-        &p,
-        &format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{name: sl, namespace: default}}\nspec:\n  clusterIP: 10.96.0.50\n  ports: [{{name: http, port: 80, targetPort: 8080}}, {{name: dns, port: 53, targetPort: 5353, protocol: UDP}}, {{name: self, port: 93, targetPort: 9093}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: sl-a, namespace: default, labels: {{kubernetes.io/service-name: sl}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}, {{name: dns, port: 5353, protocol: UDP}}, {{name: self, port: 9093}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n"
-        ),
-    );
+    let _o = Responder::start(&p.ns("other"), SocketAddr::new(p.ip("other").into(), 5353));
+    services_import(&p, &format!("{SERVICE}---\n{}", slice(web)));
     let status = p.seta_at("client", &["status"]);
     assert!(
         status["kube-proxy-replacement"]["socket-lb"]
@@ -122,6 +208,8 @@ async fn privileged_policy_service_socket_lb(mut p: P) {
     let n = sock_list(&p, "client")["reverse"].as_array().unwrap().len();
     let _ = cmd.output_within(std::time::Duration::from_secs(20)).unwrap();
     assert_eq!(sock_list(&p, "client")["reverse"].as_array().unwrap().len(), n, "not translated");
+
+    udp_client_survives_backend_replacement(&p);
 
     // a deleted pod's namespace leaves the map
     p.t.lab.pod_del("other").await.unwrap();
