@@ -41,6 +41,7 @@ use node::{setup_host_devices, underlay};
 mod endpoints;
 mod identities;
 mod k8s;
+mod k8s_services;
 mod policy;
 #[cfg(test)]
 mod tests;

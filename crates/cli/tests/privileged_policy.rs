@@ -1,6 +1,8 @@
 //! End-to-end policy scenarios in a lab: real TCP, UDP and ICMP through the
 //! kernel, and the drop reason the datapath counted.
 mod common;
+#[path = "privileged_policy/k8s_services.rs"]
+mod k8s_services;
 #[path = "privileged_policy/socket_lb.rs"]
 mod socket_lb;
 use common::bin_dir;
@@ -1669,7 +1671,7 @@ async fn privileged_policy_k8s_policies_from_kubectl(mut p: P) {
     // deleted: web is open again
     assert!(kubectl(&p, &["delete", "netpol", "web-ingress"], None).starts_with("networkpolicy.networking.k8s.io \"web-ingress\" deleted"));
     until_tcp(&p.ns("other"), web, true, "no policy selects web any more");
-    assert!(p.seta(&["status"])["kubernetes"].as_str().unwrap().starts_with("ok (5 watches"));
+    assert!(p.seta(&["status"])["kubernetes"].as_str().unwrap().starts_with("ok (7 watches"));
 }
 
 mod privileged_policy_k8s_policies_from_kubectl {

@@ -51,7 +51,8 @@ impl Agent {
         });
         let me = self.clone();
         sup.spawn("ip-publisher", move || me.clone().ip_publisher());
-        if self.kv.shared() {
+        // under Kubernetes every agent watches the API for services instead
+        if self.kv.shared() && self.k8s.is_none() {
             let me = self.clone();
             sup.spawn("services-sync", move || me.clone().services_sync());
         }

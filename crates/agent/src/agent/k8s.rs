@@ -16,10 +16,15 @@ const PODS: &str = "pods";
 
 /// The names of the watches, for the subsystem's health.
 pub(crate) fn watches() -> Vec<&'static str> {
-    PolicyKind::ALL.iter().map(|k| k.gvr().2).chain([NAMESPACES, PODS]).collect()
+    PolicyKind::ALL
+        .iter()
+        .map(|k| k.gvr().2)
+        .chain([NAMESPACES, PODS])
+        .chain(crate::k8s::services::SvcKind::ALL.iter().map(|k| k.gvkp().3))
+        .collect()
 }
 
-fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+pub(super) fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }
 
@@ -27,11 +32,11 @@ fn rfc3339_now() -> String {
     seta_core::time::rfc3339(seta_core::time::unix_now())
 }
 
-type Events = futures::stream::BoxStream<'static, watcher::Result<watcher::Event<DynamicObject>>>;
+pub(super) type Events = futures::stream::BoxStream<'static, watcher::Result<watcher::Event<DynamicObject>>>;
 
 /// A watch of every object of `ar` (list, then watch; relist and backoff
 /// as kube-runtime's watcher does).
-fn watch_all(k: &crate::k8s::K8s, ar: &ApiResource) -> Events {
+pub(super) fn watch_all(k: &crate::k8s::K8s, ar: &ApiResource) -> Events {
     watch_where(k, ar, watcher::Config::default())
 }
 
@@ -41,7 +46,7 @@ fn watch_where(k: &crate::k8s::K8s, ar: &ApiResource, cfg: watcher::Config) -> E
 }
 
 /// The next event as JSON, noting the watch's health; None: the stream ended.
-async fn next_event(k: &crate::k8s::K8s, s: &mut Events, name: &'static str) -> Option<watcher::Event<serde_json::Value>> {
+pub(super) async fn next_event(k: &crate::k8s::K8s, s: &mut Events, name: &'static str) -> Option<watcher::Event<serde_json::Value>> {
     loop {
         match s.next().await? {
             Err(e) => {
@@ -148,15 +153,21 @@ impl Agent {
 
     /// A Warning Event about a refused object, as `kubectl get events` shows it.
     async fn k8s_event(&self, kind: PolicyKind, ns: &str, name: &str, msg: &str) {
-        let Some(k) = &self.k8s else { return };
         let (g, v, _) = kind.gvr();
+        self.k8s_warning(&format!("{g}/{v}"), kind.kind(), ns, name, "PolicyRejected", msg)
+            .await
+    }
+
+    /// A Warning Event about an object (`apiVersion`, `kind`).
+    pub(super) async fn k8s_warning(&self, api_version: &str, kind: &str, ns: &str, name: &str, reason: &str, msg: &str) {
+        let Some(k) = &self.k8s else { return };
         let event_ns = if ns.is_empty() { "default" } else { ns };
         let now = rfc3339_now();
         let ev = serde_json::json!({
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"generateName": format!("{name}."), "namespace": event_ns},
-            "involvedObject": {"apiVersion": format!("{g}/{v}"), "kind": kind.kind(), "name": name, "namespace": ns},
-            "reason": "PolicyRejected", "message": msg, "type": "Warning",
+            "involvedObject": {"apiVersion": api_version, "kind": kind, "name": name, "namespace": ns},
+            "reason": reason, "message": msg, "type": "Warning",
             "source": {"component": "seta-agent", "host": self.cfg.node},
             "reportingComponent": "seta-agent", "reportingInstance": self.cfg.node,
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
@@ -332,18 +343,22 @@ impl Agent {
         }
         let me = self.clone();
         self.supervisor.spawn("k8s-namespaces", move || me.clone().k8s_namespace_watch());
+        for kind in crate::k8s::services::SvcKind::ALL {
+            let me = self.clone();
+            self.supervisor.spawn(kind.gvkp().3, move || me.clone().k8s_service_watch(kind));
+        }
         let me = self.clone();
         self.supervisor.spawn("k8s-pods", move || me.clone().k8s_pod_watch());
         let me = self.clone();
         self.supervisor.spawn("k8s-ciliumendpoints", move || me.clone().k8s_cep_writer());
     }
 
-    /// Policies come from the API under Kubernetes: local imports and
-    /// deletes are refused.
-    pub(super) fn refuse_under_k8s(&self, what: &str) -> Result<(), ApiError> {
+    /// Policies and services come from the API under Kubernetes: local
+    /// imports and deletes of `objects` are refused.
+    pub(super) fn refuse_under_k8s(&self, objects: &str, what: &str) -> Result<(), ApiError> {
         match &self.k8s {
             Some(_) => Err(ApiError::BadRequest(format!(
-                "policies come from the Kubernetes API here (--k8s-kubeconfig): {what} them with kubectl"
+                "{objects} come from the Kubernetes API here (--k8s-kubeconfig): {what} them with kubectl"
             ))),
             None => Ok(()),
         }

@@ -215,7 +215,7 @@ impl Agent {
     /// Create or replace each document by (kind, namespace, name), all or
     /// nothing; bump the revision; push the new state into every endpoint.
     pub async fn policy_import(&self, text: &str) -> Result<(u64, Vec<String>), ApiError> {
-        self.refuse_under_k8s("import")?;
+        self.refuse_under_k8s("policies", "import")?;
         let docs = self.policy_validate(text).await?;
         if docs.is_empty() {
             return Err(ApiError::BadRequest("no policy documents in the input".into()));
@@ -286,7 +286,7 @@ impl Agent {
         kind: Option<&str>,
         all: bool,
     ) -> Result<(u64, Vec<String>), ApiError> {
-        self.refuse_under_k8s("delete")?;
+        self.refuse_under_k8s("policies", "delete")?;
         let _order = self.policy_io.lock().await;
         let gone: Vec<PolicyDoc> = {
             let p = self.policy.get();

@@ -122,6 +122,7 @@ impl Agent {
     /// Create or replace every Service and EndpointSlice of `text`, all or
     /// nothing.
     pub async fn service_import(&self, text: &str) -> Result<ServiceChange, ApiError> {
+        self.refuse_under_k8s("services", "apply")?;
         let text = text.to_string();
         let objects = tokio::task::spawn_blocking(move || seta_core::service::parse_file(&text))
             .await
@@ -153,6 +154,7 @@ impl Agent {
 
     /// Delete a service (with its EndpointSlices) or everything.
     pub async fn service_delete(&self, name: Option<&str>, namespace: Option<&str>, all: bool) -> Result<ServiceChange, ApiError> {
+        self.refuse_under_k8s("services", "delete")?;
         let sel = match (name, all) {
             (_, true) => Selection::All,
             (Some(name), false) => Selection::Service {

@@ -3,6 +3,7 @@
 //! directly), and the watches' health. The agent (`agent/k8s.rs`) runs the
 //! watches and applies what this computes; translation is pure
 //! (`translate`).
+pub mod services;
 #[cfg(test)]
 mod tests;
 pub mod translate;
@@ -26,6 +27,8 @@ pub struct K8s {
     pub client: kube::Client,
     /// the watched policy objects and what they contribute
     pub policies: Mutex<PolicySource>,
+    /// the watched Services and EndpointSlices
+    pub services: Mutex<services::ServiceSource>,
     /// per watch: Ok once it has listed, or its last error
     health: Mutex<BTreeMap<&'static str, Result<(), String>>>,
     pub source: Source,
@@ -58,6 +61,7 @@ impl K8s {
         Self {
             client,
             policies: Mutex::new(PolicySource::default()),
+            services: Mutex::new(Default::default()),
             health: Mutex::new(watches.iter().map(|w| (*w, Err("not listed yet".to_string()))).collect()),
             source,
             pods: Mutex::new(BTreeMap::new()),

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-pub use parse::{parse_file, ServiceError};
+pub use parse::{parse_file, parse_value, ServiceError};
 
 /// The NodePort range (Kubernetes' default, as Cilium's).
 pub const NODE_PORT_MIN: u16 = 30000;

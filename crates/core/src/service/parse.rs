@@ -278,6 +278,11 @@ fn err(doc: usize, what: &str, path: &str, msg: &str) -> ServiceError {
     }
 }
 
+/// Parse one object as the API serves it (JSON), as strictly as a file.
+pub fn parse_value(v: &Value) -> Result<Object, ServiceError> {
+    parse_object(1, v)
+}
+
 fn parse_object(doc: usize, v: &Value) -> Result<Object, ServiceError> {
     let api = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     let kind = v.get("kind").and_then(Value::as_str).unwrap_or("");

@@ -153,7 +153,7 @@ async fn pods_give_labels_and_ciliumendpoints_and_namespaces_relabel() {
     eventually("client's CEP is gone", || cep(&api, "client").is_none()).await;
 
     assert!(
-        a.status().await.kubernetes.starts_with("ok (5 watches, kubeconfig "),
+        a.status().await.kubernetes.starts_with("ok (7 watches, kubeconfig "),
         "{}",
         a.status().await.kubernetes
     );
@@ -234,8 +234,96 @@ async fn policies_from_the_api_are_enforced_refused_with_status_and_deleted() {
     }
     assert!(open, "the deleted policy no longer applies");
     assert!(
-        a.status().await.kubernetes.starts_with("ok (5 watches, kubeconfig "),
+        a.status().await.kubernetes.starts_with("ok (7 watches, kubeconfig "),
         "{}",
         a.status().await.kubernetes
     );
+}
+
+/// Services and EndpointSlices come from the API: they reach the service
+/// maps; a refused version keeps the accepted one and gets an Event; local
+/// imports are refused; a delete takes the frontend away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_from_the_api_reach_the_maps_and_bad_ones_are_reported() {
+    let d = Tmp::new("k8ssvc");
+    let (api, k, a, web, _client) = setup(&d).await;
+    let svcs = find("", "v1", "services").unwrap();
+    let slices = find("discovery.k8s.io", "v1", "endpointslices").unwrap();
+    let svc = |port: i64| {
+        object(
+            &RESOURCES[svcs],
+            Some("default"),
+            "web",
+            json!({"spec": {"clusterIP": "10.96.0.77", "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}]}}),
+        )
+    };
+    api.server.write(svcs, "default", None, Write::Create(svc(80))).unwrap();
+    api.server
+        .write(
+            slices,
+            "default",
+            None,
+            Write::Create(object(
+                &RESOURCES[slices],
+                Some("default"),
+                "web-1",
+                json!({"metadata": {"labels": {"kubernetes.io/service-name": "web"}}, "addressType": "IPv4",
+                       "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+                       "endpoints": [{"addresses": [web.ipv4.to_string()], "conditions": {"ready": true}}]}),
+            )),
+        )
+        .unwrap();
+    let frontend = |k: &Fake, port: u16| {
+        k.state()
+            .lb
+            .services
+            .keys()
+            .any(|key| key.address == [10, 96, 0, 77] && u16::from_be_bytes(key.dport) == port && key.backend_slot == 1)
+    };
+    eventually("the ClusterIP with its backend in the maps", || frontend(&k, 80)).await;
+    let l = a.service_list();
+    assert_eq!(l[0].backends[0].address, format!("{}:8080/TCP", web.ipv4));
+    // local imports are refused under Kubernetes
+    let err = a
+        .service_import("apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {clusterIP: 10.96.0.78, ports: [{port: 80}]}\n")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("services come from the Kubernetes API"), "{err}");
+    // a bad version (port 0): refused with its field, an Event; port 80 stays
+    api.server
+        .write(
+            svcs,
+            "default",
+            Some("web"),
+            Write::MergePatch {
+                patch: json!({"spec": {"ports": [{"name": "http", "port": 0, "targetPort": "http", "protocol": "TCP"}]}}),
+                status_only: false,
+            },
+        )
+        .unwrap();
+    let rejected = || {
+        api.server
+            .list(find("", "v1", "events").unwrap(), Some("default"))
+            .into_iter()
+            .find(|e| e["reason"] == "ServiceRejected" && e["involvedObject"]["name"] == "web")
+    };
+    eventually("the refusal as an Event", || rejected().is_some()).await;
+    let msg = rejected().unwrap()["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("Service default/web") && msg.contains("port"), "{msg}");
+    assert!(frontend(&k, 80), "the accepted version stays");
+    // a valid change applies; a delete takes it away
+    api.server
+        .write(
+            svcs,
+            "default",
+            Some("web"),
+            Write::MergePatch {
+                patch: json!({"spec": {"ports": [{"name": "http", "port": 81, "targetPort": "http", "protocol": "TCP"}]}}),
+                status_only: false,
+            },
+        )
+        .unwrap();
+    eventually("port 81", || frontend(&k, 81) && !frontend(&k, 80)).await;
+    api.server.write(svcs, "default", Some("web"), Write::Delete).unwrap();
+    eventually("the frontend gone", || !frontend(&k, 81)).await;
 }

@@ -1,0 +1,68 @@
+//! Services and EndpointSlices from the Kubernetes API (under
+//! `--k8s-kubeconfig`): each kind is watched (list, then watch, relist and
+//! backoff as for policies); the accepted objects become the services
+//! subsystem's set and the maps follow. A refused object keeps the version
+//! accepted before and is reported in the log and as a Warning Event
+//! (`ServiceRejected`).
+use super::k8s::{next_event, resource, watch_all};
+use super::*;
+use crate::k8s::services::{SvcKind, SvcOutcome};
+use kube::runtime::watcher;
+
+impl Agent {
+    pub(super) async fn k8s_service_watch(self: Arc<Self>, kind: SvcKind) -> anyhow::Result<()> {
+        let k = self.k8s.clone().expect("Kubernetes is configured");
+        let (g, v, kname, plural) = kind.gvkp();
+        let ar = resource(g, v, kname, plural);
+        let api_version = if g.is_empty() { v.to_string() } else { format!("{g}/{v}") };
+        let mut listed: Vec<serde_json::Value> = Vec::new();
+        let mut s = watch_all(&k, &ar);
+        while let Some(ev) = next_event(&k, &mut s, plural).await {
+            let (outcomes, changed) = {
+                let mut src = k.services.lock().unwrap_or_else(|e| e.into_inner());
+                match ev {
+                    watcher::Event::Init => {
+                        listed.clear();
+                        continue;
+                    }
+                    watcher::Event::InitApply(o) => {
+                        listed.push(o);
+                        continue;
+                    }
+                    watcher::Event::InitDone => src.replace(kind, &std::mem::take(&mut listed)),
+                    watcher::Event::Apply(o) => {
+                        let out = src.apply(kind, &o);
+                        let changed = matches!(out, SvcOutcome::Accepted { changed: true });
+                        (vec![(crate::k8s::services::key(kind, &o), out)], changed)
+                    }
+                    watcher::Event::Delete(o) => (vec![], src.delete(kind, &o)),
+                }
+            };
+            for ((_, ns, name), out) in outcomes {
+                if let SvcOutcome::Rejected { msg, new: true } = out {
+                    tracing::error!(kind = kname, namespace = %ns, name = %name, error = %msg, "service object refused; the version accepted before (if any) stays");
+                    self.k8s_warning(&api_version, kname, &ns, &name, "ServiceRejected", &msg).await;
+                }
+            }
+            if changed {
+                self.k8s_services_changed().await;
+            }
+        }
+        anyhow::bail!("the {plural} watch ended")
+    }
+
+    /// The accepted Services and EndpointSlices become the services set.
+    async fn k8s_services_changed(&self) {
+        let Some(k) = &self.k8s else { return };
+        let objs = k.services.lock().unwrap_or_else(|e| e.into_inner()).objects();
+        let n = objs.len();
+        let _order = self.services_io.lock().await;
+        if !self.services.lock().unwrap().replace_all(objs) {
+            return;
+        }
+        match self.sync_services().await {
+            Ok(()) => tracing::info!(objects = n, "Kubernetes services applied"),
+            Err(e) => tracing::error!(%e, "applying the Kubernetes services"),
+        }
+    }
+}
