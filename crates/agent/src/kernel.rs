@@ -108,6 +108,8 @@ pub struct Real {
     nl: Netlink,
     eps: Mutex<EndpointMap>,
     ipc: Mutex<IpcacheMap>,
+    /// what the service maps hold since the last sync (None: read them)
+    lb: Mutex<Option<seta_datapath::maps::LbState>>,
 }
 
 impl Real {
@@ -119,6 +121,7 @@ impl Real {
             nl,
             eps: Mutex::new(eps),
             ipc: Mutex::new(ipc),
+            lb: Mutex::new(None),
         })
     }
 }
@@ -304,7 +307,13 @@ impl Kernel for Real {
         IpblockMaps::open(self.dp.pin_dir())?.sync(want)
     }
     fn lb_sync(&self, want: &seta_datapath::maps::LbState) -> Result<Vec<seta_abi::Lb4Backend>, DatapathError> {
-        let gone = seta_datapath::maps::LbMaps::open(self.dp.pin_dir())?.sync(want)?;
+        let mut have = self.lb.lock().unwrap_or_else(|p| p.into_inner());
+        let mut maps = seta_datapath::maps::LbMaps::open(self.dp.pin_dir())?;
+        let from = have.take().unwrap_or_else(|| maps.list());
+        // on an error `have` stays None: the next sync reads the maps again
+        let gone = maps.sync_from(&from, want)?;
+        *have = Some(want.clone());
+        drop(have);
         seta_datapath::maps::purge_backends(self.dp.pin_dir(), &gone)?;
         Ok(gone)
     }

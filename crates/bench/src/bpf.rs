@@ -1,6 +1,59 @@
 //! 3. from-container cost per packet (BPF_PROG_TEST_RUN) vs an empty program.
 use crate::*;
 
+/// 10k ClusterIP services (10.96.x.y:80/TCP) with 10 backends each.
+fn ten_thousand_services() -> seta_datapath::maps::LbState {
+    use seta_abi::{Lb4Backend, Lb4Key, Lb4ReverseNat, Lb4Service};
+    let mut st = seta_datapath::maps::LbState::default();
+    for s in 0..10_000u32 {
+        let vip = [10, 96, (s >> 8) as u8, s as u8];
+        let key = |slot: u16| Lb4Key {
+            address: vip,
+            dport: 80u16.to_be_bytes(),
+            backend_slot: slot,
+            proto: 6,
+            ..Default::default()
+        };
+        let rid = (s + 1) as u16;
+        st.services.insert(
+            key(0),
+            Lb4Service {
+                count: 10,
+                rev_nat_index: rid,
+                ..Default::default()
+            },
+        );
+        st.revnat.insert(
+            rid,
+            Lb4ReverseNat {
+                address: vip,
+                port: 80u16.to_be_bytes(),
+                pad: 0,
+            },
+        );
+        for b in 0..10u32 {
+            let id = s * 10 + b + 1;
+            st.services.insert(
+                key(b as u16 + 1),
+                Lb4Service {
+                    backend_id: id,
+                    ..Default::default()
+                },
+            );
+            st.backends.insert(
+                id,
+                Lb4Backend {
+                    address: [10, 128 + (id >> 16) as u8, (id >> 8) as u8, id as u8],
+                    port: 8080u16.to_be_bytes(),
+                    proto: 6,
+                    ..Default::default()
+                },
+            );
+        }
+    }
+    st
+}
+
 pub(crate) fn bench_bpf(args: &Args) -> Result<Vec<Row>> {
     use seta_abi::{EndpointInfo, ENDPOINT_F_HOST};
     use seta_datapath::maps::EndpointMap;
@@ -9,7 +62,15 @@ pub(crate) fn bench_bpf(args: &Args) -> Result<Vec<Row>> {
     eprintln!("==> from-container per-packet cost (BPF_PROG_TEST_RUN) vs an empty tc program");
     seta_datapath::sysfs::ensure_bpffs(Path::new("/sys/fs/bpf"))?;
     let node = format!("{PREFIX}-n0");
-    let dp = Datapath::new(seta_core::names::pin_dir(Path::new("/sys/fs/bpf"), &node, seta_abi::ABI_VERSION))?;
+    // service maps large enough for 10k services × 10 backends (110k slots)
+    let sizes = seta_datapath::MapSizes {
+        lb: 262_144,
+        ..Default::default()
+    };
+    let dp = Datapath::with_sizes(
+        seta_core::names::pin_dir(Path::new("/sys/fs/bpf"), &node, seta_abi::ABI_VERSION),
+        sizes,
+    )?;
     let r = (|| -> Result<Vec<Row>> {
         let _host = dp.load_host_object()?;
         let (a, b, router) = (Ipv4Addr::new(10, 9, 0, 2), Ipv4Addr::new(10, 9, 0, 3), Ipv4Addr::new(10, 9, 0, 1));
@@ -55,7 +116,31 @@ pub(crate) fn bench_bpf(args: &Args) -> Result<Vec<Row>> {
             e.push(run(&mut empty, "empty", &local)?);
         }
         let es = summarize(&e);
+        // the same established flow with 10k services (10 backends each) in
+        // the maps: every packet still makes its service lookup
+        seta_datapath::maps::LbMaps::open(dp.pin_dir())?.sync(&ten_thousand_services())?;
+        let mut l10k = vec![];
+        run(&mut lxc, "from_container", &local)?;
+        for _ in 0..args.rounds.max(5) {
+            l10k.push(run(&mut lxc, "from_container", &local)?);
+            l.push(run(&mut lxc, "from_container", &local)?);
+        }
+        l.truncate(args.rounds.max(5));
+        seta_datapath::maps::LbMaps::open(dp.pin_dir())?.sync(&Default::default())?;
+        let mut l0 = vec![];
+        for _ in 0..args.rounds.max(5) {
+            l0.push(run(&mut lxc, "from_container", &local)?);
+        }
         Ok(vec![
+            Row {
+                name: "from-container, established flow with 10k services × 10 backends loaded".into(),
+                unit: "ns/pkt",
+                seta: summarize(&l10k),
+                base_name: "no services loaded",
+                base: summarize(&l0),
+                higher_is_better: false,
+                goal: "".into(),
+            },
             Row {
                 name: "from-container, pod→pod local delivery (64 B UDP)".into(),
                 unit: "ns/pkt",

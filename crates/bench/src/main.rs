@@ -15,6 +15,7 @@ mod polcomp;
 mod policy;
 mod stats;
 mod svc;
+mod svcscale;
 mod util;
 mod xnode;
 
@@ -35,8 +36,12 @@ struct Args {
     /// Seconds per throughput / latency sample
     #[arg(long, default_value_t = 3)]
     seconds: u32,
-    /// Only these sections (bpf, net, cni, mem, polcomp, policy, kvstore, xnode, svc)
-    #[arg(long, value_delimiter = ',', default_value = "bpf,net,cni,mem,polcomp,policy,kvstore,xnode,svc")]
+    /// Only these sections (bpf, net, cni, mem, polcomp, policy, kvstore, xnode, svc, svcscale)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "bpf,net,cni,mem,polcomp,policy,kvstore,xnode,svc,svcscale"
+    )]
     only: Vec<String>,
     /// Also write the table as markdown here
     #[arg(long, default_value = "target/bench-results.md")]
@@ -52,6 +57,7 @@ use polcomp::*;
 use policy::*;
 use stats::*;
 use svc::*;
+use svcscale::*;
 use util::*;
 use xnode::*;
 
@@ -59,7 +65,7 @@ type SectionFn = fn(&Args, &Path, &tokio::runtime::Runtime) -> Result<Vec<Row>>;
 
 /// The sections in order: name (for --only), seconds of budget per
 /// round-second, and how to run it.
-const SECTIONS: [(&str, u64, SectionFn); 9] = [
+const SECTIONS: [(&str, u64, SectionFn); 10] = [
     ("bpf", 4, |a, _, _| bench_bpf(a)),
     ("net", 30, |a, b, rt| rt.block_on(bench_net(a, b))),
     ("cni", 10, |a, b, rt| rt.block_on(bench_cni(a, b))),
@@ -69,6 +75,7 @@ const SECTIONS: [(&str, u64, SectionFn); 9] = [
     ("kvstore", 10, |a, _, rt| rt.block_on(bench_identity_alloc(a))),
     ("xnode", 40, |a, b, rt| rt.block_on(bench_xnode(a, b))),
     ("svc", 20, |a, b, rt| rt.block_on(bench_services(a, b))),
+    ("svcscale", 10, |a, b, rt| rt.block_on(bench_service_scale(a, b))),
 ];
 
 /// Run one section on its own thread with a time limit: its rows, or why it

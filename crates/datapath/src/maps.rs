@@ -596,6 +596,12 @@ impl LbMaps {
     /// backends (address, port, protocol) that are gone.
     pub fn sync(&mut self, want: &LbState) -> Result<Vec<seta_abi::Lb4Backend>, DatapathError> {
         let have = self.list();
+        self.sync_from(&have, want)
+    }
+
+    /// `sync`, given what the maps hold (the state this process wrote last,
+    /// so the maps are not walked again: 2 syscalls per entry).
+    pub fn sync_from(&mut self, have: &LbState, want: &LbState) -> Result<Vec<seta_abi::Lb4Backend>, DatapathError> {
         let kept: std::collections::BTreeSet<([u8; 4], [u8; 2], u8)> =
             want.backends.values().map(|b| (b.address, b.port, b.proto)).collect();
         let mut gone: Vec<seta_abi::Lb4Backend> = have

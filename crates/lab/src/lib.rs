@@ -117,6 +117,8 @@ pub struct LabOptions {
     pub k8s: bool,
     /// socket-LB (--bpf-lb-sock) at a cgroup per node
     pub socket_lb: bool,
+    /// more flags for every agent (e.g. map sizes)
+    pub agent_args: Vec<String>,
 }
 
 const UNDERLAY_GW: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 254);

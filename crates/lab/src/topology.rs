@@ -89,6 +89,7 @@ impl Lab {
             if opts.maglev {
                 lab.agent_args.extend(["--bpf-lb-algorithm".to_string(), "maglev".to_string()]);
             }
+            lab.agent_args.extend(opts.agent_args.iter().cloned());
             for i in 1..=nodes {
                 let node = format!("{name}-n{i}");
                 let pod_cidr = Ipv4Net::new(Ipv4Addr::from(base + ((i as u32) << 8)), 24)?;

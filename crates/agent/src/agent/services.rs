@@ -57,10 +57,19 @@ impl Agent {
     /// under the services lock, written on a blocking thread without it.
     pub(super) async fn sync_services(&self) -> Result<(), ApiError> {
         let addrs = self.node_port_addrs();
-        let (want, checks, snapshot) = {
+        let want = {
             let mut repo = self.services.lock().unwrap();
-            let want = repo.lb_state(&self.cfg.node, &addrs, self.cfg.maglev.map(|m| (m.m, m.table_seed)));
-            (want, repo.health_checks(&self.cfg.node), repo.clone())
+            repo.lb_state(&self.cfg.node, &addrs, self.cfg.maglev.map(|m| (m.m, m.table_seed)))
+        };
+        self.write_lb(want).await
+    }
+
+    /// Persist the repository, follow its health checks, and write `want`
+    /// (computed from it) to the service maps.
+    async fn write_lb(&self, want: seta_datapath::maps::LbState) -> Result<(), ApiError> {
+        let (checks, snapshot) = {
+            let repo = self.services.lock().unwrap();
+            (repo.health_checks(&self.cfg.node), repo.clone())
         };
         self.save_services(snapshot)?;
         for e in self.health_server.reconcile(checks).await {
@@ -129,26 +138,43 @@ impl Agent {
             .map_err(|e| ApiError::Internal(format!("service parser: {e}")))?
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let _order = self.services_io.lock().await;
-        // the result must fit the maps (checked on a copy, before anything is written)
-        {
-            let mut trial = self.services.lock().unwrap().clone();
-            trial.import(objects.clone());
-            let maglev = self.cfg.maglev.map(|m| (m.m, m.table_seed));
-            trial
-                .lb_state(&self.cfg.node, &self.node_port_addrs(), maglev)
-                .fits(self.cfg.map_sizes.lb)
-                .map_err(|e| ApiError::TooLarge(format!("{e}; nothing was changed")))?;
-        }
+        // the result, computed on a copy, must fit the maps before anything
+        // is written; the copy (with its numbers) then becomes the repository
+        let base = self.services.lock().unwrap().clone();
+        let mut trial = base.clone();
+        let (revision, names) = trial.import(objects.clone());
+        let maglev = self.cfg.maglev.map(|m| (m.m, m.table_seed));
+        let want = trial.lb_state(&self.cfg.node, &self.node_port_addrs(), maglev);
+        want.fits(self.cfg.map_sizes.lb)
+            .map_err(|e| ApiError::TooLarge(format!("{e}; nothing was changed")))?;
         // shared by the cluster: the kvstore first, all or nothing
         self.write_services(&self.kv_puts(&objects), &[]).await?;
-        let (change, snapshot) = {
+        let change = ServiceChange { revision, objects: names };
+        let unchanged_meanwhile = {
             let mut repo = self.services.lock().unwrap();
-            let (revision, objects) = repo.import(objects);
-            (ServiceChange { revision, objects }, repo.clone())
+            if *repo == base {
+                *repo = trial;
+                true
+            } else {
+                // (hostPorts changed meanwhile) apply to what is there now
+                repo.import(objects);
+                false
+            }
         };
-        self.save_services(snapshot)?;
-        self.sync_services().await?;
+        if unchanged_meanwhile {
+            self.write_lb(want).await?;
+        } else {
+            self.sync_services().await?;
+        }
         tracing::info!(revision = change.revision, objects = change.objects.len(), "services changed");
+        if change.objects.len() >= 100 {
+            // a large import leaves its parse and copies freed in the heap:
+            // give that back to the system rather than keep it resident
+            // SAFETY: malloc_trim only releases free memory of glibc's heap
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
         Ok(change)
     }
 

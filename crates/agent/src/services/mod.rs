@@ -41,13 +41,30 @@ pub struct Repository {
 }
 
 /// The lowest number from 1 not in use.
-fn lowest_free<T: Copy + Ord + From<u8> + std::ops::Add<Output = T>>(used: impl Iterator<Item = T>) -> T {
-    let used: std::collections::BTreeSet<T> = used.collect();
-    let mut n = T::from(1);
-    while used.contains(&n) {
-        n = n + T::from(1);
+/// Hands out the lowest numbers not in use, from 1 (one walk over the used
+/// set per call of lb_state, not one per new number: 100k backends).
+struct Numbers<T> {
+    used: std::collections::BTreeSet<T>,
+    next: T,
+}
+
+impl<T: Copy + Ord + From<u8> + std::ops::Add<Output = T>> Numbers<T> {
+    fn new(used: impl Iterator<Item = T>) -> Self {
+        Self {
+            used: used.collect(),
+            next: T::from(1),
+        }
     }
-    n
+
+    /// The lowest free number, now taken (the used set only grows, so the
+    /// lowest free never goes down).
+    fn take(&mut self) -> T {
+        while self.used.contains(&self.next) {
+            self.next = self.next + T::from(1);
+        }
+        self.used.insert(self.next);
+        self.next
+    }
 }
 
 /// Which objects a delete names.
@@ -133,10 +150,22 @@ impl Repository {
     /// Every frontend this node load-balances (NodePort on `node_addrs`),
     /// with the backend states set by hand applied.
     pub fn frontends(&self, node_addrs: &[Ipv4Addr]) -> Vec<Frontend> {
+        // slices by their service, once (not one walk of them per service)
+        let mut by_service: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
+        for e in self.slices.values() {
+            by_service.entry((&e.namespace, &e.service)).or_default().push(e);
+        }
+        let none = Vec::new();
         let mut out: Vec<Frontend> = self
             .services
             .values()
-            .flat_map(|s| translate(s, &self.slices_of(s), node_addrs))
+            .flat_map(|s| {
+                translate(
+                    s,
+                    by_service.get(&(s.namespace.as_str(), s.name.as_str())).unwrap_or(&none),
+                    node_addrs,
+                )
+            })
             .chain(self.host_port_frontends(node_addrs))
             .collect();
         for f in &mut out {
@@ -200,18 +229,20 @@ impl Repository {
         let name = |ip: Ipv4Addr, port: u16, p: seta_core::service::Proto| format!("{ip}:{port}/{p}");
         let mut want = seta_datapath::maps::LbState::default();
         let (mut bids, mut rids) = (BTreeMap::new(), BTreeMap::new());
+        let mut free_b: Numbers<u32> = Numbers::new(self.backend_ids.values().copied());
+        let mut free_r: Numbers<u16> = Numbers::new(self.revnat_ids.values().copied());
         for f in &frontends {
             let rkey = name(f.addr, f.port, f.proto);
             let rid = match self.revnat_ids.get(&rkey).or(rids.get(&rkey)) {
                 Some(id) => *id,
-                None => lowest_free(self.revnat_ids.values().chain(rids.values()).copied()),
+                None => free_r.take(),
             };
             rids.insert(rkey, rid);
             let mut id_of = |ip: Ipv4Addr, port: u16| {
                 let k = name(ip, port, f.proto);
                 let id = match self.backend_ids.get(&k).or(bids.get(&k)) {
                     Some(id) => *id,
-                    None => lowest_free(self.backend_ids.values().chain(bids.values()).copied()),
+                    None => free_b.take(),
                 };
                 bids.insert(k, id);
                 id

@@ -181,6 +181,7 @@ pub async fn run(cmd: &LabCmd, json: bool) -> Result<i32> {
                 maglev: *maglev,
                 k8s: *k8s,
                 socket_lb: *socket_lb,
+                agent_args: vec![],
             };
             let t = std::time::Instant::now();
             let l = Lab::up_with(lab, *nodes, *pods, *cluster_cidr, &bin_dir()?, &opts, &|m| eprintln!("==> {m}")).await?;
