@@ -127,6 +127,18 @@ int from_netdev(struct __sk_buff *ctx)
 
 		return ret >= 0 ? ret : TC_ACT_OK;
 	}
+	/* DSR: the service this connection came in through, for the replies */
+	if (ip->ihl == 5 + DSR_IPV4_OPT_LEN / 4) {
+		struct flow f = {};
+
+		if (parse_l4(ctx, ip, &f) == 0)
+			dsr_learn4(ctx, &f);
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		ip = data + ETH_HLEN;
+		if ((void *)(ip + 1) > data_end)
+			return TC_ACT_OK;
+	}
 	return to_local_endpoint(ctx, ip, ep, ipcache_identity(ip->saddr));
 }
 

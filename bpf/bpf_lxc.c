@@ -107,6 +107,10 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 	if (st == CT_REPLY) {
 		/* a backend answering a client of this node through a service */
 		ret = lb4_xlate_rev(ctx, l4_off, &f);
+		/* a backend answering a client that came through another
+		 * node's NodePort by DSR: straight back, from the service */
+		if (ret == 0)
+			ret = dsr_reply4(ctx, l4_off, &f);
 		if (ret < 0)
 			return send_drop(ctx, -ret, METRIC_EGRESS);
 		/* a hairpin reply: back to the pod itself */
@@ -172,7 +176,8 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 	/* Beyond this node (native routing, other nodes, the world): route it
 	 * here and hand it to the egress device; the node itself and whatever
 	 * the FIB does not forward go up the stack. */
-	ret = masquerade4(ctx, l4_off, &f, info ? info->sec_identity : WORLD_ID);
+	/* (a reply keeps its addresses: the connection came from outside) */
+	ret = st == CT_REPLY ? 0 : masquerade4(ctx, l4_off, &f, info ? info->sec_identity : WORLD_ID);
 	if (ret < 0)
 		return send_drop(ctx, -ret, METRIC_EGRESS);
 	ret = fib_redirect_v4(ctx);

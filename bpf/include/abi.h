@@ -281,6 +281,18 @@ _Static_assert(sizeof(struct sock_revnat_entry) == 8, "sock_revnat_entry size");
 #define SOCK_NETNS_POD 2
 #define SOCK_NETNS_MAP_SIZE 65536
 
+/* DSR: the IPv4 option that carries the service to the backend's node
+ * (Cilium's DSR_IPV4_OPT_TYPE: IPOPT_COPY | 0x1a, 8 bytes) */
+#define DSR_IPV4_OPT_TYPE 0x9a
+#define DSR_IPV4_OPT_LEN 8
+struct dsr_opt_v4 {
+	__u8 type;
+	__u8 len;
+	__be16 port;
+	__be32 addr;
+};
+_Static_assert(sizeof(struct dsr_opt_v4) == 8, "dsr_opt_v4 size");
+
 /* hairpin: a pod reaching itself through a service comes from this
  * address (Cilium's ipv4-service-loopback-address), 169.254.42.1 */
 #define LB_LOOPBACK_ADDR bpf_htonl(0xa9fe2a01)
@@ -329,6 +341,8 @@ _Static_assert(__builtin_offsetof(struct seta_event, ts) == 40, "seta_event.ts")
 #define CONFIG_DATAPATH_OPTS 2 /* OPT_* bits */
 #define OPT_LB_NO_BACKEND_DROP 1 /* a service without backends drops (else: ICMP reject) */
 #define OPT_MASQUERADE 2         /* pods' traffic to the world leaves from the node's address */
+#define OPT_LB_DSR_TCP 4         /* north-south TCP to a remote backend: DSR (--bpf-lb-mode dsr|hybrid) */
+#define OPT_LB_DSR_UDP 8         /* north-south UDP to a remote backend: DSR (--bpf-lb-mode dsr) */
 #define CONFIG_NODE_IP 3     /* the node's address (network order): SNAT of north-south service traffic */
 #define CONFIG_LB_MAGLEV_M 4 /* Maglev table size M (prime); 0 = no Maglev */
 #define CONFIG_LB_HASH_SEED 5 /* seed of the datapath's flow hash (Maglev slot) */

@@ -12,6 +12,7 @@
 #include "fib.h"
 #include "lb.h"
 #include "deliver.h"
+#include "dsr.h"
 
 #define LB_F_NORTH_SOUTH (LB_F_NODEPORT | LB_F_EXTERNAL_IP | LB_F_LOADBALANCER | LB_F_HOSTPORT)
 
@@ -149,7 +150,9 @@ static __always_inline int nodeport_rev(struct __sk_buff *ctx, __u32 l4_off, str
 static __always_inline int nodeport_lb4(struct __sk_buff *ctx, __u32 l4_off, struct flow *f, __u32 src_id)
 {
 	struct endpoint_info *ep;
-	int ret;
+	__be32 svc_addr = f->key.daddr;
+	__be16 svc_port = f->key.dport;
+	int ret, dsr;
 
 	ret = lb4_xlate_fwd(ctx, l4_off, f, LB_F_NORTH_SOUTH);
 	if (ret == 0)
@@ -161,7 +164,15 @@ static __always_inline int nodeport_lb4(struct __sk_buff *ctx, __u32 l4_off, str
 	ep = lookup_ip4_endpoint(f->key.daddr);
 	if (ep && !(ep->flags & ENDPOINT_F_HOST))
 		return to_local_endpoint_rewritten(ctx, ep, src_id);
-	ret = snat4_fwd(ctx, l4_off, f);
+	/* a backend on another node: DSR (the client's address kept, the
+	 * service in an option of the first packet), else SNAT */
+	dsr = dsr_wanted(f);
+	if (dsr == 2)
+		ret = dsr_set_opt4(ctx, svc_addr, svc_port);
+	else if (dsr == 0)
+		ret = snat4_fwd(ctx, l4_off, f);
+	else
+		ret = 0;
 	if (ret < 0)
 		return send_drop(ctx, -ret, METRIC_EGRESS);
 	ret = nodeport_forward(ctx, f->key.daddr);

@@ -404,6 +404,10 @@ pub const CONFIG_DATAPATH_OPTS: u32 = 2;
 pub const OPT_LB_NO_BACKEND_DROP: u32 = 1;
 /// BPF masquerade: pods' traffic to the world leaves from the node's address
 pub const OPT_MASQUERADE: u32 = 2;
+/// north-south TCP to a remote backend goes by DSR (--bpf-lb-mode dsr|hybrid)
+pub const OPT_LB_DSR_TCP: u32 = 4;
+/// north-south UDP to a remote backend goes by DSR (--bpf-lb-mode dsr)
+pub const OPT_LB_DSR_UDP: u32 = 8;
 /// seta_config slot: the node's address in network order (SNAT of north-south service traffic)
 pub const CONFIG_NODE_IP: u32 = 3;
 /// seta_config slot: the Maglev table size M (prime); 0 = no Maglev

@@ -2,7 +2,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use ipnet::Ipv4Net;
-pub use seta_core::mode::{KvstoreKind, LbAlgorithm, NoBackendResponse, RoutingMode};
+pub use seta_core::mode::{KvstoreKind, LbAlgorithm, LbMode, NoBackendResponse, RoutingMode};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Args, Default)]
@@ -52,6 +52,9 @@ pub struct RunArgs {
     /// What a pod gets for a service without backends: `reject` (ICMP port unreachable) or `drop`; reason 158 is counted either way
     #[arg(long, env = "SETA_SERVICE_NO_BACKEND_RESPONSE", value_enum, default_value_t = NoBackendResponse::Reject)]
     pub service_no_backend_response: NoBackendResponse,
+    /// North-south traffic to a backend on another node: `snat`, `dsr` (client address kept, replies straight from the backend's node; native routing only) or `hybrid` (DSR for TCP, SNAT for UDP)
+    #[arg(long, env = "SETA_BPF_LB_MODE", value_enum, default_value_t = LbMode::Snat)]
+    pub bpf_lb_mode: LbMode,
     /// Backend selection for new connections: `random`, or `maglev` (consistent hashing of the flow for NodePort, ExternalIP and LoadBalancer frontends: every node picks the same backend)
     #[arg(long, env = "SETA_BPF_LB_ALGORITHM", value_enum, default_value_t = LbAlgorithm::Random)]
     pub bpf_lb_algorithm: LbAlgorithm,
@@ -227,6 +230,8 @@ pub struct Config {
     pub k8s: Option<crate::k8s::Source>,
     /// socket-LB: the cgroup its programs attach at (None: off)
     pub sock_lb: Option<PathBuf>,
+    /// north-south forwarding to remote backends: SNAT, DSR or hybrid
+    pub lb_mode: LbMode,
 }
 
 /// The cgroup socket-LB attaches at: `--cgroup-root`, else the cgroup2
@@ -321,6 +326,12 @@ impl Config {
             bail!("pod CIDR {pod_cidr} is too small: use /30 or larger");
         }
         let routing_mode = a.routing_mode;
+        if a.bpf_lb_mode != LbMode::Snat && routing_mode != RoutingMode::Native {
+            bail!(
+                "--bpf-lb-mode {}: DSR needs --routing-mode native (the service travels to the backend's node in an IPv4 option, Cilium's dispatch \"opt\")",
+                a.bpf_lb_mode
+            );
+        }
         if let Some(m) = a.mtu {
             if !(1280..=65535).contains(&m) {
                 bail!("--mtu {m}: expected 1280..=65535");
@@ -385,6 +396,7 @@ impl Config {
                 None if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => Some(crate::k8s::Source::InCluster),
                 None => None,
             },
+            lb_mode: a.bpf_lb_mode,
             sock_lb: match a.bpf_lb_sock {
                 true => Some(sock_lb_cgroup(a.cgroup_root)?),
                 false => None,
@@ -515,6 +527,21 @@ mod tests {
         assert!(e.to_string().contains("--bpf-lb-maglev-table-size 1000: expected one of"), "{e}");
         let e = with(&["--bpf-lb-algorithm", "maglev", "--bpf-lb-maglev-hash-seed", "c2hvcnQ="]).unwrap_err();
         assert!(e.to_string().contains("expected base64 of 12 bytes"), "{e}");
+    }
+
+    #[test]
+    fn dsr_needs_native_routing_and_socket_lb_a_cgroup_v2_directory() {
+        let base = ["--node", "n1", "--pod-cidr", "10.9.0.0/24"];
+        let with = |extra: &[&str]| parse("{}", &[], &[&base[..], extra].concat());
+        assert_eq!(with(&[]).unwrap().lb_mode, LbMode::Snat);
+        let e = with(&["--bpf-lb-mode", "dsr"]).unwrap_err();
+        assert!(e.to_string().contains("--bpf-lb-mode dsr: DSR needs --routing-mode native"), "{e}");
+        let c = with(&["--bpf-lb-mode", "hybrid", "--routing-mode", "native"]).unwrap();
+        assert_eq!(c.lb_mode, LbMode::Hybrid);
+        assert_eq!(with(&[]).unwrap().sock_lb, None, "socket-LB off by default");
+        let dir = std::env::temp_dir();
+        let e = with(&["--bpf-lb-sock", "--cgroup-root", dir.to_str().unwrap()]).unwrap_err();
+        assert!(e.to_string().contains("not a cgroup v2 directory"), "{e}");
     }
 
     #[test]

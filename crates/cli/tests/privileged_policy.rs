@@ -1,6 +1,8 @@
 //! End-to-end policy scenarios in a lab: real TCP, UDP and ICMP through the
 //! kernel, and the drop reason the datapath counted.
 mod common;
+#[path = "privileged_policy/dsr.rs"]
+mod dsr;
 #[path = "privileged_policy/k8s_services.rs"]
 mod k8s_services;
 #[path = "privileged_policy/socket_lb.rs"]

@@ -15,6 +15,30 @@ pub enum NoBackendResponse {
     Drop,
 }
 
+/// How north-south traffic reaches a backend on another node
+/// (`--bpf-lb-mode`, Cilium's): `snat` (from the node's address, back through
+/// it), `dsr` (the client's address kept, the reply straight from the
+/// backend's node; needs native routing), `hybrid` (DSR for TCP, SNAT for UDP).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum LbMode {
+    #[default]
+    Snat,
+    Dsr,
+    Hybrid,
+}
+
+impl std::fmt::Display for LbMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Snat => "snat",
+            Self::Dsr => "dsr",
+            Self::Hybrid => "hybrid",
+        })
+    }
+}
+
 /// How a new connection's backend is chosen (`--bpf-lb-algorithm`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]

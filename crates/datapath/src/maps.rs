@@ -31,6 +31,7 @@ pub const MAP_LB4_SRC_RANGE: &str = "seta_lb4_source_range";
 pub const MAP_LB4_MAGLEV: &str = "seta_lb4_maglev";
 pub const MAP_LB4_REVERSE_SK: &str = "seta_lb4_reverse_sk";
 pub const MAP_SOCK_NETNS: &str = "seta_sock_netns";
+pub const MAP_LB4_DSR: &str = "seta_lb4_dsr";
 
 fn open(pin_dir: &Path, name: &str) -> Result<(MapData, PathBuf), DatapathError> {
     let path = pin_dir.join(name);
@@ -791,4 +792,15 @@ pub fn netns_cookie(path: Option<&Path>) -> std::io::Result<u64> {
     })
     .join()
     .map_err(|_| std::io::Error::other("netns cookie thread panicked"))?
+}
+
+/// DSR connections this node is the backend's node of: the reply's tuple
+/// -> the service it leaves from (`seta_lb4_dsr`).
+pub fn dsr_list(pin_dir: &Path) -> Result<Vec<(CtKey, seta_abi::Lb4ReverseNat)>, DatapathError> {
+    let (md, path) = open(pin_dir, MAP_LB4_DSR)?;
+    let m: HashMap<MapData, CtKey, seta_abi::Lb4ReverseNat> =
+        HashMap::try_from(Map::LruHashMap(md)).map_err(|e| merr(MAP_LB4_DSR, &path, "type", e))?;
+    let mut v: Vec<_> = m.iter().flatten().collect();
+    v.sort_by_key(|(k, _)| *k);
+    Ok(v)
 }

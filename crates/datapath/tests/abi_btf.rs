@@ -71,6 +71,7 @@ fn objects() -> Vec<(&'static str, &'static [u8])> {
     vec![
         ("bpf_lxc.o", seta_datapath::objects::BPF_LXC),
         ("bpf_host.o", seta_datapath::objects::BPF_HOST),
+        ("bpf_sock.o", seta_datapath::objects::BPF_SOCK),
     ]
 }
 
@@ -396,6 +397,9 @@ fn every_map_has_the_name_and_sizes_the_agent_uses() {
         (MAP_EVENTS_LOST, (4, 8)),
         (MAP_LB4_SRC_RANGE, (4 + size_of::<Lb4SrcRangeData>(), 1)),
         (MAP_LB4_MAGLEV, (size_of::<Lb4MaglevKey>(), size_of::<Lb4MaglevChunk>())),
+        (MAP_LB4_DSR, (size_of::<CtKey>(), size_of::<Lb4ReverseNat>())),
+        (MAP_LB4_REVERSE_SK, (size_of::<SockRevnatKey>(), size_of::<SockRevnatEntry>())),
+        (MAP_SOCK_NETNS, (8, 1)),
     ]
     .into_iter()
     .map(|(n, (k, v))| (n, (k as u32, v as u32)))

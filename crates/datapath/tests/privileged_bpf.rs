@@ -716,3 +716,61 @@ fn privileged_bpf_map_sizes_from_flags_and_a_pinned_mismatch_is_loud() {
         "{e}"
     );
 }
+
+/// DSR on the backend's node: a SYN for a local pod carrying the DSR option
+/// (service 172.30.0.2:30090) is delivered, and the connection is recorded;
+/// the pod's SYN-ACK leaves from the service's address and port with valid
+/// checksums (a reply: no policy, no masquerade).
+#[test]
+fn privileged_bpf_dsr_option_is_learned_and_the_reply_leaves_from_the_service() {
+    if !privileged() {
+        return;
+    }
+    let mut f = Fixture::new("dsr");
+    {
+        let p: &mut SchedClassifier = f.host.program_mut("from_netdev").unwrap().try_into().unwrap();
+        p.load().unwrap();
+    }
+    let client = Ipv4Addr::new(192, 0, 2, 10);
+    let svc = Ipv4Addr::new(172, 30, 0, 2);
+    // the SYN as the entry node sent it: IPv4 option 0x9a, 8 bytes (port, address)
+    let mut syn = tcp_packet([2, 0, 0, 0, 0, 9], B_HOST_MAC, client, POD_B, 40000, 8080, 0x02);
+    let mut opt = vec![0x9a, 8];
+    opt.extend_from_slice(&30090u16.to_be_bytes());
+    opt.extend_from_slice(&svc.octets());
+    syn.splice(34..34, opt);
+    syn[14] = 0x47;
+    let total = u16::from_be_bytes([syn[16], syn[17]]) + 8;
+    syn[16..18].copy_from_slice(&total.to_be_bytes());
+    syn[24..26].copy_from_slice(&[0, 0]);
+    let c = csum(&syn[14..42]);
+    syn[24..26].copy_from_slice(&c.to_be_bytes());
+    let (rc, _) = run(&mut f.host, "from_netdev", &syn);
+    assert_eq!(rc, TC_ACT_REDIRECT, "delivered to the pod");
+    let dsr = seta_datapath::maps::dsr_list(f.dp.pin_dir()).unwrap();
+    assert_eq!(dsr.len(), 1, "{dsr:?}");
+    let (k, v) = dsr[0];
+    assert_eq!((k.saddr, k.daddr), (POD_B.octets(), client.octets()), "keyed by the reply");
+    assert_eq!(
+        (u16::from_be_bytes(k.sport), u16::from_be_bytes(k.dport), k.proto),
+        (8080, 40000, 6)
+    );
+    assert_eq!((v.address, u16::from_be_bytes(v.port)), (svc.octets(), 30090));
+    // the pod's reply: from the service, checksums still valid
+    let mut synack = tcp_packet(B_POD_MAC, B_HOST_MAC, POD_B, client, 8080, 40000, 0x12);
+    let tcp_csum = |p: &[u8]| {
+        let mut pseudo = p[26..34].to_vec();
+        pseudo.extend_from_slice(&[0, 6, 0, 20]);
+        pseudo.extend_from_slice(&p[34..54]);
+        csum(&pseudo)
+    };
+    let c = tcp_csum(&synack);
+    synack[50..52].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(tcp_csum(&synack), 0);
+    let (rc, out) = run(f.sending_b(), "from_container", &synack);
+    assert_ne!(rc, TC_ACT_SHOT, "a reply is not dropped");
+    assert_eq!(&out[26..30], &svc.octets(), "source address");
+    assert_eq!(&out[34..36], &30090u16.to_be_bytes(), "source port");
+    assert_eq!(csum(&out[14..34]), 0, "IP checksum");
+    assert_eq!(tcp_csum(&out), 0, "TCP checksum");
+}

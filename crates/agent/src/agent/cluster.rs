@@ -46,10 +46,15 @@ pub(super) async fn setup_routing_mode(dp: &Datapath, nl: &Netlink, cfg: &Config
     }
     let drop = (cfg.service_no_backend_response == crate::config::NoBackendResponse::Drop) as u32;
     let masq = if cfg.enable_bpf_masquerade { seta_abi::OPT_MASQUERADE } else { 0 };
+    let dsr = match cfg.lb_mode {
+        crate::config::LbMode::Snat => 0,
+        crate::config::LbMode::Dsr => seta_abi::OPT_LB_DSR_TCP | seta_abi::OPT_LB_DSR_UDP,
+        crate::config::LbMode::Hybrid => seta_abi::OPT_LB_DSR_TCP,
+    };
     seta_datapath::maps::set_config(
         &pin,
         seta_abi::CONFIG_DATAPATH_OPTS,
-        (drop * seta_abi::OPT_LB_NO_BACKEND_DROP) | masq,
+        (drop * seta_abi::OPT_LB_NO_BACKEND_DROP) | masq | dsr,
     )?;
     // Maglev: the table size and the flow hash's seed (tables come with the services)
     let (m, seed) = cfg.maglev.map_or((0, 0), |m| (m.m, m.hash_seed));

@@ -382,7 +382,12 @@ impl Agent {
                 Some(dir) => format!("Enabled (cgroup {})", dir.display()),
                 None => "Disabled".into(),
             },
-            mode: "SNAT".into(),
+            mode: match self.cfg.lb_mode {
+                crate::config::LbMode::Snat => "SNAT",
+                crate::config::LbMode::Dsr => "DSR",
+                crate::config::LbMode::Hybrid => "Hybrid",
+            }
+            .into(),
             backend_selection: match &self.cfg.maglev {
                 Some(m) => format!("Maglev (Table Size: {})", m.m),
                 None => "Random".into(),

@@ -36,6 +36,9 @@ pub enum LabCmd {
         /// agents translate services at connect time (socket-LB) at a cgroup per node, where `seta lab exec` runs the node's and pods' processes
         #[arg(long)]
         socket_lb: bool,
+        /// agents forward north-south traffic to remote backends by snat, dsr or hybrid (dsr and hybrid need --routing native)
+        #[arg(long, value_enum, default_value_t = seta_core::mode::LbMode::Snat)]
+        lb_mode: seta_core::mode::LbMode,
     },
     /// Nodes and pods of a lab
     Status {
@@ -166,6 +169,7 @@ pub async fn run(cmd: &LabCmd, json: bool) -> Result<i32> {
             maglev,
             k8s,
             socket_lb,
+            lb_mode,
         } => {
             use seta_core::mode::KvstoreKind;
             let kv = kvstore.unwrap_or(if *nodes > 1 { KvstoreKind::Etcd } else { KvstoreKind::Memory });
@@ -181,7 +185,7 @@ pub async fn run(cmd: &LabCmd, json: bool) -> Result<i32> {
                 maglev: *maglev,
                 k8s: *k8s,
                 socket_lb: *socket_lb,
-                agent_args: vec![],
+                agent_args: vec!["--bpf-lb-mode".into(), lb_mode.to_string()],
             };
             let t = std::time::Instant::now();
             let l = Lab::up_with(lab, *nodes, *pods, *cluster_cidr, &bin_dir()?, &opts, &|m| eprintln!("==> {m}")).await?;

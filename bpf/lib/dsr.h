@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* NodePort DSR (Cilium's --bpf-lb-mode dsr|hybrid, dispatch "opt", native
+ * routing): the node a client reached forwards the request to a remote
+ * backend without SNAT, the service's address and port in an IPv4 option
+ * of the first packet (a TCP SYN; every UDP datagram). The backend's node
+ * remembers them for the connection, and the backend's replies leave that
+ * node straight to the client, from the service address. */
+#pragma once
+#include "common.h"
+#include "policy.h"
+#include "lb.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ct_key);
+	__type(value, struct lb4_reverse_nat);
+	__uint(max_entries, LB_MAP_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} seta_lb4_dsr SEC(".maps");
+
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_ACK 0x10
+
+/* Does this packet of a connection to a remote backend go by DSR, and
+ * carry the option? 0: SNAT it; 1: DSR without option; 2: DSR with it. */
+static __always_inline int dsr_wanted(const struct flow *f)
+{
+	__u32 opts = datapath_opts();
+
+	if (f->key.proto == IPPROTO_TCP && (opts & OPT_LB_DSR_TCP))
+		return (f->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN ? 2 : 1;
+	if (f->key.proto == IPPROTO_UDP && (opts & OPT_LB_DSR_UDP))
+		return 2;
+	return 0;
+}
+
+/* Insert the DSR option (service address and port) after the IPv4 header
+ * (which must have none) and fix the header's length and checksum. */
+static __always_inline int dsr_set_opt4(struct __sk_buff *ctx, __be32 svc_addr, __be16 svc_port)
+{
+	struct dsr_opt_v4 opt = {.type = DSR_IPV4_OPT_TYPE, .len = DSR_IPV4_OPT_LEN, .port = svc_port, .addr = svc_addr};
+	struct {
+		struct iphdr ip;
+		struct dsr_opt_v4 opt;
+	} h;
+	__s64 sum;
+
+	if (bpf_skb_load_bytes(ctx, ETH_HLEN, &h.ip, sizeof(h.ip)) < 0)
+		return -DROP_INVALID;
+	if (h.ip.ihl != 5)
+		return -DROP_INVALID;
+	if (bpf_skb_adjust_room(ctx, sizeof(opt), BPF_ADJ_ROOM_NET, 0) < 0)
+		return -DROP_INVALID;
+	h.ip.ihl = 5 + sizeof(opt) / 4;
+	h.ip.tot_len = bpf_htons(bpf_ntohs(h.ip.tot_len) + sizeof(opt));
+	h.ip.check = 0;
+	h.opt = opt;
+	sum = bpf_csum_diff(NULL, 0, (__be32 *)&h, sizeof(h), 0);
+	if (sum < 0)
+		return -DROP_CSUM_L3;
+	h.ip.check = lb4_csum_fold(sum);
+	if (bpf_skb_store_bytes(ctx, ETH_HLEN, &h, sizeof(h), 0) < 0)
+		return -DROP_WRITE_ERROR;
+	return 0;
+}
+
+/* On the backend's node: a packet with the DSR option, for a local pod
+ * (parsed in `f`): its connection's replies will come from the service. */
+static __always_inline void dsr_learn4(struct __sk_buff *ctx, const struct flow *f)
+{
+	struct dsr_opt_v4 opt;
+	struct lb4_reverse_nat v = {};
+	struct ct_key k = {};
+
+	if (bpf_skb_load_bytes(ctx, ETH_HLEN + sizeof(struct iphdr), &opt, sizeof(opt)) < 0)
+		return;
+	if (opt.type != DSR_IPV4_OPT_TYPE || opt.len != DSR_IPV4_OPT_LEN)
+		return;
+	ct_reverse(&f->key, &k);
+	v.address = opt.addr;
+	v.port = opt.port;
+	bpf_map_update_elem(&seta_lb4_dsr, &k, &v, BPF_ANY);
+}
+
+/* A backend's reply (CT_REPLY, backend -> client) of a DSR connection: it
+ * leaves from the service's address. 0: not one; 1: done; < 0: a drop. */
+static __always_inline int dsr_reply4(struct __sk_buff *ctx, __u32 l4_off, struct flow *f)
+{
+	struct lb4_reverse_nat *d;
+	struct ct_key k = f->key;
+	__be32 addr;
+	__be16 port;
+	int ret;
+
+	if (f->key.proto != IPPROTO_TCP && f->key.proto != IPPROTO_UDP)
+		return 0;
+	k.pad[0] = k.pad[1] = k.pad[2] = 0;
+	d = bpf_map_lookup_elem(&seta_lb4_dsr, &k);
+	if (!d)
+		return 0;
+	addr = d->address;
+	port = d->port;
+	ret = lb4_rewrite(ctx, l4_off, f->key.proto, 0, f->key.saddr, addr, f->key.sport, port);
+	if (ret < 0)
+		return ret;
+	f->key.saddr = addr;
+	f->key.sport = port;
+	return 1;
+}

@@ -1,0 +1,97 @@
+//! NodePort DSR (`--bpf-lb-mode dsr|hybrid`, native routing): from outside
+//! through the node without the backend, the backend sees the client's own
+//! address and its replies leave its node straight to the client; nothing
+//! is in the entry node's NAT table.
+use super::*;
+
+/// A UDP server that answers each datagram with the sender's address.
+fn udp_peer_server(ns: &str, addr: SocketAddr) {
+    let s = seta_lab::spawn_in_netns(ns, move || std::net::UdpSocket::bind(addr).unwrap())
+        .join()
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut b = [0u8; 64];
+        while let Ok((_, from)) = s.recv_from(&mut b) {
+            let _ = s.send_to(from.ip().to_string().as_bytes(), from);
+        }
+    });
+}
+
+/// A datagram from `ns` to `addr`: who the server says sent it, and where the answer came from.
+fn udp_from(ns: &str, addr: SocketAddr) -> Option<(String, SocketAddr)> {
+    seta_lab::spawn_in_netns(ns, move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_millis(800))).unwrap();
+        for _ in 0..3 {
+            let _ = s.send_to(b"hi", addr);
+            let mut b = [0u8; 64];
+            if let Ok((n, from)) = s.recv_from(&mut b) {
+                return Some((String::from_utf8_lossy(&b[..n]).to_string(), from));
+            }
+        }
+        None
+    })
+    .join()
+    .unwrap()
+}
+
+async fn privileged_policy_service_node_port_dsr(p: P, udp_dsr: bool) {
+    let web = p.ip("web");
+    assert_eq!(p.node_of("web"), p.nodes()[0]);
+    peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
+    udp_peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
+    services_import(
+        &p,
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: np, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.32\n  ports: [{{name: tcp, port: 80, nodePort: 30090}}, {{name: udp, port: 80, nodePort: 30090, protocol: UDP}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: np-a, namespace: default, labels: {{kubernetes.io/service-name: np}}}}\naddressType: IPv4\nports: [{{name: tcp, port: 8080}}, {{name: udp, port: 8080, protocol: UDP}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n"
+        ),
+    );
+    let mode = if udp_dsr { "DSR" } else { "Hybrid" };
+    assert_eq!(p.seta(&["status"])["kube-proxy-replacement"]["mode"], mode);
+    let ext = p.lab().external.clone().unwrap();
+    let ext_src = "172.30.0.200";
+    let other_node: SocketAddr = "172.30.0.2:30090".parse().unwrap();
+    // TCP through the node without the backend: the client's address kept
+    assert_eq!(
+        read_from(&ext.netns, other_node),
+        Ok(ext_src.to_string()),
+        "DSR: web sees the client, not the node"
+    );
+    // the entry node translated nothing to its own address
+    let nat = common::seta(&p.nodes()[1], &["bpf", "nat", "list"]);
+    assert!(
+        nat.as_array().unwrap().iter().all(|r| r["proto"] != "tcp"),
+        "no TCP connection in the entry node's NAT table: {nat}"
+    );
+    // UDP: by DSR too (dsr), or SNAT (hybrid); the answer comes from the NodePort either way
+    let (seen, from) = udp_from(&ext.netns, other_node).expect("an answer over UDP");
+    assert_eq!(from, other_node, "the reply comes from the NodePort");
+    assert_eq!(seen, if udp_dsr { ext_src } else { "172.30.0.2" }, "{mode}");
+    // the backend's own node still serves it directly, and pods still reach it
+    assert_eq!(read_from(&ext.netns, "172.30.0.1:30090".parse().unwrap()), Ok(ext_src.to_string()));
+    assert_eq!(read_from(&p.ns("client"), other_node), Ok(p.ip("client").to_string()));
+}
+
+mod privileged_policy_service_node_port_dsr {
+    use super::*;
+    fn opts(mode: &str) -> LabOptions {
+        LabOptions {
+            agent_args: vec!["--bpf-lb-mode".into(), mode.into()],
+            ..Default::default()
+        }
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dsr() {
+        if !privileged("privileged_policy_service_node_port_dsr::dsr") {
+            return;
+        }
+        super::privileged_policy_service_node_port_dsr(P::with_opts("dsr", Topo::Native, opts("dsr")).await, true).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hybrid() {
+        if !privileged("privileged_policy_service_node_port_dsr::hybrid") {
+            return;
+        }
+        super::privileged_policy_service_node_port_dsr(P::with_opts("hybrid", Topo::Native, opts("hybrid")).await, false).await;
+    }
+}
