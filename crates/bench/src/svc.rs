@@ -69,12 +69,7 @@ pub(crate) async fn bench_services(args: &Args, bin_dir: &Path) -> Result<Vec<Ro
     let opts = seta_lab::LabOptions {
         etcd: true,
         routing: Some(seta_core::mode::RoutingMode::Tunnel),
-        operator: false,
-        masquerade: false,
-        maglev: false,
-        k8s: false,
-        socket_lb: false,
-        agent_args: vec![],
+        ..Default::default()
     };
     let lab = Lab::up_with(PREFIX, 2, 1, "10.203.0.0/16".parse()?, bin_dir, &opts, &|_| {}).await?;
     let (p1, p2) = (lab.pod("pod1")?.clone(), lab.pod("pod2")?.clone());
@@ -116,5 +111,43 @@ pub(crate) async fn bench_services(args: &Args, bin_dir: &Path) -> Result<Vec<Ro
     )?;
     rows.extend(np);
     let _ = Lab::down(PREFIX);
+    rows.extend(bench_node_port_dsr(args, bin_dir).await?);
     Ok(rows)
+}
+
+/// NodePort from outside to a backend on the other node in DSR mode (native
+/// routing): the reply leaves the backend's node straight to the client.
+async fn bench_node_port_dsr(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
+    eprintln!("==> services: NodePort from outside → other node, DSR (2 nodes, native routing)");
+    let opts = seta_lab::LabOptions {
+        etcd: true,
+        routing: Some(seta_core::mode::RoutingMode::Native),
+        agent_args: vec!["--bpf-lb-mode".into(), "dsr".into()],
+        ..Default::default()
+    };
+    let lab = Lab::up_with(PREFIX, 2, 1, "10.203.0.0/16".parse()?, bin_dir, &opts, &|_| {}).await?;
+    let r = async {
+        let p2 = lab.pod("pod2")?.clone();
+        import(
+            &lab,
+            &format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: bench, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.50\n  ports: [{{name: rr, port: 11111, nodePort: 31111}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: bench-a, namespace: default, labels: {{kubernetes.io/service-name: bench}}}}\naddressType: IPv4\nports: [{{name: rr, port: 11111}}]\nendpoints:\n- {{addresses: [{}], conditions: {{ready: true}}}}\n",
+                p2.ip
+            ),
+        )?;
+        std::thread::sleep(Duration::from_secs(1));
+        let ext = lab.external.clone().context("no external host")?;
+        rr_rows(
+            args,
+            &ext.netns,
+            &p2.netns,
+            p2.ip,
+            ("172.30.0.1".parse()?, 31111),
+            "NodePort from outside → other node (DSR, native)",
+            "outside → the pod, routed",
+        )
+    }
+    .await;
+    let _ = Lab::down(PREFIX);
+    r
 }
