@@ -7,6 +7,8 @@ mod dsr;
 mod k8s_services;
 #[path = "privileged_policy/socket_lb.rs"]
 mod socket_lb;
+#[path = "privileged_policy/svc_restart.rs"]
+mod svc_restart;
 use common::bin_dir;
 use seta_lab::traffic::{ping_ok, tcp_ok, udp_ok, Responder};
 use seta_lab::wait::RunWithin;

@@ -172,6 +172,11 @@ impl Lab {
     }
 
     /// Send `signal` to a node's agent (SIGKILL in restart tests, SIGTERM for a graceful stop).
+    /// Stop a node's agent (SIGTERM, waited for): its pinned datapath stays.
+    pub fn stop_agent(&mut self, node: &str) -> Result<()> {
+        self.signal_agent(node, nix::sys::signal::Signal::SIGTERM)
+    }
+
     pub fn signal_agent(&mut self, node: &str, signal: nix::sys::signal::Signal) -> Result<()> {
         let n = self.node(node)?.clone();
         let pid = n.agent_pid.ok_or_else(|| anyhow!("agent of {} is not running", n.name))?;

@@ -70,6 +70,9 @@ pub enum LabCmd {
     /// Commands on nodes
     #[command(subcommand)]
     Node(NodeCmd),
+    /// Commands on the external host
+    #[command(subcommand)]
+    Ext(ExtCmd),
     /// Namespaces and their labels (namespaceSelector matches these)
     #[command(subcommand)]
     Namespace(NsCmd),
@@ -145,6 +148,33 @@ pub enum NodeCmd {
     /// Run a command in a node's namespace (as the host): seta lab node exec NODE -- CMD...
     Exec {
         node: String,
+        #[arg(long)]
+        lab: Option<String>,
+        /// kill the command after this many seconds (exit code 124, as timeout(1)); 0 = no limit
+        #[arg(long, default_value_t = 0)]
+        timeout: u64,
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Stop a node's agent (SIGTERM): its datapath keeps forwarding; its API,
+    /// observer and metrics are gone until `seta lab node start`
+    Stop {
+        node: String,
+        #[arg(long)]
+        lab: Option<String>,
+    },
+    /// Start a stopped node's agent again (it restores its endpoints)
+    Start {
+        node: String,
+        #[arg(long)]
+        lab: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ExtCmd {
+    /// Run a command on the lab's external host (outside the cluster): seta lab ext exec -- CMD...
+    Exec {
         #[arg(long)]
         lab: Option<String>,
         /// kill the command after this many seconds (exit code 124, as timeout(1)); 0 = no limit
@@ -254,6 +284,19 @@ pub async fn run(cmd: &LabCmd, json: bool) -> Result<i32> {
         }
         LabCmd::Node(NodeCmd::Exec { node, lab, timeout, cmd }) => {
             return exec_within(Lab::load_default(lab.as_deref())?.node_exec(node, cmd)?, *timeout);
+        }
+        LabCmd::Node(NodeCmd::Stop { node, lab }) => {
+            let mut l = Lab::load_default(lab.as_deref())?;
+            l.stop_agent(node)?;
+            eprintln!("==> the agent of {node} is stopped (its datapath keeps forwarding)");
+        }
+        LabCmd::Node(NodeCmd::Start { node, lab }) => {
+            let mut l = Lab::load_default(lab.as_deref())?;
+            l.start_agent(node).await?;
+            eprintln!("==> the agent of {node} is running again");
+        }
+        LabCmd::Ext(ExtCmd::Exec { lab, timeout, cmd }) => {
+            return exec_within(Lab::load_default(lab.as_deref())?.external_exec(cmd)?, *timeout);
         }
         LabCmd::Down { lab, all, tests } => {
             let removed = if *all || *tests {
