@@ -119,6 +119,8 @@ pub struct Agent {
     services_io: Mutex<()>,
     /// socket-LB's namespaces (the node's and its pods'), when it is on
     sock_ns: Owned<crate::services::SockNamespaces>,
+    /// the digest of the services the maps were last written for (0: never)
+    svc_synced: std::sync::atomic::AtomicU64,
     /// what is measured as the agent works (rendered with a snapshot per scrape)
     pub metrics: crate::metrics::Metrics,
     /// the Hubble observer: datapath events as flows
@@ -318,6 +320,7 @@ impl Agent {
             services: std::sync::Mutex::new(services),
             services_io: Mutex::new(()),
             sock_ns: Owned::new(Default::default()),
+            svc_synced: Default::default(),
             health_server: Default::default(),
             metrics: Default::default(),
             observer,

@@ -76,6 +76,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         )
         .route("/v1/service/{ns}/{name}", get(service_get))
         .route("/v1/service-backend", axum::routing::patch(service_backend))
+        .route("/v1/service-state", get(|State(a): A| async move { Json(a.service_state()) }))
         .route("/v1/events", get(events))
         .route("/v1/kvstore", get(kvstore))
         .route("/v1/nodes", get(|State(a): A| async move { a.nodes().await.map(Json) }))

@@ -102,6 +102,10 @@ impl Client {
         };
         self.request(Method::PATCH, "/v1/service-backend", Some(&body)).await
     }
+    /// The digest of the node's services and whether its maps hold them.
+    pub async fn service_state(&self) -> Result<Value, ClientError> {
+        self.get("/v1/service-state").await
+    }
     pub async fn service_list(&self) -> Result<Vec<seta_core::api::ServiceEntry>, ClientError> {
         self.get("/v1/service").await
     }

@@ -57,16 +57,28 @@ impl Agent {
     /// under the services lock, written on a blocking thread without it.
     pub(super) async fn sync_services(&self) -> Result<(), ApiError> {
         let addrs = self.node_port_addrs();
-        let want = {
+        let (want, digest) = {
             let mut repo = self.services.lock().unwrap();
-            repo.lb_state(&self.cfg.node, &addrs, self.cfg.maglev.map(|m| (m.m, m.table_seed)))
+            let want = repo.lb_state(&self.cfg.node, &addrs, self.cfg.maglev.map(|m| (m.m, m.table_seed)));
+            (want, repo.digest())
         };
-        self.write_lb(want).await
+        self.write_lb(want, digest).await
+    }
+
+    /// Does every map hold the services as they are now? (the digest of
+    /// the services, and whether the maps were written for it)
+    pub fn service_state(&self) -> serde_json::Value {
+        let (digest, (services, frontends)) = {
+            let repo = self.services.lock().unwrap();
+            (repo.digest(), repo.counts())
+        };
+        let synced = self.svc_synced.load(std::sync::atomic::Ordering::Relaxed) == digest;
+        serde_json::json!({"digest": format!("{digest:016x}"), "synced": synced, "services": services, "frontends": frontends})
     }
 
     /// Persist the repository, follow its health checks, and write `want`
-    /// (computed from it) to the service maps.
-    async fn write_lb(&self, want: seta_datapath::maps::LbState) -> Result<(), ApiError> {
+    /// (computed from the services of `digest`) to the service maps.
+    async fn write_lb(&self, want: seta_datapath::maps::LbState, digest: u64) -> Result<(), ApiError> {
         let (checks, snapshot) = {
             let repo = self.services.lock().unwrap();
             (repo.health_checks(&self.cfg.node), repo.clone())
@@ -83,6 +95,7 @@ impl Agent {
             .await
             .map_err(|e| ApiError::Internal(format!("service maps: {e}")))?
             .map_err(|e| ApiError::Internal(format!("service maps: {e}")))?;
+        self.svc_synced.store(digest, std::sync::atomic::Ordering::Relaxed);
         self.terminate_backend_sockets(gone).await;
         Ok(())
     }
@@ -145,6 +158,7 @@ impl Agent {
         let (revision, names) = trial.import(objects.clone());
         let maglev = self.cfg.maglev.map(|m| (m.m, m.table_seed));
         let want = trial.lb_state(&self.cfg.node, &self.node_port_addrs(), maglev);
+        let digest = trial.digest();
         want.fits(self.cfg.map_sizes.lb)
             .map_err(|e| ApiError::TooLarge(format!("{e}; nothing was changed")))?;
         // shared by the cluster: the kvstore first, all or nothing
@@ -162,7 +176,7 @@ impl Agent {
             }
         };
         if unchanged_meanwhile {
-            self.write_lb(want).await?;
+            self.write_lb(want, digest).await?;
         } else {
             self.sync_services().await?;
         }

@@ -130,6 +130,15 @@ impl Repository {
         (self.revision, gone)
     }
 
+    /// A digest of the objects (FNV-1a of their JSON): the same set of
+    /// Services and EndpointSlices gives the same digest on every node.
+    pub fn digest(&self) -> u64 {
+        let bytes = serde_json::to_vec(&self.objects()).unwrap_or_default();
+        bytes
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    }
+
     /// (services, frontends numbered in the datapath)
     pub fn counts(&self) -> (usize, usize) {
         (self.services.len(), self.revnat_ids.len())

@@ -23,6 +23,12 @@ pub enum ServiceCmd {
         #[arg(long)]
         state: String,
     },
+    /// Wait until every agent's maps hold the services as they are on the
+    /// first agent when the command starts (like `policy wait`)
+    Wait {
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
     /// Delete a service (and its EndpointSlices), or all of them
     Delete {
         name: Option<String>,
@@ -53,6 +59,45 @@ pub async fn run(cmd: &ServiceCmd, cli: &Cli, json: bool) -> Result<i32> {
                 println!("imported {o}");
             }
             println!("Revision: {}", r.revision);
+        }
+        ServiceCmd::Wait { timeout } => {
+            let agents = cluster().await?;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(*timeout);
+            let want = agents[0].1.service_state().await?["digest"].clone();
+            eprintln!(
+                "waiting for {} agent(s) to hold the services {} in their maps ...",
+                agents.len(),
+                want.as_str().unwrap_or("?")
+            );
+            let mut out = serde_json::Map::new();
+            for (n, c) in &agents {
+                loop {
+                    let st = c.service_state().await.with_context(|| format!("node {n}"))?;
+                    if st["digest"] == want && st["synced"] == true {
+                        out.insert(n.clone(), st);
+                        break;
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        bail!(
+                            "node {n}: its maps do not hold the services (as on {}) after {timeout}s: {st}",
+                            agents[0].0
+                        );
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+            if json {
+                return print_json(&out);
+            }
+            for (n, st) in &out {
+                println!(
+                    "{}: {} services, {} frontends in the maps ({})",
+                    if n.is_empty() { "this node" } else { n },
+                    st["services"],
+                    st["frontends"],
+                    st["digest"].as_str().unwrap_or("")
+                );
+            }
         }
         ServiceCmd::List => {
             let c = client(cli.node.as_deref())?;

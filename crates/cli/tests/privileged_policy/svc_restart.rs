@@ -15,6 +15,19 @@ async fn privileged_policy_service_connections_survive_agent_sigkill(mut p: P) {
             "apiVersion: v1\nkind: Service\nmetadata: {{name: st, namespace: default}}\nspec:\n  clusterIP: 10.96.0.70\n  ports: [{{name: s, port: 80, targetPort: 9000}}, {{name: u, port: 53, targetPort: 5353, protocol: UDP}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: st-a, namespace: default, labels: {{kubernetes.io/service-name: st}}}}\naddressType: IPv4\nports: [{{name: s, port: 9000}}, {{name: u, port: 5353, protocol: UDP}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n"
         ),
     );
+    // every agent's maps hold them (`seta service wait` on each node: the
+    // same digest everywhere, synced)
+    let digests: std::collections::BTreeSet<String> = p
+        .nodes()
+        .iter()
+        .map(|n| {
+            let w = common::seta(n, &["service", "wait", "--timeout", "20"]);
+            let st = &w.as_object().unwrap().values().next().unwrap().clone();
+            assert_eq!(st["synced"], true, "{w}");
+            st["digest"].to_string()
+        })
+        .collect();
+    assert_eq!(digests.len(), 1, "one set of services everywhere: {digests:?}");
     let before = p.seta_at("client", &["bpf", "lb", "list", "--revnat"]);
     // a sink on web counting bytes, a streamer in client through the ClusterIP
     let listener = seta_lab::spawn_in_netns(&p.ns("web"), move || {

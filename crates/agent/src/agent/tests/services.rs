@@ -147,6 +147,12 @@ async fn services_are_cluster_wide_through_a_shared_kvstore() {
         "172.31.0.2:30080/TCP",
         "NodePort on each node's own address"
     );
+    // `service wait`'s view: the same services on both nodes, in their maps
+    eventually("both nodes' maps hold the same services", || {
+        let (s1, s2) = (a1.service_state(), a2.service_state());
+        s1["digest"] == s2["digest"] && s1["synced"] == true && s2["synced"] == true
+    })
+    .await;
     // a delete on node 2 is the cluster's
     a2.service_delete(Some("web"), None, false).await.unwrap();
     eventually("node 1 forgets it", || cluster_ips(&a1) == 0).await;
