@@ -144,7 +144,7 @@ struct ct_entry {
 	__u8 tx_closing;  /* FIN/RST seen from the initiator */
 	__u8 rx_closing;  /* FIN/RST seen from the responder */
 	__u8 seen_reply;
-	__u8 pad;
+	__u8 last_report; /* trace aggregation: the ~4.3 s epoch (ns >> 32) it last reported in */
 };
 _Static_assert(sizeof(struct ct_entry) == 32, "ct_entry size");
 _Static_assert(__builtin_offsetof(struct ct_entry, src_sec_id) == 24, "ct_entry.src_sec_id");
@@ -343,6 +343,13 @@ _Static_assert(__builtin_offsetof(struct seta_event, ts) == 40, "seta_event.ts")
 #define OPT_MASQUERADE 2         /* pods' traffic to the world leaves from the node's address */
 #define OPT_LB_DSR_TCP 4         /* north-south TCP to a remote backend: DSR (--bpf-lb-mode dsr|hybrid) */
 #define OPT_LB_DSR_UDP 8         /* north-south UDP to a remote backend: DSR (--bpf-lb-mode dsr) */
+/* trace aggregation (--monitor-aggregation), 2 bits: 0 medium (the default),
+ * MONITOR_AGG_NONE, _LOW, _MAXIMUM */
+#define OPT_MONITOR_AGG_SHIFT 4
+#define MONITOR_AGG_MEDIUM 0
+#define MONITOR_AGG_NONE 1
+#define MONITOR_AGG_LOW 2
+#define MONITOR_AGG_MAXIMUM 3
 #define CONFIG_NODE_IP 3     /* the node's address (network order): SNAT of north-south service traffic */
 #define CONFIG_LB_MAGLEV_M 4 /* Maglev table size M (prime); 0 = no Maglev */
 #define CONFIG_LB_HASH_SEED 5 /* seed of the datapath's flow hash (Maglev slot) */

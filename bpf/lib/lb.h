@@ -70,19 +70,6 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } seta_lb4_maglev SEC(".maps");
 
-/* One seta_config slot (0 when unset). */
-static __always_inline __u32 config_u32(__u32 slot)
-{
-	__u32 *v = bpf_map_lookup_elem(&seta_config, &slot);
-
-	return v ? *v : 0;
-}
-
-/* seta_config's datapath options (CONFIG_DATAPATH_OPTS bits) */
-static __always_inline __u32 datapath_opts(void)
-{
-	return config_u32(CONFIG_DATAPATH_OPTS);
-}
 
 /* Bob Jenkins' lookup3 final mix over three words (the kernel's jhash_3words). */
 static __always_inline __u32 rol32(__u32 w, __u32 s)

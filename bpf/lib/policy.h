@@ -75,6 +75,20 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } seta_config SEC(".maps");
 
+/* One seta_config slot (0 when unset). */
+static __always_inline __u32 config_u32(__u32 slot)
+{
+	__u32 *v = bpf_map_lookup_elem(&seta_config, &slot);
+
+	return v ? *v : 0;
+}
+
+/* seta_config's datapath options (CONFIG_DATAPATH_OPTS bits) */
+static __always_inline __u32 datapath_opts(void)
+{
+	return config_u32(CONFIG_DATAPATH_OPTS);
+}
+
 /* pod IP -> its per-IP identity, for Kubernetes ipBlock rules over pod IPs */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -92,6 +106,7 @@ struct flow {
 	__be16 policy_port;    /* dport, or the ICMP type */
 	__u8 tcp_flags;        /* TCP: FIN=1 SYN=2 RST=4 ACK=16 */
 	__u8 icmp_error;       /* ICMP dest-unreach / time-exceeded / param-problem */
+	__u8 report;           /* its connection has not been reported this interval */
 	struct ct_key inner;   /* for ICMP errors: the quoted packet's tuple */
 };
 
@@ -225,8 +240,25 @@ static __always_inline void ct_refresh(struct ct_entry *e, const struct flow *f,
 	e->expires = bpf_ktime_get_coarse_ns() + lifetime * NSEC_PER_SEC;
 }
 
+/* The trace aggregation interval this moment is in: ~4.3 s (ns >> 32). */
+static __always_inline __u8 report_epoch(void)
+{
+	return (__u8)(bpf_ktime_get_coarse_ns() >> 32);
+}
+
+/* An established connection is reported once per interval (medium). */
+static __always_inline void ct_report_due(struct ct_entry *e, struct flow *f)
+{
+	__u8 now = report_epoch();
+
+	if (e->last_report != now) {
+		e->last_report = now;
+		f->report = 1;
+	}
+}
+
 /* Established / reply / related / new, refreshing the entry it found. */
-static __always_inline enum ct_status ct_lookup(const struct flow *f, __u32 len)
+static __always_inline enum ct_status ct_lookup(struct flow *f, __u32 len)
 {
 	struct ct_key rev = {};
 	struct ct_entry *e;
@@ -234,12 +266,14 @@ static __always_inline enum ct_status ct_lookup(const struct flow *f, __u32 len)
 	e = bpf_map_lookup_elem(&seta_ct4, &f->key);
 	if (e) {
 		ct_refresh(e, f, 0, len);
+		ct_report_due(e, f);
 		return CT_ESTABLISHED;
 	}
 	ct_reverse(&f->key, &rev);
 	e = bpf_map_lookup_elem(&seta_ct4, &rev);
 	if (e) {
 		ct_refresh(e, f, 1, len);
+		ct_report_due(e, f);
 		return CT_REPLY;
 	}
 	if (f->icmp_error) {
@@ -254,7 +288,7 @@ static __always_inline enum ct_status ct_lookup(const struct flow *f, __u32 len)
 
 static __always_inline int ct_create(const struct flow *f, __u32 src_sec_id, __u32 len)
 {
-	struct ct_entry e = {.src_sec_id = src_sec_id};
+	struct ct_entry e = {.src_sec_id = src_sec_id, .last_report = report_epoch()};
 
 	ct_refresh(&e, f, 0, len);
 	if (bpf_map_update_elem(&seta_ct4, &f->key, &e, BPF_ANY) < 0)
@@ -355,10 +389,28 @@ static __always_inline void emit_event(__u8 type, __u8 subtype, __u16 source, __
  * aggregated as Cilium's medium level: reported for a connection's first
  * packet and for packets with SYN, FIN or RST (so the handshake's reply and
  * the close), not for the rest of an established connection. */
+/* A delivery to a pod, traced as --monitor-aggregation says: new
+ * connections and TCP SYN/FIN/RST always; then every packet (none), every
+ * packet but TCP's pure ACKs (low), an established connection once per
+ * ~4.3 s interval (medium, the default), nothing more (maximum). */
 static __always_inline void trace_to_lxc(const struct endpoint_info *ep, __u32 src_id, const struct flow *f, int st)
 {
-	if (st != CT_NEW && !(f->tcp_flags & 0x07))
-		return;
+	if (st != CT_NEW && !(f->tcp_flags & (TCP_FIN | TCP_SYN | TCP_RST))) {
+		switch ((datapath_opts() >> OPT_MONITOR_AGG_SHIFT) & 3) {
+		case MONITOR_AGG_NONE:
+			break;
+		case MONITOR_AGG_LOW:
+			if (f->key.proto == IPPROTO_TCP && f->tcp_flags == TCP_ACK)
+				return;
+			break;
+		case MONITOR_AGG_MEDIUM:
+			if (!f->report)
+				return;
+			break;
+		default:
+			return;
+		}
+	}
 	emit_event(EVENT_TRACE, TRACE_TO_LXC, ep->lxc_id, ep->ifindex, src_id, ep->sec_id, 0, (__u32)st, f, METRIC_INGRESS);
 }
 

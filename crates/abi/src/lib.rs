@@ -218,7 +218,8 @@ pub struct CtEntry {
     pub tx_closing: u8,
     pub rx_closing: u8,
     pub seen_reply: u8,
-    pub pad: u8,
+    /// trace aggregation: the ~4.3 s epoch it last reported in
+    pub last_report: u8,
 }
 
 /// `seta_lb4_svc` key: a frontend's slot (0 = the service's master entry).
@@ -408,6 +409,12 @@ pub const OPT_MASQUERADE: u32 = 2;
 pub const OPT_LB_DSR_TCP: u32 = 4;
 /// north-south UDP to a remote backend goes by DSR (--bpf-lb-mode dsr)
 pub const OPT_LB_DSR_UDP: u32 = 8;
+/// trace aggregation (--monitor-aggregation): 2 bits at this shift
+pub const OPT_MONITOR_AGG_SHIFT: u32 = 4;
+pub const MONITOR_AGG_MEDIUM: u32 = 0;
+pub const MONITOR_AGG_NONE: u32 = 1;
+pub const MONITOR_AGG_LOW: u32 = 2;
+pub const MONITOR_AGG_MAXIMUM: u32 = 3;
 /// seta_config slot: the node's address in network order (SNAT of north-south service traffic)
 pub const CONFIG_NODE_IP: u32 = 3;
 /// seta_config slot: the Maglev table size M (prime); 0 = no Maglev

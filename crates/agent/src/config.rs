@@ -2,7 +2,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use ipnet::Ipv4Net;
-pub use seta_core::mode::{KvstoreKind, LbAlgorithm, LbMode, NoBackendResponse, RoutingMode};
+pub use seta_core::mode::{KvstoreKind, LbAlgorithm, LbMode, MonitorAggregation, NoBackendResponse, RoutingMode};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Args, Default)]
@@ -52,6 +52,9 @@ pub struct RunArgs {
     /// What a pod gets for a service without backends: `reject` (ICMP port unreachable) or `drop`; reason 158 is counted either way
     #[arg(long, env = "SETA_SERVICE_NO_BACKEND_RESPONSE", value_enum, default_value_t = NoBackendResponse::Reject)]
     pub service_no_backend_response: NoBackendResponse,
+    /// Which datapath traces are reported: new connections and TCP SYN/FIN/RST always; `none` every packet, `low` all but TCP's pure ACKs, `medium` an established connection once per ~4 s, `maximum` nothing more
+    #[arg(long, env = "SETA_MONITOR_AGGREGATION", value_enum, default_value_t = MonitorAggregation::Medium)]
+    pub monitor_aggregation: MonitorAggregation,
     /// North-south traffic to a backend on another node: `snat`, `dsr` (client address kept, replies straight from the backend's node; native routing only) or `hybrid` (DSR for TCP, SNAT for UDP)
     #[arg(long, env = "SETA_BPF_LB_MODE", value_enum, default_value_t = LbMode::Snat)]
     pub bpf_lb_mode: LbMode,
@@ -232,6 +235,8 @@ pub struct Config {
     pub sock_lb: Option<PathBuf>,
     /// north-south forwarding to remote backends: SNAT, DSR or hybrid
     pub lb_mode: LbMode,
+    /// which datapath traces are reported
+    pub monitor_aggregation: MonitorAggregation,
 }
 
 /// The cgroup socket-LB attaches at: `--cgroup-root`, else the cgroup2
@@ -397,6 +402,7 @@ impl Config {
                 None => None,
             },
             lb_mode: a.bpf_lb_mode,
+            monitor_aggregation: a.monitor_aggregation,
             sock_lb: match a.bpf_lb_sock {
                 true => Some(sock_lb_cgroup(a.cgroup_root)?),
                 false => None,

@@ -39,6 +39,21 @@ impl std::fmt::Display for LbMode {
     }
 }
 
+/// Which datapath traces are reported (`--monitor-aggregation`, Cilium's
+/// levels): new connections and TCP SYN/FIN/RST always; `none` adds every
+/// packet, `low` every packet but TCP's pure ACKs, `medium` an established
+/// connection once per ~4 s interval, `maximum` nothing more.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum MonitorAggregation {
+    None,
+    Low,
+    #[default]
+    Medium,
+    Maximum,
+}
+
 /// How a new connection's backend is chosen (`--bpf-lb-algorithm`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]

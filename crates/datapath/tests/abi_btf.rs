@@ -211,7 +211,7 @@ fn expected() -> Vec<Layout> {
                 ("tx_closing", offset_of!(CtEntry, tx_closing)),
                 ("rx_closing", offset_of!(CtEntry, rx_closing)),
                 ("seen_reply", offset_of!(CtEntry, seen_reply)),
-                ("pad", offset_of!(CtEntry, pad)),
+                ("last_report", offset_of!(CtEntry, last_report)),
             ],
         ),
         (

@@ -676,6 +676,31 @@ fn privileged_bpf_to_endpoint_traces_are_aggregated() {
         assert_eq!(run(f.sending_a(), "from_container", &pkt(0x10)).0, TC_ACT_REDIRECT);
     }
     assert!(traces(&f).is_empty(), "established data is aggregated away");
+    // medium (the default): once per ~4.3 s interval the established
+    // connection is reported again, once
+    std::thread::sleep(std::time::Duration::from_millis(4400));
+    for _ in 0..3 {
+        assert_eq!(run(f.sending_a(), "from_container", &pkt(0x10)).0, TC_ACT_REDIRECT);
+    }
+    assert_eq!(traces(&f).len(), 1, "one report in the new interval");
+    // --monitor-aggregation: none traces every packet, low all but pure
+    // ACKs, maximum only SYN/FIN/RST
+    let level = |f: &Fixture, l: u32| {
+        seta_datapath::maps::set_config(f.dp.pin_dir(), seta_abi::CONFIG_DATAPATH_OPTS, l << seta_abi::OPT_MONITOR_AGG_SHIFT).unwrap()
+    };
+    let count = |f: &mut Fixture, flags: u8, n: usize| {
+        for _ in 0..n {
+            assert_eq!(run(f.sending_a(), "from_container", &pkt(flags)).0, TC_ACT_REDIRECT);
+        }
+        traces(f).len()
+    };
+    level(&f, seta_abi::MONITOR_AGG_NONE);
+    assert_eq!(count(&mut f, 0x10, 4), 4, "none: every packet");
+    level(&f, seta_abi::MONITOR_AGG_LOW);
+    assert_eq!(count(&mut f, 0x10, 4), 0, "low: no pure ACK");
+    assert_eq!(count(&mut f, 0x18, 3), 3, "low: data with PSH");
+    level(&f, seta_abi::MONITOR_AGG_MAXIMUM);
+    assert_eq!(count(&mut f, 0x18, 3), 0, "maximum: no data");
     assert_eq!(run(f.sending_a(), "from_container", &pkt(0x11)).0, TC_ACT_REDIRECT);
     assert_eq!(traces(&f).len(), 1, "the FIN is traced");
 }

@@ -51,10 +51,16 @@ pub(super) async fn setup_routing_mode(dp: &Datapath, nl: &Netlink, cfg: &Config
         crate::config::LbMode::Dsr => seta_abi::OPT_LB_DSR_TCP | seta_abi::OPT_LB_DSR_UDP,
         crate::config::LbMode::Hybrid => seta_abi::OPT_LB_DSR_TCP,
     };
+    let agg = match cfg.monitor_aggregation {
+        crate::config::MonitorAggregation::None => seta_abi::MONITOR_AGG_NONE,
+        crate::config::MonitorAggregation::Low => seta_abi::MONITOR_AGG_LOW,
+        crate::config::MonitorAggregation::Medium => seta_abi::MONITOR_AGG_MEDIUM,
+        crate::config::MonitorAggregation::Maximum => seta_abi::MONITOR_AGG_MAXIMUM,
+    } << seta_abi::OPT_MONITOR_AGG_SHIFT;
     seta_datapath::maps::set_config(
         &pin,
         seta_abi::CONFIG_DATAPATH_OPTS,
-        (drop * seta_abi::OPT_LB_NO_BACKEND_DROP) | masq | dsr,
+        (drop * seta_abi::OPT_LB_NO_BACKEND_DROP) | masq | dsr | agg,
     )?;
     // Maglev: the table size and the flow hash's seed (tables come with the services)
     let (m, seed) = cfg.maglev.map_or((0, 0), |m| (m.m, m.hash_seed));
