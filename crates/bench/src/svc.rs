@@ -29,6 +29,7 @@ fn seta_bin() -> Result<PathBuf> {
 fn rr_rows(
     args: &Args,
     client: &str,
+    cgroup: Option<&Path>,
     server: &str,
     pod: Ipv4Addr,
     via: (Ipv4Addr, u16),
@@ -36,15 +37,15 @@ fn rr_rows(
     base_name: &'static str,
 ) -> Result<Vec<Row>> {
     let pod = (pod, 11111);
-    sockperf_rr_to(client, server, pod, via, 1)?;
-    sockperf_rr_to(client, server, pod, pod, 1)?;
+    sockperf_rr_in(client, cgroup, server, pod, via, 1)?;
+    sockperf_rr_in(client, cgroup, server, pod, pod, 1)?;
     let (mut s_rtt, mut s_rate, mut b_rtt, mut b_rate) = (vec![], vec![], vec![], vec![]);
     for round in 1..=args.rounds {
         eprintln!("    round {round}/{}", args.rounds);
-        let (a, b) = sockperf_rr_to(client, server, pod, via, args.seconds)?;
+        let (a, b) = sockperf_rr_in(client, cgroup, server, pod, via, args.seconds)?;
         s_rtt.push(a);
         s_rate.push(b);
-        let (a, b) = sockperf_rr_to(client, server, pod, pod, args.seconds)?;
+        let (a, b) = sockperf_rr_in(client, cgroup, server, pod, pod, args.seconds)?;
         b_rtt.push(a);
         b_rate.push(b);
     }
@@ -91,6 +92,7 @@ pub(crate) async fn bench_services(args: &Args, bin_dir: &Path) -> Result<Vec<Ro
     let mut rows = rr_rows(
         args,
         &p1.netns,
+        None,
         &p2.netns,
         p2.ip,
         ("10.96.0.50".parse()?, 11111),
@@ -103,6 +105,7 @@ pub(crate) async fn bench_services(args: &Args, bin_dir: &Path) -> Result<Vec<Ro
     let np = rr_rows(
         args,
         &ext.netns,
+        None,
         &p2.netns,
         p2.ip,
         (node1, 31111),
@@ -112,7 +115,47 @@ pub(crate) async fn bench_services(args: &Args, bin_dir: &Path) -> Result<Vec<Ro
     rows.extend(np);
     let _ = Lab::down(PREFIX);
     rows.extend(bench_node_port_dsr(args, bin_dir).await?);
+    rows.extend(bench_socket_lb(args, bin_dir).await?);
     Ok(rows)
+}
+
+/// A ClusterIP through socket-LB (the client in its node's cgroup: the
+/// connect is translated once) vs the backend's own address from the same
+/// client.
+async fn bench_socket_lb(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
+    eprintln!("==> services: ClusterIP through socket-LB (2 nodes, tunnel)");
+    let opts = seta_lab::LabOptions {
+        etcd: true,
+        routing: Some(seta_core::mode::RoutingMode::Tunnel),
+        socket_lb: true,
+        ..Default::default()
+    };
+    let lab = Lab::up_with(PREFIX, 2, 1, "10.203.0.0/16".parse()?, bin_dir, &opts, &|_| {}).await?;
+    let r = async {
+        let (p1, p2) = (lab.pod("pod1")?.clone(), lab.pod("pod2")?.clone());
+        import(
+            &lab,
+            &format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: bench, namespace: default}}\nspec:\n  clusterIP: 10.96.0.50\n  ports: [{{name: rr, port: 11111}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: bench-a, namespace: default, labels: {{kubernetes.io/service-name: bench}}}}\naddressType: IPv4\nports: [{{name: rr, port: 11111}}]\nendpoints:\n- {{addresses: [{}], conditions: {{ready: true}}}}\n",
+                p2.ip
+            ),
+        )?;
+        std::thread::sleep(Duration::from_secs(1));
+        let cg = seta_lab::cgroups::node_cgroup(&p1.node)?;
+        rr_rows(
+            args,
+            &p1.netns,
+            Some(&cg),
+            &p2.netns,
+            p2.ip,
+            ("10.96.0.50".parse()?, 11111),
+            "ClusterIP → pod on another node, socket-LB",
+            "the pod's own address",
+        )
+    }
+    .await;
+    let _ = Lab::down(PREFIX);
+    r
 }
 
 /// NodePort from outside to a backend on the other node in DSR mode (native
@@ -140,6 +183,7 @@ async fn bench_node_port_dsr(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
         rr_rows(
             args,
             &ext.netns,
+            None,
             &p2.netns,
             p2.ip,
             ("172.30.0.1".parse()?, 31111),

@@ -97,12 +97,25 @@ pub(crate) fn sockperf_rr(client: &str, server: &str, ip: Ipv4Addr, port: u16, s
 /// As `sockperf_rr`, the server on `bind`, the client to `dst` (a service
 /// address in front of it).
 pub(crate) fn sockperf_rr_to(client: &str, server: &str, bind: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), secs: u32) -> Result<(f64, f64)> {
+    sockperf_rr_in(client, None, server, bind, dst, secs)
+}
+
+/// `sockperf_rr_to` with the client in the cgroup `cgroup` (socket-LB: a
+/// lab node's cgroup).
+pub(crate) fn sockperf_rr_in(
+    client: &str,
+    cgroup: Option<&Path>,
+    server: &str,
+    bind: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    secs: u32,
+) -> Result<(f64, f64)> {
     let (ip, port) = dst;
     let mut srv = spawn_server(
         server,
         &["sockperf", "sr", "--tcp", "-i", &bind.0.to_string(), "-p", &bind.1.to_string()],
     )?;
-    let out = in_ns(
+    let mut cmd = in_ns(
         client,
         0,
         &[
@@ -119,8 +132,11 @@ pub(crate) fn sockperf_rr_to(client: &str, server: &str, bind: (Ipv4Addr, u16), 
             "16",
             "--full-rtt",
         ],
-    )
-    .output_within(Duration::from_secs(secs as u64 + 30))?;
+    );
+    if let Some(dir) = cgroup {
+        seta_lab::cgroups::spawn_in(&mut cmd, dir)?;
+    }
+    let out = cmd.output_within(Duration::from_secs(secs as u64 + 30))?;
     let _ = srv.kill();
     let _ = srv.wait();
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
