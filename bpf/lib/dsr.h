@@ -88,9 +88,6 @@ static __always_inline int dsr_reply4(struct __sk_buff *ctx, __u32 l4_off, struc
 {
 	struct lb4_reverse_nat *d;
 	struct ct_key k = f->key;
-	__be32 addr;
-	__be16 port;
-	int ret;
 
 	if (f->key.proto != IPPROTO_TCP && f->key.proto != IPPROTO_UDP)
 		return 0;
@@ -98,12 +95,5 @@ static __always_inline int dsr_reply4(struct __sk_buff *ctx, __u32 l4_off, struc
 	d = bpf_map_lookup_elem(&seta_lb4_dsr, &k);
 	if (!d)
 		return 0;
-	addr = d->address;
-	port = d->port;
-	ret = lb4_rewrite(ctx, l4_off, f->key.proto, 0, f->key.saddr, addr, f->key.sport, port);
-	if (ret < 0)
-		return ret;
-	f->key.saddr = addr;
-	f->key.sport = port;
-	return 1;
+	return lb4_rewrite_src(ctx, l4_off, f, d->address, d->port);
 }

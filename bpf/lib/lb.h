@@ -265,15 +265,24 @@ static __always_inline int lb4_hairpin_rev(const struct flow *f, __be32 client)
 	return 0;
 }
 
+/* A reply's source becomes addr:port (f follows). 1 or a drop reason. */
+static __always_inline int lb4_rewrite_src(struct __sk_buff *ctx, __u32 l4_off, struct flow *f, __be32 addr, __be16 port)
+{
+	int ret = lb4_rewrite(ctx, l4_off, f->key.proto, 0, f->key.saddr, addr, f->key.sport, port);
+
+	if (ret < 0)
+		return ret;
+	f->key.saddr = addr;
+	f->key.sport = port;
+	return 1;
+}
+
 /* A reply of a translated connection (CT_REPLY): the frontend becomes its
  * source again. 0: not translated; 1: done (f follows); < 0: drop reason. */
 static __always_inline int lb4_xlate_rev(struct __sk_buff *ctx, __u32 l4_off, struct flow *f)
 {
 	struct ct_key ck = {};
 	struct lb4_conn *c;
-	__be32 addr;
-	__be16 port;
-	int ret;
 
 	if (f->key.proto != IPPROTO_TCP && f->key.proto != IPPROTO_UDP)
 		return 0;
@@ -282,14 +291,7 @@ static __always_inline int lb4_xlate_rev(struct __sk_buff *ctx, __u32 l4_off, st
 	c = bpf_map_lookup_elem(&seta_lb4_conn, &ck);
 	if (!c)
 		return 0;
-	addr = c->address;
-	port = c->port;
-	ret = lb4_rewrite(ctx, l4_off, f->key.proto, 0, f->key.saddr, addr, f->key.sport, port);
-	if (ret < 0)
-		return ret;
-	f->key.saddr = addr;
-	f->key.sport = port;
-	return 1;
+	return lb4_rewrite_src(ctx, l4_off, f, c->address, c->port);
 }
 
 /* The one's-complement sum folded to 16 bits and inverted. */

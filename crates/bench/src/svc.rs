@@ -72,51 +72,73 @@ pub(crate) async fn bench_services(args: &Args, bin_dir: &Path) -> Result<Vec<Ro
         routing: Some(seta_core::mode::RoutingMode::Tunnel),
         ..Default::default()
     };
-    let lab = Lab::up_with(PREFIX, 2, 1, "10.203.0.0/16".parse()?, bin_dir, &opts, &|_| {}).await?;
-    let (p1, p2) = (lab.pod("pod1")?.clone(), lab.pod("pod2")?.clone());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !seta_lab::traffic::ping_ok(&p1.netns, p2.ip) {
-        if Instant::now() > deadline {
-            bail!("pod1 cannot reach pod2 across nodes");
+    let mut rows = with_service_lab(bin_dir, opts, true, |lab, p1, p2| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !seta_lab::traffic::ping_ok(&p1.netns, p2.ip) {
+            if Instant::now() > deadline {
+                bail!("pod1 cannot reach pod2 across nodes");
+            }
         }
-    }
-    import(
-        &lab,
-        &format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{name: bench, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.50\n  ports: [{{name: rr, port: 11111, nodePort: 31111}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: bench-a, namespace: default, labels: {{kubernetes.io/service-name: bench}}}}\naddressType: IPv4\nports: [{{name: rr, port: 11111}}]\nendpoints:\n- {{addresses: [{}], conditions: {{ready: true}}}}\n",
-            p2.ip
-        ),
-    )?;
-    // the service reached every node's maps
-    std::thread::sleep(Duration::from_secs(1));
-    let mut rows = rr_rows(
-        args,
-        &p1.netns,
-        None,
-        &p2.netns,
-        p2.ip,
-        ("10.96.0.50".parse()?, 11111),
-        "ClusterIP → pod on another node",
-        "the pod's own address",
-    )?;
-    let ext = lab.external.clone().context("no external host")?;
-    // pod2 is on node 2; the NodePort of node 1 forwards to it (SNAT)
-    let node1: Ipv4Addr = "172.30.0.1".parse()?;
-    let np = rr_rows(
-        args,
-        &ext.netns,
-        None,
-        &p2.netns,
-        p2.ip,
-        (node1, 31111),
-        "NodePort from outside → other node (SNAT)",
-        "outside → the pod, routed",
-    )?;
-    rows.extend(np);
-    let _ = Lab::down(PREFIX);
+        let mut rows = rr_rows(
+            args,
+            &p1.netns,
+            None,
+            &p2.netns,
+            p2.ip,
+            ("10.96.0.50".parse()?, 11111),
+            "ClusterIP → pod on another node",
+            "the pod's own address",
+        )?;
+        // pod2 is on node 2; the NodePort of node 1 forwards to it (SNAT)
+        let ext = lab.external.clone().context("no external host")?;
+        rows.extend(rr_rows(
+            args,
+            &ext.netns,
+            None,
+            &p2.netns,
+            p2.ip,
+            ("172.30.0.1".parse()?, 31111),
+            "NodePort from outside → other node (SNAT)",
+            "outside → the pod, routed",
+        )?);
+        Ok(rows)
+    })
+    .await?;
     rows.extend(bench_node_port_dsr(args, bin_dir).await?);
     rows.extend(bench_socket_lb(args, bin_dir).await?);
     Ok(rows)
+}
+
+/// The bench service (`type`: ClusterIP or NodePort 31111) in front of `backend`:11111.
+fn bench_service(node_port: bool, backend: Ipv4Addr) -> String {
+    let (kind, np) = if node_port {
+        ("  type: NodePort\n", ", nodePort: 31111")
+    } else {
+        ("", "")
+    };
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: bench, namespace: default}}\nspec:\n{kind}  clusterIP: 10.96.0.50\n  ports: [{{name: rr, port: 11111{np}}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: bench-a, namespace: default, labels: {{kubernetes.io/service-name: bench}}}}\naddressType: IPv4\nports: [{{name: rr, port: 11111}}]\nendpoints:\n- {{addresses: [{backend}], conditions: {{ready: true}}}}\n"
+    )
+}
+
+/// A 2-node lab with `opts` (pod1 on node 1, pod2 on node 2) and the bench
+/// service in front of pod2; `measure` runs in it, then the lab goes.
+async fn with_service_lab(
+    bin_dir: &Path,
+    opts: seta_lab::LabOptions,
+    node_port: bool,
+    measure: impl FnOnce(&Lab, &seta_lab::PodState, &seta_lab::PodState) -> Result<Vec<Row>>,
+) -> Result<Vec<Row>> {
+    let lab = Lab::up_with(PREFIX, 2, 1, "10.203.0.0/16".parse()?, bin_dir, &opts, &|_| {}).await?;
+    let r = (|| {
+        let (p1, p2) = (lab.pod("pod1")?.clone(), lab.pod("pod2")?.clone());
+        import(&lab, &bench_service(node_port, p2.ip))?;
+        // the service reached every node's maps
+        std::thread::sleep(Duration::from_secs(1));
+        measure(&lab, &p1, &p2)
+    })();
+    let _ = Lab::down(PREFIX);
+    r
 }
 
 /// A ClusterIP through socket-LB (the client in its node's cgroup: the
@@ -130,17 +152,7 @@ async fn bench_socket_lb(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
         socket_lb: true,
         ..Default::default()
     };
-    let lab = Lab::up_with(PREFIX, 2, 1, "10.203.0.0/16".parse()?, bin_dir, &opts, &|_| {}).await?;
-    let r = async {
-        let (p1, p2) = (lab.pod("pod1")?.clone(), lab.pod("pod2")?.clone());
-        import(
-            &lab,
-            &format!(
-                "apiVersion: v1\nkind: Service\nmetadata: {{name: bench, namespace: default}}\nspec:\n  clusterIP: 10.96.0.50\n  ports: [{{name: rr, port: 11111}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: bench-a, namespace: default, labels: {{kubernetes.io/service-name: bench}}}}\naddressType: IPv4\nports: [{{name: rr, port: 11111}}]\nendpoints:\n- {{addresses: [{}], conditions: {{ready: true}}}}\n",
-                p2.ip
-            ),
-        )?;
-        std::thread::sleep(Duration::from_secs(1));
+    with_service_lab(bin_dir, opts, false, |_, p1, p2| {
         let cg = seta_lab::cgroups::node_cgroup(&p1.node)?;
         rr_rows(
             args,
@@ -152,10 +164,8 @@ async fn bench_socket_lb(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
             "ClusterIP → pod on another node, socket-LB",
             "the pod's own address",
         )
-    }
-    .await;
-    let _ = Lab::down(PREFIX);
-    r
+    })
+    .await
 }
 
 /// NodePort from outside to a backend on the other node in DSR mode (native
@@ -168,17 +178,7 @@ async fn bench_node_port_dsr(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
         agent_args: vec!["--bpf-lb-mode".into(), "dsr".into()],
         ..Default::default()
     };
-    let lab = Lab::up_with(PREFIX, 2, 1, "10.203.0.0/16".parse()?, bin_dir, &opts, &|_| {}).await?;
-    let r = async {
-        let p2 = lab.pod("pod2")?.clone();
-        import(
-            &lab,
-            &format!(
-                "apiVersion: v1\nkind: Service\nmetadata: {{name: bench, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.50\n  ports: [{{name: rr, port: 11111, nodePort: 31111}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: bench-a, namespace: default, labels: {{kubernetes.io/service-name: bench}}}}\naddressType: IPv4\nports: [{{name: rr, port: 11111}}]\nendpoints:\n- {{addresses: [{}], conditions: {{ready: true}}}}\n",
-                p2.ip
-            ),
-        )?;
-        std::thread::sleep(Duration::from_secs(1));
+    with_service_lab(bin_dir, opts, true, |lab, _, p2| {
         let ext = lab.external.clone().context("no external host")?;
         rr_rows(
             args,
@@ -190,8 +190,6 @@ async fn bench_node_port_dsr(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
             "NodePort from outside → other node (DSR, native)",
             "outside → the pod, routed",
         )
-    }
-    .await;
-    let _ = Lab::down(PREFIX);
-    r
+    })
+    .await
 }

@@ -6,7 +6,7 @@ use seta_lab::{privileged, spawn_in_netns, Lab, TestLab};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn seta(_lab: &Lab, node: &str, args: &[&str]) -> serde_json::Value {
     common::seta(node, args)
@@ -218,38 +218,15 @@ async fn privileged_e2e_agent_sigkill_keeps_traffic_and_restores() {
         c.output_within(seta_lab::wait::PROGRAM_TIMEOUT).unwrap()
     });
     let addr = SocketAddr::new(p2.ip.into(), 8081);
-    let listener = spawn_in_netns(&p2.netns, move || TcpListener::bind(addr).unwrap()).join().unwrap();
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let mut buf = vec![0u8; 65536];
-        let mut total = 0u64;
-        while let Ok(k) = s.read(&mut buf) {
-            if k == 0 {
-                break;
-            }
-            total += k as u64;
-        }
-        total
-    });
-    let streamer = spawn_in_netns(&p1.netns, move || {
-        let mut c = TcpStream::connect(addr).unwrap();
-        let chunk = vec![7u8; 16384];
-        let start = Instant::now();
-        let mut sent = 0u64;
-        while start.elapsed() < Duration::from_secs(4) {
-            c.write_all(&chunk).unwrap();
-            sent += chunk.len() as u64;
-        }
-        sent
-    });
+    let stream = seta_lab::traffic::Stream::start(&p1.netns, &p2.netns, addr, addr, 4);
 
     tokio::time::sleep(Duration::from_millis(700)).await;
     t.lab.signal_agent(&node, nix::sys::signal::Signal::SIGKILL).unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await; // traffic continues with no agent at all
     t.lab.start_agent(&node).await.unwrap();
 
-    let sent = streamer.join().unwrap();
-    assert_eq!(server.join().unwrap(), sent, "every byte of the TCP stream arrived");
+    let (sent, received) = stream.finish();
+    assert_eq!(received, sent, "every byte of the TCP stream arrived");
     let out = pinger.join().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -107,3 +107,50 @@ pub fn ping_ok(ns: &str, ip: std::net::Ipv4Addr) -> bool {
     };
     once() || once()
 }
+
+/// A TCP stream for `secs` seconds from namespace `client` to `dial` (an
+/// address that leads to `listen` inside `server`, e.g. a ClusterIP in
+/// front of it), started now: `finish` says how many bytes were sent and
+/// how many the server received.
+pub struct Stream {
+    sink: std::thread::JoinHandle<u64>,
+    source: std::thread::JoinHandle<u64>,
+}
+
+impl Stream {
+    pub fn start(client: &str, server: &str, listen: SocketAddr, dial: SocketAddr, secs: u64) -> Self {
+        let listener = spawn_in_netns(server, move || TcpListener::bind(listen).expect("bind the stream's sink"))
+            .join()
+            .unwrap();
+        let sink = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().expect("the stream's connection");
+            let mut buf = vec![0u8; 65536];
+            let mut total = 0u64;
+            while let Ok(k) = s.read(&mut buf) {
+                if k == 0 {
+                    break;
+                }
+                total += k as u64;
+            }
+            total
+        });
+        let source = spawn_in_netns(client, move || {
+            let mut c = TcpStream::connect_timeout(&dial, Duration::from_secs(3)).expect("connect the stream");
+            let chunk = vec![7u8; 16384];
+            let start = std::time::Instant::now();
+            let mut sent = 0u64;
+            while start.elapsed() < Duration::from_secs(secs) {
+                c.write_all(&chunk).expect("stream write");
+                sent += chunk.len() as u64;
+            }
+            sent
+        });
+        Self { sink, source }
+    }
+
+    /// (bytes sent, bytes received), once the stream has ended.
+    pub fn finish(self) -> (u64, u64) {
+        let sent = self.source.join().unwrap();
+        (sent, self.sink.join().unwrap())
+    }
+}

@@ -3,7 +3,6 @@
 //! ClusterIP loses no byte and a UDP exchange through it no datagram; the
 //! restarted agent keeps the same service numbers.
 use super::*;
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 async fn privileged_policy_service_connections_survive_agent_sigkill(mut p: P) {
@@ -29,36 +28,9 @@ async fn privileged_policy_service_connections_survive_agent_sigkill(mut p: P) {
         .collect();
     assert_eq!(digests.len(), 1, "one set of services everywhere: {digests:?}");
     let before = p.seta_at("client", &["bpf", "lb", "list", "--revnat"]);
-    // a sink on web counting bytes, a streamer in client through the ClusterIP
-    let listener = seta_lab::spawn_in_netns(&p.ns("web"), move || {
-        std::net::TcpListener::bind(SocketAddr::new(web.into(), 9000)).unwrap()
-    })
-    .join()
-    .unwrap();
-    let sink = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let mut buf = vec![0u8; 65536];
-        let mut total = 0u64;
-        while let Ok(k) = s.read(&mut buf) {
-            if k == 0 {
-                break;
-            }
-            total += k as u64;
-        }
-        total
-    });
+    // a TCP stream from client through the ClusterIP to web
     let vip: SocketAddr = "10.96.0.70:80".parse().unwrap();
-    let streamer = seta_lab::spawn_in_netns(&p.ns("client"), move || {
-        let mut c = std::net::TcpStream::connect_timeout(&vip, Duration::from_secs(3)).unwrap();
-        let chunk = vec![7u8; 16384];
-        let start = Instant::now();
-        let mut sent = 0u64;
-        while start.elapsed() < Duration::from_secs(4) {
-            c.write_all(&chunk).unwrap();
-            sent += chunk.len() as u64;
-        }
-        sent
-    });
+    let stream = seta_lab::traffic::Stream::start(&p.ns("client"), &p.ns("web"), SocketAddr::new(web.into(), 9000), vip, 4);
     // UDP through the ClusterIP, one datagram every 20 ms, each answered
     let udp = seta_lab::spawn_in_netns(&p.ns("client"), move || {
         let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
@@ -82,8 +54,8 @@ async fn privileged_policy_service_connections_survive_agent_sigkill(mut p: P) {
     p.t.lab.signal_agent(&node, nix::sys::signal::Signal::SIGKILL).unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await; // no agent at all
     p.t.lab.start_agent(&node).await.unwrap();
-    let sent = streamer.join().unwrap();
-    assert_eq!(sink.join().unwrap(), sent, "every byte of the stream through the ClusterIP arrived");
+    let (sent, received) = stream.finish();
+    assert_eq!(received, sent, "every byte of the stream through the ClusterIP arrived");
     let (n, answered) = udp.join().unwrap();
     assert_eq!(answered, n, "every UDP datagram through the ClusterIP was answered");
     // the restarted agent keeps the same rev-NAT numbers
