@@ -76,9 +76,9 @@ pub trait Kernel: Send + Sync + 'static {
     /// Make the service maps hold exactly `want` (a blocking map walk); the
     /// translations to backends that went are forgotten. Returns those backends.
     fn lb_sync(&self, want: &seta_datapath::maps::LbState) -> Result<Vec<seta_abi::Lb4Backend>, DatapathError>;
-    /// Close the sockets of `proto` whose peer is `addr:port` in the
+    /// Close the sockets of `proto` whose peer is one of `peers` in the
     /// network namespace at `netns` (None: the agent's); how many.
-    fn sock_destroy(&self, netns: Option<&str>, proto: u8, addr: Ipv4Addr, port: u16) -> Result<usize, DatapathError>;
+    fn sock_destroy(&self, netns: Option<&str>, proto: u8, peers: &[(Ipv4Addr, u16)]) -> Result<usize, DatapathError>;
     /// Drop conntrack entries of `ip`; how many went.
     fn ct_flush_ip(&self, ip: Ipv4Addr) -> Result<usize, DatapathError>;
     /// Drop expired conntrack entries; how many went.
@@ -314,15 +314,17 @@ impl Kernel for Real {
         let gone = maps.sync_from(&from, want)?;
         *have = Some(want.clone());
         drop(have);
-        seta_datapath::maps::purge_backends(self.dp.pin_dir(), &gone)?;
+        // the maps hold `want` now; a purge that fails leaves stale entries
+        // that point nowhere (the datapath re-selects), not a failed sync
+        if let Err(e) = seta_datapath::maps::purge_backends(self.dp.pin_dir(), &gone) {
+            tracing::warn!(%e, "forgetting translations to removed backends");
+        }
         Ok(gone)
     }
-    fn sock_destroy(&self, netns: Option<&str>, proto: u8, addr: Ipv4Addr, port: u16) -> Result<usize, DatapathError> {
-        seta_datapath::sockdiag::destroy_sockets_to(netns.map(std::path::Path::new), proto, addr, port).map_err(|source| {
-            DatapathError::Io {
-                what: format!("closing sockets to {addr}:{port} in {}", netns.unwrap_or("the agent's namespace")),
-                source,
-            }
+    fn sock_destroy(&self, netns: Option<&str>, proto: u8, peers: &[(Ipv4Addr, u16)]) -> Result<usize, DatapathError> {
+        seta_datapath::sockdiag::destroy_sockets_to(netns.map(std::path::Path::new), proto, peers).map_err(|source| DatapathError::Io {
+            what: format!("closing sockets to {peers:?} in {}", netns.unwrap_or("the agent's namespace")),
+            source,
         })
     }
     fn ct_flush_ip(&self, ip: Ipv4Addr) -> Result<usize, DatapathError> {

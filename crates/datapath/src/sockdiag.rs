@@ -96,8 +96,8 @@ fn recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Close the sockets of protocol `proto` in this thread's namespace whose
-/// peer is `addr:port`; how many were closed.
-fn destroy_here(proto: u8, addr: Ipv4Addr, port: u16) -> io::Result<usize> {
+/// peer is one of `peers`; how many were closed.
+fn destroy_here(proto: u8, peers: &[(Ipv4Addr, u16)]) -> io::Result<usize> {
     let fd = diag_socket()?;
     send(
         &fd,
@@ -116,7 +116,7 @@ fn destroy_here(proto: u8, addr: Ipv4Addr, port: u16) -> io::Result<usize> {
                     let id: [u8; SOCKID] = p[4..4 + SOCKID].try_into().unwrap();
                     let dport = u16::from_be_bytes([id[2], id[3]]);
                     let dst = Ipv4Addr::new(id[20], id[21], id[22], id[23]);
-                    if dst == addr && dport == port {
+                    if peers.contains(&(dst, dport)) {
                         ids.push(id);
                     }
                 }
@@ -142,16 +142,17 @@ fn destroy_here(proto: u8, addr: Ipv4Addr, port: u16) -> io::Result<usize> {
 }
 
 /// Close the sockets of protocol `proto` (IPPROTO_UDP, IPPROTO_TCP) whose
-/// peer is `addr:port`, in the network namespace at `netns` (None: the
-/// caller's); how many were closed.
-pub fn destroy_sockets_to(netns: Option<&Path>, proto: u8, addr: Ipv4Addr, port: u16) -> io::Result<usize> {
+/// peer is one of `peers`, in the network namespace at `netns` (None: the
+/// caller's), with one listing of the namespace's sockets; how many were closed.
+pub fn destroy_sockets_to(netns: Option<&Path>, proto: u8, peers: &[(Ipv4Addr, u16)]) -> io::Result<usize> {
     let netns = netns.map(Path::to_path_buf);
+    let peers = peers.to_vec();
     std::thread::spawn(move || {
         if let Some(p) = &netns {
             let f = std::fs::File::open(p)?;
             nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
         }
-        destroy_here(proto, addr, port)
+        destroy_here(proto, &peers)
     })
     .join()
     .map_err(|_| io::Error::other("sock_diag thread panicked"))?

@@ -46,7 +46,7 @@ fn watch_where(k: &crate::k8s::K8s, ar: &ApiResource, cfg: watcher::Config) -> E
 }
 
 /// The next event as JSON, noting the watch's health; None: the stream ended.
-pub(super) async fn next_event(k: &crate::k8s::K8s, s: &mut Events, name: &'static str) -> Option<watcher::Event<serde_json::Value>> {
+async fn next_event(k: &crate::k8s::K8s, s: &mut Events, name: &'static str) -> Option<watcher::Event<serde_json::Value>> {
     loop {
         match s.next().await? {
             Err(e) => {
@@ -70,6 +70,28 @@ pub(super) async fn next_event(k: &crate::k8s::K8s, s: &mut Events, name: &'stat
     }
 }
 
+/// What a watch says, with a (re)list gathered whole.
+pub(super) enum Change {
+    /// every object of the kind (the first list, or a relist)
+    Listed(Vec<serde_json::Value>),
+    Apply(serde_json::Value),
+    Delete(serde_json::Value),
+}
+
+/// The next change of a watch; None: the stream ended.
+pub(super) async fn next_change(k: &crate::k8s::K8s, s: &mut Events, name: &'static str) -> Option<Change> {
+    let mut listed = Vec::new();
+    loop {
+        match next_event(k, s, name).await? {
+            watcher::Event::Init => listed.clear(),
+            watcher::Event::InitApply(o) => listed.push(o),
+            watcher::Event::InitDone => return Some(Change::Listed(listed)),
+            watcher::Event::Apply(o) => return Some(Change::Apply(o)),
+            watcher::Event::Delete(o) => return Some(Change::Delete(o)),
+        }
+    }
+}
+
 impl Agent {
     /// Watch one policy kind; every change that alters the accepted set
     /// replaces the policy repository.
@@ -77,25 +99,16 @@ impl Agent {
         let k = self.k8s.clone().expect("Kubernetes is configured");
         let (g, v, plural) = kind.gvr();
         let ar = resource(g, v, kind.kind(), plural);
-        let mut listed: Vec<serde_json::Value> = Vec::new();
         let mut s = watch_all(&k, &ar);
-        while let Some(ev) = next_event(&k, &mut s, plural).await {
-            let (outcomes, changed) = match ev {
-                watcher::Event::Init => {
-                    listed.clear();
-                    continue;
-                }
-                watcher::Event::InitApply(o) => {
-                    listed.push(o);
-                    continue;
-                }
-                watcher::Event::InitDone => k.policies().replace(kind, &std::mem::take(&mut listed)),
-                watcher::Event::Apply(o) => {
+        while let Some(ch) = next_change(&k, &mut s, plural).await {
+            let (outcomes, changed) = match ch {
+                Change::Listed(listed) => k.policies().replace(kind, &listed),
+                Change::Apply(o) => {
                     let out = k.policies().apply(kind, &o);
                     let changed = matches!(out, Outcome::Accepted { changed: true, .. });
                     (vec![(translate::key(kind, &o), out)], changed)
                 }
-                watcher::Event::Delete(o) => (vec![], k.policies().delete(kind, &o)),
+                Change::Delete(o) => (vec![], k.policies().delete(kind, &o)),
             };
             for (key, out) in outcomes {
                 self.k8s_report(&ar, key, out).await;

@@ -4,10 +4,9 @@
 //! subsystem's set and the maps follow. A refused object keeps the version
 //! accepted before and is reported in the log and as a Warning Event
 //! (`ServiceRejected`).
-use super::k8s::{next_event, resource, watch_all};
+use super::k8s::{next_change, resource, watch_all, Change};
 use super::*;
 use crate::k8s::services::{SvcKind, SvcOutcome};
-use kube::runtime::watcher;
 
 impl Agent {
     pub(super) async fn k8s_service_watch(self: Arc<Self>, kind: SvcKind) -> anyhow::Result<()> {
@@ -15,27 +14,18 @@ impl Agent {
         let (g, v, kname, plural) = kind.gvkp();
         let ar = resource(g, v, kname, plural);
         let api_version = if g.is_empty() { v.to_string() } else { format!("{g}/{v}") };
-        let mut listed: Vec<serde_json::Value> = Vec::new();
         let mut s = watch_all(&k, &ar);
-        while let Some(ev) = next_event(&k, &mut s, plural).await {
+        while let Some(ch) = next_change(&k, &mut s, plural).await {
             let (outcomes, changed) = {
                 let mut src = k.services.lock().unwrap_or_else(|e| e.into_inner());
-                match ev {
-                    watcher::Event::Init => {
-                        listed.clear();
-                        continue;
-                    }
-                    watcher::Event::InitApply(o) => {
-                        listed.push(o);
-                        continue;
-                    }
-                    watcher::Event::InitDone => src.replace(kind, &std::mem::take(&mut listed)),
-                    watcher::Event::Apply(o) => {
+                match ch {
+                    Change::Listed(listed) => src.replace(kind, &listed),
+                    Change::Apply(o) => {
                         let out = src.apply(kind, &o);
                         let changed = matches!(out, SvcOutcome::Accepted { changed: true });
                         (vec![(crate::k8s::services::key(kind, &o), out)], changed)
                     }
-                    watcher::Event::Delete(o) => (vec![], src.delete(kind, &o)),
+                    Change::Delete(o) => (vec![], src.delete(kind, &o)),
                 }
             };
             for ((_, ns, name), out) in outcomes {

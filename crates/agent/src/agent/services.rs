@@ -109,26 +109,29 @@ impl Agent {
         if self.cfg.sock_lb.is_none() || gone.is_empty() {
             return;
         }
-        let mut namespaces: Vec<Option<String>> = vec![None];
-        namespaces.extend(
-            self.endpoints
-                .lock()
-                .await
-                .values()
-                .filter(|e| !e.netns_path.is_empty())
-                .map(|e| Some(e.netns_path.clone())),
-        );
-        namespaces.dedup();
+        // the node's namespace (None) and each pod's, once each
+        let namespaces: std::collections::BTreeSet<Option<String>> = std::iter::once(None)
+            .chain(
+                self.endpoints
+                    .lock()
+                    .await
+                    .values()
+                    .filter(|e| !e.netns_path.is_empty())
+                    .map(|e| Some(e.netns_path.clone())),
+            )
+            .collect();
+        let peers: Vec<(Ipv4Addr, u16)> = gone
+            .iter()
+            .map(|b| (Ipv4Addr::from(b.address), u16::from_be_bytes(b.port)))
+            .collect();
         let k = self.kernel.clone();
         let r = tokio::task::spawn_blocking(move || {
             let mut closed = 0;
-            for b in &gone {
-                let (addr, port) = (Ipv4Addr::from(b.address), u16::from_be_bytes(b.port));
-                for ns in &namespaces {
-                    match k.sock_destroy(ns.as_deref(), b.proto, addr, port) {
-                        Ok(n) => closed += n,
-                        Err(e) => tracing::warn!(%e, "socket termination"),
-                    }
+            // one listing of each namespace's sockets for every removed backend
+            for ns in &namespaces {
+                match k.sock_destroy(ns.as_deref(), 17 /* UDP */, &peers) {
+                    Ok(n) => closed += n,
+                    Err(e) => tracing::warn!(%e, "socket termination"),
                 }
             }
             closed

@@ -294,10 +294,12 @@ impl Kernel for Fake {
         st.log.push("lb sync".into());
         Ok(gone)
     }
-    fn sock_destroy(&self, netns: Option<&str>, proto: u8, addr: Ipv4Addr, port: u16) -> Result<usize, DatapathError> {
+    fn sock_destroy(&self, netns: Option<&str>, proto: u8, peers: &[(Ipv4Addr, u16)]) -> Result<usize, DatapathError> {
         let mut st = self.state();
-        st.log
-            .push(format!("sock destroy {} {proto} {addr}:{port}", netns.unwrap_or("host")));
+        for (addr, port) in peers {
+            st.log
+                .push(format!("sock destroy {} {proto} {addr}:{port}", netns.unwrap_or("host")));
+        }
         Ok(0)
     }
     fn ct_flush_ip(&self, ip: Ipv4Addr) -> Result<usize, DatapathError> {
