@@ -15,6 +15,7 @@ mod polcomp;
 mod policy;
 mod stats;
 mod svc;
+mod svcconn;
 mod svcscale;
 mod util;
 mod xnode;
@@ -36,11 +37,11 @@ struct Args {
     /// Seconds per throughput / latency sample
     #[arg(long, default_value_t = 3)]
     seconds: u32,
-    /// Only these sections (bpf, net, cni, mem, polcomp, policy, kvstore, xnode, svc, svcscale)
+    /// Only these sections (bpf, net, cni, mem, polcomp, policy, kvstore, xnode, svc, svcscale, svcconn)
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "bpf,net,cni,mem,polcomp,policy,kvstore,xnode,svc,svcscale"
+        default_value = "bpf,net,cni,mem,polcomp,policy,kvstore,xnode,svc,svcscale,svcconn"
     )]
     only: Vec<String>,
     /// Also write the table as markdown here
@@ -57,6 +58,7 @@ use polcomp::*;
 use policy::*;
 use stats::*;
 use svc::*;
+use svcconn::*;
 use svcscale::*;
 use util::*;
 use xnode::*;
@@ -65,7 +67,7 @@ type SectionFn = fn(&Args, &Path, &tokio::runtime::Runtime) -> Result<Vec<Row>>;
 
 /// The sections in order: name (for --only), seconds of budget per
 /// round-second, and how to run it.
-const SECTIONS: [(&str, u64, SectionFn); 10] = [
+const SECTIONS: [(&str, u64, SectionFn); 11] = [
     ("bpf", 4, |a, _, _| bench_bpf(a)),
     ("net", 30, |a, b, rt| rt.block_on(bench_net(a, b))),
     ("cni", 10, |a, b, rt| rt.block_on(bench_cni(a, b))),
@@ -76,6 +78,7 @@ const SECTIONS: [(&str, u64, SectionFn); 10] = [
     ("xnode", 40, |a, b, rt| rt.block_on(bench_xnode(a, b))),
     ("svc", 20, |a, b, rt| rt.block_on(bench_services(a, b))),
     ("svcscale", 10, |a, b, rt| rt.block_on(bench_service_scale(a, b))),
+    ("svcconn", 60, |a, b, rt| rt.block_on(bench_service_connect(a, b))),
 ];
 
 /// Run one section on its own thread with a time limit: its rows, or why it
@@ -102,6 +105,9 @@ fn run_section(name: &str, limit: Duration, args: &Args, bin_dir: &Path, run: Se
 }
 
 fn main() -> Result<()> {
+    if let Some(r) = hidden_mode() {
+        return r;
+    }
     let args = Args::parse();
     if !nix::unistd::Uid::effective().is_root() {
         bail!("make bench needs root (namespaces, BPF)");

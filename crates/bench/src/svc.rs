@@ -25,7 +25,9 @@ fn seta_bin() -> Result<PathBuf> {
     Ok(std::env::current_exe()?.parent().context("bin dir")?.join("seta"))
 }
 
-/// RR rate and p50 through `via` (seta) and straight to the pod (base).
+/// RR rate and p50 through `via` and stream throughput through `via_stream`
+/// (seta), next to the same straight to the pod (base), interleaved.
+#[allow(clippy::too_many_arguments)]
 fn rr_rows(
     args: &Args,
     client: &str,
@@ -33,36 +35,46 @@ fn rr_rows(
     server: &str,
     pod: Ipv4Addr,
     via: (Ipv4Addr, u16),
+    via_stream: (Ipv4Addr, u16),
     what: &str,
     base_name: &'static str,
+    goals: [&str; 2],
 ) -> Result<Vec<Row>> {
-    let pod = (pod, 11111);
-    sockperf_rr_in(client, cgroup, server, pod, via, 1)?;
-    sockperf_rr_in(client, cgroup, server, pod, pod, 1)?;
+    let rr = (pod, 11111);
+    sockperf_rr_in(client, cgroup, server, rr, via, 1)?;
+    sockperf_rr_in(client, cgroup, server, rr, rr, 1)?;
     let (mut s_rtt, mut s_rate, mut b_rtt, mut b_rate) = (vec![], vec![], vec![], vec![]);
+    let (mut s_bw, mut b_bw) = (vec![], vec![]);
     for round in 1..=args.rounds {
         eprintln!("    round {round}/{}", args.rounds);
-        let (a, b) = sockperf_rr_in(client, cgroup, server, pod, via, args.seconds)?;
+        let (a, b) = sockperf_rr_in(client, cgroup, server, rr, via, args.seconds)?;
         s_rtt.push(a);
         s_rate.push(b);
-        let (a, b) = sockperf_rr_in(client, cgroup, server, pod, pod, args.seconds)?;
+        let (a, b) = sockperf_rr_in(client, cgroup, server, rr, rr, args.seconds)?;
         b_rtt.push(a);
         b_rate.push(b);
+        s_bw.push(iperf_stream_in(client, cgroup, server, STREAM_PORT, via_stream, args.seconds)?);
+        b_bw.push(iperf_stream_in(client, cgroup, server, STREAM_PORT, (pod, STREAM_PORT), args.seconds)?);
     }
-    let row = |name: String, unit, s: &[f64], b: &[f64], higher_is_better| Row {
+    let row = |name: String, unit, s: &[f64], b: &[f64], higher_is_better, goal: &str| Row {
         name,
         unit,
         seta: summarize(s),
         base_name,
         base: summarize(b),
         higher_is_better,
-        goal: "≥ 0.95×".into(),
+        goal: goal.into(),
     };
     Ok(vec![
-        row(format!("TCP RR rate, {what} (sockperf, 16 B)"), "trans/s", &s_rate, &b_rate, true),
-        row(format!("TCP RR p50, {what}"), "µs", &s_rtt, &b_rtt, false),
+        row(format!("TCP RR rate, {what} (sockperf, 16 B)"), "trans/s", &s_rate, &b_rate, true, goals[0]),
+        row(format!("TCP RR p50, {what}"), "µs", &s_rtt, &b_rtt, false, ""),
+        row(format!("TCP stream, {what} (iperf3)"), "Gbit/s", &s_bw, &b_bw, true, goals[1]),
     ])
 }
+
+/// The backend's stream port (iperf3), the service's port 5201 and NodePort
+/// 31201 in front of it.
+const STREAM_PORT: u16 = 5201;
 
 pub(crate) async fn bench_services(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
     eprintln!("==> services: ClusterIP and NodePort (2 nodes, tunnel) vs the backend's own address");
@@ -86,8 +98,10 @@ pub(crate) async fn bench_services(args: &Args, bin_dir: &Path) -> Result<Vec<Ro
             &p2.netns,
             p2.ip,
             ("10.96.0.50".parse()?, 11111),
+            ("10.96.0.50".parse()?, STREAM_PORT),
             "ClusterIP → pod on another node",
             "the pod's own address",
+            ["≥ 0.97×", "≥ 0.97×"],
         )?;
         // pod2 is on node 2; the NodePort of node 1 forwards to it (SNAT)
         let ext = lab.external.clone().context("no external host")?;
@@ -98,8 +112,10 @@ pub(crate) async fn bench_services(args: &Args, bin_dir: &Path) -> Result<Vec<Ro
             &p2.netns,
             p2.ip,
             ("172.30.0.1".parse()?, 31111),
+            ("172.30.0.1".parse()?, 31201),
             "NodePort from outside → other node (SNAT)",
             "outside → the pod, routed",
+            ["≥ 0.95×", "≥ 0.95×"],
         )?);
         Ok(rows)
     })
@@ -109,15 +125,17 @@ pub(crate) async fn bench_services(args: &Args, bin_dir: &Path) -> Result<Vec<Ro
     Ok(rows)
 }
 
-/// The bench service (`type`: ClusterIP or NodePort 31111) in front of `backend`:11111.
+/// The bench service (`type`: ClusterIP, or NodePort 31111 and 31201) in
+/// front of `backend`:11111 (RR) and :5201 (stream).
 fn bench_service(node_port: bool, backend: Ipv4Addr) -> String {
     let (kind, np) = if node_port {
-        ("  type: NodePort\n", ", nodePort: 31111")
+        ("  type: NodePort\n", [", nodePort: 31111", ", nodePort: 31201"])
     } else {
-        ("", "")
+        ("", ["", ""])
     };
     format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: bench, namespace: default}}\nspec:\n{kind}  clusterIP: 10.96.0.50\n  ports: [{{name: rr, port: 11111{np}}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: bench-a, namespace: default, labels: {{kubernetes.io/service-name: bench}}}}\naddressType: IPv4\nports: [{{name: rr, port: 11111}}]\nendpoints:\n- {{addresses: [{backend}], conditions: {{ready: true}}}}\n"
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: bench, namespace: default}}\nspec:\n{kind}  clusterIP: 10.96.0.50\n  ports: [{{name: rr, port: 11111{}}}, {{name: st, port: 5201{}}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: bench-a, namespace: default, labels: {{kubernetes.io/service-name: bench}}}}\naddressType: IPv4\nports: [{{name: rr, port: 11111}}, {{name: st, port: 5201}}]\nendpoints:\n- {{addresses: [{backend}], conditions: {{ready: true}}}}\n",
+        np[0], np[1]
     )
 }
 
@@ -161,8 +179,10 @@ async fn bench_socket_lb(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
             &p2.netns,
             p2.ip,
             ("10.96.0.50".parse()?, 11111),
+            ("10.96.0.50".parse()?, STREAM_PORT),
             "ClusterIP → pod on another node, socket-LB",
             "the pod's own address",
+            ["≥ 0.97×", "≥ 0.97×"],
         )
     })
     .await
@@ -187,8 +207,10 @@ async fn bench_node_port_dsr(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
             &p2.netns,
             p2.ip,
             ("172.30.0.1".parse()?, 31111),
+            ("172.30.0.1".parse()?, 31201),
             "NodePort from outside → other node (DSR, native)",
             "outside → the pod, routed",
+            ["≥ 0.95×, better than SNAT", "≥ 0.95×, better than SNAT"],
         )
     })
     .await

@@ -39,7 +39,10 @@ pub(crate) fn cleanup() {
             seta_lab::leftovers::remove_netns(&ns, &mut done);
         }
     }
-    let _ = Lab::down(PREFIX);
+    // (the sections' labs: PREFIX and the ones named after it)
+    for lab in ["", "m", "s", "c"] {
+        let _ = Lab::down(&format!("{PREFIX}{lab}"));
+    }
     let _ = std::fs::remove_dir_all(format!("/run/{PREFIX}-ipam"));
 }
 
@@ -164,16 +167,29 @@ pub(crate) fn sockperf_rr_in(
 }
 
 pub(crate) fn iperf_stream(client: &str, server: &str, ip: Ipv4Addr, port: u16, secs: u32) -> Result<f64> {
+    iperf_stream_in(client, None, server, port, (ip, port), secs)
+}
+
+/// `iperf_stream` with the server on `port`, the client to `dst` (a service
+/// in front of it) and in the cgroup `cgroup` when given: Gbit/s.
+pub(crate) fn iperf_stream_in(
+    client: &str,
+    cgroup: Option<&Path>,
+    server: &str,
+    port: u16,
+    dst: (Ipv4Addr, u16),
+    secs: u32,
+) -> Result<f64> {
     let mut srv = spawn_server(server, &["iperf3", "-s", "-1", "--rcv-timeout", "5000", "-p", &port.to_string()])?;
-    let out = in_ns(
+    let mut cmd = in_ns(
         client,
         0,
         &[
             "iperf3",
             "-c",
-            &ip.to_string(),
+            &dst.0.to_string(),
             "-p",
-            &port.to_string(),
+            &dst.1.to_string(),
             "-t",
             &secs.to_string(),
             "-J",
@@ -181,8 +197,11 @@ pub(crate) fn iperf_stream(client: &str, server: &str, ip: Ipv4Addr, port: u16, 
             "--connect-timeout",
             "5000",
         ],
-    )
-    .output_within(Duration::from_secs(secs as u64 + 30))?;
+    );
+    if let Some(dir) = cgroup {
+        seta_lab::cgroups::spawn_in(&mut cmd, dir)?;
+    }
+    let out = cmd.output_within(Duration::from_secs(secs as u64 + 30))?;
     let _ = srv.kill();
     let _ = srv.wait();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("iperf3 JSON")?;

@@ -3,12 +3,13 @@
 //! counts of what was seen and what was overwritten.
 use crate::flow::Flow;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 pub const DEFAULT_CAPACITY: usize = 4095;
 
 #[derive(Debug)]
 pub struct Ring {
-    buf: VecDeque<(u64, Flow)>,
+    buf: VecDeque<(u64, Arc<Flow>)>,
     cap: usize,
     seen: u64,
     overwritten: u64,
@@ -28,8 +29,10 @@ impl Ring {
         })
     }
 
-    /// Add a flow; returns its sequence number (from 1).
-    pub fn push(&mut self, f: Flow) -> u64 {
+    /// Add a flow (shared with whoever else holds it); returns its sequence
+    /// number (from 1).
+    pub fn push(&mut self, f: impl Into<Arc<Flow>>) -> u64 {
+        let f = f.into();
         if self.buf.len() == self.cap {
             self.buf.pop_front();
             self.overwritten += 1;
@@ -58,12 +61,12 @@ impl Ring {
     }
 
     /// The flows held, oldest first, with their sequence numbers.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &(u64, Flow)> {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &(u64, Arc<Flow>)> {
         self.buf.iter()
     }
 
     /// Flows after sequence number `seq`, oldest first.
-    pub fn after(&self, seq: u64) -> impl Iterator<Item = &(u64, Flow)> {
+    pub fn after(&self, seq: u64) -> impl Iterator<Item = &(u64, Arc<Flow>)> {
         self.buf.iter().filter(move |(s, _)| *s > seq)
     }
 

@@ -55,7 +55,7 @@ impl Lab {
             if !agent_alive(pid) {
                 return Ok(Err(format!("prometheus (pid {pid}) exited")));
             }
-            self.prometheus_get("/-/ready").map(|_| Ok(())).or_else(|e| Err(e.to_string()))
+            self.prometheus_get("/-/ready").map(|_| Ok(())).map_err(|e| e.to_string())
         })?
         .map_err(|e| anyhow!("{e}; see {}", log.display()))?;
         Ok(pid)

@@ -59,7 +59,9 @@ impl Agent {
         let addrs = self.node_port_addrs();
         let (want, digest) = {
             let mut repo = self.services.lock().unwrap();
-            let want = repo.lb_state(&self.cfg.node, &addrs, self.cfg.maglev.map(|m| (m.m, m.table_seed)));
+            let want = repo
+                .lb_state(&self.cfg.node, &addrs, self.cfg.maglev.map(|m| (m.m, m.table_seed)))
+                .map_err(|e| ApiError::TooLarge(format!("service maps: {e}; the maps were not changed")))?;
             (want, repo.digest())
         };
         self.write_lb(want, digest).await
@@ -160,7 +162,9 @@ impl Agent {
         let mut trial = base.clone();
         let (revision, names) = trial.import(objects.clone());
         let maglev = self.cfg.maglev.map(|m| (m.m, m.table_seed));
-        let want = trial.lb_state(&self.cfg.node, &self.node_port_addrs(), maglev);
+        let want = trial
+            .lb_state(&self.cfg.node, &self.node_port_addrs(), maglev)
+            .map_err(|e| ApiError::TooLarge(format!("{e}; nothing was changed")))?;
         let digest = trial.digest();
         want.fits(self.cfg.map_sizes.lb)
             .map_err(|e| ApiError::TooLarge(format!("{e}; nothing was changed")))?;

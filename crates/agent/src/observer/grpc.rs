@@ -75,7 +75,7 @@ impl ObserverApi for Service {
         let live = r.follow.then(|| self.obs.subscribe());
         let held = self.obs.held();
         let last_seq = held.flows.last().map_or(0, |(s, _)| *s);
-        let mut picked: Vec<Flow> = held
+        let mut picked: Vec<Arc<Flow>> = held
             .flows
             .into_iter()
             .map(|(_, f)| f)
@@ -94,7 +94,7 @@ impl ObserverApi for Service {
         let node = self.obs.node().to_string();
         let past = futures::stream::iter(picked.into_iter().map({
             let node = node.clone();
-            move |f| Ok(response(&node, f))
+            move |f| Ok(response(&node, Arc::unwrap_or_clone(f)))
         }));
         let Some(rx) = live else {
             return Ok(Response::new(Box::pin(past)));
@@ -108,7 +108,7 @@ impl ObserverApi for Service {
                     match rx.recv().await {
                         Ok(Live::Flow(seq, f)) if seq > last_seq && until.is_none_or(|_| in_window(&f, since, until)) => {
                             if selected(&wl, &bl, &f) {
-                                return Some((Ok(response(&node, f)), rx));
+                                return Some((Ok(response(&node, Arc::unwrap_or_clone(f))), rx));
                             }
                         }
                         Ok(Live::Lost(n)) => {

@@ -12,7 +12,7 @@ mod tests;
 use seta_hubble::decode::{self, Context};
 use seta_hubble::flow::Flow;
 use seta_hubble::ring::Ring;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// How many flows a slow follower may lag before it is told it lost some.
@@ -22,7 +22,7 @@ const FOLLOW_QUEUE: usize = 4096;
 /// events the datapath could not deliver.
 #[derive(Debug, Clone)]
 pub enum Live {
-    Flow(u64, Flow),
+    Flow(u64, Arc<Flow>),
     Lost(u64),
 }
 
@@ -37,7 +37,7 @@ pub struct Observer {
 
 /// The ring's state for a reader.
 pub struct Held {
-    pub flows: Vec<(u64, Flow)>,
+    pub flows: Vec<(u64, Arc<Flow>)>,
     pub seen: u64,
     pub capacity: usize,
 }
@@ -63,6 +63,7 @@ impl Observer {
         // (records that are no flows are not kept)
         for f in events.iter().filter_map(|ev| decode::flow_of(ev, ctx)) {
             self.metrics.observe(&f);
+            let f = Arc::new(f);
             let seq = ring.push(f.clone());
             let _ = self.live.send(Live::Flow(seq, f));
         }

@@ -40,30 +40,35 @@ pub struct Repository {
     host_ports: BTreeMap<String, (Ipv4Addr, Vec<seta_core::service::HostPort>)>,
 }
 
-/// The lowest number from 1 not in use.
-/// Hands out the lowest numbers not in use, from 1 (one walk over the used
-/// set per call of lb_state, not one per new number: 100k backends).
+/// Hands out the lowest numbers not in use, from 1 up to a most (one walk
+/// over the used set per call of lb_state, not one per new number: 100k
+/// backends).
 struct Numbers<T> {
     used: std::collections::BTreeSet<T>,
     next: T,
+    most: T,
 }
 
 impl<T: Copy + Ord + From<u8> + std::ops::Add<Output = T>> Numbers<T> {
-    fn new(used: impl Iterator<Item = T>) -> Self {
+    fn new(used: impl Iterator<Item = T>, most: T) -> Self {
         Self {
             used: used.collect(),
             next: T::from(1),
+            most,
         }
     }
 
     /// The lowest free number, now taken (the used set only grows, so the
-    /// lowest free never goes down).
-    fn take(&mut self) -> T {
+    /// lowest free never goes down); `None` once all up to `most` are used.
+    fn take(&mut self) -> Option<T> {
         while self.used.contains(&self.next) {
+            if self.next >= self.most {
+                return None;
+            }
             self.next = self.next + T::from(1);
         }
         self.used.insert(self.next);
-        self.next
+        Some(self.next)
     }
 }
 
@@ -232,32 +237,46 @@ impl Repository {
     /// rev-NAT entries. Numbers stay stable while their objects exist. With
     /// `maglev` (M, table seed), north-south frontends (NodePort, ExternalIP,
     /// LoadBalancer) also get their Maglev table.
-    pub fn lb_state(&mut self, node: &str, node_addrs: &[Ipv4Addr], maglev: Option<(u32, u32)>) -> seta_datapath::maps::LbState {
+    /// The maps' contents for these services on `node`; an error when the
+    /// frontends are more than a 16-bit rev-NAT index can number (65535, as
+    /// Cilium's service IDs), and nothing changed then.
+    pub fn lb_state(
+        &mut self,
+        node: &str,
+        node_addrs: &[Ipv4Addr],
+        maglev: Option<(u32, u32)>,
+    ) -> Result<seta_datapath::maps::LbState, String> {
         use seta_abi::{Lb4Backend, Lb4Key, Lb4ReverseNat, Lb4Service};
         let frontends = self.frontends(node_addrs);
         let name = |ip: Ipv4Addr, port: u16, p: seta_core::service::Proto| format!("{ip}:{port}/{p}");
         let mut want = seta_datapath::maps::LbState::default();
         let (mut bids, mut rids) = (BTreeMap::new(), BTreeMap::new());
-        let mut free_b: Numbers<u32> = Numbers::new(self.backend_ids.values().copied());
-        let mut free_r: Numbers<u16> = Numbers::new(self.revnat_ids.values().copied());
+        let mut free_b: Numbers<u32> = Numbers::new(self.backend_ids.values().copied(), u32::MAX);
+        let mut free_r: Numbers<u16> = Numbers::new(self.revnat_ids.values().copied(), u16::MAX);
         for f in &frontends {
             let rkey = name(f.addr, f.port, f.proto);
             let rid = match self.revnat_ids.get(&rkey).or(rids.get(&rkey)) {
                 Some(id) => *id,
-                None => free_r.take(),
+                None => free_r.take().ok_or_else(|| {
+                    format!(
+                        "{} frontends (service address, port, protocol) are more than the {} a 16-bit rev-NAT index numbers",
+                        frontends.len(),
+                        u16::MAX
+                    )
+                })?,
             };
             rids.insert(rkey, rid);
             let mut id_of = |ip: Ipv4Addr, port: u16| {
                 let k = name(ip, port, f.proto);
                 let id = match self.backend_ids.get(&k).or(bids.get(&k)) {
                     Some(id) => *id,
-                    None => free_b.take(),
+                    None => free_b.take().ok_or("backend ids exhausted")?,
                 };
                 bids.insert(k, id);
-                id
+                Ok::<u32, String>(id)
             };
             for b in &f.backends {
-                let id = id_of(b.ip, b.port);
+                let id = id_of(b.ip, b.port)?;
                 want.backends.insert(
                     id,
                     Lb4Backend {
@@ -283,7 +302,7 @@ impl Repository {
             };
             let slots = f.candidates(node);
             for (i, b) in slots.iter().enumerate() {
-                let backend_id = id_of(b.ip, b.port);
+                let backend_id = id_of(b.ip, b.port)?;
                 want.services.insert(
                     key(i as u16 + 1),
                     Lb4Service {
@@ -301,8 +320,8 @@ impl Repository {
             if let (Some((m, seed)), true, false) = (maglev, north_south, slots.is_empty()) {
                 let names: Vec<(String, u32)> = slots
                     .iter()
-                    .map(|b| (format!("{}:{}", b.ip, b.port), id_of(b.ip, b.port)))
-                    .collect();
+                    .map(|b| Ok((format!("{}:{}", b.ip, b.port), id_of(b.ip, b.port)?)))
+                    .collect::<Result<_, String>>()?;
                 match maglev_chunks(rid, &names, m, seed) {
                     Ok(chunks) => {
                         want.maglev.extend(chunks);
@@ -339,7 +358,7 @@ impl Repository {
         // numbers of what is gone are free again
         self.backend_ids = bids;
         self.revnat_ids = rids;
-        want
+        Ok(want)
     }
 }
 

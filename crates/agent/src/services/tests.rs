@@ -118,7 +118,7 @@ status:
         )
         .unwrap(),
     );
-    let st = r.lb_state("n1", &["172.30.0.1".parse().unwrap()], None);
+    let st = r.lb_state("n1", &["172.30.0.1".parse().unwrap()], None).unwrap();
     let master = |a: [u8; 4]| {
         st.services
             .iter()
@@ -247,7 +247,7 @@ fn maglev_tables_for_north_south_frontends_agree_across_nodes() {
     let (m, seed) = (251, 7);
     let mut n1 = Repository::default();
     n1.import(parse_file(MAGLEV_SVC).unwrap());
-    let st1 = n1.lb_state("n1", &["172.30.0.1".parse().unwrap()], Some((m, seed)));
+    let st1 = n1.lb_state("n1", &["172.30.0.1".parse().unwrap()], Some((m, seed))).unwrap();
     let master =
         |st: &seta_datapath::maps::LbState, a: [u8; 4]| *st.services.iter().find(|(k, _)| k.address == a && k.backend_slot == 0).unwrap().1;
     assert_eq!(
@@ -269,11 +269,35 @@ fn maglev_tables_for_north_south_frontends_agree_across_nodes() {
     // the same table by backend
     let mut n2 = Repository::default();
     n2.import(parse_file(&SVC.replace("10.200.1.5", "10.200.1.9")).unwrap());
-    n2.lb_state("n2", &[], Some((m, seed)));
+    n2.lb_state("n2", &[], Some((m, seed))).unwrap();
     n2.import(parse_file(MAGLEV_SVC).unwrap());
-    let st2 = n2.lb_state("n2", &["172.30.0.2".parse().unwrap()], Some((m, seed)));
+    let st2 = n2.lb_state("n2", &["172.30.0.2".parse().unwrap()], Some((m, seed))).unwrap();
     assert_ne!(st1.backends.keys().collect::<Vec<_>>(), st2.backends.keys().collect::<Vec<_>>());
     assert_eq!(maglev_table(&st2, [198, 51, 100, 70], m), t1);
     // without Maglev nothing is built
-    assert!(n1.lb_state("n1", &[], None).maglev.is_empty());
+    assert!(n1.lb_state("n1", &[], None).unwrap().maglev.is_empty());
+}
+
+/// Numbers run from 1 to their most and then run out (they do not wrap).
+#[test]
+fn numbers_stop_at_their_most() {
+    let mut n: Numbers<u16> = Numbers::new([1u16, 3].into_iter(), 5);
+    let taken: Vec<Option<u16>> = (0..4).map(|_| n.take()).collect();
+    assert_eq!(taken, [Some(2), Some(4), Some(5), None]);
+    let mut full: Numbers<u16> = Numbers::new(1..=u16::MAX, u16::MAX);
+    assert_eq!(full.take(), None);
+}
+
+/// One frontend more than a 16-bit rev-NAT index numbers is an error that
+/// says so, and the repository's numbers stay as they were.
+#[test]
+fn frontends_beyond_the_rev_nat_space_are_an_error() {
+    let mut r = Repository::default();
+    r.import(parse_file(SVC).unwrap());
+    // every rev-NAT number is held (by frontends that went in this trial)
+    r.revnat_ids = (1..=u16::MAX).map(|i| (format!("gone-{i}"), i)).collect();
+    let before = (r.revnat_ids.clone(), r.backend_ids.clone());
+    let err = r.lb_state("n1", &[], None).unwrap_err();
+    assert!(err.contains("more than the 65535 a 16-bit rev-NAT index numbers"), "{err}");
+    assert_eq!((r.revnat_ids.clone(), r.backend_ids.clone()), before);
 }
