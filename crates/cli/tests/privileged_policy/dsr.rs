@@ -1,7 +1,7 @@
-//! NodePort DSR (`--bpf-lb-mode dsr|hybrid`, native routing): from outside
-//! through the node without the backend, the backend sees the client's own
-//! address and its replies leave its node straight to the client; nothing
-//! is in the entry node's NAT table.
+//! NodePort, LoadBalancer IP and ExternalIP DSR (`--bpf-lb-mode
+//! dsr|hybrid`, native routing): from outside through the node without the
+//! backend, the backend sees the client's own address and its replies leave
+//! its node straight to the client; nothing is in the entry node's NAT table.
 use super::*;
 
 /// A UDP server that answers each datagram with the sender's address.
@@ -70,6 +70,29 @@ async fn privileged_policy_service_node_port_dsr(p: P, udp_dsr: bool) {
     // the backend's own node still serves it directly, and pods still reach it
     assert_eq!(read_from(&ext.netns, "172.30.0.1:30090".parse().unwrap()), Ok(ext_src.to_string()));
     assert_eq!(read_from(&p.ns("client"), other_node), Ok(p.ip("client").to_string()));
+
+    // a LoadBalancer IP and an ExternalIP, routed to the node without the
+    // backend, go the same way: the client's address kept, the answer from
+    // the service's address
+    services_import(
+        &p,
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: lbd, namespace: default}}\nspec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.33\n  externalIPs: [198.51.100.81]\n  ports: [{{name: tcp, port: 80, nodePort: 30091}}, {{name: udp, port: 80, nodePort: 30091, protocol: UDP}}]\nstatus:\n  loadBalancer: {{ingress: [{{ip: 198.51.100.80}}]}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: lbd-a, namespace: default, labels: {{kubernetes.io/service-name: lbd}}}}\naddressType: IPv4\nports: [{{name: tcp, port: 8080}}, {{name: udp, port: 8080, protocol: UDP}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n"
+        ),
+    );
+    p.lab().external_route("198.51.100.0/24".parse().unwrap(), 1).await.unwrap();
+    for (vip, what) in [("198.51.100.80:80", "LoadBalancer IP"), ("198.51.100.81:80", "ExternalIP")] {
+        let vip: SocketAddr = vip.parse().unwrap();
+        assert_eq!(read_from(&ext.netns, vip), Ok(ext_src.to_string()), "DSR at the {what}");
+        let (seen, from) = udp_from(&ext.netns, vip).expect("an answer over UDP");
+        assert_eq!(from, vip, "the reply comes from the {what}");
+        assert_eq!(seen, if udp_dsr { ext_src } else { "172.30.0.2" }, "{mode} at the {what}");
+    }
+    let nat = common::seta(&p.nodes()[1], &["bpf", "nat", "list"]);
+    assert!(
+        nat.as_array().unwrap().iter().all(|r| r["proto"] != "tcp"),
+        "still no TCP connection in the entry node's NAT table: {nat}"
+    );
 }
 
 mod privileged_policy_service_node_port_dsr {
