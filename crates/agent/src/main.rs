@@ -99,7 +99,7 @@ async fn observer_health() -> Health {
     Health::new(tonic_health::server::HealthService::from_health_reporter(reporter))
 }
 
-fn spawn_observer<I, IO>(svc: observer::grpc::Server, health: Health, incoming: I, what: &'static str)
+fn spawn_observer<I, IO>(svc: observer::grpc::Server, peer: observer::peer::Server, health: Health, incoming: I, what: &'static str)
 where
     I: futures::Stream<Item = std::io::Result<IO>> + Send + 'static,
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + tonic::transport::server::Connected + Unpin + Send + 'static,
@@ -107,6 +107,7 @@ where
     tokio::spawn(async move {
         if let Err(e) = tonic::transport::Server::builder()
             .add_service(svc)
+            .add_service(peer)
             .add_service(health)
             .serve_with_incoming(incoming)
             .await
@@ -116,10 +117,10 @@ where
     });
 }
 
-/// Hubble's observer API: always on the unix socket beside the agent's,
-/// and on TCP at --hubble-listen-address; its metrics at
+/// Hubble's observer API and peer API: always on the unix socket beside the
+/// agent's, and on TCP at --hubble-listen-address; its metrics at
 /// --hubble-metrics-server.
-async fn serve_hubble(cfg: &Config, obs: std::sync::Arc<observer::Observer>) -> Result<()> {
+async fn serve_hubble(cfg: &Config, obs: std::sync::Arc<observer::Observer>, peers: observer::peer::Peers) -> Result<()> {
     let path = cfg.hubble_socket();
     let _ = std::fs::remove_file(&path);
     let unix = tokio::net::UnixListener::bind(&path).with_context(|| format!("bind {}", path.display()))?;
@@ -127,6 +128,7 @@ async fn serve_hubble(cfg: &Config, obs: std::sync::Arc<observer::Observer>) -> 
     let health = observer_health().await;
     spawn_observer(
         svc,
+        observer::peer::server(peers.clone()),
         health.clone(),
         futures::stream::unfold(unix, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) }),
         "unix socket",
@@ -138,6 +140,7 @@ async fn serve_hubble(cfg: &Config, obs: std::sync::Arc<observer::Observer>) -> 
         let svc = observer::grpc::server(obs.clone(), addr.to_string());
         spawn_observer(
             svc,
+            observer::peer::server(peers),
             health,
             futures::stream::unfold(tcp, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) }),
             "tcp",
@@ -186,7 +189,11 @@ async fn run(mut cfg: Config) -> Result<()> {
     if let Some(addr) = cfg.prometheus_serve_addr {
         serve_http(addr, "--prometheus-serve-addr", api::metrics_router(agent.clone())).await?;
     }
-    serve_hubble(&cfg, agent.observer.clone()).await?;
+    let peers: observer::peer::Peers = {
+        let agent = agent.clone();
+        std::sync::Arc::new(move || agent.hubble_peers())
+    };
+    serve_hubble(&cfg, agent.observer.clone(), peers).await?;
     let sup = agent.supervisor.clone();
     axum::serve(listener, api::router(agent)).with_graceful_shutdown(shutdown).await?;
     sup.shutdown();

@@ -54,7 +54,14 @@ fn rr_rows(
         b_rtt.push(a);
         b_rate.push(b);
         s_bw.push(iperf_stream_in(client, cgroup, server, STREAM_PORT, via_stream, args.seconds)?);
-        b_bw.push(iperf_stream_in(client, cgroup, server, STREAM_PORT, (pod, STREAM_PORT), args.seconds)?);
+        b_bw.push(iperf_stream_in(
+            client,
+            cgroup,
+            server,
+            STREAM_PORT,
+            (pod, STREAM_PORT),
+            args.seconds,
+        )?);
     }
     let row = |name: String, unit, s: &[f64], b: &[f64], higher_is_better, goal: &str| Row {
         name,
@@ -66,7 +73,14 @@ fn rr_rows(
         goal: goal.into(),
     };
     Ok(vec![
-        row(format!("TCP RR rate, {what} (sockperf, 16 B)"), "trans/s", &s_rate, &b_rate, true, goals[0]),
+        row(
+            format!("TCP RR rate, {what} (sockperf, 16 B)"),
+            "trans/s",
+            &s_rate,
+            &b_rate,
+            true,
+            goals[0],
+        ),
         row(format!("TCP RR p50, {what}"), "µs", &s_rtt, &b_rtt, false, ""),
         row(format!("TCP stream, {what} (iperf3)"), "Gbit/s", &s_bw, &b_bw, true, goals[1]),
     ])

@@ -78,12 +78,7 @@ pub(crate) async fn bench_xnode(args: &Args, bin_dir: &Path) -> Result<Vec<Row>>
         let opts = seta_lab::LabOptions {
             etcd: true,
             routing: Some(mode.parse().map_err(anyhow::Error::msg)?),
-            operator: false,
-            masquerade: false,
-            maglev: false,
-            k8s: false,
-            socket_lb: false,
-            agent_args: vec![],
+            ..Default::default()
         };
         let mut lab = Lab::up_with(PREFIX, 2, 1, "10.203.0.0/16".parse()?, bin_dir, &opts, &|_| {}).await?;
         let (p1, p2) = (lab.pod("pod1")?.clone(), lab.pod("pod2")?.clone());

@@ -5,6 +5,8 @@ mod common;
 mod dsr;
 #[path = "privileged_policy/k8s_services.rs"]
 mod k8s_services;
+#[path = "privileged_policy/relay.rs"]
+mod relay;
 #[path = "privileged_policy/socket_lb.rs"]
 mod socket_lb;
 #[path = "privileged_policy/svc_restart.rs"]

@@ -394,7 +394,7 @@ mod tests {
         };
         let reference = |seed: usize, f: &Flow| -> bool {
             let tcp = match f.l4.as_ref().unwrap().protocol.as_ref().unwrap() {
-                layer4::Protocol::Tcp(t) => t.clone(),
+                layer4::Protocol::Tcp(t) => *t,
                 _ => unreachable!(),
             };
             match seed % 4 {

@@ -184,8 +184,10 @@ struct JLost {
 
 #[derive(Serialize)]
 struct JNodeStatus<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
     message: &'a str,
     node_names: &'a [String],
+    state_change: &'static str,
 }
 
 #[derive(Serialize)]
@@ -222,6 +224,7 @@ impl<'a> JResponse<'a> {
                 j.node_status = Some(JNodeStatus {
                     message: &n.message,
                     node_names: &n.node_names,
+                    state_change: crate::relay::NodeState::try_from(n.state_change).map_or("UNKNOWN_NODE_STATE", |s| s.as_str_name()),
                 })
             }
             None => {}

@@ -1,7 +1,8 @@
-//! Hubble's flow API as seta serves it: the generated `flow`, `relay` and
-//! `observer` packages (gRPC server and client), and the pure parts of an
-//! observer — flow filters ([`filter`]), the flow ring buffer ([`ring`]) and
-//! Hubble's compact line ([`compact`]).
+//! Hubble's flow API as seta serves it: the generated `flow`, `relay`,
+//! `observer` and `peer` packages (gRPC server and client), and the pure
+//! parts of an observer and a relay — flow filters ([`filter`]), the flow
+//! ring buffer ([`ring`]), Hubble's compact line ([`compact`]) and the
+//! merge of several nodes' flows by time ([`merge`]).
 pub mod flow {
     tonic::include_proto!("flow");
 }
@@ -10,6 +11,9 @@ pub mod relay {
 }
 pub mod observer {
     tonic::include_proto!("observer");
+}
+pub mod peer {
+    tonic::include_proto!("peer");
 }
 
 pub mod compact;
@@ -46,15 +50,17 @@ pub fn tcp_flag_names(fl: &flow::TcpFlags) -> Vec<&'static str> {
 pub mod decode;
 pub mod filter;
 pub mod json;
+pub mod merge;
 pub mod monitor;
 pub mod ring;
 
-/// A client of an observer at `target`: `unix:///path/hubble.sock` or
-/// `host:port` (plain gRPC).
-pub async fn connect(target: &str) -> Result<observer::observer_client::ObserverClient<tonic::transport::Channel>, String> {
+/// A gRPC channel to `target`: `unix:///path/hubble.sock` or `host:port`
+/// (plain gRPC), connected at once, giving up after `timeout`.
+pub async fn channel(target: &str, timeout: std::time::Duration) -> Result<tonic::transport::Channel, String> {
     let channel = if let Some(path) = target.strip_prefix("unix://") {
         let path = path.to_string();
         tonic::transport::Endpoint::from_static("http://observer.local")
+            .connect_timeout(timeout)
             .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
                 let path = path.clone();
                 async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
@@ -63,10 +69,17 @@ pub async fn connect(target: &str) -> Result<observer::observer_client::Observer
     } else {
         tonic::transport::Endpoint::from_shared(format!("http://{target}"))
             .map_err(|e| format!("{target}: {e}"))?
+            .connect_timeout(timeout)
             .connect()
             .await
     };
-    channel
+    channel.map_err(|e| format!("connecting to {target}: {e}"))
+}
+
+/// A client of an observer (or a relay) at `target`, as [`channel`].
+pub async fn connect(target: &str) -> Result<observer::observer_client::ObserverClient<tonic::transport::Channel>, String> {
+    channel(target, std::time::Duration::from_secs(5))
+        .await
         .map(observer::observer_client::ObserverClient::new)
-        .map_err(|e| format!("connecting to the observer at {target}: {e}"))
+        .map_err(|e| format!("the observer: {e}"))
 }

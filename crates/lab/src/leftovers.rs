@@ -30,7 +30,7 @@ pub fn is_test_lab(name: &str) -> bool {
 }
 
 /// The lab a project name belongs to: `L-n3` → `L`, `L-ul`, `L-ext`,
-/// `L-op1.log`, `L-etcd`, `L.json` → `L`.
+/// `L-op1.log`, `L-etcd`, `L-relay`, `L.json` → `L`.
 pub fn lab_of(name: &str) -> Option<&str> {
     if let Some(l) = name.strip_suffix(".json") {
         return Some(l);
@@ -38,7 +38,7 @@ pub fn lab_of(name: &str) -> Option<&str> {
     let (lab, rest) = name.rsplit_once('-')?;
     let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
     let ok = match rest {
-        "ul" | "ext" | "etcd" | "etcd.log" => true,
+        "ul" | "ext" | "etcd" | "etcd.log" | "relay" | "relay.log" => true,
         r => r.strip_prefix('n').is_some_and(digits) || r.strip_prefix("op").and_then(|r| r.strip_suffix(".log")).is_some_and(digits),
     };
     (ok && validate_lab_name(lab).is_ok()).then_some(lab)
@@ -103,6 +103,13 @@ pub fn find_labs(scope: Scope) -> BTreeSet<String> {
             arg_after(&argv, b"--node").and_then(lab_of)
         } else if prog.ends_with(b"seta-operator") {
             arg_after(&argv, b"--id").and_then(|id| lab_of(id).or_else(|| id.rsplit_once("-op").map(|(l, _)| l)))
+        } else if prog.ends_with(b"seta-relay") {
+            // --listen-address unix://LABS_DIR/L-relay/relay.sock
+            argv.iter()
+                .filter_map(|a| std::str::from_utf8(a).ok())
+                .find_map(|a| a.strip_prefix("unix://")?.strip_prefix(LABS_DIR))
+                .and_then(|d| d.trim_start_matches('/').split('/').next())
+                .and_then(lab_of)
         } else if prog.ends_with(b"etcd") {
             arg_after(&argv, b"--data-dir")
                 .and_then(|d| d.strip_prefix(LABS_DIR))

@@ -12,6 +12,7 @@ mod k8s;
 pub mod leftovers;
 mod pods;
 mod prometheus;
+pub mod relay;
 mod topology;
 pub mod traffic;
 pub mod wait;
@@ -119,6 +120,8 @@ pub struct LabOptions {
     pub socket_lb: bool,
     /// more flags for every agent (e.g. map sizes)
     pub agent_args: Vec<String>,
+    /// run Hubble Relay (seta-relay) in the underlay
+    pub relay: bool,
 }
 
 const UNDERLAY_GW: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 254);

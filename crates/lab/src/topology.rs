@@ -119,6 +119,14 @@ impl Lab {
                 }
                 lab.start_agent(&node).await?;
             }
+            if opts.relay && lab.underlay.is_some() {
+                progress(&format!(
+                    "Hubble Relay (seta-relay) on {UNDERLAY_GW}:{} and unix://{}",
+                    crate::relay::RELAY_PORT,
+                    crate::relay::relay_socket(name).display()
+                ));
+                lab.relay_start()?;
+            }
             if lab.underlay.is_some() {
                 progress("external host (192.0.2.10 on the underlay, 172.30.0.200)");
                 lab.add_external_on_underlay().await?;
@@ -261,6 +269,7 @@ impl Lab {
         // the lab's daemons in the underlay, each found by its directory
         let pdir = crate::prometheus::prometheus_dir(name);
         stop_daemons("prometheus", &pdir, crate::prometheus::prometheus_pids, &mut done);
+        stop_daemons("seta-relay", &crate::relay::relay_dir(name), crate::relay::relay_pids, &mut done);
         stop_daemons("the Kubernetes API", &crate::k8s::k8s_dir(name), crate::k8s::k8s_pids, &mut done);
         stop_daemons("etcd", &etcd_dir(name), etcd_pids, &mut done);
         // namespaces (pods first, then nodes; deleting a pod netns removes its veth)

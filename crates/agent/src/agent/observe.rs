@@ -61,6 +61,26 @@ impl Agent {
         self.metrics.endpoint_create.get_or_create(&OutcomeLabels { outcome }).observe(secs);
     }
 
+    /// Every node's Hubble observer address (Hubble's peer API): this node and
+    /// the nodes the kvstore knows, at the port of this node's
+    /// --hubble-listen-address (empty when TCP is off).
+    pub fn hubble_peers(&self) -> std::collections::BTreeMap<String, String> {
+        let Some(port) = self.cfg.hubble_listen_address.map(|a| a.port()) else {
+            return Default::default();
+        };
+        let mut peers: std::collections::BTreeMap<String, String> = self
+            .cluster
+            .get()
+            .nodes()
+            .values()
+            .filter_map(|n| Some((n.name.clone(), format!("{}:{port}", n.internal_ip.or(n.ips.first().copied())?))))
+            .collect();
+        if let Some(ip) = self.cfg.node_ip {
+            peers.insert(self.cfg.node.clone(), format!("{ip}:{port}"));
+        }
+        peers
+    }
+
     /// What the observer decodes events with: this node's endpoints and the
     /// identities' labels (taken at most once a second).
     pub async fn flow_context(&self) -> Arc<seta_hubble::decode::Context> {

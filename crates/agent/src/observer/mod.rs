@@ -6,6 +6,7 @@
 pub mod export;
 pub mod grpc;
 pub mod metrics;
+pub mod peer;
 #[cfg(test)]
 mod tests;
 

@@ -236,3 +236,27 @@ fn flows_are_exported_as_json_lines_and_rotated() {
     let _ = t; // the thread ends with the process (the observer lives as long)
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The peer API's changes between two lists: added, updated, deleted.
+#[test]
+fn peer_changes_name_what_was_added_updated_and_deleted() {
+    use seta_hubble::peer::ChangeNotificationType as T;
+    let m = |v: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    };
+    let old = m(&[("n1", "172.30.0.1:4244"), ("n2", "172.30.0.2:4244")]);
+    let new = m(&[("n1", "172.30.0.9:4244"), ("n3", "172.30.0.3:4244")]);
+    let got: Vec<(String, String, i32)> = super::peer::changes(&old, &new)
+        .into_iter()
+        .map(|n| (n.name, n.address, n.r#type))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("n1".to_string(), "172.30.0.9:4244".to_string(), T::PeerUpdated as i32),
+            ("n3".to_string(), "172.30.0.3:4244".to_string(), T::PeerAdded as i32),
+            ("n2".to_string(), "172.30.0.2:4244".to_string(), T::PeerDeleted as i32),
+        ]
+    );
+    assert!(super::peer::changes(&new, &new).is_empty());
+}

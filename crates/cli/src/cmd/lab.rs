@@ -39,6 +39,9 @@ pub enum LabCmd {
         /// agents forward north-south traffic to remote backends by snat, dsr or hybrid (dsr and hybrid need --routing native)
         #[arg(long, value_enum, default_value_t = seta_core::mode::LbMode::Snat)]
         lb_mode: seta_core::mode::LbMode,
+        /// run Hubble Relay (seta-relay) in the underlay [default: on when there is one]; `seta observe --server unix:///run/seta/labs/LAB-relay/relay.sock` reads it
+        #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+        relay: Option<bool>,
     },
     /// Nodes and pods of a lab
     Status {
@@ -200,6 +203,7 @@ pub async fn run(cmd: &LabCmd, json: bool) -> Result<i32> {
             k8s,
             socket_lb,
             lb_mode,
+            relay,
         } => {
             use seta_core::mode::KvstoreKind;
             let kv = kvstore.unwrap_or(if *nodes > 1 { KvstoreKind::Etcd } else { KvstoreKind::Memory });
@@ -216,6 +220,7 @@ pub async fn run(cmd: &LabCmd, json: bool) -> Result<i32> {
                 k8s: *k8s,
                 socket_lb: *socket_lb,
                 agent_args: vec!["--bpf-lb-mode".into(), lb_mode.to_string()],
+                relay: relay.unwrap_or(*nodes > 1 || etcd || *k8s),
             };
             let t = std::time::Instant::now();
             let l = Lab::up_with(lab, *nodes, *pods, *cluster_cidr, &bin_dir()?, &opts, &|m| eprintln!("==> {m}")).await?;

@@ -187,6 +187,7 @@ pub async fn run(a: &ObserveArgs, cli: &Cli, json: bool) -> Result<i32> {
                     "num_flows": s.num_flows, "max_flows": s.max_flows, "seen_flows": s.seen_flows,
                     "uptime_ns": s.uptime_ns, "version": s.version,
                     "num_connected_nodes": s.num_connected_nodes, "num_unavailable_nodes": s.num_unavailable_nodes,
+                    "unavailable_nodes": s.unavailable_nodes,
                 }));
             }
             println!("Healthcheck (via {target}): Ok");
@@ -195,14 +196,27 @@ pub async fn run(a: &ObserveArgs, cli: &Cli, json: bool) -> Result<i32> {
             if let Some(n) = s.num_connected_nodes {
                 println!("Connected Nodes: {n}/{}", n + s.num_unavailable_nodes.unwrap_or(0));
             }
+            if !s.unavailable_nodes.is_empty() {
+                println!("Unavailable Nodes: ({})", s.unavailable_nodes.len());
+                for n in &s.unavailable_nodes {
+                    println!("  - {n}");
+                }
+            }
             return Ok(0);
         }
         Some(ObserveWhat::Nodes) => {
             let nodes = c.get_nodes(GetNodesRequest {}).await?.into_inner().nodes;
+            let state = |n: &seta_hubble::observer::Node| match seta_hubble::relay::NodeState::try_from(n.state) {
+                Ok(seta_hubble::relay::NodeState::NodeConnected) => "Connected",
+                Ok(seta_hubble::relay::NodeState::NodeUnavailable) => "Unavailable",
+                Ok(seta_hubble::relay::NodeState::NodeGone) => "Gone",
+                Ok(seta_hubble::relay::NodeState::NodeError) => "Error",
+                _ => "Unknown",
+            };
             if json {
                 let v: Vec<serde_json::Value> = nodes
                     .iter()
-                    .map(|n| serde_json::json!({"name": n.name, "status": "Connected", "address": n.address, "num_flows": n.num_flows, "max_flows": n.max_flows, "seen_flows": n.seen_flows, "uptime_ns": n.uptime_ns}))
+                    .map(|n| serde_json::json!({"name": n.name, "status": state(n), "address": n.address, "num_flows": n.num_flows, "max_flows": n.max_flows, "seen_flows": n.seen_flows, "uptime_ns": n.uptime_ns}))
                     .collect();
                 return print_json(&v);
             }
@@ -211,7 +225,7 @@ pub async fn run(a: &ObserveArgs, cli: &Cli, json: bool) -> Result<i32> {
                 .map(|n| {
                     vec![
                         n.name.clone(),
-                        "Connected".into(),
+                        state(n).into(),
                         format!("{}s", n.uptime_ns / 1_000_000_000),
                         format!(
                             "{}/{} ({:.2}%)",
@@ -256,6 +270,16 @@ pub async fn run(a: &ObserveArgs, cli: &Cli, json: bool) -> Result<i32> {
                 let source =
                     seta_hubble::flow::LostEventSource::try_from(l.source).map_or("UNKNOWN_LOST_EVENT_SOURCE", |s| s.as_str_name());
                 println!("EVENTS LOST: {source} CPU(0) {}", l.num_events_lost)
+            }
+            // a relay's word on its nodes: beside the flows, not among them
+            Some(ResponseTypes::NodeStatus(n)) => {
+                let state = seta_hubble::relay::NodeState::try_from(n.state_change).map_or("UNKNOWN_NODE_STATE", |s| s.as_str_name());
+                let why = if n.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", n.message)
+                };
+                eprintln!("{state}: {}{why}", n.node_names.join(", "));
             }
             _ => {}
         }

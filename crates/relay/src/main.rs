@@ -1,0 +1,97 @@
+//! seta-relay: Hubble Relay for seta. It learns every node's observer from
+//! Hubble's peer API of any agent, and serves Hubble's `observer.Observer`
+//! for the whole cluster: GetFlows fanned out to every node and merged by
+//! time, ServerStatus and GetNodes summed over the nodes, unavailable nodes
+//! named. `hubble observe --server HOST:4245` and `seta observe --server`
+//! read it as they read one node.
+mod peers;
+mod server;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "seta-relay",
+    version,
+    about = "Hubble Relay for seta: every node's flows behind one Hubble API"
+)]
+struct Args {
+    /// Hubble's peer API of an agent, to learn the nodes from: unix:///run/seta/NODE/hubble.sock or HOST:PORT; repeat for fallbacks
+    #[arg(long = "peer-service", required = true)]
+    peer_service: Vec<String>,
+    /// Serve here: [HOST]:PORT (Hubble Relay's :4245) or unix:///PATH; repeatable
+    #[arg(long = "listen-address", default_value = ":4245")]
+    listen_address: Vec<String>,
+    /// How long to wait for a node's observer to answer (e.g. 5s, 500ms)
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    dial_timeout: Duration,
+    /// Flows held to sort the nodes' streams by time while following
+    #[arg(long, default_value_t = 100)]
+    sort_buffer_len_max: usize,
+    /// The longest a flow waits in the sort buffer (e.g. 1s)
+    #[arg(long, default_value = "1s", value_parser = duration)]
+    sort_buffer_drain_timeout: Duration,
+}
+
+/// "1s", "500ms", "2m", or plain seconds.
+fn duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?}: a duration such as 5s or 500ms");
+    let (n, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = n.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(bad()),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let a = Args::parse();
+    let set = peers::PeerSet::default();
+    tokio::spawn(peers::follow(a.peer_service.clone(), set.clone(), a.dial_timeout));
+    let mut servers = Vec::new();
+    for addr in &a.listen_address {
+        let svc = server::Relay::new(set.clone(), a.dial_timeout, a.sort_buffer_len_max, a.sort_buffer_drain_timeout);
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter.set_serving::<server::Server>().await;
+        let router = tonic::transport::Server::builder()
+            .add_service(server::Server::new(svc))
+            .add_service(health);
+        if let Some(path) = addr.strip_prefix("unix://") {
+            let _ = std::fs::remove_file(path);
+            let l = tokio::net::UnixListener::bind(path).with_context(|| format!("--listen-address {addr}"))?;
+            let incoming = futures::stream::unfold(l, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) });
+            servers.push(tokio::spawn(router.serve_with_incoming(incoming)));
+        } else {
+            let sa = if addr.starts_with(':') {
+                format!("0.0.0.0{addr}")
+            } else {
+                addr.clone()
+            };
+            let l = tokio::net::TcpListener::bind(&sa)
+                .await
+                .with_context(|| format!("--listen-address {addr}"))?;
+            let incoming = futures::stream::unfold(l, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) });
+            servers.push(tokio::spawn(router.serve_with_incoming(incoming)));
+        }
+        tracing::info!(%addr, "serving the Hubble API");
+    }
+    for s in servers {
+        s.await?.context("serving")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,217 @@
+//! The relay against in-process observers on loopback TCP, and an address
+//! where nothing listens.
+use crate::peers::PeerSet;
+use crate::server::{Relay, Server};
+use futures::StreamExt;
+use seta_hubble::flow::Flow;
+use seta_hubble::observer::get_flows_response::ResponseTypes;
+use seta_hubble::observer::observer_client::ObserverClient;
+use seta_hubble::observer::observer_server::{Observer, ObserverServer};
+use seta_hubble::observer::*;
+use seta_hubble::relay::NodeState;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tonic::{Request, Response, Status};
+
+/// An observer of node `name` holding flows at the given seconds; while
+/// following it sends them and then stays open.
+struct Fake {
+    name: String,
+    at: Vec<i64>,
+}
+
+fn flow(node: &str, t: i64) -> GetFlowsResponse {
+    let time = Some(prost_types::Timestamp { seconds: t, nanos: 0 });
+    GetFlowsResponse {
+        node_name: node.into(),
+        time,
+        response_types: Some(ResponseTypes::Flow(Flow {
+            time,
+            node_name: node.into(),
+            ..Default::default()
+        })),
+    }
+}
+
+#[tonic::async_trait]
+impl Observer for Fake {
+    type GetFlowsStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<GetFlowsResponse, Status>> + Send>>;
+    async fn get_flows(&self, r: Request<GetFlowsRequest>) -> Result<Response<Self::GetFlowsStream>, Status> {
+        let v: Vec<_> = self.at.iter().map(|t| Ok(flow(&self.name, *t))).collect();
+        let s = futures::stream::iter(v);
+        Ok(Response::new(if r.into_inner().follow {
+            s.chain(futures::stream::pending()).boxed()
+        } else {
+            s.boxed()
+        }))
+    }
+    async fn get_nodes(&self, _: Request<GetNodesRequest>) -> Result<Response<GetNodesResponse>, Status> {
+        Ok(Response::new(GetNodesResponse {
+            nodes: vec![Node {
+                name: self.name.clone(),
+                state: NodeState::NodeConnected as i32,
+                num_flows: self.at.len() as u64,
+                ..Default::default()
+            }],
+        }))
+    }
+    async fn server_status(&self, _: Request<ServerStatusRequest>) -> Result<Response<ServerStatusResponse>, Status> {
+        Ok(Response::new(ServerStatusResponse {
+            num_flows: self.at.len() as u64,
+            max_flows: 4095,
+            seen_flows: 10,
+            ..Default::default()
+        }))
+    }
+}
+
+/// Serve `svc` on a loopback port: its address.
+async fn serve<S>(svc: S) -> String
+where
+    S: tower::Service<http::Request<tonic::body::Body>, Response = http::Response<tonic::body::Body>, Error = std::convert::Infallible>
+        + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let incoming = futures::stream::unfold(l, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) });
+    tokio::spawn(tonic::transport::Server::builder().add_service(svc).serve_with_incoming(incoming));
+    addr
+}
+
+/// Two observers and a node nobody answers for, behind a relay: its address.
+async fn relay() -> String {
+    let a = serve(ObserverServer::new(Fake {
+        name: "n1".into(),
+        at: vec![1, 4, 6],
+    }))
+    .await;
+    let b = serve(ObserverServer::new(Fake {
+        name: "n2".into(),
+        at: vec![2, 3, 5],
+    }))
+    .await;
+    // a port that was just free: nothing listens there
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let set = PeerSet::default();
+    set.set(BTreeMap::from([("n1".into(), a), ("n2".into(), b), ("n3".into(), dead)]));
+    serve(Server::new(Relay::new(
+        set,
+        Duration::from_millis(500),
+        100,
+        Duration::from_millis(50),
+    )))
+    .await
+}
+
+fn describe(r: &GetFlowsResponse) -> String {
+    match &r.response_types {
+        Some(ResponseTypes::Flow(f)) => format!("{}@{}", f.node_name, f.time.unwrap().seconds),
+        Some(ResponseTypes::NodeStatus(n)) => {
+            format!(
+                "{}:{}",
+                NodeState::try_from(n.state_change).unwrap().as_str_name(),
+                n.node_names.join(",")
+            )
+        }
+        _ => "?".into(),
+    }
+}
+
+/// A bounded GetFlows, each response described.
+async fn bounded(c: &mut ObserverClient<tonic::transport::Channel>, r: GetFlowsRequest) -> Vec<String> {
+    c.get_flows(r)
+        .await
+        .unwrap()
+        .into_inner()
+        .map(|r| describe(&r.unwrap()))
+        .collect()
+        .await
+}
+
+#[tokio::test]
+async fn flows_of_every_node_merged_by_time_and_the_unreachable_one_named() {
+    let mut c = seta_hubble::connect(&relay().await).await.unwrap();
+    let get = |number, first, follow| GetFlowsRequest {
+        number,
+        first,
+        follow,
+        ..Default::default()
+    };
+    let all = bounded(&mut c, get(0, false, false)).await;
+    assert_eq!(
+        all,
+        [
+            "NODE_CONNECTED:n1,n2",
+            "NODE_UNAVAILABLE:n3",
+            "n1@1",
+            "n2@2",
+            "n2@3",
+            "n1@4",
+            "n2@5",
+            "n1@6"
+        ]
+    );
+    let last = bounded(&mut c, get(2, false, false)).await;
+    assert_eq!(&last[2..], ["n2@5", "n1@6"], "the last 2 over all nodes");
+    let first = bounded(&mut c, get(2, true, false)).await;
+    assert_eq!(&first[2..], ["n1@1", "n2@2"], "the first 2 over all nodes");
+    // following: the same order through the sort buffer, the stream stays open
+    let mut s = c.get_flows(get(0, false, true)).await.unwrap().into_inner();
+    let mut got = vec![];
+    while got.len() < 8 {
+        let m = tokio::time::timeout(Duration::from_secs(5), s.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        got.push(describe(&m));
+    }
+    assert_eq!(
+        got,
+        [
+            "NODE_CONNECTED:n1,n2",
+            "NODE_UNAVAILABLE:n3",
+            "n1@1",
+            "n2@2",
+            "n2@3",
+            "n1@4",
+            "n2@5",
+            "n1@6"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn status_and_nodes_sum_the_nodes_and_name_the_unavailable() {
+    let mut c = seta_hubble::connect(&relay().await).await.unwrap();
+    let s = c.server_status(ServerStatusRequest {}).await.unwrap().into_inner();
+    assert_eq!((s.num_flows, s.max_flows, s.seen_flows), (6, 8190, 20));
+    assert_eq!((s.num_connected_nodes, s.num_unavailable_nodes), (Some(2), Some(1)));
+    assert_eq!(s.unavailable_nodes, ["n3"]);
+    let nodes = c.get_nodes(GetNodesRequest {}).await.unwrap().into_inner().nodes;
+    let states: Vec<(String, &str)> = nodes
+        .iter()
+        .map(|n| (n.name.clone(), NodeState::try_from(n.state).unwrap().as_str_name()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("n1".to_string(), "NODE_CONNECTED"),
+            ("n2".to_string(), "NODE_CONNECTED"),
+            ("n3".to_string(), "NODE_UNAVAILABLE")
+        ]
+    );
+    assert!(
+        nodes.iter().all(|n| n.address.starts_with("127.0.0.1:")),
+        "addresses the relay uses"
+    );
+}
