@@ -289,7 +289,8 @@ impl Agent {
         // Pool allocations without an endpoint are kept: a CNI ADD may be between
         // its IPAM call and its endpoint call. They are released by CNI DEL/GC.
         pool.cidr = cfg.pod_cidr;
-        let observer = crate::observer::Observer::new(&cfg.node, cfg.hubble_event_buffer_capacity).map_err(anyhow::Error::msg)?;
+        let mut observer = crate::observer::Observer::new(&cfg.node, cfg.hubble_event_buffer_capacity).map_err(anyhow::Error::msg)?;
+        observer.metrics = crate::observer::metrics::FlowMetrics::new(cfg.hubble_metrics.clone());
         let observer = Arc::new(observer);
         let agent = Arc::new(Self {
             cfg,

@@ -97,6 +97,9 @@ pub struct RunArgs {
     /// Hubble's flow metrics (hubble_*) at http://ADDR/metrics; "" turns them off
     #[arg(long, env = "SETA_HUBBLE_METRICS_SERVER", default_value = ":9965")]
     pub hubble_metrics_server: Option<String>,
+    /// Which Hubble metrics, with context labels, in Hubble's format: "drop:sourceContext=namespace;destinationContext=pod|ip flow tcp port-distribution icmp flows-to-world policy" [default: all, without context]
+    #[arg(long, env = "SETA_HUBBLE_METRICS", default_value = "")]
+    pub hubble_metrics: String,
     /// Write every flow as a JSON line (`hubble observe -o json`) to this file, rotated by size; "" turns it off
     #[arg(long, env = "SETA_HUBBLE_EXPORT_FILE_PATH", default_value = "")]
     pub hubble_export_file_path: String,
@@ -106,6 +109,12 @@ pub struct RunArgs {
     /// Rotated export files kept (PATH.1 the newest)
     #[arg(long, env = "SETA_HUBBLE_EXPORT_FILE_MAX_BACKUPS", default_value_t = 5)]
     pub hubble_export_file_max_backups: usize,
+    /// Export only flows that match one of these FlowFilters (JSON, Hubble's format: '{"source_pod":["kube-system/"]},{"verdict":["DROPPED"]}')
+    #[arg(long, env = "SETA_HUBBLE_EXPORT_ALLOWLIST", default_value = "")]
+    pub hubble_export_allowlist: String,
+    /// Do not export flows that match one of these FlowFilters (JSON, as the allowlist)
+    #[arg(long, env = "SETA_HUBBLE_EXPORT_DENYLIST", default_value = "")]
+    pub hubble_export_denylist: String,
     /// Flows the observer keeps (2^n-1)
     #[arg(long, env = "SETA_HUBBLE_EVENT_BUFFER_CAPACITY", default_value_t = 4095)]
     pub hubble_event_buffer_capacity: usize,
@@ -226,6 +235,8 @@ pub struct Config {
     /// Hubble's observer over TCP (None: only the unix socket)
     pub hubble_listen_address: Option<std::net::SocketAddr>,
     pub hubble_event_buffer_capacity: usize,
+    /// the Hubble metrics and their context labels
+    pub hubble_metrics: crate::observer::metrics::MetricsConfig,
     pub enable_bpf_masquerade: bool,
     /// where hubble_* metrics are served (None: not at all)
     pub hubble_metrics_server: Option<std::net::SocketAddr>,
@@ -384,6 +395,10 @@ impl Config {
                         n => n,
                     } << 20,
                     max_backups: a.hubble_export_file_max_backups,
+                    allow: seta_hubble::filter::from_json(&a.hubble_export_allowlist)
+                        .map_err(|e| anyhow::anyhow!("--hubble-export-allowlist: {e}"))?,
+                    deny: seta_hubble::filter::from_json(&a.hubble_export_denylist)
+                        .map_err(|e| anyhow::anyhow!("--hubble-export-denylist: {e}"))?,
                 }),
             },
             map_sizes: seta_datapath::MapSizes {
@@ -410,6 +425,10 @@ impl Config {
             hubble_event_buffer_capacity: match a.hubble_event_buffer_capacity {
                 0 => 4095, // not given (a RunArgs default)
                 n => n,
+            },
+            hubble_metrics: match a.hubble_metrics.trim() {
+                "" => Default::default(),
+                spec => crate::observer::metrics::MetricsConfig::parse(spec).map_err(|e| anyhow::anyhow!("--hubble-metrics: {e}"))?,
             },
         })
     }
@@ -515,6 +534,42 @@ mod tests {
         assert_eq!((c.map_sizes.lb, c.map_sizes.nat), (1024, 4096));
         let e = parse("{}", &[], &[&base[..], &["--bpf-lb-map-max", "8"]].concat()).unwrap_err();
         assert!(e.to_string().contains("--bpf-lb-map-max 8: expected 16..=16777216"), "{e}");
+    }
+
+    #[test]
+    fn export_lists_are_hubble_json_filters_checked_at_start() {
+        let base = [
+            "--node",
+            "n1",
+            "--pod-cidr",
+            "10.9.0.0/24",
+            "--hubble-export-file-path",
+            "/tmp/x.log",
+        ];
+        let c = parse(
+            "{}",
+            &[],
+            &[
+                &base[..],
+                &["--hubble-export-allowlist", r#"{"verdict":["DROPPED"]},{"protocol":["udp"]}"#],
+                &["--hubble-export-denylist", r#"{"source_pod":["kube-system/"]}"#],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let e = c.hubble_export.unwrap();
+        assert_eq!((e.allow.len(), e.deny.len()), (2, 1));
+        assert_eq!(e.deny[0].source_pod, ["kube-system/"]);
+        let err = parse(
+            "{}",
+            &[],
+            &[&base[..], &["--hubble-export-allowlist", r#"{"verdicts":["DROPPED"]}"#]].concat(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--hubble-export-allowlist: filter [0]: verdicts: no such FlowFilter field"
+        );
     }
 
     #[test]

@@ -1089,11 +1089,12 @@ async fn privileged_policy_metrics_scraped_by_prometheus(p: P) {
     });
     let r = seen.iter().find(|r| r["metric"]["instance"] == instance.as_str()).unwrap();
     assert_eq!(r["metric"]["job"], "seta-agent", "{r}");
-    // and Hubble's flow metrics on :9965
+    // and Hubble's flow metrics on :9965, with the context labels asked for
+    // (the destination as namespace/pod)
     let hubble = format!("172.30.0.{}:9965", web_node + 1);
     common::wait_for("Prometheus to see the drop in hubble_drop_total", 30, || {
         p.lab()
-            .prometheus_query("hubble_drop_total{reason=\"POLICY_DENIED\",protocol=\"TCP\"}")
+            .prometheus_query("hubble_drop_total{reason=\"POLICY_DENIED\",protocol=\"TCP\",destination=\"default/web\"}")
             .unwrap_or_default()
             .iter()
             .any(|r| {
@@ -1426,7 +1427,24 @@ scenario!(privileged_policy_service_cluster_ip_reaches_its_backend_with_policy, 
 scenario!(privileged_policy_service_session_affinity_keeps_a_client_on_one_backend, "sa", [one => One, tunnel => Tunnel]);
 scenario!(privileged_policy_service_node_port_from_outside, "np", [tunnel => Tunnel, native => Native]);
 scenario!(privileged_policy_service_external_ip_and_source_ranges, "ex", [tunnel => Tunnel, native => Native]);
-scenario!(privileged_policy_metrics_scraped_by_prometheus, "pm", [tunnel => Tunnel]);
+mod privileged_policy_metrics_scraped_by_prometheus {
+    use super::*;
+    /// Agents count Hubble's metrics with context labels (`--hubble-metrics`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_metrics_scraped_by_prometheus::tunnel") {
+            return;
+        }
+        let o = LabOptions {
+            agent_args: vec![
+                "--hubble-metrics".into(),
+                "drop:sourceContext=pod|ip;destinationContext=pod flow tcp port-distribution policy".into(),
+            ],
+            ..Default::default()
+        };
+        super::privileged_policy_metrics_scraped_by_prometheus(P::with_opts("pmtunnel", Topo::Tunnel, o).await).await;
+    }
+}
 scenario!(privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client, "hb", [one => One, tunnel => Tunnel]);
 
 /// What a connection from `ns` and local port `port` to `addr` reads (the

@@ -181,10 +181,205 @@ fn flags_subset(want: &TcpFlags, have: &TcpFlags) -> bool {
     w.iter().zip(h).all(|(w, h)| !w || h)
 }
 
+/// FlowFilters from JSON as Hubble's flags take them
+/// (`--hubble-export-allowlist '{"source_pod":["kube-system/"]},{"verdict":["DROPPED"]}'`):
+/// one object, several separated by commas, or an array. Field names as in
+/// the proto (`source_pod`) or in protojson (`sourcePod`); enums by name or
+/// number. An unknown field or a value of the wrong kind is an error that
+/// names the filter, the field and the value.
+pub fn from_json(text: &str) -> Result<Vec<FlowFilter>, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(vec![]);
+    }
+    let v: serde_json::Value = serde_json::from_str(t)
+        .or_else(|_| serde_json::from_str(&format!("[{t}]")))
+        .map_err(|e| format!("{t:?}: not JSON FlowFilters: {e}"))?;
+    let list = match v {
+        serde_json::Value::Array(a) => a,
+        o => vec![o],
+    };
+    list.iter()
+        .enumerate()
+        .map(|(i, f)| one_from_json(f).map_err(|e| format!("filter [{i}]: {e}")))
+        .collect()
+}
+
+fn one_from_json(v: &serde_json::Value) -> Result<FlowFilter, String> {
+    use crate::flow::{EventTypeFilter, IpVersion, TcpFlags, TrafficDirection, Verdict, Workload};
+    let obj = v.as_object().ok_or_else(|| format!("{v}: must be an object"))?;
+    let mut f = FlowFilter::default();
+    for (key, val) in obj {
+        let name = snake(key);
+        let items: Vec<serde_json::Value> = match val {
+            serde_json::Value::Array(a) => a.clone(),
+            one => vec![one.clone()],
+        };
+        let bad = |what: &str| format!("{key}: {val}: {what}");
+        let strings = || -> Result<Vec<String>, String> {
+            items
+                .iter()
+                .map(|x| x.as_str().map(String::from).ok_or_else(|| bad("a list of strings")))
+                .collect()
+        };
+        let numbers = || -> Result<Vec<u32>, String> {
+            items
+                .iter()
+                .map(|x| {
+                    x.as_u64()
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or_else(|| bad("a list of numbers"))
+                })
+                .collect()
+        };
+        // an enum value: its name, or its number
+        let enums = |by_name: &dyn Fn(&str) -> Option<i32>| -> Result<Vec<i32>, String> {
+            items
+                .iter()
+                .map(|x| match x {
+                    serde_json::Value::String(s) => by_name(s).ok_or_else(|| bad("an unknown name")),
+                    n => n.as_i64().map(|n| n as i32).ok_or_else(|| bad("names or numbers")),
+                })
+                .collect()
+        };
+        match name.as_str() {
+            "uuid" => f.uuid = strings()?,
+            "source_ip" => f.source_ip = strings()?,
+            "source_pod" => f.source_pod = strings()?,
+            "source_fqdn" => f.source_fqdn = strings()?,
+            "source_label" => f.source_label = strings()?,
+            "source_service" => f.source_service = strings()?,
+            "destination_ip" => f.destination_ip = strings()?,
+            "destination_pod" => f.destination_pod = strings()?,
+            "destination_fqdn" => f.destination_fqdn = strings()?,
+            "destination_label" => f.destination_label = strings()?,
+            "destination_service" => f.destination_service = strings()?,
+            "http_status_code" => f.http_status_code = strings()?,
+            "protocol" => f.protocol = strings()?,
+            "source_port" => f.source_port = strings()?,
+            "destination_port" => f.destination_port = strings()?,
+            "dns_query" => f.dns_query = strings()?,
+            "http_method" => f.http_method = strings()?,
+            "http_path" => f.http_path = strings()?,
+            "node_name" => f.node_name = strings()?,
+            "trace_id" => f.trace_id = strings()?,
+            "source_identity" => f.source_identity = numbers()?,
+            "destination_identity" => f.destination_identity = numbers()?,
+            "reply" => {
+                f.reply = items
+                    .iter()
+                    .map(|x| x.as_bool().ok_or_else(|| bad("a list of booleans")))
+                    .collect::<Result<_, _>>()?
+            }
+            "verdict" => f.verdict = enums(&|s| Verdict::from_str_name(s).map(|v| v as i32))?,
+            "traffic_direction" => f.traffic_direction = enums(&|s| TrafficDirection::from_str_name(s).map(|v| v as i32))?,
+            "ip_version" => f.ip_version = enums(&|s| IpVersion::from_str_name(s).map(|v| v as i32))?,
+            "event_type" => {
+                f.event_type = items
+                    .iter()
+                    .map(|x| {
+                        let t = x
+                            .get("type")
+                            .and_then(|t| t.as_i64())
+                            .ok_or_else(|| bad("objects with a numeric type"))?;
+                        let sub = x.get("sub_type").or_else(|| x.get("subType")).and_then(|s| s.as_i64());
+                        Ok(EventTypeFilter {
+                            r#type: t as i32,
+                            match_sub_type: sub.is_some(),
+                            sub_type: sub.unwrap_or(0) as i32,
+                        })
+                    })
+                    .collect::<Result<_, String>>()?
+            }
+            "tcp_flags" => {
+                f.tcp_flags = items
+                    .iter()
+                    .map(|x| {
+                        let o = x.as_object().ok_or_else(|| bad("objects of flags"))?;
+                        let mut fl = TcpFlags::default();
+                        for (k, on) in o {
+                            let on = on.as_bool().ok_or_else(|| bad("flags set to true or false"))?;
+                            match k.to_ascii_uppercase().as_str() {
+                                "FIN" => fl.fin = on,
+                                "SYN" => fl.syn = on,
+                                "RST" => fl.rst = on,
+                                "PSH" => fl.psh = on,
+                                "ACK" => fl.ack = on,
+                                "URG" => fl.urg = on,
+                                "ECE" => fl.ece = on,
+                                "CWR" => fl.cwr = on,
+                                "NS" => fl.ns = on,
+                                _ => return Err(bad(&format!("{k} is no TCP flag"))),
+                            }
+                        }
+                        Ok(fl)
+                    })
+                    .collect::<Result<_, String>>()?
+            }
+            "source_workload" | "destination_workload" => {
+                let w: Vec<Workload> = items
+                    .iter()
+                    .map(|x| {
+                        let s = |k: &str| x.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                        if !x.is_object() {
+                            return Err(bad("objects with name and kind"));
+                        }
+                        Ok(Workload {
+                            name: s("name"),
+                            kind: s("kind"),
+                        })
+                    })
+                    .collect::<Result<_, String>>()?;
+                if name == "source_workload" {
+                    f.source_workload = w;
+                } else {
+                    f.destination_workload = w;
+                }
+            }
+            _ => return Err(format!("{key}: no such FlowFilter field")),
+        }
+    }
+    Ok(f)
+}
+
+/// `sourcePod` → `source_pod` (protojson's names to the proto's).
+fn snake(key: &str) -> String {
+    let mut out = String::new();
+    for c in key.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::flow::*;
+
+    /// Hubble's flag format: comma-separated objects, either field naming,
+    /// enums by name; a mistake names the filter and field.
+    #[test]
+    fn filters_from_json_as_hubble_flags_take_them() {
+        let f = from_json(r#"{"source_pod":["kube-system/"],"verdict":["DROPPED"]},{"destinationPort":["53"],"tcp_flags":[{"SYN":true}],"event_type":[{"type":1}]}"#).unwrap();
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].source_pod, ["kube-system/"]);
+        assert_eq!(f[0].verdict, [Verdict::Dropped as i32]);
+        assert_eq!(f[1].destination_port, ["53"]);
+        assert!(f[1].tcp_flags[0].syn);
+        assert_eq!((f[1].event_type[0].r#type, f[1].event_type[0].match_sub_type), (1, false));
+        assert_eq!(from_json(r#"[{"reply":[true]}]"#).unwrap()[0].reply, [true]);
+        assert!(from_json("").unwrap().is_empty());
+        let e = from_json(r#"{"verdict":["DROPPED"]},{"source_pods":["x"]}"#).unwrap_err();
+        assert_eq!(e, "filter [1]: source_pods: no such FlowFilter field");
+        let e = from_json(r#"{"verdict":["MAYBE"]}"#).unwrap_err();
+        assert!(e.contains("verdict") && e.contains("MAYBE") && e.contains("unknown name"), "{e}");
+        assert!(from_json("{not json").unwrap_err().contains("not JSON"));
+    }
 
     fn flow(src_pod: &str, verdict: Verdict, dport: u32, syn: bool) -> Flow {
         Flow {

@@ -5,20 +5,24 @@
 //! (`PATH.1` the newest). It follows the observer on a thread of its own,
 //! so file writes never run on the async runtime.
 use super::{grpc, Live, Observer};
-use seta_hubble::flow::{Flow, LostEventSource};
+use seta_hubble::flow::{Flow, FlowFilter, LostEventSource};
 use seta_hubble::observer::GetFlowsResponse;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Where and how much.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where, how much, and which flows.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExportConfig {
     pub path: PathBuf,
     /// rotate when the file would grow past this
     pub max_bytes: u64,
     /// rotated files kept (PATH.1 .. PATH.N)
     pub max_backups: usize,
+    /// only flows matching one of these (none: every flow) …
+    pub allow: Vec<FlowFilter>,
+    /// … and none of these (lost-events notices are always written)
+    pub deny: Vec<FlowFilter>,
 }
 
 /// One line of the file: a flow (of this node), or a lost-events notice.
@@ -102,10 +106,20 @@ pub fn spawn(obs: Arc<Observer>, mut exporter: Exporter) -> std::thread::JoinHan
     use tokio::sync::broadcast::error::{RecvError, TryRecvError};
     let mut rx = obs.subscribe();
     let node = obs.node().to_string();
+    let (allow, deny) = (exporter.cfg.allow.clone(), exporter.cfg.deny.clone());
+    // None: the stream ended; Some(None): a flow the lists leave out
     let line = move |r: Result<Live, RecvError>| match r {
-        Ok(Live::Flow(_, f)) => Some(Line::Flow(f)),
-        Ok(Live::Lost(n)) => Some(Line::Other(Box::new(grpc::lost(&node, LostEventSource::PerfEventRingBuffer, n)))),
-        Err(RecvError::Lagged(n)) => Some(Line::Other(Box::new(grpc::lost(&node, LostEventSource::ObserverEventsQueue, n)))),
+        Ok(Live::Flow(_, f)) => Some(seta_hubble::filter::selected(&allow, &deny, &f).then_some(Line::Flow(f))),
+        Ok(Live::Lost(n)) => Some(Some(Line::Other(Box::new(grpc::lost(
+            &node,
+            LostEventSource::PerfEventRingBuffer,
+            n,
+        ))))),
+        Err(RecvError::Lagged(n)) => Some(Some(Line::Other(Box::new(grpc::lost(
+            &node,
+            LostEventSource::ObserverEventsQueue,
+            n,
+        ))))),
         Err(RecvError::Closed) => None,
     };
     std::thread::Builder::new()
@@ -114,14 +128,17 @@ pub fn spawn(obs: Arc<Observer>, mut exporter: Exporter) -> std::thread::JoinHan
             let mut batch = vec![];
             loop {
                 let Some(first) = line(rx.blocking_recv()) else { return };
-                batch.push(first);
+                batch.extend(first);
                 loop {
                     match rx.try_recv() {
-                        Ok(l) => batch.extend(line(Ok(l))),
-                        Err(TryRecvError::Lagged(n)) => batch.extend(line(Err(RecvError::Lagged(n)))),
+                        Ok(l) => batch.extend(line(Ok(l)).flatten()),
+                        Err(TryRecvError::Lagged(n)) => batch.extend(line(Err(RecvError::Lagged(n))).flatten()),
                         Err(TryRecvError::Empty) => break,
                         Err(TryRecvError::Closed) => return,
                     }
+                }
+                if batch.is_empty() {
+                    continue;
                 }
                 if let Err(e) = exporter.write_all(obs.node(), &batch) {
                     tracing::error!(path = %exporter.path().display(), %e, "hubble export file");

@@ -1,15 +1,232 @@
 //! Hubble's flow metrics (`hubble_*`, served on `--hubble-metrics-server`,
 //! :9965 by default): counted as flows are observed, with Hubble's names
-//! and labels.
+//! and labels. `--hubble-metrics` chooses them and their context labels as
+//! Hubble's option does: `drop:sourceContext=namespace;destinationContext=pod|ip flow tcp`.
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use seta_hubble::flow::{layer4::Protocol, DropReason, Flow, Verdict};
+use seta_hubble::flow::{layer4::Protocol, DropReason, Endpoint, Flow, Verdict};
+use std::collections::BTreeMap;
 
 type Labels = Vec<(String, String)>;
 
+/// The metrics Hubble names, in `--hubble-metrics`.
+pub const METRICS: [&str; 7] = ["flow", "drop", "tcp", "port-distribution", "icmp", "flows-to-world", "policy"];
+
+/// What one side of a flow is called in a context label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Context {
+    Identity,
+    Namespace,
+    /// namespace/name
+    Pod,
+    PodName,
+    Ip,
+    ReservedIdentity,
+    App,
+    /// (seta knows no workloads: always empty, so a fallback after it applies)
+    Workload,
+    WorkloadName,
+}
+
+impl Context {
+    fn parse(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "identity" => Self::Identity,
+            "namespace" => Self::Namespace,
+            "pod" => Self::Pod,
+            "pod-name" => Self::PodName,
+            "ip" => Self::Ip,
+            "reserved-identity" => Self::ReservedIdentity,
+            "app" => Self::App,
+            "workload" => Self::Workload,
+            "workload-name" => Self::WorkloadName,
+            _ => {
+                return Err(format!(
+                    "{s:?}: no such context (identity, namespace, pod, pod-name, ip, reserved-identity, app, workload, workload-name)"
+                ))
+            }
+        })
+    }
+
+    /// The value for endpoint `e` with address `ip` ("" when it has none).
+    fn value(self, e: Option<&Endpoint>, ip: &str) -> String {
+        let label = |keys: &[&str]| {
+            e.and_then(|e| {
+                e.labels
+                    .iter()
+                    .find_map(|l| keys.iter().find_map(|k| l.strip_prefix(k)).map(String::from))
+            })
+            .unwrap_or_default()
+        };
+        match self {
+            Self::Identity => e.map(|e| e.identity.to_string()).unwrap_or_default(),
+            Self::Namespace => e.map(|e| e.namespace.clone()).unwrap_or_default(),
+            Self::Pod => e
+                .filter(|e| !e.pod_name.is_empty())
+                .map(|e| format!("{}/{}", e.namespace, e.pod_name))
+                .unwrap_or_default(),
+            Self::PodName => e.map(|e| e.pod_name.clone()).unwrap_or_default(),
+            Self::Ip => ip.to_string(),
+            Self::ReservedIdentity => label(&["reserved:"])
+                .split('=')
+                .next()
+                .map(|r| format!("reserved:{r}"))
+                .filter(|r| r != "reserved:")
+                .unwrap_or_default(),
+            Self::App => label(&["k8s:app.kubernetes.io/name=", "k8s:app="]),
+            Self::Workload | Self::WorkloadName => String::new(),
+        }
+    }
+}
+
+/// The label names `labelsContext` may add.
+const LABELS_CONTEXT: [&str; 11] = [
+    "source_ip",
+    "source_namespace",
+    "source_pod",
+    "source_workload",
+    "source_app",
+    "destination_ip",
+    "destination_namespace",
+    "destination_pod",
+    "destination_workload",
+    "destination_app",
+    "traffic_direction",
+];
+
+/// A metric's context options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// `sourceContext`: alternatives, the first non-empty one is the value
+    pub source: Vec<Context>,
+    pub destination: Vec<Context>,
+    /// `labelsContext`
+    pub labels: Vec<String>,
+}
+
+impl Options {
+    /// The context labels of `f` under these options.
+    fn labels_of(&self, f: &Flow) -> Labels {
+        let ip = f.ip.as_ref();
+        let (sip, dip) = (ip.map_or("", |i| i.source.as_str()), ip.map_or("", |i| i.destination.as_str()));
+        let pick = |alts: &[Context], e: Option<&Endpoint>, ip: &str| {
+            alts.iter().map(|c| c.value(e, ip)).find(|v| !v.is_empty()).unwrap_or_default()
+        };
+        let mut out = Labels::new();
+        if !self.source.is_empty() {
+            out.push(("source".into(), pick(&self.source, f.source.as_ref(), sip)));
+        }
+        if !self.destination.is_empty() {
+            out.push(("destination".into(), pick(&self.destination, f.destination.as_ref(), dip)));
+        }
+        for name in &self.labels {
+            let (side, what) = name.split_once('_').unwrap_or(("", name));
+            let (e, ip) = if side == "source" {
+                (f.source.as_ref(), sip)
+            } else {
+                (f.destination.as_ref(), dip)
+            };
+            let v = match what {
+                "ip" => ip.to_string(),
+                "namespace" => Context::Namespace.value(e, ip),
+                "pod" => Context::PodName.value(e, ip),
+                "app" => Context::App.value(e, ip),
+                "workload" => String::new(),
+                _ => seta_hubble::flow::TrafficDirection::try_from(f.traffic_direction)
+                    .map_or("unknown", |d| d.as_str_name())
+                    .to_ascii_lowercase(),
+            };
+            out.push((name.clone(), v));
+        }
+        out
+    }
+}
+
+/// Which metrics, with which options (`--hubble-metrics`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig(pub BTreeMap<String, Options>);
+
+impl Default for MetricsConfig {
+    /// Every metric, without context labels.
+    fn default() -> Self {
+        Self(METRICS.iter().map(|m| (m.to_string(), Options::default())).collect())
+    }
+}
+
+impl MetricsConfig {
+    /// Hubble's format: metrics separated by spaces (or commas between
+    /// metrics), each `name[:option=value;option=value]`; context
+    /// alternatives with `|`, `labelsContext` values with commas.
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let mut out = BTreeMap::new();
+        // a comma starts a new metric unless it continues a labelsContext
+        // list (what follows is no metric name)
+        let mut entries: Vec<String> = Vec::new();
+        for word in spec.split_whitespace() {
+            for part in word.split(',') {
+                let continues = entries
+                    .last()
+                    .is_some_and(|e: &String| e.rsplit([';', ':']).next().is_some_and(|o| o.starts_with("labelsContext=")))
+                    && !part.contains(':')
+                    && !METRICS.contains(&part);
+                match entries.last_mut() {
+                    Some(e) if continues => {
+                        e.push(',');
+                        e.push_str(part);
+                    }
+                    _ if part.is_empty() => {}
+                    _ => entries.push(part.to_string()),
+                }
+            }
+        }
+        for e in entries {
+            let (name, opts) = e.split_once(':').unwrap_or((&e, ""));
+            if !METRICS.contains(&name) {
+                return Err(format!("{name:?}: no such metric ({})", METRICS.join(", ")));
+            }
+            let mut o = Options::default();
+            for opt in opts.split(';').filter(|o| !o.is_empty()) {
+                let (k, v) = opt
+                    .split_once('=')
+                    .ok_or_else(|| format!("{name}: {opt:?}: an option is key=value"))?;
+                let alts = || {
+                    v.split('|')
+                        .map(Context::parse)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| format!("{name}: {k}: {e}"))
+                };
+                match k {
+                    "sourceContext" => o.source = alts()?,
+                    "destinationContext" => o.destination = alts()?,
+                    "labelsContext" => {
+                        for l in v.split(',') {
+                            if !LABELS_CONTEXT.contains(&l) {
+                                return Err(format!(
+                                    "{name}: labelsContext: {l:?}: no such label ({})",
+                                    LABELS_CONTEXT.join(", ")
+                                ));
+                            }
+                            o.labels.push(l.to_string());
+                        }
+                    }
+                    _ => {
+                        return Err(format!(
+                            "{name}: {k:?}: no such option (sourceContext, destinationContext, labelsContext)"
+                        ))
+                    }
+                }
+            }
+            out.insert(name.to_string(), o);
+        }
+        Ok(Self(out))
+    }
+}
+
 #[derive(Default)]
 pub struct FlowMetrics {
+    config: MetricsConfig,
+    icmp: Family<Labels, Counter>,
     processed: Family<Labels, Counter>,
     drops: Family<Labels, Counter>,
     tcp_flags: Family<Labels, Counter>,
@@ -35,6 +252,28 @@ fn protocol(f: &Flow) -> (&'static str, Option<u32>) {
 }
 
 impl FlowMetrics {
+    pub fn new(config: MetricsConfig) -> Self {
+        Self {
+            config,
+            ..Default::default()
+        }
+    }
+
+    /// The labels of metric `name` for `f` (its own, then its context), or
+    /// None when the metric is off.
+    fn labels(&self, name: &str, f: &Flow, own: &[(&str, &str)]) -> Option<Labels> {
+        let o = self.config.0.get(name)?;
+        let mut v = l(own);
+        v.extend(o.labels_of(f));
+        Some(v)
+    }
+
+    fn count(&self, fam: &Family<Labels, Counter>, name: &str, f: &Flow, own: &[(&str, &str)]) {
+        if let Some(labels) = self.labels(name, f, own) {
+            fam.get_or_create(&labels).inc();
+        }
+    }
+
     /// Count one observed flow.
     pub fn observe(&self, f: &Flow) {
         let (proto, port) = protocol(f);
@@ -45,27 +284,42 @@ impl FlowMetrics {
             seta_hubble::decode::MSG_TRACE => "Trace",
             _ => "Unknown",
         };
-        self.processed
-            .get_or_create(&l(&[("protocol", proto), ("subtype", ""), ("type", kind), ("verdict", verdict)]))
-            .inc();
+        self.count(
+            &self.processed,
+            "flow",
+            f,
+            &[("protocol", proto), ("subtype", ""), ("type", kind), ("verdict", verdict)],
+        );
         if f.verdict == Verdict::Dropped as i32 {
             let reason = DropReason::try_from(f.drop_reason_desc).map_or("DROP_REASON_UNKNOWN", |r| r.as_str_name());
-            self.drops.get_or_create(&l(&[("protocol", proto), ("reason", reason)])).inc();
+            self.count(&self.drops, "drop", f, &[("protocol", proto), ("reason", reason)]);
         }
-        if let Some(Protocol::Tcp(t)) = f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
-            let fl = t.flags.unwrap_or_default();
-            for (on, name) in [(fl.syn, "SYN"), (fl.fin, "FIN"), (fl.rst, "RST")] {
-                if on {
-                    let name = if name == "SYN" && fl.ack { "SYN-ACK" } else { name };
-                    self.tcp_flags.get_or_create(&l(&[("family", "IPv4"), ("flag", name)])).inc();
+        match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+            Some(Protocol::Tcp(t)) => {
+                let fl = t.flags.unwrap_or_default();
+                for (on, name) in [(fl.syn, "SYN"), (fl.fin, "FIN"), (fl.rst, "RST")] {
+                    if on {
+                        let name = if name == "SYN" && fl.ack { "SYN-ACK" } else { name };
+                        self.count(&self.tcp_flags, "tcp", f, &[("family", "IPv4"), ("flag", name)]);
+                    }
                 }
             }
+            Some(Protocol::IcmPv4(i)) => {
+                let t = i.r#type.to_string();
+                self.count(&self.icmp, "icmp", f, &[("family", "IPv4"), ("type", &t)]);
+            }
+            _ => {}
         }
         if let Some(p) = port {
-            self.ports.get_or_create(&l(&[("port", &p.to_string()), ("protocol", proto)])).inc();
+            self.count(
+                &self.ports,
+                "port-distribution",
+                f,
+                &[("port", &p.to_string()), ("protocol", proto)],
+            );
         }
         if f.destination.as_ref().is_some_and(|d| d.identity == 2) {
-            self.to_world.get_or_create(&l(&[("protocol", proto), ("verdict", verdict)])).inc();
+            self.count(&self.to_world, "flows-to-world", f, &[("protocol", proto), ("verdict", verdict)]);
         }
         if kind == "PolicyVerdict" {
             let dir = if f.traffic_direction == 1 { "ingress" } else { "egress" };
@@ -74,9 +328,12 @@ impl FlowMetrics {
             } else {
                 "forwarded"
             };
-            self.verdicts
-                .get_or_create(&l(&[("action", action), ("direction", dir), ("match", "none")]))
-                .inc();
+            self.count(
+                &self.verdicts,
+                "policy",
+                f,
+                &[("action", action), ("direction", dir), ("match", "none")],
+            );
         }
     }
 
@@ -98,6 +355,7 @@ impl FlowMetrics {
         reg.register("port_distribution", "Destination ports of flows", self.ports.clone());
         reg.register("flows_to_world", "Flows to the world (outside the cluster)", self.to_world.clone());
         reg.register("policy_verdicts", "Policy verdicts, by direction and action", self.verdicts.clone());
+        reg.register("icmp", "ICMP flows, by family and type", self.icmp.clone());
         reg.register("lost_events", "Events lost before they became flows", self.lost.clone());
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &reg).expect("encoding into a String");

@@ -148,6 +148,40 @@ fn hubble_metrics_count_flows_drops_flags_and_ports() {
     }
 }
 
+/// `--hubble-metrics` chooses the metrics and adds Hubble's context labels:
+/// a context with alternatives takes the first the flow has.
+#[test]
+fn hubble_metrics_take_hubbles_options_and_context_labels() {
+    use super::metrics::{FlowMetrics, MetricsConfig};
+    let cfg =
+        MetricsConfig::parse("drop:sourceContext=pod|ip;destinationContext=identity;labelsContext=source_namespace,traffic_direction flow")
+            .unwrap();
+    assert_eq!(cfg.0.keys().collect::<Vec<_>>(), ["drop", "flow"]);
+    let mut obs = Observer::new("n1", 7).unwrap();
+    obs.metrics = FlowMetrics::new(cfg);
+    let evs: Vec<_> = (1..=6).map(|i| event(i, if i % 3 == 0 { -133 } else { 0 })).collect();
+    obs.ingest(&evs, &Context::default());
+    let text = obs.metrics.render();
+    for ip in ["10.0.0.3", "10.0.0.6"] {
+        let line = format!("hubble_drop_total{{protocol=\"TCP\",reason=\"POLICY_DENIED\",source=\"{ip}\",destination=\"301\",source_namespace=\"\",traffic_direction=\"ingress\"}} 1");
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+    assert!(text.contains("hubble_flows_processed_total{"), "{text}");
+    assert!(
+        !text.lines().any(|l| l.starts_with("hubble_port_distribution_total{")),
+        "not chosen: {text}"
+    );
+    for (spec, err) in [
+        ("drops", "\"drops\": no such metric"),
+        ("drop:sourceContext=cluster", "drop: sourceContext: \"cluster\": no such context"),
+        ("drop:labelsContext=source_ip,pod", "drop: labelsContext: \"pod\": no such label"),
+        ("flow:exemplars", "flow: \"exemplars\": an option is key=value"),
+    ] {
+        let e = MetricsConfig::parse(spec).unwrap_err();
+        assert!(e.starts_with(err), "{spec}: {e}");
+    }
+}
+
 #[tokio::test]
 async fn lost_events_reach_followers_and_metrics() {
     let obs = Arc::new(Observer::new("n1", 7).unwrap());
@@ -193,6 +227,8 @@ fn flows_are_exported_as_json_lines_and_rotated() {
         path: path.clone(),
         max_bytes: 2000,
         max_backups: 2,
+        allow: vec![],
+        deny: vec![],
     };
     let t = super::export::spawn(obs.clone(), super::export::Exporter::open(cfg).unwrap());
     let ctx = Context {
@@ -234,6 +270,70 @@ fn flows_are_exported_as_json_lines_and_rotated() {
     assert!(f["verdict"] == "FORWARDED" || f["verdict"] == "DROPPED", "{f}");
     drop(obs);
     let _ = t; // the thread ends with the process (the observer lives as long)
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With an allowlist and a denylist (Hubble's JSON filters) only the flows
+/// they let through are exported; lost-events notices always are.
+#[test]
+fn the_export_lists_choose_the_flows() {
+    let dir = std::env::temp_dir().join(format!("seta-unit-{}-export-lists", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("events.log");
+    let obs = Arc::new(Observer::new("n1", 63).unwrap());
+    let cfg = super::export::ExportConfig {
+        path: path.clone(),
+        max_bytes: 1 << 20,
+        max_backups: 1,
+        allow: seta_hubble::filter::from_json(r#"{"verdict":["DROPPED"]}"#).unwrap(),
+        deny: seta_hubble::filter::from_json(r#"{"source_ip":["10.0.0.2"]}"#).unwrap(),
+    };
+    let _t = super::export::spawn(obs.clone(), super::export::Exporter::open(cfg).unwrap());
+    let ctx = Context {
+        node: "n1".into(),
+        ..Default::default()
+    };
+    let evs: Vec<_> = (1..=10).map(|i| event(i, if i % 2 == 0 { -133 } else { 0 })).collect();
+    obs.ingest(&evs, &ctx);
+    obs.lost(1);
+    let t0 = std::time::Instant::now();
+    let lines = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    while !lines().iter().any(|l| l.get("lost_events").is_some()) {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(5),
+            "the lost-events notice is exported"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let flows: Vec<(String, String)> = lines()
+        .iter()
+        .filter_map(|l| l.get("flow"))
+        .map(|f| {
+            (
+                f["verdict"].as_str().unwrap().to_string(),
+                f["IP"]["source"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let dropped_sources: Vec<String> = (1..=10)
+        .filter(|i| i % 2 == 0)
+        .map(|i| format!("10.0.0.{i}"))
+        .filter(|s| s != "10.0.0.2")
+        .collect();
+    assert_eq!(
+        flows,
+        dropped_sources
+            .iter()
+            .map(|s| ("DROPPED".to_string(), s.clone()))
+            .collect::<Vec<_>>(),
+        "drops only, none from the denied source"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
