@@ -56,9 +56,9 @@ static __always_inline void update_metrics(__u32 bytes, __u8 dir, __u8 reason)
 	}
 }
 
-/* Count a drop and return TC_ACT_SHOT. */
+/* Count a drop, report it (drop_notify, policy.h) and return TC_ACT_SHOT. */
 #define send_drop(ctx, reason, dir) \
-	({ update_metrics((ctx)->len, dir, reason); TC_ACT_SHOT; })
+	({ update_metrics((ctx)->len, dir, reason); drop_notify(ctx, reason, dir); TC_ACT_SHOT; })
 
 static __always_inline struct endpoint_info *lookup_ip4_endpoint(__be32 ip)
 {

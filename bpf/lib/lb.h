@@ -321,6 +321,7 @@ static __always_inline int lb4_reject(struct __sk_buff *ctx)
 	__s64 sum;
 
 	update_metrics(ctx->len, METRIC_EGRESS, DROP_NO_SERVICE);
+	drop_notify(ctx, DROP_NO_SERVICE, METRIC_EGRESS);
 	if (datapath_opts() & OPT_LB_NO_BACKEND_DROP)
 		return TC_ACT_SHOT;
 	if (bpf_skb_load_bytes(ctx, 0, &eth, sizeof(eth)) < 0 || bpf_skb_load_bytes(ctx, ETH_HLEN, &ip, sizeof(ip)) < 0)

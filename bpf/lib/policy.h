@@ -385,6 +385,38 @@ static __always_inline void emit_event(__u8 type, __u8 subtype, __u16 source, __
 	}
 }
 
+/* Cilium's drop notification: every drop (not only a policy's) is reported
+ * with its reason, direction and interface, the packet's addresses, ports and
+ * TCP flags as far as they can be read, and both sides' identities from the
+ * ipcache. One subprogram shared by every drop site; a policy drop also has
+ * its policy-verdict event, as in Cilium. */
+static __noinline __attribute__((unused)) int drop_notify(struct __sk_buff *ctx, __u32 reason, __u32 dir)
+{
+	struct flow f = {};
+	struct iphdr ip;
+	__u32 src_id = 0, dst_id = 0, l4;
+	__be16 ports[2];
+	__u8 fl;
+
+	if (bpf_skb_load_bytes(ctx, ETH_HLEN, &ip, sizeof(ip)) == 0 && ip.version == 4) {
+		f.key.saddr = ip.saddr;
+		f.key.daddr = ip.daddr;
+		f.key.proto = ip.protocol;
+		l4 = ETH_HLEN + ((__u32)ip.ihl << 2);
+		if ((ip.protocol == IPPROTO_TCP || ip.protocol == IPPROTO_UDP || ip.protocol == IPPROTO_SCTP) &&
+		    bpf_skb_load_bytes(ctx, l4, ports, sizeof(ports)) == 0) {
+			f.key.sport = ports[0];
+			f.key.dport = ports[1];
+		}
+		if (ip.protocol == IPPROTO_TCP && bpf_skb_load_bytes(ctx, l4 + 13, &fl, 1) == 0)
+			f.tcp_flags = fl;
+		src_id = ipcache_identity(ip.saddr);
+		dst_id = ipcache_identity(ip.daddr);
+	}
+	emit_event(EVENT_DROP, (__u8)reason, 0, ctx->ifindex, src_id, dst_id, -(int)reason, 0, &f, (__u8)dir);
+	return 0;
+}
+
 /* A packet delivered to a local endpoint (observation point to-endpoint),
  * aggregated as Cilium's medium level: reported for a connection's first
  * packet and for packets with SYN, FIN or RST (so the handshake's reply and

@@ -825,6 +825,14 @@ async fn privileged_policy_service_cluster_ip_reaches_its_backend_with_policy(p:
         "a connect to a service without backends is refused"
     );
     assert!(p.drops("Service backend not found", "EGRESS") > before);
+    // and Hubble shows it as a drop with its reason, not only as a count
+    let node = p.node_of("client");
+    let mut seen = String::new();
+    common::wait_for("the no-backend drop as a flow", 10, || {
+        seen = observe(&p, &node, &["--verdict", "DROPPED", "--to-ip", "10.96.0.11", "--last", "20"]);
+        seen.lines()
+            .any(|l| l.contains("-> 10.96.0.11:80") && l.contains("Service backend not found DROPPED (TCP Flags: SYN)"))
+    });
     // deleted (on one node, for the cluster): the address means nothing any more
     common::seta(&p.node(), &["service", "delete", "web"]);
     services_synced(&p);

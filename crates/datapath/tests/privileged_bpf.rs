@@ -450,6 +450,15 @@ fn privileged_bpf_policy_allow_deny_ranges_with_reasons_and_events() {
         (9, ID_A, ID_B, 22, 6)
     );
     assert!(last.cookie > 0, "the deciding rule is named");
+    // and every drop is reported as a drop too, with its reason, the
+    // packet's tuple and flags, and the identities the ipcache knows
+    let drops: Vec<_> = ev.iter().filter(|e| e.event_type == seta_abi::EVENT_DROP).collect();
+    assert_eq!(drops.iter().map(|e| e.subtype).collect::<Vec<_>>(), [133, 133, 181], "{ev:?}");
+    let d = drops.last().unwrap();
+    assert_eq!(
+        (d.dir, u16::from_be_bytes(d.dport), d.proto, d.flags & 0x02, d.saddr, d.daddr),
+        (seta_abi::METRIC_INGRESS, 22, 6, 0x02, POD_A.octets(), POD_B.octets())
+    );
 }
 
 #[test]
