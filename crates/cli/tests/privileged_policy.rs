@@ -1169,9 +1169,21 @@ async fn privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client(p: P
     let mut compact = String::new();
     common::wait_for("the drop as a flow", 10, || {
         compact = observe(&p, &node, &["--verdict", "DROPPED", "--to-pod", "default/web", "--last", "50"]);
-        compact.lines().any(|l| l.contains("-> default/web:8080") && l.contains("DROPPED"))
+        compact
+            .lines()
+            .any(|l| l.contains("-> default/web:8080") && l.contains("Policy denied DROPPED"))
     });
-    let line = compact.lines().find(|l| l.contains("-> default/web:8080")).unwrap();
+    // the policy's verdict, as Hubble prints it, and the drop with its reason
+    assert!(
+        compact
+            .lines()
+            .any(|l| l.contains("-> default/web:8080") && l.contains("policy-verdict:none INGRESS DENIED (TCP Flags: SYN)")),
+        "{compact}"
+    );
+    let line = compact
+        .lines()
+        .find(|l| l.contains("-> default/web:8080") && l.contains("Policy denied DROPPED"))
+        .unwrap();
     assert!(
         line.contains(&format!("{client_ip}:")) || line.contains("default/client:"),
         "{line}"

@@ -128,7 +128,14 @@ pub fn line(f: &Flow, node: bool) -> String {
         Some(false) => "->",
         None => "<>",
     };
-    let verdict = Verdict::try_from(f.verdict).map_or("UNKNOWN", |v| v.as_str_name());
+    // a policy verdict says what the policy decided, as Hubble prints it
+    let policy = f.event_type.as_ref().is_some_and(|e| e.r#type == 5);
+    let verdict = match Verdict::try_from(f.verdict) {
+        Ok(Verdict::Forwarded | Verdict::Redirected) if policy => "ALLOWED",
+        Ok(Verdict::Dropped | Verdict::Error) if policy => "DENIED",
+        Ok(Verdict::Audit) if policy => "AUDITED",
+        v => v.map_or("UNKNOWN", |v| v.as_str_name()),
+    };
     let node = if node && !f.node_name.is_empty() {
         format!(" [{}]", f.node_name)
     } else {

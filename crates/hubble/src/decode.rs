@@ -191,7 +191,7 @@ mod tests {
         assert_eq!(f.event_type.unwrap().r#type, MSG_POLICY_VERDICT);
         let line = crate::compact::line(&f, false);
         assert!(
-            line.ends_with(": 10.200.2.5:40000 (ID:300) -> shop/web:80 (ID:301) policy-verdict:none INGRESS DROPPED (TCP Flags: SYN)"),
+            line.ends_with(": 10.200.2.5:40000 (ID:300) -> shop/web:80 (ID:301) policy-verdict:none INGRESS DENIED (TCP Flags: SYN)"),
             "{line}"
         );
         // an allowed verdict forwards; other records are no flows
