@@ -9,6 +9,7 @@
 //! 3. from-container cost per packet (BPF_PROG_TEST_RUN) vs an empty program.
 mod bpf;
 mod cni;
+mod events;
 mod kvstore;
 mod net;
 mod polcomp;
@@ -37,11 +38,11 @@ struct Args {
     /// Seconds per throughput / latency sample
     #[arg(long, default_value_t = 3)]
     seconds: u32,
-    /// Only these sections (bpf, net, cni, mem, polcomp, policy, kvstore, xnode, svc, svcscale, svcconn)
+    /// Only these sections (bpf, net, cni, mem, polcomp, policy, kvstore, xnode, svc, svcscale, svcconn, events)
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "bpf,net,cni,mem,polcomp,policy,kvstore,xnode,svc,svcscale,svcconn"
+        default_value = "bpf,net,cni,mem,polcomp,policy,kvstore,xnode,svc,svcscale,svcconn,events"
     )]
     only: Vec<String>,
     /// Also write the table as markdown here
@@ -52,6 +53,7 @@ struct Args {
 pub(crate) const PREFIX: &str = "sbench";
 use bpf::*;
 use cni::*;
+use events::*;
 use kvstore::*;
 use net::*;
 use polcomp::*;
@@ -67,7 +69,7 @@ type SectionFn = fn(&Args, &Path, &tokio::runtime::Runtime) -> Result<Vec<Row>>;
 
 /// The sections in order: name (for --only), seconds of budget per
 /// round-second, and how to run it.
-const SECTIONS: [(&str, u64, SectionFn); 11] = [
+const SECTIONS: [(&str, u64, SectionFn); 12] = [
     ("bpf", 4, |a, _, _| bench_bpf(a)),
     ("net", 30, |a, b, rt| rt.block_on(bench_net(a, b))),
     ("cni", 10, |a, b, rt| rt.block_on(bench_cni(a, b))),
@@ -79,6 +81,7 @@ const SECTIONS: [(&str, u64, SectionFn); 11] = [
     ("svc", 20, |a, b, rt| rt.block_on(bench_services(a, b))),
     ("svcscale", 10, |a, b, rt| rt.block_on(bench_service_scale(a, b))),
     ("svcconn", 60, |a, b, rt| rt.block_on(bench_service_connect(a, b))),
+    ("events", 10, |a, b, rt| rt.block_on(bench_events(a, b))),
 ];
 
 /// Run one section on its own thread with a time limit: its rows, or why it

@@ -1,0 +1,133 @@
+//! 11. the event pipeline, end to end on a lab node: drop events made by the
+//! datapath itself (a packet from an address no endpoint owns, run through
+//! `from_container` with BPF_PROG_TEST_RUN against the agent's own pinned
+//! maps, one drop event per run) until they are flows in the agent's
+//! observer (`ServerStatus.seen_flows`). Offered as fast as one CPU makes
+//! them: the rate into the flow buffer next to the rate offered. Offered at
+//! 100k events/s for 10 s: delivered next to offered, with the ring
+//! buffer's lost count, which must make up the difference exactly.
+use crate::*;
+use seta_hubble::observer::ServerStatusRequest;
+
+const PER_RUN: u32 = 1;
+
+async fn seen(c: &mut seta_hubble::observer::observer_client::ObserverClient<tonic::transport::Channel>) -> Result<u64> {
+    Ok(c.server_status(ServerStatusRequest {}).await?.into_inner().seen_flows)
+}
+
+/// Seen flows once they stop growing (the observer has caught up).
+async fn settled(c: &mut seta_hubble::observer::observer_client::ObserverClient<tonic::transport::Channel>) -> Result<u64> {
+    let mut last = seen(c).await?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = seen(c).await?;
+        if now == last {
+            return Ok(now);
+        }
+        last = now;
+    }
+}
+
+pub(crate) async fn bench_events(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
+    eprintln!("==> the event pipeline: datapath drop events → the agent's flow buffer (1 node)");
+    let name = format!("{PREFIX}e");
+    let _ = Lab::down(&name);
+    let lab = Lab::up_with(&name, 1, 0, "10.207.0.0/16".parse()?, bin_dir, &Default::default(), &|_| {}).await?;
+    let r = async {
+        let node = lab.nodes[0].clone();
+        let pin = seta_core::names::pin_dir(Path::new("/sys/fs/bpf"), &node.name, seta_abi::ABI_VERSION);
+        // the agent's maps (its pins, as it made them); this program is ours
+        let dp = seta_datapath::Datapath::new(&pin)?;
+        let mut lxc = dp.load_lxc_object()?;
+        let pkt = seta_datapath::testpkt::udp_packet(
+            [2, 0, 0, 0, 1, 1],
+            [2, 0, 0, 0, 0, 1],
+            Ipv4Addr::new(10, 250, 0, 1),
+            Ipv4Addr::new(10, 250, 0, 2),
+            64,
+        );
+        let mut run = |repeat: u32| -> Result<()> {
+            let p: &mut SchedClassifier = lxc.program_mut("from_container").context("from_container")?.try_into()?;
+            let mut opts = TestRunOptions::new();
+            opts.data_in = Some(&pkt);
+            opts.repeat = repeat;
+            anyhow::ensure!(p.test_run(opts)?.return_value == 2, "the packet was not dropped");
+            Ok(())
+        };
+        let lost = || -> Result<u64> { Ok(seta_datapath::maps::EventReader::open(&pin)?.lost_per_cpu().iter().sum()) };
+        let mut c = seta_hubble::connect(&format!("unix://{}", node.socket.with_file_name("hubble.sock").display()))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        // one drop event per run
+        let s0 = settled(&mut c).await?;
+        run(1)?;
+        anyhow::ensure!(settled(&mut c).await? - s0 == PER_RUN as u64, "one run, one flow");
+
+        // full offer: batches of 10k runs for the sample's seconds
+        let (mut into, mut offered) = (vec![], vec![]);
+        for round in 1..=args.rounds {
+            eprintln!("    round {round}/{}", args.rounds);
+            let (s0, l0) = (settled(&mut c).await?, lost()?);
+            let t = Instant::now();
+            let mut n = 0u64;
+            while t.elapsed() < Duration::from_secs(args.seconds as u64) {
+                run(10_000)?;
+                n += 10_000 * PER_RUN as u64;
+            }
+            let secs = t.elapsed().as_secs_f64();
+            let delivered = settled(&mut c).await? - s0;
+            let l = lost()? - l0;
+            eprintln!("    offered {n} in {secs:.2} s: {delivered} flows, {l} counted lost");
+            into.push(delivered as f64 / secs);
+            offered.push(n as f64 / secs);
+        }
+
+        // 100k events/s for 10 s: 1000 runs every 10 ms
+        let (s0, l0) = (settled(&mut c).await?, lost()?);
+        let t = Instant::now();
+        let mut n = 0u64;
+        for tick in 1..=1000u32 {
+            run(1000)?;
+            n += 1000 * PER_RUN as u64;
+            let next = Duration::from_millis(10 * tick as u64);
+            if let Some(wait) = next.checked_sub(t.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let delivered = settled(&mut c).await? - s0;
+        let l = lost()? - l0;
+        eprintln!(
+            "    100k/s: offered {n} in {secs:.1} s, {delivered} flows, {l} counted lost ({} unaccounted)",
+            n as i64 - delivered as i64 - l as i64
+        );
+        let one = |v: f64| Summary {
+            median: v,
+            iqr: 0.0,
+            cv: 0.0,
+        };
+        Ok(vec![
+            Row {
+                name: "event pipeline: drop events into the flow buffer, offered at full speed".into(),
+                unit: "events/s",
+                seta: summarize(&into),
+                base_name: "events offered by the datapath",
+                base: summarize(&offered),
+                higher_is_better: true,
+                goal: "≥ 1M events/s".into(),
+            },
+            Row {
+                name: format!("event pipeline: delivered of {n} offered at 100k/s for 10 s ({l} counted lost)"),
+                unit: "events",
+                seta: one(delivered as f64),
+                base_name: "offered",
+                base: one(n as f64),
+                higher_is_better: true,
+                goal: "0 lost".into(),
+            },
+        ])
+    }
+    .await;
+    let _ = Lab::down(&name);
+    r
+}
