@@ -350,6 +350,10 @@ _Static_assert(__builtin_offsetof(struct seta_event, ts) == 40, "seta_event.ts")
 #define MONITOR_AGG_NONE 1
 #define MONITOR_AGG_LOW 2
 #define MONITOR_AGG_MAXIMUM 3
+/* events the datapath does not make (--bpf-events-*-enabled=false) */
+#define OPT_NO_DROP_EVENTS 64
+#define OPT_NO_VERDICT_EVENTS 128
+#define OPT_NO_TRACE_EVENTS 256
 #define CONFIG_NODE_IP 3     /* the node's address (network order): SNAT of north-south service traffic */
 #define CONFIG_LB_MAGLEV_M 4 /* Maglev table size M (prime); 0 = no Maglev */
 #define CONFIG_LB_HASH_SEED 5 /* seed of the datapath's flow hash (Maglev slot) */

@@ -355,6 +355,7 @@ static __always_inline int policy_check_peer(void *pmap, __u32 remote, __be32 pe
 static __always_inline void emit_event(__u8 type, __u8 subtype, __u16 source, __u32 ifindex, __u32 src_label,
 				       __u32 dst_label, int verdict, __u32 cookie, const struct flow *f, __u8 dir)
 {
+	__u32 off = type == EVENT_DROP ? OPT_NO_DROP_EVENTS : type == EVENT_TRACE ? OPT_NO_TRACE_EVENTS : OPT_NO_VERDICT_EVENTS;
 	struct seta_event ev = {
 		.type = type,
 		.subtype = subtype,
@@ -368,6 +369,8 @@ static __always_inline void emit_event(__u8 type, __u8 subtype, __u16 source, __
 		.ts = bpf_ktime_get_ns(),
 	};
 
+	if (datapath_opts() & off)
+		return;
 	if (f) {
 		ev.saddr = f->key.saddr;
 		ev.daddr = f->key.daddr;
@@ -398,6 +401,8 @@ static __noinline __attribute__((unused)) int drop_notify(struct __sk_buff *ctx,
 	__be16 ports[2];
 	__u8 fl;
 
+	if (datapath_opts() & OPT_NO_DROP_EVENTS)
+		return 0;
 	if (bpf_skb_load_bytes(ctx, ETH_HLEN, &ip, sizeof(ip)) == 0 && ip.version == 4) {
 		f.key.saddr = ip.saddr;
 		f.key.daddr = ip.daddr;

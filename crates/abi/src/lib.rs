@@ -411,6 +411,12 @@ pub const OPT_LB_DSR_TCP: u32 = 4;
 pub const OPT_LB_DSR_UDP: u32 = 8;
 /// trace aggregation (--monitor-aggregation): 2 bits at this shift
 pub const OPT_MONITOR_AGG_SHIFT: u32 = 4;
+/// the datapath makes no drop events (--bpf-events-drop-enabled=false)
+pub const OPT_NO_DROP_EVENTS: u32 = 64;
+/// no policy-verdict events (--bpf-events-policy-verdict-enabled=false)
+pub const OPT_NO_VERDICT_EVENTS: u32 = 128;
+/// no trace events (--bpf-events-trace-enabled=false)
+pub const OPT_NO_TRACE_EVENTS: u32 = 256;
 pub const MONITOR_AGG_MEDIUM: u32 = 0;
 pub const MONITOR_AGG_NONE: u32 = 1;
 pub const MONITOR_AGG_LOW: u32 = 2;

@@ -94,6 +94,15 @@ pub struct RunArgs {
     /// BPF masquerade: pods' TCP/UDP traffic to the world (outside the cluster's pods and nodes) leaves from the node's address
     #[arg(long, env = "SETA_ENABLE_BPF_MASQUERADE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub enable_bpf_masquerade: bool,
+    /// The datapath reports drops as events (Cilium's drop notifications) [default: true]
+    #[arg(long, env = "SETA_BPF_EVENTS_DROP_ENABLED", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub bpf_events_drop_enabled: Option<bool>,
+    /// The datapath reports policy verdicts as events [default: true]
+    #[arg(long, env = "SETA_BPF_EVENTS_POLICY_VERDICT_ENABLED", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub bpf_events_policy_verdict_enabled: Option<bool>,
+    /// The datapath reports traces (deliveries, as --monitor-aggregation says) as events [default: true]
+    #[arg(long, env = "SETA_BPF_EVENTS_TRACE_ENABLED", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub bpf_events_trace_enabled: Option<bool>,
     /// Hubble's flow metrics (hubble_*) at http://ADDR/metrics; "" turns them off
     #[arg(long, env = "SETA_HUBBLE_METRICS_SERVER", default_value = ":9965")]
     pub hubble_metrics_server: Option<String>,
@@ -238,6 +247,8 @@ pub struct Config {
     /// the Hubble metrics and their context labels
     pub hubble_metrics: crate::observer::metrics::MetricsConfig,
     pub enable_bpf_masquerade: bool,
+    /// the datapath's events: drops, policy verdicts, traces
+    pub bpf_events: BpfEvents,
     /// where hubble_* metrics are served (None: not at all)
     pub hubble_metrics_server: Option<std::net::SocketAddr>,
     /// the Kubernetes API, when intent comes from it
@@ -278,6 +289,24 @@ pub const MAGLEV_SIZES: [u32; 10] = [251, 509, 1021, 2039, 4093, 8191, 16381, 32
 
 /// Maglev as configured: the table size and the two seeds taken from the
 /// configured 12 bytes (the tables' murmur3 seed, the datapath's flow hash seed).
+/// Which events the datapath makes (Cilium's --bpf-events-*-enabled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BpfEvents {
+    pub drop: bool,
+    pub policy_verdict: bool,
+    pub trace: bool,
+}
+
+impl BpfEvents {
+    /// The datapath option bits that turn the off ones off.
+    pub fn opts(&self) -> u32 {
+        let off = |on: bool, bit: u32| if on { 0 } else { bit };
+        off(self.drop, seta_abi::OPT_NO_DROP_EVENTS)
+            | off(self.policy_verdict, seta_abi::OPT_NO_VERDICT_EVENTS)
+            | off(self.trace, seta_abi::OPT_NO_TRACE_EVENTS)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Maglev {
     pub m: u32,
@@ -410,6 +439,11 @@ impl Config {
             prometheus_serve_addr: listen_addr("--prometheus-serve-addr", a.prometheus_serve_addr.as_deref().unwrap_or(""))?,
             hubble_listen_address: listen_addr("--hubble-listen-address", a.hubble_listen_address.as_deref().unwrap_or(""))?,
             enable_bpf_masquerade: a.enable_bpf_masquerade,
+            bpf_events: BpfEvents {
+                drop: a.bpf_events_drop_enabled.unwrap_or(true),
+                policy_verdict: a.bpf_events_policy_verdict_enabled.unwrap_or(true),
+                trace: a.bpf_events_trace_enabled.unwrap_or(true),
+            },
             hubble_metrics_server: listen_addr("--hubble-metrics-server", a.hubble_metrics_server.as_deref().unwrap_or(""))?,
             k8s: match a.k8s_kubeconfig {
                 Some(p) => Some(crate::k8s::Source::Kubeconfig(p)),
@@ -570,6 +604,23 @@ mod tests {
             err.to_string(),
             "--hubble-export-allowlist: filter [0]: verdicts: no such FlowFilter field"
         );
+    }
+
+    #[test]
+    fn datapath_events_are_on_unless_turned_off() {
+        let base = ["--node", "n1", "--pod-cidr", "10.9.0.0/24"];
+        assert_eq!(parse("{}", &[], &base).unwrap().bpf_events.opts(), 0, "Cilium's default: all on");
+        let c = parse(
+            r#"{"bpf-events-drop-enabled": false}"#,
+            &[],
+            &[
+                &base[..],
+                &["--bpf-events-trace-enabled=false", "--bpf-events-policy-verdict-enabled"],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert_eq!(c.bpf_events.opts(), seta_abi::OPT_NO_DROP_EVENTS | seta_abi::OPT_NO_TRACE_EVENTS);
     }
 
     #[test]

@@ -75,7 +75,7 @@ fn conn_client(dst: &str, secs: &str) -> Result<()> {
 
 /// Connections per second from `client` to `dst` for `secs` seconds; a
 /// sample with more than 0.1 % failed connections is an error.
-fn conn_rate(client: &str, dst: &str, secs: u32) -> Result<f64> {
+pub(crate) fn conn_rate(client: &str, dst: &str, secs: u32) -> Result<f64> {
     let exe = std::env::current_exe()?;
     let out = in_ns(client, 0, &[&exe.to_string_lossy(), "__conn-client", dst, &secs.to_string()])
         .output_within(Duration::from_secs(secs as u64 + 30))?;
@@ -94,7 +94,7 @@ fn conn_rate(client: &str, dst: &str, secs: u32) -> Result<f64> {
 
 /// A client namespace ready for many short connections: the whole port range,
 /// and TIME_WAIT ports reused (the client closes first).
-fn tune_client(ns: &str) -> Result<()> {
+pub(crate) fn tune_client(ns: &str) -> Result<()> {
     sh(&[
         "ip",
         "netns",

@@ -459,6 +459,24 @@ fn privileged_bpf_policy_allow_deny_ranges_with_reasons_and_events() {
         (d.dir, u16::from_be_bytes(d.dport), d.proto, d.flags & 0x02, d.saddr, d.daddr),
         (seta_abi::METRIC_INGRESS, 22, 6, 0x02, POD_A.octets(), POD_B.octets())
     );
+    // --bpf-events-*-enabled=false: the same denial, no verdict and no drop
+    // event (counted all the same); the verdict alone when drops are off
+    let pin = f.dp.pin_dir().to_path_buf();
+    let opts = |v: u32| seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_DATAPATH_OPTS, v).unwrap();
+    opts(seta_abi::OPT_NO_DROP_EVENTS | seta_abi::OPT_NO_VERDICT_EVENTS);
+    let denied_before = f.metric(181, seta_abi::METRIC_INGRESS);
+    assert_eq!(run(f.sending_a(), "from_container", &syn(22, 40013)).0, TC_ACT_SHOT);
+    assert!(f.events().is_empty(), "no events");
+    assert_eq!(f.metric(181, seta_abi::METRIC_INGRESS), denied_before + 1, "still counted");
+    opts(seta_abi::OPT_NO_DROP_EVENTS);
+    assert_eq!(run(f.sending_a(), "from_container", &syn(22, 40014)).0, TC_ACT_SHOT);
+    let kinds: Vec<u8> = f.events().iter().map(|e| e.event_type).collect();
+    assert_eq!(
+        kinds,
+        [seta_abi::EVENT_POLICY_VERDICT; 2],
+        "A's egress verdict and B's ingress one, no drop"
+    );
+    opts(0);
 }
 
 #[test]

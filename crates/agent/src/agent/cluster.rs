@@ -60,7 +60,7 @@ pub(super) async fn setup_routing_mode(dp: &Datapath, nl: &Netlink, cfg: &Config
     seta_datapath::maps::set_config(
         &pin,
         seta_abi::CONFIG_DATAPATH_OPTS,
-        (drop * seta_abi::OPT_LB_NO_BACKEND_DROP) | masq | dsr | agg,
+        (drop * seta_abi::OPT_LB_NO_BACKEND_DROP) | masq | dsr | agg | cfg.bpf_events.opts(),
     )?;
     // Maglev: the table size and the flow hash's seed (tables come with the services)
     let (m, seed) = cfg.maglev.map_or((0, 0), |m| (m.m, m.hash_seed));

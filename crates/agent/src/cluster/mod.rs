@@ -53,6 +53,11 @@ pub struct ClusterState {
     policies_m: Mirror,
     /// the first policy snapshot was applied
     policies_synced: bool,
+    /// the first snapshot of the pod IPs and of the nodes was applied: the
+    /// remote ipcache is computed only from both (an agent restarted with
+    /// one and not yet the other would take remote pods out of the maps)
+    ips_synced: bool,
+    nodes_synced: bool,
     /// this node's policy writes not yet seen through the watch (key ->
     /// value or deletion, when): the watch may still deliver older states
     policy_writes: BTreeMap<String, (Option<Vec<u8>>, Instant)>,
@@ -72,12 +77,18 @@ impl ClusterState {
     /// Apply a batch of watch updates; `me` is this node (not in `nodes`).
     pub fn apply(&mut self, batch: Vec<(Watch, Update)>, me: &str) -> Applied {
         let mut out = Applied::default();
+        let topology_was_synced = self.ips_synced && self.nodes_synced;
         for (which, u) in batch {
+            let reset = matches!(u, seta_kvstore::reflector::Update::Reset(_));
             match which {
                 Watch::Identities => out.identities.extend(self.ids.apply(u)),
-                Watch::Ips => out.topology |= !self.ips.apply(u).is_empty(),
+                Watch::Ips => {
+                    out.topology |= !self.ips.apply(u).is_empty();
+                    self.ips_synced |= reset;
+                }
                 Watch::Policies => out.policies |= !self.policies_m.apply(u).is_empty() || !self.policies_synced,
                 Watch::Nodes => {
+                    self.nodes_synced |= reset;
                     if !self.nodes_m.apply(u).is_empty() {
                         out.topology = true;
                         self.nodes = self
@@ -92,6 +103,10 @@ impl ClusterState {
                 }
             }
         }
+        // the remote ipcache follows only once both snapshots are in, and
+        // then at once, whatever they changed
+        let synced = self.ips_synced && self.nodes_synced;
+        out.topology = synced && (out.topology || !topology_was_synced);
         out
     }
 

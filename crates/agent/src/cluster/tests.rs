@@ -95,6 +95,30 @@ fn other_nodes_and_their_pods_become_the_remote_ipcache_and_routes() {
     assert!(!c.remote("n1", own, true).contains_key(&net("10.200.2.5")));
 }
 
+/// After a restart the pod IPs and the nodes arrive as two snapshots, in
+/// either order: the remote ipcache is computed only once both are in, so
+/// remote pods restored in the maps are never taken out meanwhile.
+#[test]
+fn the_remote_ipcache_waits_for_both_snapshots() {
+    let mut c = ClusterState::default();
+    let a = c.apply(
+        vec![(Watch::Nodes, Update::Reset(vec![node("n2", "172.30.0.2", "10.200.2.0/24")]))],
+        "n1",
+    );
+    assert!(!a.topology, "nodes alone: the pods are not known yet");
+    let a = c.apply(vec![(Watch::Ips, Update::Reset(vec![]))], "n1");
+    assert!(a.topology, "both in (even an empty one): converge once");
+    let a = c.apply(vec![(Watch::Ips, Update::Reset(vec![]))], "n1");
+    assert!(!a.topology, "nothing changed");
+    let mut c = ClusterState::default();
+    let a = c.apply(
+        vec![(Watch::Ips, Update::Reset(vec![pod("10.200.2.5", 300, "n2", "172.30.0.2")]))],
+        "n1",
+    );
+    assert!(!a.topology, "pods alone: their nodes are not known yet");
+    assert!(c.apply(vec![(Watch::Nodes, Update::Reset(vec![]))], "n1").topology);
+}
+
 fn doc(name: &str) -> PolicyDoc {
     let text = format!(
         "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  endpointSelector: {{}}\n  ingress:\n  - fromEndpoints:\n    - {{}}\n"
