@@ -25,8 +25,8 @@ fn seta_bin() -> Result<PathBuf> {
     Ok(std::env::current_exe()?.parent().context("bin dir")?.join("seta"))
 }
 
-/// RR rate and p50 through `via` and stream throughput through `via_stream`
-/// (seta), next to the same straight to the pod (base), interleaved.
+/// RR and stream through `via` / `via_stream` (seta) next to the same
+/// client straight to the pod (base), interleaved.
 #[allow(clippy::too_many_arguments)]
 fn rr_rows(
     args: &Args,
@@ -40,50 +40,17 @@ fn rr_rows(
     base_name: &'static str,
     goals: [&str; 2],
 ) -> Result<Vec<Row>> {
-    let rr = (pod, 11111);
-    sockperf_rr_in(client, cgroup, server, rr, via, 1)?;
-    sockperf_rr_in(client, cgroup, server, rr, rr, 1)?;
-    let (mut s_rtt, mut s_rate, mut b_rtt, mut b_rate) = (vec![], vec![], vec![], vec![]);
-    let (mut s_bw, mut b_bw) = (vec![], vec![]);
-    for round in 1..=args.rounds {
-        eprintln!("    round {round}/{}", args.rounds);
-        let (a, b) = sockperf_rr_in(client, cgroup, server, rr, via, args.seconds)?;
-        s_rtt.push(a);
-        s_rate.push(b);
-        let (a, b) = sockperf_rr_in(client, cgroup, server, rr, rr, args.seconds)?;
-        b_rtt.push(a);
-        b_rate.push(b);
-        s_bw.push(iperf_stream_in(client, cgroup, server, STREAM_PORT, via_stream, args.seconds)?);
-        b_bw.push(iperf_stream_in(
-            client,
-            cgroup,
-            server,
-            STREAM_PORT,
-            (pod, STREAM_PORT),
-            args.seconds,
-        )?);
-    }
-    let row = |name: String, unit, s: &[f64], b: &[f64], higher_is_better, goal: &str| Row {
-        name,
-        unit,
-        seta: summarize(s),
-        base_name,
-        base: summarize(b),
-        higher_is_better,
-        goal: goal.into(),
+    let base = Traffic {
+        cgroup,
+        ..Traffic::direct(client, server, pod)
     };
-    Ok(vec![
-        row(
-            format!("TCP RR rate, {what} (sockperf, 16 B)"),
-            "trans/s",
-            &s_rate,
-            &b_rate,
-            true,
-            goals[0],
-        ),
-        row(format!("TCP RR p50, {what}"), "µs", &s_rtt, &b_rtt, false, ""),
-        row(format!("TCP stream, {what} (iperf3)"), "Gbit/s", &s_bw, &b_bw, true, goals[1]),
-    ])
+    let seta = Traffic {
+        cgroup,
+        rr: (base.rr.0, via),
+        stream: (STREAM_PORT, via_stream),
+        ..Traffic::direct(client, server, pod)
+    };
+    compare_rr_and_stream(args, &seta, &base, what, base_name, [goals[0], "", goals[1]])
 }
 
 /// The backend's stream port (iperf3), the service's port 5201 and NodePort

@@ -221,30 +221,62 @@ pub(crate) fn ip_forwarded(ns: &str) -> Result<u64> {
         .unwrap_or(0))
 }
 
-/// Interleaved request/response (sockperf) and stream (iperf3) rounds between
-/// a seta pod pair and a baseline pair: rate, p50 RTT and throughput rows.
-pub(crate) fn rr_and_stream_rows(
+/// One side of a comparison: a client (in a cgroup, or not) reaching a
+/// server's request/response port (bound at `rr.0`, reached at `rr.1`) and
+/// its stream port (`stream.0`, reached at `stream.1`).
+pub(crate) struct Traffic<'a> {
+    pub(crate) client: &'a str,
+    pub(crate) cgroup: Option<&'a Path>,
+    pub(crate) server: &'a str,
+    pub(crate) rr: ((Ipv4Addr, u16), (Ipv4Addr, u16)),
+    pub(crate) stream: (u16, (Ipv4Addr, u16)),
+}
+
+impl<'a> Traffic<'a> {
+    /// Straight to the server's address: RR on 11111, the stream on 5201.
+    pub(crate) fn direct(client: &'a str, server: &'a str, ip: Ipv4Addr) -> Self {
+        Self {
+            client,
+            cgroup: None,
+            server,
+            rr: ((ip, 11111), (ip, 11111)),
+            stream: (5201, (ip, 5201)),
+        }
+    }
+
+    fn rr(&self, secs: u32) -> Result<(f64, f64)> {
+        sockperf_rr_in(self.client, self.cgroup, self.server, self.rr.0, self.rr.1, secs)
+    }
+
+    fn stream(&self, secs: u32) -> Result<f64> {
+        iperf_stream_in(self.client, self.cgroup, self.server, self.stream.0, self.stream.1, secs)
+    }
+}
+
+/// Interleaved request/response (sockperf) and stream (iperf3) rounds of
+/// `seta` and `base`: rate, p50 RTT and throughput rows.
+pub(crate) fn compare_rr_and_stream(
     args: &Args,
-    seta: (&str, &str, Ipv4Addr),
-    base: (&str, &str, Ipv4Addr),
+    seta: &Traffic,
+    base: &Traffic,
     what: &str,
     base_name: &'static str,
     goals: [&str; 3],
 ) -> Result<Vec<Row>> {
     // warm-up
-    sockperf_rr(seta.0, seta.1, seta.2, 11111, 1)?;
-    sockperf_rr(base.0, base.1, base.2, 11111, 1)?;
+    seta.rr(1)?;
+    base.rr(1)?;
     let (mut s_rtt, mut s_rate, mut b_rtt, mut b_rate, mut s_bw, mut b_bw) = (vec![], vec![], vec![], vec![], vec![], vec![]);
     for round in 1..=args.rounds {
         eprintln!("    round {round}/{}", args.rounds);
-        let (a, b) = sockperf_rr(seta.0, seta.1, seta.2, 11111, args.seconds)?;
+        let (a, b) = seta.rr(args.seconds)?;
         s_rtt.push(a);
         s_rate.push(b);
-        let (a, b) = sockperf_rr(base.0, base.1, base.2, 11111, args.seconds)?;
+        let (a, b) = base.rr(args.seconds)?;
         b_rtt.push(a);
         b_rate.push(b);
-        s_bw.push(iperf_stream(seta.0, seta.1, seta.2, 5201, args.seconds)?);
-        b_bw.push(iperf_stream(base.0, base.1, base.2, 5201, args.seconds)?);
+        s_bw.push(seta.stream(args.seconds)?);
+        b_bw.push(base.stream(args.seconds)?);
     }
     let row = |name: String, unit, s: &[f64], b: &[f64], higher_is_better, goal: &str| Row {
         name,
@@ -267,4 +299,24 @@ pub(crate) fn rr_and_stream_rows(
         row(format!("TCP RR p50 RTT, {what}"), "µs", &s_rtt, &b_rtt, false, goals[1]),
         row(format!("TCP stream, {what} (iperf3)"), "Gbit/s", &s_bw, &b_bw, true, goals[2]),
     ])
+}
+
+/// [`compare_rr_and_stream`] of a seta pod pair and a baseline pair, each
+/// straight to its server's address.
+pub(crate) fn rr_and_stream_rows(
+    args: &Args,
+    seta: (&str, &str, Ipv4Addr),
+    base: (&str, &str, Ipv4Addr),
+    what: &str,
+    base_name: &'static str,
+    goals: [&str; 3],
+) -> Result<Vec<Row>> {
+    compare_rr_and_stream(
+        args,
+        &Traffic::direct(seta.0, seta.1, seta.2),
+        &Traffic::direct(base.0, base.1, base.2),
+        what,
+        base_name,
+        goals,
+    )
 }
