@@ -3,6 +3,8 @@
 mod common;
 #[path = "privileged_policy/dsr.rs"]
 mod dsr;
+#[path = "privileged_policy/k8s_pods.rs"]
+mod k8s_pods;
 #[path = "privileged_policy/k8s_services.rs"]
 mod k8s_services;
 #[path = "privileged_policy/relay.rs"]

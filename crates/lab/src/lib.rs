@@ -9,6 +9,7 @@
 pub mod cgroups;
 mod daemons;
 mod k8s;
+pub mod kubelet;
 pub mod leftovers;
 mod pods;
 mod prometheus;
@@ -28,6 +29,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const LABS_DIR: &str = "/run/seta/labs";
@@ -272,7 +274,14 @@ impl Lab {
     pub fn load(name: &str) -> Result<Self> {
         let p = Self::state_path(name);
         let b = std::fs::read(&p).with_context(|| format!("lab {name:?} is not up (no {})", p.display()))?;
-        serde_json::from_slice(&b).with_context(|| format!("parse {}", p.display()))
+        let mut lab: Self = serde_json::from_slice(&b).with_context(|| format!("parse {}", p.display()))?;
+        // under Kubernetes the kubelet daemon keeps the pods
+        if lab.kubeconfig.is_some() {
+            if let Some(w) = kubelet::read_wired(name) {
+                lab.pods = w.pods;
+            }
+        }
+        Ok(lab)
     }
 
     /// The only lab that is up, when `name` is None.
@@ -314,11 +323,20 @@ impl Lab {
         self.nodes.iter().position(|n| n.name == name).map(|p| p + 1).unwrap_or(0)
     }
 
+    /// A pod by `NAME` (in any namespace, when only one has it) or `NS/NAME`.
     pub fn pod(&self, name: &str) -> Result<&PodState> {
-        self.pods
-            .iter()
-            .find(|p| p.name == name)
-            .ok_or_else(|| anyhow!("no pod {name:?} in lab {}", self.name))
+        let found: Vec<&PodState> = match name.split_once('/') {
+            Some((ns, n)) => self.pods.iter().filter(|p| p.namespace == ns && p.name == n).collect(),
+            None => self.pods.iter().filter(|p| p.name == name).collect(),
+        };
+        match found.as_slice() {
+            [one] => Ok(one),
+            [] => bail!("no pod {name:?} in lab {}", self.name),
+            many => {
+                let refs: Vec<String> = many.iter().map(|p| format!("{}/{}", p.namespace, p.name)).collect();
+                bail!("pod {name:?} is in several namespaces ({}): name it NS/NAME", refs.join(", "))
+            }
+        }
     }
 }
 
@@ -379,6 +397,9 @@ impl Drop for TestLab {
                 let _ = std::fs::copy(&o.log, dir.join(format!("{}.log", o.id)));
             }
             let _ = std::fs::copy(etcd_dir(&self.lab.name).with_extension("log"), dir.join("etcd.log"));
+            let k8s = crate::k8s::k8s_dir(&self.lab.name);
+            let _ = std::fs::copy(k8s.join("kubelet.log"), dir.join("kubelet.log"));
+            let _ = std::fs::copy(k8s.with_extension("log"), dir.join("k8s-api.log"));
             eprintln!("logs of lab {} kept in {}", self.lab.name, dir.display());
         }
         let _ = Lab::down(&self.lab.name);

@@ -57,15 +57,23 @@ impl Lab {
         if pod.is_empty() || pod.len() > 30 || !pod.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
             bail!("pod name {pod:?} must be 1..30 letters, digits or '-'");
         }
-        if self.pods.iter().any(|p| p.name == pod) {
-            bail!("pod {pod} already exists in lab {}", self.name);
+        if self.pods.iter().any(|p| p.name == pod && p.namespace == namespace) {
+            bail!("pod {namespace}/{pod} already exists in lab {}", self.name);
         }
         let node = self.node(node)?.name.clone();
-        // under Kubernetes the lab is the kubelet: the Pod object first (the
-        // agent takes the endpoint's labels from it)
+        // under Kubernetes the Pod object is all: the lab's kubelet wires it
+        // (the agent takes the endpoint's labels from it)
         if self.kubeconfig.is_some() {
             self.k8s_namespace_ensure(namespace)?;
             self.k8s_pod_apply(pod, &node, namespace, labels, ports)?;
+            return match self.kubelet_wait_wired(namespace, pod, CNI_TIMEOUT) {
+                Ok(p) => Ok(p),
+                Err(e) => {
+                    let _ = self.kubectl(&["delete", "pod", pod, "-n", namespace, "--wait=false"], None);
+                    let _ = self.kubelet_wait_gone(namespace, pod, CNI_TIMEOUT);
+                    Err(e)
+                }
+            };
         }
         let netns = format!("{}-{pod}", self.name);
         run_ip(&["netns", "add", &netns])?;
@@ -89,9 +97,6 @@ impl Lab {
         let (ok, result) = self.invoke_cni(&node, &env, &conf)?;
         if !ok {
             let _ = run_ip(&["netns", "del", &netns]);
-            if self.kubeconfig.is_some() {
-                let _ = self.kubectl(&["delete", "pod", pod, "-n", namespace, "--wait=false"], None);
-            }
             bail!("CNI ADD of {pod} failed: {result}");
         }
         let ip: Ipv4Addr = result["ips"][0]["address"]
@@ -110,23 +115,6 @@ impl Lab {
             labels: labels.to_vec(),
             ports: ports.to_vec(),
         };
-        if self.kubeconfig.is_some() {
-            let st = serde_json::json!({"status": {"phase": "Running", "podIP": ip.to_string(), "podIPs": [{"ip": ip.to_string()}]}});
-            self.kubectl_ok(
-                &[
-                    "patch",
-                    "pod",
-                    pod,
-                    "-n",
-                    namespace,
-                    "--subresource=status",
-                    "--type=merge",
-                    "-p",
-                    &st.to_string(),
-                ],
-                None,
-            )?;
-        }
         self.pods.push(p.clone());
         self.save()?;
         Ok(p)
@@ -134,6 +122,11 @@ impl Lab {
 
     pub async fn pod_del(&mut self, pod: &str) -> Result<()> {
         let p = self.pod(pod)?.clone();
+        if self.kubeconfig.is_some() {
+            // the kubelet runs CNI DEL once the Pod is gone
+            self.kubectl_ok(&["delete", "pod", &p.name, "-n", &p.namespace, "--wait=false"], None)?;
+            return self.kubelet_wait_gone(&p.namespace, &p.name, CNI_TIMEOUT);
+        }
         let env = [
             ("CNI_COMMAND", "DEL".to_string()),
             ("CNI_CONTAINERID", p.container_id.clone()),
@@ -150,10 +143,7 @@ impl Lab {
             bail!("CNI DEL of {pod} failed: {result}");
         }
         run_ip(&["netns", "del", &p.netns])?;
-        if self.kubeconfig.is_some() {
-            self.kubectl_ok(&["delete", "pod", pod, "-n", &p.namespace, "--wait=false"], None)?;
-        }
-        self.pods.retain(|x| x.name != pod);
+        self.pods.retain(|x| !(x.name == p.name && x.namespace == p.namespace));
         self.save()
     }
 
@@ -166,9 +156,11 @@ impl Lab {
         let p = self.pod(pod)?.clone();
         if self.kubeconfig.is_some() {
             // through the API: the agent follows the Pod
-            self.k8s_pod_apply(pod, &p.node, &p.namespace, labels, &p.ports)?;
-            self.pods.iter_mut().find(|x| x.name == pod).unwrap().labels = labels.to_vec();
-            return self.save();
+            self.k8s_pod_apply(&p.name, &p.node, &p.namespace, labels, &p.ports)?;
+            if let Some(x) = self.pods.iter_mut().find(|x| x.name == p.name && x.namespace == p.namespace) {
+                x.labels = labels.to_vec();
+            }
+            return Ok(());
         }
         self.client(&p.node)?
             .endpoint_labels(
@@ -176,7 +168,9 @@ impl Lab {
                 labels.to_vec(),
             )
             .await?;
-        self.pods.iter_mut().find(|x| x.name == pod).unwrap().labels = labels.to_vec();
+        if let Some(x) = self.pods.iter_mut().find(|x| x.name == p.name && x.namespace == p.namespace) {
+            x.labels = labels.to_vec();
+        }
         self.save()
     }
 

@@ -119,6 +119,10 @@ impl Lab {
                 }
                 lab.start_agent(&node).await?;
             }
+            if lab.kubeconfig.is_some() {
+                progress("the lab's kubelet: Pods applied with kubectl get a namespace wired by seta-cni");
+                lab.kubelet_start()?;
+            }
             if opts.relay && lab.underlay.is_some() {
                 progress(&format!(
                     "Hubble Relay (seta-relay) on {UNDERLAY_GW}:{} and unix://{}",
@@ -270,6 +274,12 @@ impl Lab {
         let pdir = crate::prometheus::prometheus_dir(name);
         stop_daemons("prometheus", &pdir, crate::prometheus::prometheus_pids, &mut done);
         stop_daemons("seta-relay", &crate::relay::relay_dir(name), crate::relay::relay_pids, &mut done);
+        stop_daemons(
+            "the lab's kubelet",
+            &crate::k8s::k8s_dir(name),
+            crate::kubelet::kubelet_pids,
+            &mut done,
+        );
         stop_daemons("the Kubernetes API", &crate::k8s::k8s_dir(name), crate::k8s::k8s_pids, &mut done);
         stop_daemons("etcd", &etcd_dir(name), etcd_pids, &mut done);
         // namespaces (pods first, then nodes; deleting a pod netns removes its veth)

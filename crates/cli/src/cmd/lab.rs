@@ -79,6 +79,12 @@ pub enum LabCmd {
     /// Namespaces and their labels (namespaceSelector matches these)
     #[command(subcommand)]
     Namespace(NsCmd),
+    /// The lab's kubelet under Kubernetes (a daemon `seta lab up --k8s` starts)
+    #[command(hide = true)]
+    Kubelet {
+        #[arg(long)]
+        lab: String,
+    },
     /// Remove everything of a lab, also after a crash
     Down {
         #[arg(long)]
@@ -234,6 +240,7 @@ pub async fn run(cmd: &LabCmd, json: bool) -> Result<i32> {
             print_lab(&l, json)?;
         }
         LabCmd::Status { lab } => print_lab(&Lab::load_default(lab.as_deref())?, json)?,
+        LabCmd::Kubelet { lab } => seta_lab::kubelet::kubelet(lab).await?,
         LabCmd::Kubectl { lab, args } => {
             let l = Lab::load_default(lab.as_deref())?;
             let stdin = match args.iter().any(|a| a == "-") {
