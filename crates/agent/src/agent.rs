@@ -233,12 +233,15 @@ impl Agent {
             .await??;
         }
         cluster::setup_routing_mode(&dp, &nl, &cfg, &node).await?;
-        let kv = Kv::open(&cfg).await?;
+        let mut kv = Kv::open(&cfg).await?;
         let pin_dir = dp.pin_dir().to_path_buf();
         let kernel: Arc<dyn Kernel> = Arc::new(crate::kernel::Real::new(dp, nl)?);
         let k8s = match &cfg.k8s {
             Some(src) => {
                 let client = crate::k8s::connect(src).await?;
+                if cfg.identity_allocation_mode == crate::config::IdentityAllocationMode::Crd {
+                    kv = kv.with_crd(crate::k8s::crd::Crd::new(client.clone(), &cfg.node, &cfg.kvstore_prefix, node.ip));
+                }
                 Some(Arc::new(crate::k8s::K8s::new(client, src.clone(), &k8s::watches())))
             }
             None => None,

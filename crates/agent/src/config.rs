@@ -2,7 +2,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use ipnet::Ipv4Net;
-pub use seta_core::mode::{KvstoreKind, LbAlgorithm, LbMode, MonitorAggregation, NoBackendResponse, RoutingMode};
+pub use seta_core::mode::{IdentityAllocationMode, KvstoreKind, LbAlgorithm, LbMode, MonitorAggregation, NoBackendResponse, RoutingMode};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Args, Default)]
@@ -130,6 +130,9 @@ pub struct RunArgs {
     /// Take intent from the Kubernetes API through this kubeconfig: NetworkPolicy, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy and Namespace objects [default: the pod's service account when KUBERNETES_SERVICE_HOST is set, else no Kubernetes]
     #[arg(long, env = "SETA_K8S_KUBECONFIG")]
     pub k8s_kubeconfig: Option<PathBuf>,
+    /// Where identities, nodes and pod IPs are shared: crd (CiliumIdentity, CiliumNode and CiliumEndpoint objects; needs Kubernetes) or kvstore [default: crd under Kubernetes, else kvstore]
+    #[arg(long, env = "SETA_IDENTITY_ALLOCATION_MODE", value_enum)]
+    pub identity_allocation_mode: Option<IdentityAllocationMode>,
     /// JSON object whose keys are any of these flags' long names (e.g. "pod-cidr",
     /// "kvstore-endpoints": [..]); flags and SETA_* variables take precedence over it
     #[arg(long, env = "SETA_CONFIG")]
@@ -253,6 +256,8 @@ pub struct Config {
     pub hubble_metrics_server: Option<std::net::SocketAddr>,
     /// the Kubernetes API, when intent comes from it
     pub k8s: Option<crate::k8s::Source>,
+    /// identities, nodes and pod IPs in CRDs or in the kvstore
+    pub identity_allocation_mode: IdentityAllocationMode,
     /// socket-LB: the cgroup its programs attach at (None: off)
     pub sock_lb: Option<PathBuf>,
     /// north-south forwarding to remote backends: SNAT, DSR or hybrid
@@ -361,6 +366,11 @@ impl Config {
             bail!("node name is required: --node NAME, SETA_NODE or \"node\" in the config file")
         };
         seta_core::names::validate_node_name(&node).map_err(anyhow::Error::msg)?;
+        let k8s = match a.k8s_kubeconfig {
+            Some(ref p) => Some(crate::k8s::Source::Kubeconfig(p.clone())),
+            None if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => Some(crate::k8s::Source::InCluster),
+            None => None,
+        };
         let configured = a.pod_cidr;
         if configured.is_none() && a.kvstore != KvstoreKind::Etcd {
             bail!("pod CIDR is required: --pod-cidr A.B.C.D/N, SETA_POD_CIDR or \"pod-cidr\" in the config file (or --kvstore etcd with seta-operator's cluster-pool IPAM)")
@@ -445,11 +455,15 @@ impl Config {
                 trace: a.bpf_events_trace_enabled.unwrap_or(true),
             },
             hubble_metrics_server: listen_addr("--hubble-metrics-server", a.hubble_metrics_server.as_deref().unwrap_or(""))?,
-            k8s: match a.k8s_kubeconfig {
-                Some(p) => Some(crate::k8s::Source::Kubeconfig(p)),
-                None if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => Some(crate::k8s::Source::InCluster),
-                None => None,
+            identity_allocation_mode: match (a.identity_allocation_mode, k8s.is_some()) {
+                (Some(IdentityAllocationMode::Crd), false) => {
+                    bail!("--identity-allocation-mode crd needs the Kubernetes API (--k8s-kubeconfig or a pod's service account)")
+                }
+                (Some(m), _) => m,
+                (None, true) => IdentityAllocationMode::Crd,
+                (None, false) => IdentityAllocationMode::Kvstore,
             },
+            k8s,
             lb_mode: a.bpf_lb_mode,
             monitor_aggregation: a.monitor_aggregation,
             sock_lb: match a.bpf_lb_sock {

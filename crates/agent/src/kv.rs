@@ -27,6 +27,9 @@ pub struct Kv {
     shared: bool,
     /// set when the lease was re-granted outside the announce loop
     renewed: AtomicBool,
+    /// CRD mode: identities, this node's registration and the shared
+    /// prefixes' reflections go to the Kubernetes API instead
+    crd: Option<Arc<crate::k8s::crd::Crd>>,
 }
 
 impl Kv {
@@ -47,7 +50,16 @@ impl Kv {
             lease_ttl,
             shared,
             renewed: AtomicBool::new(false),
+            crd: None,
         }
+    }
+
+    /// CRD mode (`--identity-allocation-mode crd`): identities are
+    /// CiliumIdentities, this node is a CiliumNode, and pod IPs come from
+    /// CiliumEndpoints; nothing of that is written to the kvstore.
+    pub fn with_crd(mut self, crd: crate::k8s::crd::Crd) -> Self {
+        self.crd = Some(Arc::new(crd));
+        self
     }
 
     pub async fn open(cfg: &Config) -> Result<Self> {
@@ -79,7 +91,10 @@ impl Kv {
     }
 
     pub fn describe(&self) -> &'static str {
-        self.kind
+        match self.crd {
+            Some(_) => "Disabled (identities, nodes and pod IPs in CiliumIdentity, CiliumNode and CiliumEndpoint objects)",
+            None => self.kind,
+        }
     }
 
     fn store(&self) -> &AnyStore {
@@ -89,6 +104,9 @@ impl Kv {
     /// Allocate (or reference) the identity of `labels`; a transport error
     /// (the connection is re-established underneath) is retried twice.
     pub async fn allocate(&self, labels: &LabelSet) -> seta_kvstore::Result<u32> {
+        if let Some(c) = &self.crd {
+            return c.allocate(labels).await;
+        }
         let mut attempt = 0;
         loop {
             match self.ids.allocate(labels).await {
@@ -112,6 +130,9 @@ impl Kv {
     }
 
     pub async fn release(&self, id: u32) -> seta_kvstore::Result<()> {
+        if self.crd.is_some() {
+            return Ok(()); // the operator collects identities no CiliumEndpoint uses
+        }
         self.ids.release(id).await
     }
 
@@ -133,10 +154,16 @@ impl Kv {
     }
 
     pub async fn register_node(&self, prefix: &str, info: &NodeInfo) -> seta_kvstore::Result<()> {
+        if let Some(c) = &self.crd {
+            return c.register_node(info).await;
+        }
         seta_kvstore::nodes::register(self.store(), prefix, info, self.ids.lease()).await
     }
 
     pub async fn nodes(&self, prefix: &str) -> seta_kvstore::Result<Vec<NodeInfo>> {
+        if let Some(c) = &self.crd {
+            return c.nodes().await;
+        }
         seta_kvstore::nodes::list(self.store(), prefix).await
     }
 
@@ -175,9 +202,10 @@ impl Kv {
         Kv::new(store, "embedded (shared)", prefix, node, 0, None, true)
     }
 
-    /// Whether other nodes share this store (etcd).
+    /// Whether other nodes share this store (etcd) for what it holds; in
+    /// CRD mode pod IPs are shared as CiliumEndpoints instead.
     pub fn shared(&self) -> bool {
-        self.shared
+        self.shared && self.crd.is_none()
     }
 
     /// Put and delete keys in one transaction.
@@ -200,6 +228,20 @@ impl Kv {
     /// Reflect `prefix` (list + watch, re-list after breaks).
     pub fn reflect(&self, prefix: String, health: Arc<Health>) -> tokio::sync::mpsc::Receiver<Update> {
         seta_kvstore::reflector::spawn(self.ids.store().clone(), prefix, health)
+    }
+
+    /// Reflect one of the prefixes other nodes share (identities, pod IPs,
+    /// nodes): from the kvstore, or in CRD mode from the API's objects.
+    pub fn reflect_shared(
+        &self,
+        which: crate::k8s::crd::Shared,
+        prefix: String,
+        health: Arc<Health>,
+    ) -> tokio::sync::mpsc::Receiver<Update> {
+        match &self.crd {
+            Some(c) => c.reflect(which, health),
+            None => self.reflect(prefix, health),
+        }
     }
 }
 

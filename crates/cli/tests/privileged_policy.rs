@@ -73,7 +73,8 @@ impl P {
             Topo::One => TestLab::up_with(tag, 1, 0, &bin_dir(), &o).await.unwrap(),
             Topo::Tunnel | Topo::Native => {
                 let opts = LabOptions {
-                    etcd: true,
+                    // under Kubernetes agents share CRDs (CRD mode), no etcd
+                    etcd: !o.k8s,
                     routing: Some(if topo == Topo::Tunnel {
                         seta_core::mode::RoutingMode::Tunnel
                     } else {

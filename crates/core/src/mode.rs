@@ -54,6 +54,29 @@ pub enum MonitorAggregation {
     Maximum,
 }
 
+/// Where identities, nodes and pod IPs are shared
+/// (`--identity-allocation-mode`): CiliumIdentity, CiliumNode and
+/// CiliumEndpoint objects in the Kubernetes API, or the kvstore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityAllocationMode {
+    Crd,
+    Kvstore,
+}
+
+/// Where a node's pod CIDR comes from when none is given (`--ipam`):
+/// the operator's cluster pool (through the kvstore, or the CiliumNode in
+/// CRD mode), or the Node's `spec.podCIDRs`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum Ipam {
+    #[default]
+    ClusterPool,
+    Kubernetes,
+}
+
 /// How a new connection's backend is chosen (`--bpf-lb-algorithm`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]

@@ -34,6 +34,16 @@ impl Health {
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().unwrap().clone()
     }
+    /// Listed (again, when `resync`): for reflectors fed from elsewhere.
+    pub fn set_connected(&self, resync: bool) {
+        if resync {
+            self.resyncs.fetch_add(1, Ordering::Relaxed);
+        }
+        self.connected.store(true, Ordering::Relaxed);
+    }
+    pub fn set_failed(&self, e: String) {
+        self.failed(e)
+    }
     fn failed(&self, e: String) {
         self.connected.store(false, Ordering::Relaxed);
         *self.last_error.lock().unwrap() = Some(e);

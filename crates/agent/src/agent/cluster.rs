@@ -245,9 +245,16 @@ impl Agent {
 
     pub(super) async fn cluster_sync(self: Arc<Self>) -> anyhow::Result<()> {
         let p = self.prefix().to_string();
-        let mut ids = self.kv.reflect(format!("{p}/identities/v1/id/"), self.kv_health.ids.clone());
-        let mut ips = self.kv.reflect(seta_kvstore::ipcache::base(&p), self.kv_health.ips.clone());
-        let mut nodes = self.kv.reflect(format!("{p}/nodes/v1/"), self.kv_health.nodes.clone());
+        use crate::k8s::crd::Shared;
+        let mut ids = self
+            .kv
+            .reflect_shared(Shared::Identities, format!("{p}/identities/v1/id/"), self.kv_health.ids.clone());
+        let mut ips = self
+            .kv
+            .reflect_shared(Shared::Ips, seta_kvstore::ipcache::base(&p), self.kv_health.ips.clone());
+        let mut nodes = self
+            .kv
+            .reflect_shared(Shared::Nodes, format!("{p}/nodes/v1/"), self.kv_health.nodes.clone());
         // policies are cluster-wide only when the store is shared (the embedded one holds none)
         let mut policies = self.kv.reflect(format!("{p}/policies/v1/"), self.kv_health.policies.clone());
         loop {

@@ -3,6 +3,7 @@
 //! directly), and the watches' health. The agent (`agent/k8s.rs`) runs the
 //! watches and applies what this computes; translation is pure
 //! (`translate`).
+pub mod crd;
 pub mod services;
 #[cfg(test)]
 mod tests;

@@ -70,6 +70,24 @@ async fn privileged_policy_k8s_pods_from_kubectl(mut p: P) {
             .unwrap();
         ok && out.starts_with(&format!("{b} ")) && out.contains("k8s:app=kb")
     });
+    // CRD mode: kb's identity is a CiliumIdentity, every node a CiliumNode
+    let id = kubectl(&p, &["get", "ciliumendpoint", "kb", "-o", "jsonpath={.status.identity.id}"], None);
+    let cid: serde_json::Value = serde_json::from_str(&kubectl(&p, &["get", "ciliumidentity", &id, "-o", "json"], None)).unwrap();
+    assert_eq!(cid["security-labels"]["k8s:app"], "kb", "{cid}");
+    let cns = kubectl(
+        &p,
+        &[
+            "get",
+            "ciliumnodes",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.spec.ipam.podCIDRs[0]}{\"\\n\"}{end}",
+        ],
+        None,
+    );
+    for n in &p.lab().nodes {
+        assert!(cns.lines().any(|l| l == format!("{} {}", n.name, n.pod_cidr)), "{cns}");
+    }
+    assert!(p.seta(&["status"])["kvstore"].as_str().unwrap().starts_with("Disabled"));
     // a Pod that cannot be wired (its namespace name is a node's): an Event, nothing left
     let bad_name = last.strip_prefix(&format!("{}-", p.lab().name)).unwrap().to_string();
     let bad = format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {bad_name}, namespace: default}}\nspec: {{nodeName: {last}, containers: [{{name: c, image: none}}]}}\n");

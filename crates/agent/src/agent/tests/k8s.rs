@@ -327,3 +327,116 @@ async fn services_from_the_api_reach_the_maps_and_bad_ones_are_reported() {
     api.server.write(svcs, "default", Some("web"), Write::Delete).unwrap();
     eventually("the frontend gone", || !frontend(&k, 81)).await;
 }
+
+/// CRD mode: two agents allocating the same label sets at the same moment
+/// end with one CiliumIdentity per label set and agree on its number
+/// (Cilium's #25251), also when the first number the labels suggest is
+/// taken by other labels; the identities, CiliumNodes and CiliumEndpoints
+/// reflect as the kvstore's entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crd_mode_racing_agents_get_one_identity_per_label_set() {
+    use crate::k8s::crd::{candidates, cilium_identity, Crd, Shared};
+    let d = Tmp::new("k8scrd");
+    let api = api(&d.0).await;
+    let src = crate::k8s::Source::Kubeconfig(api.kubeconfig.clone());
+    let crd = |node: &str, ip: &str| {
+        let src = src.clone();
+        let node = node.to_string();
+        let ip: Ipv4Addr = ip.parse().unwrap();
+        async move { Arc::new(Crd::new(crate::k8s::connect(&src).await.unwrap(), &node, "/seta", Some(ip))) }
+    };
+    let (a, b) = (crd("n1", "172.30.0.1").await, crd("n2", "172.30.0.2").await);
+    let sets: Vec<LabelSet> = (0..24)
+        .map(|i| seta_core::labels::parse_list(&format!("app=a{i},io.kubernetes.pod.namespace=default"), "k8s").unwrap())
+        .collect();
+    // the first number of set 0 is held by other labels already
+    let ids_res = find("cilium.io", "v2", "ciliumidentities").unwrap();
+    let taken = candidates(&seta_core::labels::labels_key(&sets[0])).next().unwrap();
+    let other = seta_core::labels::parse_list("app=other", "k8s").unwrap();
+    api.server
+        .write(ids_res, "", None, Write::Create(cilium_identity(taken, &other)))
+        .unwrap();
+    let race = |c: Arc<Crd>, sets: Vec<LabelSet>| {
+        tokio::spawn(async move {
+            let mut out = vec![];
+            for s in &sets {
+                out.push(c.allocate(s).await.unwrap());
+            }
+            out
+        })
+    };
+    let (ra, rb) = tokio::join!(race(a.clone(), sets.clone()), race(b.clone(), sets.clone()));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra, rb, "both agents got the same numbers");
+    assert_ne!(ra[0], taken, "set 0 moved past the number other labels hold");
+    let listed = api.server.list(ids_res, None);
+    assert_eq!(listed.len(), sets.len() + 1, "one CiliumIdentity per label set: {listed:?}");
+    for (s, id) in sets.iter().zip(&ra) {
+        let o = api.server.get(ids_res, "", &id.to_string()).unwrap();
+        assert_eq!(
+            o["security-labels"]["k8s:app"],
+            s.iter().find(|l| l.key == "app").unwrap().value.as_str()
+        );
+    }
+    // again: the existing objects are found, nothing new is made
+    assert_eq!(a.allocate(&sets[3]).await.unwrap(), ra[3]);
+    assert_eq!(api.server.list(ids_res, None).len(), sets.len() + 1);
+
+    // reflections: identities, this node's CiliumNode, CiliumEndpoints
+    let health = Arc::new(seta_kvstore::reflector::Health::default());
+    let mut rx = a.reflect(Shared::Identities, health.clone());
+    match rx.recv().await.unwrap() {
+        seta_kvstore::reflector::Update::Reset(snap) => {
+            assert_eq!(snap.len(), sets.len() + 1);
+            let key = format!("/seta/identities/v1/id/{}", ra[0]);
+            let v = &snap.iter().find(|(k, _)| *k == key).unwrap().1;
+            assert_eq!(String::from_utf8_lossy(v), seta_core::labels::labels_key(&sets[0]));
+        }
+        u => panic!("{u:?}"),
+    }
+    assert!(health.connected());
+    let info = seta_kvstore::nodes::NodeInfo {
+        name: "n2".into(),
+        ips: vec!["172.30.0.2".parse().unwrap()],
+        pod_cidr: "10.215.2.0/24".into(),
+        boot_id: "b2".into(),
+        internal_ip: Some("172.30.0.2".parse().unwrap()),
+        routing_mode: "tunnel".into(),
+        health_address: Some("172.30.0.2:4240".into()),
+    };
+    b.register_node(&info).await.unwrap();
+    b.register_node(&info).await.unwrap(); // unchanged: no write
+    assert_eq!(a.nodes().await.unwrap(), vec![info.clone()]);
+    let mut rx = a.reflect(Shared::Nodes, health.clone());
+    match rx.recv().await.unwrap() {
+        seta_kvstore::reflector::Update::Reset(snap) => {
+            assert_eq!(snap.len(), 1);
+            assert_eq!(serde_json::from_slice::<seta_kvstore::nodes::NodeInfo>(&snap[0].1).unwrap(), info);
+        }
+        u => panic!("{u:?}"),
+    }
+    let mut ips = a.reflect(Shared::Ips, health.clone());
+    assert_eq!(ips.recv().await.unwrap(), seta_kvstore::reflector::Update::Reset(vec![]));
+    let ceps = find("cilium.io", "v2", "ciliumendpoints").unwrap();
+    api.server
+        .write(
+            ceps,
+            "default",
+            None,
+            Write::Create(object(
+                &RESOURCES[ceps],
+                Some("default"),
+                "web",
+                json!({"status": {"id": 7, "identity": {"id": ra[1]}, "networking": {"addressing": [{"ipv4": "10.215.2.9"}], "node": "172.30.0.2"}}}),
+            )),
+        )
+        .unwrap();
+    match ips.recv().await.unwrap() {
+        seta_kvstore::reflector::Update::Changes(ev) => {
+            assert_eq!(ev[0].key, "/seta/ip/v1/10.215.2.9");
+            let e = seta_kvstore::ipcache::parse(ev[0].value.as_ref().unwrap()).unwrap();
+            assert_eq!((e.identity, e.host_ip.to_string()), (ra[1], "172.30.0.2".to_string()));
+        }
+        u => panic!("{u:?}"),
+    }
+}
