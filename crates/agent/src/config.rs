@@ -2,7 +2,9 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use ipnet::Ipv4Net;
-pub use seta_core::mode::{IdentityAllocationMode, KvstoreKind, LbAlgorithm, LbMode, MonitorAggregation, NoBackendResponse, RoutingMode};
+pub use seta_core::mode::{
+    IdentityAllocationMode, Ipam, KvstoreKind, LbAlgorithm, LbMode, MonitorAggregation, NoBackendResponse, RoutingMode,
+};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Args, Default)]
@@ -130,6 +132,9 @@ pub struct RunArgs {
     /// Take intent from the Kubernetes API through this kubeconfig: NetworkPolicy, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy and Namespace objects [default: the pod's service account when KUBERNETES_SERVICE_HOST is set, else no Kubernetes]
     #[arg(long, env = "SETA_K8S_KUBECONFIG")]
     pub k8s_kubeconfig: Option<PathBuf>,
+    /// Where the pod CIDR comes from when --pod-cidr is not given: cluster-pool (seta-operator: through the kvstore, or the CiliumNode under Kubernetes) or kubernetes (the Node's spec.podCIDRs)
+    #[arg(long, env = "SETA_IPAM", value_enum)]
+    pub ipam: Option<Ipam>,
     /// Where identities, nodes and pod IPs are shared: crd (CiliumIdentity, CiliumNode and CiliumEndpoint objects; needs Kubernetes) or kvstore [default: crd under Kubernetes, else kvstore]
     #[arg(long, env = "SETA_IDENTITY_ALLOCATION_MODE", value_enum)]
     pub identity_allocation_mode: Option<IdentityAllocationMode>,
@@ -241,7 +246,9 @@ pub struct Config {
     pub node_ip: Option<std::net::Ipv4Addr>,
     pub mtu: Option<u32>,
     /// no pod CIDR configured: take it from the operator (cluster-pool IPAM)
+    /// or the Node (`ipam`)
     pub pod_cidr_from_operator: bool,
+    pub ipam: Ipam,
     /// where /metrics is served (None: not at all)
     pub prometheus_serve_addr: Option<std::net::SocketAddr>,
     /// Hubble's observer over TCP (None: only the unix socket)
@@ -372,8 +379,11 @@ impl Config {
             None => None,
         };
         let configured = a.pod_cidr;
-        if configured.is_none() && a.kvstore != KvstoreKind::Etcd {
-            bail!("pod CIDR is required: --pod-cidr A.B.C.D/N, SETA_POD_CIDR or \"pod-cidr\" in the config file (or --kvstore etcd with seta-operator's cluster-pool IPAM)")
+        if configured.is_none() && a.kvstore != KvstoreKind::Etcd && k8s.is_none() {
+            bail!("pod CIDR is required: --pod-cidr A.B.C.D/N, SETA_POD_CIDR or \"pod-cidr\" in the config file (or --kvstore etcd with seta-operator's cluster-pool IPAM, or the Kubernetes API: --ipam cluster-pool|kubernetes)")
+        }
+        if a.ipam == Some(Ipam::Kubernetes) && k8s.is_none() {
+            bail!("--ipam kubernetes reads the Node's spec.podCIDRs: it needs the Kubernetes API (--k8s-kubeconfig or a pod's service account)");
         }
         // placeholder until the operator's allocation is known (see pod_cidr_from_operator)
         let pod_cidr = configured.unwrap_or_else(|| "0.0.0.0/30".parse().unwrap());
@@ -425,6 +435,7 @@ impl Config {
                 )?),
             },
             pod_cidr_from_operator: configured.is_none(),
+            ipam: a.ipam.unwrap_or_default(),
             hubble_export: match a.hubble_export_file_path.as_str() {
                 "" => None,
                 p => Some(crate::observer::export::ExportConfig {
@@ -566,6 +577,39 @@ mod tests {
             c.mtu, None,
             "the file's mtu is skipped: clap reads SETA_MTU itself (not set in this process)"
         );
+    }
+
+    /// deploy/config.yaml's options are valid agent flags, and under
+    /// Kubernetes they need no etcd and no --pod-cidr: CRD mode and the
+    /// operator's cluster pool (through the CiliumNode).
+    #[test]
+    fn deploy_config_is_crd_mode_without_etcd() {
+        let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/config.yaml")).unwrap();
+        let start = yaml.find("config.json: |").unwrap();
+        let json: String = yaml[start..]
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with("    "))
+            .map(|l| format!("{}\n", l.trim_start()))
+            .collect();
+        let base = ["--node", "n1", "--k8s-kubeconfig", "/nonexistent/kubeconfig"];
+        let c = parse(&json, &[], &base).unwrap();
+        assert_eq!(c.identity_allocation_mode, IdentityAllocationMode::Crd);
+        assert_eq!(
+            (c.ipam, c.pod_cidr_from_operator, c.kvstore),
+            (Ipam::ClusterPool, true, KvstoreKind::Memory)
+        );
+        // the same without Kubernetes is refused: no pod CIDR and no etcd
+        let e = parse(&json, &[], &base[..2]).unwrap_err();
+        assert!(
+            e.to_string().contains("identity-allocation-mode crd needs the Kubernetes API")
+                || e.to_string().contains("pod CIDR is required"),
+            "{e}"
+        );
+        let e = parse("{}", &[], &["--node", "n1", "--ipam", "kubernetes"]).unwrap_err();
+        assert!(e.to_string().contains("pod CIDR is required"), "{e}");
+        let e = parse("{}", &[], &["--node", "n1", "--pod-cidr", "10.9.0.0/24", "--ipam", "kubernetes"]).unwrap_err();
+        assert!(e.to_string().contains("--ipam kubernetes reads the Node's spec.podCIDRs"), "{e}");
     }
 
     #[test]

@@ -161,7 +161,14 @@ async fn serve_hubble(cfg: &Config, obs: std::sync::Arc<observer::Observer>, pee
 
 async fn run(mut cfg: Config) -> Result<()> {
     if cfg.pod_cidr_from_operator {
-        cfg.pod_cidr = kv::pod_cidr_from_operator(&cfg).await?;
+        cfg.pod_cidr = match &cfg.k8s {
+            // the Node's podCIDRs, or the operator's through the CiliumNode (CRD mode)
+            Some(src) if cfg.ipam == config::Ipam::Kubernetes || cfg.identity_allocation_mode == config::IdentityAllocationMode::Crd => {
+                let client = k8s::connect(src).await?;
+                k8s::crd::pod_cidr(client, &cfg.node, cfg.ipam, &cfg.state_dir).await?
+            }
+            _ => kv::pod_cidr_from_operator(&cfg).await?,
+        };
     }
     tracing::info!(node = %cfg.node, pod_cidr = %cfg.pod_cidr, pins = %cfg.pin_dir.display(), "starting seta-agent");
     let filter = seta_core::labelfilter::LabelFilter::from_prefixes(&cfg.label_prefixes).map_err(anyhow::Error::msg)?;

@@ -490,3 +490,134 @@ async fn privileged_multinode_operator_ipam_gc_and_failover() {
     let a_ns = t.lab.pod("a").unwrap().netns.clone();
     wait_for("a pings b across nodes", 20, || ping_ok(&a_ns, b_ip));
 }
+
+/// The operator under Kubernetes (`seta lab up --k8s` with two replicas,
+/// CRD mode, no etcd), seen through kubectl: one replica holds the Lease and
+/// the other takes it over when the holder is killed; cluster-pool IPAM
+/// writes each CiliumNode's `spec.ipam.podCIDRs`, which the agents take; pods
+/// on both nodes talk; the leader collects a CiliumIdentity no CEP uses any
+/// more, a CiliumEndpoint whose Pod is gone and a CiliumNode whose Node is
+/// gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_multinode_k8s_operator_lease_ipam_and_gc() {
+    if !privileged("privileged_multinode_k8s_operator_lease_ipam_and_gc") {
+        return;
+    }
+    let opts = LabOptions {
+        k8s: true,
+        routing: Some(seta_core::mode::RoutingMode::Tunnel),
+        operator: true,
+        ..Default::default()
+    };
+    let mut t = TestLab::up_with("kop", 2, 0, &bin_dir(), &opts).await.unwrap();
+    let kubectl = |l: &Lab, args: &[&str], stdin: Option<&str>| -> String {
+        let (ok, out, err) = l.kubectl(args, stdin).unwrap();
+        assert!(ok, "kubectl {args:?}: {err}");
+        out
+    };
+    let (n1, n2) = (t.lab.nodes[0].name.clone(), t.lab.nodes[1].name.clone());
+    // IPAM: distinct /24s of the cluster pool in the CiliumNodes, the agents use them
+    let cns = kubectl(
+        &t.lab,
+        &[
+            "get",
+            "ciliumnodes",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.spec.ipam.podCIDRs[0]} {end}",
+        ],
+        None,
+    );
+    let mut got = std::collections::BTreeMap::new();
+    for pair in cns.split_whitespace() {
+        let (n, c) = pair.split_once('=').unwrap();
+        got.insert(n.to_string(), c.to_string());
+    }
+    for n in [&n1, &n2] {
+        let c = seta(n, &["status"])["ipam"]["cidr"].as_str().unwrap().to_string();
+        assert_eq!(got.get(n.as_str()), Some(&c), "{cns}");
+        let net: ipnet::Ipv4Net = c.parse().unwrap();
+        assert!(t.lab.cluster_cidr.contains(&net.network()) && net.prefix_len() == 24, "{c}");
+    }
+    assert_ne!(got[&n1], got[&n2]);
+    assert!(seta(&n1, &["status"])["kvstore"].as_str().unwrap().starts_with("Disabled"));
+
+    // pods on both nodes talk
+    t.lab.pod_add("a", &n1, "default", &["app=a".into()], &[]).await.unwrap();
+    t.lab.pod_add("b", &n2, "default", &["app=b".into()], &[]).await.unwrap();
+    let (a_ns, b_ip) = (t.lab.pod("a").unwrap().netns.clone(), t.lab.pod("b").unwrap().ip);
+    wait_for("a pings b across nodes", 20, || ping_ok(&a_ns, b_ip));
+
+    // the Lease: one holder; killed, the other replica takes it over
+    let holder = |l: &Lab| {
+        let (ok, out, _) = l
+            .kubectl(
+                &[
+                    "get",
+                    "lease",
+                    "-n",
+                    "kube-system",
+                    "seta-operator-resource-lock",
+                    "-o",
+                    "jsonpath={.spec.holderIdentity}",
+                ],
+                None,
+            )
+            .unwrap();
+        Some(out).filter(|o| ok && !o.is_empty())
+    };
+    wait_for("a Lease holder", 15, || holder(&t.lab).is_some());
+    let first = holder(&t.lab).unwrap();
+    let other = t.lab.operators.iter().map(|o| o.id.clone()).find(|i| *i != first).unwrap();
+    t.lab.kill_operator(&first).unwrap();
+    wait_for("the other replica holds the Lease", 20, || {
+        holder(&t.lab).as_deref() == Some(other.as_str())
+    });
+    let transitions = kubectl(
+        &t.lab,
+        &[
+            "get",
+            "lease",
+            "-n",
+            "kube-system",
+            "seta-operator-resource-lock",
+            "-o",
+            "jsonpath={.spec.leaseTransitions}",
+        ],
+        None,
+    );
+    assert_eq!(transitions, "1");
+
+    // GC by the new leader: a pod's identity once no CEP uses it
+    t.lab.pod_add("tmp", &n1, "default", &["app=tmp-only".into()], &[]).await.unwrap();
+    let id = seta(&n1, &["endpoint", "get", "pod-name:default/tmp"])["identity"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        kubectl(&t.lab, &["get", "ciliumidentity", &id, "-o", "name"], None),
+        format!("ciliumidentity.cilium.io/{id}")
+    );
+    t.lab.pod_del("tmp").await.unwrap();
+    let gone = |l: &Lab, args: &[&str]| {
+        let (ok, _, err) = l.kubectl(args, None).unwrap();
+        !ok && err.contains("NotFound")
+    };
+    wait_for("the unused CiliumIdentity is collected", 20, || {
+        gone(&t.lab, &["get", "ciliumidentity", &id])
+    });
+    // a CEP without its Pod, a CiliumNode without its Node
+    kubectl(
+        &t.lab,
+        &["apply", "-f", "-"],
+        Some("apiVersion: cilium.io/v2\nkind: CiliumEndpoint\nmetadata: {name: orphan, namespace: default}\nstatus: {id: 9, identity: {id: 999}}\n---\napiVersion: cilium.io/v2\nkind: CiliumNode\nmetadata: {name: ghost}\nspec: {ipam: {podCIDRs: [10.201.250.0/24]}}\n"),
+    );
+    wait_for("the orphan CEP is collected", 20, || gone(&t.lab, &["get", "cep", "orphan"]));
+    wait_for("the ghost CiliumNode is collected", 20, || {
+        gone(&t.lab, &["get", "ciliumnode", "ghost"])
+    });
+    // the live ones stay
+    for n in [&n1, &n2] {
+        kubectl(&t.lab, &["get", "ciliumnode", n], None);
+    }
+    kubectl(&t.lab, &["get", "cep", "a"], None);
+}

@@ -63,12 +63,13 @@ impl Lab {
         let n = self.node(node)?.clone();
         let mut cmd = Command::new(self.bin_dir.join("seta-agent"));
         cmd.args(["--node", &n.name])
-            .args(
-                (self.operators.is_empty())
-                    .then(|| ["--pod-cidr".to_string(), n.pod_cidr.to_string()])
-                    .into_iter()
-                    .flatten(),
-            )
+            .args(match (self.operators.is_empty(), self.kubeconfig.is_some()) {
+                // the pod CIDR the lab chose, in the Node object under Kubernetes
+                (true, true) => vec!["--ipam".to_string(), "kubernetes".to_string()],
+                (true, false) => vec!["--pod-cidr".to_string(), n.pod_cidr.to_string()],
+                // cluster-pool IPAM by the operator
+                (false, _) => vec![],
+            })
             .args(
                 self.underlay
                     .as_ref()
@@ -137,7 +138,7 @@ impl Lab {
     /// Start (or restart) operator replica `id` in the underlay.
     pub fn start_operator(&mut self, id: &str) -> Result<()> {
         let ul = self.underlay.clone().context("no underlay")?;
-        let etcd = ul.etcd.clone().context("no etcd")?;
+        let etcd = ul.etcd.clone();
         let op = self
             .operators
             .iter()
@@ -145,14 +146,26 @@ impl Lab {
             .cloned()
             .with_context(|| format!("no operator {id}"))?;
         let mut cmd = Command::new(self.bin_dir.join("seta-operator"));
-        cmd.args(["--id", id, "--kvstore-endpoints", &etcd, "--lease-ttl", "3"])
-            .args([
-                "--cluster-pool-cidr",
-                &self.cluster_cidr.to_string(),
-                "--cluster-pool-mask-size",
-                "24",
-            ])
-            .args(["--gc-interval", "1", "--identity-gc-grace", "3", "--node-gc-grace", "30"]);
+        cmd.args(["--id", id]);
+        match &self.kubeconfig {
+            // under Kubernetes: the API's objects, a Lease elects the leader
+            Some(kc) => cmd.arg("--k8s-kubeconfig").arg(kc).args([
+                "--leader-election-lease-duration",
+                "3s",
+                "--leader-election-renew-deadline",
+                "2s",
+                "--leader-election-retry-period",
+                "500ms",
+            ]),
+            None => cmd.args(["--kvstore-endpoints", etcd.context("no etcd")?.as_str(), "--lease-ttl", "3"]),
+        };
+        cmd.args([
+            "--cluster-pool-cidr",
+            &self.cluster_cidr.to_string(),
+            "--cluster-pool-mask-size",
+            "24",
+        ])
+        .args(["--gc-interval", "1", "--identity-gc-grace", "3", "--node-gc-grace", "30"]);
         let pid = spawn_daemon(cmd, &ul.netns, &op.log).context("spawn seta-operator (make build)")?;
         self.operators.iter_mut().find(|o| o.id == id).unwrap().pid = Some(pid);
         self.save()

@@ -57,6 +57,37 @@ impl Lab {
         self.save()
     }
 
+    /// Cut node `node` off the lab's API (on) or reconnect it (off), as an
+    /// API server outage looks to its agent: new connections are refused
+    /// and open ones (the watches) are closed. kubectl in the underlay still
+    /// reaches the API, so objects can change meanwhile.
+    pub fn k8s_api_cut(&self, node: &str, on: bool) -> Result<()> {
+        let ns = self.node(node)?.netns.clone();
+        let table = "seta_lab_api_outage";
+        let run = |argv: &[&str], stdin: &str| -> Result<()> {
+            let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+            let out = self
+                .exec_command(&ns, &argv)
+                .output_with_input_within(stdin.as_bytes(), Duration::from_secs(10))
+                .map_err(|e| anyhow!("{e}"))?;
+            if !out.status.success() {
+                bail!("{}: {}", argv.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+            }
+            Ok(())
+        };
+        if on {
+            run(
+                &["nft", "-f", "-"],
+                &format!(
+                    "table ip {table} {{\n chain out {{\n  type filter hook output priority 0;\n  ip daddr {UNDERLAY_GW} tcp dport {K8S_PORT} reject with tcp reset\n }}\n}}\n"
+                ),
+            )?;
+            run(&["ss", "-K", "dst", &UNDERLAY_GW.to_string(), "dport", "=", &K8S_PORT.to_string()], "")
+        } else {
+            run(&["nft", "delete", "table", "ip", table], "")
+        }
+    }
+
     /// `kubectl` that must succeed: its stdout.
     pub fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
         let (ok, out, err) = self.kubectl(args, stdin)?;
@@ -73,6 +104,31 @@ impl Lab {
             let obj = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             self.kubectl_ok(&["apply", "-f", "-"], Some(&obj.to_string()))?;
         }
+        Ok(())
+    }
+
+    /// The Node object of a lab node: its address, and the pod CIDR the
+    /// lab chose (`spec.podCIDRs`, IPAM kubernetes) unless the operator
+    /// allocates one (cluster-pool).
+    pub(crate) fn k8s_node_apply(&self, node: &str, ip: Ipv4Addr, pod_cidr: Option<Ipv4Net>) -> Result<()> {
+        let mut spec = serde_json::json!({});
+        if let Some(c) = pod_cidr {
+            spec = serde_json::json!({"podCIDR": c.to_string(), "podCIDRs": [c.to_string()]});
+        }
+        let obj = serde_json::json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": node, "labels": {"kubernetes.io/hostname": node, "kubernetes.io/os": "linux"}},
+            "spec": spec,
+        });
+        self.kubectl_ok(&["apply", "-f", "-"], Some(&obj.to_string()))?;
+        let st = serde_json::json!({"status": {
+            "addresses": [{"type": "InternalIP", "address": ip.to_string()}, {"type": "Hostname", "address": node}],
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+        }});
+        self.kubectl_ok(
+            &["patch", "node", node, "--subresource=status", "--type=merge", "-p", &st.to_string()],
+            None,
+        )?;
         Ok(())
     }
 

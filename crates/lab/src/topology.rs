@@ -64,10 +64,13 @@ impl Lab {
                 lab.agent_args.extend(["--k8s-kubeconfig".to_string(), kc.display().to_string()]);
             }
             if opts.operator {
-                if !opts.etcd {
-                    bail!("the operator needs the lab's etcd (--kvstore etcd)");
+                if !opts.etcd && !opts.k8s {
+                    bail!("the operator needs the lab's etcd (--kvstore etcd) or its Kubernetes API (--k8s)");
                 }
-                progress("seta-operator x2 (leader election, cluster-pool IPAM)");
+                progress(match opts.k8s {
+                    true => "seta-operator x2 (a Lease elects the leader; cluster-pool IPAM into CiliumNodes; GC)",
+                    false => "seta-operator x2 (leader election, cluster-pool IPAM)",
+                });
                 for i in 1..=2 {
                     lab.operators.push(OperatorState {
                         id: format!("{name}-op{i}"),
@@ -114,6 +117,11 @@ impl Lab {
                     ns.up("ul0").await?;
                 }
                 lab.save()?;
+                if lab.kubeconfig.is_some() {
+                    // the node registers in the API before its agent starts, as a kubelet does
+                    let cidr = lab.operators.is_empty().then_some(pod_cidr);
+                    lab.k8s_node_apply(&node, node_ip(i), cidr)?;
+                }
                 if lab.socket_lb {
                     crate::cgroups::create_node_cgroup(&node)?;
                 }

@@ -1,6 +1,8 @@
 //! seta-operator: cluster-wide chores that no single agent owns.
 //!
-//! Replicas campaign for leadership through etcd's election API under a
+//! Under Kubernetes (`--k8s-kubeconfig`, or a pod's service account) it
+//! works on the API's objects, leader-elected through a Lease: see `k8s`.
+//! Otherwise replicas campaign for leadership through etcd's election API under a
 //! lease; only the leader works, and a replica whose lease is lost stops
 //! working and campaigns again. The leader:
 //! - cluster-pool IPAM: answers agents' pod-CIDR requests with the first free
@@ -9,6 +11,8 @@
 //! - node GC: deletes IP entries of nodes that are not registered (entries
 //!   under a dead node's lease expire by themselves) and releases the pod CIDR
 //!   of a node that has been gone for longer than the node grace period.
+mod k8s;
+
 use anyhow::Result;
 use clap::Parser;
 use seta_kvstore::etcd::EtcdStore;
@@ -22,15 +26,30 @@ use std::time::{Duration, Instant};
 #[command(
     name = "seta-operator",
     version,
-    about = "seta operator: cluster-pool IPAM and garbage collection, leader-elected through etcd"
+    about = "seta operator: cluster-pool IPAM and garbage collection, leader-elected through etcd or a Kubernetes Lease"
 )]
 struct Args {
     /// Name of this replica (shown as the leader)
     #[arg(long, env = "SETA_OPERATOR_ID")]
     id: Option<String>,
-    /// etcd endpoints, e.g. http://10.0.0.1:2379
-    #[arg(long, env = "SETA_KVSTORE_ENDPOINTS", value_delimiter = ',', required = true)]
+    /// etcd endpoints, e.g. http://10.0.0.1:2379 (without Kubernetes)
+    #[arg(long, env = "SETA_KVSTORE_ENDPOINTS", value_delimiter = ',')]
     kvstore_endpoints: Vec<String>,
+    /// Work on the Kubernetes API through this kubeconfig (CiliumNodes, CiliumIdentities, CiliumEndpoints; a Lease elects the leader) [default: the pod's service account when KUBERNETES_SERVICE_HOST is set]
+    #[arg(long, env = "SETA_K8S_KUBECONFIG")]
+    k8s_kubeconfig: Option<std::path::PathBuf>,
+    /// Namespace of the leadership Lease (Kubernetes)
+    #[arg(long, default_value = "kube-system")]
+    leader_election_namespace: String,
+    /// A leader that stops renewing is replaced this long after its last renewal (Kubernetes)
+    #[arg(long, default_value = "15s", value_parser = seta_core::time::parse_duration)]
+    leader_election_lease_duration: Duration,
+    /// A leader that cannot renew for this long stops working (Kubernetes)
+    #[arg(long, default_value = "10s", value_parser = seta_core::time::parse_duration)]
+    leader_election_renew_deadline: Duration,
+    /// How often replicas try to take or renew the Lease (Kubernetes)
+    #[arg(long, default_value = "2s", value_parser = seta_core::time::parse_duration)]
+    leader_election_retry_period: Duration,
     /// Key prefix of the cluster state
     #[arg(long, env = "SETA_KVSTORE_PREFIX", default_value = "/seta")]
     kvstore_prefix: String,
@@ -66,7 +85,40 @@ fn main() -> Result<()> {
     }
     args.kvstore_prefix = args.kvstore_prefix.trim_end_matches('/').to_string();
     let id = args.id.clone().unwrap_or_else(|| format!("operator-{}", std::process::id()));
-    tokio::runtime::Runtime::new()?.block_on(run(args, id))
+    let rt = tokio::runtime::Runtime::new()?;
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    if args.k8s_kubeconfig.is_some() || (in_cluster && args.kvstore_endpoints.is_empty()) {
+        return rt.block_on(run_k8s(args, id));
+    }
+    anyhow::ensure!(
+        !args.kvstore_endpoints.is_empty(),
+        "--kvstore-endpoints URL[,URL...] is required without Kubernetes (--k8s-kubeconfig)"
+    );
+    rt.block_on(run(args, id))
+}
+
+async fn run_k8s(args: Args, id: String) -> Result<()> {
+    let cfg = match &args.k8s_kubeconfig {
+        Some(p) => {
+            let kc = kube::config::Kubeconfig::read_from(p).map_err(|e| anyhow::anyhow!("--k8s-kubeconfig {}: {e}", p.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
+        }
+        None => kube::Config::incluster()?,
+    };
+    let client = kube::Client::try_from(cfg)?;
+    let election = k8s::Election {
+        namespace: args.leader_election_namespace.clone(),
+        name: "seta-operator-resource-lock".into(),
+        lease_duration: args.leader_election_lease_duration,
+        renew_deadline: args.leader_election_renew_deadline,
+        retry_period: args.leader_election_retry_period,
+    };
+    let work = k8s::Work {
+        cluster_pool: args.cluster_pool_cidr.map(|c| (c, args.cluster_pool_mask_size)),
+        gc_interval: Duration::from_secs(args.gc_interval.max(1)),
+        identity_gc_grace: Duration::from_secs(args.identity_gc_grace),
+    };
+    k8s::run(client, election, work, id).await
 }
 
 async fn run(args: Args, id: String) -> Result<()> {

@@ -37,19 +37,7 @@ struct Args {
 
 /// "1s", "500ms", "2m", or plain seconds.
 fn duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?}: a duration such as 5s or 500ms");
-    let (n, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: f64 = n.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return Err(bad()),
-    };
-    Ok(Duration::from_secs_f64(secs))
+    seta_core::time::parse_duration(s)
 }
 
 #[tokio::main]

@@ -15,13 +15,13 @@ pub enum LabCmd {
         lab: String,
         #[arg(long, default_value = "10.200.0.0/16")]
         cluster_cidr: ipnet::Ipv4Net,
-        /// the cluster's shared state: memory (each node its own) or etcd (a real etcd in the underlay, shared) [default: etcd with 2+ nodes]
+        /// the cluster's shared state: memory (each node its own) or etcd (a real etcd in the underlay, shared) [default: etcd with 2+ nodes, memory with --k8s (agents share CRDs)]
         #[arg(long, value_enum)]
         kvstore: Option<seta_core::mode::KvstoreKind>,
         /// how pods reach other nodes' pods: tunnel (VXLAN) or native (routes)
         #[arg(long, value_enum, default_value_t = seta_core::mode::RoutingMode::Tunnel)]
         routing: seta_core::mode::RoutingMode,
-        /// run two seta-operator replicas (leader election) in the underlay [default: with etcd]
+        /// run two seta-operator replicas (leader election) in the underlay [default: with etcd or --k8s]
         #[arg(long)]
         operator: Option<bool>,
         /// agents masquerade pods' traffic to the world (BPF masquerade)
@@ -212,15 +212,21 @@ pub async fn run(cmd: &LabCmd, json: bool) -> Result<i32> {
             relay,
         } => {
             use seta_core::mode::KvstoreKind;
-            let kv = kvstore.unwrap_or(if *nodes > 1 { KvstoreKind::Etcd } else { KvstoreKind::Memory });
+            // under Kubernetes agents share identities, nodes and pod IPs as
+            // CRDs (Cilium's default): no etcd unless asked for
+            let kv = kvstore.unwrap_or(if *nodes > 1 && !k8s {
+                KvstoreKind::Etcd
+            } else {
+                KvstoreKind::Memory
+            });
             let etcd = kv == KvstoreKind::Etcd;
-            if operator == &Some(true) && !etcd {
-                bail!("--operator needs --kvstore etcd");
+            if operator == &Some(true) && !etcd && !k8s {
+                bail!("--operator needs --kvstore etcd or --k8s");
             }
             let opts = seta_lab::LabOptions {
                 etcd,
                 routing: Some(*routing),
-                operator: operator.unwrap_or(etcd),
+                operator: operator.unwrap_or(etcd || *k8s),
                 masquerade: *masquerade,
                 maglev: *maglev,
                 k8s: *k8s,
