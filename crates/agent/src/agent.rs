@@ -167,6 +167,9 @@ impl From<Refusal> for ApiError {
 
 pub use crate::kv::Kv;
 
+/// The state file of the cluster's identities as last seen.
+const CLUSTER_IDS: &str = "cluster-identities.json";
+
 use crate::policy::{Policy, SCOPE_LOCAL};
 
 impl Agent {
@@ -337,6 +340,15 @@ impl Agent {
             underlay_mtu: node.mtu,
             node_dev: node.dev,
         });
+        // the cluster's identities as last seen: a restart while the
+        // kvstore or the API is away keeps remote identities in policy
+        // (the first snapshot after that corrects them)
+        let known: BTreeMap<String, String> = agent.store.load(CLUSTER_IDS)?;
+        if !known.is_empty() {
+            let changes = agent.cluster.get().seed_identities(known);
+            let mut eps = agent.endpoints.lock().await;
+            agent.remote_identities_changed(&mut eps, changes);
+        }
         agent.restore().await?;
         agent.process_delete_queue().await;
         // the service maps follow the persisted services (a restart is the same reconcile)
@@ -355,6 +367,15 @@ impl Agent {
             agent.save_pool_and_ids(&eps)?;
         }
         Ok(agent)
+    }
+
+    /// The cluster's identities as last seen (key → labels), for a restart
+    /// without the kvstore or the API.
+    pub(crate) fn save_cluster_identities(&self) {
+        let known: BTreeMap<String, String> = self.cluster.get().identities_seen();
+        if let Err(e) = off_runtime(|| self.store.save(CLUSTER_IDS, &known)) {
+            tracing::warn!(%e, "could not save the cluster's identities");
+        }
     }
 
     /// The pool, this node's identities and the policy repository, to the

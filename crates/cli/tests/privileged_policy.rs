@@ -3,6 +3,8 @@
 mod common;
 #[path = "privileged_policy/dsr.rs"]
 mod dsr;
+#[path = "privileged_policy/k8s_outage.rs"]
+mod k8s_outage;
 #[path = "privileged_policy/k8s_pods.rs"]
 mod k8s_pods;
 #[path = "privileged_policy/k8s_services.rs"]

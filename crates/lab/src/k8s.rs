@@ -82,7 +82,10 @@ impl Lab {
                     "table ip {table} {{\n chain out {{\n  type filter hook output priority 0;\n  ip daddr {UNDERLAY_GW} tcp dport {K8S_PORT} reject with tcp reset\n }}\n}}\n"
                 ),
             )?;
-            run(&["ss", "-K", "dst", &UNDERLAY_GW.to_string(), "dport", "=", &K8S_PORT.to_string()], "")
+            run(
+                &["ss", "-K", "dst", &UNDERLAY_GW.to_string(), "dport", "=", &K8S_PORT.to_string()],
+                "",
+            )
         } else {
             run(&["nft", "delete", "table", "ip", table], "")
         }

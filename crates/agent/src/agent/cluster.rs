@@ -287,7 +287,8 @@ impl Agent {
         let t = Instant::now();
         let applied = self.cluster.get().apply(batch, &self.cfg.node);
         let mut eps = self.endpoints.lock().await;
-        if !applied.identities.is_empty() {
+        let ids_changed = !applied.identities.is_empty();
+        if ids_changed {
             self.remote_identities_changed(&mut eps, applied.identities);
         }
         if applied.topology {
@@ -304,6 +305,9 @@ impl Agent {
         }
         if applied.topology {
             self.reconcile_routes().await;
+        }
+        if ids_changed {
+            self.save_cluster_identities();
         }
         tracing::debug!(ms = t.elapsed().as_secs_f64() * 1e3, "cluster state applied");
     }

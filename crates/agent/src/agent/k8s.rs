@@ -3,13 +3,14 @@
 //! Namespace objects (list, then watch from the listed resourceVersion;
 //! bookmarks, a relist after 410 Gone and backoff on errors come from
 //! kube-runtime's watcher), applied as the policy set and namespaces'
-//! labels. A refused object is reported in the agent log, as an Event,
+//! labels (a failed watch starts over with a list: `k8s::relisting_watch`).
+//! A refused object is reported in the agent log, as an Event,
 //! and for Cilium's kinds in the object's `status.nodes.<node>`.
 use super::*;
 use crate::k8s::translate::{self, Outcome, PolicyKind};
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 
 const NAMESPACES: &str = "namespaces";
 const PODS: &str = "pods";
@@ -32,7 +33,7 @@ fn rfc3339_now() -> String {
     seta_core::time::rfc3339(seta_core::time::unix_now())
 }
 
-pub(super) type Events = futures::stream::BoxStream<'static, watcher::Result<watcher::Event<DynamicObject>>>;
+pub(super) type Events = crate::k8s::WatchStream;
 
 /// A watch of every object of `ar` (list, then watch; relist and backoff
 /// as kube-runtime's watcher does).
@@ -42,7 +43,7 @@ pub(super) fn watch_all(k: &crate::k8s::K8s, ar: &ApiResource) -> Events {
 
 fn watch_where(k: &crate::k8s::K8s, ar: &ApiResource, cfg: watcher::Config) -> Events {
     let api: Api<DynamicObject> = Api::all_with(k.client.clone(), ar);
-    watcher(api, cfg).default_backoff().boxed()
+    crate::k8s::relisting_watch(api, cfg)
 }
 
 /// The next event as JSON, noting the watch's health; None: the stream ended.

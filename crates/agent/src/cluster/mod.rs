@@ -110,6 +110,22 @@ impl ClusterState {
         out
     }
 
+    /// Start from the identities last seen (key → labels text), as if a
+    /// snapshot had brought them: the changes to apply.
+    pub fn seed_identities(&mut self, known: BTreeMap<String, String>) -> Vec<Change> {
+        let snap = known.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+        self.ids.apply(seta_kvstore::reflector::Update::Reset(snap))
+    }
+
+    /// The identities as now seen (key → labels text).
+    pub fn identities_seen(&self) -> BTreeMap<String, String> {
+        self.ids
+            .data
+            .iter()
+            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+            .collect()
+    }
+
     pub fn nodes(&self) -> &BTreeMap<String, NodeInfo> {
         &self.nodes
     }

@@ -323,13 +323,13 @@ impl Crd {
     /// every (re)list, then changes; health as the kvstore reflector keeps it.
     pub fn reflect(self: &Arc<Self>, which: Shared, health: Arc<Health>) -> tokio::sync::mpsc::Receiver<Update> {
         use futures::StreamExt;
-        use kube::runtime::{watcher, WatchStreamExt};
+        use kube::runtime::watcher;
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let me = self.clone();
         tokio::spawn(async move {
             let (k, p) = which.resource();
             let api: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(me.client.clone(), &resource(k, p));
-            let mut s = watcher(api, watcher::Config::default()).default_backoff().boxed();
+            let mut s = crate::k8s::relisting_watch(api, watcher::Config::default());
             let mut listed: Vec<(String, Vec<u8>)> = vec![];
             // key of each object (by namespace/name): a delete carries the last state
             let mut first = true;

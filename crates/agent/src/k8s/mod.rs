@@ -43,6 +43,65 @@ pub struct K8s {
     pub pod_wait: std::time::Duration,
 }
 
+/// A watch's items: events, or errors after which it starts over.
+pub type WatchStream =
+    futures::stream::BoxStream<'static, kube::runtime::watcher::Result<kube::runtime::watcher::Event<kube::api::DynamicObject>>>;
+
+const RELIST_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(200);
+const RELIST_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A watch of `api` (list, then watch from the listed resourceVersion, with
+/// bookmarks) that starts over with a fresh list after any error, once a
+/// backoff (200 ms doubling to 5 s) has passed. Every recovery is thus a
+/// relist the consumer sees (`Init` … `InitDone`): what changed while the
+/// API was away arrives, and the watch's health can say when it is back.
+pub fn relisting_watch(api: kube::Api<kube::api::DynamicObject>, cfg: kube::runtime::watcher::Config) -> WatchStream {
+    use futures::StreamExt;
+    struct St {
+        api: kube::Api<kube::api::DynamicObject>,
+        cfg: kube::runtime::watcher::Config,
+        cur: Option<WatchStream>,
+        backoff: std::time::Duration,
+        wait: bool,
+    }
+    let st = St {
+        api,
+        cfg,
+        cur: None,
+        backoff: RELIST_BACKOFF_MIN,
+        wait: false,
+    };
+    futures::stream::unfold(st, |mut st| async move {
+        loop {
+            if st.cur.is_none() {
+                if st.wait {
+                    tokio::time::sleep(st.backoff).await;
+                    st.backoff = (st.backoff * 2).min(RELIST_BACKOFF_MAX);
+                }
+                st.cur = Some(kube::runtime::watcher(st.api.clone(), st.cfg.clone()).boxed());
+            }
+            match st.cur.as_mut().expect("set").next().await {
+                Some(Ok(ev)) => {
+                    if matches!(ev, kube::runtime::watcher::Event::InitDone) {
+                        st.backoff = RELIST_BACKOFF_MIN;
+                    }
+                    return Some((Ok(ev), st));
+                }
+                Some(Err(e)) => {
+                    st.cur = None;
+                    st.wait = true;
+                    return Some((Err(e), st));
+                }
+                None => {
+                    st.cur = None;
+                    st.wait = true;
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
 /// A client for `source` (no request is made yet).
 pub async fn connect(source: &Source) -> anyhow::Result<kube::Client> {
     let cfg = match source {
