@@ -2,7 +2,9 @@
 # The main job on one machine: a 2-node cluster (real etcd, two operator
 # replicas, VXLAN tunnel), pods on both nodes, cross-node traffic through the
 # eBPF datapath, a policy that allows one client and denies another across
-# nodes, the datapath's view (tunnel endpoints, counters), then teardown.
+# nodes, the datapath's view (tunnel endpoints, counters); then the same
+# under Kubernetes, driven only by kubectl (the lab's API server, kubelet and
+# operator; pods, a NetworkPolicy, the CRDs seta writes), then teardown.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SETA=target/release/seta
@@ -76,3 +78,64 @@ $SETA --node $N2 identity list
 
 step "seta bpf metrics list ($N2: datapath counters)"
 $SETA --node $N2 bpf metrics list
+
+# ---- the same cluster under Kubernetes, driven by kubectl ----
+step "Kubernetes: seta lab up --k8s --nodes 2 (the lab's API server, kubelet and operator; CRD mode, no etcd)"
+$SETA lab down --lab $LAB >/dev/null
+LAB=demok
+$SETA lab down --lab $LAB >/dev/null 2>&1 || true
+$SETA lab up --lab $LAB --k8s --nodes 2
+K() { $SETA lab kubectl --lab $LAB -- "$@"; }
+step "kubectl get nodes / ciliumnodes (pod CIDRs from the operator's cluster pool)"
+K get nodes -o custom-columns=NAME:.metadata.name,INTERNAL-IP:.status.addresses[0].address
+K get ciliumnodes -o custom-columns=NAME:.metadata.name,CILIUMINTERNALIP:.spec.addresses[0].ip,PODCIDR:.spec.ipam.podCIDRs[0]
+step "kubectl apply: three pods (web bound to $LAB-n1; client and other left to the lab's scheduler)"
+K apply -f - <<'YAML'
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: default, labels: {app: web}}
+spec: {nodeName: demok-n1, containers: [{name: web, image: none, ports: [{name: http, containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: default, labels: {app: client}}
+spec: {containers: [{name: c, image: none}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other, namespace: default, labels: {app: other}}
+spec: {containers: [{name: c, image: none}]}
+YAML
+K wait --for=condition=Ready pod/web pod/client pod/other --timeout=60s
+K get pods -o custom-columns=NAME:.metadata.name,NODE:.spec.nodeName,IP:.status.podIP,STATUS:.status.phase
+WEB=$(K get pod web -o jsonpath='{.status.podIP}')
+$SETA lab exec web --lab $LAB -- python3 -c "
+import socketserver
+class H(socketserver.BaseRequestHandler):
+    def handle(self): self.request.sendall(b'hello from web\n')
+socketserver.TCPServer(('0.0.0.0', 8080), H).serve_forever()" >/dev/null 2>&1 &
+sleep 0.5
+conn() { $SETA lab exec "$1" --lab $LAB -- timeout 2 bash -c "exec 3<>/dev/tcp/$WEB/8080 && head -1 <&3" 2>/dev/null && true || echo "$1 -> web:8080 refused by policy"; }
+echo "-- before any policy:"; conn client; conn other
+step "kubectl apply: a NetworkPolicy letting only app=client reach web:8080"
+K apply -f - <<'YAML'
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-from-client, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: client}}}]
+    ports: [{port: 8080, protocol: TCP}]
+YAML
+$SETA --node $LAB-n1 policy wait
+$SETA --node $LAB-n2 policy wait
+conn client; conn other
+step "kubectl get ciliumendpoints / ciliumidentities / the operator's Lease"
+K get ciliumendpoints -o custom-columns=NAME:.metadata.name,ID:.status.id,IDENTITY:.status.identity.id,IPV4:.status.networking.addressing[0].ipv4,NODE:.status.networking.node
+K get ciliumidentities -o custom-columns=ID:.metadata.name,APP:.metadata.labels.app,NAMESPACE:.metadata.labels.io\\.kubernetes\\.pod\\.namespace
+K get lease -n kube-system seta-operator-resource-lock -o custom-columns=HOLDER:.spec.holderIdentity,TRANSITIONS:.spec.leaseTransitions
+step "kubectl delete pod other: its namespace, endpoint and CiliumEndpoint go"
+K delete pod other
+sleep 1
+K get ciliumendpoints -o custom-columns=NAME:.metadata.name

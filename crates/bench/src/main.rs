@@ -10,6 +10,7 @@
 mod bpf;
 mod cni;
 mod events;
+mod k8s;
 mod kvstore;
 mod net;
 mod polcomp;
@@ -38,11 +39,11 @@ struct Args {
     /// Seconds per throughput / latency sample
     #[arg(long, default_value_t = 3)]
     seconds: u32,
-    /// Only these sections (bpf, net, cni, mem, polcomp, policy, kvstore, xnode, svc, svcscale, svcconn, events)
+    /// Only these sections (bpf, net, cni, mem, polcomp, policy, kvstore, xnode, svc, svcscale, svcconn, events, k8s)
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "bpf,net,cni,mem,polcomp,policy,kvstore,xnode,svc,svcscale,svcconn,events"
+        default_value = "bpf,net,cni,mem,polcomp,policy,kvstore,xnode,svc,svcscale,svcconn,events,k8s"
     )]
     only: Vec<String>,
     /// Also write the table as markdown here
@@ -54,6 +55,7 @@ pub(crate) const PREFIX: &str = "sbench";
 use bpf::*;
 use cni::*;
 use events::*;
+use k8s::*;
 use kvstore::*;
 use net::*;
 use polcomp::*;
@@ -69,7 +71,7 @@ type SectionFn = fn(&Args, &Path, &tokio::runtime::Runtime) -> Result<Vec<Row>>;
 
 /// The sections in order: name (for --only), seconds of budget per
 /// round-second, and how to run it.
-const SECTIONS: [(&str, u64, SectionFn); 12] = [
+const SECTIONS: [(&str, u64, SectionFn); 13] = [
     ("bpf", 4, |a, _, _| bench_bpf(a)),
     ("net", 30, |a, b, rt| rt.block_on(bench_net(a, b))),
     ("cni", 10, |a, b, rt| rt.block_on(bench_cni(a, b))),
@@ -82,6 +84,7 @@ const SECTIONS: [(&str, u64, SectionFn); 12] = [
     ("svcscale", 10, |a, b, rt| rt.block_on(bench_service_scale(a, b))),
     ("svcconn", 60, |a, b, rt| rt.block_on(bench_service_connect(a, b))),
     ("events", 10, |a, b, rt| rt.block_on(bench_events(a, b))),
+    ("k8s", 40, |a, b, rt| rt.block_on(bench_k8s(a, b))),
 ];
 
 /// Run one section on its own thread with a time limit: its rows, or why it

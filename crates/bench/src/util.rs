@@ -40,7 +40,7 @@ pub(crate) fn cleanup() {
         }
     }
     // (the sections' labs: PREFIX and the ones named after it)
-    for lab in ["", "m", "s", "c", "e"] {
+    for lab in ["", "m", "s", "c", "e", "k"] {
         let _ = Lab::down(&format!("{PREFIX}{lab}"));
     }
     let _ = std::fs::remove_dir_all(format!("/run/{PREFIX}-ipam"));
