@@ -367,6 +367,45 @@ impl Agent {
         self.supervisor.spawn("k8s-ciliumendpoints", move || me.clone().k8s_cep_writer());
     }
 
+    /// Under Kubernetes, before `seta policy wait` waits for the endpoints:
+    /// wait until this agent enforces the policies the API holds now (a
+    /// fresh list of the three kinds, put through the same translation),
+    /// so a policy applied with kubectl just before is in. When the API
+    /// moves on meanwhile the list is taken again (every second).
+    pub(super) async fn k8s_policies_seen(&self, deadline: Instant) -> Result<(), ApiError> {
+        let Some(k) = &self.k8s else { return Ok(()) };
+        let as_json = |d: &[PolicyDoc]| d.iter().map(|x| serde_json::to_value(x).ok()).collect::<Vec<_>>();
+        loop {
+            let mut want = translate::PolicySource::default();
+            for kind in PolicyKind::ALL {
+                let (g, v, plural) = kind.gvr();
+                let api: Api<DynamicObject> = Api::all_with(k.client.clone(), &resource(g, v, kind.kind(), plural));
+                let listed = api
+                    .list(&Default::default())
+                    .await
+                    .map_err(|e| ApiError::Unavailable(format!("listing {plural} from the Kubernetes API: {e}")))?;
+                let objs: Vec<serde_json::Value> = listed.items.into_iter().filter_map(|o| serde_json::to_value(o).ok()).collect();
+                want.replace(kind, &objs);
+            }
+            let want = as_json(&want.docs());
+            let relist = Instant::now() + std::time::Duration::from_secs(1);
+            while Instant::now() < relist {
+                {
+                    let _eps = self.endpoints.lock().await;
+                    if as_json(self.policy.get().docs()) == want {
+                        return Ok(());
+                    }
+                }
+                if Instant::now() > deadline {
+                    return Err(ApiError::Conflict(
+                        "this agent does not enforce the Kubernetes API's policies yet (its watches lag or fail: see seta status)".into(),
+                    ));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+        }
+    }
+
     /// Policies and services come from the API under Kubernetes: local
     /// imports and deletes of `objects` are refused.
     pub(super) fn refuse_under_k8s(&self, objects: &str, what: &str) -> Result<(), ApiError> {

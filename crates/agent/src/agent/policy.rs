@@ -329,6 +329,10 @@ impl Agent {
     /// Wait until every endpoint enforces at least `rev` (None: the current revision).
     pub async fn policy_wait(&self, rev: Option<u64>, timeout: std::time::Duration) -> Result<u64, ApiError> {
         let deadline = Instant::now() + timeout;
+        if rev.is_none() {
+            // under Kubernetes "current" is the API's: the agent catches up first
+            self.k8s_policies_seen(deadline).await?;
+        }
         loop {
             {
                 let eps = self.endpoints.lock().await;

@@ -130,3 +130,140 @@ fn pods_give_labels_and_named_ports() {
     assert_eq!(info.named_ports, ["http=8080/TCP", "dns=53/UDP"]);
     assert!(pod_info(&json!({"metadata": {"name": "x"}})).is_none(), "a Pod has a namespace");
 }
+
+/// The watch every Kubernetes source uses, against kube-rs's tower-test
+/// mock of the API: a list, then a watch from its resourceVersion whose
+/// bookmarks are not surfaced and which resumes from the last one when the
+/// stream ends; a 410 Gone (compaction) starts over with a list that shows
+/// what changed meanwhile; a 500 and a 403 are reported and the list is
+/// retried after a backoff that doubles.
+mod relisting_watch {
+    use futures::StreamExt;
+    use http::{Request, Response};
+    use kube::client::Body;
+    use kube::runtime::watcher::Event;
+    use serde_json::json;
+    use std::time::{Duration, Instant};
+
+    type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+    fn pod(name: &str, rv: &str) -> serde_json::Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default", "resourceVersion": rv}})
+    }
+
+    /// The next request: (is a watch, its resourceVersion parameter), and where to answer.
+    async fn next(h: &mut Handle) -> (bool, String, tower_test::mock::SendResponse<Response<Body>>) {
+        let (req, send) = tokio::time::timeout(Duration::from_secs(5), h.next_request())
+            .await
+            .expect("a request within 5 s")
+            .expect("the client is alive");
+        let q = req.uri().query().unwrap_or("").to_string();
+        let param = |k: &str| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                .unwrap_or("")
+                .to_string()
+        };
+        (param("watch") == "true", param("resourceVersion"), send)
+    }
+
+    fn answer(send: tower_test::mock::SendResponse<Response<Body>>, code: u16, body: String) {
+        send.send_response(Response::builder().status(code).body(Body::from(body.into_bytes())).unwrap());
+    }
+
+    fn list(items: Vec<serde_json::Value>, rv: &str) -> String {
+        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": rv}, "items": items}).to_string()
+    }
+
+    fn status(code: u16, reason: &str) -> String {
+        json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": code, "reason": reason, "message": reason}).to_string()
+    }
+
+    fn names(ev: &Event<kube::api::DynamicObject>) -> String {
+        match ev {
+            Event::Init => "init".into(),
+            Event::InitApply(o) => format!("list {}", o.metadata.name.clone().unwrap_or_default()),
+            Event::InitDone => "listed".into(),
+            Event::Apply(o) => format!("apply {}", o.metadata.name.clone().unwrap_or_default()),
+            Event::Delete(o) => format!("delete {}", o.metadata.name.clone().unwrap_or_default()),
+        }
+    }
+
+    #[tokio::test]
+    async fn relists_after_410_and_backs_off_after_errors() {
+        let (svc, mut h) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(svc, "default");
+        let ar = kube::api::ApiResource::from_gvk_with_plural(&kube::api::GroupVersionKind::gvk("", "v1", "Pod"), "pods");
+        let api: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(client, &ar);
+        let mut s = crate::k8s::relisting_watch(api, kube::runtime::watcher::Config::default());
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(ev) = s.next().await {
+                let _ = tx.send((ev.map(|e| names(&e)).map_err(|e| e.to_string()), Instant::now()));
+            }
+        });
+        type Got = (Result<String, String>, Instant);
+        async fn take_from(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Got>, n: usize) -> Vec<Got> {
+            let mut out = vec![];
+            for _ in 0..n {
+                out.push(tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap());
+            }
+            out
+        }
+        macro_rules! take {
+            ($n:expr) => {
+                take_from(&mut rx, $n)
+            };
+        }
+        let ok = |v: &[(Result<String, String>, Instant)]| v.iter().map(|(e, _)| e.clone().unwrap()).collect::<Vec<_>>();
+
+        // the list, then the watch from its resourceVersion
+        let (watch, _, send) = next(&mut h).await;
+        assert!(!watch, "a list first");
+        answer(send, 200, list(vec![pod("a", "10")], "10"));
+        assert_eq!(ok(&take!(3).await), ["init", "list a", "listed"]);
+        let (watch, rv, send) = next(&mut h).await;
+        assert!(watch && rv == "10", "watch from the list's resourceVersion ({rv})");
+        let bookmark = json!({"type": "BOOKMARK", "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"resourceVersion": "12"}}});
+        let added = json!({"type": "ADDED", "object": pod("b", "13")});
+        answer(send, 200, format!("{bookmark}\n{added}\n"));
+        assert_eq!(ok(&take!(1).await), ["apply b"], "a bookmark is no event");
+        // the stream ended: it resumes from the last resourceVersion, no list
+        let (watch, rv, send) = next(&mut h).await;
+        assert!(watch && rv == "13", "resumed from 13, not {rv}");
+        // 410 Gone (the API compacted past 13): reported, then a fresh list
+        let gone = json!({"type": "ERROR", "object": serde_json::from_str::<serde_json::Value>(&status(410, "Expired")).unwrap()});
+        answer(send, 200, format!("{gone}\n"));
+        let e = take!(1).await;
+        assert!(e[0].0.is_err(), "{e:?}");
+        let (watch, _, send) = next(&mut h).await;
+        assert!(!watch, "after 410: a list");
+        answer(send, 200, list(vec![pod("b", "20")], "20"));
+        assert_eq!(ok(&take!(3).await), ["init", "list b", "listed"], "a is gone in the list");
+        // 500 on the watch: reported; the list again after the backoff
+        let (watch, _, send) = next(&mut h).await;
+        assert!(watch);
+        answer(send, 500, status(500, "InternalError"));
+        let e = take!(1).await;
+        assert!(e[0].0.is_err(), "{e:?}");
+        let t500 = e[0].1;
+        let (watch, _, send) = next(&mut h).await;
+        let waited = t500.elapsed();
+        assert!(!watch && waited >= Duration::from_millis(150), "relisted after {waited:?}");
+        // 403 on that list: reported; the next list waits twice as long
+        answer(send, 403, status(403, "Forbidden"));
+        let e = take!(2).await;
+        assert_eq!(e[0].0, Ok("init".to_string()), "a restarted watch begins a list");
+        assert!(
+            e[1].0.as_ref().unwrap_err().contains("403") || e[1].0.as_ref().unwrap_err().contains("Forbidden"),
+            "{e:?}"
+        );
+        let t403 = e[1].1;
+        let (watch, _, send) = next(&mut h).await;
+        let waited = t403.elapsed();
+        assert!(!watch && waited >= Duration::from_millis(350), "backoff doubled: {waited:?}");
+        answer(send, 200, list(vec![pod("b", "21"), pod("c", "22")], "22"));
+        assert_eq!(ok(&take!(4).await), ["init", "list b", "list c", "listed"]);
+        drop(h);
+    }
+}

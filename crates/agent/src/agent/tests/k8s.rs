@@ -166,7 +166,9 @@ async fn policies_from_the_api_are_enforced_refused_with_status_and_deleted() {
     let cnps = find("cilium.io", "v2", "ciliumnetworkpolicies").unwrap();
     // a CiliumNetworkPolicy created in the API is enforced
     api.server.write(cnps, "default", None, Write::Create(cnp("8080"))).unwrap();
-    eventually("the CNP reaches web's map", || peers(&k, web.id).contains(&client.identity)).await;
+    // `policy wait` right after the write: the API's state as of now is enforced when it returns
+    a.policy_wait(None, Duration::from_secs(10)).await.unwrap();
+    assert!(peers(&k, web.id).contains(&client.identity), "enforced when policy wait returns");
     let err = a.policy_import(WEB_FROM_CLIENT).await.unwrap_err();
     assert!(
         err.to_string().contains("use kubectl") || err.to_string().contains("with kubectl"),
