@@ -11,24 +11,27 @@ use seta_hubble::observer::observer_client::ObserverClient;
 use seta_hubble::observer::observer_server::{Observer, ObserverServer};
 use seta_hubble::observer::*;
 use seta_hubble::relay::{NodeState, NodeStatusEvent};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 /// How long a bounded request may take to read a node's flows.
 const READ_ALL: Duration = Duration::from_secs(10);
+/// How often a follow looks for peers that joined or came back.
+const PEER_RESCAN: Duration = Duration::from_secs(1);
 
+#[derive(Clone)]
 pub struct Relay {
     peers: PeerSet,
     dial: Duration,
     sort_max: usize,
     drain: Duration,
     started: Instant,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
 pub type Server = ObserverServer<Relay>;
@@ -41,7 +44,7 @@ impl Relay {
             sort_max,
             drain,
             started: Instant::now(),
-            channels: Mutex::new(HashMap::new()),
+            channels: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -131,31 +134,81 @@ fn node_stream(name: String, s: NodeStream) -> Pin<Box<dyn Stream<Item = GetFlow
     .boxed()
 }
 
-/// Follow `streams` into `tx`: notices at once, flows through the sort
-/// buffer; until every node's stream ends or the caller goes away.
-async fn follow(streams: Vec<(String, NodeStream)>, mut buf: SortBuffer, tx: tokio::sync::mpsc::Sender<Result<GetFlowsResponse, Status>>) {
+/// The nodes a NODE_UNAVAILABLE notice names.
+fn unavailable(r: &GetFlowsResponse) -> Vec<String> {
+    match &r.response_types {
+        Some(ResponseTypes::NodeStatus(n)) if n.state_change == NodeState::NodeUnavailable as i32 => n.node_names.clone(),
+        _ => vec![],
+    }
+}
+
+/// Follow `streams` (of nodes `active`; `down` were reported unavailable)
+/// into `tx`: notices at once, flows through the sort buffer, until the
+/// caller goes away. Every second the peer set is looked at again: a node
+/// that joined, or came back, is followed from then on (NODE_CONNECTED),
+/// one that cannot be reached is reported once (NODE_UNAVAILABLE).
+async fn follow(
+    relay: Relay,
+    req: GetFlowsRequest,
+    streams: Vec<(String, NodeStream)>,
+    mut down: BTreeSet<String>,
+    mut buf: SortBuffer,
+    tx: tokio::sync::mpsc::Sender<Result<GetFlowsResponse, Status>>,
+) {
+    let mut active: BTreeSet<String> = streams.iter().map(|(n, _)| n.clone()).collect();
     let mut merged = futures::stream::select_all(streams.into_iter().map(|(n, s)| node_stream(n, s)));
+    let mut rescan = tokio::time::interval(PEER_RESCAN);
+    rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    rescan.tick().await;
     loop {
         let deadline = buf.next_deadline().map(tokio::time::Instant::from_std);
+        let mut notices = vec![];
         tokio::select! {
-            m = merged.next() => match m {
+            m = merged.next(), if !merged.is_empty() => match m {
                 Some(m) if is_flow(&m) => buf.push(m, Instant::now()),
                 Some(m) => {
-                    if tx.send(Ok(m)).await.is_err() {
-                        return;
+                    for n in unavailable(&m) {
+                        active.remove(&n);
+                        down.insert(n);
                     }
+                    notices.push(m);
                 }
-                None => {
-                    for m in buf.drain() {
-                        if tx.send(Ok(m)).await.is_err() {
-                            return;
+                None => {} // every stream ended: peers may come (back)
+            },
+            _ = rescan.tick() => {
+                let new: Vec<(String, String)> = relay.peers.snapshot().into_iter().filter(|(n, _)| !active.contains(n)).collect();
+                for (name, addr) in new {
+                    let started = async {
+                        let mut c = relay.client(&addr).await?;
+                        tokio::time::timeout(relay.dial, c.get_flows(req.clone()))
+                            .await
+                            .map_err(|_| format!("no answer from {addr} within {:?}", relay.dial))?
+                            .map(|r| r.into_inner())
+                            .map_err(|e| format!("{addr}: {}", e.message()))
+                    }
+                    .await;
+                    match started {
+                        Ok(s) => {
+                            active.insert(name.clone());
+                            down.remove(&name);
+                            merged.push(node_stream(name.clone(), s));
+                            notices.push(node_status(NodeState::NodeConnected, vec![name], String::new()));
+                        }
+                        Err(e) => {
+                            if down.insert(name.clone()) {
+                                notices.push(node_status(NodeState::NodeUnavailable, vec![name], e));
+                            }
                         }
                     }
-                    return;
                 }
-            },
+            }
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {}
             _ = tx.closed() => return,
+        }
+        for m in notices {
+            if tx.send(Ok(m)).await.is_err() {
+                return;
+            }
         }
         for m in buf.ready(Instant::now()) {
             if tx.send(Ok(m)).await.is_err() {
@@ -181,14 +234,17 @@ impl Observer for Relay {
             })
             .await;
         let (mut notices, mut streams, mut connected) = (vec![], vec![], vec![]);
-        let mut down = vec![];
+        let (mut down, mut down_names) = (vec![], BTreeSet::new());
         for (name, _, res) in started {
             match res {
                 Ok(s) => {
                     connected.push(name.clone());
                     streams.push((name, s));
                 }
-                Err(e) => down.push(node_status(NodeState::NodeUnavailable, vec![name], e)),
+                Err(e) => {
+                    down_names.insert(name.clone());
+                    down.push(node_status(NodeState::NodeUnavailable, vec![name], e));
+                }
             }
         }
         if !connected.is_empty() {
@@ -200,7 +256,8 @@ impl Observer for Relay {
             for n in notices {
                 let _ = tx.try_send(Ok(n));
             }
-            tokio::spawn(follow(streams, SortBuffer::new(self.sort_max, self.drain), tx));
+            let buf = SortBuffer::new(self.sort_max, self.drain);
+            tokio::spawn(follow(self.clone(), r.clone(), streams, down_names, buf, tx));
             let out = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
             return Ok(Response::new(Box::pin(out)));
         }

@@ -85,6 +85,11 @@ where
 
 /// Two observers and a node nobody answers for, behind a relay: its address.
 async fn relay() -> String {
+    relay_and_peers().await.0
+}
+
+/// As `relay`, with the relay's peer set.
+async fn relay_and_peers() -> (String, PeerSet) {
     let a = serve(ObserverServer::new(Fake {
         name: "n1".into(),
         at: vec![1, 4, 6],
@@ -103,13 +108,14 @@ async fn relay() -> String {
         .to_string();
     let set = PeerSet::default();
     set.set(BTreeMap::from([("n1".into(), a), ("n2".into(), b), ("n3".into(), dead)]));
-    serve(Server::new(Relay::new(
-        set,
+    let addr = serve(Server::new(Relay::new(
+        set.clone(),
         Duration::from_millis(500),
         100,
         Duration::from_millis(50),
     )))
-    .await
+    .await;
+    (addr, set)
 }
 
 fn describe(r: &GetFlowsResponse) -> String {
@@ -214,4 +220,35 @@ async fn status_and_nodes_sum_the_nodes_and_name_the_unavailable() {
         nodes.iter().all(|n| n.address.starts_with("127.0.0.1:")),
         "addresses the relay uses"
     );
+}
+
+/// While a client follows, a node joins the peer set: it is followed from
+/// then on (NODE_CONNECTED, then its flows); the node that cannot be
+/// reached is not reported again and again.
+#[tokio::test]
+async fn following_picks_up_a_node_that_joins() {
+    let (addr, set) = relay_and_peers().await;
+    let mut c = seta_hubble::connect(&addr).await.unwrap();
+    let req = GetFlowsRequest {
+        follow: true,
+        ..Default::default()
+    };
+    let mut s = c.get_flows(req).await.unwrap().into_inner();
+    async fn next(s: &mut tonic::Streaming<GetFlowsResponse>) -> String {
+        let m = tokio::time::timeout(Duration::from_secs(5), s.message()).await;
+        describe(&m.expect("a message within 5 s").unwrap().unwrap())
+    }
+    for _ in 0..8 {
+        next(&mut s).await;
+    }
+    let d = serve(ObserverServer::new(Fake {
+        name: "n4".into(),
+        at: vec![7],
+    }))
+    .await;
+    let mut peers = set.snapshot();
+    peers.insert("n4".into(), d);
+    set.set(peers);
+    assert_eq!(next(&mut s).await, "NODE_CONNECTED:n4");
+    assert_eq!(next(&mut s).await, "n4@7");
 }

@@ -112,16 +112,18 @@ impl Agent {
             return;
         }
         // the node's namespace (None) and each pod's, once each
-        let namespaces: std::collections::BTreeSet<Option<String>> = std::iter::once(None)
-            .chain(
-                self.endpoints
-                    .lock()
-                    .await
-                    .values()
-                    .filter(|e| !e.netns_path.is_empty())
-                    .map(|e| Some(e.netns_path.clone())),
-            )
-            .collect();
+        let pods: Vec<Option<String>> = match self.cfg.sock_lb_hostns_only {
+            true => vec![], // pods' sockets were never translated at the socket
+            false => self
+                .endpoints
+                .lock()
+                .await
+                .values()
+                .filter(|e| !e.netns_path.is_empty())
+                .map(|e| Some(e.netns_path.clone()))
+                .collect(),
+        };
+        let namespaces: std::collections::BTreeSet<Option<String>> = std::iter::once(None).chain(pods).collect();
         let peers: Vec<(Ipv4Addr, u16)> = gone
             .iter()
             .map(|b| (Ipv4Addr::from(b.address), u16::from_be_bytes(b.port)))
@@ -346,7 +348,7 @@ impl Agent {
     /// Socket-LB serves a new endpoint's sockets: its namespace joins the
     /// node's in `seta_sock_netns` (nothing when socket-LB is off).
     pub(super) fn sock_lb_admit(&self, ep: &Endpoint) -> Result<(), ApiError> {
-        if self.cfg.sock_lb.is_none() {
+        if self.cfg.sock_lb.is_none() || self.cfg.sock_lb_hostns_only {
             return Ok(());
         }
         let cookie = self
@@ -374,7 +376,8 @@ impl Agent {
         let want = if self.cfg.sock_lb.is_some() {
             let host = self.kernel.netns_cookie(None)?;
             let mut pods = BTreeMap::new();
-            for ep in eps {
+            // (with --bpf-lb-sock-hostns-only the pods' namespaces stay out)
+            for ep in eps.iter().filter(|_| !self.cfg.sock_lb_hostns_only) {
                 match self.kernel.netns_cookie(Some(&ep.netns_path)) {
                     Ok(c) => {
                         pods.insert(ep.id, c);
@@ -400,6 +403,7 @@ impl Agent {
         let (services, frontends) = self.services.lock().unwrap_or_else(|e| e.into_inner()).counts();
         seta_core::api::KprStatus {
             socket_lb: match &self.cfg.sock_lb {
+                Some(dir) if self.cfg.sock_lb_hostns_only => format!("Enabled (cgroup {}, host namespace only)", dir.display()),
                 Some(dir) => format!("Enabled (cgroup {})", dir.display()),
                 None => "Disabled".into(),
             },

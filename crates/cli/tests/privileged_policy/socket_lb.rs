@@ -240,3 +240,95 @@ mod privileged_policy_service_socket_lb {
         super::privileged_policy_service_socket_lb(P::with_opts("sltunnel", Topo::Tunnel, opts()).await).await;
     }
 }
+
+/// `--bpf-lb-sock-hostns-only` (Cilium's socketLB.hostNamespaceOnly):
+/// socket-LB serves the node's own namespace only; pods' sockets go through
+/// per-packet LB (still answered from the ClusterIP, but no translation at
+/// the socket), while a process of the node is translated at connect.
+async fn privileged_policy_service_socket_lb_hostns_only(p: P) {
+    let web = p.ip("web");
+    let _w = Responder::start(&p.ns("web"), p.web_addr(8080));
+    let _u = Responder::start(&p.ns("web"), p.web_addr(5353));
+    services_import(&p, &format!("{SERVICE}---\n{}", slice(web)));
+    let status = p.seta_at("client", &["status"]);
+    let sl = status["kube-proxy-replacement"]["socket-lb"].as_str().unwrap();
+    assert!(sl.starts_with("Enabled (cgroup ") && sl.contains("host namespace only"), "{status}");
+    let l = sock_list(&p, "client");
+    let kinds: Vec<&str> = l["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["host"], "only the node's namespace: {l}");
+    // a pod: TCP, UDP and connected UDP work through per-packet LB; no reverse entry
+    let before = sock_list(&p, "client")["reverse"].as_array().unwrap().len();
+    let (ok, out) = py(&p, "client", CLIENT, &["10.96.0.50"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("tcp 10.96.0.50:80 ok"), "{out}");
+    assert!(
+        out.contains("udp 10.96.0.50:53 ok"),
+        "the per-packet reverse NAT answers from the ClusterIP: {out}"
+    );
+    assert!(out.contains("cudp 10.96.0.50:53 ok"), "{out}");
+    assert_eq!(
+        sock_list(&p, "client")["reverse"].as_array().unwrap().len(),
+        before,
+        "not translated at the socket"
+    );
+    // the node itself: translated at connect (a reverse entry to web)
+    let node = p.node_of("client");
+    let argv: Vec<String> = [
+        "python3",
+        "-c",
+        "import socket; s = socket.create_connection(('10.96.0.50', 80), timeout=3); print(s.recv(10).decode())",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = p
+        .lab()
+        .node_exec(&node, &argv)
+        .unwrap()
+        .output_within(std::time::Duration::from_secs(20))
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rev = sock_list(&p, "client")["reverse"].clone();
+    assert!(
+        rev.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["backend"] == format!("{web}:8080") && r["frontend"] == "10.96.0.50:80"),
+        "the node's socket was translated: {rev}"
+    );
+}
+
+mod privileged_policy_service_socket_lb_hostns_only {
+    use super::*;
+    fn opts() -> LabOptions {
+        LabOptions {
+            socket_lb: true,
+            agent_args: vec!["--bpf-lb-sock-hostns-only".into()],
+            ..Default::default()
+        }
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one() {
+        if !privileged("privileged_policy_service_socket_lb_hostns_only::one") {
+            return;
+        }
+        super::privileged_policy_service_socket_lb_hostns_only(P::with_opts("slhone", Topo::One, opts()).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_service_socket_lb_hostns_only::tunnel") {
+            return;
+        }
+        super::privileged_policy_service_socket_lb_hostns_only(P::with_opts("slhtun", Topo::Tunnel, opts()).await).await;
+    }
+}
