@@ -87,8 +87,8 @@ $SETA lab down --lab $LAB >/dev/null 2>&1 || true
 $SETA lab up --lab $LAB --k8s --nodes 2
 K() { $SETA lab kubectl --lab $LAB -- "$@"; }
 step "kubectl get nodes / ciliumnodes (pod CIDRs from the operator's cluster pool)"
-K get nodes -o custom-columns=NAME:.metadata.name,INTERNAL-IP:.status.addresses[0].address
-K get ciliumnodes -o custom-columns=NAME:.metadata.name,CILIUMINTERNALIP:.spec.addresses[0].ip,PODCIDR:.spec.ipam.podCIDRs[0]
+K get nodes -o wide
+K get ciliumnodes
 step "kubectl apply: three pods (web bound to $LAB-n1; client and other left to the lab's scheduler)"
 K apply -f - <<'YAML'
 apiVersion: v1
@@ -107,7 +107,7 @@ metadata: {name: other, namespace: default, labels: {app: other}}
 spec: {containers: [{name: c, image: none}]}
 YAML
 K wait --for=condition=Ready pod/web pod/client pod/other --timeout=60s
-K get pods -o custom-columns=NAME:.metadata.name,NODE:.spec.nodeName,IP:.status.podIP,STATUS:.status.phase
+K get pods -o wide
 WEB=$(K get pod web -o jsonpath='{.status.podIP}')
 $SETA lab exec web --lab $LAB -- python3 -c "
 import socketserver
@@ -132,7 +132,7 @@ $SETA --node $LAB-n1 policy wait
 $SETA --node $LAB-n2 policy wait
 conn client; conn other
 step "kubectl get ciliumendpoints / ciliumidentities / the operator's Lease"
-K get ciliumendpoints -o custom-columns=NAME:.metadata.name,ID:.status.id,IDENTITY:.status.identity.id,IPV4:.status.networking.addressing[0].ipv4,NODE:.status.networking.node
+K get ciliumendpoints,ID:.status.id,IDENTITY:.status.identity.id,IPV4:.status.networking.addressing[0].ipv4,NODE:.status.networking.node
 K get ciliumidentities -o custom-columns=ID:.metadata.name,APP:.metadata.labels.app,NAMESPACE:.metadata.labels.io\\.kubernetes\\.pod\\.namespace
 K get lease -n kube-system seta-operator-resource-lock -o custom-columns=HOLDER:.spec.holderIdentity,TRANSITIONS:.spec.leaseTransitions
 step "kubectl delete pod other: its namespace, endpoint and CiliumEndpoint go"

@@ -10,5 +10,6 @@ pub mod resources;
 pub mod selector;
 pub mod server;
 pub mod store;
+pub mod table;
 
 pub use server::{kubeconfig, ApiServer};

@@ -343,10 +343,11 @@ async fn handle(
         return json_response(StatusCode::OK, &doc);
     }
     let q = query(&uri);
+    let as_table = crate::table::wants_table(headers.get("accept").and_then(|v| v.to_str().ok()).unwrap_or(""));
     match t {
         Target::Collection(res, ns) => match method {
-            Method::GET if flag(&q, "watch") => watch(&s, res, ns, &q),
-            Method::GET => list(&s, res, ns.as_deref(), &q),
+            Method::GET if flag(&q, "watch") => watch(&s, res, ns, &q, as_table),
+            Method::GET => list(&s, res, ns.as_deref(), &q, as_table),
             Method::POST => {
                 let r = &RESOURCES[res];
                 let obj = match parse_body(&body, r) {
@@ -397,6 +398,11 @@ async fn handle(
             let w = match method {
                 Method::GET => {
                     return match s.get(res, &ns, &name) {
+                        Some(o) if as_table && !status => {
+                            let meta = json!({"resourceVersion": s.resource_version().to_string()});
+                            let out = crate::table::table(r, std::slice::from_ref(&o), meta).unwrap_or(o);
+                            json_response(StatusCode::OK, &out)
+                        }
                         Some(o) => json_response(StatusCode::OK, &o),
                         None => error(&ApiError::not_found(r, &name), Some(r), Some(&name)),
                     }
@@ -488,7 +494,7 @@ fn selectors(q: &BTreeMap<String, String>) -> Result<(LabelSelector, FieldSelect
     Ok((l, f))
 }
 
-fn list(s: &ApiServer, res: usize, ns: Option<&str>, q: &BTreeMap<String, String>) -> Response {
+fn list(s: &ApiServer, res: usize, ns: Option<&str>, q: &BTreeMap<String, String>, as_table: bool) -> Response {
     let r = &RESOURCES[res];
     let (l, f) = match selectors(q) {
         Ok(x) => x,
@@ -510,6 +516,11 @@ fn list(s: &ApiServer, res: usize, ns: Option<&str>, q: &BTreeMap<String, String
         meta["continue"] = json!((offset + items.len()).to_string());
         meta["remainingItemCount"] = json!(total - offset - items.len());
     }
+    if as_table {
+        if let Some(t) = crate::table::table(r, &items, meta.clone()) {
+            return json_response(StatusCode::OK, &t);
+        }
+    }
     json_response(
         StatusCode::OK,
         &json!({"kind": format!("{}List", r.kind), "apiVersion": r.group_version(), "metadata": meta, "items": items}),
@@ -522,8 +533,15 @@ fn event_line(kind: &str, object: &Value) -> Bytes {
     Bytes::from(s)
 }
 
-fn watch(s: &Arc<ApiServer>, res: usize, ns: Option<String>, q: &BTreeMap<String, String>) -> Response {
+fn watch(s: &Arc<ApiServer>, res: usize, ns: Option<String>, q: &BTreeMap<String, String>, as_table: bool) -> Response {
     let r = &RESOURCES[res];
+    // `kubectl get -w` (printing): each event's object as a one-row Table
+    let shown = move |o: &Value| -> Value {
+        match as_table {
+            true => crate::table::table(r, std::slice::from_ref(o), json!({})).unwrap_or_else(|| o.clone()),
+            false => o.clone(),
+        }
+    };
     let (l, f) = match selectors(q) {
         Ok(x) => x,
         Err(e) => return error(&e, Some(r), None),
@@ -578,7 +596,7 @@ fn watch(s: &Arc<ApiServer>, res: usize, ns: Option<String>, q: &BTreeMap<String
             }
         };
         for c in first.iter().filter(|c| wanted(c)) {
-            if tx.send(Ok(event_line(c.kind, &c.object))).await.is_err() {
+            if tx.send(Ok(event_line(c.kind, &shown(&c.object)))).await.is_err() {
                 return;
             }
         }
@@ -604,7 +622,7 @@ fn watch(s: &Arc<ApiServer>, res: usize, ns: Option<String>, q: &BTreeMap<String
                 c = rx.recv() => match c {
                     Ok(c) => {
                         last = last.max(c.rv);
-                        if c.rv > 0 && wanted(&c) && tx.send(Ok(event_line(c.kind, &c.object))).await.is_err() {
+                        if c.rv > 0 && wanted(&c) && tx.send(Ok(event_line(c.kind, &shown(&c.object)))).await.is_err() {
                             return;
                         }
                     }

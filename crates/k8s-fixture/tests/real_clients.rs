@@ -250,6 +250,19 @@ fn kubectl_applies_gets_labels_watches_waits_and_deletes() {
             run(&["get", "pod", "web", "-n", "shop", "-o", "jsonpath={.status.podIP}"], None),
             "10.200.1.5"
         );
+        // server-side printing: the columns kubectl shows for pods (and -o wide)
+        let table = run(&["get", "pods", "-n", "shop"], None);
+        let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(rows[0], ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "{table}");
+        assert_eq!(rows[1][..4], ["web", "0/1", "Running", "0"], "{table}");
+        assert!(rows[1][4].ends_with('s'), "an age: {table}");
+        let wide = run(&["get", "pod", "web", "-n", "shop", "-o", "wide"], None);
+        let rows: Vec<Vec<&str>> = wide.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(rows[0][5..], ["IP", "NODE"], "{wide}");
+        assert_eq!(rows[1][5..], ["10.200.1.5", "n1"], "{wide}");
+        let all = run(&["get", "pods", "-A"], None);
+        assert!(all.lines().next().unwrap().starts_with("NAMESPACE"), "{all}");
+        assert!(all.lines().nth(1).unwrap().starts_with("shop "), "{all}");
         // delete
         // (kubectl 1.37 adds " from shop namespace")
         let deleted = run(&["delete", "cnp", "web-l4", "-n", "shop"], None);
