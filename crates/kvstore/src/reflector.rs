@@ -41,10 +41,8 @@ impl Health {
         }
         self.connected.store(true, Ordering::Relaxed);
     }
+    /// Not connected: why.
     pub fn set_failed(&self, e: String) {
-        self.failed(e)
-    }
-    fn failed(&self, e: String) {
         self.connected.store(false, Ordering::Relaxed);
         *self.last_error.lock().unwrap() = Some(e);
     }
@@ -80,11 +78,11 @@ pub fn spawn<S: KvStore>(store: Arc<S>, prefix: String, health: Arc<Health>) -> 
                             }
                             Some(Err(e)) => {
                                 tracing::warn!(%prefix, %e, "kvstore watch broke; listing again");
-                                health.failed(e.to_string());
+                                health.set_failed(e.to_string());
                                 break;
                             }
                             None => {
-                                health.failed("watch ended".into());
+                                health.set_failed("watch ended".into());
                                 break;
                             }
                         }
@@ -92,7 +90,7 @@ pub fn spawn<S: KvStore>(store: Arc<S>, prefix: String, health: Arc<Health>) -> 
                 }
                 Err(e) => {
                     tracing::debug!(%prefix, %e, "kvstore list failed; retrying");
-                    health.failed(e.to_string());
+                    health.set_failed(e.to_string());
                 }
             }
             if tx.is_closed() {

@@ -53,14 +53,6 @@ pub(crate) fn kubelet_pids(dir: &Path) -> Vec<u32> {
     })
 }
 
-/// The pod's key in the lab: `name` in `default`, `ns/name` elsewhere.
-pub fn pod_ref(ns: &str, name: &str) -> String {
-    match ns {
-        "default" => name.to_string(),
-        ns => format!("{ns}/{name}"),
-    }
-}
-
 impl Lab {
     /// Start the kubelet daemon in the underlay (it watches the lab's API).
     pub(crate) fn kubelet_start(&self) -> Result<u32> {
@@ -479,6 +471,5 @@ mod tests {
         assert_eq!(pod_labels(&p), vec!["app=web"]);
         assert_eq!(pod_netns("lab", "default", "web"), "lab-web");
         assert_eq!(pod_netns("lab", "team-a", "web"), "lab-web.team-a");
-        assert_eq!(pod_ref("team-a", "web"), "team-a/web");
     }
 }

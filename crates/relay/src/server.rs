@@ -73,17 +73,24 @@ impl Relay {
     {
         let call = &call;
         futures::future::join_all(self.peers.snapshot().into_iter().map(|(name, addr)| async move {
-            let r = async {
-                let c = self.client(&addr).await?;
-                tokio::time::timeout(self.dial, call(c))
-                    .await
-                    .map_err(|_| format!("no answer from {addr} within {:?}", self.dial))?
-                    .map_err(|e| format!("{addr}: {}", e.message()))
-            }
-            .await;
+            let r = self.call(&addr, call).await;
             (name, addr, r)
         }))
         .await
+    }
+
+    /// `call` on the node at `addr`, bounded by the dial timeout: what it
+    /// answered or why not.
+    async fn call<T, F, Fut>(&self, addr: &str, call: F) -> Result<T, String>
+    where
+        F: FnOnce(ObserverClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let c = self.client(addr).await?;
+        tokio::time::timeout(self.dial, call(c))
+            .await
+            .map_err(|_| format!("no answer from {addr} within {:?}", self.dial))?
+            .map_err(|e| format!("{addr}: {}", e.message()))
     }
 }
 
@@ -178,15 +185,10 @@ async fn follow(
             _ = rescan.tick() => {
                 let new: Vec<(String, String)> = relay.peers.snapshot().into_iter().filter(|(n, _)| !active.contains(n)).collect();
                 for (name, addr) in new {
-                    let started = async {
-                        let mut c = relay.client(&addr).await?;
-                        tokio::time::timeout(relay.dial, c.get_flows(req.clone()))
-                            .await
-                            .map_err(|_| format!("no answer from {addr} within {:?}", relay.dial))?
-                            .map(|r| r.into_inner())
-                            .map_err(|e| format!("{addr}: {}", e.message()))
-                    }
-                    .await;
+                    let r = req.clone();
+                    let started = relay
+                        .call(&addr, |mut c| async move { c.get_flows(r).await.map(|x| x.into_inner()) })
+                        .await;
                     match started {
                         Ok(s) => {
                             active.insert(name.clone());

@@ -8,8 +8,7 @@
 //! and for Cilium's kinds in the object's `status.nodes.<node>`.
 use super::*;
 use crate::k8s::translate::{self, Outcome, PolicyKind};
-use futures::StreamExt;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 
 const NAMESPACES: &str = "namespaces";
@@ -25,9 +24,7 @@ pub(crate) fn watches() -> Vec<&'static str> {
         .collect()
 }
 
-pub(super) fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
-}
+pub(super) use crate::k8s::{resource, Change};
 
 fn rfc3339_now() -> String {
     seta_core::time::rfc3339(seta_core::time::unix_now())
@@ -35,8 +32,8 @@ fn rfc3339_now() -> String {
 
 pub(super) type Events = crate::k8s::WatchStream;
 
-/// A watch of every object of `ar` (list, then watch; relist and backoff
-/// as kube-runtime's watcher does).
+/// A watch of every object of `ar` (list, then watch; a relist after any
+/// error: `k8s::relisting_watch`).
 pub(super) fn watch_all(k: &crate::k8s::K8s, ar: &ApiResource) -> Events {
     watch_where(k, ar, watcher::Config::default())
 }
@@ -48,49 +45,12 @@ fn watch_where(k: &crate::k8s::K8s, ar: &ApiResource, cfg: watcher::Config) -> E
 
 /// The next event as JSON, noting the watch's health; None: the stream ended.
 async fn next_event(k: &crate::k8s::K8s, s: &mut Events, name: &'static str) -> Option<watcher::Event<serde_json::Value>> {
-    loop {
-        match s.next().await? {
-            Err(e) => {
-                tracing::warn!(watch = name, %e, "Kubernetes watch failed; retrying with backoff");
-                k.watch_state(name, Err(e.to_string()));
-            }
-            Ok(ev) => {
-                if matches!(ev, watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_)) {
-                    k.watch_state(name, Ok(()));
-                }
-                let json = |o: DynamicObject| serde_json::to_value(o).unwrap_or_default();
-                return Some(match ev {
-                    watcher::Event::Apply(o) => watcher::Event::Apply(json(o)),
-                    watcher::Event::Delete(o) => watcher::Event::Delete(json(o)),
-                    watcher::Event::InitApply(o) => watcher::Event::InitApply(json(o)),
-                    watcher::Event::Init => watcher::Event::Init,
-                    watcher::Event::InitDone => watcher::Event::InitDone,
-                });
-            }
-        }
-    }
+    crate::k8s::next_event(s, name, &|r| k.watch_state(name, r)).await
 }
 
-/// What a watch says, with a (re)list gathered whole.
-pub(super) enum Change {
-    /// every object of the kind (the first list, or a relist)
-    Listed(Vec<serde_json::Value>),
-    Apply(serde_json::Value),
-    Delete(serde_json::Value),
-}
-
-/// The next change of a watch; None: the stream ended.
+/// The next change of a watch, a (re)list gathered whole; None: the stream ended.
 pub(super) async fn next_change(k: &crate::k8s::K8s, s: &mut Events, name: &'static str) -> Option<Change> {
-    let mut listed = Vec::new();
-    loop {
-        match next_event(k, s, name).await? {
-            watcher::Event::Init => listed.clear(),
-            watcher::Event::InitApply(o) => listed.push(o),
-            watcher::Event::InitDone => return Some(Change::Listed(listed)),
-            watcher::Event::Apply(o) => return Some(Change::Apply(o)),
-            watcher::Event::Delete(o) => return Some(Change::Delete(o)),
-        }
-    }
+    crate::k8s::next_change(s, name, &|r| k.watch_state(name, r)).await
 }
 
 impl Agent {

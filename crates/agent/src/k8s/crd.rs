@@ -30,12 +30,14 @@ pub enum Shared {
 }
 
 impl Shared {
-    fn resource(self) -> (&'static str, &'static str) {
-        match self {
+    /// Every object of the kind that feeds it (cluster-wide).
+    fn api(self, client: &kube::Client) -> kube::Api<kube::api::DynamicObject> {
+        let (kind, plural) = match self {
             Shared::Identities => ("CiliumIdentity", "ciliumidentities"),
             Shared::Ips => ("CiliumEndpoint", "ciliumendpoints"),
             Shared::Nodes => ("CiliumNode", "ciliumnodes"),
-        }
+        };
+        kube::Api::all_with(client.clone(), &super::resource("cilium.io", "v2", kind, plural))
     }
 }
 
@@ -49,10 +51,6 @@ pub struct Crd {
 
 fn api_error(op: &str, e: kube::Error) -> KvError {
     KvError::Other(format!("Kubernetes API, {op}: {e}"))
-}
-
-fn resource(kind: &str, plural: &str) -> kube::api::ApiResource {
-    kube::api::ApiResource::from_gvk_with_plural(&kube::api::GroupVersionKind::gvk("cilium.io", "v2", kind), plural)
 }
 
 /// How many numbers an allocation tries before it gives up.
@@ -230,8 +228,7 @@ impl Crd {
     }
 
     fn identities(&self) -> kube::Api<kube::api::DynamicObject> {
-        let (k, p) = Shared::Identities.resource();
-        kube::Api::all_with(self.client.clone(), &resource(k, p))
+        Shared::Identities.api(&self.client)
     }
 
     /// The number of `labels`: an existing CiliumIdentity with exactly these
@@ -270,8 +267,7 @@ impl Crd {
     /// Write this node's CiliumNode (create, or replace keeping what the
     /// operator wrote into its status).
     pub async fn register_node(&self, info: &NodeInfo) -> seta_kvstore::Result<()> {
-        let (k, p) = Shared::Nodes.resource();
-        let api: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(self.client.clone(), &resource(k, p));
+        let api = Shared::Nodes.api(&self.client);
         let mut obj: kube::api::DynamicObject = serde_json::from_value(cilium_node(info)).map_err(|e| KvError::Other(e.to_string()))?;
         match api.get_opt(&info.name).await.map_err(|e| api_error("get CiliumNode", e))? {
             Some(have) => {
@@ -299,8 +295,7 @@ impl Crd {
 
     /// Every node's registration (the CiliumNodes).
     pub async fn nodes(&self) -> seta_kvstore::Result<Vec<NodeInfo>> {
-        let (k, p) = Shared::Nodes.resource();
-        let api: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(self.client.clone(), &resource(k, p));
+        let api = Shared::Nodes.api(&self.client);
         let list = api.list(&Default::default()).await.map_err(|e| api_error("list CiliumNodes", e))?;
         Ok(list
             .items
@@ -322,45 +317,33 @@ impl Crd {
     /// Reflect the objects of `which` as kvstore updates: a snapshot after
     /// every (re)list, then changes; health as the kvstore reflector keeps it.
     pub fn reflect(self: &Arc<Self>, which: Shared, health: Arc<Health>) -> tokio::sync::mpsc::Receiver<Update> {
-        use futures::StreamExt;
         use kube::runtime::watcher;
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let me = self.clone();
         tokio::spawn(async move {
-            let (k, p) = which.resource();
-            let api: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(me.client.clone(), &resource(k, p));
-            let mut s = crate::k8s::relisting_watch(api, watcher::Config::default());
-            let mut listed: Vec<(String, Vec<u8>)> = vec![];
-            // key of each object (by namespace/name): a delete carries the last state
+            let mut s = crate::k8s::relisting_watch(which.api(&me.client), watcher::Config::default());
+            let failed = |r: Result<(), String>| {
+                if let Err(e) = r {
+                    health.set_failed(e)
+                }
+            };
             let mut first = true;
-            while let Some(ev) = s.next().await {
-                let json = |o: kube::api::DynamicObject| serde_json::to_value(o).unwrap_or_default();
-                let u = match ev {
-                    Err(e) => {
-                        health.set_failed(e.to_string());
-                        continue;
-                    }
-                    Ok(watcher::Event::Init) => {
-                        listed.clear();
-                        continue;
-                    }
-                    Ok(watcher::Event::InitApply(o)) => {
-                        listed.extend(me.entry(which, &json(o)));
-                        continue;
-                    }
-                    Ok(watcher::Event::InitDone) => {
+            while let Some(ch) = crate::k8s::next_change(&mut s, "cilium CRD", &failed).await {
+                let u = match ch {
+                    crate::k8s::Change::Listed(objs) => {
                         health.set_connected(!first);
                         first = false;
-                        let mut snap = std::mem::take(&mut listed);
+                        let mut snap: Vec<(String, Vec<u8>)> = objs.iter().filter_map(|o| me.entry(which, o)).collect();
                         snap.sort();
                         snap.dedup_by(|a, b| a.0 == b.0);
                         Update::Reset(snap)
                     }
-                    Ok(watcher::Event::Apply(o)) => match me.entry(which, &json(o)) {
+                    crate::k8s::Change::Apply(o) => match me.entry(which, &o) {
                         Some((key, value)) => Update::Changes(vec![WatchEvent { key, value: Some(value) }]),
                         None => continue,
                     },
-                    Ok(watcher::Event::Delete(o)) => match me.entry(which, &json(o)) {
+                    // a delete carries the object's last state
+                    crate::k8s::Change::Delete(o) => match me.entry(which, &o) {
                         Some((key, _)) => Update::Changes(vec![WatchEvent { key, value: None }]),
                         None => continue,
                     },
@@ -392,16 +375,12 @@ pub async fn pod_cidr(
     }
     let (api, path, what): (kube::Api<kube::api::DynamicObject>, &str, &str) = match ipam {
         seta_core::mode::Ipam::Kubernetes => (
-            kube::Api::all_with(
-                client,
-                &kube::api::ApiResource::from_gvk_with_plural(&kube::api::GroupVersionKind::gvk("", "v1", "Node"), "nodes"),
-            ),
+            kube::Api::all_with(client, &super::resource("", "v1", "Node", "nodes")),
             "/spec/podCIDRs/0",
             "Node",
         ),
         seta_core::mode::Ipam::ClusterPool => {
-            let (k, p) = Shared::Nodes.resource();
-            let api = kube::Api::all_with(client, &resource(k, p));
+            let api = Shared::Nodes.api(&client);
             if api.get_opt(node).await?.is_none() {
                 let o: kube::api::DynamicObject = serde_json::from_value(
                     json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNode", "metadata": {"name": node}, "spec": {}}),

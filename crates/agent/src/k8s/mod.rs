@@ -102,6 +102,66 @@ pub fn relisting_watch(api: kube::Api<kube::api::DynamicObject>, cfg: kube::runt
     .boxed()
 }
 
+/// The API resource of a kind.
+pub fn resource(group: &str, version: &str, kind: &str, plural: &str) -> kube::api::ApiResource {
+    kube::api::ApiResource::from_gvk_with_plural(&kube::api::GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+/// The next event of a watch as JSON, telling `health` about it (an error,
+/// or a list/change that came through); None: the stream ended.
+pub async fn next_event(
+    s: &mut WatchStream,
+    name: &str,
+    health: &(dyn Fn(Result<(), String>) + Sync),
+) -> Option<kube::runtime::watcher::Event<serde_json::Value>> {
+    use futures::StreamExt;
+    use kube::runtime::watcher::Event;
+    loop {
+        match s.next().await? {
+            Err(e) => {
+                tracing::warn!(watch = name, %e, "Kubernetes watch failed; retrying with backoff");
+                health(Err(e.to_string()));
+            }
+            Ok(ev) => {
+                if matches!(ev, Event::InitDone | Event::Apply(_) | Event::Delete(_)) {
+                    health(Ok(()));
+                }
+                let json = |o: kube::api::DynamicObject| serde_json::to_value(o).unwrap_or_default();
+                return Some(match ev {
+                    Event::Apply(o) => Event::Apply(json(o)),
+                    Event::Delete(o) => Event::Delete(json(o)),
+                    Event::InitApply(o) => Event::InitApply(json(o)),
+                    Event::Init => Event::Init,
+                    Event::InitDone => Event::InitDone,
+                });
+            }
+        }
+    }
+}
+
+/// What a watch says, with a (re)list gathered whole.
+pub enum Change {
+    /// every object of the kind (the first list, or a relist)
+    Listed(Vec<serde_json::Value>),
+    Apply(serde_json::Value),
+    Delete(serde_json::Value),
+}
+
+/// The next change of a watch; None: the stream ended.
+pub async fn next_change(s: &mut WatchStream, name: &str, health: &(dyn Fn(Result<(), String>) + Sync)) -> Option<Change> {
+    use kube::runtime::watcher::Event;
+    let mut listed = Vec::new();
+    loop {
+        match next_event(s, name, health).await? {
+            Event::Init => listed.clear(),
+            Event::InitApply(o) => listed.push(o),
+            Event::InitDone => return Some(Change::Listed(listed)),
+            Event::Apply(o) => return Some(Change::Apply(o)),
+            Event::Delete(o) => return Some(Change::Delete(o)),
+        }
+    }
+}
+
 /// A client for `source` (no request is made yet).
 pub async fn connect(source: &Source) -> anyhow::Result<kube::Client> {
     let cfg = match source {
