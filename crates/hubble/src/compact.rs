@@ -116,39 +116,61 @@ pub fn summary(f: &Flow) -> String {
     }
 }
 
+/// A flow's compact line in parts: the sides as they are printed (a reply
+/// is turned around), the arrow, what happened and the verdict word.
+pub struct Parts {
+    pub time: String,
+    pub source: (String, String),
+    pub destination: (String, String),
+    pub arrow: &'static str,
+    pub kind: String,
+    pub verdict: &'static str,
+    pub summary: String,
+}
+
+impl Parts {
+    pub fn of(f: &Flow) -> Self {
+        let time = f.time.as_ref().map_or_else(String::new, |t| stamp_milli(t.seconds, t.nanos));
+        let (mut src, mut dst) = (side(f, true), side(f, false));
+        let arrow = match f.is_reply {
+            Some(true) => {
+                std::mem::swap(&mut src, &mut dst);
+                "<-"
+            }
+            Some(false) => "->",
+            None => "<>",
+        };
+        // a policy verdict says what the policy decided, as Hubble prints it
+        let policy = f.event_type.as_ref().is_some_and(|e| e.r#type == 5);
+        let verdict = match Verdict::try_from(f.verdict) {
+            Ok(Verdict::Forwarded | Verdict::Redirected) if policy => "ALLOWED",
+            Ok(Verdict::Dropped | Verdict::Error) if policy => "DENIED",
+            Ok(Verdict::Audit) if policy => "AUDITED",
+            v => v.map_or("UNKNOWN", |v| v.as_str_name()),
+        };
+        Self {
+            time,
+            source: src,
+            destination: dst,
+            arrow,
+            kind: kind(f),
+            verdict,
+            summary: summary(f),
+        }
+    }
+}
+
 /// One flow as Hubble's compact line (node name shown when `node`).
 pub fn line(f: &Flow, node: bool) -> String {
-    let time = f.time.as_ref().map_or_else(String::new, |t| stamp_milli(t.seconds, t.nanos));
-    let (mut src, mut dst) = (side(f, true), side(f, false));
-    let arrow = match f.is_reply {
-        Some(true) => {
-            std::mem::swap(&mut src, &mut dst);
-            "<-"
-        }
-        Some(false) => "->",
-        None => "<>",
-    };
-    // a policy verdict says what the policy decided, as Hubble prints it
-    let policy = f.event_type.as_ref().is_some_and(|e| e.r#type == 5);
-    let verdict = match Verdict::try_from(f.verdict) {
-        Ok(Verdict::Forwarded | Verdict::Redirected) if policy => "ALLOWED",
-        Ok(Verdict::Dropped | Verdict::Error) if policy => "DENIED",
-        Ok(Verdict::Audit) if policy => "AUDITED",
-        v => v.map_or("UNKNOWN", |v| v.as_str_name()),
-    };
+    let p = Parts::of(f);
     let node = if node && !f.node_name.is_empty() {
         format!(" [{}]", f.node_name)
     } else {
         String::new()
     };
     format!(
-        "{time}{node}: {} {} {arrow} {} {} {} {verdict} ({})",
-        src.0,
-        src.1,
-        dst.0,
-        dst.1,
-        kind(f),
-        summary(f)
+        "{}{node}: {} {} {} {} {} {} {} ({})",
+        p.time, p.source.0, p.source.1, p.arrow, p.destination.0, p.destination.1, p.kind, p.verdict, p.summary
     )
 }
 

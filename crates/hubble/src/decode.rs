@@ -29,6 +29,26 @@ pub struct Context {
     pub identities: HashMap<u32, Vec<String>>,
     /// wall clock minus CLOCK_MONOTONIC, in ns (event times are monotonic)
     pub wall_offset_ns: i128,
+    /// this node's pod CIDR and its router address: an address in it that
+    /// is not an endpoint here is one this context does not know yet
+    pub local_pods: Option<(ipnet::Ipv4Net, Ipv4Addr)>,
+}
+
+impl Context {
+    /// Whether this context can name both sides of `ev`: every identity it
+    /// carries (above the reserved ones) and every local pod address is
+    /// known. A pod or identity newer than the context is not.
+    pub fn knows(&self, ev: &SetaEvent) -> bool {
+        let id_known = |id: u32| id < 256 || self.identities.contains_key(&id);
+        let ip_known = |raw: [u8; 4]| {
+            let ip = Ipv4Addr::from(raw);
+            match self.local_pods {
+                Some((net, router)) if net.contains(&ip) && ip != router => self.endpoints.contains_key(&ip),
+                _ => true,
+            }
+        };
+        id_known(ev.src_label) && id_known(ev.dst_label) && ip_known(ev.saddr) && ip_known(ev.daddr)
+    }
 }
 
 fn side(ctx: &Context, addr: Ipv4Addr, identity: u32) -> flow::Endpoint {
@@ -147,6 +167,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_context_knows_its_pods_and_identities_only() {
+        let mut ctx = Context {
+            identities: [(300, vec![])].into(),
+            local_pods: Some(("10.0.1.0/24".parse().unwrap(), "10.0.1.1".parse().unwrap())),
+            ..Default::default()
+        };
+        ctx.endpoints.insert("10.0.1.5".parse().unwrap(), EndpointView::default());
+        let ev = |s: [u8; 4], d: [u8; 4], sl: u32, dl: u32| SetaEvent {
+            saddr: s,
+            daddr: d,
+            src_label: sl,
+            dst_label: dl,
+            ..Default::default()
+        };
+        assert!(
+            ctx.knows(&ev([10, 0, 1, 5], [10, 0, 2, 7], 300, 2)),
+            "a local pod, a remote address, known ids"
+        );
+        assert!(ctx.knows(&ev([10, 0, 1, 1], [10, 0, 1, 5], 1, 300)), "the router is not a pod");
+        assert!(
+            !ctx.knows(&ev([10, 0, 1, 6], [10, 0, 1, 5], 300, 300)),
+            "a local pod newer than the context"
+        );
+        assert!(
+            !ctx.knows(&ev([10, 0, 2, 7], [10, 0, 1, 5], 301, 300)),
+            "an identity newer than the context"
+        );
+    }
+
+    #[test]
     fn a_policy_denial_becomes_a_dropped_flow_with_both_sides() {
         let ctx = Context {
             node: "n1".into(),
@@ -162,6 +212,7 @@ mod tests {
             .into(),
             identities: [(300, vec!["k8s:app=client".into(), "k8s:io.kubernetes.pod.namespace=shop".into()])].into(),
             wall_offset_ns: 1_000_000_000_000,
+            local_pods: None,
         };
         let ev = SetaEvent {
             event_type: seta_abi::EVENT_POLICY_VERDICT,

@@ -53,6 +53,8 @@ pub mod json;
 pub mod merge;
 pub mod monitor;
 pub mod ring;
+pub mod select;
+pub mod servicemap;
 
 /// A gRPC channel to `target`: `unix:///path/hubble.sock` or `host:port`
 /// (plain gRPC), connected at once, giving up after `timeout`.

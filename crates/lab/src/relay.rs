@@ -2,12 +2,15 @@
 //! nodes from the agents' peer API (their unix sockets) and reaches each
 //! node's observer at its underlay address, port 4244. It serves on the
 //! underlay gateway's port 4245, as Hubble Relay does, and on a unix socket
-//! under the lab's directory for clients on this machine. Started and ended
-//! by pid like etcd.
+//! under the lab's directory for clients on this machine. Its service map
+//! is on the gateway's port 12000. Started and ended by pid like etcd.
 use crate::*;
 
 /// Hubble Relay's port, on the underlay gateway.
 pub const RELAY_PORT: u16 = 4245;
+/// The service map's port (the relay's `--ui-listen-address`), on the
+/// underlay gateway: `http://172.30.0.254:12000/` from the underlay.
+pub const UI_PORT: u16 = 12000;
 
 pub(crate) fn relay_dir(lab: &str) -> PathBuf {
     Path::new(LABS_DIR).join(format!("{lab}-relay"))
@@ -40,6 +43,7 @@ impl Lab {
         cmd.args(["--listen-address", &format!("{UNDERLAY_GW}:{RELAY_PORT}")])
             .arg("--listen-address")
             .arg(format!("unix://{}", sock.display()))
+            .args(["--ui-listen-address", &format!("{UNDERLAY_GW}:{UI_PORT}")])
             .args(["--dial-timeout", "2s"]);
         let log = dir.with_extension("log");
         let pid = spawn_daemon(cmd, &ul.netns, &log).context("spawn seta-relay (make build)")?;

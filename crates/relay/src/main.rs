@@ -6,6 +6,7 @@
 //! read it as they read one node.
 mod peers;
 mod server;
+mod ui;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -33,11 +34,23 @@ struct Args {
     /// The longest a flow waits in the sort buffer (e.g. 1s)
     #[arg(long, default_value = "1s", value_parser = duration)]
     sort_buffer_drain_timeout: Duration,
+    /// Serve the service map (a web page) here: [HOST]:PORT, e.g. :12000; off when unset
+    #[arg(long)]
+    ui_listen_address: Option<String>,
 }
 
 /// "1s", "500ms", "2m", or plain seconds.
 fn duration(s: &str) -> Result<Duration, String> {
     seta_core::time::parse_duration(s)
+}
+
+/// `:PORT` is every address.
+fn tcp_addr(addr: &str) -> String {
+    if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else {
+        addr.to_string()
+    }
 }
 
 #[tokio::main]
@@ -49,6 +62,15 @@ async fn main() -> Result<()> {
     let set = peers::PeerSet::default();
     tokio::spawn(peers::follow(a.peer_service.clone(), set.clone(), a.dial_timeout));
     let mut servers = Vec::new();
+    if let Some(addr) = &a.ui_listen_address {
+        let svc = server::Relay::new(set.clone(), a.dial_timeout, a.sort_buffer_len_max, a.sort_buffer_drain_timeout);
+        let l = tokio::net::TcpListener::bind(tcp_addr(addr))
+            .await
+            .with_context(|| format!("--ui-listen-address {addr}"))?;
+        let app = ui::router(svc);
+        servers.push(tokio::spawn(async move { axum::serve(l, app).await.context("the service map") }));
+        tracing::info!(%addr, "serving the service map");
+    }
     for addr in &a.listen_address {
         let svc = server::Relay::new(set.clone(), a.dial_timeout, a.sort_buffer_len_max, a.sort_buffer_drain_timeout);
         let (reporter, health) = tonic_health::server::health_reporter();
@@ -60,23 +82,22 @@ async fn main() -> Result<()> {
             let _ = std::fs::remove_file(path);
             let l = tokio::net::UnixListener::bind(path).with_context(|| format!("--listen-address {addr}"))?;
             let incoming = futures::stream::unfold(l, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) });
-            servers.push(tokio::spawn(router.serve_with_incoming(incoming)));
+            servers.push(tokio::spawn(async move {
+                router.serve_with_incoming(incoming).await.context("the Hubble API")
+            }));
         } else {
-            let sa = if addr.starts_with(':') {
-                format!("0.0.0.0{addr}")
-            } else {
-                addr.clone()
-            };
-            let l = tokio::net::TcpListener::bind(&sa)
+            let l = tokio::net::TcpListener::bind(tcp_addr(addr))
                 .await
                 .with_context(|| format!("--listen-address {addr}"))?;
             let incoming = futures::stream::unfold(l, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) });
-            servers.push(tokio::spawn(router.serve_with_incoming(incoming)));
+            servers.push(tokio::spawn(async move {
+                router.serve_with_incoming(incoming).await.context("the Hubble API")
+            }));
         }
         tracing::info!(%addr, "serving the Hubble API");
     }
     for s in servers {
-        s.await?.context("serving")?;
+        s.await??;
     }
     Ok(())
 }

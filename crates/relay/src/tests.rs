@@ -252,3 +252,36 @@ async fn following_picks_up_a_node_that_joins() {
     assert_eq!(next(&mut s).await, "NODE_CONNECTED:n4");
     assert_eq!(next(&mut s).await, "n4@7");
 }
+
+/// The service map's HTTP side: the page, and the map of every node's
+/// flows with the unavailable node named; a bad filter is a 400 naming it.
+#[tokio::test]
+async fn the_service_map_serves_the_page_and_every_nodes_flows() {
+    use tower::ServiceExt;
+    let (_, set) = relay_and_peers().await;
+    let app = crate::ui::router(Relay::new(set, Duration::from_millis(500), 100, Duration::from_millis(50)));
+    let get = |uri: &str| {
+        let app = app.clone();
+        let req = http::Request::get(uri).body(axum::body::Body::empty()).unwrap();
+        async move {
+            let r = app.oneshot(req).await.unwrap();
+            let status = r.status();
+            let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+            (status, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    let (status, page) = get("/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<svg id=\"map\"") && page.contains("/api/map"), "{page}");
+    let (status, body) = get("/api/map").await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["flows"].as_array().unwrap().len(), 6, "{v}");
+    assert_eq!(v["connected_nodes"], serde_json::json!(["n1", "n2"]));
+    assert_eq!(v["unavailable_nodes"], serde_json::json!(["n3"]));
+    let nodes: Vec<&str> = v["flows"].as_array().unwrap().iter().map(|f| f["node"].as_str().unwrap()).collect();
+    assert_eq!(nodes, ["n1", "n2", "n1", "n2", "n2", "n1"], "newest first");
+    let (status, body) = get("/api/map?filter=--colour%20red").await;
+    assert_eq!(status, 400);
+    assert!(body.contains("--colour: not a filter"), "{body}");
+}

@@ -128,7 +128,7 @@ pub(super) async fn events_reader(me: Arc<Agent>) -> anyhow::Result<()> {
             }
             // the Hubble observer: the same events as flows, and what was lost
             if !batch.is_empty() {
-                let ctx = me.flow_context().await;
+                let ctx = me.flow_context(&batch).await;
                 me.observer.ingest(&batch, &ctx);
             }
             let lost: u64 = fd.get_ref().lost_per_cpu().iter().sum();

@@ -81,11 +81,15 @@ impl Agent {
         peers
     }
 
-    /// What the observer decodes events with: this node's endpoints and the
-    /// identities' labels (taken at most once a second).
-    pub async fn flow_context(&self) -> Arc<seta_hubble::decode::Context> {
+    /// What the observer decodes `batch` with: this node's endpoints and
+    /// the identities' labels. Taken again once a second, and sooner (at
+    /// most every 50 ms) when the batch names a pod or identity it does not
+    /// know: a new pod's first flows carry its name.
+    pub async fn flow_context(&self, batch: &[seta_abi::SetaEvent]) -> Arc<seta_hubble::decode::Context> {
         if let Some((at, ctx)) = self.flow_ctx.lock().unwrap().as_ref() {
-            if at.elapsed() < std::time::Duration::from_secs(1) {
+            let age = at.elapsed();
+            if age < std::time::Duration::from_millis(50) || (age < std::time::Duration::from_secs(1) && batch.iter().all(|e| ctx.knows(e)))
+            {
                 return ctx.clone();
             }
         }
@@ -95,6 +99,7 @@ impl Agent {
         };
         {
             let eps = self.endpoints.lock().await;
+            ctx.local_pods = Some((eps.cidr(), eps.router()));
             for ep in eps.values() {
                 ctx.endpoints.insert(
                     ep.ipv4,

@@ -2,7 +2,7 @@
 //! observe`'s selectors, filters and output (compact by default, `-o json`
 //! as protojson lines); `seta observe status` and `seta observe nodes`.
 use crate::*;
-use seta_hubble::flow::{EventTypeFilter, FlowFilter, Verdict};
+use seta_hubble::flow::FlowFilter;
 use seta_hubble::observer::{get_flows_response::ResponseTypes, GetFlowsRequest, GetNodesRequest, ServerStatusRequest};
 
 #[derive(clap::Args)]
@@ -118,53 +118,29 @@ fn time_arg(s: &str) -> Result<prost_types::Timestamp> {
 /// The filters: `--x` on either side means two whitelist filters (source
 /// or destination), each side's flags AND within one.
 fn whitelist(a: &ObserveArgs) -> Result<Vec<FlowFilter>> {
-    let mut base = FlowFilter::default();
-    for v in &a.verdict {
-        let verdict = Verdict::from_str_name(&v.to_ascii_uppercase()).with_context(|| format!("--verdict {v}: FORWARDED or DROPPED"))?;
-        base.verdict.push(verdict as i32);
-    }
-    for t in &a.kind {
-        let code = match t.as_str() {
-            "drop" => 1,
-            "trace" => 4,
-            "policy-verdict" => 5,
-            other => bail!("--type {other}: drop, trace or policy-verdict"),
-        };
-        base.event_type.push(EventTypeFilter {
-            r#type: code,
-            ..Default::default()
-        });
-    }
-    base.protocol = a.protocol.clone();
-    base.node_name = a.node_name.clone();
-    base.source_pod = a.from_pod.clone();
-    base.destination_pod = a.to_pod.clone();
-    base.source_label = a.from_label.clone();
-    base.destination_label = a.to_label.clone();
-    base.source_ip = a.from_ip.clone();
-    base.destination_ip = a.to_ip.clone();
-    base.source_identity = a.from_identity.clone();
-    base.destination_identity = a.to_identity.clone();
-    base.source_port = a.from_port.iter().map(u16::to_string).collect();
-    base.destination_port = a.to_port.iter().map(u16::to_string).collect();
-    let pods: Vec<String> = a.pod.iter().cloned().chain(a.namespace.iter().map(|n| format!("{n}/"))).collect();
-    let either = !(pods.is_empty() && a.label.is_empty() && a.ip.is_empty() && a.identity.is_empty() && a.port.is_empty());
-    if !either {
-        return Ok(vec![base]);
-    }
-    let mut src = base.clone();
-    src.source_pod.extend(pods.clone());
-    src.source_label.extend(a.label.clone());
-    src.source_ip.extend(a.ip.clone());
-    src.source_identity.extend(a.identity.clone());
-    src.source_port.extend(a.port.iter().map(u16::to_string));
-    let mut dst = base;
-    dst.destination_pod.extend(pods);
-    dst.destination_label.extend(a.label.clone());
-    dst.destination_ip.extend(a.ip.clone());
-    dst.destination_identity.extend(a.identity.clone());
-    dst.destination_port.extend(a.port.iter().map(u16::to_string));
-    Ok(vec![src, dst])
+    let s = seta_hubble::select::Selectors {
+        pod: a.pod.clone(),
+        from_pod: a.from_pod.clone(),
+        to_pod: a.to_pod.clone(),
+        namespace: a.namespace.clone(),
+        label: a.label.clone(),
+        from_label: a.from_label.clone(),
+        to_label: a.to_label.clone(),
+        ip: a.ip.clone(),
+        from_ip: a.from_ip.clone(),
+        to_ip: a.to_ip.clone(),
+        identity: a.identity.clone(),
+        from_identity: a.from_identity.clone(),
+        to_identity: a.to_identity.clone(),
+        verdict: a.verdict.clone(),
+        kind: a.kind.clone(),
+        protocol: a.protocol.clone(),
+        port: a.port.clone(),
+        from_port: a.from_port.clone(),
+        to_port: a.to_port.clone(),
+        node_name: a.node_name.clone(),
+    };
+    s.whitelist().map_err(anyhow::Error::msg)
 }
 
 /// `--server`, else the node's observer socket beside its agent's.

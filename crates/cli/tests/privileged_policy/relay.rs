@@ -119,3 +119,112 @@ mod privileged_policy_relay_merges_nodes_and_names_the_unavailable {
         super::privileged_policy_relay_merges_nodes_and_names_the_unavailable(P::with_opts("relay", Topo::Tunnel, o).await).await;
     }
 }
+
+/// Chromium (headless) loads `url` from the lab's underlay, runs its
+/// scripts for a few (virtual) seconds and returns the DOM; with `shot`, a
+/// screenshot of the page is written there as well.
+fn browse(p: &P, url: &str, shot: Option<&std::path::Path>) -> String {
+    let ul = p.lab().underlay.clone().unwrap().netns;
+    let profile = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-chromium", p.lab().name));
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &ul, "chromium", "--headless", "--no-sandbox", "--disable-gpu"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--virtual-time-budget=6000", "--window-size=1100,1300"]);
+    match shot {
+        Some(path) => cmd.arg(format!("--screenshot={}", path.display())),
+        None => cmd.arg("--dump-dom"),
+    };
+    let out = cmd.arg(url).output_within(std::time::Duration::from_secs(90)).unwrap();
+    let _ = std::fs::remove_dir_all(&profile);
+    assert!(out.status.success(), "chromium {url}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The `<path class="edge …">` tags of a dumped service map.
+fn edges(dom: &str) -> Vec<&str> {
+    dom.split("<path")
+        .skip(1)
+        .map(|t| t.split('>').next().unwrap())
+        .filter(|t| t.contains("class=\"edge "))
+        .collect()
+}
+
+fn has_edge(dom: &str, verdict: &str, from: &str, to: &str) -> bool {
+    edges(dom).iter().any(|t| {
+        t.contains(&format!("class=\"edge {verdict}\""))
+            && t.contains(&format!("data-source=\"{from}\""))
+            && t.contains(&format!("data-target=\"{to}\""))
+    })
+}
+
+/// The relay's service map in a real browser: the page loads, the pods'
+/// traffic across both nodes appears as workloads and edges, a flow denied
+/// by policy is a red (dropped) edge and a red row, `seta observe`'s
+/// filters narrow it, and a screenshot is taken.
+async fn privileged_policy_relay_service_map_in_a_headless_browser(p: P) {
+    let _w = Responder::start(&p.ns("web"), p.web_addr(8080));
+    p.apply(
+        r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: web-from-client, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+"#,
+    );
+    assert!(tcp_ok(&p.ns("client"), p.web_addr(8080)), "client (node 2) -> web (node 1) allowed");
+    assert!(!tcp_ok(&p.ns("other"), p.web_addr(8080)), "other -> web denied");
+    let base = format!("http://172.30.0.254:{}/", seta_lab::relay::UI_PORT);
+    let mut dom = String::new();
+    common::wait_for("both edges on the service map", 30, || {
+        dom = browse(&p, &base, None);
+        has_edge(&dom, "forwarded", "default/client", "default/web") && has_edge(&dom, "dropped", "default/other", "default/web")
+    });
+    assert!(dom.contains("<h1>seta service map</h1>"), "{dom}");
+    assert!(!dom.contains("data-updates=\"0\""), "the page's script fetched the map: {dom}");
+    for w in ["default/web", "default/client", "default/other"] {
+        assert!(dom.contains(&format!("data-id=\"{w}\"")), "workload {w} is a node: {dom}");
+    }
+    assert!(
+        !has_edge(&dom, "dropped", "default/client", "default/web"),
+        "the allowed pair is not marked dropped"
+    );
+    assert!(dom.contains("nodes connected: 2"), "both nodes answered: {dom}");
+    assert!(dom.contains("<tr class=\"dropped\">"), "a denied flow is a marked row");
+    assert!(dom.contains("Policy denied"), "its reason is in the map");
+    // the flow table and the map take seta observe's filters
+    let url = format!("{base}?filter=--from-pod%20default/client%20--verdict%20FORWARDED");
+    let filtered = browse(&p, &url, None);
+    assert!(has_edge(&filtered, "forwarded", "default/client", "default/web"), "{filtered}");
+    assert!(!filtered.contains("data-id=\"default/other\""), "other is filtered out: {filtered}");
+    assert!(!filtered.contains("<tr class=\"dropped\">"));
+    let bad = browse(&p, &format!("{base}?filter=--colour%20red"), None);
+    assert!(bad.contains("--colour: not a filter"), "a bad filter is named on the page: {bad}");
+    // and a picture of it
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("service-map.png");
+    let _ = std::fs::remove_file(&shot);
+    browse(&p, &base, Some(&shot));
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "a screenshot: {} bytes",
+        png.len()
+    );
+}
+
+mod privileged_policy_relay_service_map_in_a_headless_browser {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_relay_service_map_in_a_headless_browser::tunnel") {
+            return;
+        }
+        let o = LabOptions {
+            relay: true,
+            ..Default::default()
+        };
+        super::privileged_policy_relay_service_map_in_a_headless_browser(P::with_opts("smap", Topo::Tunnel, o).await).await;
+    }
+}
