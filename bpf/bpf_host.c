@@ -28,6 +28,10 @@ int from_host(struct __sk_buff *ctx)
 		return send_drop(ctx, DROP_INVALID, METRIC_INGRESS);
 	if (eth->h_proto != bpf_htons(ETH_P_IP))
 		return TC_ACT_OK;
+	trace_unparsed(ctx, TRACE_FROM_HOST, METRIC_EGRESS);
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	ip = data + ETH_HLEN;
 	if ((void *)(ip + 1) > data_end)
 		return send_drop(ctx, DROP_INVALID, METRIC_INGRESS);
 
@@ -37,6 +41,7 @@ int from_host(struct __sk_buff *ctx)
 		struct remote_endpoint_info *info = ipcache_lookup(ip->daddr);
 
 		if (info && info->tunnel_endpoint) {
+			trace_unparsed(ctx, TRACE_TO_OVERLAY, METRIC_EGRESS);
 			ret = encap_and_redirect(ctx, info->tunnel_endpoint, REMOTE_NODE_ID);
 			if (ret < 0)
 				return send_drop(ctx, -ret, METRIC_EGRESS);
@@ -78,6 +83,10 @@ int from_overlay(struct __sk_buff *ctx)
 		return send_drop(ctx, DROP_INVALID, METRIC_INGRESS);
 	if (eth->h_proto != bpf_htons(ETH_P_IP))
 		return send_drop(ctx, DROP_UNSUPPORTED_L3, METRIC_INGRESS);
+	trace_unparsed(ctx, TRACE_FROM_OVERLAY, METRIC_INGRESS);
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	ip = data + ETH_HLEN;
 	if ((void *)(ip + 1) > data_end)
 		return send_drop(ctx, DROP_INVALID, METRIC_INGRESS);
 	if (bpf_skb_get_tunnel_key(ctx, &key, sizeof(key), 0) < 0)
@@ -95,6 +104,7 @@ int from_overlay(struct __sk_buff *ctx)
 
 		if (ret >= 0)
 			return ret;
+		trace_unparsed(ctx, TRACE_TO_STACK, METRIC_INGRESS);
 		update_metrics(ctx->len, METRIC_INGRESS, REASON_FORWARDED);
 		return TC_ACT_OK;
 	}
@@ -117,6 +127,10 @@ int from_netdev(struct __sk_buff *ctx)
 
 	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return TC_ACT_OK;
+	trace_unparsed(ctx, TRACE_FROM_NETWORK, METRIC_INGRESS);
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	ip = data + ETH_HLEN;
 	if ((void *)(ip + 1) > data_end)
 		return TC_ACT_OK;
 	ep = lookup_ip4_endpoint(ip->daddr);

@@ -162,6 +162,7 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 	/* Another node's pod or address in tunnel mode: encapsulate, with our
 	 * identity in the VNI. */
 	if (info && info->tunnel_endpoint) {
+		trace_point(TRACE_TO_OVERLAY, ep_id, ifindex, sec_id, info->sec_identity, &f, st, METRIC_EGRESS);
 		ret = encap_and_redirect(ctx, info->tunnel_endpoint, sec_id);
 		if (ret < 0)
 			return send_drop(ctx, -ret, METRIC_EGRESS);
@@ -170,6 +171,7 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 	}
 	/* The node itself: its stack. */
 	if (info && info->sec_identity == HOST_ID) {
+		trace_point(TRACE_TO_STACK, ep_id, ifindex, sec_id, HOST_ID, &f, st, METRIC_EGRESS);
 		update_metrics(len, METRIC_EGRESS, REASON_FORWARDED);
 		return TC_ACT_OK;
 	}
@@ -183,6 +185,9 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 	ret = fib_redirect_v4(ctx);
 	if (ret < 0)
 		return send_drop(ctx, -ret, METRIC_EGRESS);
+	/* straight out of a device (to-network), or up the stack */
+	trace_point(ret == TC_ACT_REDIRECT ? TRACE_TO_NETWORK : TRACE_TO_STACK, ep_id, ifindex, sec_id,
+		    info ? info->sec_identity : WORLD_ID, &f, st, METRIC_EGRESS);
 	update_metrics(len, METRIC_EGRESS, REASON_FORWARDED);
 	return ret;
 }
@@ -194,6 +199,12 @@ int from_container(struct __sk_buff *ctx)
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 
+	if ((void *)(eth + 1) > data_end)
+		return send_drop(ctx, DROP_INVALID, METRIC_EGRESS);
+	trace_unparsed(ctx, TRACE_FROM_LXC, METRIC_EGRESS);
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	eth = data;
 	if ((void *)(eth + 1) > data_end)
 		return send_drop(ctx, DROP_INVALID, METRIC_EGRESS);
 

@@ -309,9 +309,19 @@ _Static_assert(sizeof(struct dsr_opt_v4) == 8, "dsr_opt_v4 size");
 
 /* seta_events ring buffer records */
 #define EVENT_DROP 1
-#define EVENT_TRACE 4          /* subtype: TRACE_TO_LXC; cookie: the CT state (0 new, 2 reply) */
+#define EVENT_TRACE 4          /* subtype: the observation point; cookie: the CT state (0 new, 2 reply) */
 #define EVENT_POLICY_VERDICT 5
+/* trace observation points, Cilium's enum trace_point */
 #define TRACE_TO_LXC 0
+#define TRACE_TO_HOST 2
+#define TRACE_TO_STACK 3
+#define TRACE_TO_OVERLAY 4
+#define TRACE_FROM_LXC 5
+#define TRACE_FROM_HOST 7
+#define TRACE_FROM_STACK 8
+#define TRACE_FROM_OVERLAY 9
+#define TRACE_FROM_NETWORK 10
+#define TRACE_TO_NETWORK 11
 struct seta_event {
 	__u8 type;        /* EVENT_* */
 	__u8 subtype;     /* drop reason for EVENT_DROP */

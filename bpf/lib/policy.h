@@ -388,12 +388,13 @@ static __always_inline void emit_event(__u8 type, __u8 subtype, __u16 source, __
 	}
 }
 
-/* Cilium's drop notification: every drop (not only a policy's) is reported
- * with its reason, direction and interface, the packet's addresses, ports and
- * TCP flags as far as they can be read, and both sides' identities from the
- * ipcache. One subprogram shared by every drop site; a policy drop also has
- * its policy-verdict event, as in Cilium. */
-static __noinline __attribute__((unused)) int drop_notify(struct __sk_buff *ctx, __u32 reason, __u32 dir)
+/* An event about the packet in `ctx` as it is: its addresses, ports and TCP
+ * flags as far as they can be read, and both sides' identities from the
+ * ipcache. A drop (Cilium's drop notification: every drop, not only a
+ * policy's, with its reason, direction and interface; a policy drop also has
+ * its policy-verdict event, as in Cilium) or a trace at a from-* observation
+ * point, where nothing was parsed yet. One subprogram shared by every site. */
+static __noinline __attribute__((unused)) int skb_notify(struct __sk_buff *ctx, __u32 type, __u32 code, __u32 dir)
 {
 	struct flow f = {};
 	struct iphdr ip;
@@ -401,8 +402,6 @@ static __noinline __attribute__((unused)) int drop_notify(struct __sk_buff *ctx,
 	__be16 ports[2];
 	__u8 fl;
 
-	if (datapath_opts() & OPT_NO_DROP_EVENTS)
-		return 0;
 	if (bpf_skb_load_bytes(ctx, ETH_HLEN, &ip, sizeof(ip)) == 0 && ip.version == 4) {
 		f.key.saddr = ip.saddr;
 		f.key.daddr = ip.daddr;
@@ -418,37 +417,69 @@ static __noinline __attribute__((unused)) int drop_notify(struct __sk_buff *ctx,
 		src_id = ipcache_identity(ip.saddr);
 		dst_id = ipcache_identity(ip.daddr);
 	}
-	emit_event(EVENT_DROP, (__u8)reason, 0, ctx->ifindex, src_id, dst_id, -(int)reason, 0, &f, (__u8)dir);
+	emit_event((__u8)type, (__u8)code, 0, ctx->ifindex, src_id, dst_id, type == EVENT_DROP ? -(int)code : 0, 0, &f,
+		   (__u8)dir);
 	return 0;
 }
 
-/* A packet delivered to a local endpoint (observation point to-endpoint),
- * aggregated as Cilium's medium level: reported for a connection's first
- * packet and for packets with SYN, FIN or RST (so the handshake's reply and
- * the close), not for the rest of an established connection. */
-/* A delivery to a pod, traced as --monitor-aggregation says: new
- * connections and TCP SYN/FIN/RST always; then every packet (none), every
- * packet but TCP's pure ACKs (low), an established connection once per
- * ~4.3 s interval (medium, the default), nothing more (maximum). */
+static __always_inline __attribute__((unused)) int drop_notify(struct __sk_buff *ctx, __u32 reason, __u32 dir)
+{
+	if (datapath_opts() & OPT_NO_DROP_EVENTS)
+		return 0;
+	return skb_notify(ctx, EVENT_DROP, reason, dir);
+}
+
+/* Whether a trace at observation point `obs` is reported, as Cilium's
+ * emit_trace_notify under --monitor-aggregation: none: every packet at every
+ * point; above none, the from-* points are not reported, and the to-* points
+ * report new connections and TCP SYN/FIN/RST, then every packet (low) but
+ * TCP's pure ACKs, an established connection once per ~4.3 s interval
+ * (medium, the default), nothing more (maximum). */
+static __always_inline int trace_wanted(__u8 obs, const struct flow *f, int st)
+{
+	__u32 level = (datapath_opts() >> OPT_MONITOR_AGG_SHIFT) & 3;
+
+	if (level == MONITOR_AGG_NONE)
+		return 1;
+	if (obs >= TRACE_FROM_LXC && obs <= TRACE_FROM_NETWORK)
+		return 0;
+	if (!f)
+		return 0;
+	if (st == CT_NEW || (f->tcp_flags & (TCP_FIN | TCP_SYN | TCP_RST)))
+		return 1;
+	switch (level) {
+	case MONITOR_AGG_LOW:
+		return !(f->key.proto == IPPROTO_TCP && f->tcp_flags == TCP_ACK);
+	case MONITOR_AGG_MEDIUM:
+		return f->report;
+	default:
+		return 0;
+	}
+}
+
+/* A trace at `obs` of a packet whose flow and CT state are known. */
+static __always_inline void trace_point(__u8 obs, __u16 source, __u32 ifindex, __u32 src_id, __u32 dst_id,
+					const struct flow *f, int st, __u8 dir)
+{
+	if (trace_wanted(obs, f, st))
+		emit_event(EVENT_TRACE, obs, source, ifindex, src_id, dst_id, 0, (__u32)st, f, dir);
+}
+
+/* A trace of a packet that was not parsed (a from-* point, or the node's own
+ * traffic into the tunnel): only reported without aggregation
+ * (--monitor-aggregation none). */
+static __always_inline void trace_unparsed(struct __sk_buff *ctx, __u8 obs, __u32 dir)
+{
+	__u32 opts = datapath_opts();
+
+	if (((opts >> OPT_MONITOR_AGG_SHIFT) & 3) == MONITOR_AGG_NONE && !(opts & OPT_NO_TRACE_EVENTS))
+		skb_notify(ctx, EVENT_TRACE, obs, dir);
+}
+
+/* A delivery to a pod: observation point to-endpoint. */
 static __always_inline void trace_to_lxc(const struct endpoint_info *ep, __u32 src_id, const struct flow *f, int st)
 {
-	if (st != CT_NEW && !(f->tcp_flags & (TCP_FIN | TCP_SYN | TCP_RST))) {
-		switch ((datapath_opts() >> OPT_MONITOR_AGG_SHIFT) & 3) {
-		case MONITOR_AGG_NONE:
-			break;
-		case MONITOR_AGG_LOW:
-			if (f->key.proto == IPPROTO_TCP && f->tcp_flags == TCP_ACK)
-				return;
-			break;
-		case MONITOR_AGG_MEDIUM:
-			if (!f->report)
-				return;
-			break;
-		default:
-			return;
-		}
-	}
-	emit_event(EVENT_TRACE, TRACE_TO_LXC, ep->lxc_id, ep->ifindex, src_id, ep->sec_id, 0, (__u32)st, f, METRIC_INGRESS);
+	trace_point(TRACE_TO_LXC, ep->lxc_id, ep->ifindex, src_id, ep->sec_id, f, st, METRIC_INGRESS);
 }
 
 /* Ingress policy of a local endpoint, from any sender program. Emits the

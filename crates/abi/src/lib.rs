@@ -432,9 +432,20 @@ pub const REMOTE_NODE_ID: u32 = 6;
 pub const IDENTITY_SCOPE_IPBLOCK: u32 = 3 << 24;
 
 pub const EVENT_DROP: u8 = 1;
-/// a packet delivered to a local endpoint (subtype TRACE_TO_LXC; cookie = the CT state)
+/// a packet at a trace observation point (subtype TRACE_*; cookie = the CT state)
 pub const EVENT_TRACE: u8 = 4;
+/// Trace observation points, Cilium's `enum trace_point` (Hubble's
+/// TraceObservationPoint has the same numbers, but 101 for to-endpoint).
 pub const TRACE_TO_LXC: u8 = 0;
+pub const TRACE_TO_HOST: u8 = 2;
+pub const TRACE_TO_STACK: u8 = 3;
+pub const TRACE_TO_OVERLAY: u8 = 4;
+pub const TRACE_FROM_LXC: u8 = 5;
+pub const TRACE_FROM_HOST: u8 = 7;
+pub const TRACE_FROM_STACK: u8 = 8;
+pub const TRACE_FROM_OVERLAY: u8 = 9;
+pub const TRACE_FROM_NETWORK: u8 = 10;
+pub const TRACE_TO_NETWORK: u8 = 11;
 pub const EVENT_POLICY_VERDICT: u8 = 5;
 
 #[repr(C)]

@@ -91,7 +91,19 @@ pub enum ListOnly {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    // `seta observe --not --from-pod X`: the negated filters are taken out
+    // before clap sees the rest (clap has no notion of "the next flag")
+    let (args, not) = match cmd::observe::split_not(std::env::args().collect()) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let mut cli = Cli::parse_from(args);
+    if let Cmd::Observe(a) = &mut cli.cmd {
+        a.not = not;
+    }
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     match rt.block_on(run(cli)) {
         Ok(code) => std::process::exit(code),

@@ -1194,6 +1194,20 @@ async fn privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client(p: P
         "{line}"
     );
     assert!(line.ends_with("DROPPED (TCP Flags: SYN)"), "{line}");
+    // on the client's node the SYN left through the tunnel: to-overlay
+    if p.topo == Topo::Tunnel {
+        let client_node = p.node_of("client");
+        let mut t = String::new();
+        common::wait_for("the SYN traced into the tunnel", 10, || {
+            t = observe(
+                &p,
+                &client_node,
+                &["--type", "trace", "--from-pod", "default/client", "--last", "50"],
+            );
+            t.lines()
+                .any(|l| l.contains(&format!("{}:8080", p.ip("web"))) && l.contains("to-overlay FORWARDED (TCP Flags: SYN)"))
+        });
+    }
     let json = observe(&p, &node, &["-o", "json", "--verdict", "DROPPED", "--to-pod", "default/web"]);
     let first: serde_json::Value = serde_json::from_str(json.lines().next().expect("a json line")).unwrap();
     assert_eq!(first["flow"]["verdict"], "DROPPED", "{first}");
@@ -1222,6 +1236,17 @@ async fn privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client(p: P
     assert!(tcp_ok(&p.ns("other"), p.web_addr(8080)));
     let none = observe(&p, &node, &["--verdict", "DROPPED", "--from-pod", "default/other"]);
     assert!(!none.lines().any(|l| l.contains("DROPPED") && l.contains("other")), "{none}");
+    // --not turns the next filter into a blacklist entry
+    let not = observe(
+        &p,
+        &node,
+        &["--to-pod", "default/web", "--not", "--from-pod", "default/other", "--last", "100"],
+    );
+    assert!(not.lines().any(|l| l.contains("Policy denied DROPPED")), "{not}");
+    assert!(
+        !not.lines().any(|l| l.contains("default/other:")),
+        "--not --from-pod default/other: {not}"
+    );
     // and it is traced where it is delivered (to-endpoint), the SYN and the handshake's reply
     let other_ip = p.ip("other").to_string();
     let mut traced = String::new();

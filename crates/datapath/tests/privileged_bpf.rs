@@ -260,6 +260,30 @@ fn privileged_bpf_from_container_to_node_and_world_goes_to_stack() {
         assert_eq!(out, pkt, "packet to {dst} unchanged");
     }
     assert_eq!(f.metric(0, seta_abi::METRIC_EGRESS), 2);
+    // traced at to-stack, with the node's and the world's identity
+    let traces = |f: &Fixture| -> Vec<(u8, u32, u32)> {
+        f.events()
+            .into_iter()
+            .filter(|e| e.event_type == seta_abi::EVENT_TRACE)
+            .map(|e| (e.subtype, e.src_label, e.dst_label))
+            .collect()
+    };
+    let (to_stack, from_lxc) = (seta_abi::TRACE_TO_STACK, seta_abi::TRACE_FROM_LXC);
+    // (the fixture's ipcache has no entry for the router: world)
+    assert_eq!(traces(&f), [(to_stack, ID_A, 2), (to_stack, ID_A, 2)]);
+    // established: aggregated away (medium); without aggregation every
+    // packet, also where it left the pod (from-endpoint, parsed from the skb)
+    let pkt = udp_packet(A_HOST_MAC, A_POD_MAC, POD_A, ROUTER, 64);
+    assert_eq!(run(f.sending_a(), "from_container", &pkt).0, TC_ACT_OK);
+    assert_eq!(traces(&f), []);
+    seta_datapath::maps::set_config(
+        f.dp.pin_dir(),
+        seta_abi::CONFIG_DATAPATH_OPTS,
+        seta_abi::MONITOR_AGG_NONE << seta_abi::OPT_MONITOR_AGG_SHIFT,
+    )
+    .unwrap();
+    assert_eq!(run(f.sending_a(), "from_container", &pkt).0, TC_ACT_OK);
+    assert_eq!(traces(&f), [(from_lxc, ID_A, 2), (to_stack, ID_A, 2)]);
 }
 
 #[test]
@@ -688,8 +712,12 @@ fn privileged_bpf_to_endpoint_traces_are_aggregated() {
         &policy_entries(&resolved(WEB_POLICY, "app=b,io.kubernetes.pod.namespace=default", &universe())),
     );
     let _ = f.events();
-    let traces =
-        |f: &Fixture| -> Vec<seta_abi::SetaEvent> { f.events().into_iter().filter(|e| e.event_type == seta_abi::EVENT_TRACE).collect() };
+    let traces = |f: &Fixture| -> Vec<seta_abi::SetaEvent> {
+        f.events()
+            .into_iter()
+            .filter(|e| e.event_type == seta_abi::EVENT_TRACE && e.subtype == seta_abi::TRACE_TO_LXC)
+            .collect()
+    };
     let pkt = |flags| tcp_packet(A_POD_MAC, A_HOST_MAC, POD_A, POD_B, 40500, 80, flags);
     assert_eq!(run(f.sending_a(), "from_container", &pkt(0x02)).0, TC_ACT_REDIRECT);
     let t = traces(&f);

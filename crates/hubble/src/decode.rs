@@ -84,6 +84,15 @@ fn tcp_flags(f: u8) -> flow::TcpFlags {
     }
 }
 
+/// Hubble's TraceObservationPoint of a trace's point (Cilium's numbers, but
+/// to-endpoint is 101).
+pub fn observation_point(point: u8) -> i32 {
+    match point {
+        seta_abi::TRACE_TO_LXC => flow::TraceObservationPoint::ToEndpoint as i32,
+        p => p as i32,
+    }
+}
+
 /// The flow of one datapath event, or None for a record that is not one.
 pub fn flow_of(ev: &SetaEvent, ctx: &Context) -> Option<Flow> {
     let (msg, dropped, code) = match ev.event_type {
@@ -148,11 +157,7 @@ pub fn flow_of(ev: &SetaEvent, ctx: &Context) -> Option<Flow> {
             sub_type: if msg == MSG_DROP { code as i32 } else { 0 },
         }),
         traffic_direction: direction as i32,
-        trace_observation_point: if msg == MSG_TRACE {
-            flow::TraceObservationPoint::ToEndpoint as i32
-        } else {
-            0
-        },
+        trace_observation_point: if msg == MSG_TRACE { observation_point(ev.subtype) } else { 0 },
         is_reply: Some(reply),
         interface: Some(flow::NetworkInterface {
             index: ev.ifindex,
@@ -268,5 +273,38 @@ mod tests {
             line.ends_with(": shop/web:80 (ID:301) <- 10.200.2.5:40000 (ID:300) to-endpoint FORWARDED (TCP Flags: SYN, ACK)"),
             "{line}"
         );
+        // every observation point, by Hubble's name and cilium monitor's summary
+        for (point, name, summary) in [
+            (seta_abi::TRACE_TO_OVERLAY, "to-overlay", "-> overlay"),
+            (seta_abi::TRACE_TO_STACK, "to-stack", "-> stack"),
+            (seta_abi::TRACE_TO_NETWORK, "to-network", "-> network"),
+            (seta_abi::TRACE_FROM_LXC, "from-endpoint", "<- endpoint 0"),
+            (seta_abi::TRACE_FROM_HOST, "from-host", "<- host"),
+            (seta_abi::TRACE_FROM_OVERLAY, "from-overlay", "<- overlay"),
+            (seta_abi::TRACE_FROM_NETWORK, "from-network", "<- network"),
+        ] {
+            let t = flow_of(
+                &SetaEvent {
+                    event_type: seta_abi::EVENT_TRACE,
+                    subtype: point,
+                    verdict: 0,
+                    cookie: 0,
+                    ..ev
+                },
+                &ctx,
+            )
+            .unwrap();
+            assert_eq!(t.trace_observation_point, point as i32);
+            let line = crate::compact::line(&t, false);
+            assert!(
+                line.contains(&format!(" -> shop/web:80 (ID:301) {name} FORWARDED (TCP Flags: SYN)")),
+                "{line}"
+            );
+            let m = crate::monitor::line(&t, false).unwrap();
+            assert!(
+                m.starts_with(&format!("{summary} flow 0x0 , identity 300->301 state new ifindex 9")),
+                "{m}"
+            );
+        }
     }
 }

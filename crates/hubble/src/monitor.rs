@@ -1,5 +1,6 @@
-//! Flows as `cilium-dbg monitor` prints datapath events: the drop line and
-//! the policy-verdict line (`pkg/monitor` formats).
+//! Flows as `cilium-dbg monitor` prints datapath events: the drop line, the
+//! policy-verdict line and the trace line of each observation point
+//! (`pkg/monitor` formats).
 use crate::flow::{layer4::Protocol, Flow};
 
 fn proto_and_flags(f: &Flow) -> (u8, String, Option<u32>, Option<u32>) {
@@ -72,9 +73,24 @@ pub fn line(f: &Flow, numeric: bool) -> Option<String> {
                 Some(true) => "reply",
                 _ => "new",
             };
+            use crate::flow::TraceObservationPoint as P;
+            let summary = match P::try_from(f.trace_observation_point).unwrap_or(P::UnknownPoint) {
+                P::ToEndpoint => format!("-> endpoint {}", dst.id),
+                P::FromEndpoint => format!("<- endpoint {}", src.id),
+                P::ToProxy => "-> proxy".into(),
+                P::FromProxy => "<- proxy".into(),
+                P::ToHost => "-> host from".into(),
+                P::FromHost => "<- host".into(),
+                P::ToStack => "-> stack".into(),
+                P::FromStack => "<- stack".into(),
+                P::ToOverlay => "-> overlay".into(),
+                P::FromOverlay => "<- overlay".into(),
+                P::ToNetwork => "-> network".into(),
+                P::FromNetwork => "<- network".into(),
+                P::UnknownPoint => "trace".into(),
+            };
             Some(format!(
-                "-> endpoint {} flow 0x0 , identity {}->{} state {state} ifindex {ifindex} orig-ip {}: {tuple}",
-                dst.id,
+                "{summary} flow 0x0 , identity {}->{} state {state} ifindex {ifindex} orig-ip {}: {tuple}",
                 identity(src.identity, numeric),
                 identity(dst.identity, numeric),
                 ip.source
@@ -138,6 +154,7 @@ mod tests {
         f.event_type = Some(CiliumEventType { r#type: 4, sub_type: 0 });
         f.verdict = Verdict::Forwarded as i32;
         f.is_reply = Some(false);
+        f.trace_observation_point = TraceObservationPoint::ToEndpoint as i32;
         assert_eq!(
             super::line(&f, true).unwrap(),
             "-> endpoint 12 flow 0x0 , identity 5678->2 state new ifindex 5 orig-ip 10.0.0.1: 10.0.0.1:40000 -> 10.0.0.2:80 tcp SYN"

@@ -83,6 +83,55 @@ pub struct ObserveArgs {
     /// Print the node name in compact lines
     #[arg(long)]
     pub print_node_name: bool,
+    /// Negate the filter flag that follows: --not --from-pod NS/NAME (repeatable)
+    #[arg(long = "not", id = "not_flag")]
+    pub not_flag: bool,
+    /// The negated filters (`--not --FLAG VALUE`), taken out by `split_not`
+    #[arg(skip)]
+    pub not: Vec<(String, String)>,
+}
+
+/// Take `--not --FLAG VALUE` (or `--not --FLAG=VALUE`) out of `seta
+/// observe`'s arguments: the rest for clap, and the negated (flag, value)
+/// pairs. Other commands' arguments pass untouched.
+pub fn split_not(args: Vec<String>) -> std::result::Result<(Vec<String>, Vec<(String, String)>), String> {
+    let Some(at) = args.iter().position(|a| a == "observe") else {
+        return Ok((args, vec![]));
+    };
+    let mut out: Vec<String> = args[..=at].to_vec();
+    let mut not = Vec::new();
+    let mut rest = args[at + 1..].iter();
+    while let Some(a) = rest.next() {
+        if a != "--not" {
+            out.push(a.clone());
+            continue;
+        }
+        let flag = rest
+            .next()
+            .ok_or("--not: must be followed by a filter flag, e.g. --not --from-pod NS/NAME")?;
+        let (key, value) = match flag.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (
+                flag.clone(),
+                rest.next().ok_or_else(|| format!("--not {flag}: needs a value"))?.clone(),
+            ),
+        };
+        let name = key.trim_start_matches('-');
+        let name = match name {
+            "n" => "namespace",
+            "l" => "label",
+            "t" => "type",
+            n => n,
+        };
+        if !key.starts_with('-') || !seta_hubble::select::NAMES.contains(&name) {
+            return Err(format!(
+                "--not {key}: not a filter flag; one of --{}",
+                seta_hubble::select::NAMES.join(", --")
+            ));
+        }
+        not.push((name.to_string(), value));
+    }
+    Ok((out, not))
 }
 
 #[derive(Subcommand)]
@@ -141,6 +190,18 @@ fn whitelist(a: &ObserveArgs) -> Result<Vec<FlowFilter>> {
         node_name: a.node_name.clone(),
     };
     s.whitelist().map_err(anyhow::Error::msg)
+}
+
+/// The negated filters: each `--not` filter is a blacklist entry of its
+/// own, so a flow matching any of them is left out.
+fn blacklist(not: &[(String, String)]) -> Result<Vec<FlowFilter>> {
+    let mut out = Vec::new();
+    for (k, v) in not {
+        let mut s = seta_hubble::select::Selectors::default();
+        s.set(k, v).map_err(|e| anyhow::anyhow!("--not {e}"))?;
+        out.extend(s.whitelist().map_err(|e| anyhow::anyhow!("--not {e}"))?);
+    }
+    Ok(out)
 }
 
 /// `--server`, else the node's observer socket beside its agent's.
@@ -230,7 +291,7 @@ pub async fn run(a: &ObserveArgs, cli: &Cli, json: bool) -> Result<i32> {
         first: a.first.is_some(),
         follow: a.follow,
         whitelist: whitelist(a)?,
-        blacklist: vec![],
+        blacklist: blacklist(&a.not)?,
         since: a.since.as_deref().map(time_arg).transpose()?,
         until: a.until.as_deref().map(time_arg).transpose()?,
     };
@@ -261,4 +322,43 @@ pub async fn run(a: &ObserveArgs, cli: &Cli, json: bool) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod not_tests {
+    use super::*;
+
+    fn v(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn not_takes_out_the_next_filter_as_a_blacklist() {
+        let (rest, not) = split_not(v("seta observe --last 5 --not --from-pod default/a --not -t=trace --pod x")).unwrap();
+        assert_eq!(rest, v("seta observe --last 5 --pod x"));
+        assert_eq!(not, [("from-pod".into(), "default/a".into()), ("type".into(), "trace".into())]);
+        let bl = blacklist(&not).unwrap();
+        assert_eq!(bl.len(), 2);
+        assert_eq!(bl[0].source_pod, ["default/a"]);
+        assert_eq!(bl[1].event_type[0].r#type, 4);
+        // either side: two blacklist entries, source or destination
+        assert_eq!(blacklist(&[("ip".into(), "10.0.0.1".into())]).unwrap().len(), 2);
+        // other commands are untouched
+        assert_eq!(
+            split_not(v("seta policy import --not x")).unwrap().0,
+            v("seta policy import --not x")
+        );
+        for (args, want) in [
+            ("seta observe --not", "must be followed by a filter flag"),
+            ("seta observe --not --last 5", "--not --last: not a filter flag"),
+            ("seta observe --not --from-pod", "--not --from-pod: needs a value"),
+        ] {
+            let e = split_not(v(args)).unwrap_err();
+            assert!(e.contains(want), "{args}: {e}");
+        }
+        assert!(blacklist(&[("verdict".into(), "MAYBE".into())])
+            .unwrap_err()
+            .to_string()
+            .contains("--not --verdict MAYBE"));
+    }
 }
