@@ -133,7 +133,9 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 		if (!pmap)
 			return send_drop(ctx, DROP_EP_NOT_READY, METRIC_EGRESS);
 		ret = policy_check_peer(pmap, remote, f.key.daddr, 1, &f, &cookie);
-		emit_event(EVENT_POLICY_VERDICT, 0, ep_id, ifindex, sec_id, remote, ret, cookie, &f, METRIC_EGRESS);
+		/* a verdict only where policy is enforced, as Cilium */
+		if (cookie != POLICY_COOKIE_NOT_ENFORCED)
+			emit_event(EVENT_POLICY_VERDICT, 0, ep_id, ifindex, sec_id, remote, ret, cookie, &f, METRIC_EGRESS);
 		if (ret < 0)
 			return send_drop(ctx, -ret, METRIC_EGRESS);
 		/* ingress policy of a local destination (not for a pod reaching

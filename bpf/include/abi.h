@@ -121,8 +121,12 @@ struct policy_entry {
 	__u8 deny;
 	__u8 l4_prefix;   /* protocol + port bits, for display */
 	__u16 pad;
-	__u32 cookie;     /* 1-based rule index in the agent's repository, 0 = built-in */
+	__u32 cookie;     /* 1-based rule index in the agent's repository, 0 = built-in,
+			   * POLICY_COOKIE_NOT_ENFORCED = no policy in this direction */
 };
+/* the allow-all of a direction no policy enforces: no policy-verdict event
+ * (Cilium's per-endpoint verdict filter) */
+#define POLICY_COOKIE_NOT_ENFORCED 0xffffffffU
 _Static_assert(sizeof(struct policy_entry) == 8, "policy_entry size");
 
 /* seta_ct4: connection tracking, keyed by the tuple of the first packet. */

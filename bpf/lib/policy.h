@@ -493,6 +493,7 @@ static __always_inline int ingress_policy(const struct endpoint_info *ep, __u32 
 	if (!pmap)
 		return -DROP_EP_NOT_READY;
 	ret = policy_check_peer(pmap, src_id, f->key.saddr, 0, f, &cookie);
-	emit_event(EVENT_POLICY_VERDICT, 0, ep->lxc_id, ifindex, src_id, ep->sec_id, ret, cookie, f, METRIC_INGRESS);
+	if (cookie != POLICY_COOKIE_NOT_ENFORCED)
+		emit_event(EVENT_POLICY_VERDICT, 0, ep->lxc_id, ifindex, src_id, ep->sec_id, ret, cookie, f, METRIC_INGRESS);
 	return ret;
 }

@@ -174,6 +174,8 @@ impl IpcacheKey {
 
 pub const POLICY_MAP_SIZE: u32 = 16384;
 pub const POLICY_STATIC_PREFIX: u32 = 40;
+/// policy_entry.cookie of a direction no policy enforces: no verdict event
+pub const POLICY_COOKIE_NOT_ENFORCED: u32 = u32::MAX;
 pub const POLICY_FULL_PREFIX: u32 = 64;
 
 /// `policy_key` after its `prefixlen` (aya's `lpm_trie::Key` carries that).

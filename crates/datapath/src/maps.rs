@@ -204,6 +204,8 @@ impl MetricsMap {
 pub type PolicyEntries = BTreeMap<(u32, PolicyLpmData), PolicyEntry>;
 
 /// Convert resolved entries (seta-core) into map keys and values.
+const _: () = assert!(seta_abi::POLICY_COOKIE_NOT_ENFORCED == seta_core::policy::resolve::COOKIE_NOT_ENFORCED);
+
 pub fn policy_entries(state: &seta_core::policy::resolve::MapState) -> PolicyEntries {
     state
         .iter()

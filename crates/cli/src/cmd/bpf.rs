@@ -519,7 +519,11 @@ pub async fn run(cmd: &BpfCmd, cli: &Cli, json: bool) -> Result<i32> {
                             s(&r["labels"]),
                             s(&r["port"]),
                             s(&r["prefix"]),
-                            s(&r["cookie"]),
+                            if r["cookie"] == seta_core::policy::resolve::COOKIE_NOT_ENFORCED {
+                                "not enforced".into()
+                            } else {
+                                s(&r["cookie"])
+                            },
                         ]
                     })
                     .collect(),

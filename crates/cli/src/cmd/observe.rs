@@ -91,10 +91,13 @@ pub struct ObserveArgs {
     pub not: Vec<(String, String)>,
 }
 
+/// Filters negated by `--not`: (flag, value).
+pub type Negated = Vec<(String, String)>;
+
 /// Take `--not --FLAG VALUE` (or `--not --FLAG=VALUE`) out of `seta
 /// observe`'s arguments: the rest for clap, and the negated (flag, value)
 /// pairs. Other commands' arguments pass untouched.
-pub fn split_not(args: Vec<String>) -> std::result::Result<(Vec<String>, Vec<(String, String)>), String> {
+pub fn split_not(args: Vec<String>) -> std::result::Result<(Vec<String>, Negated), String> {
     let Some(at) = args.iter().position(|a| a == "observe") else {
         return Ok((args, vec![]));
     };

@@ -91,9 +91,15 @@ impl Key {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub deny: bool,
-    /// 1-based index of the deciding rule in the repository (0 = built-in)
+    /// 1-based index of the deciding rule in the repository (0 = built-in,
+    /// [`COOKIE_NOT_ENFORCED`] = no policy in this direction)
     pub cookie: u32,
 }
+
+/// The cookie of the allow-all entry of a direction no policy enforces: the
+/// datapath makes no policy-verdict event for it, as Cilium's per-endpoint
+/// verdict filter (verdicts only where policy is enforced).
+pub const COOKIE_NOT_ENFORCED: u32 = u32::MAX;
 
 pub type MapState = BTreeMap<Key, Entry>;
 
@@ -302,7 +308,10 @@ pub fn wildcard_entries(p: &EndpointPolicy) -> MapState {
                     port: 0,
                     port_bits: 0,
                 },
-                Entry { deny: false, cookie: 0 },
+                Entry {
+                    deny: false,
+                    cookie: COOKIE_NOT_ENFORCED,
+                },
             );
         }
     }
@@ -518,8 +527,11 @@ mod tests {
     #[test]
     fn default_allow_until_selected() {
         let m = state_for("", WEB);
-        assert!(lookup(&m, 257, false, PROTO_TCP, 80).allowed());
-        assert!(lookup(&m, 2, true, PROTO_UDP, 53).allowed());
+        let unenforced = Decision::Allow {
+            cookie: COOKIE_NOT_ENFORCED,
+        };
+        assert_eq!(lookup(&m, 257, false, PROTO_TCP, 80), unenforced);
+        assert_eq!(lookup(&m, 2, true, PROTO_UDP, 53), unenforced);
     }
 
     #[test]
@@ -545,7 +557,13 @@ spec:
             "client in another namespace: CNP selectors are namespaced"
         );
         assert!(lookup(&m, 1, false, PROTO_TCP, 22).allowed(), "host is always allowed ingress");
-        assert!(lookup(&m, 2, true, PROTO_TCP, 443).allowed(), "egress not enforced");
+        assert_eq!(
+            lookup(&m, 2, true, PROTO_TCP, 443),
+            Decision::Allow {
+                cookie: COOKIE_NOT_ENFORCED
+            },
+            "egress not enforced: allowed, and marked so (no verdict event)"
+        );
         // not selected: other endpoints stay default-allow
         assert!(lookup(
             &state_for(y, "app=db,io.kubernetes.pod.namespace=default"),

@@ -41,7 +41,9 @@ pub struct TraceResult {
 
 fn explain(d: Decision, enforced: bool, rules: &[Rule], remote: u32) -> String {
     match d.cookie() {
-        Some(0) if !enforced => "no policy selects the endpoint in this direction: default allow".into(),
+        Some(0 | super::resolve::COOKIE_NOT_ENFORCED) if !enforced => {
+            "no policy selects the endpoint in this direction: default allow".into()
+        }
         Some(0) if remote == crate::identity::ID_HOST => "the host is always allowed ingress".into(),
         Some(0) => "built-in entry".into(),
         Some(c) => rules
