@@ -31,6 +31,27 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } seta_sock_netns SEC(".maps");
 
+/* A translation point of this socket (Cilium's trace_sock_notify): `seta
+ * monitor -t trace-sock`, Hubble's pre-/post-xlate-fwd/rev flows. */
+static __always_inline void trace_sock(struct bpf_sock_addr *ctx, __u8 point, __be32 addr, __be16 port, __u8 proto)
+{
+	struct seta_sock_event ev = {
+		.type = EVENT_TRACE_SOCK,
+		.subtype = point,
+		.proto = proto,
+		.daddr = addr,
+		.dport = port,
+	};
+
+	if (datapath_opts() & (OPT_NO_TRACE_EVENTS | OPT_NO_SOCK_TRACE))
+		return;
+	ev.sock_cookie = bpf_get_socket_cookie(ctx);
+	ev.cgroup_id = bpf_get_current_cgroup_id();
+	ev.netns_cookie = bpf_get_netns_cookie(ctx);
+	ev.ts = bpf_ktime_get_ns();
+	event_output(&ev, sizeof(ev));
+}
+
 static __always_inline int is_loopback4(__be32 a)
 {
 	return (bpf_ntohl(a) >> 24) == 127;
@@ -96,6 +117,7 @@ static __always_inline void sock4_xlate_fwd(struct bpf_sock_addr *ctx, int udp_o
 	 * loopback is its own */
 	if (is_loopback4(k.address) && *kind != SOCK_NETNS_HOST)
 		return;
+	trace_sock(ctx, XLATE_PRE_DIRECTION_FWD, k.address, k.dport, proto);
 	be = sock4_select(&k, svc, netns, &id);
 	if (!be)
 		return;
@@ -111,6 +133,7 @@ static __always_inline void sock4_xlate_fwd(struct bpf_sock_addr *ctx, int udp_o
 	}
 	ctx->user_ip4 = be->address;
 	ctx->user_port = (__u32)be->port;
+	trace_sock(ctx, XLATE_POST_DIRECTION_FWD, be->address, be->port, proto);
 }
 
 /* recvmsg4 / getpeername4: a backend this socket was sent to shows as the
@@ -138,8 +161,10 @@ static __always_inline void sock4_xlate_rev(struct bpf_sock_addr *ctx)
 		bpf_map_delete_elem(&seta_lb4_reverse_sk, &rk);
 		return;
 	}
+	trace_sock(ctx, XLATE_PRE_DIRECTION_REV, rk.address, rk.port, (__u8)ctx->protocol);
 	ctx->user_ip4 = rv->address;
 	ctx->user_port = (__u32)rv->port;
+	trace_sock(ctx, XLATE_POST_DIRECTION_REV, rv->address, rv->port, (__u8)ctx->protocol);
 }
 
 SEC("cgroup/connect4")

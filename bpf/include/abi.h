@@ -346,6 +346,32 @@ struct seta_event {
 	__u64 ts;         /* bpf_ktime_get_ns() */
 };
 _Static_assert(sizeof(struct seta_event) == 48, "seta_event size");
+
+/* EVENT_TRACE_SOCK: socket-LB's translations (Cilium's trace_sock_notify),
+ * a record of the same size with its own layout (ts at the same place).
+ * subtype: XLATE_*; daddr:dport the address before (pre-) or after (post-)
+ * the translation. */
+#define EVENT_TRACE_SOCK 7
+#define XLATE_PRE_DIRECTION_FWD 1
+#define XLATE_POST_DIRECTION_FWD 2
+#define XLATE_PRE_DIRECTION_REV 3
+#define XLATE_POST_DIRECTION_REV 4
+struct seta_sock_event {
+	__u8 type;        /* EVENT_TRACE_SOCK */
+	__u8 subtype;     /* XLATE_* */
+	__u8 proto;
+	__u8 pad;
+	__be32 daddr;
+	__be16 dport;
+	__u16 pad2;
+	__u32 pad3;
+	__u64 sock_cookie;
+	__u64 cgroup_id;
+	__u64 netns_cookie;
+	__u64 ts;
+};
+_Static_assert(sizeof(struct seta_sock_event) == 48, "seta_sock_event size");
+_Static_assert(__builtin_offsetof(struct seta_sock_event, ts) == 40, "seta_sock_event.ts");
 _Static_assert(__builtin_offsetof(struct seta_event, ts) == 40, "seta_event.ts");
 
 /* seta_config: ARRAY of u32 runtime flags. */
@@ -368,6 +394,7 @@ _Static_assert(__builtin_offsetof(struct seta_event, ts) == 40, "seta_event.ts")
 #define OPT_NO_DROP_EVENTS 64
 #define OPT_NO_VERDICT_EVENTS 128
 #define OPT_NO_TRACE_EVENTS 256
+#define OPT_NO_SOCK_TRACE 512    /* --enable-socket-lb-tracing=false */
 #define CONFIG_NODE_IP 3     /* the node's address (network order): SNAT of north-south service traffic */
 #define CONFIG_LB_MAGLEV_M 4 /* Maglev table size M (prime); 0 = no Maglev */
 #define CONFIG_LB_HASH_SEED 5 /* seed of the datapath's flow hash (Maglev slot) */

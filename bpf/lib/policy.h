@@ -352,6 +352,18 @@ static __always_inline int policy_check_peer(void *pmap, __u32 remote, __be32 pe
 	return ret;
 }
 
+/* Into the ring buffer, or counted lost (per CPU). */
+static __always_inline void event_output(void *ev, __u64 size)
+{
+	if (bpf_ringbuf_output(&seta_events, ev, size, 0) < 0) {
+		__u32 k = 0;
+		__u64 *lost = bpf_map_lookup_elem(&seta_events_lost, &k);
+
+		if (lost)
+			*lost += 1;
+	}
+}
+
 static __always_inline void emit_event(__u8 type, __u8 subtype, __u16 source, __u32 ifindex, __u32 src_label,
 				       __u32 dst_label, int verdict, __u32 cookie, const struct flow *f, __u8 dir)
 {
@@ -379,13 +391,7 @@ static __always_inline void emit_event(__u8 type, __u8 subtype, __u16 source, __
 		ev.proto = f->key.proto;
 		ev.flags = f->tcp_flags;
 	}
-	if (bpf_ringbuf_output(&seta_events, &ev, sizeof(ev), 0) < 0) {
-		__u32 k = 0;
-		__u64 *lost = bpf_map_lookup_elem(&seta_events_lost, &k);
-
-		if (lost)
-			*lost += 1;
-	}
+	event_output(&ev, sizeof(ev));
 }
 
 /* An event about the packet in `ctx` as it is: its addresses, ports and TCP

@@ -17,6 +17,7 @@ struct policy_entry abi_policy_entry;
 struct ct_key abi_ct_key;
 struct ct_entry abi_ct_entry;
 struct seta_event abi_seta_event;
+struct seta_sock_event abi_seta_sock_event;
 struct lxc_self abi_lxc_self;
 struct sock_revnat_key abi_sock_revnat_key;
 struct sock_revnat_entry abi_sock_revnat_entry;

@@ -493,6 +493,53 @@ const _: () = {
     assert!(size_of::<SockRevnatEntry>() == 8);
 };
 
+/// EVENT_TRACE_SOCK: socket-LB's translation points (Cilium's
+/// trace_sock_notify), the subtype.
+pub const EVENT_TRACE_SOCK: u8 = 7;
+pub const XLATE_PRE_DIRECTION_FWD: u8 = 1;
+pub const XLATE_POST_DIRECTION_FWD: u8 = 2;
+pub const XLATE_PRE_DIRECTION_REV: u8 = 3;
+pub const XLATE_POST_DIRECTION_REV: u8 = 4;
+/// `--enable-socket-lb-tracing=false`
+pub const OPT_NO_SOCK_TRACE: u32 = 512;
+
+/// The record of an EVENT_TRACE_SOCK: the size of a [`SetaEvent`], its own
+/// layout (the type and the time where a SetaEvent has them).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockEvent {
+    pub event_type: u8,
+    pub subtype: u8,
+    pub proto: u8,
+    pub pad: u8,
+    pub daddr: [u8; 4],
+    pub dport: [u8; 2],
+    pub pad2: u16,
+    pub pad3: u32,
+    pub sock_cookie: u64,
+    pub cgroup_id: u64,
+    pub netns_cookie: u64,
+    pub ts: u64,
+}
+
+const _: () = {
+    assert!(size_of::<SockEvent>() == size_of::<SetaEvent>());
+    assert!(offset_of!(SockEvent, ts) == offset_of!(SetaEvent, ts));
+};
+
+impl SockEvent {
+    /// The same record read as a socket trace.
+    pub fn of(ev: &SetaEvent) -> Self {
+        // SAFETY: both are plain data of the same size.
+        unsafe { core::ptr::read_unaligned(ev as *const SetaEvent as *const Self) }
+    }
+    /// A socket trace as the record the reader returns.
+    pub fn to_event(&self) -> SetaEvent {
+        // SAFETY: both are plain data of the same size.
+        unsafe { core::ptr::read_unaligned(self as *const Self as *const SetaEvent) }
+    }
+}
+
 impl SetaEvent {
     /// Decode a ring-buffer record.
     pub fn from_bytes(b: &[u8]) -> Option<Self> {

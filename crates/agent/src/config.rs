@@ -108,6 +108,9 @@ pub struct RunArgs {
     /// The datapath reports traces (deliveries, as --monitor-aggregation says) as events [default: true]
     #[arg(long, env = "SETA_BPF_EVENTS_TRACE_ENABLED", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub bpf_events_trace_enabled: Option<bool>,
+    /// Socket-LB reports its translations (trace-sock events: pre-/post-xlate-fwd/rev) [default: true]
+    #[arg(long, env = "SETA_ENABLE_SOCKET_LB_TRACING", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_socket_lb_tracing: Option<bool>,
     /// Hubble's flow metrics (hubble_*) at http://ADDR/metrics; "" turns them off
     #[arg(long, env = "SETA_HUBBLE_METRICS_SERVER", default_value = ":9965")]
     pub hubble_metrics_server: Option<String>,
@@ -312,6 +315,7 @@ pub struct BpfEvents {
     pub drop: bool,
     pub policy_verdict: bool,
     pub trace: bool,
+    pub sock_trace: bool,
 }
 
 impl BpfEvents {
@@ -321,6 +325,7 @@ impl BpfEvents {
         off(self.drop, seta_abi::OPT_NO_DROP_EVENTS)
             | off(self.policy_verdict, seta_abi::OPT_NO_VERDICT_EVENTS)
             | off(self.trace, seta_abi::OPT_NO_TRACE_EVENTS)
+            | off(self.sock_trace, seta_abi::OPT_NO_SOCK_TRACE)
     }
 }
 
@@ -469,6 +474,7 @@ impl Config {
                 drop: a.bpf_events_drop_enabled.unwrap_or(true),
                 policy_verdict: a.bpf_events_policy_verdict_enabled.unwrap_or(true),
                 trace: a.bpf_events_trace_enabled.unwrap_or(true),
+                sock_trace: a.enable_socket_lb_tracing.unwrap_or(true),
             },
             hubble_metrics_server: listen_addr("--hubble-metrics-server", a.hubble_metrics_server.as_deref().unwrap_or(""))?,
             identity_allocation_mode: match (a.identity_allocation_mode, k8s.is_some()) {
@@ -707,6 +713,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.bpf_events.opts(), seta_abi::OPT_NO_DROP_EVENTS | seta_abi::OPT_NO_TRACE_EVENTS);
+        let c = parse("{}", &[], &[&base[..], &["--enable-socket-lb-tracing=false"]].concat()).unwrap();
+        assert_eq!(c.bpf_events.opts(), seta_abi::OPT_NO_SOCK_TRACE);
     }
 
     #[test]

@@ -42,7 +42,7 @@ impl EventLog {
     }
 
     pub fn push(&self, ev: &SetaEvent) {
-        if ev.event_type == seta_abi::EVENT_TRACE {
+        if ev.event_type == seta_abi::EVENT_TRACE || ev.event_type == seta_abi::EVENT_TRACE_SOCK {
             return; // traces are flows for the observer, not verdicts
         }
         let mut g = self.inner.lock().unwrap();

@@ -333,6 +333,24 @@ fn expected() -> Vec<Layout> {
                 ("ts", offset_of!(SetaEvent, ts)),
             ],
         ),
+        (
+            "seta_sock_event",
+            size_of::<SockEvent>(),
+            vec![
+                ("type", offset_of!(SockEvent, event_type)),
+                ("subtype", offset_of!(SockEvent, subtype)),
+                ("proto", offset_of!(SockEvent, proto)),
+                ("pad", offset_of!(SockEvent, pad)),
+                ("daddr", offset_of!(SockEvent, daddr)),
+                ("dport", offset_of!(SockEvent, dport)),
+                ("pad2", offset_of!(SockEvent, pad2)),
+                ("pad3", offset_of!(SockEvent, pad3)),
+                ("sock_cookie", offset_of!(SockEvent, sock_cookie)),
+                ("cgroup_id", offset_of!(SockEvent, cgroup_id)),
+                ("netns_cookie", offset_of!(SockEvent, netns_cookie)),
+                ("ts", offset_of!(SockEvent, ts)),
+            ],
+        ),
     ]
 }
 

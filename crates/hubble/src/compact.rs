@@ -50,8 +50,8 @@ fn side(f: &Flow, source: bool) -> (String, String) {
         _ => ip,
     };
     let addr = match port {
-        Some(p) => format!("{host}:{p}"),
-        None => host,
+        Some(p) if p != 0 => format!("{host}:{p}"),
+        _ => host,
     };
     let id = ep.map_or(0, |e| e.identity);
     let ident = match reserved_name(id) {
@@ -82,6 +82,14 @@ fn kind(f: &Flow) -> String {
             };
             format!("policy-verdict:{m} {dir}")
         }
+        // socket-LB's translations, as Hubble names them
+        7 => match crate::flow::SocketTranslationPoint::try_from(f.sock_xlate_point) {
+            Ok(crate::flow::SocketTranslationPoint::SockXlatePointPreDirectionFwd) => "pre-xlate-fwd".into(),
+            Ok(crate::flow::SocketTranslationPoint::SockXlatePointPostDirectionFwd) => "post-xlate-fwd".into(),
+            Ok(crate::flow::SocketTranslationPoint::SockXlatePointPreDirectionRev) => "pre-xlate-rev".into(),
+            Ok(crate::flow::SocketTranslationPoint::SockXlatePointPostDirectionRev) => "post-xlate-rev".into(),
+            _ => "SOCK_XLATE_POINT_UNKNOWN".into(),
+        },
         _ => crate::flow::TraceObservationPoint::try_from(f.trace_observation_point)
             .map(|p| p.as_str_name().to_ascii_lowercase().replace('_', "-"))
             .unwrap_or_else(|_| "trace".into()),
@@ -100,6 +108,14 @@ fn drop_text(f: &Flow) -> String {
 
 /// The summary in parentheses.
 pub fn summary(f: &Flow) -> String {
+    // a socket's translation: no packet, only its protocol
+    if f.r#type == crate::flow::FlowType::Sock as i32 {
+        return match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+            Some(Protocol::Tcp(_)) => "TCP".into(),
+            Some(Protocol::Udp(_)) => "UDP".into(),
+            _ => String::new(),
+        };
+    }
     match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
         Some(Protocol::Tcp(t)) => {
             format!("TCP Flags: {}", crate::tcp_flag_names(&t.flags.unwrap_or_default()).join(", "))

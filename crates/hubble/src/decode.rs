@@ -10,11 +10,13 @@ use std::net::Ipv4Addr;
 pub const MSG_DROP: i32 = 1;
 pub const MSG_TRACE: i32 = 4;
 pub const MSG_POLICY_VERDICT: i32 = 5;
+pub const MSG_TRACE_SOCK: i32 = 7;
 
 /// A local endpoint as a flow shows it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EndpointView {
     pub id: u32,
+    pub identity: u32,
     pub namespace: String,
     pub pod_name: String,
     pub labels: Vec<String>,
@@ -32,6 +34,10 @@ pub struct Context {
     /// this node's pod CIDR and its router address: an address in it that
     /// is not an endpoint here is one this context does not know yet
     pub local_pods: Option<(ipnet::Ipv4Net, Ipv4Addr)>,
+    /// network namespace cookies: the pod address of each (socket-LB's
+    /// traces name the socket's namespace), and the node's own
+    pub netns: HashMap<u64, Ipv4Addr>,
+    pub host_netns: Option<u64>,
 }
 
 impl Context {
@@ -39,6 +45,10 @@ impl Context {
     /// carries (above the reserved ones) and every local pod address is
     /// known. A pod or identity newer than the context is not.
     pub fn knows(&self, ev: &SetaEvent) -> bool {
+        if ev.event_type == seta_abi::EVENT_TRACE_SOCK {
+            let ns = seta_abi::SockEvent::of(ev).netns_cookie;
+            return self.host_netns == Some(ns) || self.netns.contains_key(&ns);
+        }
         let id_known = |id: u32| id < 256 || self.identities.contains_key(&id);
         let ip_known = |raw: [u8; 4]| {
             let ip = Ipv4Addr::from(raw);
@@ -84,6 +94,78 @@ fn tcp_flags(f: u8) -> flow::TcpFlags {
     }
 }
 
+/// A socket-LB translation as Hubble's SOCK flow: the socket's pod (by its
+/// namespace) to the address before (pre-xlate, TRACED) or after
+/// (post-xlate, TRANSLATED) the translation, the socket's cookie and cgroup.
+fn sock_flow(ev: &SetaEvent, ctx: &Context) -> Option<Flow> {
+    use seta_abi::*;
+    let s = SockEvent::of(ev);
+    let verdict = match s.subtype {
+        XLATE_PRE_DIRECTION_FWD | XLATE_PRE_DIRECTION_REV => flow::Verdict::Traced,
+        XLATE_POST_DIRECTION_FWD | XLATE_POST_DIRECTION_REV => flow::Verdict::Translated,
+        _ => return None,
+    };
+    let dst = Ipv4Addr::from(s.daddr);
+    let dport = u16::from_be_bytes(s.dport) as u32;
+    let l4 = match s.proto {
+        6 => Protocol::Tcp(flow::Tcp {
+            source_port: 0,
+            destination_port: dport,
+            flags: None,
+        }),
+        17 => Protocol::Udp(flow::Udp {
+            source_port: 0,
+            destination_port: dport,
+        }),
+        _ => return None,
+    };
+    let (src_ip, source) = match ctx.netns.get(&s.netns_cookie) {
+        Some(ip) => (ip.to_string(), side(ctx, *ip, ctx.endpoints.get(ip).map_or(0, |v| v.identity))),
+        None => (
+            String::new(),
+            flow::Endpoint {
+                identity: if ctx.host_netns == Some(s.netns_cookie) { 1 } else { 0 },
+                labels: if ctx.host_netns == Some(s.netns_cookie) {
+                    vec!["reserved:host".into()]
+                } else {
+                    vec![]
+                },
+                ..Default::default()
+            },
+        ),
+    };
+    // the frontend (or an address no pod here has) is the world to the
+    // socket, as Hubble shows it; a local backend is its endpoint
+    let dst_identity = ctx.endpoints.get(&dst).map_or(2, |v| v.identity);
+    let wall = s.ts as i128 + ctx.wall_offset_ns;
+    Some(Flow {
+        time: Some(prost_types::Timestamp {
+            seconds: wall.div_euclid(1_000_000_000) as i64,
+            nanos: wall.rem_euclid(1_000_000_000) as i32,
+        }),
+        verdict: verdict as i32,
+        ip: Some(flow::Ip {
+            source: src_ip,
+            destination: dst.to_string(),
+            ip_version: flow::IpVersion::IPv4 as i32,
+            encrypted: false,
+        }),
+        l4: Some(flow::Layer4 { protocol: Some(l4) }),
+        source: Some(source),
+        destination: Some(side(ctx, dst, dst_identity)),
+        r#type: flow::FlowType::Sock as i32,
+        node_name: ctx.node.clone(),
+        event_type: Some(flow::CiliumEventType {
+            r#type: MSG_TRACE_SOCK,
+            sub_type: 0,
+        }),
+        sock_xlate_point: s.subtype as i32,
+        socket_cookie: s.sock_cookie,
+        cgroup_id: s.cgroup_id,
+        ..Default::default()
+    })
+}
+
 /// Hubble's TraceObservationPoint of a trace's point (Cilium's numbers, but
 /// to-endpoint is 101).
 pub fn observation_point(point: u8) -> i32 {
@@ -95,6 +177,9 @@ pub fn observation_point(point: u8) -> i32 {
 
 /// The flow of one datapath event, or None for a record that is not one.
 pub fn flow_of(ev: &SetaEvent, ctx: &Context) -> Option<Flow> {
+    if ev.event_type == seta_abi::EVENT_TRACE_SOCK {
+        return sock_flow(ev, ctx);
+    }
     let (msg, dropped, code) = match ev.event_type {
         seta_abi::EVENT_DROP => (MSG_DROP, true, ev.subtype),
         seta_abi::EVENT_POLICY_VERDICT => (MSG_POLICY_VERDICT, ev.verdict < 0, (-ev.verdict).clamp(0, 255) as u8),
@@ -172,6 +257,66 @@ mod tests {
     use super::*;
 
     #[test]
+    fn socket_lb_translations_are_sock_flows() {
+        let client = Ipv4Addr::new(10, 200, 1, 7);
+        let mut ctx = Context {
+            node: "n1".into(),
+            identities: [(300, vec!["k8s:app=client".into()])].into(),
+            ..Default::default()
+        };
+        ctx.endpoints.insert(
+            client,
+            EndpointView {
+                id: 12,
+                identity: 300,
+                namespace: "default".into(),
+                pod_name: "client".into(),
+                labels: vec![],
+            },
+        );
+        ctx.netns.insert(77, client);
+        let sock = |point: u8, addr: [u8; 4], port: u16, proto: u8| {
+            seta_abi::SockEvent {
+                event_type: seta_abi::EVENT_TRACE_SOCK,
+                subtype: point,
+                proto,
+                daddr: addr,
+                dport: port.to_be_bytes(),
+                sock_cookie: 4242,
+                cgroup_id: 99,
+                netns_cookie: 77,
+                ..Default::default()
+            }
+            .to_event()
+        };
+        let pre = sock(seta_abi::XLATE_PRE_DIRECTION_FWD, [10, 96, 0, 50], 80, 6);
+        assert!(ctx.knows(&pre));
+        let f = flow_of(&pre, &ctx).unwrap();
+        assert_eq!(f.r#type, flow::FlowType::Sock as i32);
+        assert_eq!((f.socket_cookie, f.cgroup_id), (4242, 99));
+        let line = crate::compact::line(&f, false);
+        assert!(
+            line.ends_with(": default/client (ID:300) <> 10.96.0.50:80 (world) pre-xlate-fwd TRACED (TCP)"),
+            "{line}"
+        );
+        assert_eq!(
+            crate::monitor::line(&f, false).unwrap(),
+            "[pre-xlate-fwd] cgroup_id: 99 sock_cookie: 4242, dst [10.96.0.50]:80 tcp"
+        );
+        let post = flow_of(&sock(seta_abi::XLATE_POST_DIRECTION_REV, [10, 96, 0, 50], 53, 17), &ctx).unwrap();
+        let line = crate::compact::line(&post, false);
+        assert!(line.ends_with("<> 10.96.0.50:53 (world) post-xlate-rev TRANSLATED (UDP)"), "{line}");
+        let json = crate::json::flow(&post);
+        assert_eq!(json["Type"], "SOCK");
+        assert_eq!(json["sock_xlate_point"], "SOCK_XLATE_POINT_POST_DIRECTION_REV");
+        assert_eq!(json["socket_cookie"], "4242");
+        // a socket of a namespace the context does not know yet
+        let mut other = seta_abi::SockEvent::of(&pre);
+        other.netns_cookie = 78;
+        assert!(!ctx.knows(&other.to_event()));
+    }
+
+    #[test]
     fn a_context_knows_its_pods_and_identities_only() {
         let mut ctx = Context {
             identities: [(300, vec![])].into(),
@@ -209,6 +354,7 @@ mod tests {
                 Ipv4Addr::new(10, 200, 1, 7),
                 EndpointView {
                     id: 12,
+                    identity: 301,
                     namespace: "shop".into(),
                     pod_name: "web".into(),
                     labels: vec!["k8s:app=web".into()],
@@ -217,7 +363,7 @@ mod tests {
             .into(),
             identities: [(300, vec!["k8s:app=client".into(), "k8s:io.kubernetes.pod.namespace=shop".into()])].into(),
             wall_offset_ns: 1_000_000_000_000,
-            local_pods: None,
+            ..Default::default()
         };
         let ev = SetaEvent {
             event_type: seta_abi::EVENT_POLICY_VERDICT,

@@ -99,6 +99,9 @@ struct JFlow<'a> {
     summary: String,
     #[serde(rename = "Type")]
     ty: &'static str,
+    /// uint64 as protojson writes it: a string
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cgroup_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     destination: Option<JEndpoint<'a>>,
     #[serde(skip_serializing_if = "is_zero")]
@@ -114,6 +117,10 @@ struct JFlow<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     l4: Option<JL4>,
     node_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sock_xlate_point: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    socket_cookie: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     source: Option<JEndpoint<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -155,7 +162,11 @@ impl<'a> JFlow<'a> {
                 source: &ip.source,
             }),
             summary: crate::compact::summary(f),
-            ty: "L3_L4",
+            ty: match crate::flow::FlowType::try_from(f.r#type) {
+                Ok(t) if f.r#type != 0 => t.as_str_name(),
+                _ => "L3_L4",
+            },
+            cgroup_id: (f.cgroup_id != 0).then(|| f.cgroup_id.to_string()),
             destination: f.destination.as_ref().map(JEndpoint::of),
             drop_reason: f.drop_reason,
             drop_reason_desc: (f.drop_reason != 0)
@@ -168,6 +179,10 @@ impl<'a> JFlow<'a> {
             is_reply: f.is_reply,
             l4,
             node_name: &f.node_name,
+            sock_xlate_point: (f.sock_xlate_point != 0).then(|| {
+                crate::flow::SocketTranslationPoint::try_from(f.sock_xlate_point).map_or("SOCK_XLATE_POINT_UNKNOWN", |p| p.as_str_name())
+            }),
+            socket_cookie: (f.socket_cookie != 0).then(|| f.socket_cookie.to_string()),
             source: f.source.as_ref().map(JEndpoint::of),
             time: f.time.as_ref().map(rfc3339),
             traffic_direction: TrafficDirection::try_from(f.traffic_direction).map_or("TRAFFIC_DIRECTION_UNKNOWN", |d| d.as_str_name()),

@@ -68,6 +68,23 @@ pub fn line(f: &Flow, numeric: bool) -> Option<String> {
                 if ingress { "ingress" } else { "egress" }
             ))
         }
+        crate::decode::MSG_TRACE_SOCK => {
+            let point = match crate::flow::SocketTranslationPoint::try_from(f.sock_xlate_point) {
+                Ok(crate::flow::SocketTranslationPoint::SockXlatePointPreDirectionFwd) => "pre-xlate-fwd",
+                Ok(crate::flow::SocketTranslationPoint::SockXlatePointPostDirectionFwd) => "post-xlate-fwd",
+                Ok(crate::flow::SocketTranslationPoint::SockXlatePointPreDirectionRev) => "pre-xlate-rev",
+                Ok(crate::flow::SocketTranslationPoint::SockXlatePointPostDirectionRev) => "post-xlate-rev",
+                _ => "unknown",
+            };
+            let proto = if num == 17 { "udp" } else { "tcp" };
+            Some(format!(
+                "[{point}] cgroup_id: {} sock_cookie: {}, dst [{}]:{} {proto}",
+                f.cgroup_id,
+                f.socket_cookie,
+                ip.destination,
+                dp.unwrap_or(0)
+            ))
+        }
         crate::decode::MSG_TRACE => {
             let state = match f.is_reply {
                 Some(true) => "reply",

@@ -105,12 +105,22 @@ impl Agent {
                     ep.ipv4,
                     seta_hubble::decode::EndpointView {
                         id: ep.id as u32,
+                        identity: ep.identity,
                         namespace: ep.namespace.clone(),
                         pod_name: ep.pod_name.clone(),
                         labels: ep.labels.iter().map(|l| l.to_string()).collect(),
                     },
                 );
             }
+            // socket-LB's traces name the socket's namespace
+            let ns = self.sock_ns.get();
+            ctx.host_netns = ns.host;
+            for (id, cookie) in &ns.pods {
+                if let Some(ep) = eps.get(*id) {
+                    ctx.netns.insert(*cookie, ep.ipv4);
+                }
+            }
+            drop(ns);
             for i in self.universe() {
                 ctx.identities.insert(i.id, i.labels.iter().map(|l| l.to_string()).collect());
             }

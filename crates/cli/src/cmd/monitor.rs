@@ -6,7 +6,7 @@ use seta_hubble::observer::{get_flows_response::ResponseTypes, GetFlowsRequest};
 
 #[derive(clap::Args)]
 pub struct MonitorArgs {
-    /// Event types: drop, policy-verdict (repeatable; all by default)
+    /// Event types: drop, policy-verdict, trace, trace-sock (repeatable; all by default)
     #[arg(short = 't', long = "type")]
     pub kinds: Vec<String>,
     /// Only events from this endpoint id
@@ -37,7 +37,8 @@ pub async fn run(a: &MonitorArgs, cli: &Cli) -> Result<i32> {
             "drop" => seta_hubble::decode::MSG_DROP,
             "policy-verdict" => seta_hubble::decode::MSG_POLICY_VERDICT,
             "trace" => seta_hubble::decode::MSG_TRACE,
-            other => bail!("--type {other}: drop, policy-verdict or trace"),
+            "trace-sock" => seta_hubble::decode::MSG_TRACE_SOCK,
+            other => bail!("--type {other}: drop, policy-verdict, trace or trace-sock"),
         };
         event_type.push(EventTypeFilter {
             r#type: t,

@@ -180,6 +180,32 @@ async fn privileged_policy_service_socket_lb(mut p: P) {
     };
     assert!(to(format!("{web}:8080"), "10.96.0.50:80") >= 1, "{rev}");
     assert!(to(format!("{web}:5353"), "10.96.0.50:53") >= 2, "{rev}");
+    // each translation is traced (trace-sock), as Hubble shows socket-LB
+    let node = p.node_of("client");
+    let mut t = String::new();
+    let want = [
+        "default/client (ID:",
+        "<> 10.96.0.50:80 (world) pre-xlate-fwd TRACED (TCP)",
+        "post-xlate-fwd TRANSLATED (TCP)",
+        "<> 10.96.0.50:53 (world) pre-xlate-fwd TRACED (UDP)",
+        "pre-xlate-rev TRACED (UDP)",
+        "<> 10.96.0.50:53 (world) post-xlate-rev TRANSLATED (UDP)",
+    ];
+    common::wait_for("socket-LB's translations as trace-sock flows", 10, || {
+        t = super::observe(&p, &node, &["--type", "trace-sock", "--from-pod", "default/client", "--last", "50"]);
+        want.iter().all(|w| t.contains(w))
+    });
+    // the backend after the translation: web, by name where it is local
+    let backend = t.lines().find(|l| l.contains("post-xlate-fwd TRANSLATED (TCP)")).unwrap();
+    assert!(
+        backend.contains("<> default/web:8080 (ID:") || backend.contains(&format!("<> {web}:8080 (")),
+        "{backend}"
+    );
+    let json = super::observe(&p, &node, &["--type", "trace-sock", "-o", "json", "--last", "1"]);
+    let v: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(v["flow"]["Type"], "SOCK", "{v}");
+    assert!(v["flow"]["socket_cookie"].as_str().is_some_and(|c| c != "0"), "{v}");
+    assert!(v["flow"]["cgroup_id"].as_str().is_some_and(|c| c != "0"), "{v}");
     // a process outside the node's cgroup (this test's own thread) goes
     // through per-packet LB: it works, and socket-LB never sees it
     let before = rev.as_array().unwrap().len();
