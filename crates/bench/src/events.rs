@@ -63,10 +63,18 @@ pub(crate) async fn bench_events(args: &Args, bin_dir: &Path) -> Result<Vec<Row>
         let mut c = seta_hubble::connect(&format!("unix://{}", node.socket.with_file_name("hubble.sock").display()))
             .await
             .map_err(anyhow::Error::msg)?;
-        // one drop event per run
-        let s0 = settled(&mut c).await?;
-        run(1)?;
-        anyhow::ensure!(settled(&mut c).await? - s0 == PER_RUN as u64, "one run, one flow");
+        // one drop event per run (retried: the new pods' own first packets,
+        // IPv6 router solicitations the datapath drops, come in bursts)
+        let mut d = 0;
+        for _ in 0..10 {
+            let s0 = settled(&mut c).await?;
+            run(1)?;
+            d = settled(&mut c).await? - s0;
+            if d == PER_RUN as u64 {
+                break;
+            }
+        }
+        anyhow::ensure!(d == PER_RUN as u64, "one run, one flow: {d} flows");
 
         // full offer: batches of 10k runs for the sample's seconds
         let (mut into, mut offered) = (vec![], vec![]);
