@@ -347,6 +347,20 @@ struct seta_event {
 };
 _Static_assert(sizeof(struct seta_event) == 48, "seta_event size");
 
+/* An EVENT_DROP record is a seta_event followed by the packet's first bytes
+ * (Cilium's drop notification payload, TRACE_PAYLOAD_LEN 128). */
+#define DROP_PAYLOAD_LEN 128
+struct drop_payload {
+	__u32 orig_len;   /* the packet's length */
+	__u32 cap_len;    /* bytes in data */
+	__u8 data[DROP_PAYLOAD_LEN];
+};
+_Static_assert(sizeof(struct drop_payload) == 136, "drop_payload size");
+struct seta_drop_record {
+	struct seta_event ev;
+	struct drop_payload p;
+};
+
 /* EVENT_TRACE_SOCK: socket-LB's translations (Cilium's trace_sock_notify),
  * a record of the same size with its own layout (ts at the same place).
  * subtype: XLATE_*; daddr:dport the address before (pre-) or after (post-)

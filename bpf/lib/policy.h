@@ -394,6 +394,46 @@ static __always_inline void emit_event(__u8 type, __u8 subtype, __u16 source, __
 	event_output(&ev, sizeof(ev));
 }
 
+/* A drop event with the packet's first bytes (up to DROP_PAYLOAD_LEN), built
+ * in the ring buffer itself. */
+static __always_inline void drop_record(struct __sk_buff *ctx, __u32 reason, __u32 src_id, __u32 dst_id,
+					const struct flow *f, __u32 dir)
+{
+	struct seta_drop_record *r;
+	__u32 n = ctx->len;
+
+	r = bpf_ringbuf_reserve(&seta_events, sizeof(*r), 0);
+	if (!r) {
+		__u32 k = 0;
+		__u64 *lost = bpf_map_lookup_elem(&seta_events_lost, &k);
+
+		if (lost)
+			*lost += 1;
+		return;
+	}
+	__builtin_memset(r, 0, sizeof(*r));
+	r->ev.type = EVENT_DROP;
+	r->ev.subtype = (__u8)reason;
+	r->ev.ifindex = ctx->ifindex;
+	r->ev.src_label = src_id;
+	r->ev.dst_label = dst_id;
+	r->ev.verdict = -(int)reason;
+	r->ev.dir = (__u8)dir;
+	r->ev.saddr = f->key.saddr;
+	r->ev.daddr = f->key.daddr;
+	r->ev.sport = f->key.sport;
+	r->ev.dport = f->key.dport;
+	r->ev.proto = f->key.proto;
+	r->ev.flags = f->tcp_flags;
+	r->ev.ts = bpf_ktime_get_ns();
+	r->p.orig_len = n;
+	if (n > DROP_PAYLOAD_LEN)
+		n = DROP_PAYLOAD_LEN;
+	if (n > 0 && bpf_skb_load_bytes(ctx, 0, r->p.data, n) == 0)
+		r->p.cap_len = n;
+	bpf_ringbuf_submit(r, 0);
+}
+
 /* An event about the packet in `ctx` as it is: its addresses, ports and TCP
  * flags as far as they can be read, and both sides' identities from the
  * ipcache. A drop (Cilium's drop notification: every drop, not only a
@@ -423,8 +463,11 @@ static __noinline __attribute__((unused)) int skb_notify(struct __sk_buff *ctx, 
 		src_id = ipcache_identity(ip.saddr);
 		dst_id = ipcache_identity(ip.daddr);
 	}
-	emit_event((__u8)type, (__u8)code, 0, ctx->ifindex, src_id, dst_id, type == EVENT_DROP ? -(int)code : 0, 0, &f,
-		   (__u8)dir);
+	if (type == EVENT_DROP) {
+		drop_record(ctx, code, src_id, dst_id, &f, dir);
+		return 0;
+	}
+	emit_event((__u8)type, (__u8)code, 0, ctx->ifindex, src_id, dst_id, 0, 0, &f, (__u8)dir);
 	return 0;
 }
 

@@ -493,6 +493,52 @@ const _: () = {
     assert!(size_of::<SockRevnatEntry>() == 8);
 };
 
+/// An EVENT_DROP record carries the packet's first bytes after the event
+/// (Cilium's drop notification payload).
+pub const DROP_PAYLOAD_LEN: usize = 128;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DropPayload {
+    /// the packet's length
+    pub orig_len: u32,
+    /// bytes captured in `data`
+    pub cap_len: u32,
+    pub data: [u8; DROP_PAYLOAD_LEN],
+}
+
+impl DropPayload {
+    /// The captured bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.data[..(self.cap_len as usize).min(DROP_PAYLOAD_LEN)]
+    }
+}
+
+/// One ring-buffer record: the event, and a drop's packet bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub ev: SetaEvent,
+    pub payload: Option<DropPayload>,
+}
+
+impl From<SetaEvent> for Record {
+    fn from(ev: SetaEvent) -> Self {
+        Self { ev, payload: None }
+    }
+}
+
+impl Record {
+    /// Decode a ring-buffer record (a drop's payload when it has one).
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        let ev = SetaEvent::from_bytes(b)?;
+        let rest = &b[size_of::<SetaEvent>()..];
+        let payload = (ev.event_type == EVENT_DROP && rest.len() >= size_of::<DropPayload>())
+            // SAFETY: DropPayload is plain data of this size; read_unaligned copes with alignment.
+            .then(|| unsafe { core::ptr::read_unaligned(rest.as_ptr() as *const DropPayload) });
+        Some(Self { ev, payload })
+    }
+}
+
 /// EVENT_TRACE_SOCK: socket-LB's translation points (Cilium's
 /// trace_sock_notify), the subtype.
 pub const EVENT_TRACE_SOCK: u8 = 7;

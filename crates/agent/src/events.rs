@@ -25,6 +25,11 @@ pub struct EventRecord {
     pub dst: String,
     pub protocol: &'static str,
     pub rule_cookie: u32,
+    /// a drop's packet: its length and first bytes (hex)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packet_len: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packet: Option<String>,
 }
 
 #[derive(Clone)]
@@ -41,7 +46,7 @@ impl EventLog {
         }
     }
 
-    pub fn push(&self, ev: &SetaEvent) {
+    pub fn push(&self, ev: &SetaEvent, payload: Option<&seta_abi::DropPayload>) {
         if ev.event_type == seta_abi::EVENT_TRACE || ev.event_type == seta_abi::EVENT_TRACE_SOCK {
             return; // traces are flows for the observer, not verdicts
         }
@@ -72,6 +77,8 @@ impl EventLog {
             dst: ep(ev.daddr, ev.dport),
             protocol: proto,
             rule_cookie: ev.cookie,
+            packet_len: payload.map(|p| p.orig_len),
+            packet: payload.map(|p| p.bytes().iter().map(|b| format!("{b:02x}")).collect()),
         };
         if g.1.len() == self.cap {
             g.1.pop_front();

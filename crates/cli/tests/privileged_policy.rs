@@ -1194,6 +1194,19 @@ async fn privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client(p: P
         "{line}"
     );
     assert!(line.ends_with("DROPPED (TCP Flags: SYN)"), "{line}");
+    // the drop's first bytes are kept: the SYN from client to web, whole
+    let hex = |ip: Ipv4Addr| ip.octets().iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let evs = common::seta(&node, &["events"]);
+    let drop = evs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "drop" && e["dst"] == format!("{}:8080", p.ip("web")))
+        .unwrap_or_else(|| panic!("the drop in seta events: {evs}"));
+    let packet = drop["packet"].as_str().unwrap();
+    assert!(drop["packet-len"].as_u64().unwrap() >= 54, "{drop}");
+    assert_eq!(&packet[24..28], "0800", "an IPv4 frame: {drop}");
+    assert!(packet.contains(&format!("{}{}", hex(p.ip("client")), hex(p.ip("web")))), "{drop}");
     // on the client's node the SYN left through the tunnel: to-overlay
     if p.topo == Topo::Tunnel {
         let client_node = p.node_of("client");

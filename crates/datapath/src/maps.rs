@@ -446,10 +446,14 @@ impl EventReader {
     }
     /// Everything available right now.
     pub fn drain(&mut self) -> Vec<SetaEvent> {
+        self.drain_records().into_iter().map(|r| r.ev).collect()
+    }
+    /// Everything available right now, with drops' packet bytes.
+    pub fn drain_records(&mut self) -> Vec<seta_abi::Record> {
         let mut out = Vec::new();
         while let Some(item) = self.ring.next() {
-            if let Some(ev) = SetaEvent::from_bytes(&item) {
-                out.push(ev);
+            if let Some(r) = seta_abi::Record::from_bytes(&item) {
+                out.push(r);
             }
         }
         out

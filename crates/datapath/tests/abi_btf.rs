@@ -334,6 +334,15 @@ fn expected() -> Vec<Layout> {
             ],
         ),
         (
+            "drop_payload",
+            size_of::<DropPayload>(),
+            vec![
+                ("orig_len", offset_of!(DropPayload, orig_len)),
+                ("cap_len", offset_of!(DropPayload, cap_len)),
+                ("data", offset_of!(DropPayload, data)),
+            ],
+        ),
+        (
             "seta_sock_event",
             size_of::<SockEvent>(),
             vec![

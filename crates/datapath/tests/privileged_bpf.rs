@@ -207,6 +207,10 @@ impl Fixture {
         EventReader::open(self.dp.pin_dir()).unwrap().drain()
     }
 
+    fn records(&self) -> Vec<seta_abi::Record> {
+        EventReader::open(self.dp.pin_dir()).unwrap().drain_records()
+    }
+
     fn metric(&self, reason: u8, dir: u8) -> u64 {
         MetricsMap::open(self.dp.pin_dir())
             .unwrap()
@@ -292,15 +296,27 @@ fn privileged_bpf_from_container_drops_with_cilium_reasons() {
         return;
     }
     let mut f = Fixture::new("drop");
-    let (v, _) = run(f.sending_a(), "from_container", &udp_packet(A_HOST_MAC, A_POD_MAC, POD_A, POD_B, 1));
+    let _ = f.records();
+    let ttl1 = udp_packet(A_HOST_MAC, A_POD_MAC, POD_A, POD_B, 1);
+    let (v, _) = run(f.sending_a(), "from_container", &ttl1);
     assert_eq!(v, TC_ACT_SHOT);
     assert_eq!(f.metric(196, seta_abi::METRIC_EGRESS), 1, "TTL exceeded (196)");
+    // a drop event carries the packet's first bytes (all of a short one)
+    let r = f.records();
+    let drop = r.iter().find(|r| r.ev.event_type == seta_abi::EVENT_DROP).expect("a drop event");
+    let p = drop.payload.expect("with the packet's bytes");
+    assert_eq!((p.orig_len as usize, p.bytes()), (ttl1.len(), &ttl1[..]));
     let mut v6 = udp_packet(A_HOST_MAC, A_POD_MAC, POD_A, POD_B, 64);
     v6[12..14].copy_from_slice(&[0x86, 0xdd]);
     v6.resize(14 + 40 + 8, 0); // the kernel wants a full IPv6 header for the test run
+    v6.resize(300, 0xab); // longer than a payload: its first 128 bytes
     let (v, _) = run(f.sending_a(), "from_container", &v6);
     assert_eq!(v, TC_ACT_SHOT);
     assert_eq!(f.metric(139, seta_abi::METRIC_EGRESS), 1, "unsupported L3 protocol (139)");
+    let r = f.records();
+    let p = r.iter().find_map(|r| r.payload).expect("the IPv6 drop's bytes");
+    assert_eq!((p.orig_len, p.cap_len), (300, seta_abi::DROP_PAYLOAD_LEN as u32));
+    assert_eq!(p.bytes(), &v6[..seta_abi::DROP_PAYLOAD_LEN]);
     let mut bad = udp_packet(A_HOST_MAC, A_POD_MAC, POD_A, POD_B, 64);
     bad[14] = 0x44; // IHL 4 is not a valid IPv4 header
     let (v, _) = run(f.sending_a(), "from_container", &bad);

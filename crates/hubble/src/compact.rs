@@ -128,6 +128,17 @@ pub fn summary(f: &Flow) -> String {
             t => format!("ICMPv4 type {t}"),
         },
         Some(Protocol::Sctp(_)) => "SCTP".into(),
+        Some(Protocol::IcmPv6(i)) => match i.r#type {
+            1 => "ICMPv6 DestinationUnreachable".into(),
+            128 => "ICMPv6 EchoRequest".into(),
+            129 => "ICMPv6 EchoReply".into(),
+            133 => "ICMPv6 RouterSolicitation".into(),
+            134 => "ICMPv6 RouterAdvertisement".into(),
+            135 => "ICMPv6 NeighborSolicitation".into(),
+            136 => "ICMPv6 NeighborAdvertisement".into(),
+            143 => "ICMPv6 MLDv2MulticastListenerReport".into(),
+            t => format!("ICMPv6 type {t}"),
+        },
         _ => String::new(),
     }
 }

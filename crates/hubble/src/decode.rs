@@ -94,6 +94,61 @@ fn tcp_flags(f: u8) -> flow::TcpFlags {
     }
 }
 
+/// The flow of one ring-buffer record: [`flow_of`], with what a drop's
+/// packet bytes tell (see [`add_payload`]).
+pub fn flow_of_record(r: &seta_abi::Record, ctx: &Context) -> Option<Flow> {
+    let mut f = flow_of(&r.ev, ctx)?;
+    if let Some(p) = &r.payload {
+        add_payload(&mut f, p.bytes());
+    }
+    Some(f)
+}
+
+/// What a dropped packet's first bytes add, as Hubble decodes a drop's
+/// payload: the Ethernet addresses; and for a frame the datapath could not
+/// read as IPv4 (an IPv6 one, dropped as an unsupported L3 protocol) its
+/// IPv6 addresses and L4 (ICMPv6 type, TCP/UDP ports).
+pub fn add_payload(f: &mut Flow, p: &[u8]) {
+    if p.len() < 14 {
+        return;
+    }
+    let mac = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":");
+    f.ethernet = Some(flow::Ethernet {
+        source: mac(&p[6..12]),
+        destination: mac(&p[0..6]),
+    });
+    let no_ipv4 = f.ip.as_ref().is_none_or(|ip| ip.source == "0.0.0.0" && ip.destination == "0.0.0.0");
+    if !(no_ipv4 && p[12..14] == [0x86, 0xdd] && p.len() >= 14 + 40) {
+        return;
+    }
+    let v6 = |b: &[u8]| std::net::Ipv6Addr::from(<[u8; 16]>::try_from(b).unwrap_or([0; 16])).to_string();
+    f.ip = Some(flow::Ip {
+        source: v6(&p[22..38]),
+        destination: v6(&p[38..54]),
+        ip_version: flow::IpVersion::IPv6 as i32,
+        encrypted: false,
+    });
+    let l4 = &p[54..];
+    let port = |o: usize| u16::from_be_bytes([l4[o], l4[o + 1]]) as u32;
+    f.l4 = match p[20] {
+        58 if l4.len() >= 2 => Some(Protocol::IcmPv6(flow::IcmPv6 {
+            r#type: l4[0] as u32,
+            code: l4[1] as u32,
+        })),
+        6 if l4.len() >= 14 => Some(Protocol::Tcp(flow::Tcp {
+            source_port: port(0),
+            destination_port: port(2),
+            flags: Some(tcp_flags(l4[13])),
+        })),
+        17 if l4.len() >= 4 => Some(Protocol::Udp(flow::Udp {
+            source_port: port(0),
+            destination_port: port(2),
+        })),
+        _ => None,
+    }
+    .map(|p| flow::Layer4 { protocol: Some(p) });
+}
+
 /// A socket-LB translation as Hubble's SOCK flow: the socket's pod (by its
 /// namespace) to the address before (pre-xlate, TRACED) or after
 /// (post-xlate, TRANSLATED) the translation, the socket's cookie and cgroup.
@@ -255,6 +310,54 @@ pub fn flow_of(ev: &SetaEvent, ctx: &Context) -> Option<Flow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_drops_packet_bytes_name_its_macs_and_an_ipv6_frame() {
+        // an IPv6 router solicitation from fe80::1 to ff02::2, dropped as
+        // an unsupported L3 protocol (the event has no IPv4 addresses)
+        let mut p = vec![0x33, 0x33, 0, 0, 0, 2, 0x02, 0xaa, 0, 0, 0, 2, 0x86, 0xdd];
+        p.extend([0x60, 0, 0, 0, 0, 8, 58, 255]);
+        p.extend(std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1).octets());
+        p.extend(std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2).octets());
+        p.extend([133, 0, 0, 0, 0, 0, 0, 0]);
+        let mut payload = seta_abi::DropPayload {
+            orig_len: p.len() as u32,
+            cap_len: p.len() as u32,
+            data: [0; seta_abi::DROP_PAYLOAD_LEN],
+        };
+        payload.data[..p.len()].copy_from_slice(&p);
+        let r = seta_abi::Record {
+            ev: SetaEvent {
+                event_type: seta_abi::EVENT_DROP,
+                subtype: 139,
+                verdict: -139,
+                dir: seta_abi::METRIC_EGRESS,
+                ..Default::default()
+            },
+            payload: Some(payload),
+        };
+        let f = flow_of_record(&r, &Context::default()).unwrap();
+        let eth = f.ethernet.clone().unwrap();
+        assert_eq!(
+            (eth.source.as_str(), eth.destination.as_str()),
+            ("02:aa:00:00:00:02", "33:33:00:00:00:02")
+        );
+        let line = crate::compact::line(&f, false);
+        assert!(
+            line.ends_with(": fe80::1 (ID:0) -> ff02::2 (ID:0) Unsupported L3 protocol DROPPED (ICMPv6 RouterSolicitation)"),
+            "{line}"
+        );
+        let j = crate::json::flow(&f);
+        assert_eq!(j["IP"]["ipVersion"], "IPv6");
+        assert_eq!(j["ethernet"]["source"], "02:aa:00:00:00:02");
+        // an IPv4 drop keeps its addresses; only the MACs are added
+        let mut v4 = r;
+        v4.ev.saddr = [10, 0, 0, 1];
+        v4.ev.daddr = [10, 0, 0, 2];
+        let f = flow_of_record(&v4, &Context::default()).unwrap();
+        assert_eq!(f.ip.unwrap().source, "10.0.0.1");
+        assert!(f.ethernet.is_some());
+    }
 
     #[test]
     fn socket_lb_translations_are_sock_flows() {

@@ -51,6 +51,12 @@ struct JIp<'a> {
 }
 
 #[derive(Serialize)]
+struct JEthernet<'a> {
+    destination: &'a str,
+    source: &'a str,
+}
+
+#[derive(Serialize)]
 struct JPorts {
     destination_port: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -109,6 +115,8 @@ struct JFlow<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     drop_reason_desc: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    ethernet: Option<JEthernet<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     event_type: Option<JEventType>,
     #[serde(skip_serializing_if = "Option::is_none")]
     interface: Option<JInterface>,
@@ -158,7 +166,11 @@ impl<'a> JFlow<'a> {
         Self {
             ip: f.ip.as_ref().map(|ip| JIp {
                 destination: &ip.destination,
-                ip_version: "IPv4",
+                ip_version: if ip.ip_version == crate::flow::IpVersion::IPv6 as i32 {
+                    "IPv6"
+                } else {
+                    "IPv4"
+                },
                 source: &ip.source,
             }),
             summary: crate::compact::summary(f),
@@ -171,6 +183,10 @@ impl<'a> JFlow<'a> {
             drop_reason: f.drop_reason,
             drop_reason_desc: (f.drop_reason != 0)
                 .then(|| DropReason::try_from(f.drop_reason_desc).map_or("DROP_REASON_UNKNOWN", |d| d.as_str_name())),
+            ethernet: f.ethernet.as_ref().map(|e| JEthernet {
+                destination: &e.destination,
+                source: &e.source,
+            }),
             event_type: f.event_type.as_ref().map(|e| JEventType {
                 sub_type: e.sub_type,
                 ty: e.r#type,

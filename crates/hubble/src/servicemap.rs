@@ -111,6 +111,10 @@ impl ServiceMap {
         }
         let mut src = workload(f.source.as_ref(), &sip);
         let mut dst = workload(f.destination.as_ref(), &dip);
+        // neither side known to the cluster (link-local chatter and the like)
+        if src.kind == "ip" && dst.kind == "ip" {
+            return;
+        }
         let (sport, dport) = crate::l4_ports(f);
         let mut port = dport;
         if f.is_reply == Some(true) {

@@ -122,9 +122,9 @@ pub(super) async fn events_reader(me: Arc<Agent>) -> anyhow::Result<()> {
         // after the last drain found it empty wakes this again
         fd.readable_mut().await?.clear_ready();
         loop {
-            let batch: Vec<seta_abi::SetaEvent> = fd.get_mut().drain();
-            for ev in &batch {
-                me.events.push(ev);
+            let batch: Vec<seta_abi::Record> = fd.get_mut().drain_records();
+            for r in &batch {
+                me.events.push(&r.ev, r.payload.as_ref());
             }
             // the Hubble observer: the same events as flows, and what was lost
             if !batch.is_empty() {

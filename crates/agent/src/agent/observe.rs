@@ -85,10 +85,11 @@ impl Agent {
     /// the identities' labels. Taken again once a second, and sooner (at
     /// most every 50 ms) when the batch names a pod or identity it does not
     /// know: a new pod's first flows carry its name.
-    pub async fn flow_context(&self, batch: &[seta_abi::SetaEvent]) -> Arc<seta_hubble::decode::Context> {
+    pub async fn flow_context(&self, batch: &[seta_abi::Record]) -> Arc<seta_hubble::decode::Context> {
         if let Some((at, ctx)) = self.flow_ctx.lock().unwrap().as_ref() {
             let age = at.elapsed();
-            if age < std::time::Duration::from_millis(50) || (age < std::time::Duration::from_secs(1) && batch.iter().all(|e| ctx.knows(e)))
+            if age < std::time::Duration::from_millis(50)
+                || (age < std::time::Duration::from_secs(1) && batch.iter().all(|r| ctx.knows(&r.ev)))
             {
                 return ctx.clone();
             }

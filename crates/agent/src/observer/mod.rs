@@ -59,10 +59,10 @@ impl Observer {
     }
 
     /// Decode `events` and keep their flows; followers get them at once.
-    pub fn ingest(&self, events: &[seta_abi::SetaEvent], ctx: &Context) {
+    pub fn ingest<R: Copy + Into<seta_abi::Record>>(&self, events: &[R], ctx: &Context) {
         let mut ring = self.ring.lock().unwrap();
         // (records that are no flows are not kept)
-        for f in events.iter().filter_map(|ev| decode::flow_of(ev, ctx)) {
+        for f in events.iter().filter_map(|r| decode::flow_of_record(&(*r).into(), ctx)) {
             self.metrics.observe(&f);
             let f = Arc::new(f);
             let seq = ring.push(f.clone());
