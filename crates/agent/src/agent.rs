@@ -297,6 +297,7 @@ impl Agent {
         pool.cidr = cfg.pod_cidr;
         let mut observer = crate::observer::Observer::new(&cfg.node, cfg.hubble_event_buffer_capacity).map_err(anyhow::Error::msg)?;
         observer.metrics = crate::observer::metrics::FlowMetrics::new(cfg.hubble_metrics.clone());
+        observer.agent_events.started();
         let observer = Arc::new(observer);
         let agent = Arc::new(Self {
             cfg,

@@ -1194,6 +1194,22 @@ async fn privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client(p: P
         "{line}"
     );
     assert!(line.ends_with("DROPPED (TCP Flags: SYN)"), "{line}");
+    // the agent's own events (GetAgentEvents): its start, web's endpoint, the policy
+    let agent = observe(&p, &node, &["--type", "agent", "--all"]);
+    assert!(agent.lines().any(|l| l.contains(": AGENT_STARTED (start time: ")), "{agent}");
+    assert!(
+        agent
+            .lines()
+            .any(|l| l.contains(": ENDPOINT_CREATED (id: ") && l.ends_with("namespace: default, pod name: web)")),
+        "{agent}"
+    );
+    assert!(
+        agent.lines().any(|l| l.contains(": POLICY_UPDATED (labels: [], revision: ")),
+        "{agent}"
+    );
+    let last: serde_json::Value =
+        serde_json::from_str(observe(&p, &node, &["--type", "agent", "--last", "1", "-o", "json"]).trim()).unwrap();
+    assert!(last["agent_event"]["type"].as_str().is_some(), "{last}");
     // the drop's first bytes are kept: the SYN from client to web, whole
     let hex = |ip: Ipv4Addr| ip.octets().iter().map(|b| format!("{b:02x}")).collect::<String>();
     let evs = common::seta(&node, &["events"]);

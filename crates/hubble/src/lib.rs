@@ -47,6 +47,10 @@ pub fn tcp_flag_names(fl: &flow::TcpFlags) -> Vec<&'static str> {
     .map(|(_, n)| n)
     .collect()
 }
+pub mod agent_events;
+
+/// A client of a Hubble observer (a node's or a relay's).
+pub type Client = observer::observer_client::ObserverClient<tonic::transport::Channel>;
 pub mod decode;
 pub mod filter;
 pub mod json;

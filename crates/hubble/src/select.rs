@@ -125,6 +125,7 @@ impl Selectors {
                 "trace" => 4,
                 "policy-verdict" => 5,
                 "trace-sock" | "sock" => 7,
+                "agent" => return Err("--type agent: the agent's own events, not a flow filter (seta observe --type agent alone)".into()),
                 other => return Err(format!("--type {other}: drop, trace, policy-verdict or trace-sock")),
             };
             base.event_type.push(EventTypeFilter {

@@ -223,6 +223,14 @@ async fn follow(
 #[tonic::async_trait]
 impl Observer for Relay {
     type GetFlowsStream = FlowStream;
+    type GetAgentEventsStream = Pin<Box<dyn Stream<Item = Result<GetAgentEventsResponse, Status>> + Send>>;
+
+    /// As Hubble Relay: agent events are a node's, read from the node.
+    async fn get_agent_events(&self, _req: Request<GetAgentEventsRequest>) -> Result<Response<Self::GetAgentEventsStream>, Status> {
+        Err(Status::unimplemented(
+            "GetAgentEvents is served by each node's observer, not by the relay",
+        ))
+    }
 
     async fn get_flows(&self, req: Request<GetFlowsRequest>) -> Result<Response<FlowStream>, Status> {
         let r = req.into_inner();

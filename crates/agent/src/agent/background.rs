@@ -38,6 +38,21 @@ impl Agent {
         let me = self.clone();
         sup.spawn("events-reader", move || events_reader(me.clone()));
         let me = self.clone();
+        sup.spawn("service-events", move || {
+            let me = me.clone();
+            async move {
+                // the service maps were written: at most once a second, the
+                // frontends as they are now become upserts and deletes
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    if me.observer.agent_events.take_services_changed() {
+                        me.observer.agent_events.services(me.service_list());
+                    }
+                }
+            }
+        });
+        let me = self.clone();
         tokio::spawn(async move {
             me.refill_spare_policy_maps().await;
         });

@@ -352,7 +352,7 @@ impl Agent {
             return None;
         }
         tracing::info!(policies = n, "cluster policies changed");
-        if let Err(e) = self.policy_changed(eps) {
+        if let Err(e) = self.policy_changed(eps, false) {
             tracing::error!(%e, "applying the cluster's policies");
         }
         None

@@ -314,6 +314,10 @@ impl Agent {
         tracing::info!(id = ep.id, ip = %ep.ipv4, identity = ep.identity, dev = %ep.interface_name, attach_ms, lock3_ms, total_ms, "endpoint ready");
         let ep = eps.get(ep.id).expect("inserted").clone();
         self.k8s_cep(&ep, false);
+        let labels = ep.labels.iter().map(|l| l.to_string()).collect();
+        self.observer
+            .agent_events
+            .endpoint(true, ep.id, labels, &ep.namespace, &ep.pod_name);
         Ok(ep)
     }
 
@@ -340,6 +344,10 @@ impl Agent {
         ep.state = EndpointState::Disconnected;
         self.k8s_cep(&ep, true);
         tracing::info!(id = ep.id, ip = %ep.ipv4, "endpoint deleted");
+        let labels = ep.labels.iter().map(|l| l.to_string()).collect();
+        self.observer
+            .agent_events
+            .endpoint(false, ep.id, labels, &ep.namespace, &ep.pod_name);
         drop(eps);
         if self.release_host_ports(&ep.container_id) {
             self.host_ports_changed().await;

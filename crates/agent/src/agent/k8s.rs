@@ -90,7 +90,7 @@ impl Agent {
         if !self.policy.get().replace(docs) {
             return;
         }
-        match self.policy_changed(&mut eps) {
+        match self.policy_changed(&mut eps, false) {
             Ok(revision) => tracing::info!(policies = n, revision, "Kubernetes policies applied"),
             Err(e) => tracing::error!(%e, "applying the Kubernetes policies"),
         }

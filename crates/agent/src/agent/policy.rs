@@ -229,20 +229,24 @@ impl Agent {
         let mut eps = self.endpoints.lock().await;
         self.cluster.get().record_policy_writes(written);
         self.policy.get().upsert(docs);
-        let revision = self.policy_changed(&mut eps)?;
+        let revision = self.policy_changed(&mut eps, false)?;
         Ok((revision, names))
     }
 
     /// The policy set changed: bump the revision and bring the ipcache,
     /// per-IP identities, the state dir and every endpoint up to it.
     /// Returns the new revision.
-    pub(super) fn policy_changed(&self, eps: &mut Endpoints) -> Result<u64, ApiError> {
+    pub(super) fn policy_changed(&self, eps: &mut Endpoints, deleted: bool) -> Result<u64, ApiError> {
         let revision = self.policy.get().bump();
         self.sync_cidr_ipcache();
         self.sync_ipblock()?;
         self.save_pool_and_ids(eps)?;
         self.regenerate_all(eps);
-        let policies = self.policy.get().docs().len();
+        let (policies, rules) = {
+            let p = self.policy.get();
+            (p.docs().len(), p.rules().len())
+        };
+        self.observer.agent_events.policy(deleted, vec![], revision, rules);
         tracing::info!(revision, policies, "policy changed");
         Ok(revision)
     }
@@ -321,7 +325,7 @@ impl Agent {
         self.cluster.get().record_policy_writes(written);
         let removed = self.policy.get().remove(&gone);
         if !removed.is_empty() {
-            self.policy_changed(&mut eps)?;
+            self.policy_changed(&mut eps, true)?;
         }
         Ok((self.policy.get().revision(), removed))
     }

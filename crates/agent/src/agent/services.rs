@@ -98,6 +98,9 @@ impl Agent {
             .map_err(|e| ApiError::Internal(format!("service maps: {e}")))?
             .map_err(|e| ApiError::Internal(format!("service maps: {e}")))?;
         self.svc_synced.store(digest, std::sync::atomic::Ordering::Relaxed);
+        // what changed becomes the agent's events (SERVICE_UPSERTED /
+        // _DELETED) in the background, off this path
+        self.observer.agent_events.services_changed();
         self.terminate_backend_sockets(gone).await;
         Ok(())
     }

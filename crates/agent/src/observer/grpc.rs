@@ -62,9 +62,55 @@ pub(crate) fn lost(node: &str, source: LostEventSource, n: u64) -> GetFlowsRespo
     }
 }
 
+type AgentEventStream = Pin<Box<dyn Stream<Item = Result<GetAgentEventsResponse, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl ObserverApi for Service {
     type GetFlowsStream = FlowStream;
+    type GetAgentEventsStream = AgentEventStream;
+
+    /// The agent's own events: the last or first `number` kept (all with
+    /// 0), a `since`/`until` window, then live ones while `follow`.
+    async fn get_agent_events(&self, req: Request<GetAgentEventsRequest>) -> Result<Response<AgentEventStream>, Status> {
+        let r = req.into_inner();
+        if r.first && r.follow {
+            return Err(Status::invalid_argument("first cannot be combined with follow"));
+        }
+        let (since, until) = (r.since.as_ref().map(ns_of), r.until.as_ref().map(ns_of));
+        let window = move |e: &GetAgentEventsResponse| {
+            let t = e.time.as_ref().map_or(0, ns_of);
+            since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u)
+        };
+        let events = &self.obs.agent_events;
+        let live = r.follow.then(|| events.subscribe());
+        let held = events.held();
+        let last_seq = held.last().map_or(0, |(s, _)| *s);
+        let mut picked: Vec<GetAgentEventsResponse> = held.into_iter().map(|(_, e)| e).filter(|e| window(e)).collect();
+        let n = r.number as usize;
+        if n > 0 && picked.len() > n {
+            if r.first {
+                picked.truncate(n);
+            } else {
+                picked = picked.split_off(picked.len() - n);
+            }
+        } else if n == 0 && r.follow && since.is_none() {
+            picked.clear();
+        }
+        let past = futures::stream::iter(picked.into_iter().map(Ok));
+        let Some(rx) = live else {
+            return Ok(Response::new(Box::pin(past)));
+        };
+        let follow = futures::stream::unfold(rx, move |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok((seq, e)) if seq > last_seq && window(&e) => return Some((Ok(e), rx)),
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(past.chain(follow))))
+    }
 
     async fn get_flows(&self, req: Request<GetFlowsRequest>) -> Result<Response<FlowStream>, Status> {
         let r = req.into_inner();

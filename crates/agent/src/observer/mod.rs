@@ -3,6 +3,7 @@
 //! buffer (2^n − 1 flows, 4095 by default), served over Hubble's gRPC API
 //! (`grpc`). A subsystem of its own: it owns its ring and its followers; the
 //! agent hands it events and a decoding context.
+pub mod agent_events;
 pub mod export;
 pub mod grpc;
 pub mod metrics;
@@ -34,6 +35,8 @@ pub struct Observer {
     started: Instant,
     /// Hubble's flow metrics
     pub metrics: metrics::FlowMetrics,
+    /// the agent's own events (GetAgentEvents)
+    pub agent_events: agent_events::AgentEvents,
 }
 
 /// The ring's state for a reader.
@@ -51,6 +54,7 @@ impl Observer {
             live: tokio::sync::broadcast::channel(FOLLOW_QUEUE).0,
             started: Instant::now(),
             metrics: Default::default(),
+            agent_events: agent_events::AgentEvents::new(node),
         })
     }
 

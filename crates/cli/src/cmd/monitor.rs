@@ -6,7 +6,7 @@ use seta_hubble::observer::{get_flows_response::ResponseTypes, GetFlowsRequest};
 
 #[derive(clap::Args)]
 pub struct MonitorArgs {
-    /// Event types: drop, policy-verdict, trace, trace-sock (repeatable; all by default)
+    /// Event types: drop, policy-verdict, trace, trace-sock (repeatable; all by default); agent: the agent's own events
     #[arg(short = 't', long = "type")]
     pub kinds: Vec<String>,
     /// Only events from this endpoint id
@@ -31,6 +31,9 @@ pub struct MonitorArgs {
 
 pub async fn run(a: &MonitorArgs, cli: &Cli) -> Result<i32> {
     let target = super::observe::observer_target(a.server.as_deref(), cli)?;
+    if a.kinds.iter().any(|k| k == "agent") {
+        return agent(a, &target).await;
+    }
     let mut event_type = vec![];
     for k in &a.kinds {
         let t = match k.as_str() {
@@ -38,7 +41,7 @@ pub async fn run(a: &MonitorArgs, cli: &Cli) -> Result<i32> {
             "policy-verdict" => seta_hubble::decode::MSG_POLICY_VERDICT,
             "trace" => seta_hubble::decode::MSG_TRACE,
             "trace-sock" => seta_hubble::decode::MSG_TRACE_SOCK,
-            other => bail!("--type {other}: drop, policy-verdict, trace or trace-sock"),
+            other => bail!("--type {other}: drop, policy-verdict, trace, trace-sock or agent"),
         };
         event_type.push(EventTypeFilter {
             r#type: t,
@@ -80,6 +83,29 @@ pub async fn run(a: &MonitorArgs, cli: &Cli) -> Result<i32> {
             _ => {}
         }
         out.flush()?;
+    }
+    Ok(0)
+}
+
+/// `seta monitor -t agent`: the agent's own events as they happen,
+/// `>> TYPE: details` (or JSON lines with `-j`).
+async fn agent(a: &MonitorArgs, target: &str) -> Result<i32> {
+    let mut c = seta_hubble::connect(target).await.map_err(anyhow::Error::msg)?;
+    let req = seta_hubble::observer::GetAgentEventsRequest {
+        follow: true,
+        ..Default::default()
+    };
+    let mut stream = c.get_agent_events(req).await?.into_inner();
+    eprintln!("Listening for agent events");
+    eprintln!("Press Ctrl-C to quit");
+    while let Some(r) = stream.message().await? {
+        if a.json {
+            println!("{}", seta_hubble::agent_events::json(&r));
+            continue;
+        }
+        let e = r.agent_event.clone().unwrap_or_default();
+        let t = seta_hubble::flow::AgentEventType::try_from(e.r#type).map_or("AGENT_EVENT_UNKNOWN", |t| t.as_str_name());
+        println!(">> {t}: {}", seta_hubble::agent_events::details(&e));
     }
     Ok(0)
 }

@@ -64,7 +64,7 @@ pub struct ObserveArgs {
     /// FORWARDED or DROPPED
     #[arg(long)]
     pub verdict: Vec<String>,
-    /// drop, policy-verdict or trace
+    /// drop, policy-verdict, trace, trace-sock; agent: the agent's own events instead of flows
     #[arg(short = 't', long = "type")]
     pub kind: Vec<String>,
     /// tcp, udp, icmp, sctp
@@ -195,6 +195,45 @@ fn whitelist(a: &ObserveArgs) -> Result<Vec<FlowFilter>> {
     s.whitelist().map_err(anyhow::Error::msg)
 }
 
+/// 2542 as "2,542" (hubble's uint64Grouping).
+fn grouped(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `seta observe --type agent`: the agent's own events (GetAgentEvents),
+/// compact as `<time>: <TYPE> (<details>)` or protojson lines.
+async fn agent_events(c: &mut seta_hubble::Client, a: &ObserveArgs, json: bool) -> Result<i32> {
+    let number = match (a.first, a.last, a.all || a.since.is_some() || a.follow) {
+        (Some(n), ..) | (_, Some(n), _) => n,
+        (_, _, true) => 0,
+        _ => 20,
+    };
+    let req = seta_hubble::observer::GetAgentEventsRequest {
+        number,
+        first: a.first.is_some(),
+        follow: a.follow,
+        since: a.since.as_deref().map(time_arg).transpose()?,
+        until: a.until.as_deref().map(time_arg).transpose()?,
+    };
+    let mut stream = c.get_agent_events(req).await?.into_inner();
+    while let Some(r) = stream.message().await? {
+        if json {
+            println!("{}", seta_hubble::agent_events::json(&r));
+        } else {
+            println!("{}", seta_hubble::agent_events::compact(&r, a.print_node_name));
+        }
+    }
+    Ok(0)
+}
+
 /// The negated filters: each `--not` filter is a blacklist entry of its
 /// own, so a flow matching any of them is left out.
 fn blacklist(not: &[(String, String)]) -> Result<Vec<FlowFilter>> {
@@ -231,13 +270,19 @@ pub async fn run(a: &ObserveArgs, cli: &Cli, json: bool) -> Result<i32> {
                 }));
             }
             println!("Healthcheck (via {target}): Ok");
-            println!("Current/Max Flows: {}/{}", s.num_flows, s.max_flows);
+            // as hubble status: thousands grouped, and the share held
+            let ratio = if s.max_flows > 0 {
+                format!(" ({:.2}%)", 100.0 * s.num_flows as f64 / s.max_flows as f64)
+            } else {
+                String::new()
+            };
+            println!("Current/Max Flows: {}/{}{ratio}", grouped(s.num_flows), grouped(s.max_flows));
             println!("Flows/s: {:.2}", s.seen_flows as f64 / (s.uptime_ns.max(1) as f64 / 1e9));
             if let Some(n) = s.num_connected_nodes {
                 println!("Connected Nodes: {n}/{}", n + s.num_unavailable_nodes.unwrap_or(0));
             }
             if !s.unavailable_nodes.is_empty() {
-                println!("Unavailable Nodes: ({})", s.unavailable_nodes.len());
+                println!("Unavailable Nodes: {}", s.unavailable_nodes.len());
                 for n in &s.unavailable_nodes {
                     println!("  - {n}");
                 }
@@ -281,6 +326,9 @@ pub async fn run(a: &ObserveArgs, cli: &Cli, json: bool) -> Result<i32> {
             return Ok(0);
         }
         None => {}
+    }
+    if a.kind.iter().any(|k| k == "agent") {
+        return agent_events(&mut c, a, json).await;
     }
     let number = match (a.first, a.last, a.all, a.follow, &a.since) {
         (Some(n), ..) => n,
@@ -333,6 +381,14 @@ mod not_tests {
 
     fn v(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn counts_are_grouped_as_hubble_status_prints_them() {
+        assert_eq!(
+            [0, 999, 1000, 4095, 1234567].map(grouped),
+            ["0", "999", "1,000", "4,095", "1,234,567"]
+        );
     }
 
     #[test]

@@ -180,6 +180,15 @@ async fn privileged_policy_service_socket_lb(mut p: P) {
     };
     assert!(to(format!("{web}:8080"), "10.96.0.50:80") >= 1, "{rev}");
     assert!(to(format!("{web}:5353"), "10.96.0.50:53") >= 2, "{rev}");
+    // the service is an agent event (SERVICE_UPSERTED) with its backend
+    common::wait_for("the service as an agent event", 10, || {
+        let agent = super::observe(&p, &p.node_of("client"), &["--type", "agent", "--all"]);
+        agent.lines().any(|l| {
+            l.contains(": SERVICE_UPSERTED (id: ")
+                && l.contains("frontend: 10.96.0.50:80, backends: [")
+                && l.contains(&format!("{web}:8080"))
+        })
+    });
     // each translation is traced (trace-sock), as Hubble shows socket-LB
     let node = p.node_of("client");
     let mut t = String::new();

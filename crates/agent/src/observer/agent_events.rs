@@ -1,0 +1,249 @@
+//! The agent's own events (Hubble's GetAgentEvents): its start, endpoints
+//! created and deleted, policy changes, services upserted and deleted. A
+//! bounded log with followers, as the flow ring; the agent tells it what
+//! happened, and it turns a new service list into upserts and deletes.
+use seta_core::api::ServiceEntry;
+use seta_hubble::flow::agent_event::Notification;
+use seta_hubble::flow::*;
+use seta_hubble::observer::GetAgentEventsResponse;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+/// Events kept for readers that come later.
+const KEEP: usize = 1024;
+
+pub struct AgentEvents {
+    node: String,
+    inner: Mutex<Inner>,
+    live: tokio::sync::broadcast::Sender<(u64, GetAgentEventsResponse)>,
+    /// the service maps were written since the services were last compared
+    services_dirty: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Default)]
+struct Inner {
+    seq: u64,
+    log: VecDeque<(u64, GetAgentEventsResponse)>,
+    /// frontend -> (service id, as last told)
+    services: BTreeMap<String, (u32, ServiceEntry)>,
+    next_service_id: u32,
+}
+
+fn now() -> prost_types::Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    prost_types::Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+/// "10.96.0.10:53/UDP" as Hubble's address.
+fn addr(a: &str) -> ServiceUpsertNotificationAddr {
+    let hostport = a.split('/').next().unwrap_or(a);
+    let (ip, port) = hostport.rsplit_once(':').unwrap_or((hostport, "0"));
+    ServiceUpsertNotificationAddr {
+        ip: ip.to_string(),
+        port: port.parse().unwrap_or(0),
+    }
+}
+
+impl AgentEvents {
+    pub fn new(node: &str) -> Self {
+        Self {
+            node: node.to_string(),
+            inner: Mutex::new(Inner {
+                next_service_id: 1,
+                ..Default::default()
+            }),
+            live: tokio::sync::broadcast::channel(KEEP).0,
+            services_dirty: Default::default(),
+        }
+    }
+
+    /// The service maps were written (cheap; compared later).
+    pub fn services_changed(&self) {
+        self.services_dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn take_services_changed(&self) -> bool {
+        self.services_dirty.swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn push_locked(&self, g: &mut Inner, t: AgentEventType, n: Notification) {
+        g.seq += 1;
+        let r = GetAgentEventsResponse {
+            agent_event: Some(AgentEvent {
+                r#type: t as i32,
+                notification: Some(n),
+            }),
+            node_name: self.node.clone(),
+            time: Some(now()),
+        };
+        if g.log.len() == KEEP {
+            g.log.pop_front();
+        }
+        g.log.push_back((g.seq, r.clone()));
+        let _ = self.live.send((g.seq, r));
+    }
+
+    fn push(&self, t: AgentEventType, n: Notification) {
+        let mut g = self.inner.lock().unwrap();
+        self.push_locked(&mut g, t, n);
+    }
+
+    pub fn started(&self) {
+        self.push(
+            AgentEventType::AgentStarted,
+            Notification::AgentStart(TimeNotification { time: Some(now()) }),
+        );
+    }
+
+    pub fn endpoint(&self, created: bool, id: u16, labels: Vec<String>, namespace: &str, pod: &str) {
+        let t = if created {
+            AgentEventType::EndpointCreated
+        } else {
+            AgentEventType::EndpointDeleted
+        };
+        self.push(
+            t,
+            Notification::EndpointUpdate(EndpointUpdateNotification {
+                id: id as u64,
+                labels,
+                error: String::new(),
+                pod_name: pod.to_string(),
+                namespace: namespace.to_string(),
+            }),
+        );
+    }
+
+    pub fn policy(&self, deleted: bool, labels: Vec<String>, revision: u64, rule_count: usize) {
+        let t = if deleted {
+            AgentEventType::PolicyDeleted
+        } else {
+            AgentEventType::PolicyUpdated
+        };
+        self.push(
+            t,
+            Notification::PolicyUpdate(PolicyUpdateNotification {
+                labels,
+                revision,
+                rule_count: rule_count as i64,
+            }),
+        );
+    }
+
+    /// The frontends now load-balanced: an upsert for each new or changed
+    /// one, a delete for each gone.
+    pub fn services(&self, now: Vec<ServiceEntry>) {
+        let mut g = self.inner.lock().unwrap();
+        let now: BTreeMap<String, ServiceEntry> = now.into_iter().map(|e| (e.frontend.clone(), e)).collect();
+        let gone: Vec<(String, u32)> = g
+            .services
+            .iter()
+            .filter(|(fe, _)| !now.contains_key(*fe))
+            .map(|(fe, (id, _))| (fe.clone(), *id))
+            .collect();
+        for (fe, id) in gone {
+            g.services.remove(&fe);
+            self.push_locked(
+                &mut g,
+                AgentEventType::ServiceDeleted,
+                Notification::ServiceDelete(ServiceDeleteNotification { id }),
+            );
+        }
+        for (fe, e) in now {
+            let id = match g.services.get(&fe) {
+                Some((_, old)) if *old == e => continue,
+                Some((id, _)) => *id,
+                None => {
+                    g.next_service_id += 1;
+                    g.next_service_id - 1
+                }
+            };
+            let (namespace, name) = e.service.split_once('/').unwrap_or(("", &e.service));
+            let policy = if e.local { "Local" } else { "Cluster" };
+            let n = ServiceUpsertNotification {
+                id,
+                frontend_address: Some(addr(&e.frontend)),
+                backend_addresses: e.backends.iter().map(|b| addr(&b.address)).collect(),
+                r#type: e.kind.clone(),
+                traffic_policy: String::new(),
+                name: name.to_string(),
+                namespace: namespace.to_string(),
+                ext_traffic_policy: if e.kind == "ClusterIP" { "Cluster".into() } else { policy.into() },
+                int_traffic_policy: if e.kind == "ClusterIP" { policy.into() } else { "Cluster".into() },
+            };
+            g.services.insert(fe, (id, e));
+            self.push_locked(&mut g, AgentEventType::ServiceUpserted, Notification::ServiceUpsert(n));
+        }
+    }
+
+    /// The kept events, oldest first.
+    pub fn held(&self) -> Vec<(u64, GetAgentEventsResponse)> {
+        self.inner.lock().unwrap().log.iter().cloned().collect()
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<(u64, GetAgentEventsResponse)> {
+        self.live.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seta_core::api::ServiceBackend;
+
+    fn entry(fe: &str, backends: &[&str]) -> ServiceEntry {
+        ServiceEntry {
+            service: "default/web".into(),
+            frontend: fe.into(),
+            kind: "ClusterIP".into(),
+            local: false,
+            backends: backends
+                .iter()
+                .map(|b| ServiceBackend {
+                    address: b.to_string(),
+                    state: seta_core::service::BackendState::Active,
+                    node: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn kinds(a: &AgentEvents) -> Vec<String> {
+        a.held()
+            .iter()
+            .map(|(_, r)| seta_hubble::agent_events::compact(r, false).split_once(": ").unwrap().1.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn services_become_upserts_and_deletes_and_endpoints_policies_events() {
+        let a = AgentEvents::new("n1");
+        a.started();
+        a.endpoint(true, 12, vec!["k8s:app=web".into()], "default", "web");
+        a.policy(false, vec![], 3, 2);
+        a.services(vec![entry("10.96.0.10:80/TCP", &["10.0.0.5:8080/TCP"])]);
+        a.services(vec![entry("10.96.0.10:80/TCP", &["10.0.0.5:8080/TCP"])]); // unchanged: nothing
+        a.services(vec![
+            entry("10.96.0.10:80/TCP", &["10.0.0.5:8080/TCP", "10.0.0.6:8080/TCP"]),
+            entry("10.96.0.11:53/UDP", &[]),
+        ]);
+        a.services(vec![entry("10.96.0.11:53/UDP", &[])]);
+        let k = kinds(&a);
+        assert!(k[0].starts_with("AGENT_STARTED (start time: "), "{k:?}");
+        assert_eq!(
+            k[1..],
+            [
+                "ENDPOINT_CREATED (id: 12, labels: [k8s:app=web], namespace: default, pod name: web)",
+                "POLICY_UPDATED (labels: [], revision: 3, count: 2)",
+                "SERVICE_UPSERTED (id: 1, frontend: 10.96.0.10:80, backends: [10.0.0.5:8080], type: ClusterIP, namespace: default, name: web)",
+                "SERVICE_UPSERTED (id: 1, frontend: 10.96.0.10:80, backends: [10.0.0.5:8080,10.0.0.6:8080], type: ClusterIP, namespace: default, name: web)",
+                "SERVICE_UPSERTED (id: 2, frontend: 10.96.0.11:53, type: ClusterIP, namespace: default, name: web)",
+                "SERVICE_DELETED (id: 1)",
+            ]
+        );
+    }
+}
