@@ -49,6 +49,17 @@ pub fn tcp_flag_names(fl: &flow::TcpFlags) -> Vec<&'static str> {
 }
 pub mod agent_events;
 
+/// The wall clock as a protobuf timestamp.
+pub fn now() -> prost_types::Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    prost_types::Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
 /// A client of a Hubble observer (a node's or a relay's).
 pub type Client = observer::observer_client::ObserverClient<tonic::transport::Channel>;
 pub mod decode;

@@ -94,15 +94,7 @@ impl Relay {
     }
 }
 
-fn now() -> prost_types::Timestamp {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    prost_types::Timestamp {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    }
-}
+use seta_hubble::now;
 
 /// A node-status event, as Hubble Relay sends them.
 pub fn node_status(state: NodeState, node_names: Vec<String>, message: String) -> GetFlowsResponse {

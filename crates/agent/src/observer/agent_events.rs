@@ -29,15 +29,7 @@ struct Inner {
     next_service_id: u32,
 }
 
-fn now() -> prost_types::Timestamp {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    prost_types::Timestamp {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    }
-}
+use seta_hubble::now;
 
 /// "10.96.0.10:53/UDP" as Hubble's address.
 fn addr(a: &str) -> ServiceUpsertNotificationAddr {

@@ -41,6 +41,23 @@ fn in_window(f: &Flow, since: Option<i128>, until: Option<i128>) -> bool {
     since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u)
 }
 
+/// Of what is held (oldest first): the last `number`, or the first with
+/// `first`; all with 0, but none when only following (`only_new`: only
+/// what happens from now on).
+fn pick<T>(mut held: Vec<T>, number: u64, first: bool, only_new: bool) -> Vec<T> {
+    let n = number as usize;
+    if n > 0 && held.len() > n {
+        if first {
+            held.truncate(n);
+        } else {
+            held = held.split_off(held.len() - n);
+        }
+    } else if n == 0 && only_new {
+        held.clear();
+    }
+    held
+}
+
 pub(crate) fn response(node: &str, f: Flow) -> GetFlowsResponse {
     GetFlowsResponse {
         time: f.time,
@@ -85,17 +102,12 @@ impl ObserverApi for Service {
         let live = r.follow.then(|| events.subscribe());
         let held = events.held();
         let last_seq = held.last().map_or(0, |(s, _)| *s);
-        let mut picked: Vec<GetAgentEventsResponse> = held.into_iter().map(|(_, e)| e).filter(|e| window(e)).collect();
-        let n = r.number as usize;
-        if n > 0 && picked.len() > n {
-            if r.first {
-                picked.truncate(n);
-            } else {
-                picked = picked.split_off(picked.len() - n);
-            }
-        } else if n == 0 && r.follow && since.is_none() {
-            picked.clear();
-        }
+        let picked = pick(
+            held.into_iter().map(|(_, e)| e).filter(|e| window(e)).collect(),
+            r.number,
+            r.first,
+            r.follow && since.is_none(),
+        );
         let past = futures::stream::iter(picked.into_iter().map(Ok));
         let Some(rx) = live else {
             return Ok(Response::new(Box::pin(past)));
@@ -121,22 +133,16 @@ impl ObserverApi for Service {
         let live = r.follow.then(|| self.obs.subscribe());
         let held = self.obs.held();
         let last_seq = held.flows.last().map_or(0, |(s, _)| *s);
-        let mut picked: Vec<Arc<Flow>> = held
-            .flows
-            .into_iter()
-            .map(|(_, f)| f)
-            .filter(|f| in_window(f, since, until) && selected(&r.whitelist, &r.blacklist, f))
-            .collect();
-        let n = r.number as usize;
-        if n > 0 && picked.len() > n {
-            if r.first {
-                picked.truncate(n);
-            } else {
-                picked = picked.split_off(picked.len() - n);
-            }
-        } else if n == 0 && r.follow && since.is_none() {
-            picked.clear(); // follow alone: only what happens from now on
-        }
+        let picked: Vec<Arc<Flow>> = pick(
+            held.flows
+                .into_iter()
+                .map(|(_, f)| f)
+                .filter(|f| in_window(f, since, until) && selected(&r.whitelist, &r.blacklist, f))
+                .collect(),
+            r.number,
+            r.first,
+            r.follow && since.is_none(),
+        );
         let node = self.obs.node().to_string();
         let past = futures::stream::iter(picked.into_iter().map({
             let node = node.clone();
