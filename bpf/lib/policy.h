@@ -352,16 +352,21 @@ static __always_inline int policy_check_peer(void *pmap, __u32 remote, __be32 pe
 	return ret;
 }
 
-/* Into the ring buffer, or counted lost (per CPU). */
+/* An event the ring buffer had no room for: counted (per CPU). */
+static __always_inline void event_lost(void)
+{
+	__u32 k = 0;
+	__u64 *lost = bpf_map_lookup_elem(&seta_events_lost, &k);
+
+	if (lost)
+		*lost += 1;
+}
+
+/* Into the ring buffer, or counted lost. */
 static __always_inline void event_output(void *ev, __u64 size)
 {
-	if (bpf_ringbuf_output(&seta_events, ev, size, 0) < 0) {
-		__u32 k = 0;
-		__u64 *lost = bpf_map_lookup_elem(&seta_events_lost, &k);
-
-		if (lost)
-			*lost += 1;
-	}
+	if (bpf_ringbuf_output(&seta_events, ev, size, 0) < 0)
+		event_lost();
 }
 
 static __always_inline void emit_event(__u8 type, __u8 subtype, __u16 source, __u32 ifindex, __u32 src_label,
@@ -404,11 +409,7 @@ static __always_inline void drop_record(struct __sk_buff *ctx, __u32 reason, __u
 
 	r = bpf_ringbuf_reserve(&seta_events, sizeof(*r), 0);
 	if (!r) {
-		__u32 k = 0;
-		__u64 *lost = bpf_map_lookup_elem(&seta_events_lost, &k);
-
-		if (lost)
-			*lost += 1;
+		event_lost();
 		return;
 	}
 	__builtin_memset(r, 0, sizeof(*r));

@@ -83,16 +83,22 @@ fn kind(f: &Flow) -> String {
             format!("policy-verdict:{m} {dir}")
         }
         // socket-LB's translations, as Hubble names them
-        7 => match crate::flow::SocketTranslationPoint::try_from(f.sock_xlate_point) {
-            Ok(crate::flow::SocketTranslationPoint::SockXlatePointPreDirectionFwd) => "pre-xlate-fwd".into(),
-            Ok(crate::flow::SocketTranslationPoint::SockXlatePointPostDirectionFwd) => "post-xlate-fwd".into(),
-            Ok(crate::flow::SocketTranslationPoint::SockXlatePointPreDirectionRev) => "pre-xlate-rev".into(),
-            Ok(crate::flow::SocketTranslationPoint::SockXlatePointPostDirectionRev) => "post-xlate-rev".into(),
-            _ => "SOCK_XLATE_POINT_UNKNOWN".into(),
-        },
+        7 => xlate_point(f).into(),
         _ => crate::flow::TraceObservationPoint::try_from(f.trace_observation_point)
             .map(|p| p.as_str_name().to_ascii_lowercase().replace('_', "-"))
             .unwrap_or_else(|_| "trace".into()),
+    }
+}
+
+/// A socket-LB translation point, as Hubble and cilium monitor name it.
+pub fn xlate_point(f: &Flow) -> &'static str {
+    use crate::flow::SocketTranslationPoint as P;
+    match P::try_from(f.sock_xlate_point) {
+        Ok(P::SockXlatePointPreDirectionFwd) => "pre-xlate-fwd",
+        Ok(P::SockXlatePointPostDirectionFwd) => "post-xlate-fwd",
+        Ok(P::SockXlatePointPreDirectionRev) => "pre-xlate-rev",
+        Ok(P::SockXlatePointPostDirectionRev) => "post-xlate-rev",
+        _ => "SOCK_XLATE_POINT_UNKNOWN",
     }
 }
 

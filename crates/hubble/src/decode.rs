@@ -41,6 +41,15 @@ pub struct Context {
 }
 
 impl Context {
+    /// An event's time (CLOCK_MONOTONIC ns) on the wall clock.
+    pub fn time(&self, ts: u64) -> prost_types::Timestamp {
+        let wall = ts as i128 + self.wall_offset_ns;
+        prost_types::Timestamp {
+            seconds: wall.div_euclid(1_000_000_000) as i64,
+            nanos: wall.rem_euclid(1_000_000_000) as i32,
+        }
+    }
+
     /// Whether this context can name both sides of `ev`: every identity it
     /// carries (above the reserved ones) and every local pod address is
     /// known. A pod or identity newer than the context is not.
@@ -192,12 +201,8 @@ fn sock_flow(ev: &SetaEvent, ctx: &Context) -> Option<Flow> {
     // the frontend (or an address no pod here has) is the world to the
     // socket, as Hubble shows it; a local backend is its endpoint
     let dst_identity = ctx.endpoints.get(&dst).map_or(2, |v| v.identity);
-    let wall = s.ts as i128 + ctx.wall_offset_ns;
     Some(Flow {
-        time: Some(prost_types::Timestamp {
-            seconds: wall.div_euclid(1_000_000_000) as i64,
-            nanos: wall.rem_euclid(1_000_000_000) as i32,
-        }),
+        time: Some(ctx.time(s.ts)),
         verdict: verdict as i32,
         ip: Some(flow::Ip {
             source: src_ip,
@@ -263,17 +268,13 @@ pub fn flow_of(ev: &SetaEvent, ctx: &Context) -> Option<Flow> {
         1 => Some(Protocol::IcmPv4(flow::IcmPv4 { r#type: 8, code: 0 })),
         _ => None,
     };
-    let wall = ev.ts as i128 + ctx.wall_offset_ns;
     let direction = match ev.dir {
         seta_abi::METRIC_INGRESS => flow::TrafficDirection::Ingress,
         seta_abi::METRIC_EGRESS => flow::TrafficDirection::Egress,
         _ => flow::TrafficDirection::Unknown,
     };
     Some(Flow {
-        time: Some(prost_types::Timestamp {
-            seconds: wall.div_euclid(1_000_000_000) as i64,
-            nanos: wall.rem_euclid(1_000_000_000) as i32,
-        }),
+        time: Some(ctx.time(ev.ts)),
         verdict: if dropped {
             flow::Verdict::Dropped
         } else {

@@ -69,13 +69,7 @@ pub fn line(f: &Flow, numeric: bool) -> Option<String> {
             ))
         }
         crate::decode::MSG_TRACE_SOCK => {
-            let point = match crate::flow::SocketTranslationPoint::try_from(f.sock_xlate_point) {
-                Ok(crate::flow::SocketTranslationPoint::SockXlatePointPreDirectionFwd) => "pre-xlate-fwd",
-                Ok(crate::flow::SocketTranslationPoint::SockXlatePointPostDirectionFwd) => "post-xlate-fwd",
-                Ok(crate::flow::SocketTranslationPoint::SockXlatePointPreDirectionRev) => "pre-xlate-rev",
-                Ok(crate::flow::SocketTranslationPoint::SockXlatePointPostDirectionRev) => "post-xlate-rev",
-                _ => "unknown",
-            };
+            let point = crate::compact::xlate_point(f);
             let proto = if num == 17 { "udp" } else { "tcp" };
             Some(format!(
                 "[{point}] cgroup_id: {} sock_cookie: {}, dst [{}]:{} {proto}",
