@@ -92,6 +92,7 @@ int from_overlay(struct __sk_buff *ctx)
 	if (bpf_skb_get_tunnel_key(ctx, &key, sizeof(key), 0) < 0)
 		return send_drop(ctx, DROP_NO_TUNNEL_KEY, METRIC_INGRESS);
 	src_id = key.tunnel_id;
+	cilium_dbg(ctx, DBG_DECAP, 0, src_id, 0);
 	/* The inner frame was addressed to the sender's device: it is ours now. */
 	bpf_skb_change_type(ctx, 0 /* PACKET_HOST */);
 

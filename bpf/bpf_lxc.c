@@ -49,7 +49,8 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 	__u32 remote, cookie = 0, len = ctx->len, ep_id, sec_id, ifindex = ctx->ifindex, slot, l4_off;
 	enum ct_status st;
 	void *pmap;
-	__be32 ip_saddr;
+	__be32 ip_saddr, vip;
+	__be16 vport;
 	int hairpin = 0;
 	int ret;
 
@@ -78,7 +79,13 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 		return send_drop(ctx, -ret, METRIC_EGRESS);
 	/* a service frontend: to one of its backends (policy, routing and
 	 * conntrack below see the backend) */
+	vip = f.key.daddr;
+	vport = f.key.dport;
 	ret = lb4_xlate_fwd(ctx, l4_off, &f, 0);
+	if (ret == 1) {
+		cilium_dbg(ctx, DBG_LB4_LOOKUP_FRONTEND, ep_id, vip, vport);
+		cilium_dbg(ctx, DBG_LB4_LOOKUP_BACKEND_SLOT_SUCCESS, ep_id, f.key.daddr, f.key.dport);
+	}
 	if (ret == -DROP_NO_SERVICE)
 		return lb4_reject(ctx);
 	if (ret < 0)
@@ -100,10 +107,16 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 	ep = lookup_ip4_endpoint(f.key.daddr);
 	if (ep && (ep->flags & ENDPOINT_F_HOST))
 		ep = NULL;
-	if (!ep)
+	if (!ep) {
 		info = ipcache_lookup(f.key.daddr);
+		if (info)
+			cilium_dbg(ctx, DBG_IP_ID_MAP_SUCCEED4, ep_id, f.key.daddr, info->sec_identity);
+		else
+			cilium_dbg(ctx, DBG_IP_ID_MAP_FAILED4, ep_id, f.key.daddr, 0);
+	}
 
 	st = ct_lookup(&f, len);
+	dbg_ct_lookup(ctx, ep_id, &f, 0, st);
 	if (st == CT_REPLY) {
 		/* a backend answering a client of this node through a service */
 		ret = lb4_xlate_rev(ctx, l4_off, &f);
@@ -136,8 +149,10 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 		/* a verdict only where policy is enforced, as Cilium */
 		if (cookie != POLICY_COOKIE_NOT_ENFORCED)
 			emit_event(EVENT_POLICY_VERDICT, 0, ep_id, ifindex, sec_id, remote, ret, cookie, &f, METRIC_EGRESS);
-		if (ret < 0)
+		if (ret < 0) {
+			cilium_dbg(ctx, DBG_POLICY_DENIED, ep_id, sec_id, remote);
 			return send_drop(ctx, -ret, METRIC_EGRESS);
+		}
 		/* ingress policy of a local destination (not for a pod reaching
 		 * itself through a service, as Cilium's loopback) */
 		if (ep && !hairpin) {
@@ -148,12 +163,14 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 		ret = ct_create(&f, sec_id, len);
 		if (ret < 0)
 			return send_drop(ctx, -ret, METRIC_EGRESS);
+		cilium_dbg3(ctx, DBG_CT_CREATED4, ep_id, 0, sec_id, 0);
 	}
 
 	if (ep) {
 		/* Same-node endpoint: route it ourselves and hand the packet
 		 * straight to the peer device inside the destination netns. */
 		trace_to_lxc(ep, sec_id, &f, st);
+		cilium_dbg(ctx, DBG_LOCAL_DELIVERY, ep_id, ep->lxc_id, sec_id);
 		ret = l3_local_delivery(ctx, ep);
 		if (ret < 0)
 			return send_drop(ctx, -ret, METRIC_EGRESS);
@@ -165,6 +182,7 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 	 * identity in the VNI. */
 	if (info && info->tunnel_endpoint) {
 		trace_point(TRACE_TO_OVERLAY, ep_id, ifindex, sec_id, info->sec_identity, &f, st, METRIC_EGRESS);
+		cilium_dbg(ctx, DBG_ENCAP, ep_id, info->tunnel_endpoint, sec_id);
 		ret = encap_and_redirect(ctx, info->tunnel_endpoint, sec_id);
 		if (ret < 0)
 			return send_drop(ctx, -ret, METRIC_EGRESS);

@@ -388,6 +388,40 @@ _Static_assert(sizeof(struct seta_sock_event) == 48, "seta_sock_event size");
 _Static_assert(__builtin_offsetof(struct seta_sock_event, ts) == 40, "seta_sock_event.ts");
 _Static_assert(__builtin_offsetof(struct seta_event, ts) == 40, "seta_event.ts");
 
+/* EVENT_DEBUG: a datapath debug message (Cilium's debug_msg, made only with
+ * --debug-verbose=datapath), a record of the same size with its own layout.
+ * subtype: DBG_* (Cilium's numbers); the arguments as Cilium's dbg.h has them. */
+#define EVENT_DEBUG 2
+#define DBG_GENERIC 1
+#define DBG_LOCAL_DELIVERY 2     /* arg1: endpoint id, arg2: source identity */
+#define DBG_ENCAP 3              /* arg1: the tunnel endpoint, arg2: source identity */
+#define DBG_POLICY_DENIED 5      /* arg1: source identity, arg2: destination identity */
+#define DBG_CT_VERDICT 15        /* arg1: CT state, arg2: rev-NAT index (network order) */
+#define DBG_DECAP 16             /* arg1: the VNI (the sender's identity), arg2: 0 */
+#define DBG_LB4_LOOKUP_FRONTEND 30 /* arg1: address, arg2: port (network order) */
+#define DBG_LB4_LOOKUP_BACKEND_SLOT_SUCCESS 33 /* arg1: backend address, arg2: its port */
+#define DBG_CT_LOOKUP4_1 48      /* arg1: saddr, arg2: daddr, arg3: dport << 16 | sport */
+#define DBG_CT_LOOKUP4_2 49      /* arg1: nexthdr << 8 | flags, arg2: direction */
+#define DBG_CT_CREATED4 50       /* arg1: rev-NAT index, arg2: source identity, arg3: lb address */
+#define DBG_IP_ID_MAP_FAILED4 56 /* arg1: address */
+#define DBG_IP_ID_MAP_SUCCEED4 58 /* arg1: address, arg2: identity */
+struct seta_debug_event {
+	__u8 type;        /* EVENT_DEBUG */
+	__u8 subtype;     /* DBG_* */
+	__u16 source;     /* the endpoint it is about */
+	__u32 hash;       /* the packet's hash (Cilium prints it as MARK) */
+	__u32 arg1;
+	__u32 arg2;
+	__u32 arg3;
+	__u32 cpu;
+	__u32 ifindex;
+	__u32 pad;
+	__u64 pad2;
+	__u64 ts;
+};
+_Static_assert(sizeof(struct seta_debug_event) == 48, "seta_debug_event size");
+_Static_assert(__builtin_offsetof(struct seta_debug_event, ts) == 40, "seta_debug_event.ts");
+
 /* seta_config: ARRAY of u32 runtime flags. */
 #define CONFIG_FLAGS 0
 #define CONFIG_F_IPBLOCK 1   /* seta_ipblock holds entries: consult it */
@@ -409,6 +443,7 @@ _Static_assert(__builtin_offsetof(struct seta_event, ts) == 40, "seta_event.ts")
 #define OPT_NO_VERDICT_EVENTS 128
 #define OPT_NO_TRACE_EVENTS 256
 #define OPT_NO_SOCK_TRACE 512    /* --enable-socket-lb-tracing=false */
+#define OPT_DEBUG 1024           /* debug messages (--debug-verbose=datapath) */
 #define CONFIG_NODE_IP 3     /* the node's address (network order): SNAT of north-south service traffic */
 #define CONFIG_LB_MAGLEV_M 4 /* Maglev table size M (prime); 0 = no Maglev */
 #define CONFIG_LB_HASH_SEED 5 /* seed of the datapath's flow hash (Maglev slot) */

@@ -20,6 +20,7 @@ static __always_inline int ingress_admit(struct __sk_buff *ctx, struct iphdr *ip
 	if (ret < 0)
 		return send_drop(ctx, -ret, METRIC_INGRESS);
 	st = ct_lookup(&f, ctx->len);
+	dbg_ct_lookup(ctx, ep->lxc_id, &f, 1, st);
 	if (st == CT_REPLY) {
 		/* a backend on another node answering a client of this node
 		 * through a service: the frontend is the source again */
@@ -36,6 +37,7 @@ static __always_inline int ingress_admit(struct __sk_buff *ctx, struct iphdr *ip
 			return send_drop(ctx, -ret, METRIC_INGRESS);
 	}
 	trace_to_lxc(ep, src_id, &f, st);
+	cilium_dbg(ctx, DBG_LOCAL_DELIVERY, ep->lxc_id, ep->lxc_id, src_id);
 	return 0;
 }
 

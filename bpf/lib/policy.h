@@ -369,6 +369,53 @@ static __always_inline void event_output(void *ev, __u64 size)
 		event_lost();
 }
 
+/* A datapath debug message (Cilium's cilium_dbg3), only with OPT_DEBUG. A
+ * function of its own (not inlined): the programs' stacks do not grow, and
+ * with debugging off a message costs a call and a config read. `what` is
+ * the DBG_* type << 16 | the endpoint id. */
+static __noinline __attribute__((unused)) int dbg3(struct __sk_buff *ctx, __u32 what, __u32 arg1, __u32 arg2, __u32 arg3)
+{
+	struct seta_debug_event *e;
+
+	if (!ctx || !(datapath_opts() & OPT_DEBUG))
+		return 0;
+	e = bpf_ringbuf_reserve(&seta_events, sizeof(*e), 0);
+	if (!e) {
+		event_lost();
+		return 0;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->type = EVENT_DEBUG;
+	e->subtype = (__u8)(what >> 16);
+	e->source = (__u16)what;
+	e->hash = bpf_get_hash_recalc(ctx);
+	e->arg1 = arg1;
+	e->arg2 = arg2;
+	e->arg3 = arg3;
+	e->cpu = bpf_get_smp_processor_id();
+	e->ifindex = ctx->ifindex;
+	e->ts = bpf_ktime_get_ns();
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+#define cilium_dbg3(ctx, type, source, a1, a2, a3) dbg3(ctx, ((__u32)(type) << 16) | (__u16)(source), a1, a2, a3)
+#define cilium_dbg(ctx, type, source, a1, a2) dbg3(ctx, ((__u32)(type) << 16) | (__u16)(source), a1, a2, 0)
+
+/* The CT lookup of `f` and its outcome, as Cilium's debug messages (dir: 0
+ * egress, 1 ingress, also as the tuple's flags); one call for the three, so
+ * the callers' stacks do not grow. */
+static __noinline __attribute__((unused)) int dbg_ct_lookup(struct __sk_buff *ctx, __u32 source, const struct flow *f,
+							      __u32 dir, __u32 st)
+{
+	if (!ctx || !f || !(datapath_opts() & OPT_DEBUG))
+		return 0;
+	cilium_dbg3(ctx, DBG_CT_LOOKUP4_1, source, f->key.saddr, f->key.daddr,
+		    ((__u32)bpf_ntohs(f->key.dport) << 16) | bpf_ntohs(f->key.sport));
+	cilium_dbg(ctx, DBG_CT_LOOKUP4_2, source, ((__u32)f->key.proto << 8) | dir, dir);
+	cilium_dbg(ctx, DBG_CT_VERDICT, source, st, 0);
+	return 0;
+}
+
 static __always_inline void emit_event(__u8 type, __u8 subtype, __u16 source, __u32 ifindex, __u32 src_label,
 				       __u32 dst_label, int verdict, __u32 cookie, const struct flow *f, __u8 dir)
 {

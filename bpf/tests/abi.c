@@ -18,6 +18,7 @@ struct ct_key abi_ct_key;
 struct ct_entry abi_ct_entry;
 struct seta_event abi_seta_event;
 struct seta_sock_event abi_seta_sock_event;
+struct seta_debug_event abi_seta_debug_event;
 struct drop_payload abi_drop_payload;
 struct lxc_self abi_lxc_self;
 struct sock_revnat_key abi_sock_revnat_key;

@@ -586,6 +586,65 @@ impl SockEvent {
     }
 }
 
+/// EVENT_DEBUG: a datapath debug message (Cilium's `debug_msg`), made only
+/// with OPT_DEBUG (`--debug-verbose=datapath`).
+pub const EVENT_DEBUG: u8 = 2;
+/// debug messages (`--debug-verbose=datapath`)
+pub const OPT_DEBUG: u32 = 1024;
+/// Debug message types the datapath sends (Cilium's `bpf/lib/dbg.h`
+/// numbers, which Hubble's DebugEventType shares).
+pub const DBG_GENERIC: u8 = 1;
+pub const DBG_LOCAL_DELIVERY: u8 = 2;
+pub const DBG_ENCAP: u8 = 3;
+pub const DBG_POLICY_DENIED: u8 = 5;
+pub const DBG_CT_VERDICT: u8 = 15;
+pub const DBG_DECAP: u8 = 16;
+pub const DBG_LB4_LOOKUP_FRONTEND: u8 = 30;
+pub const DBG_LB4_LOOKUP_BACKEND_SLOT_SUCCESS: u8 = 33;
+pub const DBG_CT_LOOKUP4_1: u8 = 48;
+pub const DBG_CT_LOOKUP4_2: u8 = 49;
+pub const DBG_CT_CREATED4: u8 = 50;
+pub const DBG_IP_ID_MAP_FAILED4: u8 = 56;
+pub const DBG_IP_ID_MAP_SUCCEED4: u8 = 58;
+
+/// The record of an EVENT_DEBUG: the size of a [`SetaEvent`], its own
+/// layout (the type and the time where a SetaEvent has them).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DebugEvent {
+    pub event_type: u8,
+    pub subtype: u8,
+    pub source: u16,
+    /// the packet's hash (Cilium prints it as the MARK)
+    pub hash: u32,
+    pub arg1: u32,
+    pub arg2: u32,
+    pub arg3: u32,
+    pub cpu: u32,
+    pub ifindex: u32,
+    pub pad: u32,
+    pub pad2: u64,
+    pub ts: u64,
+}
+
+const _: () = {
+    assert!(size_of::<DebugEvent>() == size_of::<SetaEvent>());
+    assert!(offset_of!(DebugEvent, ts) == offset_of!(SetaEvent, ts));
+};
+
+impl DebugEvent {
+    /// The same record read as a debug message.
+    pub fn of(ev: &SetaEvent) -> Self {
+        // SAFETY: both are plain data of the same size.
+        unsafe { core::ptr::read_unaligned(ev as *const SetaEvent as *const Self) }
+    }
+    /// A debug message as the record the reader returns.
+    pub fn to_event(&self) -> SetaEvent {
+        // SAFETY: both are plain data of the same size.
+        unsafe { core::ptr::read_unaligned(self as *const Self as *const SetaEvent) }
+    }
+}
+
 impl SetaEvent {
     /// Decode a ring-buffer record.
     pub fn from_bytes(b: &[u8]) -> Option<Self> {

@@ -111,6 +111,9 @@ pub struct RunArgs {
     /// Socket-LB reports its translations (trace-sock events: pre-/post-xlate-fwd/rev) [default: true]
     #[arg(long, env = "SETA_ENABLE_SOCKET_LB_TRACING", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub enable_socket_lb_tracing: Option<bool>,
+    /// More debug output, by subsystem (Cilium's names, comma-separated): datapath makes the datapath send debug messages (`seta monitor -t debug`, GetDebugEvents); flow, kvstore, envoy and policy are accepted
+    #[arg(long, env = "SETA_DEBUG_VERBOSE", value_enum, value_delimiter = ',')]
+    pub debug_verbose: Vec<DebugVerbose>,
     /// Hubble's flow metrics (hubble_*) at http://ADDR/metrics; "" turns them off
     #[arg(long, env = "SETA_HUBBLE_METRICS_SERVER", default_value = ":9965")]
     pub hubble_metrics_server: Option<String>,
@@ -316,6 +319,18 @@ pub struct BpfEvents {
     pub policy_verdict: bool,
     pub trace: bool,
     pub sock_trace: bool,
+    /// the datapath's debug messages (--debug-verbose=datapath)
+    pub debug: bool,
+}
+
+/// `--debug-verbose` subsystems (Cilium's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DebugVerbose {
+    Flow,
+    Kvstore,
+    Envoy,
+    Datapath,
+    Policy,
 }
 
 impl BpfEvents {
@@ -326,6 +341,7 @@ impl BpfEvents {
             | off(self.policy_verdict, seta_abi::OPT_NO_VERDICT_EVENTS)
             | off(self.trace, seta_abi::OPT_NO_TRACE_EVENTS)
             | off(self.sock_trace, seta_abi::OPT_NO_SOCK_TRACE)
+            | if self.debug { seta_abi::OPT_DEBUG } else { 0 }
     }
 }
 
@@ -475,6 +491,7 @@ impl Config {
                 policy_verdict: a.bpf_events_policy_verdict_enabled.unwrap_or(true),
                 trace: a.bpf_events_trace_enabled.unwrap_or(true),
                 sock_trace: a.enable_socket_lb_tracing.unwrap_or(true),
+                debug: a.debug_verbose.contains(&DebugVerbose::Datapath),
             },
             hubble_metrics_server: listen_addr("--hubble-metrics-server", a.hubble_metrics_server.as_deref().unwrap_or(""))?,
             identity_allocation_mode: match (a.identity_allocation_mode, k8s.is_some()) {
@@ -715,6 +732,13 @@ mod tests {
         assert_eq!(c.bpf_events.opts(), seta_abi::OPT_NO_DROP_EVENTS | seta_abi::OPT_NO_TRACE_EVENTS);
         let c = parse("{}", &[], &[&base[..], &["--enable-socket-lb-tracing=false"]].concat()).unwrap();
         assert_eq!(c.bpf_events.opts(), seta_abi::OPT_NO_SOCK_TRACE);
+        // debug messages only when asked for, as Cilium's --debug-verbose=datapath
+        let c = parse("{}", &[], &[&base[..], &["--debug-verbose", "flow,datapath"]].concat()).unwrap();
+        assert_eq!(c.bpf_events.opts(), seta_abi::OPT_DEBUG);
+        let c = parse(r#"{"debug-verbose": "datapath"}"#, &[], &base).unwrap();
+        assert_eq!(c.bpf_events.opts(), seta_abi::OPT_DEBUG);
+        let e = parse("{}", &[], &[&base[..], &["--debug-verbose", "packets"]].concat()).unwrap_err();
+        assert!(e.to_string().contains("packets"), "{e}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 """An independent Hubble client: Python grpcio with message classes that
 protoc generates from seta's .proto files (no seta code). Usage:
 
-    hubble_client.py GENERATED_DIR SOCKET status|nodes|flows N|follow|health SERVICE
+    hubble_client.py GENERATED_DIR SOCKET status|nodes|flows N|follow|health SERVICE|debug N
 
 Prints one JSON document."""
 import json
@@ -76,6 +76,12 @@ def main():
             if x.HasField("flow"):
                 out = flow_view(x)
                 break
+    elif what == "debug":
+        r = observer_pb2.GetDebugEventsRequest(number=int(rest[0]))
+        out = [{"node": x.node_name, "type": flow_pb2.DebugEventType.Name(x.debug_event.type),
+                "message": x.debug_event.message, "cpu": x.debug_event.cpu.value,
+                "source_pod": x.debug_event.source.namespace + "/" + x.debug_event.source.pod_name}
+               for x in call(ch, "GetDebugEvents", r, observer_pb2.GetDebugEventsResponse, True)(r, timeout=10)]
     else:
         raise SystemExit("unknown request " + what)
     print(json.dumps(out))

@@ -1139,6 +1139,28 @@ fn observe(p: &P, node: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Python message classes protoc generates from seta's .proto files (in
+/// a directory of the lab's name).
+fn python_protos(p: &P) -> std::path::PathBuf {
+    let gen = std::env::temp_dir().join(format!("{}-pyproto", p.lab().name));
+    std::fs::create_dir_all(&gen).unwrap();
+    let proto = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../hubble/proto");
+    let protoc = Command::new("protoc")
+        .arg("-I")
+        .arg(&proto)
+        .arg(format!("--python_out={}", gen.display()))
+        .args([
+            "flow/flow.proto",
+            "relay/relay.proto",
+            "observer/observer.proto",
+            "health/v1/health.proto",
+        ])
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
+        .unwrap();
+    assert!(protoc.status.success(), "protoc: {}", String::from_utf8_lossy(&protoc.stderr));
+    gen
+}
+
 /// The Python grpcio client (`hubble_client.py`) against a node's observer
 /// socket, with message classes protoc generates from seta's .proto files.
 fn python_client(gen: &std::path::Path, node: &str, args: &[&str]) -> serde_json::Value {
@@ -1286,22 +1308,7 @@ async fn privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client(p: P
         })
     });
     // an independent gRPC client, from the .proto alone
-    let gen = std::env::temp_dir().join(format!("{}-pyproto", p.lab().name));
-    std::fs::create_dir_all(&gen).unwrap();
-    let proto = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../hubble/proto");
-    let protoc = Command::new("protoc")
-        .arg("-I")
-        .arg(&proto)
-        .arg(format!("--python_out={}", gen.display()))
-        .args([
-            "flow/flow.proto",
-            "relay/relay.proto",
-            "observer/observer.proto",
-            "health/v1/health.proto",
-        ])
-        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
-        .unwrap();
-    assert!(protoc.status.success(), "protoc: {}", String::from_utf8_lossy(&protoc.stderr));
+    let gen = python_protos(&p);
     // gRPC health for Hubble's observer, as Hubble's clients probe it
     assert_eq!(
         python_client(&gen, &node, &["health", "hubble.server.Observer"])["status"],
@@ -1322,6 +1329,11 @@ async fn privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client(p: P
     let status = python_client(&gen, &node, &["status"]);
     assert_eq!(status["max_flows"], 4095);
     assert!(status["num_flows"].as_u64().unwrap() >= 1, "{status}");
+    assert_eq!(
+        python_client(&gen, &node, &["debug", "10"]),
+        serde_json::json!([]),
+        "no debug messages"
+    );
     let nodes = python_client(&gen, &node, &["nodes"]);
     assert_eq!(nodes[0]["name"], node.as_str());
     // follow: the client waits, a new drop arrives
@@ -1336,35 +1348,17 @@ async fn privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client(p: P
     assert_eq!(live["verdict"], "DROPPED", "{live}");
     assert_eq!(live["destination_pod"], "default/web", "{live}");
     let _ = std::fs::remove_dir_all(&gen);
+    // no debug messages unless the agent is asked for them
+    assert_eq!(observe(&p, &node, &["debug-events", "--all"]), "");
     // seta monitor: the same denial as cilium-dbg monitor prints it, live
-    let mut mon = Command::new(bin_dir().join("seta"))
-        .args(["--node", &node, "monitor", "--type", "policy-verdict"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = mon.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut seen = None;
-    while seen.is_none() && std::time::Instant::now() < deadline {
-        let _ = tcp_ok(&p.ns("client"), p.web_addr(8080));
-        while let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(300)) {
-            if l.contains("action deny") {
-                seen = Some(l);
-                break;
-            }
-        }
-    }
-    let _ = mon.kill();
-    let _ = mon.wait();
+    let seen = monitor_until(
+        &node,
+        &["--type", "policy-verdict"],
+        || {
+            let _ = tcp_ok(&p.ns("client"), p.web_addr(8080));
+        },
+        |l| l.contains("action deny"),
+    );
     let l = seen.expect("seta monitor printed the denial");
     assert!(l.starts_with("Policy verdict log: flow 0x0 local EP ID "), "{l}");
     assert!(l.contains(", proto 6, ingress, action deny, auth: disabled, match none, "), "{l}");
@@ -1525,6 +1519,168 @@ mod privileged_policy_metrics_scraped_by_prometheus {
     }
 }
 scenario!(privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client, "hb", [one => One, tunnel => Tunnel]);
+
+/// `seta monitor` until a line `want` accepts shows, with `traffic` made
+/// meanwhile; the line.
+fn monitor_until(node: &str, args: &[&str], traffic: impl Fn(), want: impl Fn(&str) -> bool) -> Option<String> {
+    let mut mon = Command::new(bin_dir().join("seta"))
+        .args(["--node", node, "monitor"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = mon.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = None;
+    while seen.is_none() && std::time::Instant::now() < deadline {
+        traffic();
+        while let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(300)) {
+            if want(&l) {
+                seen = Some(l);
+                break;
+            }
+        }
+    }
+    let _ = mon.kill();
+    let _ = mon.wait();
+    seen
+}
+
+/// The datapath's debug messages (`--debug-verbose=datapath`, Cilium's
+/// `cilium_dbg`): a connection's CT lookups, its verdict, the ipcache's
+/// answer, the delivery (and in tunnel mode the encapsulation and the
+/// decapsulation) on each node, in `seta observe debug-events` (Hubble's
+/// compact line and protojson) and live in `seta monitor -t debug`.
+async fn privileged_policy_datapath_debug_events(p: P) {
+    let _w = Responder::start(&p.ns("web"), p.web_addr(8080));
+    assert!(tcp_ok(&p.ns("client"), p.web_addr(8080)));
+    let (cnode, wnode) = (p.node_of("client"), p.node_of("web"));
+    let (cip, wip) = (p.ip("client"), p.ip("web"));
+    let lookup = format!("Conntrack lookup 1/2: src={cip}:");
+    let mut out = String::new();
+    // (connections go on meanwhile: a message made just as the pods came up
+    // may name the endpoint by its id only, as a flow would)
+    common::wait_for("the client's CT lookup as a debug message", 15, || {
+        assert!(tcp_ok(&p.ns("client"), p.web_addr(8080)));
+        out = observe(&p, &cnode, &["debug-events", "--last", "1000"]);
+        out.lines().any(|l| {
+            l.contains(": default/client (ID: ")
+                && l.contains(" DBG_CT_LOOKUP4_1 MARK: 0x")
+                && l.contains(&lookup)
+                && l.ends_with(&format!(" dst={wip}:8080)"))
+        })
+    });
+    assert!(
+        out.lines()
+            .any(|l| l.contains(" DBG_CT_VERDICT ") && l.contains("(CT verdict: New, revnat=0)")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains(" DBG_CT_LOOKUP4_2 ") && l.contains("(Conntrack lookup 2/2: nexthdr=6 flags=0)")),
+        "{out}"
+    );
+    // delivered to web: on its node, from the client's identity
+    let web = observe(&p, &wnode, &["debug-events", "--last", "1000"]);
+    assert!(
+        web.lines()
+            .any(|l| l.contains(" DBG_LOCAL_DELIVERY ") && l.contains("(Attempting local delivery for container id ")),
+        "{web}"
+    );
+    if p.topo == Topo::Tunnel {
+        assert!(
+            out.lines()
+                .any(|l| l.contains(" DBG_IP_ID_MAP_SUCCEED4 ") && l.contains(&format!("(Successfully mapped addr={wip} to identity="))),
+            "{out}"
+        );
+        assert!(
+            out.lines()
+                .any(|l| l.contains(" DBG_ENCAP ") && l.contains("(Encapsulating to node ")),
+            "{out}"
+        );
+        assert!(
+            web.lines().any(|l| l.contains(" DBG_DECAP ") && l.contains("(Tunnel decap: id=")),
+            "{web}"
+        );
+        let mut web = web;
+        common::wait_for("the ingress lookup on web's node, from web's endpoint", 15, || {
+            web = observe(&p, &wnode, &["debug-events", "--last", "1000"]);
+            let named = web
+                .lines()
+                .any(|l| l.contains(" DBG_CT_LOOKUP4_1 ") && l.contains(": default/web (ID: ") && l.contains(&lookup));
+            if !named {
+                assert!(tcp_ok(&p.ns("client"), p.web_addr(8080)));
+            }
+            named
+        });
+    }
+    // protojson, the type by name
+    let last: serde_json::Value =
+        serde_json::from_str(observe(&p, &cnode, &["--type", "debug", "--last", "1", "-o", "json"]).trim()).unwrap();
+    assert!(last["debug_event"]["type"].as_str().unwrap().starts_with("DBG_"), "{last}");
+    assert!(last["debug_event"]["cpu"].is_number(), "{last}");
+    assert_eq!(last["node_name"], cnode.as_str());
+    // an independent gRPC client (GetDebugEvents from the .proto alone)
+    let gen = python_protos(&p);
+    let got = python_client(&gen, &cnode, &["debug", "0"]);
+    let _ = std::fs::remove_dir_all(&gen);
+    let lookup1 = got
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["type"] == "DBG_CT_LOOKUP4_1" && e["message"].as_str().unwrap().starts_with(&lookup) && e["source_pod"] == "default/client"
+        })
+        .unwrap_or_else(|| panic!("the lookup over gRPC, from the client's endpoint: {got}"));
+    assert!(lookup1["cpu"].is_number(), "{lookup1}");
+    assert_eq!(lookup1["node"], cnode.as_str());
+    // live, as cilium-dbg monitor prints them
+    let l = monitor_until(
+        &cnode,
+        &["--type", "debug"],
+        || {
+            let _ = tcp_ok(&p.ns("client"), p.web_addr(8080));
+        },
+        |l| l.contains(&lookup),
+    )
+    .expect("seta monitor -t debug printed the lookup");
+    assert!(l.starts_with("CPU "), "{l}");
+    assert!(l.contains(": MARK 0x") && l.contains(" DEBUG: Conntrack lookup 1/2: src="), "{l}");
+}
+
+mod privileged_policy_datapath_debug_events {
+    use super::*;
+    async fn with(tag: &str, topo: Topo) {
+        let o = LabOptions {
+            agent_args: vec!["--debug-verbose".into(), "datapath".into()],
+            ..Default::default()
+        };
+        super::privileged_policy_datapath_debug_events(P::with_opts(tag, topo, o).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one() {
+        if !privileged("privileged_policy_datapath_debug_events::one") {
+            return;
+        }
+        with("dbone", Topo::One).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_datapath_debug_events::tunnel") {
+            return;
+        }
+        with("dbtunnel", Topo::Tunnel).await;
+    }
+}
 
 /// What a connection from `ns` and local port `port` to `addr` reads (the
 /// same 5-tuple every time it is called with the same arguments).

@@ -360,6 +360,24 @@ fn expected() -> Vec<Layout> {
                 ("ts", offset_of!(SockEvent, ts)),
             ],
         ),
+        (
+            "seta_debug_event",
+            size_of::<DebugEvent>(),
+            vec![
+                ("type", offset_of!(DebugEvent, event_type)),
+                ("subtype", offset_of!(DebugEvent, subtype)),
+                ("source", offset_of!(DebugEvent, source)),
+                ("hash", offset_of!(DebugEvent, hash)),
+                ("arg1", offset_of!(DebugEvent, arg1)),
+                ("arg2", offset_of!(DebugEvent, arg2)),
+                ("arg3", offset_of!(DebugEvent, arg3)),
+                ("cpu", offset_of!(DebugEvent, cpu)),
+                ("ifindex", offset_of!(DebugEvent, ifindex)),
+                ("pad", offset_of!(DebugEvent, pad)),
+                ("pad2", offset_of!(DebugEvent, pad2)),
+                ("ts", offset_of!(DebugEvent, ts)),
+            ],
+        ),
     ]
 }
 

@@ -870,3 +870,57 @@ fn privileged_bpf_dsr_option_is_learned_and_the_reply_leaves_from_the_service() 
     assert_eq!(csum(&out[14..34]), 0, "IP checksum");
     assert_eq!(tcp_csum(&out), 0, "TCP checksum");
 }
+
+/// Datapath debug messages (Cilium's `cilium_dbg`): none by default; with
+/// OPT_DEBUG (`--debug-verbose=datapath`) the CT lookup of each packet, its
+/// verdict, the ipcache's answer and the local delivery, with Cilium's
+/// arguments.
+#[test]
+fn privileged_bpf_debug_messages_only_with_debug_verbose_datapath() {
+    if !privileged() {
+        return;
+    }
+    let mut f = Fixture::new("dbg");
+    let debug = |f: &Fixture| -> Vec<seta_abi::DebugEvent> {
+        f.records()
+            .into_iter()
+            .filter(|r| r.ev.event_type == seta_abi::EVENT_DEBUG)
+            .map(|r| seta_abi::DebugEvent::of(&r.ev))
+            .collect()
+    };
+    let pkt = udp_packet(A_HOST_MAC, A_POD_MAC, POD_A, POD_B, 64);
+    assert_eq!(run(f.sending_a(), "from_container", &pkt).0, TC_ACT_REDIRECT);
+    assert!(debug(&f).is_empty(), "no debug messages unless asked for");
+    seta_datapath::maps::set_config(f.dp.pin_dir(), seta_abi::CONFIG_DATAPATH_OPTS, seta_abi::OPT_DEBUG).unwrap();
+    assert_eq!(run(f.sending_a(), "from_container", &pkt).0, TC_ACT_REDIRECT);
+    let d = debug(&f);
+    let kinds: Vec<u8> = d.iter().map(|e| e.subtype).collect();
+    assert_eq!(
+        kinds,
+        [
+            seta_abi::DBG_CT_LOOKUP4_1,
+            seta_abi::DBG_CT_LOOKUP4_2,
+            seta_abi::DBG_CT_VERDICT,
+            seta_abi::DBG_LOCAL_DELIVERY
+        ],
+        "{d:?}"
+    );
+    assert!(d.iter().all(|e| e.source == 7), "about A's endpoint: {d:?}");
+    let ip = |v: u32| Ipv4Addr::from(v.to_ne_bytes());
+    assert_eq!((ip(d[0].arg1), ip(d[0].arg2)), (POD_A, POD_B));
+    assert_eq!(d[0].arg3, (53 << 16) | 12345, "dport << 16 | sport");
+    assert_eq!(d[1].arg1 >> 8, 17, "UDP");
+    assert_eq!(d[2].arg1, 1, "established (the first packet made the entry)");
+    assert_eq!((d[3].arg1, d[3].arg2), (9, ID_A), "delivered to B's endpoint from A's identity");
+    assert!(d.iter().all(|e| e.ts > 0));
+    // a new connection to an address the ipcache does not know
+    let world = Ipv4Addr::new(192, 0, 2, 1);
+    let pkt = udp_packet(A_HOST_MAC, A_POD_MAC, POD_A, world, 64);
+    assert_eq!(run(f.sending_a(), "from_container", &pkt).0, TC_ACT_OK);
+    let d = debug(&f);
+    assert_eq!(d[0].subtype, seta_abi::DBG_IP_ID_MAP_FAILED4, "{d:?}");
+    assert_eq!(ip(d[0].arg1), world);
+    let verdict = d.iter().find(|e| e.subtype == seta_abi::DBG_CT_VERDICT).unwrap();
+    assert_eq!(verdict.arg1, 0, "new");
+    assert!(d.iter().any(|e| e.subtype == seta_abi::DBG_CT_CREATED4 && e.arg2 == ID_A), "{d:?}");
+}

@@ -58,6 +58,10 @@ impl Context {
             let ns = seta_abi::SockEvent::of(ev).netns_cookie;
             return self.host_netns == Some(ns) || self.netns.contains_key(&ns);
         }
+        if ev.event_type == seta_abi::EVENT_DEBUG {
+            let id = seta_abi::DebugEvent::of(ev).source as u32;
+            return id == 0 || self.endpoints.values().any(|v| v.id == id);
+        }
         let id_known = |id: u32| id < 256 || self.identities.contains_key(&id);
         let ip_known = |raw: [u8; 4]| {
             let ip = Ipv4Addr::from(raw);

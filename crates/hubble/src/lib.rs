@@ -62,6 +62,7 @@ pub fn now() -> prost_types::Timestamp {
 
 /// A client of a Hubble observer (a node's or a relay's).
 pub type Client = observer::observer_client::ObserverClient<tonic::transport::Channel>;
+pub mod debug;
 pub mod decode;
 pub mod filter;
 pub mod json;

@@ -224,6 +224,15 @@ impl Observer for Relay {
         ))
     }
 
+    type GetDebugEventsStream = Pin<Box<dyn Stream<Item = Result<GetDebugEventsResponse, Status>> + Send>>;
+
+    /// As Hubble Relay: debug events are a node's, read from the node.
+    async fn get_debug_events(&self, _req: Request<GetDebugEventsRequest>) -> Result<Response<Self::GetDebugEventsStream>, Status> {
+        Err(Status::unimplemented(
+            "GetDebugEvents is served by each node's observer, not by the relay",
+        ))
+    }
+
     async fn get_flows(&self, req: Request<GetFlowsRequest>) -> Result<Response<FlowStream>, Status> {
         let r = req.into_inner();
         if r.first && r.follow {

@@ -59,6 +59,10 @@ impl Observer for Fake {
     async fn get_agent_events(&self, _: Request<GetAgentEventsRequest>) -> Result<Response<Self::GetAgentEventsStream>, Status> {
         Err(Status::unimplemented("fake"))
     }
+    type GetDebugEventsStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<GetDebugEventsResponse, Status>> + Send>>;
+    async fn get_debug_events(&self, _: Request<GetDebugEventsRequest>) -> Result<Response<Self::GetDebugEventsStream>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
     async fn server_status(&self, _: Request<ServerStatusRequest>) -> Result<Response<ServerStatusResponse>, Status> {
         Ok(Response::new(ServerStatusResponse {
             num_flows: self.at.len() as u64,

@@ -2,11 +2,12 @@
 //! created and deleted, policy changes, services upserted and deleted. A
 //! bounded log with followers, as the flow ring; the agent tells it what
 //! happened, and it turns a new service list into upserts and deletes.
+use super::log::EventLog;
 use seta_core::api::ServiceEntry;
 use seta_hubble::flow::agent_event::Notification;
 use seta_hubble::flow::*;
 use seta_hubble::observer::GetAgentEventsResponse;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 /// Events kept for readers that come later.
@@ -15,15 +16,13 @@ const KEEP: usize = 1024;
 pub struct AgentEvents {
     node: String,
     inner: Mutex<Inner>,
-    live: tokio::sync::broadcast::Sender<(u64, GetAgentEventsResponse)>,
+    pub log: EventLog<GetAgentEventsResponse>,
     /// the service maps were written since the services were last compared
     services_dirty: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
 struct Inner {
-    seq: u64,
-    log: VecDeque<(u64, GetAgentEventsResponse)>,
     /// frontend -> (service id, as last told)
     services: BTreeMap<String, (u32, ServiceEntry)>,
     next_service_id: u32,
@@ -49,7 +48,7 @@ impl AgentEvents {
                 next_service_id: 1,
                 ..Default::default()
             }),
-            live: tokio::sync::broadcast::channel(KEEP).0,
+            log: EventLog::new(KEEP),
             services_dirty: Default::default(),
         }
     }
@@ -63,8 +62,7 @@ impl AgentEvents {
         self.services_dirty.swap(false, std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn push_locked(&self, g: &mut Inner, t: AgentEventType, n: Notification) {
-        g.seq += 1;
+    fn push(&self, t: AgentEventType, n: Notification) {
         let r = GetAgentEventsResponse {
             agent_event: Some(AgentEvent {
                 r#type: t as i32,
@@ -73,16 +71,7 @@ impl AgentEvents {
             node_name: self.node.clone(),
             time: Some(now()),
         };
-        if g.log.len() == KEEP {
-            g.log.pop_front();
-        }
-        g.log.push_back((g.seq, r.clone()));
-        let _ = self.live.send((g.seq, r));
-    }
-
-    fn push(&self, t: AgentEventType, n: Notification) {
-        let mut g = self.inner.lock().unwrap();
-        self.push_locked(&mut g, t, n);
+        self.log.push(r);
     }
 
     pub fn started(&self) {
@@ -139,8 +128,7 @@ impl AgentEvents {
             .collect();
         for (fe, id) in gone {
             g.services.remove(&fe);
-            self.push_locked(
-                &mut g,
+            self.push(
                 AgentEventType::ServiceDeleted,
                 Notification::ServiceDelete(ServiceDeleteNotification { id }),
             );
@@ -168,17 +156,8 @@ impl AgentEvents {
                 int_traffic_policy: if e.kind == "ClusterIP" { policy.into() } else { "Cluster".into() },
             };
             g.services.insert(fe, (id, e));
-            self.push_locked(&mut g, AgentEventType::ServiceUpserted, Notification::ServiceUpsert(n));
+            self.push(AgentEventType::ServiceUpserted, Notification::ServiceUpsert(n));
         }
-    }
-
-    /// The kept events, oldest first.
-    pub fn held(&self) -> Vec<(u64, GetAgentEventsResponse)> {
-        self.inner.lock().unwrap().log.iter().cloned().collect()
-    }
-
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<(u64, GetAgentEventsResponse)> {
-        self.live.subscribe()
     }
 }
 
@@ -205,7 +184,8 @@ mod tests {
     }
 
     fn kinds(a: &AgentEvents) -> Vec<String> {
-        a.held()
+        a.log
+            .held()
             .iter()
             .map(|(_, r)| seta_hubble::agent_events::compact(r, false).split_once(": ").unwrap().1.to_string())
             .collect()

@@ -1,6 +1,7 @@
 //! Hubble's `observer.Observer` gRPC service over the observer's ring:
 //! GetFlows (the last or first `number`, a `since`/`until` window,
-//! whitelist/blacklist filters, `follow`), ServerStatus and GetNodes.
+//! whitelist/blacklist filters, `follow`), GetAgentEvents and
+//! GetDebugEvents (from their logs), ServerStatus and GetNodes.
 use super::{Live, Observer};
 use futures::{Stream, StreamExt};
 use seta_hubble::filter::selected;
@@ -79,49 +80,88 @@ pub(crate) fn lost(node: &str, source: LostEventSource, n: u64) -> GetFlowsRespo
     }
 }
 
-type AgentEventStream = Pin<Box<dyn Stream<Item = Result<GetAgentEventsResponse, Status>> + Send>>;
+type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// What an event log request asks for (GetAgentEvents, GetDebugEvents).
+struct LogRequest {
+    number: u64,
+    first: bool,
+    follow: bool,
+    since: Option<prost_types::Timestamp>,
+    until: Option<prost_types::Timestamp>,
+}
+
+/// The LogRequest of a GetAgentEvents or GetDebugEvents request (the
+/// same fields in both).
+macro_rules! log_request {
+    ($r:expr) => {{
+        let r = $r;
+        LogRequest {
+            number: r.number,
+            first: r.first,
+            follow: r.follow,
+            since: r.since,
+            until: r.until,
+        }
+    }};
+}
+
+/// An event log as a stream: the last or first `number` kept (all with 0),
+/// a `since`/`until` window on `time`, then live ones while `follow`.
+fn log_stream<T: Clone + Send + 'static>(
+    log: &super::log::EventLog<T>,
+    r: LogRequest,
+    time: fn(&T) -> Option<&prost_types::Timestamp>,
+) -> Result<EventStream<T>, Status> {
+    if r.first && r.follow {
+        return Err(Status::invalid_argument("first cannot be combined with follow"));
+    }
+    let (since, until) = (r.since.as_ref().map(ns_of), r.until.as_ref().map(ns_of));
+    let window = move |e: &T| {
+        let t = time(e).map_or(0, ns_of);
+        since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u)
+    };
+    let live = r.follow.then(|| log.subscribe());
+    let held = log.held();
+    let last_seq = held.last().map_or(0, |(s, _)| *s);
+    let picked = pick(
+        held.into_iter().map(|(_, e)| e).filter(|e| window(e)).collect(),
+        r.number,
+        r.first,
+        r.follow && since.is_none(),
+    );
+    let past = futures::stream::iter(picked.into_iter().map(Ok));
+    let Some(rx) = live else {
+        return Ok(Box::pin(past));
+    };
+    let follow = futures::stream::unfold(rx, move |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok((seq, e)) if seq > last_seq && window(&e) => return Some((Ok(e), rx)),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Box::pin(past.chain(follow)))
+}
 
 #[tonic::async_trait]
 impl ObserverApi for Service {
     type GetFlowsStream = FlowStream;
-    type GetAgentEventsStream = AgentEventStream;
+    type GetAgentEventsStream = EventStream<GetAgentEventsResponse>;
+    type GetDebugEventsStream = EventStream<GetDebugEventsResponse>;
 
-    /// The agent's own events: the last or first `number` kept (all with
-    /// 0), a `since`/`until` window, then live ones while `follow`.
-    async fn get_agent_events(&self, req: Request<GetAgentEventsRequest>) -> Result<Response<AgentEventStream>, Status> {
-        let r = req.into_inner();
-        if r.first && r.follow {
-            return Err(Status::invalid_argument("first cannot be combined with follow"));
-        }
-        let (since, until) = (r.since.as_ref().map(ns_of), r.until.as_ref().map(ns_of));
-        let window = move |e: &GetAgentEventsResponse| {
-            let t = e.time.as_ref().map_or(0, ns_of);
-            since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u)
-        };
-        let events = &self.obs.agent_events;
-        let live = r.follow.then(|| events.subscribe());
-        let held = events.held();
-        let last_seq = held.last().map_or(0, |(s, _)| *s);
-        let picked = pick(
-            held.into_iter().map(|(_, e)| e).filter(|e| window(e)).collect(),
-            r.number,
-            r.first,
-            r.follow && since.is_none(),
-        );
-        let past = futures::stream::iter(picked.into_iter().map(Ok));
-        let Some(rx) = live else {
-            return Ok(Response::new(Box::pin(past)));
-        };
-        let follow = futures::stream::unfold(rx, move |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok((seq, e)) if seq > last_seq && window(&e) => return Some((Ok(e), rx)),
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(past.chain(follow))))
+    /// The agent's own events.
+    async fn get_agent_events(&self, req: Request<GetAgentEventsRequest>) -> Result<Response<Self::GetAgentEventsStream>, Status> {
+        let r = log_request!(req.into_inner());
+        Ok(Response::new(log_stream(&self.obs.agent_events.log, r, |e| e.time.as_ref())?))
+    }
+
+    /// The datapath's debug messages (`--debug-verbose=datapath`).
+    async fn get_debug_events(&self, req: Request<GetDebugEventsRequest>) -> Result<Response<Self::GetDebugEventsStream>, Status> {
+        let r = log_request!(req.into_inner());
+        Ok(Response::new(log_stream(&self.obs.debug_events, r, |e| e.time.as_ref())?))
     }
 
     async fn get_flows(&self, req: Request<GetFlowsRequest>) -> Result<Response<FlowStream>, Status> {

@@ -6,6 +6,7 @@
 pub mod agent_events;
 pub mod export;
 pub mod grpc;
+pub mod log;
 pub mod metrics;
 pub mod peer;
 #[cfg(test)]
@@ -19,6 +20,8 @@ use std::time::Instant;
 
 /// How many flows a slow follower may lag before it is told it lost some.
 const FOLLOW_QUEUE: usize = 4096;
+/// Debug messages kept for readers that come later.
+const DEBUG_KEEP: usize = 4096;
 
 /// What followers get: a flow with its sequence number, or a count of
 /// events the datapath could not deliver.
@@ -37,6 +40,8 @@ pub struct Observer {
     pub metrics: metrics::FlowMetrics,
     /// the agent's own events (GetAgentEvents)
     pub agent_events: agent_events::AgentEvents,
+    /// the datapath's debug messages (GetDebugEvents)
+    pub debug_events: log::EventLog<seta_hubble::observer::GetDebugEventsResponse>,
 }
 
 /// The ring's state for a reader.
@@ -55,6 +60,7 @@ impl Observer {
             started: Instant::now(),
             metrics: Default::default(),
             agent_events: agent_events::AgentEvents::new(node),
+            debug_events: log::EventLog::new(DEBUG_KEEP),
         })
     }
 
@@ -62,11 +68,19 @@ impl Observer {
         &self.node
     }
 
-    /// Decode `events` and keep their flows; followers get them at once.
+    /// Decode `events` and keep their flows (and debug messages);
+    /// followers get them at once.
     pub fn ingest<R: Copy + Into<seta_abi::Record>>(&self, events: &[R], ctx: &Context) {
         let mut ring = self.ring.lock().unwrap();
-        // (records that are no flows are not kept)
-        for f in events.iter().filter_map(|r| decode::flow_of_record(&(*r).into(), ctx)) {
+        for r in events {
+            let r: seta_abi::Record = (*r).into();
+            if r.ev.event_type == seta_abi::EVENT_DEBUG {
+                self.debug_events
+                    .push(seta_hubble::debug::event(&seta_abi::DebugEvent::of(&r.ev), ctx));
+                continue;
+            }
+            // (records that are no flows are not kept)
+            let Some(f) = decode::flow_of_record(&r, ctx) else { continue };
             self.metrics.observe(&f);
             let f = Arc::new(f);
             let seq = ring.push(f.clone());

@@ -12,24 +12,8 @@ pub struct ObserveArgs {
     /// The observer: unix:///run/seta/NODE/hubble.sock (the default for --node) or HOST:PORT
     #[arg(long)]
     pub server: Option<String>,
-    /// The last N flows (20 unless following)
-    #[arg(long)]
-    pub last: Option<u64>,
-    /// The first N flows held
-    #[arg(long, conflicts_with_all = ["last", "follow"])]
-    pub first: Option<u64>,
-    /// Every flow held
-    #[arg(long, conflicts_with_all = ["last", "first"])]
-    pub all: bool,
-    /// Go on with live flows
-    #[arg(short = 'f', long)]
-    pub follow: bool,
-    /// Flows since this long ago (e.g. 5m, 30s) or an RFC 3339 time
-    #[arg(long)]
-    pub since: Option<String>,
-    /// Flows until this long ago or this RFC 3339 time
-    #[arg(long)]
-    pub until: Option<String>,
+    #[command(flatten)]
+    pub window: EventArgs,
     /// Pod (NS/NAME-PREFIX or NAME-PREFIX) on either side
     #[arg(long)]
     pub pod: Vec<String>,
@@ -64,7 +48,7 @@ pub struct ObserveArgs {
     /// FORWARDED or DROPPED
     #[arg(long)]
     pub verdict: Vec<String>,
-    /// drop, policy-verdict, trace, trace-sock; agent: the agent's own events instead of flows
+    /// drop, policy-verdict, trace, trace-sock; agent: the agent's own events, debug: the datapath's debug messages, instead of flows
     #[arg(short = 't', long = "type")]
     pub kind: Vec<String>,
     /// tcp, udp, icmp, sctp
@@ -80,9 +64,6 @@ pub struct ObserveArgs {
     /// Node name pattern (`*` globs)
     #[arg(long)]
     pub node_name: Vec<String>,
-    /// Print the node name in compact lines
-    #[arg(long)]
-    pub print_node_name: bool,
     /// Negate the filter flag that follows: --not --from-pod NS/NAME (repeatable)
     #[arg(long = "not", id = "not_flag")]
     pub not_flag: bool,
@@ -143,6 +124,56 @@ pub enum ObserveWhat {
     Status,
     /// The nodes the observer knows
     Nodes,
+    /// The agent's own events (as `--type agent`)
+    AgentEvents(EventArgs),
+    /// The datapath's debug messages, made with the agent's --debug-verbose=datapath (as `--type debug`)
+    DebugEvents(EventArgs),
+}
+
+/// Which of the flows or events held, and what follows: hubble's flags
+/// (flows, `agent-events` and `debug-events`).
+#[derive(clap::Args, Clone, Default)]
+pub struct EventArgs {
+    /// The last N flows or events (20 unless following)
+    #[arg(long)]
+    pub last: Option<u64>,
+    /// The first N held
+    #[arg(long, conflicts_with_all = ["last", "follow"])]
+    pub first: Option<u64>,
+    /// Every one held
+    #[arg(long, conflicts_with_all = ["last", "first"])]
+    pub all: bool,
+    /// Go on with live ones
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Since this long ago (e.g. 5m, 30s)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Until this long ago
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Print the node name in compact lines
+    #[arg(long)]
+    pub print_node_name: bool,
+}
+
+impl EventArgs {
+    /// (number, first, follow, since, until) of the request.
+    #[allow(clippy::type_complexity)]
+    fn window(&self) -> Result<(u64, bool, bool, Option<prost_types::Timestamp>, Option<prost_types::Timestamp>)> {
+        let number = match (self.first, self.last, self.all || self.since.is_some() || self.follow) {
+            (Some(n), ..) | (_, Some(n), _) => n,
+            (_, _, true) => 0,
+            _ => 20,
+        };
+        Ok((
+            number,
+            self.first.is_some(),
+            self.follow,
+            self.since.as_deref().map(time_arg).transpose()?,
+            self.until.as_deref().map(time_arg).transpose()?,
+        ))
+    }
 }
 
 /// `5m`, `30s`, `2h` ago, or an RFC 3339 time (UTC `Z`).
@@ -210,18 +241,14 @@ fn grouped(n: u64) -> String {
 
 /// `seta observe --type agent`: the agent's own events (GetAgentEvents),
 /// compact as `<time>: <TYPE> (<details>)` or protojson lines.
-async fn agent_events(c: &mut seta_hubble::Client, a: &ObserveArgs, json: bool) -> Result<i32> {
-    let number = match (a.first, a.last, a.all || a.since.is_some() || a.follow) {
-        (Some(n), ..) | (_, Some(n), _) => n,
-        (_, _, true) => 0,
-        _ => 20,
-    };
+async fn agent_events(c: &mut seta_hubble::Client, a: &EventArgs, json: bool) -> Result<i32> {
+    let (number, first, follow, since, until) = a.window()?;
     let req = seta_hubble::observer::GetAgentEventsRequest {
         number,
-        first: a.first.is_some(),
-        follow: a.follow,
-        since: a.since.as_deref().map(time_arg).transpose()?,
-        until: a.until.as_deref().map(time_arg).transpose()?,
+        first,
+        follow,
+        since,
+        until,
     };
     let mut stream = c.get_agent_events(req).await?.into_inner();
     while let Some(r) = stream.message().await? {
@@ -229,6 +256,28 @@ async fn agent_events(c: &mut seta_hubble::Client, a: &ObserveArgs, json: bool) 
             println!("{}", seta_hubble::agent_events::json(&r));
         } else {
             println!("{}", seta_hubble::agent_events::compact(&r, a.print_node_name));
+        }
+    }
+    Ok(0)
+}
+
+/// `seta observe debug-events` (`--type debug`): the datapath's debug
+/// messages (GetDebugEvents), compact as Hubble prints them or protojson.
+async fn debug_events(c: &mut seta_hubble::Client, a: &EventArgs, json: bool) -> Result<i32> {
+    let (number, first, follow, since, until) = a.window()?;
+    let req = seta_hubble::observer::GetDebugEventsRequest {
+        number,
+        first,
+        follow,
+        since,
+        until,
+    };
+    let mut stream = c.get_debug_events(req).await?.into_inner();
+    while let Some(r) = stream.message().await? {
+        if json {
+            println!("{}", seta_hubble::debug::json(&r));
+        } else {
+            println!("{}", seta_hubble::debug::compact(&r, a.print_node_name));
         }
     }
     Ok(0)
@@ -325,26 +374,25 @@ pub async fn run(a: &ObserveArgs, cli: &Cli, json: bool) -> Result<i32> {
             table(&["NAME", "STATUS", "AGE", "CURRENT/MAX-FLOWS", "VERSION"], rows);
             return Ok(0);
         }
+        Some(ObserveWhat::AgentEvents(ref e)) => return agent_events(&mut c, e, json).await,
+        Some(ObserveWhat::DebugEvents(ref e)) => return debug_events(&mut c, e, json).await,
         None => {}
     }
     if a.kind.iter().any(|k| k == "agent") {
-        return agent_events(&mut c, a, json).await;
+        return agent_events(&mut c, &a.window, json).await;
     }
-    let number = match (a.first, a.last, a.all, a.follow, &a.since) {
-        (Some(n), ..) => n,
-        (_, Some(n), ..) => n,
-        (_, _, true, ..) | (_, _, _, _, Some(_)) => 0,
-        (_, _, _, true, _) => 0,
-        _ => 20,
-    };
+    if a.kind.iter().any(|k| k == "debug") {
+        return debug_events(&mut c, &a.window, json).await;
+    }
+    let (number, first, follow, since, until) = a.window.window()?;
     let req = GetFlowsRequest {
         number,
-        first: a.first.is_some(),
-        follow: a.follow,
+        first,
+        follow,
         whitelist: whitelist(a)?,
         blacklist: blacklist(&a.not)?,
-        since: a.since.as_deref().map(time_arg).transpose()?,
-        until: a.until.as_deref().map(time_arg).transpose()?,
+        since,
+        until,
     };
     let mut stream = c.get_flows(req).await?.into_inner();
     while let Some(r) = stream.message().await? {
@@ -353,7 +401,7 @@ pub async fn run(a: &ObserveArgs, cli: &Cli, json: bool) -> Result<i32> {
             continue;
         }
         match &r.response_types {
-            Some(ResponseTypes::Flow(f)) => println!("{}", seta_hubble::compact::line(f, a.print_node_name)),
+            Some(ResponseTypes::Flow(f)) => println!("{}", seta_hubble::compact::line(f, a.window.print_node_name)),
             Some(ResponseTypes::LostEvents(l)) => {
                 let source =
                     seta_hubble::flow::LostEventSource::try_from(l.source).map_or("UNKNOWN_LOST_EVENT_SOURCE", |s| s.as_str_name());
