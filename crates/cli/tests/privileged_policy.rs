@@ -1363,6 +1363,47 @@ async fn privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client(p: P
     assert!(l.starts_with("Policy verdict log: flow 0x0 local EP ID "), "{l}");
     assert!(l.contains(", proto 6, ingress, action deny, auth: disabled, match none, "), "{l}");
     assert!(l.contains(&format!("-> {}:8080 tcp SYN", p.ip("web"))), "{l}");
+    // -v: the drop's header and its packet dissected; --hex: as a hex dump
+    let web_ip = p.ip("web");
+    let lines = monitor_lines_until(
+        &node,
+        &["--type", "drop", "-v"],
+        || {
+            let _ = tcp_ok(&p.ns("client"), p.web_addr(8080));
+        },
+        |l| l.starts_with("TCP\t{") && l.contains(" DstPort=8080 ") && l.contains(" SYN=true "),
+    )
+    .expect("seta monitor -v printed the dropped SYN");
+    let n = lines.len();
+    assert!(n >= 4, "{lines:?}");
+    assert!(
+        lines[n - 2].starts_with("IPv4\t{") && lines[n - 2].contains(&format!(" DstIP={web_ip} ")),
+        "{lines:?}"
+    );
+    assert!(
+        lines[n - 3].starts_with("Ethernet\t{") && lines[n - 3].contains(" EthernetType=IPv4 "),
+        "{lines:?}"
+    );
+    let h = &lines[n - 4];
+    assert!(h.starts_with("CPU 00: MARK 0x0 FROM "), "{h}");
+    assert!(
+        h.contains(" DROP: ") && h.contains(" bytes, reason Policy denied, identity "),
+        "{h}"
+    );
+    assert!(h.contains(", to endpoint "), "{h}");
+    assert_eq!(lines[n - 5], "-".repeat(78));
+    let hex = |ip: Ipv4Addr| ip.octets().iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ");
+    let lines = monitor_lines_until(
+        &node,
+        &["--type", "drop", "--hex"],
+        || {
+            let _ = tcp_ok(&p.ns("client"), p.web_addr(8080));
+        },
+        // (bytes 26..30 of the frame, on the second line: the client's address)
+        |l| l.starts_with("00000010  ") && l.contains(&hex(p.ip("client"))),
+    )
+    .expect("seta monitor --hex printed the dropped SYN's bytes");
+    assert!(lines[lines.len() - 2].starts_with("00000000  "), "{lines:?}");
 }
 
 /// BPF masquerade: a pod's connection to the world (the external host)
@@ -1523,6 +1564,11 @@ scenario!(privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client, "h
 /// `seta monitor` until a line `want` accepts shows, with `traffic` made
 /// meanwhile; the line.
 fn monitor_until(node: &str, args: &[&str], traffic: impl Fn(), want: impl Fn(&str) -> bool) -> Option<String> {
+    monitor_lines_until(node, args, traffic, want).and_then(|l| l.last().cloned())
+}
+
+/// As [`monitor_until`]: every line printed up to the one `want` accepts.
+fn monitor_lines_until(node: &str, args: &[&str], traffic: impl Fn(), want: impl Fn(&str) -> bool) -> Option<Vec<String>> {
     let mut mon = Command::new(bin_dir().join("seta"))
         .args(["--node", node, "monitor"])
         .args(args)
@@ -1540,19 +1586,20 @@ fn monitor_until(node: &str, args: &[&str], traffic: impl Fn(), want: impl Fn(&s
         }
     });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut seen = None;
-    while seen.is_none() && std::time::Instant::now() < deadline {
+    let (mut all, mut seen) = (vec![], false);
+    while !seen && std::time::Instant::now() < deadline {
         traffic();
         while let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(300)) {
-            if want(&l) {
-                seen = Some(l);
+            seen = want(&l);
+            all.push(l);
+            if seen {
                 break;
             }
         }
     }
     let _ = mon.kill();
     let _ = mon.wait();
-    seen
+    seen.then_some(all)
 }
 
 /// The datapath's debug messages (`--debug-verbose=datapath`, Cilium's

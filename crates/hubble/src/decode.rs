@@ -113,6 +113,8 @@ pub fn flow_of_record(r: &seta_abi::Record, ctx: &Context) -> Option<Flow> {
     let mut f = flow_of(&r.ev, ctx)?;
     if let Some(p) = &r.payload {
         add_payload(&mut f, p.bytes());
+        f.seta_packet = p.bytes().to_vec();
+        f.seta_packet_len = p.orig_len;
     }
     Some(f)
 }

@@ -23,9 +23,15 @@ pub struct MonitorArgs {
     /// Numeric identities (no reserved names)
     #[arg(short = 'n', long)]
     pub numeric: bool,
-    /// One JSON object per event
+    /// One JSON object per event (overrides -v)
     #[arg(short = 'j', long)]
     pub json: bool,
+    /// Verbose: a separator before each event, a drop's header (CPU, MARK, FROM, bytes, reason, identities) and its packet dissected
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// With -v: a drop's packet as a hex dump instead of dissected (implies -v)
+    #[arg(long)]
+    pub hex: bool,
     /// The observer: unix:///run/seta/NODE/hubble.sock (default for --node) or HOST:PORT
     #[arg(long)]
     pub server: Option<String>,
@@ -104,6 +110,9 @@ pub async fn run(a: &MonitorArgs, cli: &Cli) -> Result<i32> {
                 if a.json {
                     writeln!(out, "{}", seta_hubble::debug::monitor_json(&d))?;
                 } else {
+                    if a.verbose > 0 || a.hex {
+                        writeln!(out, "{}", seta_hubble::monitor::SEPARATOR)?;
+                    }
                     writeln!(out, "{}", seta_hubble::debug::monitor(&d))?;
                 }
                 out.flush()?;
@@ -121,6 +130,10 @@ pub async fn run(a: &MonitorArgs, cli: &Cli) -> Result<i32> {
                 }
                 if a.json {
                     writeln!(out, "{}", seta_hubble::json::flow(f))?;
+                } else if a.verbose > 0 || a.hex {
+                    for l in seta_hubble::monitor::verbose(f, a.numeric, a.hex).unwrap_or_default() {
+                        writeln!(out, "{l}")?;
+                    }
                 } else if let Some(l) = seta_hubble::monitor::line(f, a.numeric) {
                     writeln!(out, "{l}")?;
                 }
