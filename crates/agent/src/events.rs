@@ -32,34 +32,41 @@ pub struct EventRecord {
     pub packet: Option<String>,
 }
 
+/// One event as the datapath sent it; it becomes an [`EventRecord`] only
+/// when read (the reader's path pays for the text, not the datapath's).
+#[derive(Clone)]
+struct Raw {
+    seq: u64,
+    ev: SetaEvent,
+    payload: Option<seta_abi::DropPayload>,
+}
+
 #[derive(Clone)]
 pub struct EventLog {
-    inner: Arc<Mutex<(u64, VecDeque<EventRecord>)>>,
+    inner: Arc<Mutex<(u64, VecDeque<Raw>)>>,
     cap: usize,
 }
 
-impl EventLog {
-    pub fn new(cap: usize) -> Self {
-        Self {
-            inner: Arc::new(Mutex::new((0, VecDeque::with_capacity(cap)))),
-            cap,
-        }
+/// Bytes as lowercase hex.
+fn hex(b: &[u8]) -> String {
+    const D: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        s.push(D[(x >> 4) as usize] as char);
+        s.push(D[(x & 15) as usize] as char);
     }
+    s
+}
 
-    pub fn push(&self, ev: &SetaEvent, payload: Option<&seta_abi::DropPayload>) {
-        if ev.event_type == seta_abi::EVENT_TRACE || ev.event_type == seta_abi::EVENT_TRACE_SOCK {
-            return; // traces are flows for the observer, not verdicts
-        }
-        let mut g = self.inner.lock().unwrap();
-        g.0 += 1;
-        let seq = g.0;
+impl Raw {
+    fn record(&self) -> EventRecord {
+        let (ev, payload) = (&self.ev, self.payload.as_ref());
         let code = (ev.verdict < 0)
             .then(|| (-ev.verdict) as u8)
             .or((ev.event_type == seta_abi::EVENT_DROP).then_some(ev.subtype));
-        let proto = seta_core::policy::proto_name(ev.proto);
         let ep = |a: [u8; 4], p: [u8; 2]| format!("{}:{}", Ipv4Addr::from(a), u16::from_be_bytes(p));
-        let rec = EventRecord {
-            seq,
+        EventRecord {
+            seq: self.seq,
             ts: ev.ts,
             kind: if ev.event_type == seta_abi::EVENT_POLICY_VERDICT {
                 "policy-verdict"
@@ -75,19 +82,50 @@ impl EventLog {
             dst_identity: ev.dst_label,
             src: ep(ev.saddr, ev.sport),
             dst: ep(ev.daddr, ev.dport),
-            protocol: proto,
+            protocol: seta_core::policy::proto_name(ev.proto),
             rule_cookie: ev.cookie,
             packet_len: payload.map(|p| p.orig_len),
-            packet: payload.map(|p| p.bytes().iter().map(|b| format!("{b:02x}")).collect()),
+            packet: payload.map(|p| hex(p.bytes())),
+        }
+    }
+}
+
+impl EventLog {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new((0, VecDeque::with_capacity(cap)))),
+            cap,
+        }
+    }
+
+    /// Keep a drop or policy verdict (as it came: it is turned into text
+    /// only when read).
+    pub fn push(&self, ev: &SetaEvent, payload: Option<&seta_abi::DropPayload>) {
+        if ev.event_type != seta_abi::EVENT_DROP && ev.event_type != seta_abi::EVENT_POLICY_VERDICT {
+            return; // traces and debug messages are the observer's, not verdicts
+        }
+        let mut g = self.inner.lock().unwrap();
+        g.0 += 1;
+        let raw = Raw {
+            seq: g.0,
+            ev: *ev,
+            payload: payload.copied(),
         };
         if g.1.len() == self.cap {
             g.1.pop_front();
         }
-        g.1.push_back(rec);
+        g.1.push_back(raw);
     }
 
     /// Events with seq > `since`.
     pub fn since(&self, since: u64) -> Vec<EventRecord> {
-        self.inner.lock().unwrap().1.iter().filter(|e| e.seq > since).cloned().collect()
+        self.inner
+            .lock()
+            .unwrap()
+            .1
+            .iter()
+            .filter(|e| e.seq > since)
+            .map(Raw::record)
+            .collect()
     }
 }

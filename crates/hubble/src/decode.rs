@@ -119,6 +119,39 @@ pub fn flow_of_record(r: &seta_abi::Record, ctx: &Context) -> Option<Flow> {
     Some(f)
 }
 
+/// An IPv4 address as text (digit by digit: every flow has two).
+pub fn ip4(a: Ipv4Addr) -> String {
+    let mut s = String::with_capacity(15);
+    for (i, o) in a.octets().into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        if o >= 100 {
+            s.push((b'0' + o / 100) as char);
+        }
+        if o >= 10 {
+            s.push((b'0' + o / 10 % 10) as char);
+        }
+        s.push((b'0' + o % 10) as char);
+    }
+    s
+}
+
+/// A MAC address as `02:00:00:00:00:01` (without a formatter per byte: it
+/// is on every drop's way).
+fn mac(b: &[u8]) -> String {
+    const D: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 3);
+    for (i, x) in b.iter().enumerate() {
+        if i > 0 {
+            s.push(':');
+        }
+        s.push(D[(x >> 4) as usize] as char);
+        s.push(D[(x & 15) as usize] as char);
+    }
+    s
+}
+
 /// What a dropped packet's first bytes add, as Hubble decodes a drop's
 /// payload: the Ethernet addresses; and for a frame the datapath could not
 /// read as IPv4 (an IPv6 one, dropped as an unsupported L3 protocol) its
@@ -127,7 +160,6 @@ pub fn add_payload(f: &mut Flow, p: &[u8]) {
     if p.len() < 14 {
         return;
     }
-    let mac = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":");
     f.ethernet = Some(flow::Ethernet {
         source: mac(&p[6..12]),
         destination: mac(&p[0..6]),
@@ -289,8 +321,8 @@ pub fn flow_of(ev: &SetaEvent, ctx: &Context) -> Option<Flow> {
         drop_reason: if dropped { code as u32 } else { 0 },
         drop_reason_desc: if dropped { code as i32 } else { 0 },
         ip: Some(flow::Ip {
-            source: src.to_string(),
-            destination: dst.to_string(),
+            source: ip4(src),
+            destination: ip4(dst),
             ip_version: flow::IpVersion::IPv4 as i32,
             encrypted: false,
         }),
@@ -312,6 +344,23 @@ pub fn flow_of(ev: &SetaEvent, ctx: &Context) -> Option<Flow> {
         }),
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod ip4_tests {
+    #[test]
+    fn ip4_is_displays_text() {
+        for a in [
+            [0, 0, 0, 0],
+            [10, 200, 1, 3],
+            [255, 255, 255, 255],
+            [192, 0, 2, 10],
+            [1, 20, 100, 9],
+        ] {
+            let ip = std::net::Ipv4Addr::from(a);
+            assert_eq!(super::ip4(ip), ip.to_string());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -234,6 +234,30 @@ pub struct FlowMetrics {
     to_world: Family<Labels, Counter>,
     verdicts: Family<Labels, Counter>,
     lost: Family<Labels, Counter>,
+    /// counters of label sets without context, found again without building
+    /// their labels: (hash of metric name and labels) -> (labels, counter)
+    known: std::sync::Mutex<std::collections::HashMap<u64, Vec<(Labels, Counter)>>>,
+}
+
+/// FNV-1a over the metric's name and its own labels (cheap for the short
+/// strings they are).
+fn key(name: &str, own: &[(&str, &str)]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: &[u8]| {
+        for x in b.iter().chain([&0xffu8]) {
+            h = (h ^ *x as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    eat(name.as_bytes());
+    for (k, v) in own {
+        eat(k.as_bytes());
+        eat(v.as_bytes());
+    }
+    h
+}
+
+fn same(labels: &Labels, own: &[(&str, &str)]) -> bool {
+    labels.len() == own.len() && labels.iter().zip(own).all(|((a, b), (c, d))| a == c && b == d)
 }
 
 fn l(pairs: &[(&str, &str)]) -> Labels {
@@ -269,9 +293,25 @@ impl FlowMetrics {
     }
 
     fn count(&self, fam: &Family<Labels, Counter>, name: &str, f: &Flow, own: &[(&str, &str)]) {
-        if let Some(labels) = self.labels(name, f, own) {
-            fam.get_or_create(&labels).inc();
+        let Some(o) = self.config.0.get(name) else { return };
+        if !o.source.is_empty() || !o.destination.is_empty() || !o.labels.is_empty() {
+            if let Some(labels) = self.labels(name, f, own) {
+                fam.get_or_create(&labels).inc();
+            }
+            return;
         }
+        // no context: the labels are the metric's own; a label set seen
+        // before is counted without being built again
+        let mut known = self.known.lock().unwrap();
+        let bucket = known.entry(key(name, own)).or_default();
+        if let Some((_, c)) = bucket.iter().find(|(l, _)| same(l, own)) {
+            c.inc();
+            return;
+        }
+        let labels = l(own);
+        let c = fam.get_or_create(&labels).clone();
+        c.inc();
+        bucket.push((labels, c));
     }
 
     /// Count one observed flow.
