@@ -1229,6 +1229,19 @@ async fn privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client(p: P
         agent.lines().any(|l| l.contains(": POLICY_UPDATED (labels: [], revision: ")),
         "{agent}"
     );
+    // the ipcache's prefixes as they are written: web's own, and in tunnel
+    // mode the client's on the other node, with that node's address
+    let web_prefix = format!(": IPCACHE_UPSERTED (cidr: {}/32, identity: ", p.ip("web"));
+    let client_remote = p.node_of("client") != node;
+    let mut ipc = String::new();
+    common::wait_for("the ipcache's prefixes as agent events", 10, || {
+        ipc = observe(&p, &node, &["agent-events", "--all"]);
+        ipc.lines().any(|l| l.contains(&web_prefix))
+            && (!client_remote
+                || ipc.lines().any(|l| {
+                    l.contains(&format!(": IPCACHE_UPSERTED (cidr: {}/32, identity: ", p.ip("client"))) && l.contains(", host ip: ")
+                }))
+    });
     let last: serde_json::Value =
         serde_json::from_str(observe(&p, &node, &["--type", "agent", "--last", "1", "-o", "json"]).trim()).unwrap();
     assert!(last["agent_event"]["type"].as_str().is_some(), "{last}");

@@ -76,6 +76,19 @@ pub fn details(e: &AgentEvent) -> String {
             s
         }
         (T::ServiceDeleted, Some(Notification::ServiceDelete(n))) => format!("id: {}", n.id),
+        (T::IpcacheUpserted | T::IpcacheDeleted, Some(Notification::IpcacheUpdate(n))) => {
+            let mut s = format!("cidr: {}, identity: {}", n.cidr, n.identity);
+            if let Some(old) = n.old_identity {
+                s += &format!(", old identity: {old}");
+            }
+            if !n.host_ip.is_empty() {
+                s += &format!(", host ip: {}", n.host_ip);
+            }
+            if !n.old_host_ip.is_empty() {
+                s += &format!(", old host ip: {}", n.old_host_ip);
+            }
+            s + &format!(", encrypt key: {}", n.encrypt_key)
+        }
         _ => "UNKNOWN".into(),
     }
 }
@@ -111,7 +124,14 @@ pub fn json(r: &GetAgentEventsResponse) -> serde_json::Value {
             }),
         ),
         Some(Notification::ServiceDelete(n)) => ("service_delete", json!({"id": n.id})),
-        Some(Notification::IpcacheUpdate(n)) => ("ipcache_update", json!({"cidr": n.cidr, "identity": n.identity})),
+        Some(Notification::IpcacheUpdate(n)) => (
+            "ipcache_update",
+            json!({
+                "cidr": n.cidr, "identity": n.identity, "old_identity": n.old_identity,
+                "host_ip": n.host_ip, "old_host_ip": n.old_host_ip, "encrypt_key": n.encrypt_key,
+                "namespace": n.namespace, "pod_name": n.pod_name,
+            }),
+        ),
         Some(Notification::Unknown(n)) => ("unknown", json!({"type": n.r#type, "notification": n.notification})),
         None => ("unknown", json!({})),
     };

@@ -41,13 +41,26 @@ impl Agent {
         sup.spawn("service-events", move || {
             let me = me.clone();
             async move {
-                // the service maps were written: at most once a second, the
-                // frontends as they are now become upserts and deletes
+                // the service maps (or the ipcache) were written: at most once
+                // a second, the frontends (the prefixes) as they are now
+                // become upserts and deletes
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                let mut ipcache_seen = None;
                 loop {
                     tick.tick().await;
                     if me.observer.agent_events.take_services_changed() {
                         me.observer.agent_events.services(me.service_list());
+                    }
+                    // and the ipcache, when it was written
+                    let generation = me.ipcache.get().generation();
+                    if ipcache_seen != Some(generation) {
+                        ipcache_seen = Some(generation);
+                        let pods = {
+                            let eps = me.endpoints.lock().await;
+                            eps.values().map(|e| (e.ipv4, (e.namespace.clone(), e.pod_name.clone()))).collect()
+                        };
+                        let now = me.ipcache.get().installed().clone();
+                        me.observer.agent_events.ipcache(&now, &pods);
                     }
                 }
             }

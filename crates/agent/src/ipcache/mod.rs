@@ -22,6 +22,8 @@ pub struct IpcacheState {
     pub installed: BTreeMap<Ipv4Net, Entry>,
     /// prefix -> last error, retried by the next full reconcile
     pub failed: BTreeMap<Ipv4Net, String>,
+    /// counts the writes to `installed` (its readers tell a change by it)
+    pub generation: u64,
 }
 
 impl IpcacheState {
@@ -57,6 +59,7 @@ impl IpcacheState {
             match res {
                 Ok(()) => {
                     self.failed.remove(&net);
+                    self.generation += 1;
                     match want {
                         Some(e) => self.installed.insert(net, e),
                         None => self.installed.remove(&net),
@@ -94,9 +97,14 @@ impl IpcacheSubsystem {
         Self { state, kernel }
     }
 
-    /// Entries the kernel held at start.
+    /// Entries the kernel holds (as written; at start, as adopted).
     pub fn installed(&self) -> &BTreeMap<Ipv4Net, Entry> {
         &self.state.installed
+    }
+
+    /// Changes when `installed` does.
+    pub fn generation(&self) -> u64 {
+        self.state.generation
     }
 
     /// Keep an entry of `source` without writing it yet.

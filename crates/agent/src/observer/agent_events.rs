@@ -25,6 +25,8 @@ pub struct AgentEvents {
 struct Inner {
     /// frontend -> (service id, as last told)
     services: BTreeMap<String, (u32, ServiceEntry)>,
+    /// the ipcache as last told
+    ipcache: BTreeMap<ipnet::Ipv4Net, seta_core::ipcache::Entry>,
     next_service_id: u32,
 }
 
@@ -115,6 +117,55 @@ impl AgentEvents {
         );
     }
 
+    /// The ipcache as installed now: an upsert for each new or changed
+    /// prefix (with its old identity and host), a delete for each gone;
+    /// `pods` names the local pods' addresses (namespace, pod).
+    pub fn ipcache(
+        &self,
+        now: &BTreeMap<ipnet::Ipv4Net, seta_core::ipcache::Entry>,
+        pods: &std::collections::HashMap<std::net::Ipv4Addr, (String, String)>,
+    ) {
+        let mut g = self.inner.lock().unwrap();
+        let host = |e: &seta_core::ipcache::Entry| e.tunnel_endpoint.map(|h| h.to_string()).unwrap_or_default();
+        let note = |net: &ipnet::Ipv4Net, e: &seta_core::ipcache::Entry, old: Option<&seta_core::ipcache::Entry>| {
+            let (namespace, pod_name) = (net.prefix_len() == 32)
+                .then(|| pods.get(&net.addr()).cloned())
+                .flatten()
+                .unwrap_or_default();
+            IpCacheNotification {
+                cidr: net.to_string(),
+                identity: e.identity,
+                old_identity: old.map(|o| o.identity),
+                host_ip: host(e),
+                old_host_ip: old.map(host).unwrap_or_default(),
+                encrypt_key: 0,
+                namespace,
+                pod_name,
+            }
+        };
+        let gone: Vec<_> = g
+            .ipcache
+            .iter()
+            .filter(|(n, _)| !now.contains_key(*n))
+            .map(|(n, e)| (*n, *e))
+            .collect();
+        for (net, e) in gone {
+            g.ipcache.remove(&net);
+            self.push(AgentEventType::IpcacheDeleted, Notification::IpcacheUpdate(note(&net, &e, None)));
+        }
+        for (net, e) in now {
+            let old = g.ipcache.get(net).copied();
+            if old == Some(*e) {
+                continue;
+            }
+            g.ipcache.insert(*net, *e);
+            self.push(
+                AgentEventType::IpcacheUpserted,
+                Notification::IpcacheUpdate(note(net, e, old.as_ref())),
+            );
+        }
+    }
+
     /// The frontends now load-balanced: an upsert for each new or changed
     /// one, a delete for each gone.
     pub fn services(&self, now: Vec<ServiceEntry>) {
@@ -189,6 +240,48 @@ mod tests {
             .iter()
             .map(|(_, r)| seta_hubble::agent_events::compact(r, false).split_once(": ").unwrap().1.to_string())
             .collect()
+    }
+
+    #[test]
+    fn the_ipcache_becomes_upserts_with_the_old_entry_and_deletes() {
+        use seta_core::ipcache::Entry;
+        let a = AgentEvents::new("n1");
+        let net = |s: &str| s.parse::<ipnet::Ipv4Net>().unwrap();
+        let e = |id: u32, h: Option<[u8; 4]>| Entry {
+            identity: id,
+            tunnel_endpoint: h.map(std::net::Ipv4Addr::from),
+        };
+        let pods = [("10.0.1.5".parse().unwrap(), ("default".to_string(), "web".to_string()))].into();
+        a.ipcache(
+            &[
+                (net("10.0.1.5/32"), e(270, None)),
+                (net("10.0.2.0/24"), e(6, Some([172, 30, 0, 2]))),
+            ]
+            .into(),
+            &pods,
+        );
+        a.ipcache(
+            &[
+                (net("10.0.1.5/32"), e(270, None)),
+                (net("10.0.2.0/24"), e(6, Some([172, 30, 0, 2]))),
+            ]
+            .into(),
+            &pods,
+        );
+        a.ipcache(&[(net("10.0.1.5/32"), e(271, None))].into(), &pods);
+        let k = kinds(&a);
+        assert_eq!(
+            k,
+            [
+                "IPCACHE_UPSERTED (cidr: 10.0.1.5/32, identity: 270, encrypt key: 0)",
+                "IPCACHE_UPSERTED (cidr: 10.0.2.0/24, identity: 6, host ip: 172.30.0.2, encrypt key: 0)",
+                "IPCACHE_DELETED (cidr: 10.0.2.0/24, identity: 6, host ip: 172.30.0.2, encrypt key: 0)",
+                "IPCACHE_UPSERTED (cidr: 10.0.1.5/32, identity: 271, old identity: 270, encrypt key: 0)",
+            ]
+        );
+        let first = &a.log.held()[0].1;
+        let j = seta_hubble::agent_events::json(first);
+        assert_eq!(j["agent_event"]["ipcache_update"]["pod_name"], "web", "{j}");
     }
 
     #[test]
