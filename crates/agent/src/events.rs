@@ -47,17 +47,6 @@ pub struct EventLog {
     cap: usize,
 }
 
-/// Bytes as lowercase hex.
-fn hex(b: &[u8]) -> String {
-    const D: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        s.push(D[(x >> 4) as usize] as char);
-        s.push(D[(x & 15) as usize] as char);
-    }
-    s
-}
-
 impl Raw {
     fn record(&self) -> EventRecord {
         let (ev, payload) = (&self.ev, self.payload.as_ref());
@@ -85,7 +74,7 @@ impl Raw {
             protocol: seta_core::policy::proto_name(ev.proto),
             rule_cookie: ev.cookie,
             packet_len: payload.map(|p| p.orig_len),
-            packet: payload.map(|p| hex(p.bytes())),
+            packet: payload.map(|p| seta_hubble::hex(p.bytes(), None)),
         }
     }
 }

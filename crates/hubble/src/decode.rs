@@ -137,19 +137,9 @@ pub fn ip4(a: Ipv4Addr) -> String {
     s
 }
 
-/// A MAC address as `02:00:00:00:00:01` (without a formatter per byte: it
-/// is on every drop's way).
-fn mac(b: &[u8]) -> String {
-    const D: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(b.len() * 3);
-    for (i, x) in b.iter().enumerate() {
-        if i > 0 {
-            s.push(':');
-        }
-        s.push(D[(x >> 4) as usize] as char);
-        s.push(D[(x & 15) as usize] as char);
-    }
-    s
+/// A MAC address as `02:00:00:00:00:01`.
+pub fn mac(b: &[u8]) -> String {
+    crate::hex(b, Some(':'))
 }
 
 /// What a dropped packet's first bytes add, as Hubble decodes a drop's

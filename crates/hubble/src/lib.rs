@@ -18,6 +18,21 @@ pub mod peer {
 
 pub mod compact;
 
+/// Bytes as lowercase hex, `sep` between bytes (`02:00:…` for a MAC, none
+/// for a packet). Digit by digit: it is on every drop's way.
+pub fn hex(b: &[u8], sep: Option<char>) -> String {
+    const D: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 3);
+    for (i, x) in b.iter().enumerate() {
+        if let (Some(c), true) = (sep, i > 0) {
+            s.push(c);
+        }
+        s.push(D[(x >> 4) as usize] as char);
+        s.push(D[(x & 15) as usize] as char);
+    }
+    s
+}
+
 /// A flow's L4 source and destination ports (TCP, UDP, SCTP), if any.
 pub fn l4_ports(f: &flow::Flow) -> (Option<u32>, Option<u32>) {
     use flow::layer4::Protocol;

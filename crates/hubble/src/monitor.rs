@@ -184,7 +184,6 @@ pub fn dissect(p: &[u8]) -> Vec<String> {
     if p.len() < 14 {
         return out;
     }
-    let mac = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":");
     let et = u16::from_be_bytes([p[12], p[13]]);
     let et_name = match et {
         0x0800 => "IPv4".to_string(),
@@ -195,8 +194,8 @@ pub fn dissect(p: &[u8]) -> Vec<String> {
     out.push(format!(
         "Ethernet\t{{Contents=[..14..] Payload=[..{}..] SrcMAC={} DstMAC={} EthernetType={et_name} Length=0}}",
         p.len() - 14,
-        mac(&p[6..12]),
-        mac(&p[0..6])
+        crate::decode::mac(&p[6..12]),
+        crate::decode::mac(&p[0..6])
     ));
     let ip = &p[14..];
     let (proto, l4) = match et {

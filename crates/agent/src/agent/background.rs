@@ -184,6 +184,6 @@ pub(super) async fn events_reader(me: Arc<Agent>) -> anyhow::Result<()> {
 /// How long the events reader lets records gather after a batch: at 100k
 /// events/s about 200 records, far below the ring's room.
 const EVENTS_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
-/// A batch this big (a sixth of what the ring holds of the largest
+/// A batch this big (about a fifth of what the ring holds of the largest
 /// records, drops with their bytes) is not followed by a pause.
 const EVENTS_BUSY: usize = 1024;

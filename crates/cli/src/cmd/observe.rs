@@ -239,10 +239,27 @@ fn grouped(n: u64) -> String {
     out
 }
 
-/// `seta observe --type agent`: the agent's own events (GetAgentEvents),
-/// compact as `<time>: <TYPE> (<details>)` or protojson lines.
-async fn agent_events(c: &mut seta_hubble::Client, a: &EventArgs, json: bool) -> Result<i32> {
+/// The agent's own events (GetAgentEvents, `--type agent`, compact as
+/// `<time>: <TYPE> (<details>)`) or the datapath's debug messages
+/// (GetDebugEvents, `--type debug`), as Hubble prints them or protojson.
+async fn event_log(c: &mut seta_hubble::Client, a: &EventArgs, json: bool, debug: bool) -> Result<i32> {
     let (number, first, follow, since, until) = a.window()?;
+    let node = a.print_node_name;
+    if debug {
+        let req = seta_hubble::observer::GetDebugEventsRequest {
+            number,
+            first,
+            follow,
+            since,
+            until,
+        };
+        let s = c.get_debug_events(req).await?.into_inner();
+        return print_lines(s, |r| match json {
+            true => seta_hubble::debug::json(r).to_string(),
+            false => seta_hubble::debug::compact(r, node),
+        })
+        .await;
+    }
     let req = seta_hubble::observer::GetAgentEventsRequest {
         number,
         first,
@@ -250,35 +267,22 @@ async fn agent_events(c: &mut seta_hubble::Client, a: &EventArgs, json: bool) ->
         since,
         until,
     };
-    let mut stream = c.get_agent_events(req).await?.into_inner();
-    while let Some(r) = stream.message().await? {
-        if json {
-            println!("{}", seta_hubble::agent_events::json(&r));
-        } else {
-            println!("{}", seta_hubble::agent_events::compact(&r, a.print_node_name));
-        }
-    }
-    Ok(0)
+    let s = c.get_agent_events(req).await?.into_inner();
+    print_lines(s, |r| match json {
+        true => seta_hubble::agent_events::json(r).to_string(),
+        false => seta_hubble::agent_events::compact(r, node),
+    })
+    .await
 }
 
-/// `seta observe debug-events` (`--type debug`): the datapath's debug
-/// messages (GetDebugEvents), compact as Hubble prints them or protojson.
-async fn debug_events(c: &mut seta_hubble::Client, a: &EventArgs, json: bool) -> Result<i32> {
-    let (number, first, follow, since, until) = a.window()?;
-    let req = seta_hubble::observer::GetDebugEventsRequest {
-        number,
-        first,
-        follow,
-        since,
-        until,
-    };
-    let mut stream = c.get_debug_events(req).await?.into_inner();
-    while let Some(r) = stream.message().await? {
-        if json {
-            println!("{}", seta_hubble::debug::json(&r));
-        } else {
-            println!("{}", seta_hubble::debug::compact(&r, a.print_node_name));
-        }
+/// Each message of `stream` as the line `line` makes of it.
+async fn print_lines<T, E: std::error::Error + Send + Sync + 'static>(
+    mut stream: impl futures::Stream<Item = std::result::Result<T, E>> + Unpin,
+    line: impl Fn(&T) -> String,
+) -> Result<i32> {
+    use futures::StreamExt;
+    while let Some(r) = stream.next().await {
+        println!("{}", line(&r?));
     }
     Ok(0)
 }
@@ -374,15 +378,15 @@ pub async fn run(a: &ObserveArgs, cli: &Cli, json: bool) -> Result<i32> {
             table(&["NAME", "STATUS", "AGE", "CURRENT/MAX-FLOWS", "VERSION"], rows);
             return Ok(0);
         }
-        Some(ObserveWhat::AgentEvents(ref e)) => return agent_events(&mut c, e, json).await,
-        Some(ObserveWhat::DebugEvents(ref e)) => return debug_events(&mut c, e, json).await,
+        Some(ObserveWhat::AgentEvents(ref e)) => return event_log(&mut c, e, json, false).await,
+        Some(ObserveWhat::DebugEvents(ref e)) => return event_log(&mut c, e, json, true).await,
         None => {}
     }
     if a.kind.iter().any(|k| k == "agent") {
-        return agent_events(&mut c, &a.window, json).await;
+        return event_log(&mut c, &a.window, json, false).await;
     }
     if a.kind.iter().any(|k| k == "debug") {
-        return debug_events(&mut c, &a.window, json).await;
+        return event_log(&mut c, &a.window, json, true).await;
     }
     let (number, first, follow, since, until) = a.window.window()?;
     let req = GetFlowsRequest {
