@@ -46,12 +46,13 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 	struct endpoint_info *ep;
 	struct remote_endpoint_info *info = NULL;
 	struct flow f = {};
-	__u32 remote, cookie = 0, len = ctx->len, ep_id, sec_id, ifindex = ctx->ifindex, slot, l4_off;
+	__u32 remote, len = ctx->len, ep_id, sec_id, ifindex = ctx->ifindex, slot, l4_off;
 	enum ct_status st;
 	void *pmap;
 	__be32 ip_saddr, vip;
 	__be16 vport;
 	int hairpin = 0;
+	__u64 verdict = 0;
 	int ret;
 
 	if ((void *)(ip + 1) > data_end || ip->ihl < 5 || ip->version != 4)
@@ -145,10 +146,11 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 		pmap = bpf_map_lookup_elem(&seta_policy, &ep_id);
 		if (!pmap)
 			return send_drop(ctx, DROP_EP_NOT_READY, METRIC_EGRESS);
-		ret = policy_check_peer(pmap, remote, f.key.daddr, 1, &f, &cookie);
+		ret = policy_check_peer(pmap, remote, f.key.daddr, 1, &f, &verdict);
 		/* a verdict only where policy is enforced, as Cilium */
-		if (cookie != POLICY_COOKIE_NOT_ENFORCED)
-			emit_event(EVENT_POLICY_VERDICT, 0, ep_id, ifindex, sec_id, remote, ret, cookie, &f, METRIC_EGRESS);
+		if (VERDICT_COOKIE(verdict) != POLICY_COOKIE_NOT_ENFORCED)
+			emit_event(EVENT_POLICY_VERDICT, VERDICT_MATCH(verdict), ep_id, ifindex, sec_id, remote, ret,
+				   VERDICT_COOKIE(verdict), &f, METRIC_EGRESS);
 		if (ret < 0) {
 			cilium_dbg(ctx, DBG_POLICY_DENIED, ep_id, sec_id, remote);
 			return send_drop(ctx, -ret, METRIC_EGRESS);

@@ -314,7 +314,15 @@ _Static_assert(sizeof(struct dsr_opt_v4) == 8, "dsr_opt_v4 size");
 /* seta_events ring buffer records */
 #define EVENT_DROP 1
 #define EVENT_TRACE 4          /* subtype: the observation point; cookie: the CT state (0 new, 2 reply) */
-#define EVENT_POLICY_VERDICT 5
+#define EVENT_POLICY_VERDICT 5 /* subtype: the match type, POLICY_MATCH_* */
+/* which policy entry decided, Cilium's numbers */
+#define POLICY_MATCH_NONE 0
+#define POLICY_MATCH_L3_ONLY 1
+#define POLICY_MATCH_L3_L4 2
+#define POLICY_MATCH_L4_ONLY 3
+#define POLICY_MATCH_ALL 4
+#define POLICY_MATCH_L3_PROTO 5
+#define POLICY_MATCH_PROTO_ONLY 6
 /* trace observation points, Cilium's enum trace_point */
 #define TRACE_TO_LXC 0
 #define TRACE_TO_HOST 2
@@ -342,7 +350,7 @@ struct seta_event {
 	__u8 proto;
 	__u8 dir;         /* METRIC_INGRESS / METRIC_EGRESS */
 	__u8 flags;
-	__u8 pad;
+	__u8 cpu;         /* the CPU it happened on (Cilium's monitor prints it) */
 	__u64 ts;         /* bpf_ktime_get_ns() */
 };
 _Static_assert(sizeof(struct seta_event) == 48, "seta_event size");

@@ -298,7 +298,24 @@ static __always_inline int ct_create(const struct flow *f, __u32 src_sec_id, __u
 
 /* LPM lookups for the remote identity and for "any identity"; a deny in
  * either wins, then an allow in either; nothing is DROP_POLICY. */
-static __always_inline int policy_check(void *pmap, __u32 remote, __u8 egress, const struct flow *f, __u32 *cookie)
+/* Which kind of entry decided (Cilium's match types): a peer's own entry
+ * (l3) or the any-peer one, by how much of protocol and port it names. */
+static __always_inline __u8 match_type(const struct policy_entry *e, int l3)
+{
+	if (e->l4_prefix > 8)
+		return l3 ? POLICY_MATCH_L3_L4 : POLICY_MATCH_L4_ONLY;
+	if (e->l4_prefix == 8)
+		return l3 ? POLICY_MATCH_L3_PROTO : POLICY_MATCH_PROTO_ONLY;
+	return l3 ? POLICY_MATCH_L3_ONLY : POLICY_MATCH_ALL;
+}
+
+/* The deciding entry's cookie (low 32 bits) and match type (above), in one
+ * out value: a separate one grew from_overlay's stack past the verifier's
+ * limit. */
+#define VERDICT_COOKIE(v) ((__u32)(v))
+#define VERDICT_MATCH(v) ((__u8)((v) >> 32))
+
+static __always_inline int policy_check(void *pmap, __u32 remote, __u8 egress, const struct flow *f, __u64 *info)
 {
 	struct policy_key k = {
 		.prefixlen = POLICY_FULL_PREFIX,
@@ -307,37 +324,38 @@ static __always_inline int policy_check(void *pmap, __u32 remote, __u8 egress, c
 		.protocol = f->key.proto,
 		.dport = f->policy_port,
 	};
-	struct policy_entry *l3, *l4;
+	struct policy_entry *l3, *l4, *e;
+	int is_l3;
 
 	l3 = bpf_map_lookup_elem(pmap, &k);
 	k.sec_label = 0;
 	l4 = bpf_map_lookup_elem(pmap, &k);
-	if (l3 && l3->deny) {
-		*cookie = l3->cookie;
-		return -DROP_POLICY_DENY;
+	/* a deny wins, then the peer's own entry */
+	if (l3 && l3->deny)
+		e = l3;
+	else if (l4 && l4->deny)
+		e = l4;
+	else if (l3)
+		e = l3;
+	else
+		e = l4;
+	if (!e) {
+		*info = POLICY_MATCH_NONE;
+		return -DROP_POLICY;
 	}
-	if (l4 && l4->deny) {
-		*cookie = l4->cookie;
-		return -DROP_POLICY_DENY;
-	}
-	if (l3) {
-		*cookie = l3->cookie;
-		return 0;
-	}
-	if (l4) {
-		*cookie = l4->cookie;
-		return 0;
-	}
-	*cookie = 0;
-	return -DROP_POLICY;
+	is_l3 = e == l3;
+	*info = e->cookie | ((__u64)match_type(e, is_l3) << 32);
+	return e->deny ? -DROP_POLICY_DENY : 0;
 }
 
 /* policy_check, then — only while a Kubernetes ipBlock selects pod IPs — a
  * second chance for the peer's per-IP identity when nothing matched. */
-static __always_inline int policy_check_peer(void *pmap, __u32 remote, __be32 peer_ip, __u8 egress, const struct flow *f, __u32 *cookie)
+static __always_inline int policy_check_peer(void *pmap, __u32 remote, __be32 peer_ip, __u8 egress, const struct flow *f,
+					     __u64 *info)
 {
-	int ret = policy_check(pmap, remote, egress, f, cookie);
-	__u32 idx = CONFIG_FLAGS, *flags, *ipid, c2 = 0;
+	int ret = policy_check(pmap, remote, egress, f, info);
+	__u32 idx = CONFIG_FLAGS, *flags, *ipid;
+	__u64 i2 = 0;
 
 	if (ret != -DROP_POLICY)
 		return ret;
@@ -345,8 +363,8 @@ static __always_inline int policy_check_peer(void *pmap, __u32 remote, __be32 pe
 	if (!flags || !(*flags & CONFIG_F_IPBLOCK))
 		return ret;
 	ipid = bpf_map_lookup_elem(&seta_ipblock, &peer_ip);
-	if (ipid && policy_check(pmap, *ipid, egress, f, &c2) == 0) {
-		*cookie = c2;
+	if (ipid && policy_check(pmap, *ipid, egress, f, &i2) == 0) {
+		*info = i2;
 		return 0;
 	}
 	return ret;
@@ -430,6 +448,7 @@ static __always_inline void emit_event(__u8 type, __u8 subtype, __u16 source, __
 		.verdict = verdict,
 		.cookie = cookie,
 		.dir = dir,
+		.cpu = (__u8)bpf_get_smp_processor_id(),
 		.ts = bpf_ktime_get_ns(),
 	};
 
@@ -479,6 +498,9 @@ static __always_inline void drop_record(struct __sk_buff *ctx, __u32 reason, __u
 		n = DROP_PAYLOAD_LEN;
 	if (n > 0 && bpf_skb_load_bytes(ctx, 0, r->p.data, n) == 0)
 		r->p.cap_len = n;
+	/* last: nothing else lives across this call (skb_notify's frame is
+	 * what from_overlay's stack can still afford) */
+	r->ev.cpu = (__u8)bpf_get_smp_processor_id();
 	bpf_ringbuf_submit(r, 0);
 }
 
@@ -583,14 +605,16 @@ static __always_inline void trace_to_lxc(const struct endpoint_info *ep, __u32 s
  * policy-verdict event; returns 0 or -reason. */
 static __always_inline int ingress_policy(const struct endpoint_info *ep, __u32 src_id, const struct flow *f, __u32 ifindex)
 {
-	__u32 ep_id = ep->lxc_id, cookie = 0;
+	__u32 ep_id = ep->lxc_id;
 	void *pmap = bpf_map_lookup_elem(&seta_policy, &ep_id);
+	__u64 info = 0;
 	int ret;
 
 	if (!pmap)
 		return -DROP_EP_NOT_READY;
-	ret = policy_check_peer(pmap, src_id, f->key.saddr, 0, f, &cookie);
-	if (cookie != POLICY_COOKIE_NOT_ENFORCED)
-		emit_event(EVENT_POLICY_VERDICT, 0, ep->lxc_id, ifindex, src_id, ep->sec_id, ret, cookie, f, METRIC_INGRESS);
+	ret = policy_check_peer(pmap, src_id, f->key.saddr, 0, f, &info);
+	if (VERDICT_COOKIE(info) != POLICY_COOKIE_NOT_ENFORCED)
+		emit_event(EVENT_POLICY_VERDICT, VERDICT_MATCH(info), ep->lxc_id, ifindex, src_id, ep->sec_id, ret,
+			   VERDICT_COOKIE(info), f, METRIC_INGRESS);
 	return ret;
 }

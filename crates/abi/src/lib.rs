@@ -448,7 +448,16 @@ pub const TRACE_FROM_STACK: u8 = 8;
 pub const TRACE_FROM_OVERLAY: u8 = 9;
 pub const TRACE_FROM_NETWORK: u8 = 10;
 pub const TRACE_TO_NETWORK: u8 = 11;
+/// subtype: the match type (POLICY_MATCH_*)
 pub const EVENT_POLICY_VERDICT: u8 = 5;
+/// Which policy entry decided a verdict (Cilium's match types and numbers).
+pub const POLICY_MATCH_NONE: u8 = 0;
+pub const POLICY_MATCH_L3_ONLY: u8 = 1;
+pub const POLICY_MATCH_L3_L4: u8 = 2;
+pub const POLICY_MATCH_L4_ONLY: u8 = 3;
+pub const POLICY_MATCH_ALL: u8 = 4;
+pub const POLICY_MATCH_L3_PROTO: u8 = 5;
+pub const POLICY_MATCH_PROTO_ONLY: u8 = 6;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -468,7 +477,8 @@ pub struct SetaEvent {
     pub proto: u8,
     pub dir: u8,
     pub flags: u8,
-    pub pad: u8,
+    /// the CPU it happened on
+    pub cpu: u8,
     pub ts: u64,
 }
 

@@ -1207,6 +1207,17 @@ async fn privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client(p: P
             .any(|l| l.contains("-> default/web:8080") && l.contains("policy-verdict:none INGRESS DENIED (TCP Flags: SYN)")),
         "{compact}"
     );
+    // an allowed one names the entry that allowed it: other's own, any port
+    assert!(tcp_ok(&p.ns("other"), p.web_addr(8080)), "other is allowed into web");
+    let mut allowed = String::new();
+    common::wait_for("the allowed verdict", 10, || {
+        allowed = observe(
+            &p,
+            &node,
+            &["--type", "policy-verdict", "--from-pod", "default/other", "--last", "20"],
+        );
+        allowed.contains("policy-verdict:L3-Only INGRESS ALLOWED (TCP Flags: SYN)")
+    });
     let line = compact
         .lines()
         .find(|l| l.contains("-> default/web:8080") && l.contains("Policy denied DROPPED"))
@@ -1398,7 +1409,9 @@ async fn privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client(p: P
         "{lines:?}"
     );
     let h = &lines[n - 4];
-    assert!(h.starts_with("CPU 00: MARK 0x0 FROM "), "{h}");
+    // the CPU the datapath saw it on (this machine's: 00 or 01)
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert!((0..cpus).any(|c| h.starts_with(&format!("CPU {c:02}: MARK 0x0 FROM "))), "{h}");
     assert!(
         h.contains(" DROP: ") && h.contains(" bytes, reason Policy denied, identity "),
         "{h}"

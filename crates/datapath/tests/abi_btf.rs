@@ -329,7 +329,7 @@ fn expected() -> Vec<Layout> {
                 ("proto", offset_of!(SetaEvent, proto)),
                 ("dir", offset_of!(SetaEvent, dir)),
                 ("flags", offset_of!(SetaEvent, flags)),
-                ("pad", offset_of!(SetaEvent, pad)),
+                ("cpu", offset_of!(SetaEvent, cpu)),
                 ("ts", offset_of!(SetaEvent, ts)),
             ],
         ),

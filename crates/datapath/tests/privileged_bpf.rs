@@ -478,6 +478,12 @@ fn privileged_bpf_policy_allow_deny_ranges_with_reasons_and_events() {
     assert_eq!(ingress.len(), 7, "{ev:?}");
     let denied: Vec<i32> = ingress.iter().map(|e| e.verdict).filter(|v| *v != 0).collect();
     assert_eq!(denied, vec![-133, -133, -181]);
+    // which entry decided, Cilium's match types: A's port entries (L3-L4,
+    // also the deny on 22), nothing for 8100 and 81 (none)
+    let m = seta_abi::POLICY_MATCH_L3_L4;
+    assert_eq!(ingress.iter().map(|e| e.subtype).collect::<Vec<_>>(), [m, m, m, m, 0, 0, m]);
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert!(ev.iter().all(|e| (e.cpu as usize) < cpus), "the CPU is recorded: {ev:?}");
     let last = ingress.last().unwrap();
     assert_eq!(
         (
@@ -869,6 +875,31 @@ fn privileged_bpf_dsr_option_is_learned_and_the_reply_leaves_from_the_service() 
     assert_eq!(&out[34..36], &30090u16.to_be_bytes(), "source port");
     assert_eq!(csum(&out[14..34]), 0, "IP checksum");
     assert_eq!(tcp_csum(&out), 0, "TCP checksum");
+}
+
+/// Every program of the node's objects passes the verifier, also those the
+/// other tests here do not run (from_overlay's stack is near the verifier's
+/// 512-byte limit: a few more bytes in a shared helper stop the agent).
+#[test]
+fn privileged_bpf_every_program_passes_the_verifier() {
+    if !privileged() {
+        return;
+    }
+    let f = Fixture::new("vrf");
+    let mut host = f.dp.load_host_object().unwrap();
+    let mut lxc = f.dp.load_lxc_object().unwrap();
+    let mut loaded = Vec::new();
+    for obj in [&mut host, &mut lxc] {
+        for (name, prog) in obj.programs_mut() {
+            let p: &mut SchedClassifier = prog.try_into().unwrap();
+            if p.fd().is_err() {
+                p.load().unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            }
+            loaded.push(name.to_string());
+        }
+    }
+    loaded.sort();
+    assert_eq!(loaded, ["from_container", "from_host", "from_netdev", "from_overlay"]);
 }
 
 /// Datapath debug messages (Cilium's `cilium_dbg`): none by default; with

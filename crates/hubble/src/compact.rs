@@ -68,13 +68,7 @@ fn kind(f: &Flow) -> String {
         // monitor message types: 1 drop, 4 trace, 5 policy verdict
         1 => drop_text(f),
         5 => {
-            let m = match f.policy_match_type {
-                1 => "L3-Only",
-                2 => "L3-L4",
-                3 => "L4-Only",
-                4 => "all",
-                _ => "none",
-            };
+            let m = match_type(f.policy_match_type);
             let dir = match f.traffic_direction {
                 1 => "INGRESS",
                 2 => "EGRESS",
@@ -87,6 +81,21 @@ fn kind(f: &Flow) -> String {
         _ => crate::flow::TraceObservationPoint::try_from(f.trace_observation_point)
             .map(|p| p.as_str_name().to_ascii_lowercase().replace('_', "-"))
             .unwrap_or_else(|_| "trace".into()),
+    }
+}
+
+/// A policy verdict's match type, as Hubble and cilium monitor name it
+/// (Cilium's PolicyMatchType).
+pub fn match_type(m: u32) -> &'static str {
+    match m {
+        0 => "none",
+        1 => "L3-Only",
+        2 => "L3-L4",
+        3 => "L4-Only",
+        4 => "all",
+        5 => "L3-Proto",
+        6 => "Proto-Only",
+        _ => "unknown",
     }
 }
 

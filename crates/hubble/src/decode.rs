@@ -332,6 +332,8 @@ pub fn flow_of(ev: &SetaEvent, ctx: &Context) -> Option<Flow> {
             index: ev.ifindex,
             name: String::new(),
         }),
+        policy_match_type: if msg == MSG_POLICY_VERDICT { ev.subtype as u32 } else { 0 },
+        seta_cpu: ev.cpu as u32,
         ..Default::default()
     })
 }
@@ -545,9 +547,24 @@ mod tests {
             line.ends_with(": 10.200.2.5:40000 (ID:300) -> shop/web:80 (ID:301) policy-verdict:none INGRESS DENIED (TCP Flags: SYN)"),
             "{line}"
         );
-        // an allowed verdict forwards; other records are no flows
-        let ok = flow_of(&SetaEvent { verdict: 0, ..ev }, &ctx).unwrap();
+        // an allowed verdict forwards, with the match type of the entry
+        // that allowed it and the CPU; other records are no flows
+        let ok = flow_of(
+            &SetaEvent {
+                verdict: 0,
+                subtype: seta_abi::POLICY_MATCH_L3_L4,
+                cpu: 1,
+                ..ev
+            },
+            &ctx,
+        )
+        .unwrap();
         assert_eq!(ok.verdict, flow::Verdict::Forwarded as i32);
+        assert_eq!((ok.policy_match_type, ok.seta_cpu), (2, 1));
+        let line = crate::compact::line(&ok, false);
+        assert!(line.ends_with(" policy-verdict:L3-L4 INGRESS ALLOWED (TCP Flags: SYN)"), "{line}");
+        let mon = crate::monitor::line(&ok, false).unwrap();
+        assert!(mon.contains(", action allow, auth: disabled, match L3-L4, "), "{mon}");
         assert!(flow_of(&SetaEvent { event_type: 99, ..ev }, &ctx).is_none());
         // a trace: forwarded to the endpoint; a reply's arrow points back
         let t = flow_of(

@@ -63,9 +63,10 @@ pub fn line(f: &Flow, numeric: bool) -> Option<String> {
                 "allow"
             };
             Some(format!(
-                "Policy verdict log: flow 0x0 local EP ID {local}, remote ID {}, proto {num}, {}, action {action}, auth: disabled, match none, {tuple}",
+                "Policy verdict log: flow 0x0 local EP ID {local}, remote ID {}, proto {num}, {}, action {action}, auth: disabled, match {}, {tuple}",
                 identity(remote, numeric),
-                if ingress { "ingress" } else { "egress" }
+                if ingress { "ingress" } else { "egress" },
+                crate::compact::match_type(f.policy_match_type)
             ))
         }
         crate::decode::MSG_TRACE_SOCK => {
@@ -125,7 +126,10 @@ pub fn drop_header(f: &Flow, numeric: bool) -> Option<String> {
     let ingress = f.traffic_direction == crate::flow::TrafficDirection::Ingress as i32;
     let from = if ingress { dst.id } else { src.id };
     let reason = seta_core::drop::reason_name(f.drop_reason.min(255) as u8);
-    let mut h = format!("CPU 00: MARK 0x0 FROM {from} DROP: {} bytes, reason {reason}", f.seta_packet_len);
+    let mut h = format!(
+        "CPU {:02}: MARK 0x0 FROM {from} DROP: {} bytes, reason {reason}",
+        f.seta_cpu, f.seta_packet_len
+    );
     if src.identity != 0 || dst.identity != 0 {
         h += &format!(
             ", identity {}->{}",
@@ -409,13 +413,14 @@ mod tests {
             event_type: Some(CiliumEventType { r#type: 1, sub_type: 133 }),
             seta_packet_len: pkt.len() as u32,
             seta_packet: pkt.clone(),
+            seta_cpu: 1,
             ..Default::default()
         };
         let v = super::verbose(&f, false, false).unwrap();
         assert_eq!(v[0], super::SEPARATOR);
         assert_eq!(
             v[1],
-            "CPU 00: MARK 0x0 FROM 12 DROP: 54 bytes, reason Policy denied, identity 5678->270, to endpoint 12"
+            "CPU 01: MARK 0x0 FROM 12 DROP: 54 bytes, reason Policy denied, identity 5678->270, to endpoint 12"
         );
         assert_eq!(
             v[2],
