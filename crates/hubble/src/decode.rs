@@ -75,18 +75,21 @@ impl Context {
 }
 
 fn side(ctx: &Context, addr: Ipv4Addr, identity: u32) -> flow::Endpoint {
+    let ep = ctx.endpoints.get(&addr);
+    // the endpoint's own labels, else its identity's (cloned once)
+    let labels = match ep {
+        Some(v) if !v.labels.is_empty() => v.labels.clone(),
+        _ => ctx.identities.get(&identity).cloned().unwrap_or_default(),
+    };
     let mut e = flow::Endpoint {
         identity,
-        labels: ctx.identities.get(&identity).cloned().unwrap_or_default(),
+        labels,
         ..Default::default()
     };
-    if let Some(v) = ctx.endpoints.get(&addr) {
+    if let Some(v) = ep {
         e.id = v.id;
         e.namespace = v.namespace.clone();
         e.pod_name = v.pod_name.clone();
-        if !v.labels.is_empty() {
-            e.labels = v.labels.clone();
-        }
     } else if let Some(ns) = e.labels.iter().find_map(|l| l.strip_prefix("k8s:io.kubernetes.pod.namespace=")) {
         e.namespace = ns.to_string();
     }

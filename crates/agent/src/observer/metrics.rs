@@ -223,9 +223,14 @@ impl MetricsConfig {
     }
 }
 
-#[derive(Default)]
+/// The counters of label sets without context, by metric and signature:
+/// what the labels were made of, as a number (the same signature always
+/// makes the same labels), so a flow's counters are found without their text.
+type Known = std::collections::HashMap<(usize, u64), Counter, foldhash::fast::FixedState>;
+
 pub struct FlowMetrics {
-    config: MetricsConfig,
+    /// each of [`METRICS`]' options, by its index there (None: off)
+    on: [Option<Options>; METRICS.len()],
     icmp: Family<Labels, Counter>,
     processed: Family<Labels, Counter>,
     drops: Family<Labels, Counter>,
@@ -234,145 +239,169 @@ pub struct FlowMetrics {
     to_world: Family<Labels, Counter>,
     verdicts: Family<Labels, Counter>,
     lost: Family<Labels, Counter>,
-    /// counters of label sets without context, found again without building
-    /// their labels: (hash of metric name and labels) -> (labels, counter)
-    known: std::sync::Mutex<std::collections::HashMap<u64, Vec<(Labels, Counter)>>>,
+    known: std::sync::Mutex<Known>,
 }
 
-/// FNV-1a over the metric's name and its own labels (cheap for the short
-/// strings they are).
-fn key(name: &str, own: &[(&str, &str)]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |b: &[u8]| {
-        for x in b.iter().chain([&0xffu8]) {
-            h = (h ^ *x as u64).wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    eat(name.as_bytes());
-    for (k, v) in own {
-        eat(k.as_bytes());
-        eat(v.as_bytes());
-    }
-    h
-}
-
-fn same(labels: &Labels, own: &[(&str, &str)]) -> bool {
-    labels.len() == own.len() && labels.iter().zip(own).all(|((a, b), (c, d))| a == c && b == d)
-}
+// indices into METRICS
+const FLOW: usize = 0;
+const DROP: usize = 1;
+const TCP: usize = 2;
+const PORTS: usize = 3;
+const ICMP: usize = 4;
+const TO_WORLD: usize = 5;
+const POLICY: usize = 6;
 
 fn l(pairs: &[(&str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
-fn protocol(f: &Flow) -> (&'static str, Option<u32>) {
+/// `n` in decimal, written into `buf` (no allocation per flow).
+fn decimal(n: u32, buf: &mut [u8; 10]) -> &str {
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).expect("digits")
+}
+
+/// The protocol's label, a number for it, and the destination port.
+fn protocol(f: &Flow) -> (&'static str, u64, Option<u32>) {
     match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
-        Some(Protocol::Tcp(t)) => ("TCP", Some(t.destination_port)),
-        Some(Protocol::Udp(u)) => ("UDP", Some(u.destination_port)),
-        Some(Protocol::Sctp(s)) => ("SCTP", Some(s.destination_port)),
-        Some(Protocol::IcmPv4(_)) => ("ICMPv4", None),
-        Some(Protocol::IcmPv6(_)) => ("ICMPv6", None),
-        None => ("", None),
+        Some(Protocol::Tcp(t)) => ("TCP", 1, Some(t.destination_port)),
+        Some(Protocol::Udp(u)) => ("UDP", 2, Some(u.destination_port)),
+        Some(Protocol::Sctp(s)) => ("SCTP", 3, Some(s.destination_port)),
+        Some(Protocol::IcmPv4(_)) => ("ICMPv4", 4, None),
+        Some(Protocol::IcmPv6(_)) => ("ICMPv6", 5, None),
+        None => ("", 0, None),
+    }
+}
+
+impl Default for FlowMetrics {
+    /// Every metric, without context labels.
+    fn default() -> Self {
+        Self::new(MetricsConfig::default())
     }
 }
 
 impl FlowMetrics {
     pub fn new(config: MetricsConfig) -> Self {
         Self {
-            config,
-            ..Default::default()
+            on: std::array::from_fn(|i| config.0.get(METRICS[i]).cloned()),
+            icmp: Default::default(),
+            processed: Default::default(),
+            drops: Default::default(),
+            tcp_flags: Default::default(),
+            ports: Default::default(),
+            to_world: Default::default(),
+            verdicts: Default::default(),
+            lost: Default::default(),
+            known: Default::default(),
         }
     }
 
-    /// The labels of metric `name` for `f` (its own, then its context), or
-    /// None when the metric is off.
-    fn labels(&self, name: &str, f: &Flow, own: &[(&str, &str)]) -> Option<Labels> {
-        let o = self.config.0.get(name)?;
-        let mut v = l(own);
-        v.extend(o.labels_of(f));
-        Some(v)
-    }
-
-    fn count(&self, fam: &Family<Labels, Counter>, name: &str, f: &Flow, own: &[(&str, &str)]) {
-        let Some(o) = self.config.0.get(name) else { return };
+    /// Count `f` into `metric` with its own labels `own`, whose signature
+    /// is `sig` (see [`Known`]).
+    fn count(&self, fam: &Family<Labels, Counter>, metric: usize, sig: u64, f: &Flow, own: &[(&str, &str)]) {
+        let Some(o) = &self.on[metric] else { return };
         if !o.source.is_empty() || !o.destination.is_empty() || !o.labels.is_empty() {
-            if let Some(labels) = self.labels(name, f, own) {
-                fam.get_or_create(&labels).inc();
-            }
+            let mut labels = l(own);
+            labels.extend(o.labels_of(f));
+            fam.get_or_create(&labels).inc();
             return;
         }
         // no context: the labels are the metric's own; a label set seen
         // before is counted without being built again
         let mut known = self.known.lock().unwrap();
-        let bucket = known.entry(key(name, own)).or_default();
-        if let Some((_, c)) = bucket.iter().find(|(l, _)| same(l, own)) {
-            c.inc();
-            return;
-        }
-        let labels = l(own);
-        let c = fam.get_or_create(&labels).clone();
-        c.inc();
-        bucket.push((labels, c));
+        known
+            .entry((metric, sig))
+            .or_insert_with(|| fam.get_or_create(&l(own)).clone())
+            .inc();
     }
 
     /// Count one observed flow.
     pub fn observe(&self, f: &Flow) {
-        let (proto, port) = protocol(f);
+        let (proto, p, port) = protocol(f);
+        // (the verdict's and drop reason's numbers are their enums')
+        let v = f.verdict as u32 as u64;
         let verdict = Verdict::try_from(f.verdict).map_or("VERDICT_UNKNOWN", |v| v.as_str_name());
-        let kind = match f.event_type.as_ref().map_or(0, |e| e.r#type) {
-            seta_hubble::decode::MSG_DROP => "Drop",
-            seta_hubble::decode::MSG_POLICY_VERDICT => "PolicyVerdict",
-            seta_hubble::decode::MSG_TRACE => "Trace",
-            _ => "Unknown",
+        let (kind, k) = match f.event_type.as_ref().map_or(0, |e| e.r#type) {
+            seta_hubble::decode::MSG_DROP => ("Drop", 1),
+            seta_hubble::decode::MSG_POLICY_VERDICT => ("PolicyVerdict", 2),
+            seta_hubble::decode::MSG_TRACE => ("Trace", 3),
+            _ => ("Unknown", 0),
         };
         self.count(
             &self.processed,
-            "flow",
+            FLOW,
+            p | k << 8 | v << 16,
             f,
             &[("protocol", proto), ("subtype", ""), ("type", kind), ("verdict", verdict)],
         );
         if f.verdict == Verdict::Dropped as i32 {
+            let r = f.drop_reason_desc as u32 as u64;
             let reason = DropReason::try_from(f.drop_reason_desc).map_or("DROP_REASON_UNKNOWN", |r| r.as_str_name());
-            self.count(&self.drops, "drop", f, &[("protocol", proto), ("reason", reason)]);
+            self.count(&self.drops, DROP, p | r << 8, f, &[("protocol", proto), ("reason", reason)]);
         }
+        let mut buf = [0u8; 10];
         match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
             Some(Protocol::Tcp(t)) => {
                 let fl = t.flags.unwrap_or_default();
-                for (on, name) in [(fl.syn, "SYN"), (fl.fin, "FIN"), (fl.rst, "RST")] {
+                let syn = if fl.ack { "SYN-ACK" } else { "SYN" };
+                for (i, (on, name)) in [(fl.syn, syn), (fl.fin, "FIN"), (fl.rst, "RST")].into_iter().enumerate() {
                     if on {
-                        let name = if name == "SYN" && fl.ack { "SYN-ACK" } else { name };
-                        self.count(&self.tcp_flags, "tcp", f, &[("family", "IPv4"), ("flag", name)]);
+                        let sig = i as u64 | ((fl.syn && fl.ack) as u64) << 3;
+                        self.count(&self.tcp_flags, TCP, sig, f, &[("family", "IPv4"), ("flag", name)]);
                     }
                 }
             }
             Some(Protocol::IcmPv4(i)) => {
-                let t = i.r#type.to_string();
-                self.count(&self.icmp, "icmp", f, &[("family", "IPv4"), ("type", &t)]);
+                let t = decimal(i.r#type, &mut buf);
+                self.count(&self.icmp, ICMP, i.r#type as u64, f, &[("family", "IPv4"), ("type", t)]);
             }
             _ => {}
         }
-        if let Some(p) = port {
-            self.count(
-                &self.ports,
-                "port-distribution",
-                f,
-                &[("port", &p.to_string()), ("protocol", proto)],
-            );
+        if let Some(port) = port {
+            let sig = p | (port as u64) << 8;
+            let port = decimal(port, &mut buf);
+            self.count(&self.ports, PORTS, sig, f, &[("port", port), ("protocol", proto)]);
         }
         if f.destination.as_ref().is_some_and(|d| d.identity == 2) {
-            self.count(&self.to_world, "flows-to-world", f, &[("protocol", proto), ("verdict", verdict)]);
+            self.count(
+                &self.to_world,
+                TO_WORLD,
+                p | v << 8,
+                f,
+                &[("protocol", proto), ("verdict", verdict)],
+            );
         }
-        if kind == "PolicyVerdict" {
-            let dir = if f.traffic_direction == 1 { "ingress" } else { "egress" };
-            let action = if f.verdict == Verdict::Dropped as i32 {
-                "dropped"
-            } else {
-                "forwarded"
+        if k == 2 {
+            let ingress = f.traffic_direction == 1;
+            let dropped = f.verdict == Verdict::Dropped as i32;
+            let dir = if ingress { "ingress" } else { "egress" };
+            let action = if dropped { "dropped" } else { "forwarded" };
+            // Hubble's match label: the match type in lower case
+            let m = match f.policy_match_type {
+                1 => "l3-only",
+                2 => "l3-l4",
+                3 => "l4-only",
+                4 => "all",
+                5 => "l3-proto",
+                6 => "proto-only",
+                _ => "none",
             };
+            let sig = ingress as u64 | (dropped as u64) << 1 | (f.policy_match_type.min(7) as u64) << 2;
             self.count(
                 &self.verdicts,
-                "policy",
+                POLICY,
+                sig,
                 f,
-                &[("action", action), ("direction", dir), ("match", "none")],
+                &[("action", action), ("direction", dir), ("match", m)],
             );
         }
     }

@@ -133,16 +133,35 @@ fn hubble_metrics_count_flows_drops_flags_and_ports() {
     let mut evs = evs;
     for e in &mut evs {
         e.flags = 0x02; // SYN
+                        // the allowed ones by an L3-L4 entry, two by an any-peer port one
+        if e.verdict == 0 {
+            e.subtype = if e.saddr[3] < 3 {
+                seta_abi::POLICY_MATCH_L4_ONLY
+            } else {
+                seta_abi::POLICY_MATCH_L3_L4
+            };
+        }
     }
+    // a SYN-ACK, and an ICMP echo, counted apart
+    let mut synack = event(10, 0);
+    synack.flags = 0x12;
+    let mut icmp = event(11, 0);
+    icmp.proto = 1;
+    evs.extend([synack, icmp]);
     obs.ingest(&evs, &Context::default());
     let text = obs.metrics.render();
     for line in [
         "hubble_flows_processed_total{protocol=\"TCP\",subtype=\"\",type=\"PolicyVerdict\",verdict=\"DROPPED\"} 3",
-        "hubble_flows_processed_total{protocol=\"TCP\",subtype=\"\",type=\"PolicyVerdict\",verdict=\"FORWARDED\"} 6",
+        "hubble_flows_processed_total{protocol=\"TCP\",subtype=\"\",type=\"PolicyVerdict\",verdict=\"FORWARDED\"} 7",
+        "hubble_flows_processed_total{protocol=\"ICMPv4\",subtype=\"\",type=\"PolicyVerdict\",verdict=\"FORWARDED\"} 1",
         "hubble_drop_total{protocol=\"TCP\",reason=\"POLICY_DENIED\"} 3",
         "hubble_tcp_flags_total{family=\"IPv4\",flag=\"SYN\"} 9",
-        "hubble_port_distribution_total{port=\"80\",protocol=\"TCP\"} 9",
+        "hubble_tcp_flags_total{family=\"IPv4\",flag=\"SYN-ACK\"} 1",
+        "hubble_icmp_total{family=\"IPv4\",type=\"8\"} 1",
+        "hubble_port_distribution_total{port=\"80\",protocol=\"TCP\"} 10",
         "hubble_policy_verdicts_total{action=\"dropped\",direction=\"ingress\",match=\"none\"} 3",
+        "hubble_policy_verdicts_total{action=\"forwarded\",direction=\"ingress\",match=\"l4-only\"} 2",
+        "hubble_policy_verdicts_total{action=\"forwarded\",direction=\"ingress\",match=\"l3-l4\"} 4",
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
     }
