@@ -28,7 +28,11 @@ static __always_inline int fib_redirect_v4(struct __sk_buff *ctx)
 	p.family = AF_INET;
 	p.tos = ip->tos;
 	p.l4_protocol = ip->protocol;
-	p.tot_len = bpf_ntohs(ip->tot_len);
+	/* no tot_len: the kernel then checks the skb against the egress
+	 * device's MTU as a GSO packet (its segments), where a tot_len is
+	 * compared as it is: a GRO-merged packet would "need
+	 * fragmentation" and fall back to the stack, which drops what BPF
+	 * already SNATed to this node's address (IP_LOCAL_SOURCE) */
 	p.ipv4_src = ip->saddr;
 	p.ipv4_dst = ip->daddr;
 	p.ifindex = ctx->ingress_ifindex;

@@ -957,7 +957,7 @@ async fn privileged_policy_service_node_port_from_outside(p: P) {
     services_import(
         &p,
         &format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{name: np, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.30\n  ports: [{{name: http, port: 80, nodePort: 30080}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: np-a, namespace: default, labels: {{kubernetes.io/service-name: np}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: none, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.31\n  ports: [{{name: http, port: 80, nodePort: 30081}}]\n"
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: np, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.30\n  ports: [{{name: http, port: 80, nodePort: 30080}}, {{name: bulk, port: 90, nodePort: 30090}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: np-a, namespace: default, labels: {{kubernetes.io/service-name: np}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}, {{name: bulk, port: 9000}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: none, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.31\n  ports: [{{name: http, port: 80, nodePort: 30081}}]\n"
         ),
     );
     let ext = p.lab().external.clone().unwrap();
@@ -974,6 +974,20 @@ async fn privileged_policy_service_node_port_from_outside(p: P) {
         read_from(&ext.netns, SocketAddr::new(node_ip(1).into(), 30080)),
         Ok(node_ip(1).to_string()),
         "NodePort of the other node from outside: SNAT to that node"
+    );
+    // a bulk stream that way: GRO-merged packets, SNATed and forwarded by
+    // BPF (the stack would drop them: their source is its own address)
+    let (sent, got) = seta_lab::traffic::Stream::start(
+        &ext.netns,
+        &p.ns("web"),
+        SocketAddr::new(web.into(), 9000),
+        SocketAddr::new(node_ip(1).into(), 30090),
+        1,
+    )
+    .finish();
+    assert!(
+        sent > 8 << 20 && got == sent,
+        "a stream through the NodePort: {got} of {sent} bytes"
     );
     // the NAT engine holds both directions of that connection
     let nat = common::seta(&p.nodes()[1], &["bpf", "nat", "list"]);
@@ -1455,6 +1469,11 @@ async fn privileged_policy_bpf_masquerade_to_the_world(p: P) {
             && r["to"].as_str().unwrap().starts_with(&format!("{node_addr}:"))),
         "{nat}"
     );
+    // a bulk stream to the world: GRO-merged packets masqueraded and
+    // forwarded by BPF
+    let bulk = SocketAddr::new(ext.ip.into(), 9500);
+    let (sent, got) = seta_lab::traffic::Stream::start(&p.ns("client"), &ext.netns, bulk, bulk, 1).finish();
+    assert!(sent > 8 << 20 && got == sent, "a masqueraded stream: {got} of {sent} bytes");
     // between pods (and nodes) nothing is translated
     let web = p.ip("web");
     peer_server(&p.ns("web"), SocketAddr::new(web.into(), 9092));

@@ -108,10 +108,14 @@ pub fn ping_ok(ns: &str, ip: std::net::Ipv4Addr) -> bool {
     once() || once()
 }
 
+/// How long a stream may stall before it is ended.
+const STALL: Duration = Duration::from_secs(10);
+
 /// A TCP stream for `secs` seconds from namespace `client` to `dial` (an
 /// address that leads to `listen` inside `server`, e.g. a ClusterIP in
 /// front of it), started now: `finish` says how many bytes were sent and
-/// how many the server received.
+/// how many the server received. A stream that stalls for 10 s ends there
+/// (never a hang): what was received by then is what counts.
 pub struct Stream {
     sink: std::thread::JoinHandle<u64>,
     source: std::thread::JoinHandle<u64>,
@@ -124,6 +128,7 @@ impl Stream {
             .unwrap();
         let sink = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().expect("the stream's connection");
+            s.set_read_timeout(Some(STALL)).expect("a read timeout");
             let mut buf = vec![0u8; 65536];
             let mut total = 0u64;
             while let Ok(k) = s.read(&mut buf) {
@@ -136,11 +141,14 @@ impl Stream {
         });
         let source = spawn_in_netns(client, move || {
             let mut c = TcpStream::connect_timeout(&dial, Duration::from_secs(3)).expect("connect the stream");
+            c.set_write_timeout(Some(STALL)).expect("a write timeout");
             let chunk = vec![7u8; 16384];
             let start = std::time::Instant::now();
             let mut sent = 0u64;
             while start.elapsed() < Duration::from_secs(secs) {
-                c.write_all(&chunk).expect("stream write");
+                if c.write_all(&chunk).is_err() {
+                    break;
+                }
                 sent += chunk.len() as u64;
             }
             sent
