@@ -15,6 +15,7 @@ mod kvstore;
 mod net;
 mod polcomp;
 mod policy;
+mod relay;
 mod stats;
 mod svc;
 mod svcconn;
@@ -60,6 +61,7 @@ use kvstore::*;
 use net::*;
 use polcomp::*;
 use policy::*;
+use relay::*;
 use stats::*;
 use svc::*;
 use svcconn::*;
@@ -71,7 +73,7 @@ type SectionFn = fn(&Args, &Path, &tokio::runtime::Runtime) -> Result<Vec<Row>>;
 
 /// The sections in order: name (for --only), seconds of budget per
 /// round-second, and how to run it.
-const SECTIONS: [(&str, u64, SectionFn); 13] = [
+const SECTIONS: [(&str, u64, SectionFn); 14] = [
     ("bpf", 4, |a, _, _| bench_bpf(a)),
     ("net", 30, |a, b, rt| rt.block_on(bench_net(a, b))),
     ("cni", 10, |a, b, rt| rt.block_on(bench_cni(a, b))),
@@ -84,6 +86,7 @@ const SECTIONS: [(&str, u64, SectionFn); 13] = [
     ("svcscale", 10, |a, b, rt| rt.block_on(bench_service_scale(a, b))),
     ("svcconn", 60, |a, b, rt| rt.block_on(bench_service_connect(a, b))),
     ("events", 10, |a, b, rt| rt.block_on(bench_events(a, b))),
+    ("relay", 10, |a, b, rt| rt.block_on(bench_relay(a, b))),
     ("k8s", 40, |a, b, rt| rt.block_on(bench_k8s(a, b))),
 ];
 
