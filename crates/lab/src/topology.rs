@@ -173,6 +173,15 @@ impl Lab {
         ns.nl.create_bridge("br0", UNDERLAY_MAC).await?;
         ns.addr("br0", UNDERLAY_GW, 24).await?;
         ns.up("br0").await?;
+        // a switch: bridged frames do not climb into this namespace's
+        // iptables hooks (br_netfilter, where loaded, makes them by
+        // default), a cost on every crossing of the underlay
+        let _ = spawn_in_netns(&ul, || {
+            for f in ["iptables", "ip6tables", "arptables"] {
+                let _ = std::fs::write(format!("/proc/sys/net/bridge/bridge-nf-call-{f}"), "0");
+            }
+        })
+        .join();
         let mut underlay = Underlay {
             netns: ul.clone(),
             etcd: None,
