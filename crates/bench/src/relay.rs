@@ -4,34 +4,38 @@
 //! 2-node lab with the relay in the underlay; node 1's datapath makes one
 //! drop event at a time (`from_container` run with BPF_PROG_TEST_RUN against
 //! the agent's own pinned maps, a packet from an address no endpoint owns),
-//! every 10 ms; both clients follow GetFlows with a filter on that source
-//! address, and each flow's arrival is timed against the moment its drop was
-//! made.
+//! every 10 ms, and each flow's arrival is timed against the moment its drop
+//! was made. Twice: node 2 quiet (the relay can only wait out its sort
+//! buffer's drain timeout), and node 2 busy too, dropping as often (the
+//! relay lets a flow go once every node has sent one as new).
 use crate::*;
+use aya::Ebpf;
 use seta_hubble::observer::{get_flows_response::ResponseTypes, GetFlowsRequest};
 use std::sync::{Arc, Mutex};
 
-/// The fake drop's source address (no endpoint owns it).
+/// The fake drops' source addresses (no endpoint owns them): node 1's
+/// (timed) and node 2's.
 const SOURCE: Ipv4Addr = Ipv4Addr::new(10, 250, 0, 1);
+const SOURCE2: Ipv4Addr = Ipv4Addr::new(10, 250, 0, 3);
 /// Drops per round.
 const PER_ROUND: usize = 200;
 
-/// Follow `target`'s flows from SOURCE: each arrival's instant is pushed.
+/// Follow all of `target`'s flows (as `seta observe --follow`): the arrival
+/// of each from SOURCE is pushed.
 async fn follow(target: String, arrivals: Arc<Mutex<Vec<Instant>>>) -> Result<tokio::task::JoinHandle<()>> {
     let mut c = seta_hubble::connect(&target).await.map_err(anyhow::Error::msg)?;
     let req = GetFlowsRequest {
         follow: true,
-        whitelist: vec![seta_hubble::flow::FlowFilter {
-            source_ip: vec![SOURCE.to_string()],
-            ..Default::default()
-        }],
         ..Default::default()
     };
     let mut s = c.get_flows(req).await?.into_inner();
+    let source = SOURCE.to_string();
     Ok(tokio::spawn(async move {
         while let Ok(Some(r)) = s.message().await {
-            if let Some(ResponseTypes::Flow(_)) = r.response_types {
-                arrivals.lock().unwrap().push(Instant::now());
+            if let Some(ResponseTypes::Flow(f)) = r.response_types {
+                if f.ip.is_some_and(|ip| ip.source == source) {
+                    arrivals.lock().unwrap().push(Instant::now());
+                }
             }
         }
     }))
@@ -65,17 +69,21 @@ pub(crate) async fn bench_relay(args: &Args, bin_dir: &Path) -> Result<Vec<Row>>
     let lab = Lab::up_with(&name, 2, 0, "10.208.0.0/16".parse()?, bin_dir, &opts, &|_| {}).await?;
     let r = async {
         let node = lab.nodes[0].clone();
-        let pin = seta_core::names::pin_dir(Path::new("/sys/fs/bpf"), &node.name, seta_abi::ABI_VERSION);
-        let dp = seta_datapath::Datapath::new(&pin)?;
-        let mut lxc = dp.load_lxc_object()?;
-        let pkt = seta_datapath::testpkt::udp_packet([2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 0, 1], SOURCE, Ipv4Addr::new(10, 250, 0, 2), 64);
-        let mut drop = || -> Result<()> {
+        // a drop maker on each node, against that agent's own maps
+        let maker = |n: usize, src: Ipv4Addr| -> Result<(Ebpf, Vec<u8>)> {
+            let pin = seta_core::names::pin_dir(Path::new("/sys/fs/bpf"), &lab.nodes[n].name, seta_abi::ABI_VERSION);
+            let lxc = seta_datapath::Datapath::new(&pin)?.load_lxc_object()?;
+            let pkt = seta_datapath::testpkt::udp_packet([2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 0, 1], src, Ipv4Addr::new(10, 250, 0, 2), 64);
+            Ok((lxc, pkt))
+        };
+        let drop = |(lxc, pkt): &mut (Ebpf, Vec<u8>)| -> Result<()> {
             let p: &mut SchedClassifier = lxc.program_mut("from_container").context("from_container")?.try_into()?;
             let mut opts = TestRunOptions::new();
-            opts.data_in = Some(&pkt);
+            opts.data_in = Some(pkt);
             anyhow::ensure!(p.test_run(opts)?.return_value == 2, "the packet was not dropped");
             Ok(())
         };
+        let (mut one, mut two) = (maker(0, SOURCE)?, maker(1, SOURCE2)?);
         let node_target = format!("unix://{}", node.socket.with_file_name("hubble.sock").display());
         let relay_target = format!("unix://{}", seta_lab::relay::relay_socket(&name).display());
         let (via_node, via_relay) = (Arc::new(Mutex::new(vec![])), Arc::new(Mutex::new(vec![])));
@@ -87,53 +95,64 @@ pub(crate) async fn bench_relay(args: &Args, bin_dir: &Path) -> Result<Vec<Row>>
         let deadline = Instant::now() + Duration::from_secs(20);
         while via_relay.lock().unwrap().is_empty() {
             anyhow::ensure!(Instant::now() < deadline, "no flow through the relay in 20 s");
-            drop()?;
+            drop(&mut one)?;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let (mut node_p50, mut node_p99, mut relay_p50, mut relay_p99) = (vec![], vec![], vec![], vec![]);
-        for round in 1..=args.rounds {
-            eprintln!("    round {round}/{}", args.rounds);
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            via_node.lock().unwrap().clear();
-            via_relay.lock().unwrap().clear();
-            let mut made = Vec::with_capacity(PER_ROUND);
-            for _ in 0..PER_ROUND {
-                made.push(Instant::now());
-                drop()?;
-                tokio::time::sleep(Duration::from_millis(10)).await;
+        let mut rows = vec![];
+        for busy in [false, true] {
+            let (mut node_p50, mut node_p99, mut relay_p50, mut relay_p99) = (vec![], vec![], vec![], vec![]);
+            for round in 1..=args.rounds {
+                eprintln!("    node 2 {}, round {round}/{}", if busy { "busy" } else { "quiet" }, args.rounds);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                via_node.lock().unwrap().clear();
+                via_relay.lock().unwrap().clear();
+                let mut made = Vec::with_capacity(PER_ROUND);
+                for _ in 0..PER_ROUND {
+                    made.push(Instant::now());
+                    drop(&mut one)?;
+                    if busy {
+                        drop(&mut two)?;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                // every flow has arrived (or never will)
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while (via_node.lock().unwrap().len() < PER_ROUND || via_relay.lock().unwrap().len() < PER_ROUND)
+                    && Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                let n = latencies(&made, &via_node.lock().unwrap(), "the node")?;
+                let r = latencies(&made, &via_relay.lock().unwrap(), "the relay")?;
+                eprintln!(
+                    "    node p50 {:.2} ms p99 {:.2} ms; relay p50 {:.2} ms p99 {:.2} ms",
+                    percentile(&n, 50.0),
+                    percentile(&n, 99.0),
+                    percentile(&r, 50.0),
+                    percentile(&r, 99.0)
+                );
+                node_p50.push(percentile(&n, 50.0));
+                node_p99.push(percentile(&n, 99.0));
+                relay_p50.push(percentile(&r, 50.0));
+                relay_p99.push(percentile(&r, 99.0));
             }
-            // every flow has arrived (or never will)
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while (via_node.lock().unwrap().len() < PER_ROUND || via_relay.lock().unwrap().len() < PER_ROUND) && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            let n = latencies(&made, &via_node.lock().unwrap(), "the node")?;
-            let r = latencies(&made, &via_relay.lock().unwrap(), "the relay")?;
-            eprintln!(
-                "    node p50 {:.2} ms p99 {:.2} ms; relay p50 {:.2} ms p99 {:.2} ms",
-                percentile(&n, 50.0),
-                percentile(&n, 99.0),
-                percentile(&r, 50.0),
-                percentile(&r, 99.0)
-            );
-            node_p50.push(percentile(&n, 50.0));
-            node_p99.push(percentile(&n, 99.0));
-            relay_p50.push(percentile(&r, 50.0));
-            relay_p99.push(percentile(&r, 99.0));
+            let other = if busy { "the other node as busy" } else { "the other node quiet" };
+            let row = |what: &str, seta: &[f64], base: &[f64]| Row {
+                name: format!("drop → a client following the relay (seta observe --follow), {other}, {what}"),
+                unit: "ms",
+                seta: summarize(seta),
+                base_name: "the same client following the node",
+                base: summarize(base),
+                higher_is_better: false,
+                goal: String::new(),
+            };
+            rows.push(row("p50", &relay_p50, &node_p50));
+            rows.push(row("p99", &relay_p99, &node_p99));
         }
         for t in tasks {
             t.abort();
         }
-        let row = |what: &str, seta: &[f64], base: &[f64]| Row {
-            name: format!("drop → a client following the relay (seta observe --follow), {what}"),
-            unit: "ms",
-            seta: summarize(seta),
-            base_name: "the same client following the node",
-            base: summarize(base),
-            higher_is_better: false,
-            goal: String::new(),
-        };
-        Ok(vec![row("p50", &relay_p50, &node_p50), row("p99", &relay_p99, &node_p99)])
+        Ok(rows)
     }
     .await;
     let _ = Lab::down(&name);

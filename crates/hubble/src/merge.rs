@@ -1,7 +1,8 @@
 //! Several nodes' GetFlows responses as one stream ordered by time, as
 //! Hubble Relay merges them: everything at once sorted (a bounded request),
 //! or, while following, a bounded sort buffer that lets the oldest response
-//! go once the buffer is full or once it has waited the drain timeout.
+//! go once the buffer is full or once it has waited the drain timeout, and
+//! everything up to a watermark the caller knows no node is behind.
 use crate::observer::GetFlowsResponse;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -71,6 +72,17 @@ impl SortBuffer {
             if waited < self.drain_after {
                 break;
             }
+            out.push(self.held.pop_first().expect("not empty").1 .1);
+        }
+        out
+    }
+
+    /// What may go because nothing older can come any more: every node
+    /// being followed has sent a flow at or after `watermark` (each node's
+    /// stream is in time order), oldest first.
+    pub fn ready_until(&mut self, watermark: i128) -> Vec<GetFlowsResponse> {
+        let mut out = Vec::new();
+        while self.held.first_key_value().is_some_and(|((t, _), _)| *t <= watermark) {
             out.push(self.held.pop_first().expect("not empty").1 .1);
         }
         out
@@ -165,5 +177,24 @@ mod tests {
         assert!(b.is_empty());
         b.push(flow("a", 9), t0);
         assert_eq!(b.drain().len(), 1);
+    }
+
+    /// Up to a watermark (every node has sent something at least that
+    /// new), what is held goes at once, in order; newer stays.
+    #[test]
+    fn the_sort_buffer_lets_go_up_to_the_watermark() {
+        let t0 = Instant::now();
+        let mut b = SortBuffer::new(100, Duration::from_secs(1));
+        for (n, t) in [("a", 5), ("b", 2), ("a", 7), ("b", 6)] {
+            b.push(flow(n, t), t0);
+        }
+        assert!(b.ready(t0).is_empty());
+        let w = 6 * 1_000_000_000;
+        assert_eq!(
+            times(&b.ready_until(w)),
+            [("b".to_string(), 2), ("a".to_string(), 5), ("b".to_string(), 6)]
+        );
+        assert_eq!(times(&b.ready_until(w)), []);
+        assert_eq!(b.len(), 1, "a@7 is newer than b's last");
     }
 }

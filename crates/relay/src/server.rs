@@ -118,15 +118,18 @@ type NodeStream = tonic::Streaming<GetFlowsResponse>;
 
 /// A node's stream while following: its responses, and when it breaks a
 /// NODE_UNAVAILABLE event naming it (then nothing more from it).
-fn node_stream(name: String, s: NodeStream) -> Pin<Box<dyn Stream<Item = GetFlowsResponse> + Send>> {
+fn node_stream(name: String, s: NodeStream) -> Pin<Box<dyn Stream<Item = (String, GetFlowsResponse)> + Send>> {
     futures::stream::unfold(Some(s), move |st| {
         let name = name.clone();
         async move {
             let mut s = st?;
             match s.message().await {
-                Ok(Some(m)) => Some((m, Some(s))),
+                Ok(Some(m)) => Some(((name, m), Some(s))),
                 Ok(None) => None,
-                Err(e) => Some((node_status(NodeState::NodeUnavailable, vec![name], e.message().to_string()), None)),
+                Err(e) => {
+                    let notice = node_status(NodeState::NodeUnavailable, vec![name.clone()], e.message().to_string());
+                    Some(((name, notice), None))
+                }
             }
         }
     })
@@ -143,7 +146,10 @@ fn unavailable(r: &GetFlowsResponse) -> Vec<String> {
 
 /// Follow `streams` (of nodes `active`; `down` were reported unavailable)
 /// into `tx`: notices at once, flows through the sort buffer, until the
-/// caller goes away. Every second the peer set is looked at again: a node
+/// caller goes away. A held flow goes early once every node followed has
+/// sent a flow at least as new (each node's stream is in time order, so
+/// nothing older can come): with busy nodes, flows wait for the slowest
+/// node's next flow instead of the drain timeout. Every second the peer set is looked at again: a node
 /// that joined, or came back, is followed from then on (NODE_CONNECTED),
 /// one that cannot be reached is reported once (NODE_UNAVAILABLE).
 async fn follow(
@@ -155,6 +161,8 @@ async fn follow(
     tx: tokio::sync::mpsc::Sender<Result<GetFlowsResponse, Status>>,
 ) {
     let mut active: BTreeSet<String> = streams.iter().map(|(n, _)| n.clone()).collect();
+    // each followed node's newest flow time
+    let mut progress: std::collections::BTreeMap<String, i128> = Default::default();
     let mut merged = futures::stream::select_all(streams.into_iter().map(|(n, s)| node_stream(n, s)));
     let mut rescan = tokio::time::interval(PEER_RESCAN);
     rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -164,10 +172,16 @@ async fn follow(
         let mut notices = vec![];
         tokio::select! {
             m = merged.next(), if !merged.is_empty() => match m {
-                Some(m) if is_flow(&m) => buf.push(m, Instant::now()),
-                Some(m) => {
+                Some((node, m)) if is_flow(&m) => {
+                    let t = seta_hubble::merge::time_ns(&m);
+                    let p = progress.entry(node).or_insert(t);
+                    *p = (*p).max(t);
+                    buf.push(m, Instant::now())
+                }
+                Some((_, m)) => {
                     for n in unavailable(&m) {
                         active.remove(&n);
+                        progress.remove(&n);
                         down.insert(n);
                     }
                     notices.push(m);
@@ -204,7 +218,14 @@ async fn follow(
                 return;
             }
         }
-        for m in buf.ready(Instant::now()) {
+        // the watermark: the least of the nodes' newest (none while a
+        // followed node has sent no flow yet)
+        let watermark = active.iter().map(|n| progress.get(n).copied()).min().flatten();
+        let mut out = buf.ready(Instant::now());
+        if let Some(w) = watermark {
+            out.extend(buf.ready_until(w));
+        }
+        for m in out {
             if tx.send(Ok(m)).await.is_err() {
                 return;
             }

@@ -98,6 +98,12 @@ async fn relay() -> String {
 
 /// As `relay`, with the relay's peer set.
 async fn relay_and_peers() -> (String, PeerSet) {
+    relay_draining_after(Duration::from_millis(50)).await
+}
+
+/// The relay in front of n1, n2 and the unreachable n3, whose sort buffer
+/// drains after `drain`.
+async fn relay_draining_after(drain: Duration) -> (String, PeerSet) {
     let a = serve(ObserverServer::new(Fake {
         name: "n1".into(),
         at: vec![1, 4, 6],
@@ -116,13 +122,7 @@ async fn relay_and_peers() -> (String, PeerSet) {
         .to_string();
     let set = PeerSet::default();
     set.set(BTreeMap::from([("n1".into(), a), ("n2".into(), b), ("n3".into(), dead)]));
-    let addr = serve(Server::new(Relay::new(
-        set.clone(),
-        Duration::from_millis(500),
-        100,
-        Duration::from_millis(50),
-    )))
-    .await;
+    let addr = serve(Server::new(Relay::new(set.clone(), Duration::from_millis(500), 100, drain))).await;
     (addr, set)
 }
 
@@ -138,6 +138,32 @@ fn describe(r: &GetFlowsResponse) -> String {
         }
         _ => "?".into(),
     }
+}
+
+/// Everything the relay in front of n1, n2 and n3 has, in order.
+const ALL: [&str; 8] = [
+    "NODE_CONNECTED:n1,n2",
+    "NODE_UNAVAILABLE:n3",
+    "n1@1",
+    "n2@2",
+    "n2@3",
+    "n1@4",
+    "n2@5",
+    "n1@6",
+];
+
+/// The next `n` responses of a followed stream, described (5 s each at most).
+async fn next_described(s: &mut tonic::Streaming<GetFlowsResponse>, n: usize) -> Vec<String> {
+    let mut got = vec![];
+    while got.len() < n {
+        let m = tokio::time::timeout(Duration::from_secs(5), s.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        got.push(describe(&m));
+    }
+    got
 }
 
 /// A bounded GetFlows, each response described.
@@ -161,46 +187,33 @@ async fn flows_of_every_node_merged_by_time_and_the_unreachable_one_named() {
         ..Default::default()
     };
     let all = bounded(&mut c, get(0, false, false)).await;
-    assert_eq!(
-        all,
-        [
-            "NODE_CONNECTED:n1,n2",
-            "NODE_UNAVAILABLE:n3",
-            "n1@1",
-            "n2@2",
-            "n2@3",
-            "n1@4",
-            "n2@5",
-            "n1@6"
-        ]
-    );
+    assert_eq!(all, ALL);
     let last = bounded(&mut c, get(2, false, false)).await;
     assert_eq!(&last[2..], ["n2@5", "n1@6"], "the last 2 over all nodes");
     let first = bounded(&mut c, get(2, true, false)).await;
     assert_eq!(&first[2..], ["n1@1", "n2@2"], "the first 2 over all nodes");
     // following: the same order through the sort buffer, the stream stays open
     let mut s = c.get_flows(get(0, false, true)).await.unwrap().into_inner();
-    let mut got = vec![];
-    while got.len() < 8 {
-        let m = tokio::time::timeout(Duration::from_secs(5), s.message())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        got.push(describe(&m));
-    }
-    assert_eq!(
-        got,
-        [
-            "NODE_CONNECTED:n1,n2",
-            "NODE_UNAVAILABLE:n3",
-            "n1@1",
-            "n2@2",
-            "n2@3",
-            "n1@4",
-            "n2@5",
-            "n1@6"
-        ]
+    assert_eq!(next_described(&mut s, 8).await, ALL);
+}
+
+/// Following, a flow goes as soon as every node has sent one at least as
+/// new (each node's stream is in time order), not after the drain timeout:
+/// n2's last flow is @5, so everything up to @5 comes at once, in order,
+/// and n1@6 waits (here for a minute).
+#[tokio::test]
+async fn following_lets_flows_go_once_every_node_is_past_them() {
+    let (addr, _) = relay_draining_after(Duration::from_secs(60)).await;
+    let mut c = seta_hubble::connect(&addr).await.unwrap();
+    let req = GetFlowsRequest {
+        follow: true,
+        ..Default::default()
+    };
+    let mut s = c.get_flows(req).await.unwrap().into_inner();
+    assert_eq!(next_described(&mut s, 7).await, ALL[..7]);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), s.message()).await.is_err(),
+        "n1@6 is held: n2 has sent nothing as new"
     );
 }
 
