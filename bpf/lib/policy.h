@@ -296,8 +296,6 @@ static __always_inline int ct_create(const struct flow *f, __u32 src_sec_id, __u
 	return 0;
 }
 
-/* LPM lookups for the remote identity and for "any identity"; a deny in
- * either wins, then an allow in either; nothing is DROP_POLICY. */
 /* Which kind of entry decided (Cilium's match types): a peer's own entry
  * (l3) or the any-peer one, by how much of protocol and port it names. */
 static __always_inline __u8 match_type(const struct policy_entry *e, int l3)
@@ -315,6 +313,8 @@ static __always_inline __u8 match_type(const struct policy_entry *e, int l3)
 #define VERDICT_COOKIE(v) ((__u32)(v))
 #define VERDICT_MATCH(v) ((__u8)((v) >> 32))
 
+/* LPM lookups for the remote identity and for "any identity"; a deny in
+ * either wins, then an allow in either; nothing is DROP_POLICY. */
 static __always_inline int policy_check(void *pmap, __u32 remote, __u8 egress, const struct flow *f, __u64 *info)
 {
 	struct policy_key k = {
@@ -448,12 +448,12 @@ static __always_inline void emit_event(__u8 type, __u8 subtype, __u16 source, __
 		.verdict = verdict,
 		.cookie = cookie,
 		.dir = dir,
-		.cpu = (__u8)bpf_get_smp_processor_id(),
 		.ts = bpf_ktime_get_ns(),
 	};
 
 	if (datapath_opts() & off)
 		return;
+	ev.cpu = (__u8)bpf_get_smp_processor_id();
 	if (f) {
 		ev.saddr = f->key.saddr;
 		ev.daddr = f->key.daddr;

@@ -16,6 +16,34 @@ use seta_hubble::observer::ServerStatusRequest;
 
 const PER_RUN: u32 = 1;
 
+/// Drop events made by a lab node's own datapath: `from_container`, loaded
+/// against the agent's pinned maps (this program is ours), run with
+/// BPF_PROG_TEST_RUN on a UDP packet from `src`, an address no endpoint owns.
+pub(crate) struct DropMaker {
+    lxc: aya::Ebpf,
+    pkt: Vec<u8>,
+}
+
+impl DropMaker {
+    pub(crate) fn on(node: &str, src: Ipv4Addr) -> Result<Self> {
+        let pin = seta_core::names::pin_dir(Path::new("/sys/fs/bpf"), node, seta_abi::ABI_VERSION);
+        Ok(Self {
+            lxc: seta_datapath::Datapath::new(&pin)?.load_lxc_object()?,
+            pkt: seta_datapath::testpkt::udp_packet([2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 0, 1], src, Ipv4Addr::new(10, 250, 0, 2), 64),
+        })
+    }
+
+    /// `repeat` drops (one event each).
+    pub(crate) fn run(&mut self, repeat: u32) -> Result<()> {
+        let p: &mut SchedClassifier = self.lxc.program_mut("from_container").context("from_container")?.try_into()?;
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(&self.pkt);
+        opts.repeat = repeat;
+        anyhow::ensure!(p.test_run(opts)?.return_value == 2, "the packet was not dropped");
+        Ok(())
+    }
+}
+
 async fn seen(c: &mut seta_hubble::observer::observer_client::ObserverClient<tonic::transport::Channel>) -> Result<u64> {
     Ok(c.server_status(ServerStatusRequest {}).await?.into_inner().seen_flows)
 }
@@ -41,24 +69,8 @@ pub(crate) async fn bench_events(args: &Args, bin_dir: &Path) -> Result<Vec<Row>
     let r = async {
         let node = lab.nodes[0].clone();
         let pin = seta_core::names::pin_dir(Path::new("/sys/fs/bpf"), &node.name, seta_abi::ABI_VERSION);
-        // the agent's maps (its pins, as it made them); this program is ours
-        let dp = seta_datapath::Datapath::new(&pin)?;
-        let mut lxc = dp.load_lxc_object()?;
-        let pkt = seta_datapath::testpkt::udp_packet(
-            [2, 0, 0, 0, 1, 1],
-            [2, 0, 0, 0, 0, 1],
-            Ipv4Addr::new(10, 250, 0, 1),
-            Ipv4Addr::new(10, 250, 0, 2),
-            64,
-        );
-        let mut run = |repeat: u32| -> Result<()> {
-            let p: &mut SchedClassifier = lxc.program_mut("from_container").context("from_container")?.try_into()?;
-            let mut opts = TestRunOptions::new();
-            opts.data_in = Some(&pkt);
-            opts.repeat = repeat;
-            anyhow::ensure!(p.test_run(opts)?.return_value == 2, "the packet was not dropped");
-            Ok(())
-        };
+        let mut maker = DropMaker::on(&node.name, Ipv4Addr::new(10, 250, 0, 1))?;
+        let mut run = |repeat: u32| maker.run(repeat);
         let lost = || -> Result<u64> { Ok(seta_datapath::maps::EventReader::open(&pin)?.lost_per_cpu().iter().sum()) };
         let mut c = seta_hubble::connect(&format!("unix://{}", node.socket.with_file_name("hubble.sock").display()))
             .await

@@ -9,7 +9,6 @@
 //! buffer's drain timeout), and node 2 busy too, dropping as often (the
 //! relay lets a flow go once every node has sent one as new).
 use crate::*;
-use aya::Ebpf;
 use seta_hubble::observer::{get_flows_response::ResponseTypes, GetFlowsRequest};
 use std::sync::{Arc, Mutex};
 
@@ -70,20 +69,8 @@ pub(crate) async fn bench_relay(args: &Args, bin_dir: &Path) -> Result<Vec<Row>>
     let r = async {
         let node = lab.nodes[0].clone();
         // a drop maker on each node, against that agent's own maps
-        let maker = |n: usize, src: Ipv4Addr| -> Result<(Ebpf, Vec<u8>)> {
-            let pin = seta_core::names::pin_dir(Path::new("/sys/fs/bpf"), &lab.nodes[n].name, seta_abi::ABI_VERSION);
-            let lxc = seta_datapath::Datapath::new(&pin)?.load_lxc_object()?;
-            let pkt = seta_datapath::testpkt::udp_packet([2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 0, 1], src, Ipv4Addr::new(10, 250, 0, 2), 64);
-            Ok((lxc, pkt))
-        };
-        let drop = |(lxc, pkt): &mut (Ebpf, Vec<u8>)| -> Result<()> {
-            let p: &mut SchedClassifier = lxc.program_mut("from_container").context("from_container")?.try_into()?;
-            let mut opts = TestRunOptions::new();
-            opts.data_in = Some(pkt);
-            anyhow::ensure!(p.test_run(opts)?.return_value == 2, "the packet was not dropped");
-            Ok(())
-        };
-        let (mut one, mut two) = (maker(0, SOURCE)?, maker(1, SOURCE2)?);
+        let mut one = DropMaker::on(&node.name, SOURCE)?;
+        let mut two = DropMaker::on(&lab.nodes[1].name, SOURCE2)?;
         let node_target = format!("unix://{}", node.socket.with_file_name("hubble.sock").display());
         let relay_target = format!("unix://{}", seta_lab::relay::relay_socket(&name).display());
         let (via_node, via_relay) = (Arc::new(Mutex::new(vec![])), Arc::new(Mutex::new(vec![])));
@@ -95,7 +82,7 @@ pub(crate) async fn bench_relay(args: &Args, bin_dir: &Path) -> Result<Vec<Row>>
         let deadline = Instant::now() + Duration::from_secs(20);
         while via_relay.lock().unwrap().is_empty() {
             anyhow::ensure!(Instant::now() < deadline, "no flow through the relay in 20 s");
-            drop(&mut one)?;
+            one.run(1)?;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let mut rows = vec![];
@@ -109,9 +96,9 @@ pub(crate) async fn bench_relay(args: &Args, bin_dir: &Path) -> Result<Vec<Row>>
                 let mut made = Vec::with_capacity(PER_ROUND);
                 for _ in 0..PER_ROUND {
                     made.push(Instant::now());
-                    drop(&mut one)?;
+                    one.run(1)?;
                     if busy {
-                        drop(&mut two)?;
+                        two.run(1)?;
                     }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }

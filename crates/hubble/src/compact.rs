@@ -84,19 +84,26 @@ fn kind(f: &Flow) -> String {
     }
 }
 
-/// A policy verdict's match type, as Hubble and cilium monitor name it
-/// (Cilium's PolicyMatchType).
+/// Cilium's PolicyMatchType by number: its name, and Hubble's metric label
+/// (the name in lower case).
+const MATCH_TYPES: [(&str, &str); 7] = [
+    ("none", "none"),
+    ("L3-Only", "l3-only"),
+    ("L3-L4", "l3-l4"),
+    ("L4-Only", "l4-only"),
+    ("all", "all"),
+    ("L3-Proto", "l3-proto"),
+    ("Proto-Only", "proto-only"),
+];
+
+/// A policy verdict's match type, as Hubble and cilium monitor name it.
 pub fn match_type(m: u32) -> &'static str {
-    match m {
-        0 => "none",
-        1 => "L3-Only",
-        2 => "L3-L4",
-        3 => "L4-Only",
-        4 => "all",
-        5 => "L3-Proto",
-        6 => "Proto-Only",
-        _ => "unknown",
-    }
+    MATCH_TYPES.get(m as usize).map_or("unknown", |t| t.0)
+}
+
+/// The match type as Hubble's policy metric labels it.
+pub fn match_type_label(m: u32) -> &'static str {
+    MATCH_TYPES.get(m as usize).map_or("unknown", |t| t.1)
 }
 
 /// A socket-LB translation point, as Hubble and cilium monitor name it.

@@ -255,21 +255,6 @@ fn l(pairs: &[(&str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
-/// `n` in decimal, written into `buf` (no allocation per flow).
-fn decimal(n: u32, buf: &mut [u8; 10]) -> &str {
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&buf[i..]).expect("digits")
-}
-
 /// The protocol's label, a number for it, and the destination port.
 fn protocol(f: &Flow) -> (&'static str, u64, Option<u32>) {
     match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
@@ -348,7 +333,8 @@ impl FlowMetrics {
             let reason = DropReason::try_from(f.drop_reason_desc).map_or("DROP_REASON_UNKNOWN", |r| r.as_str_name());
             self.count(&self.drops, DROP, p | r << 8, f, &[("protocol", proto), ("reason", reason)]);
         }
-        let mut buf = [0u8; 10];
+        // numbers as label text without allocating per flow
+        let mut buf = itoa::Buffer::new();
         match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
             Some(Protocol::Tcp(t)) => {
                 let fl = t.flags.unwrap_or_default();
@@ -361,14 +347,14 @@ impl FlowMetrics {
                 }
             }
             Some(Protocol::IcmPv4(i)) => {
-                let t = decimal(i.r#type, &mut buf);
+                let t = buf.format(i.r#type);
                 self.count(&self.icmp, ICMP, i.r#type as u64, f, &[("family", "IPv4"), ("type", t)]);
             }
             _ => {}
         }
         if let Some(port) = port {
             let sig = p | (port as u64) << 8;
-            let port = decimal(port, &mut buf);
+            let port = buf.format(port);
             self.count(&self.ports, PORTS, sig, f, &[("port", port), ("protocol", proto)]);
         }
         if f.destination.as_ref().is_some_and(|d| d.identity == 2) {
@@ -385,16 +371,7 @@ impl FlowMetrics {
             let dropped = f.verdict == Verdict::Dropped as i32;
             let dir = if ingress { "ingress" } else { "egress" };
             let action = if dropped { "dropped" } else { "forwarded" };
-            // Hubble's match label: the match type in lower case
-            let m = match f.policy_match_type {
-                1 => "l3-only",
-                2 => "l3-l4",
-                3 => "l4-only",
-                4 => "all",
-                5 => "l3-proto",
-                6 => "proto-only",
-                _ => "none",
-            };
+            let m = seta_hubble::compact::match_type_label(f.policy_match_type);
             let sig = ingress as u64 | (dropped as u64) << 1 | (f.policy_match_type.min(7) as u64) << 2;
             self.count(
                 &self.verdicts,
