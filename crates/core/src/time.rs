@@ -41,7 +41,7 @@ pub fn rfc3339_nanos(secs: i64, nanos: i32) -> String {
     put(14, 2, rem % 3600 / 60);
     put(17, 2, rem % 60);
     put(20, 9, nanos as i64);
-    b.iter().map(|&c| c as char).collect()
+    String::from_utf8(b.to_vec()).expect("ASCII digits")
 }
 
 /// RFC 3339 in UTC to the second (`2026-12-05T09:06:20Z`), as Kubernetes

@@ -1,295 +1,363 @@
 //! Flows as `hubble observe -o json` prints them: protojson of the
 //! GetFlowsResponse with the proto's field names, enums by name, unset
-//! fields left out. Serialized straight from the flow (no JSON tree in
-//! between: the export file writes every flow of a busy node), with the keys
-//! in the order a JSON object map would sort them.
+//! fields left out, keys in the order a JSON object map sorts them. Written
+//! straight into bytes (the export file writes every flow of a busy node,
+//! and a generic serializer spends most of its time checking the constant
+//! keys for characters to escape); the JSON values (`flow`, `response`) are
+//! that text parsed.
 use crate::flow::{layer4::Protocol, DropReason, Endpoint, Flow, TrafficDirection, Verdict};
 use crate::observer::{get_flows_response::ResponseTypes, GetFlowsResponse};
-use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 /// RFC 3339 with nanoseconds, as protojson prints a Timestamp.
 pub fn rfc3339(t: &prost_types::Timestamp) -> String {
     seta_core::time::rfc3339_nanos(t.seconds, t.nanos)
 }
 
-fn is_zero(v: &u32) -> bool {
-    *v == 0
-}
-
-#[derive(Serialize)]
-struct JEndpoint<'a> {
-    #[serde(rename = "ID", skip_serializing_if = "is_zero")]
-    id: u32,
-    identity: u32,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    labels: &'a [String],
-    #[serde(skip_serializing_if = "str::is_empty")]
-    namespace: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    pod_name: &'a str,
-}
-
-impl<'a> JEndpoint<'a> {
-    fn of(e: &'a Endpoint) -> Self {
-        Self {
-            id: e.id,
-            identity: e.identity,
-            labels: &e.labels,
-            namespace: &e.namespace,
-            pod_name: &e.pod_name,
-        }
+/// A JSON string: as it is when nothing in it needs escaping (the usual
+/// case: names, addresses, labels), else by serde_json's rules.
+fn string(b: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|c| c >= 0x20 && c != b'"' && c != b'\\') {
+        b.push(b'"');
+        b.extend_from_slice(s.as_bytes());
+        b.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *b, s).expect("a string serializes into memory");
     }
 }
 
-#[derive(Serialize)]
-struct JIp<'a> {
-    destination: &'a str,
-    #[serde(rename = "ipVersion")]
-    ip_version: &'static str,
-    source: &'a str,
+fn int(b: &mut Vec<u8>, v: impl itoa::Integer) {
+    b.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
-#[derive(Serialize)]
-struct JEthernet<'a> {
-    destination: &'a str,
-    source: &'a str,
+/// A JSON object under construction; the caller gives the keys in order
+/// (constants that need no escaping).
+struct Obj<'b> {
+    b: &'b mut Vec<u8>,
+    first: bool,
 }
 
-#[derive(Serialize)]
-struct JPorts {
-    destination_port: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    flags: Option<BTreeMap<&'static str, bool>>,
-    source_port: u32,
-}
-
-#[derive(Serialize)]
-struct JIcmp {
-    code: u32,
-    #[serde(rename = "type")]
-    ty: u32,
-}
-
-#[derive(Serialize)]
-enum JL4 {
-    #[serde(rename = "ICMPv4")]
-    Icmp4(JIcmp),
-    #[serde(rename = "ICMPv6")]
-    Icmp6(JIcmp),
-    #[serde(rename = "SCTP")]
-    Sctp(JPorts),
-    #[serde(rename = "TCP")]
-    Tcp(JPorts),
-    #[serde(rename = "UDP")]
-    Udp(JPorts),
-}
-
-#[derive(Serialize)]
-struct JEventType {
-    sub_type: i32,
-    #[serde(rename = "type")]
-    ty: i32,
-}
-
-#[derive(Serialize)]
-struct JInterface {
-    index: u32,
-}
-
-#[derive(Serialize)]
-struct JFlow<'a> {
-    #[serde(rename = "IP", skip_serializing_if = "Option::is_none")]
-    ip: Option<JIp<'a>>,
-    #[serde(rename = "Summary")]
-    summary: String,
-    #[serde(rename = "Type")]
-    ty: &'static str,
+impl<'b> Obj<'b> {
+    fn new(b: &'b mut Vec<u8>) -> Self {
+        b.push(b'{');
+        Self { b, first: true }
+    }
+    /// `"key":`, after a comma unless it is the first; the value follows.
+    fn key(&mut self, k: &str) -> &mut Vec<u8> {
+        if !self.first {
+            self.b.push(b',');
+        }
+        self.first = false;
+        self.b.push(b'"');
+        self.b.extend_from_slice(k.as_bytes());
+        self.b.extend_from_slice(b"\":");
+        self.b
+    }
+    fn str(&mut self, k: &str, v: &str) {
+        string(self.key(k), v);
+    }
+    fn int(&mut self, k: &str, v: impl itoa::Integer) {
+        int(self.key(k), v);
+    }
     /// uint64 as protojson writes it: a string
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cgroup_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    destination: Option<JEndpoint<'a>>,
-    #[serde(skip_serializing_if = "is_zero")]
-    drop_reason: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    drop_reason_desc: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ethernet: Option<JEthernet<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    event_type: Option<JEventType>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    interface: Option<JInterface>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    is_reply: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    l4: Option<JL4>,
-    node_name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sock_xlate_point: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    socket_cookie: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    source: Option<JEndpoint<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    time: Option<String>,
-    traffic_direction: &'static str,
-    verdict: &'static str,
+    fn int_string(&mut self, k: &str, v: u64) {
+        let b = self.key(k);
+        b.push(b'"');
+        int(b, v);
+        b.push(b'"');
+    }
+    fn bool(&mut self, k: &str, v: bool) {
+        self.key(k).extend_from_slice(if v { b"true" } else { b"false" });
+    }
+    fn end(self) {
+        self.b.push(b'}');
+    }
 }
 
-impl<'a> JFlow<'a> {
-    fn of(f: &'a Flow) -> Self {
-        let ports = |s, d, flags| JPorts {
-            destination_port: d,
-            flags,
-            source_port: s,
-        };
-        let l4 = f.l4.as_ref().and_then(|l| l.protocol.as_ref()).map(|p| match p {
-            Protocol::Tcp(t) => {
-                let flags = crate::tcp_flag_names(&t.flags.unwrap_or_default())
-                    .into_iter()
-                    .map(|n| (n, true))
-                    .collect();
-                JL4::Tcp(ports(t.source_port, t.destination_port, Some(flags)))
+fn endpoint(b: &mut Vec<u8>, e: &Endpoint) {
+    let mut o = Obj::new(b);
+    if e.id != 0 {
+        o.int("ID", e.id);
+    }
+    o.int("identity", e.identity);
+    if !e.labels.is_empty() {
+        let b = o.key("labels");
+        b.push(b'[');
+        for (i, l) in e.labels.iter().enumerate() {
+            if i > 0 {
+                b.push(b',');
             }
-            Protocol::Udp(u) => JL4::Udp(ports(u.source_port, u.destination_port, None)),
-            Protocol::Sctp(s) => JL4::Sctp(ports(s.source_port, s.destination_port, None)),
-            Protocol::IcmPv4(i) => JL4::Icmp4(JIcmp {
-                code: i.code,
-                ty: i.r#type,
-            }),
-            Protocol::IcmPv6(i) => JL4::Icmp6(JIcmp {
-                code: i.code,
-                ty: i.r#type,
-            }),
-        });
-        Self {
-            ip: f.ip.as_ref().map(|ip| JIp {
-                destination: &ip.destination,
-                ip_version: if ip.ip_version == crate::flow::IpVersion::IPv6 as i32 {
-                    "IPv6"
-                } else {
-                    "IPv4"
-                },
-                source: &ip.source,
-            }),
-            summary: crate::compact::summary(f),
-            ty: match crate::flow::FlowType::try_from(f.r#type) {
-                Ok(t) if f.r#type != 0 => t.as_str_name(),
-                _ => "L3_L4",
+            string(b, l);
+        }
+        b.push(b']');
+    }
+    if !e.namespace.is_empty() {
+        o.str("namespace", &e.namespace);
+    }
+    if !e.pod_name.is_empty() {
+        o.str("pod_name", &e.pod_name);
+    }
+    o.end();
+}
+
+/// The `l4` object's value: `{"TCP":{...}}` and so on.
+fn l4(b: &mut Vec<u8>, p: &Protocol) {
+    let ports = |b: &mut Vec<u8>, name: &str, s: u32, d: u32, flags: Option<&crate::flow::TcpFlags>| {
+        let mut outer = Obj::new(b);
+        let mut o = Obj::new(outer.key(name));
+        o.int("destination_port", d);
+        if let Some(f) = flags {
+            // the set flags, keys sorted
+            let mut m = Obj::new(o.key("flags"));
+            for (k, on) in [
+                ("ACK", f.ack),
+                ("CWR", f.cwr),
+                ("ECE", f.ece),
+                ("FIN", f.fin),
+                ("NS", f.ns),
+                ("PSH", f.psh),
+                ("RST", f.rst),
+                ("SYN", f.syn),
+                ("URG", f.urg),
+            ] {
+                if on {
+                    m.bool(k, true);
+                }
+            }
+            m.end();
+        }
+        o.int("source_port", s);
+        o.end();
+        outer.end();
+    };
+    let icmp = |b: &mut Vec<u8>, name: &str, code: u32, ty: u32| {
+        let mut outer = Obj::new(b);
+        let mut o = Obj::new(outer.key(name));
+        o.int("code", code);
+        o.int("type", ty);
+        o.end();
+        outer.end();
+    };
+    match p {
+        Protocol::Tcp(t) => ports(b, "TCP", t.source_port, t.destination_port, Some(&t.flags.unwrap_or_default())),
+        Protocol::Udp(u) => ports(b, "UDP", u.source_port, u.destination_port, None),
+        Protocol::Sctp(s) => ports(b, "SCTP", s.source_port, s.destination_port, None),
+        Protocol::IcmPv4(i) => icmp(b, "ICMPv4", i.code, i.r#type),
+        Protocol::IcmPv6(i) => icmp(b, "ICMPv6", i.code, i.r#type),
+    }
+}
+
+/// One flow's object; `ep` writes an endpoint's object, `time` is the
+/// flow's time as text.
+fn flow_into(b: &mut Vec<u8>, f: &Flow, time: Option<&str>, ep: &mut dyn FnMut(&mut Vec<u8>, &Endpoint)) {
+    let mut o = Obj::new(b);
+    if let Some(ip) = &f.ip {
+        let mut j = Obj::new(o.key("IP"));
+        j.str("destination", &ip.destination);
+        j.str(
+            "ipVersion",
+            if ip.ip_version == crate::flow::IpVersion::IPv6 as i32 {
+                "IPv6"
+            } else {
+                "IPv4"
             },
-            cgroup_id: (f.cgroup_id != 0).then(|| f.cgroup_id.to_string()),
-            destination: f.destination.as_ref().map(JEndpoint::of),
-            drop_reason: f.drop_reason,
-            drop_reason_desc: (f.drop_reason != 0)
-                .then(|| DropReason::try_from(f.drop_reason_desc).map_or("DROP_REASON_UNKNOWN", |d| d.as_str_name())),
-            ethernet: f.ethernet.as_ref().map(|e| JEthernet {
-                destination: &e.destination,
-                source: &e.source,
-            }),
-            event_type: f.event_type.as_ref().map(|e| JEventType {
-                sub_type: e.sub_type,
-                ty: e.r#type,
-            }),
-            interface: f.interface.as_ref().map(|i| JInterface { index: i.index }),
-            is_reply: f.is_reply,
-            l4,
-            node_name: &f.node_name,
-            sock_xlate_point: (f.sock_xlate_point != 0).then(|| {
-                crate::flow::SocketTranslationPoint::try_from(f.sock_xlate_point).map_or("SOCK_XLATE_POINT_UNKNOWN", |p| p.as_str_name())
-            }),
-            socket_cookie: (f.socket_cookie != 0).then(|| f.socket_cookie.to_string()),
-            source: f.source.as_ref().map(JEndpoint::of),
-            time: f.time.as_ref().map(rfc3339),
-            traffic_direction: TrafficDirection::try_from(f.traffic_direction).map_or("TRAFFIC_DIRECTION_UNKNOWN", |d| d.as_str_name()),
-            verdict: Verdict::try_from(f.verdict).map_or("VERDICT_UNKNOWN", |v| v.as_str_name()),
-        }
+        );
+        j.str("source", &ip.source);
+        j.end();
     }
-}
-
-#[derive(Serialize)]
-struct JLost {
-    num_events_lost: u64,
-    source: i32,
-}
-
-#[derive(Serialize)]
-struct JNodeStatus<'a> {
-    #[serde(skip_serializing_if = "str::is_empty")]
-    message: &'a str,
-    node_names: &'a [String],
-    state_change: &'static str,
-}
-
-#[derive(Serialize)]
-struct JResponse<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    flow: Option<JFlow<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    lost_events: Option<JLost>,
-    node_name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    node_status: Option<JNodeStatus<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    time: Option<String>,
-}
-
-impl<'a> JResponse<'a> {
-    fn of(r: &'a GetFlowsResponse) -> Self {
-        let mut j = Self {
-            flow: None,
-            lost_events: None,
-            node_name: &r.node_name,
-            node_status: None,
-            time: r.time.as_ref().map(rfc3339),
-        };
-        match &r.response_types {
-            Some(ResponseTypes::Flow(f)) => j.flow = Some(JFlow::of(f)),
-            Some(ResponseTypes::LostEvents(l)) => {
-                j.lost_events = Some(JLost {
-                    num_events_lost: l.num_events_lost,
-                    source: l.source,
-                })
-            }
-            Some(ResponseTypes::NodeStatus(n)) => {
-                j.node_status = Some(JNodeStatus {
-                    message: &n.message,
-                    node_names: &n.node_names,
-                    state_change: crate::relay::NodeState::try_from(n.state_change).map_or("UNKNOWN_NODE_STATE", |s| s.as_str_name()),
-                })
-            }
-            None => {}
-        }
-        j
+    o.str("Summary", &crate::compact::summary(f));
+    o.str(
+        "Type",
+        match crate::flow::FlowType::try_from(f.r#type) {
+            Ok(t) if f.r#type != 0 => t.as_str_name(),
+            _ => "L3_L4",
+        },
+    );
+    if f.cgroup_id != 0 {
+        o.int_string("cgroup_id", f.cgroup_id);
     }
+    if let Some(e) = &f.destination {
+        ep(o.key("destination"), e);
+    }
+    if f.drop_reason != 0 {
+        o.int("drop_reason", f.drop_reason);
+        o.str(
+            "drop_reason_desc",
+            DropReason::try_from(f.drop_reason_desc).map_or("DROP_REASON_UNKNOWN", |d| d.as_str_name()),
+        );
+    }
+    if let Some(e) = &f.ethernet {
+        let mut j = Obj::new(o.key("ethernet"));
+        j.str("destination", &e.destination);
+        j.str("source", &e.source);
+        j.end();
+    }
+    if let Some(e) = &f.event_type {
+        let mut j = Obj::new(o.key("event_type"));
+        j.int("sub_type", e.sub_type);
+        j.int("type", e.r#type);
+        j.end();
+    }
+    if let Some(i) = &f.interface {
+        let mut j = Obj::new(o.key("interface"));
+        j.int("index", i.index);
+        j.end();
+    }
+    if let Some(r) = f.is_reply {
+        o.bool("is_reply", r);
+    }
+    if let Some(p) = f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+        l4(o.key("l4"), p);
+    }
+    o.str("node_name", &f.node_name);
+    if f.sock_xlate_point != 0 {
+        o.str(
+            "sock_xlate_point",
+            crate::flow::SocketTranslationPoint::try_from(f.sock_xlate_point).map_or("SOCK_XLATE_POINT_UNKNOWN", |p| p.as_str_name()),
+        );
+    }
+    if f.socket_cookie != 0 {
+        o.int_string("socket_cookie", f.socket_cookie);
+    }
+    if let Some(e) = &f.source {
+        ep(o.key("source"), e);
+    }
+    if let Some(t) = time {
+        o.str("time", t);
+    }
+    o.str(
+        "traffic_direction",
+        TrafficDirection::try_from(f.traffic_direction).map_or("TRAFFIC_DIRECTION_UNKNOWN", |d| d.as_str_name()),
+    );
+    o.str(
+        "verdict",
+        Verdict::try_from(f.verdict).map_or("VERDICT_UNKNOWN", |v| v.as_str_name()),
+    );
+    o.end();
+}
+
+/// A response's object; a flow's endpoints by `ep`.
+fn response_into(b: &mut Vec<u8>, r: &GetFlowsResponse, ep: &mut dyn FnMut(&mut Vec<u8>, &Endpoint)) {
+    let mut o = Obj::new(b);
+    match &r.response_types {
+        Some(ResponseTypes::Flow(f)) => flow_into(o.key("flow"), f, f.time.as_ref().map(rfc3339).as_deref(), ep),
+        Some(ResponseTypes::LostEvents(l)) => {
+            let mut j = Obj::new(o.key("lost_events"));
+            j.int("num_events_lost", l.num_events_lost);
+            j.int("source", l.source);
+            j.end();
+        }
+        _ => {}
+    }
+    o.str("node_name", &r.node_name);
+    if let Some(ResponseTypes::NodeStatus(n)) = &r.response_types {
+        let mut j = Obj::new(o.key("node_status"));
+        if !n.message.is_empty() {
+            j.str("message", &n.message);
+        }
+        let b = j.key("node_names");
+        b.push(b'[');
+        for (i, name) in n.node_names.iter().enumerate() {
+            if i > 0 {
+                b.push(b',');
+            }
+            string(b, name);
+        }
+        b.push(b']');
+        j.str(
+            "state_change",
+            crate::relay::NodeState::try_from(n.state_change).map_or("UNKNOWN_NODE_STATE", |s| s.as_str_name()),
+        );
+        j.end();
+    }
+    if let Some(t) = &r.time {
+        o.str("time", &rfc3339(t));
+    }
+    o.end();
+}
+
+fn parse(text: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(text).expect("the writer writes JSON")
 }
 
 /// One flow's JSON object.
 pub fn flow(f: &Flow) -> serde_json::Value {
-    serde_json::to_value(JFlow::of(f)).expect("a flow serializes")
+    let mut b = Vec::with_capacity(1024);
+    flow_into(&mut b, f, f.time.as_ref().map(rfc3339).as_deref(), &mut endpoint);
+    parse(&b)
 }
 
 /// One response's JSON object.
 pub fn response(r: &GetFlowsResponse) -> serde_json::Value {
-    serde_json::to_value(JResponse::of(r)).expect("a response serializes")
+    let mut b = Vec::with_capacity(1024);
+    response_into(&mut b, r, &mut endpoint);
+    parse(&b)
 }
 
 /// A flow of `node` as a response's JSON text into `w` (no newline), as
 /// `write_response` writes the response the flow would be sent in.
 pub fn write_flow(w: &mut impl std::io::Write, node: &str, f: &Flow) -> std::io::Result<()> {
-    let j = JResponse {
-        flow: Some(JFlow::of(f)),
-        lost_events: None,
-        node_name: node,
-        node_status: None,
-        time: f.time.as_ref().map(rfc3339),
-    };
-    serde_json::to_writer(w, &j).map_err(std::io::Error::other)
+    FlowWriter::default().write_flow(w, node, f)
 }
 
 /// One response as JSON text into `w` (no newline).
 pub fn write_response(w: &mut impl std::io::Write, r: &GetFlowsResponse) -> std::io::Result<()> {
-    serde_json::to_writer(w, &JResponse::of(r)).map_err(std::io::Error::other)
+    let mut b = Vec::with_capacity(1024);
+    response_into(&mut b, r, &mut endpoint);
+    w.write_all(&b)
+}
+
+/// An endpoint and its text.
+type Kept = (Endpoint, Box<[u8]>);
+
+/// `write_flow` for a stream of flows (the export file). The two endpoints
+/// of a flow are mostly ones seen before, so their text (with the labels,
+/// the bulk of a line) is made once and kept, for at most
+/// `FlowWriter::KEEP` endpoints.
+#[derive(Default)]
+pub struct FlowWriter {
+    endpoints: HashMap<u64, Vec<Kept>, foldhash::fast::FixedState>,
+    kept: usize,
+    buf: Vec<u8>,
+}
+
+impl FlowWriter {
+    pub const KEEP: usize = 4096;
+
+    /// `e`'s text into `b`, kept for the next time.
+    fn endpoint(&mut self, b: &mut Vec<u8>, e: &Endpoint) {
+        let key = foldhash::fast::FixedState::with_seed(0).hash_one((e.id, e.identity, &e.namespace, &e.pod_name, &e.labels));
+        if let Some((_, text)) = self.endpoints.get(&key).and_then(|v| v.iter().find(|(k, _)| k == e)) {
+            b.extend_from_slice(text);
+            return;
+        }
+        if self.kept >= Self::KEEP {
+            self.endpoints.clear();
+            self.kept = 0;
+        }
+        let start = b.len();
+        endpoint(b, e);
+        self.endpoints.entry(key).or_default().push((e.clone(), b[start..].into()));
+        self.kept += 1;
+    }
+
+    /// As `write_flow`: the same text.
+    pub fn write_flow(&mut self, w: &mut impl std::io::Write, node: &str, f: &Flow) -> std::io::Result<()> {
+        let mut b = std::mem::take(&mut self.buf);
+        b.clear();
+        let time = f.time.as_ref().map(rfc3339);
+        let mut o = Obj::new(&mut b);
+        flow_into(o.key("flow"), f, time.as_deref(), &mut |b, e| self.endpoint(b, e));
+        o.str("node_name", node);
+        if let Some(t) = &time {
+            o.str("time", t);
+        }
+        o.end();
+        let r = w.write_all(&b);
+        self.buf = b;
+        r
+    }
 }
 
 #[cfg(test)]
@@ -406,6 +474,7 @@ mod golden {
         let golden = [
             r#"{"flow":{"IP":{"destination":"10.0.0.2","ipVersion":"IPv4","source":"10.0.0.1"},"Summary":"TCP Flags: SYN, ACK, FIN","Type":"L3_L4","destination":{"identity":270},"event_type":{"sub_type":3,"type":4},"interface":{"index":7},"is_reply":true,"l4":{"TCP":{"destination_port":2,"flags":{"ACK":true,"FIN":true,"SYN":true},"source_port":1}},"node_name":"n1","source":{"ID":3,"identity":270,"labels":["k8s:a=b","k8s:c=\"d\""],"namespace":"x","pod_name":"a"},"time":"2025-12-02T10:04:05.000000123Z","traffic_direction":"EGRESS","verdict":"FORWARDED"},"node_name":"n1","time":"2025-12-02T10:04:05.000000123Z"}"#,
         ];
+        let mut writer = super::FlowWriter::default();
         for (i, f) in flows().into_iter().enumerate() {
             let r = GetFlowsResponse {
                 node_name: "n1".into(),
@@ -421,6 +490,13 @@ mod golden {
             let mut w = vec![];
             super::write_flow(&mut w, "n1", &f).unwrap();
             assert_eq!(String::from_utf8(w).unwrap(), text);
+            // the export file's writer: the same text, also the second time
+            // (its endpoints' text kept from the first)
+            for _ in 0..2 {
+                let mut w = vec![];
+                writer.write_flow(&mut w, "n1", &f).unwrap();
+                assert_eq!(String::from_utf8(w).unwrap(), text);
+            }
             assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), super::response(&r));
             assert_eq!(super::response(&r)["flow"], super::flow(&f));
         }
@@ -445,5 +521,84 @@ mod golden {
             String::from_utf8(w).unwrap(),
             r#"{"lost_events":{"num_events_lost":9,"source":2},"node_name":"n1"}"#
         );
+    }
+
+    /// The fields and escapes the flows above leave out, and node-status
+    /// responses (the text the serde-derived writer made before).
+    #[test]
+    fn every_field_and_escape() {
+        let mut x = flows()[0].clone();
+        x.ethernet = Some(Ethernet {
+            source: "aa:bb".into(),
+            destination: "cc:dd".into(),
+        });
+        (x.cgroup_id, x.socket_cookie, x.sock_xlate_point, x.r#type) = (77, 1 << 60, 3, 3);
+        x.ip.as_mut().unwrap().ip_version = 2;
+        x.node_name = "a\\b\n".into();
+        x.l4 = Some(Layer4 {
+            protocol: Some(layer4::Protocol::IcmPv6(IcmPv6 { r#type: 128, code: 1 })),
+        });
+        x.event_type = Some(CiliumEventType { r#type: 5, sub_type: -1 });
+        x.is_reply = Some(false);
+        let r = GetFlowsResponse {
+            node_name: "n1".into(),
+            time: x.time,
+            response_types: Some(get_flows_response::ResponseTypes::Flow(x.clone())),
+        };
+        let text = |r: &GetFlowsResponse| {
+            let mut w = vec![];
+            super::write_response(&mut w, r).unwrap();
+            String::from_utf8(w).unwrap()
+        };
+        assert_eq!(
+            text(&r),
+            r#"{"flow":{"IP":{"destination":"10.0.0.2","ipVersion":"IPv6","source":"10.0.0.1"},"Summary":"","Type":"SOCK","cgroup_id":"77","destination":{"identity":270},"ethernet":{"destination":"cc:dd","source":"aa:bb"},"event_type":{"sub_type":-1,"type":5},"interface":{"index":7},"is_reply":false,"l4":{"ICMPv6":{"code":1,"type":128}},"node_name":"a\\b\n","sock_xlate_point":"SOCK_XLATE_POINT_PRE_DIRECTION_REV","socket_cookie":"1152921504606846976","source":{"ID":3,"identity":270,"labels":["k8s:a=b","k8s:c=\"d\""],"namespace":"x","pod_name":"a"},"time":"2025-12-02T10:04:05.000000123Z","traffic_direction":"EGRESS","verdict":"FORWARDED"},"node_name":"n1","time":"2025-12-02T10:04:05.000000123Z"}"#
+        );
+        assert_eq!(
+            super::flow(&x).to_string(),
+            r#"{"IP":{"destination":"10.0.0.2","ipVersion":"IPv6","source":"10.0.0.1"},"Summary":"","Type":"SOCK","cgroup_id":"77","destination":{"identity":270},"ethernet":{"destination":"cc:dd","source":"aa:bb"},"event_type":{"sub_type":-1,"type":5},"interface":{"index":7},"is_reply":false,"l4":{"ICMPv6":{"code":1,"type":128}},"node_name":"a\\b\n","sock_xlate_point":"SOCK_XLATE_POINT_PRE_DIRECTION_REV","socket_cookie":"1152921504606846976","source":{"ID":3,"identity":270,"labels":["k8s:a=b","k8s:c=\"d\""],"namespace":"x","pod_name":"a"},"time":"2025-12-02T10:04:05.000000123Z","traffic_direction":"EGRESS","verdict":"FORWARDED"}"#
+        );
+        let status = |name: &str, time, state, names: Vec<String>, message: &str| GetFlowsResponse {
+            node_name: name.into(),
+            time,
+            response_types: Some(get_flows_response::ResponseTypes::NodeStatus(crate::relay::NodeStatusEvent {
+                state_change: state,
+                node_names: names,
+                message: message.into(),
+            })),
+        };
+        let t = Some(prost_types::Timestamp { seconds: 5, nanos: 7 });
+        assert_eq!(
+            text(&status("n\"1", t, 2, vec!["a".into(), "b".into()], "m")),
+            r#"{"node_name":"n\"1","node_status":{"message":"m","node_names":["a","b"],"state_change":"NODE_UNAVAILABLE"},"time":"1970-01-01T00:00:05.000000007Z"}"#
+        );
+        assert_eq!(
+            text(&status("n1", None, 1, vec![], "")),
+            r#"{"node_name":"n1","node_status":{"node_names":[],"state_change":"NODE_CONNECTED"}}"#
+        );
+        let empty = GetFlowsResponse {
+            node_name: "n1".into(),
+            ..Default::default()
+        };
+        assert_eq!(text(&empty), r#"{"node_name":"n1"}"#);
+        assert_eq!(super::response(&empty).to_string(), r#"{"node_name":"n1"}"#);
+    }
+
+    /// The export writer keeps a bounded number of endpoints' text, and a
+    /// full cache starts again without changing any line.
+    #[test]
+    fn the_writer_keeps_endpoints_within_its_bound() {
+        let mut writer = super::FlowWriter::default();
+        let base = flows()[0].clone();
+        for i in 0..(super::FlowWriter::KEEP as u32 + 10) {
+            let mut f = base.clone();
+            f.source.as_mut().unwrap().id = i % (super::FlowWriter::KEEP as u32 + 5);
+            f.source.as_mut().unwrap().labels.push(format!("k8s:n={i}"));
+            let (mut a, mut b) = (vec![], vec![]);
+            super::write_flow(&mut a, "n1", &f).unwrap();
+            writer.write_flow(&mut b, "n1", &f).unwrap();
+            assert_eq!(a, b);
+            assert!(writer.kept <= super::FlowWriter::KEEP);
+        }
     }
 }

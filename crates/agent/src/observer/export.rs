@@ -36,6 +36,9 @@ pub struct Exporter {
     cfg: ExportConfig,
     file: std::fs::File,
     size: u64,
+    json: seta_hubble::json::FlowWriter,
+    /// the lines of one write (kept: a batch's buffer is large)
+    buf: Vec<u8>,
 }
 
 impl Exporter {
@@ -45,7 +48,13 @@ impl Exporter {
         }
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&cfg.path)?;
         let size = file.metadata()?.len();
-        Ok(Self { cfg, file, size })
+        Ok(Self {
+            cfg,
+            file,
+            size,
+            json: Default::default(),
+            buf: vec![],
+        })
     }
 
     fn backup(&self, i: usize) -> PathBuf {
@@ -73,12 +82,19 @@ impl Exporter {
     /// One JSON line per line (flows of `node`), in as few writes as the
     /// rotation allows.
     pub fn write_all(&mut self, node: &str, lines: &[Line]) -> std::io::Result<()> {
-        let mut buf: Vec<u8> = Vec::with_capacity(lines.len() * 1024);
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let r = self.write_lines(node, lines, &mut buf);
+        self.buf = buf;
+        r
+    }
+
+    fn write_lines(&mut self, node: &str, lines: &[Line], buf: &mut Vec<u8>) -> std::io::Result<()> {
         for l in lines {
             let start = buf.len();
             match l {
-                Line::Flow(f) => seta_hubble::json::write_flow(&mut buf, node, f)?,
-                Line::Other(r) => seta_hubble::json::write_response(&mut buf, r)?,
+                Line::Flow(f) => self.json.write_flow(buf, node, f)?,
+                Line::Other(r) => seta_hubble::json::write_response(buf, r)?,
             }
             buf.push(b'\n');
             let len = (buf.len() - start) as u64;
@@ -90,7 +106,7 @@ impl Exporter {
             }
             self.size += len;
         }
-        self.file.write_all(&buf)
+        self.file.write_all(buf)
     }
 
     pub fn path(&self) -> &Path {
