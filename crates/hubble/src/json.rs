@@ -27,6 +27,18 @@ fn string(b: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// A JSON array of strings.
+fn strings(b: &mut Vec<u8>, v: &[String]) {
+    b.push(b'[');
+    for (i, s) in v.iter().enumerate() {
+        if i > 0 {
+            b.push(b',');
+        }
+        string(b, s);
+    }
+    b.push(b']');
+}
+
 fn int(b: &mut Vec<u8>, v: impl itoa::Integer) {
     b.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
@@ -82,15 +94,7 @@ fn endpoint(b: &mut Vec<u8>, e: &Endpoint) {
     }
     o.int("identity", e.identity);
     if !e.labels.is_empty() {
-        let b = o.key("labels");
-        b.push(b'[');
-        for (i, l) in e.labels.iter().enumerate() {
-            if i > 0 {
-                b.push(b',');
-            }
-            string(b, l);
-        }
-        b.push(b']');
+        strings(o.key("labels"), &e.labels);
     }
     if !e.namespace.is_empty() {
         o.str("namespace", &e.namespace);
@@ -256,15 +260,7 @@ fn response_into(b: &mut Vec<u8>, r: &GetFlowsResponse, ep: &mut dyn FnMut(&mut 
         if !n.message.is_empty() {
             j.str("message", &n.message);
         }
-        let b = j.key("node_names");
-        b.push(b'[');
-        for (i, name) in n.node_names.iter().enumerate() {
-            if i > 0 {
-                b.push(b',');
-            }
-            string(b, name);
-        }
-        b.push(b']');
+        strings(j.key("node_names"), &n.node_names);
         j.str(
             "state_change",
             crate::relay::NodeState::try_from(n.state_change).map_or("UNKNOWN_NODE_STATE", |s| s.as_str_name()),
