@@ -8,9 +8,11 @@
 //! buffer's lost count, which must make up the difference exactly. And
 //! what observability costs traffic: connect+request+close and TCP RR
 //! between two pods with the datapath's events on (Cilium's defaults, the
-//! agent turning them into flows, metrics and the export file) and off
+//! agent turning them into flows and metrics) and off
 //! (`--bpf-events-{drop,policy-verdict,trace}-enabled=false`, switched in the
-//! datapath's option bits between interleaved rounds).
+//! datapath's option bits between interleaved rounds); once as the issue
+//! names it (no export file, as Cilium's default) and once with every flow
+//! also written to the export file, as the lab's agents do.
 use crate::*;
 use seta_hubble::observer::ServerStatusRequest;
 
@@ -126,54 +128,37 @@ pub(crate) async fn bench_events(args: &Args, bin_dir: &Path) -> Result<Vec<Row>
             "    100k/s: offered {n} in {secs:.1} s, {delivered} flows, {l} counted lost ({} unaccounted)",
             n as i64 - delivered as i64 - l as i64
         );
-        // observability on and off, interleaved
-        let (p1, p2) = (lab.pod("pod1")?.clone(), lab.pod("pod2")?.clone());
-        let exe = std::env::current_exe()?.to_string_lossy().into_owned();
-        let mut srv = spawn_server(&p2.netns, &[&exe, "__conn-server", "0.0.0.0:8080"])?;
-        tune_client(&p1.netns)?;
-        let dst = format!("{}:8080", p2.ip);
-        let off = seta_abi::OPT_NO_DROP_EVENTS | seta_abi::OPT_NO_VERDICT_EVENTS | seta_abi::OPT_NO_TRACE_EVENTS;
-        let set = |v: u32| seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_DATAPATH_OPTS, v);
-        let measured = (|| -> Result<_> {
-            conn_rate(&p1.netns, &dst, 1)?;
-            let (mut c_on, mut c_off, mut r_on, mut r_off) = (vec![], vec![], vec![], vec![]);
-            for round in 1..=args.rounds {
-                eprintln!("    observability on/off, round {round}/{}", args.rounds);
-                set(0)?;
-                c_on.push(conn_rate(&p1.netns, &dst, args.seconds)?);
-                r_on.push(sockperf_rr(&p1.netns, &p2.netns, p2.ip, 11111, args.seconds)?.1);
-                set(off)?;
-                c_off.push(conn_rate(&p1.netns, &dst, args.seconds)?);
-                r_off.push(sockperf_rr(&p1.netns, &p2.netns, p2.ip, 11111, args.seconds)?.1);
-            }
-            Ok((c_on, c_off, r_on, r_off))
-        })();
-        let _ = set(0);
-        let _ = srv.kill();
-        let _ = srv.wait();
-        let (c_on, c_off, r_on, r_off) = measured?;
+        // observability on and off, interleaved, with the export file
+        let [c_on, c_off, r_on, r_off] = on_off(args, &lab)?;
         let one = |v: f64| Summary {
             median: v,
             iqr: 0.0,
             cv: 0.0,
         };
-        let overhead = |name: &str, unit, on: &[f64], off: &[f64]| Row {
+        let overhead = |name: &str, unit, on: &[f64], off: &[f64], goal: &str| Row {
             name: name.into(),
             unit,
             seta: summarize(on),
             base_name: "datapath events off",
             base: summarize(off),
             higher_is_better: true,
-            goal: "≥ 0.95×".into(),
+            goal: goal.into(),
         };
         Ok(vec![
             overhead(
-                "connect + request + close pod→pod, observability on (medium aggregation, metrics, export file)",
+                "connect + request + close pod→pod, observability on (medium aggregation, metrics) and the export file",
                 "conn/s",
                 &c_on,
                 &c_off,
+                "",
             ),
-            overhead("TCP RR pod→pod, observability on (sockperf, 16 B)", "trans/s", &r_on, &r_off),
+            overhead(
+                "TCP RR pod→pod (sockperf, 16 B), observability on and the export file",
+                "trans/s",
+                &r_on,
+                &r_off,
+                "",
+            ),
             Row {
                 name: "event pipeline: drop events into the flow buffer, offered at full speed".into(),
                 unit: "events/s",
@@ -196,5 +181,71 @@ pub(crate) async fn bench_events(args: &Args, bin_dir: &Path) -> Result<Vec<Row>
     }
     .await;
     let _ = Lab::down(&name);
-    r
+    let mut rows = r?;
+    // the issue's configuration (Cilium's default): events, medium
+    // aggregation and metrics, no export file
+    eprintln!("==> observability overhead without the export file (1 node)");
+    let opts = seta_lab::LabOptions {
+        agent_args: vec!["--hubble-export-file-path".into(), "".into()],
+        ..Default::default()
+    };
+    let lab = Lab::up_with(&name, 1, 2, "10.207.0.0/16".parse()?, bin_dir, &opts, &|_| {}).await?;
+    let r = on_off(args, &lab);
+    let _ = Lab::down(&name);
+    let [c_on, c_off, r_on, r_off] = r?;
+    let overhead = |name: &str, unit, on: &[f64], off: &[f64]| Row {
+        name: name.into(),
+        unit,
+        seta: summarize(on),
+        base_name: "datapath events off",
+        base: summarize(off),
+        higher_is_better: true,
+        goal: "≥ 0.95×".into(),
+    };
+    rows.insert(
+        0,
+        overhead(
+            "connect + request + close pod→pod, observability on (medium aggregation, metrics)",
+            "conn/s",
+            &c_on,
+            &c_off,
+        ),
+    );
+    rows.insert(
+        1,
+        overhead("TCP RR pod→pod (sockperf, 16 B), observability on", "trans/s", &r_on, &r_off),
+    );
+    Ok(rows)
+}
+
+/// Connections per second and TCP RR between the lab's two pods (one node)
+/// with the datapath's events on (Cilium's defaults) and off, interleaved:
+/// the option bits switched between rounds. [conn on, conn off, RR on, RR off].
+fn on_off(args: &Args, lab: &Lab) -> Result<[Vec<f64>; 4]> {
+    let pin = seta_core::names::pin_dir(Path::new("/sys/fs/bpf"), &lab.nodes[0].name, seta_abi::ABI_VERSION);
+    let (p1, p2) = (lab.pod("pod1")?.clone(), lab.pod("pod2")?.clone());
+    let exe = std::env::current_exe()?.to_string_lossy().into_owned();
+    let mut srv = spawn_server(&p2.netns, &[&exe, "__conn-server", "0.0.0.0:8080"])?;
+    tune_client(&p1.netns)?;
+    let dst = format!("{}:8080", p2.ip);
+    let off = seta_abi::OPT_NO_DROP_EVENTS | seta_abi::OPT_NO_VERDICT_EVENTS | seta_abi::OPT_NO_TRACE_EVENTS;
+    let set = |v: u32| seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_DATAPATH_OPTS, v);
+    let measured = (|| -> Result<_> {
+        conn_rate(&p1.netns, &dst, 1)?;
+        let (mut c_on, mut c_off, mut r_on, mut r_off) = (vec![], vec![], vec![], vec![]);
+        for round in 1..=args.rounds {
+            eprintln!("    observability on/off, round {round}/{}", args.rounds);
+            set(0)?;
+            c_on.push(conn_rate(&p1.netns, &dst, args.seconds)?);
+            r_on.push(sockperf_rr(&p1.netns, &p2.netns, p2.ip, 11111, args.seconds)?.1);
+            set(off)?;
+            c_off.push(conn_rate(&p1.netns, &dst, args.seconds)?);
+            r_off.push(sockperf_rr(&p1.netns, &p2.netns, p2.ip, 11111, args.seconds)?.1);
+        }
+        Ok([c_on, c_off, r_on, r_off])
+    })();
+    let _ = set(0);
+    let _ = srv.kill();
+    let _ = srv.wait();
+    measured
 }

@@ -36,7 +36,15 @@ impl Agent {
     pub fn spawn_background(self: Arc<Self>) {
         let sup = self.supervisor.clone();
         let me = self.clone();
-        sup.spawn("events-reader", move || events_reader(me.clone()));
+        sup.spawn("events-reader", move || {
+            let me = me.clone();
+            async move {
+                low_priority()
+                    .spawn(events_reader(me))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("the events reader ended: {e}"))?
+            }
+        });
         let me = self.clone();
         sup.spawn("service-events", move || {
             let me = me.clone();
@@ -134,6 +142,28 @@ impl Agent {
             };
         }
     }
+}
+
+/// The runtime of the events reader: one thread at the lowest priority
+/// (nice 19), so turning datapath events into flows and metrics takes the
+/// CPU the node's workloads leave idle instead of delaying them (what it
+/// cannot keep up with waits in the ring buffer, and what overflows it is
+/// counted as lost), as the export file's thread does.
+fn low_priority() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(1)
+            .thread_name("events")
+            .on_thread_start(|| {
+                // SAFETY: setpriority on this thread's own id changes nothing else.
+                unsafe { libc::setpriority(libc::PRIO_PROCESS as _, libc::gettid() as _, 19) };
+            })
+            .enable_all()
+            .build()
+            .expect("build the events runtime")
+    })
 }
 
 /// Drain the `seta_events` ring buffer into the event log, woken by the
