@@ -235,11 +235,17 @@ static __always_inline int lb4_xlate_fwd(struct __sk_buff *ctx, __u32 l4_off, st
 	f->key.daddr = conn.address;
 	f->key.dport = conn.port;
 	f->policy_port = conn.port; /* policy applies to the backend, as Cilium's */
-	/* the replies' way back to the frontend */
+	/* the replies' way back to the frontend, written when it is not
+	 * there as it must be (a hash update on every packet of a stream
+	 * costs more than the rest of the translation) */
 	ck = f->key;
 	ck.pad[0] = LB_CONN_REV;
 	conn.address = vip;
 	conn.port = vport;
+	c = bpf_map_lookup_elem(&seta_lb4_conn, &ck);
+	if (c && c->address == conn.address && c->port == conn.port && c->rev_nat_index == conn.rev_nat_index &&
+	    c->backend_id == conn.backend_id)
+		return 1;
 	if (bpf_map_update_elem(&seta_lb4_conn, &ck, &conn, BPF_ANY) < 0)
 		return -DROP_CT_MAP_INSERTION_FAILED;
 	return 1;
