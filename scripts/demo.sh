@@ -89,6 +89,7 @@ K() { $SETA lab kubectl --lab $LAB -- "$@"; }
 step "kubectl get nodes / ciliumnodes (pod CIDRs from the operator's cluster pool)"
 K get nodes -o wide
 K get ciliumnodes
+K get ciliumnodes -o custom-columns=NAME:.metadata.name,PODCIDRS:.spec.ipam.podCIDRs
 step "kubectl apply: three pods (web bound to $LAB-n1; client and other left to the lab's scheduler)"
 K apply -f - <<'YAML'
 apiVersion: v1
@@ -132,7 +133,7 @@ $SETA --node $LAB-n1 policy wait
 $SETA --node $LAB-n2 policy wait
 conn client; conn other
 step "kubectl get ciliumendpoints / ciliumidentities / the operator's Lease"
-K get ciliumendpoints,ID:.status.id,IDENTITY:.status.identity.id,IPV4:.status.networking.addressing[0].ipv4,NODE:.status.networking.node
+K get ciliumendpoints
 K get ciliumidentities -o custom-columns=ID:.metadata.name,APP:.metadata.labels.app,NAMESPACE:.metadata.labels.io\\.kubernetes\\.pod\\.namespace
 K get lease -n kube-system seta-operator-resource-lock -o custom-columns=HOLDER:.spec.holderIdentity,TRANSITIONS:.spec.leaseTransitions
 step "kubectl delete pod other: its namespace, endpoint and CiliumEndpoint go"

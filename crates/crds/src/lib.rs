@@ -224,8 +224,12 @@ pub fn crds() -> Vec<Value> {
             properties: json!({"status": schema_of::<EndpointStatus>()}),
             columns: json!([
                 {"name": "Security Identity", "type": "integer", "jsonPath": ".status.identity.id"},
+                {"name": "Ingress Enforcement", "type": "string", "jsonPath": ".status.policy.ingress.state", "priority": 1},
+                {"name": "Egress Enforcement", "type": "string", "jsonPath": ".status.policy.egress.state", "priority": 1},
+                {"name": "Visibility Policy", "type": "string", "jsonPath": ".status.visibility-policy-status", "priority": 1},
                 {"name": "Endpoint State", "type": "string", "jsonPath": ".status.state"},
                 {"name": "IPv4", "type": "string", "jsonPath": ".status.networking.addressing[0].ipv4"},
+                {"name": "IPv6", "type": "string", "jsonPath": ".status.networking.addressing[0].ipv6"},
             ]),
         },
         Kind {
@@ -237,7 +241,10 @@ pub fn crds() -> Vec<Value> {
             status_subresource: false,
             properties: json!({"security-labels": {"type": "object", "additionalProperties": {"type": "string"},
                                                    "description": "the identity's labels (source:key -> value)"}}),
-            columns: json!([{"name": "Namespace", "type": "string", "jsonPath": ".metadata.labels.io\\.kubernetes\\.pod\\.namespace"}]),
+            columns: json!([
+                {"name": "Namespace", "type": "string", "jsonPath": ".metadata.labels.io\\.kubernetes\\.pod\\.namespace"},
+                {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            ]),
         },
         Kind {
             kind: "CiliumNode",
@@ -247,7 +254,11 @@ pub fn crds() -> Vec<Value> {
             namespaced: false,
             status_subresource: true,
             properties: json!({"spec": schema_of::<NodeSpec>(), "status": schema_of::<NodeStatus>()}),
-            columns: json!([{"name": "CiliumInternalIP", "type": "string", "jsonPath": ".spec.addresses[?(@.type==\"CiliumInternalIP\")].ip"}]),
+            columns: json!([
+                {"name": "CiliumInternalIP", "type": "string", "jsonPath": ".spec.addresses[?(@.type==\"CiliumInternalIP\")].ip"},
+                {"name": "InternalIP", "type": "string", "jsonPath": ".spec.addresses[?(@.type==\"InternalIP\")].ip"},
+                {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            ]),
         },
     ];
     kinds.iter().map(crd).collect()

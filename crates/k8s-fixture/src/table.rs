@@ -112,6 +112,19 @@ fn node_ip(o: &Value) -> Value {
         .unwrap_or(json!("<none>"))
 }
 
+/// A CiliumNode's first address of a type (the CRD's column
+/// `.spec.addresses[?(@.type=="…")].ip`, of which the API server prints the
+/// first match).
+fn cilium_node_address(o: &Value, kind: &str) -> Value {
+    o.pointer("/spec/addresses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|a| a["type"] == kind)
+        .map(|a| a["ip"].clone())
+        .unwrap_or(json!("<none>"))
+}
+
 fn columns(r: &Resource) -> Option<Vec<Column>> {
     let c = |n, t, p, f| Column(n, t, p, f);
     Some(match (r.group, r.plural) {
@@ -137,20 +150,23 @@ fn columns(r: &Resource) -> Option<Vec<Column>> {
         ("cilium.io", "ciliumendpoints") => vec![
             c("Name", "string", 0, name),
             c("Security Identity", "integer", 0, |o| at(o, "/status/identity/id")),
+            c("Ingress Enforcement", "string", 1, |o| at(o, "/status/policy/ingress/state")),
+            c("Egress Enforcement", "string", 1, |o| at(o, "/status/policy/egress/state")),
+            c("Visibility Policy", "string", 1, |o| at(o, "/status/visibility-policy-status")),
             c("Endpoint State", "string", 0, |o| at(o, "/status/state")),
             c("IPv4", "string", 0, |o| at(o, "/status/networking/addressing/0/ipv4")),
-            c("Age", "string", 0, age_cell),
+            c("IPv6", "string", 0, |o| at(o, "/status/networking/addressing/0/ipv6")),
         ],
         ("cilium.io", "ciliumidentities") => vec![
             c("Name", "string", 0, name),
             c("Namespace", "string", 0, |o| at(o, "/metadata/labels/io.kubernetes.pod.namespace")),
-            c("Age", "string", 0, age_cell),
+            c("Age", "date", 0, age_cell),
         ],
         ("cilium.io", "ciliumnodes") => vec![
             c("Name", "string", 0, name),
-            c("CiliumInternalIP", "string", 0, |o| at(o, "/spec/addresses/0/ip")),
-            c("PodCIDR", "string", 0, |o| at(o, "/spec/ipam/podCIDRs/0")),
-            c("Age", "string", 0, age_cell),
+            c("CiliumInternalIP", "string", 0, |o| cilium_node_address(o, "CiliumInternalIP")),
+            c("InternalIP", "string", 0, |o| cilium_node_address(o, "InternalIP")),
+            c("Age", "date", 0, age_cell),
         ],
         _ => return None,
     })

@@ -260,6 +260,35 @@ fn kubectl_applies_gets_labels_watches_waits_and_deletes() {
         let rows: Vec<Vec<&str>> = wide.lines().map(|l| l.split_whitespace().collect()).collect();
         assert_eq!(rows[0][5..], ["IP", "NODE"], "{wide}");
         assert_eq!(rows[1][5..], ["10.200.1.5", "n1"], "{wide}");
+        // Cilium's printer columns: a CiliumNode's addresses by type, a
+        // CiliumEndpoint's enforcement columns only with -o wide, no AGE
+        run(
+            &["apply", "-f", "-"],
+            Some(concat!(
+                "apiVersion: cilium.io/v2\nkind: CiliumNode\nmetadata: {name: n1}\n",
+                "spec: {addresses: [{type: InternalIP, ip: 172.30.0.1}, {type: CiliumInternalIP, ip: 10.200.1.1}]}\n---\n",
+                "apiVersion: cilium.io/v2\nkind: CiliumEndpoint\nmetadata: {name: web, namespace: shop}\n",
+                "status: {id: 7, identity: {id: 1234}, state: ready, networking: {addressing: [{ipv4: 10.200.1.5}]}}\n",
+            )),
+        );
+        let cn = run(&["get", "ciliumnodes"], None);
+        let rows: Vec<Vec<&str>> = cn.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(rows[0], ["NAME", "CILIUMINTERNALIP", "INTERNALIP", "AGE"], "{cn}");
+        assert_eq!(rows[1][..3], ["n1", "10.200.1.1", "172.30.0.1"], "{cn}");
+        let cep = run(&["get", "cep", "-n", "shop"], None);
+        let rows: Vec<Vec<&str>> = cep.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(
+            rows[0],
+            ["NAME", "SECURITY", "IDENTITY", "ENDPOINT", "STATE", "IPV4", "IPV6"],
+            "{cep}"
+        );
+        assert_eq!(rows[1], ["web", "1234", "ready", "10.200.1.5", "<none>"], "{cep}");
+        let wide = run(&["get", "cep", "-n", "shop", "-o", "wide"], None);
+        assert!(
+            wide.lines().next().unwrap().split_whitespace().collect::<Vec<_>>().join(" ")
+                == "NAME SECURITY IDENTITY INGRESS ENFORCEMENT EGRESS ENFORCEMENT VISIBILITY POLICY ENDPOINT STATE IPV4 IPV6",
+            "{wide}"
+        );
         let all = run(&["get", "pods", "-A"], None);
         assert!(all.lines().next().unwrap().starts_with("NAMESPACE"), "{all}");
         assert!(all.lines().nth(1).unwrap().starts_with("shop "), "{all}");

@@ -171,6 +171,10 @@ pub fn cilium_node(info: &NodeInfo) -> Value {
             addresses.push(json!({"type": "InternalIP", "ip": ip.to_string()}));
         }
     }
+    // the node's own address in its pod CIDR (seta_host's, as cilium_host's)
+    if let Ok(cidr) = info.pod_cidr.parse::<ipnet::Ipv4Net>() {
+        addresses.push(json!({"type": "CiliumInternalIP", "ip": seta_core::ipam::router_ip(cidr).to_string()}));
+    }
     let mut ann = serde_json::Map::new();
     if !info.routing_mode.is_empty() {
         ann.insert(ANN_ROUTING.into(), info.routing_mode.clone().into());
@@ -482,6 +486,11 @@ mod tests {
         };
         let o = cilium_node(&info);
         assert_eq!(o["spec"]["ipam"]["podCIDRs"][0], "10.0.2.0/24");
+        // Cilium's: the node's address, and its own in the pod CIDR
+        assert_eq!(
+            o["spec"]["addresses"],
+            json!([{"type": "InternalIP", "ip": "172.30.0.2"}, {"type": "CiliumInternalIP", "ip": "10.0.2.1"}])
+        );
         let (k, v) = node_entry("/seta", &o).unwrap();
         assert_eq!(k, "/seta/nodes/v1/n2");
         assert_eq!(serde_json::from_slice::<NodeInfo>(&v).unwrap(), info);
