@@ -72,6 +72,25 @@ pub struct Encryption {
     pub key: Option<i64>,
 }
 
+/// One direction of a CiliumEndpoint's policy status. Without Cilium's
+/// `--endpoint-status=policy` (seta has none) the state is
+/// `<status disabled>`, which `kubectl get cep -o wide` prints.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct EndpointPolicyDirection {
+    #[serde(default)]
+    pub enforcing: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct EndpointPolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<EndpointPolicyDirection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<EndpointPolicyDirection>,
+}
+
 /// A CiliumEndpoint's `status` (Cilium keeps everything there).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct EndpointStatus {
@@ -87,6 +106,10 @@ pub struct EndpointStatus {
     pub named_ports: Vec<NamedPort>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<Encryption>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<EndpointPolicy>,
+    #[serde(rename = "visibility-policy-status", default, skip_serializing_if = "Option::is_none")]
+    pub visibility_policy_status: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

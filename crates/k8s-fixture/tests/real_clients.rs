@@ -268,7 +268,9 @@ fn kubectl_applies_gets_labels_watches_waits_and_deletes() {
                 "apiVersion: cilium.io/v2\nkind: CiliumNode\nmetadata: {name: n1}\n",
                 "spec: {addresses: [{type: InternalIP, ip: 172.30.0.1}, {type: CiliumInternalIP, ip: 10.200.1.1}]}\n---\n",
                 "apiVersion: cilium.io/v2\nkind: CiliumEndpoint\nmetadata: {name: web, namespace: shop}\n",
-                "status: {id: 7, identity: {id: 1234}, state: ready, networking: {addressing: [{ipv4: 10.200.1.5}]}}\n",
+                "status: {id: 7, identity: {id: 1234}, state: ready, networking: {addressing: [{ipv4: 10.200.1.5}]},\n",
+                "  policy: {ingress: {enforcing: false, state: <status disabled>}, egress: {enforcing: false, state: <status disabled>}},\n",
+                "  visibility-policy-status: <status disabled>}\n",
             )),
         );
         let cn = run(&["get", "ciliumnodes"], None);
@@ -289,6 +291,7 @@ fn kubectl_applies_gets_labels_watches_waits_and_deletes() {
                 == "NAME SECURITY IDENTITY INGRESS ENFORCEMENT EGRESS ENFORCEMENT VISIBILITY POLICY ENDPOINT STATE IPV4 IPV6",
             "{wide}"
         );
+        assert_eq!(wide.lines().nth(1).unwrap().matches("<status disabled>").count(), 3, "{wide}");
         let all = run(&["get", "pods", "-A"], None);
         assert!(all.lines().next().unwrap().starts_with("NAMESPACE"), "{all}");
         assert!(all.lines().nth(1).unwrap().starts_with("shop "), "{all}");

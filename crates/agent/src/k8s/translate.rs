@@ -216,6 +216,10 @@ pub fn pod_info(obj: &Value) -> Option<((String, String), PodInfo)> {
     ))
 }
 
+/// A CiliumEndpoint status field Cilium leaves unfilled unless told to
+/// (`--endpoint-status`), as `kubectl get cep -o wide` shows it.
+const STATUS_DISABLED: &str = "<status disabled>";
+
 /// The CiliumEndpoint of an endpoint (Cilium's layout: everything under
 /// `status`), owned by its Pod.
 pub fn cilium_endpoint(ep: &seta_core::endpoint::Endpoint, pod_uid: &str, node_ip: Option<std::net::Ipv4Addr>) -> Value {
@@ -244,6 +248,12 @@ pub fn cilium_endpoint(ep: &seta_core::endpoint::Endpoint, pod_uid: &str, node_i
             "state": if ep.state == seta_core::endpoint::EndpointState::Ready { "ready" } else { "not-ready" },
             "named-ports": named,
             "encryption": {},
+            // what Cilium writes without --endpoint-status=policy
+            "policy": {
+                "ingress": {"enforcing": false, "state": STATUS_DISABLED},
+                "egress": {"enforcing": false, "state": STATUS_DISABLED},
+            },
+            "visibility-policy-status": STATUS_DISABLED,
         },
     })
 }

@@ -92,6 +92,10 @@ async fn pods_give_labels_and_ciliumendpoints_and_namespaces_relabel() {
     assert_eq!(c["status"]["identity"]["id"], web.identity);
     assert_eq!(c["status"]["networking"]["addressing"][0]["ipv4"], web.ipv4.to_string());
     assert_eq!(c["metadata"]["ownerReferences"][0]["kind"], "Pod");
+    // Cilium's status without --endpoint-status=policy (kubectl get cep -o wide)
+    assert_eq!(c["status"]["policy"]["ingress"]["state"], "<status disabled>");
+    assert_eq!(c["status"]["policy"]["egress"]["state"], "<status disabled>");
+    assert_eq!(c["status"]["visibility-policy-status"], "<status disabled>");
 
     // a namespace's labels from the API reach the endpoints' identities
     api.server
