@@ -299,7 +299,8 @@ async fn privileged_e2e_pod_delete_leaves_nothing_behind() {
     // pod1 talks first, so it has conntrack entries
     let router = seta_core::ipam::Pool::new(node.pod_cidr).unwrap().router();
     assert_eq!(ping(&t.lab, "pod1", router, 1, "0.2"), (1, 1));
-    let ct = seta(&t.lab, &node.name, &["bpf", "ct", "list"]);
+    // Cilium's form names the table: `bpf ct list global`
+    let ct = seta(&t.lab, &node.name, &["bpf", "ct", "list", "global"]);
     assert!(
         ct.as_array()
             .unwrap()
@@ -345,6 +346,10 @@ async fn privileged_e2e_pod_delete_leaves_nothing_behind() {
         serde_json::json!([]),
         "policy map emptied"
     );
+    // `bpf policy get --all`: the endpoints the node still has, by id
+    let all = seta(&t.lab, &node.name, &["bpf", "policy", "get", "--all"]);
+    let ids: Vec<&String> = all.as_object().unwrap().keys().collect();
+    assert!(ids.len() == 1 && ids[0] != "1" && all[ids[0]].is_array(), "{all}");
     // the remaining pod still works
     let p2 = t.lab.pod("pod2").unwrap().clone();
     assert_eq!(ping(&t.lab, &p2.name, router, 1, "0.2"), (1, 1));

@@ -189,7 +189,25 @@ fn lb_list(pin: &std::path::Path, revnat: bool, backends: bool, frontends: bool,
         table(&["ID", "BACKEND ADDRESS", "STATE"], rows);
         return Ok(0);
     }
-    // every entry: the master as "0.0.0.0:0 (revnat) (0) [flags]", slots as their backend
+    let (rows, out) = lb_entries(&st, frontends);
+    if json {
+        return print_json(&out);
+    }
+    let second = if frontends {
+        "BACKEND ID"
+    } else {
+        "BACKEND ADDRESS (REVNAT_ID) (SLOT)"
+    };
+    table(&["SERVICE ADDRESS", second], rows);
+    Ok(0)
+}
+
+/// Every entry of the service map as Cilium's `bpf lb list` prints it: the
+/// frontend with its slot (`10.96.0.10:53/UDP (0)`), then the master entry as
+/// `0.0.0.0:0 (revnat) (0) [flags]` or a slot's backend as
+/// `10.244.0.7:53/UDP (revnat) (slot)` (`--frontends`: the backend id).
+/// Table rows and JSON objects.
+fn lb_entries(st: &seta_datapath::maps::LbState, frontends: bool) -> (Vec<Vec<String>>, Vec<serde_json::Value>) {
     let mut rows = Vec::new();
     let mut out = Vec::new();
     for (k, v) in &st.services {
@@ -205,7 +223,8 @@ fn lb_list(pin: &std::path::Path, revnat: bool, backends: bool, frontends: bool,
             } else if v.flags & seta_abi::LB_F_HOSTPORT != 0 {
                 f.push("HostPort");
             } else {
-                f.push("ClusterIP");
+                // reached only from inside the cluster, as Cilium marks it
+                f.extend(["ClusterIP", "non-routable"]);
             }
             if v.flags & seta_abi::LB_F_EXT_LOCAL_SCOPE != 0 {
                 f.push("Local");
@@ -225,7 +244,13 @@ fn lb_list(pin: &std::path::Path, revnat: bool, backends: bool, frontends: bool,
         } else {
             match st.backends.get(&v.backend_id) {
                 Some(b) => (
-                    format!("{} ({}) ({})", lb_addr(b.address, b.port), v.rev_nat_index, k.backend_slot),
+                    format!(
+                        "{}/{} ({}) ({})",
+                        lb_addr(b.address, b.port),
+                        lb_proto(b.proto),
+                        v.rev_nat_index,
+                        k.backend_slot
+                    ),
                     serde_json::json!({"backend_id": v.backend_id, "backend": lb_addr(b.address, b.port)}),
                 ),
                 None => (
@@ -234,32 +259,86 @@ fn lb_list(pin: &std::path::Path, revnat: bool, backends: bool, frontends: bool,
                 ),
             }
         };
+        rows.push(vec![format!("{svc} ({})", k.backend_slot), be.clone()]);
         out.push(
             serde_json::json!({"service": svc, "slot": k.backend_slot, "rev_nat_index": v.rev_nat_index, "entry": be, "detail": detail}),
         );
-        rows.push(vec![svc, be]);
     }
-    if json {
-        return print_json(&out);
-    }
-    let second = if frontends {
-        "BACKEND ID"
-    } else {
-        "BACKEND ADDRESS (REVNAT_ID) (SLOT)"
-    };
-    table(&["SERVICE ADDRESS", second], rows);
-    Ok(0)
+    (rows, out)
 }
 
 #[derive(Subcommand)]
 pub enum BpfPolicyCmd {
-    Get { endpoint: u16 },
+    /// An endpoint's policy map, or every endpoint's (`--all`), as `cilium-dbg bpf policy get`
+    Get {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        endpoint: Option<u16>,
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum CtCmd {
-    List,
-    Flush,
+    /// The connection tracking table (`global`, as Cilium names its one table; the default)
+    List {
+        #[arg(value_parser = ["global"], default_value = "global")]
+        scope: String,
+    },
+    Flush {
+        #[arg(value_parser = ["global"], default_value = "global")]
+        scope: String,
+    },
+}
+
+/// The entries of one endpoint's policy map, with the peers' labels.
+fn policy_rows(path: &std::path::Path, labels: &std::collections::BTreeMap<u32, String>) -> Result<Vec<serde_json::Value>> {
+    let m = seta_datapath::maps::PolicyMap::open_pinned(path)?;
+    Ok(m.list()
+        .iter()
+        .map(|((plen, k), v)| {
+            let key = seta_core::policy::resolve::Key {
+                identity: k.sec_label,
+                egress: k.egress != 0,
+                proto: k.protocol,
+                port: u16::from_be_bytes(k.dport),
+                port_bits: (*plen as u8).saturating_sub(48),
+            };
+            serde_json::json!({
+                "policy": if v.deny != 0 { "Deny" } else { "Allow" },
+                "direction": if key.egress { "Egress" } else { "Ingress" },
+                "identity": k.sec_label,
+                "labels": if k.sec_label == 0 { "ANY".to_string() } else { labels.get(&k.sec_label).cloned().unwrap_or_default() },
+                "port": key.port_text(),
+                "prefix": plen,
+                "cookie": v.cookie,
+            })
+        })
+        .collect())
+}
+
+fn policy_table(rows: &[serde_json::Value]) {
+    let s = |v: &serde_json::Value| v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
+    table(
+        &["POLICY", "DIRECTION", "IDENTITY", "LABELS", "PORT/PROTO", "PREFIX", "RULE"],
+        rows.iter()
+            .map(|r| {
+                vec![
+                    s(&r["policy"]),
+                    s(&r["direction"]),
+                    s(&r["identity"]),
+                    s(&r["labels"]),
+                    s(&r["port"]),
+                    s(&r["prefix"]),
+                    if r["cookie"] == seta_core::policy::resolve::COOKIE_NOT_ENFORCED {
+                        "not enforced".into()
+                    } else {
+                        s(&r["cookie"])
+                    },
+                ]
+            })
+            .collect(),
+    );
 }
 
 /// `seta bpf nat list`, as Cilium's `bpf nat list`: one line per direction,
@@ -470,10 +549,8 @@ pub async fn run(cmd: &BpfCmd, cli: &Cli, json: bool) -> Result<i32> {
                 .collect();
             table(&["DEVICE", "IFINDEX", "DIRECTION", "MODE", "PROGRAM", "PROG ID", "LINK PIN"], rows);
         }
-        BpfCmd::Policy(BpfPolicyCmd::Get { endpoint }) => {
+        BpfCmd::Policy(BpfPolicyCmd::Get { endpoint, .. }) => {
             let dir = pin_dir(cli)?;
-            let path = dir.join(format!("seta_pol_{endpoint:05}"));
-            let m = seta_datapath::maps::PolicyMap::open_pinned(&path)?;
             let labels: std::collections::BTreeMap<u32, String> = match client(cli.node.as_deref()) {
                 Ok(c) => c
                     .identities()
@@ -482,54 +559,37 @@ pub async fn run(cmd: &BpfCmd, cli: &Cli, json: bool) -> Result<i32> {
                     .unwrap_or_default(),
                 Err(_) => Default::default(),
             };
-            let rows: Vec<serde_json::Value> = m
-                .list()
-                .iter()
-                .map(|((plen, k), v)| {
-                    let key = seta_core::policy::resolve::Key {
-                        identity: k.sec_label,
-                        egress: k.egress != 0,
-                        proto: k.protocol,
-                        port: u16::from_be_bytes(k.dport),
-                        port_bits: (*plen as u8).saturating_sub(48),
-                    };
-                    serde_json::json!({
-                        "policy": if v.deny != 0 { "Deny" } else { "Allow" },
-                        "direction": if key.egress { "Egress" } else { "Ingress" },
-                        "identity": k.sec_label,
-                        "labels": if k.sec_label == 0 { "ANY".to_string() } else { labels.get(&k.sec_label).cloned().unwrap_or_default() },
-                        "port": key.port_text(),
-                        "prefix": plen,
-                        "cookie": v.cookie,
-                    })
-                })
-                .collect();
+            let Some(endpoint) = endpoint else {
+                // --all: every endpoint of the node's endpoint map, each under its map's path
+                let mut ids: Vec<u16> = EndpointMap::open(&dir)?
+                    .list()
+                    .iter()
+                    .filter(|(_, i)| i.flags & seta_abi::ENDPOINT_F_HOST == 0)
+                    .map(|(_, i)| i.lxc_id)
+                    .collect();
+                ids.sort_unstable();
+                ids.dedup();
+                let mut out = serde_json::Map::new();
+                for id in ids {
+                    let path = dir.join(format!("seta_pol_{id:05}"));
+                    let rows = policy_rows(&path, &labels)?;
+                    if json {
+                        out.insert(id.to_string(), rows.into());
+                    } else {
+                        println!("{}:\n", path.display());
+                        policy_table(&rows);
+                        println!();
+                    }
+                }
+                return if json { print_json(&out) } else { Ok(0) };
+            };
+            let rows = policy_rows(&dir.join(format!("seta_pol_{endpoint:05}")), &labels)?;
             if json {
                 return print_json(&rows);
             }
-            let s = |v: &serde_json::Value| v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
-            table(
-                &["POLICY", "DIRECTION", "IDENTITY", "LABELS", "PORT/PROTO", "PREFIX", "RULE"],
-                rows.iter()
-                    .map(|r| {
-                        vec![
-                            s(&r["policy"]),
-                            s(&r["direction"]),
-                            s(&r["identity"]),
-                            s(&r["labels"]),
-                            s(&r["port"]),
-                            s(&r["prefix"]),
-                            if r["cookie"] == seta_core::policy::resolve::COOKIE_NOT_ENFORCED {
-                                "not enforced".into()
-                            } else {
-                                s(&r["cookie"])
-                            },
-                        ]
-                    })
-                    .collect(),
-            );
+            policy_table(&rows);
         }
-        BpfCmd::Ct(CtCmd::List) => {
+        BpfCmd::Ct(CtCmd::List { .. }) => {
             let m = seta_datapath::maps::CtMap::open(&pin_dir(cli)?)?;
             let now = seta_datapath::maps::monotonic_ns();
             let rows: Vec<serde_json::Value> = m
@@ -573,7 +633,7 @@ pub async fn run(cmd: &BpfCmd, cli: &Cli, json: bool) -> Result<i32> {
             source_ranges,
         }) => return lb_list(&pin_dir(cli)?, *revnat, *backends, *frontends, *source_ranges, json),
         BpfCmd::Lb(LbCmd::Maglev(MaglevCmd::List)) => return maglev_list(&pin_dir(cli)?, json),
-        BpfCmd::Ct(CtCmd::Flush) => {
+        BpfCmd::Ct(CtCmd::Flush { .. }) => {
             let n = seta_datapath::maps::CtMap::open(&pin_dir(cli)?)?.flush(false)?;
             if json {
                 return print_json(&serde_json::json!({"flushed": n}));
@@ -582,4 +642,57 @@ pub async fn run(cmd: &BpfCmd, cli: &Cli, json: bool) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod lb_list_tests {
+    use super::*;
+    use seta_abi::{Lb4Backend, Lb4Key, Lb4Service};
+
+    #[test]
+    fn entries_as_cilium_prints_them() {
+        let mut st = seta_datapath::maps::LbState::default();
+        let key = |slot: u16| Lb4Key {
+            address: [10, 96, 0, 10],
+            dport: 53u16.to_be_bytes(),
+            backend_slot: slot,
+            proto: 17,
+            ..Default::default()
+        };
+        st.services.insert(
+            key(0),
+            Lb4Service {
+                count: 1,
+                rev_nat_index: 5,
+                ..Default::default()
+            },
+        );
+        st.services.insert(
+            key(1),
+            Lb4Service {
+                backend_id: 9,
+                rev_nat_index: 5,
+                ..Default::default()
+            },
+        );
+        st.backends.insert(
+            9,
+            Lb4Backend {
+                address: [10, 244, 0, 7],
+                port: 53u16.to_be_bytes(),
+                proto: 17,
+                ..Default::default()
+            },
+        );
+        let (rows, _) = lb_entries(&st, false);
+        assert_eq!(
+            rows,
+            [
+                ["10.96.0.10:53/UDP (0)", "0.0.0.0:0 (5) (0) [ClusterIP, non-routable]"],
+                ["10.96.0.10:53/UDP (1)", "10.244.0.7:53/UDP (5) (1)"],
+            ]
+        );
+        let (rows, _) = lb_entries(&st, true);
+        assert_eq!(rows[1], ["10.96.0.10:53/UDP (1)", "9"]);
+    }
 }

@@ -1,6 +1,6 @@
 //! `seta observe`: flows from a node's Hubble observer, with `hubble
 //! observe`'s selectors, filters and output (compact by default, `-o json`
-//! as protojson lines); `seta observe status` and `seta observe nodes`.
+//! as protojson lines); `seta observe status` and `seta observe list nodes`.
 use crate::*;
 use seta_hubble::flow::FlowFilter;
 use seta_hubble::observer::{get_flows_response::ResponseTypes, GetFlowsRequest, GetNodesRequest, ServerStatusRequest};
@@ -122,12 +122,22 @@ pub fn split_not(args: Vec<String>) -> std::result::Result<(Vec<String>, Negated
 pub enum ObserveWhat {
     /// The observer's status (flows held, seen, uptime)
     Status,
-    /// The nodes the observer knows
+    /// Lists, as `hubble list`: `list nodes`
+    #[command(subcommand)]
+    List(ListWhat),
+    /// The nodes the observer knows (as `list nodes`)
+    #[command(hide = true)]
     Nodes,
     /// The agent's own events (as `--type agent`)
     AgentEvents(EventArgs),
     /// The datapath's debug messages, made with the agent's --debug-verbose=datapath (as `--type debug`)
     DebugEvents(EventArgs),
+}
+
+#[derive(Subcommand)]
+pub enum ListWhat {
+    /// The nodes the observer knows, as `hubble list nodes`: NAME STATUS AGE FLOWS/S CURRENT/MAX-FLOWS
+    Nodes,
 }
 
 /// Which of the flows or events held, and what follows: hubble's flags
@@ -342,40 +352,16 @@ pub async fn run(a: &ObserveArgs, cli: &Cli, json: bool) -> Result<i32> {
             }
             return Ok(0);
         }
-        Some(ObserveWhat::Nodes) => {
-            let nodes = c.get_nodes(GetNodesRequest {}).await?.into_inner().nodes;
-            let state = |n: &seta_hubble::observer::Node| match seta_hubble::relay::NodeState::try_from(n.state) {
-                Ok(seta_hubble::relay::NodeState::NodeConnected) => "Connected",
-                Ok(seta_hubble::relay::NodeState::NodeUnavailable) => "Unavailable",
-                Ok(seta_hubble::relay::NodeState::NodeGone) => "Gone",
-                Ok(seta_hubble::relay::NodeState::NodeError) => "Error",
-                _ => "Unknown",
-            };
+        Some(ObserveWhat::Nodes | ObserveWhat::List(ListWhat::Nodes)) => {
+            let mut nodes = c.get_nodes(GetNodesRequest {}).await?.into_inner().nodes;
+            nodes.sort_by(|a, b| a.name.cmp(&b.name));
             if json {
-                let v: Vec<serde_json::Value> = nodes
-                    .iter()
-                    .map(|n| serde_json::json!({"name": n.name, "status": state(n), "address": n.address, "num_flows": n.num_flows, "max_flows": n.max_flows, "seen_flows": n.seen_flows, "uptime_ns": n.uptime_ns}))
-                    .collect();
-                return print_json(&v);
+                return print_json(&nodes.iter().map(node_json).collect::<Vec<_>>());
             }
-            let rows = nodes
-                .iter()
-                .map(|n| {
-                    vec![
-                        n.name.clone(),
-                        state(n).into(),
-                        format!("{}s", n.uptime_ns / 1_000_000_000),
-                        format!(
-                            "{}/{} ({:.2}%)",
-                            n.num_flows,
-                            n.max_flows,
-                            100.0 * n.num_flows as f64 / n.max_flows.max(1) as f64
-                        ),
-                        n.version.clone(),
-                    ]
-                })
-                .collect();
-            table(&["NAME", "STATUS", "AGE", "CURRENT/MAX-FLOWS", "VERSION"], rows);
+            table(
+                &["NAME", "STATUS", "AGE", "FLOWS/S", "CURRENT/MAX-FLOWS"],
+                nodes.iter().map(node_row).collect(),
+            );
             return Ok(0);
         }
         Some(ObserveWhat::AgentEvents(ref e)) => return event_log(&mut c, e, json, false).await,
@@ -471,5 +457,160 @@ mod not_tests {
             .unwrap_err()
             .to_string()
             .contains("--not --verdict MAYBE"));
+    }
+}
+
+fn node_state(n: &seta_hubble::observer::Node) -> seta_hubble::relay::NodeState {
+    seta_hubble::relay::NodeState::try_from(n.state).unwrap_or(seta_hubble::relay::NodeState::UnknownNodeState)
+}
+
+/// A row of `hubble list nodes`: the age rounded to the second as Go prints
+/// a duration, flows per second over that age, the buffer's fill; `N/A`
+/// where there is none.
+fn node_row(n: &seta_hubble::observer::Node) -> Vec<String> {
+    use seta_hubble::relay::NodeState::*;
+    let status = match node_state(n) {
+        NodeConnected => "Connected",
+        NodeUnavailable => "Unavailable",
+        NodeGone => "Gone",
+        NodeError => "Error",
+        UnknownNodeState => "Unknown",
+    };
+    let secs = (n.uptime_ns + 500_000_000) / 1_000_000_000;
+    let (age, rate) = if secs > 0 {
+        (go_duration(secs), format!("{:.2}", n.seen_flows as f64 / secs as f64))
+    } else {
+        ("N/A".into(), "N/A".into())
+    };
+    let fill = if n.max_flows > 0 {
+        format!(
+            "{}/{} ({:6.2}%)",
+            n.num_flows,
+            n.max_flows,
+            100.0 * n.num_flows as f64 / n.max_flows as f64
+        )
+    } else {
+        "N/A".into()
+    };
+    vec![n.name.clone(), status.into(), age, rate, fill]
+}
+
+/// Whole seconds as Go's `time.Duration` prints them: 5s, 16m40s, 1h0m0s.
+fn go_duration(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
+}
+
+/// A node as `hubble list nodes -o json` prints it (protojson: proto field
+/// names in proto order, the state's enum name, 64-bit numbers as strings,
+/// zero values left out).
+#[derive(serde::Serialize)]
+struct NodeJson<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    name: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    version: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    address: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<TlsJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uptime_ns: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    num_flows: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_flows: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seen_flows: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct TlsJson<'a> {
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    enabled: bool,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    server_name: &'a str,
+}
+
+fn node_json(n: &seta_hubble::observer::Node) -> NodeJson<'_> {
+    let num = |v: u64| (v != 0).then(|| v.to_string());
+    NodeJson {
+        name: &n.name,
+        version: &n.version,
+        address: &n.address,
+        state: (n.state != 0).then(|| node_state(n).as_str_name()),
+        tls: n.tls.as_ref().map(|t| TlsJson {
+            enabled: t.enabled,
+            server_name: &t.server_name,
+        }),
+        uptime_ns: num(n.uptime_ns),
+        num_flows: num(n.num_flows),
+        max_flows: num(n.max_flows),
+        seen_flows: num(n.seen_flows),
+    }
+}
+
+#[cfg(test)]
+mod list_nodes_tests {
+    use super::*;
+    use seta_hubble::observer::{Node, Tls};
+    use seta_hubble::relay::NodeState;
+
+    // hubble's own expectations (cmd/list/node_test.go)
+    fn nodes() -> Vec<Node> {
+        vec![
+            Node {
+                name: "foo".into(),
+                version: "1".into(),
+                address: "1.2.3.4".into(),
+                state: NodeState::NodeConnected as i32,
+                tls: Some(Tls {
+                    enabled: true,
+                    server_name: "foo.bar.tls".into(),
+                }),
+                uptime_ns: 1_000_000_000_000,
+                num_flows: 500,
+                max_flows: 1000,
+                seen_flows: 0,
+            },
+            Node {
+                name: "bar".into(),
+                version: "2".into(),
+                address: "5.6.7.8".into(),
+                state: NodeState::NodeUnavailable as i32,
+                ..Default::default()
+            },
+        ]
+    }
+
+    #[test]
+    fn rows_as_hubble_prints_them() {
+        let rows: Vec<Vec<String>> = nodes().iter().map(node_row).collect();
+        assert_eq!(rows[0], ["foo", "Connected", "16m40s", "0.00", "500/1000 ( 50.00%)"]);
+        assert_eq!(rows[1], ["bar", "Unavailable", "N/A", "N/A", "N/A"]);
+        assert_eq!(go_duration(5), "5s");
+        assert_eq!(go_duration(3600), "1h0m0s");
+        assert_eq!(go_duration(3725), "1h2m5s");
+    }
+
+    #[test]
+    fn json_as_hubble_prints_it() {
+        let n = nodes();
+        let v: Vec<NodeJson> = n.iter().map(node_json).collect();
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            concat!(
+                r#"[{"name":"foo","version":"1","address":"1.2.3.4","state":"NODE_CONNECTED","#,
+                r#""tls":{"enabled":true,"server_name":"foo.bar.tls"},"uptime_ns":"1000000000000","#,
+                r#""num_flows":"500","max_flows":"1000"},"#,
+                r#"{"name":"bar","version":"2","address":"5.6.7.8","state":"NODE_UNAVAILABLE"}]"#
+            )
+        );
     }
 }

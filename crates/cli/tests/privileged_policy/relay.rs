@@ -49,14 +49,20 @@ async fn privileged_policy_relay_merges_nodes_and_names_the_unavailable(mut p: P
     assert!(nodes_in(&json).1, "merged oldest first: {json}");
     let (status, _) = via_relay(&p, &["status"]);
     assert!(status.contains("Connected Nodes: 2/2"), "{status}");
-    let nodes: serde_json::Value = serde_json::from_str(&via_relay(&p, &["nodes", "-o", "json"]).0).unwrap();
+    // hubble list nodes: its JSON (protojson) and its table
+    let nodes: serde_json::Value = serde_json::from_str(&via_relay(&p, &["list", "nodes", "-o", "json"]).0).unwrap();
     let states: Vec<(&str, &str)> = nodes
         .as_array()
         .unwrap()
         .iter()
-        .map(|n| (n["name"].as_str().unwrap(), n["status"].as_str().unwrap()))
+        .map(|n| (n["name"].as_str().unwrap(), n["state"].as_str().unwrap()))
         .collect();
-    assert_eq!(states, [(n1.as_str(), "Connected"), (n2.as_str(), "Connected")]);
+    assert_eq!(states, [(n1.as_str(), "NODE_CONNECTED"), (n2.as_str(), "NODE_CONNECTED")]);
+    let (listed, _) = via_relay(&p, &["list", "nodes"]);
+    let rows: Vec<Vec<&str>> = listed.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["NAME", "STATUS", "AGE", "FLOWS/S", "CURRENT/MAX-FLOWS"], "{listed}");
+    assert_eq!(rows[1][..2], [n1.as_str(), "Connected"], "{listed}");
+    assert!(rows[1][4].ends_with("/4095"), "{listed}");
     // the same over TCP, at Hubble Relay's port in the underlay
     let ul = p.lab().underlay.clone().unwrap().netns;
     let out = Command::new("ip")
