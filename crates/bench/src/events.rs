@@ -54,6 +54,12 @@ async fn seen(c: &mut Observer) -> Result<u64> {
     Ok(c.server_status(ServerStatusRequest {}).await?.into_inner().seen_flows)
 }
 
+/// Events the datapath could not put in the ring buffer (all CPUs), from a
+/// node's pins.
+fn lost(pin: &Path) -> Result<u64> {
+    Ok(seta_datapath::maps::EventReader::open(pin)?.lost_per_cpu().iter().sum())
+}
+
 /// Seen flows once they stop growing (the observer has caught up).
 async fn settled(c: &mut Observer) -> Result<u64> {
     let mut last = seen(c).await?;
@@ -74,16 +80,14 @@ pub(crate) async fn bench_events(args: &Args, bin_dir: &Path) -> Result<Vec<Row>
     let lab = Lab::up_with(&name, 1, 2, "10.207.0.0/16".parse()?, bin_dir, &Default::default(), &|_| {}).await?;
     let r = async {
         let (mut maker, mut c, pin) = pipeline_ends(&lab).await?;
-        let mut run = |repeat: u32| maker.run(repeat);
-        let lost = || -> Result<u64> { Ok(seta_datapath::maps::EventReader::open(&pin)?.lost_per_cpu().iter().sum()) };
-        let (x_into, x_offered) = full_offer(args, &mut run, &lost, &mut c).await?;
+        let (x_into, x_offered) = full_offer(args, &mut maker, &pin, &mut c).await?;
 
         // 100k events/s for 10 s: 1000 runs every 10 ms
-        let (s0, l0) = (settled(&mut c).await?, lost()?);
+        let (s0, l0) = (settled(&mut c).await?, lost(&pin)?);
         let t = Instant::now();
         let mut n = 0u64;
         for tick in 1..=1000u32 {
-            run(1000)?;
+            maker.run(1000)?;
             n += 1000 * PER_RUN as u64;
             let next = Duration::from_millis(10 * tick as u64);
             if let Some(wait) = next.checked_sub(t.elapsed()) {
@@ -92,7 +96,7 @@ pub(crate) async fn bench_events(args: &Args, bin_dir: &Path) -> Result<Vec<Row>
         }
         let secs = t.elapsed().as_secs_f64();
         let delivered = settled(&mut c).await? - s0;
-        let l = lost()? - l0;
+        let l = lost(&pin)? - l0;
         eprintln!(
             "    100k/s: offered {n} in {secs:.1} s, {delivered} flows, {l} counted lost ({} unaccounted)",
             n as i64 - delivered as i64 - l as i64
@@ -149,9 +153,7 @@ pub(crate) async fn bench_events(args: &Args, bin_dir: &Path) -> Result<Vec<Row>
     let lab = Lab::up_with(&name, 1, 2, "10.207.0.0/16".parse()?, bin_dir, &opts, &|_| {}).await?;
     let r = async {
         let (mut maker, mut c, pin) = pipeline_ends(&lab).await?;
-        let mut run = |repeat: u32| maker.run(repeat);
-        let lost = || -> Result<u64> { Ok(seta_datapath::maps::EventReader::open(&pin)?.lost_per_cpu().iter().sum()) };
-        let offer = full_offer(args, &mut run, &lost, &mut c).await?;
+        let offer = full_offer(args, &mut maker, &pin, &mut c).await?;
         Ok::<_, anyhow::Error>((offer, on_off(args, &lab)?))
     }
     .await;
@@ -216,25 +218,20 @@ async fn pipeline_ends(lab: &Lab) -> Result<(DropMaker, Observer, PathBuf)> {
 
 /// Drop events offered as fast as one CPU makes them (batches of 10k runs
 /// for the sample's seconds), per round: [rate into the flow buffer], [rate offered].
-async fn full_offer(
-    args: &Args,
-    run: &mut impl FnMut(u32) -> Result<()>,
-    lost: &impl Fn() -> Result<u64>,
-    c: &mut Observer,
-) -> Result<(Vec<f64>, Vec<f64>)> {
+async fn full_offer(args: &Args, maker: &mut DropMaker, pin: &Path, c: &mut Observer) -> Result<(Vec<f64>, Vec<f64>)> {
     let (mut into, mut offered) = (vec![], vec![]);
     for round in 1..=args.rounds {
         eprintln!("    round {round}/{}", args.rounds);
-        let (s0, l0) = (settled(c).await?, lost()?);
+        let (s0, l0) = (settled(c).await?, lost(pin)?);
         let t = Instant::now();
         let mut n = 0u64;
         while t.elapsed() < Duration::from_secs(args.seconds as u64) {
-            run(10_000)?;
+            maker.run(10_000)?;
             n += 10_000 * PER_RUN as u64;
         }
         let secs = t.elapsed().as_secs_f64();
         let delivered = settled(c).await? - s0;
-        let l = lost()? - l0;
+        let l = lost(pin)? - l0;
         eprintln!("    offered {n} in {secs:.2} s: {delivered} flows, {l} counted lost");
         into.push(delivered as f64 / secs);
         offered.push(n as f64 / secs);

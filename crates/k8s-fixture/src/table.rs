@@ -102,26 +102,16 @@ fn node_status(o: &Value) -> Value {
     json!(if ready { "Ready" } else { "NotReady" })
 }
 
-fn node_ip(o: &Value) -> Value {
-    o.pointer("/status/addresses")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .find(|a| a["type"] == "InternalIP")
-        .map(|a| a["address"].clone())
-        .unwrap_or(json!("<none>"))
-}
-
-/// A CiliumNode's first address of a type (the CRD's column
-/// `.spec.addresses[?(@.type=="…")].ip`, of which the API server prints the
-/// first match).
-fn cilium_node_address(o: &Value, kind: &str) -> Value {
-    o.pointer("/spec/addresses")
+/// In the list at `list`, the `field` of the first entry of `type` `kind`
+/// (a jsonPath `[?(@.type=="…")]` column, of which the API server prints the
+/// first match): a Node's InternalIP, a CiliumNode's addresses.
+fn typed_address(o: &Value, list: &str, kind: &str, field: &str) -> Value {
+    o.pointer(list)
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .find(|a| a["type"] == kind)
-        .map(|a| a["ip"].clone())
+        .map(|a| a[field].clone())
         .unwrap_or(json!("<none>"))
 }
 
@@ -145,7 +135,9 @@ fn columns(r: &Resource) -> Option<Vec<Column>> {
             c("Version", "string", 0, |o| {
                 json!(o.pointer("/status/nodeInfo/kubeletVersion").and_then(Value::as_str).unwrap_or(""))
             }),
-            c("Internal-IP", "string", 1, node_ip),
+            c("Internal-IP", "string", 1, |o| {
+                typed_address(o, "/status/addresses", "InternalIP", "address")
+            }),
         ],
         ("cilium.io", "ciliumendpoints") => vec![
             c("Name", "string", 0, name),
@@ -164,8 +156,12 @@ fn columns(r: &Resource) -> Option<Vec<Column>> {
         ],
         ("cilium.io", "ciliumnodes") => vec![
             c("Name", "string", 0, name),
-            c("CiliumInternalIP", "string", 0, |o| cilium_node_address(o, "CiliumInternalIP")),
-            c("InternalIP", "string", 0, |o| cilium_node_address(o, "InternalIP")),
+            c("CiliumInternalIP", "string", 0, |o| {
+                typed_address(o, "/spec/addresses", "CiliumInternalIP", "ip")
+            }),
+            c("InternalIP", "string", 0, |o| {
+                typed_address(o, "/spec/addresses", "InternalIP", "ip")
+            }),
             c("Age", "date", 0, age_cell),
         ],
         _ => return None,
