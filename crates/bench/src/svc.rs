@@ -1,8 +1,9 @@
 //! 8. services: a ClusterIP in front of a pod on another node vs that pod's
 //! own address (the cost of the per-packet service translation), and a
 //! NodePort from outside the cluster to a backend on another node (SNAT by
-//! the NAT engine) vs the outside host straight to the pod (routed through
-//! the backend's node, no translation).
+//! the NAT engine, or DSR) vs the outside host straight to the pod (routed
+//! through the backend's node, no translation) and vs the same packets
+//! routed through the NodePort's node (the same way, no translation).
 use crate::*;
 
 fn import(lab: &Lab, yaml: &str) -> Result<()> {
@@ -57,6 +58,44 @@ fn rr_rows(
 /// 31201 in front of it.
 const STREAM_PORT: u16 = 5201;
 
+/// Node 1's address on the underlay: where the outside host asks for the
+/// NodePort.
+const ENTRY: &str = "172.30.0.1";
+
+/// A NodePort of node 1 in front of `p2` (on node 2) from the outside host,
+/// next to two baselines measured in the same rounds: the outside host
+/// straight to the pod (routed through the pod's own node, one hop less),
+/// and the same packets routed through node 1 (a host route on the outside
+/// host): the NodePort's way without the service, so what is left is the
+/// service's own cost.
+fn node_port_rows(args: &Args, lab: &Lab, p2: &seta_lab::PodState, what: &str, goal: &str) -> Result<Vec<Row>> {
+    let ext = lab.external.clone().context("no external host")?;
+    let entry: Ipv4Addr = ENTRY.parse()?;
+    let seta = Traffic {
+        rr: ((p2.ip, 11111), (entry, 31111)),
+        stream: (STREAM_PORT, (entry, 31201)),
+        ..Traffic::direct(&ext.netns, &p2.netns, p2.ip)
+    };
+    let direct = Traffic::direct(&ext.netns, &p2.netns, p2.ip);
+    let through_entry = Traffic {
+        via: Some((p2.ip, entry)),
+        ..Traffic::direct(&ext.netns, &p2.netns, p2.ip)
+    };
+    compare_rr_and_stream_with(
+        args,
+        &seta,
+        &[
+            (&direct, "outside → the pod, routed", [goal, "", goal]),
+            (
+                &through_entry,
+                "outside → the pod, routed through the NodePort's node",
+                [goal, "", goal],
+            ),
+        ],
+        what,
+    )
+}
+
 pub(crate) async fn bench_services(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
     eprintln!("==> services: ClusterIP and NodePort (2 nodes, tunnel) vs the backend's own address");
     let _ = Lab::down(PREFIX);
@@ -85,18 +124,12 @@ pub(crate) async fn bench_services(args: &Args, bin_dir: &Path) -> Result<Vec<Ro
             ["≥ 0.97×", "≥ 0.97×"],
         )?;
         // pod2 is on node 2; the NodePort of node 1 forwards to it (SNAT)
-        let ext = lab.external.clone().context("no external host")?;
-        rows.extend(rr_rows(
+        rows.extend(node_port_rows(
             args,
-            &ext.netns,
-            None,
-            &p2.netns,
-            p2.ip,
-            ("172.30.0.1".parse()?, 31111),
-            ("172.30.0.1".parse()?, 31201),
+            lab,
+            p2,
             "NodePort from outside → other node (SNAT, tunnel)",
-            "outside → the pod, routed",
-            ["≥ 0.95×", "≥ 0.95×"],
+            "≥ 0.95×",
         )?);
         Ok(rows)
     })
@@ -186,20 +219,5 @@ async fn bench_node_port_native(args: &Args, bin_dir: &Path, mode: &str) -> Resu
         agent_args: vec!["--bpf-lb-mode".into(), mode.into()],
         ..Default::default()
     };
-    with_service_lab(bin_dir, opts, true, |lab, _, p2| {
-        let ext = lab.external.clone().context("no external host")?;
-        rr_rows(
-            args,
-            &ext.netns,
-            None,
-            &p2.netns,
-            p2.ip,
-            ("172.30.0.1".parse()?, 31111),
-            ("172.30.0.1".parse()?, 31201),
-            what,
-            "outside → the pod, routed",
-            [goal, goal],
-        )
-    })
-    .await
+    with_service_lab(bin_dir, opts, true, |lab, _, p2| node_port_rows(args, lab, p2, what, goal)).await
 }

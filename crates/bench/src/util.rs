@@ -230,6 +230,10 @@ pub(crate) struct Traffic<'a> {
     pub(crate) server: &'a str,
     pub(crate) rr: ((Ipv4Addr, u16), (Ipv4Addr, u16)),
     pub(crate) stream: (u16, (Ipv4Addr, u16)),
+    /// A host route `(destination, gateway)` in the client's namespace,
+    /// there only while this side is measured: the same server reached
+    /// along another path.
+    pub(crate) via: Option<(Ipv4Addr, Ipv4Addr)>,
 }
 
 impl<'a> Traffic<'a> {
@@ -241,15 +245,27 @@ impl<'a> Traffic<'a> {
             server,
             rr: ((ip, 11111), (ip, 11111)),
             stream: (5201, (ip, 5201)),
+            via: None,
         }
     }
 
     fn rr(&self, secs: u32) -> Result<(f64, f64)> {
-        sockperf_rr_in(self.client, self.cgroup, self.server, self.rr.0, self.rr.1, secs)
+        self.routed(|| sockperf_rr_in(self.client, self.cgroup, self.server, self.rr.0, self.rr.1, secs))
     }
 
     fn stream(&self, secs: u32) -> Result<f64> {
-        iperf_stream_in(self.client, self.cgroup, self.server, self.stream.0, self.stream.1, secs)
+        self.routed(|| iperf_stream_in(self.client, self.cgroup, self.server, self.stream.0, self.stream.1, secs))
+    }
+
+    /// `f` with this side's host route in place (removed again whatever `f`
+    /// returns).
+    fn routed<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let Some((dst, gw)) = self.via else { return f() };
+        let (dst, gw) = (format!("{dst}/32"), gw.to_string());
+        sh(&["ip", "-n", self.client, "route", "replace", &dst, "via", &gw])?;
+        let r = f();
+        let _ = sh(&["ip", "-n", self.client, "route", "del", &dst, "via", &gw]);
+        r
     }
 }
 
@@ -263,42 +279,67 @@ pub(crate) fn compare_rr_and_stream(
     base_name: &'static str,
     goals: [&str; 3],
 ) -> Result<Vec<Row>> {
+    compare_rr_and_stream_with(args, seta, &[(base, base_name, goals)], what)
+}
+
+/// As [`compare_rr_and_stream`], with `seta` next to each of several
+/// baselines (each with its name and goals), all interleaved in the same
+/// rounds: one set of seta samples, rows per baseline.
+pub(crate) fn compare_rr_and_stream_with(
+    args: &Args,
+    seta: &Traffic,
+    bases: &[(&Traffic, &'static str, [&str; 3])],
+    what: &str,
+) -> Result<Vec<Row>> {
     // warm-up
     seta.rr(1)?;
-    base.rr(1)?;
-    let (mut s_rtt, mut s_rate, mut b_rtt, mut b_rate, mut s_bw, mut b_bw) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for (b, ..) in bases {
+        b.rr(1)?;
+    }
+    let (mut s_rtt, mut s_rate, mut s_bw) = (vec![], vec![], vec![]);
+    let mut b_rtt = vec![vec![]; bases.len()];
+    let mut b_rate = b_rtt.clone();
+    let mut b_bw = b_rtt.clone();
     for round in 1..=args.rounds {
         eprintln!("    round {round}/{}", args.rounds);
         let (a, b) = seta.rr(args.seconds)?;
         s_rtt.push(a);
         s_rate.push(b);
-        let (a, b) = base.rr(args.seconds)?;
-        b_rtt.push(a);
-        b_rate.push(b);
+        for (i, (base, ..)) in bases.iter().enumerate() {
+            let (a, b) = base.rr(args.seconds)?;
+            b_rtt[i].push(a);
+            b_rate[i].push(b);
+        }
         s_bw.push(seta.stream(args.seconds)?);
-        b_bw.push(base.stream(args.seconds)?);
+        for (i, (base, ..)) in bases.iter().enumerate() {
+            b_bw[i].push(base.stream(args.seconds)?);
+        }
     }
-    let row = |name: String, unit, s: &[f64], b: &[f64], higher_is_better, goal: &str| Row {
-        name,
-        unit,
-        seta: summarize(s),
-        base_name,
-        base: summarize(b),
-        higher_is_better,
-        goal: goal.into(),
-    };
-    Ok(vec![
-        row(
-            format!("TCP RR rate, {what} (sockperf, 16 B)"),
-            "trans/s",
-            &s_rate,
-            &b_rate,
-            true,
-            goals[0],
-        ),
-        row(format!("TCP RR p50 RTT, {what}"), "µs", &s_rtt, &b_rtt, false, goals[1]),
-        row(format!("TCP stream, {what} (iperf3)"), "Gbit/s", &s_bw, &b_bw, true, goals[2]),
-    ])
+    let mut rows = vec![];
+    for (i, (_, base_name, goals)) in bases.iter().enumerate() {
+        let row = |name: String, unit, s: &[f64], b: &[f64], higher_is_better, goal: &str| Row {
+            name,
+            unit,
+            seta: summarize(s),
+            base_name,
+            base: summarize(b),
+            higher_is_better,
+            goal: goal.into(),
+        };
+        rows.extend([
+            row(
+                format!("TCP RR rate, {what} (sockperf, 16 B)"),
+                "trans/s",
+                &s_rate,
+                &b_rate[i],
+                true,
+                goals[0],
+            ),
+            row(format!("TCP RR p50 RTT, {what}"), "µs", &s_rtt, &b_rtt[i], false, goals[1]),
+            row(format!("TCP stream, {what} (iperf3)"), "Gbit/s", &s_bw, &b_bw[i], true, goals[2]),
+        ]);
+    }
+    Ok(rows)
 }
 
 /// [`compare_rr_and_stream`] of a seta pod pair and a baseline pair, each

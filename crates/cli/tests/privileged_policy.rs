@@ -9,6 +9,8 @@ mod k8s_outage;
 mod k8s_pods;
 #[path = "privileged_policy/k8s_services.rs"]
 mod k8s_services;
+#[path = "privileged_policy/north_south.rs"]
+mod north_south;
 #[path = "privileged_policy/relay.rs"]
 mod relay;
 #[path = "privileged_policy/socket_lb.rs"]
@@ -27,6 +29,9 @@ use std::process::Command;
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Topo {
     One,
+    /// one node on an underlay with etcd, the external host on it as in
+    /// the two-node labs
+    OneUnderlay,
     Tunnel,
     Native,
 }
@@ -73,6 +78,10 @@ impl P {
     async fn with_opts(tag: &str, topo: Topo, o: LabOptions) -> Self {
         let t = match topo {
             Topo::One => TestLab::up_with(tag, 1, 0, &bin_dir(), &o).await.unwrap(),
+            Topo::OneUnderlay => {
+                let opts = LabOptions { etcd: !o.k8s, ..o };
+                TestLab::up_with(tag, 1, 0, &bin_dir(), &opts).await.unwrap()
+            }
             Topo::Tunnel | Topo::Native => {
                 let opts = LabOptions {
                     // under Kubernetes agents share CRDs (CRD mode), no etcd
@@ -1033,16 +1042,16 @@ async fn privileged_policy_service_external_ip_and_source_ranges(p: P) {
     let slice = |svc: &str| {
         format!("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {svc}-a, namespace: default, labels: {{kubernetes.io/service-name: {svc}}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n")
     };
-    let lb = |name: &str, cip: &str, np: u16, ip: &str, range: &str| {
-        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  type: LoadBalancer\n  clusterIP: {cip}\n  loadBalancerSourceRanges: [{range}]\n  ports: [{{name: http, port: 80, nodePort: {np}}}]\nstatus:\n  loadBalancer: {{ingress: [{{ip: {ip}}}]}}\n---\n{}", slice(name))
+    let lb = |name: &str, cip: &str, np: u16, (ip, proxied): (&str, &str), range: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  type: LoadBalancer\n  clusterIP: {cip}\n  loadBalancerSourceRanges: [{range}]\n  ports: [{{name: http, port: 80, nodePort: {np}}}]\nstatus:\n  loadBalancer: {{ingress: [{{ip: {ip}}}, {{ip: {proxied}, ipMode: Proxy}}]}}\n---\n{}", slice(name))
     };
     services_import(
         &p,
         &format!(
             "apiVersion: v1\nkind: Service\nmetadata: {{name: eip, namespace: default}}\nspec:\n  clusterIP: 10.96.0.40\n  externalIPs: [198.51.100.60]\n  ports: [{{name: http, port: 80}}]\n---\n{}---\n{}---\n{}",
             slice("eip"),
-            lb("open", "10.96.0.41", 30090, "198.51.100.50", "172.30.0.200/32"),
-            lb("closed", "10.96.0.42", 30091, "198.51.100.51", "10.0.0.0/8"),
+            lb("open", "10.96.0.41", 30090, ("198.51.100.50", "198.51.100.52"), "172.30.0.200/32"),
+            lb("closed", "10.96.0.42", 30091, ("198.51.100.51", "198.51.100.53"), "10.0.0.0/8"),
         ),
     );
     let web_node = p.node_of("web");
@@ -1061,6 +1070,9 @@ async fn privileged_policy_service_external_ip_and_source_ranges(p: P) {
         Ok(second.clone()),
         "LB IP, client in range"
     );
+    // a second ingress address with ipMode Proxy is the load-balancer's
+    // to proxy (KEP-1860): the nodes do not translate it
+    assert!(read_from(&ext.netns, at("198.51.100.52:80")).is_err(), "ipMode Proxy");
     let before = p.drops("Not in source range", "INGRESS");
     assert!(
         read_from(&ext.netns, at("198.51.100.51:80")).is_err(),

@@ -112,8 +112,7 @@ struct Spec {
     ip_families: Value,
     #[serde(default)]
     ip_family_policy: Value,
-    #[serde(default)]
-    allocate_load_balancer_node_ports: Value,
+    allocate_load_balancer_node_ports: Option<bool>,
     #[serde(default)]
     load_balancer_class: Value,
     #[serde(default)]
@@ -127,8 +126,7 @@ struct Ingress {
     ip: Option<String>,
     #[serde(default)]
     hostname: Value,
-    #[serde(default)]
-    ip_mode: Value,
+    ip_mode: Option<String>,
     #[serde(default)]
     ports: Value,
 }
@@ -343,6 +341,11 @@ fn names(doc: usize, kind: &str, m: &Meta) -> Result<(String, String, String), S
     Ok((ns, name, what))
 }
 
+/// An IPv6 address (of the family this load-balancer does not serve).
+fn is_ipv6(s: &str) -> bool {
+    s.parse::<std::net::Ipv6Addr>().is_ok()
+}
+
 fn ip(doc: usize, what: &str, path: &str, s: &str) -> Result<Ipv4Addr, ServiceError> {
     strict_ipv4(s).ok_or_else(|| err(doc, what, path, &format!("{s:?}: not an IPv4 address")))
 }
@@ -390,9 +393,27 @@ fn parse_service(doc: usize, v: &Value) -> Result<Service, ServiceError> {
             ))
         }
     };
-    // clusterIP and clusterIPs: the same first address; "None" = headless
+    // clusterIP and clusterIPs: the same first address; "None" = headless.
+    // One address per family: this load-balancer serves the IPv4 one,
+    // wherever it is listed; an IPv6-only service is valid and not served.
     let mut cluster_ips = Vec::new();
     let listed: Vec<&String> = s.cluster_ips.iter().collect();
+    let family = |path: &str, c: &str, cluster_ips: &mut Vec<Ipv4Addr>| -> Result<(), ServiceError> {
+        if is_ipv6(c) {
+            return Ok(());
+        }
+        let a = ip(doc, what, path, c)?;
+        if !cluster_ips.is_empty() {
+            return Err(err(
+                doc,
+                what,
+                path,
+                &format!("{c:?}: a second IPv4 cluster IP is not allowed (one per family)"),
+            ));
+        }
+        cluster_ips.push(a);
+        Ok(())
+    };
     match s.cluster_ip.as_deref() {
         Some("None") => {
             if listed.iter().any(|c| c.as_str() != "None") {
@@ -400,7 +421,7 @@ fn parse_service(doc: usize, v: &Value) -> Result<Service, ServiceError> {
             }
         }
         Some(c) if !c.is_empty() => {
-            cluster_ips.push(ip(doc, what, "spec.clusterIP", c)?);
+            family("spec.clusterIP", c, &mut cluster_ips)?;
             if let Some(first) = listed.first() {
                 if first.as_str() != c {
                     return Err(err(
@@ -415,7 +436,7 @@ fn parse_service(doc: usize, v: &Value) -> Result<Service, ServiceError> {
         _ if kind == ServiceType::ExternalName => {}
         _ => match listed.first() {
             Some(c) if c.as_str() == "None" => {}
-            Some(c) => cluster_ips.push(ip(doc, what, "spec.clusterIPs[0]", c)?),
+            Some(c) => family("spec.clusterIPs[0]", c, &mut cluster_ips)?,
             None => {
                 return Err(err(
                     doc,
@@ -426,19 +447,31 @@ fn parse_service(doc: usize, v: &Value) -> Result<Service, ServiceError> {
             }
         },
     }
+    if listed.len() > 2 {
+        return Err(err(doc, what, "spec.clusterIPs", "at most two addresses (one per family)"));
+    }
     for (i, c) in listed.iter().enumerate().skip(1) {
-        // a second family (IPv6) is not load-balanced here; a second IPv4 is invalid
-        if strict_ipv4(c).is_some() {
+        let path = format!("spec.clusterIPs[{i}]");
+        if is_ipv6(c) && is_ipv6(listed[0]) {
             return Err(err(
                 doc,
                 what,
-                &format!("spec.clusterIPs[{i}]"),
-                "a second IPv4 cluster IP is not allowed (one per family)",
+                &path,
+                &format!("{c:?}: a second IPv6 cluster IP is not allowed (one per family)"),
             ));
         }
+        family(&path, c, &mut cluster_ips)?;
     }
     if kind == ServiceType::ExternalName && s.external_name.as_deref().unwrap_or("").is_empty() {
         return Err(err(doc, what, "spec.externalName", "required for type ExternalName"));
+    }
+    if let (Some(v), false) = (s.allocate_load_balancer_node_ports, kind == ServiceType::LoadBalancer) {
+        return Err(err(
+            doc,
+            what,
+            "spec.allocateLoadBalancerNodePorts",
+            &format!("{v}: may only be used when type is LoadBalancer"),
+        ));
     }
     let mut ports = Vec::new();
     if s.ports.is_empty() && !cluster_ips.is_empty() && kind != ServiceType::ExternalName {
@@ -498,7 +531,10 @@ fn parse_service(doc: usize, v: &Value) -> Result<Service, ServiceError> {
                 ))
             }
         };
-        if matches!(kind, ServiceType::NodePort | ServiceType::LoadBalancer) && node_port.is_none() {
+        // a LoadBalancer may go without node ports (allocateLoadBalancerNodePorts:
+        // false); its load-balancer IPs and cluster IP still serve
+        let without_node_ports = kind == ServiceType::LoadBalancer && s.allocate_load_balancer_node_ports == Some(false);
+        if matches!(kind, ServiceType::NodePort | ServiceType::LoadBalancer) && node_port.is_none() && !without_node_ports {
             return Err(err(doc, what, &path("nodePort"), "required: seta does not allocate node ports"));
         }
         if ports.iter().any(|q: &ServicePort| q.port == number && q.protocol == protocol) {
@@ -516,18 +552,38 @@ fn parse_service(doc: usize, v: &Value) -> Result<Service, ServiceError> {
         .external_ips
         .iter()
         .enumerate()
+        // an IPv6 address is valid and not served by this IPv4 load-balancer
+        .filter(|(_, e)| !is_ipv6(e))
         .map(|(i, e)| ip(doc, what, &format!("spec.externalIPs[{i}]"), e))
         .collect::<Result<Vec<_>, _>>()?;
     let mut lb_ips = Vec::new();
     if let Some(lb) = w.status.as_ref().and_then(|s| s.load_balancer.as_ref()) {
         for (i, ing) in lb.ingress.iter().enumerate() {
-            if let Some(a) = &ing.ip {
-                lb_ips.push(ip(doc, what, &format!("status.loadBalancer.ingress[{i}].ip"), a)?);
+            let path = |f: &str| format!("status.loadBalancer.ingress[{i}].{f}");
+            // ipMode (KEP-1860): VIP (or unset) is this node's to serve; Proxy
+            // means the load-balancer itself proxies, so traffic to the
+            // address goes out to it and is not translated here (Cilium's rule)
+            let vip = match (ing.ip_mode.as_deref(), &ing.ip) {
+                (None | Some("VIP"), _) => true,
+                (Some("Proxy"), Some(_)) => false,
+                (Some("Proxy"), None) => return Err(err(doc, what, &path("ipMode"), "\"Proxy\": requires ip")),
+                (Some(m), _) => return Err(err(doc, what, &path("ipMode"), &format!("{m:?}: must be VIP or Proxy"))),
+            };
+            match &ing.ip {
+                // an address of the other family is valid, not load-balanced here
+                Some(a) if is_ipv6(a) => {}
+                Some(a) => {
+                    let a = ip(doc, what, &path("ip"), a)?;
+                    if vip {
+                        lb_ips.push(a);
+                    }
+                }
+                None => {}
             }
         }
     }
     if let Some(a) = &s.load_balancer_ip {
-        if !a.is_empty() {
+        if !a.is_empty() && !is_ipv6(a) {
             ip(doc, what, "spec.loadBalancerIP", a)?;
         }
     }

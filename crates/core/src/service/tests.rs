@@ -190,6 +190,81 @@ fn headless_external_name_and_other_proxies_services_are_not_load_balanced() {
     assert!(!x.handled());
 }
 
+/// A LoadBalancer without node ports (allocateLoadBalancerNodePorts: false):
+/// its load-balancer IP and cluster IP are frontends, no node port is.
+#[test]
+fn a_load_balancer_may_go_without_node_ports() {
+    let (_, e) = parsed();
+    let y = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec:\n  type: LoadBalancer\n  allocateLoadBalancerNodePorts: false\n  clusterIP: 10.96.0.10\n  ports: [{name: http, port: 80, targetPort: 8080}]\nstatus: {loadBalancer: {ingress: [{ip: 192.0.2.50}]}}\n";
+    let Object::Service(s) = &parse_file(y).unwrap()[0] else { panic!() };
+    assert_eq!(s.ports[0].node_port, None);
+    let f = translate(s, &[&e], &[ip("172.30.0.1")]);
+    let addrs: Vec<String> = f.iter().map(|f| f.addr.to_string()).collect();
+    assert!(!addrs.contains(&"172.30.0.1".to_string()), "{addrs:?}");
+    assert!(addrs.contains(&"10.96.0.10".to_string()), "{addrs:?}");
+    assert!(addrs.contains(&"192.0.2.50".to_string()), "{addrs:?}");
+    assert!(f.iter().all(|f| f.port == 80), "no node port frontend");
+}
+
+/// Dual-stack services: the IPv4 cluster IP is served wherever it is listed
+/// (IPv6 first or second); an IPv6-only service is valid and not served;
+/// IPv6 external IPs are skipped; two addresses of one family are refused.
+#[test]
+fn dual_stack_services_are_served_on_their_ipv4_address() {
+    let y = |spec: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\nspec:\n{spec}  ports: [{{name: http, port: 80}}]\n")
+    };
+    let svc = |spec: &str| match &parse_file(&y(spec)).unwrap()[0] {
+        Object::Service(s) => s.clone(),
+        o => panic!("{o:?}"),
+    };
+    let v4_first = svc("  clusterIP: 10.96.0.10\n  clusterIPs: [10.96.0.10, \"fd00::10\"]\n  ipFamilies: [IPv4, IPv6]\n  ipFamilyPolicy: PreferDualStack\n");
+    assert_eq!(v4_first.cluster_ips, [ip("10.96.0.10")]);
+    let v6_first = svc("  clusterIP: \"fd00::10\"\n  clusterIPs: [\"fd00::10\", 10.96.0.10]\n  ipFamilies: [IPv6, IPv4]\n  externalIPs: [\"2001:db8::7\", 192.0.2.7]\n");
+    assert_eq!(v6_first.cluster_ips, [ip("10.96.0.10")]);
+    assert_eq!(v6_first.external_ips, [ip("192.0.2.7")]);
+    assert!(v6_first.handled());
+    let v6_only = svc("  clusterIP: \"fd00::10\"\n  clusterIPs: [\"fd00::10\"]\n  ipFamilies: [IPv6]\n");
+    assert!(v6_only.cluster_ips.is_empty() && !v6_only.handled());
+    for (spec, path) in [
+        ("  clusterIPs: [10.96.0.10, 10.96.0.11]\n", "spec.clusterIPs[1]"),
+        ("  clusterIPs: [\"fd00::10\", \"fd00::11\"]\n", "spec.clusterIPs[1]"),
+        ("  clusterIPs: [10.96.0.10, \"fd00::10\", 10.96.0.12]\n", "spec.clusterIPs"),
+        ("  clusterIP: \"fd00::1x\"\n", "spec.clusterIP"),
+    ] {
+        let e = parse_file(&y(spec)).unwrap_err();
+        assert!(e.path.contains(path), "{spec}: {e}");
+    }
+}
+
+/// status.loadBalancer.ingress[].ipMode (KEP-1860): a Proxy address is the
+/// load-balancer's to proxy, not translated here; VIP or unset is; an IPv6
+/// address is valid and not served by this IPv4 load-balancer.
+#[test]
+fn load_balancer_ip_mode_proxy_is_not_served() {
+    let y = |status: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\nspec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.10\n  ports: [{{name: http, port: 80, nodePort: 30080}}]\nstatus: {{loadBalancer: {{ingress: [{status}]}}}}\n")
+    };
+    let lb = |status: &str| match &parse_file(&y(status)).unwrap()[0] {
+        Object::Service(s) => s.lb_ips.clone(),
+        o => panic!("{o:?}"),
+    };
+    assert_eq!(
+        lb("{ip: 192.0.2.50}, {ip: 192.0.2.51, ipMode: VIP}, {ip: 192.0.2.52, ipMode: Proxy}, {ip: \"2001:db8::1\"}, {hostname: lb.example}"),
+        [ip("192.0.2.50"), ip("192.0.2.51")]
+    );
+    for (bad, value) in [
+        ("{ip: 192.0.2.50, ipMode: Direct}", "Direct"),
+        ("{hostname: x, ipMode: Proxy}", "requires ip"),
+    ] {
+        let e = parse_file(&y(bad)).unwrap_err();
+        assert!(
+            e.path.contains("status.loadBalancer.ingress[0].ipMode") && e.to_string().contains(value),
+            "{e}"
+        );
+    }
+}
+
 /// Each bad input is refused with the document, the field path and the value.
 #[test]
 fn bad_services_are_refused_naming_the_field_and_value() {
@@ -260,6 +335,21 @@ fn bad_services_are_refused_naming_the_field_and_value() {
             "a b",
         ),
         ("  clusterIP: 10.96.0.1\n  portz: []\n  ports: [{port: 80}]\n", "spec", "portz"),
+        (
+            "  type: LoadBalancer\n  clusterIP: 10.96.0.1\n  ports: [{port: 80}]\n",
+            "spec.ports[0].nodePort",
+            "required",
+        ),
+        (
+            "  type: NodePort\n  allocateLoadBalancerNodePorts: false\n  clusterIP: 10.96.0.1\n  ports: [{port: 80, nodePort: 30080}]\n",
+            "spec.allocateLoadBalancerNodePorts",
+            "LoadBalancer",
+        ),
+        (
+            "  type: LoadBalancer\n  allocateLoadBalancerNodePorts: no\n  clusterIP: 10.96.0.1\n  ports: [{port: 80}]\n",
+            "spec.allocateLoadBalancerNodePorts",
+            "no",
+        ),
     ];
     for (spec, path, value) in cases {
         let e = parse_file(&format!("{base}{spec}")).unwrap_err();

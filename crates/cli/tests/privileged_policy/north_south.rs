@@ -1,0 +1,138 @@
+//! North-south services on one node: the external host reaches the node on
+//! the underlay (the node also runs etcd's kvstore, as the two-node labs do)
+//! and every backend is local, so no packet takes another node's way.
+use super::*;
+
+/// From outside, one node: NodePort (the client's address kept, a bulk
+/// stream whole), ExternalIP, a LoadBalancer without node ports
+/// (`allocateLoadBalancerNodePorts: false`), a LoadBalancer address with
+/// `ipMode: Proxy` (not translated here, KEP-1860), source ranges (reason
+/// 177 for a client outside them, not for the service's NodePort or a pod),
+/// externalTrafficPolicy Local with its health check, a pod to its own
+/// node's NodePort, and a NodePort without backends refused at once.
+async fn privileged_policy_service_north_south_on_one_node(p: P) {
+    let web = p.ip("web");
+    peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
+    let slice = |svc: &str, ports: &str| {
+        format!("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {svc}-a, namespace: default, labels: {{kubernetes.io/service-name: {svc}}}}}\naddressType: IPv4\nports: [{ports}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}, nodeName: {}}}\n", p.node())
+    };
+    let http = "{name: http, port: 8080}";
+    let svc = |name: &str, spec: &str, status: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec:\n{spec}{status}---\n")
+    };
+    let yaml = [
+        svc(
+            "np",
+            "  type: NodePort\n  clusterIP: 10.96.0.30\n  ports: [{name: http, port: 80, nodePort: 30080}, {name: bulk, port: 90, nodePort: 30090}]\n",
+            "",
+        ),
+        slice("np", "{name: http, port: 8080}, {name: bulk, port: 9000}"),
+        "---\n".into(),
+        svc("none", "  type: NodePort\n  clusterIP: 10.96.0.31\n  ports: [{name: http, port: 80, nodePort: 30081}]\n", ""),
+        svc("eip", "  clusterIP: 10.96.0.40\n  externalIPs: [198.51.100.60]\n  ports: [{name: http, port: 80}]\n", ""),
+        slice("eip", http),
+        "---\n".into(),
+        svc(
+            "open",
+            "  type: LoadBalancer\n  allocateLoadBalancerNodePorts: false\n  clusterIP: 10.96.0.41\n  loadBalancerSourceRanges: [172.30.0.200/32]\n  ports: [{name: http, port: 80}]\n",
+            "status:\n  loadBalancer: {ingress: [{ip: 198.51.100.50}, {ip: 198.51.100.52, ipMode: Proxy}]}\n",
+        ),
+        slice("open", http),
+        "---\n".into(),
+        svc(
+            "closed",
+            "  type: LoadBalancer\n  clusterIP: 10.96.0.42\n  loadBalancerSourceRanges: [10.0.0.0/8]\n  ports: [{name: http, port: 80, nodePort: 30091}]\n",
+            "status:\n  loadBalancer: {ingress: [{ip: 198.51.100.51}]}\n",
+        ),
+        slice("closed", http),
+        "---\n".into(),
+        svc(
+            "local",
+            "  type: LoadBalancer\n  clusterIP: 10.96.0.43\n  externalTrafficPolicy: Local\n  healthCheckNodePort: 32000\n  ports: [{name: http, port: 80, nodePort: 30092}]\n",
+            "",
+        ),
+        slice("local", http),
+    ]
+    .concat();
+    services_import(&p, &yaml);
+    p.lab().external_route("198.51.100.0/24".parse().unwrap(), 0).await.unwrap();
+    let ext = p.lab().external.clone().unwrap();
+    let (node, ext_src) = ("172.30.0.1", "172.30.0.200".to_string());
+    let at = |a: &str| -> SocketAddr { a.parse().unwrap() };
+    // what the node serves: the VIP-mode address, not the Proxy one, and no
+    // node port for the LoadBalancer that has none
+    let list = p.seta(&["service", "list"]);
+    let fronts: Vec<&str> = list.as_array().unwrap().iter().map(|e| e["frontend"].as_str().unwrap()).collect();
+    assert!(fronts.contains(&"198.51.100.50:80/TCP"), "{fronts:?}");
+    assert!(!fronts.iter().any(|f| f.starts_with("198.51.100.52:")), "{fronts:?}");
+    assert_eq!(
+        fronts.iter().filter(|f| f.starts_with(&format!("{node}:"))).count(),
+        5,
+        "node ports of np (2), none, closed and local: {fronts:?}"
+    );
+    assert_eq!(read_from(&ext.netns, at(&format!("{node}:30080"))), Ok(ext_src.clone()), "NodePort");
+    let (sent, got) = seta_lab::traffic::Stream::start(
+        &ext.netns,
+        &p.ns("web"),
+        SocketAddr::new(web.into(), 9000),
+        at(&format!("{node}:30090")),
+        1,
+    )
+    .finish();
+    assert!(
+        sent > 8 << 20 && got == sent,
+        "a stream through the NodePort: {got} of {sent} bytes"
+    );
+    assert_eq!(read_from(&ext.netns, at("198.51.100.60:80")), Ok(ext_src.clone()), "ExternalIP");
+    assert_eq!(
+        read_from(&ext.netns, at("198.51.100.50:80")),
+        Ok(ext_src.clone()),
+        "LB IP without node ports, client in range"
+    );
+    assert!(
+        read_from(&ext.netns, at("198.51.100.52:80")).is_err(),
+        "ipMode Proxy: not served by the node"
+    );
+    let before = p.drops("Not in source range", "INGRESS");
+    assert!(
+        read_from(&ext.netns, at("198.51.100.51:80")).is_err(),
+        "LB IP, client outside the ranges"
+    );
+    assert!(p.drops("Not in source range", "INGRESS") > before, "dropped with reason 177");
+    assert_eq!(
+        read_from(&ext.netns, at(&format!("{node}:30091"))),
+        Ok(ext_src.clone()),
+        "the ranged service's NodePort"
+    );
+    let client = p.ip("client").to_string();
+    assert_eq!(read_from(&p.ns("client"), at("198.51.100.51:80")), Ok(client.clone()), "a pod");
+    assert_eq!(
+        read_from(&ext.netns, at(&format!("{node}:30092"))),
+        Ok(ext_src),
+        "eTP Local, the backend's node"
+    );
+    let h = http_get(&ext.netns, at(&format!("{node}:32000")));
+    assert!(h.starts_with("HTTP/1.1 200") && h.contains(r#""localEndpoints":1"#), "{h}");
+    assert_eq!(
+        read_from(&p.ns("client"), at(&format!("{node}:30080"))),
+        Ok(client),
+        "a pod to its own node's NodePort"
+    );
+    assert_eq!(
+        read_from(&ext.netns, at(&format!("{node}:30081"))),
+        Err(std::io::ErrorKind::ConnectionRefused),
+        "no backend: refused"
+    );
+    p.verify();
+}
+
+mod privileged_policy_service_north_south_on_one_node {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one() {
+        if !privileged("privileged_policy_service_north_south_on_one_node::one") {
+            return;
+        }
+        super::privileged_policy_service_north_south_on_one_node(P::new("nsone", Topo::OneUnderlay).await).await;
+    }
+}
