@@ -83,7 +83,7 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 	vip = f.key.daddr;
 	vport = f.key.dport;
 	ret = lb4_xlate_fwd(ctx, l4_off, &f, 0);
-	if (ret == 1) {
+	if (ret > 0) {
 		cilium_dbg(ctx, DBG_LB4_LOOKUP_FRONTEND, ep_id, vip, vport);
 		cilium_dbg(ctx, DBG_LB4_LOOKUP_BACKEND_SLOT_SUCCESS, ep_id, f.key.daddr, f.key.dport);
 	}

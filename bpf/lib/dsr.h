@@ -22,14 +22,22 @@ struct {
 #define TCP_FLAG_ACK 0x10
 
 /* Does this packet of a connection to a remote backend go by DSR, and
- * carry the option? 0: SNAT it; 1: DSR without option; 2: DSR with it. */
-static __always_inline int dsr_wanted(const struct flow *f)
+ * carry the option? 0: SNAT it; 1: DSR without option; 2: DSR with it.
+ * `svc_dsr`: the frontend's own mode (LB_F2_FWD_MODE_DSR), which decides
+ * for both protocols under OPT_LB_DSR_BY_SERVICE (Cilium's annotation mode). */
+static __always_inline int dsr_wanted(const struct flow *f, int svc_dsr)
 {
 	__u32 opts = datapath_opts();
+	__u32 tcp = OPT_LB_DSR_TCP, udp = OPT_LB_DSR_UDP;
 
-	if (f->key.proto == IPPROTO_TCP && (opts & OPT_LB_DSR_TCP))
+	if (opts & OPT_LB_DSR_BY_SERVICE) {
+		if (!svc_dsr)
+			return 0;
+		opts |= tcp | udp;
+	}
+	if (f->key.proto == IPPROTO_TCP && (opts & tcp))
 		return (f->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN ? 2 : 1;
-	if (f->key.proto == IPPROTO_UDP && (opts & OPT_LB_DSR_UDP))
+	if (f->key.proto == IPPROTO_UDP && (opts & udp))
 		return 2;
 	return 0;
 }

@@ -158,7 +158,8 @@ static __always_inline struct lb4_backend *lb4_slot_backend(struct lb4_key *k, _
  * exists, else chosen at random among the slots), then DNAT. `need`: the
  * frontend kinds that count here (LB_F_*; 0 = any, as for pods; from outside
  * only NodePort, ExternalIP and LoadBalancer frontends do).
- * 0: not a service; 1: translated (f follows); < 0: a drop reason. */
+ * 0: not a service; 1: translated (f follows), 2: the same for a frontend
+ * that forwards by DSR (LB_F2_FWD_MODE_DSR); < 0: a drop reason. */
 static __always_inline int lb4_xlate_fwd(struct __sk_buff *ctx, __u32 l4_off, struct flow *f, __u8 need)
 {
 	struct lb4_key k = {.address = f->key.daddr, .dport = f->key.dport, .proto = f->key.proto};
@@ -169,20 +170,24 @@ static __always_inline int lb4_xlate_fwd(struct __sk_buff *ctx, __u32 l4_off, st
 	__be32 vip = f->key.daddr;
 	__be16 vport = f->key.dport;
 	__u32 id = 0;
-	int ret;
+	int ret, done;
 
 	if (f->key.proto != IPPROTO_TCP && f->key.proto != IPPROTO_UDP)
 		return 0;
 	svc = bpf_map_lookup_elem(&seta_lb4_svc, &k);
 	if (!svc || (need && !(svc->flags & need)))
 		return 0;
-	/* loadBalancerSourceRanges hold for clients from outside only */
+	/* loadBalancerSourceRanges hold for clients from outside only: an
+	 * allow list, or with src-ranges-policy deny a deny list */
 	if (need && (svc->flags & LB_F_SOURCE_RANGE)) {
 		struct lb4_src_range_key sk = {.prefixlen = 64, .rev_nat_id = svc->rev_nat_index, .addr = f->key.saddr};
+		int listed = bpf_map_lookup_elem(&seta_lb4_source_range, &sk) != NULL;
 
-		if (!bpf_map_lookup_elem(&seta_lb4_source_range, &sk))
+		if (listed == !!(svc->flags2 & LB_F2_SOURCE_RANGE_DENY))
 			return -DROP_NOT_IN_SRC_RANGE;
 	}
+	/* the value for "translated": 2 when the frontend forwards by DSR */
+	done = (svc->flags2 & LB_F2_FWD_MODE_DSR) ? 2 : 1;
 	conn.rev_nat_index = svc->rev_nat_index;
 	ck = f->key;
 	ck.pad[0] = LB_CONN_FWD;
@@ -245,10 +250,10 @@ static __always_inline int lb4_xlate_fwd(struct __sk_buff *ctx, __u32 l4_off, st
 	c = bpf_map_lookup_elem(&seta_lb4_conn, &ck);
 	if (c && c->address == conn.address && c->port == conn.port && c->rev_nat_index == conn.rev_nat_index &&
 	    c->backend_id == conn.backend_id)
-		return 1;
+		return done;
 	if (bpf_map_update_elem(&seta_lb4_conn, &ck, &conn, BPF_ANY) < 0)
 		return -DROP_CT_MAP_INSERTION_FAILED;
-	return 1;
+	return done;
 }
 
 /* After the hairpin SNAT (f's source is the loopback address now): the

@@ -166,7 +166,7 @@ static __always_inline int nodeport_lb4(struct __sk_buff *ctx, __u32 l4_off, str
 		return to_local_endpoint_rewritten(ctx, ep, src_id);
 	/* a backend on another node: DSR (the client's address kept, the
 	 * service in an option of the first packet), else SNAT */
-	dsr = dsr_wanted(f);
+	dsr = dsr_wanted(f, ret == 2);
 	if (dsr == 2)
 		ret = dsr_set_opt4(ctx, svc_addr, svc_port);
 	else if (dsr == 0)

@@ -255,6 +255,10 @@ pub const LB_F_EXT_LOCAL_SCOPE: u8 = 4;
 pub const LB_F_LOADBALANCER: u8 = 32;
 pub const LB_F_SOURCE_RANGE: u8 = 128;
 pub const LB_F_HOSTPORT: u8 = 8;
+/// flags2: `service.cilium.io/src-ranges-policy: deny` (the ranges are a deny list)
+pub const LB_F2_SOURCE_RANGE_DENY: u8 = 64;
+/// flags2: north-south to a remote backend by DSR (read with OPT_LB_DSR_BY_SERVICE)
+pub const LB_F2_FWD_MODE_DSR: u8 = 128;
 
 /// `lb4_src_range_key` after its `prefixlen` (aya's `lpm_trie::Key` carries
 /// that: 32 + the range's length).
@@ -601,6 +605,9 @@ impl SockEvent {
 pub const EVENT_DEBUG: u8 = 2;
 /// debug messages (`--debug-verbose=datapath`)
 pub const OPT_DEBUG: u32 = 1024;
+/// North-south DSR per frontend (its LB_F2_FWD_MODE_DSR flag), Cilium's
+/// `--bpf-lb-mode-annotation`; OPT_LB_DSR_TCP/UDP are not read then.
+pub const OPT_LB_DSR_BY_SERVICE: u32 = 2048;
 /// Debug message types the datapath sends (Cilium's `bpf/lib/dbg.h`
 /// numbers, which Hubble's DebugEventType shares).
 pub const DBG_GENERIC: u8 = 1;

@@ -60,9 +60,15 @@ pub struct RunArgs {
     /// North-south traffic to a backend on another node: `snat`, `dsr` (client address kept, replies straight from the backend's node; native routing only) or `hybrid` (DSR for TCP, SNAT for UDP)
     #[arg(long, env = "SETA_BPF_LB_MODE", value_enum, default_value_t = LbMode::Snat)]
     pub bpf_lb_mode: LbMode,
+    /// Honour the per-service annotation `service.cilium.io/forwarding-mode: dsr|snat` (Cilium's bpf-lb-mode-annotation); services without it take --bpf-lb-mode (snat or dsr)
+    #[arg(long, env = "SETA_BPF_LB_MODE_ANNOTATION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub bpf_lb_mode_annotation: bool,
     /// Backend selection for new connections: `random`, or `maglev` (consistent hashing of the flow for NodePort, ExternalIP and LoadBalancer frontends: every node picks the same backend)
     #[arg(long, env = "SETA_BPF_LB_ALGORITHM", value_enum, default_value_t = LbAlgorithm::Random)]
     pub bpf_lb_algorithm: LbAlgorithm,
+    /// Honour the per-service annotation `service.cilium.io/lb-algorithm: maglev|random` (Cilium's bpf-lb-algorithm-annotation); services without it take --bpf-lb-algorithm
+    #[arg(long, env = "SETA_BPF_LB_ALGORITHM_ANNOTATION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub bpf_lb_algorithm_annotation: bool,
     /// Entries of each service map: services, backends, rev-NAT, LB connections, affinity, source ranges (Cilium's default 65536)
     #[arg(long, env = "SETA_BPF_LB_MAP_MAX", default_value_t = seta_abi::LB_MAP_SIZE)]
     pub bpf_lb_map_max: u32,
@@ -246,8 +252,15 @@ pub struct Config {
     pub kvstore_lease_ttl: i64,
     pub routing_mode: RoutingMode,
     pub service_no_backend_response: NoBackendResponse,
-    /// Maglev for north-south frontends (None: random)
+    /// Maglev's parameters, when any north-south frontend may use it (the
+    /// default algorithm is maglev, or services may ask for it)
     pub maglev: Option<Maglev>,
+    /// the default backend selection (`--bpf-lb-algorithm`)
+    pub lb_algorithm: LbAlgorithm,
+    /// services' `service.cilium.io/lb-algorithm` counts
+    pub lb_algorithm_annotation: bool,
+    /// services' `service.cilium.io/forwarding-mode` counts
+    pub lb_mode_annotation: bool,
     /// sizes of the shared maps that come from flags
     pub map_sizes: seta_datapath::MapSizes,
     /// the flow export file (None: off)
@@ -423,6 +436,12 @@ impl Config {
                 a.bpf_lb_mode
             );
         }
+        if a.bpf_lb_mode_annotation && a.bpf_lb_mode == LbMode::Hybrid {
+            bail!("--bpf-lb-mode-annotation: the default mode for services without the annotation must be snat or dsr, not hybrid (as Cilium)");
+        }
+        if a.bpf_lb_mode_annotation && routing_mode != RoutingMode::Native {
+            bail!("--bpf-lb-mode-annotation: services may ask for DSR, which needs --routing-mode native");
+        }
         if let Some(m) = a.mtu {
             if !(1280..=65535).contains(&m) {
                 bail!("--mtu {m}: expected 1280..=65535");
@@ -447,9 +466,12 @@ impl Config {
             kvstore_lease_ttl: a.kvstore_lease_ttl,
             routing_mode,
             service_no_backend_response: a.service_no_backend_response,
-            maglev: match a.bpf_lb_algorithm {
-                LbAlgorithm::Random => None,
-                LbAlgorithm::Maglev => Some(Maglev::resolve(
+            lb_algorithm: a.bpf_lb_algorithm,
+            lb_algorithm_annotation: a.bpf_lb_algorithm_annotation,
+            lb_mode_annotation: a.bpf_lb_mode_annotation,
+            maglev: match (a.bpf_lb_algorithm, a.bpf_lb_algorithm_annotation) {
+                (LbAlgorithm::Random, false) => None,
+                _ => Some(Maglev::resolve(
                     match a.bpf_lb_maglev_table_size {
                         0 => seta_core::service::maglev::DEFAULT_M, // not given (a RunArgs default)
                         m => m,
@@ -753,6 +775,9 @@ mod tests {
         assert_eq!(m, Maglev::resolve(16381, DEFAULT_MAGLEV_SEED).unwrap());
         let c = with(&["--bpf-lb-algorithm", "maglev", "--bpf-lb-maglev-table-size", "251"]).unwrap();
         assert_eq!(c.maglev.unwrap().m, 251);
+        // services may ask for Maglev: its parameters are there, the default stays random
+        let c = with(&["--bpf-lb-algorithm-annotation"]).unwrap();
+        assert_eq!((c.maglev.map(|m| m.m), c.lb_algorithm), (Some(16381), LbAlgorithm::Random));
         let e = with(&["--bpf-lb-algorithm", "maglev", "--bpf-lb-maglev-table-size", "1000"]).unwrap_err();
         assert!(e.to_string().contains("--bpf-lb-maglev-table-size 1000: expected one of"), "{e}");
         let e = with(&["--bpf-lb-algorithm", "maglev", "--bpf-lb-maglev-hash-seed", "c2hvcnQ="]).unwrap_err();
@@ -768,6 +793,15 @@ mod tests {
         assert!(e.to_string().contains("--bpf-lb-mode dsr: DSR needs --routing-mode native"), "{e}");
         let c = with(&["--bpf-lb-mode", "hybrid", "--routing-mode", "native"]).unwrap();
         assert_eq!(c.lb_mode, LbMode::Hybrid);
+        // per-service modes: native routing, and a default of snat or dsr
+        let native = ["--routing-mode", "native"];
+        let e = with(&["--bpf-lb-mode-annotation"]).unwrap_err();
+        assert!(e.to_string().contains("needs --routing-mode native"), "{e}");
+        let e = with(&[&native[..], &["--bpf-lb-mode-annotation", "--bpf-lb-mode", "hybrid"]].concat()).unwrap_err();
+        assert!(e.to_string().contains("not hybrid"), "{e}");
+        let c = with(&[&native[..], &["--bpf-lb-mode-annotation"]].concat()).unwrap();
+        assert!(c.lb_mode_annotation && c.lb_mode == LbMode::Snat);
+        assert!(!with(&[]).unwrap().lb_mode_annotation);
         assert_eq!(with(&[]).unwrap().sock_lb, None, "socket-LB off by default");
         let dir = std::env::temp_dir();
         let e = with(&["--bpf-lb-sock", "--cgroup-root", dir.to_str().unwrap()]).unwrap_err();

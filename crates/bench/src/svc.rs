@@ -62,36 +62,43 @@ const STREAM_PORT: u16 = 5201;
 /// NodePort.
 const ENTRY: &str = "172.30.0.1";
 
-/// A NodePort of node 1 in front of `p2` (on node 2) from the outside host,
-/// next to two baselines measured in the same rounds: the outside host
+/// The outside host to node 1's NodePorts `rr` and `stream` in front of `p2`.
+fn node_port<'a>(ext: &'a str, p2: &'a seta_lab::PodState, (rr, stream): (u16, u16)) -> Result<Traffic<'a>> {
+    let entry: Ipv4Addr = ENTRY.parse()?;
+    Ok(Traffic {
+        rr: ((p2.ip, 11111), (entry, rr)),
+        stream: (STREAM_PORT, (entry, stream)),
+        ..Traffic::direct(ext, &p2.netns, p2.ip)
+    })
+}
+
+/// The NodePort rows' two baselines, with their names: the outside host
 /// straight to the pod (routed through the pod's own node, one hop less),
 /// and the same packets routed through node 1 (a host route on the outside
 /// host): the NodePort's way without the service, so what is left is the
 /// service's own cost.
+fn routed_baselines<'a>(ext: &'a str, p2: &'a seta_lab::PodState) -> Result<[(Traffic<'a>, &'static str); 2]> {
+    Ok([
+        (Traffic::direct(ext, &p2.netns, p2.ip), "outside → the pod, routed"),
+        (
+            Traffic {
+                via: Some((p2.ip, ENTRY.parse()?)),
+                ..Traffic::direct(ext, &p2.netns, p2.ip)
+            },
+            "outside → the pod, routed through the NodePort's node",
+        ),
+    ])
+}
+
+/// A NodePort of node 1 (31111, 31201) in front of `p2` (on node 2) from
+/// the outside host, next to the two routed baselines in the same rounds.
 fn node_port_rows(args: &Args, lab: &Lab, p2: &seta_lab::PodState, what: &str, goal: &str) -> Result<Vec<Row>> {
     let ext = lab.external.clone().context("no external host")?;
-    let entry: Ipv4Addr = ENTRY.parse()?;
-    let seta = Traffic {
-        rr: ((p2.ip, 11111), (entry, 31111)),
-        stream: (STREAM_PORT, (entry, 31201)),
-        ..Traffic::direct(&ext.netns, &p2.netns, p2.ip)
-    };
-    let direct = Traffic::direct(&ext.netns, &p2.netns, p2.ip);
-    let through_entry = Traffic {
-        via: Some((p2.ip, entry)),
-        ..Traffic::direct(&ext.netns, &p2.netns, p2.ip)
-    };
+    let [(direct, d), (through, t)] = routed_baselines(&ext.netns, p2)?;
     compare_rr_and_stream_with(
         args,
-        &seta,
-        &[
-            (&direct, "outside → the pod, routed", [goal, "", goal]),
-            (
-                &through_entry,
-                "outside → the pod, routed through the NodePort's node",
-                [goal, "", goal],
-            ),
-        ],
+        &node_port(&ext.netns, p2, (31111, 31201))?,
+        &[(&direct, d, [goal, "", goal]), (&through, t, [goal, "", goal])],
         what,
     )
 }
@@ -134,8 +141,7 @@ pub(crate) async fn bench_services(args: &Args, bin_dir: &Path) -> Result<Vec<Ro
         Ok(rows)
     })
     .await?;
-    rows.extend(bench_node_port_native(args, bin_dir, "snat").await?);
-    rows.extend(bench_node_port_native(args, bin_dir, "dsr").await?);
+    rows.extend(bench_node_port_native(args, bin_dir).await?);
     rows.extend(bench_socket_lb(args, bin_dir).await?);
     Ok(rows)
 }
@@ -204,20 +210,55 @@ async fn bench_socket_lb(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
 }
 
 /// NodePort from outside to a backend on the other node with native
-/// routing, in `mode`: SNAT (the reply comes back through the entry node,
-/// no tunnel on the way) or DSR (the reply leaves the backend's node
-/// straight to the client).
-async fn bench_node_port_native(args: &Args, bin_dir: &Path, mode: &str) -> Result<Vec<Row>> {
-    let (what, goal) = match mode {
-        "dsr" => ("NodePort from outside → other node (DSR, native)", "≥ 0.95×, better than SNAT"),
-        _ => ("NodePort from outside → other node (SNAT, native)", "≥ 0.95×"),
-    };
-    eprintln!("==> services: {what} (2 nodes, native routing)");
+/// routing, SNAT (the reply comes back through the entry node) and DSR (the
+/// reply leaves the backend's node straight to the client) side by side in
+/// one lab: `--bpf-lb-mode-annotation`, the bench service by SNAT and a
+/// second one annotated `service.cilium.io/forwarding-mode: dsr` in front of
+/// the same pod, so DSR is also measured against SNAT in the same rounds.
+async fn bench_node_port_native(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
+    eprintln!("==> services: NodePort from outside → other node, SNAT and DSR (2 nodes, native routing)");
     let opts = seta_lab::LabOptions {
         etcd: true,
         routing: Some(seta_core::mode::RoutingMode::Native),
-        agent_args: vec!["--bpf-lb-mode".into(), mode.into()],
+        agent_args: vec!["--bpf-lb-mode-annotation".into()],
         ..Default::default()
     };
-    with_service_lab(bin_dir, opts, true, |lab, _, p2| node_port_rows(args, lab, p2, what, goal)).await
+    with_service_lab(bin_dir, opts, true, |lab, _, p2| {
+        import(lab, &dsr_service(p2.ip))?;
+        std::thread::sleep(Duration::from_secs(1));
+        let mut rows = node_port_rows(args, lab, p2, "NodePort from outside → other node (SNAT, native)", "≥ 0.95×")?;
+        let ext = lab.external.clone().context("no external host")?;
+        let [(direct, d), (through, t)] = routed_baselines(&ext.netns, p2)?;
+        let goal = "≥ 0.95×";
+        rows.extend(compare_rr_and_stream_with(
+            args,
+            &node_port(&ext.netns, p2, (31112, 31202))?,
+            &[
+                (
+                    &node_port(&ext.netns, p2, (31111, 31201))?,
+                    "the same NodePort by SNAT (same lab)",
+                    ["> 1×", "", "> 1×"],
+                ),
+                (&direct, d, [goal, "", goal]),
+                (&through, t, [goal, "", goal]),
+            ],
+            "NodePort from outside → other node (DSR, native)",
+        )?);
+        Ok(rows)
+    })
+    .await
+}
+
+/// The bench service's twin annotated for DSR (NodePorts 31112, 31202).
+fn dsr_service(backend: Ipv4Addr) -> String {
+    bench_service(true, backend)
+        .replace(
+            "name: bench, namespace: default}",
+            "name: bench-dsr, namespace: default, annotations: {service.cilium.io/forwarding-mode: dsr}}",
+        )
+        .replace("name: bench-a,", "name: bench-dsr-a,")
+        .replace("kubernetes.io/service-name: bench}", "kubernetes.io/service-name: bench-dsr}")
+        .replace("clusterIP: 10.96.0.50", "clusterIP: 10.96.0.51")
+        .replace("nodePort: 31111", "nodePort: 31112")
+        .replace("nodePort: 31201", "nodePort: 31202")
 }

@@ -1054,6 +1054,14 @@ async fn privileged_policy_service_external_ip_and_source_ranges(p: P) {
             lb("closed", "10.96.0.42", 30091, ("198.51.100.51", "198.51.100.53"), "10.0.0.0/8"),
         ),
     );
+    // src-ranges-policy deny: the ranges are a deny list; the client is not in it
+    services_import(
+        &p,
+        &lb("denyall", "10.96.0.44", 30093, ("198.51.100.55", "198.51.100.56"), "10.0.0.0/8").replace(
+            "name: denyall, namespace: default}",
+            "name: denyall, namespace: default, annotations: {service.cilium.io/src-ranges-policy: deny}}",
+        ),
+    );
     let web_node = p.node_of("web");
     services_import(
         &p,
@@ -1079,6 +1087,11 @@ async fn privileged_policy_service_external_ip_and_source_ranges(p: P) {
         "LB IP, client outside the ranges"
     );
     assert!(p.drops("Not in source range", "INGRESS") > before, "dropped with reason 177");
+    assert_eq!(
+        read_from(&ext.netns, at("198.51.100.55:80")),
+        Ok(second.clone()),
+        "LB IP, client outside the deny list"
+    );
     // the ranges cover the LoadBalancer IP only, and only traffic from outside
     assert_eq!(read_from(&ext.netns, at("172.30.0.2:30091")), Ok(second), "the service's NodePort");
     assert_eq!(
@@ -1102,8 +1115,13 @@ async fn privileged_policy_service_external_ip_and_source_ranges(p: P) {
     assert!(h2.starts_with("HTTP/1.1 503") && h2.contains(r#""localEndpoints":0"#), "{h2}");
     // the datapath holds the range under the frontend's rev-NAT index
     let ranges = common::seta(&p.nodes()[1], &["bpf", "lb", "list", "--source-ranges"]);
-    let nets: Vec<&str> = ranges.as_array().unwrap().iter().map(|r| r["range"].as_str().unwrap()).collect();
-    assert_eq!(nets, ["10.0.0.0/8", "172.30.0.200/32"], "{ranges}");
+    let mut nets: Vec<&str> = ranges.as_array().unwrap().iter().map(|r| r["range"].as_str().unwrap()).collect();
+    nets.sort();
+    assert_eq!(
+        nets,
+        ["10.0.0.0/8", "10.0.0.0/8", "172.30.0.200/32"],
+        "closed, denyall, open: {ranges}"
+    );
 }
 
 /// A real Prometheus (in the underlay) scraping every agent's `/metrics`
@@ -1813,7 +1831,7 @@ fn read_from_port(ns: &str, port: u16, addr: SocketAddr) -> String {
 /// ExternalIP reaches the same backend whichever node the router sends it
 /// to, flows spread over the backends, and every node holds one table of M
 /// slots for the frontend (`seta bpf lb maglev list`).
-async fn privileged_policy_service_maglev_same_backend_on_every_node(p: P) {
+async fn privileged_policy_service_maglev_same_backend_on_every_node(p: P, annotated: bool) {
     for pod in ["web", "other", "client"] {
         let tag: &'static str = match pod {
             "web" => "web",
@@ -1823,10 +1841,24 @@ async fn privileged_policy_service_maglev_same_backend_on_every_node(p: P) {
         tag_server(&p.ns(pod), SocketAddr::new(p.ip(pod).into(), 8080), tag);
     }
     let (web, other, client) = (p.ip("web"), p.ip("other"), p.ip("client"));
+    let svc = |name: &str, n: u8, annotations: &str| {
+        format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default{annotations}}}\nspec:\n  clusterIP: 10.96.0.{}\n  externalIPs: [198.51.100.{}]\n  ports: [{{name: http, port: 80}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-a, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}, {other}, {client}], conditions: {{ready: true}}}}\n", 45 + n, 70 + n)
+    };
+    // node-wide Maglev; or (annotated) random by default, and the service
+    // annotated service.cilium.io/lb-algorithm: maglev next to one that is not
     services_import(
         &p,
-        &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: mag, namespace: default}}\nspec:\n  clusterIP: 10.96.0.45\n  externalIPs: [198.51.100.70]\n  ports: [{{name: http, port: 80}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: mag-a, namespace: default, labels: {{kubernetes.io/service-name: mag}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}, {other}, {client}], conditions: {{ready: true}}}}\n"),
+        &match annotated {
+            false => svc("mag", 0, ""),
+            true => svc("mag", 0, ", annotations: {service.cilium.io/lb-algorithm: maglev}") + &svc("rnd", 1, ""),
+        },
     );
+    let want = if annotated {
+        "Random (per-service annotation)"
+    } else {
+        "Maglev (Table Size: 16381)"
+    };
+    assert_eq!(p.seta(&["status"])["kube-proxy-replacement"]["backend-selection"], want);
     let ext = p.lab().external.clone().unwrap();
     let vip: SocketAddr = "198.51.100.70:80".parse().unwrap();
     let mut rounds = vec![];
@@ -1841,7 +1873,7 @@ async fn privileged_policy_service_maglev_same_backend_on_every_node(p: P) {
     for n in p.nodes() {
         let t = common::seta(&n, &["bpf", "lb", "maglev", "list"]);
         let t = t.as_array().unwrap();
-        assert_eq!(t.len(), 1, "one table, the ExternalIP's (the ClusterIP is random): {n}");
+        assert_eq!(t.len(), 1, "one table, mag's ExternalIP's (its ClusterIP and rnd are random): {n}");
         assert_eq!(t[0]["m"], 16381);
         let slots: Vec<u64> = t[0]["slots"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).collect();
         assert_eq!(slots.len(), 3, "{n}: {slots:?}");
@@ -1857,14 +1889,20 @@ mod privileged_policy_service_maglev_same_backend_on_every_node {
         if !privileged("privileged_policy_service_maglev_same_backend_on_every_node::tunnel") {
             return;
         }
-        super::privileged_policy_service_maglev_same_backend_on_every_node(P::with_opts("mgtunnel", Topo::Tunnel, maglev()).await).await;
+        super::privileged_policy_service_maglev_same_backend_on_every_node(P::with_opts("mgtunnel", Topo::Tunnel, maglev()).await, false)
+            .await;
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn native() {
         if !privileged("privileged_policy_service_maglev_same_backend_on_every_node::native") {
             return;
         }
-        super::privileged_policy_service_maglev_same_backend_on_every_node(P::with_opts("mgnative", Topo::Native, maglev()).await).await;
+        // per-service: --bpf-lb-algorithm-annotation, random by default
+        let o = LabOptions {
+            agent_args: vec!["--bpf-lb-algorithm-annotation".into()],
+            ..Default::default()
+        };
+        super::privileged_policy_service_maglev_same_backend_on_every_node(P::with_opts("mgnative", Topo::Native, o).await, true).await;
     }
 }
 

@@ -47,6 +47,8 @@ pub(super) async fn setup_routing_mode(dp: &Datapath, nl: &Netlink, cfg: &Config
     let drop = (cfg.service_no_backend_response == crate::config::NoBackendResponse::Drop) as u32;
     let masq = if cfg.enable_bpf_masquerade { seta_abi::OPT_MASQUERADE } else { 0 };
     let dsr = match cfg.lb_mode {
+        // each frontend's own mode (its master entry's flag)
+        _ if cfg.lb_mode_annotation => seta_abi::OPT_LB_DSR_BY_SERVICE,
         crate::config::LbMode::Snat => 0,
         crate::config::LbMode::Dsr => seta_abi::OPT_LB_DSR_TCP | seta_abi::OPT_LB_DSR_UDP,
         crate::config::LbMode::Hybrid => seta_abi::OPT_LB_DSR_TCP,

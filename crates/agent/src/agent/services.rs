@@ -60,7 +60,7 @@ impl Agent {
         let (want, digest) = {
             let mut repo = self.services.lock().unwrap();
             let want = repo
-                .lb_state(&self.cfg.node, &addrs, self.cfg.maglev.map(|m| (m.m, m.table_seed)))
+                .lb_state(&self.cfg.node, &addrs, &self.lb_choices())
                 .map_err(|e| ApiError::TooLarge(format!("service maps: {e}; the maps were not changed")))?;
             (want, repo.digest())
         };
@@ -166,9 +166,8 @@ impl Agent {
         let base = self.services.lock().unwrap().clone();
         let mut trial = base.clone();
         let (revision, names) = trial.import(objects.clone());
-        let maglev = self.cfg.maglev.map(|m| (m.m, m.table_seed));
         let want = trial
-            .lb_state(&self.cfg.node, &self.node_port_addrs(), maglev)
+            .lb_state(&self.cfg.node, &self.node_port_addrs(), &self.lb_choices())
             .map_err(|e| ApiError::TooLarge(format!("{e}; nothing was changed")))?;
         let digest = trial.digest();
         want.fits(self.cfg.map_sizes.lb)
@@ -402,6 +401,18 @@ impl Agent {
     }
 
     /// The kube-proxy replacement block of `seta status`.
+    /// How this node's frontends forward and choose (flags and annotations).
+    fn lb_choices(&self) -> crate::services::LbChoices {
+        let c = &self.cfg;
+        crate::services::LbChoices {
+            maglev: c.maglev.map(|m| (m.m, m.table_seed)),
+            maglev_default: c.lb_algorithm == seta_core::mode::LbAlgorithm::Maglev,
+            algorithm_annotation: c.lb_algorithm_annotation,
+            mode_annotation: c.lb_mode_annotation,
+            dsr_default: c.lb_mode == crate::config::LbMode::Dsr,
+        }
+    }
+
     pub(super) fn kpr_status(&self) -> seta_core::api::KprStatus {
         let (services, frontends) = self.services.lock().unwrap_or_else(|e| e.into_inner()).counts();
         seta_core::api::KprStatus {
@@ -410,16 +421,31 @@ impl Agent {
                 Some(dir) => format!("Enabled (cgroup {})", dir.display()),
                 None => "Disabled".into(),
             },
-            mode: match self.cfg.lb_mode {
-                crate::config::LbMode::Snat => "SNAT",
-                crate::config::LbMode::Dsr => "DSR",
-                crate::config::LbMode::Hybrid => "Hybrid",
-            }
-            .into(),
-            backend_selection: match &self.cfg.maglev {
-                Some(m) => format!("Maglev (Table Size: {})", m.m),
-                None => "Random".into(),
-            },
+            mode: format!(
+                "{}{}",
+                match self.cfg.lb_mode {
+                    crate::config::LbMode::Snat => "SNAT",
+                    crate::config::LbMode::Dsr => "DSR",
+                    crate::config::LbMode::Hybrid => "Hybrid",
+                },
+                if self.cfg.lb_mode_annotation {
+                    " (per-service annotation)"
+                } else {
+                    ""
+                }
+            ),
+            backend_selection: format!(
+                "{}{}",
+                match (&self.cfg.maglev, self.cfg.lb_algorithm) {
+                    (Some(m), seta_core::mode::LbAlgorithm::Maglev) => format!("Maglev (Table Size: {})", m.m),
+                    _ => "Random".into(),
+                },
+                if self.cfg.lb_algorithm_annotation {
+                    " (per-service annotation)"
+                } else {
+                    ""
+                }
+            ),
             no_backend_response: format!("{:?}", self.cfg.service_no_backend_response).to_lowercase(),
             services,
             frontends,

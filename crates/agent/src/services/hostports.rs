@@ -65,6 +65,7 @@ impl Repository {
                         local_only: false,
                         affinity: None,
                         source_ranges: vec![],
+                        annotations: Default::default(),
                     });
                 }
             }

@@ -230,22 +230,59 @@ impl Repository {
     }
 }
 
+/// How this node's frontends forward and choose: the node-wide defaults and
+/// whether services' annotations may override them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LbChoices {
+    /// Maglev's table (M, seed), when any frontend may use it
+    pub maglev: Option<(u32, u32)>,
+    /// the default algorithm is Maglev
+    pub maglev_default: bool,
+    /// `service.cilium.io/lb-algorithm` counts
+    pub algorithm_annotation: bool,
+    /// `service.cilium.io/forwarding-mode` counts (the datapath then reads
+    /// each frontend's DSR flag); the default mode is DSR
+    pub mode_annotation: bool,
+    pub dsr_default: bool,
+}
+
+impl LbChoices {
+    /// Node-wide Maglev (M, seed) for every north-south frontend, or none.
+    #[cfg(test)]
+    pub fn maglev(maglev: Option<(u32, u32)>) -> Self {
+        Self {
+            maglev,
+            maglev_default: maglev.is_some(),
+            ..Default::default()
+        }
+    }
+
+    /// Does north-south frontend `f` use Maglev?
+    fn uses_maglev(&self, f: &Frontend) -> bool {
+        use seta_core::mode::LbAlgorithm;
+        let annotated = f.annotations.lb_algorithm.filter(|_| self.algorithm_annotation);
+        self.maglev.is_some() && annotated.map_or(self.maglev_default, |a| a == LbAlgorithm::Maglev)
+    }
+
+    /// Does north-south frontend `f` forward to remote backends by DSR
+    /// (the master entry's flag; read by the datapath in annotation mode)?
+    fn uses_dsr(&self, f: &Frontend) -> bool {
+        use seta_core::mode::LbMode;
+        self.mode_annotation && f.annotations.forwarding_mode.map_or(self.dsr_default, |m| m == LbMode::Dsr)
+    }
+}
+
 impl Repository {
     /// What the service maps must hold on node `node`: every frontend's
     /// master entry and slots (the backends new connections may use), every
     /// backend (also those kept only for established connections) and the
-    /// rev-NAT entries. Numbers stay stable while their objects exist. With
-    /// `maglev` (M, table seed), north-south frontends (NodePort, ExternalIP,
-    /// LoadBalancer) also get their Maglev table.
+    /// rev-NAT entries. Numbers stay stable while their objects exist.
+    /// North-south frontends (NodePort, ExternalIP, LoadBalancer) that use
+    /// Maglev (`choices`) also get their Maglev table.
     /// The maps' contents for these services on `node`; an error when the
     /// frontends are more than a 16-bit rev-NAT index can number (65535, as
     /// Cilium's service IDs), and nothing changed then.
-    pub fn lb_state(
-        &mut self,
-        node: &str,
-        node_addrs: &[Ipv4Addr],
-        maglev: Option<(u32, u32)>,
-    ) -> Result<seta_datapath::maps::LbState, String> {
+    pub fn lb_state(&mut self, node: &str, node_addrs: &[Ipv4Addr], choices: &LbChoices) -> Result<seta_datapath::maps::LbState, String> {
         use seta_abi::{Lb4Backend, Lb4Key, Lb4ReverseNat, Lb4Service};
         let frontends = self.frontends(node_addrs);
         let name = |ip: Ipv4Addr, port: u16, p: seta_core::service::Proto| format!("{ip}:{port}/{p}");
@@ -317,7 +354,8 @@ impl Repository {
                 FrontendKind::NodePort | FrontendKind::ExternalIP | FrontendKind::LoadBalancer
             );
             let mut algorithm = seta_abi::LB_ALG_RANDOM;
-            if let (Some((m, seed)), true, false) = (maglev, north_south, slots.is_empty()) {
+            let maglev = choices.maglev.filter(|_| north_south && choices.uses_maglev(f));
+            if let (Some((m, seed)), false) = (maglev, slots.is_empty()) {
                 let names: Vec<(String, u32)> = slots
                     .iter()
                     .map(|b| Ok((format!("{}:{}", b.ip, b.port), id_of(b.ip, b.port)?)))
@@ -331,6 +369,12 @@ impl Repository {
                 }
             }
             let flags = master_flags(f);
+            let bit = |on: bool, b: u8| if on { b } else { 0 };
+            let flags2 = bit(north_south && choices.uses_dsr(f), seta_abi::LB_F2_FWD_MODE_DSR)
+                | bit(
+                    !f.source_ranges.is_empty() && f.annotations.source_ranges_deny,
+                    seta_abi::LB_F2_SOURCE_RANGE_DENY,
+                );
             want.source_ranges.extend(f.source_ranges.iter().map(|n| (rid, n.trunc())));
             want.services.insert(
                 key(0),
@@ -343,6 +387,7 @@ impl Repository {
                     count: slots.len() as u16,
                     rev_nat_index: rid,
                     flags,
+                    flags2,
                     ..Default::default()
                 },
             );

@@ -118,7 +118,7 @@ status:
         )
         .unwrap(),
     );
-    let st = r.lb_state("n1", &["172.30.0.1".parse().unwrap()], None).unwrap();
+    let st = r.lb_state("n1", &["172.30.0.1".parse().unwrap()], &LbChoices::default()).unwrap();
     let master = |a: [u8; 4]| {
         st.services
             .iter()
@@ -247,7 +247,9 @@ fn maglev_tables_for_north_south_frontends_agree_across_nodes() {
     let (m, seed) = (251, 7);
     let mut n1 = Repository::default();
     n1.import(parse_file(MAGLEV_SVC).unwrap());
-    let st1 = n1.lb_state("n1", &["172.30.0.1".parse().unwrap()], Some((m, seed))).unwrap();
+    let st1 = n1
+        .lb_state("n1", &["172.30.0.1".parse().unwrap()], &LbChoices::maglev(Some((m, seed))))
+        .unwrap();
     let master =
         |st: &seta_datapath::maps::LbState, a: [u8; 4]| *st.services.iter().find(|(k, _)| k.address == a && k.backend_slot == 0).unwrap().1;
     assert_eq!(
@@ -269,13 +271,15 @@ fn maglev_tables_for_north_south_frontends_agree_across_nodes() {
     // the same table by backend
     let mut n2 = Repository::default();
     n2.import(parse_file(&SVC.replace("10.200.1.5", "10.200.1.9")).unwrap());
-    n2.lb_state("n2", &[], Some((m, seed))).unwrap();
+    n2.lb_state("n2", &[], &LbChoices::maglev(Some((m, seed)))).unwrap();
     n2.import(parse_file(MAGLEV_SVC).unwrap());
-    let st2 = n2.lb_state("n2", &["172.30.0.2".parse().unwrap()], Some((m, seed))).unwrap();
+    let st2 = n2
+        .lb_state("n2", &["172.30.0.2".parse().unwrap()], &LbChoices::maglev(Some((m, seed))))
+        .unwrap();
     assert_ne!(st1.backends.keys().collect::<Vec<_>>(), st2.backends.keys().collect::<Vec<_>>());
     assert_eq!(maglev_table(&st2, [198, 51, 100, 70], m), t1);
     // without Maglev nothing is built
-    assert!(n1.lb_state("n1", &[], None).unwrap().maglev.is_empty());
+    assert!(n1.lb_state("n1", &[], &LbChoices::default()).unwrap().maglev.is_empty());
 }
 
 /// Numbers run from 1 to their most and then run out (they do not wrap).
@@ -297,7 +301,91 @@ fn frontends_beyond_the_rev_nat_space_are_an_error() {
     // every rev-NAT number is held (by frontends that went in this trial)
     r.revnat_ids = (1..=u16::MAX).map(|i| (format!("gone-{i}"), i)).collect();
     let before = (r.revnat_ids.clone(), r.backend_ids.clone());
-    let err = r.lb_state("n1", &[], None).unwrap_err();
+    let err = r.lb_state("n1", &[], &LbChoices::default()).unwrap_err();
     assert!(err.contains("more than the 65535 a 16-bit rev-NAT index numbers"), "{err}");
     assert_eq!((r.revnat_ids.clone(), r.backend_ids.clone()), before);
+}
+
+/// Cilium's per-service annotations: the forwarding mode (DSR flag in the
+/// master entry of north-south frontends) and the algorithm count only
+/// where the node honours them; src-ranges-policy deny marks the ranged
+/// frontend; a bad value is refused naming the annotation.
+#[test]
+fn service_annotations_choose_mode_algorithm_and_ranges_policy() {
+    let svc = |name: &str, ip: &str, np: u16, annotations: &str| {
+        format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop, annotations: {{{annotations}}}}}\nspec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.{np}\n  loadBalancerSourceRanges: [10.0.0.0/8]\n  ports: [{{name: http, port: 80, nodePort: 30{np}}}]\nstatus: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-a, namespace: shop, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [10.200.1.5], conditions: {{ready: true}}}}\n")
+    };
+    let yaml = [
+        svc("plain", "198.51.100.1", 101, ""),
+        svc(
+            "dsr",
+            "198.51.100.2",
+            102,
+            "service.cilium.io/forwarding-mode: dsr, service.cilium.io/lb-algorithm: maglev, service.cilium.io/src-ranges-policy: deny",
+        ),
+        svc(
+            "snat",
+            "198.51.100.3",
+            103,
+            "service.cilium.io/forwarding-mode: snat, service.cilium.io/lb-algorithm: random",
+        ),
+    ]
+    .concat();
+    let mut r = Repository::default();
+    r.import(parse_file(&yaml).unwrap());
+    let node = ["172.30.0.1".parse().unwrap()];
+    // the master entry of a frontend (address; port 80, or the node port on the node's address)
+    let master = |st: &seta_datapath::maps::LbState, a: [u8; 4], port: u16| {
+        st.services
+            .iter()
+            .find(|(k, _)| k.address == a && k.dport == port.to_be_bytes() && k.backend_slot == 0)
+            .map(|(_, v)| *v)
+            .unwrap()
+    };
+    let dsr = |st: &seta_datapath::maps::LbState, a| master(st, a, 80).flags2 & seta_abi::LB_F2_FWD_MODE_DSR != 0;
+    let maglev = |st: &seta_datapath::maps::LbState, a| master(st, a, 80).backend_id >> 24 == seta_abi::LB_ALG_MAGLEV;
+    // annotations not honoured: node-wide SNAT (no flag: the datapath reads the option bits), random
+    let off = r.lb_state("n1", &node, &LbChoices::default()).unwrap();
+    assert!(!dsr(&off, [198, 51, 100, 2]) && !maglev(&off, [198, 51, 100, 2]));
+    // the ranges policy is always Cilium's: deny marks the ranged frontend only
+    let deny = |st: &seta_datapath::maps::LbState, a| master(st, a, 80).flags2 & seta_abi::LB_F2_SOURCE_RANGE_DENY != 0;
+    assert!(deny(&off, [198, 51, 100, 2]) && !deny(&off, [198, 51, 100, 1]) && !deny(&off, [10, 96, 0, 102]));
+    // honoured, default SNAT and random: only the annotated service is DSR and Maglev
+    let on = LbChoices {
+        maglev: Some((251, 1)),
+        algorithm_annotation: true,
+        mode_annotation: true,
+        ..Default::default()
+    };
+    let st = r.lb_state("n1", &node, &on).unwrap();
+    assert!(dsr(&st, [198, 51, 100, 2]), "the annotated LoadBalancer IP");
+    assert_ne!(
+        master(&st, [172, 30, 0, 1], 30102).flags2 & seta_abi::LB_F2_FWD_MODE_DSR,
+        0,
+        "and its NodePort"
+    );
+    assert!(!dsr(&st, [198, 51, 100, 1]) && !dsr(&st, [198, 51, 100, 3]));
+    assert!(!dsr(&st, [10, 96, 0, 102]), "a ClusterIP is east-west: no DSR");
+    assert!(maglev(&st, [198, 51, 100, 2]) && !maglev(&st, [198, 51, 100, 1]) && !maglev(&st, [198, 51, 100, 3]));
+    // honoured, default DSR and Maglev: the snat/random one is the exception
+    let st = r
+        .lb_state(
+            "n1",
+            &node,
+            &LbChoices {
+                maglev_default: true,
+                dsr_default: true,
+                ..on
+            },
+        )
+        .unwrap();
+    assert!(dsr(&st, [198, 51, 100, 1]) && dsr(&st, [198, 51, 100, 2]) && !dsr(&st, [198, 51, 100, 3]));
+    assert!(maglev(&st, [198, 51, 100, 1]) && !maglev(&st, [198, 51, 100, 3]));
+    // a value Cilium does not know
+    let bad = svc("bad", "198.51.100.9", 109, "service.cilium.io/forwarding-mode: direct");
+    let e = parse_file(&bad).unwrap_err();
+    assert!(
+        e.path.contains("service.cilium.io/forwarding-mode") && e.to_string().contains("\"direct\": must be dsr or snat"),
+        "{e}"
+    );
 }

@@ -95,6 +95,65 @@ async fn privileged_policy_service_node_port_dsr(p: P, udp_dsr: bool) {
     );
 }
 
+/// `--bpf-lb-mode-annotation` (default SNAT): a service annotated
+/// `service.cilium.io/forwarding-mode: dsr` forwards by DSR (the backend sees
+/// the client, TCP and UDP), one without the annotation or with `snat` by
+/// SNAT, side by side on the same nodes; the status names the mode.
+async fn privileged_policy_service_forwarding_mode_annotation(p: P) {
+    let web = p.ip("web");
+    assert_eq!(p.node_of("web"), p.nodes()[0]);
+    peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
+    udp_peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
+    let svc = |name: &str, np: u16, annotation: &str| {
+        format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default{annotation}}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.{}\n  ports: [{{name: tcp, port: 80, nodePort: {np}}}, {{name: udp, port: 80, nodePort: {np}, protocol: UDP}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-a, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{name: tcp, port: 8080}}, {{name: udp, port: 8080, protocol: UDP}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n", np - 30000)
+    };
+    services_import(
+        &p,
+        &[
+            svc("plain", 30093, ""),
+            svc("direct", 30094, ", annotations: {service.cilium.io/forwarding-mode: dsr}"),
+            svc("natted", 30095, ", annotations: {service.cilium.io/forwarding-mode: snat}"),
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        p.seta(&["status"])["kube-proxy-replacement"]["mode"],
+        "SNAT (per-service annotation)"
+    );
+    let ext = p.lab().external.clone().unwrap();
+    let (ext_src, entry) = ("172.30.0.200", "172.30.0.2");
+    for (port, seen) in [(30093, entry), (30094, ext_src), (30095, entry)] {
+        let at: SocketAddr = format!("{entry}:{port}").parse().unwrap();
+        assert_eq!(read_from(&ext.netns, at), Ok(seen.to_string()), "TCP at {at}");
+        let (who, from) = udp_from(&ext.netns, at).expect("an answer over UDP");
+        assert_eq!((who.as_str(), from), (seen, at), "UDP at {at}");
+    }
+    // the DSR one left nothing in the entry node's NAT table, the others did
+    let nat = common::seta(&p.nodes()[1], &["bpf", "nat", "list"]);
+    let rows = nat.as_array().unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r["direction"] == "OUT" && r["src"].as_str().unwrap_or("").starts_with("172.30.0.200:")),
+        "{nat}"
+    );
+    p.verify();
+}
+
+mod privileged_policy_service_forwarding_mode_annotation {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn native() {
+        if !privileged("privileged_policy_service_forwarding_mode_annotation::native") {
+            return;
+        }
+        let o = LabOptions {
+            agent_args: vec!["--bpf-lb-mode-annotation".into()],
+            ..Default::default()
+        };
+        super::privileged_policy_service_forwarding_mode_annotation(P::with_opts("fwdmode", Topo::Native, o).await).await;
+    }
+}
+
 mod privileged_policy_service_node_port_dsr {
     use super::*;
     fn opts(mode: &str) -> LabOptions {

@@ -7,7 +7,8 @@ use super::*;
 /// stream whole), ExternalIP, a LoadBalancer without node ports
 /// (`allocateLoadBalancerNodePorts: false`), a LoadBalancer address with
 /// `ipMode: Proxy` (not translated here, KEP-1860), source ranges (reason
-/// 177 for a client outside them, not for the service's NodePort or a pod),
+/// 177 for a client outside them, not for the service's NodePort or a pod;
+/// with `service.cilium.io/src-ranges-policy: deny`, for a client in them),
 /// externalTrafficPolicy Local with its health check, a pod to its own
 /// node's NodePort, and a NodePort without backends refused at once.
 async fn privileged_policy_service_north_south_on_one_node(p: P) {
@@ -47,6 +48,14 @@ async fn privileged_policy_service_north_south_on_one_node(p: P) {
         slice("closed", http),
         "---\n".into(),
         svc(
+            "denied",
+            "  type: LoadBalancer\n  clusterIP: 10.96.0.44\n  loadBalancerSourceRanges: [172.30.0.200/32]\n  ports: [{name: http, port: 80, nodePort: 30093}]\n",
+            "status:\n  loadBalancer: {ingress: [{ip: 198.51.100.54}]}\n",
+        )
+        .replace("namespace: default}", "namespace: default, annotations: {service.cilium.io/src-ranges-policy: deny}}"),
+        slice("denied", http),
+        "---\n".into(),
+        svc(
             "local",
             "  type: LoadBalancer\n  clusterIP: 10.96.0.43\n  externalTrafficPolicy: Local\n  healthCheckNodePort: 32000\n  ports: [{name: http, port: 80, nodePort: 30092}]\n",
             "",
@@ -67,8 +76,8 @@ async fn privileged_policy_service_north_south_on_one_node(p: P) {
     assert!(!fronts.iter().any(|f| f.starts_with("198.51.100.52:")), "{fronts:?}");
     assert_eq!(
         fronts.iter().filter(|f| f.starts_with(&format!("{node}:"))).count(),
-        5,
-        "node ports of np (2), none, closed and local: {fronts:?}"
+        6,
+        "node ports of np (2), none, closed, denied and local: {fronts:?}"
     );
     assert_eq!(read_from(&ext.netns, at(&format!("{node}:30080"))), Ok(ext_src.clone()), "NodePort");
     let (sent, got) = seta_lab::traffic::Stream::start(
@@ -97,6 +106,13 @@ async fn privileged_policy_service_north_south_on_one_node(p: P) {
     assert!(
         read_from(&ext.netns, at("198.51.100.51:80")).is_err(),
         "LB IP, client outside the ranges"
+    );
+    assert!(p.drops("Not in source range", "INGRESS") > before, "dropped with reason 177");
+    // src-ranges-policy deny: the ranges are a deny list, and the client is in it
+    let before = p.drops("Not in source range", "INGRESS");
+    assert!(
+        read_from(&ext.netns, at("198.51.100.54:80")).is_err(),
+        "LB IP, client in the deny list"
     );
     assert!(p.drops("Not in source range", "INGRESS") > before, "dropped with reason 177");
     assert_eq!(

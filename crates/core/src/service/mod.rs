@@ -101,7 +101,33 @@ pub struct Service {
     /// `service.kubernetes.io/service-proxy-name`: set = another proxy's
     pub proxy_name: Option<String>,
     pub selector: BTreeMap<String, String>,
+    /// Cilium's per-service annotations
+    #[serde(default)]
+    pub annotations: SvcAnnotations,
 }
+
+/// Cilium's per-service annotations (`service.cilium.io/*`). The forwarding
+/// mode and the algorithm count only where the agent honours them
+/// (`--bpf-lb-mode-annotation`, `--bpf-lb-algorithm-annotation`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SvcAnnotations {
+    /// `service.cilium.io/forwarding-mode: dsr|snat`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarding_mode: Option<crate::mode::LbMode>,
+    /// `service.cilium.io/lb-algorithm: maglev|random`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lb_algorithm: Option<crate::mode::LbAlgorithm>,
+    /// `service.cilium.io/src-ranges-policy: deny`: loadBalancerSourceRanges
+    /// is a deny list (`allow`, the default: an allow list)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub source_ranges_deny: bool,
+}
+
+/// The annotation keys of [`SvcAnnotations`].
+pub const ANNOTATION_FORWARDING_MODE: &str = "service.cilium.io/forwarding-mode";
+pub const ANNOTATION_LB_ALGORITHM: &str = "service.cilium.io/lb-algorithm";
+pub const ANNOTATION_SRC_RANGES_POLICY: &str = "service.cilium.io/src-ranges-policy";
 
 impl Service {
     pub fn headless(&self) -> bool {
@@ -259,6 +285,9 @@ pub struct Frontend {
     pub affinity: Option<u32>,
     /// `loadBalancerSourceRanges` (external frontends of LoadBalancer services)
     pub source_ranges: Vec<Ipv4Net>,
+    /// the service's annotations (forwarding mode, algorithm, ranges policy)
+    #[serde(default)]
+    pub annotations: SvcAnnotations,
 }
 
 impl Frontend {
@@ -314,6 +343,7 @@ pub fn translate(svc: &Service, slices: &[&EndpointSlice], node_addrs: &[Ipv4Add
                 local_only,
                 affinity: svc.affinity,
                 source_ranges,
+                annotations: svc.annotations.clone(),
             });
         };
         for ip in &svc.cluster_ips {

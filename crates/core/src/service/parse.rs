@@ -652,7 +652,7 @@ fn parse_service(doc: usize, v: &Value) -> Result<Service, ServiceError> {
             .map_err(|e| err(doc, what, &format!("spec.selector.{}", crate::labels::quote(k)), &e))?;
     }
     let proxy_name = w.metadata.labels.get("service.kubernetes.io/service-proxy-name").cloned();
-    let _ = &w.metadata.annotations;
+    let annotations = annotations(doc, what, &w.metadata.annotations)?;
     Ok(Service {
         namespace,
         name,
@@ -668,6 +668,36 @@ fn parse_service(doc: usize, v: &Value) -> Result<Service, ServiceError> {
         health_check_node_port,
         proxy_name,
         selector: s.selector.clone(),
+        annotations,
+    })
+}
+
+/// Cilium's per-service annotations; a value Cilium does not know is
+/// refused, naming the annotation (other annotations are not ours).
+fn annotations(doc: usize, what: &str, a: &BTreeMap<String, String>) -> Result<SvcAnnotations, ServiceError> {
+    use crate::mode::{LbAlgorithm, LbMode};
+    let get = |key: &str, allowed: &str| -> Result<Option<String>, ServiceError> {
+        match a.get(key) {
+            None => Ok(None),
+            Some(v) if allowed.split('|').any(|x| x == v.as_str()) => Ok(Some(v.clone())),
+            Some(v) => Err(err(
+                doc,
+                what,
+                &format!("metadata.annotations[{key}]"),
+                &format!("{v:?}: must be {}", allowed.replace('|', " or ")),
+            )),
+        }
+    };
+    Ok(SvcAnnotations {
+        forwarding_mode: get(ANNOTATION_FORWARDING_MODE, "dsr|snat")?.map(|v| match v.as_str() {
+            "dsr" => LbMode::Dsr,
+            _ => LbMode::Snat,
+        }),
+        lb_algorithm: get(ANNOTATION_LB_ALGORITHM, "maglev|random")?.map(|v| match v.as_str() {
+            "maglev" => LbAlgorithm::Maglev,
+            _ => LbAlgorithm::Random,
+        }),
+        source_ranges_deny: get(ANNOTATION_SRC_RANGES_POLICY, "allow|deny")?.as_deref() == Some("deny"),
     })
 }
 
