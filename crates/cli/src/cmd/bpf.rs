@@ -234,10 +234,16 @@ fn lb_entries(st: &seta_datapath::maps::LbState, frontends: bool) -> (Vec<Vec<St
             }
             if v.flags & seta_abi::LB_F_SOURCE_RANGE != 0 {
                 f.push("check source-range");
+                if v.flags2 & seta_abi::LB_F2_SOURCE_RANGE_DENY != 0 {
+                    f.push("deny");
+                }
+            }
+            if v.flags2 & seta_abi::LB_F2_FWD_MODE_DSR != 0 {
+                f.push("dsr");
             }
             (
                 format!("0.0.0.0:0 ({}) (0) [{}]", v.rev_nat_index, f.join(", ")),
-                serde_json::json!({"count": v.count, "flags": v.flags}),
+                serde_json::json!({"count": v.count, "flags": v.flags, "flags2": v.flags2}),
             )
         } else if frontends {
             (v.backend_id.to_string(), serde_json::json!({"backend_id": v.backend_id}))
@@ -694,5 +700,26 @@ mod lb_list_tests {
         );
         let (rows, _) = lb_entries(&st, true);
         assert_eq!(rows[1], ["10.96.0.10:53/UDP (1)", "9"]);
+        // a LoadBalancer frontend with a deny list, forwarding by DSR
+        let lb = Lb4Key {
+            address: [198, 51, 100, 9],
+            dport: 80u16.to_be_bytes(),
+            proto: 6,
+            ..Default::default()
+        };
+        let mut st = seta_datapath::maps::LbState::default();
+        st.services.insert(
+            lb,
+            Lb4Service {
+                count: 0,
+                rev_nat_index: 7,
+                flags: seta_abi::LB_F_LOADBALANCER | seta_abi::LB_F_SOURCE_RANGE,
+                flags2: seta_abi::LB_F2_SOURCE_RANGE_DENY | seta_abi::LB_F2_FWD_MODE_DSR,
+                ..Default::default()
+            },
+        );
+        let (rows, json) = lb_entries(&st, false);
+        assert_eq!(rows[0][1], "0.0.0.0:0 (7) (0) [LoadBalancer, check source-range, deny, dsr]");
+        assert_eq!(json[0]["detail"]["flags2"], 192, "{json:?}");
     }
 }

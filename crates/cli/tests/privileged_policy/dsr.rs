@@ -128,6 +128,18 @@ async fn privileged_policy_service_forwarding_mode_annotation(p: P) {
         let (who, from) = udp_from(&ext.netns, at).expect("an answer over UDP");
         assert_eq!((who.as_str(), from), (seen, at), "UDP at {at}");
     }
+    // the entry node's map marks the annotated frontend, as Cilium prints it
+    let lb = common::seta(&p.nodes()[1], &["bpf", "lb", "list"]);
+    let master = |svc: &str| {
+        lb.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["service"] == svc && e["slot"] == 0)
+            .map(|e| e["entry"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    assert!(master("172.30.0.2:30094/TCP").ends_with("[NodePort, dsr]"), "{lb}");
+    assert!(master("172.30.0.2:30093/TCP").ends_with("[NodePort]"), "{lb}");
     // the DSR one left nothing in the entry node's NAT table, the others did
     let nat = common::seta(&p.nodes()[1], &["bpf", "nat", "list"]);
     let rows = nat.as_array().unwrap();
