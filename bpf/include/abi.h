@@ -182,6 +182,7 @@ _Static_assert(sizeof(struct lb4_service) == 12, "lb4_service size");
 #define LB_F_LOADBALANCER 32
 #define LB_F_HOSTPORT 8
 #define LB_F_SOURCE_RANGE 128 /* loadBalancerSourceRanges: only those clients, from outside */
+#define LB_F_ROUTABLE 64       /* a ClusterIP served from outside too (--bpf-lb-external-clusterip) */
 /* flags2 (Cilium's SVC_FLAG_SOURCE_RANGE_DENY, SVC_FLAG_FWD_MODE_DSR) */
 #define LB_F2_SOURCE_RANGE_DENY 64 /* src-ranges-policy deny: the ranges are a deny list */
 #define LB_F2_FWD_MODE_DSR 128     /* north-south to a remote backend by DSR (OPT_LB_DSR_BY_SERVICE) */

@@ -14,7 +14,7 @@
 #include "deliver.h"
 #include "dsr.h"
 
-#define LB_F_NORTH_SOUTH (LB_F_NODEPORT | LB_F_EXTERNAL_IP | LB_F_LOADBALANCER | LB_F_HOSTPORT)
+#define LB_F_NORTH_SOUTH (LB_F_NODEPORT | LB_F_EXTERNAL_IP | LB_F_LOADBALANCER | LB_F_HOSTPORT | LB_F_ROUTABLE)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -255,6 +255,8 @@ pub const LB_F_EXT_LOCAL_SCOPE: u8 = 4;
 pub const LB_F_LOADBALANCER: u8 = 32;
 pub const LB_F_SOURCE_RANGE: u8 = 128;
 pub const LB_F_HOSTPORT: u8 = 8;
+/// A ClusterIP served from outside too (Cilium's ROUTABLE, `--bpf-lb-external-clusterip`)
+pub const LB_F_ROUTABLE: u8 = 64;
 /// flags2: `service.cilium.io/src-ranges-policy: deny` (the ranges are a deny list)
 pub const LB_F2_SOURCE_RANGE_DENY: u8 = 64;
 /// flags2: north-south to a remote backend by DSR (read with OPT_LB_DSR_BY_SERVICE)

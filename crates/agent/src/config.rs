@@ -60,6 +60,9 @@ pub struct RunArgs {
     /// North-south traffic to a backend on another node: `snat`, `dsr` (client address kept, replies straight from the backend's node; native routing only) or `hybrid` (DSR for TCP, SNAT for UDP)
     #[arg(long, env = "SETA_BPF_LB_MODE", value_enum, default_value_t = LbMode::Snat)]
     pub bpf_lb_mode: LbMode,
+    /// Serve ClusterIPs to clients outside the cluster too, as NodePorts are (Cilium's bpf-lb-external-clusterip); off: a ClusterIP is reached from pods and nodes only
+    #[arg(long, env = "SETA_BPF_LB_EXTERNAL_CLUSTERIP", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub bpf_lb_external_clusterip: bool,
     /// Honour the per-service annotation `service.cilium.io/forwarding-mode: dsr|snat` (Cilium's bpf-lb-mode-annotation); services without it take --bpf-lb-mode (snat or dsr)
     #[arg(long, env = "SETA_BPF_LB_MODE_ANNOTATION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub bpf_lb_mode_annotation: bool,
@@ -261,6 +264,8 @@ pub struct Config {
     pub lb_algorithm_annotation: bool,
     /// services' `service.cilium.io/forwarding-mode` counts
     pub lb_mode_annotation: bool,
+    /// ClusterIPs are served from outside too
+    pub lb_external_cluster_ip: bool,
     /// sizes of the shared maps that come from flags
     pub map_sizes: seta_datapath::MapSizes,
     /// the flow export file (None: off)
@@ -469,6 +474,7 @@ impl Config {
             lb_algorithm: a.bpf_lb_algorithm,
             lb_algorithm_annotation: a.bpf_lb_algorithm_annotation,
             lb_mode_annotation: a.bpf_lb_mode_annotation,
+            lb_external_cluster_ip: a.bpf_lb_external_clusterip,
             maglev: match (a.bpf_lb_algorithm, a.bpf_lb_algorithm_annotation) {
                 (LbAlgorithm::Random, false) => None,
                 _ => Some(Maglev::resolve(

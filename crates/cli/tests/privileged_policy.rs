@@ -1078,6 +1078,9 @@ async fn privileged_policy_service_external_ip_and_source_ranges(p: P) {
         Ok(second.clone()),
         "LB IP, client in range"
     );
+    // a ClusterIP is not served from outside (Cilium's default)
+    p.lab().external_route("10.96.0.0/16".parse().unwrap(), 1).await.unwrap();
+    assert!(read_from(&ext.netns, at("10.96.0.40:80")).is_err(), "ClusterIP from outside");
     // a second ingress address with ipMode Proxy is the load-balancer's
     // to proxy (KEP-1860): the nodes do not translate it
     assert!(read_from(&ext.netns, at("198.51.100.52:80")).is_err(), "ipMode Proxy");

@@ -410,6 +410,7 @@ impl Agent {
             algorithm_annotation: c.lb_algorithm_annotation,
             mode_annotation: c.lb_mode_annotation,
             dsr_default: c.lb_mode == crate::config::LbMode::Dsr,
+            external_cluster_ip: c.lb_external_cluster_ip,
         }
     }
 

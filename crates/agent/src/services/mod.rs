@@ -244,6 +244,8 @@ pub struct LbChoices {
     /// each frontend's DSR flag); the default mode is DSR
     pub mode_annotation: bool,
     pub dsr_default: bool,
+    /// ClusterIPs are served from outside too (Cilium's ROUTABLE flag)
+    pub external_cluster_ip: bool,
 }
 
 impl LbChoices {
@@ -368,8 +370,9 @@ impl Repository {
                     Err(e) => tracing::error!(frontend = %name(f.addr, f.port, f.proto), %e, "no Maglev table; random selection"),
                 }
             }
-            let flags = master_flags(f);
             let bit = |on: bool, b: u8| if on { b } else { 0 };
+            let routable = f.kind == FrontendKind::ClusterIP && choices.external_cluster_ip;
+            let flags = master_flags(f) | bit(routable, seta_abi::LB_F_ROUTABLE);
             let flags2 = bit(north_south && choices.uses_dsr(f), seta_abi::LB_F2_FWD_MODE_DSR)
                 | bit(
                     !f.source_ranges.is_empty() && f.annotations.source_ranges_deny,

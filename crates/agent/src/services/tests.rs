@@ -381,6 +381,20 @@ fn service_annotations_choose_mode_algorithm_and_ranges_policy() {
         .unwrap();
     assert!(dsr(&st, [198, 51, 100, 1]) && dsr(&st, [198, 51, 100, 2]) && !dsr(&st, [198, 51, 100, 3]));
     assert!(maglev(&st, [198, 51, 100, 1]) && !maglev(&st, [198, 51, 100, 3]));
+    // --bpf-lb-external-clusterip: the ClusterIP master is routable (served from outside)
+    let routable = |st: &seta_datapath::maps::LbState, a| master(st, a, 80).flags & seta_abi::LB_F_ROUTABLE != 0;
+    assert!(!routable(&off, [10, 96, 0, 101]));
+    let ext = r
+        .lb_state(
+            "n1",
+            &node,
+            &LbChoices {
+                external_cluster_ip: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(routable(&ext, [10, 96, 0, 101]) && !routable(&ext, [198, 51, 100, 1]));
     // a value Cilium does not know
     let bad = svc("bad", "198.51.100.9", 109, "service.cilium.io/forwarding-mode: direct");
     let e = parse_file(&bad).unwrap_err();

@@ -223,8 +223,12 @@ fn lb_entries(st: &seta_datapath::maps::LbState, frontends: bool) -> (Vec<Vec<St
             } else if v.flags & seta_abi::LB_F_HOSTPORT != 0 {
                 f.push("HostPort");
             } else {
+                f.push("ClusterIP");
                 // reached only from inside the cluster, as Cilium marks it
-                f.extend(["ClusterIP", "non-routable"]);
+                // (unless --bpf-lb-external-clusterip)
+                if v.flags & seta_abi::LB_F_ROUTABLE == 0 {
+                    f.push("non-routable");
+                }
             }
             if v.flags & seta_abi::LB_F_EXT_LOCAL_SCOPE != 0 {
                 f.push("Local");
@@ -718,7 +722,19 @@ mod lb_list_tests {
                 ..Default::default()
             },
         );
+        let mut cip = lb;
+        cip.address = [10, 96, 0, 9];
+        st.services.insert(
+            cip,
+            Lb4Service {
+                rev_nat_index: 8,
+                flags: seta_abi::LB_F_ROUTABLE,
+                ..Default::default()
+            },
+        );
         let (rows, json) = lb_entries(&st, false);
+        assert_eq!(rows[0][1], "0.0.0.0:0 (8) (0) [ClusterIP]", "routable: served from outside");
+        let (rows, json) = (&rows[1..], &json[1..]);
         assert_eq!(rows[0][1], "0.0.0.0:0 (7) (0) [LoadBalancer, check source-range, deny, dsr]");
         assert_eq!(json[0]["detail"]["flags2"], 192, "{json:?}");
     }

@@ -10,7 +10,8 @@ use super::*;
 /// 177 for a client outside them, not for the service's NodePort or a pod;
 /// with `service.cilium.io/src-ranges-policy: deny`, for a client in them),
 /// externalTrafficPolicy Local with its health check, a pod to its own
-/// node's NodePort, and a NodePort without backends refused at once.
+/// node's NodePort, and a NodePort without backends refused at once; with
+/// `--bpf-lb-external-clusterip`, a ClusterIP from outside too.
 async fn privileged_policy_service_north_south_on_one_node(p: P) {
     let web = p.ip("web");
     peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
@@ -65,6 +66,7 @@ async fn privileged_policy_service_north_south_on_one_node(p: P) {
     .concat();
     services_import(&p, &yaml);
     p.lab().external_route("198.51.100.0/24".parse().unwrap(), 0).await.unwrap();
+    p.lab().external_route("10.96.0.0/16".parse().unwrap(), 0).await.unwrap();
     let ext = p.lab().external.clone().unwrap();
     let (node, ext_src) = ("172.30.0.1", "172.30.0.200".to_string());
     let at = |a: &str| -> SocketAddr { a.parse().unwrap() };
@@ -93,6 +95,20 @@ async fn privileged_policy_service_north_south_on_one_node(p: P) {
         "a stream through the NodePort: {got} of {sent} bytes"
     );
     assert_eq!(read_from(&ext.netns, at("198.51.100.60:80")), Ok(ext_src.clone()), "ExternalIP");
+    // --bpf-lb-external-clusterip: the ClusterIP is served from outside too
+    assert_eq!(
+        read_from(&ext.netns, at("10.96.0.30:80")),
+        Ok(ext_src.clone()),
+        "ClusterIP from outside"
+    );
+    let lb = p.seta(&["bpf", "lb", "list"]);
+    let master = lb
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["service"] == "10.96.0.30:80/TCP" && e["slot"] == 0)
+        .map(|e| e["entry"].to_string());
+    assert!(master.is_some_and(|m| m.ends_with("[ClusterIP]\"")), "routable: {lb}");
     assert_eq!(
         read_from(&ext.netns, at("198.51.100.50:80")),
         Ok(ext_src.clone()),
@@ -149,6 +165,10 @@ mod privileged_policy_service_north_south_on_one_node {
         if !privileged("privileged_policy_service_north_south_on_one_node::one") {
             return;
         }
-        super::privileged_policy_service_north_south_on_one_node(P::new("nsone", Topo::OneUnderlay).await).await;
+        let o = LabOptions {
+            agent_args: vec!["--bpf-lb-external-clusterip".into()],
+            ..Default::default()
+        };
+        super::privileged_policy_service_north_south_on_one_node(P::with_opts("nsone", Topo::OneUnderlay, o).await).await;
     }
 }
