@@ -416,6 +416,7 @@ impl Agent {
 
     pub(super) fn kpr_status(&self) -> seta_core::api::KprStatus {
         let (services, frontends) = self.services.lock().unwrap_or_else(|e| e.into_inner()).counts();
+        let per_service = |on: bool| if on { " (per-service annotation)" } else { "" };
         seta_core::api::KprStatus {
             socket_lb: match &self.cfg.sock_lb {
                 Some(dir) if self.cfg.sock_lb_hostns_only => format!("Enabled (cgroup {}, host namespace only)", dir.display()),
@@ -429,11 +430,7 @@ impl Agent {
                     crate::config::LbMode::Dsr => "DSR",
                     crate::config::LbMode::Hybrid => "Hybrid",
                 },
-                if self.cfg.lb_mode_annotation {
-                    " (per-service annotation)"
-                } else {
-                    ""
-                }
+                per_service(self.cfg.lb_mode_annotation)
             ),
             backend_selection: format!(
                 "{}{}",
@@ -441,11 +438,7 @@ impl Agent {
                     (Some(m), seta_core::mode::LbAlgorithm::Maglev) => format!("Maglev (Table Size: {})", m.m),
                     _ => "Random".into(),
                 },
-                if self.cfg.lb_algorithm_annotation {
-                    " (per-service annotation)"
-                } else {
-                    ""
-                }
+                per_service(self.cfg.lb_algorithm_annotation)
             ),
             no_backend_response: format!("{:?}", self.cfg.service_no_backend_response).to_lowercase(),
             services,

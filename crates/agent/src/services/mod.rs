@@ -370,14 +370,7 @@ impl Repository {
                     Err(e) => tracing::error!(frontend = %name(f.addr, f.port, f.proto), %e, "no Maglev table; random selection"),
                 }
             }
-            let bit = |on: bool, b: u8| if on { b } else { 0 };
-            let routable = f.kind == FrontendKind::ClusterIP && choices.external_cluster_ip;
-            let flags = master_flags(f) | bit(routable, seta_abi::LB_F_ROUTABLE);
-            let flags2 = bit(north_south && choices.uses_dsr(f), seta_abi::LB_F2_FWD_MODE_DSR)
-                | bit(
-                    !f.source_ranges.is_empty() && f.annotations.source_ranges_deny,
-                    seta_abi::LB_F2_SOURCE_RANGE_DENY,
-                );
+            let (flags, flags2) = master_flags(f, north_south, choices);
             want.source_ranges.extend(f.source_ranges.iter().map(|n| (rid, n.trunc())));
             want.services.insert(
                 key(0),
@@ -410,8 +403,9 @@ impl Repository {
     }
 }
 
-/// The master entry's flags of a frontend (Cilium's LB_F_* bits).
-fn master_flags(f: &Frontend) -> u8 {
+/// The master entry's flags and flags2 of a frontend (Cilium's LB_F_* and
+/// LB_F2_* bits); `north_south`: a NodePort, ExternalIP or LoadBalancer one.
+fn master_flags(f: &Frontend, north_south: bool, choices: &LbChoices) -> (u8, u8) {
     let kind = match f.kind {
         FrontendKind::ClusterIP => 0,
         FrontendKind::NodePort => seta_abi::LB_F_NODEPORT,
@@ -420,9 +414,18 @@ fn master_flags(f: &Frontend) -> u8 {
         FrontendKind::HostPort => seta_abi::LB_F_HOSTPORT,
     };
     let bit = |on: bool, b: u8| if on { b } else { 0 };
-    kind | bit(f.local_only, seta_abi::LB_F_EXT_LOCAL_SCOPE)
+    let ranges = !f.source_ranges.is_empty();
+    let flags = kind
+        | bit(f.local_only, seta_abi::LB_F_EXT_LOCAL_SCOPE)
         | bit(f.affinity.is_some(), seta_abi::LB_F_AFFINITY)
-        | bit(!f.source_ranges.is_empty(), seta_abi::LB_F_SOURCE_RANGE)
+        | bit(ranges, seta_abi::LB_F_SOURCE_RANGE)
+        | bit(
+            f.kind == FrontendKind::ClusterIP && choices.external_cluster_ip,
+            seta_abi::LB_F_ROUTABLE,
+        );
+    let flags2 = bit(north_south && choices.uses_dsr(f), seta_abi::LB_F2_FWD_MODE_DSR)
+        | bit(ranges && f.annotations.source_ranges_deny, seta_abi::LB_F2_SOURCE_RANGE_DENY);
+    (flags, flags2)
 }
 
 /// A frontend's Maglev table over its backends (stable name, backend id), in

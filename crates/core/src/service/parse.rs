@@ -676,28 +676,31 @@ fn parse_service(doc: usize, v: &Value) -> Result<Service, ServiceError> {
 /// refused, naming the annotation (other annotations are not ours).
 fn annotations(doc: usize, what: &str, a: &BTreeMap<String, String>) -> Result<SvcAnnotations, ServiceError> {
     use crate::mode::{LbAlgorithm, LbMode};
-    let get = |key: &str, allowed: &str| -> Result<Option<String>, ServiceError> {
-        match a.get(key) {
-            None => Ok(None),
-            Some(v) if allowed.split('|').any(|x| x == v.as_str()) => Ok(Some(v.clone())),
-            Some(v) => Err(err(
-                doc,
-                what,
-                &format!("metadata.annotations[{key}]"),
-                &format!("{v:?}: must be {}", allowed.replace('|', " or ")),
-            )),
+    /// The value of annotation `key`, one of `values` (name, value).
+    fn get<T: Copy>(
+        (doc, what, a): (usize, &str, &BTreeMap<String, String>),
+        key: &str,
+        values: &[(&str, T)],
+    ) -> Result<Option<T>, ServiceError> {
+        let Some(v) = a.get(key) else { return Ok(None) };
+        match values.iter().find(|(name, _)| name == v) {
+            Some((_, t)) => Ok(Some(*t)),
+            None => {
+                let names: Vec<&str> = values.iter().map(|(n, _)| *n).collect();
+                let msg = format!("{v:?}: must be {}", names.join(" or "));
+                Err(err(doc, what, &format!("metadata.annotations[{key}]"), &msg))
+            }
         }
-    };
+    }
+    let at = (doc, what, a);
     Ok(SvcAnnotations {
-        forwarding_mode: get(ANNOTATION_FORWARDING_MODE, "dsr|snat")?.map(|v| match v.as_str() {
-            "dsr" => LbMode::Dsr,
-            _ => LbMode::Snat,
-        }),
-        lb_algorithm: get(ANNOTATION_LB_ALGORITHM, "maglev|random")?.map(|v| match v.as_str() {
-            "maglev" => LbAlgorithm::Maglev,
-            _ => LbAlgorithm::Random,
-        }),
-        source_ranges_deny: get(ANNOTATION_SRC_RANGES_POLICY, "allow|deny")?.as_deref() == Some("deny"),
+        forwarding_mode: get(at, ANNOTATION_FORWARDING_MODE, &[("dsr", LbMode::Dsr), ("snat", LbMode::Snat)])?,
+        lb_algorithm: get(
+            at,
+            ANNOTATION_LB_ALGORITHM,
+            &[("maglev", LbAlgorithm::Maglev), ("random", LbAlgorithm::Random)],
+        )?,
+        source_ranges_deny: get(at, ANNOTATION_SRC_RANGES_POLICY, &[("allow", false), ("deny", true)])?.unwrap_or(false),
     })
 }
 
