@@ -63,6 +63,9 @@ pub struct RunArgs {
     /// Serve ClusterIPs to clients outside the cluster too, as NodePorts are (Cilium's bpf-lb-external-clusterip); off: a ClusterIP is reached from pods and nodes only
     #[arg(long, env = "SETA_BPF_LB_EXTERNAL_CLUSTERIP", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub bpf_lb_external_clusterip: bool,
+    /// Topology-aware routing (Cilium's enable-service-topology): a service's `spec.trafficDistribution` (or `service.kubernetes.io/topology-mode: Auto`) makes this node prefer its own backends (PreferSameNode) or those whose EndpointSlice hints name its zone (PreferClose, PreferSameZone; the zone is the Node's `topology.kubernetes.io/zone` label under Kubernetes); all backends serve when none fits
+    #[arg(long, env = "SETA_ENABLE_SERVICE_TOPOLOGY", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_service_topology: bool,
     /// Honour the per-service annotation `service.cilium.io/forwarding-mode: dsr|snat` (Cilium's bpf-lb-mode-annotation); services without it take --bpf-lb-mode (snat or dsr)
     #[arg(long, env = "SETA_BPF_LB_MODE_ANNOTATION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub bpf_lb_mode_annotation: bool,
@@ -266,6 +269,8 @@ pub struct Config {
     pub lb_mode_annotation: bool,
     /// ClusterIPs are served from outside too
     pub lb_external_cluster_ip: bool,
+    /// traffic distributions count (topology-aware routing)
+    pub service_topology: bool,
     /// sizes of the shared maps that come from flags
     pub map_sizes: seta_datapath::MapSizes,
     /// the flow export file (None: off)
@@ -475,6 +480,7 @@ impl Config {
             lb_algorithm_annotation: a.bpf_lb_algorithm_annotation,
             lb_mode_annotation: a.bpf_lb_mode_annotation,
             lb_external_cluster_ip: a.bpf_lb_external_clusterip,
+            service_topology: a.enable_service_topology,
             maglev: match (a.bpf_lb_algorithm, a.bpf_lb_algorithm_annotation) {
                 (LbAlgorithm::Random, false) => None,
                 _ => Some(Maglev::resolve(

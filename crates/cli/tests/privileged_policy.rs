@@ -9,6 +9,8 @@ mod k8s_outage;
 mod k8s_pods;
 #[path = "privileged_policy/k8s_services.rs"]
 mod k8s_services;
+#[path = "privileged_policy/k8s_topology.rs"]
+mod k8s_topology;
 #[path = "privileged_policy/north_south.rs"]
 mod north_south;
 #[path = "privileged_policy/relay.rs"]
@@ -1035,7 +1037,8 @@ async fn privileged_policy_service_node_port_from_outside(p: P) {
 /// service's NodePort, and pods in the cluster are not subject to them.
 /// externalTrafficPolicy Local: only the backend's node serves it (client
 /// address kept), and its healthCheckNodePort answers 200 there, 503 on the
-/// other node.
+/// other node. `service.cilium.io/type: NodePort`: the node port serves,
+/// the LoadBalancer address does not.
 async fn privileged_policy_service_external_ip_and_source_ranges(p: P) {
     let web = p.ip("web");
     peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
@@ -1060,6 +1063,14 @@ async fn privileged_policy_service_external_ip_and_source_ranges(p: P) {
         &lb("denyall", "10.96.0.44", 30093, ("198.51.100.55", "198.51.100.56"), "10.0.0.0/8").replace(
             "name: denyall, namespace: default}",
             "name: denyall, namespace: default, annotations: {service.cilium.io/src-ranges-policy: deny}}",
+        ),
+    );
+    // service.cilium.io/type: NodePort: the node ports only
+    services_import(
+        &p,
+        &lb("nponly", "10.96.0.45", 30094, ("198.51.100.57", "198.51.100.58"), "0.0.0.0/0").replace(
+            "name: nponly, namespace: default}",
+            "name: nponly, namespace: default, annotations: {service.cilium.io/type: NodePort}}",
         ),
     );
     let web_node = p.node_of("web");
@@ -1094,6 +1105,15 @@ async fn privileged_policy_service_external_ip_and_source_ranges(p: P) {
         read_from(&ext.netns, at("198.51.100.55:80")),
         Ok(second.clone()),
         "LB IP, client outside the deny list"
+    );
+    assert_eq!(
+        read_from(&ext.netns, at("172.30.0.2:30094")),
+        Ok(second.clone()),
+        "service.cilium.io/type NodePort: its node port"
+    );
+    assert!(
+        read_from(&ext.netns, at("198.51.100.57:80")).is_err(),
+        "service.cilium.io/type NodePort: not its LoadBalancer address"
     );
     // the ranges cover the LoadBalancer IP only, and only traffic from outside
     assert_eq!(read_from(&ext.netns, at("172.30.0.2:30091")), Ok(second), "the service's NodePort");
@@ -2075,7 +2095,7 @@ async fn privileged_policy_k8s_policies_from_kubectl(mut p: P) {
     // deleted: web is open again
     assert!(kubectl(&p, &["delete", "netpol", "web-ingress"], None).starts_with("networkpolicy.networking.k8s.io \"web-ingress\" deleted"));
     until_tcp(&p.ns("other"), web, true, "no policy selects web any more");
-    assert!(p.seta(&["status"])["kubernetes"].as_str().unwrap().starts_with("ok (7 watches"));
+    assert!(p.seta(&["status"])["kubernetes"].as_str().unwrap().starts_with("ok (8 watches"));
 }
 
 mod privileged_policy_k8s_policies_from_kubectl {

@@ -212,7 +212,7 @@ impl Agent {
         let attach_ms = t_attach.elapsed().as_secs_f64() * 1e3;
         let ep = self.commit_endpoint(ep, attached, t0, attach_ms).await?;
         if !ep.host_ports.is_empty() {
-            self.host_ports_changed().await;
+            self.services_resync().await;
         }
         Ok(ep)
     }
@@ -350,7 +350,7 @@ impl Agent {
             .endpoint(false, ep.id, labels, &ep.namespace, &ep.pod_name);
         drop(eps);
         if self.release_host_ports(&ep.container_id) {
-            self.host_ports_changed().await;
+            self.services_resync().await;
         }
         Ok(ep)
     }

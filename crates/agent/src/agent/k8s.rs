@@ -13,13 +13,14 @@ use kube::runtime::watcher;
 
 const NAMESPACES: &str = "namespaces";
 const PODS: &str = "pods";
+const NODES: &str = "nodes";
 
 /// The names of the watches, for the subsystem's health.
 pub(crate) fn watches() -> Vec<&'static str> {
     PolicyKind::ALL
         .iter()
         .map(|k| k.gvr().2)
-        .chain([NAMESPACES, PODS])
+        .chain([NAMESPACES, PODS, NODES])
         .chain(crate::k8s::services::SvcKind::ALL.iter().map(|k| k.gvkp().3))
         .collect()
 }
@@ -224,6 +225,39 @@ impl Agent {
         anyhow::bail!("the pods watch ended")
     }
 
+    /// This node's Node object: its `topology.kubernetes.io/zone` label is
+    /// the zone topology-aware routing prefers (Cilium's zone watcher); a
+    /// change re-selects every service's backends.
+    pub(super) async fn k8s_node_watch(self: Arc<Self>) -> anyhow::Result<()> {
+        let k = self.k8s.clone().expect("Kubernetes is configured");
+        let ar = resource("", "v1", "Node", NODES);
+        let cfg = watcher::Config::default().fields(&format!("metadata.name={}", self.cfg.node));
+        let mut s = watch_where(&k, &ar, cfg);
+        while let Some(ev) = next_event(&k, &mut s, NODES).await {
+            let zone = match ev {
+                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => o
+                    .pointer("/metadata/labels")
+                    .and_then(|l| l.get(seta_core::service::LABEL_TOPOLOGY_ZONE))
+                    .and_then(|z| z.as_str())
+                    .filter(|z| !z.is_empty())
+                    .map(str::to_string),
+                watcher::Event::Delete(_) => None,
+                watcher::Event::Init | watcher::Event::InitDone => continue,
+            };
+            let changed = {
+                let mut z = self.node_zone.lock().unwrap_or_else(|e| e.into_inner());
+                std::mem::replace(&mut *z, zone.clone()) != zone
+            };
+            if changed {
+                tracing::info!(zone = zone.as_deref().unwrap_or("<none>"), "this node's zone");
+                if self.cfg.service_topology {
+                    self.services_resync().await;
+                }
+            }
+        }
+        anyhow::bail!("the nodes watch ended")
+    }
+
     /// A Pod's labels changed: its endpoint (if any) follows.
     async fn k8s_pod_labels(&self, ns: &str, pod: &str, labels: Vec<String>) {
         let r = EndpointRef::PodName {
@@ -323,6 +357,8 @@ impl Agent {
         }
         let me = self.clone();
         self.supervisor.spawn("k8s-pods", move || me.clone().k8s_pod_watch());
+        let me = self.clone();
+        self.supervisor.spawn("k8s-node", move || me.clone().k8s_node_watch());
         let me = self.clone();
         self.supervisor.spawn("k8s-ciliumendpoints", move || me.clone().k8s_cep_writer());
     }

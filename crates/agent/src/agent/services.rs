@@ -14,7 +14,7 @@ impl Agent {
     }
 
     /// Claim an endpoint's hostPorts in the services subsystem (refused
-    /// when another pod holds one); the maps follow in `host_ports_changed`.
+    /// when another pod holds one); the maps follow in `services_resync`.
     pub(super) fn claim_host_ports(&self, ep: &Endpoint) -> Result<(), ApiError> {
         self.services
             .lock()
@@ -40,11 +40,12 @@ impl Agent {
         }
     }
 
-    /// The maps follow a change of hostPorts (in the services order).
-    pub(super) async fn host_ports_changed(&self) {
+    /// The maps follow a change of hostPorts or of this node's zone (in
+    /// the services order).
+    pub(super) async fn services_resync(&self) {
         let _order = self.services_io.lock().await;
         if let Err(e) = self.sync_services().await {
-            tracing::error!(%e, "service maps after a hostPort change");
+            tracing::error!(%e, "service maps after a hostPort or zone change");
         }
     }
 
@@ -411,6 +412,8 @@ impl Agent {
             mode_annotation: c.lb_mode_annotation,
             dsr_default: c.lb_mode == crate::config::LbMode::Dsr,
             external_cluster_ip: c.lb_external_cluster_ip,
+            service_topology: c.service_topology,
+            zone: self.node_zone.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }
 

@@ -61,11 +61,13 @@ impl Repository {
                             port: p.container_port,
                             state: BackendState::Active,
                             node: None,
+                            for_zones: vec![],
                         }],
                         local_only: false,
                         affinity: None,
                         source_ranges: vec![],
                         annotations: Default::default(),
+                        traffic_distribution: None,
                     });
                 }
             }

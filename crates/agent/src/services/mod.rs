@@ -232,7 +232,7 @@ impl Repository {
 
 /// How this node's frontends forward and choose: the node-wide defaults and
 /// whether services' annotations may override them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LbChoices {
     /// Maglev's table (M, seed), when any frontend may use it
     pub maglev: Option<(u32, u32)>,
@@ -246,6 +246,10 @@ pub struct LbChoices {
     pub dsr_default: bool,
     /// ClusterIPs are served from outside too (Cilium's ROUTABLE flag)
     pub external_cluster_ip: bool,
+    /// topology-aware routing: services' traffic distributions count
+    pub service_topology: bool,
+    /// this node's zone (topology-aware routing)
+    pub zone: Option<String>,
 }
 
 impl LbChoices {
@@ -339,7 +343,11 @@ impl Repository {
                 proto: f.proto.number(),
                 ..Default::default()
             };
-            let slots = f.candidates(node);
+            let slots = f.candidates_at(seta_core::service::Locality {
+                node,
+                zone: choices.zone.as_deref(),
+                topology: choices.service_topology,
+            });
             for (i, b) in slots.iter().enumerate() {
                 let backend_id = id_of(b.ip, b.port)?;
                 want.services.insert(

@@ -11,7 +11,8 @@ use super::*;
 /// with `service.cilium.io/src-ranges-policy: deny`, for a client in them),
 /// externalTrafficPolicy Local with its health check, a pod to its own
 /// node's NodePort, and a NodePort without backends refused at once; with
-/// `--bpf-lb-external-clusterip`, a ClusterIP from outside too.
+/// `--bpf-lb-external-clusterip`, a ClusterIP from outside too; with
+/// `service.cilium.io/type: LoadBalancer`, only the LoadBalancer address.
 async fn privileged_policy_service_north_south_on_one_node(p: P) {
     let web = p.ip("web");
     peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
@@ -62,6 +63,14 @@ async fn privileged_policy_service_north_south_on_one_node(p: P) {
             "",
         ),
         slice("local", http),
+        "---\n".into(),
+        svc(
+            "lbonly",
+            "  type: LoadBalancer\n  clusterIP: 10.96.0.45\n  ports: [{name: http, port: 80, nodePort: 30094}]\n",
+            "status:\n  loadBalancer: {ingress: [{ip: 198.51.100.55}]}\n",
+        )
+        .replace("namespace: default}", "namespace: default, annotations: {service.cilium.io/type: LoadBalancer}}"),
+        slice("lbonly", http),
     ]
     .concat();
     services_import(&p, &yaml);
@@ -79,7 +88,15 @@ async fn privileged_policy_service_north_south_on_one_node(p: P) {
     assert_eq!(
         fronts.iter().filter(|f| f.starts_with(&format!("{node}:"))).count(),
         6,
-        "node ports of np (2), none, closed, denied and local: {fronts:?}"
+        "node ports of np (2), none, closed, denied and local (not lbonly's): {fronts:?}"
+    );
+    // service.cilium.io/type: LoadBalancer: its address only, no cluster IP
+    assert!(fronts.contains(&"198.51.100.55:80/TCP"), "{fronts:?}");
+    assert!(!fronts.contains(&"10.96.0.45:80/TCP"), "{fronts:?}");
+    assert_eq!(
+        read_from(&ext.netns, at("198.51.100.55:80")),
+        Ok(ext_src.clone()),
+        "LB address only"
     );
     assert_eq!(read_from(&ext.netns, at(&format!("{node}:30080"))), Ok(ext_src.clone()), "NodePort");
     let (sent, got) = seta_lab::traffic::Stream::start(

@@ -65,6 +65,32 @@ pub enum TrafficPolicy {
     Local,
 }
 
+/// `spec.trafficDistribution` (or the older `service.kubernetes.io/topology-mode:
+/// Auto` annotation, as PreferClose): which backends a node prefers, when the
+/// agent runs with `--enable-service-topology` (Cilium's rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TrafficDistribution {
+    /// backends whose EndpointSlice hints name this node's zone
+    PreferClose,
+    /// the same as PreferClose
+    PreferSameZone,
+    /// backends on this node
+    PreferSameNode,
+}
+
+impl std::fmt::Display for TrafficDistribution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::PreferClose => "PreferClose",
+            Self::PreferSameZone => "PreferSameZone",
+            Self::PreferSameNode => "PreferSameNode",
+        })
+    }
+}
+
+/// The node label that names a node's zone (topology-aware routing).
+pub const LABEL_TOPOLOGY_ZONE: &str = "topology.kubernetes.io/zone";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TargetPort {
     Number(u16),
@@ -104,6 +130,9 @@ pub struct Service {
     /// Cilium's per-service annotations
     #[serde(default)]
     pub annotations: SvcAnnotations,
+    /// which backends a node prefers (topology-aware routing)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_distribution: Option<TrafficDistribution>,
 }
 
 /// Cilium's per-service annotations (`service.cilium.io/*`). The forwarding
@@ -122,12 +151,21 @@ pub struct SvcAnnotations {
     /// is a deny list (`allow`, the default: an allow list)
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub source_ranges_deny: bool,
+    /// `service.cilium.io/type: ClusterIP|NodePort|LoadBalancer`: only the
+    /// frontends of that kind are served (e.g. a LoadBalancer's address
+    /// without its node ports and cluster IP)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposure: Option<FrontendKind>,
 }
 
 /// The annotation keys of [`SvcAnnotations`].
 pub const ANNOTATION_FORWARDING_MODE: &str = "service.cilium.io/forwarding-mode";
 pub const ANNOTATION_LB_ALGORITHM: &str = "service.cilium.io/lb-algorithm";
 pub const ANNOTATION_SRC_RANGES_POLICY: &str = "service.cilium.io/src-ranges-policy";
+pub const ANNOTATION_TYPE: &str = "service.cilium.io/type";
+/// Kubernetes' annotations that asked for topology-aware routing before
+/// `spec.trafficDistribution` (value `Auto`: PreferClose)
+pub const ANNOTATIONS_TOPOLOGY_MODE: [&str; 2] = ["service.kubernetes.io/topology-mode", "service.kubernetes.io/topology-aware-hints"];
 
 impl Service {
     pub fn headless(&self) -> bool {
@@ -206,6 +244,9 @@ pub struct SliceEndpoint {
     pub serving: Option<bool>,
     pub terminating: Option<bool>,
     pub node: Option<String>,
+    /// `hints.forZones[].name`: the zones whose nodes should use it
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub for_zones: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,6 +291,9 @@ pub struct Backend {
     pub state: BackendState,
     /// the node the backend runs on (for traffic policy Local)
     pub node: Option<String>,
+    /// the zones whose nodes should use it (EndpointSlice hints)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub for_zones: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -288,6 +332,19 @@ pub struct Frontend {
     /// the service's annotations (forwarding mode, algorithm, ranges policy)
     #[serde(default)]
     pub annotations: SvcAnnotations,
+    /// the service's traffic distribution (topology-aware routing)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_distribution: Option<TrafficDistribution>,
+}
+
+/// Where a node is, for topology-aware routing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Locality<'a> {
+    pub node: &'a str,
+    /// its `topology.kubernetes.io/zone` label
+    pub zone: Option<&'a str>,
+    /// `--enable-service-topology`: traffic distributions count
+    pub topology: bool,
 }
 
 impl Frontend {
@@ -312,6 +369,33 @@ impl Frontend {
             .filter(|b| b.state == BackendState::Terminating)
             .collect()
     }
+
+    /// The candidates ([`Frontend::candidates`]) a node at `at` uses, after
+    /// the service's traffic distribution when topology-aware routing is on
+    /// (Cilium's rules): PreferSameNode keeps this node's backends;
+    /// PreferClose and PreferSameZone keep those whose hints name this
+    /// node's zone, when every candidate has hints. Whenever that leaves
+    /// none, all candidates serve (the safeguard of Kubernetes' topology-aware
+    /// routing).
+    pub fn candidates_at(&self, at: Locality<'_>) -> Vec<&Backend> {
+        let all = self.candidates(at.node);
+        let near: Vec<&Backend> = match (at.topology, self.traffic_distribution, at.zone) {
+            (true, Some(TrafficDistribution::PreferSameNode), _) => {
+                all.iter().copied().filter(|b| b.node.as_deref() == Some(at.node)).collect()
+            }
+            (true, Some(TrafficDistribution::PreferClose | TrafficDistribution::PreferSameZone), Some(zone))
+                if all.iter().all(|b| !b.for_zones.is_empty()) =>
+            {
+                all.iter().copied().filter(|b| b.for_zones.iter().any(|z| z == zone)).collect()
+            }
+            _ => vec![],
+        };
+        if near.is_empty() {
+            all
+        } else {
+            near
+        }
+    }
 }
 
 /// The frontends of `svc` on node `node` (whose NodePort addresses are
@@ -324,6 +408,10 @@ pub fn translate(svc: &Service, slices: &[&EndpointSlice], node_addrs: &[Ipv4Add
     for p in &svc.ports {
         let backends = backends_of(p, slices);
         let mut push = |addr: Ipv4Addr, port: u16, kind: FrontendKind| {
+            // service.cilium.io/type: only the frontends of that kind
+            if svc.annotations.exposure.is_some_and(|k| k != kind) {
+                return;
+            }
             let local_only = match kind.external() {
                 true => svc.external_policy == TrafficPolicy::Local,
                 false => svc.internal_policy == TrafficPolicy::Local,
@@ -344,6 +432,7 @@ pub fn translate(svc: &Service, slices: &[&EndpointSlice], node_addrs: &[Ipv4Add
                 affinity: svc.affinity,
                 source_ranges,
                 annotations: svc.annotations.clone(),
+                traffic_distribution: svc.traffic_distribution,
             });
         };
         for ip in &svc.cluster_ips {
@@ -384,6 +473,7 @@ fn backends_of(p: &ServicePort, slices: &[&EndpointSlice]) -> Vec<Backend> {
                             port: sp.port,
                             state,
                             node: e.node.clone(),
+                            for_zones: e.for_zones.clone(),
                         });
                     }
                 }

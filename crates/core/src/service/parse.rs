@@ -115,8 +115,7 @@ struct Spec {
     allocate_load_balancer_node_ports: Option<bool>,
     #[serde(default)]
     load_balancer_class: Value,
-    #[serde(default)]
-    traffic_distribution: Value,
+    traffic_distribution: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -180,10 +179,25 @@ struct WireEndpoint {
     zone: Value,
     #[serde(default)]
     target_ref: Value,
-    #[serde(default)]
-    hints: Value,
+    hints: Option<Hints>,
     #[serde(default)]
     deprecated_topology: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)] // forNodes: kube-proxy's, not Cilium's (PreferSameNode uses nodeName)
+struct Hints {
+    #[serde(default)]
+    for_zones: Vec<ForZone>,
+    #[serde(default)]
+    for_nodes: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ForZone {
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -653,6 +667,25 @@ fn parse_service(doc: usize, v: &Value) -> Result<Service, ServiceError> {
     }
     let proxy_name = w.metadata.labels.get("service.kubernetes.io/service-proxy-name").cloned();
     let annotations = annotations(doc, what, &w.metadata.annotations)?;
+    // spec.trafficDistribution; before it, topology-mode: Auto (PreferClose)
+    let traffic_distribution = match s.traffic_distribution.as_deref() {
+        Some("PreferClose") => Some(TrafficDistribution::PreferClose),
+        Some("PreferSameZone") => Some(TrafficDistribution::PreferSameZone),
+        Some("PreferSameNode") => Some(TrafficDistribution::PreferSameNode),
+        Some(other) => {
+            return Err(err(
+                doc,
+                what,
+                "spec.trafficDistribution",
+                &format!("{other:?}: must be PreferClose, PreferSameZone or PreferSameNode"),
+            ))
+        }
+        None => ANNOTATIONS_TOPOLOGY_MODE
+            .iter()
+            .find_map(|k| w.metadata.annotations.get(*k))
+            .filter(|v| v.eq_ignore_ascii_case("auto"))
+            .map(|_| TrafficDistribution::PreferClose),
+    };
     Ok(Service {
         namespace,
         name,
@@ -669,6 +702,7 @@ fn parse_service(doc: usize, v: &Value) -> Result<Service, ServiceError> {
         proxy_name,
         selector: s.selector.clone(),
         annotations,
+        traffic_distribution,
     })
 }
 
@@ -701,6 +735,15 @@ fn annotations(doc: usize, what: &str, a: &BTreeMap<String, String>) -> Result<S
             &[("maglev", LbAlgorithm::Maglev), ("random", LbAlgorithm::Random)],
         )?,
         source_ranges_deny: get(at, ANNOTATION_SRC_RANGES_POLICY, &[("allow", false), ("deny", true)])?.unwrap_or(false),
+        exposure: get(
+            at,
+            ANNOTATION_TYPE,
+            &[
+                ("ClusterIP", FrontendKind::ClusterIP),
+                ("NodePort", FrontendKind::NodePort),
+                ("LoadBalancer", FrontendKind::LoadBalancer),
+            ],
+        )?,
     })
 }
 
@@ -756,12 +799,19 @@ fn parse_slice(doc: usize, v: &Value) -> Result<EndpointSlice, ServiceError> {
             .map(|(j, a)| ip(doc, what, &format!("endpoints[{i}].addresses[{j}]"), a))
             .collect::<Result<Vec<_>, _>>()?;
         let c = e.conditions.as_ref();
+        let for_zones = e.hints.as_ref().map_or(&[][..], |h| &h.for_zones[..]);
+        for (j, z) in for_zones.iter().enumerate() {
+            if z.name.is_empty() {
+                return Err(err(doc, what, &format!("endpoints[{i}].hints.forZones[{j}].name"), "required"));
+            }
+        }
         endpoints.push(SliceEndpoint {
             addresses,
             ready: c.and_then(|c| c.ready),
             serving: c.and_then(|c| c.serving),
             terminating: c.and_then(|c| c.terminating),
             node: e.node_name.clone(),
+            for_zones: for_zones.iter().map(|z| z.name.clone()).collect(),
         });
     }
     Ok(EndpointSlice {

@@ -380,6 +380,14 @@ fn bad_endpoint_slices_are_refused() {
             "endpoints[0].addresses[0]",
         ),
         ("addressType: IPv4\nports: [{port: 70000}]\n", "ports[0].port"),
+        (
+            "addressType: IPv4\nendpoints: [{addresses: [10.0.0.1], hints: {forZones: [{name: \"\"}]}}]\n",
+            "endpoints[0].hints.forZones[0].name",
+        ),
+        (
+            "addressType: IPv4\nendpoints: [{addresses: [10.0.0.1], hints: {forZone: [{name: a}]}}]\n",
+            "forZone",
+        ),
     ];
     for (body, path) in cases {
         let e = parse_file(&format!("{base}{body}")).unwrap_err();
@@ -387,6 +395,163 @@ fn bad_endpoint_slices_are_refused() {
     }
     let orphan = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: e}\naddressType: IPv4\n";
     assert!(parse_file(orphan).unwrap_err().to_string().contains("kubernetes.io/service-name"));
+}
+
+/// `service.cilium.io/type` serves only the frontends of its kind (Cilium's
+/// svc-type-annotation); a kind Cilium does not know is refused.
+#[test]
+fn the_cilium_type_annotation_exposes_one_kind_of_frontend() {
+    let (_, e) = parsed();
+    let svc = |t: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: shop{t}}}\nspec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.10\n  externalIPs: [192.0.2.60]\n  ports: [{{name: http, port: 80, nodePort: 30080}}]\nstatus: {{loadBalancer: {{ingress: [{{ip: 192.0.2.50}}]}}}}\n")
+    };
+    let kinds = |t: &str| {
+        let Object::Service(s) = &parse_file(&svc(t)).unwrap()[0] else {
+            panic!()
+        };
+        let mut k: Vec<FrontendKind> = translate(s, &[&e], &[ip("172.30.0.1")]).iter().map(|f| f.kind).collect();
+        k.dedup();
+        k
+    };
+    use FrontendKind::*;
+    assert_eq!(kinds(""), [ClusterIP, NodePort, ExternalIP, LoadBalancer]);
+    assert_eq!(kinds(", annotations: {service.cilium.io/type: LoadBalancer}"), [LoadBalancer]);
+    assert_eq!(kinds(", annotations: {service.cilium.io/type: NodePort}"), [NodePort]);
+    assert_eq!(kinds(", annotations: {service.cilium.io/type: ClusterIP}"), [ClusterIP]);
+    let e = parse_file(&svc(", annotations: {service.cilium.io/type: ExternalName}")).unwrap_err();
+    assert_eq!(e.path, "metadata.annotations[service.cilium.io/type]");
+    assert!(
+        e.msg.contains("\"ExternalName\": must be ClusterIP or NodePort or LoadBalancer"),
+        "{e}"
+    );
+}
+
+/// spec.trafficDistribution, or the older topology-mode annotation (Auto:
+/// PreferClose); a value the API server does not know is refused.
+#[test]
+fn traffic_distribution_and_topology_hints_parse() {
+    let svc = |extra: &str, meta: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: s, namespace: n{meta}}}\nspec:\n  clusterIP: 10.96.0.1\n  ports: [{{port: 80}}]\n{extra}")
+    };
+    let td = |extra: &str, meta: &str| match &parse_file(&svc(extra, meta)).unwrap()[0] {
+        Object::Service(s) => s.traffic_distribution,
+        _ => panic!(),
+    };
+    use TrafficDistribution::*;
+    assert_eq!(td("", ""), None);
+    assert_eq!(td("  trafficDistribution: PreferClose\n", ""), Some(PreferClose));
+    assert_eq!(td("  trafficDistribution: PreferSameZone\n", ""), Some(PreferSameZone));
+    assert_eq!(td("  trafficDistribution: PreferSameNode\n", ""), Some(PreferSameNode));
+    assert_eq!(
+        td("", ", annotations: {service.kubernetes.io/topology-mode: Auto}"),
+        Some(PreferClose)
+    );
+    assert_eq!(
+        td("", ", annotations: {service.kubernetes.io/topology-aware-hints: auto}"),
+        Some(PreferClose)
+    );
+    assert_eq!(td("", ", annotations: {service.kubernetes.io/topology-mode: Disabled}"), None);
+    assert_eq!(
+        td(
+            "  trafficDistribution: PreferSameNode\n",
+            ", annotations: {service.kubernetes.io/topology-mode: Auto}"
+        ),
+        Some(PreferSameNode),
+        "the field wins over the annotation"
+    );
+    let e = parse_file(&svc("  trafficDistribution: Nearby\n", "")).unwrap_err();
+    assert_eq!(e.path, "spec.trafficDistribution");
+    assert!(e.msg.contains("\"Nearby\""), "{e}");
+    let slice = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: e, namespace: n, labels: {kubernetes.io/service-name: s}}\naddressType: IPv4\nendpoints:\n- {addresses: [10.0.0.1], zone: a, hints: {forZones: [{name: a}, {name: b}], forNodes: [{name: n1}]}}\n- {addresses: [10.0.0.2]}\n";
+    let Object::EndpointSlice(e) = &parse_file(slice).unwrap()[0] else {
+        panic!()
+    };
+    assert_eq!(e.endpoints[0].for_zones, ["a", "b"]);
+    assert!(e.endpoints[1].for_zones.is_empty());
+}
+
+/// Topology-aware routing (Cilium's writer): PreferSameNode keeps this
+/// node's backends, PreferClose those hinted for this node's zone when every
+/// candidate has hints; with nothing left, or topology off, all serve.
+#[test]
+fn topology_aware_routing_prefers_near_backends_and_falls_back_to_all() {
+    let be = |ip_: &str, node: &str, zones: &[&str]| Backend {
+        ip: ip(ip_),
+        port: 80,
+        state: BackendState::Active,
+        node: Some(node.into()),
+        for_zones: zones.iter().map(|z| z.to_string()).collect(),
+    };
+    let fe = |td: Option<TrafficDistribution>, backends: Vec<Backend>| Frontend {
+        addr: ip("10.96.0.1"),
+        port: 80,
+        proto: Proto::Tcp,
+        kind: FrontendKind::ClusterIP,
+        service: "n/s".into(),
+        port_name: String::new(),
+        backends,
+        local_only: false,
+        affinity: None,
+        source_ranges: vec![],
+        annotations: Default::default(),
+        traffic_distribution: td,
+    };
+    let at = |node, zone| Locality {
+        node,
+        zone,
+        topology: true,
+    };
+    let ips = |v: Vec<&Backend>| v.iter().map(|b| b.ip.to_string()).collect::<Vec<_>>();
+    use TrafficDistribution::*;
+    let hinted = vec![be("10.0.1.1", "n1", &["a"]), be("10.0.2.1", "n2", &["b", "c"])];
+    let f = fe(Some(PreferClose), hinted.clone());
+    assert_eq!(ips(f.candidates_at(at("n1", Some("a")))), ["10.0.1.1"]);
+    assert_eq!(
+        ips(f.candidates_at(at("n1", Some("c")))),
+        ["10.0.2.1"],
+        "a zone named in another backend's hints"
+    );
+    assert_eq!(
+        ips(f.candidates_at(at("n1", Some("z")))),
+        ["10.0.1.1", "10.0.2.1"],
+        "no hint for this zone: all"
+    );
+    assert_eq!(
+        ips(f.candidates_at(at("n1", None))),
+        ["10.0.1.1", "10.0.2.1"],
+        "a node without a zone: all"
+    );
+    let off = Locality {
+        topology: false,
+        ..at("n1", Some("a"))
+    };
+    assert_eq!(ips(f.candidates_at(off)), ["10.0.1.1", "10.0.2.1"], "topology off: all");
+    assert_eq!(
+        ips(fe(Some(PreferSameZone), hinted.clone()).candidates_at(at("n2", Some("b")))),
+        ["10.0.2.1"]
+    );
+    assert_eq!(
+        ips(fe(None, hinted.clone()).candidates_at(at("n1", Some("a")))),
+        ["10.0.1.1", "10.0.2.1"]
+    );
+    let mut partly = hinted.clone();
+    partly.push(be("10.0.3.1", "n3", &[]));
+    assert_eq!(
+        ips(fe(Some(PreferClose), partly).candidates_at(at("n1", Some("a")))).len(),
+        3,
+        "an endpoint without hints: the hints are ignored"
+    );
+    let near = fe(Some(PreferSameNode), hinted.clone());
+    assert_eq!(ips(near.candidates_at(at("n2", None))), ["10.0.2.1"]);
+    assert_eq!(
+        ips(near.candidates_at(at("n9", None))),
+        ["10.0.1.1", "10.0.2.1"],
+        "none on this node: all"
+    );
+    // a terminating local backend does not win over an active remote one
+    let mut t = hinted;
+    t[1].state = BackendState::Terminating;
+    assert_eq!(ips(fe(Some(PreferSameNode), t).candidates_at(at("n2", None))), ["10.0.1.1"]);
 }
 
 #[test]

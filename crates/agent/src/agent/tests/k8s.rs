@@ -157,7 +157,7 @@ async fn pods_give_labels_and_ciliumendpoints_and_namespaces_relabel() {
     eventually("client's CEP is gone", || cep(&api, "client").is_none()).await;
 
     assert!(
-        a.status().await.kubernetes.starts_with("ok (7 watches, kubeconfig "),
+        a.status().await.kubernetes.starts_with("ok (8 watches, kubeconfig "),
         "{}",
         a.status().await.kubernetes
     );
@@ -240,7 +240,7 @@ async fn policies_from_the_api_are_enforced_refused_with_status_and_deleted() {
     }
     assert!(open, "the deleted policy no longer applies");
     assert!(
-        a.status().await.kubernetes.starts_with("ok (7 watches, kubeconfig "),
+        a.status().await.kubernetes.starts_with("ok (8 watches, kubeconfig "),
         "{}",
         a.status().await.kubernetes
     );
