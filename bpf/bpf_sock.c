@@ -5,13 +5,18 @@
  * backend's address from the start and need no per-packet DNAT. recvmsg4
  * and getpeername4 show the frontend again. Only sockets of the node's own
  * network namespace and of its pods (seta_sock_netns) are translated; the
- * programs attach at the node's cgroup (--cgroup-root), never above it. */
+ * programs attach at the node's cgroup (--cgroup-root), never above it.
+ * 127.0.0.1 reaches the node's NodePorts and hostPorts through their
+ * 0.0.0.0 surrogate entries (Cilium's wildcard lookup), and post_bind4
+ * keeps the node's own processes off the addresses and ports of NodePort,
+ * ExternalIP and LoadBalancer frontends (Cilium's bind protection). */
 #include <linux/in.h>
 #define AF_INET 2
 #include "lib/common.h"
 #include "lib/policy.h"
 #include "lib/lb.h"
 
+#define SYS_REJECT 0
 #define SYS_PROCEED 1
 
 struct {
@@ -57,6 +62,21 @@ static __always_inline int is_loopback4(__be32 a)
 	return (bpf_ntohl(a) >> 24) == 127;
 }
 
+/* A frontend, or for 127.0.0.1 (the node's own) its NodePort or hostPort
+ * surrogate at 0.0.0.0; k->address is then the key the slots are under. */
+static __always_inline struct lb4_service *sock4_lookup(struct lb4_key *k)
+{
+	struct lb4_service *svc = bpf_map_lookup_elem(&seta_lb4_svc, k);
+
+	if (svc || !is_loopback4(k->address))
+		return svc;
+	k->address = 0;
+	svc = bpf_map_lookup_elem(&seta_lb4_svc, k);
+	if (svc && !(svc->flags & (LB_F_NODEPORT | LB_F_HOSTPORT)))
+		return NULL;
+	return svc;
+}
+
 /* The frontend's backend for this socket: the affinity one (keyed by the
  * namespace, as Cilium's socket-LB does) or a random slot. */
 static __always_inline struct lb4_backend *sock4_select(struct lb4_key *k, const struct lb4_service *svc, __u64 netns, __u32 *id)
@@ -96,6 +116,7 @@ static __always_inline void sock4_xlate_fwd(struct bpf_sock_addr *ctx, int udp_o
 	struct lb4_service *svc;
 	struct lb4_backend *be;
 	__u8 proto = ctx->protocol, *kind;
+	__be32 orig;
 	__u64 netns;
 	__u32 id = 0;
 
@@ -103,28 +124,29 @@ static __always_inline void sock4_xlate_fwd(struct bpf_sock_addr *ctx, int udp_o
 		return;
 	if (proto != IPPROTO_UDP && (udp_only || proto != IPPROTO_TCP))
 		return;
-	k.address = ctx->user_ip4;
+	orig = ctx->user_ip4;
+	k.address = orig;
 	k.dport = (__be16)ctx->user_port;
 	k.proto = proto;
-	svc = bpf_map_lookup_elem(&seta_lb4_svc, &k);
+	svc = sock4_lookup(&k);
 	if (!svc || svc->count == 0)
 		return;
 	netns = bpf_get_netns_cookie(ctx);
 	kind = bpf_map_lookup_elem(&seta_sock_netns, &netns);
 	if (!kind)
 		return;
-	/* 127.0.0.1 frontends (hostPort, NodePort) are the node's own: a pod's
+	/* 127.0.0.1 is the node's own (its NodePorts, hostPorts): a pod's
 	 * loopback is its own */
-	if (is_loopback4(k.address) && *kind != SOCK_NETNS_HOST)
+	if (is_loopback4(orig) && *kind != SOCK_NETNS_HOST)
 		return;
-	trace_sock(ctx, XLATE_PRE_DIRECTION_FWD, k.address, k.dport, proto);
+	trace_sock(ctx, XLATE_PRE_DIRECTION_FWD, orig, k.dport, proto);
 	be = sock4_select(&k, svc, netns, &id);
 	if (!be)
 		return;
 	rk.cookie = bpf_get_socket_cookie(ctx);
 	rk.address = be->address;
 	rk.port = be->port;
-	rv.address = k.address;
+	rv.address = orig;
 	rv.port = k.dport;
 	rv.rev_nat_index = svc->rev_nat_index;
 	if (bpf_map_update_elem(&seta_lb4_reverse_sk, &rk, &rv, BPF_ANY) < 0) {
@@ -156,7 +178,7 @@ static __always_inline void sock4_xlate_rev(struct bpf_sock_addr *ctx)
 	k.address = rv->address;
 	k.dport = rv->port;
 	k.proto = ctx->protocol;
-	svc = bpf_map_lookup_elem(&seta_lb4_svc, &k);
+	svc = sock4_lookup(&k);
 	if (!svc || svc->rev_nat_index != rv->rev_nat_index) {
 		bpf_map_delete_elem(&seta_lb4_reverse_sk, &rk);
 		return;
@@ -192,6 +214,33 @@ SEC("cgroup/getpeername4")
 int sock4_getpeername(struct bpf_sock_addr *ctx)
 {
 	sock4_xlate_rev(ctx);
+	return SYS_PROCEED;
+}
+
+/* Bind protection (Cilium's post_bind4): in the node's own namespace, a
+ * bind to the address and port of a NodePort, ExternalIP or LoadBalancer
+ * frontend (0.0.0.0 and 127.0.0.1 meet the NodePort's surrogate) fails
+ * with EPERM, so no local process takes over the service's traffic. */
+SEC("cgroup/post_bind4")
+int sock4_post_bind(struct bpf_sock *ctx)
+{
+	struct lb4_key k = {};
+	struct lb4_service *svc;
+	__u64 netns;
+	__u8 *kind;
+
+	if (ctx->family != AF_INET || (ctx->protocol != IPPROTO_TCP && ctx->protocol != IPPROTO_UDP))
+		return SYS_PROCEED;
+	netns = bpf_get_netns_cookie(ctx);
+	kind = bpf_map_lookup_elem(&seta_sock_netns, &netns);
+	if (!kind || *kind != SOCK_NETNS_HOST)
+		return SYS_PROCEED;
+	k.address = ctx->src_ip4;
+	k.dport = bpf_htons((__u16)ctx->src_port);
+	k.proto = (__u8)ctx->protocol;
+	svc = sock4_lookup(&k);
+	if (svc && (svc->flags & (LB_F_NODEPORT | LB_F_EXTERNAL_IP | LB_F_LOADBALANCER)))
+		return SYS_REJECT;
 	return SYS_PROCEED;
 }
 

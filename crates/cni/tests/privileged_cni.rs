@@ -598,6 +598,6 @@ async fn privileged_cni_podman_host_port_in_ebpf() {
     );
     // the container is gone (--rm made podman call DEL): so is its hostPort
     let left: Vec<Value> = c.agent("service list").as_array().unwrap().clone();
-    assert!(left.iter().all(|e| e["kind"] != "HostPort"), "{left:?}");
+    assert!(left.iter().all(|e| e["type"] != "HostPort"), "{left:?}");
     assert_eq!(c.agent("endpoint list").as_array().unwrap().len(), 1, "only the client pod");
 }

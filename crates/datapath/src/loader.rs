@@ -57,8 +57,15 @@ pub const PROG_FROM_CONTAINER: &str = "from_container";
 pub const PROG_FROM_HOST: &str = "from_host";
 pub const PROG_FROM_OVERLAY: &str = "from_overlay";
 pub const PROG_FROM_NETDEV: &str = "from_netdev";
-/// Socket-LB's programs (bpf_sock.o), one per cgroup hook.
-pub const SOCK_PROGS: [&str; 4] = ["sock4_connect", "sock4_sendmsg", "sock4_recvmsg", "sock4_getpeername"];
+/// Socket-LB's programs (bpf_sock.o), one per cgroup hook; the last is a
+/// socket program (bind protection), the others socket-address ones.
+pub const SOCK_PROGS: [&str; 5] = [
+    "sock4_connect",
+    "sock4_sendmsg",
+    "sock4_recvmsg",
+    "sock4_getpeername",
+    "sock4_post_bind",
+];
 
 /// Sizes of shared maps that come from flags (Cilium's `bpf-lb-map-max`,
 /// `bpf-nat-global-max`); the others keep the objects' sizes.
@@ -517,7 +524,7 @@ impl Datapath {
     /// program next to the old one and then drops the old link, so no
     /// connect goes untranslated in between.
     pub fn attach_cgroup(&self, cgroup: &Path) -> Result<()> {
-        use aya::programs::{CgroupAttachMode, CgroupSockAddr};
+        use aya::programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr};
         let dir = std::fs::File::open(cgroup).map_err(|source| DatapathError::Io {
             what: format!("open cgroup {}", cgroup.display()),
             source,
@@ -535,21 +542,26 @@ impl Datapath {
                 program: format!("{name} at {}", cgroup.display()),
                 source,
             };
-            let p: &mut CgroupSockAddr = ebpf
-                .program_mut(name)
-                .ok_or_else(|| DatapathError::MissingProgram {
-                    program: name.to_string(),
-                    object: "bpf_sock.o",
-                })?
-                .try_into()
-                .map_err(perr)?;
-            p.load().map_err(perr)?;
-            // through a bpf_link (flags 0: links always allow several programs)
-            let id = p.attach(&dir, CgroupAttachMode::Single).map_err(perr)?;
-            let link = p.take_link(id).map_err(perr)?;
+            let prog = ebpf.program_mut(name).ok_or_else(|| DatapathError::MissingProgram {
+                program: name.to_string(),
+                object: "bpf_sock.o",
+            })?;
             let pin = self.cgroup_link_pin(name);
             let lerr = |msg: String| DatapathError::Link { path: pin.clone(), msg };
-            let fd: FdLink = link.try_into().map_err(|e| lerr(format!("not an fd link: {e}")))?;
+            // through a bpf_link (flags 0: links always allow several programs)
+            let fd: FdLink = if name == "sock4_post_bind" {
+                let p: &mut CgroupSock = prog.try_into().map_err(perr)?;
+                p.load().map_err(perr)?;
+                let id = p.attach(&dir, CgroupAttachMode::Single).map_err(perr)?;
+                let link = p.take_link(id).map_err(perr)?;
+                link.try_into().map_err(|e| lerr(format!("not an fd link: {e}")))?
+            } else {
+                let p: &mut CgroupSockAddr = prog.try_into().map_err(perr)?;
+                p.load().map_err(perr)?;
+                let id = p.attach(&dir, CgroupAttachMode::Single).map_err(perr)?;
+                let link = p.take_link(id).map_err(perr)?;
+                link.try_into().map_err(|e| lerr(format!("not an fd link: {e}")))?
+            };
             let tmp = self.cgroup_link_pin(&format!("{name}_new"));
             let _ = std::fs::remove_file(&tmp);
             fd.pin(&tmp).map_err(|e| lerr(format!("pin: {e:?}")))?;

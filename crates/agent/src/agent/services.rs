@@ -7,10 +7,15 @@ use crate::services::{entry, kv_key, kv_key_of_name, Repository, Selection};
 use seta_core::api::{ServiceChange, ServiceEntry};
 
 impl Agent {
-    /// The addresses NodePort frontends listen on: the node's address
-    /// (its router address when it has none, as in a one-node lab).
+    /// The addresses NodePort frontends (and hostPorts without a hostIP)
+    /// listen on: the node's address (its router address when it has none,
+    /// as in a one-node lab), and 0.0.0.0, Cilium's surrogate, which
+    /// socket-LB uses for 127.0.0.1 and bind protection for 0.0.0.0.
     fn node_port_addrs(&self) -> Vec<Ipv4Addr> {
-        vec![self.node_ip.unwrap_or(seta_core::ipam::router_ip(self.cfg.pod_cidr))]
+        vec![
+            self.node_ip.unwrap_or(seta_core::ipam::router_ip(self.cfg.pod_cidr)),
+            Ipv4Addr::UNSPECIFIED,
+        ]
     }
 
     /// Claim an endpoint's hostPorts in the services subsystem (refused

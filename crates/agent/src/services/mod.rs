@@ -364,7 +364,10 @@ impl Repository {
                 FrontendKind::NodePort | FrontendKind::ExternalIP | FrontendKind::LoadBalancer
             );
             let mut algorithm = seta_abi::LB_ALG_RANDOM;
-            let maglev = choices.maglev.filter(|_| north_south && choices.uses_maglev(f));
+            // (not for the 0.0.0.0 surrogate: only socket-LB uses it, randomly)
+            let maglev = choices
+                .maglev
+                .filter(|_| north_south && !f.addr.is_unspecified() && choices.uses_maglev(f));
             if let (Some((m, seed)), false) = (maglev, slots.is_empty()) {
                 let names: Vec<(String, u32)> = slots
                     .iter()

@@ -2,7 +2,8 @@
 //! Pod bound to a node and an unbound one (the lab binds it) get wired by
 //! seta-cni and become Ready with their podIP; they talk to each other and
 //! to the other pods, the unbound one's hostPort (from its Pod spec) answers
-//! on its node's address; their CiliumEndpoints carry their address and
+//! on its node's address from outside, from the node (also on 127.0.0.1,
+//! with socket-LB) and from the pod itself; their CiliumEndpoints carry their address and
 //! identity; a Pod that cannot be wired gets a FailedCreatePodSandBox Event
 //! and leaves nothing; a deleted Pod leaves no namespace, no endpoint and
 //! no CiliumEndpoint.
@@ -52,6 +53,33 @@ async fn privileged_policy_k8s_pods_from_kubectl(mut p: P) {
     assert!(
         read_from(&ext.netns, SocketAddr::new(node_ip.into(), 8081)).is_ok(),
         "hostPort 8081 of kb on {node_ip}"
+    );
+    // from its node, on the node's address and on 127.0.0.1 (socket-LB,
+    // through the 0.0.0.0 surrogate); from kb itself through its node
+    for addr in [node_ip.to_string(), "127.0.0.1".into()] {
+        let argv: Vec<String> = [
+            "python3",
+            "-c",
+            &format!("import socket; s = socket.create_connection(('{addr}', 8081), timeout=3); print(s.recv(64).decode())"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let out = p
+            .lab()
+            .node_exec(&kb_node, &argv)
+            .unwrap()
+            .output_within(std::time::Duration::from_secs(20))
+            .unwrap();
+        assert!(
+            out.status.success() && !out.stdout.is_empty(),
+            "the node to hostPort {addr}:8081: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        read_from(&p.ns("kb"), SocketAddr::new(node_ip.into(), 8081)).is_ok(),
+        "kb to its own hostPort through its node"
     );
     // the CiliumEndpoint carries the address and the identity
     common::wait_for("kb's CiliumEndpoint", 20, || {
@@ -133,18 +161,22 @@ async fn privileged_policy_k8s_pods_from_kubectl(mut p: P) {
 
 mod privileged_policy_k8s_pods_from_kubectl {
     use super::*;
+    /// with socket-LB (127.0.0.1 reaches a hostPort through it)
+    fn opts() -> LabOptions {
+        LabOptions { socket_lb: true, ..k8s() }
+    }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one() {
         if !privileged("privileged_policy_k8s_pods_from_kubectl::one") {
             return;
         }
-        super::privileged_policy_k8s_pods_from_kubectl(P::with_opts("k8spone", Topo::One, k8s()).await).await;
+        super::privileged_policy_k8s_pods_from_kubectl(P::with_opts("k8spone", Topo::One, opts()).await).await;
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn tunnel() {
         if !privileged("privileged_policy_k8s_pods_from_kubectl::tunnel") {
             return;
         }
-        super::privileged_policy_k8s_pods_from_kubectl(P::with_opts("k8sptun", Topo::Tunnel, k8s()).await).await;
+        super::privileged_policy_k8s_pods_from_kubectl(P::with_opts("k8sptun", Topo::Tunnel, opts()).await).await;
     }
 }

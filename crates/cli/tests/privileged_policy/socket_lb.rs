@@ -367,3 +367,113 @@ mod privileged_policy_service_socket_lb_hostns_only {
         super::privileged_policy_service_socket_lb_hostns_only(P::with_opts("slhtun", Topo::Tunnel, opts()).await).await;
     }
 }
+
+/// On the node (bind protection and loopback): binds to 0.0.0.0, 127.0.0.1
+/// and the node's address on a NodePort's port, and to an ExternalIP's
+/// address and port, each with its errno name or "ok"; then a connection
+/// to 127.0.0.1 on the NodePort and what it answers.
+const NODE_BINDS: &str = r#"
+import socket, sys, errno
+node = sys.argv[1]
+def bind(a, port, kind=socket.SOCK_STREAM):
+    s = socket.socket(socket.AF_INET, kind)
+    s.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND: an address the node does not hold
+    try:
+        s.bind((a, port)); return "ok"
+    except OSError as e:
+        return errno.errorcode[e.errno]
+    finally:
+        s.close()
+for name, a, port in [("any", "0.0.0.0", 30180), ("lo", "127.0.0.1", 30180), ("node", node, 30180),
+                      ("other-port", "0.0.0.0", 30181), ("eip", "198.51.100.61", 80), ("eip-other-port", "198.51.100.61", 81)]:
+    print(name, bind(a, port))
+print("udp", bind("0.0.0.0", 30180, socket.SOCK_DGRAM))
+s = socket.create_connection(("127.0.0.1", 30180), timeout=3)
+print("loopback", s.recv(10).decode())
+"#;
+
+/// Cilium's NodePort on 127.0.0.1 and its bind protection, with socket-LB:
+/// a process of the node reaches a NodePort at 127.0.0.1 (through the
+/// 0.0.0.0 surrogate frontend, which `service list` shows as Cilium's does),
+/// and its binds to the address and port of a NodePort (0.0.0.0, 127.0.0.1,
+/// the node's address) or an ExternalIP fail with EPERM, while other ports,
+/// another protocol and a pod's own namespace are not held back.
+async fn privileged_policy_service_node_loopback_and_bind_protection(p: P) {
+    let web = p.ip("web");
+    let _w = Responder::start(&p.ns("web"), p.web_addr(8080));
+    services_import(
+        &p,
+        &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: np, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.51\n  externalIPs: [198.51.100.61]\n  ports: [{{name: http, port: 80, targetPort: 8080, nodePort: 30180}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: np-a, namespace: default, labels: {{kubernetes.io/service-name: np}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n"),
+    );
+    // the client's node (web's other node on two nodes)
+    let node = p.node_of("client");
+    let list = p.seta_at("client", &["service", "list"]);
+    let node_ports: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "NodePort")
+        .map(|e| e["frontend"].as_str().unwrap())
+        .collect();
+    assert_eq!(node_ports.len(), 2, "the node's address and the 0.0.0.0 surrogate: {list}");
+    assert!(node_ports.contains(&"0.0.0.0:30180/TCP"), "{node_ports:?}");
+    let node_ip = node_ports
+        .iter()
+        .find(|f| !f.starts_with("0.0.0.0"))
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap();
+    let argv: Vec<String> = ["python3", "-c", NODE_BINDS, node_ip].iter().map(|s| s.to_string()).collect();
+    let out = p
+        .lab()
+        .node_exec(&node, &argv)
+        .unwrap()
+        .output_within(std::time::Duration::from_secs(20))
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    let want = [
+        "any EPERM",
+        "lo EPERM",
+        "node EPERM",
+        "other-port ok",
+        "eip EPERM",
+        "eip-other-port ok",
+        "udp ok",
+        "loopback ok",
+    ];
+    assert_eq!(text.lines().collect::<Vec<_>>(), want, "{text}");
+    // a pod's namespace is its own: the same bind is its business
+    let (ok, out) = py(
+        &p,
+        "client",
+        "import socket; s = socket.socket(); s.bind(('0.0.0.0', 30180)); print('bound')",
+        &[],
+    );
+    assert!(ok && out.trim() == "bound", "{out}");
+}
+
+mod privileged_policy_service_node_loopback_and_bind_protection {
+    use super::*;
+    fn opts() -> LabOptions {
+        LabOptions {
+            socket_lb: true,
+            ..Default::default()
+        }
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one() {
+        if !privileged("privileged_policy_service_node_loopback_and_bind_protection::one") {
+            return;
+        }
+        super::privileged_policy_service_node_loopback_and_bind_protection(P::with_opts("lbone", Topo::One, opts()).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_service_node_loopback_and_bind_protection::tunnel") {
+            return;
+        }
+        super::privileged_policy_service_node_loopback_and_bind_protection(P::with_opts("lbtun", Topo::Tunnel, opts()).await).await;
+    }
+}

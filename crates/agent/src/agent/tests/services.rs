@@ -32,15 +32,23 @@ async fn services_are_imported_listed_kept_over_a_restart_and_deleted() {
         assert_eq!(r.objects, ["Service default/web", "EndpointSlice default/web-1"]);
         let l = a.service_list();
         let fronts: Vec<(&str, &str)> = l.iter().map(|e| (e.frontend.as_str(), e.kind.as_str())).collect();
-        assert_eq!(fronts, [("10.96.0.10:80/TCP", "ClusterIP"), ("172.31.0.1:30080/TCP", "NodePort")]);
+        // the NodePort on the node's address and on Cilium's 0.0.0.0 surrogate
+        assert_eq!(
+            fronts,
+            [
+                ("10.96.0.10:80/TCP", "ClusterIP"),
+                ("172.31.0.1:30080/TCP", "NodePort"),
+                ("0.0.0.0:30080/TCP", "NodePort")
+            ]
+        );
         let states: Vec<String> = l[0].backends.iter().map(|b| format!("{} {}", b.address, b.state)).collect();
         assert_eq!(states, ["10.210.1.5:8080/TCP active", "10.210.1.6:8080/TCP terminating"]);
         let g = a.service_get("web", "default").unwrap();
-        assert_eq!(g["frontends"].as_array().unwrap().len(), 2);
+        assert_eq!(g["frontends"].as_array().unwrap().len(), 3);
     }
     // a restart finds them in the state dir
     let a = agent(&d.0, "n1", "10.210.1.0/24", &k, None, Some(node_ip)).await;
-    assert_eq!(a.service_list().len(), 2);
+    assert_eq!(a.service_list().len(), 3);
     // bad input names the field and changes nothing
     let err = a.service_import(&SVC.replace("nodePort: 30080", "nodePort: 80")).await.unwrap_err();
     assert!(matches!(err, ApiError::BadRequest(_)), "{err}");
@@ -48,7 +56,7 @@ async fn services_are_imported_listed_kept_over_a_restart_and_deleted() {
     assert_eq!(a.service_list()[1].frontend, "172.31.0.1:30080/TCP", "unchanged");
     // the endpoint lock held elsewhere never blocks service requests
     let held = a.endpoints.lock().await;
-    assert_eq!(a.service_list().len(), 2);
+    assert_eq!(a.service_list().len(), 3);
     drop(held);
     let err = a.service_delete(Some("nope"), None, false).await.unwrap_err();
     assert!(matches!(err, ApiError::NotFound(_)), "{err}");
@@ -179,7 +187,7 @@ async fn a_backend_quarantined_by_hand_leaves_the_slots_and_comes_back() {
     };
     assert_eq!(slot_backend(&k), [10, 210, 1, 5]);
     let r = a.service_backend_state("10.210.1.5:8080", "quarantined").await.unwrap();
-    assert_eq!(r["frontends"], 2, "ClusterIP and NodePort");
+    assert_eq!(r["frontends"], 3, "ClusterIP and NodePort (and its surrogate)");
     // the only active one is out: the serving terminating one is the fallback
     assert_eq!(slot_backend(&k), [10, 210, 1, 6]);
     let l = a.service_list();
@@ -262,7 +270,7 @@ async fn host_ports_follow_their_pod_and_never_clash() {
             })
             .await
             .unwrap();
-        assert_eq!(hostport_masters(&k), [(node_ip, 8080)]);
+        assert_eq!(hostport_masters(&k), [(Ipv4Addr::UNSPECIFIED, 8080), (node_ip, 8080)]);
         let l = a.service_list();
         let e = l.iter().find(|e| e.kind == "HostPort").expect("listed");
         assert_eq!(e.frontend, "172.31.0.1:8080/TCP");
@@ -285,12 +293,12 @@ async fn host_ports_follow_their_pod_and_never_clash() {
         );
         assert_eq!(a.list().await.len(), 1);
         assert!(!k.state().filters.contains_key(&link2.index), "its program is gone again");
-        assert_eq!(hostport_masters(&k), [(node_ip, 8080)]);
+        assert_eq!(hostport_masters(&k), [(Ipv4Addr::UNSPECIFIED, 8080), (node_ip, 8080)]);
         web
     };
     // a restart keeps the live pod's hostPorts
     let a = agent(&d.0, "n1", "10.210.1.0/24", &k, None, Some(node_ip)).await;
-    assert_eq!(hostport_masters(&k), [(node_ip, 8080)]);
+    assert_eq!(hostport_masters(&k), [(Ipv4Addr::UNSPECIFIED, 8080), (node_ip, 8080)]);
     a.delete_endpoint(&EndpointRef::ContainerId(web.container_id.clone()))
         .await
         .unwrap();
