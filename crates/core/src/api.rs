@@ -118,6 +118,9 @@ pub struct KprStatus {
     pub no_backend_response: String,
     pub services: usize,
     pub frontends: usize,
+    /// the per-service annotations honoured (Cilium's `Annotations:` list)
+    #[serde(default)]
+    pub annotations: Vec<String>,
 }
 
 /// A supervised background task (watch, GC, events reader, health, retries).

@@ -225,34 +225,39 @@ impl Agent {
         anyhow::bail!("the pods watch ended")
     }
 
-    /// This node's Node object: its `topology.kubernetes.io/zone` label is
-    /// the zone topology-aware routing prefers (Cilium's zone watcher); a
-    /// change re-selects every service's backends.
+    /// This node's Node object: its labels decide which services it
+    /// exposes (`service.cilium.io/node`, `node-selector`), and its
+    /// `topology.kubernetes.io/zone` label is the zone topology-aware
+    /// routing prefers (Cilium's zone watcher); a change re-selects every
+    /// service's frontends and backends.
     pub(super) async fn k8s_node_watch(self: Arc<Self>) -> anyhow::Result<()> {
         let k = self.k8s.clone().expect("Kubernetes is configured");
         let ar = resource("", "v1", "Node", NODES);
         let cfg = watcher::Config::default().fields(&format!("metadata.name={}", self.cfg.node));
         let mut s = watch_where(&k, &ar, cfg);
         while let Some(ev) = next_event(&k, &mut s, NODES).await {
-            let zone = match ev {
+            let labels: BTreeMap<String, String> = match ev {
                 watcher::Event::Apply(o) | watcher::Event::InitApply(o) => o
                     .pointer("/metadata/labels")
-                    .and_then(|l| l.get(seta_core::service::LABEL_TOPOLOGY_ZONE))
-                    .and_then(|z| z.as_str())
-                    .filter(|z| !z.is_empty())
-                    .map(str::to_string),
-                watcher::Event::Delete(_) => None,
+                    .and_then(|l| serde_json::from_value(l.clone()).ok())
+                    .unwrap_or_default(),
+                watcher::Event::Delete(_) => BTreeMap::new(),
                 watcher::Event::Init | watcher::Event::InitDone => continue,
             };
-            let changed = {
+            let zone = labels
+                .get(seta_core::service::LABEL_TOPOLOGY_ZONE)
+                .filter(|z| !z.is_empty())
+                .cloned();
+            let zone_changed = {
                 let mut z = self.node_zone.lock().unwrap_or_else(|e| e.into_inner());
                 std::mem::replace(&mut *z, zone.clone()) != zone
             };
-            if changed {
+            if zone_changed {
                 tracing::info!(zone = zone.as_deref().unwrap_or("<none>"), "this node's zone");
-                if self.cfg.service_topology {
-                    self.services_resync().await;
-                }
+            }
+            let labels_changed = self.services.lock().unwrap().set_node_labels(labels);
+            if labels_changed || (zone_changed && self.cfg.service_topology) {
+                self.services_resync().await;
             }
         }
         anyhow::bail!("the nodes watch ended")

@@ -346,10 +346,13 @@ impl Agent {
         let s = repo
             .service(namespace, name)
             .ok_or_else(|| ApiError::NotFound(format!("no service {name:?} in namespace {namespace}")))?;
-        let frontends: Vec<ServiceEntry> = seta_core::service::translate(s, &repo.slices_of(s), &addrs)
-            .iter()
-            .map(entry)
-            .collect();
+        let frontends: Vec<ServiceEntry> = match repo.exposes(s) {
+            true => seta_core::service::translate(s, &repo.slices_of(s), &addrs)
+                .iter()
+                .map(entry)
+                .collect(),
+            false => vec![],
+        };
         Ok(serde_json::json!({"service": s, "frontends": frontends}))
     }
 
@@ -451,6 +454,23 @@ impl Agent {
             no_backend_response: format!("{:?}", self.cfg.service_no_backend_response).to_lowercase(),
             services,
             frontends,
+            annotations: {
+                use seta_core::service::*;
+                let mut a = vec![
+                    ANNOTATION_NODE,
+                    ANNOTATION_NODE_SELECTOR,
+                    ANNOTATION_SRC_RANGES_POLICY,
+                    ANNOTATION_TYPE,
+                ];
+                if self.cfg.lb_mode_annotation {
+                    a.push(ANNOTATION_FORWARDING_MODE);
+                }
+                if self.cfg.lb_algorithm_annotation {
+                    a.push(ANNOTATION_LB_ALGORITHM);
+                }
+                a.sort_unstable();
+                a.into_iter().map(String::from).collect()
+            },
         }
     }
 }

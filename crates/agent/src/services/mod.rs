@@ -38,6 +38,10 @@ pub struct Repository {
     /// this node's hostPorts: container id -> (pod address, mappings)
     #[serde(default)]
     host_ports: BTreeMap<String, (Ipv4Addr, Vec<seta_core::service::HostPort>)>,
+    /// this node's labels (its Node's, under Kubernetes): which services
+    /// it exposes (`service.cilium.io/node`, `node-selector`); not persisted
+    #[serde(skip)]
+    node_labels: BTreeMap<String, String>,
 }
 
 /// Hands out the lowest numbers not in use, from 1 up to a most (one walk
@@ -161,6 +165,16 @@ impl Repository {
             .collect()
     }
 
+    /// This node's labels changed; whether they differ from before.
+    pub fn set_node_labels(&mut self, labels: BTreeMap<String, String>) -> bool {
+        std::mem::replace(&mut self.node_labels, labels) != self.node_labels
+    }
+
+    /// Does this node expose `s` (its node-exposure annotations)?
+    pub fn exposes(&self, s: &Service) -> bool {
+        s.exposed_on(&self.node_labels)
+    }
+
     /// Every frontend this node load-balances (NodePort on `node_addrs`),
     /// with the backend states set by hand applied.
     pub fn frontends(&self, node_addrs: &[Ipv4Addr]) -> Vec<Frontend> {
@@ -173,6 +187,7 @@ impl Repository {
         let mut out: Vec<Frontend> = self
             .services
             .values()
+            .filter(|s| self.exposes(s))
             .flat_map(|s| {
                 translate(
                     s,

@@ -132,3 +132,97 @@ mod privileged_policy_k8s_service_topology {
         super::privileged_policy_k8s_service_topology(P::with_opts("kttunnel", Topo::Tunnel, opts()).await).await;
     }
 }
+
+/// Cilium's selective service node exposure, driven by kubectl: a Service
+/// annotated `service.cilium.io/node: beefy` is served only by nodes
+/// labelled `service.cilium.io/node=beefy`, one annotated with a
+/// `service.cilium.io/node-selector` only by nodes whose labels match it;
+/// relabelling a node moves the service (Cilium needs the service updated
+/// for that).
+async fn privileged_policy_k8s_service_node_exposure(p: P) {
+    let kubectl = |args: &[&str], stdin: Option<&str>| {
+        let (ok, out, err) = p.lab().kubectl(args, stdin).unwrap();
+        assert!(ok, "kubectl {args:?}: {err}");
+        out
+    };
+    let _w = Responder::start(&p.ns("web"), p.web_addr(8080));
+    let web = p.ip("web");
+    let (client_node, other_node) = (p.node_of("client"), p.node_of("other"));
+    let svc = |name: &str, ip: &str, annotation: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default, annotations: {{{annotation}}}}}\nspec:\n  clusterIP: {ip}\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-1, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080, protocol: TCP}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n---\n")
+    };
+    kubectl(
+        &["label", "node", &client_node, "service.cilium.io/node=beefy", "--overwrite"],
+        None,
+    );
+    let objects = [
+        svc("beefy", "10.96.0.73", "service.cilium.io/node: beefy"),
+        svc(
+            "picky",
+            "10.96.0.74",
+            "\"service.cilium.io/node-selector\": \"service.cilium.io/node in (beefy, slow)\"",
+        ),
+    ]
+    .concat();
+    kubectl(&["apply", "-f", "-"], Some(&objects));
+    let (beefy, picky): (SocketAddr, SocketAddr) = ("10.96.0.73:80".parse().unwrap(), "10.96.0.74:80".parse().unwrap());
+    until_tcp(&p.ns("client"), beefy, true, "the labelled node serves the node-annotated service");
+    until_tcp(
+        &p.ns("client"),
+        picky,
+        true,
+        "the labelled node serves the selector-annotated service",
+    );
+    let listed = |node: &str| {
+        common::seta(node, &["service", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["service"] == "default/beefy" || e["service"] == "default/picky")
+            .count()
+    };
+    assert_eq!(listed(&client_node), 2);
+    let st = common::seta(&client_node, &["status"]);
+    assert_eq!(
+        st["kube-proxy-replacement"]["annotations"],
+        serde_json::json!([
+            "service.cilium.io/node",
+            "service.cilium.io/node-selector",
+            "service.cilium.io/src-ranges-policy",
+            "service.cilium.io/type"
+        ]),
+        "{st}"
+    );
+    if client_node != other_node {
+        // the unlabelled node serves neither, nor lists them
+        assert_eq!(listed(&other_node), 0);
+        assert!(!tcp_ok(&p.ns("other"), beefy), "the unlabelled node does not serve it");
+        assert!(!tcp_ok(&p.ns("other"), picky), "the unlabelled node does not serve it");
+    }
+    // a label the selector does not take: both are gone from that node
+    kubectl(&["label", "node", &client_node, "service.cilium.io/node=fast", "--overwrite"], None);
+    until_tcp(&p.ns("client"), beefy, false, "relabelled: the node-annotated service leaves");
+    until_tcp(&p.ns("client"), picky, false, "relabelled: the selector-annotated service leaves");
+    assert_eq!(listed(&client_node), 0);
+    kubectl(&["label", "node", &client_node, "service.cilium.io/node=slow", "--overwrite"], None);
+    until_tcp(&p.ns("client"), picky, true, "slow is in the selector's set");
+    assert!(!tcp_ok(&p.ns("client"), beefy), "but not beefy");
+}
+
+mod privileged_policy_k8s_service_node_exposure {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one() {
+        if !privileged("privileged_policy_k8s_service_node_exposure::one") {
+            return;
+        }
+        super::privileged_policy_k8s_service_node_exposure(P::with_opts("kxone", Topo::One, k8s()).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_k8s_service_node_exposure::tunnel") {
+            return;
+        }
+        super::privileged_policy_k8s_service_node_exposure(P::with_opts("kxtunnel", Topo::Tunnel, k8s()).await).await;
+    }
+}

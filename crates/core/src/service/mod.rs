@@ -4,6 +4,7 @@
 //! frontends a node load-balances ([`translate`]) with backend states after
 //! Cilium's, the choice of a backend ([`Frontend::candidates`]) and the
 //! Maglev table ([`maglev`]). No I/O.
+pub mod exposure;
 pub mod maglev;
 pub mod parse;
 #[cfg(test)]
@@ -156,6 +157,14 @@ pub struct SvcAnnotations {
     /// without its node ports and cluster IP)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exposure: Option<FrontendKind>,
+    /// `service.cilium.io/node`: only nodes whose `service.cilium.io/node`
+    /// label has this value expose the service
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// `service.cilium.io/node-selector`: only nodes whose labels match
+    /// this label selector expose the service (wins over `node`)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<String>,
 }
 
 /// The annotation keys of [`SvcAnnotations`].
@@ -163,6 +172,8 @@ pub const ANNOTATION_FORWARDING_MODE: &str = "service.cilium.io/forwarding-mode"
 pub const ANNOTATION_LB_ALGORITHM: &str = "service.cilium.io/lb-algorithm";
 pub const ANNOTATION_SRC_RANGES_POLICY: &str = "service.cilium.io/src-ranges-policy";
 pub const ANNOTATION_TYPE: &str = "service.cilium.io/type";
+pub const ANNOTATION_NODE: &str = "service.cilium.io/node";
+pub const ANNOTATION_NODE_SELECTOR: &str = "service.cilium.io/node-selector";
 /// Kubernetes' annotations that asked for topology-aware routing before
 /// `spec.trafficDistribution` (value `Auto`: PreferClose)
 pub const ANNOTATIONS_TOPOLOGY_MODE: [&str; 2] = ["service.kubernetes.io/topology-mode", "service.kubernetes.io/topology-aware-hints"];
@@ -175,6 +186,13 @@ impl Service {
     /// Whether this node's proxy load-balances it at all.
     pub fn handled(&self) -> bool {
         !self.headless() && self.kind != ServiceType::ExternalName && self.proxy_name.is_none()
+    }
+
+    /// Whether a node with `labels` exposes it (`service.cilium.io/node`,
+    /// `service.cilium.io/node-selector`).
+    pub fn exposed_on(&self, labels: &BTreeMap<String, String>) -> bool {
+        let a = &self.annotations;
+        exposure::exposed(a.node.as_deref(), a.node_selector.as_deref(), labels)
     }
 }
 

@@ -744,6 +744,24 @@ fn annotations(doc: usize, what: &str, a: &BTreeMap<String, String>) -> Result<S
                 ("LoadBalancer", FrontendKind::LoadBalancer),
             ],
         )?,
+        node: match a.get(ANNOTATION_NODE) {
+            Some(v) => Some(crate::labels::validate_value(v).map(|_| v.clone()).map_err(|e| {
+                err(
+                    doc,
+                    what,
+                    &format!("metadata.annotations[{ANNOTATION_NODE}]"),
+                    &format!("{v:?}: {e}"),
+                )
+            })?),
+            None => None,
+        },
+        node_selector: match a.get(ANNOTATION_NODE_SELECTOR) {
+            Some(v) => Some(exposure::LabelSelector::parse(v).map(|_| v.clone()).map_err(|e| {
+                let path = format!("metadata.annotations[{ANNOTATION_NODE_SELECTOR}]");
+                err(doc, what, &path, &format!("{v:?}: not a label selector: {e}"))
+            })?),
+            None => None,
+        },
     })
 }
 

@@ -554,6 +554,47 @@ fn topology_aware_routing_prefers_near_backends_and_falls_back_to_all() {
     assert_eq!(ips(fe(Some(PreferSameNode), t).candidates_at(at("n2", None))), ["10.0.1.1"]);
 }
 
+/// Selective node exposure (Cilium's svc-node-exposure): the node value,
+/// the label selector (which wins), Kubernetes' selector syntax; a selector
+/// that does not parse is refused naming the annotation.
+#[test]
+fn node_exposure_annotations_pick_the_nodes_that_serve() {
+    use exposure::{exposed, LabelSelector};
+    let labels = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
+    let beefy = labels(&[("service.cilium.io/node", "beefy"), ("topology.kubernetes.io/zone", "a")]);
+    let none = labels(&[]);
+    assert!(exposed(None, None, &none), "no annotation: every node");
+    assert!(exposed(Some("beefy"), None, &beefy));
+    assert!(!exposed(Some("slow"), None, &beefy));
+    assert!(!exposed(Some("beefy"), None, &none));
+    let sel = |s: &str, l: &BTreeMap<String, String>| exposed(Some("nope"), Some(s), l);
+    assert!(
+        sel("service.cilium.io/node == beefy", &beefy),
+        "the selector wins over the node value"
+    );
+    assert!(sel("service.cilium.io/node=beefy,topology.kubernetes.io/zone", &beefy));
+    assert!(sel("service.cilium.io/node in ( beefy , slow )", &beefy));
+    assert!(!sel("service.cilium.io/node notin (beefy)", &beefy));
+    assert!(sel("service.cilium.io/node notin (beefy)", &none));
+    assert!(sel("service.cilium.io/node != slow, !gpu", &beefy));
+    assert!(!sel("gpu", &beefy));
+    for bad in ["a in b", "a in (b", "Bad Key=x", "a=b,,c", "a=b c"] {
+        assert!(LabelSelector::parse(bad).is_err(), "{bad}");
+    }
+    let svc = |a: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: s, namespace: n, annotations: {{{a}}}}}\nspec:\n  clusterIP: 10.96.0.1\n  ports: [{{port: 80}}]\n")
+    };
+    let Object::Service(s) = &parse_file(&svc("service.cilium.io/node: beefy")).unwrap()[0] else {
+        panic!()
+    };
+    assert!(s.exposed_on(&beefy) && !s.exposed_on(&none));
+    let e = parse_file(&svc("\"service.cilium.io/node-selector\": \"a in b\"")).unwrap_err();
+    assert_eq!(e.path, "metadata.annotations[service.cilium.io/node-selector]");
+    assert!(e.msg.contains("not a label selector"), "{e}");
+    let e = parse_file(&svc("service.cilium.io/node: \"has space\"")).unwrap_err();
+    assert_eq!(e.path, "metadata.annotations[service.cilium.io/node]");
+}
+
 #[test]
 fn murmur3_matches_the_reference_implementation() {
     // values from the reference (Python mmh3.hash_bytes, little-endian halves)
