@@ -213,22 +213,26 @@ fn lb_entries(st: &seta_datapath::maps::LbState, frontends: bool) -> (Vec<Vec<St
     for (k, v) in &st.services {
         let svc = format!("{}/{}", lb_addr(k.address, k.dport), lb_proto(k.proto));
         let (be, detail) = if k.backend_slot == 0 {
-            let mut f = vec![];
-            if v.flags & seta_abi::LB_F_NODEPORT != 0 {
-                f.push("NodePort");
-            } else if v.flags & seta_abi::LB_F_EXTERNAL_IP != 0 {
-                f.push("ExternalIPs");
-            } else if v.flags & seta_abi::LB_F_LOADBALANCER != 0 {
-                f.push("LoadBalancer");
-            } else if v.flags & seta_abi::LB_F_HOSTPORT != 0 {
-                f.push("HostPort");
-            } else {
-                f.push("ClusterIP");
-                // reached only from inside the cluster, as Cilium marks it
-                // (unless --bpf-lb-external-clusterip)
-                if v.flags & seta_abi::LB_F_ROUTABLE == 0 {
-                    f.push("non-routable");
-                }
+            let kind = [
+                (seta_abi::LB_F_NODEPORT, "NodePort"),
+                (seta_abi::LB_F_EXTERNAL_IP, "ExternalIPs"),
+                (seta_abi::LB_F_LOADBALANCER, "LoadBalancer"),
+                (seta_abi::LB_F_HOSTPORT, "HostPort"),
+            ]
+            .iter()
+            .find(|(bit, _)| v.flags & bit != 0)
+            .map_or("ClusterIP", |(_, name)| name);
+            let mut f = vec![kind];
+            // not reached from outside, as Cilium marks it: a ClusterIP
+            // (unless --bpf-lb-external-clusterip) and the 0.0.0.0
+            // surrogate of a NodePort or hostPort (the node's own sockets)
+            let routable = match kind {
+                "ClusterIP" => v.flags & seta_abi::LB_F_ROUTABLE != 0,
+                "NodePort" | "HostPort" => k.address != [0; 4],
+                _ => true,
+            };
+            if !routable {
+                f.push("non-routable");
             }
             if v.flags & seta_abi::LB_F_EXT_LOCAL_SCOPE != 0 {
                 f.push("Local");
@@ -732,10 +736,30 @@ mod lb_list_tests {
                 ..Default::default()
             },
         );
+        // a NodePort on the node's address, and its 0.0.0.0 surrogate
+        let np = |address: [u8; 4], rev_nat_index: u16| {
+            let key = seta_abi::Lb4Key {
+                address,
+                dport: 30080u16.to_be_bytes(),
+                proto: 6,
+                ..Default::default()
+            };
+            let svc = Lb4Service {
+                rev_nat_index,
+                flags: seta_abi::LB_F_NODEPORT,
+                ..Default::default()
+            };
+            (key, svc)
+        };
+        st.services.extend([np([0; 4], 10), np([172, 30, 0, 1], 11)]);
         let (rows, json) = lb_entries(&st, false);
-        assert_eq!(rows[0][1], "0.0.0.0:0 (8) (0) [ClusterIP]", "routable: served from outside");
-        let (rows, json) = (&rows[1..], &json[1..]);
-        assert_eq!(rows[0][1], "0.0.0.0:0 (7) (0) [LoadBalancer, check source-range, deny, dsr]");
-        assert_eq!(json[0]["detail"]["flags2"], 192, "{json:?}");
+        assert_eq!(rows[0][0], "0.0.0.0:30080/TCP (0)");
+        assert_eq!(rows[0][1], "0.0.0.0:0 (10) (0) [NodePort, non-routable]", "the surrogate");
+        assert_eq!(rows[1][1], "0.0.0.0:0 (8) (0) [ClusterIP]", "routable: served from outside");
+        let row = |front: &str| rows.iter().position(|r| r[0] == front).unwrap();
+        assert_eq!(rows[row("172.30.0.1:30080/TCP (0)")][1], "0.0.0.0:0 (11) (0) [NodePort]");
+        let lb = row("198.51.100.9:80/TCP (0)");
+        assert_eq!(rows[lb][1], "0.0.0.0:0 (7) (0) [LoadBalancer, check source-range, deny, dsr]");
+        assert_eq!(json[lb]["detail"]["flags2"], 192, "{json:?}");
     }
 }

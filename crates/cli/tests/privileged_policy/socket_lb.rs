@@ -417,6 +417,17 @@ async fn privileged_policy_service_node_loopback_and_bind_protection(p: P) {
         .collect();
     assert_eq!(node_ports.len(), 2, "the node's address and the 0.0.0.0 surrogate: {list}");
     assert!(node_ports.contains(&"0.0.0.0:30180/TCP"), "{node_ports:?}");
+    let lb = p.seta_at("client", &["bpf", "lb", "list"]);
+    let surrogate = lb
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["service"] == "0.0.0.0:30180/TCP" && e["slot"] == 0)
+        .map(|e| e["entry"].to_string());
+    assert!(
+        surrogate.is_some_and(|m| m.ends_with("[NodePort, non-routable]\"")),
+        "as Cilium prints its surrogate: {lb}"
+    );
     let node_ip = node_ports
         .iter()
         .find(|f| !f.starts_with("0.0.0.0"))
