@@ -131,8 +131,6 @@ pub struct Agent {
     health_server: crate::healthcheck::HealthServer,
     /// the cluster's services in the kvstore (shared stores)
     svc_view: std::sync::Mutex<crate::services::ClusterView>,
-    /// this node's zone (its Node's topology.kubernetes.io/zone label)
-    node_zone: std::sync::Mutex<Option<String>>,
     svc_health: Arc<seta_kvstore::reflector::Health>,
     kv: Kv,
     /// this node's endpoint IPs queued for the kvstore (the IP publisher drains it)
@@ -336,7 +334,6 @@ impl Agent {
             observer,
             flow_ctx: Default::default(),
             svc_view: Default::default(),
-            node_zone: Default::default(),
             svc_health: Default::default(),
             kv_health: Default::default(),
             last_keepalive: std::sync::Mutex::new(Instant::now()),

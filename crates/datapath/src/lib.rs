@@ -14,7 +14,7 @@ pub use loader::{Datapath, DatapathError, EndpointProgConfig, MapSizes};
 pub mod objects {
     pub static BPF_LXC: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bpf_lxc.o"));
     pub static BPF_HOST: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bpf_host.o"));
-    /// Socket-LB: cgroup connect4/sendmsg4/recvmsg4/getpeername4.
+    /// Socket-LB: cgroup connect4/sendmsg4/recvmsg4/getpeername4, and post_bind4 (bind protection).
     pub static BPF_SOCK: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bpf_sock.o"));
     /// An empty tc program: the baseline of the per-packet benchmark.
     pub static TEST_EMPTY: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tests_empty.o"));

@@ -244,20 +244,21 @@ impl Agent {
                 watcher::Event::Delete(_) => BTreeMap::new(),
                 watcher::Event::Init | watcher::Event::InitDone => continue,
             };
-            let zone = labels
-                .get(seta_core::service::LABEL_TOPOLOGY_ZONE)
-                .filter(|z| !z.is_empty())
-                .cloned();
-            let zone_changed = {
-                let mut z = self.node_zone.lock().unwrap_or_else(|e| e.into_inner());
-                std::mem::replace(&mut *z, zone.clone()) != zone
+            let zone = labels.get(seta_core::service::LABEL_TOPOLOGY_ZONE).cloned();
+            let _order = self.services_io.lock().await;
+            let changed = {
+                let mut repo = self.services.lock().unwrap();
+                repo.set_node_labels(labels).then(|| repo.clone())
             };
-            if zone_changed {
-                tracing::info!(zone = zone.as_deref().unwrap_or("<none>"), "this node's zone");
-            }
-            let labels_changed = self.services.lock().unwrap().set_node_labels(labels);
-            if labels_changed || (zone_changed && self.cfg.service_topology) {
-                self.services_resync().await;
+            if let Some(snapshot) = changed {
+                tracing::info!(zone = zone.as_deref().unwrap_or("<none>"), "this node's labels changed");
+                // kept for a restart, which serves the same until the watch is back
+                if let Err(e) = self.save_services(snapshot) {
+                    tracing::error!(%e, "saving the services with the node's labels");
+                }
+                if let Err(e) = self.sync_services().await {
+                    tracing::error!(%e, "service maps after the node's labels changed");
+                }
             }
         }
         anyhow::bail!("the nodes watch ended")

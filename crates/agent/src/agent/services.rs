@@ -45,8 +45,7 @@ impl Agent {
         }
     }
 
-    /// The maps follow a change of hostPorts or of this node's zone (in
-    /// the services order).
+    /// The maps follow a change of hostPorts (in the services order).
     pub(super) async fn services_resync(&self) {
         let _order = self.services_io.lock().await;
         if let Err(e) = self.sync_services().await {
@@ -54,7 +53,7 @@ impl Agent {
         }
     }
 
-    fn save_services(&self, snapshot: Repository) -> Result<(), ApiError> {
+    pub(super) fn save_services(&self, snapshot: Repository) -> Result<(), ApiError> {
         self.store.save("services.json", &snapshot)?;
         Ok(())
     }
@@ -421,7 +420,6 @@ impl Agent {
             dsr_default: c.lb_mode == crate::config::LbMode::Dsr,
             external_cluster_ip: c.lb_external_cluster_ip,
             service_topology: c.service_topology,
-            zone: self.node_zone.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }
 

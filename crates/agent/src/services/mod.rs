@@ -39,8 +39,10 @@ pub struct Repository {
     #[serde(default)]
     host_ports: BTreeMap<String, (Ipv4Addr, Vec<seta_core::service::HostPort>)>,
     /// this node's labels (its Node's, under Kubernetes): which services
-    /// it exposes (`service.cilium.io/node`, `node-selector`); not persisted
-    #[serde(skip)]
+    /// it exposes (`service.cilium.io/node`, `node-selector`) and its zone
+    /// (topology-aware routing); kept, so a restarted agent serves what it
+    /// served before until the watch has the Node again
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     node_labels: BTreeMap<String, String>,
 }
 
@@ -263,8 +265,6 @@ pub struct LbChoices {
     pub external_cluster_ip: bool,
     /// topology-aware routing: services' traffic distributions count
     pub service_topology: bool,
-    /// this node's zone (topology-aware routing)
-    pub zone: Option<String>,
 }
 
 impl LbChoices {
@@ -360,7 +360,11 @@ impl Repository {
             };
             let slots = f.candidates_at(seta_core::service::Locality {
                 node,
-                zone: choices.zone.as_deref(),
+                zone: self
+                    .node_labels
+                    .get(seta_core::service::LABEL_TOPOLOGY_ZONE)
+                    .map(String::as_str)
+                    .filter(|z| !z.is_empty()),
                 topology: choices.service_topology,
             });
             for (i, b) in slots.iter().enumerate() {

@@ -72,6 +72,50 @@ fn the_repository_survives_a_restart() {
     assert_eq!(back.frontends(&[]), r.frontends(&[]));
 }
 
+/// The node's labels decide which services it exposes and its zone (the
+/// slots under topology-aware routing); they are kept over a restart, so
+/// the restarted agent serves the same before its Node watch is back.
+#[test]
+fn node_labels_pick_exposed_services_and_the_zone_and_survive_a_restart() {
+    let two = "---\napiVersion: v1\nkind: Service\nmetadata: {name: beefy, namespace: shop, annotations: {service.cilium.io/node: beefy}}\nspec:\n  clusterIP: 10.96.0.11\n  trafficDistribution: PreferClose\n  ports: [{name: http, port: 80, targetPort: 8080}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: beefy-1, namespace: shop, labels: {kubernetes.io/service-name: beefy}}\naddressType: IPv4\nports: [{name: http, port: 8080}]\nendpoints:\n- {addresses: [10.200.1.5], hints: {forZones: [{name: a}]}}\n- {addresses: [10.200.2.5], hints: {forZones: [{name: b}]}}\n";
+    let mut r = Repository::default();
+    r.import(parse_file(&format!("{SVC}{two}")).unwrap());
+    let services = |r: &Repository| r.frontends(&[]).iter().map(|f| f.service.clone()).collect::<Vec<_>>();
+    assert_eq!(services(&r), ["shop/web"], "no labels: not exposed here");
+    let labels = |zone: &str| {
+        [("service.cilium.io/node", "beefy"), ("topology.kubernetes.io/zone", zone)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert!(r.set_node_labels(labels("b")));
+    assert!(!r.set_node_labels(labels("b")), "the same labels: no change");
+    assert_eq!(services(&r), ["shop/beefy", "shop/web"]);
+    let topology = LbChoices {
+        service_topology: true,
+        ..Default::default()
+    };
+    let slot_ips = |r: &mut Repository| {
+        let st = r.lb_state("n1", &[], &topology).unwrap();
+        let vip = seta_abi::Lb4Key {
+            address: [10, 96, 0, 11],
+            dport: 80u16.to_be_bytes(),
+            proto: 6,
+            ..Default::default()
+        };
+        let count = st.services[&vip].count;
+        (1..=count)
+            .map(|slot| st.backends[&st.services[&seta_abi::Lb4Key { backend_slot: slot, ..vip }].backend_id].address)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(slot_ips(&mut r), [[10, 200, 2, 5]], "zone b's backend");
+    let json = serde_json::to_string(&r).unwrap();
+    let mut back: Repository = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, r);
+    assert_eq!(services(&back), ["shop/beefy", "shop/web"], "kept over a restart");
+    assert_eq!(slot_ips(&mut back), [[10, 200, 2, 5]]);
+}
+
 #[test]
 fn backends_set_by_hand_leave_and_rejoin_the_choice() {
     use seta_core::service::BackendState;
