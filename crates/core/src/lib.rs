@@ -10,6 +10,7 @@ pub mod ipam;
 pub mod ipcache;
 pub mod labelfilter;
 pub mod labels;
+pub mod labelselector;
 pub mod mode;
 pub mod names;
 pub mod policy;

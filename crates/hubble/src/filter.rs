@@ -86,60 +86,12 @@ fn pod_matches(pattern: &str, ns: &str, pod: &str) -> bool {
 /// labels (`source:key=value`; a selector key may carry a source).
 pub fn selector_matches(selector: &str, labels: &[String]) -> bool {
     let parsed: Vec<(&str, &str)> = labels.iter().map(|l| l.split_once('=').unwrap_or((l.as_str(), ""))).collect();
-    let value_of = |key: &str| -> Option<&str> {
+    seta_core::labelselector::LabelSelector::lenient(selector).matches_by(|key| {
         parsed.iter().find_map(|(k, v)| {
             let plain = k.split_once(':').map_or(*k, |(_, rest)| rest);
             (*k == key || plain == key).then_some(*v)
         })
-    };
-    split_requirements(selector).iter().all(|req| {
-        let r = req.trim();
-        if let Some((k, set)) = r.split_once(" notin ") {
-            let vals = set_values(set);
-            return value_of(k.trim()).is_none_or(|v| !vals.contains(&v));
-        }
-        if let Some((k, set)) = r.split_once(" in ") {
-            let vals = set_values(set);
-            return value_of(k.trim()).is_some_and(|v| vals.contains(&v));
-        }
-        if let Some((k, v)) = r.split_once("!=") {
-            return value_of(k.trim()) != Some(v.trim());
-        }
-        if let Some((k, v)) = r.split_once("==").or_else(|| r.split_once('=')) {
-            return value_of(k.trim()) == Some(v.trim());
-        }
-        if let Some(k) = r.strip_prefix('!') {
-            return value_of(k.trim()).is_none();
-        }
-        value_of(r).is_some()
     })
-}
-
-/// Requirements split on commas outside parentheses.
-fn split_requirements(s: &str) -> Vec<&str> {
-    let (mut out, mut depth, mut start) = (Vec::new(), 0i32, 0);
-    for (i, c) in s.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                out.push(&s[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(&s[start..]);
-    out.into_iter().filter(|r| !r.trim().is_empty()).collect()
-}
-
-fn set_values(set: &str) -> Vec<&str> {
-    set.trim()
-        .trim_start_matches('(')
-        .trim_end_matches(')')
-        .split(',')
-        .map(str::trim)
-        .collect()
 }
 
 /// `*` matches any run of characters.

@@ -756,7 +756,7 @@ fn annotations(doc: usize, what: &str, a: &BTreeMap<String, String>) -> Result<S
             None => None,
         },
         node_selector: match a.get(ANNOTATION_NODE_SELECTOR) {
-            Some(v) => Some(exposure::LabelSelector::parse(v).map(|_| v.clone()).map_err(|e| {
+            Some(v) => Some(crate::labelselector::LabelSelector::parse(v).map(|_| v.clone()).map_err(|e| {
                 let path = format!("metadata.annotations[{ANNOTATION_NODE_SELECTOR}]");
                 err(doc, what, &path, &format!("{v:?}: not a label selector: {e}"))
             })?),

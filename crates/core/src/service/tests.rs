@@ -559,7 +559,8 @@ fn topology_aware_routing_prefers_near_backends_and_falls_back_to_all() {
 /// that does not parse is refused naming the annotation.
 #[test]
 fn node_exposure_annotations_pick_the_nodes_that_serve() {
-    use exposure::{exposed, LabelSelector};
+    use crate::labelselector::LabelSelector;
+    use exposure::exposed;
     let labels = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
     let beefy = labels(&[("service.cilium.io/node", "beefy"), ("topology.kubernetes.io/zone", "a")]);
     let none = labels(&[]);
