@@ -121,6 +121,8 @@ pub struct Agent {
     sock_ns: Owned<crate::services::SockNamespaces>,
     /// the digest of the services the maps were last written for (0: never)
     svc_synced: std::sync::atomic::AtomicU64,
+    /// how the last write of the service maps went (kube-proxy's healthz)
+    svc_sync: std::sync::Mutex<SyncOutcome>,
     /// what is measured as the agent works (rendered with a snapshot per scrape)
     pub metrics: crate::metrics::Metrics,
     /// the Hubble observer: datapath events as flows
@@ -329,6 +331,10 @@ impl Agent {
             services_io: Mutex::new(()),
             sock_ns: Owned::new(Default::default()),
             svc_synced: Default::default(),
+            svc_sync: std::sync::Mutex::new(SyncOutcome {
+                last_ok: std::time::SystemTime::now(),
+                error: None,
+            }),
             health_server: Default::default(),
             metrics: Default::default(),
             observer,
@@ -493,6 +499,14 @@ pub(crate) enum Retry {
     Converged(usize),
     /// something is still failing
     Pending,
+}
+
+/// How the last write of the service maps went.
+struct SyncOutcome {
+    /// when they were last written successfully
+    last_ok: std::time::SystemTime,
+    /// why the last write failed (None: it did not)
+    error: Option<String>,
 }
 
 /// What node bring-up learnt about the underlay.

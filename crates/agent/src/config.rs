@@ -105,6 +105,9 @@ pub struct RunArgs {
     /// Prometheus metrics at http://ADDR/metrics (Cilium's port 9962); "" turns them off
     #[arg(long, env = "SETA_PROMETHEUS_SERVE_ADDR", default_value = ":9962")]
     pub prometheus_serve_addr: Option<String>,
+    /// kube-proxy's health server in kube-proxy's place: GET http://ADDR/healthz answers 200 while this node's services are healthy, 503 when not (e.g. 0.0.0.0:10256, kube-proxy's port); "" (the default) turns it off
+    #[arg(long, env = "SETA_KUBE_PROXY_REPLACEMENT_HEALTHZ_BIND_ADDRESS", default_value = "")]
+    pub kube_proxy_replacement_healthz_bind_address: Option<String>,
     /// Hubble's observer API over TCP (it is always on the unix socket hubble.sock beside --socket); "" turns TCP off
     #[arg(long, env = "SETA_HUBBLE_LISTEN_ADDRESS", default_value = ":4244")]
     pub hubble_listen_address: Option<String>,
@@ -283,6 +286,8 @@ pub struct Config {
     pub ipam: Ipam,
     /// where /metrics is served (None: not at all)
     pub prometheus_serve_addr: Option<std::net::SocketAddr>,
+    /// kube-proxy's /healthz (None: not served)
+    pub kpr_healthz_addr: Option<std::net::SocketAddr>,
     /// Hubble's observer over TCP (None: only the unix socket)
     pub hubble_listen_address: Option<std::net::SocketAddr>,
     pub hubble_event_buffer_capacity: usize,
@@ -518,6 +523,10 @@ impl Config {
             node_ip: a.node_ip,
             mtu: a.mtu,
             prometheus_serve_addr: listen_addr("--prometheus-serve-addr", a.prometheus_serve_addr.as_deref().unwrap_or(""))?,
+            kpr_healthz_addr: listen_addr(
+                "--kube-proxy-replacement-healthz-bind-address",
+                a.kube_proxy_replacement_healthz_bind_address.as_deref().unwrap_or(""),
+            )?,
             hubble_listen_address: listen_addr("--hubble-listen-address", a.hubble_listen_address.as_deref().unwrap_or(""))?,
             enable_bpf_masquerade: a.enable_bpf_masquerade,
             bpf_events: BpfEvents {

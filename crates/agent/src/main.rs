@@ -10,6 +10,7 @@ mod identities;
 mod ipcache;
 mod k8s;
 mod kernel;
+mod kpr_healthz;
 mod kv;
 mod metrics;
 mod observer;
@@ -201,6 +202,11 @@ async fn run(mut cfg: Config) -> Result<()> {
     };
     if let Some(addr) = cfg.prometheus_serve_addr {
         serve_http(addr, "--prometheus-serve-addr", api::metrics_router(agent.clone())).await?;
+    }
+    if let Some(addr) = cfg.kpr_healthz_addr {
+        let a = agent.clone();
+        let verdict: kpr_healthz::Source = std::sync::Arc::new(move || a.kpr_health());
+        serve_http(addr, "--kube-proxy-replacement-healthz-bind-address", kpr_healthz::router(verdict)).await?;
     }
     let peers: observer::peer::Peers = {
         let agent = agent.clone();

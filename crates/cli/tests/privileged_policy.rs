@@ -930,10 +930,16 @@ fn peer_server(ns: &str, addr: SocketAddr) {
 
 /// An HTTP GET of `/` at `addr` from `ns`: the whole response.
 fn http_get(ns: &str, addr: SocketAddr) -> String {
+    http_get_path(ns, addr, "/")
+}
+
+/// `http_get` of `path`.
+fn http_get_path(ns: &str, addr: SocketAddr, path: &str) -> String {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n");
     seta_lab::spawn_in_netns(ns, move || {
         let mut c = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3)).unwrap();
         c.set_read_timeout(Some(std::time::Duration::from_secs(3))).unwrap();
-        std::io::Write::write_all(&mut c, b"GET / HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n").unwrap();
+        std::io::Write::write_all(&mut c, req.as_bytes()).unwrap();
         let mut s = String::new();
         let _ = std::io::Read::read_to_string(&mut c, &mut s);
         s

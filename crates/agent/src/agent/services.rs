@@ -62,14 +62,70 @@ impl Agent {
     /// under the services lock, written on a blocking thread without it.
     pub(super) async fn sync_services(&self) -> Result<(), ApiError> {
         let addrs = self.node_port_addrs();
-        let (want, digest) = {
+        let computed = {
             let mut repo = self.services.lock().unwrap();
-            let want = repo
-                .lb_state(&self.cfg.node, &addrs, &self.lb_choices())
-                .map_err(|e| ApiError::TooLarge(format!("service maps: {e}; the maps were not changed")))?;
-            (want, repo.digest())
+            repo.lb_state(&self.cfg.node, &addrs, &self.lb_choices())
+                .map(|want| (want, repo.digest()))
+                .map_err(|e| ApiError::TooLarge(format!("service maps: {e}; the maps were not changed")))
         };
-        self.write_lb(want, digest).await
+        match computed {
+            Ok((want, digest)) => self.write_lb(want, digest).await,
+            Err(e) => {
+                self.note_service_sync(Err(&e));
+                Err(e)
+            }
+        }
+    }
+
+    /// Remember how a write of the service maps went.
+    fn note_service_sync(&self, r: Result<(), &ApiError>) {
+        let mut s = self.svc_sync.lock().unwrap_or_else(|e| e.into_inner());
+        match r {
+            Ok(()) => {
+                s.last_ok = std::time::SystemTime::now();
+                s.error = None;
+            }
+            Err(e) => s.error = Some(e.to_string()),
+        }
+    }
+
+    /// kube-proxy's healthz verdict: unhealthy while a source of services
+    /// (the kvstore, the Kubernetes API) is cut off or the service maps
+    /// could not be written as the services are.
+    pub fn kpr_health(&self) -> crate::kpr_healthz::Verdict {
+        let mut problems = Vec::new();
+        if !self.kv_health.connected() {
+            problems.push(format!(
+                "kvstore: {}",
+                self.kv_health.last_error().unwrap_or_else(|| "connecting".into())
+            ));
+        }
+        // the cluster's services in the kvstore (shared stores without Kubernetes)
+        if self.kv.shared() && self.k8s.is_none() && !self.svc_health.connected() {
+            problems.push(format!(
+                "kvstore services: {}",
+                self.svc_health.last_error().unwrap_or_else(|| "connecting".into())
+            ));
+        }
+        if let Some(k) = &self.k8s {
+            let st = k.status();
+            if !st.starts_with("ok") {
+                problems.push(format!("kubernetes: {st}"));
+            }
+            for w in ["services", "endpointslices"] {
+                if !k.listed(w) {
+                    problems.push(format!("kubernetes: {w} not listed yet"));
+                }
+            }
+        }
+        let s = self.svc_sync.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = &s.error {
+            problems.push(e.clone());
+        }
+        crate::kpr_healthz::Verdict {
+            problems,
+            last_updated: s.last_ok,
+        }
     }
 
     /// Does every map hold the services as they are now? (the digest of
@@ -86,6 +142,12 @@ impl Agent {
     /// Persist the repository, follow its health checks, and write `want`
     /// (computed from the services of `digest`) to the service maps.
     async fn write_lb(&self, want: seta_datapath::maps::LbState, digest: u64) -> Result<(), ApiError> {
+        let r = self.write_lb_maps(want, digest).await;
+        self.note_service_sync(r.as_ref().map(|_| ()));
+        r
+    }
+
+    async fn write_lb_maps(&self, want: seta_datapath::maps::LbState, digest: u64) -> Result<(), ApiError> {
         let (checks, snapshot) = {
             let repo = self.services.lock().unwrap();
             (repo.health_checks(&self.cfg.node), repo.clone())

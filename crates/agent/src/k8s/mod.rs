@@ -261,6 +261,11 @@ impl K8s {
         self.health.lock().unwrap_or_else(|e| e.into_inner()).insert(watch, r);
     }
 
+    /// Whether `watch` has listed (and is not failing).
+    pub fn listed(&self, watch: &str) -> bool {
+        matches!(self.health.lock().unwrap_or_else(|e| e.into_inner()).get(watch), Some(Ok(())))
+    }
+
     /// "ok (...)", or "degraded: ..." naming the failing watches; with
     /// the objects refused.
     pub fn status(&self) -> String {

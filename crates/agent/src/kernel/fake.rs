@@ -35,6 +35,8 @@ pub struct State {
     pub policy_capacity: Option<usize>,
     /// writes of these ipcache prefixes fail
     pub fail_ipcache: BTreeSet<Ipv4Net>,
+    /// writes of the service maps fail
+    pub fail_lb: bool,
     /// every change, in order ("attach lxc1", "ipcache put 10.0.0.1/32", ...)
     pub log: Vec<String>,
     next_index: u32,
@@ -282,6 +284,13 @@ impl Kernel for Fake {
     }
     fn lb_sync(&self, want: &seta_datapath::maps::LbState) -> Result<Vec<seta_abi::Lb4Backend>, DatapathError> {
         let mut st = self.state();
+        if st.fail_lb {
+            return Err(DatapathError::Map {
+                map: "seta_lb4_svc".into(),
+                path: "fake".into(),
+                msg: "injected failure".into(),
+            });
+        }
         let kept: BTreeSet<_> = want.backends.values().map(|b| (b.address, b.port, b.proto)).collect();
         let gone = st
             .lb

@@ -4,8 +4,34 @@
 //! denied, not one probe fails), `seta status` says Kubernetes is degraded,
 //! an agent restarted meanwhile restores its endpoints and policy from its
 //! state and pins; once the API is back the watches resume and converge,
-//! including a policy changed while the agents were cut off.
+//! including a policy changed while the agents were cut off. Every node's
+//! kube-proxy healthz (`--kube-proxy-replacement-healthz-bind-address`),
+//! probed from the other node as a load balancer would, answers 200 before,
+//! 503 while the node cannot follow the services, and 200 again after.
 use super::*;
+
+/// Each node's kube-proxy healthz as the other node (or itself, alone) sees
+/// it: the status line and the body.
+fn kpr_healthz(p: &P) -> Vec<(String, String, String)> {
+    let nodes = p.nodes();
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let ip = common::seta(n, &["status"])["node-ip"].as_str().unwrap_or("127.0.0.1").to_string();
+            let from = &p.lab().nodes[(i + 1) % nodes.len()].netns;
+            let r = http_get_path(from, format!("{ip}:10256").parse().unwrap(), "/healthz");
+            let (head, body) = r.split_once("\r\n\r\n").unwrap_or((&r, ""));
+            (n.clone(), head.lines().next().unwrap_or("").to_string(), body.to_string())
+        })
+        .collect()
+}
+
+fn all_answer(p: &P, code: &str) -> bool {
+    kpr_healthz(p)
+        .iter()
+        .all(|(_, status, _)| status.starts_with(&format!("HTTP/1.1 {code}")))
+}
 
 async fn privileged_policy_k8s_api_outage_keeps_the_datapath(mut p: P) {
     let kubectl = |p: &P, args: &[&str], stdin: Option<&str>| {
@@ -23,6 +49,12 @@ async fn privileged_policy_k8s_api_outage_keeps_the_datapath(mut p: P) {
     let web = p.web_addr(8080);
     until_tcp(&p.ns("other"), web, false, "the policy denies other");
     until_tcp(&p.ns("client"), web, true, "the policy allows client");
+    common::wait_for("every node's kube-proxy healthz answers 200", 30, || all_answer(&p, "200"));
+    for (n, _, body) in kpr_healthz(&p) {
+        let b: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{n}: {e}: {body}"));
+        assert_eq!(b["lastUpdated"], b["currentTime"], "{n}: healthy means up to date: {b}");
+        assert!(b["currentTime"].as_str().unwrap().ends_with('Z'), "{n}: {b}");
+    }
 
     // probes every 200 ms for the whole outage: client allowed, other denied
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -56,6 +88,14 @@ async fn privileged_policy_k8s_api_outage_keeps_the_datapath(mut p: P) {
                 .starts_with("degraded")
         });
     }
+    common::wait_for("every node's kube-proxy healthz answers 503", 30, || all_answer(&p, "503"));
+    for (n, _, body) in kpr_healthz(&p) {
+        let b: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            b["lastUpdated"].as_str().unwrap() < b["currentTime"].as_str().unwrap(),
+            "{n}: the last update was before the outage: {b}"
+        );
+    }
     // changed while the agents cannot see it
     assert_eq!(
         kubectl(&p, &["apply", "-f", "-"], Some(&also_other)),
@@ -71,6 +111,8 @@ async fn privileged_policy_k8s_api_outage_keeps_the_datapath(mut p: P) {
         .as_str()
         .unwrap_or("")
         .starts_with("degraded"));
+    // restarted without the API: it has listed no services, so it stays out
+    assert!(all_answer(&p, "503"), "{:?}", kpr_healthz(&p));
     let rest = std::time::Duration::from_secs(60).saturating_sub(t0.elapsed());
     tokio::time::sleep(rest).await;
     for n in p.nodes() {
@@ -89,6 +131,7 @@ async fn privileged_policy_k8s_api_outage_keeps_the_datapath(mut p: P) {
     common::wait_for("other is allowed by the policy changed during the outage", 30, || {
         tcp_ok(&p.ns("other"), web)
     });
+    common::wait_for("every node's kube-proxy healthz answers 200 again", 30, || all_answer(&p, "200"));
     assert!(tcp_ok(&p.ns("client"), web));
 }
 
@@ -99,6 +142,17 @@ mod privileged_policy_k8s_api_outage_keeps_the_datapath {
         if !privileged("privileged_policy_k8s_api_outage_keeps_the_datapath::tunnel") {
             return;
         }
-        super::privileged_policy_k8s_api_outage_keeps_the_datapath(P::with_opts("k8sout", Topo::Tunnel, k8s()).await).await;
+        super::privileged_policy_k8s_api_outage_keeps_the_datapath(
+            P::with_opts(
+                "k8sout",
+                Topo::Tunnel,
+                LabOptions {
+                    agent_args: vec!["--kube-proxy-replacement-healthz-bind-address".into(), "0.0.0.0:10256".into()],
+                    ..k8s()
+                },
+            )
+            .await,
+        )
+        .await;
     }
 }

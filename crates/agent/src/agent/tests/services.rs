@@ -398,3 +398,45 @@ async fn socket_lb_serves_the_node_and_its_pods_namespaces() {
     assert!(netns(&k).is_empty(), "socket-LB off: nothing served");
     assert_eq!(a.status().await.kube_proxy_replacement.socket_lb, "Disabled");
 }
+
+#[tokio::test]
+async fn kube_proxy_healthz_follows_the_sources_and_the_service_maps() {
+    let d = Tmp::new("kpr-healthz");
+    let k = Fake::new();
+    let a = agent(&d.0, "n1", "10.210.1.0/24", &k, None, Some("172.31.0.1".parse().unwrap())).await;
+    // until the kvstore has been listed, the node is not ready for services
+    assert!(
+        a.kpr_health().problems.iter().any(|p| p.starts_with("kvstore")),
+        "{:?}",
+        a.kpr_health()
+    );
+    tokio::spawn(a.clone().cluster_sync());
+    for _ in 0..100 {
+        if a.kpr_health().problems.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(a.kpr_health().problems, Vec::<String>::new());
+    a.service_import(SVC).await.unwrap();
+    let good = a.kpr_health();
+    assert!(good.problems.is_empty(), "{good:?}");
+    // the service maps cannot be written: unhealthy, since the last good write
+    k.state().fail_lb = true;
+    a.service_import(&SVC.replace("10.210.1.5", "10.210.1.7")).await.unwrap_err();
+    let bad = a.kpr_health();
+    assert_eq!(bad.problems.len(), 1, "{bad:?}");
+    assert!(
+        bad.problems[0].contains("seta_lb4_svc") && bad.problems[0].contains("injected failure"),
+        "{bad:?}"
+    );
+    assert_eq!(bad.last_updated, good.last_updated);
+    let (status, _) = crate::kpr_healthz::response(&bad, std::time::SystemTime::now());
+    assert_eq!(status.as_u16(), 503);
+    // written again: healthy
+    k.state().fail_lb = false;
+    a.services_resync().await;
+    let again = a.kpr_health();
+    assert!(again.problems.is_empty(), "{again:?}");
+    assert!(again.last_updated > good.last_updated);
+}
