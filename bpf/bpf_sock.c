@@ -9,7 +9,8 @@
  * 127.0.0.1 reaches the node's NodePorts and hostPorts through their
  * 0.0.0.0 surrogate entries (Cilium's wildcard lookup), and post_bind4
  * keeps the node's own processes off the addresses and ports of NodePort,
- * ExternalIP and LoadBalancer frontends (Cilium's bind protection). */
+ * ExternalIP and LoadBalancer frontends (Cilium's bind protection).
+ * An ExternalIP that is not the node's own is left alone (CVE-2020-8554). */
 #include <linux/in.h>
 #define AF_INET 2
 #include "lib/common.h"
@@ -130,6 +131,11 @@ static __always_inline void sock4_xlate_fwd(struct bpf_sock_addr *ctx, int udp_o
 	k.proto = proto;
 	svc = sock4_lookup(&k);
 	if (!svc || svc->count == 0)
+		return;
+	/* CVE-2020-8554 (Cilium's sock4_skip_xlate): an ExternalIP that is
+	 * none of the node's addresses is not taken over for the node's and
+	 * its pods' own connections; they reach the address itself */
+	if (svc->flags2 & LB_F2_EXTERNAL_IP_FOREIGN)
 		return;
 	netns = bpf_get_netns_cookie(ctx);
 	kind = bpf_map_lookup_elem(&seta_sock_netns, &netns);

@@ -186,6 +186,7 @@ _Static_assert(sizeof(struct lb4_service) == 12, "lb4_service size");
 /* flags2 (Cilium's SVC_FLAG_SOURCE_RANGE_DENY, SVC_FLAG_FWD_MODE_DSR) */
 #define LB_F2_SOURCE_RANGE_DENY 64 /* src-ranges-policy deny: the ranges are a deny list */
 #define LB_F2_FWD_MODE_DSR 128     /* north-south to a remote backend by DSR (OPT_LB_DSR_BY_SERVICE) */
+#define LB_F2_EXTERNAL_IP_FOREIGN 32 /* an ExternalIP that is none of the node's addresses (CVE-2020-8554) */
 
 /* seta_lb4_source_range (LPM): a frontend's allowed client ranges, as
  * Cilium's lb4_src_range_key; prefixlen = 32 (id + pad) + the range's. */
@@ -457,6 +458,7 @@ _Static_assert(__builtin_offsetof(struct seta_debug_event, ts) == 40, "seta_debu
 #define OPT_NO_SOCK_TRACE 512    /* --enable-socket-lb-tracing=false */
 #define OPT_DEBUG 1024           /* debug messages (--debug-verbose=datapath) */
 #define OPT_LB_DSR_BY_SERVICE 2048 /* DSR per frontend (LB_F2_FWD_MODE_DSR), --bpf-lb-mode-annotation */
+#define OPT_EXTERNAL_IP_MITIGATION 4096 /* pods' per-packet LB skips LB_F2_EXTERNAL_IP_FOREIGN frontends */
 #define CONFIG_NODE_IP 3     /* the node's address (network order): SNAT of north-south service traffic */
 #define CONFIG_LB_MAGLEV_M 4 /* Maglev table size M (prime); 0 = no Maglev */
 #define CONFIG_LB_HASH_SEED 5 /* seed of the datapath's flow hash (Maglev slot) */

@@ -177,6 +177,11 @@ static __always_inline int lb4_xlate_fwd(struct __sk_buff *ctx, __u32 l4_off, st
 	svc = bpf_map_lookup_elem(&seta_lb4_svc, &k);
 	if (!svc || (need && !(svc->flags & need)))
 		return 0;
+	/* a pod's packet to an ExternalIP that is none of the node's
+	 * addresses goes to that address, as the pod's socket did
+	 * (CVE-2020-8554 mitigation with socket-LB) */
+	if (!need && (svc->flags2 & LB_F2_EXTERNAL_IP_FOREIGN) && (datapath_opts() & OPT_EXTERNAL_IP_MITIGATION))
+		return 0;
 	/* loadBalancerSourceRanges hold for clients from outside only: an
 	 * allow list, or with src-ranges-policy deny a deny list */
 	if (need && (svc->flags & LB_F_SOURCE_RANGE)) {

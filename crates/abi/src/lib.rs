@@ -261,6 +261,10 @@ pub const LB_F_ROUTABLE: u8 = 64;
 pub const LB_F2_SOURCE_RANGE_DENY: u8 = 64;
 /// flags2: north-south to a remote backend by DSR (read with OPT_LB_DSR_BY_SERVICE)
 pub const LB_F2_FWD_MODE_DSR: u8 = 128;
+/// flags2: an ExternalIP that is none of this node's addresses; with the
+/// CVE-2020-8554 mitigation the node's and pods' own connections to it are
+/// not translated (Cilium's `sock4_skip_xlate`): they reach the address itself
+pub const LB_F2_EXTERNAL_IP_FOREIGN: u8 = 32;
 
 /// `lb4_src_range_key` after its `prefixlen` (aya's `lpm_trie::Key` carries
 /// that: 32 + the range's length).
@@ -610,6 +614,10 @@ pub const OPT_DEBUG: u32 = 1024;
 /// North-south DSR per frontend (its LB_F2_FWD_MODE_DSR flag), Cilium's
 /// `--bpf-lb-mode-annotation`; OPT_LB_DSR_TCP/UDP are not read then.
 pub const OPT_LB_DSR_BY_SERVICE: u32 = 2048;
+/// Pods' per-packet LB leaves LB_F2_EXTERNAL_IP_FOREIGN frontends alone, as
+/// their sockets do (socket-LB on for pods, mitigation on; Cilium has no
+/// per-packet LB for pods then)
+pub const OPT_EXTERNAL_IP_MITIGATION: u32 = 4096;
 /// Debug message types the datapath sends (Cilium's `bpf/lib/dbg.h`
 /// numbers, which Hubble's DebugEventType shares).
 pub const DBG_GENERIC: u8 = 1;

@@ -53,6 +53,12 @@ pub(super) async fn setup_routing_mode(dp: &Datapath, nl: &Netlink, cfg: &Config
         crate::config::LbMode::Dsr => seta_abi::OPT_LB_DSR_TCP | seta_abi::OPT_LB_DSR_UDP,
         crate::config::LbMode::Hybrid => seta_abi::OPT_LB_DSR_TCP,
     };
+    // pods' sockets skip ExternalIPs that are not the node's: so do their
+    // packets (with pods outside socket-LB, per-packet LB serves them, as Cilium's)
+    let eip = match cfg.external_ip_mitigation && cfg.sock_lb.is_some() && !cfg.sock_lb_hostns_only {
+        true => seta_abi::OPT_EXTERNAL_IP_MITIGATION,
+        false => 0,
+    };
     let agg = match cfg.monitor_aggregation {
         crate::config::MonitorAggregation::None => seta_abi::MONITOR_AGG_NONE,
         crate::config::MonitorAggregation::Low => seta_abi::MONITOR_AGG_LOW,
@@ -62,7 +68,7 @@ pub(super) async fn setup_routing_mode(dp: &Datapath, nl: &Netlink, cfg: &Config
     seta_datapath::maps::set_config(
         &pin,
         seta_abi::CONFIG_DATAPATH_OPTS,
-        (drop * seta_abi::OPT_LB_NO_BACKEND_DROP) | masq | dsr | agg | cfg.bpf_events.opts(),
+        (drop * seta_abi::OPT_LB_NO_BACKEND_DROP) | masq | dsr | agg | eip | cfg.bpf_events.opts(),
     )?;
     // Maglev: the table size and the flow hash's seed (tables come with the services)
     let (m, seed) = cfg.maglev.map_or((0, 0), |m| (m.m, m.hash_seed));

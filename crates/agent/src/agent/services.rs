@@ -482,6 +482,7 @@ impl Agent {
             dsr_default: c.lb_mode == crate::config::LbMode::Dsr,
             external_cluster_ip: c.lb_external_cluster_ip,
             service_topology: c.service_topology,
+            external_ip_mitigation: c.external_ip_mitigation,
         }
     }
 

@@ -265,6 +265,10 @@ pub struct LbChoices {
     pub external_cluster_ip: bool,
     /// topology-aware routing: services' traffic distributions count
     pub service_topology: bool,
+    /// CVE-2020-8554: ExternalIPs that are none of the node's addresses are
+    /// marked, and the node's and pods' own connections to them are not
+    /// translated
+    pub external_ip_mitigation: bool,
 }
 
 impl LbChoices {
@@ -400,7 +404,10 @@ impl Repository {
                     Err(e) => tracing::error!(frontend = %name(f.addr, f.port, f.proto), %e, "no Maglev table; random selection"),
                 }
             }
-            let (flags, flags2) = master_flags(f, north_south, choices);
+            let (flags, mut flags2) = master_flags(f, north_south, choices);
+            if choices.external_ip_mitigation && f.kind == FrontendKind::ExternalIP && !node_addrs.contains(&f.addr) {
+                flags2 |= seta_abi::LB_F2_EXTERNAL_IP_FOREIGN;
+            }
             want.source_ranges.extend(f.source_ranges.iter().map(|n| (rid, n.trunc())));
             want.services.insert(
                 key(0),

@@ -447,3 +447,34 @@ fn service_annotations_choose_mode_algorithm_and_ranges_policy() {
         "{e}"
     );
 }
+
+#[test]
+fn external_ips_not_of_the_node_are_marked_for_the_cve_2020_8554_mitigation() {
+    let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: eip, namespace: shop}\nspec:\n  clusterIP: 10.96.0.9\n  externalIPs: [192.0.2.10, 172.30.0.1]\n  ports: [{name: http, port: 80}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: eip-a, namespace: shop, labels: {kubernetes.io/service-name: eip}}\naddressType: IPv4\nports: [{name: http, port: 8080}]\nendpoints:\n- {addresses: [10.200.1.5], conditions: {ready: true}}\n";
+    let mut r = Repository::default();
+    r.import(parse_file(yaml).unwrap());
+    let node = ["172.30.0.1".parse().unwrap(), std::net::Ipv4Addr::UNSPECIFIED];
+    let foreign = |st: &seta_datapath::maps::LbState, a: [u8; 4]| {
+        let m = st
+            .services
+            .iter()
+            .find(|(k, _)| k.address == a && k.backend_slot == 0)
+            .map(|(_, v)| *v)
+            .unwrap();
+        m.flags2 & seta_abi::LB_F2_EXTERNAL_IP_FOREIGN != 0
+    };
+    let on = LbChoices {
+        external_ip_mitigation: true,
+        ..Default::default()
+    };
+    let st = r.lb_state("n1", &node, &on).unwrap();
+    assert!(foreign(&st, [192, 0, 2, 10]), "an address outside the node");
+    assert!(!foreign(&st, [172, 30, 0, 1]), "the node's own address");
+    assert!(!foreign(&st, [10, 96, 0, 9]), "a ClusterIP");
+    // on another node, that node's address is foreign too
+    let st = r.lb_state("n2", &["172.30.0.2".parse().unwrap()], &on).unwrap();
+    assert!(foreign(&st, [172, 30, 0, 1]));
+    // --disable-external-ip-mitigation: nothing marked
+    let st = r.lb_state("n1", &node, &LbChoices::default()).unwrap();
+    assert!(!foreign(&st, [192, 0, 2, 10]) && !foreign(&st, [172, 30, 0, 1]));
+}

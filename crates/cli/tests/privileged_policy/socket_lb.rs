@@ -119,14 +119,23 @@ fn udp_client_survives_backend_replacement(p: &P) {
 }
 
 fn py(p: &P, pod: &str, script: &str, args: &[&str]) -> (bool, String) {
+    python(p.lab().pod_exec(pod, &python_argv(script, args)).unwrap())
+}
+
+/// `py` in node `node`'s own namespace (and cgroup).
+fn node_py(p: &P, node: &str, script: &str, args: &[&str]) -> (bool, String) {
+    python(p.lab().node_exec(node, &python_argv(script, args)).unwrap())
+}
+
+fn python_argv(script: &str, args: &[&str]) -> Vec<String> {
     let mut argv = vec!["python3".to_string(), "-c".to_string(), script.to_string()];
     argv.extend(args.iter().map(|a| a.to_string()));
-    let out = p
-        .lab()
-        .pod_exec(pod, &argv)
-        .unwrap()
-        .output_within(std::time::Duration::from_secs(20))
-        .unwrap();
+    argv
+}
+
+/// Whether it succeeded, and its stdout then stderr.
+fn python(mut cmd: std::process::Command) -> (bool, String) {
+    let out = cmd.output_within(std::time::Duration::from_secs(20)).unwrap();
     (
         out.status.success(),
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
@@ -313,26 +322,13 @@ async fn privileged_policy_service_socket_lb_hostns_only(p: P) {
     );
     // the node itself: translated at connect (a reverse entry to web)
     let node = p.node_of("client");
-    let argv: Vec<String> = [
-        "python3",
-        "-c",
+    let (_, out) = node_py(
+        &p,
+        &node,
         "import socket; s = socket.create_connection(('10.96.0.50', 80), timeout=3); print(s.recv(10).decode())",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let out = p
-        .lab()
-        .node_exec(&node, &argv)
-        .unwrap()
-        .output_within(std::time::Duration::from_secs(20))
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "ok",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        &[],
     );
+    assert_eq!(out.trim(), "ok", "{out}");
     let rev = sock_list(&p, "client")["reverse"].clone();
     assert!(
         rev.as_array()
@@ -435,15 +431,8 @@ async fn privileged_policy_service_node_loopback_and_bind_protection(p: P) {
         .split(':')
         .next()
         .unwrap();
-    let argv: Vec<String> = ["python3", "-c", NODE_BINDS, node_ip].iter().map(|s| s.to_string()).collect();
-    let out = p
-        .lab()
-        .node_exec(&node, &argv)
-        .unwrap()
-        .output_within(std::time::Duration::from_secs(20))
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{text}");
+    let (ok, text) = node_py(&p, &node, NODE_BINDS, &[node_ip]);
+    assert!(ok, "{text}");
     let want = [
         "any EPERM",
         "lo EPERM",
@@ -486,5 +475,99 @@ mod privileged_policy_service_node_loopback_and_bind_protection {
             return;
         }
         super::privileged_policy_service_node_loopback_and_bind_protection(P::with_opts("lbtun", Topo::Tunnel, opts()).await).await;
+    }
+}
+
+/// What a TCP connection to argv[1]:argv[2] reads (the server's tag).
+const READ_TAG: &str =
+    "import socket, sys\ns = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)\nprint(s.recv(64).decode())";
+
+/// CVE-2020-8554 and Cilium's mitigation, with socket-LB: a Service may name
+/// an address outside the cluster as its ExternalIP (here the external
+/// host's), but the node's and its pods' own connections to that address
+/// still reach the external host, through their sockets and (for a process
+/// outside the node's cgroup) by packet; an ExternalIP that is the node's own
+/// address is served as before. With `--disable-external-ip-mitigation` the
+/// service takes the address over, as kube-proxy would.
+async fn privileged_policy_service_external_ip_mitigation(p: P, mitigated: bool) {
+    let ext = p.lab().external.clone().unwrap();
+    tag_server(&ext.netns, SocketAddr::new(ext.ip.into(), 80), "ext");
+    tag_server(&p.ns("web"), p.web_addr(8081), "web");
+    let web = p.ip("web");
+    let yaml = |eips: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: eip, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.52\n  externalIPs: [{eips}]\n  ports: [{{name: http, port: 80, targetPort: 8081, nodePort: 30190}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: eip-a, namespace: default, labels: {{kubernetes.io/service-name: eip}}}}\naddressType: IPv4\nports: [{{name: http, port: 8081}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n")
+    };
+    services_import(&p, &yaml(&ext.ip.to_string()));
+    // the client's node's own address (its NodePort frontend's)
+    let list = p.seta_at("client", &["service", "list"]);
+    let node_ip = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "NodePort")
+        .map(|e| e["frontend"].as_str().unwrap().split(':').next().unwrap().to_string())
+        .find(|a| a != "0.0.0.0")
+        .unwrap_or_else(|| panic!("{list}"));
+    services_import(&p, &yaml(&format!("{}, {node_ip}", ext.ip)));
+    let node = p.node_of("client");
+    let from_node = |addr: &str| node_py(&p, &node, READ_TAG, &[addr, "80"]).1.trim().to_string();
+    let from_pod = |addr: &str| py(&p, "client", READ_TAG, &[addr, "80"]).1.trim().to_string();
+    let by_packet = |addr: &str| {
+        let a: SocketAddr = format!("{addr}:80").parse().unwrap();
+        format!("{:?}", read_from(&p.ns("client"), a))
+    };
+    let outside = ext.ip.to_string();
+    let taken = if mitigated { "ext" } else { "web" };
+    assert_eq!(from_pod(&outside), taken, "a pod's socket to the outside address");
+    assert_eq!(from_node(&outside), taken, "the node's socket to the outside address");
+    assert_eq!(
+        by_packet(&outside),
+        format!("Ok({taken:?})"),
+        "a pod's packets (no socket-LB) to the outside address"
+    );
+    // the node's own address and the ClusterIP are the service's either way
+    assert_eq!(from_pod(&node_ip), "web", "a pod to its node's address");
+    assert_eq!(from_node(&node_ip), "web", "the node to its own address");
+    assert_eq!(from_pod("10.96.0.52"), "web", "the ClusterIP");
+    // the external host itself reaches the node's ExternalIP as ever (on
+    // the underlay, where the node serves the outside)
+    if p.lab().underlay.is_some() {
+        let from_ext = read_from(&ext.netns, format!("{node_ip}:80").parse().unwrap());
+        assert_eq!(from_ext, Ok("web".to_string()), "from outside");
+    }
+}
+
+mod privileged_policy_service_external_ip_mitigation {
+    use super::*;
+    fn opts(disabled: bool) -> LabOptions {
+        LabOptions {
+            socket_lb: true,
+            agent_args: match disabled {
+                true => vec!["--disable-external-ip-mitigation".into()],
+                false => vec![],
+            },
+            ..Default::default()
+        }
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one() {
+        if !privileged("privileged_policy_service_external_ip_mitigation::one") {
+            return;
+        }
+        super::privileged_policy_service_external_ip_mitigation(P::with_opts("eipone", Topo::One, opts(false)).await, true).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_service_external_ip_mitigation::tunnel") {
+            return;
+        }
+        super::privileged_policy_service_external_ip_mitigation(P::with_opts("eiptun", Topo::Tunnel, opts(false)).await, true).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn disabled() {
+        if !privileged("privileged_policy_service_external_ip_mitigation::disabled") {
+            return;
+        }
+        super::privileged_policy_service_external_ip_mitigation(P::with_opts("eipoff", Topo::One, opts(true)).await, false).await;
     }
 }
