@@ -66,6 +66,9 @@ pub struct RunArgs {
     /// Turn off the CVE-2020-8554 mitigation (Cilium's disable-external-ip-mitigation): by default the node's and its pods' own connections to an ExternalIP that is none of the node's addresses are not load-balanced (they reach that address itself, so a Service cannot take over an outside address); turned off, they go to the service's backends
     #[arg(long, env = "SETA_DISABLE_EXTERNAL_IP_MITIGATION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub disable_external_ip_mitigation: bool,
+    /// A LoadBalancer service's loadBalancerSourceRanges also hold for its NodePort and ClusterIP frontends (Cilium's bpf-lb-source-range-all-types); off: only for its LoadBalancer addresses. Either way they hold for clients from outside only
+    #[arg(long, env = "SETA_BPF_LB_SOURCE_RANGE_ALL_TYPES", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub bpf_lb_source_range_all_types: bool,
     /// Topology-aware routing (Cilium's enable-service-topology): a service's `spec.trafficDistribution` (or `service.kubernetes.io/topology-mode: Auto`) makes this node prefer its own backends (PreferSameNode) or those whose EndpointSlice hints name its zone (PreferClose, PreferSameZone; the zone is the Node's `topology.kubernetes.io/zone` label under Kubernetes); all backends serve when none fits
     #[arg(long, env = "SETA_ENABLE_SERVICE_TOPOLOGY", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub enable_service_topology: bool,
@@ -277,6 +280,8 @@ pub struct Config {
     pub lb_external_cluster_ip: bool,
     /// the CVE-2020-8554 mitigation is on (the default)
     pub external_ip_mitigation: bool,
+    /// source ranges hold for NodePorts and ClusterIPs too
+    pub lb_source_range_all_types: bool,
     /// traffic distributions count (topology-aware routing)
     pub service_topology: bool,
     /// sizes of the shared maps that come from flags
@@ -491,6 +496,7 @@ impl Config {
             lb_mode_annotation: a.bpf_lb_mode_annotation,
             lb_external_cluster_ip: a.bpf_lb_external_clusterip,
             external_ip_mitigation: !a.disable_external_ip_mitigation,
+            lb_source_range_all_types: a.bpf_lb_source_range_all_types,
             service_topology: a.enable_service_topology,
             maglev: match (a.bpf_lb_algorithm, a.bpf_lb_algorithm_annotation) {
                 (LbAlgorithm::Random, false) => None,

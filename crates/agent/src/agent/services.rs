@@ -483,6 +483,7 @@ impl Agent {
             external_cluster_ip: c.lb_external_cluster_ip,
             service_topology: c.service_topology,
             external_ip_mitigation: c.external_ip_mitigation,
+            source_range_all_types: c.lb_source_range_all_types,
         }
     }
 

@@ -269,6 +269,9 @@ pub struct LbChoices {
     /// marked, and the node's and pods' own connections to them are not
     /// translated
     pub external_ip_mitigation: bool,
+    /// a LoadBalancer service's source ranges also hold for its NodePort and
+    /// ClusterIP frontends (Cilium's bpf-lb-source-range-all-types)
+    pub source_range_all_types: bool,
 }
 
 impl LbChoices {
@@ -408,7 +411,8 @@ impl Repository {
             if choices.external_ip_mitigation && f.kind == FrontendKind::ExternalIP && !node_addrs.contains(&f.addr) {
                 flags2 |= seta_abi::LB_F2_EXTERNAL_IP_FOREIGN;
             }
-            want.source_ranges.extend(f.source_ranges.iter().map(|n| (rid, n.trunc())));
+            let ranges = f.checked_source_ranges(choices.source_range_all_types);
+            want.source_ranges.extend(ranges.iter().map(|n| (rid, n.trunc())));
             want.services.insert(
                 key(0),
                 Lb4Service {
@@ -451,7 +455,7 @@ fn master_flags(f: &Frontend, north_south: bool, choices: &LbChoices) -> (u8, u8
         FrontendKind::HostPort => seta_abi::LB_F_HOSTPORT,
     };
     let bit = |on: bool, b: u8| if on { b } else { 0 };
-    let ranges = !f.source_ranges.is_empty();
+    let ranges = !f.checked_source_ranges(choices.source_range_all_types).is_empty();
     let flags = kind
         | bit(f.local_only, seta_abi::LB_F_EXT_LOCAL_SCOPE)
         | bit(f.affinity.is_some(), seta_abi::LB_F_AFFINITY)

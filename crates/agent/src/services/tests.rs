@@ -142,6 +142,15 @@ fn backends_set_by_hand_leave_and_rejoin_the_choice() {
     );
 }
 
+/// The master entry of the frontend at address `a` (its only port).
+fn master_at(st: &seta_datapath::maps::LbState, a: [u8; 4]) -> seta_abi::Lb4Service {
+    st.services
+        .iter()
+        .find(|(k, _)| k.address == a && k.backend_slot == 0)
+        .map(|(_, v)| *v)
+        .unwrap()
+}
+
 #[test]
 fn source_ranges_mark_the_load_balancer_frontend_only() {
     let mut r = Repository::default();
@@ -163,13 +172,7 @@ status:
         .unwrap(),
     );
     let st = r.lb_state("n1", &["172.30.0.1".parse().unwrap()], &LbChoices::default()).unwrap();
-    let master = |a: [u8; 4]| {
-        st.services
-            .iter()
-            .find(|(k, _)| k.address == a && k.backend_slot == 0)
-            .map(|(_, v)| *v)
-            .unwrap()
-    };
+    let master = |a: [u8; 4]| master_at(&st, a);
     let lb = master([198, 51, 100, 51]);
     assert_ne!(lb.flags & seta_abi::LB_F_SOURCE_RANGE, 0, "the LoadBalancer IP checks the ranges");
     assert_eq!(
@@ -188,6 +191,23 @@ status:
     ]
     .into();
     assert_eq!(st.source_ranges, want);
+    // --bpf-lb-source-range-all-types: the NodePort and the ClusterIP too,
+    // each under its own rev-NAT index; the deny policy follows them
+    let all = LbChoices {
+        source_range_all_types: true,
+        ..Default::default()
+    };
+    let st = r.lb_state("n1", &["172.30.0.1".parse().unwrap()], &all).unwrap();
+    let master = |a: [u8; 4]| master_at(&st, a);
+    let checked: Vec<u16> = [[198, 51, 100, 51], [172, 30, 0, 1], [10, 96, 0, 42]]
+        .into_iter()
+        .map(master)
+        .inspect(|m| assert_ne!(m.flags & seta_abi::LB_F_SOURCE_RANGE, 0, "{m:?}"))
+        .map(|m| m.rev_nat_index)
+        .collect();
+    let ids: std::collections::BTreeSet<u16> = st.source_ranges.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, checked.into_iter().collect(), "{:?}", st.source_ranges);
+    assert_eq!(st.source_ranges.len(), 6);
 }
 
 #[test]
@@ -454,15 +474,7 @@ fn external_ips_not_of_the_node_are_marked_for_the_cve_2020_8554_mitigation() {
     let mut r = Repository::default();
     r.import(parse_file(yaml).unwrap());
     let node = ["172.30.0.1".parse().unwrap(), std::net::Ipv4Addr::UNSPECIFIED];
-    let foreign = |st: &seta_datapath::maps::LbState, a: [u8; 4]| {
-        let m = st
-            .services
-            .iter()
-            .find(|(k, _)| k.address == a && k.backend_slot == 0)
-            .map(|(_, v)| *v)
-            .unwrap();
-        m.flags2 & seta_abi::LB_F2_EXTERNAL_IP_FOREIGN != 0
-    };
+    let foreign = |st: &seta_datapath::maps::LbState, a: [u8; 4]| master_at(st, a).flags2 & seta_abi::LB_F2_EXTERNAL_IP_FOREIGN != 0;
     let on = LbChoices {
         external_ip_mitigation: true,
         ..Default::default()

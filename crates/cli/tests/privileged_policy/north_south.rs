@@ -189,3 +189,93 @@ mod privileged_policy_service_north_south_on_one_node {
         super::privileged_policy_service_north_south_on_one_node(P::with_opts("nsone", Topo::OneUnderlay, o).await).await;
     }
 }
+
+/// `--bpf-lb-source-range-all-types` (Cilium's): a LoadBalancer service's
+/// `loadBalancerSourceRanges` hold for its NodePort and (served from outside
+/// with `--bpf-lb-external-clusterip`) its ClusterIP too, allow list or
+/// (`src-ranges-policy: deny`) deny list, with reason 177 for a client they
+/// keep out; a pod is not held back by them. From the external host, to the
+/// node without the backend on two nodes.
+async fn privileged_policy_service_source_ranges_all_types(p: P) {
+    let web = p.ip("web");
+    peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
+    let lb = |name: &str, n: u8, range: &str, annotations: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default{annotations}}}\nspec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.{n}\n  loadBalancerSourceRanges: [{range}]\n  ports: [{{name: http, port: 80, nodePort: 30{n}}}]\nstatus:\n  loadBalancer: {{ingress: [{{ip: 198.51.100.{n}}}]}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-a, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n---\n")
+    };
+    let ext = p.lab().external.clone().unwrap();
+    let yaml = [
+        lb("closed", 161, "10.0.0.0/8", ""),
+        lb("open", 162, &format!("{}/32", ext.gateway), ""),
+        lb(
+            "denied",
+            163,
+            &format!("{}/32", ext.gateway),
+            ", annotations: {service.cilium.io/src-ranges-policy: deny}",
+        ),
+    ]
+    .concat();
+    services_import(&p, &yaml);
+    // the router sends service addresses to the last node (web is on the first)
+    let last = p.nodes().len() - 1;
+    let node = format!("172.30.0.{}", last + 1);
+    for net in ["198.51.100.0/24", "10.96.0.0/16"] {
+        p.lab().external_route(net.parse().unwrap(), last).await.unwrap();
+    }
+    let at = |a: String| -> SocketAddr { a.parse().unwrap() };
+    let frontends = |n: u8| [format!("198.51.100.{n}:80"), format!("{node}:30{n}"), format!("10.96.0.{n}:80")];
+    for f in frontends(162) {
+        assert!(read_from(&ext.netns, at(f.clone())).is_ok(), "{f}: the client is in the allow list");
+    }
+    for n in [161, 163] {
+        for f in frontends(n) {
+            let before = p.drops("Not in source range", "INGRESS");
+            assert!(read_from(&ext.netns, at(f.clone())).is_err(), "{f}: kept out");
+            assert!(p.drops("Not in source range", "INGRESS") > before, "{f}: reason 177");
+        }
+    }
+    // the maps: each of the closed service's three frontends checks its ranges
+    let lbl = p.seta_at("client", &["bpf", "lb", "list"]);
+    for f in frontends(161) {
+        let f = f.replace(":30161", ":30161/TCP").replace(":80", ":80/TCP");
+        let master = lbl
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["service"] == f.as_str() && e["slot"] == 0)
+            .unwrap_or_else(|| panic!("{f}: {lbl}"));
+        assert!(master["entry"].as_str().unwrap().contains("check source-range"), "{master}");
+    }
+    // in-cluster clients are not held back
+    assert_eq!(
+        read_from(&p.ns("client"), at("10.96.0.161:80".into())),
+        Ok(p.ip("client").to_string())
+    );
+    assert!(
+        read_from(&p.ns("client"), at(format!("{node}:30161"))).is_ok(),
+        "a pod to the NodePort"
+    );
+}
+
+mod privileged_policy_service_source_ranges_all_types {
+    use super::*;
+    fn o() -> LabOptions {
+        LabOptions {
+            agent_args: vec!["--bpf-lb-source-range-all-types".into(), "--bpf-lb-external-clusterip".into()],
+            ..Default::default()
+        }
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one() {
+        if !privileged("privileged_policy_service_source_ranges_all_types::one") {
+            return;
+        }
+        super::privileged_policy_service_source_ranges_all_types(P::with_opts("srone", Topo::OneUnderlay, o()).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_service_source_ranges_all_types::tunnel") {
+            return;
+        }
+        super::privileged_policy_service_source_ranges_all_types(P::with_opts("srtun", Topo::Tunnel, o()).await).await;
+    }
+}

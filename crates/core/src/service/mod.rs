@@ -345,7 +345,9 @@ pub struct Frontend {
     /// traffic policy Local applies: only this node's backends
     pub local_only: bool,
     pub affinity: Option<u32>,
-    /// `loadBalancerSourceRanges` (external frontends of LoadBalancer services)
+    /// the service's `loadBalancerSourceRanges`, on its LoadBalancer,
+    /// NodePort and ClusterIP frontends ([`Frontend::checked_source_ranges`]
+    /// says where they are checked)
     pub source_ranges: Vec<Ipv4Net>,
     /// the service's annotations (forwarding mode, algorithm, ranges policy)
     #[serde(default)]
@@ -386,6 +388,18 @@ impl Frontend {
             .filter(usable)
             .filter(|b| b.state == BackendState::Terminating)
             .collect()
+    }
+
+    /// The source ranges clients from outside are checked against: a
+    /// LoadBalancer frontend's, and with `all_types` (Cilium's
+    /// `bpf-lb-source-range-all-types`) also the NodePort's and ClusterIP's
+    /// of the same service.
+    pub fn checked_source_ranges(&self, all_types: bool) -> &[Ipv4Net] {
+        match self.kind {
+            FrontendKind::LoadBalancer => &self.source_ranges,
+            FrontendKind::NodePort | FrontendKind::ClusterIP if all_types => &self.source_ranges,
+            _ => &[],
+        }
     }
 
     /// The candidates ([`Frontend::candidates`]) a node at `at` uses, after
@@ -435,7 +449,7 @@ pub fn translate(svc: &Service, slices: &[&EndpointSlice], node_addrs: &[Ipv4Add
                 false => svc.internal_policy == TrafficPolicy::Local,
             };
             let source_ranges = match kind {
-                FrontendKind::LoadBalancer => svc.source_ranges.clone(),
+                FrontendKind::LoadBalancer | FrontendKind::NodePort | FrontendKind::ClusterIP => svc.source_ranges.clone(),
                 _ => vec![],
             };
             out.push(Frontend {
