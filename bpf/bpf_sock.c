@@ -69,12 +69,18 @@ static __always_inline struct lb4_service *sock4_lookup(struct lb4_key *k)
 {
 	struct lb4_service *svc = bpf_map_lookup_elem(&seta_lb4_svc, k);
 
-	if (svc || !is_loopback4(k->address))
-		return svc;
-	k->address = 0;
-	svc = bpf_map_lookup_elem(&seta_lb4_svc, k);
-	if (svc && !(svc->flags & (LB_F_NODEPORT | LB_F_HOSTPORT)))
-		return NULL;
+	if (!svc && is_loopback4(k->address)) {
+		k->address = 0;
+		svc = bpf_map_lookup_elem(&seta_lb4_svc, k);
+		if (svc && !(svc->flags & (LB_F_NODEPORT | LB_F_HOSTPORT)))
+			return NULL;
+	}
+	/* sockets are the cluster's own clients: the internal scope of a
+	 * frontend that has two (internalTrafficPolicy's backends) */
+	if (svc && (svc->flags2 & LB_F2_TWO_SCOPES)) {
+		k->scope = 1;
+		svc = bpf_map_lookup_elem(&seta_lb4_svc, k);
+	}
 	return svc;
 }
 

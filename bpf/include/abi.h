@@ -161,7 +161,7 @@ struct lb4_key {
 	__be16 dport;
 	__u16 backend_slot;   /* 0 = master */
 	__u8 proto;
-	__u8 scope;           /* 0 = external, 1 = internal (traffic policy Local) */
+	__u8 scope;           /* 0 = external (or all), 1 = internal (LB_F2_TWO_SCOPES) */
 	__u8 pad[2];
 };
 _Static_assert(sizeof(struct lb4_key) == 12, "lb4_key size");
@@ -186,7 +186,8 @@ _Static_assert(sizeof(struct lb4_service) == 12, "lb4_service size");
 /* flags2 (Cilium's SVC_FLAG_SOURCE_RANGE_DENY, SVC_FLAG_FWD_MODE_DSR) */
 #define LB_F2_SOURCE_RANGE_DENY 64 /* src-ranges-policy deny: the ranges are a deny list */
 #define LB_F2_FWD_MODE_DSR 128     /* north-south to a remote backend by DSR (OPT_LB_DSR_BY_SERVICE) */
-#define LB_F2_EXTERNAL_IP_FOREIGN 32 /* an ExternalIP that is none of the node's addresses (CVE-2020-8554) */
+#define LB_F2_EXTERNAL_IP_FOREIGN 1 /* an ExternalIP that is none of the node's addresses (CVE-2020-8554) */
+#define LB_F2_TWO_SCOPES 32 /* Cilium's: scope 0 serves outside clients, the scope-1 twin the cluster's own */
 
 /* seta_lb4_source_range (LPM): a frontend's allowed client ranges, as
  * Cilium's lb4_src_range_key; prefixlen = 32 (id + pad) + the range's. */

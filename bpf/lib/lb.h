@@ -177,6 +177,14 @@ static __always_inline int lb4_xlate_fwd(struct __sk_buff *ctx, __u32 l4_off, st
 	svc = bpf_map_lookup_elem(&seta_lb4_svc, &k);
 	if (!svc || (need && !(svc->flags & need)))
 		return 0;
+	/* a pod's packet takes the frontend's internal scope when it has
+	 * two (Cilium's scope switch): internalTrafficPolicy's backends */
+	if (!need && (svc->flags2 & LB_F2_TWO_SCOPES)) {
+		k.scope = 1;
+		svc = bpf_map_lookup_elem(&seta_lb4_svc, &k);
+		if (!svc)
+			return 0;
+	}
 	/* a pod's packet to an ExternalIP that is none of the node's
 	 * addresses goes to that address, as the pod's socket did
 	 * (CVE-2020-8554 mitigation with socket-LB) */

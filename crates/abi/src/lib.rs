@@ -263,8 +263,13 @@ pub const LB_F2_SOURCE_RANGE_DENY: u8 = 64;
 pub const LB_F2_FWD_MODE_DSR: u8 = 128;
 /// flags2: an ExternalIP that is none of this node's addresses; with the
 /// CVE-2020-8554 mitigation the node's and pods' own connections to it are
-/// not translated (Cilium's `sock4_skip_xlate`): they reach the address itself
-pub const LB_F2_EXTERNAL_IP_FOREIGN: u8 = 32;
+/// not translated (Cilium's `sock4_skip_xlate`, which asks the ipcache): they
+/// reach the address itself
+pub const LB_F2_EXTERNAL_IP_FOREIGN: u8 = 1;
+/// flags2: the frontend has two scopes (Cilium's SVC_FLAG_TWO_SCOPES): this
+/// entry (scope 0) serves clients from outside, the scope-1 twin the
+/// cluster's own (pods' packets and sockets, the node's sockets)
+pub const LB_F2_TWO_SCOPES: u8 = 32;
 
 /// `lb4_src_range_key` after its `prefixlen` (aya's `lpm_trie::Key` carries
 /// that: 32 + the range's length).

@@ -68,6 +68,7 @@ impl Repository {
                         source_ranges: vec![],
                         annotations: Default::default(),
                         traffic_distribution: None,
+                        scope: Default::default(),
                     });
                 }
             }

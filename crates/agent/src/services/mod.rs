@@ -358,11 +358,13 @@ impl Repository {
                     },
                 );
             }
+            let internal = f.scope == seta_core::service::Scope::Internal;
             let key = |slot: u16| Lb4Key {
                 address: f.addr.octets(),
                 dport: f.port.to_be_bytes(),
                 backend_slot: slot,
                 proto: f.proto.number(),
+                scope: internal as u8,
                 ..Default::default()
             };
             let slots = f.candidates_at(seta_core::service::Locality {
@@ -385,10 +387,12 @@ impl Repository {
                     },
                 );
             }
-            let north_south = matches!(
-                f.kind,
-                FrontendKind::NodePort | FrontendKind::ExternalIP | FrontendKind::LoadBalancer
-            );
+            // (an internal scope's entry serves the cluster's own clients only)
+            let north_south = !internal
+                && matches!(
+                    f.kind,
+                    FrontendKind::NodePort | FrontendKind::ExternalIP | FrontendKind::LoadBalancer
+                );
             let mut algorithm = seta_abi::LB_ALG_RANDOM;
             // (not for the 0.0.0.0 surrogate: only socket-LB uses it, randomly)
             let maglev = choices
@@ -411,8 +415,13 @@ impl Repository {
             if choices.external_ip_mitigation && f.kind == FrontendKind::ExternalIP && !node_addrs.contains(&f.addr) {
                 flags2 |= seta_abi::LB_F2_EXTERNAL_IP_FOREIGN;
             }
-            let ranges = f.checked_source_ranges(choices.source_range_all_types);
-            want.source_ranges.extend(ranges.iter().map(|n| (rid, n.trunc())));
+            if f.scope == seta_core::service::Scope::External {
+                flags2 |= seta_abi::LB_F2_TWO_SCOPES;
+            }
+            if !internal {
+                let ranges = f.checked_source_ranges(choices.source_range_all_types);
+                want.source_ranges.extend(ranges.iter().map(|n| (rid, n.trunc())));
+            }
             want.services.insert(
                 key(0),
                 Lb4Service {
@@ -455,7 +464,7 @@ fn master_flags(f: &Frontend, north_south: bool, choices: &LbChoices) -> (u8, u8
         FrontendKind::HostPort => seta_abi::LB_F_HOSTPORT,
     };
     let bit = |on: bool, b: u8| if on { b } else { 0 };
-    let ranges = !f.checked_source_ranges(choices.source_range_all_types).is_empty();
+    let ranges = f.scope != seta_core::service::Scope::Internal && !f.checked_source_ranges(choices.source_range_all_types).is_empty();
     let flags = kind
         | bit(f.local_only, seta_abi::LB_F_EXT_LOCAL_SCOPE)
         | bit(f.affinity.is_some(), seta_abi::LB_F_AFFINITY)
@@ -600,7 +609,14 @@ impl ClusterView {
 pub fn entry(f: &Frontend) -> ServiceEntry {
     ServiceEntry {
         service: f.service.clone(),
-        frontend: format!("{}:{}/{}", f.addr, f.port, f.proto),
+        // the internal scope of a frontend with two: Cilium's "/i"
+        frontend: format!(
+            "{}:{}/{}{}",
+            f.addr,
+            f.port,
+            f.proto,
+            if f.scope == seta_core::service::Scope::Internal { "/i" } else { "" }
+        ),
         kind: match f.kind {
             FrontendKind::ClusterIP => "ClusterIP",
             FrontendKind::NodePort => "NodePort",

@@ -490,3 +490,42 @@ fn external_ips_not_of_the_node_are_marked_for_the_cve_2020_8554_mitigation() {
     let st = r.lb_state("n1", &node, &LbChoices::default()).unwrap();
     assert!(!foreign(&st, [192, 0, 2, 10]) && !foreign(&st, [172, 30, 0, 1]));
 }
+
+#[test]
+fn differing_traffic_policies_give_outside_facing_frontends_two_scopes() {
+    let mut r = Repository::default();
+    let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: lb, namespace: shop}\nspec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.43\n  externalTrafficPolicy: Local\n  ports: [{name: http, port: 80, nodePort: 30092}]\nstatus: {loadBalancer: {ingress: [{ip: 198.51.100.43}]}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: lb-1, namespace: shop, labels: {kubernetes.io/service-name: lb}}\naddressType: IPv4\nports: [{name: http, port: 8080}]\nendpoints:\n- {addresses: [10.200.1.5], conditions: {ready: true}, nodeName: n1}\n- {addresses: [10.200.2.5], conditions: {ready: true}, nodeName: n2}\n";
+    r.import(parse_file(yaml).unwrap());
+    let st = r.lb_state("n1", &["172.30.0.1".parse().unwrap()], &LbChoices::default()).unwrap();
+    // the master and slot count of (address, port, scope)
+    let master = |a: [u8; 4], port: u16, scope: u8| {
+        st.services
+            .iter()
+            .find(|(k, _)| k.address == a && k.dport == port.to_be_bytes() && k.scope == scope && k.backend_slot == 0)
+            .map(|(_, v)| *v)
+    };
+    for (a, port) in [([198, 51, 100, 43], 80), ([172, 30, 0, 1], 30092)] {
+        let ext = master(a, port, 0).unwrap();
+        let int = master(a, port, 1).unwrap();
+        assert_ne!(ext.flags2 & seta_abi::LB_F2_TWO_SCOPES, 0);
+        assert_eq!(int.flags2 & seta_abi::LB_F2_TWO_SCOPES, 0);
+        assert_eq!((ext.count, int.count), (1, 2), "outside: this node's backend; inside: both");
+        assert_eq!(ext.rev_nat_index, int.rev_nat_index, "one frontend, one rev-NAT entry");
+        assert_eq!(ext.flags & !seta_abi::LB_F_EXT_LOCAL_SCOPE, int.flags, "the same kind");
+    }
+    let cip = master([10, 96, 0, 43], 80, 0).unwrap();
+    assert_eq!(
+        (cip.count, cip.flags2 & seta_abi::LB_F2_TWO_SCOPES),
+        (2, 0),
+        "a ClusterIP has one scope"
+    );
+    assert!(master([10, 96, 0, 43], 80, 1).is_none());
+    // service list: Cilium's "/i" for the internal scope
+    let fronts: Vec<String> = r
+        .frontends(&["172.30.0.1".parse().unwrap()])
+        .iter()
+        .map(|f| entry(f).frontend)
+        .collect();
+    assert!(fronts.contains(&"198.51.100.43:80/TCP/i".to_string()), "{fronts:?}");
+    assert!(fronts.contains(&"198.51.100.43:80/TCP".to_string()), "{fronts:?}");
+}

@@ -211,7 +211,9 @@ fn lb_entries(st: &seta_datapath::maps::LbState, frontends: bool) -> (Vec<Vec<St
     let mut rows = Vec::new();
     let mut out = Vec::new();
     for (k, v) in &st.services {
-        let svc = format!("{}/{}", lb_addr(k.address, k.dport), lb_proto(k.proto));
+        // the internal scope of a frontend with two, as Cilium writes it
+        let scope = if k.scope == 1 { "/i" } else { "" };
+        let svc = format!("{}/{}{scope}", lb_addr(k.address, k.dport), lb_proto(k.proto));
         let (be, detail) = if k.backend_slot == 0 {
             let kind = [
                 (seta_abi::LB_F_NODEPORT, "NodePort"),
@@ -248,6 +250,9 @@ fn lb_entries(st: &seta_datapath::maps::LbState, frontends: bool) -> (Vec<Vec<St
             }
             if v.flags2 & seta_abi::LB_F2_FWD_MODE_DSR != 0 {
                 f.push("dsr");
+            }
+            if v.flags2 & seta_abi::LB_F2_TWO_SCOPES != 0 {
+                f.push("two-scopes");
             }
             (
                 format!("0.0.0.0:0 ({}) (0) [{}]", v.rev_nat_index, f.join(", ")),

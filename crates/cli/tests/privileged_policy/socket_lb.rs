@@ -118,6 +118,14 @@ fn udp_client_survives_backend_replacement(p: &P) {
     services_import(p, &format!("{SERVICE}---\n{}", slice(p.ip("web"))));
 }
 
+/// A lab whose agents run socket-LB.
+fn socket_lb_opts() -> LabOptions {
+    LabOptions {
+        socket_lb: true,
+        ..Default::default()
+    }
+}
+
 fn py(p: &P, pod: &str, script: &str, args: &[&str]) -> (bool, String) {
     python(p.lab().pod_exec(pod, &python_argv(script, args)).unwrap())
 }
@@ -262,13 +270,8 @@ async fn privileged_policy_service_socket_lb(mut p: P) {
 }
 
 mod privileged_policy_service_socket_lb {
+    use super::socket_lb_opts as opts;
     use super::*;
-    fn opts() -> LabOptions {
-        LabOptions {
-            socket_lb: true,
-            ..Default::default()
-        }
-    }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one() {
         if !privileged("privileged_policy_service_socket_lb::one") {
@@ -455,13 +458,8 @@ async fn privileged_policy_service_node_loopback_and_bind_protection(p: P) {
 }
 
 mod privileged_policy_service_node_loopback_and_bind_protection {
+    use super::socket_lb_opts as opts;
     use super::*;
-    fn opts() -> LabOptions {
-        LabOptions {
-            socket_lb: true,
-            ..Default::default()
-        }
-    }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one() {
         if !privileged("privileged_policy_service_node_loopback_and_bind_protection::one") {
@@ -569,5 +567,96 @@ mod privileged_policy_service_external_ip_mitigation {
             return;
         }
         super::privileged_policy_service_external_ip_mitigation(P::with_opts("eipoff", Topo::One, opts(true)).await, false).await;
+    }
+}
+
+/// Cilium's traffic-policy matrix, end to end: with `externalTrafficPolicy:
+/// Local` and `internalTrafficPolicy: Cluster`, clients from outside reach
+/// the service only through a node with a backend, while the cluster's own
+/// pods reach every backend, also at their node's NodePort and the
+/// LoadBalancer address (the frontend's internal scope, Cilium's `/i`); with
+/// `internalTrafficPolicy: Local` and `externalTrafficPolicy: Cluster` it is
+/// the other way round. The client's node has no backend (on one node the
+/// slice places web on another node); pods connect through their sockets
+/// (socket-LB) and by packet (a process outside the node's cgroup).
+async fn privileged_policy_service_traffic_policy_matrix(p: P) {
+    let web = p.ip("web");
+    peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
+    let two = p.nodes().len() > 1;
+    let web_node = if two { p.node_of("web") } else { "elsewhere".to_string() };
+    let svc = |name: &str, n: u8, policies: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.{n}\n{policies}  ports: [{{name: http, port: 80, nodePort: 30{n}}}]\nstatus:\n  loadBalancer: {{ingress: [{{ip: 198.51.100.{n}}}]}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-a, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}, nodeName: {web_node}}}\n---\n")
+    };
+    let yaml = [
+        svc("etplocal", 171, "  externalTrafficPolicy: Local\n"),
+        svc("itplocal", 172, "  internalTrafficPolicy: Local\n"),
+    ]
+    .concat();
+    services_import(&p, &yaml);
+    // the client's node: the last; the router sends service addresses to it
+    let last = p.nodes().len() - 1;
+    let node = format!("172.30.0.{}", last + 1);
+    p.lab().external_route("198.51.100.0/24".parse().unwrap(), last).await.unwrap();
+    let ext = p.lab().external.clone().unwrap();
+    let list = p.seta_at("client", &["service", "list"]);
+    let fronts: Vec<&str> = list.as_array().unwrap().iter().map(|e| e["frontend"].as_str().unwrap()).collect();
+    for f in ["198.51.100.171:80/TCP/i", "198.51.100.172:80/TCP/i", &format!("{node}:30171/TCP/i")] {
+        assert!(fronts.contains(&f), "the internal scope {f}: {fronts:?}");
+    }
+    let frontends = |n: u8| [format!("10.96.0.{n}:80"), format!("{node}:30{n}"), format!("198.51.100.{n}:80")];
+    let by_socket = |a: &str| {
+        let (host, port) = a.split_once(':').unwrap();
+        py(&p, "client", READ_TAG, &[host, port]).0
+    };
+    let by_packet = |a: &str| read_from(&p.ns("client"), a.parse().unwrap()).is_ok();
+    let outside = |a: &str| read_from(&ext.netns, a.parse().unwrap()).is_ok();
+    // eTP Local, iTP Cluster: pods reach every backend at every frontend
+    for f in frontends(171) {
+        assert!(by_socket(&f), "{f}: a pod's socket (internal scope: every backend)");
+        assert!(by_packet(&f), "{f}: a pod's packets (internal scope: every backend)");
+    }
+    // ... and from outside only a node with a backend serves
+    assert!(!outside(&format!("{node}:30171")), "outside, NodePort of a node without a backend");
+    assert!(
+        !outside("198.51.100.171:80"),
+        "outside, LoadBalancer IP to a node without a backend"
+    );
+    // iTP Local, eTP Cluster: outside reaches the backend anywhere...
+    assert!(outside(&format!("{node}:30172")), "outside, NodePort");
+    assert!(outside("198.51.100.172:80"), "outside, LoadBalancer IP");
+    // ... and pods on a node without one are refused at every frontend
+    for f in frontends(172) {
+        assert!(!by_socket(&f), "{f}: a pod's socket, no local backend");
+        assert!(!by_packet(&f), "{f}: a pod's packets, no local backend");
+    }
+    if two {
+        // a pod on web's node has its local backend
+        assert!(
+            read_from(&p.ns("other"), "10.96.0.172:80".parse().unwrap()).is_ok(),
+            "iTP Local on web's node"
+        );
+        // outside through web's node reaches the eTP=Local service
+        p.lab().external_route("198.51.100.0/24".parse().unwrap(), 0).await.unwrap();
+        assert!(outside("198.51.100.171:80"), "outside, LoadBalancer IP to web's node");
+        assert!(outside("172.30.0.1:30171"), "outside, NodePort of web's node");
+    }
+}
+
+mod privileged_policy_service_traffic_policy_matrix {
+    use super::socket_lb_opts as opts;
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one() {
+        if !privileged("privileged_policy_service_traffic_policy_matrix::one") {
+            return;
+        }
+        super::privileged_policy_service_traffic_policy_matrix(P::with_opts("tpone", Topo::OneUnderlay, opts()).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_service_traffic_policy_matrix::tunnel") {
+            return;
+        }
+        super::privileged_policy_service_traffic_policy_matrix(P::with_opts("tptun", Topo::Tunnel, opts()).await).await;
     }
 }

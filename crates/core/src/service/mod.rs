@@ -355,6 +355,32 @@ pub struct Frontend {
     /// the service's traffic distribution (topology-aware routing)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_distribution: Option<TrafficDistribution>,
+    /// which clients this entry serves
+    #[serde(default, skip_serializing_if = "Scope::is_all")]
+    pub scope: Scope,
+}
+
+/// Which clients a frontend's entry serves: Cilium's lookup scopes. A
+/// NodePort, ExternalIP or LoadBalancer frontend whose service has
+/// different external and internal traffic policies has two entries, so
+/// that clients from outside follow `externalTrafficPolicy` and the
+/// cluster's pods and nodes `internalTrafficPolicy` (Cilium's matrix).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    /// every client: the frontend's only entry
+    #[default]
+    All,
+    /// clients from outside the cluster (an `Internal` twin serves the rest)
+    External,
+    /// the cluster's own clients (Cilium's `/i` frontend)
+    Internal,
+}
+
+impl Scope {
+    pub fn is_all(&self) -> bool {
+        *self == Scope::All
+    }
 }
 
 /// Where a node is, for topology-aware routing.
@@ -444,28 +470,38 @@ pub fn translate(svc: &Service, slices: &[&EndpointSlice], node_addrs: &[Ipv4Add
             if svc.annotations.exposure.is_some_and(|k| k != kind) {
                 return;
             }
-            let local_only = match kind.external() {
-                true => svc.external_policy == TrafficPolicy::Local,
-                false => svc.internal_policy == TrafficPolicy::Local,
+            let ext_local = svc.external_policy == TrafficPolicy::Local;
+            let int_local = svc.internal_policy == TrafficPolicy::Local;
+            // an outside-facing frontend whose traffic policies differ has
+            // two entries (Cilium's two scopes): one for clients from
+            // outside (externalTrafficPolicy), one for the cluster's own
+            // (internalTrafficPolicy)
+            let scopes: &[(Scope, bool)] = match (kind.external(), ext_local == int_local) {
+                (false, _) => &[(Scope::All, int_local)],
+                (true, true) => &[(Scope::All, ext_local)],
+                (true, false) => &[(Scope::External, ext_local), (Scope::Internal, int_local)],
             };
             let source_ranges = match kind {
                 FrontendKind::LoadBalancer | FrontendKind::NodePort | FrontendKind::ClusterIP => svc.source_ranges.clone(),
                 _ => vec![],
             };
-            out.push(Frontend {
-                addr,
-                port,
-                proto: p.protocol,
-                kind,
-                service: format!("{}/{}", svc.namespace, svc.name),
-                port_name: p.name.clone(),
-                backends: backends.clone(),
-                local_only,
-                affinity: svc.affinity,
-                source_ranges,
-                annotations: svc.annotations.clone(),
-                traffic_distribution: svc.traffic_distribution,
-            });
+            for &(scope, local_only) in scopes {
+                out.push(Frontend {
+                    addr,
+                    port,
+                    proto: p.protocol,
+                    kind,
+                    service: format!("{}/{}", svc.namespace, svc.name),
+                    port_name: p.name.clone(),
+                    backends: backends.clone(),
+                    local_only,
+                    affinity: svc.affinity,
+                    source_ranges: source_ranges.clone(),
+                    annotations: svc.annotations.clone(),
+                    traffic_distribution: svc.traffic_distribution,
+                    scope,
+                });
+            }
         };
         for ip in &svc.cluster_ips {
             push(*ip, p.port, FrontendKind::ClusterIP);

@@ -120,16 +120,26 @@ fn translation_gives_every_frontend_with_its_backends() {
     let (s, e) = parsed();
     let node_addrs = [ip("172.30.0.1")];
     let f = translate(&s, &[&e], &node_addrs);
-    let kinds: Vec<(FrontendKind, Ipv4Addr, u16, Proto)> = f.iter().map(|f| (f.kind, f.addr, f.port, f.proto)).collect();
+    let kinds: Vec<(FrontendKind, Ipv4Addr, u16, Proto, Scope, bool)> =
+        f.iter().map(|f| (f.kind, f.addr, f.port, f.proto, f.scope, f.local_only)).collect();
+    // externalTrafficPolicy Local with internalTrafficPolicy Cluster: the
+    // outside-facing frontends have two scopes, node-local for clients from
+    // outside and every backend for the cluster's own (Cilium's matrix)
+    use FrontendKind::*;
+    use Scope::*;
     assert_eq!(
         kinds,
         [
-            (FrontendKind::ClusterIP, ip("10.96.0.10"), 80, Proto::Tcp),
-            (FrontendKind::NodePort, ip("172.30.0.1"), 30080, Proto::Tcp),
-            (FrontendKind::ExternalIP, ip("192.0.2.50"), 80, Proto::Tcp),
-            (FrontendKind::ClusterIP, ip("10.96.0.10"), 53, Proto::Udp),
-            (FrontendKind::NodePort, ip("172.30.0.1"), 30053, Proto::Udp),
-            (FrontendKind::ExternalIP, ip("192.0.2.50"), 53, Proto::Udp),
+            (ClusterIP, ip("10.96.0.10"), 80, Proto::Tcp, All, false),
+            (NodePort, ip("172.30.0.1"), 30080, Proto::Tcp, External, true),
+            (NodePort, ip("172.30.0.1"), 30080, Proto::Tcp, Internal, false),
+            (ExternalIP, ip("192.0.2.50"), 80, Proto::Tcp, External, true),
+            (ExternalIP, ip("192.0.2.50"), 80, Proto::Tcp, Internal, false),
+            (ClusterIP, ip("10.96.0.10"), 53, Proto::Udp, All, false),
+            (NodePort, ip("172.30.0.1"), 30053, Proto::Udp, External, true),
+            (NodePort, ip("172.30.0.1"), 30053, Proto::Udp, Internal, false),
+            (ExternalIP, ip("192.0.2.50"), 53, Proto::Udp, External, true),
+            (ExternalIP, ip("192.0.2.50"), 53, Proto::Udp, Internal, false),
         ]
     );
     // the named target port is the slice's resolved number; not-ready endpoints are no backends
@@ -145,8 +155,25 @@ fn translation_gives_every_frontend_with_its_backends() {
         ]
     );
     assert_eq!(http.affinity, Some(600));
-    // externalTrafficPolicy Local: only north-south frontends are node-local
-    assert!(!f[0].local_only && f[1].local_only && f[2].local_only);
+    // the same policies: one scope each
+    let mut same = s.clone();
+    same.internal_policy = TrafficPolicy::Local;
+    let f = translate(&same, &[&e], &node_addrs);
+    assert!(f.iter().all(|f| f.scope == All && f.local_only), "every frontend node-local");
+    same.external_policy = TrafficPolicy::Cluster;
+    same.internal_policy = TrafficPolicy::Cluster;
+    let f = translate(&same, &[&e], &node_addrs);
+    assert!(f.iter().all(|f| f.scope == All && !f.local_only));
+    // iTP Local, eTP Cluster: the other way round
+    same.internal_policy = TrafficPolicy::Local;
+    let f = translate(&same, &[&e], &node_addrs);
+    let np: Vec<(Scope, bool)> = f
+        .iter()
+        .filter(|f| f.kind == NodePort && f.port == 30080)
+        .map(|f| (f.scope, f.local_only))
+        .collect();
+    assert_eq!(np, [(External, false), (Internal, true)]);
+    assert!(f[0].local_only, "the ClusterIP follows internalTrafficPolicy");
 }
 
 #[test]
@@ -495,6 +522,7 @@ fn topology_aware_routing_prefers_near_backends_and_falls_back_to_all() {
         source_ranges: vec![],
         annotations: Default::default(),
         traffic_distribution: td,
+        scope: Default::default(),
     };
     let at = |node, zone| Locality {
         node,
