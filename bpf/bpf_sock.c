@@ -7,7 +7,8 @@
  * network namespace and of its pods (seta_sock_netns) are translated; the
  * programs attach at the node's cgroup (--cgroup-root), never above it.
  * 127.0.0.1 reaches the node's NodePorts and hostPorts through their
- * 0.0.0.0 surrogate entries (Cilium's wildcard lookup), and post_bind4
+ * 0.0.0.0 surrogate entries (Cilium's wildcard lookup), another node's
+ * address its NodePorts (translated here, at the socket), and post_bind4
  * keeps the node's own processes off the addresses and ports of NodePort,
  * ExternalIP and LoadBalancer frontends (Cilium's bind protection).
  * An ExternalIP that is not the node's own is left alone (CVE-2020-8554). */
@@ -19,6 +20,8 @@
 
 #define SYS_REJECT 0
 #define SYS_PROCEED 1
+#define ECONNREFUSED 111
+#define EHOSTUNREACH 113
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -63,16 +66,42 @@ static __always_inline int is_loopback4(__be32 a)
 	return (bpf_ntohl(a) >> 24) == 127;
 }
 
-/* A frontend, or for 127.0.0.1 (the node's own) its NodePort or hostPort
+/* Which surrogate (0.0.0.0) entries an address that is no frontend of its
+ * own may use (Cilium's sock4_wildcard_lookup_full): 127.0.0.1 and the
+ * node's own addresses (ipcache host) its NodePorts and hostPorts, another
+ * node's address (ipcache remote-node) its NodePorts only, which every
+ * node serves alike: the socket goes to a backend at once, not through
+ * that node. 0: none. */
+static __always_inline __u8 sock4_wildcard_flags(__be32 addr)
+{
+	struct remote_endpoint_info *info;
+
+	if (is_loopback4(addr))
+		return LB_F_NODEPORT | LB_F_HOSTPORT;
+	info = ipcache_lookup(addr);
+	if (!info)
+		return 0;
+	if (info->sec_identity == HOST_ID)
+		return LB_F_NODEPORT | LB_F_HOSTPORT;
+	if (info->sec_identity == REMOTE_NODE_ID)
+		return LB_F_NODEPORT;
+	return 0;
+}
+
+/* A frontend, or for an address of a node its NodePort or hostPort
  * surrogate at 0.0.0.0; k->address is then the key the slots are under. */
 static __always_inline struct lb4_service *sock4_lookup(struct lb4_key *k)
 {
 	struct lb4_service *svc = bpf_map_lookup_elem(&seta_lb4_svc, k);
+	__u8 wild;
 
-	if (!svc && is_loopback4(k->address)) {
+	if (!svc) {
+		wild = sock4_wildcard_flags(k->address);
+		if (!wild)
+			return NULL;
 		k->address = 0;
 		svc = bpf_map_lookup_elem(&seta_lb4_svc, k);
-		if (svc && !(svc->flags & (LB_F_NODEPORT | LB_F_HOSTPORT)))
+		if (svc && !(svc->flags & wild))
 			return NULL;
 	}
 	/* sockets are the cluster's own clients: the internal scope of a
@@ -114,8 +143,13 @@ static __always_inline struct lb4_backend *sock4_select(struct lb4_key *k, const
 
 /* connect4 / sendmsg4: a frontend becomes a backend. A frontend without
  * backends is left alone: the per-packet path answers it (reject or drop)
- * and counts it, as without socket-LB. */
-static __always_inline void sock4_xlate_fwd(struct bpf_sock_addr *ctx, int udp_only)
+ * and counts it, as without socket-LB; but one reached through a
+ * surrogate (another node's NodePort, the node's loopback or router
+ * address) no packet path would answer, so the socket is refused at once
+ * (Cilium's -EHOSTUNREACH at connect): ECONNREFUSED as a reject would
+ * give, EHOSTUNREACH with --service-no-backend-response drop; reason 158
+ * is counted. Returns 0 or the negative errno to refuse with. */
+static __always_inline int sock4_xlate_fwd(struct bpf_sock_addr *ctx, int udp_only)
 {
 	struct lb4_key k = {};
 	struct sock_revnat_key rk = {};
@@ -128,33 +162,39 @@ static __always_inline void sock4_xlate_fwd(struct bpf_sock_addr *ctx, int udp_o
 	__u32 id = 0;
 
 	if (ctx->user_family != AF_INET)
-		return;
+		return 0;
 	if (proto != IPPROTO_UDP && (udp_only || proto != IPPROTO_TCP))
-		return;
+		return 0;
 	orig = ctx->user_ip4;
 	k.address = orig;
 	k.dport = (__be16)ctx->user_port;
 	k.proto = proto;
 	svc = sock4_lookup(&k);
-	if (!svc || svc->count == 0)
-		return;
+	if (!svc)
+		return 0;
 	/* CVE-2020-8554 (Cilium's sock4_skip_xlate): an ExternalIP that is
 	 * none of the node's addresses is not taken over for the node's and
 	 * its pods' own connections; they reach the address itself */
 	if (svc->flags2 & LB_F2_EXTERNAL_IP_FOREIGN)
-		return;
+		return 0;
 	netns = bpf_get_netns_cookie(ctx);
 	kind = bpf_map_lookup_elem(&seta_sock_netns, &netns);
 	if (!kind)
-		return;
+		return 0;
 	/* 127.0.0.1 is the node's own (its NodePorts, hostPorts): a pod's
 	 * loopback is its own */
 	if (is_loopback4(orig) && *kind != SOCK_NETNS_HOST)
-		return;
+		return 0;
+	if (svc->count == 0) {
+		if (k.address != 0)
+			return 0;
+		update_metrics(0, METRIC_SERVICE, DROP_NO_SERVICE);
+		return (datapath_opts() & OPT_LB_NO_BACKEND_DROP) ? -EHOSTUNREACH : -ECONNREFUSED;
+	}
 	trace_sock(ctx, XLATE_PRE_DIRECTION_FWD, orig, k.dport, proto);
 	be = sock4_select(&k, svc, netns, &id);
 	if (!be)
-		return;
+		return 0;
 	rk.cookie = bpf_get_socket_cookie(ctx);
 	rk.address = be->address;
 	rk.port = be->port;
@@ -163,11 +203,12 @@ static __always_inline void sock4_xlate_fwd(struct bpf_sock_addr *ctx, int udp_o
 	rv.rev_nat_index = svc->rev_nat_index;
 	if (bpf_map_update_elem(&seta_lb4_reverse_sk, &rk, &rv, BPF_ANY) < 0) {
 		update_metrics(0, METRIC_SERVICE, DROP_CT_MAP_INSERTION_FAILED);
-		return;
+		return 0;
 	}
 	ctx->user_ip4 = be->address;
 	ctx->user_port = (__u32)be->port;
 	trace_sock(ctx, XLATE_POST_DIRECTION_FWD, be->address, be->port, proto);
+	return 0;
 }
 
 /* recvmsg4 / getpeername4: a backend this socket was sent to shows as the
@@ -201,18 +242,25 @@ static __always_inline void sock4_xlate_rev(struct bpf_sock_addr *ctx)
 	trace_sock(ctx, XLATE_POST_DIRECTION_REV, rv->address, rv->port, (__u8)ctx->protocol);
 }
 
+/* connect4 / sendmsg4: proceed, or refuse the call with err */
+static __always_inline int sock4_verdict(int err)
+{
+	if (!err)
+		return SYS_PROCEED;
+	bpf_set_retval(err);
+	return SYS_REJECT;
+}
+
 SEC("cgroup/connect4")
 int sock4_connect(struct bpf_sock_addr *ctx)
 {
-	sock4_xlate_fwd(ctx, 0);
-	return SYS_PROCEED;
+	return sock4_verdict(sock4_xlate_fwd(ctx, 0));
 }
 
 SEC("cgroup/sendmsg4")
 int sock4_sendmsg(struct bpf_sock_addr *ctx)
 {
-	sock4_xlate_fwd(ctx, 1);
-	return SYS_PROCEED;
+	return sock4_verdict(sock4_xlate_fwd(ctx, 1));
 }
 
 SEC("cgroup/recvmsg4")

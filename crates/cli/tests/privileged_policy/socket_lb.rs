@@ -660,3 +660,107 @@ mod privileged_policy_service_traffic_policy_matrix {
         super::privileged_policy_service_traffic_policy_matrix(P::with_opts("tptun", Topo::Tunnel, opts()).await).await;
     }
 }
+
+/// Where the socket says it is connected to, and who the server saw.
+const PEER: &str = "import socket, sys\ns = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)\nprint('%s:%d' % s.getpeername(), s.recv(64).decode())";
+
+/// Cilium's wildcard lookup at the socket: a NodePort at the address of any
+/// node of the cluster (another node's, or this node's router address) is
+/// served where the client is, as the node's own NodePort: a pod's or the
+/// node's socket goes straight to a backend, with the pod's own address
+/// (not SNATed by the other node) and the cluster's backends (internal
+/// scope) even where the other node has none for outside clients
+/// (externalTrafficPolicy Local). getpeername still shows the NodePort.
+async fn privileged_policy_service_node_port_of_any_node_by_socket(mut p: P) {
+    p.pod_add("near", 1, "default", &["app=near"], &[]).await;
+    let near = p.ip("near");
+    peer_server(&p.ns("near"), SocketAddr::new(near.into(), 8080));
+    let client = p.ip("client").to_string();
+    let last = p.lab().nodes.len() - 1;
+    let here = &p.lab().nodes[last];
+    let router = seta_core::ipam::router_ip(here.pod_cidr).to_string();
+    let svc = |name: &str, port: u16, etp: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.1.{}\n  externalTrafficPolicy: {etp}\n  ports: [{{name: http, port: 80, targetPort: 8080, nodePort: {port}}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-a, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{near}], conditions: {{ready: true}}, nodeName: {}}}\n---\n", port - 30000, here.name)
+    };
+    // no backends at all; and, for the cluster's own clients, none on
+    // this node (internalTrafficPolicy Local, the backend on the first node)
+    let web = p.ip("web");
+    let more = format!("apiVersion: v1\nkind: Service\nmetadata: {{name: anynone, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.1.187\n  ports: [{{port: 80, nodePort: 30187}}]\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: anyitp, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.1.188\n  internalTrafficPolicy: Local\n  ports: [{{name: http, port: 80, targetPort: 8080, nodePort: 30188}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: anyitp-a, namespace: default, labels: {{kubernetes.io/service-name: anyitp}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}, nodeName: {}}}\n---\n", p.lab().nodes[0].name);
+    let yaml = [svc("anynode", 30185, "Cluster"), svc("anylocal", 30186, "Local")].concat();
+    services_import(&p, &format!("{yaml}{more}"));
+    let by_socket = |addr: &str, port: u16| py(&p, "client", PEER, &[addr, &port.to_string()]);
+    // this node's router address (ipcache: host): one node and two
+    let (ok, out) = by_socket(&router, 30185);
+    assert!(ok, "{router}:30185 by socket: {out}");
+    assert_eq!(out.trim(), format!("{router}:30185 {client}"), "the node's router address");
+    // a NodePort without backends there is refused at the socket, counted
+    let refused = |addr: &str, port: u16| {
+        let before = p.drops("Service backend not found", "SERVICE");
+        let (ok, out) = by_socket(addr, port);
+        assert!(!ok && out.contains("ConnectionRefusedError"), "{addr}:{port}: {out}");
+        assert!(p.drops("Service backend not found", "SERVICE") > before, "{addr}:{port} counted");
+    };
+    refused(&router, 30187);
+    if p.nodes().len() == 1 {
+        return;
+    }
+    refused("172.30.0.1", 30187);
+    // internalTrafficPolicy Local: no backend on this node for its pods,
+    // also at another node's address (which has one)
+    refused("172.30.0.1", 30188);
+    // another node's address (ipcache: remote-node)
+    for port in [30185, 30186] {
+        let (ok, out) = by_socket("172.30.0.1", port);
+        assert!(ok, "172.30.0.1:{port} by socket: {out}");
+        assert_eq!(
+            out.trim(),
+            format!("172.30.0.1:{port} {client}"),
+            "translated at the socket: the backend sees the pod"
+        );
+    }
+    let rev = sock_list(&p, "client")["reverse"].clone();
+    assert!(
+        rev.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["backend"] == format!("{near}:8080") && r["frontend"] == "172.30.0.1:30185"),
+        "{rev}"
+    );
+    // a pod's packets (no socket-LB) still go through the other node, which
+    // SNATs them to reach the backend on this node
+    let by_packet = read_from(&p.ns("client"), "172.30.0.1:30185".parse().unwrap());
+    assert!(
+        matches!(&by_packet, Ok(peer) if *peer != client),
+        "by packet the other node serves and SNATs: {by_packet:?}"
+    );
+    // the node's own socket too
+    let node = p.node_of("client");
+    let (ok, out) = node_py(&p, &node, PEER, &["172.30.0.1", "30185"]);
+    assert!(ok && out.starts_with("172.30.0.1:30185 "), "the node's socket: {out}");
+}
+
+mod privileged_policy_service_node_port_of_any_node_by_socket {
+    use super::socket_lb_opts as opts;
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one() {
+        if !privileged("privileged_policy_service_node_port_of_any_node_by_socket::one") {
+            return;
+        }
+        super::privileged_policy_service_node_port_of_any_node_by_socket(P::with_opts("anyone", Topo::OneUnderlay, opts()).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_service_node_port_of_any_node_by_socket::tunnel") {
+            return;
+        }
+        super::privileged_policy_service_node_port_of_any_node_by_socket(P::with_opts("anytun", Topo::Tunnel, opts()).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn native() {
+        if !privileged("privileged_policy_service_node_port_of_any_node_by_socket::native") {
+            return;
+        }
+        super::privileged_policy_service_node_port_of_any_node_by_socket(P::with_opts("anynat", Topo::Native, opts()).await).await;
+    }
+}
