@@ -460,6 +460,9 @@ _Static_assert(__builtin_offsetof(struct seta_debug_event, ts) == 40, "seta_debu
 #define OPT_DEBUG 1024           /* debug messages (--debug-verbose=datapath) */
 #define OPT_LB_DSR_BY_SERVICE 2048 /* DSR per frontend (LB_F2_FWD_MODE_DSR), --bpf-lb-mode-annotation */
 #define OPT_EXTERNAL_IP_MITIGATION 4096 /* pods' per-packet LB skips LB_F2_EXTERNAL_IP_FOREIGN frontends */
+/* bits 16-31: the first BPF SNAT port, above the NodePort range (Cilium's
+ * NODEPORT_PORT_MIN_NAT, --node-port-range); 0: NAT_PORT_MIN */
+#define OPT_NAT_PORT_MIN_SHIFT 16
 #define CONFIG_NODE_IP 3     /* the node's address (network order): SNAT of north-south service traffic */
 #define CONFIG_LB_MAGLEV_M 4 /* Maglev table size M (prime); 0 = no Maglev */
 #define CONFIG_LB_HASH_SEED 5 /* seed of the datapath's flow hash (Maglev slot) */
@@ -478,7 +481,7 @@ struct nat4_entry {
 _Static_assert(sizeof(struct nat4_entry) == 16, "nat4_entry size");
 #define NAT_DIR_OUT 1
 #define NAT_DIR_IN 2
-#define NAT_PORT_MIN 32768 /* Cilium's NODEPORT_PORT_MIN_NAT .. 65535 */
+#define NAT_PORT_MIN 32768 /* the default first SNAT port (OPT_NAT_PORT_MIN_SHIFT) .. 65535 */
 #define NAT_COLLISION_RETRIES 32
 #define NAT_MAP_SIZE 524288
 

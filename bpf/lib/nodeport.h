@@ -32,15 +32,24 @@ static __always_inline __be32 node_ip4(void)
 	return ip ? *ip : 0;
 }
 
+/* The first port BPF SNAT gives: above the NodePort range. */
+static __always_inline __u32 nat_port_min(void)
+{
+	__u32 m = datapath_opts() >> OPT_NAT_PORT_MIN_SHIFT;
+
+	return m ? m : NAT_PORT_MIN;
+}
+
 /* Source NAT of a translated connection (client -> backend) to the node's
  * address: the connection's port if it has one, else the client's port when
- * free, else a random one of 32768..65535, 32 tries (Cilium's retries).
- * 0 or a negative drop reason. */
+ * free, else a random one above the NodePort range (32768..65535 by
+ * default), 32 tries (Cilium's retries). 0 or a negative drop reason. */
 static __always_inline int snat4_fwd(struct __sk_buff *ctx, __u32 l4_off, struct flow *f)
 {
 	struct nat4_entry out = {}, in = {}, *e;
 	struct ct_key ok = f->key, ik = {};
 	__be32 nip = node_ip4();
+	__u32 pmin = nat_port_min();
 	__u16 port;
 	int i;
 
@@ -61,8 +70,8 @@ static __always_inline int snat4_fwd(struct __sk_buff *ctx, __u32 l4_off, struct
 		in.to_port = f->key.sport;
 		port = bpf_ntohs(f->key.sport);
 		for (i = 0; i <= NAT_COLLISION_RETRIES; i++) {
-			if (i > 0 || port < NAT_PORT_MIN)
-				port = NAT_PORT_MIN + (bpf_get_prandom_u32() % (65536 - NAT_PORT_MIN));
+			if (i > 0 || port < pmin)
+				port = pmin + (bpf_get_prandom_u32() % (65536 - pmin));
 			ik.dport = bpf_htons(port);
 			if (bpf_map_update_elem(&seta_snat_v4_external, &ik, &in, BPF_NOEXIST) == 0)
 				break;

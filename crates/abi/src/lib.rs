@@ -623,6 +623,9 @@ pub const OPT_LB_DSR_BY_SERVICE: u32 = 2048;
 /// their sockets do (socket-LB on for pods, mitigation on; Cilium has no
 /// per-packet LB for pods then)
 pub const OPT_EXTERNAL_IP_MITIGATION: u32 = 4096;
+/// Bits 16-31 of the options: the first BPF SNAT port, above the NodePort
+/// range (Cilium's NODEPORT_PORT_MIN_NAT); 0: 32768
+pub const OPT_NAT_PORT_MIN_SHIFT: u32 = 16;
 /// Debug message types the datapath sends (Cilium's `bpf/lib/dbg.h`
 /// numbers, which Hubble's DebugEventType shares).
 pub const DBG_GENERIC: u8 = 1;

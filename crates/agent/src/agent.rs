@@ -238,6 +238,7 @@ impl Agent {
             .await??;
         }
         cluster::setup_routing_mode(&dp, &nl, &cfg, &node).await?;
+        cluster::protect_node_port_range(&cfg)?;
         let mut kv = Kv::open(&cfg).await?;
         let pin_dir = dp.pin_dir().to_path_buf();
         let kernel: Arc<dyn Kernel> = Arc::new(crate::kernel::Real::new(dp, nl)?);
@@ -247,7 +248,9 @@ impl Agent {
                 if cfg.identity_allocation_mode == crate::config::IdentityAllocationMode::Crd {
                     kv = kv.with_crd(crate::k8s::crd::Crd::new(client.clone(), &cfg.node, &cfg.kvstore_prefix, node.ip));
                 }
-                Some(Arc::new(crate::k8s::K8s::new(client, src.clone(), &k8s::watches())))
+                Some(Arc::new(
+                    crate::k8s::K8s::new(client, src.clone(), &k8s::watches()).with_node_port_range(cfg.node_port_range),
+                ))
             }
             None => None,
         };

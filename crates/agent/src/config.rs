@@ -51,6 +51,12 @@ pub struct RunArgs {
     /// How pods reach other nodes' pods: `tunnel` (VXLAN, UDP 8472, identity in the VNI) or `native` (routes to each node's pod CIDR)
     #[arg(long, env = "SETA_ROUTING_MODE", value_enum, default_value_t = RoutingMode::Tunnel)]
     pub routing_mode: RoutingMode,
+    /// The NodePort range, MIN,MAX (Cilium's node-port-range; it must match the API server's --service-node-port-range): services' nodePorts must be in it, hostPorts must not, and BPF SNAT takes its ports above it
+    #[arg(long, env = "SETA_NODE_PORT_RANGE", default_value = "30000,32767")]
+    pub node_port_range: seta_core::service::NodePortRange,
+    /// When the NodePort range overlaps the node's ephemeral ports (net.ipv4.ip_local_port_range), add it to net.ipv4.ip_local_reserved_ports (Cilium's enable-auto-protect-node-port-range); off: such an overlap stops the agent
+    #[arg(long, env = "SETA_ENABLE_AUTO_PROTECT_NODE_PORT_RANGE", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_auto_protect_node_port_range: bool,
     /// What a pod gets for a service without backends: `reject` (ICMP port unreachable) or `drop`; reason 158 is counted either way
     #[arg(long, env = "SETA_SERVICE_NO_BACKEND_RESPONSE", value_enum, default_value_t = NoBackendResponse::Reject)]
     pub service_no_backend_response: NoBackendResponse,
@@ -267,6 +273,10 @@ pub struct Config {
     pub kvstore_lease_ttl: i64,
     pub routing_mode: RoutingMode,
     pub service_no_backend_response: NoBackendResponse,
+    /// services' nodePorts are in it, hostPorts not; SNAT ports above it
+    pub node_port_range: seta_core::service::NodePortRange,
+    /// the range joins ip_local_reserved_ports where it overlaps the ephemeral ports
+    pub auto_protect_node_port_range: bool,
     /// Maglev's parameters, when any north-south frontend may use it (the
     /// default algorithm is maglev, or services may ask for it)
     pub maglev: Option<Maglev>,
@@ -491,6 +501,8 @@ impl Config {
             kvstore_lease_ttl: a.kvstore_lease_ttl,
             routing_mode,
             service_no_backend_response: a.service_no_backend_response,
+            node_port_range: a.node_port_range,
+            auto_protect_node_port_range: a.enable_auto_protect_node_port_range,
             lb_algorithm: a.bpf_lb_algorithm,
             lb_algorithm_annotation: a.bpf_lb_algorithm_annotation,
             lb_mode_annotation: a.bpf_lb_mode_annotation,
@@ -602,6 +614,10 @@ impl Config {
             "agent-socket": self.socket,
             "delete-queue-dir": self.delete_queue_dir(),
         })];
+        // hostPorts are checked against this agent's range
+        if self.node_port_range != seta_core::service::NodePortRange::default() {
+            plugins[0]["node-port-range"] = self.node_port_range.to_string().into();
+        }
         // hostPorts in eBPF, unless the portmap plugin is chained for them
         if !self.cni_chain.iter().any(|p| p == "portmap") {
             plugins[0]["capabilities"] = serde_json::json!({"portMappings": true});
@@ -659,6 +675,21 @@ mod tests {
         assert_eq!(c.service_no_backend_response, NoBackendResponse::Reject, "Cilium's default");
         let c = parse(file, &[], &["--service-no-backend-response", "drop"]).unwrap();
         assert_eq!(c.service_no_backend_response, NoBackendResponse::Drop);
+        // the NodePort range: Cilium's default and form; the CNI plugin is told
+        assert_eq!(c.node_port_range.to_string(), "30000-32767");
+        assert!(c.auto_protect_node_port_range, "Cilium's default");
+        assert!(c.conflist()["plugins"][0].get("node-port-range").is_none());
+        let c = parse(
+            file,
+            &[],
+            &["--node-port-range", "30000,40000", "--enable-auto-protect-node-port-range=false"],
+        )
+        .unwrap();
+        assert_eq!((c.node_port_range.min, c.node_port_range.max), (30000, 40000));
+        assert!(!c.auto_protect_node_port_range);
+        assert_eq!(c.conflist()["plugins"][0]["node-port-range"], "30000-40000");
+        let e = parse(file, &[], &["--node-port-range", "40000,30000"]).unwrap_err().to_string();
+        assert!(e.contains("--node-port-range") && e.contains("40000,30000"), "{e}");
         let c = parse(file, &[("SETA_MTU", "1400")], &[]).unwrap();
         assert_eq!(
             c.mtu, None,

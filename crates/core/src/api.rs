@@ -116,6 +116,9 @@ pub struct KprStatus {
     pub backend_selection: String,
     /// what a frontend without backends answers: "reject" or "drop"
     pub no_backend_response: String,
+    /// the NodePort range, "MIN-MAX" (`--node-port-range`)
+    #[serde(default)]
+    pub node_port_range: String,
     pub services: usize,
     pub frontends: usize,
     /// the per-service annotations honoured (Cilium's `Annotations:` list)

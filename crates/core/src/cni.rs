@@ -217,6 +217,10 @@ pub struct NetConf {
     pub delete_queue_dir: Option<String>,
     #[serde(rename = "log-file", default)]
     pub log_file: Option<String>,
+    /// The agent's NodePort range (`MIN-MAX`, its `--node-port-range`): no
+    /// hostPort may be inside it. Absent: the default 30000-32767.
+    #[serde(rename = "node-port-range", default)]
+    pub node_port_range: Option<String>,
     #[serde(rename = "prevResult", default)]
     pub prev_result: Option<Value>,
     #[serde(rename = "runtimeConfig", default)]
@@ -301,7 +305,20 @@ pub fn parse_netconf(stdin: &[u8]) -> Result<NetConf, CniError> {
             format!("network config field {k:?} is not supported by seta-cni"),
         ));
     }
+    conf.node_port_range()?;
     Ok(conf)
+}
+
+impl NetConf {
+    /// `node-port-range`, or the default.
+    pub fn node_port_range(&self) -> Result<crate::service::NodePortRange, CniError> {
+        match &self.node_port_range {
+            None => Ok(Default::default()),
+            Some(r) => r
+                .parse()
+                .map_err(|e| CniError::new(code::INVALID_NETCONF, format!("network config field \"node-port-range\": {e}"))),
+        }
+    }
 }
 
 /// Is `v` at least `min` (dotted numeric comparison)?
@@ -368,7 +385,8 @@ pub fn labels_from_args(args: &BTreeMap<String, String>) -> Vec<String> {
 /// skipped (seta is IPv4); anything else that is not a valid mapping is an
 /// error naming the field, before anything is created.
 pub fn port_mappings(conf: &NetConf) -> Result<Vec<crate::service::HostPort>, CniError> {
-    use crate::service::{HostPort, Proto, NODE_PORT_RANGE};
+    use crate::service::{HostPort, Proto};
+    let range = conf.node_port_range()?;
     let Some(list) = conf.runtime_config.as_ref().and_then(|r| r.get("portMappings")) else {
         return Ok(vec![]);
     };
@@ -404,9 +422,9 @@ pub fn port_mappings(conf: &NetConf) -> Result<Vec<crate::service::HostPort>, Cn
                 Err(_) => return Err(bad(format!("{}: {a:?}: not an IP address", field("hostIP")))),
             },
         };
-        if NODE_PORT_RANGE.contains(&host_port) {
+        if range.contains(host_port) {
             return Err(bad(format!(
-                "{}: {host_port}: inside the NodePort range 30000-32767",
+                "{}: {host_port}: inside the NodePort range {range}",
                 field("hostPort")
             )));
         }
@@ -524,6 +542,36 @@ mod port_mapping_tests {
                 .as_bytes(),
         )
         .unwrap()
+    }
+
+    /// The agent writes its `--node-port-range` into the conflist: a
+    /// hostPort inside that range is refused before anything is created,
+    /// one outside it (but inside the default range) is taken; a bad range
+    /// is an error naming the field.
+    #[test]
+    fn host_ports_stay_out_of_the_agents_node_port_range() {
+        let with = |range: &str, host_port: u16| {
+            parse_netconf(
+                json!({"cniVersion": "1.0.0", "name": "seta", "type": "seta-cni", "agent-socket": "/x", "node-port-range": range,
+                       "runtimeConfig": {"portMappings": [{"hostPort": host_port, "containerPort": 80}]}})
+                .to_string()
+                .as_bytes(),
+            )
+            .and_then(|c| port_mappings(&c))
+        };
+        let e = port_mappings(&conf(json!([{"hostPort": 31000, "containerPort": 80}]))).unwrap_err();
+        assert!(
+            e.msg
+                .contains("portMappings[0].hostPort: 31000: inside the NodePort range 30000-32767"),
+            "{}",
+            e.msg
+        );
+        assert_eq!(with("20000-29999", 31000).unwrap()[0].host_port, 31000);
+        let e = with("20000-29999", 25000).unwrap_err();
+        assert!(e.msg.contains("25000: inside the NodePort range 20000-29999"), "{}", e.msg);
+        let e = with("29999-20000", 25000).unwrap_err();
+        assert_eq!(e.code, code::INVALID_NETCONF);
+        assert!(e.msg.contains("\"node-port-range\""), "{}", e.msg);
     }
 
     #[test]

@@ -29,3 +29,9 @@ pub fn set_ipv4_sysctl(key: &str, value: &str) -> std::io::Result<()> {
     let path = Path::new("/proc/sys/net/ipv4").join(key);
     std::fs::write(&path, value).map_err(|e| std::io::Error::new(e.kind(), format!("write {}: {e}", path.display())))
 }
+
+/// Read `/proc/sys/net/ipv4/KEY` (of the caller's network namespace).
+pub fn ipv4_sysctl(key: &str) -> std::io::Result<String> {
+    let path = Path::new("/proc/sys/net/ipv4").join(key);
+    std::fs::read_to_string(&path).map_err(|e| std::io::Error::new(e.kind(), format!("read {}: {e}", path.display())))
+}

@@ -68,7 +68,13 @@ pub(super) async fn setup_routing_mode(dp: &Datapath, nl: &Netlink, cfg: &Config
     seta_datapath::maps::set_config(
         &pin,
         seta_abi::CONFIG_DATAPATH_OPTS,
-        (drop * seta_abi::OPT_LB_NO_BACKEND_DROP) | masq | dsr | agg | eip | cfg.bpf_events.opts(),
+        (drop * seta_abi::OPT_LB_NO_BACKEND_DROP)
+            | masq
+            | dsr
+            | agg
+            | eip
+            | cfg.bpf_events.opts()
+            | u32::from(cfg.node_port_range.nat_port_min()) << seta_abi::OPT_NAT_PORT_MIN_SHIFT,
     )?;
     // Maglev: the table size and the flow hash's seed (tables come with the services)
     let (m, seed) = cfg.maglev.map_or((0, 0), |m| (m.m, m.hash_seed));
@@ -459,5 +465,27 @@ impl Agent {
             }
         }
         installed.retain(|k, _| routes.contains_key(k));
+    }
+}
+
+/// Cilium's check of the NodePort range against the node's ephemeral ports
+/// (`ip_local_port_range`): where they overlap, the range joins
+/// `ip_local_reserved_ports` (auto-protection, the default), so no local
+/// socket is given a NodePort as its own port; without auto-protection the
+/// agent does not start. The node's network namespace: the agent's.
+pub(crate) fn protect_node_port_range(cfg: &Config) -> anyhow::Result<()> {
+    use seta_datapath::sysfs::{ipv4_sysctl, set_ipv4_sysctl};
+    let (local, reserved) = (ipv4_sysctl("ip_local_port_range")?, ipv4_sysctl("ip_local_reserved_ports")?);
+    match cfg
+        .node_port_range
+        .protect(&local, &reserved, cfg.auto_protect_node_port_range)
+        .map_err(anyhow::Error::msg)?
+    {
+        None => Ok(()),
+        Some(v) => {
+            set_ipv4_sysctl("ip_local_reserved_ports", &v)?;
+            tracing::info!(range = %cfg.node_port_range, ephemeral = %local.trim(), reserved = %v, "NodePort range reserved from the ephemeral ports");
+            Ok(())
+        }
     }
 }

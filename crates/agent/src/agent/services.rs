@@ -223,7 +223,8 @@ impl Agent {
     pub async fn service_import(&self, text: &str) -> Result<ServiceChange, ApiError> {
         self.refuse_under_k8s("services", "apply")?;
         let text = text.to_string();
-        let objects = tokio::task::spawn_blocking(move || seta_core::service::parse_file(&text))
+        let range = self.cfg.node_port_range;
+        let objects = tokio::task::spawn_blocking(move || seta_core::service::parse_file_with(&text, range))
             .await
             .map_err(|e| ApiError::Internal(format!("service parser: {e}")))?
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -514,6 +515,7 @@ impl Agent {
                 per_service(self.cfg.lb_algorithm_annotation)
             ),
             no_backend_response: format!("{:?}", self.cfg.service_no_backend_response).to_lowercase(),
+            node_port_range: self.cfg.node_port_range.to_string(),
             services,
             frontends,
             annotations: {

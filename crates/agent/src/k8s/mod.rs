@@ -192,6 +192,12 @@ impl K8s {
         }
     }
 
+    /// Services' nodePorts must be in `range` (`--node-port-range`).
+    pub fn with_node_port_range(self, range: seta_core::service::NodePortRange) -> Self {
+        self.services.lock().unwrap_or_else(|e| e.into_inner()).node_port_range = range;
+        self
+    }
+
     /// A Pod of this node was listed or changed (None: deleted). Returns
     /// what it was before.
     pub fn pod_seen(&self, key: PodKey, info: Option<PodInfo>) -> Option<PodInfo> {

@@ -4,7 +4,7 @@
 //! per error. Pure: the agent hands the accepted set to the services
 //! subsystem.
 use serde_json::Value;
-use seta_core::service::{parse_value, Object};
+use seta_core::service::{parse_value_with, Object};
 use std::collections::BTreeMap;
 
 /// The two watched kinds.
@@ -49,6 +49,8 @@ pub enum SvcOutcome {
 pub struct ServiceSource {
     accepted: BTreeMap<SvcKey, Object>,
     rejected: BTreeMap<SvcKey, String>,
+    /// nodePorts outside it are refused (`--node-port-range`)
+    pub node_port_range: seta_core::service::NodePortRange,
 }
 
 pub fn key(kind: SvcKind, o: &Value) -> SvcKey {
@@ -61,20 +63,20 @@ pub fn key(kind: SvcKind, o: &Value) -> SvcKey {
 }
 
 /// Decode an object of `kind` (list items may come without their type).
-fn decode(kind: SvcKind, o: &Value) -> Result<Object, String> {
+fn decode(kind: SvcKind, o: &Value, range: seta_core::service::NodePortRange) -> Result<Object, String> {
     let mut o = o.clone();
     if let Some(m) = o.as_object_mut() {
         m.entry("apiVersion").or_insert_with(|| kind.api_version().into());
         m.entry("kind").or_insert_with(|| kind.gvkp().2.into());
     }
-    parse_value(&o).map_err(|e| e.to_string())
+    parse_value_with(&o, range).map_err(|e| e.to_string())
 }
 
 impl ServiceSource {
     /// An object was added or changed.
     pub fn apply(&mut self, kind: SvcKind, o: &Value) -> SvcOutcome {
         let k = key(kind, o);
-        match decode(kind, o) {
+        match decode(kind, o, self.node_port_range) {
             Ok(obj) => {
                 self.rejected.remove(&k);
                 let changed = self.accepted.get(&k) != Some(&obj);

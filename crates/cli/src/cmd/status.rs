@@ -105,11 +105,12 @@ pub async fn nodes(cli: &Cli, json: bool) -> Result<i32> {
 /// Cilium's KubeProxyReplacement block on one line.
 fn kpr(k: &seta_core::api::KprStatus) -> String {
     format!(
-        "True [Socket LB: {}, Mode: {}, Backend Selection: {}, Session Affinity: Enabled, Graceful Termination: Enabled, No Backend Response: {}, Services: ClusterIP, NodePort (Range: 30000-32767), LoadBalancer, externalIPs, HostPort: Enabled, Annotations: {}; {} services, {} frontends]",
+        "True [Socket LB: {}, Mode: {}, Backend Selection: {}, Session Affinity: Enabled, Graceful Termination: Enabled, No Backend Response: {}, Services: ClusterIP, NodePort (Range: {}), LoadBalancer, externalIPs, HostPort: Enabled, Annotations: {}; {} services, {} frontends]",
         k.socket_lb,
         k.mode,
         k.backend_selection,
         k.no_backend_response,
+        k.node_port_range,
         k.annotations.join(", "),
         k.services,
         k.frontends

@@ -284,3 +284,99 @@ mod privileged_policy_service_source_ranges_all_types {
         super::privileged_policy_service_source_ranges_all_types(P::with_opts("srtun", Topo::Tunnel, o()).await).await;
     }
 }
+
+/// `--node-port-range 30000,40000` (Cilium's node-port-range, for an API
+/// server with a wider `--service-node-port-range`): a nodePort of 35000 is
+/// taken and served from outside, one of 45000 is refused at its field with
+/// the range named and nothing imported; `seta status` shows the range; the
+/// node's ephemeral ports (32768-60999) overlap it, so it joins the node's
+/// `ip_local_reserved_ports` (auto-protection); BPF SNAT gives a port above
+/// it, also to a client whose own port is inside it (two nodes).
+async fn privileged_policy_service_node_port_range(p: P) {
+    let web = p.ip("web");
+    peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
+    let svc = |name: &str, node_port: u16| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.{}\n  ports: [{{name: http, port: 80, nodePort: {node_port}}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-a, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n---\n", node_port % 256)
+    };
+    // above the range: refused, naming the field and the range; nothing in
+    let f = std::env::temp_dir().join(format!("{}-npr.yaml", p.lab().name));
+    std::fs::write(&f, [svc("wide", 35000), svc("above", 45000)].concat()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_seta"))
+        .args(["--node", &p.node(), "service", "import", f.to_str().unwrap()])
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
+        .unwrap();
+    let _ = std::fs::remove_file(&f);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("Service default/above") && err.contains("spec.ports[0].nodePort: 45000: must be in the NodePort range 30000-40000"),
+        "{err}"
+    );
+    let listed = p.seta(&["service", "list"]);
+    assert!(listed.as_array().unwrap().is_empty(), "all or nothing: {listed}");
+    // inside the agent's range (above the default one): served from outside
+    services_import(&p, &svc("wide", 35000));
+    let last = p.nodes().len() - 1;
+    let node: std::net::Ipv4Addr = format!("172.30.0.{}", last + 1).parse().unwrap();
+    let ext = p.lab().external.clone().unwrap();
+    let got = read_from(&ext.netns, SocketAddr::new(node.into(), 35000));
+    assert!(got.is_ok(), "NodePort 35000 from outside: {got:?}");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_seta"))
+        .args(["--node", &p.nodes()[last], "status"])
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("NodePort (Range: 30000-40000)"), "{status}");
+    // the range is reserved from the node's ephemeral ports
+    let reserved = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &p.node_netns(&p.nodes()[last]),
+            "cat",
+            "/proc/sys/net/ipv4/ip_local_reserved_ports",
+        ])
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&reserved.stdout).trim(), "30000-40000");
+    if p.nodes().len() == 1 {
+        return;
+    }
+    // web is on the first node: the last SNATs, from a port above the range
+    // even for a client port inside it (35555 would be kept by default)
+    let peer = read_from_port(&ext.netns, 35555, SocketAddr::new(node.into(), 35000));
+    assert_eq!(peer, node.to_string(), "SNAT to the node");
+    let nat = common::seta(&p.nodes()[last], &["bpf", "nat", "list"]);
+    let port = nat
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["direction"] == "OUT" && r["src"].as_str().is_some_and(|s| s.ends_with(":35555")))
+        .and_then(|r| r["to"].as_str()?.rsplit_once(':')?.1.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("no NAT entry of the client: {nat}"));
+    assert!(port > 40000, "the SNAT port {port} is above the NodePort range");
+}
+
+mod privileged_policy_service_node_port_range {
+    use super::*;
+    fn o() -> LabOptions {
+        LabOptions {
+            agent_args: vec!["--node-port-range".into(), "30000,40000".into()],
+            ..Default::default()
+        }
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one() {
+        if !privileged("privileged_policy_service_node_port_range::one") {
+            return;
+        }
+        super::privileged_policy_service_node_port_range(P::with_opts("nprone", Topo::OneUnderlay, o()).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_service_node_port_range::tunnel") {
+            return;
+        }
+        super::privileged_policy_service_node_port_range(P::with_opts("nprtun", Topo::Tunnel, o()).await).await;
+    }
+}

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-pub use parse::{parse_file, parse_value, ServiceError};
+pub use parse::{parse_file, parse_file_with, parse_value, parse_value_with, ServiceError};
 
 /// The NodePort range (Kubernetes' default, as Cilium's).
 pub const NODE_PORT_MIN: u16 = 30000;
@@ -209,8 +209,121 @@ pub struct HostPort {
     pub host_ip: Option<Ipv4Addr>,
 }
 
-/// The NodePort range; a hostPort may not be inside it (Cilium's rule).
-pub const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
+/// The NodePort range's default (the API server's and Cilium's).
+pub const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = NODE_PORT_MIN..=NODE_PORT_MAX;
+
+/// The NodePort range (Cilium's `--node-port-range`, which must match the API
+/// server's `--service-node-port-range`): a service's nodePort must be in it,
+/// a hostPort must not (Cilium's rule), and BPF SNAT takes its ports above
+/// it (Cilium's NODEPORT_PORT_MIN_NAT = max + 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodePortRange {
+    pub min: u16,
+    pub max: u16,
+}
+
+/// At least this many ports stay above the range for BPF SNAT.
+pub const NAT_PORTS_MIN_COUNT: u32 = 1024;
+
+impl Default for NodePortRange {
+    fn default() -> Self {
+        Self {
+            min: NODE_PORT_MIN,
+            max: NODE_PORT_MAX,
+        }
+    }
+}
+
+impl NodePortRange {
+    pub fn contains(&self, port: u16) -> bool {
+        (self.min..=self.max).contains(&port)
+    }
+    /// The first port BPF SNAT may give a connection (the rest up to 65535).
+    pub fn nat_port_min(&self) -> u16 {
+        self.max + 1
+    }
+    /// Whether the two inclusive ranges share a port.
+    pub fn overlaps(&self, lo: u16, hi: u16) -> bool {
+        self.min <= hi && lo <= self.max
+    }
+}
+
+impl NodePortRange {
+    /// Cilium's check of the range against the node's ephemeral ports: with
+    /// `local_port_range` (`ip_local_port_range`, "MIN\tMAX") overlapping
+    /// the range, local sockets could take a NodePort as their own port, so
+    /// the range joins `reserved` (`ip_local_reserved_ports`, "1,2-4,...")
+    /// with `auto_protect` (the new value to write), and is an error
+    /// without. `None`: nothing to write (no overlap, or reserved already).
+    pub fn protect(&self, local_port_range: &str, reserved: &str, auto_protect: bool) -> Result<Option<String>, String> {
+        let mut it = local_port_range.split_whitespace().map(str::parse::<u16>);
+        let (Some(Ok(lo)), Some(Ok(hi)), None) = (it.next(), it.next(), it.next()) else {
+            return Err(format!("ip_local_port_range: {local_port_range:?}: not two ports"));
+        };
+        if !self.overlaps(lo, hi) {
+            return Ok(None);
+        }
+        if !auto_protect {
+            return Err(format!(
+                "the NodePort range {self} overlaps the ephemeral ports {lo}-{hi} (ip_local_port_range); \
+                 reserve it in ip_local_reserved_ports or enable --enable-auto-protect-node-port-range"
+            ));
+        }
+        let mut held = vec![false; usize::from(self.max - self.min) + 1];
+        for part in reserved.trim().split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (a, b) = part.split_once('-').unwrap_or((part, part));
+            let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>()) else {
+                return Err(format!("ip_local_reserved_ports: {part:?}: not a port or range"));
+            };
+            for p in a.max(self.min)..=b.min(self.max) {
+                held[usize::from(p - self.min)] = true;
+            }
+        }
+        if held.iter().all(|h| *h) {
+            return Ok(None);
+        }
+        Ok(Some(match reserved.trim() {
+            "" => self.to_string(),
+            r => format!("{r},{self}"),
+        }))
+    }
+}
+
+impl std::fmt::Display for NodePortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.min, self.max)
+    }
+}
+
+impl std::str::FromStr for NodePortRange {
+    type Err = String;
+    /// `MIN,MAX` (Cilium's form) or `MIN-MAX` (the API server's).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, b) = s
+            .split_once(',')
+            .or_else(|| s.split_once('-'))
+            .ok_or_else(|| format!("{s:?}: must be MIN,MAX (e.g. 30000,32767)"))?;
+        let num = |t: &str| {
+            t.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("{s:?}: {:?} is not a port (1-65535)", t.trim()))
+        };
+        let (min, max) = (num(a)?, num(b)?);
+        if min > max {
+            return Err(format!("{s:?}: the first port must not be above the second"));
+        }
+        if 65535 - u32::from(max) < NAT_PORTS_MIN_COUNT {
+            return Err(format!(
+                "{s:?}: leaves {} ports above the range for BPF SNAT; it needs {NAT_PORTS_MIN_COUNT} (max at most {})",
+                65535 - u32::from(max),
+                65535 - NAT_PORTS_MIN_COUNT
+            ));
+        }
+        Ok(Self { min, max })
+    }
+}
 
 /// A backend's state, as Cilium's (`pkg/loadbalancer`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -229,7 +229,13 @@ struct WireSlice {
 
 /// Parse every Service and EndpointSlice of `text` (several documents, or a
 /// `kind: List`). All or nothing: the first error rejects the input.
+/// nodePorts must be in the default range.
 pub fn parse_file(text: &str) -> Result<Vec<Object>, ServiceError> {
+    parse_file_with(text, NodePortRange::default())
+}
+
+/// As [`parse_file`], with nodePorts in `range` (`--node-port-range`).
+pub fn parse_file_with(text: &str, range: NodePortRange) -> Result<Vec<Object>, ServiceError> {
     let values = crate::policy::strict::documents(text, None).map_err(|e| ServiceError {
         doc: e.doc,
         what: String::new(),
@@ -244,14 +250,14 @@ pub fn parse_file(text: &str) -> Result<Vec<Object>, ServiceError> {
                 return Err(err(doc, "", "items", "must be a list of objects"));
             };
             for (j, item) in items.iter().enumerate() {
-                out.push(parse_object(doc, item).map_err(|mut e| {
+                out.push(parse_object(doc, item, range).map_err(|mut e| {
                     e.path = format!("items[{j}].{}", e.path);
                     e
                 })?);
             }
             continue;
         }
-        out.push(parse_object(doc, &v)?);
+        out.push(parse_object(doc, &v, range)?);
     }
     if out.is_empty() {
         return Err(err(
@@ -292,14 +298,19 @@ fn err(doc: usize, what: &str, path: &str, msg: &str) -> ServiceError {
 
 /// Parse one object as the API serves it (JSON), as strictly as a file.
 pub fn parse_value(v: &Value) -> Result<Object, ServiceError> {
-    parse_object(1, v)
+    parse_value_with(v, NodePortRange::default())
 }
 
-fn parse_object(doc: usize, v: &Value) -> Result<Object, ServiceError> {
+/// As [`parse_value`], with nodePorts in `range` (`--node-port-range`).
+pub fn parse_value_with(v: &Value, range: NodePortRange) -> Result<Object, ServiceError> {
+    parse_object(1, v, range)
+}
+
+fn parse_object(doc: usize, v: &Value, range: NodePortRange) -> Result<Object, ServiceError> {
     let api = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     let kind = v.get("kind").and_then(Value::as_str).unwrap_or("");
     match (api, kind) {
-        ("v1", "Service") => parse_service(doc, v).map(Object::Service),
+        ("v1", "Service") => parse_service(doc, v, range).map(Object::Service),
         ("discovery.k8s.io/v1", "EndpointSlice") => parse_slice(doc, v).map(Object::EndpointSlice),
         _ => Err(err(
             doc,
@@ -388,7 +399,7 @@ fn policy(doc: usize, what: &str, path: &str, p: Option<&str>) -> Result<Traffic
     }
 }
 
-fn parse_service(doc: usize, v: &Value) -> Result<Service, ServiceError> {
+fn parse_service(doc: usize, v: &Value, range: NodePortRange) -> Result<Service, ServiceError> {
     let w: WireService = decode(doc, v)?;
     let (namespace, name, what) = names(doc, "Service", &w.metadata)?;
     let what = what.as_str();
@@ -526,12 +537,12 @@ fn parse_service(doc: usize, v: &Value) -> Result<Service, ServiceError> {
             (None | Some(0), _) => None,
             (Some(np), ServiceType::NodePort | ServiceType::LoadBalancer) => {
                 let np = port(doc, what, &path("nodePort"), np)?;
-                if !(NODE_PORT_MIN..=NODE_PORT_MAX).contains(&np) {
+                if !range.contains(np) {
                     return Err(err(
                         doc,
                         what,
                         &path("nodePort"),
-                        &format!("{np}: must be in {NODE_PORT_MIN}-{NODE_PORT_MAX}"),
+                        &format!("{np}: must be in the NodePort range {range}"),
                     ));
                 }
                 Some(np)

@@ -666,3 +666,65 @@ fn maglev_is_deterministic_balanced_and_disrupts_little() {
     assert!(table(&[], m, 1).unwrap().1.is_empty());
     assert!(maglev::is_prime(maglev::DEFAULT_M));
 }
+
+/// `--node-port-range` as Cilium takes it (MIN,MAX; the API server's
+/// MIN-MAX too); a nodePort outside the agent's range is refused at the
+/// field, one inside a wider range is taken; BPF SNAT ports start above.
+#[test]
+fn node_port_range_parses_and_bounds_node_ports() {
+    let r: NodePortRange = "30000,40000".parse().unwrap();
+    assert_eq!((r.min, r.max, r.nat_port_min()), (30000, 40000, 40001));
+    assert_eq!("30000-40000".parse::<NodePortRange>().unwrap(), r);
+    assert_eq!(r.to_string(), "30000-40000");
+    assert_eq!(NodePortRange::default().nat_port_min(), 32768, "Cilium's NODEPORT_PORT_MIN_NAT");
+    for (bad, why) in [
+        ("30000", "MIN,MAX"),
+        ("40000,30000", "must not be above"),
+        ("0,100", "not a port"),
+        ("30000,x", "not a port"),
+        ("30000,65000", "BPF SNAT"),
+    ] {
+        let e = bad.parse::<NodePortRange>().unwrap_err();
+        assert!(e.contains(why) && e.contains(bad), "{bad}: {e}");
+    }
+    let svc = |np: u16| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: n, namespace: d}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.9\n  ports: [{{port: 80, nodePort: {np}}}]\n")
+    };
+    let e = parse_file(&svc(35000)).unwrap_err();
+    assert!(e.path.ends_with("spec.ports[0].nodePort"), "{e}");
+    assert!(e.to_string().contains("35000: must be in the NodePort range 30000-32767"), "{e}");
+    let got = parse_file_with(&svc(35000), r).unwrap();
+    let Object::Service(s) = &got[0] else { panic!() };
+    assert_eq!(s.ports[0].node_port, Some(35000));
+    let e = parse_file_with(&svc(45000), r).unwrap_err();
+    assert!(e.to_string().contains("45000: must be in the NodePort range 30000-40000"), "{e}");
+}
+
+/// Cilium's auto-protection of the NodePort range: only when it overlaps
+/// the ephemeral ports, appended to what is reserved already, not twice;
+/// without auto-protection an overlap is an error naming both ranges.
+#[test]
+fn node_port_range_joins_the_reserved_ports_when_it_overlaps_the_ephemeral_ones() {
+    let def = NodePortRange::default();
+    assert_eq!(def.protect("32768\t60999", "", true), Ok(None), "the defaults do not overlap");
+    let wide: NodePortRange = "30000,40000".parse().unwrap();
+    assert_eq!(wide.protect("32768\t60999", "", true), Ok(Some("30000-40000".into())));
+    assert_eq!(
+        wide.protect("32768\t60999", "8080,9148", true),
+        Ok(Some("8080,9148,30000-40000".into()))
+    );
+    assert_eq!(
+        wide.protect("32768 60999", "29000-35000,35001-41000", true),
+        Ok(None),
+        "already held"
+    );
+    assert_eq!(
+        wide.protect("32768 60999", "30000-35000", true),
+        Ok(Some("30000-35000,30000-40000".into()))
+    );
+    assert_eq!(def.protect("1024\t65535", "", true), Ok(Some("30000-32767".into())));
+    let e = wide.protect("32768\t60999", "", false).unwrap_err();
+    assert!(e.contains("30000-40000") && e.contains("32768-60999"), "{e}");
+    assert!(wide.protect("x", "", true).is_err());
+    assert!(wide.protect("32768 60999", "1-x", true).is_err());
+}
