@@ -1,4 +1,4 @@
-//! 3. from-container cost per packet (BPF_PROG_TEST_RUN) vs an empty program.
+//! Section 3: from-container cost per packet (BPF_PROG_TEST_RUN) vs an empty program.
 use crate::*;
 
 /// 10k ClusterIP services (10.96.x.y:80/TCP) with 10 backends each.

@@ -1,4 +1,4 @@
-//! 2. CNI ADD latency (1 and 50 in parallel) vs bridge+host-local, and the agent's memory.
+//! Section 2: CNI ADD latency (1 and 50 in parallel) vs bridge+host-local, and the agent's memory.
 use crate::*;
 use seta_lab::wait::RunWithin;
 

@@ -1,4 +1,4 @@
-//! 11. the event pipeline, end to end on a lab node: drop events made by the
+//! Section 11: the event pipeline, end to end on a lab node: drop events made by the
 //! datapath itself (a packet from an address no endpoint owns, run through
 //! `from_container` with BPF_PROG_TEST_RUN against the agent's own pinned
 //! maps, one drop event per run) until they are flows in the agent's

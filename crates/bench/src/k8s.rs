@@ -1,4 +1,4 @@
-//! 13. Kubernetes (a 2-node `--k8s` lab, CRD mode): a Pod applied → its
+//! Section 13: Kubernetes (a 2-node `--k8s` lab, CRD mode): a Pod applied → its
 //! endpoint ready with its identity and known to the other node's ipcache
 //! (one Pod, and 50 at once); a NetworkPolicy applied → enforced in every
 //! node's policy map; agent memory with 10k Pods, 1k NetworkPolicies and 5k

@@ -1,4 +1,4 @@
-//! 6. identity allocation through etcd vs the embedded store.
+//! Section 6: identity allocation through etcd vs the embedded store.
 use crate::*;
 
 /// New identities allocated per second through a real etcd (loopback), by 1

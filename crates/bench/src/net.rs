@@ -1,4 +1,4 @@
-//! 1. pod↔pod on one node: seta vs routed veth and the direct-veth floor.
+//! Section 1: pod↔pod on one node: seta vs routed veth and the direct-veth floor.
 use crate::*;
 
 pub(crate) async fn bench_net(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {

@@ -1,4 +1,4 @@
-//! 4. policy computation: full recompute and incremental.
+//! Section 4: policy computation: full recompute and incremental.
 use crate::*;
 
 /// 10k endpoint identities and 1k rules (each allowing one app label on one

@@ -1,4 +1,4 @@
-//! 5. policy on the packet path: seta vs iptables-nft, LPM lookups.
+//! Section 5: policy on the packet path: seta vs iptables-nft, LPM lookups.
 use crate::*;
 use seta_lab::wait::RunWithin;
 

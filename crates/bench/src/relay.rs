@@ -1,4 +1,4 @@
-//! 14. Hubble Relay: how long a drop takes to reach a client following the
+//! Section 14: Hubble Relay: how long a drop takes to reach a client following the
 //! relay (`seta observe --follow --server <relay>`), next to the same drop
 //! reaching a client following the node's own observer, in the same run. A
 //! 2-node lab with the relay in the underlay; node 1's datapath makes one

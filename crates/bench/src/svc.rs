@@ -1,4 +1,4 @@
-//! 8. services: a ClusterIP in front of a pod on another node vs that pod's
+//! Section 8: services: a ClusterIP in front of a pod on another node vs that pod's
 //! own address (the cost of the per-packet service translation), and a
 //! NodePort from outside the cluster to a backend on another node (SNAT by
 //! the NAT engine, or DSR) vs the outside host straight to the pod (routed

@@ -1,4 +1,4 @@
-//! 10. new connections through a ClusterIP as the service count grows: a
+//! Section 10: new connections through a ClusterIP as the service count grows: a
 //! client connects, sends 16 bytes, reads them back and closes, again and
 //! again, for 1, 1k, 10k and 65,535 services. seta (1 node, pod → ClusterIP →
 //! pod, per-packet LB) next to the same service set on a routed veth path as

@@ -1,4 +1,4 @@
-//! 9. services at scale: how long one backend added to a service of 1000
+//! Section 9: services at scale: how long one backend added to a service of 1000
 //! backends (Maglev on) takes to be in the maps, next to the same change to
 //! a service of 10 backends; the agent's memory with 10k services × 10
 //! backends, next to the idle agent of the same run.

@@ -1,4 +1,4 @@
-//! 7. cross-node traffic per routing mode, and propagation.
+//! Section 7: cross-node traffic per routing mode, and propagation.
 use crate::*;
 
 /// Baseline for two nodes: client and server namespaces behind two routing

@@ -77,7 +77,7 @@ enum Cmd {
         since: u64,
     },
     /// Flows from the node's Hubble observer (as `hubble observe`)
-    Observe(cmd::observe::ObserveArgs),
+    Observe(Box<cmd::observe::ObserveArgs>),
     /// Datapath events live, as `cilium-dbg monitor` prints them
     Monitor(cmd::monitor::MonitorArgs),
     /// A virtual cluster in network namespaces

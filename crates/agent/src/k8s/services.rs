@@ -149,4 +149,23 @@ mod tests {
         assert!(changed && s.objects().is_empty());
         assert!(!s.delete(SvcKind::Service, &svc("a", 81)));
     }
+
+    /// A Service from the API is held to the agent's `--node-port-range`.
+    #[test]
+    fn node_ports_from_the_api_follow_the_agents_range() {
+        let np = |n: u16| {
+            json!({"metadata": {"name": "np", "namespace": "default"},
+                   "spec": {"type": "NodePort", "clusterIP": "10.96.0.9", "ports": [{"port": 80, "nodePort": n}]}})
+        };
+        let mut s = ServiceSource::default();
+        let SvcOutcome::Rejected { msg, .. } = s.apply(SvcKind::Service, &np(35000)) else {
+            panic!("outside the default range")
+        };
+        assert!(
+            msg.contains("spec.ports[0].nodePort: 35000: must be in the NodePort range 30000-32767"),
+            "{msg}"
+        );
+        s.node_port_range = "30000,40000".parse().unwrap();
+        assert_eq!(s.apply(SvcKind::Service, &np(35000)), SvcOutcome::Accepted { changed: true });
+    }
 }

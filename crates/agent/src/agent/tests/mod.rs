@@ -164,32 +164,33 @@ async fn endpoint_create_and_delete_go_through_the_adapter() {
     let ep = pod(&a, &k, "web", &["app=web"]).await.unwrap();
     assert_eq!(ep.state, EndpointState::Ready);
     {
-        let st = k.state();
-        assert_eq!(st.filters[&ep.interface_index], PROG, "the endpoint program is on its veth");
-        assert_eq!(st.endpoints[&ep.ipv4].lxc_id, ep.id);
-        assert_eq!(st.endpoints[&ep.ipv4].sec_id, ep.identity);
-        assert_eq!(
-            st.ipcache[&h32(ep.ipv4)].identity,
-            ep.identity,
-            "its identity for everyone's policy"
-        );
-        assert!(st.policy.contains_key(&ep.id));
-    }
-    // the same attachment again is idempotent; another container with the IP is not
-    let again = a.get(&EndpointRef::ContainerId("web".into())).await.unwrap();
-    assert_eq!(again, ep);
+        {
+            let st = k.state();
+            assert_eq!(st.filters[&ep.interface_index], PROG, "the endpoint program is on its veth");
+            assert_eq!(st.endpoints[&ep.ipv4].lxc_id, ep.id);
+            assert_eq!(st.endpoints[&ep.ipv4].sec_id, ep.identity);
+            assert_eq!(
+                st.ipcache[&h32(ep.ipv4)].identity,
+                ep.identity,
+                "its identity for everyone's policy"
+            );
+            assert!(st.policy.contains_key(&ep.id));
+        }
+        // the same attachment again is idempotent; another container with the IP is not
+        let again = a.get(&EndpointRef::ContainerId("web".into())).await.unwrap();
+        assert_eq!(again, ep);
 
-    let gone = a.delete_endpoint(&EndpointRef::Id(ep.id)).await.unwrap();
-    assert_eq!(gone.state, EndpointState::Disconnected);
-    let st = k.state();
-    assert!(!st.filters.contains_key(&ep.interface_index), "program detached");
-    assert!(!st.endpoints.contains_key(&ep.ipv4), "endpoint map entry gone");
-    assert!(!st.ipcache.contains_key(&h32(ep.ipv4)), "ipcache entry gone");
-    assert!(
-        st.policy[&ep.id].is_empty(),
-        "the policy map is kept registered, emptied, for the next endpoint"
-    );
-    drop(st);
+        let gone = a.delete_endpoint(&EndpointRef::Id(ep.id)).await.unwrap();
+        assert_eq!(gone.state, EndpointState::Disconnected);
+        let st = k.state();
+        assert!(!st.filters.contains_key(&ep.interface_index), "program detached");
+        assert!(!st.endpoints.contains_key(&ep.ipv4), "endpoint map entry gone");
+        assert!(!st.ipcache.contains_key(&h32(ep.ipv4)), "ipcache entry gone");
+        assert!(
+            st.policy[&ep.id].is_empty(),
+            "the policy map is kept registered, emptied, for the next endpoint"
+        );
+    }
     assert!(a.list().await.is_empty());
     assert_eq!(a.status().await.ipam.allocated, 0, "the IP went back to the pool");
     assert!(
@@ -278,15 +279,16 @@ async fn a_restart_is_the_same_reconcile() {
     assert_eq!(eps.iter().map(|e| e.id).collect::<Vec<_>>(), vec![web.id, client.id]);
     assert!(eps.iter().all(|e| e.state == EndpointState::Ready));
     assert_eq!(eps[0].identity, web.identity, "identities keep their numbers");
-    let st = k.state();
-    assert_eq!(st.filters[&client.interface_index], PROG, "the lost filter is attached again");
-    assert!(!st.endpoints.contains_key(&gone.ipv4) && !st.endpoints.contains_key(&stray));
-    assert!(!st.ipcache.contains_key(&h32(gone.ipv4)));
-    assert!(st.policy[&999].is_empty(), "a stray policy map is emptied");
-    assert!(!st.policy.contains_key(&gone.id) || st.policy[&gone.id].is_empty());
-    // the live web endpoint was not re-attached (no gap)
-    assert!(!st.log[writes_before..].contains(&format!("attach {}", web.interface_name)));
-    drop(st);
+    {
+        let st = k.state();
+        assert_eq!(st.filters[&client.interface_index], PROG, "the lost filter is attached again");
+        assert!(!st.endpoints.contains_key(&gone.ipv4) && !st.endpoints.contains_key(&stray));
+        assert!(!st.ipcache.contains_key(&h32(gone.ipv4)));
+        assert!(st.policy[&999].is_empty(), "a stray policy map is emptied");
+        assert!(!st.policy.contains_key(&gone.id) || st.policy[&gone.id].is_empty());
+        // the live web endpoint was not re-attached (no gap)
+        assert!(!st.log[writes_before..].contains(&format!("attach {}", web.interface_name)));
+    }
     assert!(peers(&k, web.id).contains(&client.identity), "web's policy still allows the client");
     assert!(a.policy_verify().await.unwrap().is_empty());
 }
