@@ -104,13 +104,8 @@ static __always_inline struct lb4_service *sock4_lookup(struct lb4_key *k)
 		if (svc && !(svc->flags & wild))
 			return NULL;
 	}
-	/* sockets are the cluster's own clients: the internal scope of a
-	 * frontend that has two (internalTrafficPolicy's backends) */
-	if (svc && (svc->flags2 & LB_F2_TWO_SCOPES)) {
-		k->scope = 1;
-		svc = bpf_map_lookup_elem(&seta_lb4_svc, k);
-	}
-	return svc;
+	/* sockets are the cluster's own clients */
+	return svc ? lb4_internal_scope(k, svc) : NULL;
 }
 
 /* The frontend's backend for this socket: the affinity one (keyed by the

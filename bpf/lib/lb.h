@@ -154,6 +154,17 @@ static __always_inline struct lb4_backend *lb4_slot_backend(struct lb4_key *k, _
 	return bpf_map_lookup_elem(&seta_lb4_be, id);
 }
 
+/* The entry that serves the cluster's own clients (pods, the node's
+ * sockets): a frontend with two scopes switches to its scope-1 twin
+ * (Cilium's scope switch: internalTrafficPolicy's backends). */
+static __always_inline struct lb4_service *lb4_internal_scope(struct lb4_key *k, struct lb4_service *svc)
+{
+	if (!(svc->flags2 & LB_F2_TWO_SCOPES))
+		return svc;
+	k->scope = 1;
+	return bpf_map_lookup_elem(&seta_lb4_svc, k);
+}
+
 /* A packet to a service frontend: the connection's backend (kept while it
  * exists, else chosen at random among the slots), then DNAT. `need`: the
  * frontend kinds that count here (LB_F_*; 0 = any, as for pods; from outside
@@ -177,11 +188,9 @@ static __always_inline int lb4_xlate_fwd(struct __sk_buff *ctx, __u32 l4_off, st
 	svc = bpf_map_lookup_elem(&seta_lb4_svc, &k);
 	if (!svc || (need && !(svc->flags & need)))
 		return 0;
-	/* a pod's packet takes the frontend's internal scope when it has
-	 * two (Cilium's scope switch): internalTrafficPolicy's backends */
-	if (!need && (svc->flags2 & LB_F2_TWO_SCOPES)) {
-		k.scope = 1;
-		svc = bpf_map_lookup_elem(&seta_lb4_svc, &k);
+	/* a pod's packet is the cluster's own client */
+	if (!need) {
+		svc = lb4_internal_scope(&k, svc);
 		if (!svc)
 			return 0;
 	}

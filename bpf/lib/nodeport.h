@@ -49,7 +49,7 @@ static __always_inline int snat4_fwd(struct __sk_buff *ctx, __u32 l4_off, struct
 	struct nat4_entry out = {}, in = {}, *e;
 	struct ct_key ok = f->key, ik = {};
 	__be32 nip = node_ip4();
-	__u32 pmin = nat_port_min();
+	__u32 pmin;
 	__u16 port;
 	int i;
 
@@ -69,6 +69,7 @@ static __always_inline int snat4_fwd(struct __sk_buff *ctx, __u32 l4_off, struct
 		in.to_addr = f->key.saddr;
 		in.to_port = f->key.sport;
 		port = bpf_ntohs(f->key.sport);
+		pmin = nat_port_min();
 		for (i = 0; i <= NAT_COLLISION_RETRIES; i++) {
 			if (i > 0 || port < pmin)
 				port = pmin + (bpf_get_prandom_u32() % (65536 - pmin));

@@ -411,17 +411,14 @@ impl Repository {
                     Err(e) => tracing::error!(frontend = %name(f.addr, f.port, f.proto), %e, "no Maglev table; random selection"),
                 }
             }
-            let (flags, mut flags2) = master_flags(f, north_south, choices);
-            if choices.external_ip_mitigation && f.kind == FrontendKind::ExternalIP && !node_addrs.contains(&f.addr) {
-                flags2 |= seta_abi::LB_F2_EXTERNAL_IP_FOREIGN;
-            }
-            if f.scope == seta_core::service::Scope::External {
-                flags2 |= seta_abi::LB_F2_TWO_SCOPES;
-            }
-            if !internal {
-                let ranges = f.checked_source_ranges(choices.source_range_all_types);
-                want.source_ranges.extend(ranges.iter().map(|n| (rid, n.trunc())));
-            }
+            // (an internal scope's clients are the cluster's own: no ranges)
+            let ranges = match internal {
+                true => &[][..],
+                false => f.checked_source_ranges(choices.source_range_all_types),
+            };
+            want.source_ranges.extend(ranges.iter().map(|n| (rid, n.trunc())));
+            let foreign = f.kind == FrontendKind::ExternalIP && !node_addrs.contains(&f.addr);
+            let (flags, flags2) = master_flags(f, north_south, !ranges.is_empty(), foreign, choices);
             want.services.insert(
                 key(0),
                 Lb4Service {
@@ -455,7 +452,9 @@ impl Repository {
 
 /// The master entry's flags and flags2 of a frontend (Cilium's LB_F_* and
 /// LB_F2_* bits); `north_south`: a NodePort, ExternalIP or LoadBalancer one.
-fn master_flags(f: &Frontend, north_south: bool, choices: &LbChoices) -> (u8, u8) {
+/// The master entry's flags and flags2; `ranges`: source ranges are checked
+/// here, `foreign`: an ExternalIP that is none of the node's addresses.
+fn master_flags(f: &Frontend, north_south: bool, ranges: bool, foreign: bool, choices: &LbChoices) -> (u8, u8) {
     let kind = match f.kind {
         FrontendKind::ClusterIP => 0,
         FrontendKind::NodePort => seta_abi::LB_F_NODEPORT,
@@ -464,7 +463,6 @@ fn master_flags(f: &Frontend, north_south: bool, choices: &LbChoices) -> (u8, u8
         FrontendKind::HostPort => seta_abi::LB_F_HOSTPORT,
     };
     let bit = |on: bool, b: u8| if on { b } else { 0 };
-    let ranges = f.scope != seta_core::service::Scope::Internal && !f.checked_source_ranges(choices.source_range_all_types).is_empty();
     let flags = kind
         | bit(f.local_only, seta_abi::LB_F_EXT_LOCAL_SCOPE)
         | bit(f.affinity.is_some(), seta_abi::LB_F_AFFINITY)
@@ -474,7 +472,9 @@ fn master_flags(f: &Frontend, north_south: bool, choices: &LbChoices) -> (u8, u8
             seta_abi::LB_F_ROUTABLE,
         );
     let flags2 = bit(north_south && choices.uses_dsr(f), seta_abi::LB_F2_FWD_MODE_DSR)
-        | bit(ranges && f.annotations.source_ranges_deny, seta_abi::LB_F2_SOURCE_RANGE_DENY);
+        | bit(ranges && f.annotations.source_ranges_deny, seta_abi::LB_F2_SOURCE_RANGE_DENY)
+        | bit(foreign && choices.external_ip_mitigation, seta_abi::LB_F2_EXTERNAL_IP_FOREIGN)
+        | bit(f.scope == seta_core::service::Scope::External, seta_abi::LB_F2_TWO_SCOPES);
     (flags, flags2)
 }
 

@@ -209,9 +209,6 @@ pub struct HostPort {
     pub host_ip: Option<Ipv4Addr>,
 }
 
-/// The NodePort range's default (the API server's and Cilium's).
-pub const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = NODE_PORT_MIN..=NODE_PORT_MAX;
-
 /// The NodePort range (Cilium's `--node-port-range`, which must match the API
 /// server's `--service-node-port-range`): a service's nodePort must be in it,
 /// a hostPort must not (Cilium's rule), and BPF SNAT takes its ports above
@@ -246,9 +243,7 @@ impl NodePortRange {
     pub fn overlaps(&self, lo: u16, hi: u16) -> bool {
         self.min <= hi && lo <= self.max
     }
-}
 
-impl NodePortRange {
     /// Cilium's check of the range against the node's ephemeral ports: with
     /// `local_port_range` (`ip_local_port_range`, "MIN\tMAX") overlapping
     /// the range, local sockets could take a NodePort as their own port, so
