@@ -230,9 +230,9 @@ impl Agent {
             tracing::info!(prog, "endpoint program ready");
             // socket-LB at the node's cgroup, or its links gone when it is off
             let dp3 = dp.clone();
-            let cgroup = cfg.sock_lb.clone();
+            let (cgroup, bind_protection) = (cfg.sock_lb.clone(), cfg.bind_protection);
             tokio::task::spawn_blocking(move || match cgroup {
-                Some(dir) => dp3.attach_cgroup(&dir),
+                Some(dir) => dp3.attach_cgroup(&dir, bind_protection),
                 None => dp3.detach_cgroup(),
             })
             .await??;
@@ -296,7 +296,8 @@ impl Agent {
 
         let identities = Identities::new(store.load("identities.json")?);
         let policy = Policy::new(store.load("policy.json")?, cfg.allow_host_ingress);
-        let services: crate::services::Repository = store.load("services.json")?;
+        let mut services: crate::services::Repository = store.load("services.json")?;
+        services.set_proxy_name(&cfg.service_proxy_name);
         // Pool allocations without an endpoint are kept: a CNI ADD may be between
         // its IPAM call and its endpoint call. They are released by CNI DEL/GC.
         pool.cidr = cfg.pod_cidr;

@@ -75,6 +75,12 @@ pub struct RunArgs {
     /// A LoadBalancer service's loadBalancerSourceRanges also hold for its NodePort and ClusterIP frontends (Cilium's bpf-lb-source-range-all-types); off: only for its LoadBalancer addresses. Either way they hold for clients from outside only
     #[arg(long, env = "SETA_BPF_LB_SOURCE_RANGE_ALL_TYPES", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub bpf_lb_source_range_all_types: bool,
+    /// Bind protection (Cilium's node-port-bind-protection): with socket-LB, the node's own processes cannot bind(2) the address and port of a NodePort, ExternalIP or LoadBalancer frontend (EPERM), so none takes over a service's traffic; off: such binds succeed
+    #[arg(long, env = "SETA_NODE_PORT_BIND_PROTECTION", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub node_port_bind_protection: bool,
+    /// The `service.kubernetes.io/service-proxy-name` label value whose services this node load-balances (Cilium's k8s-service-proxy-name, kube-proxy's semantics): "" (the default) serves the services without that label, a name serves only the services labelled with it
+    #[arg(long, env = "SETA_K8S_SERVICE_PROXY_NAME", default_value = "")]
+    pub k8s_service_proxy_name: String,
     /// Topology-aware routing (Cilium's enable-service-topology): a service's `spec.trafficDistribution` (or `service.kubernetes.io/topology-mode: Auto`) makes this node prefer its own backends (PreferSameNode) or those whose EndpointSlice hints name its zone (PreferClose, PreferSameZone; the zone is the Node's `topology.kubernetes.io/zone` label under Kubernetes); all backends serve when none fits
     #[arg(long, env = "SETA_ENABLE_SERVICE_TOPOLOGY", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub enable_service_topology: bool,
@@ -294,6 +300,10 @@ pub struct Config {
     pub lb_source_range_all_types: bool,
     /// traffic distributions count (topology-aware routing)
     pub service_topology: bool,
+    /// socket-LB refuses the node's binds to frontends' addresses and ports
+    pub bind_protection: bool,
+    /// the service-proxy-name label of the services this node serves ("": unlabelled ones)
+    pub service_proxy_name: String,
     /// sizes of the shared maps that come from flags
     pub map_sizes: seta_datapath::MapSizes,
     /// the flow export file (None: off)
@@ -510,6 +520,8 @@ impl Config {
             external_ip_mitigation: !a.disable_external_ip_mitigation,
             lb_source_range_all_types: a.bpf_lb_source_range_all_types,
             service_topology: a.enable_service_topology,
+            bind_protection: a.node_port_bind_protection,
+            service_proxy_name: a.k8s_service_proxy_name.trim().to_string(),
             maglev: match (a.bpf_lb_algorithm, a.bpf_lb_algorithm_annotation) {
                 (LbAlgorithm::Random, false) => None,
                 _ => Some(Maglev::resolve(
@@ -690,6 +702,16 @@ mod tests {
         assert_eq!(c.conflist()["plugins"][0]["node-port-range"], "30000-40000");
         let e = parse(file, &[], &["--node-port-range", "40000,30000"]).unwrap_err().to_string();
         assert!(e.contains("--node-port-range") && e.contains("40000,30000"), "{e}");
+        // bind protection on and the default proxy, as Cilium's defaults
+        assert!(c.bind_protection && c.service_proxy_name.is_empty());
+        let c = parse(
+            file,
+            &[],
+            &["--node-port-bind-protection=false", "--k8s-service-proxy-name", "seta-a"],
+        )
+        .unwrap();
+        assert!(!c.bind_protection);
+        assert_eq!(c.service_proxy_name, "seta-a");
         let c = parse(file, &[("SETA_MTU", "1400")], &[]).unwrap();
         assert_eq!(
             c.mtu, None,

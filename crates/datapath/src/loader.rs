@@ -66,6 +66,8 @@ pub const SOCK_PROGS: [&str; 5] = [
     "sock4_getpeername",
     "sock4_post_bind",
 ];
+/// Bind protection's program (post_bind4), attached only with it on.
+pub const SOCK_BIND_PROG: &str = "sock4_post_bind";
 
 /// Sizes of shared maps that come from flags (Cilium's `bpf-lb-map-max`,
 /// `bpf-nat-global-max`); the others keep the objects' sizes.
@@ -522,8 +524,10 @@ impl Datapath {
     /// `cgroup` (the node's; never the machine's root), each through a
     /// pinned link that outlives the agent. A restart attaches the new
     /// program next to the old one and then drops the old link, so no
-    /// connect goes untranslated in between.
-    pub fn attach_cgroup(&self, cgroup: &Path) -> Result<()> {
+    /// connect goes untranslated in between. Without `bind_protection`
+    /// (Cilium's node-port-bind-protection) post_bind4 is not attached, and
+    /// a link of it from before goes.
+    pub fn attach_cgroup(&self, cgroup: &Path, bind_protection: bool) -> Result<()> {
         use aya::programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr};
         let dir = std::fs::File::open(cgroup).map_err(|source| DatapathError::Io {
             what: format!("open cgroup {}", cgroup.display()),
@@ -538,6 +542,10 @@ impl Datapath {
             source,
         })?;
         for name in SOCK_PROGS {
+            if name == SOCK_BIND_PROG && !bind_protection {
+                self.unpin_cgroup_link(name)?;
+                continue;
+            }
             let perr = |source| DatapathError::Program {
                 program: format!("{name} at {}", cgroup.display()),
                 source,
@@ -549,7 +557,7 @@ impl Datapath {
             let pin = self.cgroup_link_pin(name);
             let lerr = |msg: String| DatapathError::Link { path: pin.clone(), msg };
             // through a bpf_link (flags 0: links always allow several programs)
-            let fd: FdLink = if name == "sock4_post_bind" {
+            let fd: FdLink = if name == SOCK_BIND_PROG {
                 let p: &mut CgroupSock = prog.try_into().map_err(perr)?;
                 p.load().map_err(perr)?;
                 let id = p.attach(&dir, CgroupAttachMode::Single).map_err(perr)?;
@@ -573,24 +581,27 @@ impl Datapath {
 
     /// Socket-LB off: drop its links (the programs detach).
     pub fn detach_cgroup(&self) -> Result<()> {
-        for name in SOCK_PROGS {
-            match std::fs::remove_file(self.cgroup_link_pin(name)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => {
-                    return Err(DatapathError::Io {
-                        what: format!("remove {}", self.cgroup_link_pin(name).display()),
-                        source,
-                    })
-                }
-            }
-        }
-        Ok(())
+        SOCK_PROGS.iter().try_for_each(|name| self.unpin_cgroup_link(name))
     }
 
-    /// Is socket-LB attached (its links pinned)?
+    /// Drop one socket-LB link (its program detaches), if there is one.
+    fn unpin_cgroup_link(&self, name: &str) -> Result<()> {
+        match std::fs::remove_file(self.cgroup_link_pin(name)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(DatapathError::Io {
+                what: format!("remove {}", self.cgroup_link_pin(name).display()),
+                source,
+            }),
+        }
+    }
+
+    /// Is socket-LB attached (its address hooks' links pinned)?
     pub fn cgroup_attached(&self) -> bool {
-        SOCK_PROGS.iter().all(|p| self.cgroup_link_pin(p).exists())
+        SOCK_PROGS
+            .iter()
+            .filter(|p| **p != SOCK_BIND_PROG)
+            .all(|p| self.cgroup_link_pin(p).exists())
     }
 
     /// Remove every pin of this node (maps and links): the datapath goes away.

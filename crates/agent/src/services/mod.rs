@@ -44,6 +44,11 @@ pub struct Repository {
     /// served before until the watch has the Node again
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     node_labels: BTreeMap<String, String>,
+    /// this node's proxy name (`--k8s-service-proxy-name`): it serves the
+    /// services whose `service.kubernetes.io/service-proxy-name` names it
+    /// ("": those without the label); configuration, not state
+    #[serde(skip)]
+    proxy_name: String,
 }
 
 /// Hands out the lowest numbers not in use, from 1 up to a most (one walk
@@ -172,9 +177,21 @@ impl Repository {
         std::mem::replace(&mut self.node_labels, labels) != self.node_labels
     }
 
-    /// Does this node expose `s` (its node-exposure annotations)?
+    /// Serve the services of proxy `name` (kube-proxy's and Cilium's
+    /// service-proxy-name) from now on.
+    pub fn set_proxy_name(&mut self, name: &str) {
+        self.proxy_name = name.to_string();
+    }
+
+    /// Is `s` this node's proxy's (its service-proxy-name label)?
+    pub fn proxies(&self, s: &Service) -> bool {
+        s.proxied_by(&self.proxy_name)
+    }
+
+    /// Does this node expose `s`: its proxy's, and allowed by its
+    /// node-exposure annotations?
     pub fn exposes(&self, s: &Service) -> bool {
-        s.exposed_on(&self.node_labels)
+        self.proxies(s) && s.exposed_on(&self.node_labels)
     }
 
     /// Every frontend this node load-balances (NodePort on `node_addrs`),

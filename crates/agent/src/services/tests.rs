@@ -116,6 +116,38 @@ fn node_labels_pick_exposed_services_and_the_zone_and_survive_a_restart() {
     assert_eq!(slot_ips(&mut back), [[10, 200, 2, 5]]);
 }
 
+/// kube-proxy's and Cilium's service-proxy-name: the default proxy serves
+/// the unlabelled services, a named one only those labelled with its name
+/// (frontends, maps and health checks alike); the name is the agent's
+/// configuration, not kept with the services.
+#[test]
+fn the_proxy_name_picks_the_services_this_node_serves() {
+    let other = "---\napiVersion: v1\nkind: Service\nmetadata: {name: mine, namespace: shop, labels: {service.kubernetes.io/service-proxy-name: seta-a}}\nspec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.12\n  externalTrafficPolicy: Local\n  healthCheckNodePort: 32001\n  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30093}]\n";
+    let mut r = Repository::default();
+    r.import(parse_file(&format!("{SVC}{other}")).unwrap());
+    let services = |r: &Repository| {
+        let mut s: Vec<String> = r.frontends(&[]).iter().map(|f| f.service.clone()).collect();
+        s.dedup();
+        s
+    };
+    let maps = |r: &mut Repository| r.lb_state("n1", &[], &LbChoices::default()).unwrap().services.len();
+    assert_eq!(services(&r), ["shop/web"], "the default proxy: the unlabelled service only");
+    assert!(r.health_checks("n1").is_empty());
+    let unlabelled = maps(&mut r);
+    r.set_proxy_name("seta-a");
+    assert_eq!(services(&r), ["shop/mine"], "proxy seta-a: its labelled service only");
+    assert_eq!(r.health_checks("n1").keys().collect::<Vec<_>>(), [&32001]);
+    assert!(maps(&mut r) > 0 && maps(&mut r) != unlabelled);
+    r.set_proxy_name("seta-b");
+    assert!(services(&r).is_empty() && maps(&mut r) == 0, "nobody's services here");
+    let back: Repository = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+    assert_eq!(
+        services(&back),
+        ["shop/web"],
+        "a loaded repository serves as the default proxy until told"
+    );
+}
+
 #[test]
 fn backends_set_by_hand_leave_and_rejoin_the_choice() {
     use seta_core::service::BackendState;

@@ -380,3 +380,81 @@ mod privileged_policy_service_node_port_range {
         super::privileged_policy_service_node_port_range(P::with_opts("nprtun", Topo::Tunnel, o()).await).await;
     }
 }
+
+/// `--k8s-service-proxy-name seta-a` (Cilium's, kube-proxy's
+/// `service.kubernetes.io/service-proxy-name`): the agents serve the
+/// service labelled with their name, from a pod by its ClusterIP and from
+/// outside by its NodePort, and neither the unlabelled service nor one
+/// labelled for another proxy: those are not listed, not in the maps, and
+/// their addresses are not translated.
+async fn privileged_policy_service_proxy_name(p: P) {
+    let web = p.ip("web");
+    peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
+    let svc = |name: &str, label: &str, n: u8| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default{label}}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.{n}\n  ports: [{{name: http, port: 80, nodePort: 30{n}}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-a, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n---\n")
+    };
+    let label = |proxy: &str| format!(", labels: {{service.kubernetes.io/service-proxy-name: {proxy}}}");
+    services_import(
+        &p,
+        &[
+            svc("mine", &label("seta-a"), 170),
+            svc("plain", "", 171),
+            svc("theirs", &label("other"), 172),
+        ]
+        .concat(),
+    );
+    for n in p.nodes() {
+        let listed = common::seta(&n, &["service", "list"]);
+        let services: std::collections::BTreeSet<&str> =
+            listed.as_array().unwrap().iter().map(|e| e["service"].as_str().unwrap()).collect();
+        assert_eq!(services.into_iter().collect::<Vec<_>>(), ["default/mine"], "{n}: {listed}");
+        let lb = common::seta(&n, &["bpf", "lb", "list"]).to_string();
+        assert!(
+            lb.contains("10.96.0.170:80") && !lb.contains("10.96.0.171") && !lb.contains("10.96.0.172"),
+            "{n}: {lb}"
+        );
+    }
+    let client = p.ip("client").to_string();
+    let vip = |n: u8| SocketAddr::new(std::net::Ipv4Addr::new(10, 96, 0, n).into(), 80);
+    assert_eq!(read_from(&p.ns("client"), vip(170)), Ok(client), "the labelled ClusterIP");
+    for n in [171, 172] {
+        assert!(read_from(&p.ns("client"), vip(n)).is_err(), "10.96.0.{n} is not translated");
+    }
+    let ext = p.lab().external.clone().unwrap();
+    let last = p.nodes().len() - 1;
+    let node: std::net::Ipv4Addr = format!("172.30.0.{}", last + 1).parse().unwrap();
+    assert!(
+        read_from(&ext.netns, SocketAddr::new(node.into(), 30170)).is_ok(),
+        "the labelled NodePort from outside"
+    );
+    for port in [30171, 30172] {
+        assert!(
+            read_from(&ext.netns, SocketAddr::new(node.into(), port)).is_err(),
+            "NodePort {port} is nobody's here"
+        );
+    }
+}
+
+mod privileged_policy_service_proxy_name {
+    use super::*;
+    fn o() -> LabOptions {
+        LabOptions {
+            agent_args: vec!["--k8s-service-proxy-name".into(), "seta-a".into()],
+            ..Default::default()
+        }
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one() {
+        if !privileged("privileged_policy_service_proxy_name::one") {
+            return;
+        }
+        super::privileged_policy_service_proxy_name(P::with_opts("pxone", Topo::OneUnderlay, o()).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_service_proxy_name::tunnel") {
+            return;
+        }
+        super::privileged_policy_service_proxy_name(P::with_opts("pxtun", Topo::Tunnel, o()).await).await;
+    }
+}

@@ -396,8 +396,10 @@ print("loopback", s.recv(10).decode())
 /// 0.0.0.0 surrogate frontend, which `service list` shows as Cilium's does),
 /// and its binds to the address and port of a NodePort (0.0.0.0, 127.0.0.1,
 /// the node's address) or an ExternalIP fail with EPERM, while other ports,
-/// another protocol and a pod's own namespace are not held back.
-async fn privileged_policy_service_node_loopback_and_bind_protection(p: P) {
+/// another protocol and a pod's own namespace are not held back. Without
+/// bind protection (`--node-port-bind-protection=false`) those binds
+/// succeed, and the NodePort at 127.0.0.1 still serves.
+async fn privileged_policy_service_node_loopback_and_bind_protection(p: P, protected: bool) {
     let web = p.ip("web");
     let _w = Responder::start(&p.ns("web"), p.web_addr(8080));
     services_import(
@@ -436,15 +438,16 @@ async fn privileged_policy_service_node_loopback_and_bind_protection(p: P) {
         .unwrap();
     let (ok, text) = node_py(&p, &node, NODE_BINDS, &[node_ip]);
     assert!(ok, "{text}");
+    let held = if protected { "EPERM" } else { "ok" };
     let want = [
-        "any EPERM",
-        "lo EPERM",
-        "node EPERM",
-        "other-port ok",
-        "eip EPERM",
-        "eip-other-port ok",
-        "udp ok",
-        "loopback ok",
+        format!("any {held}"),
+        format!("lo {held}"),
+        format!("node {held}"),
+        "other-port ok".into(),
+        format!("eip {held}"),
+        "eip-other-port ok".into(),
+        "udp ok".into(),
+        "loopback ok".into(),
     ];
     assert_eq!(text.lines().collect::<Vec<_>>(), want, "{text}");
     // a pod's namespace is its own: the same bind is its business
@@ -465,14 +468,25 @@ mod privileged_policy_service_node_loopback_and_bind_protection {
         if !privileged("privileged_policy_service_node_loopback_and_bind_protection::one") {
             return;
         }
-        super::privileged_policy_service_node_loopback_and_bind_protection(P::with_opts("lbone", Topo::One, opts()).await).await;
+        super::privileged_policy_service_node_loopback_and_bind_protection(P::with_opts("lbone", Topo::One, opts()).await, true).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unprotected() {
+        if !privileged("privileged_policy_service_node_loopback_and_bind_protection::unprotected") {
+            return;
+        }
+        let o = LabOptions {
+            agent_args: vec!["--node-port-bind-protection=false".into()],
+            ..opts()
+        };
+        super::privileged_policy_service_node_loopback_and_bind_protection(P::with_opts("lbunp", Topo::One, o).await, false).await;
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn tunnel() {
         if !privileged("privileged_policy_service_node_loopback_and_bind_protection::tunnel") {
             return;
         }
-        super::privileged_policy_service_node_loopback_and_bind_protection(P::with_opts("lbtun", Topo::Tunnel, opts()).await).await;
+        super::privileged_policy_service_node_loopback_and_bind_protection(P::with_opts("lbtun", Topo::Tunnel, opts()).await, true).await;
     }
 }
 

@@ -125,7 +125,8 @@ pub struct Service {
     pub internal_policy: TrafficPolicy,
     pub source_ranges: Vec<Ipv4Net>,
     pub health_check_node_port: Option<u16>,
-    /// `service.kubernetes.io/service-proxy-name`: set = another proxy's
+    /// `service.kubernetes.io/service-proxy-name`: which proxy serves it
+    /// (None: the default one)
     pub proxy_name: Option<String>,
     pub selector: BTreeMap<String, String>,
     /// Cilium's per-service annotations
@@ -183,9 +184,17 @@ impl Service {
         self.cluster_ips.is_empty()
     }
 
-    /// Whether this node's proxy load-balances it at all.
+    /// Whether it is load-balanced at all (not headless, not ExternalName).
     pub fn handled(&self) -> bool {
-        !self.headless() && self.kind != ServiceType::ExternalName && self.proxy_name.is_none()
+        !self.headless() && self.kind != ServiceType::ExternalName
+    }
+
+    /// Whether a proxy named `name` serves it (kube-proxy's and Cilium's
+    /// `service.kubernetes.io/service-proxy-name`): the default proxy ("")
+    /// serves the services without the label, a named one only those
+    /// labelled with its name.
+    pub fn proxied_by(&self, name: &str) -> bool {
+        self.proxy_name.as_deref().unwrap_or("") == name
     }
 
     /// Whether a node with `labels` exposes it (`service.cilium.io/node`,

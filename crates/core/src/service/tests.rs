@@ -202,8 +202,9 @@ fn new_connections_prefer_active_backends_then_serving_terminating_ones() {
 #[test]
 fn headless_external_name_and_other_proxies_services_are_not_load_balanced() {
     let (mut s, e) = parsed();
+    assert!(s.proxied_by("") && !s.proxied_by("other-proxy"));
     s.proxy_name = Some("other-proxy".into());
-    assert!(translate(&s, &[&e], &[]).is_empty());
+    assert!(!s.proxied_by("") && s.proxied_by("other-proxy"));
     let headless = "apiVersion: v1\nkind: Service\nmetadata: {name: db}\nspec:\n  clusterIP: None\n  ports: [{port: 5432}]\n";
     let Object::Service(h) = &parse_file(headless).unwrap()[0] else {
         panic!()
