@@ -111,6 +111,9 @@ pub struct RunArgs {
     /// Socket-LB serves only the node's own namespace: pods' sockets go through per-packet LB (Cilium's bpf-lb-sock-hostns-only)
     #[arg(long, env = "SETA_BPF_LB_SOCK_HOSTNS_ONLY", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub bpf_lb_sock_hostns_only: bool,
+    /// Socket-LB's termination of connected UDP sockets to a removed backend also covers the pods' namespaces (Cilium's bpf-lb-sock-terminate-pod-connections); off: only the node's own
+    #[arg(long, env = "SETA_BPF_LB_SOCK_TERMINATE_POD_CONNECTIONS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub bpf_lb_sock_terminate_pod_connections: bool,
     /// The cgroup v2 directory socket-LB attaches at: this node's processes and pods run below it [default: the cgroup2 mount]
     #[arg(long, env = "SETA_CGROUP_ROOT")]
     pub cgroup_root: Option<PathBuf>,
@@ -302,6 +305,8 @@ pub struct Config {
     pub service_topology: bool,
     /// socket-LB refuses the node's binds to frontends' addresses and ports
     pub bind_protection: bool,
+    /// socket-LB's socket termination covers the pods' namespaces too
+    pub sock_lb_terminate_pod_connections: bool,
     /// the service-proxy-name label of the services this node serves ("": unlabelled ones)
     pub service_proxy_name: String,
     /// sizes of the shared maps that come from flags
@@ -521,6 +526,7 @@ impl Config {
             lb_source_range_all_types: a.bpf_lb_source_range_all_types,
             service_topology: a.enable_service_topology,
             bind_protection: a.node_port_bind_protection,
+            sock_lb_terminate_pod_connections: a.bpf_lb_sock_terminate_pod_connections,
             service_proxy_name: a.k8s_service_proxy_name.trim().to_string(),
             maglev: match (a.bpf_lb_algorithm, a.bpf_lb_algorithm_annotation) {
                 (LbAlgorithm::Random, false) => None,

@@ -15,11 +15,20 @@ use seta_datapath::maps::{CtMap, EndpointMap, IpblockMaps, IpcacheMap, PolicyEnt
 use seta_datapath::netlink::{LinkInfo, Netlink, Route};
 use seta_datapath::{Datapath, DatapathError, EndpointProgConfig};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Mutex;
 
 #[cfg(test)]
 pub mod fake;
+
+/// What a sync of the service maps took out of the datapath.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LbRemoved {
+    /// backends no frontend has any more
+    pub backends: Vec<seta_abi::Lb4Backend>,
+    /// the sockets socket-LB had sent to them: (socket cookie, backend)
+    pub sockets: Vec<(u64, SocketAddrV4)>,
+}
 
 /// Kernel side effects of the agent's subsystems.
 #[async_trait::async_trait]
@@ -74,11 +83,13 @@ pub trait Kernel: Send + Sync + 'static {
     fn ipcache_list(&self) -> BTreeMap<Ipv4Net, Entry>;
     fn ipblock_sync(&self, want: &BTreeMap<Ipv4Addr, u32>) -> Result<(), DatapathError>;
     /// Make the service maps hold exactly `want` (a blocking map walk); the
-    /// translations to backends that went are forgotten. Returns those backends.
-    fn lb_sync(&self, want: &seta_datapath::maps::LbState) -> Result<Vec<seta_abi::Lb4Backend>, DatapathError>;
-    /// Close the sockets of `proto` whose peer is one of `peers` in the
-    /// network namespace at `netns` (None: the agent's); how many.
-    fn sock_destroy(&self, netns: Option<&str>, proto: u8, peers: &[(Ipv4Addr, u16)]) -> Result<usize, DatapathError>;
+    /// translations to backends that went are forgotten. Returns those
+    /// backends and the sockets socket-LB had sent to them.
+    fn lb_sync(&self, want: &seta_datapath::maps::LbState) -> Result<LbRemoved, DatapathError>;
+    /// Close the sockets of `proto` that are one of `targets` (socket cookie
+    /// and peer) in the network namespace at `netns` (None: the agent's);
+    /// how many.
+    fn sock_destroy(&self, netns: Option<&str>, proto: u8, targets: &[(u64, SocketAddrV4)]) -> Result<usize, DatapathError>;
     /// Drop conntrack entries of `ip`; how many went.
     fn ct_flush_ip(&self, ip: Ipv4Addr) -> Result<usize, DatapathError>;
     /// Drop expired conntrack entries; how many went.
@@ -306,7 +317,7 @@ impl Kernel for Real {
     fn ipblock_sync(&self, want: &BTreeMap<Ipv4Addr, u32>) -> Result<(), DatapathError> {
         IpblockMaps::open(self.dp.pin_dir())?.sync(want)
     }
-    fn lb_sync(&self, want: &seta_datapath::maps::LbState) -> Result<Vec<seta_abi::Lb4Backend>, DatapathError> {
+    fn lb_sync(&self, want: &seta_datapath::maps::LbState) -> Result<LbRemoved, DatapathError> {
         let mut have = self.lb.lock().unwrap_or_else(|p| p.into_inner());
         let mut maps = seta_datapath::maps::LbMaps::open(self.dp.pin_dir())?;
         let from = have.take().unwrap_or_else(|| maps.list());
@@ -316,14 +327,18 @@ impl Kernel for Real {
         drop(have);
         // the maps hold `want` now; a purge that fails leaves stale entries
         // that point nowhere (the datapath re-selects), not a failed sync
-        if let Err(e) = seta_datapath::maps::purge_backends(self.dp.pin_dir(), &gone) {
-            tracing::warn!(%e, "forgetting translations to removed backends");
-        }
-        Ok(gone)
+        let sockets = match seta_datapath::maps::purge_backends(self.dp.pin_dir(), &gone) {
+            Ok(p) => p.sockets,
+            Err(e) => {
+                tracing::warn!(%e, "forgetting translations to removed backends");
+                vec![]
+            }
+        };
+        Ok(LbRemoved { backends: gone, sockets })
     }
-    fn sock_destroy(&self, netns: Option<&str>, proto: u8, peers: &[(Ipv4Addr, u16)]) -> Result<usize, DatapathError> {
-        seta_datapath::sockdiag::destroy_sockets_to(netns.map(std::path::Path::new), proto, peers).map_err(|source| DatapathError::Io {
-            what: format!("closing sockets to {peers:?} in {}", netns.unwrap_or("the agent's namespace")),
+    fn sock_destroy(&self, netns: Option<&str>, proto: u8, targets: &[(u64, SocketAddrV4)]) -> Result<usize, DatapathError> {
+        seta_datapath::sockdiag::destroy_sockets(netns.map(std::path::Path::new), proto, targets).map_err(|source| DatapathError::Io {
+            what: format!("closing sockets to {targets:?} in {}", netns.unwrap_or("the agent's namespace")),
             source,
         })
     }

@@ -668,12 +668,22 @@ impl LbMaps {
     }
 }
 
+/// What [`purge_backends`] forgot.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Purged {
+    /// entries removed from the maps
+    pub entries: usize,
+    /// the sockets socket-LB had sent to those backends: (socket cookie,
+    /// backend), from the reverse entries that went
+    pub sockets: Vec<(u64, std::net::SocketAddrV4)>,
+}
+
 /// Forget the translations to backends that are gone: the per-packet LB's
 /// connections (both ways) and socket-LB's reverse entries, so nothing
-/// keeps pointing at them. How many entries went.
-pub fn purge_backends(pin_dir: &Path, gone: &[seta_abi::Lb4Backend]) -> Result<usize, DatapathError> {
+/// keeps pointing at them.
+pub fn purge_backends(pin_dir: &Path, gone: &[seta_abi::Lb4Backend]) -> Result<Purged, DatapathError> {
     if gone.is_empty() {
-        return Ok(0);
+        return Ok(Purged::default());
     }
     let is_gone = |a: [u8; 4], p: [u8; 2], proto: u8| gone.iter().any(|b| b.address == a && b.port == p && b.proto == proto);
     let (md, path) = open(pin_dir, MAP_LB4_CONN)?;
@@ -701,11 +711,18 @@ pub fn purge_backends(pin_dir: &Path, gone: &[seta_abi::Lb4Backend]) -> Result<u
             .filter(|(k, _)| gone.iter().any(|b| b.address == k.address && b.port == k.port))
             .map(|(k, _)| k)
             .collect();
+        let mut sockets = Vec::with_capacity(keys.len());
         for k in keys {
             n += rev.remove(&k).is_ok() as usize;
+            let backend = std::net::SocketAddrV4::new(k.address.into(), u16::from_be_bytes(k.port));
+            sockets.push((k.cookie, backend));
         }
+        return Ok(Purged { entries: n, sockets });
     }
-    Ok(n)
+    Ok(Purged {
+        entries: n,
+        sockets: vec![],
+    })
 }
 
 /// Set one `seta_config` slot (e.g. [`seta_abi::CONFIG_VXLAN_IFINDEX`]).

@@ -1,10 +1,13 @@
 //! Closing sockets connected to a removed service backend, as Cilium does
 //! for socket-LB: sock_diag lists a namespace's sockets of a protocol and
-//! `SOCK_DESTROY` (CONFIG_INET_DIAG_DESTROY) closes the ones whose peer is
-//! the backend; their owners see ECONNABORTED and connect again, to a
-//! backend that exists. Runs on a thread of its own inside the namespace.
+//! `SOCK_DESTROY` (CONFIG_INET_DIAG_DESTROY) closes the ones socket-LB sent
+//! to the backend (their cookie and peer are in `seta_lb4_reverse_sk`, as
+//! Cilium checks its sock rev-NAT map), not a socket that names the
+//! backend's address itself; their owners see ECONNABORTED and connect
+//! again, to a backend that exists. Runs on a thread of its own inside the
+//! namespace.
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
@@ -95,9 +98,9 @@ fn recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n as usize)
 }
 
-/// Close the sockets of protocol `proto` in this thread's namespace whose
-/// peer is one of `peers`; how many were closed.
-fn destroy_here(proto: u8, peers: &[(Ipv4Addr, u16)]) -> io::Result<usize> {
+/// Close the sockets of protocol `proto` in this thread's namespace that
+/// are one of `targets` (cookie and peer); how many were closed.
+fn destroy_here(proto: u8, targets: &[(u64, SocketAddrV4)]) -> io::Result<usize> {
     let fd = diag_socket()?;
     send(
         &fd,
@@ -116,7 +119,11 @@ fn destroy_here(proto: u8, peers: &[(Ipv4Addr, u16)]) -> io::Result<usize> {
                     let id: [u8; SOCKID] = p[4..4 + SOCKID].try_into().unwrap();
                     let dport = u16::from_be_bytes([id[2], id[3]]);
                     let dst = Ipv4Addr::new(id[20], id[21], id[22], id[23]);
-                    if peers.contains(&(dst, dport)) {
+                    // the cookie: two u32 in host order, the low one first
+                    let low = u32::from_ne_bytes(id[40..44].try_into().unwrap());
+                    let high = u32::from_ne_bytes(id[44..48].try_into().unwrap());
+                    let cookie = u64::from(high) << 32 | u64::from(low);
+                    if targets.contains(&(cookie, SocketAddrV4::new(dst, dport))) {
                         ids.push(id);
                     }
                 }
@@ -141,18 +148,19 @@ fn destroy_here(proto: u8, peers: &[(Ipv4Addr, u16)]) -> io::Result<usize> {
     Ok(closed)
 }
 
-/// Close the sockets of protocol `proto` (IPPROTO_UDP, IPPROTO_TCP) whose
-/// peer is one of `peers`, in the network namespace at `netns` (None: the
-/// caller's), with one listing of the namespace's sockets; how many were closed.
-pub fn destroy_sockets_to(netns: Option<&Path>, proto: u8, peers: &[(Ipv4Addr, u16)]) -> io::Result<usize> {
+/// Close the sockets of protocol `proto` (IPPROTO_UDP, IPPROTO_TCP) that
+/// are one of `targets` (socket cookie and peer), in the network namespace
+/// at `netns` (None: the caller's), with one listing of the namespace's
+/// sockets; how many were closed.
+pub fn destroy_sockets(netns: Option<&Path>, proto: u8, targets: &[(u64, SocketAddrV4)]) -> io::Result<usize> {
     let netns = netns.map(Path::to_path_buf);
-    let peers = peers.to_vec();
+    let targets = targets.to_vec();
     std::thread::spawn(move || {
         if let Some(p) = &netns {
             let f = std::fs::File::open(p)?;
             nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
         }
-        destroy_here(proto, &peers)
+        destroy_here(proto, &targets)
     })
     .join()
     .map_err(|_| io::Error::other("sock_diag thread panicked"))?

@@ -160,7 +160,7 @@ impl Agent {
         want.fits(self.cfg.map_sizes.lb)
             .map_err(|e| ApiError::TooLarge(format!("service maps: {e}; the maps were not changed")))?;
         let k = self.kernel.clone();
-        let gone = tokio::task::spawn_blocking(move || k.lb_sync(&want))
+        let removed = tokio::task::spawn_blocking(move || k.lb_sync(&want))
             .await
             .map_err(|e| ApiError::Internal(format!("service maps: {e}")))?
             .map_err(|e| ApiError::Internal(format!("service maps: {e}")))?;
@@ -168,22 +168,32 @@ impl Agent {
         // what changed becomes the agent's events (SERVICE_UPSERTED /
         // _DELETED) in the background, off this path
         self.observer.agent_events.services_changed();
-        self.terminate_backend_sockets(gone).await;
+        self.terminate_backend_sockets(removed).await;
         Ok(())
     }
 
-    /// Socket-LB: connected UDP sockets whose peer is a backend that went
-    /// are closed in the node's and its pods' namespaces (Cilium's socket
-    /// termination), so their owners connect again, to a backend that
-    /// exists, instead of sending into nothing. Failures are logged.
-    async fn terminate_backend_sockets(&self, gone: Vec<seta_abi::Lb4Backend>) {
-        let gone: Vec<_> = gone.into_iter().filter(|b| b.proto == 17 /* UDP */).collect();
-        if self.cfg.sock_lb.is_none() || gone.is_empty() {
+    /// Socket-LB: connected UDP sockets that socket-LB sent to a backend
+    /// that went (their cookie and peer were in its reverse entries) are
+    /// closed in the node's namespace and, unless
+    /// `--bpf-lb-sock-terminate-pod-connections=false`, in its pods' (Cilium's
+    /// socket termination), so their owners connect again, to a backend
+    /// that exists, instead of sending into nothing. A socket that named the
+    /// backend's address itself is not socket-LB's and stays. Failures are
+    /// logged.
+    async fn terminate_backend_sockets(&self, removed: crate::kernel::LbRemoved) {
+        let udp = |a: &std::net::SocketAddrV4| {
+            removed
+                .backends
+                .iter()
+                .any(|b| b.proto == 17 /* UDP */ && b.address == a.ip().octets() && b.port == a.port().to_be_bytes())
+        };
+        let targets: Vec<(u64, std::net::SocketAddrV4)> = removed.sockets.into_iter().filter(|(_, a)| udp(a)).collect();
+        if self.cfg.sock_lb.is_none() || targets.is_empty() {
             return;
         }
         // the node's namespace (None) and each pod's, once each
-        let pods: Vec<Option<String>> = match self.cfg.sock_lb_hostns_only {
-            true => vec![], // pods' sockets were never translated at the socket
+        let pods: Vec<Option<String>> = match self.cfg.sock_lb_hostns_only || !self.cfg.sock_lb_terminate_pod_connections {
+            true => vec![], // pods' sockets were never translated at the socket, or are left alone
             false => self
                 .endpoints
                 .lock()
@@ -194,16 +204,12 @@ impl Agent {
                 .collect(),
         };
         let namespaces: std::collections::BTreeSet<Option<String>> = std::iter::once(None).chain(pods).collect();
-        let peers: Vec<(Ipv4Addr, u16)> = gone
-            .iter()
-            .map(|b| (Ipv4Addr::from(b.address), u16::from_be_bytes(b.port)))
-            .collect();
         let k = self.kernel.clone();
         let r = tokio::task::spawn_blocking(move || {
             let mut closed = 0;
             // one listing of each namespace's sockets for every removed backend
             for ns in &namespaces {
-                match k.sock_destroy(ns.as_deref(), 17 /* UDP */, &peers) {
+                match k.sock_destroy(ns.as_deref(), 17 /* UDP */, &targets) {
                     Ok(n) => closed += n,
                     Err(e) => tracing::warn!(%e, "socket termination"),
                 }

@@ -28,6 +28,8 @@ pub struct State {
     pub ct: BTreeMap<Ipv4Addr, usize>,
     /// socket-LB's namespaces (cookie -> kind)
     pub sock_netns: BTreeMap<u64, u8>,
+    /// socket-LB's reverse entries: (socket cookie, backend)
+    pub sock_rev: BTreeSet<(u64, SocketAddrV4)>,
     // --- injected failures ---
     /// attaching to these devices fails
     pub fail_attach: BTreeSet<String>,
@@ -282,7 +284,7 @@ impl Kernel for Fake {
         self.state().ipblock = want.clone();
         Ok(())
     }
-    fn lb_sync(&self, want: &seta_datapath::maps::LbState) -> Result<Vec<seta_abi::Lb4Backend>, DatapathError> {
+    fn lb_sync(&self, want: &seta_datapath::maps::LbState) -> Result<LbRemoved, DatapathError> {
         let mut st = self.state();
         if st.fail_lb {
             return Err(DatapathError::Map {
@@ -292,22 +294,28 @@ impl Kernel for Fake {
             });
         }
         let kept: BTreeSet<_> = want.backends.values().map(|b| (b.address, b.port, b.proto)).collect();
-        let gone = st
+        let gone: Vec<seta_abi::Lb4Backend> = st
             .lb
             .backends
             .values()
             .filter(|b| !kept.contains(&(b.address, b.port, b.proto)))
             .copied()
             .collect();
+        let is_gone = |a: &SocketAddrV4| {
+            gone.iter()
+                .any(|b| b.address == a.ip().octets() && b.port == a.port().to_be_bytes())
+        };
+        let sockets: Vec<(u64, SocketAddrV4)> = st.sock_rev.iter().filter(|(_, a)| is_gone(a)).copied().collect();
+        st.sock_rev.retain(|(_, a)| !is_gone(a));
         st.lb = want.clone();
         st.log.push("lb sync".into());
-        Ok(gone)
+        Ok(LbRemoved { backends: gone, sockets })
     }
-    fn sock_destroy(&self, netns: Option<&str>, proto: u8, peers: &[(Ipv4Addr, u16)]) -> Result<usize, DatapathError> {
+    fn sock_destroy(&self, netns: Option<&str>, proto: u8, targets: &[(u64, SocketAddrV4)]) -> Result<usize, DatapathError> {
         let mut st = self.state();
-        for (addr, port) in peers {
+        for (cookie, peer) in targets {
             st.log
-                .push(format!("sock destroy {} {proto} {addr}:{port}", netns.unwrap_or("host")));
+                .push(format!("sock destroy {} {proto} {peer} cookie {cookie}", netns.unwrap_or("host")));
         }
         Ok(0)
     }

@@ -29,14 +29,22 @@ print(peer[0])
 "#;
 
 /// A connected UDP client that waits, between two requests, until the
-/// file argv[2] exists (it writes argv[2].ready when it waits).
+/// file argv[2] exists (it writes argv[2].ready when it waits); beside it a
+/// UDP socket connected to the backend's own address argv[3] (not through
+/// the service), used before and after the wait.
 const UDP_WAITS: &str = r#"
 import socket, sys, os, time
-vip, flag = sys.argv[1], sys.argv[2]
+vip, flag, backend = sys.argv[1], sys.argv[2], sys.argv[3]
 c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(3)
 c.connect((vip, 53)); c.send(b"x"); print("first", c.recv(100).decode(), flush=True)
+d = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); d.settimeout(3)
+d.connect((backend, 5353)); d.send(b"d"); d.recv(100)
 open(flag + ".ready", "w").close()
 while not os.path.exists(flag): time.sleep(0.05)
+try:
+    d.send(b"e"); print("direct", d.recv(100).decode())
+except OSError as e:
+    print("direct closed", e.errno)
 try:
     c.send(b"y"); print("again", c.recv(100).decode())
 except OSError as e:
@@ -53,13 +61,48 @@ fn slice(backend: std::net::Ipv4Addr) -> String {
 
 /// The only backend is replaced while a client holds a connected UDP
 /// socket to it (through socket-LB): the socket is closed, not left
-/// sending to the old backend, and a new one reaches the new backend.
+/// sending to the old backend, and a new one reaches the new backend. A
+/// socket connected to the old backend's own address is not socket-LB's
+/// and stays (Cilium closes only what its sock rev-NAT map holds).
 fn udp_client_survives_backend_replacement(p: &P) {
+    let text = udp_client_across_backend_replacement(p);
+    assert!(text.contains("first ok"), "{text}");
+    assert!(text.contains("direct ok"), "the socket to the backend's own address stays: {text}");
+    // a closed UDP socket is disconnected: the next send fails (EDESTADDRREQ;
+    // a receive would see ECONNABORTED), it never reaches the old backend
+    assert!(
+        text.contains("closed 89") || text.contains("closed 103"),
+        "the socket to the removed backend is closed: {text}"
+    );
+    assert!(!text.contains("again"), "{text}");
+    assert!(text.contains("reconnected ok"), "{text}");
+    let rev = sock_list(p, "client")["reverse"].clone();
+    let web_left = rev
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["backend"] == format!("{}:5353", p.ip("web")));
+    assert!(!web_left, "no reverse entry points at the removed backend: {rev}");
+    assert!(
+        rev.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["backend"] == format!("{}:5353", p.ip("other"))),
+        "{rev}"
+    );
+    // back to web for the rest
+    services_import(p, &format!("{SERVICE}---\n{}", slice(p.ip("web"))));
+}
+
+/// UDP_WAITS in the client pod, to the service's port 53 with web its only
+/// backend, while web is replaced by other: what the client printed.
+fn udp_client_across_backend_replacement(p: &P) -> String {
     let flag = std::env::temp_dir().join(format!("{}-udpflag", p.lab().name));
     let ready = flag.with_extension("ready");
     let _ = std::fs::remove_file(&flag);
     let _ = std::fs::remove_file(&ready);
-    let argv: Vec<String> = ["python3", "-c", UDP_WAITS, "10.96.0.50", flag.to_str().unwrap()]
+    let web = p.ip("web").to_string();
+    let argv: Vec<String> = ["python3", "-c", UDP_WAITS, "10.96.0.50", flag.to_str().unwrap(), &web]
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -91,31 +134,43 @@ fn udp_client_survives_backend_replacement(p: &P) {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let _ = std::fs::remove_file(&flag);
     let _ = std::fs::remove_file(&ready);
-    assert!(text.contains("first ok"), "{text}");
-    // a closed UDP socket is disconnected: the next send fails (EDESTADDRREQ;
-    // a receive would see ECONNABORTED), it never reaches the old backend
-    assert!(
-        text.contains("closed 89") || text.contains("closed 103"),
-        "the socket to the removed backend is closed: {text}"
-    );
-    assert!(!text.contains("again"), "{text}");
-    assert!(text.contains("reconnected ok"), "{text}");
-    let rev = sock_list(p, "client")["reverse"].clone();
-    let web_left = rev
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|r| r["backend"] == format!("{}:5353", p.ip("web")));
-    assert!(!web_left, "no reverse entry points at the removed backend: {rev}");
-    assert!(
-        rev.as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["backend"] == format!("{}:5353", p.ip("other"))),
-        "{rev}"
-    );
-    // back to web for the rest
-    services_import(p, &format!("{SERVICE}---\n{}", slice(p.ip("web"))));
+    text
+}
+
+/// `--bpf-lb-sock-terminate-pod-connections=false` (Cilium's flag, on by
+/// default): a pod's UDP socket that socket-LB sent to a backend that went
+/// is left connected, so it keeps talking to that pod while it lives.
+async fn privileged_policy_service_socket_lb_pod_sockets_kept(p: P) {
+    let _u = Responder::start(&p.ns("web"), p.web_addr(5353));
+    services_import(&p, &format!("{SERVICE}---\n{}", slice(p.ip("web"))));
+    let text = udp_client_across_backend_replacement(&p);
+    assert!(text.contains("first ok") && text.contains("direct ok"), "{text}");
+    assert!(text.contains("again ok"), "the pod's socket is not closed: {text}");
+    assert!(!text.contains("closed"), "{text}");
+}
+
+mod privileged_policy_service_socket_lb_pod_sockets_kept {
+    use super::*;
+    fn o() -> LabOptions {
+        LabOptions {
+            agent_args: vec!["--bpf-lb-sock-terminate-pod-connections=false".into()],
+            ..socket_lb_opts()
+        }
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one() {
+        if !privileged("privileged_policy_service_socket_lb_pod_sockets_kept::one") {
+            return;
+        }
+        super::privileged_policy_service_socket_lb_pod_sockets_kept(P::with_opts("skone", Topo::One, o()).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_service_socket_lb_pod_sockets_kept::tunnel") {
+            return;
+        }
+        super::privileged_policy_service_socket_lb_pod_sockets_kept(P::with_opts("sktun", Topo::Tunnel, o()).await).await;
+    }
 }
 
 /// A lab whose agents run socket-LB.

@@ -48,6 +48,9 @@ fn config(dir: &Path, node: &str, cidr: &str, mode: RoutingMode) -> Config {
         kvstore_prefix: "/seta".into(),
         kvstore_lease_ttl: 15,
         routing_mode: mode,
+        // flags whose default is true (RunArgs' Default has false)
+        bpf_lb_sock_terminate_pod_connections: true,
+        node_port_bind_protection: true,
         ..Default::default()
     })
     .unwrap();

@@ -377,22 +377,59 @@ async fn socket_lb_serves_the_node_and_its_pods_namespaces() {
         BTreeMap::from([(1, seta_abi::SOCK_NETNS_HOST), (cookie("/run/netns/b"), seta_abi::SOCK_NETNS_POD)])
     );
     assert!(a.status().await.kube_proxy_replacement.socket_lb.starts_with("Enabled"));
-    // a UDP backend that goes: sockets connected to it are closed in the
-    // node's namespace and in each pod's; a TCP one's are left alone
+    // a UDP backend that goes: the sockets socket-LB sent to it (its
+    // reverse entries) are closed in the node's namespace and in each
+    // pod's; a TCP one's are left alone
     let dns = |backend: &str| {
         format!("apiVersion: v1\nkind: Service\nmetadata: {{name: dns, namespace: default}}\nspec:\n  clusterIP: 10.96.0.53\n  ports: [{{name: d, port: 53, protocol: UDP}}, {{name: t, port: 53, protocol: TCP}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: dns-1, namespace: default, labels: {{kubernetes.io/service-name: dns}}}}\naddressType: IPv4\nports: [{{name: d, port: 5353, protocol: UDP}}, {{name: t, port: 5353, protocol: TCP}}]\nendpoints:\n- {{addresses: [{backend}], conditions: {{ready: true}}}}\n")
     };
+    let destroys = |k: &Fake| -> Vec<String> {
+        let mut st = k.state();
+        let d = st.log.iter().filter(|l| l.starts_with("sock destroy")).cloned().collect();
+        st.log.clear();
+        d
+    };
+    let translated = |k: &Fake, cookie: u64, to: &str| {
+        k.state().sock_rev.insert((cookie, to.parse().unwrap()));
+    };
     a.service_import(&dns("10.210.9.1")).await.unwrap();
+    translated(&k, 7, "10.210.9.1:5353");
+    translated(&k, 8, "10.210.9.9:5353");
     k.state().log.clear();
     a.service_import(&dns("10.210.9.2")).await.unwrap();
-    let destroys: Vec<String> = k.state().log.iter().filter(|l| l.starts_with("sock destroy")).cloned().collect();
     assert_eq!(
-        destroys,
+        destroys(&k),
         [
-            "sock destroy host 17 10.210.9.1:5353",
-            "sock destroy /run/netns/b 17 10.210.9.1:5353"
+            "sock destroy host 17 10.210.9.1:5353 cookie 7",
+            "sock destroy /run/netns/b 17 10.210.9.1:5353 cookie 7"
         ]
     );
+    assert_eq!(
+        k.state().sock_rev.len(),
+        1,
+        "the removed backend's reverse entry went, the other stays"
+    );
+    // a backend no socket was sent to: nothing to close, no namespace walked
+    a.service_import(&dns("10.210.9.3")).await.unwrap();
+    assert!(destroys(&k).is_empty());
+    drop(a);
+    // --bpf-lb-sock-terminate-pod-connections=false: the node's own only
+    let a = agent_cfg(
+        &d.0,
+        Config {
+            sock_lb_terminate_pod_connections: false,
+            ..cfg(true)
+        },
+        &k,
+        None,
+        None,
+        None,
+    )
+    .await;
+    translated(&k, 9, "10.210.9.3:5353");
+    k.state().log.clear();
+    a.service_import(&dns("10.210.9.4")).await.unwrap();
+    assert_eq!(destroys(&k), ["sock destroy host 17 10.210.9.3:5353 cookie 9"]);
     drop(a);
     let a = agent_cfg(&d.0, cfg(false), &k, None, None, None).await;
     assert!(netns(&k).is_empty(), "socket-LB off: nothing served");
