@@ -238,7 +238,9 @@ impl Agent {
             .await??;
         }
         cluster::setup_routing_mode(&dp, &nl, &cfg, &node).await?;
-        cluster::protect_node_port_range(&cfg)?;
+        if cfg.kube_proxy_replacement {
+            cluster::protect_node_port_range(&cfg)?;
+        }
         let mut kv = Kv::open(&cfg).await?;
         let pin_dir = dp.pin_dir().to_path_buf();
         let kernel: Arc<dyn Kernel> = Arc::new(crate::kernel::Real::new(dp, nl)?);
@@ -298,6 +300,7 @@ impl Agent {
         let policy = Policy::new(store.load("policy.json")?, cfg.allow_host_ingress);
         let mut services: crate::services::Repository = store.load("services.json")?;
         services.set_proxy_name(&cfg.service_proxy_name);
+        services.set_cluster_ip_only(!cfg.kube_proxy_replacement);
         // Pool allocations without an endpoint are kept: a CNI ADD may be between
         // its IPAM call and its endpoint call. They are released by CNI DEL/GC.
         pool.cidr = cfg.pod_cidr;

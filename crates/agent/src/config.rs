@@ -75,6 +75,9 @@ pub struct RunArgs {
     /// A LoadBalancer service's loadBalancerSourceRanges also hold for its NodePort and ClusterIP frontends (Cilium's bpf-lb-source-range-all-types); off: only for its LoadBalancer addresses. Either way they hold for clients from outside only
     #[arg(long, env = "SETA_BPF_LB_SOURCE_RANGE_ALL_TYPES", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub bpf_lb_source_range_all_types: bool,
+    /// kube-proxy replacement (Cilium's kube-proxy-replacement): NodePort, ExternalIPs, LoadBalancer IPs and hostPort in eBPF. Off, kube-proxy (and portmap) keep those: only ClusterIPs are load-balanced, in-cluster (Cilium's default without it)
+    #[arg(long, env = "SETA_KUBE_PROXY_REPLACEMENT", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub kube_proxy_replacement: bool,
     /// Bind protection (Cilium's node-port-bind-protection): with socket-LB, the node's own processes cannot bind(2) the address and port of a NodePort, ExternalIP or LoadBalancer frontend (EPERM), so none takes over a service's traffic; off: such binds succeed
     #[arg(long, env = "SETA_NODE_PORT_BIND_PROTECTION", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub node_port_bind_protection: bool,
@@ -303,6 +306,8 @@ pub struct Config {
     pub lb_source_range_all_types: bool,
     /// traffic distributions count (topology-aware routing)
     pub service_topology: bool,
+    /// kube-proxy replacement: off, only ClusterIPs are served
+    pub kube_proxy_replacement: bool,
     /// socket-LB refuses the node's binds to frontends' addresses and ports
     pub bind_protection: bool,
     /// socket-LB's socket termination covers the pods' namespaces too
@@ -525,6 +530,7 @@ impl Config {
             external_ip_mitigation: !a.disable_external_ip_mitigation,
             lb_source_range_all_types: a.bpf_lb_source_range_all_types,
             service_topology: a.enable_service_topology,
+            kube_proxy_replacement: a.kube_proxy_replacement,
             bind_protection: a.node_port_bind_protection,
             sock_lb_terminate_pod_connections: a.bpf_lb_sock_terminate_pod_connections,
             service_proxy_name: a.k8s_service_proxy_name.trim().to_string(),
@@ -708,15 +714,21 @@ mod tests {
         assert_eq!(c.conflist()["plugins"][0]["node-port-range"], "30000-40000");
         let e = parse(file, &[], &["--node-port-range", "40000,30000"]).unwrap_err().to_string();
         assert!(e.contains("--node-port-range") && e.contains("40000,30000"), "{e}");
-        // bind protection on and the default proxy, as Cilium's defaults
-        assert!(c.bind_protection && c.service_proxy_name.is_empty());
+        // bind protection on and the default proxy, as Cilium's defaults;
+        // seta replaces kube-proxy unless told not to
+        assert!(c.bind_protection && c.service_proxy_name.is_empty() && c.kube_proxy_replacement);
         let c = parse(
             file,
             &[],
-            &["--node-port-bind-protection=false", "--k8s-service-proxy-name", "seta-a"],
+            &[
+                "--node-port-bind-protection=false",
+                "--k8s-service-proxy-name",
+                "seta-a",
+                "--kube-proxy-replacement=false",
+            ],
         )
         .unwrap();
-        assert!(!c.bind_protection);
+        assert!(!c.bind_protection && !c.kube_proxy_replacement);
         assert_eq!(c.service_proxy_name, "seta-a");
         let c = parse(file, &[("SETA_MTU", "1400")], &[]).unwrap();
         assert_eq!(

@@ -104,10 +104,18 @@ pub struct Status {
     pub kube_proxy_replacement: KprStatus,
 }
 
+fn yes() -> bool {
+    true
+}
+
 /// `cilium-dbg status --verbose`'s KubeProxyReplacement block.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "kebab-case")]
 pub struct KprStatus {
+    /// kube-proxy replacement is on (`--kube-proxy-replacement`); off, only
+    /// ClusterIPs are served
+    #[serde(default = "yes")]
+    pub enabled: bool,
     /// "Enabled" (with the cgroup it attaches at) or "Disabled"
     pub socket_lb: String,
     /// NodePort forwarding mode: "SNAT"

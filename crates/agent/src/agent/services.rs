@@ -21,6 +21,9 @@ impl Agent {
     /// Claim an endpoint's hostPorts in the services subsystem (refused
     /// when another pod holds one); the maps follow in `services_resync`.
     pub(super) fn claim_host_ports(&self, ep: &Endpoint) -> Result<(), ApiError> {
+        if !self.cfg.kube_proxy_replacement {
+            return Ok(()); // hostPorts are portmap's then, not the agent's
+        }
         self.services
             .lock()
             .unwrap()
@@ -498,6 +501,7 @@ impl Agent {
         let (services, frontends) = self.services.lock().unwrap_or_else(|e| e.into_inner()).counts();
         let per_service = |on: bool| if on { " (per-service annotation)" } else { "" };
         seta_core::api::KprStatus {
+            enabled: self.cfg.kube_proxy_replacement,
             socket_lb: match &self.cfg.sock_lb {
                 Some(dir) if self.cfg.sock_lb_hostns_only => format!("Enabled (cgroup {}, host namespace only)", dir.display()),
                 Some(dir) => format!("Enabled (cgroup {})", dir.display()),

@@ -32,7 +32,11 @@ impl Repository {
     /// Every health-check NodePort this node serves, by port.
     pub fn health_checks(&self, node: &str) -> BTreeMap<u16, HealthCheck> {
         let mut out = BTreeMap::new();
-        for s in self.services.values().filter(|s| s.handled() && self.proxies(s)) {
+        for s in self
+            .services
+            .values()
+            .filter(|s| !self.cluster_ip_only && s.handled() && self.proxies(s))
+        {
             let Some(port) = s.health_check_node_port else { continue };
             let mut local = BTreeSet::new();
             for slice in self.slices_of(s) {

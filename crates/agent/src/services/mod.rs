@@ -49,6 +49,11 @@ pub struct Repository {
     /// ("": those without the label); configuration, not state
     #[serde(skip)]
     proxy_name: String,
+    /// without kube-proxy replacement: ClusterIP frontends only (no
+    /// NodePort, ExternalIP, LoadBalancer or hostPort, no health checks);
+    /// configuration, not state
+    #[serde(skip)]
+    cluster_ip_only: bool,
 }
 
 /// Hands out the lowest numbers not in use, from 1 up to a most (one walk
@@ -183,6 +188,12 @@ impl Repository {
         self.proxy_name = name.to_string();
     }
 
+    /// Without kube-proxy replacement (`--kube-proxy-replacement=false`),
+    /// only ClusterIPs are served; kube-proxy keeps the rest.
+    pub fn set_cluster_ip_only(&mut self, on: bool) {
+        self.cluster_ip_only = on;
+    }
+
     /// Is `s` this node's proxy's (its service-proxy-name label)?
     pub fn proxies(&self, s: &Service) -> bool {
         s.proxied_by(&self.proxy_name)
@@ -215,6 +226,7 @@ impl Repository {
                 )
             })
             .chain(self.host_port_frontends(node_addrs))
+            .filter(|f| !self.cluster_ip_only || f.kind == FrontendKind::ClusterIP)
             .collect();
         for f in &mut out {
             for b in &mut f.backends {

@@ -148,6 +148,43 @@ fn the_proxy_name_picks_the_services_this_node_serves() {
     );
 }
 
+/// `--kube-proxy-replacement=false`: kube-proxy keeps NodePorts,
+/// ExternalIPs, LoadBalancer IPs and hostPorts (and health checks); this
+/// node serves the ClusterIPs only.
+#[test]
+fn without_kube_proxy_replacement_only_cluster_ips_are_served() {
+    let lb = "---\napiVersion: v1\nkind: Service\nmetadata: {name: lb, namespace: shop}\nspec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.13\n  externalIPs: [198.51.100.7]\n  externalTrafficPolicy: Local\n  healthCheckNodePort: 32002\n  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30094}]\nstatus: {loadBalancer: {ingress: [{ip: 192.0.2.70}]}}\n";
+    let mut r = Repository::default();
+    r.import(parse_file(&format!("{SVC}{lb}")).unwrap());
+    let hp = seta_core::service::HostPort {
+        host_port: 8081,
+        container_port: 80,
+        protocol: seta_core::service::Proto::Tcp,
+        host_ip: None,
+    };
+    r.claim_host_ports("c1", "10.200.1.9".parse().unwrap(), &[hp]).unwrap();
+    let node = ["172.30.0.1".parse().unwrap()];
+    let kinds = |r: &Repository| {
+        let mut k: Vec<String> = r.frontends(&node).iter().map(|f| format!("{:?}", f.kind)).collect();
+        k.sort();
+        k.dedup();
+        k
+    };
+    assert_eq!(kinds(&r), ["ClusterIP", "ExternalIP", "HostPort", "LoadBalancer", "NodePort"]);
+    assert_eq!(r.health_checks("n1").len(), 1);
+    r.set_cluster_ip_only(true);
+    assert_eq!(kinds(&r), ["ClusterIP"]);
+    let mut addrs: Vec<String> = r.frontends(&node).iter().map(|f| f.addr.to_string()).collect();
+    addrs.sort();
+    assert_eq!(addrs, ["10.96.0.10", "10.96.0.13"]);
+    assert!(r.health_checks("n1").is_empty());
+    let st = r.lb_state("n1", &node, &LbChoices::default()).unwrap();
+    assert!(
+        st.services.keys().all(|k| k.address[..2] == [10, 96]),
+        "only ClusterIPs in the maps"
+    );
+}
+
 #[test]
 fn backends_set_by_hand_leave_and_rejoin_the_choice() {
     use seta_core::service::BackendState;

@@ -104,6 +104,12 @@ pub async fn nodes(cli: &Cli, json: bool) -> Result<i32> {
 
 /// Cilium's KubeProxyReplacement block on one line.
 fn kpr(k: &seta_core::api::KprStatus) -> String {
+    if !k.enabled {
+        return format!(
+            "False [Socket LB: {}, Backend Selection: {}, Session Affinity: Enabled, No Backend Response: {}, Services: ClusterIP (in-cluster; NodePort, LoadBalancer, externalIPs and HostPort are kube-proxy's); {} services, {} frontends]",
+            k.socket_lb, k.backend_selection, k.no_backend_response, k.services, k.frontends
+        );
+    }
     format!(
         "True [Socket LB: {}, Mode: {}, Backend Selection: {}, Session Affinity: Enabled, Graceful Termination: Enabled, No Backend Response: {}, Services: ClusterIP, NodePort (Range: {}), LoadBalancer, externalIPs, HostPort: Enabled, Annotations: {}; {} services, {} frontends]",
         k.socket_lb,

@@ -458,3 +458,71 @@ mod privileged_policy_service_proxy_name {
         super::privileged_policy_service_proxy_name(P::with_opts("pxtun", Topo::Tunnel, o()).await).await;
     }
 }
+
+/// `--kube-proxy-replacement=false` (Cilium's default, beside kube-proxy):
+/// a pod still reaches a ClusterIP (per-packet LB, on one node and across
+/// nodes), while the service's NodePort and ExternalIP are not served by
+/// the agent (kube-proxy's then): not listed, not in the maps, and nothing
+/// answers from outside; `seta status` says False.
+async fn privileged_policy_service_without_kube_proxy_replacement(p: P) {
+    let web = p.ip("web");
+    peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
+    services_import(
+        &p,
+        &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: np, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.180\n  externalIPs: [198.51.100.81]\n  ports: [{{name: http, port: 80, targetPort: 8080, nodePort: 30180}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: np-a, namespace: default, labels: {{kubernetes.io/service-name: np}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n"),
+    );
+    for n in p.nodes() {
+        let listed = common::seta(&n, &["service", "list"]);
+        let frontends: Vec<&str> = listed.as_array().unwrap().iter().map(|e| e["frontend"].as_str().unwrap()).collect();
+        assert_eq!(frontends, ["10.96.0.180:80/TCP"], "{n}: {listed}");
+        let lb = common::seta(&n, &["bpf", "lb", "list"]).to_string();
+        assert!(!lb.contains(":30180") && !lb.contains("198.51.100.81"), "{n}: {lb}");
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_seta"))
+            .args(["--node", &n, "status"])
+            .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
+            .unwrap();
+        let status = String::from_utf8_lossy(&status.stdout);
+        assert!(
+            status.contains("KubeProxyReplacement:") && status.contains("False [Socket LB: Disabled"),
+            "{status}"
+        );
+    }
+    let client = p.ip("client").to_string();
+    assert_eq!(
+        read_from(&p.ns("client"), "10.96.0.180:80".parse().unwrap()),
+        Ok(client),
+        "the ClusterIP from a pod"
+    );
+    let ext = p.lab().external.clone().unwrap();
+    for i in 0..p.nodes().len() {
+        let node: std::net::Ipv4Addr = format!("172.30.0.{}", i + 1).parse().unwrap();
+        assert!(
+            read_from(&ext.netns, SocketAddr::new(node.into(), 30180)).is_err(),
+            "the NodePort is not the agent's"
+        );
+    }
+}
+
+mod privileged_policy_service_without_kube_proxy_replacement {
+    use super::*;
+    fn o() -> LabOptions {
+        LabOptions {
+            agent_args: vec!["--kube-proxy-replacement=false".into()],
+            ..Default::default()
+        }
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one() {
+        if !privileged("privileged_policy_service_without_kube_proxy_replacement::one") {
+            return;
+        }
+        super::privileged_policy_service_without_kube_proxy_replacement(P::with_opts("nokone", Topo::OneUnderlay, o()).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_service_without_kube_proxy_replacement::tunnel") {
+            return;
+        }
+        super::privileged_policy_service_without_kube_proxy_replacement(P::with_opts("noktun", Topo::Tunnel, o()).await).await;
+    }
+}

@@ -51,6 +51,7 @@ fn config(dir: &Path, node: &str, cidr: &str, mode: RoutingMode) -> Config {
         // flags whose default is true (RunArgs' Default has false)
         bpf_lb_sock_terminate_pod_connections: true,
         node_port_bind_protection: true,
+        kube_proxy_replacement: true,
         ..Default::default()
     })
     .unwrap();
