@@ -144,6 +144,8 @@ pub struct Agent {
     underlay_mtu: u32,
     /// the device holding the node IP: from_netdev delivers to pods from it
     node_dev: Option<String>,
+    /// the addresses NodePorts are served on (`--nodeport-addresses`)
+    node_port_ips: Vec<Ipv4Addr>,
 }
 
 fn host_entry(ep: &Endpoint) -> Result<EndpointInfo, String> {
@@ -298,6 +300,10 @@ impl Agent {
 
         let identities = Identities::new(store.load("identities.json")?);
         let policy = Policy::new(store.load("policy.json")?, cfg.allow_host_ingress);
+        let node_port_ips = seta_core::service::node_port_addresses(node.ip, &node.dev_addrs, &cfg.nodeport_addresses);
+        if node_port_ips.is_empty() && !cfg.nodeport_addresses.is_empty() {
+            tracing::warn!(cidrs = ?cfg.nodeport_addresses, device = ?node.dev, "--nodeport-addresses: no address of the node's device is inside; NodePorts are served on none");
+        }
         let mut services: crate::services::Repository = store.load("services.json")?;
         services.set_proxy_name(&cfg.service_proxy_name);
         services.set_cluster_ip_only(!cfg.kube_proxy_replacement);
@@ -352,6 +358,7 @@ impl Agent {
             last_keepalive: std::sync::Mutex::new(Instant::now()),
             node_ip: node.ip,
             underlay_mtu: node.mtu,
+            node_port_ips,
             node_dev: node.dev,
         });
         // the cluster's identities as last seen: a restart while the
@@ -523,6 +530,8 @@ pub(crate) struct NodeFacts {
     pub mtu: u32,
     /// the device holding the node IP
     pub dev: Option<String>,
+    /// that device's IPv4 addresses (NodePorts may be served on them)
+    pub dev_addrs: Vec<Ipv4Addr>,
     /// the Kubernetes API client, when configured
     pub k8s: Option<Arc<crate::k8s::K8s>>,
 }

@@ -75,6 +75,9 @@ pub struct RunArgs {
     /// A LoadBalancer service's loadBalancerSourceRanges also hold for its NodePort and ClusterIP frontends (Cilium's bpf-lb-source-range-all-types); off: only for its LoadBalancer addresses. Either way they hold for clients from outside only
     #[arg(long, env = "SETA_BPF_LB_SOURCE_RANGE_ALL_TYPES", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub bpf_lb_source_range_all_types: bool,
+    /// CIDRs whose addresses of the node's device serve NodePorts and hostPorts (Cilium's nodeport-addresses), e.g. 172.30.0.0/24,10.0.0.0/8 [default: the node's primary address only]
+    #[arg(long, env = "SETA_NODEPORT_ADDRESSES", value_delimiter = ',')]
+    pub nodeport_addresses: Vec<Ipv4Net>,
     /// kube-proxy replacement (Cilium's kube-proxy-replacement): NodePort, ExternalIPs, LoadBalancer IPs and hostPort in eBPF. Off, kube-proxy (and portmap) keep those: only ClusterIPs are load-balanced, in-cluster (Cilium's default without it)
     #[arg(long, env = "SETA_KUBE_PROXY_REPLACEMENT", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub kube_proxy_replacement: bool,
@@ -308,6 +311,8 @@ pub struct Config {
     pub service_topology: bool,
     /// kube-proxy replacement: off, only ClusterIPs are served
     pub kube_proxy_replacement: bool,
+    /// NodePorts are served on the node device's addresses inside these (empty: the primary one)
+    pub nodeport_addresses: Vec<Ipv4Net>,
     /// socket-LB refuses the node's binds to frontends' addresses and ports
     pub bind_protection: bool,
     /// socket-LB's socket termination covers the pods' namespaces too
@@ -531,6 +536,7 @@ impl Config {
             lb_source_range_all_types: a.bpf_lb_source_range_all_types,
             service_topology: a.enable_service_topology,
             kube_proxy_replacement: a.kube_proxy_replacement,
+            nodeport_addresses: a.nodeport_addresses,
             bind_protection: a.node_port_bind_protection,
             sock_lb_terminate_pod_connections: a.bpf_lb_sock_terminate_pod_connections,
             service_proxy_name: a.k8s_service_proxy_name.trim().to_string(),
@@ -730,6 +736,13 @@ mod tests {
         .unwrap();
         assert!(!c.bind_protection && !c.kube_proxy_replacement);
         assert_eq!(c.service_proxy_name, "seta-a");
+        assert!(c.nodeport_addresses.is_empty(), "the primary address only, Cilium's default");
+        let c = parse(file, &[], &["--nodeport-addresses", "172.30.0.0/24,10.0.0.0/8"]).unwrap();
+        assert_eq!(c.nodeport_addresses.len(), 2);
+        let e = parse(file, &[], &["--nodeport-addresses", "172.30.0.0/33"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--nodeport-addresses") && e.contains("172.30.0.0/33"), "{e}");
         let c = parse(file, &[("SETA_MTU", "1400")], &[]).unwrap();
         assert_eq!(
             c.mtu, None,

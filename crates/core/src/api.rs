@@ -127,6 +127,9 @@ pub struct KprStatus {
     /// the NodePort range, "MIN-MAX" (`--node-port-range`)
     #[serde(default)]
     pub node_port_range: String,
+    /// the node's addresses NodePorts are served on (`--nodeport-addresses`)
+    #[serde(default)]
+    pub node_port_addresses: Vec<String>,
     pub services: usize,
     pub frontends: usize,
     /// the per-service annotations honoured (Cilium's `Annotations:` list)

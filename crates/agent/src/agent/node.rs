@@ -25,10 +25,14 @@ pub(super) async fn underlay(nl: &Netlink, cfg: &Config) -> Result<NodeFacts> {
         (None, None) => 1500,
     };
     let dev = found.and_then(|(idx, _)| links.iter().find(|l| l.index == idx).map(|l| l.name.clone()));
+    let dev_addrs = found
+        .map(|(idx, _)| addrs.iter().filter(|(i, _)| *i == idx).map(|(_, ip)| *ip).collect())
+        .unwrap_or_default();
     Ok(NodeFacts {
         ip: found.map(|(_, ip)| ip),
         mtu,
         dev,
+        dev_addrs,
         k8s: None,
     })
 }

@@ -11,11 +11,17 @@ impl Agent {
     /// listen on: the node's address (its router address when it has none,
     /// as in a one-node lab), and 0.0.0.0, Cilium's surrogate, which
     /// socket-LB uses for 127.0.0.1 and bind protection for 0.0.0.0.
+    /// Where NodePorts are served: the node's addresses of
+    /// `--nodeport-addresses` (by default its primary one; without an
+    /// underlay, the router address), and 0.0.0.0, the surrogate socket-LB
+    /// matches local addresses against.
     fn node_port_addrs(&self) -> Vec<Ipv4Addr> {
-        vec![
-            self.node_ip.unwrap_or(seta_core::ipam::router_ip(self.cfg.pod_cidr)),
-            Ipv4Addr::UNSPECIFIED,
-        ]
+        let mut v = match (self.node_port_ips.is_empty(), self.cfg.nodeport_addresses.is_empty()) {
+            (true, true) => vec![seta_core::ipam::router_ip(self.cfg.pod_cidr)],
+            _ => self.node_port_ips.clone(),
+        };
+        v.push(Ipv4Addr::UNSPECIFIED);
+        v
     }
 
     /// Claim an endpoint's hostPorts in the services subsystem (refused
@@ -526,6 +532,12 @@ impl Agent {
             ),
             no_backend_response: format!("{:?}", self.cfg.service_no_backend_response).to_lowercase(),
             node_port_range: self.cfg.node_port_range.to_string(),
+            node_port_addresses: self
+                .node_port_addrs()
+                .iter()
+                .filter(|a| !a.is_unspecified())
+                .map(|a| a.to_string())
+                .collect(),
             services,
             frontends,
             annotations: {

@@ -111,12 +111,16 @@ fn kpr(k: &seta_core::api::KprStatus) -> String {
         );
     }
     format!(
-        "True [Socket LB: {}, Mode: {}, Backend Selection: {}, Session Affinity: Enabled, Graceful Termination: Enabled, No Backend Response: {}, Services: ClusterIP, NodePort (Range: {}), LoadBalancer, externalIPs, HostPort: Enabled, Annotations: {}; {} services, {} frontends]",
+        "True [Socket LB: {}, Mode: {}, Backend Selection: {}, Session Affinity: Enabled, Graceful Termination: Enabled, No Backend Response: {}, Services: ClusterIP, NodePort (Range: {}), LoadBalancer, externalIPs, HostPort: Enabled, NodePort Addresses: {}, Annotations: {}; {} services, {} frontends]",
         k.socket_lb,
         k.mode,
         k.backend_selection,
         k.no_backend_response,
         k.node_port_range,
+        match k.node_port_addresses.is_empty() {
+            true => "none".to_string(),
+            false => k.node_port_addresses.join(", "),
+        },
         k.annotations.join(", "),
         k.services,
         k.frontends

@@ -526,3 +526,106 @@ mod privileged_policy_service_without_kube_proxy_replacement {
         super::privileged_policy_service_without_kube_proxy_replacement(P::with_opts("noktun", Topo::Tunnel, o()).await).await;
     }
 }
+
+/// Cilium's `--nodeport-addresses`: each node's device gets a second
+/// address. By default a NodePort is served on the primary address only
+/// (the second one answers nothing: no listener, a reset); with
+/// `--nodeport-addresses 172.30.0.0/24` on both, listed and shown in
+/// status; with the second addresses' /32s, on them and not on the
+/// primary.
+async fn privileged_policy_service_nodeport_addresses(mut p: P) {
+    let web = p.ip("web");
+    peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
+    services_import(
+        &p,
+        &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: np, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.190\n  ports: [{{name: http, port: 80, targetPort: 8080, nodePort: 30190}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: np-a, namespace: default, labels: {{kubernetes.io/service-name: np}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n"),
+    );
+    let nodes = p.nodes();
+    let primary = |i: usize| -> std::net::Ipv4Addr { format!("172.30.0.{}", i + 1).parse().unwrap() };
+    let second = |i: usize| -> std::net::Ipv4Addr { format!("172.30.0.{}", i + 101).parse().unwrap() };
+    for (i, n) in nodes.iter().enumerate() {
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &p.node_netns(n),
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/24", second(i)),
+                "dev",
+                "ul0",
+            ])
+            .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let ext = p.lab().external.clone().unwrap();
+    let served = |a: std::net::Ipv4Addr| read_from(&ext.netns, SocketAddr::new(a.into(), 30190)).is_ok();
+    // (re)start the agents with `args` after the lab's own (routing, kvstore):
+    // they read the device's addresses then
+    let base = p.t.lab.agent_args.clone();
+    async fn restart(p: &mut P, base: &[String], args: &[&str]) {
+        p.t.lab.agent_args = base.iter().cloned().chain(args.iter().map(|a| a.to_string())).collect();
+        for n in p.nodes() {
+            p.t.lab.stop_agent(&n).unwrap();
+            p.t.lab.start_agent(&n).await.unwrap();
+        }
+        services_synced(p);
+    }
+    restart(&mut p, &base, &[]).await;
+    for i in 0..nodes.len() {
+        assert!(served(primary(i)), "node {i}: the primary address serves, by default");
+        assert!(!served(second(i)), "node {i}: the second address does not, by default");
+    }
+    let node_ports = |n: &str| -> Vec<String> {
+        let l = common::seta(n, &["service", "list"]);
+        let mut v: Vec<String> = l
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "NodePort")
+            .map(|e| e["frontend"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(node_ports(&nodes[0]), ["0.0.0.0:30190/TCP", "172.30.0.1:30190/TCP"]);
+    restart(&mut p, &base, &["--nodeport-addresses", "172.30.0.0/24"]).await;
+    for i in 0..nodes.len() {
+        assert!(served(primary(i)) && served(second(i)), "node {i}: both addresses serve");
+    }
+    assert_eq!(
+        node_ports(&nodes[0]),
+        ["0.0.0.0:30190/TCP", "172.30.0.101:30190/TCP", "172.30.0.1:30190/TCP"]
+    );
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_seta"))
+        .args(["--node", &nodes[0], "status"])
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("NodePort Addresses: 172.30.0.1, 172.30.0.101,"), "{status}");
+    let seconds: Vec<String> = (0..nodes.len()).map(|i| format!("{}/32", second(i))).collect();
+    restart(&mut p, &base, &["--nodeport-addresses", &seconds.join(",")]).await;
+    for i in 0..nodes.len() {
+        assert!(!served(primary(i)) && served(second(i)), "node {i}: the second address only");
+    }
+}
+
+mod privileged_policy_service_nodeport_addresses {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one() {
+        if !privileged("privileged_policy_service_nodeport_addresses::one") {
+            return;
+        }
+        super::privileged_policy_service_nodeport_addresses(P::with_opts("npaone", Topo::OneUnderlay, Default::default()).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_service_nodeport_addresses::tunnel") {
+            return;
+        }
+        super::privileged_policy_service_nodeport_addresses(P::with_opts("npatun", Topo::Tunnel, Default::default()).await).await;
+    }
+}

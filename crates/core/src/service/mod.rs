@@ -218,6 +218,25 @@ pub struct HostPort {
     pub host_ip: Option<Ipv4Addr>,
 }
 
+/// The node addresses NodePorts (and hostPorts without a host IP) are served
+/// on, Cilium's `nodeport-addresses`: without CIDRs, the node's primary
+/// address; with them, each of the node device's addresses inside one of
+/// them (the primary too, when a CIDR holds it), in order, once each.
+pub fn node_port_addresses(primary: Option<Ipv4Addr>, device: &[Ipv4Addr], cidrs: &[Ipv4Net]) -> Vec<Ipv4Addr> {
+    if cidrs.is_empty() {
+        return primary.into_iter().collect();
+    }
+    let mut out: Vec<Ipv4Addr> = primary
+        .iter()
+        .chain(device)
+        .copied()
+        .filter(|a| cidrs.iter().any(|c| c.contains(a)))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// The NodePort range (Cilium's `--node-port-range`, which must match the API
 /// server's `--service-node-port-range`): a service's nodePort must be in it,
 /// a hostPort must not (Cilium's rule), and BPF SNAT takes its ports above

@@ -729,3 +729,23 @@ fn node_port_range_joins_the_reserved_ports_when_it_overlaps_the_ephemeral_ones(
     assert!(wide.protect("x", "", true).is_err());
     assert!(wide.protect("32768 60999", "1-x", true).is_err());
 }
+
+/// Cilium's nodeport-addresses: the primary address by default; with CIDRs
+/// every device address inside them, the primary only when inside.
+#[test]
+fn node_port_addresses_follow_the_cidrs() {
+    let primary = Some(ip("172.30.0.1"));
+    let dev = [ip("172.30.0.1"), ip("172.30.0.101"), ip("10.9.0.1")];
+    let net = |s: &str| s.parse::<ipnet::Ipv4Net>().unwrap();
+    assert_eq!(node_port_addresses(primary, &dev, &[]), [ip("172.30.0.1")]);
+    assert_eq!(node_port_addresses(None, &dev, &[]), Vec::<Ipv4Addr>::new());
+    assert_eq!(
+        node_port_addresses(primary, &dev, &[net("172.30.0.0/24")]),
+        [ip("172.30.0.1"), ip("172.30.0.101")]
+    );
+    assert_eq!(
+        node_port_addresses(primary, &dev, &[net("172.30.0.101/32"), net("10.0.0.0/8")]),
+        [ip("10.9.0.1"), ip("172.30.0.101")]
+    );
+    assert!(node_port_addresses(primary, &dev, &[net("192.0.2.0/24")]).is_empty());
+}

@@ -101,6 +101,7 @@ async fn agent_cfg(
         ip: node_ip,
         mtu: 1500,
         dev: None,
+        dev_addrs: node_ip.into_iter().collect(),
         k8s,
     };
     let kernel: Arc<dyn Kernel> = k.clone();
