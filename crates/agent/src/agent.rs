@@ -144,8 +144,9 @@ pub struct Agent {
     underlay_mtu: u32,
     /// the device holding the node IP: from_netdev delivers to pods from it
     node_dev: Option<String>,
-    /// the addresses NodePorts are served on (`--nodeport-addresses`)
-    node_port_ips: Vec<Ipv4Addr>,
+    /// the addresses NodePorts are served on (`--nodeport-addresses`;
+    /// followed while the agent runs)
+    node_port_ips: std::sync::Mutex<Vec<Ipv4Addr>>,
 }
 
 fn host_entry(ep: &Endpoint) -> Result<EndpointInfo, String> {
@@ -358,7 +359,7 @@ impl Agent {
             last_keepalive: std::sync::Mutex::new(Instant::now()),
             node_ip: node.ip,
             underlay_mtu: node.mtu,
-            node_port_ips,
+            node_port_ips: std::sync::Mutex::new(node_port_ips),
             node_dev: node.dev,
         });
         // the cluster's identities as last seen: a restart while the

@@ -87,6 +87,18 @@ impl Agent {
         });
         let me = self.clone();
         sup.spawn("ip-publisher", move || me.clone().ip_publisher());
+        if !self.cfg.nodeport_addresses.is_empty() {
+            let me = self.clone();
+            sup.spawn("node-addresses", move || {
+                let me = me.clone();
+                async move {
+                    loop {
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        me.refresh_node_port_addrs().await?;
+                    }
+                }
+            });
+        }
         // under Kubernetes every agent watches the API for services instead
         if self.kv.shared() && self.k8s.is_none() {
             let me = self.clone();

@@ -16,12 +16,45 @@ impl Agent {
     /// underlay, the router address), and 0.0.0.0, the surrogate socket-LB
     /// matches local addresses against.
     fn node_port_addrs(&self) -> Vec<Ipv4Addr> {
-        let mut v = match (self.node_port_ips.is_empty(), self.cfg.nodeport_addresses.is_empty()) {
+        let ips = self.node_port_ips.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut v = match (ips.is_empty(), self.cfg.nodeport_addresses.is_empty()) {
             (true, true) => vec![seta_core::ipam::router_ip(self.cfg.pod_cidr)],
-            _ => self.node_port_ips.clone(),
+            _ => ips,
         };
         v.push(Ipv4Addr::UNSPECIFIED);
         v
+    }
+
+    /// With `--nodeport-addresses`, follow the node device's addresses (as
+    /// Cilium's node address table does): an address added or removed
+    /// inside the CIDRs starts or stops serving NodePorts and hostPorts.
+    /// Whether they changed.
+    pub(super) async fn refresh_node_port_addrs(&self) -> anyhow::Result<bool> {
+        let Some(dev) = self.node_dev.as_deref() else {
+            return Ok(false);
+        };
+        if self.cfg.nodeport_addresses.is_empty() {
+            return Ok(false); // the primary address, fixed
+        }
+        let Some(link) = self.kernel.links().await?.into_iter().find(|l| l.name == dev) else {
+            return Ok(false);
+        };
+        let dev_addrs: Vec<Ipv4Addr> = self
+            .kernel
+            .ipv4_addrs()
+            .await?
+            .into_iter()
+            .filter(|(i, _)| *i == link.index)
+            .map(|(_, a)| a)
+            .collect();
+        let want = seta_core::service::node_port_addresses(self.node_ip, &dev_addrs, &self.cfg.nodeport_addresses);
+        let before = std::mem::replace(&mut *self.node_port_ips.lock().unwrap_or_else(|e| e.into_inner()), want.clone());
+        if before == want {
+            return Ok(false);
+        }
+        tracing::info!(?before, now = ?want, "NodePort addresses changed");
+        self.services_resync().await;
+        Ok(true)
     }
 
     /// Claim an endpoint's hostPorts in the services subsystem (refused

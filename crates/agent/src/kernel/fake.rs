@@ -28,6 +28,8 @@ pub struct State {
     pub ct: BTreeMap<Ipv4Addr, usize>,
     /// socket-LB's namespaces (cookie -> kind)
     pub sock_netns: BTreeMap<u64, u8>,
+    /// IPv4 addresses of the links: (ifindex, address)
+    pub addrs: Vec<(u32, Ipv4Addr)>,
     /// socket-LB's reverse entries: (socket cookie, backend)
     pub sock_rev: BTreeSet<(u64, SocketAddrV4)>,
     // --- injected failures ---
@@ -116,7 +118,7 @@ impl Kernel for Fake {
         Ok(self.state().links.values().cloned().collect())
     }
     async fn ipv4_addrs(&self) -> Result<Vec<(u32, Ipv4Addr)>> {
-        Ok(vec![])
+        Ok(self.state().addrs.clone())
     }
 
     async fn endpoint_program(&self) -> Result<u32> {

@@ -531,8 +531,9 @@ mod privileged_policy_service_without_kube_proxy_replacement {
 /// address. By default a NodePort is served on the primary address only
 /// (the second one answers nothing: no listener, a reset); with
 /// `--nodeport-addresses 172.30.0.0/24` on both, listed and shown in
-/// status; with the second addresses' /32s, on them and not on the
-/// primary.
+/// status, and on a third address while it is there (added and removed
+/// with the agent running); with the second addresses' /32s, on them and
+/// not on the primary.
 async fn privileged_policy_service_nodeport_addresses(mut p: P) {
     let web = p.ip("web");
     peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
@@ -543,7 +544,7 @@ async fn privileged_policy_service_nodeport_addresses(mut p: P) {
     let nodes = p.nodes();
     let primary = |i: usize| -> std::net::Ipv4Addr { format!("172.30.0.{}", i + 1).parse().unwrap() };
     let second = |i: usize| -> std::net::Ipv4Addr { format!("172.30.0.{}", i + 101).parse().unwrap() };
-    for (i, n) in nodes.iter().enumerate() {
+    let addr = |p: &P, op: &str, n: &str, a: std::net::Ipv4Addr| {
         let out = std::process::Command::new("ip")
             .args([
                 "netns",
@@ -551,14 +552,17 @@ async fn privileged_policy_service_nodeport_addresses(mut p: P) {
                 &p.node_netns(n),
                 "ip",
                 "addr",
-                "add",
-                &format!("{}/24", second(i)),
+                op,
+                &format!("{a}/24"),
                 "dev",
                 "ul0",
             ])
             .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    for (i, n) in nodes.iter().enumerate() {
+        addr(&p, "add", n, second(i));
     }
     let ext = p.lab().external.clone().unwrap();
     let served = |a: std::net::Ipv4Addr| read_from(&ext.netns, SocketAddr::new(a.into(), 30190)).is_ok();
@@ -573,7 +577,6 @@ async fn privileged_policy_service_nodeport_addresses(mut p: P) {
         }
         services_synced(p);
     }
-    restart(&mut p, &base, &[]).await;
     for i in 0..nodes.len() {
         assert!(served(primary(i)), "node {i}: the primary address serves, by default");
         assert!(!served(second(i)), "node {i}: the second address does not, by default");
@@ -605,6 +608,17 @@ async fn privileged_policy_service_nodeport_addresses(mut p: P) {
         .unwrap();
     let status = String::from_utf8_lossy(&status.stdout);
     assert!(status.contains("NodePort Addresses: 172.30.0.1, 172.30.0.101,"), "{status}");
+    // followed while the agents run: an address added inside serves, and
+    // stops when it is removed
+    let third = |i: usize| -> std::net::Ipv4Addr { format!("172.30.0.{}", i + 151).parse().unwrap() };
+    for (i, n) in nodes.iter().enumerate() {
+        addr(&p, "add", n, third(i));
+        common::wait_for(&format!("{n} serves its new address"), 10, || served(third(i)));
+        addr(&p, "del", n, third(i));
+        common::wait_for(&format!("{n} stops serving the removed address"), 10, || {
+            !node_ports(n).contains(&format!("{}:30190/TCP", third(i)))
+        });
+    }
     let seconds: Vec<String> = (0..nodes.len()).map(|i| format!("{}/32", second(i))).collect();
     restart(&mut p, &base, &["--nodeport-addresses", &seconds.join(",")]).await;
     for i in 0..nodes.len() {

@@ -97,11 +97,16 @@ async fn agent_cfg(
         .load::<Option<Pool>>("ipam.json")
         .unwrap()
         .unwrap_or(Pool::new(cfg.pod_cidr).unwrap());
+    // the fake's link "ul0", when a test made one, is the node's device
+    let dev = k.state().links.get("ul0").map(|l| l.index);
     let facts = NodeFacts {
         ip: node_ip,
         mtu: 1500,
-        dev: None,
-        dev_addrs: node_ip.into_iter().collect(),
+        dev: dev.map(|_| "ul0".to_string()),
+        dev_addrs: match dev {
+            Some(i) => k.state().addrs.iter().filter(|(x, _)| *x == i).map(|(_, a)| *a).collect(),
+            None => node_ip.into_iter().collect(),
+        },
         k8s,
     };
     let kernel: Arc<dyn Kernel> = k.clone();

@@ -477,3 +477,58 @@ async fn kube_proxy_healthz_follows_the_sources_and_the_service_maps() {
     assert!(again.problems.is_empty(), "{again:?}");
     assert!(again.last_updated > good.last_updated);
 }
+
+/// `--nodeport-addresses`: NodePorts on the device's addresses inside the
+/// CIDRs, followed while the agent runs (an address added serves, one
+/// removed stops), in the list and in the maps.
+#[tokio::test]
+async fn nodeport_addresses_follow_the_devices_addresses() {
+    let d = Tmp::new("npaddrs");
+    let k = Fake::new();
+    let ul = k.add_link("ul0");
+    let (primary, second): (Ipv4Addr, Ipv4Addr) = ("172.31.0.1".parse().unwrap(), "172.31.0.101".parse().unwrap());
+    k.state().addrs = vec![(ul.index, primary), (ul.index + 1, "10.9.9.9".parse().unwrap())];
+    let cfg = Config {
+        nodeport_addresses: vec!["172.31.0.0/24".parse().unwrap(), "10.0.0.0/8".parse().unwrap()],
+        ..config(&d.0, "n1", "10.210.1.0/24", RoutingMode::Tunnel)
+    };
+    let a = agent_cfg(&d.0, cfg, &k, None, Some(primary), None).await;
+    a.service_import(SVC).await.unwrap();
+    let node_ports = |a: &Agent| -> Vec<String> {
+        let mut v: Vec<String> = a
+            .service_list()
+            .into_iter()
+            .filter(|e| e.kind == "NodePort")
+            .map(|e| e.frontend)
+            .collect();
+        v.sort();
+        v
+    };
+    let in_maps = |a: Ipv4Addr| {
+        k.state()
+            .lb
+            .services
+            .keys()
+            .any(|s| s.address == a.octets() && s.dport == 30080u16.to_be_bytes())
+    };
+    assert_eq!(
+        node_ports(&a),
+        ["0.0.0.0:30080/TCP", "172.31.0.1:30080/TCP"],
+        "another device's address is not the node's"
+    );
+    assert!(!a.refresh_node_port_addrs().await.unwrap(), "nothing changed");
+    k.state().addrs.push((ul.index, second));
+    assert!(a.refresh_node_port_addrs().await.unwrap());
+    assert_eq!(
+        node_ports(&a),
+        ["0.0.0.0:30080/TCP", "172.31.0.101:30080/TCP", "172.31.0.1:30080/TCP"]
+    );
+    assert!(in_maps(second) && in_maps(primary));
+    assert_eq!(
+        a.status().await.kube_proxy_replacement.node_port_addresses,
+        ["172.31.0.1", "172.31.0.101"]
+    );
+    k.state().addrs.retain(|(_, x)| *x != second);
+    assert!(a.refresh_node_port_addrs().await.unwrap());
+    assert!(!in_maps(second) && in_maps(primary), "a removed address stops serving");
+}
