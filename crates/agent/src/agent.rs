@@ -306,8 +306,12 @@ impl Agent {
             tracing::warn!(cidrs = ?cfg.nodeport_addresses, device = ?node.dev, "--nodeport-addresses: no address of the node's device is inside; NodePorts are served on none");
         }
         let mut services: crate::services::Repository = store.load("services.json")?;
-        services.set_proxy_name(&cfg.service_proxy_name);
-        services.set_cluster_ip_only(!cfg.kube_proxy_replacement);
+        services.set_serving(crate::services::Serving {
+            proxy_name: cfg.service_proxy_name.clone(),
+            cluster_ip_only: !cfg.kube_proxy_replacement,
+            no_session_affinity: !cfg.session_affinity,
+            no_health_checks: !cfg.health_check_node_port,
+        });
         // Pool allocations without an endpoint are kept: a CNI ADD may be between
         // its IPAM call and its endpoint call. They are released by CNI DEL/GC.
         pool.cidr = cfg.pod_cidr;

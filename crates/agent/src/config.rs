@@ -81,6 +81,12 @@ pub struct RunArgs {
     /// kube-proxy replacement (Cilium's kube-proxy-replacement): NodePort, ExternalIPs, LoadBalancer IPs and hostPort in eBPF. Off, kube-proxy (and portmap) keep those: only ClusterIPs are load-balanced, in-cluster (Cilium's default without it)
     #[arg(long, env = "SETA_KUBE_PROXY_REPLACEMENT", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub kube_proxy_replacement: bool,
+    /// Honour services' sessionAffinity: ClientIP (Cilium's enable-session-affinity, on by default as its config.sessionAffinity); off: every connection chooses anew
+    #[arg(long, env = "SETA_ENABLE_SESSION_AFFINITY", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_session_affinity: bool,
+    /// Serve services' healthCheckNodePort (Cilium's enable-health-check-nodeport): 200 with local backends, 503 without; off: no such server
+    #[arg(long, env = "SETA_ENABLE_HEALTH_CHECK_NODEPORT", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_health_check_nodeport: bool,
     /// Bind protection (Cilium's node-port-bind-protection): with socket-LB, the node's own processes cannot bind(2) the address and port of a NodePort, ExternalIP or LoadBalancer frontend (EPERM), so none takes over a service's traffic; off: such binds succeed
     #[arg(long, env = "SETA_NODE_PORT_BIND_PROTECTION", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub node_port_bind_protection: bool,
@@ -311,6 +317,10 @@ pub struct Config {
     pub service_topology: bool,
     /// kube-proxy replacement: off, only ClusterIPs are served
     pub kube_proxy_replacement: bool,
+    /// sessionAffinity is honoured
+    pub session_affinity: bool,
+    /// healthCheckNodePort servers run
+    pub health_check_node_port: bool,
     /// NodePorts are served on the node device's addresses inside these (empty: the primary one)
     pub nodeport_addresses: Vec<Ipv4Net>,
     /// socket-LB refuses the node's binds to frontends' addresses and ports
@@ -536,6 +546,8 @@ impl Config {
             lb_source_range_all_types: a.bpf_lb_source_range_all_types,
             service_topology: a.enable_service_topology,
             kube_proxy_replacement: a.kube_proxy_replacement,
+            session_affinity: a.enable_session_affinity,
+            health_check_node_port: a.enable_health_check_nodeport,
             nodeport_addresses: a.nodeport_addresses,
             bind_protection: a.node_port_bind_protection,
             sock_lb_terminate_pod_connections: a.bpf_lb_sock_terminate_pod_connections,
@@ -723,6 +735,7 @@ mod tests {
         // bind protection on and the default proxy, as Cilium's defaults;
         // seta replaces kube-proxy unless told not to
         assert!(c.bind_protection && c.service_proxy_name.is_empty() && c.kube_proxy_replacement);
+        assert!(c.session_affinity && c.health_check_node_port, "Cilium's defaults");
         let c = parse(
             file,
             &[],
@@ -735,6 +748,13 @@ mod tests {
         )
         .unwrap();
         assert!(!c.bind_protection && !c.kube_proxy_replacement);
+        let c2 = parse(
+            file,
+            &[],
+            &["--enable-session-affinity=false", "--enable-health-check-nodeport=false"],
+        )
+        .unwrap();
+        assert!(!c2.session_affinity && !c2.health_check_node_port);
         assert_eq!(c.service_proxy_name, "seta-a");
         assert!(c.nodeport_addresses.is_empty(), "the primary address only, Cilium's default");
         let c = parse(file, &[], &["--nodeport-addresses", "172.30.0.0/24,10.0.0.0/8"]).unwrap();

@@ -44,16 +44,26 @@ pub struct Repository {
     /// served before until the watch has the Node again
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     node_labels: BTreeMap<String, String>,
-    /// this node's proxy name (`--k8s-service-proxy-name`): it serves the
-    /// services whose `service.kubernetes.io/service-proxy-name` names it
-    /// ("": those without the label); configuration, not state
+    /// how this node serves them: the agent's flags, not state
     #[serde(skip)]
-    proxy_name: String,
-    /// without kube-proxy replacement: ClusterIP frontends only (no
-    /// NodePort, ExternalIP, LoadBalancer or hostPort, no health checks);
-    /// configuration, not state
-    #[serde(skip)]
-    cluster_ip_only: bool,
+    serving: Serving,
+}
+
+/// How a node serves the repository's services, from the agent's flags
+/// (the defaults: Cilium's with kube-proxy replacement).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Serving {
+    /// `--k8s-service-proxy-name`: it serves the services whose
+    /// `service.kubernetes.io/service-proxy-name` names it ("": those
+    /// without the label)
+    pub proxy_name: String,
+    /// `--kube-proxy-replacement=false`: ClusterIP frontends only (no
+    /// NodePort, ExternalIP, LoadBalancer or hostPort, no health checks)
+    pub cluster_ip_only: bool,
+    /// `--enable-session-affinity=false`: sessionAffinity is not honoured
+    pub no_session_affinity: bool,
+    /// `--enable-health-check-nodeport=false`: no healthCheckNodePort servers
+    pub no_health_checks: bool,
 }
 
 /// Hands out the lowest numbers not in use, from 1 up to a most (one walk
@@ -182,21 +192,14 @@ impl Repository {
         std::mem::replace(&mut self.node_labels, labels) != self.node_labels
     }
 
-    /// Serve the services of proxy `name` (kube-proxy's and Cilium's
-    /// service-proxy-name) from now on.
-    pub fn set_proxy_name(&mut self, name: &str) {
-        self.proxy_name = name.to_string();
-    }
-
-    /// Without kube-proxy replacement (`--kube-proxy-replacement=false`),
-    /// only ClusterIPs are served; kube-proxy keeps the rest.
-    pub fn set_cluster_ip_only(&mut self, on: bool) {
-        self.cluster_ip_only = on;
+    /// Serve the services as `serving` says from now on.
+    pub fn set_serving(&mut self, serving: Serving) {
+        self.serving = serving;
     }
 
     /// Is `s` this node's proxy's (its service-proxy-name label)?
     pub fn proxies(&self, s: &Service) -> bool {
-        s.proxied_by(&self.proxy_name)
+        s.proxied_by(&self.serving.proxy_name)
     }
 
     /// Does this node expose `s`: its proxy's, and allowed by its
@@ -226,9 +229,12 @@ impl Repository {
                 )
             })
             .chain(self.host_port_frontends(node_addrs))
-            .filter(|f| !self.cluster_ip_only || f.kind == FrontendKind::ClusterIP)
+            .filter(|f| !self.serving.cluster_ip_only || f.kind == FrontendKind::ClusterIP)
             .collect();
         for f in &mut out {
+            if self.serving.no_session_affinity {
+                f.affinity = None;
+            }
             for b in &mut f.backends {
                 if let Some(st) = self.overrides.get(&format!("{}:{}", b.ip, b.port)) {
                     b.state = *st;

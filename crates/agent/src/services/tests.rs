@@ -134,11 +134,15 @@ fn the_proxy_name_picks_the_services_this_node_serves() {
     assert_eq!(services(&r), ["shop/web"], "the default proxy: the unlabelled service only");
     assert!(r.health_checks("n1").is_empty());
     let unlabelled = maps(&mut r);
-    r.set_proxy_name("seta-a");
+    let proxy = |name: &str| Serving {
+        proxy_name: name.into(),
+        ..Default::default()
+    };
+    r.set_serving(proxy("seta-a"));
     assert_eq!(services(&r), ["shop/mine"], "proxy seta-a: its labelled service only");
     assert_eq!(r.health_checks("n1").keys().collect::<Vec<_>>(), [&32001]);
     assert!(maps(&mut r) > 0 && maps(&mut r) != unlabelled);
-    r.set_proxy_name("seta-b");
+    r.set_serving(proxy("seta-b"));
     assert!(services(&r).is_empty() && maps(&mut r) == 0, "nobody's services here");
     let back: Repository = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
     assert_eq!(
@@ -172,7 +176,10 @@ fn without_kube_proxy_replacement_only_cluster_ips_are_served() {
     };
     assert_eq!(kinds(&r), ["ClusterIP", "ExternalIP", "HostPort", "LoadBalancer", "NodePort"]);
     assert_eq!(r.health_checks("n1").len(), 1);
-    r.set_cluster_ip_only(true);
+    r.set_serving(Serving {
+        cluster_ip_only: true,
+        ..Default::default()
+    });
     assert_eq!(kinds(&r), ["ClusterIP"]);
     let mut addrs: Vec<String> = r.frontends(&node).iter().map(|f| f.addr.to_string()).collect();
     addrs.sort();
@@ -183,6 +190,28 @@ fn without_kube_proxy_replacement_only_cluster_ips_are_served() {
         st.services.keys().all(|k| k.address[..2] == [10, 96]),
         "only ClusterIPs in the maps"
     );
+}
+
+/// `--enable-session-affinity=false` and `--enable-health-check-nodeport=false`:
+/// sessionAffinity leaves the frontends (no timeout in the maps) and no
+/// health check is served; the services are otherwise served as before.
+#[test]
+fn session_affinity_and_health_checks_can_be_turned_off() {
+    let lb = "---\napiVersion: v1\nkind: Service\nmetadata: {name: lb, namespace: shop}\nspec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.14\n  sessionAffinity: ClientIP\n  externalTrafficPolicy: Local\n  healthCheckNodePort: 32003\n  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30095}]\n";
+    let mut r = Repository::default();
+    r.import(parse_file(&format!("{SVC}{lb}")).unwrap());
+    let sticky = |r: &Repository| r.frontends(&[]).iter().filter(|f| f.affinity.is_some()).count();
+    assert!(sticky(&r) > 0);
+    assert_eq!(r.health_checks("n1").len(), 1);
+    let before = r.frontends(&[]).len();
+    r.set_serving(Serving {
+        no_session_affinity: true,
+        no_health_checks: true,
+        ..Default::default()
+    });
+    assert_eq!(sticky(&r), 0);
+    assert!(r.health_checks("n1").is_empty());
+    assert_eq!(r.frontends(&[]).len(), before, "the same frontends");
 }
 
 #[test]

@@ -643,3 +643,62 @@ mod privileged_policy_service_nodeport_addresses {
         super::privileged_policy_service_nodeport_addresses(P::with_opts("npatun", Topo::Tunnel, Default::default()).await).await;
     }
 }
+
+/// `--enable-session-affinity=false --enable-health-check-nodeport=false`
+/// (Cilium's flags, on by default): a service with `sessionAffinity:
+/// ClientIP` spreads one client's connections over both backends, and its
+/// healthCheckNodePort is not served (nothing listens), while its NodePort
+/// is.
+async fn privileged_policy_service_affinity_and_health_checks_off(p: P) {
+    let (web, other) = (p.ip("web"), p.ip("other"));
+    tag_server(&p.ns("web"), SocketAddr::new(web.into(), 8080), "web");
+    tag_server(&p.ns("other"), SocketAddr::new(other.into(), 8080), "other");
+    services_import(
+        &p,
+        &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: sticky, namespace: default}}\nspec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.200\n  sessionAffinity: ClientIP\n  externalTrafficPolicy: Local\n  healthCheckNodePort: 32010\n  ports: [{{name: http, port: 80, targetPort: 8080, nodePort: 30200}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: sticky-a, namespace: default, labels: {{kubernetes.io/service-name: sticky}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}, nodeName: {n}}}\n- {{addresses: [{other}], conditions: {{ready: true}}, nodeName: {n}}}\n", n = p.node()),
+    );
+    let seen = tags(&p.ns("client"), "10.96.0.200:80".parse().unwrap(), 24);
+    assert_eq!(
+        seen.keys().cloned().collect::<Vec<_>>(),
+        ["other", "web"],
+        "no affinity: both backends serve one client: {seen:?}"
+    );
+    let ext = p.lab().external.clone().unwrap();
+    let node0: std::net::Ipv4Addr = "172.30.0.1".parse().unwrap();
+    assert!(
+        read_from(&ext.netns, SocketAddr::new(node0.into(), 30200)).is_ok(),
+        "the NodePort of the backends' node serves"
+    );
+    assert_eq!(
+        read_from(&ext.netns, SocketAddr::new(node0.into(), 32010)),
+        Err(std::io::ErrorKind::ConnectionRefused),
+        "no health check server"
+    );
+}
+
+mod privileged_policy_service_affinity_and_health_checks_off {
+    use super::*;
+    fn o() -> LabOptions {
+        LabOptions {
+            agent_args: vec![
+                "--enable-session-affinity=false".into(),
+                "--enable-health-check-nodeport=false".into(),
+            ],
+            ..Default::default()
+        }
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one() {
+        if !privileged("privileged_policy_service_affinity_and_health_checks_off::one") {
+            return;
+        }
+        super::privileged_policy_service_affinity_and_health_checks_off(P::with_opts("affone", Topo::OneUnderlay, o()).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_service_affinity_and_health_checks_off::tunnel") {
+            return;
+        }
+        super::privileged_policy_service_affinity_and_health_checks_off(P::with_opts("afftun", Topo::Tunnel, o()).await).await;
+    }
+}

@@ -52,6 +52,8 @@ fn config(dir: &Path, node: &str, cidr: &str, mode: RoutingMode) -> Config {
         bpf_lb_sock_terminate_pod_connections: true,
         node_port_bind_protection: true,
         kube_proxy_replacement: true,
+        enable_session_affinity: true,
+        enable_health_check_nodeport: true,
         ..Default::default()
     })
     .unwrap();
