@@ -81,6 +81,12 @@ pub struct RunArgs {
     /// kube-proxy replacement (Cilium's kube-proxy-replacement): NodePort, ExternalIPs, LoadBalancer IPs and hostPort in eBPF. Off, kube-proxy (and portmap) keep those: only ClusterIPs are load-balanced, in-cluster (Cilium's default without it)
     #[arg(long, env = "SETA_KUBE_PROXY_REPLACEMENT", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub kube_proxy_replacement: bool,
+    /// How DSR carries the service to the backend's node (Cilium's bpf-lb-dsr-dispatch): `opt`, the IPv4 option, is the one seta has (Geneve and IPIP encapsulation are not)
+    #[arg(long, env = "SETA_BPF_LB_DSR_DISPATCH", default_value = "opt")]
+    pub bpf_lb_dsr_dispatch: String,
+    /// XDP acceleration of north-south load-balancing (Cilium's bpf-lb-acceleration): `disabled`; `best-effort` falls back to it, as Cilium does on a device without native XDP (seta has no XDP path); `native` is refused
+    #[arg(long, env = "SETA_BPF_LB_ACCELERATION", default_value = "disabled")]
+    pub bpf_lb_acceleration: String,
     /// Honour services' sessionAffinity: ClientIP (Cilium's enable-session-affinity, on by default as its config.sessionAffinity); off: every connection chooses anew
     #[arg(long, env = "SETA_ENABLE_SESSION_AFFINITY", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub enable_session_affinity: bool,
@@ -612,7 +618,26 @@ impl Config {
                 (None, false) => IdentityAllocationMode::Kvstore,
             },
             k8s,
-            lb_mode: a.bpf_lb_mode,
+            lb_mode: {
+                match a.bpf_lb_dsr_dispatch.as_str() {
+                    "opt" => {}
+                    v @ ("geneve" | "ipip") => bail!(
+                        "--bpf-lb-dsr-dispatch {v}: seta dispatches DSR by the IPv4 option only (opt); {v} encapsulation is not available"
+                    ),
+                    v => bail!("--bpf-lb-dsr-dispatch {v:?}: must be opt, geneve or ipip"),
+                }
+                match a.bpf_lb_acceleration.as_str() {
+                    "disabled" => {}
+                    "best-effort" => {
+                        tracing::info!("--bpf-lb-acceleration best-effort: no XDP path in seta, so disabled (Cilium's fallback)")
+                    }
+                    "native" => {
+                        bail!("--bpf-lb-acceleration native: XDP acceleration is not implemented by seta; use disabled or best-effort")
+                    }
+                    v => bail!("--bpf-lb-acceleration {v:?}: must be disabled, native or best-effort"),
+                }
+                a.bpf_lb_mode
+            },
             monitor_aggregation: a.monitor_aggregation,
             sock_lb_hostns_only: match (a.bpf_lb_sock_hostns_only, a.bpf_lb_sock) {
                 (true, false) => bail!("--bpf-lb-sock-hostns-only narrows socket-LB: it needs --bpf-lb-sock"),
@@ -748,6 +773,17 @@ mod tests {
         )
         .unwrap();
         assert!(!c.bind_protection && !c.kube_proxy_replacement);
+        // Cilium's DSR dispatch and acceleration values: what seta has, or a clear refusal
+        for (flag, ok, refused) in [
+            ("--bpf-lb-dsr-dispatch", "opt", "geneve"),
+            ("--bpf-lb-acceleration", "best-effort", "native"),
+        ] {
+            parse(file, &[], &[flag, ok]).unwrap();
+            let e = parse(file, &[], &[flag, refused]).unwrap_err().to_string();
+            assert!(e.contains(&format!("{flag} {refused}: ")) && e.contains("seta"), "{e}");
+            let e = parse(file, &[], &[flag, "bogus"]).unwrap_err().to_string();
+            assert!(e.contains(flag) && e.contains("must be"), "{e}");
+        }
         let c2 = parse(
             file,
             &[],

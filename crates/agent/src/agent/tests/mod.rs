@@ -54,6 +54,8 @@ fn config(dir: &Path, node: &str, cidr: &str, mode: RoutingMode) -> Config {
         kube_proxy_replacement: true,
         enable_session_affinity: true,
         enable_health_check_nodeport: true,
+        bpf_lb_dsr_dispatch: "opt".into(),
+        bpf_lb_acceleration: "disabled".into(),
         ..Default::default()
     })
     .unwrap();
