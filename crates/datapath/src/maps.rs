@@ -703,6 +703,7 @@ pub fn purge_backends(pin_dir: &Path, gone: &[seta_abi::Lb4Backend]) -> Result<P
         n += conn.remove(&k).is_ok() as usize;
     }
     // socket-LB's reverse entries (when it ever ran on this node)
+    let mut sockets = vec![];
     if let Ok(m) = SockMaps::open(pin_dir) {
         let mut rev = m.rev;
         let keys: Vec<seta_abi::SockRevnatKey> = rev
@@ -711,18 +712,12 @@ pub fn purge_backends(pin_dir: &Path, gone: &[seta_abi::Lb4Backend]) -> Result<P
             .filter(|(k, _)| gone.iter().any(|b| b.address == k.address && b.port == k.port))
             .map(|(k, _)| k)
             .collect();
-        let mut sockets = Vec::with_capacity(keys.len());
         for k in keys {
             n += rev.remove(&k).is_ok() as usize;
-            let backend = std::net::SocketAddrV4::new(k.address.into(), u16::from_be_bytes(k.port));
-            sockets.push((k.cookie, backend));
+            sockets.push((k.cookie, std::net::SocketAddrV4::new(k.address.into(), u16::from_be_bytes(k.port))));
         }
-        return Ok(Purged { entries: n, sockets });
     }
-    Ok(Purged {
-        entries: n,
-        sockets: vec![],
-    })
+    Ok(Purged { entries: n, sockets })
 }
 
 /// Set one `seta_config` slot (e.g. [`seta_abi::CONFIG_VXLAN_IFINDEX`]).

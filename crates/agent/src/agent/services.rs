@@ -8,13 +8,10 @@ use seta_core::api::{ServiceChange, ServiceEntry};
 
 impl Agent {
     /// The addresses NodePort frontends (and hostPorts without a hostIP)
-    /// listen on: the node's address (its router address when it has none,
-    /// as in a one-node lab), and 0.0.0.0, Cilium's surrogate, which
-    /// socket-LB uses for 127.0.0.1 and bind protection for 0.0.0.0.
-    /// Where NodePorts are served: the node's addresses of
-    /// `--nodeport-addresses` (by default its primary one; without an
-    /// underlay, the router address), and 0.0.0.0, the surrogate socket-LB
-    /// matches local addresses against.
+    /// listen on: the node's addresses of `--nodeport-addresses` (by
+    /// default its primary one; its router address when it has none, as in
+    /// a one-node lab), and 0.0.0.0, Cilium's surrogate, which socket-LB
+    /// uses for 127.0.0.1 and bind protection for 0.0.0.0.
     fn node_port_addrs(&self) -> Vec<Ipv4Addr> {
         let ips = self.node_port_ips.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut v = match (ips.is_empty(), self.cfg.nodeport_addresses.is_empty()) {
@@ -60,9 +57,6 @@ impl Agent {
     /// Claim an endpoint's hostPorts in the services subsystem (refused
     /// when another pod holds one); the maps follow in `services_resync`.
     pub(super) fn claim_host_ports(&self, ep: &Endpoint) -> Result<(), ApiError> {
-        if !self.cfg.kube_proxy_replacement {
-            return Ok(()); // hostPorts are portmap's then, not the agent's
-        }
         self.services
             .lock()
             .unwrap()

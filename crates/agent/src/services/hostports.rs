@@ -9,7 +9,8 @@ impl Repository {
     /// Claim `ports` for container `cid` (address `ip`): all or none; an
     /// address, port and protocol another container holds is refused.
     pub fn claim_host_ports(&mut self, cid: &str, ip: Ipv4Addr, ports: &[HostPort]) -> Result<(), String> {
-        if ports.is_empty() {
+        // without kube-proxy replacement hostPorts are portmap's, not ours
+        if ports.is_empty() || self.serving.cluster_ip_only {
             return Ok(());
         }
         // unspecified host IPs clash with every address
