@@ -485,5 +485,16 @@ _Static_assert(sizeof(struct nat4_entry) == 16, "nat4_entry size");
 #define NAT_COLLISION_RETRIES 32
 #define NAT_MAP_SIZE 524288
 
+/* seta_ipmasq_v4 (LPM trie, Cilium's cilium_ipmasq_v4): destinations BPF
+ * masquerade leaves alone. Key: {prefixlen, addr[4]}; value: u8, which
+ * sources put the range there (IPMASQ_F_*). */
+struct ipmasq_key {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+#define IPMASQ_F_AGENT 1       /* the ip-masq-agent's nonMasqueradeCIDRs (and link-local) */
+#define IPMASQ_F_NATIVE_CIDR 2 /* --ipv4-native-routing-cidr */
+#define IPMASQ_MAP_SIZE 16384
+
 /* Synthetic identities for pod IPs selected by Kubernetes ipBlock (per IP). */
 #define IDENTITY_SCOPE_IPBLOCK (3U << 24)

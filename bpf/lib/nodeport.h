@@ -24,6 +24,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } seta_snat_v4_external SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct ipmasq_key);
+	__type(value, __u8);
+	__uint(max_entries, IPMASQ_MAP_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} seta_ipmasq_v4 SEC(".maps");
+
 static __always_inline __be32 node_ip4(void)
 {
 	__u32 slot = CONFIG_NODE_IP;
@@ -93,6 +102,8 @@ static __always_inline int snat4_fwd(struct __sk_buff *ctx, __u32 l4_off, struct
 /* BPF masquerade: a pod's TCP/UDP connection to the world (no cluster
  * identity: world or a CIDR identity) leaves from the node's address, a
  * port of the NAT engine; the reply comes back through nodeport_ingress.
+ * Destinations in seta_ipmasq_v4 (the native routing CIDR, the
+ * ip-masq-agent's ranges) keep the pod's address.
  * 0 (translated or not to be) or a negative drop reason. */
 static __always_inline int masquerade4(struct __sk_buff *ctx, __u32 l4_off, struct flow *f, __u32 dst_id)
 {
@@ -102,6 +113,13 @@ static __always_inline int masquerade4(struct __sk_buff *ctx, __u32 l4_off, stru
 		return 0;
 	if (!(datapath_opts() & OPT_MASQUERADE) || !node_ip4())
 		return 0;
+	{
+		struct ipmasq_key k = { .prefixlen = 32 };
+
+		__builtin_memcpy(k.addr, &f->key.daddr, 4);
+		if (bpf_map_lookup_elem(&seta_ipmasq_v4, &k))
+			return 0;
+	}
 	return snat4_fwd(ctx, l4_off, f);
 }
 

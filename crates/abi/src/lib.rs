@@ -411,6 +411,11 @@ pub const LB_CONN_REV: u8 = 2;
 pub const LB_MAP_SIZE: u32 = 65536;
 /// the BPF NAT table's default size (Cilium's bpf-nat-global-max)
 pub const NAT_MAP_SIZE: u32 = 524288;
+/// `seta_ipmasq_v4` (LPM, key {prefixlen, addr[4]}, value u8): destinations
+/// BPF masquerade leaves alone, and which sources put each range there
+pub const IPMASQ_MAP_SIZE: u32 = 16384;
+pub const IPMASQ_F_AGENT: u8 = 1;
+pub const IPMASQ_F_NATIVE_CIDR: u8 = 2;
 
 pub const CONFIG_FLAGS: u32 = 0;
 pub const CONFIG_F_IPBLOCK: u32 = 1;

@@ -147,6 +147,8 @@ pub struct Agent {
     /// the addresses NodePorts are served on (`--nodeport-addresses`;
     /// followed while the agent runs)
     node_port_ips: std::sync::Mutex<Vec<Ipv4Addr>>,
+    /// the destinations BPF masquerade leaves alone (native routing CIDR, ip-masq-agent)
+    ipmasq: crate::ipmasq::IpMasq,
 }
 
 fn host_entry(ep: &Endpoint) -> Result<EndpointInfo, String> {
@@ -277,6 +279,13 @@ impl Agent {
         pin_dir: std::path::PathBuf,
     ) -> Result<Arc<Self>> {
         let router = pool.router();
+        let ipmasq = crate::ipmasq::IpMasq::new(
+            kernel.clone(),
+            cfg.enable_bpf_masquerade,
+            cfg.ip_masq_agent.clone(),
+            cfg.native_routing_cidr,
+        );
+        ipmasq.start()?;
         kernel.endpoint_upsert(
             router,
             &EndpointInfo {
@@ -365,6 +374,7 @@ impl Agent {
             underlay_mtu: node.mtu,
             node_port_ips: std::sync::Mutex::new(node_port_ips),
             node_dev: node.dev,
+            ipmasq,
         });
         // the cluster's identities as last seen: a restart while the
         // kvstore or the API is away keeps remote identities in policy
@@ -499,6 +509,7 @@ impl Agent {
                 retries: self.regen_retries.load(std::sync::atomic::Ordering::Relaxed),
             },
             kube_proxy_replacement: self.kpr_status(),
+            masquerading: self.ipmasq.status(),
         }
     }
 }

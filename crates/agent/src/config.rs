@@ -153,6 +153,15 @@ pub struct RunArgs {
     /// BPF masquerade: pods' TCP/UDP traffic to the world (outside the cluster's pods and nodes) leaves from the node's address
     #[arg(long, env = "SETA_ENABLE_BPF_MASQUERADE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub enable_bpf_masquerade: bool,
+    /// Where pod addresses are routable: masquerade leaves destinations inside alone
+    #[arg(long, env = "SETA_IPV4_NATIVE_ROUTING_CIDR")]
+    pub ipv4_native_routing_cidr: Option<Ipv4Net>,
+    /// BPF masquerade leaves the ip-masq-agent's nonMasqueradeCIDRs alone (its file, followed while the agent runs; needs --enable-bpf-masquerade)
+    #[arg(long, env = "SETA_ENABLE_IP_MASQ_AGENT", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_ip_masq_agent: bool,
+    /// The ip-masq-agent's file (YAML or JSON: nonMasqueradeCIDRs, masqLinkLocal); missing or empty: the default reserved ranges
+    #[arg(long, env = "SETA_IP_MASQ_AGENT_CONFIG_PATH", default_value = "/etc/config/ip-masq-agent")]
+    pub ip_masq_agent_config_path: PathBuf,
     /// The datapath reports drops as events (Cilium's drop notifications) [default: true]
     #[arg(long, env = "SETA_BPF_EVENTS_DROP_ENABLED", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub bpf_events_drop_enabled: Option<bool>,
@@ -355,6 +364,10 @@ pub struct Config {
     /// the Hubble metrics and their context labels
     pub hubble_metrics: crate::observer::metrics::MetricsConfig,
     pub enable_bpf_masquerade: bool,
+    /// masquerade leaves destinations inside alone
+    pub native_routing_cidr: Option<Ipv4Net>,
+    /// the ip-masq-agent's file, when it is on
+    pub ip_masq_agent: Option<PathBuf>,
     /// the datapath's events: drops, policy verdicts, traces
     pub bpf_events: BpfEvents,
     /// where hubble_* metrics are served (None: not at all)
@@ -601,6 +614,16 @@ impl Config {
             )?,
             hubble_listen_address: listen_addr("--hubble-listen-address", a.hubble_listen_address.as_deref().unwrap_or(""))?,
             enable_bpf_masquerade: a.enable_bpf_masquerade,
+            native_routing_cidr: a.ipv4_native_routing_cidr.map(|n| n.trunc()),
+            ip_masq_agent: match (a.enable_ip_masq_agent, a.enable_bpf_masquerade) {
+                (false, _) => None,
+                (true, false) => bail!("--enable-ip-masq-agent: the ip-masq-agent's ranges are BPF masquerade's exceptions: it needs --enable-bpf-masquerade (as Cilium's)"),
+                (true, true) => {
+                    // a file that does not parse stops the agent before anything changes
+                    crate::ipmasq::read(&a.ip_masq_agent_config_path)?;
+                    Some(a.ip_masq_agent_config_path)
+                }
+            },
             bpf_events: BpfEvents {
                 drop: a.bpf_events_drop_enabled.unwrap_or(true),
                 policy_verdict: a.bpf_events_policy_verdict_enabled.unwrap_or(true),
@@ -720,6 +743,31 @@ mod tests {
         argv.extend(flags.iter().map(|s| s.to_string()));
         let m = cmd.try_get_matches_from(argv)?;
         Config::resolve(T::from_arg_matches(&m)?.run)
+    }
+
+    #[test]
+    fn masquerade_exceptions_come_from_the_native_routing_cidr_and_the_ip_masq_agent() {
+        let file = r#"{"node": "n1", "pod-cidr": "10.9.0.0/24", "ipv4-native-routing-cidr": "10.1.2.3/8"}"#;
+        let c = parse(file, &[], &[]).unwrap();
+        assert_eq!(c.native_routing_cidr, Some("10.0.0.0/8".parse().unwrap()));
+        assert_eq!(c.ip_masq_agent, None);
+        let e = parse(file, &[], &["--enable-ip-masq-agent"]).unwrap_err().to_string();
+        assert!(e.contains("--enable-ip-masq-agent") && e.contains("--enable-bpf-masquerade"), "{e}");
+        let dir = crate::testutil::Tmp::new("ipmasq-flag");
+        let path = dir.0.join("config");
+        let p = path.display().to_string();
+        let on = [
+            "--enable-bpf-masquerade",
+            "--enable-ip-masq-agent",
+            "--ip-masq-agent-config-path",
+            &p,
+        ];
+        // missing: the defaults
+        assert_eq!(parse(file, &[], &on).unwrap().ip_masq_agent, Some(path.clone()));
+        // a file that does not parse stops the agent, naming the file and the field
+        std::fs::write(&path, "nonMasqueradeCIDRs: [300.0.0.0/8]\n").unwrap();
+        let e = parse(file, &[], &on).unwrap_err().to_string();
+        assert!(e.contains(&p) && e.contains("nonMasqueradeCIDRs[0]: \"300.0.0.0/8\""), "{e}");
     }
 
     #[test]

@@ -82,6 +82,9 @@ pub trait Kernel: Send + Sync + 'static {
     fn ipcache_del(&self, net: Ipv4Net) -> Result<(), String>;
     fn ipcache_list(&self) -> BTreeMap<Ipv4Net, Entry>;
     fn ipblock_sync(&self, want: &BTreeMap<Ipv4Addr, u32>) -> Result<(), DatapathError>;
+    /// Make `seta_ipmasq_v4` (destinations masquerade leaves alone) hold
+    /// exactly `want` (range -> IPMASQ_F_* sources).
+    fn ipmasq_sync(&self, want: &BTreeMap<Ipv4Net, u8>) -> Result<(), DatapathError>;
     /// Make the service maps hold exactly `want` (a blocking map walk); the
     /// translations to backends that went are forgotten. Returns those
     /// backends and the sockets socket-LB had sent to them.
@@ -316,6 +319,9 @@ impl Kernel for Real {
     }
     fn ipblock_sync(&self, want: &BTreeMap<Ipv4Addr, u32>) -> Result<(), DatapathError> {
         IpblockMaps::open(self.dp.pin_dir())?.sync(want)
+    }
+    fn ipmasq_sync(&self, want: &BTreeMap<Ipv4Net, u8>) -> Result<(), DatapathError> {
+        seta_datapath::maps::IpmasqMap::open(self.dp.pin_dir())?.sync(want)
     }
     fn lb_sync(&self, want: &seta_datapath::maps::LbState) -> Result<LbRemoved, DatapathError> {
         let mut have = self.lb.lock().unwrap_or_else(|p| p.into_inner());

@@ -8,6 +8,7 @@ mod events;
 mod healthcheck;
 mod identities;
 mod ipcache;
+mod ipmasq;
 mod k8s;
 mod kernel;
 mod kpr_healthz;
@@ -18,6 +19,8 @@ mod policy;
 mod services;
 mod state;
 mod supervisor;
+#[cfg(test)]
+mod testutil;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};

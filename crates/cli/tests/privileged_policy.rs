@@ -1565,6 +1565,151 @@ mod privileged_policy_bpf_masquerade_to_the_world {
     }
 }
 
+/// The ip-masq-agent (Cilium's BPF one): its file's nonMasqueradeCIDRs keep
+/// pods' addresses, everything else is masqueraded; the file is followed
+/// while the agents run; a file that does not parse changes nothing and
+/// `seta status` says why. No file: the default reserved ranges, among them
+/// the external host's 192.0.2.0/24 (it routes pod CIDRs back).
+async fn privileged_policy_bpf_masquerade_ip_masq_agent(p: P) {
+    let ext = p.lab().external.clone().unwrap();
+    let ext_addr = SocketAddr::new(ext.ip.into(), 8443);
+    peer_server(&ext.netns, ext_addr);
+    let node = p.node_of("client");
+    let client_node = p.lab().nodes.iter().position(|n| n.name == node).unwrap();
+    let node_addr = format!("172.30.0.{}", client_node + 1);
+    let pod = p.ip("client").to_string();
+    let conf = p.lab().ip_masq_agent_config();
+    let ipmasq = |node: &str| -> Vec<(String, String)> {
+        common::seta(node, &["bpf", "ipmasq", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["prefix"].as_str().unwrap().to_string(), r["sources"].to_string()))
+            .collect()
+    };
+    let seen_as = |want: &str, why: &str| {
+        common::wait_for(&format!("the external host sees {want} ({why})"), 15, || {
+            read_from(&p.ns("client"), ext_addr).as_deref() == Ok(want)
+        })
+    };
+    // no file: the defaults (with 192.0.2.0/24) and link-local, on every node
+    for n in p.nodes() {
+        let m = ipmasq(&n);
+        assert_eq!(m.len(), 12, "{n}: {m:?}");
+        assert!(m.contains(&("192.0.2.0/24".into(), r#"["ip-masq-agent"]"#.into())), "{m:?}");
+        assert!(m.iter().any(|(p, _)| p == "169.254.0.0/16"), "{m:?}");
+    }
+    assert_eq!(
+        read_from(&p.ns("client"), ext_addr).as_deref(),
+        Ok(pod.as_str()),
+        "a non-masquerade range"
+    );
+    let st = common::seta(&node, &["status"]);
+    assert_eq!(st["masquerading"]["ip-masq-agent"], conf.display().to_string(), "{st}");
+    // the file replaces the defaults: the world sees the node now
+    std::fs::write(&conf, "nonMasqueradeCIDRs:\n- 10.0.0.0/8\n").unwrap();
+    seen_as(&node_addr, "192.0.2.0/24 is no longer in the file");
+    for n in p.nodes() {
+        common::wait_for(&format!("{n} follows the file"), 15, || {
+            ipmasq(&n).iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>() == ["10.0.0.0/8", "169.254.0.0/16"]
+        });
+    }
+    // pods still reach each other with their own addresses
+    let web = p.ip("web");
+    peer_server(&p.ns("web"), SocketAddr::new(web.into(), 9092));
+    assert_eq!(read_from(&p.ns("client"), SocketAddr::new(web.into(), 9092)), Ok(pod.clone()));
+    // a file that does not parse: nothing changes, status names the field
+    std::fs::write(&conf, "nonMasqueradeCIDRs: [192.0.2.0/24, 10.0.0.0/33]\n").unwrap();
+    common::wait_for("status reports the bad file", 15, || {
+        common::seta(&node, &["status"])["masquerading"]["config-error"]
+            .as_str()
+            .is_some_and(|e| e.contains("nonMasqueradeCIDRs[1]: \"10.0.0.0/33\""))
+    });
+    let text = common::seta_text(&node, &["status"]);
+    assert!(text.contains("Masquerading:") && text.contains("CONFIG NOT TAKEN"), "{text}");
+    assert_eq!(ipmasq(&node).len(), 2, "the ranges before stay");
+    assert_eq!(read_from(&p.ns("client"), ext_addr), Ok(node_addr.clone()), "still masqueraded");
+    // fixed, with masqLinkLocal: the external host's range keeps the pod's address again
+    std::fs::write(&conf, "nonMasqueradeCIDRs: [192.0.2.0/25]\nmasqLinkLocal: true\n").unwrap();
+    seen_as(&pod, "192.0.2.0/25 is in the file");
+    assert_eq!(ipmasq(&node), [("192.0.2.0/25".to_string(), r#"["ip-masq-agent"]"#.to_string())]);
+    assert!(common::seta(&node, &["status"])["masquerading"].get("config-error").is_none());
+    // removed: the defaults again
+    std::fs::remove_file(&conf).unwrap();
+    common::wait_for("the defaults again", 15, || ipmasq(&node).len() == 12);
+    assert_eq!(read_from(&p.ns("client"), ext_addr), Ok(pod));
+}
+
+mod privileged_policy_bpf_masquerade_ip_masq_agent {
+    use super::*;
+    fn opts() -> LabOptions {
+        LabOptions {
+            masquerade: true,
+            ip_masq_agent: true,
+            ..Default::default()
+        }
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_bpf_masquerade_ip_masq_agent::tunnel") {
+            return;
+        }
+        super::privileged_policy_bpf_masquerade_ip_masq_agent(P::with_opts("imtunnel", Topo::Tunnel, opts()).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn native() {
+        if !privileged("privileged_policy_bpf_masquerade_ip_masq_agent::native") {
+            return;
+        }
+        super::privileged_policy_bpf_masquerade_ip_masq_agent(P::with_opts("imnative", Topo::Native, opts()).await).await;
+    }
+}
+
+/// --ipv4-native-routing-cidr: destinations inside keep pods' addresses
+/// (here the external host's network, routed back to pod CIDRs).
+async fn privileged_policy_bpf_masquerade_native_routing_cidr(p: P) {
+    let ext = p.lab().external.clone().unwrap();
+    let ext_addr = SocketAddr::new(ext.ip.into(), 8443);
+    peer_server(&ext.netns, ext_addr);
+    assert_eq!(read_from(&p.ns("client"), ext_addr), Ok(p.ip("client").to_string()));
+    for n in p.nodes() {
+        let m = common::seta(&n, &["bpf", "ipmasq", "list"]);
+        assert_eq!(
+            m,
+            serde_json::json!([{"prefix": "192.0.2.0/24", "sources": ["native-routing-cidr"]}]),
+            "{n}"
+        );
+        let st = common::seta(&n, &["status"]);
+        assert_eq!(st["masquerading"]["native-routing-cidr"], "192.0.2.0/24", "{st}");
+        assert_eq!(st["masquerading"]["non-masquerade-cidrs"], serde_json::json!([]), "{st}");
+    }
+}
+
+mod privileged_policy_bpf_masquerade_native_routing_cidr {
+    use super::*;
+    fn opts() -> LabOptions {
+        LabOptions {
+            masquerade: true,
+            agent_args: vec!["--ipv4-native-routing-cidr".into(), "192.0.2.0/24".into()],
+            ..Default::default()
+        }
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_bpf_masquerade_native_routing_cidr::tunnel") {
+            return;
+        }
+        super::privileged_policy_bpf_masquerade_native_routing_cidr(P::with_opts("nrtunnel", Topo::Tunnel, opts()).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn native() {
+        if !privileged("privileged_policy_bpf_masquerade_native_routing_cidr::native") {
+            return;
+        }
+        super::privileged_policy_bpf_masquerade_native_routing_cidr(P::with_opts("nrnative", Topo::Native, opts()).await).await;
+    }
+}
+
 /// For generated policies, `seta policy trace` predicts exactly what real TCP
 /// connections between every pair of pods experience.
 async fn privileged_policy_trace_agrees_with_real_packets(p: P) {

@@ -102,6 +102,28 @@ pub struct Status {
     /// the kube-proxy replacement (services in eBPF)
     #[serde(default)]
     pub kube_proxy_replacement: KprStatus,
+    /// BPF masquerade and the destinations it leaves alone
+    #[serde(default)]
+    pub masquerading: MasqStatus,
+}
+
+/// `cilium-dbg status`'s Masquerading line, and the ip-masq-agent's state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct MasqStatus {
+    /// BPF masquerade is on
+    pub enabled: bool,
+    /// the ip-masq-agent's file, when it is on
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_masq_agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_routing_cidr: Option<String>,
+    /// the ip-masq-agent's ranges in the map (with link-local unless masqLinkLocal)
+    #[serde(default)]
+    pub non_masquerade_cidrs: Vec<String>,
+    /// why the file's last version was not taken (the map keeps the one before)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_error: Option<String>,
 }
 
 fn yes() -> bool {

@@ -8,6 +8,7 @@ pub mod endpoint;
 pub mod identity;
 pub mod ipam;
 pub mod ipcache;
+pub mod ipmasq;
 pub mod labelfilter;
 pub mod labels;
 pub mod labelselector;

@@ -32,6 +32,7 @@ pub const MAP_LB4_MAGLEV: &str = "seta_lb4_maglev";
 pub const MAP_LB4_REVERSE_SK: &str = "seta_lb4_reverse_sk";
 pub const MAP_SOCK_NETNS: &str = "seta_sock_netns";
 pub const MAP_LB4_DSR: &str = "seta_lb4_dsr";
+pub const MAP_IPMASQ: &str = "seta_ipmasq_v4";
 
 fn open(pin_dir: &Path, name: &str) -> Result<(MapData, PathBuf), DatapathError> {
     let path = pin_dir.join(name);
@@ -371,6 +372,48 @@ impl NatMap {
         let mut v: Vec<_> = self.map.iter().flatten().collect();
         v.sort_by_key(|(k, _)| *k);
         v
+    }
+}
+
+/// `seta_ipmasq_v4`: the destinations BPF masquerade leaves alone, each
+/// with the bits of its sources (`IPMASQ_F_*`).
+pub struct IpmasqMap {
+    map: LpmTrie<MapData, [u8; 4], u8>,
+    path: PathBuf,
+}
+
+impl IpmasqMap {
+    pub fn open(pin_dir: &Path) -> Result<Self, DatapathError> {
+        let (md, path) = open(pin_dir, MAP_IPMASQ)?;
+        let map = LpmTrie::try_from(Map::LpmTrie(md)).map_err(|e| merr(MAP_IPMASQ, &path, "type", e))?;
+        Ok(Self { map, path })
+    }
+
+    pub fn list(&self) -> BTreeMap<ipnet::Ipv4Net, u8> {
+        self.map
+            .iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((ipnet::Ipv4Net::new(Ipv4Addr::from(k.data()), k.prefix_len() as u8).ok()?, v)))
+            .collect()
+    }
+
+    /// Make the map hold exactly `want`: new and changed ranges first, then
+    /// the ones that went (no moment without a range that stays).
+    pub fn sync(&mut self, want: &BTreeMap<ipnet::Ipv4Net, u8>) -> Result<(), DatapathError> {
+        let have = self.list();
+        for (n, v) in want {
+            if have.get(n) != Some(v) {
+                self.map
+                    .insert(&Key::new(n.prefix_len() as u32, n.network().octets()), v, 0)
+                    .map_err(|e| merr(MAP_IPMASQ, &self.path, &format!("update {n}"), e))?;
+            }
+        }
+        for n in have.keys().filter(|n| !want.contains_key(n)) {
+            self.map
+                .remove(&Key::new(n.prefix_len() as u32, n.network().octets()))
+                .map_err(|e| merr(MAP_IPMASQ, &self.path, &format!("delete {n}"), e))?;
+        }
+        Ok(())
     }
 }
 

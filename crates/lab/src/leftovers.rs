@@ -38,7 +38,7 @@ pub fn lab_of(name: &str) -> Option<&str> {
     let (lab, rest) = name.rsplit_once('-')?;
     let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
     let ok = match rest {
-        "ul" | "ext" | "etcd" | "etcd.log" | "relay" | "relay.log" => true,
+        "ul" | "ext" | "etcd" | "etcd.log" | "relay" | "relay.log" | "conf" => true,
         r => r.strip_prefix('n').is_some_and(digits) || r.strip_prefix("op").and_then(|r| r.strip_suffix(".log")).is_some_and(digits),
     };
     (ok && validate_lab_name(lab).is_ok()).then_some(lab)
@@ -266,6 +266,7 @@ mod tests {
             ("x-op2.log", Some("x")),
             ("x-etcd", Some("x")),
             ("x-etcd.log", Some("x")),
+            ("x-conf", Some("x")),
             ("x.json", Some("x")),
             ("x-pod1", None),
             ("x-n", None),

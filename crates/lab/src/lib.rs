@@ -113,6 +113,9 @@ pub struct LabOptions {
     pub operator: bool,
     /// agents masquerade pods' traffic to the world (--enable-bpf-masquerade)
     pub masquerade: bool,
+    /// agents follow an ip-masq-agent file, the lab's
+    /// [`Lab::ip_masq_agent_config`] (--enable-ip-masq-agent; with `masquerade`)
+    pub ip_masq_agent: bool,
     /// agents choose backends of north-south frontends by Maglev (--bpf-lb-algorithm maglev)
     pub maglev: bool,
     /// run a Kubernetes API (the test fixture) in the underlay; agents take
@@ -137,6 +140,12 @@ const EXTERNAL_GW: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 
 fn node_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(172, 30, 0, i as u8)
+}
+
+/// Files the lab hands its agents (the ip-masq-agent's), as ConfigMaps
+/// mounted on every node would be; removed with the lab.
+pub fn conf_dir(lab: &str) -> PathBuf {
+    Path::new(LABS_DIR).join(format!("{lab}-conf"))
 }
 
 fn etcd_dir(lab: &str) -> PathBuf {

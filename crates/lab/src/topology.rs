@@ -89,6 +89,14 @@ impl Lab {
             if opts.masquerade {
                 lab.agent_args.push("--enable-bpf-masquerade".to_string());
             }
+            if opts.ip_masq_agent {
+                std::fs::create_dir_all(crate::conf_dir(name))?;
+                lab.agent_args.extend([
+                    "--enable-ip-masq-agent".to_string(),
+                    "--ip-masq-agent-config-path".to_string(),
+                    lab.ip_masq_agent_config().display().to_string(),
+                ]);
+            }
             if opts.maglev {
                 lab.agent_args.extend(["--bpf-lb-algorithm".to_string(), "maglev".to_string()]);
             }
@@ -252,6 +260,12 @@ impl Lab {
         self.save()
     }
 
+    /// The ip-masq-agent file the agents follow (LabOptions::ip_masq_agent);
+    /// missing until written.
+    pub fn ip_masq_agent_config(&self) -> PathBuf {
+        crate::conf_dir(&self.name).join("ip-masq-agent")
+    }
+
     /// Let the external host reach `net` (service addresses: ExternalIPs,
     /// LoadBalancer IPs) through node `idx`, as a router announcing them
     /// to that node would (labs with an underlay).
@@ -299,6 +313,9 @@ impl Lab {
         );
         stop_daemons("the Kubernetes API", &crate::k8s::k8s_dir(name), crate::k8s::k8s_pids, &mut done);
         stop_daemons("etcd", &etcd_dir(name), etcd_pids, &mut done);
+        if std::fs::remove_dir_all(crate::conf_dir(name)).is_ok() {
+            done.push(format!("removed {}", crate::conf_dir(name).display()));
+        }
         // namespaces (pods first, then nodes; deleting a pod netns removes its veth)
         let mut ns: Vec<String> = std::fs::read_dir("/run/netns")
             .map(|rd| {

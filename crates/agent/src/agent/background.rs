@@ -99,6 +99,19 @@ impl Agent {
                 }
             });
         }
+        if self.cfg.ip_masq_agent.is_some() {
+            let me = self.clone();
+            sup.spawn("ip-masq-agent", move || {
+                let me = me.clone();
+                async move {
+                    loop {
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        let m = me.clone();
+                        crate::agent::off_runtime(|| m.ipmasq.refresh())?;
+                    }
+                }
+            });
+        }
         // under Kubernetes every agent watches the API for services instead
         if self.kv.shared() && self.k8s.is_none() {
             let me = self.clone();

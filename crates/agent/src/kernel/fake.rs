@@ -18,6 +18,9 @@ pub struct State {
     pub endpoints: BTreeMap<Ipv4Addr, EndpointInfo>,
     pub ipcache: BTreeMap<Ipv4Net, Entry>,
     pub ipblock: BTreeMap<Ipv4Addr, u32>,
+    /// seta_ipmasq_v4, and how many times it was written
+    pub ipmasq: BTreeMap<Ipv4Net, u8>,
+    pub ipmasq_writes: usize,
     /// the service maps
     pub lb: seta_datapath::maps::LbState,
     /// datapath counters the fake reports: (reason, direction, packets, bytes)
@@ -284,6 +287,12 @@ impl Kernel for Fake {
     }
     fn ipblock_sync(&self, want: &BTreeMap<Ipv4Addr, u32>) -> Result<(), DatapathError> {
         self.state().ipblock = want.clone();
+        Ok(())
+    }
+    fn ipmasq_sync(&self, want: &BTreeMap<Ipv4Net, u8>) -> Result<(), DatapathError> {
+        let mut st = self.state();
+        st.ipmasq_writes += 1;
+        st.ipmasq = want.clone();
         Ok(())
     }
     fn lb_sync(&self, want: &seta_datapath::maps::LbState) -> Result<LbRemoved, DatapathError> {

@@ -30,6 +30,9 @@ pub enum BpfCmd {
     /// The NAT engine's table (seta_snat_v4_external): both directions of each SNATed connection
     #[command(subcommand)]
     Nat(ListOnly),
+    /// Destinations BPF masquerade leaves alone (seta_ipmasq_v4): the ip-masq-agent's nonMasqueradeCIDRs and --ipv4-native-routing-cidr
+    #[command(subcommand)]
+    Ipmasq(ListOnly),
     /// Socket-LB (--bpf-lb-sock): the namespaces it serves (seta_sock_netns) and its reverse translations (seta_lb4_reverse_sk)
     #[command(subcommand)]
     Sock(ListOnly),
@@ -360,6 +363,40 @@ fn policy_table(rows: &[serde_json::Value]) {
     );
 }
 
+/// `seta bpf ipmasq list`: IP PREFIX/ADDRESS (Cilium's column) and where
+/// each range comes from.
+fn ipmasq_list(pin: &std::path::Path, json: bool) -> Result<i32> {
+    let rows: Vec<serde_json::Value> = seta_datapath::maps::IpmasqMap::open(pin)?
+        .list()
+        .iter()
+        .map(|(n, v)| {
+            let sources: Vec<&str> = [
+                (seta_abi::IPMASQ_F_AGENT, "ip-masq-agent"),
+                (seta_abi::IPMASQ_F_NATIVE_CIDR, "native-routing-cidr"),
+            ]
+            .into_iter()
+            .filter(|(bit, _)| v & bit != 0)
+            .map(|(_, s)| s)
+            .collect();
+            serde_json::json!({"prefix": n.to_string(), "sources": sources})
+        })
+        .collect();
+    if json {
+        return print_json(&rows);
+    }
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    table(
+        &["IP PREFIX/ADDRESS", "SOURCE"],
+        rows.iter()
+            .map(|r| {
+                let src: Vec<String> = r["sources"].as_array().into_iter().flatten().map(s).collect();
+                vec![s(&r["prefix"]), src.join(",")]
+            })
+            .collect(),
+    );
+    Ok(0)
+}
+
 /// `seta bpf nat list`, as Cilium's `bpf nat list`: one line per direction,
 /// `TCP OUT client -> backend XLATE_SRC node:port Created=Ns ago`.
 fn nat_list(pin: &std::path::Path, json: bool) -> Result<i32> {
@@ -645,6 +682,7 @@ pub async fn run(cmd: &BpfCmd, cli: &Cli, json: bool) -> Result<i32> {
         }
         BpfCmd::Nat(ListOnly::List) => return nat_list(&pin_dir(cli)?, json),
         BpfCmd::Sock(ListOnly::List) => return sock_list(&pin_dir(cli)?, json),
+        BpfCmd::Ipmasq(ListOnly::List) => return ipmasq_list(&pin_dir(cli)?, json),
         BpfCmd::Lb(LbCmd::List {
             revnat,
             backends,

@@ -27,6 +27,9 @@ pub enum LabCmd {
         /// agents masquerade pods' traffic to the world (BPF masquerade)
         #[arg(long)]
         masquerade: bool,
+        /// agents follow an ip-masq-agent file, /run/seta/labs/LAB-conf/ip-masq-agent (its nonMasqueradeCIDRs keep pods' addresses; missing: the default reserved ranges)
+        #[arg(long, requires = "masquerade")]
+        ip_masq_agent: bool,
         /// agents choose backends of NodePort, ExternalIP and LoadBalancer frontends by Maglev
         #[arg(long)]
         maglev: bool,
@@ -205,6 +208,7 @@ pub async fn run(cmd: &LabCmd, json: bool) -> Result<i32> {
             routing,
             operator,
             masquerade,
+            ip_masq_agent,
             maglev,
             k8s,
             socket_lb,
@@ -228,6 +232,7 @@ pub async fn run(cmd: &LabCmd, json: bool) -> Result<i32> {
                 routing: Some(*routing),
                 operator: operator.unwrap_or(etcd || *k8s),
                 masquerade: *masquerade,
+                ip_masq_agent: *ip_masq_agent,
                 maglev: *maglev,
                 k8s: *k8s,
                 socket_lb: *socket_lb,

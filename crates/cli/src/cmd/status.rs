@@ -76,6 +76,7 @@ pub async fn run(cli: &Cli, json: bool) -> Result<i32> {
             ),
         ),
         ("KubeProxyReplacement", kpr(&s.kube_proxy_replacement)),
+        ("Masquerading", masquerading(&s.masquerading, s.node_ip)),
         ("Cluster health", cluster_health(&s.cluster_health)),
         ("Controllers", controllers(&s.tasks)),
         ("Reconcile", reconcile(&s.reconcile)),
@@ -100,6 +101,35 @@ pub async fn nodes(cli: &Cli, json: bool) -> Result<i32> {
         .collect();
     table(&["Name", "IPv4 Address", "Endpoint CIDR", "Boot ID", "Source"], rows);
     Ok(0)
+}
+
+/// Cilium's Masquerading line: `BPF (ip-masq-agent) [device] native-CIDR`,
+/// then the ip-masq-agent's ranges and why its file was not taken, if so.
+fn masquerading(m: &seta_core::api::MasqStatus, node_ip: Option<std::net::Ipv4Addr>) -> String {
+    if !m.enabled {
+        return "Disabled".into();
+    }
+    let mut out = format!(
+        "BPF{} [to {}]",
+        if m.ip_masq_agent.is_some() { " (ip-masq-agent)" } else { "" },
+        node_ip
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "no node address: nothing is masqueraded".into())
+    );
+    if let Some(n) = &m.native_routing_cidr {
+        out.push_str(&format!(" {n}"));
+    }
+    out.push_str(" [IPv4: Enabled, IPv6: Disabled]");
+    if let Some(p) = &m.ip_masq_agent {
+        out.push_str(&format!(
+            "; ip-masq-agent {p}: nonMasqueradeCIDRs {}",
+            m.non_masquerade_cidrs.join(", ")
+        ));
+    }
+    if let Some(e) = &m.config_error {
+        out.push_str(&format!("; CONFIG NOT TAKEN: {e}"));
+    }
+    out
 }
 
 /// Cilium's KubeProxyReplacement block on one line.

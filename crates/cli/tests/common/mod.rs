@@ -35,6 +35,17 @@ pub fn seta(node: &str, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `seta --node NODE ARGS...` as a user reads it, which must succeed.
+pub fn seta_text(node: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_seta"))
+        .args(["--node", node])
+        .args(args)
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
+        .unwrap();
+    assert!(out.status.success(), "seta {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Packets a node's datapath counted for (reason, direction).
 pub fn metric(node: &str, reason: &str, dir: &str) -> u64 {
     seta(node, &["bpf", "metrics", "list"])
