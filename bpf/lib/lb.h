@@ -124,11 +124,14 @@ static __always_inline int lb4_rewrite(struct __sk_buff *ctx, __u32 l4_off, __u8
 				       __be32 old_addr, __be32 new_addr, __be16 old_port, __be16 new_port)
 {
 	__u32 addr_off = ETH_HLEN + (dst ? __builtin_offsetof(struct iphdr, daddr) : __builtin_offsetof(struct iphdr, saddr));
-	__u32 port_off = l4_off + (dst ? 2 : 0); /* TCP and UDP: source port, then destination port */
-	__u32 csum_off = l4_off + (proto == IPPROTO_TCP ? 16 : 6);
+	/* TCP and UDP: source port, then destination port; an ICMP echo's
+	 * identifier stands for both (its checksum has no pseudo-header) */
+	__u32 port_off = l4_off + (proto == IPPROTO_ICMP ? 4 : dst ? 2 : 0);
+	__u32 csum_off = l4_off + (proto == IPPROTO_TCP ? 16 : proto == IPPROTO_ICMP ? 2 : 6);
 	__u64 mangled = proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
 
-	if (bpf_l4_csum_replace(ctx, csum_off, old_addr, new_addr, mangled | BPF_F_PSEUDO_HDR | 4) < 0)
+	if (proto != IPPROTO_ICMP &&
+	    bpf_l4_csum_replace(ctx, csum_off, old_addr, new_addr, mangled | BPF_F_PSEUDO_HDR | 4) < 0)
 		return -DROP_CSUM_L4;
 	if (old_port != new_port && bpf_l4_csum_replace(ctx, csum_off, old_port, new_port, mangled | 2) < 0)
 		return -DROP_CSUM_L4;

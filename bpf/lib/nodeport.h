@@ -83,6 +83,9 @@ static __always_inline int snat4_fwd(struct __sk_buff *ctx, __u32 l4_off, struct
 			if (i > 0 || port < pmin)
 				port = pmin + (bpf_get_prandom_u32() % (65536 - pmin));
 			ik.dport = bpf_htons(port);
+			/* an echo reply carries the new identifier as both */
+			if (f->key.proto == IPPROTO_ICMP)
+				ik.sport = ik.dport;
 			if (bpf_map_update_elem(&seta_snat_v4_external, &ik, &in, BPF_NOEXIST) == 0)
 				break;
 		}
@@ -99,15 +102,16 @@ static __always_inline int snat4_fwd(struct __sk_buff *ctx, __u32 l4_off, struct
 	return lb4_rewrite(ctx, l4_off, f->key.proto, 0, f->key.saddr, out.to_addr, f->key.sport, out.to_port);
 }
 
-/* BPF masquerade: a pod's TCP/UDP connection to the world (no cluster
- * identity: world or a CIDR identity) leaves from the node's address, a
- * port of the NAT engine; the reply comes back through nodeport_ingress.
+/* BPF masquerade: a pod's TCP/UDP connection or ICMP echo (ping) to the
+ * world (no cluster identity: world or a CIDR identity) leaves from the
+ * node's address, a port (an echo identifier) of the NAT engine; the reply comes back through nodeport_ingress.
  * Destinations in seta_ipmasq_v4 (the native routing CIDR, the
  * ip-masq-agent's ranges) keep the pod's address.
  * 0 (translated or not to be) or a negative drop reason. */
 static __always_inline int masquerade4(struct __sk_buff *ctx, __u32 l4_off, struct flow *f, __u32 dst_id)
 {
-	if (f->key.proto != IPPROTO_TCP && f->key.proto != IPPROTO_UDP)
+	if (f->key.proto != IPPROTO_TCP && f->key.proto != IPPROTO_UDP &&
+	    !(f->key.proto == IPPROTO_ICMP && f->policy_port == bpf_htons(ICMP_ECHO)))
 		return 0;
 	if (dst_id != WORLD_ID && (dst_id >> 24) != 1 /* CIDR identities */)
 		return 0;
@@ -141,13 +145,15 @@ static __always_inline int nodeport_rev(struct __sk_buff *ctx, __u32 l4_off, str
 {
 	struct endpoint_info *ep;
 	struct nat4_entry *e;
-	struct ct_key k = f->key;
+	__u8 pad = f->key.pad[0];
 	__be32 to_addr;
 	__be16 to_port;
 	int ret;
 
-	k.pad[0] = NAT_DIR_IN;
-	e = bpf_map_lookup_elem(&seta_snat_v4_external, &k);
+	/* the reply's own key, marked inbound (no copy: the stack is tight) */
+	f->key.pad[0] = NAT_DIR_IN;
+	e = bpf_map_lookup_elem(&seta_snat_v4_external, &f->key);
+	f->key.pad[0] = pad;
 	if (!e)
 		return -1;
 	to_addr = e->to_addr;
@@ -157,6 +163,8 @@ static __always_inline int nodeport_rev(struct __sk_buff *ctx, __u32 l4_off, str
 		return send_drop(ctx, -ret, METRIC_INGRESS);
 	f->key.daddr = to_addr;
 	f->key.dport = to_port;
+	if (f->key.proto == IPPROTO_ICMP)
+		f->key.sport = to_port;
 	/* backend -> client: the frontend is the source again */
 	ret = lb4_xlate_rev(ctx, l4_off, f);
 	if (ret < 0)
@@ -210,9 +218,9 @@ static __always_inline int nodeport_lb4(struct __sk_buff *ctx, __u32 l4_off, str
 	return ret;
 }
 
-/* A TCP/UDP packet for one of this node's own addresses (from the node's
- * device or the tunnel): parsed once, then a reply of this node's NAT
- * engine, else a north-south service frontend. -1: neither (the caller
+/* A TCP/UDP packet (or ICMP echo reply) for one of this node's own
+ * addresses (from the node's device or the tunnel): parsed once, then a
+ * reply of this node's NAT engine, else a north-south service frontend. -1: neither (the caller
  * goes on); else a TC verdict. */
 static __always_inline int nodeport_ingress(struct __sk_buff *ctx, __u32 src_id)
 {
@@ -225,13 +233,16 @@ static __always_inline int nodeport_ingress(struct __sk_buff *ctx, __u32 src_id)
 
 	if ((void *)(ip + 1) > data_end || ip->ihl < 5)
 		return -1;
-	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP && ip->protocol != IPPROTO_ICMP)
 		return -1;
 	l4_off = ETH_HLEN + ((__u32)ip->ihl << 2);
 	if (parse_l4(ctx, ip, &f) < 0)
 		return -1;
+	/* ICMP: only the echo replies of masqueraded pings are the NAT's */
+	if (f.key.proto == IPPROTO_ICMP && f.policy_port != bpf_htons(ICMP_ECHOREPLY))
+		return -1;
 	ret = nodeport_rev(ctx, l4_off, &f);
-	if (ret >= 0)
+	if (ret >= 0 || f.key.proto == IPPROTO_ICMP)
 		return ret;
 	return nodeport_lb4(ctx, l4_off, &f, src_id);
 }

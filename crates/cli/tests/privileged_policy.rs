@@ -1540,6 +1540,28 @@ async fn privileged_policy_bpf_masquerade_to_the_world(p: P) {
         read_from(&p.ns("client"), SocketAddr::new(web.into(), 9092)),
         Ok(p.ip("client").to_string())
     );
+    // a ping is masqueraded too (its echo identifier is the NAT's port): the
+    // external host, with no route back to the pod, answers the node
+    let cidr = p.lab().nodes[client_node].pod_cidr.to_string();
+    let out = Command::new("ip")
+        .args(["-n", &ext.netns, "route", "del", &cidr])
+        .output_within(std::time::Duration::from_secs(10))
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(ping_ok(&p.ns("client"), ext.ip), "a masqueraded ping is answered");
+    let nat = common::seta(&p.node_of("client"), &["bpf", "nat", "list"]);
+    assert!(
+        nat.as_array().unwrap().iter().any(|r| r["proto"] == "ICMP"
+            && r["direction"] == "OUT"
+            && r["src"].as_str().unwrap().starts_with(&format!("{}:", p.ip("client")))
+            && r["to"].as_str().unwrap().starts_with(&format!("{node_addr}:"))),
+        "{nat}"
+    );
+    assert_eq!(
+        read_from(&p.ns("client"), ext_addr),
+        Ok(node_addr.clone()),
+        "TCP needs no route back either"
+    );
     // a CIDR rule on the pod still decides: deny the external host
     p.apply(
         "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: no-ext, namespace: default}\nspec:\n  endpointSelector: {matchLabels: {app: client}}\n  egressDeny:\n  - toCIDR: [192.0.2.0/24]\n",
