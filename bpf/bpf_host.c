@@ -134,6 +134,16 @@ int from_netdev(struct __sk_buff *ctx)
 	ip = data + ETH_HLEN;
 	if ((void *)(ip + 1) > data_end)
 		return TC_ACT_OK;
+	/* an ICMP error about a masqueraded connection: the pod's (the call
+	 * may write the packet: its pointers are taken again either way) */
+	if (ip->protocol == IPPROTO_ICMP) {
+		nat_rev_icmp_error(ctx);
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		ip = data + ETH_HLEN;
+		if ((void *)(ip + 1) > data_end)
+			return TC_ACT_OK;
+	}
 	ep = lookup_ip4_endpoint(ip->daddr);
 	if (!ep || (ep->flags & ENDPOINT_F_HOST)) {
 		/* a reply through this node's SNAT, or a service frontend

@@ -218,6 +218,76 @@ static __always_inline int nodeport_lb4(struct __sk_buff *ctx, __u32 l4_off, str
 	return ret;
 }
 
+/* An ICMP error (destination unreachable, among them "fragmentation
+ * needed", or time exceeded) about a connection this node masqueraded, sent
+ * to the node's address: it becomes the pod's again (Cilium's reverse SNAT
+ * of ICMP errors). The outer destination and the quoted packet's source
+ * address and port are the pod's, with the outer, quoted and ICMP
+ * checksums; the caller then delivers it to the pod as any other packet
+ * (conntrack finds it related). A subprogram, so its stack is not the
+ * caller's. 1: rewritten; 0: not such a packet (untouched). */
+static __noinline __attribute__((unused)) int nat_rev_icmp_error(struct __sk_buff *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct iphdr *ip = data + ETH_HLEN;
+	struct endpoint_info *ep;
+	struct nat4_entry *e;
+	struct ct_key k = {};
+	struct icmphdr ih;
+	struct iphdr in;
+	__be16 ports[2], old_check, new_check, to_port;
+	__u32 l4_off, in_off, csum_off;
+	__be32 node, to_addr;
+
+	if ((void *)(ip + 1) > data_end || ip->ihl != 5 || ip->protocol != IPPROTO_ICMP)
+		return 0;
+	node = ip->daddr;
+	l4_off = ETH_HLEN + sizeof(struct iphdr);
+	csum_off = l4_off + __builtin_offsetof(struct icmphdr, checksum);
+	in_off = l4_off + sizeof(struct icmphdr);
+	if (bpf_skb_load_bytes(ctx, l4_off, &ih, sizeof(ih)) < 0 ||
+	    (ih.type != ICMP_DEST_UNREACH && ih.type != ICMP_TIME_EXCEEDED))
+		return 0;
+	if (bpf_skb_load_bytes(ctx, in_off, &in, sizeof(in)) < 0 || in.ihl != 5 || in.saddr != node ||
+	    (in.protocol != IPPROTO_TCP && in.protocol != IPPROTO_UDP))
+		return 0;
+	if (bpf_skb_load_bytes(ctx, in_off + sizeof(in), ports, sizeof(ports)) < 0)
+		return 0;
+	/* the reply direction's key of the quoted connection */
+	k.saddr = in.daddr;
+	k.daddr = in.saddr;
+	k.sport = ports[1];
+	k.dport = ports[0];
+	k.proto = in.protocol;
+	k.pad[0] = NAT_DIR_IN;
+	e = bpf_map_lookup_elem(&seta_snat_v4_external, &k);
+	if (!e)
+		return 0;
+	to_addr = e->to_addr;
+	to_port = e->to_port;
+	ep = lookup_ip4_endpoint(to_addr);
+	if (!ep || (ep->flags & ENDPOINT_F_HOST))
+		return 0;
+	/* the quoted source port */
+	if (bpf_l4_csum_replace(ctx, csum_off, ports[0], to_port, 2) < 0 ||
+	    bpf_skb_store_bytes(ctx, in_off + sizeof(in), &to_port, 2, 0) < 0)
+		return 0;
+	/* the quoted source address, and its header's checksum */
+	old_check = in.check;
+	if (bpf_l3_csum_replace(ctx, in_off + __builtin_offsetof(struct iphdr, check), node, to_addr, 4) < 0 ||
+	    bpf_skb_load_bytes(ctx, in_off + __builtin_offsetof(struct iphdr, check), &new_check, 2) < 0 ||
+	    bpf_l4_csum_replace(ctx, csum_off, node, to_addr, 4) < 0 ||
+	    bpf_l4_csum_replace(ctx, csum_off, old_check, new_check, 2) < 0 ||
+	    bpf_skb_store_bytes(ctx, in_off + __builtin_offsetof(struct iphdr, saddr), &to_addr, 4, 0) < 0)
+		return 0;
+	/* the outer destination */
+	if (bpf_l3_csum_replace(ctx, ETH_HLEN + __builtin_offsetof(struct iphdr, check), node, to_addr, 4) < 0 ||
+	    bpf_skb_store_bytes(ctx, ETH_HLEN + __builtin_offsetof(struct iphdr, daddr), &to_addr, 4, 0) < 0)
+		return 0;
+	return 1;
+}
+
 /* A TCP/UDP packet (or ICMP echo reply) for one of this node's own
  * addresses (from the node's device or the tunnel): parsed once, then a
  * reply of this node's NAT engine, else a north-south service frontend. -1: neither (the caller

@@ -1562,6 +1562,23 @@ async fn privileged_policy_bpf_masquerade_to_the_world(p: P) {
         Ok(node_addr.clone()),
         "TCP needs no route back either"
     );
+    // the external host's ICMP error (port unreachable, sent to the node)
+    // reaches the pod's UDP socket: refused at once, not a timeout
+    let closed = SocketAddr::new(ext.ip.into(), 9);
+    let got = seta_lab::spawn_in_netns(&p.ns("client"), move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.connect(closed).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(3))).unwrap();
+        s.send(b"anyone?").unwrap();
+        s.recv(&mut [0u8; 16]).map_err(|e| e.kind())
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        got,
+        Err(std::io::ErrorKind::ConnectionRefused),
+        "the ICMP error came back into the pod"
+    );
     // a CIDR rule on the pod still decides: deny the external host
     p.apply(
         "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: no-ext, namespace: default}\nspec:\n  endpointSelector: {matchLabels: {app: client}}\n  egressDeny:\n  - toCIDR: [192.0.2.0/24]\n",
