@@ -1749,6 +1749,66 @@ mod privileged_policy_bpf_masquerade_native_routing_cidr {
     }
 }
 
+/// Every address of a node is the host (identity 1) in its ipcache, as
+/// Cilium's host IP sync makes it: `toEntities: [host]` covers a pod's
+/// connection to any of them, `world` does not; an address added or
+/// removed while the agent runs is followed.
+async fn privileged_policy_host_entity_covers_the_nodes_addresses(p: P) {
+    let node = p.node_of("client");
+    let node_ns = p.lab().nodes.iter().find(|n| n.name == node).unwrap().netns.clone();
+    let has = |ip: &str, id: u64| {
+        common::seta(&node, &["bpf", "ipcache", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["prefix"] == format!("{ip}/32") && e["identity"] == id)
+    };
+    if p.topo != Topo::One {
+        let idx = p.lab().nodes.iter().position(|n| n.name == node).unwrap();
+        assert!(has(&format!("172.30.0.{}", idx + 1), 1), "the node's own address is the host");
+    }
+    // a new address of the node (on lo) becomes the host within seconds
+    let extra = "198.51.100.7";
+    let ip = |args: &[&str]| {
+        let out = Command::new("ip")
+            .args(["-n", &node_ns])
+            .args(args)
+            .output_within(std::time::Duration::from_secs(10))
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    ip(&["addr", "add", &format!("{extra}/32"), "dev", "lo"]);
+    common::wait_for("the new address is the host in the ipcache", 15, || has(extra, 1));
+    let to = SocketAddr::new(extra.parse::<Ipv4Addr>().unwrap().into(), 7070);
+    peer_server(&node_ns, to);
+    p.apply("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: to-host, namespace: default}\nspec:\n  endpointSelector: {matchLabels: {app: client}}\n  egress:\n  - toEntities: [host]\n");
+    assert_eq!(read_from(&p.ns("client"), to), Ok(p.ip("client").to_string()), "host covers it");
+    p.delete(&["to-host"]);
+    p.apply("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: to-world, namespace: default}\nspec:\n  endpointSelector: {matchLabels: {app: client}}\n  egress:\n  - toEntities: [world]\n");
+    assert!(read_from(&p.ns("client"), to).is_err(), "world does not");
+    // removed: no longer the host
+    ip(&["addr", "del", &format!("{extra}/32"), "dev", "lo"]);
+    common::wait_for("the address leaves the ipcache", 15, || !has(extra, 1));
+}
+
+mod privileged_policy_host_entity_covers_the_nodes_addresses {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one() {
+        if !privileged("privileged_policy_host_entity_covers_the_nodes_addresses::one") {
+            return;
+        }
+        super::privileged_policy_host_entity_covers_the_nodes_addresses(P::new("hostone", Topo::One).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_host_entity_covers_the_nodes_addresses::tunnel") {
+            return;
+        }
+        super::privileged_policy_host_entity_covers_the_nodes_addresses(P::new("hosttunnel", Topo::Tunnel).await).await;
+    }
+}
+
 /// For generated policies, `seta policy trace` predicts exactly what real TCP
 /// connections between every pair of pods experience.
 async fn privileged_policy_trace_agrees_with_real_packets(p: P) {

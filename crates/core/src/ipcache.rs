@@ -5,7 +5,7 @@
 //! addresses, from the kvstore) and the CIDRs that policies name. Each
 //! source owns its entries; for a prefix wanted by several, the one with the
 //! highest precedence is installed ([`Source`] order: local endpoints, then
-//! cluster, then CIDR identities). So a policy's CIDR can never change how a
+//! the node's own addresses, then cluster, then CIDR identities). So a policy's CIDR can never change how a
 //! pod IP is identified, and withdrawing a source reveals the next one
 //! instead of leaving a hole.
 //!
@@ -21,6 +21,8 @@ use std::net::Ipv4Addr;
 pub enum Source {
     /// this node's endpoints, its router IP
     Local,
+    /// this node's own addresses (the host identity, as Cilium's host IP sync)
+    Host,
     /// other nodes' pods and addresses (kvstore)
     Cluster,
     /// prefixes named by policies (node-local identities)
@@ -33,6 +35,16 @@ pub enum Source {
 pub struct Entry {
     pub identity: u32,
     pub tunnel_endpoint: Option<Ipv4Addr>,
+}
+
+/// The node's own addresses that are the host in the ipcache (Cilium's
+/// local addresses): every IPv4 address of the node's devices but loopback,
+/// link-local, multicast and the unspecified one.
+pub fn host_addresses(addrs: impl IntoIterator<Item = Ipv4Addr>) -> std::collections::BTreeSet<Ipv4Addr> {
+    addrs
+        .into_iter()
+        .filter(|a| !(a.is_loopback() || a.is_link_local() || a.is_multicast() || a.is_unspecified() || a.is_broadcast()))
+        .collect()
 }
 
 /// A change for the reconciler: install `Some(entry)` at the prefix, or
@@ -165,12 +177,14 @@ mod tests {
             [Source::Cidr, Source::Cluster, Source::Local],
             [Source::Local, Source::Cidr, Source::Cluster],
             [Source::Cluster, Source::Local, Source::Cidr],
+            [Source::Host, Source::Cluster, Source::Local],
         ];
         for order in orders {
             let mut c = Ipcache::new();
             for s in order {
                 let id = match s {
                     Source::Local => 300,
+                    Source::Host => 1,
                     Source::Cluster => 400,
                     Source::Cidr => (1 << 24) + 1,
                 };
@@ -179,6 +193,13 @@ mod tests {
             assert_eq!(c.winner(p).unwrap().0, Source::Local, "{order:?}");
             assert_eq!(c.desired()[&p].identity, 300);
         }
+    }
+
+    #[test]
+    fn the_hosts_addresses_leave_out_loopback_and_link_local() {
+        let a = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let got = host_addresses(["127.0.0.1", "172.30.0.1", "169.254.1.1", "10.200.0.1", "0.0.0.0", "224.0.0.1"].map(a));
+        assert_eq!(got.into_iter().collect::<Vec<_>>(), [a("10.200.0.1"), a("172.30.0.1")]);
     }
 
     #[test]

@@ -228,6 +228,25 @@ impl Lab {
         node.addr("extgw", EXTERNAL_GW, 24).await?;
         node.up("extgw").await?;
         ext.route("0.0.0.0/0".parse()?, EXTERNAL_GW, "eth0").await?;
+        // the agent follows its node's addresses: the lab is up once the
+        // gateway's is the host in its ipcache (tests compare ipcaches)
+        let pin = seta_core::names::pin_dir(Path::new("/sys/fs/bpf"), &self.nodes[0].name, seta_abi::ABI_VERSION);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !seta_datapath::maps::IpcacheMap::open(&pin)
+            .map(|m| {
+                m.list()
+                    .iter()
+                    .any(|(ip, plen, v)| *ip == EXTERNAL_GW && *plen == 32 && v.sec_identity == 1)
+            })
+            .unwrap_or(false)
+        {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the agent of {} did not take {EXTERNAL_GW} as its own address",
+                self.nodes[0].name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         self.external = Some(External {
             netns: name,
             ip: EXTERNAL_IP,

@@ -87,6 +87,16 @@ impl Agent {
         });
         let me = self.clone();
         sup.spawn("ip-publisher", move || me.clone().ip_publisher());
+        let me = self.clone();
+        sup.spawn("host-ips", move || {
+            let me = me.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    me.refresh_host_ips().await?;
+                }
+            }
+        });
         if !self.cfg.nodeport_addresses.is_empty() {
             let me = self.clone();
             sup.spawn("node-addresses", move || {

@@ -1,5 +1,6 @@
 //! Node bring-up: the underlay device and address, the host devices
-//! (`seta_host`/`seta_net`), before any subsystem exists.
+//! (`seta_host`/`seta_net`), before any subsystem exists; and, while the
+//! agent runs, the node's addresses as the host in the ipcache.
 use super::*;
 
 /// This node's address for other nodes and the underlay MTU: from the
@@ -55,4 +56,29 @@ pub(super) async fn setup_host_devices(nl: &Netlink, cfg: &Config, router: Ipv4A
         set_ipv4_sysctl(&format!("conf/{dev}/rp_filter"), "0")?;
     }
     Ok(())
+}
+
+impl super::Agent {
+    /// The node's own addresses as the host in the ipcache (Cilium's host IP
+    /// sync): pods' traffic to any of them is the host's for policy, and
+    /// socket-LB serves NodePorts and hostPorts on all of them. Followed
+    /// while the agent runs; `true` when they changed.
+    pub(super) async fn refresh_host_ips(&self) -> Result<bool> {
+        let addrs = self.kernel.ipv4_addrs().await?;
+        let want: std::collections::BTreeMap<_, _> = seta_core::ipcache::host_addresses(addrs.into_iter().map(|(_, a)| a))
+            .into_iter()
+            .map(|a| {
+                let e = seta_core::ipcache::Entry {
+                    identity: seta_core::identity::ID_HOST,
+                    tunnel_endpoint: None,
+                };
+                (crate::ipcache::host32(a), e)
+            })
+            .collect();
+        let (up, down) = super::off_runtime(|| self.ipcache.get().replace_source(seta_core::ipcache::Source::Host, &want));
+        if up + down > 0 {
+            tracing::info!(addresses = ?want.keys().map(ToString::to_string).collect::<Vec<_>>(), "the node's addresses are the host in the ipcache");
+        }
+        Ok(up + down > 0)
+    }
 }
