@@ -955,3 +955,89 @@ fn privileged_bpf_debug_messages_only_with_debug_verbose_datapath() {
     assert_eq!(verdict.arg1, 0, "new");
     assert!(d.iter().any(|e| e.subtype == seta_abi::DBG_CT_CREATED4 && e.arg2 == ID_A), "{d:?}");
 }
+
+/// BPF masquerade, packet by packet: a pod's UDP and ping to the world leave
+/// from the node's address (a NAT port, an echo identifier); the echo reply
+/// and an ICMP port unreachable about the UDP flow, sent to the node, become
+/// the pod's again with every checksum valid (outer IP, quoted IP, ICMP); a
+/// destination in seta_ipmasq_v4 keeps the pod's address.
+#[test]
+fn privileged_bpf_masquerade_round_trips_and_icmp_errors() {
+    if !privileged() {
+        return;
+    }
+    let mut f = Fixture::new("masq");
+    {
+        let p: &mut SchedClassifier = f.host.program_mut("from_netdev").unwrap().try_into().unwrap();
+        p.load().unwrap();
+    }
+    let node = Ipv4Addr::new(172, 30, 0, 1);
+    let world = Ipv4Addr::new(192, 0, 2, 10);
+    let pin = f.dp.pin_dir().to_path_buf();
+    seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_NODE_IP, u32::from_ne_bytes(node.octets())).unwrap();
+    seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_DATAPATH_OPTS, seta_abi::OPT_MASQUERADE).unwrap();
+    let ip_ok = |p: &[u8], at: usize| assert_eq!(csum(&p[at..at + 20]), 0, "IP checksum at {at}");
+
+    // UDP 12345 -> 53: from the node, a port of the NAT engine
+    let udp = udp_packet(A_HOST_MAC, A_POD_MAC, POD_A, world, 64);
+    let (_, out) = run(f.sending_a(), "from_container", &udp);
+    assert_eq!(&out[26..30], &node.octets(), "UDP source address");
+    ip_ok(&out, 14);
+    let nat_port = [out[34], out[35]];
+    assert_ne!(nat_port, 12345u16.to_be_bytes(), "a NAT port above the NodePort range");
+
+    // the world's port unreachable about it, to the node: the pod's again
+    let mut quoted = out[14..42].to_vec(); // the UDP packet's IP header and 8 bytes
+    let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    icmp.append(&mut quoted);
+    let c = csum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let err = icmp_l4(world, node, &icmp);
+    let (rc, back) = run(&mut f.host, "from_netdev", &err);
+    assert_ne!(rc, TC_ACT_SHOT, "delivered");
+    assert_eq!(&back[30..34], &POD_A.octets(), "outer destination");
+    ip_ok(&back, 14);
+    assert_eq!(&back[34 + 8 + 12..34 + 8 + 16], &POD_A.octets(), "quoted source address");
+    assert_eq!(&back[34 + 28..34 + 30], &12345u16.to_be_bytes(), "quoted source port");
+    ip_ok(&back, 34 + 8);
+    assert_eq!(csum(&back[34..]), 0, "ICMP checksum");
+
+    // a ping: an echo identifier of the NAT engine, and the reply back
+    let ping = icmp_echo(A_POD_MAC, A_HOST_MAC, POD_A, world, 8, 77);
+    let (_, out) = run(f.sending_a(), "from_container", &ping);
+    assert_eq!(&out[26..30], &node.octets(), "echo source address");
+    assert_eq!(csum(&out[34..]), 0, "echo ICMP checksum");
+    let id = u16::from_be_bytes([out[38], out[39]]);
+    let reply = icmp_echo([2, 0, 0, 0, 0, 9], B_HOST_MAC, world, node, 0, id);
+    let (rc, back) = run(&mut f.host, "from_netdev", &reply);
+    assert_ne!(rc, TC_ACT_SHOT, "delivered");
+    assert_eq!(&back[30..34], &POD_A.octets(), "reply destination");
+    assert_eq!(u16::from_be_bytes([back[38], back[39]]), 77, "the pod's identifier");
+    ip_ok(&back, 14);
+    assert_eq!(csum(&back[34..]), 0, "reply ICMP checksum");
+
+    // the world's range as a non-masquerade CIDR: the pod's address stays
+    let mut m = seta_datapath::maps::IpmasqMap::open(&pin).unwrap();
+    m.sync(&[("192.0.2.0/24".parse().unwrap(), seta_abi::IPMASQ_F_AGENT)].into())
+        .unwrap();
+    let mut udp2 = udp_packet(A_HOST_MAC, A_POD_MAC, POD_A, world, 64);
+    udp2[34..36].copy_from_slice(&23456u16.to_be_bytes());
+    let (_, out) = run(f.sending_a(), "from_container", &udp2);
+    assert_eq!(&out[26..30], &POD_A.octets(), "not masqueraded");
+    assert_eq!(&out[34..36], &23456u16.to_be_bytes());
+}
+
+/// An IPv4 ICMP packet from `src` to `dst` with the message `icmp`, as it
+/// arrives on the node's device.
+fn icmp_l4(src: Ipv4Addr, dst: Ipv4Addr, icmp: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x09, 0x08, 0x00];
+    let total = 20 + icmp.len();
+    let mut ip = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 1, 0, 0];
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    let c = csum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&ip);
+    p.extend_from_slice(icmp);
+    p
+}
