@@ -243,7 +243,7 @@ impl Agent {
             .await??;
         }
         cluster::setup_routing_mode(&dp, &nl, &cfg, &node).await?;
-        if cfg.kube_proxy_replacement {
+        if cfg.serve_node_port {
             cluster::protect_node_port_range(&cfg)?;
         }
         let mut kv = Kv::open(&cfg).await?;
@@ -317,7 +317,9 @@ impl Agent {
         let mut services: crate::services::Repository = store.load("services.json")?;
         services.set_serving(crate::services::Serving {
             proxy_name: cfg.service_proxy_name.clone(),
-            cluster_ip_only: !cfg.kube_proxy_replacement,
+            no_node_port: !cfg.serve_node_port,
+            no_external_ips: !cfg.serve_external_ips,
+            no_host_port: !cfg.serve_host_port,
             no_session_affinity: !cfg.session_affinity,
             no_health_checks: !cfg.health_check_node_port,
         });

@@ -81,6 +81,15 @@ pub struct RunArgs {
     /// kube-proxy replacement (Cilium's kube-proxy-replacement): NodePort, ExternalIPs, LoadBalancer IPs and hostPort in eBPF. Off, kube-proxy (and portmap) keep those: only ClusterIPs are load-balanced, in-cluster (Cilium's default without it)
     #[arg(long, env = "SETA_KUBE_PROXY_REPLACEMENT", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub kube_proxy_replacement: bool,
+    /// With --kube-proxy-replacement=false: serve NodePorts, LoadBalancer IPs and health-check NodePorts (Cilium's partial replacement) [default: as --kube-proxy-replacement]
+    #[arg(long, env = "SETA_ENABLE_NODE_PORT", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_node_port: Option<bool>,
+    /// With --kube-proxy-replacement=false: serve ExternalIPs [default: as --kube-proxy-replacement]
+    #[arg(long, env = "SETA_ENABLE_EXTERNAL_IPS", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_external_ips: Option<bool>,
+    /// With --kube-proxy-replacement=false: serve hostPorts (portmap's job otherwise) [default: as --kube-proxy-replacement]
+    #[arg(long, env = "SETA_ENABLE_HOST_PORT", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_host_port: Option<bool>,
     /// How DSR carries the service to the backend's node (Cilium's bpf-lb-dsr-dispatch): `opt`, the IPv4 option, is the one seta has (Geneve and IPIP encapsulation are not)
     #[arg(long, env = "SETA_BPF_LB_DSR_DISPATCH", default_value = "opt")]
     pub bpf_lb_dsr_dispatch: String,
@@ -330,8 +339,13 @@ pub struct Config {
     pub lb_source_range_all_types: bool,
     /// traffic distributions count (topology-aware routing)
     pub service_topology: bool,
-    /// kube-proxy replacement: off, only ClusterIPs are served
+    /// kube-proxy replacement: off, only ClusterIPs are served, and what
+    /// the three below turn on
     pub kube_proxy_replacement: bool,
+    /// NodePorts, LoadBalancer IPs and health checks are served
+    pub serve_node_port: bool,
+    pub serve_external_ips: bool,
+    pub serve_host_port: bool,
     /// sessionAffinity is honoured
     pub session_affinity: bool,
     /// healthCheckNodePort servers run
@@ -474,6 +488,17 @@ impl Maglev {
     }
 }
 
+/// One service kind of kube-proxy replacement: with it, always on (turning
+/// it off contradicts it); without it, off unless the flag turns it on.
+fn kpr_feature(flag: &str, v: Option<bool>, kpr: bool) -> Result<bool> {
+    match (v, kpr) {
+        (Some(false), true) => bail!(
+            "{flag}=false contradicts --kube-proxy-replacement=true, which serves every service kind; use --kube-proxy-replacement=false and turn on what this node serves"
+        ),
+        (v, kpr) => Ok(v.unwrap_or(kpr)),
+    }
+}
+
 /// A map size flag: 0 (not given, a RunArgs default) is the default; a
 /// size must be 16..=16777216.
 fn map_size(flag: &str, v: u32, default: u32) -> Result<u32> {
@@ -565,6 +590,9 @@ impl Config {
             lb_source_range_all_types: a.bpf_lb_source_range_all_types,
             service_topology: a.enable_service_topology,
             kube_proxy_replacement: a.kube_proxy_replacement,
+            serve_node_port: kpr_feature("--enable-node-port", a.enable_node_port, a.kube_proxy_replacement)?,
+            serve_external_ips: kpr_feature("--enable-external-ips", a.enable_external_ips, a.kube_proxy_replacement)?,
+            serve_host_port: kpr_feature("--enable-host-port", a.enable_host_port, a.kube_proxy_replacement)?,
             session_affinity: a.enable_session_affinity,
             health_check_node_port: a.enable_health_check_nodeport,
             nodeport_addresses: a.nodeport_addresses,
@@ -821,6 +849,25 @@ mod tests {
         )
         .unwrap();
         assert!(!c.bind_protection && !c.kube_proxy_replacement);
+        // without the replacement nothing but ClusterIPs, unless turned on one by one (Cilium's partial mode)
+        assert!(!c.serve_node_port && !c.serve_external_ips && !c.serve_host_port);
+        let p = parse(
+            file,
+            &[],
+            &["--kube-proxy-replacement=false", "--enable-node-port", "--enable-host-port=true"],
+        )
+        .unwrap();
+        assert!(p.serve_node_port && !p.serve_external_ips && p.serve_host_port);
+        let p = parse(file, &[], &[]).unwrap();
+        assert!(
+            p.serve_node_port && p.serve_external_ips && p.serve_host_port,
+            "all with the replacement"
+        );
+        let e = parse(file, &[], &["--enable-external-ips=false"]).unwrap_err().to_string();
+        assert!(
+            e.contains("--enable-external-ips=false contradicts --kube-proxy-replacement=true"),
+            "{e}"
+        );
         // Cilium's DSR dispatch and acceleration values: what seta has, or a clear refusal
         for (flag, ok, refused) in [
             ("--bpf-lb-dsr-dispatch", "opt", "geneve"),

@@ -157,6 +157,10 @@ pub struct KprStatus {
     /// the per-service annotations honoured (Cilium's `Annotations:` list)
     #[serde(default)]
     pub annotations: Vec<String>,
+    /// the kinds of frontends served: ClusterIP, NodePort, LoadBalancer,
+    /// externalIPs, HostPort (without the replacement, those turned on)
+    #[serde(default)]
+    pub served: Vec<String>,
 }
 
 /// A supervised background task (watch, GC, events reader, health, retries).

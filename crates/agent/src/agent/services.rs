@@ -535,6 +535,17 @@ impl Agent {
         let per_service = |on: bool| if on { " (per-service annotation)" } else { "" };
         seta_core::api::KprStatus {
             enabled: self.cfg.kube_proxy_replacement,
+            served: [
+                ("ClusterIP", true),
+                ("NodePort", self.cfg.serve_node_port),
+                ("LoadBalancer", self.cfg.serve_node_port),
+                ("externalIPs", self.cfg.serve_external_ips),
+                ("HostPort", self.cfg.serve_host_port),
+            ]
+            .into_iter()
+            .filter(|(_, on)| *on)
+            .map(|(k, _)| k.to_string())
+            .collect(),
             socket_lb: match &self.cfg.sock_lb {
                 Some(dir) if self.cfg.sock_lb_hostns_only => format!("Enabled (cgroup {}, host namespace only)", dir.display()),
                 Some(dir) => format!("Enabled (cgroup {})", dir.display()),

@@ -35,7 +35,7 @@ impl Repository {
         for s in self
             .services
             .values()
-            .filter(|s| !self.serving.cluster_ip_only && !self.serving.no_health_checks && s.handled() && self.proxies(s))
+            .filter(|s| !self.serving.no_node_port && !self.serving.no_health_checks && s.handled() && self.proxies(s))
         {
             let Some(port) = s.health_check_node_port else { continue };
             let mut local = BTreeSet::new();

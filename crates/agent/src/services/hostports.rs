@@ -9,8 +9,8 @@ impl Repository {
     /// Claim `ports` for container `cid` (address `ip`): all or none; an
     /// address, port and protocol another container holds is refused.
     pub fn claim_host_ports(&mut self, cid: &str, ip: Ipv4Addr, ports: &[HostPort]) -> Result<(), String> {
-        // without kube-proxy replacement hostPorts are portmap's, not ours
-        if ports.is_empty() || self.serving.cluster_ip_only {
+        // without kube-proxy replacement (and --enable-host-port) hostPorts are portmap's, not ours
+        if ports.is_empty() || self.serving.no_host_port {
             return Ok(());
         }
         // unspecified host IPs clash with every address

@@ -57,13 +57,29 @@ pub struct Serving {
     /// `service.kubernetes.io/service-proxy-name` names it ("": those
     /// without the label)
     pub proxy_name: String,
-    /// `--kube-proxy-replacement=false`: ClusterIP frontends only (no
-    /// NodePort, ExternalIP, LoadBalancer or hostPort, no health checks)
-    pub cluster_ip_only: bool,
+    /// `--kube-proxy-replacement=false`: ClusterIP frontends, and of the
+    /// others only what `--enable-node-port` (NodePort, LoadBalancer and
+    /// health checks), `--enable-external-ips` and `--enable-host-port`
+    /// turn on, as Cilium's partial replacement
+    pub no_node_port: bool,
+    pub no_external_ips: bool,
+    pub no_host_port: bool,
     /// `--enable-session-affinity=false`: sessionAffinity is not honoured
     pub no_session_affinity: bool,
     /// `--enable-health-check-nodeport=false`: no healthCheckNodePort servers
     pub no_health_checks: bool,
+}
+
+impl Serving {
+    /// Whether frontends of `kind` are this node's to serve.
+    pub fn serves(&self, kind: FrontendKind) -> bool {
+        match kind {
+            FrontendKind::ClusterIP => true,
+            FrontendKind::NodePort | FrontendKind::LoadBalancer => !self.no_node_port,
+            FrontendKind::ExternalIP => !self.no_external_ips,
+            FrontendKind::HostPort => !self.no_host_port,
+        }
+    }
 }
 
 /// Hands out the lowest numbers not in use, from 1 up to a most (one walk
@@ -229,7 +245,7 @@ impl Repository {
                 )
             })
             .chain(self.host_port_frontends(node_addrs))
-            .filter(|f| !self.serving.cluster_ip_only || f.kind == FrontendKind::ClusterIP)
+            .filter(|f| self.serving.serves(f.kind))
             .collect();
         for f in &mut out {
             if self.serving.no_session_affinity {

@@ -177,7 +177,9 @@ fn without_kube_proxy_replacement_only_cluster_ips_are_served() {
     assert_eq!(kinds(&r), ["ClusterIP", "ExternalIP", "HostPort", "LoadBalancer", "NodePort"]);
     assert_eq!(r.health_checks("n1").len(), 1);
     r.set_serving(Serving {
-        cluster_ip_only: true,
+        no_node_port: true,
+        no_external_ips: true,
+        no_host_port: true,
         ..Default::default()
     });
     assert_eq!(kinds(&r), ["ClusterIP"]);
@@ -190,6 +192,22 @@ fn without_kube_proxy_replacement_only_cluster_ips_are_served() {
         st.services.keys().all(|k| k.address[..2] == [10, 96]),
         "only ClusterIPs in the maps"
     );
+    // partial replacement: NodePorts (with LoadBalancer IPs and health
+    // checks), not ExternalIPs or hostPorts
+    r.set_serving(Serving {
+        no_external_ips: true,
+        no_host_port: true,
+        ..Default::default()
+    });
+    assert_eq!(kinds(&r), ["ClusterIP", "LoadBalancer", "NodePort"]);
+    assert_eq!(r.health_checks("n1").len(), 1);
+    r.set_serving(Serving {
+        no_node_port: true,
+        no_host_port: true,
+        ..Default::default()
+    });
+    assert_eq!(kinds(&r), ["ClusterIP", "ExternalIP"]);
+    assert!(r.health_checks("n1").is_empty());
 }
 
 /// `--enable-session-affinity=false` and `--enable-health-check-nodeport=false`:

@@ -135,8 +135,21 @@ fn masquerading(m: &seta_core::api::MasqStatus, node_ip: Option<std::net::Ipv4Ad
 /// Cilium's KubeProxyReplacement block on one line.
 fn kpr(k: &seta_core::api::KprStatus) -> String {
     if !k.enabled {
+        let others: Vec<&str> = ["NodePort", "LoadBalancer", "externalIPs", "HostPort"]
+            .into_iter()
+            .filter(|s| !k.served.iter().any(|x| x == s))
+            .collect();
+        let served = match k.served.is_empty() {
+            true => "ClusterIP".to_string(), // an agent from before the list
+            false => k.served.join(", "),
+        };
+        let theirs = match others.len() {
+            0 => String::new(),
+            1 => format!("; {} is kube-proxy's", others[0]),
+            _ => format!("; {} are kube-proxy's", others.join(", ")),
+        };
         return format!(
-            "False [Socket LB: {}, Backend Selection: {}, Session Affinity: Enabled, No Backend Response: {}, Services: ClusterIP (in-cluster; NodePort, LoadBalancer, externalIPs and HostPort are kube-proxy's); {} services, {} frontends]",
+            "False [Socket LB: {}, Backend Selection: {}, Session Affinity: Enabled, No Backend Response: {}, Services: {served}{theirs}; {} services, {} frontends]",
             k.socket_lb, k.backend_selection, k.no_backend_response, k.services, k.frontends
         );
     }

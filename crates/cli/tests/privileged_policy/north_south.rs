@@ -527,6 +527,76 @@ mod privileged_policy_service_without_kube_proxy_replacement {
     }
 }
 
+/// Cilium's partial replacement: `--kube-proxy-replacement=false
+/// --enable-node-port` serves ClusterIPs and NodePorts (from the external
+/// host, through either node), not ExternalIPs; status says which is whose.
+async fn privileged_policy_service_partial_kube_proxy_replacement(p: P) {
+    let web = p.ip("web");
+    peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
+    services_import(
+        &p,
+        &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: np, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.181\n  externalIPs: [198.51.100.82]\n  ports: [{{name: http, port: 80, targetPort: 8080, nodePort: 30181}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: np-a, namespace: default, labels: {{kubernetes.io/service-name: np}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n"),
+    );
+    for n in p.nodes() {
+        let listed = common::seta(&n, &["service", "list"]);
+        let mut frontends: Vec<&str> = listed.as_array().unwrap().iter().map(|e| e["frontend"].as_str().unwrap()).collect();
+        frontends.dedup();
+        assert!(frontends.contains(&"10.96.0.181:80/TCP"), "{n}: {listed}");
+        assert!(
+            frontends.iter().any(|f| f.ends_with(":30181/TCP")),
+            "{n}: the NodePort is served: {listed}"
+        );
+        assert!(
+            !frontends.iter().any(|f| f.starts_with("198.51.100.82")),
+            "{n}: not the ExternalIP: {listed}"
+        );
+        let status = common::seta_text(&n, &["status"]);
+        assert!(
+            status.contains("False [")
+                && status.contains("Services: ClusterIP, NodePort, LoadBalancer; externalIPs, HostPort are kube-proxy's"),
+            "{status}"
+        );
+    }
+    let client = p.ip("client").to_string();
+    assert_eq!(
+        read_from(&p.ns("client"), "10.96.0.181:80".parse().unwrap()),
+        Ok(client),
+        "the ClusterIP from a pod"
+    );
+    let ext = p.lab().external.clone().unwrap();
+    for i in 0..p.nodes().len() {
+        let node: std::net::Ipv4Addr = format!("172.30.0.{}", i + 1).parse().unwrap();
+        assert!(
+            read_from(&ext.netns, SocketAddr::new(node.into(), 30181)).is_ok(),
+            "the NodePort through node {i}"
+        );
+    }
+}
+
+mod privileged_policy_service_partial_kube_proxy_replacement {
+    use super::*;
+    fn o() -> LabOptions {
+        LabOptions {
+            agent_args: vec!["--kube-proxy-replacement=false".into(), "--enable-node-port".into()],
+            ..Default::default()
+        }
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one() {
+        if !privileged("privileged_policy_service_partial_kube_proxy_replacement::one") {
+            return;
+        }
+        super::privileged_policy_service_partial_kube_proxy_replacement(P::with_opts("pkone", Topo::OneUnderlay, o()).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_service_partial_kube_proxy_replacement::tunnel") {
+            return;
+        }
+        super::privileged_policy_service_partial_kube_proxy_replacement(P::with_opts("pktun", Topo::Tunnel, o()).await).await;
+    }
+}
+
 /// Cilium's `--nodeport-addresses`: each node's device gets a second
 /// address. By default a NodePort is served on the primary address only
 /// (the second one answers nothing: no listener, a reset); with
