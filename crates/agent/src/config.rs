@@ -162,6 +162,9 @@ pub struct RunArgs {
     /// BPF masquerade: pods' TCP/UDP traffic to the world (outside the cluster's pods and nodes) leaves from the node's address
     #[arg(long, env = "SETA_ENABLE_BPF_MASQUERADE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub enable_bpf_masquerade: bool,
+    /// Masquerade pods' IPv4 traffic to the world (Cilium's flag, on by default there); seta masquerades in BPF only, so it takes effect with --enable-bpf-masquerade; false with it is refused, as in Cilium [default: true]
+    #[arg(long, env = "SETA_ENABLE_IPV4_MASQUERADE", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_ipv4_masquerade: Option<bool>,
     /// Where pod addresses are routable: masquerade leaves destinations inside alone
     #[arg(long, env = "SETA_IPV4_NATIVE_ROUTING_CIDR")]
     pub ipv4_native_routing_cidr: Option<Ipv4Net>,
@@ -641,7 +644,16 @@ impl Config {
                 a.kube_proxy_replacement_healthz_bind_address.as_deref().unwrap_or(""),
             )?,
             hubble_listen_address: listen_addr("--hubble-listen-address", a.hubble_listen_address.as_deref().unwrap_or(""))?,
-            enable_bpf_masquerade: a.enable_bpf_masquerade,
+            enable_bpf_masquerade: match (a.enable_ipv4_masquerade, a.enable_bpf_masquerade) {
+                (Some(false), true) => bail!(
+                    "--enable-bpf-masquerade needs --enable-ipv4-masquerade=true (as Cilium's): drop one of the two"
+                ),
+                (Some(true), false) => {
+                    tracing::warn!("--enable-ipv4-masquerade: seta has no iptables masquerading; pods' traffic keeps their addresses unless --enable-bpf-masquerade is on");
+                    false
+                }
+                (_, bpf) => bpf,
+            },
             native_routing_cidr: a.ipv4_native_routing_cidr.map(|n| n.trunc()),
             ip_masq_agent: match (a.enable_ip_masq_agent, a.enable_bpf_masquerade) {
                 (false, _) => None,
@@ -779,6 +791,20 @@ mod tests {
         let c = parse(file, &[], &[]).unwrap();
         assert_eq!(c.native_routing_cidr, Some("10.0.0.0/8".parse().unwrap()));
         assert_eq!(c.ip_masq_agent, None);
+        // Cilium's enable-ipv4-masquerade: BPF masquerade needs it on
+        assert!(
+            parse(file, &[], &["--enable-bpf-masquerade", "--enable-ipv4-masquerade"])
+                .unwrap()
+                .enable_bpf_masquerade
+        );
+        assert!(
+            !parse(file, &[], &["--enable-ipv4-masquerade"]).unwrap().enable_bpf_masquerade,
+            "no iptables path"
+        );
+        let e = parse(file, &[], &["--enable-bpf-masquerade", "--enable-ipv4-masquerade=false"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--enable-bpf-masquerade needs --enable-ipv4-masquerade=true"), "{e}");
         let e = parse(file, &[], &["--enable-ip-masq-agent"]).unwrap_err().to_string();
         assert!(e.contains("--enable-ip-masq-agent") && e.contains("--enable-bpf-masquerade"), "{e}");
         let dir = crate::testutil::Tmp::new("ipmasq-flag");
