@@ -17,12 +17,23 @@ use std::sync::{Arc, Mutex};
 
 /// The file as read: `None` when it is missing or empty (the defaults).
 pub fn read(path: &Path) -> Result<Option<MasqConfig>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("ip-masq-agent config {}", path.display())),
-    };
-    ipmasq::parse(&text).map_err(|e| anyhow::anyhow!("ip-masq-agent config {}: {e}", path.display()))
+    parse_text(path, read_text(path)?.as_deref())
+}
+
+/// The file's text; `None` when it is missing.
+fn read_text(path: &Path) -> Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("ip-masq-agent config {}", path.display())),
+    }
+}
+
+fn parse_text(path: &Path, text: Option<&str>) -> Result<Option<MasqConfig>> {
+    match text {
+        None => Ok(None),
+        Some(t) => ipmasq::parse(t).map_err(|e| anyhow::anyhow!("ip-masq-agent config {}: {e}", path.display())),
+    }
 }
 
 pub struct IpMasq {
@@ -64,12 +75,14 @@ impl IpMasq {
     /// restart with other flags); a file that does not parse is an error
     /// and nothing is written.
     pub fn start(&self) -> Result<()> {
-        let file = match &self.path {
-            Some(p) => Some(read(p)?),
-            None => None,
+        let Some(path) = &self.path else {
+            self.apply(None)?;
+            return Ok(());
         };
-        self.apply(file.as_ref().map(Option::as_ref))?;
-        self.state().seen = self.path.as_deref().map(text_of);
+        let text = read_text(path)?;
+        let file = parse_text(path, text.as_deref())?;
+        self.apply(Some(file.as_ref()))?;
+        self.state().seen = Some(text);
         Ok(())
     }
 
@@ -77,30 +90,36 @@ impl IpMasq {
     /// that does not parse changes nothing and is reported.
     pub fn refresh(&self) -> Result<bool> {
         let Some(path) = &self.path else { return Ok(false) };
-        let text = text_of(path);
+        let text = match read_text(path) {
+            Ok(t) => t,
+            Err(e) => return Ok(self.not_taken(format!("{e:#}"), None)),
+        };
         if self.state().seen.as_ref() == Some(&text) {
             return Ok(false);
         }
-        let parsed = match &text {
-            None => Ok(None),
-            Some(t) => ipmasq::parse(t),
-        };
-        let file = match parsed {
+        let file = match parse_text(path, text.as_deref()) {
             Ok(f) => f,
-            Err(e) => {
-                let e = format!("{}: {e}", path.display());
-                tracing::error!(error = %e, "ip-masq-agent config does not parse; the non-masquerade CIDRs stay as they were");
-                let mut st = self.state();
-                st.error = Some(e);
-                st.seen = Some(text);
-                return Ok(false);
-            }
+            Err(e) => return Ok(self.not_taken(format!("{e:#}"), Some(text))),
         };
         let changed = self.apply(Some(file.as_ref()))?;
         let mut st = self.state();
         st.error = None;
         st.seen = Some(text);
         Ok(changed)
+    }
+
+    /// The file could not be taken: the ranges stay, the error is kept for
+    /// status (and logged once). `seen`: the text that failed, if read.
+    fn not_taken(&self, e: String, seen: Option<Option<String>>) -> bool {
+        let mut st = self.state();
+        if st.error.as_ref() != Some(&e) {
+            tracing::error!(error = %e, "ip-masq-agent config not taken; the non-masquerade CIDRs stay as they were");
+        }
+        st.error = Some(e);
+        if seen.is_some() {
+            st.seen = seen;
+        }
+        false
     }
 
     fn apply(&self, file: Option<Option<&MasqConfig>>) -> Result<bool> {
@@ -129,12 +148,6 @@ impl IpMasq {
             config_error: st.error.clone(),
         }
     }
-}
-
-/// The file's text; `None` when it cannot be read (missing: the defaults;
-/// any other error shows up when it is parsed at start).
-fn text_of(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok()
 }
 
 #[cfg(test)]

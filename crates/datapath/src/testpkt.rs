@@ -68,7 +68,8 @@ pub fn icmp_echo(smac: [u8; 6], dmac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, icm
     l4_packet(smac, dmac, src, dst, 1, &h)
 }
 
-fn l4_packet(smac: [u8; 6], dmac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
+/// An IPv4 packet of protocol `proto` carrying `l4`, header checksum set.
+pub fn l4_packet(smac: [u8; 6], dmac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
     let mut p = Vec::new();
     p.extend_from_slice(&dmac);
     p.extend_from_slice(&smac);

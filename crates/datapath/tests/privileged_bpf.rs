@@ -6,7 +6,7 @@ use aya::Ebpf;
 use seta_abi::{EndpointInfo, RemoteEndpointInfo, ENDPOINT_F_HOST};
 use seta_core::policy::resolve;
 use seta_datapath::maps::{policy_entries, CtMap, EndpointMap, EventReader, IpcacheMap, MetricsMap, PolicyEntries, PolicyMap, PolicyOuter};
-use seta_datapath::testpkt::{arp_request, csum, icmp_echo, tcp_packet, udp_packet};
+use seta_datapath::testpkt::{arp_request, csum, icmp_echo, l4_packet, tcp_packet, udp_packet};
 use seta_datapath::Datapath;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -992,7 +992,7 @@ fn privileged_bpf_masquerade_round_trips_and_icmp_errors() {
     icmp.append(&mut quoted);
     let c = csum(&icmp);
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    let err = icmp_l4(world, node, &icmp);
+    let err = l4_packet([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 1], world, node, 1, &icmp);
     let (rc, back) = run(&mut f.host, "from_netdev", &err);
     assert_ne!(rc, TC_ACT_SHOT, "delivered");
     assert_eq!(&back[30..34], &POD_A.octets(), "outer destination");
@@ -1025,19 +1025,4 @@ fn privileged_bpf_masquerade_round_trips_and_icmp_errors() {
     let (_, out) = run(f.sending_a(), "from_container", &udp2);
     assert_eq!(&out[26..30], &POD_A.octets(), "not masqueraded");
     assert_eq!(&out[34..36], &23456u16.to_be_bytes());
-}
-
-/// An IPv4 ICMP packet from `src` to `dst` with the message `icmp`, as it
-/// arrives on the node's device.
-fn icmp_l4(src: Ipv4Addr, dst: Ipv4Addr, icmp: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x09, 0x08, 0x00];
-    let total = 20 + icmp.len();
-    let mut ip = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 1, 0, 0];
-    ip.extend_from_slice(&src.octets());
-    ip.extend_from_slice(&dst.octets());
-    let c = csum(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    p.extend_from_slice(&ip);
-    p.extend_from_slice(icmp);
-    p
 }

@@ -88,27 +88,15 @@ impl Agent {
         let me = self.clone();
         sup.spawn("ip-publisher", move || me.clone().ip_publisher());
         let me = self.clone();
-        sup.spawn("host-ips", move || {
+        sup.spawn("node-addresses", move || {
             let me = me.clone();
             async move {
                 loop {
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    me.refresh_host_ips().await?;
+                    me.refresh_node_addresses().await?;
                 }
             }
         });
-        if !self.cfg.nodeport_addresses.is_empty() {
-            let me = self.clone();
-            sup.spawn("node-addresses", move || {
-                let me = me.clone();
-                async move {
-                    loop {
-                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                        me.refresh_node_port_addrs().await?;
-                    }
-                }
-            });
-        }
         if self.cfg.ip_masq_agent.is_some() {
             let me = self.clone();
             sup.spawn("ip-masq-agent", move || {

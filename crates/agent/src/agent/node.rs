@@ -59,13 +59,20 @@ pub(super) async fn setup_host_devices(nl: &Netlink, cfg: &Config, router: Ipv4A
 }
 
 impl super::Agent {
+    /// Follow the node's addresses (one dump for both uses): the host's
+    /// addresses in the ipcache and, with `--nodeport-addresses`, the ones
+    /// NodePorts are served on. Whether the latter changed.
+    pub(super) async fn refresh_node_addresses(&self) -> Result<bool> {
+        let addrs = self.kernel.ipv4_addrs().await?;
+        self.set_host_ips(&addrs);
+        self.set_node_port_addrs(&addrs).await
+    }
+
     /// The node's own addresses as the host in the ipcache (Cilium's host IP
     /// sync): pods' traffic to any of them is the host's for policy, and
-    /// socket-LB serves NodePorts and hostPorts on all of them. Followed
-    /// while the agent runs; `true` when they changed.
-    pub(super) async fn refresh_host_ips(&self) -> Result<bool> {
-        let addrs = self.kernel.ipv4_addrs().await?;
-        let want: std::collections::BTreeMap<_, _> = seta_core::ipcache::host_addresses(addrs.into_iter().map(|(_, a)| a))
+    /// socket-LB serves NodePorts and hostPorts on all of them.
+    pub(super) fn set_host_ips(&self, addrs: &[(u32, Ipv4Addr)]) {
+        let want: std::collections::BTreeMap<_, _> = seta_core::ipcache::host_addresses(addrs.iter().map(|(_, a)| *a))
             .into_iter()
             .map(|a| {
                 let e = seta_core::ipcache::Entry {
@@ -79,6 +86,5 @@ impl super::Agent {
         if up + down > 0 {
             tracing::info!(addresses = ?want.keys().map(ToString::to_string).collect::<Vec<_>>(), "the node's addresses are the host in the ipcache");
         }
-        Ok(up + down > 0)
     }
 }

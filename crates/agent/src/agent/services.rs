@@ -25,8 +25,8 @@ impl Agent {
     /// With `--nodeport-addresses`, follow the node device's addresses (as
     /// Cilium's node address table does): an address added or removed
     /// inside the CIDRs starts or stops serving NodePorts and hostPorts.
-    /// Whether they changed.
-    pub(super) async fn refresh_node_port_addrs(&self) -> anyhow::Result<bool> {
+    /// Whether they changed. `addrs`: the node's addresses (ifindex, address).
+    pub(super) async fn set_node_port_addrs(&self, addrs: &[(u32, Ipv4Addr)]) -> anyhow::Result<bool> {
         let Some(dev) = self.node_dev.as_deref() else {
             return Ok(false);
         };
@@ -36,14 +36,7 @@ impl Agent {
         let Some(link) = self.kernel.links().await?.into_iter().find(|l| l.name == dev) else {
             return Ok(false);
         };
-        let dev_addrs: Vec<Ipv4Addr> = self
-            .kernel
-            .ipv4_addrs()
-            .await?
-            .into_iter()
-            .filter(|(i, _)| *i == link.index)
-            .map(|(_, a)| a)
-            .collect();
+        let dev_addrs: Vec<Ipv4Addr> = addrs.iter().filter(|(i, _)| *i == link.index).map(|(_, a)| *a).collect();
         let want = seta_core::service::node_port_addresses(self.node_ip, &dev_addrs, &self.cfg.nodeport_addresses);
         let before = std::mem::replace(&mut *self.node_port_ips.lock().unwrap_or_else(|e| e.into_inner()), want.clone());
         if before == want {

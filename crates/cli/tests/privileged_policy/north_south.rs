@@ -459,6 +459,12 @@ mod privileged_policy_service_proxy_name {
     }
 }
 
+/// Service `np` (NodePort `node_port`, ExternalIP `external_ip`) with the
+/// pod at `web` as its one backend, on port 8080.
+fn np_service(web: std::net::Ipv4Addr, cluster_ip: &str, external_ip: &str, node_port: u16) -> String {
+    format!("apiVersion: v1\nkind: Service\nmetadata: {{name: np, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: {cluster_ip}\n  externalIPs: [{external_ip}]\n  ports: [{{name: http, port: 80, targetPort: 8080, nodePort: {node_port}}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: np-a, namespace: default, labels: {{kubernetes.io/service-name: np}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n")
+}
+
 /// `--kube-proxy-replacement=false` (Cilium's default, beside kube-proxy):
 /// a pod still reaches a ClusterIP (per-packet LB, on one node and across
 /// nodes), while the service's NodePort and ExternalIP are not served by
@@ -467,10 +473,7 @@ mod privileged_policy_service_proxy_name {
 async fn privileged_policy_service_without_kube_proxy_replacement(p: P) {
     let web = p.ip("web");
     peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
-    services_import(
-        &p,
-        &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: np, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.180\n  externalIPs: [198.51.100.81]\n  ports: [{{name: http, port: 80, targetPort: 8080, nodePort: 30180}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: np-a, namespace: default, labels: {{kubernetes.io/service-name: np}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n"),
-    );
+    services_import(&p, &np_service(web, "10.96.0.180", "198.51.100.81", 30180));
     for n in p.nodes() {
         let listed = common::seta(&n, &["service", "list"]);
         let frontends: Vec<&str> = listed.as_array().unwrap().iter().map(|e| e["frontend"].as_str().unwrap()).collect();
@@ -533,10 +536,7 @@ mod privileged_policy_service_without_kube_proxy_replacement {
 async fn privileged_policy_service_partial_kube_proxy_replacement(p: P) {
     let web = p.ip("web");
     peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
-    services_import(
-        &p,
-        &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: np, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.181\n  externalIPs: [198.51.100.82]\n  ports: [{{name: http, port: 80, targetPort: 8080, nodePort: 30181}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: np-a, namespace: default, labels: {{kubernetes.io/service-name: np}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n"),
-    );
+    services_import(&p, &np_service(web, "10.96.0.181", "198.51.100.82", 30181));
     for n in p.nodes() {
         let listed = common::seta(&n, &["service", "list"]);
         let mut frontends: Vec<&str> = listed.as_array().unwrap().iter().map(|e| e["frontend"].as_str().unwrap()).collect();

@@ -516,9 +516,9 @@ async fn nodeport_addresses_follow_the_devices_addresses() {
         ["0.0.0.0:30080/TCP", "172.31.0.1:30080/TCP"],
         "another device's address is not the node's"
     );
-    assert!(!a.refresh_node_port_addrs().await.unwrap(), "nothing changed");
+    assert!(!a.refresh_node_addresses().await.unwrap(), "nothing changed");
     k.state().addrs.push((ul.index, second));
-    assert!(a.refresh_node_port_addrs().await.unwrap());
+    assert!(a.refresh_node_addresses().await.unwrap());
     assert_eq!(
         node_ports(&a),
         ["0.0.0.0:30080/TCP", "172.31.0.101:30080/TCP", "172.31.0.1:30080/TCP"]
@@ -529,6 +529,6 @@ async fn nodeport_addresses_follow_the_devices_addresses() {
         ["172.31.0.1", "172.31.0.101"]
     );
     k.state().addrs.retain(|(_, x)| *x != second);
-    assert!(a.refresh_node_port_addrs().await.unwrap());
+    assert!(a.refresh_node_addresses().await.unwrap());
     assert!(!in_maps(second) && in_maps(primary), "a removed address stops serving");
 }
