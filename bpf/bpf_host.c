@@ -95,6 +95,19 @@ int from_overlay(struct __sk_buff *ctx)
 	cilium_dbg(ctx, DBG_DECAP, 0, src_id, 0);
 	/* The inner frame was addressed to the sender's device: it is ours now. */
 	bpf_skb_change_type(ctx, 0 /* PACKET_HOST */);
+	/* an ICMP error about a connection SNATed here (a NodePort's backend
+	 * on the sender's node): the client's (pointers taken again) */
+	if (ip->protocol == IPPROTO_ICMP) {
+		int ret = nat_rev_icmp(ctx);
+
+		if (ret >= 0)
+			return ret;
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		ip = data + ETH_HLEN;
+		if ((void *)(ip + 1) > data_end)
+			return send_drop(ctx, DROP_INVALID, METRIC_INGRESS);
+	}
 
 	ep = lookup_ip4_endpoint(ip->daddr);
 	if (!ep || (ep->flags & ENDPOINT_F_HOST)) {
@@ -134,10 +147,14 @@ int from_netdev(struct __sk_buff *ctx)
 	ip = data + ETH_HLEN;
 	if ((void *)(ip + 1) > data_end)
 		return TC_ACT_OK;
-	/* an ICMP error about a masqueraded connection: the pod's (the call
-	 * may write the packet: its pointers are taken again either way) */
+	/* an ICMP error about a connection SNATed here (masqueraded, or a
+	 * NodePort's): the client's (the call may write the packet: its
+	 * pointers are taken again either way) */
 	if (ip->protocol == IPPROTO_ICMP) {
-		nat_rev_icmp_error(ctx);
+		int ret = nat_rev_icmp(ctx);
+
+		if (ret >= 0)
+			return ret;
 		data = (void *)(long)ctx->data;
 		data_end = (void *)(long)ctx->data_end;
 		ip = data + ETH_HLEN;

@@ -118,6 +118,14 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 
 	st = ct_lookup(&f, len);
 	dbg_ct_lookup(ctx, ep_id, &f, 0, st);
+	/* a backend's ICMP error about its client's connection through a
+	 * service: about the frontend again (the packet's pointers are not
+	 * used past here: the rest takes them again) */
+	if (st == CT_RELATED) {
+		ret = lb4_rev_icmp_error(ctx);
+		if (ret < 0)
+			return send_drop(ctx, -ret, METRIC_EGRESS);
+	}
 	if (st == CT_REPLY) {
 		/* a backend answering a client of this node through a service */
 		ret = lb4_xlate_rev(ctx, l4_off, &f);

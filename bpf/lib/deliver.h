@@ -28,6 +28,13 @@ static __always_inline int ingress_admit(struct __sk_buff *ctx, struct iphdr *ip
 		if (ret < 0)
 			return send_drop(ctx, -ret, METRIC_INGRESS);
 	}
+	/* an ICMP error about a connection to a service, from its backend:
+	 * about the frontend again */
+	if (st == CT_RELATED) {
+		ret = lb4_rev_icmp_error(ctx);
+		if (ret < 0)
+			return send_drop(ctx, -ret, METRIC_INGRESS);
+	}
 	if (st == CT_NEW) {
 		ret = ingress_policy(ep, src_id, &f, ep->ifindex);
 		if (ret < 0)

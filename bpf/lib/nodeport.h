@@ -219,13 +219,18 @@ static __always_inline int nodeport_lb4(struct __sk_buff *ctx, __u32 l4_off, str
 }
 
 /* An ICMP error (destination unreachable, among them "fragmentation
- * needed", or time exceeded) about a connection this node masqueraded, sent
- * to the node's address: it becomes the pod's again (Cilium's reverse SNAT
- * of ICMP errors). The outer destination and the quoted packet's source
- * address and port are the pod's, with the outer, quoted and ICMP
- * checksums; the caller then delivers it to the pod as any other packet
- * (conntrack finds it related). A subprogram, so its stack is not the
- * caller's. 1: rewritten; 0: not such a packet (untouched). */
+ * needed", or time exceeded) about a connection this node's NAT engine
+ * translated, sent to the node's address: a masqueraded pod's connection,
+ * or a NodePort's SNATed to a backend on another node. The outer
+ * destination and the quoted packet's source address and port are the
+ * client's again (Cilium's reverse SNAT of ICMP errors), with the outer,
+ * quoted and ICMP checksums (for a service, nat_rev_icmp then makes the
+ * frontend the quoted destination and the error's source); the
+ * caller then delivers it to a local pod as any other packet (conntrack
+ * finds it related), or the stack routes it to the client. A subprogram,
+ * so its stack is not the caller's. 1: rewritten for a local pod; 2:
+ * rewritten for another client (nat_rev_icmp goes on); 0: not such a
+ * packet (untouched). */
 static __noinline __attribute__((unused)) int nat_rev_icmp_error(struct __sk_buff *ctx)
 {
 	void *data = (void *)(long)ctx->data;
@@ -234,25 +239,14 @@ static __noinline __attribute__((unused)) int nat_rev_icmp_error(struct __sk_buf
 	struct endpoint_info *ep;
 	struct nat4_entry *e;
 	struct ct_key k = {};
-	struct icmphdr ih;
 	struct iphdr in;
-	__be16 ports[2], old_check, new_check, to_port;
-	__u32 l4_off, in_off, csum_off;
+	__be16 ports[2], to_port;
 	__be32 node, to_addr;
 
-	if ((void *)(ip + 1) > data_end || ip->ihl != 5 || ip->protocol != IPPROTO_ICMP)
+	if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_ICMP)
 		return 0;
 	node = ip->daddr;
-	l4_off = ETH_HLEN + sizeof(struct iphdr);
-	csum_off = l4_off + __builtin_offsetof(struct icmphdr, checksum);
-	in_off = l4_off + sizeof(struct icmphdr);
-	if (bpf_skb_load_bytes(ctx, l4_off, &ih, sizeof(ih)) < 0 ||
-	    (ih.type != ICMP_DEST_UNREACH && ih.type != ICMP_TIME_EXCEEDED))
-		return 0;
-	if (bpf_skb_load_bytes(ctx, in_off, &in, sizeof(in)) < 0 || in.ihl != 5 || in.saddr != node ||
-	    (in.protocol != IPPROTO_TCP && in.protocol != IPPROTO_UDP))
-		return 0;
-	if (bpf_skb_load_bytes(ctx, in_off + sizeof(in), ports, sizeof(ports)) < 0)
+	if (icmp_err_quoted(ctx, &in, ports) < 0 || in.saddr != node)
 		return 0;
 	/* the reply direction's key of the quoted connection */
 	k.saddr = in.daddr;
@@ -266,26 +260,31 @@ static __noinline __attribute__((unused)) int nat_rev_icmp_error(struct __sk_buf
 		return 0;
 	to_addr = e->to_addr;
 	to_port = e->to_port;
+	if (icmp_err_rewrite(ctx, 1, node, node, to_addr, ports[0], to_port) < 0)
+		return 0;
 	ep = lookup_ip4_endpoint(to_addr);
-	if (!ep || (ep->flags & ENDPOINT_F_HOST))
-		return 0;
-	/* the quoted source port */
-	if (bpf_l4_csum_replace(ctx, csum_off, ports[0], to_port, 2) < 0 ||
-	    bpf_skb_store_bytes(ctx, in_off + sizeof(in), &to_port, 2, 0) < 0)
-		return 0;
-	/* the quoted source address, and its header's checksum */
-	old_check = in.check;
-	if (bpf_l3_csum_replace(ctx, in_off + __builtin_offsetof(struct iphdr, check), node, to_addr, 4) < 0 ||
-	    bpf_skb_load_bytes(ctx, in_off + __builtin_offsetof(struct iphdr, check), &new_check, 2) < 0 ||
-	    bpf_l4_csum_replace(ctx, csum_off, node, to_addr, 4) < 0 ||
-	    bpf_l4_csum_replace(ctx, csum_off, old_check, new_check, 2) < 0 ||
-	    bpf_skb_store_bytes(ctx, in_off + __builtin_offsetof(struct iphdr, saddr), &to_addr, 4, 0) < 0)
-		return 0;
-	/* the outer destination */
-	if (bpf_l3_csum_replace(ctx, ETH_HLEN + __builtin_offsetof(struct iphdr, check), node, to_addr, 4) < 0 ||
-	    bpf_skb_store_bytes(ctx, ETH_HLEN + __builtin_offsetof(struct iphdr, daddr), &to_addr, 4, 0) < 0)
-		return 0;
-	return 1;
+	return ep && !(ep->flags & ENDPOINT_F_HOST) ? 1 : 2;
+}
+
+/* nat_rev_icmp_error, then for a client that is no local pod (a NodePort's
+ * from outside or another node) the service's side (lb4_rev_icmp_error; a
+ * local pod's error gets it in ingress_admit) and the way to the client:
+ * routed here, as the error's source may be the node's own address now
+ * (the stack would drop it as a martian). Two calls in a row and not one
+ * in the other: the stack of a call chain is bounded. -1: the caller goes
+ * on (the packet's pointers are to be taken again); else a TC verdict. */
+static __always_inline int nat_rev_icmp(struct __sk_buff *ctx)
+{
+	int ret;
+
+	if (nat_rev_icmp_error(ctx) != 2)
+		return -1;
+	lb4_rev_icmp_error(ctx);
+	ret = fib_redirect_v4(ctx);
+	if (ret < 0)
+		return send_drop(ctx, -ret, METRIC_EGRESS);
+	update_metrics(ctx->len, METRIC_EGRESS, REASON_FORWARDED);
+	return ret;
 }
 
 /* A TCP/UDP packet (or ICMP echo reply) for one of this node's own

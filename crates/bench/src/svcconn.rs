@@ -4,7 +4,10 @@
 //! pod, per-packet LB) next to the same service set on a routed veth path as
 //! kube-proxy-shaped iptables-nft rules (a linear KUBE-SERVICES chain, the
 //! measured service in its middle) and as one nft map lookup; and seta at
-//! the most next to seta at 1.
+//! the most next to seta at 1. The client runs on CPU 0 and the server on
+//! CPU 1; at 10k services seta and iptables are also measured with both on
+//! CPU 1, where a round trip wakes no other CPU (on this VM a cross-CPU
+//! wakeup is an IPI and a VM exit, most of an unpinned connection's time).
 //!
 //! 65,535 and not 100k: a frontend's rev-NAT index is 16 bits in the map
 //! layouts (Cilium's `lb4_service`, `lb4_reverse_nat`, CT), so a node holds
@@ -76,8 +79,13 @@ fn conn_client(dst: &str, secs: &str) -> Result<()> {
 /// Connections per second from `client` to `dst` for `secs` seconds; a
 /// sample with more than 0.1 % failed connections is an error.
 pub(crate) fn conn_rate(client: &str, dst: &str, secs: u32) -> Result<f64> {
+    conn_rate_on(client, dst, secs, 0)
+}
+
+/// [`conn_rate`] with the client on CPU `cpu` (the servers are on CPU 1).
+fn conn_rate_on(client: &str, dst: &str, secs: u32, cpu: u32) -> Result<f64> {
     let exe = std::env::current_exe()?;
-    let out = in_ns(client, 0, &[&exe.to_string_lossy(), "__conn-client", dst, &secs.to_string()])
+    let out = in_ns(client, cpu, &[&exe.to_string_lossy(), "__conn-client", dst, &secs.to_string()])
         .output_within(Duration::from_secs(secs as u64 + 30))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let v: Vec<f64> = text.split_whitespace().filter_map(|x| x.parse().ok()).collect();
@@ -201,13 +209,14 @@ fn flush_rules(ns: &str) -> Result<()> {
     Ok(())
 }
 
-/// `rounds` samples of seta and of the baseline, interleaved.
-fn interleaved(args: &Args, seta: &str, base: &str, dst: &str) -> Result<(Vec<f64>, Vec<f64>)> {
+/// `rounds` samples of seta and of the baseline, interleaved, the client on
+/// CPU `cpu`.
+fn interleaved(args: &Args, seta: &str, base: &str, dst: &str, cpu: u32) -> Result<(Vec<f64>, Vec<f64>)> {
     let (mut s, mut b) = (vec![], vec![]);
     for round in 1..=args.rounds {
         eprintln!("    round {round}/{}", args.rounds);
-        s.push(conn_rate(seta, dst, args.seconds)?);
-        b.push(conn_rate(base, dst, args.seconds)?);
+        s.push(conn_rate_on(seta, dst, args.seconds, cpu)?);
+        b.push(conn_rate_on(base, dst, args.seconds, cpu)?);
     }
     Ok((s, b))
 }
@@ -253,10 +262,19 @@ pub(crate) async fn bench_service_connect(args: &Args, bin_dir: &Path) -> Result
             flush_rules(&rr)?;
             load_rules(&rr, &["iptables-nft-restore"], &iptables_rules(n, rip))?;
             eprintln!("    loaded in {:.1} s", t.elapsed().as_secs_f64());
-            let (s, ipt) = interleaved(args, &p1.netns, &rc, &dst)?;
+            let (s, ipt) = interleaved(args, &p1.netns, &rc, &dst, 0)?;
+            // at 10k also with client and server on one CPU: no cross-CPU
+            // wakeup (an IPI, a VM exit here) in each round trip, so the
+            // figures are the connection's CPU cost with the service lookup
+            let one_cpu = if n == 10_000 {
+                eprintln!("    client and server on one CPU");
+                Some(interleaved(args, &p1.netns, &rc, &dst, 1)?)
+            } else {
+                None
+            };
             flush_rules(&rr)?;
             load_rules(&rr, &["nft", "-f"], &nft_map_rules(n, rip))?;
-            let (s2, nft) = interleaved(args, &p1.netns, &rc, &dst)?;
+            let (s2, nft) = interleaved(args, &p1.netns, &rc, &dst, 0)?;
             let all: Vec<f64> = s.iter().chain(&s2).copied().collect();
             let row = |base_name, base: &[f64], goal: &str| Row {
                 name: format!("connect + request + close via ClusterIP, {n} services"),
@@ -269,6 +287,13 @@ pub(crate) async fn bench_service_connect(args: &Args, bin_dir: &Path) -> Result
             };
             rows.push(row("iptables-nft, kube-proxy rules", &ipt, if n == 10_000 { "≥ 10×" } else { "" }));
             rows.push(row("nft map", &nft, ""));
+            if let Some((s1, ipt1)) = one_cpu {
+                rows.push(Row {
+                    name: format!("connect + request + close via ClusterIP, {n} services, client and server on one CPU"),
+                    seta: summarize(&s1),
+                    ..row("iptables-nft, kube-proxy rules (one CPU)", &ipt1, "≥ 10×")
+                });
+            }
             seta_at.push(all);
         }
         // seta at 1 service again, now: the baseline is both runs at 1, so a

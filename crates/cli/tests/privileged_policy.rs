@@ -962,6 +962,21 @@ fn read_from(ns: &str, addr: SocketAddr) -> Result<String, std::io::ErrorKind> {
     .unwrap()
 }
 
+/// A connected UDP socket in `ns` sends to `addr` and waits up to 3 s for
+/// an answer: its length, or the error kind (ConnectionRefused when an ICMP
+/// port unreachable about it came back).
+fn udp_ask(ns: &str, addr: SocketAddr) -> Result<usize, std::io::ErrorKind> {
+    seta_lab::spawn_in_netns(ns, move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(3))).unwrap();
+        s.send(b"anyone?").unwrap();
+        s.recv(&mut [0u8; 16]).map_err(|e| e.kind())
+    })
+    .join()
+    .unwrap()
+}
+
 /// NodePort from outside the cluster (the lab's external host on the
 /// underlay), Cilium's SNAT mode: a backend on the node that was asked sees
 /// the client's own address; a backend on another node sees the asked
@@ -1564,18 +1579,8 @@ async fn privileged_policy_bpf_masquerade_to_the_world(p: P) {
     );
     // the external host's ICMP error (port unreachable, sent to the node)
     // reaches the pod's UDP socket: refused at once, not a timeout
-    let closed = SocketAddr::new(ext.ip.into(), 9);
-    let got = seta_lab::spawn_in_netns(&p.ns("client"), move || {
-        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-        s.connect(closed).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(3))).unwrap();
-        s.send(b"anyone?").unwrap();
-        s.recv(&mut [0u8; 16]).map_err(|e| e.kind())
-    })
-    .join()
-    .unwrap();
     assert_eq!(
-        got,
+        udp_ask(&p.ns("client"), SocketAddr::new(ext.ip.into(), 9)),
         Err(std::io::ErrorKind::ConnectionRefused),
         "the ICMP error came back into the pod"
     );

@@ -987,20 +987,10 @@ fn privileged_bpf_masquerade_round_trips_and_icmp_errors() {
     assert_ne!(nat_port, 12345u16.to_be_bytes(), "a NAT port above the NodePort range");
 
     // the world's port unreachable about it, to the node: the pod's again
-    let mut quoted = out[14..42].to_vec(); // the UDP packet's IP header and 8 bytes
-    let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
-    icmp.append(&mut quoted);
-    let c = csum(&icmp);
-    icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    let err = l4_packet([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 1], world, node, 1, &icmp);
+    let err = port_unreachable(world, node, &out[14..42]);
     let (rc, back) = run(&mut f.host, "from_netdev", &err);
     assert_ne!(rc, TC_ACT_SHOT, "delivered");
-    assert_eq!(&back[30..34], &POD_A.octets(), "outer destination");
-    ip_ok(&back, 14);
-    assert_eq!(&back[34 + 8 + 12..34 + 8 + 16], &POD_A.octets(), "quoted source address");
-    assert_eq!(&back[34 + 28..34 + 30], &12345u16.to_be_bytes(), "quoted source port");
-    ip_ok(&back, 34 + 8);
-    assert_eq!(csum(&back[34..]), 0, "ICMP checksum");
+    assert_eq!(icmp_error_view(&back), (world, POD_A, POD_A, 12345, world, 53));
 
     // a ping: an echo identifier of the NAT engine, and the reply back
     let ping = icmp_echo(A_POD_MAC, A_HOST_MAC, POD_A, world, 8, 77);
@@ -1025,4 +1015,148 @@ fn privileged_bpf_masquerade_round_trips_and_icmp_errors() {
     let (_, out) = run(f.sending_a(), "from_container", &udp2);
     assert_eq!(&out[26..30], &POD_A.octets(), "not masqueraded");
     assert_eq!(&out[34..36], &23456u16.to_be_bytes());
+}
+
+/// An ICMP error of type/code 3/3 (port unreachable) from `src` to `dst`,
+/// quoting `quoted` (the offending packet's IP header and 8 bytes).
+fn port_unreachable(src: Ipv4Addr, dst: Ipv4Addr, quoted: &[u8]) -> Vec<u8> {
+    let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(quoted);
+    let c = csum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    l4_packet([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 1], src, dst, 1, &icmp)
+}
+
+/// The outer addresses, the quoted packet's addresses and ports of an ICMP
+/// error frame, after checking its three checksums (outer IP, quoted IP,
+/// ICMP).
+fn icmp_error_view(p: &[u8]) -> (Ipv4Addr, Ipv4Addr, Ipv4Addr, u16, Ipv4Addr, u16) {
+    let ip = |at: usize| Ipv4Addr::new(p[at], p[at + 1], p[at + 2], p[at + 3]);
+    assert_eq!(csum(&p[14..34]), 0, "outer IP checksum");
+    assert_eq!(csum(&p[42..62]), 0, "quoted IP checksum");
+    assert_eq!(csum(&p[34..]), 0, "ICMP checksum");
+    (
+        ip(26),
+        ip(30),
+        ip(42 + 12),
+        u16::from_be_bytes([p[62], p[63]]),
+        ip(42 + 16),
+        u16::from_be_bytes([p[64], p[65]]),
+    )
+}
+
+/// One UDP frontend `addr:port` (LB_F_* `flags`) with one backend.
+fn one_udp_service(pin: &Path, addr: Ipv4Addr, port: u16, flags: u8, backend: Ipv4Addr, bport: u16) {
+    use seta_abi::{Lb4Backend, Lb4Key, Lb4ReverseNat, Lb4Service};
+    let mut st = seta_datapath::maps::LbState::default();
+    let key = |slot: u16| Lb4Key {
+        address: addr.octets(),
+        dport: port.to_be_bytes(),
+        backend_slot: slot,
+        proto: 17,
+        ..Default::default()
+    };
+    st.services.insert(
+        key(0),
+        Lb4Service {
+            count: 1,
+            rev_nat_index: 1,
+            flags,
+            ..Default::default()
+        },
+    );
+    st.services.insert(
+        key(1),
+        Lb4Service {
+            backend_id: 1,
+            ..Default::default()
+        },
+    );
+    st.revnat.insert(
+        1,
+        Lb4ReverseNat {
+            address: addr.octets(),
+            port: port.to_be_bytes(),
+            pad: 0,
+        },
+    );
+    st.backends.insert(
+        1,
+        Lb4Backend {
+            address: backend.octets(),
+            port: bport.to_be_bytes(),
+            proto: 17,
+            ..Default::default()
+        },
+    );
+    seta_datapath::maps::LbMaps::open(pin).unwrap().sync(&st).unwrap();
+}
+
+/// ICMP errors about connections through a service are about the frontend
+/// again, as kube-proxy's conntrack NAT makes them: a backend's port
+/// unreachable about a pod's UDP to a ClusterIP, from a backend on the node
+/// (from_container) and from one on another node (from_netdev), and about a
+/// NodePort connection SNATed to a backend on another node; every checksum
+/// valid.
+#[test]
+fn privileged_bpf_service_icmp_errors_are_about_the_frontend() {
+    if !privileged() {
+        return;
+    }
+    let mut f = Fixture::new("svcicmp");
+    {
+        let p: &mut SchedClassifier = f.host.program_mut("from_netdev").unwrap().try_into().unwrap();
+        p.load().unwrap();
+    }
+    let pin = f.dp.pin_dir().to_path_buf();
+    let vip = Ipv4Addr::new(10, 96, 0, 10);
+    one_udp_service(&pin, vip, 53, 0, POD_B, 5353);
+
+    // pod A's UDP 12345 -> 10.96.0.10:53 goes to pod B:5353
+    let udp = udp_packet(A_HOST_MAC, A_POD_MAC, POD_A, vip, 64);
+    let (rc, out) = run(f.sending_a(), "from_container", &udp);
+    assert_eq!(rc, TC_ACT_REDIRECT, "delivered to B");
+    assert_eq!((&out[30..34], &out[36..38]), (&POD_B.octets()[..], &5353u16.to_be_bytes()[..]));
+
+    // B's port unreachable about it: from the frontend, about the frontend
+    let err = port_unreachable(POD_B, POD_A, &out[14..42]);
+    let (rc, back) = run(f.sending_b(), "from_container", &err);
+    assert_eq!(rc, TC_ACT_REDIRECT, "delivered to A");
+    assert_eq!(icmp_error_view(&back), (vip, POD_A, POD_A, 12345, vip, 53), "from a local backend");
+
+    // the same error from a backend on another node, through the node's
+    // device (native routing): delivered to A the same
+    let (rc, back) = run(&mut f.host, "from_netdev", &err);
+    assert_eq!(rc, TC_ACT_REDIRECT, "delivered to A");
+    assert_eq!(icmp_error_view(&back), (vip, POD_A, POD_A, 12345, vip, 53), "from a remote backend");
+
+    // an error from a router on the way: its address stays the source
+    let router = Ipv4Addr::new(10, 77, 9, 9);
+    let (_, back) = run(&mut f.host, "from_netdev", &port_unreachable(router, POD_A, &out[14..42]));
+    assert_eq!(icmp_error_view(&back), (router, POD_A, POD_A, 12345, vip, 53), "from a router");
+
+    // a NodePort SNATed to a backend on another node
+    let node = Ipv4Addr::new(172, 30, 0, 1);
+    let client = Ipv4Addr::new(192, 0, 2, 10);
+    let remote = Ipv4Addr::new(10, 78, 0, 5);
+    seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_NODE_IP, u32::from_ne_bytes(node.octets())).unwrap();
+    one_udp_service(&pin, node, 30053, seta_abi::LB_F_NODEPORT, remote, 5353);
+    let mut req = udp_packet(B_HOST_MAC, [2, 0, 0, 0, 0, 9], client, node, 64);
+    req[36..38].copy_from_slice(&30053u16.to_be_bytes());
+    let (rc, out) = run(&mut f.host, "from_netdev", &req);
+    assert_ne!(rc, TC_ACT_SHOT, "forwarded");
+    assert_eq!(
+        (&out[26..30], &out[30..34]),
+        (&node.octets()[..], &remote.octets()[..]),
+        "SNAT and DNAT"
+    );
+    let nat_port = u16::from_be_bytes([out[34], out[35]]);
+    let err = port_unreachable(remote, node, &out[14..42]);
+    let (rc, back) = run(&mut f.host, "from_netdev", &err);
+    assert_ne!(rc, TC_ACT_SHOT, "on to the client");
+    assert_eq!(
+        icmp_error_view(&back),
+        (node, client, client, 12345, node, 30053),
+        "about the NodePort (NAT port {nat_port})"
+    );
 }

@@ -772,3 +772,73 @@ mod privileged_policy_service_affinity_and_health_checks_off {
         super::privileged_policy_service_affinity_and_health_checks_off(P::with_opts("afftun", Topo::Tunnel, o()).await).await;
     }
 }
+
+/// ICMP errors about service connections name the frontend, as kube-proxy's
+/// conntrack NAT makes them: a UDP service answers through its ClusterIP
+/// and NodePort while its backend listens; once nothing listens on the
+/// target port, each client is refused at once (ECONNREFUSED, the
+/// backend's port unreachable, not the no-backend reject: the service
+/// keeps its backend) instead of waiting for an answer: the ClusterIP from
+/// a pod on the backend's node and from one on the other node, and the
+/// NodePort from the external host through the backend's node (the
+/// client's address kept) and through the other node (SNAT).
+async fn privileged_policy_service_icmp_errors_name_the_frontend(p: P) {
+    let web = p.ip("web");
+    services_import(
+        &p,
+        &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: ie, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.190\n  ports: [{{name: dns, protocol: UDP, port: 53, targetPort: 5399, nodePort: 30190}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: ie-a, namespace: default, labels: {{kubernetes.io/service-name: ie}}}}\naddressType: IPv4\nports: [{{name: dns, protocol: UDP, port: 5399}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n"),
+    );
+    let ext = p.lab().external.clone().unwrap();
+    let vip: SocketAddr = "10.96.0.190:53".parse().unwrap();
+    let node_ports: Vec<SocketAddr> = (0..p.nodes().len())
+        .map(|i| SocketAddr::new(std::net::Ipv4Addr::new(172, 30, 0, i as u8 + 1).into(), 30190))
+        .collect();
+    let asks = || {
+        let mut got = vec![];
+        for pod in ["other", "client"] {
+            got.push((format!("{pod} -> ClusterIP"), udp_ask(&p.ns(pod), vip)));
+        }
+        for (i, np) in node_ports.iter().enumerate() {
+            got.push((format!("external -> NodePort of node {i}"), udp_ask(&ext.netns, *np)));
+        }
+        got
+    };
+    {
+        let _r = Responder::start(&p.ns("web"), SocketAddr::new(web.into(), 5399));
+        for (who, got) in asks() {
+            assert_eq!(got, Ok(2), "{who}: answered from the frontend");
+        }
+    }
+    for (who, got) in asks() {
+        assert_eq!(
+            got,
+            Err(std::io::ErrorKind::ConnectionRefused),
+            "{who}: the backend's port unreachable"
+        );
+    }
+}
+
+mod privileged_policy_service_icmp_errors_name_the_frontend {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one() {
+        if !privileged("privileged_policy_service_icmp_errors_name_the_frontend::one") {
+            return;
+        }
+        super::privileged_policy_service_icmp_errors_name_the_frontend(P::new("ieone", Topo::OneUnderlay).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_service_icmp_errors_name_the_frontend::tunnel") {
+            return;
+        }
+        super::privileged_policy_service_icmp_errors_name_the_frontend(P::new("ietun", Topo::Tunnel).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn native() {
+        if !privileged("privileged_policy_service_icmp_errors_name_the_frontend::native") {
+            return;
+        }
+        super::privileged_policy_service_icmp_errors_name_the_frontend(P::new("ienat", Topo::Native).await).await;
+    }
+}
