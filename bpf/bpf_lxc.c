@@ -119,8 +119,9 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 	st = ct_lookup(&f, len);
 	dbg_ct_lookup(ctx, ep_id, &f, 0, st);
 	/* a backend's ICMP error about its client's connection through a
-	 * service: about the frontend again (the packet's pointers are not
-	 * used past here: the rest takes them again) */
+	 * service (translated on this node, or a NodePort's by DSR): about
+	 * the frontend again (the packet's pointers are not used past here:
+	 * the rest takes them again) */
 	if (st == CT_RELATED) {
 		ret = lb4_rev_icmp_error(ctx);
 		if (ret < 0)

@@ -6,6 +6,7 @@
 #include "common.h"
 #include "policy.h"
 #include "lb.h"
+#include "dsr.h"
 
 /* Conntrack, and for a new connection the local pod's ingress policy against
  * `src_id`: 0 when the packet may pass, else TC_ACT_SHOT (counted). */

@@ -105,3 +105,54 @@ static __always_inline int dsr_reply4(struct __sk_buff *ctx, __u32 l4_off, struc
 		return 0;
 	return lb4_rewrite_src(ctx, l4_off, f, d->address, d->port);
 }
+
+/* An ICMP error about a connection through a service, on its way to the
+ * client: the quoted packet (client -> backend) is about the frontend
+ * again, and so is the error's source when the backend sent it, as
+ * conntrack NAT does for kube-proxy, so the client's socket gets the error
+ * (UDP: ECONNREFUSED at once; TCP: path MTU). The connection was
+ * translated on this node (its reverse entry in seta_lb4_conn), or is a
+ * NodePort's by DSR with its backend here (seta_lb4_dsr, keyed by the
+ * reply; the quoted request may carry the DSR option). A subprogram, so
+ * its stack is not the caller's. 1: rewritten; 0: not such a packet
+ * (untouched); negative: a drop reason. */
+static __noinline __attribute__((unused)) int lb4_rev_icmp_error(struct __sk_buff *ctx)
+{
+	struct lb4_reverse_nat *d;
+	struct lb4_conn *c;
+	struct ct_key k = {};
+	struct iphdr in;
+	__be16 ports[2];
+	__be32 to_addr;
+	__be16 to_port;
+	int ret, hlen;
+
+	hlen = icmp_err_quoted(ctx, &in, ports);
+	if (hlen < 0)
+		return 0;
+	k.saddr = in.saddr;
+	k.daddr = in.daddr;
+	k.sport = ports[0];
+	k.dport = ports[1];
+	k.proto = in.protocol;
+	k.pad[0] = LB_CONN_REV;
+	c = bpf_map_lookup_elem(&seta_lb4_conn, &k);
+	if (c) {
+		to_addr = c->address;
+		to_port = c->port;
+	} else {
+		/* DSR: keyed by the reply, backend -> client */
+		k.saddr = in.daddr;
+		k.daddr = in.saddr;
+		k.sport = ports[1];
+		k.dport = ports[0];
+		k.pad[0] = 0;
+		d = bpf_map_lookup_elem(&seta_lb4_dsr, &k);
+		if (!d)
+			return 0;
+		to_addr = d->address;
+		to_port = d->port;
+	}
+	ret = icmp_err_rewrite(ctx, hlen, 0, in.daddr, in.daddr, to_addr, ports[1], to_port);
+	return ret < 0 ? ret : 1;
+}

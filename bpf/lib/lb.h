@@ -331,20 +331,20 @@ static __always_inline int lb4_xlate_rev(struct __sk_buff *ctx, __u32 l4_off, st
 }
 
 /* Inside an ICMP error (outer header without options), one end of the
- * quoted packet goes from old_addr:old_port to new_addr:new_port: its source
+ * quoted packet (its IP header `q_hlen` bytes long) goes from old_addr:old_port to new_addr:new_port: its source
  * when `quoted_src`, else its destination; with the outer address that
  * stood for it (the destination when quoted_src, else the source) when that
  * is `outer_old`. The quoted header's, the outer header's and the ICMP
  * checksums follow (the quoted L4 checksum is left, as receivers ignore it).
  * 0, or a negative drop reason. */
-static __always_inline int icmp_err_rewrite(struct __sk_buff *ctx, int quoted_src, __be32 outer_old, __be32 old_addr,
-					    __be32 new_addr, __be16 old_port, __be16 new_port)
+static __always_inline int icmp_err_rewrite(struct __sk_buff *ctx, __u32 q_hlen, int quoted_src, __be32 outer_old,
+					    __be32 old_addr, __be32 new_addr, __be16 old_port, __be16 new_port)
 {
 	__u32 l4_off = ETH_HLEN + sizeof(struct iphdr);
 	__u32 csum_off = l4_off + __builtin_offsetof(struct icmphdr, checksum);
 	__u32 in_off = l4_off + sizeof(struct icmphdr);
 	__u32 q_addr = in_off + (quoted_src ? __builtin_offsetof(struct iphdr, saddr) : __builtin_offsetof(struct iphdr, daddr));
-	__u32 q_port = in_off + sizeof(struct iphdr) + (quoted_src ? 0 : 2);
+	__u32 q_port = in_off + q_hlen + (quoted_src ? 0 : 2);
 	__u32 o_addr = ETH_HLEN + (quoted_src ? __builtin_offsetof(struct iphdr, daddr) : __builtin_offsetof(struct iphdr, saddr));
 	__u32 q_check = in_off + __builtin_offsetof(struct iphdr, check);
 	__be16 old_check, new_check;
@@ -372,7 +372,8 @@ static __always_inline int icmp_err_rewrite(struct __sk_buff *ctx, int quoted_sr
 /* The TCP/UDP packet an ICMP error (destination unreachable, time
  * exceeded) quotes: its outer header without options, the quoted one's
  * addresses and protocol in `in`, its ports in ports[0] (source) and
- * ports[1]. 0, or -1: not such a packet. */
+ * ports[1]. The quoted header may have options (a DSR request's, quoted
+ * by its backend). Its length, or -1: not such a packet. */
 static __always_inline int icmp_err_quoted(struct __sk_buff *ctx, struct iphdr *in, __be16 *ports)
 {
 	__u32 l4_off = ETH_HLEN + sizeof(struct iphdr);
@@ -383,47 +384,12 @@ static __always_inline int icmp_err_quoted(struct __sk_buff *ctx, struct iphdr *
 	    bpf_skb_load_bytes(ctx, l4_off, &ih, sizeof(ih)) < 0 ||
 	    (ih.type != ICMP_DEST_UNREACH && ih.type != ICMP_TIME_EXCEEDED))
 		return -1;
-	if (bpf_skb_load_bytes(ctx, l4_off + sizeof(ih), in, sizeof(*in)) < 0 || in->ihl != 5 ||
+	if (bpf_skb_load_bytes(ctx, l4_off + sizeof(ih), in, sizeof(*in)) < 0 || in->ihl < 5 ||
 	    (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP))
 		return -1;
-	if (bpf_skb_load_bytes(ctx, l4_off + sizeof(ih) + sizeof(*in), ports, 4) < 0)
+	if (bpf_skb_load_bytes(ctx, l4_off + sizeof(ih) + in->ihl * 4, ports, 4) < 0)
 		return -1;
-	return 0;
-}
-
-/* An ICMP error about a connection this node translated to a backend
- * (client -> frontend became client -> backend), on its way to the client:
- * the quoted packet's destination is the frontend again, and so is the
- * error's source when the backend sent it (as conntrack NAT does for
- * kube-proxy), so the client's socket gets the error (UDP: ECONNREFUSED at
- * once; TCP: path MTU). A subprogram, so its stack is not the caller's.
- * 1: rewritten; 0: not such a packet (untouched); negative: a drop reason. */
-static __noinline __attribute__((unused)) int lb4_rev_icmp_error(struct __sk_buff *ctx)
-{
-	struct ct_key k = {};
-	struct lb4_conn *c;
-	struct iphdr in;
-	__be16 ports[2];
-	__be32 to_addr;
-	__be16 to_port;
-	int ret;
-
-	if (icmp_err_quoted(ctx, &in, ports) < 0)
-		return 0;
-	/* the quoted packet is client -> backend: the key of its reverse entry */
-	k.saddr = in.saddr;
-	k.daddr = in.daddr;
-	k.sport = ports[0];
-	k.dport = ports[1];
-	k.proto = in.protocol;
-	k.pad[0] = LB_CONN_REV;
-	c = bpf_map_lookup_elem(&seta_lb4_conn, &k);
-	if (!c)
-		return 0;
-	to_addr = c->address;
-	to_port = c->port;
-	ret = icmp_err_rewrite(ctx, 0, in.daddr, in.daddr, to_addr, ports[1], to_port);
-	return ret < 0 ? ret : 1;
+	return in->ihl * 4;
 }
 
 /* The one's-complement sum folded to 16 bits and inverted. */

@@ -242,11 +242,13 @@ static __noinline __attribute__((unused)) int nat_rev_icmp_error(struct __sk_buf
 	struct iphdr in;
 	__be16 ports[2], to_port;
 	__be32 node, to_addr;
+	int hlen;
 
 	if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_ICMP)
 		return 0;
 	node = ip->daddr;
-	if (icmp_err_quoted(ctx, &in, ports) < 0 || in.saddr != node)
+	hlen = icmp_err_quoted(ctx, &in, ports);
+	if (hlen < 0 || in.saddr != node)
 		return 0;
 	/* the reply direction's key of the quoted connection */
 	k.saddr = in.daddr;
@@ -260,7 +262,7 @@ static __noinline __attribute__((unused)) int nat_rev_icmp_error(struct __sk_buf
 		return 0;
 	to_addr = e->to_addr;
 	to_port = e->to_port;
-	if (icmp_err_rewrite(ctx, 1, node, node, to_addr, ports[0], to_port) < 0)
+	if (icmp_err_rewrite(ctx, hlen, 1, node, node, to_addr, ports[0], to_port) < 0)
 		return 0;
 	ep = lookup_ip4_endpoint(to_addr);
 	return ep && !(ep->flags & ENDPOINT_F_HOST) ? 1 : 2;

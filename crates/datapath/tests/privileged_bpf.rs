@@ -822,7 +822,8 @@ fn privileged_bpf_map_sizes_from_flags_and_a_pinned_mismatch_is_loud() {
 /// DSR on the backend's node: a SYN for a local pod carrying the DSR option
 /// (service 172.30.0.2:30090) is delivered, and the connection is recorded;
 /// the pod's SYN-ACK leaves from the service's address and port with valid
-/// checksums (a reply: no policy, no masquerade).
+/// checksums (a reply: no policy, no masquerade), and an ICMP error the pod
+/// sends about the connection is from the service and about it.
 #[test]
 fn privileged_bpf_dsr_option_is_learned_and_the_reply_leaves_from_the_service() {
     if !privileged() {
@@ -875,6 +876,15 @@ fn privileged_bpf_dsr_option_is_learned_and_the_reply_leaves_from_the_service() 
     assert_eq!(&out[34..36], &30090u16.to_be_bytes(), "source port");
     assert_eq!(csum(&out[14..34]), 0, "IP checksum");
     assert_eq!(tcp_csum(&out), 0, "TCP checksum");
+    // the pod's ICMP errors about the connection: from the service, about
+    // it; about a later packet, and about the SYN (quoted with its option)
+    let later = tcp_packet([2, 0, 0, 0, 0, 9], B_HOST_MAC, client, POD_B, 40000, 8080, 0x10);
+    for quoted in [&later[14..42], &syn[14..50]] {
+        let err = port_unreachable(POD_B, client, quoted);
+        let (rc, out) = run(f.sending_b(), "from_container", &err);
+        assert_ne!(rc, TC_ACT_SHOT, "an error about a connection is not dropped");
+        assert_eq!(icmp_error_view(&out), (svc, client, client, 40000, svc, 30090));
+    }
 }
 
 /// Every program of the node's objects passes the verifier, also those the
@@ -1032,16 +1042,17 @@ fn port_unreachable(src: Ipv4Addr, dst: Ipv4Addr, quoted: &[u8]) -> Vec<u8> {
 /// ICMP).
 fn icmp_error_view(p: &[u8]) -> (Ipv4Addr, Ipv4Addr, Ipv4Addr, u16, Ipv4Addr, u16) {
     let ip = |at: usize| Ipv4Addr::new(p[at], p[at + 1], p[at + 2], p[at + 3]);
+    let l4 = 42 + usize::from(p[42] & 0xf) * 4; // the quoted header may have options
     assert_eq!(csum(&p[14..34]), 0, "outer IP checksum");
-    assert_eq!(csum(&p[42..62]), 0, "quoted IP checksum");
+    assert_eq!(csum(&p[42..l4]), 0, "quoted IP checksum");
     assert_eq!(csum(&p[34..]), 0, "ICMP checksum");
     (
         ip(26),
         ip(30),
         ip(42 + 12),
-        u16::from_be_bytes([p[62], p[63]]),
+        u16::from_be_bytes([p[l4], p[l4 + 1]]),
         ip(42 + 16),
-        u16::from_be_bytes([p[64], p[65]]),
+        u16::from_be_bytes([p[l4 + 2], p[l4 + 3]]),
     )
 }
 

@@ -781,7 +781,7 @@ mod privileged_policy_service_affinity_and_health_checks_off {
 /// keeps its backend) instead of waiting for an answer: the ClusterIP from
 /// a pod on the backend's node and from one on the other node, and the
 /// NodePort from the external host through the backend's node (the
-/// client's address kept) and through the other node (SNAT).
+/// client's address kept) and through the other node (SNAT, or DSR).
 async fn privileged_policy_service_icmp_errors_name_the_frontend(p: P) {
     let web = p.ip("web");
     services_import(
@@ -840,5 +840,18 @@ mod privileged_policy_service_icmp_errors_name_the_frontend {
             return;
         }
         super::privileged_policy_service_icmp_errors_name_the_frontend(P::new("ienat", Topo::Native).await).await;
+    }
+    /// the NodePort through the other node by DSR: the backend's node
+    /// sends the error straight to the client, from the service
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dsr() {
+        if !privileged("privileged_policy_service_icmp_errors_name_the_frontend::dsr") {
+            return;
+        }
+        let o = LabOptions {
+            agent_args: vec!["--bpf-lb-mode".into(), "dsr".into()],
+            ..Default::default()
+        };
+        super::privileged_policy_service_icmp_errors_name_the_frontend(P::with_opts("iedsr", Topo::Native, o).await).await;
     }
 }
