@@ -163,9 +163,23 @@ int from_netdev(struct __sk_buff *ctx)
 	}
 	ep = lookup_ip4_endpoint(ip->daddr);
 	if (!ep || (ep->flags & ENDPOINT_F_HOST)) {
+		int ret;
+
+		/* the client side's ICMP error about a NodePort's reply: the
+		 * backend's */
+		if (ip->protocol == IPPROTO_ICMP) {
+			ret = nodeport_icmp_to_backend(ctx);
+			if (ret >= 0)
+				return ret;
+		}
 		/* a reply through this node's SNAT, or a service frontend
-		 * reached from outside */
-		int ret = nodeport_ingress(ctx, ipcache_identity(ip->saddr));
+		 * reached from outside (pointers taken again) */
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		ip = data + ETH_HLEN;
+		if ((void *)(ip + 1) > data_end)
+			return TC_ACT_OK;
+		ret = nodeport_ingress(ctx, ipcache_identity(ip->saddr));
 
 		return ret >= 0 ? ret : TC_ACT_OK;
 	}

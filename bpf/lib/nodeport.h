@@ -289,6 +289,80 @@ static __always_inline int nat_rev_icmp(struct __sk_buff *ctx)
 	return ret;
 }
 
+/* An ICMP error about a NodePort connection's reply (frontend -> client),
+ * sent to the frontend by the client's side (the client's port closed, a
+ * router's "fragmentation needed" on the way back): about the packet as
+ * the backend sent it (backend -> client, or -> this node's NAT port when
+ * SNATed) and for the backend, as conntrack NAT does for kube-proxy. A
+ * subprogram, so its stack is not the caller's. 1: rewritten (the outer
+ * destination is the backend now); 0: not such a packet (untouched). */
+static __noinline __attribute__((unused)) int nodeport_fwd_icmp_error(struct __sk_buff *ctx)
+{
+	struct nat4_entry *e;
+	struct lb4_conn *c;
+	struct ct_key k = {};
+	struct iphdr in;
+	__be16 ports[2];
+	__be32 be_addr;
+	__be16 be_port;
+	int hlen;
+
+	hlen = icmp_err_quoted(ctx, &in, ports);
+	if (hlen < 0)
+		return 0;
+	/* the quoted reply is frontend -> client: the client's own entry */
+	k.saddr = in.daddr;
+	k.daddr = in.saddr;
+	k.sport = ports[1];
+	k.dport = ports[0];
+	k.proto = in.protocol;
+	k.pad[0] = LB_CONN_FWD;
+	c = bpf_map_lookup_elem(&seta_lb4_conn, &k);
+	if (!c)
+		return 0;
+	be_addr = c->address;
+	be_port = c->port;
+	/* SNATed here: the backend sent to this node's NAT port (the error's
+	 * source, the client or a router, stays) */
+	k.daddr = be_addr;
+	k.dport = be_port;
+	k.pad[0] = NAT_DIR_OUT;
+	e = bpf_map_lookup_elem(&seta_snat_v4_external, &k);
+	if (e && icmp_err_rewrite(ctx, hlen, 0, 0, in.daddr, e->to_addr, ports[1], e->to_port) < 0)
+		return 0;
+	/* from the backend, to it */
+	if (icmp_err_rewrite(ctx, hlen, 1, in.saddr, in.saddr, be_addr, ports[0], be_port) < 0)
+		return 0;
+	return 1;
+}
+
+/* nodeport_fwd_icmp_error, then the error's way to the backend: into a
+ * local pod, or to its node. -1: not such a packet (the caller goes on;
+ * the packet's pointers are to be taken again); else a TC verdict. */
+static __always_inline int nodeport_icmp_to_backend(struct __sk_buff *ctx)
+{
+	void *data, *data_end;
+	struct endpoint_info *ep;
+	struct iphdr *ip;
+	int ret;
+
+	if (nodeport_fwd_icmp_error(ctx) != 1)
+		return -1;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	ip = data + ETH_HLEN;
+	if ((void *)(ip + 1) > data_end)
+		return send_drop(ctx, DROP_INVALID, METRIC_INGRESS);
+	ep = lookup_ip4_endpoint(ip->daddr);
+	if (ep && !(ep->flags & ENDPOINT_F_HOST))
+		return to_local_endpoint(ctx, ip, ep, ipcache_identity(ip->saddr));
+	ret = nodeport_forward(ctx, ip->daddr);
+	if (ret < 0)
+		return send_drop(ctx, -ret, METRIC_EGRESS);
+	update_metrics(ctx->len, METRIC_EGRESS, REASON_FORWARDED);
+	return ret;
+}
+
 /* A TCP/UDP packet (or ICMP echo reply) for one of this node's own
  * addresses (from the node's device or the tunnel): parsed once, then a
  * reply of this node's NAT engine, else a north-south service frontend. -1: neither (the caller

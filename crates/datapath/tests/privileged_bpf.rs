@@ -1107,8 +1107,10 @@ fn one_udp_service(pin: &Path, addr: Ipv4Addr, port: u16, flags: u8, backend: Ip
 /// again, as kube-proxy's conntrack NAT makes them: a backend's port
 /// unreachable about a pod's UDP to a ClusterIP, from a backend on the node
 /// (from_container) and from one on another node (from_netdev), and about a
-/// NodePort connection SNATed to a backend on another node; every checksum
-/// valid.
+/// NodePort connection SNATed to a backend on another node; and the other
+/// way, the client's port unreachable about a NodePort's reply goes to the
+/// backend, on another node (about the NAT port) or on this one; every
+/// checksum valid.
 #[test]
 fn privileged_bpf_service_icmp_errors_are_about_the_frontend() {
     if !privileged() {
@@ -1169,5 +1171,37 @@ fn privileged_bpf_service_icmp_errors_are_about_the_frontend() {
         icmp_error_view(&back),
         (node, client, client, 12345, node, 30053),
         "about the NodePort (NAT port {nat_port})"
+    );
+
+    // the client's port unreachable about the NodePort's reply: on to the
+    // backend, about the reply as the backend sent it (to the NAT port)
+    let reply_as_sent = |sport: u16| {
+        let mut r = udp_packet(B_HOST_MAC, [2, 0, 0, 0, 0, 9], node, client, 64);
+        r[34..36].copy_from_slice(&sport.to_be_bytes());
+        r[36..38].copy_from_slice(&12345u16.to_be_bytes());
+        r
+    };
+    let err = port_unreachable(client, node, &reply_as_sent(30053)[14..42]);
+    let (rc, back) = run(&mut f.host, "from_netdev", &err);
+    assert_ne!(rc, TC_ACT_SHOT, "on to the backend");
+    assert_eq!(
+        icmp_error_view(&back),
+        (client, remote, remote, 5353, node, nat_port),
+        "for the backend on another node"
+    );
+
+    // the same for a NodePort's backend on this node (the client's address
+    // kept): into the pod
+    one_udp_service(&pin, node, 30054, seta_abi::LB_F_NODEPORT, POD_B, 5353);
+    req[36..38].copy_from_slice(&30054u16.to_be_bytes());
+    let (rc, _) = run(&mut f.host, "from_netdev", &req);
+    assert_eq!(rc, TC_ACT_REDIRECT, "to the local backend");
+    let err = port_unreachable(client, node, &reply_as_sent(30054)[14..42]);
+    let (rc, back) = run(&mut f.host, "from_netdev", &err);
+    assert_eq!(rc, TC_ACT_REDIRECT, "into the backend");
+    assert_eq!(
+        icmp_error_view(&back),
+        (client, POD_B, POD_B, 5353, client, 12345),
+        "for the backend on this node"
     );
 }

@@ -818,6 +818,88 @@ async fn privileged_policy_service_icmp_errors_name_the_frontend(p: P) {
     }
 }
 
+/// The other way: the client's ICMP error about a NodePort's reply reaches
+/// the backend, about the reply as the backend sent it. A UDP backend
+/// answers a datagram from the external host 300 ms later, on a socket
+/// connected to its sender; the client's socket is closed by then, so the
+/// external host answers with a port unreachable, and the backend's next
+/// receive is refused at once: through the backend's node (the client's
+/// address kept) and through the other node (SNAT: the backend's peer is
+/// that node's NAT port).
+async fn privileged_policy_service_icmp_errors_reach_the_backend(p: P) {
+    use std::net::UdpSocket;
+    use std::time::Duration;
+    let web = p.ip("web");
+    services_import(
+        &p,
+        &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: ib, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.191\n  ports: [{{name: dns, protocol: UDP, port: 53, targetPort: 5398, nodePort: 30191}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: ib-a, namespace: default, labels: {{kubernetes.io/service-name: ib}}}}\naddressType: IPv4\nports: [{{name: dns, protocol: UDP, port: 5398}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n"),
+    );
+    let ext = p.lab().external.clone().unwrap();
+    for i in 0..p.nodes().len() {
+        let np = SocketAddr::new(std::net::Ipv4Addr::new(172, 30, 0, i as u8 + 1).into(), 30191);
+        let bind = SocketAddr::new(web.into(), 5398);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let server = seta_lab::spawn_in_netns(&p.ns("web"), move || -> Result<SocketAddr, String> {
+            let s = UdpSocket::bind(bind).unwrap();
+            tx.send(()).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 64];
+            let (_, peer) = s.recv_from(&mut buf).map_err(|e| format!("no request: {e}"))?;
+            std::thread::sleep(Duration::from_millis(300));
+            s.connect(peer).unwrap();
+            s.send(b"late").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            match s.recv(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(peer),
+                other => Err(format!("after the late answer to {peer}: {other:?}")),
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        // the client's socket is gone when this returns
+        let client = seta_lab::spawn_in_netns(&ext.netns, move || {
+            let c = UdpSocket::bind("0.0.0.0:0").unwrap();
+            c.connect(np).unwrap();
+            c.send(b"hello").unwrap();
+            c.local_addr().unwrap()
+        })
+        .join()
+        .unwrap();
+        let peer = server.join().unwrap().unwrap_or_else(|e| panic!("through node {i}: {e}"));
+        // the backend's peer: the client itself through the backend's node,
+        // the other node (SNAT) through that one
+        if i == 0 {
+            assert_eq!(peer, client, "through node {i}");
+        } else {
+            assert_eq!(peer.ip(), np.ip(), "through node {i}");
+        }
+    }
+}
+
+mod privileged_policy_service_icmp_errors_reach_the_backend {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one() {
+        if !privileged("privileged_policy_service_icmp_errors_reach_the_backend::one") {
+            return;
+        }
+        super::privileged_policy_service_icmp_errors_reach_the_backend(P::new("ibone", Topo::OneUnderlay).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_service_icmp_errors_reach_the_backend::tunnel") {
+            return;
+        }
+        super::privileged_policy_service_icmp_errors_reach_the_backend(P::new("ibtun", Topo::Tunnel).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn native() {
+        if !privileged("privileged_policy_service_icmp_errors_reach_the_backend::native") {
+            return;
+        }
+        super::privileged_policy_service_icmp_errors_reach_the_backend(P::new("ibnat", Topo::Native).await).await;
+    }
+}
+
 mod privileged_policy_service_icmp_errors_name_the_frontend {
     use super::*;
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
