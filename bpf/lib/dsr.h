@@ -118,23 +118,17 @@ static __always_inline int dsr_reply4(struct __sk_buff *ctx, __u32 l4_off, struc
  * (untouched); negative: a drop reason. */
 static __noinline __attribute__((unused)) int lb4_rev_icmp_error(struct __sk_buff *ctx)
 {
+	struct ct_key q = {}, k = {};
 	struct lb4_reverse_nat *d;
 	struct lb4_conn *c;
-	struct ct_key k = {};
-	struct iphdr in;
-	__be16 ports[2];
 	__be32 to_addr;
 	__be16 to_port;
 	int ret, hlen;
 
-	hlen = icmp_err_quoted(ctx, &in, ports);
+	hlen = icmp_err_quoted(ctx, &q);
 	if (hlen < 0)
 		return 0;
-	k.saddr = in.saddr;
-	k.daddr = in.daddr;
-	k.sport = ports[0];
-	k.dport = ports[1];
-	k.proto = in.protocol;
+	k = q;
 	k.pad[0] = LB_CONN_REV;
 	c = bpf_map_lookup_elem(&seta_lb4_conn, &k);
 	if (c) {
@@ -142,10 +136,7 @@ static __noinline __attribute__((unused)) int lb4_rev_icmp_error(struct __sk_buf
 		to_port = c->port;
 	} else {
 		/* DSR: keyed by the reply, backend -> client */
-		k.saddr = in.daddr;
-		k.daddr = in.saddr;
-		k.sport = ports[1];
-		k.dport = ports[0];
+		ct_reverse(&q, &k);
 		k.pad[0] = 0;
 		d = bpf_map_lookup_elem(&seta_lb4_dsr, &k);
 		if (!d)
@@ -153,6 +144,6 @@ static __noinline __attribute__((unused)) int lb4_rev_icmp_error(struct __sk_buf
 		to_addr = d->address;
 		to_port = d->port;
 	}
-	ret = icmp_err_rewrite(ctx, hlen, 0, in.daddr, in.daddr, to_addr, ports[1], to_port);
+	ret = icmp_err_rewrite(ctx, hlen, 0, q.daddr, q.daddr, to_addr, q.dport, to_port);
 	return ret < 0 ? ret : 1;
 }

@@ -370,26 +370,32 @@ static __always_inline int icmp_err_rewrite(struct __sk_buff *ctx, __u32 q_hlen,
 }
 
 /* The TCP/UDP packet an ICMP error (destination unreachable, time
- * exceeded) quotes: its outer header without options, the quoted one's
- * addresses and protocol in `in`, its ports in ports[0] (source) and
- * ports[1]. The quoted header may have options (a DSR request's, quoted
- * by its backend). Its length, or -1: not such a packet. */
-static __always_inline int icmp_err_quoted(struct __sk_buff *ctx, struct iphdr *in, __be16 *ports)
+ * exceeded) quotes, its outer header without options: the quoted tuple in
+ * `q` (as that packet went). The quoted header may have options (a DSR
+ * request's, quoted by its backend). Its length, or -1: not such a packet. */
+static __always_inline int icmp_err_quoted(struct __sk_buff *ctx, struct ct_key *q)
 {
 	__u32 l4_off = ETH_HLEN + sizeof(struct iphdr);
 	struct icmphdr ih;
+	struct iphdr in;
+	__be16 ports[2];
 	__u8 ver_ihl;
 
 	if (bpf_skb_load_bytes(ctx, ETH_HLEN, &ver_ihl, 1) < 0 || ver_ihl != 0x45 ||
 	    bpf_skb_load_bytes(ctx, l4_off, &ih, sizeof(ih)) < 0 ||
 	    (ih.type != ICMP_DEST_UNREACH && ih.type != ICMP_TIME_EXCEEDED))
 		return -1;
-	if (bpf_skb_load_bytes(ctx, l4_off + sizeof(ih), in, sizeof(*in)) < 0 || in->ihl < 5 ||
-	    (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP))
+	if (bpf_skb_load_bytes(ctx, l4_off + sizeof(ih), &in, sizeof(in)) < 0 || in.ihl < 5 ||
+	    (in.protocol != IPPROTO_TCP && in.protocol != IPPROTO_UDP))
 		return -1;
-	if (bpf_skb_load_bytes(ctx, l4_off + sizeof(ih) + in->ihl * 4, ports, 4) < 0)
+	if (bpf_skb_load_bytes(ctx, l4_off + sizeof(ih) + in.ihl * 4, ports, sizeof(ports)) < 0)
 		return -1;
-	return in->ihl * 4;
+	q->saddr = in.saddr;
+	q->daddr = in.daddr;
+	q->sport = ports[0];
+	q->dport = ports[1];
+	q->proto = in.protocol;
+	return in.ihl * 4;
 }
 
 /* The one's-complement sum folded to 16 bits and inverted. */

@@ -236,33 +236,28 @@ static __noinline __attribute__((unused)) int nat_rev_icmp_error(struct __sk_buf
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct iphdr *ip = data + ETH_HLEN;
+	struct ct_key q = {}, k = {};
 	struct endpoint_info *ep;
 	struct nat4_entry *e;
-	struct ct_key k = {};
-	struct iphdr in;
-	__be16 ports[2], to_port;
 	__be32 node, to_addr;
+	__be16 to_port;
 	int hlen;
 
 	if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_ICMP)
 		return 0;
 	node = ip->daddr;
-	hlen = icmp_err_quoted(ctx, &in, ports);
-	if (hlen < 0 || in.saddr != node)
+	hlen = icmp_err_quoted(ctx, &q);
+	if (hlen < 0 || q.saddr != node)
 		return 0;
 	/* the reply direction's key of the quoted connection */
-	k.saddr = in.daddr;
-	k.daddr = in.saddr;
-	k.sport = ports[1];
-	k.dport = ports[0];
-	k.proto = in.protocol;
+	ct_reverse(&q, &k);
 	k.pad[0] = NAT_DIR_IN;
 	e = bpf_map_lookup_elem(&seta_snat_v4_external, &k);
 	if (!e)
 		return 0;
 	to_addr = e->to_addr;
 	to_port = e->to_port;
-	if (icmp_err_rewrite(ctx, hlen, 1, node, node, to_addr, ports[0], to_port) < 0)
+	if (icmp_err_rewrite(ctx, hlen, 1, node, node, to_addr, q.sport, to_port) < 0)
 		return 0;
 	ep = lookup_ip4_endpoint(to_addr);
 	return ep && !(ep->flags & ENDPOINT_F_HOST) ? 1 : 2;
@@ -298,24 +293,18 @@ static __always_inline int nat_rev_icmp(struct __sk_buff *ctx)
  * destination is the backend now); 0: not such a packet (untouched). */
 static __noinline __attribute__((unused)) int nodeport_fwd_icmp_error(struct __sk_buff *ctx)
 {
+	struct ct_key q = {}, k = {};
 	struct nat4_entry *e;
 	struct lb4_conn *c;
-	struct ct_key k = {};
-	struct iphdr in;
-	__be16 ports[2];
 	__be32 be_addr;
 	__be16 be_port;
 	int hlen;
 
-	hlen = icmp_err_quoted(ctx, &in, ports);
+	hlen = icmp_err_quoted(ctx, &q);
 	if (hlen < 0)
 		return 0;
 	/* the quoted reply is frontend -> client: the client's own entry */
-	k.saddr = in.daddr;
-	k.daddr = in.saddr;
-	k.sport = ports[1];
-	k.dport = ports[0];
-	k.proto = in.protocol;
+	ct_reverse(&q, &k);
 	k.pad[0] = LB_CONN_FWD;
 	c = bpf_map_lookup_elem(&seta_lb4_conn, &k);
 	if (!c)
@@ -328,10 +317,10 @@ static __noinline __attribute__((unused)) int nodeport_fwd_icmp_error(struct __s
 	k.dport = be_port;
 	k.pad[0] = NAT_DIR_OUT;
 	e = bpf_map_lookup_elem(&seta_snat_v4_external, &k);
-	if (e && icmp_err_rewrite(ctx, hlen, 0, 0, in.daddr, e->to_addr, ports[1], e->to_port) < 0)
+	if (e && icmp_err_rewrite(ctx, hlen, 0, 0, q.daddr, e->to_addr, q.dport, e->to_port) < 0)
 		return 0;
 	/* from the backend, to it */
-	if (icmp_err_rewrite(ctx, hlen, 1, in.saddr, in.saddr, be_addr, ports[0], be_port) < 0)
+	if (icmp_err_rewrite(ctx, hlen, 1, q.saddr, q.saddr, be_addr, q.sport, be_port) < 0)
 		return 0;
 	return 1;
 }
