@@ -98,7 +98,7 @@ int from_overlay(struct __sk_buff *ctx)
 	/* an ICMP error about a connection SNATed here (a NodePort's backend
 	 * on the sender's node): the client's (pointers taken again) */
 	if (ip->protocol == IPPROTO_ICMP) {
-		int ret = nat_rev_icmp(ctx);
+		int ret = nat_icmp_error(ctx, 0);
 
 		if (ret >= 0)
 			return ret;
@@ -148,10 +148,11 @@ int from_netdev(struct __sk_buff *ctx)
 	if ((void *)(ip + 1) > data_end)
 		return TC_ACT_OK;
 	/* an ICMP error about a connection SNATed here (masqueraded, or a
-	 * NodePort's): the client's (the call may write the packet: its
-	 * pointers are taken again either way) */
+	 * NodePort's): the client's; about a NodePort's reply: the
+	 * backend's (the call may write the packet: its pointers are taken
+	 * again either way) */
 	if (ip->protocol == IPPROTO_ICMP) {
-		int ret = nat_rev_icmp(ctx);
+		int ret = nat_icmp_error(ctx, 1);
 
 		if (ret >= 0)
 			return ret;
@@ -163,23 +164,9 @@ int from_netdev(struct __sk_buff *ctx)
 	}
 	ep = lookup_ip4_endpoint(ip->daddr);
 	if (!ep || (ep->flags & ENDPOINT_F_HOST)) {
-		int ret;
-
-		/* the client side's ICMP error about a NodePort's reply: the
-		 * backend's */
-		if (ip->protocol == IPPROTO_ICMP) {
-			ret = nodeport_icmp_to_backend(ctx);
-			if (ret >= 0)
-				return ret;
-		}
 		/* a reply through this node's SNAT, or a service frontend
-		 * reached from outside (pointers taken again) */
-		data = (void *)(long)ctx->data;
-		data_end = (void *)(long)ctx->data_end;
-		ip = data + ETH_HLEN;
-		if ((void *)(ip + 1) > data_end)
-			return TC_ACT_OK;
-		ret = nodeport_ingress(ctx, ipcache_identity(ip->saddr));
+		 * reached from outside */
+		int ret = nodeport_ingress(ctx, ipcache_identity(ip->saddr));
 
 		return ret >= 0 ? ret : TC_ACT_OK;
 	}

@@ -144,6 +144,6 @@ static __noinline __attribute__((unused)) int lb4_rev_icmp_error(struct __sk_buf
 		to_addr = d->address;
 		to_port = d->port;
 	}
-	ret = icmp_err_rewrite(ctx, hlen, 0, q.daddr, q.daddr, to_addr, q.dport, to_port);
+	ret = icmp_err_rewrite(ctx, hlen, 0, 1, q.daddr, to_addr, q.dport, to_port);
 	return ret < 0 ? ret : 1;
 }

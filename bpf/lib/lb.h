@@ -331,13 +331,14 @@ static __always_inline int lb4_xlate_rev(struct __sk_buff *ctx, __u32 l4_off, st
 }
 
 /* Inside an ICMP error (outer header without options), one end of the
- * quoted packet (its IP header `q_hlen` bytes long) goes from old_addr:old_port to new_addr:new_port: its source
- * when `quoted_src`, else its destination; with the outer address that
- * stood for it (the destination when quoted_src, else the source) when that
- * is `outer_old`. The quoted header's, the outer header's and the ICMP
- * checksums follow (the quoted L4 checksum is left, as receivers ignore it).
- * 0, or a negative drop reason. */
-static __always_inline int icmp_err_rewrite(struct __sk_buff *ctx, __u32 q_hlen, int quoted_src, __be32 outer_old,
+ * quoted packet (its IP header `q_hlen` bytes long) goes from
+ * old_addr:old_port to new_addr:new_port: its source when `quoted_src`,
+ * else its destination; with `outer`, also the outer address that stood
+ * for it (the destination when quoted_src, else the source) when that is
+ * old_addr. The quoted header's, the outer header's and the ICMP checksums
+ * follow (the quoted L4 checksum is left, as receivers ignore it). 0, or a
+ * negative drop reason. */
+static __always_inline int icmp_err_rewrite(struct __sk_buff *ctx, __u32 q_hlen, int quoted_src, int outer,
 					    __be32 old_addr, __be32 new_addr, __be16 old_port, __be16 new_port)
 {
 	__u32 l4_off = ETH_HLEN + sizeof(struct iphdr);
@@ -348,9 +349,9 @@ static __always_inline int icmp_err_rewrite(struct __sk_buff *ctx, __u32 q_hlen,
 	__u32 o_addr = ETH_HLEN + (quoted_src ? __builtin_offsetof(struct iphdr, daddr) : __builtin_offsetof(struct iphdr, saddr));
 	__u32 q_check = in_off + __builtin_offsetof(struct iphdr, check);
 	__be16 old_check, new_check;
-	__be32 outer;
+	__be32 outer_addr;
 
-	if (bpf_skb_load_bytes(ctx, q_check, &old_check, 2) < 0 || bpf_skb_load_bytes(ctx, o_addr, &outer, 4) < 0)
+	if (bpf_skb_load_bytes(ctx, q_check, &old_check, 2) < 0 || bpf_skb_load_bytes(ctx, o_addr, &outer_addr, 4) < 0)
 		return -DROP_INVALID;
 	if (old_port != new_port && (bpf_l4_csum_replace(ctx, csum_off, old_port, new_port, 2) < 0 ||
 				     bpf_skb_store_bytes(ctx, q_port, &new_port, 2, 0) < 0))
@@ -361,9 +362,9 @@ static __always_inline int icmp_err_rewrite(struct __sk_buff *ctx, __u32 q_hlen,
 	    bpf_l4_csum_replace(ctx, csum_off, old_check, new_check, 2) < 0 ||
 	    bpf_skb_store_bytes(ctx, q_addr, &new_addr, 4, 0) < 0)
 		return -DROP_WRITE_ERROR;
-	if (outer != outer_old)
+	if (!outer || outer_addr != old_addr)
 		return 0;
-	if (bpf_l3_csum_replace(ctx, ETH_HLEN + __builtin_offsetof(struct iphdr, check), outer_old, new_addr, 4) < 0 ||
+	if (bpf_l3_csum_replace(ctx, ETH_HLEN + __builtin_offsetof(struct iphdr, check), old_addr, new_addr, 4) < 0 ||
 	    bpf_skb_store_bytes(ctx, o_addr, &new_addr, 4, 0) < 0)
 		return -DROP_WRITE_ERROR;
 	return 0;

@@ -224,12 +224,12 @@ static __always_inline int nodeport_lb4(struct __sk_buff *ctx, __u32 l4_off, str
  * or a NodePort's SNATed to a backend on another node. The outer
  * destination and the quoted packet's source address and port are the
  * client's again (Cilium's reverse SNAT of ICMP errors), with the outer,
- * quoted and ICMP checksums (for a service, nat_rev_icmp then makes the
+ * quoted and ICMP checksums (for a service, nat_icmp_error then makes the
  * frontend the quoted destination and the error's source); the
  * caller then delivers it to a local pod as any other packet (conntrack
  * finds it related), or the stack routes it to the client. A subprogram,
  * so its stack is not the caller's. 1: rewritten for a local pod; 2:
- * rewritten for another client (nat_rev_icmp goes on); 0: not such a
+ * rewritten for another client (nat_icmp_error goes on); 0: not such a
  * packet (untouched). */
 static __noinline __attribute__((unused)) int nat_rev_icmp_error(struct __sk_buff *ctx)
 {
@@ -257,31 +257,10 @@ static __noinline __attribute__((unused)) int nat_rev_icmp_error(struct __sk_buf
 		return 0;
 	to_addr = e->to_addr;
 	to_port = e->to_port;
-	if (icmp_err_rewrite(ctx, hlen, 1, node, node, to_addr, q.sport, to_port) < 0)
+	if (icmp_err_rewrite(ctx, hlen, 1, 1, node, to_addr, q.sport, to_port) < 0)
 		return 0;
 	ep = lookup_ip4_endpoint(to_addr);
 	return ep && !(ep->flags & ENDPOINT_F_HOST) ? 1 : 2;
-}
-
-/* nat_rev_icmp_error, then for a client that is no local pod (a NodePort's
- * from outside or another node) the service's side (lb4_rev_icmp_error; a
- * local pod's error gets it in ingress_admit) and the way to the client:
- * routed here, as the error's source may be the node's own address now
- * (the stack would drop it as a martian). Two calls in a row and not one
- * in the other: the stack of a call chain is bounded. -1: the caller goes
- * on (the packet's pointers are to be taken again); else a TC verdict. */
-static __always_inline int nat_rev_icmp(struct __sk_buff *ctx)
-{
-	int ret;
-
-	if (nat_rev_icmp_error(ctx) != 2)
-		return -1;
-	lb4_rev_icmp_error(ctx);
-	ret = fib_redirect_v4(ctx);
-	if (ret < 0)
-		return send_drop(ctx, -ret, METRIC_EGRESS);
-	update_metrics(ctx->len, METRIC_EGRESS, REASON_FORWARDED);
-	return ret;
 }
 
 /* An ICMP error about a NodePort connection's reply (frontend -> client),
@@ -320,22 +299,41 @@ static __noinline __attribute__((unused)) int nodeport_fwd_icmp_error(struct __s
 	if (e && icmp_err_rewrite(ctx, hlen, 0, 0, q.daddr, e->to_addr, q.dport, e->to_port) < 0)
 		return 0;
 	/* from the backend, to it */
-	if (icmp_err_rewrite(ctx, hlen, 1, q.saddr, q.saddr, be_addr, q.sport, be_port) < 0)
+	if (icmp_err_rewrite(ctx, hlen, 1, 1, q.saddr, be_addr, q.sport, be_port) < 0)
 		return 0;
 	return 1;
 }
 
-/* nodeport_fwd_icmp_error, then the error's way to the backend: into a
- * local pod, or to its node. -1: not such a packet (the caller goes on;
- * the packet's pointers are to be taken again); else a TC verdict. */
-static __always_inline int nodeport_icmp_to_backend(struct __sk_buff *ctx)
+/* An ICMP packet that came into this node: an error about a connection
+ * its NAT engine translated, or (with `to_backends`, from outside) about a
+ * NodePort's reply. Masqueraded or SNATed for a NodePort, it becomes the
+ * client's (nat_rev_icmp_error); for a client that is no local pod (a
+ * NodePort's from outside or another node) the service's side too
+ * (lb4_rev_icmp_error; a local pod's error gets it in ingress_admit), and
+ * it is routed to the client here, as its source may be the node's own
+ * address now (the stack would drop it as a martian). About a NodePort's
+ * reply, it goes to the backend (nodeport_fwd_icmp_error): into the local
+ * pod, or to its node. The subprograms are called one after the other and
+ * not one in another: the stack of a call chain is bounded. -1: none of
+ * these (the caller goes on; the packet's pointers are to be taken again);
+ * else a TC verdict. */
+static __always_inline int nat_icmp_error(struct __sk_buff *ctx, int to_backends)
 {
 	void *data, *data_end;
 	struct endpoint_info *ep;
 	struct iphdr *ip;
 	int ret;
 
-	if (nodeport_fwd_icmp_error(ctx) != 1)
+	ret = nat_rev_icmp_error(ctx);
+	if (ret == 2) {
+		lb4_rev_icmp_error(ctx);
+		ret = fib_redirect_v4(ctx);
+		if (ret < 0)
+			return send_drop(ctx, -ret, METRIC_EGRESS);
+		update_metrics(ctx->len, METRIC_EGRESS, REASON_FORWARDED);
+		return ret;
+	}
+	if (ret == 1 || !to_backends || nodeport_fwd_icmp_error(ctx) != 1)
 		return -1;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;

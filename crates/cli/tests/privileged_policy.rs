@@ -125,6 +125,10 @@ impl P {
             }
         }
     }
+    /// Node `i`'s address on the underlay, where the external host reaches it.
+    fn node_addr(&self, i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(172, 30, 0, i as u8 + 1)
+    }
     fn lab(&self) -> &Lab {
         &self.t.lab
     }

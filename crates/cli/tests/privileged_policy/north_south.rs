@@ -480,28 +480,30 @@ async fn privileged_policy_service_without_kube_proxy_replacement(p: P) {
         assert_eq!(frontends, ["10.96.0.180:80/TCP"], "{n}: {listed}");
         let lb = common::seta(&n, &["bpf", "lb", "list"]).to_string();
         assert!(!lb.contains(":30180") && !lb.contains("198.51.100.81"), "{n}: {lb}");
-        let status = std::process::Command::new(env!("CARGO_BIN_EXE_seta"))
-            .args(["--node", &n, "status"])
-            .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
-            .unwrap();
-        let status = String::from_utf8_lossy(&status.stdout);
+        let status = common::seta_text(&n, &["status"]);
         assert!(
             status.contains("KubeProxyReplacement:") && status.contains("False [Socket LB: Disabled"),
             "{status}"
         );
     }
-    let client = p.ip("client").to_string();
+    assert_cluster_ip_and_node_port(&p, "10.96.0.180:80", 30180, false);
+}
+
+/// The ClusterIP `vip` answers the client pod; the NodePort `node_port`
+/// answers the external host through every node when `served`, else
+/// through none.
+fn assert_cluster_ip_and_node_port(p: &P, vip: &str, node_port: u16, served: bool) {
     assert_eq!(
-        read_from(&p.ns("client"), "10.96.0.180:80".parse().unwrap()),
-        Ok(client),
+        read_from(&p.ns("client"), vip.parse().unwrap()),
+        Ok(p.ip("client").to_string()),
         "the ClusterIP from a pod"
     );
     let ext = p.lab().external.clone().unwrap();
     for i in 0..p.nodes().len() {
-        let node: std::net::Ipv4Addr = format!("172.30.0.{}", i + 1).parse().unwrap();
-        assert!(
-            read_from(&ext.netns, SocketAddr::new(node.into(), 30180)).is_err(),
-            "the NodePort is not the agent's"
+        assert_eq!(
+            read_from(&ext.netns, SocketAddr::new(p.node_addr(i).into(), node_port)).is_ok(),
+            served,
+            "the NodePort through node {i}: served by the agent: {served}"
         );
     }
 }
@@ -557,20 +559,7 @@ async fn privileged_policy_service_partial_kube_proxy_replacement(p: P) {
             "{status}"
         );
     }
-    let client = p.ip("client").to_string();
-    assert_eq!(
-        read_from(&p.ns("client"), "10.96.0.181:80".parse().unwrap()),
-        Ok(client),
-        "the ClusterIP from a pod"
-    );
-    let ext = p.lab().external.clone().unwrap();
-    for i in 0..p.nodes().len() {
-        let node: std::net::Ipv4Addr = format!("172.30.0.{}", i + 1).parse().unwrap();
-        assert!(
-            read_from(&ext.netns, SocketAddr::new(node.into(), 30181)).is_ok(),
-            "the NodePort through node {i}"
-        );
-    }
+    assert_cluster_ip_and_node_port(&p, "10.96.0.181:80", 30181, true);
 }
 
 mod privileged_policy_service_partial_kube_proxy_replacement {
@@ -791,7 +780,7 @@ async fn privileged_policy_service_icmp_errors_name_the_frontend(p: P) {
     let ext = p.lab().external.clone().unwrap();
     let vip: SocketAddr = "10.96.0.190:53".parse().unwrap();
     let node_ports: Vec<SocketAddr> = (0..p.nodes().len())
-        .map(|i| SocketAddr::new(std::net::Ipv4Addr::new(172, 30, 0, i as u8 + 1).into(), 30190))
+        .map(|i| SocketAddr::new(p.node_addr(i).into(), 30190))
         .collect();
     let asks = || {
         let mut got = vec![];
@@ -836,7 +825,7 @@ async fn privileged_policy_service_icmp_errors_reach_the_backend(p: P) {
     );
     let ext = p.lab().external.clone().unwrap();
     for i in 0..p.nodes().len() {
-        let np = SocketAddr::new(std::net::Ipv4Addr::new(172, 30, 0, i as u8 + 1).into(), 30191);
+        let np = SocketAddr::new(p.node_addr(i).into(), 30191);
         let bind = SocketAddr::new(web.into(), 5398);
         let (tx, rx) = std::sync::mpsc::channel();
         let server = seta_lab::spawn_in_netns(&p.ns("web"), move || -> Result<SocketAddr, String> {
