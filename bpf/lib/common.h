@@ -2,6 +2,7 @@
 #pragma once
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
+#include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
@@ -59,6 +60,13 @@ static __always_inline void update_metrics(__u32 bytes, __u8 dir, __u8 reason)
 /* Count a drop, report it (drop_notify, policy.h) and return TC_ACT_SHOT. */
 #define send_drop(ctx, reason, dir) \
 	({ update_metrics((ctx)->len, dir, reason); drop_notify(ctx, reason, dir); TC_ACT_SHOT; })
+
+/* The protocols with ports first in their header (source, destination)
+ * that services translate: TCP, UDP and SCTP. */
+static __always_inline int l4_ports(__u8 proto)
+{
+	return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP;
+}
 
 static __always_inline struct endpoint_info *lookup_ip4_endpoint(__be32 ip)
 {

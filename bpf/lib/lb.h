@@ -6,6 +6,7 @@
 #pragma once
 #include "common.h"
 #include "policy.h"
+#include "sctp.h"
 
 #define ICMP_PORT_UNREACH 3
 
@@ -119,22 +120,27 @@ static __always_inline struct lb4_backend *lb4_maglev_backend(const struct lb4_s
 }
 
 /* Rewrite the destination (dst) or source address and port, fixing the IP
- * and TCP/UDP checksums. */
+ * and TCP/UDP/SCTP checksums. */
 static __always_inline int lb4_rewrite(struct __sk_buff *ctx, __u32 l4_off, __u8 proto, int dst,
 				       __be32 old_addr, __be32 new_addr, __be16 old_port, __be16 new_port)
 {
 	__u32 addr_off = ETH_HLEN + (dst ? __builtin_offsetof(struct iphdr, daddr) : __builtin_offsetof(struct iphdr, saddr));
-	/* TCP and UDP: source port, then destination port; an ICMP echo's
-	 * identifier stands for both (its checksum has no pseudo-header) */
+	/* TCP, UDP and SCTP: source port, then destination port; an ICMP
+	 * echo's identifier stands for both (its checksum has no pseudo-header) */
 	__u32 port_off = l4_off + (proto == IPPROTO_ICMP ? 4 : dst ? 2 : 0);
 	__u32 csum_off = l4_off + (proto == IPPROTO_TCP ? 16 : proto == IPPROTO_ICMP ? 2 : 6);
 	__u64 mangled = proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
 
-	if (proto != IPPROTO_ICMP &&
-	    bpf_l4_csum_replace(ctx, csum_off, old_addr, new_addr, mangled | BPF_F_PSEUDO_HDR | 4) < 0)
-		return -DROP_CSUM_L4;
-	if (old_port != new_port && bpf_l4_csum_replace(ctx, csum_off, old_port, new_port, mangled | 2) < 0)
-		return -DROP_CSUM_L4;
+	if (proto == IPPROTO_SCTP) {
+		if (old_port != new_port && sctp_port_csum(ctx, l4_off, port_off, old_port, new_port) < 0)
+			return -DROP_CSUM_L4;
+	} else {
+		if (proto != IPPROTO_ICMP &&
+		    bpf_l4_csum_replace(ctx, csum_off, old_addr, new_addr, mangled | BPF_F_PSEUDO_HDR | 4) < 0)
+			return -DROP_CSUM_L4;
+		if (old_port != new_port && bpf_l4_csum_replace(ctx, csum_off, old_port, new_port, mangled | 2) < 0)
+			return -DROP_CSUM_L4;
+	}
 	if (bpf_l3_csum_replace(ctx, ETH_HLEN + __builtin_offsetof(struct iphdr, check), old_addr, new_addr, 4) < 0)
 		return -DROP_CSUM_L3;
 	if (bpf_skb_store_bytes(ctx, addr_off, &new_addr, 4, 0) < 0)
@@ -186,7 +192,7 @@ static __always_inline int lb4_xlate_fwd(struct __sk_buff *ctx, __u32 l4_off, st
 	__u32 id = 0;
 	int ret, done;
 
-	if (f->key.proto != IPPROTO_TCP && f->key.proto != IPPROTO_UDP)
+	if (!l4_ports(f->key.proto))
 		return 0;
 	svc = bpf_map_lookup_elem(&seta_lb4_svc, &k);
 	if (!svc || (need && !(svc->flags & need)))
@@ -320,7 +326,7 @@ static __always_inline int lb4_xlate_rev(struct __sk_buff *ctx, __u32 l4_off, st
 	struct ct_key ck = {};
 	struct lb4_conn *c;
 
-	if (f->key.proto != IPPROTO_TCP && f->key.proto != IPPROTO_UDP)
+	if (!l4_ports(f->key.proto))
 		return 0;
 	ct_reverse(&f->key, &ck);
 	ck.pad[0] = LB_CONN_REV;
@@ -370,7 +376,7 @@ static __always_inline int icmp_err_rewrite(struct __sk_buff *ctx, __u32 q_hlen,
 	return 0;
 }
 
-/* The TCP/UDP packet an ICMP error (destination unreachable, time
+/* The TCP/UDP/SCTP packet an ICMP error (destination unreachable, time
  * exceeded) quotes, its outer header without options: the quoted tuple in
  * `q` (as that packet went). The quoted header may have options (a DSR
  * request's, quoted by its backend). Its length, or -1: not such a packet. */
@@ -387,7 +393,7 @@ static __always_inline int icmp_err_quoted(struct __sk_buff *ctx, struct ct_key 
 	    (ih.type != ICMP_DEST_UNREACH && ih.type != ICMP_TIME_EXCEEDED))
 		return -1;
 	if (bpf_skb_load_bytes(ctx, l4_off + sizeof(ih), &in, sizeof(in)) < 0 || in.ihl < 5 ||
-	    (in.protocol != IPPROTO_TCP && in.protocol != IPPROTO_UDP))
+	    !l4_ports(in.protocol))
 		return -1;
 	if (bpf_skb_load_bytes(ctx, l4_off + sizeof(ih) + in.ihl * 4, ports, sizeof(ports)) < 0)
 		return -1;

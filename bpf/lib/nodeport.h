@@ -102,7 +102,7 @@ static __always_inline int snat4_fwd(struct __sk_buff *ctx, __u32 l4_off, struct
 	return lb4_rewrite(ctx, l4_off, f->key.proto, 0, f->key.saddr, out.to_addr, f->key.sport, out.to_port);
 }
 
-/* BPF masquerade: a pod's TCP/UDP connection or ICMP echo (ping) to the
+/* BPF masquerade: a pod's TCP/UDP/SCTP connection or ICMP echo (ping) to the
  * world (no cluster identity: world or a CIDR identity) leaves from the
  * node's address, a port (an echo identifier) of the NAT engine; the reply comes back through nodeport_ingress.
  * Destinations in seta_ipmasq_v4 (the native routing CIDR, the
@@ -110,7 +110,7 @@ static __always_inline int snat4_fwd(struct __sk_buff *ctx, __u32 l4_off, struct
  * 0 (translated or not to be) or a negative drop reason. */
 static __always_inline int masquerade4(struct __sk_buff *ctx, __u32 l4_off, struct flow *f, __u32 dst_id)
 {
-	if (f->key.proto != IPPROTO_TCP && f->key.proto != IPPROTO_UDP &&
+	if (!l4_ports(f->key.proto) &&
 	    !(f->key.proto == IPPROTO_ICMP && f->policy_port == bpf_htons(ICMP_ECHO)))
 		return 0;
 	if (dst_id != WORLD_ID && (dst_id >> 24) != 1 /* CIDR identities */)
@@ -365,7 +365,7 @@ static __always_inline int nodeport_ingress(struct __sk_buff *ctx, __u32 src_id)
 
 	if ((void *)(ip + 1) > data_end || ip->ihl < 5)
 		return -1;
-	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP && ip->protocol != IPPROTO_ICMP)
+	if (!l4_ports(ip->protocol) && ip->protocol != IPPROTO_ICMP)
 		return -1;
 	l4_off = ETH_HLEN + ((__u32)ip->ihl << 2);
 	if (parse_l4(ctx, ip, &f) < 0)

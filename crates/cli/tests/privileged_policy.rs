@@ -15,6 +15,8 @@ mod k8s_topology;
 mod north_south;
 #[path = "privileged_policy/relay.rs"]
 mod relay;
+#[path = "privileged_policy/sctp.rs"]
+mod sctp;
 #[path = "privileged_policy/socket_lb.rs"]
 mod socket_lb;
 #[path = "privileged_policy/svc_restart.rs"]

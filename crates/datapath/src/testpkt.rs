@@ -84,3 +84,46 @@ pub fn l4_packet(smac: [u8; 6], dmac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, pro
     p.extend_from_slice(l4);
     p
 }
+
+/// CRC32c (Castagnoli), as SCTP's checksum (RFC 9260, appendix B).
+pub fn crc32c(data: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in data {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = (c >> 1) ^ (0x82f6_3b78 & (c & 1).wrapping_neg());
+        }
+    }
+    !c
+}
+
+/// Is the SCTP checksum of the SCTP packet `l4` right? (computed with the
+/// field zeroed, stored little-endian)
+pub fn sctp_crc_ok(l4: &[u8]) -> bool {
+    let mut m = l4.to_vec();
+    m[8..12].fill(0);
+    l4[8..12] == crc32c(&m).to_le_bytes()
+}
+
+/// An SCTP packet (`sport` -> `dport`) with one DATA chunk of `len` payload
+/// bytes and its CRC32c: what a raw IPPROTO_SCTP socket sends.
+pub fn sctp_data(sport: u16, dport: u16, len: usize) -> Vec<u8> {
+    let mut s = Vec::new();
+    s.extend_from_slice(&sport.to_be_bytes());
+    s.extend_from_slice(&dport.to_be_bytes());
+    s.extend_from_slice(&0x5e7a_0001u32.to_be_bytes()); // verification tag
+    s.extend_from_slice(&[0; 4]);
+    // DATA: type 0, flags B|E, length, TSN, stream 0, sequence 0, PPID 0
+    let clen = 16 + len;
+    s.extend_from_slice(&[0, 3, (clen >> 8) as u8, clen as u8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+    s.extend((0..len).map(|i| (i * 7) as u8));
+    s.resize(s.len().next_multiple_of(4), 0);
+    let c = crc32c(&s);
+    s[8..12].copy_from_slice(&c.to_le_bytes());
+    s
+}
+
+/// Ethernet + IPv4 + `sctp_data`; valid IP header checksum.
+pub fn sctp_packet(smac: [u8; 6], dmac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, len: usize) -> Vec<u8> {
+    l4_packet(smac, dmac, src, dst, 132, &sctp_data(sport, dport, len))
+}

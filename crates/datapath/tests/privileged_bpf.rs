@@ -6,7 +6,7 @@ use aya::Ebpf;
 use seta_abi::{EndpointInfo, RemoteEndpointInfo, ENDPOINT_F_HOST};
 use seta_core::policy::resolve;
 use seta_datapath::maps::{policy_entries, CtMap, EndpointMap, EventReader, IpcacheMap, MetricsMap, PolicyEntries, PolicyMap, PolicyOuter};
-use seta_datapath::testpkt::{arp_request, csum, icmp_echo, l4_packet, tcp_packet, udp_packet};
+use seta_datapath::testpkt::{arp_request, csum, icmp_echo, l4_packet, sctp_crc_ok, sctp_packet, tcp_packet, udp_packet};
 use seta_datapath::Datapath;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -86,6 +86,14 @@ fn ident(id: u32, labels: &str) -> resolve::IdentityInfo {
 }
 
 impl Fixture {
+    /// As `new`, with from_netdev loaded too (north-south paths).
+    fn with_netdev(tag: &str) -> Self {
+        let mut f = Self::new(tag);
+        let p: &mut SchedClassifier = f.host.program_mut("from_netdev").unwrap().try_into().unwrap();
+        p.load().unwrap();
+        f
+    }
+
     fn new(tag: &str) -> Self {
         seta_datapath::sysfs::ensure_bpffs(Path::new("/sys/fs/bpf")).unwrap();
         let node = format!("t{}-{tag}", std::process::id());
@@ -829,11 +837,7 @@ fn privileged_bpf_dsr_option_is_learned_and_the_reply_leaves_from_the_service() 
     if !privileged() {
         return;
     }
-    let mut f = Fixture::new("dsr");
-    {
-        let p: &mut SchedClassifier = f.host.program_mut("from_netdev").unwrap().try_into().unwrap();
-        p.load().unwrap();
-    }
+    let mut f = Fixture::with_netdev("dsr");
     let client = Ipv4Addr::new(192, 0, 2, 10);
     let svc = Ipv4Addr::new(172, 30, 0, 2);
     // the SYN as the entry node sent it: IPv4 option 0x9a, 8 bytes (port, address)
@@ -905,6 +909,8 @@ fn privileged_bpf_every_program_passes_the_verifier() {
             if p.fd().is_err() {
                 p.load().unwrap_or_else(|e| panic!("{name}: {e:?}"));
             }
+            let insns = p.info().ok().and_then(|i| i.verified_instruction_count());
+            eprintln!("{name}: {insns:?} instructions verified");
             loaded.push(name.to_string());
         }
     }
@@ -976,11 +982,7 @@ fn privileged_bpf_masquerade_round_trips_and_icmp_errors() {
     if !privileged() {
         return;
     }
-    let mut f = Fixture::new("masq");
-    {
-        let p: &mut SchedClassifier = f.host.program_mut("from_netdev").unwrap().try_into().unwrap();
-        p.load().unwrap();
-    }
+    let mut f = Fixture::with_netdev("masq");
     let node = Ipv4Addr::new(172, 30, 0, 1);
     let world = Ipv4Addr::new(192, 0, 2, 10);
     let pin = f.dp.pin_dir().to_path_buf();
@@ -1058,13 +1060,18 @@ fn icmp_error_view(p: &[u8]) -> (Ipv4Addr, Ipv4Addr, Ipv4Addr, u16, Ipv4Addr, u1
 
 /// One UDP frontend `addr:port` (LB_F_* `flags`) with one backend.
 fn one_udp_service(pin: &Path, addr: Ipv4Addr, port: u16, flags: u8, backend: Ipv4Addr, bport: u16) {
+    one_service(pin, 17, addr, port, flags, backend, bport)
+}
+
+/// One frontend `addr:port` of protocol `proto` (LB_F_* `flags`) with one backend.
+fn one_service(pin: &Path, proto: u8, addr: Ipv4Addr, port: u16, flags: u8, backend: Ipv4Addr, bport: u16) {
     use seta_abi::{Lb4Backend, Lb4Key, Lb4ReverseNat, Lb4Service};
     let mut st = seta_datapath::maps::LbState::default();
     let key = |slot: u16| Lb4Key {
         address: addr.octets(),
         dport: port.to_be_bytes(),
         backend_slot: slot,
-        proto: 17,
+        proto,
         ..Default::default()
     };
     st.services.insert(
@@ -1096,7 +1103,7 @@ fn one_udp_service(pin: &Path, addr: Ipv4Addr, port: u16, flags: u8, backend: Ip
         Lb4Backend {
             address: backend.octets(),
             port: bport.to_be_bytes(),
-            proto: 17,
+            proto,
             ..Default::default()
         },
     );
@@ -1116,11 +1123,7 @@ fn privileged_bpf_service_icmp_errors_are_about_the_frontend() {
     if !privileged() {
         return;
     }
-    let mut f = Fixture::new("svcicmp");
-    {
-        let p: &mut SchedClassifier = f.host.program_mut("from_netdev").unwrap().try_into().unwrap();
-        p.load().unwrap();
-    }
+    let mut f = Fixture::with_netdev("svcicmp");
     let pin = f.dp.pin_dir().to_path_buf();
     let vip = Ipv4Addr::new(10, 96, 0, 10);
     one_udp_service(&pin, vip, 53, 0, POD_B, 5353);
@@ -1204,4 +1207,91 @@ fn privileged_bpf_service_icmp_errors_are_about_the_frontend() {
         (client, POD_B, POD_B, 5353, client, 12345),
         "for the backend on this node"
     );
+}
+
+/// SCTP services, with their ports translated as kube-proxy does (Cilium
+/// drops those): the CRC32c follows every port rewrite. A pod's DATA to a
+/// ClusterIP (7777 -> backend 7778, a short and a long chunk) reaches the
+/// backend; its replies, from a backend on the node and from one on another
+/// node, come from the frontend; a port unreachable about it is about the
+/// frontend; a NodePort from outside is SNATed and DNATed to a backend on
+/// another node, and the reply goes back from the NodePort. Every IP
+/// checksum and CRC is checked.
+#[test]
+fn privileged_bpf_service_sctp_ports_are_translated_with_their_crc() {
+    if !privileged() {
+        return;
+    }
+    let mut f = Fixture::with_netdev("svcsctp");
+    let pin = f.dp.pin_dir().to_path_buf();
+    let vip = Ipv4Addr::new(10, 96, 0, 20);
+    one_service(&pin, 132, vip, 7777, 0, POD_B, 7778);
+    let ports = |p: &[u8]| (u16::from_be_bytes([p[34], p[35]]), u16::from_be_bytes([p[36], p[37]]));
+    let valid = |p: &[u8], what: &str| {
+        assert_eq!(csum(&p[14..34]), 0, "{what}: IP checksum");
+        assert!(sctp_crc_ok(&p[34..]), "{what}: SCTP CRC32c");
+    };
+    for len in [4, 1200] {
+        let req = sctp_packet(A_POD_MAC, A_HOST_MAC, POD_A, vip, 40000, 7777, len);
+        let (rc, out) = run(f.sending_a(), "from_container", &req);
+        assert_eq!(rc, TC_ACT_REDIRECT, "delivered to B ({len} bytes)");
+        assert_eq!((&out[30..34], ports(&out)), (&POD_B.octets()[..], (40000, 7778)), "DNAT");
+        valid(&out, &format!("request of {len} bytes"));
+
+        let reply = sctp_packet(B_POD_MAC, B_HOST_MAC, POD_B, POD_A, 7778, 40000, len);
+        let (rc, back) = run(f.sending_b(), "from_container", &reply);
+        assert_eq!(rc, TC_ACT_REDIRECT, "delivered to A");
+        assert_eq!(
+            (&back[26..30], ports(&back)),
+            (&vip.octets()[..], (7777, 40000)),
+            "from the frontend"
+        );
+        valid(&back, &format!("reply of {len} bytes from a local backend"));
+
+        let (rc, back) = run(&mut f.host, "from_netdev", &reply);
+        assert_eq!(rc, TC_ACT_REDIRECT, "delivered to A");
+        assert_eq!(
+            (&back[26..30], ports(&back)),
+            (&vip.octets()[..], (7777, 40000)),
+            "from the frontend"
+        );
+        valid(&back, &format!("reply of {len} bytes from a remote backend"));
+    }
+    let req = sctp_packet(A_POD_MAC, A_HOST_MAC, POD_A, vip, 40000, 7777, 4);
+    let (_, out) = run(f.sending_a(), "from_container", &req);
+    let (rc, back) = run(f.sending_b(), "from_container", &port_unreachable(POD_B, POD_A, &out[14..42]));
+    assert_eq!(rc, TC_ACT_REDIRECT, "delivered to A");
+    assert_eq!(
+        icmp_error_view(&back),
+        (vip, POD_A, POD_A, 40000, vip, 7777),
+        "an error about the frontend"
+    );
+
+    // a NodePort from outside to a backend on another node: SNAT and DNAT
+    let node = Ipv4Addr::new(172, 30, 0, 1);
+    let client = Ipv4Addr::new(192, 0, 2, 10);
+    let remote = Ipv4Addr::new(10, 78, 0, 5);
+    seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_NODE_IP, u32::from_ne_bytes(node.octets())).unwrap();
+    one_service(&pin, 132, node, 30077, seta_abi::LB_F_NODEPORT, remote, 7778);
+    let req = sctp_packet([2, 0, 0, 0, 0, 9], B_HOST_MAC, client, node, 1024, 30077, 300);
+    let (rc, out) = run(&mut f.host, "from_netdev", &req);
+    assert_ne!(rc, TC_ACT_SHOT, "forwarded");
+    assert_eq!(
+        (&out[26..30], &out[30..34]),
+        (&node.octets()[..], &remote.octets()[..]),
+        "SNAT and DNAT"
+    );
+    let (nat_port, bport) = ports(&out);
+    assert_eq!(bport, 7778);
+    assert_ne!(nat_port, 1024, "a port of the NAT engine's range");
+    valid(&out, "the NodePort request");
+    let reply = sctp_packet([2, 0, 0, 0, 0, 9], B_HOST_MAC, remote, node, 7778, nat_port, 300);
+    let (rc, back) = run(&mut f.host, "from_netdev", &reply);
+    assert_ne!(rc, TC_ACT_SHOT, "on to the client");
+    assert_eq!(
+        (&back[26..30], &back[30..34], ports(&back)),
+        (&node.octets()[..], &client.octets()[..], (30077, 1024)),
+        "from the NodePort, to the client"
+    );
+    valid(&back, "the NodePort reply");
 }

@@ -410,7 +410,7 @@ spec:
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while !f() {
-        assert!(t.elapsed() < Duration::from_secs(10), "timed out waiting for: {what}");
+        assert!(t.elapsed() < Duration::from_secs(20), "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
