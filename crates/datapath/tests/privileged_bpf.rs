@@ -1257,6 +1257,18 @@ fn privileged_bpf_service_sctp_ports_are_translated_with_their_crc() {
         );
         valid(&back, &format!("reply of {len} bytes from a remote backend"));
     }
+    // a CRC left to offload (0 until the kernel computes it over the
+    // packet, that field included) stays 0
+    let mut partial = sctp_packet(A_POD_MAC, A_HOST_MAC, POD_A, vip, 40000, 7777, 4);
+    partial[42..46].fill(0);
+    let (rc, out) = run(f.sending_a(), "from_container", &partial);
+    assert_eq!(rc, TC_ACT_REDIRECT, "delivered to B");
+    assert_eq!(
+        (ports(&out), &out[42..46]),
+        ((40000, 7778), &[0u8; 4][..]),
+        "translated, CRC left to offload"
+    );
+
     let req = sctp_packet(A_POD_MAC, A_HOST_MAC, POD_A, vip, 40000, 7777, 4);
     let (_, out) = run(f.sending_a(), "from_container", &req);
     let (rc, back) = run(f.sending_b(), "from_container", &port_unreachable(POD_B, POD_A, &out[14..42]));
