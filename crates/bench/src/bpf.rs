@@ -54,60 +54,10 @@ fn ten_thousand_services() -> seta_datapath::maps::LbState {
     st
 }
 
-/// One ClusterIP frontend per (protocol, address, port, backend address,
-/// backend port), one backend each.
-fn cluster_ips(svcs: &[(u8, Ipv4Addr, u16, Ipv4Addr, u16)]) -> seta_datapath::maps::LbState {
-    use seta_abi::{Lb4Backend, Lb4Key, Lb4ReverseNat, Lb4Service};
-    let mut st = seta_datapath::maps::LbState::default();
-    for (i, &(proto, vip, port, be, bport)) in svcs.iter().enumerate() {
-        let (rid, id) = (i as u16 + 1, i as u32 + 1);
-        let key = |slot: u16| Lb4Key {
-            address: vip.octets(),
-            dport: port.to_be_bytes(),
-            backend_slot: slot,
-            proto,
-            ..Default::default()
-        };
-        st.services.insert(
-            key(0),
-            Lb4Service {
-                count: 1,
-                rev_nat_index: rid,
-                ..Default::default()
-            },
-        );
-        st.services.insert(
-            key(1),
-            Lb4Service {
-                backend_id: id,
-                ..Default::default()
-            },
-        );
-        st.revnat.insert(
-            rid,
-            Lb4ReverseNat {
-                address: vip.octets(),
-                port: port.to_be_bytes(),
-                pad: 0,
-            },
-        );
-        st.backends.insert(
-            id,
-            Lb4Backend {
-                address: be.octets(),
-                port: bport.to_be_bytes(),
-                proto,
-                ..Default::default()
-            },
-        );
-    }
-    st
-}
-
 pub(crate) fn bench_bpf(args: &Args) -> Result<Vec<Row>> {
     use seta_abi::{EndpointInfo, ENDPOINT_F_HOST};
     use seta_datapath::maps::EndpointMap;
-    use seta_datapath::testpkt::{sctp_packet, udp_packet};
+    use seta_datapath::testpkt::{one_backend_services, sctp_packet, udp_packet};
     use seta_datapath::Datapath;
     eprintln!("==> from-container per-packet cost (BPF_PROG_TEST_RUN) vs an empty tc program");
     seta_datapath::sysfs::ensure_bpffs(Path::new("/sys/fs/bpf"))?;
@@ -184,8 +134,10 @@ pub(crate) fn bench_bpf(args: &Args) -> Result<Vec<Row>> {
         // an SCTP ClusterIP whose targetPort differs (the CRC32c follows the
         // port) vs a UDP one doing the same, established flows
         let (udp_vip, sctp_vip) = (Ipv4Addr::new(10, 96, 0, 1), Ipv4Addr::new(10, 96, 0, 2));
-        seta_datapath::maps::LbMaps::open(dp.pin_dir())?
-            .sync(&cluster_ips(&[(17, udp_vip, 53, b, 5353), (132, sctp_vip, 7777, b, 7778)]))?;
+        seta_datapath::maps::LbMaps::open(dp.pin_dir())?.sync(&one_backend_services(&[
+            (17, udp_vip, 53, 0, b, 5353),
+            (132, sctp_vip, 7777, 0, b, 7778),
+        ]))?;
         let udp_svc = udp_packet([2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 0, 1], a, udp_vip, 64);
         let sctp_svc = sctp_packet([2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 0, 1], a, sctp_vip, 40000, 7777, 12);
         let (mut su, mut ss) = (vec![], vec![]);

@@ -127,3 +127,55 @@ pub fn sctp_data(sport: u16, dport: u16, len: usize) -> Vec<u8> {
 pub fn sctp_packet(smac: [u8; 6], dmac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, len: usize) -> Vec<u8> {
     l4_packet(smac, dmac, src, dst, 132, &sctp_data(sport, dport, len))
 }
+
+/// Service maps with one frontend per (protocol, address, port, LB_F_*
+/// flags, backend address, backend port), one backend each (rev-NAT index
+/// and backend id: its place in the list, from 1).
+pub fn one_backend_services(svcs: &[(u8, Ipv4Addr, u16, u8, Ipv4Addr, u16)]) -> crate::maps::LbState {
+    use seta_abi::{Lb4Backend, Lb4Key, Lb4ReverseNat, Lb4Service};
+    let mut st = crate::maps::LbState::default();
+    for (i, &(proto, vip, port, flags, be, bport)) in svcs.iter().enumerate() {
+        let (rid, id) = (i as u16 + 1, i as u32 + 1);
+        let key = |slot: u16| Lb4Key {
+            address: vip.octets(),
+            dport: port.to_be_bytes(),
+            backend_slot: slot,
+            proto,
+            ..Default::default()
+        };
+        st.services.insert(
+            key(0),
+            Lb4Service {
+                count: 1,
+                rev_nat_index: rid,
+                flags,
+                ..Default::default()
+            },
+        );
+        st.services.insert(
+            key(1),
+            Lb4Service {
+                backend_id: id,
+                ..Default::default()
+            },
+        );
+        st.revnat.insert(
+            rid,
+            Lb4ReverseNat {
+                address: vip.octets(),
+                port: port.to_be_bytes(),
+                pad: 0,
+            },
+        );
+        st.backends.insert(
+            id,
+            Lb4Backend {
+                address: be.octets(),
+                port: bport.to_be_bytes(),
+                proto,
+                ..Default::default()
+            },
+        );
+    }
+    st
+}

@@ -6,7 +6,9 @@ use aya::Ebpf;
 use seta_abi::{EndpointInfo, RemoteEndpointInfo, ENDPOINT_F_HOST};
 use seta_core::policy::resolve;
 use seta_datapath::maps::{policy_entries, CtMap, EndpointMap, EventReader, IpcacheMap, MetricsMap, PolicyEntries, PolicyMap, PolicyOuter};
-use seta_datapath::testpkt::{arp_request, csum, icmp_echo, l4_packet, sctp_crc_ok, sctp_packet, tcp_packet, udp_packet};
+use seta_datapath::testpkt::{
+    arp_request, csum, icmp_echo, l4_packet, one_backend_services, sctp_crc_ok, sctp_packet, tcp_packet, udp_packet,
+};
 use seta_datapath::Datapath;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -1065,48 +1067,7 @@ fn one_udp_service(pin: &Path, addr: Ipv4Addr, port: u16, flags: u8, backend: Ip
 
 /// One frontend `addr:port` of protocol `proto` (LB_F_* `flags`) with one backend.
 fn one_service(pin: &Path, proto: u8, addr: Ipv4Addr, port: u16, flags: u8, backend: Ipv4Addr, bport: u16) {
-    use seta_abi::{Lb4Backend, Lb4Key, Lb4ReverseNat, Lb4Service};
-    let mut st = seta_datapath::maps::LbState::default();
-    let key = |slot: u16| Lb4Key {
-        address: addr.octets(),
-        dport: port.to_be_bytes(),
-        backend_slot: slot,
-        proto,
-        ..Default::default()
-    };
-    st.services.insert(
-        key(0),
-        Lb4Service {
-            count: 1,
-            rev_nat_index: 1,
-            flags,
-            ..Default::default()
-        },
-    );
-    st.services.insert(
-        key(1),
-        Lb4Service {
-            backend_id: 1,
-            ..Default::default()
-        },
-    );
-    st.revnat.insert(
-        1,
-        Lb4ReverseNat {
-            address: addr.octets(),
-            port: port.to_be_bytes(),
-            pad: 0,
-        },
-    );
-    st.backends.insert(
-        1,
-        Lb4Backend {
-            address: backend.octets(),
-            port: bport.to_be_bytes(),
-            proto,
-            ..Default::default()
-        },
-    );
+    let st = one_backend_services(&[(proto, addr, port, flags, backend, bport)]);
     seta_datapath::maps::LbMaps::open(pin).unwrap().sync(&st).unwrap();
 }
 
