@@ -37,7 +37,7 @@ mod observe;
 mod outbox;
 mod policy_trace;
 mod services;
-use node::{setup_host_devices, underlay};
+use node::{mount_cgroup2_if_none, setup_host_devices, underlay};
 mod endpoints;
 mod identities;
 mod k8s;
@@ -237,10 +237,14 @@ impl Agent {
             let dp3 = dp.clone();
             let (cgroup, bind_protection) = (cfg.sock_lb.clone(), cfg.bind_protection);
             tokio::task::spawn_blocking(move || match cgroup {
-                Some(dir) => dp3.attach_cgroup(&dir, bind_protection),
-                None => dp3.detach_cgroup(),
+                Some(dir) => {
+                    mount_cgroup2_if_none(&dir)?;
+                    Ok(dp3.attach_cgroup(&dir, bind_protection)?)
+                }
+                None => Ok(dp3.detach_cgroup()?),
             })
-            .await??;
+            .await?
+            .map_err(|e: anyhow::Error| e)?;
         }
         cluster::setup_routing_mode(&dp, &nl, &cfg, &node).await?;
         if cfg.serve_node_port {

@@ -132,16 +132,16 @@ pub struct RunArgs {
     /// Maglev seed, base64 of 12 bytes; the same on every node
     #[arg(long, env = "SETA_BPF_LB_MAGLEV_HASH_SEED", default_value = DEFAULT_MAGLEV_SEED)]
     pub bpf_lb_maglev_hash_seed: String,
-    /// Socket-LB: translate services at connect/sendmsg time in cgroup hooks (Cilium's bpf-lb-sock); per-packet LB stays for what sockets do not cover
-    #[arg(long, env = "SETA_BPF_LB_SOCK", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    pub bpf_lb_sock: bool,
+    /// Socket-LB: translate services at connect/sendmsg time in cgroup hooks (Cilium's bpf-lb-sock, which --kube-proxy-replacement turns on); per-packet LB stays for what sockets do not cover; =false keeps every service by packet [default: as --kube-proxy-replacement]
+    #[arg(long, env = "SETA_BPF_LB_SOCK", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub bpf_lb_sock: Option<bool>,
     /// Socket-LB serves only the node's own namespace: pods' sockets go through per-packet LB (Cilium's bpf-lb-sock-hostns-only)
     #[arg(long, env = "SETA_BPF_LB_SOCK_HOSTNS_ONLY", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub bpf_lb_sock_hostns_only: bool,
     /// Socket-LB's termination of connected UDP sockets to a removed backend also covers the pods' namespaces (Cilium's bpf-lb-sock-terminate-pod-connections); off: only the node's own
     #[arg(long, env = "SETA_BPF_LB_SOCK_TERMINATE_POD_CONNECTIONS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub bpf_lb_sock_terminate_pod_connections: bool,
-    /// The cgroup v2 directory socket-LB attaches at: this node's processes and pods run below it [default: the cgroup2 mount]
+    /// The cgroup v2 directory socket-LB attaches at: this node's processes and pods run below it [default: the cgroup2 mount; without one, cgroup2 mounted at /run/seta/cgroupv2]
     #[arg(long, env = "SETA_CGROUP_ROOT")]
     pub cgroup_root: Option<PathBuf>,
     /// This node's address for other nodes (tunnel endpoint, next hop) [default: the first non-pod IPv4 address]
@@ -403,24 +403,36 @@ pub struct Config {
     pub monitor_aggregation: MonitorAggregation,
 }
 
-/// The cgroup socket-LB attaches at: `--cgroup-root`, else the cgroup2
-/// mount; it must be a cgroup v2 directory.
-fn sock_lb_cgroup(root: Option<PathBuf>) -> Result<PathBuf> {
+/// Where the agent mounts cgroup2 for socket-LB when the machine has no
+/// cgroup2 mount and no `--cgroup-root` is given (Cilium's
+/// `/run/cilium/cgroupv2`); mounted when socket-LB attaches.
+pub const CGROUP2_MOUNT: &str = "/run/seta/cgroupv2";
+
+/// The cgroup socket-LB attaches at: `--cgroup-root` (a cgroup v2
+/// directory, or [`CGROUP2_MOUNT`]), else the first cgroup2 mount in
+/// `mounts` (the text of /proc/self/mounts), else [`CGROUP2_MOUNT`], to be
+/// mounted.
+fn sock_lb_cgroup(root: Option<PathBuf>, mounts: &str) -> Result<PathBuf> {
     let dir = match root {
         Some(d) => d,
-        None => std::fs::read_to_string("/proc/self/mounts")
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                (f.len() > 2 && f[2] == "cgroup2").then(|| PathBuf::from(f[1]))
-            })
-            .ok_or_else(|| anyhow::anyhow!("--bpf-lb-sock: no cgroup2 mount in /proc/self/mounts; mount one or give --cgroup-root"))?,
+        None => match mounts.lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 2 && f[2] == "cgroup2").then(|| PathBuf::from(f[1]))
+        }) {
+            Some(d) => d,
+            None => return Ok(PathBuf::from(CGROUP2_MOUNT)),
+        },
     };
-    if !dir.join("cgroup.procs").exists() || !dir.join("cgroup.controllers").exists() {
+    // (the agent's own mount point is mounted when socket-LB attaches)
+    if !is_cgroup2_dir(&dir) && dir != std::path::Path::new(CGROUP2_MOUNT) {
         bail!("--cgroup-root {}: not a cgroup v2 directory", dir.display());
     }
     Ok(dir)
+}
+
+/// Does `dir` look like a cgroup v2 directory?
+pub fn is_cgroup2_dir(dir: &std::path::Path) -> bool {
+    dir.join("cgroup.procs").exists() && dir.join("cgroup.controllers").exists()
 }
 
 /// Cilium's default `bpf-lb-maglev-hash-seed`.
@@ -566,6 +578,8 @@ impl Config {
         }
         let bpffs = a.bpffs.unwrap_or_else(|| "/sys/fs/bpf".into());
         let cni_chain = a.cni_chain;
+        // Cilium's kube-proxy-replacement turns socket-LB on with the rest
+        let sock_lb = a.bpf_lb_sock.unwrap_or(a.kube_proxy_replacement);
         Ok(Self {
             pin_dir: seta_core::names::pin_dir(&bpffs, &node, seta_abi::ABI_VERSION),
             state_dir: a.state_dir.unwrap_or_else(|| seta_core::names::state_dir(&node)),
@@ -702,12 +716,15 @@ impl Config {
                 a.bpf_lb_mode
             },
             monitor_aggregation: a.monitor_aggregation,
-            sock_lb_hostns_only: match (a.bpf_lb_sock_hostns_only, a.bpf_lb_sock) {
-                (true, false) => bail!("--bpf-lb-sock-hostns-only narrows socket-LB: it needs --bpf-lb-sock"),
+            sock_lb_hostns_only: match (a.bpf_lb_sock_hostns_only, sock_lb) {
+                (true, false) => bail!("--bpf-lb-sock-hostns-only narrows socket-LB: it needs --bpf-lb-sock (on with --kube-proxy-replacement)"),
                 (h, _) => h,
             },
-            sock_lb: match a.bpf_lb_sock {
-                true => Some(sock_lb_cgroup(a.cgroup_root)?),
+            sock_lb: match sock_lb {
+                true => Some(sock_lb_cgroup(
+                    a.cgroup_root,
+                    &std::fs::read_to_string("/proc/self/mounts").unwrap_or_default(),
+                )?),
                 false => None,
             },
             hubble_event_buffer_capacity: match a.hubble_event_buffer_capacity {
@@ -943,6 +960,8 @@ mod tests {
         let base = ["--node", "n1", "--k8s-kubeconfig", "/nonexistent/kubeconfig"];
         let c = parse(&json, &[], &base).unwrap();
         assert_eq!(c.identity_allocation_mode, IdentityAllocationMode::Crd);
+        // socket-LB at the host's cgroup2, which the DaemonSet mounts there
+        assert_eq!(c.sock_lb, Some(PathBuf::from(CGROUP2_MOUNT)));
         assert_eq!(
             (c.ipam, c.pod_cidr_from_operator, c.kvstore),
             (Ipam::ClusterPool, true, KvstoreKind::Memory)
@@ -963,20 +982,69 @@ mod tests {
     #[test]
     fn socket_lb_hostns_only_needs_socket_lb() {
         let base = ["--node", "n1", "--pod-cidr", "10.9.0.0/24", "--bpf-lb-sock-hostns-only"];
-        let e = parse("{}", &[], &base).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("--bpf-lb-sock-hostns-only narrows socket-LB: it needs --bpf-lb-sock"),
-            "{e}"
-        );
+        for off in [&["--bpf-lb-sock=false"][..], &["--kube-proxy-replacement=false"]] {
+            let e = parse("{}", &[], &[&base[..], off].concat()).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("--bpf-lb-sock-hostns-only narrows socket-LB: it needs --bpf-lb-sock"),
+                "{off:?}: {e}"
+            );
+        }
         let root = std::env::temp_dir();
-        let c = parse(
-            "{}",
-            &[],
-            &[&base[..], &["--bpf-lb-sock", "--cgroup-root", root.to_str().unwrap()]].concat(),
+        for on in [&["--bpf-lb-sock"][..], &[]] {
+            let c = parse("{}", &[], &[&base[..], on, &["--cgroup-root", root.to_str().unwrap()]].concat());
+            // (a temp dir is no cgroup v2: refused for that, not for the flag)
+            assert!(c.is_err_and(|e| !e.to_string().contains("narrows")), "{on:?}");
+        }
+    }
+
+    /// As Cilium's kube-proxy-replacement, which auto-enables bpf-lb-sock:
+    /// socket-LB is on unless the replacement is off or it is turned off.
+    #[test]
+    fn socket_lb_follows_kube_proxy_replacement() {
+        let base = ["--node", "n1", "--pod-cidr", "10.9.0.0/24"];
+        let with = |extra: &[&str]| parse("{}", &[], &[&base[..], extra].concat());
+        let tmp = std::env::temp_dir();
+        let tmp = tmp.to_str().unwrap();
+        // on by default: the given cgroup is checked
+        let e = with(&["--cgroup-root", tmp]).unwrap_err();
+        assert!(e.to_string().contains("not a cgroup v2 directory"), "{e}");
+        for off in [
+            &["--kube-proxy-replacement=false"][..],
+            &["--bpf-lb-sock=false"],
+            &["--bpf-lb-sock", "false"],
+        ] {
+            let c = with(&[off, &["--cgroup-root", tmp]].concat()).unwrap();
+            assert_eq!(c.sock_lb, None, "{off:?}");
+        }
+        // partial replacement may still ask for it
+        let e = with(&["--kube-proxy-replacement=false", "--bpf-lb-sock", "--cgroup-root", tmp]).unwrap_err();
+        assert!(e.to_string().contains("not a cgroup v2 directory"), "{e}");
+    }
+
+    #[test]
+    fn socket_lb_cgroup_is_given_or_the_cgroup2_mount_or_mounted_by_the_agent() {
+        let mounts = "sysfs /sys sysfs rw 0 0\ncgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\n";
+        assert_eq!(sock_lb_cgroup(None, mounts).unwrap(), PathBuf::from(CGROUP2_MOUNT));
+        assert_eq!(sock_lb_cgroup(None, "").unwrap(), PathBuf::from(CGROUP2_MOUNT));
+        let tmp = std::env::temp_dir();
+        let with_v2 = format!("{mounts}cgroup2 {} cgroup2 rw 0 0\n", tmp.display());
+        let e = sock_lb_cgroup(None, &with_v2).unwrap_err();
+        assert!(e.to_string().contains("not a cgroup v2 directory"), "{e}");
+        // a cgroup2-looking directory passes, wherever it is mounted
+        let d = tmp.join(format!("seta-cg-test-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("cgroup.procs"), "").unwrap();
+        std::fs::write(d.join("cgroup.controllers"), "").unwrap();
+        let with_v2 = format!("{mounts}cgroup2 {} cgroup2 rw 0 0\n", d.display());
+        assert_eq!(sock_lb_cgroup(None, &with_v2).unwrap(), d);
+        assert_eq!(sock_lb_cgroup(Some(d.clone()), "").unwrap(), d);
+        std::fs::remove_dir_all(&d).unwrap();
+        // the agent's mount point, given (the DaemonSet's), is mounted later if need be
+        assert_eq!(
+            sock_lb_cgroup(Some(CGROUP2_MOUNT.into()), &with_v2).unwrap(),
+            PathBuf::from(CGROUP2_MOUNT)
         );
-        // (a temp dir is no cgroup v2: refused for that, not for the flag)
-        assert!(c.is_err_and(|e| !e.to_string().contains("narrows")));
     }
 
     #[test]
@@ -1096,7 +1164,6 @@ mod tests {
         let c = with(&[&native[..], &["--bpf-lb-mode-annotation"]].concat()).unwrap();
         assert!(c.lb_mode_annotation && c.lb_mode == LbMode::Snat);
         assert!(!with(&[]).unwrap().lb_mode_annotation);
-        assert_eq!(with(&[]).unwrap().sock_lb, None, "socket-LB off by default");
         let dir = std::env::temp_dir();
         let e = with(&["--bpf-lb-sock", "--cgroup-root", dir.to_str().unwrap()]).unwrap_err();
         assert!(e.to_string().contains("not a cgroup v2 directory"), "{e}");

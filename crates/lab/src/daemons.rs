@@ -85,11 +85,12 @@ impl Lab {
             .arg("--hubble-export-file-path")
             .arg(n.socket.with_file_name("hubble-events.log"))
             .args(&self.agent_args);
-        if self.socket_lb {
-            cmd.arg("--bpf-lb-sock")
-                .arg("--cgroup-root")
-                .arg(crate::cgroups::node_cgroup(&n.name)?);
-        }
+        // socket-LB is the agent's default (with kube-proxy replacement, as
+        // Cilium's): at the node's cgroup, never the machine's root; else off
+        match self.socket_lb {
+            true => cmd.arg("--cgroup-root").arg(crate::cgroups::node_cgroup(&n.name)?),
+            false => cmd.arg("--bpf-lb-sock=false"),
+        };
         let pid = spawn_daemon(cmd, &n.netns, &n.log).context("spawn seta-agent")?;
         let client = Client::new(&n.socket).with_timeout(Duration::from_secs(2));
         let conflist = n.cni_conf_dir.join("05-seta.conflist");

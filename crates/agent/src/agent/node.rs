@@ -88,3 +88,22 @@ impl super::Agent {
         }
     }
 }
+
+/// Socket-LB's cgroup when the machine has no cgroup2 mount: the agent
+/// mounts cgroup2 at its own mount point first, as Cilium mounts
+/// `/run/cilium/cgroupv2`. Any other directory is taken as it is.
+pub(super) fn mount_cgroup2_if_none(dir: &std::path::Path) -> Result<()> {
+    use crate::config::{is_cgroup2_dir, CGROUP2_MOUNT};
+    if dir != std::path::Path::new(CGROUP2_MOUNT) || is_cgroup2_dir(dir) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    nix::mount::mount(Some("cgroup2"), dir, Some("cgroup2"), nix::mount::MsFlags::empty(), None::<&str>).with_context(|| {
+        format!(
+            "socket-LB: mount cgroup2 at {} (no cgroup2 mount found; give --cgroup-root or --bpf-lb-sock=false)",
+            dir.display()
+        )
+    })?;
+    tracing::info!(dir = %dir.display(), "socket-LB: mounted cgroup2");
+    Ok(())
+}

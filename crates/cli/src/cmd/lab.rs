@@ -36,7 +36,7 @@ pub enum LabCmd {
         /// run a Kubernetes API (the seta-k8s-api test fixture) in the underlay: agents take policies and namespaces from it; `seta lab status -o json` shows its kubeconfig
         #[arg(long)]
         k8s: bool,
-        /// agents translate services at connect time (socket-LB) at a cgroup per node, where `seta lab exec` runs the node's and pods' processes
+        /// agents translate services at connect time (socket-LB, the agent's default) at a cgroup per node, where `seta lab exec` runs the node's and pods' processes; without it they run with --bpf-lb-sock=false, every service by packet
         #[arg(long)]
         socket_lb: bool,
         /// agents forward north-south traffic to remote backends by snat, dsr or hybrid (dsr and hybrid need --routing native)

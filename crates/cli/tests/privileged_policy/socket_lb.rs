@@ -1,6 +1,8 @@
 //! Socket-LB (`--bpf-lb-sock`): the lab runs each node's pod processes in
 //! the node's cgroup, where the agent's connect4/sendmsg4/recvmsg4/
-//! getpeername4 programs translate a ClusterIP once per socket.
+//! getpeername4 programs translate a ClusterIP once per socket. The lab
+//! gives the agents only `--cgroup-root`: socket-LB is on by the agent's
+//! default (with the kube-proxy replacement, as Cilium's).
 use super::*;
 
 /// A python3 client run by the lab in a pod (so in its node's cgroup):

@@ -35,6 +35,8 @@ fn config(dir: &Path, node: &str, cidr: &str, mode: RoutingMode) -> Config {
         bpf_lb_sock_terminate_pod_connections: true,
         node_port_bind_protection: true,
         kube_proxy_replacement: true,
+        // socket-LB (on by default with the replacement) only where a test asks
+        bpf_lb_sock: Some(false),
         enable_session_affinity: true,
         enable_health_check_nodeport: true,
         bpf_lb_dsr_dispatch: "opt".into(),
