@@ -129,6 +129,9 @@ pub struct Agent {
     pub observer: Arc<crate::observer::Observer>,
     /// the observer's decoding context and when it was taken
     flow_ctx: std::sync::Mutex<Option<(Instant, Arc<seta_hubble::decode::Context>)>>,
+    /// the services' frontends by address for flows (None: to be made
+    /// again, after the service maps were synced)
+    flow_services: std::sync::Mutex<Option<Arc<seta_hubble::decode::ServicesByAddr>>>,
     /// the health-check NodePort listeners (their answers come from services)
     health_server: crate::healthcheck::HealthServer,
     /// the cluster's services in the kvstore (shared stores)
@@ -372,6 +375,7 @@ impl Agent {
             metrics: Default::default(),
             observer,
             flow_ctx: Default::default(),
+            flow_services: Default::default(),
             svc_view: Default::default(),
             svc_health: Default::default(),
             kv_health: Default::default(),

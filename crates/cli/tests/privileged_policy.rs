@@ -847,14 +847,27 @@ async fn privileged_policy_service_cluster_ip_reaches_its_backend_with_policy(p:
         "a connect to a service without backends is refused"
     );
     assert!(p.drops("Service backend not found", "EGRESS") > before);
-    // and Hubble shows it as a drop with its reason, not only as a count
+    // and Hubble shows it as a drop with its reason, not only as a count,
+    // to the service by name (its frontend's address and port)
     let node = p.node_of("client");
     let mut seen = String::new();
     common::wait_for("the no-backend drop as a flow", 10, || {
         seen = observe(&p, &node, &["--verdict", "DROPPED", "--to-ip", "10.96.0.11", "--last", "20"]);
         seen.lines()
-            .any(|l| l.contains("-> 10.96.0.11:80") && l.contains("Service backend not found DROPPED (TCP Flags: SYN)"))
+            .any(|l| l.contains("-> default/empty:80 (") && l.contains("Service backend not found DROPPED (TCP Flags: SYN)"))
     });
+    let by_name = observe(
+        &p,
+        &node,
+        &["--verdict", "DROPPED", "--to-service", "default/empty", "-o", "json", "--last", "1"],
+    );
+    let v: serde_json::Value = serde_json::from_str(by_name.lines().next().expect("a drop to the service")).unwrap();
+    assert_eq!(
+        v["flow"]["destination_service"],
+        serde_json::json!({"name": "empty", "namespace": "default"}),
+        "{v}"
+    );
+    assert_eq!(v["flow"]["IP"]["destination"], "10.96.0.11", "{v}");
     // deleted (on one node, for the cluster): the address means nothing any more
     common::seta(&p.node(), &["service", "delete", "web"]);
     services_synced(&p);

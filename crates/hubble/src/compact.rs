@@ -36,7 +36,8 @@ pub fn reserved_name(id: u32) -> Option<&'static str> {
     })
 }
 
-/// `ns/pod:port`, else `ip:port`, and `(ID:n)` or the reserved name.
+/// `ns/pod:port`, else `ns/service:port`, else `ip:port`, and `(ID:n)` or
+/// the reserved name.
 fn side(f: &Flow, source: bool) -> (String, String) {
     let ep = if source { f.source.as_ref() } else { f.destination.as_ref() };
     let ip =
@@ -45,8 +46,15 @@ fn side(f: &Flow, source: bool) -> (String, String) {
             .unwrap_or_default();
     let (sp, dp) = crate::l4_ports(f);
     let port = if source { sp } else { dp };
-    let host = match ep {
-        Some(e) if !e.pod_name.is_empty() => format!("{}/{}", e.namespace, e.pod_name),
+    let svc = if source {
+        f.source_service.as_ref()
+    } else {
+        f.destination_service.as_ref()
+    };
+    // a pod, else the service at whose frontend the side is, as Hubble
+    let host = match (ep, svc) {
+        (Some(e), _) if !e.pod_name.is_empty() => format!("{}/{}", e.namespace, e.pod_name),
+        (_, Some(s)) if !s.name.is_empty() => format!("{}/{}", s.namespace, s.name),
         _ => ip,
     };
     let addr = match port {

@@ -38,9 +38,23 @@ pub struct Context {
     /// traces name the socket's namespace), and the node's own
     pub netns: HashMap<u64, Ipv4Addr>,
     pub host_netns: Option<u64>,
+    /// the services' frontends (ClusterIP, ExternalIP, LoadBalancer IP,
+    /// NodePort at this node's addresses): address and port to the
+    /// service, as Hubble's service getter names a flow's side by them
+    pub services: std::sync::Arc<ServicesByAddr>,
 }
 
+/// Frontend address and port to the service.
+pub type ServicesByAddr = HashMap<(Ipv4Addr, u16), flow::Service>;
+
 impl Context {
+    /// The service whose frontend is `addr:port`, if any (Hubble's
+    /// `GetServiceByAddr`).
+    pub fn service_at(&self, addr: Ipv4Addr, port: u32) -> Option<flow::Service> {
+        let port = u16::try_from(port).ok().filter(|p| *p != 0)?;
+        self.services.get(&(addr, port)).cloned()
+    }
+
     /// An event's time (CLOCK_MONOTONIC ns) on the wall clock.
     pub fn time(&self, ts: u64) -> prost_types::Timestamp {
         let wall = ts as i128 + self.wall_offset_ns;
@@ -202,15 +216,20 @@ fn sock_flow(ev: &SetaEvent, ctx: &Context) -> Option<Flow> {
     };
     let dst = Ipv4Addr::from(s.daddr);
     let dport = u16::from_be_bytes(s.dport) as u32;
+    // the reverse points are about what the socket receives: from the
+    // address (the frontend again after post-xlate-rev), as Hubble's sock
+    // parser turns them around
+    let rev = matches!(s.subtype, XLATE_PRE_DIRECTION_REV | XLATE_POST_DIRECTION_REV);
+    let (sp, dp) = if rev { (dport, 0) } else { (0, dport) };
     let l4 = match s.proto {
         6 => Protocol::Tcp(flow::Tcp {
-            source_port: 0,
-            destination_port: dport,
+            source_port: sp,
+            destination_port: dp,
             flags: None,
         }),
         17 => Protocol::Udp(flow::Udp {
-            source_port: 0,
-            destination_port: dport,
+            source_port: sp,
+            destination_port: dp,
         }),
         _ => return None,
     };
@@ -232,18 +251,28 @@ fn sock_flow(ev: &SetaEvent, ctx: &Context) -> Option<Flow> {
     // the frontend (or an address no pod here has) is the world to the
     // socket, as Hubble shows it; a local backend is its endpoint
     let dst_identity = ctx.endpoints.get(&dst).map_or(2, |v| v.identity);
+    let (mut ips, mut sides) = ((src_ip, dst.to_string()), (source, side(ctx, dst, dst_identity)));
+    // the frontend the socket asked for or hears from, as Hubble names it
+    let (mut src_svc, mut dst_svc) = (None, ctx.service_at(dst, dport));
+    if rev {
+        std::mem::swap(&mut ips.0, &mut ips.1);
+        std::mem::swap(&mut sides.0, &mut sides.1);
+        std::mem::swap(&mut src_svc, &mut dst_svc);
+    }
     Some(Flow {
         time: Some(ctx.time(s.ts)),
         verdict: verdict as i32,
         ip: Some(flow::Ip {
-            source: src_ip,
-            destination: dst.to_string(),
+            source: ips.0,
+            destination: ips.1,
             ip_version: flow::IpVersion::IPv4 as i32,
             encrypted: false,
         }),
         l4: Some(flow::Layer4 { protocol: Some(l4) }),
-        source: Some(source),
-        destination: Some(side(ctx, dst, dst_identity)),
+        source: Some(sides.0),
+        destination: Some(sides.1),
+        source_service: src_svc,
+        destination_service: dst_svc,
         r#type: flow::FlowType::Sock as i32,
         node_name: ctx.node.clone(),
         event_type: Some(flow::CiliumEventType {
@@ -299,6 +328,7 @@ pub fn flow_of(ev: &SetaEvent, ctx: &Context) -> Option<Flow> {
         1 => Some(Protocol::IcmPv4(flow::IcmPv4 { r#type: 8, code: 0 })),
         _ => None,
     };
+    let ported = matches!(ev.proto, 6 | 17 | 132);
     let direction = match ev.dir {
         seta_abi::METRIC_INGRESS => flow::TrafficDirection::Ingress,
         seta_abi::METRIC_EGRESS => flow::TrafficDirection::Egress,
@@ -322,6 +352,9 @@ pub fn flow_of(ev: &SetaEvent, ctx: &Context) -> Option<Flow> {
         l4: l4.map(|p| flow::Layer4 { protocol: Some(p) }),
         source: Some(side(ctx, src, ev.src_label)),
         destination: Some(side(ctx, dst, ev.dst_label)),
+        // a side at a frontend (before translation, or a reply from it)
+        source_service: ported.then(|| ctx.service_at(src, sport)).flatten(),
+        destination_service: ported.then(|| ctx.service_at(dst, dport)).flatten(),
         r#type: flow::FlowType::L3L4 as i32,
         node_name: ctx.node.clone(),
         event_type: Some(flow::CiliumEventType {
@@ -459,7 +492,15 @@ mod tests {
         );
         let post = flow_of(&sock(seta_abi::XLATE_POST_DIRECTION_REV, [10, 96, 0, 50], 53, 17), &ctx).unwrap();
         let line = crate::compact::line(&post, false);
-        assert!(line.ends_with("<> 10.96.0.50:53 (world) post-xlate-rev TRANSLATED (UDP)"), "{line}");
+        // what the socket hears from: the other way round, as Hubble's
+        assert!(
+            line.ends_with(": 10.96.0.50:53 (world) <> default/client (ID:300) post-xlate-rev TRANSLATED (UDP)"),
+            "{line}"
+        );
+        assert_eq!(
+            crate::monitor::line(&post, false).unwrap(),
+            "[post-xlate-rev] cgroup_id: 99 sock_cookie: 4242, dst [10.96.0.50]:53 udp"
+        );
         let json = crate::json::flow(&post);
         assert_eq!(json["Type"], "SOCK");
         assert_eq!(json["sock_xlate_point"], "SOCK_XLATE_POINT_POST_DIRECTION_REV");
@@ -468,6 +509,105 @@ mod tests {
         let mut other = seta_abi::SockEvent::of(&pre);
         other.netns_cookie = 78;
         assert!(!ctx.knows(&other.to_event()));
+    }
+
+    /// Hubble's service getter: a side at a frontend (address and port)
+    /// names its service, in the flow, its compact line, its JSON and the
+    /// service filters.
+    #[test]
+    fn sides_at_a_frontend_name_the_service() {
+        let (client, vip, web) = (
+            Ipv4Addr::new(10, 200, 1, 7),
+            Ipv4Addr::new(10, 96, 0, 50),
+            Ipv4Addr::new(10, 200, 1, 9),
+        );
+        let mut ctx = Context {
+            node: "n1".into(),
+            identities: [(300, vec!["k8s:app=client".into()])].into(),
+            services: std::sync::Arc::new(
+                [(
+                    (vip, 80),
+                    flow::Service {
+                        name: "web".into(),
+                        namespace: "shop".into(),
+                    },
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        let client_view = EndpointView {
+            id: 12,
+            identity: 300,
+            namespace: "default".into(),
+            pod_name: "client".into(),
+            labels: vec![],
+        };
+        ctx.endpoints.insert(client, client_view);
+        let ev = |s: Ipv4Addr, sp: u16, d: Ipv4Addr, dp: u16, proto: u8, reply: bool| SetaEvent {
+            event_type: seta_abi::EVENT_TRACE,
+            subtype: seta_abi::TRACE_TO_LXC,
+            cookie: if reply { 2 } else { 0 },
+            proto,
+            saddr: s.octets(),
+            daddr: d.octets(),
+            sport: sp.to_be_bytes(),
+            dport: dp.to_be_bytes(),
+            src_label: if s == client { 300 } else { 2 },
+            dst_label: if d == client { 300 } else { 2 },
+            ..Default::default()
+        };
+        let to = flow_of(&ev(client, 40000, vip, 80, 6, false), &ctx).unwrap();
+        let svc = to.destination_service.clone().unwrap();
+        assert_eq!((svc.namespace.as_str(), svc.name.as_str()), ("shop", "web"));
+        assert_eq!(to.source_service, None);
+        let line = crate::compact::line(&to, false);
+        assert!(line.contains(": default/client:40000 (ID:300) -> shop/web:80 (world) "), "{line}");
+        let j = crate::json::flow(&to);
+        assert_eq!(j["destination_service"], serde_json::json!({"name": "web", "namespace": "shop"}));
+        assert!(j.get("source_service").is_none(), "{j}");
+        // the reply from the frontend
+        let back = flow_of(&ev(vip, 80, client, 40000, 6, true), &ctx).unwrap();
+        assert_eq!(back.source_service.as_ref().unwrap().name, "web");
+        assert!(crate::compact::line(&back, false).contains(": default/client:40000 (ID:300) <- shop/web:80 (world) "));
+        assert_eq!(crate::json::flow(&back)["source_service"]["namespace"], "shop");
+        // another port, the backend, an ICMP echo id: no service
+        for (s, sp, d, dp, proto) in [(client, 40000, vip, 81, 6), (client, 40000, web, 80, 6), (client, 80, vip, 80, 1)] {
+            let f = flow_of(&ev(s, sp, d, dp, proto, false), &ctx).unwrap();
+            assert_eq!((f.source_service, f.destination_service), (None, None), "{d}:{dp}/{proto}");
+        }
+        // --to-service / --from-service, as the pod filters: ns/prefix or prefix
+        let filt = |to: &[&str], from: &[&str]| crate::flow::FlowFilter {
+            destination_service: to.iter().map(|s| s.to_string()).collect(),
+            source_service: from.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        assert!(crate::filter::matches(&filt(&["shop/web"], &[]), &to));
+        assert!(crate::filter::matches(&filt(&["shop/"], &[]), &to));
+        assert!(crate::filter::matches(&filt(&["we"], &[]), &to));
+        assert!(!crate::filter::matches(&filt(&["other/web"], &[]), &to));
+        assert!(!crate::filter::matches(&filt(&[], &["shop/web"]), &to));
+        assert!(crate::filter::matches(&filt(&[], &["shop/web"]), &back));
+        // socket-LB: the frontend asked for, and heard from
+        ctx.netns.insert(77, client);
+        let sock = |point: u8| {
+            seta_abi::SockEvent {
+                event_type: seta_abi::EVENT_TRACE_SOCK,
+                subtype: point,
+                proto: 6,
+                daddr: vip.octets(),
+                dport: 80u16.to_be_bytes(),
+                netns_cookie: 77,
+                ..Default::default()
+            }
+            .to_event()
+        };
+        let pre = flow_of(&sock(seta_abi::XLATE_PRE_DIRECTION_FWD), &ctx).unwrap();
+        assert_eq!(pre.destination_service.unwrap().name, "web");
+        let rev = flow_of(&sock(seta_abi::XLATE_POST_DIRECTION_REV), &ctx).unwrap();
+        assert_eq!((rev.source_service.unwrap().name.as_str(), rev.destination_service), ("web", None));
+        assert_eq!(rev.source.unwrap().pod_name, "");
+        assert_eq!(rev.destination.unwrap().pod_name, "client");
     }
 
     #[test]

@@ -25,8 +25,6 @@ pub fn matches(f: &FlowFilter, flow: &Flow) -> bool {
     let unsupported = !f.uuid.is_empty()
         || !f.source_fqdn.is_empty()
         || !f.destination_fqdn.is_empty()
-        || !f.source_service.is_empty()
-        || !f.destination_service.is_empty()
         || !f.source_workload.is_empty()
         || !f.destination_workload.is_empty()
         || !f.http_status_code.is_empty()
@@ -40,6 +38,14 @@ pub fn matches(f: &FlowFilter, flow: &Flow) -> bool {
         && any(&f.source_pod, |p| src.is_some_and(|e| pod_matches(p, &e.namespace, &e.pod_name)))
         && any(&f.destination_pod, |p| {
             dst.is_some_and(|e| pod_matches(p, &e.namespace, &e.pod_name))
+        })
+        && any(&f.source_service, |p| {
+            flow.source_service.as_ref().is_some_and(|s| pod_matches(p, &s.namespace, &s.name))
+        })
+        && any(&f.destination_service, |p| {
+            flow.destination_service
+                .as_ref()
+                .is_some_and(|s| pod_matches(p, &s.namespace, &s.name))
         })
         && any(&f.source_label, |s| src.is_some_and(|e| selector_matches(s, &e.labels)))
         && any(&f.destination_label, |s| dst.is_some_and(|e| selector_matches(s, &e.labels)))

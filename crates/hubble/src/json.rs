@@ -152,6 +152,14 @@ fn l4(b: &mut Vec<u8>, p: &Protocol) {
     }
 }
 
+/// A flow side's service, as protojson: `{"name": …, "namespace": …}`.
+fn service(b: &mut Vec<u8>, s: &crate::flow::Service) {
+    let mut o = Obj::new(b);
+    o.str("name", &s.name);
+    o.str("namespace", &s.namespace);
+    o.end();
+}
+
 /// One flow's object; `ep` writes an endpoint's object, `time` is the
 /// flow's time as text.
 fn flow_into(b: &mut Vec<u8>, f: &Flow, time: Option<&str>, ep: &mut dyn FnMut(&mut Vec<u8>, &Endpoint)) {
@@ -183,6 +191,9 @@ fn flow_into(b: &mut Vec<u8>, f: &Flow, time: Option<&str>, ep: &mut dyn FnMut(&
     }
     if let Some(e) = &f.destination {
         ep(o.key("destination"), e);
+    }
+    if let Some(svc) = &f.destination_service {
+        service(o.key("destination_service"), svc);
     }
     if f.drop_reason != 0 {
         o.int("drop_reason", f.drop_reason);
@@ -226,6 +237,9 @@ fn flow_into(b: &mut Vec<u8>, f: &Flow, time: Option<&str>, ep: &mut dyn FnMut(&
     }
     if let Some(e) = &f.source {
         ep(o.key("source"), e);
+    }
+    if let Some(svc) = &f.source_service {
+        service(o.key("source_service"), svc);
     }
     if let Some(t) = time {
         o.str("time", t);

@@ -72,12 +72,16 @@ pub fn line(f: &Flow, numeric: bool) -> Option<String> {
         crate::decode::MSG_TRACE_SOCK => {
             let point = crate::compact::xlate_point(f);
             let proto = if num == 17 { "udp" } else { "tcp" };
+            // the event's address: the flow's source at the reverse points
+            let (at, port) = match point.ends_with("-rev") {
+                true => (&ip.source, sp),
+                false => (&ip.destination, dp),
+            };
             Some(format!(
-                "[{point}] cgroup_id: {} sock_cookie: {}, dst [{}]:{} {proto}",
+                "[{point}] cgroup_id: {} sock_cookie: {}, dst [{at}]:{} {proto}",
                 f.cgroup_id,
                 f.socket_cookie,
-                ip.destination,
-                dp.unwrap_or(0)
+                port.unwrap_or(0)
             ))
         }
         crate::decode::MSG_TRACE => {

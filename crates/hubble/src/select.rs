@@ -26,6 +26,9 @@ pub struct Selectors {
     pub from_port: Vec<u16>,
     pub to_port: Vec<u16>,
     pub node_name: Vec<String>,
+    pub service: Vec<String>,
+    pub from_service: Vec<String>,
+    pub to_service: Vec<String>,
 }
 
 /// The names [`Selectors::set`] takes (a flag's name without `--`).
@@ -50,6 +53,9 @@ pub const NAMES: &[&str] = &[
     "from-port",
     "to-port",
     "node-name",
+    "service",
+    "from-service",
+    "to-service",
 ];
 
 fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, String> {
@@ -81,6 +87,9 @@ impl Selectors {
             "from-port" => self.from_port.push(number(key, value)?),
             "to-port" => self.to_port.push(number(key, value)?),
             "node-name" => self.node_name.push(value.into()),
+            "service" => self.service.push(value.into()),
+            "from-service" => self.from_service.push(value.into()),
+            "to-service" => self.to_service.push(value.into()),
             other => return Err(format!("--{other}: not a filter; one of --{}", NAMES.join(", --"))),
         }
         Ok(())
@@ -108,6 +117,9 @@ impl Selectors {
         self.from_port.extend(o.from_port);
         self.to_port.extend(o.to_port);
         self.node_name.extend(o.node_name);
+        self.service.extend(o.service);
+        self.from_service.extend(o.from_service);
+        self.to_service.extend(o.to_service);
     }
 
     /// The whitelist: a selector on either side (`--pod`, `--ip`, …) makes
@@ -150,13 +162,20 @@ impl Selectors {
         base.destination_identity = self.to_identity.clone();
         base.source_port = self.from_port.iter().map(u16::to_string).collect();
         base.destination_port = self.to_port.iter().map(u16::to_string).collect();
+        base.source_service = self.from_service.clone();
+        base.destination_service = self.to_service.clone();
         let pods: Vec<String> = self
             .pod
             .iter()
             .cloned()
             .chain(self.namespace.iter().map(|n| format!("{n}/")))
             .collect();
-        let either = !(pods.is_empty() && self.label.is_empty() && self.ip.is_empty() && self.identity.is_empty() && self.port.is_empty());
+        let either = !(pods.is_empty()
+            && self.label.is_empty()
+            && self.ip.is_empty()
+            && self.identity.is_empty()
+            && self.port.is_empty()
+            && self.service.is_empty());
         if !either {
             return Ok(vec![base]);
         }
@@ -166,12 +185,14 @@ impl Selectors {
         src.source_ip.extend(self.ip.clone());
         src.source_identity.extend(self.identity.clone());
         src.source_port.extend(self.port.iter().map(u16::to_string));
+        src.source_service.extend(self.service.clone());
         let mut dst = base;
         dst.destination_pod.extend(pods);
         dst.destination_label.extend(self.label.clone());
         dst.destination_ip.extend(self.ip.clone());
         dst.destination_identity.extend(self.identity.clone());
         dst.destination_port.extend(self.port.iter().map(u16::to_string));
+        dst.destination_service.extend(self.service.clone());
         Ok(vec![src, dst])
     }
 
@@ -213,6 +234,15 @@ mod tests {
             assert_eq!(f.verdict, [Verdict::Dropped as i32]);
             assert_eq!(f.destination_port, ["80"]);
         }
+        let w = Selectors::parse_flags("--service default/web --to-service shop/db")
+            .unwrap()
+            .whitelist()
+            .unwrap();
+        assert_eq!(
+            (w[0].source_service.as_slice(), w[0].destination_service.as_slice()),
+            (&["default/web".to_string()][..], &["shop/db".to_string()][..])
+        );
+        assert_eq!(w[1].destination_service, ["shop/db", "default/web"]);
         let one = Selectors::parse_flags("--from-pod x/a -t drop").unwrap().whitelist().unwrap();
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].event_type[0].r#type, 1);

@@ -81,21 +81,26 @@ impl Agent {
         peers
     }
 
-    /// What the observer decodes `batch` with: this node's endpoints and
-    /// the identities' labels. Taken again once a second, and sooner (at
+    /// What the observer decodes `batch` with: this node's endpoints, the
+    /// identities' labels and the services' frontends. Taken again once a
+    /// second, at once when the service maps were written, and sooner (at
     /// most every 50 ms) when the batch names a pod or identity it does not
     /// know: a new pod's first flows carry its name.
     pub async fn flow_context(&self, batch: &[seta_abi::Record]) -> Arc<seta_hubble::decode::Context> {
+        // (the same table until the service maps are written again)
+        let services = self.frontends_by_addr();
         if let Some((at, ctx)) = self.flow_ctx.lock().unwrap().as_ref() {
             let age = at.elapsed();
-            if age < std::time::Duration::from_millis(50)
-                || (age < std::time::Duration::from_secs(1) && batch.iter().all(|r| ctx.knows(&r.ev)))
+            if Arc::ptr_eq(&ctx.services, &services)
+                && (age < std::time::Duration::from_millis(50)
+                    || (age < std::time::Duration::from_secs(1) && batch.iter().all(|r| ctx.knows(&r.ev))))
             {
                 return ctx.clone();
             }
         }
         let mut ctx = seta_hubble::decode::Context {
             node: self.cfg.node.clone(),
+            services,
             ..Default::default()
         };
         {

@@ -171,6 +171,8 @@ impl Agent {
     /// Persist the repository, follow its health checks, and write `want`
     /// (computed from the services of `digest`) to the service maps.
     async fn write_lb(&self, want: seta_datapath::maps::LbState, digest: u64) -> Result<(), ApiError> {
+        // flows name services as the maps serve them: made again next time
+        *self.flow_services.lock().unwrap() = None;
         let r = self.write_lb_maps(want, digest).await;
         self.note_service_sync(r.as_ref().map(|_| ()));
         r
@@ -428,6 +430,36 @@ impl Agent {
         }
         self.sync_services().await?;
         Ok(serde_json::json!({"backend": addr.to_string(), "state": st, "frontends": uses}))
+    }
+
+    /// The services' frontends by address and port, as flows name a side
+    /// at one (ClusterIP, ExternalIP, LoadBalancer IP, NodePort at this
+    /// node's addresses; not hostPorts, which are no service). Made again
+    /// only after the service maps were written.
+    pub(super) fn frontends_by_addr(&self) -> Arc<seta_hubble::decode::ServicesByAddr> {
+        if let Some(m) = self.flow_services.lock().unwrap().as_ref() {
+            return m.clone();
+        }
+        let addrs = self.node_port_addrs();
+        let by_addr: Arc<seta_hubble::decode::ServicesByAddr> = Arc::new(
+            self.services
+                .lock()
+                .unwrap()
+                .frontends(&addrs)
+                .into_iter()
+                .filter(|f| f.kind != seta_core::service::FrontendKind::HostPort && !f.addr.is_unspecified())
+                .filter_map(|f| {
+                    let (namespace, name) = f.service.split_once('/')?;
+                    let svc = seta_hubble::flow::Service {
+                        name: name.to_string(),
+                        namespace: namespace.to_string(),
+                    };
+                    Some(((f.addr, f.port), svc))
+                })
+                .collect(),
+        );
+        *self.flow_services.lock().unwrap() = Some(by_addr.clone());
+        by_addr
     }
 
     /// Every frontend this node load-balances, with its backends.

@@ -64,6 +64,13 @@ pub struct ObserveArgs {
     /// Node name pattern (`*` globs)
     #[arg(long)]
     pub node_name: Vec<String>,
+    /// Service (NS/NAME-PREFIX or NAME-PREFIX) on either side: a side at one of its frontends
+    #[arg(long)]
+    pub service: Vec<String>,
+    #[arg(long)]
+    pub from_service: Vec<String>,
+    #[arg(long)]
+    pub to_service: Vec<String>,
     /// Negate the filter flag that follows: --not --from-pod NS/NAME (repeatable)
     #[arg(long = "not", id = "not_flag")]
     pub not_flag: bool,
@@ -232,6 +239,9 @@ fn whitelist(a: &ObserveArgs) -> Result<Vec<FlowFilter>> {
         from_port: a.from_port.clone(),
         to_port: a.to_port.clone(),
         node_name: a.node_name.clone(),
+        service: a.service.clone(),
+        from_service: a.from_service.clone(),
+        to_service: a.to_service.clone(),
     };
     s.whitelist().map_err(anyhow::Error::msg)
 }

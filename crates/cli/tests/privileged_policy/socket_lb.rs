@@ -263,21 +263,41 @@ async fn privileged_policy_service_socket_lb(mut p: P) {
                 && l.contains(&format!("{web}:8080"))
         })
     });
-    // each translation is traced (trace-sock), as Hubble shows socket-LB
+    // each translation is traced (trace-sock), as Hubble shows socket-LB:
+    // the frontend by its service's name, the reverse points the other way
+    // round (what the socket hears from)
     let node = p.node_of("client");
     let mut t = String::new();
     let want = [
         "default/client (ID:",
-        "<> 10.96.0.50:80 (world) pre-xlate-fwd TRACED (TCP)",
+        "<> default/sl:80 (world) pre-xlate-fwd TRACED (TCP)",
         "post-xlate-fwd TRANSLATED (TCP)",
-        "<> 10.96.0.50:53 (world) pre-xlate-fwd TRACED (UDP)",
+        "<> default/sl:53 (world) pre-xlate-fwd TRACED (UDP)",
         "pre-xlate-rev TRACED (UDP)",
-        "<> 10.96.0.50:53 (world) post-xlate-rev TRANSLATED (UDP)",
+        ": default/sl:53 (world) <> default/client (ID:",
+        "post-xlate-rev TRANSLATED (UDP)",
     ];
     common::wait_for("socket-LB's translations as trace-sock flows", 10, || {
-        t = super::observe(&p, &node, &["--type", "trace-sock", "--from-pod", "default/client", "--last", "50"]);
+        t = super::observe(&p, &node, &["--type", "trace-sock", "--pod", "default/client", "--last", "50"]);
         want.iter().all(|w| t.contains(w))
     });
+    // Hubble's service filters and fields
+    let to = super::observe(&p, &node, &["--to-service", "default/sl", "-o", "json", "--last", "50"]);
+    assert!(!to.trim().is_empty(), "flows to the service");
+    for l in to.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(
+            v["flow"]["destination_service"],
+            serde_json::json!({"name": "sl", "namespace": "default"}),
+            "{v}"
+        );
+    }
+    let from = super::observe(&p, &node, &["--from-service", "default/sl", "--last", "50"]);
+    assert!(from.contains("default/sl:53 (world) <> default/client (ID:"), "{from}");
+    assert!(!from.contains("pre-xlate-fwd"), "{from}");
+    assert!(super::observe(&p, &node, &["--to-service", "other/sl", "--last", "50"])
+        .trim()
+        .is_empty());
     // the backend after the translation: web, by name where it is local
     let backend = t.lines().find(|l| l.contains("post-xlate-fwd TRANSLATED (TCP)")).unwrap();
     assert!(
