@@ -105,6 +105,14 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 			return send_drop(ctx, -ret, METRIC_EGRESS);
 	}
 
+	/* the pod's ICMP error about a reply from a frontend: to its backend */
+	if (f.icmp_error) {
+		ret = lb4_fwd_icmp_error(ctx, &f.inner);
+		if (ret < 0)
+			return send_drop(ctx, -ret, METRIC_EGRESS);
+		if (ret > 0)
+			f.key.daddr = f.inner.saddr;
+	}
 	ep = lookup_ip4_endpoint(f.key.daddr);
 	if (ep && (ep->flags & ENDPOINT_F_HOST))
 		ep = NULL;

@@ -147,3 +147,45 @@ static __noinline __attribute__((unused)) int lb4_rev_icmp_error(struct __sk_buf
 	ret = icmp_err_rewrite(ctx, hlen, 0, 1, q.daddr, to_addr, q.dport, to_port);
 	return ret < 0 ? ret : 1;
 }
+
+/* An ICMP error quoting a reply from a frontend (frontend -> client): the
+ * quoted tuple in `q`, its header's length in `hlen`, and the client's
+ * connection through the service (its forward entry in seta_lb4_conn:
+ * client -> frontend, to the backend), or NULL. */
+static __always_inline struct lb4_conn *lb4_quoted_reply_conn(struct __sk_buff *ctx, struct ct_key *q, int *hlen)
+{
+	struct ct_key k = {};
+
+	*hlen = icmp_err_quoted(ctx, q);
+	if (*hlen < 0)
+		return NULL;
+	ct_reverse(q, &k);
+	k.pad[0] = LB_CONN_FWD;
+	return bpf_map_lookup_elem(&seta_lb4_conn, &k);
+}
+
+/* The other way: a pod's ICMP error about a reply it got from a frontend
+ * (its port closed meanwhile, or fragmentation needed on its side), sent
+ * to the frontend, goes to the backend that sent the reply, about the reply
+ * as the backend sent it, as conntrack NAT does for kube-proxy. The pod's
+ * connection was translated on this node by packet (its forward entry in
+ * seta_lb4_conn). `quoted`: the error's quoted tuple (the flow's inner
+ * key), whose source becomes the backend. A subprogram. 1: rewritten (the
+ * outer destination is the backend too); 0: not such a packet (untouched);
+ * negative: a drop reason. */
+static __noinline __attribute__((unused)) int lb4_fwd_icmp_error(struct __sk_buff *ctx, struct ct_key *quoted)
+{
+	struct ct_key q = {};
+	struct lb4_conn *c;
+	int ret, hlen;
+
+	c = lb4_quoted_reply_conn(ctx, &q, &hlen);
+	if (!c)
+		return 0;
+	ret = icmp_err_rewrite(ctx, hlen, 1, 1, q.saddr, c->address, q.sport, c->port);
+	if (ret < 0)
+		return ret;
+	quoted->saddr = c->address;
+	quoted->sport = c->port;
+	return 1;
+}

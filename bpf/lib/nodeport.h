@@ -279,15 +279,11 @@ static __noinline __attribute__((unused)) int nodeport_fwd_icmp_error(struct __s
 	__be16 be_port;
 	int hlen;
 
-	hlen = icmp_err_quoted(ctx, &q);
-	if (hlen < 0)
-		return 0;
 	/* the quoted reply is frontend -> client: the client's own entry */
-	ct_reverse(&q, &k);
-	k.pad[0] = LB_CONN_FWD;
-	c = bpf_map_lookup_elem(&seta_lb4_conn, &k);
+	c = lb4_quoted_reply_conn(ctx, &q, &hlen);
 	if (!c)
 		return 0;
+	ct_reverse(&q, &k);
 	be_addr = c->address;
 	be_port = c->port;
 	/* SNATed here: the backend sent to this node's NAT port (the error's

@@ -1076,9 +1076,9 @@ fn one_service(pin: &Path, proto: u8, addr: Ipv4Addr, port: u16, flags: u8, back
 /// unreachable about a pod's UDP to a ClusterIP, from a backend on the node
 /// (from_container) and from one on another node (from_netdev), and about a
 /// NodePort connection SNATed to a backend on another node; and the other
-/// way, the client's port unreachable about a NodePort's reply goes to the
-/// backend, on another node (about the NAT port) or on this one; every
-/// checksum valid.
+/// way, a pod's port unreachable about a ClusterIP's reply, and the
+/// client's about a NodePort's reply, go to the backend, on another node
+/// (about the NAT port) or on this one; every checksum valid.
 #[test]
 fn privileged_bpf_service_icmp_errors_are_about_the_frontend() {
     if !privileged() {
@@ -1111,6 +1111,24 @@ fn privileged_bpf_service_icmp_errors_are_about_the_frontend() {
     let router = Ipv4Addr::new(10, 77, 9, 9);
     let (_, back) = run(&mut f.host, "from_netdev", &port_unreachable(router, POD_A, &out[14..42]));
     assert_eq!(icmp_error_view(&back), (router, POD_A, POD_A, 12345, vip, 53), "from a router");
+
+    // the other way: A's port unreachable about the reply it got from the
+    // frontend (its socket closed meanwhile), sent to the frontend, goes to
+    // the backend, about the reply as B sent it
+    let mut seen = udp_packet(A_POD_MAC, A_HOST_MAC, vip, POD_A, 64);
+    seen[34..36].copy_from_slice(&53u16.to_be_bytes());
+    seen[36..38].copy_from_slice(&12345u16.to_be_bytes());
+    let (rc, fwd) = run(f.sending_a(), "from_container", &port_unreachable(POD_A, vip, &seen[14..42]));
+    assert_eq!(rc, TC_ACT_REDIRECT, "delivered to B");
+    assert_eq!(icmp_error_view(&fwd), (POD_A, POD_B, POD_B, 5353, POD_A, 12345), "to the backend");
+    // about a reply from another port of the frontend (no such connection): untouched
+    seen[34..36].copy_from_slice(&54u16.to_be_bytes());
+    let (_, fwd) = run(f.sending_a(), "from_container", &port_unreachable(POD_A, vip, &seen[14..42]));
+    assert_eq!(
+        icmp_error_view(&fwd),
+        (POD_A, vip, vip, 54, POD_A, 12345),
+        "not a connection of the service"
+    );
 
     // a NodePort SNATed to a backend on another node
     let node = Ipv4Addr::new(172, 30, 0, 1);

@@ -807,14 +807,16 @@ async fn privileged_policy_service_icmp_errors_name_the_frontend(p: P) {
     }
 }
 
-/// The other way: the client's ICMP error about a NodePort's reply reaches
+/// The other way: the client's ICMP error about a service's reply reaches
 /// the backend, about the reply as the backend sent it. A UDP backend
-/// answers a datagram from the external host 300 ms later, on a socket
-/// connected to its sender; the client's socket is closed by then, so the
-/// external host answers with a port unreachable, and the backend's next
-/// receive is refused at once: through the backend's node (the client's
-/// address kept) and through the other node (SNAT: the backend's peer is
-/// that node's NAT port).
+/// answers a datagram 300 ms later, on a socket connected to its sender;
+/// the client's socket is closed by then, so the client answers with a port
+/// unreachable (to the frontend it asked), and the backend's next receive
+/// is refused at once: from the external host through the backend's node
+/// (the client's address kept) and through the other node (SNAT: the
+/// backend's peer is that node's NAT port), and from a pod on the backend's
+/// node and one on the other node through the ClusterIP (per-packet LB: the
+/// pod's error to the ClusterIP goes to the backend).
 async fn privileged_policy_service_icmp_errors_reach_the_backend(p: P) {
     use std::net::UdpSocket;
     use std::time::Duration;
@@ -824,8 +826,18 @@ async fn privileged_policy_service_icmp_errors_reach_the_backend(p: P) {
         &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: ib, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.191\n  ports: [{{name: dns, protocol: UDP, port: 53, targetPort: 5398, nodePort: 30191}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: ib-a, namespace: default, labels: {{kubernetes.io/service-name: ib}}}}\naddressType: IPv4\nports: [{{name: dns, protocol: UDP, port: 5398}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n"),
     );
     let ext = p.lab().external.clone().unwrap();
-    for i in 0..p.nodes().len() {
-        let np = SocketAddr::new(p.node_addr(i).into(), 30191);
+    // (who, where the client runs, what it asks, whether the backend sees
+    // the client's own address)
+    let mut cases: Vec<(String, String, SocketAddr, bool)> = (0..p.nodes().len())
+        .map(|i| {
+            let np = SocketAddr::new(p.node_addr(i).into(), 30191);
+            (format!("external -> NodePort of node {i}"), ext.netns.clone(), np, i == 0)
+        })
+        .collect();
+    for pod in ["other", "client"] {
+        cases.push((format!("{pod} -> ClusterIP"), p.ns(pod), "10.96.0.191:53".parse().unwrap(), true));
+    }
+    for (who, ns, target, own) in cases {
         let bind = SocketAddr::new(web.into(), 5398);
         let (tx, rx) = std::sync::mpsc::channel();
         let server = seta_lab::spawn_in_netns(&p.ns("web"), move || -> Result<SocketAddr, String> {
@@ -845,21 +857,19 @@ async fn privileged_policy_service_icmp_errors_reach_the_backend(p: P) {
         });
         rx.recv_timeout(Duration::from_secs(5)).unwrap();
         // the client's socket is gone when this returns
-        let client = seta_lab::spawn_in_netns(&ext.netns, move || {
+        let client = seta_lab::spawn_in_netns(&ns, move || {
             let c = UdpSocket::bind("0.0.0.0:0").unwrap();
-            c.connect(np).unwrap();
+            c.connect(target).unwrap();
             c.send(b"hello").unwrap();
             c.local_addr().unwrap()
         })
         .join()
         .unwrap();
-        let peer = server.join().unwrap().unwrap_or_else(|e| panic!("through node {i}: {e}"));
-        // the backend's peer: the client itself through the backend's node,
-        // the other node (SNAT) through that one
-        if i == 0 {
-            assert_eq!(peer, client, "through node {i}");
-        } else {
-            assert_eq!(peer.ip(), np.ip(), "through node {i}");
+        let peer = server.join().unwrap().unwrap_or_else(|e| panic!("{who}: {e}"));
+        // the backend's peer: the client itself, or the other node (SNAT)
+        match own {
+            true => assert_eq!(peer, client, "{who}"),
+            false => assert_eq!(peer.ip(), target.ip(), "{who}"),
         }
     }
 }
