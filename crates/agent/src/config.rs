@@ -75,9 +75,12 @@ pub struct RunArgs {
     /// A LoadBalancer service's loadBalancerSourceRanges also hold for its NodePort and ClusterIP frontends (Cilium's bpf-lb-source-range-all-types); off: only for its LoadBalancer addresses. Either way they hold for clients from outside only
     #[arg(long, env = "SETA_BPF_LB_SOURCE_RANGE_ALL_TYPES", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub bpf_lb_source_range_all_types: bool,
-    /// CIDRs whose addresses of the node's device serve NodePorts and hostPorts (Cilium's nodeport-addresses), e.g. 172.30.0.0/24,10.0.0.0/8 [default: the node's primary address only]
+    /// CIDRs whose addresses of the node's devices serve NodePorts and hostPorts (Cilium's nodeport-addresses), e.g. 172.30.0.0/24,10.0.0.0/8 [default: each device's primary address only]
     #[arg(long, env = "SETA_NODEPORT_ADDRESSES", value_delimiter = ',')]
     pub nodeport_addresses: Vec<Ipv4Net>,
+    /// More native devices beside the node IP's, comma-separated (Cilium's devices), e.g. eth1,bond0: from_netdev serves NodePorts, ExternalIPs, LoadBalancer IPs and hostPorts on each and delivers to pods from it; a device not there at start is skipped with a warning [default: the node IP's device only]
+    #[arg(long, env = "SETA_DEVICES", value_delimiter = ',')]
+    pub devices: Vec<String>,
     /// kube-proxy replacement (Cilium's kube-proxy-replacement): NodePort, ExternalIPs, LoadBalancer IPs and hostPort in eBPF. Off, kube-proxy (and portmap) keep those: only ClusterIPs are load-balanced, in-cluster (Cilium's default without it)
     #[arg(long, env = "SETA_KUBE_PROXY_REPLACEMENT", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub kube_proxy_replacement: bool,
@@ -353,8 +356,10 @@ pub struct Config {
     pub session_affinity: bool,
     /// healthCheckNodePort servers run
     pub health_check_node_port: bool,
-    /// NodePorts are served on the node device's addresses inside these (empty: the primary one)
+    /// NodePorts are served on the node devices' addresses inside these (empty: each one's primary)
     pub nodeport_addresses: Vec<Ipv4Net>,
+    /// native devices beside the node IP's (--devices)
+    pub devices: Vec<String>,
     /// socket-LB refuses the node's binds to frontends' addresses and ports
     pub bind_protection: bool,
     /// socket-LB's socket termination covers the pods' namespaces too
@@ -514,6 +519,21 @@ fn kpr_feature(flag: &str, v: Option<bool>, kpr: bool) -> Result<bool> {
     }
 }
 
+/// `--devices`: interface names (1 to 15 characters, no '/', no blanks),
+/// each once.
+fn devices(names: Vec<String>) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for n in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        if n.len() > 15 || n.contains('/') || n.chars().any(char::is_whitespace) || n == "." || n == ".." {
+            bail!("--devices {n:?}: not an interface name (1 to 15 characters, no '/' or blanks)");
+        }
+        if !out.iter().any(|o| o == n) {
+            out.push(n.to_string());
+        }
+    }
+    Ok(out)
+}
+
 /// A map size flag: 0 (not given, a RunArgs default) is the default; a
 /// size must be 16..=16777216.
 fn map_size(flag: &str, v: u32, default: u32) -> Result<u32> {
@@ -613,6 +633,7 @@ impl Config {
             session_affinity: a.enable_session_affinity,
             health_check_node_port: a.enable_health_check_nodeport,
             nodeport_addresses: a.nodeport_addresses,
+            devices: devices(a.devices)?,
             bind_protection: a.node_port_bind_protection,
             sock_lb_terminate_pod_connections: a.bpf_lb_sock_terminate_pod_connections,
             service_proxy_name: a.k8s_service_proxy_name.trim().to_string(),
@@ -937,6 +958,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--nodeport-addresses") && e.contains("172.30.0.0/33"), "{e}");
+        // Cilium's devices: names, each once; bad names refused by name
+        assert!(c.devices.is_empty(), "the node IP's device only");
+        let c = parse(file, &[], &["--devices", "eth1,bond0,eth1"]).unwrap();
+        assert_eq!(c.devices, ["eth1", "bond0"]);
+        for bad in ["a/b", "waytoolongdevicename0", "e th1"] {
+            let e = parse(file, &[], &["--devices", bad]).unwrap_err().to_string();
+            assert!(e.contains("--devices") && e.contains(bad), "{e}");
+        }
         let c = parse(file, &[("SETA_MTU", "1400")], &[]).unwrap();
         assert_eq!(
             c.mtu, None,

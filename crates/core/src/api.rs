@@ -152,6 +152,10 @@ pub struct KprStatus {
     /// the node's addresses NodePorts are served on (`--nodeport-addresses`)
     #[serde(default)]
     pub node_port_addresses: Vec<String>,
+    /// the native devices from_netdev serves (the node IP's first; Cilium's
+    /// `Devices:`)
+    #[serde(default)]
+    pub devices: Vec<String>,
     pub services: usize,
     pub frontends: usize,
     /// the per-service annotations honoured (Cilium's `Annotations:` list)

@@ -83,9 +83,10 @@ pub(super) async fn setup_routing_mode(dp: &Datapath, nl: &Netlink, cfg: &Config
     // north-south service traffic to another node's backend leaves from this address
     let nip = node.ip.map(|ip| u32::from_ne_bytes(ip.octets())).unwrap_or(0);
     seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_NODE_IP, nip)?;
-    // the node's own device: traffic for local pods skips the forwarding path
-    if let Some(dev) = node.dev.clone() {
-        let dp = dp.clone();
+    // the node's own device, and the other native ones (--devices): NodePorts
+    // are served there, and traffic for local pods skips the forwarding path
+    for dev in node.dev.iter().chain(node.other_devs.iter().map(|(n, _)| n)) {
+        let (dp, dev) = (dp.clone(), dev.clone());
         tokio::task::spawn_blocking(move || dp.attach_netdev(&dev)).await??;
     }
     Ok(())

@@ -29,11 +29,23 @@ pub(super) async fn underlay(nl: &Netlink, cfg: &Config) -> Result<NodeFacts> {
     let dev_addrs = found
         .map(|(idx, _)| addrs.iter().filter(|(i, _)| *i == idx).map(|(_, ip)| *ip).collect())
         .unwrap_or_default();
+    // --devices: the other native devices there now, with their addresses
+    let mut other_devs = Vec::new();
+    for name in cfg.devices.iter().filter(|n| Some(*n) != dev.as_ref()) {
+        match links.iter().find(|l| &l.name == name) {
+            Some(l) => other_devs.push((
+                name.clone(),
+                addrs.iter().filter(|(i, _)| *i == l.index).map(|(_, ip)| *ip).collect(),
+            )),
+            None => tracing::warn!(device = %name, "--devices: no such interface on this node; not served"),
+        }
+    }
     Ok(NodeFacts {
         ip: found.map(|(_, ip)| ip),
         mtu,
         dev,
         dev_addrs,
+        other_devs,
         k8s: None,
     })
 }

@@ -22,22 +22,29 @@ impl Agent {
         v
     }
 
-    /// With `--nodeport-addresses`, follow the node device's addresses (as
-    /// Cilium's node address table does): an address added or removed
-    /// inside the CIDRs starts or stops serving NodePorts and hostPorts.
+    /// With `--nodeport-addresses` or `--devices`, follow the node devices'
+    /// addresses (as Cilium's node address table does): an address added or
+    /// removed inside the CIDRs (or another device's primary) starts or
+    /// stops serving NodePorts and hostPorts.
     /// Whether they changed. `addrs`: the node's addresses (ifindex, address).
     pub(super) async fn set_node_port_addrs(&self, addrs: &[(u32, Ipv4Addr)]) -> anyhow::Result<bool> {
         let Some(dev) = self.node_dev.as_deref() else {
             return Ok(false);
         };
-        if self.cfg.nodeport_addresses.is_empty() {
+        if self.cfg.nodeport_addresses.is_empty() && self.other_devs.is_empty() {
             return Ok(false); // the primary address, fixed
         }
-        let Some(link) = self.kernel.links().await?.into_iter().find(|l| l.name == dev) else {
+        let links = self.kernel.links().await?;
+        let of = |name: &str| -> Option<Vec<Ipv4Addr>> {
+            let link = links.iter().find(|l| l.name == name)?;
+            Some(addrs.iter().filter(|(i, _)| *i == link.index).map(|(_, a)| *a).collect())
+        };
+        let Some(dev_addrs) = of(dev) else {
             return Ok(false);
         };
-        let dev_addrs: Vec<Ipv4Addr> = addrs.iter().filter(|(i, _)| *i == link.index).map(|(_, a)| *a).collect();
-        let want = seta_core::service::node_port_addresses(self.node_ip, &dev_addrs, &self.cfg.nodeport_addresses);
+        // the other devices' too (their primary may change)
+        let others: Vec<Vec<Ipv4Addr>> = self.other_devs.iter().filter_map(|d| of(d)).collect();
+        let want = seta_core::service::node_port_addresses_of_devices(self.node_ip, &dev_addrs, &others, &self.cfg.nodeport_addresses);
         let before = std::mem::replace(&mut *self.node_port_ips.lock().unwrap_or_else(|e| e.into_inner()), want.clone());
         if before == want {
             return Ok(false);
@@ -601,6 +608,7 @@ impl Agent {
                 .filter(|a| !a.is_unspecified())
                 .map(|a| a.to_string())
                 .collect(),
+            devices: self.node_dev.iter().chain(self.other_devs.iter()).cloned().collect(),
             services,
             frontends,
             annotations: {

@@ -154,8 +154,12 @@ fn kpr(k: &seta_core::api::KprStatus) -> String {
         );
     }
     format!(
-        "True [Socket LB: {}, Mode: {}, Backend Selection: {}, Session Affinity: Enabled, Graceful Termination: Enabled, No Backend Response: {}, Services: ClusterIP, NodePort (Range: {}), LoadBalancer, externalIPs, HostPort: Enabled, NodePort Addresses: {}, Annotations: {}; {} services, {} frontends]",
+        "True [Socket LB: {}, Devices: {}, Mode: {}, Backend Selection: {}, Session Affinity: Enabled, Graceful Termination: Enabled, No Backend Response: {}, Services: ClusterIP, NodePort (Range: {}), LoadBalancer, externalIPs, HostPort: Enabled, NodePort Addresses: {}, Annotations: {}; {} services, {} frontends]",
         k.socket_lb,
+        match k.devices.is_empty() {
+            true => "none".to_string(),
+            false => k.devices.join(", "),
+        },
         k.mode,
         k.backend_selection,
         k.no_backend_response,

@@ -936,3 +936,111 @@ mod privileged_policy_service_icmp_errors_name_the_frontend {
         super::privileged_policy_service_icmp_errors_name_the_frontend(P::with_opts("iedsr", Topo::Native, o).await).await;
     }
 }
+
+/// Cilium's devices: node 0 gets a second native device, a veth to a
+/// second external host (203.0.113.0/24). Before `--devices` names it, a
+/// NodePort at node 0's address there is the node stack's (refused); with
+/// it, from_netdev serves NodePorts there too: to a backend on node 0 (the
+/// client's address kept) and to one on the other node (SNAT to node 0's
+/// address), the answers going back out of that device; the underlay's
+/// external host is served as before; the other node, which has no such
+/// device, starts and serves as before; `seta status` and `service list`
+/// show the devices and the new frontends.
+async fn privileged_policy_service_node_port_on_several_devices(mut p: P) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
+            .unwrap();
+        assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let n0 = p.lab().nodes[0].clone();
+    // the second external host, by the lab's prefix (removed with the lab)
+    let ext2 = format!("{}-ext2", p.lab().name);
+    run(&["netns", "add", &ext2]);
+    run(&[
+        "-n", &n0.netns, "link", "add", "ext2gw", "type", "veth", "peer", "name", "eth0", "netns", &ext2,
+    ]);
+    run(&["-n", &n0.netns, "addr", "add", "203.0.113.1/24", "dev", "ext2gw"]);
+    run(&["-n", &n0.netns, "link", "set", "ext2gw", "up"]);
+    run(&["-n", &ext2, "addr", "add", "203.0.113.2/24", "dev", "eth0"]);
+    run(&["-n", &ext2, "link", "set", "eth0", "up"]);
+    run(&["-n", &ext2, "link", "set", "lo", "up"]);
+    run(&["-n", &ext2, "route", "add", "default", "via", "203.0.113.1"]);
+    // a backend on node 0 and one on the other node
+    let (local, remote) = match p.node_of("web") == n0.name {
+        true => ("web", "client"),
+        false => ("client", "web"),
+    };
+    let mut yaml = String::new();
+    for (name, pod, port) in [("nd-local", local, 30195u16), ("nd-remote", remote, 30196)] {
+        let ip = p.ip(pod);
+        peer_server(&p.ns(pod), SocketAddr::new(ip.into(), 9000 + port % 1000));
+        yaml.push_str(&format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.{}\n  ports: [{{name: http, port: 80, targetPort: {}, nodePort: {port}}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-a, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{name: http, port: {}}}]\nendpoints:\n- {{addresses: [{ip}], conditions: {{ready: true}}}}\n---\n", port % 1000, 9000 + port % 1000, 9000 + port % 1000));
+    }
+    services_import(&p, &yaml);
+    let at = |port: u16| SocketAddr::new(std::net::Ipv4Addr::new(203, 0, 113, 1).into(), port);
+    assert!(
+        read_from(&ext2, at(30195)).is_err(),
+        "not a native device yet: the node's stack refuses"
+    );
+    // the agents with --devices (the other node has no such device)
+    let base = p.t.lab.agent_args.clone();
+    p.t.lab.agent_args = base
+        .iter()
+        .cloned()
+        .chain(["--devices".to_string(), "ext2gw".to_string()])
+        .collect();
+    for n in p.nodes() {
+        p.t.lab.stop_agent(&n).unwrap();
+        p.t.lab.start_agent(&n).await.unwrap();
+    }
+    services_synced(&p);
+    assert_eq!(
+        read_from(&ext2, at(30195)),
+        Ok("203.0.113.2".to_string()),
+        "local backend: the client's address"
+    );
+    assert_eq!(
+        read_from(&ext2, at(30196)),
+        Ok(p.node_addr(0).to_string()),
+        "remote backend: SNAT to the node's address"
+    );
+    let ext = p.lab().external.clone().unwrap();
+    for port in [30195, 30196] {
+        assert!(
+            read_from(&ext.netns, SocketAddr::new(p.node_addr(0).into(), port)).is_ok(),
+            "the underlay's side"
+        );
+        assert!(
+            read_from(&ext.netns, SocketAddr::new(p.node_addr(1).into(), port)).is_ok(),
+            "the other node"
+        );
+    }
+    let devices = |n: &str| common::seta(n, &["status"])["kube-proxy-replacement"]["devices"].clone();
+    assert_eq!(devices(&n0.name), serde_json::json!(["ul0", "ext2gw"]));
+    assert_eq!(devices(&p.nodes()[1]), serde_json::json!(["ul0"]));
+    let listed = |n: &str| common::seta(n, &["service", "list"]).to_string();
+    assert!(listed(&n0.name).contains("203.0.113.1:30195/TCP"), "{}", listed(&n0.name));
+    assert!(!listed(&p.nodes()[1]).contains("203.0.113.1"));
+    // (the lab's own agents again, for the checks at the end)
+    p.t.lab.agent_args = base;
+}
+
+mod privileged_policy_service_node_port_on_several_devices {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_service_node_port_on_several_devices::tunnel") {
+            return;
+        }
+        super::privileged_policy_service_node_port_on_several_devices(P::new("mdtun", Topo::Tunnel).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn native() {
+        if !privileged("privileged_policy_service_node_port_on_several_devices::native") {
+            return;
+        }
+        super::privileged_policy_service_node_port_on_several_devices(P::new("mdnat", Topo::Native).await).await;
+    }
+}

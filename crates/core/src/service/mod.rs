@@ -237,6 +237,25 @@ pub fn node_port_addresses(primary: Option<Ipv4Addr>, device: &[Ipv4Addr], cidrs
     out
 }
 
+/// NodePort addresses over several native devices (Cilium's `devices`):
+/// the node IP's device as [`node_port_addresses`], and each other device
+/// (its IPv4 addresses) by the same rule: its primary (lowest) address
+/// without `cidrs`, else its addresses inside them. Sorted, no repeats.
+pub fn node_port_addresses_of_devices(
+    primary: Option<Ipv4Addr>,
+    device: &[Ipv4Addr],
+    others: &[Vec<Ipv4Addr>],
+    cidrs: &[Ipv4Net],
+) -> Vec<Ipv4Addr> {
+    let mut out = node_port_addresses(primary, device, cidrs);
+    for addrs in others {
+        out.extend(node_port_addresses(addrs.iter().min().copied(), addrs, cidrs));
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// The NodePort range (Cilium's `--node-port-range`, which must match the API
 /// server's `--service-node-port-range`): a service's nodePort must be in it,
 /// a hostPort must not (Cilium's rule), and BPF SNAT takes its ports above

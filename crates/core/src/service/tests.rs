@@ -749,3 +749,22 @@ fn node_port_addresses_follow_the_cidrs() {
     );
     assert!(node_port_addresses(primary, &dev, &[net("192.0.2.0/24")]).is_empty());
 }
+
+/// Several native devices (Cilium's devices): each one's primary address
+/// by default, and with CIDRs every address of every device inside them.
+#[test]
+fn node_port_addresses_cover_every_native_device() {
+    let primary = Some(ip("172.30.0.1"));
+    let dev = [ip("172.30.0.1"), ip("172.30.0.101")];
+    let others = vec![vec![ip("203.0.113.9"), ip("203.0.113.1")], vec![]];
+    let net = |s: &str| s.parse::<ipnet::Ipv4Net>().unwrap();
+    assert_eq!(
+        node_port_addresses_of_devices(primary, &dev, &others, &[]),
+        [ip("172.30.0.1"), ip("203.0.113.1")]
+    );
+    assert_eq!(
+        node_port_addresses_of_devices(primary, &dev, &others, &[net("203.0.113.0/24"), net("172.30.0.101/32")]),
+        [ip("172.30.0.101"), ip("203.0.113.1"), ip("203.0.113.9")]
+    );
+    assert_eq!(node_port_addresses_of_devices(primary, &dev, &[], &[]), [ip("172.30.0.1")]);
+}

@@ -96,6 +96,7 @@ async fn agent_cfg(
             Some(i) => k.state().addrs.iter().filter(|(x, _)| *x == i).map(|(_, a)| *a).collect(),
             None => node_ip.into_iter().collect(),
         },
+        other_devs: vec![],
         k8s,
     };
     let kernel: Arc<dyn Kernel> = k.clone();
