@@ -935,6 +935,15 @@ async fn privileged_policy_service_session_affinity_keeps_a_client_on_one_backen
 
 /// A TCP server in `ns` on `addr` answering every connection with the
 /// address it came from (what the backend sees of its client).
+/// Run `ip ARGS` (iproute2) and require it to succeed.
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
+        .unwrap();
+    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 fn peer_server(ns: &str, addr: SocketAddr) {
     let l = seta_lab::spawn_in_netns(ns, move || std::net::TcpListener::bind(addr).unwrap())
         .join()
@@ -1577,11 +1586,7 @@ async fn privileged_policy_bpf_masquerade_to_the_world(p: P) {
     // a ping is masqueraded too (its echo identifier is the NAT's port): the
     // external host, with no route back to the pod, answers the node
     let cidr = p.lab().nodes[client_node].pod_cidr.to_string();
-    let out = Command::new("ip")
-        .args(["-n", &ext.netns, "route", "del", &cidr])
-        .output_within(std::time::Duration::from_secs(10))
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ip(&["-n", &ext.netns, "route", "del", &cidr]);
     assert!(ping_ok(&p.ns("client"), ext.ip), "a masqueraded ping is answered");
     let nat = common::seta(&p.node_of("client"), &["bpf", "nat", "list"]);
     assert!(
@@ -1793,15 +1798,7 @@ async fn privileged_policy_host_entity_covers_the_nodes_addresses(p: P) {
     }
     // a new address of the node (on lo) becomes the host within seconds
     let extra = "198.51.100.7";
-    let ip = |args: &[&str]| {
-        let out = Command::new("ip")
-            .args(["-n", &node_ns])
-            .args(args)
-            .output_within(std::time::Duration::from_secs(10))
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    };
-    ip(&["addr", "add", &format!("{extra}/32"), "dev", "lo"]);
+    ip(&["-n", &node_ns, "addr", "add", &format!("{extra}/32"), "dev", "lo"]);
     common::wait_for("the new address is the host in the ipcache", 15, || has(extra, 1));
     let to = SocketAddr::new(extra.parse::<Ipv4Addr>().unwrap().into(), 7070);
     peer_server(&node_ns, to);
@@ -1811,7 +1808,7 @@ async fn privileged_policy_host_entity_covers_the_nodes_addresses(p: P) {
     p.apply("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: to-world, namespace: default}\nspec:\n  endpointSelector: {matchLabels: {app: client}}\n  egress:\n  - toEntities: [world]\n");
     assert!(read_from(&p.ns("client"), to).is_err(), "world does not");
     // removed: no longer the host
-    ip(&["addr", "del", &format!("{extra}/32"), "dev", "lo"]);
+    ip(&["-n", &node_ns, "addr", "del", &format!("{extra}/32"), "dev", "lo"]);
     common::wait_for("the address leaves the ipcache", 15, || !has(extra, 1));
 }
 

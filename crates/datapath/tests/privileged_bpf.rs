@@ -1071,6 +1071,14 @@ fn one_service(pin: &Path, proto: u8, addr: Ipv4Addr, port: u16, flags: u8, back
     seta_datapath::maps::LbMaps::open(pin).unwrap().sync(&st).unwrap();
 }
 
+/// A NodePort's world: this node's address (set as the node IP), a client
+/// outside and a backend address on another node.
+fn node_port_world(pin: &Path) -> (Ipv4Addr, Ipv4Addr, Ipv4Addr) {
+    let node = Ipv4Addr::new(172, 30, 0, 1);
+    seta_datapath::maps::set_config(pin, seta_abi::CONFIG_NODE_IP, u32::from_ne_bytes(node.octets())).unwrap();
+    (node, Ipv4Addr::new(192, 0, 2, 10), Ipv4Addr::new(10, 78, 0, 5))
+}
+
 /// ICMP errors about connections through a service are about the frontend
 /// again, as kube-proxy's conntrack NAT makes them: a backend's port
 /// unreachable about a pod's UDP to a ClusterIP, from a backend on the node
@@ -1131,10 +1139,7 @@ fn privileged_bpf_service_icmp_errors_are_about_the_frontend() {
     );
 
     // a NodePort SNATed to a backend on another node
-    let node = Ipv4Addr::new(172, 30, 0, 1);
-    let client = Ipv4Addr::new(192, 0, 2, 10);
-    let remote = Ipv4Addr::new(10, 78, 0, 5);
-    seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_NODE_IP, u32::from_ne_bytes(node.octets())).unwrap();
+    let (node, client, remote) = node_port_world(&pin);
     one_udp_service(&pin, node, 30053, seta_abi::LB_F_NODEPORT, remote, 5353);
     let mut req = udp_packet(B_HOST_MAC, [2, 0, 0, 0, 0, 9], client, node, 64);
     req[36..38].copy_from_slice(&30053u16.to_be_bytes());
@@ -1259,10 +1264,7 @@ fn privileged_bpf_service_sctp_ports_are_translated_with_their_crc() {
     );
 
     // a NodePort from outside to a backend on another node: SNAT and DNAT
-    let node = Ipv4Addr::new(172, 30, 0, 1);
-    let client = Ipv4Addr::new(192, 0, 2, 10);
-    let remote = Ipv4Addr::new(10, 78, 0, 5);
-    seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_NODE_IP, u32::from_ne_bytes(node.octets())).unwrap();
+    let (node, client, remote) = node_port_world(&pin);
     one_service(&pin, 132, node, 30077, seta_abi::LB_F_NODEPORT, remote, 7778);
     let req = sctp_packet([2, 0, 0, 0, 0, 9], B_HOST_MAC, client, node, 1024, 30077, 300);
     let (rc, out) = run(&mut f.host, "from_netdev", &req);

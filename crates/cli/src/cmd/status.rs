@@ -132,6 +132,14 @@ fn masquerading(m: &seta_core::api::MasqStatus, node_ip: Option<std::net::Ipv4Ad
     out
 }
 
+/// `a, b`, or `none`.
+fn list_or_none(items: &[String]) -> String {
+    match items.is_empty() {
+        true => "none".to_string(),
+        false => items.join(", "),
+    }
+}
+
 /// Cilium's KubeProxyReplacement block on one line.
 fn kpr(k: &seta_core::api::KprStatus) -> String {
     if !k.enabled {
@@ -156,18 +164,12 @@ fn kpr(k: &seta_core::api::KprStatus) -> String {
     format!(
         "True [Socket LB: {}, Devices: {}, Mode: {}, Backend Selection: {}, Session Affinity: Enabled, Graceful Termination: Enabled, No Backend Response: {}, Services: ClusterIP, NodePort (Range: {}), LoadBalancer, externalIPs, HostPort: Enabled, NodePort Addresses: {}, Annotations: {}; {} services, {} frontends]",
         k.socket_lb,
-        match k.devices.is_empty() {
-            true => "none".to_string(),
-            false => k.devices.join(", "),
-        },
+        list_or_none(&k.devices),
         k.mode,
         k.backend_selection,
         k.no_backend_response,
         k.node_port_range,
-        match k.node_port_addresses.is_empty() {
-            true => "none".to_string(),
-            false => k.node_port_addresses.join(", "),
-        },
+        list_or_none(&k.node_port_addresses),
         k.annotations.join(", "),
         k.services,
         k.frontends

@@ -604,21 +604,7 @@ async fn privileged_policy_service_nodeport_addresses(mut p: P) {
     let primary = |i: usize| -> std::net::Ipv4Addr { format!("172.30.0.{}", i + 1).parse().unwrap() };
     let second = |i: usize| -> std::net::Ipv4Addr { format!("172.30.0.{}", i + 101).parse().unwrap() };
     let addr = |p: &P, op: &str, n: &str, a: std::net::Ipv4Addr| {
-        let out = std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &p.node_netns(n),
-                "ip",
-                "addr",
-                op,
-                &format!("{a}/24"),
-                "dev",
-                "ul0",
-            ])
-            .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        ip(&["-n", &p.node_netns(n), "addr", op, &format!("{a}/24"), "dev", "ul0"]);
     };
     for (i, n) in nodes.iter().enumerate() {
         addr(&p, "add", n, second(i));
@@ -947,26 +933,19 @@ mod privileged_policy_service_icmp_errors_name_the_frontend {
 /// device, starts and serves as before; `seta status` and `service list`
 /// show the devices and the new frontends.
 async fn privileged_policy_service_node_port_on_several_devices(mut p: P) {
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("ip")
-            .args(args)
-            .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
-            .unwrap();
-        assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
     let n0 = p.lab().nodes[0].clone();
     // the second external host, by the lab's prefix (removed with the lab)
     let ext2 = format!("{}-ext2", p.lab().name);
-    run(&["netns", "add", &ext2]);
-    run(&[
+    ip(&["netns", "add", &ext2]);
+    ip(&[
         "-n", &n0.netns, "link", "add", "ext2gw", "type", "veth", "peer", "name", "eth0", "netns", &ext2,
     ]);
-    run(&["-n", &n0.netns, "addr", "add", "203.0.113.1/24", "dev", "ext2gw"]);
-    run(&["-n", &n0.netns, "link", "set", "ext2gw", "up"]);
-    run(&["-n", &ext2, "addr", "add", "203.0.113.2/24", "dev", "eth0"]);
-    run(&["-n", &ext2, "link", "set", "eth0", "up"]);
-    run(&["-n", &ext2, "link", "set", "lo", "up"]);
-    run(&["-n", &ext2, "route", "add", "default", "via", "203.0.113.1"]);
+    ip(&["-n", &n0.netns, "addr", "add", "203.0.113.1/24", "dev", "ext2gw"]);
+    ip(&["-n", &n0.netns, "link", "set", "ext2gw", "up"]);
+    ip(&["-n", &ext2, "addr", "add", "203.0.113.2/24", "dev", "eth0"]);
+    ip(&["-n", &ext2, "link", "set", "eth0", "up"]);
+    ip(&["-n", &ext2, "link", "set", "lo", "up"]);
+    ip(&["-n", &ext2, "route", "add", "default", "via", "203.0.113.1"]);
     // a backend on node 0 and one on the other node
     let (local, remote) = match p.node_of("web") == n0.name {
         true => ("web", "client"),
