@@ -496,5 +496,11 @@ struct ipmasq_key {
 #define IPMASQ_F_NATIVE_CIDR 2 /* --ipv4-native-routing-cidr */
 #define IPMASQ_MAP_SIZE 16384
 
+/* seta_masq_dev_v4 (hash): the native devices BPF masquerade knows, ifindex
+ * (u32) -> the address (__be32) a pod's connection leaving by that device
+ * is masqueraded to (Cilium masquerades on each device to its address); a
+ * device not in it: the node's address. */
+#define MASQ_DEV_MAP_SIZE 64
+
 /* Synthetic identities for pod IPs selected by Kubernetes ipBlock (per IP). */
 #define IDENTITY_SCOPE_IPBLOCK (3U << 24)

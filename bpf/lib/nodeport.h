@@ -33,6 +33,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } seta_ipmasq_v4 SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, MASQ_DEV_MAP_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} seta_masq_dev_v4 SEC(".maps");
+
 static __always_inline __be32 node_ip4(void)
 {
 	__u32 slot = CONFIG_NODE_IP;
@@ -49,11 +57,34 @@ static __always_inline __u32 nat_port_min(void)
 	return m ? m : NAT_PORT_MIN;
 }
 
+/* The address a new masqueraded connection from `saddr` to `daddr` leaves
+ * from: that of the native device the FIB sends it out of (Cilium
+ * masquerades on each native device to that device's address), else `nip`,
+ * the node's. A subprogram: its lookup's stack is not the caller's. */
+static __noinline __attribute__((unused)) __be32 masq_dev_addr4(struct __sk_buff *ctx, __be32 saddr, __be32 daddr, __be32 nip)
+{
+	struct bpf_fib_lookup p = {};
+	__be32 *addr;
+	__u32 ifindex;
+
+	p.family = AF_INET;
+	p.ipv4_src = saddr;
+	p.ipv4_dst = daddr;
+	p.ifindex = ctx->ingress_ifindex;
+	if (bpf_fib_lookup(ctx, &p, sizeof(p), BPF_FIB_LOOKUP_SKIP_NEIGH) != BPF_FIB_LKUP_RET_SUCCESS)
+		return nip;
+	ifindex = p.ifindex;
+	addr = bpf_map_lookup_elem(&seta_masq_dev_v4, &ifindex);
+	return addr && *addr ? *addr : nip;
+}
+
 /* Source NAT of a translated connection (client -> backend) to the node's
- * address: the connection's port if it has one, else the client's port when
- * free, else a random one above the NodePort range (32768..65535 by
- * default), 32 tries (Cilium's retries). 0 or a negative drop reason. */
-static __always_inline int snat4_fwd(struct __sk_buff *ctx, __u32 l4_off, struct flow *f)
+ * address (`by_device`: BPF masquerade, to the egress device's,
+ * masq_dev_addr4, when the connection is new): the connection's port if it
+ * has one, else the client's port when free, else a random one above the
+ * NodePort range (32768..65535 by default), 32 tries (Cilium's retries). 0
+ * or a negative drop reason. */
+static __always_inline int snat4_fwd(struct __sk_buff *ctx, __u32 l4_off, struct flow *f, int by_device)
 {
 	struct nat4_entry out = {}, in = {}, *e;
 	struct ct_key ok = f->key, ik = {};
@@ -69,6 +100,8 @@ static __always_inline int snat4_fwd(struct __sk_buff *ctx, __u32 l4_off, struct
 	if (e) {
 		out = *e;
 	} else {
+		if (by_device)
+			nip = masq_dev_addr4(ctx, f->key.saddr, f->key.daddr, nip);
 		ik.saddr = f->key.daddr;
 		ik.daddr = nip;
 		ik.sport = f->key.dport;
@@ -124,7 +157,7 @@ static __always_inline int masquerade4(struct __sk_buff *ctx, __u32 l4_off, stru
 		if (bpf_map_lookup_elem(&seta_ipmasq_v4, &k))
 			return 0;
 	}
-	return snat4_fwd(ctx, l4_off, f);
+	return snat4_fwd(ctx, l4_off, f, 1);
 }
 
 /* Hand a packet to another node: encapsulated in tunnel mode (from the
@@ -206,7 +239,7 @@ static __always_inline int nodeport_lb4(struct __sk_buff *ctx, __u32 l4_off, str
 	if (dsr == 2)
 		ret = dsr_set_opt4(ctx, svc_addr, svc_port);
 	else if (dsr == 0)
-		ret = snat4_fwd(ctx, l4_off, f);
+		ret = snat4_fwd(ctx, l4_off, f, 0);
 	else
 		ret = 0;
 	if (ret < 0)

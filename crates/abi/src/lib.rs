@@ -416,6 +416,9 @@ pub const NAT_MAP_SIZE: u32 = 524288;
 pub const IPMASQ_MAP_SIZE: u32 = 16384;
 pub const IPMASQ_F_AGENT: u8 = 1;
 pub const IPMASQ_F_NATIVE_CIDR: u8 = 2;
+/// `seta_masq_dev_v4` (hash, ifindex u32 -> address in network order): the
+/// address BPF masquerade gives a connection leaving by each native device
+pub const MASQ_DEV_MAP_SIZE: u32 = 64;
 
 pub const CONFIG_FLAGS: u32 = 0;
 pub const CONFIG_F_IPBLOCK: u32 = 1;

@@ -400,7 +400,9 @@ impl Agent {
             agent.remote_identities_changed(&mut eps, changes);
         }
         agent.restore().await?;
-        agent.set_host_ips(&agent.kernel.ipv4_addrs().await?);
+        let addrs = agent.kernel.ipv4_addrs().await?;
+        agent.set_host_ips(&addrs);
+        agent.set_masq_devices(&addrs).await?;
         agent.process_delete_queue().await;
         // the service maps follow the persisted services (a restart is the same reconcile)
         if let Err(e) = agent.sync_services().await {

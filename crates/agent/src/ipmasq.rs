@@ -9,9 +9,10 @@
 use crate::kernel::Kernel;
 use anyhow::{Context, Result};
 use ipnet::Ipv4Net;
-use seta_core::api::MasqStatus;
+use seta_core::api::{MasqDevice, MasqStatus};
 use seta_core::ipmasq::{self, MasqConfig};
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -54,6 +55,8 @@ struct State {
     applied: Option<BTreeMap<Ipv4Net, u8>>,
     /// the file's error, while it does not parse
     error: Option<String>,
+    /// what `seta_masq_dev_v4` was last made to hold (ifindex -> device, address)
+    devices: Option<BTreeMap<u32, (String, Ipv4Addr)>>,
 }
 
 impl IpMasq {
@@ -133,6 +136,19 @@ impl IpMasq {
         Ok(true)
     }
 
+    /// The native devices and the address a connection leaving by each is
+    /// masqueraded to (`seta_core::ipmasq::device_addresses`); `true` when
+    /// the map changed. Nothing is written with BPF masquerade off.
+    pub fn set_devices(&self, want: BTreeMap<u32, (String, Ipv4Addr)>) -> Result<bool> {
+        if !self.enabled || self.state().devices.as_ref() == Some(&want) {
+            return Ok(false);
+        }
+        self.kernel.masq_dev_sync(&want.iter().map(|(i, (_, a))| (*i, *a)).collect())?;
+        tracing::info!(devices = ?want.values().map(|(d, a)| format!("{d} {a}")).collect::<Vec<_>>(), "masquerading to each native device's address");
+        self.state().devices = Some(want);
+        Ok(true)
+    }
+
     pub fn status(&self) -> MasqStatus {
         let st = self.state();
         let applied = st.applied.clone().unwrap_or_default();
@@ -146,6 +162,15 @@ impl IpMasq {
                 .map(|(n, _)| n.to_string())
                 .collect(),
             config_error: st.error.clone(),
+            devices: st
+                .devices
+                .iter()
+                .flat_map(|d| d.values())
+                .map(|(device, address)| MasqDevice {
+                    device: device.clone(),
+                    address: *address,
+                })
+                .collect(),
         }
     }
 }
@@ -196,6 +221,31 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert!(m.refresh().unwrap());
         assert_eq!(fake.state().ipmasq.len(), 12);
+    }
+
+    #[test]
+    fn each_native_device_gets_its_address_in_the_map() {
+        let fake = Fake::new();
+        let a = |s: &str| -> Ipv4Addr { s.parse().unwrap() };
+        let want = BTreeMap::from([
+            (2, ("ul0".to_string(), a("172.30.0.2"))),
+            (7, ("ext2gw".to_string(), a("203.0.113.1"))),
+        ]);
+        let off = IpMasq::new(fake.clone(), false, None, None);
+        assert!(!off.set_devices(want.clone()).unwrap(), "BPF masquerade off: nothing written");
+        assert!(fake.state().masq_devs.is_empty());
+        let m = IpMasq::new(fake.clone(), true, None, None);
+        assert!(m.set_devices(want.clone()).unwrap());
+        assert_eq!(
+            fake.state().masq_devs,
+            BTreeMap::from([(2, a("172.30.0.2")), (7, a("203.0.113.1"))])
+        );
+        assert!(!m.set_devices(want).unwrap(), "unchanged");
+        let devices = m.status().devices;
+        assert_eq!((devices[1].device.as_str(), devices[1].address), ("ext2gw", a("203.0.113.1")));
+        // a device's address changes, one goes
+        assert!(m.set_devices(BTreeMap::from([(2, ("ul0".to_string(), a("172.30.0.3")))])).unwrap());
+        assert_eq!(fake.state().masq_devs, BTreeMap::from([(2, a("172.30.0.3"))]));
     }
 
     #[test]

@@ -85,6 +85,10 @@ pub trait Kernel: Send + Sync + 'static {
     /// Make `seta_ipmasq_v4` (destinations masquerade leaves alone) hold
     /// exactly `want` (range -> IPMASQ_F_* sources).
     fn ipmasq_sync(&self, want: &BTreeMap<Ipv4Net, u8>) -> Result<(), DatapathError>;
+    /// Make `seta_masq_dev_v4` (the address BPF masquerade gives a
+    /// connection leaving by each native device) hold exactly `want`
+    /// (ifindex -> address).
+    fn masq_dev_sync(&self, want: &BTreeMap<u32, Ipv4Addr>) -> Result<(), DatapathError>;
     /// Make the service maps hold exactly `want` (a blocking map walk); the
     /// translations to backends that went are forgotten. Returns those
     /// backends and the sockets socket-LB had sent to them.
@@ -322,6 +326,9 @@ impl Kernel for Real {
     }
     fn ipmasq_sync(&self, want: &BTreeMap<Ipv4Net, u8>) -> Result<(), DatapathError> {
         seta_datapath::maps::IpmasqMap::open(self.dp.pin_dir())?.sync(want)
+    }
+    fn masq_dev_sync(&self, want: &BTreeMap<u32, Ipv4Addr>) -> Result<(), DatapathError> {
+        seta_datapath::maps::MasqDevMap::open(self.dp.pin_dir())?.sync(want)
     }
     fn lb_sync(&self, want: &seta_datapath::maps::LbState) -> Result<LbRemoved, DatapathError> {
         let mut have = self.lb.lock().unwrap_or_else(|p| p.into_inner());

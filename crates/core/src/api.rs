@@ -124,6 +124,17 @@ pub struct MasqStatus {
     /// why the file's last version was not taken (the map keeps the one before)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_error: Option<String>,
+    /// the native devices and the address a pod's connection leaving by
+    /// each is masqueraded to (others: the node IP)
+    #[serde(default)]
+    pub devices: Vec<MasqDevice>,
+}
+
+/// A native device BPF masquerade gives its own address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasqDevice {
+    pub device: String,
+    pub address: Ipv4Addr,
 }
 
 fn yes() -> bool {

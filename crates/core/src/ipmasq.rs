@@ -14,6 +14,7 @@
 use ipnet::{IpNet, Ipv4Net};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 
 /// The ranges kubernetes-sigs/ip-masq-agent (and Cilium's) never
 /// masquerade when its file gives none: RFC 1918, shared address space,
@@ -120,9 +121,45 @@ pub fn desired(agent: Option<Option<&MasqConfig>>, native: Option<Ipv4Net>) -> B
     out
 }
 
+/// The address BPF masquerade gives a connection leaving by each native
+/// device (Cilium masquerades on each native device to that device's
+/// address): the node IP on the device that has it, else the device's
+/// primary (lowest) address, the one NodePorts are served on. A device
+/// without an IPv4 address is left out: its connections get the node IP.
+/// `devices`: (ifindex, name, addresses), the node IP's device first.
+pub fn device_addresses(node_ip: Option<Ipv4Addr>, devices: &[(u32, String, Vec<Ipv4Addr>)]) -> BTreeMap<u32, (String, Ipv4Addr)> {
+    devices
+        .iter()
+        .filter_map(|(index, name, addrs)| {
+            let a = node_ip.filter(|n| addrs.contains(n)).or_else(|| addrs.iter().min().copied())?;
+            Some((*index, (name.clone(), a)))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_native_device_masquerades_to_its_own_address() {
+        let a = |s: &str| -> Ipv4Addr { s.parse().unwrap() };
+        let devs = vec![
+            (2, "ul0".to_string(), vec![a("172.30.0.9"), a("172.30.0.2")]),
+            (7, "ext2gw".to_string(), vec![a("203.0.113.9"), a("203.0.113.1")]),
+            (8, "bare".to_string(), vec![]),
+        ];
+        let got = device_addresses(Some(a("172.30.0.9")), &devs);
+        assert_eq!(
+            got,
+            BTreeMap::from([
+                (2, ("ul0".to_string(), a("172.30.0.9"))),
+                (7, ("ext2gw".to_string(), a("203.0.113.1"))),
+            ]),
+            "the node IP on its device (not its lowest), the primary elsewhere, none without an address"
+        );
+        assert_eq!(device_addresses(None, &devs)[&2].1, a("172.30.0.2"));
+    }
 
     fn nets(m: &BTreeMap<Ipv4Net, u8>, bit: u8) -> Vec<String> {
         m.iter().filter(|(_, v)| *v & bit != 0).map(|(n, _)| n.to_string()).collect()

@@ -33,6 +33,7 @@ pub const MAP_LB4_REVERSE_SK: &str = "seta_lb4_reverse_sk";
 pub const MAP_SOCK_NETNS: &str = "seta_sock_netns";
 pub const MAP_LB4_DSR: &str = "seta_lb4_dsr";
 pub const MAP_IPMASQ: &str = "seta_ipmasq_v4";
+pub const MAP_MASQ_DEV: &str = "seta_masq_dev_v4";
 
 fn open(pin_dir: &Path, name: &str) -> Result<(MapData, PathBuf), DatapathError> {
     let path = pin_dir.join(name);
@@ -412,6 +413,45 @@ impl IpmasqMap {
             self.map
                 .remove(&Key::new(n.prefix_len() as u32, n.network().octets()))
                 .map_err(|e| merr(MAP_IPMASQ, &self.path, &format!("delete {n}"), e))?;
+        }
+        Ok(())
+    }
+}
+
+/// `seta_masq_dev_v4`: the address BPF masquerade gives a connection
+/// leaving by each native device (ifindex); other devices: the node's.
+pub struct MasqDevMap {
+    map: HashMap<MapData, u32, u32>,
+    path: PathBuf,
+}
+
+impl MasqDevMap {
+    pub fn open(pin_dir: &Path) -> Result<Self, DatapathError> {
+        let (md, path) = open(pin_dir, MAP_MASQ_DEV)?;
+        let map = HashMap::try_from(Map::HashMap(md)).map_err(|e| merr(MAP_MASQ_DEV, &path, "type", e))?;
+        Ok(Self { map, path })
+    }
+
+    pub fn list(&self) -> BTreeMap<u32, Ipv4Addr> {
+        self.map
+            .iter()
+            .flatten()
+            .map(|(i, a)| (i, Ipv4Addr::from(u32::from_be(a))))
+            .collect()
+    }
+
+    /// Make the map hold exactly `want` (ifindex -> address).
+    pub fn sync(&mut self, want: &BTreeMap<u32, Ipv4Addr>) -> Result<(), DatapathError> {
+        let have = self.list();
+        for (i, a) in want.iter().filter(|(i, a)| have.get(i) != Some(a)) {
+            self.map
+                .insert(i, u32::from(*a).to_be(), 0)
+                .map_err(|e| merr(MAP_MASQ_DEV, &self.path, &format!("update {i}"), e))?;
+        }
+        for i in have.keys().filter(|i| !want.contains_key(i)) {
+            self.map
+                .remove(i)
+                .map_err(|e| merr(MAP_MASQ_DEV, &self.path, &format!("delete {i}"), e))?;
         }
         Ok(())
     }

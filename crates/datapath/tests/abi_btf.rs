@@ -446,6 +446,7 @@ fn every_map_has_the_name_and_sizes_the_agent_uses() {
         (MAP_LB4_REVERSE_SK, (size_of::<SockRevnatKey>(), size_of::<SockRevnatEntry>())),
         (MAP_SOCK_NETNS, (8, 1)),
         (MAP_IPMASQ, (8, 1)),
+        (MAP_MASQ_DEV, (4, 4)),
     ]
     .into_iter()
     .map(|(n, (k, v))| (n, (k as u32, v as u32)))

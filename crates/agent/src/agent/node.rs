@@ -77,7 +77,30 @@ impl super::Agent {
     pub(super) async fn refresh_node_addresses(&self) -> Result<bool> {
         let addrs = self.kernel.ipv4_addrs().await?;
         self.set_host_ips(&addrs);
+        self.set_masq_devices(&addrs).await?;
         self.set_node_port_addrs(&addrs).await
+    }
+
+    /// BPF masquerade's address on each native device (the node IP's and
+    /// `--devices`), followed as their addresses change. `addrs`: the
+    /// node's addresses (ifindex, address).
+    pub(super) async fn set_masq_devices(&self, addrs: &[(u32, Ipv4Addr)]) -> Result<bool> {
+        if !self.cfg.enable_bpf_masquerade {
+            return Ok(false);
+        }
+        let links = self.kernel.links().await?;
+        let devices: Vec<_> = self
+            .node_dev
+            .iter()
+            .chain(self.other_devs.iter())
+            .filter_map(|name| links.iter().find(|l| &l.name == name))
+            .map(|l| {
+                let on: Vec<Ipv4Addr> = addrs.iter().filter(|(i, _)| *i == l.index).map(|(_, a)| *a).collect();
+                (l.index, l.name.clone(), on)
+            })
+            .collect();
+        let want = seta_core::ipmasq::device_addresses(self.node_ip, &devices);
+        super::off_runtime(|| self.ipmasq.set_devices(want))
     }
 
     /// The node's own addresses as the host in the ipcache (Cilium's host IP

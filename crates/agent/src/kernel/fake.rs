@@ -21,6 +21,8 @@ pub struct State {
     /// seta_ipmasq_v4, and how many times it was written
     pub ipmasq: BTreeMap<Ipv4Net, u8>,
     pub ipmasq_writes: usize,
+    /// seta_masq_dev_v4
+    pub masq_devs: BTreeMap<u32, Ipv4Addr>,
     /// the service maps
     pub lb: seta_datapath::maps::LbState,
     /// datapath counters the fake reports: (reason, direction, packets, bytes)
@@ -293,6 +295,10 @@ impl Kernel for Fake {
         let mut st = self.state();
         st.ipmasq_writes += 1;
         st.ipmasq = want.clone();
+        Ok(())
+    }
+    fn masq_dev_sync(&self, want: &BTreeMap<u32, Ipv4Addr>) -> Result<(), DatapathError> {
+        self.state().masq_devs = want.clone();
         Ok(())
     }
     fn lb_sync(&self, want: &seta_datapath::maps::LbState) -> Result<LbRemoved, DatapathError> {

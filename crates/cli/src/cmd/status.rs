@@ -103,19 +103,24 @@ pub async fn nodes(cli: &Cli, json: bool) -> Result<i32> {
     Ok(0)
 }
 
-/// Cilium's Masquerading line: `BPF (ip-masq-agent) [device] native-CIDR`,
+/// Cilium's Masquerading line: `BPF (ip-masq-agent) [device address, ...] native-CIDR`,
 /// then the ip-masq-agent's ranges and why its file was not taken, if so.
 fn masquerading(m: &seta_core::api::MasqStatus, node_ip: Option<std::net::Ipv4Addr>) -> String {
     if !m.enabled {
         return "Disabled".into();
     }
-    let mut out = format!(
-        "BPF{} [to {}]",
-        if m.ip_masq_agent.is_some() { " (ip-masq-agent)" } else { "" },
-        node_ip
-            .map(|i| i.to_string())
-            .unwrap_or_else(|| "no node address: nothing is masqueraded".into())
-    );
+    // each native device with the address it masquerades to, else the node IP
+    let to = match (m.devices.is_empty(), node_ip) {
+        (false, _) => m
+            .devices
+            .iter()
+            .map(|d| format!("{} {}", d.device, d.address))
+            .collect::<Vec<_>>()
+            .join(", "),
+        (true, Some(i)) => format!("to {i}"),
+        (true, None) => "no node address: nothing is masqueraded".into(),
+    };
+    let mut out = format!("BPF{} [{to}]", if m.ip_masq_agent.is_some() { " (ip-masq-agent)" } else { "" },);
     if let Some(n) = &m.native_routing_cidr {
         out.push_str(&format!(" {n}"));
     }

@@ -931,7 +931,9 @@ mod privileged_policy_service_icmp_errors_name_the_frontend {
 /// address), the answers going back out of that device; the underlay's
 /// external host is served as before; the other node, which has no such
 /// device, starts and serves as before; `seta status` and `service list`
-/// show the devices and the new frontends.
+/// show the devices and the new frontends. With BPF masquerade, a pod's
+/// connection leaving by the new device gets its address, one leaving by
+/// the underlay the node's.
 async fn privileged_policy_service_node_port_on_several_devices(mut p: P) {
     let n0 = p.lab().nodes[0].clone();
     // the second external host, by the lab's prefix (removed with the lab)
@@ -1002,6 +1004,28 @@ async fn privileged_policy_service_node_port_on_several_devices(mut p: P) {
     let listed = |n: &str| common::seta(n, &["service", "list"]).to_string();
     assert!(listed(&n0.name).contains("203.0.113.1:30195/TCP"), "{}", listed(&n0.name));
     assert!(!listed(&p.nodes()[1]).contains("203.0.113.1"));
+    // BPF masquerade: a pod's connection leaving by each device gets that
+    // device's address (Cilium masquerades on each native device to its
+    // own), its replies come back to the pod
+    let srv2 = SocketAddr::new(std::net::Ipv4Addr::new(203, 0, 113, 2).into(), 8444);
+    peer_server(&ext2, srv2);
+    let srv = SocketAddr::new(ext.ip.into(), 8444);
+    peer_server(&ext.netns, srv);
+    assert_eq!(read_from(&p.ns(local), srv2), Ok("203.0.113.1".to_string()), "by the second device");
+    assert_eq!(read_from(&p.ns(local), srv), Ok(p.node_addr(0).to_string()), "by the underlay");
+    let nat = common::seta(&n0.name, &["bpf", "nat", "list"]);
+    assert!(
+        nat.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["direction"] == "OUT" && r["dst"] == srv2.to_string() && r["to"].as_str().unwrap().starts_with("203.0.113.1:")),
+        "{nat}"
+    );
+    let masq = common::seta(&n0.name, &["status"])["masquerading"]["devices"].clone();
+    assert_eq!(
+        masq,
+        serde_json::json!([{"device": "ul0", "address": p.node_addr(0)}, {"device": "ext2gw", "address": "203.0.113.1"}]),
+    );
     // (the lab's own agents again, for the checks at the end)
     p.t.lab.agent_args = base;
 }
@@ -1013,13 +1037,13 @@ mod privileged_policy_service_node_port_on_several_devices {
         if !privileged("privileged_policy_service_node_port_on_several_devices::tunnel") {
             return;
         }
-        super::privileged_policy_service_node_port_on_several_devices(P::new("mdtun", Topo::Tunnel).await).await;
+        super::privileged_policy_service_node_port_on_several_devices(P::with("mdtun", Topo::Tunnel, true).await).await;
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn native() {
         if !privileged("privileged_policy_service_node_port_on_several_devices::native") {
             return;
         }
-        super::privileged_policy_service_node_port_on_several_devices(P::new("mdnat", Topo::Native).await).await;
+        super::privileged_policy_service_node_port_on_several_devices(P::with("mdnat", Topo::Native, true).await).await;
     }
 }
