@@ -148,7 +148,8 @@ pub struct Agent {
     /// the device holding the node IP: from_netdev delivers to pods from it
     node_dev: Option<String>,
     /// the other native devices (--devices) from_netdev is attached to
-    other_devs: Vec<String>,
+    /// (followed while the agent runs: `follow_devices`)
+    other_devs: std::sync::Mutex<Vec<(String, u32)>>,
     /// the addresses NodePorts are served on (`--nodeport-addresses`;
     /// followed while the agent runs)
     node_port_ips: std::sync::Mutex<Vec<Ipv4Addr>>,
@@ -319,7 +320,7 @@ impl Agent {
 
         let identities = Identities::new(store.load("identities.json")?);
         let policy = Policy::new(store.load("policy.json")?, cfg.allow_host_ingress);
-        let others: Vec<Vec<Ipv4Addr>> = node.other_devs.iter().map(|(_, a)| a.clone()).collect();
+        let others: Vec<Vec<Ipv4Addr>> = node.other_devs.iter().map(|(_, _, a)| a.clone()).collect();
         let node_port_ips = seta_core::service::node_port_addresses_of_devices(node.ip, &node.dev_addrs, &others, &cfg.nodeport_addresses);
         if node_port_ips.is_empty() && !cfg.nodeport_addresses.is_empty() {
             tracing::warn!(cidrs = ?cfg.nodeport_addresses, device = ?node.dev, "--nodeport-addresses: no address of the node's device is inside; NodePorts are served on none");
@@ -387,7 +388,7 @@ impl Agent {
             underlay_mtu: node.mtu,
             node_port_ips: std::sync::Mutex::new(node_port_ips),
             node_dev: node.dev,
-            other_devs: node.other_devs.iter().map(|(n, _)| n.clone()).collect(),
+            other_devs: std::sync::Mutex::new(node.other_devs.iter().map(|(n, i, _)| (n.clone(), *i)).collect()),
             ipmasq,
         });
         // the cluster's identities as last seen: a restart while the
@@ -566,7 +567,7 @@ pub(crate) struct NodeFacts {
     /// that device's IPv4 addresses (NodePorts may be served on them)
     pub dev_addrs: Vec<Ipv4Addr>,
     /// the other native devices (--devices) and their IPv4 addresses
-    pub other_devs: Vec<(String, Vec<Ipv4Addr>)>,
+    pub other_devs: Vec<(String, u32, Vec<Ipv4Addr>)>,
     /// the Kubernetes API client, when configured
     pub k8s: Option<Arc<crate::k8s::K8s>>,
 }

@@ -78,7 +78,7 @@ pub struct RunArgs {
     /// CIDRs whose addresses of the node's devices serve NodePorts and hostPorts (Cilium's nodeport-addresses), e.g. 172.30.0.0/24,10.0.0.0/8 [default: each device's primary address only]
     #[arg(long, env = "SETA_NODEPORT_ADDRESSES", value_delimiter = ',')]
     pub nodeport_addresses: Vec<Ipv4Net>,
-    /// More native devices beside the node IP's, comma-separated (Cilium's devices), e.g. eth1,bond0: from_netdev serves NodePorts, ExternalIPs, LoadBalancer IPs and hostPorts on each and delivers to pods from it; a device not there at start is skipped with a warning [default: the node IP's device only]
+    /// More native devices beside the node IP's, comma-separated (Cilium's devices): names, or prefixes with '+' (eth+ matches eth0, eth1, ...), e.g. eth1,bond+: from_netdev serves NodePorts, ExternalIPs, LoadBalancer IPs and hostPorts on each, delivers to pods from it, and BPF masquerade uses its address; followed while the agent runs (a matching device that appears is served within a second) [default: the node IP's device only]
     #[arg(long, env = "SETA_DEVICES", value_delimiter = ',')]
     pub devices: Vec<String>,
     /// kube-proxy replacement (Cilium's kube-proxy-replacement): NodePort, ExternalIPs, LoadBalancer IPs and hostPort in eBPF. Off, kube-proxy (and portmap) keep those: only ClusterIPs are load-balanced, in-cluster (Cilium's default without it)
@@ -519,14 +519,12 @@ fn kpr_feature(flag: &str, v: Option<bool>, kpr: bool) -> Result<bool> {
     }
 }
 
-/// `--devices`: interface names (1 to 15 characters, no '/', no blanks),
-/// each once.
+/// `--devices`: interface names or name prefixes with `+` (Cilium's
+/// `eth+`), each once.
 fn devices(names: Vec<String>) -> Result<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
     for n in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
-        if n.len() > 15 || n.contains('/') || n.chars().any(char::is_whitespace) || n == "." || n == ".." {
-            bail!("--devices {n:?}: not an interface name (1 to 15 characters, no '/' or blanks)");
-        }
+        seta_core::devices::check_pattern(n).map_err(|e| anyhow::anyhow!("--devices {e}"))?;
         if !out.iter().any(|o| o == n) {
             out.push(n.to_string());
         }
@@ -958,11 +956,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--nodeport-addresses") && e.contains("172.30.0.0/33"), "{e}");
-        // Cilium's devices: names, each once; bad names refused by name
+        // Cilium's devices: names and prefixes, each once; bad ones refused by name
         assert!(c.devices.is_empty(), "the node IP's device only");
-        let c = parse(file, &[], &["--devices", "eth1,bond0,eth1"]).unwrap();
-        assert_eq!(c.devices, ["eth1", "bond0"]);
-        for bad in ["a/b", "waytoolongdevicename0", "e th1"] {
+        let c = parse(file, &[], &["--devices", "eth1,bond+,eth1"]).unwrap();
+        assert_eq!(c.devices, ["eth1", "bond+"]);
+        for bad in ["a/b", "waytoolongdevicename0", "e th1", "+", "e+th"] {
             let e = parse(file, &[], &["--devices", bad]).unwrap_err().to_string();
             assert!(e.contains("--devices") && e.contains(bad), "{e}");
         }

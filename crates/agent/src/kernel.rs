@@ -51,6 +51,8 @@ pub trait Kernel: Send + Sync + 'static {
     /// is filled first (enforced from the first packet).
     async fn attach_endpoint(&self, cfg: EndpointProgConfig, policy: Option<PolicyEntries>) -> Result<(), DatapathError>;
     fn detach_endpoint(&self, ifname: &str) -> Result<(), DatapathError>;
+    /// Attach from_netdev to a native device (its TCX ingress, pinned).
+    async fn attach_netdev(&self, dev: &str) -> Result<()>;
     /// Devices with pinned TCX links, and removing them.
     fn pinned_link_devices(&self) -> Vec<String>;
     fn detach_links(&self, dev: &str) -> Result<(), DatapathError>;
@@ -201,6 +203,10 @@ impl Kernel for Real {
     }
     fn detach_endpoint(&self, ifname: &str) -> Result<(), DatapathError> {
         self.dp.detach_endpoint(ifname)
+    }
+    async fn attach_netdev(&self, dev: &str) -> Result<()> {
+        let (dp, dev) = (self.dp.clone(), dev.to_string());
+        Ok(tokio::task::spawn_blocking(move || dp.attach_netdev(&dev)).await??)
     }
     fn pinned_link_devices(&self) -> Vec<String> {
         self.dp.pinned_link_devices()

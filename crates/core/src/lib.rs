@@ -3,6 +3,7 @@
 //! `seta-datapath`, `seta-agent` and `seta-cni`.
 pub mod api;
 pub mod cni;
+pub mod devices;
 pub mod drop;
 pub mod endpoint;
 pub mod identity;

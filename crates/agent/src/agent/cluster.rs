@@ -85,7 +85,7 @@ pub(super) async fn setup_routing_mode(dp: &Datapath, nl: &Netlink, cfg: &Config
     seta_datapath::maps::set_config(&pin, seta_abi::CONFIG_NODE_IP, nip)?;
     // the node's own device, and the other native ones (--devices): NodePorts
     // are served there, and traffic for local pods skips the forwarding path
-    for dev in node.dev.iter().chain(node.other_devs.iter().map(|(n, _)| n)) {
+    for dev in node.dev.iter().chain(node.other_devs.iter().map(|(n, _, _)| n)) {
         let (dp, dev) = (dp.clone(), dev.clone());
         tokio::task::spawn_blocking(move || dp.attach_netdev(&dev)).await??;
     }

@@ -60,7 +60,7 @@ impl Agent {
             .map(|e| e.interface_name.clone())
             .chain([HOST_DEV.to_string(), VXLAN_DEV.to_string()])
             .chain(self.node_dev.clone())
-            .chain(self.other_devs.iter().cloned())
+            .chain(self.other_devs())
             .collect();
         for d in self.kernel.pinned_link_devices() {
             if !devs.contains(&d) {

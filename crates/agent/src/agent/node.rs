@@ -8,7 +8,7 @@ use super::*;
 /// device's MTU.
 pub(super) async fn underlay(nl: &Netlink, cfg: &Config) -> Result<NodeFacts> {
     let links = nl.links().await?;
-    let ours = |name: &str| name == "lo" || name.starts_with("lxc") || name.starts_with("seta_");
+    let ours = seta_core::devices::is_ours;
     let addrs = nl.ipv4_addrs().await?;
     let found = addrs
         .iter()
@@ -30,16 +30,26 @@ pub(super) async fn underlay(nl: &Netlink, cfg: &Config) -> Result<NodeFacts> {
         .map(|(idx, _)| addrs.iter().filter(|(i, _)| *i == idx).map(|(_, ip)| *ip).collect())
         .unwrap_or_default();
     // --devices: the other native devices there now, with their addresses
-    let mut other_devs = Vec::new();
-    for name in cfg.devices.iter().filter(|n| Some(*n) != dev.as_ref()) {
-        match links.iter().find(|l| &l.name == name) {
-            Some(l) => other_devs.push((
-                name.clone(),
-                addrs.iter().filter(|(i, _)| *i == l.index).map(|(_, ip)| *ip).collect(),
-            )),
-            None => tracing::warn!(device = %name, "--devices: no such interface on this node; not served"),
-        }
+    // (the agent follows them while it runs)
+    let names = seta_core::devices::selected(&cfg.devices, links.iter().map(|l| l.name.as_str()), dev.as_deref());
+    for p in cfg
+        .devices
+        .iter()
+        .filter(|p| !p.ends_with('+') && Some(*p) != dev.as_ref() && !names.contains(p))
+    {
+        tracing::warn!(device = %p, "--devices: no such interface on this node (yet); served once it appears");
     }
+    let other_devs = names
+        .into_iter()
+        .filter_map(|name| {
+            let l = links.iter().find(|l| l.name == name)?;
+            Some((
+                name,
+                l.index,
+                addrs.iter().filter(|(i, _)| *i == l.index).map(|(_, ip)| *ip).collect(),
+            ))
+        })
+        .collect();
     Ok(NodeFacts {
         ip: found.map(|(_, ip)| ip),
         mtu,
@@ -75,10 +85,66 @@ impl super::Agent {
     /// addresses in the ipcache and, with `--nodeport-addresses`, the ones
     /// NodePorts are served on. Whether the latter changed.
     pub(super) async fn refresh_node_addresses(&self) -> Result<bool> {
+        self.follow_devices().await?;
         let addrs = self.kernel.ipv4_addrs().await?;
         self.set_host_ips(&addrs);
         self.set_masq_devices(&addrs).await?;
         self.set_node_port_addrs(&addrs).await
+    }
+
+    /// The other native devices (`--devices`) from_netdev serves now.
+    pub(super) fn other_devs(&self) -> Vec<String> {
+        self.other_devs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Follow `--devices` (as Cilium's runtime device detection): a
+    /// matching device that appeared gets from_netdev, one that went is
+    /// forgotten and its pinned links removed. NodePorts, hostPorts and
+    /// BPF masquerade follow on the same pass. Whether the set changed.
+    pub(super) async fn follow_devices(&self) -> Result<bool> {
+        if self.cfg.devices.is_empty() {
+            return Ok(false);
+        }
+        let links = self.kernel.links().await?;
+        // (name, ifindex): a device made again under the same name is new
+        let want: Vec<(String, u32)> =
+            seta_core::devices::selected(&self.cfg.devices, links.iter().map(|l| l.name.as_str()), self.node_dev.as_deref())
+                .into_iter()
+                .filter_map(|n| links.iter().find(|l| l.name == n).map(|l| (n, l.index)))
+                .collect();
+        let have = self.other_devs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if want == have {
+            return Ok(false);
+        }
+        let mut now = Vec::new();
+        for d in &want {
+            if have.contains(d) {
+                now.push(d.clone());
+                continue;
+            }
+            match self.kernel.attach_netdev(&d.0).await {
+                Ok(()) => {
+                    tracing::info!(device = %d.0, ifindex = d.1, "--devices: a native device appeared; served");
+                    now.push(d.clone());
+                }
+                // tried again on the next pass
+                Err(e) => tracing::warn!(device = %d.0, "--devices: attaching from_netdev: {e:#}"),
+            }
+        }
+        for (d, _) in have.iter().filter(|(d, _)| !want.iter().any(|(w, _)| w == d)) {
+            tracing::info!(device = %d, "--devices: a native device went");
+            if let Err(e) = self.kernel.detach_links(d) {
+                tracing::warn!(device = %d, "removing its links: {e}");
+            }
+        }
+        let changed = now != have;
+        *self.other_devs.lock().unwrap_or_else(|e| e.into_inner()) = now;
+        Ok(changed)
     }
 
     /// BPF masquerade's address on each native device (the node IP's and
@@ -92,8 +158,9 @@ impl super::Agent {
         let devices: Vec<_> = self
             .node_dev
             .iter()
-            .chain(self.other_devs.iter())
-            .filter_map(|name| links.iter().find(|l| &l.name == name))
+            .cloned()
+            .chain(self.other_devs())
+            .filter_map(|name| links.iter().find(|l| l.name == name))
             .map(|l| {
                 let on: Vec<Ipv4Addr> = addrs.iter().filter(|(i, _)| *i == l.index).map(|(_, a)| *a).collect();
                 (l.index, l.name.clone(), on)

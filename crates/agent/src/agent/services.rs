@@ -31,7 +31,7 @@ impl Agent {
         let Some(dev) = self.node_dev.as_deref() else {
             return Ok(false);
         };
-        if self.cfg.nodeport_addresses.is_empty() && self.other_devs.is_empty() {
+        if self.cfg.nodeport_addresses.is_empty() && self.cfg.devices.is_empty() {
             return Ok(false); // the primary address, fixed
         }
         let links = self.kernel.links().await?;
@@ -43,7 +43,7 @@ impl Agent {
             return Ok(false);
         };
         // the other devices' too (their primary may change)
-        let others: Vec<Vec<Ipv4Addr>> = self.other_devs.iter().filter_map(|d| of(d)).collect();
+        let others: Vec<Vec<Ipv4Addr>> = self.other_devs().iter().filter_map(|d| of(d)).collect();
         let want = seta_core::service::node_port_addresses_of_devices(self.node_ip, &dev_addrs, &others, &self.cfg.nodeport_addresses);
         let before = std::mem::replace(&mut *self.node_port_ips.lock().unwrap_or_else(|e| e.into_inner()), want.clone());
         if before == want {
@@ -608,7 +608,7 @@ impl Agent {
                 .filter(|a| !a.is_unspecified())
                 .map(|a| a.to_string())
                 .collect(),
-            devices: self.node_dev.iter().chain(self.other_devs.iter()).cloned().collect(),
+            devices: self.node_dev.iter().cloned().chain(self.other_devs()).collect(),
             services,
             frontends,
             annotations: {

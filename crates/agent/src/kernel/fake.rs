@@ -169,6 +169,15 @@ impl Kernel for Fake {
     fn pinned_link_devices(&self) -> Vec<String> {
         self.state().pinned_devices.iter().cloned().collect()
     }
+    async fn attach_netdev(&self, dev: &str) -> Result<()> {
+        let mut st = self.state();
+        if st.fail_attach.contains(dev) || !st.links.contains_key(dev) {
+            anyhow::bail!("attach from_netdev to {dev}: injected failure or no such device");
+        }
+        st.pinned_devices.insert(dev.to_string());
+        st.log.push(format!("attach netdev {dev}"));
+        Ok(())
+    }
     fn detach_links(&self, dev: &str) -> Result<(), DatapathError> {
         self.state().pinned_devices.remove(dev);
         Ok(())

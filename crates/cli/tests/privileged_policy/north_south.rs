@@ -925,8 +925,9 @@ mod privileged_policy_service_icmp_errors_name_the_frontend {
 
 /// Cilium's devices: node 0 gets a second native device, a veth to a
 /// second external host (203.0.113.0/24). Before `--devices` names it, a
-/// NodePort at node 0's address there is the node stack's (refused); with
-/// it, from_netdev serves NodePorts there too: to a backend on node 0 (the
+/// NodePort at node 0's address there is the node stack's (refused). With
+/// `--devices ext+` given before the device exists, it is served once it
+/// appears (and forgotten when it goes): from_netdev serves NodePorts there too: to a backend on node 0 (the
 /// client's address kept) and to one on the other node (SNAT to node 0's
 /// address), the answers going back out of that device; the underlay's
 /// external host is served as before; the other node, which has no such
@@ -939,15 +940,18 @@ async fn privileged_policy_service_node_port_on_several_devices(mut p: P) {
     // the second external host, by the lab's prefix (removed with the lab)
     let ext2 = format!("{}-ext2", p.lab().name);
     ip(&["netns", "add", &ext2]);
-    ip(&[
-        "-n", &n0.netns, "link", "add", "ext2gw", "type", "veth", "peer", "name", "eth0", "netns", &ext2,
-    ]);
-    ip(&["-n", &n0.netns, "addr", "add", "203.0.113.1/24", "dev", "ext2gw"]);
-    ip(&["-n", &n0.netns, "link", "set", "ext2gw", "up"]);
-    ip(&["-n", &ext2, "addr", "add", "203.0.113.2/24", "dev", "eth0"]);
-    ip(&["-n", &ext2, "link", "set", "eth0", "up"]);
     ip(&["-n", &ext2, "link", "set", "lo", "up"]);
-    ip(&["-n", &ext2, "route", "add", "default", "via", "203.0.113.1"]);
+    let make_device = || {
+        ip(&[
+            "-n", &n0.netns, "link", "add", "ext2gw", "type", "veth", "peer", "name", "eth0", "netns", &ext2,
+        ]);
+        ip(&["-n", &n0.netns, "addr", "add", "203.0.113.1/24", "dev", "ext2gw"]);
+        ip(&["-n", &n0.netns, "link", "set", "ext2gw", "up"]);
+        ip(&["-n", &ext2, "addr", "add", "203.0.113.2/24", "dev", "eth0"]);
+        ip(&["-n", &ext2, "link", "set", "eth0", "up"]);
+        ip(&["-n", &ext2, "route", "add", "default", "via", "203.0.113.1"]);
+    };
+    make_device();
     // a backend on node 0 and one on the other node
     let (local, remote) = match p.node_of("web") == n0.name {
         true => ("web", "client"),
@@ -965,18 +969,22 @@ async fn privileged_policy_service_node_port_on_several_devices(mut p: P) {
         read_from(&ext2, at(30195)).is_err(),
         "not a native device yet: the node's stack refuses"
     );
-    // the agents with --devices (the other node has no such device)
+    // the agents with --devices ext+ (Cilium's wildcard) before the device
+    // is there (the other node never has one); it appears while they run
+    ip(&["-n", &n0.netns, "link", "del", "ext2gw"]);
     let base = p.t.lab.agent_args.clone();
-    p.t.lab.agent_args = base
-        .iter()
-        .cloned()
-        .chain(["--devices".to_string(), "ext2gw".to_string()])
-        .collect();
+    p.t.lab.agent_args = base.iter().cloned().chain(["--devices".to_string(), "ext+".to_string()]).collect();
     for n in p.nodes() {
         p.t.lab.stop_agent(&n).unwrap();
         p.t.lab.start_agent(&n).await.unwrap();
     }
     services_synced(&p);
+    let devices = |n: &str| common::seta(n, &["status"])["kube-proxy-replacement"]["devices"].clone();
+    assert_eq!(devices(&n0.name), serde_json::json!(["ul0"]));
+    make_device();
+    common::wait_for("a matching device that appears is served", 10, || {
+        read_from(&ext2, at(30195)).is_ok()
+    });
     assert_eq!(
         read_from(&ext2, at(30195)),
         Ok("203.0.113.2".to_string()),
@@ -998,7 +1006,6 @@ async fn privileged_policy_service_node_port_on_several_devices(mut p: P) {
             "the other node"
         );
     }
-    let devices = |n: &str| common::seta(n, &["status"])["kube-proxy-replacement"]["devices"].clone();
     assert_eq!(devices(&n0.name), serde_json::json!(["ul0", "ext2gw"]));
     assert_eq!(devices(&p.nodes()[1]), serde_json::json!(["ul0"]));
     let listed = |n: &str| common::seta(n, &["service", "list"]).to_string();
@@ -1026,6 +1033,14 @@ async fn privileged_policy_service_node_port_on_several_devices(mut p: P) {
         masq,
         serde_json::json!([{"device": "ul0", "address": p.node_addr(0)}, {"device": "ext2gw", "address": "203.0.113.1"}]),
     );
+    // the device goes: forgotten, with its links
+    ip(&["-n", &n0.netns, "link", "del", "ext2gw"]);
+    common::wait_for("the device that went is forgotten", 10, || {
+        devices(&n0.name) == serde_json::json!(["ul0"])
+    });
+    let pins = seta_core::names::pin_dir(std::path::Path::new("/sys/fs/bpf"), &n0.name, seta_abi::ABI_VERSION).join("links");
+    assert!(pins.join("ul0_ingress").exists(), "{}", pins.display());
+    assert!(!pins.join("ext2gw_ingress").exists(), "its pinned link is removed");
     // (the lab's own agents again, for the checks at the end)
     p.t.lab.agent_args = base;
 }

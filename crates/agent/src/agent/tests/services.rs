@@ -532,3 +532,64 @@ async fn nodeport_addresses_follow_the_devices_addresses() {
     assert!(a.refresh_node_addresses().await.unwrap());
     assert!(!in_maps(second) && in_maps(primary), "a removed address stops serving");
 }
+
+/// `--devices eth+` (Cilium's wildcard), followed while the agent runs: a
+/// matching device that appears gets from_netdev and serves NodePorts on
+/// its primary address, BPF masquerade uses that address through it; one
+/// that goes is forgotten (its links removed, its NodePorts gone); one made
+/// again under the same name is attached again. seta's own devices and
+/// other names never match.
+#[tokio::test]
+async fn devices_are_followed_by_name_and_prefix() {
+    let d = Tmp::new("devfollow");
+    let k = Fake::new();
+    let ul = k.add_link("ul0");
+    let primary: Ipv4Addr = "172.31.0.1".parse().unwrap();
+    k.state().addrs = vec![(ul.index, primary)];
+    let cfg = Config {
+        devices: vec!["eth+".into()],
+        enable_bpf_masquerade: true,
+        ..config(&d.0, "n1", "10.210.1.0/24", RoutingMode::Tunnel)
+    };
+    let a = agent_cfg(&d.0, cfg, &k, None, Some(primary), None).await;
+    a.service_import(SVC).await.unwrap();
+    let devices = |a: Arc<Agent>| async move { a.status().await.kube_proxy_replacement.devices };
+    let serves = |a: Ipv4Addr| {
+        k.state()
+            .lb
+            .services
+            .keys()
+            .any(|s| s.address == a.octets() && s.dport == 30080u16.to_be_bytes())
+    };
+    assert!(!a.refresh_node_addresses().await.unwrap(), "nothing changed");
+    assert_eq!(devices(a.clone()).await, ["ul0"]);
+    // eth1 appears (and a name the pattern does not match)
+    let eth1 = k.add_link("eth1");
+    k.add_link("bond0");
+    let (e1, e1b): (Ipv4Addr, Ipv4Addr) = ("198.51.100.7".parse().unwrap(), "198.51.100.3".parse().unwrap());
+    k.state().addrs.extend([(eth1.index, e1), (eth1.index, e1b)]);
+    assert!(a.refresh_node_addresses().await.unwrap());
+    assert_eq!(devices(a.clone()).await, ["ul0", "eth1"]);
+    assert!(k.state().pinned_devices.contains("eth1") && !k.state().pinned_devices.contains("bond0"));
+    assert!(serves(e1b) && !serves(e1), "its primary (lowest) address serves");
+    assert_eq!(k.state().masq_devs.get(&eth1.index), Some(&e1b));
+    assert_eq!(k.state().masq_devs.get(&ul.index), Some(&primary));
+    let masq = a.status().await.masquerading.devices;
+    assert_eq!(masq.iter().map(|m| m.device.as_str()).collect::<Vec<_>>(), ["ul0", "eth1"]);
+    // made again under the same name: attached again
+    k.remove_link("eth1");
+    let again = k.add_link("eth1");
+    k.state().log.clear();
+    k.state().addrs = vec![(ul.index, primary), (again.index, e1b)];
+    a.refresh_node_addresses().await.unwrap();
+    assert!(k.state().log.contains(&"attach netdev eth1".to_string()), "{:?}", k.state().log);
+    assert_eq!(k.state().masq_devs.get(&again.index), Some(&e1b));
+    // gone: forgotten, links and NodePorts with it
+    k.remove_link("eth1");
+    k.state().addrs = vec![(ul.index, primary)];
+    assert!(a.refresh_node_addresses().await.unwrap());
+    assert_eq!(devices(a.clone()).await, ["ul0"]);
+    assert!(!k.state().pinned_devices.contains("eth1"));
+    assert!(!serves(e1b) && serves(primary));
+    assert_eq!(k.state().masq_devs.keys().copied().collect::<Vec<_>>(), [ul.index]);
+}
