@@ -1438,6 +1438,21 @@ async fn privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client(p: P
         !not.lines().any(|l| l.contains("default/other:")),
         "--not --from-pod default/other: {not}"
     );
+    // as Hubble: a bare pod name is in namespace default, another
+    // namespace's is not; a bad value is refused with Hubble's words
+    let bare = observe(&p, &node, &["--to-pod", "web", "--verdict", "DROPPED", "--last", "100"]);
+    assert!(bare.lines().any(|l| l.contains("Policy denied DROPPED")), "{bare}");
+    let elsewhere = observe(&p, &node, &["--to-pod", "kube-system/web", "--last", "100"]);
+    assert!(elsewhere.trim().is_empty(), "{elsewhere}");
+    let bad = Command::new(bin_dir().join("seta"))
+        .args(["--node", &node, "observe", "--from-ip", "10.0.0.300"])
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains(r#"invalid IP address in filter: "10.0.0.300""#),
+        "{err}"
+    );
     // and it is traced where it is delivered (to-endpoint), the SYN and the handshake's reply
     let other_ip = p.ip("other").to_string();
     let mut traced = String::new();

@@ -576,7 +576,8 @@ mod tests {
             let f = flow_of(&ev(s, sp, d, dp, proto, false), &ctx).unwrap();
             assert_eq!((f.source_service, f.destination_service), (None, None), "{d}:{dp}/{proto}");
         }
-        // --to-service / --from-service, as the pod filters: ns/prefix or prefix
+        // --to-service / --from-service, as the pod filters: ns/prefix, ns/, or a
+        // prefix in namespace default
         let filt = |to: &[&str], from: &[&str]| crate::flow::FlowFilter {
             destination_service: to.iter().map(|s| s.to_string()).collect(),
             source_service: from.iter().map(|s| s.to_string()).collect(),
@@ -584,7 +585,8 @@ mod tests {
         };
         assert!(crate::filter::matches(&filt(&["shop/web"], &[]), &to));
         assert!(crate::filter::matches(&filt(&["shop/"], &[]), &to));
-        assert!(crate::filter::matches(&filt(&["we"], &[]), &to));
+        assert!(crate::filter::matches(&filt(&["shop/we"], &[]), &to));
+        assert!(!crate::filter::matches(&filt(&["we"], &[]), &to), "a bare name is default's");
         assert!(!crate::filter::matches(&filt(&["other/web"], &[]), &to));
         assert!(!crate::filter::matches(&filt(&[], &["shop/web"]), &to));
         assert!(crate::filter::matches(&filt(&[], &["shop/web"]), &back));

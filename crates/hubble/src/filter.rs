@@ -58,9 +58,7 @@ pub fn matches(f: &FlowFilter, flow: &Flow) -> bool {
                 .as_ref()
                 .is_some_and(|e| e.r#type == t.r#type && (!t.match_sub_type || e.sub_type == t.sub_type))
         })
-        && any(&f.protocol, |p| {
-            protocol_name(flow).is_some_and(|n| n.eq_ignore_ascii_case(p.trim()))
-        })
+        && any(&f.protocol, |p| protocol_matches(p, flow))
         && any(&f.source_port, |p| sport.is_some_and(|s| p.trim() == s.to_string()))
         && any(&f.destination_port, |p| dport.is_some_and(|d| p.trim() == d.to_string()))
         && any(&f.reply, |r| flow.is_reply == Some(*r))
@@ -78,14 +76,66 @@ fn ip_matches(pattern: &str, addr: &str) -> bool {
     }
 }
 
-/// `ns/prefix`, `ns/` (every pod of the namespace) or `prefix` (a pod
-/// name prefix in any namespace).
-fn pod_matches(pattern: &str, ns: &str, pod: &str) -> bool {
-    match pattern.split_once('/') {
-        Some((pns, prefix)) => ns == pns && (prefix.is_empty() || pod.starts_with(prefix)),
-        None => !pod.is_empty() && pod.starts_with(pattern),
+/// A pod or service filter as Hubble parses it: `ns/prefix`, `ns/` (all
+/// of the namespace) or a bare `prefix`, which is in namespace `default`;
+/// `("", "")` for an empty one (invalid).
+fn namespace_name(pattern: &str) -> (&str, &str) {
+    let mut parts = pattern.split('/');
+    let ns = parts.next().unwrap_or("");
+    match parts.next() {
+        Some(name) => (ns, name),
+        None if ns.is_empty() => ("", ""),
+        None => ("default", ns),
     }
 }
+
+/// Hubble's name filter: the namespace is the pattern's (`default` for a
+/// bare name) and the name starts with its prefix; an object with neither
+/// namespace nor name never matches.
+fn pod_matches(pattern: &str, ns: &str, pod: &str) -> bool {
+    let (pns, prefix) = namespace_name(pattern);
+    !(ns.is_empty() && pod.is_empty()) && pns == ns && pod.starts_with(prefix)
+}
+
+/// Check filters as the Hubble server does before it serves a request: the
+/// first bad value, with Hubble's words (`invalid IP address in filter:
+/// "10.0.0.300"`), else Ok.
+pub fn validate(filters: &[FlowFilter]) -> Result<(), String> {
+    for f in filters {
+        let names = [
+            ("", &f.source_pod),
+            ("", &f.destination_pod),
+            ("invalid source service filter: ", &f.source_service),
+            ("invalid destination service filter: ", &f.destination_service),
+        ];
+        for (what, list) in names {
+            if let Some(p) = list.iter().find(|p| namespace_name(p) == ("", "")) {
+                return Err(format!("{what}invalid filter, must be [namespace/][<name>], got {p:?}"));
+            }
+        }
+        for ip in f.source_ip.iter().chain(&f.destination_ip) {
+            if ip.contains('/') {
+                ip.parse::<ipnet::IpNet>().map_err(|_| format!("invalid CIDR in filter: {ip:?}"))?;
+            } else {
+                ip.parse::<IpAddr>().map_err(|_| format!("invalid IP address in filter: {ip:?}"))?;
+            }
+        }
+        for (side, ports) in [("source", &f.source_port), ("destination", &f.destination_port)] {
+            if let Some(p) = ports.iter().find(|p| p.parse::<u16>().is_err()) {
+                return Err(format!("invalid {side} port filter: invalid port {p:?}: not a number in 0-65535"));
+            }
+        }
+        if let Some(p) = f.protocol.iter().find(|p| !PROTOCOLS.contains(&p.to_ascii_lowercase().as_str())) {
+            return Err(format!("invalid protocol filter: unknown protocol: {p:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// The protocols Hubble's protocol filter knows (L4, then L7).
+const PROTOCOLS: [&str; 11] = [
+    "icmp", "icmpv4", "icmpv6", "tcp", "udp", "sctp", "vrrp", "igmp", "dns", "http", "kafka",
+];
 
 /// A Kubernetes label selector in its string form (`k=v`, `k==v`, `k!=v`,
 /// `k`, `!k`, `k in (a,b)`, `k notin (a,b)`, comma = AND) against flow
@@ -119,6 +169,18 @@ pub fn protocol_name(flow: &Flow) -> Option<&'static str> {
         Protocol::IcmPv6(_) => "icmpv6",
         Protocol::Sctp(_) => "sctp",
     })
+}
+
+/// Hubble's protocol filter: `icmp` is either ICMP, `icmpv4` and `icmpv6`
+/// one of them, any other the L4 protocol's name (any case).
+fn protocol_matches(pattern: &str, flow: &Flow) -> bool {
+    let p = pattern.trim().to_ascii_lowercase();
+    match protocol_name(flow) {
+        Some("icmp") => p == "icmp" || p == "icmpv4",
+        Some("icmpv6") => p == "icmp" || p == "icmpv6",
+        Some(n) => p == n,
+        None => false,
+    }
 }
 
 fn tcp_flags(flow: &Flow) -> Option<TcpFlags> {
@@ -159,7 +221,11 @@ pub fn from_json(text: &str) -> Result<Vec<FlowFilter>, String> {
     };
     list.iter()
         .enumerate()
-        .map(|(i, f)| one_from_json(f).map_err(|e| format!("filter [{i}]: {e}")))
+        .map(|(i, f)| {
+            one_from_json(f)
+                .and_then(|f| validate(std::slice::from_ref(&f)).map(|()| f))
+                .map_err(|e| format!("filter [{i}]: {e}"))
+        })
         .collect()
 }
 
@@ -339,6 +405,89 @@ mod tests {
         assert!(from_json("{not json").unwrap_err().contains("not JSON"));
     }
 
+    /// As the Hubble server: bad values are refused with its words before
+    /// anything is served, and the JSON form (export lists) checks them too.
+    #[test]
+    fn bad_values_are_refused_as_hubble_refuses_them() {
+        let one = |f: FlowFilter| validate(&[FlowFilter::default(), f]);
+        assert_eq!(
+            one(FlowFilter {
+                source_ip: vec!["10.0.0.1".into(), "10.0.0.300".into()],
+                ..Default::default()
+            }),
+            Err(r#"invalid IP address in filter: "10.0.0.300""#.into())
+        );
+        assert_eq!(
+            one(FlowFilter {
+                destination_ip: vec!["10.0.0.0/33".into()],
+                ..Default::default()
+            }),
+            Err(r#"invalid CIDR in filter: "10.0.0.0/33""#.into())
+        );
+        assert_eq!(
+            one(FlowFilter {
+                destination_pod: vec!["".into()],
+                ..Default::default()
+            }),
+            Err(r#"invalid filter, must be [namespace/][<name>], got """#.into())
+        );
+        assert_eq!(
+            one(FlowFilter {
+                source_service: vec!["".into()],
+                ..Default::default()
+            }),
+            Err(r#"invalid source service filter: invalid filter, must be [namespace/][<name>], got """#.into())
+        );
+        let e = one(FlowFilter {
+            destination_port: vec!["http".into()],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.starts_with(r#"invalid destination port filter: invalid port "http""#), "{e}");
+        assert_eq!(
+            one(FlowFilter {
+                protocol: vec!["TCP".into(), "quic".into()],
+                ..Default::default()
+            }),
+            Err(r#"invalid protocol filter: unknown protocol: "quic""#.into())
+        );
+        assert!(one(FlowFilter {
+            source_ip: vec!["10.0.0.0/8".into(), "fd00::1".into()],
+            source_pod: vec!["web".into(), "shop/".into()],
+            destination_port: vec!["65535".into()],
+            protocol: vec!["ICMPv6".into(), "dns".into()],
+            ..Default::default()
+        })
+        .is_ok());
+        let e = from_json(r#"{"verdict":["DROPPED"]},{"source_ip":["nope"]}"#).unwrap_err();
+        assert_eq!(e, r#"filter [1]: invalid IP address in filter: "nope""#);
+    }
+
+    /// Hubble's name filters: a bare name is a prefix in namespace
+    /// `default`; `ns/` is the whole namespace; an endpoint without
+    /// namespace and name (the world) never matches.
+    #[test]
+    fn pod_and_service_names_are_namespaced_as_hubble_parses_them() {
+        assert!(pod_matches("web", "default", "web-7d9f"));
+        assert!(!pod_matches("web", "shop", "web-7d9f"), "a bare name is default's");
+        assert!(pod_matches("shop/web", "shop", "web-7d9f") && !pod_matches("shop/db", "shop", "web-7d9f"));
+        assert!(pod_matches("shop/", "shop", "anything") && !pod_matches("shop/", "default", "x"));
+        assert!(!pod_matches("default/", "", ""), "the world");
+        assert!(pod_matches("a/b/c", "a", "bx"), "as Hubble: the part after a second '/' is ignored");
+        // ICMP by family, as Hubble's protocol filter
+        let mut f = flow("client", Verdict::Forwarded, 80, false);
+        f.l4 = Some(Layer4 {
+            protocol: Some(layer4::Protocol::IcmPv4(IcmPv4 { r#type: 8, code: 0 })),
+        });
+        for (p, want) in [("icmp", true), ("ICMPv4", true), ("icmpv6", false), ("tcp", false)] {
+            let ff = FlowFilter {
+                protocol: vec![p.into()],
+                ..Default::default()
+            };
+            assert_eq!(matches(&ff, &f), want, "{p}");
+        }
+    }
+
     fn flow(src_pod: &str, verdict: Verdict, dport: u32, syn: bool) -> Flow {
         Flow {
             verdict: verdict as i32,
@@ -402,10 +551,13 @@ mod tests {
             source_pod: vec!["shop/client".into()],
             ..Default::default()
         }));
-        assert!(ok(FlowFilter {
-            source_pod: vec!["client".into()],
-            ..Default::default()
-        }));
+        assert!(
+            !ok(FlowFilter {
+                source_pod: vec!["client".into()],
+                ..Default::default()
+            }),
+            "a bare name is in namespace default, as Hubble's"
+        );
         assert!(ok(FlowFilter {
             destination_pod: vec!["shop/".into()],
             ..Default::default()

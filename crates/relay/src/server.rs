@@ -259,6 +259,10 @@ impl Observer for Relay {
         if r.first && r.follow {
             return Err(Status::invalid_argument("first cannot be combined with follow"));
         }
+        // checked here once rather than by every node
+        seta_hubble::filter::validate(&r.whitelist)
+            .and_then(|()| seta_hubble::filter::validate(&r.blacklist))
+            .map_err(Status::invalid_argument)?;
         let started = self
             .each(|mut c| {
                 let r = r.clone();

@@ -124,6 +124,21 @@ async fn get_flows_last_first_filters_and_follow() {
         }))
         .await
         .is_err());
+    // a bad filter value: InvalidArgument with Hubble's words, nothing served
+    let Err(e) = svc
+        .get_flows(Request::new(GetFlowsRequest {
+            blacklist: vec![FlowFilter {
+                source_ip: vec!["10.0.0.300".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }))
+        .await
+    else {
+        panic!("a bad IP is served")
+    };
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert_eq!(e.message(), r#"invalid IP address in filter: "10.0.0.300""#);
 }
 
 #[test]

@@ -394,7 +394,8 @@ pub async fn run(a: &ObserveArgs, cli: &Cli, json: bool) -> Result<i32> {
         since,
         until,
     };
-    let mut stream = c.get_flows(req).await?.into_inner();
+    // (a refused filter says why in Hubble's words, as `hubble observe`)
+    let mut stream = c.get_flows(req).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?.into_inner();
     while let Some(r) = stream.message().await? {
         if json {
             println!("{}", seta_hubble::json::response(&r));

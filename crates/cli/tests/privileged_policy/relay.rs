@@ -37,6 +37,17 @@ fn nodes_in(json: &str) -> (std::collections::BTreeSet<String>, bool) {
 async fn privileged_policy_relay_merges_nodes_and_names_the_unavailable(mut p: P) {
     let _w = Responder::start(&p.ns("web"), p.web_addr(8080));
     let _c = Responder::start(&p.ns("client"), SocketAddr::new(p.ip("client").into(), 8080));
+    // a bad filter value is refused by the relay itself, in Hubble's words
+    let server = format!("unix://{}", seta_lab::relay::relay_socket(&p.lab().name).display());
+    let bad = Command::new(bin_dir().join("seta"))
+        .args(["observe", "--server", &server, "--to-ip", "10.0.0.0/40"])
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains(r#"invalid CIDR in filter: "10.0.0.0/40""#),
+        "{err}"
+    );
     // traffic delivered on both nodes: into web (node 1) and into client (node 2)
     assert!(tcp_ok(&p.ns("client"), p.web_addr(8080)));
     assert!(tcp_ok(&p.ns("web"), SocketAddr::new(p.ip("client").into(), 8080)));
