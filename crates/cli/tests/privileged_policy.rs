@@ -1444,6 +1444,33 @@ async fn privileged_policy_flows_observed_by_seta_observe_and_a_grpc_client(p: P
     assert!(bare.lines().any(|l| l.contains("Policy denied DROPPED")), "{bare}");
     let elsewhere = observe(&p, &node, &["--to-pod", "kube-system/web", "--last", "100"]);
     assert!(elsewhere.trim().is_empty(), "{elsewhere}");
+    // hubble observe's namespace flags qualify the names of their side
+    let qualified = observe(
+        &p,
+        &node,
+        &[
+            "--to-namespace",
+            "default",
+            "--to-pod",
+            "web",
+            "--verdict",
+            "DROPPED",
+            "--last",
+            "100",
+        ],
+    );
+    assert!(qualified.lines().any(|l| l.contains("Policy denied DROPPED")), "{qualified}");
+    let other_ns = observe(&p, &node, &["--to-namespace", "shop", "--to-pod", "web", "--last", "100"]);
+    assert!(other_ns.trim().is_empty(), "{other_ns}");
+    let mixed = Command::new(bin_dir().join("seta"))
+        .args(["--node", &node, "observe", "--namespace", "default", "--to-pod", "web"])
+        .output_within(seta_lab::wait::PROGRAM_TIMEOUT)
+        .unwrap();
+    let err = String::from_utf8_lossy(&mixed.stderr);
+    assert!(
+        !mixed.status.success() && err.contains("filters --to-pod and --namespace cannot be combined"),
+        "{err}"
+    );
     let bad = Command::new(bin_dir().join("seta"))
         .args(["--node", &node, "observe", "--from-ip", "10.0.0.300"])
         .output_within(seta_lab::wait::PROGRAM_TIMEOUT)

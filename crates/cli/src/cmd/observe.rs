@@ -21,9 +21,15 @@ pub struct ObserveArgs {
     pub from_pod: Vec<String>,
     #[arg(long)]
     pub to_pod: Vec<String>,
-    /// Namespace on either side
+    /// Namespace on either side (qualifies --pod and --service names without one, as hubble's)
     #[arg(short = 'n', long)]
     pub namespace: Vec<String>,
+    /// Namespace of the source (qualifies --from-pod/--from-service names without one)
+    #[arg(long)]
+    pub from_namespace: Vec<String>,
+    /// Namespace of the destination (qualifies --to-pod/--to-service names without one)
+    #[arg(long)]
+    pub to_namespace: Vec<String>,
     /// Label selector on either side
     #[arg(short = 'l', long)]
     pub label: Vec<String>,
@@ -223,6 +229,8 @@ fn whitelist(a: &ObserveArgs) -> Result<Vec<FlowFilter>> {
         from_pod: a.from_pod.clone(),
         to_pod: a.to_pod.clone(),
         namespace: a.namespace.clone(),
+        from_namespace: a.from_namespace.clone(),
+        to_namespace: a.to_namespace.clone(),
         label: a.label.clone(),
         from_label: a.from_label.clone(),
         to_label: a.to_label.clone(),
