@@ -59,7 +59,7 @@ unit-nobody:
 	  test -n "$$bin" || { tail -20 /tmp/seta-unit-nobody.build; echo "unit-nobody: no agent test binary"; exit 1; }; \
 	  d=$$(mktemp -d /tmp/seta-unit-nobody.XXXXXX); chmod 755 $$d; cp "$$bin" $$d/agent-tests; \
 	  rc=0; (cd $$d && timeout 300 runuser -u nobody -- env HOME=/tmp TMPDIR=/tmp ./agent-tests -q >$$d/out 2>&1) || rc=$$?; \
-	  grep -E '^test result|FAILED|panicked' $$d/out | head -20; \
+	  grep -E -A1 '^test result|FAILED|panicked' $$d/out | head -30; \
 	  rm -rf $$d; echo "agent unit tests as user nobody: $$( [ $$rc = 0 ] && echo passed || echo FAILED)"; exit $$rc
 
 # Mutation fuzzing of policy input (parser: no panic, time and memory per

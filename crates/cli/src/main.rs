@@ -176,3 +176,21 @@ fn split_labels(s: &str) -> Result<Vec<String>> {
     }
     Ok(labels)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `seta observe --identity` takes numbers and reserved names, as hubble's.
+    #[test]
+    fn observe_identities_by_number_or_reserved_name() {
+        let cli = Cli::try_parse_from(["seta", "observe", "--from-identity", "world", "--to-identity", "300"]).unwrap();
+        let Cmd::Observe(a) = cli.cmd else { panic!("not observe") };
+        assert_eq!((a.from_identity.as_slice(), a.to_identity.as_slice()), (&[2][..], &[300][..]));
+        let e = Cli::try_parse_from(["seta", "observe", "--identity", "planet"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("not a number or a reserved identity"), "{e}");
+    }
+}

@@ -30,6 +30,12 @@ pub fn reserved_name(id: u32) -> Option<&'static str> {
     })
 }
 
+/// A reserved identity by its name (`world`, `host`, …), as Cilium's
+/// `identity.GetReservedID`.
+pub fn reserved_id(name: &str) -> Option<u32> {
+    (ID_HOST..=ID_INGRESS).find(|id| reserved_name(*id) == Some(name))
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdentityError {
     #[error("identity space {MIN_ALLOCATED}..={MAX_ALLOCATED} is exhausted")]

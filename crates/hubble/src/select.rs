@@ -66,6 +66,19 @@ fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, String> {
     value.parse().map_err(|_| format!("--{key} {value:?}: not a number in range"))
 }
 
+/// An identity as `hubble observe --identity` takes it: a number or a
+/// reserved identity's name (`world`, `host`, `remote-node`, …).
+pub fn identity(value: &str) -> Result<u32, String> {
+    value
+        .parse()
+        .ok()
+        .or_else(|| seta_core::identity::reserved_id(value))
+        .ok_or_else(|| {
+            let names: Vec<&str> = (1..=8).filter_map(seta_core::identity::reserved_name).collect();
+            format!("{value:?}: not a number or a reserved identity ({})", names.join(", "))
+        })
+}
+
 impl Selectors {
     /// One more `--key value`, as a query parameter or a flag gives it.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
@@ -83,9 +96,9 @@ impl Selectors {
             "ip" => self.ip.push(value.into()),
             "from-ip" => self.from_ip.push(value.into()),
             "to-ip" => self.to_ip.push(value.into()),
-            "identity" => self.identity.push(number(key, value)?),
-            "from-identity" => self.from_identity.push(number(key, value)?),
-            "to-identity" => self.to_identity.push(number(key, value)?),
+            "identity" => self.identity.push(identity(value).map_err(|e| format!("--{key} {e}"))?),
+            "from-identity" => self.from_identity.push(identity(value).map_err(|e| format!("--{key} {e}"))?),
+            "to-identity" => self.to_identity.push(identity(value).map_err(|e| format!("--{key} {e}"))?),
             "verdict" => self.verdict.push(value.into()),
             "type" | "t" => self.kind.push(value.into()),
             "protocol" => self.protocol.push(value.into()),
@@ -422,6 +435,14 @@ mod tests {
             let e = Selectors::parse_flags(text).unwrap_err();
             assert!(e.contains(want), "{text}: {e}");
         }
+        // identities by number or reserved name, as hubble's
+        let s = Selectors::parse_flags("--identity world --from-identity 300 --to-identity remote-node").unwrap();
+        assert_eq!((s.identity[0], s.from_identity[0], s.to_identity[0]), (2, 300, 6));
+        let e = Selectors::parse_flags("--to-identity planet").unwrap_err();
+        assert!(
+            e.starts_with(r#"--to-identity "planet": not a number or a reserved identity (host, world"#),
+            "{e}"
+        );
         let e = Selectors::parse_flags("--verdict maybe").unwrap().whitelist().unwrap_err();
         assert!(e.contains("--verdict maybe"), "{e}");
         let e = Selectors::parse_flags("--type foo").unwrap().whitelist().unwrap_err();

@@ -44,12 +44,12 @@ pub struct ObserveArgs {
     pub from_ip: Vec<String>,
     #[arg(long)]
     pub to_ip: Vec<String>,
-    /// Security identity on either side
-    #[arg(long)]
+    /// Security identity on either side: a number or a reserved name (world, host, remote-node, ...)
+    #[arg(long, value_parser = seta_hubble::select::identity)]
     pub identity: Vec<u32>,
-    #[arg(long)]
+    #[arg(long, value_parser = seta_hubble::select::identity)]
     pub from_identity: Vec<u32>,
-    #[arg(long)]
+    #[arg(long, value_parser = seta_hubble::select::identity)]
     pub to_identity: Vec<u32>,
     /// FORWARDED or DROPPED
     #[arg(long)]
