@@ -18,7 +18,7 @@ use seta_core::labels::{Label, LabelSet};
 use seta_core::names::{HOST_DEV, NET_DEV};
 use seta_core::policy::resolve::{self, IdKind, IdentityInfo};
 use seta_core::policy::{parse, trace, PolicyDoc, Rule};
-use seta_datapath::netlink::Netlink;
+use seta_datapath::netlink::{LinkInfo, Netlink};
 use seta_datapath::{Datapath, EndpointProgConfig};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -403,7 +403,7 @@ impl Agent {
         agent.restore().await?;
         let addrs = agent.kernel.ipv4_addrs().await?;
         agent.set_host_ips(&addrs);
-        agent.set_masq_devices(&addrs).await?;
+        agent.set_masq_devices(&agent.kernel.links().await?, &addrs)?;
         agent.process_delete_queue().await;
         // the service maps follow the persisted services (a restart is the same reconcile)
         if let Err(e) = agent.sync_services().await {

@@ -132,6 +132,11 @@ pub fn validate(filters: &[FlowFilter]) -> Result<(), String> {
     Ok(())
 }
 
+/// A GetFlows request's whitelist and blacklist, checked as [`validate`].
+pub fn validate_request(whitelist: &[FlowFilter], blacklist: &[FlowFilter]) -> Result<(), String> {
+    validate(whitelist).and_then(|()| validate(blacklist))
+}
+
 /// The protocols Hubble's protocol filter knows (L4, then L7).
 const PROTOCOLS: [&str; 11] = [
     "icmp", "icmpv4", "icmpv6", "tcp", "udp", "sctp", "vrrp", "igmp", "dns", "http", "kafka",

@@ -260,9 +260,7 @@ impl Observer for Relay {
             return Err(Status::invalid_argument("first cannot be combined with follow"));
         }
         // checked here once rather than by every node
-        seta_hubble::filter::validate(&r.whitelist)
-            .and_then(|()| seta_hubble::filter::validate(&r.blacklist))
-            .map_err(Status::invalid_argument)?;
+        seta_hubble::filter::validate_request(&r.whitelist, &r.blacklist).map_err(Status::invalid_argument)?;
         let started = self
             .each(|mut c| {
                 let r = r.clone();

@@ -26,9 +26,7 @@ pub(super) async fn underlay(nl: &Netlink, cfg: &Config) -> Result<NodeFacts> {
         (None, None) => 1500,
     };
     let dev = found.and_then(|(idx, _)| links.iter().find(|l| l.index == idx).map(|l| l.name.clone()));
-    let dev_addrs = found
-        .map(|(idx, _)| addrs.iter().filter(|(i, _)| *i == idx).map(|(_, ip)| *ip).collect())
-        .unwrap_or_default();
+    let dev_addrs = found.map(|(idx, _)| addrs_on(&addrs, idx)).unwrap_or_default();
     // --devices: the other native devices there now, with their addresses
     // (the agent follows them while it runs)
     let names = seta_core::devices::selected(&cfg.devices, links.iter().map(|l| l.name.as_str()), dev.as_deref());
@@ -85,11 +83,17 @@ impl super::Agent {
     /// addresses in the ipcache and, with `--nodeport-addresses`, the ones
     /// NodePorts are served on. Whether the latter changed.
     pub(super) async fn refresh_node_addresses(&self) -> Result<bool> {
-        self.follow_devices().await?;
+        // one link dump for the three that use links, only when one is on
+        let cfg = &self.cfg;
+        let links = match cfg.devices.is_empty() && cfg.nodeport_addresses.is_empty() && !cfg.enable_bpf_masquerade {
+            true => vec![],
+            false => self.kernel.links().await?,
+        };
+        self.follow_devices(&links).await;
         let addrs = self.kernel.ipv4_addrs().await?;
         self.set_host_ips(&addrs);
-        self.set_masq_devices(&addrs).await?;
-        self.set_node_port_addrs(&addrs).await
+        self.set_masq_devices(&links, &addrs)?;
+        self.set_node_port_addrs(&links, &addrs).await
     }
 
     /// The other native devices (`--devices`) from_netdev serves now.
@@ -106,11 +110,10 @@ impl super::Agent {
     /// matching device that appeared gets from_netdev, one that went is
     /// forgotten and its pinned links removed. NodePorts, hostPorts and
     /// BPF masquerade follow on the same pass. Whether the set changed.
-    pub(super) async fn follow_devices(&self) -> Result<bool> {
+    pub(super) async fn follow_devices(&self, links: &[LinkInfo]) -> bool {
         if self.cfg.devices.is_empty() {
-            return Ok(false);
+            return false;
         }
-        let links = self.kernel.links().await?;
         // (name, ifindex): a device made again under the same name is new
         let want: Vec<(String, u32)> =
             seta_core::devices::selected(&self.cfg.devices, links.iter().map(|l| l.name.as_str()), self.node_dev.as_deref())
@@ -119,7 +122,7 @@ impl super::Agent {
                 .collect();
         let have = self.other_devs.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if want == have {
-            return Ok(false);
+            return false;
         }
         let mut now = Vec::new();
         for d in &want {
@@ -144,27 +147,23 @@ impl super::Agent {
         }
         let changed = now != have;
         *self.other_devs.lock().unwrap_or_else(|e| e.into_inner()) = now;
-        Ok(changed)
+        changed
     }
 
     /// BPF masquerade's address on each native device (the node IP's and
-    /// `--devices`), followed as their addresses change. `addrs`: the
-    /// node's addresses (ifindex, address).
-    pub(super) async fn set_masq_devices(&self, addrs: &[(u32, Ipv4Addr)]) -> Result<bool> {
+    /// `--devices`), followed as their addresses change. `links`, `addrs`:
+    /// the node's devices and addresses (ifindex, address).
+    pub(super) fn set_masq_devices(&self, links: &[LinkInfo], addrs: &[(u32, Ipv4Addr)]) -> Result<bool> {
         if !self.cfg.enable_bpf_masquerade {
             return Ok(false);
         }
-        let links = self.kernel.links().await?;
         let devices: Vec<_> = self
             .node_dev
             .iter()
             .cloned()
             .chain(self.other_devs())
             .filter_map(|name| links.iter().find(|l| l.name == name))
-            .map(|l| {
-                let on: Vec<Ipv4Addr> = addrs.iter().filter(|(i, _)| *i == l.index).map(|(_, a)| *a).collect();
-                (l.index, l.name.clone(), on)
-            })
+            .map(|l| (l.index, l.name.clone(), addrs_on(addrs, l.index)))
             .collect();
         let want = seta_core::ipmasq::device_addresses(self.node_ip, &devices);
         super::off_runtime(|| self.ipmasq.set_devices(want))
@@ -189,6 +188,11 @@ impl super::Agent {
             tracing::info!(addresses = ?want.keys().map(ToString::to_string).collect::<Vec<_>>(), "the node's addresses are the host in the ipcache");
         }
     }
+}
+
+/// The addresses of `addrs` (ifindex, address) on device `index`.
+pub(super) fn addrs_on(addrs: &[(u32, Ipv4Addr)], index: u32) -> Vec<Ipv4Addr> {
+    addrs.iter().filter(|(i, _)| *i == index).map(|(_, a)| *a).collect()
 }
 
 /// Socket-LB's cgroup when the machine has no cgroup2 mount: the agent

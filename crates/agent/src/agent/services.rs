@@ -26,19 +26,16 @@ impl Agent {
     /// addresses (as Cilium's node address table does): an address added or
     /// removed inside the CIDRs (or another device's primary) starts or
     /// stops serving NodePorts and hostPorts.
-    /// Whether they changed. `addrs`: the node's addresses (ifindex, address).
-    pub(super) async fn set_node_port_addrs(&self, addrs: &[(u32, Ipv4Addr)]) -> anyhow::Result<bool> {
+    /// Whether they changed. `links`, `addrs`: the node's devices and
+    /// addresses (ifindex, address).
+    pub(super) async fn set_node_port_addrs(&self, links: &[LinkInfo], addrs: &[(u32, Ipv4Addr)]) -> anyhow::Result<bool> {
         let Some(dev) = self.node_dev.as_deref() else {
             return Ok(false);
         };
         if self.cfg.nodeport_addresses.is_empty() && self.cfg.devices.is_empty() {
             return Ok(false); // the primary address, fixed
         }
-        let links = self.kernel.links().await?;
-        let of = |name: &str| -> Option<Vec<Ipv4Addr>> {
-            let link = links.iter().find(|l| l.name == name)?;
-            Some(addrs.iter().filter(|(i, _)| *i == link.index).map(|(_, a)| *a).collect())
-        };
+        let of = |name: &str| Some(super::node::addrs_on(addrs, links.iter().find(|l| l.name == name)?.index));
         let Some(dev_addrs) = of(dev) else {
             return Ok(false);
         };

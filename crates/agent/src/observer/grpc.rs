@@ -170,9 +170,7 @@ impl ObserverApi for Service {
             return Err(Status::invalid_argument("first cannot be combined with follow"));
         }
         // bad filter values are refused before anything is served, as Hubble's
-        seta_hubble::filter::validate(&r.whitelist)
-            .and_then(|()| seta_hubble::filter::validate(&r.blacklist))
-            .map_err(Status::invalid_argument)?;
+        seta_hubble::filter::validate_request(&r.whitelist, &r.blacklist).map_err(Status::invalid_argument)?;
         let (since, until) = (r.since.as_ref().map(ns_of), r.until.as_ref().map(ns_of));
         let live = r.follow.then(|| self.obs.subscribe());
         let held = self.obs.held();
