@@ -82,7 +82,7 @@ const SECTIONS: [(&str, u64, SectionFn); 14] = [
     ("policy", 30, |a, b, rt| rt.block_on(bench_policy_path(a, b))),
     ("kvstore", 10, |a, _, rt| rt.block_on(bench_identity_alloc(a))),
     ("xnode", 40, |a, b, rt| rt.block_on(bench_xnode(a, b))),
-    ("svc", 40, |a, b, rt| rt.block_on(bench_services(a, b))),
+    ("svc", 90, |a, b, rt| rt.block_on(bench_services(a, b))),
     ("svcscale", 10, |a, b, rt| rt.block_on(bench_service_scale(a, b))),
     ("svcconn", 60, |a, b, rt| rt.block_on(bench_service_connect(a, b))),
     ("events", 10, |a, b, rt| rt.block_on(bench_events(a, b))),

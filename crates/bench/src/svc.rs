@@ -92,15 +92,25 @@ fn routed_baselines<'a>(ext: &'a str, p2: &'a seta_lab::PodState) -> Result<[(Tr
 
 /// A NodePort of node 1 (31111, 31201) in front of `p2` (on node 2) from
 /// the outside host, next to the two routed baselines in the same rounds.
+/// Then the download stream (the pod sends to the outside host), the
+/// direction in which DSR's replies skip the NodePort's node.
 fn node_port_rows(args: &Args, lab: &Lab, p2: &seta_lab::PodState, what: &str, goal: &str) -> Result<Vec<Row>> {
     let ext = lab.external.clone().context("no external host")?;
     let [(direct, d), (through, t)] = routed_baselines(&ext.netns, p2)?;
-    compare_rr_and_stream_with(
+    let seta = node_port(&ext.netns, p2, (31111, 31201))?;
+    let mut rows = compare_rr_and_stream_with(
         args,
-        &node_port(&ext.netns, p2, (31111, 31201))?,
+        &seta,
         &[(&direct, d, [goal, "", goal]), (&through, t, [goal, "", goal])],
         what,
-    )
+    )?;
+    rows.extend(compare_download_with(
+        args,
+        &seta,
+        &[(&direct, d, goal), (&through, t, goal)],
+        what,
+    )?);
+    Ok(rows)
 }
 
 pub(crate) async fn bench_services(args: &Args, bin_dir: &Path) -> Result<Vec<Row>> {
@@ -230,19 +240,27 @@ async fn bench_node_port_native(args: &Args, bin_dir: &Path) -> Result<Vec<Row>>
         let ext = lab.external.clone().context("no external host")?;
         let [(direct, d), (through, t)] = routed_baselines(&ext.netns, p2)?;
         let goal = "≥ 0.95×";
+        let (dsr, snat) = (
+            node_port(&ext.netns, p2, (31112, 31202))?,
+            node_port(&ext.netns, p2, (31111, 31201))?,
+        );
+        let what = "NodePort from outside → other node (DSR, native)";
+        let by_snat = "the same NodePort by SNAT (same lab)";
         rows.extend(compare_rr_and_stream_with(
             args,
-            &node_port(&ext.netns, p2, (31112, 31202))?,
+            &dsr,
             &[
-                (
-                    &node_port(&ext.netns, p2, (31111, 31201))?,
-                    "the same NodePort by SNAT (same lab)",
-                    ["> 1×", "", "> 1×"],
-                ),
+                (&snat, by_snat, ["> 1×", "", "> 1×"]),
                 (&direct, d, [goal, "", goal]),
                 (&through, t, [goal, "", goal]),
             ],
-            "NodePort from outside → other node (DSR, native)",
+            what,
+        )?);
+        rows.extend(compare_download_with(
+            args,
+            &dsr,
+            &[(&snat, by_snat, "> 1×"), (&direct, d, goal), (&through, t, goal)],
+            what,
         )?);
         Ok(rows)
     })

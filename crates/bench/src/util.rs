@@ -167,11 +167,12 @@ pub(crate) fn sockperf_rr_in(
 }
 
 pub(crate) fn iperf_stream(client: &str, server: &str, ip: Ipv4Addr, port: u16, secs: u32) -> Result<f64> {
-    iperf_stream_in(client, None, server, port, (ip, port), secs)
+    iperf_stream_in(client, None, server, port, (ip, port), secs, false)
 }
 
 /// `iperf_stream` with the server on `port`, the client to `dst` (a service
-/// in front of it) and in the cgroup `cgroup` when given: Gbit/s.
+/// in front of it) and in the cgroup `cgroup` when given: Gbit/s. With
+/// `download`, the server sends and the client receives (`iperf3 -R`).
 pub(crate) fn iperf_stream_in(
     client: &str,
     cgroup: Option<&Path>,
@@ -179,25 +180,17 @@ pub(crate) fn iperf_stream_in(
     port: u16,
     dst: (Ipv4Addr, u16),
     secs: u32,
+    download: bool,
 ) -> Result<f64> {
     let mut srv = spawn_server(server, &["iperf3", "-s", "-1", "--rcv-timeout", "5000", "-p", &port.to_string()])?;
-    let mut cmd = in_ns(
-        client,
-        0,
-        &[
-            "iperf3",
-            "-c",
-            &dst.0.to_string(),
-            "-p",
-            &dst.1.to_string(),
-            "-t",
-            &secs.to_string(),
-            "-J",
-            // a stalled stream (an MTU or GSO mistake) must not hang the bench
-            "--connect-timeout",
-            "5000",
-        ],
-    );
+    let (dst_ip, dst_port, secs_s) = (dst.0.to_string(), dst.1.to_string(), secs.to_string());
+    let mut argv = vec!["iperf3", "-c", &dst_ip, "-p", &dst_port, "-t", &secs_s, "-J"];
+    // a stalled stream (an MTU or GSO mistake) must not hang the bench
+    argv.extend(["--connect-timeout", "5000"]);
+    if download {
+        argv.push("-R");
+    }
+    let mut cmd = in_ns(client, 0, &argv);
     if let Some(dir) = cgroup {
         seta_lab::cgroups::spawn_in(&mut cmd, dir)?;
     }
@@ -254,7 +247,12 @@ impl<'a> Traffic<'a> {
     }
 
     fn stream(&self, secs: u32) -> Result<f64> {
-        self.routed(|| iperf_stream_in(self.client, self.cgroup, self.server, self.stream.0, self.stream.1, secs))
+        self.routed(|| iperf_stream_in(self.client, self.cgroup, self.server, self.stream.0, self.stream.1, secs, false))
+    }
+
+    /// The stream the other way: the server sends (`iperf3 -R`).
+    fn download(&self, secs: u32) -> Result<f64> {
+        self.routed(|| iperf_stream_in(self.client, self.cgroup, self.server, self.stream.0, self.stream.1, secs, true))
     }
 
     /// `f` with this side's host route in place (removed again whatever `f`
@@ -280,6 +278,34 @@ pub(crate) fn compare_rr_and_stream(
     goals: [&str; 3],
 ) -> Result<Vec<Row>> {
     compare_rr_and_stream_with(args, seta, &[(base, base_name, goals)], what)
+}
+
+/// Interleaved rounds of the download stream (the server sends, `iperf3
+/// -R`) of `seta` and of each baseline (with its name and goal): one row
+/// per baseline.
+pub(crate) fn compare_download_with(args: &Args, seta: &Traffic, bases: &[(&Traffic, &'static str, &str)], what: &str) -> Result<Vec<Row>> {
+    let mut s_bw = vec![];
+    let mut b_bw = vec![vec![]; bases.len()];
+    for round in 1..=args.rounds {
+        eprintln!("    download round {round}/{}", args.rounds);
+        s_bw.push(seta.download(args.seconds)?);
+        for (i, (base, ..)) in bases.iter().enumerate() {
+            b_bw[i].push(base.download(args.seconds)?);
+        }
+    }
+    Ok(bases
+        .iter()
+        .zip(&b_bw)
+        .map(|((_, base_name, goal), b)| Row {
+            name: format!("TCP stream, {what}, server → client (iperf3 -R)"),
+            unit: "Gbit/s",
+            seta: summarize(&s_bw),
+            base_name,
+            base: summarize(b),
+            higher_is_better: true,
+            goal: (*goal).into(),
+        })
+        .collect())
 }
 
 /// As [`compare_rr_and_stream`], with `seta` next to each of several

@@ -933,8 +933,22 @@ async fn privileged_policy_service_session_affinity_keeps_a_client_on_one_backen
     assert_eq!(sticky.values().sum::<usize>(), 24);
 }
 
-/// A TCP server in `ns` on `addr` answering every connection with the
-/// address it came from (what the backend sees of its client).
+/// A UDP server on `addr` in `ns`, for as long as the test runs, answering
+/// each datagram with the address `answer` gives from its own address and
+/// the sender's (the sender's: what the backend sees of its client; its
+/// own: which backend answered).
+fn udp_server(ns: &str, addr: SocketAddr, answer: fn(SocketAddr, SocketAddr) -> std::net::IpAddr) {
+    let s = seta_lab::spawn_in_netns(ns, move || std::net::UdpSocket::bind(addr).unwrap())
+        .join()
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut b = [0u8; 64];
+        while let Ok((_, from)) = s.recv_from(&mut b) {
+            let _ = s.send_to(answer(addr, from).to_string().as_bytes(), from);
+        }
+    });
+}
+
 /// Run `ip ARGS` (iproute2) and require it to succeed.
 fn ip(args: &[&str]) {
     let out = Command::new("ip")
@@ -944,6 +958,8 @@ fn ip(args: &[&str]) {
     assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// A TCP server in `ns` on `addr` answering every connection with the
+/// address it came from (what the backend sees of its client).
 fn peer_server(ns: &str, addr: SocketAddr) {
     let l = seta_lab::spawn_in_netns(ns, move || std::net::TcpListener::bind(addr).unwrap())
         .join()

@@ -4,19 +4,6 @@
 //! its node straight to the client; nothing is in the entry node's NAT table.
 use super::*;
 
-/// A UDP server that answers each datagram with the sender's address.
-fn udp_peer_server(ns: &str, addr: SocketAddr) {
-    let s = seta_lab::spawn_in_netns(ns, move || std::net::UdpSocket::bind(addr).unwrap())
-        .join()
-        .unwrap();
-    std::thread::spawn(move || {
-        let mut b = [0u8; 64];
-        while let Ok((_, from)) = s.recv_from(&mut b) {
-            let _ = s.send_to(from.ip().to_string().as_bytes(), from);
-        }
-    });
-}
-
 /// A datagram from `ns` to `addr`: who the server says sent it, and where the answer came from.
 fn udp_from(ns: &str, addr: SocketAddr) -> Option<(String, SocketAddr)> {
     seta_lab::spawn_in_netns(ns, move || {
@@ -39,7 +26,7 @@ async fn privileged_policy_service_node_port_dsr(p: P, udp_dsr: bool) {
     let web = p.ip("web");
     assert_eq!(p.node_of("web"), p.nodes()[0]);
     peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
-    udp_peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
+    udp_server(&p.ns("web"), SocketAddr::new(web.into(), 8080), |_, from| from.ip());
     services_import(
         &p,
         &format!(
@@ -103,7 +90,7 @@ async fn privileged_policy_service_forwarding_mode_annotation(p: P) {
     let web = p.ip("web");
     assert_eq!(p.node_of("web"), p.nodes()[0]);
     peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
-    udp_peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
+    udp_server(&p.ns("web"), SocketAddr::new(web.into(), 8080), |_, from| from.ip());
     let svc = |name: &str, np: u16, annotation: &str| {
         format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default{annotation}}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.{}\n  ports: [{{name: tcp, port: 80, nodePort: {np}}}, {{name: udp, port: 80, nodePort: {np}, protocol: UDP}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-a, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{name: tcp, port: 8080}}, {{name: udp, port: 8080, protocol: UDP}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n", np - 30000)
     };

@@ -385,8 +385,11 @@ mod privileged_policy_service_node_port_range {
 /// `service.kubernetes.io/service-proxy-name`): the agents serve the
 /// service labelled with their name, from a pod by its ClusterIP and from
 /// outside by its NodePort, and neither the unlabelled service nor one
-/// labelled for another proxy: those are not listed, not in the maps, and
-/// their addresses are not translated.
+/// labelled for another proxy, nor one of theirs also labelled
+/// `service.kubernetes.io/headless` (Kubernetes' e2e "should implement
+/// service.kubernetes.io/headless"): those are not listed, not in the maps,
+/// and their addresses are not translated. Without the headless label, that
+/// last one is served.
 async fn privileged_policy_service_proxy_name(p: P) {
     let web = p.ip("web");
     peer_server(&p.ns("web"), SocketAddr::new(web.into(), 8080));
@@ -394,12 +397,14 @@ async fn privileged_policy_service_proxy_name(p: P) {
         format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default{label}}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.{n}\n  ports: [{{name: http, port: 80, nodePort: 30{n}}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-a, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n---\n")
     };
     let label = |proxy: &str| format!(", labels: {{service.kubernetes.io/service-proxy-name: {proxy}}}");
+    let headless = ", labels: {service.kubernetes.io/service-proxy-name: seta-a, service.kubernetes.io/headless: \"\"}";
     services_import(
         &p,
         &[
             svc("mine", &label("seta-a"), 170),
             svc("plain", "", 171),
             svc("theirs", &label("other"), 172),
+            svc("quiet", headless, 173),
         ]
         .concat(),
     );
@@ -410,14 +415,14 @@ async fn privileged_policy_service_proxy_name(p: P) {
         assert_eq!(services.into_iter().collect::<Vec<_>>(), ["default/mine"], "{n}: {listed}");
         let lb = common::seta(&n, &["bpf", "lb", "list"]).to_string();
         assert!(
-            lb.contains("10.96.0.170:80") && !lb.contains("10.96.0.171") && !lb.contains("10.96.0.172"),
+            lb.contains("10.96.0.170:80") && ![171, 172, 173].iter().any(|i| lb.contains(&format!("10.96.0.{i}"))),
             "{n}: {lb}"
         );
     }
     let client = p.ip("client").to_string();
     let vip = |n: u8| SocketAddr::new(std::net::Ipv4Addr::new(10, 96, 0, n).into(), 80);
-    assert_eq!(read_from(&p.ns("client"), vip(170)), Ok(client), "the labelled ClusterIP");
-    for n in [171, 172] {
+    assert_eq!(read_from(&p.ns("client"), vip(170)), Ok(client.clone()), "the labelled ClusterIP");
+    for n in [171, 172, 173] {
         assert!(read_from(&p.ns("client"), vip(n)).is_err(), "10.96.0.{n} is not translated");
     }
     let ext = p.lab().external.clone().unwrap();
@@ -427,12 +432,19 @@ async fn privileged_policy_service_proxy_name(p: P) {
         read_from(&ext.netns, SocketAddr::new(node.into(), 30170)).is_ok(),
         "the labelled NodePort from outside"
     );
-    for port in [30171, 30172] {
+    for port in [30171, 30172, 30173] {
         assert!(
             read_from(&ext.netns, SocketAddr::new(node.into(), port)).is_err(),
             "NodePort {port} is nobody's here"
         );
     }
+    // the headless label taken away: served like the other one of seta-a
+    services_import(&p, &svc("quiet", &label("seta-a"), 173));
+    assert_eq!(read_from(&p.ns("client"), vip(173)), Ok(client), "no longer labelled headless");
+    assert!(
+        read_from(&ext.netns, SocketAddr::new(node.into(), 30173)).is_ok(),
+        "its NodePort from outside"
+    );
 }
 
 mod privileged_policy_service_proxy_name {
@@ -1060,5 +1072,91 @@ mod privileged_policy_service_node_port_on_several_devices {
             return;
         }
         super::privileged_policy_service_node_port_on_several_devices(P::with("mdnat", Topo::Native, true).await).await;
+    }
+}
+
+/// One datagram on the connected socket `s`: who answered.
+fn udp_who_answers(s: &std::net::UdpSocket) -> Result<String, std::io::ErrorKind> {
+    s.send(b"who?").map_err(|e| e.kind())?;
+    let mut buf = [0u8; 64];
+    let n = s.recv(&mut buf).map_err(|e| e.kind())?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// Kubernetes' e2e "Conntrack should be able to preserve UDP traffic when
+/// server pod cycles for a ClusterIP / NodePort service", without socket-LB
+/// (each packet translated): a UDP client keeps one socket, so one 5-tuple,
+/// while the service's only backend is replaced by another pod. The flow's
+/// next datagrams reach the new backend (its connection-tracking entries
+/// pointing at the removed backend are purged), even though the old pod
+/// still listens: from a pod through the ClusterIP, and from the external
+/// host through each node's NodePort (the backend's own node, and on two
+/// nodes the other one by SNAT).
+async fn privileged_policy_service_udp_flow_follows_a_replaced_backend(p: P) {
+    use std::time::{Duration, Instant};
+    let (web, other) = (p.ip("web"), p.ip("other"));
+    udp_server(&p.ns("web"), SocketAddr::new(web.into(), 5396), |own, _| own.ip());
+    udp_server(&p.ns("other"), SocketAddr::new(other.into(), 5396), |own, _| own.ip());
+    let yaml = |backend: std::net::Ipv4Addr| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: cyc, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.192\n  ports: [{{name: dns, protocol: UDP, port: 53, targetPort: 5396, nodePort: 30192}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: cyc-a, namespace: default, labels: {{kubernetes.io/service-name: cyc}}}}\naddressType: IPv4\nports: [{{name: dns, protocol: UDP, port: 5396}}]\nendpoints:\n- {{addresses: [{backend}], conditions: {{ready: true}}}}\n")
+    };
+    services_import(&p, &yaml(web));
+    let ext = p.lab().external.clone().unwrap();
+    let open = |ns: &str, to: SocketAddr| {
+        seta_lab::spawn_in_netns(ns, move || {
+            let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+            s.connect(to).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+            s
+        })
+        .join()
+        .unwrap()
+    };
+    let mut flows = vec![(
+        "client -> ClusterIP".to_string(),
+        open(&p.ns("client"), "10.96.0.192:53".parse().unwrap()),
+    )];
+    for i in 0..p.nodes().len() {
+        let np = SocketAddr::new(p.node_addr(i).into(), 30192);
+        flows.push((format!("external -> NodePort of node {i}"), open(&ext.netns, np)));
+    }
+    for (who, s) in &flows {
+        assert_eq!(udp_who_answers(s), Ok(web.to_string()), "{who}: the first backend");
+    }
+    services_import(&p, &yaml(other));
+    for (who, s) in &flows {
+        let d = Instant::now() + Duration::from_secs(10);
+        let mut seen = vec![];
+        loop {
+            let got = udp_who_answers(s);
+            if got == Ok(other.to_string()) {
+                break;
+            }
+            seen.push(got);
+            assert!(Instant::now() < d, "{who}: the same socket never reached the new backend: {seen:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("{who}: answered by the new backend after {seen:?}");
+        for _ in 0..3 {
+            assert_eq!(udp_who_answers(s), Ok(other.to_string()), "{who}: stays on the new backend");
+        }
+    }
+}
+
+mod privileged_policy_service_udp_flow_follows_a_replaced_backend {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one() {
+        if !privileged("privileged_policy_service_udp_flow_follows_a_replaced_backend::one") {
+            return;
+        }
+        super::privileged_policy_service_udp_flow_follows_a_replaced_backend(P::new("ucone", Topo::OneUnderlay).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_service_udp_flow_follows_a_replaced_backend::tunnel") {
+            return;
+        }
+        super::privileged_policy_service_udp_flow_follows_a_replaced_backend(P::new("uctun", Topo::Tunnel).await).await;
     }
 }

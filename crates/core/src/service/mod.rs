@@ -91,6 +91,9 @@ impl std::fmt::Display for TrafficDistribution {
 
 /// The node label that names a node's zone (topology-aware routing).
 pub const LABEL_TOPOLOGY_ZONE: &str = "topology.kubernetes.io/zone";
+/// A Service with this label is not load-balanced by any proxy (kube-proxy's
+/// and Cilium's service watchers select it out).
+pub const LABEL_HEADLESS: &str = "service.kubernetes.io/headless";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TargetPort {
@@ -128,6 +131,10 @@ pub struct Service {
     /// `service.kubernetes.io/service-proxy-name`: which proxy serves it
     /// (None: the default one)
     pub proxy_name: Option<String>,
+    /// labelled `service.kubernetes.io/headless` (whatever its value): no
+    /// proxy serves it, as kube-proxy's and Cilium's watchers skip it
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub headless_label: bool,
     pub selector: BTreeMap<String, String>,
     /// Cilium's per-service annotations
     #[serde(default)]
@@ -192,9 +199,10 @@ impl Service {
     /// Whether a proxy named `name` serves it (kube-proxy's and Cilium's
     /// `service.kubernetes.io/service-proxy-name`): the default proxy ("")
     /// serves the services without the label, a named one only those
-    /// labelled with its name.
+    /// labelled with its name; none serves one labelled
+    /// `service.kubernetes.io/headless`.
     pub fn proxied_by(&self, name: &str) -> bool {
-        self.proxy_name.as_deref().unwrap_or("") == name
+        !self.headless_label && self.proxy_name.as_deref().unwrap_or("") == name
     }
 
     /// Whether a node with `labels` exposes it (`service.cilium.io/node`,

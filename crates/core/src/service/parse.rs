@@ -677,6 +677,7 @@ fn parse_service(doc: usize, v: &Value, range: NodePortRange) -> Result<Service,
             .map_err(|e| err(doc, what, &format!("spec.selector.{}", crate::labels::quote(k)), &e))?;
     }
     let proxy_name = w.metadata.labels.get("service.kubernetes.io/service-proxy-name").cloned();
+    let headless_label = w.metadata.labels.contains_key(LABEL_HEADLESS);
     let annotations = annotations(doc, what, &w.metadata.annotations)?;
     // spec.trafficDistribution; before it, topology-mode: Auto (PreferClose)
     let traffic_distribution = match s.traffic_distribution.as_deref() {
@@ -711,6 +712,7 @@ fn parse_service(doc: usize, v: &Value, range: NodePortRange) -> Result<Service,
         source_ranges,
         health_check_node_port,
         proxy_name,
+        headless_label,
         selector: s.selector.clone(),
         annotations,
         traffic_distribution,

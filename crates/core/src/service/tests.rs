@@ -205,6 +205,17 @@ fn headless_external_name_and_other_proxies_services_are_not_load_balanced() {
     assert!(s.proxied_by("") && !s.proxied_by("other-proxy"));
     s.proxy_name = Some("other-proxy".into());
     assert!(!s.proxied_by("") && s.proxied_by("other-proxy"));
+    // labelled headless: nobody's, whatever its cluster IP and value
+    for labels in [
+        "{service.kubernetes.io/headless: \"\"}",
+        "{service.kubernetes.io/headless: x, service.kubernetes.io/service-proxy-name: p}",
+    ] {
+        let y = format!("apiVersion: v1\nkind: Service\nmetadata: {{name: h, labels: {labels}}}\nspec: {{clusterIP: 10.96.0.9, ports: [{{port: 80}}]}}\n");
+        let Object::Service(h) = &parse_file(&y).unwrap()[0] else {
+            panic!()
+        };
+        assert!(h.headless_label && !h.proxied_by("") && !h.proxied_by("p"), "{labels}");
+    }
     let headless = "apiVersion: v1\nkind: Service\nmetadata: {name: db}\nspec:\n  clusterIP: None\n  ports: [{port: 5432}]\n";
     let Object::Service(h) = &parse_file(headless).unwrap()[0] else {
         panic!()
