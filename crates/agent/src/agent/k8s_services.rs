@@ -42,11 +42,16 @@ impl Agent {
     }
 
     /// The accepted Services and EndpointSlices become the services set.
+    /// Their snapshot is taken under the services order, so the last writer
+    /// writes the latest set: taken before it, the Service watcher's older
+    /// set (without a slice the other watcher had just applied) could come
+    /// second and stay, a frontend without its backends until the next
+    /// change.
     async fn k8s_services_changed(&self) {
         let Some(k) = &self.k8s else { return };
+        let _order = self.services_io.lock().await;
         let objs = k.services.lock().unwrap_or_else(|e| e.into_inner()).objects();
         let n = objs.len();
-        let _order = self.services_io.lock().await;
         if !self.services.lock().unwrap().replace_all(objs) {
             return;
         }

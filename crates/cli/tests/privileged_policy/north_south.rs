@@ -1160,3 +1160,76 @@ mod privileged_policy_service_udp_flow_follows_a_replaced_backend {
         super::privileged_policy_service_udp_flow_follows_a_replaced_backend(P::new("uctun", Topo::Tunnel).await).await;
     }
 }
+
+/// `sessionAffinity: ClientIP` as Kubernetes' e2e checks it ("should have
+/// session affinity work / timeout work / be able to switch session
+/// affinity for NodePort / ClusterIP service"), per packet: with two
+/// backends, 15 connections of the external host to each node's NodePort
+/// and 15 of a pod to the ClusterIP each land on one backend; switched off,
+/// connections spread over both; switched on again with `timeoutSeconds:
+/// 1`, a client idle for longer than the timeout can land on the other
+/// backend.
+async fn privileged_policy_service_session_affinity_from_outside_switched_and_timed_out(p: P) {
+    use std::time::Duration;
+    let (web, other) = (p.ip("web"), p.ip("other"));
+    tag_server(&p.ns("web"), SocketAddr::new(web.into(), 8080), "web");
+    tag_server(&p.ns("other"), SocketAddr::new(other.into(), 8080), "other");
+    let yaml = |affinity: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: aff, namespace: default}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.193\n{affinity}  ports: [{{name: http, port: 80, targetPort: 8080, nodePort: 30193}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: aff-a, namespace: default, labels: {{kubernetes.io/service-name: aff}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- {{addresses: [{web}], conditions: {{ready: true}}}}\n- {{addresses: [{other}], conditions: {{ready: true}}}}\n")
+    };
+    let sticky =
+        |timeout: u32| format!("  sessionAffinity: ClientIP\n  sessionAffinityConfig: {{clientIP: {{timeoutSeconds: {timeout}}}}}\n");
+    let ext = p.lab().external.clone().unwrap();
+    let vip: SocketAddr = "10.96.0.193:80".parse().unwrap();
+    let mut clients: Vec<(String, String, SocketAddr)> = vec![("client -> ClusterIP".into(), p.ns("client"), vip)];
+    for i in 0..p.nodes().len() {
+        let np = SocketAddr::new(p.node_addr(i).into(), 30193);
+        clients.push((format!("external -> NodePort of node {i}"), ext.netns.clone(), np));
+    }
+    services_import(&p, &yaml(&sticky(600)));
+    for (who, ns, to) in &clients {
+        let seen = tags(ns, *to, 15);
+        assert_eq!(seen.values().sum::<usize>(), 15, "{who}: {seen:?}");
+        assert_eq!(seen.len(), 1, "{who}: one backend with affinity: {seen:?}");
+    }
+    services_import(&p, &yaml(""));
+    for (who, ns, to) in &clients {
+        let seen = tags(ns, *to, 24);
+        assert_eq!(seen.keys().collect::<Vec<_>>(), ["other", "web"], "{who}: spread without affinity");
+    }
+    services_import(&p, &yaml(&sticky(1)));
+    for (who, ns, to) in &clients {
+        let first = tags(ns, *to, 15);
+        assert_eq!(first.len(), 1, "{who}: one backend with affinity again: {first:?}");
+        // idle past the timeout: a new choice, which is the other backend at
+        // half odds each time
+        let mut after = vec![];
+        while !after.iter().any(|t: &String| !first.contains_key(t)) {
+            assert!(
+                after.len() < 16,
+                "{who}: never another backend after the timeout: {first:?} then {after:?}"
+            );
+            std::thread::sleep(Duration::from_millis(1300));
+            after.extend(tags(ns, *to, 1).into_keys());
+        }
+    }
+}
+
+mod privileged_policy_service_session_affinity_from_outside_switched_and_timed_out {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one() {
+        if !privileged("privileged_policy_service_session_affinity_from_outside_switched_and_timed_out::one") {
+            return;
+        }
+        super::privileged_policy_service_session_affinity_from_outside_switched_and_timed_out(P::new("saone", Topo::OneUnderlay).await)
+            .await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnel() {
+        if !privileged("privileged_policy_service_session_affinity_from_outside_switched_and_timed_out::tunnel") {
+            return;
+        }
+        super::privileged_policy_service_session_affinity_from_outside_switched_and_timed_out(P::new("satun", Topo::Tunnel).await).await;
+    }
+}
