@@ -87,14 +87,15 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 		cilium_dbg(ctx, DBG_LB4_LOOKUP_FRONTEND, ep_id, vip, vport);
 		cilium_dbg(ctx, DBG_LB4_LOOKUP_BACKEND_SLOT_SUCCESS, ep_id, f.key.daddr, f.key.dport);
 	}
-	if (ret == -DROP_NO_SERVICE)
+	/* the refusal answers a datagram's first fragment, not the others */
+	if (ret == -DROP_NO_SERVICE && !f.later_frag)
 		return lb4_reject(ctx);
 	if (ret < 0)
 		return send_drop(ctx, -ret, METRIC_EGRESS);
 	/* hairpin: the pod is its own backend; it sees the connection come
 	 * from the loopback address (else it would drop a packet from itself) */
 	if (ret == 1 && f.key.daddr == f.key.saddr) {
-		ret = lb4_rewrite(ctx, l4_off, f.key.proto, 0, f.key.saddr, LB_LOOPBACK_ADDR, f.key.sport, f.key.sport);
+		ret = lb4_rewrite(ctx, l4_off, &f, 0, f.key.saddr, LB_LOOPBACK_ADDR, f.key.sport, f.key.sport);
 		if (ret < 0)
 			return send_drop(ctx, -ret, METRIC_EGRESS);
 		f.key.saddr = LB_LOOPBACK_ADDR;
@@ -148,7 +149,7 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *ctx)
 		if (ret == 1 && f.key.daddr == LB_LOOPBACK_ADDR) {
 			__be32 self = ip_saddr;
 
-			ret = lb4_rewrite(ctx, l4_off, f.key.proto, 1, LB_LOOPBACK_ADDR, self, f.key.dport, f.key.dport);
+			ret = lb4_rewrite(ctx, l4_off, &f, 1, LB_LOOPBACK_ADDR, self, f.key.dport, f.key.dport);
 			if (ret < 0)
 				return send_drop(ctx, -ret, METRIC_EGRESS);
 			f.key.daddr = self;

@@ -502,5 +502,24 @@ struct ipmasq_key {
  * device not in it: the node's address. */
 #define MASQ_DEV_MAP_SIZE 64
 
+/* seta_ipv4_frag (LRU hash): the ports of a fragmented TCP, UDP or SCTP
+ * datagram, recorded from its first fragment for the later ones, which
+ * carry no L4 header (Cilium's cilium_ipv4_frag_datagrams: ipv4_frag_id ->
+ * ipv4_frag_l4ports). */
+struct frag4_key {
+	__be32 daddr;
+	__be32 saddr;
+	__be16 id;
+	__u8 proto;
+	__u8 pad;
+};
+
+struct frag4_ports {
+	__be16 sport;
+	__be16 dport;
+};
+
+#define FRAG4_MAP_SIZE 8192
+
 /* Synthetic identities for pod IPs selected by Kubernetes ipBlock (per IP). */
 #define IDENTITY_SCOPE_IPBLOCK (3U << 24)

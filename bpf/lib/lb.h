@@ -119,11 +119,14 @@ static __always_inline struct lb4_backend *lb4_maglev_backend(const struct lb4_s
 	return bpf_map_lookup_elem(&seta_lb4_be, id);
 }
 
-/* Rewrite the destination (dst) or source address and port, fixing the IP
- * and TCP/UDP/SCTP checksums. */
-static __always_inline int lb4_rewrite(struct __sk_buff *ctx, __u32 l4_off, __u8 proto, int dst,
+/* Rewrite the destination (dst) or source address and port of the packet
+ * `f` was parsed from, fixing the IP and TCP/UDP/SCTP checksums. A fragment
+ * after the first has no L4 header: only its address changes (its ports and
+ * the datagram's checksum are in the first). */
+static __always_inline int lb4_rewrite(struct __sk_buff *ctx, __u32 l4_off, const struct flow *f, int dst,
 				       __be32 old_addr, __be32 new_addr, __be16 old_port, __be16 new_port)
 {
+	__u8 proto = f->key.proto;
 	__u32 addr_off = ETH_HLEN + (dst ? __builtin_offsetof(struct iphdr, daddr) : __builtin_offsetof(struct iphdr, saddr));
 	/* TCP, UDP and SCTP: source port, then destination port; an ICMP
 	 * echo's identifier stands for both (its checksum has no pseudo-header) */
@@ -131,7 +134,9 @@ static __always_inline int lb4_rewrite(struct __sk_buff *ctx, __u32 l4_off, __u8
 	__u32 csum_off = l4_off + (proto == IPPROTO_TCP ? 16 : proto == IPPROTO_ICMP ? 2 : 6);
 	__u64 mangled = proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
 
-	if (proto == IPPROTO_SCTP) {
+	if (f->later_frag) {
+		/* the address only */
+	} else if (proto == IPPROTO_SCTP) {
 		if (old_port != new_port && sctp_port_csum(ctx, l4_off, port_off, old_port, new_port) < 0)
 			return -DROP_CSUM_L4;
 	} else {
@@ -145,7 +150,7 @@ static __always_inline int lb4_rewrite(struct __sk_buff *ctx, __u32 l4_off, __u8
 		return -DROP_CSUM_L3;
 	if (bpf_skb_store_bytes(ctx, addr_off, &new_addr, 4, 0) < 0)
 		return -DROP_WRITE_ERROR;
-	if (bpf_skb_store_bytes(ctx, port_off, &new_port, 2, 0) < 0)
+	if (!f->later_frag && bpf_skb_store_bytes(ctx, port_off, &new_port, 2, 0) < 0)
 		return -DROP_WRITE_ERROR;
 	return 0;
 }
@@ -265,7 +270,7 @@ static __always_inline int lb4_xlate_fwd(struct __sk_buff *ctx, __u32 l4_off, st
 	conn.backend_id = id;
 	if (!c || c->backend_id != id)
 		bpf_map_update_elem(&seta_lb4_conn, &ck, &conn, BPF_ANY);
-	ret = lb4_rewrite(ctx, l4_off, f->key.proto, 1, vip, conn.address, vport, conn.port);
+	ret = lb4_rewrite(ctx, l4_off, f, 1, vip, conn.address, vport, conn.port);
 	if (ret < 0)
 		return ret;
 	f->key.daddr = conn.address;
@@ -310,7 +315,7 @@ static __always_inline int lb4_hairpin_rev(const struct flow *f, __be32 client)
 /* A reply's source becomes addr:port (f follows). 1 or a drop reason. */
 static __always_inline int lb4_rewrite_src(struct __sk_buff *ctx, __u32 l4_off, struct flow *f, __be32 addr, __be16 port)
 {
-	int ret = lb4_rewrite(ctx, l4_off, f->key.proto, 0, f->key.saddr, addr, f->key.sport, port);
+	int ret = lb4_rewrite(ctx, l4_off, f, 0, f->key.saddr, addr, f->key.sport, port);
 
 	if (ret < 0)
 		return ret;

@@ -132,7 +132,7 @@ static __always_inline int snat4_fwd(struct __sk_buff *ctx, __u32 l4_off, struct
 			return -DROP_NAT_NO_MAPPING;
 		}
 	}
-	return lb4_rewrite(ctx, l4_off, f->key.proto, 0, f->key.saddr, out.to_addr, f->key.sport, out.to_port);
+	return lb4_rewrite(ctx, l4_off, f, 0, f->key.saddr, out.to_addr, f->key.sport, out.to_port);
 }
 
 /* BPF masquerade: a pod's TCP/UDP/SCTP connection or ICMP echo (ping) to the
@@ -191,7 +191,7 @@ static __always_inline int nodeport_rev(struct __sk_buff *ctx, __u32 l4_off, str
 		return -1;
 	to_addr = e->to_addr;
 	to_port = e->to_port;
-	ret = lb4_rewrite(ctx, l4_off, f->key.proto, 1, f->key.daddr, to_addr, f->key.dport, to_port);
+	ret = lb4_rewrite(ctx, l4_off, f, 1, f->key.daddr, to_addr, f->key.dport, to_port);
 	if (ret < 0)
 		return send_drop(ctx, -ret, METRIC_INGRESS);
 	f->key.daddr = to_addr;
@@ -226,7 +226,8 @@ static __always_inline int nodeport_lb4(struct __sk_buff *ctx, __u32 l4_off, str
 	ret = lb4_xlate_fwd(ctx, l4_off, f, LB_F_NORTH_SOUTH);
 	if (ret == 0)
 		return -1;
-	if (ret == -DROP_NO_SERVICE)
+	/* the refusal answers a datagram's first fragment, not the others */
+	if (ret == -DROP_NO_SERVICE && !f->later_frag)
 		return lb4_reject(ctx);
 	if (ret < 0)
 		return send_drop(ctx, -ret, METRIC_INGRESS);

@@ -107,6 +107,7 @@ struct flow {
 	__u8 tcp_flags;        /* TCP: FIN=1 SYN=2 RST=4 ACK=16 */
 	__u8 icmp_error;       /* ICMP dest-unreach / time-exceeded / param-problem */
 	__u8 report;           /* its connection has not been reported this interval */
+	__u8 later_frag;       /* a fragment after the first: no L4 header (ports from the first) */
 	struct ct_key inner;   /* for ICMP errors: the quoted packet's tuple */
 };
 
@@ -114,6 +115,51 @@ struct flow {
 #define TCP_SYN 0x02
 #define TCP_RST 0x04
 #define TCP_ACK 0x10
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct frag4_key);
+	__type(value, struct frag4_ports);
+	__uint(max_entries, FRAG4_MAP_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} seta_ipv4_frag SEC(".maps");
+
+#define IP_FRAG_OFFSET 0x1fff
+#define IP_FRAG_MF 0x2000
+
+/* A fragment of a TCP, UDP or SCTP datagram (Cilium's fragment tracking):
+ * the first records its ports, a later one (no L4 header) takes them from
+ * there, or is dropped when the first was not seen (reason 175). One
+ * subprogram for every program's parse. */
+static __noinline __attribute__((unused)) int parse_frag4(struct __sk_buff *ctx, struct flow *f, __u32 frag_off, __u32 id,
+							  __u32 off)
+{
+	struct frag4_key k = {.daddr = f->key.daddr, .saddr = f->key.saddr, .id = (__be16)id, .proto = f->key.proto};
+	struct frag4_ports p, *first;
+	__u8 fl;
+
+	if (frag_off & bpf_htons(IP_FRAG_OFFSET)) {
+		first = bpf_map_lookup_elem(&seta_ipv4_frag, &k);
+		if (!first)
+			return -DROP_FRAG_NOT_FOUND;
+		f->key.sport = first->sport;
+		f->key.dport = first->dport;
+		f->policy_port = first->dport;
+		f->later_frag = 1;
+		return 0;
+	}
+	if (bpf_skb_load_bytes(ctx, off, &p, sizeof(p)) < 0)
+		return -DROP_INVALID;
+	f->key.sport = p.sport;
+	f->key.dport = p.dport;
+	f->policy_port = p.dport;
+	if (f->key.proto == IPPROTO_TCP && bpf_skb_load_bytes(ctx, off + 13, &fl, 1) == 0)
+		f->tcp_flags = fl;
+	/* no entry (the map full of live datagrams): this packet goes on, its
+	 * later fragments are dropped */
+	bpf_map_update_elem(&seta_ipv4_frag, &k, &p, BPF_ANY);
+	return 0;
+}
 
 static __always_inline int parse_l4(struct __sk_buff *ctx, const struct iphdr *ip, struct flow *f)
 {
@@ -124,9 +170,15 @@ static __always_inline int parse_l4(struct __sk_buff *ctx, const struct iphdr *i
 	f->key.saddr = ip->saddr;
 	f->key.daddr = ip->daddr;
 	f->key.proto = ip->protocol;
-	/* non-first fragments carry no L4 header: ports stay 0 */
-	if (ip->frag_off & bpf_htons(0x1fff))
-		return 0;
+	if (ip->frag_off & bpf_htons(IP_FRAG_OFFSET | IP_FRAG_MF)) {
+		if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP || ip->protocol == IPPROTO_SCTP)
+			return parse_frag4(ctx, f, ip->frag_off, ip->id, off);
+		/* other protocols' later fragments: no L4 header, no ports */
+		if (ip->frag_off & bpf_htons(IP_FRAG_OFFSET)) {
+			f->later_frag = 1;
+			return 0;
+		}
+	}
 	/* fast path: no IP options, header in the linear data */
 	if (ip->ihl == 5 && (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP)) {
 		__u8 *l4 = data + ETH_HLEN + sizeof(struct iphdr);
@@ -524,11 +576,12 @@ static __noinline __attribute__((unused)) int skb_notify(struct __sk_buff *ctx, 
 		f.key.proto = ip.protocol;
 		l4 = ETH_HLEN + ((__u32)ip.ihl << 2);
 		if ((ip.protocol == IPPROTO_TCP || ip.protocol == IPPROTO_UDP || ip.protocol == IPPROTO_SCTP) &&
-		    bpf_skb_load_bytes(ctx, l4, ports, sizeof(ports)) == 0) {
+		    !(ip.frag_off & bpf_htons(IP_FRAG_OFFSET)) && bpf_skb_load_bytes(ctx, l4, ports, sizeof(ports)) == 0) {
 			f.key.sport = ports[0];
 			f.key.dport = ports[1];
 		}
-		if (ip.protocol == IPPROTO_TCP && bpf_skb_load_bytes(ctx, l4 + 13, &fl, 1) == 0)
+		if (ip.protocol == IPPROTO_TCP && !(ip.frag_off & bpf_htons(IP_FRAG_OFFSET)) &&
+		    bpf_skb_load_bytes(ctx, l4 + 13, &fl, 1) == 0)
 			f.tcp_flags = fl;
 		src_id = ipcache_identity(ip.saddr);
 		dst_id = ipcache_identity(ip.daddr);

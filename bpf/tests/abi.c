@@ -23,5 +23,7 @@ struct drop_payload abi_drop_payload;
 struct lxc_self abi_lxc_self;
 struct sock_revnat_key abi_sock_revnat_key;
 struct sock_revnat_entry abi_sock_revnat_entry;
+struct frag4_key abi_frag4_key;
+struct frag4_ports abi_frag4_ports;
 
 char __license[] SEC("license") = "Dual BSD/GPL";

@@ -329,6 +329,30 @@ pub struct Nat4Entry {
 pub const NAT_DIR_OUT: u8 = 1;
 pub const NAT_DIR_IN: u8 = 2;
 
+/// `seta_ipv4_frag` key (LRU hash): a fragmented datagram, as Cilium's
+/// `ipv4_frag_id`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Frag4Key {
+    pub daddr: [u8; 4],
+    pub saddr: [u8; 4],
+    pub id: [u8; 2],
+    pub proto: u8,
+    pub pad: u8,
+}
+
+/// `seta_ipv4_frag` value: the ports its first fragment carried, for the
+/// later ones (Cilium's `ipv4_frag_l4ports`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Frag4Ports {
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+}
+
+/// `seta_ipv4_frag`'s size (Cilium's `--bpf-fragments-map-max` default).
+pub const FRAG4_MAP_SIZE: u32 = 8192;
+
 /// `seta_lb4_reverse_sk` key: a socket (cookie) that socket-LB sent to a
 /// backend address and port.
 #[repr(C)]
@@ -524,6 +548,8 @@ const _: () = {
     assert!(offset_of!(SetaEvent, ts) == 40);
     assert!(size_of::<SockRevnatKey>() == 16);
     assert!(size_of::<SockRevnatEntry>() == 8);
+    assert!(size_of::<Frag4Key>() == 12);
+    assert!(size_of::<Frag4Ports>() == 4);
 };
 
 /// An EVENT_DROP record carries the packet's first bytes after the event
@@ -726,4 +752,6 @@ mod pod {
     unsafe impl aya::Pod for super::Lb4MaglevChunk {}
     unsafe impl aya::Pod for super::SockRevnatKey {}
     unsafe impl aya::Pod for super::SockRevnatEntry {}
+    unsafe impl aya::Pod for super::Frag4Key {}
+    unsafe impl aya::Pod for super::Frag4Ports {}
 }

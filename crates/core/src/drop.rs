@@ -31,6 +31,7 @@ const REASONS: &[(u8, &str)] = &[
     (160, "No tunnel/encapsulation endpoint (datapath BUG!)"),
     (165, "No configuration available to perform policy decision"),
     (167, "No mapping for NAT masquerade"),
+    (175, "First logical datagram fragment not found"),
     (177, "Not in source range"),
     (169, "FIB lookup failed"),
     (171, "Invalid identity"),

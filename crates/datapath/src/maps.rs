@@ -34,6 +34,7 @@ pub const MAP_SOCK_NETNS: &str = "seta_sock_netns";
 pub const MAP_LB4_DSR: &str = "seta_lb4_dsr";
 pub const MAP_IPMASQ: &str = "seta_ipmasq_v4";
 pub const MAP_MASQ_DEV: &str = "seta_masq_dev_v4";
+pub const MAP_FRAG4: &str = "seta_ipv4_frag";
 
 fn open(pin_dir: &Path, name: &str) -> Result<(MapData, PathBuf), DatapathError> {
     let path = pin_dir.join(name);
@@ -454,6 +455,26 @@ impl MasqDevMap {
                 .map_err(|e| merr(MAP_MASQ_DEV, &self.path, &format!("delete {i}"), e))?;
         }
         Ok(())
+    }
+}
+
+/// `seta_ipv4_frag`: the ports of fragmented datagrams, from their first
+/// fragments (read-only here: the datapath writes it).
+pub struct Frag4Map {
+    map: HashMap<MapData, seta_abi::Frag4Key, seta_abi::Frag4Ports>,
+}
+
+impl Frag4Map {
+    pub fn open(pin_dir: &Path) -> Result<Self, DatapathError> {
+        let (md, path) = open(pin_dir, MAP_FRAG4)?;
+        let map = HashMap::try_from(Map::LruHashMap(md)).map_err(|e| merr(MAP_FRAG4, &path, "type", e))?;
+        Ok(Self { map })
+    }
+
+    pub fn list(&self) -> Vec<(seta_abi::Frag4Key, seta_abi::Frag4Ports)> {
+        let mut v: Vec<_> = self.map.iter().flatten().collect();
+        v.sort_by_key(|(k, _)| *k);
+        v
     }
 }
 

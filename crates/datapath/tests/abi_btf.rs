@@ -119,6 +119,22 @@ fn expected() -> Vec<Layout> {
             ],
         ),
         (
+            "frag4_key",
+            size_of::<Frag4Key>(),
+            vec![
+                ("daddr", offset_of!(Frag4Key, daddr)),
+                ("saddr", offset_of!(Frag4Key, saddr)),
+                ("id", offset_of!(Frag4Key, id)),
+                ("proto", offset_of!(Frag4Key, proto)),
+                ("pad", offset_of!(Frag4Key, pad)),
+            ],
+        ),
+        (
+            "frag4_ports",
+            size_of::<Frag4Ports>(),
+            vec![("sport", offset_of!(Frag4Ports, sport)), ("dport", offset_of!(Frag4Ports, dport))],
+        ),
+        (
             "sock_revnat_key",
             size_of::<SockRevnatKey>(),
             vec![
@@ -447,6 +463,7 @@ fn every_map_has_the_name_and_sizes_the_agent_uses() {
         (MAP_SOCK_NETNS, (8, 1)),
         (MAP_IPMASQ, (8, 1)),
         (MAP_MASQ_DEV, (4, 4)),
+        (MAP_FRAG4, (size_of::<Frag4Key>(), size_of::<Frag4Ports>())),
     ]
     .into_iter()
     .map(|(n, (k, v))| (n, (k as u32, v as u32)))

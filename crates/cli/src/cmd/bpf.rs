@@ -33,6 +33,9 @@ pub enum BpfCmd {
     /// Destinations BPF masquerade leaves alone (seta_ipmasq_v4): the ip-masq-agent's nonMasqueradeCIDRs and --ipv4-native-routing-cidr
     #[command(subcommand)]
     Ipmasq(ListOnly),
+    /// Fragmented datagrams (seta_ipv4_frag): the ports each one's first fragment carried, for its later fragments
+    #[command(subcommand)]
+    Frag(ListOnly),
     /// Socket-LB (--bpf-lb-sock): the namespaces it serves (seta_sock_netns) and its reverse translations (seta_lb4_reverse_sk)
     #[command(subcommand)]
     Sock(ListOnly),
@@ -435,6 +438,41 @@ fn nat_list(pin: &std::path::Path, json: bool) -> Result<i32> {
     Ok(0)
 }
 
+/// `seta bpf frag list`, as Cilium's `bpf frag list`: `ID PROTO SOURCE
+/// ADDRESS:PORT DEST ADDRESS:PORT`, one line per datagram.
+fn frag_list(pin: &std::path::Path, json: bool) -> Result<i32> {
+    let rows: Vec<serde_json::Value> = seta_datapath::maps::Frag4Map::open(pin)?
+        .list()
+        .iter()
+        .map(|(k, p)| {
+            serde_json::json!({
+                "id": u16::from_be_bytes(k.id),
+                "proto": seta_core::policy::proto_name(k.proto),
+                "source": format!("{}:{}", std::net::Ipv4Addr::from(k.saddr), u16::from_be_bytes(p.sport)),
+                "destination": format!("{}:{}", std::net::Ipv4Addr::from(k.daddr), u16::from_be_bytes(p.dport)),
+            })
+        })
+        .collect();
+    if json {
+        return print_json(&rows);
+    }
+    if rows.is_empty() {
+        eprintln!("No entries found.");
+        return Ok(0);
+    }
+    println!("{:<7} {:<6} {:<23} DEST ADDRESS:PORT", "ID", "PROTO", "SOURCE ADDRESS:PORT");
+    for r in rows {
+        println!(
+            "{:<7} {:<6} {:<23} {}",
+            r["id"],
+            r["proto"].as_str().unwrap_or(""),
+            r["source"].as_str().unwrap_or(""),
+            r["destination"].as_str().unwrap_or("")
+        );
+    }
+    Ok(0)
+}
+
 /// `seta bpf sock list`: socket-LB's namespaces and reverse translations
 /// (`SOCKET COOKIE  BACKEND ADDRESS  FRONTEND (REVNAT_ID)`).
 fn sock_list(pin: &std::path::Path, json: bool) -> Result<i32> {
@@ -683,6 +721,7 @@ pub async fn run(cmd: &BpfCmd, cli: &Cli, json: bool) -> Result<i32> {
         BpfCmd::Nat(ListOnly::List) => return nat_list(&pin_dir(cli)?, json),
         BpfCmd::Sock(ListOnly::List) => return sock_list(&pin_dir(cli)?, json),
         BpfCmd::Ipmasq(ListOnly::List) => return ipmasq_list(&pin_dir(cli)?, json),
+        BpfCmd::Frag(ListOnly::List) => return frag_list(&pin_dir(cli)?, json),
         BpfCmd::Lb(LbCmd::List {
             revnat,
             backends,
