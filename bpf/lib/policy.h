@@ -127,10 +127,11 @@ struct {
 #define IP_FRAG_OFFSET 0x1fff
 #define IP_FRAG_MF 0x2000
 
-/* A fragment of a TCP, UDP or SCTP datagram (Cilium's fragment tracking):
- * the first records its ports, a later one (no L4 header) takes them from
- * there, or is dropped when the first was not seen (reason 175). One
- * subprogram for every program's parse. */
+/* A fragment of a TCP, UDP or SCTP datagram (Cilium's fragment tracking),
+ * or of an ICMP echo or echo reply (a ping larger than the MTU; recorded as
+ * {identifier, type}): the first records its ports, a later one (no L4
+ * header) takes them from there, or is dropped when the first was not seen
+ * (reason 175). One subprogram for every program's parse. */
 static __noinline __attribute__((unused)) int parse_frag4(struct __sk_buff *ctx, struct flow *f, __u32 frag_off, __u32 id,
 							  __u32 off)
 {
@@ -140,12 +141,28 @@ static __noinline __attribute__((unused)) int parse_frag4(struct __sk_buff *ctx,
 
 	if (frag_off & bpf_htons(IP_FRAG_OFFSET)) {
 		first = bpf_map_lookup_elem(&seta_ipv4_frag, &k);
-		if (!first)
-			return -DROP_FRAG_NOT_FOUND;
-		f->key.sport = first->sport;
-		f->key.dport = first->dport;
-		f->policy_port = first->dport;
 		f->later_frag = 1;
+		/* ICMP other than echoes is not recorded: no ports, as before */
+		if (!first)
+			return f->key.proto == IPPROTO_ICMP ? 0 : -DROP_FRAG_NOT_FOUND;
+		f->key.sport = first->sport;
+		f->key.dport = f->key.proto == IPPROTO_ICMP ? first->sport : first->dport;
+		f->policy_port = first->dport;
+		return 0;
+	}
+	if (f->key.proto == IPPROTO_ICMP) {
+		struct icmphdr ih;
+
+		if (bpf_skb_load_bytes(ctx, off, &ih, sizeof(ih)) < 0)
+			return -DROP_INVALID;
+		f->policy_port = bpf_htons(ih.type);
+		if (ih.type != ICMP_ECHO && ih.type != ICMP_ECHOREPLY)
+			return 0;
+		f->key.sport = ih.un.echo.id;
+		f->key.dport = ih.un.echo.id;
+		p.sport = ih.un.echo.id;
+		p.dport = f->policy_port;
+		bpf_map_update_elem(&seta_ipv4_frag, &k, &p, BPF_ANY);
 		return 0;
 	}
 	if (bpf_skb_load_bytes(ctx, off, &p, sizeof(p)) < 0)
@@ -171,7 +188,8 @@ static __always_inline int parse_l4(struct __sk_buff *ctx, const struct iphdr *i
 	f->key.daddr = ip->daddr;
 	f->key.proto = ip->protocol;
 	if (ip->frag_off & bpf_htons(IP_FRAG_OFFSET | IP_FRAG_MF)) {
-		if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP || ip->protocol == IPPROTO_SCTP)
+		if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP || ip->protocol == IPPROTO_SCTP ||
+		    ip->protocol == IPPROTO_ICMP)
 			return parse_frag4(ctx, f, ip->frag_off, ip->id, off);
 		/* other protocols' later fragments: no L4 header, no ports */
 		if (ip->frag_off & bpf_htons(IP_FRAG_OFFSET)) {

@@ -1325,6 +1325,14 @@ spec:
         !udp_large_echoed(&p.ns("other"), SocketAddr::new(web.into(), 5394), 3000),
         "other -> web is not allowed, fragmented or not"
     );
+    // a ping larger than the MTU (ICMP fragments: the echo's identifier is
+    // in the first) masqueraded to the external host and back
+    let ping: Vec<String> = ["ping", "-c", "1", "-W", "2", "-s", "3000", &ext.ip.to_string()]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let out = p.lab().pod_exec("client", &ping).unwrap().output().unwrap();
+    assert!(out.status.success(), "a fragmented ping: {}", String::from_utf8_lossy(&out.stdout));
     // the datagrams' first fragments, as `bpf frag list` shows them
     let client = p.ip("client");
     let frags = common::seta(&p.node_of("client"), &["bpf", "frag", "list"]);
