@@ -1006,19 +1006,26 @@ fn read_from(ns: &str, addr: SocketAddr) -> Result<String, std::io::ErrorKind> {
     .unwrap()
 }
 
+/// A UDP socket made in `ns` (it stays there, whichever thread uses it),
+/// connected to `to`, its receives waiting up to `wait`.
+fn udp_connected(ns: &str, to: SocketAddr, wait: std::time::Duration) -> std::net::UdpSocket {
+    seta_lab::spawn_in_netns(ns, move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.connect(to).unwrap();
+        s.set_read_timeout(Some(wait)).unwrap();
+        s
+    })
+    .join()
+    .unwrap()
+}
+
 /// A connected UDP socket in `ns` sends to `addr` and waits up to 3 s for
 /// an answer: its length, or the error kind (ConnectionRefused when an ICMP
 /// port unreachable about it came back).
 fn udp_ask(ns: &str, addr: SocketAddr) -> Result<usize, std::io::ErrorKind> {
-    seta_lab::spawn_in_netns(ns, move || {
-        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-        s.connect(addr).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(3))).unwrap();
-        s.send(b"anyone?").unwrap();
-        s.recv(&mut [0u8; 16]).map_err(|e| e.kind())
-    })
-    .join()
-    .unwrap()
+    let s = udp_connected(ns, addr, std::time::Duration::from_secs(3));
+    s.send(b"anyone?").unwrap();
+    s.recv(&mut [0u8; 16]).map_err(|e| e.kind())
 }
 
 /// NodePort from outside the cluster (the lab's external host on the

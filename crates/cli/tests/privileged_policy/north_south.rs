@@ -1102,16 +1102,7 @@ async fn privileged_policy_service_udp_flow_follows_a_replaced_backend(p: P) {
     };
     services_import(&p, &yaml(web));
     let ext = p.lab().external.clone().unwrap();
-    let open = |ns: &str, to: SocketAddr| {
-        seta_lab::spawn_in_netns(ns, move || {
-            let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-            s.connect(to).unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-            s
-        })
-        .join()
-        .unwrap()
-    };
+    let open = |ns: &str, to: SocketAddr| udp_connected(ns, to, Duration::from_millis(500));
     let mut flows = vec![(
         "client -> ClusterIP".to_string(),
         open(&p.ns("client"), "10.96.0.192:53".parse().unwrap()),
@@ -1253,19 +1244,13 @@ fn udp_echo(ns: &str, addr: SocketAddr) {
 /// so the IP layer fragments it: whether the same bytes came back (three
 /// tries, a second each).
 fn udp_large_echoed(ns: &str, to: SocketAddr, len: usize) -> bool {
-    seta_lab::spawn_in_netns(ns, move || {
-        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-        s.connect(to).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(1))).unwrap();
-        let sent: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-        let mut b = vec![0u8; 65536];
-        (0..3).any(|_| {
-            let _ = s.send(&sent);
-            matches!(s.recv(&mut b), Ok(n) if b[..n] == sent[..])
-        })
+    let s = udp_connected(ns, to, std::time::Duration::from_secs(1));
+    let sent: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    let mut b = vec![0u8; 65536];
+    (0..3).any(|_| {
+        let _ = s.send(&sent);
+        matches!(s.recv(&mut b), Ok(n) if b[..n] == sent[..])
     })
-    .join()
-    .unwrap()
 }
 
 /// IPv4 fragments (Cilium's fragment tracking, `cilium_ipv4_frag_datagrams`):
@@ -1390,14 +1375,7 @@ async fn privileged_policy_service_host_network_backend(p: P) {
     for pod in ["other", "client"] {
         let me = p.ip(pod).to_string();
         assert_eq!(read_from(&p.ns(pod), vip), Ok(me.clone()), "{pod} -> ClusterIP by TCP");
-        let s = seta_lab::spawn_in_netns(&p.ns(pod), move || {
-            let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-            s.connect(vip).unwrap();
-            s.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
-            s
-        })
-        .join()
-        .unwrap();
+        let s = udp_connected(&p.ns(pod), vip, std::time::Duration::from_secs(2));
         assert_eq!(udp_who_answers(&s), Ok(me), "{pod} -> ClusterIP by UDP, from the ClusterIP");
     }
     // from outside through another node's NodePort (SNAT); node 0's own
